@@ -1,0 +1,56 @@
+"""Training-time augmentations (science.md section 5).
+
+Both work on a batch x of shape (B, T, C) and use torch's global RNG (seeded by the run).
+They are applied in training only; validation and inference see the data as it is.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["CoordinatedDropout", "TemporalShift"]
+
+
+class CoordinatedDropout:
+    """Mask a random fraction ``rate`` of input elements (survivors scaled by 1 / (1 - rate)).
+
+    Returns ``(encoder_input, loss_mask)``: the reconstruction loss is computed only where
+    ``loss_mask`` is 1, i.e. on the elements the encoder did *not* see, so the network gets no
+    gradient for copying its input to its output. With ``rate == 0`` the mask is all ones.
+    """
+
+    def __init__(self, rate: float):
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"coordinated dropout rate must be in [0, 1), got {rate}")
+        self.rate = rate
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.rate == 0.0:
+            return x, torch.ones_like(x)
+        keep = (torch.rand_like(x) >= self.rate).to(x.dtype)  # 1 = visible to the encoder
+        return x * keep / (1.0 - self.rate), 1.0 - keep
+
+
+class TemporalShift:
+    """Shift each channel of each sample by s ~ round(N(0, std)) bins, |s| <= max_shift.
+
+    Edges are padded with the end values. Called separately for the encoder input and the
+    reconstruction target, so the two get independent shifts.
+    """
+
+    def __init__(self, std: float, max_shift: int):
+        self.std = float(std)
+        self.max_shift = int(max_shift)
+
+    @property
+    def active(self) -> bool:
+        return self.std > 0 and self.max_shift > 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.active:
+            return x
+        B, T, C = x.shape
+        shifts = torch.round(torch.randn(B, 1, C, device=x.device) * self.std)
+        shifts = shifts.clamp(-self.max_shift, self.max_shift).long()  # (B, 1, C)
+        src = torch.arange(T, device=x.device).view(1, T, 1) - shifts  # output t reads input t - s
+        return torch.gather(x, 1, src.clamp(0, T - 1))

@@ -1,0 +1,461 @@
+"""Configuration: small frozen dataclasses grouped by concern.
+
+The whole run is described by one :class:`RunConfig`. It is built from (in increasing
+priority) the defaults below, a named preset, a YAML/JSON config file and explicit overrides
+(CLI options or keyword arguments). Unknown keys, wrong types and out-of-range values raise
+:class:`~nwb_autolfads.errors.ConfigError` naming the key, the value and the fix.
+
+Sizes that depend on the data (number of channels, number of factors when left as ``None``)
+are resolved from the data by :func:`RunConfig.resolved`; the resolved config is saved with
+every result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import ConfigError
+
+__all__ = [
+    "DataConfig",
+    "PreprocessConfig",
+    "WindowConfig",
+    "ModelConfig",
+    "AugmentConfig",
+    "TrainConfig",
+    "InferenceConfig",
+    "RunConfig",
+    "PRESETS",
+    "build_config",
+    "load_config_file",
+]
+
+
+def _check(cond: bool, key: str, value: Any, fix: str) -> None:
+    if not cond:
+        raise ConfigError(f"invalid config value {key}={value!r}: {fix}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which signal to read from the NWB file."""
+
+    emg: str | None = None
+    """Object path of the EMG series (e.g. ``acquisition/EMG``); ``None`` finds it automatically."""
+    preprocessed: bool | None = None
+    """``True``: EMG is already rectified/enveloped (skip notch, high-pass, rectification);
+    ``False``: raw EMG; ``None``: detect (non-negative data is taken as already rectified)."""
+    channel_names: tuple[str, ...] | None = None
+    """Override the channel (muscle) names read from the file."""
+
+    def __post_init__(self) -> None:
+        if self.channel_names is not None:
+            _check(len(self.channel_names) > 0, "data.channel_names", self.channel_names,
+                   "give at least one name, or leave it unset")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Raw-EMG preprocessing (science.md section 2). Set a step to ``None`` to skip it."""
+
+    line_frequency: float | None = 60.0
+    """Mains frequency to notch out (60 or 50 Hz); ``None`` skips the notch filters."""
+    notch_harmonics: int = 3
+    """Number of harmonics notched, fundamental included (those above Nyquist are skipped)."""
+    notch_quality: float = 30.0
+    highpass_hz: float | None = 65.0
+    highpass_order: int = 4
+    resample_hz: float | None = 1000.0
+    """Anti-aliased polyphase resampling target before binning; ``None`` skips it."""
+    clip_quantile: float | None = 0.99
+    scale_quantile: float = 0.95
+    floor: float = 1e-3
+    """Smallest value after scaling (the Gamma likelihood has no support at zero)."""
+
+    def __post_init__(self) -> None:
+        if self.line_frequency is not None:
+            _check(self.line_frequency > 0, "preprocess.line_frequency", self.line_frequency,
+                   "use 50 or 60 (Hz), or null to skip the notch")
+        _check(self.notch_harmonics >= 1, "preprocess.notch_harmonics", self.notch_harmonics,
+               "use an integer >= 1")
+        _check(self.notch_quality > 0, "preprocess.notch_quality", self.notch_quality, "use a value > 0")
+        if self.highpass_hz is not None:
+            _check(self.highpass_hz > 0, "preprocess.highpass_hz", self.highpass_hz,
+                   "use a cutoff > 0 Hz, or null to skip the high-pass")
+        _check(1 <= self.highpass_order <= 10, "preprocess.highpass_order", self.highpass_order,
+               "use an order between 1 and 10")
+        if self.resample_hz is not None:
+            _check(self.resample_hz > 0, "preprocess.resample_hz", self.resample_hz, "use a rate > 0 Hz")
+        if self.clip_quantile is not None:
+            _check(0.5 < self.clip_quantile <= 1.0, "preprocess.clip_quantile", self.clip_quantile,
+                   "use a quantile in (0.5, 1], or null to skip clipping")
+        _check(0.0 < self.scale_quantile <= 1.0, "preprocess.scale_quantile", self.scale_quantile,
+               "use a quantile in (0, 1]")
+        _check(0.0 < self.floor < 1.0, "preprocess.floor", self.floor, "use a small positive value such as 1e-3")
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """Binning and chopping of continuous data into overlapping windows (science.md section 7)."""
+
+    bin_size: float = 0.01
+    """Model bin width in seconds."""
+    window_bins: int = 50
+    overlap_bins: int = 10
+    merge_power: float = 2.0
+    """Exponent p of the overlap ramps x**p / 1 - x**p used when merging windows."""
+    valid_every: int = 5
+    """Every k-th window is held out for validation."""
+    gap_factor: float = 1.5
+    """Consecutive timestamps further apart than gap_factor x the median step start a new segment."""
+
+    def __post_init__(self) -> None:
+        _check(0 < self.bin_size <= 1.0, "windows.bin_size", self.bin_size, "use a bin width in seconds, e.g. 0.01")
+        _check(self.window_bins >= 4, "windows.window_bins", self.window_bins, "use at least 4 bins per window")
+        _check(0 <= self.overlap_bins < self.window_bins, "windows.overlap_bins", self.overlap_bins,
+               f"use an overlap between 0 and window_bins - 1 ({self.window_bins - 1})")
+        _check(self.merge_power > 0, "windows.merge_power", self.merge_power, "use a positive exponent, e.g. 2")
+        _check(self.valid_every >= 2, "windows.valid_every", self.valid_every,
+               "use an integer >= 2 (1 in k windows is held out)")
+        _check(self.gap_factor > 1.0, "windows.gap_factor", self.gap_factor, "use a value > 1, e.g. 1.5")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """LFADS architecture (science.md section 4)."""
+
+    observation: str = "gamma"
+    ic_enc_dim: int = 64
+    ci_enc_dim: int = 64
+    con_dim: int = 64
+    co_dim: int = 2
+    """Number of inferred inputs; 0 removes the controller."""
+    ic_dim: int = 64
+    gen_dim: int = 64
+    factor_dim: int | None = None
+    """Number of factors; ``None`` = inferred from the number of channels."""
+    dropout: float = 0.1
+    cell_clip: float = 5.0
+    ci_lag: int = 1
+    ic_prior_var: float = 0.1
+    ic_post_var_min: float = 1e-4
+    co_prior_tau: float = 10.0
+    co_prior_var: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check(self.observation in ("gamma",), "model.observation", self.observation, "use 'gamma' for EMG")
+        for name in ("ic_enc_dim", "ic_dim", "gen_dim"):
+            _check(getattr(self, name) >= 1, f"model.{name}", getattr(self, name), "use an integer >= 1")
+        _check(self.co_dim >= 0, "model.co_dim", self.co_dim, "use an integer >= 0 (0 removes the controller)")
+        if self.co_dim > 0:
+            for name in ("ci_enc_dim", "con_dim"):
+                _check(getattr(self, name) >= 1, f"model.{name}", getattr(self, name),
+                       "use an integer >= 1 (or set co_dim: 0)")
+        if self.factor_dim is not None:
+            _check(self.factor_dim >= 1, "model.factor_dim", self.factor_dim, "use an integer >= 1, or null (auto)")
+        _check(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "use a rate in [0, 1)")
+        _check(self.cell_clip > 0, "model.cell_clip", self.cell_clip, "use a positive bound, e.g. 5")
+        _check(self.ci_lag >= 0, "model.ci_lag", self.ci_lag, "use an integer >= 0")
+        for name in ("ic_prior_var", "ic_post_var_min", "co_prior_tau", "co_prior_var"):
+            _check(getattr(self, name) > 0, f"model.{name}", getattr(self, name), "use a positive value")
+
+    def factors_for(self, n_channels: int) -> int:
+        """Number of factors for ``n_channels`` channels (explicit value or the EMG rule)."""
+        if self.factor_dim is not None:
+            return self.factor_dim
+        # Fewer factors than channels for EMG (e.g. 8-10 for 12 muscles), at least 2.
+        return max(2, min(40, int(round(0.75 * n_channels))))
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time augmentations (science.md section 5)."""
+
+    cd_rate: float = 0.3
+    """Coordinated dropout: fraction of input elements masked; 0 disables."""
+    shift_std: float = 1.0
+    """Temporal shift: standard deviation (bins) of per-channel shifts; 0 disables."""
+    shift_max: int = 3
+
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.cd_rate < 1.0, "augment.cd_rate", self.cd_rate, "use a rate in [0, 1)")
+        _check(self.shift_std >= 0, "augment.shift_std", self.shift_std, "use a value >= 0 (bins)")
+        _check(self.shift_max >= 0, "augment.shift_max", self.shift_max, "use an integer >= 0 (bins)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and regularisation (science.md section 4)."""
+
+    max_epochs: int = 500
+    min_epochs: int = 50
+    batch_size: int = 32
+    lr: float = 4e-3
+    lr_min: float = 1e-5
+    lr_decay: float = 0.95
+    lr_patience: int = 6
+    adam_eps: float = 1e-8
+    max_grad_norm: float = 200.0
+    loss_scale: float = 1e4
+    """The optimised loss is multiplied by this (gradient clipping acts on that scale)."""
+    kl_ic_scale: float = 1e-4
+    kl_co_scale: float = 1e-4
+    l2_gen_scale: float = 1e-3
+    l2_con_scale: float = 1e-3
+    ramp_epochs: int = 50
+    """KL and L2 weights ramp linearly from 0 to 1 over this many epochs."""
+    early_stopping_patience: int = 50
+    """Stop when the smoothed validation NLL has not improved for this many epochs."""
+    smoothing: float = 0.7
+    """Exponential smoothing factor of the validation NLL (weight of the previous value)."""
+
+    def __post_init__(self) -> None:
+        _check(self.max_epochs >= 1, "train.max_epochs", self.max_epochs, "use an integer >= 1")
+        _check(0 <= self.min_epochs, "train.min_epochs", self.min_epochs, "use an integer >= 0")
+        _check(self.batch_size >= 1, "train.batch_size", self.batch_size, "use an integer >= 1")
+        _check(0 < self.lr < 1, "train.lr", self.lr, "use a learning rate in (0, 1), e.g. 4e-3")
+        _check(0 <= self.lr_min <= self.lr, "train.lr_min", self.lr_min, "use a value in [0, train.lr]")
+        _check(0 < self.lr_decay <= 1, "train.lr_decay", self.lr_decay, "use a factor in (0, 1]")
+        _check(self.lr_patience >= 1, "train.lr_patience", self.lr_patience, "use an integer >= 1")
+        _check(self.adam_eps > 0, "train.adam_eps", self.adam_eps, "use a small positive value")
+        _check(self.max_grad_norm > 0, "train.max_grad_norm", self.max_grad_norm, "use a positive norm")
+        _check(self.loss_scale > 0, "train.loss_scale", self.loss_scale, "use a positive factor")
+        for name in ("kl_ic_scale", "kl_co_scale", "l2_gen_scale", "l2_con_scale"):
+            _check(getattr(self, name) >= 0, f"train.{name}", getattr(self, name), "use a value >= 0")
+        _check(self.ramp_epochs >= 0, "train.ramp_epochs", self.ramp_epochs, "use an integer >= 0")
+        _check(self.early_stopping_patience >= 1, "train.early_stopping_patience",
+               self.early_stopping_patience, "use an integer >= 1")
+        _check(0 <= self.smoothing < 1, "train.smoothing", self.smoothing, "use a factor in [0, 1)")
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How outputs are inferred from the trained model (science.md section 4)."""
+
+    mode: str = "sample"
+    """``mean``: one pass with posterior means; ``sample``: average over posterior samples."""
+    n_samples: int = 50
+    batch_size: int = 512
+    """Windows x samples evaluated at once (bounds memory)."""
+
+    def __post_init__(self) -> None:
+        _check(self.mode in ("mean", "sample"), "inference.mode", self.mode, "use 'mean' or 'sample'")
+        _check(self.n_samples >= 1, "inference.n_samples", self.n_samples, "use an integer >= 1")
+        _check(self.batch_size >= 1, "inference.batch_size", self.batch_size, "use an integer >= 1")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines one run. Serialisable to YAML/JSON."""
+
+    seed: int = 0
+    device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
+    preset: str = "default"
+    data: DataConfig = field(default_factory=DataConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    windows: WindowConfig = field(default_factory=WindowConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.seed >= 0, "seed", self.seed, "use a non-negative integer")
+        _check(self.device in ("auto", "cpu", "cuda"), "device", self.device, "use 'auto', 'cpu' or 'cuda'")
+        _check(self.preset in PRESETS, "preset", self.preset, f"use one of {sorted(PRESETS)}")
+
+    # ----------------------------------------------------------------- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(dataclasses.asdict(self))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
+        return _from_dict(cls, data, prefix="")
+
+    def updated(self, overrides: Mapping[str, Any]) -> "RunConfig":
+        """A copy with (possibly nested, dotted or dict) overrides applied and validated."""
+        merged = _deep_merge(self.to_dict(), _expand_dotted(overrides))
+        return RunConfig.from_dict(merged)
+
+    def resolved(self, n_channels: int) -> "RunConfig":
+        """Fill in the sizes that depend on the data."""
+        return replace(self, model=replace(self.model, factor_dim=self.model.factors_for(n_channels)))
+
+
+# ----------------------------------------------------------------------------- presets
+PRESETS: dict[str, dict[str, Any]] = {
+    # Seconds: for tests and for checking that a file goes through the whole pipeline.
+    "smoke": {
+        "model": {"ic_enc_dim": 8, "ci_enc_dim": 8, "con_dim": 8, "co_dim": 1, "ic_dim": 8,
+                  "gen_dim": 16, "factor_dim": 3},
+        "train": {"max_epochs": 3, "min_epochs": 0, "ramp_epochs": 1, "batch_size": 16},
+        "windows": {"window_bins": 20, "overlap_bins": 4},
+        "inference": {"mode": "mean"},
+    },
+    # Minutes on 2 cores for a minute of 12-muscle EMG.
+    "quick": {
+        "model": {"ic_enc_dim": 32, "ci_enc_dim": 32, "con_dim": 32, "co_dim": 2, "ic_dim": 32,
+                  "gen_dim": 64},
+        "train": {"max_epochs": 150, "min_epochs": 30, "ramp_epochs": 30, "early_stopping_patience": 30,
+                  "batch_size": 16},
+        "inference": {"mode": "sample", "n_samples": 20},
+    },
+    # The full single-model method with science.md defaults.
+    "default": {},
+}
+
+
+def build_config(preset: str | None = None, file: str | Path | None = None,
+                 overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """Defaults <- preset <- config file <- overrides, validated.
+
+    ``overrides`` may be nested dicts or dotted keys (``{"train.lr": 1e-3}``). A preset named in
+    the config file applies when no preset is passed explicitly (``preset=None``).
+    """
+    file_data: dict[str, Any] = load_config_file(file) if file is not None else {}
+    if preset is None:
+        preset = file_data.get("preset", "default")
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}: use one of {', '.join(sorted(PRESETS))}")
+    merged = _deep_merge(RunConfig().to_dict(), PRESETS[preset])
+    merged["preset"] = preset
+    merged = _deep_merge(merged, {k: v for k, v in file_data.items() if k != "preset"})
+    merged = _deep_merge(merged, _expand_dotted(overrides or {}))
+    return RunConfig.from_dict(merged)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist: give the path of a YAML file "
+                          "(`nwb-autolfads config --show > my.yaml` writes one to start from)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f" (line {line + 1})" if line is not None else ""
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}: fix the syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections "
+                          f"(seed, data, preprocess, windows, model, augment, train, inference), "
+                          f"not a {type(data).__name__}")
+    return data
+
+
+# ----------------------------------------------------------------------------- helpers
+def _to_plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+def _expand_dotted(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        parts = str(key).split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key!r} conflicts with another override")
+        last = parts[-1]
+        if isinstance(value, Mapping) and isinstance(node.get(last), dict):
+            node[last] = _deep_merge(node[last], dict(value))
+        else:
+            node[last] = dict(value) if isinstance(value, Mapping) else value
+    return out
+
+
+def _deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _from_dict(cls: type, data: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "config"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config section {where!r} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key {prefix}{unknown[0]!r}: valid keys in {where!r} are "
+                          f"{', '.join(sorted(names))}")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _from_dict(tp, value, prefix=key + ".")
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, key)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key!r} must be a list, got {value!r}")
+        (item_tp, _ellipsis) = typing.get_args(tp)
+        return tuple(_coerce(item_tp, v, key) for v in value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key {key!r} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"config key {key!r} must be an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)  # YAML reads 1e-3 (no dot) as a string
+            except ValueError:
+                pass
+        raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
+    raise ConfigError(f"config key {key!r} has an unsupported type {tp!r}")  # pragma: no cover

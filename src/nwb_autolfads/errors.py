@@ -1,0 +1,34 @@
+"""Exceptions raised at the edges of the pipeline.
+
+Every exception the user can trigger with bad input derives from :class:`NwbAutolfadsError`.
+Its message names the thing, the value and the fix; the CLI prints it as one line on stderr
+and exits with code 2.
+"""
+
+
+class NwbAutolfadsError(Exception):
+    """Base class of all user-facing errors of nwb-autolfads."""
+
+
+class InputFileError(NwbAutolfadsError):
+    """The input path is missing, not a file, not HDF5 or not NWB."""
+
+
+class SignalNotFoundError(NwbAutolfadsError):
+    """No usable signal (e.g. EMG) was found in the file, or a given object path is wrong."""
+
+
+class SignalError(NwbAutolfadsError):
+    """A signal was found but cannot be modelled (bad shape, bad timestamps, too short...)."""
+
+
+class ConfigError(NwbAutolfadsError):
+    """A configuration value or file is invalid (unknown key, wrong type, out of range)."""
+
+
+class OutputError(NwbAutolfadsError):
+    """The output cannot be written (exists already, directory missing or read-only...)."""
+
+
+class TrainingError(NwbAutolfadsError):
+    """Training failed in a way the user can act on (e.g. diverged to NaN)."""

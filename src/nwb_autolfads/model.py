@@ -1,0 +1,170 @@
+"""LFADS: a sequential variational autoencoder of population dynamics (science.md section 4).
+
+Read top to bottom:
+
+    data x (B, T, C)
+      -> IC encoder (bidirectional GRU)        -> q(g0) = N(ic_mean, ic_std^2)       (B, I)
+      -> CI encoder (bidirectional GRU)        -> controller inputs ci               (B, T, 2E)
+      -> for each bin t:
+           controller GRU([ci_t, f_{t-1}])     -> q(u_t) = N(u_mean, u_std^2)        (B, U)
+           generator GRU(u_t, g_{t-1})         -> g_t (cell state clipped)           (B, G)
+           factors f_t = W_f g_t                                                     (B, F)
+      -> readout f_t -> distribution parameters per channel                          (B, T, C, P)
+
+Priors: g0 ~ N(0, ic_prior_var); u_t follows an AR(1) process with learnable time constant
+and process variance. KL terms are returned per window; the training module weighs them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .observations import ObservationModel
+
+__all__ = ["LFADS", "LFADSOutput", "AR1Prior"]
+
+
+class LFADSOutput(NamedTuple):
+    params: torch.Tensor  # (B, T, C, P) readout parameters of the observation model
+    factors: torch.Tensor  # (B, T, F)
+    inputs: torch.Tensor  # (B, T, U) inferred inputs (U = 0 without a controller)
+    ic_mean: torch.Tensor  # (B, I)
+    ic_std: torch.Tensor  # (B, I)
+    kl_ic: torch.Tensor  # (B,) KL(q(g0) || p(g0)), summed over dimensions
+    kl_co: torch.Tensor  # (B,) Monte-Carlo KL(q(u) || p(u)), summed over time and dimensions
+
+
+class AR1Prior(nn.Module):
+    """Autoregressive prior on the inferred inputs: u_0 ~ N(0, s2),
+    u_t | u_{t-1} ~ N(phi u_{t-1}, s2 (1 - phi^2)), phi = exp(-1 / tau); tau and s2 learnable."""
+
+    def __init__(self, dim: int, tau: float, var: float):
+        super().__init__()
+        self.log_tau = nn.Parameter(torch.full((dim,), math.log(tau)))
+        self.log_var = nn.Parameter(torch.full((dim,), math.log(var)))
+
+    def log_prob(self, u: torch.Tensor) -> torch.Tensor:  # u (B, T, U) -> (B,)
+        phi = torch.exp(-1.0 / self.log_tau.exp())  # (U,)
+        var = self.log_var.exp()  # (U,)
+        mean = torch.cat([torch.zeros_like(u[:, :1]), phi * u[:, :-1]], dim=1)  # (B, T, U)
+        cond_var = torch.cat([var.expand_as(u[:, :1]), (var * (1 - phi**2)).expand_as(u[:, 1:])], dim=1)
+        logp = -0.5 * (math.log(2 * math.pi) + cond_var.log() + (u - mean) ** 2 / cond_var)
+        return logp.sum(dim=(1, 2))
+
+
+def _gaussian_log_prob(x, mean, std):
+    return -0.5 * (math.log(2 * math.pi) + 2 * std.log() + ((x - mean) / std) ** 2)
+
+
+class LFADS(nn.Module):
+    def __init__(self, n_channels: int, cfg: ModelConfig, observation: ObservationModel):
+        super().__init__()
+        if cfg.factor_dim is None:
+            raise ValueError("ModelConfig.factor_dim must be resolved (RunConfig.resolved) before building LFADS")
+        self.cfg = cfg
+        self.n_channels = n_channels
+        self.observation = observation
+        C, E, I, G, F = n_channels, cfg.ic_enc_dim, cfg.ic_dim, cfg.gen_dim, cfg.factor_dim
+        self.dropout = nn.Dropout(cfg.dropout)
+
+        # Initial-condition encoder: whole window, both directions -> posterior over g0.
+        self.ic_encoder = nn.GRU(C, E, batch_first=True, bidirectional=True)
+        self.ic_posterior = nn.Linear(2 * E, 2 * I)  # -> (mean, log variance)
+        self.ic_to_g0 = nn.Linear(I, G)
+
+        # Controller: reads the data (through its own encoder) and the previous factors,
+        # and emits the inferred inputs u_t that drive the generator.
+        self.co_dim = cfg.co_dim
+        if cfg.co_dim > 0:
+            Ec, Cn, U = cfg.ci_enc_dim, cfg.con_dim, cfg.co_dim
+            self.ci_encoder = nn.GRU(C, Ec, batch_first=True, bidirectional=True)
+            self.controller = nn.GRUCell(2 * Ec + F, Cn)
+            self.con_h0 = nn.Parameter(torch.zeros(Cn))
+            self.co_posterior = nn.Linear(Cn, 2 * U)
+            self.co_prior = AR1Prior(U, cfg.co_prior_tau, cfg.co_prior_var)
+            gen_in = U
+        else:
+            gen_in = 1  # a constant zero input: the generator runs autonomously from g0
+        self.generator = nn.GRUCell(gen_in, G)
+        self.to_factors = nn.Linear(G, F, bias=False)
+        self.readout = nn.Linear(F, C * observation.n_params)
+
+    # ---------------------------------------------------------------------------------
+    def init_readout_bias(self, data_mean: torch.Tensor) -> None:
+        """Start with outputs at the data's mean per channel (data_mean: (C,))."""
+        with torch.no_grad():
+            self.readout.bias.copy_(self.observation.init_bias(data_mean).reshape(-1))
+
+    def recurrent_weights(self) -> dict[str, torch.Tensor]:
+        """Weights that the L2 penalties act on."""
+        out = {"gen": self.generator.weight_hh}
+        if self.co_dim > 0:
+            out["con"] = self.controller.weight_hh
+        return out
+
+    # ---------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, sample: bool = True) -> LFADSOutput:
+        cfg = self.cfg
+        B, T, C = x.shape
+        clip = cfg.cell_clip
+        x = self.dropout(x)
+
+        # ---- initial condition: q(g0 | x)
+        _, h_n = self.ic_encoder(x)  # h_n (2, B, E)
+        ic_enc = self.dropout(torch.cat([h_n[0], h_n[1]], dim=-1))  # (B, 2E)
+        ic_mean, ic_logvar = self.ic_posterior(ic_enc).chunk(2, dim=-1)  # (B, I) each
+        ic_std = torch.sqrt(ic_logvar.exp() + cfg.ic_post_var_min)
+        ic = ic_mean + ic_std * torch.randn_like(ic_std) if sample else ic_mean
+        prior_var = cfg.ic_prior_var
+        kl_ic = 0.5 * (math.log(prior_var) - 2 * ic_std.log() + (ic_std**2 + ic_mean**2) / prior_var - 1).sum(-1)
+        g = torch.clamp(self.ic_to_g0(ic), -clip, clip)  # (B, G)
+
+        # ---- controller inputs, lagged so the controller never sees the bin it explains
+        if self.co_dim > 0:
+            ci, _ = self.ci_encoder(x)  # (B, T, 2Ec)
+            Ec = ci.shape[-1] // 2
+            fwd, bwd = ci[..., :Ec], ci[..., Ec:]
+            lag = min(cfg.ci_lag, T)
+            if lag > 0:
+                fwd = torch.cat([torch.zeros_like(fwd[:, :lag]), fwd[:, : T - lag]], dim=1)
+                bwd = torch.cat([bwd[:, lag:], torch.zeros_like(bwd[:, :lag])], dim=1)
+            ci = self.dropout(torch.cat([fwd, bwd], dim=-1))  # (B, T, 2Ec)
+            c = self.con_h0.expand(B, -1)  # (B, Cn)
+            noise = torch.randn(B, T, self.co_dim, device=x.device, dtype=x.dtype) if sample else None
+        else:
+            zero_in = torch.zeros(B, 1, device=x.device, dtype=x.dtype)
+
+        # ---- unroll controller + generator over time
+        f = self.to_factors(self.dropout(g))  # (B, F)
+        factors, inputs, u_means, u_stds = [], [], [], []
+        for t in range(T):
+            if self.co_dim > 0:
+                c = torch.clamp(self.controller(torch.cat([ci[:, t], f], dim=-1), c), -clip, clip)
+                u_mean, u_logvar = self.co_posterior(c).chunk(2, dim=-1)  # (B, U) each
+                u_std = torch.sqrt(u_logvar.exp() + 1e-4)
+                u = u_mean + u_std * noise[:, t] if sample else u_mean
+                u_means.append(u_mean)
+                u_stds.append(u_std)
+                inputs.append(u)
+                g = torch.clamp(self.generator(u, g), -clip, clip)
+            else:
+                g = torch.clamp(self.generator(zero_in, g), -clip, clip)
+            f = self.to_factors(self.dropout(g))
+            factors.append(f)
+        factors_t = torch.stack(factors, dim=1)  # (B, T, F)
+
+        if self.co_dim > 0:
+            u_all = torch.stack(inputs, dim=1)  # (B, T, U)
+            log_q = _gaussian_log_prob(u_all, torch.stack(u_means, 1), torch.stack(u_stds, 1)).sum(dim=(1, 2))
+            kl_co = log_q - self.co_prior.log_prob(u_all)
+        else:
+            u_all = x.new_zeros(B, T, 0)
+            kl_co = x.new_zeros(B)
+
+        params = self.readout(factors_t).reshape(B, T, C, self.observation.n_params)
+        return LFADSOutput(params, factors_t, u_all, ic_mean, ic_std, kl_ic, kl_co)

@@ -1,0 +1,246 @@
+"""Reading signals from NWB files.
+
+Opens files read-only, checks that they are NWB, finds the EMG (or takes the object path the
+user gives) and returns a :class:`~nwb_autolfads.signals.Signal` in physical units with its
+time base (``timestamps`` or ``starting_time`` + ``rate``), channel names and source path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import h5py
+import numpy as np
+from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+
+from .errors import InputFileError, SignalError, SignalNotFoundError
+from .signals import Signal
+
+__all__ = ["open_nwb", "Candidate", "iter_series", "find_emg", "read_emg", "OUTPUT_MODULE"]
+
+OUTPUT_MODULE = "autolfads"
+"""Name of the processing module our results go into (never read back as input)."""
+
+_EMG_WORDS = re.compile(r"emg|electromyo|muscle", re.IGNORECASE)
+_NAMES_IN_TEXT = re.compile(r"(?:muscles|channels|channel names)\s*[:=]\s*([^\n;.]+)", re.IGNORECASE)
+
+
+@contextlib.contextmanager
+def open_nwb(path: str | Path) -> Iterator[tuple[NWBHDF5IO, NWBFile]]:
+    """Open an NWB file read-only; raise :class:`InputFileError` with a clear message if the path
+    is missing, a directory, not HDF5 or not NWB."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"input file {str(path)!r} does not exist: check the path")
+    if path.is_dir():
+        raise InputFileError(f"input {str(path)!r} is a directory: give the path of an .nwb file")
+    if not h5py.is_hdf5(str(path)):
+        raise InputFileError(f"input {str(path)!r} is not an HDF5 file, so not NWB: give an NWB (HDF5) file")
+    with h5py.File(str(path), "r") as f:
+        if "nwb_version" not in f.attrs and "general" not in f:
+            raise InputFileError(f"input {str(path)!r} is HDF5 but not NWB (no nwb_version attribute): "
+                                 "give an NWB file")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # old files warn about cached namespaces; we report what matters
+        io = NWBHDF5IO(str(path), mode="r", load_namespaces=True)
+        try:
+            nwbfile = io.read()
+        except Exception as exc:  # pynwb raises many kinds of errors for broken files
+            io.close()
+            raise InputFileError(f"input {str(path)!r} could not be read as NWB ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else ''}): check the file with "
+                                 "pynwb-validate") from None
+    try:
+        yield io, nwbfile
+    finally:
+        io.close()
+
+
+@dataclass
+class Candidate:
+    """A series (or a container of 1-D series, one per channel) that could be read."""
+
+    path: str
+    obj: object
+    kind: str  # "series" (one 1-D/2-D TimeSeries) or "container" (one 1-D TimeSeries per channel)
+    score: int  # how strongly name/description say EMG (0 = not at all)
+
+    @property
+    def neurodata_type(self) -> str:
+        return type(self.obj).__name__
+
+
+def _emg_score(obj) -> int:
+    score = 0
+    if _EMG_WORDS.search(getattr(obj, "name", "") or ""):
+        score += 2
+    if _EMG_WORDS.search(getattr(obj, "description", "") or ""):
+        score += 1
+    return score
+
+
+def _children_series(container) -> list[TimeSeries]:
+    out = []
+    for child in getattr(container, "children", []):
+        if isinstance(child, TimeSeries):
+            out.append(child)
+    return out
+
+
+def iter_series(nwbfile: NWBFile) -> Iterator[Candidate]:
+    """Every TimeSeries in acquisition and processing (our own output module excluded), plus
+    containers holding several 1-D TimeSeries (one per channel)."""
+    places = [("acquisition", nwbfile.acquisition)]
+    for mod_name, module in nwbfile.processing.items():
+        if mod_name == OUTPUT_MODULE:
+            continue
+        places.append((f"processing/{mod_name}", module.data_interfaces))
+    for prefix, objects in places:
+        for name, obj in objects.items():
+            path = f"{prefix}/{name}"
+            if isinstance(obj, TimeSeries):
+                yield Candidate(path, obj, "series", _emg_score(obj))
+                continue
+            series = _children_series(obj)
+            for ts in series:
+                yield Candidate(f"{path}/{ts.name}", ts, "series", max(_emg_score(ts), _emg_score(obj) and 1))
+            one_d = [ts for ts in series if ts.data is not None and len(ts.data.shape) == 1]
+            if len(one_d) >= 2:
+                yield Candidate(path, obj, "container", _emg_score(obj) + max(_emg_score(t) for t in one_d))
+
+
+def find_emg(nwbfile: NWBFile, path: str | None = None) -> Candidate:
+    """The EMG candidate at ``path`` or, if ``path`` is None, the best one found automatically."""
+    candidates = list(iter_series(nwbfile))
+    if path is not None:
+        wanted = path.strip("/")
+        for cand in candidates:
+            if cand.path == wanted:
+                return cand
+        available = ", ".join(c.path for c in candidates) or "none"
+        raise SignalNotFoundError(f"--emg {path!r} is not a TimeSeries in this file: available series are "
+                                  f"{available}")
+    emg = [c for c in candidates if c.score > 0]
+    if not emg:
+        available = ", ".join(f"{c.path} ({c.neurodata_type})" for c in candidates) or "none"
+        raise SignalNotFoundError("no EMG found (no TimeSeries or ElectricalSeries whose name or description "
+                                  f"mentions EMG/muscle; series in the file: {available}): pass the series "
+                                  "with --emg PATH")
+    # Prefer strong matches, then containers/2-D series with more channels, then acquisition.
+    def rank(c: Candidate):
+        n_ch = len(_children_series(c.obj)) if c.kind == "container" else (
+            c.obj.data.shape[1] if len(c.obj.data.shape) > 1 else 1)
+        return (c.score, n_ch, c.path.startswith("acquisition"))
+    return max(emg, key=rank)
+
+
+def read_emg(nwbfile: NWBFile, path: str | None = None,
+             channel_names: tuple[str, ...] | list[str] | None = None) -> Signal:
+    """Read the EMG (found automatically or at ``path``) into a :class:`Signal`."""
+    cand = find_emg(nwbfile, path)
+    signal = read_candidate(cand)
+    if channel_names is not None:
+        if len(channel_names) != signal.n_channels:
+            raise SignalError(f"{len(channel_names)} channel names given for {signal.n_channels} channels of "
+                              f"{cand.path}: give exactly {signal.n_channels} names")
+        signal.channel_names = list(channel_names)
+    return signal
+
+
+def read_candidate(cand: Candidate) -> Signal:
+    if cand.kind == "container":
+        return _read_container(cand)
+    return _read_series(cand.obj, cand.path)
+
+
+def _time_base(ts: TimeSeries, path: str, n: int) -> dict:
+    if ts.timestamps is not None:
+        stamps = np.asarray(ts.timestamps[:], dtype=float)
+        if stamps.shape[0] != n:
+            raise SignalError(f"{path}: {stamps.shape[0]} timestamps for {n} samples: fix the file")
+        return {"timestamps": stamps, "rate": None, "starting_time": float(stamps[0]) if n else 0.0}
+    if ts.rate is None or not ts.rate > 0:
+        raise SignalError(f"{path}: no timestamps and no positive rate: the file must give one of them")
+    return {"timestamps": None, "rate": float(ts.rate), "starting_time": float(ts.starting_time or 0.0)}
+
+
+def _physical(ts: TimeSeries, raw: np.ndarray) -> np.ndarray:
+    values = raw.astype(np.float64, copy=False) * float(ts.conversion if ts.conversion is not None else 1.0)
+    channel_conversion = getattr(ts, "channel_conversion", None)
+    if channel_conversion is not None:
+        values = values * np.asarray(channel_conversion[:], dtype=float)[None, :]
+    offset = float(getattr(ts, "offset", 0.0) or 0.0)
+    return values + offset if offset else values
+
+
+def _series_channel_names(ts: TimeSeries, n: int) -> list[str]:
+    electrodes = getattr(ts, "electrodes", None)
+    if electrodes is not None:
+        try:
+            table = electrodes.table
+            rows = np.asarray(electrodes.data[:])
+            for col in ("label", "location", "group_name"):
+                if col in table.colnames:
+                    names = [str(table[col][int(r)]) for r in rows]
+                    if len(set(names)) == n:
+                        return names
+        except Exception:  # unusual electrode tables: fall back to numbered channels
+            pass
+    for text in (ts.description or "", getattr(ts, "comments", "") or ""):
+        match = _NAMES_IN_TEXT.search(text)
+        if match:
+            names = [s.strip() for s in match.group(1).split(",") if s.strip()]
+            if len(names) == n:
+                return names
+    if n == 1:
+        return [ts.name]
+    return [f"ch{i}" for i in range(n)]
+
+
+def _check_shape(path: str, shape: tuple) -> None:
+    if len(shape) == 0 or len(shape) > 2:
+        raise SignalError(f"{path}: data has shape {shape}, expected (time,) or (time, channels): "
+                          "pass a 1-D or 2-D series with --emg")
+    if shape[0] == 0 or (len(shape) == 2 and shape[1] == 0):
+        raise SignalError(f"{path}: data is empty (shape {shape}): pass a series that holds samples")
+
+
+def _read_series(ts: TimeSeries, path: str) -> Signal:
+    if ts.data is None:
+        raise SignalError(f"{path}: the series holds no data")
+    shape = tuple(ts.data.shape)
+    _check_shape(path, shape)
+    raw = np.asarray(ts.data[:])
+    if not np.issubdtype(raw.dtype, np.number):
+        raise SignalError(f"{path}: data has non-numeric dtype {raw.dtype}: pass a numeric series")
+    if raw.ndim == 1:
+        raw = raw[:, None]
+    values = _physical(ts, raw)
+    return Signal(values=values, channel_names=_series_channel_names(ts, values.shape[1]),
+                  unit=str(ts.unit or "unknown"), source_path=path, object_id=ts.object_id,
+                  neurodata_type=type(ts).__name__, description=ts.description or "",
+                  **_time_base(ts, path, values.shape[0]))
+
+
+def _read_container(cand: Candidate) -> Signal:
+    series = [ts for ts in _children_series(cand.obj) if ts.data is not None and len(ts.data.shape) == 1]
+    columns, ref = [], None
+    for ts in series:
+        sig = _read_series(ts, f"{cand.path}/{ts.name}")
+        if ref is None:
+            ref = sig
+        elif sig.n_samples != ref.n_samples or not np.allclose(sig.times()[[0, -1]], ref.times()[[0, -1]]):
+            raise SignalError(f"{cand.path}: the per-channel series do not share one time base "
+                              f"({ts.name} differs from {series[0].name}): pass one series with --emg")
+        columns.append(sig.values[:, 0])
+    units = {ts.unit for ts in series}
+    return Signal(values=np.stack(columns, axis=1), channel_names=[ts.name for ts in series],
+                  unit=str(series[0].unit if len(units) == 1 else "mixed"), source_path=cand.path,
+                  object_id=cand.obj.object_id, neurodata_type=type(cand.obj).__name__,
+                  rate=ref.rate, starting_time=ref.starting_time, timestamps=ref.timestamps,
+                  description=getattr(cand.obj, "description", "") or "")

@@ -1,0 +1,167 @@
+"""Mock-data factories: synthetic EMG with known muscle activations, written to NWB.
+
+Used by the tests, the examples, ``nwb-autolfads run --example`` and the benchmarks
+(science.md section 9): a low-dimensional Lorenz latent, mapped through a random map and a
+softplus to M non-negative activations a_m(t); raw EMG_m = a_m(t) x band-limited Laplacian
+noise, plus mains hum and a DC offset (what the preprocessing removes), and optionally sparse
+high-amplitude artefacts shared across channels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from scipy import signal as sps
+
+__all__ = ["SyntheticEMG", "lorenz_latent", "synthetic_emg", "write_emg_nwb", "mock_emg_nwb",
+           "DEFAULT_MUSCLES"]
+
+DEFAULT_MUSCLES = ("TA", "MG", "LG", "Sol", "VL", "VM", "RF", "BF", "ST", "GMax", "Add", "IP")
+
+
+@dataclass
+class SyntheticEMG:
+    raw: np.ndarray  # (n, M) raw EMG in volts
+    activations: np.ndarray  # (n, M) true activations (envelope scale, dimensionless)
+    times: np.ndarray  # (n,) seconds
+    rate: float
+    names: list[str]
+    latent: np.ndarray  # (n, 3)
+
+
+def lorenz_latent(n_steps: int, rng: np.random.Generator, dt: float = 0.006, burn_in: int = 500) -> np.ndarray:
+    """Euler-integrated Lorenz system (sigma 10, rho 28, beta 8/3), z-scored, (n_steps, 3)."""
+    x = rng.uniform(-10, 10, size=3) + np.array([0.0, 0.0, 25.0])
+    out = np.empty((n_steps, 3))
+    for i in range(burn_in + n_steps):
+        dx = np.array([10.0 * (x[1] - x[0]), x[0] * (28.0 - x[2]) - x[1], x[0] * x[1] - 8.0 / 3.0 * x[2]])
+        x = x + dt * dx
+        if i >= burn_in:
+            out[i - burn_in] = x
+    return (out - out.mean(0)) / out.std(0)
+
+
+def synthetic_emg(duration: float = 60.0, rate: float = 2000.0, n_muscles: int = 12, seed: int = 0,
+                  latent_rate: float = 150.0, noise_scale: float = 1e-4, line_noise: float = 0.2,
+                  artefacts: float = 0.0) -> SyntheticEMG:
+    """Raw EMG of ``n_muscles`` muscles for ``duration`` seconds at ``rate`` Hz.
+
+    ``latent_rate``: Lorenz steps per second (sets how fast activations change; 150 gives
+    features of a few hundred ms). ``artefacts``: rate (per second) of shared high-amplitude
+    artefacts, 0 for none.
+    """
+    rng = np.random.default_rng(seed)
+    n = int(round(duration * rate))
+    n_lat = int(np.ceil(duration * latent_rate)) + 2
+    z_coarse = lorenz_latent(n_lat, rng)
+    t = np.arange(n) / rate
+    t_lat = np.arange(n_lat) / latent_rate
+    latent = np.stack([np.interp(t, t_lat, z_coarse[:, k]) for k in range(3)], axis=1)
+    W = rng.normal(0.0, 1.0, size=(3, n_muscles)) / np.sqrt(3)
+    b = rng.uniform(-1.0, 0.0, size=n_muscles)
+    gain = rng.uniform(1.0, 2.0, size=n_muscles)
+    activations = np.log1p(np.exp(gain * (latent @ W + b)))  # softplus >= 0
+
+    noise = rng.laplace(size=(n, n_muscles)) / np.sqrt(2)
+    band = sps.butter(4, [20.0, min(450.0, 0.45 * rate)], btype="bandpass", fs=rate, output="sos")
+    noise = sps.sosfiltfilt(band, noise, axis=0)
+    noise /= noise.std(0, keepdims=True)
+    raw = activations * noise
+    if artefacts > 0:
+        n_art = rng.poisson(artefacts * duration)
+        for _ in range(n_art):
+            start = int(rng.integers(0, max(1, n - int(0.02 * rate))))
+            length = int(rng.integers(int(0.005 * rate), int(0.02 * rate)))
+            shape = np.hanning(length) * rng.uniform(5, 15) * np.sign(rng.normal())
+            raw[start:start + length] += shape[:, None] * rng.uniform(0.5, 1.0, size=n_muscles)[None, :]
+    raw = raw + line_noise * np.sin(2 * np.pi * 60.0 * t)[:, None] + 0.05  # mains hum + DC offset
+    names = list(DEFAULT_MUSCLES[:n_muscles]) + [f"m{i}" for i in range(len(DEFAULT_MUSCLES), n_muscles)]
+    return SyntheticEMG(raw=raw * noise_scale, activations=activations, times=t, rate=rate, names=names,
+                        latent=latent)
+
+
+def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseries", location: str = "acquisition",
+                  use_timestamps: bool = False, gap: tuple[float, float] | None = None, include_truth: bool = True,
+                  name: str = "EMG", int16: bool = False) -> Path:
+    """Write ``synth`` as an NWB file.
+
+    layout: ``timeseries`` (one 2-D TimeSeries, muscle names in the description),
+    ``electricalseries`` (ElectricalSeries with an electrodes table whose ``location`` is the
+    muscle), or ``container`` (a BehavioralTimeSeries with one 1-D TimeSeries per muscle).
+    location: ``acquisition`` or ``processing`` (module ``ecephys``/``behavior``).
+    ``gap=(start, stop)`` removes that stretch (seconds) and forces timestamps.
+    ``int16``: store int16 counts with ``conversion`` (and an ``offset``) like acquisition systems do.
+    """
+    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+    from pynwb.behavior import BehavioralTimeSeries
+    from pynwb.ecephys import ElectricalSeries
+    from pynwb.file import Subject
+
+    raw, t = synth.raw, synth.times
+    truth = synth.activations
+    if gap is not None:
+        keep = (t < gap[0]) | (t >= gap[1])
+        raw, t, truth = raw[keep], t[keep], truth[keep]
+        use_timestamps = True
+    nwb = NWBFile(session_description="synthetic multi-muscle EMG (nwb_autolfads.testing)",
+                  identifier=f"synthetic-emg-{synth.rate:g}Hz-{len(synth.names)}ch",
+                  session_start_time=datetime(2024, 1, 1, 12, 0, tzinfo=timezone.utc),
+                  experimenter=["nwb-autolfads test factory"], lab="synthetic", institution="synthetic")
+    nwb.subject = Subject(subject_id="synth01", species="Rattus norvegicus", sex="U", age="P90D")
+    time_kw = {"timestamps": t} if use_timestamps else {"starting_time": float(t[0]), "rate": synth.rate}
+    conversion, offset = 1.0, 0.0
+    data = raw
+    if int16:
+        conversion = float(np.abs(raw).max() / 30000.0)
+        offset = 1e-6
+        data = np.round((raw - offset) / conversion).astype(np.int16)
+    desc = "Raw EMG (synthetic); muscles: " + ", ".join(synth.names)
+
+    if layout == "timeseries":
+        obj = TimeSeries(name=name, data=data, unit="volts", conversion=conversion, offset=offset,
+                         description=desc, **time_kw)
+    elif layout == "electricalseries":
+        device = nwb.create_device(name="emg_amplifier", description="synthetic EMG amplifier")
+        group = nwb.create_electrode_group(name="emg", description="intramuscular EMG electrodes",
+                                           location="hindlimb", device=device)
+        for muscle in synth.names:
+            nwb.add_electrode(group=group, location=muscle)
+        region = nwb.create_electrode_table_region(list(range(len(synth.names))), "EMG electrodes")
+        obj = ElectricalSeries(name=name, data=data, electrodes=region, conversion=conversion, offset=offset,
+                               description="Raw EMG (synthetic)", **time_kw)
+    elif layout == "container":
+        obj = BehavioralTimeSeries(name=name)
+        for k, muscle in enumerate(synth.names):
+            obj.add_timeseries(TimeSeries(name=muscle, data=data[:, k], unit="volts", conversion=conversion,
+                                          offset=offset, description=f"EMG of {muscle}", **time_kw))
+    else:
+        raise ValueError(f"unknown layout {layout!r}")
+
+    if location == "acquisition":
+        nwb.add_acquisition(obj)
+    else:
+        module = nwb.create_processing_module("ecephys" if layout != "container" else "behavior",
+                                              "EMG recordings")
+        module.add(obj)
+    if include_truth:
+        gt = nwb.create_processing_module("ground_truth", "simulation ground truth (not a recording)")
+        gt.add(TimeSeries(name="true_activations", data=truth.astype(np.float32), unit="a.u.",
+                          description="noiseless drive of each channel (simulation ground truth); channels: "
+                          + ", ".join(synth.names), **time_kw))
+    path = Path(path)
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    return path
+
+
+def mock_emg_nwb(path: str | Path, duration: float = 60.0, rate: float = 2000.0, n_muscles: int = 12,
+                 seed: int = 0, **kwargs) -> Path:
+    """One call: synthesise EMG and write it (``kwargs`` go to :func:`write_emg_nwb`, except
+    ``artefacts``, ``line_noise`` and ``noise_scale`` which go to :func:`synthetic_emg`)."""
+    synth_keys = {"artefacts", "line_noise", "noise_scale", "latent_rate"}
+    synth_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in synth_keys}
+    synth = synthetic_emg(duration=duration, rate=rate, n_muscles=n_muscles, seed=seed, **synth_kw)
+    return write_emg_nwb(path, synth, **kwargs)

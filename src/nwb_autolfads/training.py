@@ -1,0 +1,169 @@
+"""Training one LFADS model (science.md sections 4-5).
+
+Loss per batch = reconstruction NLL (mean over the elements coordinated dropout hid from the
+encoder) + ramp * (kl_ic_scale * KL(g0) + kl_co_scale * KL(u)) (per window, mean over windows)
++ ramp * (l2_gen_scale * L2(generator) + l2_con_scale * L2(controller)) with
+L2(W) = 0.5 * sum(W^2) / numel(W). The KL and L2 weights ramp linearly from 0 to 1 over
+``ramp_epochs``. The optimised quantity is ``loss_scale * loss`` (gradient clipping acts on
+that scale). Adam; learning rate decays when the smoothed validation NLL plateaus; training
+stops early when it has not improved for ``early_stopping_patience`` epochs, and the best
+weights (by smoothed validation NLL) are the result.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .augment import CoordinatedDropout, TemporalShift
+from .config import AugmentConfig, TrainConfig
+from .errors import TrainingError
+from .model import LFADS
+
+__all__ = ["TrainResult", "train_model", "split_train_valid", "evaluate_nll"]
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)
+    """One record per epoch: epoch, train_nll, valid_nll, smoothed_valid_nll, kl_ic, kl_co, l2, lr."""
+    best_epoch: int = 0
+    best_valid_nll: float = math.inf
+    stopped_early: bool = False
+    seconds: float = 0.0
+    nan_recoveries: int = 0
+
+
+def split_train_valid(n_windows: int, valid_every: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every ``valid_every``-th window (starting at the last of the first block) is held out.
+    With fewer than ``valid_every`` windows the last one is held out. Needs >= 2 windows."""
+    idx = np.arange(n_windows)
+    valid = idx[valid_every - 1::valid_every]
+    if valid.size == 0:
+        valid = idx[-1:]
+    train = np.setdiff1d(idx, valid)
+    return train, valid
+
+
+def _ramp(epoch: int, ramp_epochs: int) -> float:
+    return 1.0 if ramp_epochs <= 0 else min(1.0, epoch / ramp_epochs)
+
+
+def _l2(model: LFADS, cfg: TrainConfig) -> torch.Tensor:
+    weights = model.recurrent_weights()
+    scales = {"gen": cfg.l2_gen_scale, "con": cfg.l2_con_scale}
+    total = torch.zeros((), device=weights["gen"].device)
+    for key, w in weights.items():
+        total = total + scales[key] * 0.5 * w.pow(2).sum() / w.numel()
+    return total
+
+
+@torch.no_grad()
+def evaluate_nll(model: LFADS, x: torch.Tensor, batch_size: int = 256) -> float:
+    """Mean NLL per element with posterior means and no augmentation (the validation metric)."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, x.shape[0], batch_size):
+        xb = x[i:i + batch_size]
+        out = model(xb, sample=False)
+        total += float(model.observation.nll(out.params, xb).sum())
+        count += xb.numel()
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: TrainConfig,
+                aug: AugmentConfig, progress: bool = True, desc: str = "training") -> TrainResult:
+    """Train ``model`` in place on windows ``train_x`` (N, T, C); restore the best weights."""
+    cd = CoordinatedDropout(aug.cd_rate)
+    shift = TemporalShift(aug.shift_std, aug.shift_max)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_decay,
+                                                       patience=cfg.lr_patience, min_lr=cfg.lr_min)
+    result = TrainResult()
+    best_state = copy.deepcopy(model.state_dict())
+    best_opt = copy.deepcopy(opt.state_dict())
+    smoothed = None
+    since_best = 0
+    n_train = train_x.shape[0]
+    t0 = time.perf_counter()
+    bar = tqdm(total=cfg.max_epochs, desc=desc, unit="epoch", disable=not progress, dynamic_ncols=True,
+               leave=True)
+    try:
+        for epoch in range(cfg.max_epochs):
+            model.train()
+            ramp = _ramp(epoch, cfg.ramp_epochs)
+            order = torch.randperm(n_train)
+            sums = {"nll": 0.0, "kl_ic": 0.0, "kl_co": 0.0, "l2": 0.0}
+            n_batches = 0
+            diverged = False
+            for i in range(0, n_train, cfg.batch_size):
+                xb = train_x[order[i:i + cfg.batch_size]]  # (B, T, C)
+                target = shift(xb)
+                enc_in, mask = cd(shift(xb))
+                out = model(enc_in, sample=True)
+                nll = model.observation.nll(out.params, target)  # (B, T, C)
+                recon = (nll * mask).sum() / mask.sum().clamp_min(1.0)
+                kl_ic, kl_co = out.kl_ic.mean(), out.kl_co.mean()
+                l2 = _l2(model, cfg)
+                loss = recon + ramp * (cfg.kl_ic_scale * kl_ic + cfg.kl_co_scale * kl_co + l2)
+                if not torch.isfinite(loss):
+                    diverged = True
+                    break
+                opt.zero_grad(set_to_none=True)
+                (cfg.loss_scale * loss).backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                opt.step()
+                sums["nll"] += recon.item()
+                sums["kl_ic"] += kl_ic.item()
+                sums["kl_co"] += kl_co.item()
+                sums["l2"] += l2.item()
+                n_batches += 1
+            valid_nll = evaluate_nll(model, valid_x) if not diverged else math.nan
+            if diverged or not math.isfinite(valid_nll):
+                # Restore the last good weights with a smaller learning rate and go on.
+                result.nan_recoveries += 1
+                if result.nan_recoveries > 5:
+                    raise TrainingError("training diverged (NaN/inf loss) 5 times even after lowering the "
+                                        "learning rate: lower train.lr or check the input data")
+                model.load_state_dict(best_state)
+                opt.load_state_dict(best_opt)
+                for group in opt.param_groups:
+                    group["lr"] = max(group["lr"] * 0.5, cfg.lr_min)
+                bar.update(1)
+                continue
+            smoothed = valid_nll if smoothed is None else cfg.smoothing * smoothed + (1 - cfg.smoothing) * valid_nll
+            record = {"epoch": epoch, "train_nll": sums["nll"] / max(n_batches, 1), "valid_nll": valid_nll,
+                      "smoothed_valid_nll": smoothed, "kl_ic": sums["kl_ic"] / max(n_batches, 1),
+                      "kl_co": sums["kl_co"] / max(n_batches, 1), "l2": sums["l2"] / max(n_batches, 1),
+                      "lr": opt.param_groups[0]["lr"]}
+            result.history.append(record)
+            # Only compare once the loss is fully weighted (after the ramp).
+            if smoothed < result.best_valid_nll or epoch < cfg.ramp_epochs:
+                result.best_valid_nll = smoothed
+                result.best_epoch = epoch
+                best_state = copy.deepcopy(model.state_dict())
+                best_opt = copy.deepcopy(opt.state_dict())
+                since_best = 0
+            else:
+                since_best += 1
+            if epoch >= cfg.ramp_epochs:
+                sched.step(smoothed)
+            bar.set_postfix(valid_nll=f"{valid_nll:.4f}", best=f"{result.best_valid_nll:.4f}",
+                            lr=f"{record['lr']:.1e}", refresh=False)
+            bar.update(1)
+            if epoch + 1 >= max(cfg.min_epochs, cfg.ramp_epochs) and since_best >= cfg.early_stopping_patience:
+                result.stopped_early = True
+                break
+    finally:
+        bar.close()
+    model.load_state_dict(best_state)
+    result.seconds = time.perf_counter() - t0
+    return result

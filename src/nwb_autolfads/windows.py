@@ -1,0 +1,118 @@
+"""Chopping continuous data into overlapping windows and merging window outputs back.
+
+:func:`chop` and :func:`merge` are pure and inverse: ``merge(chop(x), ...) == x`` wherever a
+window covers ``x``. In each overlap the earlier window is weighted by ``1 - r**p`` and the
+later one by ``r**p`` (``r`` rising from 0 to 1 across the overlap), so merged outputs are
+continuous. Samples that no window covers come back as NaN, never dropped silently.
+
+Data with gaps is handled as a list of segments; windows never span two segments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["window_starts", "chop", "merge", "WindowIndex", "chop_segments", "merge_segments"]
+
+
+def window_starts(n_bins: int, window: int, overlap: int) -> np.ndarray:
+    """Start bins of windows covering ``n_bins`` with at least ``overlap`` bins of overlap.
+
+    Windows are spread evenly from 0 to ``n_bins - window`` so the last one ends exactly at the
+    end; the number of windows is the smallest that keeps the overlap >= ``overlap``. Returns an
+    empty array when ``n_bins < window``.
+    """
+    if n_bins < window:
+        return np.zeros(0, dtype=np.int64)
+    if n_bins == window:
+        return np.zeros(1, dtype=np.int64)
+    stride = window - overlap
+    n_windows = int(np.ceil((n_bins - window) / stride)) + 1
+    return np.round(np.linspace(0, n_bins - window, n_windows)).astype(np.int64)
+
+
+def chop(x: np.ndarray, window: int, overlap: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n_bins, ...) -> windows (n_windows, window, ...) and their start bins."""
+    starts = window_starts(x.shape[0], window, overlap)
+    if starts.size == 0:
+        return np.zeros((0, window, *x.shape[1:]), dtype=x.dtype), starts
+    idx = starts[:, None] + np.arange(window)[None, :]
+    return x[idx], starts
+
+
+def _weights(starts: np.ndarray, window: int, power: float) -> np.ndarray:
+    """(n_windows, window) merge weights: ramps up over the overlap with the previous window and
+    down over the overlap with the next one."""
+    w = np.ones((starts.size, window))
+    for i in range(starts.size):
+        if i > 0:
+            n = int(starts[i - 1] + window - starts[i])  # overlap with previous
+            if n > 0:
+                r = (np.arange(n) + 1.0) / (n + 1.0)
+                w[i, :n] = r**power
+        if i + 1 < starts.size:
+            n = int(starts[i] + window - starts[i + 1])  # overlap with next
+            if n > 0:
+                r = (np.arange(n) + 1.0) / (n + 1.0)
+                w[i, window - n:] = 1.0 - r**power
+    return w
+
+
+def merge(windows: np.ndarray, starts: np.ndarray, n_bins: int, power: float = 2.0) -> np.ndarray:
+    """Inverse of :func:`chop`: (n_windows, window, ...) -> (n_bins, ...), NaN where uncovered."""
+    window = windows.shape[1]
+    tail = windows.shape[2:]
+    out = np.zeros((n_bins, *tail), dtype=np.float64)
+    total = np.zeros(n_bins, dtype=np.float64)
+    if starts.size:
+        w = _weights(np.asarray(starts), window, power)
+        for i, s in enumerate(starts):
+            ww = w[i].reshape(window, *([1] * len(tail)))
+            out[s:s + window] += ww * windows[i]
+            total[s:s + window] += w[i]
+    covered = total > 0
+    out[covered] /= total[covered].reshape(-1, *([1] * len(tail)))
+    out[~covered] = np.nan
+    return out
+
+
+@dataclass(frozen=True)
+class WindowIndex:
+    """Where each window of :func:`chop_segments` came from."""
+
+    segment: np.ndarray  # (n_windows,) segment number
+    start: np.ndarray  # (n_windows,) start bin within the segment
+    segment_lengths: tuple[int, ...]
+    window: int
+
+    @property
+    def n_windows(self) -> int:
+        return int(self.segment.size)
+
+
+def chop_segments(segments: list[np.ndarray], window: int, overlap: int) -> tuple[np.ndarray, WindowIndex]:
+    """Chop every segment; windows never cross segment boundaries."""
+    all_windows, seg_ids, starts = [], [], []
+    for k, seg in enumerate(segments):
+        w, s = chop(seg, window, overlap)
+        all_windows.append(w)
+        seg_ids.append(np.full(s.size, k, dtype=np.int64))
+        starts.append(s)
+    tail = segments[0].shape[1:] if segments else ()
+    windows = (np.concatenate(all_windows, axis=0) if all_windows
+               else np.zeros((0, window, *tail), dtype=np.float32))
+    index = WindowIndex(segment=np.concatenate(seg_ids) if seg_ids else np.zeros(0, np.int64),
+                        start=np.concatenate(starts) if starts else np.zeros(0, np.int64),
+                        segment_lengths=tuple(int(s.shape[0]) for s in segments), window=window)
+    return windows, index
+
+
+def merge_segments(windows: np.ndarray, index: WindowIndex, power: float = 2.0) -> list[np.ndarray]:
+    """Inverse of :func:`chop_segments`: one merged array per segment."""
+    out = []
+    for k, n_bins in enumerate(index.segment_lengths):
+        sel = index.segment == k
+        out.append(merge(windows[sel], index.start[sel], n_bins, power))
+    return out
