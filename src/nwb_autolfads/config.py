@@ -403,7 +403,7 @@ def _from_dict(cls: type, data: Any, prefix: str) -> Any:
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"unknown config key {prefix}{unknown[0]!r}: valid keys in {where!r} are "
+        raise ConfigError(f"unknown config key '{prefix}{unknown[0]}': valid keys in {where!r} are "
                           f"{', '.join(sorted(names))}")
     kwargs = {}
     for name, value in data.items():

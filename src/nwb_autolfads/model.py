@@ -107,6 +107,20 @@ class LFADS(nn.Module):
             out["con"] = self.controller.weight_hh
         return out
 
+    def controller_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """CI encoder states, lagged by ``ci_lag`` bins: at bin t the forward half has read
+        bins < t - lag + 1 and the backward half bins > t + lag - 1, so with lag >= 1 the
+        controller input at t never contains x_t. (B, T, C) -> (B, T, 2Ec)"""
+        T = x.shape[1]
+        ci, _ = self.ci_encoder(x)  # (B, T, 2Ec)
+        Ec = ci.shape[-1] // 2
+        fwd, bwd = ci[..., :Ec], ci[..., Ec:]
+        lag = min(self.cfg.ci_lag, T)
+        if lag > 0:
+            fwd = torch.cat([torch.zeros_like(fwd[:, :lag]), fwd[:, : T - lag]], dim=1)
+            bwd = torch.cat([bwd[:, lag:], torch.zeros_like(bwd[:, :lag])], dim=1)
+        return self.dropout(torch.cat([fwd, bwd], dim=-1))
+
     # ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, sample: bool = True) -> LFADSOutput:
         cfg = self.cfg
@@ -126,14 +140,7 @@ class LFADS(nn.Module):
 
         # ---- controller inputs, lagged so the controller never sees the bin it explains
         if self.co_dim > 0:
-            ci, _ = self.ci_encoder(x)  # (B, T, 2Ec)
-            Ec = ci.shape[-1] // 2
-            fwd, bwd = ci[..., :Ec], ci[..., Ec:]
-            lag = min(cfg.ci_lag, T)
-            if lag > 0:
-                fwd = torch.cat([torch.zeros_like(fwd[:, :lag]), fwd[:, : T - lag]], dim=1)
-                bwd = torch.cat([bwd[:, lag:], torch.zeros_like(bwd[:, :lag])], dim=1)
-            ci = self.dropout(torch.cat([fwd, bwd], dim=-1))  # (B, T, 2Ec)
+            ci = self.controller_inputs(x)  # (B, T, 2Ec)
             c = self.con_h0.expand(B, -1)  # (B, Cn)
             noise = torch.randn(B, T, self.co_dim, device=x.device, dtype=x.dtype) if sample else None
         else:

@@ -162,10 +162,10 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         cfg = build_config(preset=preset, file=config, overrides={**dict(overrides or {}), **extra})
 
     with open_nwb(path) as (_io, nwbfile):
+        sig = read_emg(nwbfile, cfg.data.emg, cfg.data.channel_names)
         out_path = Path(output) if output is not None else default_output_path(path)
         if write:
             check_output_path(out_path, path, overwrite)  # fail before training, not after
-        sig = read_emg(nwbfile, cfg.data.emg, cfg.data.channel_names)
         source_identifier = nwbfile.identifier
     log.info("read %s: %s samples x %s channels", sig.source_path, sig.n_samples, sig.n_channels)
     pre = preprocess_emg(sig, cfg.preprocess, cfg.windows.bin_size, cfg.data.preprocessed, cfg.windows.gap_factor)

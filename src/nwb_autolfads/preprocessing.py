@@ -71,7 +71,9 @@ def notch_filter(x: np.ndarray, fs: float, freq: float, harmonics: int, quality:
         if f0 >= 0.95 * fs / 2:
             break
         b, a = sps.iirnotch(f0, quality, fs=fs)
-        x = sps.filtfilt(b, a, x, axis=0, padlen=min(3 * max(len(a), len(b)), x.shape[0] - 1))
+        # pad by ~6 time constants (Q / (pi f0)) so the start-up ringing dies out in the padding
+        padlen = min(int(6 * quality * fs / (np.pi * f0)), x.shape[0] - 1)
+        x = sps.filtfilt(b, a, x, axis=0, padlen=padlen)
         done.append(f0)
     return x, done
 

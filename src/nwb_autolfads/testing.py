@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from scipy import signal as sps
 
-__all__ = ["SyntheticEMG", "lorenz_latent", "synthetic_emg", "write_emg_nwb", "mock_emg_nwb",
+__all__ = ["SyntheticEMG", "lorenz_latent", "synthetic_emg", "write_emg_nwb", "mock_emg_nwb", "read_truth",
            "DEFAULT_MUSCLES"]
 
 DEFAULT_MUSCLES = ("TA", "MG", "LG", "Sol", "VL", "VM", "RF", "BF", "ST", "GMax", "Add", "IP")
@@ -75,7 +75,7 @@ def synthetic_emg(duration: float = 60.0, rate: float = 2000.0, n_muscles: int =
         for _ in range(n_art):
             start = int(rng.integers(0, max(1, n - int(0.02 * rate))))
             length = int(rng.integers(int(0.005 * rate), int(0.02 * rate)))
-            shape = np.hanning(length) * rng.uniform(5, 15) * np.sign(rng.normal())
+            shape = np.hanning(length) * rng.uniform(10, 30) * np.sign(rng.normal())
             raw[start:start + length] += shape[:, None] * rng.uniform(0.5, 1.0, size=n_muscles)[None, :]
     raw = raw + line_noise * np.sin(2 * np.pi * 60.0 * t)[:, None] + 0.05  # mains hum + DC offset
     names = list(DEFAULT_MUSCLES[:n_muscles]) + [f"m{i}" for i in range(len(DEFAULT_MUSCLES), n_muscles)]
@@ -165,3 +165,23 @@ def mock_emg_nwb(path: str | Path, duration: float = 60.0, rate: float = 2000.0,
     synth_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in synth_keys}
     synth = synthetic_emg(duration=duration, rate=rate, n_muscles=n_muscles, seed=seed, **synth_kw)
     return write_emg_nwb(path, synth, **kwargs)
+
+
+def read_truth(path: str | Path, times: np.ndarray, bin_size: float) -> np.ndarray:
+    """The true activations stored by :func:`write_emg_nwb`, averaged into the bins centred at
+    ``times`` (seconds). Returns (len(times), M); NaN where a bin holds no true sample."""
+    from pynwb import NWBHDF5IO
+
+    with NWBHDF5IO(str(path), "r") as io:
+        ts = io.read().processing["ground_truth"]["true_activations"]
+        truth = np.asarray(ts.data[:], dtype=float)
+        t = (np.asarray(ts.timestamps[:]) if ts.timestamps is not None
+             else ts.starting_time + np.arange(truth.shape[0]) / ts.rate)
+    idx = np.searchsorted(times - bin_size / 2, t, side="right") - 1
+    ok = (idx >= 0) & (t < times[np.clip(idx, 0, None)] + bin_size / 2)
+    out = np.zeros((times.size, truth.shape[1]))
+    counts = np.bincount(idx[ok], minlength=times.size).astype(float)
+    for c in range(truth.shape[1]):
+        out[:, c] = np.bincount(idx[ok], weights=truth[ok, c], minlength=times.size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return out / counts[:, None]

@@ -105,7 +105,9 @@ def write_results(input_path: str | Path, output: str | Path, series: list[Serie
                     module.add(TimeSeries(name=f"{s.name}{suffix}", data=s.data, unit=s.unit,
                                           description=s.description, comments=s.comments,
                                           resolution=-1.0, **_time_kwargs(s.times, s.bin_size)))
-                nwbfile.generate_new_id()
+                # A new file gets a new identifier that still names its source. Object ids are kept, so
+                # the copied source series keeps the id that the provenance refers to.
+                nwbfile.fields["identifier"] = f"{nwbfile.identifier}-autolfads-{uuid.uuid4().hex[:12]}"
                 with NWBHDF5IO(str(tmp), "w") as out_io:
                     out_io.export(src_io=src_io, nwbfile=nwbfile)
             # Re-open the result before it takes the output's name.

@@ -1,0 +1,160 @@
+"""Command-line interface: a thin layer over :func:`nwb_autolfads.run`.
+
+    nwb-autolfads run FILE.nwb [--emg PATH] [--output OUT.nwb] [--preset NAME] [--seed N] ...
+    nwb-autolfads run --example
+    nwb-autolfads config --show [--preset NAME] [--config FILE] [--set KEY=VALUE ...]
+
+User errors print one line on stderr and exit with code 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import yaml
+
+from . import __version__
+from .config import PRESETS, build_config
+from .errors import ConfigError, NwbAutolfadsError
+
+EXAMPLE_FILE = "autolfads_example.nwb"
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse prints usage + message otherwise)
+        sys.stderr.write(f"nwb-autolfads: error: {message} (see `{self.prog} --help`)\n")
+        sys.exit(2)
+
+
+def _parse_sets(items: Sequence[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r} is not KEY=VALUE: write e.g. --set train.max_epochs=100")
+        key, value = item.split("=", 1)
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed = value
+        if isinstance(parsed, str) and _FLOAT.fullmatch(parsed.strip()):
+            parsed = float(parsed)  # YAML 1.1 reads 1e-3 (no dot) as a string
+        out[key.strip()] = parsed
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nwb-autolfads",
+                     description="Estimate muscle activation from EMG in NWB files with (Auto)LFADS and write "
+                                 "the results back into NWB.")
+    parser.add_argument("--version", action="version", version=f"nwb-autolfads {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("run", help="model the EMG of an NWB file and write a new NWB file with the results",
+                       description="Read EMG from FILE, preprocess, train LFADS, infer muscle activations and "
+                                   "write them (with factors and inferred inputs) to a new NWB file.")
+    p.add_argument("file", nargs="?", help="input NWB file (opened read-only, never modified)")
+    p.add_argument("--example", action="store_true",
+                   help=f"write a synthetic 12-muscle EMG file ({EXAMPLE_FILE}) in the current directory and "
+                        "run on it (preset 'quick' unless --preset is given)")
+    p.add_argument("--emg", metavar="PATH", help="object path of the EMG series, e.g. acquisition/EMG "
+                                                 "(default: found automatically)")
+    p.add_argument("-o", "--output", metavar="OUT.nwb", help="output file (default: <input>_autolfads.nwb "
+                                                              "beside the input)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="training budget: smoke (seconds, for tests), "
+                                                              "quick (minutes), default (the full method)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--config", metavar="FILE", help="YAML config file (see `nwb-autolfads config --show`)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override one setting, e.g. --set train.max_epochs=100 (repeatable)")
+    state = p.add_mutually_exclusive_group()
+    state.add_argument("--emg-preprocessed", action="store_true",
+                       help="the EMG is already rectified/enveloped: skip notch, high-pass and rectification")
+    state.add_argument("--emg-raw", action="store_true", help="the EMG is raw: apply every preprocessing step")
+    p.add_argument("--channel-names", metavar="A,B,...", help="names of the EMG channels, comma-separated")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="compute device (default auto)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    c = sub.add_parser("config", help="print the resolved configuration (defaults, preset, file, overrides)")
+    c.add_argument("--show", action="store_true", help="print the configuration (the default action)")
+    c.add_argument("--preset", choices=sorted(PRESETS))
+    c.add_argument("--config", metavar="FILE")
+    c.add_argument("--set", action="append", metavar="KEY=VALUE")
+    c.add_argument("--json", action="store_true", help="JSON instead of YAML")
+    return parser
+
+
+def _cmd_config(args) -> int:
+    cfg = build_config(preset=args.preset, file=args.config, overrides=_parse_sets(args.set))
+    sys.stdout.write(cfg.to_json() + "\n" if args.json else cfg.to_yaml())
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from .pipeline import run
+
+    overrides = _parse_sets(args.set)
+    if args.emg_preprocessed:
+        overrides["data.preprocessed"] = True
+    if args.emg_raw:
+        overrides["data.preprocessed"] = False
+    if args.channel_names:
+        overrides["data.channel_names"] = [s.strip() for s in args.channel_names.split(",") if s.strip()]
+    preset = args.preset
+    overwrite = args.overwrite
+    if args.example:
+        if args.file:
+            raise ConfigError("give either FILE or --example, not both")
+        path = Path(EXAMPLE_FILE)
+        if not path.exists():
+            from .testing import mock_emg_nwb
+            print(f"writing synthetic example {path} (1 minute of raw EMG, 12 muscles, 2 kHz) ...", file=sys.stderr)
+            mock_emg_nwb(path, duration=60.0, rate=2000.0, n_muscles=12, seed=0)
+        preset = preset or "quick"
+        overwrite = True  # the example's own output is replaced on every run
+    else:
+        if not args.file:
+            raise ConfigError("no input file: give FILE.nwb, or --example to run on a built-in example")
+        path = Path(args.file)
+    result = run(path, args.output, preset=preset, config=args.config, overrides=overrides, emg=args.emg,
+                 seed=args.seed, device=args.device, overwrite=overwrite, progress=not args.quiet)
+    print(result.summary())
+    if args.example:
+        from .metrics import channel_correlation
+        from .testing import read_truth
+        truth = read_truth(path, result.times, result.config.windows.bin_size)
+        r_model = float(np.nanmean(channel_correlation(result.activations, truth)))
+        r_rect = float(np.nanmean(channel_correlation(result.rectified, truth)))
+        print(f"  example     correlation with the true activations (mean over muscles): "
+              f"AutoLFADS {r_model:.3f}, rectified EMG {r_rect:.3f}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="nwb-autolfads: warning: %(message)s")
+    try:
+        if args.command == "config":
+            return _cmd_config(args)
+        return _cmd_run(args)
+    except NwbAutolfadsError as exc:
+        sys.stderr.write(f"nwb-autolfads: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("nwb-autolfads: interrupted; no output was written\n")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,59 @@
+import pytest
+import yaml
+
+from nwb_autolfads.cli import _parse_sets, build_parser, main
+from nwb_autolfads.errors import ConfigError
+
+
+def test_parse_sets_types_values():
+    assert _parse_sets(["train.lr=1e-3", "seed=4", "data.preprocessed=true", "data.emg=acquisition/EMG"]) == {
+        "train.lr": 1e-3, "seed": 4, "data.preprocessed": True, "data.emg": "acquisition/EMG"}
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        _parse_sets(["train.lr"])
+
+
+def test_config_show_prints_resolved_yaml(capsys):
+    assert main(["config", "--show", "--preset", "smoke", "--set", "train.lr=0.002"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["preset"] == "smoke" and cfg["train"]["lr"] == 0.002
+    assert set(cfg) == {"seed", "device", "preset", "data", "preprocess", "windows", "model", "augment", "train",
+                        "inference"}
+
+
+def test_config_show_json(capsys):
+    import json
+
+    assert main(["config", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["preset"] == "default"
+
+
+def test_config_errors_are_one_line_exit_2(capsys):
+    assert main(["config", "--set", "train.nope=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "train.nope" in err
+
+
+def test_usage_errors_are_one_line_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--preset", "turbo"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "turbo" in err
+
+
+def test_run_needs_a_file_or_example(capsys):
+    assert main(["run"]) == 2
+    assert "--example" in capsys.readouterr().err
+    assert main(["run", "x.nwb", "--example"]) == 2
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "run" in capsys.readouterr().out
+
+
+def test_parser_has_the_documented_options():
+    text = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
+    for opt in ("--emg", "--output", "--preset", "--seed", "--config", "--set", "--emg-preprocessed", "--device",
+                "--overwrite", "--example"):
+        assert opt in text

@@ -1,0 +1,101 @@
+import json
+
+import pytest
+import yaml
+
+from nwb_autolfads.config import PRESETS, RunConfig, build_config, load_config_file
+from nwb_autolfads.errors import ConfigError
+
+
+def test_defaults_round_trip_through_yaml_and_json():
+    cfg = RunConfig()
+    assert RunConfig.from_dict(yaml.safe_load(cfg.to_yaml())) == cfg
+    assert RunConfig.from_dict(json.loads(cfg.to_json())) == cfg
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_builds(preset):
+    cfg = build_config(preset)
+    assert cfg.preset == preset
+
+
+def test_smoke_preset_is_small_and_default_is_full():
+    smoke, default = build_config("smoke"), build_config("default")
+    assert smoke.train.max_epochs < 10 and smoke.model.gen_dim < default.model.gen_dim
+    assert default.inference.mode == "sample" and default.inference.n_samples == 50
+
+
+def test_priority_defaults_preset_file_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("preset: smoke\ntrain:\n  lr: 0.001\n  max_epochs: 7\nseed: 3\n")
+    cfg = build_config(file=f, overrides={"train.max_epochs": 9})
+    assert cfg.preset == "smoke"  # from the file
+    assert cfg.model.gen_dim == PRESETS["smoke"]["model"]["gen_dim"]
+    assert cfg.train.lr == 0.001 and cfg.seed == 3
+    assert cfg.train.max_epochs == 9  # override beats file
+    # explicit preset beats the file's
+    assert build_config(preset="quick", file=f).preset == "quick"
+
+
+def test_yaml_number_written_without_dot_is_accepted(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  lr: 1e-3\n")
+    assert build_config(file=f).train.lr == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize("overrides, words", [
+    ({"train.bogus": 1}, ["train.bogus", "valid keys"]),
+    ({"bogus": 1}, ["bogus"]),
+    ({"train.max_epochs": "ten"}, ["train.max_epochs", "integer"]),
+    ({"train.max_epochs": 2.5}, ["train.max_epochs", "integer"]),
+    ({"train.lr": -1.0}, ["train.lr", "learning rate"]),
+    ({"augment.cd_rate": 1.0}, ["augment.cd_rate"]),
+    ({"windows.overlap_bins": 50}, ["windows.overlap_bins"]),
+    ({"data.preprocessed": "yes"}, ["data.preprocessed", "true or false"]),
+    ({"model.observation": "cauchy"}, ["model.observation"]),
+    ({"train": 3}, ["train", "mapping"]),
+    ({"device": "tpu"}, ["device"]),
+])
+def test_bad_values_name_the_key_and_the_fix(overrides, words):
+    with pytest.raises(ConfigError) as info:
+        build_config("default", overrides=overrides)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_unknown_preset():
+    with pytest.raises(ConfigError, match="unknown preset"):
+        build_config("turbo")
+
+
+def test_config_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config_file(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config_file(bad)
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config_file(lst)
+
+
+def test_channel_names_from_comma_string():
+    cfg = build_config(overrides={"data.channel_names": "TA, MG,LG"})
+    assert cfg.data.channel_names == ("TA", "MG", "LG")
+
+
+def test_resolved_infers_factor_count_from_channels():
+    cfg = RunConfig()
+    assert cfg.model.factor_dim is None
+    assert cfg.resolved(12).model.factor_dim == 9
+    assert cfg.resolved(2).model.factor_dim == 2
+    fixed = cfg.updated({"model.factor_dim": 4})
+    assert fixed.resolved(12).model.factor_dim == 4
+
+
+def test_configs_are_frozen():
+    cfg = RunConfig()
+    with pytest.raises(Exception):
+        cfg.seed = 3  # type: ignore[misc]

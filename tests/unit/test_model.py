@@ -1,0 +1,99 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from nwb_autolfads.config import ModelConfig
+from nwb_autolfads.model import LFADS, AR1Prior
+from nwb_autolfads.observations import Gamma
+
+
+def _model(**kw):
+    cfg = ModelConfig(**{"ic_enc_dim": 8, "ci_enc_dim": 8, "con_dim": 8, "co_dim": 2, "ic_dim": 6, "gen_dim": 12,
+                         "factor_dim": 3, **kw})
+    return LFADS(5, cfg, Gamma())
+
+
+def test_output_shapes():
+    torch.manual_seed(0)
+    out = _model()(torch.rand(4, 30, 5) + 0.1)
+    assert out.params.shape == (4, 30, 5, 2)
+    assert out.factors.shape == (4, 30, 3)
+    assert out.inputs.shape == (4, 30, 2)
+    assert out.ic_mean.shape == out.ic_std.shape == (4, 6)
+    assert out.kl_ic.shape == out.kl_co.shape == (4,)
+    assert torch.all(out.kl_ic >= 0)
+
+
+def test_without_controller():
+    out = _model(co_dim=0)(torch.rand(2, 10, 5) + 0.1)
+    assert out.inputs.shape == (2, 10, 0)
+    assert torch.all(out.kl_co == 0)
+
+
+def test_needs_resolved_factor_dim():
+    with pytest.raises(ValueError, match="factor_dim"):
+        LFADS(5, ModelConfig(), Gamma())
+
+
+def test_posterior_mean_pass_is_deterministic_and_sampling_is_seeded():
+    model = _model().eval()
+    x = torch.rand(3, 20, 5) + 0.1
+    a, b = model(x, sample=False), model(x, sample=False)
+    torch.testing.assert_close(a.params, b.params)
+    torch.manual_seed(1)
+    s1 = model(x, sample=True).params
+    torch.manual_seed(1)
+    s2 = model(x, sample=True).params
+    torch.testing.assert_close(s1, s2)
+    assert not torch.allclose(s1, a.params)
+
+
+def test_generator_state_is_clipped():
+    model = _model(cell_clip=0.01)
+    with torch.no_grad():
+        model.ic_to_g0.bias.fill_(100.0)
+        model.to_factors.weight.fill_(1.0)
+    out = model(torch.rand(2, 5, 5) + 0.1, sample=False)
+    assert out.factors.abs().max() <= 12 * 0.01 + 1e-6  # |f| <= gen_dim * clip * |w|
+
+
+@pytest.mark.parametrize("lag", [1, 2])
+def test_controller_input_at_t_never_contains_x_t(lag):
+    torch.manual_seed(0)
+    model = _model(dropout=0.0, ci_lag=lag).eval()
+    x = torch.rand(1, 10, 5) + 0.1
+    for t in range(10):
+        x2 = x.clone()
+        x2[0, t] += 5.0
+        ci1, ci2 = model.controller_inputs(x), model.controller_inputs(x2)
+        torch.testing.assert_close(ci1[0, t], ci2[0, t])
+        # and it does reach the neighbours (the encoder is not dead)
+        assert not torch.allclose(ci1[0], ci2[0])
+
+
+def test_ar1_log_prob_matches_scipy():
+    prior = AR1Prior(2, tau=5.0, var=0.3)
+    u = torch.randn(3, 7, 2, dtype=torch.float64)
+    prior = prior.double()
+    phi = math.exp(-1 / 5.0)
+    expected = np.zeros(3)
+    un = u.numpy()
+    for b in range(3):
+        for k in range(2):
+            expected[b] += stats.norm.logpdf(un[b, 0, k], 0, math.sqrt(0.3))
+            for t in range(1, 7):
+                expected[b] += stats.norm.logpdf(un[b, t, k], phi * un[b, t - 1, k], math.sqrt(0.3 * (1 - phi**2)))
+    np.testing.assert_allclose(prior.log_prob(u).detach().numpy(), expected, rtol=1e-6)
+
+
+def test_gradients_reach_every_parameter():
+    model = _model(dropout=0.0)
+    model.init_readout_bias(torch.ones(5))
+    out = model(torch.rand(4, 12, 5) + 0.1)
+    loss = model.observation.nll(out.params, torch.rand(4, 12, 5) + 0.1).mean() + out.kl_ic.mean() + out.kl_co.mean()
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    assert missing == []

@@ -1,0 +1,154 @@
+import logging
+
+import numpy as np
+import pytest
+
+from nwb_autolfads.config import PreprocessConfig
+from nwb_autolfads.errors import SignalError
+from nwb_autolfads.preprocessing import (bin_average, highpass_filter, looks_rectified, notch_filter,
+                                         preprocess_emg, resample)
+from nwb_autolfads.signals import Signal
+
+FS = 2000.0
+
+
+def _power_at(x, fs, f):
+    spec = np.abs(np.fft.rfft(x)) ** 2
+    freqs = np.fft.rfftfreq(x.size, 1 / fs)
+    return spec[np.argmin(np.abs(freqs - f))]
+
+
+def test_notch_removes_line_frequency_and_harmonics_only():
+    t = np.arange(int(4 * FS)) / FS
+    x = (np.sin(2 * np.pi * 60 * t) + np.sin(2 * np.pi * 120 * t) + np.sin(2 * np.pi * 300 * t))[:, None]
+    y, freqs = notch_filter(x, FS, 60.0, 3, 30.0)
+    assert freqs == [60.0, 120.0, 180.0]
+    mid = slice(2000, 6000)
+    assert _power_at(y[mid, 0], FS, 60) < 1e-4 * _power_at(x[mid, 0], FS, 60)
+    assert _power_at(y[mid, 0], FS, 120) < 1e-4 * _power_at(x[mid, 0], FS, 120)
+    assert _power_at(y[mid, 0], FS, 300) == pytest.approx(_power_at(x[mid, 0], FS, 300), rel=0.05)
+
+
+def test_notch_skips_harmonics_above_nyquist():
+    _, freqs = notch_filter(np.random.default_rng(0).normal(size=(1000, 1)), 250.0, 60.0, 5, 30.0)
+    assert freqs == [60.0]
+
+
+def test_highpass_is_zero_phase_and_removes_slow_drift():
+    t = np.arange(int(4 * FS)) / FS
+    slow = np.sin(2 * np.pi * 2 * t)
+    fast = np.sin(2 * np.pi * 200 * t)
+    y = highpass_filter((slow + fast)[:, None], FS, 65.0, 4)[:, 0]
+    mid = slice(1000, -1000)
+    np.testing.assert_allclose(y[mid], fast[mid], atol=0.02)  # no phase shift of the pass band
+
+
+def test_resample_rational_rate():
+    x = np.random.default_rng(0).normal(size=(3000, 2))
+    y, rate = resample(x, 3000.0, 1000.0)
+    assert rate == 1000.0 and y.shape == (1000, 2)
+    same, rate = resample(x, 1000.0, 1000.0)
+    assert same is x and rate == 1000.0
+
+
+def test_bin_average_exact_values():
+    times = np.arange(10) * 0.001 + 5.0
+    x = np.arange(10.0)[:, None] * np.array([[1.0, 2.0]])
+    b, centres = bin_average(x, times, 0.005)
+    np.testing.assert_allclose(b, [[2.0, 4.0], [7.0, 14.0]])
+    np.testing.assert_allclose(centres, [5.0025, 5.0075])
+
+
+def test_looks_rectified():
+    assert looks_rectified(np.abs(np.random.default_rng(0).normal(size=(10, 2))))
+    assert not looks_rectified(np.random.default_rng(0).normal(size=(10, 2)))
+
+
+def _raw_signal(seconds=4.0, n=3, seed=0, **kw):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * FS)) / FS
+    amp = 1.0 + 0.5 * np.sin(2 * np.pi * 1.0 * t)[:, None] * np.arange(1, n + 1)[None, :] / n
+    x = amp * rng.normal(size=(t.size, n)) + 0.3 * np.sin(2 * np.pi * 60 * t)[:, None] + 0.1
+    return Signal(x, [f"m{i}" for i in range(n)], "V", "acquisition/EMG", rate=FS, **kw)
+
+
+def test_raw_pipeline_scales_q95_to_one_and_lists_steps():
+    sig = _raw_signal()
+    cfg = PreprocessConfig()
+    pre = preprocess_emg(sig, cfg, bin_size=0.01)
+    assert pre.was_raw and len(pre.segments) == 1
+    seg = pre.segments[0]
+    assert seg.shape == (400, 3) and seg.dtype == np.float32
+    assert seg.min() >= cfg.floor
+    np.testing.assert_allclose(np.quantile(np.minimum(pre.rectified[0], pre.clip_levels) / pre.scales, 0.95,
+                                           axis=0), 1.0, rtol=1e-6)
+    assert seg.max() <= np.max(pre.clip_levels / pre.scales) + 1e-5  # clipped
+    text = " | ".join(pre.steps)
+    for word in ("raw EMG", "notch", "high-pass", "rectification", "resampling", "10 ms bins", "clipping",
+                 "0.95 quantile", "floor"):
+        assert word in text
+    np.testing.assert_allclose(pre.bin_times[0][:2], [0.005, 0.015])
+    # the envelope follows the true amplitude modulation
+    amp = 1.0 + 0.5 * np.sin(2 * np.pi * pre.bin_times[0])
+    assert np.corrcoef(seg[:, 2], amp)[0, 1] > 0.7
+
+
+def test_steps_can_be_disabled():
+    sig = _raw_signal()
+    cfg = PreprocessConfig(line_frequency=None, highpass_hz=None, resample_hz=None, clip_quantile=None)
+    pre = preprocess_emg(sig, cfg, bin_size=0.01)
+    text = " | ".join(pre.steps)
+    assert "notch" not in text and "high-pass" not in text and "resampling" not in text and "clipping" not in text
+    assert "rectification" in text
+    assert np.all(np.isinf(pre.clip_levels))
+
+
+def test_already_rectified_input_skips_filters():
+    sig = _raw_signal()
+    env = Signal(np.abs(sig.values), sig.channel_names, "V", "x", rate=FS)
+    pre = preprocess_emg(env, PreprocessConfig(), bin_size=0.01)
+    assert not pre.was_raw
+    text = " | ".join(pre.steps)
+    assert "already-rectified" in text and "notch" not in text and "rectification" not in text
+    # forcing raw processing is possible too
+    assert preprocess_emg(env, PreprocessConfig(), 0.01, preprocessed=False).was_raw
+
+
+def test_coarsely_binned_input_uses_its_own_bins():
+    rng = np.random.default_rng(0)
+    env = Signal(rng.uniform(0.1, 1.0, size=(500, 2)), ["a", "b"], "V", "x", rate=50.0, starting_time=1.0)
+    pre = preprocess_emg(env, PreprocessConfig(), bin_size=0.01)
+    assert pre.bin_size == pytest.approx(0.02)
+    assert pre.segments[0].shape == (500, 2)
+    assert pre.bin_times[0][0] == pytest.approx(1.01)
+
+
+def test_gaps_make_separate_segments():
+    sig = _raw_signal(seconds=4.0)
+    t = sig.times()
+    keep = (t < 1.5) | (t >= 2.0)
+    gapped = Signal(sig.values[keep], sig.channel_names, "V", "x", timestamps=t[keep])
+    pre = preprocess_emg(gapped, PreprocessConfig(), bin_size=0.01)
+    assert len(pre.segments) == 2
+    assert [s.shape[0] for s in pre.segments] == [150, 200]
+    assert pre.bin_times[1][0] == pytest.approx(2.005)
+    assert "segments" in pre.steps[0]
+
+
+def test_flat_channel_warns_and_stays_finite(caplog):
+    sig = _raw_signal()
+    values = sig.values.copy()
+    values[:, 1] = 0.0
+    flat = Signal(values, sig.channel_names, "V", "x", rate=FS)
+    with caplog.at_level(logging.WARNING):
+        pre = preprocess_emg(flat, PreprocessConfig(), bin_size=0.01)
+    assert "m1" in caplog.text and "flat" in caplog.text
+    assert np.all(np.isfinite(pre.segments[0]))
+
+
+def test_nan_input_is_a_clear_error():
+    sig = _raw_signal()
+    values = sig.values.copy()
+    values[10, 0] = np.nan
+    with pytest.raises(SignalError, match="NaN"):
+        preprocess_emg(Signal(values, sig.channel_names, "V", "x", rate=FS), PreprocessConfig(), 0.01)

@@ -1,0 +1,117 @@
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from nwb_autolfads.errors import InputFileError, SignalError, SignalNotFoundError
+from nwb_autolfads.reading import find_emg, open_nwb, read_emg
+from nwb_autolfads.testing import synthetic_emg, write_emg_nwb
+
+SHARED = Path(__file__).parents[1] / "data" / "nwb"
+
+
+@pytest.fixture(scope="module")
+def synth():
+    return synthetic_emg(duration=2.0, rate=1000.0, n_muscles=4, seed=0)
+
+
+@pytest.mark.parametrize("layout", ["timeseries", "electricalseries", "container"])
+@pytest.mark.parametrize("location", ["acquisition", "processing"])
+def test_finds_and_reads_emg_in_every_layout(tmp_path, synth, layout, location):
+    path = write_emg_nwb(tmp_path / "f.nwb", synth, layout=layout, location=location)
+    with open_nwb(path) as (_io, nwb):
+        sig = read_emg(nwb)
+    assert sig.values.shape == synth.raw.shape
+    assert sorted(sig.channel_names) == sorted(synth.names)
+    if layout != "container":  # one 2-D series: the file's column order
+        assert sig.channel_names == synth.names
+    order = [synth.names.index(n) for n in sig.channel_names]
+    np.testing.assert_allclose(sig.values, synth.raw[:, order], rtol=1e-6, atol=1e-12)
+    assert sig.unit == "volts"
+    assert sig.source_path.startswith(location)
+    assert sig.rate == pytest.approx(1000.0)
+    assert sig.object_id
+
+
+def test_conversion_and_offset_are_applied(tmp_path, synth):
+    path = write_emg_nwb(tmp_path / "f.nwb", synth, int16=True)
+    with h5py.File(path, "r") as f:
+        assert f["acquisition/EMG/data"].dtype == np.int16
+    with open_nwb(path) as (_io, nwb):
+        sig = read_emg(nwb)
+    np.testing.assert_allclose(sig.values, synth.raw, atol=np.abs(synth.raw).max() / 30000)
+
+
+def test_timestamps_and_gaps(tmp_path, synth):
+    path = write_emg_nwb(tmp_path / "f.nwb", synth, gap=(0.5, 0.8))
+    with open_nwb(path) as (_io, nwb):
+        sig = read_emg(nwb)
+    assert sig.timestamps is not None and sig.rate is None
+    assert sig.n_samples == synth.raw.shape[0] - 300
+    assert sig.sampling_rate() == pytest.approx(1000.0)
+
+
+def test_explicit_path_and_channel_names(tmp_path, synth):
+    path = write_emg_nwb(tmp_path / "f.nwb", synth, name="signals")  # description still says EMG
+    with open_nwb(path) as (_io, nwb):
+        assert find_emg(nwb, "acquisition/signals").path == "acquisition/signals"
+        assert find_emg(nwb, "/acquisition/signals/").path == "acquisition/signals"
+        sig = read_emg(nwb, "acquisition/signals", channel_names=["a", "b", "c", "d"])
+        assert sig.channel_names == ["a", "b", "c", "d"]
+        with pytest.raises(SignalError, match="give exactly 4 names"):
+            read_emg(nwb, channel_names=["a"])
+        with pytest.raises(SignalNotFoundError, match="acquisition/signals"):
+            read_emg(nwb, "acquisition/nope")
+
+
+def test_ground_truth_is_not_mistaken_for_emg(tmp_path, synth):
+    path = write_emg_nwb(tmp_path / "f.nwb", synth)
+    with open_nwb(path) as (_io, nwb):
+        assert find_emg(nwb).path == "acquisition/EMG"
+
+
+def test_input_file_errors(tmp_path):
+    with pytest.raises(InputFileError, match="does not exist"):
+        with open_nwb(tmp_path / "missing.nwb"):
+            pass
+    with pytest.raises(InputFileError, match="directory"):
+        with open_nwb(tmp_path):
+            pass
+    text = tmp_path / "text.nwb"
+    text.write_text("hello")
+    with pytest.raises(InputFileError, match="not an HDF5"):
+        with open_nwb(text):
+            pass
+    plain = tmp_path / "plain.h5"
+    with h5py.File(plain, "w") as f:
+        f["x"] = np.arange(3)
+    with pytest.raises(InputFileError, match="not NWB"):
+        with open_nwb(plain):
+            pass
+
+
+def test_bad_shapes(tmp_path, synth):
+    from datetime import datetime, timezone
+
+    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+
+    nwb = NWBFile(session_description="x", identifier="x", session_start_time=datetime.now(timezone.utc))
+    nwb.add_acquisition(TimeSeries(name="EMG3d", data=np.zeros((10, 2, 2)), unit="V", rate=10.0))
+    nwb.add_acquisition(TimeSeries(name="EMGempty", data=np.zeros((0, 2)), unit="V", rate=10.0))
+    path = tmp_path / "bad.nwb"
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    with open_nwb(path) as (_io, nwb):
+        with pytest.raises(SignalError, match="shape"):
+            read_emg(nwb, "acquisition/EMG3d")
+        with pytest.raises(SignalError, match="empty"):
+            read_emg(nwb, "acquisition/EMGempty")
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SHARED.glob("*.nwb")))
+def test_real_files_without_emg_fail_clearly(name):
+    """Real files written by other software: they open, and lacking EMG give a clear message."""
+    with open_nwb(SHARED / name) as (_io, nwb):
+        with pytest.raises(SignalNotFoundError, match="no EMG found.*--emg"):
+            find_emg(nwb)

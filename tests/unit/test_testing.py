@@ -1,0 +1,31 @@
+import numpy as np
+import pytest
+
+from nwb_autolfads.testing import lorenz_latent, read_truth, synthetic_emg
+
+
+def test_lorenz_latent_is_standardised():
+    z = lorenz_latent(2000, np.random.default_rng(0))
+    assert z.shape == (2000, 3)
+    np.testing.assert_allclose(z.mean(0), 0, atol=1e-9)
+    np.testing.assert_allclose(z.std(0), 1, atol=1e-9)
+
+
+def test_synthetic_emg_properties():
+    s = synthetic_emg(duration=3.0, rate=2000.0, n_muscles=5, seed=0)
+    assert s.raw.shape == s.activations.shape == (6000, 5)
+    assert np.all(s.activations >= 0)
+    assert s.raw.min() < 0 < s.raw.max()  # raw EMG has both signs
+    assert s.names == ["TA", "MG", "LG", "Sol", "VL"]
+    again = synthetic_emg(duration=3.0, rate=2000.0, n_muscles=5, seed=0)
+    np.testing.assert_array_equal(s.raw, again.raw)
+    with_art = synthetic_emg(duration=3.0, rate=2000.0, n_muscles=5, seed=0, artefacts=5.0)
+    assert np.abs(with_art.raw).max() > 1.5 * np.abs(s.raw).max()
+
+
+def test_read_truth_bins_the_stored_activations(emg_file):
+    times = 0.005 + np.arange(100) * 0.01
+    truth = read_truth(emg_file, times, 0.01)
+    s = synthetic_emg(duration=20.0, rate=2000.0, n_muscles=6, seed=1)
+    np.testing.assert_allclose(truth[0], s.activations[:20].mean(0), rtol=1e-5)
+    assert truth.shape == (100, 6)

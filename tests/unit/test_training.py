@@ -1,0 +1,83 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nwb_autolfads.config import AugmentConfig, ModelConfig, TrainConfig
+from nwb_autolfads.errors import TrainingError
+from nwb_autolfads.model import LFADS
+from nwb_autolfads.observations import Gamma
+from nwb_autolfads.training import evaluate_nll, split_train_valid, train_model
+
+
+def _data(n=40, T=20, C=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(T, dtype=torch.float32)
+    phase = torch.rand(n, 1, 1, generator=g) * 6.28
+    mean = 1.0 + 0.8 * torch.sin(0.3 * t[None, :, None] + phase + torch.arange(C)[None, None, :])
+    return torch.distributions.Gamma(4.0, 4.0 / mean).sample()
+
+
+def _model(C=4):
+    cfg = ModelConfig(ic_enc_dim=16, ci_enc_dim=8, con_dim=8, co_dim=1, ic_dim=8, gen_dim=16, factor_dim=3)
+    return LFADS(C, cfg, Gamma())
+
+
+def test_split_train_valid():
+    train, valid = split_train_valid(12, 5)
+    assert valid.tolist() == [4, 9]
+    assert sorted(train.tolist() + valid.tolist()) == list(range(12))
+    train, valid = split_train_valid(3, 5)
+    assert valid.tolist() == [2] and train.tolist() == [0, 1]
+
+
+def test_training_lowers_the_validation_nll_and_restores_the_best():
+    torch.manual_seed(0)
+    x = _data()
+    model = _model()
+    model.init_readout_bias(x.mean(dim=(0, 1)))
+    before = evaluate_nll(model, x[30:])
+    cfg = TrainConfig(max_epochs=40, min_epochs=0, ramp_epochs=5, batch_size=10, early_stopping_patience=100)
+    res = train_model(model, x[:30], x[30:], cfg, AugmentConfig(cd_rate=0.3, shift_std=1.0), progress=False)
+    after = evaluate_nll(model, x[30:])
+    assert len(res.history) == 40
+    assert after < before - 0.05
+    assert res.best_valid_nll == pytest.approx(min(h["smoothed_valid_nll"] for h in res.history[5:]))
+    assert {"epoch", "train_nll", "valid_nll", "smoothed_valid_nll", "kl_ic", "kl_co", "l2", "lr"} <= set(res.history[0])
+
+
+def test_early_stopping():
+    torch.manual_seed(0)
+    x = _data()
+    model = _model()
+    # a learning rate too small to change float32 weights: the validation NLL never improves
+    cfg = TrainConfig(max_epochs=200, min_epochs=0, ramp_epochs=0, lr=1e-30, lr_min=0.0, batch_size=10,
+                      early_stopping_patience=3, smoothing=0.0)
+    res = train_model(model, x[:30], x[30:], cfg, AugmentConfig(), progress=False)
+    assert res.stopped_early and len(res.history) == 4  # first epoch + 3 without improvement
+
+
+def test_training_is_deterministic_for_a_seed():
+    x = _data()
+    results = []
+    for _ in range(2):
+        torch.manual_seed(5)
+        model = _model()
+        train_model(model, x[:30], x[30:], TrainConfig(max_epochs=3, min_epochs=0, ramp_epochs=1, batch_size=10),
+                    AugmentConfig(), progress=False)
+        results.append([p.detach().clone() for p in model.parameters()])
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+def test_divergence_is_recovered_then_reported():
+    torch.manual_seed(0)
+    x = _data()
+    bad = x.clone()
+    bad[0, 0, 0] = float("nan")  # every epoch that touches this window diverges
+    model = _model()
+    cfg = TrainConfig(max_epochs=20, min_epochs=0, ramp_epochs=0, batch_size=40)
+    with pytest.raises(TrainingError, match="diverged"):
+        train_model(model, bad[:30], x[30:], cfg, AugmentConfig(), progress=False)
+    assert all(torch.all(torch.isfinite(p)) for p in model.parameters())

@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from nwb_autolfads.windows import _weights, chop, chop_segments, merge, merge_segments, window_starts
+
+
+@pytest.mark.parametrize("n_bins", [50, 51, 89, 90, 131, 1000, 1234])
+@pytest.mark.parametrize("window, overlap", [(50, 10), (50, 0), (20, 4), (50, 30)])
+def test_starts_cover_everything_with_enough_overlap(n_bins, window, overlap):
+    starts = window_starts(n_bins, window, overlap)
+    assert starts[0] == 0 and starts[-1] + window == n_bins
+    assert np.all(np.diff(starts) <= window - overlap)
+    assert np.all(np.diff(starts) > 0)
+
+
+def test_too_short_gives_no_window():
+    assert window_starts(49, 50, 10).size == 0
+    w, s = chop(np.zeros((49, 3)), 50, 10)
+    assert w.shape == (0, 50, 3) and s.size == 0
+
+
+@pytest.mark.parametrize("n_bins", [50, 77, 130, 1000])
+def test_merge_inverts_chop(n_bins):
+    x = np.random.default_rng(n_bins).normal(size=(n_bins, 3))
+    w, s = chop(x, 50, 10)
+    assert w.shape[1:] == (50, 3)
+    np.testing.assert_allclose(merge(w, s, n_bins), x)
+
+
+def test_weights_sum_to_one_and_follow_the_ramp():
+    starts = window_starts(130, 50, 10)
+    w = _weights(starts, 50, 2.0)
+    total = np.zeros(130)
+    for i, s in enumerate(starts):
+        total[s:s + 50] += w[i]
+    np.testing.assert_allclose(total, 1.0)
+    overlap = starts[0] + 50 - starts[1]
+    r = (np.arange(overlap) + 1) / (overlap + 1)
+    np.testing.assert_allclose(w[1, :overlap], r**2)
+    np.testing.assert_allclose(w[0, 50 - overlap:], 1 - r**2)
+
+
+def test_merge_blends_in_overlaps():
+    # two windows with constant outputs 0 and 1: the overlap ramps smoothly from 0 to 1
+    starts = np.array([0, 40])
+    windows = np.stack([np.zeros((50, 1)), np.ones((50, 1))])
+    out = merge(windows, starts, 90, power=2.0)[:, 0]
+    assert np.all(out[:40] == 0) and np.all(out[50:] == 1)
+    assert np.all(np.diff(out[40:50]) > 0)
+
+
+def test_uncovered_bins_are_nan():
+    out = merge(np.ones((1, 10, 2)), np.array([0]), 15)
+    assert np.all(out[:10] == 1) and np.all(np.isnan(out[10:]))
+
+
+def test_segments_never_share_a_window():
+    segs = [np.arange(100.0)[:, None], 1000 + np.arange(30.0)[:, None], 5000 + np.arange(60.0)[:, None]]
+    windows, index = chop_segments(segs, 50, 10)
+    assert index.segment_lengths == (100, 30, 60)
+    assert set(index.segment.tolist()) == {0, 2}  # the 30-bin segment is too short
+    for k in range(windows.shape[0]):
+        span = windows[k, :, 0]
+        assert span.max() - span.min() == 49  # contiguous within one segment
+    merged = merge_segments(windows, index)
+    np.testing.assert_allclose(merged[0], segs[0])
+    assert np.all(np.isnan(merged[1]))
+    np.testing.assert_allclose(merged[2], segs[2])
