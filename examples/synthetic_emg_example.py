@@ -61,18 +61,23 @@ def main(argv=None) -> dict:
         print(f"  {name:5s} {a:6.3f} / {b:6.3f}")
     print(f"  mean  {np.nanmean(r_model):6.3f} / {np.nanmean(r_rect):6.3f}")
 
+    to_uv = 1e6 if act.unit == "volts" else 1.0  # plot volts as microvolts
+    unit = "µV" if act.unit == "volts" else act.unit
     show = [0, 1, 2]
     window = (times >= 10.0) & (times < 14.0)
     raw_window = (raw_t >= 10.0) & (raw_t < 14.0)
     fig, axes = plt.subplots(len(show), 1, figsize=(10, 2.4 * len(show)), sharex=True)
     for ax, k in zip(axes, show):
+        # the truth is dimensionless: scale it to the estimate's median for display
         scale = np.nanmedian(activations[:, k]) / np.nanmedian(truth[:, k])
-        ax.plot(raw_t[raw_window], raw_data[raw_window, k], color="0.85", lw=0.5, label="raw EMG")
-        ax.plot(times[window], result.rectified[window, k], color="0.5", lw=0.8, label="rectified, 10 ms bins")
-        ax.plot(times[window], truth[window, k] * scale, color="k", lw=1.5, ls="--", label="true activation")
-        ax.plot(times[window], activations[window, k], color="C3", lw=1.5, label="AutoLFADS")
-        ax.set_ylabel(f"{names[k]} ({act.unit})")
-        ax.set_ylim(-0.2 * np.nanmax(result.rectified[window, k]), 1.1 * np.nanmax(result.rectified[window, k]))
+        rect = result.rectified[window, k] * to_uv
+        ax.plot(raw_t[raw_window], raw_data[raw_window, k] * to_uv, color="0.85", lw=0.5, label="raw EMG")
+        ax.plot(times[window], rect, color="0.5", lw=0.8, label="rectified, 10 ms bins")
+        ax.plot(times[window], truth[window, k] * scale * to_uv, color="k", lw=1.5, ls="--",
+                label="true activation (scaled)")
+        ax.plot(times[window], activations[window, k] * to_uv, color="C3", lw=1.5, label="AutoLFADS")
+        ax.set_ylabel(f"{names[k]} ({unit})")
+        ax.set_ylim(-0.2 * np.nanmax(rect), 1.1 * np.nanmax(rect))
         ax.set_title(f"{names[k]}: r(model, truth) = {r_model[k]:.2f}, r(rectified, truth) = {r_rect[k]:.2f}",
                      fontsize=9, loc="left")
     axes[0].legend(loc="upper right", fontsize=7, ncol=4)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pynwb
 import pytest
 from pynwb import NWBHDF5IO
 
@@ -51,6 +52,7 @@ def test_cli_smoke_run_writes_a_valid_result(emg_copy):
         assert factors.data.shape == (2000, 3)
         assert nwb.processing["autolfads"]["inferred_inputs"].data.shape == (2000, 1)
         # activations are in the source's units: same scale as the rectified EMG
+        assert pynwb.validate(path=str(out)) == []
         rect = np.abs(src.data[:] - src.data[:].mean(0))
         assert 0.2 < np.median(data) / np.median(rect) < 5
 

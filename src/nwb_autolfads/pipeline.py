@@ -27,7 +27,7 @@ from .inference import infer
 from .model import LFADS
 from .observations import get_observation
 from .preprocessing import Preprocessed, preprocess_emg
-from .reading import open_nwb, read_emg
+from .reading import iter_series, open_nwb, read_emg
 from .training import TrainResult, split_train_valid, train_model
 from .windows import chop_segments, merge_segments
 from .writing import SeriesToWrite, default_output_path, provenance_json, write_results, check_output_path
@@ -59,7 +59,9 @@ class RunResult:
     n_valid: int
     seconds: float
     device: str
-    extra: dict = field(default_factory=dict)
+    other_candidates: list[str] = field(default_factory=list)
+    """Other series that look like EMG but were not modelled."""
+    chosen_by: str = "found automatically"
 
     def summary(self) -> str:
         t = self.training
@@ -68,7 +70,14 @@ class RunResult:
             "nwb-autolfads run finished",
             f"  input       {self.input}",
             f"  modelled    {self.source_path}: {len(self.channel_names)} channels "
-            f"({', '.join(self.channel_names)}), {dur:.1f} s in {self.config.windows.bin_size * 1e3:g} ms bins",
+            f"({', '.join(self.channel_names)}), {dur:.1f} s in {self.config.windows.bin_size * 1e3:g} ms bins "
+            f"[{self.chosen_by}]",
+        ]
+        if self.other_candidates:
+            lines.append(f"              also EMG-like, not modelled (choose with --emg): "
+                         f"{', '.join(self.other_candidates)}")
+        lines += [
+            f"  preprocess  {'; '.join(self.preprocessing_steps)}",
             f"  windows     {self.n_windows} of {self.config.windows.window_bins} bins "
             f"({self.n_train} train / {self.n_valid} validation)",
             f"  training    {len(t.history)} epochs in {t.seconds:.1f} s on {self.device}; best smoothed "
@@ -163,6 +172,8 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
 
     with open_nwb(path) as (_io, nwbfile):
         sig = read_emg(nwbfile, cfg.data.emg, cfg.data.channel_names)
+        others = [c.path for c in iter_series(nwbfile) if c.score > 0 and c.path != sig.source_path
+                  and not c.path.startswith(sig.source_path + "/")]
         out_path = Path(output) if output is not None else default_output_path(path)
         if write:
             check_output_path(out_path, path, overwrite)  # fail before training, not after
@@ -187,7 +198,8 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
                        activations=activations.astype(np.float32), factors=factors.astype(np.float32),
                        inputs=inputs.astype(np.float32), rectified=rectified.astype(np.float32),
                        preprocessing_steps=pre.steps, training=train, n_windows=fit["index"].n_windows,
-                       n_train=fit["n_train"], n_valid=fit["n_valid"], seconds=0.0, device=fit["device"])
+                       n_train=fit["n_train"], n_valid=fit["n_valid"], seconds=0.0, device=fit["device"],
+                       other_candidates=others, chosen_by="--emg" if cfg.data.emg else "found automatically")
     if write:
         provenance = {
             "software": _versions(), "command": " ".join(sys.argv), "config": cfg.to_dict(),

@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+
+import nwb_autolfads
+from nwb_autolfads.config import build_config
+from nwb_autolfads.errors import SignalError
+from nwb_autolfads.pipeline import fit_signal
+from nwb_autolfads.preprocessing import Preprocessed
+
+
+def _pre(lengths, n_ch=3, seed=0):
+    rng = np.random.default_rng(seed)
+    segs = [rng.gamma(4.0, 0.25, size=(n, n_ch)).astype(np.float32) for n in lengths]
+    times, t0 = [], 0.0
+    for n in lengths:
+        times.append(t0 + 0.005 + 0.01 * np.arange(n))
+        t0 += 0.01 * n + 1.0
+    return Preprocessed(segments=segs, bin_times=times, bin_size=0.01, scales=np.ones(n_ch),
+                        clip_levels=np.full(n_ch, np.inf), rectified=segs, channel_names=["a", "b", "c"][:n_ch])
+
+
+def test_fit_signal_merges_back_to_every_segment():
+    cfg = build_config("smoke").resolved(3)
+    fit = fit_signal(_pre([100, 10, 60]), cfg, progress=False)
+    means = fit["merged"]["mean"]
+    assert [m.shape for m in means] == [(100, 3), (10, 3), (60, 3)]
+    assert np.all(np.isfinite(means[0])) and np.all(np.isfinite(means[2]))
+    assert np.all(np.isnan(means[1]))  # shorter than one window: NaN, not dropped
+    assert fit["merged"]["factors"][0].shape == (100, 3)
+    assert fit["n_train"] + fit["n_valid"] == fit["index"].n_windows
+
+
+def test_fit_signal_needs_two_windows():
+    cfg = build_config("smoke").resolved(3)
+    with pytest.raises(SignalError, match="too short"):
+        fit_signal(_pre([15]), cfg, progress=False)  # smoke windows are 20 bins
+
+
+def test_run_without_writing_and_summary(emg_copy):
+    res = nwb_autolfads.run(emg_copy, preset="smoke", write=False, progress=False)
+    assert res.output is None
+    assert not emg_copy.with_name("emg_autolfads.nwb").exists()
+    assert res.activations.shape == res.rectified.shape == (2000, 6)
+    assert res.times.shape == (2000,)
+    text = res.summary()
+    for word in ("acquisition/EMG", "6 channels", "found automatically", "rectification", "epochs"):
+        assert word in text
