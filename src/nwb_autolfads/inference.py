@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .config import InferenceConfig
 from .model import LFADS
@@ -24,7 +25,7 @@ class Inferred:
 
 
 @torch.no_grad()
-def infer(model: LFADS, windows: torch.Tensor, cfg: InferenceConfig) -> Inferred:
+def infer(model: LFADS, windows: torch.Tensor, cfg: InferenceConfig, progress: bool = False) -> Inferred:
     """Run ``model`` on windows (N, T, C). ``mode='mean'``: one pass with posterior means;
     ``mode='sample'``: average over ``n_samples`` posterior samples, evaluated in batches of at
     most ``batch_size`` window-samples so memory stays bounded."""
@@ -33,7 +34,8 @@ def infer(model: LFADS, windows: torch.Tensor, cfg: InferenceConfig) -> Inferred
     n_samples = 1 if cfg.mode == "mean" else cfg.n_samples
     per_batch = max(1, cfg.batch_size // n_samples)  # windows per batch
     means, factors, inputs, ics = [], [], [], []
-    for i in range(0, N, per_batch):
+    starts = range(0, N, per_batch)
+    for i in tqdm(starts, desc="inference", unit="batch", disable=not progress or len(starts) < 2, leave=False):
         xb = windows[i:i + per_batch]  # (b, T, C)
         b = xb.shape[0]
         if n_samples == 1:

@@ -22,17 +22,17 @@ import torch
 from . import __version__
 from .config import RunConfig, build_config
 from .devices import resolve_device, seed_everything
-from .errors import SignalError
+from .errors import ConfigError, SignalError
 from .inference import infer
 from .model import LFADS
 from .observations import get_observation
 from .preprocessing import Preprocessed, preprocess_emg
 from .reading import iter_series, open_nwb, read_emg
 from .training import TrainResult, split_train_valid, train_model
-from .windows import chop_segments, merge_segments
+from .windows import WindowIndex, chop_segments, merge_segments
 from .writing import SeriesToWrite, default_output_path, provenance_json, write_results, check_output_path
 
-__all__ = ["RunResult", "run", "fit_signal"]
+__all__ = ["RunResult", "FitResult", "run", "fit_signal"]
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,24 @@ def _versions() -> dict[str, str]:
             "scipy": scipy.__version__, "h5py": h5py.__version__}
 
 
-def fit_signal(pre: Preprocessed, cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
-    """Chop, train, infer and merge for preprocessed EMG. Returns merged per-segment outputs
-    (model units) and the training record. ``cfg`` must be resolved for the channel count."""
+@dataclass
+class FitResult:
+    """What :func:`fit_signal` produced: per-segment merged outputs in model units."""
+
+    mean: list[np.ndarray]  # per segment (n_bins, C): E[x] in scaled units
+    factors: list[np.ndarray]  # per segment (n_bins, F)
+    inputs: list[np.ndarray]  # per segment (n_bins, U)
+    training: TrainResult
+    index: WindowIndex
+    n_train: int
+    n_valid: int
+    device: str
+    model: LFADS
+
+
+def fit_signal(pre: Preprocessed, cfg: RunConfig, progress: bool = True) -> FitResult:
+    """Chop, train, infer and merge for preprocessed EMG. ``cfg`` must be resolved for the
+    channel count (:meth:`RunConfig.resolved`)."""
     w = cfg.windows
     windows, index = chop_segments(pre.segments, w.window_bins, w.overlap_bins)
     if index.n_windows < 2:
@@ -123,14 +138,12 @@ def fit_signal(pre: Preprocessed, cfg: RunConfig, progress: bool = True) -> dict
     model = LFADS(pre.n_channels, cfg.model, get_observation(cfg.model.observation)).to(device)
     model.init_readout_bias(x_all[train_idx].mean(dim=(0, 1)))
     result = train_model(model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment, progress=progress)
-    inferred = infer(model, x_all, cfg.inference)
-    merged = {
-        "mean": merge_segments(inferred.mean, index, w.merge_power),
-        "factors": merge_segments(inferred.factors, index, w.merge_power),
-        "inputs": merge_segments(inferred.inputs, index, w.merge_power),
-    }
-    return {"merged": merged, "training": result, "index": index, "n_train": int(train_idx.size),
-            "n_valid": int(valid_idx.size), "device": str(device), "model": model, "inferred": inferred}
+    inferred = infer(model, x_all, cfg.inference, progress=progress)
+    return FitResult(mean=merge_segments(inferred.mean, index, w.merge_power),
+                     factors=merge_segments(inferred.factors, index, w.merge_power),
+                     inputs=merge_segments(inferred.inputs, index, w.merge_power),
+                     training=result, index=index, n_train=int(train_idx.size), n_valid=int(valid_idx.size),
+                     device=str(device), model=model)
 
 
 def run(path: str | Path, output: str | Path | None = None, *, preset: str | None = None,
@@ -166,7 +179,10 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     if device is not None:
         extra["device"] = device
     if isinstance(config, RunConfig):
-        cfg = config.updated({**({"preset": preset} if preset else {}), **dict(overrides or {}), **extra})
+        if preset is not None:
+            raise ConfigError("give either a RunConfig or a preset, not both: build the config with "
+                              "build_config(preset, ...) instead")
+        cfg = config.updated({**dict(overrides or {}), **extra})
     else:
         cfg = build_config(preset=preset, file=config, overrides={**dict(overrides or {}), **extra})
 
@@ -185,20 +201,19 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         cfg = cfg.updated({"windows.bin_size": pre.bin_size})
 
     fit = fit_signal(pre, cfg, progress=progress)
-    merged = fit["merged"]
     times = np.concatenate(pre.bin_times)
-    activations = np.concatenate(merged["mean"]) * pre.scales[None, :]  # back to source units
-    factors = np.concatenate(merged["factors"])
-    inputs = np.concatenate(merged["inputs"])
+    activations = np.concatenate(fit.mean) * pre.scales[None, :]  # back to source units
+    factors = np.concatenate(fit.factors)
+    inputs = np.concatenate(fit.inputs)
     rectified = np.concatenate(pre.rectified)
-    train: TrainResult = fit["training"]
+    train = fit.training
 
     result = RunResult(output=None, input=path, config=cfg, source_path=sig.source_path,
                        channel_names=list(pre.channel_names), unit=sig.unit, times=times,
                        activations=activations.astype(np.float32), factors=factors.astype(np.float32),
                        inputs=inputs.astype(np.float32), rectified=rectified.astype(np.float32),
-                       preprocessing_steps=pre.steps, training=train, n_windows=fit["index"].n_windows,
-                       n_train=fit["n_train"], n_valid=fit["n_valid"], seconds=0.0, device=fit["device"],
+                       preprocessing_steps=pre.steps, training=train, n_windows=fit.index.n_windows,
+                       n_train=fit.n_train, n_valid=fit.n_valid, seconds=0.0, device=fit.device,
                        other_candidates=others, chosen_by="--emg" if cfg.data.emg else "found automatically")
     if write:
         provenance = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,7 +29,6 @@ class Signal:
     starting_time: float = 0.0
     timestamps: np.ndarray | None = None
     description: str = ""
-    attrs: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.values.ndim != 2:

@@ -22,7 +22,7 @@ from pynwb import NWBHDF5IO, ProcessingModule, TimeSeries
 from .errors import OutputError
 from .reading import OUTPUT_MODULE
 
-__all__ = ["SeriesToWrite", "default_output_path", "check_output_path", "write_results"]
+__all__ = ["SeriesToWrite", "default_output_path", "check_output_path", "write_results", "provenance_json"]
 
 _DANDI_NAME = re.compile(r"^(sub-[A-Za-z0-9]+)(_ses-[A-Za-z0-9]+)?")
 

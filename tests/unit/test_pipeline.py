@@ -22,12 +22,12 @@ def _pre(lengths, n_ch=3, seed=0):
 def test_fit_signal_merges_back_to_every_segment():
     cfg = build_config("smoke").resolved(3)
     fit = fit_signal(_pre([100, 10, 60]), cfg, progress=False)
-    means = fit["merged"]["mean"]
+    means = fit.mean
     assert [m.shape for m in means] == [(100, 3), (10, 3), (60, 3)]
     assert np.all(np.isfinite(means[0])) and np.all(np.isfinite(means[2]))
     assert np.all(np.isnan(means[1]))  # shorter than one window: NaN, not dropped
-    assert fit["merged"]["factors"][0].shape == (100, 3)
-    assert fit["n_train"] + fit["n_valid"] == fit["index"].n_windows
+    assert fit.factors[0].shape == (100, 3)
+    assert fit.n_train + fit.n_valid == fit.index.n_windows
 
 
 def test_fit_signal_needs_two_windows():
@@ -45,3 +45,10 @@ def test_run_without_writing_and_summary(emg_copy):
     text = res.summary()
     for word in ("acquisition/EMG", "6 channels", "found automatically", "rectification", "epochs"):
         assert word in text
+
+
+def test_run_rejects_a_config_object_and_a_preset(emg_copy):
+    from nwb_autolfads.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="either a RunConfig or a preset"):
+        nwb_autolfads.run(emg_copy, config=build_config("smoke"), preset="quick", write=False)
