@@ -57,10 +57,32 @@ class Preprocessed:
         return len(self.channel_names)
 
 
-def looks_rectified(values: np.ndarray) -> bool:
-    """Raw EMG swings around zero; rectified/enveloped EMG is non-negative."""
-    finite = values[np.isfinite(values)]
-    return finite.size > 0 and float(finite.min()) >= 0.0
+def looks_rectified(values: np.ndarray, fs: float | None = None) -> bool:
+    """Whether EMG looks already rectified / enveloped rather than raw.
+
+    Raw EMG swings both ways around its baseline: values of both signs mean raw. Non-negative
+    data can still be raw with a DC offset (e.g. an unsigned ADC): that is recognised by a
+    symmetric distribution around the median (|skewness| < 0.5) with most of its variance above
+    20 Hz. Rectified EMG is strongly right-skewed, and envelopes hold their variance at low
+    frequencies. The decision is taken per channel on up to 2**16 samples; the majority wins.
+    """
+    finite = values[np.all(np.isfinite(values), axis=1)][: 2**16]
+    if finite.size == 0 or float(finite.min()) < 0.0:
+        return False
+    votes = []
+    for c in range(finite.shape[1]):
+        x = finite[:, c] - np.median(finite[:, c])
+        sd = x.std()
+        if sd == 0:
+            continue
+        skew = float(np.mean((x - x.mean()) ** 3) / sd**3)
+        high = 0.0
+        if fs is not None and fs > 80.0 and x.size >= 64:
+            power = np.abs(np.fft.rfft(x - x.mean())) ** 2
+            freqs = np.fft.rfftfreq(x.size, 1.0 / fs)
+            high = float(power[freqs > 20.0].sum() / max(power.sum(), 1e-300))
+        votes.append(not (abs(skew) < 0.5 and high > 0.5))
+    return bool(np.mean(votes) >= 0.5) if votes else True
 
 
 def notch_filter(x: np.ndarray, fs: float, freq: float, harmonics: int, quality: float) -> tuple[np.ndarray, list[float]]:
@@ -137,9 +159,10 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float, preproce
         steps.append(f"split into {len(segments)} segments at gaps in the timestamps (no filter crosses a gap)")
 
     if preprocessed is None:
-        preprocessed = looks_rectified(values)
-        steps.append("detected already-rectified EMG (all values >= 0)" if preprocessed
-                     else "detected raw EMG (values of both signs)")
+        preprocessed = looks_rectified(values, fs)
+        steps.append("detected already-rectified/enveloped EMG (non-negative, skewed or slow; override with "
+                     "--emg-raw)" if preprocessed else
+                     "detected raw EMG (symmetric about its baseline; override with --emg-preprocessed)")
     raw = not preprocessed
 
     eff_bin = bin_size

@@ -60,8 +60,15 @@ def test_bin_average_exact_values():
 
 
 def test_looks_rectified():
-    assert looks_rectified(np.abs(np.random.default_rng(0).normal(size=(10, 2))))
-    assert not looks_rectified(np.random.default_rng(0).normal(size=(10, 2)))
+    rng = np.random.default_rng(0)
+    t = np.arange(20000) / FS
+    envelope = (1.5 + np.sin(2 * np.pi * 1.3 * t))[:, None]
+    raw = envelope * rng.normal(size=(t.size, 3))
+    assert not looks_rectified(raw, FS)  # both signs
+    assert looks_rectified(np.abs(raw), FS)  # rectified at the raw rate
+    assert looks_rectified(envelope.repeat(3, 1) + 0.5, FS)  # a tonic envelope, far from zero
+    assert not looks_rectified(raw - raw.min() + 100.0, FS)  # raw with an ADC offset: all positive
+    assert looks_rectified(np.abs(raw)[::20], FS / 20)  # binned rectified EMG
 
 
 def _raw_signal(seconds=4.0, n=3, seed=0, **kw):
