@@ -1,4 +1,6 @@
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -6,6 +8,7 @@ import pytest
 
 # pynwb/hdmf/dandi write caches under HOME: keep them in a throwaway directory.
 _CACHE = tempfile.mkdtemp(prefix="nwb-autolfads-tests-")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 os.environ["XDG_CACHE_HOME"] = os.path.join(_CACHE, "cache")
 os.environ["XDG_STATE_HOME"] = os.path.join(_CACHE, "state")
 os.environ.setdefault("MPLBACKEND", "Agg")
