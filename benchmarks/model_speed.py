@@ -47,6 +47,7 @@ class NaiveLFADS(LFADS):
     def __init__(self, n_channels, cfg, observation):
         super().__init__(n_channels, cfg, observation)
         E, Ec = cfg.ic_enc_dim, cfg.ci_enc_dim
+        del self.ic_encoder, self.ci_encoder  # replaced by per-direction cells
         self.ic_fwd, self.ic_bwd = nn.GRUCell(n_channels, E), nn.GRUCell(n_channels, E)
         self.ci_fwd, self.ci_bwd = nn.GRUCell(n_channels, Ec), nn.GRUCell(n_channels, Ec)
 
