@@ -61,8 +61,10 @@ class NaiveLFADS(LFADS):
             out[t] = h
         return torch.stack(out, 1), h
 
-    def forward(self, x, sample=True):
+    def forward(self, x, sample=True, n_samples=1):
         cfg = self.cfg
+        if n_samples > 1:  # the plain way: every sample re-runs the encoders
+            x = x.repeat_interleave(n_samples, dim=0)
         B, T, C = x.shape
         clip = cfg.cell_clip
         x = self.dropout(x)

@@ -42,8 +42,7 @@ def infer(model: LFADS, windows: torch.Tensor, cfg: InferenceConfig, progress: b
             out = model(xb, sample=False)
             m, f, u = model.observation.mean(out.params), out.factors, out.inputs
         else:
-            rep = xb.repeat_interleave(n_samples, dim=0)  # (b * S, T, C)
-            out = model(rep, sample=True)
+            out = model(xb, sample=True, n_samples=n_samples)  # (b * S, ...): encoders run once per window
             def avg(t):
                 return t.reshape(b, n_samples, *t.shape[1:]).mean(dim=1)
             m, f, u = avg(model.observation.mean(out.params)), avg(out.factors), avg(out.inputs)

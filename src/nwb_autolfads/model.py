@@ -21,6 +21,7 @@ import math
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as nnf
 from torch import nn
 
 from .config import ModelConfig
@@ -122,56 +123,111 @@ class LFADS(nn.Module):
         return self.dropout(torch.cat([fwd, bwd], dim=-1))
 
     # ---------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, sample: bool = True) -> LFADSOutput:
+    def forward(self, x: torch.Tensor, sample: bool = True, n_samples: int = 1) -> LFADSOutput:
+        """x (B, T, C) -> outputs. ``sample``: draw g0 and u from their posteriors (else use the
+        means). ``n_samples`` > 1 draws that many posterior samples per window with the encoders
+        run once: outputs then have B * n_samples rows, the samples of window b in rows
+        b * n_samples ... (b + 1) * n_samples - 1."""
         cfg = self.cfg
         B, T, C = x.shape
         clip = cfg.cell_clip
         x = self.dropout(x)
 
-        # ---- initial condition: q(g0 | x)
+        # ---- encoders: q(g0 | x) and the controller inputs, lagged so the controller never
+        #      sees the bin it explains
         _, h_n = self.ic_encoder(x)  # h_n (2, B, E)
         ic_enc = self.dropout(torch.cat([h_n[0], h_n[1]], dim=-1))  # (B, 2E)
         ic_mean, ic_logvar = self.ic_posterior(ic_enc).chunk(2, dim=-1)  # (B, I) each
         ic_std = torch.sqrt(ic_logvar.exp() + cfg.ic_post_var_min)
+        ci = self.controller_inputs(x) if self.co_dim > 0 else None  # (B, T, 2Ec)
+        if n_samples > 1:  # (B, ...) -> (B * S, ...)
+            ic_mean, ic_std = ic_mean.repeat_interleave(n_samples, 0), ic_std.repeat_interleave(n_samples, 0)
+            ci = ci.repeat_interleave(n_samples, 0) if ci is not None else None
+
+        # ---- initial condition
         ic = ic_mean + ic_std * torch.randn_like(ic_std) if sample else ic_mean
         prior_var = cfg.ic_prior_var
         kl_ic = 0.5 * (math.log(prior_var) - 2 * ic_std.log() + (ic_std**2 + ic_mean**2) / prior_var - 1).sum(-1)
-        g = torch.clamp(self.ic_to_g0(ic), -clip, clip)  # (B, G)
+        g = torch.clamp(self.ic_to_g0(ic), -clip, clip)  # (B', G)
 
-        # ---- controller inputs, lagged so the controller never sees the bin it explains
+        # ---- unroll controller + generator over time (see _unroll for the fused form)
+        factors_t, u_all, u_mean, u_std = self._unroll(ci, g, T, sample)  # (B', T, F), (B', T, U) x 3
         if self.co_dim > 0:
-            ci = self.controller_inputs(x)  # (B, T, 2Ec)
-            c = self.con_h0.expand(B, -1)  # (B, Cn)
-            noise = torch.randn(B, T, self.co_dim, device=x.device, dtype=x.dtype) if sample else None
-        else:
-            zero_in = torch.zeros(B, 1, device=x.device, dtype=x.dtype)
-
-        # ---- unroll controller + generator over time
-        f = self.to_factors(self.dropout(g))  # (B, F)
-        factors, inputs, u_means, u_stds = [], [], [], []
-        for t in range(T):
-            if self.co_dim > 0:
-                c = torch.clamp(self.controller(torch.cat([ci[:, t], f], dim=-1), c), -clip, clip)
-                u_mean, u_logvar = self.co_posterior(c).chunk(2, dim=-1)  # (B, U) each
-                u_std = torch.sqrt(u_logvar.exp() + 1e-4)
-                u = u_mean + u_std * noise[:, t] if sample else u_mean
-                u_means.append(u_mean)
-                u_stds.append(u_std)
-                inputs.append(u)
-                g = torch.clamp(self.generator(u, g), -clip, clip)
-            else:
-                g = torch.clamp(self.generator(zero_in, g), -clip, clip)
-            f = self.to_factors(self.dropout(g))
-            factors.append(f)
-        factors_t = torch.stack(factors, dim=1)  # (B, T, F)
-
-        if self.co_dim > 0:
-            u_all = torch.stack(inputs, dim=1)  # (B, T, U)
-            log_q = _gaussian_log_prob(u_all, torch.stack(u_means, 1), torch.stack(u_stds, 1)).sum(dim=(1, 2))
+            log_q = _gaussian_log_prob(u_all, u_mean, u_std).sum(dim=(1, 2))
             kl_co = log_q - self.co_prior.log_prob(u_all)
         else:
-            u_all = x.new_zeros(B, T, 0)
-            kl_co = x.new_zeros(B)
+            kl_co = g.new_zeros(g.shape[0])
 
-        params = self.readout(factors_t).reshape(B, T, C, self.observation.n_params)
+        params = self.readout(factors_t).reshape(g.shape[0], T, C, self.observation.n_params)
         return LFADSOutput(params, factors_t, u_all, ic_mean, ic_std, kl_ic, kl_co)
+
+    def _unroll(self, ci: torch.Tensor | None, g: torch.Tensor, T: int, sample: bool):
+        """Controller + generator over T bins. Mathematically, per bin t:
+
+            c_t = clip(GRU_con([ci_t, f_{t-1}], c_{t-1}));  u_t ~ N(u_mean_t, u_std_t^2) from c_t
+            g_t = clip(GRU_gen(u_t, g_{t-1}));              f_t = W_f dropout(g_t)
+
+        with f_{-1} = W_f dropout(g0). For speed on CPU (the loop is overhead-bound) it is
+        computed in a fused form: the controller's input projection of ci is done for all bins
+        in one matmul, the factor readout feeding the controller is folded into one weight
+        (W_ih,f @ W_f), dropout masks are drawn once, and the factors of all bins come from one
+        matmul after the loop. ci (B, T, 2Ec) or None without a controller; g = g0 (B, G).
+        Returns factors (B, T, F) and u, u_mean, u_std (B, T, U).
+        """
+        cfg = self.cfg
+        B = g.shape[0]
+        clip = cfg.cell_clip
+        G = cfg.gen_dim
+        gen = self.generator
+        p = self.dropout.p if self.training else 0.0
+        if p > 0:  # one dropout mask per bin (and one for g0), drawn at once
+            masks = torch.empty(T + 1, B, G, device=g.device, dtype=g.dtype).bernoulli_(1 - p) / (1 - p)
+        kept = []  # dropout(g_t), t = -1 .. T-1
+        gd = g * masks[0] if p > 0 else g
+        kept.append(gd)
+        if self.co_dim > 0:
+            con = self.controller
+            Ec2 = 2 * cfg.ci_enc_dim
+            ci_gates = nnf.linear(ci, con.weight_ih[:, :Ec2], con.bias_ih).unbind(1)  # T x (B, 3Cn), one matmul
+            w_gc = con.weight_ih[:, Ec2:] @ self.to_factors.weight  # (3Cn, G): dropout(g) -> controller gates
+            c = self.con_h0.expand(B, -1)  # (B, Cn)
+            noise = torch.randn(T, B, self.co_dim, device=g.device, dtype=g.dtype) if sample else None
+            us, means, stds = [], [], []
+            for t in range(T):
+                gi = torch.addmm(ci_gates[t], gd, w_gc.t())  # (B, 3Cn)
+                gh = torch.addmm(con.bias_hh, c, con.weight_hh.t())
+                c = torch.clamp(_gru_gates(gi, gh, c), -clip, clip)  # (B, Cn)
+                u_mean, u_logvar = nnf.linear(c, self.co_posterior.weight, self.co_posterior.bias).chunk(2, dim=-1)
+                u_std = torch.sqrt(u_logvar.exp() + 1e-4)  # (B, U)
+                u = u_mean + u_std * noise[t] if sample else u_mean
+                gi = torch.addmm(gen.bias_ih, u, gen.weight_ih.t())  # (B, 3G)
+                gh = torch.addmm(gen.bias_hh, g, gen.weight_hh.t())
+                g = torch.clamp(_gru_gates(gi, gh, g), -clip, clip)  # (B, G)
+                gd = g * masks[t + 1] if p > 0 else g
+                kept.append(gd)
+                us.append(u)
+                means.append(u_mean)
+                stds.append(u_std)
+            u_all, u_mean_all, u_std_all = torch.stack(us, 1), torch.stack(means, 1), torch.stack(stds, 1)
+        else:
+            gi = gen.bias_ih.expand(B, -1)  # zero input: only the input bias reaches the gates
+            for t in range(T):
+                gh = torch.addmm(gen.bias_hh, g, gen.weight_hh.t())
+                g = torch.clamp(_gru_gates(gi, gh, g), -clip, clip)
+                kept.append(g * masks[t + 1] if p > 0 else g)
+            u_all = u_mean_all = u_std_all = g.new_zeros(B, T, 0)
+        factors = nnf.linear(torch.stack(kept[1:], dim=1), self.to_factors.weight)  # (B, T, F)
+        return factors, u_all, u_mean_all, u_std_all
+
+
+def _gru_gates(gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """One GRU update from input and hidden projections (biases included), as torch.nn.GRUCell:
+    r, z = sigmoid(gi_rz + gh_rz); n = tanh(gi_n + r * gh_n); h' = n + z * (h - n).
+    gi, gh: (B, 3H); h: (B, H)."""
+    H = h.shape[-1]
+    # split (not slicing): its backward concatenates, where slicing would zero-fill full tensors
+    gi_rz, gi_n = gi.split([2 * H, H], dim=1)
+    gh_rz, gh_n = gh.split([2 * H, H], dim=1)
+    r, z = torch.sigmoid(gi_rz + gh_rz).chunk(2, dim=1)
+    n = torch.tanh(gi_n + r * gh_n)
+    return n + z * (h - n)

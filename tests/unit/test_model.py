@@ -97,3 +97,77 @@ def test_gradients_reach_every_parameter():
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
     assert missing == []
+
+
+def _reference_unroll(model, x, g, noise):
+    """The controller/generator loop written the plain way with nn.GRUCell calls."""
+    clip = model.cfg.cell_clip
+    B, T, _ = x.shape
+    f = model.to_factors(model.dropout(g))
+    factors, us = [], []
+    if model.co_dim > 0:
+        ci = model.controller_inputs(x)
+        c = model.con_h0.expand(B, -1)
+    for t in range(T):
+        if model.co_dim > 0:
+            c = torch.clamp(model.controller(torch.cat([ci[:, t], f], dim=-1), c), -clip, clip)
+            mean, logvar = model.co_posterior(c).chunk(2, dim=-1)
+            u = mean + torch.sqrt(logvar.exp() + 1e-4) * noise[t]
+            us.append(u)
+        else:
+            u = torch.zeros(B, 1, dtype=x.dtype)
+        g = torch.clamp(model.generator(u, g), -clip, clip)
+        f = model.to_factors(model.dropout(g))
+        factors.append(f)
+    return torch.stack(factors, 1), (torch.stack(us, 1) if us else None)
+
+
+@pytest.mark.parametrize("co_dim", [0, 3])
+def test_fused_unroll_equals_the_plain_grucell_loop(co_dim):
+    torch.manual_seed(0)
+    model = _model(co_dim=co_dim, dropout=0.0).double()
+    x = torch.rand(4, 9, 5, dtype=torch.float64) + 0.1
+    g0 = torch.randn(4, 12, dtype=torch.float64)
+    torch.manual_seed(3)
+    ci = model.controller_inputs(x) if co_dim else None
+    factors, u, _, _ = model._unroll(ci, g0, 9, sample=True)
+    torch.manual_seed(3)
+    noise = torch.randn(9, 4, co_dim, dtype=torch.float64) if co_dim else None  # (T, B, U)
+    ref_factors, ref_u = _reference_unroll(model, x, g0, noise)
+    torch.testing.assert_close(factors, ref_factors)
+    if co_dim:
+        torch.testing.assert_close(u, ref_u)
+    # the gradients agree too
+    (factors.sum() + (u.sum() if co_dim else 0)).backward()
+    fused = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    (ref_factors.sum() + (ref_u.sum() if co_dim else 0)).backward()
+    for n, p in model.named_parameters():
+        if n in fused:
+            torch.testing.assert_close(fused[n], p.grad, msg=n)
+
+
+def test_dropout_acts_in_training_only():
+    torch.manual_seed(0)
+    model = _model(dropout=0.5).double().train()
+    x = torch.rand(2, 6, 5, dtype=torch.float64) + 0.1
+    out = model(x, sample=False)
+    assert torch.all(torch.isfinite(out.params))
+    # some units are dropped in training: the outputs differ from the eval pass, which is repeatable
+    evaluated = model.eval()(x, sample=False).factors
+    assert not torch.allclose(out.factors, evaluated)
+    torch.testing.assert_close(evaluated, model(x, sample=False).factors)
+
+
+def test_several_posterior_samples_share_one_encoder_pass():
+    model = _model().eval()
+    x = torch.rand(3, 8, 5) + 0.1
+    torch.manual_seed(0)
+    out = model(x, sample=True, n_samples=4)
+    assert out.params.shape == (12, 8, 5, 2) and out.inputs.shape == (12, 8, 2)
+    # rows 0-3 are samples of window 0: same posterior, different draws
+    torch.testing.assert_close(out.ic_mean[:4], model(x[:1], sample=False).ic_mean.expand(4, -1))
+    assert not torch.allclose(out.params[0], out.params[1])
+    # the posterior-mean pass of the expanded batch equals the per-window pass
+    means = model(x, sample=False, n_samples=2).params
+    torch.testing.assert_close(means[::2], model(x, sample=False).params)
