@@ -26,6 +26,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .observations import ObservationModel
+from .recurrence import controlled_generator, gru_gates, stacked_gru
 
 __all__ = ["LFADS", "LFADSOutput", "AR1Prior"]
 
@@ -108,19 +109,48 @@ class LFADS(nn.Module):
             out["con"] = self.controller.weight_hh
         return out
 
-    def controller_inputs(self, x: torch.Tensor) -> torch.Tensor:
-        """CI encoder states, lagged by ``ci_lag`` bins: at bin t the forward half has read
-        bins < t - lag + 1 and the backward half bins > t + lag - 1, so with lag >= 1 the
-        controller input at t never contains x_t. (B, T, C) -> (B, T, 2Ec)"""
-        T = x.shape[1]
-        ci, _ = self.ci_encoder(x)  # (B, T, 2Ec)
-        Ec = ci.shape[-1] // 2
-        fwd, bwd = ci[..., :Ec], ci[..., Ec:]
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Both bidirectional encoders over x (B, T, C): the IC encoder's final states (B, 2E) and
+        the CI encoder's states (B, T, 2Ec) (None without a controller). The directions of both
+        encoders run together as one batched recurrence (:func:`stacked_gru`), with the exact
+        equations and weights of the ``nn.GRU`` modules that hold the parameters."""
+        B, T, _ = x.shape
+        encoders = [self.ic_encoder] + ([self.ci_encoder] if self.co_dim > 0 else [])
+        directions = [(gru, rev) for gru in encoders for rev in (False, True)]
+        states: dict[tuple[int, bool], torch.Tensor] = {}  # (encoder id, reverse) -> (T, B, H)
+        for H in sorted({gru.hidden_size for gru, _ in directions}):
+            group = [(gru, rev) for gru, rev in directions if gru.hidden_size == H]
+            sfx = ["_reverse" if rev else "" for _, rev in group]
+            w_ih = torch.cat([getattr(gru, "weight_ih_l0" + s) for (gru, _), s in zip(group, sfx)])  # (D*3H, C)
+            b_ih = torch.cat([getattr(gru, "bias_ih_l0" + s) for (gru, _), s in zip(group, sfx)])
+            gi = nnf.linear(x, w_ih, b_ih).view(B, T, len(group), 3 * H).permute(2, 1, 0, 3)  # (D, T, B, 3H)
+            gi = torch.stack([gi[d].flip(0) if rev else gi[d] for d, (_, rev) in enumerate(group)])
+            w_hh = torch.stack([getattr(gru, "weight_hh_l0" + s) for (gru, _), s in zip(group, sfx)])  # (D, 3H, H)
+            b_hh = torch.stack([getattr(gru, "bias_hh_l0" + s) for (gru, _), s in zip(group, sfx)])
+            hs = stacked_gru(gi, w_hh, b_hh)  # (D, T, B, H), in each direction's own time order
+            for d, (gru, rev) in enumerate(group):
+                states[(id(gru), rev)] = hs[d].flip(0) if rev else hs[d]  # original time order
+        ic_fwd, ic_bwd = states[(id(self.ic_encoder), False)], states[(id(self.ic_encoder), True)]
+        ic_enc = torch.cat([ic_fwd[-1], ic_bwd[0]], dim=-1)  # final state of each direction (B, 2E)
+        if self.co_dim == 0:
+            return ic_enc, None
+        ci_fwd, ci_bwd = states[(id(self.ci_encoder), False)], states[(id(self.ci_encoder), True)]
+        return ic_enc, self._lag(ci_fwd.transpose(0, 1), ci_bwd.transpose(0, 1))
+
+    def _lag(self, fwd: torch.Tensor, bwd: torch.Tensor) -> torch.Tensor:
+        """Lag the CI encoder states by ``ci_lag`` bins: at bin t the forward half has read bins
+        < t - lag + 1 and the backward half bins > t + lag - 1, so with lag >= 1 the controller
+        input at t never contains x_t. fwd, bwd (B, T, Ec) -> (B, T, 2Ec)."""
+        T = fwd.shape[1]
         lag = min(self.cfg.ci_lag, T)
         if lag > 0:
             fwd = torch.cat([torch.zeros_like(fwd[:, :lag]), fwd[:, : T - lag]], dim=1)
             bwd = torch.cat([bwd[:, lag:], torch.zeros_like(bwd[:, :lag])], dim=1)
         return self.dropout(torch.cat([fwd, bwd], dim=-1))
+
+    def controller_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """The lagged CI encoder states for x (B, T, C) -> (B, T, 2Ec) (see :meth:`_lag`)."""
+        return self.encode(x)[1]
 
     # ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, sample: bool = True, n_samples: int = 1) -> LFADSOutput:
@@ -135,11 +165,9 @@ class LFADS(nn.Module):
 
         # ---- encoders: q(g0 | x) and the controller inputs, lagged so the controller never
         #      sees the bin it explains
-        _, h_n = self.ic_encoder(x)  # h_n (2, B, E)
-        ic_enc = self.dropout(torch.cat([h_n[0], h_n[1]], dim=-1))  # (B, 2E)
-        ic_mean, ic_logvar = self.ic_posterior(ic_enc).chunk(2, dim=-1)  # (B, I) each
+        ic_enc, ci = self.encode(x)  # (B, 2E), (B, T, 2Ec) or None
+        ic_mean, ic_logvar = self.ic_posterior(self.dropout(ic_enc)).chunk(2, dim=-1)  # (B, I) each
         ic_std = torch.sqrt(ic_logvar.exp() + cfg.ic_post_var_min)
-        ci = self.controller_inputs(x) if self.co_dim > 0 else None  # (B, T, 2Ec)
         if n_samples > 1:  # (B, ...) -> (B * S, ...)
             ic_mean, ic_std = ic_mean.repeat_interleave(n_samples, 0), ic_std.repeat_interleave(n_samples, 0)
             ci = ci.repeat_interleave(n_samples, 0) if ci is not None else None
@@ -162,72 +190,45 @@ class LFADS(nn.Module):
         return LFADSOutput(params, factors_t, u_all, ic_mean, ic_std, kl_ic, kl_co)
 
     def _unroll(self, ci: torch.Tensor | None, g: torch.Tensor, T: int, sample: bool):
-        """Controller + generator over T bins. Mathematically, per bin t:
+        """Controller + generator over T bins. Per bin t:
 
             c_t = clip(GRU_con([ci_t, f_{t-1}], c_{t-1}));  u_t ~ N(u_mean_t, u_std_t^2) from c_t
             g_t = clip(GRU_gen(u_t, g_{t-1}));              f_t = W_f dropout(g_t)
 
-        with f_{-1} = W_f dropout(g0). For speed on CPU (the loop is overhead-bound) it is
-        computed in a fused form: the controller's input projection of ci is done for all bins
-        in one matmul, the factor readout feeding the controller is folded into one weight
-        (W_ih,f @ W_f), dropout masks are drawn once, and the factors of all bins come from one
-        matmul after the loop. ci (B, T, 2Ec) or None without a controller; g = g0 (B, G).
+        with f_{-1} = W_f dropout(g0). For speed the controller's input projection of ci is done
+        for all bins in one matmul, the factor readout that feeds the controller is folded into
+        one weight (W_ih,f @ W_f), dropout masks are drawn at once, the recurrence runs in
+        :mod:`nwb_autolfads.recurrence` (hand-written backward), and the factors of all bins come
+        from one matmul afterwards. ci (B, T, 2Ec) or None without a controller; g = g0 (B, G).
         Returns factors (B, T, F) and u, u_mean, u_std (B, T, U).
         """
         cfg = self.cfg
-        B = g.shape[0]
-        clip = cfg.cell_clip
-        G = cfg.gen_dim
+        B, G, clip = g.shape[0], cfg.gen_dim, cfg.cell_clip
         gen = self.generator
         p = self.dropout.p if self.training else 0.0
-        if p > 0:  # one dropout mask per bin (and one for g0), drawn at once
-            masks = torch.empty(T + 1, B, G, device=g.device, dtype=g.dtype).bernoulli_(1 - p) / (1 - p)
-        kept = []  # dropout(g_t), t = -1 .. T-1
-        gd = g * masks[0] if p > 0 else g
-        kept.append(gd)
+        # one dropout mask per bin and one for g0, drawn at once
+        masks = torch.empty(T + 1, B, G, device=g.device, dtype=g.dtype).bernoulli_(1 - p) / (1 - p) if p > 0 else None
+
         if self.co_dim > 0:
             con = self.controller
             Ec2 = 2 * cfg.ci_enc_dim
-            ci_gates = nnf.linear(ci, con.weight_ih[:, :Ec2], con.bias_ih).unbind(1)  # T x (B, 3Cn), one matmul
+            ci_gates = nnf.linear(ci, con.weight_ih[:, :Ec2], con.bias_ih).transpose(0, 1)  # (T, B, 3Cn)
             w_gc = con.weight_ih[:, Ec2:] @ self.to_factors.weight  # (3Cn, G): dropout(g) -> controller gates
-            c = self.con_h0.expand(B, -1)  # (B, Cn)
             noise = torch.randn(T, B, self.co_dim, device=g.device, dtype=g.dtype) if sample else None
-            us, means, stds = [], [], []
-            for t in range(T):
-                gi = torch.addmm(ci_gates[t], gd, w_gc.t())  # (B, 3Cn)
-                gh = torch.addmm(con.bias_hh, c, con.weight_hh.t())
-                c = torch.clamp(_gru_gates(gi, gh, c), -clip, clip)  # (B, Cn)
-                u_mean, u_logvar = nnf.linear(c, self.co_posterior.weight, self.co_posterior.bias).chunk(2, dim=-1)
-                u_std = torch.sqrt(u_logvar.exp() + 1e-4)  # (B, U)
-                u = u_mean + u_std * noise[t] if sample else u_mean
-                gi = torch.addmm(gen.bias_ih, u, gen.weight_ih.t())  # (B, 3G)
-                gh = torch.addmm(gen.bias_hh, g, gen.weight_hh.t())
-                g = torch.clamp(_gru_gates(gi, gh, g), -clip, clip)  # (B, G)
-                gd = g * masks[t + 1] if p > 0 else g
-                kept.append(gd)
-                us.append(u)
-                means.append(u_mean)
-                stds.append(u_std)
-            u_all, u_mean_all, u_std_all = torch.stack(us, 1), torch.stack(means, 1), torch.stack(stds, 1)
-        else:
-            gi = gen.bias_ih.expand(B, -1)  # zero input: only the input bias reaches the gates
-            for t in range(T):
-                gh = torch.addmm(gen.bias_hh, g, gen.weight_hh.t())
-                g = torch.clamp(_gru_gates(gi, gh, g), -clip, clip)
-                kept.append(g * masks[t + 1] if p > 0 else g)
-            u_all = u_mean_all = u_std_all = g.new_zeros(B, T, 0)
-        factors = nnf.linear(torch.stack(kept[1:], dim=1), self.to_factors.weight)  # (B, T, F)
-        return factors, u_all, u_mean_all, u_std_all
+            kept, u, u_mean, u_std = controlled_generator(
+                ci_gates, g, self.con_h0.expand(B, -1), w_gc, con.weight_hh, con.bias_hh, self.co_posterior.weight,
+                self.co_posterior.bias, gen.weight_ih, gen.bias_ih, gen.weight_hh, gen.bias_hh, masks, noise,
+                clip)  # (T, B, G), (T, B, U) x 3
+            factors = nnf.linear(kept.transpose(0, 1), self.to_factors.weight)  # (B, T, F)
+            return factors, u.transpose(0, 1), u_mean.transpose(0, 1), u_std.transpose(0, 1)
 
-
-def _gru_gates(gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """One GRU update from input and hidden projections (biases included), as torch.nn.GRUCell:
-    r, z = sigmoid(gi_rz + gh_rz); n = tanh(gi_n + r * gh_n); h' = n + z * (h - n).
-    gi, gh: (B, 3H); h: (B, H)."""
-    H = h.shape[-1]
-    # split (not slicing): its backward concatenates, where slicing would zero-fill full tensors
-    gi_rz, gi_n = gi.split([2 * H, H], dim=1)
-    gh_rz, gh_n = gh.split([2 * H, H], dim=1)
-    r, z = torch.sigmoid(gi_rz + gh_rz).chunk(2, dim=1)
-    n = torch.tanh(gi_n + r * gh_n)
-    return n + z * (h - n)
+        # no controller: the generator runs autonomously from g0 (zero input: only its bias)
+        gi = gen.bias_ih.expand(B, -1)
+        kept = []
+        for t in range(T):
+            gh = torch.addmm(gen.bias_hh, g, gen.weight_hh.t())
+            g = torch.clamp(gru_gates(gi, gh, g), -clip, clip)
+            kept.append(g * masks[t + 1] if masks is not None else g)
+        factors = nnf.linear(torch.stack(kept, dim=1), self.to_factors.weight)  # (B, T, F)
+        empty = g.new_zeros(B, T, 0)
+        return factors, empty, empty, empty

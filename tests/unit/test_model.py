@@ -171,3 +171,23 @@ def test_several_posterior_samples_share_one_encoder_pass():
     # the posterior-mean pass of the expanded batch equals the per-window pass
     means = model(x, sample=False, n_samples=2).params
     torch.testing.assert_close(means[::2], model(x, sample=False).params)
+
+
+@pytest.mark.parametrize("ci_dim", [8, 6])  # equal sizes run all four directions together
+def test_encoders_equal_torch_nn_gru(ci_dim):
+    torch.manual_seed(0)
+    model = _model(dropout=0.0, ci_enc_dim=ci_dim).double()
+    x = torch.rand(3, 7, 5, dtype=torch.float64, requires_grad=True)
+    ic_enc, ci = model.encode(x)
+    _, h_n = model.ic_encoder(x)
+    ref_ic = torch.cat([h_n[0], h_n[1]], dim=-1)
+    states, _ = model.ci_encoder(x)
+    ref_ci = model._lag(states[..., :ci_dim], states[..., ci_dim:])
+    torch.testing.assert_close(ic_enc, ref_ic)
+    torch.testing.assert_close(ci, ref_ci)
+    w1, w2 = torch.randn_like(ic_enc), torch.randn_like(ci)
+    params = [x] + list(model.ic_encoder.parameters()) + list(model.ci_encoder.parameters())
+    ours = torch.autograd.grad((w1 * ic_enc).sum() + (w2 * ci).sum(), params)
+    ref = torch.autograd.grad((w1 * ref_ic).sum() + (w2 * ref_ci).sum(), params)
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b)

@@ -1,0 +1,233 @@
+"""The controller + generator recurrence of LFADS with a hand-written backward pass.
+
+On a CPU the recurrence is overhead-bound: written with autograd, every bin adds ~60 small
+graph nodes whose bookkeeping costs more than their arithmetic. :class:`ControlledGenerator`
+runs the forward pass without a graph, saves what the backward pass needs, and back-propagates
+through time in one loop of plain tensor operations; the weight gradients of all bins are then
+formed with one matrix product each. Tests compare values and gradients with a plain
+``nn.GRUCell`` loop.
+
+Per bin t (B batch, Cn controller units, G generator units, U inferred inputs):
+
+    a_c = ci_gates[t] + gd_{t-1} W_gc^T             controller input gates          (B, 3Cn)
+    c_t = clip(GRU(a_c, c_{t-1} W_chh^T + b_chh))                                   (B, Cn)
+    [m_t, l_t] = c_t W_post^T + b_post;  s_t = sqrt(exp(l_t) + 1e-4)                (B, U) x 2
+    u_t = m_t + s_t * eps_t        (u_t = m_t without sampling)                     (B, U)
+    g_t = clip(GRU(u_t W_gih^T + b_gih, g_{t-1} W_ghh^T + b_ghh))                   (B, G)
+    gd_t = g_t * mask_{t+1}        (dropout; gd_{-1} = g_{-1} * mask_0, g_{-1} = g0)
+
+with GRU(a, h_proj) over previous state h: r, z = sigmoid(a_rz + h_proj_rz);
+n = tanh(a_n + r * h_proj_n); h' = n + z * (h - n)  (torch.nn.GRUCell's equations).
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["controlled_generator", "stacked_gru", "gru_gates"]
+
+_STD_FLOOR = 1e-4
+
+
+def gru_gates(gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """One GRU update from input and hidden projections (biases included), as torch.nn.GRUCell.
+    gi, gh: (B, 3H); h: (B, H)."""
+    H = h.shape[-1]
+    gi_rz, gi_n = gi.split([2 * H, H], dim=1)
+    gh_rz, gh_n = gh.split([2 * H, H], dim=1)
+    r, z = torch.sigmoid(gi_rz + gh_rz).chunk(2, dim=1)
+    n = torch.tanh(gi_n + r * gh_n)
+    return n + z * (h - n)
+
+
+def _gru_forward(gi, gh, h, clip):
+    """GRU step (+ clip unless ``clip`` is None) over the last dimension, returning the new state
+    and what the backward pass needs. gi, gh (..., 3H); h (..., H)."""
+    H = h.shape[-1]
+    rz = torch.sigmoid(gi[..., : 2 * H] + gh[..., : 2 * H])
+    r, z = rz[..., :H], rz[..., H:]
+    hn = gh[..., 2 * H:]
+    n = torch.tanh(gi[..., 2 * H:] + r * hn)
+    new = n + z * (h - n)
+    if clip is None:
+        return new, (r, z, n, hn, None)
+    inside = new.abs() <= clip  # clamp passes the gradient where it did not clip
+    return new.clamp(-clip, clip), (r, z, n, hn, inside)
+
+
+def _gru_backward(d_new, h, saved, d_gi, d_gh):
+    """Gradients of a GRU step (+ clip). d_new (..., H) is the gradient of the new state; the
+    gradients of the input and hidden projections are written into d_gi, d_gh (..., 3H) (views
+    of preallocated buffers: no concatenation); returns the direct gradient of h (..., H)."""
+    r, z, n, hn, inside = saved
+    H = h.shape[-1]
+    d = d_new * inside if inside is not None else d_new
+    dpre_n = d_gi[..., 2 * H:]
+    torch.mul(d * (1 - z), 1 - n * n, out=dpre_n)
+    torch.mul(dpre_n * hn, r * (1 - r), out=d_gi[..., :H])
+    torch.mul(d * (h - n), z * (1 - z), out=d_gi[..., H: 2 * H])
+    d_gh[..., : 2 * H].copy_(d_gi[..., : 2 * H])
+    torch.mul(dpre_n, r, out=d_gh[..., 2 * H:])
+    return d * z
+
+
+class _StackedGRU(torch.autograd.Function):
+    """D independent GRUs (e.g. the two directions of two encoders) run together with batched
+    matrix products. gi (D, T, B, 3H): input projections, already time-reversed for backward
+    directions; w_hh (D, 3H, H); b_hh (D, 3H). Returns every state (D, T, B, H), h_{-1} = 0."""
+
+    @staticmethod
+    def forward(ctx, gi, w_hh, b_hh):
+        D, T, B, _ = gi.shape
+        H = w_hh.shape[-1]
+        h = gi.new_zeros(D, B, H)
+        w_t, bias = w_hh.transpose(1, 2), b_hh[:, None, :]
+        states, saved = [], []
+        for t in range(T):
+            gh = torch.baddbmm(bias, h, w_t)  # (D, B, 3H)
+            h_new, sv = _gru_forward(gi[:, t], gh, h, None)
+            saved.append(sv)
+            states.append(h_new)
+            h = h_new
+        hs = torch.stack(states, dim=1)  # (D, T, B, H)
+        ctx.saved = saved
+        ctx.save_for_backward(w_hh, hs)
+        return hs
+
+    @staticmethod
+    def backward(ctx, d_hs):
+        w_hh, hs = ctx.saved_tensors
+        D, T, B, H = hs.shape
+        prev = torch.cat([hs.new_zeros(D, 1, B, H), hs[:, :-1]], dim=1)  # h_{t-1}
+        d_gi = hs.new_empty(D, T, B, 3 * H)
+        d_gh = hs.new_empty(D, T, B, 3 * H)
+        carry = hs.new_zeros(D, B, H)
+        for t in range(T - 1, -1, -1):
+            dh = _gru_backward(d_hs[:, t] + carry, prev[:, t], ctx.saved[t], d_gi[:, t], d_gh[:, t])
+            carry = torch.baddbmm(dh, d_gh[:, t], w_hh)
+        flat_gh = d_gh.reshape(D, T * B, 3 * H)
+        d_w = torch.bmm(flat_gh.transpose(1, 2), prev.reshape(D, T * B, H))
+        return d_gi, d_w, flat_gh.sum(dim=1)
+
+
+def stacked_gru(gi: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
+    """Run D independent GRUs from zero states (see :class:`_StackedGRU`); (D, T, B, H)."""
+    if torch.is_grad_enabled() and any(a.requires_grad for a in (gi, w_hh, b_hh)):
+        return _StackedGRU.apply(gi, w_hh, b_hh)
+    with torch.no_grad():
+        return _StackedGRU.forward(_NoCtx(), gi, w_hh, b_hh)
+
+
+def _run(ci_gates, g0, c0, w_gc, w_chh, b_chh, w_post, b_post, w_gih, b_gih, w_ghh, b_ghh, masks, noise, clip,
+         keep: bool):
+    """The forward recurrence without a graph. With ``keep`` it also returns the per-bin values
+    the backward pass needs."""
+    T = ci_gates.shape[0]
+    U = w_post.shape[0] // 2
+    gd = g0 * masks[0] if masks is not None else g0
+    g, c = g0, c0
+    steps = ([], [], [], [], [], [], [], [], []) if keep else None
+    kept, us, ms, ss = [], [], [], []
+    w_gc_t, w_chh_t, w_post_t, w_gih_t, w_ghh_t = w_gc.t(), w_chh.t(), w_post.t(), w_gih.t(), w_ghh.t()
+    for t in range(T):
+        g_prev, gd_prev, c_prev = g, gd, c
+        gi = torch.addmm(ci_gates[t], gd, w_gc_t)
+        gh = torch.addmm(b_chh, c, w_chh_t)
+        c, sc = _gru_forward(gi, gh, c, clip)
+        post = torch.addmm(b_post, c, w_post_t)
+        m, ev = post[:, :U], post[:, U:].exp()
+        s = torch.sqrt(ev + _STD_FLOOR)
+        u = m + s * noise[t] if noise is not None else m
+        gi = torch.addmm(b_gih, u, w_gih_t)
+        gh = torch.addmm(b_ghh, g, w_ghh_t)
+        g, sg = _gru_forward(gi, gh, g, clip)
+        gd = g * masks[t + 1] if masks is not None else g
+        kept.append(gd)
+        us.append(u)
+        ms.append(m)
+        ss.append(s)
+        if keep:
+            for store, value in zip(steps, (g_prev, gd_prev, c_prev, c, u, s, ev, sc, sg)):
+                store.append(value)
+    return (torch.stack(kept), torch.stack(us), torch.stack(ms), torch.stack(ss)), steps
+
+
+class _ControlledGenerator(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, ci_gates, g0, c0, w_gc, w_chh, b_chh, w_post, b_post, w_gih, b_gih, w_ghh, b_ghh,
+                masks, noise, clip):
+        outputs, steps = _run(ci_gates, g0, c0, w_gc, w_chh, b_chh, w_post, b_post, w_gih, b_gih, w_ghh, b_ghh,
+                              masks, noise, clip, keep=True)
+        ctx.steps = steps
+        ctx.save_for_backward(w_gc, w_chh, w_post, w_gih, w_ghh, masks, noise)
+        return outputs
+
+    @staticmethod
+    def backward(ctx, d_kept, d_u_out, d_m_out, d_s_out):
+        w_gc, w_chh, w_post, w_gih, w_ghh, masks, noise = ctx.saved_tensors
+        prev_g, prev_gd, prev_c, cs, us, ss, evs, saved_c, saved_g = ctx.steps
+        T = len(cs)
+        dg = torch.zeros_like(prev_g[0])  # gradient reaching g_t from later bins
+        dc = torch.zeros_like(prev_c[0])  # gradient reaching c_t from later bins
+        dgd = torch.zeros_like(prev_gd[0])  # gradient reaching gd_t from the controller of t + 1
+        B, G, Cn, U2 = dg.shape[0], dg.shape[1], dc.shape[1], w_post.shape[0]
+        d_gi_c = dg.new_empty(T, B, 3 * Cn)  # gradients of the gate projections, all bins
+        d_gh_c = dg.new_empty(T, B, 3 * Cn)
+        d_gi_g = dg.new_empty(T, B, 3 * G)
+        d_gh_g = dg.new_empty(T, B, 3 * G)
+        d_post = dg.new_empty(T, B, U2)
+        U = U2 // 2
+        for t in range(T - 1, -1, -1):
+            # generator: g_t = clip(GRU(u_t W_gih^T + b, g_{t-1} W_ghh^T + b)), gd_t = g_t * mask
+            dgd_t = d_kept[t] + dgd
+            dg_t = dg + (dgd_t * masks[t + 1] if masks is not None else dgd_t)
+            dh = _gru_backward(dg_t, prev_g[t], saved_g[t], d_gi_g[t], d_gh_g[t])
+            dg = torch.addmm(dh, d_gh_g[t], w_ghh)
+            # inferred input: u = m + s * eps, s = sqrt(exp(l) + floor)
+            du = torch.addmm(d_u_out[t], d_gi_g[t], w_gih)
+            torch.add(du, d_m_out[t], out=d_post[t][:, :U])
+            ds = du * noise[t] + d_s_out[t] if noise is not None else d_s_out[t]
+            torch.mul(ds, evs[t] / (2 * ss[t]), out=d_post[t][:, U:])
+            # controller: c_t = clip(GRU(ci_gates[t] + gd_{t-1} W_gc^T, c_{t-1} W_chh^T + b))
+            dc_t = torch.addmm(dc, d_post[t], w_post)
+            dh = _gru_backward(dc_t, prev_c[t], saved_c[t], d_gi_c[t], d_gh_c[t])
+            dc = torch.addmm(dh, d_gh_c[t], w_chh)
+            dgd = d_gi_c[t] @ w_gc
+        dg0 = dg + (dgd * masks[0] if masks is not None else dgd)
+
+        def flat(xs):
+            return (torch.stack(xs) if isinstance(xs, list) else xs).flatten(0, 1)  # (T * B, ...)
+
+        A_gi_c, A_gh_c, A_gi_g, A_gh_g, A_post = map(flat, (d_gi_c, d_gh_c, d_gi_g, d_gh_g, d_post))
+        grads = (
+            d_gi_c, dg0, dc,
+            A_gi_c.t() @ flat(prev_gd), A_gh_c.t() @ flat(prev_c), A_gh_c.sum(0),
+            A_post.t() @ flat(cs), A_post.sum(0),
+            A_gi_g.t() @ flat(us), A_gi_g.sum(0),
+            A_gh_g.t() @ flat(prev_g), A_gh_g.sum(0),
+        )
+        return (*grads, None, None, None)
+
+
+def controlled_generator(ci_gates: torch.Tensor, g0: torch.Tensor, c0: torch.Tensor, w_gc: torch.Tensor,
+                         w_chh: torch.Tensor, b_chh: torch.Tensor, w_post: torch.Tensor, b_post: torch.Tensor,
+                         w_gih: torch.Tensor, b_gih: torch.Tensor, w_ghh: torch.Tensor, b_ghh: torch.Tensor,
+                         masks: torch.Tensor | None, noise: torch.Tensor | None, clip: float):
+    """Run the recurrence (see the module docstring). ci_gates (T, B, 3Cn), g0 (B, G), c0 (B, Cn),
+    masks (T + 1, B, G) or None, noise (T, B, U) or None. Returns gd (T, B, G) (the dropped-out
+    generator states the factors are read from), u, u_mean, u_std (T, B, U)."""
+    args = (ci_gates, g0, c0, w_gc, w_chh, b_chh, w_post, b_post, w_gih, b_gih, w_ghh, b_ghh, masks, noise, clip)
+    if torch.is_grad_enabled() and any(a.requires_grad for a in args[:12]):
+        return _ControlledGenerator.apply(*args)
+    with torch.no_grad():
+        return _run(*args, keep=False)[0]
+
+
+class _NoCtx:
+    """Stands in for autograd's ctx when no gradient is needed (nothing is kept)."""
+
+    def save_for_backward(self, *tensors):
+        pass
+
+    def __setattr__(self, name, value):
+        pass
