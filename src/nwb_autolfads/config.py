@@ -243,8 +243,8 @@ class InferenceConfig:
     mode: str = "sample"
     """``mean``: one pass with posterior means; ``sample``: average over posterior samples."""
     n_samples: int = 50
-    batch_size: int = 512
-    """Windows x samples evaluated at once (bounds memory)."""
+    batch_size: int = 256
+    """Windows x samples evaluated at once (bounds memory; larger batches are not faster on CPU)."""
 
     def __post_init__(self) -> None:
         _check(self.mode in ("mean", "sample"), "inference.mode", self.mode, "use 'mean' or 'sample'")
