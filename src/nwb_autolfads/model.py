@@ -13,6 +13,10 @@ Read top to bottom:
 
 Priors: g0 ~ N(0, ic_prior_var); u_t follows an AR(1) process with learnable time constant
 and process variance. KL terms are returned per window; the training module weighs them.
+
+The parameters live in ordinary ``nn.GRU`` / ``nn.GRUCell`` / ``nn.Linear`` modules; the
+recurrences are computed by :mod:`nwb_autolfads.recurrence` (same equations, hand-written
+backward passes) because that is much faster on a CPU.
 """
 
 from __future__ import annotations

@@ -1,11 +1,16 @@
-"""The controller + generator recurrence of LFADS with a hand-written backward pass.
+"""The recurrences of LFADS with hand-written backward passes.
 
-On a CPU the recurrence is overhead-bound: written with autograd, every bin adds ~60 small
-graph nodes whose bookkeeping costs more than their arithmetic. :class:`ControlledGenerator`
-runs the forward pass without a graph, saves what the backward pass needs, and back-propagates
-through time in one loop of plain tensor operations; the weight gradients of all bins are then
-formed with one matrix product each. Tests compare values and gradients with a plain
-``nn.GRUCell`` loop.
+On a CPU the recurrences are overhead-bound: written with autograd, every bin adds dozens of
+small graph nodes whose bookkeeping costs more than their arithmetic (and ``nn.GRU``'s CPU
+backward is no better). Here the forward pass runs without a graph, saves what the backward
+pass needs, and back-propagates through time in one loop of plain tensor operations; the weight
+gradients of all bins are then formed with one matrix product each. Two recurrences:
+
+- :func:`stacked_gru`: D independent GRUs run together with batched matrix products (the
+  forward and backward directions of both encoders);
+- :func:`controlled_generator`: the controller + generator loop below.
+
+Tests compare values and gradients with ``nn.GRU`` / ``nn.GRUCell`` and run gradcheck.
 
 Per bin t (B batch, Cn controller units, G generator units, U inferred inputs):
 
