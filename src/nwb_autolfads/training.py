@@ -13,9 +13,12 @@ weights (by smoothed validation NLL) are the result.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,7 +29,7 @@ from .config import AugmentConfig, TrainConfig
 from .errors import TrainingError
 from .model import LFADS
 
-__all__ = ["TrainResult", "train_model", "split_train_valid", "evaluate_nll"]
+__all__ = ["TrainResult", "train_model", "split_train_valid", "evaluate_nll", "save_checkpoint", "load_checkpoint"]
 
 
 @dataclass
@@ -79,9 +82,46 @@ def evaluate_nll(model: LFADS, x: torch.Tensor, batch_size: int = 256) -> float:
     return total / max(count, 1)
 
 
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    """Write ``state`` atomically: a temporary file beside ``path``, then a rename, so a crash
+    never leaves a half-written checkpoint."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    return torch.load(Path(path), map_location="cpu", weights_only=False)
+
+
 def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: TrainConfig,
-                aug: AugmentConfig, progress: bool = True, desc: str = "training") -> TrainResult:
-    """Train ``model`` in place on windows ``train_x`` (N, T, C); restore the best weights."""
+                aug: AugmentConfig, progress: bool = True, desc: str = "training",
+                checkpoint: str | Path | None = None) -> TrainResult:
+    """Train ``model`` in place on windows ``train_x`` (N, T, C); restore the best weights.
+
+    With ``checkpoint``, the full training state (model, optimizer, scheduler, RNG, epoch,
+    best weights so far, history) is saved atomically after every epoch, and if the file
+    already exists training resumes from it: an interrupted run continued this way ends with
+    the same weights as an uninterrupted one.
+    """
     cd = CoordinatedDropout(aug.cd_rate)
     shift = TemporalShift(aug.shift_std, aug.shift_max)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
@@ -92,12 +132,24 @@ def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg:
     best_opt = copy.deepcopy(opt.state_dict())
     smoothed = None
     since_best = 0
+    start_epoch = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        ck = load_checkpoint(checkpoint)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        best_state, best_opt = ck["best_model"], ck["best_optimizer"]
+        smoothed, since_best, start_epoch = ck["smoothed"], ck["since_best"], ck["epoch"]
+        result = TrainResult(**ck["result"])
+        _set_rng_state(ck["rng"])
     n_train = train_x.shape[0]
-    t0 = time.perf_counter()
-    bar = tqdm(total=cfg.max_epochs, desc=desc, unit="epoch", disable=not progress, dynamic_ncols=True,
-               leave=True)
+    t0 = time.perf_counter() - result.seconds
+    bar = tqdm(total=cfg.max_epochs, initial=start_epoch, desc=desc, unit="epoch", disable=not progress,
+               dynamic_ncols=True, leave=True)
     try:
-        for epoch in range(cfg.max_epochs):
+        for epoch in range(start_epoch, cfg.max_epochs):
+            if result.stopped_early:
+                break
             model.train()
             ramp = _ramp(epoch, cfg.ramp_epochs)
             order = torch.randperm(n_train)
@@ -161,6 +213,14 @@ def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg:
             bar.update(1)
             if epoch + 1 >= max(cfg.min_epochs, cfg.ramp_epochs) and since_best >= cfg.early_stopping_patience:
                 result.stopped_early = True
+            if checkpoint is not None:
+                result.seconds = time.perf_counter() - t0
+                save_checkpoint(checkpoint, {
+                    "epoch": epoch + 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(), "best_model": best_state, "best_optimizer": best_opt,
+                    "smoothed": smoothed, "since_best": since_best, "rng": _rng_state(),
+                    "result": dataclasses.asdict(result)})
+            if result.stopped_early:
                 break
     finally:
         bar.close()

@@ -81,3 +81,41 @@ def test_divergence_is_recovered_then_reported():
     with pytest.raises(TrainingError, match="diverged"):
         train_model(model, bad[:30], x[30:], cfg, AugmentConfig(), progress=False)
     assert all(torch.all(torch.isfinite(p)) for p in model.parameters())
+
+
+def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result(tmp_path):
+    x = _data()
+    cfg = TrainConfig(max_epochs=6, min_epochs=0, ramp_epochs=2, batch_size=10, early_stopping_patience=100)
+    aug = AugmentConfig(cd_rate=0.3, shift_std=1.0)
+
+    torch.manual_seed(11)
+    straight = _model()
+    res_a = train_model(straight, x[:30], x[30:], cfg, aug, progress=False, checkpoint=tmp_path / "a.pt")
+
+    torch.manual_seed(11)
+    first = _model()
+    ck = tmp_path / "b.pt"
+    train_model(first, x[:30], x[30:], TrainConfig(**{**cfg.__dict__, "max_epochs": 3}), aug, progress=False,
+                checkpoint=ck)  # "killed" after epoch 3: the checkpoint is what survives
+    torch.manual_seed(999)  # a new process: another seed, another initialisation
+    resumed = _model()
+    res_b = train_model(resumed, x[:30], x[30:], cfg, aug, progress=False, checkpoint=ck)
+
+    assert [h["valid_nll"] for h in res_a.history] == [h["valid_nll"] for h in res_b.history]
+    assert res_a.best_epoch == res_b.best_epoch
+    for a, b in zip(straight.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())  # written atomically
+
+
+def test_a_finished_checkpoint_does_not_train_again(tmp_path):
+    x = _data()
+    cfg = TrainConfig(max_epochs=2, min_epochs=0, ramp_epochs=1, batch_size=10)
+    torch.manual_seed(0)
+    model = _model()
+    train_model(model, x[:30], x[30:], cfg, AugmentConfig(), progress=False, checkpoint=tmp_path / "c.pt")
+    before = [p.detach().clone() for p in model.parameters()]
+    res = train_model(model, x[:30], x[30:], cfg, AugmentConfig(), progress=False, checkpoint=tmp_path / "c.pt")
+    assert len(res.history) == 2
+    for a, b in zip(before, model.parameters()):
+        assert torch.equal(a, b)
