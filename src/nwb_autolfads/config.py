@@ -99,7 +99,8 @@ class PreprocessConfig:
                    "use a quantile in (0.5, 1], or null to skip clipping")
         _check(0.0 < self.scale_quantile <= 1.0, "preprocess.scale_quantile", self.scale_quantile,
                "use a quantile in (0, 1]")
-        _check(0.0 < self.floor < 1.0, "preprocess.floor", self.floor, "use a small positive value such as 1e-3")
+        _check(0.0 <= self.floor < 1.0, "preprocess.floor", self.floor,
+               "use a small positive value such as 1e-3 (0 only with model.observation: zigamma)")
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,8 @@ class ModelConfig:
     co_prior_var: float = 0.1
 
     def __post_init__(self) -> None:
-        _check(self.observation in ("gamma",), "model.observation", self.observation, "use 'gamma' for EMG")
+        _check(self.observation in ("gamma", "zigamma"), "model.observation", self.observation,
+               "use 'gamma' for EMG, or 'zigamma' for EMG with exact zeros")
         for name in ("ic_enc_dim", "ic_dim", "gen_dim"):
             _check(getattr(self, name) >= 1, f"model.{name}", getattr(self, name), "use an integer >= 1")
         _check(self.co_dim >= 0, "model.co_dim", self.co_dim, "use an integer >= 0 (0 removes the controller)")
@@ -272,6 +274,9 @@ class RunConfig:
         _check(self.seed >= 0, "seed", self.seed, "use a non-negative integer")
         _check(self.device in ("auto", "cpu", "cuda"), "device", self.device, "use 'auto', 'cpu' or 'cuda'")
         _check(self.preset in PRESETS, "preset", self.preset, f"use one of {sorted(PRESETS)}")
+        _check(self.preprocess.floor > 0 or self.model.observation == "zigamma", "preprocess.floor",
+               self.preprocess.floor, "the Gamma likelihood has no support at zero: use a floor > 0, or "
+               "model.observation: zigamma for data with exact zeros")
 
     # ----------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:

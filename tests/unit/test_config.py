@@ -99,3 +99,10 @@ def test_configs_are_frozen():
     cfg = RunConfig()
     with pytest.raises(Exception):
         cfg.seed = 3  # type: ignore[misc]
+
+
+def test_zero_floor_needs_the_zero_inflated_gamma():
+    with pytest.raises(ConfigError, match="zigamma"):
+        build_config(overrides={"preprocess.floor": 0.0})
+    cfg = build_config(overrides={"preprocess.floor": 0.0, "model.observation": "zigamma"})
+    assert cfg.model.observation == "zigamma"

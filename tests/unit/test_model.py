@@ -191,3 +191,19 @@ def test_encoders_equal_torch_nn_gru(ci_dim):
     ref = torch.autograd.grad((w1 * ref_ic).sum() + (w2 * ref_ci).sum(), params)
     for a, b in zip(ours, ref):
         torch.testing.assert_close(a, b)
+
+
+def test_one_model_for_spikes_and_emg():
+    from nwb_autolfads.observations import Composite, Poisson
+
+    cfg = ModelConfig(ic_enc_dim=8, ci_enc_dim=8, con_dim=8, co_dim=2, ic_dim=6, gen_dim=12, factor_dim=3)
+    obs = Composite([(Poisson(), 4), (Gamma(), 3)])
+    model = LFADS(7, cfg, obs)
+    x = torch.cat([torch.poisson(torch.full((2, 10, 4), 1.0)), torch.rand(2, 10, 3) + 0.1], dim=-1)
+    model.init_readout_bias(x.mean(dim=(0, 1)))
+    out = model(x)
+    assert out.params.shape == (2, 10, 7, 2)
+    nll = obs.nll(out.params, x)
+    assert nll.shape == (2, 10, 7) and torch.all(torch.isfinite(nll))
+    nll.mean().backward()
+    assert model.readout.weight.grad is not None

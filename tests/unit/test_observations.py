@@ -33,7 +33,7 @@ def test_gaussian_nll_matches_scipy():
     np.testing.assert_allclose(nll, -stats.norm.logpdf(x, mu, np.sqrt(var)), rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["gamma", "poisson", "gaussian"])
+@pytest.mark.parametrize("name", ["gamma", "zigamma", "poisson", "gaussian"])
 def test_init_bias_reproduces_the_data_mean(name):
     obs = get_observation(name)
     m = torch.tensor([0.3, 1.0, 2.5], dtype=torch.float64)
@@ -42,7 +42,7 @@ def test_init_bias_reproduces_the_data_mean(name):
     torch.testing.assert_close(obs.mean(bias), m)
 
 
-@pytest.mark.parametrize("name", ["gamma", "poisson", "gaussian"])
+@pytest.mark.parametrize("name", ["gamma", "zigamma", "poisson", "gaussian"])
 def test_samples_have_the_model_mean(name):
     obs = get_observation(name)
     torch.manual_seed(0)
@@ -54,3 +54,39 @@ def test_samples_have_the_model_mean(name):
 def test_gamma_is_finite_for_extreme_readouts():
     params = torch.tensor([[50.0, -50.0], [-50.0, 50.0]])
     assert torch.all(torch.isfinite(Gamma().nll(params, torch.tensor([1e-3, 10.0]))))
+
+
+def test_zero_inflated_gamma_nll_matches_scipy():
+    from nwb_autolfads.observations import ZeroInflatedGamma
+
+    a, b, q = rng.uniform(0.5, 5, size=20), rng.uniform(0.2, 4, size=20), rng.uniform(0.1, 0.9, size=20)
+    x = rng.uniform(0.01, 3, size=20)
+    x[::3] = 0.0
+    params = torch.tensor(np.stack([np.log(a), np.log(b), np.log(q / (1 - q))], -1))
+    nll = ZeroInflatedGamma().nll(params, torch.tensor(x)).numpy()
+    expected = np.where(x > 0, -np.log(q) - stats.gamma.logpdf(np.where(x > 0, x, 1.0), a, scale=1 / b),
+                        -np.log(1 - q))
+    np.testing.assert_allclose(nll, expected, rtol=1e-6)
+    np.testing.assert_allclose(ZeroInflatedGamma().mean(params).numpy(), q * a / b, rtol=1e-6)
+
+
+def test_composite_gives_each_channel_its_own_distribution():
+    from nwb_autolfads.observations import Composite
+
+    comp = Composite([(Poisson(), 2), (Gamma(), 3)])
+    assert comp.n_params == 2
+    params = torch.randn(4, 5, 2, dtype=torch.float64)
+    x = torch.cat([torch.poisson(torch.full((4, 2), 2.0)), torch.rand(4, 3) + 0.1], dim=1).double()
+    expected = torch.cat([Poisson().nll(params[:, :2, :1], x[:, :2]), Gamma().nll(params[:, 2:], x[:, 2:])], dim=1)
+    torch.testing.assert_close(comp.nll(params, x), expected)
+    torch.testing.assert_close(comp.mean(params)[:, :2], Poisson().mean(params[:, :2, :1]))
+    m = torch.tensor([0.5, 2.0, 0.3, 1.0, 4.0], dtype=torch.float64)
+    torch.testing.assert_close(comp.mean(comp.init_bias(m)), m)
+    assert comp.sample(params).shape == (4, 5)
+    with pytest.raises(ValueError):
+        Composite([])
+
+
+def test_unknown_observation_name():
+    with pytest.raises(ValueError, match="unknown observation"):
+        get_observation("cauchy")

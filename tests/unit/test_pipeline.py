@@ -52,3 +52,9 @@ def test_run_rejects_a_config_object_and_a_preset(emg_copy):
 
     with pytest.raises(ConfigError, match="either a RunConfig or a preset"):
         nwb_autolfads.run(emg_copy, config=build_config("smoke"), preset="quick", write=False)
+
+
+def test_zero_inflated_gamma_runs_end_to_end(emg_copy):
+    res = nwb_autolfads.run(emg_copy, preset="smoke", write=False, progress=False,
+                            overrides={"model.observation": "zigamma", "preprocess.floor": 0.0})
+    assert np.all(np.isfinite(res.activations)) and np.all(res.activations >= 0)
