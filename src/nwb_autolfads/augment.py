@@ -46,11 +46,14 @@ class TemporalShift:
     def active(self) -> bool:
         return self.std > 0 and self.max_shift > 0
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, *others: torch.Tensor):
+        """Shift x (B, T, C); tensors in ``others`` (same shape) get the same shifts, and then a
+        tuple (x, *others) is returned."""
         if not self.active:
-            return x
+            return (x, *others) if others else x
         B, T, C = x.shape
         shifts = torch.round(torch.randn(B, 1, C, device=x.device) * self.std)
         shifts = shifts.clamp(-self.max_shift, self.max_shift).long()  # (B, 1, C)
-        src = torch.arange(T, device=x.device).view(1, T, 1) - shifts  # output t reads input t - s
-        return torch.gather(x, 1, src.clamp(0, T - 1))
+        src = (torch.arange(T, device=x.device).view(1, T, 1) - shifts).clamp(0, T - 1)  # output t reads t - s
+        out = torch.gather(x, 1, src)
+        return (out, *(torch.gather(o, 1, src) for o in others)) if others else out

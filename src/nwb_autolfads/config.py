@@ -186,9 +186,13 @@ class AugmentConfig:
     shift_std: float = 1.0
     """Temporal shift: standard deviation (bins) of per-channel shifts; 0 disables."""
     shift_max: int = 3
+    sv_rate: float = 0.0
+    """Sample validation: fraction of training data elements never shown to the encoder nor used in
+    the loss; their NLL is a second validation metric (``sample_valid_nll``). 0 disables."""
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.cd_rate < 1.0, "augment.cd_rate", self.cd_rate, "use a rate in [0, 1)")
+        _check(0.0 <= self.sv_rate < 0.5, "augment.sv_rate", self.sv_rate, "use a fraction in [0, 0.5), e.g. 0.1")
         _check(self.shift_std >= 0, "augment.shift_std", self.shift_std, "use a value >= 0 (bins)")
         _check(self.shift_max >= 0, "augment.shift_max", self.shift_max, "use an integer >= 0 (bins)")
 

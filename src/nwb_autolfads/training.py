@@ -82,6 +82,21 @@ def evaluate_nll(model: LFADS, x: torch.Tensor, batch_size: int = 256) -> float:
     return total / max(count, 1)
 
 
+@torch.no_grad()
+def _sample_valid_nll(model: LFADS, x: torch.Tensor, held: torch.Tensor, rate: float, batch_size: int = 256) -> float:
+    """Mean NLL of the held-out training elements, predicted from the rest (posterior means)."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0.0
+    for i in range(0, x.shape[0], batch_size):
+        xb, hb = x[i:i + batch_size], held[i:i + batch_size]
+        out = model(xb * (1.0 - hb) / (1.0 - rate), sample=False)
+        total += float((model.observation.nll(out.params, xb) * hb).sum())
+        count += float(hb.sum())
+    model.train(was_training)
+    return total / max(count, 1.0)
+
+
 def _rng_state() -> dict:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -133,8 +148,8 @@ def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg:
     smoothed = None
     since_best = 0
     start_epoch = 0
-    if checkpoint is not None and Path(checkpoint).exists():
-        ck = load_checkpoint(checkpoint)
+    ck = load_checkpoint(checkpoint) if checkpoint is not None and Path(checkpoint).exists() else None
+    if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
@@ -143,6 +158,11 @@ def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg:
         result = TrainResult(**ck["result"])
         _set_rng_state(ck["rng"])
     n_train = train_x.shape[0]
+    # sample validation: a fixed set of training elements the model never learns from
+    held = None
+    if aug.sv_rate > 0:
+        held = ck["sv_mask"] if ck is not None else (torch.rand(train_x.shape) < aug.sv_rate).to(train_x.dtype)
+        held = held.to(train_x.device)
     t0 = time.perf_counter() - result.seconds
     bar = tqdm(total=cfg.max_epochs, initial=start_epoch, desc=desc, unit="epoch", disable=not progress,
                dynamic_ncols=True, leave=True)
@@ -157,9 +177,18 @@ def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg:
             n_batches = 0
             diverged = False
             for i in range(0, n_train, cfg.batch_size):
-                xb = train_x[order[i:i + cfg.batch_size]]  # (B, T, C)
-                target = shift(xb)
-                enc_in, mask = cd(shift(xb))
+                idx = order[i:i + cfg.batch_size]
+                xb = train_x[idx]  # (B, T, C)
+                if held is None:
+                    target, enc_in = shift(xb), shift(xb)
+                    usable = None
+                else:  # held-out elements: zeroed for the encoder, and no loss on them
+                    hb = held[idx]
+                    target, usable = shift(xb, 1.0 - hb)
+                    enc_in = shift(xb * (1.0 - hb) / (1.0 - aug.sv_rate))
+                enc_in, mask = cd(enc_in)
+                if usable is not None:
+                    mask = mask * usable
                 out = model(enc_in, sample=True)
                 nll = model.observation.nll(out.params, target)  # (B, T, C)
                 recon = (nll * mask).sum() / mask.sum().clamp_min(1.0)
@@ -196,6 +225,8 @@ def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg:
                       "smoothed_valid_nll": smoothed, "kl_ic": sums["kl_ic"] / max(n_batches, 1),
                       "kl_co": sums["kl_co"] / max(n_batches, 1), "l2": sums["l2"] / max(n_batches, 1),
                       "lr": opt.param_groups[0]["lr"]}
+            if held is not None:
+                record["sample_valid_nll"] = _sample_valid_nll(model, train_x, held, aug.sv_rate)
             result.history.append(record)
             # Only compare once the loss is fully weighted (after the ramp).
             if smoothed < result.best_valid_nll or epoch < cfg.ramp_epochs:
@@ -218,7 +249,7 @@ def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg:
                 save_checkpoint(checkpoint, {
                     "epoch": epoch + 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), "best_model": best_state, "best_optimizer": best_opt,
-                    "smoothed": smoothed, "since_best": since_best, "rng": _rng_state(),
+                    "smoothed": smoothed, "since_best": since_best, "rng": _rng_state(), "sv_mask": held,
                     "result": dataclasses.asdict(result)})
             if result.stopped_early:
                 break

@@ -119,3 +119,39 @@ def test_a_finished_checkpoint_does_not_train_again(tmp_path):
     assert len(res.history) == 2
     for a, b in zip(before, model.parameters()):
         assert torch.equal(a, b)
+
+
+def test_sample_validation_holds_elements_out_and_reports_their_nll(monkeypatch):
+    import nwb_autolfads.training as training
+
+    torch.manual_seed(0)
+    x = _data()
+    model = _model()
+    seen = []
+    original = model.forward
+
+    def spy(enc_in, *a, **k):
+        seen.append(enc_in.detach().clone())
+        return original(enc_in, *a, **k)
+
+    monkeypatch.setattr(model, "forward", spy)
+    cfg = TrainConfig(max_epochs=3, min_epochs=0, ramp_epochs=1, batch_size=30)
+    aug = AugmentConfig(cd_rate=0.0, shift_std=0.0, sv_rate=0.2)
+    torch.manual_seed(1)
+    res = train_model(model, x[:30], x[30:], cfg, aug, progress=False)
+    torch.manual_seed(1)  # replay the RNG: the mask is drawn first, then the first epoch's order
+    held = (torch.rand(x[:30].shape) < 0.2).float()
+    # every training forward pass saw zeros exactly at the held-out elements of its windows
+    first = seen[0]
+    perm = torch.randperm(30)
+    assert torch.all(first[held[perm] == 1] == 0)
+    assert all("sample_valid_nll" in h and math.isfinite(h["sample_valid_nll"]) for h in res.history)
+
+
+def test_temporal_shift_applies_one_shift_to_companions():
+    from nwb_autolfads.augment import TemporalShift
+
+    torch.manual_seed(0)
+    x = torch.rand(8, 12, 3)
+    y, twin = TemporalShift(2.0, 3)(x, x.clone())
+    assert torch.equal(y, twin)
