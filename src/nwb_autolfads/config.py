@@ -146,6 +146,8 @@ class ModelConfig:
     dropout: float = 0.1
     cell_clip: float = 5.0
     ci_lag: int = 1
+    lead_in_bins: int = 0
+    """Bins before each window that only the initial-condition encoder sees (e.g. 12)."""
     ic_prior_var: float = 0.1
     ic_post_var_min: float = 1e-4
     co_prior_tau: float = 10.0
@@ -166,6 +168,7 @@ class ModelConfig:
         _check(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "use a rate in [0, 1)")
         _check(self.cell_clip > 0, "model.cell_clip", self.cell_clip, "use a positive bound, e.g. 5")
         _check(self.ci_lag >= 0, "model.ci_lag", self.ci_lag, "use an integer >= 0")
+        _check(self.lead_in_bins >= 0, "model.lead_in_bins", self.lead_in_bins, "use an integer >= 0")
         for name in ("ic_prior_var", "ic_post_var_min", "co_prior_tau", "co_prior_var"):
             _check(getattr(self, name) > 0, f"model.{name}", getattr(self, name), "use a positive value")
 

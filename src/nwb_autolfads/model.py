@@ -114,20 +114,36 @@ class LFADS(nn.Module):
         return out
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Both bidirectional encoders over x (B, T, C): the IC encoder's final states (B, 2E) and
-        the CI encoder's states (B, T, 2Ec) (None without a controller). The directions of both
-        encoders run together as one batched recurrence (:func:`stacked_gru`), with the exact
-        equations and weights of the ``nn.GRU`` modules that hold the parameters."""
-        B, T, _ = x.shape
-        encoders = [self.ic_encoder] + ([self.ci_encoder] if self.co_dim > 0 else [])
+        """Both bidirectional encoders over x (B, L + T, C), L = ``lead_in_bins``: the IC
+        encoder's final states over all L + T bins (B, 2E) and the CI encoder's states over the
+        last T bins (B, T, 2Ec) (None without a controller). Encoder directions with the same
+        size and length run together as one batched recurrence (:func:`stacked_gru`), with the
+        exact equations and weights of the ``nn.GRU`` modules that hold the parameters."""
+        L = self.cfg.lead_in_bins
+        inputs = {id(self.ic_encoder): x}
+        encoders = [self.ic_encoder]
+        if self.co_dim > 0:
+            inputs[id(self.ci_encoder)] = x[:, L:]
+            encoders.append(self.ci_encoder)
         directions = [(gru, rev) for gru in encoders for rev in (False, True)]
         states: dict[tuple[int, bool], torch.Tensor] = {}  # (encoder id, reverse) -> (T, B, H)
-        for H in sorted({gru.hidden_size for gru, _ in directions}):
-            group = [(gru, rev) for gru, rev in directions if gru.hidden_size == H]
+        for key in sorted({(gru.hidden_size, inputs[id(gru)].shape[1]) for gru, _ in directions}):
+            group = [(gru, rev) for gru, rev in directions
+                     if (gru.hidden_size, inputs[id(gru)].shape[1]) == key]
+            H = key[0]
+            xin = inputs[id(group[0][0])]
+            if any(inputs[id(gru)] is not xin for gru, _ in group):  # same length, different data
+                xin = None
             sfx = ["_reverse" if rev else "" for _, rev in group]
-            w_ih = torch.cat([getattr(gru, "weight_ih_l0" + s) for (gru, _), s in zip(group, sfx)])  # (D*3H, C)
-            b_ih = torch.cat([getattr(gru, "bias_ih_l0" + s) for (gru, _), s in zip(group, sfx)])
-            gi = nnf.linear(x, w_ih, b_ih).view(B, T, len(group), 3 * H).permute(2, 1, 0, 3)  # (D, T, B, 3H)
+            w_ih = [getattr(gru, "weight_ih_l0" + s) for (gru, _), s in zip(group, sfx)]  # (3H, C) each
+            b_ih = [getattr(gru, "bias_ih_l0" + s) for (gru, _), s in zip(group, sfx)]
+            if xin is not None:  # one input projection for the whole group
+                B, T, _ = xin.shape
+                gi = nnf.linear(xin, torch.cat(w_ih), torch.cat(b_ih)).view(B, T, len(group), 3 * H)
+                gi = gi.permute(2, 1, 0, 3)  # (D, T, B, 3H)
+            else:
+                gi = torch.stack([nnf.linear(inputs[id(gru)], w, b).transpose(0, 1)
+                                  for (gru, _), w, b in zip(group, w_ih, b_ih)])
             gi = torch.stack([gi[d].flip(0) if rev else gi[d] for d, (_, rev) in enumerate(group)])
             w_hh = torch.stack([getattr(gru, "weight_hh_l0" + s) for (gru, _), s in zip(group, sfx)])  # (D, 3H, H)
             b_hh = torch.stack([getattr(gru, "bias_hh_l0" + s) for (gru, _), s in zip(group, sfx)])
@@ -158,12 +174,14 @@ class LFADS(nn.Module):
 
     # ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, sample: bool = True, n_samples: int = 1) -> LFADSOutput:
-        """x (B, T, C) -> outputs. ``sample``: draw g0 and u from their posteriors (else use the
+        """x (B, L + T, C) -> outputs over the last T bins (L = ``lead_in_bins``, seen only by the IC
+        encoder). ``sample``: draw g0 and u from their posteriors (else use the
         means). ``n_samples`` > 1 draws that many posterior samples per window with the encoders
         run once: outputs then have B * n_samples rows, the samples of window b in rows
         b * n_samples ... (b + 1) * n_samples - 1."""
         cfg = self.cfg
         B, T, C = x.shape
+        T -= cfg.lead_in_bins  # the outputs cover the bins after the lead-in
         clip = cfg.cell_clip
         x = self.dropout(x)
 

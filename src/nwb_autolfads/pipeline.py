@@ -120,16 +120,20 @@ def fit_signal(pre: Preprocessed, cfg: RunConfig, progress: bool = True) -> FitR
     """Chop, train, infer and merge for preprocessed EMG. ``cfg`` must be resolved for the
     channel count (:meth:`RunConfig.resolved`)."""
     w = cfg.windows
-    windows, index = chop_segments(pre.segments, w.window_bins, w.overlap_bins)
+    lead = cfg.model.lead_in_bins  # windows carry a lead-in before the bins they model
+    windows, index = chop_segments(pre.segments, w.window_bins + lead, w.overlap_bins + lead)
     if index.n_windows < 2:
         longest = max(index.segment_lengths) * pre.bin_size if index.segment_lengths else 0.0
-        need = w.window_bins * pre.bin_size
-        raise SignalError(f"recording too short: {index.n_windows} window(s) of {w.window_bins} bins "
+        need = (w.window_bins + lead) * pre.bin_size
+        raise SignalError(f"recording too short: {index.n_windows} window(s) of {w.window_bins + lead} bins "
                           f"({need:g} s) fit in the longest gap-free stretch ({longest:g} s); at least 2 are "
                           "needed: use a longer recording or smaller windows.window_bins / windows.bin_size")
-    uncovered = [n for n in index.segment_lengths if n < w.window_bins]
+    uncovered = [n for n in index.segment_lengths if n < w.window_bins + lead]
     if uncovered:
-        log.warning("%d segment(s) shorter than one window (%d bins) are left as NaN", len(uncovered), w.window_bins)
+        log.warning("%d segment(s) shorter than one window (%d bins) are left as NaN", len(uncovered),
+                    w.window_bins + lead)
+    if lead:
+        log.info("the first %d bins of each segment are lead-in only (NaN in the outputs)", lead)
 
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
@@ -139,9 +143,9 @@ def fit_signal(pre: Preprocessed, cfg: RunConfig, progress: bool = True) -> FitR
     model.init_readout_bias(x_all[train_idx].mean(dim=(0, 1)))
     result = train_model(model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment, progress=progress)
     inferred = infer(model, x_all, cfg.inference, progress=progress)
-    return FitResult(mean=merge_segments(inferred.mean, index, w.merge_power),
-                     factors=merge_segments(inferred.factors, index, w.merge_power),
-                     inputs=merge_segments(inferred.inputs, index, w.merge_power),
+    return FitResult(mean=merge_segments(inferred.mean, index, w.merge_power, lead),
+                     factors=merge_segments(inferred.factors, index, w.merge_power, lead),
+                     inputs=merge_segments(inferred.inputs, index, w.merge_power, lead),
                      training=result, index=index, n_train=int(train_idx.size), n_valid=int(valid_idx.size),
                      device=str(device), model=model)
 

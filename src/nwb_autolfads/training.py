@@ -76,8 +76,9 @@ def evaluate_nll(model: LFADS, x: torch.Tensor, batch_size: int = 256) -> float:
     for i in range(0, x.shape[0], batch_size):
         xb = x[i:i + batch_size]
         out = model(xb, sample=False)
-        total += float(model.observation.nll(out.params, xb).sum())
-        count += xb.numel()
+        target = xb[:, model.cfg.lead_in_bins:]  # the lead-in is input only
+        total += float(model.observation.nll(out.params, target).sum())
+        count += target.numel()
     model.train(was_training)
     return total / max(count, 1)
 
@@ -91,8 +92,9 @@ def _sample_valid_nll(model: LFADS, x: torch.Tensor, held: torch.Tensor, rate: f
     for i in range(0, x.shape[0], batch_size):
         xb, hb = x[i:i + batch_size], held[i:i + batch_size]
         out = model(xb * (1.0 - hb) / (1.0 - rate), sample=False)
-        total += float((model.observation.nll(out.params, xb) * hb).sum())
-        count += float(hb.sum())
+        L = model.cfg.lead_in_bins
+        total += float((model.observation.nll(out.params, xb[:, L:]) * hb[:, L:]).sum())
+        count += float(hb[:, L:].sum())
     model.train(was_training)
     return total / max(count, 1.0)
 
@@ -158,6 +160,7 @@ def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg:
         result = TrainResult(**ck["result"])
         _set_rng_state(ck["rng"])
     n_train = train_x.shape[0]
+    lead_in = model.cfg.lead_in_bins
     # sample validation: a fixed set of training elements the model never learns from
     held = None
     if aug.sv_rate > 0:
@@ -190,6 +193,7 @@ def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg:
                 if usable is not None:
                     mask = mask * usable
                 out = model(enc_in, sample=True)
+                target, mask = target[:, lead_in:], mask[:, lead_in:]  # the lead-in is input only
                 nll = model.observation.nll(out.params, target)  # (B, T, C)
                 recon = (nll * mask).sum() / mask.sum().clamp_min(1.0)
                 kl_ic, kl_co = out.kl_ic.mean(), out.kl_co.mean()

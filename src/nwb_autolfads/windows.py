@@ -109,10 +109,12 @@ def chop_segments(segments: list[np.ndarray], window: int, overlap: int) -> tupl
     return windows, index
 
 
-def merge_segments(windows: np.ndarray, index: WindowIndex, power: float = 2.0) -> list[np.ndarray]:
-    """Inverse of :func:`chop_segments`: one merged array per segment."""
+def merge_segments(windows: np.ndarray, index: WindowIndex, power: float = 2.0, offset: int = 0) -> list[np.ndarray]:
+    """Inverse of :func:`chop_segments`: one merged array per segment. ``offset``: the outputs
+    start that many bins into each chopped window (a lead-in seen only as input), and are
+    shorter by as much."""
     out = []
     for k, n_bins in enumerate(index.segment_lengths):
         sel = index.segment == k
-        out.append(merge(windows[sel], index.start[sel], n_bins, power))
+        out.append(merge(windows[sel], index.start[sel] + offset, n_bins, power))
     return out

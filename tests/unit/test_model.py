@@ -207,3 +207,17 @@ def test_one_model_for_spikes_and_emg():
     assert nll.shape == (2, 10, 7) and torch.all(torch.isfinite(nll))
     nll.mean().backward()
     assert model.readout.weight.grad is not None
+
+
+def test_lead_in_bins_reach_only_the_initial_condition():
+    torch.manual_seed(0)
+    model = _model(dropout=0.0, lead_in_bins=4).eval()
+    x = torch.rand(2, 4 + 9, 5) + 0.1
+    out = model(x, sample=False)
+    assert out.params.shape == (2, 9, 5, 2) and out.factors.shape == (2, 9, 3)
+    x2 = x.clone()
+    x2[:, :4] += 3.0  # change only the lead-in
+    out2 = model(x2, sample=False)
+    assert not torch.allclose(out.ic_mean, out2.ic_mean)  # the IC encoder reads it
+    # the controller inputs come from the modelled bins only
+    torch.testing.assert_close(model.encode(x)[1], model.encode(x2)[1])

@@ -58,3 +58,12 @@ def test_zero_inflated_gamma_runs_end_to_end(emg_copy):
     res = nwb_autolfads.run(emg_copy, preset="smoke", write=False, progress=False,
                             overrides={"model.observation": "zigamma", "preprocess.floor": 0.0})
     assert np.all(np.isfinite(res.activations)) and np.all(res.activations >= 0)
+
+
+def test_lead_in_windows_merge_back_in_place():
+    cfg = build_config("smoke", overrides={"model.lead_in_bins": 5}).resolved(3)
+    fit = fit_signal(_pre([100, 60]), cfg, progress=False)
+    for m, n in zip(fit.mean, (100, 60)):
+        assert m.shape == (n, 3)
+        assert np.all(np.isnan(m[:5]))  # lead-in only: never modelled
+        assert np.all(np.isfinite(m[5:]))

@@ -155,3 +155,14 @@ def test_temporal_shift_applies_one_shift_to_companions():
     x = torch.rand(8, 12, 3)
     y, twin = TemporalShift(2.0, 3)(x, x.clone())
     assert torch.equal(y, twin)
+
+
+def test_training_with_a_lead_in():
+    torch.manual_seed(0)
+    x = _data(T=24)
+    cfg = ModelConfig(ic_enc_dim=16, ci_enc_dim=8, con_dim=8, co_dim=1, ic_dim=8, gen_dim=16, factor_dim=3,
+                      lead_in_bins=4)
+    model = LFADS(4, cfg, Gamma())
+    res = train_model(model, x[:30], x[30:], TrainConfig(max_epochs=2, min_epochs=0, ramp_epochs=1, batch_size=10),
+                      AugmentConfig(sv_rate=0.1), progress=False)
+    assert all(math.isfinite(h["valid_nll"]) and math.isfinite(h["sample_valid_nll"]) for h in res.history)
