@@ -17,6 +17,7 @@ import numpy as np
 from scipy import signal as sps
 
 __all__ = ["SyntheticEMG", "lorenz_latent", "synthetic_emg", "write_emg_nwb", "mock_emg_nwb", "read_truth",
+           "LorenzSpikes", "lorenz_spikes",
            "DEFAULT_MUSCLES"]
 
 DEFAULT_MUSCLES = ("TA", "MG", "LG", "Sol", "VL", "VM", "RF", "BF", "ST", "GMax", "Add", "IP")
@@ -185,3 +186,34 @@ def read_truth(path: str | Path, times: np.ndarray, bin_size: float) -> np.ndarr
         out[:, c] = np.bincount(idx[ok], weights=truth[ok, c], minlength=times.size)
     with np.errstate(invalid="ignore", divide="ignore"):
         return out / counts[:, None]
+
+
+@dataclass
+class LorenzSpikes:
+    counts: np.ndarray  # (trials, T, N) spike counts per bin
+    rates: np.ndarray  # (trials, T, N) true rates in spikes per bin
+    latents: np.ndarray  # (trials, T, 3) Lorenz state, mean-subtracted, scaled to max |x| = 1
+    condition: np.ndarray  # (trials,) condition of each trial
+    bin_size: float
+
+
+def lorenz_spikes(n_conditions: int = 40, trials_per_condition: int = 10, n_bins: int = 50, n_neurons: int = 30,
+                  bin_size: float = 0.01, base_rate: float = 5.0, steps_per_bin: int = 2, seed: int = 0) -> LorenzSpikes:
+    """Poisson spikes driven by a Lorenz system (science.md section 9): sigma 10, rho 28,
+    beta 8/3, Euler dt 0.006, 500 burn-in steps; one random initial state per condition;
+    trajectories mean-subtracted and scaled to max 1; log-rates = W x + log(base_rate * bin)
+    with W entries +-U(1, 2)."""
+    rng = np.random.default_rng(seed)
+    n_steps = n_bins * steps_per_bin
+    states = np.stack([lorenz_latent(n_steps, rng) for _ in range(n_conditions)])  # z-scored (cond, steps, 3)
+    states = states[:, ::steps_per_bin]  # (cond, T, 3)
+    states = states - states.mean(axis=(0, 1))
+    states = states / np.abs(states).max()
+    W = rng.uniform(1.0, 2.0, size=(3, n_neurons)) * rng.choice([-1.0, 1.0], size=(3, n_neurons))
+    log_rates = states @ W + np.log(base_rate * bin_size)
+    rates_c = np.exp(log_rates)  # (cond, T, N)
+    condition = np.repeat(np.arange(n_conditions), trials_per_condition)
+    rates = rates_c[condition]
+    counts = rng.poisson(rates).astype(np.float32)
+    return LorenzSpikes(counts=counts, rates=rates, latents=states[condition], condition=condition,
+                        bin_size=bin_size)
