@@ -2,6 +2,7 @@
 
     nwb-autolfads run FILE.nwb [--emg PATH] [--output OUT.nwb] [--preset NAME] [--seed N] ...
     nwb-autolfads run --example
+    nwb-autolfads inspect FILE.nwb [--json]
     nwb-autolfads config --show [--preset NAME] [--config FILE] [--set KEY=VALUE ...]
 
 User errors print one line on stderr and exit with code 2 (no traceback).
@@ -82,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
+    i = sub.add_parser("inspect", help="list what an NWB file holds (EMG, kinematics, force, units, trials) and "
+                                       "what `run` would use",
+                       description="List every candidate series per modality (path, type, shape, rate, unit, time "
+                                   "span), the units and trials tables, and what `run` would model by default.")
+    i.add_argument("file", help="NWB file (opened read-only)")
+    i.add_argument("--json", action="store_true", help="print JSON instead of text")
+
     c = sub.add_parser("config", help="print the resolved configuration (defaults, preset, file, overrides)")
     c.add_argument("--show", action="store_true", help="print the configuration (the default action)")
     c.add_argument("--preset", choices=sorted(PRESETS))
@@ -94,6 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_config(args) -> int:
     cfg = build_config(preset=args.preset, file=args.config, overrides=_parse_sets(args.set))
     sys.stdout.write(cfg.to_json() + "\n" if args.json else cfg.to_yaml())
+    return 0
+
+
+def _cmd_inspect(args) -> int:
+    import json
+
+    from .inspection import format_report, inspect_file
+
+    report = inspect_file(args.file)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 
 
@@ -147,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "config":
             return _cmd_config(args)
+        if args.command == "inspect":
+            return _cmd_inspect(args)
         return _cmd_run(args)
     except NwbAutolfadsError as exc:
         sys.stderr.write(f"nwb-autolfads: error: {exc}\n")

@@ -110,7 +110,7 @@ def iter_series(nwbfile: NWBFile) -> Iterator[Candidate]:
             for ts in series:
                 yield Candidate(f"{path}/{ts.name}", ts, "series", max(_emg_score(ts), _emg_score(obj) and 1))
             one_d = [ts for ts in series if ts.data is not None and len(ts.data.shape) == 1]
-            if len(one_d) >= 2:
+            if len(one_d) >= 2 and len({ts.data.shape[0] for ts in one_d}) == 1:  # one channel per series
                 yield Candidate(path, obj, "container", _emg_score(obj) + max(_emg_score(t) for t in one_d))
 
 

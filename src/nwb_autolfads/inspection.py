@@ -1,0 +1,123 @@
+"""What is in an NWB file, from nwb-autolfads' point of view (``nwb-autolfads inspect``).
+
+Lists every candidate series per modality (EMG, kinematics, force, other) with its path, type,
+shape, rate, unit and time span, the units table and the trials table, and says which EMG
+``run`` would use by default and why. Reads metadata and at most a few timestamps, never the
+data arrays.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import SignalNotFoundError
+from .reading import Candidate, find_emg, iter_series, open_nwb
+
+__all__ = ["inspect_file", "format_report"]
+
+_KINEMATIC_TYPES = {"SpatialSeries", "PoseEstimationSeries"}
+_KINEMATIC_WORDS = re.compile(r"kinemat|joint|angle|position|velocity|pose|marker|trajector", re.IGNORECASE)
+_FORCE_WORDS = re.compile(r"force|torque|load cell|grip", re.IGNORECASE)
+
+
+def _modality(c: Candidate) -> str:
+    text = f"{getattr(c.obj, 'name', '')} {getattr(c.obj, 'description', '') or ''}"
+    if c.score > 0:
+        return "emg"
+    if c.neurodata_type in _KINEMATIC_TYPES or _KINEMATIC_WORDS.search(text) or _KINEMATIC_WORDS.search(c.path):
+        return "kinematics"
+    if _FORCE_WORDS.search(text):
+        return "force"
+    return "other"
+
+
+def _describe_series(c: Candidate) -> dict[str, Any]:
+    ts = c.obj
+    if c.kind == "container":
+        children = [t for t in ts.children if hasattr(t, "data") and t.data is not None]
+        first = children[0]
+        shape = [int(first.data.shape[0]), len(children)]
+        info = _time_info(first)
+        unit = str(first.unit)
+    else:
+        shape = [int(n) for n in ts.data.shape] if ts.data is not None else []
+        info = _time_info(ts)
+        unit = str(getattr(ts, "unit", "") or "")
+    return {"path": c.path, "type": c.neurodata_type, "layout": c.kind, "shape": shape, "unit": unit, **info}
+
+
+def _time_info(ts) -> dict[str, Any]:
+    n = int(ts.data.shape[0]) if ts.data is not None and len(ts.data.shape) else 0
+    if ts.timestamps is not None and n:
+        stamps = ts.timestamps
+        first, last = float(stamps[0]), float(stamps[n - 1])
+        head = np.asarray(stamps[: min(n, 1000)], dtype=float)
+        rate = float(1.0 / np.median(np.diff(head))) if head.size > 1 and np.all(np.diff(head) > 0) else None
+        return {"rate": rate, "time_base": "timestamps", "start": first, "end": last}
+    if getattr(ts, "rate", None):
+        start = float(ts.starting_time or 0.0)
+        return {"rate": float(ts.rate), "time_base": "starting_time + rate", "start": start,
+                "end": start + (n - 1) / float(ts.rate) if n else start}
+    return {"rate": None, "time_base": "none", "start": None, "end": None}
+
+
+def inspect_file(path: str | Path) -> dict[str, Any]:
+    """A JSON-serialisable description of what the file holds for nwb-autolfads."""
+    with open_nwb(path) as (_io, nwb):
+        report: dict[str, Any] = {
+            "file": str(path), "identifier": nwb.identifier,
+            "session_start_time": nwb.session_start_time.isoformat() if nwb.session_start_time else None,
+            "modalities": {"emg": [], "kinematics": [], "force": [], "other": []},
+        }
+        for cand in iter_series(nwb):
+            try:
+                entry = _describe_series(cand)
+            except Exception as exc:  # an odd object must not hide the rest of the file
+                entry = {"path": cand.path, "type": cand.neurodata_type, "error": str(exc).splitlines()[0]}
+            report["modalities"][_modality(cand)].append(entry)
+        units = nwb.units
+        report["units"] = None if units is None else {
+            "count": len(units), "columns": list(units.colnames),
+            "spikes": int(sum(len(units["spike_times"][i]) for i in range(len(units))))
+            if "spike_times" in units.colnames else 0}
+        trials = nwb.trials
+        report["trials"] = None if trials is None else {"count": len(trials), "columns": list(trials.colnames)}
+        try:
+            chosen = find_emg(nwb)
+            report["default"] = {"emg": chosen.path, "reason": (
+                "the series whose name/description says EMG/muscle most clearly"
+                + (f", with the most channels, among {len(report['modalities']['emg'])} candidates"
+                   if len(report["modalities"]["emg"]) > 1 else ""))}
+        except SignalNotFoundError:
+            report["default"] = {"emg": None, "reason": "no series whose name or description mentions EMG/muscle: "
+                                 "`run` needs --emg PATH (a TimeSeries holding EMG)"}
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = [f"{report['file']}  (identifier {report['identifier']}, session start {report['session_start_time']})"]
+    titles = {"emg": "EMG", "kinematics": "kinematics", "force": "force", "other": "other series"}
+    for key, title in titles.items():
+        entries = report["modalities"][key]
+        lines.append(f"{title}: {len(entries) or 'none'}")
+        for e in entries:
+            if "error" in e:
+                lines.append(f"  {e['path']}  {e['type']}  (unreadable: {e['error']})")
+                continue
+            rate = f"{e['rate']:g} Hz" if e.get("rate") else "no rate"
+            span = (f"{e['start']:.3f}-{e['end']:.3f} s" if e.get("start") is not None else "no time")
+            lines.append(f"  {e['path']}  {e['type']}  shape {tuple(e['shape'])}  {rate} ({e['time_base']})  "
+                         f"unit {e['unit'] or '?'}  {span}")
+    u = report["units"]
+    lines.append("units: none" if u is None else f"units: {u['count']} units, {u['spikes']} spikes "
+                 f"(columns: {', '.join(u['columns'])})")
+    t = report["trials"]
+    lines.append("trials: none" if t is None else f"trials: {t['count']} (columns: {', '.join(t['columns'])})")
+    d = report["default"]
+    lines.append(f"run would model: {d['emg']} ({d['reason']})" if d["emg"] else f"run would model: nothing - "
+                 f"{d['reason']}")
+    return "\n".join(lines)

@@ -1,0 +1,70 @@
+import json
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pynwb import NWBHDF5IO, TimeSeries
+from pynwb.behavior import Position
+
+from nwb_autolfads.cli import main
+from nwb_autolfads.inspection import format_report, inspect_file
+from nwb_autolfads.testing import synthetic_emg, write_emg_nwb
+
+SHARED = Path(__file__).parents[1] / "data" / "nwb"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SHARED.glob("*.nwb")))
+def test_every_real_file_is_inspected_with_a_clear_verdict(name):
+    report = inspect_file(SHARED / name)
+    text = format_report(report)
+    assert report["default"]["emg"] is None  # none of them holds EMG
+    assert "run would model: nothing" in text and "--emg PATH" in text
+    json.dumps(report)  # serialisable
+
+
+def test_real_file_contents_are_listed():
+    report = inspect_file(SHARED / "dandicli__sub-anm369963_ses-20170228.nwb")
+    assert report["units"]["count"] == 1 and report["trials"]["count"] == 178
+    pose = inspect_file(SHARED / "ndxpose__0.3.0_poseestimation_one_camera.nwb")
+    paths = [e["path"] for e in pose["modalities"]["kinematics"]]
+    assert "processing/behavior/PoseEstimation/front_left_paw" in paths
+    # two lick-time series of different lengths are not one multi-channel signal
+    other = [e["path"] for e in report["modalities"]["other"]]
+    assert "acquisition/lick_times" not in other
+
+
+def test_synthetic_file_with_emg_kinematics_and_force(tmp_path):
+    synth = synthetic_emg(duration=2.0, rate=1000.0, n_muscles=3)
+    path = write_emg_nwb(tmp_path / "f.nwb", synth)
+    with NWBHDF5IO(str(path), "a") as io:
+        nwb = io.read()
+        pos = Position(name="Position")
+        pos.create_spatial_series(name="hand", data=np.zeros((50, 2)), reference_frame="table", rate=25.0)
+        nwb.add_acquisition(pos)
+        nwb.add_acquisition(TimeSeries(name="grip_force", data=np.zeros(100), unit="N", rate=50.0,
+                                       description="grip force"))
+        io.write(nwb)
+    report = inspect_file(path)
+    emg = report["modalities"]["emg"]
+    assert [e["path"] for e in emg] == ["acquisition/EMG"]
+    assert emg[0]["shape"] == [2000, 3] and emg[0]["rate"] == 1000.0 and emg[0]["unit"] == "volts"
+    assert emg[0]["start"] == 0.0 and emg[0]["end"] == pytest.approx(1.999)
+    assert [e["path"] for e in report["modalities"]["kinematics"]] == ["acquisition/Position/hand"]
+    assert [e["path"] for e in report["modalities"]["force"]] == ["acquisition/grip_force"]
+    assert report["default"]["emg"] == "acquisition/EMG"
+    assert "run would model: acquisition/EMG" in format_report(report)
+
+
+def test_cli_inspect(tmp_path, capsys):
+    synth = synthetic_emg(duration=1.0, rate=1000.0, n_muscles=2)
+    path = write_emg_nwb(tmp_path / "f.nwb", synth)
+    assert main(["inspect", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["default"]["emg"] == "acquisition/EMG"
+    bad = tmp_path / "x.nwb"
+    bad.write_text("nope")
+    proc = subprocess.run([sys.executable, "-m", "nwb_autolfads", "inspect", str(bad)], capture_output=True,
+                          text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "not an HDF5" in proc.stderr
