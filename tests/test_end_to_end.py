@@ -157,3 +157,62 @@ def test_model_beats_rectified_emg_against_the_truth(tmp_path):
     r_model = np.nanmean(channel_correlation(res.activations, truth))
     r_rect = np.nanmean(channel_correlation(res.rectified, truth))
     assert r_model > r_rect + 0.05, (r_model, r_rect)
+
+
+@pytest.fixture(scope="module")
+def emg_spikes_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("joint") / "sub-R2_ses-1_ecephys.nwb"
+    return mock_emg_nwb(path, duration=20.0, rate=1000.0, n_muscles=4, n_units=6, seed=2)
+
+
+@pytest.mark.parametrize("model, emg_cols, rate_cols", [("spikes", 0, 6), ("emg+spikes", 4, 6)])
+def test_spikes_and_joint_models_write_rates_in_hz(emg_spikes_file, tmp_path, model, emg_cols, rate_cols):
+    out = tmp_path / "out.nwb"
+    proc = _cli("run", emg_spikes_file, "--model", model, "--preset", "smoke", "-q", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    with NWBHDF5IO(str(out), "r") as io:
+        module = io.read().processing["autolfads"]
+        rates = module["firing_rates"]
+        assert rates.unit == "Hz" and rates.data.shape == (2000, rate_cols)
+        assert np.all(np.isfinite(rates.data[:])) and 0.5 < np.median(rates.data[:]) < 100
+        assert "units (ids): 0, 1, 2, 3, 4, 5" in rates.description
+        assert ("emg_activations" in module.data_interfaces) == (emg_cols > 0)
+        if emg_cols:
+            assert module["emg_activations"].data.shape == (2000, emg_cols)
+    assert pynwb.validate(path=str(out)) == []
+
+
+def test_default_output_name_says_what_was_modelled(emg_spikes_file):
+    res = nwb_autolfads.run(emg_spikes_file, preset="smoke", overrides={"data.model": "emg+spikes"},
+                            progress=False, overwrite=True)
+    assert res.output.name == "sub-R2_ses-1_desc-autolfads_emg+spikes.nwb"
+    assert res.unit_ids == [0, 1, 2, 3, 4, 5] and res.rates.shape == (2000, 6)
+
+
+def test_units_filter_and_its_errors(emg_spikes_file, tmp_path):
+    res = nwb_autolfads.run(emg_spikes_file, preset="smoke", write=False, progress=False,
+                            overrides={"data.model": "spikes", "data.units": "quality == 'good'"})
+    assert res.unit_ids == [0, 1, 3, 4]  # every third unit is 'mua'
+    bad = _cli("run", emg_spikes_file, "--model", "spikes", "--units", "qualty == 'good'", "-q", "-o",
+               tmp_path / "x.nwb")
+    assert bad.returncode == 2 and "quality" in bad.stderr and bad.stderr.count("\n") == 1
+    none = _cli("run", emg_spikes_file, "--model", "spikes", "--units", "quality == 'great'", "-q", "-o",
+                tmp_path / "x.nwb")
+    assert none.returncode == 2 and "selects no unit" in none.stderr
+    assert not (tmp_path / "x.nwb").exists()
+
+
+def test_spikes_requested_but_no_units_is_a_clear_error(emg_copy):
+    proc = _cli("run", emg_copy, "--model", "spikes", "--preset", "smoke", "-q")
+    assert proc.returncode == 2 and "no spikes" in proc.stderr and "--model emg" in proc.stderr
+
+
+def test_all_empty_units_is_a_clear_error(tmp_path):
+    path = mock_emg_nwb(tmp_path / "e.nwb", duration=5.0, rate=1000.0, n_muscles=2, include_truth=False)
+    with NWBHDF5IO(str(path), "a") as io:
+        nwb = io.read()
+        nwb.add_unit(spike_times=[])
+        nwb.add_unit(spike_times=[])
+        io.write(nwb)
+    proc = _cli("run", path, "--model", "spikes", "--preset", "smoke", "-q")
+    assert proc.returncode == 2 and "empty" in proc.stderr

@@ -64,8 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--example", action="store_true",
                    help=f"write a synthetic 12-muscle EMG file ({EXAMPLE_FILE}) in the current directory and "
                         "run on it (preset 'quick' unless --preset is given)")
+    p.add_argument("--model", choices=["emg", "spikes", "emg+spikes"],
+                   help="what to model: EMG (default), the spikes of nwbfile.units, or both in one model")
     p.add_argument("--emg", metavar="PATH", help="object path of the EMG series, e.g. acquisition/EMG "
                                                  "(default: found automatically)")
+    p.add_argument("--units", metavar="QUERY", help="filter of the units table, e.g. \"quality == 'good'\"")
     p.add_argument("-o", "--output", metavar="OUT.nwb", help="output file (default: <input>_autolfads.nwb "
                                                               "beside the input)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="training budget: smoke (seconds, for tests), "
@@ -123,6 +126,10 @@ def _cmd_run(args) -> int:
         overrides["data.preprocessed"] = True
     if args.emg_raw:
         overrides["data.preprocessed"] = False
+    if args.model:
+        overrides["data.model"] = args.model
+    if args.units:
+        overrides["data.units"] = args.units
     if args.channel_names:
         overrides["data.channel_names"] = [s.strip() for s in args.channel_names.split(",") if s.strip()]
     preset = args.preset

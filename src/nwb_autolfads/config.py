@@ -48,8 +48,12 @@ def _check(cond: bool, key: str, value: Any, fix: str) -> None:
 class DataConfig:
     """Which signal to read from the NWB file."""
 
+    model: str = "emg"
+    """What to model: ``emg``, ``spikes`` (nwbfile.units) or ``emg+spikes`` (one model for both)."""
     emg: str | None = None
     """Object path of the EMG series (e.g. ``acquisition/EMG``); ``None`` finds it automatically."""
+    units: str | None = None
+    """Filter of the units table (a pandas query on its columns, e.g. ``quality == 'good'``)."""
     preprocessed: bool | None = None
     """``True``: EMG is already rectified/enveloped (skip notch, high-pass, rectification);
     ``False``: raw EMG; ``None``: detect (non-negative data is taken as already rectified)."""
@@ -57,6 +61,8 @@ class DataConfig:
     """Override the channel (muscle) names read from the file."""
 
     def __post_init__(self) -> None:
+        _check(self.model in ("emg", "spikes", "emg+spikes"), "data.model", self.model,
+               "use 'emg', 'spikes' or 'emg+spikes'")
         if self.channel_names is not None:
             _check(len(self.channel_names) > 0, "data.channel_names", self.channel_names,
                    "give at least one name, or leave it unset")

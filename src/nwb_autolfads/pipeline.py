@@ -25,9 +25,9 @@ from .devices import resolve_device, seed_everything
 from .errors import ConfigError, SignalError
 from .inference import infer
 from .model import LFADS
-from .observations import get_observation
-from .preprocessing import Preprocessed, preprocess_emg
-from .reading import iter_series, open_nwb, read_emg
+from .observations import Composite, ObservationModel, Poisson, get_observation
+from .preprocessing import preprocess_emg
+from .reading import bin_spikes, iter_series, open_nwb, read_emg, read_units
 from .training import TrainResult, split_train_valid, train_model
 from .windows import WindowIndex, chop_segments, merge_segments
 from .writing import SeriesToWrite, default_output_path, provenance_json, write_results, check_output_path
@@ -48,7 +48,9 @@ class RunResult:
     channel_names: list[str]
     unit: str
     times: np.ndarray  # (n_bins,) bin centres, source clock
-    activations: np.ndarray  # (n_bins, C) in the source's units
+    activations: np.ndarray  # (n_bins, C) in the source's units (C = 0 when EMG is not modelled)
+    rates: np.ndarray  # (n_bins, U) firing rates in Hz (U = 0 when spikes are not modelled)
+    unit_ids: list[int]
     factors: np.ndarray  # (n_bins, F)
     inputs: np.ndarray  # (n_bins, U)
     rectified: np.ndarray  # (n_bins, C) binned rectified EMG (the model's input, source units)
@@ -66,18 +68,20 @@ class RunResult:
     def summary(self) -> str:
         t = self.training
         dur = self.times[-1] - self.times[0] + self.config.windows.bin_size if self.times.size else 0.0
-        lines = [
-            "nwb-autolfads run finished",
-            f"  input       {self.input}",
-            f"  modelled    {self.source_path}: {len(self.channel_names)} channels "
-            f"({', '.join(self.channel_names)}), {dur:.1f} s in {self.config.windows.bin_size * 1e3:g} ms bins "
-            f"[{self.chosen_by}]",
-        ]
-        if self.other_candidates:
+        lines = ["nwb-autolfads run finished", f"  input       {self.input}"]
+        if self.channel_names:
+            lines.append(f"  modelled    {self.source_path}: {len(self.channel_names)} channels "
+                         f"({', '.join(self.channel_names)}), {dur:.1f} s in {self.config.windows.bin_size * 1e3:g} ms "
+                         f"bins [{self.chosen_by}]")
+        if self.unit_ids:
+            query = self.config.data.units
+            lines.append(f"  modelled    units: {len(self.unit_ids)} units" + (f" ({query})" if query else "")
+                         + f", {dur:.1f} s in {self.config.windows.bin_size * 1e3:g} ms bins, Poisson")
+        if self.other_candidates and self.channel_names:
             lines.append(f"              also EMG-like, not modelled (choose with --emg): "
                          f"{', '.join(self.other_candidates)}")
         lines += [
-            f"  preprocess  {'; '.join(self.preprocessing_steps)}",
+            f"  preprocess  {'; '.join(self.preprocessing_steps) or 'spike counts per bin'}",
             f"  windows     {self.n_windows} of {self.config.windows.window_bins} bins "
             f"({self.n_train} train / {self.n_valid} validation)",
             f"  training    {len(t.history)} epochs in {t.seconds:.1f} s on {self.device}; best smoothed "
@@ -86,9 +90,18 @@ class RunResult:
         ]
         if self.output is not None:
             lines.append(f"  output      {self.output}")
-            lines.append(f"              processing/autolfads/emg_activations ({self.activations.shape[0]} x "
-                         f"{self.activations.shape[1]}, {self.unit}), factors, inferred_inputs")
+            written = []
+            if self.channel_names:
+                written.append(f"emg_activations ({self.activations.shape[0]} x {self.activations.shape[1]}, "
+                               f"{self.unit})")
+            if self.unit_ids:
+                written.append(f"firing_rates ({self.rates.shape[0]} x {self.rates.shape[1]}, Hz)")
+            lines.append(f"              processing/autolfads/{', '.join(written)}, factors, inferred_inputs")
         return "\n".join(lines)
+
+
+def observation_name(cfg: RunConfig) -> str:
+    return {"gamma": "Gamma", "zigamma": "zero-inflated Gamma"}[cfg.model.observation]
 
 
 def _versions() -> dict[str, str]:
@@ -116,15 +129,17 @@ class FitResult:
     model: LFADS
 
 
-def fit_signal(pre: Preprocessed, cfg: RunConfig, progress: bool = True) -> FitResult:
-    """Chop, train, infer and merge for preprocessed EMG. ``cfg`` must be resolved for the
+def fit_signal(segments: list[np.ndarray], bin_size: float, observation: ObservationModel, cfg: RunConfig,
+               progress: bool = True) -> FitResult:
+    """Chop, train, infer and merge. ``segments``: per gap-free stretch, (n_bins, C) model-ready
+    data; ``observation``: the distribution of each channel. ``cfg`` must be resolved for the
     channel count (:meth:`RunConfig.resolved`)."""
     w = cfg.windows
     lead = cfg.model.lead_in_bins  # windows carry a lead-in before the bins they model
-    windows, index = chop_segments(pre.segments, w.window_bins + lead, w.overlap_bins + lead)
+    windows, index = chop_segments(segments, w.window_bins + lead, w.overlap_bins + lead)
     if index.n_windows < 2:
-        longest = max(index.segment_lengths) * pre.bin_size if index.segment_lengths else 0.0
-        need = (w.window_bins + lead) * pre.bin_size
+        longest = max(index.segment_lengths) * bin_size if index.segment_lengths else 0.0
+        need = (w.window_bins + lead) * bin_size
         raise SignalError(f"recording too short: {index.n_windows} window(s) of {w.window_bins + lead} bins "
                           f"({need:g} s) fit in the longest gap-free stretch ({longest:g} s); at least 2 are "
                           "needed: use a longer recording or smaller windows.window_bins / windows.bin_size")
@@ -139,7 +154,7 @@ def fit_signal(pre: Preprocessed, cfg: RunConfig, progress: bool = True) -> FitR
     device = resolve_device(cfg.device)
     train_idx, valid_idx = split_train_valid(index.n_windows, w.valid_every)
     x_all = torch.from_numpy(windows).to(device)
-    model = LFADS(pre.n_channels, cfg.model, get_observation(cfg.model.observation)).to(device)
+    model = LFADS(segments[0].shape[1], cfg.model, observation).to(device)
     model.init_readout_bias(x_all[train_idx].mean(dim=(0, 1)))
     result = train_model(model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment, progress=progress)
     inferred = infer(model, x_all, cfg.inference, progress=progress)
@@ -190,43 +205,76 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     else:
         cfg = build_config(preset=preset, file=config, overrides={**dict(overrides or {}), **extra})
 
+    modalities = cfg.data.model.split("+")
     with open_nwb(path) as (_io, nwbfile):
-        sig = read_emg(nwbfile, cfg.data.emg, cfg.data.channel_names)
-        others = [c.path for c in iter_series(nwbfile) if c.score > 0 and c.path != sig.source_path
-                  and not c.path.startswith(sig.source_path + "/")]
-        out_path = Path(output) if output is not None else default_output_path(path)
+        sig = read_emg(nwbfile, cfg.data.emg, cfg.data.channel_names) if "emg" in modalities else None
+        units = read_units(nwbfile, cfg.data.units) if "spikes" in modalities else None
+        others = [c.path for c in iter_series(nwbfile) if sig is not None and c.score > 0
+                  and c.path != sig.source_path and not c.path.startswith(sig.source_path + "/")]
+        out_path = Path(output) if output is not None else default_output_path(path, cfg.data.model)
         if write:
             check_output_path(out_path, path, overwrite)  # fail before training, not after
         source_identifier = nwbfile.identifier
-    log.info("read %s: %s samples x %s channels", sig.source_path, sig.n_samples, sig.n_channels)
-    pre = preprocess_emg(sig, cfg.preprocess, cfg.windows.bin_size, cfg.data.preprocessed, cfg.windows.gap_factor)
-    cfg = cfg.resolved(pre.n_channels)
-    if pre.bin_size != cfg.windows.bin_size:
-        cfg = cfg.updated({"windows.bin_size": pre.bin_size})
 
-    fit = fit_signal(pre, cfg, progress=progress)
-    times = np.concatenate(pre.bin_times)
-    activations = np.concatenate(fit.mean) * pre.scales[None, :]  # back to source units
+    # ---- model-ready segments: spike counts (Poisson) then EMG (Gamma), on one bin grid
+    parts: list[tuple[ObservationModel, int]] = []
+    if sig is not None:
+        log.info("read %s: %s samples x %s channels", sig.source_path, sig.n_samples, sig.n_channels)
+        pre = preprocess_emg(sig, cfg.preprocess, cfg.windows.bin_size, cfg.data.preprocessed,
+                             cfg.windows.gap_factor)
+        bin_size, bin_times, emg_segments = pre.bin_size, pre.bin_times, pre.segments
+    else:
+        pre = None
+        bin_size = cfg.windows.bin_size
+        t0, t1 = units.span()
+        bin_times = [t0 + (np.arange(int(np.floor((t1 - t0) / bin_size)) + 1) + 0.5) * bin_size]
+        emg_segments = [np.zeros((len(bin_times[0]), 0), np.float32)]
+    if units is not None:
+        spike_segments = [bin_spikes(units, centres, bin_size) for centres in bin_times]
+        parts.append((Poisson(), units.n_units))
+    else:
+        spike_segments = [np.zeros((len(c), 0), np.float32) for c in bin_times]
+    if sig is not None:
+        parts.append((get_observation(cfg.model.observation), sig.n_channels))
+    segments = [np.concatenate([a, b], axis=1) for a, b in zip(spike_segments, emg_segments)]
+    observation = parts[0][0] if len(parts) == 1 else Composite(parts)
+    n_units = units.n_units if units is not None else 0
+    cfg = cfg.resolved(segments[0].shape[1])
+    if bin_size != cfg.windows.bin_size:
+        cfg = cfg.updated({"windows.bin_size": bin_size})
+
+    fit = fit_signal(segments, bin_size, observation, cfg, progress=progress)
+    times = np.concatenate(bin_times)
+    mean = np.concatenate(fit.mean)
+    rates = mean[:, :n_units] / bin_size  # spikes per bin -> Hz
+    activations = mean[:, n_units:] * (pre.scales[None, :] if pre is not None else 1.0)  # back to source units
     factors = np.concatenate(fit.factors)
     inputs = np.concatenate(fit.inputs)
-    rectified = np.concatenate(pre.rectified)
+    rectified = np.concatenate(pre.rectified) if pre is not None else np.zeros((times.size, 0))
     train = fit.training
+    channel_names = list(pre.channel_names) if pre is not None else []
 
-    result = RunResult(output=None, input=path, config=cfg, source_path=sig.source_path,
-                       channel_names=list(pre.channel_names), unit=sig.unit, times=times,
-                       activations=activations.astype(np.float32), factors=factors.astype(np.float32),
-                       inputs=inputs.astype(np.float32), rectified=rectified.astype(np.float32),
-                       preprocessing_steps=pre.steps, training=train, n_windows=fit.index.n_windows,
-                       n_train=fit.n_train, n_valid=fit.n_valid, seconds=0.0, device=fit.device,
-                       other_candidates=others, chosen_by="--emg" if cfg.data.emg else "found automatically")
+    result = RunResult(output=None, input=path, config=cfg, source_path=sig.source_path if sig else "units",
+                       channel_names=channel_names, unit=sig.unit if sig else "Hz", times=times,
+                       activations=activations.astype(np.float32), rates=rates.astype(np.float32),
+                       unit_ids=list(units.ids) if units is not None else [],
+                       factors=factors.astype(np.float32), inputs=inputs.astype(np.float32),
+                       rectified=rectified.astype(np.float32), preprocessing_steps=pre.steps if pre else [],
+                       training=train, n_windows=fit.index.n_windows, n_train=fit.n_train, n_valid=fit.n_valid,
+                       seconds=0.0, device=fit.device, other_candidates=others,
+                       chosen_by="--emg" if cfg.data.emg else "found automatically")
     if write:
+        source: dict[str, Any] = {"file": str(path), "identifier": source_identifier}
+        if sig is not None:
+            source.update({"series": sig.source_path, "object_id": sig.object_id,
+                           "neurodata_type": sig.neurodata_type, "unit": sig.unit})
+        if units is not None:
+            source["units"] = {"ids": units.ids, "query": units.query}
         provenance = {
-            "software": _versions(), "command": " ".join(sys.argv), "config": cfg.to_dict(),
-            "source": {"file": str(path), "identifier": source_identifier, "series": sig.source_path,
-                       "object_id": sig.object_id, "neurodata_type": sig.neurodata_type, "unit": sig.unit},
-            "channel_names": pre.channel_names,
-            "preprocessing": {"steps": pre.steps, "scales": pre.scales, "clip_levels": pre.clip_levels,
-                              "bin_size": pre.bin_size},
+            "software": _versions(), "command": " ".join(sys.argv), "config": cfg.to_dict(), "source": source,
+            "channel_names": channel_names,
+            "preprocessing": ({"steps": pre.steps, "scales": pre.scales, "clip_levels": pre.clip_levels,
+                               "bin_size": pre.bin_size} if pre is not None else {"bin_size": bin_size}),
             "training": {"epochs": len(train.history), "best_epoch": train.best_epoch,
                          "best_smoothed_valid_nll": train.best_valid_nll, "stopped_early": train.stopped_early,
                          "seconds": train.seconds, "n_windows": result.n_windows, "n_train": result.n_train,
@@ -236,22 +284,28 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
             "started": started.isoformat(), "finished": datetime.now(timezone.utc).isoformat(),
         }
         comments = provenance_json(provenance)
-        channels = ", ".join(pre.channel_names)
-        series = [
-            SeriesToWrite("emg_activations", result.activations, sig.unit,
-                          f"AutoLFADS (LFADS, Gamma observation model) estimate of muscle activation: the "
-                          f"posterior {cfg.inference.mode} of E[rectified EMG] per bin, in the source's units; "
-                          f"source {sig.source_path}; channels: {channels}", times, pre.bin_size, comments),
-            SeriesToWrite("factors", result.factors, "a.u.",
-                          f"LFADS latent factors ({result.factors.shape[1]}) underlying emg_activations",
-                          times, pre.bin_size),
-        ]
+        series = []
+        if sig is not None:
+            series.append(SeriesToWrite(
+                "emg_activations", result.activations, sig.unit,
+                f"AutoLFADS (LFADS, {observation_name(cfg)} observation model) estimate of muscle activation: the "
+                f"posterior {cfg.inference.mode} of E[rectified EMG] per bin, in the source's units; source "
+                f"{sig.source_path}; channels: {', '.join(channel_names)}", times, bin_size, comments))
+        if units is not None:
+            series.append(SeriesToWrite(
+                "firing_rates", result.rates, "Hz",
+                f"AutoLFADS (LFADS, Poisson observation model) estimate of firing rates (posterior "
+                f"{cfg.inference.mode}), in Hz; units (ids): {', '.join(str(i) for i in units.ids)}", times, bin_size,
+                comments if sig is None else "see the comments of emg_activations"))
+        series.append(SeriesToWrite("factors", result.factors, "a.u.",
+                                    f"LFADS latent factors ({result.factors.shape[1]}) shared by the modelled signals",
+                                    times, bin_size))
         if result.inputs.shape[1] > 0:
             series.append(SeriesToWrite("inferred_inputs", result.inputs, "a.u.",
                                         f"LFADS inferred inputs u_t ({result.inputs.shape[1]}) to the generator",
-                                        times, pre.bin_size))
+                                        times, bin_size))
         result.output = write_results(path, out_path, series,
                                       "AutoLFADS results (nwb-autolfads); provenance JSON in the comments of "
-                                      "emg_activations", overwrite=overwrite)
+                                      f"{series[0].name}", overwrite=overwrite)
     result.seconds = time.perf_counter() - t_start
     return result

@@ -18,10 +18,11 @@ import h5py
 import numpy as np
 from pynwb import NWBHDF5IO, NWBFile, TimeSeries
 
-from .errors import InputFileError, SignalError, SignalNotFoundError
+from .errors import ConfigError, InputFileError, SignalError, SignalNotFoundError
 from .signals import Signal
 
-__all__ = ["open_nwb", "Candidate", "iter_series", "find_emg", "read_emg", "OUTPUT_MODULE"]
+__all__ = ["open_nwb", "Candidate", "iter_series", "find_emg", "read_emg", "SpikeUnits", "read_units", "bin_spikes",
+           "OUTPUT_MODULE"]
 
 OUTPUT_MODULE = "autolfads"
 """Name of the processing module our results go into (never read back as input)."""
@@ -244,3 +245,69 @@ def _read_container(cand: Candidate) -> Signal:
                   object_id=cand.obj.object_id, neurodata_type=type(cand.obj).__name__,
                   rate=ref.rate, starting_time=ref.starting_time, timestamps=ref.timestamps,
                   description=getattr(cand.obj, "description", "") or "")
+
+
+# ----------------------------------------------------------------------------------- spikes
+@dataclass
+class SpikeUnits:
+    """Spike times (seconds, source clock) of the selected rows of ``nwbfile.units``."""
+
+    spike_times: list[np.ndarray]
+    ids: list[int]
+    query: str | None = None
+    source_path: str = "units"
+
+    @property
+    def n_units(self) -> int:
+        return len(self.ids)
+
+    def span(self) -> tuple[float, float]:
+        """First and last spike time over all units."""
+        nonempty = [t for t in self.spike_times if t.size]
+        return float(min(t[0] for t in nonempty)), float(max(t[-1] for t in nonempty))
+
+
+def read_units(nwbfile: NWBFile, query: str | None = None) -> SpikeUnits:
+    """Spike times of the units table, optionally filtered by a pandas query on its scalar
+    columns (e.g. ``"quality == 'good'"``)."""
+    units = nwbfile.units
+    if units is None or len(units) == 0 or "spike_times" not in units.colnames:
+        raise SignalNotFoundError("no spikes: the file has no Units table with spike_times: use --model emg, or "
+                                  "a file with sorted units")
+    ids = [int(i) for i in units.id[:]]
+    rows = list(range(len(ids)))
+    if query:
+        import pandas as pd
+
+        columns = {}
+        for col in units.colnames:
+            if col == "spike_times":
+                continue
+            try:
+                values = units[col].data[:]
+            except Exception:  # ragged or region columns cannot be filtered on
+                continue
+            if np.ndim(values) == 1:
+                columns[col] = [v.decode() if isinstance(v, bytes) else v for v in values]
+        frame = pd.DataFrame(columns, index=pd.Index(ids, name="id"))
+        try:
+            selected = frame.query(query)
+        except Exception as exc:
+            raise ConfigError(f"--units {query!r} is not a valid filter of the units table "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); columns "
+                              f"are {', '.join(frame.columns) or 'none'}: write e.g. \"quality == 'good'\"") from None
+        rows = [ids.index(i) for i in selected.index]
+        if not rows:
+            raise SignalNotFoundError(f"--units {query!r} selects no unit: relax the filter")
+    spike_times = [np.sort(np.asarray(units["spike_times"][r], dtype=float)) for r in rows]
+    if all(t.size == 0 for t in spike_times):
+        raise SignalError("all selected units are empty (no spike times): select other units with --units, or "
+                          "use --model emg")
+    return SpikeUnits(spike_times=spike_times, ids=[ids[r] for r in rows], query=query)
+
+
+def bin_spikes(units: SpikeUnits, centres: np.ndarray, bin_size: float) -> np.ndarray:
+    """Spike counts in the bins centred at ``centres`` (seconds): (n_bins, n_units) float32."""
+    edges = np.r_[centres - bin_size / 2, centres[-1] + bin_size / 2]
+    counts = np.stack([np.histogram(t, bins=edges)[0] for t in units.spike_times], axis=1)
+    return counts.astype(np.float32)

@@ -55,6 +55,7 @@ def synthetic_emg(duration: float = 60.0, rate: float = 2000.0, n_muscles: int =
     artefacts, 0 for none.
     """
     rng = np.random.default_rng(seed)
+    rate = float(rate)
     n = int(round(duration * rate))
     n_lat = int(np.ceil(duration * latent_rate)) + 2
     z_coarse = lorenz_latent(n_lat, rng)
@@ -86,7 +87,7 @@ def synthetic_emg(duration: float = 60.0, rate: float = 2000.0, n_muscles: int =
 
 def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseries", location: str = "acquisition",
                   use_timestamps: bool = False, gap: tuple[float, float] | None = None, include_truth: bool = True,
-                  name: str = "EMG", int16: bool = False) -> Path:
+                  name: str = "EMG", int16: bool = False, n_units: int = 0, seed: int = 0) -> Path:
     """Write ``synth`` as an NWB file.
 
     layout: ``timeseries`` (one 2-D TimeSeries, muscle names in the description),
@@ -95,6 +96,9 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
     location: ``acquisition`` or ``processing`` (module ``ecephys``/``behavior``).
     ``gap=(start, stop)`` removes that stretch (seconds) and forces timestamps.
     ``int16``: store int16 counts with ``conversion`` (and an ``offset``) like acquisition systems do.
+    ``n_units``: also write a Units table of neurons driven by the same latent as the muscles
+    (log-rate = W z + log 10 Hz, W entries +-U(0.5, 1)), with a ``quality`` column (every third
+    unit 'mua', the rest 'good'), and their true rates in ``ground_truth/true_rates``.
     """
     from pynwb import NWBHDF5IO, NWBFile, TimeSeries
     from pynwb.behavior import BehavioralTimeSeries
@@ -152,6 +156,22 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
         gt.add(TimeSeries(name="true_activations", data=truth.astype(np.float32), unit="a.u.",
                           description="noiseless drive of each channel (simulation ground truth); channels: "
                           + ", ".join(synth.names), **time_kw))
+    if n_units:
+        rng = np.random.default_rng(seed + 1000)
+        W = rng.uniform(0.5, 1.0, size=(3, n_units)) * rng.choice([-1.0, 1.0], size=(3, n_units))
+        rates = 10.0 * np.exp(synth.latent @ W)  # Hz, on the raw time grid
+        nwb.add_unit_column(name="quality", description="sorting quality: good or mua")
+        dt = 1.0 / synth.rate
+        for k in range(n_units):
+            spikes = synth.times[rng.random(synth.times.size) < rates[:, k] * dt]
+            if gap is not None:
+                spikes = spikes[(spikes < gap[0]) | (spikes >= gap[1])]
+            nwb.add_unit(spike_times=spikes, quality="mua" if k % 3 == 2 else "good")
+        if include_truth:
+            nwb.processing["ground_truth"].add(TimeSeries(
+                name="true_rates", data=rates.astype(np.float32), unit="Hz",
+                description="true firing rate of each unit (simulation ground truth)", starting_time=0.0,
+                rate=synth.rate))
     path = Path(path)
     with NWBHDF5IO(str(path), "w") as io:
         io.write(nwb)
@@ -165,7 +185,7 @@ def mock_emg_nwb(path: str | Path, duration: float = 60.0, rate: float = 2000.0,
     synth_keys = {"artefacts", "line_noise", "noise_scale", "latent_rate"}
     synth_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in synth_keys}
     synth = synthetic_emg(duration=duration, rate=rate, n_muscles=n_muscles, seed=seed, **synth_kw)
-    return write_emg_nwb(path, synth, **kwargs)
+    return write_emg_nwb(path, synth, seed=seed, **kwargs)
 
 
 def read_truth(path: str | Path, times: np.ndarray, bin_size: float) -> np.ndarray:

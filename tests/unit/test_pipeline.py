@@ -4,6 +4,7 @@ import pytest
 import nwb_autolfads
 from nwb_autolfads.config import build_config
 from nwb_autolfads.errors import SignalError
+from nwb_autolfads.observations import Gamma
 from nwb_autolfads.pipeline import fit_signal
 from nwb_autolfads.preprocessing import Preprocessed
 
@@ -21,7 +22,8 @@ def _pre(lengths, n_ch=3, seed=0):
 
 def test_fit_signal_merges_back_to_every_segment():
     cfg = build_config("smoke").resolved(3)
-    fit = fit_signal(_pre([100, 10, 60]), cfg, progress=False)
+    pre = _pre([100, 10, 60])
+    fit = fit_signal(pre.segments, pre.bin_size, Gamma(), cfg, progress=False)
     means = fit.mean
     assert [m.shape for m in means] == [(100, 3), (10, 3), (60, 3)]
     assert np.all(np.isfinite(means[0])) and np.all(np.isfinite(means[2]))
@@ -33,7 +35,7 @@ def test_fit_signal_merges_back_to_every_segment():
 def test_fit_signal_needs_two_windows():
     cfg = build_config("smoke").resolved(3)
     with pytest.raises(SignalError, match="too short"):
-        fit_signal(_pre([15]), cfg, progress=False)  # smoke windows are 20 bins
+        fit_signal(_pre([15]).segments, 0.01, Gamma(), cfg, progress=False)  # smoke windows are 20 bins
 
 
 def test_run_without_writing_and_summary(emg_copy):
@@ -62,7 +64,7 @@ def test_zero_inflated_gamma_runs_end_to_end(emg_copy):
 
 def test_lead_in_windows_merge_back_in_place():
     cfg = build_config("smoke", overrides={"model.lead_in_bins": 5}).resolved(3)
-    fit = fit_signal(_pre([100, 60]), cfg, progress=False)
+    fit = fit_signal(_pre([100, 60]).segments, 0.01, Gamma(), cfg, progress=False)
     for m, n in zip(fit.mean, (100, 60)):
         assert m.shape == (n, 3)
         assert np.all(np.isnan(m[:5]))  # lead-in only: never modelled

@@ -115,3 +115,31 @@ def test_real_files_without_emg_fail_clearly(name):
     with open_nwb(SHARED / name) as (_io, nwb):
         with pytest.raises(SignalNotFoundError, match="no EMG found.*--emg"):
             find_emg(nwb)
+
+
+def test_read_units_and_bin_spikes(tmp_path, synth):
+    from nwb_autolfads.reading import bin_spikes, read_units
+
+    path = write_emg_nwb(tmp_path / "f.nwb", synth, n_units=5)
+    with open_nwb(path) as (_io, nwb):
+        units = read_units(nwb)
+        assert units.ids == [0, 1, 2, 3, 4] and units.n_units == 5
+        good = read_units(nwb, "quality == 'good'")
+        assert good.ids == [0, 1, 3, 4]
+        raw = [np.asarray(nwb.units["spike_times"][i]) for i in range(5)]
+    centres = 0.05 + 0.1 * np.arange(20)
+    counts = bin_spikes(units, centres, 0.1)
+    assert counts.shape == (20, 5) and counts.dtype == np.float32
+    for k in range(5):
+        assert counts[:, k].sum() == np.sum((raw[k] >= 0.0) & (raw[k] < 2.0))
+    t0, t1 = units.span()
+    assert 0.0 <= t0 < t1 < 2.0
+
+
+def test_read_units_without_a_units_table(tmp_path, synth):
+    from nwb_autolfads.reading import read_units
+
+    path = write_emg_nwb(tmp_path / "f.nwb", synth)
+    with open_nwb(path) as (_io, nwb):
+        with pytest.raises(SignalNotFoundError, match="no spikes"):
+            read_units(nwb)
