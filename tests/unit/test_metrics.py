@@ -20,3 +20,23 @@ def test_nan_rows_are_ignored_and_shapes_checked():
     np.testing.assert_allclose(channel_correlation(x, y), [1, 1])
     with pytest.raises(ValueError):
         channel_correlation(x, x[:, :1])
+
+
+def test_lagged_features():
+    from nwb_autolfads.metrics import lagged
+
+    x = np.arange(5.0)[:, None]
+    np.testing.assert_array_equal(lagged(x, 2), [[0, 0, 0], [1, 0, 0], [2, 1, 0], [3, 2, 1], [4, 3, 2]])
+
+
+def test_ridge_decoding_recovers_a_known_delayed_linear_relation():
+    from nwb_autolfads.metrics import ridge_decode_r2
+
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(3000, 4))
+    target = np.r_[np.zeros(3), (feats @ [1.0, -2.0, 0.5, 0.0])[:-3]]  # depends on features 3 bins ago
+    noisy = target + 0.1 * rng.normal(size=target.size)
+    y = np.c_[noisy, rng.normal(size=3000)]  # the second target is unpredictable noise
+    r2 = ridge_decode_r2(feats, y, lags=5)
+    assert r2[0] > 0.99 and abs(r2[1]) < 0.05
+    assert ridge_decode_r2(feats, y, lags=1)[0] < 0.1  # without enough history it fails
