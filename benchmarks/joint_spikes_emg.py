@@ -16,23 +16,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from pynwb import NWBHDF5IO
-
 import nwb_autolfads
 from nwb_autolfads.metrics import channel_correlation, r2_score
 from nwb_autolfads.testing import mock_emg_nwb, read_truth
-
-
-def true_rates(path: Path, times: np.ndarray, bin_size: float) -> np.ndarray:
-    with NWBHDF5IO(str(path), "r") as io:
-        ts = io.read().processing["ground_truth"]["true_rates"]
-        rates = ts.data[:]
-        t = ts.starting_time + np.arange(rates.shape[0]) / ts.rate
-    idx = np.clip(np.floor((t - (times[0] - bin_size / 2)) / bin_size).astype(int), -1, times.size)
-    ok = (idx >= 0) & (idx < times.size)
-    counts = np.bincount(idx[ok], minlength=times.size).astype(float)
-    out = np.stack([np.bincount(idx[ok], weights=rates[ok, k], minlength=times.size) for k in range(rates.shape[1])], 1)
-    return out / counts[:, None]
 
 
 def main(argv=None) -> None:
@@ -55,7 +41,7 @@ def main(argv=None) -> None:
         bin_size = res.config.windows.bin_size
         truth = read_truth(src, res.times, bin_size)
         r_emg = channel_correlation(res.activations, truth)
-        r2 = (float(np.nanmean(r2_score(res.rates, true_rates(src, res.times, bin_size))))
+        r2 = (float(np.nanmean(r2_score(res.rates, read_truth(src, res.times, bin_size, name="true_rates"))))
               if res.rates.shape[1] else float("nan"))
         rows.append((model, float(np.nanmean(r_emg)), float(np.nanmin(r_emg)), r2, wall,
                      float(np.nanmean(channel_correlation(res.rectified, truth)))))

@@ -188,13 +188,14 @@ def mock_emg_nwb(path: str | Path, duration: float = 60.0, rate: float = 2000.0,
     return write_emg_nwb(path, synth, seed=seed, **kwargs)
 
 
-def read_truth(path: str | Path, times: np.ndarray, bin_size: float) -> np.ndarray:
-    """The true activations stored by :func:`write_emg_nwb`, averaged into the bins centred at
-    ``times`` (seconds). Returns (len(times), M); NaN where a bin holds no true sample."""
+def read_truth(path: str | Path, times: np.ndarray, bin_size: float, name: str = "true_activations") -> np.ndarray:
+    """A ground-truth series stored by :func:`write_emg_nwb` (``true_activations``, or
+    ``true_rates`` of the units), averaged into the bins centred at ``times`` (seconds).
+    Returns (len(times), M); NaN where a bin holds no true sample."""
     from pynwb import NWBHDF5IO
 
     with NWBHDF5IO(str(path), "r") as io:
-        ts = io.read().processing["ground_truth"]["true_activations"]
+        ts = io.read().processing["ground_truth"][name]
         truth = np.asarray(ts.data[:], dtype=float)
         t = (np.asarray(ts.timestamps[:]) if ts.timestamps is not None
              else ts.starting_time + np.arange(truth.shape[0]) / ts.rate)
