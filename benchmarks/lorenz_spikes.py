@@ -1,6 +1,6 @@
 """LFADS on Lorenz-driven Poisson spikes with known rates (science.md section 9).
 
-    python benchmarks/lorenz_spikes.py [--epochs 300] [--co-dim 0] [--seed 0]
+    python benchmarks/lorenz_spikes.py [--epochs 500] [--trials 20] [--co-dim 0] [--seed 0]
 
 Trains the model on spike counts (Poisson observation model) through the Python API and
 prints the R^2 between inferred and true rates (mean over neurons) next to the best Gaussian
@@ -34,10 +34,10 @@ def pooled_r2(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--epochs", type=int, default=500)
     p.add_argument("--co-dim", type=int, default=0, help="inferred inputs (the Lorenz system is autonomous)")
     p.add_argument("--conditions", type=int, default=40)
-    p.add_argument("--trials", type=int, default=10, help="trials per condition")
+    p.add_argument("--trials", type=int, default=20, help="trials per condition")
     p.add_argument("--base-rate", type=float, default=5.0, help="baseline rate (Hz)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
