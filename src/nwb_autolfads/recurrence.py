@@ -36,23 +36,19 @@ _STD_FLOOR = 1e-4
 
 def gru_gates(gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """One GRU update from input and hidden projections (biases included), as torch.nn.GRUCell.
-    gi, gh: (B, 3H); h: (B, H)."""
-    H = h.shape[-1]
-    gi_rz, gi_n = gi.split([2 * H, H], dim=1)
-    gh_rz, gh_n = gh.split([2 * H, H], dim=1)
-    r, z = torch.sigmoid(gi_rz + gh_rz).chunk(2, dim=1)
-    n = torch.tanh(gi_n + r * gh_n)
-    return n + z * (h - n)
+    gi, gh: (..., 3H); h: (..., H). Differentiable with autograd."""
+    return _gru_forward(gi, gh, h, None)[0]
 
 
 def _gru_forward(gi, gh, h, clip):
     """GRU step (+ clip unless ``clip`` is None) over the last dimension, returning the new state
-    and what the backward pass needs. gi, gh (..., 3H); h (..., H)."""
+    and what the backward pass needs. gi, gh (..., 3H); h (..., H). Splits (not slices) the
+    gates, so that it is also cheap under autograd (:func:`gru_gates`)."""
     H = h.shape[-1]
-    rz = torch.sigmoid(gi[..., : 2 * H] + gh[..., : 2 * H])
-    r, z = rz[..., :H], rz[..., H:]
-    hn = gh[..., 2 * H:]
-    n = torch.tanh(gi[..., 2 * H:] + r * hn)
+    gi_rz, gi_n = gi.split([2 * H, H], dim=-1)
+    gh_rz, hn = gh.split([2 * H, H], dim=-1)
+    r, z = torch.sigmoid(gi_rz + gh_rz).chunk(2, dim=-1)
+    n = torch.tanh(gi_n + r * hn)
     new = n + z * (h - n)
     if clip is None:
         return new, (r, z, n, hn, None)
