@@ -68,33 +68,28 @@ def _l2(model: LFADS, cfg: TrainConfig) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_nll(model: LFADS, x: torch.Tensor, batch_size: int = 256) -> float:
-    """Mean NLL per element with posterior means and no augmentation (the validation metric)."""
+def evaluate_nll(model: LFADS, x: torch.Tensor, batch_size: int = 256, held: torch.Tensor | None = None,
+                 held_rate: float = 0.0) -> float:
+    """Mean NLL per element with posterior means and no augmentation (the validation metric).
+
+    With ``held`` (a 0/1 mask like x), the held elements are hidden from the encoder (inputs
+    scaled by 1 / (1 - held_rate)) and the NLL is averaged over them only: the sample-validation
+    metric."""
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
-    for i in range(0, x.shape[0], batch_size):
-        xb = x[i:i + batch_size]
-        out = model(xb, sample=False)
-        target = xb[:, model.cfg.lead_in_bins:]  # the lead-in is input only
-        total += float(model.observation.nll(out.params, target).sum())
-        count += target.numel()
-    model.train(was_training)
-    return total / max(count, 1)
-
-
-@torch.no_grad()
-def _sample_valid_nll(model: LFADS, x: torch.Tensor, held: torch.Tensor, rate: float, batch_size: int = 256) -> float:
-    """Mean NLL of the held-out training elements, predicted from the rest (posterior means)."""
-    was_training = model.training
-    model.eval()
+    L = model.cfg.lead_in_bins  # the lead-in is input only
     total, count = 0.0, 0.0
     for i in range(0, x.shape[0], batch_size):
-        xb, hb = x[i:i + batch_size], held[i:i + batch_size]
-        out = model(xb * (1.0 - hb) / (1.0 - rate), sample=False)
-        L = model.cfg.lead_in_bins
-        total += float((model.observation.nll(out.params, xb[:, L:]) * hb[:, L:]).sum())
-        count += float(hb[:, L:].sum())
+        xb = x[i:i + batch_size]
+        if held is None:
+            out = model(xb, sample=False)
+            total += float(model.observation.nll(out.params, xb[:, L:]).sum())
+            count += xb[:, L:].numel()
+        else:
+            hb = held[i:i + batch_size]
+            out = model(xb * (1.0 - hb) / (1.0 - held_rate), sample=False)
+            total += float((model.observation.nll(out.params, xb[:, L:]) * hb[:, L:]).sum())
+            count += float(hb[:, L:].sum())
     model.train(was_training)
     return total / max(count, 1.0)
 
@@ -230,7 +225,7 @@ def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg:
                       "kl_co": sums["kl_co"] / max(n_batches, 1), "l2": sums["l2"] / max(n_batches, 1),
                       "lr": opt.param_groups[0]["lr"]}
             if held is not None:
-                record["sample_valid_nll"] = _sample_valid_nll(model, train_x, held, aug.sv_rate)
+                record["sample_valid_nll"] = evaluate_nll(model, train_x, held=held, held_rate=aug.sv_rate)
             result.history.append(record)
             # Only compare once the loss is fully weighted (after the ramp).
             if smoothed < result.best_valid_nll or epoch < cfg.ramp_epochs:
