@@ -42,18 +42,19 @@ def main(argv=None) -> dict:
                                overwrite=True)
     print(result.summary())
 
-    # The result is an ordinary NWB file: read it back with pynwb.
+    # The result is an ordinary NWB file: load the run as an xarray.Dataset ...
+    ds = nwb_autolfads.load_results(result.output)
+    activations = ds.emg_activations.values  # (time, channel), in the source's units
+    times = ds.time.values
+    names = [str(c) for c in ds.channel.values]
+    unit_name = ds.emg_activations.attrs["units"]
+    # ... and the raw EMG with plain pynwb (the run links to it: run.source_emg).
     with NWBHDF5IO(str(result.output), "r") as io:
-        nwb = io.read()
-        act = nwb.processing["autolfads"]["emg_activations"]
-        activations = act.data[:]
-        times = act.starting_time + np.arange(activations.shape[0]) / act.rate
-        names = act.description.split("channels: ")[-1].split(", ")
-        raw = nwb.acquisition["EMG"]
+        raw = io.read().processing["autolfads"][ds.attrs["run"]].source_emg
         raw_t = raw.starting_time + np.arange(raw.data.shape[0]) / raw.rate
         raw_data = raw.data[:]
 
-    truth = read_truth(source, times, 1.0 / act.rate)
+    truth = read_truth(source, times, ds.attrs["bin_size"])
     r_model = channel_correlation(activations, truth)
     r_rect = channel_correlation(result.rectified, truth)
     print("correlation with the true activation per muscle (model / rectified EMG):")
@@ -61,8 +62,8 @@ def main(argv=None) -> dict:
         print(f"  {name:5s} {a:6.3f} / {b:6.3f}")
     print(f"  mean  {np.nanmean(r_model):6.3f} / {np.nanmean(r_rect):6.3f}")
 
-    to_uv = 1e6 if act.unit == "volts" else 1.0  # plot volts as microvolts
-    unit = "µV" if act.unit == "volts" else act.unit
+    to_uv = 1e6 if unit_name == "volts" else 1.0  # plot volts as microvolts
+    unit = "µV" if unit_name == "volts" else unit_name
     show = [0, 1, 2]
     window = (times >= 10.0) & (times < 14.0)
     raw_window = (raw_t >= 10.0) & (raw_t < 14.0)

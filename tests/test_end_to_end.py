@@ -25,6 +25,12 @@ def _cli(*args, cwd=None):
                           cwd=cwd)
 
 
+def _only_run(nwbfile):
+    runs = list(nwbfile.processing["autolfads"].data_interfaces.values())
+    assert len(runs) == 1
+    return runs[0]
+
+
 def test_cli_smoke_run_writes_a_valid_result(emg_copy):
     before = _sha(emg_copy)
     proc = _cli("run", emg_copy, "--preset", "smoke", "--quiet")
@@ -35,22 +41,28 @@ def test_cli_smoke_run_writes_a_valid_result(emg_copy):
     with NWBHDF5IO(str(out), "r") as io:
         nwb = io.read()
         src = nwb.acquisition["EMG"]  # source content carried over
-        act = nwb.processing["autolfads"]["emg_activations"]
+        run = _only_run(nwb)
+        act = run.emg_activations
         data = act.data[:]
         assert data.shape == (2000, 6)  # 20 s in 10 ms bins, 6 muscles in source order
         assert np.all(np.isfinite(data)) and np.all(data > 0)
         assert act.unit == src.unit == "volts"
         assert act.rate == pytest.approx(100.0)
         assert act.starting_time == pytest.approx(src.starting_time + 0.005)  # bin centres, source clock
-        assert "channels: TA, MG, LG, Sol, VL, VM" in act.description
-        prov = json.loads(act.comments)
-        assert prov["config"]["preset"] == "smoke" and prov["config"]["model"]["factor_dim"] == 3
-        assert prov["source"]["series"] == "acquisition/EMG" and prov["source"]["object_id"] == src.object_id
-        assert prov["channel_names"] == ["TA", "MG", "LG", "Sol", "VL", "VM"]
-        assert len(prov["preprocessing"]["scales"]) == 6 and "full-wave rectification" in prov["preprocessing"]["steps"]
-        factors = nwb.processing["autolfads"]["factors"]
-        assert factors.data.shape == (2000, 3)
-        assert nwb.processing["autolfads"]["inferred_inputs"].data.shape == (2000, 1)
+        assert list(act.channel_names[:]) == ["TA", "MG", "LG", "Sol", "VL", "VM"]
+        config = json.loads(run.config)
+        assert config["preset"] == "smoke" and config["model"]["factor_dim"] == 3
+        assert run.source_paths == "acquisition/EMG" and run.source_object_ids == src.object_id
+        assert run.source_emg is src
+        assert run.source_file_sha256 == before and run.random_seed == 0
+        assert run.command.startswith("nwb-autolfads run ") and "--preset smoke" in run.command
+        prep = json.loads(run.preprocessing)
+        assert len(prep["scales"]) == 6 and "full-wave rectification" in prep["steps"]
+        np.testing.assert_allclose(act.scales[:], prep["scales"])
+        assert run.factors.data.shape == (2000, 3)
+        assert run.inferred_inputs.data.shape == (2000, 1)
+        assert run.initial_conditions.data.shape[0] == json.loads(run.metrics)["n_windows"]
+        assert len(run.training_curves) == json.loads(run.metrics)["epochs"] == 3
         # activations are in the source's units: same scale as the rectified EMG
         assert pynwb.validate(path=str(out)) == []
         rect = np.abs(src.data[:] - src.data[:].mean(0))
@@ -116,12 +128,12 @@ def test_gapped_timestamps_and_electricalseries(tmp_path):
     res = nwb_autolfads.run(path, preset="smoke", progress=False)
     assert res.output.name == "sub-R7_ses-2_desc-autolfads_emg.nwb"
     with NWBHDF5IO(str(res.output), "r") as io:
-        act = io.read().processing["autolfads"]["emg_activations"]
+        act = _only_run(io.read()).emg_activations
         ts = act.timestamps[:]
         assert act.data.shape == (1100, 4)
         assert np.all(np.diff(ts) > 0)
         assert ts[499] < 5.0 < 6.0 < ts[500]  # no bin straddles the gap
-        assert "channels: TA, MG, LG, Sol" in act.description
+        assert list(act.channel_names[:]) == ["TA", "MG", "LG", "Sol"]
 
 
 def test_already_rectified_emg_flag(tmp_path):
@@ -129,9 +141,10 @@ def test_already_rectified_emg_flag(tmp_path):
     res = _cli("run", path, "--preset", "smoke", "-q", "--emg-preprocessed")
     assert res.returncode == 0, res.stderr
     with NWBHDF5IO(str(tmp_path / "env_autolfads.nwb"), "r") as io:
-        prov = json.loads(io.read().processing["autolfads"]["emg_activations"].comments)
-    assert "full-wave rectification" not in prov["preprocessing"]["steps"]
-    assert prov["config"]["data"]["preprocessed"] is True
+        run = _only_run(io.read())
+        steps, config = json.loads(run.preprocessing)["steps"], json.loads(run.config)
+    assert "full-wave rectification" not in steps
+    assert config["data"]["preprocessed"] is True
 
 
 def test_config_file_and_api(emg_copy, tmp_path):
@@ -171,14 +184,15 @@ def test_spikes_and_joint_models_write_rates_in_hz(emg_spikes_file, tmp_path, mo
     proc = _cli("run", emg_spikes_file, "--model", model, "--preset", "smoke", "-q", "-o", out)
     assert proc.returncode == 0, proc.stderr
     with NWBHDF5IO(str(out), "r") as io:
-        module = io.read().processing["autolfads"]
-        rates = module["firing_rates"]
+        nwb = io.read()
+        run = _only_run(nwb)
+        rates = run.firing_rates
         assert rates.unit == "Hz" and rates.data.shape == (2000, rate_cols)
         assert np.all(np.isfinite(rates.data[:])) and 0.5 < np.median(rates.data[:]) < 100
-        assert "units (ids): 0, 1, 2, 3, 4, 5" in rates.description
-        assert ("emg_activations" in module.data_interfaces) == (emg_cols > 0)
+        assert list(rates.units.data[:]) == [0, 1, 2, 3, 4, 5] and rates.units.table is nwb.units
+        assert (run.emg_activations is not None) == (emg_cols > 0)
         if emg_cols:
-            assert module["emg_activations"].data.shape == (2000, emg_cols)
+            assert run.emg_activations.data.shape == (2000, emg_cols)
     assert pynwb.validate(path=str(out)) == []
 
 

@@ -17,7 +17,8 @@ def test_python_example_runs_and_plots(tmp_path):
     assert (tmp_path / "example_traces.png").stat().st_size > 10_000
     assert "correlation with the true activation" in proc.stdout
     with NWBHDF5IO(str(tmp_path / "synthetic_emg_autolfads.nwb"), "r") as io:
-        assert io.read().processing["autolfads"]["emg_activations"].data.shape == (1500, 12)
+        run, = io.read().processing["autolfads"].data_interfaces.values()
+        assert run.emg_activations.data.shape == (1500, 12)
 
 
 def test_cli_example_command(tmp_path):

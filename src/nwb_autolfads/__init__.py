@@ -6,17 +6,23 @@ Main entry points::
     result = nwb_autolfads.run("session.nwb", preset="quick")
     print(result.summary())
 
-See :func:`run`, :class:`RunConfig` / :func:`build_config` and :mod:`nwb_autolfads.testing`.
-The NWB stack (pynwb, hdmf, h5py) is imported only when something that needs it is used, so
-the model modules stay light.
+    ds = nwb_autolfads.load_results(result.output)   # xarray.Dataset of the latest run
+
+See :func:`run`, :func:`load_results` / :func:`list_runs`, :class:`RunConfig` /
+:func:`build_config` and :mod:`nwb_autolfads.testing`. Importing the package loads the
+ndx-autolfads namespace into pynwb (:mod:`nwb_autolfads.extension`); the pipeline is imported on
+first use.
 """
 
 __version__ = "0.1.0"
 
 from .config import PRESETS, RunConfig, build_config  # noqa: E402
 from .errors import NwbAutolfadsError  # noqa: E402
+from . import extension  # noqa: E402,F401  (loads the ndx-autolfads namespace)
+from .results import list_runs, load_results  # noqa: E402
 
-__all__ = ["__version__", "run", "RunResult", "RunConfig", "build_config", "PRESETS", "NwbAutolfadsError"]
+__all__ = ["__version__", "run", "RunResult", "load_results", "list_runs", "RunConfig", "build_config", "PRESETS",
+           "NwbAutolfadsError"]
 
 
 def __getattr__(name):  # PEP 562: import the pipeline (and pynwb) on first use

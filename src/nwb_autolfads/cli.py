@@ -2,7 +2,9 @@
 
     nwb-autolfads run FILE.nwb [--emg PATH] [--output OUT.nwb] [--preset NAME] [--seed N] ...
     nwb-autolfads run --example
+    nwb-autolfads run FILE.nwb --in-place
     nwb-autolfads inspect FILE.nwb [--json]
+    nwb-autolfads runs RESULT.nwb [--json]
     nwb-autolfads config --show [--preset NAME] [--config FILE] [--set KEY=VALUE ...]
 
 User errors print one line on stderr and exit with code 2 (no traceback).
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -84,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channel-names", metavar="A,B,...", help="names of the EMG channels, comma-separated")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="compute device (default auto)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--in-place", action="store_true",
+                   help="add the results to FILE itself instead of writing a new file (atomic: an interruption "
+                        "leaves FILE untouched or complete; needs free disk space for one copy of FILE)")
+    p.add_argument("--run-name", metavar="NAME", help="name of the run in processing/autolfads "
+                                                      "(default run_<UTC start time>)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
     i = sub.add_parser("inspect", help="list what an NWB file holds (EMG, kinematics, force, units, trials) and "
@@ -92,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "span), the units and trials tables, and what `run` would model by default.")
     i.add_argument("file", help="NWB file (opened read-only)")
     i.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    r = sub.add_parser("runs", help="list the nwb-autolfads runs stored in a file, with their key provenance",
+                       description="List the runs in processing/autolfads of FILE: name, times, software version, "
+                                   "modelled signals, seed, epochs and validation NLL.")
+    r.add_argument("file", help="NWB file with nwb-autolfads results")
+    r.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     c = sub.add_parser("config", help="print the resolved configuration (defaults, preset, file, overrides)")
     c.add_argument("--show", action="store_true", help="print the configuration (the default action)")
@@ -115,6 +129,16 @@ def _cmd_inspect(args) -> int:
 
     report = inspect_file(args.file)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def _cmd_runs(args) -> int:
+    import json
+
+    from .results import format_runs, list_runs
+
+    runs = list_runs(args.file)
+    print(json.dumps([r.to_dict() for r in runs], indent=2) if args.json else format_runs(args.file, runs))
     return 0
 
 
@@ -149,7 +173,9 @@ def _cmd_run(args) -> int:
             raise ConfigError("no input file: give FILE.nwb, or --example to run on a built-in example")
         path = Path(args.file)
     result = run(path, args.output, preset=preset, config=args.config, overrides=overrides, emg=args.emg,
-                 seed=args.seed, device=args.device, overwrite=overwrite, progress=not args.quiet)
+                 seed=args.seed, device=args.device, overwrite=overwrite, in_place=args.in_place,
+                 run_name=args.run_name, progress=not args.quiet,
+                 command=shlex.join(["nwb-autolfads", *args.argv]))
     print(result.summary())
     if args.example:
         from .metrics import channel_correlation
@@ -165,6 +191,7 @@ def _cmd_run(args) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command is None:
         parser.print_help()
         return 2
@@ -174,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_config(args)
         if args.command == "inspect":
             return _cmd_inspect(args)
+        if args.command == "runs":
+            return _cmd_runs(args)
         return _cmd_run(args)
     except NwbAutolfadsError as exc:
         sys.stderr.write(f"nwb-autolfads: error: {exc}\n")

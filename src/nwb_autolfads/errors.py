@@ -26,6 +26,10 @@ class ConfigError(NwbAutolfadsError):
     """A configuration value or file is invalid (unknown key, wrong type, out of range)."""
 
 
+class ResultsNotFoundError(NwbAutolfadsError):
+    """A file holds no nwb-autolfads results, or not the run asked for."""
+
+
 class OutputError(NwbAutolfadsError):
     """The output cannot be written (exists already, directory missing or read-only...)."""
 

@@ -30,7 +30,8 @@ from .preprocessing import preprocess_emg
 from .reading import bin_spikes, iter_series, open_nwb, read_emg, read_units
 from .training import TrainResult, split_train_valid, train_model
 from .windows import WindowIndex, chop_segments, merge_segments
-from .writing import SeriesToWrite, default_output_path, provenance_json, write_results, check_output_path
+from .writing import (RunRecord, check_in_place, check_output_path, default_output_path, file_sha256, git_revision,
+                      write_results)
 
 __all__ = ["RunResult", "FitResult", "run", "fit_signal"]
 
@@ -63,6 +64,8 @@ class RunResult:
     device: str
     other_candidates: list[str] = field(default_factory=list)
     """Other series that look like EMG but were not modelled."""
+    run_name: str | None = None
+    """Name of the run's container in processing/autolfads of the output."""
     chosen_by: str = "found automatically"
 
     def summary(self) -> str:
@@ -96,8 +99,43 @@ class RunResult:
                                f"{self.unit})")
             if self.unit_ids:
                 written.append(f"firing_rates ({self.rates.shape[0]} x {self.rates.shape[1]}, Hz)")
-            lines.append(f"              processing/autolfads/{', '.join(written)}, factors, inferred_inputs")
+            lines.append(f"              processing/autolfads/{self.run_name}: {', '.join(written)}, factors, "
+                         "inferred_inputs, initial_conditions, provenance")
+            lines.append(f"  read with   nwb_autolfads.load_results({str(self.output)!r})  or  "
+                         f"nwb-autolfads runs {self.output}")
         return "\n".join(lines)
+
+
+def _describe(cfg: RunConfig, sig, units) -> str:
+    what = []
+    if sig is not None:
+        what.append(f"EMG {sig.source_path} ({sig.n_channels} channels, {observation_name(cfg)})")
+    if units is not None:
+        what.append(f"{units.n_units} units (Poisson)")
+    return f"nwb-autolfads run modelling {' and '.join(what)} in {cfg.windows.bin_size * 1e3:g} ms bins"
+
+
+def _hyperparameters(cfg: RunConfig) -> dict:
+    """The hyperparameters population-based training tunes (science.md section 6), as used."""
+    t, a, m = cfg.train, cfg.augment, cfg.model
+    return {"lr": t.lr, "dropout": m.dropout, "cd_rate": a.cd_rate, "kl_ic_scale": t.kl_ic_scale,
+            "kl_co_scale": t.kl_co_scale, "l2_gen_scale": t.l2_gen_scale, "l2_con_scale": t.l2_con_scale}
+
+
+def _metrics(result: "RunResult") -> dict:
+    t = result.training
+    last = t.history[-1] if t.history else {}
+    return {"epochs": len(t.history), "best_epoch": t.best_epoch, "best_smoothed_valid_nll": t.best_valid_nll,
+            "final_train_nll": last.get("train_nll"), "final_valid_nll": last.get("valid_nll"),
+            "stopped_early": t.stopped_early, "nan_recoveries": t.nan_recoveries, "training_seconds": t.seconds,
+            "n_windows": result.n_windows, "n_train": result.n_train, "n_valid": result.n_valid,
+            "device": result.device}
+
+
+def _ic_times(fit: "FitResult", bin_times: list[np.ndarray], lead: int) -> np.ndarray:
+    """Time of each window's first modelled bin."""
+    idx = fit.index
+    return np.array([bin_times[s][st + lead] for s, st in zip(idx.segment, idx.start)], dtype=np.float64)
 
 
 def observation_name(cfg: RunConfig) -> str:
@@ -121,6 +159,7 @@ class FitResult:
     mean: list[np.ndarray]  # per segment (n_bins, C): E[x] in scaled units
     factors: list[np.ndarray]  # per segment (n_bins, F)
     inputs: list[np.ndarray]  # per segment (n_bins, U)
+    ic_mean: np.ndarray  # (n_windows, I) posterior mean of each window's initial condition
     training: TrainResult
     index: WindowIndex
     n_train: int
@@ -161,14 +200,15 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
     return FitResult(mean=merge_segments(inferred.mean, index, w.merge_power, lead),
                      factors=merge_segments(inferred.factors, index, w.merge_power, lead),
                      inputs=merge_segments(inferred.inputs, index, w.merge_power, lead),
-                     training=result, index=index, n_train=int(train_idx.size), n_valid=int(valid_idx.size),
+                     ic_mean=inferred.ic_mean, training=result, index=index, n_train=int(train_idx.size), n_valid=int(valid_idx.size),
                      device=str(device), model=model)
 
 
 def run(path: str | Path, output: str | Path | None = None, *, preset: str | None = None,
         config: RunConfig | str | Path | None = None, overrides: Mapping[str, Any] | None = None,
         emg: str | None = None, seed: int | None = None, device: str | None = None, overwrite: bool = False,
-        write: bool = True, progress: bool = True) -> RunResult:
+        in_place: bool = False, run_name: str | None = None, write: bool = True,
+        progress: bool = True, command: str | None = None) -> RunResult:
     """Run AutoLFADS-style muscle-activation estimation on the EMG of an NWB file.
 
     Parameters
@@ -182,8 +222,13 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     emg : object path of the EMG series (``acquisition/EMG``); found automatically if None.
     seed, device : shortcuts for the ``seed`` and ``device`` settings.
     overwrite : replace an existing output file.
+    in_place : add the results to the input file itself instead of writing a new file (the
+        input is updated atomically: an interruption leaves it untouched or complete).
+    run_name : name of the run's container in ``processing/autolfads`` (default
+        ``run_<UTC start time>``; a suffix keeps names unique).
     write : set False to compute without writing a file (``RunResult.output`` is then None).
     progress : show progress bars.
+    command : how the run was started, for the provenance (the CLI passes its command line).
 
     Returns a :class:`RunResult` (arrays, training history, output path, :meth:`~RunResult.summary`).
     """
@@ -212,9 +257,14 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         others = [c.path for c in iter_series(nwbfile) if sig is not None and c.score > 0
                   and c.path != sig.source_path and not c.path.startswith(sig.source_path + "/")]
         out_path = Path(output) if output is not None else default_output_path(path, cfg.data.model)
-        if write:
+        if write and in_place:
+            if output is not None:
+                raise ConfigError("give either --output or --in-place, not both")
+            check_in_place(path)
+        elif write:
             check_output_path(out_path, path, overwrite)  # fail before training, not after
         source_identifier = nwbfile.identifier
+    source_sha256 = file_sha256(path) if write else ""
 
     # ---- model-ready segments: spike counts (Poisson) then EMG (Gamma), on one bin grid
     parts: list[tuple[ObservationModel, int]] = []
@@ -264,48 +314,38 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
                        seconds=0.0, device=fit.device, other_candidates=others,
                        chosen_by="--emg" if cfg.data.emg else "found automatically")
     if write:
-        source: dict[str, Any] = {"file": str(path), "identifier": source_identifier}
+        paths, ids = [], []
         if sig is not None:
-            source.update({"series": sig.source_path, "object_id": sig.object_id,
-                           "neurodata_type": sig.neurodata_type, "unit": sig.unit})
+            paths.append(sig.source_path)
+            ids.append(sig.object_id or "")
         if units is not None:
-            source["units"] = {"ids": units.ids, "query": units.query}
-        provenance = {
-            "software": _versions(), "command": " ".join(sys.argv), "config": cfg.to_dict(), "source": source,
-            "channel_names": channel_names,
-            "preprocessing": ({"steps": pre.steps, "scales": pre.scales, "clip_levels": pre.clip_levels,
-                               "bin_size": pre.bin_size} if pre is not None else {"bin_size": bin_size}),
-            "training": {"epochs": len(train.history), "best_epoch": train.best_epoch,
-                         "best_smoothed_valid_nll": train.best_valid_nll, "stopped_early": train.stopped_early,
-                         "seconds": train.seconds, "n_windows": result.n_windows, "n_train": result.n_train,
-                         "n_valid": result.n_valid, "device": result.device,
-                         "valid_nll_curve": [h["valid_nll"] for h in train.history],
-                         "train_nll_curve": [h["train_nll"] for h in train.history]},
-            "started": started.isoformat(), "finished": datetime.now(timezone.utc).isoformat(),
-        }
-        comments = provenance_json(provenance)
-        series = []
-        if sig is not None:
-            series.append(SeriesToWrite(
-                "emg_activations", result.activations, sig.unit,
-                f"AutoLFADS (LFADS, {observation_name(cfg)} observation model) estimate of muscle activation: the "
-                f"posterior {cfg.inference.mode} of E[rectified EMG] per bin, in the source's units; source "
-                f"{sig.source_path}; channels: {', '.join(channel_names)}", times, bin_size, comments))
-        if units is not None:
-            series.append(SeriesToWrite(
-                "firing_rates", result.rates, "Hz",
-                f"AutoLFADS (LFADS, Poisson observation model) estimate of firing rates (posterior "
-                f"{cfg.inference.mode}), in Hz; units (ids): {', '.join(str(i) for i in units.ids)}", times, bin_size,
-                comments if sig is None else "see the comments of emg_activations"))
-        series.append(SeriesToWrite("factors", result.factors, "a.u.",
-                                    f"LFADS latent factors ({result.factors.shape[1]}) shared by the modelled signals",
-                                    times, bin_size))
-        if result.inputs.shape[1] > 0:
-            series.append(SeriesToWrite("inferred_inputs", result.inputs, "a.u.",
-                                        f"LFADS inferred inputs u_t ({result.inputs.shape[1]}) to the generator",
-                                        times, bin_size))
-        result.output = write_results(path, out_path, series,
-                                      "AutoLFADS results (nwb-autolfads); provenance JSON in the comments of "
-                                      f"{series[0].name}", overwrite=overwrite)
+            paths.append("units")
+            ids.append(units.object_id or "")
+        record = RunRecord(
+            times=times, bin_size=bin_size, factors=result.factors, inputs=result.inputs,
+            description=_describe(cfg, sig, units), config=cfg.to_dict(), software=_versions(),
+            hyperparameters=_hyperparameters(cfg), metrics=_metrics(result), seed=cfg.seed,
+            started=started.isoformat(), finished=datetime.now(timezone.utc).isoformat(),
+            source_identifier=source_identifier, source_sha256=source_sha256, modalities=cfg.data.model,
+            activations=result.activations if sig is not None else None, channel_names=channel_names,
+            unit=sig.unit if sig is not None else "a.u.", scales=pre.scales if pre is not None else None,
+            activations_description=(
+                f"AutoLFADS (LFADS, {observation_name(cfg)} observation model) estimate of muscle activation: "
+                f"the posterior {cfg.inference.mode} of E[rectified EMG] per bin, in the source's units; source "
+                f"{sig.source_path}") if sig is not None else "",
+            rates=result.rates if units is not None else None, unit_ids=result.unit_ids,
+            rates_description=(f"AutoLFADS (LFADS, Poisson observation model) estimate of firing rates "
+                               f"(posterior {cfg.inference.mode}), in Hz" + (f"; units where {units.query}"
+                                                                          if units is not None and units.query else "")),
+            ic_mean=fit.ic_mean, ic_times=_ic_times(fit, bin_times, cfg.model.lead_in_bins),
+            source_paths=paths, source_object_ids=ids, emg_object_id=sig.object_id if sig is not None else None,
+            preprocessing=({"steps": pre.steps, "scales": pre.scales, "clip_levels": pre.clip_levels,
+                            "bin_size": pre.bin_size, "parameters": cfg.preprocess.__dict__}
+                           if pre is not None else {"bin_size": bin_size, "steps": ["spike counts per bin"]}),
+            history=train.history, pbt_history=[{"generation": 0, "member": 0, **_hyperparameters(cfg),
+                                                  "metric": train.best_valid_nll, "parent_member": -1}],
+            command=command or f"nwb_autolfads.run({str(path)!r}, ...) from {' '.join(sys.argv)}", git_revision=git_revision(), name=run_name)
+        result.output, result.run_name = write_results(path, None if in_place else out_path, record,
+                                                       overwrite=overwrite, in_place=in_place)
     result.seconds = time.perf_counter() - t_start
     return result

@@ -256,6 +256,7 @@ class SpikeUnits:
     ids: list[int]
     query: str | None = None
     source_path: str = "units"
+    object_id: str | None = None
 
     @property
     def n_units(self) -> int:
@@ -303,7 +304,7 @@ def read_units(nwbfile: NWBFile, query: str | None = None) -> SpikeUnits:
     if all(t.size == 0 for t in spike_times):
         raise SignalError("all selected units are empty (no spike times): select other units with --units, or "
                           "use --model emg")
-    return SpikeUnits(spike_times=spike_times, ids=[ids[r] for r in rows], query=query)
+    return SpikeUnits(spike_times=spike_times, ids=[ids[r] for r in rows], query=query, object_id=units.object_id)
 
 
 def bin_spikes(units: SpikeUnits, centres: np.ndarray, bin_size: float) -> np.ndarray:

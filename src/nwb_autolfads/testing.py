@@ -238,3 +238,37 @@ def lorenz_spikes(n_conditions: int = 40, trials_per_condition: int = 10, n_bins
     counts = rng.poisson(rates).astype(np.float32)
     return LorenzSpikes(counts=counts, rates=rates, latents=states[condition], condition=condition,
                         bin_size=bin_size)
+
+
+def mock_run_record(n_bins: int = 100, n_channels: int = 6, unit_ids: list[int] | None = None, bin_size: float = 0.01,
+                    t0: float = 0.005, times: np.ndarray | None = None, emg_object_id: str | None = None,
+                    seed: int = 0, name: str | None = None, pbt: bool = True):
+    """A :class:`~nwb_autolfads.writing.RunRecord` of random numbers with every field filled:
+    ``n_channels`` EMG activations (0 for none) and, with ``unit_ids``, firing rates of those
+    rows of the Units table. For writing/reading tests without training anything."""
+    from .writing import RunRecord
+
+    rng = np.random.default_rng(seed)
+    times = t0 + np.arange(n_bins) * bin_size if times is None else np.asarray(times, dtype=float)
+    n_bins = times.size
+    n_windows = max(1, n_bins // 20)
+    history = [{"epoch": e, "train_nll": 1.0 / (e + 1), "valid_nll": 1.1 / (e + 1), "smoothed_valid_nll": 1.2 / (e + 1),
+                "lr": 0.004} for e in range(5)]
+    pbt_history = [{"generation": g, "member": m, "lr": 0.004 * (1 + m), "kl_co_scale": 1e-4, "metric": 1.0 / (g + m + 1),
+                    "parent_member": -1 if g == 0 else m} for g in range(2) for m in range(3)] if pbt else None
+    return RunRecord(
+        times=times, bin_size=bin_size, factors=rng.random((n_bins, 4)).astype(np.float32),
+        inputs=rng.random((n_bins, 2)).astype(np.float32), description="mock run", config={"seed": seed},
+        software={"nwb_autolfads": "test"}, hyperparameters={"lr": 0.004}, metrics={"epochs": 5},
+        seed=seed, started="2026-01-01T00:00:00+00:00", finished="2026-01-01T00:01:00+00:00",
+        source_identifier="source-id", source_sha256="0" * 64,
+        modalities="+".join(m for m, on in (("emg", n_channels > 0), ("spikes", bool(unit_ids))) if on),
+        activations=rng.random((n_bins, n_channels)).astype(np.float32) if n_channels else None,
+        channel_names=[f"m{i}" for i in range(n_channels)], unit="volts",
+        scales=rng.random(n_channels) if n_channels else None, activations_description="mock activations",
+        rates=rng.random((n_bins, len(unit_ids))).astype(np.float32) * 20 if unit_ids else None,
+        unit_ids=list(unit_ids or []), rates_description="mock rates",
+        ic_mean=rng.random((n_windows, 3)).astype(np.float32), ic_times=times[::20][:n_windows],
+        source_paths=["acquisition/EMG"], source_object_ids=[emg_object_id or ""], emg_object_id=emg_object_id,
+        preprocessing={"steps": ["mock"]}, history=history, pbt_history=pbt_history, command="pytest",
+        git_revision=None, name=name)

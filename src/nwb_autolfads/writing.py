@@ -1,43 +1,83 @@
-"""Writing results into a new NWB file, atomically.
+"""Writing one run's results into NWB, atomically, as an ndx-autolfads ``AutoLFADSRun``.
 
-The source file is opened read-only; its content plus a processing module ``autolfads`` with
-the results is *exported* (never ``nwbfile.copy()``) to a temporary file in the target
-directory, which is re-opened to check it and only then renamed to the output path. An
-interrupted or failed write leaves no file at the output path, and the input is never touched.
+Default: a **new** file. The source is opened read-only; its content plus the run (in the
+standard processing module ``autolfads``) is *exported* (never ``nwbfile.copy()``) to a
+temporary file in the target directory, which is re-opened to check it and only then renamed
+to the output path. An interrupted or failed write leaves no file at the output path.
+
+``in_place=True``: the run is appended to the source itself. The source is copied to a
+temporary file beside it, the run is appended to the copy, the copy is re-opened and checked,
+and only then renamed over the source, so an interruption at any moment leaves the source
+either untouched or complete with the new run (it costs the file's size in free disk space).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import shutil
+import subprocess
 import uuid
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from hdmf.common import DynamicTable, DynamicTableRegion, VectorData
 from pynwb import NWBHDF5IO, ProcessingModule, TimeSeries
 
 from .errors import OutputError
+from .extension import AutoLFADSRun, FiringRates, MuscleActivations
 from .reading import OUTPUT_MODULE
 
-__all__ = ["SeriesToWrite", "default_output_path", "check_output_path", "write_results", "provenance_json"]
+__all__ = ["RunRecord", "default_output_path", "check_output_path", "write_results", "build_run",
+           "file_sha256", "git_revision", "to_json"]
 
 _DANDI_NAME = re.compile(r"^(sub-[A-Za-z0-9]+)(_ses-[A-Za-z0-9]+)?")
 
 
 @dataclass
-class SeriesToWrite:
-    """One TimeSeries of results, on the bins' time base."""
+class RunRecord:
+    """Everything one run writes. Arrays are on the bins' time base ``times`` (bin centres, in
+    the source's clock); ``None`` for what the run did not model."""
 
-    name: str
-    data: np.ndarray  # (n_bins, n_columns)
-    unit: str
-    description: str
-    times: np.ndarray  # (n_bins,) bin centres in the source's clock
+    times: np.ndarray  # (n_bins,)
     bin_size: float
-    comments: str = "no comments"
+    factors: np.ndarray  # (n_bins, F)
+    inputs: np.ndarray  # (n_bins, U)
+    description: str
+    config: dict
+    software: dict
+    hyperparameters: dict
+    metrics: dict
+    seed: int
+    started: str
+    finished: str
+    source_identifier: str
+    source_sha256: str
+    modalities: str
+    activations: np.ndarray | None = None  # (n_bins, C) in the source's units
+    channel_names: list[str] = field(default_factory=list)
+    unit: str = "a.u."
+    scales: np.ndarray | None = None  # (C,)
+    activations_description: str = ""
+    rates: np.ndarray | None = None  # (n_bins, n_units) Hz
+    unit_ids: list[int] = field(default_factory=list)  # ids of the Units rows, in column order
+    rates_description: str = ""
+    ic_mean: np.ndarray | None = None  # (n_windows, I)
+    ic_times: np.ndarray | None = None  # (n_windows,)
+    source_paths: list[str] = field(default_factory=list)
+    source_object_ids: list[str] = field(default_factory=list)
+    emg_object_id: str | None = None  # the object the source_emg link points to
+    preprocessing: dict | None = None
+    history: list[dict] = field(default_factory=list)  # one dict per epoch
+    pbt_history: list[dict] | None = None  # one dict per generation x member
+    command: str = ""
+    git_revision: str | None = None
+    name: str | None = None  # run name; default run_<started>
 
 
 def default_output_path(input_path: str | Path, modalities: str = "emg") -> Path:
@@ -58,77 +98,60 @@ def check_output_path(output: str | Path, input_path: str | Path, overwrite: boo
     if output.suffix != ".nwb":
         raise OutputError(f"output {str(output)!r} does not end in .nwb: give a path like result.nwb")
     if output.exists() and output.resolve() == Path(input_path).resolve():
-        raise OutputError(f"output {str(output)!r} is the input file: choose another --output "
-                          "(the input is never modified)")
+        raise OutputError(f"output {str(output)!r} is the input file: choose another --output, or pass "
+                          "--in-place to add the results to the input itself")
     if output.is_dir():
         raise OutputError(f"output {str(output)!r} is a directory: give a file path ending in .nwb")
     if output.exists() and not overwrite:
         raise OutputError(f"output {str(output)!r} already exists: pass --overwrite to replace it, or choose "
                           "another --output")
-    parent = output.parent if str(output.parent) else Path(".")
+    _check_writable_dir(output)
+    return output
+
+
+def _check_writable_dir(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise OutputError(f"output directory {str(parent)!r} does not exist: create it or choose another --output")
     if not os.access(parent, os.W_OK):
-        raise OutputError(f"output directory {str(parent)!r} is not writable: choose another --output")
-    return output
+        raise OutputError(f"directory {str(parent)!r} is not writable: choose another --output")
 
 
-def _time_kwargs(times: np.ndarray, bin_size: float) -> dict:
-    if times.size > 1 and np.allclose(np.diff(times), bin_size, rtol=1e-6, atol=1e-9):
-        return {"starting_time": float(times[0]), "rate": 1.0 / bin_size}
-    if times.size == 1:
-        return {"starting_time": float(times[0]), "rate": 1.0 / bin_size}
-    return {"timestamps": times}
+def check_in_place(path: str | Path) -> Path:
+    """Fail early if ``path`` cannot be updated in place (it must be writable, and so must its
+    directory, which holds the temporary copy)."""
+    path = Path(path)
+    if not os.access(path, os.W_OK):
+        raise OutputError(f"--in-place: {str(path)!r} is not writable: make it writable or write a new file "
+                          "(leave out --in-place)")
+    _check_writable_dir(path)
+    return path
 
 
-def write_results(input_path: str | Path, output: str | Path, series: list[SeriesToWrite],
-                  module_description: str, overwrite: bool = False) -> Path:
-    """Export the input plus ``series`` (in processing module ``autolfads``) to ``output``."""
-    output = check_output_path(output, input_path, overwrite)
-    tmp = output.with_name(f".{output.name}.{uuid.uuid4().hex[:8]}.partial")
+def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def git_revision() -> str | None:
+    """The checkout's git revision (with ``-dirty`` if it has changes), or None when the
+    package is not running from a git checkout."""
+    here = Path(__file__).resolve().parent
+    if not (here.parents[1] / ".git").exists():
+        return None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with NWBHDF5IO(str(input_path), "r", load_namespaces=True) as src_io:
-                nwbfile = src_io.read()
-                module = nwbfile.processing.get(OUTPUT_MODULE)
-                if module is None:
-                    module = ProcessingModule(name=OUTPUT_MODULE, description=module_description)
-                    nwbfile.add_processing_module(module)
-                existing = set(module.data_interfaces)
-                suffix = ""
-                k = 1
-                while any(f"{s.name}{suffix}" in existing for s in series):
-                    k += 1
-                    suffix = f"_{k}"
-                for s in series:
-                    module.add(TimeSeries(name=f"{s.name}{suffix}", data=s.data, unit=s.unit,
-                                          description=s.description, comments=s.comments,
-                                          resolution=-1.0, **_time_kwargs(s.times, s.bin_size)))
-                # A new file gets a new identifier that still names its source. Object ids are kept, so
-                # the copied source series keeps the id that the provenance refers to.
-                nwbfile.fields["identifier"] = f"{nwbfile.identifier}-autolfads-{uuid.uuid4().hex[:12]}"
-                with NWBHDF5IO(str(tmp), "w") as out_io:
-                    out_io.export(src_io=src_io, nwbfile=nwbfile)
-            # Re-open the result before it takes the output's name.
-            with NWBHDF5IO(str(tmp), "r", load_namespaces=True) as check_io:
-                written = check_io.read()
-                for s in series:
-                    got = written.processing[OUTPUT_MODULE][f"{s.name}{suffix}"].data.shape
-                    if tuple(got) != s.data.shape:
-                        raise OutputError(f"written {s.name} has shape {tuple(got)}, expected {s.data.shape}")
-        os.replace(tmp, output)
-    except OSError as exc:
-        raise OutputError(f"could not write {str(output)!r}: {exc.strerror or exc}: check free disk space and "
-                          "permissions, or choose another --output") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return output
+        rev = subprocess.run(["git", "-C", str(here), "describe", "--always", "--dirty", "--abbrev=40"],
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return rev.stdout.strip() or None
 
 
-def provenance_json(data: dict) -> str:
-    return json.dumps(data, indent=None, sort_keys=False, default=_json_default)
+def to_json(data: Any) -> str:
+    return json.dumps(data, default=_json_default)
 
 
 def _json_default(obj):
@@ -136,6 +159,173 @@ def _json_default(obj):
         return obj.tolist()
     if isinstance(obj, (np.floating, np.integer)):
         return obj.item()
+    if isinstance(obj, np.bool_):
+        return bool(obj)
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _time_kwargs(times: np.ndarray, bin_size: float) -> dict:
+    if times.size <= 1 or np.allclose(np.diff(times), bin_size, rtol=1e-6, atol=1e-9):
+        return {"starting_time": float(times[0]) if times.size else 0.0, "rate": 1.0 / bin_size}
+    return {"timestamps": times}
+
+
+def _table(name: str, description: str, rows: list[dict]) -> DynamicTable:
+    """A DynamicTable with one column per key of the rows (numbers as float64/int64, the rest
+    as text; missing values NaN or '')."""
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    columns = []
+    for k in keys:
+        values = [row.get(k) for row in rows]
+        present = [v for v in values if v is not None]
+        if present and all(isinstance(v, (bool, np.bool_)) for v in present):
+            data = np.array([bool(v) if v is not None else False for v in values])
+        elif present and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in present):
+            data = np.array([int(v) if v is not None else -1 for v in values], dtype=np.int64)
+        elif present and all(isinstance(v, (int, float, np.integer, np.floating)) for v in present):
+            data = np.array([float(v) if v is not None else np.nan for v in values], dtype=np.float64)
+        else:
+            data = [v if isinstance(v, str) else ("" if v is None else to_json(v)) for v in values]
+        columns.append(VectorData(name=k, description=k.replace("_", " "), data=data))
+    return DynamicTable(name=name, description=description, columns=columns,
+                        id=list(range(len(rows))))
+
+
+def unique_run_name(module: ProcessingModule | None, wanted: str) -> str:
+    existing = set(module.data_interfaces) if module is not None else set()
+    name, k = wanted, 1
+    while name in existing:
+        k += 1
+        name = f"{wanted}_{k}"
+    return name
+
+
+def build_run(nwbfile, record: RunRecord) -> AutoLFADSRun:
+    """Make the ``AutoLFADSRun`` of ``record`` for ``nwbfile`` (the file it will be written into:
+    its objects are what the run links to)."""
+    module = nwbfile.processing.get(OUTPUT_MODULE)
+    wanted = record.name or "run_" + re.sub(r"[^0-9T]", "", record.started.split(".")[0].split("+")[0]) + "Z"
+    name = unique_run_name(module, wanted)
+    timing = _time_kwargs(record.times, record.bin_size)
+    kwargs: dict[str, Any] = {}
+    if record.activations is not None:
+        kwargs["emg_activations"] = MuscleActivations(
+            name="emg_activations", data=record.activations.astype(np.float32), unit=record.unit,
+            channel_names=list(record.channel_names), description=record.activations_description,
+            resolution=-1.0, **({"scales": np.asarray(record.scales, dtype=np.float64)}
+                                if record.scales is not None else {}), **timing)
+    if record.rates is not None:
+        if nwbfile.units is None:
+            raise OutputError("the run has firing rates but the file has no Units table to refer to")
+        all_ids = list(nwbfile.units.id[:])
+        rows = [all_ids.index(i) for i in record.unit_ids]
+        region = DynamicTableRegion(name="units", data=rows, description="the modelled units, in column order",
+                                    table=nwbfile.units)
+        kwargs["firing_rates"] = FiringRates(name="firing_rates", data=record.rates.astype(np.float32), unit="Hz",
+                                             units=region, description=record.rates_description, resolution=-1.0,
+                                             **timing)
+    if record.inputs.shape[1] > 0:
+        kwargs["inferred_inputs"] = TimeSeries(
+            name="inferred_inputs", data=record.inputs.astype(np.float32), unit="a.u.", resolution=-1.0,
+            description=f"LFADS inferred inputs u_t ({record.inputs.shape[1]}) to the generator", **timing)
+    if record.ic_mean is not None and record.ic_mean.shape[0] > 0:
+        kwargs["initial_conditions"] = TimeSeries(
+            name="initial_conditions", data=record.ic_mean.astype(np.float32), unit="a.u.", resolution=-1.0,
+            timestamps=np.asarray(record.ic_times, dtype=np.float64),
+            description="posterior mean of each window's initial condition, at the window's first modelled bin")
+    if record.pbt_history:
+        kwargs["pbt_history"] = _table("pbt_history", "population-based training: one row per generation and "
+                                       "member (hyperparameters, metric, parent member)", record.pbt_history)
+    if record.preprocessing is not None:
+        kwargs["preprocessing"] = to_json(record.preprocessing)
+    if record.git_revision:
+        kwargs["git_revision"] = record.git_revision
+    if record.command:
+        kwargs["command"] = record.command
+    if record.emg_object_id is not None:
+        target = nwbfile.objects.get(record.emg_object_id)
+        if target is not None:
+            kwargs["source_emg"] = target
+    from . import __version__
+    return AutoLFADSRun(
+        name=name, description=record.description, software_version=__version__, random_seed=int(record.seed),
+        started=record.started, finished=record.finished, source_file_identifier=record.source_identifier,
+        source_file_sha256=record.source_sha256, source_paths=",".join(record.source_paths),
+        source_object_ids=",".join(record.source_object_ids), modalities=record.modalities,
+        bin_size=float(record.bin_size),
+        factors=TimeSeries(name="factors", data=record.factors.astype(np.float32), unit="a.u.", resolution=-1.0,
+                           description=f"LFADS latent factors ({record.factors.shape[1]}) shared by the modelled "
+                                       "signals", **timing),
+        training_curves=_table("training_curves", "one row per training epoch of the chosen model",
+                               record.history or [{"epoch": 0}]),
+        config=to_json(record.config), software=to_json(record.software),
+        hyperparameters=to_json(record.hyperparameters), metrics=to_json(record.metrics), **kwargs)
+
+
+def _add_run(nwbfile, record: RunRecord) -> str:
+    module = nwbfile.processing.get(OUTPUT_MODULE)
+    if module is None:
+        module = ProcessingModule(name=OUTPUT_MODULE, description="nwb-autolfads results: one AutoLFADSRun "
+                                  "(ndx-autolfads) per run")
+        nwbfile.add_processing_module(module)
+    run = build_run(nwbfile, record)
+    module.add(run)
+    return run.name
+
+
+def _check_written(path: Path, run_name: str, record: RunRecord) -> None:
+    with NWBHDF5IO(str(path), "r", load_namespaces=True) as io:
+        run = io.read().processing[OUTPUT_MODULE][run_name]
+        got = tuple(run.factors.data.shape)
+        if got != record.factors.shape:
+            raise OutputError(f"written factors have shape {got}, expected {record.factors.shape}")
+        if record.activations is not None and tuple(run.emg_activations.data.shape) != record.activations.shape:
+            raise OutputError("written emg_activations have the wrong shape")
+
+
+def write_results(input_path: str | Path, output: str | Path | None, record: RunRecord,
+                  overwrite: bool = False, in_place: bool = False) -> tuple[Path, str]:
+    """Write ``record`` as a new run. Returns (path written, run name).
+
+    ``in_place=False``: export the input plus the run to ``output`` (a new file).
+    ``in_place=True``: add the run to ``input_path`` itself (``output`` is ignored)."""
+    input_path = Path(input_path)
+    if in_place:
+        target = check_in_place(input_path)
+    else:
+        target = check_output_path(output, input_path, overwrite)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if in_place:
+                shutil.copy2(input_path, tmp)
+                with NWBHDF5IO(str(tmp), "a", load_namespaces=True) as io:
+                    nwbfile = io.read()
+                    run_name = _add_run(nwbfile, record)
+                    io.write(nwbfile)
+            else:
+                with NWBHDF5IO(str(input_path), "r", load_namespaces=True) as src_io:
+                    nwbfile = src_io.read()
+                    run_name = _add_run(nwbfile, record)
+                    # A new file gets a new identifier that still names its source. Object ids are kept,
+                    # so the copied source series keeps the id the provenance refers to.
+                    nwbfile.fields["identifier"] = f"{nwbfile.identifier}-autolfads-{uuid.uuid4().hex[:12]}"
+                    with NWBHDF5IO(str(tmp), "w") as out_io:
+                        out_io.export(src_io=src_io, nwbfile=nwbfile)
+            _check_written(tmp, run_name, record)  # re-open before it takes the target's name
+        if in_place and file_sha256(input_path) != record.source_sha256:
+            raise OutputError(f"{str(input_path)!r} changed while the run was training: its results were not "
+                              "added; run again")
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise OutputError(f"could not write {str(target)!r}: {exc.strerror or exc}: check free disk space and "
+                          "permissions, or choose another --output") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return target, run_name

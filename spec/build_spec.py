@@ -1,0 +1,125 @@
+"""Build the ndx-autolfads namespace and write its YAML next to this script.
+
+    python spec/build_spec.py
+
+Run it after changing a type, commit the YAML it writes (``ndx-autolfads.namespace.yaml``,
+``ndx-autolfads.extensions.yaml``) and bump ``VERSION`` when the change is not backwards
+compatible. The tests check the YAML against this script and against pynwb's meta-schema.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pynwb.spec import (NWBAttributeSpec, NWBDatasetSpec, NWBGroupSpec, NWBLinkSpec, NWBNamespaceBuilder,
+                        export_spec)
+
+NAME = "ndx-autolfads"
+VERSION = "0.1.0"
+
+
+def _text(name: str, doc: str, required: bool = True) -> NWBAttributeSpec:
+    return NWBAttributeSpec(name=name, doc=doc, dtype="text", required=required)
+
+
+def _json(name: str, doc: str, quantity="?") -> NWBDatasetSpec:
+    return NWBDatasetSpec(name=name, doc=f"{doc} (JSON text)", dtype="text", quantity=quantity)
+
+
+def build_types() -> list[NWBGroupSpec]:
+    muscle_activations = NWBGroupSpec(
+        neurodata_type_def="MuscleActivations",
+        neurodata_type_inc="TimeSeries",
+        doc="AutoLFADS estimate of muscle activation: the expected rectified EMG per bin under the trained model, "
+            "in the source series' units and channel order, on the model's bin centres.",
+        datasets=[
+            NWBDatasetSpec(name="data", doc="Activation per bin and muscle.", dtype="float32",
+                           shape=[[None, None]], dims=[["num_times", "num_channels"]]),
+            NWBDatasetSpec(name="channel_names", doc="Muscle (channel) names, in the order of the data's columns.",
+                           dtype="text", shape=[None], dims=["num_channels"]),
+            NWBDatasetSpec(name="scales", doc="Per-channel scale applied before modelling (the data were divided by "
+                           "it, and the estimate multiplied back), in the source's units.",
+                           dtype="float64", shape=[None], dims=["num_channels"], quantity="?"),
+        ],
+    )
+    firing_rates = NWBGroupSpec(
+        neurodata_type_def="FiringRates",
+        neurodata_type_inc="TimeSeries",
+        doc="AutoLFADS estimate of firing rates (Poisson observation model), in Hz, on the model's bin centres.",
+        datasets=[
+            NWBDatasetSpec(name="data", doc="Firing rate per bin and unit, in Hz.", dtype="float32",
+                           shape=[[None, None]], dims=[["num_times", "num_units"]]),
+            NWBDatasetSpec(name="units", neurodata_type_inc="DynamicTableRegion",
+                           doc="Rows of the Units table modelled, in the order of the data's columns.",
+                           dtype="int", shape=[None], dims=["num_units"]),
+        ],
+    )
+    run = NWBGroupSpec(
+        neurodata_type_def="AutoLFADSRun",
+        neurodata_type_inc="NWBDataInterface",
+        doc="One nwb-autolfads run: its estimates (denoised signals, latent factors, inferred inputs, initial "
+            "conditions), links to the source series, and the provenance needed to reproduce it.",
+        attributes=[
+            _text("description", "What was modelled, in words."),
+            _text("software_version", "nwb-autolfads version that made this run."),
+            _text("git_revision", "Git revision of nwb-autolfads, if it ran from a checkout.", required=False),
+            NWBAttributeSpec(name="random_seed", doc="Random seed of the run.", dtype="int"),
+            _text("started", "Start time, ISO 8601 with time zone."),
+            _text("finished", "End time, ISO 8601 with time zone."),
+            _text("source_file_identifier", "Identifier of the NWB file the run read."),
+            _text("source_file_sha256", "SHA-256 of the NWB file the run read, as read."),
+            _text("source_paths", "Object paths of the modelled series in the source file, comma-separated."),
+            _text("source_object_ids", "Object ids of the modelled series, comma-separated, in the same order."),
+            _text("modalities", "Modelled modalities, joined by '+': emg, spikes or emg+spikes."),
+            NWBAttributeSpec(name="bin_size", doc="Width of the model's time bins, in seconds.", dtype="float64"),
+        ],
+        datasets=[
+            _json("config", "The fully resolved configuration", quantity=1),
+            _json("software", "Versions of nwb-autolfads, Python, torch, pynwb, hdmf, numpy, scipy, h5py", quantity=1),
+            _json("preprocessing", "Preprocessing steps and parameters, per-channel scales and clip levels"),
+            _json("hyperparameters", "The chosen hyperparameters (the best member's, for population-based training)",
+                  quantity=1),
+            _json("metrics", "Final metrics (training and validation NLL, epochs, windows)", quantity=1),
+            NWBDatasetSpec(name="command", doc="The command line or API call.", dtype="text", quantity="?"),
+        ],
+        groups=[
+            NWBGroupSpec(name="emg_activations", neurodata_type_inc="MuscleActivations", quantity="?",
+                         doc="Estimated muscle activations."),
+            NWBGroupSpec(name="firing_rates", neurodata_type_inc="FiringRates", quantity="?",
+                         doc="Estimated firing rates."),
+            NWBGroupSpec(name="factors", neurodata_type_inc="TimeSeries",
+                         doc="Latent factors shared by the modelled signals, per bin."),
+            NWBGroupSpec(name="inferred_inputs", neurodata_type_inc="TimeSeries", quantity="?",
+                         doc="Inferred inputs to the generator (controller outputs), per bin."),
+            NWBGroupSpec(name="initial_conditions", neurodata_type_inc="TimeSeries", quantity="?",
+                         doc="Posterior mean of the initial condition of each window, timestamped at the "
+                             "window's first modelled bin."),
+            NWBGroupSpec(name="training_curves", neurodata_type_inc="DynamicTable",
+                         doc="One row per training epoch of the chosen model: losses, learning rate."),
+            NWBGroupSpec(name="pbt_history", neurodata_type_inc="DynamicTable", quantity="?",
+                         doc="Population-based training: one row per generation and member, with its "
+                             "hyperparameters, metric and parent."),
+        ],
+        links=[
+            NWBLinkSpec(name="source_emg", target_type="NWBDataInterface", quantity="?",
+                        doc="The EMG series (or container of per-muscle series) the run modelled."),
+        ],
+    )
+    return [muscle_activations, firing_rates, run]
+
+
+def main(output_dir: Path | None = None) -> Path:
+    output_dir = Path(output_dir or Path(__file__).parent)
+    builder = NWBNamespaceBuilder(
+        name=NAME, version=VERSION,
+        doc="Results of AutoLFADS (LFADS tuned by population-based training) written by nwb-autolfads: "
+            "muscle activations, firing rates, latent factors, inferred inputs and their provenance.",
+        author=["nwb-autolfads developers"], contact=["https://github.com/nwb-autolfads/nwb-autolfads"],
+    )
+    builder.include_namespace("core")
+    export_spec(builder, build_types(), str(output_dir))
+    return output_dir
+
+
+if __name__ == "__main__":
+    print(f"wrote {NAME} {VERSION} YAML to {main()}")

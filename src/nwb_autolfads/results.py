@@ -1,0 +1,188 @@
+"""Reading results back: the runs stored in a file, and one run as an ``xarray.Dataset``.
+
+    >>> import nwb_autolfads
+    >>> ds = nwb_autolfads.load_results("sub-1_ses-1_desc-autolfads_emg.nwb")   # the latest run
+    >>> ds.emg_activations.sel(channel="TA").plot()
+
+Works on any file holding ndx-autolfads runs (the namespace is read from the file's cached spec).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputFileError, ResultsNotFoundError
+from .reading import OUTPUT_MODULE
+
+__all__ = ["RunInfo", "list_runs", "load_results", "format_runs"]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Key provenance of one stored run."""
+
+    name: str
+    started: str
+    finished: str
+    software_version: str
+    modalities: str
+    sources: str
+    n_bins: int
+    bin_size: float
+    channels: list[str]
+    n_units: int
+    seed: int
+    epochs: int | None
+    best_valid_nll: float | None
+    description: str
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _open(path: str | Path):
+    from pynwb import NWBHDF5IO
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"results file {str(path)!r} does not exist: give the path of an nwb-autolfads output")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            io = NWBHDF5IO(str(path), "r", load_namespaces=True)
+            nwbfile = io.read()
+    except Exception as exc:
+        raise InputFileError(f"{str(path)!r} is not a readable NWB file ({type(exc).__name__}): give an nwb-autolfads "
+                         "output file") from None
+    return io, nwbfile
+
+
+def _runs(nwbfile) -> dict:
+    module = nwbfile.processing.get(OUTPUT_MODULE)
+    if module is None:
+        return {}
+    return {name: obj for name, obj in module.data_interfaces.items()
+            if type(obj).__name__ == "AutoLFADSRun"}
+
+
+def _info(run) -> RunInfo:
+    metrics = json.loads(run.metrics) if run.metrics else {}
+    act, rates = run.emg_activations, run.firing_rates
+    return RunInfo(name=run.name, started=run.started, finished=run.finished, software_version=run.software_version,
+                   modalities=run.modalities, sources=run.source_paths, n_bins=int(run.factors.data.shape[0]),
+                   bin_size=float(run.bin_size), channels=[str(c) for c in act.channel_names[:]] if act else [],
+                   n_units=int(rates.data.shape[1]) if rates is not None else 0, seed=int(run.random_seed),
+                   epochs=metrics.get("epochs"), best_valid_nll=metrics.get("best_smoothed_valid_nll"),
+                   description=run.description)
+
+
+def list_runs(path: str | Path) -> list[RunInfo]:
+    """The runs stored in ``path``, oldest first."""
+    io, nwbfile = _open(path)
+    try:
+        return sorted((_info(r) for r in _runs(nwbfile).values()), key=lambda i: (i.started, i.name))
+    finally:
+        io.close()
+
+
+def format_runs(path: str | Path, runs: list[RunInfo]) -> str:
+    if not runs:
+        return f"{path}: no nwb-autolfads runs"
+    lines = [f"{path}: {len(runs)} nwb-autolfads run(s)"]
+    for r in runs:
+        what = []
+        if r.channels:
+            what.append(f"{len(r.channels)} EMG channels")
+        if r.n_units:
+            what.append(f"{r.n_units} units")
+        nll = f"{r.best_valid_nll:.4f}" if r.best_valid_nll is not None else "n/a"
+        lines += [f"  {r.name}",
+                  f"    started {r.started}, finished {r.finished}, nwb-autolfads {r.software_version}, seed {r.seed}",
+                  f"    {r.modalities}: {', '.join(what)} from {r.sources}; {r.n_bins} bins of {r.bin_size * 1e3:g} ms",
+                  f"    {r.epochs} epochs, best smoothed validation NLL {nll}"]
+    return "\n".join(lines)
+
+
+def _times(ts) -> np.ndarray:
+    if ts.timestamps is not None:
+        return np.asarray(ts.timestamps[:], dtype=np.float64)
+    n = ts.data.shape[0]
+    return float(ts.starting_time) + np.arange(n) / float(ts.rate)
+
+
+def load_results(path: str | Path, run: str | None = None):
+    """One run of ``path`` as an :class:`xarray.Dataset`.
+
+    ``run``: the run's name (see :func:`list_runs` or ``nwb-autolfads runs``); default the latest.
+
+    Variables (those the run modelled): ``emg_activations`` (time x channel, the source's units),
+    ``firing_rates`` (time x unit, Hz), ``factors`` (time x factor), ``inferred_inputs``
+    (time x inferred_input), ``initial_conditions`` (window x ic_dim, with ``window_time``),
+    and the training curves (epoch). Attributes: the run's provenance (config, software,
+    hyperparameters and metrics as JSON text; seed, times, source file identifier and SHA-256).
+    """
+    import xarray as xr
+
+    io, nwbfile = _open(path)
+    try:
+        runs = _runs(nwbfile)
+        if not runs:
+            raise ResultsNotFoundError(f"{str(path)!r} holds no nwb-autolfads run (processing/{OUTPUT_MODULE}): run "
+                                       "nwb-autolfads run on it first, or open its output file")
+        if run is None:
+            run = max(runs.values(), key=lambda r: (r.started, r.name)).name
+        if run not in runs:
+            raise ResultsNotFoundError(f"{str(path)!r} has no run {run!r}: choose one of {', '.join(sorted(runs))}")
+        r = runs[run]
+        times = _times(r.factors)
+        data_vars: dict = {}
+        coords: dict = {"time": ("time", times, {"units": "s", "long_name": "bin centre"})}
+        if r.emg_activations is not None:
+            a = r.emg_activations
+            coords["channel"] = ("channel", [str(c) for c in a.channel_names[:]])
+            data_vars["emg_activations"] = (("time", "channel"), np.asarray(a.data[:]),
+                                            {"units": a.unit, "description": a.description})
+            if a.scales is not None:
+                data_vars["channel_scale"] = (("channel",), np.asarray(a.scales[:]),
+                                              {"units": a.unit, "description": "per-channel preprocessing scale"})
+        if r.firing_rates is not None:
+            f = r.firing_rates
+            rows = np.asarray(f.units.data[:])
+            ids = np.asarray(f.units.table.id[:])[rows]
+            coords["unit"] = ("unit", ids)
+            data_vars["firing_rates"] = (("time", "unit"), np.asarray(f.data[:]),
+                                         {"units": "Hz", "description": f.description})
+        data_vars["factors"] = (("time", "factor"), np.asarray(r.factors.data[:]),
+                                {"units": "a.u.", "description": r.factors.description})
+        if r.inferred_inputs is not None:
+            data_vars["inferred_inputs"] = (("time", "inferred_input"), np.asarray(r.inferred_inputs.data[:]),
+                                            {"units": "a.u.", "description": r.inferred_inputs.description})
+        if r.initial_conditions is not None:
+            ic = r.initial_conditions
+            coords["window_time"] = ("window", _times(ic), {"units": "s"})
+            data_vars["initial_conditions"] = (("window", "ic_dim"), np.asarray(ic.data[:]),
+                                               {"description": ic.description})
+        curves = r.training_curves.to_dataframe()
+        if "epoch" in curves and len(curves) > 0:
+            coords["epoch"] = ("epoch", curves["epoch"].to_numpy())
+            for col in curves.columns:
+                if col != "epoch" and np.issubdtype(curves[col].dtype, np.number):
+                    data_vars[col] = (("epoch",), curves[col].to_numpy(), {"description": f"training curve: {col}"})
+        attrs = {"run": r.name, "file": str(path), "description": r.description, "modalities": r.modalities,
+                 "software_version": r.software_version, "git_revision": r.git_revision or "",
+                 "random_seed": int(r.random_seed), "started": r.started, "finished": r.finished,
+                 "bin_size": float(r.bin_size), "source_file_identifier": r.source_file_identifier,
+                 "source_file_sha256": r.source_file_sha256, "source_paths": r.source_paths,
+                 "source_object_ids": r.source_object_ids, "config": r.config, "software": r.software,
+                 "hyperparameters": r.hyperparameters, "metrics": r.metrics,
+                 "preprocessing": r.preprocessing or "", "command": r.command or ""}
+        if r.pbt_history is not None:
+            attrs["pbt_history"] = r.pbt_history.to_dataframe().to_json(orient="records")
+        return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    finally:
+        io.close()
