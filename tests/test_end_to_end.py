@@ -230,3 +230,21 @@ def test_all_empty_units_is_a_clear_error(tmp_path):
         io.write(nwb)
     proc = _cli("run", path, "--model", "spikes", "--preset", "smoke", "-q")
     assert proc.returncode == 2 and "empty" in proc.stderr
+
+
+def test_in_place_runs_accumulate_in_the_source(emg_copy):
+    for name in ("first", "second"):
+        proc = _cli("run", emg_copy, "--preset", "smoke", "-q", "--in-place", "--run-name", name)
+        assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in emg_copy.parent.iterdir()) == ["emg.nwb"]  # no new file, no leftovers
+    assert [r.name for r in nwb_autolfads.list_runs(emg_copy)] == ["first", "second"]
+    assert pynwb.validate(path=str(emg_copy)) == []
+    with NWBHDF5IO(str(emg_copy), "r") as io:
+        nwb = io.read()
+        assert "EMG" in nwb.acquisition
+        # the second run read the file the first one had written: its provenance says so
+        first, second = (nwb.processing["autolfads"][n] for n in ("first", "second"))
+        assert first.source_file_sha256 != second.source_file_sha256
+        assert second.source_emg is nwb.acquisition["EMG"]
+    proc = _cli("run", emg_copy, "--preset", "smoke", "-q", "--in-place", "-o", emg_copy.with_name("x.nwb"))
+    assert proc.returncode == 2 and "not both" in proc.stderr

@@ -160,6 +160,8 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
         rng = np.random.default_rng(seed + 1000)
         W = rng.uniform(0.5, 1.0, size=(3, n_units)) * rng.choice([-1.0, 1.0], size=(3, n_units))
         rates = 10.0 * np.exp(synth.latent @ W)  # Hz, on the raw time grid
+        from pynwb.misc import Units
+        nwb.units = Units(name="units", description="simulated units", resolution=1.0 / synth.rate)
         nwb.add_unit_column(name="quality", description="sorting quality: good or mua")
         dt = 1.0 / synth.rate
         for k in range(n_units):

@@ -1,0 +1,118 @@
+"""Our results in the NWB ecosystem: pynwb validation, nwbinspector (DANDI config), dandi validate,
+a reader that never imports nwb_autolfads, pynapple, and files written by earlier spec versions."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pynwb
+import pytest
+
+import nwb_autolfads
+from nwb_autolfads.testing import mock_emg_nwb
+
+FIXTURES = sorted((Path(__file__).parent / "data" / "results").glob("ndx-autolfads-*.nwb"))
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    """A DANDI-named source with EMG and units, and the emg+spikes result of a smoke run."""
+    src = mock_emg_nwb(tmp_path_factory.mktemp("eco") / "sub-R1_ses-1_ecephys.nwb", duration=12.0, rate=1000.0,
+                       n_muscles=4, n_units=5, seed=2)
+    res = nwb_autolfads.run(src, preset="smoke", progress=False, overrides={"data.model": "emg+spikes"})
+    return src, res
+
+
+def test_pynwb_validate_finds_no_errors(result):
+    src, res = result
+    assert res.output.name == "sub-R1_ses-1_desc-autolfads_emg+spikes.nwb"
+    assert pynwb.validate(path=str(res.output)) == []
+
+
+def test_nwbinspector_dandi_config_adds_nothing_serious(result):
+    from nwbinspector import Importance, inspect_nwbfile, load_config
+
+    config = load_config("dandi")
+
+    def messages(path):
+        return {(m.check_function_name, m.location, m.importance.value)
+                for m in inspect_nwbfile(nwbfile_path=str(path), config=config)}
+
+    source, output = messages(result[0]), messages(result[1].output)
+    new = output - source
+    # nothing at CRITICAL or above at all, and nothing at BEST_PRACTICE_VIOLATION or above that the
+    # source does not have already (suggestions such as "module name 'autolfads' is not a schema
+    # module name" are expected: results belong in their own module)
+    assert not [m for m in output if m[2] >= Importance.CRITICAL.value], output
+    assert not [m for m in new if m[2] >= Importance.BEST_PRACTICE_VIOLATION.value], new
+
+
+def test_dandi_validate_accepts_the_output_in_a_dandiset(result, tmp_path):
+    dandiset = tmp_path / "dandiset"
+    (dandiset / "sub-R1").mkdir(parents=True)
+    shutil.copy(result[1].output, dandiset / "sub-R1" / result[1].output.name)
+    (dandiset / "dandiset.yaml").write_text("identifier: DANDI:000000\nname: nwb-autolfads test\n"
+                                            "description: results of nwb-autolfads\n")
+    dandi = Path(sys.executable).with_name("dandi")
+    proc = subprocess.run([str(dandi), "validate", str(dandiset)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "DANDI_DEVEL": "", "DANDI_CACHE": "ignore"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "No errors found" in proc.stdout + proc.stderr
+
+
+def test_a_reader_without_nwb_autolfads_uses_the_cached_spec(result):
+    code = textwrap.dedent(f"""
+        import json, sys
+        from pynwb import NWBHDF5IO
+        with NWBHDF5IO({str(result[1].output)!r}, "r", load_namespaces=True) as io:
+            nwb = io.read()
+            run = nwb.processing["autolfads"][{result[1].run_name!r}]
+            out = {{"type": type(run).__name__, "act": list(run.emg_activations.data.shape),
+                    "channels": [str(c) for c in run.emg_activations.channel_names[:]],
+                    "rates": list(run.firing_rates.data.shape), "seed": int(run.random_seed),
+                    "config": json.loads(run.config)["preset"]}}
+        assert "nwb_autolfads" not in sys.modules
+        print(json.dumps(out))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got == {"type": "AutoLFADSRun", "act": [1200, 4], "channels": ["TA", "MG", "LG", "Sol"],
+                   "rates": [1200, 5], "seed": 0, "config": "smoke"}
+
+
+def test_pynapple_exposes_activations_and_factors_as_tsdframes(result):
+    import pynapple as nap
+
+    res = result[1]
+    data = nap.load_file(str(res.output))
+    act, factors = data["emg_activations"], data["factors"]
+    assert isinstance(act, nap.TsdFrame) and isinstance(factors, nap.TsdFrame)
+    assert act.shape == res.activations.shape and factors.shape == res.factors.shape
+    np.testing.assert_allclose(act.t, res.times, atol=1e-9)
+    np.testing.assert_allclose(act.values, res.activations, rtol=1e-6)
+    assert isinstance(data["firing_rates"], nap.TsdFrame)
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=[p.stem for p in FIXTURES])
+def test_files_of_every_released_spec_version_still_read(fixture, tmp_path):
+    copy = tmp_path / fixture.name  # read a copy: the committed file must never change
+    shutil.copy(fixture, copy)
+    runs = nwb_autolfads.list_runs(copy)
+    assert [r.name for r in runs] == ["fixture"]
+    ds = nwb_autolfads.load_results(copy)
+    assert ds.emg_activations.dims == ("time", "channel") and ds.sizes["channel"] == 2
+    assert ds.firing_rates.dims == ("time", "unit") and ds.sizes["unit"] == 3
+    assert np.all(np.isfinite(ds.emg_activations.values))
+    assert pynwb.validate(path=str(copy)) == []
+
+
+def test_there_is_a_fixture_for_the_current_spec_version():
+    from nwb_autolfads.extension import SPEC_VERSION
+    assert any(p.stem == f"ndx-autolfads-{SPEC_VERSION}" for p in FIXTURES), \
+        "run python tests/data/results/make_fixture.py and commit its output"

@@ -1,0 +1,86 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from pynwb import NWBHDF5IO
+
+from nwb_autolfads import list_runs, load_results
+from nwb_autolfads.errors import InputFileError, ResultsNotFoundError
+from nwb_autolfads.testing import mock_emg_nwb, mock_run_record
+from nwb_autolfads.writing import write_results
+
+
+@pytest.fixture()
+def two_runs(tmp_path):
+    src = mock_emg_nwb(tmp_path / "src.nwb", duration=2.0, rate=1000.0, n_muscles=3, n_units=4, seed=0)
+    first = mock_run_record(n_bins=200, n_channels=3, unit_ids=[3, 1], name="early", seed=1)
+    second = mock_run_record(n_bins=200, n_channels=3, unit_ids=None, name="late", seed=2)
+    second.started, second.finished = "2026-02-01T00:00:00+00:00", "2026-02-01T00:05:00+00:00"
+    one, _ = write_results(src, tmp_path / "one.nwb", first)
+    two, _ = write_results(one, tmp_path / "two.nwb", second)
+    return two, first, second
+
+
+def test_list_runs_oldest_first(two_runs):
+    path, first, second = two_runs
+    runs = list_runs(path)
+    assert [r.name for r in runs] == ["early", "late"]
+    assert runs[0].channels == ["m0", "m1", "m2"] and runs[0].n_units == 2 and runs[1].n_units == 0
+    assert runs[0].epochs == 5 and runs[0].seed == 1 and runs[0].n_bins == 200
+
+
+def test_load_results_latest_by_default_and_by_name(two_runs):
+    path, first, second = two_runs
+    ds = load_results(path)
+    assert ds.attrs["run"] == "late" and "firing_rates" not in ds
+    ds = load_results(path, run="early")
+    assert ds.emg_activations.dims == ("time", "channel")
+    assert list(ds.channel.values) == ["m0", "m1", "m2"]
+    np.testing.assert_allclose(ds.emg_activations.values, first.activations)
+    np.testing.assert_allclose(ds.time.values, first.times)
+    np.testing.assert_allclose(ds.channel_scale.values, first.scales)
+    assert ds.emg_activations.attrs["units"] == "volts"
+    assert list(ds.unit.values) == [3, 1]  # Units ids, in column order
+    np.testing.assert_allclose(ds.firing_rates.values, first.rates)
+    assert ds.firing_rates.attrs["units"] == "Hz"
+    assert ds.factors.shape == (200, 4) and ds.inferred_inputs.shape == (200, 2)
+    assert ds.initial_conditions.dims == ("window", "ic_dim")
+    np.testing.assert_allclose(ds.window_time.values, first.ic_times)
+    np.testing.assert_allclose(ds.valid_nll.values, [h["valid_nll"] for h in first.history])
+    assert json.loads(ds.attrs["config"]) == {"seed": 1}
+    assert ds.attrs["random_seed"] == 1 and ds.attrs["source_file_sha256"] == "0" * 64
+    pbt = json.loads(ds.attrs["pbt_history"])
+    assert len(pbt) == 6 and {"generation", "member", "metric", "parent_member"} <= set(pbt[0])
+
+
+def test_load_results_errors(two_runs, emg_copy, tmp_path):
+    path = two_runs[0]
+    with pytest.raises(ResultsNotFoundError, match="no run 'nope'.*early, late"):
+        load_results(path, run="nope")
+    with pytest.raises(ResultsNotFoundError, match="holds no nwb-autolfads run"):
+        load_results(emg_copy)
+    with pytest.raises(InputFileError, match="does not exist"):
+        load_results(tmp_path / "missing.nwb")
+    (tmp_path / "text.nwb").write_text("not hdf5")
+    with pytest.raises(InputFileError, match="not a readable NWB file"):
+        load_results(tmp_path / "text.nwb")
+    assert list_runs(emg_copy) == []
+
+
+def test_runs_command(two_runs, emg_copy):
+    path = two_runs[0]
+    proc = subprocess.run([sys.executable, "-m", "nwb_autolfads", "runs", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 nwb-autolfads run(s)" in proc.stdout and "early" in proc.stdout and "late" in proc.stdout
+    assert "3 EMG channels, 2 units" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "nwb_autolfads", "runs", str(path), "--json"], capture_output=True,
+                          text=True)
+    assert [r["name"] for r in json.loads(proc.stdout)] == ["early", "late"]
+    proc = subprocess.run([sys.executable, "-m", "nwb_autolfads", "runs", str(emg_copy)], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0 and "no nwb-autolfads runs" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "nwb_autolfads", "runs", str(emg_copy) + ".missing"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "does not exist" in proc.stderr
