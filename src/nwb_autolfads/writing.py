@@ -287,6 +287,28 @@ def _check_written(path: Path, run_name: str, record: RunRecord) -> None:
             raise OutputError("written emg_activations have the wrong shape")
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_partials(target: Path) -> None:
+    """Delete temporary files left beside ``target`` by writers that were killed (their
+    process no longer exists); those of live writers are left alone."""
+    for tmp in target.parent.glob(f".{target.name}.*.partial"):
+        pid = tmp.name[len(target.name) + 2:].split("-", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+
+
 def write_results(input_path: str | Path, output: str | Path | None, record: RunRecord,
                   overwrite: bool = False, in_place: bool = False) -> tuple[Path, str]:
     """Write ``record`` as a new run. Returns (path written, run name).
@@ -298,7 +320,8 @@ def write_results(input_path: str | Path, output: str | Path | None, record: Run
         target = check_in_place(input_path)
     else:
         target = check_output_path(output, input_path, overwrite)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+    _remove_stale_partials(target)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
