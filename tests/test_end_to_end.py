@@ -62,7 +62,14 @@ def test_cli_smoke_run_writes_a_valid_result(emg_copy):
         assert run.factors.data.shape == (2000, 3)
         assert run.inferred_inputs.data.shape == (2000, 1)
         assert run.initial_conditions.data.shape[0] == json.loads(run.metrics)["n_windows"]
-        assert len(run.training_curves) == json.loads(run.metrics)["epochs"] == 3
+        # the smoke preset is a population of 2 trained for 2 generations of 2 epochs
+        assert len(run.training_curves) == json.loads(run.metrics)["epochs"] == 4
+        pbt = run.pbt_history.to_dataframe()
+        assert len(pbt) == 4 and list(pbt["generation"]) == [0, 0, 1, 1] and list(pbt["member"]) == [0, 1, 0, 1]
+        winner = json.loads(run.hyperparameters)
+        assert set(winner) == {"lr", "dropout", "cd_rate", "l2_gen_scale", "l2_con_scale", "kl_co_scale",
+                               "kl_ic_scale"}
+        assert json.loads(run.metrics)["pbt"]["population"] == 2
         # activations are in the source's units: same scale as the rectified EMG
         assert pynwb.validate(path=str(out)) == []
         rect = np.abs(src.data[:] - src.data[:].mean(0))
@@ -149,9 +156,9 @@ def test_already_rectified_emg_flag(tmp_path):
 
 def test_config_file_and_api(emg_copy, tmp_path):
     cfg_file = tmp_path / "my.yaml"
-    cfg_file.write_text("preset: smoke\ntrain:\n  max_epochs: 2\n")
+    cfg_file.write_text("preset: smoke\ntrain:\n  max_epochs: 2\npbt:\n  population: 1\n")
     res = nwb_autolfads.run(emg_copy, config=cfg_file, output=tmp_path / "api.nwb", progress=False)
-    assert len(res.training.history) == 2
+    assert len(res.training.history) == 2 and res.training.pbt_history is None
     assert res.output == tmp_path / "api.nwb" and res.output.exists()
     assert "api.nwb" in res.summary()
     bad = tmp_path / "bad.yaml"

@@ -74,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--units", metavar="QUERY", help="filter of the units table, e.g. \"quality == 'good'\"")
     p.add_argument("-o", "--output", metavar="OUT.nwb", help="output file (default: <input>_autolfads.nwb "
                                                               "beside the input)")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="training budget: smoke (seconds, for tests), "
-                                                              "quick (minutes), default (the full method)")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="training budget: smoke (seconds, for tests), quick (minutes, one model), default "
+                        "(AutoLFADS: population-based training of 20 members), paper (the published settings)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--config", metavar="FILE", help="YAML config file (see `nwb-autolfads config --show`)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -90,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-place", action="store_true",
                    help="add the results to FILE itself instead of writing a new file (atomic: an interruption "
                         "leaves FILE untouched or complete; needs free disk space for one copy of FILE)")
+    p.add_argument("--population", type=int, metavar="N",
+                   help="population-based training with N members (default preset: 20); 1 trains a single model "
+                        "with the configured hyperparameters")
+    p.add_argument("--resume", metavar="RUNDIR",
+                   help="continue an interrupted run from its run directory (by default the same command run "
+                        "again continues from .<output>.rundir beside the output)")
     p.add_argument("--run-name", metavar="NAME", help="name of the run in processing/autolfads "
                                                       "(default run_<UTC start time>)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -154,6 +161,8 @@ def _cmd_run(args) -> int:
         overrides["data.model"] = args.model
     if args.units:
         overrides["data.units"] = args.units
+    if args.population is not None:
+        overrides["pbt.population"] = args.population
     if args.channel_names:
         overrides["data.channel_names"] = [s.strip() for s in args.channel_names.split(",") if s.strip()]
     preset = args.preset
@@ -174,7 +183,7 @@ def _cmd_run(args) -> int:
         path = Path(args.file)
     result = run(path, args.output, preset=preset, config=args.config, overrides=overrides, emg=args.emg,
                  seed=args.seed, device=args.device, overwrite=overwrite, in_place=args.in_place,
-                 run_name=args.run_name, progress=not args.quiet,
+                 run_name=args.run_name, progress=not args.quiet, resume=args.resume,
                  command=shlex.join(["nwb-autolfads", *args.argv]))
     print(result.summary())
     if args.example:
@@ -208,7 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"nwb-autolfads: error: {exc}\n")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write("nwb-autolfads: interrupted; no output was written\n")
+        sys.stderr.write("nwb-autolfads: interrupted; no output was written (run the same command again to "
+                         "continue from the last completed epoch or generation)\n")
         return 130
 
 

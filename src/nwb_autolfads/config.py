@@ -31,6 +31,9 @@ __all__ = [
     "ModelConfig",
     "AugmentConfig",
     "TrainConfig",
+    "SearchRange",
+    "PBTConfig",
+    "PBT_HYPERPARAMETERS",
     "InferenceConfig",
     "RunConfig",
     "PRESETS",
@@ -252,6 +255,64 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class SearchRange:
+    """Bounds and explore weight of one hyperparameter tuned by population-based training."""
+
+    low: float
+    high: float
+    log: bool = False
+    """Initial values of the population are drawn log-uniformly (else uniformly) in [low, high]."""
+    weight: float = 0.3
+    """Explore multiplies the value by a factor drawn uniformly in [1 - weight, 1 + weight]."""
+
+    def check(self, key: str) -> None:
+        _check(self.low <= self.high, f"{key}.low", self.low, f"use low <= high ({self.high})")
+        _check(self.low > 0 or not self.log, f"{key}.low", self.low, "a log range needs low > 0")
+        _check(0 < self.weight < 1, f"{key}.weight", self.weight, "use an explore weight in (0, 1), e.g. 0.3")
+
+
+# The hyperparameters PBT tunes, and the config key each one sets.
+PBT_HYPERPARAMETERS = {"lr": "train.lr", "dropout": "model.dropout", "cd_rate": "augment.cd_rate",
+                       "l2_gen_scale": "train.l2_gen_scale", "l2_con_scale": "train.l2_con_scale",
+                       "kl_co_scale": "train.kl_co_scale", "kl_ic_scale": "train.kl_ic_scale"}
+
+
+@dataclass(frozen=True)
+class PBTConfig:
+    """Population-based training (science.md section 6). ``population: 1`` trains one model
+    with the configured hyperparameters (``train``/``model``/``augment``) instead."""
+
+    population: int = 20
+    generation_epochs: int = 25
+    """Epochs every member trains between two exploit/explore steps."""
+    max_generations: int = 40
+    stop_improvement: float = 0.0005
+    """Stop when the best metric improved by less than this fraction over ``stop_generations``."""
+    stop_generations: int = 4
+    lr: SearchRange = SearchRange(1e-5, 5e-3, log=True, weight=0.3)
+    dropout: SearchRange = SearchRange(0.0, 0.6, weight=0.3)
+    cd_rate: SearchRange = SearchRange(0.01, 0.7, weight=0.3)
+    l2_gen_scale: SearchRange = SearchRange(1e-4, 1.0, log=True, weight=0.8)
+    l2_con_scale: SearchRange = SearchRange(1e-4, 1.0, log=True, weight=0.8)
+    kl_co_scale: SearchRange = SearchRange(1e-6, 1e-4, log=True, weight=0.8)
+    kl_ic_scale: SearchRange = SearchRange(1e-6, 1e-3, log=True, weight=0.8)
+
+    def __post_init__(self) -> None:
+        _check(self.population >= 1, "pbt.population", self.population, "use an integer >= 1 (1: a single model)")
+        _check(self.generation_epochs >= 1, "pbt.generation_epochs", self.generation_epochs, "use an integer >= 1")
+        _check(self.max_generations >= 1, "pbt.max_generations", self.max_generations, "use an integer >= 1")
+        _check(self.stop_improvement >= 0, "pbt.stop_improvement", self.stop_improvement, "use a fraction >= 0")
+        _check(self.stop_generations >= 1, "pbt.stop_generations", self.stop_generations, "use an integer >= 1")
+        for name in PBT_HYPERPARAMETERS:
+            getattr(self, name).check(f"pbt.{name}")
+        _check(self.dropout.high < 1, "pbt.dropout.high", self.dropout.high, "use a rate < 1")
+        _check(self.cd_rate.high < 1, "pbt.cd_rate.high", self.cd_rate.high, "use a rate < 1")
+
+    def ranges(self) -> dict[str, SearchRange]:
+        return {name: getattr(self, name) for name in PBT_HYPERPARAMETERS}
+
+
+@dataclass(frozen=True)
 class InferenceConfig:
     """How outputs are inferred from the trained model (science.md section 4)."""
 
@@ -281,6 +342,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    pbt: PBTConfig = field(default_factory=PBTConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
 
     def __post_init__(self) -> None:
@@ -322,6 +384,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": {"ic_enc_dim": 8, "ci_enc_dim": 8, "con_dim": 8, "co_dim": 1, "ic_dim": 8,
                   "gen_dim": 16, "factor_dim": 3},
         "train": {"max_epochs": 3, "min_epochs": 0, "ramp_epochs": 1, "batch_size": 16},
+        "pbt": {"population": 2, "generation_epochs": 2, "max_generations": 2},
         "windows": {"window_bins": 20, "overlap_bins": 4},
         "inference": {"mode": "mean"},
     },
@@ -331,10 +394,14 @@ PRESETS: dict[str, dict[str, Any]] = {
                   "gen_dim": 64},
         "train": {"max_epochs": 150, "min_epochs": 30, "ramp_epochs": 30, "early_stopping_patience": 30,
                   "batch_size": 16},
+        "pbt": {"population": 1},
         "inference": {"mode": "sample", "n_samples": 20},
     },
-    # The full single-model method with science.md defaults.
+    # AutoLFADS: a population of 20 tuned by PBT, generations of 25 epochs, the stopping rule.
     "default": {},
+    # The published AutoLFADS settings (Keshtkaran et al. 2022, Wimalasena et al. 2022): as the
+    # default preset with 100 generations at most.
+    "paper": {"pbt": {"population": 20, "generation_epochs": 25, "max_generations": 100}},
 }
 
 

@@ -28,6 +28,7 @@ from .model import LFADS
 from .observations import Composite, ObservationModel, Poisson, get_observation
 from .preprocessing import preprocess_emg
 from .reading import bin_spikes, iter_series, open_nwb, read_emg, read_units
+from .pbt import train_population
 from .training import TrainResult, split_train_valid, train_model
 from .windows import WindowIndex, chop_segments, merge_segments
 from .writing import (RunRecord, check_in_place, check_output_path, default_output_path, file_sha256, git_revision,
@@ -87,9 +88,16 @@ class RunResult:
             f"  preprocess  {'; '.join(self.preprocessing_steps) or 'spike counts per bin'}",
             f"  windows     {self.n_windows} of {self.config.windows.window_bins} bins "
             f"({self.n_train} train / {self.n_valid} validation)",
-            f"  training    {len(t.history)} epochs in {t.seconds:.1f} s on {self.device}; best smoothed "
-            f"validation NLL {t.best_valid_nll:.4f} at epoch {t.best_epoch}"
-            + (" (early stop)" if t.stopped_early else ""),
+            (f"  training    population-based: {t.pbt_summary['population']} members x "
+             f"{t.pbt_summary['generations']} generations of {self.config.pbt.generation_epochs} epochs in "
+             f"{t.seconds:.1f} s on {self.device}" + (" (stopping rule)" if t.stopped_early else "")
+             + f"; winner: member {t.pbt_summary['best_member']} of generation {t.pbt_summary['best_generation'] + 1}, "
+             f"smoothed validation NLL {t.best_valid_nll:.4f}; "
+             + ", ".join(f"{k} {v:.3g}" for k, v in (t.hyperparameters or {}).items())
+             if t.pbt_summary else
+             f"  training    {len(t.history)} epochs in {t.seconds:.1f} s on {self.device}; best smoothed "
+             f"validation NLL {t.best_valid_nll:.4f} at epoch {t.best_epoch}"
+             + (" (early stop)" if t.stopped_early else "")),
         ]
         if self.output is not None:
             lines.append(f"  output      {self.output}")
@@ -104,6 +112,47 @@ class RunResult:
             lines.append(f"  read with   nwb_autolfads.load_results({str(self.output)!r})  or  "
                          f"nwb-autolfads runs {self.output}")
         return "\n".join(lines)
+
+
+RUN_FINGERPRINT = "fingerprint.json"
+
+
+def default_rundir(target: Path) -> Path:
+    """Where a run writing ``target`` keeps its training state: ``.<name>.rundir`` beside it."""
+    return target.with_name(f".{target.name}.rundir")
+
+
+def _prepare_rundir(rundir: Path, cfg: RunConfig, segments: list[np.ndarray], explicit: bool) -> None:
+    """Make ``rundir`` hold the state of *this* run: a run directory left by a run with other data
+    or settings is an error when given with --resume, and is cleared otherwise."""
+    import hashlib
+    import json
+    import shutil
+
+    digest = hashlib.sha256()
+    for seg in segments:
+        digest.update(np.ascontiguousarray(seg).tobytes())
+    fingerprint = {"config": {k: v for k, v in cfg.to_dict().items() if k not in ("device", "inference")},
+                   "data_sha256": digest.hexdigest()}
+    marker = rundir / RUN_FINGERPRINT
+    if marker.is_file():
+        try:
+            old = json.loads(marker.read_text())
+        except ValueError:
+            old = None
+        if old == json.loads(json.dumps(fingerprint)):
+            log.warning("resuming the interrupted run in %s", rundir)
+            return
+        if explicit:
+            raise ConfigError(f"--resume {str(rundir)!r} holds a run with other data or settings: resume with the "
+                              "same input and configuration, or leave out --resume to start afresh")
+        log.warning("%s holds an interrupted run with other data or settings: starting afresh", rundir)
+        shutil.rmtree(rundir)
+    elif rundir.exists() and any(rundir.iterdir()):
+        raise ConfigError(f"run directory {str(rundir)!r} exists and is not an nwb-autolfads run directory: move it "
+                          "away")
+    rundir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(fingerprint))
 
 
 def _describe(cfg: RunConfig, sig, units) -> str:
@@ -129,7 +178,7 @@ def _metrics(result: "RunResult") -> dict:
             "final_train_nll": last.get("train_nll"), "final_valid_nll": last.get("valid_nll"),
             "stopped_early": t.stopped_early, "nan_recoveries": t.nan_recoveries, "training_seconds": t.seconds,
             "n_windows": result.n_windows, "n_train": result.n_train, "n_valid": result.n_valid,
-            "device": result.device}
+            "device": result.device, **({"pbt": t.pbt_summary} if t.pbt_summary else {})}
 
 
 def _ic_times(fit: "FitResult", bin_times: list[np.ndarray], lead: int) -> np.ndarray:
@@ -169,10 +218,11 @@ class FitResult:
 
 
 def fit_signal(segments: list[np.ndarray], bin_size: float, observation: ObservationModel, cfg: RunConfig,
-               progress: bool = True) -> FitResult:
+               progress: bool = True, rundir: str | Path | None = None, resume: bool = False) -> FitResult:
     """Chop, train, infer and merge. ``segments``: per gap-free stretch, (n_bins, C) model-ready
     data; ``observation``: the distribution of each channel. ``cfg`` must be resolved for the
-    channel count (:meth:`RunConfig.resolved`)."""
+    channel count (:meth:`RunConfig.resolved`). ``rundir``: where the training state is kept
+    (and resumed from); ``resume``: it was named by the user, so a mismatch is an error."""
     w = cfg.windows
     lead = cfg.model.lead_in_bins  # windows carry a lead-in before the bins they model
     windows, index = chop_segments(segments, w.window_bins + lead, w.overlap_bins + lead)
@@ -189,13 +239,29 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
     if lead:
         log.info("the first %d bins of each segment are lead-in only (NaN in the outputs)", lead)
 
+    if rundir is not None:
+        _prepare_rundir(Path(rundir), cfg, segments, explicit=resume)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     train_idx, valid_idx = split_train_valid(index.n_windows, w.valid_every)
     x_all = torch.from_numpy(windows).to(device)
-    model = LFADS(segments[0].shape[1], cfg.model, observation).to(device)
-    model.init_readout_bias(x_all[train_idx].mean(dim=(0, 1)))
-    result = train_model(model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment, progress=progress)
+    data_mean = x_all[train_idx].mean(dim=(0, 1))
+
+    def make_model() -> LFADS:
+        m = LFADS(segments[0].shape[1], cfg.model, observation).to(device)
+        m.init_readout_bias(data_mean)
+        return m
+
+    if cfg.pbt.population > 1:
+        model, result = train_population(make_model, x_all[train_idx], x_all[valid_idx], cfg.model, cfg.train,
+                                         cfg.augment, cfg.pbt, seed=cfg.seed, rundir=rundir, progress=progress)
+    else:
+        model = make_model()
+        ck = Path(rundir) / "model_state.pt" if rundir is not None else None
+        if ck is not None:
+            ck.parent.mkdir(parents=True, exist_ok=True)
+        result = train_model(model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment, progress=progress,
+                             checkpoint=ck)
     inferred = infer(model, x_all, cfg.inference, progress=progress)
     return FitResult(mean=merge_segments(inferred.mean, index, w.merge_power, lead),
                      factors=merge_segments(inferred.factors, index, w.merge_power, lead),
@@ -208,7 +274,7 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         config: RunConfig | str | Path | None = None, overrides: Mapping[str, Any] | None = None,
         emg: str | None = None, seed: int | None = None, device: str | None = None, overwrite: bool = False,
         in_place: bool = False, run_name: str | None = None, write: bool = True,
-        progress: bool = True, command: str | None = None) -> RunResult:
+        progress: bool = True, command: str | None = None, resume: str | Path | None = None) -> RunResult:
     """Run AutoLFADS-style muscle-activation estimation on the EMG of an NWB file.
 
     Parameters
@@ -229,6 +295,10 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     write : set False to compute without writing a file (``RunResult.output`` is then None).
     progress : show progress bars.
     command : how the run was started, for the provenance (the CLI passes its command line).
+    resume : run directory of an interrupted run to continue. Without it, a run that writes a
+        file keeps its state in ``.<output name>.rundir`` beside the output (every epoch for
+        one model, every generation for a population) and the same command run again after
+        a crash continues from there; the directory is removed once the output is written.
 
     Returns a :class:`RunResult` (arrays, training history, output path, :meth:`~RunResult.summary`).
     """
@@ -293,7 +363,17 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     if bin_size != cfg.windows.bin_size:
         cfg = cfg.updated({"windows.bin_size": bin_size})
 
-    fit = fit_signal(segments, bin_size, observation, cfg, progress=progress)
+    if resume is not None:
+        rundir = Path(resume)
+        if not (rundir / RUN_FINGERPRINT).is_file():
+            raise ConfigError(f"--resume {str(rundir)!r} is not a run directory of nwb-autolfads (no {RUN_FINGERPRINT}):"
+                              " give the directory an interrupted run left, or leave out --resume")
+    elif write:
+        rundir = default_rundir(path if in_place else out_path)
+    else:
+        rundir = None
+    fit = fit_signal(segments, bin_size, observation, cfg, progress=progress, rundir=rundir,
+                     resume=resume is not None)
     times = np.concatenate(bin_times)
     mean = np.concatenate(fit.mean)
     rates = mean[:, :n_units] / bin_size  # spikes per bin -> Hz
@@ -324,7 +404,7 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         record = RunRecord(
             times=times, bin_size=bin_size, factors=result.factors, inputs=result.inputs,
             description=_describe(cfg, sig, units), config=cfg.to_dict(), software=_versions(),
-            hyperparameters=_hyperparameters(cfg), metrics=_metrics(result), seed=cfg.seed,
+            hyperparameters=train.hyperparameters or _hyperparameters(cfg), metrics=_metrics(result), seed=cfg.seed,
             started=started.isoformat(), finished=datetime.now(timezone.utc).isoformat(),
             source_identifier=source_identifier, source_sha256=source_sha256, modalities=cfg.data.model,
             activations=result.activations if sig is not None else None, channel_names=channel_names,
@@ -342,10 +422,14 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
             preprocessing=({"steps": pre.steps, "scales": pre.scales, "clip_levels": pre.clip_levels,
                             "bin_size": pre.bin_size, "parameters": cfg.preprocess.__dict__}
                            if pre is not None else {"bin_size": bin_size, "steps": ["spike counts per bin"]}),
-            history=train.history, pbt_history=[{"generation": 0, "member": 0, **_hyperparameters(cfg),
-                                                  "metric": train.best_valid_nll, "parent_member": -1}],
+            history=train.history, pbt_history=train.pbt_history or [
+                {"generation": 0, "member": 0, **_hyperparameters(cfg), "metric": train.best_valid_nll,
+                 "epochs": len(train.history), "parent_member": -1, "parent_generation": -1}],
             command=command or f"nwb_autolfads.run({str(path)!r}, ...) from {' '.join(sys.argv)}", git_revision=git_revision(), name=run_name)
         result.output, result.run_name = write_results(path, None if in_place else out_path, record,
                                                        overwrite=overwrite, in_place=in_place)
+        if resume is None and rundir is not None:
+            import shutil
+            shutil.rmtree(rundir, ignore_errors=True)  # the result is written: the state is not needed
     result.seconds = time.perf_counter() - t_start
     return result

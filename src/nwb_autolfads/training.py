@@ -29,7 +29,7 @@ from .config import AugmentConfig, TrainConfig
 from .errors import TrainingError
 from .model import LFADS
 
-__all__ = ["TrainResult", "train_model", "split_train_valid", "evaluate_nll", "save_checkpoint", "load_checkpoint"]
+__all__ = ["TrainResult", "train_model", "train_epoch", "split_train_valid", "evaluate_nll", "save_checkpoint", "load_checkpoint"]
 
 
 @dataclass
@@ -41,6 +41,12 @@ class TrainResult:
     stopped_early: bool = False
     seconds: float = 0.0
     nan_recoveries: int = 0
+    pbt_history: list[dict] | None = None
+    """Population-based training: one row per generation x member (hyperparameters, metric, parent)."""
+    hyperparameters: dict | None = None
+    """The hyperparameters of the result (the winner's, for population-based training)."""
+    pbt_summary: dict | None = None
+    """Population size, generations, winner and its lineage."""
 
 
 def split_train_valid(n_windows: int, valid_every: int) -> tuple[np.ndarray, np.ndarray]:
@@ -124,6 +130,51 @@ def load_checkpoint(path: str | Path) -> dict:
     return torch.load(Path(path), map_location="cpu", weights_only=False)
 
 
+def train_epoch(model: LFADS, opt: torch.optim.Optimizer, train_x: torch.Tensor, cfg: TrainConfig,
+                cd: CoordinatedDropout, shift: TemporalShift, ramp: float, held: torch.Tensor | None = None,
+                sv_rate: float = 0.0) -> dict[str, float] | None:
+    """One pass over ``train_x`` (N, T, C) in shuffled batches. Returns the mean reconstruction
+    NLL, KL and L2 terms, or None if the loss became NaN/inf (the caller recovers)."""
+    model.train()
+    n_train = train_x.shape[0]
+    lead_in = model.cfg.lead_in_bins
+    order = torch.randperm(n_train)
+    sums = {"nll": 0.0, "kl_ic": 0.0, "kl_co": 0.0, "l2": 0.0}
+    n_batches = 0
+    for i in range(0, n_train, cfg.batch_size):
+        idx = order[i:i + cfg.batch_size]
+        xb = train_x[idx]  # (B, T, C)
+        if held is None:
+            target, enc_in = shift(xb), shift(xb)
+            usable = None
+        else:  # held-out elements: zeroed for the encoder, and no loss on them
+            hb = held[idx]
+            target, usable = shift(xb, 1.0 - hb)
+            enc_in = shift(xb * (1.0 - hb) / (1.0 - sv_rate))
+        enc_in, mask = cd(enc_in)
+        if usable is not None:
+            mask = mask * usable
+        out = model(enc_in, sample=True)
+        target, mask = target[:, lead_in:], mask[:, lead_in:]  # the lead-in is input only
+        nll = model.observation.nll(out.params, target)  # (B, T, C)
+        recon = (nll * mask).sum() / mask.sum().clamp_min(1.0)
+        kl_ic, kl_co = out.kl_ic.mean(), out.kl_co.mean()
+        l2 = _l2(model, cfg)
+        loss = recon + ramp * (cfg.kl_ic_scale * kl_ic + cfg.kl_co_scale * kl_co + l2)
+        if not torch.isfinite(loss):
+            return None
+        opt.zero_grad(set_to_none=True)
+        (cfg.loss_scale * loss).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        opt.step()
+        sums["nll"] += recon.item()
+        sums["kl_ic"] += kl_ic.item()
+        sums["kl_co"] += kl_co.item()
+        sums["l2"] += l2.item()
+        n_batches += 1
+    return {k: v / max(n_batches, 1) for k, v in sums.items()}
+
+
 def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: TrainConfig,
                 aug: AugmentConfig, progress: bool = True, desc: str = "training",
                 checkpoint: str | Path | None = None) -> TrainResult:
@@ -154,8 +205,6 @@ def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg:
         smoothed, since_best, start_epoch = ck["smoothed"], ck["since_best"], ck["epoch"]
         result = TrainResult(**ck["result"])
         _set_rng_state(ck["rng"])
-    n_train = train_x.shape[0]
-    lead_in = model.cfg.lead_in_bins
     # sample validation: a fixed set of training elements the model never learns from
     held = None
     if aug.sv_rate > 0:
@@ -168,44 +217,9 @@ def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg:
         for epoch in range(start_epoch, cfg.max_epochs):
             if result.stopped_early:
                 break
-            model.train()
             ramp = _ramp(epoch, cfg.ramp_epochs)
-            order = torch.randperm(n_train)
-            sums = {"nll": 0.0, "kl_ic": 0.0, "kl_co": 0.0, "l2": 0.0}
-            n_batches = 0
-            diverged = False
-            for i in range(0, n_train, cfg.batch_size):
-                idx = order[i:i + cfg.batch_size]
-                xb = train_x[idx]  # (B, T, C)
-                if held is None:
-                    target, enc_in = shift(xb), shift(xb)
-                    usable = None
-                else:  # held-out elements: zeroed for the encoder, and no loss on them
-                    hb = held[idx]
-                    target, usable = shift(xb, 1.0 - hb)
-                    enc_in = shift(xb * (1.0 - hb) / (1.0 - aug.sv_rate))
-                enc_in, mask = cd(enc_in)
-                if usable is not None:
-                    mask = mask * usable
-                out = model(enc_in, sample=True)
-                target, mask = target[:, lead_in:], mask[:, lead_in:]  # the lead-in is input only
-                nll = model.observation.nll(out.params, target)  # (B, T, C)
-                recon = (nll * mask).sum() / mask.sum().clamp_min(1.0)
-                kl_ic, kl_co = out.kl_ic.mean(), out.kl_co.mean()
-                l2 = _l2(model, cfg)
-                loss = recon + ramp * (cfg.kl_ic_scale * kl_ic + cfg.kl_co_scale * kl_co + l2)
-                if not torch.isfinite(loss):
-                    diverged = True
-                    break
-                opt.zero_grad(set_to_none=True)
-                (cfg.loss_scale * loss).backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                opt.step()
-                sums["nll"] += recon.item()
-                sums["kl_ic"] += kl_ic.item()
-                sums["kl_co"] += kl_co.item()
-                sums["l2"] += l2.item()
-                n_batches += 1
+            sums = train_epoch(model, opt, train_x, cfg, cd, shift, ramp, held, aug.sv_rate)
+            diverged = sums is None
             valid_nll = evaluate_nll(model, valid_x) if not diverged else math.nan
             if diverged or not math.isfinite(valid_nll):
                 # Restore the last good weights with a smaller learning rate and go on.
@@ -220,10 +234,9 @@ def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg:
                 bar.update(1)
                 continue
             smoothed = valid_nll if smoothed is None else cfg.smoothing * smoothed + (1 - cfg.smoothing) * valid_nll
-            record = {"epoch": epoch, "train_nll": sums["nll"] / max(n_batches, 1), "valid_nll": valid_nll,
-                      "smoothed_valid_nll": smoothed, "kl_ic": sums["kl_ic"] / max(n_batches, 1),
-                      "kl_co": sums["kl_co"] / max(n_batches, 1), "l2": sums["l2"] / max(n_batches, 1),
-                      "lr": opt.param_groups[0]["lr"]}
+            record = {"epoch": epoch, "train_nll": sums["nll"], "valid_nll": valid_nll,
+                      "smoothed_valid_nll": smoothed, "kl_ic": sums["kl_ic"], "kl_co": sums["kl_co"],
+                      "l2": sums["l2"], "lr": opt.param_groups[0]["lr"]}
             if held is not None:
                 record["sample_valid_nll"] = evaluate_nll(model, train_x, held=held, held_rate=aug.sv_rate)
             result.history.append(record)

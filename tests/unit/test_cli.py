@@ -16,7 +16,7 @@ def test_config_show_prints_resolved_yaml(capsys):
     assert main(["config", "--show", "--preset", "smoke", "--set", "train.lr=0.002"]) == 0
     cfg = yaml.safe_load(capsys.readouterr().out)
     assert cfg["preset"] == "smoke" and cfg["train"]["lr"] == 0.002
-    assert set(cfg) == {"seed", "device", "preset", "data", "preprocess", "windows", "model", "augment", "train",
+    assert set(cfg) == {"seed", "device", "preset", "data", "preprocess", "windows", "model", "augment", "train", "pbt",
                         "inference"}
 
 

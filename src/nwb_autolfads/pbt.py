@@ -1,0 +1,303 @@
+"""Population-based training of LFADS (AutoLFADS, science.md section 6).
+
+A population of members trains in generations of ``generation_epochs`` epochs. After each
+generation every member is compared with a random other member (binary tournament); if the
+other is better (lower smoothed validation NLL), or its own metric is NaN, the member copies the
+other's weights, optimizer state, metric and hyperparameters, then *explores*: every
+hyperparameter is multiplied by a factor drawn in [1 - w, 1 + w] (redrawn until inside its
+bounds). Training stops when the best metric improved by less than ``stop_improvement`` over
+``stop_generations`` generations, or at ``max_generations``. The result is the best member seen
+(weights and hyperparameters), its training history, and the whole population history.
+
+Embedded executor: members train one after another in this process (each epoch already uses
+every core through torch's threads). Every completed generation is checkpointed atomically in
+``rundir``; calling :func:`train_population` again with the same ``rundir`` resumes after the
+last completed generation and ends with exactly the result of an uninterrupted run (the
+population, the PBT random generator and torch's RNG are all part of the checkpoint).
+
+The pure pieces (:func:`initial_hyperparameters`, :func:`explore`, :func:`tournament`,
+:func:`should_stop`) are separate so they can be tested and reused by other executors.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .augment import CoordinatedDropout, TemporalShift
+from .config import AugmentConfig, ModelConfig, PBTConfig, SearchRange, TrainConfig
+from .errors import TrainingError
+from .model import LFADS
+from .training import TrainResult, _ramp, _rng_state, _set_rng_state, evaluate_nll, load_checkpoint, \
+    save_checkpoint, train_epoch
+
+__all__ = ["initial_hyperparameters", "explore", "tournament", "should_stop", "train_population"]
+
+CHECKPOINT = "pbt_state.pt"
+
+
+# ------------------------------------------------------------------------------- pure pieces
+def _clip(value: float, r: SearchRange) -> float:
+    return float(min(max(value, r.low), r.high))
+
+
+def initial_hyperparameters(ranges: dict[str, SearchRange], defaults: dict[str, float], n: int,
+                            rng: np.random.Generator) -> list[dict[str, float]]:
+    """Member 0 starts from ``defaults`` (the configured single-model values, clipped to the
+    bounds); the others draw every hyperparameter uniformly (log-uniformly for log ranges)
+    within its bounds, except the learning rate, which all start at the default (science.md)."""
+    members = [{k: _clip(defaults[k], r) for k, r in ranges.items()}]
+    for _ in range(n - 1):
+        hp = {}
+        for k, r in ranges.items():
+            if k == "lr":
+                hp[k] = _clip(defaults[k], r)
+            elif r.log:
+                hp[k] = float(np.exp(rng.uniform(np.log(r.low), np.log(r.high))))
+            else:
+                hp[k] = float(rng.uniform(r.low, r.high))
+        members.append(hp)
+    return members
+
+
+def explore(hp: dict[str, float], ranges: dict[str, SearchRange], rng: np.random.Generator,
+            max_tries: int = 100) -> dict[str, float]:
+    """Multiply each hyperparameter by a factor in [1 - w, 1 + w], redrawn until the result is
+    inside the bounds (clipped after ``max_tries`` draws, e.g. for a value of 0)."""
+    out = {}
+    for k, value in hp.items():
+        r = ranges[k]
+        for _ in range(max_tries):
+            new = value * rng.uniform(1.0 - r.weight, 1.0 + r.weight)
+            if r.low <= new <= r.high:
+                break
+        else:
+            new = _clip(new, r)
+        out[k] = float(new)
+    return out
+
+
+def tournament(scores: list[float], rng: np.random.Generator) -> list[int]:
+    """Binary tournament: for each member, the member it copies from (itself if it wins).
+    A member copies a random other member when that one's score is lower, or when its own
+    score is NaN (and the other's is not)."""
+    n = len(scores)
+    parents = []
+    for i in range(n):
+        if n < 2:
+            parents.append(i)
+            continue
+        j = int(rng.integers(n - 1))
+        j += j >= i  # a random *other* member
+        mine, theirs = scores[i], scores[j]
+        if (math.isnan(mine) and not math.isnan(theirs)) or theirs < mine:
+            parents.append(j)
+        else:
+            parents.append(i)
+    return parents
+
+
+def should_stop(best_per_generation: list[float], ratio: float, window: int) -> bool:
+    """True when the best score improved by less than ``ratio`` (relative) over the last
+    ``window`` generations."""
+    if len(best_per_generation) <= window:
+        return False
+    before, now = best_per_generation[-1 - window], best_per_generation[-1]
+    if not (math.isfinite(before) and math.isfinite(now)):
+        return False
+    return (before - now) < ratio * abs(before)
+
+
+# ------------------------------------------------------------------------------- members
+@dataclass
+class Member:
+    model: LFADS
+    opt: torch.optim.Optimizer
+    hp: dict[str, float]
+    epochs: int = 0
+    smoothed: float = math.nan
+    history: list[dict] = field(default_factory=list)
+
+    def apply(self) -> None:
+        """Make the hyperparameters effective in the model and the optimizer."""
+        for group in self.opt.param_groups:
+            group["lr"] = self.hp["lr"]
+        for module in self.model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = self.hp["dropout"]
+
+    def state(self) -> dict:
+        return {"model": copy.deepcopy(self.model.state_dict()), "opt": copy.deepcopy(self.opt.state_dict()),
+                "hp": dict(self.hp), "epochs": self.epochs, "smoothed": self.smoothed,
+                "history": copy.deepcopy(self.history)}
+
+    def load(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.hp, self.epochs, self.smoothed = dict(state["hp"]), state["epochs"], state["smoothed"]
+        self.history = copy.deepcopy(state["history"])
+        self.apply()
+
+
+def _train_config(cfg: TrainConfig, hp: dict[str, float]) -> TrainConfig:
+    return replace(cfg, lr=hp["lr"], l2_gen_scale=hp["l2_gen_scale"], l2_con_scale=hp["l2_con_scale"],
+                   kl_co_scale=hp["kl_co_scale"], kl_ic_scale=hp["kl_ic_scale"])
+
+
+def _train_generation(member: Member, train_x, valid_x, cfg: TrainConfig, aug: AugmentConfig, epochs: int,
+                      number: int) -> None:
+    """``epochs`` epochs of one member; its metric is the smoothed validation NLL (NaN if it
+    diverged: the tournament then replaces it)."""
+    tcfg = _train_config(cfg, member.hp)
+    cd = CoordinatedDropout(member.hp["cd_rate"])
+    shift = TemporalShift(aug.shift_std, aug.shift_max)
+    for _ in range(epochs):
+        sums = train_epoch(member.model, member.opt, train_x, tcfg, cd, shift, _ramp(member.epochs, cfg.ramp_epochs))
+        valid = evaluate_nll(member.model, valid_x) if sums is not None else math.nan
+        member.epochs += 1
+        if sums is None or not math.isfinite(valid):
+            member.smoothed = math.nan
+            return
+        s = member.smoothed
+        member.smoothed = valid if math.isnan(s) else cfg.smoothing * s + (1 - cfg.smoothing) * valid
+        member.history.append({"epoch": member.epochs - 1, "train_nll": sums["nll"], "valid_nll": valid,
+                               "smoothed_valid_nll": member.smoothed, "kl_ic": sums["kl_ic"], "kl_co": sums["kl_co"],
+                               "l2": sums["l2"], "lr": member.hp["lr"], "generation": number})
+
+
+def _fingerprint(*parts) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        if isinstance(p, torch.Tensor):
+            h.update(p.detach().cpu().contiguous().numpy().tobytes())
+        else:
+            h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------- the loop
+def train_population(make_model: Callable[[], LFADS], train_x: torch.Tensor, valid_x: torch.Tensor,
+                     model_cfg: ModelConfig, train_cfg: TrainConfig, aug: AugmentConfig, pbt: PBTConfig,
+                     seed: int = 0, rundir: str | Path | None = None, progress: bool = True,
+                     on_generation: Callable[[int, list[dict]], None] | None = None) -> tuple[LFADS, TrainResult]:
+    """Population-based training; returns the best model (weights restored) and a
+    :class:`TrainResult` whose ``history`` is the winner's lineage, epoch by epoch, with
+    ``pbt_history`` (one row per generation x member) and ``hyperparameters`` (the winner's).
+
+    ``make_model()`` builds a freshly initialised model (called once per member, in order).
+    ``rundir``: where each completed generation is checkpointed; an existing checkpoint of the
+    same data and configuration is resumed. ``on_generation(g, rows)`` is called after every
+    completed and checkpointed generation.
+    """
+    t0 = time.perf_counter()
+    ranges = pbt.ranges()
+    defaults = {"lr": train_cfg.lr, "dropout": model_cfg.dropout, "cd_rate": aug.cd_rate,
+                "l2_gen_scale": train_cfg.l2_gen_scale, "l2_con_scale": train_cfg.l2_con_scale,
+                "kl_co_scale": train_cfg.kl_co_scale, "kl_ic_scale": train_cfg.kl_ic_scale}
+    rng = np.random.default_rng(seed + 7919)
+    members = []
+    for hp in initial_hyperparameters(ranges, defaults, pbt.population, rng):
+        model = make_model()
+        opt = torch.optim.Adam(model.parameters(), lr=hp["lr"], eps=train_cfg.adam_eps)
+        members.append(Member(model, opt, hp))
+        members[-1].apply()
+    rows: list[dict] = []
+    best_per_generation: list[float] = []
+    best: dict | None = None  # state of the best member seen, with its score
+    start = 0
+    fingerprint = _fingerprint(train_x, valid_x, model_cfg.__dict__, train_cfg.__dict__, aug.__dict__,
+                               json.loads(json.dumps(pbt, default=lambda o: o.__dict__)), seed)
+    ck_path = Path(rundir) / CHECKPOINT if rundir is not None else None
+    if ck_path is not None and ck_path.exists():
+        ck = load_checkpoint(ck_path)
+        if ck.get("fingerprint") == fingerprint:
+            for m, state in zip(members, ck["members"]):
+                m.load(state)
+            rows, best_per_generation, best = ck["rows"], ck["best_per_generation"], ck["best"]
+            start = ck["generation"]
+            rng.bit_generator.state = ck["rng"]
+            _set_rng_state(ck["torch_rng"])
+            t0 -= ck["seconds"]
+    bar = tqdm(total=pbt.max_generations, initial=start, desc="PBT", unit="gen", disable=not progress,
+               dynamic_ncols=True)
+    stopped = start > 0 and should_stop(best_per_generation, pbt.stop_improvement, pbt.stop_generations)
+    try:
+        for g in range(start, pbt.max_generations):
+            if stopped:
+                break
+            for k, m in enumerate(members):
+                _train_generation(m, train_x, valid_x, train_cfg, aug, pbt.generation_epochs, g)
+            scores = [m.smoothed for m in members]
+            finite = [s for s in scores if math.isfinite(s)]
+            if not finite:
+                raise TrainingError("every member of the population diverged (NaN loss): lower pbt.lr.high or "
+                                    "check the input data")
+            i_best = int(np.nanargmin(scores))
+            if best is None or scores[i_best] < best["score"]:
+                best = {"score": scores[i_best], "member": i_best, "generation": g, **members[i_best].state()}
+            best_per_generation.append(best["score"])
+            parents = tournament(scores, rng)
+            for k, (m, s) in enumerate(zip(members, scores)):
+                rows.append({"generation": g, "member": k, **m.hp, "metric": s, "epochs": m.epochs,
+                             "parent_member": parents[k] if parents[k] != k else -1,
+                             "parent_generation": g if parents[k] != k else -1})
+            sources = {p: members[p].state() for k, p in enumerate(parents) if p != k}  # before any copy
+            for k, p in enumerate(parents):
+                if p != k:
+                    members[k].load(sources[p])
+                    members[k].hp = explore(sources[p]["hp"], ranges, rng)
+                    members[k].apply()
+            stopped = should_stop(best_per_generation, pbt.stop_improvement, pbt.stop_generations)
+            if ck_path is not None:
+                ck_path.parent.mkdir(parents=True, exist_ok=True)
+                save_checkpoint(ck_path, {
+                    "fingerprint": fingerprint, "generation": g + 1, "members": [m.state() for m in members],
+                    "rows": rows, "best_per_generation": best_per_generation, "best": best,
+                    "rng": rng.bit_generator.state, "torch_rng": _rng_state(), "seconds": time.perf_counter() - t0})
+            if on_generation is not None:
+                on_generation(g, rows)
+            median = float(np.nanmedian(scores))
+            hp = rows[-len(members) + i_best]  # what the generation's best member trained with
+            bar.set_postfix(best=f"{best['score']:.4f}", median=f"{median:.4f}", lr=f"{hp['lr']:.1e}",
+                            cd=f"{hp['cd_rate']:.2f}", refresh=False)
+            bar.update(1)
+            if progress:
+                bar.write(f"generation {g + 1}: best {scores[i_best]:.4f} (member {i_best}: "
+                          + ", ".join(f"{k} {hp[k]:.3g}" for k in ranges) + f"), median {median:.4f}")
+    finally:
+        bar.close()
+    winner = members[0]
+    winner.load(best)
+    history = winner.history
+    summary = {"population": pbt.population, "generations": len(best_per_generation),
+               "best_member": best["member"], "best_generation": best["generation"], "stopped_by_rule": stopped,
+               "lineage": lineage(rows, best["member"], best["generation"])}
+    result = TrainResult(history=history, best_epoch=len(history) - 1, best_valid_nll=best["score"],
+                         stopped_early=stopped, seconds=time.perf_counter() - t0, pbt_history=rows,
+                         hyperparameters=dict(best["hp"]), pbt_summary=summary)
+    return winner.model, result
+
+
+def lineage(rows: list[dict], member: int, generation: int) -> list[dict]:
+    """The chain of (generation, member) whose weights the winner carries, oldest first."""
+    by_key = {(r["generation"], r["member"]): r for r in rows}
+    chain = []
+    g, k = generation, member
+    while g >= 0:
+        chain.append({"generation": g, "member": k})
+        # the member k at generation g was copied from parent_member at the end of generation g - 1
+        prev = by_key.get((g - 1, k))
+        if prev is not None and prev["parent_member"] >= 0:
+            k = prev["parent_member"]
+        g -= 1
+    return chain[::-1]
