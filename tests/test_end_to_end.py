@@ -255,3 +255,42 @@ def test_in_place_runs_accumulate_in_the_source(emg_copy):
         assert second.source_emg is nwb.acquisition["EMG"]
     proc = _cli("run", emg_copy, "--preset", "smoke", "-q", "--in-place", "-o", emg_copy.with_name("x.nwb"))
     assert proc.returncode == 2 and "not both" in proc.stderr
+
+
+def test_kill_9_during_population_training_then_rerun_continues_to_the_same_result(emg_file, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["--preset", "smoke", "-q", "--set", "pbt.max_generations=4", "--set", "pbt.generation_epochs=3"]
+    # uninterrupted, in its own directory
+    ref_dir = tmp_path / "ref"
+    ref_dir.mkdir()
+    ref_in = ref_dir / "emg.nwb"
+    ref_in.write_bytes(emg_file.read_bytes())
+    assert _cli("run", ref_in, *args).returncode == 0
+    # killed after the first generation's checkpoint, then the same command again
+    work = tmp_path / "work"
+    work.mkdir()
+    src = work / "emg.nwb"
+    src.write_bytes(emg_file.read_bytes())
+    proc = subprocess.Popen([sys.executable, "-m", "nwb_autolfads", "run", str(src), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = work / ".emg_autolfads.nwb.rundir" / "pbt_state.pt"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (work / "emg_autolfads.nwb").exists()  # no output from the killed run
+    again = _cli("run", src, *args)
+    assert again.returncode == 0, again.stderr
+    assert "resuming" in again.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["emg.nwb", "emg_autolfads.nwb"]  # run directory removed
+    ref = nwb_autolfads.load_results(ref_dir / "emg_autolfads.nwb")
+    got = nwb_autolfads.load_results(work / "emg_autolfads.nwb")
+    np.testing.assert_array_equal(got.emg_activations.values, ref.emg_activations.values)
+    assert json.loads(got.attrs["pbt_history"]) == json.loads(ref.attrs["pbt_history"])

@@ -1,0 +1,76 @@
+"""Cost of population-based training per generation, for populations of 1, 8 and 20.
+
+    python benchmarks/pbt_speed.py [--populations 1 8 20] [--epochs 2] [--windows 200] [--config reference]
+
+Trains ``nwb_autolfads.pbt.train_population`` (the embedded executor) for one generation of
+``--epochs`` epochs on random data shaped like the reference configuration of
+benchmarks/model_speed.py (30 Poisson channels, 50-bin windows, batch 32, generator 200,
+100 factors; 4 in 5 windows train) or the EMG configuration, and prints wall time per
+generation, member-epochs per second and the ratio to a population of 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from nwb_autolfads.config import build_config
+from nwb_autolfads.model import LFADS
+from nwb_autolfads.observations import Gamma, Poisson
+from nwb_autolfads.pbt import train_population
+
+CONFIGS = {
+    "reference": dict(channels=30, T=50, obs="poisson",
+                      model={"ic_enc_dim": 64, "ci_enc_dim": 64, "con_dim": 64, "co_dim": 4, "ic_dim": 64,
+                             "gen_dim": 200, "factor_dim": 100}),
+    "emg": dict(channels=12, T=100, obs="gamma",
+                model={"ic_enc_dim": 64, "ci_enc_dim": 64, "con_dim": 64, "co_dim": 2, "ic_dim": 64, "gen_dim": 64,
+                       "factor_dim": 9}),
+}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--populations", type=int, nargs="+", default=[1, 8, 20])
+    p.add_argument("--epochs", type=int, default=2, help="epochs per generation")
+    p.add_argument("--windows", type=int, default=200)
+    p.add_argument("--config", choices=sorted(CONFIGS), default="reference")
+    args = p.parse_args(argv)
+
+    c = CONFIGS[args.config]
+    g = torch.Generator().manual_seed(0)
+    if c["obs"] == "poisson":
+        x = torch.poisson(torch.full((args.windows, c["T"], c["channels"]), 0.3), generator=g)
+    else:
+        x = torch.rand((args.windows, c["T"], c["channels"]), generator=g) + 0.05
+    n_train = args.windows * 4 // 5
+    tx, vx = x[:n_train], x[n_train:]
+    observation = Poisson() if c["obs"] == "poisson" else Gamma()
+    print(f"{args.config} configuration: {args.windows} windows ({n_train} train) x {c['T']} bins x "
+          f"{c['channels']} channels, batch 32; one generation of {args.epochs} epochs; "
+          f"{torch.get_num_threads()} torch threads")
+    print()
+    print("| population | s per generation | member-epochs / s | cost vs population 1 |")
+    print("| ---------- | ---------------- | ----------------- | -------------------- |")
+    base = None
+    for n in [0, *args.populations]:  # 0: an untimed warm-up (first calls into torch are slow)
+        cfg = build_config(overrides={"model": c["model"], "train.batch_size": 32, "pbt.population": max(n, 1),
+                                      "pbt.max_generations": 1, "pbt.generation_epochs": args.epochs})
+
+        def make():
+            return LFADS(c["channels"], cfg.model, observation)
+
+        torch.manual_seed(0)
+        t0 = time.perf_counter()
+        train_population(make, tx, vx, cfg.model, cfg.train, cfg.augment, cfg.pbt, progress=False)
+        wall = time.perf_counter() - t0
+        if n == 0:
+            continue
+        base = base or wall
+        print(f"| {n:10d} | {wall:16.2f} | {n * args.epochs / wall:17.2f} | {wall / base:19.1f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nwb_autolfads import pbt
+from nwb_autolfads.config import PBTConfig, SearchRange, build_config
+from nwb_autolfads.model import LFADS
+from nwb_autolfads.observations import Gamma
+from nwb_autolfads.pbt import explore, initial_hyperparameters, lineage, should_stop, tournament, train_population
+
+RANGES = PBTConfig().ranges()
+DEFAULTS = {"lr": 4e-3, "dropout": 0.1, "cd_rate": 0.3, "l2_gen_scale": 1e-3, "l2_con_scale": 1e-3,
+            "kl_co_scale": 1e-4, "kl_ic_scale": 1e-4}
+
+
+def test_initial_population_member_0_is_the_defaults_and_all_are_in_bounds():
+    members = initial_hyperparameters(RANGES, {**DEFAULTS, "kl_co_scale": 1.0}, 20, np.random.default_rng(0))
+    assert members[0] == {**DEFAULTS, "kl_co_scale": 1e-4}  # clipped to its upper bound
+    assert all(m["lr"] == 4e-3 for m in members)  # every member starts at the default learning rate
+    for m in members:
+        for k, r in RANGES.items():
+            assert r.low <= m[k] <= r.high
+    # log ranges are sampled log-uniformly: about half the draws are below the geometric mean
+    kl = np.array([m["kl_ic_scale"] for m in initial_hyperparameters(RANGES, DEFAULTS, 2000,
+                                                                     np.random.default_rng(1))[1:]])
+    assert 0.45 < np.mean(kl < np.sqrt(1e-6 * 1e-3)) < 0.55
+
+
+def test_explore_stays_in_bounds_and_within_the_weight():
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        hp = {k: float(np.exp(rng.uniform(np.log(r.low), np.log(r.high)))) if r.log else float(rng.uniform(r.low,
+                                                                                                           r.high))
+              for k, r in RANGES.items()}
+        new = explore(hp, RANGES, rng)
+        for k, r in RANGES.items():
+            assert r.low <= new[k] <= r.high
+            if hp[k] > 0:
+                assert (1 - r.weight) - 1e-12 <= new[k] / hp[k] <= (1 + r.weight) + 1e-12
+    # at a bound the factor is redrawn until inside (never clipped to the bound itself)
+    at_top = explore({**DEFAULTS, "lr": 5e-3}, RANGES, np.random.default_rng(3))
+    assert at_top["lr"] < 5e-3
+    # the factors spread over [1 - w, 1 + w]
+    factors = [explore({"dropout": 0.3}, {"dropout": SearchRange(0.0, 1.0, weight=0.3)}, rng)["dropout"] / 0.3
+               for _ in range(2000)]
+    assert min(factors) < 0.72 and max(factors) > 1.28
+
+
+def test_tournament():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        scores = list(rng.normal(size=6))
+        parents = tournament(scores, rng)
+        best = int(np.argmin(scores))
+        assert parents[best] == best  # the best member never copies
+        for k, p in enumerate(parents):
+            assert p == k or scores[p] < scores[k]  # only ever copies a better member
+    # the worse of two always copies the better one; a NaN member copies anyone finite
+    assert tournament([2.0, 1.0], rng) == [1, 1]
+    for _ in range(20):
+        parents = tournament([math.nan, 5.0, 3.0], rng)
+        assert parents[0] in (1, 2)
+    assert tournament([1.0], rng) == [0]
+
+
+def test_stopping_rule():
+    assert not should_stop([1.0, 0.9, 0.8], ratio=0.0005, window=4)  # too few generations
+    assert not should_stop([1.0, 0.9, 0.8, 0.7, 0.6], ratio=0.0005, window=4)
+    assert should_stop([1.0, 0.9, 0.9, 0.9, 0.9, 0.89999], ratio=0.0005, window=4)
+    assert should_stop([-2.0, -2.0, -2.0, -2.0, -2.0], ratio=0.0005, window=4)  # negative NLLs too
+    assert not should_stop([-2.0, -2.0, -2.0, -2.0, -2.1], ratio=0.0005, window=4)
+
+
+def test_lineage_follows_the_copies():
+    rows = [{"generation": 0, "member": 0, "parent_member": -1}, {"generation": 0, "member": 1, "parent_member": 0},
+            {"generation": 1, "member": 0, "parent_member": 1}, {"generation": 1, "member": 1, "parent_member": -1},
+            {"generation": 2, "member": 0, "parent_member": -1}, {"generation": 2, "member": 1, "parent_member": -1}]
+    assert lineage(rows, member=0, generation=2) == [{"generation": 0, "member": 0}, {"generation": 1, "member": 1},
+                                                    {"generation": 2, "member": 0}]
+
+
+def _setup(population=3, generations=3, epochs=2, seed=0):
+    cfg = build_config("smoke", overrides={"pbt.population": population, "pbt.max_generations": generations,
+                                           "pbt.generation_epochs": epochs}).resolved(4)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand((30, 20, 4), generator=g) + 0.1
+
+    def make():
+        return LFADS(4, cfg.model, Gamma())
+    return cfg, make, x[:24], x[24:]
+
+
+def _run(cfg, make, tx, vx, rundir=None, on_generation=None):
+    torch.manual_seed(cfg.seed)
+    return train_population(make, tx, vx, cfg.model, cfg.train, cfg.augment, cfg.pbt, seed=cfg.seed, rundir=rundir,
+                            progress=False, on_generation=on_generation)
+
+
+def test_population_history_and_winner():
+    cfg, make, tx, vx = _setup()
+    model, result = _run(cfg, make, tx, vx)
+    rows = result.pbt_history
+    assert len(rows) == 9 and [r["generation"] for r in rows] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert result.best_valid_nll == min(r["metric"] for r in rows)
+    winner = [r for r in rows if r["metric"] == result.best_valid_nll][0]
+    assert result.hyperparameters == {k: winner[k] for k in RANGES}
+    assert len(result.history) == 6  # the winner's lineage, epoch by epoch
+    assert result.pbt_summary["lineage"][-1] == {"generation": winner["generation"], "member": winner["member"]}
+    # members that copied got explored hyperparameters (different from the parent's)
+    for r in rows[:-3]:
+        if r["parent_member"] >= 0:
+            nxt = next(x for x in rows if x["generation"] == r["generation"] + 1 and x["member"] == r["member"])
+            parent = next(x for x in rows if x["generation"] == r["generation"] and x["member"] == r["parent_member"])
+            assert nxt["lr"] != parent["lr"]
+    assert math.isclose(float(pbt.evaluate_nll(model, vx)), result.history[-1]["valid_nll"], rel_tol=1e-5)
+
+
+def test_resume_after_an_interruption_gives_the_uninterrupted_result(tmp_path):
+    cfg, make, tx, vx = _setup()
+    full_model, full = _run(cfg, make, tx, vx, rundir=tmp_path / "a")
+
+    def crash(g, rows):
+        if g == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(cfg, make, tx, vx, rundir=tmp_path / "b", on_generation=crash)
+    torch.manual_seed(1234)  # whatever happened to the RNG since, resume restores it
+    resumed_model, resumed = _run(cfg, make, tx, vx, rundir=tmp_path / "b")
+    assert resumed.pbt_history == full.pbt_history
+    for k, v in full_model.state_dict().items():
+        assert torch.equal(v, resumed_model.state_dict()[k]), k
+
+
+def test_a_diverged_member_is_replaced(monkeypatch):
+    cfg, make, tx, vx = _setup(population=3, generations=2)
+    calls = {"n": 0}
+    real = pbt.train_epoch
+
+    def flaky(model, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # member 1, first epoch: NaN loss
+            return None
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(pbt, "train_epoch", flaky)
+    _, result = _run(cfg, make, tx, vx)
+    first = {r["member"]: r for r in result.pbt_history if r["generation"] == 0}
+    assert math.isnan(first[1]["metric"]) and first[1]["parent_member"] in (0, 2)
+    assert all(math.isfinite(r["metric"]) for r in result.pbt_history if r["generation"] == 1)
