@@ -7,6 +7,7 @@ inferred inputs in processing module ``autolfads``, with the resolved config as 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
 import sys
@@ -22,7 +23,7 @@ import torch
 from . import __version__
 from .config import RunConfig, build_config
 from .devices import resolve_device, seed_everything
-from .errors import ConfigError, SignalError
+from .errors import ConfigError, SignalError, TrainingError
 from .inference import infer
 from .model import LFADS
 from .observations import Composite, ObservationModel, Poisson, get_observation
@@ -31,7 +32,7 @@ from .reading import bin_spikes, iter_series, open_nwb, read_emg, read_units
 from .pbt import train_population
 from .training import TrainResult, split_train_valid, train_model
 from .windows import WindowIndex, chop_segments, merge_segments
-from .writing import (RunRecord, check_in_place, check_output_path, default_output_path, file_sha256, git_revision,
+from .writing import (OutputLock, RunRecord, check_in_place, check_output_path, default_output_path, file_sha256, git_revision,
                       write_results)
 
 __all__ = ["RunResult", "FitResult", "run", "fit_signal"]
@@ -209,6 +210,7 @@ class FitResult:
     factors: list[np.ndarray]  # per segment (n_bins, F)
     inputs: list[np.ndarray]  # per segment (n_bins, U)
     ic_mean: np.ndarray  # (n_windows, I) posterior mean of each window's initial condition
+    coverage: list[np.ndarray]  # per segment (n_bins, 1): 1 where a window covers the bin, NaN elsewhere
     training: TrainResult
     index: WindowIndex
     n_train: int
@@ -266,7 +268,9 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
     return FitResult(mean=merge_segments(inferred.mean, index, w.merge_power, lead),
                      factors=merge_segments(inferred.factors, index, w.merge_power, lead),
                      inputs=merge_segments(inferred.inputs, index, w.merge_power, lead),
-                     ic_mean=inferred.ic_mean, training=result, index=index, n_train=int(train_idx.size), n_valid=int(valid_idx.size),
+                     ic_mean=inferred.ic_mean, training=result,
+                     coverage=merge_segments(np.ones((index.n_windows, w.window_bins, 1), np.float32), index,
+                                             w.merge_power, lead), index=index, n_train=int(train_idx.size), n_valid=int(valid_idx.size),
                      device=str(device), model=model)
 
 
@@ -334,6 +338,16 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         elif write:
             check_output_path(out_path, path, overwrite)  # fail before training, not after
         source_identifier = nwbfile.identifier
+    with contextlib.ExitStack() as stack:
+        if write:
+            stack.enter_context(OutputLock(path if in_place else out_path))
+        return _run_locked(path, out_path, cfg, sig, units, others, source_identifier, started, t_start, write,
+                           in_place, overwrite, run_name, progress, command, resume)
+
+
+def _run_locked(path, out_path, cfg, sig, units, others, source_identifier, started, t_start, write, in_place,
+                overwrite, run_name, progress, command, resume) -> RunResult:
+    """The part of :func:`run` after the input is read and the output checked, under the output's lock."""
     source_sha256 = file_sha256(path) if write else ""
 
     # ---- model-ready segments: spike counts (Poisson) then EMG (Gamma), on one bin grid
@@ -376,11 +390,23 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
                      resume=resume is not None)
     times = np.concatenate(bin_times)
     mean = np.concatenate(fit.mean)
+    # Bins no window covers (segments shorter than a window, lead-in bins) have no estimate: they are
+    # left out of the results. A non-finite value anywhere else is a numerical fault, never written.
+    covered = np.isfinite(np.concatenate(fit.coverage)[:, 0])
+    outputs_finite = np.all(np.isfinite(mean), axis=1) & np.all(np.isfinite(np.concatenate(fit.factors)), axis=1)
+    if np.any(covered & ~outputs_finite):
+        raise TrainingError(f"the trained model produced NaN/inf for {int(np.sum(covered & ~outputs_finite))} bins: "
+                            "nothing was written; lower train.lr (or pbt.lr.high) or check the input data")
+    if not covered.all():
+        log.warning("%d bins (%.1f s) that no window covers are left out of the results", int((~covered).sum()),
+                    (~covered).sum() * bin_size)
     rates = mean[:, :n_units] / bin_size  # spikes per bin -> Hz
     activations = mean[:, n_units:] * (pre.scales[None, :] if pre is not None else 1.0)  # back to source units
     factors = np.concatenate(fit.factors)
     inputs = np.concatenate(fit.inputs)
     rectified = np.concatenate(pre.rectified) if pre is not None else np.zeros((times.size, 0))
+    times, rates, activations, factors, inputs, rectified = (a[covered] for a in (times, rates, activations, factors,
+                                                                               inputs, rectified))
     train = fit.training
     channel_names = list(pre.channel_names) if pre is not None else []
 

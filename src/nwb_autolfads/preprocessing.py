@@ -143,20 +143,68 @@ def _bincount_2d(out: np.ndarray, idx: np.ndarray, xs: np.ndarray) -> None:
         out[:, c] = np.bincount(idx, weights=xs[:, c], minlength=out.shape[0])
 
 
+def _drop_non_finite(sig: Signal, values: np.ndarray, segments: list[slice],
+                     steps: list[str]) -> tuple[np.ndarray, list[slice]]:
+    """NaN/inf samples: a channel with nothing finite is set to 0 (a flat channel, modelled at the
+    floor); samples where any other channel is not finite are left out, and the stretches between
+    them become separate segments (like gaps in time). Warns; fails only if nothing is left."""
+    finite = np.isfinite(values)
+    if finite.all():
+        return values, segments
+    dead = ~finite.any(axis=0)
+    if dead.all():
+        raise SignalError(f"{sig.source_path}: every sample is NaN or inf: choose another series with --emg")
+    if dead.any():
+        names = [sig.channel_names[i] for i in np.flatnonzero(dead)]
+        log.warning("%s: channel(s) %s hold no finite sample; they are modelled as flat", sig.source_path,
+                    ", ".join(names))
+        values = values.copy()
+        values[:, dead] = 0.0
+        finite[:, dead] = True
+        steps.append(f"channel(s) {', '.join(names)} without finite samples set to 0")
+    bad = ~finite.all(axis=1)
+    if not bad.any():
+        return values, segments
+    kept = []
+    for seg in segments:
+        good = ~bad[seg]
+        edges = np.flatnonzero(np.diff(np.r_[0, good.astype(np.int8), 0]))
+        kept += [slice(seg.start + a, seg.start + b) for a, b in zip(edges[::2], edges[1::2])]
+    n_bad = int(bad.sum())
+    log.warning("%s: %d samples (%.2f%%) with NaN/inf are left out; the %d stretches around them are modelled "
+                "separately", sig.source_path, n_bad, 100.0 * n_bad / bad.size, len(kept))
+    steps.append(f"left out {n_bad} samples with NaN/inf (the stretches between them are separate segments)")
+    if not kept:
+        raise SignalError(f"{sig.source_path}: no stretch without NaN/inf samples: interpolate or remove them")
+    return values, kept
+
+
+def _warn_saturated(sig: Signal, values: np.ndarray, fraction: float = 0.01) -> None:
+    """Warn about channels that sit at their extreme value in more than ``fraction`` of samples
+    (amplifier or ADC saturation): their activations are underestimated there."""
+    if values.shape[0] < 100:
+        return
+    peak = np.max(np.abs(values), axis=0)
+    at_peak = np.mean(np.abs(values) >= peak[None, :] * (1 - 1e-9), axis=0)
+    saturated = [sig.channel_names[i] for i in np.flatnonzero((at_peak > fraction) & (peak > 0))]
+    if saturated:
+        log.warning("%s: channel(s) %s look saturated (at their extreme value in more than %g%% of samples); "
+                    "activations are underestimated where they clip", sig.source_path, ", ".join(saturated),
+                    100 * fraction)
+
+
 def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float, preprocessed: bool | None = None,
                    gap_factor: float = 1.5) -> Preprocessed:
     """Turn an EMG :class:`Signal` into model-ready binned, scaled segments."""
     values = sig.values
-    if not np.all(np.isfinite(values)):
-        n_bad = int(np.sum(~np.isfinite(values)))
-        raise SignalError(f"{sig.source_path}: {n_bad} samples are NaN or inf: remove or interpolate them "
-                          "before modelling")
     times = sig.times()
     fs = sig.sampling_rate()
     segments = split_segments(times, gap_factor) if sig.timestamps is not None else [slice(0, sig.n_samples)]
     steps: list[str] = []
     if len(segments) > 1:
         steps.append(f"split into {len(segments)} segments at gaps in the timestamps (no filter crosses a gap)")
+    values, segments = _drop_non_finite(sig, values, segments, steps)
+    _warn_saturated(sig, values)
 
     if preprocessed is None:
         preprocessed = looks_rectified(values, fs)

@@ -77,8 +77,8 @@ def split_segments(times: np.ndarray, gap_factor: float = 1.5) -> list[slice]:
     steps = np.diff(times)
     if np.any(steps <= 0):
         i = int(np.argmax(steps <= 0))
-        raise SignalError(f"timestamps are not strictly increasing (sample {i + 1}: {times[i + 1]!r} after "
-                          f"{times[i]!r}): sort the data or remove duplicate samples")
+        raise SignalError(f"timestamps are not strictly increasing (sample {i + 1}: {float(times[i + 1])!r} after "
+                          f"{float(times[i])!r}): sort the data or remove duplicate samples")
     median = float(np.median(steps))
     breaks = np.flatnonzero(steps > gap_factor * median) + 1
     edges = [0, *breaks.tolist(), times.size]

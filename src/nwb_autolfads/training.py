@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .augment import CoordinatedDropout, TemporalShift
 from .config import AugmentConfig, TrainConfig
-from .errors import TrainingError
+from .errors import OutputError, TrainingError
 from .model import LFADS
 
 __all__ = ["TrainResult", "train_model", "train_epoch", "split_train_valid", "evaluate_nll", "save_checkpoint", "load_checkpoint"]
@@ -121,6 +121,9 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
     try:
         torch.save(state, tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"could not save the training state to {str(path)!r}: {exc.strerror or exc}: check free "
+                          "disk space and permissions") from None
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -33,7 +33,7 @@ from .errors import OutputError
 from .extension import AutoLFADSRun, FiringRates, MuscleActivations
 from .reading import OUTPUT_MODULE
 
-__all__ = ["RunRecord", "default_output_path", "check_output_path", "write_results", "build_run",
+__all__ = ["RunRecord", "OutputLock", "default_output_path", "check_output_path", "write_results", "build_run",
            "file_sha256", "git_revision", "to_json"]
 
 _DANDI_NAME = re.compile(r"^(sub-[A-Za-z0-9]+)(_ses-[A-Za-z0-9]+)?")
@@ -126,6 +126,54 @@ def check_in_place(path: str | Path) -> Path:
                           "(leave out --in-place)")
     _check_writable_dir(path)
     return path
+
+
+class OutputLock:
+    """An exclusive lock on writing ``target`` (a new output, or the input for ``--in-place``),
+    held from before training until the result is in place: two runs cannot write the same
+    file at once. The lock is ``.<name>.lock`` beside the target, locked with ``flock`` (the OS
+    releases it if the process dies, so a killed run never leaves a stale lock)."""
+
+    def __init__(self, target: str | Path):
+        self.target = Path(target)
+        self.path = self.target.with_name(f".{self.target.name}.lock")
+        self._fd: int | None = None
+
+    def __enter__(self) -> "OutputLock":
+        import fcntl
+
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise OutputError(f"{str(self.target)!r} is being written by another nwb-autolfads run "
+                                  f"({holder}): wait for it to finish, or choose another --output") from None
+            try:  # the holder before us may have removed the file between our open and our lock
+                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import fcntl
+
+        if self._fd is None:
+            return
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:

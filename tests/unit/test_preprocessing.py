@@ -153,9 +153,20 @@ def test_flat_channel_warns_and_stays_finite(caplog):
     assert np.all(np.isfinite(pre.segments[0]))
 
 
-def test_nan_input_is_a_clear_error():
+def test_nan_samples_split_the_data_and_all_nan_is_a_clear_error():
     sig = _raw_signal()
     values = sig.values.copy()
-    values[10, 0] = np.nan
-    with pytest.raises(SignalError, match="NaN"):
-        preprocess_emg(Signal(values, sig.channel_names, "V", "x", rate=FS), PreprocessConfig(), 0.01)
+    n = values.shape[0]
+    values[n // 2:n // 2 + 50, 0] = np.nan  # a stretch lost on one channel
+    out = preprocess_emg(Signal(values, sig.channel_names, "V", "x", rate=FS), PreprocessConfig(), 0.01)
+    assert len(out.segments) == 2 and any("NaN/inf" in s for s in out.steps)
+    assert all(np.all(np.isfinite(s)) for s in out.segments)
+    gap_start, gap_end = out.bin_times[0][-1], out.bin_times[1][0]
+    assert gap_start < (n // 2) / FS and gap_end > (n // 2 + 50) / FS  # no bin covers the lost samples
+    dead = sig.values.copy()
+    dead[:, 1] = np.nan  # a channel with nothing finite is flat, the rest is intact
+    out = preprocess_emg(Signal(dead, sig.channel_names, "V", "x", rate=FS), PreprocessConfig(), 0.01)
+    assert len(out.segments) == 1 and np.all(out.segments[0][:, 1] == PreprocessConfig().floor)
+    with pytest.raises(SignalError, match="every sample is NaN"):
+        preprocess_emg(Signal(np.full_like(dead, np.nan), sig.channel_names, "V", "x", rate=FS), PreprocessConfig(),
+                       0.01)

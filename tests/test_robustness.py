@@ -1,0 +1,202 @@
+"""Never lose or corrupt data: every class of bad input is one line on stderr with exit code 2,
+no traceback, no output and an untouched input; awkward signals (NaN stretches, dead or
+saturated channels) are handled; runs writing the same file are serialised by a lock."""
+
+import hashlib
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+import h5py
+import numpy as np
+import pytest
+from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+
+import nwb_autolfads
+from nwb_autolfads.errors import OutputError
+from nwb_autolfads.testing import mock_emg_nwb, synthetic_emg, write_emg_nwb
+from nwb_autolfads.writing import OutputLock
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "nwb_autolfads", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def _nwb_with(path, series):
+    nwb = NWBFile(session_description="bad input", identifier="bad",
+                  session_start_time=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    nwb.add_acquisition(series)
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    return path
+
+
+def _plain_hdf5(d):
+    with h5py.File(d / "plain.nwb", "w") as f:
+        f["x"] = np.arange(3)
+    return d / "plain.nwb", []
+
+
+def _timestamps(d, how):
+    path = mock_emg_nwb(d / f"{how}.nwb", duration=3.0, rate=1000.0, n_muscles=2, use_timestamps=True,
+                        include_truth=False)
+    with h5py.File(path, "a") as f:
+        ts = f["acquisition/EMG/timestamps"]
+        t = ts[:]
+        if how == "unsorted":
+            t[100], t[101] = t[101], t[100]
+        else:
+            t[101] = t[100]
+        ts[...] = t
+    return path, []
+
+
+BAD_INPUTS = {
+    "hdf5 but not nwb": (_plain_hdf5, "not NWB"),
+    "non-monotonic timestamps": (lambda d: _timestamps(d, "unsorted"), "not strictly increasing"),
+    "duplicate timestamps": (lambda d: _timestamps(d, "duplicate"), "not strictly increasing"),
+    "3-D data": (lambda d: (_nwb_with(d / "3d.nwb", TimeSeries(name="EMG", data=np.zeros((100, 2, 2)), unit="V",
+                                                                rate=1000.0, description="EMG")), []), "shape"),
+    "empty data": (lambda d: (_nwb_with(d / "empty.nwb", TimeSeries(name="EMG", data=np.zeros((0, 2)), unit="V",
+                                                                     rate=1000.0, description="EMG")), []), "empty"),
+    "unknown --emg path": (lambda d: (mock_emg_nwb(d / "e.nwb", duration=2.0, rate=1000.0, n_muscles=2),
+                                      ["--emg", "acquisition/Nope"]), "acquisition/Nope"),
+    "unknown config key": (lambda d: (mock_emg_nwb(d / "e.nwb", duration=2.0, rate=1000.0, n_muscles=2),
+                                      ["--set", "train.learning_rate=0.1"]), "unknown config key"),
+    "wrong config type": (lambda d: (mock_emg_nwb(d / "e.nwb", duration=2.0, rate=1000.0, n_muscles=2),
+                                     ["--set", "pbt.population=many"]), "pbt.population"),
+    "out-of-range config value": (lambda d: (mock_emg_nwb(d / "e.nwb", duration=2.0, rate=1000.0, n_muscles=2),
+                                             ["--set", "pbt.lr.weight=3"]), "pbt.lr.weight"),
+    "bad config file": (lambda d: (mock_emg_nwb(d / "e.nwb", duration=2.0, rate=1000.0, n_muscles=2),
+                                   ["--config", (d / "c.yaml").write_text("train: [1, 2") and d / "c.yaml"]),
+                        "not valid YAML"),
+    "invalid option value": (lambda d: (mock_emg_nwb(d / "e.nwb", duration=2.0, rate=1000.0, n_muscles=2),
+                                        ["--population", "0"]), "pbt.population"),
+    "unknown --resume directory": (lambda d: (mock_emg_nwb(d / "e.nwb", duration=2.0, rate=1000.0, n_muscles=2),
+                                              ["--resume", d / "nowhere"]), "not a run directory"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_one_line_exit_2_no_output_input_untouched(tmp_path, case):
+    make, words = BAD_INPUTS[case]
+    path, extra = make(tmp_path)
+    before_sha = _sha(path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    proc = _cli("run", path, "--preset", "smoke", "-q", *extra)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("nwb-autolfads: error: ")
+    assert "Traceback" not in proc.stderr
+    assert words in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no output, no leftovers
+    assert _sha(path) == before_sha
+
+
+def test_read_only_output_directory_and_full_disk_are_clear_errors(tmp_path, monkeypatch):
+    import nwb_autolfads.writing as writing
+
+    src = mock_emg_nwb(tmp_path / "e.nwb", duration=4.0, rate=1000.0, n_muscles=2)
+    real_access = writing.os.access
+    monkeypatch.setattr(writing.os, "access", lambda p, mode: False if mode == writing.os.W_OK else real_access(p, mode))
+    with pytest.raises(OutputError, match="not writable"):
+        nwb_autolfads.run(src, preset="smoke", progress=False)
+    monkeypatch.undo()
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writing.os, "replace", full)
+    with pytest.raises(OutputError, match="No space left on device.*free disk space"):
+        nwb_autolfads.run(src, preset="smoke", progress=False)  # fails saving the first checkpoint
+    with pytest.raises(OutputError, match="No space left on device.*free disk space"):
+        nwb_autolfads.run(src, preset="smoke", progress=False, overrides={"pbt.population": 1},
+                          resume=None)  # fails at the first epoch's checkpoint
+    monkeypatch.undo()
+    # nothing at the output path; only the hidden run directory that a rerun would resume from
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".e_autolfads.nwb.rundir", "e.nwb"]
+    assert not list(tmp_path.glob(".e_autolfads.nwb.rundir/*.tmp"))
+
+
+def test_nan_stretches_and_dead_channels_are_left_out_with_a_warning(tmp_path):
+    synth = synthetic_emg(duration=12.0, rate=1000.0, n_muscles=3, seed=4)
+    synth.raw[4000:4500] = np.nan  # half a second lost on every channel
+    synth.raw[7000:7010, 1] = np.inf  # a glitch on one channel
+    path = write_emg_nwb(tmp_path / "nan.nwb", synth)
+    proc = _cli("run", path, "--preset", "smoke", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert "NaN/inf are left out" in proc.stderr
+    ds = nwb_autolfads.load_results(tmp_path / "nan_autolfads.nwb")
+    assert np.all(np.isfinite(ds.emg_activations.values)) and np.all(np.isfinite(ds.factors.values))
+    t = ds.time.values
+    assert not np.any((t > 4.0) & (t < 4.5))  # no estimate inside the lost stretch
+
+    dead = synthetic_emg(duration=12.0, rate=1000.0, n_muscles=3, seed=4)
+    dead.raw[:, 2] = np.nan
+    path = write_emg_nwb(tmp_path / "dead.nwb", dead)
+    proc = _cli("run", path, "--preset", "smoke", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert "hold no finite sample" in proc.stderr and "flat" in proc.stderr
+    ds = nwb_autolfads.load_results(tmp_path / "dead_autolfads.nwb")
+    assert np.all(np.isfinite(ds.emg_activations.values))
+
+
+def test_saturated_channel_warns(tmp_path):
+    synth = synthetic_emg(duration=10.0, rate=1000.0, n_muscles=2, seed=1)
+    top = np.quantile(np.abs(synth.raw[:, 0]), 0.9)
+    synth.raw[:, 0] = np.clip(synth.raw[:, 0], -top, top)
+    path = write_emg_nwb(tmp_path / "sat.nwb", synth)
+    proc = _cli("run", path, "--preset", "smoke", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert "look saturated" in proc.stderr and "TA" in proc.stderr
+
+
+def test_a_locked_output_is_refused_then_free_again(tmp_path):
+    src = mock_emg_nwb(tmp_path / "e.nwb", duration=4.0, rate=1000.0, n_muscles=2)
+    out = tmp_path / "e_autolfads.nwb"
+    with OutputLock(out):
+        proc = _cli("run", src, "--preset", "smoke", "-q")
+        assert proc.returncode == 2 and "being written by another nwb-autolfads run" in proc.stderr
+        inplace = _cli("run", src, "--preset", "smoke", "-q", "--in-place")
+        assert inplace.returncode == 0, inplace.stderr  # another target: not locked
+        with OutputLock(src):
+            proc = _cli("run", src, "--preset", "smoke", "-q", "--in-place")
+            assert proc.returncode == 2 and "being written" in proc.stderr
+    assert _cli("run", src, "--preset", "smoke", "-q").returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.nwb", "e_autolfads.nwb"]  # no lock files left
+
+
+def test_two_runs_on_one_input_with_different_outputs_both_succeed(tmp_path):
+    src = mock_emg_nwb(tmp_path / "e.nwb", duration=6.0, rate=1000.0, n_muscles=2)
+    before = _sha(src)
+    procs = [subprocess.Popen([sys.executable, "-m", "nwb_autolfads", "run", str(src), "--preset", "smoke", "-q",
+                               "-o", str(tmp_path / f"out{k}.nwb")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for k in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    assert _sha(src) == before
+    a, b = (nwb_autolfads.load_results(tmp_path / f"out{k}.nwb") for k in range(2))
+    np.testing.assert_array_equal(a.emg_activations.values, b.emg_activations.values)  # deterministic too
+
+
+def test_two_runs_racing_for_one_output_never_interleave(tmp_path):
+    src = mock_emg_nwb(tmp_path / "e.nwb", duration=6.0, rate=1000.0, n_muscles=2)
+    cmd = [sys.executable, "-m", "nwb_autolfads", "run", str(src), "--preset", "smoke", "-q", "--overwrite"]
+    # the first trains long enough (several seconds) for the second to start while it holds the lock
+    first = subprocess.Popen(cmd + ["--set", "pbt.generation_epochs=20"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    lock = tmp_path / ".e_autolfads.nwb.lock"
+    deadline = time.time() + 60
+    while not lock.exists() and time.time() < deadline:
+        time.sleep(0.01)
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert second.returncode == 2 and "being written by another nwb-autolfads run (pid" in second.stderr
+    assert len(nwb_autolfads.list_runs(tmp_path / "e_autolfads.nwb")) == 1
