@@ -69,3 +69,28 @@ def test_lead_in_windows_merge_back_in_place():
         assert m.shape == (n, 3)
         assert np.all(np.isnan(m[:5]))  # lead-in only: never modelled
         assert np.all(np.isfinite(m[5:]))
+
+
+def test_lead_in_bins_are_left_out_of_the_results(emg_copy):
+    res = nwb_autolfads.run(emg_copy, preset="smoke", write=False, progress=False,
+                            overrides={"model.lead_in_bins": 5})
+    assert res.times.shape == (1995,) and res.activations.shape == (1995, 6)
+    assert np.all(np.isfinite(res.activations)) and np.all(np.isfinite(res.factors))
+    assert res.times[0] > 0.05
+
+
+def test_non_finite_model_outputs_are_never_written(emg_copy, monkeypatch):
+    import nwb_autolfads.pipeline as pipeline
+    from nwb_autolfads.errors import TrainingError
+
+    real = pipeline.infer
+
+    def broken(*args, **kwargs):
+        out = real(*args, **kwargs)
+        out.mean[3, 7] = np.nan
+        return out
+
+    monkeypatch.setattr(pipeline, "infer", broken)
+    with pytest.raises(TrainingError, match="NaN/inf.*nothing was written"):
+        nwb_autolfads.run(emg_copy, preset="smoke", progress=False)
+    assert sorted(p.name for p in emg_copy.parent.iterdir() if not p.name.startswith(".")) == ["emg.nwb"]
