@@ -180,7 +180,7 @@ def _cmd_run(args) -> int:
     else:
         if not args.file:
             raise ConfigError("no input file: give FILE.nwb, or --example to run on a built-in example")
-        path = Path(args.file)
+        path = args.file  # a path or a URL: run() resolves it
     result = run(path, args.output, preset=preset, config=args.config, overrides=overrides, emg=args.emg,
                  seed=args.seed, device=args.device, overwrite=overwrite, in_place=args.in_place,
                  run_name=args.run_name, progress=not args.quiet, resume=args.resume,

@@ -32,6 +32,7 @@ from .reading import bin_spikes, iter_series, open_nwb, read_emg, read_units
 from .pbt import train_population
 from .training import TrainResult, split_train_valid, train_model
 from .windows import WindowIndex, chop_segments, merge_segments
+from .sources import Source, resolve_source
 from .writing import (OutputLock, RunRecord, check_in_place, check_output_path, default_output_path, file_sha256, git_revision,
                       write_results)
 
@@ -45,7 +46,7 @@ class RunResult:
     """What :func:`run` did and where the result is."""
 
     output: Path | None
-    input: Path
+    input: Path | Any  # a local Path, or a remote Source (URL / DANDI asset)
     config: RunConfig
     source_path: str
     channel_names: list[str]
@@ -283,7 +284,8 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
 
     Parameters
     ----------
-    path : input NWB file (opened read-only, never modified).
+    path : input NWB file (opened read-only, never modified): a local path, an http(s) URL, or a
+        DANDI asset (``dandi://dandi/<id>[@version]/<path>`` or ``DANDI:<id>/<path>``), streamed.
     output : output NWB path; default ``<stem>_autolfads.nwb`` beside the input (DANDI-style
         ``sub-X_ses-Y_desc-autolfads_emg.nwb`` for DANDI-named inputs).
     preset : ``smoke`` (seconds), ``quick`` (minutes) or ``default`` (the full method).
@@ -308,7 +310,8 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     """
     t_start = time.perf_counter()
     started = datetime.now(timezone.utc)
-    path = Path(path)
+    source = resolve_source(path)
+    path = source.path if not source.remote else source  # a local Path, or the remote Source
     extra: dict[str, Any] = {}
     if emg is not None:
         extra["data.emg"] = emg
@@ -330,13 +333,18 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         units = read_units(nwbfile, cfg.data.units) if "spikes" in modalities else None
         others = [c.path for c in iter_series(nwbfile) if sig is not None and c.score > 0
                   and c.path != sig.source_path and not c.path.startswith(sig.source_path + "/")]
-        out_path = Path(output) if output is not None else default_output_path(path, cfg.data.model)
+        # a remote input's results go to the current directory
+        out_path = Path(output) if output is not None else default_output_path(
+            Path(source.name) if source.remote else path, cfg.data.model)
         if write and in_place:
             if output is not None:
                 raise ConfigError("give either --output or --in-place, not both")
+            if source.remote:
+                raise ConfigError(f"--in-place cannot change a remote file ({source.spec}): leave out --in-place to "
+                                  "write the results to a new local file")
             check_in_place(path)
         elif write:
-            check_output_path(out_path, path, overwrite)  # fail before training, not after
+            check_output_path(out_path, None if source.remote else path, overwrite)  # fail before training
         source_identifier = nwbfile.identifier
     with contextlib.ExitStack() as stack:
         if write:
@@ -348,7 +356,8 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
 def _run_locked(path, out_path, cfg, sig, units, others, source_identifier, started, t_start, write, in_place,
                 overwrite, run_name, progress, command, resume) -> RunResult:
     """The part of :func:`run` after the input is read and the output checked, under the output's lock."""
-    source_sha256 = file_sha256(path) if write else ""
+    # hashing a remote file would download all of it: its URL identifies it instead
+    source_sha256 = file_sha256(path) if write and not isinstance(path, Source) else ""
 
     # ---- model-ready segments: spike counts (Poisson) then EMG (Gamma), on one bin grid
     parts: list[tuple[ObservationModel, int]] = []

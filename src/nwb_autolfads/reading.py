@@ -32,10 +32,19 @@ _NAMES_IN_TEXT = re.compile(r"(?:muscles|channels|channel names)\s*[:=]\s*([^\n;
 
 
 @contextlib.contextmanager
-def open_nwb(path: str | Path) -> Iterator[tuple[NWBHDF5IO, NWBFile]]:
+def open_nwb(path) -> Iterator[tuple[NWBHDF5IO, NWBFile]]:
     """Open an NWB file read-only; raise :class:`InputFileError` with a clear message if the path
-    is missing, a directory, not HDF5 or not NWB."""
-    path = Path(path)
+    is missing, a directory, not HDF5 or not NWB. ``path``: a local path, or a
+    :class:`~nwb_autolfads.sources.Source` (local, http(s) URL or DANDI asset; remote files are
+    streamed lazily with remfile)."""
+    from .sources import Source, resolve_source
+
+    src = path if isinstance(path, Source) else resolve_source(Path(path) if not isinstance(path, str) else path)
+    if src.remote:
+        with _open_remote(src) as opened:
+            yield opened
+        return
+    path = src.path
     if not path.exists():
         raise InputFileError(f"input file {str(path)!r} does not exist: check the path")
     if path.is_dir():
@@ -60,6 +69,42 @@ def open_nwb(path: str | Path) -> Iterator[tuple[NWBHDF5IO, NWBFile]]:
         yield io, nwbfile
     finally:
         io.close()
+
+
+@contextlib.contextmanager
+def _open_remote(src) -> Iterator[tuple[NWBHDF5IO, NWBFile]]:
+    """Stream a remote NWB file: remfile fetches only the byte ranges h5py reads."""
+    try:
+        import remfile
+    except ImportError:
+        raise InputFileError(f"reading {src.spec!r} needs remfile: pip install \"nwb-autolfads[dandi]\"") from None
+    rf = h5 = io = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                rf = remfile.File(src.url)
+                h5 = h5py.File(rf, "r")
+            except Exception as exc:
+                raise InputFileError(f"could not open {src.spec!r} ({type(exc).__name__}: "
+                                     f"{str(exc).splitlines()[0][:200] if str(exc) else ''}): check the URL and the "
+                                     "network connection (the server must allow HTTP range requests)") from None
+            if "nwb_version" not in h5.attrs and "general" not in h5:
+                raise InputFileError(f"{src.spec!r} is HDF5 but not NWB (no nwb_version attribute): give an NWB file")
+            io = NWBHDF5IO(file=h5, mode="r", load_namespaces=True)
+            try:
+                nwbfile = io.read()
+            except Exception as exc:
+                raise InputFileError(f"{src.spec!r} could not be read as NWB ({type(exc).__name__}): check the file "
+                                     "with pynwb-validate") from None
+        yield io, nwbfile
+    finally:
+        for obj in (io, h5, rf):
+            if obj is not None:
+                try:
+                    obj.close()
+                except Exception:
+                    pass
 
 
 @dataclass

@@ -31,7 +31,7 @@ from pynwb import NWBHDF5IO, ProcessingModule, TimeSeries
 
 from .errors import OutputError
 from .extension import AutoLFADSRun, FiringRates, MuscleActivations
-from .reading import OUTPUT_MODULE
+from .reading import OUTPUT_MODULE, open_nwb
 
 __all__ = ["RunRecord", "OutputLock", "default_output_path", "check_output_path", "write_results", "build_run",
            "file_sha256", "git_revision", "to_json"]
@@ -92,12 +92,12 @@ def default_output_path(input_path: str | Path, modalities: str = "emg") -> Path
     return input_path.with_name(name)
 
 
-def check_output_path(output: str | Path, input_path: str | Path, overwrite: bool) -> Path:
+def check_output_path(output: str | Path, input_path: str | Path | None, overwrite: bool) -> Path:
     """Fail early (before any training) if the output cannot be written."""
     output = Path(output)
     if output.suffix != ".nwb":
         raise OutputError(f"output {str(output)!r} does not end in .nwb: give a path like result.nwb")
-    if output.exists() and output.resolve() == Path(input_path).resolve():
+    if input_path is not None and output.exists() and output.resolve() == Path(input_path).resolve():
         raise OutputError(f"output {str(output)!r} is the input file: choose another --output, or pass "
                           "--in-place to add the results to the input itself")
     if output.is_dir():
@@ -363,11 +363,17 @@ def write_results(input_path: str | Path, output: str | Path | None, record: Run
 
     ``in_place=False``: export the input plus the run to ``output`` (a new file).
     ``in_place=True``: add the run to ``input_path`` itself (``output`` is ignored)."""
-    input_path = Path(input_path)
+    from .sources import Source
+
+    remote = isinstance(input_path, Source) and input_path.remote
+    if not remote:
+        input_path = Path(input_path.path if isinstance(input_path, Source) else input_path)
     if in_place:
+        if remote:
+            raise OutputError("--in-place cannot change a remote file: write a new local file instead")
         target = check_in_place(input_path)
     else:
-        target = check_output_path(output, input_path, overwrite)
+        target = check_output_path(output, None if remote else input_path, overwrite)
     _remove_stale_partials(target)
     tmp = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
     try:
@@ -380,14 +386,14 @@ def write_results(input_path: str | Path, output: str | Path | None, record: Run
                     run_name = _add_run(nwbfile, record)
                     io.write(nwbfile)
             else:
-                with NWBHDF5IO(str(input_path), "r", load_namespaces=True) as src_io:
-                    nwbfile = src_io.read()
+                with open_nwb(input_path) as (src_io, nwbfile):
                     run_name = _add_run(nwbfile, record)
                     # A new file gets a new identifier that still names its source. Object ids are kept,
                     # so the copied source series keeps the id the provenance refers to.
                     nwbfile.fields["identifier"] = f"{nwbfile.identifier}-autolfads-{uuid.uuid4().hex[:12]}"
                     with NWBHDF5IO(str(tmp), "w") as out_io:
-                        out_io.export(src_io=src_io, nwbfile=nwbfile)
+                        # copy every dataset (never an external link to the source): a self-contained file
+                        out_io.export(src_io=src_io, nwbfile=nwbfile, write_args={"link_data": False})
             _check_written(tmp, run_name, record)  # re-open before it takes the target's name
         if in_place and file_sha256(input_path) != record.source_sha256:
             raise OutputError(f"{str(input_path)!r} changed while the run was training: its results were not "
