@@ -15,25 +15,9 @@ from typing import Any
 import numpy as np
 
 from .errors import SignalNotFoundError
-from .reading import Candidate, find_emg, iter_series, open_nwb
+from .reading import Candidate, find_emg, iter_series, modality_of, open_nwb
 
 __all__ = ["inspect_file", "format_report"]
-
-_KINEMATIC_TYPES = {"SpatialSeries", "PoseEstimationSeries"}
-_KINEMATIC_WORDS = re.compile(r"kinemat|joint|angle|position|velocity|pose|marker|trajector", re.IGNORECASE)
-_FORCE_WORDS = re.compile(r"force|torque|load cell|grip", re.IGNORECASE)
-
-
-def _modality(c: Candidate) -> str:
-    text = f"{getattr(c.obj, 'name', '')} {getattr(c.obj, 'description', '') or ''}"
-    if c.score > 0:
-        return "emg"
-    if c.neurodata_type in _KINEMATIC_TYPES or _KINEMATIC_WORDS.search(text) or _KINEMATIC_WORDS.search(c.path):
-        return "kinematics"
-    if _FORCE_WORDS.search(text):
-        return "force"
-    return "other"
-
 
 def _describe_series(c: Candidate) -> dict[str, Any]:
     ts = c.obj
@@ -78,7 +62,7 @@ def inspect_file(path: str | Path) -> dict[str, Any]:
                 entry = _describe_series(cand)
             except Exception as exc:  # an odd object must not hide the rest of the file
                 entry = {"path": cand.path, "type": cand.neurodata_type, "error": str(exc).splitlines()[0]}
-            report["modalities"][_modality(cand)].append(entry)
+            report["modalities"][modality_of(cand)].append(entry)
         units = nwb.units
         report["units"] = None if units is None else {
             "count": len(units), "columns": list(units.colnames),

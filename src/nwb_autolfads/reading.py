@@ -160,6 +160,25 @@ def iter_series(nwbfile: NWBFile) -> Iterator[Candidate]:
                 yield Candidate(path, obj, "container", _emg_score(obj) + max(_emg_score(t) for t in one_d))
 
 
+_KINEMATIC_TYPES = {"SpatialSeries", "PoseEstimationSeries"}
+_KINEMATIC_WORDS = re.compile(r"kinemat|joint|angle|position|velocity|pose|marker|trajector", re.IGNORECASE)
+_FORCE_WORDS = re.compile(r"force|torque|load cell|grip", re.IGNORECASE)
+
+
+def modality_of(c: Candidate) -> str:
+    """``emg``, ``kinematics`` (SpatialSeries in Position/CompassDirection, ndx-pose
+    PoseEstimationSeries, or names/descriptions saying joint/angle/position/marker...), ``force``
+    (force/torque/load cell/grip) or ``other``."""
+    text = f"{getattr(c.obj, 'name', '')} {getattr(c.obj, 'description', '') or ''}"
+    if c.score > 0:
+        return "emg"
+    if c.neurodata_type in _KINEMATIC_TYPES or _KINEMATIC_WORDS.search(text) or _KINEMATIC_WORDS.search(c.path):
+        return "kinematics"
+    if _FORCE_WORDS.search(text) or _FORCE_WORDS.search(c.path):
+        return "force"
+    return "other"
+
+
 def find_emg(nwbfile: NWBFile, path: str | None = None) -> Candidate:
     """The EMG candidate at ``path`` or, if ``path`` is None, the best one found automatically."""
     candidates = list(iter_series(nwbfile))
