@@ -13,7 +13,7 @@ from pynwb import NWBHDF5IO
 import nwb_autolfads
 from nwb_autolfads.cli import main
 from nwb_autolfads.metrics import channel_correlation
-from nwb_autolfads.testing import mock_emg_nwb, read_truth
+from nwb_autolfads.testing import mock_emg_nwb, read_truth, synthetic_emg, write_emg_nwb
 
 
 def _sha(path):
@@ -294,3 +294,19 @@ def test_kill_9_during_population_training_then_rerun_continues_to_the_same_resu
     got = nwb_autolfads.load_results(work / "emg_autolfads.nwb")
     np.testing.assert_array_equal(got.emg_activations.values, ref.emg_activations.values)
     assert json.loads(got.attrs["pbt_history"]) == json.loads(ref.attrs["pbt_history"])
+
+
+def test_units_obs_intervals_limit_what_is_modelled(tmp_path):
+    synth = synthetic_emg(duration=12.0, rate=1000.0, n_muscles=2, seed=8)
+    path = write_emg_nwb(tmp_path / "obs.nwb", synth)
+    rng = np.random.default_rng(0)
+    with NWBHDF5IO(str(path), "a") as io:
+        nwb = io.read()
+        for k, obs in enumerate(([[0.0, 9.0]], [[2.0, 12.0]], [[0.0, 5.0], [6.0, 12.0]])):
+            nwb.add_unit(spike_times=np.sort(rng.uniform(0, 12, 200)), obs_intervals=obs)
+        io.write(nwb)
+    res = nwb_autolfads.run(path, preset="smoke", write=False, progress=False, overrides={"data.model": "emg+spikes"})
+    t = res.times
+    assert t.min() > 2.0 and t.max() < 9.0  # every unit observed: 2-5 s and 6-9 s
+    assert not np.any((t > 5.0) & (t < 6.0))
+    assert np.all(np.isfinite(res.rates)) and np.all(np.isfinite(res.activations))

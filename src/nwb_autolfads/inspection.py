@@ -8,7 +8,6 @@ data arrays.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 

@@ -119,6 +119,17 @@ class RunResult:
 RUN_FINGERPRINT = "fingerprint.json"
 
 
+def _split_where(masks: list[np.ndarray], *lists: list[np.ndarray]) -> tuple[list[np.ndarray], ...]:
+    """Split every segment of each list at the bins where its mask is False (those are dropped)."""
+    out: tuple[list[np.ndarray], ...] = tuple([] for _ in lists)
+    for k, mask in enumerate(masks):
+        edges = np.flatnonzero(np.diff(np.r_[0, mask.astype(np.int8), 0]))
+        for a, b in zip(edges[::2], edges[1::2]):
+            for dst, src in zip(out, lists):
+                dst.append(src[k][a:b])
+    return out
+
+
 def default_rundir(target: Path) -> Path:
     """Where a run writing ``target`` keeps its training state: ``.<name>.rundir`` beside it."""
     return target.with_name(f".{target.name}.rundir")
@@ -372,9 +383,21 @@ def _run_locked(path, out_path, cfg, sig, units, others, source_identifier, star
         t0, t1 = units.span()
         bin_times = [t0 + (np.arange(int(np.floor((t1 - t0) / bin_size)) + 1) + 0.5) * bin_size]
         emg_segments = [np.zeros((len(bin_times[0]), 0), np.float32)]
+    rectified_segments = list(pre.rectified) if pre is not None else [np.zeros((len(c), 0)) for c in bin_times]
     if units is not None:
         spike_segments = [bin_spikes(units, centres, bin_size) for centres in bin_times]
         parts.append((Poisson(), units.n_units))
+        if units.obs_intervals is not None:  # model only the bins every selected unit was observed in
+            observed = [units.observed(centres, bin_size) for centres in bin_times]
+            n_out = int(sum((~m).sum() for m in observed))
+            if n_out:
+                log.warning("%d bins (%.1f s) outside the units' obs_intervals are not modelled", n_out,
+                            n_out * bin_size)
+            bin_times, spike_segments, emg_segments, rectified_segments = _split_where(
+                observed, bin_times, spike_segments, emg_segments, rectified_segments)
+            if not bin_times:
+                raise SignalError("no time bin lies inside the obs_intervals of every selected unit: select units "
+                                  "observed at the same time with --units")
     else:
         spike_segments = [np.zeros((len(c), 0), np.float32) for c in bin_times]
     if sig is not None:
@@ -413,7 +436,7 @@ def _run_locked(path, out_path, cfg, sig, units, others, source_identifier, star
     activations = mean[:, n_units:] * (pre.scales[None, :] if pre is not None else 1.0)  # back to source units
     factors = np.concatenate(fit.factors)
     inputs = np.concatenate(fit.inputs)
-    rectified = np.concatenate(pre.rectified) if pre is not None else np.zeros((times.size, 0))
+    rectified = np.concatenate(rectified_segments)
     times, rates, activations, factors, inputs, rectified = (a[covered] for a in (times, rates, activations, factors,
                                                                                inputs, rectified))
     train = fit.training

@@ -321,6 +321,21 @@ class SpikeUnits:
     query: str | None = None
     source_path: str = "units"
     object_id: str | None = None
+    obs_intervals: list[np.ndarray] | None = None
+    """Per unit, (k, 2) start/stop times when it was observed (the Units ``obs_intervals``)."""
+
+    def observed(self, centres: np.ndarray, bin_size: float) -> np.ndarray:
+        """True for the bins (centred at ``centres``) inside an observation interval of every unit."""
+        ok = np.ones(centres.shape, dtype=bool)
+        if self.obs_intervals is None:
+            return ok
+        lo, hi = centres - bin_size / 2, centres + bin_size / 2
+        for intervals in self.obs_intervals:
+            inside = np.zeros(centres.shape, dtype=bool)
+            for start, stop in np.asarray(intervals, dtype=float).reshape(-1, 2):
+                inside |= (lo >= start) & (hi <= stop)
+            ok &= inside
+        return ok
 
     @property
     def n_units(self) -> int:
@@ -368,7 +383,11 @@ def read_units(nwbfile: NWBFile, query: str | None = None) -> SpikeUnits:
     if all(t.size == 0 for t in spike_times):
         raise SignalError("all selected units are empty (no spike times): select other units with --units, or "
                           "use --model emg")
-    return SpikeUnits(spike_times=spike_times, ids=[ids[r] for r in rows], query=query, object_id=units.object_id)
+    obs = None
+    if "obs_intervals" in units.colnames:
+        obs = [np.asarray(units["obs_intervals"][r], dtype=float).reshape(-1, 2) for r in rows]
+    return SpikeUnits(spike_times=spike_times, ids=[ids[r] for r in rows], query=query, object_id=units.object_id,
+                      obs_intervals=obs)
 
 
 def bin_spikes(units: SpikeUnits, centres: np.ndarray, bin_size: float) -> np.ndarray:
