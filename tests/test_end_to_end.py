@@ -310,3 +310,31 @@ def test_units_obs_intervals_limit_what_is_modelled(tmp_path):
     assert t.min() > 2.0 and t.max() < 9.0  # every unit observed: 2-5 s and 6-9 s
     assert not np.any((t > 5.0) & (t < 6.0))
     assert np.all(np.isfinite(res.rates)) and np.all(np.isfinite(res.activations))
+
+
+def test_trial_aligned_mode(tmp_path):
+    synth = synthetic_emg(duration=12.0, rate=1000.0, n_muscles=2, seed=9)
+    path = write_emg_nwb(tmp_path / "trials.nwb", synth)
+    with NWBHDF5IO(str(path), "a") as io:
+        nwb = io.read()
+        nwb.add_trial_column(name="go_cue_time", description="go cue")
+        for k in range(8):
+            start = 0.2 + 1.4 * k
+            nwb.add_trial(start_time=start, stop_time=start + 1.3, go_cue_time=start + 0.5 if k != 3 else np.nan)
+        io.write(nwb)
+    proc = _cli("run", path, "--preset", "smoke", "-q", "--align-to", "go_cue_time", "--window=-0.5,0.7")
+    assert proc.returncode == 0, proc.stderr
+    assert "1 of 8 trials" in proc.stderr  # the trial without a go cue
+    ds = nwb_autolfads.load_results(tmp_path / "trials_autolfads.nwb")
+    assert ds.sizes["time"] == 7 * 120 and ds.sizes["window"] == 7  # 7 trials x 1.2 s, one window each
+    np.testing.assert_allclose(ds.window_time.values[:3], [0.205, 1.605, 3.005])  # first bin of each trial
+    assert np.all(np.isfinite(ds.emg_activations.values))
+    assert json.loads(ds.attrs["config"])["data"]["window"] == [-0.5, 0.7]
+    for args, words in ((["--align-to", "nope", "--window", "0,1"], "not a column of the trials table"),
+                        (["--align-to", "go_cue_time"], "give both --align-to"),
+                        (["--align-to", "start_time", "--window", "0,2"], "overlap")):
+        bad = _cli("run", path, "--preset", "smoke", "-q", "-o", tmp_path / "x.nwb", *args)
+        assert bad.returncode == 2 and words in bad.stderr, bad.stderr
+    no_trials = mock_emg_nwb(tmp_path / "plain.nwb", duration=4.0, rate=1000.0, n_muscles=2)
+    bad = _cli("run", no_trials, "--preset", "smoke", "-q", "--align-to", "start_time", "--window", "0,1")
+    assert bad.returncode == 2 and "no trials table" in bad.stderr

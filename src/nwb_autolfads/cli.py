@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what to model: EMG (default), the spikes of nwbfile.units, or both in one model")
     p.add_argument("--emg", metavar="PATH", help="object path of the EMG series, e.g. acquisition/EMG "
                                                  "(default: found automatically)")
+    p.add_argument("--align-to", metavar="COLUMN",
+                   help="trial-aligned mode: a time column of the trials table (e.g. start_time); each trial's "
+                        "--window around it is one model window")
+    p.add_argument("--window", metavar="START,STOP",
+                   help="with --align-to: seconds relative to the alignment time, e.g. -0.5,1.0")
     p.add_argument("--units", metavar="QUERY", help="filter of the units table, e.g. \"quality == 'good'\"")
     p.add_argument("-o", "--output", metavar="OUT.nwb", help="output file (default: <input>_autolfads.nwb "
                                                               "beside the input)")
@@ -161,6 +166,10 @@ def _cmd_run(args) -> int:
         overrides["data.model"] = args.model
     if args.units:
         overrides["data.units"] = args.units
+    if args.align_to:
+        overrides["data.align_to"] = args.align_to
+    if args.window:
+        overrides["data.window"] = args.window
     if args.population is not None:
         overrides["pbt.population"] = args.population
     if args.channel_names:

@@ -62,10 +62,20 @@ class DataConfig:
     ``False``: raw EMG; ``None``: detect (non-negative data is taken as already rectified)."""
     channel_names: tuple[str, ...] | None = None
     """Override the channel (muscle) names read from the file."""
+    align_to: str | None = None
+    """Trial-aligned mode: a time column of ``nwbfile.trials`` (e.g. ``start_time``, ``go_cue_time``);
+    every trial's ``window`` around it is one model window, instead of continuous chopping."""
+    window: tuple[float, ...] | None = None
+    """Trial-aligned mode: (start, stop) in seconds relative to ``align_to``, e.g. (-0.5, 1.0)."""
 
     def __post_init__(self) -> None:
         _check(self.model in ("emg", "spikes", "emg+spikes"), "data.model", self.model,
                "use 'emg', 'spikes' or 'emg+spikes'")
+        _check((self.align_to is None) == (self.window is None), "data.window", self.window,
+               "give both --align-to COLUMN and --window START,STOP (seconds), or neither")
+        if self.window is not None:
+            _check(len(self.window) == 2 and self.window[0] < self.window[1], "data.window", self.window,
+                   "give START,STOP in seconds with START < STOP, e.g. -0.5,1.0")
         if self.channel_names is not None:
             _check(len(self.channel_names) > 0, "data.channel_names", self.channel_names,
                    "give at least one name, or leave it unset")

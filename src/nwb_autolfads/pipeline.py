@@ -28,7 +28,7 @@ from .inference import infer
 from .model import LFADS
 from .observations import Composite, ObservationModel, Poisson, get_observation
 from .preprocessing import preprocess_emg
-from .reading import bin_spikes, iter_series, open_nwb, read_emg, read_units
+from .reading import bin_spikes, iter_series, open_nwb, read_emg, read_trial_times, read_units
 from .pbt import train_population
 from .training import TrainResult, split_train_valid, train_model
 from .windows import WindowIndex, chop_segments, merge_segments
@@ -117,6 +117,45 @@ class RunResult:
 
 
 RUN_FINGERPRINT = "fingerprint.json"
+
+
+def _trial_windows(align: np.ndarray, start: float, n_bins: int, lead: int, bin_size: float,
+                   bin_times: list[np.ndarray], *lists: list[np.ndarray]) -> tuple[list[np.ndarray], ...]:
+    """Cut ``n_bins`` bins (plus ``lead`` lead-in bins before them) starting at each trial's
+    alignment time + ``start``, from the gap-free segment that holds them. Trials with no time,
+    or not fully inside the data, are skipped with a warning; overlapping trial windows are an
+    error (results are written on one time axis)."""
+    if n_bins < 2:
+        raise ConfigError(f"--window spans {n_bins} bin(s) of {bin_size * 1e3:g} ms: give a window of at least two "
+                          "bins")
+    out: tuple[list[np.ndarray], ...] = tuple([] for _ in (bin_times, *lists))
+    skipped, last_stop = 0, -np.inf
+    for t in np.sort(align[np.isfinite(align)]):
+        first = t + start - lead * bin_size
+        for k, centres in enumerate(bin_times):
+            i = int(np.searchsorted(centres, first - 1e-9 * bin_size))
+            if i < centres.size and abs(centres[i] - bin_size / 2 - first) <= bin_size / 2 + 1e-9 and \
+                    i + lead + n_bins <= centres.size and \
+                    np.allclose(np.diff(centres[i:i + lead + n_bins]), bin_size, rtol=1e-6):
+                break
+        else:
+            skipped += 1
+            continue
+        window = slice(i, i + lead + n_bins)
+        if centres[i + lead] - bin_size / 2 < last_stop - 1e-9:
+            raise ConfigError(f"trial windows overlap (the trial at {t:g} s starts before the previous one ends): "
+                              "use a shorter --window, or align to another column")
+        last_stop = centres[i + lead + n_bins - 1] + bin_size / 2
+        for dst, src in zip(out, (bin_times, *lists)):
+            dst.append(src[k][window])
+    skipped += int(np.sum(~np.isfinite(align)))
+    if skipped:
+        log.warning("%d of %d trials have no alignment time or are not fully inside the data: skipped", skipped,
+                    align.size)
+    if len(out[0]) < 2:
+        raise SignalError(f"trial-aligned mode needs at least 2 trials whose window lies inside the data, found "
+                          f"{len(out[0])}: check --align-to and --window")
+    return out
 
 
 def _split_where(masks: list[np.ndarray], *lists: list[np.ndarray]) -> tuple[list[np.ndarray], ...]:
@@ -357,15 +396,16 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         elif write:
             check_output_path(out_path, None if source.remote else path, overwrite)  # fail before training
         source_identifier = nwbfile.identifier
+        trial_times = read_trial_times(nwbfile, cfg.data.align_to) if cfg.data.align_to else None
     with contextlib.ExitStack() as stack:
         if write:
             stack.enter_context(OutputLock(path if in_place else out_path))
         return _run_locked(path, out_path, cfg, sig, units, others, source_identifier, started, t_start, write,
-                           in_place, overwrite, run_name, progress, command, resume)
+                           in_place, overwrite, run_name, progress, command, resume, trial_times)
 
 
 def _run_locked(path, out_path, cfg, sig, units, others, source_identifier, started, t_start, write, in_place,
-                overwrite, run_name, progress, command, resume) -> RunResult:
+                overwrite, run_name, progress, command, resume, trial_times) -> RunResult:
     """The part of :func:`run` after the input is read and the output checked, under the output's lock."""
     # hashing a remote file would download all of it: its URL identifies it instead
     source_sha256 = file_sha256(path) if write and not isinstance(path, Source) else ""
@@ -402,6 +442,14 @@ def _run_locked(path, out_path, cfg, sig, units, others, source_identifier, star
         spike_segments = [np.zeros((len(c), 0), np.float32) for c in bin_times]
     if sig is not None:
         parts.append((get_observation(cfg.model.observation), sig.n_channels))
+    if trial_times is not None:  # trial-aligned mode: one window per trial
+        lead = cfg.model.lead_in_bins
+        n_bins = int(round((cfg.data.window[1] - cfg.data.window[0]) / bin_size))
+        bin_times, spike_segments, emg_segments, rectified_segments = _trial_windows(
+            trial_times, cfg.data.window[0], n_bins, lead, bin_size, bin_times, spike_segments, emg_segments,
+            rectified_segments)
+        cfg = cfg.updated({"windows.window_bins": n_bins,
+                           "windows.overlap_bins": min(cfg.windows.overlap_bins, n_bins - 1)})
     segments = [np.concatenate([a, b], axis=1) for a, b in zip(spike_segments, emg_segments)]
     observation = parts[0][0] if len(parts) == 1 else Composite(parts)
     n_units = units.n_units if units is not None else 0
