@@ -7,7 +7,6 @@ from datetime import datetime, timezone
 
 import h5py
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 

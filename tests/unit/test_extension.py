@@ -3,12 +3,12 @@
 import subprocess
 import sys
 import warnings
-from datetime import datetime, timezone
+
 from pathlib import Path
 
 import numpy as np
 import pytest
-from pynwb import NWBFile, TimeSeries
+from pynwb import TimeSeries
 from pynwb.testing import NWBH5IOFlexMixin, TestCase
 
 from nwb_autolfads.extension import (NAMESPACE, SPEC_VERSION, AutoLFADSRun, FiringRates, MuscleActivations,

@@ -4,7 +4,6 @@ import sys
 
 import numpy as np
 import pytest
-from pynwb import NWBHDF5IO
 
 from nwb_autolfads import list_runs, load_results
 from nwb_autolfads.errors import InputFileError, ResultsNotFoundError

@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from nwb_autolfads.testing import lorenz_latent, read_truth, synthetic_emg
 
