@@ -121,7 +121,6 @@ def test_a_finished_checkpoint_does_not_train_again(tmp_path):
 
 
 def test_sample_validation_holds_elements_out_and_reports_their_nll(monkeypatch):
-
     torch.manual_seed(0)
     x = _data()
     model = _model()
