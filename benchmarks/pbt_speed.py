@@ -1,12 +1,14 @@
 """Cost of population-based training per generation, for populations of 1, 8 and 20.
 
     python benchmarks/pbt_speed.py [--populations 1 8 20] [--epochs 2] [--windows 200] [--config reference]
+                                   [--workers 0]
 
 Trains ``nwb_autolfads.pbt.train_population`` (the embedded executor) for one generation of
 ``--epochs`` epochs on random data shaped like the reference configuration of
 benchmarks/model_speed.py (30 Poisson channels, 50-bin windows, batch 32, generator 200,
 100 factors; 4 in 5 windows train) or the EMG configuration, and prints wall time per
-generation, member-epochs per second and the ratio to a population of 1.
+generation, member-epochs per second and the ratio to a population of 1. ``--workers``: the
+``pbt.workers`` setting (0: one process per core; 1: every member in this process).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def main(argv=None) -> None:
     p.add_argument("--epochs", type=int, default=2, help="epochs per generation")
     p.add_argument("--windows", type=int, default=200)
     p.add_argument("--config", choices=sorted(CONFIGS), default="reference")
+    p.add_argument("--workers", type=int, default=0)
     args = p.parse_args(argv)
 
     c = CONFIGS[args.config]
@@ -50,14 +53,15 @@ def main(argv=None) -> None:
     observation = Poisson() if c["obs"] == "poisson" else Gamma()
     print(f"{args.config} configuration: {args.windows} windows ({n_train} train) x {c['T']} bins x "
           f"{c['channels']} channels, batch 32; one generation of {args.epochs} epochs; "
-          f"{torch.get_num_threads()} torch threads")
+          f"{torch.get_num_threads()} torch threads, pbt.workers {args.workers}")
     print()
     print("| population | s per generation | member-epochs / s | cost vs population 1 |")
     print("| ---------- | ---------------- | ----------------- | -------------------- |")
     base = None
     for n in [0, *args.populations]:  # 0: an untimed warm-up (first calls into torch are slow)
         cfg = build_config(overrides={"model": c["model"], "train.batch_size": 32, "pbt.population": max(n, 1),
-                                      "pbt.max_generations": 1, "pbt.generation_epochs": args.epochs})
+                                      "pbt.max_generations": 1, "pbt.generation_epochs": args.epochs,
+                                      "pbt.workers": args.workers})
 
         def make():
             return LFADS(c["channels"], cfg.model, observation)

@@ -299,6 +299,9 @@ class PBTConfig:
     stop_improvement: float = 0.0005
     """Stop when the best metric improved by less than this fraction over ``stop_generations``."""
     stop_generations: int = 4
+    workers: int = 0
+    """Processes that train members in parallel (one torch thread each); 0: one per core (at
+    most one per member); 1: all members in this process. Results do not depend on it."""
     lr: SearchRange = SearchRange(1e-5, 5e-3, log=True, weight=0.3)
     dropout: SearchRange = SearchRange(0.0, 0.6, weight=0.3)
     cd_rate: SearchRange = SearchRange(0.01, 0.7, weight=0.3)
@@ -313,6 +316,7 @@ class PBTConfig:
         _check(self.max_generations >= 1, "pbt.max_generations", self.max_generations, "use an integer >= 1")
         _check(self.stop_improvement >= 0, "pbt.stop_improvement", self.stop_improvement, "use a fraction >= 0")
         _check(self.stop_generations >= 1, "pbt.stop_generations", self.stop_generations, "use an integer >= 1")
+        _check(self.workers >= 0, "pbt.workers", self.workers, "use 0 (one per core), 1 (no extra processes) or more")
         for name in PBT_HYPERPARAMETERS:
             getattr(self, name).check(f"pbt.{name}")
         _check(self.dropout.high < 1, "pbt.dropout.high", self.dropout.high, "use a rate < 1")
@@ -394,7 +398,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": {"ic_enc_dim": 8, "ci_enc_dim": 8, "con_dim": 8, "co_dim": 1, "ic_dim": 8,
                   "gen_dim": 16, "factor_dim": 3},
         "train": {"max_epochs": 3, "min_epochs": 0, "ramp_epochs": 1, "batch_size": 16},
-        "pbt": {"population": 2, "generation_epochs": 2, "max_generations": 2},
+        "pbt": {"population": 2, "generation_epochs": 2, "max_generations": 2, "workers": 1},
         "windows": {"window_bins": 20, "overlap_bins": 4},
         "inference": {"mode": "mean"},
     },

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import sys
 import json
 import math
 import time
@@ -155,9 +156,10 @@ def _train_config(cfg: TrainConfig, hp: dict[str, float]) -> TrainConfig:
 
 
 def _train_generation(member: Member, train_x, valid_x, cfg: TrainConfig, aug: AugmentConfig, epochs: int,
-                      number: int) -> None:
+                      number: int, seed: int) -> None:
     """``epochs`` epochs of one member; its metric is the smoothed validation NLL (NaN if it
     diverged: the tournament then replaces it)."""
+    torch.manual_seed(seed)  # each member-generation has its own stream: results do not depend on the executor
     tcfg = _train_config(cfg, member.hp)
     cd = CoordinatedDropout(member.hp["cd_rate"])
     shift = TemporalShift(aug.shift_std, aug.shift_max)
@@ -173,6 +175,87 @@ def _train_generation(member: Member, train_x, valid_x, cfg: TrainConfig, aug: A
         member.history.append({"epoch": member.epochs - 1, "train_nll": sums["nll"], "valid_nll": valid,
                                "smoothed_valid_nll": member.smoothed, "kl_ic": sums["kl_ic"], "kl_co": sums["kl_co"],
                                "l2": sums["l2"], "lr": member.hp["lr"], "generation": number})
+
+
+def _member_seed(seed: int, generation: int, member: int) -> int:
+    return int(np.random.SeedSequence([seed, generation, member]).generate_state(1)[0])
+
+
+# Parallel executor: worker processes (spawned, one torch thread each) keep the data and a model
+# skeleton; a task sends a member's state and gets it back trained for one generation.
+_WORKER: dict = {}
+
+
+def _worker_init(n_channels, model_cfg, observation, train_cfg, aug, train_x, valid_x) -> None:
+    torch.set_num_threads(1)
+    _WORKER.update(model=LFADS(n_channels, model_cfg, observation), train_cfg=train_cfg, aug=aug,
+                   train_x=train_x, valid_x=valid_x)
+
+
+def _worker_generation(state: dict, epochs: int, generation: int, seed: int) -> dict:
+    model = _WORKER["model"]
+    opt = torch.optim.Adam(model.parameters(), lr=state["hp"]["lr"], eps=_WORKER["train_cfg"].adam_eps)
+    member = Member(model, opt, dict(state["hp"]))
+    member.load(state)
+    _train_generation(member, _WORKER["train_x"], _WORKER["valid_x"], _WORKER["train_cfg"], _WORKER["aug"], epochs,
+                      generation, seed)
+    return member.state()
+
+
+class _Executor:
+    """Trains every member for one generation, in this process or in ``workers`` processes."""
+
+    def __init__(self, workers: int, n_channels: int, model_cfg: ModelConfig, observation, train_cfg: TrainConfig,
+                 aug: AugmentConfig, train_x: torch.Tensor, valid_x: torch.Tensor):
+        self.workers, self.pool = workers, None
+        self.args = (train_x, valid_x, train_cfg, aug)
+        if workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.pool = ProcessPoolExecutor(
+                # fork on Linux (no re-import of the caller's script; workers use one thread, so
+                # OpenMP state inherited from this process is never used); spawn elsewhere
+                max_workers=workers, initializer=_worker_init,
+                mp_context=multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn"),
+                initargs=(n_channels, model_cfg, observation, train_cfg, aug, train_x.cpu(), valid_x.cpu()))
+
+    def generation(self, members: list[Member], epochs: int, g: int, seed: int) -> None:
+        seeds = [_member_seed(seed, g, k) for k in range(len(members))]
+        if self.pool is None:
+            train_x, valid_x, train_cfg, aug = self.args
+            for m, member_seed in zip(members, seeds):
+                _train_generation(m, train_x, valid_x, train_cfg, aug, epochs, g, member_seed)
+            return
+        futures = [self.pool.submit(_worker_generation, _to_cpu(m.state()), epochs, g, member_seed)
+                   for m, member_seed in zip(members, seeds)]
+        for m, f in zip(members, futures):
+            m.load(f.result())
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+
+def _to_cpu(state: dict) -> dict:
+    def cpu(obj):
+        if isinstance(obj, torch.Tensor):
+            return obj.cpu()
+        if isinstance(obj, dict):
+            return {k: cpu(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [cpu(v) for v in obj]
+        return obj
+    return cpu(state)
+
+
+def default_workers(population: int) -> int:
+    """Worker processes for ``pbt.workers = 0``: one per core, at most one per member (a single
+    process when there is one core or one member)."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(population, cores))
 
 
 def _fingerprint(*parts) -> str:
@@ -230,13 +313,17 @@ def train_population(make_model: Callable[[], LFADS], train_x: torch.Tensor, val
             t0 -= ck["seconds"]
     bar = tqdm(total=pbt.max_generations, initial=start, desc="PBT", unit="gen", disable=not progress,
                dynamic_ncols=True)
+    workers = pbt.workers or default_workers(pbt.population)
+    on_cpu = train_x.device.type == "cpu"
+    model0 = members[0].model
+    executor = _Executor(workers if on_cpu else 1, model0.n_channels, model_cfg, model0.observation, train_cfg,
+                         aug, train_x, valid_x)
     stopped = start > 0 and should_stop(best_per_generation, pbt.stop_improvement, pbt.stop_generations)
     try:
         for g in range(start, pbt.max_generations):
             if stopped:
                 break
-            for k, m in enumerate(members):
-                _train_generation(m, train_x, valid_x, train_cfg, aug, pbt.generation_epochs, g)
+            executor.generation(members, pbt.generation_epochs, g, seed)
             scores = [m.smoothed for m in members]
             finite = [s for s in scores if math.isfinite(s)]
             if not finite:
@@ -275,6 +362,7 @@ def train_population(make_model: Callable[[], LFADS], train_x: torch.Tensor, val
                 bar.write(f"generation {g + 1}: best {scores[i_best]:.4f} (member {i_best}: "
                           + ", ".join(f"{k} {hp[k]:.3g}" for k in ranges) + f"), median {median:.4f}")
     finally:
+        executor.close()
         bar.close()
     winner = members[0]
     winner.load(best)

@@ -150,3 +150,17 @@ def test_a_diverged_member_is_replaced(monkeypatch):
     first = {r["member"]: r for r in result.pbt_history if r["generation"] == 0}
     assert math.isnan(first[1]["metric"]) and first[1]["parent_member"] in (0, 2)
     assert all(math.isfinite(r["metric"]) for r in result.pbt_history if r["generation"] == 1)
+
+
+def test_worker_processes_give_the_same_result_as_one_process():
+    cfg, make, tx, vx = _setup(population=3, generations=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # workers use one thread each; with more, float sums may differ in the last bits
+    try:
+        one_model, one = _run(cfg, make, tx, vx)
+        two_model, two = _run(cfg.updated({"pbt.workers": 2}), make, tx, vx)
+    finally:
+        torch.set_num_threads(threads)
+    assert two.pbt_history == one.pbt_history
+    for k, v in one_model.state_dict().items():
+        assert torch.equal(v, two_model.state_dict()[k]), k
