@@ -301,7 +301,8 @@ class PBTConfig:
     stop_generations: int = 4
     workers: int = 0
     """Processes that train members in parallel (one torch thread each); 0: one per core (at
-    most one per member); 1: all members in this process. Results do not depend on it."""
+    most one per member); 1: all members in this process. Each member-generation has its own
+    seed, so only thread-count effects on float sums (last bits) can differ between settings."""
     lr: SearchRange = SearchRange(1e-5, 5e-3, log=True, weight=0.3)
     dropout: SearchRange = SearchRange(0.0, 0.6, weight=0.3)
     cd_rate: SearchRange = SearchRange(0.01, 0.7, weight=0.3)
