@@ -50,7 +50,7 @@ def read_behavior(nwbfile, modality: str = "kinematics", path: str | None = None
     are ``<series>.<column>`` for multi-column series (x, y, z for 2-3 columns)."""
     signals = []
     for cand in find_behavior(nwbfile, modality, path):
-        sig = read_candidate(cand)
+        sig = read_candidate(cand).load()
         if cand.kind == "series":
             base = cand.path.rsplit("/", 1)[-1]
             names = sig.channel_names

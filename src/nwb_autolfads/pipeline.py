@@ -379,7 +379,7 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
 
     modalities = cfg.data.model.split("+")
     with open_nwb(path) as (_io, nwbfile):
-        sig = read_emg(nwbfile, cfg.data.emg, cfg.data.channel_names) if "emg" in modalities else None
+        sig = read_emg(nwbfile, cfg.data.emg, cfg.data.channel_names, lazy=True) if "emg" in modalities else None
         units = read_units(nwbfile, cfg.data.units) if "spikes" in modalities else None
         others = [c.path for c in iter_series(nwbfile) if sig is not None and c.score > 0
                   and c.path != sig.source_path and not c.path.startswith(sig.source_path + "/")]
@@ -397,14 +397,19 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
             check_output_path(out_path, None if source.remote else path, overwrite)  # fail before training
         source_identifier = nwbfile.identifier
         trial_times = read_trial_times(nwbfile, cfg.data.align_to) if cfg.data.align_to else None
+        pre = None
+        if sig is not None:  # while the file is open: big recordings are read and filtered in chunks
+            log.info("read %s: %s samples x %s channels", sig.source_path, sig.n_samples, sig.n_channels)
+            pre = preprocess_emg(sig, cfg.preprocess, cfg.windows.bin_size, cfg.data.preprocessed,
+                                 cfg.windows.gap_factor)
     with contextlib.ExitStack() as stack:
         if write:
             stack.enter_context(OutputLock(path if in_place else out_path))
-        return _run_locked(path, out_path, cfg, sig, units, others, source_identifier, started, t_start, write,
+        return _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier, started, t_start, write,
                            in_place, overwrite, run_name, progress, command, resume, trial_times)
 
 
-def _run_locked(path, out_path, cfg, sig, units, others, source_identifier, started, t_start, write, in_place,
+def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier, started, t_start, write, in_place,
                 overwrite, run_name, progress, command, resume, trial_times) -> RunResult:
     """The part of :func:`run` after the input is read and the output checked, under the output's lock."""
     # hashing a remote file would download all of it: its URL identifies it instead
@@ -412,13 +417,9 @@ def _run_locked(path, out_path, cfg, sig, units, others, source_identifier, star
 
     # ---- model-ready segments: spike counts (Poisson) then EMG (Gamma), on one bin grid
     parts: list[tuple[ObservationModel, int]] = []
-    if sig is not None:
-        log.info("read %s: %s samples x %s channels", sig.source_path, sig.n_samples, sig.n_channels)
-        pre = preprocess_emg(sig, cfg.preprocess, cfg.windows.bin_size, cfg.data.preprocessed,
-                             cfg.windows.gap_factor)
+    if pre is not None:
         bin_size, bin_times, emg_segments = pre.bin_size, pre.bin_times, pre.segments
     else:
-        pre = None
         bin_size = cfg.windows.bin_size
         t0, t1 = units.span()
         bin_times = [t0 + (np.arange(int(np.floor((t1 - t0) / bin_size)) + 1) + 0.5) * bin_size]

@@ -32,6 +32,9 @@ __all__ = ["Preprocessed", "preprocess_emg", "notch_filter", "highpass_filter", 
 
 log = logging.getLogger(__name__)
 
+DEFAULT_CHUNK_VALUES = 2**23
+"""Values (samples x channels) read and filtered at a time: 64 MB of float64."""
+
 
 @dataclass
 class Preprocessed:
@@ -113,7 +116,7 @@ def resample(x: np.ndarray, fs: float, target: float) -> tuple[np.ndarray, float
     ratio = Fraction(target / fs).limit_denominator(1000)
     if ratio == 1:
         return x, fs
-    y = sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=0, padtype="line")
+    y = sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=0, padtype="symmetric")
     return y, fs * ratio.numerator / ratio.denominator
 
 
@@ -143,71 +146,242 @@ def _bincount_2d(out: np.ndarray, idx: np.ndarray, xs: np.ndarray) -> None:
         out[:, c] = np.bincount(idx, weights=xs[:, c], minlength=out.shape[0])
 
 
-def _drop_non_finite(sig: Signal, values: np.ndarray, segments: list[slice],
+@dataclass
+class _Scan:
+    """What one pass over the raw samples finds (read chunk by chunk)."""
+
+    any_finite: np.ndarray  # (C,) whether the channel has a finite sample
+    bad_rows: np.ndarray  # indices of samples with a non-finite value in some channel
+    bad_masks: np.ndarray  # (len(bad_rows), C) which channels are non-finite there
+    peak: np.ndarray  # (C,) largest |finite value|
+    at_peak: np.ndarray  # (C,) samples at the peak (within 1e-9)
+
+
+def _chunks(n: int, size: int):
+    for a in range(0, n, size):
+        yield a, min(n, a + size)
+
+
+def _scan(values, chunk: int) -> _Scan:
+    n, n_ch = values.shape
+    any_finite = np.zeros(n_ch, bool)
+    rows, masks = [], []
+    peak, at_peak = np.zeros(n_ch), np.zeros(n_ch, np.int64)
+    for a, b in _chunks(n, chunk):
+        x = np.asarray(values[a:b], dtype=float)
+        finite = np.isfinite(x)
+        any_finite |= finite.any(axis=0)
+        bad = np.flatnonzero(~finite.all(axis=1))
+        if bad.size:
+            rows.append(bad + a)
+            masks.append(~finite[bad])
+        mag = np.where(finite, np.abs(x), 0.0)
+        top = mag.max(axis=0, initial=0.0)
+        count = np.sum(mag >= top[None, :] * (1 - 1e-9), axis=0)
+        higher = top > peak
+        keep_old = higher & (peak >= top * (1 - 1e-9))
+        at_peak = np.where(higher, count + np.where(keep_old, at_peak, 0),
+                           np.where(top >= peak * (1 - 1e-9), at_peak + count, at_peak))
+        peak = np.maximum(peak, top)
+    return _Scan(any_finite, np.concatenate(rows) if rows else np.zeros(0, np.int64),
+                 np.concatenate(masks) if masks else np.zeros((0, n_ch), bool), peak, at_peak)
+
+
+def _drop_non_finite(sig: Signal, scan: _Scan, segments: list[slice],
                      steps: list[str]) -> tuple[np.ndarray, list[slice]]:
     """NaN/inf samples: a channel with nothing finite is set to 0 (a flat channel, modelled at the
     floor); samples where any other channel is not finite are left out, and the stretches between
-    them become separate segments (like gaps in time). Warns; fails only if nothing is left."""
-    finite = np.isfinite(values)
-    if finite.all():
-        return values, segments
-    dead = ~finite.any(axis=0)
+    them become separate segments (like gaps in time). Warns; fails only if nothing is left.
+    Returns (dead-channel mask, segments)."""
+    dead = ~scan.any_finite
     if dead.all():
         raise SignalError(f"{sig.source_path}: every sample is NaN or inf: choose another series with --emg")
     if dead.any():
         names = [sig.channel_names[i] for i in np.flatnonzero(dead)]
         log.warning("%s: channel(s) %s hold no finite sample; they are modelled as flat", sig.source_path,
                     ", ".join(names))
-        values = values.copy()
-        values[:, dead] = 0.0
-        finite[:, dead] = True
         steps.append(f"channel(s) {', '.join(names)} without finite samples set to 0")
-    bad = ~finite.all(axis=1)
-    if not bad.any():
-        return values, segments
+    bad_rows = scan.bad_rows[scan.bad_masks[:, ~dead].any(axis=1)]
+    if not bad_rows.size:
+        return dead, segments
+    bad = np.zeros(sig.n_samples, bool)
+    bad[bad_rows] = True
     kept = []
     for seg in segments:
         good = ~bad[seg]
         edges = np.flatnonzero(np.diff(np.r_[0, good.astype(np.int8), 0]))
         kept += [slice(seg.start + a, seg.start + b) for a, b in zip(edges[::2], edges[1::2])]
-    n_bad = int(bad.sum())
+    n_bad = int(bad_rows.size)
     log.warning("%s: %d samples (%.2f%%) with NaN/inf are left out; the %d stretches around them are modelled "
                 "separately", sig.source_path, n_bad, 100.0 * n_bad / bad.size, len(kept))
     steps.append(f"left out {n_bad} samples with NaN/inf (the stretches between them are separate segments)")
     if not kept:
         raise SignalError(f"{sig.source_path}: no stretch without NaN/inf samples: interpolate or remove them")
-    return values, kept
+    return dead, kept
 
 
-def _warn_saturated(sig: Signal, values: np.ndarray, fraction: float = 0.01) -> None:
+def _warn_saturated(sig: Signal, scan: _Scan, fraction: float = 0.01) -> None:
     """Warn about channels that sit at their extreme value in more than ``fraction`` of samples
     (amplifier or ADC saturation): their activations are underestimated there."""
-    if values.shape[0] < 100:
+    if sig.n_samples < 100:
         return
-    peak = np.max(np.abs(values), axis=0)
-    at_peak = np.mean(np.abs(values) >= peak[None, :] * (1 - 1e-9), axis=0)
-    saturated = [sig.channel_names[i] for i in np.flatnonzero((at_peak > fraction) & (peak > 0))]
+    at_peak = scan.at_peak / sig.n_samples
+    saturated = [sig.channel_names[i] for i in np.flatnonzero((at_peak > fraction) & (scan.peak > 0))]
     if saturated:
         log.warning("%s: channel(s) %s look saturated (at their extreme value in more than %g%% of samples); "
                     "activations are underestimated where they clip", sig.source_path, ", ".join(saturated),
                     100 * fraction)
 
 
+def _head(values, segments: list[slice], dead: np.ndarray, n: int = 2**16) -> np.ndarray:
+    """The first ``n`` usable samples (for telling raw from rectified EMG)."""
+    out, have = [], 0
+    for seg in segments:
+        x = np.asarray(values[seg.start:min(seg.stop, seg.start + n - have)], dtype=float)
+        x = np.where(dead[None, :], 0.0, x)  # a new array: the caller's values are never changed
+        out.append(x)
+        have += x.shape[0]
+        if have >= n:
+            break
+    return np.concatenate(out, axis=0)
+
+
+def _settling_samples(fs: float, cfg: PreprocessConfig, notch_freqs: list[float]) -> int:
+    """Samples after which the slowest filter's response has decayed below ~1e-12: chunks are
+    filtered with this much overlap on each side, so chunk edges leave no trace."""
+    radius = 0.0
+    for f0 in notch_freqs:
+        _, a = sps.iirnotch(f0, cfg.notch_quality, fs=fs)
+        radius = max(radius, float(np.max(np.abs(np.roots(a)))))
+    if cfg.highpass_hz is not None and cfg.highpass_hz < 0.95 * fs / 2:
+        sos = sps.butter(cfg.highpass_order, cfg.highpass_hz, btype="highpass", fs=fs, output="sos")
+        for section in sos:
+            radius = max(radius, float(np.max(np.abs(np.roots(section[3:])))))
+    if radius <= 0.0:
+        return 0
+    return int(np.ceil(28.0 / -np.log(radius))) + 32
+
+
+def _notch_freqs(fs: float, cfg: PreprocessConfig) -> list[float]:
+    if cfg.line_frequency is None:
+        return []
+    return [k * cfg.line_frequency for k in range(1, cfg.notch_harmonics + 1)
+            if k * cfg.line_frequency < 0.95 * fs / 2]
+
+
+class _Binner:
+    """Averages samples into the bins of one segment, a chunk at a time (the same bins as
+    :func:`bin_average` on the whole segment)."""
+
+    def __init__(self, t0: float, t_last: float, sample_period: float, bin_size: float, n_ch: int) -> None:
+        self.t0, self.bin_size = t0, bin_size
+        self.n_bins = max(0, int(np.floor((t_last + sample_period - t0) / bin_size + 1e-9)))
+        self.sums = np.zeros((self.n_bins, n_ch))
+        self.counts = np.zeros(self.n_bins)
+
+    def add(self, x: np.ndarray, t: np.ndarray) -> None:
+        idx = np.floor((t - self.t0) / self.bin_size + 1e-9).astype(np.int64)
+        keep = idx < self.n_bins
+        idx, x = idx[keep], x[keep]
+        if not idx.size:
+            return
+        lo, width = int(idx[0]), int(idx[-1] - idx[0] + 1)
+        rel = idx - lo
+        self.counts[lo:lo + width] += np.bincount(rel, minlength=width)
+        for c in range(x.shape[1]):
+            self.sums[lo:lo + width, c] += np.bincount(rel, weights=x[:, c], minlength=width)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            binned = self.sums / self.counts[:, None]
+        return binned, self.t0 + (np.arange(self.n_bins) + 0.5) * self.bin_size
+
+
+def _segment_bins(sig: Signal, seg: slice, dead: np.ndarray, fs: float, cfg: PreprocessConfig, raw: bool,
+                  bin_size: float, eff_bin: float, chunk: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Filter, rectify, resample and bin one segment, reading ``chunk`` samples at a time with
+    enough overlap that the result equals that of filtering the whole segment at once.
+    Returns (binned (n_bins, C), bin centres, rate after resampling)."""
+    length = seg.stop - seg.start
+    notches = _notch_freqs(fs, cfg) if raw else []
+    up = down = 1
+    if cfg.resample_hz is not None and fs > cfg.resample_hz * 1.01 and eff_bin > 1.0 / cfg.resample_hz:
+        ratio = Fraction(cfg.resample_hz / fs).limit_denominator(1000)
+        up, down = ratio.numerator, ratio.denominator
+    rate = fs * up / down
+    margin = _settling_samples(fs, cfg, notches) if raw else 0
+    if (up, down) != (1, 1):
+        margin += int(np.ceil(10 * max(up, down) / up)) + 2 * down  # the polyphase filter's half-length
+        margin = -(-margin // down) * down  # chunk starts stay on the resampling grid
+    if chunk <= 0 or length <= chunk + 2 * margin:
+        chunk = length
+    else:
+        chunk = max(down, chunk // down * down)
+    t_start = float(sig.times(seg.start, seg.start + 1)[0])
+    if (up, down) != (1, 1):
+        n_out = -(-length * up // down)
+        period, t_last = 1.0 / rate, t_start + (n_out - 1) / rate
+    else:
+        seg_times = sig.times(seg.start, seg.stop)
+        period = float(np.median(np.diff(seg_times))) if length > 1 else bin_size
+        t_last = float(seg_times[-1])
+    binner = _Binner(t_start, t_last, period, bin_size, sig.n_channels) if eff_bin == bin_size else None
+    direct_x, direct_t = [], []
+    for a, b in _chunks(length, chunk):
+        ea, eb = max(0, a - margin), min(length, b + margin)
+        x = np.asarray(sig.values[seg.start + ea:seg.start + eb], dtype=float)
+        if dead.any():
+            x = np.where(dead[None, :], 0.0, x)  # a new array: the caller's values are never changed
+        if raw:
+            if notches:
+                x, _ = notch_filter(x, fs, cfg.line_frequency, cfg.notch_harmonics, cfg.notch_quality)
+            if cfg.highpass_hz is not None and cfg.highpass_hz < 0.95 * fs / 2:
+                x = highpass_filter(x, fs, cfg.highpass_hz, cfg.highpass_order)
+            x = np.abs(x)
+        if (up, down) != (1, 1):
+            y = sps.resample_poly(x, up, down, axis=0, padtype="symmetric")
+            k0, k1 = (a - ea) * up // down, -(-(b - ea) * up // down)
+            x = np.abs(y[k0:k1]) if raw else np.maximum(y[k0:k1], 0.0)  # resampling can ring below zero
+            t = t_start + (a * up // down + np.arange(x.shape[0])) / rate
+        else:
+            x = x[a - ea:b - ea]
+            t = sig.times(seg.start + a, seg.start + b)
+        if binner is not None:
+            binner.add(x, t)
+        else:
+            direct_x.append(x)
+            direct_t.append(t + eff_bin / 2)
+    if binner is not None:
+        binned, centres = binner.result()
+    else:
+        binned, centres = np.concatenate(direct_x), np.concatenate(direct_t)
+    return binned, centres, rate
+
+
 def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float, preprocessed: bool | None = None,
-                   gap_factor: float = 1.5) -> Preprocessed:
-    """Turn an EMG :class:`Signal` into model-ready binned, scaled segments."""
-    values = sig.values
-    times = sig.times()
+                   gap_factor: float = 1.5, chunk_samples: int | None = None) -> Preprocessed:
+    """Turn an EMG :class:`Signal` into model-ready binned, scaled segments.
+
+    The samples are read and filtered ``chunk_samples`` at a time (default: about 2**23 values,
+    64 MB, per chunk), with overlaps long enough for every filter to settle, so memory stays
+    bounded for recordings of any length and the result equals filtering each segment whole
+    (``chunk_samples=0``) to float tolerance. With :class:`~nwb_autolfads.signals.SeriesValues`
+    the file is read chunk by chunk too.
+    """
     fs = sig.sampling_rate()
-    segments = split_segments(times, gap_factor) if sig.timestamps is not None else [slice(0, sig.n_samples)]
+    chunk = max(1024, DEFAULT_CHUNK_VALUES // max(1, sig.n_channels)) if chunk_samples is None else chunk_samples
+    scan_chunk = chunk if chunk > 0 else sig.n_samples
+    segments = (split_segments(sig.timestamps, gap_factor) if sig.timestamps is not None
+                else [slice(0, sig.n_samples)])
     steps: list[str] = []
     if len(segments) > 1:
         steps.append(f"split into {len(segments)} segments at gaps in the timestamps (no filter crosses a gap)")
-    values, segments = _drop_non_finite(sig, values, segments, steps)
-    _warn_saturated(sig, values)
+    scan = _scan(sig.values, scan_chunk)
+    dead, segments = _drop_non_finite(sig, scan, segments, steps)
+    _warn_saturated(sig, scan)
 
     if preprocessed is None:
-        preprocessed = looks_rectified(values, fs)
+        preprocessed = looks_rectified(_head(sig.values, segments, dead), fs)
         steps.append("detected already-rectified/enveloped EMG (non-negative, skewed or slow; override with "
                      "--emg-raw)" if preprocessed else
                      "detected raw EMG (symmetric about its baseline; override with --emg-preprocessed)")
@@ -220,32 +394,13 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float, preproce
                      f"is one {eff_bin * 1e3:g} ms bin")
 
     binned, centres = [], []
-    notched: list[float] = []
     rate_after = fs
     for seg in segments:
-        x = values[seg]
-        t = times[seg]
-        if raw:
-            if x.shape[0] < 16:
-                log.warning("%s: skipping a segment of %d samples (too short to filter)", sig.source_path, x.shape[0])
-                continue
-            if cfg.line_frequency is not None:
-                x, notched = notch_filter(x, fs, cfg.line_frequency, cfg.notch_harmonics, cfg.notch_quality)
-            if cfg.highpass_hz is not None and cfg.highpass_hz < 0.95 * fs / 2:
-                x = highpass_filter(x, fs, cfg.highpass_hz, cfg.highpass_order)
-            x = np.abs(x)
-        rate_after = fs
-        if cfg.resample_hz is not None and fs > cfg.resample_hz * 1.01 and eff_bin > 1.0 / cfg.resample_hz:
-            x, rate_after = resample(x, fs, cfg.resample_hz)
-            if raw:
-                x = np.abs(x)  # resampling can ring slightly below zero
-            else:
-                x = np.maximum(x, 0.0)
-            t = t[0] + np.arange(x.shape[0]) / rate_after
-        if eff_bin == bin_size:
-            b, c = bin_average(x, t, eff_bin)
-        else:
-            b, c = x, t + eff_bin / 2
+        if raw and seg.stop - seg.start < 16:
+            log.warning("%s: skipping a segment of %d samples (too short to filter)", sig.source_path,
+                        seg.stop - seg.start)
+            continue
+        b, c, rate_after = _segment_bins(sig, seg, dead, fs, cfg, raw, bin_size, eff_bin, chunk)
         if b.shape[0]:
             binned.append(b)
             centres.append(c)
@@ -253,6 +408,7 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float, preproce
         raise SignalError(f"{sig.source_path}: no complete {eff_bin * 1e3:g} ms bin could be formed: the recording "
                           "is too short")
 
+    notched = _notch_freqs(fs, cfg) if raw else []
     if raw:
         if notched:
             steps.append("notch filters (zero-phase, Q=%g) at %s Hz" % (cfg.notch_quality,

@@ -19,7 +19,7 @@ import numpy as np
 from pynwb import NWBHDF5IO, NWBFile, TimeSeries
 
 from .errors import ConfigError, InputFileError, SignalError, SignalNotFoundError
-from .signals import Signal
+from .signals import SeriesValues, Signal
 
 __all__ = ["open_nwb", "Candidate", "iter_series", "find_emg", "read_emg", "SpikeUnits", "read_units", "bin_spikes",
            "OUTPUT_MODULE"]
@@ -205,10 +205,16 @@ def find_emg(nwbfile: NWBFile, path: str | None = None) -> Candidate:
 
 
 def read_emg(nwbfile: NWBFile, path: str | None = None,
-             channel_names: tuple[str, ...] | list[str] | None = None) -> Signal:
-    """Read the EMG (found automatically or at ``path``) into a :class:`Signal`."""
+             channel_names: tuple[str, ...] | list[str] | None = None, lazy: bool = False) -> Signal:
+    """Read the EMG (found automatically or at ``path``) into a :class:`Signal`.
+
+    ``lazy=True`` leaves the samples in the file (:class:`~nwb_autolfads.signals.SeriesValues`,
+    read on demand, valid while the file is open): how ``run`` preprocesses recordings too big
+    for memory, and streams remote ones. By default the values are loaded into an array."""
     cand = find_emg(nwbfile, path)
     signal = read_candidate(cand)
+    if not lazy:
+        signal = signal.load()
     if channel_names is not None:
         if len(channel_names) != signal.n_channels:
             raise SignalError(f"{len(channel_names)} channel names given for {signal.n_channels} channels of "
@@ -234,13 +240,15 @@ def _time_base(ts: TimeSeries, path: str, n: int) -> dict:
     return {"timestamps": None, "rate": float(ts.rate), "starting_time": float(ts.starting_time or 0.0)}
 
 
-def _physical(ts: TimeSeries, raw: np.ndarray) -> np.ndarray:
-    values = raw.astype(np.float64, copy=False) * float(ts.conversion if ts.conversion is not None else 1.0)
+def _physical(ts: TimeSeries, columns: list) -> SeriesValues | np.ndarray:
+    """The series' values in physical units: read on demand when stored in a file (so big and
+    remote recordings are never loaded whole), as an array when the data are in memory."""
+    columns = [c if isinstance(c, h5py.Dataset) else np.asarray(c) for c in columns]
     channel_conversion = getattr(ts, "channel_conversion", None)
-    if channel_conversion is not None:
-        values = values * np.asarray(channel_conversion[:], dtype=float)[None, :]
-    offset = float(getattr(ts, "offset", 0.0) or 0.0)
-    return values + offset if offset else values
+    values = SeriesValues(columns, float(ts.conversion if ts.conversion is not None else 1.0),
+                          None if channel_conversion is None else np.asarray(channel_conversion[:], dtype=float),
+                          float(getattr(ts, "offset", 0.0) or 0.0))
+    return values if all(isinstance(c, h5py.Dataset) for c in columns) else np.asarray(values)
 
 
 def _series_channel_names(ts: TimeSeries, n: int) -> list[str]:
@@ -280,12 +288,12 @@ def _read_series(ts: TimeSeries, path: str) -> Signal:
         raise SignalError(f"{path}: the series holds no data")
     shape = tuple(ts.data.shape)
     _check_shape(path, shape)
-    raw = np.asarray(ts.data[:])
-    if not np.issubdtype(raw.dtype, np.number):
-        raise SignalError(f"{path}: data has non-numeric dtype {raw.dtype}: pass a numeric series")
-    if raw.ndim == 1:
-        raw = raw[:, None]
-    values = _physical(ts, raw)
+    dtype = getattr(ts.data, "dtype", None)
+    if dtype is None:
+        dtype = np.asarray(ts.data[:1]).dtype
+    if not np.issubdtype(dtype, np.number):
+        raise SignalError(f"{path}: data has non-numeric dtype {dtype}: pass a numeric series")
+    values = _physical(ts, [ts.data])
     return Signal(values=values, channel_names=_series_channel_names(ts, values.shape[1]),
                   unit=str(ts.unit or "unknown"), source_path=path, object_id=ts.object_id,
                   neurodata_type=type(ts).__name__, description=ts.description or "",
@@ -294,7 +302,7 @@ def _read_series(ts: TimeSeries, path: str) -> Signal:
 
 def _read_container(cand: Candidate) -> Signal:
     series = [ts for ts in _children_series(cand.obj) if ts.data is not None and len(ts.data.shape) == 1]
-    columns, ref = [], None
+    ref = None
     for ts in series:
         sig = _read_series(ts, f"{cand.path}/{ts.name}")
         if ref is None:
@@ -302,9 +310,15 @@ def _read_container(cand: Candidate) -> Signal:
         elif sig.n_samples != ref.n_samples or not np.allclose(sig.times()[[0, -1]], ref.times()[[0, -1]]):
             raise SignalError(f"{cand.path}: the per-channel series do not share one time base "
                               f"({ts.name} differs from {series[0].name}): pass one series with --emg")
-        columns.append(sig.values[:, 0])
     units = {ts.unit for ts in series}
-    return Signal(values=np.stack(columns, axis=1), channel_names=[ts.name for ts in series],
+    convs = {(float(ts.conversion if ts.conversion is not None else 1.0), float(getattr(ts, "offset", 0.0) or 0.0))
+             for ts in series}
+    if len(convs) == 1 and all(isinstance(ts.data, h5py.Dataset) for ts in series):  # read on demand
+        conversion, offset = convs.pop()
+        values = SeriesValues([ts.data for ts in series], conversion, None, offset)
+    else:
+        values = np.stack([np.asarray(_physical(ts, [ts.data]))[:, 0] for ts in series], axis=1)
+    return Signal(values=values, channel_names=[ts.name for ts in series],
                   unit=str(series[0].unit if len(units) == 1 else "mixed"), source_path=cand.path,
                   object_id=cand.obj.object_id, neurodata_type=type(cand.obj).__name__,
                   rate=ref.rate, starting_time=ref.starting_time, timestamps=ref.timestamps,

@@ -8,7 +8,60 @@ import numpy as np
 
 from .errors import SignalError
 
-__all__ = ["Signal", "split_segments"]
+__all__ = ["Signal", "SeriesValues", "split_segments"]
+
+
+class SeriesValues:
+    """Values of an NWB series read on demand, in physical units.
+
+    Wraps one 2-D (or 1-D) dataset, or several 1-D datasets (one per channel), without loading
+    them: indexing reads only the rows asked for (``values[a:b]`` -> float64 (b - a, n_channels))
+    and applies ``conversion``, per-channel ``channel_conversion`` and ``offset``. This is how a
+    30-minute, 10 kHz recording is preprocessed in chunks instead of as one array (and how a
+    remote file is streamed). ``np.asarray(values)`` loads everything. Valid while the file it
+    came from is open.
+    """
+
+    ndim = 2
+    dtype = np.dtype(np.float64)
+
+    def __init__(self, columns: list, conversion: float = 1.0, channel_conversion: np.ndarray | None = None,
+                 offset: float = 0.0) -> None:
+        self._columns = columns  # one 2-D dataset, or 1-D datasets of equal length
+        first = columns[0]
+        n_ch = (first.shape[1] if len(first.shape) == 2 else 1) if len(columns) == 1 else len(columns)
+        self.shape = (int(first.shape[0]), int(n_ch))
+        self._scale = np.full(n_ch, float(conversion))
+        if channel_conversion is not None:
+            self._scale = self._scale * np.asarray(channel_conversion, dtype=float)
+        self._offset = float(offset)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Samples ``start:stop`` of every channel, (stop - start, n_channels) float64."""
+        start, stop = max(0, int(start)), min(self.shape[0], int(stop))
+        if stop <= start:
+            return np.zeros((0, self.shape[1]))
+        if len(self._columns) == 1:
+            raw = np.asarray(self._columns[0][start:stop])
+            raw = raw.reshape(raw.shape[0], -1)
+        else:
+            raw = np.stack([np.asarray(c[start:stop]) for c in self._columns], axis=1)
+        out = raw.astype(np.float64) * self._scale[None, :]
+        return out + self._offset if self._offset else out
+
+    def __getitem__(self, key):
+        rows, cols = key if isinstance(key, tuple) else (key, slice(None))
+        if isinstance(rows, slice) and rows.step in (None, 1):
+            start, stop, _ = rows.indices(self.shape[0])
+            return self.rows(start, stop)[:, cols]
+        return np.asarray(self)[rows, cols]
+
+    def __array__(self, dtype=None, copy=None):
+        out = self.rows(0, self.shape[0])
+        return out if dtype is None else out.astype(dtype)
 
 
 @dataclass
@@ -16,10 +69,10 @@ class Signal:
     """A multi-channel time series with its time base and where it came from.
 
     ``values`` has shape (n_samples, n_channels) in physical units (conversion and offset
-    applied). Time is either regular (``starting_time`` + ``rate``) or given by ``timestamps``.
+    applied): an array, or :class:`SeriesValues` that reads rows from the file on demand. Time is either regular (``starting_time`` + ``rate``) or given by ``timestamps``.
     """
 
-    values: np.ndarray
+    values: np.ndarray | SeriesValues
     channel_names: list[str]
     unit: str
     source_path: str
@@ -48,11 +101,19 @@ class Signal:
     def n_channels(self) -> int:
         return int(self.values.shape[1])
 
-    def times(self) -> np.ndarray:
-        """Sample times in seconds (the source's clock)."""
+    def times(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Sample times in seconds (the source's clock), of samples ``start:stop`` (all by default)."""
+        stop = self.n_samples if stop is None else stop
         if self.timestamps is not None:
-            return np.asarray(self.timestamps, dtype=float)
-        return self.starting_time + np.arange(self.n_samples) / float(self.rate)
+            return np.asarray(self.timestamps[start:stop], dtype=float)
+        return self.starting_time + np.arange(start, stop) / float(self.rate)
+
+    def load(self) -> "Signal":
+        """This signal with its values in memory (a no-op if they already are)."""
+        if isinstance(self.values, np.ndarray):
+            return self
+        from dataclasses import replace
+        return replace(self, values=np.asarray(self.values))
 
     def sampling_rate(self) -> float:
         """Nominal rate: ``rate``, or 1 / median timestamp step."""

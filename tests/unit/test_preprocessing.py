@@ -7,7 +7,7 @@ from nwb_autolfads.config import PreprocessConfig
 from nwb_autolfads.errors import SignalError
 from nwb_autolfads.preprocessing import (bin_average, highpass_filter, looks_rectified, notch_filter,
                                          preprocess_emg, resample)
-from nwb_autolfads.signals import Signal
+from nwb_autolfads.signals import SeriesValues, Signal
 
 FS = 2000.0
 
@@ -170,3 +170,73 @@ def test_nan_samples_split_the_data_and_all_nan_is_a_clear_error():
     with pytest.raises(SignalError, match="every sample is NaN"):
         preprocess_emg(Signal(np.full_like(dead, np.nan), sig.channel_names, "V", "x", rate=FS), PreprocessConfig(),
                        0.01)
+
+
+class _CountingRows:
+    """A dataset stand-in that records how many rows each read asks for."""
+
+    def __init__(self, array):
+        self.array, self.shape, self.reads = array, array.shape, []
+
+    def __getitem__(self, key):
+        self.reads.append(key.stop - key.start)
+        return self.array[key]
+
+
+def _awkward_signal():
+    """Raw EMG with a gap in time, a NaN stretch and a dead channel."""
+    sig = _raw_signal(seconds=30.0, n=4, seed=3)
+    values = sig.values.copy()
+    values[31000:31020, 1] = np.nan
+    values[:, 3] = np.nan
+    t = np.arange(values.shape[0]) / FS
+    keep = np.ones(t.size, bool)
+    keep[10000:12500] = False
+    return Signal(values[keep], sig.channel_names, "V", "x", timestamps=t[keep])
+
+
+@pytest.mark.parametrize("cfg", [PreprocessConfig(), PreprocessConfig(resample_hz=None),
+                                 PreprocessConfig(line_frequency=50.0, resample_hz=900.0)],
+                         ids=["default", "no-resampling", "50Hz-900Hz"])
+def test_chunked_preprocessing_equals_the_whole_segment_path(cfg):
+    sig = _awkward_signal()
+    whole = preprocess_emg(sig, cfg, 0.01, chunk_samples=0)
+    assert len(whole.segments) == 3  # the gap and the NaN stretch split the recording
+    for chunk in (3001, 8000):
+        part = preprocess_emg(sig, cfg, 0.01, chunk_samples=chunk)
+        assert part.steps == whole.steps
+        np.testing.assert_allclose(part.scales, whole.scales, rtol=1e-9)
+        for a, b, ta, tb in zip(part.rectified, whole.rectified, part.bin_times, whole.bin_times):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-15)
+            np.testing.assert_allclose(ta, tb, rtol=0, atol=1e-12)
+
+
+def test_samples_are_read_chunk_by_chunk():
+    sig = _raw_signal(seconds=60.0, n=3, seed=1)
+    rows = _CountingRows(sig.values)
+    lazy = Signal(SeriesValues([rows]), sig.channel_names, "V", "x", rate=FS)
+    part = preprocess_emg(lazy, PreprocessConfig(), 0.01, chunk_samples=10000)
+    # never the whole recording at once: chunks with their overlaps, and 2**16 samples to tell raw from rectified
+    assert max(rows.reads) <= 2**16 < sig.n_samples
+    assert sorted(rows.reads)[-2] < 30000  # 10000 plus ~4.5 s of overlap each side for the 60 Hz notch to settle
+    whole = preprocess_emg(sig, PreprocessConfig(), 0.01, chunk_samples=0)
+    np.testing.assert_allclose(part.rectified[0], whole.rectified[0], rtol=1e-9)
+
+
+def test_series_values_apply_conversion_offset_and_channel_conversion():
+    raw = np.arange(12, dtype=np.int16).reshape(6, 2)
+    v = SeriesValues([raw], conversion=0.5, channel_conversion=np.array([1.0, 10.0]), offset=1.0)
+    expect = raw * 0.5 * np.array([1.0, 10.0]) + 1.0
+    assert v.shape == (6, 2) and v.ndim == 2
+    np.testing.assert_allclose(v[1:4], expect[1:4])
+    np.testing.assert_allclose(np.asarray(v), expect)
+    np.testing.assert_allclose(v[:, 1], expect[:, 1])
+    cols = SeriesValues([raw[:, 0], raw[:, 1]], conversion=2.0)
+    np.testing.assert_allclose(cols[2:5], raw[2:5] * 2.0)
+
+
+def test_the_callers_values_are_not_changed():
+    sig = _awkward_signal()
+    before = sig.values.copy()
+    preprocess_emg(sig, PreprocessConfig(), 0.01, chunk_samples=0)
+    np.testing.assert_array_equal(sig.values, before)

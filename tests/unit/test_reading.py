@@ -143,3 +143,15 @@ def test_read_units_without_a_units_table(tmp_path, synth):
     with open_nwb(path) as (_io, nwb):
         with pytest.raises(SignalNotFoundError, match="no spikes"):
             read_units(nwb)
+
+
+def test_lazy_reading_leaves_samples_in_the_file(tmp_path, synth):
+    from nwb_autolfads.signals import SeriesValues
+    for layout in ("timeseries", "container"):
+        path = write_emg_nwb(tmp_path / f"{layout}.nwb", synth, int16=True, layout=layout)
+        with open_nwb(path) as (_io, nwb):
+            lazy = read_emg(nwb, lazy=True)
+            loaded = read_emg(nwb)
+            assert isinstance(lazy.values, SeriesValues) and isinstance(loaded.values, np.ndarray)
+            np.testing.assert_array_equal(lazy.values[100:200], loaded.values[100:200])
+            np.testing.assert_array_equal(np.asarray(lazy.values), loaded.values)
