@@ -7,6 +7,8 @@ Main entry points::
     print(result.summary())
 
     ds = nwb_autolfads.load_results(result.output)   # xarray.Dataset of the latest run
+    ev = nwb_autolfads.evaluate(result.output)        # model vs low-pass and Bayesian filters
+    print(ev.table()); nwb_autolfads.write_report(ev, "report/")
 
 See :func:`run`, :func:`load_results` / :func:`list_runs`, :class:`RunConfig` /
 :func:`build_config` and :mod:`nwb_autolfads.testing`. Importing the package loads the
@@ -21,8 +23,8 @@ from .errors import NwbAutolfadsError  # noqa: E402
 from . import extension  # noqa: E402,F401  (loads the ndx-autolfads namespace)
 from .results import list_runs, load_results  # noqa: E402
 
-__all__ = ["__version__", "run", "RunResult", "load_results", "list_runs", "RunConfig", "build_config", "PRESETS",
-           "NwbAutolfadsError"]
+__all__ = ["__version__", "run", "RunResult", "load_results", "list_runs", "evaluate", "Evaluation", "write_report",
+           "RunConfig", "build_config", "PRESETS", "NwbAutolfadsError"]
 
 
 def __getattr__(name):  # PEP 562: import the pipeline (and pynwb) on first use
@@ -30,4 +32,12 @@ def __getattr__(name):  # PEP 562: import the pipeline (and pynwb) on first use
         from . import pipeline
 
         return getattr(pipeline, name)
+    if name in ("evaluate", "Evaluation"):
+        from . import evaluation
+
+        return getattr(evaluation, name)
+    if name == "write_report":
+        from .report import write_report
+
+        return write_report
     raise AttributeError(f"module 'nwb_autolfads' has no attribute {name!r}")

@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "again continues from .<output>.rundir beside the output)")
     p.add_argument("--run-name", metavar="NAME", help="name of the run in processing/autolfads "
                                                       "(default run_<UTC start time>)")
+    p.add_argument("--report", metavar="DIR", help="after training, evaluate the result against the baselines and "
+                                                   "write a report (index.html + figures) into DIR")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
     i = sub.add_parser("inspect", help="list what an NWB file holds (EMG, kinematics, force, units, trials) and "
@@ -118,6 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
                                    "modelled signals, seed, epochs and validation NLL.")
     r.add_argument("file", help="NWB file with nwb-autolfads results")
     r.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    e = sub.add_parser("evaluate", help="score a stored run against rectified EMG, low-pass and Bayesian filtering "
+                                        "(kinematics decoding, force, cortical spikes, ground truth)",
+                       description="Read the source signals and the stored results of RESULT, compute the baselines "
+                                   "(parameters chosen by cross-validation) and the metrics, print a table, and "
+                                   "optionally write JSON and an HTML report.")
+    e.add_argument("file", metavar="RESULT", help="NWB file with nwb-autolfads results (the output of run)")
+    e.add_argument("--run", metavar="NAME", help="which run (default: the latest; see `nwb-autolfads runs`)")
+    e.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    e.add_argument("--report", metavar="DIR", help="write index.html, PNG figures and evaluation.json into DIR")
+    e.add_argument("--folds", type=int, default=5, help="contiguous cross-validation folds (default 5)")
+    e.add_argument("--lags", type=int, default=10, help="history of the ridge decoders in bins (default 10)")
 
     c = sub.add_parser("config", help="print the resolved configuration (defaults, preset, file, overrides)")
     c.add_argument("--show", action="store_true", help="print the configuration (the default action)")
@@ -151,6 +165,26 @@ def _cmd_runs(args) -> int:
 
     runs = list_runs(args.file)
     print(json.dumps([r.to_dict() for r in runs], indent=2) if args.json else format_runs(args.file, runs))
+    return 0
+
+
+def _evaluate_and_report(path, run_name, report, folds=5, lags=10, as_json=False) -> None:
+    from .evaluation import evaluate
+    from .report import write_report
+
+    if folds < 2:
+        raise ConfigError(f"--folds {folds}: use at least 2 folds")
+    if lags < 0:
+        raise ConfigError(f"--lags {lags}: use 0 or more bins of history")
+    ev = evaluate(path, run_name, folds=folds, lags=lags)
+    print(ev.to_json() if as_json else ev.table())
+    if report:
+        index = write_report(ev, report)
+        print(f"report: {index}", file=sys.stderr if as_json else sys.stdout)
+
+
+def _cmd_evaluate(args) -> int:
+    _evaluate_and_report(args.file, args.run, args.report, args.folds, args.lags, args.json)
     return 0
 
 
@@ -203,6 +237,8 @@ def _cmd_run(args) -> int:
         r_rect = float(np.nanmean(channel_correlation(result.rectified, truth)))
         print(f"  example     correlation with the true activations (mean over muscles): "
               f"AutoLFADS {r_model:.3f}, rectified EMG {r_rect:.3f}")
+    if args.report:
+        _evaluate_and_report(result.output, result.run_name, args.report)
     return 0
 
 
@@ -221,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_inspect(args)
         if args.command == "runs":
             return _cmd_runs(args)
+        if args.command == "evaluate":
+            return _cmd_evaluate(args)
         return _cmd_run(args)
     except NwbAutolfadsError as exc:
         sys.stderr.write(f"nwb-autolfads: error: {exc}\n")

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["channel_correlation", "r2_score", "lagged", "ridge_decode_r2"]
+__all__ = ["channel_correlation", "r2_score", "lagged", "ridge_decode_r2", "fold_edges", "ridge_fit", "ridge_path",
+           "RIDGE_ALPHAS"]
+
+RIDGE_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+"""Ridge penalties tried (relative to the number of samples, on standardised features)."""
 
 
 def _valid_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -41,32 +45,61 @@ def lagged(features: np.ndarray, lags: int) -> np.ndarray:
     return np.concatenate(cols, axis=1)
 
 
+def fold_edges(n: int, folds: int) -> list[tuple[int, int]]:
+    """``folds`` contiguous (start, stop) test blocks covering range(n)."""
+    edges = np.linspace(0, n, folds + 1).astype(int)
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def ridge_fit(X: np.ndarray, Y: np.ndarray, alpha: float):
+    """Ridge regression of Y (n, K) on standardised X (n, F), penalty ``alpha`` x n. Returns a
+    function that predicts Y for new X."""
+    mu_x, mu_y = X.mean(0), Y.mean(0)
+    sd = X.std(0) + 1e-12
+    Z = (X - mu_x) / sd
+    W = np.linalg.solve(Z.T @ Z + alpha * Z.shape[0] * np.eye(Z.shape[1]), Z.T @ (Y - mu_y))
+    return lambda Xb: ((Xb - mu_x) / sd) @ W + mu_y
+
+
+def ridge_path(X: np.ndarray, Y: np.ndarray, X_new: np.ndarray, alphas) -> list[np.ndarray]:
+    """Predictions for ``X_new`` of ridge fits of Y on X (as :func:`ridge_fit`) for every penalty
+    in ``alphas``, from one eigendecomposition."""
+    mu_x, mu_y = X.mean(0), Y.mean(0)
+    sd = X.std(0) + 1e-12
+    Z = (X - mu_x) / sd
+    evals, V = np.linalg.eigh(Z.T @ Z)
+    Q = V.T @ (Z.T @ (Y - mu_y))
+    P = ((X_new - mu_x) / sd) @ V
+    return [P @ (Q / (np.maximum(evals, 0.0) + a * Z.shape[0])[:, None]) + mu_y for a in alphas]
+
+
+def _best_alpha(X: np.ndarray, Y: np.ndarray, alphas) -> tuple[float, float]:
+    """The penalty with the least error on the last fifth of (X, Y) when fitted on the rest.
+    Returns (alpha, validation R^2 averaged over targets)."""
+    inner = int(0.8 * X.shape[0])
+    preds = ridge_path(X[:inner], Y[:inner], X[inner:], alphas)
+    scores = {a: float(np.nanmean(r2_score(p, Y[inner:]))) for a, p in zip(alphas, preds)}
+    best = max(scores, key=lambda a: scores[a])
+    return best, scores[best]
+
+
 def ridge_decode_r2(features: np.ndarray, targets: np.ndarray, lags: int = 10, folds: int = 5,
-                    alphas: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)) -> np.ndarray:
+                    alphas: tuple[float, ...] = RIDGE_ALPHAS, per_fold: bool = False):
     """Cross-validated ridge decoding of ``targets`` (n, K) from ``features`` (n, F) with a
     history of ``lags`` bins: contiguous folds; in each, the ridge penalty is chosen on the last
     fifth of the training part (never on the test fold), the model refitted on the whole
-    training part, and R^2 computed on the test fold. Returns R^2 per target, pooled over folds.
+    training part, and R^2 computed on the test fold. Returns R^2 per target, pooled over folds
+    (and, with ``per_fold=True``, also the (folds, K) R^2 of each test fold).
     Rows with NaN are dropped first."""
     X = lagged(features, lags)
     ok = np.isfinite(X).all(axis=1) & np.isfinite(targets).all(axis=1)
     X, Y = X[ok], targets[ok]
-    n = X.shape[0]
-    edges = np.linspace(0, n, folds + 1).astype(int)
     pred = np.empty_like(Y, dtype=float)
-
-    def fit(Xa, Ya, alpha):
-        mu_x, mu_y = Xa.mean(0), Ya.mean(0)
-        sd = Xa.std(0) + 1e-12
-        Z = (Xa - mu_x) / sd
-        W = np.linalg.solve(Z.T @ Z + alpha * Z.shape[0] * np.eye(Z.shape[1]), Z.T @ (Ya - mu_y))
-        return lambda Xb: ((Xb - mu_x) / sd) @ W + mu_y
-
-    for k in range(folds):
-        test = np.arange(edges[k], edges[k + 1])
-        train = np.setdiff1d(np.arange(n), test)
-        inner = int(0.8 * train.size)
-        best = min(alphas, key=lambda a: ((fit(X[train[:inner]], Y[train[:inner]], a)(X[train[inner:]])
-                                           - Y[train[inner:]]) ** 2).sum())
-        pred[test] = fit(X[train], Y[train], best)(X[test])
-    return r2_score(pred, Y)
+    fold_r2 = []
+    for a, b in fold_edges(X.shape[0], folds):
+        train = np.r_[0:a, b:X.shape[0]]
+        alpha, _ = _best_alpha(X[train], Y[train], alphas)
+        pred[a:b] = ridge_fit(X[train], Y[train], alpha)(X[a:b])
+        fold_r2.append(r2_score(pred[a:b], Y[a:b]))
+    pooled = r2_score(pred, Y)
+    return (pooled, np.array(fold_r2)) if per_fold else pooled

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from scipy import signal as sps
 
-__all__ = ["SyntheticEMG", "lorenz_latent", "synthetic_emg", "write_emg_nwb", "mock_emg_nwb", "read_truth",
+__all__ = ["SyntheticEMG", "lorenz_latent", "synthetic_emg", "write_emg_nwb", "mock_emg_nwb", "read_truth", "behavior_from",
            "LorenzSpikes", "lorenz_spikes",
            "DEFAULT_MUSCLES"]
 
@@ -87,7 +87,8 @@ def synthetic_emg(duration: float = 60.0, rate: float = 2000.0, n_muscles: int =
 
 def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseries", location: str = "acquisition",
                   use_timestamps: bool = False, gap: tuple[float, float] | None = None, include_truth: bool = True,
-                  name: str = "EMG", int16: bool = False, n_units: int = 0, seed: int = 0) -> Path:
+                  name: str = "EMG", int16: bool = False, n_units: int = 0, seed: int = 0,
+                  behavior: bool = False) -> Path:
     """Write ``synth`` as an NWB file.
 
     layout: ``timeseries`` (one 2-D TimeSeries, muscle names in the description),
@@ -99,6 +100,9 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
     ``n_units``: also write a Units table of neurons driven by the same latent as the muscles
     (log-rate = W z + log 10 Hz, W entries +-U(0.5, 1)), with a ``quality`` column (every third
     unit 'mua', the rest 'good'), and their true rates in ``ground_truth/true_rates``.
+    ``behavior``: also write what the muscles move (see :func:`behavior_from`): 3 joint angles
+    (``processing/behavior/joint_angles``, 100 Hz), a force (``processing/behavior/force``,
+    100 Hz) and a trials table (one trial per 2 s with a ``go_cue_time``).
     """
     from pynwb import NWBHDF5IO, NWBFile, TimeSeries
     from pynwb.behavior import BehavioralTimeSeries
@@ -174,10 +178,41 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
                 name="true_rates", data=rates.astype(np.float32), unit="Hz",
                 description="true firing rate of each unit (simulation ground truth)", starting_time=0.0,
                 rate=synth.rate))
+    if behavior:
+        fs = 100.0
+        tb = np.arange(t[0], t[-1], 1.0 / fs)
+        drive = np.stack([np.interp(tb, t, truth[:, k]) for k in range(truth.shape[1])], axis=1)
+        angles, force = behavior_from(drive, fs, seed)
+        module = nwb.create_processing_module("behavior", "what the muscles move (simulated from the true activations)")
+        module.add(TimeSeries(name="joint_angles", data=angles, unit="radians", timestamps=tb,
+                              description="joint angles (hip, knee, ankle) driven by the true activations; "
+                              "channels: hip, knee, ankle"))
+        module.add(TimeSeries(name="force", data=force, unit="N", timestamps=tb,
+                              description="ground reaction force driven by the true activations"))
+        nwb.add_trial_column(name="go_cue_time", description="time of the go cue (s)")
+        for start in np.arange(t[0], t[-1] - 2.0, 2.0):
+            nwb.add_trial(start_time=float(start), stop_time=float(start + 2.0), go_cue_time=float(start + 0.8))
     path = Path(path)
     with NWBHDF5IO(str(path), "w") as io:
         io.write(nwb)
     return path
+
+
+def behavior_from(activations: np.ndarray, fs: float, seed: int = 0, n_joints: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Joint angles and a force driven by ``activations`` (n, C) sampled at ``fs`` Hz: angles are
+    a random signed mix of the muscles through a causal 2nd-order 2 Hz low-pass (muscle force
+    -> movement); the force is the sum of the first half of the muscles through a causal 5 Hz
+    low-pass (twitch dynamics). 5% measurement noise on both. Returns ((n, n_joints), (n, 1))."""
+    rng = np.random.default_rng(seed + 7)
+    act = np.nan_to_num(activations)
+    w = rng.normal(size=(act.shape[1], n_joints))
+    b, a = sps.butter(2, 2.0, fs=fs)
+    angles = sps.lfilter(b, a, act @ w, axis=0)
+    angles = angles + 0.05 * angles.std(0) * rng.normal(size=angles.shape)
+    b, a = sps.butter(2, 5.0, fs=fs)
+    force = sps.lfilter(b, a, act[:, : max(1, act.shape[1] // 2)].sum(1, keepdims=True), axis=0)
+    force = force + 0.05 * force.std(0) * rng.normal(size=force.shape)
+    return angles, force
 
 
 def mock_emg_nwb(path: str | Path, duration: float = 60.0, rate: float = 2000.0, n_muscles: int = 12,

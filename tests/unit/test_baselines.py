@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from nwb_autolfads.baselines import bayesian_filter, lowpass
+from nwb_autolfads.baselines import bayesian_filter, bayesian_grid, gaussian_smooth, lowpass, lowpass_grid
 
 
 def test_lowpass_keeps_slow_and_removes_fast_sinusoids():
@@ -53,3 +53,39 @@ def test_bayesian_filter_checks_its_parameters():
         bayesian_filter(x, 1000.0, alpha=0.0, beta=2e3, sigma_max=1.0)
     with pytest.raises(ValueError, match="likelihood"):
         bayesian_filter(x, 1000.0, alpha=0.01, beta=0.0, likelihood="cauchy")
+
+
+def test_blocked_filter_equals_one_pass():
+    """Long inputs run as parallel blocks with a burn-in; the result equals the one-pass filter."""
+    rng = np.random.default_rng(2)
+    n = 40000
+    drive = 0.5 + 0.4 * np.sin(2 * np.pi * np.arange(n) / 3000.0)
+    emg = np.abs(drive[:, None] * rng.laplace(size=(n, 2)))
+    for alpha, beta in ((0.01, 0.1), (1.0, 10.0)):  # jumps of 1e-4 and 1e-2 per sample
+        blocked = bayesian_filter(emg, 1000.0, alpha, beta, sigma_max=3.0, burn_in=2000)  # 5 blocks
+        one_pass = bayesian_filter(emg, 1000.0, alpha, beta, sigma_max=3.0, burn_in=n)  # a single block
+        np.testing.assert_allclose(blocked, one_pass, atol=1e-7)
+
+
+def test_gaussian_smoothing_of_an_impulse():
+    counts = np.zeros((201, 1))
+    counts[100] = 1.0
+    rate = gaussian_smooth(counts, 0.01, 0.05)[:, 0]
+    assert rate.sum() * 0.01 == pytest.approx(1.0, rel=1e-6)  # one spike: unit area in Hz x s
+    t = (np.arange(201) - 100) * 0.01
+    assert np.sqrt(np.sum(rate * t**2) / rate.sum()) == pytest.approx(0.05, rel=0.02)  # SD = sigma
+    assert np.argmax(rate) == 100  # centred: no delay
+    flat = gaussian_smooth(np.full((50, 2), 3.0), 0.01, 0.05)
+    np.testing.assert_allclose(flat, 300.0)  # edges are renormalised, not decayed
+    with pytest.raises(ValueError):
+        gaussian_smooth(counts, 0.01, 0.0)
+
+
+def test_parameter_grids():
+    assert list(lowpass_grid(100.0)) == ["0.5 Hz", "1 Hz", "2 Hz", "3 Hz", "4 Hz", "6 Hz", "8 Hz", "12 Hz", "16 Hz",
+                                         "20 Hz", "30 Hz"]
+    assert "30 Hz" not in lowpass_grid(50.0)  # at Nyquist
+    x = np.abs(np.random.default_rng(0).normal(size=(1000, 3))) * np.array([1.0, 10.0, 100.0])
+    scaled, grid, scale = bayesian_grid(x, 100.0)
+    assert len(grid) == 20 and np.allclose(np.quantile(x / scale, 0.95, axis=0), 1.0)
+    assert scaled.max() <= next(iter(grid.values()))["sigma_max"]

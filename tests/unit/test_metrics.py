@@ -40,3 +40,14 @@ def test_ridge_decoding_recovers_a_known_delayed_linear_relation():
     r2 = ridge_decode_r2(feats, y, lags=5)
     assert r2[0] > 0.99 and abs(r2[1]) < 0.05
     assert ridge_decode_r2(feats, y, lags=1)[0] < 0.1  # without enough history it fails
+
+
+def test_ridge_path_equals_separate_fits_and_fold_scores():
+    from nwb_autolfads.metrics import ridge_decode_r2, ridge_fit, ridge_path
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 5))
+    Y = X @ rng.normal(size=(5, 2)) + 0.1 * rng.normal(size=(300, 2))
+    for alpha, pred in zip((1e-3, 1.0), ridge_path(X[:200], Y[:200], X[200:], (1e-3, 1.0))):
+        np.testing.assert_allclose(pred, ridge_fit(X[:200], Y[:200], alpha)(X[200:]), rtol=1e-8, atol=1e-10)
+    pooled, folds = ridge_decode_r2(X, Y, lags=0, folds=4, per_fold=True)
+    assert folds.shape == (4, 2) and np.all(folds > 0.95) and np.all(pooled > 0.95)

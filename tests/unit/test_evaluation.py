@@ -1,0 +1,115 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import nwb_autolfads
+from nwb_autolfads.baselines import lowpass
+from nwb_autolfads.evaluation import MODEL, evaluate, nested_cv, transfer_function, _runs
+from nwb_autolfads.report import write_report
+from nwb_autolfads.testing import mock_emg_nwb
+
+
+def test_nested_cv_chooses_the_informative_candidate_inside_the_training_folds():
+    rng = np.random.default_rng(0)
+    n = 2000
+    truth = np.cumsum(rng.normal(size=(n, 2)), axis=0)
+    cands = {"good": truth + 0.1 * rng.normal(size=(n, 2)), "bad": rng.normal(size=(n, 2))}
+    out = nested_cv(cands, truth, lags=0, folds=5, per_channel=True)
+    assert out["chosen"] == ["good"] * 5
+    assert out["mean"] > 0.99 and out["folds"].shape == (5, 2)
+    fixed = nested_cv(cands, truth, lags=0, folds=5, per_channel=True, fixed=["bad"] * 5)
+    assert fixed["chosen"] == ["bad"] * 5 and fixed["mean"] < 0.1
+
+
+def test_nested_cv_recovers_a_known_linear_relation_with_history():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3000, 3))
+    y = np.r_[np.zeros((2, 1)), (x @ [[1.0], [-1.0], [0.5]])[:-2]]  # two bins later
+    assert nested_cv({"": x}, y, lags=3)["mean"] > 0.99
+    assert nested_cv({"": x}, y, lags=0)["mean"] < 0.1
+
+
+def test_transfer_function_of_a_low_pass():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(20000, 2))
+    y = lowpass(x, 100.0, 5.0)
+    tf = transfer_function(x, y, 100.0, [slice(0, 20000)], nperseg=256)
+    f = tf["freq"]
+    assert np.all(np.abs(tf["gain"][(f > 0) & (f < 2)] - 1) < 0.05)  # passes below the cutoff
+    assert np.all(tf["gain"][f > 15] < 0.01)  # cuts above it
+    assert np.all(tf["coherence"][(f > 0) & (f < 2)] > 0.95)
+    assert transfer_function(x, y, 100.0, [slice(0, 100)], nperseg=256) is None  # too short
+
+
+def test_runs_split_at_gaps_and_masks():
+    t = np.r_[np.arange(10), np.arange(20, 30)] * 0.01
+    mask = np.ones(20, bool)
+    mask[3] = False
+    assert [(r.start, r.stop) for r in _runs(t, 0.01, mask)] == [(0, 3), (4, 10), (10, 20)]
+
+
+@pytest.fixture(scope="module")
+def result_file(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("evaluate")
+    src = mock_emg_nwb(folder / "src.nwb", duration=20.0, rate=1000.0, n_muscles=3, seed=0, behavior=True, n_units=4)
+    res = nwb_autolfads.run(src, folder / "out.nwb", preset="smoke", progress=False)
+    return res.output
+
+
+def test_evaluate_scores_the_model_and_every_baseline(result_file):
+    ev = evaluate(result_file)
+    assert ev.methods == [MODEL, "rectified", "low-pass", "Bayesian"]
+    assert set(ev.scores) == {"truth", "kinematics", "force", "spikes"}
+    for metric, per_method in ev.scores.items():
+        assert set(per_method) == set(ev.methods)
+        for method, s in per_method.items():
+            assert np.isfinite(s["mean"]) and np.asarray(s["folds"]).shape[0] == 5
+            if method in ("low-pass", "Bayesian"):
+                assert len(s["chosen"]) == 5  # parameters chosen per fold
+    kin = ev.scores["kinematics"]["low-pass"]
+    assert kin["targets"][:3] == ["joint_angles.hip", "joint_angles.knee", "joint_angles.ankle"]
+    assert len(kin["targets"]) == 6  # and their velocities
+    # the truth is a smooth drive: a low-pass filter of rectified EMG recovers much of it
+    assert ev.scores["truth"]["low-pass"]["mean"] > ev.scores["truth"]["rectified"]["mean"] > 0.3
+    assert "all" in ev.spectra and "go_cue -> stop" in ev.spectra and MODEL in ev.spectra["all"]
+    text = ev.table()
+    assert all(m in text for m in ev.methods)
+    data = json.loads(ev.to_json())
+    assert data["primary_metric"] == "truth" and data["scores"]["force"]["Bayesian"]["chosen"]
+
+
+def test_report_writes_every_figure(result_file, tmp_path):
+    ev = evaluate(result_file)
+    index = write_report(ev, tmp_path / "report")
+    page = index.read_text()
+    for name in ("traces.png", "scores_truth.png", "scores_kinematics.png", "scores_force.png", "scores_spikes.png",
+                 "transfer_functions.png", "training_curves.png", "pbt_hyperparameters.png", "factors.png"):
+        assert f"src='{name}'" in page and (tmp_path / "report" / name).stat().st_size > 5000
+    assert json.loads((tmp_path / "report" / "evaluation.json").read_text())["run"] == ev.run
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "nwb_autolfads", *map(str, args)], capture_output=True, text=True)
+
+
+def test_cli_evaluate(result_file, tmp_path):
+    proc = _cli("evaluate", result_file, "--json", "--report", tmp_path / "r", "--folds", "3")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert np.asarray(data["scores"]["kinematics"][MODEL]["folds"]).shape[0] == 3
+    assert (tmp_path / "r" / "index.html").is_file()
+    table = _cli("evaluate", result_file)
+    assert table.returncode == 0 and "low-pass" in table.stdout and "Bayesian" in table.stdout
+    bad = _cli("evaluate", result_file, "--run", "nope")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no run 'nope'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_cli_run_with_report(tmp_path):
+    src = mock_emg_nwb(tmp_path / "s.nwb", duration=12.0, rate=1000.0, n_muscles=2, seed=1, behavior=True)
+    proc = _cli("run", src, "--preset", "smoke", "-q", "--report", tmp_path / "rep")
+    assert proc.returncode == 0, proc.stderr
+    assert "kinematics R^2" in proc.stdout and (tmp_path / "rep" / "index.html").is_file()
