@@ -420,6 +420,9 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
                 primary_choice = {m: res[prefix + m]["chosen"] for m in methods_est if len(methods_est[m]) > 1}
         if kind == "emg" and "spikes" in src:
             counts = src["spikes"]
+            if "spikes" in str(ds.attrs.get("modalities", "")):
+                notes.append("the model was trained on these spikes too (emg+spikes): its spikes->est R^2 is not an "
+                             "independent test")
             res = scores.setdefault("spikes", {})
             for m, cands in methods_est.items():
                 fixed = primary_choice.get(m) if len(cands) > 1 else None

@@ -95,6 +95,9 @@ def _pbt(ds, folder: Path) -> str | None:
             ax.set_yscale("log")
         ax.set_title("smoothed validation NLL" if col == "metric" else col)
         ax.set_xlabel("generation")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     if chain:

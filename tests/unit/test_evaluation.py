@@ -81,6 +81,17 @@ def test_evaluate_scores_the_model_and_every_baseline(result_file):
     assert data["primary_metric"] == "truth" and data["scores"]["force"]["Bayesian"]["chosen"]
 
 
+def test_evaluate_a_spike_model_against_gaussian_smoothing(result_file, tmp_path):
+    src = result_file.parent / "src.nwb"
+    res = nwb_autolfads.run(src, tmp_path / "spikes.nwb", preset="smoke", progress=False,
+                            overrides={"data.model": "spikes", "pbt.population": 1})
+    ev = evaluate(res.output)
+    assert ev.methods == [MODEL, "smoothed spikes"] and ev.channel_names[0].startswith("unit")
+    assert set(ev.scores) == {"truth", "kinematics", "force"}  # truth: the true rates
+    assert len(ev.scores["kinematics"]["smoothed spikes"]["chosen"]) == 5
+    assert not ev.spectra  # the EMG filter analysis needs EMG
+
+
 def test_report_writes_every_figure(result_file, tmp_path):
     ev = evaluate(result_file)
     index = write_report(ev, tmp_path / "report")
