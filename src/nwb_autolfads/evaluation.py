@@ -57,6 +57,8 @@ class Evaluation:
     n_bins: int
     channel_names: list[str]
     methods: list[str]
+    folds: int = 5
+    lags: int = 10
     scores: dict = field(default_factory=dict)
     spectra: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -71,6 +73,7 @@ class Evaluation:
 
     def to_dict(self) -> dict:
         return {"result": self.result, "run": self.run, "bin_size": self.bin_size, "n_bins": self.n_bins,
+                "folds": self.folds, "lags": self.lags,
                 "channel_names": self.channel_names, "methods": self.methods, "primary_metric": self.primary(),
                 "scores": _jsonable(self.scores), "spectra": _jsonable(self.spectra), "notes": self.notes}
 
@@ -106,7 +109,8 @@ class Evaluation:
             if chosen:
                 lines.append(f"{heads[m]}: baselines' parameters (most often chosen by cross-validation): "
                              + "; ".join(f"{k} {v}" for k, v in chosen.items()))
-        lines.append("± is the SD over folds. " + " ".join(self.notes))
+        lines.append(f"± is the SD over {self.folds} contiguous folds; decoders use {self.lags} bins "
+                     f"({self.lags * self.bin_size * 1e3:g} ms) of history. " + " ".join(self.notes))
         return "\n".join(lines)
 
 
@@ -479,7 +483,7 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
     if "force" in src:
         traces["force"] = src["force"]
     return Evaluation(result=str(result), run=ds.attrs["run"], bin_size=bin_size, n_bins=int(times.size),
-                      channel_names=channel_names, methods=methods, scores=scores, spectra=spectra, notes=notes,
+                      channel_names=channel_names, methods=methods, folds=folds, lags=lags, scores=scores, spectra=spectra, notes=notes,
                       traces=traces)
 
 

@@ -21,10 +21,14 @@ __all__ = ["write_report"]
 
 COLORS = {MODEL: "#d62728", "rectified": "#bbbbbb", "low-pass": "#1f77b4", "Bayesian": "#2ca02c",
           "smoothed spikes": "#1f77b4", "raw": "#999999"}
-METRIC_TITLES = {"truth": "R² against the true activations (cross-validated affine map per channel)",
-                 "kinematics": "kinematics decoding R² (ridge, 100 ms history)",
-                 "force": "force prediction r (ridge, 100 ms history)",
-                 "spikes": "prediction of each estimate from cortical spikes, R² (ridge, 100 ms history)"}
+_TITLES = {"truth": "R² against the true activations (cross-validated affine map per channel)",
+           "kinematics": "kinematics decoding R² (ridge, {h} history)",
+           "force": "force prediction r (ridge, {h} history)",
+           "spikes": "prediction of each estimate from cortical spikes, R² (ridge, {h} history)"}
+
+
+def _title(metric: str, ev: Evaluation) -> str:
+    return _TITLES[metric].format(h=f"{ev.lags * ev.bin_size * 1e3:g} ms")
 
 
 def _plt():
@@ -175,7 +179,7 @@ def _score_bars(ev: Evaluation, folder: Path) -> list[tuple[str, str]]:
         ax2.set_ylim(lo, 1.0)
         ax2.legend(frameon=False, fontsize=7, ncol=len(methods))
         ax2.set_title("per target (pooled over folds)", fontsize=8)
-        fig.suptitle(METRIC_TITLES[metric])
+        fig.suptitle(_title(metric, ev))
         out.append((metric, _save(fig, folder, f"scores_{metric}.png")))
     return out
 
@@ -232,7 +236,7 @@ def _table_html(ev: Evaluation) -> str:
     metrics = [m for m in ("truth", "kinematics", "force", "spikes") if m in ev.scores]
     if not metrics:
         return "<p>No kinematics, force, cortical spikes or ground truth in the file: nothing to score against.</p>"
-    head = "".join(f"<th>{html.escape(METRIC_TITLES[m])}</th>" for m in metrics)
+    head = "".join(f"<th>{html.escape(_title(m, ev))}</th>" for m in metrics)
     rows = []
     for method in ev.methods:
         cells = []
@@ -274,7 +278,7 @@ def write_report(ev: Evaluation, folder: str | Path, ds=None) -> Path:
         if name:
             figs.append((caption, name))
     for metric, name in _score_bars(ev, folder):
-        figs.append((METRIC_TITLES[metric] + ". Higher is better. Folds are contiguous blocks of time; each "
+        figs.append((_title(metric, ev) + ". Higher is better. Folds are contiguous blocks of time; each "
                      "baseline's parameters were chosen inside the training folds.", name))
     for caption, name in (
             ("What each method does to the rectified EMG, as a filter: gain and coherence per frequency. A "
