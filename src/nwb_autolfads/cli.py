@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--population", type=int, metavar="N",
                    help="population-based training with N members (default preset: 20); 1 trains a single model "
                         "with the configured hyperparameters")
+    p.add_argument("--backend", choices=["embedded", "ray"],
+                   help="where population-based training runs: embedded (default; this machine, nothing to start) "
+                        "or ray (Ray Tune; pip install \"nwb-autolfads[ray]\")")
+    p.add_argument("--ray-address", metavar="ADDRESS",
+                   help="with --backend ray: a running Ray cluster (HEAD:6379 or auto); default: start a local one")
     p.add_argument("--resume", metavar="RUNDIR",
                    help="continue an interrupted run from its run directory (by default the same command run "
                         "again continues from .<output>.rundir beside the output)")
@@ -206,6 +211,12 @@ def _cmd_run(args) -> int:
         overrides["data.window"] = args.window
     if args.population is not None:
         overrides["pbt.population"] = args.population
+    if args.backend:
+        overrides["pbt.backend"] = args.backend
+    if args.ray_address:
+        if (args.backend or overrides.get("pbt.backend")) != "ray":
+            overrides["pbt.backend"] = "ray"  # an address means Ray
+        overrides["pbt.ray_address"] = args.ray_address
     if args.channel_names:
         overrides["data.channel_names"] = [s.strip() for s in args.channel_names.split(",") if s.strip()]
     preset = args.preset

@@ -303,6 +303,15 @@ class PBTConfig:
     """Processes that train members in parallel (one torch thread each); 0: one per core (at
     most one per member); 1: all members in this process. Each member-generation has its own
     seed, so only thread-count effects on float sums (last bits) can differ between settings."""
+    backend: str = "embedded"
+    """``embedded`` (this machine, nothing to start) or ``ray`` (Ray Tune: a private local Ray
+    instance, or the cluster at ``ray_address``; needs ``pip install "nwb-autolfads[ray]"``)."""
+    ray_address: str | None = None
+    """Address of a running Ray cluster (``HEAD:6379``, or ``auto``); None starts a local one."""
+    ray_cpus_per_member: int = 1
+    """CPUs (and torch threads) each member's trial gets on Ray."""
+    ray_gpus_per_member: float = 0.0
+    """GPUs each member's trial gets on Ray (fractions share a GPU); 0 trains on CPU."""
     lr: SearchRange = SearchRange(1e-5, 5e-3, log=True, weight=0.3)
     dropout: SearchRange = SearchRange(0.0, 0.6, weight=0.3)
     cd_rate: SearchRange = SearchRange(0.01, 0.7, weight=0.3)
@@ -318,6 +327,10 @@ class PBTConfig:
         _check(self.stop_improvement >= 0, "pbt.stop_improvement", self.stop_improvement, "use a fraction >= 0")
         _check(self.stop_generations >= 1, "pbt.stop_generations", self.stop_generations, "use an integer >= 1")
         _check(self.workers >= 0, "pbt.workers", self.workers, "use 0 (one per core), 1 (no extra processes) or more")
+        _check(self.backend in ("embedded", "ray"), "pbt.backend", self.backend, "use 'embedded' or 'ray'")
+        _check(self.ray_cpus_per_member >= 1, "pbt.ray_cpus_per_member", self.ray_cpus_per_member,
+               "use an integer >= 1")
+        _check(self.ray_gpus_per_member >= 0, "pbt.ray_gpus_per_member", self.ray_gpus_per_member, "use a value >= 0")
         for name in PBT_HYPERPARAMETERS:
             getattr(self, name).check(f"pbt.{name}")
         _check(self.dropout.high < 1, "pbt.dropout.high", self.dropout.high, "use a rate < 1")

@@ -306,7 +306,11 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
         return m
 
     if cfg.pbt.population > 1:
-        model, result = train_population(make_model, x_all[train_idx], x_all[valid_idx], cfg.model, cfg.train,
+        if cfg.pbt.backend == "ray":
+            from .pbt_ray import train_population_ray as trainer
+        else:
+            trainer = train_population
+        model, result = trainer(make_model, x_all[train_idx], x_all[valid_idx], cfg.model, cfg.train,
                                          cfg.augment, cfg.pbt, seed=cfg.seed, rundir=rundir, progress=progress)
     else:
         model = make_model()
