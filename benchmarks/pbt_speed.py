@@ -40,6 +40,9 @@ def main(argv=None) -> None:
     p.add_argument("--windows", type=int, default=200)
     p.add_argument("--config", choices=sorted(CONFIGS), default="reference")
     p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--bound", action="store_true",
+                   help="also print the compute bound: matrix-multiply FLOPs of a member-epoch (counted by torch's "
+                        "FlopCounterMode, elementwise work not included) over this machine's peak sgemm rate")
     args = p.parse_args(argv)
 
     c = CONFIGS[args.config]
@@ -74,6 +77,41 @@ def main(argv=None) -> None:
             continue
         base = base or wall
         print(f"| {n:10d} | {wall:16.2f} | {n * args.epochs / wall:17.2f} | {wall / base:19.1f}x |")
+    if args.bound:
+        compute_bound(c, tx, observation, args, base)
+
+
+def compute_bound(c, tx, observation, args, single_generation_s) -> None:
+    """Why a population cannot cost much less than N single models on a CPU: count the
+    matrix-multiply FLOPs of one member-epoch and divide by the peak sgemm rate."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from nwb_autolfads.augment import CoordinatedDropout, TemporalShift
+    from nwb_autolfads.training import train_epoch
+
+    cfg = build_config(overrides={"model": c["model"], "train.batch_size": 32})
+    model = LFADS(c["channels"], cfg.model, observation)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    with FlopCounterMode(display=False) as counter:
+        train_epoch(model, opt, tx, cfg.train, CoordinatedDropout(0.3), TemporalShift(0, 0), 1.0)
+    flops = counter.get_total_flops()
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    for _ in range(3):
+        a @ b
+    t0 = time.perf_counter()
+    reps = 10
+    for _ in range(reps):
+        a @ b
+    peak = 2 * 2048**3 * reps / (time.perf_counter() - t0)
+    member_epoch_min = flops / peak
+    single_epoch = single_generation_s / args.epochs
+    print()
+    print(f"compute bound: {flops / 1e9:.2f} GFLOP of matrix multiplies per member-epoch; peak sgemm "
+          f"{peak / 1e9:.0f} GFLOP/s with {torch.get_num_threads()} threads -> at least {member_epoch_min:.3f} s per "
+          f"member-epoch, whatever the executor (one model measured: {single_epoch:.3f} s per epoch, "
+          f"{100 * member_epoch_min / single_epoch:.0f}% of peak).")
+    for n in args.populations:
+        print(f"population {n}: at least {n * member_epoch_min / single_epoch:.1f}x a single model per generation")
 
 
 if __name__ == "__main__":

@@ -257,8 +257,14 @@ def train_population_ray(make_model: Callable[[], LFADS], train_x: torch.Tensor,
 
     def generation_done(g, rows):
         bar.update(1)
-        scores = [r["metric"] for r in rows if r["generation"] == g]
-        bar.set_postfix(best=f"{np.nanmin(scores):.4f}", median=f"{np.nanmedian(scores):.4f}", refresh=False)
+        current = [r for r in rows if r["generation"] == g]
+        scores = [r["metric"] for r in current]
+        top = current[int(np.nanargmin(scores))]
+        bar.set_postfix(best=f"{np.nanmin(scores):.4f}", median=f"{np.nanmedian(scores):.4f}", lr=f"{top['lr']:.1e}",
+                        cd=f"{top['cd_rate']:.2f}", refresh=False)
+        if progress:
+            bar.write(f"generation {g + 1}: best {top['metric']:.4f} (member {top['member']}: "
+                      + ", ".join(f"{k} {top[k]:.3g}" for k in ranges) + f"), median {np.nanmedian(scores):.4f}")
         if on_generation is not None:
             on_generation(g, rows)
 
