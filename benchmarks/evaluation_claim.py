@@ -34,14 +34,17 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", default=None)
     p.add_argument("--report", default=None, help="also write the HTML report here")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides")
     args = p.parse_args(argv)
+    from nwb_autolfads.cli import _parse_sets
+
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="nwb-autolfads-claim-"))
     workdir.mkdir(parents=True, exist_ok=True)
     src = mock_emg_nwb(workdir / "claim_emg.nwb", duration=args.duration, rate=2000.0, n_muscles=12, seed=args.seed,
                        artefacts=args.artefacts, behavior=True)
     t0 = time.perf_counter()
     res = nwb_autolfads.run(src, workdir / "claim_result.nwb", preset=args.preset, overwrite=True, progress=False,
-                            overrides={"pbt.population": args.population}, seed=args.seed)
+                            overrides={"pbt.population": args.population, **_parse_sets(args.set)}, seed=args.seed)
     t_train = time.perf_counter() - t0
     t0 = time.perf_counter()
     ev = evaluate(res.output)

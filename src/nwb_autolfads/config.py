@@ -34,6 +34,7 @@ __all__ = [
     "SearchRange",
     "PBTConfig",
     "PBT_HYPERPARAMETERS",
+    "configured_hyperparameters",
     "InferenceConfig",
     "RunConfig",
     "PRESETS",
@@ -285,6 +286,17 @@ class SearchRange:
 PBT_HYPERPARAMETERS = {"lr": "train.lr", "dropout": "model.dropout", "cd_rate": "augment.cd_rate",
                        "l2_gen_scale": "train.l2_gen_scale", "l2_con_scale": "train.l2_con_scale",
                        "kl_co_scale": "train.kl_co_scale", "kl_ic_scale": "train.kl_ic_scale"}
+
+
+def configured_hyperparameters(model: "ModelConfig", train: "TrainConfig", augment: "AugmentConfig") -> dict[str, float]:
+    """The values the configuration gives the hyperparameters PBT tunes (``PBT_HYPERPARAMETERS``):
+    what a single model trains with, and where member 0 of a population starts."""
+    sections = {"model": model, "train": train, "augment": augment}
+    out = {}
+    for name, key in PBT_HYPERPARAMETERS.items():
+        section, field_name = key.split(".")
+        out[name] = float(getattr(sections[section], field_name))
+    return out
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .augment import CoordinatedDropout, TemporalShift
-from .config import AugmentConfig, ModelConfig, PBTConfig, SearchRange, TrainConfig
+from .config import AugmentConfig, ModelConfig, PBTConfig, SearchRange, TrainConfig, configured_hyperparameters
 from .errors import TrainingError
 from .model import LFADS
 from .training import TrainResult, _ramp, _rng_state, _set_rng_state, evaluate_nll, load_checkpoint, \
@@ -284,9 +284,7 @@ def train_population(make_model: Callable[[], LFADS], train_x: torch.Tensor, val
     """
     t0 = time.perf_counter()
     ranges = pbt.ranges()
-    defaults = {"lr": train_cfg.lr, "dropout": model_cfg.dropout, "cd_rate": aug.cd_rate,
-                "l2_gen_scale": train_cfg.l2_gen_scale, "l2_con_scale": train_cfg.l2_con_scale,
-                "kl_co_scale": train_cfg.kl_co_scale, "kl_ic_scale": train_cfg.kl_ic_scale}
+    defaults = configured_hyperparameters(model_cfg, train_cfg, aug)
     rng = np.random.default_rng(seed + 7919)
     members = []
     for hp in initial_hyperparameters(ranges, defaults, pbt.population, rng):

@@ -35,7 +35,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .config import AugmentConfig, ModelConfig, PBTConfig, TrainConfig
+from .config import AugmentConfig, ModelConfig, PBTConfig, TrainConfig, configured_hyperparameters
 from .errors import ConfigError, TrainingError
 from .model import LFADS
 from .pbt import Member, _member_seed, _to_cpu, _train_generation, explore, initial_hyperparameters, lineage, \
@@ -221,9 +221,7 @@ def train_population_ray(make_model: Callable[[], LFADS], train_x: torch.Tensor,
     ray, tune = _import_ray()
     t0 = time.perf_counter()
     ranges = pbt.ranges()
-    defaults = {"lr": train_cfg.lr, "dropout": model_cfg.dropout, "cd_rate": aug.cd_rate,
-                "l2_gen_scale": train_cfg.l2_gen_scale, "l2_con_scale": train_cfg.l2_con_scale,
-                "kl_co_scale": train_cfg.kl_co_scale, "kl_ic_scale": train_cfg.kl_ic_scale}
+    defaults = configured_hyperparameters(model_cfg, train_cfg, aug)
     rng = np.random.default_rng(seed + 7919)
     initial = initial_hyperparameters(ranges, defaults, pbt.population, rng)
     models = [make_model() for _ in initial]  # the embedded executor's draws, in its order

@@ -218,9 +218,9 @@ def _describe(cfg: RunConfig, sig, units) -> str:
 
 def _hyperparameters(cfg: RunConfig) -> dict:
     """The hyperparameters population-based training tunes (science.md section 6), as used."""
-    t, a, m = cfg.train, cfg.augment, cfg.model
-    return {"lr": t.lr, "dropout": m.dropout, "cd_rate": a.cd_rate, "kl_ic_scale": t.kl_ic_scale,
-            "kl_co_scale": t.kl_co_scale, "l2_gen_scale": t.l2_gen_scale, "l2_con_scale": t.l2_con_scale}
+    from .config import configured_hyperparameters
+
+    return configured_hyperparameters(cfg.model, cfg.train, cfg.augment)
 
 
 def _metrics(result: "RunResult") -> dict:
