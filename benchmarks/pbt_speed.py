@@ -112,6 +112,26 @@ def compute_bound(c, tx, observation, args, single_generation_s) -> None:
           f"{100 * member_epoch_min / single_epoch:.0f}% of peak).")
     for n in args.populations:
         print(f"population {n}: at least {n * member_epoch_min / single_epoch:.1f}x a single model per generation")
+    # What batching members into one vectorised model could gain: the same ops on 20 members'
+    # stacked tensors (generator-sized matrices, B = 32) against one member's.
+    G, n = c["model"]["gen_dim"], max(args.populations)
+    x1, w1, b1 = torch.randn(32, G), torch.randn(G, 3 * G), torch.randn(3 * G)
+    xn, wn, bn = torch.randn(n, 32, G), torch.randn(n, G, 3 * G), torch.randn(n, 1, 3 * G)
+    e1, en = torch.randn(32, 3 * G), torch.randn(n, 32, 3 * G)
+
+    def per_call(f, reps=200):
+        for _ in range(10):
+            f()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            f()
+        return (time.perf_counter() - t0) / reps
+
+    mm = per_call(lambda: torch.baddbmm(bn, xn, wn)) / per_call(lambda: torch.addmm(b1, x1, w1))
+    ew = per_call(lambda: torch.sigmoid(en)) / per_call(lambda: torch.sigmoid(e1))
+    print(f"vectorising {n} members: one batched recurrent matmul ({G} units) costs {mm:.1f}x one member's, "
+          f"an elementwise op {ew:.1f}x; a vectorised population of {n} would cost about that many single models "
+          f"per generation (the process executor: see the table)")
 
 
 if __name__ == "__main__":
