@@ -56,3 +56,36 @@ def test_cli_backend_ray_end_to_end(tmp_path):
     ds = load_results(tmp_path / "s_autolfads.nwb")
     assert '"backend": "ray"' in ds.attrs["metrics"]
     assert np.all(np.isfinite(ds.emg_activations.values))
+
+
+def test_ray_run_resumes_after_a_crash_with_the_uninterrupted_result(tmp_path):
+    cfg = build_config("smoke", overrides={"pbt.population": 2, "pbt.max_generations": 3, "pbt.generation_epochs": 1,
+                                           "pbt.workers": 2}).resolved(3)
+    x = torch.rand(30, cfg.windows.window_bins, 3, generator=torch.Generator().manual_seed(5)) + 0.1
+
+    def make():
+        return LFADS(3, cfg.model, Gamma())
+
+    def train(rundir, on_generation=None):
+        torch.manual_seed(2)
+        return train_population_ray(make, x[:24], x[24:], cfg.model, cfg.train, cfg.augment, cfg.pbt, seed=4,
+                                    rundir=rundir, progress=False, on_generation=on_generation)
+
+    m_ref, r_ref = train(tmp_path / "whole")
+
+    def crash(g, rows):
+        if g == 1:
+            raise RuntimeError("simulated crash after generation 1")
+
+    with pytest.raises(Exception):
+        train(tmp_path / "crashed", crash)
+    assert (tmp_path / "crashed" / "ray_resume" / "pbt_ray_state.pt").exists()
+    seen = []
+    m_res, r_res = train(tmp_path / "crashed", lambda g, rows: seen.append(g))
+    assert seen == [2]  # only the generation the crash left
+    assert [(r["generation"], r["member"], r["parent_member"]) for r in r_res.pbt_history] == \
+        [(r["generation"], r["member"], r["parent_member"]) for r in r_ref.pbt_history]
+    np.testing.assert_allclose([r["metric"] for r in r_res.pbt_history], [r["metric"] for r in r_ref.pbt_history],
+                               rtol=1e-6)
+    for p1, p2 in zip(m_ref.parameters(), m_res.parameters()):
+        np.testing.assert_allclose(p1.detach().numpy(), p2.detach().numpy(), atol=1e-6)

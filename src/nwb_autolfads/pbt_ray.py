@@ -19,12 +19,16 @@ HEAD:6379``). Without an address a private local Ray instance is started, bound 
   and the generation cap; the best member-generation ever seen is copied out of Tune's storage
   as it appears, and is the result.
 
-Tune stores its experiment under ``<rundir>/ray`` (or a temporary directory). An interrupted
-Ray run starts again from the beginning; the embedded executor is the one that resumes.
+Tune stores its experiment under ``<rundir>/ray`` (or a temporary directory). After every
+generation the scheduler also saves, in ``<rundir>/ray_resume``, every member's state and
+hyperparameters, the history and the random generator: the same call again (``--resume``, or
+rerunning the command) continues with the next generation and ends with the result of an
+uninterrupted run.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import tempfile
@@ -38,13 +42,14 @@ import torch
 from .config import AugmentConfig, ModelConfig, PBTConfig, TrainConfig, configured_hyperparameters
 from .errors import ConfigError, TrainingError
 from .model import LFADS
-from .pbt import Member, _member_seed, _to_cpu, _train_generation, explore, initial_hyperparameters, lineage, \
+from .pbt import Member, _fingerprint, _member_seed, _to_cpu, _train_generation, explore, initial_hyperparameters, lineage, \
     should_stop, tournament
-from .training import TrainResult
+from .training import TrainResult, load_checkpoint
 
 __all__ = ["train_population_ray"]
 
 STATE_FILE = "member.pt"
+RESUME_FILE = "pbt_ray_state.pt"
 
 
 def _import_ray():
@@ -83,6 +88,10 @@ def _member_trainable(config: dict, data: dict) -> None:
             state = torch.load(Path(d) / STATE_FILE, map_location=device, weights_only=False)
         generation = state.pop("generation")
         member.load(state)
+    elif data.get("start_states"):  # a resumed run: the member as the last completed generation left it
+        state = dict(data["start_states"][int(config["member"])])
+        generation = state.pop("generation")
+        member.load(state)
     else:  # generation 0: the weights the driver drew for this member
         model.load_state_dict(data["initial_weights"][int(config["member"])])
         generation = 0
@@ -110,11 +119,12 @@ def _scheduler_class():
         nwb-autolfads' bounded multiplicative perturbation (see the module docstring)."""
 
         def __init__(self, ranges, rng: np.random.Generator, best_dir: Path, pbt: PBTConfig, on_generation=None,
-                     **kwargs):
+                     resume_dir: Path | None = None, fingerprint: str = "", **kwargs):
             super().__init__(time_attr="training_iteration", metric="metric", mode="min", perturbation_interval=1,
                              synch=True, hyperparam_mutations={k: [r.low, r.high] for k, r in ranges.items()},
                              log_config=False, **kwargs)
             self.ranges, self.rng, self.best_dir, self.pbt = ranges, rng, best_dir, pbt
+            self.resume_dir, self.fingerprint = resume_dir, fingerprint
             self.finished = False
             self.on_generation = on_generation
             self.rows: list[dict] = []
@@ -181,9 +191,44 @@ def _scheduler_class():
                     raise TrainingError(f"Ray Tune lost the checkpoint of member {winner.config['member']}: "
                                         "check the Ray storage path")
                 self._exploit(tune_controller, loser, winner)
+            if self.resume_dir is not None:
+                self._save_resumable()
             if self.on_generation is not None:
                 self.on_generation(self._generation, self.rows)
             self._generation += 1
+            self.finished = (self._generation >= self.pbt.max_generations
+                             or should_stop(self.best_per_generation, self.pbt.stop_improvement,
+                                            self.pbt.stop_generations))
+
+        def _save_resumable(self) -> None:
+            """After the exploits: every member's state and hyperparameters, the history and the
+            random generator, so that a rerun continues with the next generation."""
+            from .training import save_checkpoint
+
+            folder = self.resume_dir / f"generation_{self._generation}"
+            folder.mkdir(parents=True, exist_ok=True)
+            hps = []
+            for trial in self._members():
+                source = self._parents.get(trial, trial)
+                ck = self._resolve(source) if source in self._parents.values() else trial.checkpoint
+                if ck is None:
+                    return  # nothing to resume from this time; the previous generation's state stays
+                with ck.as_directory() as d:
+                    shutil.copyfile(Path(d) / STATE_FILE, folder / f"member_{int(trial.config['member'])}.pt")
+                hps.append({k: float(trial.config[k]) for k in self.ranges})
+            save_checkpoint(self.resume_dir / RESUME_FILE, {
+                "fingerprint": self.fingerprint, "generation": self._generation + 1, "folder": folder.name,
+                "hps": hps, "rows": self.rows, "best": self.best, "best_per_generation": self.best_per_generation,
+                "rng": self.rng.bit_generator.state})
+            for old in self.resume_dir.glob("generation_*"):
+                if old != folder:
+                    shutil.rmtree(old, ignore_errors=True)
+
+        def restore(self, saved: dict) -> None:
+            self.rows, self.best = saved["rows"], saved["best"]
+            self.best_per_generation = saved["best_per_generation"]
+            self.rng.bit_generator.state = saved["rng"]
+            self._generation = saved["generation"]
             self.finished = (self._generation >= self.pbt.max_generations
                              or should_stop(self.best_per_generation, self.pbt.stop_improvement,
                                             self.pbt.stop_generations))
@@ -213,6 +258,10 @@ def _stopper_class(tune):
 
 
 # ------------------------------------------------------------------------------- the driver
+class _AlreadyDone(Exception):
+    pass
+
+
 def train_population_ray(make_model: Callable[[], LFADS], train_x: torch.Tensor, valid_x: torch.Tensor,
                          model_cfg: ModelConfig, train_cfg: TrainConfig, aug: AugmentConfig, pbt: PBTConfig,
                          seed: int = 0, rundir: str | Path | None = None, progress: bool = True,
@@ -246,12 +295,26 @@ def train_population_ray(make_model: Callable[[], LFADS], train_x: torch.Tensor,
     work = Path(rundir) if rundir is not None else Path(tempfile.mkdtemp(prefix="nwb-autolfads-ray-"))
     storage = (work / "ray").resolve()
     if storage.exists():
-        shutil.rmtree(storage)  # a Ray run starts again from the beginning
+        shutil.rmtree(storage)  # Tune's own experiment is not reused; our resume state is
     best_dir = work / "ray_best"
     best_dir.mkdir(parents=True, exist_ok=True)
+    resume_dir = work / "ray_resume" if rundir is not None else None
+    fingerprint = _fingerprint(train_x, valid_x, model_cfg.__dict__, train_cfg.__dict__, aug.__dict__,
+                               json.loads(json.dumps(pbt, default=lambda o: o.__dict__)), seed)
+    saved = None
+    if resume_dir is not None and (resume_dir / RESUME_FILE).exists():
+        saved = load_checkpoint(resume_dir / RESUME_FILE)
+        if saved.get("fingerprint") != fingerprint or not (best_dir / STATE_FILE).exists():
+            saved = None  # another run's state: start afresh
+            shutil.rmtree(resume_dir, ignore_errors=True)
+    if saved is not None:  # continue after the last completed generation
+        initial = saved["hps"]
+        data["start_states"] = [torch.load(resume_dir / saved["folder"] / f"member_{k}.pt", map_location="cpu",
+                                           weights_only=False) for k in range(pbt.population)]
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=pbt.max_generations, desc="PBT (Ray)", unit="gen", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=pbt.max_generations, initial=saved["generation"] if saved else 0, desc="PBT (Ray)", unit="gen",
+               disable=not progress, dynamic_ncols=True)
 
     def generation_done(g, rows):
         bar.update(1)
@@ -266,13 +329,17 @@ def train_population_ray(make_model: Callable[[], LFADS], train_x: torch.Tensor,
         if on_generation is not None:
             on_generation(g, rows)
 
-    scheduler = _scheduler_class()(ranges, rng, best_dir, pbt, generation_done)
+    scheduler = _scheduler_class()(ranges, rng, best_dir, pbt, generation_done, resume_dir, fingerprint)
+    if saved is not None:
+        scheduler.restore(saved)
     resources = {"cpu": pbt.ray_cpus_per_member, **({"gpu": gpu} if gpu > 0 else {})}
     trainable = tune.with_resources(tune.with_parameters(_member_trainable, data=data), resources)
     param_space = {"member": tune.grid_search(list(range(pbt.population)))}
     for k in ranges:  # each member's initial value, looked up by its index
         param_space[k] = tune.sample_from(lambda config, k=k: initial[int(config["member"])][k])
     try:
+        if scheduler.finished:  # resumed after the last generation: nothing left to train
+            raise _AlreadyDone
         from ray.tune import CheckpointConfig, RunConfig
 
         tuner = tune.Tuner(trainable, param_space=param_space,
@@ -284,6 +351,8 @@ def train_population_ray(make_model: Callable[[], LFADS], train_x: torch.Tensor,
         errors = [r.error for r in grid if r.error is not None]
         if errors:
             raise TrainingError(f"a PBT member failed on Ray: {errors[0]}")
+    except _AlreadyDone:
+        pass
     finally:
         bar.close()
         if started:
