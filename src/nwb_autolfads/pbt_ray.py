@@ -347,7 +347,11 @@ def train_population_ray(make_model: Callable[[], LFADS], train_x: torch.Tensor,
                            run_config=RunConfig(name="pbt", storage_path=str(storage), verbose=0,
                                                 stop=_stopper_class(tune)(scheduler),
                                                 checkpoint_config=CheckpointConfig(num_to_keep=4)))
-        grid = tuner.fit()
+        import warnings
+
+        with warnings.catch_warnings():  # "consider reuse_actors": restarting a trial per generation is cheap here
+            warnings.filterwarnings("ignore", message="Consider boosting PBT performance")
+            grid = tuner.fit()
         errors = [r.error for r in grid if r.error is not None]
         if errors:
             raise TrainingError(f"a PBT member failed on Ray: {errors[0]}")
