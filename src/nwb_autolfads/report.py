@@ -176,8 +176,9 @@ def _score_bars(ev: Evaluation, folder: Path) -> list[tuple[str, str]]:
             vals = per_method[m]["r"] if metric == "force" else per_method[m]["per_target"]
             ax2.bar(np.arange(len(targets)) + i * width, vals, width, color=colors[i], label=m)
         ax2.set_xticks(np.arange(len(targets)) + 0.4 - width / 2, targets, rotation=30, ha="right", fontsize=7)
-        ax2.set_ylim(lo, 1.0)
-        ax2.legend(frameon=False, fontsize=7, ncol=len(methods))
+        ax2.set_ylim(lo, 1.2)  # room above the bars for the legend
+        ax2.set_yticks([t for t in ax2.get_yticks() if lo <= t <= 1.0])
+        ax2.legend(frameon=False, fontsize=7, ncol=len(methods), loc="upper center")
         ax2.set_title("per target (pooled over folds)", fontsize=8)
         fig.suptitle(_title(metric, ev))
         out.append((metric, _save(fig, folder, f"scores_{metric}.png")))
