@@ -113,6 +113,8 @@ class RunResult:
                          "inferred_inputs, initial_conditions, provenance")
             lines.append(f"  read with   nwb_autolfads.load_results({str(self.output)!r})  or  "
                          f"nwb-autolfads runs {self.output}")
+            lines.append(f"  compare     nwb-autolfads evaluate {self.output} --report report/   (vs low-pass and "
+                         "Bayesian filtering)")
         return "\n".join(lines)
 
 
