@@ -14,13 +14,16 @@ from nwb_autolfads.pbt import train_population  # noqa: E402
 from nwb_autolfads.pbt_ray import train_population_ray  # noqa: E402
 
 
-def test_ray_backend_runs_the_same_algorithm_as_the_embedded_executor(tmp_path):
-    cfg = build_config("smoke", overrides={"pbt.population": 3, "pbt.max_generations": 2, "pbt.generation_epochs": 1,
-                                           "pbt.workers": 2}).resolved(4)
-    x = torch.rand(40, cfg.windows.window_bins, 4, generator=torch.Generator().manual_seed(0)) + 0.1
+def _toy(population, generations, channels, windows, seed):
+    """A tiny population problem: (config, random Gamma-like data, a model factory)."""
+    cfg = build_config("smoke", overrides={"pbt.population": population, "pbt.max_generations": generations,
+                                           "pbt.generation_epochs": 1, "pbt.workers": 2}).resolved(channels)
+    x = torch.rand(windows, cfg.windows.window_bins, channels, generator=torch.Generator().manual_seed(seed)) + 0.1
+    return cfg, x, lambda: LFADS(channels, cfg.model, Gamma())
 
-    def make():
-        return LFADS(4, cfg.model, Gamma())
+
+def test_ray_backend_runs_the_same_algorithm_as_the_embedded_executor(tmp_path):
+    cfg, x, make = _toy(population=3, generations=2, channels=4, windows=40, seed=0)
 
     torch.manual_seed(1)
     m1, r1 = train_population(make, x[:32], x[32:], cfg.model, cfg.train, cfg.augment, cfg.pbt, seed=3,
@@ -59,12 +62,7 @@ def test_cli_backend_ray_end_to_end(tmp_path):
 
 
 def test_ray_run_resumes_after_a_crash_with_the_uninterrupted_result(tmp_path):
-    cfg = build_config("smoke", overrides={"pbt.population": 2, "pbt.max_generations": 3, "pbt.generation_epochs": 1,
-                                           "pbt.workers": 2}).resolved(3)
-    x = torch.rand(30, cfg.windows.window_bins, 3, generator=torch.Generator().manual_seed(5)) + 0.1
-
-    def make():
-        return LFADS(3, cfg.model, Gamma())
+    cfg, x, make = _toy(population=2, generations=3, channels=3, windows=30, seed=5)
 
     def train(rundir, on_generation=None):
         torch.manual_seed(2)
