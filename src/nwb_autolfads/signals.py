@@ -49,8 +49,9 @@ class SeriesValues:
             raw = raw.reshape(raw.shape[0], -1)
         else:
             raw = np.stack([np.asarray(c[start:stop]) for c in self._columns], axis=1)
-        out = raw.astype(np.float64) * self._scale[None, :]
-        return out + self._offset if self._offset else out
+        with np.errstate(invalid="ignore", over="ignore"):  # inf x 0 in odd files: NaN, handled downstream
+            out = raw.astype(np.float64) * self._scale[None, :]
+            return out + self._offset if self._offset else out
 
     def __getitem__(self, key):
         rows, cols = key if isinstance(key, tuple) else (key, slice(None))
