@@ -302,7 +302,7 @@ def _source(result: Path, ds, cfg) -> dict:
                     ts = gt[name]
                     t = (np.asarray(ts.timestamps[:]) if ts.timestamps is not None
                          else ts.starting_time + np.arange(ts.data.shape[0]) / ts.rate)
-                    out[name] = _bin_mean(t, np.asarray(ts.data[:], dtype=float), times, bin_size)
+                    out[name] = bin_mean(t, np.asarray(ts.data[:], dtype=float), times, bin_size)
         if nwb.trials is not None and len(nwb.trials) > 0:
             df = nwb.trials.to_dataframe()
             cols = [c for c in df.columns if (c.endswith("_time") or c in ("start_time", "stop_time"))
@@ -312,7 +312,9 @@ def _source(result: Path, ds, cfg) -> dict:
     return out
 
 
-def _bin_mean(t: np.ndarray, x: np.ndarray, times: np.ndarray, bin_size: float) -> np.ndarray:
+def bin_mean(t: np.ndarray, x: np.ndarray, times: np.ndarray, bin_size: float) -> np.ndarray:
+    """Samples ``x`` (n, M) at times ``t`` averaged into the bins centred at ``times`` (any
+    order); NaN where a bin holds no sample."""
     if x.ndim == 1:
         x = x[:, None]
     order = np.argsort(times)
@@ -362,7 +364,7 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
     src = _source(result, ds, cfg)
     notes: list[str] = []
 
-    groups = []  # (kind, {method: {label: estimate}}, truth name, the input the spectra start from)
+    groups = []  # (kind, {method: {label: estimate}}, name of the ground truth)
     if "emg_activations" in ds:
         rect = src["rectified"]
         model = np.asarray(ds.emg_activations.values, dtype=float)
@@ -375,7 +377,7 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
                             for lab, p in bl.lowpass_grid(fs).items()},
                "Bayesian": {lab: _per_run(lambda v, p=p: bl.bayesian_filter(v, fs, **p) * bscale, xb, runs_all)
                             for lab, p in bgrid.items()}}
-        groups.append(("emg", emg, "true_activations", rect))
+        groups.append(("emg", emg, "true_activations"))
         channel_names = [str(c) for c in ds.channel.values]
     else:
         channel_names = []
@@ -386,14 +388,14 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
               "smoothed spikes": {f"{s * 1e3:g} ms": _per_run(lambda v, s=s: bl.gaussian_smooth(v, bin_size, s),
                                                                counts, runs_all)
                                   for s in bl.SMOOTHING_SD_S}}
-        groups.append(("spikes", sp, "true_rates", counts))
+        groups.append(("spikes", sp, "true_rates"))
         if not channel_names:
             channel_names = [f"unit {u}" for u in ds.unit.values]
 
     scores: dict = {}
     methods: list[str] = []
     traces: dict = {"times": times}
-    for kind, methods_est, truth_name, _ in groups:
+    for kind, methods_est, truth_name in groups:
         prefix = "" if kind == "emg" or len(groups) == 1 else "rates: "
         for m in methods_est:
             methods.append(prefix + m)

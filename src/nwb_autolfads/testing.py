@@ -236,14 +236,9 @@ def read_truth(path: str | Path, times: np.ndarray, bin_size: float, name: str =
         truth = np.asarray(ts.data[:], dtype=float)
         t = (np.asarray(ts.timestamps[:]) if ts.timestamps is not None
              else ts.starting_time + np.arange(truth.shape[0]) / ts.rate)
-    idx = np.searchsorted(times - bin_size / 2, t, side="right") - 1
-    ok = (idx >= 0) & (t < times[np.clip(idx, 0, None)] + bin_size / 2)
-    out = np.zeros((times.size, truth.shape[1]))
-    counts = np.bincount(idx[ok], minlength=times.size).astype(float)
-    for c in range(truth.shape[1]):
-        out[:, c] = np.bincount(idx[ok], weights=truth[ok, c], minlength=times.size)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return out / counts[:, None]
+    from .evaluation import bin_mean
+
+    return bin_mean(t, truth, np.asarray(times, dtype=float), bin_size)
 
 
 @dataclass
