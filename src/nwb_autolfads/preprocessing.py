@@ -110,40 +110,29 @@ def highpass_filter(x: np.ndarray, fs: float, cutoff: float, order: int) -> np.n
     return sps.sosfiltfilt(sos, x, axis=0, padlen=padlen)
 
 
+def _resample_ratio(fs: float, target: float) -> tuple[int, int]:
+    """(up, down): the rational approximation of ``target / fs`` the resampling uses."""
+    ratio = Fraction(target / fs).limit_denominator(1000)
+    return ratio.numerator, ratio.denominator
+
+
 def resample(x: np.ndarray, fs: float, target: float) -> tuple[np.ndarray, float]:
     """Anti-aliased polyphase resampling to (a rational approximation of) ``target`` Hz.
     Returns (resampled, achieved rate)."""
-    ratio = Fraction(target / fs).limit_denominator(1000)
-    if ratio == 1:
+    up, down = _resample_ratio(fs, target)
+    if up == down:
         return x, fs
-    y = sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=0, padtype="symmetric")
-    return y, fs * ratio.numerator / ratio.denominator
+    y = sps.resample_poly(x, up, down, axis=0, padtype="symmetric")
+    return y, fs * up / down
 
 
 def bin_average(x: np.ndarray, times: np.ndarray, bin_size: float) -> tuple[np.ndarray, np.ndarray]:
     """Average samples into consecutive bins of ``bin_size`` seconds starting at ``times[0]``.
     Only complete bins are kept. Returns (binned (n_bins, C), bin centre times)."""
-    t0 = times[0]
     sample_period = float(np.median(np.diff(times))) if times.size > 1 else bin_size
-    # A bin is complete if the samples cover it: the last bin ends at the last sample's end.
-    n_bins = int(np.floor((times[-1] + sample_period - t0) / bin_size + 1e-9))
-    if n_bins <= 0:
-        return np.zeros((0, x.shape[1])), np.zeros(0)
-    idx = np.floor((times - t0) / bin_size + 1e-9).astype(np.int64)
-    keep = idx < n_bins
-    idx, xs = idx[keep], x[keep]
-    counts = np.bincount(idx, minlength=n_bins).astype(float)
-    sums = np.zeros((n_bins, x.shape[1]))
-    _bincount_2d(sums, idx, xs)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        binned = sums / counts[:, None]
-    centres = t0 + (np.arange(n_bins) + 0.5) * bin_size
-    return binned, centres
-
-
-def _bincount_2d(out: np.ndarray, idx: np.ndarray, xs: np.ndarray) -> None:
-    for c in range(xs.shape[1]):
-        out[:, c] = np.bincount(idx, weights=xs[:, c], minlength=out.shape[0])
+    binner = _Binner(float(times[0]), float(times[-1]), sample_period, bin_size, x.shape[1])
+    binner.add(x, times)
+    return binner.result()
 
 
 @dataclass
@@ -270,8 +259,9 @@ def _notch_freqs(fs: float, cfg: PreprocessConfig) -> list[float]:
 
 
 class _Binner:
-    """Averages samples into the bins of one segment, a chunk at a time (the same bins as
-    :func:`bin_average` on the whole segment)."""
+    """Averages samples into the bins of one segment, one chunk of samples after another. Bins
+    start at ``t0``; a bin is complete if the samples cover it (the last bin ends at the last
+    sample's end), and only complete bins are kept."""
 
     def __init__(self, t0: float, t_last: float, sample_period: float, bin_size: float, n_ch: int) -> None:
         self.t0, self.bin_size = t0, bin_size
@@ -306,8 +296,7 @@ def _segment_bins(sig: Signal, seg: slice, dead: np.ndarray, fs: float, cfg: Pre
     notches = _notch_freqs(fs, cfg) if raw else []
     up = down = 1
     if cfg.resample_hz is not None and fs > cfg.resample_hz * 1.01 and eff_bin > 1.0 / cfg.resample_hz:
-        ratio = Fraction(cfg.resample_hz / fs).limit_denominator(1000)
-        up, down = ratio.numerator, ratio.denominator
+        up, down = _resample_ratio(fs, cfg.resample_hz)
     rate = fs * up / down
     margin = _settling_samples(fs, cfg, notches) if raw else 0
     if (up, down) != (1, 1):
