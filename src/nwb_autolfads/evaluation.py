@@ -273,9 +273,12 @@ def _source(result: Path, ds, cfg) -> dict:
             out["rectified"] = _align(np.concatenate(pre.bin_times), np.concatenate(pre.rectified), times, bin_size)
             mid = float(np.median(times))
             span = 5.0
-            t_all = sig.times()
-            a, b = np.searchsorted(t_all, [mid - span, mid + span])
-            out["raw"] = (t_all[a:b], np.asarray(sig.values[a:b], dtype=float), pre.was_raw)
+            edges = np.array([mid - span, mid + span])
+            if sig.timestamps is not None:
+                a, b = np.searchsorted(sig.timestamps, edges)
+            else:  # from the rate: no time vector for the whole recording
+                a, b = np.clip(np.ceil((edges - sig.starting_time) * sig.rate), 0, sig.n_samples).astype(int)
+            out["raw"] = (sig.times(a, b), np.asarray(sig.values[a:b], dtype=float), pre.was_raw)
         for modality in ("kinematics", "force"):
             try:
                 sigs = read_behavior(nwb, modality)
