@@ -146,6 +146,20 @@ def test_nan_stretches_and_dead_channels_are_left_out_with_a_warning(tmp_path):
     assert np.all(np.isfinite(ds.emg_activations.values))
 
 
+def test_values_beyond_float32_are_never_written_as_inf(tmp_path):
+    synth = synthetic_emg(duration=10.0, rate=1000.0, n_muscles=2, seed=2)
+    synth.raw[:] = synth.raw * 1e45  # absurd units (about 1e41), but finite in float64
+    path = write_emg_nwb(tmp_path / "huge.nwb", synth, include_truth=False)
+    res = nwb_autolfads.run(path, preset="smoke", progress=False)
+    ds = nwb_autolfads.load_results(res.output)
+    assert np.all(np.isfinite(ds.emg_activations.values)) and ds.emg_activations.values.max() > 1e39
+    small = nwb_autolfads.load_results(
+        nwb_autolfads.run(write_emg_nwb(tmp_path / "small.nwb", synthetic_emg(duration=10.0, rate=1000.0,
+                                                                              n_muscles=2, seed=2)),
+                          preset="smoke", progress=False).output)
+    assert small.emg_activations.dtype == np.float32  # float32 whenever the values fit
+
+
 def test_saturated_channel_warns(tmp_path):
     synth = synthetic_emg(duration=10.0, rate=1000.0, n_muscles=2, seed=1)
     top = np.quantile(np.abs(synth.raw[:, 0]), 0.9)

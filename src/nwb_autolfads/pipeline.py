@@ -33,8 +33,8 @@ from .pbt import train_population
 from .training import TrainResult, split_train_valid, train_model
 from .windows import WindowIndex, chop_segments, merge_segments
 from .sources import Source, resolve_source
-from .writing import (OutputLock, RunRecord, check_in_place, check_output_path, default_output_path, file_sha256, git_revision,
-                      write_results)
+from .writing import (OutputLock, RunRecord, check_in_place, check_output_path, compact_float, default_output_path,
+                      file_sha256, git_revision, write_results)
 
 __all__ = ["RunResult", "FitResult", "run", "fit_signal"]
 
@@ -119,6 +119,7 @@ class RunResult:
 
 
 RUN_FINGERPRINT = "fingerprint.json"
+
 
 
 def _trial_windows(align: np.ndarray, start: float, n_bins: int, lead: int, bin_size: float,
@@ -499,10 +500,10 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
 
     result = RunResult(output=None, input=path, config=cfg, source_path=sig.source_path if sig else "units",
                        channel_names=channel_names, unit=sig.unit if sig else "Hz", times=times,
-                       activations=activations.astype(np.float32), rates=rates.astype(np.float32),
+                       activations=compact_float(activations), rates=compact_float(rates),
                        unit_ids=list(units.ids) if units is not None else [],
                        factors=factors.astype(np.float32), inputs=inputs.astype(np.float32),
-                       rectified=rectified.astype(np.float32), preprocessing_steps=pre.steps if pre else [],
+                       rectified=compact_float(rectified), preprocessing_steps=pre.steps if pre else [],
                        training=train, n_windows=fit.index.n_windows, n_train=fit.n_train, n_valid=fit.n_valid,
                        seconds=0.0, device=fit.device, other_candidates=others,
                        chosen_by="--emg" if cfg.data.emg else "found automatically")

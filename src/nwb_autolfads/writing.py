@@ -80,6 +80,13 @@ class RunRecord:
     name: str | None = None  # run name; default run_<started>
 
 
+def compact_float(a: np.ndarray) -> np.ndarray:
+    """Values stored as float32 (half the file size), unless one in the source's units is beyond
+    float32's range: then as float64, so nothing finite is ever written as inf."""
+    finite = a[np.isfinite(a)]
+    return a.astype(np.float32) if not finite.size or np.abs(finite).max() <= np.finfo(np.float32).max else a
+
+
 def default_output_path(input_path: str | Path, modalities: str = "emg") -> Path:
     """``sub-X_ses-Y_desc-autolfads_<modalities>.nwb`` for DANDI-named inputs, else
     ``<stem>_autolfads.nwb``; beside the input."""
@@ -262,7 +269,7 @@ def build_run(nwbfile, record: RunRecord) -> AutoLFADSRun:
     kwargs: dict[str, Any] = {}
     if record.activations is not None:
         kwargs["emg_activations"] = MuscleActivations(
-            name="emg_activations", data=record.activations.astype(np.float32), unit=record.unit,
+            name="emg_activations", data=compact_float(record.activations), unit=record.unit,
             channel_names=list(record.channel_names), description=record.activations_description,
             resolution=-1.0, **({"scales": np.asarray(record.scales, dtype=np.float64)}
                                 if record.scales is not None else {}), **timing)
@@ -273,7 +280,7 @@ def build_run(nwbfile, record: RunRecord) -> AutoLFADSRun:
         rows = [all_ids.index(i) for i in record.unit_ids]
         region = DynamicTableRegion(name="units", data=rows, description="the modelled units, in column order",
                                     table=nwbfile.units)
-        kwargs["firing_rates"] = FiringRates(name="firing_rates", data=record.rates.astype(np.float32), unit="Hz",
+        kwargs["firing_rates"] = FiringRates(name="firing_rates", data=compact_float(record.rates), unit="Hz",
                                              units=region, description=record.rates_description, resolution=-1.0,
                                              **timing)
     if record.inputs.shape[1] > 0:
