@@ -165,7 +165,7 @@ def _train_generation(member: Member, train_x, valid_x, cfg: TrainConfig, aug: A
     shift = TemporalShift(aug.shift_std, aug.shift_max)
     for _ in range(epochs):
         sums = train_epoch(member.model, member.opt, train_x, tcfg, cd, shift, _ramp(member.epochs, cfg.ramp_epochs))
-        valid = evaluate_nll(member.model, valid_x) if sums is not None else math.nan
+        valid = evaluate_nll(member.model, valid_x, graphs=cfg.cuda_graphs) if sums is not None else math.nan
         member.epochs += 1
         if sums is None or not math.isfinite(valid):
             member.smoothed = math.nan
@@ -202,6 +202,14 @@ def _worker_generation(state: dict, epochs: int, generation: int, seed: int) -> 
     return member.state()
 
 
+def _start_method() -> str:
+    """How worker processes start: fork on Linux (no re-import of the caller's script; workers
+    use one thread, so OpenMP state inherited from this process is never used), unless this
+    process has used CUDA: neither CUDA nor autograd's GPU threads survive a fork, and a forked
+    worker fails on its first backward pass. Spawn then, and on other systems."""
+    return "fork" if sys.platform.startswith("linux") and not torch.cuda.is_initialized() else "spawn"
+
+
 class _Executor:
     """Trains every member for one generation, in this process or in ``workers`` processes."""
 
@@ -214,10 +222,7 @@ class _Executor:
             from concurrent.futures import ProcessPoolExecutor
 
             self.pool = ProcessPoolExecutor(
-                # fork on Linux (no re-import of the caller's script; workers use one thread, so
-                # OpenMP state inherited from this process is never used); spawn elsewhere
-                max_workers=workers, initializer=_worker_init,
-                mp_context=multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn"),
+                max_workers=workers, initializer=_worker_init, mp_context=multiprocessing.get_context(_start_method()),
                 initargs=(n_channels, model_cfg, observation, train_cfg, aug, train_x.cpu(), valid_x.cpu()))
 
     def generation(self, members: list[Member], epochs: int, g: int, seed: int) -> None:

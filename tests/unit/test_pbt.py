@@ -1,4 +1,5 @@
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -152,7 +153,11 @@ def test_a_diverged_member_is_replaced(monkeypatch):
     assert all(math.isfinite(r["metric"]) for r in result.pbt_history if r["generation"] == 1)
 
 
-def test_worker_processes_give_the_same_result_as_one_process():
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_worker_processes_give_the_same_result_as_one_process(start, monkeypatch):
+    if start == "fork" and (not sys.platform.startswith("linux") or torch.cuda.is_initialized()):
+        pytest.skip("fork is used on Linux only, and only before CUDA was used")
+    monkeypatch.setattr(pbt, "_start_method", lambda: start)  # spawn: other systems, or after CUDA was used
     cfg, make, tx, vx = _setup(population=3, generations=2)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # workers use one thread each; with more, float sums may differ in the last bits
@@ -164,3 +169,10 @@ def test_worker_processes_give_the_same_result_as_one_process():
     assert two.pbt_history == one.pbt_history
     for k, v in one_model.state_dict().items():
         assert torch.equal(v, two_model.state_dict()[k]), k
+
+
+def test_workers_are_spawned_once_cuda_was_used(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    assert pbt._start_method() == "spawn"  # a forked worker could not run autograd or CUDA
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    assert pbt._start_method() == ("fork" if sys.platform.startswith("linux") else "spawn")
