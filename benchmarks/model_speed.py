@@ -1,6 +1,8 @@
 """Training-step and inference speed of the LFADS model, next to a plain per-timestep version.
 
-    python benchmarks/model_speed.py [--device cpu|cuda] [--steps 20] [--threads N]
+    python benchmarks/model_speed.py [--device auto|cpu|cuda] [--steps 20] [--threads N]
+
+``--device auto`` (the default) measures on the CPU and, when torch sees a GPU, on the GPU too.
 
 Two configurations (issue "The LFADS model, complete, correct and fast"):
 - reference: 30 Poisson channels, 50-bin windows, batch 32, encoders 64, controller 64,
@@ -10,7 +12,7 @@ Two configurations (issue "The LFADS model, complete, correct and fast"):
 For each it times, in a fresh subprocess so peak memory is per measurement:
 - one training step (forward + backward + Adam update), median over --steps steps;
 - posterior sampling with 50 samples for 200 windows (nwb_autolfads.inference.infer);
-for nwb_autolfads' model and for a straightforward version that runs every RNN (encoders
+for nwb_autolfads' model (on a GPU also without CUDA graphs: "eager") and for a straightforward version that runs every RNN (encoders
 included) as a Python loop over nn.GRUCell, so the ratio is measured, not remembered.
 """
 
@@ -28,8 +30,9 @@ import torch
 from torch import nn
 
 from nwb_autolfads.config import InferenceConfig, ModelConfig
+from nwb_autolfads.cudagraphs import training_forward
 from nwb_autolfads.inference import infer
-from nwb_autolfads.model import LFADS, AR1Prior, LFADSOutput
+from nwb_autolfads.model import LFADS, LFADSOutput
 from nwb_autolfads.observations import Gamma, Poisson
 
 CONFIGS = {
@@ -106,7 +109,7 @@ def _measure(name: str, impl: str, device: str, steps: int) -> dict:
     torch.manual_seed(0)
     obs = Poisson() if spec["obs"] == "poisson" else Gamma()
     cfg = ModelConfig(observation="gamma", **spec["model"])
-    cls = NaiveLFADS if impl == "plain GRUCell loop" else LFADS
+    cls = NaiveLFADS if impl == "plain GRUCell loop" else LFADS  # "nwb_autolfads eager": no CUDA graphs
     model = cls(spec["channels"], cfg, obs).to(device)
     B, T, C = spec["batch"], spec["T"], spec["channels"]
     if spec["obs"] == "poisson":
@@ -120,13 +123,18 @@ def _measure(name: str, impl: str, device: str, steps: int) -> dict:
         xb = data[torch.randint(0, 200, (B,))]
         sync()
         t0 = time.perf_counter()
-        out = model(xb)
+        if cls is LFADS:  # what training does: on CUDA the step's forward + backward are graph replays
+            out = training_forward(model, xb, graphs=impl == "nwb_autolfads")
+        else:
+            out = model(xb)
         loss = obs.nll(out.params, xb).mean() + 1e-4 * (out.kl_ic.mean() + out.kl_co.mean())
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 200.0)
         opt.step()
         sync()
+        if i == 0:
+            first = time.perf_counter() - t0  # includes capturing the CUDA graphs
         if i >= 3:
             times.append(time.perf_counter() - t0)
     times.sort()
@@ -136,15 +144,17 @@ def _measure(name: str, impl: str, device: str, steps: int) -> dict:
     sync()
     t_inf = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
     n_params = sum(p.numel() for p in model.parameters())
-    return {"config": name, "impl": impl, "step_ms": 1e3 * times[len(times) // 2], "step_min_ms": 1e3 * times[0],
-            "infer_s": t_inf,
-            "peak_mb": peak, "params": n_params}
+    return {"device": device, "config": name, "impl": impl, "step_ms": 1e3 * times[len(times) // 2],
+            "step_min_ms": 1e3 * times[0], "first_s": first, "infer_s": t_inf, "peak_mb": peak, "gpu_peak_mb": gpu_peak,
+            "params": n_params}
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto: the CPU, and the GPU too when torch sees one")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--only", choices=sorted(CONFIGS), default=None)
@@ -155,24 +165,33 @@ def main(argv=None) -> None:
     if args._child:
         print(json.dumps(_measure(args._child[0], args._child[1], args.device, args.steps)))
         return
+    if args.device == "auto":
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    else:
+        devices = [args.device]
     rows = []
-    for name in ([args.only] if args.only else CONFIGS):
-        for impl in ("nwb_autolfads", "plain GRUCell loop"):
-            cmd = [sys.executable, __file__, "--device", args.device, "--steps", str(args.steps), "--_child", name, impl]
-            if args.threads:
-                cmd += ["--threads", str(args.threads)]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-            rows.append(json.loads(out.strip().splitlines()[-1]))
-    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    for device in devices:
+        for name in ([args.only] if args.only else CONFIGS):
+            impls = ["nwb_autolfads", "nwb_autolfads eager", "plain GRUCell loop"] if device == "cuda" else \
+                ["nwb_autolfads", "plain GRUCell loop"]
+            for impl in impls:
+                cmd = [sys.executable, __file__, "--device", device, "--steps", str(args.steps), "--_child", name, impl]
+                if args.threads:
+                    cmd += ["--threads", str(args.threads)]
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+                rows.append(json.loads(out.strip().splitlines()[-1]))
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if "cuda" in devices else ""
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads{gpu}")
     print()
-    print("| config    | implementation      | params | train step median / min (ms) | sampling 50 x 200 (s) "
-          "| peak RSS (MB) |")
-    print("| --------- | ------------------- | ------ | ---------------------------- | --------------------- "
-          "| ------------- |")
+    print("| device | config    | implementation      | params | train step median / min (ms) | first step (s) "
+          "| sampling 50 x 200 (s) | peak RSS (MB) | peak GPU memory (MB) |")
+    print("| ------ | --------- | ------------------- | ------ | ---------------------------- | -------------- "
+          "| --------------------- | ------------- | -------------------- |")
     for r in rows:
         step = f"{r['step_ms']:.1f} / {r['step_min_ms']:.1f}"
-        print(f"| {r['config']:9s} | {r['impl']:19s} | {r['params']:6d} | {step:>28s} | {r['infer_s']:21.2f} "
-              f"| {r['peak_mb']:13.0f} |")
+        gpu_mem = f"{r['gpu_peak_mb']:.0f}" if r.get("gpu_peak_mb") is not None else "-"
+        print(f"| {r['device']:6s} | {r['config']:9s} | {r['impl']:19s} | {r['params']:6d} | {step:>28s} | {r['first_s']:14.2f} "
+              f"| {r['infer_s']:21.2f} | {r['peak_mb']:13.0f} | {gpu_mem:>20s} |")
     print()
     print("Timings on shared machines vary by up to ~30% between runs; compare rows of the same run.")
 

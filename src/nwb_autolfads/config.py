@@ -245,6 +245,9 @@ class TrainConfig:
     """Stop when the smoothed validation NLL has not improved for this many epochs."""
     smoothing: float = 0.7
     """Exponential smoothing factor of the validation NLL (weight of the previous value)."""
+    cuda_graphs: bool = True
+    """On a GPU, replay each training step's forward and backward pass from a CUDA graph
+    (:mod:`nwb_autolfads.cudagraphs`); no effect on the CPU. False runs every kernel eagerly."""
 
     def __post_init__(self) -> None:
         _check(self.max_epochs >= 1, "train.max_epochs", self.max_epochs, "use an integer >= 1")
@@ -360,12 +363,16 @@ class InferenceConfig:
     """``mean``: one pass with posterior means; ``sample``: average over posterior samples."""
     n_samples: int = 50
     batch_size: int = 256
-    """Windows x samples evaluated at once (bounds memory; larger batches are not faster on CPU)."""
+    """Windows x samples evaluated at once on the CPU (bounds memory; larger batches are not
+    faster there)."""
+    gpu_batch_size: int = 4096
+    """The same on a GPU, where a pass is launch-bound and larger batches are faster."""
 
     def __post_init__(self) -> None:
         _check(self.mode in ("mean", "sample"), "inference.mode", self.mode, "use 'mean' or 'sample'")
         _check(self.n_samples >= 1, "inference.n_samples", self.n_samples, "use an integer >= 1")
         _check(self.batch_size >= 1, "inference.batch_size", self.batch_size, "use an integer >= 1")
+        _check(self.gpu_batch_size >= 1, "inference.gpu_batch_size", self.gpu_batch_size, "use an integer >= 1")
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,12 @@ class Inferred:
 def infer(model: LFADS, windows: torch.Tensor, cfg: InferenceConfig, progress: bool = False) -> Inferred:
     """Run ``model`` on windows (N, T, C). ``mode='mean'``: one pass with posterior means;
     ``mode='sample'``: average over ``n_samples`` posterior samples, evaluated in batches of at
-    most ``batch_size`` window-samples so memory stays bounded."""
+    most ``batch_size`` window-samples (``gpu_batch_size`` on a GPU) so memory stays bounded."""
     model.eval()
     N = windows.shape[0]
     n_samples = 1 if cfg.mode == "mean" else cfg.n_samples
-    per_batch = max(1, cfg.batch_size // n_samples)  # windows per batch
+    limit = cfg.gpu_batch_size if windows.device.type == "cuda" else cfg.batch_size
+    per_batch = max(1, limit // n_samples)  # windows per batch
     means, factors, inputs, ics = [], [], [], []
     starts = range(0, N, per_batch)
     for i in tqdm(starts, desc="inference", unit="batch", disable=not progress or len(starts) < 2, leave=False):

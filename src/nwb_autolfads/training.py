@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .augment import CoordinatedDropout, TemporalShift
 from .config import AugmentConfig, TrainConfig
+from .cudagraphs import evaluation_forward, training_forward
 from .errors import OutputError, TrainingError
 from .model import LFADS
 
@@ -75,12 +76,12 @@ def _l2(model: LFADS, cfg: TrainConfig) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_nll(model: LFADS, x: torch.Tensor, batch_size: int = 256, held: torch.Tensor | None = None,
-                 held_rate: float = 0.0) -> float:
+                 held_rate: float = 0.0, graphs: bool = True) -> float:
     """Mean NLL per element with posterior means and no augmentation (the validation metric).
 
     With ``held`` (a 0/1 mask like x), the held elements are hidden from the encoder (inputs
     scaled by 1 / (1 - held_rate)) and the NLL is averaged over them only: the sample-validation
-    metric."""
+    metric. ``graphs``: on a GPU, replay the pass from a CUDA graph (:mod:`.cudagraphs`)."""
     was_training = model.training
     model.eval()
     L = model.cfg.lead_in_bins  # the lead-in is input only
@@ -88,12 +89,12 @@ def evaluate_nll(model: LFADS, x: torch.Tensor, batch_size: int = 256, held: tor
     for i in range(0, x.shape[0], batch_size):
         xb = x[i:i + batch_size]
         if held is None:
-            out = model(xb, sample=False)
+            out = evaluation_forward(model, xb, graphs)  # model(xb, sample=False)
             total += float(model.observation.nll(out.params, xb[:, L:]).sum())
             count += xb[:, L:].numel()
         else:
             hb = held[i:i + batch_size]
-            out = model(xb * (1.0 - hb) / (1.0 - held_rate), sample=False)
+            out = evaluation_forward(model, xb * (1.0 - hb) / (1.0 - held_rate), graphs)
             total += float((model.observation.nll(out.params, xb[:, L:]) * hb[:, L:]).sum())
             count += float(hb[:, L:].sum())
     model.train(was_training)
@@ -157,7 +158,7 @@ def train_epoch(model: LFADS, opt: torch.optim.Optimizer, train_x: torch.Tensor,
         enc_in, mask = cd(enc_in)
         if usable is not None:
             mask = mask * usable
-        out = model(enc_in, sample=True)
+        out = training_forward(model, enc_in, graphs=cfg.cuda_graphs)  # model(enc_in, sample=True)
         target, mask = target[:, lead_in:], mask[:, lead_in:]  # the lead-in is input only
         nll = model.observation.nll(out.params, target)  # (B, T, C)
         recon = (nll * mask).sum() / mask.sum().clamp_min(1.0)
@@ -175,6 +176,7 @@ def train_epoch(model: LFADS, opt: torch.optim.Optimizer, train_x: torch.Tensor,
         sums["kl_co"] += kl_co.item()
         sums["l2"] += l2.item()
         n_batches += 1
+        del out, nll, recon, kl_ic, kl_co, l2, loss  # free this step's graph before the next (CUDA graph capture)
     return {k: v / max(n_batches, 1) for k, v in sums.items()}
 
 
@@ -223,7 +225,7 @@ def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg:
             ramp = _ramp(epoch, cfg.ramp_epochs)
             sums = train_epoch(model, opt, train_x, cfg, cd, shift, ramp, held, aug.sv_rate)
             diverged = sums is None
-            valid_nll = evaluate_nll(model, valid_x) if not diverged else math.nan
+            valid_nll = evaluate_nll(model, valid_x, graphs=cfg.cuda_graphs) if not diverged else math.nan
             if diverged or not math.isfinite(valid_nll):
                 # Restore the last good weights with a smaller learning rate and go on.
                 result.nan_recoveries += 1
@@ -241,7 +243,8 @@ def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg:
                       "smoothed_valid_nll": smoothed, "kl_ic": sums["kl_ic"], "kl_co": sums["kl_co"],
                       "l2": sums["l2"], "lr": opt.param_groups[0]["lr"]}
             if held is not None:
-                record["sample_valid_nll"] = evaluate_nll(model, train_x, held=held, held_rate=aug.sv_rate)
+                record["sample_valid_nll"] = evaluate_nll(model, train_x, held=held, held_rate=aug.sv_rate,
+                                                          graphs=cfg.cuda_graphs)
             result.history.append(record)
             # Only compare once the loss is fully weighted (after the ramp).
             if smoothed < result.best_valid_nll or epoch < cfg.ramp_epochs:
