@@ -17,6 +17,7 @@ from nwb_autolfads.config import AugmentConfig, InferenceConfig, ModelConfig, Tr
 from nwb_autolfads.inference import infer
 from nwb_autolfads.model import LFADS
 from nwb_autolfads.observations import Gamma, Poisson
+from nwb_autolfads.testing import gamma_windows
 from nwb_autolfads.training import load_checkpoint, train_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible to torch")
@@ -31,11 +32,7 @@ def _model(obs=None, C=5, **kw):
 
 
 def _gamma_data(n=40, T=30, C=5, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    t = torch.arange(T, dtype=torch.float32)
-    phase = torch.rand(n, 1, 1, generator=g) * 6.28
-    mean = 1.0 + 0.8 * torch.sin(0.3 * t[None, :, None] + phase + torch.arange(C)[None, None, :])
-    return torch.distributions.Gamma(4.0, 4.0 / mean).sample()
+    return gamma_windows(n, T, C, seed)
 
 
 def _rel(a, b):

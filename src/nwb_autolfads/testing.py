@@ -17,7 +17,7 @@ import numpy as np
 from scipy import signal as sps
 
 __all__ = ["SyntheticEMG", "lorenz_latent", "synthetic_emg", "write_emg_nwb", "mock_emg_nwb", "read_truth", "behavior_from",
-           "LorenzSpikes", "lorenz_spikes",
+           "LorenzSpikes", "lorenz_spikes", "gamma_windows",
            "DEFAULT_MUSCLES"]
 
 DEFAULT_MUSCLES = ("TA", "MG", "LG", "Sol", "VL", "VM", "RF", "BF", "ST", "GMax", "Add", "IP")
@@ -270,6 +270,20 @@ def lorenz_spikes(n_conditions: int = 40, trials_per_condition: int = 10, n_bins
     counts = rng.poisson(rates).astype(np.float32)
     return LorenzSpikes(counts=counts, rates=rates, latents=states[condition], condition=condition,
                         bin_size=bin_size)
+
+
+def gamma_windows(n: int = 40, T: int = 20, C: int = 4, seed: int = 0):
+    """Model-ready windows (n, T, C) for model and training tests: Gamma draws (shape 4) around
+    a sinusoidal mean per channel (1 +- 0.8) with a random phase per window. The phases come
+    from ``seed``; the Gamma draws from torch's global generator (seed it with
+    ``torch.manual_seed``). Returns a float32 CPU tensor."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(T, dtype=torch.float32)
+    phase = torch.rand(n, 1, 1, generator=g) * 6.28
+    mean = 1.0 + 0.8 * torch.sin(0.3 * t[None, :, None] + phase + torch.arange(C)[None, None, :])
+    return torch.distributions.Gamma(4.0, 4.0 / mean).sample()
 
 
 def mock_run_record(n_bins: int = 100, n_channels: int = 6, unit_ids: list[int] | None = None, bin_size: float = 0.01,

@@ -28,3 +28,17 @@ def test_read_truth_bins_the_stored_activations(emg_file):
     s = synthetic_emg(duration=20.0, rate=2000.0, n_muscles=6, seed=1)
     np.testing.assert_allclose(truth[0], s.activations[:20].mean(0), rtol=1e-5)
     assert truth.shape == (100, 6)
+
+
+def test_gamma_windows():
+    import torch
+
+    from nwb_autolfads.testing import gamma_windows
+
+    torch.manual_seed(0)
+    x = gamma_windows(n=200, T=30, C=3, seed=1)
+    assert x.shape == (200, 30, 3) and x.dtype == torch.float32 and bool((x > 0).all())
+    assert abs(float(x.mean()) - 1.0) < 0.05  # the mean oscillates around 1
+    torch.manual_seed(0)
+    assert torch.equal(x, gamma_windows(n=200, T=30, C=3, seed=1))
+    assert not torch.equal(x, gamma_windows(n=200, T=30, C=3, seed=2))

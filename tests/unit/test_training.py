@@ -7,15 +7,12 @@ from nwb_autolfads.config import AugmentConfig, ModelConfig, TrainConfig
 from nwb_autolfads.errors import TrainingError
 from nwb_autolfads.model import LFADS
 from nwb_autolfads.observations import Gamma
+from nwb_autolfads.testing import gamma_windows
 from nwb_autolfads.training import evaluate_nll, split_train_valid, train_model
 
 
 def _data(n=40, T=20, C=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    t = torch.arange(T, dtype=torch.float32)
-    phase = torch.rand(n, 1, 1, generator=g) * 6.28
-    mean = 1.0 + 0.8 * torch.sin(0.3 * t[None, :, None] + phase + torch.arange(C)[None, None, :])
-    return torch.distributions.Gamma(4.0, 4.0 / mean).sample()
+    return gamma_windows(n, T, C, seed)
 
 
 def _model(C=4):
