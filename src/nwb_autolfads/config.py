@@ -99,6 +99,14 @@ class PreprocessConfig:
     scale_quantile: float = 0.95
     floor: float = 1e-3
     """Smallest value after scaling (the Gamma likelihood has no support at zero)."""
+    artefact_fraction: float | None = None
+    """Shared-artefact rejection (off by default): bins where more than this fraction of the
+    channels exceed their ``artefact_quantile`` at once, and one bin either side, are replaced
+    by linear interpolation before clipping and scaling - for the model and, in ``evaluate``,
+    for the baselines alike. 0.5 suits brief high-amplitude bursts that most channels share
+    (movement, cable or stimulation artefacts); leave it off where most muscles can be at their
+    peak together."""
+    artefact_quantile: float = 0.99
 
     def __post_init__(self) -> None:
         if self.line_frequency is not None:
@@ -121,6 +129,11 @@ class PreprocessConfig:
                "use a quantile in (0, 1]")
         _check(0.0 <= self.floor < 1.0, "preprocess.floor", self.floor,
                "use a small positive value such as 1e-3 (0 only with model.observation: zigamma)")
+        if self.artefact_fraction is not None:
+            _check(0.0 <= self.artefact_fraction < 1.0, "preprocess.artefact_fraction", self.artefact_fraction,
+                   "use a fraction of the channels in [0, 1), e.g. 0.5, or null to skip artefact rejection")
+        _check(0.5 < self.artefact_quantile < 1.0, "preprocess.artefact_quantile", self.artefact_quantile,
+               "use a quantile in (0.5, 1), e.g. 0.99")
 
 
 @dataclass(frozen=True)

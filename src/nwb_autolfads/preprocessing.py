@@ -28,7 +28,7 @@ from .errors import SignalError
 from .signals import Signal, split_segments
 
 __all__ = ["Preprocessed", "preprocess_emg", "notch_filter", "highpass_filter", "resample",
-           "bin_average", "looks_rectified"]
+           "bin_average", "looks_rectified", "shared_artefact_bins", "reject_shared_artefacts"]
 
 log = logging.getLogger(__name__)
 
@@ -347,6 +347,41 @@ def _segment_bins(sig: Signal, seg: slice, dead: np.ndarray, fs: float, cfg: Pre
     return binned, centres, rate
 
 
+def shared_artefact_bins(binned: np.ndarray, level: np.ndarray, fraction: float) -> np.ndarray:
+    """Bins (n,) where more than ``fraction`` of the channels of ``binned`` (n, C) exceed their
+    ``level`` (C,) at once, widened by one bin on each side."""
+    hit = (binned > level[None, :]).mean(axis=1) > fraction
+    wide = hit.copy()
+    wide[1:] |= hit[:-1]
+    wide[:-1] |= hit[1:]
+    return wide
+
+
+def reject_shared_artefacts(binned: list[np.ndarray], fraction: float, quantile: float,
+                            steps: list[str] | None = None) -> list[np.ndarray]:
+    """Replace shared-artefact bins (:func:`shared_artefact_bins`, levels = each channel's
+    ``quantile`` over all segments) by linear interpolation between the nearest clean bins of
+    the same segment (the end values at its edges). Returns new arrays; a segment with no clean
+    bin is left as it is."""
+    level = np.quantile(np.concatenate(binned, axis=0), quantile, axis=0)
+    out, n_bad = [], 0
+    for b in binned:
+        bad = shared_artefact_bins(b, level, fraction)
+        if bad.any() and not bad.all():
+            idx = np.arange(b.shape[0])
+            b = b.copy()
+            for c in range(b.shape[1]):
+                b[bad, c] = np.interp(idx[bad], idx[~bad], b[~bad, c])
+            n_bad += int(bad.sum())
+        out.append(b)
+    if steps is not None:
+        total = sum(b.shape[0] for b in binned)
+        steps.append(f"shared-artefact rejection: {n_bad} bins ({100 * n_bad / max(total, 1):.2g}%) where more than "
+                     f"{fraction:g} of the channels exceeded their {quantile:g} quantile at once (and one bin either "
+                     "side) replaced by linear interpolation")
+    return out
+
+
 def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float, preprocessed: bool | None = None,
                    gap_factor: float = 1.5, chunk_samples: int | None = None) -> Preprocessed:
     """Turn an EMG :class:`Signal` into model-ready binned, scaled segments.
@@ -410,6 +445,8 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float, preproce
     if eff_bin == bin_size:
         steps.append(f"averaged into {bin_size * 1e3:g} ms bins")
 
+    if cfg.artefact_fraction is not None:
+        binned = reject_shared_artefacts(binned, cfg.artefact_fraction, cfg.artefact_quantile, steps)
     allb = np.concatenate(binned, axis=0)
     n_ch = allb.shape[1]
     if cfg.clip_quantile is not None and cfg.clip_quantile < 1.0:

@@ -240,3 +240,53 @@ def test_the_callers_values_are_not_changed():
     before = sig.values.copy()
     preprocess_emg(sig, PreprocessConfig(), 0.01, chunk_samples=0)
     np.testing.assert_array_equal(sig.values, before)
+
+
+def test_shared_artefact_bins_are_found_and_interpolated():
+    from nwb_autolfads.preprocessing import reject_shared_artefacts, shared_artefact_bins
+
+    rng = np.random.default_rng(0)
+    b = rng.gamma(4.0, 0.25, size=(400, 6))
+    b[100, :5] += 20.0  # shared by 5 of 6 channels: an artefact
+    b[250, 0] += 20.0  # one channel only: activity, kept
+    b[0, :] += 20.0  # at the edge of the segment
+    level = np.quantile(b, 0.99, axis=0)
+    bad = shared_artefact_bins(b, level, 0.5)
+    assert np.flatnonzero(bad).tolist() == [0, 1, 99, 100, 101]
+    steps: list[str] = []
+    original = b.copy()
+    (clean,) = reject_shared_artefacts([b], 0.5, 0.99, steps)
+    assert np.array_equal(b, original)  # the input is not modified
+    assert np.array_equal(clean[~bad], b[~bad]) and clean[250, 0] == b[250, 0]
+    np.testing.assert_allclose(clean[100], (b[98] + b[102]) / 2)  # a straight line across 99..101
+    np.testing.assert_allclose(clean[0], b[2])  # before the first clean bin: its value
+    assert "5 bins" in steps[0] and "shared-artefact rejection" in steps[0]
+
+
+def test_artefact_rejection_in_preprocessing_leaves_clean_emg_alone():
+    from nwb_autolfads.config import PreprocessConfig
+    from nwb_autolfads.signals import Signal
+    from nwb_autolfads.testing import synthetic_emg
+
+    for artefacts, expect_some in ((0.0, False), (0.5, True)):
+        s = synthetic_emg(duration=20.0, seed=1, artefacts=artefacts)
+        sig = Signal(values=s.raw, channel_names=s.names, unit="V", source_path="EMG", rate=s.rate)
+        off = preprocess_emg(sig, PreprocessConfig(), 0.01)
+        on = preprocess_emg(sig, PreprocessConfig(artefact_fraction=0.5), 0.01)
+        changed = ~np.isclose(on.rectified[0], off.rectified[0]).all(axis=1)
+        assert changed.any() == expect_some
+        if expect_some:  # the flagged bins held the artefacts: far above the clean bins
+            assert off.rectified[0][changed].mean() > 3 * off.rectified[0][~changed].mean()
+            assert changed.mean() < 0.03
+        assert any(step.startswith("shared-artefact rejection") for step in on.steps)
+        assert not any("artefact" in step for step in off.steps)
+
+
+def test_artefact_settings_are_checked():
+    from nwb_autolfads.config import PreprocessConfig
+    from nwb_autolfads.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="preprocess.artefact_fraction"):
+        PreprocessConfig(artefact_fraction=1.5)
+    with pytest.raises(ConfigError, match="preprocess.artefact_quantile"):
+        PreprocessConfig(artefact_quantile=0.2)
