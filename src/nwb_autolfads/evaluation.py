@@ -382,6 +382,9 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
                             for lab, p in bgrid.items()}}
         groups.append(("emg", emg, "true_activations"))
         channel_names = [str(c) for c in ds.channel.values]
+        if cfg.preprocess.artefact_fraction is not None:
+            notes.append("the run rejected shared artefacts (preprocess.artefact_fraction "
+                         f"{cfg.preprocess.artefact_fraction:g}): the baselines filter the same cleaned rectified EMG")
     else:
         channel_names = []
     if "firing_rates" in ds and "spikes" in src:

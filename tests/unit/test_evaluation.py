@@ -124,3 +124,20 @@ def test_cli_run_with_report(tmp_path):
     proc = _cli("run", src, "--preset", "smoke", "-q", "--report", tmp_path / "rep")
     assert proc.returncode == 0, proc.stderr
     assert "kinematics R^2" in proc.stdout and (tmp_path / "rep" / "index.html").is_file()
+
+
+def test_a_run_that_rejected_artefacts_is_compared_on_the_same_cleaned_emg(tmp_path):
+    src = mock_emg_nwb(tmp_path / "art.nwb", duration=20.0, rate=1000.0, n_muscles=4, seed=3, artefacts=1.0,
+                       behavior=True)
+    plain = nwb_autolfads.run(src, tmp_path / "plain.nwb", preset="smoke", progress=False)
+    clean = nwb_autolfads.run(src, tmp_path / "clean.nwb", preset="smoke", progress=False,
+                              overrides={"preprocess.artefact_fraction": 0.5})
+    assert any(s.startswith("shared-artefact rejection") for s in clean.preprocessing_steps)
+    ev_plain, ev_clean = evaluate(plain.output), evaluate(clean.output)
+    assert not any("artefact" in n for n in ev_plain.notes)
+    assert any("cleaned rectified EMG" in n for n in ev_clean.notes)
+    r_plain, r_clean = ev_plain.traces["rectified"], ev_clean.traces["rectified"]
+    changed = ~np.isclose(r_clean, r_plain).all(axis=1)  # the baselines filter the EMG without the artefacts
+    assert 0 < changed.mean() < 0.05
+    assert r_plain[changed].mean() > 2 * r_clean[changed].mean()  # (the changed bins include one either side)
+    np.testing.assert_array_equal(r_clean[~changed], r_plain[~changed])
