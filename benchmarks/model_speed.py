@@ -12,8 +12,9 @@ Two configurations (issue "The LFADS model, complete, correct and fast"):
 For each it times, in a fresh subprocess so peak memory is per measurement:
 - one training step (forward + backward + Adam update), median over --steps steps;
 - posterior sampling with 50 samples for 200 windows (nwb_autolfads.inference.infer);
-for nwb_autolfads' model (on a GPU also without CUDA graphs: "eager") and for a straightforward version that runs every RNN (encoders
-included) as a Python loop over nn.GRUCell, so the ratio is measured, not remembered.
+for nwb_autolfads' model (on a GPU also without CUDA graphs: "eager") and for a straightforward
+version that runs every RNN (encoders included) as a Python loop over nn.GRUCell, so the ratio is
+measured, not remembered.
 """
 
 from __future__ import annotations

@@ -176,7 +176,8 @@ def train_epoch(model: LFADS, opt: torch.optim.Optimizer, train_x: torch.Tensor,
         sums["kl_co"] += kl_co.item()
         sums["l2"] += l2.item()
         n_batches += 1
-        del out, nll, recon, kl_ic, kl_co, l2, loss  # free this step's graph before the next (CUDA graph capture)
+        del out, nll, recon, kl_ic, kl_co, l2, loss  # let go of this step's autograd nodes before the next
+        # step, which may capture a CUDA graph for a new batch shape (torch warns about nodes kept alive)
     return {k: v / max(n_batches, 1) for k, v in sums.items()}
 
 
