@@ -86,10 +86,16 @@ class DataConfig:
 class PreprocessConfig:
     """Raw-EMG preprocessing (science.md section 2). Set a step to ``None`` to skip it."""
 
-    line_frequency: float | None = 60.0
-    """Mains frequency to notch out (60 or 50 Hz); ``None`` skips the notch filters."""
-    notch_harmonics: int = 3
-    """Number of harmonics notched, fundamental included (those above Nyquist are skipped)."""
+    line_frequency: float | str | bool | None = "auto"
+    """Mains (line) frequency to notch out. ``auto``: found from a Welch spectrum of the raw EMG
+    (50 or 60 Hz, measured to 0.01 Hz, with the harmonics that stand out; no notch where no hum
+    is found); a number (e.g. 50 or 60) notches that frequency and ``notch_harmonics``;
+    ``null`` or ``off`` skips the notch filters. A run saves the frequency and harmonics it
+    notched in its config, so ``evaluate`` repeats exactly what the run did."""
+    notch_harmonics: int | tuple[int, ...] = 3
+    """With a given ``line_frequency``: the number of harmonics notched, fundamental included,
+    or the harmonic numbers (1 = the fundamental) as a list, e.g. [1, 3, 5]; those above
+    Nyquist are skipped. With ``auto`` the harmonics found are notched instead."""
     notch_quality: float = 30.0
     highpass_hz: float | None = 65.0
     highpass_order: int = 4
@@ -109,11 +115,25 @@ class PreprocessConfig:
     artefact_quantile: float = 0.99
 
     def __post_init__(self) -> None:
-        if self.line_frequency is not None:
+        if isinstance(self.line_frequency, bool):  # YAML reads an unquoted off/no as false
+            _check(not self.line_frequency, "preprocess.line_frequency", self.line_frequency,
+                   "use auto (find it from the spectrum), 50 or 60 (Hz), or off to skip the notch")
+            object.__setattr__(self, "line_frequency", None)
+        elif isinstance(self.line_frequency, str):
+            word = self.line_frequency.strip().lower()
+            _check(word in ("auto", "off", "none"), "preprocess.line_frequency", self.line_frequency,
+                   "use auto (find it from the spectrum), 50 or 60 (Hz), or off to skip the notch")
+            object.__setattr__(self, "line_frequency", "auto" if word == "auto" else None)
+        elif self.line_frequency is not None:
             _check(self.line_frequency > 0, "preprocess.line_frequency", self.line_frequency,
-                   "use 50 or 60 (Hz), or null to skip the notch")
-        _check(self.notch_harmonics >= 1, "preprocess.notch_harmonics", self.notch_harmonics,
-               "use an integer >= 1")
+                   "use auto (find it from the spectrum), 50 or 60 (Hz), or off to skip the notch")
+        if isinstance(self.notch_harmonics, tuple):
+            _check(len(self.notch_harmonics) > 0 and all(k >= 1 for k in self.notch_harmonics),
+                   "preprocess.notch_harmonics", list(self.notch_harmonics),
+                   "list harmonic numbers >= 1 (1 is the fundamental), e.g. [1, 2, 3], or give their number")
+        else:
+            _check(self.notch_harmonics >= 1, "preprocess.notch_harmonics", self.notch_harmonics,
+                   "use an integer >= 1, or a list of harmonic numbers such as [1, 3, 5]")
         _check(self.notch_quality > 0, "preprocess.notch_quality", self.notch_quality, "use a value > 0")
         if self.highpass_hz is not None:
             _check(self.highpass_hz > 0, "preprocess.highpass_hz", self.highpass_hz,

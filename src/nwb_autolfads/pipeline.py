@@ -409,6 +409,8 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
             log.info("read %s: %s samples x %s channels", sig.source_path, sig.n_samples, sig.n_channels)
             pre = preprocess_emg(sig, cfg.preprocess, cfg.windows.bin_size, cfg.data.preprocessed,
                                  cfg.windows.gap_factor)
+            if pre.resolved:  # `auto` settings as found (the line frequency): saved, and repeated by evaluate
+                cfg = cfg.updated({f"preprocess.{key}": value for key, value in pre.resolved.items()})
     with contextlib.ExitStack() as stack:
         if write:
             stack.enter_context(OutputLock(path if in_place else out_path))
@@ -534,7 +536,8 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
             ic_mean=fit.ic_mean, ic_times=_ic_times(fit, bin_times, cfg.model.lead_in_bins),
             source_paths=paths, source_object_ids=ids, emg_object_id=sig.object_id if sig is not None else None,
             preprocessing=({"steps": pre.steps, "scales": pre.scales, "clip_levels": pre.clip_levels,
-                            "bin_size": pre.bin_size, "parameters": cfg.preprocess.__dict__}
+                            "bin_size": pre.bin_size, "parameters": cfg.preprocess.__dict__,
+                            **({"line_hum": pre.line_hum} if pre.line_hum else {})}
                            if pre is not None else {"bin_size": bin_size, "steps": ["spike counts per bin"]}),
             history=train.history, pbt_history=train.pbt_history or [
                 {"generation": 0, "member": 0, **_hyperparameters(cfg), "metric": train.best_valid_nll,

@@ -27,8 +27,9 @@ from .config import PreprocessConfig
 from .errors import SignalError
 from .signals import Signal, split_segments
 
-__all__ = ["Preprocessed", "preprocess_emg", "notch_filter", "highpass_filter", "resample",
-           "bin_average", "looks_rectified", "shared_artefact_bins", "reject_shared_artefacts"]
+__all__ = ["Preprocessed", "preprocess_emg", "notch_filter", "notch_frequencies", "LineHum", "detect_line_hum",
+           "line_hum_spectrum", "highpass_filter", "resample", "bin_average", "looks_rectified",
+           "shared_artefact_bins", "reject_shared_artefacts"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,12 @@ class Preprocessed:
     channel_names: list[str]
     steps: list[str] = field(default_factory=list)
     was_raw: bool = True
+    line_hum: dict = field(default_factory=dict)
+    """Raw EMG: the line-frequency setting, what the spectrum showed (:meth:`LineHum.to_dict`) and
+    ``notched_hz``, the frequencies notched (for the provenance)."""
+    resolved: dict = field(default_factory=dict)
+    """``preprocess`` settings that ``auto`` resolved to (``line_frequency``, ``notch_harmonics``):
+    a run saves them in its config so that its preprocessing can be repeated exactly."""
 
     @property
     def n_channels(self) -> int:
@@ -88,19 +95,238 @@ def looks_rectified(values: np.ndarray, fs: float | None = None) -> bool:
     return bool(np.mean(votes) >= 0.5) if votes else True
 
 
-def notch_filter(x: np.ndarray, fs: float, freq: float, harmonics: int, quality: float) -> tuple[np.ndarray, list[float]]:
-    """Zero-phase notch at ``freq`` and its harmonics below Nyquist. Returns (filtered, notched freqs)."""
-    done = []
-    for k in range(1, harmonics + 1):
-        f0 = k * freq
-        if f0 >= 0.95 * fs / 2:
-            break
+def notch_filter(x: np.ndarray, fs: float, freq: float, harmonics: int | tuple[int, ...],
+                 quality: float) -> tuple[np.ndarray, list[float]]:
+    """Zero-phase notch at ``freq`` and its harmonics below Nyquist: ``harmonics`` is their number
+    (fundamental included) or the harmonic numbers (1 = the fundamental). Returns (filtered,
+    notched freqs)."""
+    freqs = notch_frequencies(fs, freq, harmonics)
+    return _apply_notches(x, fs, freqs, quality), freqs
+
+
+def notch_frequencies(fs: float, freq: float | None, harmonics: int | tuple[int, ...]) -> list[float]:
+    """The frequencies (Hz) notched for line frequency ``freq`` and ``harmonics`` (a number, or
+    harmonic numbers) at sampling rate ``fs``: those below 0.95 x Nyquist. ``freq=None``: none."""
+    if freq is None:
+        return []
+    ks = range(1, harmonics + 1) if isinstance(harmonics, int) else sorted(set(harmonics))
+    return [k * freq for k in ks if k * freq < 0.95 * fs / 2]
+
+
+def _apply_notches(x: np.ndarray, fs: float, freqs: list[float], quality: float) -> np.ndarray:
+    for f0 in freqs:
         b, a = sps.iirnotch(f0, quality, fs=fs)
         # pad by ~6 time constants (Q / (pi f0)) so the start-up ringing dies out in the padding
         padlen = min(int(6 * quality * fs / (np.pi * f0)), x.shape[0] - 1)
         x = sps.filtfilt(b, a, x, axis=0, padlen=padlen)
-        done.append(f0)
-    return x, done
+    return x
+
+
+# ----------------------------------------------------------------------------- line hum
+LINE_FREQUENCIES = (50.0, 60.0)
+"""Nominal mains frequencies the detection looks for."""
+HUM_RATIO = 10.0
+"""A spectral peak stands out as line hum when its power is this many times the median power
+of its neighbourhood (10 dB). Hum that weak holds ~1% of the EMG's power and barely changes
+the envelope; EMG's own spectrum has no peaks this narrow and high."""
+HUM_DRIFT_HZ = 1.0
+"""How far from its nominal value the mains fundamental is looked for (+- Hz)."""
+HUM_MAX_HZ = 1000.0
+"""Harmonics are looked for (and notched) up to this frequency (and below 0.95 x Nyquist)."""
+HUM_EXCERPT_SECONDS = 32.0
+"""Seconds of raw EMG (in up to 4 stretches spread over the recording) the detection reads."""
+HUM_WINDOW_SECONDS = 4.0
+"""Welch segment length (0.25 Hz resolution), shortened for short recordings."""
+
+
+@dataclass
+class LineHum:
+    """What the line-hum detection found in the raw EMG's spectrum (:func:`detect_line_hum`)."""
+
+    frequency: float | None
+    """Measured mains fundamental (Hz, to 0.01 Hz); ``None``: no hum found (or not checkable)."""
+    nominal: float | None
+    """50 or 60: the mains system the hum belongs to."""
+    harmonics: tuple[int, ...]
+    """Harmonic numbers (1 = the fundamental) whose peaks stand out, up to :data:`HUM_MAX_HZ`."""
+    ratios: dict[int, float]
+    """Peak-to-floor power ratio (largest over channels) at each harmonic number checked."""
+    channels: tuple[str, ...]
+    """Channels on which some harmonic stands out."""
+    seconds: float
+    """Seconds of EMG the spectrum was computed from."""
+    resolution: float
+    """Frequency resolution of the spectrum (Hz)."""
+    reason: str = ""
+    """Why no spectrum could be checked (too short, sampled too slowly); empty if checked."""
+    candidates: dict[float, float] = field(default_factory=dict)
+    """Per nominal frequency checked (50, 60), the largest peak-to-floor ratio at its first three
+    harmonics: what decided between them."""
+
+    @property
+    def found(self) -> bool:
+        return self.frequency is not None and bool(self.harmonics)
+
+    def describe(self, n_channels: int) -> str:
+        """One line: what was found."""
+        if self.reason:
+            return f"line hum not checked: {self.reason}"
+        if not self.found:
+            return (f"no line hum found at 50 or 60 Hz (Welch spectrum of {self.seconds:.3g} s: no peak "
+                    f"{HUM_RATIO:g} x above its neighbourhood)")
+        f0 = self.frequency
+        others = [k for k in self.harmonics if k > 1]
+        text = f"line hum found at {f0:g} Hz"
+        if abs(f0 - self.nominal) >= 0.05:
+            text += f" ({f0 - self.nominal:+.2f} Hz off the nominal {self.nominal:g} Hz)"
+        if 1 not in self.harmonics:
+            text += " (not at the fundamental)"
+        if others:
+            text += " with harmonics " + ", ".join(f"{k * f0:g}" for k in others) + " Hz"
+        if len(self.channels) < n_channels:
+            text += f" on channel(s) {', '.join(self.channels)} of {n_channels}"
+        ratio = max(self.ratios[k] for k in self.harmonics)
+        return text + f" (peak up to {ratio:.3g} x its neighbourhood, Welch spectrum of {self.seconds:.3g} s)"
+
+    def to_dict(self) -> dict:
+        return {"frequency": self.frequency, "nominal": self.nominal, "harmonics": list(self.harmonics),
+                "peak_to_floor": {str(k): round(v, 3) for k, v in self.ratios.items()},
+                "channels": list(self.channels), "seconds": self.seconds, "resolution_hz": self.resolution,
+                "not_checked": self.reason,
+                "candidates_peak_to_floor": {f"{f:g}": round(v, 3) for f, v in self.candidates.items()}}
+
+
+def _peak_ratio(freqs: np.ndarray, power: np.ndarray, centre: float, half_width: float,
+                df: float) -> tuple[np.ndarray, float]:
+    """Per channel, the largest power within ``centre +- half_width`` over the median power of
+    the flanks (from ``half_width + 2 df`` to ``+ max(8 Hz, 8 df)`` either side), and the
+    frequency of the pooled peak (parabolic interpolation of the log power). Returns
+    ((C,) ratios, peak frequency)."""
+    dist = np.abs(freqs - centre)
+    band = np.flatnonzero(dist <= half_width)
+    gap = half_width + 2 * df
+    flank = (dist >= gap) & (dist <= gap + max(8.0, 8 * df))
+    floor = np.median(power[flank], axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(floor[None, :] > 0, power / floor[None, :], 0.0)
+    ratio = rel[band].max(axis=0)
+    pooled = np.log(np.maximum(rel.mean(axis=1), 1e-300))
+    i = int(band[np.argmax(pooled[band])])
+    shift = 0.0
+    if 0 < i < freqs.size - 1:
+        den = pooled[i - 1] - 2 * pooled[i] + pooled[i + 1]
+        if den < 0:
+            shift = float(np.clip(0.5 * (pooled[i - 1] - pooled[i + 1]) / den, -0.5, 0.5))
+    return ratio, float(freqs[i] + shift * df)
+
+
+def line_hum_spectrum(pieces: list[np.ndarray], fs: float) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Welch power spectrum (Hann, 50% overlap) of raw EMG ``pieces`` (each (n_i, C), gap-free)
+    for finding line hum. The segment length is :data:`HUM_WINDOW_SECONDS` (at most 2**15
+    samples, at most a third of the longest piece). Each segment's spectrum is divided by its
+    median power (per channel) before the segments are averaged: EMG's loudness changes with
+    muscle activity, and unnormalised bursts would leave few effective averages and spurious
+    peaks. Returns (freqs, power (n_freqs, C) in units of the median, resolution Hz), or
+    ``None`` if the pieces are too short for a 3 Hz resolution."""
+    longest = max((p.shape[0] for p in pieces), default=0)
+    nper = int(min(round(HUM_WINDOW_SECONDS * fs), 2**15, longest // 3))
+    if nper < fs / 3.0 or nper < 16:
+        return None
+    total, weight = None, 0
+    for p in pieces:
+        if p.shape[0] < nper:
+            continue
+        freqs, _, spec = sps.spectrogram(p, fs=fs, window="hann", nperseg=nper, noverlap=nper // 2, axis=0)
+        level = np.median(spec, axis=0, keepdims=True)  # (1, C, n_segments)
+        spec = np.where(level > 0, spec / np.where(level > 0, level, 1.0), 0.0)
+        total = spec.sum(axis=2) if total is None else total + spec.sum(axis=2)
+        weight += spec.shape[2]
+    return freqs, total / weight, fs / nper
+
+
+def detect_line_hum(pieces: list[np.ndarray], fs: float, channel_names: list[str] | None = None) -> LineHum:
+    """Find mains hum in raw EMG: a narrow peak near 50 or 60 Hz (or at their 2nd/3rd harmonic)
+    at least :data:`HUM_RATIO` x above its neighbourhood on some channel, in the Welch spectrum
+    of ``pieces`` (each (n_i, C), gap-free, sampled at ``fs`` Hz). The fundamental is measured
+    (parabolic peak interpolation, to 0.01 Hz; mains can be off nominal) and the harmonics up to
+    :data:`HUM_MAX_HZ` that stand out at multiples of it are listed.
+
+    Returns a :class:`LineHum` (``frequency=None`` if no hum was found or none could be checked:
+    then ``reason`` says why)."""
+    n_ch = pieces[0].shape[1] if pieces else 0
+    names = list(channel_names) if channel_names is not None else [str(c) for c in range(n_ch)]
+    seconds = sum(p.shape[0] for p in pieces) / fs
+    spectrum = line_hum_spectrum(pieces, fs)
+    if spectrum is None:
+        return LineHum(None, None, (), {}, (), seconds, 0.0,
+                       f"the longest gap-free stretch is too short ({max((p.shape[0] for p in pieces), default=0) / fs:.3g} s;"
+                       " at least 1 s needed) for a spectrum that tells 50 from 60 Hz")
+    freqs, power, df = spectrum
+    top = 0.95 * fs / 2
+
+    def checkable(f: float, half_width: float) -> bool:
+        return f + half_width + 2 * df + max(8.0, 8 * df) < top
+
+    best, best_score, candidates = None, 0.0, {}
+    for nominal in LINE_FREQUENCIES:
+        scores = []
+        for k in (1, 2, 3):
+            hw = max(k * HUM_DRIFT_HZ, 1.5 * df)
+            if checkable(k * nominal, hw):
+                ratio, peak = _peak_ratio(freqs, power, k * nominal, hw, df)
+                scores.append((float(ratio.max()), k, peak))
+        if scores:
+            score = max(scores)
+            candidates[nominal] = score[0]
+            if score[0] >= HUM_RATIO and score[0] > best_score:
+                best, best_score = (nominal, score[1], score[2]), score[0]
+    if not candidates:
+        return LineHum(None, None, (), {}, (), seconds, df,
+                       f"sampled at {fs:g} Hz, too slowly to hold 50 or 60 Hz hum (Nyquist {fs / 2:g} Hz)")
+    if best is None:
+        return LineHum(None, None, (), {}, (), seconds, df, candidates=candidates)
+    nominal, k_best, peak = best
+    f0 = round(peak / k_best, 2)
+    ratios, harmonics, on = {}, [], np.zeros(n_ch, bool)
+    k = 1
+    while k * f0 <= HUM_MAX_HZ and checkable(k * f0, max(1.5 * df, 0.004 * k * f0)):
+        ratio, _ = _peak_ratio(freqs, power, k * f0, max(1.5 * df, 0.004 * k * f0), df)
+        ratios[k] = float(ratio.max())
+        if ratios[k] >= HUM_RATIO:
+            harmonics.append(k)
+            on |= ratio >= HUM_RATIO
+        k += 1
+    return LineHum(f0 if harmonics else None, nominal, tuple(harmonics), ratios,
+                   tuple(names[c] for c in np.flatnonzero(on)), seconds, df, candidates=candidates)
+
+
+def _hum_excerpt(values, segments: list[slice], dead: np.ndarray, fs: float) -> list[np.ndarray]:
+    """Raw samples of the live channels for the line-hum spectrum: at most
+    :data:`HUM_EXCERPT_SECONDS` and about 2**23 values (64 MB) in all - the whole recording if it
+    is that short, else stretches (4 where they can be two Welch segments long) spread evenly
+    over it, each inside one segment. Read at most 2**16 rows at a time."""
+    live = np.flatnonzero(~dead)
+    lengths = np.array([s.stop - s.start for s in segments])
+    total = int(lengths.sum())
+    window = int(min(round(HUM_WINDOW_SECONDS * fs), 2**15))
+    budget = int(min(HUM_EXCERPT_SECONDS * fs, max(DEFAULT_CHUNK_VALUES // max(1, live.size), 3 * window)))
+    if total <= budget:
+        picks = [(s.start, s.stop) for s in segments]
+    else:
+        piece = min(budget, max(budget // 4, 2 * window))
+        starts = np.cumsum(lengths) - lengths
+        picks = []
+        n_pieces = budget // piece
+        for i in range(n_pieces):
+            centre = int((i + 0.5) * total / n_pieces)
+            j = int(np.searchsorted(starts, centre, side="right") - 1)
+            a = segments[j].start + max(0, min(centre - int(starts[j]) - piece // 2, int(lengths[j]) - piece))
+            picks.append((a, min(segments[j].stop, a + piece)))
+    out = []
+    for a, b in picks:
+        x = np.concatenate([np.asarray(values[a + c:a + d], dtype=float) for c, d in _chunks(b - a, 2**16)])
+        out.append(x[:, live])
+    return out
 
 
 def highpass_filter(x: np.ndarray, fs: float, cutoff: float, order: int) -> np.ndarray:
@@ -251,11 +477,56 @@ def _settling_samples(fs: float, cfg: PreprocessConfig, notch_freqs: list[float]
     return int(np.ceil(28.0 / -np.log(radius))) + 32
 
 
-def _notch_freqs(fs: float, cfg: PreprocessConfig) -> list[float]:
-    if cfg.line_frequency is None:
-        return []
-    return [k * cfg.line_frequency for k in range(1, cfg.notch_harmonics + 1)
-            if k * cfg.line_frequency < 0.95 * fs / 2]
+def _notch_gain(fs: float, notches: list[float], quality: float, freq: float) -> float:
+    """Amplitude gain at ``freq`` of the zero-phase notches (each applied forward and backward)."""
+    gain = 1.0
+    for f0 in notches:
+        b, a = sps.iirnotch(f0, quality, fs=fs)
+        _, h = sps.freqz(b, a, worN=[freq], fs=fs)
+        gain *= float(np.abs(h[0])) ** 2
+    return gain
+
+
+def _line_notches(sig: Signal, segments: list[slice], dead: np.ndarray, fs: float,
+                  cfg: PreprocessConfig) -> tuple[list[float], str | None, dict, dict]:
+    """Which frequencies to notch in raw EMG, from ``cfg.line_frequency`` (``auto``: the hum
+    :func:`detect_line_hum` finds; a number: that and ``notch_harmonics``; ``None``: none).
+    The spectrum is checked in every case: hum that the configured notches leave standing out is
+    warned about. Returns (notch freqs, the step to record or None, provenance, resolved settings)."""
+    live = [n for n, d in zip(sig.channel_names, dead) if not d]
+    hum = detect_line_hum(_hum_excerpt(sig.values, segments, dead, fs), fs, live)
+    found = hum.describe(len(live))
+    setting = cfg.line_frequency
+    q = f"zero-phase, Q={cfg.notch_quality:g}"
+    resolved: dict = {}
+    if setting == "auto":
+        notches = notch_frequencies(fs, hum.frequency, hum.harmonics) if hum.found else []
+        resolved = ({"line_frequency": hum.frequency, "notch_harmonics": list(hum.harmonics)} if hum.found
+                    else {"line_frequency": None})
+        listed = ", ".join(f"{f:g}" for f in notches)
+        step = found + (f": notch filters ({q}) at {listed} Hz" if notches else ": no notch")
+        if hum.reason and notch_frequencies(fs, min(LINE_FREQUENCIES), 1):  # a notch could be applied
+            log.warning("%s: %s; no notch filter is applied: set preprocess.line_frequency to 50 or 60 to notch "
+                        "anyway", sig.source_path, found)
+        else:
+            log.info("%s: %s", sig.source_path, step)
+    else:
+        notches = notch_frequencies(fs, setting, cfg.notch_harmonics)
+        listed = ", ".join(f"{f:g}" for f in notches)
+        step = (f"notch filters ({q}) at {listed} Hz (preprocess.line_frequency {setting:g} Hz as configured)"
+                if notches else None)
+        if hum.found:  # hum the configured notches leave standing out above its neighbourhood
+            left = [k * hum.frequency for k in hum.harmonics
+                    if hum.ratios[k] * _notch_gain(fs, notches, cfg.notch_quality, k * hum.frequency) ** 2 >= HUM_RATIO]
+            if left:
+                at = ", ".join(f"{f:g}" for f in left)
+                what = (f"{found}: left in (preprocess.line_frequency is off)" if setting is None else
+                        f"{found}: {at} Hz not removed by the configured notches at {listed or 'no frequency'} Hz")
+                log.warning("%s: %s; set preprocess.line_frequency: auto (or %g) to notch it", sig.source_path, what,
+                            hum.frequency)
+                step = (step + "; " if step else "") + what
+    record = {"setting": "off" if setting is None else setting, **hum.to_dict(), "notched_hz": notches}
+    return notches, step, record, resolved
 
 
 class _Binner:
@@ -288,12 +559,13 @@ class _Binner:
 
 
 def _segment_bins(sig: Signal, seg: slice, dead: np.ndarray, fs: float, cfg: PreprocessConfig, raw: bool,
-                  bin_size: float, eff_bin: float, chunk: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """Filter, rectify, resample and bin one segment, reading ``chunk`` samples at a time with
-    enough overlap that the result equals that of filtering the whole segment at once.
-    Returns (binned (n_bins, C), bin centres, rate after resampling)."""
+                  bin_size: float, eff_bin: float, chunk: int, notches: list[float]) -> tuple[np.ndarray, np.ndarray, float]:
+    """Filter (notches at ``notches`` Hz, high-pass), rectify, resample and bin one segment,
+    reading ``chunk`` samples at a time with enough overlap that the result equals that of
+    filtering the whole segment at once. Returns (binned (n_bins, C), bin centres, rate after
+    resampling)."""
     length = seg.stop - seg.start
-    notches = _notch_freqs(fs, cfg) if raw else []
+    notches = notches if raw else []
     up = down = 1
     if cfg.resample_hz is not None and fs > cfg.resample_hz * 1.01 and eff_bin > 1.0 / cfg.resample_hz:
         up, down = _resample_ratio(fs, cfg.resample_hz)
@@ -323,7 +595,7 @@ def _segment_bins(sig: Signal, seg: slice, dead: np.ndarray, fs: float, cfg: Pre
             x = np.where(dead[None, :], 0.0, x)  # a new array: the caller's values are never changed
         if raw:
             if notches:
-                x, _ = notch_filter(x, fs, cfg.line_frequency, cfg.notch_harmonics, cfg.notch_quality)
+                x = _apply_notches(x, fs, notches, cfg.notch_quality)
             if cfg.highpass_hz is not None and cfg.highpass_hz < 0.95 * fs / 2:
                 x = highpass_filter(x, fs, cfg.highpass_hz, cfg.highpass_order)
             x = np.abs(x)
@@ -417,6 +689,10 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float, preproce
         steps.append(f"data are sampled at {fs:g} Hz, coarser than the {bin_size * 1e3:g} ms bin: each sample "
                      f"is one {eff_bin * 1e3:g} ms bin")
 
+    notches, notch_step, line_hum, resolved = [], None, {}, {}
+    if raw:
+        notches, notch_step, line_hum, resolved = _line_notches(sig, segments, dead, fs, cfg)
+
     binned, centres = [], []
     rate_after = fs
     for seg in segments:
@@ -424,7 +700,7 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float, preproce
             log.warning("%s: skipping a segment of %d samples (too short to filter)", sig.source_path,
                         seg.stop - seg.start)
             continue
-        b, c, rate_after = _segment_bins(sig, seg, dead, fs, cfg, raw, bin_size, eff_bin, chunk)
+        b, c, rate_after = _segment_bins(sig, seg, dead, fs, cfg, raw, bin_size, eff_bin, chunk, notches)
         if b.shape[0]:
             binned.append(b)
             centres.append(c)
@@ -432,11 +708,9 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float, preproce
         raise SignalError(f"{sig.source_path}: no complete {eff_bin * 1e3:g} ms bin could be formed: the recording "
                           "is too short")
 
-    notched = _notch_freqs(fs, cfg) if raw else []
     if raw:
-        if notched:
-            steps.append("notch filters (zero-phase, Q=%g) at %s Hz" % (cfg.notch_quality,
-                                                                         ", ".join(f"{f:g}" for f in notched)))
+        if notch_step:
+            steps.append(notch_step)
         if cfg.highpass_hz is not None and cfg.highpass_hz < 0.95 * fs / 2:
             steps.append(f"high-pass Butterworth order {cfg.highpass_order} at {cfg.highpass_hz:g} Hz (zero-phase)")
         steps.append("full-wave rectification")
@@ -469,4 +743,4 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float, preproce
             for b in binned]
     return Preprocessed(segments=segs, bin_times=centres, bin_size=eff_bin, scales=scales,
                         clip_levels=clip, rectified=binned, channel_names=list(sig.channel_names),
-                        steps=steps, was_raw=raw)
+                        steps=steps, was_raw=raw, line_hum=line_hum, resolved=resolved)

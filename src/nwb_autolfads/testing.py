@@ -47,12 +47,17 @@ def lorenz_latent(n_steps: int, rng: np.random.Generator, dt: float = 0.006, bur
 
 def synthetic_emg(duration: float = 60.0, rate: float = 2000.0, n_muscles: int = 12, seed: int = 0,
                   latent_rate: float = 150.0, noise_scale: float = 1e-4, line_noise: float = 0.2,
-                  artefacts: float = 0.0) -> SyntheticEMG:
+                  artefacts: float = 0.0, line_frequency: float = 60.0, line_harmonics: tuple[float, ...] = (),
+                  line_channels: tuple[int, ...] | None = None) -> SyntheticEMG:
     """Raw EMG of ``n_muscles`` muscles for ``duration`` seconds at ``rate`` Hz.
 
     ``latent_rate``: Lorenz steps per second (sets how fast activations change; 150 gives
     features of a few hundred ms). ``artefacts``: rate (per second) of shared high-amplitude
-    artefacts, 0 for none.
+    artefacts, 0 for none. Mains hum: a sine of amplitude ``line_noise`` (in units of the
+    activations, before ``noise_scale``; 0 for none) at ``line_frequency`` Hz (60 in the
+    Americas, 50 in Europe, or off-nominal such as 50.3), plus harmonics 2, 3, ... of the
+    amplitudes ``line_harmonics`` (e.g. ``(0.5, 0.3)`` for 100 and 150 Hz with 0.5 and 0.3 at
+    50 Hz); on the channels ``line_channels`` (indices; ``None``: all).
     """
     rng = np.random.default_rng(seed)
     rate = float(rate)
@@ -79,7 +84,11 @@ def synthetic_emg(duration: float = 60.0, rate: float = 2000.0, n_muscles: int =
             length = int(rng.integers(int(0.005 * rate), int(0.02 * rate)))
             shape = np.hanning(length) * rng.uniform(10, 30) * np.sign(rng.normal())
             raw[start:start + length] += shape[:, None] * rng.uniform(0.5, 1.0, size=n_muscles)[None, :]
-    raw = raw + line_noise * np.sin(2 * np.pi * 60.0 * t)[:, None] + 0.05  # mains hum + DC offset
+    hum = line_noise * np.sin(2 * np.pi * line_frequency * t)
+    for k, amplitude in enumerate(line_harmonics, start=2):
+        hum = hum + amplitude * np.sin(2 * np.pi * k * line_frequency * t + 0.3 * k)
+    on = np.ones(n_muscles, bool) if line_channels is None else np.isin(np.arange(n_muscles), line_channels)
+    raw = raw + hum[:, None] * on[None, :] + 0.05  # mains hum + DC offset
     names = list(DEFAULT_MUSCLES[:n_muscles]) + [f"m{i}" for i in range(len(DEFAULT_MUSCLES), n_muscles)]
     return SyntheticEMG(raw=raw * noise_scale, activations=activations, times=t, rate=rate, names=names,
                         latent=latent)
@@ -218,8 +227,10 @@ def behavior_from(activations: np.ndarray, fs: float, seed: int = 0, n_joints: i
 def mock_emg_nwb(path: str | Path, duration: float = 60.0, rate: float = 2000.0, n_muscles: int = 12,
                  seed: int = 0, **kwargs) -> Path:
     """One call: synthesise EMG and write it (``kwargs`` go to :func:`write_emg_nwb`, except
-    ``artefacts``, ``line_noise`` and ``noise_scale`` which go to :func:`synthetic_emg`)."""
-    synth_keys = {"artefacts", "line_noise", "noise_scale", "latent_rate"}
+    ``artefacts``, ``line_noise``, ``line_frequency``, ``line_harmonics``, ``line_channels``,
+    ``noise_scale`` and ``latent_rate`` which go to :func:`synthetic_emg`)."""
+    synth_keys = {"artefacts", "line_noise", "line_frequency", "line_harmonics", "line_channels", "noise_scale",
+                  "latent_rate"}
     synth_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in synth_keys}
     synth = synthetic_emg(duration=duration, rate=rate, n_muscles=n_muscles, seed=seed, **synth_kw)
     return write_emg_nwb(path, synth, seed=seed, **kwargs)
