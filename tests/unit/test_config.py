@@ -106,3 +106,19 @@ def test_zero_floor_needs_the_zero_inflated_gamma():
         build_config(overrides={"preprocess.floor": 0.0})
     cfg = build_config(overrides={"preprocess.floor": 0.0, "model.observation": "zigamma"})
     assert cfg.model.observation == "zigamma"
+
+
+def test_line_frequency_is_auto_by_default_and_can_be_set_or_turned_off(tmp_path):
+    assert build_config().preprocess.line_frequency == "auto"
+    assert build_config(overrides={"preprocess.line_frequency": 50}).preprocess.line_frequency == 50.0
+    for off in ("off", "None", None, False):
+        assert build_config(overrides={"preprocess.line_frequency": off}).preprocess.line_frequency is None
+    path = tmp_path / "c.yaml"
+    path.write_text("preprocess:\n  line_frequency: off\n  notch_harmonics: [1, 3]\n")  # YAML reads off as false
+    cfg = build_config(file=path)
+    assert cfg.preprocess.line_frequency is None and cfg.preprocess.notch_harmonics == (1, 3)
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="preprocess.line_frequency.*auto"):
+        build_config(overrides={"preprocess.line_frequency": "fifty"})
+    with pytest.raises(ConfigError, match="preprocess.notch_harmonics"):
+        build_config(overrides={"preprocess.notch_harmonics": [0, 2]})

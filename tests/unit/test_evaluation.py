@@ -141,3 +141,23 @@ def test_a_run_that_rejected_artefacts_is_compared_on_the_same_cleaned_emg(tmp_p
     assert 0 < changed.mean() < 0.05
     assert r_plain[changed].mean() > 2 * r_clean[changed].mean()  # (the changed bins include one either side)
     np.testing.assert_array_equal(r_clean[~changed], r_plain[~changed])
+
+
+def test_a_run_records_the_line_hum_it_found_and_evaluate_repeats_it(tmp_path):
+    from nwb_autolfads.results import load_results
+
+    src = mock_emg_nwb(tmp_path / "eu.nwb", duration=10.0, rate=1000.0, n_muscles=3, seed=2, line_noise=3.0,
+                       line_frequency=50.2, line_harmonics=(1.5, 1.0))
+    res = nwb_autolfads.run(src, tmp_path / "eu_out.nwb", preset="smoke", progress=False,
+                            overrides={"pbt.population": 1, "train.max_epochs": 1})  # what is checked needs no model
+    assert any(s.startswith("line hum found at 50.2 Hz (+0.20 Hz off the nominal 50 Hz) with harmonics 100.4, 150.6 Hz")
+               for s in res.preprocessing_steps)
+    ds = load_results(res.output)
+    saved = json.loads(ds.attrs["config"])["preprocess"]  # the settings auto resolved to
+    assert saved["line_frequency"] == 50.2 and saved["notch_harmonics"] == [1, 2, 3]
+    hum = json.loads(ds.attrs["preprocessing"])["line_hum"]
+    assert hum["setting"] == "auto" and hum["frequency"] == 50.2 and hum["harmonics"] == [1, 2, 3]
+    assert hum["notched_hz"] == pytest.approx([50.2, 100.4, 150.6])
+    # evaluate preprocesses the source as the run did: the baselines start from the model's own input
+    ev = evaluate(res.output)
+    np.testing.assert_allclose(ev.traces["rectified"], res.rectified, rtol=1e-5)

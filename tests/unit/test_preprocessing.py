@@ -290,3 +290,141 @@ def test_artefact_settings_are_checked():
         PreprocessConfig(artefact_fraction=1.5)
     with pytest.raises(ConfigError, match="preprocess.artefact_quantile"):
         PreprocessConfig(artefact_quantile=0.2)
+
+
+# ----------------------------------------------------------------------------- line hum
+def _hum_emg(seconds=20.0, n=4, rate=FS, **hum):
+    """Synthetic EMG (with its true activations) and hum as asked (none by default)."""
+    from nwb_autolfads.testing import synthetic_emg
+
+    s = synthetic_emg(duration=seconds, rate=rate, n_muscles=n, seed=0, **{"line_noise": 0.0, **hum})
+    return s, Signal(s.raw, s.names, "V", "acquisition/EMG", rate=s.rate)
+
+
+def _envelope_correlation(s, pre):
+    from nwb_autolfads.evaluation import bin_mean
+
+    truth = bin_mean(s.times, s.activations, pre.bin_times[0], pre.bin_size)
+    return float(np.mean([np.corrcoef(pre.segments[0][:, c], truth[:, c])[0, 1] for c in range(truth.shape[1])]))
+
+
+EUROPEAN = {"line_noise": 5.0, "line_frequency": 50.0, "line_harmonics": (2.5, 5.0 / 3)}
+
+
+def test_european_mains_hum_is_found_notched_and_reported(caplog):
+    # 20 s of 4 muscles with strong 50/100/150 Hz hum: a 60 Hz notch left the binned input at r = 0.53
+    # with the true envelope; the hum found and notched gives 0.89 (as without any hum)
+    s, sig = _hum_emg(**EUROPEAN)
+    pre = preprocess_emg(sig, PreprocessConfig(), 0.01)
+    hum = pre.line_hum
+    assert hum["setting"] == "auto" and hum["frequency"] == 50.0 and hum["nominal"] == 50.0
+    assert hum["harmonics"] == [1, 2, 3] and hum["notched_hz"] == [50.0, 100.0, 150.0]
+    assert pre.resolved == {"line_frequency": 50.0, "notch_harmonics": [1, 2, 3]}
+    step = next(st for st in pre.steps if "line hum" in st)
+    assert step.startswith("line hum found at 50 Hz with harmonics 100, 150 Hz") and "notch filters" in step
+    assert _envelope_correlation(s, pre) > 0.85
+    # an explicit setting is honoured, and hum it leaves standing is said
+    with caplog.at_level(logging.WARNING):
+        wrong = preprocess_emg(sig, PreprocessConfig(line_frequency=60.0), 0.01)
+    assert wrong.line_hum["notched_hz"] == [60.0, 120.0, 180.0] and wrong.resolved == {}
+    assert "50, 100, 150 Hz not removed by the configured notches at 60, 120, 180 Hz" in caplog.text
+    assert any("not removed" in st for st in wrong.steps)
+    assert _envelope_correlation(s, wrong) < 0.6
+    right = preprocess_emg(sig, PreprocessConfig(line_frequency=50.0, notch_harmonics=(1, 2, 3)), 0.01)
+    np.testing.assert_array_equal(right.rectified[0], pre.rectified[0])  # what the resolved settings repeat
+
+
+@pytest.mark.parametrize("freq, harmonics, expect", [(60.0, (1.0,), [1, 2]), (50.3, (2.0, 1.0), [1, 2, 3]),
+                                                     (59.9, (), [1]), (49.8, (0.0, 2.0, 0.0, 1.0), [1, 3, 5])],
+                         ids=["60Hz", "50.3Hz", "59.9Hz", "49.8Hz-odd"])
+def test_line_hum_is_measured_where_it_is(freq, harmonics, expect):
+    s, sig = _hum_emg(seconds=8.0, line_noise=3.0, line_frequency=freq, line_harmonics=harmonics)
+    pre = preprocess_emg(sig, PreprocessConfig(), 0.01)
+    assert pre.line_hum["nominal"] == (50.0 if freq < 55 else 60.0)
+    assert pre.line_hum["frequency"] == pytest.approx(freq, abs=0.02)  # off-nominal mains: notched where it is
+    assert pre.line_hum["harmonics"] == expect
+    assert pre.line_hum["notched_hz"] == pytest.approx([k * freq for k in expect], abs=0.02 * max(expect))
+    assert _envelope_correlation(s, pre) > 0.85
+
+
+def test_no_hum_no_notch():
+    s, sig = _hum_emg(seconds=8.0)
+    pre = preprocess_emg(sig, PreprocessConfig(), 0.01)
+    assert pre.line_hum["frequency"] is None and pre.line_hum["notched_hz"] == []
+    assert pre.resolved == {"line_frequency": None}
+    assert max(pre.line_hum["candidates_peak_to_floor"].values()) < 10
+    assert any(st.startswith("no line hum found at 50 or 60 Hz") and st.endswith("no notch") for st in pre.steps)
+    assert not any("notch filters" in st for st in pre.steps)
+
+
+def test_no_false_hum_in_short_bursty_emg():
+    from nwb_autolfads.preprocessing import detect_line_hum
+    from nwb_autolfads.testing import synthetic_emg
+
+    for seed in range(4):
+        for rate in (1000.0, 4000.0):
+            s = synthetic_emg(duration=2.0, rate=rate, n_muscles=12, seed=seed, line_noise=0.0)
+            hum = detect_line_hum([s.raw], rate, s.names)
+            assert not hum.found and not hum.reason and max(hum.candidates.values()) < 10
+
+
+def test_hum_on_some_channels_is_found_and_named():
+    s, sig = _hum_emg(seconds=8.0, line_noise=3.0, line_frequency=50.0, line_channels=(1,))
+    pre = preprocess_emg(sig, PreprocessConfig(), 0.01)
+    assert pre.line_hum["frequency"] == 50.0 and pre.line_hum["channels"] == ["MG"]
+    assert "on channel(s) MG of 4" in next(st for st in pre.steps if "line hum" in st)
+
+
+def test_line_frequency_off_notches_nothing_but_says_so(caplog):
+    s, sig = _hum_emg(seconds=8.0, **EUROPEAN)
+    with caplog.at_level(logging.WARNING):
+        pre = preprocess_emg(sig, PreprocessConfig(line_frequency=None), 0.01)
+    assert pre.line_hum["setting"] == "off" and pre.line_hum["notched_hz"] == [] and pre.resolved == {}
+    assert "left in (preprocess.line_frequency is off)" in caplog.text
+    assert not any("notch filters" in st for st in pre.steps)
+
+
+def test_line_hum_is_not_looked_for_in_rectified_emg():
+    s, sig = _hum_emg(seconds=4.0, line_noise=0.5, line_frequency=50.0, line_harmonics=(0.3,))
+    for preprocessed in (None, True):  # detected as rectified, or said to be
+        pre = preprocess_emg(Signal(np.abs(s.raw), s.names, "V", "x", rate=s.rate), PreprocessConfig(), 0.01,
+                             preprocessed)
+        assert not pre.was_raw and pre.line_hum == {} and pre.resolved == {}
+        assert not any("line hum" in st or "notch" in st for st in pre.steps)
+
+
+def test_line_hum_that_cannot_be_checked_is_said(caplog):
+    from nwb_autolfads.preprocessing import detect_line_hum
+
+    slow = detect_line_hum([np.random.default_rng(0).normal(size=(2000, 2))], 100.0)
+    assert not slow.found and "too slowly" in slow.reason
+    s, sig = _hum_emg(seconds=0.6, **EUROPEAN)
+    with caplog.at_level(logging.WARNING):
+        pre = preprocess_emg(sig, PreprocessConfig(), 0.01)
+    assert "too short" in pre.line_hum["not_checked"] and pre.line_hum["notched_hz"] == []
+    assert "line hum not checked" in caplog.text and "set preprocess.line_frequency to 50 or 60" in caplog.text
+
+
+def test_line_hum_detection_reads_a_bounded_excerpt():
+    sig = _raw_signal(seconds=120.0, n=2, seed=2)
+    rows = _CountingRows(sig.values)
+    lazy = Signal(SeriesValues([rows]), sig.channel_names, "V", "x", rate=FS)
+    from nwb_autolfads.preprocessing import _hum_excerpt
+
+    pieces = _hum_excerpt(lazy.values, [slice(0, 100000), slice(100000, sig.n_samples)], np.zeros(2, bool), FS)
+    assert len(pieces) == 4 and sum(p.shape[0] for p in pieces) <= 32 * FS and max(rows.reads) <= 2**16
+    pre = preprocess_emg(lazy, PreprocessConfig(), 0.01, chunk_samples=20000)
+    assert pre.line_hum["frequency"] == 60.0 and pre.line_hum["seconds"] <= 32
+
+
+def test_chunked_and_whole_paths_agree_on_found_hum():
+    s, sig = _hum_emg(seconds=12.0, line_noise=3.0, line_frequency=50.3, line_harmonics=(1.0, 1.0))
+    t = sig.times()
+    keep = (t < 4.0) | (t >= 4.5)
+    gapped = Signal(sig.values[keep], sig.channel_names, "V", "x", timestamps=t[keep])
+    whole = preprocess_emg(gapped, PreprocessConfig(), 0.01, chunk_samples=0)
+    part = preprocess_emg(gapped, PreprocessConfig(), 0.01, chunk_samples=3001)
+    assert whole.line_hum == part.line_hum and whole.steps == part.steps and len(whole.segments) == 2
+    assert whole.line_hum["harmonics"] == [1, 2, 3]
+    for a, b in zip(part.rectified, whole.rectified):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-15)

@@ -42,3 +42,13 @@ def test_gamma_windows():
     torch.manual_seed(0)
     assert torch.equal(x, gamma_windows(n=200, T=30, C=3, seed=1))
     assert not torch.equal(x, gamma_windows(n=200, T=30, C=3, seed=2))
+
+
+def test_synthetic_emg_hum_options():
+    quiet = synthetic_emg(duration=2.0, rate=2000.0, n_muscles=3, seed=0, line_noise=0.0)
+    hum = synthetic_emg(duration=2.0, rate=2000.0, n_muscles=3, seed=0, line_noise=2.0, line_frequency=50.0,
+                        line_harmonics=(0.0, 1.0), line_channels=(1,))
+    added = (hum.raw - quiet.raw) / 1e-4  # noise_scale
+    np.testing.assert_allclose(added[:, [0, 2]], 0.0, atol=1e-9)  # only the channels asked for
+    spec = np.abs(np.fft.rfft(added[:, 1])) / (added.shape[0] / 2)  # amplitude per 0.5 Hz bin
+    np.testing.assert_allclose(spec[[100, 200, 300]], [2.0, 0.0, 1.0], atol=1e-6)  # 50 Hz and its 3rd harmonic
