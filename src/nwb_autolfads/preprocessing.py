@@ -1,6 +1,7 @@
 """EMG preprocessing (science.md section 2).
 
-raw EMG -> notch (line frequency + harmonics, zero-phase) -> 4th-order Butterworth high-pass
+raw EMG -> notch (line frequency + harmonics, zero-phase; by default the mains hum found in the
+spectrum, see :func:`detect_line_hum`) -> 4th-order Butterworth high-pass
 (zero-phase) -> full-wave rectification -> anti-aliased polyphase resampling -> binning to the
 model bin -> per-channel clipping at a high quantile -> per-channel scaling by the 95th
 percentile -> a small positive floor.
@@ -110,7 +111,7 @@ def notch_frequencies(fs: float, freq: float | None, harmonics: int | tuple[int,
     if freq is None:
         return []
     ks = range(1, harmonics + 1) if isinstance(harmonics, int) else sorted(set(harmonics))
-    return [k * freq for k in ks if k * freq < 0.95 * fs / 2]
+    return [round(k * freq, 6) for k in ks if k * freq < 0.95 * fs / 2]
 
 
 def _apply_notches(x: np.ndarray, fs: float, freqs: list[float], quality: float) -> np.ndarray:
