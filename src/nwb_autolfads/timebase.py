@@ -88,19 +88,28 @@ def regular_time_base(rate: float, n: int) -> TimeBase:
     return TimeBase(rate=float(rate), segments=[slice(0, n)] if n else [])
 
 
-def _resolution(t: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Per step, the quantisation step of the timestamps there, and whether they are float32 values."""
-    mag = np.maximum(np.abs(t[1:]), np.abs(t[:-1]))
-    is_f32 = bool(np.all(np.abs(t) < 3e38)) and np.array_equal(t.astype(np.float32).astype(np.float64), t)
-    q = (np.spacing(mag.astype(np.float32)).astype(np.float64) if is_f32 else np.spacing(mag))
+def _resolution(t: np.ndarray, steps: np.ndarray, period: float) -> tuple[np.ndarray, bool]:
+    """Per step, the quantisation step of the timestamps there, and whether they are float32
+    values. Repeated timestamps whose steps are all multiples of one quantum clearly coarser than
+    the ``period`` (e.g. whole milliseconds at 2 kHz) are quantised to it; a repeat in finer
+    timestamps is a duplicate sample, not quantisation."""
+    def f32(x):
+        return bool(np.all(np.abs(x) < 3e38)) and np.array_equal(x.astype(np.float32).astype(np.float64), x)
+
+    is_f32 = f32(t[:1000]) and f32(t)  # most float64 timestamps fail on the first values
+    if is_f32:
+        mag = np.maximum(np.abs(t[1:]), np.abs(t[:-1]))
+        q = np.spacing(mag.astype(np.float32)).astype(np.float64)
+    else:
+        q = np.broadcast_to(float(np.spacing(np.max(np.abs(t[[0, -1]])))), steps.shape)
     zero = steps == 0
     if zero.any() and not is_f32:  # repeated values: rounded to a common step (e.g. whole milliseconds)?
         pos = steps[~zero]
         if pos.size:
             quantum = float(pos.min())
             k = pos / quantum
-            if np.all(np.abs(k - np.round(k)) < 1e-6 * np.maximum(k, 1.0)):
-                q = np.maximum(q, quantum)
+            if quantum >= 1.2 * period and np.all(np.abs(k - np.round(k)) < 1e-6 * np.maximum(k, 1.0)):
+                q = np.broadcast_to(max(float(q.max()), quantum), steps.shape)
     return q, is_f32
 
 
@@ -131,17 +140,26 @@ def _confirmed(t: np.ndarray, candidates: np.ndarray, period: float, threshold: 
     return np.asarray(keep, dtype=np.int64)
 
 
-def _lsq_period(t: np.ndarray, segments: list[slice]) -> float | None:
-    """Common least-squares slope (seconds per sample) over the stretches, each with its own offset."""
+def _lsq_period(t: np.ndarray, segments: list[slice], block: int = 256) -> float | None:
+    """Common least-squares slope (seconds per sample) over the stretches, each with its own
+    offset; fitted to the means of blocks of ``block`` samples (and the rest, weighted by its
+    length) so hours of timestamps take little time and memory."""
     num = den = 0.0
     for seg in segments:
         n = seg.stop - seg.start
         if n < 2:
             continue
-        i = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
         y = t[seg] - t[seg.start]
-        num += float(np.dot(i, y - y.mean()))
-        den += float(np.dot(i, i))
+        b = block if n >= 4 * block else 1
+        full = n // b * b
+        x = np.arange(full // b) * float(b) + (b - 1) / 2.0
+        ym = y[:full].reshape(-1, b).mean(axis=1)
+        w = np.full(x.size, float(b))
+        if full < n:
+            x, ym, w = np.r_[x, (full + n - 1) / 2.0], np.r_[ym, y[full:].mean()], np.r_[w, n - full]
+        xc = x - np.average(x, weights=w)
+        num += float(np.sum(w * xc * (ym - np.average(ym, weights=w))))
+        den += float(np.sum(w * xc * xc))
     return num / den if den > 0 else None
 
 
@@ -172,20 +190,21 @@ def analyse_timestamps(times: np.ndarray, gap_factor: float = 1.5) -> TimeBase:
         i = int(np.argmax(steps < 0))
         raise SignalError(f"timestamps are not increasing (sample {i + 1}: {float(t[i + 1])!r} after "
                           f"{float(t[i])!r}): sort the data or fix the file's timestamps")
-    q, is_f32 = _resolution(t, steps)
     if t[-1] == t[0]:
         raise SignalError(f"all {n} timestamps are {float(t[0])!r}: fix the file's timestamps")
     period = _block_period(t)
     if not period > 0:  # most blocks repeat one time: fall back to the mean step
         period = float((t[-1] - t[0]) / (n - 1))
+    q, is_f32 = _resolution(t, steps, period)
     zero = steps == 0
-    if np.any(zero & (q < 0.99 * period)):
-        i = int(np.argmax(zero & (q < 0.99 * period)))
+    if np.any(zero & (q <= period)):  # rounding to a grid finer than a period never merges two samples
+        i = int(np.argmax(zero & (q <= period)))
         raise SignalError(f"timestamps are not strictly increasing (sample {i + 1}: {float(t[i + 1])!r} after "
                           f"{float(t[i])!r}): sort the data or remove duplicate samples")
-    dev = steps - period
+    sub = slice(None, None, max(1, steps.size // 2**18))  # a robust spread needs no more than 2**18 steps
+    dev = steps[sub] - period
     spread = 1.4826 * float(np.median(np.abs(dev - np.median(dev))))
-    jitter_step = max(0.0, spread - float(np.median(q)))  # the part of the spread quantisation does not explain
+    jitter_step = max(0.0, spread - float(np.median(q[sub])))  # the part of the spread quantisation does not explain
     threshold = gap_factor * period + q + _GAP_SIGMAS * jitter_step
     candidates = np.flatnonzero(steps > threshold)
     breaks = _confirmed(t, candidates, period, threshold[candidates]) + 1
@@ -268,7 +287,10 @@ def check_rate(rate: float, where: str, from_timestamps: bool) -> None:
     if lo <= rate <= hi:
         return
     source = "the timestamps' step" if from_timestamps else "the series' rate"
-    if rate < lo:
+    if from_timestamps and abs(rate - 1.0) < 1e-9:
+        cause = ("the timestamps are probably sample numbers (one per sample) or in milliseconds: store them in "
+                 "seconds")
+    elif rate < lo:
         for factor, unit in ((1e3, "milliseconds"), (1e6, "microseconds"), (1e9, "nanoseconds")):
             if lo <= rate * factor <= hi:
                 cause = (f"the timestamps are probably in {unit} (NWB wants seconds): divide them by {factor:g}"
