@@ -143,10 +143,8 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
         offset = 1e-6
         data = np.round((raw - offset) / conversion).astype(np.int16)
     desc = "Raw EMG (synthetic); muscles: " + ", ".join(synth.names)
-    if transposed:
-        if layout == "container":
-            raise ValueError("transposed needs a 2-D layout (timeseries or electricalseries)")
-        data = np.ascontiguousarray(data.T)
+    if transposed and layout == "container":
+        raise ValueError("transposed needs a 2-D layout (timeseries or electricalseries)")
 
     if layout == "timeseries":
         obj = TimeSeries(name=name, data=data, unit="volts", conversion=conversion, offset=offset,
@@ -214,6 +212,16 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
     path = Path(path)
     with NWBHDF5IO(str(path), "w") as io:
         io.write(nwb)
+    if transposed:  # pynwb refuses to write it: rewrite the dataset as other software would have
+        import h5py
+
+        where = f"acquisition/{name}/data" if location == "acquisition" else f"processing/ecephys/{name}/data"
+        with h5py.File(path, "a") as f:
+            attrs = dict(f[where].attrs)
+            stored = f[where][()]
+            del f[where]
+            f.create_dataset(where, data=np.ascontiguousarray(stored.T))
+            f[where].attrs.update(attrs)
     return path
 
 
