@@ -188,7 +188,7 @@ def analyse_timestamps(times: np.ndarray, gap_factor: float = 1.5) -> TimeBase:
     steps = np.diff(t)
     if np.any(steps < 0):
         i = int(np.argmax(steps < 0))
-        raise SignalError(f"timestamps are not increasing (sample {i + 1}: {float(t[i + 1])!r} after "
+        raise SignalError(f"timestamps are not strictly increasing (sample {i + 1}: {float(t[i + 1])!r} after "
                           f"{float(t[i])!r}): sort the data or fix the file's timestamps")
     if t[-1] == t[0]:
         raise SignalError(f"all {n} timestamps are {float(t[0])!r}: fix the file's timestamps")

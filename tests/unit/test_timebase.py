@@ -81,7 +81,7 @@ def test_timestamps_rounded_to_milliseconds_are_quantised_not_duplicates():
 
 @pytest.mark.parametrize("bad, words", [
     ([0.0, 0.001, 0.001, 0.002, 0.003], "strictly increasing"),  # a duplicate in fine timestamps
-    ([0.0, 0.002, 0.001], "not increasing"),
+    ([0.0, 0.002, 0.001], "sort the data"),
     ([0.0, np.nan, 1.0], "NaN"),
     ([1.0, 1.0, 1.0], "all 3 timestamps"),
 ])
