@@ -223,6 +223,18 @@ def _warn_saturated(sig: Signal, scan: _Scan, fraction: float = 0.01) -> None:
                     100 * fraction)
 
 
+def _warn_implausible_volts(sig: Signal, scan: _Scan, limit: float = 100.0) -> None:
+    """Warn when EMG said to be in volts reaches more than ``limit`` volts on most channels (EMG is
+    microvolts to millivolts): the values are probably in uV or mV, or a conversion is missing,
+    and the results, reported in the file's unit, would be as far off."""
+    if sig.unit.strip().lower() not in ("v", "volt", "volts") or not scan.peak.size:
+        return
+    if float(np.median(scan.peak)) > limit:
+        log.warning("%s: EMG in %r reaches %.3g V (median over channels), implausible for EMG (uV-mV): the values "
+                    "are probably in uV or mV, or the series' conversion is missing; results are reported in the "
+                    "file's unit", sig.source_path, sig.unit, float(np.median(scan.peak)))
+
+
 def _head(values, segments: list[slice], dead: np.ndarray, n: int = 2**16) -> np.ndarray:
     """The first ``n`` usable samples (for telling raw from rectified EMG)."""
     out, have = [], 0
@@ -414,6 +426,10 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float, preproce
                      "--emg-raw)" if preprocessed else
                      "detected raw EMG (symmetric about its baseline; override with --emg-preprocessed)")
     raw = not preprocessed
+    if raw and fs < 500.0:
+        log.warning("%s: raw EMG sampled at %g Hz cannot hold the EMG band (20-450 Hz): check the rate or timestamps "
+                    "(a wrong unit?), or pass --emg-preprocessed if the data are an envelope", sig.source_path, fs)
+    _warn_implausible_volts(sig, scan)
 
     eff_bin = bin_size
     if 1.0 / fs > bin_size * (1 + 1e-6):

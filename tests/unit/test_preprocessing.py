@@ -351,3 +351,12 @@ def test_timestamps_in_milliseconds_are_refused_naming_the_unit():
     ms = Signal(sig.values, sig.channel_names, "V", "acquisition/EMG", timestamps=sig.timestamps * 1000.0)
     with pytest.raises(SignalError, match="milliseconds"):
         preprocess_emg(ms, PreprocessConfig(), bin_size=0.01)
+
+
+def test_implausible_rate_and_volts_are_warned_about(caplog):
+    rng = np.random.default_rng(0)
+    slow = Signal(rng.normal(size=(2000, 2)) * 1e3, ["a", "b"], "volts", "acquisition/EMG", rate=200.0)
+    with caplog.at_level(logging.WARNING):
+        preprocess_emg(slow, PreprocessConfig(), bin_size=0.01, preprocessed=False)
+    text = " ".join(r.getMessage() for r in caplog.records)
+    assert "raw EMG sampled at 200 Hz" in text and "probably in uV or mV" in text
