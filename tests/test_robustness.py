@@ -214,3 +214,16 @@ def test_two_runs_racing_for_one_output_never_interleave(tmp_path):
     assert first.returncode == 0, err
     assert second.returncode == 2 and "being written by another nwb-autolfads run (pid" in second.stderr
     assert len(nwb_autolfads.list_runs(tmp_path / "e_autolfads.nwb")) == 1
+
+
+def test_float32_timestamps_late_in_a_session_and_channels_x_time_data_run(tmp_path, caplog):
+    """EMG stored channels x time with float32 timestamps from t = 5000 s (once refused as "too
+    short"): read transposed, one warning for each, every bin at its true time."""
+    path = mock_emg_nwb(tmp_path / "late.nwb", duration=6.0, rate=2000.0, n_muscles=3, start_time=5000.0,
+                        float32_timestamps=True, transposed=True, include_truth=False)
+    with caplog.at_level("WARNING"):
+        res = nwb_autolfads.run(path, preset="smoke", write=False, progress=False)
+    assert res.activations.shape[1] == 3
+    assert np.allclose(np.diff(res.times), 0.01) and res.times[-1] == pytest.approx(5005.995, abs=0.005)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("float32" in m for m in messages) == 1 and sum("channels x time" in m for m in messages) == 1

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SignalNotFoundError
-from .reading import Candidate, find_emg, iter_series, modality_of, open_nwb
+from .errors import SignalError, SignalNotFoundError
+from .reading import Candidate, find_emg, iter_series, modality_of, open_nwb, orientation
+from .timebase import analyse_timestamps
 
 __all__ = ["inspect_file", "format_report"]
 
@@ -28,24 +29,47 @@ def _describe_series(c: Candidate) -> dict[str, Any]:
         unit = str(first.unit)
     else:
         shape = [int(n) for n in ts.data.shape] if ts.data is not None else []
-        info = _time_info(ts)
+        notes = []
+        transposed = False
+        if ts.data is not None:
+            try:
+                transposed, note = orientation(ts, c.path)
+            except SignalError as exc:
+                note = str(exc)
+            if note:
+                notes.append(note.split(": ", 1)[1])
+        info = _time_info(ts, transposed)
+        info["notes"] = notes + info["notes"]
         unit = str(getattr(ts, "unit", "") or "")
     return {"path": c.path, "type": c.neurodata_type, "layout": c.kind, "shape": shape, "unit": unit, **info}
 
 
-def _time_info(ts) -> dict[str, Any]:
-    n = int(ts.data.shape[0]) if ts.data is not None and len(ts.data.shape) else 0
+_HEAD = 2**16
+"""Timestamps read to tell the rate, resolution and jitter (the first 30 s at 2 kHz)."""
+
+
+def _time_info(ts, transposed: bool = False) -> dict[str, Any]:
+    shape = ts.data.shape if ts.data is not None else ()
+    n = int(shape[1] if transposed else shape[0]) if len(shape) else 0
     if ts.timestamps is not None and n:
         stamps = ts.timestamps
+        n = min(n, int(stamps.shape[0]) if hasattr(stamps, "shape") else len(stamps))
         first, last = float(stamps[0]), float(stamps[n - 1])
-        head = np.asarray(stamps[: min(n, 1000)], dtype=float)
-        rate = float(1.0 / np.median(np.diff(head))) if head.size > 1 and np.all(np.diff(head) > 0) else None
-        return {"rate": rate, "time_base": "timestamps", "start": first, "end": last}
+        head = np.asarray(stamps[: min(n, _HEAD)], dtype=float)
+        try:
+            tb = analyse_timestamps(head)
+        except SignalError as exc:
+            return {"rate": None, "time_base": "timestamps", "start": first, "end": last, "notes": [str(exc)]}
+        rate = float(tb.rate) if np.isfinite(tb.rate) else None
+        notes = tb.notes()
+        if len(tb.segments) > 1:
+            notes.append(f"{len(tb.segments) - 1} gap(s) in the first {head.size} timestamps")
+        return {"rate": rate, "time_base": "timestamps", "start": first, "end": last, "notes": notes}
     if getattr(ts, "rate", None):
         start = float(ts.starting_time or 0.0)
         return {"rate": float(ts.rate), "time_base": "starting_time + rate", "start": start,
-                "end": start + (n - 1) / float(ts.rate) if n else start}
-    return {"rate": None, "time_base": "none", "start": None, "end": None}
+                "end": start + (n - 1) / float(ts.rate) if n else start, "notes": []}
+    return {"rate": None, "time_base": "none", "start": None, "end": None, "notes": []}
 
 
 def inspect_file(path: str | Path) -> dict[str, Any]:
@@ -95,6 +119,7 @@ def format_report(report: dict[str, Any]) -> str:
             span = (f"{e['start']:.3f}-{e['end']:.3f} s" if e.get("start") is not None else "no time")
             lines.append(f"  {e['path']}  {e['type']}  shape {tuple(e['shape'])}  {rate} ({e['time_base']})  "
                          f"unit {e['unit'] or '?'}  {span}")
+            lines += [f"    note: {note}" for note in e.get("notes", [])]
     u = report["units"]
     lines.append("units: none" if u is None else f"units: {u['count']} units, {u['spikes']} spikes "
                  f"(columns: {', '.join(u['columns'])})")

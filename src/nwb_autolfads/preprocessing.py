@@ -26,7 +26,8 @@ from scipy import signal as sps
 
 from .config import PreprocessConfig
 from .errors import SignalError
-from .signals import Signal, split_segments
+from .signals import Signal
+from .timebase import check_rate
 
 __all__ = ["Preprocessed", "preprocess_emg", "notch_filter", "notch_frequencies", "LineHum", "detect_line_hum",
            "line_hum_spectrum", "highpass_filter", "resample", "bin_average", "looks_rectified",
@@ -357,7 +358,7 @@ def bin_average(x: np.ndarray, times: np.ndarray, bin_size: float) -> tuple[np.n
     """Average samples into consecutive bins of ``bin_size`` seconds starting at ``times[0]``.
     Only complete bins are kept. Returns (binned (n_bins, C), bin centre times)."""
     sample_period = float(np.median(np.diff(times))) if times.size > 1 else bin_size
-    binner = _Binner(float(times[0]), float(times[-1]), sample_period, bin_size, x.shape[1])
+    binner = _Binner(float(times[0]), float(times[-1]) + sample_period, bin_size, x.shape[1])
     binner.add(x, times)
     return binner.result()
 
@@ -449,6 +450,18 @@ def _warn_saturated(sig: Signal, scan: _Scan, fraction: float = 0.01) -> None:
                     100 * fraction)
 
 
+def _warn_implausible_volts(sig: Signal, scan: _Scan, limit: float = 100.0) -> None:
+    """Warn when EMG said to be in volts reaches more than ``limit`` volts on most channels (EMG is
+    microvolts to millivolts): the values are probably in uV or mV, or a conversion is missing,
+    and the results, reported in the file's unit, would be as far off."""
+    if sig.unit.strip().lower() not in ("v", "volt", "volts") or not scan.peak.size:
+        return
+    if float(np.median(scan.peak)) > limit:
+        log.warning("%s: EMG in %r reaches %.3g V (median over channels), implausible for EMG (uV-mV): the values "
+                    "are probably in uV or mV, or the series' conversion is missing; results are reported in the "
+                    "file's unit", sig.source_path, sig.unit, float(np.median(scan.peak)))
+
+
 def _head(values, segments: list[slice], dead: np.ndarray, n: int = 2**16) -> np.ndarray:
     """The first ``n`` usable samples (for telling raw from rectified EMG)."""
     out, have = [], 0
@@ -532,12 +545,13 @@ def _line_notches(sig: Signal, segments: list[slice], dead: np.ndarray, fs: floa
 
 class _Binner:
     """Averages samples into the bins of one segment, one chunk of samples after another. Bins
-    start at ``t0``; a bin is complete if the samples cover it (the last bin ends at the last
-    sample's end), and only complete bins are kept."""
+    start at ``t0``; a bin is complete if the samples cover it (up to ``t_end``, the end of the
+    last sample), and only complete bins are kept."""
 
-    def __init__(self, t0: float, t_last: float, sample_period: float, bin_size: float, n_ch: int) -> None:
+    def __init__(self, t0: float, t_end: float, bin_size: float, n_ch: int) -> None:
         self.t0, self.bin_size = t0, bin_size
-        self.n_bins = max(0, int(np.floor((t_last + sample_period - t0) / bin_size + 1e-9)))
+        # a bin missing under 1% of its span at the very end (timestamp rounding) still counts as complete
+        self.n_bins = max(0, int(np.floor((t_end - t0) / bin_size + 0.01)))
         self.sums = np.zeros((self.n_bins, n_ch))
         self.counts = np.zeros(self.n_bins)
 
@@ -560,11 +574,15 @@ class _Binner:
 
 
 def _segment_bins(sig: Signal, seg: slice, dead: np.ndarray, fs: float, cfg: PreprocessConfig, raw: bool,
-                  bin_size: float, eff_bin: float, chunk: int, notches: list[float]) -> tuple[np.ndarray, np.ndarray, float]:
+                  bin_size: float, eff_bin: float, chunk: int, notches: list[float], gap_factor: float = 1.5
+                  ) -> tuple[np.ndarray, np.ndarray, float]:
     """Filter (notches at ``notches`` Hz, high-pass), rectify, resample and bin one segment,
     reading ``chunk`` samples at a time with enough overlap that the result equals that of
-    filtering the whole segment at once. Returns (binned (n_bins, C), bin centres, rate after
-    resampling)."""
+    filtering the whole segment at once.
+    Every (resampled) sample is placed at its true time by the segment's
+    :class:`~nwb_autolfads.timebase.Clock` (from the timestamps, not ``start + k / rate``), so
+    bins sit at their true times however the timestamps are rounded, jittered or drift.
+    Returns (binned (n_bins, C), bin centres, rate after resampling)."""
     length = seg.stop - seg.start
     notches = notches if raw else []
     up = down = 1
@@ -579,15 +597,9 @@ def _segment_bins(sig: Signal, seg: slice, dead: np.ndarray, fs: float, cfg: Pre
         chunk = length
     else:
         chunk = max(down, chunk // down * down)
-    t_start = float(sig.times(seg.start, seg.start + 1)[0])
-    if (up, down) != (1, 1):
-        n_out = -(-length * up // down)
-        period, t_last = 1.0 / rate, t_start + (n_out - 1) / rate
-    else:
-        seg_times = sig.times(seg.start, seg.stop)
-        period = float(np.median(np.diff(seg_times))) if length > 1 else bin_size
-        t_last = float(seg_times[-1])
-    binner = _Binner(t_start, t_last, period, bin_size, sig.n_channels) if eff_bin == bin_size else None
+    clock = sig.clock(seg, gap_factor)
+    t_start, t_end = (float(v) for v in clock([0.0, float(length)]))
+    binner = _Binner(t_start, t_end, bin_size, sig.n_channels) if eff_bin == bin_size else None
     direct_x, direct_t = [], []
     for a, b in _chunks(length, chunk):
         ea, eb = max(0, a - margin), min(length, b + margin)
@@ -604,10 +616,10 @@ def _segment_bins(sig: Signal, seg: slice, dead: np.ndarray, fs: float, cfg: Pre
             y = sps.resample_poly(x, up, down, axis=0, padtype="symmetric")
             k0, k1 = (a - ea) * up // down, -(-(b - ea) * up // down)
             x = np.abs(y[k0:k1]) if raw else np.maximum(y[k0:k1], 0.0)  # resampling can ring below zero
-            t = t_start + (a * up // down + np.arange(x.shape[0])) / rate
+            t = clock((a * up // down + np.arange(x.shape[0])) * (down / up))
         else:
             x = x[a - ea:b - ea]
-            t = sig.times(seg.start + a, seg.start + b)
+            t = clock(np.arange(a, b))
         if binner is not None:
             binner.add(x, t)
         else:
@@ -665,12 +677,16 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float, preproce
     (``chunk_samples=0``) to float tolerance. With :class:`~nwb_autolfads.signals.SeriesValues`
     the file is read chunk by chunk too.
     """
-    fs = sig.sampling_rate()
+    timebase = sig.timebase(gap_factor)
+    fs = timebase.rate
+    check_rate(fs, sig.source_path, sig.timestamps is not None)
     chunk = max(1024, DEFAULT_CHUNK_VALUES // max(1, sig.n_channels)) if chunk_samples is None else chunk_samples
     scan_chunk = chunk if chunk > 0 else sig.n_samples
-    segments = (split_segments(sig.timestamps, gap_factor) if sig.timestamps is not None
-                else [slice(0, sig.n_samples)])
+    segments = list(timebase.segments)
     steps: list[str] = []
+    for note in timebase.notes():
+        log.warning("%s: %s", sig.source_path, note)
+        steps.append(note.split(":")[0])
     if len(segments) > 1:
         steps.append(f"split into {len(segments)} segments at gaps in the timestamps (no filter crosses a gap)")
     scan = _scan(sig.values, scan_chunk)
@@ -683,6 +699,10 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float, preproce
                      "--emg-raw)" if preprocessed else
                      "detected raw EMG (symmetric about its baseline; override with --emg-preprocessed)")
     raw = not preprocessed
+    if raw and fs < 500.0:
+        log.warning("%s: raw EMG sampled at %g Hz cannot hold the EMG band (20-450 Hz): check the rate or timestamps "
+                    "(a wrong unit?), or pass --emg-preprocessed if the data are an envelope", sig.source_path, fs)
+    _warn_implausible_volts(sig, scan)
 
     eff_bin = bin_size
     if 1.0 / fs > bin_size * (1 + 1e-6):
@@ -701,7 +721,8 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float, preproce
             log.warning("%s: skipping a segment of %d samples (too short to filter)", sig.source_path,
                         seg.stop - seg.start)
             continue
-        b, c, rate_after = _segment_bins(sig, seg, dead, fs, cfg, raw, bin_size, eff_bin, chunk, notches)
+        b, c, rate_after = _segment_bins(sig, seg, dead, fs, cfg, raw, bin_size, eff_bin, chunk, notches,
+                                         gap_factor)
         if b.shape[0]:
             binned.append(b)
             centres.append(c)

@@ -8,6 +8,7 @@ time base (``timestamps`` or ``starting_time`` + ``rate``), channel names and so
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import warnings
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from .signals import SeriesValues, Signal
 
 __all__ = ["open_nwb", "Candidate", "iter_series", "find_emg", "read_emg", "SpikeUnits", "read_units", "bin_spikes",
            "OUTPUT_MODULE"]
+
+log = logging.getLogger(__name__)
 
 OUTPUT_MODULE = "autolfads"
 """Name of the processing module our results go into (never read back as input)."""
@@ -198,8 +201,8 @@ def find_emg(nwbfile: NWBFile, path: str | None = None) -> Candidate:
                                   "with --emg PATH")
     # Prefer strong matches, then containers/2-D series with more channels, then acquisition.
     def rank(c: Candidate):
-        n_ch = len(_children_series(c.obj)) if c.kind == "container" else (
-            c.obj.data.shape[1] if len(c.obj.data.shape) > 1 else 1)
+        n_ch = len(_children_series(c.obj)) if c.kind == "container" else (  # the shorter axis: channels
+            min(c.obj.data.shape[:2]) if len(c.obj.data.shape) > 1 else 1)
         return (c.score, n_ch, c.path.startswith("acquisition"))
     return max(emg, key=rank)
 
@@ -240,14 +243,15 @@ def _time_base(ts: TimeSeries, path: str, n: int) -> dict:
     return {"timestamps": None, "rate": float(ts.rate), "starting_time": float(ts.starting_time or 0.0)}
 
 
-def _physical(ts: TimeSeries, columns: list) -> SeriesValues | np.ndarray:
+def _physical(ts: TimeSeries, columns: list, transposed: bool = False) -> SeriesValues | np.ndarray:
     """The series' values in physical units: read on demand when stored in a file (so big and
-    remote recordings are never loaded whole), as an array when the data are in memory."""
+    remote recordings are never loaded whole), as an array when the data are in memory.
+    ``transposed``: the one 2-D dataset is stored channels x time."""
     columns = [c if isinstance(c, h5py.Dataset) else np.asarray(c) for c in columns]
     channel_conversion = getattr(ts, "channel_conversion", None)
     values = SeriesValues(columns, float(ts.conversion if ts.conversion is not None else 1.0),
                           None if channel_conversion is None else np.asarray(channel_conversion[:], dtype=float),
-                          float(getattr(ts, "offset", 0.0) or 0.0))
+                          float(getattr(ts, "offset", 0.0) or 0.0), transposed=transposed)
     return values if all(isinstance(c, h5py.Dataset) for c in columns) else np.asarray(values)
 
 
@@ -283,6 +287,73 @@ def _check_shape(path: str, shape: tuple) -> None:
         raise SignalError(f"{path}: data is empty (shape {shape}): pass a series that holds samples")
 
 
+_MAX_CHANNELS = 1024
+"""More than this many channels along an axis is never a channel axis of EMG."""
+
+
+def _channel_count_hints(ts: TimeSeries) -> dict[int, str]:
+    """Channel counts the file states besides the data's shape: {count: where it is stated}."""
+    hints: dict[int, str] = {}
+    electrodes = getattr(ts, "electrodes", None)
+    if electrodes is not None:
+        try:
+            hints[len(electrodes.data)] = "the electrodes table region"
+        except Exception:  # odd regions: no hint
+            pass
+    for text in (ts.description or "", getattr(ts, "comments", "") or ""):
+        match = _NAMES_IN_TEXT.search(text)
+        if match:
+            names = [s.strip() for s in match.group(1).split(",") if s.strip()]
+            if len(names) > 1:
+                hints.setdefault(len(names), "the channel names in the description")
+    return hints
+
+
+def orientation(ts: TimeSeries, path: str) -> tuple[bool, str | None]:
+    """Whether a 2-D series is stored channels x time (against NWB's time-first rule).
+
+    It is when the time axis is unambiguous: the timestamps' length matches the second axis
+    (not the first), or, with ``starting_time`` + ``rate``, a channel count the file states
+    (electrodes, channel names) matches the first axis, or the first axis is a plausible channel
+    count (<= 1024) and the second at least 10 times longer. Returns (transposed, note for the
+    user, or None).
+
+    Raises
+    ------
+    SignalError
+        More channels than samples and no unambiguous time axis: names the shape and the fix.
+    """
+    shape = tuple(int(n) for n in ts.data.shape)
+    if len(shape) != 2 or shape[0] == shape[1]:
+        return False, None
+    a, b = shape
+    fix = "NWB stores time first: rewrite the series with data.T (time x channels)"
+    n_ts = None
+    if ts.timestamps is not None:
+        n_ts = int(ts.timestamps.shape[0]) if hasattr(ts.timestamps, "shape") else len(ts.timestamps)
+    if n_ts is not None and n_ts != a:
+        if n_ts == b:
+            return True, (f"{path}: data are stored channels x time (shape {shape}; the {n_ts} timestamps match the "
+                          f"second axis): read as {b} samples x {a} channels; {fix}")
+        raise SignalError(f"{path}: {n_ts} timestamps for data of shape {shape} (neither axis has {n_ts} samples): "
+                          "fix the file's timestamps or data")
+    if n_ts is None:
+        hints = _channel_count_hints(ts)
+        if b in hints:
+            return False, None
+        if a in hints:
+            return True, (f"{path}: data are stored channels x time (shape {shape}; {hints[a]} lists {a} channels): "
+                          f"read as {b} samples x {a} channels; {fix}")
+        if a < b and a <= _MAX_CHANNELS and b >= 10 * a:
+            return True, (f"{path}: data look stored channels x time (shape {shape}: {b} channels of {a} samples "
+                          f"is no recording): read as {b} samples x {a} channels; {fix}")
+    if a < b:
+        raise SignalError(f"{path}: data of shape {shape} would be {a} samples of {b} channels: the series looks "
+                          f"stored channels x time, but which axis is time is not clear; {fix}, or pass another "
+                          "series with --emg")
+    return False, None
+
+
 def _read_series(ts: TimeSeries, path: str) -> Signal:
     if ts.data is None:
         raise SignalError(f"{path}: the series holds no data")
@@ -293,7 +364,10 @@ def _read_series(ts: TimeSeries, path: str) -> Signal:
         dtype = np.asarray(ts.data[:1]).dtype
     if not np.issubdtype(dtype, np.number):
         raise SignalError(f"{path}: data has non-numeric dtype {dtype}: pass a numeric series")
-    values = _physical(ts, [ts.data])
+    transposed, note = orientation(ts, path)
+    if note:
+        log.warning("%s", note)
+    values = _physical(ts, [ts.data], transposed)
     return Signal(values=values, channel_names=_series_channel_names(ts, values.shape[1]),
                   unit=str(ts.unit or "unknown"), source_path=path, object_id=ts.object_id,
                   neurodata_type=type(ts).__name__, description=ts.description or "",

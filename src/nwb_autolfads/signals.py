@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import SignalError
+from .timebase import Clock, TimeBase, analyse_timestamps, regular_time_base
 
 __all__ = ["Signal", "SeriesValues", "split_segments"]
 
@@ -19,18 +20,23 @@ class SeriesValues:
     and applies ``conversion``, per-channel ``channel_conversion`` and ``offset``. This is how a
     30-minute, 10 kHz recording is preprocessed in chunks instead of as one array (and how a
     remote file is streamed). ``np.asarray(values)`` loads everything. Valid while the file it
-    came from is open.
+    came from is open. ``transposed``: the one 2-D dataset is stored channels x time (read as
+    time x channels).
     """
 
     ndim = 2
     dtype = np.dtype(np.float64)
 
     def __init__(self, columns: list, conversion: float = 1.0, channel_conversion: np.ndarray | None = None,
-                 offset: float = 0.0) -> None:
+                 offset: float = 0.0, transposed: bool = False) -> None:
         self._columns = columns  # one 2-D dataset, or 1-D datasets of equal length
+        self._transposed = bool(transposed) and len(columns) == 1 and len(columns[0].shape) == 2
         first = columns[0]
         n_ch = (first.shape[1] if len(first.shape) == 2 else 1) if len(columns) == 1 else len(columns)
         self.shape = (int(first.shape[0]), int(n_ch))
+        if self._transposed:  # stored channels x time: rows of time are the dataset's columns
+            self.shape = (int(first.shape[1]), int(first.shape[0]))
+            n_ch = self.shape[1]
         self._scale = np.full(n_ch, float(conversion))
         if channel_conversion is not None:
             self._scale = self._scale * np.asarray(channel_conversion, dtype=float)
@@ -44,7 +50,9 @@ class SeriesValues:
         start, stop = max(0, int(start)), min(self.shape[0], int(stop))
         if stop <= start:
             return np.zeros((0, self.shape[1]))
-        if len(self._columns) == 1:
+        if self._transposed:
+            raw = np.asarray(self._columns[0][:, start:stop]).T
+        elif len(self._columns) == 1:
             raw = np.asarray(self._columns[0][start:stop])
             raw = raw.reshape(raw.shape[0], -1)
         else:
@@ -83,6 +91,7 @@ class Signal:
     starting_time: float = 0.0
     timestamps: np.ndarray | None = None
     description: str = ""
+    _timebases: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.values.ndim != 2:
@@ -116,32 +125,41 @@ class Signal:
         from dataclasses import replace
         return replace(self, values=np.asarray(self.values))
 
+    def timebase(self, gap_factor: float = 1.5) -> TimeBase:
+        """Rate, gap-free stretches, resolution and jitter of the time base
+        (:func:`~nwb_autolfads.timebase.analyse_timestamps`; computed once per ``gap_factor``).
+        Raises :class:`SignalError` for bad timestamps."""
+        if gap_factor not in self._timebases:
+            if self.timestamps is None:
+                tb = regular_time_base(float(self.rate), self.n_samples)
+            else:
+                try:
+                    tb = analyse_timestamps(self.timestamps, gap_factor)
+                except SignalError as exc:
+                    raise SignalError(f"{self.source_path}: {exc}") from None
+            self._timebases[gap_factor] = tb
+        return self._timebases[gap_factor]
+
+    def clock(self, seg: slice, gap_factor: float = 1.5) -> Clock:
+        """True time of (fractional) sample indices of the stretch ``seg``, counted from ``seg.start``."""
+        tb = self.timebase(gap_factor)
+        if self.timestamps is None:
+            return Clock(None, tb.rate, self.starting_time + seg.start / tb.rate)
+        return Clock(np.asarray(self.timestamps[seg.start:seg.stop], dtype=float), tb.rate)
+
     def sampling_rate(self) -> float:
-        """Nominal rate: ``rate``, or 1 / median timestamp step."""
+        """Nominal rate (Hz): ``rate``, or the least-squares rate of the timestamps' gap-free
+        stretches (robust to float32 rounding, jitter and gaps; never the median step)."""
         if self.rate is not None:
             return float(self.rate)
-        ts = self.times()
-        if ts.size < 2:
+        if self.n_samples < 2:
             raise SignalError(f"{self.source_path}: fewer than 2 samples, cannot tell the sampling rate")
-        return float(1.0 / np.median(np.diff(ts)))
+        return float(self.timebase().rate)
 
 
 def split_segments(times: np.ndarray, gap_factor: float = 1.5) -> list[slice]:
-    """Contiguous stretches of ``times``: a step larger than ``gap_factor`` x the median step
-    starts a new segment. Raises :class:`SignalError` for non-increasing timestamps."""
-    times = np.asarray(times, dtype=float)
-    if times.size == 0:
-        return []
-    if not np.all(np.isfinite(times)):
-        raise SignalError("timestamps contain NaN or inf: fix the file's timestamps")
-    if times.size == 1:
-        return [slice(0, 1)]
-    steps = np.diff(times)
-    if np.any(steps <= 0):
-        i = int(np.argmax(steps <= 0))
-        raise SignalError(f"timestamps are not strictly increasing (sample {i + 1}: {float(times[i + 1])!r} after "
-                          f"{float(times[i])!r}): sort the data or remove duplicate samples")
-    median = float(np.median(steps))
-    breaks = np.flatnonzero(steps > gap_factor * median) + 1
-    edges = [0, *breaks.tolist(), times.size]
-    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+    """Contiguous stretches of ``times``: a step larger than ``gap_factor`` sample periods plus
+    the timestamps' resolution and jitter starts a new segment
+    (:func:`~nwb_autolfads.timebase.analyse_timestamps`). Raises :class:`SignalError` for
+    non-increasing timestamps."""
+    return analyse_timestamps(times, gap_factor).segments

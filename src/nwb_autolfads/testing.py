@@ -97,7 +97,8 @@ def synthetic_emg(duration: float = 60.0, rate: float = 2000.0, n_muscles: int =
 def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseries", location: str = "acquisition",
                   use_timestamps: bool = False, gap: tuple[float, float] | None = None, include_truth: bool = True,
                   name: str = "EMG", int16: bool = False, n_units: int = 0, seed: int = 0,
-                  behavior: bool = False) -> Path:
+                  behavior: bool = False, start_time: float = 0.0, float32_timestamps: bool = False,
+                  jitter: float = 0.0, transposed: bool = False) -> Path:
     """Write ``synth`` as an NWB file.
 
     layout: ``timeseries`` (one 2-D TimeSeries, muscle names in the description),
@@ -112,24 +113,38 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
     ``behavior``: also write what the muscles move (see :func:`behavior_from`): 3 joint angles
     (``processing/behavior/joint_angles``, 100 Hz), a force (``processing/behavior/force``,
     100 Hz) and a trials table (one trial per 2 s with a ``go_cue_time``).
+    Real-world time bases and layouts: ``start_time`` shifts every time (seconds);
+    ``float32_timestamps`` stores timestamps as float32 (rounded: late in a session their
+    spacing is a sizeable part of a sample period); ``jitter`` adds Gaussian noise of that SD
+    (seconds) to each timestamp, like a software-stamped acquisition clock; both force
+    timestamps. ``transposed`` stores the data channels x time (against NWB's time-first rule).
+    The ground truth is always stored at the exact sample times.
     """
     from pynwb import NWBHDF5IO, NWBFile, TimeSeries
     from pynwb.behavior import BehavioralTimeSeries
     from pynwb.ecephys import ElectricalSeries
     from pynwb.file import Subject
 
-    raw, t = synth.raw, synth.times
+    raw, t = synth.raw, synth.times + start_time
     truth = synth.activations
     if gap is not None:
         keep = (t < gap[0]) | (t >= gap[1])
         raw, t, truth = raw[keep], t[keep], truth[keep]
+        use_timestamps = True
+    stamps = t
+    if jitter:
+        stamps = stamps + np.random.default_rng(seed + 2000).normal(0.0, jitter, size=t.size)
+        use_timestamps = True
+    if float32_timestamps:
+        stamps = stamps.astype(np.float32).astype(np.float64)  # NWB stores float64: the rounded values
         use_timestamps = True
     nwb = NWBFile(session_description="synthetic multi-muscle EMG (nwb_autolfads.testing)",
                   identifier=f"synthetic-emg-{synth.rate:g}Hz-{len(synth.names)}ch",
                   session_start_time=datetime(2024, 1, 1, 12, 0, tzinfo=timezone.utc),
                   experimenter=["nwb-autolfads test factory"], lab="synthetic", institution="synthetic")
     nwb.subject = Subject(subject_id="synth01", species="Rattus norvegicus", sex="U", age="P90D")
-    time_kw = {"timestamps": t} if use_timestamps else {"starting_time": float(t[0]), "rate": synth.rate}
+    time_kw = {"timestamps": stamps} if use_timestamps else {"starting_time": float(t[0]), "rate": synth.rate}
+    truth_kw = {"timestamps": t} if use_timestamps else time_kw
     conversion, offset = 1.0, 0.0
     data = raw
     if int16:
@@ -137,6 +152,8 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
         offset = 1e-6
         data = np.round((raw - offset) / conversion).astype(np.int16)
     desc = "Raw EMG (synthetic); muscles: " + ", ".join(synth.names)
+    if transposed and layout == "container":
+        raise ValueError("transposed needs a 2-D layout (timeseries or electricalseries)")
 
     if layout == "timeseries":
         obj = TimeSeries(name=name, data=data, unit="volts", conversion=conversion, offset=offset,
@@ -168,7 +185,7 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
         gt = nwb.create_processing_module("ground_truth", "simulation ground truth (not a recording)")
         gt.add(TimeSeries(name="true_activations", data=truth.astype(np.float32), unit="a.u.",
                           description="noiseless drive of each channel (simulation ground truth); channels: "
-                          + ", ".join(synth.names), **time_kw))
+                          + ", ".join(synth.names), **truth_kw))
     if n_units:
         rng = np.random.default_rng(seed + 1000)
         W = rng.uniform(0.5, 1.0, size=(3, n_units)) * rng.choice([-1.0, 1.0], size=(3, n_units))
@@ -178,14 +195,14 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
         nwb.add_unit_column(name="quality", description="sorting quality: good or mua")
         dt = 1.0 / synth.rate
         for k in range(n_units):
-            spikes = synth.times[rng.random(synth.times.size) < rates[:, k] * dt]
+            spikes = start_time + synth.times[rng.random(synth.times.size) < rates[:, k] * dt]
             if gap is not None:
                 spikes = spikes[(spikes < gap[0]) | (spikes >= gap[1])]
             nwb.add_unit(spike_times=spikes, quality="mua" if k % 3 == 2 else "good")
         if include_truth:
             nwb.processing["ground_truth"].add(TimeSeries(
                 name="true_rates", data=rates.astype(np.float32), unit="Hz",
-                description="true firing rate of each unit (simulation ground truth)", starting_time=0.0,
+                description="true firing rate of each unit (simulation ground truth)", starting_time=start_time,
                 rate=synth.rate))
     if behavior:
         fs = 100.0
@@ -204,6 +221,16 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
     path = Path(path)
     with NWBHDF5IO(str(path), "w") as io:
         io.write(nwb)
+    if transposed:  # pynwb refuses to write it: rewrite the dataset as other software would have
+        import h5py
+
+        where = f"acquisition/{name}/data" if location == "acquisition" else f"processing/ecephys/{name}/data"
+        with h5py.File(path, "a") as f:
+            attrs = dict(f[where].attrs)
+            stored = f[where][()]
+            del f[where]
+            f.create_dataset(where, data=np.ascontiguousarray(stored.T))
+            f[where].attrs.update(attrs)
     return path
 
 

@@ -67,3 +67,18 @@ def test_cli_inspect(tmp_path, capsys):
     proc = subprocess.run([sys.executable, "-m", "nwb_autolfads", "inspect", str(bad)], capture_output=True,
                           text=True)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "not an HDF5" in proc.stderr
+
+
+def test_float32_timestamps_and_transposed_data_are_reported(tmp_path):
+    from nwb_autolfads.testing import mock_emg_nwb
+
+    path = mock_emg_nwb(tmp_path / "f32.nwb", duration=3.0, n_muscles=2, start_time=1500.0, float32_timestamps=True,
+                        include_truth=False)
+    emg = inspect_file(path)["modalities"]["emg"][0]
+    assert emg["rate"] == pytest.approx(2000.0, rel=1e-4)  # not the median step's 2048 Hz
+    assert any("float32" in n for n in emg["notes"])
+    assert "note: timestamps are rounded to float32" in format_report(inspect_file(path))
+    path = mock_emg_nwb(tmp_path / "t.nwb", duration=3.0, n_muscles=2, transposed=True, include_truth=False)
+    emg = inspect_file(path)["modalities"]["emg"][0]
+    assert emg["shape"] == [2, 6000] and emg["rate"] == 2000.0 and emg["end"] == pytest.approx(2.9995)
+    assert any("channels x time" in n for n in emg["notes"])

@@ -428,3 +428,73 @@ def test_chunked_and_whole_paths_agree_on_found_hum():
     assert whole.line_hum["harmonics"] == [1, 2, 3]
     for a, b in zip(part.rectified, whole.rectified):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-15)
+
+
+def _burst_signal(t0, seconds=10.0, fs=2000.0, float32=True, burst=(8.0, 8.3), seed=0):
+    """Raw EMG, 10x louder during ``burst`` (seconds after ``t0``), with timestamps rounded to
+    float32 as some acquisition software writes them late in a session."""
+    rng = np.random.default_rng(seed)
+    true = t0 + np.arange(int(seconds * fs)) / fs
+    loud = (true >= t0 + burst[0]) & (true < t0 + burst[1])
+    x = rng.normal(size=(true.size, 2)) * np.where(loud, 10.0, 1.0)[:, None]
+    stamps = true.astype(np.float32).astype(np.float64) if float32 else true
+    return Signal(x, ["a", "b"], "V", "acquisition/EMG", timestamps=stamps)
+
+
+@pytest.mark.parametrize("t0", [1500.0, 5000.0, 20000.0])
+def test_float32_timestamps_give_bins_at_their_true_times(t0, caplog):
+    sig = _burst_signal(t0)
+    with caplog.at_level(logging.WARNING):
+        pre = preprocess_emg(sig, PreprocessConfig(), bin_size=0.01)
+    assert len(pre.segments) == 1  # at 5000 s quantisation steps were taken for gaps ("too short")
+    centres = pre.bin_times[0]
+    assert abs(centres.size - 1000) <= 1  # was 976 bins ending 0.24 s early at 1500 s
+    assert abs(centres[-1] + 0.005 - (t0 + 10.0)) <= 0.005  # the last bin ends within half a bin of the true end
+    assert abs(centres[0] - 0.005 - t0) <= 0.005
+    loud = centres[pre.rectified[0].mean(axis=1) > 4.0]  # the burst (10x) at t0 + 8.0 - 8.3 s
+    assert loud[0] - 0.005 == pytest.approx(t0 + 8.0, abs=0.011) and loud[-1] + 0.005 == pytest.approx(t0 + 8.3, abs=0.011)
+    notes = [r.getMessage() for r in caplog.records if "float32" in r.getMessage()]
+    assert len(notes) == 1 and "resolution" in notes[0]  # one warning, naming the cause
+    assert any("float32" in s for s in pre.steps)
+
+
+def test_float64_timestamps_and_rate_give_the_same_bins():
+    a = preprocess_emg(_burst_signal(1500.0, float32=False), PreprocessConfig(), bin_size=0.01)
+    sig = _burst_signal(1500.0, float32=False)
+    b = preprocess_emg(Signal(sig.values, sig.channel_names, "V", "x", rate=2000.0, starting_time=1500.0),
+                       PreprocessConfig(), bin_size=0.01)
+    assert a.bin_times[0].size == b.bin_times[0].size == 1000
+    np.testing.assert_allclose(a.bin_times[0], b.bin_times[0], atol=1e-9)
+    np.testing.assert_allclose(a.rectified[0], b.rectified[0], rtol=1e-6)
+
+
+def test_hour_long_drifting_float32_clock_keeps_bins_at_their_true_times():
+    """An hour of 200 Hz envelope whose clock runs 50 ppm fast, stamped in float32 from t = 3000 s:
+    bin times come from the timestamps, so they do not drift by the 0.18 s that start + k / rate would."""
+    fs_true = 200.0 * (1 + 50e-6)
+    n = int(3600 * 200)
+    true = 3000.0 + np.arange(n) / fs_true
+    env = np.ones((n, 1))
+    env[(true >= 6500.0) & (true < 6500.5)] = 10.0  # a marker near the end
+    sig = Signal(env, ["a"], "V", "x", timestamps=true.astype(np.float32).astype(np.float64))
+    pre = preprocess_emg(sig, PreprocessConfig(resample_hz=None, clip_quantile=None), 0.01, preprocessed=True)
+    centres = pre.bin_times[0]
+    assert len(pre.segments) == 1 and abs(centres[-1] + 0.005 - (true[-1] + 1 / fs_true)) <= 0.005
+    hot = centres[pre.rectified[0][:, 0] > 5.0]
+    assert hot[0] - 0.005 == pytest.approx(6500.0, abs=0.006) and hot[-1] + 0.005 == pytest.approx(6500.5, abs=0.006)
+
+
+def test_timestamps_in_milliseconds_are_refused_naming_the_unit():
+    sig = _burst_signal(0.0, seconds=2.0, float32=False)
+    ms = Signal(sig.values, sig.channel_names, "V", "acquisition/EMG", timestamps=sig.timestamps * 1000.0)
+    with pytest.raises(SignalError, match="milliseconds"):
+        preprocess_emg(ms, PreprocessConfig(), bin_size=0.01)
+
+
+def test_implausible_rate_and_volts_are_warned_about(caplog):
+    rng = np.random.default_rng(0)
+    slow = Signal(rng.normal(size=(2000, 2)) * 1e3, ["a", "b"], "volts", "acquisition/EMG", rate=200.0)
+    with caplog.at_level(logging.WARNING):
+        preprocess_emg(slow, PreprocessConfig(), bin_size=0.01, preprocessed=False)
+    text = " ".join(r.getMessage() for r in caplog.records)
+    assert "raw EMG sampled at 200 Hz" in text and "probably in uV or mV" in text

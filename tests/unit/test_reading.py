@@ -155,3 +155,45 @@ def test_lazy_reading_leaves_samples_in_the_file(tmp_path, synth):
             assert isinstance(lazy.values, SeriesValues) and isinstance(loaded.values, np.ndarray)
             np.testing.assert_array_equal(lazy.values[100:200], loaded.values[100:200])
             np.testing.assert_array_equal(np.asarray(lazy.values), loaded.values)
+
+
+@pytest.mark.parametrize("layout, time_kw, told_by", [
+    ("timeseries", {"use_timestamps": True}, "timestamps match the second axis"),
+    ("timeseries", {}, "channel names in the description"),
+    ("electricalseries", {}, "electrodes table"),
+])
+def test_series_stored_channels_x_time_is_read_transposed_with_a_warning(tmp_path, synth, layout, time_kw, told_by,
+                                                                          caplog):
+    path = write_emg_nwb(tmp_path / "t.nwb", synth, layout=layout, transposed=True, **time_kw)
+    with h5py.File(path, "r") as f:
+        assert f["acquisition/EMG/data"].shape == (4, 2000)
+    with caplog.at_level("WARNING"), open_nwb(path) as (_io, nwb):
+        lazy = read_emg(nwb, lazy=True)
+        assert lazy.values.shape == (2000, 4)
+        np.testing.assert_allclose(lazy.values[100:200], synth.raw[100:200], rtol=1e-6)  # read on demand
+        sig = read_emg(nwb)
+    assert sig.values.shape == (2000, 4) and sig.channel_names == synth.names
+    np.testing.assert_allclose(sig.values, synth.raw, rtol=1e-6, atol=1e-12)
+    assert sig.sampling_rate() == pytest.approx(1000.0)
+    note = [r.getMessage() for r in caplog.records if "channels x time" in r.getMessage()]
+    assert note and told_by in note[0] and "data.T" in note[0]
+
+
+def test_transposed_without_names_is_recognised_by_its_shape(tmp_path):
+    from datetime import datetime, timezone
+
+    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+
+    def write(name, data):
+        nwb = NWBFile(session_description="x", identifier=name, session_start_time=datetime(2026, 1, 1, tzinfo=timezone.utc))
+        nwb.add_acquisition(TimeSeries(name="EMG", data=data, unit="V", rate=2000.0, description="EMG"))
+        with NWBHDF5IO(str(tmp_path / name), "w") as io:
+            io.write(nwb)
+        return tmp_path / name
+
+    clear = write("clear.nwb", np.zeros((4, 16000)))  # 4 x 16000 at 2 kHz: 8 s of 4 channels
+    with open_nwb(clear) as (_io, nwb):
+        assert read_emg(nwb).values.shape == (16000, 4)
+    unclear = write("unclear.nwb", np.zeros((300, 400)))  # more channels than samples, neither axis clear
+    with open_nwb(unclear) as (_io, nwb), pytest.raises(SignalError, match=r"shape \(300, 400\).*channels x time.*data\.T"):
+        read_emg(nwb)
