@@ -130,7 +130,8 @@ def test_too_short_recording_is_a_clear_error(tmp_path):
 
 def test_gapped_timestamps_and_electricalseries(tmp_path):
     path = mock_emg_nwb(tmp_path / "sub-R7_ses-2_ecephys.nwb", duration=12.0, rate=1000.0, n_muscles=4,
-                        layout="electricalseries", gap=(5.0, 6.0))
+                        layout="electricalseries", gap=(5.0, 6.0), electrode_rows=[6, 2, 0, 4],
+                        name_column="channel_name")  # names through an unsorted region, as NeuroConv writes them
     res = nwb_autolfads.run(path, preset="smoke", progress=False)
     assert res.output.name == "sub-R7_ses-2_desc-autolfads_emg.nwb"
     with NWBHDF5IO(str(res.output), "r") as io:

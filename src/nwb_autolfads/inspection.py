@@ -1,9 +1,9 @@
 """What is in an NWB file, from nwb-autolfads' point of view (``nwb-autolfads inspect``).
 
 Lists every candidate series per modality (EMG, kinematics, force, other) with its path, type,
-shape, rate, unit and time span, the units table and the trials table, and says which EMG
-``run`` would use by default and why. Reads metadata and at most a few timestamps, never the
-data arrays.
+shape, rate, unit, time span and channel names (as ``run`` would name them), the units table
+and the trials table, and says which EMG ``run`` would use by default and why. Reads metadata
+and at most a few timestamps, never the data arrays.
 """
 
 from __future__ import annotations
@@ -14,9 +14,13 @@ from typing import Any
 import numpy as np
 
 from .errors import SignalNotFoundError
-from .reading import Candidate, find_emg, iter_series, modality_of, open_nwb
+from .reading import Candidate, channel_names_of, find_emg, iter_series, modality_of, open_nwb
 
 __all__ = ["inspect_file", "format_report"]
+
+_SHOWN_CHANNELS = 16
+"""Channel names listed per series in the text report (all of them in --json)."""
+
 
 def _describe_series(c: Candidate) -> dict[str, Any]:
     ts = c.obj
@@ -30,7 +34,8 @@ def _describe_series(c: Candidate) -> dict[str, Any]:
         shape = [int(n) for n in ts.data.shape] if ts.data is not None else []
         info = _time_info(ts)
         unit = str(getattr(ts, "unit", "") or "")
-    return {"path": c.path, "type": c.neurodata_type, "layout": c.kind, "shape": shape, "unit": unit, **info}
+    return {"path": c.path, "type": c.neurodata_type, "layout": c.kind, "shape": shape, "unit": unit,
+            "channels": channel_names_of(c), **info}
 
 
 def _time_info(ts) -> dict[str, Any]:
@@ -95,6 +100,10 @@ def format_report(report: dict[str, Any]) -> str:
             span = (f"{e['start']:.3f}-{e['end']:.3f} s" if e.get("start") is not None else "no time")
             lines.append(f"  {e['path']}  {e['type']}  shape {tuple(e['shape'])}  {rate} ({e['time_base']})  "
                          f"unit {e['unit'] or '?'}  {span}")
+            names = e.get("channels") or []
+            shown = ", ".join(names[:_SHOWN_CHANNELS]) + (f", ... ({len(names)} in all)"
+                                                          if len(names) > _SHOWN_CHANNELS else "")
+            lines.append(f"    channels: {shown}")
     u = report["units"]
     lines.append("units: none" if u is None else f"units: {u['count']} units, {u['spikes']} spikes "
                  f"(columns: {', '.join(u['columns'])})")

@@ -22,7 +22,7 @@ from .errors import ConfigError, InputFileError, SignalError, SignalNotFoundErro
 from .signals import SeriesValues, Signal
 
 __all__ = ["open_nwb", "Candidate", "iter_series", "find_emg", "read_emg", "SpikeUnits", "read_units", "bin_spikes",
-           "OUTPUT_MODULE"]
+           "OUTPUT_MODULE", "ELECTRODE_NAME_COLUMNS", "electrode_names", "channel_names_of"]
 
 OUTPUT_MODULE = "autolfads"
 """Name of the processing module our results go into (never read back as input)."""
@@ -251,19 +251,51 @@ def _physical(ts: TimeSeries, columns: list) -> SeriesValues | np.ndarray:
     return values if all(isinstance(c, h5py.Dataset) for c in columns) else np.asarray(values)
 
 
-def _series_channel_names(ts: TimeSeries, n: int) -> list[str]:
+ELECTRODE_NAME_COLUMNS = ("muscle", "channel_name", "electrode_name", "label", "name", "location", "group_name")
+"""Columns of the electrodes table that can name a channel, in order of preference: ``channel_name``
+is what NeuroConv / SpikeInterface write (the acquisition system's channel id), ``group_name`` and
+``location`` are standard columns (used only when they tell the selected channels apart)."""
+
+
+def _text(value) -> str | None:
+    """A table cell as a stripped string, or None when it is not text."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value.strip() if isinstance(value, str) else None
+
+
+def electrode_names(ts: TimeSeries, n: int) -> list[str] | None:
+    """Names of the ``n`` channels of ``ts`` read through its ``electrodes`` region, in region order
+    (the order of the series' columns, whatever rows of the table it selects): from the first column
+    of :data:`ELECTRODE_NAME_COLUMNS` whose values over the selected rows are distinct non-empty
+    strings. None when the series has no region, the region does not select ``n`` rows of the
+    table, or no column names the channels apart."""
     electrodes = getattr(ts, "electrodes", None)
-    if electrodes is not None:
-        try:
-            table = electrodes.table
-            rows = np.asarray(electrodes.data[:])
-            for col in ("label", "location", "group_name"):
-                if col in table.colnames:
-                    names = [str(table[col][int(r)]) for r in rows]
-                    if len(set(names)) == n:
-                        return names
-        except Exception:  # unusual electrode tables: fall back to numbered channels
-            pass
+    if electrodes is None:
+        return None
+    table = electrodes.table
+    rows = np.asarray(electrodes.data[:]).astype(int).ravel()
+    if rows.size != n or rows.size == 0 or rows.min() < 0 or rows.max() >= len(table):
+        return None
+    for col in ELECTRODE_NAME_COLUMNS:
+        if col not in table.colnames:
+            continue
+        column = table[col]
+        if type(column).__name__ == "VectorIndex":  # a ragged column holds lists, not one name per row
+            continue
+        values = np.asarray(column.data[:], dtype=object)
+        if values.ndim != 1 or values.size != len(table):
+            continue
+        names = [_text(values[r]) for r in rows]
+        if all(names) and len(set(names)) == n:
+            return names
+    return None
+
+
+def _series_channel_names(ts: TimeSeries, n: int) -> list[str]:
+    names = electrode_names(ts, n)
+    if names is not None:
+        return names
     for text in (ts.description or "", getattr(ts, "comments", "") or ""):
         match = _NAMES_IN_TEXT.search(text)
         if match:
@@ -273,6 +305,16 @@ def _series_channel_names(ts: TimeSeries, n: int) -> list[str]:
     if n == 1:
         return [ts.name]
     return [f"ch{i}" for i in range(n)]
+
+
+def channel_names_of(cand: Candidate) -> list[str]:
+    """The channel names ``run`` would give the candidate's channels (reads metadata only)."""
+    if cand.kind == "container":
+        return [ts.name for ts in _children_series(cand.obj) if ts.data is not None and len(ts.data.shape) == 1]
+    if cand.obj.data is None:
+        return []
+    shape = cand.obj.data.shape
+    return _series_channel_names(cand.obj, int(shape[1]) if len(shape) > 1 else 1)
 
 
 def _check_shape(path: str, shape: tuple) -> None:

@@ -67,3 +67,19 @@ def test_cli_inspect(tmp_path, capsys):
     proc = subprocess.run([sys.executable, "-m", "nwb_autolfads", "inspect", str(bad)], capture_output=True,
                           text=True)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "not an HDF5" in proc.stderr
+
+
+def test_inspect_shows_channel_names_through_the_electrodes_region(tmp_path, capsys):
+    synth = synthetic_emg(duration=1.0, rate=500.0, n_muscles=4)
+    path = write_emg_nwb(tmp_path / "f.nwb", synth, layout="electricalseries", electrode_rows=[6, 2, 0, 4],
+                         name_column="channel_name")
+    assert main(["inspect", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "channels: TA, MG, LG, Sol" in text
+    assert main(["inspect", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["modalities"]["emg"][0]["channels"] == ["TA", "MG", "LG", "Sol"]
+    container = write_emg_nwb(tmp_path / "c.nwb", synth, layout="container")
+    entries = {e["path"]: e for e in inspect_file(container)["modalities"]["emg"]}
+    assert sorted(entries["acquisition/EMG"]["channels"]) == sorted(["TA", "MG", "LG", "Sol"])
+    assert entries["acquisition/EMG/TA"]["channels"] == ["TA"]

@@ -155,3 +155,36 @@ def test_lazy_reading_leaves_samples_in_the_file(tmp_path, synth):
             assert isinstance(lazy.values, SeriesValues) and isinstance(loaded.values, np.ndarray)
             np.testing.assert_array_equal(lazy.values[100:200], loaded.values[100:200])
             np.testing.assert_array_equal(np.asarray(lazy.values), loaded.values)
+
+
+@pytest.mark.parametrize("column", ["channel_name", "label", "group_name", "muscle", "location"])
+def test_channel_names_through_an_unsorted_electrodes_region(tmp_path, synth, column):
+    """The series selects rows [6, 2, 0, 4] of a 7-row table: its columns are named by those rows,
+    in that order, from whichever column the converter put the names in."""
+    path = write_emg_nwb(tmp_path / "f.nwb", synth, layout="electricalseries", electrode_rows=[6, 2, 0, 4],
+                         name_column=column)
+    with open_nwb(path) as (_io, nwb):
+        table = nwb.electrodes
+        assert len(table) == 7
+        assert [table[column][r] for r in (0, 2, 4, 6)] == ["LG", "MG", "Sol", "TA"]  # the table's own order differs from the series'
+        sig = read_emg(nwb)
+    assert sig.channel_names == ["TA", "MG", "LG", "Sol"]
+    np.testing.assert_allclose(sig.values, synth.raw, rtol=1e-6, atol=1e-12)
+
+
+def test_channel_names_skip_columns_that_do_not_tell_channels_apart(tmp_path, synth):
+    """NeuroConv writes location 'unknown' and one group for all channels: those are not names."""
+    from nwb_autolfads.reading import electrode_names
+
+    path = write_emg_nwb(tmp_path / "f.nwb", synth, layout="electricalseries", electrode_rows=[3, 1, 0, 2],
+                         name_column="label")
+    with open_nwb(path) as (_io, nwb):
+        assert set(nwb.electrodes["location"].data[:]) == {"unknown"}
+        series = nwb.acquisition["EMG"]
+        assert electrode_names(series, 4) == ["TA", "MG", "LG", "Sol"]
+        assert electrode_names(series, 3) is None  # the region does not select one row per column
+    same = write_emg_nwb(tmp_path / "g.nwb", synth, layout="electricalseries", name_column="channel_name")
+    with h5py.File(same, "a") as f:  # a name repeated: the column no longer tells the channels apart
+        f["general/extracellular_ephys/electrodes/channel_name"][1] = "TA"
+    with open_nwb(same) as (_io, nwb):
+        assert read_emg(nwb).channel_names == ["ch0", "ch1", "ch2", "ch3"]
