@@ -221,15 +221,15 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
     return path
 
 
-SPIKE_FAULTS = ("restart", "nan", "inf", "negative", "ms", "late")
+SPIKE_FAULTS = ("restart", "nan", "inf", "negative", "ms", "us", "late")
 
 
 def spike_fault(spikes: np.ndarray, fault: str, duration: float) -> np.ndarray:
     """Ascending spike times ``spikes`` (s) of a session of ``duration`` s made wrong like real files:
     ``restart`` (the clock restarts at 0 halfway: the second half of the spikes is shifted back by
     the time of the first of them, so times drop once), ``nan``/``inf`` (every 10th time is
-    NaN/inf), ``negative`` (all times shifted back by half the session), ``ms`` (milliseconds
-    stored as seconds: times x 1000), ``late`` (another clock: all times shifted past the end of
+    NaN/inf), ``negative`` (all times shifted back by half the session), ``ms``/``us``
+    (milliseconds/microseconds stored as seconds: times x 1e3/1e6), ``late`` (another clock: all times shifted past the end of
     the session by one session length)."""
     spikes = np.asarray(spikes, dtype=float).copy()
     if fault == "restart":
@@ -239,8 +239,8 @@ def spike_fault(spikes: np.ndarray, fault: str, duration: float) -> np.ndarray:
         spikes[::10] = np.nan if fault == "nan" else np.inf
     elif fault == "negative":
         spikes -= duration / 2
-    elif fault == "ms":
-        spikes *= 1000.0
+    elif fault in ("ms", "us"):
+        spikes *= 1e3 if fault == "ms" else 1e6
     elif fault == "late":
         spikes += 2 * duration
     else:
