@@ -605,9 +605,11 @@ def check_spike_span(units: SpikeUnits, spans: list[tuple[float, float]], what: 
     spans = [(float(a), float(b)) for a, b in spans]
     totals, outside = [], []
     for times in units.spike_times:
-        inside = sum(int(np.searchsorted(times, b, "right") - np.searchsorted(times, a, "left")) for a, b in spans)
+        inside = np.zeros(times.shape, dtype=bool)
+        for a, b in spans:  # a spike on the edge of two touching spans counts once
+            inside[np.searchsorted(times, a, "left"):np.searchsorted(times, b, "right")] = True
         totals.append(times.size)
-        outside.append(times.size - inside)
+        outside.append(int(times.size - inside.sum()))
     if not any(outside):
         return units
     lo, hi = min(a for a, _ in spans), max(b for _, b in spans)

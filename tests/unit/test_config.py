@@ -106,3 +106,10 @@ def test_zero_floor_needs_the_zero_inflated_gamma():
         build_config(overrides={"preprocess.floor": 0.0})
     cfg = build_config(overrides={"preprocess.floor": 0.0, "model.observation": "zigamma"})
     assert cfg.model.observation == "zigamma"
+
+
+def test_bad_units_choice():
+    assert build_config().data.bad_units == "refuse"
+    assert build_config(overrides={"data.bad_units": "exclude"}).data.bad_units == "exclude"
+    with pytest.raises(ConfigError, match="data.bad_units='sort'.*'exclude'"):
+        build_config(overrides={"data.bad_units": "sort"})
