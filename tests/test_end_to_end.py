@@ -130,7 +130,8 @@ def test_too_short_recording_is_a_clear_error(tmp_path):
 
 def test_gapped_timestamps_and_electricalseries(tmp_path):
     path = mock_emg_nwb(tmp_path / "sub-R7_ses-2_ecephys.nwb", duration=12.0, rate=1000.0, n_muscles=4,
-                        layout="electricalseries", gap=(5.0, 6.0))
+                        layout="electricalseries", gap=(5.0, 6.0), electrode_rows=[6, 2, 0, 4],
+                        name_column="channel_name")  # names through an unsorted region, as NeuroConv writes them
     res = nwb_autolfads.run(path, preset="smoke", progress=False)
     assert res.output.name == "sub-R7_ses-2_desc-autolfads_emg.nwb"
     with NWBHDF5IO(str(res.output), "r") as io:
@@ -337,3 +338,29 @@ def test_trial_aligned_mode(tmp_path):
     no_trials = mock_emg_nwb(tmp_path / "plain.nwb", duration=4.0, rate=1000.0, n_muscles=2)
     bad = _cli("run", no_trials, "--preset", "smoke", "-q", "--align-to", "start_time", "--window", "0,1")
     assert bad.returncode == 2 and "no trials table" in bad.stderr
+
+
+def test_units_with_impossible_spike_times_are_refused_or_excluded(tmp_path):
+    """A unit whose clock restarts halfway is never sorted into a wrong rate: refused naming it, or
+    left out with --bad-units exclude (the rest is modelled and written)."""
+    path = mock_emg_nwb(tmp_path / "restart.nwb", duration=4.0, rate=1000.0, n_muscles=2, n_units=4, seed=2,
+                        unit_faults={1: "restart"}, include_truth=False)
+    out = tmp_path / "out.nwb"
+    refused = _cli("run", path, "--model", "spikes", "--preset", "smoke", "-q", "-o", out)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "unit id 1 (row 1): not ascending at index" in refused.stderr and "--bad-units exclude" in refused.stderr
+    assert not out.exists()
+    done = _cli("run", path, "--model", "spikes", "--preset", "smoke", "-q", "-o", out, "--bad-units", "exclude")
+    assert done.returncode == 0, done.stderr
+    assert "unit id 1 (row 1)" in done.stderr and "left out" in done.stderr
+    with NWBHDF5IO(str(out), "r") as io:
+        rates = _only_run(io.read()).firing_rates
+        assert list(rates.units.data[:]) == [0, 2, 3] and rates.data.shape[1] == 3
+
+
+def test_spikes_on_another_clock_than_the_emg_are_refused(tmp_path):
+    path = mock_emg_nwb(tmp_path / "late.nwb", duration=4.0, rate=1000.0, n_muscles=2, n_units=3, seed=2,
+                        unit_faults={0: "late"}, include_truth=False)
+    proc = _cli("run", path, "--model", "emg+spikes", "--preset", "smoke", "-q", "-o", tmp_path / "x.nwb")
+    assert proc.returncode == 2 and "outside the EMG's time (acquisition/EMG)" in proc.stderr
+    assert "unit id 0 (row 0)" in proc.stderr and not (tmp_path / "x.nwb").exists()

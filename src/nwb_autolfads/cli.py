@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", metavar="START,STOP",
                    help="with --align-to: seconds relative to the alignment time, e.g. -0.5,1.0")
     p.add_argument("--units", metavar="QUERY", help="filter of the units table, e.g. \"quality == 'good'\"")
+    p.add_argument("--bad-units", choices=["refuse", "exclude"],
+                   help="units whose spike times cannot be right (NaN, negative, not ascending, mostly outside the "
+                        "modelled time): refuse (default; stop with an error naming them) or exclude (leave them out "
+                        "with a warning)")
     p.add_argument("-o", "--output", metavar="OUT.nwb", help="output file (default: <input>_autolfads.nwb "
                                                               "beside the input)")
     p.add_argument("--preset", choices=sorted(PRESETS),
@@ -205,6 +209,8 @@ def _cmd_run(args) -> int:
         overrides["data.model"] = args.model
     if args.units:
         overrides["data.units"] = args.units
+    if args.bad_units:
+        overrides["data.bad_units"] = args.bad_units
     if args.align_to:
         overrides["data.align_to"] = args.align_to
     if args.window:

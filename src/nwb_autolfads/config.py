@@ -58,6 +58,11 @@ class DataConfig:
     """Object path of the EMG series (e.g. ``acquisition/EMG``); ``None`` finds it automatically."""
     units: str | None = None
     """Filter of the units table (a pandas query on its columns, e.g. ``quality == 'good'``)."""
+    bad_units: str = "refuse"
+    """What to do with units whose spike times cannot be right (NaN/inf or negative times, times
+    that are not ascending, most spikes outside the modelled time span): ``refuse`` (stop with an
+    error naming them) or ``exclude`` (leave them out of the model, with a warning). Spike times
+    are never re-sorted."""
     preprocessed: bool | None = None
     """``True``: EMG is already rectified/enveloped (skip notch, high-pass, rectification);
     ``False``: raw EMG; ``None``: detect (non-negative data is taken as already rectified)."""
@@ -72,6 +77,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check(self.model in ("emg", "spikes", "emg+spikes"), "data.model", self.model,
                "use 'emg', 'spikes' or 'emg+spikes'")
+        _check(self.bad_units in ("refuse", "exclude"), "data.bad_units", self.bad_units,
+               "use 'refuse' (stop on units with impossible spike times) or 'exclude' (leave them out)")
         _check((self.align_to is None) == (self.window is None), "data.window", self.window,
                "give both --align-to COLUMN and --window START,STOP (seconds), or neither")
         if self.window is not None:

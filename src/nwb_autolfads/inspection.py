@@ -1,9 +1,9 @@
 """What is in an NWB file, from nwb-autolfads' point of view (``nwb-autolfads inspect``).
 
 Lists every candidate series per modality (EMG, kinematics, force, other) with its path, type,
-shape, rate, unit and time span, the units table and the trials table, and says which EMG
-``run`` would use by default and why. Reads metadata and at most a few timestamps, never the
-data arrays.
+shape, rate, unit, time span and channel names (as ``run`` would name them), the units table
+and the trials table, and says which EMG ``run`` would use by default and why. Reads metadata
+and at most a few timestamps, never the data arrays.
 """
 
 from __future__ import annotations
@@ -14,10 +14,14 @@ from typing import Any
 import numpy as np
 
 from .errors import SignalError, SignalNotFoundError
-from .reading import Candidate, find_emg, iter_series, modality_of, open_nwb, orientation
+from .reading import Candidate, channel_names_of, find_emg, iter_series, modality_of, open_nwb, orientation
 from .timebase import analyse_timestamps
 
 __all__ = ["inspect_file", "format_report"]
+
+_SHOWN_CHANNELS = 16
+"""Channel names listed per series in the text report (all of them in --json)."""
+
 
 def _describe_series(c: Candidate) -> dict[str, Any]:
     ts = c.obj
@@ -41,7 +45,8 @@ def _describe_series(c: Candidate) -> dict[str, Any]:
         info = _time_info(ts, transposed)
         info["notes"] = notes + info["notes"]
         unit = str(getattr(ts, "unit", "") or "")
-    return {"path": c.path, "type": c.neurodata_type, "layout": c.kind, "shape": shape, "unit": unit, **info}
+    return {"path": c.path, "type": c.neurodata_type, "layout": c.kind, "shape": shape, "unit": unit,
+            "channels": channel_names_of(c), **info}
 
 
 _HEAD = 2**16
@@ -120,6 +125,10 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"  {e['path']}  {e['type']}  shape {tuple(e['shape'])}  {rate} ({e['time_base']})  "
                          f"unit {e['unit'] or '?'}  {span}")
             lines += [f"    note: {note}" for note in e.get("notes", [])]
+            names = e.get("channels") or []
+            shown = ", ".join(names[:_SHOWN_CHANNELS]) + (f", ... ({len(names)} in all)"
+                                                          if len(names) > _SHOWN_CHANNELS else "")
+            lines.append(f"    channels: {shown}")
     u = report["units"]
     lines.append("units: none" if u is None else f"units: {u['count']} units, {u['spikes']} spikes "
                  f"(columns: {', '.join(u['columns'])})")

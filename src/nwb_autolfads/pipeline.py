@@ -28,7 +28,8 @@ from .inference import infer
 from .model import LFADS
 from .observations import Composite, ObservationModel, Poisson, get_observation
 from .preprocessing import preprocess_emg
-from .reading import bin_spikes, iter_series, open_nwb, read_emg, read_trial_times, read_units
+from .reading import (bin_spikes, check_spike_span, check_unit_clocks, iter_series, open_nwb, read_emg,
+                      read_trial_times, read_units, spike_bin_centres)
 from .pbt import train_population
 from .training import TrainResult, split_train_valid, train_model
 from .windows import WindowIndex, chop_segments, merge_segments
@@ -387,7 +388,7 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     modalities = cfg.data.model.split("+")
     with open_nwb(path) as (_io, nwbfile):
         sig = read_emg(nwbfile, cfg.data.emg, cfg.data.channel_names, lazy=True) if "emg" in modalities else None
-        units = read_units(nwbfile, cfg.data.units) if "spikes" in modalities else None
+        units = read_units(nwbfile, cfg.data.units, cfg.data.bad_units) if "spikes" in modalities else None
         others = [c.path for c in iter_series(nwbfile) if sig is not None and c.score > 0
                   and c.path != sig.source_path and not c.path.startswith(sig.source_path + "/")]
         # a remote input's results go to the current directory
@@ -428,10 +429,13 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
     parts: list[tuple[ObservationModel, int]] = []
     if pre is not None:
         bin_size, bin_times, emg_segments = pre.bin_size, pre.bin_times, pre.segments
+        if units is not None:  # spikes are binned on the EMG's bins: those outside its stretches are not modelled
+            spans = [(c[0] - bin_size / 2, c[-1] + bin_size / 2) for c in bin_times if len(c)]
+            units = check_spike_span(units, spans, f"the EMG's time ({sig.source_path})", cfg.data.bad_units)
     else:
         bin_size = cfg.windows.bin_size
-        t0, t1 = units.span()
-        bin_times = [t0 + (np.arange(int(np.floor((t1 - t0) / bin_size)) + 1) + 0.5) * bin_size]
+        units = check_unit_clocks(units, cfg.data.bad_units)  # the grid spans every spike: none far from the rest
+        bin_times = [spike_bin_centres(units, bin_size)]
         emg_segments = [np.zeros((len(bin_times[0]), 0), np.float32)]
     rectified_segments = list(pre.rectified) if pre is not None else [np.zeros((len(c), 0)) for c in bin_times]
     if units is not None:
@@ -441,8 +445,9 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
             observed = [units.observed(centres, bin_size) for centres in bin_times]
             n_out = int(sum((~m).sum() for m in observed))
             if n_out:
-                log.warning("%d bins (%.1f s) outside the units' obs_intervals are not modelled", n_out,
-                            n_out * bin_size)
+                lost = int(sum(seg[~m].sum() for seg, m in zip(spike_segments, observed)))
+                log.warning("%d bins (%.1f s) outside the units' obs_intervals are not modelled (%d of %d spikes)",
+                            n_out, n_out * bin_size, lost, int(sum(seg.sum() for seg in spike_segments)))
             bin_times, spike_segments, emg_segments, rectified_segments = _split_where(
                 observed, bin_times, spike_segments, emg_segments, rectified_segments)
             if not bin_times:

@@ -23,7 +23,11 @@ from .errors import ConfigError, InputFileError, SignalError, SignalNotFoundErro
 from .signals import SeriesValues, Signal
 
 __all__ = ["open_nwb", "Candidate", "iter_series", "find_emg", "read_emg", "SpikeUnits", "read_units", "bin_spikes",
-           "OUTPUT_MODULE"]
+           "OUTPUT_MODULE", "ELECTRODE_NAME_COLUMNS", "electrode_names", "channel_names_of", "spike_time_problems",
+           "check_spike_span", "check_unit_clocks", "spike_bin_centres", "MAX_SPIKE_BINS", "MAX_OUTSIDE_FRACTION",
+           "MIN_MEDIAN_RATE_HZ"]
+
+log = logging.getLogger(__name__)
 
 log = logging.getLogger(__name__)
 
@@ -255,19 +259,51 @@ def _physical(ts: TimeSeries, columns: list, transposed: bool = False) -> Series
     return values if all(isinstance(c, h5py.Dataset) for c in columns) else np.asarray(values)
 
 
-def _series_channel_names(ts: TimeSeries, n: int) -> list[str]:
+ELECTRODE_NAME_COLUMNS = ("muscle", "channel_name", "electrode_name", "label", "name", "location", "group_name")
+"""Columns of the electrodes table that can name a channel, in order of preference: ``channel_name``
+is what NeuroConv / SpikeInterface write (the acquisition system's channel id), ``group_name`` and
+``location`` are standard columns (used only when they tell the selected channels apart)."""
+
+
+def _text(value) -> str | None:
+    """A table cell as a stripped string, or None when it is not text."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value.strip() if isinstance(value, str) else None
+
+
+def electrode_names(ts: TimeSeries, n: int) -> list[str] | None:
+    """Names of the ``n`` channels of ``ts`` read through its ``electrodes`` region, in region order
+    (the order of the series' columns, whatever rows of the table it selects): from the first column
+    of :data:`ELECTRODE_NAME_COLUMNS` whose values over the selected rows are distinct non-empty
+    strings. None when the series has no region, the region does not select ``n`` rows of the
+    table, or no column names the channels apart."""
     electrodes = getattr(ts, "electrodes", None)
-    if electrodes is not None:
-        try:
-            table = electrodes.table
-            rows = np.asarray(electrodes.data[:])
-            for col in ("label", "location", "group_name"):
-                if col in table.colnames:
-                    names = [str(table[col][int(r)]) for r in rows]
-                    if len(set(names)) == n:
-                        return names
-        except Exception:  # unusual electrode tables: fall back to numbered channels
-            pass
+    if electrodes is None:
+        return None
+    table = electrodes.table
+    rows = np.asarray(electrodes.data[:]).astype(int).ravel()
+    if rows.size != n or rows.size == 0 or rows.min() < 0 or rows.max() >= len(table):
+        return None
+    for col in ELECTRODE_NAME_COLUMNS:
+        if col not in table.colnames:
+            continue
+        column = table[col]
+        if type(column).__name__ == "VectorIndex":  # a ragged column holds lists, not one name per row
+            continue
+        values = np.asarray(column.data[:], dtype=object)
+        if values.ndim != 1 or values.size != len(table):
+            continue
+        names = [_text(values[r]) for r in rows]
+        if all(names) and len(set(names)) == n:
+            return names
+    return None
+
+
+def _series_channel_names(ts: TimeSeries, n: int) -> list[str]:
+    names = electrode_names(ts, n)
+    if names is not None:
+        return names
     for text in (ts.description or "", getattr(ts, "comments", "") or ""):
         match = _NAMES_IN_TEXT.search(text)
         if match:
@@ -277,6 +313,16 @@ def _series_channel_names(ts: TimeSeries, n: int) -> list[str]:
     if n == 1:
         return [ts.name]
     return [f"ch{i}" for i in range(n)]
+
+
+def channel_names_of(cand: Candidate) -> list[str]:
+    """The channel names ``run`` would give the candidate's channels (reads metadata only)."""
+    if cand.kind == "container":
+        return [ts.name for ts in _children_series(cand.obj) if ts.data is not None and len(ts.data.shape) == 1]
+    if cand.obj.data is None:
+        return []
+    shape = cand.obj.data.shape
+    return _series_channel_names(cand.obj, int(shape[1]) if len(shape) > 1 else 1)
 
 
 def _check_shape(path: str, shape: tuple) -> None:
@@ -418,6 +464,19 @@ def read_trial_times(nwbfile: NWBFile, column: str) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------- spikes
+MAX_SPIKE_BINS = 20_000_000
+"""Most bins a spikes-only model's time grid may have (55 h at 10 ms bins): more means spike times
+that are not in seconds (milliseconds, microseconds or sample indices stored as seconds)."""
+MAX_OUTSIDE_FRACTION = 0.5
+"""A unit with more than this fraction of its spikes outside the modelled time (the EMG's span, or
+for spikes alone the span most units fire in) is on another clock or in other time units."""
+MIN_MEDIAN_RATE_HZ = 0.05
+"""Below this median firing rate over the session (one spike per 20 s) the spike times are
+probably not in seconds: a warning."""
+_LISTED = 5
+"""Units named one by one in a message (the rest are counted)."""
+
+
 @dataclass
 class SpikeUnits:
     """Spike times (seconds, source clock) of the selected rows of ``nwbfile.units``."""
@@ -429,6 +488,19 @@ class SpikeUnits:
     object_id: str | None = None
     obs_intervals: list[np.ndarray] | None = None
     """Per unit, (k, 2) start/stop times when it was observed (the Units ``obs_intervals``)."""
+    rows: list[int] | None = None
+    """Row of each unit in the Units table (None: the same as ``ids``' positions)."""
+
+    def label(self, k: int) -> str:
+        """How messages name the ``k``-th selected unit."""
+        return f"unit id {self.ids[k]}" + (f" (row {self.rows[k]})" if self.rows is not None else "")
+
+    def subset(self, keep: list[int]) -> "SpikeUnits":
+        """The units at positions ``keep`` (in that order)."""
+        return SpikeUnits(spike_times=[self.spike_times[k] for k in keep], ids=[self.ids[k] for k in keep],
+                          query=self.query, source_path=self.source_path, object_id=self.object_id,
+                          obs_intervals=None if self.obs_intervals is None else [self.obs_intervals[k] for k in keep],
+                          rows=None if self.rows is None else [self.rows[k] for k in keep])
 
     def observed(self, centres: np.ndarray, bin_size: float) -> np.ndarray:
         """True for the bins (centred at ``centres``) inside an observation interval of every unit."""
@@ -453,9 +525,68 @@ class SpikeUnits:
         return float(min(t[0] for t in nonempty)), float(max(t[-1] for t in nonempty))
 
 
-def read_units(nwbfile: NWBFile, query: str | None = None) -> SpikeUnits:
+def spike_time_problems(times: np.ndarray) -> list[str]:
+    """What is impossible about one unit's spike times (seconds, as stored): NaN/inf, negative
+    (before the session's reference time) or not ascending (equal times are fine). Empty when
+    nothing is wrong."""
+    times = np.asarray(times, dtype=float)
+    problems = []
+    finite = np.isfinite(times)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        problems.append(f"{bad.size} NaN/inf spike time(s) (first at index {bad[0]})")
+    negative = np.flatnonzero(times < 0)
+    if negative.size:
+        problems.append(f"{negative.size} negative spike time(s) (first {times[negative[0]]:.6g} s at index "
+                        f"{negative[0]}, before the session's reference time)")
+    stamps = times[finite]
+    where = np.flatnonzero(finite)
+    drops = np.flatnonzero(np.diff(stamps) < 0)
+    if drops.size:
+        i, j = where[drops[0]], where[drops[0] + 1]
+        problems.append(f"not ascending at index {j}: time drops from {times[i]:.6g} s to {times[j]:.6g} s"
+                        + (f" ({drops.size} drops in all)" if drops.size > 1 else ""))
+    return problems
+
+
+def _listing(items: list[str]) -> str:
+    shown = "; ".join(items[:_LISTED])
+    return shown + (f"; and {len(items) - _LISTED} more" if len(items) > _LISTED else "")
+
+
+def _drop_units(units: SpikeUnits, bad: list[int], items: list[str], what: str, cause: str,
+                bad_units: str) -> SpikeUnits:
+    """Refuse (``bad_units='refuse'``) or leave out (``'exclude'``, with a warning) the units at
+    positions ``bad``; ``items`` say what is wrong with each."""
+    head = f"{len(bad)} of {units.n_units} selected units {what}: {_listing(items)}"
+    if bad_units != "exclude":
+        raise SignalError(f"{head} ({cause}): fix the units table, or leave these units out with --bad-units "
+                          "exclude (config data.bad_units: exclude)")
+    keep = [k for k in range(units.n_units) if k not in set(bad)]
+    if not keep:
+        raise SignalError(f"{head} ({cause}), and --bad-units exclude leaves no unit: fix the units table, or use "
+                          "--model emg")
+    log.warning("%s; left out (--bad-units exclude): %d units remain", head, len(keep))
+    return units.subset(keep)
+
+
+def read_units(nwbfile: NWBFile, query: str | None = None, bad_units: str = "refuse") -> SpikeUnits:
     """Spike times of the units table, optionally filtered by a pandas query on its scalar
-    columns (e.g. ``"quality == 'good'"``)."""
+    columns (e.g. ``"quality == 'good'"``).
+
+    Spike times are used as stored, never re-sorted: units whose times are NaN/inf, negative or
+    not ascending (see :func:`spike_time_problems`) raise :class:`SignalError` naming them, or
+    with ``bad_units='exclude'`` are left out with a warning.
+
+    Raises
+    ------
+    SignalNotFoundError
+        No Units table with spike_times, or the query selects no unit.
+    ConfigError
+        The query is not a valid filter of the table.
+    SignalError
+        Units with impossible spike times (``bad_units='refuse'``), or no unit with spikes left.
+    """
     units = nwbfile.units
     if units is None or len(units) == 0 or "spike_times" not in units.colnames:
         raise SignalNotFoundError("no spikes: the file has no Units table with spike_times: use --model emg, or "
@@ -485,15 +616,113 @@ def read_units(nwbfile: NWBFile, query: str | None = None) -> SpikeUnits:
         rows = [ids.index(i) for i in selected.index]
         if not rows:
             raise SignalNotFoundError(f"--units {query!r} selects no unit: relax the filter")
-    spike_times = [np.sort(np.asarray(units["spike_times"][r], dtype=float)) for r in rows]
-    if all(t.size == 0 for t in spike_times):
-        raise SignalError("all selected units are empty (no spike times): select other units with --units, or "
-                          "use --model emg")
+    spike_times = [np.asarray(units["spike_times"][r], dtype=float).ravel() for r in rows]
     obs = None
     if "obs_intervals" in units.colnames:
         obs = [np.asarray(units["obs_intervals"][r], dtype=float).reshape(-1, 2) for r in rows]
-    return SpikeUnits(spike_times=spike_times, ids=[ids[r] for r in rows], query=query, object_id=units.object_id,
-                      obs_intervals=obs)
+    out = SpikeUnits(spike_times=spike_times, ids=[ids[r] for r in rows], query=query, object_id=units.object_id,
+                     obs_intervals=obs, rows=rows)
+    bad, items = [], []
+    for k, times in enumerate(spike_times):
+        problems = spike_time_problems(times)
+        if problems:
+            bad.append(k)
+            items.append(f"{out.label(k)}: {', '.join(problems)}")
+    if bad:
+        out = _drop_units(out, bad, items, "have spike times that cannot be right", "spike times are used as stored, "
+                          "never re-sorted: a clock that restarts or recordings concatenated without an offset would "
+                          "put spikes at the wrong times", bad_units)
+    if all(t.size == 0 for t in out.spike_times):
+        raise SignalError("all selected units are empty (no spike times): select other units with --units, or "
+                          "use --model emg")
+    return out
+
+
+def _others_span(units: SpikeUnits, k: int) -> tuple[float, float] | None:
+    """The span the other units fire in (first to last spike over all units but the ``k``-th);
+    None with fewer than 2 other units with spikes (too few to tell which is on another clock)."""
+    others = [t for j, t in enumerate(units.spike_times) if j != k and t.size]
+    if len(others) < 2:
+        return None
+    return float(min(t[0] for t in others)), float(max(t[-1] for t in others))
+
+
+def check_unit_clocks(units: SpikeUnits, bad_units: str = "refuse") -> SpikeUnits:
+    """For spikes alone (the time grid covers every spike): a unit with more than
+    :data:`MAX_OUTSIDE_FRACTION` of its spikes outside the span the other units fire in is on
+    another clock or in other time units, and would stretch the grid with bins only it fills:
+    :class:`SignalError` naming it, or left out with ``bad_units='exclude'``."""
+    bad, items = [], []
+    for k, times in enumerate(units.spike_times):
+        span = _others_span(units, k)
+        if span is None or not times.size:
+            continue
+        outside = times.size - int(np.searchsorted(times, span[1], "right") - np.searchsorted(times, span[0], "left"))
+        if outside > MAX_OUTSIDE_FRACTION * times.size:
+            bad.append(k)
+            items.append(f"{units.label(k)}: {outside} of {times.size} spikes ({times[0]:.6g}-{times[-1]:.6g} s) "
+                         f"outside the {span[0]:.6g}-{span[1]:.6g} s the other units fire in")
+    if not bad:
+        return units
+    return _drop_units(units, bad, items, "fire mostly when no other unit does",
+                       "spike times on another clock, or in milliseconds/samples instead of seconds?", bad_units)
+
+
+def check_spike_span(units: SpikeUnits, spans: list[tuple[float, float]], what: str,
+                     bad_units: str = "refuse") -> SpikeUnits:
+    """Check that the spikes lie in the modelled time ``spans`` (seconds, [start, stop] each),
+    described by ``what`` (e.g. "the EMG's time"). Spikes outside are not modelled: a warning
+    counts them. A unit with more than :data:`MAX_OUTSIDE_FRACTION` of its spikes outside
+    is on another clock or in other time units: :class:`SignalError` naming it, or with
+    ``bad_units='exclude'`` it is left out with a warning. Returns the units kept."""
+    spans = [(float(a), float(b)) for a, b in spans]
+    totals, outside = [], []
+    for times in units.spike_times:
+        inside = np.zeros(times.shape, dtype=bool)
+        for a, b in spans:  # a spike on the edge of two touching spans counts once
+            inside[np.searchsorted(times, a, "left"):np.searchsorted(times, b, "right")] = True
+        totals.append(times.size)
+        outside.append(int(times.size - inside.sum()))
+    if not any(outside):
+        return units
+    lo, hi = min(a for a, _ in spans), max(b for _, b in spans)
+    where = f"{what} ({lo:.6g}-{hi:.6g} s" + (f" in {len(spans)} stretches)" if len(spans) > 1 else ")")
+    bad = [k for k in range(units.n_units) if totals[k] and outside[k] > MAX_OUTSIDE_FRACTION * totals[k]]
+    if bad:
+        items = [f"{units.label(k)}: {outside[k]} of {totals[k]} spikes outside (its spikes span "
+                 f"{units.spike_times[k][0]:.6g}-{units.spike_times[k][-1]:.6g} s)" for k in bad]
+        units = _drop_units(units, bad, items, f"have most of their spikes outside {where}",
+                            "spike times on another clock, or in milliseconds/samples instead of seconds?", bad_units)
+        keep = [k for k in range(len(totals)) if k not in set(bad)]
+        totals, outside = [totals[k] for k in keep], [outside[k] for k in keep]
+    if any(outside):
+        log.warning("%d of %d spikes (%.1f%%) of %d units lie outside %s and are not modelled", sum(outside),
+                    sum(totals), 100.0 * sum(outside) / max(1, sum(totals)), sum(1 for n in outside if n), where)
+    return units
+
+
+def spike_bin_centres(units: SpikeUnits, bin_size: float) -> np.ndarray:
+    """Centres (seconds) of the bins of ``bin_size`` s covering every spike of ``units``: the time
+    grid of a spikes-only model. Raises :class:`SignalError` when it would hold more than
+    :data:`MAX_SPIKE_BINS` bins (spike times not in seconds); warns when the median firing rate
+    is below :data:`MIN_MEDIAN_RATE_HZ`."""
+    t0, t1 = units.span()
+    n_bins = int(np.floor((t1 - t0) / bin_size)) + 1
+    if n_bins > MAX_SPIKE_BINS:
+        last = max(range(units.n_units), key=lambda k: units.spike_times[k][-1] if units.spike_times[k].size
+                   else -np.inf)
+        raise SignalError(f"the spike times span {t0:.6g}-{t1:.6g} s ({(t1 - t0) / 86400:.3g} days; latest spike: "
+                          f"{units.spike_times[last][-1]:.6g} s, {units.label(last)}): {n_bins:,} bins of "
+                          f"{bin_size * 1e3:g} ms, more than the {MAX_SPIKE_BINS:,} a model can be trained on. Are the "
+                          "spike times in milliseconds, microseconds or samples instead of seconds? Fix the units "
+                          "table (NWB stores seconds); for a session really this long, set a larger bin with --set "
+                          "windows.bin_size=SECONDS")
+    duration = max(t1 - t0, bin_size)
+    median_rate = float(np.median([t.size / duration for t in units.spike_times]))
+    if median_rate < MIN_MEDIAN_RATE_HZ:
+        log.warning("the median firing rate over the %.6g s the spikes span is %.3g Hz: are the spike times in "
+                    "milliseconds or samples instead of seconds (NWB stores seconds)?", t1 - t0, median_rate)
+    return t0 + (np.arange(n_bins) + 0.5) * bin_size
 
 
 def bin_spikes(units: SpikeUnits, centres: np.ndarray, bin_size: float) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 from scipy import signal as sps
 
 __all__ = ["SyntheticEMG", "lorenz_latent", "synthetic_emg", "write_emg_nwb", "mock_emg_nwb", "read_truth", "behavior_from",
-           "LorenzSpikes", "lorenz_spikes", "gamma_windows",
+           "LorenzSpikes", "lorenz_spikes", "gamma_windows", "spike_fault", "SPIKE_FAULTS",
            "DEFAULT_MUSCLES"]
 
 DEFAULT_MUSCLES = ("TA", "MG", "LG", "Sol", "VL", "VM", "RF", "BF", "ST", "GMax", "Add", "IP")
@@ -98,18 +98,24 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
                   use_timestamps: bool = False, gap: tuple[float, float] | None = None, include_truth: bool = True,
                   name: str = "EMG", int16: bool = False, n_units: int = 0, seed: int = 0,
                   behavior: bool = False, start_time: float = 0.0, float32_timestamps: bool = False,
-                  jitter: float = 0.0, transposed: bool = False) -> Path:
+                  jitter: float = 0.0, transposed: bool = False, electrode_rows: list[int] | None = None,
+                  name_column: str = "location", unit_faults: dict[int, str] | None = None) -> Path:
     """Write ``synth`` as an NWB file.
 
     layout: ``timeseries`` (one 2-D TimeSeries, muscle names in the description),
-    ``electricalseries`` (ElectricalSeries with an electrodes table whose ``location`` is the
-    muscle), or ``container`` (a BehavioralTimeSeries with one 1-D TimeSeries per muscle).
+    ``electricalseries`` (ElectricalSeries with an electrodes table whose ``name_column`` -
+    ``location`` by default; ``channel_name``, ``label``, ``group_name`` (one electrode group per
+    muscle) or any other - holds the muscle names; ``electrode_rows`` are the rows of the table
+    the series' columns select, in column order, e.g. [6, 2, 0, 4]: the other rows are named
+    ``spare<row>``, and the other columns hold ``unknown``/``emg`` like converters write), or ``container`` (a BehavioralTimeSeries with one 1-D TimeSeries per muscle).
     location: ``acquisition`` or ``processing`` (module ``ecephys``/``behavior``).
     ``gap=(start, stop)`` removes that stretch (seconds) and forces timestamps.
     ``int16``: store int16 counts with ``conversion`` (and an ``offset``) like acquisition systems do.
     ``n_units``: also write a Units table of neurons driven by the same latent as the muscles
     (log-rate = W z + log 10 Hz, W entries +-U(0.5, 1)), with a ``quality`` column (every third
     unit 'mua', the rest 'good'), and their true rates in ``ground_truth/true_rates``.
+    ``unit_faults``: {unit index: fault} writes those units' spike times wrong the way real files
+    are (see :func:`spike_fault`).
     ``behavior``: also write what the muscles move (see :func:`behavior_from`): 3 joint angles
     (``processing/behavior/joint_angles``, 100 Hz), a force (``processing/behavior/force``,
     100 Hz) and a trials table (one trial per 2 s with a ``go_cue_time``).
@@ -159,12 +165,27 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
         obj = TimeSeries(name=name, data=data, unit="volts", conversion=conversion, offset=offset,
                          description=desc, **time_kw)
     elif layout == "electricalseries":
+        rows = list(range(len(synth.names))) if electrode_rows is None else [int(r) for r in electrode_rows]
+        if len(rows) != len(synth.names):
+            raise ValueError(f"electrode_rows selects {len(rows)} rows for {len(synth.names)} channels")
+        label = {r: f"spare{r}" for r in range(max(rows) + 1)}  # rows the series does not select
+        label.update(zip(rows, synth.names))
         device = nwb.create_device(name="emg_amplifier", description="synthetic EMG amplifier")
-        group = nwb.create_electrode_group(name="emg", description="intramuscular EMG electrodes",
-                                           location="hindlimb", device=device)
-        for muscle in synth.names:
-            nwb.add_electrode(group=group, location=muscle)
-        region = nwb.create_electrode_table_region(list(range(len(synth.names))), "EMG electrodes")
+        groups = {}
+
+        def group_of(name):
+            if name not in groups:
+                groups[name] = nwb.create_electrode_group(name=name, description="intramuscular EMG electrodes",
+                                                          location="hindlimb", device=device)
+            return groups[name]
+
+        if name_column not in ("location", "group_name"):
+            nwb.add_electrode_column(name=name_column, description="name of the channel (muscle)")
+        for r in sorted(label):
+            extra = {} if name_column in ("location", "group_name") else {name_column: label[r]}
+            nwb.add_electrode(group=group_of(label[r] if name_column == "group_name" else "emg"),
+                              location=label[r] if name_column == "location" else "unknown", **extra)
+        region = nwb.create_electrode_table_region(rows, "EMG electrodes")
         obj = ElectricalSeries(name=name, data=data, electrodes=region, conversion=conversion, offset=offset,
                                description="Raw EMG (synthetic)", **time_kw)
     elif layout == "container":
@@ -198,6 +219,8 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
             spikes = start_time + synth.times[rng.random(synth.times.size) < rates[:, k] * dt]
             if gap is not None:
                 spikes = spikes[(spikes < gap[0]) | (spikes >= gap[1])]
+            if unit_faults and k in unit_faults:
+                spikes = spike_fault(spikes, unit_faults[k], float(synth.times[-1]))
             nwb.add_unit(spike_times=spikes, quality="mua" if k % 3 == 2 else "good")
         if include_truth:
             nwb.processing["ground_truth"].add(TimeSeries(
@@ -232,6 +255,33 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
             f.create_dataset(where, data=np.ascontiguousarray(stored.T))
             f[where].attrs.update(attrs)
     return path
+
+
+SPIKE_FAULTS = ("restart", "nan", "inf", "negative", "ms", "us", "late")
+
+
+def spike_fault(spikes: np.ndarray, fault: str, duration: float) -> np.ndarray:
+    """Ascending spike times ``spikes`` (s) of a session of ``duration`` s made wrong like real files:
+    ``restart`` (the clock restarts at 0 halfway: the second half of the spikes is shifted back by
+    the time of the first of them, so times drop once), ``nan``/``inf`` (every 10th time is
+    NaN/inf), ``negative`` (all times shifted back by half the session), ``ms``/``us``
+    (milliseconds/microseconds stored as seconds: times x 1e3/1e6), ``late`` (another clock: all times shifted past the end of
+    the session by one session length)."""
+    spikes = np.asarray(spikes, dtype=float).copy()
+    if fault == "restart":
+        half = spikes.size // 2
+        spikes[half:] -= spikes[half] - 0.001
+    elif fault in ("nan", "inf"):
+        spikes[::10] = np.nan if fault == "nan" else np.inf
+    elif fault == "negative":
+        spikes -= duration / 2
+    elif fault in ("ms", "us"):
+        spikes *= 1e3 if fault == "ms" else 1e6
+    elif fault == "late":
+        spikes += 2 * duration
+    else:
+        raise ValueError(f"unknown spike fault {fault!r}: one of {', '.join(SPIKE_FAULTS)}")
+    return spikes
 
 
 def behavior_from(activations: np.ndarray, fs: float, seed: int = 0, n_joints: int = 3) -> tuple[np.ndarray, np.ndarray]:

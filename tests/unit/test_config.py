@@ -122,3 +122,8 @@ def test_line_frequency_is_auto_by_default_and_can_be_set_or_turned_off(tmp_path
         build_config(overrides={"preprocess.line_frequency": "fifty"})
     with pytest.raises(ConfigError, match="preprocess.notch_harmonics"):
         build_config(overrides={"preprocess.notch_harmonics": [0, 2]})
+def test_bad_units_choice():
+    assert build_config().data.bad_units == "refuse"
+    assert build_config(overrides={"data.bad_units": "exclude"}).data.bad_units == "exclude"
+    with pytest.raises(ConfigError, match="data.bad_units='sort'.*'exclude'"):
+        build_config(overrides={"data.bad_units": "sort"})

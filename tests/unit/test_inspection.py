@@ -82,3 +82,17 @@ def test_float32_timestamps_and_transposed_data_are_reported(tmp_path):
     emg = inspect_file(path)["modalities"]["emg"][0]
     assert emg["shape"] == [2, 6000] and emg["rate"] == 2000.0 and emg["end"] == pytest.approx(2.9995)
     assert any("channels x time" in n for n in emg["notes"])
+def test_inspect_shows_channel_names_through_the_electrodes_region(tmp_path, capsys):
+    synth = synthetic_emg(duration=1.0, rate=500.0, n_muscles=4)
+    path = write_emg_nwb(tmp_path / "f.nwb", synth, layout="electricalseries", electrode_rows=[6, 2, 0, 4],
+                         name_column="channel_name")
+    assert main(["inspect", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "channels: TA, MG, LG, Sol" in text
+    assert main(["inspect", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["modalities"]["emg"][0]["channels"] == ["TA", "MG", "LG", "Sol"]
+    container = write_emg_nwb(tmp_path / "c.nwb", synth, layout="container")
+    entries = {e["path"]: e for e in inspect_file(container)["modalities"]["emg"]}
+    assert sorted(entries["acquisition/EMG"]["channels"]) == sorted(["TA", "MG", "LG", "Sol"])
+    assert entries["acquisition/EMG/TA"]["channels"] == ["TA"]

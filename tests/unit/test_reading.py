@@ -197,3 +197,116 @@ def test_transposed_without_names_is_recognised_by_its_shape(tmp_path):
     unclear = write("unclear.nwb", np.zeros((300, 400)))  # more channels than samples, neither axis clear
     with open_nwb(unclear) as (_io, nwb), pytest.raises(SignalError, match=r"shape \(300, 400\).*channels x time.*data\.T"):
         read_emg(nwb)
+@pytest.mark.parametrize("column", ["channel_name", "label", "group_name", "muscle", "location"])
+def test_channel_names_through_an_unsorted_electrodes_region(tmp_path, synth, column):
+    """The series selects rows [6, 2, 0, 4] of a 7-row table: its columns are named by those rows,
+    in that order, from whichever column the converter put the names in."""
+    path = write_emg_nwb(tmp_path / "f.nwb", synth, layout="electricalseries", electrode_rows=[6, 2, 0, 4],
+                         name_column=column)
+    with open_nwb(path) as (_io, nwb):
+        table = nwb.electrodes
+        assert len(table) == 7
+        assert [table[column][r] for r in (0, 2, 4, 6)] == ["LG", "MG", "Sol", "TA"]  # the table's own order differs from the series'
+        sig = read_emg(nwb)
+    assert sig.channel_names == ["TA", "MG", "LG", "Sol"]
+    np.testing.assert_allclose(sig.values, synth.raw, rtol=1e-6, atol=1e-12)
+
+
+def test_channel_names_skip_columns_that_do_not_tell_channels_apart(tmp_path, synth):
+    """NeuroConv writes location 'unknown' and one group for all channels: those are not names."""
+    from nwb_autolfads.reading import electrode_names
+
+    path = write_emg_nwb(tmp_path / "f.nwb", synth, layout="electricalseries", electrode_rows=[3, 1, 0, 2],
+                         name_column="label")
+    with open_nwb(path) as (_io, nwb):
+        assert set(nwb.electrodes["location"].data[:]) == {"unknown"}
+        series = nwb.acquisition["EMG"]
+        assert electrode_names(series, 4) == ["TA", "MG", "LG", "Sol"]
+        assert electrode_names(series, 3) is None  # the region does not select one row per column
+    same = write_emg_nwb(tmp_path / "g.nwb", synth, layout="electricalseries", name_column="channel_name")
+    with h5py.File(same, "a") as f:  # a name repeated: the column no longer tells the channels apart
+        f["general/extracellular_ephys/electrodes/channel_name"][1] = "TA"
+    with open_nwb(same) as (_io, nwb):
+        assert read_emg(nwb).channel_names == ["ch0", "ch1", "ch2", "ch3"]
+
+
+@pytest.fixture(scope="module")
+def spikes_synth():
+    return synthetic_emg(duration=3.0, rate=1000.0, n_muscles=2, seed=0)
+
+
+@pytest.mark.parametrize("fault, said", [("restart", r"not ascending at index \d+: time drops from [\d.]+ s to 0.001 s"),
+                                         ("nan", r"\d+ NaN/inf spike time"), ("inf", r"\d+ NaN/inf spike time"),
+                                         ("negative", r"\d+ negative spike time")])
+def test_impossible_spike_times_are_refused_naming_the_unit_never_sorted(tmp_path, spikes_synth, fault, said):
+    from nwb_autolfads.reading import read_units
+
+    path = write_emg_nwb(tmp_path / "f.nwb", spikes_synth, n_units=4, unit_faults={2: fault}, include_truth=False)
+    with open_nwb(path) as (_io, nwb):
+        with pytest.raises(SignalError, match=rf"1 of 4 selected units .*unit id 2 \(row 2\): {said}.*--bad-units "
+                                              "exclude"):
+            read_units(nwb)
+        kept = read_units(nwb, bad_units="exclude")
+        assert kept.ids == [0, 1, 3] and kept.rows == [0, 1, 3]
+        raw = [np.asarray(nwb.units["spike_times"][r]) for r in (0, 1, 3)]
+    for stored, read in zip(raw, kept.spike_times):
+        np.testing.assert_array_equal(stored, read)
+    path = write_emg_nwb(tmp_path / "all.nwb", spikes_synth, n_units=2, unit_faults={0: fault, 1: fault},
+                         include_truth=False)
+    with open_nwb(path) as (_io, nwb):
+        with pytest.raises(SignalError, match="leaves no unit"):
+            read_units(nwb, bad_units="exclude")
+
+
+def test_equal_spike_times_are_fine():
+    from nwb_autolfads.reading import spike_time_problems
+
+    assert spike_time_problems(np.array([0.1, 0.2, 0.2, 0.3])) == []
+    assert spike_time_problems(np.array([0.1, np.nan, 0.3, 0.2])) == [
+        "1 NaN/inf spike time(s) (first at index 1)", "not ascending at index 3: time drops from 0.3 s to 0.2 s"]
+
+
+@pytest.mark.parametrize("fault", ["late", "ms"])
+def test_a_unit_on_another_clock_is_refused(tmp_path, spikes_synth, fault, caplog):
+    from nwb_autolfads.reading import check_spike_span, check_unit_clocks, read_units
+
+    path = write_emg_nwb(tmp_path / "f.nwb", spikes_synth, n_units=4, unit_faults={1: fault}, include_truth=False)
+    with open_nwb(path) as (_io, nwb):
+        units = read_units(nwb)
+    with pytest.raises(SignalError, match=r"unit id 1 \(row 1\): \d+ of \d+ spikes .*outside the .* other units"):
+        check_unit_clocks(units)  # spikes alone
+    with pytest.raises(SignalError, match=r"outside the EMG's time \(acquisition/EMG\) \(0-3 s\): unit id 1"):
+        check_spike_span(units, [(0.0, 3.0)], "the EMG's time (acquisition/EMG)")  # EMG and spikes
+    assert check_unit_clocks(units, "exclude").ids == [0, 2, 3]
+    assert "unit id 1" in caplog.text and "left out" in caplog.text
+
+
+def test_spikes_partly_outside_the_modelled_time_are_counted_in_a_warning(tmp_path, spikes_synth, caplog):
+    from nwb_autolfads.reading import check_spike_span, read_units
+
+    path = write_emg_nwb(tmp_path / "f.nwb", spikes_synth, n_units=3, include_truth=False)
+    with open_nwb(path) as (_io, nwb):
+        units = read_units(nwb)
+    total = sum(t.size for t in units.spike_times)
+    outside = sum(int(np.sum(t > 2.9005)) for t in units.spike_times)
+    kept = check_spike_span(units, [(0.0, 1.5), (1.5, 2.9005)], "the EMG's time")
+    assert kept.ids == [0, 1, 2]
+    assert f"{outside} of {total} spikes" in caplog.text and "in 2 stretches" in caplog.text
+
+
+def test_spike_times_not_in_seconds_give_an_absurd_grid_and_are_refused(tmp_path, spikes_synth, caplog):
+    from nwb_autolfads.reading import MAX_SPIKE_BINS, read_units, spike_bin_centres
+
+    path = write_emg_nwb(tmp_path / "us.nwb", spikes_synth, n_units=3, unit_faults={k: "us" for k in range(3)},
+                         include_truth=False)
+    with open_nwb(path) as (_io, nwb):
+        units = read_units(nwb)  # consistent among themselves: only the grid tells
+    with pytest.raises(SignalError, match=r"bins of 10 ms, more than the 20,000,000 .*microseconds"):
+        spike_bin_centres(units, 0.01)
+    assert MAX_SPIKE_BINS == 20_000_000
+    path = write_emg_nwb(tmp_path / "ms.nwb", spikes_synth, n_units=3, unit_faults={k: "ms" for k in range(3)},
+                         include_truth=False)
+    with open_nwb(path) as (_io, nwb):
+        units = read_units(nwb)
+    centres = spike_bin_centres(units, 0.01)  # a short session in ms: plausible size, implausible rates
+    assert centres.size > 200_000 and "median firing rate" in caplog.text and "milliseconds" in caplog.text
