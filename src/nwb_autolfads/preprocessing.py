@@ -6,7 +6,9 @@ model bin -> per-channel clipping at a high quantile -> per-channel scaling by t
 percentile -> a small positive floor.
 
 The rectified signal is *not* low-pass smoothed: smoothing is what the model replaces. For EMG
-that is already rectified/enveloped/binned the first three steps are skipped. Every step that
+that is already rectified/enveloped/binned the first three steps are skipped, and EMG that is
+already binned (rectified and sampled below 1 kHz) keeps its own bins unless
+``windows.bin_size`` is set: each sample is one bin, at its own timestamp. Every step that
 was applied is listed in :attr:`Preprocessed.steps`, and the per-channel scales are kept so
 that model outputs can be reported in the source's units.
 
@@ -23,7 +25,7 @@ from fractions import Fraction
 import numpy as np
 from scipy import signal as sps
 
-from .config import PreprocessConfig
+from .config import ALREADY_BINNED_BELOW_HZ, DEFAULT_BIN_SIZE, PreprocessConfig
 from .errors import SignalError
 from .signals import Signal, split_segments
 
@@ -288,9 +290,10 @@ class _Binner:
 
 
 def _segment_bins(sig: Signal, seg: slice, dead: np.ndarray, fs: float, cfg: PreprocessConfig, raw: bool,
-                  bin_size: float, eff_bin: float, chunk: int) -> tuple[np.ndarray, np.ndarray, float]:
+                  bin_size: float | None, eff_bin: float, chunk: int) -> tuple[np.ndarray, np.ndarray, float]:
     """Filter, rectify, resample and bin one segment, reading ``chunk`` samples at a time with
     enough overlap that the result equals that of filtering the whole segment at once.
+    ``bin_size=None``: every sample is one bin of ``eff_bin`` seconds, at the sample's own time.
     Returns (binned (n_bins, C), bin centres, rate after resampling)."""
     length = seg.stop - seg.start
     notches = _notch_freqs(fs, cfg) if raw else []
@@ -312,9 +315,9 @@ def _segment_bins(sig: Signal, seg: slice, dead: np.ndarray, fs: float, cfg: Pre
         period, t_last = 1.0 / rate, t_start + (n_out - 1) / rate
     else:
         seg_times = sig.times(seg.start, seg.stop)
-        period = float(np.median(np.diff(seg_times))) if length > 1 else bin_size
+        period = float(np.median(np.diff(seg_times))) if length > 1 else eff_bin
         t_last = float(seg_times[-1])
-    binner = _Binner(t_start, t_last, period, bin_size, sig.n_channels) if eff_bin == bin_size else None
+    binner = _Binner(t_start, t_last, period, bin_size, sig.n_channels) if bin_size is not None else None
     direct_x, direct_t = [], []
     for a, b in _chunks(length, chunk):
         ea, eb = max(0, a - margin), min(length, b + margin)
@@ -339,7 +342,7 @@ def _segment_bins(sig: Signal, seg: slice, dead: np.ndarray, fs: float, cfg: Pre
             binner.add(x, t)
         else:
             direct_x.append(x)
-            direct_t.append(t + eff_bin / 2)
+            direct_t.append(t)  # an already-binned sample keeps its own timestamp
     if binner is not None:
         binned, centres = binner.result()
     else:
@@ -382,7 +385,37 @@ def reject_shared_artefacts(binned: list[np.ndarray], fraction: float, quantile:
     return out
 
 
-def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float, preprocessed: bool | None = None,
+def _model_bin(sig: Signal, fs: float, bin_size: float | None, preprocessed: bool,
+               steps: list[str]) -> tuple[float, bool]:
+    """The model bin and whether every sample is one bin (the data are not finer than the bin).
+
+    ``bin_size=None``: already-rectified EMG sampled below ``ALREADY_BINNED_BELOW_HZ`` is already
+    binned and keeps its own bin (one sample per bin, at its own timestamp); anything else gets
+    ``DEFAULT_BIN_SIZE``. A bin within 0.1% of the sample period, or finer, also means one sample
+    per bin. The choice is added to ``steps``. Returns (bin size in seconds, one sample per bin)."""
+    period = 1.0 / fs
+    if bin_size is None:
+        if preprocessed and fs < ALREADY_BINNED_BELOW_HZ * (1 - 1e-6):
+            steps.append(f"already binned ({fs:g} Hz, below {ALREADY_BINNED_BELOW_HZ:g} Hz): modelled in its own "
+                         f"{period * 1e3:g} ms bins, one per sample at its own timestamp (set windows.bin_size to "
+                         "re-bin)")
+            return period, True
+        bin_size = DEFAULT_BIN_SIZE
+    if bin_size <= period * (1 + 1e-3):
+        steps.append(f"data are sampled at {fs:g} Hz, not finer than the {bin_size * 1e3:g} ms bin: each sample is "
+                     f"one {period * 1e3:g} ms bin, at its own timestamp")
+        return period, True
+    if preprocessed and fs < ALREADY_BINNED_BELOW_HZ * (1 - 1e-6):
+        ratio = bin_size / period
+        if abs(ratio - round(ratio)) > 0.01:
+            log.warning("%s: the already-binned %g ms samples are re-binned into %g ms bins, not a multiple of "
+                        "them: bins average unequal numbers of samples (set windows.bin_size to a multiple of "
+                        "%g ms, or leave it unset to keep the input's bins)", sig.source_path, period * 1e3,
+                        bin_size * 1e3, period * 1e3)
+    return bin_size, False
+
+
+def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float | None, preprocessed: bool | None = None,
                    gap_factor: float = 1.5, chunk_samples: int | None = None) -> Preprocessed:
     """Turn an EMG :class:`Signal` into model-ready binned, scaled segments.
 
@@ -391,6 +424,10 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float, preproce
     bounded for recordings of any length and the result equals filtering each segment whole
     (``chunk_samples=0``) to float tolerance. With :class:`~nwb_autolfads.signals.SeriesValues`
     the file is read chunk by chunk too.
+
+    ``bin_size``: the model bin in seconds; ``None`` keeps the bins of EMG that is already
+    rectified and binned (sampled below 1 kHz: each sample is one bin, at its own timestamp)
+    and uses 10 ms otherwise. Data sampled no finer than the bin are never re-binned.
     """
     fs = sig.sampling_rate()
     chunk = max(1024, DEFAULT_CHUNK_VALUES // max(1, sig.n_channels)) if chunk_samples is None else chunk_samples
@@ -411,11 +448,8 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float, preproce
                      "detected raw EMG (symmetric about its baseline; override with --emg-preprocessed)")
     raw = not preprocessed
 
-    eff_bin = bin_size
-    if 1.0 / fs > bin_size * (1 + 1e-6):
-        eff_bin = 1.0 / fs
-        steps.append(f"data are sampled at {fs:g} Hz, coarser than the {bin_size * 1e3:g} ms bin: each sample "
-                     f"is one {eff_bin * 1e3:g} ms bin")
+    bin_size, per_sample = _model_bin(sig, fs, bin_size, preprocessed, steps)
+    eff_bin = 1.0 / fs if per_sample else bin_size
 
     binned, centres = [], []
     rate_after = fs
@@ -424,7 +458,8 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float, preproce
             log.warning("%s: skipping a segment of %d samples (too short to filter)", sig.source_path,
                         seg.stop - seg.start)
             continue
-        b, c, rate_after = _segment_bins(sig, seg, dead, fs, cfg, raw, bin_size, eff_bin, chunk)
+        b, c, rate_after = _segment_bins(sig, seg, dead, fs, cfg, raw, None if per_sample else bin_size, eff_bin,
+                                         chunk)
         if b.shape[0]:
             binned.append(b)
             centres.append(c)
@@ -442,7 +477,7 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float, preproce
         steps.append("full-wave rectification")
     if rate_after != fs:
         steps.append(f"anti-aliased polyphase resampling {fs:g} Hz -> {rate_after:g} Hz")
-    if eff_bin == bin_size:
+    if not per_sample:
         steps.append(f"averaged into {bin_size * 1e3:g} ms bins")
 
     if cfg.artefact_fraction is not None:
