@@ -45,7 +45,8 @@ class Preprocessed:
     segments: list[np.ndarray]
     """Per segment, (n_bins, n_channels) float32 in scaled units (q95 = 1)."""
     bin_times: list[np.ndarray]
-    """Per segment, the centre time of each bin in the source's clock (seconds)."""
+    """Per segment, the time of each bin in the source's clock (seconds): its centre when samples
+    are averaged into bins, the sample's own timestamp when each sample is one bin."""
     bin_size: float
     scales: np.ndarray
     """(n_channels,) divide physical values by this to get model units; multiply to go back."""
