@@ -312,6 +312,26 @@ def test_units_obs_intervals_limit_what_is_modelled(tmp_path):
     assert np.all(np.isfinite(res.rates)) and np.all(np.isfinite(res.activations))
 
 
+def test_already_binned_step_cycles_are_modelled_at_their_own_bins_and_times(tmp_path):
+    """189 step cycles of 0.45 s, rectified and binned at 4 ms (112-113 bins each), with gaps
+    between them and a trials table: modelled in 4 ms bins, every bin at its input timestamp."""
+    from nwb_autolfads.testing import mock_binned_trials_nwb
+
+    path = mock_binned_trials_nwb(tmp_path / "cycles.nwb")
+    proc = _cli("run", path, "--emg-preprocessed", "--preset", "smoke", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert "in 4 ms bins" in proc.stdout and "own 4 ms bins" in proc.stdout
+    with NWBHDF5IO(str(path), "r") as io:
+        t_in = io.read().acquisition["EMG"].timestamps[:]
+    lengths = np.diff(np.r_[0, np.flatnonzero(np.diff(t_in) > 0.006) + 1, t_in.size])
+    assert lengths.size == 189 and set(lengths) == {112, 113}
+    ds = nwb_autolfads.load_results(tmp_path / "cycles_autolfads.nwb")
+    assert ds.sizes["time"] == t_in.size
+    np.testing.assert_allclose(ds.time.values, t_in, rtol=0, atol=1e-9)
+    assert np.all(np.isfinite(ds.emg_activations.values))
+    assert json.loads(ds.attrs["config"])["windows"]["bin_size"] == pytest.approx(0.004)
+
+
 def test_trial_aligned_mode(tmp_path):
     synth = synthetic_emg(duration=12.0, rate=1000.0, n_muscles=2, seed=9)
     path = write_emg_nwb(tmp_path / "trials.nwb", synth)

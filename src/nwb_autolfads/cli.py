@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override one setting, e.g. --set train.max_epochs=100 (repeatable)")
     state = p.add_mutually_exclusive_group()
     state.add_argument("--emg-preprocessed", action="store_true",
-                       help="the EMG is already rectified/enveloped: skip notch, high-pass and rectification")
+                       help="the EMG is already rectified/enveloped: skip notch, high-pass and rectification (EMG "
+                            "also binned, sampled below 1 kHz, keeps its own bins unless windows.bin_size is set)")
     state.add_argument("--emg-raw", action="store_true", help="the EMG is raw: apply every preprocessing step")
     p.add_argument("--channel-names", metavar="A,B,...", help="names of the EMG channels, comma-separated")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="compute device (default auto)")

@@ -28,6 +28,8 @@ __all__ = [
     "DataConfig",
     "PreprocessConfig",
     "WindowConfig",
+    "DEFAULT_BIN_SIZE",
+    "ALREADY_BINNED_BELOW_HZ",
     "ModelConfig",
     "AugmentConfig",
     "TrainConfig",
@@ -163,12 +165,21 @@ class PreprocessConfig:
                "use a quantile in (0.5, 1), e.g. 0.99")
 
 
+DEFAULT_BIN_SIZE = 0.01
+"""Model bin (seconds) when ``windows.bin_size`` is not set and the input is not already binned."""
+ALREADY_BINNED_BELOW_HZ = 1000.0
+"""Already-rectified EMG sampled below this rate (a sample period above 1 ms) is taken as
+already binned: each sample is one model bin, at the sample's own timestamp."""
+
+
 @dataclass(frozen=True)
 class WindowConfig:
     """Binning and chopping of continuous data into overlapping windows (science.md section 7)."""
 
-    bin_size: float = 0.01
-    """Model bin width in seconds."""
+    bin_size: float | None = None
+    """Model bin width in seconds. ``None`` (the default): EMG that is already rectified and
+    binned (sampled below ``ALREADY_BINNED_BELOW_HZ``) keeps its own bin, anything else is
+    averaged into ``DEFAULT_BIN_SIZE`` (10 ms) bins. The resolved value is stored with every result."""
     window_bins: int = 50
     overlap_bins: int = 10
     merge_power: float = 2.0
@@ -177,9 +188,15 @@ class WindowConfig:
     """Every k-th window is held out for validation."""
     gap_factor: float = 1.5
     """Consecutive timestamps further apart than gap_factor x the median step start a new segment."""
+    fit_segments: bool = True
+    """When gap-free segments shorter than a window (separate trials or step cycles, say) hold
+    more than 1% of the bins, shorten the windows to the shortest of them (never below 10 bins)
+    so that every segment is modelled, with a warning saying so. ``False`` keeps
+    ``window_bins``; shorter segments are then left out of the results (also with a warning)."""
 
     def __post_init__(self) -> None:
-        _check(0 < self.bin_size <= 1.0, "windows.bin_size", self.bin_size, "use a bin width in seconds, e.g. 0.01")
+        _check(self.bin_size is None or 0 < self.bin_size <= 1.0, "windows.bin_size", self.bin_size,
+               "use a bin width in seconds, e.g. 0.01, or null for the input's own bin (already-binned EMG) or 10 ms")
         _check(self.window_bins >= 4, "windows.window_bins", self.window_bins, "use at least 4 bins per window")
         _check(0 <= self.overlap_bins < self.window_bins, "windows.overlap_bins", self.overlap_bins,
                f"use an overlap between 0 and window_bins - 1 ({self.window_bins - 1})")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .config import RunConfig, build_config
+from .config import DEFAULT_BIN_SIZE, RunConfig, build_config
 from .devices import resolve_device, seed_everything
 from .errors import ConfigError, SignalError, TrainingError
 from .inference import infer
@@ -32,7 +32,7 @@ from .reading import (bin_spikes, check_spike_span, check_unit_clocks, iter_seri
                       read_trial_times, read_units, spike_bin_centres)
 from .pbt import train_population
 from .training import TrainResult, split_train_valid, train_model
-from .windows import WindowIndex, chop_segments, merge_segments
+from .windows import MIN_FITTED_WINDOW, WindowIndex, chop_segments, fitted_window, merge_segments
 from .sources import Source, resolve_source
 from .writing import (OutputLock, RunRecord, check_in_place, check_output_path, compact_float, default_output_path,
                       file_sha256, git_revision, write_results)
@@ -74,7 +74,7 @@ class RunResult:
 
     def summary(self) -> str:
         t = self.training
-        dur = self.times[-1] - self.times[0] + self.config.windows.bin_size if self.times.size else 0.0
+        dur = self.times.size * self.config.windows.bin_size  # the time modelled (gaps between segments excluded)
         lines = ["nwb-autolfads run finished", f"  input       {self.input}"]
         if self.channel_names:
             lines.append(f"  modelled    {self.source_path}: {len(self.channel_names)} channels "
@@ -160,6 +160,25 @@ def _trial_windows(align: np.ndarray, start: float, n_bins: int, lead: int, bin_
         raise SignalError(f"trial-aligned mode needs at least 2 trials whose window lies inside the data, found "
                           f"{len(out[0])}: check --align-to and --window")
     return out
+
+
+def _fit_windows(cfg: RunConfig, lengths: list[int], bin_size: float) -> RunConfig:
+    """``cfg`` with windows shortened to fit short gap-free segments (separate trials or step
+    cycles; :func:`~nwb_autolfads.windows.fitted_window`), with a warning saying so; unchanged
+    when they fit or ``windows.fit_segments`` is off."""
+    w, lead = cfg.windows, cfg.model.lead_in_bins
+    if not w.fit_segments:
+        return cfg
+    bins = fitted_window(lengths, w.window_bins + lead, MIN_FITTED_WINDOW + lead) - lead
+    if bins == w.window_bins:
+        return cfg
+    overlap = min(w.overlap_bins, int(round(w.overlap_bins * bins / w.window_bins)), bins - 1)
+    n_short = sum(n < w.window_bins + lead for n in lengths)
+    log.warning("%d of %d gap-free segments are shorter than a %d-bin window: windows shortened to %d bins (%g s, "
+                "overlap %d) so that every segment of at least %d bins is modelled (windows.fit_segments: false keeps "
+                "%d-bin windows and leaves shorter segments out)", n_short, len(lengths), w.window_bins + lead,
+                bins, bins * bin_size, overlap, bins + lead, w.window_bins)
+    return cfg.updated({"windows.window_bins": bins, "windows.overlap_bins": overlap})
 
 
 def _split_where(masks: list[np.ndarray], *lists: list[np.ndarray]) -> tuple[list[np.ndarray], ...]:
@@ -287,8 +306,10 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
         longest = max(index.segment_lengths) * bin_size if index.segment_lengths else 0.0
         need = (w.window_bins + lead) * bin_size
         raise SignalError(f"recording too short: {index.n_windows} window(s) of {w.window_bins + lead} bins "
-                          f"({need:g} s) fit in the longest gap-free stretch ({longest:g} s); at least 2 are "
-                          "needed: use a longer recording or smaller windows.window_bins / windows.bin_size")
+                          f"({need:g} s) fit in the longest gap-free stretch ({longest:g} s, "
+                          f"{max(index.segment_lengths, default=0)} bins); at least 2 are needed: use a longer "
+                          "recording, smaller windows.window_bins / windows.bin_size, or --align-to COLUMN --window "
+                          "START,STOP for one window per trial")
     uncovered = [n for n in index.segment_lengths if n < w.window_bins + lead]
     if uncovered:
         log.warning("%d segment(s) shorter than one window (%d bins) are left as NaN", len(uncovered),
@@ -433,7 +454,7 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
             spans = [(c[0] - bin_size / 2, c[-1] + bin_size / 2) for c in bin_times if len(c)]
             units = check_spike_span(units, spans, f"the EMG's time ({sig.source_path})", cfg.data.bad_units)
     else:
-        bin_size = cfg.windows.bin_size
+        bin_size = cfg.windows.bin_size if cfg.windows.bin_size is not None else DEFAULT_BIN_SIZE
         units = check_unit_clocks(units, cfg.data.bad_units)  # the grid spans every spike: none far from the rest
         bin_times = [spike_bin_centres(units, bin_size)]
         emg_segments = [np.zeros((len(bin_times[0]), 0), np.float32)]
@@ -468,6 +489,7 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
     segments = [np.concatenate([a, b], axis=1) for a, b in zip(spike_segments, emg_segments)]
     observation = parts[0][0] if len(parts) == 1 else Composite(parts)
     n_units = units.n_units if units is not None else 0
+    cfg = _fit_windows(cfg, [len(s) for s in segments], bin_size)
     cfg = cfg.resolved(segments[0].shape[1])
     if bin_size != cfg.windows.bin_size:
         cfg = cfg.updated({"windows.bin_size": bin_size})

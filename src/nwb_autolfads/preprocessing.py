@@ -7,7 +7,9 @@ model bin -> per-channel clipping at a high quantile -> per-channel scaling by t
 percentile -> a small positive floor.
 
 The rectified signal is *not* low-pass smoothed: smoothing is what the model replaces. For EMG
-that is already rectified/enveloped/binned the first three steps are skipped. Every step that
+that is already rectified/enveloped/binned the first three steps are skipped, and EMG that is
+already binned (rectified and sampled below 1 kHz) keeps its own bins unless
+``windows.bin_size`` is set: each sample is one bin, at its own timestamp. Every step that
 was applied is listed in :attr:`Preprocessed.steps`, and the per-channel scales are kept so
 that model outputs can be reported in the source's units.
 
@@ -24,7 +26,7 @@ from fractions import Fraction
 import numpy as np
 from scipy import signal as sps
 
-from .config import PreprocessConfig
+from .config import ALREADY_BINNED_BELOW_HZ, DEFAULT_BIN_SIZE, PreprocessConfig
 from .errors import SignalError
 from .signals import Signal
 from .timebase import check_rate
@@ -46,7 +48,8 @@ class Preprocessed:
     segments: list[np.ndarray]
     """Per segment, (n_bins, n_channels) float32 in scaled units (q95 = 1)."""
     bin_times: list[np.ndarray]
-    """Per segment, the centre time of each bin in the source's clock (seconds)."""
+    """Per segment, the time of each bin in the source's clock (seconds): its centre when samples
+    are averaged into bins, the sample's own timestamp when each sample is one bin."""
     bin_size: float
     scales: np.ndarray
     """(n_channels,) divide physical values by this to get model units; multiply to go back."""
@@ -574,7 +577,7 @@ class _Binner:
 
 
 def _segment_bins(sig: Signal, seg: slice, dead: np.ndarray, fs: float, cfg: PreprocessConfig, raw: bool,
-                  bin_size: float, eff_bin: float, chunk: int, notches: list[float], gap_factor: float = 1.5
+                  bin_size: float | None, eff_bin: float, chunk: int, notches: list[float], gap_factor: float = 1.5
                   ) -> tuple[np.ndarray, np.ndarray, float]:
     """Filter (notches at ``notches`` Hz, high-pass), rectify, resample and bin one segment,
     reading ``chunk`` samples at a time with enough overlap that the result equals that of
@@ -582,6 +585,7 @@ def _segment_bins(sig: Signal, seg: slice, dead: np.ndarray, fs: float, cfg: Pre
     Every (resampled) sample is placed at its true time by the segment's
     :class:`~nwb_autolfads.timebase.Clock` (from the timestamps, not ``start + k / rate``), so
     bins sit at their true times however the timestamps are rounded, jittered or drift.
+    ``bin_size=None``: every sample is one bin of ``eff_bin`` seconds, at the sample's own timestamp.
     Returns (binned (n_bins, C), bin centres, rate after resampling)."""
     length = seg.stop - seg.start
     notches = notches if raw else []
@@ -599,7 +603,7 @@ def _segment_bins(sig: Signal, seg: slice, dead: np.ndarray, fs: float, cfg: Pre
         chunk = max(down, chunk // down * down)
     clock = sig.clock(seg, gap_factor)
     t_start, t_end = (float(v) for v in clock([0.0, float(length)]))
-    binner = _Binner(t_start, t_end, bin_size, sig.n_channels) if eff_bin == bin_size else None
+    binner = _Binner(t_start, t_end, bin_size, sig.n_channels) if bin_size is not None else None
     direct_x, direct_t = [], []
     for a, b in _chunks(length, chunk):
         ea, eb = max(0, a - margin), min(length, b + margin)
@@ -624,7 +628,8 @@ def _segment_bins(sig: Signal, seg: slice, dead: np.ndarray, fs: float, cfg: Pre
             binner.add(x, t)
         else:
             direct_x.append(x)
-            direct_t.append(t + eff_bin / 2)
+            # an already-binned sample keeps its own timestamp (no resampling happens at these rates)
+            direct_t.append(t if (up, down) != (1, 1) else np.asarray(sig.times(seg.start + a, seg.start + b)))
     if binner is not None:
         binned, centres = binner.result()
     else:
@@ -667,7 +672,37 @@ def reject_shared_artefacts(binned: list[np.ndarray], fraction: float, quantile:
     return out
 
 
-def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float, preprocessed: bool | None = None,
+def _model_bin(sig: Signal, fs: float, bin_size: float | None, preprocessed: bool,
+               steps: list[str]) -> tuple[float, bool]:
+    """The model bin and whether every sample is one bin (the data are not finer than the bin).
+
+    ``bin_size=None``: already-rectified EMG sampled below ``ALREADY_BINNED_BELOW_HZ`` is already
+    binned and keeps its own bin (one sample per bin, at its own timestamp); anything else gets
+    ``DEFAULT_BIN_SIZE``. A bin within 0.1% of the sample period, or finer, also means one sample
+    per bin. The choice is added to ``steps``. Returns (bin size in seconds, one sample per bin)."""
+    period = 1.0 / fs
+    if bin_size is None:
+        if preprocessed and fs < ALREADY_BINNED_BELOW_HZ * (1 - 1e-6):
+            steps.append(f"already binned ({fs:g} Hz, below {ALREADY_BINNED_BELOW_HZ:g} Hz): modelled in its own "
+                         f"{period * 1e3:g} ms bins, one per sample at its own timestamp (set windows.bin_size to "
+                         "re-bin)")
+            return period, True
+        bin_size = DEFAULT_BIN_SIZE
+    if bin_size <= period * (1 + 1e-3):
+        steps.append(f"data are sampled at {fs:g} Hz, not finer than the {bin_size * 1e3:g} ms bin: each sample is "
+                     f"one {period * 1e3:g} ms bin, at its own timestamp")
+        return period, True
+    if preprocessed and fs < ALREADY_BINNED_BELOW_HZ * (1 - 1e-6):
+        ratio = bin_size / period
+        if abs(ratio - round(ratio)) > 0.01:
+            log.warning("%s: the already-binned %g ms samples are re-binned into %g ms bins, not a multiple of "
+                        "them: bins average unequal numbers of samples (set windows.bin_size to a multiple of "
+                        "%g ms, or leave it unset to keep the input's bins)", sig.source_path, period * 1e3,
+                        bin_size * 1e3, period * 1e3)
+    return bin_size, False
+
+
+def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float | None, preprocessed: bool | None = None,
                    gap_factor: float = 1.5, chunk_samples: int | None = None) -> Preprocessed:
     """Turn an EMG :class:`Signal` into model-ready binned, scaled segments.
 
@@ -676,6 +711,10 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float, preproce
     bounded for recordings of any length and the result equals filtering each segment whole
     (``chunk_samples=0``) to float tolerance. With :class:`~nwb_autolfads.signals.SeriesValues`
     the file is read chunk by chunk too.
+
+    ``bin_size``: the model bin in seconds; ``None`` keeps the bins of EMG that is already
+    rectified and binned (sampled below 1 kHz: each sample is one bin, at its own timestamp)
+    and uses 10 ms otherwise. Data sampled no finer than the bin are never re-binned.
     """
     timebase = sig.timebase(gap_factor)
     fs = timebase.rate
@@ -704,11 +743,8 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float, preproce
                     "(a wrong unit?), or pass --emg-preprocessed if the data are an envelope", sig.source_path, fs)
     _warn_implausible_volts(sig, scan)
 
-    eff_bin = bin_size
-    if 1.0 / fs > bin_size * (1 + 1e-6):
-        eff_bin = 1.0 / fs
-        steps.append(f"data are sampled at {fs:g} Hz, coarser than the {bin_size * 1e3:g} ms bin: each sample "
-                     f"is one {eff_bin * 1e3:g} ms bin")
+    bin_size, per_sample = _model_bin(sig, fs, bin_size, preprocessed, steps)
+    eff_bin = 1.0 / fs if per_sample else bin_size
 
     notches, notch_step, line_hum, resolved = [], None, {}, {}
     if raw:
@@ -721,8 +757,8 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float, preproce
             log.warning("%s: skipping a segment of %d samples (too short to filter)", sig.source_path,
                         seg.stop - seg.start)
             continue
-        b, c, rate_after = _segment_bins(sig, seg, dead, fs, cfg, raw, bin_size, eff_bin, chunk, notches,
-                                         gap_factor)
+        b, c, rate_after = _segment_bins(sig, seg, dead, fs, cfg, raw, None if per_sample else bin_size, eff_bin,
+                                         chunk, notches, gap_factor)
         if b.shape[0]:
             binned.append(b)
             centres.append(c)
@@ -738,7 +774,7 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float, preproce
         steps.append("full-wave rectification")
     if rate_after != fs:
         steps.append(f"anti-aliased polyphase resampling {fs:g} Hz -> {rate_after:g} Hz")
-    if eff_bin == bin_size:
+    if not per_sample:
         steps.append(f"averaged into {bin_size * 1e3:g} ms bins")
 
     if cfg.artefact_fraction is not None:

@@ -18,6 +18,7 @@ from scipy import signal as sps
 
 __all__ = ["SyntheticEMG", "lorenz_latent", "synthetic_emg", "write_emg_nwb", "mock_emg_nwb", "read_truth", "behavior_from",
            "LorenzSpikes", "lorenz_spikes", "gamma_windows", "spike_fault", "SPIKE_FAULTS",
+           "BinnedCycles", "binned_cycles", "mock_binned_trials_nwb",
            "DEFAULT_MUSCLES"]
 
 DEFAULT_MUSCLES = ("TA", "MG", "LG", "Sol", "VL", "VM", "RF", "BF", "ST", "GMax", "Add", "IP")
@@ -311,6 +312,91 @@ def mock_emg_nwb(path: str | Path, duration: float = 60.0, rate: float = 2000.0,
     synth_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in synth_keys}
     synth = synthetic_emg(duration=duration, rate=rate, n_muscles=n_muscles, seed=seed, **synth_kw)
     return write_emg_nwb(path, synth, seed=seed, **kwargs)
+
+
+@dataclass
+class BinnedCycles:
+    """Rectified EMG already averaged into bins, recorded as separate cycles (e.g. step cycles)."""
+
+    values: np.ndarray  # (n, M) binned rectified EMG in volts
+    activations: np.ndarray  # (n, M) true activations (dimensionless)
+    times: np.ndarray  # (n,) each bin's timestamp (seconds)
+    starts: np.ndarray  # (n_cycles,) time of each cycle's first bin
+    stops: np.ndarray  # (n_cycles,) end of each cycle's last bin
+    lengths: np.ndarray  # (n_cycles,) bins per cycle
+    bin_size: float
+    names: list[str]
+
+
+def binned_cycles(n_cycles: int = 189, cycle_duration: float | tuple[float, float] = 0.45, bin_size: float = 0.004,
+                  gap: tuple[float, float] | None = (0.1, 0.3), n_muscles: int = 4, seed: int = 0,
+                  t0: float = 1.0) -> BinnedCycles:
+    """Already rectified and binned EMG of ``n_cycles`` cycles, as stored by labs that keep only
+    the step cycles of a treadmill session.
+
+    Each cycle lasts ``cycle_duration`` seconds (or a uniform draw from a (low, high) range) and
+    holds that many ``bin_size`` bins (rounded up or down at random, so 0.45 s at 4 ms gives 112
+    or 113 bins). Cycles are separated by a gap drawn from ``gap`` (seconds), or follow each other
+    without one with ``gap=None``. The true activation of each muscle is a smooth function of the
+    cycle phase (two harmonics, a random phase per muscle, softplus) with a random gain per cycle;
+    the binned EMG is that activation x Gamma noise (shape 6) x 1e-4 V, so it is non-negative and
+    right-skewed like binned rectified EMG.
+    """
+    rng = np.random.default_rng(seed)
+    lo, hi = (cycle_duration, cycle_duration) if np.isscalar(cycle_duration) else cycle_duration
+    durations = rng.uniform(lo, hi, size=n_cycles)
+    lengths = np.floor(durations / bin_size + rng.random(n_cycles)).astype(np.int64)
+    theta = rng.uniform(0, 2 * np.pi, size=(2, n_muscles))
+    amp = rng.uniform(0.5, 1.5, size=(2, n_muscles))
+    times, acts, starts, stops = [], [], [], []
+    t = float(t0)
+    for k, n in enumerate(lengths):
+        if k and gap is not None:
+            t += float(rng.uniform(*gap))
+        phase = np.arange(n) / n
+        drive = sum(amp[h] * np.cos(2 * np.pi * (h + 1) * phase[:, None] + theta[h]) for h in range(2))
+        acts.append(np.log1p(np.exp(2.0 * drive - 0.5)) * rng.uniform(0.8, 1.2))
+        times.append(t + np.arange(n) * bin_size)
+        starts.append(t)
+        t += n * bin_size
+        stops.append(t)
+    activations = np.concatenate(acts)
+    values = activations * rng.gamma(6.0, 1.0 / 6.0, size=activations.shape) * 1e-4
+    names = list(DEFAULT_MUSCLES[:n_muscles]) + [f"m{i}" for i in range(len(DEFAULT_MUSCLES), n_muscles)]
+    return BinnedCycles(values=values, activations=activations, times=np.concatenate(times), starts=np.array(starts),
+                        stops=np.array(stops), lengths=lengths, bin_size=float(bin_size), names=names)
+
+
+def mock_binned_trials_nwb(path: str | Path, n_cycles: int = 189, cycle_duration: float | tuple[float, float] = 0.45,
+                           bin_size: float = 0.004, gap: tuple[float, float] | None = (0.1, 0.3), n_muscles: int = 4,
+                           seed: int = 0, trials: bool = True) -> Path:
+    """Write :func:`binned_cycles` as an NWB file: ``acquisition/EMG`` (a TimeSeries of binned
+    rectified EMG in volts, with timestamps; with ``gap=None`` the cycles are contiguous and it
+    has ``starting_time`` and ``rate`` instead), a trials table with one row per cycle
+    (``start_time`` = its first bin's timestamp, ``stop_time`` = the end of its last bin) and
+    the true activations in ``processing/ground_truth/true_activations`` on the same times."""
+    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+
+    c = binned_cycles(n_cycles, cycle_duration, bin_size, gap, n_muscles, seed)
+    nwb = NWBFile(session_description="synthetic binned, rectified EMG of separate cycles (nwb_autolfads.testing)",
+                  identifier=f"synthetic-binned-cycles-{bin_size * 1e3:g}ms-{n_cycles}",
+                  session_start_time=datetime(2024, 1, 1, 12, 0, tzinfo=timezone.utc))
+    time_kw = ({"starting_time": float(c.times[0]), "rate": 1.0 / bin_size} if gap is None
+               else {"timestamps": c.times})
+    nwb.add_acquisition(TimeSeries(name="EMG", data=c.values, unit="volts",
+                                   description=f"rectified EMG averaged into {bin_size * 1e3:g} ms bins, one stretch "
+                                   "per cycle; muscles: " + ", ".join(c.names), **time_kw))
+    gt = nwb.create_processing_module("ground_truth", "simulation ground truth (not a recording)")
+    gt.add(TimeSeries(name="true_activations", data=c.activations.astype(np.float32), unit="a.u.",
+                      description="noiseless drive of each channel (simulation ground truth); channels: "
+                      + ", ".join(c.names), **time_kw))
+    if trials:
+        for start, stop in zip(c.starts, c.stops):
+            nwb.add_trial(start_time=float(start), stop_time=float(stop))
+    path = Path(path)
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    return path
 
 
 def read_truth(path: str | Path, times: np.ndarray, bin_size: float, name: str = "true_activations") -> np.ndarray:

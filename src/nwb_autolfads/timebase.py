@@ -113,13 +113,17 @@ def _resolution(t: np.ndarray, steps: np.ndarray, period: float) -> tuple[np.nda
     return q, is_f32
 
 
-def _block_period(t: np.ndarray) -> float:
-    """Median over non-overlapping blocks of (t[k + L] - t[k]) / L: robust to the few blocks with a
-    gap, and to quantisation and jitter (divided by L)."""
-    n = t.size
-    lag = int(np.clip((n - 1) // 8, 1, 256))
-    starts = np.arange(0, n - lag, lag)
-    return float(np.median((t[starts + lag] - t[starts]) / lag))
+def _mean_period(t: np.ndarray, steps: np.ndarray) -> float:
+    """Mean step within the stretches between obvious gaps (steps over 4 x the median positive
+    step): robust to quantisation (rounded steps average out over a stretch) and to gaps, even
+    when gaps are frequent (short trials or step cycles, every few samples)."""
+    positive = steps[steps > 0]
+    if not positive.size:
+        return float("nan")
+    big = steps > 4.0 * float(np.median(positive))
+    if big.all():
+        return float(np.median(positive))
+    return float(steps[~big].sum() / np.count_nonzero(~big))
 
 
 def _confirmed(t: np.ndarray, candidates: np.ndarray, period: float, threshold: np.ndarray) -> np.ndarray:
@@ -192,9 +196,7 @@ def analyse_timestamps(times: np.ndarray, gap_factor: float = 1.5) -> TimeBase:
                           f"{float(t[i])!r}): sort the data or fix the file's timestamps")
     if t[-1] == t[0]:
         raise SignalError(f"all {n} timestamps are {float(t[0])!r}: fix the file's timestamps")
-    period = _block_period(t)
-    if not period > 0:  # most blocks repeat one time: fall back to the mean step
-        period = float((t[-1] - t[0]) / (n - 1))
+    period = _mean_period(t, steps)
     q, is_f32 = _resolution(t, steps, period)
     zero = steps == 0
     if np.any(zero & (q <= period)):  # rounding to a grid finer than a period never merges two samples

@@ -14,7 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["window_starts", "chop", "merge", "WindowIndex", "chop_segments", "merge_segments"]
+__all__ = ["window_starts", "chop", "merge", "WindowIndex", "chop_segments", "merge_segments", "fitted_window",
+           "MIN_FITTED_WINDOW"]
+
+MIN_FITTED_WINDOW = 10
+"""Fewest bins :func:`fitted_window` shortens a window to."""
 
 
 def window_starts(n_bins: int, window: int, overlap: int) -> np.ndarray:
@@ -31,6 +35,25 @@ def window_starts(n_bins: int, window: int, overlap: int) -> np.ndarray:
     stride = window - overlap
     n_windows = int(np.ceil((n_bins - window) / stride)) + 1
     return np.round(np.linspace(0, n_bins - window, n_windows)).astype(np.int64)
+
+
+def fitted_window(lengths: list[int] | np.ndarray, window: int, min_window: int = MIN_FITTED_WINDOW,
+                  max_left_out: float = 0.01) -> int:
+    """Window length (bins) for segments of ``lengths`` bins, windows never crossing segments.
+
+    ``window`` when the segments shorter than it hold at most ``max_left_out`` of all bins (a
+    short stretch after a gap in a long recording is then left out, not the whole recording
+    modelled in short windows); otherwise the length of the shortest segment of at least
+    ``min_window`` bins, so that every segment that long is covered. ``window`` too when no
+    segment of ``min_window`` bins or more is shorter than it.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    total = int(lengths.sum())
+    short = lengths[lengths < window]
+    if total == 0 or short.sum() <= max_left_out * total:
+        return int(window)
+    usable = short[short >= min_window]
+    return int(usable.min()) if usable.size else int(window)
 
 
 def chop(x: np.ndarray, window: int, overlap: int) -> tuple[np.ndarray, np.ndarray]:

@@ -94,3 +94,64 @@ def test_non_finite_model_outputs_are_never_written(emg_copy, monkeypatch):
     with pytest.raises(TrainingError, match="NaN/inf.*nothing was written"):
         nwb_autolfads.run(emg_copy, preset="smoke", progress=False)
     assert sorted(p.name for p in emg_copy.parent.iterdir() if not p.name.startswith(".")) == ["emg.nwb"]
+
+
+def _input_times(path):
+    from pynwb import NWBHDF5IO
+
+    with NWBHDF5IO(str(path), "r") as io:
+        emg = io.read().acquisition["EMG"]
+        if emg.timestamps is not None:
+            return np.asarray(emg.timestamps[:])
+        return emg.starting_time + np.arange(emg.data.shape[0]) / emg.rate
+
+
+def test_short_unequal_cycles_get_shorter_windows_and_keep_their_times(tmp_path, caplog):
+    import logging
+
+    from nwb_autolfads.testing import mock_binned_trials_nwb
+
+    path = mock_binned_trials_nwb(tmp_path / "cycles.nwb", n_cycles=8, cycle_duration=(0.3, 0.6), bin_size=0.01,
+                                  n_muscles=2, seed=3)
+    with caplog.at_level(logging.WARNING):
+        res = nwb_autolfads.run(path, preset="smoke", write=False, progress=False,
+                                overrides={"data.preprocessed": True, "windows.window_bins": 50})
+    t = _input_times(path)
+    lengths = [len(c) for c in np.split(t, np.flatnonzero(np.diff(t) > 0.015) + 1)]
+    assert min(lengths) < 50 < max(lengths)
+    assert f"windows shortened to {min(lengths)} bins" in caplog.text
+    assert res.config.windows.window_bins == min(lengths) and res.config.windows.bin_size == pytest.approx(0.01)
+    np.testing.assert_allclose(res.times, t, rtol=0, atol=1e-9)  # every bin of every cycle, at its own time
+    assert np.all(np.isfinite(res.activations))
+
+
+def test_contiguous_binned_cycles_with_a_trials_table_run_at_their_own_bins(tmp_path):
+    from nwb_autolfads.testing import mock_binned_trials_nwb
+
+    path = mock_binned_trials_nwb(tmp_path / "contiguous.nwb", n_cycles=8, bin_size=0.01, gap=None, n_muscles=2)
+    res = nwb_autolfads.run(path, preset="smoke", write=False, progress=False)  # detected as rectified
+    np.testing.assert_allclose(res.times, _input_times(path), rtol=0, atol=1e-9)
+    assert res.config.windows.bin_size == pytest.approx(0.01) and res.config.windows.window_bins == 20
+    assert any("already binned (100 Hz" in s for s in res.preprocessing_steps)
+
+
+def test_segments_of_a_few_bins_are_refused_naming_the_options(tmp_path):
+    from nwb_autolfads.testing import mock_binned_trials_nwb
+
+    path = mock_binned_trials_nwb(tmp_path / "tiny.nwb", n_cycles=30, cycle_duration=0.03, bin_size=0.004,
+                                  n_muscles=2)
+    with pytest.raises(SignalError, match=r"too short.*\(0\.03\d* s, [78] bins\).*--align-to"):
+        nwb_autolfads.run(path, preset="smoke", write=False, progress=False, overrides={"data.preprocessed": True})
+
+
+def test_fit_windows_respects_fit_segments():
+    from nwb_autolfads.pipeline import _fit_windows
+
+    cfg = build_config("default")
+    fitted = _fit_windows(cfg, [45] * 10, 0.01)
+    assert (fitted.windows.window_bins, fitted.windows.overlap_bins) == (45, 9)
+    assert _fit_windows(cfg, [120] * 10, 0.01) is cfg
+    kept = cfg.updated({"windows.fit_segments": False})
+    assert _fit_windows(kept, [45] * 10, 0.01) is kept
+    lead = cfg.updated({"model.lead_in_bins": 5})
+    assert _fit_windows(lead, [45] * 10, 0.01).windows.window_bins == 40  # lead-in + window = one segment

@@ -127,7 +127,69 @@ def test_coarsely_binned_input_uses_its_own_bins():
     pre = preprocess_emg(env, PreprocessConfig(), bin_size=0.01)
     assert pre.bin_size == pytest.approx(0.02)
     assert pre.segments[0].shape == (500, 2)
-    assert pre.bin_times[0][0] == pytest.approx(1.01)
+    np.testing.assert_allclose(pre.bin_times[0], env.times())  # each sample is a bin at its own timestamp
+    assert "each sample is one 20 ms bin" in " | ".join(pre.steps)
+
+
+def _binned_cycles_signal(**kwargs):
+    from nwb_autolfads.testing import binned_cycles
+
+    c = binned_cycles(**kwargs)
+    return c, Signal(c.values, c.names, "volts", "acquisition/EMG", timestamps=c.times)
+
+
+@pytest.mark.parametrize("bin_ms, cycle", [(4.0, 0.45), (2.0, 0.45), (4.0, (0.3, 0.6))])
+def test_already_binned_cycles_keep_their_bins_and_timestamps(bin_ms, cycle):
+    c, sig = _binned_cycles_signal(n_cycles=6, cycle_duration=cycle, bin_size=bin_ms / 1e3, n_muscles=3, seed=2)
+    for preprocessed in (True, None):  # given, or detected (non-negative, skewed)
+        pre = preprocess_emg(sig, PreprocessConfig(), bin_size=None, preprocessed=preprocessed)
+        assert pre.bin_size == pytest.approx(bin_ms / 1e3, rel=1e-9)
+        assert [s.shape[0] for s in pre.segments] == c.lengths.tolist()  # one segment per cycle, every bin kept
+        np.testing.assert_allclose(np.concatenate(pre.bin_times), c.times, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(np.concatenate(pre.rectified), c.values)  # not re-binned, not smoothed
+        assert f"own {bin_ms:g} ms bins" in " | ".join(pre.steps)
+        assert not any("averaged into" in step for step in pre.steps)
+
+
+def test_already_binned_continuous_emg_at_100_hz_keeps_its_bins():
+    rng = np.random.default_rng(1)
+    env = Signal(rng.gamma(4.0, 0.25, size=(300, 2)), ["a", "b"], "V", "x", rate=100.0, starting_time=0.5)
+    pre = preprocess_emg(env, PreprocessConfig(), bin_size=None)
+    assert pre.bin_size == pytest.approx(0.01) and len(pre.segments) == 1
+    np.testing.assert_allclose(pre.bin_times[0], env.times())
+
+
+def test_jittered_timestamps_of_binned_emg_are_kept_and_no_bin_is_empty():
+    c, _ = _binned_cycles_signal(n_cycles=3, bin_size=0.004, n_muscles=2, seed=3)
+    t = c.times + np.random.default_rng(0).uniform(-4e-4, 4e-4, c.times.size)  # +-10% jitter
+    pre = preprocess_emg(Signal(c.values, c.names, "V", "x", timestamps=t), PreprocessConfig(), bin_size=None,
+                         preprocessed=True)
+    np.testing.assert_array_equal(np.concatenate(pre.bin_times), t)
+    assert all(np.all(np.isfinite(s)) for s in pre.segments)
+
+
+def test_a_set_bin_size_re_bins_already_binned_emg(caplog):
+    c, sig = _binned_cycles_signal(n_cycles=4, cycle_duration=0.4, bin_size=0.004, n_muscles=2, seed=4)
+    pre = preprocess_emg(sig, PreprocessConfig(), bin_size=0.008, preprocessed=True)
+    assert pre.bin_size == pytest.approx(0.008)
+    first = c.values[:2].mean(0)
+    np.testing.assert_allclose(pre.rectified[0][0], first)  # two 4 ms samples per 8 ms bin
+    assert pre.bin_times[0][0] == pytest.approx(c.times[0] + 0.004)
+    assert "averaged into 8 ms bins" in " | ".join(pre.steps)
+    with caplog.at_level(logging.WARNING):
+        preprocess_emg(sig, PreprocessConfig(), bin_size=0.01, preprocessed=True)
+    assert "not a multiple" in caplog.text
+    same = preprocess_emg(sig, PreprocessConfig(), bin_size=0.004, preprocessed=True)  # as evaluate re-runs it
+    np.testing.assert_allclose(np.concatenate(same.bin_times), c.times, rtol=0, atol=1e-12)
+
+
+def test_default_bin_for_signals_that_are_not_already_binned():
+    rng = np.random.default_rng(5)
+    env = Signal(rng.gamma(4.0, 0.25, size=(3000, 2)), ["a", "b"], "V", "x", rate=1000.0)
+    assert preprocess_emg(env, PreprocessConfig(), bin_size=None).bin_size == pytest.approx(0.01)  # an envelope
+    raw = Signal(rng.normal(size=(1000, 2)), ["a", "b"], "V", "x", rate=250.0)  # implausible as raw, not a crash
+    pre = preprocess_emg(raw, PreprocessConfig(), bin_size=None, preprocessed=False)
+    assert pre.bin_size == pytest.approx(0.01) and pre.was_raw
 
 
 def test_gaps_make_separate_segments():

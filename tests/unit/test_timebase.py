@@ -80,7 +80,7 @@ def test_timestamps_rounded_to_milliseconds_are_quantised_not_duplicates():
 
 
 @pytest.mark.parametrize("bad, words", [
-    ([0.0, 0.001, 0.001, 0.002, 0.003], "strictly increasing"),  # a duplicate in fine timestamps
+    (np.insert(np.arange(100) * 0.001, 50, 0.05), "strictly increasing"),  # a duplicate in fine timestamps
     ([0.0, 0.002, 0.001], "sort the data"),
     ([0.0, np.nan, 1.0], "NaN"),
     ([1.0, 1.0, 1.0], "all 3 timestamps"),
@@ -112,3 +112,17 @@ def test_implausible_emg_rates_are_refused_naming_the_cause(rate, from_ts, words
     with pytest.raises(SignalError, match=words):
         check_rate(rate, "acquisition/EMG", from_ts)
     check_rate(2000.0, "acquisition/EMG", from_ts)
+
+
+def test_frequent_gaps_between_short_cycles_keep_the_rate_and_every_gap():
+    """Step cycles of 7-8 samples with a gap after each: most blocks of samples hold a gap, which
+    must not stretch the period (the old block estimate gave 41 Hz and merged cycles)."""
+    from nwb_autolfads.testing import binned_cycles
+
+    c = binned_cycles(n_cycles=30, cycle_duration=0.03, bin_size=0.004, n_muscles=2)
+    tb = analyse_timestamps(c.times)
+    assert tb.rate == pytest.approx(250.0, rel=1e-6)
+    assert [s.stop - s.start for s in tb.segments] == list(c.lengths)
+    t = _float32(2000.0 + c.times)  # the same, rounded to float32 late in a session
+    tb = analyse_timestamps(t)
+    assert tb.rate == pytest.approx(250.0, rel=1e-3) and len(tb.segments) == 30

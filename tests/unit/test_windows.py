@@ -66,3 +66,18 @@ def test_segments_never_share_a_window():
     np.testing.assert_allclose(merged[0], segs[0])
     assert np.all(np.isnan(merged[1]))
     np.testing.assert_allclose(merged[2], segs[2])
+
+
+def test_fitted_window_shortens_to_the_shortest_segment_only_when_short_segments_matter():
+    from nwb_autolfads.windows import fitted_window
+
+    assert fitted_window([45] * 20, 50) == 45  # trials all shorter than a window: one window each
+    assert fitted_window([30, 60, 42, 55], 50) == 30  # unequal cycles: every one is covered
+    assert fitted_window([112, 113, 112], 50) == 50  # they fit: unchanged
+    assert fitted_window([100_000, 20], 50) == 50  # a short stretch after a gap: left out, not every window shortened
+    assert fitted_window([3] * 50 + [40] * 10, 50) == 40  # stretches of a few bins are never a window
+    assert fitted_window([3] * 50, 50) == 50  # nothing usable: the caller refuses
+    for lengths in ([45] * 20, [30, 60, 42, 55], [3] * 50 + [40] * 10):
+        w = fitted_window(lengths, 50)
+        covered = sum(n for n in lengths if n >= w)
+        assert covered == sum(n for n in lengths if n >= 10)
