@@ -88,7 +88,7 @@ def synthetic_emg(duration: float = 60.0, rate: float = 2000.0, n_muscles: int =
 def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseries", location: str = "acquisition",
                   use_timestamps: bool = False, gap: tuple[float, float] | None = None, include_truth: bool = True,
                   name: str = "EMG", int16: bool = False, n_units: int = 0, seed: int = 0,
-                  behavior: bool = False) -> Path:
+                  behavior: bool = False, backend: str = "hdf5") -> Path:
     """Write ``synth`` as an NWB file.
 
     layout: ``timeseries`` (one 2-D TimeSeries, muscle names in the description),
@@ -103,6 +103,8 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
     ``behavior``: also write what the muscles move (see :func:`behavior_from`): 3 joint angles
     (``processing/behavior/joint_angles``, 100 Hz), a force (``processing/behavior/force``,
     100 Hz) and a trials table (one trial per 2 s with a ``go_cue_time``).
+    ``backend``: ``hdf5`` (an ``.nwb`` file) or ``zarr`` (an NWB Zarr store, a directory such as
+    ``x.nwb.zarr``; needs hdmf-zarr).
     """
     from pynwb import NWBHDF5IO, NWBFile, TimeSeries
     from pynwb.behavior import BehavioralTimeSeries
@@ -193,6 +195,14 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
         for start in np.arange(t[0], t[-1] - 2.0, 2.0):
             nwb.add_trial(start_time=float(start), stop_time=float(start + 2.0), go_cue_time=float(start + 0.8))
     path = Path(path)
+    if backend == "zarr":
+        from hdmf_zarr.nwb import NWBZarrIO
+
+        with NWBZarrIO(str(path), mode="w") as io:
+            io.write(nwb)
+        return path
+    if backend != "hdf5":
+        raise ValueError(f"unknown backend {backend!r}: hdf5 or zarr")
     with NWBHDF5IO(str(path), "w") as io:
         io.write(nwb)
     return path
