@@ -48,10 +48,12 @@ def test_zarr_store_runs_end_to_end_and_matches_the_hdf5_file(zarr_store, tmp_pa
         nwb = io.read()
         run = next(iter(nwb.processing["autolfads"].data_interfaces.values()))
         assert run.source_emg is nwb.acquisition["EMG"]
-    # the same data written as HDF5 gives the same result: the store was read correctly
-    same = nwb_autolfads.run(mock_emg_nwb(tmp_path / "same.nwb", **ZARR), preset="smoke", write=False,
-                             progress=False)
-    np.testing.assert_array_equal(ds.emg_activations.values, same.activations)
+    # the store reads exactly as the same recording written as HDF5 (values, time base, names)
+    with open_nwb(zarr_store) as (_io, z), open_nwb(mock_emg_nwb(tmp_path / "same.nwb", **ZARR)) as (_io2, h):
+        a, b = read_emg(z), read_emg(h)
+        np.testing.assert_array_equal(a.values, b.values)
+        assert (a.rate, a.starting_time, a.channel_names, a.unit) == (b.rate, b.starting_time, b.channel_names, b.unit)
+    np.testing.assert_array_equal(ds.time.values, result.times)
     with pytest.raises(OutputError, match="Zarr store.*leave out --in-place"):
         nwb_autolfads.run(zarr_store, preset="smoke", in_place=True, progress=False)
 
@@ -90,6 +92,11 @@ def test_dangling_external_link_names_the_link_and_the_missing_file(tmp_path):
                                              "object '/EMG'"):
         with open_nwb(main):
             pass
+    from test_streaming import _serve
+
+    with _serve(tmp_path) as url:  # a remote file's links are never followed (they would be read from this machine)
+        with pytest.raises(InputFileError, match="acquisition/EMG is an HDF5 external link .* remote file's links"):
+            inspect_file(f"{url}/session.nwb")
     raw.unlink()
     with pytest.raises(InputFileError, match=r"acquisition/EMG is an HDF5 external link to raw_emg.h5:/EMG, and the "
                                              r"file 'raw_emg.h5' it points to is missing \(looked for .*raw_emg.h5"):

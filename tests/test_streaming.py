@@ -284,3 +284,43 @@ def test_remote_errors_are_one_line_exit_2(served, tmp_path):
                            "--in-place", "--preset", "smoke", "-q"], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2 and "remote" in proc.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_a_dandi_zarr_asset_is_streamed_from_its_store(monkeypatch, offline_dandi, served):
+    pytest.importorskip("hdmf_zarr")
+    import types
+
+    import dandi.dandiapi as api
+    from nwb_autolfads.reading import open_nwb
+
+    root, url = served
+    mock_emg_nwb(root / "zarr" / "0d5b9be5", duration=2.0, rate=500.0, n_muscles=2, backend="zarr")
+
+    class Asset:  # a Zarr asset: its contentUrl lists the API's download URL and the store's own URL
+        identifier, path, size, asset_type = ASSET, "sub-Z/sub-Z_ses-1_ecephys.nwb.zarr", 0, types.SimpleNamespace(
+            name="ZARR")
+
+        def get_raw_metadata(self):
+            return {"digest": {"dandi:dandi-zarr-checksum": "f" * 32 + "-12--3456"},
+                    "contentUrl": [f"https://api.dandiarchive.org/api/assets/{ASSET}/download/",
+                                   f"{url}/zarr/0d5b9be5/"]}
+
+    class Client:
+        def __init__(self, *a, **k):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def get_dandiset(self, dandiset, version=None, lazy=True):
+            return types.SimpleNamespace(version_id="draft", get_asset_by_path=lambda path: Asset())
+
+    monkeypatch.setattr(api, "DandiAPIClient", Client)
+    src = resolve_source("DANDI:000943/sub-Z/sub-Z_ses-1_ecephys.nwb.zarr")
+    assert src.zarr and src.url == f"{url}/zarr/0d5b9be5" and src.dandi.sha256 == ""
+    assert src.provenance()["asset_digests"] == {"dandi:dandi-zarr-checksum": "f" * 32 + "-12--3456"}
+    with open_nwb(src) as (_io, nwb):
+        assert nwb.acquisition["EMG"].data.shape == (1000, 2)

@@ -22,8 +22,8 @@ from .errors import ConfigError, InputFileError, SignalError, SignalNotFoundErro
 from .formats import describe_bytes, describe_directory, describe_file, is_zarr_store, zarr_nwb_version
 from .signals import SeriesValues, Signal
 
-__all__ = ["open_nwb", "check_external_links", "Candidate", "iter_series", "find_emg", "read_emg", "SpikeUnits", "read_units", "bin_spikes",
-           "OUTPUT_MODULE"]
+__all__ = ["open_nwb", "Candidate", "iter_series", "find_emg", "read_emg", "SpikeUnits", "read_units", "bin_spikes",
+           "OUTPUT_MODULE", "check_external_links"]
 
 OUTPUT_MODULE = "autolfads"
 """Name of the processing module our results go into (never read back as input)."""
@@ -73,7 +73,7 @@ def open_nwb(path) -> Iterator[tuple[NWBHDF5IO, NWBFile]]:
             raise InputFileError(f"input {str(path)!r} is HDF5 but not NWB (no nwb_version attribute): "
                                  "give an NWB file, or convert the data with NeuroConv "
                                  "(https://neuroconv.readthedocs.io)")
-        check_external_links(f, str(path))
+        check_external_links(f, str(path), folder=path.parent)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # old files warn about cached namespaces; we report what matters
         io = NWBHDF5IO(str(path), mode="r", load_namespaces=True)
@@ -90,11 +90,12 @@ def open_nwb(path) -> Iterator[tuple[NWBHDF5IO, NWBFile]]:
         io.close()
 
 
-def check_external_links(f: h5py.File, where: str) -> None:
+def check_external_links(f: h5py.File, where: str, folder: Path | None) -> None:
     """Raise :class:`InputFileError` naming the first HDF5 external link of ``f`` that cannot be
     followed (its file is missing, or lacks the object): pynwb would silently leave that
-    object out, and a series stored elsewhere would then simply be absent."""
-    base = Path(where).parent if "://" not in where else None
+    object out, and a series stored elsewhere would then simply be absent. ``where``: the
+    input as given; ``folder``: the local file's folder (None for a remote file)."""
+    base = folder
     broken: list[tuple[str, h5py.ExternalLink]] = []
 
     def walk(group: h5py.Group, prefix: str) -> None:
@@ -102,6 +103,9 @@ def check_external_links(f: h5py.File, where: str) -> None:
             link = group.get(name, getlink=True)
             inner = f"{prefix}/{name}" if prefix else name
             if isinstance(link, h5py.ExternalLink):
+                if base is None:  # a remote file's links would be looked up on this machine: never followed
+                    broken.append((inner, link))
+                    continue
                 try:
                     group[name]
                 except (KeyError, OSError, ValueError):
@@ -120,11 +124,14 @@ def check_external_links(f: h5py.File, where: str) -> None:
     missing = base is None or not resolved.exists()
     more = f" ({len(broken) - 1} more broken link(s) besides)" if len(broken) > 1 else ""
     if missing:
-        problem = (f"the file {link.filename!r} it points to is missing"
-                   + (f" (looked for {str(resolved)!r})" if base is not None else " (a remote file's links cannot "
-                                                                                   "be followed)"))
-        fix = (f"put {target.name} where the link expects it (relative links are resolved from the folder of the "
-               "file), or give a file with the data embedded instead of linked")
+        if base is None:
+            problem = (f"the file {link.filename!r} it points to cannot be reached (a remote file's links are not "
+                       "followed)")
+            fix = "download both files into one folder and give the local path, or a file with the data embedded"
+        else:
+            problem = f"the file {link.filename!r} it points to is missing (looked for {str(resolved)!r})"
+            fix = (f"put {target.name} where the link expects it (relative links are resolved from the folder of "
+                   "the file), or give a file with the data embedded instead of linked")
     else:
         problem = f"{link.filename!r} has no object {link.path!r}"
         fix = "give the linked file that holds it, or a file with the data embedded instead of linked"
@@ -159,20 +166,6 @@ def _open_zarr(location: str, spec: str) -> Iterator[tuple[object, NWBFile]]:
                 pass
 
 
-def _remote_head(url: str, n: int = 4096) -> bytes | None:
-    """The first ``n`` bytes of a remote file, or None if they cannot be fetched."""
-    try:
-        import remfile
-
-        rf = remfile.File(url)
-        try:
-            return rf.read(n)
-        finally:
-            rf.close()
-    except Exception:
-        return None
-
-
 @contextlib.contextmanager
 def _open_remote(src) -> Iterator[tuple[NWBHDF5IO, NWBFile]]:
     """Stream a remote NWB file: remfile fetches only the byte ranges h5py reads."""
@@ -184,24 +177,25 @@ def _open_remote(src) -> Iterator[tuple[NWBHDF5IO, NWBFile]]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            head = None
             try:
                 rf = remfile.File(src.url)
+                head = rf.read(4096)  # what the file is, if it is not HDF5
+                rf.seek(0)
                 h5 = h5py.File(rf, "r")
             except Exception as exc:
-                head = _remote_head(src.url)
                 what = describe_bytes(head, src.name) if head is not None else None
                 raise InputFileError(f"could not open {src.spec!r}" + (
                     f": it is not NWB but {what}" if what else
                     f" ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}): check the URL and "
                     "the network connection (the server must allow HTTP range requests)")) from None
-            head = _remote_head(src.url, 512)
-            what = describe_bytes(head, src.name) if head else None
+            what = describe_bytes(head, src.name)
             if what is not None:  # HDF5 inside another format (a MATLAB 7.3 file)
                 raise InputFileError(f"{src.spec!r} is HDF5 but not NWB: it is {what}")
             if "nwb_version" not in h5.attrs and "general" not in h5:
                 raise InputFileError(f"{src.spec!r} is HDF5 but not NWB (no nwb_version attribute): give an NWB file, "
                                      "or convert the data with NeuroConv (https://neuroconv.readthedocs.io)")
-            check_external_links(h5, src.spec)
+            check_external_links(h5, src.spec, folder=None)
             io = NWBHDF5IO(file=h5, mode="r", load_namespaces=True)
             try:
                 nwbfile = io.read()

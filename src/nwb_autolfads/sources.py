@@ -125,7 +125,7 @@ def _dandi_hosts() -> set[str]:
 
 
 def _looks_like_dandi(text: str) -> bool:
-    if text.startswith("dandi://") or _SHORT.match(text) and not re.match(r"^[A-Za-z]:[\\/]", text):
+    if text.startswith("dandi://") or _SHORT.match(text):
         return True
     parsed = urlparse(text)
     return parsed.scheme in ("http", "https") and (parsed.hostname or "") in _dandi_hosts()
@@ -155,7 +155,8 @@ def parse_dandi(spec: str):
     try:
         from dandi.dandiarchive import AssetIDURL, AssetItemURL, AssetZarrEntryURL, BaseAssetIDURL, parse_dandi_url
     except ImportError:
-        raise InputFileError(f"reading {spec!r} needs the dandi package: pip install \"nwb-autolfads[dandi]\"") from None
+        raise InputFileError(f"reading {spec!r} needs the dandi package: pip install \"nwb-autolfads[dandi]\""
+                             ) from None
     try:
         parsed = parse_dandi_url(_rewrite_short(spec))
     except Exception as exc:  # UnknownURLError, unknown instance (ValueError), redirect failures
@@ -193,8 +194,9 @@ def _resolve_dandi(parsed, spec: str) -> DandiAsset:
             metadata = asset.get_raw_metadata()
             zarr = str(getattr(getattr(asset, "asset_type", None), "name", "")).upper() == "ZARR"
             if zarr:
-                urls = [u for u in metadata.get("contentUrl", []) if "/zarr/" in u or u.endswith("/")]
-                url = (urls[-1] if urls else asset.get_content_url()).rstrip("/")
+                # the store's own URL (.../zarr/<zarr id>/), read through fsspec; not the API's download URL
+                urls = [u for u in metadata.get("contentUrl", []) if "/zarr/" in u]
+                url = (urls[0] if urls else asset.get_content_url()).rstrip("/")
             else:
                 url = asset.get_content_url(follow_redirects=1, strip_query=True)
     except InputFileError:
