@@ -167,8 +167,10 @@ def parse_dandi(spec: str):
         raise InputFileError(f"DANDI URL {spec!r} points inside the Zarr asset {parsed.asset_path!r}: give the "
                              "asset itself (the *.nwb.zarr path)")
     if not isinstance(parsed, (AssetItemURL, AssetIDURL, BaseAssetIDURL)):
-        what = type(parsed).__name__.replace("URL", "").replace("Asset", "asset ").strip().lower() or "dandiset"
-        raise InputFileError(f"DANDI URL {spec!r} names a {what}, not one file: add the asset path, e.g. {_EXAMPLE}")
+        what = {"DandisetURL": "a dandiset", "AssetFolderURL": "a folder of assets",
+                "AssetPathPrefixURL": "the assets under a path prefix", "AssetGlobURL": "a glob of assets"}.get(
+            type(parsed).__name__, "several assets")
+        raise InputFileError(f"DANDI URL {spec!r} names {what}, not one file: add the asset path, e.g. {_EXAMPLE}")
     return parsed
 
 
