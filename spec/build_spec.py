@@ -81,6 +81,9 @@ def build_types() -> list[NWBGroupSpec]:
                   quantity=1),
             _json("metrics", "Final metrics (training and validation NLL, epochs, windows)", quantity=1),
             NWBDatasetSpec(name="command", doc="The command line or API call.", dtype="text", quantity="?"),
+            _json("source", "Where the input came from: as given, local path or URL, format (NWB HDF5 or NWB "
+                  "Zarr), SHA-256 and what it covers; for DANDI assets the instance, dandiset id, version and how "
+                  "it was chosen, asset path, asset id, size and the digests the archive publishes"),
         ],
         groups=[
             NWBGroupSpec(name="emg_activations", neurodata_type_inc="MuscleActivations", quantity="?",

@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="model the EMG of an NWB file and write a new NWB file with the results",
                        description="Read EMG from FILE, preprocess, train LFADS, infer muscle activations and "
                                    "write them (with factors and inferred inputs) to a new NWB file.")
-    p.add_argument("file", nargs="?", help="input NWB file (opened read-only, never modified)")
+    p.add_argument("file", nargs="?", help="input NWB file (opened read-only, never modified): an .nwb file, an NWB "
+                                           "Zarr store (*.nwb.zarr), an http(s) URL or a DANDI URL")
     p.add_argument("--example", action="store_true",
                    help=f"write a synthetic 12-muscle EMG file ({EXAMPLE_FILE}) in the current directory and "
                         "run on it (preset 'quick' unless --preset is given)")
@@ -122,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "what `run` would use",
                        description="List every candidate series per modality (path, type, shape, rate, unit, time "
                                    "span), the units and trials tables, and what `run` would model by default.")
-    i.add_argument("file", help="NWB file (opened read-only)")
+    i.add_argument("file", help="NWB file (opened read-only): .nwb, *.nwb.zarr, http(s) or DANDI URL")
     i.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     r = sub.add_parser("runs", help="list the nwb-autolfads runs stored in a file, with their key provenance",

@@ -33,7 +33,7 @@ from .reading import (bin_spikes, check_spike_span, check_unit_clocks, iter_seri
 from .pbt import train_population
 from .training import TrainResult, split_train_valid, train_model
 from .windows import MIN_FITTED_WINDOW, WindowIndex, chop_segments, fitted_window, merge_segments
-from .sources import Source, resolve_source
+from .sources import Source, resolve_source, source_sha256 as input_sha256
 from .writing import (OutputLock, RunRecord, check_in_place, check_output_path, compact_float, default_output_path,
                       file_sha256, git_revision, write_results)
 
@@ -443,8 +443,10 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
 def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier, started, t_start, write, in_place,
                 overwrite, run_name, progress, command, resume, trial_times) -> RunResult:
     """The part of :func:`run` after the input is read and the output checked, under the output's lock."""
-    # hashing a remote file would download all of it: its URL identifies it instead
-    source_sha256 = file_sha256(path) if write and not isinstance(path, Source) else ""
+    # a remote file is not hashed (that would download all of it): a DANDI asset's SHA-256 is the one the
+    # archive publishes, another URL has none; its identity is recorded in the provenance's ``source``
+    source = path if isinstance(path, Source) else resolve_source(Path(path))
+    source_sha256 = input_sha256(source) if write else ""
 
     # ---- model-ready segments: spike counts (Poisson) then EMG (Gamma), on one bin grid
     parts: list[tuple[ObservationModel, int]] = []
@@ -569,7 +571,8 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
             history=train.history, pbt_history=train.pbt_history or [
                 {"generation": 0, "member": 0, **_hyperparameters(cfg), "metric": train.best_valid_nll,
                  "epochs": len(train.history), "parent_member": -1, "parent_generation": -1}],
-            command=command or f"nwb_autolfads.run({str(path)!r}, ...) from {' '.join(sys.argv)}", git_revision=git_revision(), name=run_name)
+            command=command or f"nwb_autolfads.run({str(path)!r}, ...) from {' '.join(sys.argv)}", git_revision=git_revision(), name=run_name,
+            source=source.provenance(source_sha256))
         result.output, result.run_name = write_results(path, None if in_place else out_path, record,
                                                        overwrite=overwrite, in_place=in_place)
         if resume is None and rundir is not None:

@@ -20,14 +20,13 @@ import numpy as np
 from pynwb import NWBHDF5IO, NWBFile, TimeSeries
 
 from .errors import ConfigError, InputFileError, SignalError, SignalNotFoundError
+from .formats import describe_bytes, describe_directory, describe_file, is_zarr_store, zarr_nwb_version
 from .signals import SeriesValues, Signal
 
 __all__ = ["open_nwb", "Candidate", "iter_series", "find_emg", "read_emg", "SpikeUnits", "read_units", "bin_spikes",
            "OUTPUT_MODULE", "ELECTRODE_NAME_COLUMNS", "electrode_names", "channel_names_of", "spike_time_problems",
            "check_spike_span", "check_unit_clocks", "spike_bin_centres", "MAX_SPIKE_BINS", "MAX_OUTSIDE_FRACTION",
-           "MIN_MEDIAN_RATE_HZ"]
-
-log = logging.getLogger(__name__)
+           "MIN_MEDIAN_RATE_HZ", "check_external_links"]
 
 log = logging.getLogger(__name__)
 
@@ -41,27 +40,45 @@ _NAMES_IN_TEXT = re.compile(r"(?:muscles|channels|channel names)\s*[:=]\s*([^\n;
 @contextlib.contextmanager
 def open_nwb(path) -> Iterator[tuple[NWBHDF5IO, NWBFile]]:
     """Open an NWB file read-only; raise :class:`InputFileError` with a clear message if the path
-    is missing, a directory, not HDF5 or not NWB. ``path``: a local path, or a
+    is missing, not NWB (naming what it is instead: MATLAB, EDF, CSV, Intan, Open Ephys, plain
+    HDF5...), or holds an HDF5 external link to a missing file. ``path``: a local path, or a
     :class:`~nwb_autolfads.sources.Source` (local, http(s) URL or DANDI asset; remote files are
-    streamed lazily with remfile)."""
+    streamed lazily with remfile). NWB Zarr stores (``*.nwb.zarr`` directories, local or remote)
+    are read with hdmf-zarr (``pip install "nwb-autolfads[zarr]"``): the io is then an
+    ``NWBZarrIO``."""
     from .sources import Source, resolve_source
 
     src = path if isinstance(path, Source) else resolve_source(Path(path) if not isinstance(path, str) else path)
     if src.remote:
-        with _open_remote(src) as opened:
+        with (_open_zarr(src.url, src.spec) if src.zarr else _open_remote(src)) as opened:
             yield opened
         return
     path = src.path
     if not path.exists():
         raise InputFileError(f"input file {str(path)!r} does not exist: check the path")
     if path.is_dir():
-        raise InputFileError(f"input {str(path)!r} is a directory: give the path of an .nwb file")
-    if not h5py.is_hdf5(str(path)):
-        raise InputFileError(f"input {str(path)!r} is not an HDF5 file, so not NWB: give an NWB (HDF5) file")
+        if is_zarr_store(path) and zarr_nwb_version(path):
+            with _open_zarr(str(path), str(path)) as opened:
+                yield opened
+            return
+        what = describe_directory(path)
+        raise InputFileError(f"input {str(path)!r} is a directory" + (f", {what}" if what else
+                             ": give the path of an .nwb file (or of an NWB Zarr store, a *.nwb.zarr folder)"))
+    what = describe_file(path)
+    hdf5 = h5py.is_hdf5(str(path))
+    if what is not None:
+        raise InputFileError(f"input {str(path)!r} is {'HDF5 but' if hdf5 else 'not an HDF5 file, so'} not NWB: it is "
+                             f"{what}")
+    if not hdf5:
+        raise InputFileError(f"input {str(path)!r} is not an HDF5 file, so not NWB, and not a format nwb-autolfads "
+                             "recognises: give an NWB file (HDF5 .nwb, or an NWB Zarr store *.nwb.zarr); other "
+                             "formats can be converted to NWB with NeuroConv (https://neuroconv.readthedocs.io)")
     with h5py.File(str(path), "r") as f:
         if "nwb_version" not in f.attrs and "general" not in f:
             raise InputFileError(f"input {str(path)!r} is HDF5 but not NWB (no nwb_version attribute): "
-                                 "give an NWB file")
+                                 "give an NWB file, or convert the data with NeuroConv "
+                                 "(https://neuroconv.readthedocs.io)")
+        check_external_links(f, str(path), folder=path.parent)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # old files warn about cached namespaces; we report what matters
         io = NWBHDF5IO(str(path), mode="r", load_namespaces=True)
@@ -78,6 +95,82 @@ def open_nwb(path) -> Iterator[tuple[NWBHDF5IO, NWBFile]]:
         io.close()
 
 
+def check_external_links(f: h5py.File, where: str, folder: Path | None) -> None:
+    """Raise :class:`InputFileError` naming the first HDF5 external link of ``f`` that cannot be
+    followed (its file is missing, or lacks the object): pynwb would silently leave that
+    object out, and a series stored elsewhere would then simply be absent. ``where``: the
+    input as given; ``folder``: the local file's folder (None for a remote file)."""
+    base = folder
+    broken: list[tuple[str, h5py.ExternalLink]] = []
+
+    def walk(group: h5py.Group, prefix: str) -> None:
+        for name in group:
+            link = group.get(name, getlink=True)
+            inner = f"{prefix}/{name}" if prefix else name
+            if isinstance(link, h5py.ExternalLink):
+                if base is None:  # a remote file's links would be looked up on this machine: never followed
+                    broken.append((inner, link))
+                    continue
+                try:
+                    group[name]
+                except (KeyError, OSError, ValueError):
+                    broken.append((inner, link))
+            elif isinstance(link, h5py.HardLink):
+                obj = group.get(name)
+                if isinstance(obj, h5py.Group):
+                    walk(obj, inner)
+
+    walk(f, "")
+    if not broken:
+        return
+    inner, link = broken[0]
+    target = Path(link.filename)
+    resolved = target if target.is_absolute() or base is None else base / target
+    missing = base is None or not resolved.exists()
+    more = f" ({len(broken) - 1} more broken link(s) besides)" if len(broken) > 1 else ""
+    if missing:
+        if base is None:
+            problem = (f"the file {link.filename!r} it points to cannot be reached (a remote file's links are not "
+                       "followed)")
+            fix = "download both files into one folder and give the local path, or a file with the data embedded"
+        else:
+            problem = f"the file {link.filename!r} it points to is missing (looked for {str(resolved)!r})"
+            fix = (f"put {target.name} where the link expects it (relative links are resolved from the folder of "
+                   "the file), or give a file with the data embedded instead of linked")
+    else:
+        problem = f"{link.filename!r} has no object {link.path!r}"
+        fix = "give the linked file that holds it, or a file with the data embedded instead of linked"
+    raise InputFileError(f"input {where!r}: {inner} is an HDF5 external link to {link.filename}:{link.path}, and "
+                         f"{problem}{more}: {fix}")
+
+
+@contextlib.contextmanager
+def _open_zarr(location: str, spec: str) -> Iterator[tuple[object, NWBFile]]:
+    """Open an NWB Zarr store (a local directory, or an http(s) URL read through fsspec)."""
+    try:
+        from hdmf_zarr.nwb import NWBZarrIO
+    except ImportError:
+        raise InputFileError(f"{spec} is an NWB Zarr store; install with pip install 'nwb-autolfads[zarr]'") from None
+    io = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                io = NWBZarrIO(location, mode="r", load_namespaces=True)
+                nwbfile = io.read()
+            except Exception as exc:
+                raise InputFileError(f"{spec!r} could not be read as an NWB Zarr store ({type(exc).__name__}: "
+                                     f"{str(exc).splitlines()[0][:200] if str(exc) else ''}): check the path or URL, "
+                                     "and the store with nwbinspector") from None
+        yield io, nwbfile
+    finally:
+        if io is not None:
+            try:
+                io.close()
+            except Exception:
+                pass
+
+
 @contextlib.contextmanager
 def _open_remote(src) -> Iterator[tuple[NWBHDF5IO, NWBFile]]:
     """Stream a remote NWB file: remfile fetches only the byte ranges h5py reads."""
@@ -89,15 +182,25 @@ def _open_remote(src) -> Iterator[tuple[NWBHDF5IO, NWBFile]]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            head = None
             try:
                 rf = remfile.File(src.url)
+                head = rf.read(4096)  # what the file is, if it is not HDF5
+                rf.seek(0)
                 h5 = h5py.File(rf, "r")
             except Exception as exc:
-                raise InputFileError(f"could not open {src.spec!r} ({type(exc).__name__}: "
-                                     f"{str(exc).splitlines()[0][:200] if str(exc) else ''}): check the URL and the "
-                                     "network connection (the server must allow HTTP range requests)") from None
+                what = describe_bytes(head, src.name) if head is not None else None
+                raise InputFileError(f"could not open {src.spec!r}" + (
+                    f": it is not NWB but {what}" if what else
+                    f" ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}): check the URL and "
+                    "the network connection (the server must allow HTTP range requests)")) from None
+            what = describe_bytes(head, src.name)
+            if what is not None:  # HDF5 inside another format (a MATLAB 7.3 file)
+                raise InputFileError(f"{src.spec!r} is HDF5 but not NWB: it is {what}")
             if "nwb_version" not in h5.attrs and "general" not in h5:
-                raise InputFileError(f"{src.spec!r} is HDF5 but not NWB (no nwb_version attribute): give an NWB file")
+                raise InputFileError(f"{src.spec!r} is HDF5 but not NWB (no nwb_version attribute): give an NWB file, "
+                                     "or convert the data with NeuroConv (https://neuroconv.readthedocs.io)")
+            check_external_links(h5, src.spec, folder=None)
             io = NWBHDF5IO(file=h5, mode="r", load_namespaces=True)
             try:
                 nwbfile = io.read()
@@ -247,16 +350,21 @@ def _time_base(ts: TimeSeries, path: str, n: int) -> dict:
     return {"timestamps": None, "rate": float(ts.rate), "starting_time": float(ts.starting_time or 0.0)}
 
 
+def _in_file(data) -> bool:
+    """True for an array still in its file (an HDF5 or a Zarr dataset): read on demand."""
+    return isinstance(data, h5py.Dataset) or type(data).__module__.split(".")[0] == "zarr"
+
+
 def _physical(ts: TimeSeries, columns: list, transposed: bool = False) -> SeriesValues | np.ndarray:
     """The series' values in physical units: read on demand when stored in a file (so big and
     remote recordings are never loaded whole), as an array when the data are in memory.
     ``transposed``: the one 2-D dataset is stored channels x time."""
-    columns = [c if isinstance(c, h5py.Dataset) else np.asarray(c) for c in columns]
+    columns = [c if _in_file(c) else np.asarray(c) for c in columns]
     channel_conversion = getattr(ts, "channel_conversion", None)
     values = SeriesValues(columns, float(ts.conversion if ts.conversion is not None else 1.0),
                           None if channel_conversion is None else np.asarray(channel_conversion[:], dtype=float),
                           float(getattr(ts, "offset", 0.0) or 0.0), transposed=transposed)
-    return values if all(isinstance(c, h5py.Dataset) for c in columns) else np.asarray(values)
+    return values if all(_in_file(c) for c in columns) else np.asarray(values)
 
 
 ELECTRODE_NAME_COLUMNS = ("muscle", "channel_name", "electrode_name", "label", "name", "location", "group_name")
@@ -433,7 +541,7 @@ def _read_container(cand: Candidate) -> Signal:
     units = {ts.unit for ts in series}
     convs = {(float(ts.conversion if ts.conversion is not None else 1.0), float(getattr(ts, "offset", 0.0) or 0.0))
              for ts in series}
-    if len(convs) == 1 and all(isinstance(ts.data, h5py.Dataset) for ts in series):  # read on demand
+    if len(convs) == 1 and all(_in_file(ts.data) for ts in series):  # read on demand
         conversion, offset = convs.pop()
         values = SeriesValues([ts.data for ts in series], conversion, None, offset)
     else:

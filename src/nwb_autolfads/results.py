@@ -124,7 +124,8 @@ def load_results(path: str | Path, run: str | None = None):
     ``firing_rates`` (time x unit, Hz), ``factors`` (time x factor), ``inferred_inputs``
     (time x inferred_input), ``initial_conditions`` (window x ic_dim, with ``window_time``),
     and the training curves (epoch). Attributes: the run's provenance (config, software,
-    hyperparameters and metrics as JSON text; seed, times, source file identifier and SHA-256).
+    hyperparameters and metrics as JSON text; seed, times, source file identifier and SHA-256;
+    ``source``: where the input came from, JSON text, e.g. the DANDI asset id, version and digests).
     """
     import xarray as xr
 
@@ -180,7 +181,8 @@ def load_results(path: str | Path, run: str | None = None):
                  "source_file_sha256": r.source_file_sha256, "source_paths": r.source_paths,
                  "source_object_ids": r.source_object_ids, "config": r.config, "software": r.software,
                  "hyperparameters": r.hyperparameters, "metrics": r.metrics,
-                 "preprocessing": r.preprocessing or "", "command": r.command or ""}
+                 "preprocessing": r.preprocessing or "", "command": r.command or "",
+                 "source": getattr(r, "source", None) or ""}
         if r.pbt_history is not None:
             attrs["pbt_history"] = r.pbt_history.to_dataframe().to_json(orient="records")
         return xr.Dataset(data_vars, coords=coords, attrs=attrs)

@@ -100,7 +100,8 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
                   name: str = "EMG", int16: bool = False, n_units: int = 0, seed: int = 0,
                   behavior: bool = False, start_time: float = 0.0, float32_timestamps: bool = False,
                   jitter: float = 0.0, transposed: bool = False, electrode_rows: list[int] | None = None,
-                  name_column: str = "location", unit_faults: dict[int, str] | None = None) -> Path:
+                  name_column: str = "location", unit_faults: dict[int, str] | None = None,
+                  backend: str = "hdf5") -> Path:
     """Write ``synth`` as an NWB file.
 
     layout: ``timeseries`` (one 2-D TimeSeries, muscle names in the description),
@@ -126,6 +127,8 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
     (seconds) to each timestamp, like a software-stamped acquisition clock; both force
     timestamps. ``transposed`` stores the data channels x time (against NWB's time-first rule).
     The ground truth is always stored at the exact sample times.
+    ``backend``: ``hdf5`` (an ``.nwb`` file) or ``zarr`` (an NWB Zarr store, a directory such as
+    ``x.nwb.zarr``; needs hdmf-zarr).
     """
     from pynwb import NWBHDF5IO, NWBFile, TimeSeries
     from pynwb.behavior import BehavioralTimeSeries
@@ -243,6 +246,14 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
         for start in np.arange(t[0], t[-1] - 2.0, 2.0):
             nwb.add_trial(start_time=float(start), stop_time=float(start + 2.0), go_cue_time=float(start + 0.8))
     path = Path(path)
+    if backend == "zarr":
+        from hdmf_zarr.nwb import NWBZarrIO
+
+        with NWBZarrIO(str(path), mode="w") as io:
+            io.write(nwb)
+        return path
+    if backend != "hdf5":
+        raise ValueError(f"unknown backend {backend!r}: hdf5 or zarr")
     with NWBHDF5IO(str(path), "w") as io:
         io.write(nwb)
     if transposed:  # pynwb refuses to write it: rewrite the dataset as other software would have

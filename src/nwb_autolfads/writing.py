@@ -78,6 +78,7 @@ class RunRecord:
     command: str = ""
     git_revision: str | None = None
     name: str | None = None  # run name; default run_<started>
+    source: dict | None = None  # where the input came from (sources.Source.provenance)
 
 
 def compact_float(a: np.ndarray) -> np.ndarray:
@@ -89,13 +90,15 @@ def compact_float(a: np.ndarray) -> np.ndarray:
 
 def default_output_path(input_path: str | Path, modalities: str = "emg") -> Path:
     """``sub-X_ses-Y_desc-autolfads_<modalities>.nwb`` for DANDI-named inputs, else
-    ``<stem>_autolfads.nwb``; beside the input."""
+    ``<stem>_autolfads.nwb``; beside the input (the stem of ``x.nwb.zarr`` is ``x``)."""
     input_path = Path(input_path)
-    match = _DANDI_NAME.match(input_path.stem)
+    stem = re.sub(r"(\.nwb)?\.zarr$", "", input_path.name.rstrip("/")) if input_path.suffix == ".zarr" \
+        else input_path.stem
+    match = _DANDI_NAME.match(stem)
     if match:
         name = f"{match.group(1)}{match.group(2) or ''}_desc-autolfads_{modalities}.nwb"
     else:
-        name = f"{input_path.stem}_autolfads.nwb"
+        name = f"{stem}_autolfads.nwb"
     return input_path.with_name(name)
 
 
@@ -128,6 +131,9 @@ def check_in_place(path: str | Path) -> Path:
     """Fail early if ``path`` cannot be updated in place (it must be writable, and so must its
     directory, which holds the temporary copy)."""
     path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"--in-place: {str(path)!r} is a folder (an NWB Zarr store): results are written as an "
+                          "NWB HDF5 file; leave out --in-place to write a new file")
     if not os.access(path, os.W_OK):
         raise OutputError(f"--in-place: {str(path)!r} is not writable: make it writable or write a new file "
                           "(leave out --in-place)")
@@ -301,6 +307,8 @@ def build_run(nwbfile, record: RunRecord) -> AutoLFADSRun:
         kwargs["git_revision"] = record.git_revision
     if record.command:
         kwargs["command"] = record.command
+    if record.source:
+        kwargs["source"] = to_json(record.source)
     if record.emg_object_id is not None:
         target = nwbfile.objects.get(record.emg_object_id)
         if target is not None:
