@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUNDIR",
                    help="continue an interrupted run from its run directory (by default the same command run "
                         "again continues from .<output>.rundir beside the output)")
+    p.add_argument("--fresh", action="store_true",
+                   help="start afresh although .<output>.rundir holds an interrupted run with other settings: its "
+                        "state is moved aside to .<output>.rundir.<UTC time> (never deleted)")
     p.add_argument("--run-name", metavar="NAME", help="name of the run in processing/autolfads "
                                                       "(default run_<UTC start time>)")
     p.add_argument("--report", metavar="DIR", help="after training, evaluate the result against the baselines and "
@@ -229,15 +232,14 @@ def _cmd_run(args) -> int:
             from .testing import mock_emg_nwb
             print(f"writing synthetic example {path} (1 minute of raw EMG, 12 muscles, 2 kHz) ...", file=sys.stderr)
             mock_emg_nwb(path, duration=60.0, rate=2000.0, n_muscles=12, seed=0)
-        preset = preset or "quick"
-        overwrite = True  # the example's own output is replaced on every run
+        preset = preset or "quick"  # an existing result is replaced only with --overwrite, like any output
     else:
         if not args.file:
             raise ConfigError("no input file: give FILE.nwb, or --example to run on a built-in example")
         path = args.file  # a path or a URL: run() resolves it
     result = run(path, args.output, preset=preset, config=args.config, overrides=overrides, emg=args.emg,
                  seed=args.seed, device=args.device, overwrite=overwrite, in_place=args.in_place,
-                 run_name=args.run_name, progress=not args.quiet, resume=args.resume,
+                 run_name=args.run_name, progress=not args.quiet, resume=args.resume, fresh=args.fresh,
                  command=shlex.join(["nwb-autolfads", *args.argv]))
     print(result.summary())
     if args.example:

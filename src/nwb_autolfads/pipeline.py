@@ -8,8 +8,10 @@ inferred inputs in processing module ``autolfads``, with the resolved config as 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import platform
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -177,13 +179,12 @@ def default_rundir(target: Path) -> Path:
     return target.with_name(f".{target.name}.rundir")
 
 
-def _prepare_rundir(rundir: Path, cfg: RunConfig, segments: list[np.ndarray], explicit: bool) -> None:
-    """Make ``rundir`` hold the state of *this* run: a run directory left by a run with other data
-    or settings is an error when given with --resume, and is cleared otherwise."""
+def _prepare_rundir(rundir: Path, cfg: RunConfig, segments: list[np.ndarray], explicit: bool,
+                    fresh: bool = False) -> None:
+    """Make ``rundir`` hold the state of *this* run. A run directory left by a run with other data
+    or settings is never deleted: it is an error, unless ``fresh`` (then it is moved aside to
+    ``<rundir>.<UTC time>`` and this run starts afresh)."""
     import hashlib
-    import json
-    import shutil
-
     digest = hashlib.sha256()
     for seg in segments:
         digest.update(np.ascontiguousarray(seg).tobytes())
@@ -198,16 +199,49 @@ def _prepare_rundir(rundir: Path, cfg: RunConfig, segments: list[np.ndarray], ex
         if old == json.loads(json.dumps(fingerprint)):
             log.warning("resuming the interrupted run in %s", rundir)
             return
+        changed = _changed_settings(old, fingerprint)
         if explicit:
-            raise ConfigError(f"--resume {str(rundir)!r} holds a run with other data or settings: resume with the "
-                              "same input and configuration, or leave out --resume to start afresh")
-        log.warning("%s holds an interrupted run with other data or settings: starting afresh", rundir)
-        shutil.rmtree(rundir)
+            raise ConfigError(f"--resume {str(rundir)!r} holds a run with other {changed}: resume with the same "
+                              "input and configuration, or leave out --resume and pass --fresh to start afresh")
+        if not fresh:
+            raise ConfigError(f"{str(rundir)!r} holds an interrupted run with other {changed}: continue it with "
+                              f"--resume {shlex.quote(str(rundir))} and the old settings, or pass --fresh to move "
+                              "its state aside and start afresh (nothing was deleted)")
+        aside = rundir.with_name(f"{rundir.name}.{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}")
+        while aside.exists():
+            aside = aside.with_name(aside.name + "_")
+        rundir.rename(aside)
+        log.warning("the interrupted run's state in %s was moved aside to %s: starting afresh", rundir, aside)
     elif rundir.exists() and any(rundir.iterdir()):
         raise ConfigError(f"run directory {str(rundir)!r} exists and is not an nwb-autolfads run directory: move it "
                           "away")
     rundir.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(fingerprint))
+
+
+def _changed_settings(old: Any, new: dict) -> str:
+    """What differs between two run-directory fingerprints, for a message: ``settings
+    (train.max_epochs: 150 -> 3)``, ``data``, or both."""
+    if not isinstance(old, dict) or not isinstance(old.get("config"), dict):
+        return "data or settings"
+
+    def flat(d: Any, prefix: str = "") -> dict:
+        if not isinstance(d, dict):
+            return {prefix.rstrip("."): d}
+        out: dict = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}."))
+        return out
+
+    a, b = flat(old["config"]), flat(json.loads(json.dumps(new["config"])))
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    what = []
+    if keys:
+        shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys[:3])
+        what.append(f"settings ({shown}{', ...' if len(keys) > 3 else ''})")
+    if old.get("data_sha256") != new.get("data_sha256"):
+        what.append("data")
+    return " and ".join(what) or "data or settings"
 
 
 def _describe(cfg: RunConfig, sig, units) -> str:
@@ -274,11 +308,13 @@ class FitResult:
 
 
 def fit_signal(segments: list[np.ndarray], bin_size: float, observation: ObservationModel, cfg: RunConfig,
-               progress: bool = True, rundir: str | Path | None = None, resume: bool = False) -> FitResult:
+               progress: bool = True, rundir: str | Path | None = None, resume: bool = False,
+               fresh: bool = False) -> FitResult:
     """Chop, train, infer and merge. ``segments``: per gap-free stretch, (n_bins, C) model-ready
     data; ``observation``: the distribution of each channel. ``cfg`` must be resolved for the
     channel count (:meth:`RunConfig.resolved`). ``rundir``: where the training state is kept
-    (and resumed from); ``resume``: it was named by the user, so a mismatch is an error."""
+    (and resumed from); ``resume``: it was named by the user; ``fresh``: a run directory of a run
+    with other data or settings is moved aside instead of refused."""
     w = cfg.windows
     lead = cfg.model.lead_in_bins  # windows carry a lead-in before the bins they model
     windows, index = chop_segments(segments, w.window_bins + lead, w.overlap_bins + lead)
@@ -295,10 +331,12 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
     if lead:
         log.info("the first %d bins of each segment are lead-in only (NaN in the outputs)", lead)
 
+    device = resolve_device(cfg.device)  # before the run directory is made: a bad option leaves nothing
+    if cfg.pbt.population > 1 and cfg.pbt.backend == "ray":
+        from .pbt_ray import train_population_ray  # noqa: F401  (a missing Ray fails here, before any state)
     if rundir is not None:
-        _prepare_rundir(Path(rundir), cfg, segments, explicit=resume)
+        _prepare_rundir(Path(rundir), cfg, segments, explicit=resume, fresh=fresh)
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
     train_idx, valid_idx = split_train_valid(index.n_windows, w.valid_every)
     x_all = torch.from_numpy(windows).to(device)
     data_mean = x_all[train_idx].mean(dim=(0, 1))
@@ -336,7 +374,8 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         config: RunConfig | str | Path | None = None, overrides: Mapping[str, Any] | None = None,
         emg: str | None = None, seed: int | None = None, device: str | None = None, overwrite: bool = False,
         in_place: bool = False, run_name: str | None = None, write: bool = True,
-        progress: bool = True, command: str | None = None, resume: str | Path | None = None) -> RunResult:
+        progress: bool = True, command: str | None = None, resume: str | Path | None = None,
+        fresh: bool = False) -> RunResult:
     """Run AutoLFADS-style muscle-activation estimation on the EMG of an NWB file.
 
     Parameters
@@ -361,7 +400,11 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     resume : run directory of an interrupted run to continue. Without it, a run that writes a
         file keeps its state in ``.<output name>.rundir`` beside the output (every epoch for
         one model, every generation for a population) and the same command run again after
-        a crash continues from there; the directory is removed once the output is written.
+        a crash continues from there; the directory is removed once the output is written. A
+        run directory left by a run with other data or settings is never deleted: the run is
+        refused (:class:`~nwb_autolfads.errors.ConfigError`) unless ``fresh``.
+    fresh : start afresh even when the run directory holds an interrupted run with other data or
+        settings; its state is moved aside to ``<rundir>.<UTC time>``, never deleted.
 
     Returns a :class:`RunResult` (arrays, training history, output path, :meth:`~RunResult.summary`).
     """
@@ -383,6 +426,9 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         cfg = config.updated({**dict(overrides or {}), **extra})
     else:
         cfg = build_config(preset=preset, file=config, overrides={**dict(overrides or {}), **extra})
+    resolve_device(cfg.device)  # every option is checked before anything is created
+    if fresh and resume is not None:
+        raise ConfigError("give either --resume RUNDIR (continue that run) or --fresh (start afresh), not both")
 
     modalities = cfg.data.model.split("+")
     with open_nwb(path) as (_io, nwbfile):
@@ -413,11 +459,11 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         if write:
             stack.enter_context(OutputLock(path if in_place else out_path))
         return _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier, started, t_start, write,
-                           in_place, overwrite, run_name, progress, command, resume, trial_times)
+                           in_place, overwrite, run_name, progress, command, resume, trial_times, fresh)
 
 
 def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier, started, t_start, write, in_place,
-                overwrite, run_name, progress, command, resume, trial_times) -> RunResult:
+                overwrite, run_name, progress, command, resume, trial_times, fresh=False) -> RunResult:
     """The part of :func:`run` after the input is read and the output checked, under the output's lock."""
     # hashing a remote file would download all of it: its URL identifies it instead
     source_sha256 = file_sha256(path) if write and not isinstance(path, Source) else ""
@@ -475,7 +521,7 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
     else:
         rundir = None
     fit = fit_signal(segments, bin_size, observation, cfg, progress=progress, rundir=rundir,
-                     resume=resume is not None)
+                     resume=resume is not None, fresh=fresh)
     times = np.concatenate(bin_times)
     mean = np.concatenate(fit.mean)
     # Bins no window covers (segments shorter than a window, lead-in bins) have no estimate: they are

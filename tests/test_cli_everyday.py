@@ -1,0 +1,84 @@
+"""Everyday use of the command line (issue 16): never lose work, never mislabel a run, clear next steps."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from nwb_autolfads.cli import main
+from nwb_autolfads.testing import mock_emg_nwb
+
+SMOKE = ["--preset", "smoke", "-q", "--set", "windows.window_bins=8", "--set", "windows.overlap_bins=2"]
+
+
+@pytest.fixture()
+def tiny(tmp_path):
+    """3 s of raw 2-muscle EMG: a smoke run on it takes a few seconds."""
+    return mock_emg_nwb(tmp_path / "tiny.nwb", duration=3.0, rate=1000.0, n_muscles=2, seed=3)
+
+
+def _err_line(capsys):
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("nwb-autolfads: error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+# ---------------------------------------------------------------- 1. the example's result is never replaced silently
+def test_example_refuses_to_replace_an_existing_result(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    mock_emg_nwb(tmp_path / "autolfads_example.nwb", duration=3.0, rate=1000.0, n_muscles=2)
+    done = tmp_path / "autolfads_example_autolfads.nwb"
+    done.write_bytes(b"an hours-long result")
+    assert main(["run", "--example", "--preset", "smoke", "-q"]) == 2
+    assert "--overwrite" in _err_line(capsys)
+    assert done.read_bytes() == b"an hours-long result"
+
+
+# ---------------------------------------------------------------- 2. an interrupted run's state is never deleted
+def _interrupted_rundir(tiny, max_epochs):
+    """The run directory a run with ``train.max_epochs=max_epochs`` leaves when it is killed."""
+    from nwb_autolfads.pipeline import RUN_FINGERPRINT, default_rundir
+
+    rundir = default_rundir(tiny.with_name("tiny_autolfads.nwb"))
+    rundir.mkdir()
+    (rundir / "model_state.pt").write_bytes(b"hours of training")
+    from nwb_autolfads.config import build_config
+    cfg = build_config("smoke", overrides={"train.max_epochs": max_epochs, "pbt.population": 1,
+                                           "windows.window_bins": 8, "windows.overlap_bins": 2}).to_dict()
+    cfg = {k: v for k, v in cfg.items() if k not in ("device", "inference")}
+    (rundir / RUN_FINGERPRINT).write_text(json.dumps({"config": cfg, "data_sha256": "0" * 64}))
+    return rundir
+
+
+def test_changed_setting_refuses_and_keeps_the_interrupted_state(tiny, capsys):
+    rundir = _interrupted_rundir(tiny, 150)
+    assert main(["run", str(tiny), *SMOKE, "--population", "1"]) == 2
+    line = _err_line(capsys)
+    assert str(rundir) in line and "--resume" in line and "--fresh" in line and "train.max_epochs" in line
+    assert (rundir / "model_state.pt").read_bytes() == b"hours of training"
+    assert not tiny.with_name("tiny_autolfads.nwb").exists()
+
+
+def test_fresh_moves_the_old_state_aside_and_runs(tiny, capsys):
+    rundir = _interrupted_rundir(tiny, 150)
+    assert main(["run", str(tiny), *SMOKE, "--population", "1", "--fresh"]) == 0
+    assert tiny.with_name("tiny_autolfads.nwb").is_file()
+    aside = [p for p in tiny.parent.iterdir() if p.name.startswith(rundir.name + ".")]
+    assert len(aside) == 1 and (aside[0] / "model_state.pt").read_bytes() == b"hours of training"
+    assert not rundir.exists()
+    assert main(["run", str(tiny), *SMOKE, "--fresh", "--resume", str(aside[0])]) == 2
+
+
+# ---------------------------------------------------------------- 3. a bad option creates nothing
+def test_bad_device_leaves_nothing_behind(tiny, monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    before = sorted(p.name for p in tiny.parent.iterdir())
+    assert main(["run", str(tiny), *SMOKE, "--device", "cuda"]) == 2
+    assert "cuda" in _err_line(capsys)
+    assert sorted(p.name for p in tiny.parent.iterdir()) == before
