@@ -82,3 +82,38 @@ def test_bad_device_leaves_nothing_behind(tiny, monkeypatch, capsys):
     assert main(["run", str(tiny), *SMOKE, "--device", "cuda"]) == 2
     assert "cuda" in _err_line(capsys)
     assert sorted(p.name for p in tiny.parent.iterdir()) == before
+
+
+# ---------------------------------------------------------------- 4. a preset and a config file: one rule
+def test_config_show_then_run_with_another_preset_is_refused_the_same_way(tiny, tmp_path, capsys):
+    assert main(["config", "--show"]) == 0
+    dumped = tmp_path / "my.yaml"
+    dumped.write_text(capsys.readouterr().out)
+    assert main(["config", "--show", "--config", str(dumped), "--preset", "quick"]) == 2
+    config_err = _err_line(capsys)
+    assert main(["run", str(tiny), "--config", str(dumped), "--preset", "quick", "-q"]) == 2
+    assert _err_line(capsys) == config_err and "preset 'default'" in config_err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my.yaml", "tiny.nwb"]
+    # a file written for the preset runs with it, and config --show shows what run records
+    assert main(["config", "--show", "--preset", "smoke"]) == 0
+    dumped.write_text(capsys.readouterr().out)
+    assert main(["config", "--show", "--config", str(dumped), "--preset", "smoke", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["preset"] == "smoke" and shown["pbt"]["population"] == 2
+
+
+def test_config_help_describes_its_options_and_the_rule(capsys):
+    with pytest.raises(SystemExit):
+        main(["config", "--help"])
+    out = capsys.readouterr().out
+    assert "underneath" in out
+    text = " ".join(out.split())
+    for words in ("start from this preset", "apply over the preset", "override one setting", "JSON instead"):
+        assert words in text
+
+
+def test_config_show_has_descriptions_as_yaml_comments(capsys):
+    assert main(["config", "--show", "--preset", "quick"]) == 0
+    out = capsys.readouterr().out
+    assert "# Model bin width in seconds." in out and "# Initial learning rate of Adam." in out
+    assert yaml.safe_load(out)["preset"] == "quick"

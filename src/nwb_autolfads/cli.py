@@ -83,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training budget: smoke (seconds, for tests), quick (minutes, one model), default "
                         "(AutoLFADS: population-based training of 20 members), paper (the published settings)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--config", metavar="FILE", help="YAML config file (see `nwb-autolfads config --show`)")
+    p.add_argument("--config", metavar="FILE",
+                   help="YAML config file (see `nwb-autolfads config --show`); its values apply over the preset, "
+                        "and a file that names another preset than --preset is refused")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override one setting, e.g. --set train.max_epochs=100 (repeatable)")
     state = p.add_mutually_exclusive_group()
@@ -141,18 +143,26 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--folds", type=int, default=5, help="contiguous cross-validation folds (default 5)")
     e.add_argument("--lags", type=int, default=10, help="history of the ridge decoders in bins (default 10)")
 
-    c = sub.add_parser("config", help="print the resolved configuration (defaults, preset, file, overrides)")
+    c = sub.add_parser("config", help="print the resolved configuration (defaults, preset, file, overrides)",
+                       description="Print the configuration `run` would use with the same --preset, --config and "
+                                   "--set: every setting, with its description and unit as a YAML comment. "
+                                   "Priority, lowest first: defaults, the preset, the config file, --set. The "
+                                   "preset applies underneath the file (the file's values win); a file written "
+                                   "by `config --show` names its preset, and a different --preset with it is "
+                                   "refused (write one with `config --show --preset NAME > FILE`).")
     c.add_argument("--show", action="store_true", help="print the configuration (the default action)")
-    c.add_argument("--preset", choices=sorted(PRESETS))
-    c.add_argument("--config", metavar="FILE")
-    c.add_argument("--set", action="append", metavar="KEY=VALUE")
-    c.add_argument("--json", action="store_true", help="JSON instead of YAML")
+    c.add_argument("--preset", choices=sorted(PRESETS),
+                   help="start from this preset (default: the config file's preset, else 'default')")
+    c.add_argument("--config", metavar="FILE", help="YAML config file whose values apply over the preset")
+    c.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override one setting, e.g. --set train.max_epochs=100 (repeatable)")
+    c.add_argument("--json", action="store_true", help="JSON instead of YAML (no descriptions)")
     return parser
 
 
 def _cmd_config(args) -> int:
     cfg = build_config(preset=args.preset, file=args.config, overrides=_parse_sets(args.set))
-    sys.stdout.write(cfg.to_json() + "\n" if args.json else cfg.to_yaml())
+    sys.stdout.write(cfg.to_json() + "\n" if args.json else cfg.to_yaml(comments=True))
     return 0
 
 
