@@ -117,3 +117,26 @@ def test_config_show_has_descriptions_as_yaml_comments(capsys):
     out = capsys.readouterr().out
     assert "# Model bin width in seconds." in out and "# Initial learning rate of Adam." in out
     assert yaml.safe_load(out)["preset"] == "quick"
+
+
+# ---------------------------------------------------------------- 5. provenance: version, git revision, preset
+def test_git_revision_says_when_not_a_git_checkout(tmp_path):
+    from importlib.metadata import version
+
+    import nwb_autolfads
+    from nwb_autolfads.writing import git_revision
+
+    assert nwb_autolfads.__version__ == version("nwb-autolfads")
+    assert git_revision(tmp_path) == f"not a git checkout (installed package {nwb_autolfads.__version__})"
+    assert git_revision()  # this checkout: a revision, never empty
+
+
+def test_runs_show_the_preset_and_the_git_revision(tiny, capsys):
+    assert main(["run", str(tiny), *SMOKE]) == 0
+    out = tiny.with_name("tiny_autolfads.nwb")
+    capsys.readouterr()
+    assert main(["runs", str(out), "--json"]) == 0
+    (info,) = json.loads(capsys.readouterr().out)
+    assert info["preset"] == "smoke" and info["git_revision"]
+    assert main(["runs", str(out)]) == 0
+    assert "preset smoke" in capsys.readouterr().out
