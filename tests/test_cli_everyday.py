@@ -140,3 +140,23 @@ def test_runs_show_the_preset_and_the_git_revision(tiny, capsys):
     assert info["preset"] == "smoke" and info["git_revision"]
     assert main(["runs", str(out)]) == 0
     assert "preset smoke" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- 6. --emg at a series that is not EMG
+def test_emg_pointed_at_kinematics_warns_in_stderr_summary_and_provenance(tmp_path, capsys, caplog):
+    from nwb_autolfads.reading import emg_doubt, iter_series, open_nwb
+    from nwb_autolfads.testing import synthetic_emg, write_emg_nwb
+
+    path = write_emg_nwb(tmp_path / "beh.nwb", synthetic_emg(duration=4.0, rate=1000.0, n_muscles=2, seed=2),
+                         behavior=True)
+    with open_nwb(path) as (_io, nwb):
+        doubts = {c.path: emg_doubt(c) for c in iter_series(nwb)}
+    assert doubts["acquisition/EMG"] is None  # the EMG raises no doubt
+    assert "kinematics" in doubts["processing/behavior/joint_angles"]
+    assert "'N'" in doubts["processing/behavior/force"]
+    assert main(["run", str(path), "--emg", "processing/behavior/joint_angles", *SMOKE]) == 0
+    assert "does not look like EMG" in caplog.text and "radians" in caplog.text
+    out = capsys.readouterr().out
+    assert "WARNING" in out and "does not look like EMG" in out
+    import nwb_autolfads
+    assert "does not look like EMG" in nwb_autolfads.load_results(tmp_path / "beh_autolfads.nwb").attrs["description"]

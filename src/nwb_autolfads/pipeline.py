@@ -30,7 +30,7 @@ from .inference import infer
 from .model import LFADS
 from .observations import Composite, ObservationModel, Poisson, get_observation
 from .preprocessing import preprocess_emg
-from .reading import bin_spikes, iter_series, open_nwb, read_emg, read_trial_times, read_units
+from .reading import bin_spikes, emg_doubt, find_emg, iter_series, open_nwb, read_emg, read_trial_times, read_units
 from .pbt import train_population
 from .training import TrainResult, split_train_valid, train_model
 from .windows import WindowIndex, chop_segments, merge_segments
@@ -72,6 +72,8 @@ class RunResult:
     run_name: str | None = None
     """Name of the run's container in processing/autolfads of the output."""
     chosen_by: str = "found automatically"
+    doubt: str | None = None
+    """Why the modelled series does not look like EMG (None when nothing speaks against it)."""
 
     def summary(self) -> str:
         t = self.training
@@ -85,6 +87,8 @@ class RunResult:
             query = self.config.data.units
             lines.append(f"  modelled    units: {len(self.unit_ids)} units" + (f" ({query})" if query else "")
                          + f", {dur:.1f} s in {self.config.windows.bin_size * 1e3:g} ms bins, Poisson")
+        if self.doubt and self.channel_names:
+            lines.append(f"  WARNING     {self.source_path} does not look like EMG: {self.doubt}")
         if self.other_candidates and self.channel_names:
             lines.append(f"              also EMG-like, not modelled (choose with --emg): "
                          f"{', '.join(self.other_candidates)}")
@@ -433,6 +437,10 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     modalities = cfg.data.model.split("+")
     with open_nwb(path) as (_io, nwbfile):
         sig = read_emg(nwbfile, cfg.data.emg, cfg.data.channel_names, lazy=True) if "emg" in modalities else None
+        doubt = emg_doubt(find_emg(nwbfile, cfg.data.emg)) if sig is not None else None
+        if doubt:
+            log.warning("%s does not look like EMG (%s): it is modelled as EMG because it was chosen with --emg; "
+                        "check with `nwb-autolfads inspect` that it is the EMG", sig.source_path, doubt)
         units = read_units(nwbfile, cfg.data.units) if "spikes" in modalities else None
         others = [c.path for c in iter_series(nwbfile) if sig is not None and c.score > 0
                   and c.path != sig.source_path and not c.path.startswith(sig.source_path + "/")]
@@ -459,11 +467,11 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         if write:
             stack.enter_context(OutputLock(path if in_place else out_path))
         return _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier, started, t_start, write,
-                           in_place, overwrite, run_name, progress, command, resume, trial_times, fresh)
+                           in_place, overwrite, run_name, progress, command, resume, trial_times, fresh, doubt)
 
 
 def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier, started, t_start, write, in_place,
-                overwrite, run_name, progress, command, resume, trial_times, fresh=False) -> RunResult:
+                overwrite, run_name, progress, command, resume, trial_times, fresh=False, doubt=None) -> RunResult:
     """The part of :func:`run` after the input is read and the output checked, under the output's lock."""
     # hashing a remote file would download all of it: its URL identifies it instead
     source_sha256 = file_sha256(path) if write and not isinstance(path, Source) else ""
@@ -552,7 +560,7 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
                        rectified=compact_float(rectified), preprocessing_steps=pre.steps if pre else [],
                        training=train, n_windows=fit.index.n_windows, n_train=fit.n_train, n_valid=fit.n_valid,
                        seconds=0.0, device=fit.device, other_candidates=others,
-                       chosen_by="--emg" if cfg.data.emg else "found automatically")
+                       chosen_by="--emg" if cfg.data.emg else "found automatically", doubt=doubt)
     if write:
         paths, ids = [], []
         if sig is not None:
@@ -563,7 +571,8 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
             ids.append(units.object_id or "")
         record = RunRecord(
             times=times, bin_size=bin_size, factors=result.factors, inputs=result.inputs,
-            description=_describe(cfg, sig, units), config=cfg.to_dict(), software=_versions(),
+            description=_describe(cfg, sig, units) + (f"; WARNING: {sig.source_path} does not look like EMG: "
+                                                       f"{doubt}" if doubt else ""), config=cfg.to_dict(), software=_versions(),
             hyperparameters=train.hyperparameters or _hyperparameters(cfg), metrics=_metrics(result), seed=cfg.seed,
             started=started.isoformat(), finished=datetime.now(timezone.utc).isoformat(),
             source_identifier=source_identifier, source_sha256=source_sha256, modalities=cfg.data.model,
