@@ -160,3 +160,30 @@ def test_emg_pointed_at_kinematics_warns_in_stderr_summary_and_provenance(tmp_pa
     assert "WARNING" in out and "does not look like EMG" in out
     import nwb_autolfads
     assert "does not look like EMG" in nwb_autolfads.load_results(tmp_path / "beh_autolfads.nwb").attrs["description"]
+
+
+# ---------------------------------------------------------------- 7. next steps: --model spikes; channel names
+def test_units_without_emg_suggest_model_spikes(tmp_path, capsys):
+    import h5py
+
+    from nwb_autolfads.testing import synthetic_emg, write_emg_nwb
+
+    path = write_emg_nwb(tmp_path / "units.nwb", synthetic_emg(duration=3.0, rate=1000.0, n_muscles=2, seed=4),
+                         name="Accelerometer", n_units=4, include_truth=False)
+    with h5py.File(path, "a") as f:
+        f["acquisition/Accelerometer"].attrs["description"] = "3-axis accelerometer"
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "--model spikes" in out
+    assert main(["run", str(path), "-q", "--preset", "smoke"]) == 2
+    line = _err_line(capsys)
+    assert "--model spikes" in line and "--emg" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["units.nwb"]
+
+
+def test_inspect_lists_channel_names(tiny, capsys):
+    assert main(["inspect", str(tiny)]) == 0
+    out = capsys.readouterr().out
+    assert "channels: TA, MG" in out
+    assert main(["inspect", str(tiny), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["modalities"]["emg"][0]["channels"] == ["TA", "MG"]

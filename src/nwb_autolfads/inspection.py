@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SignalNotFoundError
-from .reading import Candidate, find_emg, iter_series, modality_of, open_nwb
+from .reading import Candidate, _series_channel_names, find_emg, iter_series, modality_of, open_nwb
 
 __all__ = ["inspect_file", "format_report"]
 
@@ -26,11 +26,14 @@ def _describe_series(c: Candidate) -> dict[str, Any]:
         shape = [int(first.data.shape[0]), len(children)]
         info = _time_info(first)
         unit = str(first.unit)
+        channels = [str(t.name) for t in children]
     else:
         shape = [int(n) for n in ts.data.shape] if ts.data is not None else []
         info = _time_info(ts)
         unit = str(getattr(ts, "unit", "") or "")
-    return {"path": c.path, "type": c.neurodata_type, "layout": c.kind, "shape": shape, "unit": unit, **info}
+        channels = _series_channel_names(ts, shape[1] if len(shape) == 2 else 1) if len(shape) in (1, 2) else []
+    return {"path": c.path, "type": c.neurodata_type, "layout": c.kind, "shape": shape, "unit": unit,
+            "channels": channels, **info}
 
 
 def _time_info(ts) -> dict[str, Any]:
@@ -76,8 +79,11 @@ def inspect_file(path: str | Path) -> dict[str, Any]:
                 + (f", with the most channels, among {len(report['modalities']['emg'])} candidates"
                    if len(report["modalities"]["emg"]) > 1 else ""))}
         except SignalNotFoundError:
+            spikes = report["units"] is not None and report["units"]["count"] > 0
             report["default"] = {"emg": None, "reason": "no series whose name or description mentions EMG/muscle: "
-                                 "`run` needs --emg PATH (a TimeSeries holding EMG)"}
+                                 "`run` needs --emg PATH (a TimeSeries holding EMG)" + (
+                                     f", or --model spikes to model the {report['units']['count']} units"
+                                     if spikes else "")}
     return report
 
 
@@ -95,6 +101,10 @@ def format_report(report: dict[str, Any]) -> str:
             span = (f"{e['start']:.3f}-{e['end']:.3f} s" if e.get("start") is not None else "no time")
             lines.append(f"  {e['path']}  {e['type']}  shape {tuple(e['shape'])}  {rate} ({e['time_base']})  "
                          f"unit {e['unit'] or '?'}  {span}")
+            names = e.get("channels") or []
+            if names and not all(n == f"ch{i}" for i, n in enumerate(names)):
+                lines.append(f"      channels: {', '.join(names[:24])}" + (f", ... ({len(names)})" if len(names) > 24
+                                                                            else ""))
     u = report["units"]
     lines.append("units: none" if u is None else f"units: {u['count']} units, {u['spikes']} spikes "
                  f"(columns: {', '.join(u['columns'])})")

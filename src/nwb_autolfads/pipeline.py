@@ -25,7 +25,7 @@ import torch
 from . import __version__
 from .config import RunConfig, build_config
 from .devices import resolve_device, seed_everything
-from .errors import ConfigError, SignalError, TrainingError
+from .errors import ConfigError, SignalError, SignalNotFoundError, TrainingError
 from .inference import infer
 from .model import LFADS
 from .observations import Composite, ObservationModel, Poisson, get_observation
@@ -436,7 +436,14 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
 
     modalities = cfg.data.model.split("+")
     with open_nwb(path) as (_io, nwbfile):
-        sig = read_emg(nwbfile, cfg.data.emg, cfg.data.channel_names, lazy=True) if "emg" in modalities else None
+        try:
+            sig = read_emg(nwbfile, cfg.data.emg, cfg.data.channel_names, lazy=True) if "emg" in modalities else None
+        except SignalNotFoundError as exc:
+            n_units = len(nwbfile.units) if nwbfile.units is not None else 0
+            if cfg.data.emg is not None or not n_units:
+                raise
+            raise SignalNotFoundError(f"{exc}; or model the {n_units} units of nwbfile.units with --model spikes") \
+                from None
         doubt = emg_doubt(find_emg(nwbfile, cfg.data.emg)) if sig is not None else None
         if doubt:
             log.warning("%s does not look like EMG (%s): it is modelled as EMG because it was chosen with --emg; "
