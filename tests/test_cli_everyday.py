@@ -187,3 +187,16 @@ def test_inspect_lists_channel_names(tiny, capsys):
     assert "channels: TA, MG" in out
     assert main(["inspect", str(tiny), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["modalities"]["emg"][0]["channels"] == ["TA", "MG"]
+
+
+# ---------------------------------------------------------------- 8. a closed stdout is no error
+@pytest.mark.parametrize("args", [["inspect", "{tiny}"], ["inspect", "{tiny}", "--json"], ["config", "--show"]])
+def test_closed_stdout_is_handled_quietly(tiny, args):
+    read, write = os.pipe()
+    os.close(read)  # like `| head -1` that has already exited
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = subprocess.run([sys.executable, "-m", "nwb_autolfads", *[a.format(tiny=tiny) for a in args]],
+                          stdout=write, stderr=subprocess.PIPE, text=True, env=env)
+    os.close(write)
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0

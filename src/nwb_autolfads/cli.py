@@ -265,6 +265,17 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's final flush does not fail again on the closed pipe."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a file (captured, replaced)
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -273,16 +284,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     logging.basicConfig(level=logging.WARNING, format="nwb-autolfads: warning: %(message)s")
+    commands = {"config": _cmd_config, "inspect": _cmd_inspect, "runs": _cmd_runs, "evaluate": _cmd_evaluate}
     try:
-        if args.command == "config":
-            return _cmd_config(args)
-        if args.command == "inspect":
-            return _cmd_inspect(args)
-        if args.command == "runs":
-            return _cmd_runs(args)
-        if args.command == "evaluate":
-            return _cmd_evaluate(args)
-        return _cmd_run(args)
+        code = commands.get(args.command, _cmd_run)(args)
+        sys.stdout.flush()  # a closed pipe shows here, not as a traceback at exit
+        return code
+    except BrokenPipeError:
+        # the reader stopped reading (`nwb-autolfads inspect X | head -1`): what it wanted was printed
+        _silence_stdout()
+        return 0
     except NwbAutolfadsError as exc:
         sys.stderr.write(f"nwb-autolfads: error: {exc}\n")
         return 2
