@@ -200,3 +200,74 @@ def test_closed_stdout_is_handled_quietly(tiny, args):
     os.close(write)
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
     assert proc.returncode == 0
+
+
+# ---------------------------------------------------------------- 9. next steps that are true
+def test_summary_offers_only_comparisons_the_file_allows(tmp_path):
+    import nwb_autolfads
+    from nwb_autolfads.testing import synthetic_emg, write_emg_nwb
+
+    path = write_emg_nwb(tmp_path / "u.nwb", synthetic_emg(duration=3.0, rate=1000.0, n_muscles=2, seed=5),
+                         n_units=3, include_truth=False)
+    result = nwb_autolfads.run(path, preset="smoke", progress=False, overrides={
+        "data.model": "spikes", "windows.window_bins": 8, "windows.overlap_bins": 2, "pbt.population": 1})
+    text = result.summary()
+    assert "nothing in the input to score against" in text and "low-pass" not in text
+    result.score_targets = ["kinematics"]  # as for a file with kinematics
+    assert "evaluate" in result.summary() and "smoothed spikes" in result.summary()
+    reported = result.summary(report=tmp_path / "rep")
+    assert str(tmp_path / "rep" / "index.html") in reported and "--report report/" not in reported
+
+
+def _fake_report(ev, folder, ds=None):
+    folder.mkdir(parents=True)
+    for name in ("index.html", "evaluation.json"):
+        (folder / name).write_text(ev)
+    (folder / f"{ev}.png").write_text(ev)
+
+
+def test_report_folder_is_replaced_whole_and_other_folders_are_refused(tmp_path, monkeypatch):
+    from nwb_autolfads import report
+    from nwb_autolfads.errors import OutputError
+
+    monkeypatch.setattr(report, "_write_into", _fake_report)
+    rep = tmp_path / "rep"
+    report.write_report("first", rep)
+    report.write_report("second", rep)  # a previous report: replaced, no stale figure
+    assert sorted(p.name for p in rep.iterdir()) == ["evaluation.json", "index.html", "second.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # no temporary folder left
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(OutputError, match="--overwrite"):
+        report.write_report("third", mine)
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    report.write_report("third", mine, overwrite=True)
+    assert not (mine / "thesis.tex").exists()
+
+
+def test_run_report_into_a_foreign_folder_is_refused_before_training(tiny, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    assert main(["run", str(tiny), *SMOKE, "--report", str(mine)]) == 2
+    assert "--overwrite" in _err_line(capsys)
+    assert not tiny.with_name("tiny_autolfads.nwb").exists() and (mine / "notes.txt").read_text() == "keep"
+
+
+def test_unknown_option_points_to_the_command_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["run", "x.nwb", "--presett", "smoke"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nwb-autolfads run --help" in err and "did you mean --preset" in err
+
+
+# ---------------------------------------------------------------- 10. smoke results are labelled as not for use
+def test_smoke_result_says_it_is_not_meant_to_be_used(tiny, capsys):
+    import nwb_autolfads
+
+    assert main(["run", str(tiny), *SMOKE]) == 0
+    assert "not meant to be used" in capsys.readouterr().out
+    ds = nwb_autolfads.load_results(tiny.with_name("tiny_autolfads.nwb"))
+    assert "not meant to be used" in ds.attrs["description"]

@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="OUT.nwb", help="output file (default: <input>_autolfads.nwb "
                                                               "beside the input)")
     p.add_argument("--preset", choices=sorted(PRESETS),
-                   help="training budget: smoke (seconds, for tests), quick (minutes, one model), default "
+                   help="training budget: smoke (a pipeline check: a tiny model, a few epochs; its results are not "
+                        "meant to be used), quick (minutes, one model), default "
                         "(AutoLFADS: population-based training of 20 members), paper (the published settings)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--config", metavar="FILE",
@@ -115,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-name", metavar="NAME", help="name of the run in processing/autolfads "
                                                       "(default run_<UTC start time>)")
     p.add_argument("--report", metavar="DIR", help="after training, evaluate the result against the baselines and "
-                                                   "write a report (index.html + figures) into DIR")
+                                                   "write a report (index.html + figures) into DIR (checked before "
+                                                   "training; a non-empty folder that holds no previous report is "
+                                                   "replaced only with --overwrite)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
     i = sub.add_parser("inspect", help="list what an NWB file holds (EMG, kinematics, force, units, trials) and "
@@ -139,7 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("file", metavar="RESULT", help="NWB file with nwb-autolfads results (the output of run)")
     e.add_argument("--run", metavar="NAME", help="which run (default: the latest; see `nwb-autolfads runs`)")
     e.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    e.add_argument("--report", metavar="DIR", help="write index.html, PNG figures and evaluation.json into DIR")
+    e.add_argument("--report", metavar="DIR", help="write index.html, PNG figures and evaluation.json into DIR (a "
+                                                   "previous report there is replaced whole; another non-empty "
+                                                   "folder only with --overwrite)")
+    e.add_argument("--overwrite", action="store_true", help="let --report replace a non-empty folder that holds no "
+                                                            "previous report")
     e.add_argument("--folds", type=int, default=5, help="contiguous cross-validation folds (default 5)")
     e.add_argument("--lags", type=int, default=10, help="history of the ridge decoders in bins (default 10)")
 
@@ -186,23 +193,25 @@ def _cmd_runs(args) -> int:
     return 0
 
 
-def _evaluate_and_report(path, run_name, report, folds=5, lags=10, as_json=False) -> None:
+def _evaluate_and_report(path, run_name, report, folds=5, lags=10, as_json=False, overwrite=False) -> None:
     from .evaluation import evaluate
-    from .report import write_report
+    from .report import check_report_folder, write_report
 
     if folds < 2:
         raise ConfigError(f"--folds {folds}: use at least 2 folds")
     if lags < 0:
         raise ConfigError(f"--lags {lags}: use 0 or more bins of history")
+    if report:
+        check_report_folder(report, overwrite)  # before the evaluation's minutes
     ev = evaluate(path, run_name, folds=folds, lags=lags)
     print(ev.to_json() if as_json else ev.table())
     if report:
-        index = write_report(ev, report)
+        index = write_report(ev, report, overwrite=overwrite)
         print(f"report: {index}", file=sys.stderr if as_json else sys.stdout)
 
 
 def _cmd_evaluate(args) -> int:
-    _evaluate_and_report(args.file, args.run, args.report, args.folds, args.lags, args.json)
+    _evaluate_and_report(args.file, args.run, args.report, args.folds, args.lags, args.json, args.overwrite)
     return 0
 
 
@@ -234,6 +243,9 @@ def _cmd_run(args) -> int:
         overrides["data.channel_names"] = [s.strip() for s in args.channel_names.split(",") if s.strip()]
     preset = args.preset
     overwrite = args.overwrite
+    if args.report:
+        from .report import check_report_folder
+        check_report_folder(args.report, overwrite)  # before hours of training
     if args.example:
         if args.file:
             raise ConfigError("give either FILE or --example, not both")
@@ -251,7 +263,7 @@ def _cmd_run(args) -> int:
                  seed=args.seed, device=args.device, overwrite=overwrite, in_place=args.in_place,
                  run_name=args.run_name, progress=not args.quiet, resume=args.resume, fresh=args.fresh,
                  command=shlex.join(["nwb-autolfads", *args.argv]))
-    print(result.summary())
+    print(result.summary(report=args.report))
     if args.example:
         from .metrics import channel_correlation
         from .testing import read_truth
@@ -261,7 +273,7 @@ def _cmd_run(args) -> int:
         print(f"  example     correlation with the true activations (mean over muscles): "
               f"AutoLFADS {r_model:.3f}, rectified EMG {r_rect:.3f}")
     if args.report:
-        _evaluate_and_report(result.output, result.run_name, args.report)
+        _evaluate_and_report(result.output, result.run_name, args.report, overwrite=overwrite)
     return 0
 
 
@@ -276,9 +288,24 @@ def _silence_stdout() -> None:
         pass
 
 
+def _unknown_options(parser: argparse.ArgumentParser, command: str | None, extras: list[str]) -> None:
+    """Exit 2 with one line naming the unknown arguments, the closest option of ``command`` and
+    ``nwb-autolfads COMMAND --help``."""
+    import difflib
+
+    choices = parser._subparsers._group_actions[0].choices if parser._subparsers else {}
+    sub = choices.get(command, parser)
+    options = [s for a in sub._actions for s in a.option_strings]
+    hints = [f"did you mean {m[0]}?" for m in (difflib.get_close_matches(x.split("=")[0], options, n=1)
+                                                for x in extras if x.startswith("-")) if m]
+    sub.error(f"unrecognized arguments: {' '.join(extras)}" + (f" ({'; '.join(hints)})" if hints else ""))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # an unknown option of a command: that command's usage, not the top level's
+        _unknown_options(parser, args.command, extras)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command is None:
         parser.print_help()

@@ -486,7 +486,8 @@ class RunConfig:
 
 # ----------------------------------------------------------------------------- presets
 PRESETS: dict[str, dict[str, Any]] = {
-    # Seconds: for tests and for checking that a file goes through the whole pipeline.
+    # A pipeline check (tests, a first look at a file): a tiny model, a few epochs. Its results are
+    # not meant to be used; its time still grows with the recording (minutes for long ones).
     "smoke": {
         "model": {"ic_enc_dim": 8, "ci_enc_dim": 8, "con_dim": 8, "co_dim": 1, "ic_dim": 8,
                   "gen_dim": 16, "factor_dim": 3},

@@ -74,8 +74,12 @@ class RunResult:
     chosen_by: str = "found automatically"
     doubt: str | None = None
     """Why the modelled series does not look like EMG (None when nothing speaks against it)."""
+    score_targets: list[str] = field(default_factory=list)
+    """What in the input ``evaluate`` can score the run against (kinematics, force, spikes, ground truth)."""
 
-    def summary(self) -> str:
+    def summary(self, report: str | Path | None = None) -> str:
+        """A readable account of the run. ``report``: the folder a report is written to next
+        (``run --report``), named instead of the command that would write one."""
         t = self.training
         dur = self.times[-1] - self.times[0] + self.config.windows.bin_size if self.times.size else 0.0
         lines = ["nwb-autolfads run finished", f"  input       {self.input}"]
@@ -107,6 +111,8 @@ class RunResult:
              f"validation NLL {t.best_valid_nll:.4f} at epoch {t.best_epoch}"
              + (" (early stop)" if t.stopped_early else "")),
         ]
+        if self.config.preset == "smoke":
+            lines.append(f"  NOTE        {SMOKE_NOTE}: run with --preset quick or default for results to use")
         if self.output is not None:
             lines.append(f"  output      {self.output}")
             written = []
@@ -119,12 +125,25 @@ class RunResult:
                          "inferred_inputs, initial_conditions, provenance")
             lines.append(f"  read with   nwb_autolfads.load_results({str(self.output)!r})  or  "
                          f"nwb-autolfads runs {self.output}")
-            lines.append(f"  compare     nwb-autolfads evaluate {self.output} --report report/   (vs low-pass and "
-                         "Bayesian filtering)")
+            baselines = " and ".join(
+                (["rectified EMG, low-pass and Bayesian filtering"] if self.channel_names else [])
+                + (["smoothed spikes"] if self.unit_ids else []))
+            if not self.score_targets:
+                lines.append(f"  compare     nothing in the input to score against (no kinematics, force"
+                             f"{', units' if self.channel_names else ''} or ground truth): `evaluate` would show no "
+                             "scores")
+            elif report is not None:
+                lines.append(f"  report      evaluated next (vs {baselines}, scored on "
+                             f"{', '.join(self.score_targets)}): {Path(report) / 'index.html'}")
+            else:
+                lines.append(f"  compare     nwb-autolfads evaluate {self.output} --report report/   (vs {baselines}, "
+                             f"scored on {', '.join(self.score_targets)})")
         return "\n".join(lines)
 
 
 RUN_FINGERPRINT = "fingerprint.json"
+SMOKE_NOTE = ("smoke preset: a check that the data go through the pipeline (a tiny model trained for a few epochs); "
+              "its results are not meant to be used")
 
 
 
@@ -223,6 +242,22 @@ def _prepare_rundir(rundir: Path, cfg: RunConfig, segments: list[np.ndarray], ex
     marker.write_text(json.dumps(fingerprint))
 
 
+def _score_targets(nwbfile, emg: bool, spikes: bool) -> list[str]:
+    """What ``evaluate`` can score a run against in ``nwbfile`` (as :mod:`~nwb_autolfads.evaluation`
+    finds it): kinematics and force series, the units (for an EMG run) and ground truth."""
+    from .reading import modality_of
+
+    found = {modality_of(c) for c in iter_series(nwbfile)}
+    out = [m for m in ("kinematics", "force") if m in found]
+    if emg and nwbfile.units is not None and len(nwbfile.units):
+        out.append("spikes")
+    truth = nwbfile.processing.get("ground_truth")
+    names = set(truth.data_interfaces) if truth is not None else set()
+    if (emg and "true_activations" in names) or (spikes and "true_rates" in names):
+        out.append("ground truth")
+    return out
+
+
 def _changed_settings(old: Any, new: dict) -> str:
     """What differs between two run-directory fingerprints, for a message: ``settings
     (train.max_epochs: 150 -> 3)``, ``data``, or both."""
@@ -254,7 +289,8 @@ def _describe(cfg: RunConfig, sig, units) -> str:
         what.append(f"EMG {sig.source_path} ({sig.n_channels} channels, {observation_name(cfg)})")
     if units is not None:
         what.append(f"{units.n_units} units (Poisson)")
-    return f"nwb-autolfads run modelling {' and '.join(what)} in {cfg.windows.bin_size * 1e3:g} ms bins"
+    return (f"nwb-autolfads run modelling {' and '.join(what)} in {cfg.windows.bin_size * 1e3:g} ms bins"
+            + (f"; {SMOKE_NOTE}" if cfg.preset == "smoke" else ""))
 
 
 def _hyperparameters(cfg: RunConfig) -> dict:
@@ -388,7 +424,8 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         DANDI asset (``dandi://dandi/<id>[@version]/<path>`` or ``DANDI:<id>/<path>``), streamed.
     output : output NWB path; default ``<stem>_autolfads.nwb`` beside the input (DANDI-style
         ``sub-X_ses-Y_desc-autolfads_emg.nwb`` for DANDI-named inputs).
-    preset : ``smoke`` (seconds), ``quick`` (minutes) or ``default`` (the full method).
+    preset : ``smoke`` (a pipeline check: a tiny model trained for a few epochs, not a result
+        to use), ``quick`` (minutes), ``default`` (the full method) or ``paper``.
     config : a :class:`RunConfig`, or the path of a YAML config file.
     overrides : extra settings, nested or dotted (``{"train.max_epochs": 100}``).
     emg : object path of the EMG series (``acquisition/EMG``); found automatically if None.
@@ -451,6 +488,7 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         units = read_units(nwbfile, cfg.data.units) if "spikes" in modalities else None
         others = [c.path for c in iter_series(nwbfile) if sig is not None and c.score > 0
                   and c.path != sig.source_path and not c.path.startswith(sig.source_path + "/")]
+        targets = _score_targets(nwbfile, sig is not None, "spikes" in modalities)
         # a remote input's results go to the current directory
         out_path = Path(output) if output is not None else default_output_path(
             Path(source.name) if source.remote else path, cfg.data.model)
@@ -474,11 +512,13 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         if write:
             stack.enter_context(OutputLock(path if in_place else out_path))
         return _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier, started, t_start, write,
-                           in_place, overwrite, run_name, progress, command, resume, trial_times, fresh, doubt)
+                           in_place, overwrite, run_name, progress, command, resume, trial_times, fresh, doubt,
+                           targets)
 
 
 def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier, started, t_start, write, in_place,
-                overwrite, run_name, progress, command, resume, trial_times, fresh=False, doubt=None) -> RunResult:
+                overwrite, run_name, progress, command, resume, trial_times, fresh=False, doubt=None,
+                targets=()) -> RunResult:
     """The part of :func:`run` after the input is read and the output checked, under the output's lock."""
     # hashing a remote file would download all of it: its URL identifies it instead
     source_sha256 = file_sha256(path) if write and not isinstance(path, Source) else ""
@@ -567,7 +607,8 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
                        rectified=compact_float(rectified), preprocessing_steps=pre.steps if pre else [],
                        training=train, n_windows=fit.index.n_windows, n_train=fit.n_train, n_valid=fit.n_valid,
                        seconds=0.0, device=fit.device, other_candidates=others,
-                       chosen_by="--emg" if cfg.data.emg else "found automatically", doubt=doubt)
+                       chosen_by="--emg" if cfg.data.emg else "found automatically", doubt=doubt,
+                       score_targets=list(targets))
     if write:
         paths, ids = [], []
         if sig is not None:
