@@ -109,7 +109,8 @@ class RunResult:
              if t.pbt_summary else
              f"  training    {len(t.history)} epochs in {t.seconds:.1f} s on {self.device}; best smoothed "
              f"validation NLL {t.best_valid_nll:.4f} at epoch {t.best_epoch}"
-             + (" (early stop)" if t.stopped_early else "")),
+             + (f" (stopped early: no improvement of the smoothed validation NLL for "
+                f"{self.config.train.early_stopping_patience} epochs)" if t.stopped_early else "")),
         ]
         if self.config.preset == "smoke":
             lines.append(f"  NOTE        {SMOKE_NOTE}: run with --preset quick or default for results to use")
@@ -205,9 +206,10 @@ def default_rundir(target: Path) -> Path:
 def _prepare_rundir(rundir: Path, cfg: RunConfig, segments: list[np.ndarray], explicit: bool,
                     fresh: bool = False) -> None:
     """Make ``rundir`` hold the state of *this* run. A run directory left by a run with other data
-    or settings is never deleted: it is an error, unless ``fresh`` (then it is moved aside to
-    ``<rundir>.<UTC time>`` and this run starts afresh)."""
+    or settings is never deleted: it is an error, unless ``fresh``. With ``fresh`` any previous
+    state is moved aside to ``<rundir>.<UTC time>`` and this run starts afresh."""
     import hashlib
+
     digest = hashlib.sha256()
     for seg in segments:
         digest.update(np.ascontiguousarray(seg).tobytes())
@@ -219,7 +221,7 @@ def _prepare_rundir(rundir: Path, cfg: RunConfig, segments: list[np.ndarray], ex
             old = json.loads(marker.read_text())
         except ValueError:
             old = None
-        if old == json.loads(json.dumps(fingerprint)):
+        if old == json.loads(json.dumps(fingerprint)) and not fresh:
             log.warning("resuming the interrupted run in %s", rundir)
             return
         changed = _changed_settings(old, fingerprint)
