@@ -124,13 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="list what an NWB file holds (EMG, kinematics, force, units, trials) and "
                                        "what `run` would use",
                        description="List every candidate series per modality (path, type, shape, rate, unit, time "
-                                   "span), the units and trials tables, and what `run` would model by default.")
+                                   "span, channel names), the units and trials tables, and what `run` would model by "
+                                   "default (or what to pass instead).")
     i.add_argument("file", help="NWB file (opened read-only)")
     i.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     r = sub.add_parser("runs", help="list the nwb-autolfads runs stored in a file, with their key provenance",
-                       description="List the runs in processing/autolfads of FILE: name, times, software version, "
-                                   "modelled signals, seed, epochs and validation NLL.")
+                       description="List the runs in processing/autolfads of FILE: name, times, software version "
+                                   "and git revision, preset, modelled signals, seed, epochs and validation NLL.")
     r.add_argument("file", help="NWB file with nwb-autolfads results")
     r.add_argument("--json", action="store_true", help="print JSON instead of text")
 

@@ -622,7 +622,8 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
         record = RunRecord(
             times=times, bin_size=bin_size, factors=result.factors, inputs=result.inputs,
             description=_describe(cfg, sig, units) + (f"; WARNING: {sig.source_path} does not look like EMG: "
-                                                       f"{doubt}" if doubt else ""), config=cfg.to_dict(), software=_versions(),
+                                                       f"{doubt}" if doubt else ""),
+            config=cfg.to_dict(), software=_versions(),
             hyperparameters=train.hyperparameters or _hyperparameters(cfg), metrics=_metrics(result), seed=cfg.seed,
             started=started.isoformat(), finished=datetime.now(timezone.utc).isoformat(),
             source_identifier=source_identifier, source_sha256=source_sha256, modalities=cfg.data.model,
