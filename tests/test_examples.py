@@ -29,7 +29,10 @@ def test_cli_example_command(tmp_path):
     assert (tmp_path / "autolfads_example_autolfads.nwb").exists()
     assert "autolfads_example_autolfads.nwb" in proc.stdout
     assert "correlation with the true activations" in proc.stdout
-    # running it again replaces its own output
+    # running it again never replaces the result silently (it may be an hours-long one): --overwrite does
     again = subprocess.run([sys.executable, "-m", "nwb_autolfads", "run", "--example", "--preset", "smoke", "-q"],
                            capture_output=True, text=True, cwd=tmp_path)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    again = subprocess.run([sys.executable, "-m", "nwb_autolfads", "run", "--example", "--preset", "smoke", "-q",
+                            "--overwrite"], capture_output=True, text=True, cwd=tmp_path)
     assert again.returncode == 0, again.stderr

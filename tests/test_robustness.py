@@ -116,10 +116,13 @@ def test_read_only_output_directory_and_full_disk_are_clear_errors(tmp_path, mon
         nwb_autolfads.run(src, preset="smoke", progress=False)  # fails saving the first checkpoint
     with pytest.raises(OutputError, match="No space left on device.*free disk space"):
         nwb_autolfads.run(src, preset="smoke", progress=False, overrides={"pbt.population": 1},
-                          resume=None)  # fails at the first epoch's checkpoint
+                          fresh=True)  # other settings: --fresh; fails at the first epoch's checkpoint
     monkeypatch.undo()
-    # nothing at the output path; only the hidden run directory that a rerun would resume from
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".e_autolfads.nwb.rundir", "e.nwb"]
+    # nothing at the output path; only the hidden run directory that a rerun would resume from, and the
+    # population run's state that --fresh moved aside
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert len(names) == 3 and names[0] == ".e_autolfads.nwb.rundir" and names[2] == "e.nwb"
+    assert names[1].startswith(".e_autolfads.nwb.rundir.")
     assert not list(tmp_path.glob(".e_autolfads.nwb.rundir/*.tmp"))
 
 

@@ -16,7 +16,12 @@ ndx-autolfads namespace into pynwb (:mod:`nwb_autolfads.extension`); the pipelin
 first use.
 """
 
-__version__ = "0.1.0"
+try:  # the installed distribution's version (pyproject.toml), one source of truth
+    from importlib.metadata import PackageNotFoundError as _NotFound, version as _dist_version
+
+    __version__ = _dist_version("nwb-autolfads")
+except _NotFound:  # running from a source tree that was never installed
+    __version__ = "0.1.0"
 
 from .config import PRESETS, RunConfig, build_config  # noqa: E402
 from .errors import NwbAutolfadsError  # noqa: E402

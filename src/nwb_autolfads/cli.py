@@ -85,10 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="OUT.nwb", help="output file (default: <input>_autolfads.nwb "
                                                               "beside the input)")
     p.add_argument("--preset", choices=sorted(PRESETS),
-                   help="training budget: smoke (seconds, for tests), quick (minutes, one model), default "
+                   help="training budget: smoke (a pipeline check: a tiny model, a few epochs; its results are not "
+                        "meant to be used), quick (minutes, one model), default "
                         "(AutoLFADS: population-based training of 20 members), paper (the published settings)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--config", metavar="FILE", help="YAML config file (see `nwb-autolfads config --show`)")
+    p.add_argument("--config", metavar="FILE",
+                   help="YAML config file (see `nwb-autolfads config --show`); its values apply over the preset, "
+                        "and a file that names another preset than --preset is refused")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override one setting, e.g. --set train.max_epochs=100 (repeatable)")
     state = p.add_mutually_exclusive_group()
@@ -113,22 +116,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUNDIR",
                    help="continue an interrupted run from its run directory (by default the same command run "
                         "again continues from .<output>.rundir beside the output)")
+    p.add_argument("--fresh", action="store_true",
+                   help="start afresh although .<output>.rundir holds an interrupted run with other settings: its "
+                        "state is moved aside to .<output>.rundir.<UTC time> (never deleted)")
     p.add_argument("--run-name", metavar="NAME", help="name of the run in processing/autolfads "
                                                       "(default run_<UTC start time>)")
     p.add_argument("--report", metavar="DIR", help="after training, evaluate the result against the baselines and "
-                                                   "write a report (index.html + figures) into DIR")
+                                                   "write a report (index.html + figures) into DIR (checked before "
+                                                   "training; a non-empty folder that holds no previous report is "
+                                                   "replaced only with --overwrite)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
     i = sub.add_parser("inspect", help="list what an NWB file holds (EMG, kinematics, force, units, trials) and "
                                        "what `run` would use",
                        description="List every candidate series per modality (path, type, shape, rate, unit, time "
-                                   "span), the units and trials tables, and what `run` would model by default.")
+                                   "span, channel names), the units and trials tables, and what `run` would model by "
+                                   "default (or what to pass instead).")
     i.add_argument("file", help="NWB file (opened read-only): .nwb, *.nwb.zarr, http(s) or DANDI URL")
     i.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     r = sub.add_parser("runs", help="list the nwb-autolfads runs stored in a file, with their key provenance",
-                       description="List the runs in processing/autolfads of FILE: name, times, software version, "
-                                   "modelled signals, seed, epochs and validation NLL.")
+                       description="List the runs in processing/autolfads of FILE: name, times, software version "
+                                   "and git revision, preset, modelled signals, seed, epochs and validation NLL.")
     r.add_argument("file", help="NWB file with nwb-autolfads results")
     r.add_argument("--json", action="store_true", help="print JSON instead of text")
 
@@ -140,22 +149,34 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("file", metavar="RESULT", help="NWB file with nwb-autolfads results (the output of run)")
     e.add_argument("--run", metavar="NAME", help="which run (default: the latest; see `nwb-autolfads runs`)")
     e.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    e.add_argument("--report", metavar="DIR", help="write index.html, PNG figures and evaluation.json into DIR")
+    e.add_argument("--report", metavar="DIR", help="write index.html, PNG figures and evaluation.json into DIR (a "
+                                                   "previous report there is replaced whole; another non-empty "
+                                                   "folder only with --overwrite)")
+    e.add_argument("--overwrite", action="store_true", help="let --report replace a non-empty folder that holds no "
+                                                            "previous report")
     e.add_argument("--folds", type=int, default=5, help="contiguous cross-validation folds (default 5)")
     e.add_argument("--lags", type=int, default=10, help="history of the ridge decoders in bins (default 10)")
 
-    c = sub.add_parser("config", help="print the resolved configuration (defaults, preset, file, overrides)")
+    c = sub.add_parser("config", help="print the resolved configuration (defaults, preset, file, overrides)",
+                       description="Print the configuration `run` would use with the same --preset, --config and "
+                                   "--set: every setting, with its description and unit as a YAML comment. "
+                                   "Priority, lowest first: defaults, the preset, the config file, --set. The "
+                                   "preset applies underneath the file (the file's values win); a file written "
+                                   "by `config --show` names its preset, and a different --preset with it is "
+                                   "refused (write one with `config --show --preset NAME > FILE`).")
     c.add_argument("--show", action="store_true", help="print the configuration (the default action)")
-    c.add_argument("--preset", choices=sorted(PRESETS))
-    c.add_argument("--config", metavar="FILE")
-    c.add_argument("--set", action="append", metavar="KEY=VALUE")
-    c.add_argument("--json", action="store_true", help="JSON instead of YAML")
+    c.add_argument("--preset", choices=sorted(PRESETS),
+                   help="start from this preset (default: the config file's preset, else 'default')")
+    c.add_argument("--config", metavar="FILE", help="YAML config file whose values apply over the preset")
+    c.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override one setting, e.g. --set train.max_epochs=100 (repeatable)")
+    c.add_argument("--json", action="store_true", help="JSON instead of YAML (no descriptions)")
     return parser
 
 
 def _cmd_config(args) -> int:
     cfg = build_config(preset=args.preset, file=args.config, overrides=_parse_sets(args.set))
-    sys.stdout.write(cfg.to_json() + "\n" if args.json else cfg.to_yaml())
+    sys.stdout.write(cfg.to_json() + "\n" if args.json else cfg.to_yaml(comments=True))
     return 0
 
 
@@ -179,23 +200,25 @@ def _cmd_runs(args) -> int:
     return 0
 
 
-def _evaluate_and_report(path, run_name, report, folds=5, lags=10, as_json=False) -> None:
+def _evaluate_and_report(path, run_name, report, folds=5, lags=10, as_json=False, overwrite=False) -> None:
     from .evaluation import evaluate
-    from .report import write_report
+    from .report import check_report_folder, write_report
 
     if folds < 2:
         raise ConfigError(f"--folds {folds}: use at least 2 folds")
     if lags < 0:
         raise ConfigError(f"--lags {lags}: use 0 or more bins of history")
+    if report:
+        check_report_folder(report, overwrite)  # before the evaluation's minutes
     ev = evaluate(path, run_name, folds=folds, lags=lags)
     print(ev.to_json() if as_json else ev.table())
     if report:
-        index = write_report(ev, report)
+        index = write_report(ev, report, overwrite=overwrite)
         print(f"report: {index}", file=sys.stderr if as_json else sys.stdout)
 
 
 def _cmd_evaluate(args) -> int:
-    _evaluate_and_report(args.file, args.run, args.report, args.folds, args.lags, args.json)
+    _evaluate_and_report(args.file, args.run, args.report, args.folds, args.lags, args.json, args.overwrite)
     return 0
 
 
@@ -229,6 +252,9 @@ def _cmd_run(args) -> int:
         overrides["data.channel_names"] = [s.strip() for s in args.channel_names.split(",") if s.strip()]
     preset = args.preset
     overwrite = args.overwrite
+    if args.report:
+        from .report import check_report_folder
+        check_report_folder(args.report, overwrite)  # before hours of training
     if args.example:
         if args.file:
             raise ConfigError("give either FILE or --example, not both")
@@ -237,17 +263,16 @@ def _cmd_run(args) -> int:
             from .testing import mock_emg_nwb
             print(f"writing synthetic example {path} (1 minute of raw EMG, 12 muscles, 2 kHz) ...", file=sys.stderr)
             mock_emg_nwb(path, duration=60.0, rate=2000.0, n_muscles=12, seed=0)
-        preset = preset or "quick"
-        overwrite = True  # the example's own output is replaced on every run
+        preset = preset or "quick"  # an existing result is replaced only with --overwrite, like any output
     else:
         if not args.file:
             raise ConfigError("no input file: give FILE.nwb, or --example to run on a built-in example")
         path = args.file  # a path or a URL: run() resolves it
     result = run(path, args.output, preset=preset, config=args.config, overrides=overrides, emg=args.emg,
                  seed=args.seed, device=args.device, overwrite=overwrite, in_place=args.in_place,
-                 run_name=args.run_name, progress=not args.quiet, resume=args.resume,
+                 run_name=args.run_name, progress=not args.quiet, resume=args.resume, fresh=args.fresh,
                  command=shlex.join(["nwb-autolfads", *args.argv]))
-    print(result.summary())
+    print(result.summary(report=args.report))
     if args.example:
         from .metrics import channel_correlation
         from .testing import read_truth
@@ -257,28 +282,53 @@ def _cmd_run(args) -> int:
         print(f"  example     correlation with the true activations (mean over muscles): "
               f"AutoLFADS {r_model:.3f}, rectified EMG {r_rect:.3f}")
     if args.report:
-        _evaluate_and_report(result.output, result.run_name, args.report)
+        _evaluate_and_report(result.output, result.run_name, args.report, overwrite=overwrite)
     return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's final flush does not fail again on the closed pipe."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a file (captured, replaced)
+        pass
+
+
+def _unknown_options(parser: argparse.ArgumentParser, command: str | None, extras: list[str]) -> None:
+    """Exit 2 with one line naming the unknown arguments, the closest option of ``command`` and
+    ``nwb-autolfads COMMAND --help``."""
+    import difflib
+
+    choices = parser._subparsers._group_actions[0].choices if parser._subparsers else {}
+    sub = choices.get(command, parser)
+    options = [s for a in sub._actions for s in a.option_strings]
+    hints = [f"did you mean {m[0]}?" for m in (difflib.get_close_matches(x.split("=")[0], options, n=1)
+                                                for x in extras if x.startswith("-")) if m]
+    sub.error(f"unrecognized arguments: {' '.join(extras)}" + (f" ({'; '.join(hints)})" if hints else ""))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # an unknown option of a command: that command's usage, not the top level's
+        _unknown_options(parser, args.command, extras)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command is None:
         parser.print_help()
         return 2
     logging.basicConfig(level=logging.WARNING, format="nwb-autolfads: warning: %(message)s")
+    commands = {"config": _cmd_config, "inspect": _cmd_inspect, "runs": _cmd_runs, "evaluate": _cmd_evaluate}
     try:
-        if args.command == "config":
-            return _cmd_config(args)
-        if args.command == "inspect":
-            return _cmd_inspect(args)
-        if args.command == "runs":
-            return _cmd_runs(args)
-        if args.command == "evaluate":
-            return _cmd_evaluate(args)
-        return _cmd_run(args)
+        code = commands.get(args.command, _cmd_run)(args)
+        sys.stdout.flush()  # a closed pipe shows here, not as a traceback at exit
+        return code
+    except BrokenPipeError:
+        # the reader stopped reading (`nwb-autolfads inspect X | head -1`): what it wanted was printed
+        _silence_stdout()
+        return 0
     except NwbAutolfadsError as exc:
         sys.stderr.write(f"nwb-autolfads: error: {exc}\n")
         return 2

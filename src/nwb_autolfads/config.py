@@ -106,12 +106,17 @@ class PreprocessConfig:
     or the harmonic numbers (1 = the fundamental) as a list, e.g. [1, 3, 5]; those above
     Nyquist are skipped. With ``auto`` the harmonics found are notched instead."""
     notch_quality: float = 30.0
+    """Quality factor Q of each notch (bandwidth = frequency / Q)."""
     highpass_hz: float | None = 65.0
+    """High-pass cutoff in Hz (Butterworth, zero-phase) before rectification; ``None`` skips it."""
     highpass_order: int = 4
+    """Order of the high-pass Butterworth filter."""
     resample_hz: float | None = 1000.0
     """Anti-aliased polyphase resampling target before binning; ``None`` skips it."""
     clip_quantile: float | None = 0.99
+    """Per-channel quantile of the binned rectified EMG above which values are clipped; ``None`` skips clipping."""
     scale_quantile: float = 0.95
+    """Each channel is divided by this quantile of its binned rectified EMG (the model sees ~unit scale)."""
     floor: float = 1e-3
     """Smallest value after scaling (the Gamma likelihood has no support at zero)."""
     artefact_fraction: float | None = None
@@ -122,6 +127,7 @@ class PreprocessConfig:
     (movement, cable or stimulation artefacts); leave it off where most muscles can be at their
     peak together."""
     artefact_quantile: float = 0.99
+    """Per-channel quantile a bin must exceed to count towards ``artefact_fraction``."""
 
     def __post_init__(self) -> None:
         if isinstance(self.line_frequency, bool):  # YAML reads an unquoted off/no as false
@@ -177,11 +183,13 @@ class WindowConfig:
     """Binning and chopping of continuous data into overlapping windows (science.md section 7)."""
 
     bin_size: float | None = None
-    """Model bin width in seconds. ``None`` (the default): EMG that is already rectified and
-    binned (sampled below ``ALREADY_BINNED_BELOW_HZ``) keeps its own bin, anything else is
-    averaged into ``DEFAULT_BIN_SIZE`` (10 ms) bins. The resolved value is stored with every result."""
+    """Model bin width in seconds. null (the default): EMG that is already rectified and binned
+    (sampled below 1 kHz) keeps its own bin, anything else is averaged into 10 ms bins. The
+    resolved value is stored with every result."""
     window_bins: int = 50
+    """Bins per model window (window length = window_bins x bin_size seconds)."""
     overlap_bins: int = 10
+    """Bins shared by consecutive windows (merged with ramps)."""
     merge_power: float = 2.0
     """Exponent p of the overlap ramps x**p / 1 - x**p used when merging windows."""
     valid_every: int = 5
@@ -211,24 +219,37 @@ class ModelConfig:
     """LFADS architecture (science.md section 4)."""
 
     observation: str = "gamma"
+    """Likelihood of the EMG: ``gamma``, or ``zigamma`` (zero-inflated Gamma) for EMG with exact zeros."""
     ic_enc_dim: int = 64
+    """Units of the initial-condition encoder GRU (per direction)."""
     ci_enc_dim: int = 64
+    """Units of the controller-input encoder GRU (per direction)."""
     con_dim: int = 64
+    """Units of the controller GRU."""
     co_dim: int = 2
     """Number of inferred inputs; 0 removes the controller."""
     ic_dim: int = 64
+    """Dimension of the initial condition of the generator."""
     gen_dim: int = 64
+    """Units of the generator GRU."""
     factor_dim: int | None = None
     """Number of factors; ``None`` = inferred from the number of channels."""
     dropout: float = 0.1
+    """Dropout rate (data into the encoders, encoder outputs, generator states)."""
     cell_clip: float = 5.0
+    """Bound on the GRU hidden states (numerical safety)."""
     ci_lag: int = 1
+    """Bins by which the controller inputs lag the data (so the controller cannot copy it)."""
     lead_in_bins: int = 0
     """Bins before each window that only the initial-condition encoder sees (e.g. 12)."""
     ic_prior_var: float = 0.1
+    """Variance of the Gaussian prior of the initial condition."""
     ic_post_var_min: float = 1e-4
+    """Smallest variance of the initial condition's posterior."""
     co_prior_tau: float = 10.0
+    """Autocorrelation time constant (bins) of the AR(1) prior of the inferred inputs."""
     co_prior_var: float = 0.1
+    """Variance of the AR(1) prior of the inferred inputs."""
 
     def __post_init__(self) -> None:
         _check(self.observation in ("gamma", "zigamma"), "model.observation", self.observation,
@@ -266,6 +287,7 @@ class AugmentConfig:
     shift_std: float = 1.0
     """Temporal shift: standard deviation (bins) of per-channel shifts; 0 disables."""
     shift_max: int = 3
+    """Largest per-channel temporal shift in bins."""
     sv_rate: float = 0.0
     """Sample validation: fraction of training data elements never shown to the encoder nor used in
     the loss; their NLL is a second validation metric (``sample_valid_nll``). 0 disables."""
@@ -282,20 +304,33 @@ class TrainConfig:
     """Optimisation and regularisation (science.md section 4)."""
 
     max_epochs: int = 500
+    """Largest number of training epochs (one model; a population uses pbt.generation_epochs)."""
     min_epochs: int = 50
+    """Epochs trained before early stopping may stop training."""
     batch_size: int = 32
+    """Windows per training step."""
     lr: float = 4e-3
+    """Initial learning rate of Adam."""
     lr_min: float = 1e-5
+    """The learning rate is never decayed below this."""
     lr_decay: float = 0.95
+    """Factor applied to the learning rate when the validation NLL stalls."""
     lr_patience: int = 6
+    """Epochs without improvement before the learning rate is decayed."""
     adam_eps: float = 1e-8
+    """Epsilon of Adam."""
     max_grad_norm: float = 200.0
+    """Gradients are clipped to this global norm (of the scaled loss)."""
     loss_scale: float = 1e4
     """The optimised loss is multiplied by this (gradient clipping acts on that scale)."""
     kl_ic_scale: float = 1e-4
+    """Weight of the KL penalty of the initial conditions."""
     kl_co_scale: float = 1e-4
+    """Weight of the KL penalty of the inferred inputs."""
     l2_gen_scale: float = 1e-3
+    """Weight of the L2 penalty of the generator's recurrent weights."""
     l2_con_scale: float = 1e-3
+    """Weight of the L2 penalty of the controller's recurrent weights."""
     ramp_epochs: int = 50
     """KL and L2 weights ramp linearly from 0 to 1 over this many epochs."""
     early_stopping_patience: int = 50
@@ -330,7 +365,9 @@ class SearchRange:
     """Bounds and explore weight of one hyperparameter tuned by population-based training."""
 
     low: float
+    """Smallest value PBT may give the hyperparameter."""
     high: float
+    """Largest value PBT may give the hyperparameter."""
     log: bool = False
     """Initial values of the population are drawn log-uniformly (else uniformly) in [low, high]."""
     weight: float = 0.3
@@ -365,12 +402,15 @@ class PBTConfig:
     with the configured hyperparameters (``train``/``model``/``augment``) instead."""
 
     population: int = 20
+    """Members trained in parallel and tuned together; 1 trains one model."""
     generation_epochs: int = 25
     """Epochs every member trains between two exploit/explore steps."""
     max_generations: int = 40
+    """Largest number of generations."""
     stop_improvement: float = 0.0005
     """Stop when the best metric improved by less than this fraction over ``stop_generations``."""
     stop_generations: int = 4
+    """Generations over which ``stop_improvement`` is measured."""
     workers: int = 0
     """Processes that train members in parallel (one torch thread each); 0: one per core (at
     most one per member); 1: all members in this process. Each member-generation has its own
@@ -419,6 +459,7 @@ class InferenceConfig:
     mode: str = "sample"
     """``mean``: one pass with posterior means; ``sample``: average over posterior samples."""
     n_samples: int = 50
+    """Posterior samples averaged per window with ``mode: sample``."""
     batch_size: int = 256
     """Windows x samples evaluated at once on the CPU (bounds memory; larger batches are not
     faster there)."""
@@ -437,9 +478,12 @@ class RunConfig:
     """Everything that determines one run. Serialisable to YAML/JSON."""
 
     seed: int = 0
+    """Random seed of the run (weights, batches, augmentations, PBT)."""
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
     preset: str = "default"
+    """The preset the configuration was built on (smoke, quick, default, paper). A config file
+    that names one must agree with --preset; the preset applies underneath the file's values."""
     data: DataConfig = field(default_factory=DataConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     windows: WindowConfig = field(default_factory=WindowConfig)
@@ -461,8 +505,11 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(dataclasses.asdict(self))
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+    def to_yaml(self, comments: bool = False) -> str:
+        """The configuration as YAML; ``comments=True`` writes each setting's documentation (with
+        its unit) as a YAML comment above it (:func:`field_docs`), as ``config --show`` does."""
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        return _commented(text, field_docs()) if comments else text
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -483,7 +530,8 @@ class RunConfig:
 
 # ----------------------------------------------------------------------------- presets
 PRESETS: dict[str, dict[str, Any]] = {
-    # Seconds: for tests and for checking that a file goes through the whole pipeline.
+    # A pipeline check (tests, a first look at a file): a tiny model, a few epochs. Its results are
+    # not meant to be used; its time still grows with the recording (minutes for long ones).
     "smoke": {
         "model": {"ic_enc_dim": 8, "ci_enc_dim": 8, "con_dim": 8, "co_dim": 1, "ic_dim": 8,
                   "gen_dim": 16, "factor_dim": 3},
@@ -513,12 +561,22 @@ def build_config(preset: str | None = None, file: str | Path | None = None,
                  overrides: Mapping[str, Any] | None = None) -> RunConfig:
     """Defaults <- preset <- config file <- overrides, validated.
 
-    ``overrides`` may be nested dicts or dotted keys (``{"train.lr": 1e-3}``). A preset named in
-    the config file applies when no preset is passed explicitly (``preset=None``).
+    ``overrides`` may be nested dicts or dotted keys (``{"train.lr": 1e-3}``). The rule for a
+    preset and a config file together: the preset applies *underneath* the file, and every value
+    the file sets wins. A file that names its preset (``nwb-autolfads config --show`` writes
+    ``preset:``, and every value of that preset) uses it when no preset is passed; a preset
+    passed that differs from the file's is refused (:class:`ConfigError`), since the file's
+    values would silently undo it while the run is labelled with it.
     """
     file_data: dict[str, Any] = load_config_file(file) if file is not None else {}
+    file_preset = file_data.get("preset")
+    if preset is not None and file_preset is not None and preset != file_preset:
+        raise ConfigError(f"--preset {preset} but config file {str(file)!r} was made with preset {file_preset!r} "
+                          f"(its values would override the {preset!r} preset): write a config for it with "
+                          f"`nwb-autolfads config --show --preset {preset} > FILE`, set 'preset: {preset}' and only "
+                          "the values you change in the file, or leave out --preset")
     if preset is None:
-        preset = file_data.get("preset", "default")
+        preset = file_preset if file_preset is not None else "default"
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}: use one of {', '.join(sorted(PRESETS))}")
     merged = _deep_merge(RunConfig().to_dict(), PRESETS[preset])
@@ -546,6 +604,66 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
                           f"(seed, data, preprocess, windows, model, augment, train, inference), "
                           f"not a {type(data).__name__}")
     return data
+
+
+def field_docs() -> dict[str, str]:
+    """The documentation of every setting by dotted key (``train.max_epochs``), and of every
+    section (``train``): the strings written under the fields and classes of this module, the
+    same text the code and the API documentation show."""
+    import ast
+    import inspect
+    import sys
+
+    try:
+        tree = ast.parse(inspect.getsource(sys.modules[__name__]))
+    except (OSError, TypeError):  # no source shipped
+        return {}
+    per_class: dict[str, dict[str, str]] = {}
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        docs = {"": " ".join((ast.get_docstring(node) or "").split())}
+        for a, b in zip(node.body, node.body[1:]):
+            if isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name) and isinstance(b, ast.Expr) \
+                    and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str):
+                docs[a.target.id] = " ".join(b.value.value.split())
+        per_class[node.name] = docs
+    out: dict[str, str] = {}
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            key = f"{prefix}{f.name}"
+            doc = per_class.get(cls.__name__, {}).get(f.name, "")
+            if dataclasses.is_dataclass(hints[f.name]):
+                doc = doc or per_class.get(hints[f.name].__name__, {}).get("", "")
+                walk(hints[f.name], key + ".")
+            if doc:
+                out[key] = doc
+    walk(RunConfig, "")
+    return out
+
+
+def _commented(text: str, docs: Mapping[str, str], width: int = 100) -> str:
+    """``text`` (block-style YAML of a config) with each key's documentation as comment lines above it."""
+    import re
+    import textwrap
+
+    out, path = [], []
+    for line in text.splitlines():
+        m = re.match(r"^( *)([A-Za-z_]\w*):", line)
+        if m:
+            depth = len(m.group(1)) // 2
+            path = path[:depth] + [m.group(2)]
+            doc = docs.get(".".join(path))
+            if doc:
+                for python, plain in (("``None``", "null"), ("``True``", "true"), ("``False``", "false"),
+                                      ("``", "")):
+                    doc = doc.replace(python, plain)
+                out += textwrap.wrap(doc, width, initial_indent=m.group(1) + "# ",
+                                     subsequent_indent=m.group(1) + "# ")
+        out.append(line)
+    return "\n".join(out) + "\n"
 
 
 # ----------------------------------------------------------------------------- helpers

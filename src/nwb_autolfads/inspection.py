@@ -31,6 +31,7 @@ def _describe_series(c: Candidate) -> dict[str, Any]:
         shape = [int(first.data.shape[0]), len(children)]
         info = _time_info(first)
         unit = str(first.unit)
+        channels = [str(t.name) for t in children]
     else:
         shape = [int(n) for n in ts.data.shape] if ts.data is not None else []
         notes = []
@@ -105,8 +106,11 @@ def inspect_file(path: str | Path) -> dict[str, Any]:
                 + (f", with the most channels, among {len(report['modalities']['emg'])} candidates"
                    if len(report["modalities"]["emg"]) > 1 else ""))}
         except SignalNotFoundError:
+            spikes = report["units"] is not None and report["units"]["count"] > 0
             report["default"] = {"emg": None, "reason": "no series whose name or description mentions EMG/muscle: "
-                                 "`run` needs --emg PATH (a TimeSeries holding EMG)"}
+                                 "`run` needs --emg PATH (a TimeSeries holding EMG)" + (
+                                     f", or --model spikes to model the {report['units']['count']} units"
+                                     if spikes else "")}
     return report
 
 

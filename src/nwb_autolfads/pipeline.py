@@ -8,8 +8,10 @@ inferred inputs in processing module ``autolfads``, with the resolved config as 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import platform
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,13 +25,13 @@ import torch
 from . import __version__
 from .config import DEFAULT_BIN_SIZE, RunConfig, build_config
 from .devices import resolve_device, seed_everything
-from .errors import ConfigError, SignalError, TrainingError
+from .errors import ConfigError, SignalError, SignalNotFoundError, TrainingError
 from .inference import infer
 from .model import LFADS
 from .observations import Composite, ObservationModel, Poisson, get_observation
 from .preprocessing import preprocess_emg
-from .reading import (bin_spikes, check_spike_span, check_unit_clocks, iter_series, open_nwb, read_emg,
-                      read_trial_times, read_units, spike_bin_centres)
+from .reading import (bin_spikes, check_spike_span, check_unit_clocks, emg_doubt, find_emg, iter_series, open_nwb,
+                      read_emg, read_trial_times, read_units, spike_bin_centres)
 from .pbt import train_population
 from .training import TrainResult, split_train_valid, train_model
 from .windows import MIN_FITTED_WINDOW, WindowIndex, chop_segments, fitted_window, merge_segments
@@ -71,8 +73,14 @@ class RunResult:
     run_name: str | None = None
     """Name of the run's container in processing/autolfads of the output."""
     chosen_by: str = "found automatically"
+    doubt: str | None = None
+    """Why the modelled series does not look like EMG (None when nothing speaks against it)."""
+    score_targets: list[str] = field(default_factory=list)
+    """What in the input ``evaluate`` can score the run against (kinematics, force, spikes, ground truth)."""
 
-    def summary(self) -> str:
+    def summary(self, report: str | Path | None = None) -> str:
+        """A readable account of the run. ``report``: the folder a report is written to next
+        (``run --report``), named instead of the command that would write one."""
         t = self.training
         dur = self.times.size * self.config.windows.bin_size  # the time modelled (gaps between segments excluded)
         lines = ["nwb-autolfads run finished", f"  input       {self.input}"]
@@ -84,6 +92,8 @@ class RunResult:
             query = self.config.data.units
             lines.append(f"  modelled    units: {len(self.unit_ids)} units" + (f" ({query})" if query else "")
                          + f", {dur:.1f} s in {self.config.windows.bin_size * 1e3:g} ms bins, Poisson")
+        if self.doubt and self.channel_names:
+            lines.append(f"  WARNING     {self.source_path} does not look like EMG: {self.doubt}")
         if self.other_candidates and self.channel_names:
             lines.append(f"              also EMG-like, not modelled (choose with --emg): "
                          f"{', '.join(self.other_candidates)}")
@@ -100,8 +110,11 @@ class RunResult:
              if t.pbt_summary else
              f"  training    {len(t.history)} epochs in {t.seconds:.1f} s on {self.device}; best smoothed "
              f"validation NLL {t.best_valid_nll:.4f} at epoch {t.best_epoch}"
-             + (" (early stop)" if t.stopped_early else "")),
+             + (f" (stopped early: no improvement of the smoothed validation NLL for "
+                f"{self.config.train.early_stopping_patience} epochs)" if t.stopped_early else "")),
         ]
+        if self.config.preset == "smoke":
+            lines.append(f"  NOTE        {SMOKE_NOTE}: run with --preset quick or default for results to use")
         if self.output is not None:
             lines.append(f"  output      {self.output}")
             written = []
@@ -114,12 +127,25 @@ class RunResult:
                          "inferred_inputs, initial_conditions, provenance")
             lines.append(f"  read with   nwb_autolfads.load_results({str(self.output)!r})  or  "
                          f"nwb-autolfads runs {self.output}")
-            lines.append(f"  compare     nwb-autolfads evaluate {self.output} --report report/   (vs low-pass and "
-                         "Bayesian filtering)")
+            baselines = " and ".join(
+                (["rectified EMG, low-pass and Bayesian filtering"] if self.channel_names else [])
+                + (["smoothed spikes"] if self.unit_ids else []))
+            if not self.score_targets:
+                lines.append(f"  compare     nothing in the input to score against (no kinematics, force"
+                             f"{', units' if self.channel_names else ''} or ground truth): `evaluate` would show no "
+                             "scores")
+            elif report is not None:
+                lines.append(f"  report      evaluated next (vs {baselines}, scored on "
+                             f"{', '.join(self.score_targets)}): {Path(report) / 'index.html'}")
+            else:
+                lines.append(f"  compare     nwb-autolfads evaluate {self.output} --report report/   (vs {baselines}, "
+                             f"scored on {', '.join(self.score_targets)})")
         return "\n".join(lines)
 
 
 RUN_FINGERPRINT = "fingerprint.json"
+SMOKE_NOTE = ("smoke preset: a check that the data go through the pipeline (a tiny model trained for a few epochs); "
+              "its results are not meant to be used")
 
 
 
@@ -197,12 +223,12 @@ def default_rundir(target: Path) -> Path:
     return target.with_name(f".{target.name}.rundir")
 
 
-def _prepare_rundir(rundir: Path, cfg: RunConfig, segments: list[np.ndarray], explicit: bool) -> None:
-    """Make ``rundir`` hold the state of *this* run: a run directory left by a run with other data
-    or settings is an error when given with --resume, and is cleared otherwise."""
+def _prepare_rundir(rundir: Path, cfg: RunConfig, segments: list[np.ndarray], explicit: bool,
+                    fresh: bool = False) -> None:
+    """Make ``rundir`` hold the state of *this* run. A run directory left by a run with other data
+    or settings is never deleted: it is an error, unless ``fresh``. With ``fresh`` any previous
+    state is moved aside to ``<rundir>.<UTC time>`` and this run starts afresh."""
     import hashlib
-    import json
-    import shutil
 
     digest = hashlib.sha256()
     for seg in segments:
@@ -215,19 +241,68 @@ def _prepare_rundir(rundir: Path, cfg: RunConfig, segments: list[np.ndarray], ex
             old = json.loads(marker.read_text())
         except ValueError:
             old = None
-        if old == json.loads(json.dumps(fingerprint)):
+        if old == json.loads(json.dumps(fingerprint)) and not fresh:
             log.warning("resuming the interrupted run in %s", rundir)
             return
+        changed = _changed_settings(old, fingerprint)
         if explicit:
-            raise ConfigError(f"--resume {str(rundir)!r} holds a run with other data or settings: resume with the "
-                              "same input and configuration, or leave out --resume to start afresh")
-        log.warning("%s holds an interrupted run with other data or settings: starting afresh", rundir)
-        shutil.rmtree(rundir)
+            raise ConfigError(f"--resume {str(rundir)!r} holds a run with other {changed}: resume with the same "
+                              "input and configuration, or leave out --resume and pass --fresh to start afresh")
+        if not fresh:
+            raise ConfigError(f"{str(rundir)!r} holds an interrupted run with other {changed}: continue it with "
+                              f"--resume {shlex.quote(str(rundir))} and the old settings, or pass --fresh to move "
+                              "its state aside and start afresh (nothing was deleted)")
+        aside = rundir.with_name(f"{rundir.name}.{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}")
+        while aside.exists():
+            aside = aside.with_name(aside.name + "_")
+        rundir.rename(aside)
+        log.warning("the interrupted run's state in %s was moved aside to %s: starting afresh", rundir, aside)
     elif rundir.exists() and any(rundir.iterdir()):
         raise ConfigError(f"run directory {str(rundir)!r} exists and is not an nwb-autolfads run directory: move it "
                           "away")
     rundir.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(fingerprint))
+
+
+def _score_targets(nwbfile, emg: bool, spikes: bool) -> list[str]:
+    """What ``evaluate`` can score a run against in ``nwbfile`` (as :mod:`~nwb_autolfads.evaluation`
+    finds it): kinematics and force series, the units (for an EMG run) and ground truth."""
+    from .reading import modality_of
+
+    found = {modality_of(c) for c in iter_series(nwbfile)}
+    out = [m for m in ("kinematics", "force") if m in found]
+    if emg and nwbfile.units is not None and len(nwbfile.units):
+        out.append("spikes")
+    truth = nwbfile.processing.get("ground_truth")
+    names = set(truth.data_interfaces) if truth is not None else set()
+    if (emg and "true_activations" in names) or (spikes and "true_rates" in names):
+        out.append("ground truth")
+    return out
+
+
+def _changed_settings(old: Any, new: dict) -> str:
+    """What differs between two run-directory fingerprints, for a message: ``settings
+    (train.max_epochs: 150 -> 3)``, ``data``, or both."""
+    if not isinstance(old, dict) or not isinstance(old.get("config"), dict):
+        return "data or settings"
+
+    def flat(d: Any, prefix: str = "") -> dict:
+        if not isinstance(d, dict):
+            return {prefix.rstrip("."): d}
+        out: dict = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}."))
+        return out
+
+    a, b = flat(old["config"]), flat(json.loads(json.dumps(new["config"])))
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    what = []
+    if keys:
+        shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys[:3])
+        what.append(f"settings ({shown}{', ...' if len(keys) > 3 else ''})")
+    if old.get("data_sha256") != new.get("data_sha256"):
+        what.append("data")
+    return " and ".join(what) or "data or settings"
 
 
 def _describe(cfg: RunConfig, sig, units) -> str:
@@ -236,7 +311,8 @@ def _describe(cfg: RunConfig, sig, units) -> str:
         what.append(f"EMG {sig.source_path} ({sig.n_channels} channels, {observation_name(cfg)})")
     if units is not None:
         what.append(f"{units.n_units} units (Poisson)")
-    return f"nwb-autolfads run modelling {' and '.join(what)} in {cfg.windows.bin_size * 1e3:g} ms bins"
+    return (f"nwb-autolfads run modelling {' and '.join(what)} in {cfg.windows.bin_size * 1e3:g} ms bins"
+            + (f"; {SMOKE_NOTE}" if cfg.preset == "smoke" else ""))
 
 
 def _hyperparameters(cfg: RunConfig) -> dict:
@@ -294,11 +370,13 @@ class FitResult:
 
 
 def fit_signal(segments: list[np.ndarray], bin_size: float, observation: ObservationModel, cfg: RunConfig,
-               progress: bool = True, rundir: str | Path | None = None, resume: bool = False) -> FitResult:
+               progress: bool = True, rundir: str | Path | None = None, resume: bool = False,
+               fresh: bool = False) -> FitResult:
     """Chop, train, infer and merge. ``segments``: per gap-free stretch, (n_bins, C) model-ready
     data; ``observation``: the distribution of each channel. ``cfg`` must be resolved for the
     channel count (:meth:`RunConfig.resolved`). ``rundir``: where the training state is kept
-    (and resumed from); ``resume``: it was named by the user, so a mismatch is an error."""
+    (and resumed from); ``resume``: it was named by the user; ``fresh``: a run directory of a run
+    with other data or settings is moved aside instead of refused."""
     w = cfg.windows
     lead = cfg.model.lead_in_bins  # windows carry a lead-in before the bins they model
     windows, index = chop_segments(segments, w.window_bins + lead, w.overlap_bins + lead)
@@ -317,10 +395,12 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
     if lead:
         log.info("the first %d bins of each segment are lead-in only (NaN in the outputs)", lead)
 
+    device = resolve_device(cfg.device)  # before the run directory is made: a bad option leaves nothing
+    if cfg.pbt.population > 1 and cfg.pbt.backend == "ray":
+        from .pbt_ray import train_population_ray  # noqa: F401  (a missing Ray fails here, before any state)
     if rundir is not None:
-        _prepare_rundir(Path(rundir), cfg, segments, explicit=resume)
+        _prepare_rundir(Path(rundir), cfg, segments, explicit=resume, fresh=fresh)
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
     train_idx, valid_idx = split_train_valid(index.n_windows, w.valid_every)
     x_all = torch.from_numpy(windows).to(device)
     data_mean = x_all[train_idx].mean(dim=(0, 1))
@@ -358,7 +438,8 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         config: RunConfig | str | Path | None = None, overrides: Mapping[str, Any] | None = None,
         emg: str | None = None, seed: int | None = None, device: str | None = None, overwrite: bool = False,
         in_place: bool = False, run_name: str | None = None, write: bool = True,
-        progress: bool = True, command: str | None = None, resume: str | Path | None = None) -> RunResult:
+        progress: bool = True, command: str | None = None, resume: str | Path | None = None,
+        fresh: bool = False) -> RunResult:
     """Run AutoLFADS-style muscle-activation estimation on the EMG of an NWB file.
 
     Parameters
@@ -367,7 +448,8 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         DANDI asset (``dandi://dandi/<id>[@version]/<path>`` or ``DANDI:<id>/<path>``), streamed.
     output : output NWB path; default ``<stem>_autolfads.nwb`` beside the input (DANDI-style
         ``sub-X_ses-Y_desc-autolfads_emg.nwb`` for DANDI-named inputs).
-    preset : ``smoke`` (seconds), ``quick`` (minutes) or ``default`` (the full method).
+    preset : ``smoke`` (a pipeline check: a tiny model trained for a few epochs, not a result
+        to use), ``quick`` (minutes), ``default`` (the full method) or ``paper``.
     config : a :class:`RunConfig`, or the path of a YAML config file.
     overrides : extra settings, nested or dotted (``{"train.max_epochs": 100}``).
     emg : object path of the EMG series (``acquisition/EMG``); found automatically if None.
@@ -383,7 +465,11 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     resume : run directory of an interrupted run to continue. Without it, a run that writes a
         file keeps its state in ``.<output name>.rundir`` beside the output (every epoch for
         one model, every generation for a population) and the same command run again after
-        a crash continues from there; the directory is removed once the output is written.
+        a crash continues from there; the directory is removed once the output is written. A
+        run directory left by a run with other data or settings is never deleted: the run is
+        refused (:class:`~nwb_autolfads.errors.ConfigError`) unless ``fresh``.
+    fresh : start afresh even when the run directory holds an interrupted run with other data or
+        settings; its state is moved aside to ``<rundir>.<UTC time>``, never deleted.
 
     Returns a :class:`RunResult` (arrays, training history, output path, :meth:`~RunResult.summary`).
     """
@@ -405,13 +491,28 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         cfg = config.updated({**dict(overrides or {}), **extra})
     else:
         cfg = build_config(preset=preset, file=config, overrides={**dict(overrides or {}), **extra})
+    resolve_device(cfg.device)  # every option is checked before anything is created
+    if fresh and resume is not None:
+        raise ConfigError("give either --resume RUNDIR (continue that run) or --fresh (start afresh), not both")
 
     modalities = cfg.data.model.split("+")
     with open_nwb(path) as (_io, nwbfile):
-        sig = read_emg(nwbfile, cfg.data.emg, cfg.data.channel_names, lazy=True) if "emg" in modalities else None
+        try:
+            sig = read_emg(nwbfile, cfg.data.emg, cfg.data.channel_names, lazy=True) if "emg" in modalities else None
+        except SignalNotFoundError as exc:
+            n_units = len(nwbfile.units) if nwbfile.units is not None else 0
+            if cfg.data.emg is not None or not n_units:
+                raise
+            raise SignalNotFoundError(f"{exc}; or model the {n_units} units of nwbfile.units with --model spikes") \
+                from None
+        doubt = emg_doubt(find_emg(nwbfile, cfg.data.emg)) if sig is not None else None
+        if doubt:
+            log.warning("%s does not look like EMG (%s): it is modelled as EMG because it was chosen with --emg; "
+                        "check with `nwb-autolfads inspect` that it is the EMG", sig.source_path, doubt)
         units = read_units(nwbfile, cfg.data.units, cfg.data.bad_units) if "spikes" in modalities else None
         others = [c.path for c in iter_series(nwbfile) if sig is not None and c.score > 0
                   and c.path != sig.source_path and not c.path.startswith(sig.source_path + "/")]
+        targets = _score_targets(nwbfile, sig is not None, "spikes" in modalities)
         # a remote input's results go to the current directory
         out_path = Path(output) if output is not None else default_output_path(
             Path(source.name) if source.remote else path, cfg.data.model)
@@ -437,11 +538,13 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         if write:
             stack.enter_context(OutputLock(path if in_place else out_path))
         return _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier, started, t_start, write,
-                           in_place, overwrite, run_name, progress, command, resume, trial_times)
+                           in_place, overwrite, run_name, progress, command, resume, trial_times, fresh, doubt,
+                           targets)
 
 
 def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier, started, t_start, write, in_place,
-                overwrite, run_name, progress, command, resume, trial_times) -> RunResult:
+                overwrite, run_name, progress, command, resume, trial_times, fresh=False, doubt=None,
+                targets=()) -> RunResult:
     """The part of :func:`run` after the input is read and the output checked, under the output's lock."""
     # a remote file is not hashed (that would download all of it): a DANDI asset's SHA-256 is the one the
     # archive publishes, another URL has none; its identity is recorded in the provenance's ``source``
@@ -506,7 +609,7 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
     else:
         rundir = None
     fit = fit_signal(segments, bin_size, observation, cfg, progress=progress, rundir=rundir,
-                     resume=resume is not None)
+                     resume=resume is not None, fresh=fresh)
     times = np.concatenate(bin_times)
     mean = np.concatenate(fit.mean)
     # Bins no window covers (segments shorter than a window, lead-in bins) have no estimate: they are
@@ -537,7 +640,8 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
                        rectified=compact_float(rectified), preprocessing_steps=pre.steps if pre else [],
                        training=train, n_windows=fit.index.n_windows, n_train=fit.n_train, n_valid=fit.n_valid,
                        seconds=0.0, device=fit.device, other_candidates=others,
-                       chosen_by="--emg" if cfg.data.emg else "found automatically")
+                       chosen_by="--emg" if cfg.data.emg else "found automatically", doubt=doubt,
+                       score_targets=list(targets))
     if write:
         paths, ids = [], []
         if sig is not None:
@@ -548,7 +652,9 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
             ids.append(units.object_id or "")
         record = RunRecord(
             times=times, bin_size=bin_size, factors=result.factors, inputs=result.inputs,
-            description=_describe(cfg, sig, units), config=cfg.to_dict(), software=_versions(),
+            description=_describe(cfg, sig, units) + (f"; WARNING: {sig.source_path} does not look like EMG: "
+                                                       f"{doubt}" if doubt else ""),
+            config=cfg.to_dict(), software=_versions(),
             hyperparameters=train.hyperparameters or _hyperparameters(cfg), metrics=_metrics(result), seed=cfg.seed,
             started=started.isoformat(), finished=datetime.now(timezone.utc).isoformat(),
             source_identifier=source_identifier, source_sha256=source_sha256, modalities=cfg.data.model,

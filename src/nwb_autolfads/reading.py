@@ -289,6 +289,23 @@ def modality_of(c: Candidate) -> str:
     return "other"
 
 
+_EMG_UNITS = re.compile(r"volt|^[munµμ]?v$|^a\.?u\.?$|arbitrary|^unknown$|^no unit$|^$", re.IGNORECASE)
+
+
+def emg_doubt(c: Candidate) -> str | None:
+    """Why the series ``c`` does not look like EMG (``inspect`` lists it as kinematics or force,
+    or its unit is not a voltage), or None when nothing speaks against it."""
+    why = []
+    modality = modality_of(c)
+    if modality in ("kinematics", "force"):
+        why.append(f"`inspect` lists it as {modality} ({c.neurodata_type})")
+    obj = c.obj if c.kind == "series" else next(iter(_children_series(c.obj)), None)
+    unit = str(getattr(obj, "unit", "") or "").strip()
+    if not _EMG_UNITS.search(unit):
+        why.append(f"its unit is {unit!r}, not a voltage")
+    return "; ".join(why) or None
+
+
 def find_emg(nwbfile: NWBFile, path: str | None = None) -> Candidate:
     """The EMG candidate at ``path`` or, if ``path`` is None, the best one found automatically."""
     candidates = list(iter_series(nwbfile))

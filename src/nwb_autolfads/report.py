@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import OutputError
 from .evaluation import MODEL, Evaluation
 
 __all__ = ["write_report"]
@@ -260,10 +261,76 @@ def _table_html(ev: Evaluation) -> str:
     return f"<table><tr><th>method</th>{head}</tr>{''.join(rows)}</table>"
 
 
-def write_report(ev: Evaluation, folder: str | Path, ds=None) -> Path:
-    """Write ``index.html``, the figures and ``evaluation.json`` into ``folder`` (created).
-    ``ds``: the run (:func:`~nwb_autolfads.results.load_results`), read from ``ev.result`` if
-    not given. Returns the path of ``index.html``."""
+REPORT_FILES = ("index.html", "evaluation.json")
+"""Files every report folder holds (with its PNG figures)."""
+
+
+def is_report_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a report of :func:`write_report` (index.html, evaluation.json and
+    figures, nothing else)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return False
+    names = [p.name for p in folder.iterdir()]
+    return all((folder / f).is_file() for f in REPORT_FILES) and all(
+        n in REPORT_FILES or n.endswith(".png") for n in names)
+
+
+def check_report_folder(folder: str | Path, overwrite: bool = False) -> Path:
+    """Fail early if ``folder`` cannot take a report: it must be missing, empty, a previous report
+    (replaced whole) or, with ``overwrite``, any folder (replaced whole).
+
+    Raises
+    ------
+    OutputError
+        ``folder`` is a file, or a non-empty folder that is not a previous report (without ``overwrite``).
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"report folder {str(folder)!r} is a file: give a folder for the report")
+    if folder.is_dir() and any(folder.iterdir()) and not is_report_folder(folder) and not overwrite:
+        raise OutputError(f"report folder {str(folder)!r} is not empty and holds no previous report: choose an empty "
+                          "or new folder, or pass --overwrite to replace its contents")
+    parent = folder.parent if str(folder.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"the folder {str(parent)!r} of the report does not exist: create it or choose another")
+    return folder
+
+
+def write_report(ev: Evaluation, folder: str | Path, ds=None, overwrite: bool = False) -> Path:
+    """Write ``index.html``, the figures and ``evaluation.json`` into ``folder``.
+
+    The report is written into a temporary folder beside it, which then replaces ``folder``
+    whole: a previous report leaves no stale figures. ``ds``: the run
+    (:func:`~nwb_autolfads.results.load_results`), read from ``ev.result`` if not given.
+    Returns the path of ``index.html``.
+
+    Raises
+    ------
+    OutputError
+        ``folder`` is not empty and is not a previous report, and ``overwrite`` is False.
+    """
+    import os
+    import shutil
+
+    folder = check_report_folder(folder, overwrite)
+    tmp = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _write_into(ev, tmp, ds)
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+            folder.rename(old)
+            tmp.rename(folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder / "index.html"
+
+
+def _write_into(ev: Evaluation, folder: Path, ds=None) -> Path:
     from .results import load_results
 
     folder = Path(folder)

@@ -40,6 +40,9 @@ class RunInfo:
     epochs: int | None
     best_valid_nll: float | None
     description: str
+    preset: str = ""
+    """The preset the run's configuration was built on (smoke, quick, default, paper)."""
+    git_revision: str = ""
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -78,7 +81,14 @@ def _info(run) -> RunInfo:
                    bin_size=float(run.bin_size), channels=[str(c) for c in act.channel_names[:]] if act else [],
                    n_units=int(rates.data.shape[1]) if rates is not None else 0, seed=int(run.random_seed),
                    epochs=metrics.get("epochs"), best_valid_nll=metrics.get("best_smoothed_valid_nll"),
-                   description=run.description)
+                   description=run.description, preset=_preset(run.config), git_revision=run.git_revision or "")
+
+
+def _preset(config_json: str | None) -> str:
+    try:
+        return str(json.loads(config_json or "{}").get("preset", ""))
+    except (ValueError, AttributeError):
+        return ""
 
 
 def list_runs(path: str | Path) -> list[RunInfo]:
@@ -102,7 +112,8 @@ def format_runs(path: str | Path, runs: list[RunInfo]) -> str:
             what.append(f"{r.n_units} units")
         nll = f"{r.best_valid_nll:.4f}" if r.best_valid_nll is not None else "n/a"
         lines += [f"  {r.name}",
-                  f"    started {r.started}, finished {r.finished}, nwb-autolfads {r.software_version}, seed {r.seed}",
+                  f"    started {r.started}, finished {r.finished}, nwb-autolfads {r.software_version} "
+                  f"({r.git_revision or 'no git revision recorded'}), preset {r.preset or '?'}, seed {r.seed}",
                   f"    {r.modalities}: {', '.join(what)} from {r.sources}; {r.n_bins} bins of {r.bin_size * 1e3:g} ms",
                   f"    {r.epochs} epochs, best smoothed validation NLL {nll}"]
     return "\n".join(lines)

@@ -217,8 +217,10 @@ def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg:
         held = ck["sv_mask"] if ck is not None else (torch.rand(train_x.shape) < aug.sv_rate).to(train_x.dtype)
         held = held.to(train_x.device)
     t0 = time.perf_counter() - result.seconds
-    bar = tqdm(total=cfg.max_epochs, initial=start_epoch, desc=desc, unit="epoch", disable=not progress,
-               dynamic_ncols=True, leave=True)
+    # the total (and so the ETA) is the epoch limit: early stopping usually ends sooner, and then
+    # the bar is closed full and says so
+    bar = tqdm(total=cfg.max_epochs, initial=start_epoch, desc=f"{desc} (at most {cfg.max_epochs} epochs)",
+               unit="epoch", disable=not progress, dynamic_ncols=True, leave=True)
     try:
         for epoch in range(start_epoch, cfg.max_epochs):
             if result.stopped_early:
@@ -258,11 +260,17 @@ def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg:
                 since_best += 1
             if epoch >= cfg.ramp_epochs:
                 sched.step(smoothed)
-            bar.set_postfix(valid_nll=f"{valid_nll:.4f}", best=f"{result.best_valid_nll:.4f}",
-                            lr=f"{record['lr']:.1e}", refresh=False)
+            # valid_nll: this epoch's (raw); smoothed / best_smoothed: what early stopping compares
+            bar.set_postfix(valid_nll=f"{valid_nll:.4f}", smoothed=f"{smoothed:.4f}",
+                            best_smoothed=f"{result.best_valid_nll:.4f}", lr=f"{record['lr']:.1e}", refresh=False)
             bar.update(1)
             if epoch + 1 >= max(cfg.min_epochs, cfg.ramp_epochs) and since_best >= cfg.early_stopping_patience:
                 result.stopped_early = True
+                bar.total = bar.n  # the bar ends full, with a mark of why
+                bar.set_description(f"{desc}: stopped early at epoch {epoch + 1} of at most {cfg.max_epochs} "
+                                    f"(no improvement of the smoothed validation NLL for {since_best} epochs)",
+                                    refresh=False)
+                bar.refresh()
             if checkpoint is not None:
                 result.seconds = time.perf_counter() - t0
                 save_checkpoint(checkpoint, {

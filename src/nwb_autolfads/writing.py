@@ -197,18 +197,24 @@ def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def git_revision() -> str | None:
-    """The checkout's git revision (with ``-dirty`` if it has changes), or None when the
-    package is not running from a git checkout."""
+def git_revision(root: str | Path | None = None) -> str:
+    """The checkout's git revision (with ``-dirty`` if it has changes) when the package runs from
+    a git checkout (``root``: the checkout, by default the folder above ``src/``), else a
+    statement that says so with the installed version, e.g. ``not a git checkout (installed
+    package 0.1.0)``: the provenance is never left empty."""
+    from . import __version__
+
     here = Path(__file__).resolve().parent
-    if not (here.parents[1] / ".git").exists():
-        return None
+    root = Path(root) if root is not None else here.parents[1]
+    if not (root / ".git").exists():
+        return f"not a git checkout (installed package {__version__})"
     try:
-        rev = subprocess.run(["git", "-C", str(here), "describe", "--always", "--dirty", "--abbrev=40"],
+        rev = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=40"],
                              capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
-        return None
-    return rev.stdout.strip() or None
+        rev = None
+    return (rev.stdout.strip() if rev is not None else "") or (
+        f"unknown: git did not answer in the checkout {root} (package {__version__})")
 
 
 def to_json(data: Any) -> str:

@@ -33,8 +33,38 @@ def test_priority_defaults_preset_file_overrides(tmp_path):
     assert cfg.model.gen_dim == PRESETS["smoke"]["model"]["gen_dim"]
     assert cfg.train.lr == 0.001 and cfg.seed == 3
     assert cfg.train.max_epochs == 9  # override beats file
-    # explicit preset beats the file's
-    assert build_config(preset="quick", file=f).preset == "quick"
+    # the file's preset and an explicit one must agree (see test_preset_and_config_file_rule)
+    assert build_config(preset="smoke", file=f).preset == "smoke"
+
+
+def test_preset_and_config_file_rule(tmp_path):
+    """The preset applies underneath the file, the file's values win; a file naming another preset is refused."""
+    dumped = tmp_path / "my.yaml"
+    dumped.write_text(build_config().to_yaml(comments=True))  # what `config --show > my.yaml` writes
+    with pytest.raises(ConfigError, match="made with preset 'default'.*config --show --preset quick"):
+        build_config(preset="quick", file=dumped)
+    partial = tmp_path / "partial.yaml"
+    partial.write_text("train:\n  max_epochs: 7\n")  # names no preset: the preset applies underneath
+    cfg = build_config(preset="quick", file=partial)
+    assert cfg.preset == "quick" and cfg.train.max_epochs == 7
+    assert cfg.pbt.population == 1 and cfg.model.gen_dim == PRESETS["quick"]["model"]["gen_dim"]
+    assert build_config(file=partial).pbt.population == 20
+
+
+def test_commented_yaml_documents_every_setting_and_round_trips():
+    from nwb_autolfads.config import field_docs
+
+    cfg = build_config("quick")
+    text = cfg.to_yaml(comments=True)
+    assert yaml.safe_load(text) == cfg.to_dict()
+    assert "  # Model bin width in seconds. null (the default): EMG that is already rectified and binned\n" in text
+    assert "  bin_size: null\n" in text
+
+    def leaves(d, prefix=""):
+        for k, v in d.items():
+            yield from leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [prefix + k]
+    docs = field_docs()
+    assert [k for k in leaves(cfg.to_dict()) if not docs.get(k)] == []
 
 
 def test_yaml_number_written_without_dot_is_accepted(tmp_path):

@@ -160,3 +160,17 @@ def test_training_with_a_lead_in():
     res = train_model(model, x[:30], x[30:], TrainConfig(max_epochs=2, min_epochs=0, ramp_epochs=1, batch_size=10),
                       AugmentConfig(sv_rate=0.1), progress=False)
     assert all(math.isfinite(h["valid_nll"]) and math.isfinite(h["sample_valid_nll"]) for h in res.history)
+
+
+def test_progress_bar_marks_early_stopping_and_labels_its_numbers(monkeypatch, capsys):
+    import nwb_autolfads.training as training
+
+    monkeypatch.setattr(training, "evaluate_nll", lambda *a, **k: 1.0)  # never improves: stops early
+    x = _data(n=12, T=10)
+    cfg = TrainConfig(max_epochs=50, min_epochs=0, ramp_epochs=0, batch_size=6, early_stopping_patience=2)
+    res = train_model(_model(), x[:8], x[8:], cfg, AugmentConfig(), progress=True)
+    assert res.stopped_early and len(res.history) == 3
+    last = capsys.readouterr().err.split("\r")[-1]
+    assert "stopped early at epoch 3 of at most 50" in last and "no improvement" in last
+    assert "100%" in last and "3/3" in last
+    assert "valid_nll=" in last and "best_smoothed=" in last and "best=" not in last.replace("best_smoothed=", "")

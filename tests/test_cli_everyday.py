@@ -1,0 +1,273 @@
+"""Everyday use of the command line (issue 16): never lose work, never mislabel a run, clear next steps."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from nwb_autolfads.cli import main
+from nwb_autolfads.testing import mock_emg_nwb
+
+SMOKE = ["--preset", "smoke", "-q", "--set", "windows.window_bins=8", "--set", "windows.overlap_bins=2"]
+
+
+@pytest.fixture()
+def tiny(tmp_path):
+    """3 s of raw 2-muscle EMG: a smoke run on it takes a few seconds."""
+    return mock_emg_nwb(tmp_path / "tiny.nwb", duration=3.0, rate=1000.0, n_muscles=2, seed=3)
+
+
+def _err_line(capsys):
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("nwb-autolfads: error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+# ---------------------------------------------------------------- 1. the example's result is never replaced silently
+def test_example_refuses_to_replace_an_existing_result(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    mock_emg_nwb(tmp_path / "autolfads_example.nwb", duration=3.0, rate=1000.0, n_muscles=2)
+    done = tmp_path / "autolfads_example_autolfads.nwb"
+    done.write_bytes(b"an hours-long result")
+    assert main(["run", "--example", "--preset", "smoke", "-q"]) == 2
+    assert "--overwrite" in _err_line(capsys)
+    assert done.read_bytes() == b"an hours-long result"
+
+
+# ---------------------------------------------------------------- 2. an interrupted run's state is never deleted
+def _interrupted_rundir(tiny, max_epochs):
+    """The run directory a run with ``train.max_epochs=max_epochs`` leaves when it is killed."""
+    from nwb_autolfads.pipeline import RUN_FINGERPRINT, default_rundir
+
+    rundir = default_rundir(tiny.with_name("tiny_autolfads.nwb"))
+    rundir.mkdir()
+    (rundir / "model_state.pt").write_bytes(b"hours of training")
+    from nwb_autolfads.config import build_config
+    cfg = build_config("smoke", overrides={"train.max_epochs": max_epochs, "pbt.population": 1,
+                                           "windows.window_bins": 8, "windows.overlap_bins": 2}).to_dict()
+    cfg = {k: v for k, v in cfg.items() if k not in ("device", "inference")}
+    (rundir / RUN_FINGERPRINT).write_text(json.dumps({"config": cfg, "data_sha256": "0" * 64}))
+    return rundir
+
+
+def test_changed_setting_refuses_and_keeps_the_interrupted_state(tiny, capsys):
+    rundir = _interrupted_rundir(tiny, 150)
+    assert main(["run", str(tiny), *SMOKE, "--population", "1"]) == 2
+    line = _err_line(capsys)
+    assert str(rundir) in line and "--resume" in line and "--fresh" in line and "train.max_epochs" in line
+    assert (rundir / "model_state.pt").read_bytes() == b"hours of training"
+    assert not tiny.with_name("tiny_autolfads.nwb").exists()
+
+
+def test_fresh_moves_the_old_state_aside_and_runs(tiny, capsys):
+    rundir = _interrupted_rundir(tiny, 150)
+    assert main(["run", str(tiny), *SMOKE, "--population", "1", "--fresh"]) == 0
+    assert tiny.with_name("tiny_autolfads.nwb").is_file()
+    aside = [p for p in tiny.parent.iterdir() if p.name.startswith(rundir.name + ".")]
+    assert len(aside) == 1 and (aside[0] / "model_state.pt").read_bytes() == b"hours of training"
+    assert not rundir.exists()
+    assert main(["run", str(tiny), *SMOKE, "--fresh", "--resume", str(aside[0])]) == 2
+
+
+# ---------------------------------------------------------------- 3. a bad option creates nothing
+def test_bad_device_leaves_nothing_behind(tiny, monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    before = sorted(p.name for p in tiny.parent.iterdir())
+    assert main(["run", str(tiny), *SMOKE, "--device", "cuda"]) == 2
+    assert "cuda" in _err_line(capsys)
+    assert sorted(p.name for p in tiny.parent.iterdir()) == before
+
+
+# ---------------------------------------------------------------- 4. a preset and a config file: one rule
+def test_config_show_then_run_with_another_preset_is_refused_the_same_way(tiny, tmp_path, capsys):
+    assert main(["config", "--show"]) == 0
+    dumped = tmp_path / "my.yaml"
+    dumped.write_text(capsys.readouterr().out)
+    assert main(["config", "--show", "--config", str(dumped), "--preset", "quick"]) == 2
+    config_err = _err_line(capsys)
+    assert main(["run", str(tiny), "--config", str(dumped), "--preset", "quick", "-q"]) == 2
+    assert _err_line(capsys) == config_err and "preset 'default'" in config_err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my.yaml", "tiny.nwb"]
+    # a file written for the preset runs with it, and config --show shows what run records
+    assert main(["config", "--show", "--preset", "smoke"]) == 0
+    dumped.write_text(capsys.readouterr().out)
+    assert main(["config", "--show", "--config", str(dumped), "--preset", "smoke", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["preset"] == "smoke" and shown["pbt"]["population"] == 2
+
+
+def test_config_help_describes_its_options_and_the_rule(capsys):
+    with pytest.raises(SystemExit):
+        main(["config", "--help"])
+    out = capsys.readouterr().out
+    assert "underneath" in out
+    text = " ".join(out.split())
+    for words in ("start from this preset", "apply over the preset", "override one setting", "JSON instead"):
+        assert words in text
+
+
+def test_config_show_has_descriptions_as_yaml_comments(capsys):
+    assert main(["config", "--show", "--preset", "quick"]) == 0
+    out = capsys.readouterr().out
+    assert "# Model bin width in seconds." in out and "# Initial learning rate of Adam." in out
+    assert yaml.safe_load(out)["preset"] == "quick"
+
+
+# ---------------------------------------------------------------- 5. provenance: version, git revision, preset
+def test_git_revision_says_when_not_a_git_checkout(tmp_path):
+    from importlib.metadata import version
+
+    import nwb_autolfads
+    from nwb_autolfads.writing import git_revision
+
+    assert nwb_autolfads.__version__ == version("nwb-autolfads")
+    assert git_revision(tmp_path) == f"not a git checkout (installed package {nwb_autolfads.__version__})"
+    assert git_revision()  # this checkout: a revision, never empty
+
+
+def test_runs_show_the_preset_and_the_git_revision(tiny, capsys):
+    assert main(["run", str(tiny), *SMOKE]) == 0
+    out = tiny.with_name("tiny_autolfads.nwb")
+    capsys.readouterr()
+    assert main(["runs", str(out), "--json"]) == 0
+    (info,) = json.loads(capsys.readouterr().out)
+    assert info["preset"] == "smoke" and info["git_revision"]
+    assert main(["runs", str(out)]) == 0
+    assert "preset smoke" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- 6. --emg at a series that is not EMG
+def test_emg_pointed_at_kinematics_warns_in_stderr_summary_and_provenance(tmp_path, capsys, caplog):
+    from nwb_autolfads.reading import emg_doubt, iter_series, open_nwb
+    from nwb_autolfads.testing import synthetic_emg, write_emg_nwb
+
+    path = write_emg_nwb(tmp_path / "beh.nwb", synthetic_emg(duration=4.0, rate=1000.0, n_muscles=2, seed=2),
+                         behavior=True)
+    with open_nwb(path) as (_io, nwb):
+        doubts = {c.path: emg_doubt(c) for c in iter_series(nwb)}
+    assert doubts["acquisition/EMG"] is None  # the EMG raises no doubt
+    assert "kinematics" in doubts["processing/behavior/joint_angles"]
+    assert "'N'" in doubts["processing/behavior/force"]
+    assert main(["run", str(path), "--emg", "processing/behavior/joint_angles", *SMOKE]) == 0
+    assert "does not look like EMG" in caplog.text and "radians" in caplog.text
+    out = capsys.readouterr().out
+    assert "WARNING" in out and "does not look like EMG" in out
+    import nwb_autolfads
+    assert "does not look like EMG" in nwb_autolfads.load_results(tmp_path / "beh_autolfads.nwb").attrs["description"]
+
+
+# ---------------------------------------------------------------- 7. next steps: --model spikes; channel names
+def test_units_without_emg_suggest_model_spikes(tmp_path, capsys):
+    import h5py
+
+    from nwb_autolfads.testing import synthetic_emg, write_emg_nwb
+
+    path = write_emg_nwb(tmp_path / "units.nwb", synthetic_emg(duration=3.0, rate=1000.0, n_muscles=2, seed=4),
+                         name="Accelerometer", n_units=4, include_truth=False)
+    with h5py.File(path, "a") as f:
+        f["acquisition/Accelerometer"].attrs["description"] = "3-axis accelerometer"
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "--model spikes" in out
+    assert main(["run", str(path), "-q", "--preset", "smoke"]) == 2
+    line = _err_line(capsys)
+    assert "--model spikes" in line and "--emg" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["units.nwb"]
+
+
+def test_inspect_lists_channel_names(tiny, capsys):
+    assert main(["inspect", str(tiny)]) == 0
+    out = capsys.readouterr().out
+    assert "channels: TA, MG" in out
+    assert main(["inspect", str(tiny), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["modalities"]["emg"][0]["channels"] == ["TA", "MG"]
+
+
+# ---------------------------------------------------------------- 8. a closed stdout is no error
+@pytest.mark.parametrize("args", [["inspect", "{tiny}"], ["inspect", "{tiny}", "--json"], ["config", "--show"]])
+def test_closed_stdout_is_handled_quietly(tiny, args):
+    read, write = os.pipe()
+    os.close(read)  # like `| head -1` that has already exited
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = subprocess.run([sys.executable, "-m", "nwb_autolfads", *[a.format(tiny=tiny) for a in args]],
+                          stdout=write, stderr=subprocess.PIPE, text=True, env=env)
+    os.close(write)
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0
+
+
+# ---------------------------------------------------------------- 9. next steps that are true
+def test_summary_offers_only_comparisons_the_file_allows(tmp_path):
+    import nwb_autolfads
+    from nwb_autolfads.testing import synthetic_emg, write_emg_nwb
+
+    path = write_emg_nwb(tmp_path / "u.nwb", synthetic_emg(duration=3.0, rate=1000.0, n_muscles=2, seed=5),
+                         n_units=3, include_truth=False)
+    result = nwb_autolfads.run(path, preset="smoke", progress=False, overrides={
+        "data.model": "spikes", "windows.window_bins": 8, "windows.overlap_bins": 2, "pbt.population": 1})
+    text = result.summary()
+    assert "nothing in the input to score against" in text and "low-pass" not in text
+    result.score_targets = ["kinematics"]  # as for a file with kinematics
+    assert "evaluate" in result.summary() and "smoothed spikes" in result.summary()
+    reported = result.summary(report=tmp_path / "rep")
+    assert str(tmp_path / "rep" / "index.html") in reported and "--report report/" not in reported
+
+
+def _fake_report(ev, folder, ds=None):
+    folder.mkdir(parents=True)
+    for name in ("index.html", "evaluation.json"):
+        (folder / name).write_text(ev)
+    (folder / f"{ev}.png").write_text(ev)
+
+
+def test_report_folder_is_replaced_whole_and_other_folders_are_refused(tmp_path, monkeypatch):
+    from nwb_autolfads import report
+    from nwb_autolfads.errors import OutputError
+
+    monkeypatch.setattr(report, "_write_into", _fake_report)
+    rep = tmp_path / "rep"
+    report.write_report("first", rep)
+    report.write_report("second", rep)  # a previous report: replaced, no stale figure
+    assert sorted(p.name for p in rep.iterdir()) == ["evaluation.json", "index.html", "second.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # no temporary folder left
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(OutputError, match="--overwrite"):
+        report.write_report("third", mine)
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    report.write_report("third", mine, overwrite=True)
+    assert not (mine / "thesis.tex").exists()
+
+
+def test_run_report_into_a_foreign_folder_is_refused_before_training(tiny, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    assert main(["run", str(tiny), *SMOKE, "--report", str(mine)]) == 2
+    assert "--overwrite" in _err_line(capsys)
+    assert not tiny.with_name("tiny_autolfads.nwb").exists() and (mine / "notes.txt").read_text() == "keep"
+
+
+def test_unknown_option_points_to_the_command_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["run", "x.nwb", "--presett", "smoke"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nwb-autolfads run --help" in err and "did you mean --preset" in err
+
+
+# ---------------------------------------------------------------- 10. smoke results are labelled as not for use
+def test_smoke_result_says_it_is_not_meant_to_be_used(tiny, capsys):
+    import nwb_autolfads
+
+    assert main(["run", str(tiny), *SMOKE]) == 0
+    assert "not meant to be used" in capsys.readouterr().out
+    ds = nwb_autolfads.load_results(tiny.with_name("tiny_autolfads.nwb"))
+    assert "not meant to be used" in ds.attrs["description"]
