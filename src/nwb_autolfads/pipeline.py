@@ -102,7 +102,9 @@ class RunResult:
              + (" (early stop)" if t.stopped_early else "")),
         ]
         if self.output is not None:
-            lines.append(f"  output      {self.output}")
+            lines.append(f"  output      {self.output}" + (" (results only: the source's data stay in the input; "
+                                                          "--output-content full copies them too)"
+                                                          if self.config.output.content == "results" else ""))
             written = []
             if self.channel_names:
                 written.append(f"emg_activations ({self.activations.shape[0]} x {self.activations.shape[1]}, "
@@ -187,7 +189,7 @@ def _prepare_rundir(rundir: Path, cfg: RunConfig, segments: list[np.ndarray], ex
     digest = hashlib.sha256()
     for seg in segments:
         digest.update(np.ascontiguousarray(seg).tobytes())
-    fingerprint = {"config": {k: v for k, v in cfg.to_dict().items() if k not in ("device", "inference")},
+    fingerprint = {"config": {k: v for k, v in cfg.to_dict().items() if k not in ("device", "inference", "output")},
                    "data_sha256": digest.hexdigest()}
     marker = rundir / RUN_FINGERPRINT
     if marker.is_file():
@@ -353,6 +355,9 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     overwrite : replace an existing output file.
     in_place : add the results to the input file itself instead of writing a new file (the
         input is updated atomically: an interruption leaves it untouched or complete).
+        What a new file holds is the setting ``output.content``: ``results`` (the results and
+        where the source is; the default for remote inputs) or ``full`` (a copy of the source's
+        content too; the default for local files).
     run_name : name of the run's container in ``processing/autolfads`` (default
         ``run_<UTC start time>``; a suffix keeps names unique).
     write : set False to compute without writing a file (``RunResult.output`` is then None).
@@ -384,6 +389,11 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     else:
         cfg = build_config(preset=preset, file=config, overrides={**dict(overrides or {}), **extra})
 
+    # what a new output holds: by default only the results for a remote input (nothing downloaded whole)
+    content = "full" if in_place else cfg.output.content or ("results" if source.remote else "full")
+    if content != cfg.output.content:
+        cfg = cfg.updated({"output.content": content})
+
     modalities = cfg.data.model.split("+")
     with open_nwb(path) as (_io, nwbfile):
         sig = read_emg(nwbfile, cfg.data.emg, cfg.data.channel_names, lazy=True) if "emg" in modalities else None
@@ -413,11 +423,11 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         if write:
             stack.enter_context(OutputLock(path if in_place else out_path))
         return _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier, started, t_start, write,
-                           in_place, overwrite, run_name, progress, command, resume, trial_times)
+                           in_place, overwrite, run_name, progress, command, resume, trial_times, source)
 
 
 def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier, started, t_start, write, in_place,
-                overwrite, run_name, progress, command, resume, trial_times) -> RunResult:
+                overwrite, run_name, progress, command, resume, trial_times, source) -> RunResult:
     """The part of :func:`run` after the input is read and the output checked, under the output's lock."""
     # hashing a remote file would download all of it: its URL identifies it instead
     source_sha256 = file_sha256(path) if write and not isinstance(path, Source) else ""
@@ -533,6 +543,8 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
                                                                           if units is not None and units.query else "")),
             ic_mean=fit.ic_mean, ic_times=_ic_times(fit, bin_times, cfg.model.lead_in_bins),
             source_paths=paths, source_object_ids=ids, emg_object_id=sig.object_id if sig is not None else None,
+            source_location=source.spec if source.remote else str(Path(path).resolve()), source_url=source.url or "",
+            source_asset_id=source.asset_id or "",
             preprocessing=({"steps": pre.steps, "scales": pre.scales, "clip_levels": pre.clip_levels,
                             "bin_size": pre.bin_size, "parameters": cfg.preprocess.__dict__}
                            if pre is not None else {"bin_size": bin_size, "steps": ["spike counts per bin"]}),
@@ -541,7 +553,8 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
                  "epochs": len(train.history), "parent_member": -1, "parent_generation": -1}],
             command=command or f"nwb_autolfads.run({str(path)!r}, ...) from {' '.join(sys.argv)}", git_revision=git_revision(), name=run_name)
         result.output, result.run_name = write_results(path, None if in_place else out_path, record,
-                                                       overwrite=overwrite, in_place=in_place)
+                                                       overwrite=overwrite, in_place=in_place,
+                                                       content=cfg.output.content)
         if resume is None and rundir is not None:
             import shutil
             shutil.rmtree(rundir, ignore_errors=True)  # the result is written: the state is not needed

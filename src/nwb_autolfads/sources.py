@@ -35,6 +35,8 @@ class Source:
     """File name (for default output names)."""
     dandi: tuple[str, str, str] | None = None
     """(dandiset id, version, asset path) for DANDI inputs."""
+    asset_id: str | None = None
+    """DANDI asset id, for DANDI inputs."""
 
     @property
     def remote(self) -> bool:
@@ -61,7 +63,8 @@ def parse_dandi(spec: str) -> tuple[str, str, str] | None:
     return dandiset, version or "draft", path
 
 
-def _dandi_download_url(dandiset: str, version: str, path: str, spec: str) -> str:
+def _dandi_download_url(dandiset: str, version: str, path: str, spec: str) -> tuple[str, str | None]:
+    """(content URL, asset id) of a DANDI asset."""
     try:
         from dandi.dandiapi import DandiAPIClient
     except ImportError:
@@ -69,7 +72,7 @@ def _dandi_download_url(dandiset: str, version: str, path: str, spec: str) -> st
     try:
         with DandiAPIClient() as client:
             asset = client.get_dandiset(dandiset, version).get_asset_by_path(path)
-            return asset.get_content_url(follow_redirects=1, strip_query=True)
+            return asset.get_content_url(follow_redirects=1, strip_query=True), getattr(asset, "identifier", None)
     except Exception as exc:  # network, HTTP and not-found errors all end here
         raise InputFileError(f"could not resolve {spec!r} through the DANDI API ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0][:200] if str(exc) else ''}): check the dandiset id, version and "
@@ -83,8 +86,8 @@ def resolve_source(spec: str | Path) -> Source:
     text = str(spec)
     dandi = parse_dandi(text)
     if dandi is not None:
-        url = _dandi_download_url(*dandi, text)
-        return Source(spec=text, url=url, name=PurePosixPath(dandi[2]).name, dandi=dandi)
+        url, asset_id = _dandi_download_url(*dandi, text)
+        return Source(spec=text, url=url, name=PurePosixPath(dandi[2]).name, dandi=dandi, asset_id=asset_id)
     parsed = urlparse(text)
     if parsed.scheme in ("http", "https"):
         name = PurePosixPath(unquote(parsed.path)).name or "remote.nwb"
