@@ -3,6 +3,7 @@ requests) against a local HTTP server on 127.0.0.1 serving a test file."""
 
 import contextlib
 import http.server
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pynwb
 import pytest
 
 import nwb_autolfads
@@ -72,6 +74,8 @@ def _serve(directory):
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("www")
     mock_emg_nwb(root / "sub-R3_ses-2_ecephys.nwb", duration=8.0, rate=1000.0, n_muscles=3, seed=6)
+    # 8 s of 4 muscles at 10 kHz (2.6 MB) with behaviour: for the size of a results-only file, and evaluate
+    mock_emg_nwb(root / "sub-R4_ses-1_ecephys.nwb", duration=8.0, rate=10000.0, n_muscles=4, seed=7, behavior=True)
     (root / "notes.nwb").write_text("not hdf5")
     with _serve(root) as url:
         yield root, url
@@ -95,12 +99,14 @@ def test_url_forms_are_recognised(tmp_path):
         resolve_source("s3://bucket/f.nwb")
 
 
-def test_dandi_urls_resolve_through_the_api_and_fail_clearly_offline(monkeypatch, served):
+def _fake_dandi_api(monkeypatch, url: str, asset_path: str) -> type:
+    """Replace the DANDI API client by one that serves dandiset 000941 (draft), whose asset
+    ``asset_path`` (id ``fake-asset-id``) is the local server's file of the same name."""
     import dandi.dandiapi as api
 
-    root, url = served
+    class FakeClient:
+        identifier = "fake-asset-id"
 
-    class FakeClient:  # stands in for the DANDI API: returns the local server's URL for the asset
         def __init__(self, *a, **k):
             pass
 
@@ -115,15 +121,24 @@ def test_dandi_urls_resolve_through_the_api_and_fail_clearly_offline(monkeypatch
             return self
 
         def get_asset_by_path(self, path):
-            assert path == "sub-R3/sub-R3_ses-2_ecephys.nwb"
+            assert path == asset_path
             return self
 
         def get_content_url(self, follow_redirects=1, strip_query=True):
-            return f"{url}/sub-R3_ses-2_ecephys.nwb"
+            return f"{url}/{Path(asset_path).name}"
 
     monkeypatch.setattr(api, "DandiAPIClient", FakeClient)
+    return FakeClient
+
+
+def test_dandi_urls_resolve_through_the_api_and_fail_clearly_offline(monkeypatch, served):
+    import dandi.dandiapi as api
+
+    root, url = served
+    FakeClient = _fake_dandi_api(monkeypatch, url, "sub-R3/sub-R3_ses-2_ecephys.nwb")
     src = resolve_source("DANDI:000941/sub-R3/sub-R3_ses-2_ecephys.nwb")
     assert src.url == f"{url}/sub-R3_ses-2_ecephys.nwb" and src.dandi[0] == "000941"
+    assert src.asset_id == "fake-asset-id"
 
     class Offline(FakeClient):
         def get_dandiset(self, *a):
@@ -150,8 +165,39 @@ def test_run_streams_a_remote_file_and_writes_locally(served, tmp_path):
     local = nwb_autolfads.run(root / "sub-R3_ses-2_ecephys.nwb", preset="smoke", write=False, progress=False)
     np.testing.assert_array_equal(streamed.emg_activations.values, local.activations)  # same data, same result
     assert streamed.attrs["source_file_sha256"] == ""  # not hashed: that would download the whole file
-    import pynwb
+    # by default a remote input is not copied: the file holds the results and where the source is
+    assert streamed.attrs["source_in_file"] == 0 and streamed.attrs["source_url"] == remote
+    assert streamed.attrs["source_location"] == remote and "(results only" in proc.stdout
+    assert json.loads(streamed.attrs["config"])["output"]["content"] == "results"
+    with pynwb.NWBHDF5IO(str(out), "r") as io:
+        assert len(io.read().acquisition) == 0
     assert pynwb.validate(path=str(out)) == []
+
+
+def test_a_dandi_input_gives_a_small_results_only_file_that_evaluate_streams_the_source_for(monkeypatch, served,
+                                                                                             tmp_path):
+    from nwb_autolfads.evaluation import evaluate
+
+    root, url = served
+    asset = "sub-R4/sub-R4_ses-1_ecephys.nwb"
+    _fake_dandi_api(monkeypatch, url, asset)
+    res = nwb_autolfads.run(f"DANDI:000941/{asset}", tmp_path / "sub-R4_ses-1_desc-autolfads_emg.nwb",
+                            preset="smoke", progress=False)
+    source_size, size = (root / "sub-R4_ses-1_ecephys.nwb").stat().st_size, res.output.stat().st_size
+    assert size < source_size / 5, (size, source_size)
+    ds = nwb_autolfads.load_results(res.output)
+    assert (ds.attrs["source_location"], ds.attrs["source_url"], ds.attrs["source_dandi_asset_id"]) == (
+        f"DANDI:000941/{asset}", f"{url}/sub-R4_ses-1_ecephys.nwb", "fake-asset-id")
+    assert ds.attrs["source_in_file"] == 0 and ds.attrs["source_object_ids"]
+    assert pynwb.validate(path=str(res.output)) == []
+    streamed = evaluate(res.output)  # the source signals are streamed from the recorded URL
+    assert {"kinematics", "force", "truth"} <= set(streamed.scores)
+    local = evaluate(res.output, source=root / "sub-R4_ses-1_ecephys.nwb")  # the same file, moved
+    assert streamed.to_dict()["scores"] == local.to_dict()["scores"]
+    with pytest.raises(InputFileError, match="holds results only, and its source could not be opened .*--source"):
+        evaluate(res.output, source=f"{url}/missing.nwb")
+    with pytest.raises(InputFileError, match="is not the source of run"):
+        evaluate(res.output, source=f"{url}/sub-R3_ses-2_ecephys.nwb")
 
 
 def test_remote_errors_are_one_line_exit_2(served, tmp_path):
