@@ -17,7 +17,7 @@ def test_config_show_prints_resolved_yaml(capsys):
     cfg = yaml.safe_load(capsys.readouterr().out)
     assert cfg["preset"] == "smoke" and cfg["train"]["lr"] == 0.002
     assert set(cfg) == {"seed", "device", "preset", "data", "preprocess", "windows", "model", "augment", "train", "pbt",
-                        "inference"}
+                        "inference", "output"}
 
 
 def test_config_show_json(capsys):
