@@ -34,7 +34,7 @@ from .extension import AutoLFADSRun, FiringRates, MuscleActivations
 from .reading import OUTPUT_MODULE, open_nwb
 
 __all__ = ["RunRecord", "OutputLock", "default_output_path", "check_output_path", "write_results", "build_run",
-           "file_sha256", "git_revision", "to_json"]
+           "results_only_file", "file_sha256", "git_revision", "to_json"]
 
 _DANDI_NAME = re.compile(r"^(sub-[A-Za-z0-9]+)(_ses-[A-Za-z0-9]+)?")
 
