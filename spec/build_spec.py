@@ -15,7 +15,7 @@ from pynwb.spec import (NWBAttributeSpec, NWBDatasetSpec, NWBGroupSpec, NWBLinkS
                         export_spec)
 
 NAME = "ndx-autolfads"
-VERSION = "0.1.0"
+VERSION = "0.2.0"
 
 
 def _text(name: str, doc: str, required: bool = True) -> NWBAttributeSpec:
@@ -50,8 +50,12 @@ def build_types() -> list[NWBGroupSpec]:
             NWBDatasetSpec(name="data", doc="Firing rate per bin and unit, in Hz.", dtype="float32",
                            shape=[[None, None]], dims=[["num_times", "num_units"]]),
             NWBDatasetSpec(name="units", neurodata_type_inc="DynamicTableRegion",
-                           doc="Rows of the Units table modelled, in the order of the data's columns.",
-                           dtype="int", shape=[None], dims=["num_units"]),
+                           doc="Rows of this file's Units table modelled, in the order of the data's columns. "
+                               "Absent when the Units table is not in this file (a results-only file): see "
+                               "unit_ids.", dtype="int", shape=[None], dims=["num_units"], quantity="?"),
+            NWBDatasetSpec(name="unit_ids", doc="Ids of the modelled units (the id column of the source's Units "
+                           "table), in the order of the data's columns.", dtype="int64", shape=[None],
+                           dims=["num_units"], quantity="?"),
         ],
     )
     run = NWBGroupSpec(
@@ -70,6 +74,15 @@ def build_types() -> list[NWBGroupSpec]:
             _text("source_file_sha256", "SHA-256 of the NWB file the run read, as read."),
             _text("source_paths", "Object paths of the modelled series in the source file, comma-separated."),
             _text("source_object_ids", "Object ids of the modelled series, comma-separated, in the same order."),
+            _text("source_location", "Where the source file was read: its absolute local path, or the URL "
+                  "given (http(s), or a DANDI URL naming dandiset, version and asset path).", required=False),
+            _text("source_url", "The http(s) URL a remote source was streamed from (for a DANDI asset, its "
+                  "content URL).", required=False),
+            _text("source_dandi_asset_id", "DANDI asset id of the source, for a DANDI input.", required=False),
+            NWBAttributeSpec(name="source_in_file", dtype="bool", required=False,
+                             doc="Whether the source's data are in this file. False for a results-only file: "
+                                 "the source signals are read from source_url or source_location. Absent "
+                                 "(files written before version 0.2.0): true."),
             _text("modalities", "Modelled modalities, joined by '+': emg, spikes or emg+spikes."),
             NWBAttributeSpec(name="bin_size", doc="Width of the model's time bins, in seconds.", dtype="float64"),
         ],

@@ -51,8 +51,10 @@ def test_cli_smoke_run_writes_a_valid_result(emg_copy):
         assert list(act.channel_names[:]) == ["TA", "MG", "LG", "Sol", "VL", "VM"]
         config = json.loads(run.config)
         assert config["preset"] == "smoke" and config["model"]["factor_dim"] == 3
-        assert run.source_paths == "acquisition/EMG" and run.source_object_ids == src.object_id
-        assert run.source_emg is src
+        with NWBHDF5IO(str(emg_copy), "r") as src_io:  # the provenance names the source's object, the
+            source_emg_id = src_io.read().acquisition["EMG"].object_id  # copy has an id of its own
+        assert run.source_paths == "acquisition/EMG" and run.source_object_ids == source_emg_id != src.object_id
+        assert run.source_emg is src and run.source_in_file
         assert run.source_file_sha256 == before and run.random_seed == 0
         assert run.command.startswith("nwb-autolfads run ") and "--preset smoke" in run.command
         prep = json.loads(run.preprocessing)

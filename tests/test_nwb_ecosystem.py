@@ -28,13 +28,25 @@ def result(tmp_path_factory):
     return src, res
 
 
-def test_pynwb_validate_finds_no_errors(result):
+@pytest.fixture(scope="module")
+def results_only(result):
+    """The same run written as a results-only file (no copy of the source's data)."""
+    src = result[0]
+    res = nwb_autolfads.run(src, src.with_name("sub-R1_ses-1_desc-autolfadsresults_emg+spikes.nwb"), preset="smoke",
+                            progress=False, overrides={"data.model": "emg+spikes", "output.content": "results"})
+    return res
+
+
+def test_pynwb_validate_finds_no_errors(result, results_only):
     src, res = result
     assert res.output.name == "sub-R1_ses-1_desc-autolfads_emg+spikes.nwb"
     assert pynwb.validate(path=str(res.output)) == []
+    assert pynwb.validate(path=str(results_only.output)) == []
+    np.testing.assert_array_equal(nwb_autolfads.load_results(results_only.output).firing_rates.values,
+                                  nwb_autolfads.load_results(res.output).firing_rates.values)
 
 
-def test_nwbinspector_dandi_config_adds_nothing_serious(result):
+def test_nwbinspector_dandi_config_adds_nothing_serious(result, results_only):
     from nwbinspector import Importance, inspect_nwbfile, load_config
 
     config = load_config("dandi")
@@ -50,12 +62,15 @@ def test_nwbinspector_dandi_config_adds_nothing_serious(result):
     # module name" are expected: results belong in their own module)
     assert not [m for m in output if m[2] >= Importance.CRITICAL.value], output
     assert not [m for m in new if m[2] >= Importance.BEST_PRACTICE_VIOLATION.value], new
+    only = messages(results_only.output)  # the results-only file, with the source's session and subject
+    assert not [m for m in only - source if m[2] >= Importance.BEST_PRACTICE_VIOLATION.value], only
 
 
-def test_dandi_validate_accepts_the_output_in_a_dandiset(result, tmp_path):
+def test_dandi_validate_accepts_the_output_in_a_dandiset(result, results_only, tmp_path):
     dandiset = tmp_path / "dandiset"
     (dandiset / "sub-R1").mkdir(parents=True)
-    shutil.copy(result[1].output, dandiset / "sub-R1" / result[1].output.name)
+    for res in (result[1], results_only):
+        shutil.copy(res.output, dandiset / "sub-R1" / res.output.name)
     (dandiset / "dandiset.yaml").write_text("identifier: DANDI:000000\nname: nwb-autolfads test\n"
                                             "description: results of nwb-autolfads\n")
     dandi = Path(sys.executable).with_name("dandi")
@@ -63,6 +78,32 @@ def test_dandi_validate_accepts_the_output_in_a_dandiset(result, tmp_path):
                           env={**os.environ, "DANDI_DEVEL": "", "DANDI_CACHE": "ignore"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "No errors found" in proc.stdout + proc.stderr
+
+
+def _object_ids(path):
+    """Every object_id in the file (every group and dataset pynwb/hdmf gave one)."""
+    import h5py
+    ids = []
+    with h5py.File(path, "r") as f:
+        ids.append(f.attrs["object_id"])
+        f.visititems(lambda name, obj: ids.append(obj.attrs["object_id"]) if "object_id" in obj.attrs else None)
+    return ids
+
+
+def test_dandi_organize_places_a_source_and_its_results_side_by_side(result, results_only, tmp_path):
+    from dandi.organize import FileOperationMode, organize
+
+    files = [result[0], result[1].output, results_only.output]
+    ids = [_object_ids(f) for f in files]
+    assert all(len(i) == len(set(i)) for i in ids)
+    assert len(set().union(*map(set, ids))) == sum(map(len, ids))  # no object id in two files
+    dandiset = tmp_path / "dandiset"
+    dandiset.mkdir()
+    (dandiset / "dandiset.yaml").write_text("identifier: DANDI:000000\nname: t\ndescription: t\n")
+    organize([str(f) for f in files], dandiset_path=str(dandiset), files_mode=FileOperationMode.COPY, jobs=1)
+    placed = sorted(dandiset.rglob("*.nwb"))
+    assert len(placed) == 3, placed
+    assert {f.stat().st_size for f in placed} == {f.stat().st_size for f in files}
 
 
 def test_a_reader_without_nwb_autolfads_uses_the_cached_spec(result):

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pynwb
 import pytest
 
 import nwb_autolfads
@@ -73,6 +74,8 @@ def _serve(directory):
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("www")
     mock_emg_nwb(root / "sub-R3_ses-2_ecephys.nwb", duration=8.0, rate=1000.0, n_muscles=3, seed=6)
+    # 8 s of 4 muscles at 10 kHz (2.6 MB) with behaviour: for the size of a results-only file, and evaluate
+    mock_emg_nwb(root / "sub-R4_ses-1_ecephys.nwb", duration=8.0, rate=10000.0, n_muscles=4, seed=7, behavior=True)
     (root / "notes.nwb").write_text("not hdf5")
     with _serve(root) as url:
         yield root, url
@@ -139,10 +142,9 @@ class FakeDandiArchive:
     published versions and a draft, 000942 only a draft; the asset's content URL is the local
     server's, its published digests are the served file's real SHA-256 and a dandi-etag."""
 
-    def __init__(self, url, root):
+    def __init__(self, url, root, name="sub-R3_ses-2_ecephys.nwb"):
         import hashlib
 
-        name = "sub-R3_ses-2_ecephys.nwb"
         data = (root / name).read_bytes()
         self.metadata = {"digest": {"dandi:sha2-256": hashlib.sha256(data).hexdigest(),
                                     "dandi:dandi-etag": "0123456789abcdef0123456789abcdef-1"},
@@ -152,7 +154,7 @@ class FakeDandiArchive:
         archive = self
 
         class Asset:
-            identifier, path, size = ASSET, f"sub-R3/{name}", len(data)
+            identifier, path, size = ASSET, f"{name.split('_')[0]}/{name}", len(data)
 
             def __init__(self, version):
                 self.version_id = version
@@ -270,8 +272,41 @@ def test_run_streams_a_remote_file_and_writes_locally(served, tmp_path):
     np.testing.assert_array_equal(streamed.emg_activations.values, local.activations)  # same data, same result
     assert streamed.attrs["source_file_sha256"] == ""  # not hashed: that would download the whole file
     assert json.loads(streamed.attrs["source"]) == {"input": remote, "format": "NWB HDF5", "kind": "url", "url": remote}
-    import pynwb
+    # by default a remote input is not copied: the file holds the results and where the source is
+    assert streamed.attrs["source_in_file"] == 0 and streamed.attrs["source_url"] == remote
+    assert streamed.attrs["source_location"] == remote and "(results only" in proc.stdout
+    assert json.loads(streamed.attrs["config"])["output"]["content"] == "results"
+    with pynwb.NWBHDF5IO(str(out), "r") as io:
+        assert len(io.read().acquisition) == 0
     assert pynwb.validate(path=str(out)) == []
+
+
+def test_a_dandi_input_gives_a_small_results_only_file_that_evaluate_streams_the_source_for(monkeypatch, offline_dandi,
+                                                                                             served, tmp_path):
+    import dandi.dandiapi as api
+
+    from nwb_autolfads.evaluation import evaluate
+
+    root, url = served
+    asset = "sub-R4/sub-R4_ses-1_ecephys.nwb"
+    monkeypatch.setattr(api, "DandiAPIClient", FakeDandiArchive(url, root, "sub-R4_ses-1_ecephys.nwb").Client)
+    res = nwb_autolfads.run(f"DANDI:000941/{asset}", tmp_path / "sub-R4_ses-1_desc-autolfads_emg.nwb",
+                            preset="smoke", progress=False)
+    source_size, size = (root / "sub-R4_ses-1_ecephys.nwb").stat().st_size, res.output.stat().st_size
+    assert size < source_size / 5, (size, source_size)
+    ds = nwb_autolfads.load_results(res.output)
+    assert (ds.attrs["source_location"], ds.attrs["source_url"], ds.attrs["source_dandi_asset_id"]) == (
+        f"DANDI:000941/{asset}", f"{url}/sub-R4_ses-1_ecephys.nwb", ASSET)
+    assert ds.attrs["source_in_file"] == 0 and ds.attrs["source_object_ids"]
+    assert pynwb.validate(path=str(res.output)) == []
+    streamed = evaluate(res.output)  # the source signals are streamed from the recorded URL
+    assert {"kinematics", "force", "truth"} <= set(streamed.scores)
+    local = evaluate(res.output, source=root / "sub-R4_ses-1_ecephys.nwb")  # the same file, moved
+    assert streamed.to_dict()["scores"] == local.to_dict()["scores"]
+    with pytest.raises(InputFileError, match="holds results only, and its source could not be opened .*--source"):
+        evaluate(res.output, source=f"{url}/missing.nwb")
+    with pytest.raises(InputFileError, match="is not the source of run"):
+        evaluate(res.output, source=f"{url}/sub-R3_ses-2_ecephys.nwb")
 
 
 def test_remote_errors_are_one_line_exit_2(served, tmp_path):

@@ -105,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-place", action="store_true",
                    help="add the results to FILE itself instead of writing a new file (atomic: an interruption "
                         "leaves FILE untouched or complete; needs free disk space for one copy of FILE)")
+    p.add_argument("--output-content", choices=["results", "full"],
+                   help="what a new output file holds: results (the results and where the input is; the default "
+                        "for a URL or DANDI input, which is then never downloaded whole) or full (a copy of the "
+                        "input's content plus the results; the default for a local file)")
     p.add_argument("--population", type=int, metavar="N",
                    help="population-based training with N members (default preset: 20); 1 trains a single model "
                         "with the configured hyperparameters")
@@ -156,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "previous report")
     e.add_argument("--folds", type=int, default=5, help="contiguous cross-validation folds (default 5)")
     e.add_argument("--lags", type=int, default=10, help="history of the ridge decoders in bins (default 10)")
+    e.add_argument("--source", metavar="FILE_OR_URL",
+                   help="for a results-only file: where its source is now (local path or URL), if it is no longer "
+                        "where the run read it")
 
     c = sub.add_parser("config", help="print the resolved configuration (defaults, preset, file, overrides)",
                        description="Print the configuration `run` would use with the same --preset, --config and "
@@ -200,7 +207,8 @@ def _cmd_runs(args) -> int:
     return 0
 
 
-def _evaluate_and_report(path, run_name, report, folds=5, lags=10, as_json=False, overwrite=False) -> None:
+def _evaluate_and_report(path, run_name, report, folds=5, lags=10, as_json=False, overwrite=False,
+                         source=None) -> None:
     from .evaluation import evaluate
     from .report import check_report_folder, write_report
 
@@ -210,7 +218,7 @@ def _evaluate_and_report(path, run_name, report, folds=5, lags=10, as_json=False
         raise ConfigError(f"--lags {lags}: use 0 or more bins of history")
     if report:
         check_report_folder(report, overwrite)  # before the evaluation's minutes
-    ev = evaluate(path, run_name, folds=folds, lags=lags)
+    ev = evaluate(path, run_name, folds=folds, lags=lags, source=source)
     print(ev.to_json() if as_json else ev.table())
     if report:
         index = write_report(ev, report, overwrite=overwrite)
@@ -218,7 +226,8 @@ def _evaluate_and_report(path, run_name, report, folds=5, lags=10, as_json=False
 
 
 def _cmd_evaluate(args) -> int:
-    _evaluate_and_report(args.file, args.run, args.report, args.folds, args.lags, args.json, args.overwrite)
+    _evaluate_and_report(args.file, args.run, args.report, args.folds, args.lags, args.json, args.overwrite,
+                         args.source)
     return 0
 
 
@@ -240,6 +249,11 @@ def _cmd_run(args) -> int:
         overrides["data.align_to"] = args.align_to
     if args.window:
         overrides["data.window"] = args.window
+    if args.output_content:
+        if args.in_place:
+            raise ConfigError("--output-content is for a new output file: --in-place adds the results to the input "
+                              "itself; give one of them")
+        overrides["output.content"] = args.output_content
     if args.population is not None:
         overrides["pbt.population"] = args.population
     if args.backend:

@@ -38,6 +38,7 @@ __all__ = [
     "PBT_HYPERPARAMETERS",
     "configured_hyperparameters",
     "InferenceConfig",
+    "OutputConfig",
     "RunConfig",
     "PRESETS",
     "build_config",
@@ -474,6 +475,23 @@ class InferenceConfig:
 
 
 @dataclass(frozen=True)
+class OutputConfig:
+    """What a new output file holds (``--in-place`` adds the run to the input itself, whatever this says)."""
+
+    content: str | None = None
+    """``results``: the run's results plus what identifies the source (location, DANDI asset,
+    identifier, object ids), not the source's data: small, and ``evaluate`` reads the source
+    again when it needs its signals. ``full``: a copy of the source's content plus the run.
+    ``None``: ``results`` for remote inputs (URL or DANDI asset: nothing is downloaded whole),
+    ``full`` for local files."""
+
+    def __post_init__(self) -> None:
+        _check(self.content in (None, "results", "full"), "output.content", self.content,
+               "use 'results' (the results and a reference to the source), 'full' (a copy of the source "
+               "plus the results) or null (results for remote inputs, full for local files)")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything that determines one run. Serialisable to YAML/JSON."""
 
@@ -492,6 +510,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     pbt: PBTConfig = field(default_factory=PBTConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
 
     def __post_init__(self) -> None:
         _check(self.seed >= 0, "seed", self.seed, "use a non-negative integer")
@@ -601,7 +620,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections "
-                          f"(seed, data, preprocess, windows, model, augment, train, inference), "
+                          f"(seed, data, preprocess, windows, model, augment, train, inference, output), "
                           f"not a {type(data).__name__}")
     return data
 

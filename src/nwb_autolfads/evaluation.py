@@ -1,7 +1,7 @@
 """Evaluation of a stored run against the published baselines (science.md section 8).
 
 :func:`evaluate` reads a result file (the output of ``run``: the source data and the run side by
-side), recomputes the binned rectified EMG from the source with the run's own preprocessing,
+side; for a results-only file, the source is reopened where the run read it), recomputes the binned rectified EMG from the source with the run's own preprocessing,
 builds the baselines (rectified EMG; zero-phase low-pass over a cutoff sweep; Sanger's Bayesian
 filter over an alpha/beta grid; for spikes, Gaussian smoothing over a width sweep) and scores
 the model and every baseline the same way:
@@ -25,6 +25,7 @@ always more predictable, the baselines keep the parameters chosen by the primary
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections import Counter
@@ -35,7 +36,7 @@ import numpy as np
 from scipy import signal as sps
 
 from . import baselines as bl
-from .errors import SignalError
+from .errors import InputFileError, SignalError
 from .metrics import RIDGE_ALPHAS, fold_edges, lagged, r2_score, ridge_fit, ridge_path
 
 __all__ = ["Evaluation", "evaluate", "nested_cv", "transfer_function"]
@@ -255,16 +256,67 @@ def _align(src_times: np.ndarray, values: np.ndarray, times: np.ndarray, bin_siz
     return out
 
 
-def _source(result: Path, ds, cfg) -> dict:
-    """The source signals stored in the result file, on the run's bins."""
+@contextlib.contextmanager
+def _open_source(result: Path, ds, source: str | Path | None = None):
+    """The NWB file holding the run's source signals, open: the result file itself, or for a
+    results-only file the source, reopened (streamed if remote) from ``source`` or else from where
+    the run read it, and checked to be that file (its identifier and the modelled objects' ids)."""
+    from .reading import open_nwb
+    from .sources import resolve_source
+
+    if ds.attrs.get("source_in_file", 1):
+        with open_nwb(result) as (_io, nwb):
+            yield nwb
+        return
+    run = ds.attrs["run"]
+    places = [str(source)] if source is not None else list(dict.fromkeys(
+        p for p in (ds.attrs.get("source_url"), ds.attrs.get("source_location")) if p))
+    if not places:
+        raise InputFileError(f"run {run!r} of {str(result)!r} holds results only and does not say where its source "
+                             "is: pass the source file with --source (evaluate(..., source=...))")
+    errors = []
+    for where in places:
+        with contextlib.ExitStack() as stack:
+            try:
+                _io, nwb = stack.enter_context(open_nwb(resolve_source(where)))
+            except InputFileError as exc:
+                errors.append(str(exc))
+                continue
+            _check_is_source(nwb, ds, where)
+            log.info("run %s holds results only: reading its source signals from %s", run, where)
+            yield nwb
+            return
+    raise InputFileError(f"run {run!r} of {str(result)!r} holds results only, and its source could not be opened "
+                         f"from {' nor '.join(repr(p) for p in places)} ({errors[0].rstrip('.')}): make it reachable "
+                         "again, or pass where the source file is now with --source (evaluate(..., source=...))")
+
+
+def _check_is_source(nwb, ds, where: str) -> None:
+    """Refuse a file that is not the run's source (scores against other data would look valid)."""
+    want = str(ds.attrs.get("source_file_identifier", ""))
+    if want and nwb.identifier != want:
+        raise InputFileError(f"{where!r} is not the source of run {ds.attrs['run']!r}: its identifier is "
+                             f"{nwb.identifier!r}, the run read {want!r}: pass the file the run read with --source")
+    paths = str(ds.attrs.get("source_paths", "")).split(",")
+    ids = str(ds.attrs.get("source_object_ids", "")).split(",")
+    missing = [p for p, i in zip(paths, ids) if i and i not in nwb.objects]
+    if missing:
+        raise InputFileError(f"{where!r} has the identifier of run {ds.attrs['run']!r}'s source but not the objects "
+                             f"it modelled ({', '.join(missing)}, by object id): the file was rewritten since; pass "
+                             "the file the run read with --source")
+
+
+def _source(result: Path, ds, cfg, source: str | Path | None = None) -> dict:
+    """The source signals (in the result file, or for a results-only file in its source), on the
+    run's bins."""
     from .behavior import read_behavior, to_bins
     from .preprocessing import preprocess_emg
-    from .reading import bin_spikes, open_nwb, read_emg, read_units
+    from .reading import bin_spikes, read_emg, read_units
 
     times = np.asarray(ds.time.values, dtype=float)
     bin_size = float(ds.attrs["bin_size"])
     out: dict = {}
-    with open_nwb(result) as (_io, nwb):
+    with _open_source(result, ds, source) as nwb:
         if "emg_activations" in ds:
             emg_path = next(p for p in str(ds.attrs["source_paths"]).split(",") if p and p != "units")
             sig = read_emg(nwb, emg_path, lazy=True)
@@ -352,9 +404,19 @@ def _phases(trials: tuple[np.ndarray, list[str]], times: np.ndarray) -> dict[str
 
 
 # --------------------------------------------------------------------------- evaluate
-def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: int = 10) -> Evaluation:
+def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: int = 10,
+             source: str | Path | None = None) -> Evaluation:
     """Score a stored run and the baselines (see the module docstring). ``lags``: history of the
-    ridge decoders in bins (10 = 100 ms at 10 ms bins)."""
+    ridge decoders in bins (10 = 100 ms at 10 ms bins).
+
+    The source signals are read from the result file, or, for a results-only file, from the
+    source file the run read (reopened from its recorded URL or path, streamed if remote), or
+    from ``source`` (a local path or URL) when it has moved.
+
+    Raises
+    ------
+    InputFileError
+        A results-only file's source cannot be opened, or is not the file the run read."""
     from .config import RunConfig
     from .results import load_results
 
@@ -364,7 +426,7 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
     bin_size = float(ds.attrs["bin_size"])
     fs = 1.0 / bin_size
     times = np.asarray(ds.time.values, dtype=float)
-    src = _source(result, ds, cfg)
+    src = _source(result, ds, cfg, source)
     notes: list[str] = []
 
     groups = []  # (kind, {method: {label: estimate}}, name of the ground truth)

@@ -116,7 +116,9 @@ class RunResult:
         if self.config.preset == "smoke":
             lines.append(f"  NOTE        {SMOKE_NOTE}: run with --preset quick or default for results to use")
         if self.output is not None:
-            lines.append(f"  output      {self.output}")
+            lines.append(f"  output      {self.output}" + (" (results only: the source's data stay in the input; "
+                                                          "--output-content full copies them too)"
+                                                          if self.config.output.content == "results" else ""))
             written = []
             if self.channel_names:
                 written.append(f"emg_activations ({self.activations.shape[0]} x {self.activations.shape[1]}, "
@@ -233,7 +235,7 @@ def _prepare_rundir(rundir: Path, cfg: RunConfig, segments: list[np.ndarray], ex
     digest = hashlib.sha256()
     for seg in segments:
         digest.update(np.ascontiguousarray(seg).tobytes())
-    fingerprint = {"config": {k: v for k, v in cfg.to_dict().items() if k not in ("device", "inference")},
+    fingerprint = {"config": {k: v for k, v in cfg.to_dict().items() if k not in ("device", "inference", "output")},
                    "data_sha256": digest.hexdigest()}
     marker = rundir / RUN_FINGERPRINT
     if marker.is_file():
@@ -457,6 +459,9 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     overwrite : replace an existing output file.
     in_place : add the results to the input file itself instead of writing a new file (the
         input is updated atomically: an interruption leaves it untouched or complete).
+        What a new file holds is the setting ``output.content``: ``results`` (the results and
+        where the source is; the default for remote inputs) or ``full`` (a copy of the source's
+        content too; the default for local files).
     run_name : name of the run's container in ``processing/autolfads`` (default
         ``run_<UTC start time>``; a suffix keeps names unique).
     write : set False to compute without writing a file (``RunResult.output`` is then None).
@@ -494,6 +499,11 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     resolve_device(cfg.device)  # every option is checked before anything is created
     if fresh and resume is not None:
         raise ConfigError("give either --resume RUNDIR (continue that run) or --fresh (start afresh), not both")
+
+    # what a new output holds: by default only the results for a remote input (nothing downloaded whole)
+    content = "full" if in_place else cfg.output.content or ("results" if source.remote else "full")
+    if content != cfg.output.content:
+        cfg = cfg.updated({"output.content": content})
 
     modalities = cfg.data.model.split("+")
     with open_nwb(path) as (_io, nwbfile):
@@ -539,16 +549,17 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
             stack.enter_context(OutputLock(path if in_place else out_path))
         return _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier, started, t_start, write,
                            in_place, overwrite, run_name, progress, command, resume, trial_times, fresh, doubt,
-                           targets)
+                           targets, source)
 
 
 def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier, started, t_start, write, in_place,
                 overwrite, run_name, progress, command, resume, trial_times, fresh=False, doubt=None,
-                targets=()) -> RunResult:
+                targets=(), source=None) -> RunResult:
     """The part of :func:`run` after the input is read and the output checked, under the output's lock."""
     # a remote file is not hashed (that would download all of it): a DANDI asset's SHA-256 is the one the
     # archive publishes, another URL has none; its identity is recorded in the provenance's ``source``
-    source = path if isinstance(path, Source) else resolve_source(Path(path))
+    if source is None:
+        source = path if isinstance(path, Source) else resolve_source(Path(path))
     source_sha256 = input_sha256(source) if write else ""
 
     # ---- model-ready segments: spike counts (Poisson) then EMG (Gamma), on one bin grid
@@ -670,6 +681,8 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
                                                                           if units is not None and units.query else "")),
             ic_mean=fit.ic_mean, ic_times=_ic_times(fit, bin_times, cfg.model.lead_in_bins),
             source_paths=paths, source_object_ids=ids, emg_object_id=sig.object_id if sig is not None else None,
+            source_location=source.spec if source.remote else str(Path(path).resolve()), source_url=source.url or "",
+            source_asset_id=source.asset_id or "",
             preprocessing=({"steps": pre.steps, "scales": pre.scales, "clip_levels": pre.clip_levels,
                             "bin_size": pre.bin_size, "parameters": cfg.preprocess.__dict__,
                             **({"line_hum": pre.line_hum} if pre.line_hum else {})}
@@ -680,7 +693,8 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
             command=command or f"nwb_autolfads.run({str(path)!r}, ...) from {' '.join(sys.argv)}", git_revision=git_revision(), name=run_name,
             source=source.provenance(source_sha256))
         result.output, result.run_name = write_results(path, None if in_place else out_path, record,
-                                                       overwrite=overwrite, in_place=in_place)
+                                                       overwrite=overwrite, in_place=in_place,
+                                                       content=cfg.output.content)
         if resume is None and rundir is not None:
             import shutil
             shutil.rmtree(rundir, ignore_errors=True)  # the result is written: the state is not needed

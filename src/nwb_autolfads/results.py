@@ -43,6 +43,10 @@ class RunInfo:
     preset: str = ""
     """The preset the run's configuration was built on (smoke, quick, default, paper)."""
     git_revision: str = ""
+    source_location: str = ""
+    """Where the source file was read (local path or URL; empty for files before spec 0.2.0)."""
+    source_in_file: bool = True
+    """False for a results-only file: the source's data are at ``source_location``."""
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -81,7 +85,22 @@ def _info(run) -> RunInfo:
                    bin_size=float(run.bin_size), channels=[str(c) for c in act.channel_names[:]] if act else [],
                    n_units=int(rates.data.shape[1]) if rates is not None else 0, seed=int(run.random_seed),
                    epochs=metrics.get("epochs"), best_valid_nll=metrics.get("best_smoothed_valid_nll"),
-                   description=run.description, preset=_preset(run.config), git_revision=run.git_revision or "")
+                   description=run.description, source_location=run.source_location or "",
+                   source_in_file=source_in_file(run), preset=_preset(run.config),
+                   git_revision=run.git_revision or "")
+
+
+def source_in_file(run) -> bool:
+    """Whether the source's data are in the run's own file (absent before spec 0.2.0: they were)."""
+    return run.source_in_file is None or bool(run.source_in_file)
+
+
+def _unit_ids(rates) -> np.ndarray:
+    """Ids of the units whose rates a ``FiringRates`` holds, in column order: stored as ``unit_ids``
+    (spec 0.2.0), or as a region of the file's Units table."""
+    if rates.unit_ids is not None:
+        return np.asarray(rates.unit_ids[:], dtype=np.int64)
+    return np.asarray(rates.units.table.id[:])[np.asarray(rates.units.data[:])]
 
 
 def _preset(config_json: str | None) -> str:
@@ -116,6 +135,8 @@ def format_runs(path: str | Path, runs: list[RunInfo]) -> str:
                   f"({r.git_revision or 'no git revision recorded'}), preset {r.preset or '?'}, seed {r.seed}",
                   f"    {r.modalities}: {', '.join(what)} from {r.sources}; {r.n_bins} bins of {r.bin_size * 1e3:g} ms",
                   f"    {r.epochs} epochs, best smoothed validation NLL {nll}"]
+        if not r.source_in_file:
+            lines.append(f"    results only: the source's data are in {r.source_location}")
     return "\n".join(lines)
 
 
@@ -135,7 +156,9 @@ def load_results(path: str | Path, run: str | None = None):
     ``firing_rates`` (time x unit, Hz), ``factors`` (time x factor), ``inferred_inputs``
     (time x inferred_input), ``initial_conditions`` (window x ic_dim, with ``window_time``),
     and the training curves (epoch). Attributes: the run's provenance (config, software,
-    hyperparameters and metrics as JSON text; seed, times, source file identifier and SHA-256;
+    hyperparameters and metrics as JSON text; seed, times, source file identifier and SHA-256,
+    where the source is: ``source_location``, ``source_url``, ``source_dandi_asset_id``, and
+    ``source_in_file``, 0 for a results-only file whose source's data are elsewhere;
     ``source``: where the input came from, JSON text, e.g. the DANDI asset id, version and digests).
     """
     import xarray as xr
@@ -164,9 +187,7 @@ def load_results(path: str | Path, run: str | None = None):
                                               {"units": a.unit, "description": "per-channel preprocessing scale"})
         if r.firing_rates is not None:
             f = r.firing_rates
-            rows = np.asarray(f.units.data[:])
-            ids = np.asarray(f.units.table.id[:])[rows]
-            coords["unit"] = ("unit", ids)
+            coords["unit"] = ("unit", _unit_ids(f))
             data_vars["firing_rates"] = (("time", "unit"), np.asarray(f.data[:]),
                                          {"units": "Hz", "description": f.description})
         data_vars["factors"] = (("time", "factor"), np.asarray(r.factors.data[:]),
@@ -190,7 +211,9 @@ def load_results(path: str | Path, run: str | None = None):
                  "random_seed": int(r.random_seed), "started": r.started, "finished": r.finished,
                  "bin_size": float(r.bin_size), "source_file_identifier": r.source_file_identifier,
                  "source_file_sha256": r.source_file_sha256, "source_paths": r.source_paths,
-                 "source_object_ids": r.source_object_ids, "config": r.config, "software": r.software,
+                 "source_object_ids": r.source_object_ids, "source_location": r.source_location or "",
+                 "source_url": r.source_url or "", "source_dandi_asset_id": r.source_dandi_asset_id or "",
+                 "source_in_file": int(source_in_file(r)), "config": r.config, "software": r.software,
                  "hyperparameters": r.hyperparameters, "metrics": r.metrics,
                  "preprocessing": r.preprocessing or "", "command": r.command or "",
                  "source": getattr(r, "source", None) or ""}

@@ -84,6 +84,11 @@ class Source:
     def remote(self) -> bool:
         return self.url is not None
 
+    @property
+    def asset_id(self) -> str | None:
+        """DANDI asset id, for DANDI inputs."""
+        return self.dandi.asset_id if self.dandi is not None else None
+
     def __str__(self) -> str:
         return self.spec
 

@@ -34,7 +34,7 @@ from .extension import AutoLFADSRun, FiringRates, MuscleActivations
 from .reading import OUTPUT_MODULE, open_nwb
 
 __all__ = ["RunRecord", "OutputLock", "default_output_path", "check_output_path", "write_results", "build_run",
-           "file_sha256", "git_revision", "to_json"]
+           "results_only_file", "file_sha256", "git_revision", "to_json"]
 
 _DANDI_NAME = re.compile(r"^(sub-[A-Za-z0-9]+)(_ses-[A-Za-z0-9]+)?")
 
@@ -72,6 +72,9 @@ class RunRecord:
     source_paths: list[str] = field(default_factory=list)
     source_object_ids: list[str] = field(default_factory=list)
     emg_object_id: str | None = None  # the object the source_emg link points to
+    source_location: str = ""  # absolute local path, or the URL given (http(s) or DANDI)
+    source_url: str = ""  # the http(s) URL a remote source was streamed from
+    source_asset_id: str = ""  # DANDI asset id
     preprocessing: dict | None = None
     history: list[dict] = field(default_factory=list)  # one dict per epoch
     pbt_history: list[dict] | None = None  # one dict per generation x member
@@ -271,9 +274,10 @@ def unique_run_name(module: ProcessingModule | None, wanted: str) -> str:
     return name
 
 
-def build_run(nwbfile, record: RunRecord) -> AutoLFADSRun:
+def build_run(nwbfile, record: RunRecord, source_in_file: bool = True) -> AutoLFADSRun:
     """Make the ``AutoLFADSRun`` of ``record`` for ``nwbfile`` (the file it will be written into:
-    its objects are what the run links to)."""
+    its objects are what the run links to). ``source_in_file``: False for a results-only file
+    (the source's data are elsewhere)."""
     module = nwbfile.processing.get(OUTPUT_MODULE)
     wanted = record.name or "run_" + re.sub(r"[^0-9T]", "", record.started.split(".")[0].split("+")[0]) + "Z"
     name = unique_run_name(module, wanted)
@@ -286,14 +290,20 @@ def build_run(nwbfile, record: RunRecord) -> AutoLFADSRun:
             resolution=-1.0, **({"scales": np.asarray(record.scales, dtype=np.float64)}
                                 if record.scales is not None else {}), **timing)
     if record.rates is not None:
-        if nwbfile.units is None:
-            raise OutputError("the run has firing rates but the file has no Units table to refer to")
-        all_ids = list(nwbfile.units.id[:])
-        rows = [all_ids.index(i) for i in record.unit_ids]
-        region = DynamicTableRegion(name="units", data=rows, description="the modelled units, in column order",
-                                    table=nwbfile.units)
+        # the units by id always; and as rows of the Units table when the file holds it (a results-only
+        # file does not: its Units table is in the source)
+        rates_kw: dict[str, Any] = {"unit_ids": np.asarray(record.unit_ids, dtype=np.int64)}
+        if nwbfile.units is not None:
+            all_ids = [int(i) for i in nwbfile.units.id[:]]
+            missing = [i for i in record.unit_ids if int(i) not in all_ids]
+            if missing:
+                raise OutputError(f"the run modelled units {missing[:5]} that the file's Units table does not hold: "
+                                  "write the results to the file the units were read from")
+            rates_kw["units"] = DynamicTableRegion(name="units", data=[all_ids.index(int(i)) for i in record.unit_ids],
+                                                   description="the modelled units, in column order",
+                                                   table=nwbfile.units)
         kwargs["firing_rates"] = FiringRates(name="firing_rates", data=compact_float(record.rates), unit="Hz",
-                                             units=region, description=record.rates_description, resolution=-1.0,
+                                             description=record.rates_description, resolution=-1.0, **rates_kw,
                                              **timing)
     if record.inputs.shape[1] > 0:
         kwargs["inferred_inputs"] = TimeSeries(
@@ -319,12 +329,17 @@ def build_run(nwbfile, record: RunRecord) -> AutoLFADSRun:
         target = nwbfile.objects.get(record.emg_object_id)
         if target is not None:
             kwargs["source_emg"] = target
+    for key, value in (("source_location", record.source_location), ("source_url", record.source_url),
+                       ("source_dandi_asset_id", record.source_asset_id)):
+        if value:
+            kwargs[key] = value
     from . import __version__
     return AutoLFADSRun(
         name=name, description=record.description, software_version=__version__, random_seed=int(record.seed),
         started=record.started, finished=record.finished, source_file_identifier=record.source_identifier,
         source_file_sha256=record.source_sha256, source_paths=",".join(record.source_paths),
-        source_object_ids=",".join(record.source_object_ids), modalities=record.modalities,
+        source_object_ids=",".join(record.source_object_ids), source_in_file=bool(source_in_file),
+        modalities=record.modalities,
         bin_size=float(record.bin_size),
         factors=TimeSeries(name="factors", data=record.factors.astype(np.float32), unit="a.u.", resolution=-1.0,
                            description=f"LFADS latent factors ({record.factors.shape[1]}) shared by the modelled "
@@ -335,15 +350,45 @@ def build_run(nwbfile, record: RunRecord) -> AutoLFADSRun:
         hyperparameters=to_json(record.hyperparameters), metrics=to_json(record.metrics), **kwargs)
 
 
-def _add_run(nwbfile, record: RunRecord) -> str:
+def _add_run(nwbfile, record: RunRecord, source_in_file: bool = True) -> str:
     module = nwbfile.processing.get(OUTPUT_MODULE)
     if module is None:
         module = ProcessingModule(name=OUTPUT_MODULE, description="nwb-autolfads results: one AutoLFADSRun "
                                   "(ndx-autolfads) per run")
         nwbfile.add_processing_module(module)
-    run = build_run(nwbfile, record)
+    run = build_run(nwbfile, record, source_in_file)
     module.add(run)
     return run.name
+
+
+_SESSION_FIELDS = ("session_description", "session_start_time", "timestamps_reference_time", "experimenter",
+                   "experiment_description", "session_id", "institution", "lab", "keywords", "related_publications")
+
+
+def _plain(value):
+    """A metadata value read from a file as something a new NWBFile accepts (text arrays -> lists)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        return value.decode() if isinstance(value, bytes) else value
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in value[:]]
+
+
+def results_only_file(source) -> "NWBFile":
+    """A new, empty NWBFile for the results of a run on ``source`` (an open NWBFile): the source's
+    session metadata and subject (what DANDI needs to place and validate it), a new identifier
+    that names the source's, and none of its data."""
+    from pynwb import NWBFile
+    from pynwb.file import Subject
+
+    kwargs = {k: _plain(getattr(source, k, None)) for k in _SESSION_FIELDS}
+    kwargs = {k: v for k, v in kwargs.items() if v is not None and not (isinstance(v, list) and not v)}
+    kwargs["identifier"] = f"{source.identifier}-autolfads-{uuid.uuid4().hex[:12]}"
+    nwbfile = NWBFile(**kwargs)
+    if source.subject is not None:
+        keys = ("age", "age__reference", "description", "genotype", "sex", "species", "subject_id", "weight",
+                "date_of_birth", "strain")
+        nwbfile.subject = Subject(**{k: getattr(source.subject, k) for k in keys
+                                     if getattr(source.subject, k, None) is not None})
+    return nwbfile
 
 
 def _check_written(path: Path, run_name: str, record: RunRecord) -> None:
@@ -379,13 +424,23 @@ def _remove_stale_partials(target: Path) -> None:
 
 
 def write_results(input_path: str | Path, output: str | Path | None, record: RunRecord,
-                  overwrite: bool = False, in_place: bool = False) -> tuple[Path, str]:
+                  overwrite: bool = False, in_place: bool = False, content: str = "full") -> tuple[Path, str]:
     """Write ``record`` as a new run. Returns (path written, run name).
 
-    ``in_place=False``: export the input plus the run to ``output`` (a new file).
-    ``in_place=True``: add the run to ``input_path`` itself (``output`` is ignored)."""
+    ``in_place=False``: a new file ``output``: with ``content="full"`` the input's content (with
+    new object ids) plus the run; with ``content="results"`` the run alone, with the input's
+    session metadata and subject and, in the run's provenance, where the input is.
+    ``in_place=True``: add the run to ``input_path`` itself (``output`` and ``content`` are ignored).
+
+    Raises
+    ------
+    OutputError
+        The output cannot be written (exists, directory missing or not writable, disk full), or
+        an in-place input changed while the run was training."""
     from .sources import Source
 
+    if content not in ("full", "results"):
+        raise OutputError(f"output content {content!r}: use 'full' or 'results'")
     remote = isinstance(input_path, Source) and input_path.remote
     if not remote:
         input_path = Path(input_path.path if isinstance(input_path, Source) else input_path)
@@ -406,12 +461,20 @@ def write_results(input_path: str | Path, output: str | Path | None, record: Run
                     nwbfile = io.read()
                     run_name = _add_run(nwbfile, record)
                     io.write(nwbfile)
+            elif content == "results":
+                with open_nwb(input_path) as (_src_io, source):
+                    nwbfile = results_only_file(source)
+                run_name = _add_run(nwbfile, record, source_in_file=False)
+                with NWBHDF5IO(str(tmp), "w") as out_io:
+                    out_io.write(nwbfile)
             else:
                 with open_nwb(input_path) as (src_io, nwbfile):
                     run_name = _add_run(nwbfile, record)
-                    # A new file gets a new identifier that still names its source. Object ids are kept,
-                    # so the copied source series keeps the id the provenance refers to.
+                    # A new file is a new object: a new identifier that still names its source, and new
+                    # object ids throughout (DANDI tells files apart by them; the source's identifier and
+                    # the source series' object ids stay in the run's provenance).
                     nwbfile.fields["identifier"] = f"{nwbfile.identifier}-autolfads-{uuid.uuid4().hex[:12]}"
+                    nwbfile.generate_new_id()
                     with NWBHDF5IO(str(tmp), "w") as out_io:
                         # copy every dataset (never an external link to the source): a self-contained file
                         out_io.export(src_io=src_io, nwbfile=nwbfile, write_args={"link_data": False})

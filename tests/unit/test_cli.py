@@ -17,7 +17,7 @@ def test_config_show_prints_resolved_yaml(capsys):
     cfg = yaml.safe_load(capsys.readouterr().out)
     assert cfg["preset"] == "smoke" and cfg["train"]["lr"] == 0.002
     assert set(cfg) == {"seed", "device", "preset", "data", "preprocess", "windows", "model", "augment", "train", "pbt",
-                        "inference"}
+                        "inference", "output"}
 
 
 def test_config_show_json(capsys):
@@ -57,3 +57,24 @@ def test_parser_has_the_documented_options():
     for opt in ("--emg", "--output", "--preset", "--seed", "--config", "--set", "--emg-preprocessed", "--device",
                 "--overwrite", "--example"):
         assert opt in text
+
+
+def test_output_content_is_a_setting_and_not_for_in_place(capsys, monkeypatch, tmp_path):
+    import nwb_autolfads.pipeline as pipeline
+
+    seen = {}
+
+    def fake_run(path, output, **kwargs):
+        seen.update(kwargs)
+        raise KeyboardInterrupt  # stop before any work
+
+    monkeypatch.setattr(pipeline, "run", fake_run)
+    assert main(["run", str(tmp_path / "a.nwb"), "--output-content", "results"]) == 130
+    assert seen["overrides"]["output.content"] == "results"
+    assert main(["run", str(tmp_path / "a.nwb"), "--output-content", "full", "--in-place"]) == 2
+    assert "--in-place" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(tmp_path / "a.nwb"), "--output-content", "all"])
+    assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    assert main(["config", "--set", "output.content=copy"]) == 2
+    assert "output.content" in capsys.readouterr().err

@@ -161,3 +161,36 @@ def test_a_run_records_the_line_hum_it_found_and_evaluate_repeats_it(tmp_path):
     # evaluate preprocesses the source as the run did: the baselines start from the model's own input
     ev = evaluate(res.output)
     np.testing.assert_allclose(ev.traces["rectified"], res.rectified, rtol=1e-5)
+
+
+def test_a_results_only_file_is_scored_on_its_source_which_must_be_the_one_the_run_read(tmp_path):
+    import shutil
+
+    from pynwb import NWBHDF5IO
+
+    from nwb_autolfads.errors import InputFileError
+    from nwb_autolfads.testing import mock_run_record
+    from nwb_autolfads.writing import write_results
+
+    src = mock_emg_nwb(tmp_path / "src.nwb", duration=8.0, rate=1000.0, n_muscles=3, seed=4)
+    with NWBHDF5IO(str(src), "r") as io:
+        nwb = io.read()
+        identifier, emg_id = nwb.identifier, nwb.acquisition["EMG"].object_id
+    record = mock_run_record(n_bins=790, n_channels=3, emg_object_id=emg_id)  # random "estimates", no training
+    record.source_identifier, record.source_location = identifier, str(src)
+    full, _ = write_results(src, tmp_path / "full.nwb", record)
+    only, _ = write_results(src, tmp_path / "only.nwb", record, content="results")
+    fast = {"folds": 2, "lags": 1}
+    expected = evaluate(full, **fast).to_dict()["scores"]
+    assert set(expected) == {"truth"}
+    assert evaluate(only, **fast).to_dict()["scores"] == expected  # the same signals, read from the source
+    moved = shutil.move(src, tmp_path / "moved.nwb")
+    with pytest.raises(InputFileError, match=r"holds results only, and its source could not be opened from "
+                                             r"'.*src.nwb' \(input file .* does not exist.*--source"):
+        evaluate(only, **fast)
+    assert evaluate(only, source=moved, **fast).to_dict()["scores"] == expected
+    other = mock_emg_nwb(tmp_path / "other.nwb", duration=8.0, rate=1000.0, n_muscles=3, seed=5)
+    with NWBHDF5IO(str(other), "a") as io:  # same identifier, other objects: a rewritten file
+        assert io.read().identifier == identifier
+    with pytest.raises(InputFileError, match="not the objects it modelled .*acquisition/EMG"):
+        evaluate(only, source=other, **fast)

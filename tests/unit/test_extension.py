@@ -86,6 +86,21 @@ class TestFiringRatesIO(NWBH5IOFlexMixin, TestCase):
         return nwbfile.processing["autolfads"]["firing_rates"]
 
 
+class TestFiringRatesByIdIO(NWBH5IOFlexMixin, TestCase):
+    """Rates of units whose table is not in the file (a results-only file): by id alone."""
+
+    def getContainerType(self):
+        return "FiringRates"
+
+    def addContainer(self):
+        module = self.nwbfile.create_processing_module("autolfads", "results")
+        module.add(FiringRates(name="firing_rates", data=np.ones((20, 2), np.float32), unit="Hz",
+                               unit_ids=np.array([7, 2]), rate=100.0, starting_time=0.0, description="rates"))
+
+    def getContainer(self, nwbfile):
+        return nwbfile.processing["autolfads"]["firing_rates"]
+
+
 class TestAutoLFADSRunIO(NWBH5IOFlexMixin, TestCase):
     """Every field of a run: EMG activations, firing rates, factors, inputs, initial conditions,
     training curves, PBT history, the link to the source EMG, and the provenance."""
@@ -113,7 +128,7 @@ class TestAutoLFADSRunIO(NWBH5IOFlexMixin, TestCase):
         run = self.roundtripContainer()
         assert isinstance(run, AutoLFADSRun)
         assert run.source_emg is self.read_nwbfile.acquisition["EMG"]
-        assert list(run.firing_rates.units.data[:]) == [4, 0, 2]
+        assert list(run.firing_rates.units.data[:]) == [4, 0, 2] == list(run.firing_rates.unit_ids[:])
         assert run.firing_rates.units.table is self.read_nwbfile.units
         assert len(run.pbt_history) == 6 and "parent_member" in run.pbt_history.colnames
         assert list(run.training_curves["epoch"].data[:]) == [0, 1, 2, 3, 4]
