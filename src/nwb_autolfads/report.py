@@ -410,7 +410,7 @@ def spectra_figure(ev: Evaluation):
         return None
     plt = _plt()
     phases = list(ev.spectra)
-    fig, axes = _figure(plt, 2, len(phases), figsize=(max(7.0, 3.6 * len(phases) + 1), 5.6), squeeze=False,
+    fig, axes = _figure(plt, 2, len(phases), figsize=(max(7.0, 2.7 * len(phases) + 1.2), 5.6), squeeze=False,
                         sharex=True)
     for j, phase in enumerate(phases):
         for m, tf in ev.spectra[phase].items():
@@ -542,16 +542,16 @@ def write_report(ev: Evaluation, folder: str | Path, ds=None) -> Path:
         ds = load_results(ev.result, ev.run)
     ev.to_json(folder / "evaluation.json")
     figs = []
-    truth = (" Black dashes: the ground truth" + (" (affine-fitted to the rectified EMG: it has no unit)"
-                                                  if ("emg", "truth") in ev.traces else "") + "."
-             if any(k in ev.traces for k in (("emg", "truth"), ("spikes", "truth"))) else "")
+    emg_truth = (" Black dashes: the ground truth, affine-fitted to the rectified EMG (it has no unit)."
+                 if ("emg", "truth") in ev.traces else "")
+    rate_truth = " Black dashes: the true rate (Hz)." if ("spikes", "truth") in ev.traces else ""
     for caption, name in (
             ("Example traces. Grey: rectified EMG in model bins (raw EMG below zero, on its own scale); blue: the "
              "low-pass filter and green: the Bayesian filter, each at the parameters cross-validation chose most "
-             "often; red: nwb-autolfads." + truth, _written(traces_figure(ev), folder, "traces.png")),
+             "often; red: nwb-autolfads." + emg_truth, _written(traces_figure(ev), folder, "traces.png")),
             ("Example firing rates per unit, in Hz, with the unit's spikes as ticks below zero (one tick per bin "
              "with a spike). Blue: Gaussian smoothing of the spikes at the width cross-validation chose most "
-             "often; red: nwb-autolfads." + truth, _written(rates_figure(ev), folder, "rates.png"))):
+             "often; red: nwb-autolfads." + rate_truth, _written(rates_figure(ev), folder, "rates.png"))):
         if name:
             figs.append((caption, name))
     for metric in ev.scores:
