@@ -140,6 +140,23 @@ def test_pynapple_exposes_activations_and_factors_as_tsdframes(result):
     assert isinstance(data["firing_rates"], nap.TsdFrame)
 
 
+def test_to_pynapple_names_the_columns_by_muscle_and_unit_id(result):
+    import pynapple as nap
+
+    res = result[1]
+    got = nwb_autolfads.to_pynapple(res.output)
+    act, rates = got["emg_activations"], got["firing_rates"]
+    assert isinstance(act, nap.TsdFrame) and list(act.columns) == ["TA", "MG", "LG", "Sol"]
+    np.testing.assert_allclose(act["MG"].values, res.activations[:, 1], rtol=1e-6)
+    np.testing.assert_allclose(act.t, res.times, atol=1e-9)
+    ds = nwb_autolfads.load_results(res.output)
+    assert list(rates.columns) == [int(u) for u in ds.unit.values]
+    np.testing.assert_allclose(rates.values, ds.firing_rates.values)
+    assert got["factors"].shape == res.factors.shape and set(got) >= {"inferred_inputs"}
+    # pynapple's own reader names no column of a plain TimeSeries: the helper is what gives them names
+    assert list(nap.load_file(str(res.output))["emg_activations"].columns) == [0, 1, 2, 3]
+
+
 @pytest.mark.parametrize("fixture", FIXTURES, ids=[p.stem for p in FIXTURES])
 def test_files_of_every_released_spec_version_still_read(fixture, tmp_path):
     copy = tmp_path / fixture.name  # read a copy: the committed file must never change

@@ -7,6 +7,7 @@ Main entry points::
     print(result.summary())
 
     ds = nwb_autolfads.load_results(result.output)   # xarray.Dataset of the latest run
+    tsd = nwb_autolfads.to_pynapple(result.output)   # pynapple TsdFrames, columns named
     ev = nwb_autolfads.evaluate(result.output)        # model vs low-pass and Bayesian filters
     print(ev.table()); nwb_autolfads.write_report(ev, "report/")
 
@@ -26,9 +27,9 @@ except _NotFound:  # running from a source tree that was never installed
 from .config import PRESETS, RunConfig, build_config  # noqa: E402
 from .errors import NwbAutolfadsError  # noqa: E402
 from . import extension  # noqa: E402,F401  (loads the ndx-autolfads namespace)
-from .results import list_runs, load_results  # noqa: E402
+from .results import list_runs, load_results, to_pynapple  # noqa: E402
 
-__all__ = ["__version__", "run", "RunResult", "load_results", "list_runs", "evaluate", "Evaluation", "write_report",
+__all__ = ["__version__", "run", "RunResult", "load_results", "list_runs", "to_pynapple", "evaluate", "Evaluation", "write_report",
            "RunConfig", "build_config", "PRESETS", "NwbAutolfadsError"]
 
 

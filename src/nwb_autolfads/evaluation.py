@@ -64,7 +64,10 @@ class Evaluation:
     spectra: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     traces: dict = field(default_factory=dict, repr=False)
-    """For plots (not in JSON): times, rectified, raw excerpt and each method's estimate."""
+    """For plots (not in JSON): ``times``, ``rectified``, the ``raw`` excerpt, each method's
+    estimate (``(kind, method)`` -> (parameters, array)), the ground truth when the file has it
+    (``(kind, "truth")``: true activations, or true rates in Hz), the binned spike counts
+    (``spikes``) and names of the units (``unit_names``), and the activations' ``unit``."""
 
     def primary(self) -> str | None:
         for metric in ("truth", "kinematics", "force", "spikes"):
@@ -220,7 +223,8 @@ def _runs(times: np.ndarray, bin_size: float, mask: np.ndarray | None = None) ->
 def transfer_function(x: np.ndarray, y: np.ndarray, fs: float, runs: list[slice], nperseg: int = 128) -> dict | None:
     """Gain |Pxy / Pxx| and magnitude-squared coherence from ``x`` to ``y`` (n, C), averaged
     over channels, from Welch cross-spectra over the stretches ``runs`` at least ``nperseg``
-    long. Returns dict(freq, gain, coherence, n_segments) or None if no stretch is long enough."""
+    long. Returns dict(freq, gain, coherence, n_segments, nperseg) or None if no stretch is long
+    enough (``n_segments``: how many ``nperseg``-bin Welch segments the estimate averages)."""
     pxx = pyy = pxy = None
     n_seg = 0
     for r in runs:
@@ -240,7 +244,8 @@ def transfer_function(x: np.ndarray, y: np.ndarray, fs: float, runs: list[slice]
     with np.errstate(invalid="ignore", divide="ignore"):
         gain = np.abs(pxy) / pxx
         coh = np.abs(pxy) ** 2 / (pxx * pyy)
-    return {"freq": f, "gain": np.nanmean(gain, axis=1), "coherence": np.nanmean(coh, axis=1), "n_segments": n_seg}
+    return {"freq": f, "gain": np.nanmean(gain, axis=1), "coherence": np.nanmean(coh, axis=1), "n_segments": n_seg,
+            "nperseg": nperseg}
 
 
 # --------------------------------------------------------------------------- reading
@@ -429,7 +434,7 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
     src = _source(result, ds, cfg, source)
     notes: list[str] = []
 
-    groups = []  # (kind, {method: {label: estimate}}, name of the ground truth)
+    groups = []  # (kind, {method: {label: estimate}}, name of the ground truth, names of its channels)
     if "emg_activations" in ds:
         rect = src["rectified"]
         model = np.asarray(ds.emg_activations.values, dtype=float)
@@ -442,8 +447,8 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
                             for lab, p in bl.lowpass_grid(fs).items()},
                "Bayesian": {lab: _per_run(lambda v, p=p: bl.bayesian_filter(v, fs, **p) * bscale, xb, runs_all)
                             for lab, p in bgrid.items()}}
-        groups.append(("emg", emg, "true_activations"))
         channel_names = [str(c) for c in ds.channel.values]
+        groups.append(("emg", emg, "true_activations", channel_names))
         if cfg.preprocess.artefact_fraction is not None:
             notes.append("the run rejected shared artefacts (preprocess.artefact_fraction "
                          f"{cfg.preprocess.artefact_fraction:g}): the baselines filter the same cleaned rectified EMG")
@@ -456,14 +461,15 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
               "smoothed spikes": {f"{s * 1e3:g} ms": _per_run(lambda v, s=s: bl.gaussian_smooth(v, bin_size, s),
                                                                counts, runs_all)
                                   for s in bl.SMOOTHING_SD_S}}
-        groups.append(("spikes", sp, "true_rates"))
+        unit_names = [f"unit {u}" for u in ds.unit.values]
+        groups.append(("spikes", sp, "true_rates", unit_names))
         if not channel_names:
-            channel_names = [f"unit {u}" for u in ds.unit.values]
+            channel_names = unit_names
 
     scores: dict = {}
     methods: list[str] = []
     traces: dict = {"times": times}
-    for kind, methods_est, truth_name in groups:
+    for kind, methods_est, truth_name, group_names in groups:
         prefix = "" if kind == "emg" or len(groups) == 1 else "rates: "
         for m in methods_est:
             methods.append(prefix + m)
@@ -480,7 +486,7 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
         primary_choice: dict[str, list[str]] = {}
         for metric, Y, names, per_channel, metric_lags in targets:
             if per_channel and Y.shape[1] != next(iter(methods_est[MODEL].values())).shape[1]:
-                notes.append(f"{truth_name} has {Y.shape[1]} channels for {len(channel_names)}: not scored")
+                notes.append(f"{truth_name} has {Y.shape[1]} channels for {len(group_names)}: not scored")
                 continue
             res = scores.setdefault(metric, {})
             for m, cands in methods_est.items():
@@ -488,7 +494,7 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
                 if metric == "force":  # reported as correlation
                     out["mean_r2"], out["mean"] = out["mean"], float(np.nanmean(out["r"]))
                     out["folds_r2"], out["folds"] = out["folds"], out["folds_r"]
-                out["targets"] = names or channel_names
+                out["targets"] = names or group_names
                 res[prefix + m] = out
             if not primary_choice:
                 primary_choice = {m: res[prefix + m]["chosen"] for m in methods_est if len(methods_est[m]) > 1}
@@ -522,6 +528,8 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
             else:
                 lab = _default_label(m, cands)
             traces[(kind, m)] = (lab, cands[lab])
+        if truth_name in src:
+            traces[(kind, "truth")] = src[truth_name]
 
     spectra: dict = {}
     if groups and groups[0][0] == "emg":
@@ -552,6 +560,12 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
         traces["kinematics"] = src["kinematics"]
     if "force" in src:
         traces["force"] = src["force"]
+    if "emg_activations" in ds:
+        traces["unit"] = str(ds.emg_activations.attrs.get("units", ""))
+    if "firing_rates" in ds:
+        traces["unit_names"] = [f"unit {u}" for u in ds.unit.values]
+        if "spikes" in src:
+            traces["spikes"] = src["spikes"]
     return Evaluation(result=str(result), run=ds.attrs["run"], bin_size=bin_size, n_bins=int(times.size),
                       channel_names=channel_names, methods=methods, folds=folds, lags=lags, scores=scores, spectra=spectra, notes=notes,
                       traces=traces)

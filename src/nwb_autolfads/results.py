@@ -3,6 +3,7 @@
     >>> import nwb_autolfads
     >>> ds = nwb_autolfads.load_results("sub-1_ses-1_desc-autolfads_emg.nwb")   # the latest run
     >>> ds.emg_activations.sel(channel="TA").plot()
+    >>> nwb_autolfads.to_pynapple("sub-1_ses-1_desc-autolfads_emg.nwb")["emg_activations"]["TA"]  # pynapple
 
 Works on any file holding ndx-autolfads runs (the namespace is read from the file's cached spec).
 """
@@ -19,7 +20,7 @@ import numpy as np
 from .errors import InputFileError, ResultsNotFoundError
 from .reading import OUTPUT_MODULE
 
-__all__ = ["RunInfo", "list_runs", "load_results", "format_runs"]
+__all__ = ["RunInfo", "list_runs", "load_results", "format_runs", "to_pynapple"]
 
 
 @dataclass(frozen=True)
@@ -222,3 +223,45 @@ def load_results(path: str | Path, run: str | None = None):
         return xr.Dataset(data_vars, coords=coords, attrs=attrs)
     finally:
         io.close()
+
+
+def to_pynapple(path: str | Path, run: str | None = None) -> dict:
+    """One run of ``path`` as pynapple ``TsdFrame`` objects whose columns carry the names.
+
+    ``pynapple.load_file`` builds column names only for ``ElectricalSeries`` (electrodes) and
+    ``RoiResponseSeries`` (ROIs); for any other time series, ours included, it numbers the
+    columns 0..N-1. This helper gives them their names instead.
+
+    Parameters
+    ----------
+    path : a file holding nwb-autolfads runs.
+    run : the run's name; default the latest (as :func:`load_results`).
+
+    Returns
+    -------
+    dict of ``pynapple.TsdFrame`` (time in seconds, on the run's bin centres), for what the
+    run modelled: ``emg_activations`` (columns: the muscle names; the source's units;
+    metadata ``scale``: the per-channel preprocessing scale), ``firing_rates`` (columns: the
+    ids of the Units table rows; Hz), ``factors`` and ``inferred_inputs`` (columns 0..N-1).
+
+    Raises
+    ------
+    InputFileError, ResultsNotFoundError : as :func:`load_results`.
+    ImportError : pynapple is not installed (``pip install pynapple``).
+    """
+    import pynapple as nap
+
+    ds = load_results(path, run)
+    t = ds.time.values
+    out = {}
+    if "emg_activations" in ds:
+        meta = ({"scale": ds.channel_scale.values} if "channel_scale" in ds else None)
+        out["emg_activations"] = nap.TsdFrame(t=t, d=ds.emg_activations.values, columns=list(ds.channel.values),
+                                              metadata=meta)
+    if "firing_rates" in ds:
+        out["firing_rates"] = nap.TsdFrame(t=t, d=ds.firing_rates.values,
+                                           columns=[int(u) for u in ds.unit.values])
+    out["factors"] = nap.TsdFrame(t=t, d=ds.factors.values)
+    if "inferred_inputs" in ds:
+        out["inferred_inputs"] = nap.TsdFrame(t=t, d=ds.inferred_inputs.values)
+    return out

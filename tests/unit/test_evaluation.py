@@ -92,6 +92,19 @@ def test_evaluate_a_spike_model_against_gaussian_smoothing(result_file, tmp_path
     assert not ev.spectra  # the EMG filter analysis needs EMG
 
 
+def test_an_emg_and_spikes_run_is_scored_per_muscle_and_per_unit_and_reported(result_file, tmp_path):
+    src = result_file.parent / "src.nwb"
+    res = nwb_autolfads.run(src, tmp_path / "joint.nwb", preset="smoke", progress=False,
+                            overrides={"data.model": "emg+spikes", "pbt.population": 1})
+    ev = evaluate(res.output)
+    units = [f"unit {u}" for u in range(4)]
+    assert ev.scores["truth"]["rates: " + MODEL]["targets"] == units  # the true rates, named by unit
+    assert ev.scores["truth"][MODEL]["targets"] == ["TA", "MG", "LG"]
+    assert ev.traces["unit_names"] == units and ev.traces["spikes"].shape == (ev.n_bins, 4)
+    page = write_report(ev, tmp_path / "report").read_text()  # drew muscles and units side by side
+    assert "src='rates.png'" in page and "src='traces.png'" in page and "src='scores_truth.png'" in page
+
+
 def test_report_writes_every_figure(result_file, tmp_path):
     ev = evaluate(result_file)
     index = write_report(ev, tmp_path / "report")
