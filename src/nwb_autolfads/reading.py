@@ -829,8 +829,8 @@ def check_spike_span(units: SpikeUnits, spans: list[tuple[float, float]], what: 
 def spike_bin_centres(units: SpikeUnits, bin_size: float) -> np.ndarray:
     """Centres (seconds) of the bins of ``bin_size`` s covering every spike of ``units``: the time
     grid of a spikes-only model. Raises :class:`SignalError` when it would hold more than
-    :data:`MAX_SPIKE_BINS` bins (spike times not in seconds); warns when the median firing rate
-    is below :data:`MIN_MEDIAN_RATE_HZ`."""
+    :data:`MAX_SPIKE_BINS` bins, or when the median firing rate is below
+    :data:`MIN_MEDIAN_RATE_HZ` (spike times not in seconds, or units too sparse to model)."""
     t0, t1 = units.span()
     n_bins = int(np.floor((t1 - t0) / bin_size)) + 1
     if n_bins > MAX_SPIKE_BINS:
@@ -845,8 +845,10 @@ def spike_bin_centres(units: SpikeUnits, bin_size: float) -> np.ndarray:
     duration = max(t1 - t0, bin_size)
     median_rate = float(np.median([t.size / duration for t in units.spike_times]))
     if median_rate < MIN_MEDIAN_RATE_HZ:
-        log.warning("the median firing rate over the %.6g s the spikes span is %.3g Hz: are the spike times in "
-                    "milliseconds or samples instead of seconds (NWB stores seconds)?", t1 - t0, median_rate)
+        raise SignalError(f"the median firing rate over the {t1 - t0:.6g} s the spikes span is {median_rate:.3g} Hz "
+                          f"(under {MIN_MEDIAN_RATE_HZ:g} Hz, fewer than 3 spikes a minute): are the spike times in "
+                          "milliseconds or samples instead of seconds? Fix the units table (NWB stores seconds); if "
+                          "the rates are real, keep the active units with --units (a query on the units table)")
     return t0 + (np.arange(n_bins) + 0.5) * bin_size
 
 

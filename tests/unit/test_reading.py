@@ -308,5 +308,8 @@ def test_spike_times_not_in_seconds_give_an_absurd_grid_and_are_refused(tmp_path
                          include_truth=False)
     with open_nwb(path) as (_io, nwb):
         units = read_units(nwb)
-    centres = spike_bin_centres(units, 0.01)  # a short session in ms: plausible size, implausible rates
-    assert centres.size > 200_000 and "median firing rate" in caplog.text and "milliseconds" in caplog.text
+    # a short session in ms: a plausible number of bins, but implausible rates (a known-wrong model otherwise)
+    with pytest.raises(SignalError, match=r"median firing rate .* Hz .*milliseconds .*--units"):
+        spike_bin_centres(units, 0.01)
+    units.spike_times = [t / 1000.0 for t in units.spike_times]  # the same spikes in seconds are fine
+    assert 250 < spike_bin_centres(units, 0.01).size <= 301  # the 3 s session, from first to last spike
