@@ -195,3 +195,37 @@ def test_unknown_binary_is_not_named_wrongly(tmp_path):
                                              "recognises"):
         with open_nwb(path):
             pass
+
+
+def test_a_truncated_hdf5_file_is_named_damaged(tmp_path):
+    """An interrupted copy or download: one line, exit 2 (it was an OSError traceback)."""
+    from nwb_autolfads.cli import main
+
+    src = mock_emg_nwb(tmp_path / "full.nwb", duration=2.0, rate=1000.0, n_muscles=2)
+    cut = tmp_path / "cut.nwb"
+    cut.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    with pytest.raises(InputFileError, match=r"damaged HDF5 file \(.*truncated.*\): an interrupted copy or download"):
+        with open_nwb(cut):
+            pass
+    assert main(["inspect", str(cut)]) == 2
+
+
+def test_an_export_hdmf_cannot_do_leaves_a_results_only_file_not_a_lost_run(tmp_path, caplog):
+    """A Zarr store with an ElectricalSeries: hdmf-zarr stores the electrodes' strings with a codec
+    that cannot be exported to HDF5. The trained run is written results-only, with a warning."""
+    pytest.importorskip("hdmf_zarr")
+    from nwb_autolfads.results import load_results
+    from nwb_autolfads.testing import mock_run_record, synthetic_emg, write_emg_nwb
+    from nwb_autolfads.writing import write_results
+
+    synth = synthetic_emg(duration=2.0, rate=1000.0, n_muscles=2, seed=3)
+    store = write_emg_nwb(tmp_path / "es.nwb.zarr", synth, layout="electricalseries", backend="zarr",
+                          include_truth=False)
+    record = mock_run_record(n_bins=190, n_channels=2)
+    record.source_location = str(store)
+    with caplog.at_level("WARNING"):
+        out, _ = write_results(store, tmp_path / "out.nwb", record, content="full")
+    ds = load_results(out)
+    assert "could not be copied" in caplog.text and "results-only" in caplog.text
+    assert ds.attrs["source_in_file"] == 0 and ds.attrs["source_location"] == str(store)
+    assert ds["emg_activations"].shape == (190, 2)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -600,9 +601,30 @@ def build_config(preset: str | None = None, file: str | Path | None = None,
         raise ConfigError(f"unknown preset {preset!r}: use one of {', '.join(sorted(PRESETS))}")
     merged = _deep_merge(RunConfig().to_dict(), PRESETS[preset])
     merged["preset"] = preset
+    _warn_preset_overridden(preset, file, file_data)
     merged = _deep_merge(merged, {k: v for k, v in file_data.items() if k != "preset"})
     merged = _deep_merge(merged, _expand_dotted(overrides or {}))
     return RunConfig.from_dict(merged)
+
+
+def _warn_preset_overridden(preset: str, file, file_data: Mapping[str, Any]) -> None:
+    """Warn when a config file sets values its preset also sets, to other values: the file wins,
+    so the run is that preset in name only for those settings (e.g. a `config --show` of the
+    default preset whose ``preset:`` line was changed to ``quick`` trains a 20-member population)."""
+    changed = []
+    for section, values in PRESETS[preset].items():
+        given = file_data.get(section)
+        if not isinstance(given, Mapping):
+            continue
+        for key, value in values.items():
+            if key in given and given[key] != value:
+                changed.append(f"{section}.{key} {given[key]!r} (preset: {value!r})")
+    if changed:
+        logging.getLogger(__name__).warning(
+            "config file %r sets %d value(s) that the %r preset sets otherwise, and the file's values are used: %s. "
+            "Make a file for this preset with `nwb-autolfads config --show --preset %s`, or keep only the values you "
+            "change", str(file), len(changed), preset, ", ".join(changed),
+            preset)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -362,7 +362,7 @@ def train_population(make_model: Callable[[], LFADS], train_x: torch.Tensor, val
                             cd=f"{hp['cd_rate']:.2f}", refresh=False)
             bar.update(1)
             if progress:
-                bar.write(f"generation {g + 1}: best {scores[i_best]:.4f} (member {i_best}: "
+                bar.write(file=sys.stderr, s=f"generation {g + 1}: best {scores[i_best]:.4f} (member {i_best}: "
                           + ", ".join(f"{k} {hp[k]:.3g}" for k in ranges) + f"), median {median:.4f}")
     finally:
         executor.close()

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -324,7 +325,7 @@ def train_population_ray(make_model: Callable[[], LFADS], train_x: torch.Tensor,
         bar.set_postfix(best=f"{np.nanmin(scores):.4f}", median=f"{np.nanmedian(scores):.4f}", lr=f"{top['lr']:.1e}",
                         cd=f"{top['cd_rate']:.2f}", refresh=False)
         if progress:
-            bar.write(f"generation {g + 1}: best {top['metric']:.4f} (member {top['member']}: "
+            bar.write(file=sys.stderr, s=f"generation {g + 1}: best {top['metric']:.4f} (member {top['member']}: "
                       + ", ".join(f"{k} {top[k]:.3g}" for k in ranges) + f"), median {np.nanmedian(scores):.4f}")
         if on_generation is not None:
             on_generation(g, rows)

@@ -702,6 +702,11 @@ def _model_bin(sig: Signal, fs: float, bin_size: float | None, preprocessed: boo
     return bin_size, False
 
 
+MIN_RAW_EMG_HZ = 200.0
+"""Raw EMG sampled below this rate is refused: it cannot hold the EMG band, and such a rate
+mostly comes from timestamps in milliseconds (a 30 kHz recording read as 30 Hz)."""
+
+
 def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float | None, preprocessed: bool | None = None,
                    gap_factor: float = 1.5, chunk_samples: int | None = None) -> Preprocessed:
     """Turn an EMG :class:`Signal` into model-ready binned, scaled segments.
@@ -738,6 +743,11 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float | None, p
                      "--emg-raw)" if preprocessed else
                      "detected raw EMG (symmetric about its baseline; override with --emg-preprocessed)")
     raw = not preprocessed
+    if raw and fs < MIN_RAW_EMG_HZ:
+        raise SignalError(f"{sig.source_path}: raw EMG (symmetric about its baseline) sampled at {fs:g} Hz cannot hold "
+                          "the EMG band (20-450 Hz): are the timestamps in milliseconds, or the rate in kHz (a "
+                          f"{fs * 1000:g} Hz recording)? Fix the file's timestamps or rate; pass --emg-preprocessed if "
+                          "the data really are an envelope at this rate")
     if raw and fs < 500.0:
         log.warning("%s: raw EMG sampled at %g Hz cannot hold the EMG band (20-450 Hz): check the rate or timestamps "
                     "(a wrong unit?), or pass --emg-preprocessed if the data are an envelope", sig.source_path, fs)

@@ -66,6 +66,8 @@ def open_nwb(path) -> Iterator[tuple[NWBHDF5IO, NWBFile]]:
                              ": give the path of an .nwb file (or of an NWB Zarr store, a *.nwb.zarr folder)"))
     what = describe_file(path)
     hdf5 = h5py.is_hdf5(str(path))
+    if hdf5:
+        _check_hdf5_opens(path)
     if what is not None:
         raise InputFileError(f"input {str(path)!r} is {'HDF5 but' if hdf5 else 'not an HDF5 file, so'} not NWB: it is "
                              f"{what}")
@@ -93,6 +95,19 @@ def open_nwb(path) -> Iterator[tuple[NWBHDF5IO, NWBFile]]:
         yield io, nwbfile
     finally:
         io.close()
+
+
+def _check_hdf5_opens(path: Path) -> None:
+    """Raise :class:`InputFileError` when an HDF5 file cannot be opened (truncated by an
+    interrupted copy or download, or otherwise damaged)."""
+    try:
+        with h5py.File(str(path), "r"):
+            pass
+    except OSError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        size = path.stat().st_size
+        raise InputFileError(f"input {str(path)!r} is a damaged HDF5 file ({first}; {size:,} bytes): "
+                             "an interrupted copy or download? Copy or download it again") from None
 
 
 def check_external_links(f: h5py.File, where: str, folder: Path | None) -> None:

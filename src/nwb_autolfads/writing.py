@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -35,6 +36,8 @@ from .reading import OUTPUT_MODULE, open_nwb
 
 __all__ = ["RunRecord", "OutputLock", "default_output_path", "check_output_path", "write_results", "build_run",
            "results_only_file", "file_sha256", "git_revision", "to_json"]
+
+log = logging.getLogger(__name__)
 
 _DANDI_NAME = re.compile(r"^(sub-[A-Za-z0-9]+)(_ses-[A-Za-z0-9]+)?")
 
@@ -423,6 +426,31 @@ def _remove_stale_partials(target: Path) -> None:
                 pass
 
 
+def _write_results_only(input_path, tmp: Path, record: RunRecord) -> str:
+    """The run alone in ``tmp``, with the input's session metadata and subject."""
+    with open_nwb(input_path) as (_src_io, source):
+        nwbfile = results_only_file(source)
+    run_name = _add_run(nwbfile, record, source_in_file=False)
+    with NWBHDF5IO(str(tmp), "w") as out_io:
+        out_io.write(nwbfile)
+    return run_name
+
+
+def _write_full(input_path, tmp: Path, record: RunRecord) -> str:
+    """The input's content exported into ``tmp`` with the run added."""
+    with open_nwb(input_path) as (src_io, nwbfile):
+        run_name = _add_run(nwbfile, record)
+        # A new file is a new object: a new identifier that still names its source, and new
+        # object ids throughout (DANDI tells files apart by them; the source's identifier and
+        # the source series' object ids stay in the run's provenance).
+        nwbfile.fields["identifier"] = f"{nwbfile.identifier}-autolfads-{uuid.uuid4().hex[:12]}"
+        nwbfile.generate_new_id()
+        with NWBHDF5IO(str(tmp), "w") as out_io:
+            # copy every dataset (never an external link to the source): a self-contained file
+            out_io.export(src_io=src_io, nwbfile=nwbfile, write_args={"link_data": False})
+    return run_name
+
+
 def write_results(input_path: str | Path, output: str | Path | None, record: RunRecord,
                   overwrite: bool = False, in_place: bool = False, content: str = "full") -> tuple[Path, str]:
     """Write ``record`` as a new run. Returns (path written, run name).
@@ -462,22 +490,20 @@ def write_results(input_path: str | Path, output: str | Path | None, record: Run
                     run_name = _add_run(nwbfile, record)
                     io.write(nwbfile)
             elif content == "results":
-                with open_nwb(input_path) as (_src_io, source):
-                    nwbfile = results_only_file(source)
-                run_name = _add_run(nwbfile, record, source_in_file=False)
-                with NWBHDF5IO(str(tmp), "w") as out_io:
-                    out_io.write(nwbfile)
+                run_name = _write_results_only(input_path, tmp, record)
             else:
-                with open_nwb(input_path) as (src_io, nwbfile):
-                    run_name = _add_run(nwbfile, record)
-                    # A new file is a new object: a new identifier that still names its source, and new
-                    # object ids throughout (DANDI tells files apart by them; the source's identifier and
-                    # the source series' object ids stay in the run's provenance).
-                    nwbfile.fields["identifier"] = f"{nwbfile.identifier}-autolfads-{uuid.uuid4().hex[:12]}"
-                    nwbfile.generate_new_id()
-                    with NWBHDF5IO(str(tmp), "w") as out_io:
-                        # copy every dataset (never an external link to the source): a self-contained file
-                        out_io.export(src_io=src_io, nwbfile=nwbfile, write_args={"link_data": False})
+                try:
+                    run_name = _write_full(input_path, tmp, record)
+                except OSError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - an export hdmf cannot do must not lose the trained run
+                    first = str(exc).splitlines()[0][:200] if str(exc) else ""
+                    log.warning("the source's content could not be copied into the output (%s: %s): wrote a "
+                                "results-only file instead; its source stays at %s", type(exc).__name__, first,
+                                record.source_location or input_path)
+                    if tmp.exists():
+                        tmp.unlink()
+                    run_name = _write_results_only(input_path, tmp, record)
             _check_written(tmp, run_name, record)  # re-open before it takes the target's name
         if in_place and file_sha256(input_path) != record.source_sha256:
             raise OutputError(f"{str(input_path)!r} changed while the run was training: its results were not "

@@ -157,3 +157,19 @@ def test_bad_units_choice():
     assert build_config(overrides={"data.bad_units": "exclude"}).data.bad_units == "exclude"
     with pytest.raises(ConfigError, match="data.bad_units='sort'.*'exclude'"):
         build_config(overrides={"data.bad_units": "sort"})
+
+
+def test_a_file_that_overrides_its_presets_values_is_warned_about(tmp_path, caplog):
+    """`config --show` of the default preset with only its `preset:` line changed to quick: the
+    file's 20-member population wins, which must not pass silently as a 'quick' run."""
+    path = tmp_path / "my.yaml"
+    path.write_text(build_config().to_yaml().replace("preset: default", "preset: quick"))
+    with caplog.at_level("WARNING"):
+        cfg = build_config(preset="quick", file=path)
+    assert cfg.pbt.population == 20  # the documented rule: the file's values win
+    assert "sets" in caplog.text and "pbt.population 20 (preset: 1)" in caplog.text
+    caplog.clear()
+    path.write_text(build_config("quick").to_yaml())  # a file made for the preset: no warning
+    with caplog.at_level("WARNING"):
+        build_config(preset="quick", file=path)
+    assert "preset sets otherwise" not in caplog.text

@@ -192,6 +192,18 @@ def test_default_bin_for_signals_that_are_not_already_binned():
     assert pre.bin_size == pytest.approx(0.01) and pre.was_raw
 
 
+def test_raw_emg_at_a_rate_that_cannot_hold_emg_is_refused():
+    """A 30 kHz recording whose timestamps are in ms reads as 30 Hz raw EMG: refused, not modelled
+    (it was: exit 0, every time 1000x off)."""
+    rng = np.random.default_rng(6)
+    t_ms = np.arange(12000) / 30.0  # 0.4 s at 30 kHz, stamped in milliseconds
+    raw = Signal(rng.normal(size=(12000, 2)) * 1e-4, ["a", "b"], "V", "acquisition/EMG", timestamps=t_ms)
+    with pytest.raises(SignalError, match=r"acquisition/EMG: raw EMG .* sampled at 30 Hz .*milliseconds.*30000 Hz"):
+        preprocess_emg(raw, PreprocessConfig(), bin_size=None)
+    env = Signal(np.abs(raw.values), ["a", "b"], "V", "acquisition/EMG", timestamps=t_ms)
+    assert preprocess_emg(env, PreprocessConfig(), bin_size=None, preprocessed=True).was_raw is False
+
+
 def test_gaps_make_separate_segments():
     sig = _raw_signal(seconds=4.0)
     t = sig.times()
