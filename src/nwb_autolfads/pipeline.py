@@ -522,6 +522,11 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         units = read_units(nwbfile, cfg.data.units, cfg.data.bad_units) if "spikes" in modalities else None
         others = [c.path for c in iter_series(nwbfile) if sig is not None and c.score > 0
                   and c.path != sig.source_path and not c.path.startswith(sig.source_path + "/")]
+        if others and cfg.data.emg is None:  # found automatically: say what else could be the EMG
+            log.warning("modelling %s (%d channels) as the EMG; %d other EMG-like series are not modelled: %s. "
+                        "Choose one with --emg PATH; EMG stored as one 1-D series per muscle is modelled together "
+                        "when the series sit in one container (e.g. a BehavioralTimeSeries)", sig.source_path,
+                        sig.n_channels, len(others), ", ".join(others[:8]) + (", ..." if len(others) > 8 else ""))
         targets = _score_targets(nwbfile, sig is not None, "spikes" in modalities)
         # a remote input's results go to the current directory
         out_path = Path(output) if output is not None else default_output_path(

@@ -462,7 +462,13 @@ def channel_names_of(cand: Candidate) -> list[str]:
     if cand.obj.data is None:
         return []
     shape = cand.obj.data.shape
-    return _series_channel_names(cand.obj, int(shape[1]) if len(shape) > 1 else 1)
+    if len(shape) == 2:
+        try:
+            transposed = orientation(cand.obj, cand.path)[0]
+        except SignalError:  # no clear time axis: `run` refuses it, `inspect` says so in its notes
+            transposed = False
+        return _series_channel_names(cand.obj, int(shape[0] if transposed else shape[1]))
+    return _series_channel_names(cand.obj, 1)
 
 
 def _check_shape(path: str, shape: tuple) -> None:

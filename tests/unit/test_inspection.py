@@ -96,3 +96,11 @@ def test_inspect_shows_channel_names_through_the_electrodes_region(tmp_path, cap
     entries = {e["path"]: e for e in inspect_file(container)["modalities"]["emg"]}
     assert sorted(entries["acquisition/EMG"]["channels"]) == sorted(["TA", "MG", "LG", "Sol"])
     assert entries["acquisition/EMG/TA"]["channels"] == ["TA"]
+
+
+def test_channels_of_a_series_stored_channels_x_time_are_its_channels(tmp_path):
+    from nwb_autolfads.testing import mock_emg_nwb
+
+    path = mock_emg_nwb(tmp_path / "t.nwb", duration=3.0, n_muscles=2, transposed=True, include_truth=False)
+    emg = inspect_file(path)["modalities"]["emg"][0]
+    assert emg["channels"] == ["TA", "MG"]  # was ch0 ... (6000 in all): the time axis taken for channels

@@ -155,3 +155,23 @@ def test_fit_windows_respects_fit_segments():
     assert _fit_windows(kept, [45] * 10, 0.01) is kept
     lead = cfg.updated({"model.lead_in_bins": 5})
     assert _fit_windows(lead, [45] * 10, 0.01).windows.window_bins == 40  # lead-in + window = one segment
+
+
+def test_other_emg_like_series_left_out_are_warned_about(tmp_path, caplog):
+    """Three loose 1-D EMG series in acquisition: one is modelled; the others must not be left out
+    with only a line on stdout."""
+    from datetime import datetime, timezone
+
+    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+
+    nwb = NWBFile(session_description="loose", identifier="loose", session_start_time=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    rng = np.random.default_rng(0)
+    for m in ("TA", "SOL", "GM"):
+        nwb.add_acquisition(TimeSeries(name=f"EMG_{m}", data=rng.normal(size=6000) * 1e-4, unit="volts", rate=2000.0,
+                                       description=f"raw EMG of {m}"))
+    with NWBHDF5IO(str(tmp_path / "loose.nwb"), "w") as io:
+        io.write(nwb)
+    with caplog.at_level("WARNING"):
+        res = nwb_autolfads.run(tmp_path / "loose.nwb", preset="smoke", write=False, progress=False)
+    assert len(res.channel_names) == 1
+    assert "2 other EMG-like series are not modelled" in caplog.text and "--emg" in caplog.text
