@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from .errors import SignalError, SignalNotFoundError
-from .reading import Candidate, channel_names_of, find_emg, iter_series, modality_of, open_nwb, orientation
+from .reading import (Candidate, channel_names_of, find_emg, iter_series, modality_of, open_nwb, orientation,
+                      spike_time_problems)
 from .timebase import analyse_timestamps
 
 __all__ = ["inspect_file", "format_report"]
@@ -93,10 +94,7 @@ def inspect_file(path: str | Path) -> dict[str, Any]:
                 entry = {"path": cand.path, "type": cand.neurodata_type, "error": str(exc).splitlines()[0]}
             report["modalities"][modality_of(cand)].append(entry)
         units = nwb.units
-        report["units"] = None if units is None else {
-            "count": len(units), "columns": list(units.colnames),
-            "spikes": int(sum(len(units["spike_times"][i]) for i in range(len(units))))
-            if "spike_times" in units.colnames else 0}
+        report["units"] = None if units is None else _units_report(units)
         trials = nwb.trials
         report["trials"] = None if trials is None else {"count": len(trials), "columns": list(trials.colnames)}
         try:
@@ -112,6 +110,22 @@ def inspect_file(path: str | Path) -> dict[str, Any]:
                                      f", or --model spikes to model the {report['units']['count']} units"
                                      if spikes else "")}
     return report
+
+
+def _units_report(units) -> dict[str, Any]:
+    """Count, columns and spikes of the Units table, and the units whose spike times are
+    impossible (NaN/inf, negative, not ascending: what ``run`` refuses), by unit id."""
+    out: dict[str, Any] = {"count": len(units), "columns": list(units.colnames), "spikes": 0, "problems": {}}
+    if "spike_times" not in units.colnames:
+        return out
+    ids = units.id[:]
+    for i in range(len(units)):
+        times = np.asarray(units["spike_times"][i], dtype=float)
+        out["spikes"] += int(times.size)
+        problems = spike_time_problems(times)
+        if problems:
+            out["problems"][str(int(ids[i]))] = problems
+    return out
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -136,6 +150,9 @@ def format_report(report: dict[str, Any]) -> str:
     u = report["units"]
     lines.append("units: none" if u is None else f"units: {u['count']} units, {u['spikes']} spikes "
                  f"(columns: {', '.join(u['columns'])})")
+    for unit_id, problems in ((u or {}).get("problems") or {}).items():
+        lines.append(f"    note: unit id {unit_id}: {'; '.join(problems)} (run refuses it; --bad-units exclude "
+                     "leaves it out)")
     t = report["trials"]
     lines.append("trials: none" if t is None else f"trials: {t['count']} (columns: {', '.join(t['columns'])})")
     d = report["default"]

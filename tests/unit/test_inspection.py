@@ -104,3 +104,14 @@ def test_channels_of_a_series_stored_channels_x_time_are_its_channels(tmp_path):
     path = mock_emg_nwb(tmp_path / "t.nwb", duration=3.0, n_muscles=2, transposed=True, include_truth=False)
     emg = inspect_file(path)["modalities"]["emg"][0]
     assert emg["channels"] == ["TA", "MG"]  # was ch0 ... (6000 in all): the time axis taken for channels
+
+
+def test_inspect_names_units_whose_spike_times_run_would_refuse(tmp_path):
+    from nwb_autolfads.testing import synthetic_emg, write_emg_nwb
+
+    synth = synthetic_emg(duration=3.0, rate=1000.0, n_muscles=2, seed=0)
+    path = write_emg_nwb(tmp_path / "u.nwb", synth, n_units=3, unit_faults={1: "restart"}, include_truth=False)
+    report = inspect_file(path)
+    assert list(report["units"]["problems"]) == ["1"]
+    assert "not ascending" in report["units"]["problems"]["1"][0]
+    assert "note: unit id 1: not ascending" in format_report(report)
