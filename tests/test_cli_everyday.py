@@ -154,7 +154,10 @@ def test_emg_pointed_at_kinematics_warns_in_stderr_summary_and_provenance(tmp_pa
     assert doubts["acquisition/EMG"] is None  # the EMG raises no doubt
     assert "kinematics" in doubts["processing/behavior/joint_angles"]
     assert "'N'" in doubts["processing/behavior/force"]
-    assert main(["run", str(path), "--emg", "processing/behavior/joint_angles", *SMOKE]) == 0
+    # joint angles at 100 Hz look like raw EMG no recording has: refused unless called an envelope
+    assert main(["run", str(path), "--emg", "processing/behavior/joint_angles", *SMOKE]) == 2
+    assert "sampled at 100 Hz cannot hold the EMG band" in capsys.readouterr().err
+    assert main(["run", str(path), "--emg", "processing/behavior/joint_angles", "--emg-preprocessed", *SMOKE]) == 0
     assert "does not look like EMG" in caplog.text and "radians" in caplog.text
     out = capsys.readouterr().out
     assert "WARNING" in out and "does not look like EMG" in out

@@ -30,7 +30,7 @@ import numpy as np
 from hdmf.common import DynamicTable, DynamicTableRegion, VectorData
 from pynwb import NWBHDF5IO, ProcessingModule, TimeSeries
 
-from .errors import OutputError
+from .errors import NwbAutolfadsError, OutputError
 from .extension import AutoLFADSRun, FiringRates, MuscleActivations
 from .reading import OUTPUT_MODULE, open_nwb
 
@@ -494,7 +494,7 @@ def write_results(input_path: str | Path, output: str | Path | None, record: Run
             else:
                 try:
                     run_name = _write_full(input_path, tmp, record)
-                except OSError:
+                except (OSError, NwbAutolfadsError):  # a full disk, or our own refusals: never worked around
                     raise
                 except Exception as exc:  # noqa: BLE001 - an export hdmf cannot do must not lose the trained run
                     first = str(exc).splitlines()[0][:200] if str(exc) else ""
