@@ -818,9 +818,12 @@ def check_spike_span(units: SpikeUnits, spans: list[tuple[float, float]], what: 
                      bad_units: str = "refuse") -> SpikeUnits:
     """Check that the spikes lie in the modelled time ``spans`` (seconds, [start, stop] each),
     described by ``what`` (e.g. "the EMG's time"). Spikes outside are not modelled: a warning
-    counts them. A unit with more than :data:`MAX_OUTSIDE_FRACTION` of its spikes outside
-    is on another clock or in other time units: :class:`SignalError` naming it, or with
-    ``bad_units='exclude'`` it is left out with a warning. Returns the units kept."""
+    counts them (the recording of the units may simply outlast the modelled time). A unit with
+    more than :data:`MAX_OUTSIDE_FRACTION` of its spikes outside whose spikes inside are far
+    sparser than elsewhere (under a tenth of its rate over its own span, or under
+    :data:`MIN_MEDIAN_RATE_HZ`) is on another clock or in other time units:
+    :class:`SignalError` naming it, or with ``bad_units='exclude'`` it is left out with a
+    warning. Returns the units kept."""
     spans = [(float(a), float(b)) for a, b in spans]
     totals, outside = [], []
     for times in units.spike_times:
@@ -833,7 +836,19 @@ def check_spike_span(units: SpikeUnits, spans: list[tuple[float, float]], what: 
         return units
     lo, hi = min(a for a, _ in spans), max(b for _, b in spans)
     where = f"{what} ({lo:.6g}-{hi:.6g} s" + (f" in {len(spans)} stretches)" if len(spans) > 1 else ")")
-    bad = [k for k in range(units.n_units) if totals[k] and outside[k] > MAX_OUTSIDE_FRACTION * totals[k]]
+    covered = sum(b - a for a, b in spans)
+
+    def on_another_clock(k: int) -> bool:
+        """Most spikes outside, and the few inside far sparser than the unit fires elsewhere (or
+        implausibly sparse): not a unit whose session the modelled time covers only in part."""
+        if not totals[k] or outside[k] <= MAX_OUTSIDE_FRACTION * totals[k]:
+            return False
+        times = units.spike_times[k]
+        rate_in = (totals[k] - outside[k]) / max(covered, 1e-9)
+        rate_all = totals[k] / max(float(times[-1] - times[0]), covered, 1e-9)
+        return rate_in < 0.1 * rate_all or rate_in < MIN_MEDIAN_RATE_HZ
+
+    bad = [k for k in range(units.n_units) if on_another_clock(k)]
     if bad:
         items = [f"{units.label(k)}: {outside[k]} of {totals[k]} spikes outside (its spikes span "
                  f"{units.spike_times[k][0]:.6g}-{units.spike_times[k][-1]:.6g} s)" for k in bad]

@@ -294,6 +294,25 @@ def test_spikes_partly_outside_the_modelled_time_are_counted_in_a_warning(tmp_pa
     assert f"{outside} of {total} spikes" in caplog.text and "in 2 stretches" in caplog.text
 
 
+def test_emg_covering_part_of_the_session_is_not_taken_for_another_clock(tmp_path, spikes_synth, caplog):
+    """The EMG spans the first third of the units' recording: most spikes lie outside it, at the
+    same rate as inside - counted in a warning, not refused (a unit on another clock has next
+    to none inside)."""
+    from nwb_autolfads.reading import SpikeUnits, check_spike_span
+
+    rng = np.random.default_rng(0)
+    spikes = [np.sort(rng.uniform(0.0, 30.0, rng.poisson(20 * 30))) for _ in range(3)]  # 20 Hz for 30 s
+    units = SpikeUnits(spike_times=spikes, ids=[0, 1, 2])
+    kept = check_spike_span(units, [(0.0, 10.0)], "the EMG's time")  # EMG for the first 10 s only
+    assert kept.ids == [0, 1, 2] and "lie outside the EMG's time" in caplog.text
+    units.spike_times[1] = units.spike_times[1] + 1.0e4  # one unit on another clock: none inside
+    with pytest.raises(SignalError, match=r"unit id 1:.*another clock"):
+        check_spike_span(units, [(0.0, 10.0)], "the EMG's time")
+    units.spike_times[1] = spikes[1] * 1000.0  # one unit in milliseconds: a few spikes inside, far too sparse
+    with pytest.raises(SignalError, match=r"unit id 1:.*milliseconds"):
+        check_spike_span(units, [(0.0, 10.0)], "the EMG's time")
+
+
 def test_spike_times_not_in_seconds_give_an_absurd_grid_and_are_refused(tmp_path, spikes_synth, caplog):
     from nwb_autolfads.reading import MAX_SPIKE_BINS, read_units, spike_bin_centres
 
