@@ -32,7 +32,6 @@ def _describe_series(c: Candidate) -> dict[str, Any]:
         shape = [int(first.data.shape[0]), len(children)]
         info = _time_info(first)
         unit = str(first.unit)
-        channels = [str(t.name) for t in children]
     else:
         shape = [int(n) for n in ts.data.shape] if ts.data is not None else []
         notes = []

@@ -37,7 +37,7 @@ from .training import TrainResult, split_train_valid, train_model
 from .windows import MIN_FITTED_WINDOW, WindowIndex, chop_segments, fitted_window, merge_segments
 from .sources import Source, resolve_source, source_sha256 as input_sha256
 from .writing import (OutputLock, RunRecord, check_in_place, check_output_path, compact_float, default_output_path,
-                      file_sha256, git_revision, write_results)
+                      git_revision, write_results)
 
 __all__ = ["RunResult", "FitResult", "run", "fit_signal"]
 
