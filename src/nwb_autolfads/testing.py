@@ -19,7 +19,7 @@ from scipy import signal as sps
 __all__ = ["SyntheticEMG", "lorenz_latent", "synthetic_emg", "write_emg_nwb", "mock_emg_nwb", "read_truth", "behavior_from",
            "LorenzSpikes", "lorenz_spikes", "gamma_windows", "spike_fault", "SPIKE_FAULTS",
            "BinnedCycles", "binned_cycles", "mock_binned_trials_nwb",
-           "DEFAULT_MUSCLES"]
+           "DEFAULT_MUSCLES", "write_long_emg_nwb", "write_long_spikes_nwb"]
 
 DEFAULT_MUSCLES = ("TA", "MG", "LG", "Sol", "VL", "VM", "RF", "BF", "ST", "GMax", "Add", "IP")
 
@@ -503,3 +503,177 @@ def mock_run_record(n_bins: int = 100, n_channels: int = 6, unit_ids: list[int] 
         source_paths=["acquisition/EMG"], source_object_ids=[emg_object_id or ""], emg_object_id=emg_object_id,
         preprocessing={"steps": ["mock"]}, history=history, pbt_history=pbt_history, command="pytest",
         git_revision=None, name=name)
+
+
+# ----------------------------------------------------------------------------- long recordings
+def _lorenz_fast(n_steps: int, rng: np.random.Generator, dt: float = 0.006, burn_in: int = 500) -> np.ndarray:
+    """:func:`lorenz_latent` with plain floats in the loop (hours of latent in seconds)."""
+    x, y, z = (float(v) for v in rng.uniform(-10, 10, size=3) + np.array([0.0, 0.0, 25.0]))
+    out = np.empty((n_steps, 3))
+    for i in range(burn_in + n_steps):
+        x, y, z = x + dt * 10.0 * (y - x), y + dt * (x * (28.0 - z) - y), z + dt * (x * y - 8.0 / 3.0 * z)
+        if i >= burn_in:
+            out[i - burn_in] = (x, y, z)
+    return (out - out.mean(0)) / out.std(0)
+
+
+def _block_iterator(make, n_rows: int, n_cols: int, dtype, block: int, progress: str | None = None):
+    """An hdmf data-chunk iterator over (``n_rows``, ``n_cols``) rows that ``make(a, b)`` computes
+    ``block`` rows at a time, in order: a dataset of any length is written holding one block."""
+    from hdmf.data_utils import AbstractDataChunkIterator, DataChunk
+    from tqdm.auto import tqdm
+
+    class BlockIterator(AbstractDataChunkIterator):
+        def __init__(self) -> None:
+            self._a = 0
+            self._bar = tqdm(total=n_rows, desc=progress, unit="row", unit_scale=True, leave=False,
+                             disable=not progress)
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            if self._a >= n_rows:
+                self._bar.close()
+                raise StopIteration
+            a, b = self._a, min(n_rows, self._a + block)
+            self._a = b
+            data = np.asarray(make(a, b), dtype=dtype).reshape(b - a, n_cols)
+            self._bar.update(b - a)
+            return DataChunk(data=data, selection=np.s_[a:b, :])
+
+        next = __next__
+
+        def recommended_chunk_shape(self):
+            return (min(n_rows, max(1, 2**16 // max(1, n_cols))), n_cols)
+
+        def recommended_data_shape(self):
+            return (n_rows, n_cols)
+
+        @property
+        def dtype(self):
+            return np.dtype(dtype)
+
+        @property
+        def maxshape(self):
+            return (n_rows, n_cols)
+
+    return BlockIterator()
+
+
+def write_long_emg_nwb(path: str | Path, duration: float = 3600.0, rate: float = 2000.0, n_muscles: int = 16,
+                       seed: int = 0, block_seconds: float = 30.0, truth_rate: float = 100.0,
+                       latent_rate: float = 150.0, noise_scale: float = 1e-4, line_noise: float = 0.2,
+                       line_frequency: float = 60.0, progress: bool = False) -> Path:
+    """Write ``duration`` seconds of raw ``n_muscles``-channel EMG at ``rate`` Hz (float32 volts,
+    ``acquisition/EMG``) block by block, holding ``block_seconds`` of samples in memory at a
+    time: how the long-input tests and benchmarks build an hour of 16-muscle EMG (7.2 M samples,
+    0.46 GB) without needing several times that in memory.
+
+    The signal is that of :func:`synthetic_emg` (a Lorenz latent at ``latent_rate`` steps per
+    second, softplus activations, Laplacian noise band-passed 20-450 Hz - causally, with the
+    filter's state carried from block to block -, mains hum at ``line_frequency`` and a DC
+    offset). The true activations are stored at ``truth_rate`` Hz in
+    ``processing/ground_truth/true_activations`` (read with :func:`read_truth`).
+    """
+    from hdmf.backends.hdf5 import H5DataIO
+    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+
+    rng = np.random.default_rng(seed)
+    rate = float(rate)
+    n = int(round(duration * rate))
+    n_lat = int(np.ceil(duration * latent_rate)) + 2
+    latent = _lorenz_fast(n_lat, rng)
+    t_lat = np.arange(n_lat) / latent_rate
+    W = rng.normal(0.0, 1.0, size=(3, n_muscles)) / np.sqrt(3)
+    bias = rng.uniform(-1.0, 0.0, size=n_muscles)
+    gain = rng.uniform(1.0, 2.0, size=n_muscles)
+
+    def activations(t: np.ndarray) -> np.ndarray:
+        z = np.stack([np.interp(t, t_lat, latent[:, k]) for k in range(3)], axis=1)
+        return np.log1p(np.exp(gain * (z @ W + bias)))
+
+    band = sps.butter(4, [20.0, min(450.0, 0.45 * rate)], btype="bandpass", fs=rate, output="sos")
+    state = {"zi": np.zeros((band.shape[0], 2, n_muscles)), "sd": None,
+             "noise": np.random.default_rng(seed + 1)}
+
+    def raw_block(a: int, b: int) -> np.ndarray:
+        t = np.arange(a, b) / rate
+        noise, state["zi"] = sps.sosfilt(band, state["noise"].laplace(size=(b - a, n_muscles)), axis=0,
+                                         zi=state["zi"])
+        if state["sd"] is None:  # the first block's level (the filter's start-up is a few ms)
+            state["sd"] = noise.std(0, keepdims=True)
+        hum = line_noise * np.sin(2 * np.pi * line_frequency * t)
+        return (activations(t) * noise / state["sd"] + hum[:, None] + 0.05) * noise_scale
+
+    block = max(1, int(block_seconds * rate))
+    names = list(DEFAULT_MUSCLES[:n_muscles]) + [f"m{i}" for i in range(len(DEFAULT_MUSCLES), n_muscles)]
+    nwb = NWBFile(session_description=f"synthetic {duration / 60:g}-minute multi-muscle EMG (nwb_autolfads.testing)",
+                  identifier=f"synthetic-long-emg-{duration:g}s-{rate:g}Hz-{n_muscles}ch",
+                  session_start_time=datetime(2024, 1, 1, 12, 0, tzinfo=timezone.utc))
+    data = _block_iterator(raw_block, n, n_muscles, np.float32, block, "writing EMG" if progress else None)
+    nwb.add_acquisition(TimeSeries(name="EMG", data=H5DataIO(data, chunks=data.recommended_chunk_shape()),
+                                   unit="volts", rate=rate, starting_time=0.0,
+                                   description="Raw EMG (synthetic); muscles: " + ", ".join(names)))
+    gt = nwb.create_processing_module("ground_truth", "simulation ground truth (not a recording)")
+    n_truth = int(np.floor(duration * truth_rate))
+    gt.add(TimeSeries(name="true_activations", data=activations(np.arange(n_truth) / truth_rate).astype(np.float32),
+                      unit="a.u.", rate=float(truth_rate), starting_time=0.0,
+                      description="noiseless drive of each channel (simulation ground truth); channels: "
+                      + ", ".join(names)))
+    path = Path(path)
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    return path
+
+
+def write_long_spikes_nwb(path: str | Path, duration: float = 1200.0, n_units: int = 100, seed: int = 0,
+                          base_rate: float = 10.0, block_seconds: float = 60.0, fine_rate: float = 1000.0,
+                          truth_rate: float = 100.0, latent_rate: float = 150.0) -> Path:
+    """Write a Units table of ``n_units`` units firing for ``duration`` seconds (log-rate = W z +
+    log ``base_rate``, z a Lorenz latent, W entries +-U(0.5, 1) as in :func:`write_emg_nwb`),
+    drawing spikes ``block_seconds`` at a time on a ``fine_rate`` Hz grid (never a dense array
+    over the whole session): 20 minutes of 100 units for the long-input tests and benchmarks.
+    The true rates are stored at ``truth_rate`` Hz in ``processing/ground_truth/true_rates``."""
+    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+    from pynwb.misc import Units
+
+    rng = np.random.default_rng(seed)
+    n_lat = int(np.ceil(duration * latent_rate)) + 2
+    latent = _lorenz_fast(n_lat, rng)
+    t_lat = np.arange(n_lat) / latent_rate
+    W = rng.uniform(0.5, 1.0, size=(3, n_units)) * rng.choice([-1.0, 1.0], size=(3, n_units))
+
+    def rates(t: np.ndarray) -> np.ndarray:
+        z = np.stack([np.interp(t, t_lat, latent[:, k]) for k in range(3)], axis=1)
+        return base_rate * np.exp(z @ W)
+
+    spikes: list[list[np.ndarray]] = [[] for _ in range(n_units)]
+    n_fine = int(round(duration * fine_rate))
+    block = max(1, int(block_seconds * fine_rate))
+    draw = np.random.default_rng(seed + 1)
+    for a in range(0, n_fine, block):
+        t = np.arange(a, min(n_fine, a + block)) / fine_rate
+        hits = draw.random((t.size, n_units)) < rates(t) / fine_rate
+        rows, cols = np.nonzero(hits)
+        order = np.argsort(cols, kind="stable")
+        rows, cols = rows[order], cols[order]
+        bounds = np.searchsorted(cols, np.arange(n_units + 1))
+        for k in range(n_units):
+            spikes[k].append(t[rows[bounds[k]:bounds[k + 1]]] + 0.5 / fine_rate)
+    nwb = NWBFile(session_description=f"synthetic {duration / 60:g}-minute recording of {n_units} units "
+                  "(nwb_autolfads.testing)", identifier=f"synthetic-long-spikes-{duration:g}s-{n_units}u",
+                  session_start_time=datetime(2024, 1, 1, 12, 0, tzinfo=timezone.utc))
+    nwb.units = Units(name="units", description="simulated units", resolution=1.0 / fine_rate)
+    for k in range(n_units):
+        nwb.add_unit(spike_times=np.concatenate(spikes[k]))
+    spikes.clear()
+    gt = nwb.create_processing_module("ground_truth", "simulation ground truth (not a recording)")
+    n_truth = int(np.floor(duration * truth_rate))
+    gt.add(TimeSeries(name="true_rates", data=rates((np.arange(n_truth) + 0.5) / truth_rate).astype(np.float32),
+                      unit="Hz", rate=float(truth_rate), starting_time=0.5 / truth_rate,
+                      description="true firing rate of each unit (simulation ground truth)"))
+    path = Path(path)
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    return path
