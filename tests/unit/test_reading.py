@@ -332,3 +332,43 @@ def test_spike_times_not_in_seconds_give_an_absurd_grid_and_are_refused(tmp_path
         spike_bin_centres(units, 0.01)
     units.spike_times = [t / 1000.0 for t in units.spike_times]  # the same spikes in seconds are fine
     assert 250 < spike_bin_centres(units, 0.01).size <= 301  # the 3 s session, from first to last spike
+
+
+def _dense_counts(spike_times, centres, bin_size):
+    """Reference: every spike compared with every bin (small data only)."""
+    lo, hi = centres - bin_size / 2, centres + bin_size / 2
+    return np.stack([((t[None, :] >= lo[:, None]) & (t[None, :] < hi[:, None])).sum(1) for t in spike_times], axis=1)
+
+
+def test_bin_spikes_equals_a_dense_reference_on_contiguous_gapped_and_irregular_bins():
+    from nwb_autolfads.reading import SpikeUnits, bin_spikes
+
+    rng = np.random.default_rng(3)
+    times = [np.sort(rng.uniform(0.0, 3.0, n)) for n in (0, 1, 50, 400)]
+    times[2] = np.sort(np.r_[times[2], 0.3, 0.3])  # on a bin edge (0.295 + 0.005): counted in the bin it starts
+    units = SpikeUnits(spike_times=times, ids=[0, 1, 2, 3])
+    contiguous = 0.005 + 0.01 * np.arange(300)
+    gapped = np.r_[contiguous[:100], contiguous[180:]]  # two segments' bins
+    irregular = np.cumsum(rng.uniform(0.009, 0.011, 250))  # per-sample bins at jittered timestamps
+    for centres in (contiguous, gapped, irregular):
+        counts = bin_spikes(units, centres, 0.01)
+        assert counts.dtype == np.float32 and counts.shape == (centres.size, 4)
+        np.testing.assert_array_equal(counts, _dense_counts(times, centres, 0.01))
+    total = bin_spikes(units, contiguous, 0.01).sum(0)
+    np.testing.assert_array_equal(total, [t.size for t in times])  # every spike in exactly one bin
+
+
+def test_bin_spikes_is_fast_for_100_units_over_20_minutes():
+    import time
+
+    from nwb_autolfads.reading import SpikeUnits, bin_spikes
+
+    rng = np.random.default_rng(0)
+    times = [np.sort(rng.uniform(0.0, 1200.0, rng.poisson(12000))) for _ in range(100)]
+    centres = 0.005 + 0.01 * np.arange(120_000)
+    t0 = time.perf_counter()
+    counts = bin_spikes(SpikeUnits(spike_times=times, ids=list(range(100))), centres, 0.01)
+    assert time.perf_counter() - t0 < 10.0  # ~1 s on a loaded 2-core machine
+    np.testing.assert_array_equal(counts.sum(0), [t.size for t in times])
+    k = 7  # one unit against np.histogram on the same (contiguous) edges
+    np.testing.assert_array_equal(counts[:, k], np.histogram(times[k], np.r_[centres - 0.005, 1200.0])[0])
