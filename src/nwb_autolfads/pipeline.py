@@ -546,7 +546,7 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         if sig is not None:  # while the file is open: big recordings are read and filtered in chunks
             log.info("read %s: %s samples x %s channels", sig.source_path, sig.n_samples, sig.n_channels)
             pre = preprocess_emg(sig, cfg.preprocess, cfg.windows.bin_size, cfg.data.preprocessed,
-                                 cfg.windows.gap_factor)
+                                 cfg.windows.gap_factor, progress=progress)
             if pre.resolved:  # `auto` settings as found (the line frequency): saved, and repeated by evaluate
                 cfg = cfg.updated({f"preprocess.{key}": value for key, value in pre.resolved.items()})
     with contextlib.ExitStack() as stack:

@@ -25,6 +25,7 @@ from fractions import Fraction
 
 import numpy as np
 from scipy import signal as sps
+from tqdm.auto import tqdm
 
 from .config import ALREADY_BINNED_BELOW_HZ, DEFAULT_BIN_SIZE, PreprocessConfig
 from .errors import SignalError
@@ -382,7 +383,7 @@ def _chunks(n: int, size: int):
         yield a, min(n, a + size)
 
 
-def _scan(values, chunk: int) -> _Scan:
+def _scan(values, chunk: int, bar=None) -> _Scan:
     n, n_ch = values.shape
     any_finite = np.zeros(n_ch, bool)
     rows, masks = [], []
@@ -403,6 +404,8 @@ def _scan(values, chunk: int) -> _Scan:
         at_peak = np.where(higher, count + np.where(keep_old, at_peak, 0),
                            np.where(top >= peak * (1 - 1e-9), at_peak + count, at_peak))
         peak = np.maximum(peak, top)
+        if bar is not None:
+            bar.update(b - a)
     return _Scan(any_finite, np.concatenate(rows) if rows else np.zeros(0, np.int64),
                  np.concatenate(masks) if masks else np.zeros((0, n_ch), bool), peak, at_peak)
 
@@ -577,8 +580,8 @@ class _Binner:
 
 
 def _segment_bins(sig: Signal, seg: slice, dead: np.ndarray, fs: float, cfg: PreprocessConfig, raw: bool,
-                  bin_size: float | None, eff_bin: float, chunk: int, notches: list[float], gap_factor: float = 1.5
-                  ) -> tuple[np.ndarray, np.ndarray, float]:
+                  bin_size: float | None, eff_bin: float, chunk: int, notches: list[float], gap_factor: float = 1.5,
+                  bar=None) -> tuple[np.ndarray, np.ndarray, float]:
     """Filter (notches at ``notches`` Hz, high-pass), rectify, resample and bin one segment,
     reading ``chunk`` samples at a time with enough overlap that the result equals that of
     filtering the whole segment at once.
@@ -630,6 +633,8 @@ def _segment_bins(sig: Signal, seg: slice, dead: np.ndarray, fs: float, cfg: Pre
             direct_x.append(x)
             # an already-binned sample keeps its own timestamp (no resampling happens at these rates)
             direct_t.append(t if (up, down) != (1, 1) else np.asarray(sig.times(seg.start + a, seg.start + b)))
+        if bar is not None:
+            bar.update(b - a)
     if binner is not None:
         binned, centres = binner.result()
     else:
@@ -708,7 +713,7 @@ mostly comes from timestamps in milliseconds (a 30 kHz recording read as 30 Hz).
 
 
 def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float | None, preprocessed: bool | None = None,
-                   gap_factor: float = 1.5, chunk_samples: int | None = None) -> Preprocessed:
+                   gap_factor: float = 1.5, chunk_samples: int | None = None, progress: bool = False) -> Preprocessed:
     """Turn an EMG :class:`Signal` into model-ready binned, scaled segments.
 
     The samples are read and filtered ``chunk_samples`` at a time (default: about 2**23 values,
@@ -720,12 +725,27 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float | None, p
     ``bin_size``: the model bin in seconds; ``None`` keeps the bins of EMG that is already
     rectified and binned (sampled below 1 kHz: each sample is one bin, at its own timestamp)
     and uses 10 ms otherwise. Data sampled no finer than the bin are never re-binned.
+    ``progress``: a progress bar (stderr, with the time left) over the samples read, shown when
+    the recording takes more than one chunk.
     """
     timebase = sig.timebase(gap_factor)
     fs = timebase.rate
     check_rate(fs, sig.source_path, sig.timestamps is not None)
     chunk = max(1024, DEFAULT_CHUNK_VALUES // max(1, sig.n_channels)) if chunk_samples is None else chunk_samples
     scan_chunk = chunk if chunk > 0 else sig.n_samples
+    bar = tqdm(total=2 * sig.n_samples, desc="reading + filtering EMG", unit="sample", unit_scale=True,
+               leave=False, disable=not progress or sig.n_samples <= scan_chunk)
+    try:
+        return _preprocess(sig, cfg, bin_size, preprocessed, gap_factor, chunk, scan_chunk, timebase, bar)
+    finally:
+        bar.close()
+
+
+def _preprocess(sig: Signal, cfg: PreprocessConfig, bin_size: float | None, preprocessed: bool | None,
+                gap_factor: float, chunk: int, scan_chunk: int, timebase, bar) -> Preprocessed:
+    """:func:`preprocess_emg` after the chunk size is chosen; ``bar`` counts the samples read
+    (each twice: the scan for NaN/inf and saturation, then the filtering)."""
+    fs = timebase.rate
     segments = list(timebase.segments)
     steps: list[str] = []
     for note in timebase.notes():
@@ -733,8 +753,9 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float | None, p
         steps.append(note.split(":")[0])
     if len(segments) > 1:
         steps.append(f"split into {len(segments)} segments at gaps in the timestamps (no filter crosses a gap)")
-    scan = _scan(sig.values, scan_chunk)
+    scan = _scan(sig.values, scan_chunk, bar)
     dead, segments = _drop_non_finite(sig, scan, segments, steps)
+    bar.total = sig.n_samples + sum(seg.stop - seg.start for seg in segments)  # the samples filtered next
     _warn_saturated(sig, scan)
 
     if preprocessed is None:
@@ -768,7 +789,7 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float | None, p
                         seg.stop - seg.start)
             continue
         b, c, rate_after = _segment_bins(sig, seg, dead, fs, cfg, raw, None if per_sample else bin_size, eff_bin,
-                                         chunk, notches, gap_factor)
+                                         chunk, notches, gap_factor, bar)
         if b.shape[0]:
             binned.append(b)
             centres.append(c)

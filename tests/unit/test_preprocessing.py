@@ -572,3 +572,27 @@ def test_implausible_rate_and_volts_are_warned_about(caplog):
         preprocess_emg(slow, PreprocessConfig(), bin_size=0.01, preprocessed=False)
     text = " ".join(r.getMessage() for r in caplog.records)
     assert "raw EMG sampled at 200 Hz" in text and "probably in uV or mV" in text
+
+
+def test_preprocessing_a_long_recording_from_its_file_holds_a_fraction_of_one_full_rate_copy(tmp_path, capsys):
+    import tracemalloc
+
+    from nwb_autolfads.reading import open_nwb, read_emg
+    from nwb_autolfads.testing import write_long_emg_nwb
+
+    path = write_long_emg_nwb(tmp_path / "long.nwb", duration=300.0, n_muscles=8, block_seconds=20.0)
+    with open_nwb(path) as (_io, nwb):
+        sig = read_emg(nwb, lazy=True)
+        copy = sig.n_samples * sig.n_channels * 8  # one float64 copy of the samples: 38 MB
+        peaks = {}
+        for chunk in (20000, 0):
+            tracemalloc.start()
+            try:
+                pre = preprocess_emg(sig, PreprocessConfig(), 0.01, chunk_samples=chunk, progress=chunk > 0)
+                peaks[chunk] = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            assert pre.segments[0].shape == (30000, 8)
+    assert peaks[20000] < 0.5 * copy  # measured 0.36 copies
+    assert peaks[0] > 2 * copy  # the whole-array path holds several (what the chunks avoid)
+    assert "reading + filtering EMG" in capsys.readouterr().err  # the progress bar, on stderr
