@@ -63,8 +63,9 @@ def measure(case: str, path: Path, overrides: dict) -> list[dict]:
     wrap(pl, "chop_segments", "chop windows")
     wrap(pl, "_prepare_rundir", "run directory (data hash)")
     wrap(pl, "train_model", "training (1 epoch)")
-    wrap(pl, "infer", "inference")
-    wrap(pl, "merge_segments", "merge")
+    wrap(pl, "infer_merged" if hasattr(pl, "infer_merged") else "infer", "inference + merge")
+    if hasattr(pl, "merge_segments"):  # before inference and merging were one pass
+        wrap(pl, "merge_segments", "merge")
     wrap(pl, "input_sha256", "input SHA-256")
     wrap(pl, "write_results", "write output")
     t0 = time.perf_counter()

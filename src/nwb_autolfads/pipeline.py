@@ -26,7 +26,7 @@ from . import __version__
 from .config import DEFAULT_BIN_SIZE, RunConfig, build_config
 from .devices import resolve_device, seed_everything
 from .errors import ConfigError, SignalError, SignalNotFoundError, TrainingError
-from .inference import infer
+from .inference import infer_merged
 from .model import LFADS
 from .observations import Composite, ObservationModel, Poisson, get_observation
 from .preprocessing import preprocess_emg
@@ -34,7 +34,7 @@ from .reading import (bin_spikes, check_spike_span, check_unit_clocks, emg_doubt
                       read_emg, read_trial_times, read_units, spike_bin_centres)
 from .pbt import train_population
 from .training import TrainResult, split_train_valid, train_model
-from .windows import MIN_FITTED_WINDOW, WindowIndex, chop_segments, fitted_window, merge_segments
+from .windows import MIN_FITTED_WINDOW, WindowIndex, chop_segments, fitted_window
 from .sources import Source, resolve_source, source_sha256 as input_sha256
 from .writing import (OutputLock, RunRecord, check_in_place, check_output_path, compact_float, default_output_path,
                       git_revision, write_results)
@@ -426,14 +426,10 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
             ck.parent.mkdir(parents=True, exist_ok=True)
         result = train_model(model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment, progress=progress,
                              checkpoint=ck)
-    inferred = infer(model, x_all, cfg.inference, progress=progress)
-    return FitResult(mean=merge_segments(inferred.mean, index, w.merge_power, lead),
-                     factors=merge_segments(inferred.factors, index, w.merge_power, lead),
-                     inputs=merge_segments(inferred.inputs, index, w.merge_power, lead),
-                     ic_mean=inferred.ic_mean, training=result,
-                     coverage=merge_segments(np.ones((index.n_windows, w.window_bins, 1), np.float32), index,
-                                             w.merge_power, lead), index=index, n_train=int(train_idx.size), n_valid=int(valid_idx.size),
-                     device=str(device), model=model)
+    merged = infer_merged(model, x_all, index, cfg.inference, w.merge_power, lead, progress=progress)
+    return FitResult(mean=merged.mean, factors=merged.factors, inputs=merged.inputs, ic_mean=merged.ic_mean,
+                     training=result, coverage=merged.coverage, index=index, n_train=int(train_idx.size),
+                     n_valid=int(valid_idx.size), device=str(device), model=model)
 
 
 def run(path: str | Path, output: str | Path | None = None, *, preset: str | None = None,

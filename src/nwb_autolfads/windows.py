@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["window_starts", "chop", "merge", "WindowIndex", "chop_segments", "merge_segments", "fitted_window",
-           "MIN_FITTED_WINDOW"]
+           "MIN_FITTED_WINDOW", "SegmentMerger"]
 
 MIN_FITTED_WINDOW = 10
 """Fewest bins :func:`fitted_window` shortens a window to."""
@@ -141,3 +141,44 @@ def merge_segments(windows: np.ndarray, index: WindowIndex, power: float = 2.0, 
         sel = index.segment == k
         out.append(merge(windows[sel], index.start[sel] + offset, n_bins, power))
     return out
+
+
+class SegmentMerger:
+    """:func:`merge_segments` done batch by batch into preallocated arrays: window outputs are
+    added as they are computed (``add``), so the outputs of all windows are never held at once.
+    ``widths``: the channel count of each output merged (e.g. mean, factors, inputs);
+    ``power`` and ``offset`` as in :func:`merge_segments`. :meth:`result` equals
+    ``merge_segments`` of the stacked window outputs (float64, NaN where no window covers)."""
+
+    def __init__(self, index: WindowIndex, widths: list[int] | tuple[int, ...], power: float = 2.0,
+                 offset: int = 0) -> None:
+        self.index, self.power, self.offset = index, power, offset
+        self.sums = [[np.zeros((n, w)) for n in index.segment_lengths] for w in widths]
+        self.total = [np.zeros(n) for n in index.segment_lengths]
+
+    def add(self, first: int, *outputs: np.ndarray) -> None:
+        """Add the outputs (each (b, T, width)) of windows ``first`` to ``first + b`` (in the
+        order of :func:`chop_segments`)."""
+        idx = self.index
+        b, window = outputs[0].shape[:2]
+        for i in range(first, first + b):
+            k = int(idx.segment[i])
+            # the window's weights depend on its neighbours in the same segment only
+            lo = i - 1 if i > 0 and idx.segment[i - 1] == k else i
+            hi = i + 2 if i + 1 < idx.n_windows and idx.segment[i + 1] == k else i + 1
+            w = _weights(idx.start[lo:hi], window, self.power)[i - lo]
+            s = int(idx.start[i]) + self.offset
+            self.total[k][s:s + window] += w
+            for sums, out in zip(self.sums, outputs):
+                sums[k][s:s + window] += w[:, None] * out[i - first]
+
+    def result(self) -> tuple[list[list[np.ndarray]], list[np.ndarray]]:
+        """(per output, per segment merged (n_bins, width) float64; per segment the coverage
+        (n_bins, 1): 1 where a window covers the bin, NaN elsewhere). The sums are divided in
+        place: call once."""
+        covered = [t > 0 for t in self.total]
+        for sums in self.sums:
+            for k, a in enumerate(sums):
+                a[covered[k]] /= self.total[k][covered[k], None]
+                a[~covered[k]] = np.nan
+        return self.sums, [np.where(c, 1.0, np.nan)[:, None] for c in covered]

@@ -38,3 +38,22 @@ def test_sample_averaging_is_close_to_but_not_the_posterior_mean():
     torch.manual_seed(0)
     again = infer(model, x, InferenceConfig(mode="sample", n_samples=30, batch_size=40))
     np.testing.assert_array_equal(sampled.mean, again.mean)
+
+
+def test_inference_merged_batch_by_batch_equals_merging_all_outputs():
+    from nwb_autolfads.inference import infer_merged
+    from nwb_autolfads.windows import chop_segments, merge_segments
+
+    model = _model()
+    rng = np.random.default_rng(1)
+    segs = [rng.random((80, 4)).astype(np.float32) + 0.1, rng.random((47, 4)).astype(np.float32) + 0.1]
+    windows, index = chop_segments(segs, 15, 4)
+    x = torch.from_numpy(windows)
+    cfg = InferenceConfig(mode="mean", batch_size=3)  # batches of 3 windows: several cross the segment boundary
+    ref = infer(model, x, cfg)
+    merged = infer_merged(model, x, index, cfg, power=2.0)
+    for got, want in ((merged.mean, ref.mean), (merged.factors, ref.factors), (merged.inputs, ref.inputs)):
+        for a, b in zip(got, merge_segments(want, index, 2.0)):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(merged.ic_mean, ref.ic_mean)
+    assert [c.shape for c in merged.coverage] == [(80, 1), (47, 1)] and np.all(merged.coverage[0] == 1.0)

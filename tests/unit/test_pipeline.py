@@ -83,14 +83,14 @@ def test_non_finite_model_outputs_are_never_written(emg_copy, monkeypatch):
     import nwb_autolfads.pipeline as pipeline
     from nwb_autolfads.errors import TrainingError
 
-    real = pipeline.infer
+    real = pipeline.infer_merged
 
     def broken(*args, **kwargs):
         out = real(*args, **kwargs)
-        out.mean[3, 7] = np.nan
+        out.mean[0][100, 3] = np.nan  # a bin a window covers
         return out
 
-    monkeypatch.setattr(pipeline, "infer", broken)
+    monkeypatch.setattr(pipeline, "infer_merged", broken)
     with pytest.raises(TrainingError, match="NaN/inf.*nothing was written"):
         nwb_autolfads.run(emg_copy, preset="smoke", progress=False)
     assert sorted(p.name for p in emg_copy.parent.iterdir() if not p.name.startswith(".")) == ["emg.nwb"]

@@ -81,3 +81,23 @@ def test_fitted_window_shortens_to_the_shortest_segment_only_when_short_segments
         w = fitted_window(lengths, 50)
         covered = sum(n for n in lengths if n >= w)
         assert covered == sum(n for n in lengths if n >= 10)
+
+
+@pytest.mark.parametrize("offset", [0, 3])
+def test_segment_merger_batch_by_batch_equals_merge_segments(offset):
+    from nwb_autolfads.windows import SegmentMerger
+
+    rng = np.random.default_rng(0)
+    segs = [rng.random((137, 2)), rng.random((30, 2)), rng.random((12, 2)), rng.random((91, 2))]
+    windows, index = chop_segments(segs, 16 + offset, 5 + offset)
+    outputs = rng.random((index.n_windows, 16, 3))  # what a model gives for the bins after the lead-in
+    whole = merge_segments(outputs, index, 2.0, offset)
+    merger = SegmentMerger(index, (3, 1), 2.0, offset)
+    for first in range(0, index.n_windows, 4):  # batches that cross segment boundaries
+        merger.add(first, outputs[first:first + 4], outputs[first:first + 4, :, :1])
+    (merged, first_channel), coverage = merger.result()
+    for k in range(len(segs)):
+        np.testing.assert_allclose(merged[k], whole[k], rtol=1e-12, equal_nan=True)
+        np.testing.assert_allclose(first_channel[k], whole[k][:, :1], rtol=1e-12, equal_nan=True)
+        np.testing.assert_array_equal(np.isnan(coverage[k][:, 0]), np.isnan(whole[k][:, 0]))
+    assert np.isnan(merged[2]).all() and np.isfinite(merged[0][offset:]).all()  # too short for a window
