@@ -155,22 +155,31 @@ class SegmentMerger:
         self.index, self.power, self.offset = index, power, offset
         self.sums = [[np.zeros((n, w)) for n in index.segment_lengths] for w in widths]
         self.total = [np.zeros(n) for n in index.segment_lengths]
+        # each window's overlap with the previous and the next window of its segment (0 at its ends)
+        seg, start = index.segment, index.start
+        same = seg[1:] == seg[:-1]
+        gap = np.where(same, start[1:] - start[:-1], np.iinfo(np.int64).max // 2)
+        self._gap_prev = np.r_[np.iinfo(np.int64).max // 2, gap]  # start distances; overlap = window - distance
+        self._gap_next = np.r_[gap, np.iinfo(np.int64).max // 2]
 
     def add(self, first: int, *outputs: np.ndarray) -> None:
         """Add the outputs (each (b, T, width)) of windows ``first`` to ``first + b`` (in the
         order of :func:`chop_segments`)."""
         idx = self.index
         b, window = outputs[0].shape[:2]
-        for i in range(first, first + b):
-            k = int(idx.segment[i])
-            # the window's weights depend on its neighbours in the same segment only
-            lo = i - 1 if i > 0 and idx.segment[i - 1] == k else i
-            hi = i + 2 if i + 1 < idx.n_windows and idx.segment[i + 1] == k else i + 1
-            w = _weights(idx.start[lo:hi], window, self.power)[i - lo]
-            s = int(idx.start[i]) + self.offset
-            self.total[k][s:s + window] += w
+        rows = slice(first, first + b)
+        # the weights of :func:`_weights`: up over the overlap with the previous window, down over
+        # the overlap with the next one (which wins where the two meet)
+        j = np.arange(window)[None, :]
+        n_prev = np.maximum(window - self._gap_prev[rows], 0)[:, None]
+        n_next = np.maximum(window - self._gap_next[rows], 0)[:, None]
+        w = np.where(j < n_prev, ((j + 1.0) / (n_prev + 1.0)) ** self.power, 1.0)
+        w = np.where(j >= window - n_next, 1.0 - ((j - (window - n_next) + 1.0) / (n_next + 1.0)) ** self.power, w)
+        for r, i in enumerate(range(first, first + b)):
+            k, s = int(idx.segment[i]), int(idx.start[i]) + self.offset
+            self.total[k][s:s + window] += w[r]
             for sums, out in zip(self.sums, outputs):
-                sums[k][s:s + window] += w[:, None] * out[i - first]
+                sums[k][s:s + window] += w[r][:, None] * out[r]
 
     def result(self) -> tuple[list[list[np.ndarray]], list[np.ndarray]]:
         """(per output, per segment merged (n_bins, width) float64; per segment the coverage

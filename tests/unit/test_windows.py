@@ -84,12 +84,13 @@ def test_fitted_window_shortens_to_the_shortest_segment_only_when_short_segments
 
 
 @pytest.mark.parametrize("offset", [0, 3])
-def test_segment_merger_batch_by_batch_equals_merge_segments(offset):
+@pytest.mark.parametrize("overlap", [5, 13])  # 13 of 16: a window's ramps up and down meet
+def test_segment_merger_batch_by_batch_equals_merge_segments(offset, overlap):
     from nwb_autolfads.windows import SegmentMerger
 
     rng = np.random.default_rng(0)
     segs = [rng.random((137, 2)), rng.random((30, 2)), rng.random((12, 2)), rng.random((91, 2))]
-    windows, index = chop_segments(segs, 16 + offset, 5 + offset)
+    windows, index = chop_segments(segs, 16 + offset, overlap + offset)
     outputs = rng.random((index.n_windows, 16, 3))  # what a model gives for the bins after the lead-in
     whole = merge_segments(outputs, index, 2.0, offset)
     merger = SegmentMerger(index, (3, 1), 2.0, offset)
