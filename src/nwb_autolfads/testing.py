@@ -617,8 +617,9 @@ def write_long_emg_nwb(path: str | Path, duration: float = 3600.0, rate: float =
                                    description="Raw EMG (synthetic); muscles: " + ", ".join(names)))
     gt = nwb.create_processing_module("ground_truth", "simulation ground truth (not a recording)")
     n_truth = int(np.floor(duration * truth_rate))
-    gt.add(TimeSeries(name="true_activations", data=activations(np.arange(n_truth) / truth_rate).astype(np.float32),
-                      unit="a.u.", rate=float(truth_rate), starting_time=0.0,
+    gt.add(TimeSeries(name="true_activations",  # at the centres of 1 / truth_rate bins (never on a bin edge)
+                      data=activations((np.arange(n_truth) + 0.5) / truth_rate).astype(np.float32),
+                      unit="a.u.", rate=float(truth_rate), starting_time=0.5 / truth_rate,
                       description="noiseless drive of each channel (simulation ground truth); channels: "
                       + ", ".join(names)))
     path = Path(path)
@@ -632,8 +633,8 @@ def write_long_spikes_nwb(path: str | Path, duration: float = 1200.0, n_units: i
                           truth_rate: float = 100.0, latent_rate: float = 150.0) -> Path:
     """Write a Units table of ``n_units`` units firing for ``duration`` seconds (log-rate = W z +
     log ``base_rate``, z a Lorenz latent, W entries +-U(0.5, 1) as in :func:`write_emg_nwb`),
-    drawing spikes ``block_seconds`` at a time on a ``fine_rate`` Hz grid (never a dense array
-    over the whole session): 20 minutes of 100 units for the long-input tests and benchmarks.
+    drawing Poisson spike counts ``block_seconds`` at a time on a ``fine_rate`` Hz grid, each
+    spike placed uniformly in its fine bin (never a dense array over the whole session): 20 minutes of 100 units for the long-input tests and benchmarks.
     The true rates are stored at ``truth_rate`` Hz in ``processing/ground_truth/true_rates``."""
     from pynwb import NWBHDF5IO, NWBFile, TimeSeries
     from pynwb.misc import Units
@@ -654,13 +655,15 @@ def write_long_spikes_nwb(path: str | Path, duration: float = 1200.0, n_units: i
     draw = np.random.default_rng(seed + 1)
     for a in range(0, n_fine, block):
         t = np.arange(a, min(n_fine, a + block)) / fine_rate
-        hits = draw.random((t.size, n_units)) < rates(t) / fine_rate
-        rows, cols = np.nonzero(hits)
+        counts = draw.poisson(rates(t) / fine_rate)  # (fine bins, units): exact for any rate
+        rows, cols = np.nonzero(counts)
         order = np.argsort(cols, kind="stable")
         rows, cols = rows[order], cols[order]
         bounds = np.searchsorted(cols, np.arange(n_units + 1))
         for k in range(n_units):
-            spikes[k].append(t[rows[bounds[k]:bounds[k + 1]]] + 0.5 / fine_rate)
+            r = rows[bounds[k]:bounds[k + 1]]
+            at = np.repeat(t[r], counts[r, k])  # each spike uniformly inside its fine bin, in order
+            spikes[k].append(np.sort(at + draw.random(at.size) / fine_rate))
     nwb = NWBFile(session_description=f"synthetic {duration / 60:g}-minute recording of {n_units} units "
                   "(nwb_autolfads.testing)", identifier=f"synthetic-long-spikes-{duration:g}s-{n_units}u",
                   session_start_time=datetime(2024, 1, 1, 12, 0, tzinfo=timezone.utc))
