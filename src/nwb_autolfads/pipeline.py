@@ -33,6 +33,7 @@ from .preprocessing import preprocess_emg
 from .reading import (bin_spikes, check_spike_span, check_unit_clocks, emg_doubt, find_emg, iter_series, open_nwb,
                       read_emg, read_trial_times, read_units, spike_bin_centres)
 from .pbt import train_population
+from .resources import choose_execution, using_threads
 from .training import TrainResult, split_train_valid, train_model
 from .windows import MIN_FITTED_WINDOW, WindowIndex, chop_segments, fitted_window, merge_segments
 from .sources import Source, resolve_source, source_sha256 as input_sha256
@@ -331,7 +332,8 @@ def _metrics(result: "RunResult") -> dict:
             "final_train_nll": last.get("train_nll"), "final_valid_nll": last.get("valid_nll"),
             "stopped_early": t.stopped_early, "nan_recoveries": t.nan_recoveries, "training_seconds": t.seconds,
             "n_windows": result.n_windows, "n_train": result.n_train, "n_valid": result.n_valid,
-            "device": result.device, **({"pbt": t.pbt_summary} if t.pbt_summary else {})}
+            "device": result.device, **({"execution": t.execution} if t.execution else {}),
+            **({"pbt": t.pbt_summary} if t.pbt_summary else {})}
 
 
 def _ic_times(fit: "FitResult", bin_times: list[np.ndarray], lead: int) -> np.ndarray:
@@ -424,8 +426,12 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
         ck = Path(rundir) / "model_state.pt" if rundir is not None else None
         if ck is not None:
             ck.parent.mkdir(parents=True, exist_ok=True)
-        result = train_model(model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment, progress=progress,
-                             checkpoint=ck)
+        plan = choose_execution(1, cfg.model, segments[0].shape[1], device.type, threads=cfg.train.threads)
+        log.info("training: %s", plan.describe())
+        with using_threads(plan.threads):
+            result = train_model(model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment,
+                                 progress=progress, checkpoint=ck)
+        result.execution = plan.describe()
     inferred = infer(model, x_all, cfg.inference, progress=progress)
     return FitResult(mean=merge_segments(inferred.mean, index, w.merge_power, lead),
                      factors=merge_segments(inferred.factors, index, w.merge_power, lead),

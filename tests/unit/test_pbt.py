@@ -171,8 +171,19 @@ def test_worker_processes_give_the_same_result_as_one_process(start, monkeypatch
         assert torch.equal(v, two_model.state_dict()[k]), k
 
 
-def test_workers_are_spawned_once_cuda_was_used(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
-    assert pbt._start_method() == "spawn"  # a forked worker could not run autograd or CUDA
-    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
-    assert pbt._start_method() == ("fork" if sys.platform.startswith("linux") else "spawn")
+def test_workers_are_spawned_without_the_nwb_stack():
+    """Workers start fresh (spawn): they import torch and the training modules, not pynwb/hdmf/h5py
+    (which this test process has loaded), and no copy of what the parent read."""
+    import pynwb  # noqa: F401  (the parent has the NWB stack, as a run has)
+
+    from nwb_autolfads.resources import nwb_modules_loaded
+
+    assert pbt._start_method() == "spawn"
+    cfg, make, tx, vx = _setup(population=2, generations=1)
+    model = make()
+    ex = pbt._Executor(2, model.n_channels, cfg.model, model.observation, cfg.train, cfg.augment, tx, vx, threads=1)
+    try:
+        assert ex.pool.submit(nwb_modules_loaded).result(timeout=120) == []
+        assert ex.pool.submit(torch.get_num_threads).result(timeout=120) == 1
+    finally:
+        ex.close()
