@@ -25,6 +25,7 @@ import contextlib
 import copy
 import hashlib
 import logging
+import os
 import sys
 import json
 import math
@@ -218,6 +219,27 @@ def _start_method() -> str:
     return "spawn"
 
 
+@contextlib.contextmanager
+def _without_main_script():
+    """Start worker processes that do not run the caller's script: a spawned child imports the
+    ``__main__`` module by its file (``multiprocessing`` does so to find functions defined there)
+    and so would start the caller's own work again in every worker when a script calls
+    :func:`~nwb_autolfads.run` without an ``if __name__ == "__main__":`` guard, and import what
+    it imports (the NWB stack). The workers need only this package's functions, so ``__main__``
+    is hidden from ``multiprocessing`` while workers start."""
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
+    try:
+        if "__file__" in saved:
+            del main.__file__
+        if "__spec__" in saved:
+            main.__spec__ = None
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.update(saved)
+
+
 class _Executor:
     """Trains every member for one generation, in this process or in ``workers`` processes."""
 
@@ -232,6 +254,9 @@ class _Executor:
             self.pool = ProcessPoolExecutor(
                 max_workers=workers, initializer=_worker_init, mp_context=multiprocessing.get_context(_start_method()),
                 initargs=(n_channels, model_cfg, observation, train_cfg, aug, train_x.cpu(), valid_x.cpu(), threads))
+            with _without_main_script():  # start every worker now (each imports torch: a second or two)
+                for f in [self.pool.submit(os.getpid) for _ in range(workers)]:
+                    f.result()
 
     def generation(self, members: list[Member], epochs: int, g: int, seed: int) -> None:
         seeds = [_member_seed(seed, g, k) for k in range(len(members))]
@@ -240,8 +265,9 @@ class _Executor:
             for m, member_seed in zip(members, seeds):
                 _train_generation(m, train_x, valid_x, train_cfg, aug, epochs, g, member_seed)
             return
-        futures = [self.pool.submit(_worker_generation, _to_cpu(m.state()), epochs, g, member_seed)
-                   for m, member_seed in zip(members, seeds)]
+        with _without_main_script():  # a worker that died is replaced on submit
+            futures = [self.pool.submit(_worker_generation, _to_cpu(m.state()), epochs, g, member_seed)
+                       for m, member_seed in zip(members, seeds)]
         for m, f in zip(members, futures):
             m.load(f.result())
 

@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["available_cores", "Execution", "choose_execution", "set_threads", "using_threads", "nwb_modules_loaded", "SMALL_MODEL_WIDTH",
+__all__ = ["available_cores", "Execution", "choose_execution", "set_threads", "using_threads", "idle_cores", "nwb_modules_loaded", "SMALL_MODEL_WIDTH",
            "MODES"]
 
 MODES = ("stacked", "processes", "sequential")
@@ -143,9 +143,19 @@ def model_width(model_cfg, n_channels: int) -> int:
     return max(widths)
 
 
+def idle_cores(cores: int) -> int:
+    """Of ``cores``, those not busy with other programs (by the 1-minute load average, this
+    process counted as one of the busy): at least 1."""
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):  # pragma: no cover - not on every system
+        return cores
+    return max(1, min(cores, int(cores - max(0.0, load - 1.0) + 0.5)))
+
+
 def choose_execution(population: int, model_cfg, n_channels: int, device: str = "cpu", cores: int | None = None,
                      *, execution: str = "auto", workers: int = 0, threads: int = 0,
-                     stacked_available: bool = True) -> Execution:
+                     stacked_available: bool = True, idle: int | None = None) -> Execution:
     """Choose between stacked, process-parallel and sequential training, and the threads.
 
     Parameters
@@ -168,12 +178,22 @@ def choose_execution(population: int, model_cfg, n_channels: int, device: str = 
         count that needs fewer is lowered to ``cores // workers``, at least 1).
     stacked_available
         Whether the stacked executor can train this population (False falls back).
+    idle
+        Cores not busy with other programs (default: from the load average when ``cores`` is
+        not given, else all). A second intra-op thread is given to a process only where two
+        cores are idle for it: a thread that must share its core with another program makes
+        every step wait for it (measured on 2 shared cores: 8-12x slower than one thread,
+        benchmarks/README.md).
 
     Returns
     -------
     Execution
     """
-    cores = available_cores() if cores is None else max(1, int(cores))
+    if cores is None:
+        cores = available_cores()
+        idle = idle_cores(cores) if idle is None else idle
+    cores = max(1, int(cores))
+    idle = cores if idle is None else max(1, min(cores, int(idle)))
     if execution not in ("auto",) + MODES:
         from .errors import ConfigError
 
@@ -191,7 +211,7 @@ def choose_execution(population: int, model_cfg, n_channels: int, device: str = 
             return Execution("sequential", 1, cap(1, 1), "one model on the GPU; one host thread feeds it")
         if threads > 0:
             return Execution("sequential", 1, cap(threads, 1), f"one model, train.threads = {threads}, {cores} cores")
-        n = 1 if small else min(2, cores)
+        n = 1 if small else min(2, idle)
         why = (f"one model with {width}-unit layers is latency-bound: a second thread does not pay" if small else
                f"one model with {width}-unit layers: {n} thread{'s' if n > 1 else ''} of {cores} cores")
         return Execution("sequential", 1, n, why)
@@ -219,18 +239,18 @@ def choose_execution(population: int, model_cfg, n_channels: int, device: str = 
         if n_workers <= 1:
             mode = "sequential"
         else:
-            n_threads = cap(1 if small else max(1, min(2, cores // n_workers)), n_workers)
+            n_threads = cap(1 if small else max(1, min(2, idle // n_workers)), n_workers)
             why = (f"pbt.workers = {workers}" if workers > 0 else
                    f"{population} members of {width}-unit layers over {cores} cores: a process per core (at most "
                    "one per member), as latency-bound steps gain more from processes than from threads")
             return Execution("processes", n_workers, n_threads, why)
     if mode == "stacked":
-        n_threads = cap(1 if on_gpu else cores, 1)
+        n_threads = cap(1 if on_gpu else idle, 1)
         why = (f"{population} members as one program on the GPU" if on_gpu else
                f"{population} members of {width}-unit layers (<= {SMALL_MODEL_WIDTH}) as one stacked program "
                f"on {n_threads} thread{'s' if n_threads > 1 else ''}")
         return Execution("stacked", 1, n_threads, why)
-    n_threads = cap(1 if on_gpu or small else min(2, cores), 1)
+    n_threads = cap(1 if on_gpu or small else min(2, idle), 1)
     why = ("members one after another on the GPU" if on_gpu else
            f"members one after another on {n_threads} thread{'s' if n_threads > 1 else ''} ({cores} core"
            f"{'s' if cores > 1 else ''})")

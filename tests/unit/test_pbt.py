@@ -187,3 +187,39 @@ def test_workers_are_spawned_without_the_nwb_stack():
         assert ex.pool.submit(torch.get_num_threads).result(timeout=120) == 1
     finally:
         ex.close()
+
+
+_UNGUARDED_SCRIPT = """
+import pathlib, sys
+import pynwb  # noqa: F401  (a user's script has read its file)
+import torch
+from nwb_autolfads.config import build_config
+from nwb_autolfads.model import LFADS
+from nwb_autolfads.observations import Gamma
+from nwb_autolfads.pbt import train_population
+with open(sys.argv[1], "a") as f:
+    f.write("ran\\n")
+cfg = build_config("smoke", overrides={"pbt.population": 2, "pbt.max_generations": 1, "pbt.generation_epochs": 1,
+                                       "pbt.workers": 2}).resolved(3)
+x = torch.rand((12, 20, 3)) + 0.1
+train_population(lambda: LFADS(3, cfg.model, Gamma()), x[:10], x[10:], cfg.model, cfg.train, cfg.augment, cfg.pbt,
+                 progress=False)
+print("done")
+"""
+
+
+def test_workers_do_not_rerun_a_script_without_a_main_guard(tmp_path):
+    """A script calling the training at top level (no ``if __name__ == "__main__":``) runs once:
+    the spawned workers do not import it."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    script, marker = tmp_path / "analysis.py", tmp_path / "runs.txt"
+    script.write_text(_UNGUARDED_SCRIPT)
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, str(script), str(marker)], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["done"] and marker.read_text() == "ran\n"

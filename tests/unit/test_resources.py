@@ -91,6 +91,9 @@ def test_one_model_uses_one_thread_when_latency_bound():
     one = choose_execution(1, REFERENCE, 30, "cpu", cores=8)
     assert one.mode == "sequential" and one.threads == 2
     assert choose_execution(1, REFERENCE, 30, "cpu", cores=1).threads == 1
+    assert choose_execution(1, REFERENCE, 30, "cpu", cores=8, idle=1).threads == 1  # other programs hold the cores
+    assert _t(choose_execution(3, REFERENCE, 30, "cpu", cores=8, idle=4)) == ("processes", 3, 1)
+    assert 1 <= resources.idle_cores(2) <= 2
     assert choose_execution(1, EMG, 16, "cpu", cores=8, threads=6).threads == 6  # the user's choice
     assert choose_execution(1, EMG, 16, "cpu", cores=2, threads=6).threads == 2  # capped by the cores
 
