@@ -80,6 +80,7 @@ def pipeline_stages(minutes: float, muscles: int, steps: int) -> list[tuple[str,
     def mark(stage: str) -> None:
         nonlocal t
         rows.append((stage, time.perf_counter() - t, peak_mb()))
+        print(f"| {stage} | {rows[-1][1]:.1f} | {rows[-1][2]:.0f} |", flush=True)
         t = time.perf_counter()
 
     import torch  # noqa: F401
@@ -121,7 +122,7 @@ def main(argv=None) -> None:
     p.add_argument("--muscles", type=int, default=16)
     p.add_argument("--steps", type=int, default=50)
     args = p.parse_args(argv)
-    proc = training_process(args.steps)
+    proc = training_process(args.steps)  # first: a fresh process, before this one imports anything
     print(f"Training process (spawned like a worker): reference configuration, {proc['params'] / 1e3:.0f}k "
           f"parameters, {args.steps} steps, 1 thread")
     print()
@@ -137,8 +138,7 @@ def main(argv=None) -> None:
     print()
     print("| stage | seconds | peak RSS so far (MB) |")
     print("| --- | --- | --- |")
-    for stage, seconds, mb in pipeline_stages(args.minutes, args.muscles, args.steps):
-        print(f"| {stage} | {seconds:.1f} | {mb:.0f} |", flush=True)
+    pipeline_stages(args.minutes, args.muscles, args.steps)  # prints a row per stage as it ends
 
 
 if __name__ == "__main__":
