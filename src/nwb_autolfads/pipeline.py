@@ -33,8 +33,9 @@ from .preprocessing import preprocess_emg
 from .reading import (bin_spikes, check_spike_span, check_unit_clocks, emg_doubt, find_emg, iter_series, open_nwb,
                       read_emg, read_trial_times, read_units, spike_bin_centres)
 from .pbt import train_population
-from .resources import choose_execution, using_threads
-from .training import TrainResult, split_train_valid, train_model
+from .isolation import planned_steps, train_single
+from .resources import choose_execution
+from .training import TrainResult, split_train_valid
 from .windows import MIN_FITTED_WINDOW, WindowIndex, chop_segments, fitted_window, merge_segments
 from .sources import Source, resolve_source, source_sha256 as input_sha256
 from .writing import (OutputLock, RunRecord, check_in_place, check_output_path, compact_float, default_output_path,
@@ -426,11 +427,12 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
         ck = Path(rundir) / "model_state.pt" if rundir is not None else None
         if ck is not None:
             ck.parent.mkdir(parents=True, exist_ok=True)
-        plan = choose_execution(1, cfg.model, segments[0].shape[1], device.type, threads=cfg.train.threads)
+        work = planned_steps(cfg.train, train_idx.size) * sum(p.numel() for p in model.parameters())
+        plan = choose_execution(1, cfg.model, segments[0].shape[1], device.type, threads=cfg.train.threads,
+                                execution=getattr(cfg.pbt, "execution", "auto"), work=work)
         log.info("training: %s", plan.describe())
-        with using_threads(plan.threads):
-            result = train_model(model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment,
-                                 progress=progress, checkpoint=ck)
+        result = train_single(model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment, plan,
+                              progress=progress, checkpoint=ck)  # in a child process, or here
         result.execution = plan.describe()
     inferred = infer(model, x_all, cfg.inference, progress=progress)
     return FitResult(mean=merge_segments(inferred.mean, index, w.merge_power, lead),

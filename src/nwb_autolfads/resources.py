@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["available_cores", "Execution", "choose_execution", "set_threads", "using_threads", "idle_cores", "nwb_modules_loaded", "SMALL_MODEL_WIDTH",
-           "MODES"]
+           "MODES", "CHILD_MIN_WORK"]
 
 MODES = ("stacked", "processes", "sequential")
 
@@ -31,6 +31,14 @@ units are "small": latency-bound on a CPU, so a second intra-op thread does not 
 population of them trains fastest as one stacked program (issue 19: 4.2x for 20 64-unit
 members on one thread). Wider models fill a thread's matrix products and train as separate
 members."""
+
+CHILD_MIN_WORK = 1e7
+"""A single model trains in a child process (spawned, without the NWB stack and the data read
+from the file: issue 19 item 6) when its planned training is at least this many parameter-steps
+(parameters x planned optimisation steps), e.g. the 300k-parameter reference model for 50 steps
+or a 50k-parameter EMG model for 200. Below it the training is a few seconds at most, and the
+child's start (a Python importing torch: 1.5-3.5 s measured, benchmarks/README.md) would cost
+more than the memory it saves; such a model trains in the caller's process."""
 
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 _PROC_CGROUP = Path("/proc/self/cgroup")
@@ -117,8 +125,9 @@ class Execution:
     """How training uses the machine.
 
     ``mode``: ``stacked`` (the whole population as one tensor program in this process),
-    ``processes`` (members spread over ``workers`` worker processes) or ``sequential`` (one
-    member after another, or one model, in this process). ``threads``: torch intra-op threads of
+    ``processes`` (members spread over ``workers`` worker processes; for one model, ``workers``
+    is 1: it trains in one child process) or ``sequential`` (one member after another, or one
+    model, in this process). ``threads``: torch intra-op threads of
     each training process (``workers x threads <= cores`` on a CPU). ``reason``: one line."""
 
     mode: str
@@ -128,7 +137,9 @@ class Execution:
 
     def describe(self) -> str:
         """One line for the run's plan, e.g. ``processes: 2 workers x 1 thread (...)``."""
-        if self.mode == "processes":
+        if self.mode == "processes" and self.workers == 1:
+            how = f"1 child process x {self.threads} thread{'s' if self.threads > 1 else ''}"
+        elif self.mode == "processes":
             how = f"{self.workers} worker processes x {self.threads} thread{'s' if self.threads > 1 else ''}"
         else:
             how = f"1 process, {self.threads} thread{'s' if self.threads > 1 else ''}"
@@ -155,7 +166,7 @@ def idle_cores(cores: int) -> int:
 
 def choose_execution(population: int, model_cfg, n_channels: int, device: str = "cpu", cores: int | None = None,
                      *, execution: str = "auto", workers: int = 0, threads: int = 0,
-                     stacked_available: bool = True, idle: int | None = None) -> Execution:
+                     stacked_available: bool = True, idle: int | None = None, work: float = 0.0) -> Execution:
     """Choose between stacked, process-parallel and sequential training, and the threads.
 
     Parameters
@@ -184,6 +195,12 @@ def choose_execution(population: int, model_cfg, n_channels: int, device: str = 
         cores are idle for it: a thread that must share its core with another program makes
         every step wait for it (measured on 2 shared cores: 8-12x slower than one thread,
         benchmarks/README.md).
+    work
+        For one model: its planned training in parameter-steps (parameters x planned steps). On
+        a CPU with ``execution`` ``auto`` a model with at least :data:`CHILD_MIN_WORK` trains in a
+        child process (mode ``processes``, 1 worker), a smaller one in this process
+        (``sequential``); ``processes`` or ``sequential`` chosen by the user are kept. On a GPU one
+        model trains in this process.
 
     Returns
     -------
@@ -210,10 +227,14 @@ def choose_execution(population: int, model_cfg, n_channels: int, device: str = 
         if on_gpu:
             return Execution("sequential", 1, cap(1, 1), "one model on the GPU; one host thread feeds it")
         if threads > 0:
-            return Execution("sequential", 1, cap(threads, 1), f"one model, train.threads = {threads}, {cores} cores")
-        n = 1 if small else min(2, idle)
-        why = (f"one model with {width}-unit layers is latency-bound: a second thread does not pay" if small else
-               f"one model with {width}-unit layers: {n} thread{'s' if n > 1 else ''} of {cores} cores")
+            n, why = cap(threads, 1), f"one model, train.threads = {threads}, {cores} cores"
+        else:
+            n = 1 if small else min(2, idle)
+            why = (f"one model with {width}-unit layers is latency-bound: a second thread does not pay" if small else
+                   f"one model with {width}-unit layers: {n} thread{'s' if n > 1 else ''} of {cores} cores")
+        if execution == "processes" or (execution == "auto" and work >= CHILD_MIN_WORK):
+            return Execution("processes", 1, n, why + "; in a child process given the windows only (no NWB stack)"
+                             if execution == "auto" else why + "; in a child process (pbt.execution = processes)")
         return Execution("sequential", 1, n, why)
 
     mode = execution
