@@ -101,9 +101,22 @@ def _watch_parent() -> None:
     os._exit(1)
 
 
+def _peak_mb() -> float:
+    """This process's peak resident memory (MB): ``VmHWM``, that of its own address space.
+    (``ru_maxrss`` of a spawned process also counts its parent's, copied before the exec.)"""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
 def _child_main(conn, payload: bytes) -> None:
     """The child process: train, send back bytes (the result, or the error)."""
-    import resource
     import time
 
     threading.Thread(target=_watch_parent, name="watch-parent", daemon=True).start()
@@ -119,7 +132,7 @@ def _child_main(conn, payload: bytes) -> None:
                              progress=job["progress"], desc=job["desc"], checkpoint=job["checkpoint"])
         del job
         out = {"ok": True, "state": model.state_dict(), "result": result, "rng": torch.get_rng_state(),
-               "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "nwb": nwb_modules_loaded()}
+               "peak_mb": _peak_mb(), "nwb": nwb_modules_loaded()}
     except KeyboardInterrupt:  # Ctrl-C (the terminal signals the whole group) or the parent stopped us
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second one must not cut the exit short
         sys.exit(130)
