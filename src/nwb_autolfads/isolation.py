@@ -257,13 +257,16 @@ def train_in_child(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, c
         here.close()
     if out is None:
         code = proc.exitcode
-        how = (f"was ended by signal {signal.Signals(-code).name}" if code is not None and code < 0 else
-               f"exited with code {code}")
+        if code == -signal.SIGKILL:
+            how = ("was ended by signal SIGKILL before it finished (the system kills a process so when memory runs "
+                   "out: try a smaller model or train.batch_size, or free memory)")
+        elif code is not None and code < 0:
+            how = f"was ended by signal {signal.Signals(-code).name} before it finished"
+        else:
+            how = f"exited with code {code} before it finished{' (interrupted)' if code == 130 else ''}"
         kept = (f"; the training state saved so far is kept in {str(checkpoint)!r} and a new run with the same "
                 "run directory resumes from it" if checkpoint is not None else "")
-        raise TrainingError(f"the training process (pid {proc.pid}) {how} before it finished (a process killed by the "
-                            "system for lack of memory ends so: try a smaller model or train.batch_size, or free memory)"
-                            f"{kept}")
+        raise TrainingError(f"the training process (pid {proc.pid}) {how}{kept}")
     if not out["ok"]:
         exc = out["error"]
         from .errors import NwbAutolfadsError

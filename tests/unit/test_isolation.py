@@ -103,7 +103,8 @@ def announce():
 
 threading.Thread(target=announce, daemon=True).start()
 x = torch.rand(40, 20, 3) + 0.05
-model = LFADS(3, ModelConfig(ic_enc_dim=8, ci_enc_dim=8, con_dim=8, co_dim=1, ic_dim=8, gen_dim=8, factor_dim=2), Gamma())
+model = LFADS(3, ModelConfig(ic_enc_dim=8, ci_enc_dim=8, con_dim=8, co_dim=1, ic_dim=8, gen_dim=8, factor_dim=2),
+              Gamma())
 train_in_child(model, x[:30], x[30:], TrainConfig(max_epochs=10000, min_epochs=10000, ramp_epochs=1, batch_size=8),
                AugmentConfig(), progress=False, checkpoint=ck)
 """
