@@ -12,9 +12,12 @@ Main entry points::
     print(ev.table()); nwb_autolfads.write_report(ev, "report/")
 
 See :func:`run`, :func:`load_results` / :func:`list_runs`, :class:`RunConfig` /
-:func:`build_config` and :mod:`nwb_autolfads.testing`. Importing the package loads the
-ndx-autolfads namespace into pynwb (:mod:`nwb_autolfads.extension`); the pipeline is imported on
-first use.
+:func:`build_config` and :mod:`nwb_autolfads.testing`. Importing the package is light (the
+configuration and the errors): the NWB stack (pynwb, hdmf, h5py) is imported on first use of a
+function that reads or writes NWB, and with it the ndx-autolfads namespace is loaded into pynwb
+(:mod:`nwb_autolfads.reading` and :mod:`nwb_autolfads.writing` import
+:mod:`nwb_autolfads.extension`; ``import nwb_autolfads.extension`` loads it alone). Training
+processes (population workers) import only torch and the model and training modules.
 """
 
 try:  # the installed distribution's version (pyproject.toml), one source of truth
@@ -26,14 +29,20 @@ except _NotFound:  # running from a source tree that was never installed
 
 from .config import PRESETS, RunConfig, build_config  # noqa: E402
 from .errors import NwbAutolfadsError  # noqa: E402
-from . import extension  # noqa: E402,F401  (loads the ndx-autolfads namespace)
-from .results import list_runs, load_results, to_pynapple  # noqa: E402
 
 __all__ = ["__version__", "run", "RunResult", "load_results", "list_runs", "to_pynapple", "evaluate", "Evaluation", "write_report",
            "RunConfig", "build_config", "PRESETS", "NwbAutolfadsError"]
 
 
 def __getattr__(name):  # PEP 562: import the pipeline (and pynwb) on first use
+    if name in ("list_runs", "load_results", "to_pynapple"):
+        from . import results
+
+        return getattr(results, name)
+    if name == "extension":
+        import importlib
+
+        return importlib.import_module(".extension", __name__)
     if name in ("run", "RunResult"):
         from . import pipeline
 

@@ -342,6 +342,13 @@ class TrainConfig:
     cuda_graphs: bool = True
     """On a GPU, replay each training step's forward and backward pass from a CUDA graph
     (:mod:`nwb_autolfads.cudagraphs`); no effect on the CPU. False runs every kernel eagerly."""
+    threads: int = 0
+    """Torch intra-op threads of each training process (the run's own, and each PBT worker's).
+    0 (auto): chosen by :func:`nwb_autolfads.resources.choose_execution` from the model's size and
+    the cores this process may use (CPU affinity and cgroup quota): one per process for the small
+    recurrent models of EMG, which are latency-bound (a second thread costs a core and gains
+    little; see benchmarks/threads.py), and never more than cores // workers. A number > 0 is
+    used as given, still capped so that workers x threads <= the cores available."""
 
     def __post_init__(self) -> None:
         _check(self.max_epochs >= 1, "train.max_epochs", self.max_epochs, "use an integer >= 1")
@@ -360,6 +367,8 @@ class TrainConfig:
         _check(self.early_stopping_patience >= 1, "train.early_stopping_patience",
                self.early_stopping_patience, "use an integer >= 1")
         _check(0 <= self.smoothing < 1, "train.smoothing", self.smoothing, "use a factor in [0, 1)")
+        _check(self.threads >= 0, "train.threads", self.threads,
+               "use 0 (chosen from the model size and the cores available) or a number of threads >= 1")
 
 
 @dataclass(frozen=True)

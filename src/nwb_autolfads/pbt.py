@@ -21,8 +21,11 @@ The pure pieces (:func:`initial_hyperparameters`, :func:`explore`, :func:`tourna
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
+import logging
+import os
 import sys
 import json
 import math
@@ -39,12 +42,14 @@ from .augment import CoordinatedDropout, TemporalShift
 from .config import AugmentConfig, ModelConfig, PBTConfig, SearchRange, TrainConfig, configured_hyperparameters
 from .errors import TrainingError
 from .model import LFADS
+from .resources import available_cores, choose_execution, using_threads
 from .training import TrainResult, _ramp, _rng_state, _set_rng_state, evaluate_nll, load_checkpoint, \
     save_checkpoint, train_epoch
 
 __all__ = ["initial_hyperparameters", "explore", "tournament", "should_stop", "train_population"]
 
 CHECKPOINT = "pbt_state.pt"
+log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------- pure pieces
@@ -186,8 +191,10 @@ def _member_seed(seed: int, generation: int, member: int) -> int:
 _WORKER: dict = {}
 
 
-def _worker_init(n_channels, model_cfg, observation, train_cfg, aug, train_x, valid_x) -> None:
-    torch.set_num_threads(1)
+def _worker_init(n_channels, model_cfg, observation, train_cfg, aug, train_x, valid_x, threads=1) -> None:
+    from .resources import set_threads
+
+    set_threads(threads)
     _WORKER.update(model=LFADS(n_channels, model_cfg, observation), train_cfg=train_cfg, aug=aug,
                    train_x=train_x, valid_x=valid_x)
 
@@ -203,18 +210,41 @@ def _worker_generation(state: dict, epochs: int, generation: int, seed: int) -> 
 
 
 def _start_method() -> str:
-    """How worker processes start: fork on Linux (no re-import of the caller's script; workers
-    use one thread, so OpenMP state inherited from this process is never used), unless this
-    process has used CUDA: neither CUDA nor autograd's GPU threads survive a fork, and a forked
-    worker fails on its first backward pass. Spawn then, and on other systems."""
-    return "fork" if sys.platform.startswith("linux") and not torch.cuda.is_initialized() else "spawn"
+    """How worker processes start: spawn, a fresh interpreter that imports only torch and the
+    model and training modules (the package's import is light, see ``nwb_autolfads/__init__``),
+    never the NWB stack (pynwb, hdmf, h5py) nor the data this process read: a forked worker would
+    carry all of that (issue 19: 588 MB vs lfads-torch's 451 MB), and neither CUDA nor autograd's
+    GPU threads survive a fork. It costs the start of a Python with torch per worker (about a
+    second or two), once per run: the pool lives for the whole run."""
+    return "spawn"
+
+
+@contextlib.contextmanager
+def _without_main_script():
+    """Start worker processes that do not run the caller's script: a spawned child imports the
+    ``__main__`` module by its file (``multiprocessing`` does so to find functions defined there)
+    and so would start the caller's own work again in every worker when a script calls
+    :func:`~nwb_autolfads.run` without an ``if __name__ == "__main__":`` guard, and import what
+    it imports (the NWB stack). The workers need only this package's functions, so ``__main__``
+    is hidden from ``multiprocessing`` while workers start."""
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
+    try:
+        if "__file__" in saved:
+            del main.__file__
+        if "__spec__" in saved:
+            main.__spec__ = None
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.update(saved)
 
 
 class _Executor:
     """Trains every member for one generation, in this process or in ``workers`` processes."""
 
     def __init__(self, workers: int, n_channels: int, model_cfg: ModelConfig, observation, train_cfg: TrainConfig,
-                 aug: AugmentConfig, train_x: torch.Tensor, valid_x: torch.Tensor):
+                 aug: AugmentConfig, train_x: torch.Tensor, valid_x: torch.Tensor, threads: int = 1):
         self.workers, self.pool = workers, None
         self.args = (train_x, valid_x, train_cfg, aug)
         if workers > 1:
@@ -223,7 +253,10 @@ class _Executor:
 
             self.pool = ProcessPoolExecutor(
                 max_workers=workers, initializer=_worker_init, mp_context=multiprocessing.get_context(_start_method()),
-                initargs=(n_channels, model_cfg, observation, train_cfg, aug, train_x.cpu(), valid_x.cpu()))
+                initargs=(n_channels, model_cfg, observation, train_cfg, aug, train_x.cpu(), valid_x.cpu(), threads))
+            with _without_main_script():  # start every worker now (each imports torch: a second or two)
+                for f in [self.pool.submit(os.getpid) for _ in range(workers)]:
+                    f.result()
 
     def generation(self, members: list[Member], epochs: int, g: int, seed: int) -> None:
         seeds = [_member_seed(seed, g, k) for k in range(len(members))]
@@ -232,8 +265,9 @@ class _Executor:
             for m, member_seed in zip(members, seeds):
                 _train_generation(m, train_x, valid_x, train_cfg, aug, epochs, g, member_seed)
             return
-        futures = [self.pool.submit(_worker_generation, _to_cpu(m.state()), epochs, g, member_seed)
-                   for m, member_seed in zip(members, seeds)]
+        with _without_main_script():  # a worker that died is replaced on submit
+            futures = [self.pool.submit(_worker_generation, _to_cpu(m.state()), epochs, g, member_seed)
+                       for m, member_seed in zip(members, seeds)]
         for m, f in zip(members, futures):
             m.load(f.result())
 
@@ -257,10 +291,7 @@ def _to_cpu(state: dict) -> dict:
 def default_workers(population: int) -> int:
     """Worker processes for ``pbt.workers = 0``: one per core, at most one per member (a single
     process when there is one core or one member)."""
-    import os
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(population, cores))
+    return max(1, min(population, available_cores()))
 
 
 def _fingerprint(*parts) -> str:
@@ -316,11 +347,15 @@ def train_population(make_model: Callable[[], LFADS], train_x: torch.Tensor, val
             t0 -= ck["seconds"]
     bar = tqdm(total=pbt.max_generations, initial=start, desc="PBT", unit="gen", disable=not progress,
                dynamic_ncols=True)
-    workers = pbt.workers or default_workers(pbt.population)
-    on_cpu = train_x.device.type == "cpu"
     model0 = members[0].model
-    executor = _Executor(workers if on_cpu else 1, model0.n_channels, model_cfg, model0.observation, train_cfg,
-                         aug, train_x, valid_x)
+    # the stacked executor is wired by the caller once it exists; here: processes or sequential
+    plan = choose_execution(pbt.population, model_cfg, model0.n_channels, train_x.device.type, workers=pbt.workers,
+                            threads=train_cfg.threads, stacked_available=False)
+    log.info("population training: %s", plan.describe())
+    threads = contextlib.ExitStack()
+    threads.enter_context(using_threads(plan.threads))
+    executor = _Executor(plan.workers if plan.mode == "processes" else 1, model0.n_channels, model_cfg,
+                         model0.observation, train_cfg, aug, train_x, valid_x, threads=plan.threads)
     stopped = start > 0 and should_stop(best_per_generation, pbt.stop_improvement, pbt.stop_generations)
     try:
         for g in range(start, pbt.max_generations):
@@ -366,6 +401,7 @@ def train_population(make_model: Callable[[], LFADS], train_x: torch.Tensor, val
                           + ", ".join(f"{k} {hp[k]:.3g}" for k in ranges) + f"), median {median:.4f}")
     finally:
         executor.close()
+        threads.close()
         bar.close()
     winner = members[0]
     winner.load(best)
@@ -375,7 +411,7 @@ def train_population(make_model: Callable[[], LFADS], train_x: torch.Tensor, val
                "lineage": lineage(rows, best["member"], best["generation"])}
     result = TrainResult(history=history, best_epoch=len(history) - 1, best_valid_nll=best["score"],
                          stopped_early=stopped, seconds=time.perf_counter() - t0, pbt_history=rows,
-                         hyperparameters=dict(best["hp"]), pbt_summary=summary)
+                         hyperparameters=dict(best["hp"]), pbt_summary=summary, execution=plan.describe())
     return winner.model, result
 
 

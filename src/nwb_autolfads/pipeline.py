@@ -33,7 +33,9 @@ from .preprocessing import preprocess_emg
 from .reading import (bin_spikes, check_spike_span, check_unit_clocks, emg_doubt, find_emg, iter_series, open_nwb,
                       read_emg, read_trial_times, read_units, spike_bin_centres)
 from .pbt import train_population
-from .training import TrainResult, split_train_valid, train_model
+from .isolation import planned_steps, train_single
+from .resources import choose_execution
+from .training import TrainResult, split_train_valid
 from .windows import MIN_FITTED_WINDOW, WindowIndex, chop_segments, fitted_window
 from .sources import Source, resolve_source, source_sha256 as input_sha256
 from .writing import (OutputLock, RunRecord, check_in_place, check_output_path, compact_float, default_output_path,
@@ -331,7 +333,8 @@ def _metrics(result: "RunResult") -> dict:
             "final_train_nll": last.get("train_nll"), "final_valid_nll": last.get("valid_nll"),
             "stopped_early": t.stopped_early, "nan_recoveries": t.nan_recoveries, "training_seconds": t.seconds,
             "n_windows": result.n_windows, "n_train": result.n_train, "n_valid": result.n_valid,
-            "device": result.device, **({"pbt": t.pbt_summary} if t.pbt_summary else {})}
+            "device": result.device, **({"execution": t.execution} if t.execution else {}),
+            **({"pbt": t.pbt_summary} if t.pbt_summary else {})}
 
 
 def _ic_times(fit: "FitResult", bin_times: list[np.ndarray], lead: int) -> np.ndarray:
@@ -424,8 +427,13 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
         ck = Path(rundir) / "model_state.pt" if rundir is not None else None
         if ck is not None:
             ck.parent.mkdir(parents=True, exist_ok=True)
-        result = train_model(model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment, progress=progress,
-                             checkpoint=ck)
+        work = planned_steps(cfg.train, train_idx.size) * sum(p.numel() for p in model.parameters())
+        plan = choose_execution(1, cfg.model, segments[0].shape[1], device.type, threads=cfg.train.threads,
+                                execution=getattr(cfg.pbt, "execution", "auto"), work=work)
+        log.info("training: %s", plan.describe())
+        result = train_single(model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment, plan,
+                              progress=progress, checkpoint=ck)  # in a child process, or here
+        result.execution = plan.describe()
     merged = infer_merged(model, x_all, index, cfg.inference, w.merge_power, lead, progress=progress)
     return FitResult(mean=merged.mean, factors=merged.factors, inputs=merged.inputs, ic_mean=merged.ic_mean,
                      training=result, coverage=merged.coverage, index=index, n_train=int(train_idx.size),

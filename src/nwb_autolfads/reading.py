@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 from pynwb import NWBHDF5IO, NWBFile, TimeSeries
 
+from . import extension  # noqa: F401  (loads the ndx-autolfads namespace wherever NWB is read)
 from .errors import ConfigError, InputFileError, SignalError, SignalNotFoundError
 from .formats import describe_bytes, describe_directory, describe_file, is_zarr_store, zarr_nwb_version
 from .signals import SeriesValues, Signal

@@ -48,6 +48,9 @@ class TrainResult:
     """The hyperparameters of the result (the winner's, for population-based training)."""
     pbt_summary: dict | None = None
     """Population size, generations, winner and its lineage."""
+    execution: str = ""
+    """How training used the machine (:meth:`nwb_autolfads.resources.Execution.describe`): mode,
+    processes, threads and why."""
 
 
 def split_train_valid(n_windows: int, valid_every: int) -> tuple[np.ndarray, np.ndarray]:

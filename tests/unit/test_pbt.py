@@ -171,8 +171,55 @@ def test_worker_processes_give_the_same_result_as_one_process(start, monkeypatch
         assert torch.equal(v, two_model.state_dict()[k]), k
 
 
-def test_workers_are_spawned_once_cuda_was_used(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
-    assert pbt._start_method() == "spawn"  # a forked worker could not run autograd or CUDA
-    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
-    assert pbt._start_method() == ("fork" if sys.platform.startswith("linux") else "spawn")
+def test_workers_are_spawned_without_the_nwb_stack():
+    """Workers start fresh (spawn): they import torch and the training modules, not pynwb/hdmf/h5py
+    (which this test process has loaded), and no copy of what the parent read."""
+    import pynwb  # noqa: F401  (the parent has the NWB stack, as a run has)
+
+    from nwb_autolfads.resources import nwb_modules_loaded
+
+    assert pbt._start_method() == "spawn"
+    cfg, make, tx, vx = _setup(population=2, generations=1)
+    model = make()
+    ex = pbt._Executor(2, model.n_channels, cfg.model, model.observation, cfg.train, cfg.augment, tx, vx, threads=1)
+    try:
+        assert ex.pool.submit(nwb_modules_loaded).result(timeout=120) == []
+        assert ex.pool.submit(torch.get_num_threads).result(timeout=120) == 1
+    finally:
+        ex.close()
+
+
+_UNGUARDED_SCRIPT = """
+import pathlib, sys
+import pynwb  # noqa: F401  (a user's script has read its file)
+import torch
+from nwb_autolfads.config import build_config
+from nwb_autolfads.model import LFADS
+from nwb_autolfads.observations import Gamma
+from nwb_autolfads.pbt import train_population
+with open(sys.argv[1], "a") as f:
+    f.write("ran\\n")
+cfg = build_config("smoke", overrides={"pbt.population": 2, "pbt.max_generations": 1, "pbt.generation_epochs": 1,
+                                       "pbt.workers": 2}).resolved(3)
+x = torch.rand((12, 20, 3)) + 0.1
+train_population(lambda: LFADS(3, cfg.model, Gamma()), x[:10], x[10:], cfg.model, cfg.train, cfg.augment, cfg.pbt,
+                 progress=False)
+print("done")
+"""
+
+
+def test_workers_do_not_rerun_a_script_without_a_main_guard(tmp_path):
+    """A script calling the training at top level (no ``if __name__ == "__main__":``) runs once:
+    the spawned workers do not import it."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    script, marker = tmp_path / "analysis.py", tmp_path / "runs.txt"
+    script.write_text(_UNGUARDED_SCRIPT)
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, str(script), str(marker)], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["done"] and marker.read_text() == "ran\n"
