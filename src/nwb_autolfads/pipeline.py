@@ -102,16 +102,16 @@ class RunResult:
             f"  windows     {self.n_windows} of {self.config.windows.window_bins} bins "
             f"({self.n_train} train / {self.n_valid} validation)",
             (f"  training    population-based: {t.pbt_summary['population']} members x "
-             f"{t.pbt_summary['generations']} generations of {self.config.pbt.generation_epochs} epochs in "
+             f"{t.pbt_summary['generations']} generations of {self.config.pbt.generation_steps} steps in "
              f"{t.seconds:.1f} s on {self.device}" + (" (stopping rule)" if t.stopped_early else "")
              + f"; winner: member {t.pbt_summary['best_member']} of generation {t.pbt_summary['best_generation'] + 1}, "
              f"smoothed validation NLL {t.best_valid_nll:.4f}; "
              + ", ".join(f"{k} {v:.3g}" for k, v in (t.hyperparameters or {}).items())
              if t.pbt_summary else
-             f"  training    {len(t.history)} epochs in {t.seconds:.1f} s on {self.device}; best smoothed "
-             f"validation NLL {t.best_valid_nll:.4f} at epoch {t.best_epoch}"
+             f"  training    {_steps_trained(t)} steps in {t.seconds:.1f} s on {self.device}; best smoothed "
+             f"validation NLL {t.best_valid_nll:.4f} at step {t.best_step}"
              + (f" (stopped early: no improvement of the smoothed validation NLL for "
-                f"{self.config.train.early_stopping_patience} epochs)" if t.stopped_early else "")),
+                f"{self.config.train.early_stopping_patience} steps)" if t.stopped_early else "")),
         ]
         if self.config.preset == "smoke":
             lines.append(f"  NOTE        {SMOKE_NOTE}: run with --preset quick or default for results to use")
@@ -146,7 +146,7 @@ class RunResult:
 
 
 RUN_FINGERPRINT = "fingerprint.json"
-SMOKE_NOTE = ("smoke preset: a check that the data go through the pipeline (a tiny model trained for a few epochs); "
+SMOKE_NOTE = ("smoke preset: a check that the data go through the pipeline (a tiny model trained for a few dozen steps); "
               "its results are not meant to be used")
 
 
@@ -284,7 +284,7 @@ def _score_targets(nwbfile, emg: bool, spikes: bool) -> list[str]:
 
 def _changed_settings(old: Any, new: dict) -> str:
     """What differs between two run-directory fingerprints, for a message: ``settings
-    (train.max_epochs: 150 -> 3)``, ``data``, or both."""
+    (train.max_steps: 2000 -> 20)``, ``data``, or both."""
     if not isinstance(old, dict) or not isinstance(old.get("config"), dict):
         return "data or settings"
 
@@ -327,11 +327,17 @@ def _hyperparameters(cfg: RunConfig) -> dict:
 def _metrics(result: "RunResult") -> dict:
     t = result.training
     last = t.history[-1] if t.history else {}
-    return {"epochs": len(t.history), "best_epoch": t.best_epoch, "best_smoothed_valid_nll": t.best_valid_nll,
+    return {"steps": _steps_trained(t), "checks": len(t.history), "best_step": t.best_step,
+            "best_smoothed_valid_nll": t.best_valid_nll,
             "final_train_nll": last.get("train_nll"), "final_valid_nll": last.get("valid_nll"),
             "stopped_early": t.stopped_early, "nan_recoveries": t.nan_recoveries, "training_seconds": t.seconds,
             "n_windows": result.n_windows, "n_train": result.n_train, "n_valid": result.n_valid,
             "device": result.device, **({"pbt": t.pbt_summary} if t.pbt_summary else {})}
+
+
+def _steps_trained(t: TrainResult) -> int:
+    """Optimisation steps the result's model trained (the winner's own steps for a population)."""
+    return int(t.history[-1]["step"]) if t.history else 0
 
 
 def _ic_times(fit: "FitResult", bin_times: list[np.ndarray], lead: int) -> np.ndarray:
@@ -450,10 +456,10 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         DANDI asset (``dandi://dandi/<id>[@version]/<path>`` or ``DANDI:<id>/<path>``), streamed.
     output : output NWB path; default ``<stem>_autolfads.nwb`` beside the input (DANDI-style
         ``sub-X_ses-Y_desc-autolfads_emg.nwb`` for DANDI-named inputs).
-    preset : ``smoke`` (a pipeline check: a tiny model trained for a few epochs, not a result
+    preset : ``smoke`` (a pipeline check: a tiny model trained for a few dozen steps, not a result
         to use), ``quick`` (minutes), ``default`` (the full method) or ``paper``.
     config : a :class:`RunConfig`, or the path of a YAML config file.
-    overrides : extra settings, nested or dotted (``{"train.max_epochs": 100}``).
+    overrides : extra settings, nested or dotted (``{"train.max_steps": 1000}``).
     emg : object path of the EMG series (``acquisition/EMG``); found automatically if None.
     seed, device : shortcuts for the ``seed`` and ``device`` settings.
     overwrite : replace an existing output file.
@@ -468,8 +474,8 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     progress : show progress bars.
     command : how the run was started, for the provenance (the CLI passes its command line).
     resume : run directory of an interrupted run to continue. Without it, a run that writes a
-        file keeps its state in ``.<output name>.rundir`` beside the output (every epoch for
-        one model, every generation for a population) and the same command run again after
+        file keeps its state in ``.<output name>.rundir`` beside the output (every validation
+        check for one model, every generation for a population) and the same command run again after
         a crash continues from there; the directory is removed once the output is written. A
         run directory left by a run with other data or settings is never deleted: the run is
         refused (:class:`~nwb_autolfads.errors.ConfigError`) unless ``fresh``.
@@ -694,7 +700,7 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
                            if pre is not None else {"bin_size": bin_size, "steps": ["spike counts per bin"]}),
             history=train.history, pbt_history=train.pbt_history or [
                 {"generation": 0, "member": 0, **_hyperparameters(cfg), "metric": train.best_valid_nll,
-                 "epochs": len(train.history), "parent_member": -1, "parent_generation": -1}],
+                 "steps": _steps_trained(train), "parent_member": -1, "parent_generation": -1}],
             command=command or f"nwb_autolfads.run({str(path)!r}, ...) from {' '.join(sys.argv)}", git_revision=git_revision(), name=run_name,
             source=source.provenance(source_sha256))
         result.output, result.run_name = write_results(path, None if in_place else out_path, record,
