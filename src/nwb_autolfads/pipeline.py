@@ -33,7 +33,7 @@ from .preprocessing import preprocess_emg
 from .reading import (bin_spikes, check_spike_span, check_unit_clocks, emg_doubt, find_emg, iter_series, open_nwb,
                       read_emg, read_trial_times, read_units, spike_bin_centres)
 from .pbt import train_population
-from .training import TrainResult, split_train_valid, train_model
+from .training import TrainResult, split_train_valid, time_steps, train_model, validation_subset
 from .windows import MIN_FITTED_WINDOW, WindowIndex, chop_segments, fitted_window, merge_segments
 from .sources import Source, resolve_source, source_sha256 as input_sha256
 from .writing import (OutputLock, RunRecord, check_in_place, check_output_path, compact_float, default_output_path,
@@ -77,6 +77,8 @@ class RunResult:
     """Why the modelled series does not look like EMG (None when nothing speaks against it)."""
     score_targets: list[str] = field(default_factory=list)
     """What in the input ``evaluate`` can score the run against (kinematics, force, spikes, ground truth)."""
+    plan: dict = field(default_factory=dict)
+    """The training budget and the expected time printed before training (also in the provenance's metrics)."""
 
     def summary(self, report: str | Path | None = None) -> str:
         """A readable account of the run. ``report``: the folder a report is written to next
@@ -332,7 +334,8 @@ def _metrics(result: "RunResult") -> dict:
             "final_train_nll": last.get("train_nll"), "final_valid_nll": last.get("valid_nll"),
             "stopped_early": t.stopped_early, "nan_recoveries": t.nan_recoveries, "training_seconds": t.seconds,
             "n_windows": result.n_windows, "n_train": result.n_train, "n_valid": result.n_valid,
-            "device": result.device, **({"pbt": t.pbt_summary} if t.pbt_summary else {})}
+            "device": result.device, **({"plan": result.plan} if result.plan else {}),
+            **({"pbt": t.pbt_summary} if t.pbt_summary else {})}
 
 
 def _steps_trained(t: TrainResult) -> int:
@@ -375,6 +378,61 @@ class FitResult:
     n_valid: int
     device: str
     model: LFADS
+    plan: dict = field(default_factory=dict)
+    """The budget and the time expected before training (:func:`training_plan`), for the provenance."""
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def training_plan(cfg: RunConfig, n_train: int, n_valid: int, device, timing: tuple[float, float]) -> dict:
+    """What training will do and an estimate of how long it takes at most, before it starts.
+
+    ``timing``: (seconds per step, seconds per validation check) measured on this data
+    (:func:`~nwb_autolfads.training.time_steps`). The estimate is the budget's upper bound
+    (early stopping and the PBT stopping rule usually end sooner) for training only; members
+    in worker processes are taken to run side by side. Returns a dict for the provenance with
+    the printable block under ``text``."""
+    from .pbt import default_workers
+
+    t, p = cfg.train, cfg.pbt
+    per_step, per_check = timing
+    n_checked = min(n_valid, t.valid_windows)
+    per_epoch = -(-n_train // t.batch_size)
+    if p.population > 1:
+        steps = p.generation_steps * p.max_generations
+        checks_per_generation = -(-p.generation_steps // t.valid_every)
+        workers = (p.workers or default_workers(p.population)) if device.type == "cpu" and p.backend == "embedded" else 1
+        side_by_side = min(workers, p.population)
+        member_seconds = p.max_generations * (p.generation_steps * per_step + checks_per_generation * per_check)
+        seconds = member_seconds * -(-p.population // side_by_side)
+        budget = (f"{p.population} members x at most {p.max_generations} generations x {p.generation_steps} steps "
+                  f"(= {steps} steps per member, {p.population * steps} in all; exploit/explore after each generation)")
+        how = (f"{side_by_side} worker processes side by side" if side_by_side > 1 else "one member after another")
+        if p.backend == "ray":
+            how = "as if one member after another (Ray spreads them over its cluster: less)"
+    else:
+        steps = t.max_steps
+        seconds = steps * per_step + -(-steps // t.valid_every) * per_check
+        budget = (f"1 model, at most {steps} steps (early stopping after {t.early_stopping_patience} steps without "
+                  f"improvement, not before step {max(t.min_steps, t.ramp_steps)})")
+        how = "one model"
+    text = "\n".join([
+        "nwb-autolfads plan (before training):",
+        f"  windows   {n_train} training / {n_valid} validation ({n_checked} evaluated every {t.valid_every} steps); "
+        f"{t.batch_size} windows per step, {per_epoch} steps per pass over the training windows",
+        f"  budget    {budget}",
+        f"  expected  at most ~{_duration(seconds)} of training on {device.type} (an estimate: {per_step * 1e3:.0f} ms "
+        f"per step and {per_check * 1e3:.0f} ms per check, timed here on {min(3, steps)} steps; {how}; stopping rules "
+        "usually end sooner; inference and writing not included)"])
+    return {"steps_per_member": steps, "members": p.population if p.population > 1 else 1,
+            "n_train": n_train, "n_valid_checked": n_checked, "seconds_per_step": per_step,
+            "seconds_per_check": per_check, "expected_training_seconds_at_most": seconds, "text": text}
 
 
 def fit_signal(segments: list[np.ndarray], bin_size: float, observation: ObservationModel, cfg: RunConfig,
@@ -418,6 +476,11 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
         m.init_readout_bias(data_mean)
         return m
 
+    plan = training_plan(cfg, int(train_idx.size), int(valid_idx.size), device,
+                         time_steps(make_model(), x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment))
+    if progress:
+        sys.stderr.write(plan["text"] + "\n")
+        sys.stderr.flush()
     if cfg.pbt.population > 1:
         if cfg.pbt.backend == "ray":
             from .pbt_ray import train_population_ray as trainer
@@ -439,7 +502,7 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
                      ic_mean=inferred.ic_mean, training=result,
                      coverage=merge_segments(np.ones((index.n_windows, w.window_bins, 1), np.float32), index,
                                              w.merge_power, lead), index=index, n_train=int(train_idx.size), n_valid=int(valid_idx.size),
-                     device=str(device), model=model)
+                     device=str(device), model=model, plan={k: v for k, v in plan.items() if k != "text"})
 
 
 def run(path: str | Path, output: str | Path | None = None, *, preset: str | None = None,
@@ -661,7 +724,7 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
                        factors=factors.astype(np.float32), inputs=inputs.astype(np.float32),
                        rectified=compact_float(rectified), preprocessing_steps=pre.steps if pre else [],
                        training=train, n_windows=fit.index.n_windows, n_train=fit.n_train, n_valid=fit.n_valid,
-                       seconds=0.0, device=fit.device, other_candidates=others,
+                       seconds=0.0, device=fit.device, plan=fit.plan, other_candidates=others,
                        chosen_by="--emg" if cfg.data.emg else "found automatically", doubt=doubt,
                        score_targets=list(targets))
     if write:

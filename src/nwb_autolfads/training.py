@@ -32,7 +32,7 @@ from .cudagraphs import evaluation_forward, training_forward
 from .errors import OutputError, TrainingError
 from .model import LFADS
 
-__all__ = ["TrainResult", "train_model", "train_steps", "WindowSampler", "validation_subset", "split_train_valid", "evaluate_nll", "save_checkpoint", "load_checkpoint"]
+__all__ = ["TrainResult", "train_model", "train_steps", "time_steps", "WindowSampler", "validation_subset", "split_train_valid", "evaluate_nll", "save_checkpoint", "load_checkpoint"]
 
 
 @dataclass
@@ -340,3 +340,33 @@ def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg:
     model.load_state_dict(best_state)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def time_steps(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: TrainConfig,
+               aug: AugmentConfig, n_steps: int = 3) -> tuple[float, float]:
+    """Seconds per training step and per validation check, measured on ``model`` (a throwaway:
+    it is trained) with one warm-up step then ``n_steps`` timed steps, and one check of the
+    validation subset. Torch's RNG is left as it was (the run's results do not depend on the
+    measurement); CUDA graphs are not used (a throwaway model must not enter their cache)."""
+    rng = _rng_state()
+    try:
+        cfg = dataclasses.replace(cfg, cuda_graphs=False)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+        cd, shift = CoordinatedDropout(aug.cd_rate), TemporalShift(aug.shift_std, aug.shift_max)
+        sampler = WindowSampler(train_x.shape[0], cfg.batch_size)
+        train_steps(model, opt, train_x, cfg, cd, shift, sampler, 1)  # warm-up (allocations, kernels)
+        sync = torch.cuda.synchronize if train_x.device.type == "cuda" else (lambda: None)
+        sync()
+        t0 = time.perf_counter()
+        train_steps(model, opt, train_x, cfg, cd, shift, sampler, n_steps)
+        sync()
+        per_step = (time.perf_counter() - t0) / n_steps
+        subset = valid_x[torch.as_tensor(validation_subset(valid_x.shape[0], cfg.valid_windows),
+                                         device=valid_x.device)]
+        t0 = time.perf_counter()
+        evaluate_nll(model, subset, graphs=False)
+        sync()
+        per_check = time.perf_counter() - t0
+    finally:
+        _set_rng_state(rng)
+    return per_step, per_check

@@ -45,7 +45,7 @@ def test_run_without_writing_and_summary(emg_copy):
     assert res.activations.shape == res.rectified.shape == (2000, 6)
     assert res.times.shape == (2000,)
     text = res.summary()
-    for word in ("acquisition/EMG", "6 channels", "found automatically", "rectification", "epochs"):
+    for word in ("acquisition/EMG", "6 channels", "found automatically", "rectification", "steps"):
         assert word in text
 
 
