@@ -339,7 +339,7 @@ class TrainConfig:
     """Weight of the L2 penalty of the controller's recurrent weights."""
     ramp_steps: int = 200
     """KL and L2 weights ramp linearly from 0 to 1 over this many steps."""
-    early_stopping_patience: int = 400
+    early_stopping_patience: int = 200
     """Stop when the smoothed validation NLL has not improved for this many steps (checked
     after ``min_steps`` and the ramp)."""
     valid_every: int = 10
@@ -516,7 +516,13 @@ class RunConfig:
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
     preset: str = "default"
-    """The preset the configuration was built on (smoke, quick, default, paper). A config file
+    """The preset the configuration was built on (smoke, quick, default, paper). Budgets in
+    optimisation steps, the same for any recording length: smoke 2 members x 2 generations x 10
+    steps (seconds); quick one model, at most 2000 steps of 16 windows (~30 s, at most ~75 s of
+    training on 2 cores); default 20 members x at most 40 generations x 100 steps of 32 windows
+    (at most ~35 min on 2 cores); paper the same with at most 100 generations (at most ~1.5 h).
+    Times are estimates for a 12-muscle EMG model; GPU not measured. A run prints its own
+    estimate, timed on its data, before training. A config file
     that names one must agree with --preset; the preset applies underneath the file's values."""
     data: DataConfig = field(default_factory=DataConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
@@ -571,9 +577,14 @@ class RunConfig:
 
 
 # ----------------------------------------------------------------------------- presets
+# Budgets are optimisation steps (batches), so a preset costs about the same on any recording length
+# (an epoch is ceil(training windows / batch_size) steps: a minute of EMG in 10 ms bins chops into
+# ~150 windows of 50 bins, ~120 of them for training). Times below: one 12-muscle EMG model on a
+# 2-core laptop CPU at ~35 ms per step (batch 16) or ~50 ms (batch 32) without other load; measured
+# here under heavy load with one torch thread: 109 and 178 ms per step. GPU: not measured.
 PRESETS: dict[str, dict[str, Any]] = {
-    # A pipeline check (tests, a first look at a file): a tiny model, a few dozen steps. Its results
-    # are not meant to be used. 2 members x 2 generations x 10 steps: seconds on any recording.
+    # A pipeline check (tests, a first look at a file): a tiny model, 2 members x 2 generations x
+    # 10 steps. Its results are not meant to be used. Seconds of training on any recording.
     "smoke": {
         "model": {"ic_enc_dim": 8, "ci_enc_dim": 8, "con_dim": 8, "co_dim": 1, "ic_dim": 8,
                   "gen_dim": 16, "factor_dim": 3},
@@ -582,7 +593,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "windows": {"window_bins": 20, "overlap_bins": 4},
         "inference": {"mode": "mean"},
     },
-    # One model, QUICK_BUDGET.
+    # One model, at most 2000 steps of 16 windows (the epoch budget before was 150 epochs = 1200 steps on
+    # a minute of 12-muscle EMG, and grew with the recording: 12000 steps for 10 minutes). Measured on
+    # that minute (benchmarks/synthetic_emg_quality.py, seed 0): early stopping ends at ~800 steps with
+    # the same quality as the epoch budget (r with the truth 0.984 both; decoding R^2 0.960 vs 0.954).
+    # Expected: ~30 s of training on 2 cores (at most ~75 s at 2000 steps), for any recording length.
     "quick": {
         "model": {"ic_enc_dim": 32, "ci_enc_dim": 32, "con_dim": 32, "co_dim": 2, "ic_dim": 32,
                   "gen_dim": 64},
@@ -591,10 +606,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         "pbt": {"population": 1},
         "inference": {"mode": "sample", "n_samples": 20},
     },
-    # AutoLFADS: a population of 20 tuned by PBT, generations of 100 steps, the stopping rule.
+    # AutoLFADS: a population of 20 tuned by PBT in generations of 100 steps of 32 windows (what 25
+    # epochs were on a minute of EMG: the same budget there, so its quality there is unchanged; not
+    # re-measured), the stopping rule, at most 40 generations = at most 80000 member-steps.
+    # Expected: at most ~35 min on 2 cores (two worker processes, ~50 ms per member-step; an estimate
+    # from the step time, not a measured run), for any recording length; the stopping rule often ends
+    # it sooner. The run prints its own estimate, timed on the data, before training.
     "default": {},
     # The published AutoLFADS settings (Keshtkaran et al. 2022, Wimalasena et al. 2022): as the
-    # default preset with 100 generations at most.
+    # default preset with 100 generations at most (at most 200000 member-steps: ~1.5 h on 2 cores).
     "paper": {"pbt": {"population": 20, "max_generations": 100}},
 }
 
