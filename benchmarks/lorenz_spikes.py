@@ -1,6 +1,6 @@
 """LFADS on Lorenz-driven Poisson spikes with known rates (science.md section 9).
 
-    python benchmarks/lorenz_spikes.py [--epochs 500] [--trials 20] [--co-dim 0] [--seed 0]
+    python benchmarks/lorenz_spikes.py [--steps 10000] [--trials 20] [--co-dim 0] [--seed 0]
 
 Trains the model on spike counts (Poisson observation model) through the Python API and
 prints the R^2 between inferred and true rates (mean over neurons) next to the best Gaussian
@@ -34,7 +34,8 @@ def pooled_r2(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--epochs", type=int, default=500)
+    p.add_argument("--steps", type=int, default=10000, help="train.max_steps (640 training trials in batches of "
+                   "32: 20 steps per pass)")
     p.add_argument("--co-dim", type=int, default=0, help="inferred inputs (the Lorenz system is autonomous)")
     p.add_argument("--conditions", type=int, default=40)
     p.add_argument("--trials", type=int, default=20, help="trials per condition")
@@ -51,8 +52,8 @@ def main(argv=None) -> None:
                       factor_dim=10, dropout=0.05)
     model = LFADS(x.shape[-1], cfg, Poisson())
     model.init_readout_bias(x[train_idx].mean(dim=(0, 1)))
-    train_cfg = TrainConfig(max_epochs=args.epochs, min_epochs=50, ramp_epochs=50, early_stopping_patience=50,
-                            batch_size=32, kl_ic_scale=1e-4, kl_co_scale=1e-4, l2_gen_scale=1e-3)
+    train_cfg = TrainConfig(max_steps=args.steps, min_steps=1000, ramp_steps=1000, early_stopping_patience=1000,
+                            valid_every=20, batch_size=32, kl_ic_scale=1e-4, kl_co_scale=1e-4, l2_gen_scale=1e-3)
     t0 = time.perf_counter()
     res = train_model(model, x[train_idx], x[valid_idx], train_cfg, AugmentConfig(cd_rate=0.3, shift_std=0.0),
                       progress=True)
@@ -67,7 +68,7 @@ def main(argv=None) -> None:
         if np.mean(r2) > best[0]:
             best = (np.mean(r2), sigma, r2)
     print(f"Lorenz spikes: {x.shape[0]} trials x {x.shape[1]} bins x {x.shape[2]} neurons "
-          f"({data.counts.mean() / data.bin_size:.1f} spikes/s mean); {len(res.history)} epochs in {seconds:.0f} s")
+          f"({data.counts.mean() / data.bin_size:.1f} spikes/s mean); {res.history[-1]['step']} steps in {seconds:.0f} s")
     print()
     print("| method                                   | R^2 mean | R^2 min |")
     print("| ---------------------------------------- | -------- | ------- |")

@@ -1,13 +1,13 @@
 """Cost of population-based training per generation, for populations of 1, 8 and 20.
 
-    python benchmarks/pbt_speed.py [--populations 1 8 20] [--epochs 2] [--windows 200] [--config reference]
+    python benchmarks/pbt_speed.py [--populations 1 8 20] [--steps 10] [--windows 200] [--config reference]
                                    [--workers 0]
 
 Trains ``nwb_autolfads.pbt.train_population`` (the embedded executor) for one generation of
-``--epochs`` epochs on random data shaped like the reference configuration of
+``--steps`` optimisation steps on random data shaped like the reference configuration of
 benchmarks/model_speed.py (30 Poisson channels, 50-bin windows, batch 32, generator 200,
 100 factors; 4 in 5 windows train) or the EMG configuration, and prints wall time per
-generation, member-epochs per second and the ratio to a population of 1. ``--workers``: the
+generation, member-steps per second and the ratio to a population of 1. ``--workers``: the
 ``pbt.workers`` setting (0: one process per core; 1: every member in this process).
 """
 
@@ -36,12 +36,12 @@ CONFIGS = {
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--populations", type=int, nargs="+", default=[1, 8, 20])
-    p.add_argument("--epochs", type=int, default=2, help="epochs per generation")
+    p.add_argument("--steps", type=int, default=10, help="steps per generation (pbt.generation_steps)")
     p.add_argument("--windows", type=int, default=200)
     p.add_argument("--config", choices=sorted(CONFIGS), default="reference")
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--bound", action="store_true",
-                   help="also print the compute bound: matrix-multiply FLOPs of a member-epoch (counted by torch's "
+                   help="also print the compute bound: matrix-multiply FLOPs of a member-step (counted by torch's "
                         "FlopCounterMode, elementwise work not included) over this machine's peak sgemm rate")
     args = p.parse_args(argv)
 
@@ -55,15 +55,15 @@ def main(argv=None) -> None:
     tx, vx = x[:n_train], x[n_train:]
     observation = Poisson() if c["obs"] == "poisson" else Gamma()
     print(f"{args.config} configuration: {args.windows} windows ({n_train} train) x {c['T']} bins x "
-          f"{c['channels']} channels, batch 32; one generation of {args.epochs} epochs; "
+          f"{c['channels']} channels, batch 32; one generation of {args.steps} steps; "
           f"{torch.get_num_threads()} torch threads, pbt.workers {args.workers}")
     print()
-    print("| population | s per generation | member-epochs / s | cost vs population 1 |")
+    print("| population | s per generation | member-steps / s  | cost vs population 1 |")
     print("| ---------- | ---------------- | ----------------- | -------------------- |")
     base = None
     for n in [0, *args.populations]:  # 0: an untimed warm-up (first calls into torch are slow)
         cfg = build_config(overrides={"model": c["model"], "train.batch_size": 32, "pbt.population": max(n, 1),
-                                      "pbt.max_generations": 1, "pbt.generation_epochs": args.epochs,
+                                      "pbt.max_generations": 1, "pbt.generation_steps": args.steps,
                                       "pbt.workers": args.workers})
 
         def make():
@@ -76,24 +76,25 @@ def main(argv=None) -> None:
         if n == 0:
             continue
         base = base or wall
-        print(f"| {n:10d} | {wall:16.2f} | {n * args.epochs / wall:17.2f} | {wall / base:19.1f}x |")
+        print(f"| {n:10d} | {wall:16.2f} | {n * args.steps / wall:17.2f} | {wall / base:19.1f}x |")
     if args.bound:
         compute_bound(c, tx, observation, args, base)
 
 
 def compute_bound(c, tx, observation, args, single_generation_s) -> None:
     """Why a population cannot cost much less than N single models on a CPU: count the
-    matrix-multiply FLOPs of one member-epoch and divide by the peak sgemm rate."""
+    matrix-multiply FLOPs of one member-step and divide by the peak sgemm rate."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from nwb_autolfads.augment import CoordinatedDropout, TemporalShift
-    from nwb_autolfads.training import train_epoch
+    from nwb_autolfads.training import WindowSampler, train_steps
 
     cfg = build_config(overrides={"model": c["model"], "train.batch_size": 32})
     model = LFADS(c["channels"], cfg.model, observation)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     with FlopCounterMode(display=False) as counter:
-        train_epoch(model, opt, tx, cfg.train, CoordinatedDropout(0.3), TemporalShift(0, 0), 1.0)
+        train_steps(model, opt, tx, cfg.train, CoordinatedDropout(0.3), TemporalShift(0, 0), WindowSampler(len(tx), 32),
+                    1, start_step=10**9)  # one step, fully ramped
     flops = counter.get_total_flops()
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
     for _ in range(3):
@@ -103,15 +104,15 @@ def compute_bound(c, tx, observation, args, single_generation_s) -> None:
     for _ in range(reps):
         a @ b
     peak = 2 * 2048**3 * reps / (time.perf_counter() - t0)
-    member_epoch_min = flops / peak
-    single_epoch = single_generation_s / args.epochs
+    member_step_min = flops / peak
+    single_step = single_generation_s / args.steps
     print()
-    print(f"compute bound: {flops / 1e9:.2f} GFLOP of matrix multiplies per member-epoch; peak sgemm "
-          f"{peak / 1e9:.0f} GFLOP/s with {torch.get_num_threads()} threads -> at least {member_epoch_min:.3f} s per "
-          f"member-epoch, whatever the executor (one model measured: {single_epoch:.3f} s per epoch, "
-          f"{100 * member_epoch_min / single_epoch:.0f}% of peak).")
+    print(f"compute bound: {flops / 1e9:.3f} GFLOP of matrix multiplies per member-step; peak sgemm "
+          f"{peak / 1e9:.0f} GFLOP/s with {torch.get_num_threads()} threads -> at least {member_step_min * 1e3:.2f} ms "
+          f"per member-step, whatever the executor (one model measured: {single_step * 1e3:.2f} ms per step, "
+          f"{100 * member_step_min / single_step:.0f}% of peak).")
     for n in args.populations:
-        print(f"population {n}: at least {n * member_epoch_min / single_epoch:.1f}x a single model per generation")
+        print(f"population {n}: at least {n * member_step_min / single_step:.1f}x a single model per generation")
     # What batching members into one vectorised model could gain: the same ops on 20 members'
     # stacked tensors (generator-sized matrices, B = 32) against one member's.
     G, n = c["model"]["gen_dim"], max(args.populations)

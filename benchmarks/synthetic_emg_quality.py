@@ -104,8 +104,10 @@ def main(argv=None) -> None:
 
     print(f"synthetic EMG: {args.muscles} muscles, {args.duration:g} s at {args.rate:g} Hz, artefacts "
           f"{args.artefacts:g}/s, seed {args.seed}; preset {args.preset}; {bin_size * 1e3:g} ms bins")
-    print(f"training: {len(res.training.history)} epochs, {res.training.seconds:.1f} s; whole run {wall:.1f} s "
-          f"on {res.device}")
+    steps = res.training.history[-1]["step"] if res.training.history else 0
+    print(f"training: {steps} steps ({res.n_train} training windows, {res.config.train.batch_size} per step), "
+          f"{res.training.seconds:.1f} s; whole run {wall:.1f} s on {res.device}; expected (plan) at most "
+          f"{res.plan.get('expected_training_seconds_at_most', float('nan')):.0f} s")
     print()
     print(f"| {'method':52s} | mean r | min r |")
     print(f"| {'-' * 52} | ------ | ----- |")

@@ -39,15 +39,15 @@ def test_example_refuses_to_replace_an_existing_result(tmp_path, monkeypatch, ca
 
 
 # ---------------------------------------------------------------- 2. an interrupted run's state is never deleted
-def _interrupted_rundir(tiny, max_epochs):
-    """The run directory a run with ``train.max_epochs=max_epochs`` leaves when it is killed."""
+def _interrupted_rundir(tiny, max_steps):
+    """The run directory a run with ``train.max_steps=max_steps`` leaves when it is killed."""
     from nwb_autolfads.pipeline import RUN_FINGERPRINT, default_rundir
 
     rundir = default_rundir(tiny.with_name("tiny_autolfads.nwb"))
     rundir.mkdir()
     (rundir / "model_state.pt").write_bytes(b"hours of training")
     from nwb_autolfads.config import build_config
-    cfg = build_config("smoke", overrides={"train.max_epochs": max_epochs, "pbt.population": 1,
+    cfg = build_config("smoke", overrides={"train.max_steps": max_steps, "pbt.population": 1,
                                            "windows.window_bins": 8, "windows.overlap_bins": 2}).to_dict()
     cfg = {k: v for k, v in cfg.items() if k not in ("device", "inference")}
     (rundir / RUN_FINGERPRINT).write_text(json.dumps({"config": cfg, "data_sha256": "0" * 64}))
@@ -55,16 +55,16 @@ def _interrupted_rundir(tiny, max_epochs):
 
 
 def test_changed_setting_refuses_and_keeps_the_interrupted_state(tiny, capsys):
-    rundir = _interrupted_rundir(tiny, 150)
+    rundir = _interrupted_rundir(tiny, 1500)
     assert main(["run", str(tiny), *SMOKE, "--population", "1"]) == 2
     line = _err_line(capsys)
-    assert str(rundir) in line and "--resume" in line and "--fresh" in line and "train.max_epochs" in line
+    assert str(rundir) in line and "--resume" in line and "--fresh" in line and "train.max_steps" in line
     assert (rundir / "model_state.pt").read_bytes() == b"hours of training"
     assert not tiny.with_name("tiny_autolfads.nwb").exists()
 
 
 def test_fresh_moves_the_old_state_aside_and_runs(tiny, capsys):
-    rundir = _interrupted_rundir(tiny, 150)
+    rundir = _interrupted_rundir(tiny, 1500)
     assert main(["run", str(tiny), *SMOKE, "--population", "1", "--fresh"]) == 0
     assert tiny.with_name("tiny_autolfads.nwb").is_file()
     aside = [p for p in tiny.parent.iterdir() if p.name.startswith(rundir.name + ".")]

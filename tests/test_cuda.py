@@ -70,7 +70,8 @@ def test_training_on_the_gpu_lowers_the_nll_and_resumes_on_the_cpu(tmp_path):
     x = _gamma_data(n=60)
     model = _model().to(CUDA)
     model.init_readout_bias(x[:45].mean(dim=(0, 1)).to(CUDA))
-    cfg = TrainConfig(max_epochs=30, min_epochs=0, ramp_epochs=5, batch_size=15, early_stopping_patience=100)
+    cfg = TrainConfig(max_steps=90, min_steps=0, ramp_steps=15, batch_size=15, early_stopping_patience=300,
+                      valid_every=3)
     aug = AugmentConfig(cd_rate=0.3, shift_std=1.0)
     ck = tmp_path / "gpu.pt"
     res = train_model(model, x[:45].to(CUDA), x[45:].to(CUDA), cfg, aug, progress=False, checkpoint=ck)
@@ -79,9 +80,9 @@ def test_training_on_the_gpu_lowers_the_nll_and_resumes_on_the_cpu(tmp_path):
     assert all(p.device.type == "cuda" for p in model.parameters())
     # the checkpoint holds CPU tensors (and the CUDA RNG state) and continues on a CPU-only machine
     state = load_checkpoint(ck)
-    assert state["epoch"] == 30 and "cuda" in state["rng"]
+    assert state["step"] == 90 and "cuda" in state["rng"]
     cpu_model = _model()
-    longer = TrainConfig(**{**cfg.__dict__, "max_epochs": 33})
+    longer = TrainConfig(**{**cfg.__dict__, "max_steps": 99})
     res_cpu = train_model(cpu_model, x[:45], x[45:], longer, aug, progress=False, checkpoint=ck)
     assert len(res_cpu.history) == 33 and res_cpu.history[:30] == res.history
     # and the GPU model's inference agrees with the same weights on the CPU
@@ -110,7 +111,7 @@ def test_population_training_on_the_gpu(emg_copy, tmp_path):
     import nwb_autolfads
 
     res = nwb_autolfads.run(emg_copy, tmp_path / "pbt.nwb", preset="smoke", device="cuda", progress=False,
-                            overrides={"pbt.population": 3, "pbt.max_generations": 2, "pbt.generation_epochs": 2})
+                            overrides={"pbt.population": 3, "pbt.max_generations": 2, "pbt.generation_steps": 6})
     assert res.device.startswith("cuda") and res.training.pbt_summary["generations"] == 2
     assert np.isfinite(nwb_autolfads.load_results(res.output)["emg_activations"].values).all()
 
@@ -167,8 +168,8 @@ def test_training_with_graphs_learns_like_eager_training():
         torch.manual_seed(0)
         model = _model().to(CUDA)
         model.init_readout_bias(x[:45].mean(dim=(0, 1)))
-        cfg = TrainConfig(max_epochs=30, min_epochs=0, ramp_epochs=5, batch_size=16, early_stopping_patience=100,
-                          cuda_graphs=graphs)  # 45 windows: batches of 16, 16 and 13 (two captured shapes)
+        cfg = TrainConfig(max_steps=90, min_steps=0, ramp_steps=15, batch_size=16, early_stopping_patience=300,
+                          valid_every=3, cuda_graphs=graphs)  # 45 windows: batches of 16, 16 and 13 (two captured shapes)
         res = train_model(model, x[:45], x[45:], cfg, AugmentConfig(cd_rate=0.3, shift_std=1.0), progress=False)
         first, final[graphs] = res.history[0]["valid_nll"], res.history[-1]["valid_nll"]
         assert final[graphs] < first - 0.05, graphs

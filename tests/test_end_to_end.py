@@ -63,8 +63,9 @@ def test_cli_smoke_run_writes_a_valid_result(emg_copy):
         assert run.factors.data.shape == (2000, 3)
         assert run.inferred_inputs.data.shape == (2000, 1)
         assert run.initial_conditions.data.shape[0] == json.loads(run.metrics)["n_windows"]
-        # the smoke preset is a population of 2 trained for 2 generations of 2 epochs
-        assert len(run.training_curves) == json.loads(run.metrics)["epochs"] == 4
+        # the smoke preset is a population of 2 trained for 2 generations of 10 steps, checked every 5
+        assert len(run.training_curves) == json.loads(run.metrics)["checks"] == 4
+        assert list(run.training_curves["step"].data[:]) == [5, 10, 15, 20] and json.loads(run.metrics)["steps"] == 20
         pbt = run.pbt_history.to_dataframe()
         assert len(pbt) == 4 and list(pbt["generation"]) == [0, 0, 1, 1] and list(pbt["member"]) == [0, 1, 0, 1]
         winner = json.loads(run.hyperparameters)
@@ -158,15 +159,19 @@ def test_already_rectified_emg_flag(tmp_path):
 
 def test_config_file_and_api(emg_copy, tmp_path):
     cfg_file = tmp_path / "my.yaml"
-    cfg_file.write_text("preset: smoke\ntrain:\n  max_epochs: 2\npbt:\n  population: 1\n")
+    cfg_file.write_text("preset: smoke\ntrain:\n  max_steps: 10\npbt:\n  population: 1\n")
     res = nwb_autolfads.run(emg_copy, config=cfg_file, output=tmp_path / "api.nwb", progress=False)
     assert len(res.training.history) == 2 and res.training.pbt_history is None
     assert res.output == tmp_path / "api.nwb" and res.output.exists()
     assert "api.nwb" in res.summary()
     bad = tmp_path / "bad.yaml"
-    bad.write_text("train:\n  max_epochs: many\n")
+    bad.write_text("train:\n  max_steps: many\n")
     proc = _cli("run", emg_copy, "--config", bad, "-q")
-    assert proc.returncode == 2 and "train.max_epochs" in proc.stderr
+    assert proc.returncode == 2 and "train.max_steps" in proc.stderr
+    old = tmp_path / "old.yaml"  # a config of a version that counted epochs: one line naming the new key
+    old.write_text("train:\n  max_epochs: 150\n")
+    proc = _cli("run", emg_copy, "--config", old, "-q")
+    assert proc.returncode == 2 and "'train.max_steps'" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_model_beats_rectified_emg_against_the_truth(tmp_path):
@@ -174,7 +179,8 @@ def test_model_beats_rectified_emg_against_the_truth(tmp_path):
     the true activations better than the rectified EMG does."""
     path = mock_emg_nwb(tmp_path / "q.nwb", duration=40.0, rate=2000.0, n_muscles=6, seed=3)
     res = nwb_autolfads.run(path, preset="quick", write=False, progress=False,
-                            overrides={"train.max_epochs": 40, "train.min_epochs": 0, "inference.n_samples": 5})
+                            overrides={"train.max_steps": 200, "train.min_steps": 0, "train.ramp_steps": 150,
+                                       "inference.n_samples": 5})
     truth = read_truth(path, res.times, res.config.windows.bin_size)
     r_model = np.nanmean(channel_correlation(res.activations, truth))
     r_rect = np.nanmean(channel_correlation(res.rectified, truth))
@@ -266,7 +272,7 @@ def test_kill_9_during_population_training_then_rerun_continues_to_the_same_resu
     import sys
     import time
 
-    args = ["--preset", "smoke", "-q", "--set", "pbt.max_generations=4", "--set", "pbt.generation_epochs=3"]
+    args = ["--preset", "smoke", "-q", "--set", "pbt.max_generations=4", "--set", "pbt.generation_steps=10"]
     # uninterrupted, in its own directory
     ref_dir = tmp_path / "ref"
     ref_dir.mkdir()

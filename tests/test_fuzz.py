@@ -23,7 +23,7 @@ keys = st.sampled_from(["seed", "device", "preset", "data.model", "data.emg", "d
                         "data.channel_names",
                         "preprocess.clip_quantile", "preprocess.floor", "windows.bin_size", "windows.window_bins",
                         "windows.overlap_bins", "model.observation", "model.gen_dim", "model.factor_dim",
-                        "augment.cd_rate", "train.lr", "train.max_epochs", "pbt.population", "pbt.lr",
+                        "augment.cd_rate", "train.lr", "train.max_steps", "pbt.population", "pbt.lr",
                         "pbt.lr.low", "pbt.cd_rate.weight", "inference.mode", "inference.n_samples", "nonsense",
                         "train", "pbt.kl_ic_scale.log", "model.nope"])
 
@@ -99,7 +99,7 @@ def test_reading_generated_files_never_crashes(tmp_path_factory, shape, kind, ti
         assume(False)  # pynwb refuses to write this combination: not an input a user could have
     try:
         nwb_autolfads.run(path, preset="smoke", write=False, progress=False,
-                          overrides={"pbt.population": 1, "train.max_epochs": 1, "windows.window_bins": 10,
+                          overrides={"pbt.population": 1, "train.max_steps": 1, "windows.window_bins": 10,
                                      "windows.overlap_bins": 2})
     except NwbAutolfadsError:
         pass

@@ -17,7 +17,7 @@ from nwb_autolfads.pbt_ray import train_population_ray  # noqa: E402
 def _toy(population, generations, channels, windows, seed):
     """A tiny population problem: (config, random Gamma-like data, a model factory)."""
     cfg = build_config("smoke", overrides={"pbt.population": population, "pbt.max_generations": generations,
-                                           "pbt.generation_epochs": 1, "pbt.workers": 2}).resolved(channels)
+                                           "pbt.generation_steps": 2, "pbt.workers": 2}).resolved(channels)
     x = torch.rand(windows, cfg.windows.window_bins, channels, generator=torch.Generator().manual_seed(seed)) + 0.1
     return cfg, x, lambda: LFADS(channels, cfg.model, Gamma())
 

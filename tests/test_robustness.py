@@ -116,7 +116,7 @@ def test_read_only_output_directory_and_full_disk_are_clear_errors(tmp_path, mon
         nwb_autolfads.run(src, preset="smoke", progress=False)  # fails saving the first checkpoint
     with pytest.raises(OutputError, match="No space left on device.*free disk space"):
         nwb_autolfads.run(src, preset="smoke", progress=False, overrides={"pbt.population": 1},
-                          fresh=True)  # other settings: --fresh; fails at the first epoch's checkpoint
+                          fresh=True)  # other settings: --fresh; fails at the first check's checkpoint
     monkeypatch.undo()
     # nothing at the output path; only the hidden run directory that a rerun would resume from, and the
     # population run's state that --fresh moved aside
@@ -206,7 +206,7 @@ def test_two_runs_racing_for_one_output_never_interleave(tmp_path):
     src = mock_emg_nwb(tmp_path / "e.nwb", duration=6.0, rate=1000.0, n_muscles=2)
     cmd = [sys.executable, "-m", "nwb_autolfads", "run", str(src), "--preset", "smoke", "-q", "--overwrite"]
     # the first trains long enough (several seconds) for the second to start while it holds the lock
-    first = subprocess.Popen(cmd + ["--set", "pbt.generation_epochs=20"], stdout=subprocess.PIPE,
+    first = subprocess.Popen(cmd + ["--set", "pbt.generation_steps=40"], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     lock = tmp_path / ".e_autolfads.nwb.lock"
     deadline = time.time() + 60

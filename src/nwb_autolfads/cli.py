@@ -41,7 +41,7 @@ def _parse_sets(items: Sequence[str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r} is not KEY=VALUE: write e.g. --set train.max_epochs=100")
+            raise ConfigError(f"--set {item!r} is not KEY=VALUE: write e.g. --set train.max_steps=1000")
         key, value = item.split("=", 1)
         try:
             parsed = yaml.safe_load(value)
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="OUT.nwb", help="output file (default: <input>_autolfads.nwb "
                                                               "beside the input)")
     p.add_argument("--preset", choices=sorted(PRESETS),
-                   help="training budget: smoke (a pipeline check: a tiny model, a few epochs; its results are not "
+                   help="training budget: smoke (a pipeline check: a tiny model, a few dozen steps; its results are not "
                         "meant to be used), quick (minutes, one model), default "
                         "(AutoLFADS: population-based training of 20 members), paper (the published settings)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="YAML config file (see `nwb-autolfads config --show`); its values apply over the preset, "
                         "and a file that names another preset than --preset is refused")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override one setting, e.g. --set train.max_epochs=100 (repeatable)")
+                   help="override one setting, e.g. --set train.max_steps=1000 (repeatable)")
     state = p.add_mutually_exclusive_group()
     state.add_argument("--emg-preprocessed", action="store_true",
                        help="the EMG is already rectified/enveloped: skip notch, high-pass and rectification (EMG "
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("runs", help="list the nwb-autolfads runs stored in a file, with their key provenance",
                        description="List the runs in processing/autolfads of FILE: name, times, software version "
-                                   "and git revision, preset, modelled signals, seed, epochs and validation NLL.")
+                                   "and git revision, preset, modelled signals, seed, steps and validation NLL.")
     r.add_argument("file", help="NWB file with nwb-autolfads results")
     r.add_argument("--json", action="store_true", help="print JSON instead of text")
 
@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from this preset (default: the config file's preset, else 'default')")
     c.add_argument("--config", metavar="FILE", help="YAML config file whose values apply over the preset")
     c.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override one setting, e.g. --set train.max_epochs=100 (repeatable)")
+                   help="override one setting, e.g. --set train.max_steps=1000 (repeatable)")
     c.add_argument("--json", action="store_true", help="JSON instead of YAML (no descriptions)")
     return parser
 
@@ -348,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("nwb-autolfads: interrupted; no output was written (run the same command again to "
-                         "continue from the last completed epoch or generation)\n")
+                         "continue from the last validation check or generation)\n")
         return 130
 
 

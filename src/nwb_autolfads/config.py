@@ -305,10 +305,13 @@ class AugmentConfig:
 class TrainConfig:
     """Optimisation and regularisation (science.md section 4)."""
 
-    max_epochs: int = 500
-    """Largest number of training epochs (one model; a population uses pbt.generation_epochs)."""
-    min_epochs: int = 50
-    """Epochs trained before early stopping may stop training."""
+    max_steps: int = 2000
+    """Largest number of optimisation steps (batches of ``batch_size`` windows) one model trains;
+    a population uses ``pbt.generation_steps`` per generation instead. A budget in steps costs
+    the same on a 1-minute and a 1-hour recording (an epoch is ceil(training windows /
+    batch_size) steps)."""
+    min_steps: int = 200
+    """Steps trained before early stopping may stop training."""
     batch_size: int = 32
     """Windows per training step."""
     lr: float = 4e-3
@@ -318,7 +321,8 @@ class TrainConfig:
     lr_decay: float = 0.95
     """Factor applied to the learning rate when the validation NLL stalls."""
     lr_patience: int = 6
-    """Epochs without improvement before the learning rate is decayed."""
+    """Validation checks (one every ``valid_every`` steps) without improvement before the
+    learning rate is decayed."""
     adam_eps: float = 1e-8
     """Epsilon of Adam."""
     max_grad_norm: float = 200.0
@@ -333,10 +337,16 @@ class TrainConfig:
     """Weight of the L2 penalty of the generator's recurrent weights."""
     l2_con_scale: float = 1e-3
     """Weight of the L2 penalty of the controller's recurrent weights."""
-    ramp_epochs: int = 50
-    """KL and L2 weights ramp linearly from 0 to 1 over this many epochs."""
-    early_stopping_patience: int = 50
-    """Stop when the smoothed validation NLL has not improved for this many epochs."""
+    ramp_steps: int = 200
+    """KL and L2 weights ramp linearly from 0 to 1 over this many steps."""
+    early_stopping_patience: int = 200
+    """Stop when the smoothed validation NLL has not improved for this many steps (checked
+    after ``min_steps`` and the ramp)."""
+    valid_every: int = 10
+    """Steps between two validation checks (each check evaluates the ``valid_windows`` subset)."""
+    valid_windows: int = 256
+    """Validation evaluates a fixed subset of at most this many validation windows, spread
+    evenly over the recording and chosen once, so a check costs the same on any recording."""
     smoothing: float = 0.7
     """Exponential smoothing factor of the validation NLL (weight of the previous value)."""
     cuda_graphs: bool = True
@@ -351,8 +361,8 @@ class TrainConfig:
     used as given, still capped so that workers x threads <= the cores available."""
 
     def __post_init__(self) -> None:
-        _check(self.max_epochs >= 1, "train.max_epochs", self.max_epochs, "use an integer >= 1")
-        _check(0 <= self.min_epochs, "train.min_epochs", self.min_epochs, "use an integer >= 0")
+        _check(self.max_steps >= 1, "train.max_steps", self.max_steps, "use an integer >= 1")
+        _check(0 <= self.min_steps, "train.min_steps", self.min_steps, "use an integer >= 0")
         _check(self.batch_size >= 1, "train.batch_size", self.batch_size, "use an integer >= 1")
         _check(0 < self.lr < 1, "train.lr", self.lr, "use a learning rate in (0, 1), e.g. 4e-3")
         _check(0 <= self.lr_min <= self.lr, "train.lr_min", self.lr_min, "use a value in [0, train.lr]")
@@ -363,9 +373,13 @@ class TrainConfig:
         _check(self.loss_scale > 0, "train.loss_scale", self.loss_scale, "use a positive factor")
         for name in ("kl_ic_scale", "kl_co_scale", "l2_gen_scale", "l2_con_scale"):
             _check(getattr(self, name) >= 0, f"train.{name}", getattr(self, name), "use a value >= 0")
-        _check(self.ramp_epochs >= 0, "train.ramp_epochs", self.ramp_epochs, "use an integer >= 0")
+        _check(self.ramp_steps >= 0, "train.ramp_steps", self.ramp_steps, "use an integer >= 0")
         _check(self.early_stopping_patience >= 1, "train.early_stopping_patience",
-               self.early_stopping_patience, "use an integer >= 1")
+               self.early_stopping_patience, "use an integer >= 1 (steps)")
+        _check(self.valid_every >= 1, "train.valid_every", self.valid_every,
+               "use an integer >= 1 (steps between validation checks)")
+        _check(self.valid_windows >= 1, "train.valid_windows", self.valid_windows,
+               "use an integer >= 1 (validation windows evaluated per check)")
         _check(0 <= self.smoothing < 1, "train.smoothing", self.smoothing, "use a factor in [0, 1)")
         _check(self.threads >= 0, "train.threads", self.threads,
                "use 0 (chosen from the model size and the cores available) or a number of threads >= 1")
@@ -414,8 +428,9 @@ class PBTConfig:
 
     population: int = 20
     """Members trained in parallel and tuned together; 1 trains one model."""
-    generation_epochs: int = 25
-    """Epochs every member trains between two exploit/explore steps."""
+    generation_steps: int = 100
+    """Optimisation steps every member trains between two exploit/explore steps (the member is
+    validated every ``train.valid_every`` steps and at the end of the generation)."""
     max_generations: int = 40
     """Largest number of generations."""
     stop_improvement: float = 0.0005
@@ -445,7 +460,7 @@ class PBTConfig:
 
     def __post_init__(self) -> None:
         _check(self.population >= 1, "pbt.population", self.population, "use an integer >= 1 (1: a single model)")
-        _check(self.generation_epochs >= 1, "pbt.generation_epochs", self.generation_epochs, "use an integer >= 1")
+        _check(self.generation_steps >= 1, "pbt.generation_steps", self.generation_steps, "use an integer >= 1")
         _check(self.max_generations >= 1, "pbt.max_generations", self.max_generations, "use an integer >= 1")
         _check(self.stop_improvement >= 0, "pbt.stop_improvement", self.stop_improvement, "use a fraction >= 0")
         _check(self.stop_generations >= 1, "pbt.stop_generations", self.stop_generations, "use an integer >= 1")
@@ -510,7 +525,13 @@ class RunConfig:
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
     preset: str = "default"
-    """The preset the configuration was built on (smoke, quick, default, paper). A config file
+    """The preset the configuration was built on (smoke, quick, default, paper). Budgets in
+    optimisation steps, the same for any recording length: smoke 2 members x 2 generations x 10
+    steps (seconds); quick one model, at most 2000 steps of 16 windows (~30 s, at most ~75 s of
+    training on 2 cores); default 20 members x at most 40 generations x 100 steps of 32 windows
+    (at most ~35 min on 2 cores); paper the same with at most 100 generations (at most ~1.5 h).
+    Times are estimates for a 12-muscle EMG model; GPU not measured. A run prints its own
+    estimate, timed on its data, before training. A config file
     that names one must agree with --preset; the preset applies underneath the file's values."""
     data: DataConfig = field(default_factory=DataConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
@@ -547,6 +568,13 @@ class RunConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
         return _from_dict(cls, data, prefix="")
 
+    @classmethod
+    def from_saved(cls, data: Mapping[str, Any], n_train: int | None = None) -> "RunConfig":
+        """The configuration a result was written with, including results of versions that
+        counted budgets in epochs (converted by :func:`legacy_to_steps` with ``n_train``, the
+        run's training windows). New settings are refused in a config file, never here."""
+        return _from_dict(cls, legacy_to_steps(data, n_train), prefix="")
+
     def updated(self, overrides: Mapping[str, Any]) -> "RunConfig":
         """A copy with (possibly nested, dotted or dict) overrides applied and validated."""
         merged = _deep_merge(self.to_dict(), _expand_dotted(overrides))
@@ -558,31 +586,45 @@ class RunConfig:
 
 
 # ----------------------------------------------------------------------------- presets
+# Budgets are optimisation steps (batches), so a preset costs about the same on any recording length
+# (an epoch is ceil(training windows / batch_size) steps: a minute of EMG in 10 ms bins chops into
+# ~150 windows of 50 bins, ~120 of them for training). Times below: one 12-muscle EMG model on a
+# 2-core laptop CPU at ~35 ms per step (batch 16) or ~50 ms (batch 32) without other load; measured
+# here under heavy load with one torch thread: 109 and 178 ms per step. GPU: not measured.
 PRESETS: dict[str, dict[str, Any]] = {
-    # A pipeline check (tests, a first look at a file): a tiny model, a few epochs. Its results are
-    # not meant to be used; its time still grows with the recording (minutes for long ones).
+    # A pipeline check (tests, a first look at a file): a tiny model, 2 members x 2 generations x
+    # 10 steps. Its results are not meant to be used. Seconds of training on any recording.
     "smoke": {
         "model": {"ic_enc_dim": 8, "ci_enc_dim": 8, "con_dim": 8, "co_dim": 1, "ic_dim": 8,
                   "gen_dim": 16, "factor_dim": 3},
-        "train": {"max_epochs": 3, "min_epochs": 0, "ramp_epochs": 1, "batch_size": 16},
-        "pbt": {"population": 2, "generation_epochs": 2, "max_generations": 2, "workers": 1},
+        "train": {"max_steps": 20, "min_steps": 0, "ramp_steps": 5, "batch_size": 16, "valid_every": 5},
+        "pbt": {"population": 2, "generation_steps": 10, "max_generations": 2, "workers": 1},
         "windows": {"window_bins": 20, "overlap_bins": 4},
         "inference": {"mode": "mean"},
     },
-    # Minutes on 2 cores for a minute of 12-muscle EMG.
+    # One model, at most 2000 steps of 16 windows (the epoch budget before was 150 epochs = 1200 steps on
+    # a minute of 12-muscle EMG, and grew with the recording: 12000 steps for 10 minutes). Measured on
+    # that minute (benchmarks/synthetic_emg_quality.py, seed 0): early stopping ends at ~800 steps with
+    # the same quality as the epoch budget (r with the truth 0.984 both; decoding R^2 0.960 vs 0.954).
+    # Expected: ~30 s of training on 2 cores (at most ~75 s at 2000 steps), for any recording length.
     "quick": {
         "model": {"ic_enc_dim": 32, "ci_enc_dim": 32, "con_dim": 32, "co_dim": 2, "ic_dim": 32,
                   "gen_dim": 64},
-        "train": {"max_epochs": 150, "min_epochs": 30, "ramp_epochs": 30, "early_stopping_patience": 30,
-                  "batch_size": 16},
+        "train": {"max_steps": 2000, "min_steps": 300, "ramp_steps": 300, "early_stopping_patience": 300,
+                  "batch_size": 16, "valid_every": 10},
         "pbt": {"population": 1},
         "inference": {"mode": "sample", "n_samples": 20},
     },
-    # AutoLFADS: a population of 20 tuned by PBT, generations of 25 epochs, the stopping rule.
+    # AutoLFADS: a population of 20 tuned by PBT in generations of 100 steps of 32 windows (what 25
+    # epochs were on a minute of EMG: the same budget there, so its quality there is unchanged; not
+    # re-measured), the stopping rule, at most 40 generations = at most 80000 member-steps.
+    # Expected: at most ~35 min on 2 cores (two worker processes, ~50 ms per member-step; an estimate
+    # from the step time, not a measured run), for any recording length; the stopping rule often ends
+    # it sooner. The run prints its own estimate, timed on the data, before training.
     "default": {},
     # The published AutoLFADS settings (Keshtkaran et al. 2022, Wimalasena et al. 2022): as the
-    # default preset with 100 generations at most.
-    "paper": {"pbt": {"population": 20, "generation_epochs": 25, "max_generations": 100}},
+    # default preset with 100 generations at most (at most 200000 member-steps: ~1.5 h on 2 cores).
+    "paper": {"pbt": {"population": 20, "max_generations": 100}},
 }
 
 
@@ -657,7 +699,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def field_docs() -> dict[str, str]:
-    """The documentation of every setting by dotted key (``train.max_epochs``), and of every
+    """The documentation of every setting by dotted key (``train.max_steps``), and of every
     section (``train``): the strings written under the fields and classes of this module, the
     same text the code and the API documentation show."""
     import ast
@@ -759,6 +801,8 @@ def _from_dict(cls: type, data: Any, prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - names)
+    for key in unknown:
+        _refuse_epoch_key(f"{prefix}{key}")
     if unknown:
         raise ConfigError(f"unknown config key '{prefix}{unknown[0]}': valid keys in {where!r} are "
                           f"{', '.join(sorted(names))}")
@@ -766,6 +810,52 @@ def _from_dict(cls: type, data: Any, prefix: str) -> Any:
     for name, value in data.items():
         kwargs[name] = _coerce(hints[name], value, f"{prefix}{name}")
     return cls(**kwargs)
+
+
+# Budget keys of versions before 0.3 (counted in epochs) and the keys (counted in steps) that replace them.
+EPOCH_KEYS = {"train.max_epochs": "train.max_steps", "train.min_epochs": "train.min_steps",
+              "train.ramp_epochs": "train.ramp_steps", "pbt.generation_epochs": "pbt.generation_steps"}
+
+
+def _refuse_epoch_key(key: str) -> None:
+    new = EPOCH_KEYS.get(key)
+    if new is not None:
+        raise ConfigError(f"config key {key!r} is gone: budgets are counted in optimisation steps, use {new!r} "
+                          "(steps ~= epochs x ceil(training windows / train.batch_size); a run prints its windows "
+                          "and steps before training)")
+
+
+def legacy_to_steps(data: Mapping[str, Any], n_train: int | None = None) -> dict[str, Any]:
+    """A saved configuration (a result's provenance) with the epoch budgets of earlier versions
+    converted to steps: ``steps = epochs x ceil(n_train / batch_size)`` with the run's number
+    of training windows ``n_train`` (from its metrics), or the epoch budgets left out (the
+    defaults stand in) when it is unknown. The units of ``early_stopping_patience`` (epochs,
+    then steps) and ``lr_patience`` (epochs, then validation checks) changed too: with epoch
+    keys present they are converted the same way (patience) or kept (one check per epoch)."""
+    import math
+
+    out = json.loads(json.dumps(dict(data)))
+    train, pbt = out.get("train") or {}, out.get("pbt") or {}
+    legacy = any(k in train for k in ("max_epochs", "min_epochs", "ramp_epochs")) or "generation_epochs" in pbt
+    if not legacy:
+        return out
+    batch = int(train.get("batch_size", TrainConfig.batch_size))
+    per_epoch = math.ceil(n_train / batch) if n_train else None
+    for section, old, new in (("train", "max_epochs", "max_steps"), ("train", "min_epochs", "min_steps"),
+                              ("train", "ramp_epochs", "ramp_steps"), ("pbt", "generation_epochs", "generation_steps")):
+        values = out.get(section) or {}
+        if old in values:
+            epochs = values.pop(old)
+            if per_epoch is not None:
+                values[new] = max(int(epochs) * per_epoch, 1 if new in ("max_steps", "generation_steps") else 0)
+    if "early_stopping_patience" in train:
+        if per_epoch is not None:
+            train["early_stopping_patience"] = max(1, int(train["early_stopping_patience"]) * per_epoch)
+        else:
+            train.pop("early_stopping_patience")
+    if per_epoch is not None:
+        train.setdefault("valid_every", per_epoch)  # the earlier versions validated once per epoch
+    return out
 
 
 def _coerce(tp: Any, value: Any, key: str) -> Any:

@@ -12,7 +12,7 @@ population-based training changes it), then replays them. The sampling noise and
 come from torch's CUDA generator, which graph replays advance like eager calls do, so a seeded
 run is reproducible on the same GPU; the loss, augmentations and the optimizer step stay eager.
 :func:`evaluation_forward` does the same for the validation pass (posterior means, no
-gradient), which runs after every epoch. Set ``train.cuda_graphs: false`` to run every kernel
+gradient), which runs at every validation check. Set ``train.cuda_graphs: false`` to run every kernel
 eagerly (for debugging).
 """
 

@@ -427,7 +427,8 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
 
     result = Path(result)
     ds = load_results(result, run)
-    cfg = RunConfig.from_dict(json.loads(ds.attrs["config"]))
+    cfg = RunConfig.from_saved(json.loads(ds.attrs["config"]),  # also a run of a version counting epochs
+                               n_train=json.loads(ds.attrs.get("metrics") or "{}").get("n_train"))
     bin_size = float(ds.attrs["bin_size"])
     fs = 1.0 / bin_size
     times = np.asarray(ds.time.values, dtype=float)

@@ -51,12 +51,9 @@ _STOP_GRACE_S = 10.0
 
 
 def planned_steps(train_cfg: TrainConfig, n_train: int) -> int:
-    """The optimisation steps a single model's training may take at most: ``train.max_steps``
-    where the configuration has it, else ``max_epochs`` x batches per epoch."""
-    max_steps = getattr(train_cfg, "max_steps", None)
-    if max_steps:
-        return int(max_steps)
-    return int(train_cfg.max_epochs) * max(1, math.ceil(n_train / train_cfg.batch_size))
+    """The optimisation steps a single model's training may take at most (``train.max_steps``;
+    ``n_train`` does not change it: budgets are in steps)."""
+    return int(train_cfg.max_steps)
 
 
 def train_single(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: TrainConfig, aug: AugmentConfig,

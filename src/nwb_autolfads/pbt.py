@@ -1,6 +1,8 @@
 """Population-based training of LFADS (AutoLFADS, science.md section 6).
 
-A population of members trains in generations of ``generation_epochs`` epochs. After each
+A population of members trains in generations of ``generation_steps`` optimisation steps
+(validated every ``train.valid_every`` steps on a fixed, bounded subset of the validation
+windows, and at the end of the generation). After each
 generation every member is compared with a random other member (binary tournament); if the
 other is better (lower smoothed validation NLL), or its own metric is NaN, the member copies the
 other's weights, optimizer state, metric and hyperparameters, then *explores*: every
@@ -9,8 +11,10 @@ bounds). Training stops when the best metric improved by less than ``stop_improv
 ``stop_generations`` generations, or at ``max_generations``. The result is the best member seen
 (weights and hyperparameters), its training history, and the whole population history.
 
-Embedded executor: members train one after another in this process (each epoch already uses
-every core through torch's threads). Every completed generation is checkpointed atomically in
+Embedded executor: members train one after another in this process (each step already uses
+every core through torch's threads), or in worker processes. An executor is any object with
+``generation(members, n_steps, generation, seed)`` (train every :class:`Member` for ``n_steps``
+steps, updating its ``steps``, ``smoothed`` and ``history``) and ``close()``. Every completed generation is checkpointed atomically in
 ``rundir``; calling :func:`train_population` again with the same ``rundir`` resumes after the
 last completed generation and ends with exactly the result of an uninterrupted run (the
 population, the PBT random generator and torch's RNG are all part of the checkpoint).
@@ -43,8 +47,8 @@ from .config import AugmentConfig, ModelConfig, PBTConfig, SearchRange, TrainCon
 from .errors import TrainingError
 from .model import LFADS
 from .resources import available_cores, choose_execution, using_threads
-from .training import TrainResult, _ramp, _rng_state, _set_rng_state, evaluate_nll, load_checkpoint, \
-    save_checkpoint, train_epoch
+from .training import TrainResult, WindowSampler, _rng_state, _set_rng_state, evaluate_nll, load_checkpoint, \
+    save_checkpoint, train_steps, validation_subset
 
 __all__ = ["initial_hyperparameters", "explore", "tournament", "should_stop", "train_population"]
 
@@ -130,7 +134,8 @@ class Member:
     model: LFADS
     opt: torch.optim.Optimizer
     hp: dict[str, float]
-    epochs: int = 0
+    steps: int = 0
+    """Optimisation steps trained so far (across generations and copies: the KL/L2 ramp runs on it)."""
     smoothed: float = math.nan
     history: list[dict] = field(default_factory=list)
 
@@ -144,13 +149,13 @@ class Member:
 
     def state(self) -> dict:
         return {"model": copy.deepcopy(self.model.state_dict()), "opt": copy.deepcopy(self.opt.state_dict()),
-                "hp": dict(self.hp), "epochs": self.epochs, "smoothed": self.smoothed,
+                "hp": dict(self.hp), "steps": self.steps, "smoothed": self.smoothed,
                 "history": copy.deepcopy(self.history)}
 
     def load(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
-        self.hp, self.epochs, self.smoothed = dict(state["hp"]), state["epochs"], state["smoothed"]
+        self.hp, self.steps, self.smoothed = dict(state["hp"]), state["steps"], state["smoothed"]
         self.history = copy.deepcopy(state["history"])
         self.apply()
 
@@ -160,24 +165,31 @@ def _train_config(cfg: TrainConfig, hp: dict[str, float]) -> TrainConfig:
                    kl_co_scale=hp["kl_co_scale"], kl_ic_scale=hp["kl_ic_scale"])
 
 
-def _train_generation(member: Member, train_x, valid_x, cfg: TrainConfig, aug: AugmentConfig, epochs: int,
+def _train_generation(member: Member, train_x, valid_x, cfg: TrainConfig, aug: AugmentConfig, n_steps: int,
                       number: int, seed: int) -> None:
-    """``epochs`` epochs of one member; its metric is the smoothed validation NLL (NaN if it
-    diverged: the tournament then replaces it)."""
+    """``n_steps`` optimisation steps of one member, validated every ``cfg.valid_every`` steps
+    (counted on the member's own steps) and after the last; its metric is the smoothed
+    validation NLL (NaN if it diverged: the tournament then replaces it). ``valid_x`` is the
+    fixed validation subset. Batches come from a permutation drawn afresh each generation (from
+    the member-generation's seed), so no window is left out for good."""
     torch.manual_seed(seed)  # each member-generation has its own stream: results do not depend on the executor
     tcfg = _train_config(cfg, member.hp)
     cd = CoordinatedDropout(member.hp["cd_rate"])
     shift = TemporalShift(aug.shift_std, aug.shift_max)
-    for _ in range(epochs):
-        sums = train_epoch(member.model, member.opt, train_x, tcfg, cd, shift, _ramp(member.epochs, cfg.ramp_epochs))
+    sampler = WindowSampler(train_x.shape[0], cfg.batch_size)
+    done = 0
+    while done < n_steps:
+        n = min(cfg.valid_every - member.steps % cfg.valid_every, n_steps - done)
+        sums, k = train_steps(member.model, member.opt, train_x, tcfg, cd, shift, sampler, n, member.steps)
+        member.steps += k
+        done += k
         valid = evaluate_nll(member.model, valid_x, graphs=cfg.cuda_graphs) if sums is not None else math.nan
-        member.epochs += 1
         if sums is None or not math.isfinite(valid):
             member.smoothed = math.nan
             return
         s = member.smoothed
         member.smoothed = valid if math.isnan(s) else cfg.smoothing * s + (1 - cfg.smoothing) * valid
-        member.history.append({"epoch": member.epochs - 1, "train_nll": sums["nll"], "valid_nll": valid,
+        member.history.append({"step": member.steps, "train_nll": sums["nll"], "valid_nll": valid,
                                "smoothed_valid_nll": member.smoothed, "kl_ic": sums["kl_ic"], "kl_co": sums["kl_co"],
                                "l2": sums["l2"], "lr": member.hp["lr"], "generation": number})
 
@@ -199,13 +211,13 @@ def _worker_init(n_channels, model_cfg, observation, train_cfg, aug, train_x, va
                    train_x=train_x, valid_x=valid_x)
 
 
-def _worker_generation(state: dict, epochs: int, generation: int, seed: int) -> dict:
+def _worker_generation(state: dict, n_steps: int, generation: int, seed: int) -> dict:
     model = _WORKER["model"]
     opt = torch.optim.Adam(model.parameters(), lr=state["hp"]["lr"], eps=_WORKER["train_cfg"].adam_eps)
     member = Member(model, opt, dict(state["hp"]))
     member.load(state)
-    _train_generation(member, _WORKER["train_x"], _WORKER["valid_x"], _WORKER["train_cfg"], _WORKER["aug"], epochs,
-                      generation, seed)
+    _train_generation(member, _WORKER["train_x"], _WORKER["valid_x"], _WORKER["train_cfg"], _WORKER["aug"],
+                      n_steps, generation, seed)
     return member.state()
 
 
@@ -258,15 +270,16 @@ class _Executor:
                 for f in [self.pool.submit(os.getpid) for _ in range(workers)]:
                     f.result()
 
-    def generation(self, members: list[Member], epochs: int, g: int, seed: int) -> None:
+    def generation(self, members: list[Member], n_steps: int, g: int, seed: int) -> None:
+        """Train every member for ``n_steps`` steps of generation ``g`` (seeds from ``seed``)."""
         seeds = [_member_seed(seed, g, k) for k in range(len(members))]
         if self.pool is None:
             train_x, valid_x, train_cfg, aug = self.args
             for m, member_seed in zip(members, seeds):
-                _train_generation(m, train_x, valid_x, train_cfg, aug, epochs, g, member_seed)
+                _train_generation(m, train_x, valid_x, train_cfg, aug, n_steps, g, member_seed)
             return
         with _without_main_script():  # a worker that died is replaced on submit
-            futures = [self.pool.submit(_worker_generation, _to_cpu(m.state()), epochs, g, member_seed)
+            futures = [self.pool.submit(_worker_generation, _to_cpu(m.state()), n_steps, g, member_seed)
                        for m, member_seed in zip(members, seeds)]
         for m, f in zip(members, futures):
             m.load(f.result())
@@ -310,7 +323,8 @@ def train_population(make_model: Callable[[], LFADS], train_x: torch.Tensor, val
                      seed: int = 0, rundir: str | Path | None = None, progress: bool = True,
                      on_generation: Callable[[int, list[dict]], None] | None = None) -> tuple[LFADS, TrainResult]:
     """Population-based training; returns the best model (weights restored) and a
-    :class:`TrainResult` whose ``history`` is the winner's lineage, epoch by epoch, with
+    :class:`TrainResult` whose ``history`` is the winner's lineage, one row per validation check
+    (with its ``step``: the member's steps trained), with
     ``pbt_history`` (one row per generation x member) and ``hyperparameters`` (the winner's).
 
     ``make_model()`` builds a freshly initialised model (called once per member, in order).
@@ -319,6 +333,9 @@ def train_population(make_model: Callable[[], LFADS], train_x: torch.Tensor, val
     completed and checkpointed generation.
     """
     t0 = time.perf_counter()
+    # every check evaluates the same bounded subset of the validation windows
+    valid_x = valid_x[torch.as_tensor(validation_subset(valid_x.shape[0], train_cfg.valid_windows),
+                                      device=valid_x.device)]
     ranges = pbt.ranges()
     defaults = configured_hyperparameters(model_cfg, train_cfg, aug)
     rng = np.random.default_rng(seed + 7919)
@@ -361,7 +378,7 @@ def train_population(make_model: Callable[[], LFADS], train_x: torch.Tensor, val
         for g in range(start, pbt.max_generations):
             if stopped:
                 break
-            executor.generation(members, pbt.generation_epochs, g, seed)
+            executor.generation(members, pbt.generation_steps, g, seed)
             scores = [m.smoothed for m in members]
             finite = [s for s in scores if math.isfinite(s)]
             if not finite:
@@ -373,7 +390,7 @@ def train_population(make_model: Callable[[], LFADS], train_x: torch.Tensor, val
             best_per_generation.append(best["score"])
             parents = tournament(scores, rng)
             for k, (m, s) in enumerate(zip(members, scores)):
-                rows.append({"generation": g, "member": k, **m.hp, "metric": s, "epochs": m.epochs,
+                rows.append({"generation": g, "member": k, **m.hp, "metric": s, "steps": m.steps,
                              "parent_member": parents[k] if parents[k] != k else -1,
                              "parent_generation": g if parents[k] != k else -1})
             sources = {p: members[p].state() for k, p in enumerate(parents) if p != k}  # before any copy
@@ -409,7 +426,7 @@ def train_population(make_model: Callable[[], LFADS], train_x: torch.Tensor, val
     summary = {"population": pbt.population, "generations": len(best_per_generation),
                "best_member": best["member"], "best_generation": best["generation"], "stopped_by_rule": stopped,
                "lineage": lineage(rows, best["member"], best["generation"])}
-    result = TrainResult(history=history, best_epoch=len(history) - 1, best_valid_nll=best["score"],
+    result = TrainResult(history=history, best_step=best["steps"], best_valid_nll=best["score"],
                          stopped_early=stopped, seconds=time.perf_counter() - t0, pbt_history=rows,
                          hyperparameters=dict(best["hp"]), pbt_summary=summary, execution=plan.describe())
     return winner.model, result

@@ -6,8 +6,8 @@ population spreads over a cluster (``ray start --head`` on one machine, ``ray st
 HEAD:6379``). Without an address a private local Ray instance is started, bound to 127.0.0.1.
 
 - Every member is a Tune trial (one CPU, or one GPU when ``pbt.ray_gpus_per_member`` > 0)
-  that trains one generation of ``generation_epochs`` epochs and reports its smoothed
-  validation NLL with a checkpoint (weights, optimizer state, epochs, history).
+  that trains one generation of ``generation_steps`` optimisation steps and reports its smoothed
+  validation NLL with a checkpoint (weights, optimizer state, steps, history).
 - :class:`TournamentPBT`, a subclass of Tune's synchronous ``PopulationBasedTraining``
   scheduler, replaces its quantile rule with our binary tournament (:func:`~nwb_autolfads.pbt.
   tournament`) and its explore step with ours (:func:`~nwb_autolfads.pbt.explore`: per-
@@ -45,7 +45,7 @@ from .errors import ConfigError, TrainingError
 from .model import LFADS
 from .pbt import Member, _fingerprint, _member_seed, _to_cpu, _train_generation, explore, initial_hyperparameters, lineage, \
     should_stop, tournament
-from .training import TrainResult, load_checkpoint
+from .training import TrainResult, load_checkpoint, validation_subset
 
 __all__ = ["train_population_ray"]
 
@@ -100,13 +100,13 @@ def _member_trainable(config: dict, data: dict) -> None:
     member.apply()
     train_x, valid_x = data["train_x"].to(device), data["valid_x"].to(device)
     while True:
-        _train_generation(member, train_x, valid_x, data["train_cfg"], data["aug"], data["generation_epochs"],
+        _train_generation(member, train_x, valid_x, data["train_cfg"], data["aug"], data["generation_steps"],
                           generation, _member_seed(data["seed"], generation, int(config["member"])))
         generation += 1
         with tempfile.TemporaryDirectory() as d:
             torch.save({**_to_cpu(member.state()), "generation": generation}, Path(d) / STATE_FILE)
             metric = member.smoothed if math.isfinite(member.smoothed) else float("inf")
-            tune.report({"metric": metric, "generation": generation - 1, "epochs": member.epochs},
+            tune.report({"metric": metric, "generation": generation - 1, "steps": member.steps},
                         checkpoint=tune.Checkpoint.from_directory(d))
 
 
@@ -156,7 +156,7 @@ def _scheduler_class():
             self.best_per_generation.append(self.best["score"])
             for k, (t, s) in enumerate(zip(trials, scores)):
                 self.rows.append({"generation": g, "member": k, **{h: float(t.config[h]) for h in self.ranges},
-                                  "metric": s, "epochs": int(self._trial_state[t].last_result.get("epochs", 0)),
+                                  "metric": s, "steps": int(self._trial_state[t].last_result.get("steps", 0)),
                                   "parent_member": parents[k] if parents[k] != k else -1,
                                   "parent_generation": g if parents[k] != k else -1})
             self._pending = len(self._trial_state)
@@ -270,6 +270,8 @@ def train_population_ray(make_model: Callable[[], LFADS], train_x: torch.Tensor,
     """:func:`nwb_autolfads.pbt.train_population` on Ray Tune (same arguments and result)."""
     ray, tune = _import_ray()
     t0 = time.perf_counter()
+    valid_x = valid_x[torch.as_tensor(validation_subset(valid_x.shape[0], train_cfg.valid_windows),
+                                      device=valid_x.device)]  # the fixed, bounded validation subset
     ranges = pbt.ranges()
     defaults = configured_hyperparameters(model_cfg, train_cfg, aug)
     rng = np.random.default_rng(seed + 7919)
@@ -279,7 +281,7 @@ def train_population_ray(make_model: Callable[[], LFADS], train_x: torch.Tensor,
     gpu = float(pbt.ray_gpus_per_member)
     data = {"n_channels": model0.n_channels, "model_cfg": model_cfg, "observation": model0.observation,
             "train_cfg": train_cfg, "aug": aug, "train_x": train_x.cpu(), "valid_x": valid_x.cpu(),
-            "generation_epochs": pbt.generation_epochs, "seed": seed, "hp_names": list(ranges),
+            "generation_steps": pbt.generation_steps, "seed": seed, "hp_names": list(ranges),
             "initial_weights": [_to_cpu(m.state_dict()) for m in models], "gpu": gpu > 0,
             "threads": pbt.ray_cpus_per_member}
     started = False
@@ -376,7 +378,7 @@ def train_population_ray(make_model: Callable[[], LFADS], train_x: torch.Tensor,
     summary = {"population": pbt.population, "generations": len(scheduler.best_per_generation),
                "best_member": best["member"], "best_generation": best["generation"], "stopped_by_rule": stopped,
                "lineage": lineage(scheduler.rows, best["member"], best["generation"]), "backend": "ray"}
-    result = TrainResult(history=member.history, best_epoch=len(member.history) - 1, best_valid_nll=best["score"],
+    result = TrainResult(history=member.history, best_step=member.steps, best_valid_nll=best["score"],
                          stopped_early=stopped, seconds=time.perf_counter() - t0, pbt_history=scheduler.rows,
                          hyperparameters=dict(state["hp"]), pbt_summary=summary)
     return winner, result

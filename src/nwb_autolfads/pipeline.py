@@ -35,7 +35,7 @@ from .reading import (bin_spikes, check_spike_span, check_unit_clocks, emg_doubt
 from .pbt import train_population
 from .isolation import planned_steps, train_single
 from .resources import choose_execution
-from .training import TrainResult, split_train_valid
+from .training import TrainResult, split_train_valid, time_steps
 from .windows import MIN_FITTED_WINDOW, WindowIndex, chop_segments, fitted_window
 from .sources import Source, resolve_source, source_sha256 as input_sha256
 from .writing import (OutputLock, RunRecord, check_in_place, check_output_path, compact_float, default_output_path,
@@ -79,6 +79,8 @@ class RunResult:
     """Why the modelled series does not look like EMG (None when nothing speaks against it)."""
     score_targets: list[str] = field(default_factory=list)
     """What in the input ``evaluate`` can score the run against (kinematics, force, spikes, ground truth)."""
+    plan: dict = field(default_factory=dict)
+    """The training budget and the expected time printed before training (also in the provenance's metrics)."""
 
     def summary(self, report: str | Path | None = None) -> str:
         """A readable account of the run. ``report``: the folder a report is written to next
@@ -104,16 +106,16 @@ class RunResult:
             f"  windows     {self.n_windows} of {self.config.windows.window_bins} bins "
             f"({self.n_train} train / {self.n_valid} validation)",
             (f"  training    population-based: {t.pbt_summary['population']} members x "
-             f"{t.pbt_summary['generations']} generations of {self.config.pbt.generation_epochs} epochs in "
+             f"{t.pbt_summary['generations']} generations of {self.config.pbt.generation_steps} steps in "
              f"{t.seconds:.1f} s on {self.device}" + (" (stopping rule)" if t.stopped_early else "")
              + f"; winner: member {t.pbt_summary['best_member']} of generation {t.pbt_summary['best_generation'] + 1}, "
              f"smoothed validation NLL {t.best_valid_nll:.4f}; "
              + ", ".join(f"{k} {v:.3g}" for k, v in (t.hyperparameters or {}).items())
              if t.pbt_summary else
-             f"  training    {len(t.history)} epochs in {t.seconds:.1f} s on {self.device}; best smoothed "
-             f"validation NLL {t.best_valid_nll:.4f} at epoch {t.best_epoch}"
+             f"  training    {_steps_trained(t)} steps in {t.seconds:.1f} s on {self.device}; best smoothed "
+             f"validation NLL {t.best_valid_nll:.4f} at step {t.best_step}"
              + (f" (stopped early: no improvement of the smoothed validation NLL for "
-                f"{self.config.train.early_stopping_patience} epochs)" if t.stopped_early else "")),
+                f"{self.config.train.early_stopping_patience} steps)" if t.stopped_early else "")),
         ]
         if self.config.preset == "smoke":
             lines.append(f"  NOTE        {SMOKE_NOTE}: run with --preset quick or default for results to use")
@@ -148,7 +150,7 @@ class RunResult:
 
 
 RUN_FINGERPRINT = "fingerprint.json"
-SMOKE_NOTE = ("smoke preset: a check that the data go through the pipeline (a tiny model trained for a few epochs); "
+SMOKE_NOTE = ("smoke preset: a check that the data go through the pipeline (a tiny model trained for a few dozen steps); "
               "its results are not meant to be used")
 
 
@@ -286,7 +288,7 @@ def _score_targets(nwbfile, emg: bool, spikes: bool) -> list[str]:
 
 def _changed_settings(old: Any, new: dict) -> str:
     """What differs between two run-directory fingerprints, for a message: ``settings
-    (train.max_epochs: 150 -> 3)``, ``data``, or both."""
+    (train.max_steps: 2000 -> 20)``, ``data``, or both."""
     if not isinstance(old, dict) or not isinstance(old.get("config"), dict):
         return "data or settings"
 
@@ -329,12 +331,18 @@ def _hyperparameters(cfg: RunConfig) -> dict:
 def _metrics(result: "RunResult") -> dict:
     t = result.training
     last = t.history[-1] if t.history else {}
-    return {"epochs": len(t.history), "best_epoch": t.best_epoch, "best_smoothed_valid_nll": t.best_valid_nll,
+    return {"steps": _steps_trained(t), "checks": len(t.history), "best_step": t.best_step,
+            "best_smoothed_valid_nll": t.best_valid_nll,
             "final_train_nll": last.get("train_nll"), "final_valid_nll": last.get("valid_nll"),
             "stopped_early": t.stopped_early, "nan_recoveries": t.nan_recoveries, "training_seconds": t.seconds,
             "n_windows": result.n_windows, "n_train": result.n_train, "n_valid": result.n_valid,
-            "device": result.device, **({"execution": t.execution} if t.execution else {}),
+            "device": result.device, **({"execution": t.execution} if t.execution else {}), **({"plan": result.plan} if result.plan else {}),
             **({"pbt": t.pbt_summary} if t.pbt_summary else {})}
+
+
+def _steps_trained(t: TrainResult) -> int:
+    """Optimisation steps the result's model trained (the winner's own steps for a population)."""
+    return int(t.history[-1]["step"]) if t.history else 0
 
 
 def _ic_times(fit: "FitResult", bin_times: list[np.ndarray], lead: int) -> np.ndarray:
@@ -372,6 +380,61 @@ class FitResult:
     n_valid: int
     device: str
     model: LFADS
+    plan: dict = field(default_factory=dict)
+    """The budget and the time expected before training (:func:`training_plan`), for the provenance."""
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def training_plan(cfg: RunConfig, n_train: int, n_valid: int, device, timing: tuple[float, float]) -> dict:
+    """What training will do and an estimate of how long it takes at most, before it starts.
+
+    ``timing``: (seconds per step, seconds per validation check) measured on this data
+    (:func:`~nwb_autolfads.training.time_steps`). The estimate is the budget's upper bound
+    (early stopping and the PBT stopping rule usually end sooner) for training only; members
+    in worker processes are taken to run side by side. Returns a dict for the provenance with
+    the printable block under ``text``."""
+    from .pbt import default_workers
+
+    t, p = cfg.train, cfg.pbt
+    per_step, per_check = timing
+    n_checked = min(n_valid, t.valid_windows)
+    per_epoch = -(-n_train // t.batch_size)
+    if p.population > 1:
+        steps = p.generation_steps * p.max_generations
+        checks_per_generation = -(-p.generation_steps // t.valid_every)
+        workers = (p.workers or default_workers(p.population)) if device.type == "cpu" and p.backend == "embedded" else 1
+        side_by_side = min(workers, p.population)
+        member_seconds = p.max_generations * (p.generation_steps * per_step + checks_per_generation * per_check)
+        seconds = member_seconds * -(-p.population // side_by_side)
+        budget = (f"{p.population} members x at most {p.max_generations} generations x {p.generation_steps} steps "
+                  f"(= {steps} steps per member, {p.population * steps} in all; exploit/explore after each generation)")
+        how = (f"{side_by_side} worker processes side by side" if side_by_side > 1 else "one member after another")
+        if p.backend == "ray":
+            how = "as if one member after another (Ray spreads them over its cluster: less)"
+    else:
+        steps = t.max_steps
+        seconds = steps * per_step + -(-steps // t.valid_every) * per_check
+        budget = (f"1 model, at most {steps} steps (early stopping after {t.early_stopping_patience} steps without "
+                  f"improvement, not before step {max(t.min_steps, t.ramp_steps)})")
+        how = "one model"
+    text = "\n".join([
+        "nwb-autolfads plan (before training):",
+        f"  windows   {n_train} training / {n_valid} validation ({n_checked} evaluated every {t.valid_every} steps); "
+        f"{t.batch_size} windows per step, {per_epoch} steps per pass over the training windows",
+        f"  budget    {budget}",
+        f"  expected  at most ~{_duration(seconds)} of training on {device.type} (an estimate: {per_step * 1e3:.0f} ms "
+        f"per step and {per_check * 1e3:.0f} ms per check, timed here on {min(3, steps)} steps; {how}; stopping rules "
+        "usually end sooner; inference and writing not included)"])
+    return {"steps_per_member": steps, "members": p.population if p.population > 1 else 1,
+            "n_train": n_train, "n_valid_checked": n_checked, "seconds_per_step": per_step,
+            "seconds_per_check": per_check, "expected_training_seconds_at_most": seconds, "text": text}
 
 
 def fit_signal(segments: list[np.ndarray], bin_size: float, observation: ObservationModel, cfg: RunConfig,
@@ -415,6 +478,11 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
         m.init_readout_bias(data_mean)
         return m
 
+    plan = training_plan(cfg, int(train_idx.size), int(valid_idx.size), device,
+                         time_steps(make_model(), x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment))
+    if progress:
+        sys.stderr.write(plan["text"] + "\n")
+        sys.stderr.flush()
     if cfg.pbt.population > 1:
         if cfg.pbt.backend == "ray":
             from .pbt_ray import train_population_ray as trainer
@@ -428,16 +496,17 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
         if ck is not None:
             ck.parent.mkdir(parents=True, exist_ok=True)
         work = planned_steps(cfg.train, train_idx.size) * sum(p.numel() for p in model.parameters())
-        plan = choose_execution(1, cfg.model, segments[0].shape[1], device.type, threads=cfg.train.threads,
+        execution = choose_execution(1, cfg.model, segments[0].shape[1], device.type, threads=cfg.train.threads,
                                 execution=getattr(cfg.pbt, "execution", "auto"), work=work)
-        log.info("training: %s", plan.describe())
-        result = train_single(model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment, plan,
+        log.info("training: %s", execution.describe())
+        result = train_single(model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment, execution,
                               progress=progress, checkpoint=ck)  # in a child process, or here
-        result.execution = plan.describe()
+        result.execution = execution.describe()
     merged = infer_merged(model, x_all, index, cfg.inference, w.merge_power, lead, progress=progress)
     return FitResult(mean=merged.mean, factors=merged.factors, inputs=merged.inputs, ic_mean=merged.ic_mean,
                      training=result, coverage=merged.coverage, index=index, n_train=int(train_idx.size),
-                     n_valid=int(valid_idx.size), device=str(device), model=model)
+                     n_valid=int(valid_idx.size), device=str(device), model=model,
+                     plan={k: v for k, v in plan.items() if k != "text"})
 
 
 def run(path: str | Path, output: str | Path | None = None, *, preset: str | None = None,
@@ -454,10 +523,10 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         DANDI asset (``dandi://dandi/<id>[@version]/<path>`` or ``DANDI:<id>/<path>``), streamed.
     output : output NWB path; default ``<stem>_autolfads.nwb`` beside the input (DANDI-style
         ``sub-X_ses-Y_desc-autolfads_emg.nwb`` for DANDI-named inputs).
-    preset : ``smoke`` (a pipeline check: a tiny model trained for a few epochs, not a result
+    preset : ``smoke`` (a pipeline check: a tiny model trained for a few dozen steps, not a result
         to use), ``quick`` (minutes), ``default`` (the full method) or ``paper``.
     config : a :class:`RunConfig`, or the path of a YAML config file.
-    overrides : extra settings, nested or dotted (``{"train.max_epochs": 100}``).
+    overrides : extra settings, nested or dotted (``{"train.max_steps": 1000}``).
     emg : object path of the EMG series (``acquisition/EMG``); found automatically if None.
     seed, device : shortcuts for the ``seed`` and ``device`` settings.
     overwrite : replace an existing output file.
@@ -472,8 +541,8 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     progress : show progress bars.
     command : how the run was started, for the provenance (the CLI passes its command line).
     resume : run directory of an interrupted run to continue. Without it, a run that writes a
-        file keeps its state in ``.<output name>.rundir`` beside the output (every epoch for
-        one model, every generation for a population) and the same command run again after
+        file keeps its state in ``.<output name>.rundir`` beside the output (every validation
+        check for one model, every generation for a population) and the same command run again after
         a crash continues from there; the directory is removed once the output is written. A
         run directory left by a run with other data or settings is never deleted: the run is
         refused (:class:`~nwb_autolfads.errors.ConfigError`) unless ``fresh``.
@@ -659,7 +728,7 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
                        factors=factors.astype(np.float32), inputs=inputs.astype(np.float32),
                        rectified=compact_float(rectified), preprocessing_steps=pre.steps if pre else [],
                        training=train, n_windows=fit.index.n_windows, n_train=fit.n_train, n_valid=fit.n_valid,
-                       seconds=0.0, device=fit.device, other_candidates=others,
+                       seconds=0.0, device=fit.device, plan=fit.plan, other_candidates=others,
                        chosen_by="--emg" if cfg.data.emg else "found automatically", doubt=doubt,
                        score_targets=list(targets))
     if write:
@@ -698,7 +767,7 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
                            if pre is not None else {"bin_size": bin_size, "steps": ["spike counts per bin"]}),
             history=train.history, pbt_history=train.pbt_history or [
                 {"generation": 0, "member": 0, **_hyperparameters(cfg), "metric": train.best_valid_nll,
-                 "epochs": len(train.history), "parent_member": -1, "parent_generation": -1}],
+                 "steps": _steps_trained(train), "parent_member": -1, "parent_generation": -1}],
             command=command or f"nwb_autolfads.run({str(path)!r}, ...) from {' '.join(sys.argv)}", git_revision=git_revision(), name=run_name,
             source=source.provenance(source_sha256))
         result.output, result.run_name = write_results(path, None if in_place else out_path, record,

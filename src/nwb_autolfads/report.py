@@ -94,22 +94,26 @@ def _figure(plt, *args, **kwargs):
 
 # --------------------------------------------------------------------------- training and PBT
 def training_curves_figure(ds):
-    """The chosen model's training and validation NLL per epoch (x: epochs trained, 1 = after
-    the first epoch, as the console counts), or None when the run has no curves."""
+    """The chosen model's training and validation NLL per validation check (x: optimisation
+    steps trained; runs of earlier versions: epochs trained, 1 = after the first epoch), or None
+    when the run has no curves."""
     if "valid_nll" not in ds:
         return None
     from matplotlib.ticker import MaxNLocator
 
     plt = _plt()
     fig, ax = _figure(plt, figsize=(7, 3.2))
-    epochs = ds.epoch.values + 1
+    if "step" in ds.coords:
+        epochs, xlabel = ds.step.values, "optimisation steps trained (the chosen model, across its generations)"
+    else:  # a run of a version that counted epochs
+        epochs, xlabel = ds.epoch.values + 1, "epochs trained (the chosen model, across its generations)"
     for var, label, style in (("train_nll", "training", "-"), ("valid_nll", "validation", "-"),
                               ("smoothed_valid_nll", "validation (smoothed: the stopping metric)", "--"),
                               ("sample_valid_nll", "held-out samples (sample validation)", ":")):
         if var in ds:
             ax.plot(epochs, ds[var].values, style, label=label, marker="." if epochs.size < 30 else None)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epochs trained (the chosen model, across its generations)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("reconstruction NLL per element")
     ax.set_title("Training curves")
     ax.legend(frameon=False, fontsize=LEGEND_FONTSIZE)
@@ -632,7 +636,7 @@ def _write_into(ev: Evaluation, folder: Path, ds=None) -> Path:
              "the file has a trials table, of each behavioural phase between its time columns. A low-pass filter "
              "passes low frequencies with gain 1 and cuts above its cutoff; the model's filter adapts to the "
              "signal.", _written(spectra_figure(ev), folder, "transfer_functions.png")),
-            ("Training curves of the chosen model (negative log-likelihood per data element), per epoch trained.",
+            ("Training curves of the chosen model (negative log-likelihood per data element), per validation check.",
              _written(training_curves_figure(ds), folder, "training_curves.png")),
             ("Hyperparameters of every member of the population per generation (numbered from 1, as the console "
              "counts).", _written(pbt_figure(ds), folder, "pbt_hyperparameters.png")),

@@ -38,7 +38,8 @@ class RunInfo:
     channels: list[str]
     n_units: int
     seed: int
-    epochs: int | None
+    steps: int | None
+    """Optimisation steps the chosen model trained (None for runs of versions that counted epochs)."""
     best_valid_nll: float | None
     description: str
     preset: str = ""
@@ -48,6 +49,8 @@ class RunInfo:
     """Where the source file was read (local path or URL; empty for files before spec 0.2.0)."""
     source_in_file: bool = True
     """False for a results-only file: the source's data are at ``source_location``."""
+    epochs: int | None = None
+    """Epochs trained, for runs of versions before 0.3 that counted budgets in epochs (else None)."""
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -85,7 +88,7 @@ def _info(run) -> RunInfo:
                    modalities=run.modalities, sources=run.source_paths, n_bins=int(run.factors.data.shape[0]),
                    bin_size=float(run.bin_size), channels=[str(c) for c in act.channel_names[:]] if act else [],
                    n_units=int(rates.data.shape[1]) if rates is not None else 0, seed=int(run.random_seed),
-                   epochs=metrics.get("epochs"), best_valid_nll=metrics.get("best_smoothed_valid_nll"),
+                   steps=metrics.get("steps"), epochs=metrics.get("epochs"), best_valid_nll=metrics.get("best_smoothed_valid_nll"),
                    description=run.description, source_location=run.source_location or "",
                    source_in_file=source_in_file(run), preset=_preset(run.config),
                    git_revision=run.git_revision or "")
@@ -135,10 +138,18 @@ def format_runs(path: str | Path, runs: list[RunInfo]) -> str:
                   f"    started {r.started}, finished {r.finished}, nwb-autolfads {r.software_version} "
                   f"({r.git_revision or 'no git revision recorded'}), preset {r.preset or '?'}, seed {r.seed}",
                   f"    {r.modalities}: {', '.join(what)} from {r.sources}; {r.n_bins} bins of {r.bin_size * 1e3:g} ms",
-                  f"    {r.epochs} epochs, best smoothed validation NLL {nll}"]
+                  f"    {_budget(r)}, best smoothed validation NLL {nll}"]
         if not r.source_in_file:
             lines.append(f"    results only: the source's data are in {r.source_location}")
     return "\n".join(lines)
+
+
+def _budget(r: RunInfo) -> str:
+    if r.steps is not None:
+        return f"{r.steps} steps"
+    if r.epochs is not None:
+        return f"{r.epochs} epochs (a run of an earlier version, counted in epochs)"
+    return "training length not recorded"
 
 
 def _times(ts) -> np.ndarray:
@@ -156,7 +167,8 @@ def load_results(path: str | Path, run: str | None = None):
     Variables (those the run modelled): ``emg_activations`` (time x channel, the source's units),
     ``firing_rates`` (time x unit, Hz), ``factors`` (time x factor), ``inferred_inputs``
     (time x inferred_input), ``initial_conditions`` (window x ic_dim, with ``window_time``),
-    and the training curves (epoch). Attributes: the run's provenance (config, software,
+    and the training curves (``step``: one row per validation check; ``epoch`` for runs of
+    versions that counted epochs). Attributes: the run's provenance (config, software,
     hyperparameters and metrics as JSON text; seed, times, source file identifier and SHA-256,
     where the source is: ``source_location``, ``source_url``, ``source_dandi_asset_id``, and
     ``source_in_file``, 0 for a results-only file whose source's data are elsewhere;
@@ -202,11 +214,13 @@ def load_results(path: str | Path, run: str | None = None):
             data_vars["initial_conditions"] = (("window", "ic_dim"), np.asarray(ic.data[:]),
                                                {"description": ic.description})
         curves = r.training_curves.to_dataframe()
-        if "epoch" in curves and len(curves) > 0:
-            coords["epoch"] = ("epoch", curves["epoch"].to_numpy())
+        # one row per validation check at its "step" (runs of earlier versions: one per "epoch")
+        axis = "step" if "step" in curves else "epoch"
+        if axis in curves and len(curves) > 0:
+            coords[axis] = (axis, curves[axis].to_numpy())
             for col in curves.columns:
-                if col != "epoch" and np.issubdtype(curves[col].dtype, np.number):
-                    data_vars[col] = (("epoch",), curves[col].to_numpy(), {"description": f"training curve: {col}"})
+                if col != axis and np.issubdtype(curves[col].dtype, np.number):
+                    data_vars[col] = ((axis,), curves[col].to_numpy(), {"description": f"training curve: {col}"})
         attrs = {"run": r.name, "file": str(path), "description": r.description, "modalities": r.modalities,
                  "software_version": r.software_version, "git_revision": r.git_revision or "",
                  "random_seed": int(r.random_seed), "started": r.started, "finished": r.finished,

@@ -483,14 +483,14 @@ def mock_run_record(n_bins: int = 100, n_channels: int = 6, unit_ids: list[int] 
     times = t0 + np.arange(n_bins) * bin_size if times is None else np.asarray(times, dtype=float)
     n_bins = times.size
     n_windows = max(1, n_bins // 20)
-    history = [{"epoch": e, "train_nll": 1.0 / (e + 1), "valid_nll": 1.1 / (e + 1), "smoothed_valid_nll": 1.2 / (e + 1),
-                "lr": 0.004} for e in range(5)]
+    history = [{"step": 10 * (e + 1), "train_nll": 1.0 / (e + 1), "valid_nll": 1.1 / (e + 1),
+                "smoothed_valid_nll": 1.2 / (e + 1), "lr": 0.004} for e in range(5)]
     pbt_history = [{"generation": g, "member": m, "lr": 0.004 * (1 + m), "kl_co_scale": 1e-4, "metric": 1.0 / (g + m + 1),
                     "parent_member": -1 if g == 0 else m} for g in range(2) for m in range(3)] if pbt else None
     return RunRecord(
         times=times, bin_size=bin_size, factors=rng.random((n_bins, 4)).astype(np.float32),
         inputs=rng.random((n_bins, 2)).astype(np.float32), description="mock run", config={"seed": seed},
-        software={"nwb_autolfads": "test"}, hyperparameters={"lr": 0.004}, metrics={"epochs": 5},
+        software={"nwb_autolfads": "test"}, hyperparameters={"lr": 0.004}, metrics={"steps": 50},
         seed=seed, started="2026-01-01T00:00:00+00:00", finished="2026-01-01T00:01:00+00:00",
         source_identifier="source-id", source_sha256="0" * 64,
         modalities="+".join(m for m, on in (("emg", n_channels > 0), ("spikes", bool(unit_ids))) if on),

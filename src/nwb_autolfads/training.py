@@ -4,10 +4,12 @@ Loss per batch = reconstruction NLL (mean over the elements coordinated dropout 
 encoder) + ramp * (kl_ic_scale * KL(g0) + kl_co_scale * KL(u)) (per window, mean over windows)
 + ramp * (l2_gen_scale * L2(generator) + l2_con_scale * L2(controller)) with
 L2(W) = 0.5 * sum(W^2) / numel(W). The KL and L2 weights ramp linearly from 0 to 1 over
-``ramp_epochs``. The optimised quantity is ``loss_scale * loss`` (gradient clipping acts on
-that scale). Adam; learning rate decays when the smoothed validation NLL plateaus; training
-stops early when it has not improved for ``early_stopping_patience`` epochs, and the best
-weights (by smoothed validation NLL) are the result.
+``ramp_steps`` optimisation steps. The optimised quantity is ``loss_scale * loss`` (gradient
+clipping acts on that scale). Every budget is counted in steps (batches), not epochs, so a longer
+recording costs no more steps: the model is validated every ``valid_every`` steps on a fixed,
+bounded subset of the validation windows; the learning rate decays when the smoothed validation
+NLL plateaus (``lr_patience`` checks); training stops early when it has not improved for
+``early_stopping_patience`` steps, and the best weights (by smoothed validation NLL) are the result.
 """
 
 from __future__ import annotations
@@ -30,14 +32,16 @@ from .cudagraphs import evaluation_forward, training_forward
 from .errors import OutputError, TrainingError
 from .model import LFADS
 
-__all__ = ["TrainResult", "train_model", "train_epoch", "split_train_valid", "evaluate_nll", "save_checkpoint", "load_checkpoint"]
+__all__ = ["TrainResult", "train_model", "train_steps", "time_steps", "WindowSampler", "validation_subset", "split_train_valid", "evaluate_nll", "save_checkpoint", "load_checkpoint"]
 
 
 @dataclass
 class TrainResult:
     history: list[dict] = field(default_factory=list)
-    """One record per epoch: epoch, train_nll, valid_nll, smoothed_valid_nll, kl_ic, kl_co, l2, lr."""
-    best_epoch: int = 0
+    """One record per validation check: step (steps trained), train_nll (mean over the steps since
+    the previous check), valid_nll, smoothed_valid_nll, kl_ic, kl_co, l2, lr."""
+    best_step: int = 0
+    """Steps trained when the best (smoothed) validation NLL was reached: the weights returned."""
     best_valid_nll: float = math.inf
     stopped_early: bool = False
     seconds: float = 0.0
@@ -64,8 +68,9 @@ def split_train_valid(n_windows: int, valid_every: int) -> tuple[np.ndarray, np.
     return train, valid
 
 
-def _ramp(epoch: int, ramp_epochs: int) -> float:
-    return 1.0 if ramp_epochs <= 0 else min(1.0, epoch / ramp_epochs)
+def _ramp(step: int, ramp_steps: int) -> float:
+    """Weight of the KL and L2 terms at (0-based) step ``step``: linear from 0 to 1 over ``ramp_steps``."""
+    return 1.0 if ramp_steps <= 0 else min(1.0, step / ramp_steps)
 
 
 def _l2(model: LFADS, cfg: TrainConfig) -> torch.Tensor:
@@ -137,19 +142,58 @@ def load_checkpoint(path: str | Path) -> dict:
     return torch.load(Path(path), map_location="cpu", weights_only=False)
 
 
-def train_epoch(model: LFADS, opt: torch.optim.Optimizer, train_x: torch.Tensor, cfg: TrainConfig,
-                cd: CoordinatedDropout, shift: TemporalShift, ramp: float, held: torch.Tensor | None = None,
-                sv_rate: float = 0.0) -> dict[str, float] | None:
-    """One pass over ``train_x`` (N, T, C) in shuffled batches. Returns the mean reconstruction
-    NLL, KL and L2 terms, or None if the loss became NaN/inf (the caller recovers)."""
+class WindowSampler:
+    """Batches of training-window indices for a step budget: a shuffled permutation of the
+    windows consumed by a cursor that continues from step to step; when the permutation is
+    used up a new one is drawn (torch's RNG). The last batch of a permutation holds what is
+    left (it may be smaller than ``batch_size``), so every window is seen once per pass and
+    none is dropped. ``state()`` / ``load()`` carry the permutation and cursor in a checkpoint."""
+
+    def __init__(self, n_windows: int, batch_size: int):
+        self.n, self.batch_size = int(n_windows), int(batch_size)
+        self.order: torch.Tensor | None = None
+        self.cursor = 0
+
+    def next(self) -> torch.Tensor:
+        """The indices of the next batch, (B,) int64 on the CPU."""
+        if self.order is None or self.cursor >= self.n:
+            self.order, self.cursor = torch.randperm(self.n), 0
+        idx = self.order[self.cursor:self.cursor + self.batch_size]
+        self.cursor += idx.numel()
+        return idx
+
+    def state(self) -> dict:
+        return {"order": self.order, "cursor": self.cursor}
+
+    def load(self, state: dict) -> None:
+        self.order, self.cursor = state["order"], int(state["cursor"])
+
+
+def validation_subset(n_windows: int, max_windows: int) -> np.ndarray:
+    """Indices of at most ``max_windows`` of ``n_windows`` windows, spread evenly over them
+    (first and last included): the fixed subset every validation check evaluates, so a check
+    costs the same on a short and a long recording."""
+    if n_windows <= max_windows:
+        return np.arange(n_windows)
+    return np.unique(np.round(np.linspace(0, n_windows - 1, max_windows)).astype(np.int64))
+
+
+def train_steps(model: LFADS, opt: torch.optim.Optimizer, train_x: torch.Tensor, cfg: TrainConfig,
+                cd: CoordinatedDropout, shift: TemporalShift, sampler: WindowSampler, n_steps: int,
+                start_step: int = 0, held: torch.Tensor | None = None,
+                sv_rate: float = 0.0, on_step=None) -> tuple[dict[str, float] | None, int]:
+    """``n_steps`` optimisation steps on batches of ``train_x`` (N, T, C) drawn by ``sampler``;
+    step ``start_step + i`` uses the KL/L2 ramp weight ``min(1, (start_step + i) / ramp_steps)``.
+    Returns (the mean reconstruction NLL, KL and L2 terms over the steps, steps done); the
+    dict is None if the loss became NaN/inf (the caller recovers; the steps done then include
+    the diverged one). ``on_step()`` is called after every step (a progress bar)."""
     model.train()
-    n_train = train_x.shape[0]
     lead_in = model.cfg.lead_in_bins
-    order = torch.randperm(n_train)
     sums = {"nll": 0.0, "kl_ic": 0.0, "kl_co": 0.0, "l2": 0.0}
-    n_batches = 0
-    for i in range(0, n_train, cfg.batch_size):
-        idx = order[i:i + cfg.batch_size]
+    n_done = 0
+    for i in range(n_steps):
+        ramp = _ramp(start_step + i, cfg.ramp_steps)
+        idx = sampler.next()
         xb = train_x[idx]  # (B, T, C)
         if held is None:
             target, enc_in = shift(xb), shift(xb)
@@ -168,8 +212,9 @@ def train_epoch(model: LFADS, opt: torch.optim.Optimizer, train_x: torch.Tensor,
         kl_ic, kl_co = out.kl_ic.mean(), out.kl_co.mean()
         l2 = _l2(model, cfg)
         loss = recon + ramp * (cfg.kl_ic_scale * kl_ic + cfg.kl_co_scale * kl_co + l2)
+        n_done += 1
         if not torch.isfinite(loss):
-            return None
+            return None, n_done
         opt.zero_grad(set_to_none=True)
         (cfg.loss_scale * loss).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -178,58 +223,72 @@ def train_epoch(model: LFADS, opt: torch.optim.Optimizer, train_x: torch.Tensor,
         sums["kl_ic"] += kl_ic.item()
         sums["kl_co"] += kl_co.item()
         sums["l2"] += l2.item()
-        n_batches += 1
         del out, nll, recon, kl_ic, kl_co, l2, loss  # let go of this step's autograd nodes before the next
         # step, which may capture a CUDA graph for a new batch shape (torch warns about nodes kept alive)
-    return {k: v / max(n_batches, 1) for k, v in sums.items()}
+        if on_step is not None:
+            on_step()
+    return {k: v / max(n_done, 1) for k, v in sums.items()}, n_done
 
 
 def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: TrainConfig,
                 aug: AugmentConfig, progress: bool = True, desc: str = "training",
                 checkpoint: str | Path | None = None) -> TrainResult:
-    """Train ``model`` in place on windows ``train_x`` (N, T, C); restore the best weights.
+    """Train ``model`` in place on windows ``train_x`` (N, T, C) for at most ``cfg.max_steps``
+    optimisation steps; restore the best weights.
 
-    With ``checkpoint``, the full training state (model, optimizer, scheduler, RNG, epoch,
-    best weights so far, history) is saved atomically after every epoch, and if the file
-    already exists training resumes from it: an interrupted run continued this way ends with
-    the same weights as an uninterrupted one.
+    Every ``cfg.valid_every`` steps the model is validated on a fixed subset of at most
+    ``cfg.valid_windows`` windows of ``valid_x`` (:func:`validation_subset`); the validation
+    NLL is smoothed, the learning rate decays after ``cfg.lr_patience`` checks without
+    improvement, and training stops once the smoothed NLL has not improved for
+    ``cfg.early_stopping_patience`` steps (not before ``min_steps`` nor the end of the ramp).
+    ``TrainResult.history`` holds one row per check, with its ``step`` (steps trained).
+
+    With ``checkpoint``, the full training state (model, optimizer, scheduler, RNG, batch
+    order and cursor, step, best weights so far, history) is saved atomically after every
+    check, and if the file already exists training resumes from it: an interrupted run
+    continued this way ends with the same weights as an uninterrupted one.
     """
     cd = CoordinatedDropout(aug.cd_rate)
     shift = TemporalShift(aug.shift_std, aug.shift_max)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_decay,
                                                        patience=cfg.lr_patience, min_lr=cfg.lr_min)
+    sampler = WindowSampler(train_x.shape[0], cfg.batch_size)
+    valid_x = valid_x[torch.as_tensor(validation_subset(valid_x.shape[0], cfg.valid_windows),
+                                      device=valid_x.device)]
     result = TrainResult()
     best_state = copy.deepcopy(model.state_dict())
     best_opt = copy.deepcopy(opt.state_dict())
     smoothed = None
-    since_best = 0
-    start_epoch = 0
+    step = 0
     ck = load_checkpoint(checkpoint) if checkpoint is not None and Path(checkpoint).exists() else None
     if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
+        sampler.load(ck["sampler"])
         best_state, best_opt = ck["best_model"], ck["best_optimizer"]
-        smoothed, since_best, start_epoch = ck["smoothed"], ck["since_best"], ck["epoch"]
+        smoothed, step = ck["smoothed"], ck["step"]
         result = TrainResult(**ck["result"])
         _set_rng_state(ck["rng"])
-    # sample validation: a fixed set of training elements the model never learns from
+    # sample validation: a fixed set of training elements the model never learns from; its metric
+    # is evaluated on a fixed subset of the training windows, as the validation NLL is
     held = None
     if aug.sv_rate > 0:
         held = ck["sv_mask"] if ck is not None else (torch.rand(train_x.shape) < aug.sv_rate).to(train_x.dtype)
         held = held.to(train_x.device)
+        sv_idx = torch.as_tensor(validation_subset(train_x.shape[0], cfg.valid_windows), device=train_x.device)
     t0 = time.perf_counter() - result.seconds
-    # the total (and so the ETA) is the epoch limit: early stopping usually ends sooner, and then
+    # the total (and so the ETA) is the step limit: early stopping usually ends sooner, and then
     # the bar is closed full and says so
-    bar = tqdm(total=cfg.max_epochs, initial=start_epoch, desc=f"{desc} (at most {cfg.max_epochs} epochs)",
-               unit="epoch", disable=not progress, dynamic_ncols=True, leave=True)
+    bar = tqdm(total=cfg.max_steps, initial=step, desc=f"{desc} (at most {cfg.max_steps} steps)",
+               unit="step", disable=not progress, dynamic_ncols=True, leave=True)
     try:
-        for epoch in range(start_epoch, cfg.max_epochs):
-            if result.stopped_early:
-                break
-            ramp = _ramp(epoch, cfg.ramp_epochs)
-            sums = train_epoch(model, opt, train_x, cfg, cd, shift, ramp, held, aug.sv_rate)
+        while step < cfg.max_steps and not result.stopped_early:
+            n = min(cfg.valid_every - step % cfg.valid_every, cfg.max_steps - step)
+            sums, done = train_steps(model, opt, train_x, cfg, cd, shift, sampler, n, step, held, aug.sv_rate,
+                                     on_step=lambda: bar.update(1))
+            step += done
             diverged = sums is None
             valid_nll = evaluate_nll(model, valid_x, graphs=cfg.cuda_graphs) if not diverged else math.nan
             if diverged or not math.isfinite(valid_nll):
@@ -242,49 +301,75 @@ def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg:
                 opt.load_state_dict(best_opt)
                 for group in opt.param_groups:
                     group["lr"] = max(group["lr"] * 0.5, cfg.lr_min)
-                bar.update(1)
+                bar.update(1 if diverged else 0)
                 continue
             smoothed = valid_nll if smoothed is None else cfg.smoothing * smoothed + (1 - cfg.smoothing) * valid_nll
-            record = {"epoch": epoch, "train_nll": sums["nll"], "valid_nll": valid_nll,
+            record = {"step": step, "train_nll": sums["nll"], "valid_nll": valid_nll,
                       "smoothed_valid_nll": smoothed, "kl_ic": sums["kl_ic"], "kl_co": sums["kl_co"],
                       "l2": sums["l2"], "lr": opt.param_groups[0]["lr"]}
             if held is not None:
-                record["sample_valid_nll"] = evaluate_nll(model, train_x, held=held, held_rate=aug.sv_rate,
-                                                          graphs=cfg.cuda_graphs)
+                record["sample_valid_nll"] = evaluate_nll(model, train_x[sv_idx], held=held[sv_idx],
+                                                          held_rate=aug.sv_rate, graphs=cfg.cuda_graphs)
             result.history.append(record)
-            # Only compare once the loss is fully weighted (after the ramp).
-            if smoothed < result.best_valid_nll or epoch < cfg.ramp_epochs:
+            # Only compare once the loss is fully weighted (after the ramp: the last step had ramp < 1
+            # while step <= ramp_steps).
+            if smoothed < result.best_valid_nll or step <= cfg.ramp_steps:
                 result.best_valid_nll = smoothed
-                result.best_epoch = epoch
+                result.best_step = step
                 best_state = copy.deepcopy(model.state_dict())
                 best_opt = copy.deepcopy(opt.state_dict())
-                since_best = 0
-            else:
-                since_best += 1
-            if epoch >= cfg.ramp_epochs:
+            if step > cfg.ramp_steps:
                 sched.step(smoothed)
-            # valid_nll: this epoch's (raw); smoothed / best_smoothed: what early stopping compares
+            since_best = step - result.best_step
+            # valid_nll: this check's (raw); smoothed / best_smoothed: what early stopping compares
             bar.set_postfix(valid_nll=f"{valid_nll:.4f}", smoothed=f"{smoothed:.4f}",
                             best_smoothed=f"{result.best_valid_nll:.4f}", lr=f"{record['lr']:.1e}", refresh=False)
-            bar.update(1)
-            if epoch + 1 >= max(cfg.min_epochs, cfg.ramp_epochs) and since_best >= cfg.early_stopping_patience:
+            if step >= max(cfg.min_steps, cfg.ramp_steps) and since_best >= cfg.early_stopping_patience:
                 result.stopped_early = True
                 bar.total = bar.n  # the bar ends full, with a mark of why
-                bar.set_description(f"{desc}: stopped early at epoch {epoch + 1} of at most {cfg.max_epochs} "
-                                    f"(no improvement of the smoothed validation NLL for {since_best} epochs)",
+                bar.set_description(f"{desc}: stopped early at step {step} of at most {cfg.max_steps} "
+                                    f"(no improvement of the smoothed validation NLL for {since_best} steps)",
                                     refresh=False)
                 bar.refresh()
             if checkpoint is not None:
                 result.seconds = time.perf_counter() - t0
                 save_checkpoint(checkpoint, {
-                    "epoch": epoch + 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), "best_model": best_state, "best_optimizer": best_opt,
-                    "smoothed": smoothed, "since_best": since_best, "rng": _rng_state(), "sv_mask": held,
-                    "result": dataclasses.asdict(result)})
-            if result.stopped_early:
-                break
+                    "smoothed": smoothed, "sampler": sampler.state(), "rng": _rng_state(),
+                    "sv_mask": held, "result": dataclasses.asdict(result)})
     finally:
         bar.close()
     model.load_state_dict(best_state)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def time_steps(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: TrainConfig,
+               aug: AugmentConfig, n_steps: int = 3) -> tuple[float, float]:
+    """Seconds per training step and per validation check, measured on ``model`` (a throwaway:
+    it is trained) with one warm-up step then ``n_steps`` timed steps, and one check of the
+    validation subset. Torch's RNG is left as it was (the run's results do not depend on the
+    measurement); CUDA graphs are not used (a throwaway model must not enter their cache)."""
+    rng = _rng_state()
+    try:
+        cfg = dataclasses.replace(cfg, cuda_graphs=False)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+        cd, shift = CoordinatedDropout(aug.cd_rate), TemporalShift(aug.shift_std, aug.shift_max)
+        sampler = WindowSampler(train_x.shape[0], cfg.batch_size)
+        train_steps(model, opt, train_x, cfg, cd, shift, sampler, 1)  # warm-up (allocations, kernels)
+        sync = torch.cuda.synchronize if train_x.device.type == "cuda" else (lambda: None)
+        sync()
+        t0 = time.perf_counter()
+        train_steps(model, opt, train_x, cfg, cd, shift, sampler, n_steps)
+        sync()
+        per_step = (time.perf_counter() - t0) / n_steps
+        subset = valid_x[torch.as_tensor(validation_subset(valid_x.shape[0], cfg.valid_windows),
+                                         device=valid_x.device)]
+        t0 = time.perf_counter()
+        evaluate_nll(model, subset, graphs=False)
+        sync()
+        per_check = time.perf_counter() - t0
+    finally:
+        _set_rng_state(rng)
+    return per_step, per_check

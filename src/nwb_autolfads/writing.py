@@ -79,7 +79,7 @@ class RunRecord:
     source_url: str = ""  # the http(s) URL a remote source was streamed from
     source_asset_id: str = ""  # DANDI asset id
     preprocessing: dict | None = None
-    history: list[dict] = field(default_factory=list)  # one dict per epoch
+    history: list[dict] = field(default_factory=list)  # one dict per validation check (with its step)
     pbt_history: list[dict] | None = None  # one dict per generation x member
     command: str = ""
     git_revision: str | None = None
@@ -347,8 +347,8 @@ def build_run(nwbfile, record: RunRecord, source_in_file: bool = True) -> AutoLF
         factors=TimeSeries(name="factors", data=record.factors.astype(np.float32), unit="a.u.", resolution=-1.0,
                            description=f"LFADS latent factors ({record.factors.shape[1]}) shared by the modelled "
                                        "signals", **timing),
-        training_curves=_table("training_curves", "one row per training epoch of the chosen model",
-                               record.history or [{"epoch": 0}]),
+        training_curves=_table("training_curves", "one row per validation check of the chosen model (step: "
+                               "optimisation steps trained)", record.history or [{"step": 0}]),
         config=to_json(record.config), software=to_json(record.software),
         hyperparameters=to_json(record.hyperparameters), metrics=to_json(record.metrics), **kwargs)
 

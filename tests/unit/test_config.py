@@ -21,18 +21,18 @@ def test_every_preset_builds(preset):
 
 def test_smoke_preset_is_small_and_default_is_full():
     smoke, default = build_config("smoke"), build_config("default")
-    assert smoke.train.max_epochs < 10 and smoke.model.gen_dim < default.model.gen_dim
+    assert smoke.train.max_steps <= 50 and smoke.model.gen_dim < default.model.gen_dim
     assert default.inference.mode == "sample" and default.inference.n_samples == 50
 
 
 def test_priority_defaults_preset_file_overrides(tmp_path):
     f = tmp_path / "c.yaml"
-    f.write_text("preset: smoke\ntrain:\n  lr: 0.001\n  max_epochs: 7\nseed: 3\n")
-    cfg = build_config(file=f, overrides={"train.max_epochs": 9})
+    f.write_text("preset: smoke\ntrain:\n  lr: 0.001\n  max_steps: 7\nseed: 3\n")
+    cfg = build_config(file=f, overrides={"train.max_steps": 9})
     assert cfg.preset == "smoke"  # from the file
     assert cfg.model.gen_dim == PRESETS["smoke"]["model"]["gen_dim"]
     assert cfg.train.lr == 0.001 and cfg.seed == 3
-    assert cfg.train.max_epochs == 9  # override beats file
+    assert cfg.train.max_steps == 9  # override beats file
     # the file's preset and an explicit one must agree (see test_preset_and_config_file_rule)
     assert build_config(preset="smoke", file=f).preset == "smoke"
 
@@ -44,9 +44,9 @@ def test_preset_and_config_file_rule(tmp_path):
     with pytest.raises(ConfigError, match="made with preset 'default'.*config --show --preset quick"):
         build_config(preset="quick", file=dumped)
     partial = tmp_path / "partial.yaml"
-    partial.write_text("train:\n  max_epochs: 7\n")  # names no preset: the preset applies underneath
+    partial.write_text("train:\n  max_steps: 7\n")  # names no preset: the preset applies underneath
     cfg = build_config(preset="quick", file=partial)
-    assert cfg.preset == "quick" and cfg.train.max_epochs == 7
+    assert cfg.preset == "quick" and cfg.train.max_steps == 7
     assert cfg.pbt.population == 1 and cfg.model.gen_dim == PRESETS["quick"]["model"]["gen_dim"]
     assert build_config(file=partial).pbt.population == 20
 
@@ -76,8 +76,11 @@ def test_yaml_number_written_without_dot_is_accepted(tmp_path):
 @pytest.mark.parametrize("overrides, words", [
     ({"train.bogus": 1}, ["train.bogus", "valid keys"]),
     ({"bogus": 1}, ["bogus"]),
-    ({"train.max_epochs": "ten"}, ["train.max_epochs", "integer"]),
-    ({"train.max_epochs": 2.5}, ["train.max_epochs", "integer"]),
+    ({"train.max_steps": "ten"}, ["train.max_steps", "integer"]),
+    ({"train.max_steps": 2.5}, ["train.max_steps", "integer"]),
+    ({"train.valid_every": 0}, ["train.valid_every", "steps"]),
+    ({"train.valid_windows": 0}, ["train.valid_windows"]),
+    ({"pbt.generation_steps": 0}, ["pbt.generation_steps"]),
     ({"train.lr": -1.0}, ["train.lr", "learning rate"]),
     ({"augment.cd_rate": 1.0}, ["augment.cd_rate"]),
     ({"windows.overlap_bins": 50}, ["windows.overlap_bins"]),
@@ -173,3 +176,39 @@ def test_a_file_that_overrides_its_presets_values_is_warned_about(tmp_path, capl
     with caplog.at_level("WARNING"):
         build_config(preset="quick", file=path)
     assert "preset sets otherwise" not in caplog.text
+
+
+@pytest.mark.parametrize("old, new", [("train.max_epochs", "train.max_steps"), ("train.min_epochs", "train.min_steps"),
+                                      ("train.ramp_epochs", "train.ramp_steps"),
+                                      ("pbt.generation_epochs", "pbt.generation_steps")])
+def test_an_epoch_budget_is_refused_naming_the_step_key(tmp_path, old, new):
+    section, key = old.split(".")
+    f = tmp_path / "old.yaml"
+    f.write_text(f"{section}:\n  {key}: 30\n")
+    for kwargs in ({"file": f}, {"overrides": {old: 30}}):
+        with pytest.raises(ConfigError) as info:
+            build_config("quick", **kwargs)
+        message = str(info.value)
+        assert old in message and repr(new) in message and "ceil(training windows / train.batch_size)" in message
+        assert "\n" not in message
+
+
+def test_a_config_file_written_by_an_earlier_version_is_refused(tmp_path):
+    f = tmp_path / "show.yaml"
+    old = build_config("quick").to_dict()
+    old["train"] = {**{k: v for k, v in old["train"].items() if not k.endswith("_steps")}, "max_epochs": 150}
+    f.write_text(yaml.safe_dump(old))
+    with pytest.raises(ConfigError, match="train.max_epochs.*train.max_steps"):
+        build_config(file=f)
+
+
+def test_saved_configs_of_earlier_versions_load_with_their_budgets_in_steps():
+    saved = {"train": {"max_epochs": 150, "min_epochs": 30, "ramp_epochs": 30, "early_stopping_patience": 30,
+                       "batch_size": 16, "lr_patience": 6}, "pbt": {"population": 20, "generation_epochs": 25}}
+    cfg = RunConfig.from_saved(saved, n_train=119)  # 8 steps per epoch
+    assert (cfg.train.max_steps, cfg.train.min_steps, cfg.train.ramp_steps) == (1200, 240, 240)
+    assert cfg.train.early_stopping_patience == 240 and cfg.pbt.generation_steps == 200
+    assert cfg.train.valid_every == 8 and cfg.train.lr_patience == 6  # one check per epoch, as they validated
+    unknown = RunConfig.from_saved(saved)  # no window count: the budgets are not guessed
+    assert unknown.train.max_steps == RunConfig().train.max_steps
+    assert RunConfig.from_saved(RunConfig().to_dict()) == RunConfig()  # a current config is left as it is

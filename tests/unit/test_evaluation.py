@@ -162,7 +162,7 @@ def test_a_run_records_the_line_hum_it_found_and_evaluate_repeats_it(tmp_path):
     src = mock_emg_nwb(tmp_path / "eu.nwb", duration=10.0, rate=1000.0, n_muscles=3, seed=2, line_noise=3.0,
                        line_frequency=50.2, line_harmonics=(1.5, 1.0))
     res = nwb_autolfads.run(src, tmp_path / "eu_out.nwb", preset="smoke", progress=False,
-                            overrides={"pbt.population": 1, "train.max_epochs": 1})  # what is checked needs no model
+                            overrides={"pbt.population": 1, "train.max_steps": 1})  # what is checked needs no model
     assert any(s.startswith("line hum found at 50.2 Hz (+0.20 Hz off the nominal 50 Hz) with harmonics 100.4, 150.6 Hz")
                for s in res.preprocessing_steps)
     ds = load_results(res.output)

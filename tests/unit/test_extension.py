@@ -131,6 +131,6 @@ class TestAutoLFADSRunIO(NWBH5IOFlexMixin, TestCase):
         assert list(run.firing_rates.units.data[:]) == [4, 0, 2] == list(run.firing_rates.unit_ids[:])
         assert run.firing_rates.units.table is self.read_nwbfile.units
         assert len(run.pbt_history) == 6 and "parent_member" in run.pbt_history.colnames
-        assert list(run.training_curves["epoch"].data[:]) == [0, 1, 2, 3, 4]
+        assert list(run.training_curves["step"].data[:]) == [10, 20, 30, 40, 50]
         assert run.initial_conditions.timestamps.shape == (2,)
         assert run.git_revision == "abc123" and run.random_seed == 0

@@ -82,9 +82,9 @@ def test_lineage_follows_the_copies():
                                                     {"generation": 2, "member": 0}]
 
 
-def _setup(population=3, generations=3, epochs=2, seed=0):
+def _setup(population=3, generations=3, steps=4, seed=0):
     cfg = build_config("smoke", overrides={"pbt.population": population, "pbt.max_generations": generations,
-                                           "pbt.generation_epochs": epochs}).resolved(4)
+                                           "pbt.generation_steps": steps, "train.valid_every": 2}).resolved(4)
     g = torch.Generator().manual_seed(seed)
     x = torch.rand((30, 20, 4), generator=g) + 0.1
 
@@ -107,7 +107,9 @@ def test_population_history_and_winner():
     assert result.best_valid_nll == min(r["metric"] for r in rows)
     winner = [r for r in rows if r["metric"] == result.best_valid_nll][0]
     assert result.hyperparameters == {k: winner[k] for k in RANGES}
-    assert len(result.history) == 6  # the winner's lineage, epoch by epoch
+    assert len(result.history) == 6  # the winner's lineage, one row per check (2 per generation of 4 steps)
+    assert [h["step"] for h in result.history] == [2, 4, 6, 8, 10, 12]
+    assert [r["steps"] for r in rows] == [4] * 3 + [8] * 3 + [12] * 3
     assert result.pbt_summary["lineage"][-1] == {"generation": winner["generation"], "member": winner["member"]}
     # members that copied got explored hyperparameters (different from the parent's)
     for r in rows[:-3]:
@@ -138,15 +140,15 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_result(tmp_path):
 def test_a_diverged_member_is_replaced(monkeypatch):
     cfg, make, tx, vx = _setup(population=3, generations=2)
     calls = {"n": 0}
-    real = pbt.train_epoch
+    real = pbt.train_steps
 
     def flaky(model, *args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 3:  # member 1, first epoch: NaN loss
-            return None
+        if calls["n"] == 3:  # member 1, its first 2 steps: NaN loss
+            return None, 1
         return real(model, *args, **kwargs)
 
-    monkeypatch.setattr(pbt, "train_epoch", flaky)
+    monkeypatch.setattr(pbt, "train_steps", flaky)
     _, result = _run(cfg, make, tx, vx)
     first = {r["member"]: r for r in result.pbt_history if r["generation"] == 0}
     assert math.isnan(first[1]["metric"]) and first[1]["parent_member"] in (0, 2)
@@ -199,7 +201,7 @@ from nwb_autolfads.observations import Gamma
 from nwb_autolfads.pbt import train_population
 with open(sys.argv[1], "a") as f:
     f.write("ran\\n")
-cfg = build_config("smoke", overrides={"pbt.population": 2, "pbt.max_generations": 1, "pbt.generation_epochs": 1,
+cfg = build_config("smoke", overrides={"pbt.population": 2, "pbt.max_generations": 1, "pbt.generation_steps": 1,
                                        "pbt.workers": 2}).resolved(3)
 x = torch.rand((12, 20, 3)) + 0.1
 train_population(lambda: LFADS(3, cfg.model, Gamma()), x[:10], x[10:], cfg.model, cfg.train, cfg.augment, cfg.pbt,
@@ -223,3 +225,30 @@ def test_workers_do_not_rerun_a_script_without_a_main_guard(tmp_path):
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["done"] and marker.read_text() == "ran\n"
+
+
+def test_a_generation_is_generation_steps_steps_whatever_the_number_of_windows(monkeypatch):
+    """Every member trains pbt.generation_steps steps per generation (validated every train.valid_every
+    steps and at the generation's end), on 24 or on 240 training windows alike."""
+    import nwb_autolfads.training as training
+
+    calls = {"n": 0}
+    real = training.training_forward
+
+    def counted(*a, **k):
+        calls["n"] += 1
+        return real(*a, **k)
+
+    monkeypatch.setattr(training, "training_forward", counted)
+    cfg = build_config("smoke", overrides={"pbt.population": 2, "pbt.max_generations": 2, "pbt.generation_steps": 5,
+                                           "train.valid_every": 2}).resolved(4)
+    x = torch.rand((264, 20, 4), generator=torch.Generator().manual_seed(0)) + 0.1
+    counts = []
+    for n_train in (24, 240):
+        calls["n"] = 0
+        _, result = _run(cfg, lambda: LFADS(4, cfg.model, Gamma()), x[:n_train], x[240:])
+        counts.append(calls["n"])
+        assert [r["steps"] for r in result.pbt_history] == [5, 5, 10, 10]
+        # checks at steps 2, 4 and the generation's end (5), then 6, 8, 10 (its end)
+        assert [h["step"] for h in result.history] == [2, 4, 5, 6, 8, 10]
+    assert counts == [2 * 2 * 5] * 2

@@ -45,8 +45,29 @@ def test_run_without_writing_and_summary(emg_copy):
     assert res.activations.shape == res.rectified.shape == (2000, 6)
     assert res.times.shape == (2000,)
     text = res.summary()
-    for word in ("acquisition/EMG", "6 channels", "found automatically", "rectification", "epochs"):
+    for word in ("acquisition/EMG", "6 channels", "found automatically", "rectification", "steps"):
         assert word in text
+    # the plan made before training: the smoke budget, and a time estimated from steps timed on the data
+    assert res.plan["members"] == 2 and res.plan["steps_per_member"] == 20
+    assert res.plan["seconds_per_step"] > 0 and res.plan["expected_training_seconds_at_most"] > 0
+
+
+def test_the_plan_states_members_steps_windows_and_an_estimate():
+    import torch
+
+    from nwb_autolfads.config import build_config
+    from nwb_autolfads.pipeline import training_plan
+
+    cpu = torch.device("cpu")
+    one = training_plan(build_config("quick"), 1200, 300, cpu, (0.035, 0.02))
+    assert one["steps_per_member"] == 2000 and one["n_valid_checked"] == 256
+    assert one["expected_training_seconds_at_most"] == pytest.approx(2000 * 0.035 + 200 * 0.02)
+    assert "1 model, at most 2000 steps" in one["text"] and "an estimate" in one["text"]
+    assert "1200 training / 300 validation (256 evaluated every 10 steps)" in one["text"]
+    pop = training_plan(build_config("default", overrides={"pbt.workers": 2}), 120, 30, cpu, (0.05, 0.02))
+    assert pop["steps_per_member"] == 4000 and pop["members"] == 20
+    assert "20 members x at most 40 generations x 100 steps" in pop["text"] and "2 worker processes" in pop["text"]
+    assert pop["expected_training_seconds_at_most"] == pytest.approx(10 * 40 * (100 * 0.05 + 10 * 0.02))
 
 
 def test_run_rejects_a_config_object_and_a_preset(emg_copy):

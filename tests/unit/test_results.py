@@ -27,7 +27,7 @@ def test_list_runs_oldest_first(two_runs):
     runs = list_runs(path)
     assert [r.name for r in runs] == ["early", "late"]
     assert runs[0].channels == ["m0", "m1", "m2"] and runs[0].n_units == 2 and runs[1].n_units == 0
-    assert runs[0].epochs == 5 and runs[0].seed == 1 and runs[0].n_bins == 200
+    assert runs[0].steps == 50 and runs[0].epochs is None and runs[0].seed == 1 and runs[0].n_bins == 200
 
 
 def test_load_results_latest_by_default_and_by_name(two_runs):
@@ -83,3 +83,27 @@ def test_runs_command(two_runs, emg_copy):
     proc = subprocess.run([sys.executable, "-m", "nwb_autolfads", "runs", str(emg_copy) + ".missing"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "does not exist" in proc.stderr
+
+
+@pytest.mark.parametrize("version", ["0.1.0", "0.2.0"])
+def test_results_of_versions_that_counted_epochs_still_list_load_and_report(version, tmp_path):
+    """Fixtures written before budgets were counted in steps (configs with train.max_epochs ...)."""
+    import shutil
+    from pathlib import Path
+
+    from nwb_autolfads.config import RunConfig
+    from nwb_autolfads.report import training_curves_figure
+    from nwb_autolfads.results import format_runs
+
+    copy = tmp_path / "old.nwb"
+    shutil.copy(Path(__file__).parents[1] / "data" / "results" / f"ndx-autolfads-{version}.nwb", copy)
+    runs = list_runs(copy)
+    assert runs[0].steps is None and runs[0].epochs in (2, 4)
+    assert f"{runs[0].epochs} epochs (a run of an earlier version" in format_runs(copy, runs)
+    ds = load_results(copy)
+    assert "epoch" in ds.coords and "valid_nll" in ds
+    assert training_curves_figure(ds) is not None
+    saved = json.loads(ds.attrs["config"])
+    assert "max_epochs" in saved["train"]
+    cfg = RunConfig.from_saved(saved, n_train=json.loads(ds.attrs["metrics"])["n_train"])  # what evaluate does
+    assert cfg.train.max_steps == 2 * 2 and cfg.train.valid_every == 2  # 31 windows in batches of 16: 2 per epoch
