@@ -390,6 +390,8 @@ def main(argv=None) -> int:
                     print(f"  {case} {preset}: FAILED: {proc.stderr[-2000:]}", file=sys.stderr)
                     continue
                 row = json.loads(out.read_text())
+                if not args.keep:
+                    out.unlink()
                 rows.append(row)
                 print(f"  {case} {preset}: {row['total_seconds']:.1f} s, R^2 model {row['quality']['r2_model']:.3f}"
                       f" / baseline {row['quality']['r2_baseline']:.3f}", file=sys.stderr)
