@@ -41,7 +41,7 @@ from .sources import Source, resolve_source, source_sha256 as input_sha256
 from .writing import (OutputLock, RunRecord, check_in_place, check_output_path, compact_float, default_output_path,
                       git_revision, write_results)
 
-__all__ = ["RunResult", "FitResult", "run", "fit_signal"]
+__all__ = ["RunResult", "FitResult", "StageClock", "run", "fit_signal"]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,9 @@ class RunResult:
     """What in the input ``evaluate`` can score the run against (kinematics, force, spikes, ground truth)."""
     plan: dict = field(default_factory=dict)
     """The training budget and the expected time printed before training (also in the provenance's metrics)."""
+    stages: dict[str, dict] = field(default_factory=dict)
+    """Wall time and memory of each stage, in order (see :class:`StageClock`): ``read``,
+    ``preprocess``, ``train``, ``infer``, ``write`` (absent without a file written)."""
 
     def summary(self, report: str | Path | None = None) -> str:
         """A readable account of the run. ``report``: the folder a report is written to next
@@ -147,6 +150,35 @@ class RunResult:
                 lines.append(f"  compare     nwb-autolfads evaluate {self.output} --report report/   (vs {baselines}, "
                              f"scored on {', '.join(self.score_targets)})")
         return "\n".join(lines)
+
+
+class StageClock:
+    """Per-stage record of a run: ``stages[name]`` = {``seconds``: wall time since the previous
+    mark, ``maxrss_mb``: this process's peak resident memory so far (MB, ``ru_maxrss``; a
+    high-water mark, so a stage's own peak is this value only where it rose during the stage),
+    ``children_maxrss_mb``: the largest peak of its finished child processes (workers) so far}.
+    Stages: ``read`` (open the file, find the series, read spike times), ``preprocess`` (read
+    and filter the EMG chunk by chunk, bin spikes, hash the input), ``train`` (chop windows,
+    train), ``infer`` (posterior estimates, merge windows), ``write`` (the output file). Memory
+    is None where the platform has no ``resource`` module (Windows)."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, dict] = {}
+        self._last = time.perf_counter()
+
+    def mark(self, name: str) -> None:
+        """Close stage ``name``: it ran from the previous mark (or the clock's creation) to now."""
+        now = time.perf_counter()
+        try:
+            import resource
+        except ImportError:  # Windows
+            peaks = [None, None]
+        else:
+            per_mb = 2**20 if sys.platform == "darwin" else 2**10  # macOS reports bytes, Linux KiB
+            peaks = [resource.getrusage(who).ru_maxrss / per_mb
+                     for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        self.stages[name] = {"seconds": now - self._last, "maxrss_mb": peaks[0], "children_maxrss_mb": peaks[1]}
+        self._last = now
 
 
 RUN_FINGERPRINT = "fingerprint.json"
@@ -439,12 +471,13 @@ def training_plan(cfg: RunConfig, n_train: int, n_valid: int, device, timing: tu
 
 def fit_signal(segments: list[np.ndarray], bin_size: float, observation: ObservationModel, cfg: RunConfig,
                progress: bool = True, rundir: str | Path | None = None, resume: bool = False,
-               fresh: bool = False) -> FitResult:
+               fresh: bool = False, clock: StageClock | None = None) -> FitResult:
     """Chop, train, infer and merge. ``segments``: per gap-free stretch, (n_bins, C) model-ready
     data; ``observation``: the distribution of each channel. ``cfg`` must be resolved for the
     channel count (:meth:`RunConfig.resolved`). ``rundir``: where the training state is kept
     (and resumed from); ``resume``: it was named by the user; ``fresh``: a run directory of a run
-    with other data or settings is moved aside instead of refused."""
+    with other data or settings is moved aside instead of refused. ``clock``: marks the ``train``
+    and ``infer`` stages."""
     w = cfg.windows
     lead = cfg.model.lead_in_bins  # windows carry a lead-in before the bins they model
     windows, index = chop_segments(segments, w.window_bins + lead, w.overlap_bins + lead)
@@ -502,11 +535,16 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
         result = train_single(model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment, execution,
                               progress=progress, checkpoint=ck)  # in a child process, or here
         result.execution = execution.describe()
+    if clock is not None:
+        clock.mark("train")
     merged = infer_merged(model, x_all, index, cfg.inference, w.merge_power, lead, progress=progress)
-    return FitResult(mean=merged.mean, factors=merged.factors, inputs=merged.inputs, ic_mean=merged.ic_mean,
+    fit = FitResult(mean=merged.mean, factors=merged.factors, inputs=merged.inputs, ic_mean=merged.ic_mean,
                      training=result, coverage=merged.coverage, index=index, n_train=int(train_idx.size),
                      n_valid=int(valid_idx.size), device=str(device), model=model,
                      plan={k: v for k, v in plan.items() if k != "text"})
+    if clock is not None:
+        clock.mark("infer")
+    return fit
 
 
 def run(path: str | Path, output: str | Path | None = None, *, preset: str | None = None,
@@ -552,6 +590,7 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     Returns a :class:`RunResult` (arrays, training history, output path, :meth:`~RunResult.summary`).
     """
     t_start = time.perf_counter()
+    clock = StageClock()
     started = datetime.now(timezone.utc)
     source = resolve_source(path)
     path = source.path if not source.remote else source  # a local Path, or the remote Source
@@ -615,6 +654,7 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
             check_output_path(out_path, None if source.remote else path, overwrite)  # fail before training
         source_identifier = nwbfile.identifier
         trial_times = read_trial_times(nwbfile, cfg.data.align_to) if cfg.data.align_to else None
+        clock.mark("read")
         pre = None
         if sig is not None:  # while the file is open: big recordings are read and filtered in chunks
             log.info("read %s: %s samples x %s channels", sig.source_path, sig.n_samples, sig.n_channels)
@@ -627,12 +667,12 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
             stack.enter_context(OutputLock(path if in_place else out_path))
         return _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier, started, t_start, write,
                            in_place, overwrite, run_name, progress, command, resume, trial_times, fresh, doubt,
-                           targets, source)
+                           targets, source, clock)
 
 
 def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier, started, t_start, write, in_place,
                 overwrite, run_name, progress, command, resume, trial_times, fresh=False, doubt=None,
-                targets=(), source=None) -> RunResult:
+                targets=(), source=None, clock: StageClock | None = None) -> RunResult:
     """The part of :func:`run` after the input is read and the output checked, under the output's lock."""
     # a remote file is not hashed (that would download all of it): a DANDI asset's SHA-256 is the one the
     # archive publishes, another URL has none; its identity is recorded in the provenance's ``source``
@@ -697,8 +737,10 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
         rundir = default_rundir(path if in_place else out_path)
     else:
         rundir = None
+    if clock is not None:
+        clock.mark("preprocess")
     fit = fit_signal(segments, bin_size, observation, cfg, progress=progress, rundir=rundir,
-                     resume=resume is not None, fresh=fresh)
+                     resume=resume is not None, fresh=fresh, clock=clock)
     times = np.concatenate(bin_times)
     mean = np.concatenate(fit.mean)
     # Bins no window covers (segments shorter than a window, lead-in bins) have no estimate: they are
@@ -776,5 +818,9 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
         if resume is None and rundir is not None:
             import shutil
             shutil.rmtree(rundir, ignore_errors=True)  # the result is written: the state is not needed
+        if clock is not None:
+            clock.mark("write")
+    if clock is not None:
+        result.stages = clock.stages
     result.seconds = time.perf_counter() - t_start
     return result

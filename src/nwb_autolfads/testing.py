@@ -680,3 +680,228 @@ def write_long_spikes_nwb(path: str | Path, duration: float = 1200.0, n_units: i
     with NWBHDF5IO(str(path), "w") as io:
         io.write(nwb)
     return path
+
+
+# ----------------------------------------------------------------- long recordings, written in blocks
+# Session-length files for the scale benchmark (benchmarks/scale.py): generated and written a block
+# at a time, so that neither generating nor writing holds the recording in memory.
+__all__ += ["chunked_emg_nwb", "chunked_spikes_nwb"]
+
+_NOISE_BLOCK_S = 1.0  # the EMG's noise is drawn in blocks of this length, each from its own seed
+_NOISE_WARMUP_S = 0.5  # filter warm-up before each stretch (the band-pass forgets its start within ~0.2 s)
+
+
+def _softplus(x: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, x)
+
+
+class _BlockSeries:
+    """Rows of a (n, C) series computed on demand by ``rows(start, stop)``, written block by block
+    by hdmf (an hdmf ``GenericDataChunkIterator``; built lazily so pynwb stays an optional import)."""
+
+    def __new__(cls, rows, n: int, n_cols: int, dtype, block: int, chunk: int):
+        from hdmf.data_utils import GenericDataChunkIterator
+
+        class Blocks(GenericDataChunkIterator):
+            def _get_data(self, selection):
+                return rows(selection[0].start, selection[0].stop)[:, selection[1]]
+
+            def _get_maxshape(self):
+                return (n, n_cols)
+
+            def _get_dtype(self):
+                return np.dtype(dtype)
+
+        from hdmf.backends.hdf5.h5_utils import H5DataIO
+
+        chunk = max(1, min(chunk, n))
+        block = min(n, max(chunk, block // chunk * chunk))  # hdmf: the chunks tile the buffer
+        return H5DataIO(Blocks(buffer_shape=(block, n_cols), chunk_shape=(chunk, n_cols), display_progress=False),
+                        compression="gzip", compression_opts=4)
+
+
+def _write_nwb_atomically(path: Path, nwb) -> Path:
+    """Write ``nwb`` to a hidden partial file beside ``path`` and rename it: an interrupted
+    generation leaves no half-written file under the final name."""
+    from pynwb import NWBHDF5IO
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        with NWBHDF5IO(str(tmp), "w") as io:
+            io.write(nwb)
+        tmp.replace(path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def chunked_emg_nwb(path: str | Path, duration: float = 60.0, rate: float = 2000.0, n_muscles: int = 16,
+                    seed: int = 0, latent_rate: float = 150.0, noise_scale: float = 1e-4, line_noise: float = 0.2,
+                    truth_decimation: int = 4, block_seconds: float = 10.0) -> Path:
+    """Raw EMG of ``n_muscles`` muscles for ``duration`` seconds at ``rate`` Hz with its true
+    activations, generated and written ``block_seconds`` at a time (memory does not grow with
+    the duration, apart from the Lorenz latent at ``latent_rate`` Hz: 24 bytes per step).
+
+    The model is that of :func:`synthetic_emg`: a Lorenz latent, a random map and a softplus to
+    the activations a_m(t); EMG = a_m(t) x band-limited (20-450 Hz) Laplacian noise of unit
+    SD, plus mains hum (``line_noise`` at 60 Hz) and a DC offset, x ``noise_scale`` volts. The
+    band-pass is causal, run over each stretch after a warm-up on the noise before it (the
+    noise is drawn in 1 s blocks from seeds (``seed``, block)), so the noise is one stationary
+    process whatever the blocks. Stored as an acquisition system would: int16 counts with a
+    ``conversion`` (full scale 80 x ``noise_scale`` V; rare larger samples saturate),
+    HDF5-chunked and gzip-compressed, in ``acquisition/EMG``; the true activations (float32)
+    averaged over groups of ``truth_decimation`` samples, at the groups' centres, in
+    ``processing/ground_truth/true_activations`` (read them into bins with :func:`read_truth`).
+
+    Returns ``path`` (written atomically: a hidden partial file renamed when complete).
+    """
+    from pynwb import NWBFile, TimeSeries
+
+    rng = np.random.default_rng(seed)
+    rate = float(rate)
+    n = int(round(duration * rate))
+    d = int(truth_decimation)
+    if n < d or d < 1:
+        raise ValueError(f"duration {duration} s at {rate} Hz gives {n} samples: need at least truth_decimation "
+                         f"({truth_decimation} >= 1)")
+    n_lat = int(np.ceil(duration * latent_rate)) + 2
+    z = lorenz_latent(n_lat, rng)
+    t_lat = np.arange(n_lat) / latent_rate
+    W = rng.normal(0.0, 1.0, size=(3, n_muscles)) / np.sqrt(3)
+    b = rng.uniform(-1.0, 0.0, size=n_muscles)
+    gain = rng.uniform(1.0, 2.0, size=n_muscles)
+    sos = sps.butter(4, [20.0, min(450.0, 0.45 * rate)], btype="bandpass", fs=rate, output="sos")
+    impulse = np.zeros(int(2 * rate))
+    impulse[0] = 1.0
+    noise_sd = float(np.sqrt(np.sum(sps.sosfilt(sos, impulse) ** 2)))  # SD of the filtered unit-variance noise
+    nb, warm = int(round(_NOISE_BLOCK_S * rate)), int(round(_NOISE_WARMUP_S * rate))
+    full_scale = 80.0 * noise_scale
+    conversion = full_scale / 32767
+
+    def activations(a: int, c: int) -> np.ndarray:
+        t = np.arange(a, c) / rate
+        lat = np.stack([np.interp(t, t_lat, z[:, k]) for k in range(3)], axis=1)
+        return _softplus(gain * (lat @ W + b))
+
+    def noise(a: int, c: int) -> np.ndarray:
+        """Filtered noise at samples [a, c): the white noise from ``warm`` samples before a."""
+        a0 = max(0, a - warm)
+        blocks = range(a0 // nb, (c - 1) // nb + 1)
+        white = np.concatenate([np.random.default_rng([seed, 77, k]).laplace(size=(nb, n_muscles))
+                                for k in blocks]) / np.sqrt(2)
+        first = blocks[0] * nb
+        filtered = sps.sosfilt(sos, white[a0 - first:c - first], axis=0)
+        return filtered[a - a0:] / noise_sd
+
+    def raw_rows(a: int, c: int) -> np.ndarray:
+        t = np.arange(a, c) / rate
+        volts = (activations(a, c) * noise(a, c) + line_noise * np.sin(2 * np.pi * 60.0 * t)[:, None] + 0.05)
+        volts *= noise_scale
+        return np.clip(np.round(volts / conversion), -32767, 32767).astype(np.int16)
+
+    def truth_rows(a: int, c: int) -> np.ndarray:
+        return activations(a * d, c * d).reshape(c - a, d, n_muscles).mean(axis=1).astype(np.float32)
+
+    names = list(DEFAULT_MUSCLES[:n_muscles]) + [f"m{i}" for i in range(len(DEFAULT_MUSCLES), n_muscles)]
+    block = max(1, int(round(block_seconds * rate)))
+    nwb = NWBFile(session_description="synthetic long multi-muscle EMG (nwb_autolfads.testing.chunked_emg_nwb)",
+                  identifier=f"synthetic-long-emg-{duration:g}s-{rate:g}Hz-{n_muscles}ch-seed{seed}",
+                  session_start_time=datetime(2024, 1, 1, 12, 0, tzinfo=timezone.utc),
+                  experimenter=["nwb-autolfads test factory"], lab="synthetic", institution="synthetic")
+    nwb.add_acquisition(TimeSeries(
+        name="EMG", data=_BlockSeries(raw_rows, n, n_muscles, np.int16, block, int(rate)), unit="volts",
+        conversion=conversion, starting_time=0.0, rate=rate,
+        description="Raw EMG (synthetic); muscles: " + ", ".join(names)))
+    gt = nwb.create_processing_module("ground_truth", "simulation ground truth (not a recording)")
+    n_truth = n // d
+    gt.add(TimeSeries(name="true_activations",
+                      data=_BlockSeries(truth_rows, n_truth, n_muscles, np.float32, max(1, block // d),
+                                        max(1, int(rate) // d)),
+                      unit="a.u.", starting_time=(d - 1) / 2 / rate, rate=rate / d,
+                      description=f"noiseless drive of each channel (simulation ground truth), the mean of each "
+                      f"{d} samples; channels: " + ", ".join(names)))
+    return _write_nwb_atomically(Path(path), nwb)
+
+
+def chunked_spikes_nwb(path: str | Path, duration: float = 1200.0, n_units: int = 30, seed: int = 0,
+                       latent: str = "lorenz", base_rate: float = 8.0, latent_rate: float = 150.0,
+                       step: float = 0.001, truth_rate: float = 200.0, block_seconds: float = 10.0) -> Path:
+    """Spike times of ``n_units`` units for ``duration`` seconds with their true rates,
+    generated ``block_seconds`` at a time (memory grows with the number of spikes, never with
+    units x time on a fine grid).
+
+    ``latent``: ``lorenz`` (the z-scored Lorenz system of :func:`lorenz_latent` at
+    ``latent_rate`` steps per second) or ``rotational`` (a 2-D rotation at 1.5 Hz whose speed
+    drifts slowly, plus a slow third dimension; z-scored). Rates: ``base_rate`` x exp(W z) Hz
+    with W entries +-U(0.3, 0.8) per unit and latent dimension. Spikes: Poisson counts on a grid
+    of ``step`` seconds, each spike at a uniform time inside its step (seeds (``seed``, block)),
+    in the Units table. The true rates (float32, Hz), the mean of the rate over each
+    1/``truth_rate`` s, at the centres of those spans, are in
+    ``processing/ground_truth/true_rates`` (read them into bins with :func:`read_truth`,
+    ``name="true_rates"``). Returns ``path`` (written atomically).
+    """
+    from pynwb import NWBFile, TimeSeries
+    from pynwb.misc import Units
+
+    if latent not in ("lorenz", "rotational"):
+        raise ValueError(f"unknown latent {latent!r}: lorenz or rotational")
+    rng = np.random.default_rng(seed)
+    per_truth = int(round(1.0 / (truth_rate * step)))
+    if per_truth < 1 or abs(per_truth * step * truth_rate - 1.0) > 1e-9:
+        raise ValueError(f"1/truth_rate ({1 / truth_rate} s) must be a whole number of steps ({step} s)")
+    n_truth = int(duration * truth_rate)
+    n = n_truth * per_truth  # grid steps (the duration rounded down to whole truth samples)
+    n_lat = int(np.ceil(duration * latent_rate)) + 2
+    t_lat = np.arange(n_lat) / latent_rate
+    if latent == "lorenz":
+        z = lorenz_latent(n_lat, rng)
+    else:
+        speed = 2 * np.pi * 1.5 * (1.0 + 0.3 * np.sin(2 * np.pi * t_lat / 37.0 + rng.uniform(0, 2 * np.pi)))
+        phase = np.cumsum(speed) / latent_rate
+        z = np.stack([np.cos(phase), np.sin(phase), np.sin(2 * np.pi * t_lat / 23.0)], axis=1)
+        z = (z - z.mean(0)) / z.std(0)
+    W = rng.uniform(0.3, 0.8, size=(3, n_units)) * rng.choice([-1.0, 1.0], size=(3, n_units))
+
+    def rates(a: int, c: int) -> np.ndarray:
+        t = (np.arange(a, c) + 0.5) * step
+        lat = np.stack([np.interp(t, t_lat, z[:, k]) for k in range(3)], axis=1)
+        return base_rate * np.exp(lat @ W)
+
+    block = max(per_truth, int(round(block_seconds / step)) // per_truth * per_truth)
+    spikes: list[list[np.ndarray]] = [[] for _ in range(n_units)]
+    for k, a in enumerate(range(0, n, block)):
+        c = min(n, a + block)
+        brng = np.random.default_rng([seed, 91, k])
+        counts = brng.poisson(rates(a, c) * step)  # (steps, units)
+        rows, cols = np.nonzero(counts)
+        reps = counts[rows, cols]
+        times = (a + np.repeat(rows, reps) + brng.random(int(reps.sum()))) * step
+        units_of = np.repeat(cols, reps)
+        order = np.lexsort((times, units_of))
+        times, units_of = times[order], units_of[order]
+        edges = np.searchsorted(units_of, np.arange(n_units + 1))
+        for u in range(n_units):
+            spikes[u].append(times[edges[u]:edges[u + 1]])
+
+    def truth_rows(a: int, c: int) -> np.ndarray:
+        return rates(a * per_truth, c * per_truth).reshape(c - a, per_truth, n_units).mean(axis=1).astype(np.float32)
+
+    nwb = NWBFile(session_description=f"synthetic spikes of {n_units} units driven by a {latent} latent "
+                  "(nwb_autolfads.testing.chunked_spikes_nwb)",
+                  identifier=f"synthetic-long-spikes-{duration:g}s-{n_units}u-{latent}-seed{seed}",
+                  session_start_time=datetime(2024, 1, 1, 12, 0, tzinfo=timezone.utc),
+                  experimenter=["nwb-autolfads test factory"], lab="synthetic", institution="synthetic")
+    nwb.units = Units(name="units", description="simulated units", resolution=step)
+    for u in range(n_units):
+        nwb.add_unit(spike_times=np.concatenate(spikes[u]))
+    del spikes
+    gt = nwb.create_processing_module("ground_truth", "simulation ground truth (not a recording)")
+    gt.add(TimeSeries(name="true_rates",
+                      data=_BlockSeries(truth_rows, n_truth, n_units, np.float32,
+                                        max(1, int(block_seconds * truth_rate)), max(1, int(truth_rate))),
+                      unit="Hz", starting_time=0.5 / truth_rate, rate=float(truth_rate),
+                      description=f"true firing rate of each unit (simulation ground truth), the mean over each "
+                      f"{1e3 / truth_rate:g} ms"))
+    return _write_nwb_atomically(Path(path), nwb)

@@ -196,3 +196,16 @@ def test_other_emg_like_series_left_out_are_warned_about(tmp_path, caplog):
         res = nwb_autolfads.run(tmp_path / "loose.nwb", preset="smoke", write=False, progress=False)
     assert len(res.channel_names) == 1
     assert "2 other EMG-like series are not modelled" in caplog.text and "--emg" in caplog.text
+
+
+def test_run_records_wall_time_and_memory_of_each_stage(emg_copy):
+    res = nwb_autolfads.run(emg_copy, preset="smoke", progress=False)
+    assert list(res.stages) == ["read", "preprocess", "train", "infer", "write"]
+    seconds = [s["seconds"] for s in res.stages.values()]
+    assert all(s >= 0 for s in seconds) and seconds[2] > 0  # training takes time
+    assert sum(seconds) <= res.seconds
+    assert sum(seconds) > 0.9 * res.seconds  # the stages cover the run
+    peaks = [s["maxrss_mb"] for s in res.stages.values()]
+    assert peaks == sorted(peaks) and peaks[0] > 50  # a high-water mark in MB (torch alone is more than 50 MB)
+    unwritten = nwb_autolfads.run(emg_copy, preset="smoke", progress=False, write=False)
+    assert list(unwritten.stages) == ["read", "preprocess", "train", "infer"]

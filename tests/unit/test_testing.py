@@ -81,3 +81,47 @@ def test_long_file_builders_write_block_by_block_with_truth(tmp_path):
     rates = read_truth(spikes, 0.05 + 0.1 * np.arange(200), 0.1, "true_rates")
     counts = np.array([t.size for t in units.spike_times])
     np.testing.assert_allclose(counts, np.nanmean(rates, axis=0) * 20.0, rtol=0.35)
+def test_chunked_emg_nwb_is_one_recording_whatever_the_blocks(tmp_path):
+    from pynwb import NWBHDF5IO
+
+    from nwb_autolfads.testing import chunked_emg_nwb
+
+    a = chunked_emg_nwb(tmp_path / "a.nwb", duration=4.0, n_muscles=3, seed=2, block_seconds=1.3)
+    b = chunked_emg_nwb(tmp_path / "b.nwb", duration=4.0, n_muscles=3, seed=2, block_seconds=4.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nwb", "b.nwb"]  # no partial file left
+    with NWBHDF5IO(str(a), "r") as io_a, NWBHDF5IO(str(b), "r") as io_b:
+        ea, eb = io_a.read().acquisition["EMG"], io_b.read().acquisition["EMG"]
+        assert ea.data.dtype == np.int16 and ea.data.shape == (8000, 3) and ea.rate == 2000.0
+        np.testing.assert_array_equal(ea.data[:], eb.data[:])
+        volts = ea.data[:] * ea.conversion
+    times = 0.05 + np.arange(40) * 0.1
+    truth = read_truth(a, times, 0.1)
+    np.testing.assert_array_equal(truth, read_truth(b, times, 0.1))
+    assert truth.shape == (40, 3) and np.all(truth > 0)
+    # the EMG's envelope follows the true activation (100 ms bins of rectified EMG, hum and offset removed)
+    from scipy import signal as sps
+
+    hp = sps.sosfiltfilt(sps.butter(4, 20.0, "highpass", fs=2000.0, output="sos"), volts, axis=0)
+    envelope = np.abs(hp).reshape(40, 200, 3).mean(axis=1)
+    r = [np.corrcoef(envelope[:, k], truth[:, k])[0, 1] for k in range(3)]
+    assert min(r) > 0.8, r
+
+
+def test_chunked_spikes_nwb_spikes_follow_the_true_rates(tmp_path):
+    from pynwb import NWBHDF5IO
+
+    from nwb_autolfads.testing import chunked_spikes_nwb
+
+    for latent in ("lorenz", "rotational"):
+        path = chunked_spikes_nwb(tmp_path / f"{latent}.nwb", duration=60.0, n_units=6, seed=3, latent=latent,
+                                  block_seconds=7.0)
+        with NWBHDF5IO(str(path), "r") as io:
+            units = io.read().units
+            spikes = [np.asarray(units["spike_times"][u]) for u in range(len(units))]
+        assert len(spikes) == 6
+        assert all(np.all(np.diff(s) > 0) and s[0] >= 0 and s[-1] < 60.0 for s in spikes)
+        times = 0.5 + np.arange(60.0)
+        rates = read_truth(path, times, 1.0, name="true_rates")  # Hz, mean over each second
+        counts = np.stack([np.histogram(s, bins=np.arange(61.0))[0] for s in spikes], axis=1)
+        assert abs(counts.sum() / rates.sum() - 1) < 0.05  # as many spikes as the rates promise
+        assert np.corrcoef(counts.ravel(), rates.ravel())[0, 1] > 0.7  # and when they promise them
