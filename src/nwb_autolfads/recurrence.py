@@ -8,7 +8,10 @@ gradients of all bins are then formed with one matrix product each. Two recurren
 
 - :func:`stacked_gru`: D independent GRUs run together with batched matrix products (the
   forward and backward directions of both encoders);
-- :func:`controlled_generator`: the controller + generator loop below.
+- :func:`controlled_generator`: the controller + generator loop below. It also runs M models
+  at once (a stacked population, :mod:`nwb_autolfads.stacked`): weights then carry a leading
+  member dimension (M, ...), states are (M, B, ...), and every matrix product is batched over
+  the members (``baddbmm`` / ``bmm``); one model keeps the plain ``addmm`` path.
 
 Tests compare values and gradients with ``nn.GRU`` / ``nn.GRUCell`` and run gradcheck.
 
@@ -119,28 +122,43 @@ def stacked_gru(gi: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor) -> tor
         return _StackedGRU.forward(_NoCtx(), gi, w_hh, b_hh)
 
 
+def _affine(bias, x, w_t):
+    """bias + x @ w_t: ``addmm`` for one model (x (B, K)), ``baddbmm`` for a stacked population
+    (x (M, B, K), w_t (M, K, N), bias broadcastable to (M, B, N))."""
+    return torch.addmm(bias, x, w_t) if x.dim() == 2 else torch.baddbmm(bias, x, w_t)
+
+
+def _flat(xs):
+    """Per-bin values (a list of (B, X) or (M, B, X), or a (T, B, X) / (T, M, B, X) buffer) as the
+    rows of one matrix per model: (T * B, X), or (M, T * B, X) for a stacked population."""
+    x = torch.stack(xs) if isinstance(xs, list) else xs
+    return x.flatten(0, 1) if x.dim() == 3 else x.transpose(0, 1).flatten(1, 2)
+
+
 def _run(ci_gates, g0, c0, w_gc, w_chh, b_chh, w_post, b_post, w_gih, b_gih, w_ghh, b_ghh, masks, noise, clip,
          keep: bool):
     """The forward recurrence without a graph. With ``keep`` it also returns the per-bin values
     the backward pass needs."""
     T = ci_gates.shape[0]
-    U = w_post.shape[0] // 2
+    U = w_post.shape[-2] // 2
+    if g0.dim() == 3:  # stacked population: biases (M, N) -> (M, 1, N) for baddbmm
+        b_chh, b_post, b_gih, b_ghh = (b.unsqueeze(-2) for b in (b_chh, b_post, b_gih, b_ghh))
     gd = g0 * masks[0] if masks is not None else g0
     g, c = g0, c0
     steps = ([], [], [], [], [], [], [], [], []) if keep else None
     kept, us, ms, ss = [], [], [], []
-    w_gc_t, w_chh_t, w_post_t, w_gih_t, w_ghh_t = w_gc.t(), w_chh.t(), w_post.t(), w_gih.t(), w_ghh.t()
+    w_gc_t, w_chh_t, w_post_t, w_gih_t, w_ghh_t = (w.transpose(-1, -2) for w in (w_gc, w_chh, w_post, w_gih, w_ghh))
     for t in range(T):
         g_prev, gd_prev, c_prev = g, gd, c
-        gi = torch.addmm(ci_gates[t], gd, w_gc_t)
-        gh = torch.addmm(b_chh, c, w_chh_t)
+        gi = _affine(ci_gates[t], gd, w_gc_t)
+        gh = _affine(b_chh, c, w_chh_t)
         c, sc = _gru_forward(gi, gh, c, clip)
-        post = torch.addmm(b_post, c, w_post_t)
-        m, ev = post[:, :U], post[:, U:].exp()
+        post = _affine(b_post, c, w_post_t)
+        m, ev = post[..., :U], post[..., U:].exp()
         s = torch.sqrt(ev + _STD_FLOOR)
         u = m + s * noise[t] if noise is not None else m
-        gi = torch.addmm(b_gih, u, w_gih_t)
-        gh = torch.addmm(b_ghh, g, w_ghh_t)
+        gi = _affine(b_gih, u, w_gih_t)
+        gh = _affine(b_ghh, g, w_ghh_t)
         g, sg = _gru_forward(gi, gh, g, clip)
         gd = g * masks[t + 1] if masks is not None else g
         kept.append(gd)
@@ -171,41 +189,39 @@ class _ControlledGenerator(torch.autograd.Function):
         dg = torch.zeros_like(prev_g[0])  # gradient reaching g_t from later bins
         dc = torch.zeros_like(prev_c[0])  # gradient reaching c_t from later bins
         dgd = torch.zeros_like(prev_gd[0])  # gradient reaching gd_t from the controller of t + 1
-        B, G, Cn, U2 = dg.shape[0], dg.shape[1], dc.shape[1], w_post.shape[0]
-        d_gi_c = dg.new_empty(T, B, 3 * Cn)  # gradients of the gate projections, all bins
-        d_gh_c = dg.new_empty(T, B, 3 * Cn)
-        d_gi_g = dg.new_empty(T, B, 3 * G)
-        d_gh_g = dg.new_empty(T, B, 3 * G)
-        d_post = dg.new_empty(T, B, U2)
+        lead, G, Cn, U2 = dg.shape[:-1], dg.shape[-1], dc.shape[-1], w_post.shape[-2]  # lead: (B,) or (M, B)
+        d_gi_c = dg.new_empty(T, *lead, 3 * Cn)  # gradients of the gate projections, all bins
+        d_gh_c = dg.new_empty(T, *lead, 3 * Cn)
+        d_gi_g = dg.new_empty(T, *lead, 3 * G)
+        d_gh_g = dg.new_empty(T, *lead, 3 * G)
+        d_post = dg.new_empty(T, *lead, U2)
         U = U2 // 2
         for t in range(T - 1, -1, -1):
             # generator: g_t = clip(GRU(u_t W_gih^T + b, g_{t-1} W_ghh^T + b)), gd_t = g_t * mask
             dgd_t = d_kept[t] + dgd
             dg_t = dg + (dgd_t * masks[t + 1] if masks is not None else dgd_t)
             dh = _gru_backward(dg_t, prev_g[t], saved_g[t], d_gi_g[t], d_gh_g[t])
-            dg = torch.addmm(dh, d_gh_g[t], w_ghh)
+            dg = _affine(dh, d_gh_g[t], w_ghh)
             # inferred input: u = m + s * eps, s = sqrt(exp(l) + floor)
-            du = torch.addmm(d_u_out[t], d_gi_g[t], w_gih)
-            torch.add(du, d_m_out[t], out=d_post[t][:, :U])
+            du = _affine(d_u_out[t], d_gi_g[t], w_gih)
+            torch.add(du, d_m_out[t], out=d_post[t][..., :U])
             ds = du * noise[t] + d_s_out[t] if noise is not None else d_s_out[t]
-            torch.mul(ds, evs[t] / (2 * ss[t]), out=d_post[t][:, U:])
+            torch.mul(ds, evs[t] / (2 * ss[t]), out=d_post[t][..., U:])
             # controller: c_t = clip(GRU(ci_gates[t] + gd_{t-1} W_gc^T, c_{t-1} W_chh^T + b))
-            dc_t = torch.addmm(dc, d_post[t], w_post)
+            dc_t = _affine(dc, d_post[t], w_post)
             dh = _gru_backward(dc_t, prev_c[t], saved_c[t], d_gi_c[t], d_gh_c[t])
-            dc = torch.addmm(dh, d_gh_c[t], w_chh)
+            dc = _affine(dh, d_gh_c[t], w_chh)
             dgd = d_gi_c[t] @ w_gc
         dg0 = dg + (dgd * masks[0] if masks is not None else dgd)
 
-        def flat(xs):
-            return (torch.stack(xs) if isinstance(xs, list) else xs).flatten(0, 1)  # (T * B, ...)
-
-        A_gi_c, A_gh_c, A_gi_g, A_gh_g, A_post = map(flat, (d_gi_c, d_gh_c, d_gi_g, d_gh_g, d_post))
+        # weight gradients of all bins at once: (T * B, N)^T (T * B, K) per model
+        A_gi_c, A_gh_c, A_gi_g, A_gh_g, A_post = map(_flat, (d_gi_c, d_gh_c, d_gi_g, d_gh_g, d_post))
         grads = (
             d_gi_c, dg0, dc,
-            A_gi_c.t() @ flat(prev_gd), A_gh_c.t() @ flat(prev_c), A_gh_c.sum(0),
-            A_post.t() @ flat(cs), A_post.sum(0),
-            A_gi_g.t() @ flat(us), A_gi_g.sum(0),
-            A_gh_g.t() @ flat(prev_g), A_gh_g.sum(0),
+            A_gi_c.transpose(-1, -2) @ _flat(prev_gd), A_gh_c.transpose(-1, -2) @ _flat(prev_c), A_gh_c.sum(-2),
+            A_post.transpose(-1, -2) @ _flat(cs), A_post.sum(-2),
+            A_gi_g.transpose(-1, -2) @ _flat(us), A_gi_g.sum(-2),
+            A_gh_g.transpose(-1, -2) @ _flat(prev_g), A_gh_g.sum(-2),
         )
         return (*grads, None, None, None)
 
@@ -216,7 +232,12 @@ def controlled_generator(ci_gates: torch.Tensor, g0: torch.Tensor, c0: torch.Ten
                          masks: torch.Tensor | None, noise: torch.Tensor | None, clip: float):
     """Run the recurrence (see the module docstring). ci_gates (T, B, 3Cn), g0 (B, G), c0 (B, Cn),
     masks (T + 1, B, G) or None, noise (T, B, U) or None. Returns gd (T, B, G) (the dropped-out
-    generator states the factors are read from), u, u_mean, u_std (T, B, U)."""
+    generator states the factors are read from), u, u_mean, u_std (T, B, U).
+
+    A stacked population of M models: every weight and bias with a leading member dimension
+    (w_gc (M, 3Cn, G), b_chh (M, 3Cn), ...), g0 (M, B, G), c0 (M, B, Cn), ci_gates (T, M, B, 3Cn),
+    masks (T + 1, M, B, G), noise (T, M, B, U); the outputs are then (T, M, B, .). The members do
+    not interact: member m's outputs and gradients are those of the one model with its slices."""
     args = (ci_gates, g0, c0, w_gc, w_chh, b_chh, w_post, b_post, w_gih, b_gih, w_ghh, b_ghh, masks, noise, clip)
     if torch.is_grad_enabled() and any(a.requires_grad for a in args[:12]):
         return _ControlledGenerator.apply(*args)
