@@ -126,6 +126,8 @@ class Member:
     opt: torch.optim.Optimizer
     hp: dict[str, float]
     epochs: int = 0
+    steps: int = 0
+    """Optimisation steps trained so far (the stacked executor, :mod:`.stacked`, counts in steps)."""
     smoothed: float = math.nan
     history: list[dict] = field(default_factory=list)
 
@@ -139,13 +141,14 @@ class Member:
 
     def state(self) -> dict:
         return {"model": copy.deepcopy(self.model.state_dict()), "opt": copy.deepcopy(self.opt.state_dict()),
-                "hp": dict(self.hp), "epochs": self.epochs, "smoothed": self.smoothed,
+                "hp": dict(self.hp), "epochs": self.epochs, "steps": self.steps, "smoothed": self.smoothed,
                 "history": copy.deepcopy(self.history)}
 
     def load(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
         self.hp, self.epochs, self.smoothed = dict(state["hp"]), state["epochs"], state["smoothed"]
+        self.steps = state.get("steps", 0)
         self.history = copy.deepcopy(state["history"])
         self.apply()
 
