@@ -245,6 +245,17 @@ class _Executor:
             self.pool.shutdown(cancel_futures=True)
 
 
+def _stacked_executor(model0: LFADS, model_cfg: ModelConfig, train_cfg: TrainConfig, aug: AugmentConfig,
+                      train_x: torch.Tensor, valid_x: torch.Tensor):
+    """``pbt.execution: stacked``: :class:`.stacked.StackedExecutor`, which counts in steps; the
+    generation length (``generation_epochs``) is converted at one epoch = ceil(windows / batch)."""
+    from .stacked import StackedExecutor
+
+    epoch = -(-train_x.shape[0] // min(train_cfg.batch_size, train_x.shape[0]))
+    return StackedExecutor(model0.n_channels, model_cfg, model0.observation, train_cfg, aug, train_x, valid_x,
+                           steps_per_unit=epoch)
+
+
 def _to_cpu(state: dict) -> dict:
     def cpu(obj):
         if isinstance(obj, torch.Tensor):
@@ -322,8 +333,9 @@ def train_population(make_model: Callable[[], LFADS], train_x: torch.Tensor, val
     workers = pbt.workers or default_workers(pbt.population)
     on_cpu = train_x.device.type == "cpu"
     model0 = members[0].model
-    executor = _Executor(workers if on_cpu else 1, model0.n_channels, model_cfg, model0.observation, train_cfg,
-                         aug, train_x, valid_x)
+    executor = _Executor(workers if on_cpu and pbt.execution != "sequential" else 1, model0.n_channels, model_cfg, model0.observation, train_cfg,
+                         aug, train_x, valid_x) if pbt.execution != "stacked" else _stacked_executor(
+        model0, model_cfg, train_cfg, aug, train_x, valid_x)
     stopped = start > 0 and should_stop(best_per_generation, pbt.stop_improvement, pbt.stop_generations)
     try:
         for g in range(start, pbt.max_generations):

@@ -586,12 +586,14 @@ class StackedExecutor:
     runs over ``train.ramp_steps`` steps of each member's own count. Where the configuration still
     counts epochs (no ``valid_every`` / ``ramp_steps`` fields), an epoch is
     ceil(training windows / batch size) steps: validation once per epoch, ramp over
-    ``ramp_epochs`` epochs, and with ``steps_per_unit`` the count given to :meth:`generation` is
-    multiplied by it (``pbt.generation_epochs`` x steps per epoch).
+    ``ramp_epochs`` epochs, and with ``steps_per_unit`` (steps per epoch) the count given to
+    :meth:`generation` is in epochs (``pbt.generation_epochs``), ``Member.epochs`` is kept and the
+    history rows also carry their ``epoch``.
     """
 
     def __init__(self, n_channels: int, model_cfg: ModelConfig, observation, train_cfg: TrainConfig,
-                 aug: AugmentConfig, train_x: torch.Tensor, valid_x: torch.Tensor, steps_per_unit: int = 1):
+                 aug: AugmentConfig, train_x: torch.Tensor, valid_x: torch.Tensor,
+                 steps_per_unit: int | None = None):
         self.n_channels, self.model_cfg, self.observation = n_channels, model_cfg, observation
         self.train_cfg, self.aug, self.train_x, self.valid_x = train_cfg, aug, train_x, valid_x
         epoch = math.ceil(train_x.shape[0] / min(train_cfg.batch_size, train_x.shape[0]))
@@ -605,7 +607,8 @@ class StackedExecutor:
         ``smoothed`` metric and ``history``, as :func:`member_generation` does one by one).
         ``seed``: the run's seed; member k of generation g draws from
         ``_member_seed(seed, g, k)``, as with the other executors."""
-        n_steps *= self.steps_per_unit
+        if self.steps_per_unit is not None:
+            n_steps *= self.steps_per_unit
         pop = StackedPopulation.from_members(members)
         dev = self.train_x.device
         streams = [BatchStream(self.train_x.shape[0], self.train_cfg.batch_size,
@@ -623,6 +626,11 @@ class StackedExecutor:
                     member.smoothed, pop.active[k] = math.nan, False
                     continue
                 _record(member, sums[k], valid[k], self.train_cfg.smoothing, generation)
+                if self.steps_per_unit is not None:
+                    member.history[-1]["epoch"] = math.ceil(member.steps / self.steps_per_unit) - 1
+            if self.steps_per_unit is not None:
+                for k, member in enumerate(members):
+                    member.epochs = pop.steps[k] // self.steps_per_unit
             if not any(pop.active):
                 break
         for k, member in enumerate(members):
