@@ -102,16 +102,16 @@ class _StackedGRU(torch.autograd.Function):
     def backward(ctx, d_hs):
         w_hh, hs = ctx.saved_tensors
         D, T, B, H = hs.shape
-        prev = torch.cat([hs.new_zeros(D, 1, B, H), hs[:, :-1]], dim=1)  # h_{t-1}
+        h0 = hs.new_zeros(D, B, H)  # h_{-1}
         d_gi = hs.new_empty(D, T, B, 3 * H)
         d_gh = hs.new_empty(D, T, B, 3 * H)
-        carry = hs.new_zeros(D, B, H)
+        carry = h0
         for t in range(T - 1, -1, -1):
-            dh = _gru_backward(d_hs[:, t] + carry, prev[:, t], ctx.saved[t], d_gi[:, t], d_gh[:, t])
+            dh = _gru_backward(d_hs[:, t] + carry, hs[:, t - 1] if t > 0 else h0, ctx.saved[t], d_gi[:, t], d_gh[:, t])
             carry = torch.baddbmm(dh, d_gh[:, t], w_hh)
-        flat_gh = d_gh.reshape(D, T * B, 3 * H)
-        d_w = torch.bmm(flat_gh.transpose(1, 2), prev.reshape(D, T * B, H))
-        return d_gi, d_w, flat_gh.sum(dim=1)
+        # dW_hh = sum over t >= 1 of d_gh_t^T h_{t-1} (h_{-1} = 0): views, no shifted copy of the states
+        d_w = torch.bmm(d_gh[:, 1:].reshape(D, (T - 1) * B, 3 * H).transpose(1, 2), hs[:, :-1].reshape(D, (T - 1) * B, H))
+        return d_gi, d_w, d_gh.reshape(D, T * B, 3 * H).sum(dim=1)
 
 
 def stacked_gru(gi: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
@@ -128,21 +128,26 @@ def _affine(bias, x, w_t):
     return torch.addmm(bias, x, w_t) if x.dim() == 2 else torch.baddbmm(bias, x, w_t)
 
 
-def _flat(xs):
-    """Per-bin values (a list of (B, X) or (M, B, X), or a (T, B, X) / (T, M, B, X) buffer) as the
-    rows of one matrix per model: (T * B, X), or (M, T * B, X) for a stacked population."""
-    x = torch.stack(xs) if isinstance(xs, list) else xs
-    return x.flatten(0, 1) if x.dim() == 3 else x.transpose(0, 1).flatten(1, 2)
+def _flat(xs, td: int):
+    """Per-bin values (a list of (B, X) or (M, B, X), or a (T, B, X) / (M, T, B, X) buffer; ``td``
+    the time dimension) as the rows of one matrix per model: (T * B, X), or (M, T * B, X) for a
+    stacked population."""
+    x = torch.stack(xs, dim=td) if isinstance(xs, list) else xs
+    return x.flatten(td, td + 1)
 
 
 def _run(ci_gates, g0, c0, w_gc, w_chh, b_chh, w_post, b_post, w_gih, b_gih, w_ghh, b_ghh, masks, noise, clip,
          keep: bool):
     """The forward recurrence without a graph. With ``keep`` it also returns the per-bin values
     the backward pass needs."""
-    T = ci_gates.shape[0]
+    td = g0.dim() - 2  # the time dimension: 0 for one model, 1 for a stacked population (member first)
+    T = ci_gates.shape[td]
     U = w_post.shape[-2] // 2
-    if g0.dim() == 3:  # stacked population: biases (M, N) -> (M, 1, N) for baddbmm
+    if td:  # stacked population: biases (M, N) -> (M, 1, N) for baddbmm
         b_chh, b_post, b_gih, b_ghh = (b.unsqueeze(-2) for b in (b_chh, b_post, b_gih, b_ghh))
+    ci_gates = ci_gates.unbind(td)
+    masks = masks.unbind(td) if masks is not None else None
+    noise = noise.unbind(td) if noise is not None else None
     gd = g0 * masks[0] if masks is not None else g0
     g, c = g0, c0
     steps = ([], [], [], [], [], [], [], [], []) if keep else None
@@ -168,7 +173,7 @@ def _run(ci_gates, g0, c0, w_gc, w_chh, b_chh, w_post, b_post, w_gih, b_gih, w_g
         if keep:
             for store, value in zip(steps, (g_prev, gd_prev, c_prev, c, u, s, ev, sc, sg)):
                 store.append(value)
-    return (torch.stack(kept), torch.stack(us), torch.stack(ms), torch.stack(ss)), steps
+    return (torch.stack(kept, td), torch.stack(us, td), torch.stack(ms, td), torch.stack(ss, td)), steps
 
 
 class _ControlledGenerator(torch.autograd.Function):
@@ -189,12 +194,15 @@ class _ControlledGenerator(torch.autograd.Function):
         dg = torch.zeros_like(prev_g[0])  # gradient reaching g_t from later bins
         dc = torch.zeros_like(prev_c[0])  # gradient reaching c_t from later bins
         dgd = torch.zeros_like(prev_gd[0])  # gradient reaching gd_t from the controller of t + 1
-        lead, G, Cn, U2 = dg.shape[:-1], dg.shape[-1], dc.shape[-1], w_post.shape[-2]  # lead: (B,) or (M, B)
-        d_gi_c = dg.new_empty(T, *lead, 3 * Cn)  # gradients of the gate projections, all bins
-        d_gh_c = dg.new_empty(T, *lead, 3 * Cn)
-        d_gi_g = dg.new_empty(T, *lead, 3 * G)
-        d_gh_g = dg.new_empty(T, *lead, 3 * G)
-        d_post = dg.new_empty(T, *lead, U2)
+        td = dg.dim() - 2  # time dimension of inputs, outputs and buffers: 0, or 1 (stacked: member first)
+        G, Cn, U2 = dg.shape[-1], dc.shape[-1], w_post.shape[-2]
+        shape = (T, *dg.shape[:-1]) if td == 0 else (dg.shape[0], T, dg.shape[1])  # (T, B) or (M, T, B)
+        # gradients of the gate projections and posterior parameters, all bins (per-bin views below)
+        bufs = [dg.new_empty(*shape, n) for n in (3 * Cn, 3 * Cn, 3 * G, 3 * G, U2)]
+        d_gi_c, d_gh_c, d_gi_g, d_gh_g, d_post = (b.unbind(td) for b in bufs)
+        masks = masks.unbind(td) if masks is not None else None
+        noise = noise.unbind(td) if noise is not None else None
+        d_kept, d_u_out, d_m_out, d_s_out = (d.unbind(td) for d in (d_kept, d_u_out, d_m_out, d_s_out))
         U = U2 // 2
         for t in range(T - 1, -1, -1):
             # generator: g_t = clip(GRU(u_t W_gih^T + b, g_{t-1} W_ghh^T + b)), gd_t = g_t * mask
@@ -215,13 +223,14 @@ class _ControlledGenerator(torch.autograd.Function):
         dg0 = dg + (dgd * masks[0] if masks is not None else dgd)
 
         # weight gradients of all bins at once: (T * B, N)^T (T * B, K) per model
-        A_gi_c, A_gh_c, A_gi_g, A_gh_g, A_post = map(_flat, (d_gi_c, d_gh_c, d_gi_g, d_gh_g, d_post))
+        A_gi_c, A_gh_c, A_gi_g, A_gh_g, A_post = (_flat(b, td) for b in bufs)
         grads = (
-            d_gi_c, dg0, dc,
-            A_gi_c.transpose(-1, -2) @ _flat(prev_gd), A_gh_c.transpose(-1, -2) @ _flat(prev_c), A_gh_c.sum(-2),
-            A_post.transpose(-1, -2) @ _flat(cs), A_post.sum(-2),
-            A_gi_g.transpose(-1, -2) @ _flat(us), A_gi_g.sum(-2),
-            A_gh_g.transpose(-1, -2) @ _flat(prev_g), A_gh_g.sum(-2),
+            bufs[0], dg0, dc,
+            A_gi_c.transpose(-1, -2) @ _flat(prev_gd, td), A_gh_c.transpose(-1, -2) @ _flat(prev_c, td),
+            A_gh_c.sum(-2),
+            A_post.transpose(-1, -2) @ _flat(cs, td), A_post.sum(-2),
+            A_gi_g.transpose(-1, -2) @ _flat(us, td), A_gi_g.sum(-2),
+            A_gh_g.transpose(-1, -2) @ _flat(prev_g, td), A_gh_g.sum(-2),
         )
         return (*grads, None, None, None)
 
@@ -235,8 +244,8 @@ def controlled_generator(ci_gates: torch.Tensor, g0: torch.Tensor, c0: torch.Ten
     generator states the factors are read from), u, u_mean, u_std (T, B, U).
 
     A stacked population of M models: every weight and bias with a leading member dimension
-    (w_gc (M, 3Cn, G), b_chh (M, 3Cn), ...), g0 (M, B, G), c0 (M, B, Cn), ci_gates (T, M, B, 3Cn),
-    masks (T + 1, M, B, G), noise (T, M, B, U); the outputs are then (T, M, B, .). The members do
+    (w_gc (M, 3Cn, G), b_chh (M, 3Cn), ...), g0 (M, B, G), c0 (M, B, Cn), ci_gates (M, T, B, 3Cn),
+    masks (M, T + 1, B, G), noise (M, T, B, U); the outputs are then (M, T, B, .). The members do
     not interact: member m's outputs and gradients are those of the one model with its slices."""
     args = (ci_gates, g0, c0, w_gc, w_chh, b_chh, w_post, b_post, w_gih, b_gih, w_ghh, b_ghh, masks, noise, clip)
     if torch.is_grad_enabled() and any(a.requires_grad for a in args[:12]):

@@ -178,14 +178,14 @@ def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> 
 
 
 def _lag(x: torch.Tensor, lag: int, forward: bool) -> torch.Tensor:
-    """Lag encoder states (M, B, T, H) by ``lag`` bins along time (see :meth:`.model.LFADS._lag`)."""
-    T = x.shape[2]
+    """Lag encoder states (M, T, B, H) by ``lag`` bins along time (see :meth:`.model.LFADS._lag`)."""
+    T = x.shape[1]
     lag = min(lag, T)
     if lag == 0:
         return x
     if forward:
-        return torch.cat([torch.zeros_like(x[:, :, :lag]), x[:, :, : T - lag]], dim=2)
-    return torch.cat([x[:, :, lag:], torch.zeros_like(x[:, :, :lag])], dim=2)
+        return torch.cat([torch.zeros_like(x[:, :lag]), x[:, : T - lag]], dim=1)
+    return torch.cat([x[:, lag:], torch.zeros_like(x[:, :lag])], dim=1)
 
 
 def stacked_forward(P: dict[str, torch.Tensor], cfg: ModelConfig, n_params: int, x: torch.Tensor,
@@ -213,38 +213,37 @@ def stacked_forward(P: dict[str, torch.Tensor], cfg: ModelConfig, n_params: int,
     if d.get("x") is not None:
         x = x * d["x"]
 
-    # ---- encoders (both directions of both, grouped as LFADS.encode groups them)
+    # ---- encoders: the directions of the same size and length run as one batched recurrence (as in
+    #      LFADS.encode), every direction's input projection done in its own processing order (the
+    #      backward directions read the time-reversed input), so the large projections are never
+    #      copied, flipped or re-stacked
     inputs = {"ic_encoder": x, "ci_encoder": x[:, :, L:]}
     hidden = {"ic_encoder": cfg.ic_enc_dim, "ci_encoder": cfg.ci_enc_dim}
     directions = [(e, rev) for e in (["ic_encoder", "ci_encoder"] if co else ["ic_encoder"]) for rev in (False, True)]
-    states = {}
+    states = {}  # (encoder, reverse) -> (M, T, B, H) in the direction's processing order
     for key in sorted({(hidden[e], inputs[e].shape[2]) for e, _ in directions}):
         group = [(e, rev) for e, rev in directions if (hidden[e], inputs[e].shape[2]) == key]
         H, Tg, D = key[0], key[1], len(group)
         sfx = ["_reverse" if rev else "" for _, rev in group]
-        w_ih = [P[f"{e}.weight_ih_l0{s}"] for (e, _), s in zip(group, sfx)]  # (M, 3H, C) each
-        b_ih = [P[f"{e}.bias_ih_l0{s}"] for (e, _), s in zip(group, sfx)]
-        xin = inputs[group[0][0]]
-        if all(inputs[e] is xin for e, _ in group):  # one input projection for the whole group
-            gi = _linear(xin, torch.cat(w_ih, 1), torch.cat(b_ih, 1)).view(M, B, Tg, D, 3 * H).permute(0, 3, 2, 1, 4)
-        else:
-            gi = torch.stack([_linear(inputs[e], w, b).transpose(1, 2) for (e, _), w, b in zip(group, w_ih, b_ih)],
-                             dim=1)  # (M, D, T, B, 3H)
-        gi = torch.stack([gi[:, k].flip(1) if rev else gi[:, k] for k, (_, rev) in enumerate(group)], dim=1)
+        xs = [inputs[e].transpose(1, 2) for e, _ in group]  # (M, T, B, C)
+        xin = torch.stack([xt.flip(1) if rev else xt for xt, (_, rev) in zip(xs, group)], dim=1)  # (M, D, T, B, C)
+        w_ih = torch.stack([P[f"{e}.weight_ih_l0{s}"] for (e, _), s in zip(group, sfx)], dim=1)  # (M, D, 3H, C)
+        b_ih = torch.stack([P[f"{e}.bias_ih_l0{s}"] for (e, _), s in zip(group, sfx)], dim=1)
+        gi = torch.baddbmm(b_ih.reshape(M * D, 1, 3 * H), xin.reshape(M * D, Tg * B, C),
+                           w_ih.reshape(M * D, 3 * H, C).transpose(1, 2)).view(M * D, Tg, B, 3 * H)
         w_hh = torch.stack([P[f"{e}.weight_hh_l0{s}"] for (e, _), s in zip(group, sfx)], dim=1)  # (M, D, 3H, H)
         b_hh = torch.stack([P[f"{e}.bias_hh_l0{s}"] for (e, _), s in zip(group, sfx)], dim=1)
-        hs = stacked_gru(gi.reshape(M * D, Tg, B, 3 * H), w_hh.reshape(M * D, 3 * H, H),
-                         b_hh.reshape(M * D, 3 * H)).view(M, D, Tg, B, H)
-        for k, (e, rev) in enumerate(group):
-            states[(e, rev)] = hs[:, k].flip(1) if rev else hs[:, k]  # (M, T, B, H), original time order
-    ic_enc = torch.cat([states[("ic_encoder", False)][:, -1], states[("ic_encoder", True)][:, 0]], dim=-1)
+        hs = stacked_gru(gi, w_hh.reshape(M * D, 3 * H, H), b_hh.reshape(M * D, 3 * H)).view(M, D, Tg, B, H)
+        states.update(zip(group, hs.unbind(1)))
+    # final state of each direction (the backward direction's last processed bin is bin 0)
+    ic_enc = torch.cat([states[("ic_encoder", False)][:, -1], states[("ic_encoder", True)][:, -1]], dim=-1)
     ci = None
-    if co:
-        fwd = _lag(states[("ci_encoder", False)].transpose(1, 2), cfg.ci_lag, True)  # (M, B, T, Ec)
-        bwd = _lag(states[("ci_encoder", True)].transpose(1, 2), cfg.ci_lag, False)
+    if co:  # lagged CI encoder states, time-major (M, T, B, 2Ec) (dropout mask drawn (B, T, 2Ec) per member)
+        fwd = _lag(states[("ci_encoder", False)], cfg.ci_lag, True)
+        bwd = _lag(states[("ci_encoder", True)].flip(1), cfg.ci_lag, False)
         ci = torch.cat([fwd, bwd], dim=-1)
         if d.get("ci") is not None:
-            ci = ci * d["ci"]
+            ci = ci * d["ci"].transpose(1, 2)
     if d.get("ic") is not None:
         ic_enc = ic_enc * d["ic"]
 
@@ -257,26 +256,26 @@ def stacked_forward(P: dict[str, torch.Tensor], cfg: ModelConfig, n_params: int,
     g = torch.clamp(_linear(ic, P["ic_to_g0.weight"], P["ic_to_g0.bias"]), -clip, clip)  # (M, B, G)
 
     # ---- controller + generator
-    masks = d.get("gen")  # (T + 1, M, B, G) or None
+    masks = d.get("gen")  # (M, T + 1, B, G) or None
     W_f = P["to_factors.weight"]
     if co:
         Ec2 = 2 * cfg.ci_enc_dim
         w_ih = P["controller.weight_ih"]
-        ci_gates = _linear(ci, w_ih[:, :, :Ec2], P["controller.bias_ih"]).permute(2, 0, 1, 3)  # (T, M, B, 3Cn)
+        ci_gates = _linear(ci, w_ih[:, :, :Ec2], P["controller.bias_ih"])  # (M, T, B, 3Cn)
         w_gc = torch.bmm(w_ih[:, :, Ec2:], W_f)  # (M, 3Cn, G)
         c0 = P["con_h0"].unsqueeze(1).expand(M, B, -1)
         kept, u, u_mean, u_std = controlled_generator(
             ci_gates, g, c0, w_gc, P["controller.weight_hh"], P["controller.bias_hh"], P["co_posterior.weight"],
             P["co_posterior.bias"], P["generator.weight_ih"], P["generator.bias_ih"], P["generator.weight_hh"],
-            P["generator.bias_hh"], masks, d.get("co_noise") if sample else None, clip)  # (T, M, B, .)
-        factors = _linear(kept.permute(1, 2, 0, 3), W_f)  # (M, B, T, F)
-        u, u_mean, u_std = (v.permute(1, 2, 0, 3) for v in (u, u_mean, u_std))  # (M, B, T, U)
-        log_q = _gaussian_log_prob(u, u_mean, u_std).sum(dim=(2, 3))
+            P["generator.bias_hh"], masks, d.get("co_noise") if sample else None, clip)  # (M, T, B, .)
+        factors = _linear(kept, W_f).transpose(1, 2)  # (M, B, T, F)
+        # KL of the inferred inputs, time-major (M, T, B, U): AR(1) prior along dim 1
+        log_q = _gaussian_log_prob(u, u_mean, u_std).sum(dim=(1, 3))
         phi = torch.exp(-1.0 / P["co_prior.log_tau"].exp())[:, None, None, :]  # (M, 1, 1, U)
         var = P["co_prior.log_var"].exp()[:, None, None, :]
-        mean = torch.cat([torch.zeros_like(u[:, :, :1]), phi * u[:, :, :-1]], dim=2)
-        cond_var = torch.cat([var.expand_as(u[:, :, :1]), (var * (1 - phi**2)).expand_as(u[:, :, 1:])], dim=2)
-        log_p = (-0.5 * (math.log(2 * math.pi) + cond_var.log() + (u - mean) ** 2 / cond_var)).sum(dim=(2, 3))
+        mean = torch.cat([torch.zeros_like(u[:, :1]), phi * u[:, :-1]], dim=1)
+        cond_var = torch.cat([var.expand_as(u[:, :1]), (var * (1 - phi**2)).expand_as(u[:, 1:])], dim=1)
+        log_p = (-0.5 * (math.log(2 * math.pi) + cond_var.log() + (u - mean) ** 2 / cond_var)).sum(dim=(1, 3))
         kl_co = log_q - log_p
     else:  # autonomous generator (zero input: only its input bias)
         gi = P["generator.bias_ih"].unsqueeze(1).expand(M, B, -1)
@@ -284,7 +283,7 @@ def stacked_forward(P: dict[str, torch.Tensor], cfg: ModelConfig, n_params: int,
         kept = []
         for t in range(T):
             g = torch.clamp(gru_gates(gi, torch.baddbmm(bias, g, w_t), g), -clip, clip)
-            kept.append(g * masks[t + 1] if masks is not None else g)
+            kept.append(g * masks[:, t + 1] if masks is not None else g)
         factors = _linear(torch.stack(kept, dim=2), W_f)
         kl_co = g.new_zeros(M, B)
     params = _linear(factors, P["readout.weight"], P["readout.bias"]).reshape(M, B, T, C, n_params)
@@ -468,8 +467,8 @@ def _draw(pop: StackedPopulation, streams: list[BatchStream], train_x: torch.Ten
         "ci": torch.stack(kinds["ci"]) if any_dropout and co else None,
         "ic": torch.stack(kinds["ic"]) if any_dropout else None,
         "ic_noise": torch.stack(kinds["ic_noise"]),
-        "gen": torch.stack(kinds["gen"], dim=1) if any_dropout else None,  # (T + 1, M, B, G)
-        "co_noise": torch.stack(kinds["co_noise"], dim=1) if co else None,  # (T, M, B, U)
+        "gen": torch.stack(kinds["gen"]) if any_dropout else None,  # (M, T + 1, B, G)
+        "co_noise": torch.stack(kinds["co_noise"]) if co else None,  # (M, T, B, U)
     }
     return draws
 
