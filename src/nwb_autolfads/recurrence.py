@@ -35,6 +35,7 @@ import torch
 __all__ = ["controlled_generator", "stacked_gru", "gru_gates"]
 
 _STD_FLOOR = 1e-4
+_ONE = torch.ones(())
 
 
 def gru_gates(gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -50,26 +51,29 @@ def _gru_forward(gi, gh, h, clip):
     H = h.shape[-1]
     gi_rz, gi_n = gi.split([2 * H, H], dim=-1)
     gh_rz, hn = gh.split([2 * H, H], dim=-1)
-    r, z = torch.sigmoid(gi_rz + gh_rz).chunk(2, dim=-1)
-    n = torch.tanh(gi_n + r * hn)
-    new = n + z * (h - n)
+    rz = torch.sigmoid(gi_rz + gh_rz)
+    r, z = rz.chunk(2, dim=-1)
+    n = torch.tanh(torch.addcmul(gi_n, r, hn))  # few, fused operations: a step is overhead-bound
+    new = torch.lerp(n, h, z)  # n + z * (h - n)
     if clip is None:
-        return new, (r, z, n, hn, None)
+        return new, (rz, n, hn, None)
     inside = new.abs() <= clip  # clamp passes the gradient where it did not clip
-    return new.clamp(-clip, clip), (r, z, n, hn, inside)
+    return new.clamp(-clip, clip), (rz, n, hn, inside)
 
 
 def _gru_backward(d_new, h, saved, d_gi, d_gh):
     """Gradients of a GRU step (+ clip). d_new (..., H) is the gradient of the new state; the
     gradients of the input and hidden projections are written into d_gi, d_gh (..., 3H) (views
     of preallocated buffers: no concatenation); returns the direct gradient of h (..., H)."""
-    r, z, n, hn, inside = saved
+    rz, n, hn, inside = saved
     H = h.shape[-1]
+    r, z = rz.chunk(2, dim=-1)
     d = d_new * inside if inside is not None else d_new
+    drz = torch.addcmul(rz, rz, rz, value=-1)  # sigmoid' = s (1 - s), both gates at once
     dpre_n = d_gi[..., 2 * H:]
-    torch.mul(d * (1 - z), 1 - n * n, out=dpre_n)
-    torch.mul(dpre_n * hn, r * (1 - r), out=d_gi[..., :H])
-    torch.mul(d * (h - n), z * (1 - z), out=d_gi[..., H: 2 * H])
+    torch.mul(torch.addcmul(d, d, z, value=-1), torch.addcmul(_ONE.to(n), n, n, value=-1), out=dpre_n)  # d(1-z)(1-n^2)
+    torch.mul(dpre_n * hn, drz[..., :H], out=d_gi[..., :H])
+    torch.mul(d * (h - n), drz[..., H:], out=d_gi[..., H: 2 * H])
     d_gh[..., : 2 * H].copy_(d_gi[..., : 2 * H])
     torch.mul(dpre_n, r, out=d_gh[..., 2 * H:])
     return d * z
@@ -161,7 +165,7 @@ def _run(ci_gates, g0, c0, w_gc, w_chh, b_chh, w_post, b_post, w_gih, b_gih, w_g
         post = _affine(b_post, c, w_post_t)
         m, ev = post[..., :U], post[..., U:].exp()
         s = torch.sqrt(ev + _STD_FLOOR)
-        u = m + s * noise[t] if noise is not None else m
+        u = torch.addcmul(m, s, noise[t]) if noise is not None else m
         gi = _affine(b_gih, u, w_gih_t)
         gh = _affine(b_ghh, g, w_ghh_t)
         g, sg = _gru_forward(gi, gh, g, clip)
@@ -207,13 +211,13 @@ class _ControlledGenerator(torch.autograd.Function):
         for t in range(T - 1, -1, -1):
             # generator: g_t = clip(GRU(u_t W_gih^T + b, g_{t-1} W_ghh^T + b)), gd_t = g_t * mask
             dgd_t = d_kept[t] + dgd
-            dg_t = dg + (dgd_t * masks[t + 1] if masks is not None else dgd_t)
+            dg_t = torch.addcmul(dg, dgd_t, masks[t + 1]) if masks is not None else dg + dgd_t
             dh = _gru_backward(dg_t, prev_g[t], saved_g[t], d_gi_g[t], d_gh_g[t])
             dg = _affine(dh, d_gh_g[t], w_ghh)
             # inferred input: u = m + s * eps, s = sqrt(exp(l) + floor)
             du = _affine(d_u_out[t], d_gi_g[t], w_gih)
             torch.add(du, d_m_out[t], out=d_post[t][..., :U])
-            ds = du * noise[t] + d_s_out[t] if noise is not None else d_s_out[t]
+            ds = torch.addcmul(d_s_out[t], du, noise[t]) if noise is not None else d_s_out[t]
             torch.mul(ds, evs[t] / (2 * ss[t]), out=d_post[t][..., U:])
             # controller: c_t = clip(GRU(ci_gates[t] + gd_{t-1} W_gc^T, c_{t-1} W_chh^T + b))
             dc_t = _affine(dc, d_post[t], w_post)
