@@ -2,6 +2,8 @@
 
     python benchmarks/pbt_speed.py [--populations 1 8 20] [--steps 10] [--windows 200] [--config reference]
                                    [--workers 0]
+    python benchmarks/pbt_speed.py --stacked [--members 20] [--steps 10] [--threads 1 2]
+                                   [--stacked-configs emg-small reference]
 
 Trains ``nwb_autolfads.pbt.train_population`` (the embedded executor) for one generation of
 ``--steps`` optimisation steps on random data shaped like the reference configuration of
@@ -9,6 +11,13 @@ benchmarks/model_speed.py (30 Poisson channels, 50-bin windows, batch 32, genera
 100 factors; 4 in 5 windows train) or the EMG configuration, and prints wall time per
 generation, member-steps per second and the ratio to a population of 1. ``--workers``: the
 ``pbt.workers`` setting (0: one process per core; 1: every member in this process).
+
+``--stacked`` (issue 19, item 3) instead times one generation of ``--steps`` training steps (and a
+validation on 64 windows) three ways, for each configuration and torch thread count: one member
+alone (``stacked.member_generation``), ``--members`` members one after another (the same), and
+the same members as one stacked tensor program (``stacked.StackedExecutor``); it prints wall and
+CPU seconds and the ratios. ``emg-small`` is the EMG model of the issue (12 channels, 100 bins,
+batch 16, 64-unit generator, 32-unit encoders and controller), ``reference`` the 200-unit model.
 """
 
 from __future__ import annotations
@@ -30,6 +39,9 @@ CONFIGS = {
     "emg": dict(channels=12, T=100, obs="gamma",
                 model={"ic_enc_dim": 64, "ci_enc_dim": 64, "con_dim": 64, "co_dim": 2, "ic_dim": 64, "gen_dim": 64,
                        "factor_dim": 9}),
+    "emg-small": dict(channels=12, T=100, obs="gamma", batch=16,
+                      model={"ic_enc_dim": 32, "ci_enc_dim": 32, "con_dim": 32, "co_dim": 2, "ic_dim": 32,
+                             "gen_dim": 64, "factor_dim": 9}),
 }
 
 
@@ -40,10 +52,18 @@ def main(argv=None) -> None:
     p.add_argument("--windows", type=int, default=200)
     p.add_argument("--config", choices=sorted(CONFIGS), default="reference")
     p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--stacked", action="store_true", help="time a stacked generation against sequential members")
+    p.add_argument("--members", type=int, default=20, help="--stacked: population size")
+    p.add_argument("--steps", type=int, default=10, help="--stacked: training steps per generation")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="--stacked: torch thread counts")
+    p.add_argument("--stacked-configs", nargs="+", choices=sorted(CONFIGS), default=["emg-small", "reference"])
     p.add_argument("--bound", action="store_true",
                    help="also print the compute bound: matrix-multiply FLOPs of a member-step (counted by torch's "
                         "FlopCounterMode, elementwise work not included) over this machine's peak sgemm rate")
     args = p.parse_args(argv)
+    if args.stacked:
+        stacked_table(args)
+        return
 
     c = CONFIGS[args.config]
     g = torch.Generator().manual_seed(0)
@@ -79,6 +99,76 @@ def main(argv=None) -> None:
         print(f"| {n:10d} | {wall:16.2f} | {n * args.steps / wall:17.2f} | {wall / base:19.1f}x |")
     if args.bound:
         compute_bound(c, tx, observation, args, base)
+
+
+def stacked_table(args) -> None:
+    """One generation: one member, ``--members`` members one after another, and the same members
+    stacked (nwb_autolfads.stacked), per configuration and thread count."""
+    import os
+
+    from nwb_autolfads.pbt import Member, _member_seed
+    from nwb_autolfads.stacked import StackedExecutor, member_generation
+
+    hps = []
+    for k in range(args.members):  # different hyperparameters per member, as in a population
+        hps.append({"lr": 4e-3 * (0.5 + k / args.members), "dropout": 0.05 + 0.2 * k / args.members,
+                    "cd_rate": 0.1 + 0.4 * k / args.members, "l2_gen_scale": 1e-3, "l2_con_scale": 1e-3,
+                    "kl_co_scale": 1e-5, "kl_ic_scale": 1e-5})
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"one generation = {args.steps} training steps + validation on 64 windows; {args.members} members with "
+          f"different hyperparameters; {args.windows} training windows; load average {load:.1f} on "
+          f"{os.cpu_count()} CPUs when started")
+    print()
+    print("| model | threads | one member (s) | sequential x{0} (s) | stacked x{0} (s) | stacked / one member | "
+          "sequential / stacked | CPU s: one / stacked |".format(args.members))
+    print("| ----- | ------- | -------------- | ------------------ | ---------------- | -------------------- | "
+          "-------------------- | -------------------- |")
+    for name in args.stacked_configs:
+        c = CONFIGS[name]
+        batch = c.get("batch", 32)
+        g = torch.Generator().manual_seed(0)
+        if c["obs"] == "poisson":
+            x = torch.poisson(torch.full((args.windows + 64, c["T"], c["channels"]), 0.3), generator=g)
+        else:
+            x = torch.rand((args.windows + 64, c["T"], c["channels"]), generator=g) + 0.05
+        tx, vx = x[:args.windows], x[args.windows:]
+        observation = Poisson() if c["obs"] == "poisson" else Gamma()
+        cfg = build_config(overrides={"model": c["model"], "train.batch_size": batch})
+
+        def members(n):
+            out = []
+            for k in range(n):
+                torch.manual_seed(k)
+                model = LFADS(c["channels"], cfg.model, observation)
+                m = Member(model, torch.optim.Adam(model.parameters(), lr=hps[k]["lr"]), dict(hps[k]))
+                m.apply()
+                out.append(m)
+            return out
+
+        def sequential(ms):
+            for k, m in enumerate(ms):
+                member_generation(m, tx, vx, cfg.train, cfg.augment, args.steps, 0, _member_seed(0, 0, k),
+                                  valid_every=args.steps, ramp_steps=100)
+
+        def stacked(ms):
+            ex = StackedExecutor(c["channels"], cfg.model, observation, cfg.train, cfg.augment, tx, vx)
+            ex.valid_every, ex.ramp_steps = args.steps, 100
+            ex.generation(ms, args.steps, 0, 0)
+
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            sequential(members(1))  # warm-up (first calls into torch are slow)
+            times = {}
+            for key, run, n in (("one", sequential, 1), ("sequential", sequential, args.members),
+                                ("stacked", stacked, args.members)):
+                ms = members(n)
+                w0, c0 = time.perf_counter(), time.process_time()
+                run(ms)
+                times[key] = (time.perf_counter() - w0, time.process_time() - c0)
+            one, seq, stk = times["one"][0], times["sequential"][0], times["stacked"][0]
+            print(f"| {name} | {threads} | {one:.2f} | {seq:.2f} | {stk:.2f} | {stk / one:.1f}x | {seq / stk:.1f}x | "
+                  f"{times['one'][1]:.2f} / {times['stacked'][1]:.2f} ({times['stacked'][1] / times['one'][1]:.1f}x) |",
+                  flush=True)
 
 
 def compute_bound(c, tx, observation, args, single_generation_s) -> None:

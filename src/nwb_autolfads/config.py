@@ -441,6 +441,11 @@ class PBTConfig:
     """Processes that train members in parallel (one torch thread each); 0: one per core (at
     most one per member); 1: all members in this process. Each member-generation has its own
     seed, so only thread-count effects on float sums (last bits) can differ between settings."""
+    execution: str = "auto"
+    """How the embedded backend trains a generation: ``stacked`` (all members as one vectorised
+    tensor program, :mod:`nwb_autolfads.stacked`: for small models, where one member's step is
+    overhead, not arithmetic), ``processes`` (``workers`` processes), ``sequential`` (one member
+    after another in this process) or ``auto`` (today: processes or sequential by ``workers``)."""
     backend: str = "embedded"
     """``embedded`` (this machine, nothing to start) or ``ray`` (Ray Tune: a private local Ray
     instance, or the cluster at ``ray_address``; needs ``pip install "nwb-autolfads[ray]"``)."""
@@ -465,6 +470,8 @@ class PBTConfig:
         _check(self.stop_improvement >= 0, "pbt.stop_improvement", self.stop_improvement, "use a fraction >= 0")
         _check(self.stop_generations >= 1, "pbt.stop_generations", self.stop_generations, "use an integer >= 1")
         _check(self.workers >= 0, "pbt.workers", self.workers, "use 0 (one per core), 1 (no extra processes) or more")
+        _check(self.execution in ("auto", "stacked", "processes", "sequential"), "pbt.execution", self.execution,
+               "use 'auto', 'stacked' (one vectorised program), 'processes' or 'sequential'")
         _check(self.backend in ("embedded", "ray"), "pbt.backend", self.backend, "use 'embedded' or 'ray'")
         _check(self.ray_cpus_per_member >= 1, "pbt.ray_cpus_per_member", self.ray_cpus_per_member,
                "use an integer >= 1")

@@ -32,7 +32,7 @@ from .config import ModelConfig
 from .observations import ObservationModel
 from .recurrence import controlled_generator, gru_gates, stacked_gru
 
-__all__ = ["LFADS", "LFADSOutput", "AR1Prior"]
+__all__ = ["LFADS", "LFADSOutput", "AR1Prior", "dropout_mask"]
 
 
 class LFADSOutput(NamedTuple):
@@ -61,6 +61,12 @@ class AR1Prior(nn.Module):
         cond_var = torch.cat([var.expand_as(u[:, :1]), (var * (1 - phi**2)).expand_as(u[:, 1:])], dim=1)
         logp = -0.5 * (math.log(2 * math.pi) + cond_var.log() + (u - mean) ** 2 / cond_var)
         return logp.sum(dim=(1, 2))
+
+
+def dropout_mask(shape: tuple[int, ...], p: float, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+    """A dropout mask of ``shape`` (0, or 1 / (1 - p) with probability 1 - p), on ``like``'s device
+    and dtype, drawn from ``generator`` (torch's global RNG when None). 0 < p < 1."""
+    return torch.empty(shape, device=like.device, dtype=like.dtype).bernoulli_(1 - p, generator=generator) / (1 - p)
 
 
 def _gaussian_log_prob(x, mean, std):
@@ -113,12 +119,21 @@ class LFADS(nn.Module):
             out["con"] = self.controller.weight_hh
         return out
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _dropout(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """``self.dropout(x)``; with a generator the mask is drawn from it (:func:`dropout_mask`)."""
+        if generator is None:
+            return self.dropout(x)
+        p = self.dropout.p if self.training else 0.0
+        return x * dropout_mask(x.shape, p, generator, x) if p > 0 else x
+
+    def encode(self, x: torch.Tensor, generator: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Both bidirectional encoders over x (B, L + T, C), L = ``lead_in_bins``: the IC
         encoder's final states over all L + T bins (B, 2E) and the CI encoder's states over the
         last T bins (B, T, 2Ec) (None without a controller). Encoder directions with the same
         size and length run together as one batched recurrence (:func:`stacked_gru`), with the
-        exact equations and weights of the ``nn.GRU`` modules that hold the parameters."""
+        exact equations and weights of the ``nn.GRU`` modules that hold the parameters.
+        ``generator``: draws the dropout mask of the CI encoder states (global RNG when None)."""
         L = self.cfg.lead_in_bins
         inputs = {id(self.ic_encoder): x}
         encoders = [self.ic_encoder]
@@ -155,9 +170,9 @@ class LFADS(nn.Module):
         if self.co_dim == 0:
             return ic_enc, None
         ci_fwd, ci_bwd = states[(id(self.ci_encoder), False)], states[(id(self.ci_encoder), True)]
-        return ic_enc, self._lag(ci_fwd.transpose(0, 1), ci_bwd.transpose(0, 1))
+        return ic_enc, self._lag(ci_fwd.transpose(0, 1), ci_bwd.transpose(0, 1), generator)
 
-    def _lag(self, fwd: torch.Tensor, bwd: torch.Tensor) -> torch.Tensor:
+    def _lag(self, fwd: torch.Tensor, bwd: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Lag the CI encoder states by ``ci_lag`` bins: at bin t the forward half has read bins
         < t - lag + 1 and the backward half bins > t + lag - 1, so with lag >= 1 the controller
         input at t never contains x_t. fwd, bwd (B, T, Ec) -> (B, T, 2Ec)."""
@@ -166,42 +181,51 @@ class LFADS(nn.Module):
         if lag > 0:
             fwd = torch.cat([torch.zeros_like(fwd[:, :lag]), fwd[:, : T - lag]], dim=1)
             bwd = torch.cat([bwd[:, lag:], torch.zeros_like(bwd[:, :lag])], dim=1)
-        return self.dropout(torch.cat([fwd, bwd], dim=-1))
+        return self._dropout(torch.cat([fwd, bwd], dim=-1), generator)
 
     def controller_inputs(self, x: torch.Tensor) -> torch.Tensor:
         """The lagged CI encoder states for x (B, T, C) -> (B, T, 2Ec) (see :meth:`_lag`)."""
         return self.encode(x)[1]
 
     # ---------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, sample: bool = True, n_samples: int = 1) -> LFADSOutput:
+    def forward(self, x: torch.Tensor, sample: bool = True, n_samples: int = 1,
+                generator: torch.Generator | None = None) -> LFADSOutput:
         """x (B, L + T, C) -> outputs over the last T bins (L = ``lead_in_bins``, seen only by the IC
         encoder). ``sample``: draw g0 and u from their posteriors (else use the
         means). ``n_samples`` > 1 draws that many posterior samples per window with the encoders
         run once: outputs then have B * n_samples rows, the samples of window b in rows
-        b * n_samples ... (b + 1) * n_samples - 1."""
+        b * n_samples ... (b + 1) * n_samples - 1. ``generator``: every random draw of the pass
+        (dropout masks, posterior noise) comes from it, in a fixed order (input dropout, CI
+        encoder dropout, IC encoder dropout, g0 noise, generator dropout, inferred-input noise);
+        None draws from torch's global RNG."""
         cfg = self.cfg
         B, T, C = x.shape
         T -= cfg.lead_in_bins  # the outputs cover the bins after the lead-in
         clip = cfg.cell_clip
-        x = self.dropout(x)
+        x = self._dropout(x, generator)
 
         # ---- encoders: q(g0 | x) and the controller inputs, lagged so the controller never
         #      sees the bin it explains
-        ic_enc, ci = self.encode(x)  # (B, 2E), (B, T, 2Ec) or None
-        ic_mean, ic_logvar = self.ic_posterior(self.dropout(ic_enc)).chunk(2, dim=-1)  # (B, I) each
+        ic_enc, ci = self.encode(x, generator)  # (B, 2E), (B, T, 2Ec) or None
+        ic_mean, ic_logvar = self.ic_posterior(self._dropout(ic_enc, generator)).chunk(2, dim=-1)  # (B, I) each
         ic_std = torch.sqrt(ic_logvar.exp() + cfg.ic_post_var_min)
         if n_samples > 1:  # (B, ...) -> (B * S, ...)
             ic_mean, ic_std = ic_mean.repeat_interleave(n_samples, 0), ic_std.repeat_interleave(n_samples, 0)
             ci = ci.repeat_interleave(n_samples, 0) if ci is not None else None
 
         # ---- initial condition
-        ic = ic_mean + ic_std * torch.randn_like(ic_std) if sample else ic_mean
+        if sample:
+            eps = torch.randn_like(ic_std) if generator is None else torch.randn(
+                ic_std.shape, generator=generator, device=ic_std.device, dtype=ic_std.dtype)
+            ic = ic_mean + ic_std * eps
+        else:
+            ic = ic_mean
         prior_var = cfg.ic_prior_var
         kl_ic = 0.5 * (math.log(prior_var) - 2 * ic_std.log() + (ic_std**2 + ic_mean**2) / prior_var - 1).sum(-1)
         g = torch.clamp(self.ic_to_g0(ic), -clip, clip)  # (B', G)
 
         # ---- unroll controller + generator over time (see _unroll for the fused form)
-        factors_t, u_all, u_mean, u_std = self._unroll(ci, g, T, sample)  # (B', T, F), (B', T, U) x 3
+        factors_t, u_all, u_mean, u_std = self._unroll(ci, g, T, sample, generator)  # (B', T, F), (B', T, U) x 3
         if self.co_dim > 0:
             log_q = _gaussian_log_prob(u_all, u_mean, u_std).sum(dim=(1, 2))
             kl_co = log_q - self.co_prior.log_prob(u_all)
@@ -211,7 +235,8 @@ class LFADS(nn.Module):
         params = self.readout(factors_t).reshape(g.shape[0], T, C, self.observation.n_params)
         return LFADSOutput(params, factors_t, u_all, ic_mean, ic_std, kl_ic, kl_co)
 
-    def _unroll(self, ci: torch.Tensor | None, g: torch.Tensor, T: int, sample: bool):
+    def _unroll(self, ci: torch.Tensor | None, g: torch.Tensor, T: int, sample: bool,
+                generator: torch.Generator | None = None):
         """Controller + generator over T bins. Per bin t:
 
             c_t = clip(GRU_con([ci_t, f_{t-1}], c_{t-1}));  u_t ~ N(u_mean_t, u_std_t^2) from c_t
@@ -229,14 +254,14 @@ class LFADS(nn.Module):
         gen = self.generator
         p = self.dropout.p if self.training else 0.0
         # one dropout mask per bin and one for g0, drawn at once
-        masks = torch.empty(T + 1, B, G, device=g.device, dtype=g.dtype).bernoulli_(1 - p) / (1 - p) if p > 0 else None
+        masks = dropout_mask((T + 1, B, G), p, generator, g) if p > 0 else None
 
         if self.co_dim > 0:
             con = self.controller
             Ec2 = 2 * cfg.ci_enc_dim
             ci_gates = nnf.linear(ci, con.weight_ih[:, :Ec2], con.bias_ih).transpose(0, 1)  # (T, B, 3Cn)
             w_gc = con.weight_ih[:, Ec2:] @ self.to_factors.weight  # (3Cn, G): dropout(g) -> controller gates
-            noise = torch.randn(T, B, self.co_dim, device=g.device, dtype=g.dtype) if sample else None
+            noise = torch.randn(T, B, self.co_dim, generator=generator, device=g.device, dtype=g.dtype) if sample else None
             kept, u, u_mean, u_std = controlled_generator(
                 ci_gates, g, self.con_h0.expand(B, -1), w_gc, con.weight_hh, con.bias_hh, self.co_posterior.weight,
                 self.co_posterior.bias, gen.weight_ih, gen.bias_ih, gen.weight_hh, gen.bias_hh, masks, noise,

@@ -289,6 +289,17 @@ class _Executor:
             self.pool.shutdown(cancel_futures=True)
 
 
+def _stacked_executor(model0: LFADS, model_cfg: ModelConfig, train_cfg: TrainConfig, aug: AugmentConfig,
+                      train_x: torch.Tensor, valid_x: torch.Tensor):
+    """``pbt.execution: stacked``: :class:`.stacked.StackedExecutor`, which counts in steps; the
+    generation length (``generation_epochs``) is converted at one epoch = ceil(windows / batch)."""
+    from .stacked import StackedExecutor
+
+    epoch = -(-train_x.shape[0] // min(train_cfg.batch_size, train_x.shape[0]))
+    return StackedExecutor(model0.n_channels, model_cfg, model0.observation, train_cfg, aug, train_x, valid_x,
+                           steps_per_unit=epoch)
+
+
 def _to_cpu(state: dict) -> dict:
     def cpu(obj):
         if isinstance(obj, torch.Tensor):
@@ -365,14 +376,16 @@ def train_population(make_model: Callable[[], LFADS], train_x: torch.Tensor, val
     bar = tqdm(total=pbt.max_generations, initial=start, desc="PBT", unit="gen", disable=not progress,
                dynamic_ncols=True)
     model0 = members[0].model
-    # the stacked executor is wired by the caller once it exists; here: processes or sequential
     plan = choose_execution(pbt.population, model_cfg, model0.n_channels, train_x.device.type, workers=pbt.workers,
-                            threads=train_cfg.threads, stacked_available=False)
+                            threads=train_cfg.threads, execution=pbt.execution)
     log.info("population training: %s", plan.describe())
     threads = contextlib.ExitStack()
     threads.enter_context(using_threads(plan.threads))
-    executor = _Executor(plan.workers if plan.mode == "processes" else 1, model0.n_channels, model_cfg,
-                         model0.observation, train_cfg, aug, train_x, valid_x, threads=plan.threads)
+    if plan.mode == "stacked":
+        executor = _stacked_executor(model0, model_cfg, train_cfg, aug, train_x, valid_x)
+    else:
+        executor = _Executor(plan.workers if plan.mode == "processes" else 1, model0.n_channels, model_cfg,
+                             model0.observation, train_cfg, aug, train_x, valid_x, threads=plan.threads)
     stopped = start > 0 and should_stop(best_per_generation, pbt.stop_improvement, pbt.stop_generations)
     try:
         for g in range(start, pbt.max_generations):

@@ -1,0 +1,267 @@
+"""The stacked population (nwb_autolfads.stacked) against the members trained one by one."""
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nwb_autolfads import stacked as S
+from nwb_autolfads.config import PBTConfig, build_config
+from nwb_autolfads.errors import ConfigError
+from nwb_autolfads.model import LFADS
+from nwb_autolfads.observations import Gamma
+from nwb_autolfads.pbt import Member, _member_seed, explore, tournament, train_population
+
+HPS = [dict(lr=4e-3, dropout=0.1, cd_rate=0.3, l2_gen_scale=1e-3, l2_con_scale=1e-3, kl_co_scale=1e-4, kl_ic_scale=1e-4),
+       dict(lr=1e-3, dropout=0.0, cd_rate=0.0, l2_gen_scale=1e-1, l2_con_scale=1e-2, kl_co_scale=1e-5, kl_ic_scale=1e-3),
+       dict(lr=2e-3, dropout=0.3, cd_rate=0.5, l2_gen_scale=1e-4, l2_con_scale=1.0, kl_co_scale=1e-6, kl_ic_scale=1e-6),
+       dict(lr=3e-3, dropout=0.2, cd_rate=0.1, l2_gen_scale=1e-2, l2_con_scale=1e-3, kl_co_scale=1e-4, kl_ic_scale=1e-5)]
+C = 4
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one torch thread is fastest (and a shared machine is not oversubscribed)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _cfg(co_dim=2, lead_in=0, ci_enc_dim=8, **train):
+    return build_config(overrides={
+        "model": {"ic_enc_dim": 8, "ci_enc_dim": ci_enc_dim, "con_dim": 8, "co_dim": co_dim, "ic_dim": 4,
+                  "gen_dim": 10, "factor_dim": 3, "lead_in_bins": lead_in},
+        "train": {"batch_size": 5, **train}})
+
+
+def _members(cfg, dtype, hps=HPS):
+    out = []
+    for k, hp in enumerate(hps):
+        torch.manual_seed(k)
+        model = LFADS(C, cfg.model, Gamma()).to(dtype)
+        member = Member(model, torch.optim.Adam(model.parameters(), lr=hp["lr"], eps=cfg.train.adam_eps), dict(hp))
+        member.apply()
+        out.append(member)
+    return out
+
+
+def _data(n, T, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, T, C, generator=g) + 0.05).to(dtype)
+
+
+def _worst(a: Member, b: Member) -> float:
+    """Largest relative difference of the weights and Adam states of two members."""
+    worst = 0.0
+    for (name, pa), pb in zip(a.model.named_parameters(), b.model.parameters()):
+        worst = max(worst, float((pa - pb).detach().abs().max() / pa.detach().abs().max().clamp_min(1e-12)))
+    sa, sb = a.opt.state_dict()["state"], b.opt.state_dict()["state"]
+    assert sa.keys() == sb.keys()
+    for i in sa:
+        assert float(sa[i]["step"]) == float(sb[i]["step"])
+        for key in ("exp_avg", "exp_avg_sq"):
+            x, y = sa[i][key], sb[i][key]
+            worst = max(worst, float((x - y).abs().max() / x.abs().max().clamp_min(1e-30)))
+    return worst
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("co_dim,lead_in,ci_enc_dim", [(2, 0, 8), (0, 0, 8), (2, 3, 6)])
+def test_stacked_steps_equal_the_members_one_by_one(dtype, tol, co_dim, lead_in, ci_enc_dim):
+    """Same draws, same math: weights, Adam states and losses of 4 members with different
+    hyperparameters (lr, dropout, cd_rate 0 and > 0, KL/L2 weights) equal the reference path."""
+    cfg = _cfg(co_dim, lead_in, ci_enc_dim)
+    x = _data(23, 12 + lead_in, dtype)  # 23 windows, batch 5: batches cross the permutation boundaries
+    ref, stk = _members(cfg, dtype), _members(cfg, dtype)
+    for m in ref + stk:
+        m.steps = 3  # inside the ramp (10 steps): per-member ramp factors from the members' own counts
+    n = 6
+    sums_ref = [S.member_steps(m, x, cfg.train, cfg.augment, n, S.BatchStream(23, 5, torch.Generator().manual_seed(k)),
+                               ramp_steps=10) for k, m in enumerate(ref)]
+    pop = S.StackedPopulation.from_members(stk)
+    streams = [S.BatchStream(23, 5, torch.Generator().manual_seed(k)) for k in range(len(stk))]
+    sums = S.stacked_steps(pop, x, cfg.train, cfg.augment, n, streams, ramp_steps=10)
+    for k, m in enumerate(stk):
+        pop.store(k, m)
+    for a, b, sa, sb in zip(ref, stk, sums_ref, sums):
+        assert b.steps == a.steps == 3 + n
+        assert _worst(a, b) < tol
+        assert sb["n"] == sa["n"] == n
+        for key in ("nll", "kl_ic", "kl_co", "l2"):
+            assert sb[key] == pytest.approx(sa[key], rel=tol, abs=1e-12)
+    # the members really differ (no accidental sharing of draws or weights)
+    assert len({round(s["nll"], 6) for s in sums}) == len(sums)
+
+
+def test_batch_stream_continues_across_epochs():
+    s = S.BatchStream(7, 3, torch.Generator().manual_seed(0))
+    seen = torch.cat([s.next() for _ in range(7)])  # 21 indices: exactly three permutations of 0..6
+    for e in range(3):
+        assert sorted(seen[7 * e: 7 * e + 7].tolist()) == list(range(7))
+    assert S.BatchStream(2, 5, torch.Generator()).next().numel() == 2  # fewer windows than a batch
+
+
+def _sequential_generation(members, x, vx, cfg, n_steps, g, seed, valid_every, ramp_steps):
+    for k, m in enumerate(members):
+        S.member_generation(m, x, vx, cfg.train, cfg.augment, n_steps, g, _member_seed(seed, g, k), valid_every,
+                            ramp_steps)
+
+
+def _exploit_explore(members, rng, ranges):
+    """The population loop's exploit/explore (pbt.train_population)."""
+    scores = [m.smoothed for m in members]
+    parents = tournament(scores, rng)
+    sources = {p: members[p].state() for k, p in enumerate(parents) if p != k}
+    for k, p in enumerate(parents):
+        if p != k:
+            members[k].load(sources[p])
+            members[k].hp = explore(sources[p]["hp"], ranges, rng)
+            members[k].apply()
+    return parents
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-11), (torch.float32, 5e-5)])
+def test_generations_with_exploit_explore_stacked_equal_sequential(dtype, tol):
+    """Three generations of 4 members (validation twice per generation, the ramp crossing the first
+    generation, exploit/explore between generations as pbt.train_population does it): weights,
+    Adam states, metrics and histories equal the members trained one by one. In float64 to ~1e-15;
+    in float32 batched and plain matrix products round differently (largest seen: 1.2e-5 of a
+    small bias's largest value)."""
+    cfg = _cfg(ramp_epochs=1)
+    x, vx = _data(23, 12, dtype), _data(9, 12, dtype, seed=1)
+    ranges = PBTConfig().ranges()
+    seq, stk = _members(cfg, dtype), _members(cfg, dtype)
+    ex = S.StackedExecutor(C, cfg.model, Gamma(), cfg.train, cfg.augment, x, vx)
+    ex.valid_every = 4  # 6 steps: validations after 4 and 6 steps
+    copied = 0
+    rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)
+    for g in range(3):
+        _sequential_generation(seq, x, vx, cfg, 6, g, 11, 4, ex.ramp_steps)
+        ex.generation(stk, 6, g, 11)
+        for a, b in zip(seq, stk):
+            assert b.steps == a.steps == 6 * (g + 1)
+            assert _worst(a, b) < tol
+            assert b.smoothed == pytest.approx(a.smoothed, rel=tol)
+            assert len(b.history) == len(a.history) == 2 * (g + 1)
+            for ra, rb in zip(a.history, b.history):
+                assert ra.keys() == rb.keys()
+                for key in ra:
+                    assert rb[key] == pytest.approx(ra[key], rel=tol, abs=1e-12)
+        pa = _exploit_explore(seq, rng_a, ranges)
+        pb = _exploit_explore(stk, rng_b, ranges)
+        assert pa == pb
+        copied += sum(p != k for k, p in enumerate(pa))
+        for a, b in zip(seq, stk):
+            assert a.hp == b.hp
+    assert copied > 0  # exploit happened (and the next generation still matched)
+    ex.close()
+
+
+def test_exploit_copies_weights_adam_state_and_hyperparameters_in_the_stack():
+    """StackedPopulation.copy is exploit inside the stacked tensors: the next steps equal those of
+    a member that loaded the winner's state (Member.load) and took the explored hyperparameters."""
+    dtype = torch.float64
+    cfg = _cfg()
+    x = _data(23, 12, dtype)
+    stk, ref = _members(cfg, dtype), _members(cfg, dtype)
+    pop = S.StackedPopulation.from_members(stk)
+    streams = [S.BatchStream(23, 5, torch.Generator().manual_seed(k)) for k in range(4)]
+    S.stacked_steps(pop, x, cfg.train, cfg.augment, 3, streams, ramp_steps=10)
+    for k, m in enumerate(ref):  # the same 3 steps on the reference path
+        S.member_steps(m, x, cfg.train, cfg.augment, 3, S.BatchStream(23, 5, torch.Generator().manual_seed(k)), 10)
+    new_hp = dict(HPS[0], lr=7e-4, dropout=0.25, cd_rate=0.2, kl_ic_scale=3e-6)
+    pop.copy(0, 2, new_hp)
+    for n in pop.names:
+        for t in (pop.params[n], pop.exp_avg[n], pop.exp_avg_sq[n], pop.step[n]):
+            assert torch.equal(t[2], t[0])
+    assert float(pop.step["readout.bias"][2]) == 3.0 and pop.steps[2] == 3
+    assert all(pop.hp[key][2] == new_hp[key] for key in new_hp)
+    assert torch.count_nonzero(pop.exp_avg_sq["generator.weight_hh"][2]) > 0  # a real Adam state was copied
+    ref[2].load(ref[0].state())
+    ref[2].hp = new_hp
+    ref[2].apply()
+    gen = [torch.Generator().manual_seed(50 + k) for k in range(4)]
+    S.stacked_steps(pop, x, cfg.train, cfg.augment, 4, [S.BatchStream(23, 5, g) for g in gen], ramp_steps=10)
+    S.member_steps(ref[2], x, cfg.train, cfg.augment, 4, S.BatchStream(23, 5, torch.Generator().manual_seed(52)), 10)
+    pop.store(2, stk[2])
+    assert _worst(ref[2], stk[2]) < 1e-12
+
+
+def test_gradient_clipping_is_per_member():
+    """Each member's gradients are clipped to its own global norm, as clip_grad_norm_ does for one
+    model: a member with huge gradients does not shrink another's."""
+    dtype = torch.float64
+    cfg = _cfg()
+    members = _members(cfg, dtype, HPS[:3])
+    pop = S.StackedPopulation.from_members(members)
+    g = torch.Generator().manual_seed(0)
+    scale = torch.tensor([1e-3, 1e3, 1.0], dtype=dtype)  # norms far below, far above and near max_norm
+    for p in pop.params.values():
+        p.grad = torch.randn(p.shape, generator=g, dtype=dtype) * scale.view(-1, *[1] * (p.dim() - 1))
+    expected = []
+    for k in range(3):  # torch's own clipping, member by member
+        grads = [p.grad[k].clone() for p in pop.params.values()]
+        holders = [torch.nn.Parameter(torch.zeros_like(t)) for t in grads]
+        for h, t in zip(holders, grads):
+            h.grad = t
+        norm = float(torch.nn.utils.clip_grad_norm_(holders, max_norm=50.0))
+        expected.append(([h.grad for h in holders], norm))
+    lr = torch.tensor(pop.hp["lr"], dtype=torch.float64)
+    S._clip_and_step(pop, 50.0, lr, torch.ones(3, dtype=torch.bool))
+    for k, (grads, norm) in enumerate(expected):
+        clipped = [p.grad[k] for p in pop.params.values()]
+        for a, b in zip(clipped, grads):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=0)
+        total = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in clipped])))
+        assert total == pytest.approx(min(norm, 50.0), rel=1e-6)  # clip_grad_norm_ adds 1e-6 to the norm
+        # Adam's first moment after one step from zero is (1 - beta1) x the clipped gradient
+        for n, a in zip(pop.names, clipped):
+            torch.testing.assert_close(pop.exp_avg[n][k], 0.1 * a, rtol=1e-12, atol=1e-300)
+    assert expected[0][1] < 50.0 < expected[1][1]  # one member unclipped, one clipped
+
+
+def test_a_diverging_member_stops_alone():
+    """A member whose loss is NaN stops with its weights and Adam state untouched; the others train
+    exactly as they would alone (nothing leaks between members)."""
+    dtype = torch.float64
+    cfg = _cfg()
+    x = _data(23, 12, dtype)
+    ref, stk = _members(cfg, dtype), _members(cfg, dtype)
+    for m in (ref[1], stk[1]):
+        with torch.no_grad():
+            m.model.readout.bias[0] = math.nan
+    before = copy.deepcopy(stk[1].model.state_dict())
+    sums_ref = [S.member_steps(m, x, cfg.train, cfg.augment, 4, S.BatchStream(23, 5, torch.Generator().manual_seed(k)),
+                               10) for k, m in enumerate(ref)]
+    pop = S.StackedPopulation.from_members(stk)
+    sums = S.stacked_steps(pop, x, cfg.train, cfg.augment, 4,
+                           [S.BatchStream(23, 5, torch.Generator().manual_seed(k)) for k in range(4)], 10)
+    for k, m in enumerate(stk):
+        pop.store(k, m)
+    assert sums_ref[1] is None and sums[1] is None and pop.active == [True, False, True, True]
+    assert stk[1].steps == 0 and not stk[1].opt.state
+    for key, value in stk[1].model.state_dict().items():
+        torch.testing.assert_close(value, before[key], equal_nan=True, rtol=0, atol=0)
+    for k in (0, 2, 3):
+        assert _worst(ref[k], stk[k]) < 1e-12
+
+
+def test_train_population_runs_stacked_and_refuses_an_unknown_execution():
+    cfg = build_config(overrides={
+        "model": {"ic_enc_dim": 8, "ci_enc_dim": 8, "con_dim": 8, "co_dim": 2, "ic_dim": 4, "gen_dim": 10,
+                  "factor_dim": 3},
+        "train": {"batch_size": 8, "ramp_epochs": 1},
+        "pbt": {"population": 3, "max_generations": 2, "generation_epochs": 1, "execution": "stacked"}})
+    x, vx = _data(24, 12, torch.float32), _data(8, 12, torch.float32, seed=1)
+    torch.manual_seed(0)
+    model, result = train_population(lambda: LFADS(C, cfg.model, Gamma()), x, vx, cfg.model, cfg.train, cfg.augment,
+                                     cfg.pbt, progress=False)
+    assert math.isfinite(result.best_valid_nll)
+    assert len(result.pbt_history) == 6 and {r["epochs"] for r in result.pbt_history} == {1, 2}
+    assert [r["epoch"] for r in result.history] == list(range(len(result.history)))
+    assert result.history[-1]["step"] == 3 * len(result.history)  # 24 windows / batch 8 = 3 steps per epoch
+    with pytest.raises(ConfigError, match="pbt.execution"):
+        PBTConfig(execution="vectorised")
