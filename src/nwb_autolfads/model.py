@@ -141,36 +141,53 @@ class LFADS(nn.Module):
             inputs[id(self.ci_encoder)] = x[:, L:]
             encoders.append(self.ci_encoder)
         directions = [(gru, rev) for gru in encoders for rev in (False, True)]
-        states: dict[tuple[int, bool], torch.Tensor] = {}  # (encoder id, reverse) -> (T, B, H)
+        final: dict[tuple[nn.GRU, bool], torch.Tensor] = {}  # (encoder, reverse) -> final state (B, H)
+        ci_states: dict[bool, torch.Tensor] = {}  # reverse -> CI encoder states (T, B, Ec), processing order
         for key in sorted({(gru.hidden_size, inputs[id(gru)].shape[1]) for gru, _ in directions}):
             group = [(gru, rev) for gru, rev in directions
                      if (gru.hidden_size, inputs[id(gru)].shape[1]) == key]
-            H = key[0]
-            xin = inputs[id(group[0][0])]
-            if any(inputs[id(gru)] is not xin for gru, _ in group):  # same length, different data
-                xin = None
+            H, D = key[0], len(group)
             sfx = ["_reverse" if rev else "" for _, rev in group]
-            w_ih = [getattr(gru, "weight_ih_l0" + s) for (gru, _), s in zip(group, sfx)]  # (3H, C) each
-            b_ih = [getattr(gru, "bias_ih_l0" + s) for (gru, _), s in zip(group, sfx)]
-            if xin is not None:  # one input projection for the whole group
-                B, T, _ = xin.shape
-                gi = nnf.linear(xin, torch.cat(w_ih), torch.cat(b_ih)).view(B, T, len(group), 3 * H)
-                gi = gi.permute(2, 1, 0, 3)  # (D, T, B, 3H)
-            else:
-                gi = torch.stack([nnf.linear(inputs[id(gru)], w, b).transpose(0, 1)
-                                  for (gru, _), w, b in zip(group, w_ih, b_ih)])
-            gi = torch.stack([gi[d].flip(0) if rev else gi[d] for d, (_, rev) in enumerate(group)])
+            # every direction's (small) input in its processing order, projected with one batched
+            # matrix product: the large projections are never copied, flipped or re-stacked
+            xs = [inputs[id(gru)].transpose(0, 1) for gru, _ in group]  # (T, B, C)
+            xin = torch.stack([xt.flip(0) if rev else xt for xt, (_, rev) in zip(xs, group)])  # (D, T, B, C)
+            Tg, B, C = xin.shape[1:]
+            w_ih = torch.stack([getattr(gru, "weight_ih_l0" + s) for (gru, _), s in zip(group, sfx)])  # (D, 3H, C)
+            b_ih = torch.stack([getattr(gru, "bias_ih_l0" + s) for (gru, _), s in zip(group, sfx)])
+            gi = torch.baddbmm(b_ih.unsqueeze(1), xin.reshape(D, Tg * B, C), w_ih.transpose(1, 2)).view(D, Tg, B, 3 * H)
             w_hh = torch.stack([getattr(gru, "weight_hh_l0" + s) for (gru, _), s in zip(group, sfx)])  # (D, 3H, H)
             b_hh = torch.stack([getattr(gru, "bias_hh_l0" + s) for (gru, _), s in zip(group, sfx)])
-            hs = stacked_gru(gi, w_hh, b_hh)  # (D, T, B, H), in each direction's own time order
-            for d, (gru, rev) in enumerate(group):
-                states[(id(gru), rev)] = hs[d].flip(0) if rev else hs[d]  # original time order
-        ic_fwd, ic_bwd = states[(id(self.ic_encoder), False)], states[(id(self.ic_encoder), True)]
-        ic_enc = torch.cat([ic_fwd[-1], ic_bwd[0]], dim=-1)  # final state of each direction (B, 2E)
+            # the CI directions come last in a group; every state is kept only for them
+            first_ci = next((d for d, (gru, _) in enumerate(group) if gru is not self.ic_encoder), D)
+            hs, last = stacked_gru(gi, w_hh, b_hh, keep=slice(first_ci, D), last=True)  # (D', Tg, B, H), (D, B, H)
+            final.update(zip(group, last.unbind(0)))
+            ci_states.update((rev, h) for (_, rev), h in zip(group[first_ci:], hs.unbind(0)))
+        # final state of each direction (the backward direction's last processed bin is bin 0)
+        ic_enc = torch.cat([final[(self.ic_encoder, False)], final[(self.ic_encoder, True)]], dim=-1)  # (B, 2E)
         if self.co_dim == 0:
             return ic_enc, None
-        ci_fwd, ci_bwd = states[(id(self.ci_encoder), False)], states[(id(self.ci_encoder), True)]
-        return ic_enc, self._lag(ci_fwd.transpose(0, 1), ci_bwd.transpose(0, 1), generator)
+        return ic_enc, self._lag_time_major(ci_states[False], ci_states[True], generator)
+
+    def _lag_time_major(self, fwd: torch.Tensor, bwd: torch.Tensor, generator: torch.Generator | None
+                        ) -> torch.Tensor:
+        """:meth:`_lag` (with its dropout) of the CI encoder states in processing order, fwd and
+        bwd (T, B, Ec) (bwd time-reversed), built time-major: returns the (B, T, 2Ec) transposed
+        view of a contiguous (T, B, 2Ec) tensor (what the controller reads bin by bin). The
+        dropout mask is drawn as (B, T, 2Ec), as :meth:`_lag` draws it."""
+        T = fwd.shape[0]
+        lag = min(self.cfg.ci_lag, T)
+        bwd = bwd[: T - lag].flip(0)  # original time order, bins lag ... T - 1
+        if lag > 0:
+            zeros = fwd.new_zeros(lag, *fwd.shape[1:])
+            fwd = torch.cat([zeros, fwd[: T - lag]])
+            bwd = torch.cat([bwd, zeros])
+        ci = torch.cat([fwd, bwd], dim=-1)  # (T, B, 2Ec)
+        p = self.dropout.p if self.training else 0.0
+        if p > 0:
+            mask = dropout_mask((ci.shape[1], T, ci.shape[2]), p, generator, ci)  # (B, T, 2Ec)
+            ci = ci * mask.transpose(0, 1)
+        return ci.transpose(0, 1)
 
     def _lag(self, fwd: torch.Tensor, bwd: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Lag the CI encoder states by ``ci_lag`` bins: at bin t the forward half has read bins
@@ -259,7 +276,7 @@ class LFADS(nn.Module):
         if self.co_dim > 0:
             con = self.controller
             Ec2 = 2 * cfg.ci_enc_dim
-            ci_gates = nnf.linear(ci, con.weight_ih[:, :Ec2], con.bias_ih).transpose(0, 1)  # (T, B, 3Cn)
+            ci_gates = nnf.linear(ci.transpose(0, 1), con.weight_ih[:, :Ec2], con.bias_ih)  # (T, B, 3Cn)
             w_gc = con.weight_ih[:, Ec2:] @ self.to_factors.weight  # (3Cn, G): dropout(g) -> controller gates
             noise = torch.randn(T, B, self.co_dim, generator=generator, device=g.device, dtype=g.dtype) if sample else None
             kept, u, u_mean, u_std = controlled_generator(

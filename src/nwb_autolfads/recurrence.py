@@ -44,21 +44,23 @@ def gru_gates(gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor) -> torch.Tens
     return _gru_forward(gi, gh, h, None)[0]
 
 
-def _gru_forward(gi, gh, h, clip):
+def _gru_forward(gi, gh, h, clip, out=None):
     """GRU step (+ clip unless ``clip`` is None) over the last dimension, returning the new state
-    and what the backward pass needs. gi, gh (..., 3H); h (..., H). Splits (not slices) the
-    gates, so that it is also cheap under autograd (:func:`gru_gates`)."""
+    (written into ``out`` when given) and what the backward pass needs. gi, gh (..., 3H);
+    h (..., H). Splits (not slices) the gates, so that it is also cheap under autograd
+    (:func:`gru_gates`)."""
     H = h.shape[-1]
     gi_rz, gi_n = gi.split([2 * H, H], dim=-1)
     gh_rz, hn = gh.split([2 * H, H], dim=-1)
     rz = torch.sigmoid(gi_rz + gh_rz)
     r, z = rz.chunk(2, dim=-1)
     n = torch.tanh(torch.addcmul(gi_n, r, hn))  # few, fused operations: a step is overhead-bound
-    new = torch.lerp(n, h, z)  # n + z * (h - n)
     if clip is None:
+        new = torch.lerp(n, h, z) if out is None else torch.lerp(n, h, z, out=out)  # n + z * (h - n)
         return new, (rz, n, hn, None)
+    new = torch.lerp(n, h, z)
     inside = new.abs() <= clip  # clamp passes the gradient where it did not clip
-    return new.clamp(-clip, clip), (rz, n, hn, inside)
+    return (new.clamp(-clip, clip) if out is None else torch.clamp(new, -clip, clip, out=out)), (rz, n, hn, inside)
 
 
 def _gru_backward(d_new, h, saved, d_gi, d_gh):
@@ -81,49 +83,74 @@ def _gru_backward(d_new, h, saved, d_gi, d_gh):
 
 class _StackedGRU(torch.autograd.Function):
     """D independent GRUs (e.g. the two directions of two encoders) run together with batched
-    matrix products. gi (D, T, B, 3H): input projections, already time-reversed for backward
-    directions; w_hh (D, 3H, H); b_hh (D, 3H). Returns every state (D, T, B, H), h_{-1} = 0."""
+    matrix products. gi (D, T, B, 3H): input projections, in each direction's processing order
+    (time-reversed for backward directions); w_hh (D, 3H, H); b_hh (D, 3H); h_{-1} = 0.
+
+    Returns the states of the directions ``keep`` (a slice of D) at every step (D', T, B, H) and
+    the final state of every direction (D, B, H) (bin T - 1 of a forward direction, bin 0 of a
+    backward one). Outputs the caller does not use get no gradient: no zero-filled gradient of
+    the whole state sequence is built for the directions of which only the final state is read."""
 
     @staticmethod
-    def forward(ctx, gi, w_hh, b_hh):
+    def forward(ctx, gi, w_hh, b_hh, keep):
+        ctx.set_materialize_grads(False)
         D, T, B, _ = gi.shape
         H = w_hh.shape[-1]
         h = gi.new_zeros(D, B, H)
+        hs = gi.new_empty(D, T, B, H)
         w_t, bias = w_hh.transpose(1, 2), b_hh[:, None, :]
-        states, saved = [], []
+        gis, outs, saved = gi.unbind(1), hs.unbind(1), []
         for t in range(T):
             gh = torch.baddbmm(bias, h, w_t)  # (D, B, 3H)
-            h_new, sv = _gru_forward(gi[:, t], gh, h, None)
-            saved.append(sv)
-            states.append(h_new)
-            h = h_new
-        hs = torch.stack(states, dim=1)  # (D, T, B, H)
-        ctx.saved = saved
+            saved.append(_gru_forward(gis[t], gh, h, None, out=outs[t])[1])
+            h = outs[t]
+        ctx.saved, ctx.keep = saved, keep
         ctx.save_for_backward(w_hh, hs)
-        return hs
+        return hs[keep], hs[:, -1].clone()
 
     @staticmethod
-    def backward(ctx, d_hs):
+    def backward(ctx, d_hs, d_last):
         w_hh, hs = ctx.saved_tensors
         D, T, B, H = hs.shape
         h0 = hs.new_zeros(D, B, H)  # h_{-1}
         d_gi = hs.new_empty(D, T, B, 3 * H)
         d_gh = hs.new_empty(D, T, B, 3 * H)
-        carry = h0
+        carry = d_last.clone() if d_last is not None else hs.new_zeros(D, B, H)
+        d_his = d_hs.unbind(1) if d_hs is not None and d_hs.numel() else None
+        prev, d_gis, d_ghs = hs.unbind(1), d_gi.unbind(1), d_gh.unbind(1)
         for t in range(T - 1, -1, -1):
-            dh = _gru_backward(d_hs[:, t] + carry, hs[:, t - 1] if t > 0 else h0, ctx.saved[t], d_gi[:, t], d_gh[:, t])
-            carry = torch.baddbmm(dh, d_gh[:, t], w_hh)
+            if d_his is not None:
+                carry[ctx.keep] += d_his[t]  # carry is this step's own buffer
+            dh = _gru_backward(carry, prev[t - 1] if t > 0 else h0, ctx.saved[t], d_gis[t], d_ghs[t])
+            carry = torch.baddbmm(dh, d_ghs[t], w_hh)
         # dW_hh = sum over t >= 1 of d_gh_t^T h_{t-1} (h_{-1} = 0): views, no shifted copy of the states
         d_w = torch.bmm(d_gh[:, 1:].reshape(D, (T - 1) * B, 3 * H).transpose(1, 2), hs[:, :-1].reshape(D, (T - 1) * B, H))
-        return d_gi, d_w, d_gh.reshape(D, T * B, 3 * H).sum(dim=1)
+        return d_gi, d_w, d_gh.reshape(D, T * B, 3 * H).sum(dim=1), None
 
 
-def stacked_gru(gi: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
-    """Run D independent GRUs from zero states (see :class:`_StackedGRU`); (D, T, B, H)."""
+def stacked_gru(gi: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor, keep: slice = slice(None),
+                last: bool = False):
+    """Run D independent GRUs from zero states (see :class:`_StackedGRU`).
+
+    Parameters
+    ----------
+    gi : (D, T, B, 3H) input projections (biases included), in each direction's processing order.
+    w_hh, b_hh : (D, 3H, H), (D, 3H) hidden weights and biases.
+    keep : the directions whose every state is returned (default all).
+    last : also return the final state of every direction.
+
+    Returns
+    -------
+    The states of the ``keep`` directions (D', T, B, H) in processing order, and with ``last``
+    the final states (D, B, H). Reading final states this way (rather than indexing the state
+    sequence) keeps the backward pass from building a zero-filled gradient of all states.
+    """
     if torch.is_grad_enabled() and any(a.requires_grad for a in (gi, w_hh, b_hh)):
-        return _StackedGRU.apply(gi, w_hh, b_hh)
-    with torch.no_grad():
-        return _StackedGRU.forward(_NoCtx(), gi, w_hh, b_hh)
+        hs, final = _StackedGRU.apply(gi, w_hh, b_hh, keep)
+    else:
+        with torch.no_grad():
+            hs, final = _StackedGRU.forward(_NoCtx(), gi, w_hh, b_hh, keep)
+    return (hs, final) if last else hs
 
 
 def _affine(bias, x, w_t):
@@ -260,6 +287,9 @@ def controlled_generator(ci_gates: torch.Tensor, g0: torch.Tensor, c0: torch.Ten
 
 class _NoCtx:
     """Stands in for autograd's ctx when no gradient is needed (nothing is kept)."""
+
+    def set_materialize_grads(self, value):
+        pass
 
     def save_for_backward(self, *tensors):
         pass

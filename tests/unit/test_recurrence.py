@@ -71,3 +71,28 @@ def test_stacked_gru_gradcheck():
     w = (0.5 * torch.randn(2, 9, 3, generator=g, dtype=torch.float64)).requires_grad_(True)
     b = torch.randn(2, 9, generator=g, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(stacked_gru, (gi, w, b))
+
+
+def test_stacked_gru_final_states_and_kept_directions():
+    """keep/last return the same states as the full sequence and the same gradients, including
+    when only final states are read (no gradient for the other states) and the gradcheck."""
+    from nwb_autolfads.recurrence import stacked_gru
+
+    g = torch.Generator().manual_seed(1)
+    gi = torch.randn(3, 5, 2, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    w = (0.5 * torch.randn(3, 6, 2, generator=g, dtype=torch.float64)).requires_grad_(True)
+    b = torch.randn(3, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    full = stacked_gru(gi, w, b)
+    kept, last = stacked_gru(gi, w, b, keep=slice(1, 3), last=True)
+    torch.testing.assert_close(kept, full[1:])
+    torch.testing.assert_close(last, full[:, -1])
+    # gradients of a loss on the final states of direction 0 and every state of directions 1, 2
+    c = torch.randn(3, 5, 2, 2, generator=g, dtype=torch.float64)
+    ref = torch.autograd.grad((full[0, -1] * c[0, 0]).sum() + (full[1:] * c[1:]).sum(), (gi, w, b))
+    new = torch.autograd.grad((last[0] * c[0, 0]).sum() + (kept * c[1:]).sum(), (gi, w, b))
+    for r, n in zip(ref, new):
+        torch.testing.assert_close(n, r)
+    only_last = torch.autograd.grad((stacked_gru(gi, w, b, keep=slice(3, 3), last=True)[1] * c[:, 0]).sum(), gi)[0]
+    ref_last = torch.autograd.grad((stacked_gru(gi, w, b)[:, -1] * c[:, 0]).sum(), gi)[0]
+    torch.testing.assert_close(only_last, ref_last)
+    assert torch.autograd.gradcheck(lambda *a: stacked_gru(*a, keep=slice(0, 2), last=True), (gi, w, b))
