@@ -13,6 +13,15 @@ gradients of all bins are then formed with one matrix product each. Two recurren
   member dimension (M, ...), states are (M, B, ...), and every matrix product is batched over
   the members (``baddbmm`` / ``bmm``); one model keeps the plain ``addmm`` path.
 
+Few operations per bin: the forward pass writes every per-bin value into buffers preallocated
+for all bins (``out=`` views made once, outside the loop), and the parts of each GRU step's
+derivative that depend only on forward values (gate derivatives, the clip mask) are formed for all
+bins at once before the backward loop, so that back-propagating one GRU step through one bin is
+two elementwise products and one matrix product (:func:`_gru_factors`). In those buffers the gate
+gradients of a GRU step are laid out as [n (input side), r, z, n (hidden side)]: the input-side
+gradient is then the block [n, r, z] and the hidden-side one the block [r, z, n], both without
+copies (input weights are used with their rows in the order n, r, z, see :func:`_nrz`).
+
 Tests compare values and gradients with ``nn.GRU`` / ``nn.GRUCell`` and run gradcheck.
 
 Per bin t (B batch, Cn controller units, G generator units, U inferred inputs):
@@ -35,50 +44,95 @@ import torch
 __all__ = ["controlled_generator", "stacked_gru", "gru_gates"]
 
 _STD_FLOOR = 1e-4
-_ONE = torch.ones(())
 
 
 def gru_gates(gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """One GRU update from input and hidden projections (biases included), as torch.nn.GRUCell.
     gi, gh: (..., 3H); h: (..., H). Differentiable with autograd."""
-    return _gru_forward(gi, gh, h, None)[0]
-
-
-def _gru_forward(gi, gh, h, clip, out=None):
-    """GRU step (+ clip unless ``clip`` is None) over the last dimension, returning the new state
-    (written into ``out`` when given) and what the backward pass needs. gi, gh (..., 3H);
-    h (..., H). Splits (not slices) the gates, so that it is also cheap under autograd
-    (:func:`gru_gates`)."""
     H = h.shape[-1]
     gi_rz, gi_n = gi.split([2 * H, H], dim=-1)
     gh_rz, hn = gh.split([2 * H, H], dim=-1)
-    rz = torch.sigmoid(gi_rz + gh_rz)
-    r, z = rz.chunk(2, dim=-1)
-    n = torch.tanh(torch.addcmul(gi_n, r, hn))  # few, fused operations: a step is overhead-bound
-    if clip is None:
-        new = torch.lerp(n, h, z) if out is None else torch.lerp(n, h, z, out=out)  # n + z * (h - n)
-        return new, (rz, n, hn, None)
-    new = torch.lerp(n, h, z)
-    inside = new.abs() <= clip  # clamp passes the gradient where it did not clip
-    return (new.clamp(-clip, clip) if out is None else torch.clamp(new, -clip, clip, out=out)), (rz, n, hn, inside)
+    r, z = torch.sigmoid(gi_rz + gh_rz).chunk(2, dim=-1)
+    n = torch.tanh(torch.addcmul(gi_n, r, hn))
+    return torch.lerp(n, h, z)  # n + z * (h - n)
 
 
-def _gru_backward(d_new, h, saved, d_gi, d_gh):
-    """Gradients of a GRU step (+ clip). d_new (..., H) is the gradient of the new state; the
-    gradients of the input and hidden projections are written into d_gi, d_gh (..., 3H) (views
-    of preallocated buffers: no concatenation); returns the direct gradient of h (..., H)."""
-    rz, n, hn, inside = saved
-    H = h.shape[-1]
-    r, z = rz.chunk(2, dim=-1)
-    d = d_new * inside if inside is not None else d_new
-    drz = torch.addcmul(rz, rz, rz, value=-1)  # sigmoid' = s (1 - s), both gates at once
-    dpre_n = d_gi[..., 2 * H:]
-    torch.mul(torch.addcmul(d, d, z, value=-1), torch.addcmul(_ONE.to(n), n, n, value=-1), out=dpre_n)  # d(1-z)(1-n^2)
-    torch.mul(dpre_n * hn, drz[..., :H], out=d_gi[..., :H])
-    torch.mul(d * (h - n), drz[..., H:], out=d_gi[..., H: 2 * H])
-    d_gh[..., : 2 * H].copy_(d_gi[..., : 2 * H])
-    torch.mul(dpre_n, r, out=d_gh[..., 2 * H:])
-    return d * z
+def _affine(bias, x, w_t, out=None):
+    """bias + x @ w_t: ``addmm`` for one model (x (B, K)), ``baddbmm`` for a batch of models
+    (x (M, B, K), w_t (M, K, N), bias broadcastable to (M, B, N)); into ``out`` when given."""
+    f = torch.addmm if x.dim() == 2 else torch.baddbmm
+    return f(bias, x, w_t) if out is None else f(bias, x, w_t, out=out)
+
+
+def _nrz(x: torch.Tensor, H: int, dim: int) -> torch.Tensor:
+    """Gate blocks of ``x`` along ``dim`` reordered from (r, z, n) to (n, r, z)."""
+    return torch.cat([x.narrow(dim, 2 * H, H), x.narrow(dim, 0, 2 * H)], dim)
+
+
+def _rzn(x: torch.Tensor, H: int, dim: int) -> torch.Tensor:
+    """Gate blocks of ``x`` along ``dim`` reordered from (n, r, z) back to (r, z, n)."""
+    return torch.cat([x.narrow(dim, H, 2 * H), x.narrow(dim, 0, H)], dim)
+
+
+class _Buffers:
+    """Per-bin values of a recurrence over T bins, each kind in one tensor (*lead, T, B, X) (lead =
+    () for one model, (M,) for a batch of models) with its per-bin views (``unbind`` along time,
+    made once). Without ``keep`` a kind that is not an output is one bin's tensor reused at every
+    bin (nothing is kept for a backward pass)."""
+
+    def __init__(self, like: torch.Tensor, lead: tuple[int, ...], T: int, B: int, keep: bool):
+        self.like, self.lead, self.T, self.B, self.keep = like, lead, T, B, keep
+        self.td = len(lead)
+
+    def full(self, n: int, extra: int = 0) -> torch.Tensor:
+        return self.like.new_empty(*self.lead, self.T + extra, self.B, n)
+
+    def bins(self, n: int, extra: int = 0, output: bool = False):
+        """(buffer, its per-bin views) for a kind of width n (T + extra bins)."""
+        if self.keep or output:
+            buf = self.full(n, extra)
+            return buf, list(buf.unbind(self.td))
+        one = self.like.new_empty(*self.lead, self.B, n)
+        return None, [one] * (self.T + extra)
+
+
+def _gru_step(gi_rz, gi_n, gh_rz, hn, h, rz, r, z, n, out):
+    """One GRU step into preallocated views: rz = sigmoid(gi_rz + gh_rz) (r, z its halves),
+    n = tanh(gi_n + r * hn), out = n + z * (h - n) (torch.nn.GRUCell's equations)."""
+    torch.add(gi_rz, gh_rz, out=rz).sigmoid_()
+    torch.addcmul(gi_n, r, hn, out=n).tanh_()
+    torch.lerp(n, h, z, out=out)
+
+
+def _gru_factors(h_prev, rz, n, hn, pre, clip):
+    """The parts of a GRU step's derivative that depend only on forward values, for all bins at
+    once. Inputs (..., H) (rz (..., 2H)); ``pre`` the state before clipping (None: no clip).
+    Returns F (..., 4, H) and A (..., H) such that, for the gradient d of a step's (clipped)
+    output, the gate gradients are d * F in the layout [n (input side), r, z, n (hidden side)]
+    and the gradient reaching the previous state directly is d * A."""
+    H = n.shape[-1]
+    r, z = rz[..., :H], rz[..., H:]
+    if pre is not None:  # clamp passes the gradient where it did not clip
+        inside = (pre.abs() <= clip).to(n.dtype)
+        zi = z * inside
+        omz = inside - zi
+    else:
+        zi, omz = z, 1 - z
+    F = n.new_empty(*n.shape[:-1], 4, H)
+    bn = torch.mul(omz, 1 - n * n, out=F[..., 0, :])  # d a_n = d (1 - z)(1 - n^2)
+    torch.mul(bn * hn, r * (1 - r), out=F[..., 1, :])  # d a_r = d a_n hn r (1 - r)
+    torch.mul((h_prev - n) * zi, 1 - z, out=F[..., 2, :])  # d a_z = d (h - n) z (1 - z)
+    torch.mul(bn, r, out=F[..., 3, :])  # d hn = d a_n r
+    return F, zi
+
+
+def _gate_grads(F: torch.Tensor):
+    """The gate-gradient buffer for factors F (..., 4, H), its per-bin views along dimension ``td``
+    and the input-side (n, r, z) and hidden-side (r, z, n) blocks of every bin (..., 3H)."""
+    H = F.shape[-1]
+    G = torch.empty_like(F)
+    flat = G.flatten(-2)  # (..., 4H)
+    return G, flat[..., : 3 * H], flat[..., H:]
 
 
 class _StackedGRU(torch.autograd.Function):
@@ -96,36 +150,41 @@ class _StackedGRU(torch.autograd.Function):
         ctx.set_materialize_grads(False)
         D, T, B, _ = gi.shape
         H = w_hh.shape[-1]
-        h = gi.new_zeros(D, B, H)
-        hs = gi.new_empty(D, T, B, H)
+        bufs = _Buffers(gi, (D,), T, B, keep=not isinstance(ctx, _NoCtx))
+        hs = gi.new_empty(D, T + 1, B, H)  # h_{-1} = 0, then every state
+        hs[:, 0].zero_()
+        h = hs.unbind(1)
+        gh, ghs = bufs.bins(3 * H)
+        rz, rzs = bufs.bins(2 * H)
+        n, ns = bufs.bins(H)
         w_t, bias = w_hh.transpose(1, 2), b_hh[:, None, :]
-        gis, outs, saved = gi.unbind(1), hs.unbind(1), []
+        gis = gi.unbind(1)
         for t in range(T):
-            gh = torch.baddbmm(bias, h, w_t)  # (D, B, 3H)
-            saved.append(_gru_forward(gis[t], gh, h, None, out=outs[t])[1])
-            h = outs[t]
-        ctx.saved, ctx.keep = saved, keep
-        ctx.save_for_backward(w_hh, hs)
-        return hs[keep], hs[:, -1].clone()
+            torch.baddbmm(bias, h[t], w_t, out=ghs[t])  # (D, B, 3H)
+            _gru_step(gis[t][..., : 2 * H], gis[t][..., 2 * H:], ghs[t][..., : 2 * H], ghs[t][..., 2 * H:], h[t],
+                      rzs[t], rzs[t][..., :H], rzs[t][..., H:], ns[t], h[t + 1])
+        ctx.keep = keep
+        ctx.save_for_backward(w_hh, hs, gh, rz, n)
+        return hs[:, 1:][keep], hs[:, -1].clone()
 
     @staticmethod
     def backward(ctx, d_hs, d_last):
-        w_hh, hs = ctx.saved_tensors
-        D, T, B, H = hs.shape
-        h0 = hs.new_zeros(D, B, H)  # h_{-1}
-        d_gi = hs.new_empty(D, T, B, 3 * H)
-        d_gh = hs.new_empty(D, T, B, 3 * H)
-        carry = d_last.clone() if d_last is not None else hs.new_zeros(D, B, H)
+        w_hh, hs, gh, rz, n = ctx.saved_tensors
+        D, T1, B, H = hs.shape
+        T = T1 - 1
+        F, A = _gru_factors(hs[:, :-1], rz, n, gh[..., 2 * H:], None, None)  # (D, T, B, 4, H), (D, T, B, H)
+        G, d_gi_nrz, d_gh = _gate_grads(F)
+        Fs, As, Gs, d_ghs = F.unbind(1), A.unbind(1), G.unbind(1), d_gh.unbind(1)
+        d = d_last.clone() if d_last is not None else hs.new_zeros(D, B, H)  # gradient reaching the state
         d_his = d_hs.unbind(1) if d_hs is not None and d_hs.numel() else None
-        prev, d_gis, d_ghs = hs.unbind(1), d_gi.unbind(1), d_gh.unbind(1)
         for t in range(T - 1, -1, -1):
             if d_his is not None:
-                carry[ctx.keep] += d_his[t]  # carry is this step's own buffer
-            dh = _gru_backward(carry, prev[t - 1] if t > 0 else h0, ctx.saved[t], d_gis[t], d_ghs[t])
-            carry = torch.baddbmm(dh, d_ghs[t], w_hh)
-        # dW_hh = sum over t >= 1 of d_gh_t^T h_{t-1} (h_{-1} = 0): views, no shifted copy of the states
-        d_w = torch.bmm(d_gh[:, 1:].reshape(D, (T - 1) * B, 3 * H).transpose(1, 2), hs[:, :-1].reshape(D, (T - 1) * B, H))
-        return d_gi, d_w, d_gh.reshape(D, T * B, 3 * H).sum(dim=1), None
+                d[ctx.keep].add_(d_his[t])  # d is this step's own buffer
+            torch.mul(d.unsqueeze(-2), Fs[t], out=Gs[t])
+            d = torch.baddbmm(d * As[t], d_ghs[t], w_hh)
+        # dW_hh = sum over t of d_gh_t^T h_{t-1}: views, no copies
+        d_w = torch.bmm(d_gh.flatten(1, 2).transpose(1, 2), hs[:, :-1].flatten(1, 2))
+        return _rzn(d_gi_nrz, H, -1), d_w, d_gh.sum(dim=(1, 2)), None
 
 
 def stacked_gru(gi: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor, keep: slice = slice(None),
@@ -153,115 +212,159 @@ def stacked_gru(gi: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor, keep: 
     return (hs, final) if last else hs
 
 
-def _affine(bias, x, w_t):
-    """bias + x @ w_t: ``addmm`` for one model (x (B, K)), ``baddbmm`` for a stacked population
-    (x (M, B, K), w_t (M, K, N), bias broadcastable to (M, B, N))."""
-    return torch.addmm(bias, x, w_t) if x.dim() == 2 else torch.baddbmm(bias, x, w_t)
-
-
-def _flat(xs, td: int):
-    """Per-bin values (a list of (B, X) or (M, B, X), or a (T, B, X) / (M, T, B, X) buffer; ``td``
-    the time dimension) as the rows of one matrix per model: (T * B, X), or (M, T * B, X) for a
-    stacked population."""
-    x = torch.stack(xs, dim=td) if isinstance(xs, list) else xs
-    return x.flatten(td, td + 1)
-
-
 def _run(ci_gates, g0, c0, w_gc, w_chh, b_chh, w_post, b_post, w_gih, b_gih, w_ghh, b_ghh, masks, noise, clip,
          keep: bool):
-    """The forward recurrence without a graph. With ``keep`` it also returns the per-bin values
-    the backward pass needs."""
-    td = g0.dim() - 2  # the time dimension: 0 for one model, 1 for a stacked population (member first)
-    T = ci_gates.shape[td]
-    U = w_post.shape[-2] // 2
+    """The forward recurrence without a graph, every per-bin value written into buffers (see
+    :class:`_Buffers`). Returns the outputs (gd, u, u_mean, u_std) and, with ``keep``, the
+    buffers the backward pass reads."""
+    lead = g0.shape[:-2]  # () for one model, (M,) for a stacked population (member first)
+    td = len(lead)  # the time dimension of inputs, outputs and buffers
+    T, B = ci_gates.shape[td], g0.shape[-2]
+    G, Cn, U = g0.shape[-1], c0.shape[-1], w_post.shape[-2] // 2
     if td:  # stacked population: biases (M, N) -> (M, 1, N) for baddbmm
         b_chh, b_post, b_gih, b_ghh = (b.unsqueeze(-2) for b in (b_chh, b_post, b_gih, b_ghh))
-    ci_gates = ci_gates.unbind(td)
-    masks = masks.unbind(td) if masks is not None else None
-    noise = noise.unbind(td) if noise is not None else None
-    gd = g0 * masks[0] if masks is not None else g0
-    g, c = g0, c0
-    steps = ([], [], [], [], [], [], [], [], []) if keep else None
-    kept, us, ms, ss = [], [], [], []
     w_gc_t, w_chh_t, w_post_t, w_gih_t, w_ghh_t = (w.transpose(-1, -2) for w in (w_gc, w_chh, w_post, w_gih, w_ghh))
+    bufs = _Buffers(g0, lead, T, B, keep)
+    cis = ci_gates.unbind(td)
+    masks_t = masks.unbind(td) if masks is not None else None
+    noise_t = noise.unbind(td) if noise is not None else None
+
+    # controller
+    gic, gics = bufs.bins(3 * Cn)
+    ghc, ghcs = bufs.bins(3 * Cn)
+    rzc, rzcs = bufs.bins(2 * Cn)
+    nc, ncs = bufs.bins(Cn)
+    prec, precs = bufs.bins(Cn)
+    cs, css = bufs.bins(Cn, extra=1)  # c_{-1} = c0, then every c_t
+    # posterior and inferred inputs (outputs)
+    post, posts = bufs.bins(2 * U, output=True)
+    ev, evs = bufs.bins(U)
+    s, ss = bufs.bins(U, output=True)
+    if noise is not None:
+        u, us = bufs.bins(U, output=True)
+    else:
+        u, us = post[..., :U], [p[..., :U] for p in posts]
+    # generator
+    gig, gigs = bufs.bins(3 * G)
+    ghg, ghgs = bufs.bins(3 * G)
+    rzg, rzgs = bufs.bins(2 * G)
+    ng, ngs = bufs.bins(G)
+    preg, pregs = bufs.bins(G)
+    gs, gss = bufs.bins(G, extra=1, output=masks is None)  # g_{-1} = g0, then every g_t
+    if masks is not None:
+        gd, gds = bufs.bins(G, extra=1, output=True)  # the dropped-out states: gd_{-1}, then the outputs
+        torch.mul(g0, masks_t[0], out=gds[0])
+    else:
+        gd, gds = gs, gss
+    css[0].copy_(c0)
+    gss[0].copy_(g0)
     for t in range(T):
-        g_prev, gd_prev, c_prev = g, gd, c
-        gi = _affine(ci_gates[t], gd, w_gc_t)
-        gh = _affine(b_chh, c, w_chh_t)
-        c, sc = _gru_forward(gi, gh, c, clip)
-        post = _affine(b_post, c, w_post_t)
-        m, ev = post[..., :U], post[..., U:].exp()
-        s = torch.sqrt(ev + _STD_FLOOR)
-        u = torch.addcmul(m, s, noise[t]) if noise is not None else m
-        gi = _affine(b_gih, u, w_gih_t)
-        gh = _affine(b_ghh, g, w_ghh_t)
-        g, sg = _gru_forward(gi, gh, g, clip)
-        gd = g * masks[t + 1] if masks is not None else g
-        kept.append(gd)
-        us.append(u)
-        ms.append(m)
-        ss.append(s)
-        if keep:
-            for store, value in zip(steps, (g_prev, gd_prev, c_prev, c, u, s, ev, sc, sg)):
-                store.append(value)
-    return (torch.stack(kept, td), torch.stack(us, td), torch.stack(ms, td), torch.stack(ss, td)), steps
+        # controller: c_t = clip(GRU(ci_gates[t] + gd_{t-1} W_gc^T, c_{t-1} W_chh^T + b_chh))
+        _affine(cis[t], gds[t], w_gc_t, out=gics[t])
+        _affine(b_chh, css[t], w_chh_t, out=ghcs[t])
+        _gru_step(gics[t][..., : 2 * Cn], gics[t][..., 2 * Cn:], ghcs[t][..., : 2 * Cn], ghcs[t][..., 2 * Cn:], css[t],
+                  rzcs[t], rzcs[t][..., :Cn], rzcs[t][..., Cn:], ncs[t], precs[t])
+        torch.clamp(precs[t], -clip, clip, out=css[t + 1])
+        # posterior: [m, l] = c_t W_post^T + b_post; s = sqrt(exp(l) + floor); u = m + s * eps
+        _affine(b_post, css[t + 1], w_post_t, out=posts[t])
+        torch.exp(posts[t][..., U:], out=evs[t])
+        torch.add(evs[t], _STD_FLOOR, out=ss[t]).sqrt_()
+        if noise is not None:
+            torch.addcmul(posts[t][..., :U], ss[t], noise_t[t], out=us[t])
+        # generator: g_t = clip(GRU(u_t W_gih^T + b_gih, g_{t-1} W_ghh^T + b_ghh)); gd_t = g_t * mask
+        _affine(b_gih, us[t], w_gih_t, out=gigs[t])
+        _affine(b_ghh, gss[t], w_ghh_t, out=ghgs[t])
+        _gru_step(gigs[t][..., : 2 * G], gigs[t][..., 2 * G:], ghgs[t][..., : 2 * G], ghgs[t][..., 2 * G:], gss[t],
+                  rzgs[t], rzgs[t][..., :G], rzgs[t][..., G:], ngs[t], pregs[t])
+        torch.clamp(pregs[t], -clip, clip, out=gss[t + 1])
+        if masks is not None:
+            torch.mul(gss[t + 1], masks_t[t + 1], out=gds[t + 1])
+    sl = (slice(None),) * td
+    u_out = u if noise is not None else u.clone()  # u = u_mean without sampling: two outputs, two tensors
+    outputs = (gd[sl + (slice(1, None),)], u_out, post[..., :U], s)
+    saved = (gd, ghc, rzc, nc, prec, cs, post, ev, s, u, ghg, rzg, ng, preg, gs) if keep else None
+    return outputs, saved
 
 
 class _ControlledGenerator(torch.autograd.Function):
     @staticmethod
     def forward(ctx, ci_gates, g0, c0, w_gc, w_chh, b_chh, w_post, b_post, w_gih, b_gih, w_ghh, b_ghh,
                 masks, noise, clip):
-        outputs, steps = _run(ci_gates, g0, c0, w_gc, w_chh, b_chh, w_post, b_post, w_gih, b_gih, w_ghh, b_ghh,
+        outputs, saved = _run(ci_gates, g0, c0, w_gc, w_chh, b_chh, w_post, b_post, w_gih, b_gih, w_ghh, b_ghh,
                               masks, noise, clip, keep=True)
-        ctx.steps = steps
-        ctx.save_for_backward(w_gc, w_chh, w_post, w_gih, w_ghh, masks, noise)
+        ctx.clip = clip
+        ctx.save_for_backward(w_gc, w_chh, w_post, w_gih, w_ghh, masks, noise, *saved)
         return outputs
 
     @staticmethod
     def backward(ctx, d_kept, d_u_out, d_m_out, d_s_out):
-        w_gc, w_chh, w_post, w_gih, w_ghh, masks, noise = ctx.saved_tensors
-        prev_g, prev_gd, prev_c, cs, us, ss, evs, saved_c, saved_g = ctx.steps
-        T = len(cs)
-        dg = torch.zeros_like(prev_g[0])  # gradient reaching g_t from later bins
-        dc = torch.zeros_like(prev_c[0])  # gradient reaching c_t from later bins
-        dgd = torch.zeros_like(prev_gd[0])  # gradient reaching gd_t from the controller of t + 1
-        td = dg.dim() - 2  # time dimension of inputs, outputs and buffers: 0, or 1 (stacked: member first)
-        G, Cn, U2 = dg.shape[-1], dc.shape[-1], w_post.shape[-2]
-        shape = (T, *dg.shape[:-1]) if td == 0 else (dg.shape[0], T, dg.shape[1])  # (T, B) or (M, T, B)
-        # gradients of the gate projections and posterior parameters, all bins (per-bin views below)
-        bufs = [dg.new_empty(*shape, n) for n in (3 * Cn, 3 * Cn, 3 * G, 3 * G, U2)]
-        d_gi_c, d_gh_c, d_gi_g, d_gh_g, d_post = (b.unbind(td) for b in bufs)
-        masks = masks.unbind(td) if masks is not None else None
-        noise = noise.unbind(td) if noise is not None else None
-        d_kept, d_u_out, d_m_out, d_s_out = (d.unbind(td) for d in (d_kept, d_u_out, d_m_out, d_s_out))
-        U = U2 // 2
+        (w_gc, w_chh, w_post, w_gih, w_ghh, masks, noise,
+         gd, ghc, rzc, nc, prec, cs, post, ev, s, u, ghg, rzg, ng, preg, gs) = ctx.saved_tensors
+        clip = ctx.clip
+        td = gs.dim() - 3  # time dimension: 0, or 1 (stacked population: member first)
+        T = gs.shape[td] - 1
+        G, Cn, U = gs.shape[-1], cs.shape[-1], s.shape[-1]
+        sl = (slice(None),) * td
+        prev, this = sl + (slice(None, -1),), sl + (slice(1, None),)
+
+        # forward-only parts of the derivatives, all bins at once
+        Fc, Ac = _gru_factors(cs[prev], rzc, nc, ghc[..., 2 * Cn:], prec, clip)
+        Fg, Ag = _gru_factors(gs[prev], rzg, ng, ghg[..., 2 * G:], preg, clip)
+        Gc, d_gic_nrz, d_ghc = _gate_grads(Fc)
+        Gg, d_gig_nrz, d_ghg = _gate_grads(Fg)
+        k = ev / (2 * s)  # d s / d l
+        d_post = torch.empty_like(post)  # (T, B, 2U): [d m, d l]
+        d_um = d_u_out + d_m_out  # what reaches m directly
+        if noise is not None:
+            nk = noise * k  # d l = (d_s_out + (d m - d_m_out) eps) k
+            base_l = d_s_out * k - d_m_out * nk
+        else:
+            d_post[..., U:] = d_s_out * k
+        # the direct gradient of g_t (its dropped-out value gd_t is an output)
+        d_gk = d_kept * masks[this] if masks is not None else d_kept
+        w_gih_nrz, w_gc_nrz = _nrz(w_gih, G, -2), _nrz(w_gc, Cn, -2)
+
+        Fcs, Acs, Gcs, d_gics, d_ghcs = (x.unbind(td) for x in (Fc, Ac, Gc, d_gic_nrz, d_ghc))
+        Fgs, Ags, Ggs, d_gigs, d_ghgs = (x.unbind(td) for x in (Fg, Ag, Gg, d_gig_nrz, d_ghg))
+        d_posts, d_ums, d_gks = d_post.unbind(td), d_um.unbind(td), d_gk.unbind(td)
+        m_t = masks.unbind(td) if masks is not None else None
+        nks, bases = (nk.unbind(td), base_l.unbind(td)) if noise is not None else (None, None)
+        dg = d_gks[T - 1]  # gradient reaching g_t from later bins and its output
+        dc = torch.zeros_like(cs[sl + (0,)])  # gradient reaching c_t from later bins
+        dgd = None  # gradient reaching gd_t from the controller of t + 1
         for t in range(T - 1, -1, -1):
             # generator: g_t = clip(GRU(u_t W_gih^T + b, g_{t-1} W_ghh^T + b)), gd_t = g_t * mask
-            dgd_t = d_kept[t] + dgd
-            dg_t = torch.addcmul(dg, dgd_t, masks[t + 1]) if masks is not None else dg + dgd_t
-            dh = _gru_backward(dg_t, prev_g[t], saved_g[t], d_gi_g[t], d_gh_g[t])
-            dg = _affine(dh, d_gh_g[t], w_ghh)
+            if dgd is not None:
+                dg = torch.addcmul(dg, dgd, m_t[t + 1]) if m_t is not None else dg + dgd
+            torch.mul(dg.unsqueeze(-2), Fgs[t], out=Ggs[t])
+            direct = torch.addcmul(d_gks[t - 1], dg, Ags[t]) if t > 0 else dg * Ags[t]
+            dg = _affine(direct, d_ghgs[t], w_ghh)
             # inferred input: u = m + s * eps, s = sqrt(exp(l) + floor)
-            du = _affine(d_u_out[t], d_gi_g[t], w_gih)
-            torch.add(du, d_m_out[t], out=d_post[t][..., :U])
-            ds = torch.addcmul(d_s_out[t], du, noise[t]) if noise is not None else d_s_out[t]
-            torch.mul(ds, evs[t] / (2 * ss[t]), out=d_post[t][..., U:])
+            d_m = d_posts[t][..., :U]
+            _affine(d_ums[t], d_gigs[t], w_gih_nrz, out=d_m)
+            if noise is not None:
+                torch.addcmul(bases[t], d_m, nks[t], out=d_posts[t][..., U:])
             # controller: c_t = clip(GRU(ci_gates[t] + gd_{t-1} W_gc^T, c_{t-1} W_chh^T + b))
-            dc_t = _affine(dc, d_post[t], w_post)
-            dh = _gru_backward(dc_t, prev_c[t], saved_c[t], d_gi_c[t], d_gh_c[t])
-            dc = _affine(dh, d_gh_c[t], w_chh)
-            dgd = d_gi_c[t] @ w_gc
-        dg0 = dg + (dgd * masks[0] if masks is not None else dgd)
+            d = _affine(dc, d_posts[t], w_post)
+            torch.mul(d.unsqueeze(-2), Fcs[t], out=Gcs[t])
+            dc = _affine(d * Acs[t], d_ghcs[t], w_chh)
+            dgd = d_gics[t] @ w_gc_nrz
+        dg0 = dg + (dgd * m_t[0] if m_t is not None else dgd)
 
         # weight gradients of all bins at once: (T * B, N)^T (T * B, K) per model
-        A_gi_c, A_gh_c, A_gi_g, A_gh_g, A_post = (_flat(b, td) for b in bufs)
+        def wgrad(d, x):
+            return d.flatten(td, td + 1).transpose(-1, -2) @ x.flatten(td, td + 1)
+
+        def bgrad(d):
+            return d.sum(dim=(td, td + 1))
+
+        d_gic = _rzn(d_gic_nrz, Cn, -1)  # the gradient of ci_gates, gates in their order
         grads = (
-            bufs[0], dg0, dc,
-            A_gi_c.transpose(-1, -2) @ _flat(prev_gd, td), A_gh_c.transpose(-1, -2) @ _flat(prev_c, td),
-            A_gh_c.sum(-2),
-            A_post.transpose(-1, -2) @ _flat(cs, td), A_post.sum(-2),
-            A_gi_g.transpose(-1, -2) @ _flat(us, td), A_gi_g.sum(-2),
-            A_gh_g.transpose(-1, -2) @ _flat(prev_g, td), A_gh_g.sum(-2),
+            d_gic, dg0, dc,
+            wgrad(d_gic, gd[prev]), wgrad(d_ghc, cs[prev]), bgrad(d_ghc),
+            wgrad(d_post, cs[this]), bgrad(d_post),
+            _rzn(wgrad(d_gig_nrz, u), G, -2), _rzn(bgrad(d_gig_nrz), G, -1),
+            wgrad(d_ghg, gs[prev]), bgrad(d_ghg),
         )
         return (*grads, None, None, None)
 
