@@ -65,8 +65,14 @@ class AR1Prior(nn.Module):
 
 def dropout_mask(shape: tuple[int, ...], p: float, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
     """A dropout mask of ``shape`` (0, or 1 / (1 - p) with probability 1 - p), on ``like``'s device
-    and dtype, drawn from ``generator`` (torch's global RNG when None). 0 < p < 1."""
-    return torch.empty(shape, device=like.device, dtype=like.dtype).bernoulli_(1 - p, generator=generator) / (1 - p)
+    and dtype, drawn from ``generator`` (torch's global RNG when None). 0 < p < 1.
+
+    One uniform draw per element, kept where it is >= p, in three operations on one tensor
+    (about twice as fast as ``bernoulli_`` and a division on a CPU). The single model and the
+    stacked population (:mod:`.stacked`) both draw their masks here, so a member's generator
+    gives the same masks in both."""
+    u = torch.rand(shape, generator=generator, device=like.device, dtype=like.dtype)
+    return u.ge_(p).mul_(1.0 / (1.0 - p))
 
 
 def _gaussian_log_prob(x, mean, std):

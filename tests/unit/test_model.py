@@ -221,3 +221,15 @@ def test_lead_in_bins_reach_only_the_initial_condition():
     assert not torch.allclose(out.ic_mean, out2.ic_mean)  # the IC encoder reads it
     # the controller inputs come from the modelled bins only
     torch.testing.assert_close(model.encode(x)[1], model.encode(x2)[1])
+
+
+def test_dropout_mask_rate_scale_and_generator():
+    from nwb_autolfads.model import dropout_mask
+
+    like = torch.zeros(())
+    m = dropout_mask((200, 500), 0.3, torch.Generator().manual_seed(5), like)
+    assert torch.all((m == 0) | torch.isclose(m, torch.tensor(1 / 0.7)))
+    assert abs((m == 0).float().mean().item() - 0.3) < 0.01  # 100k draws: sd 0.0015
+    assert abs(m.mean().item() - 1.0) < 0.02
+    torch.testing.assert_close(m, dropout_mask((200, 500), 0.3, torch.Generator().manual_seed(5), like))
+    assert m.dtype == like.dtype and dropout_mask((3,), 0.5, None, like.double()).dtype == torch.float64
