@@ -133,6 +133,9 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
     except OSError as exc:
         raise OutputError(f"could not save the training state to {str(path)!r}: {exc.strerror or exc}: check free "
                           "disk space and permissions") from None
+    except RuntimeError as exc:  # torch's own file errors (a missing folder, a failed write) are RuntimeErrors
+        raise OutputError(f"could not save the training state to {str(path)!r}: {str(exc).splitlines()[0]}: check "
+                          "that its folder exists and is writable, and free disk space") from None
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -257,3 +257,15 @@ def test_the_sampler_shows_every_window_once_per_pass_across_steps():
     a = [sampler.next().tolist() for _ in range(4)]
     torch.set_rng_state(rng)
     assert [again.next().tolist() for _ in range(4)] == a
+
+
+def test_a_checkpoint_that_cannot_be_written_is_an_output_error(tmp_path):
+    """torch.save raises RuntimeError for a folder that does not exist: it must reach the user as the
+    one-line OutputError naming the path, like an OSError does, and leave no temporary file."""
+    from nwb_autolfads.errors import OutputError
+    from nwb_autolfads.training import save_checkpoint
+
+    target = tmp_path / "missing" / "model_state.pt"
+    with pytest.raises(OutputError, match="model_state.pt.*folder exists"):
+        save_checkpoint(target, {"x": torch.zeros(2)})
+    assert not any(tmp_path.rglob("*.tmp"))
