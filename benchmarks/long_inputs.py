@@ -62,8 +62,7 @@ def measure(case: str, path: Path, overrides: dict) -> list[dict]:
     wrap(pl, "bin_spikes", "bin spikes")
     wrap(pl, "chop_segments", "chop windows")
     wrap(pl, "_prepare_rundir", "run directory (data hash)")
-    wrap(pl, "time_steps", "plan (3 steps timed)")
-    wrap(pl, "train_single", f"training ({overrides.get('train.max_steps', 'preset')} steps)")
+    wrap(pl, "train_single", f"plan + training ({overrides.get('train.max_steps', 'preset')} steps)")
     wrap(pl, "infer_merged" if hasattr(pl, "infer_merged") else "infer", "inference + merge")
     if hasattr(pl, "merge_segments"):  # before inference and merging were one pass
         wrap(pl, "merge_segments", "merge")

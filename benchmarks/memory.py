@@ -6,9 +6,9 @@ Table 1: ``nwb_autolfads.run`` on a synthetic raw EMG file (``--muscles`` channe
 ``--minutes`` long) with the 300k-parameter reference model sizes (encoders and controller 64,
 generator 200, 100 factors), one model trained for ``--steps`` steps (batch 32), posterior
 sampling, and the output written; the peak RSS of the process (``ru_maxrss``, a high-water mark)
-after each stage: import, read, preprocess, plan (chop, time 3 steps), train, infer and merge,
-write; and that of the child process the model trains in (``nwb_autolfads.isolation``), when it
-does.
+after each stage: import, read, preprocess, train (with the plan's 3 timed steps), infer and
+merge, write; and that of the child process the model trains in (``nwb_autolfads.isolation``),
+when it does.
 
 Table 2: a training process as a population's worker is one (spawned, importing only torch and
 the model and training modules): the reference configuration of benchmarks/model_speed.py (30
@@ -107,8 +107,7 @@ def pipeline_stages(minutes: float, muscles: int, steps: int) -> list[tuple[str,
 
         wrap("read_emg", "read (open the file, find the EMG)")
         wrap("preprocess_emg", "preprocess (filter, rectify, bin)")
-        wrap("time_steps", "chop windows, plan (3 steps timed here on a throwaway model)")
-        wrap("train_single", f"train ({steps} steps, one model)")
+        wrap("train_single", f"chop, plan (3 steps timed where it trains), train ({steps} steps, one model)")
         from nwb_autolfads import isolation
 
         real_child = isolation.train_in_child

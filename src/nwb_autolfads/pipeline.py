@@ -478,24 +478,25 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
         m.init_readout_bias(data_mean)
         return m
 
-    # the steps are timed with the threads training will use: a step timed with torch's default
-    # threads on a busy machine can take 10-50x one timed with the one thread training then uses
+    # the plan's steps are timed with the threads training will use (a step timed with torch's default
+    # threads on a busy machine can take 10-50x one with the single thread training then uses), and
+    # for a single model where it trains (in its child process: this one never holds a training step)
     timing_model = make_model()
-    if cfg.pbt.population > 1:  # as train_population chooses
-        execution = choose_execution(cfg.pbt.population, cfg.model, segments[0].shape[1], device.type,
-                                     workers=cfg.pbt.workers, threads=cfg.train.threads, stacked_available=False)
-    else:
-        work = planned_steps(cfg.train, train_idx.size) * sum(p.numel() for p in timing_model.parameters())
-        execution = choose_execution(1, cfg.model, segments[0].shape[1], device.type, threads=cfg.train.threads,
-                                     execution=getattr(cfg.pbt, "execution", "auto"), work=work)
-    with using_threads(execution.threads):
-        timing = time_steps(timing_model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment)
-    del timing_model
-    plan = training_plan(cfg, int(train_idx.size), int(valid_idx.size), device, timing)
-    if progress:
-        sys.stderr.write(plan["text"] + "\n")
-        sys.stderr.flush()
+    plan: dict = {}
+
+    def announce(timing: tuple[float, float]) -> None:
+        plan.update(training_plan(cfg, int(train_idx.size), int(valid_idx.size), device, timing))
+        if progress:
+            sys.stderr.write(plan["text"] + "\n")
+            sys.stderr.flush()
+
     if cfg.pbt.population > 1:
+        execution = choose_execution(cfg.pbt.population, cfg.model, segments[0].shape[1], device.type,
+                                     workers=cfg.pbt.workers, threads=cfg.train.threads,
+                                     stacked_available=False)  # as train_population chooses
+        with using_threads(execution.threads):
+            announce(time_steps(timing_model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment))
+        del timing_model
         if cfg.pbt.backend == "ray":
             from .pbt_ray import train_population_ray as trainer
         else:
@@ -507,9 +508,14 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
         ck = Path(rundir) / "model_state.pt" if rundir is not None else None
         if ck is not None:
             ck.parent.mkdir(parents=True, exist_ok=True)
+        work = planned_steps(cfg.train, train_idx.size) * sum(p.numel() for p in model.parameters())
+        execution = choose_execution(1, cfg.model, segments[0].shape[1], device.type, threads=cfg.train.threads,
+                                     execution=getattr(cfg.pbt, "execution", "auto"), work=work)
         log.info("training: %s", execution.describe())
         result = train_single(model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment, execution,
-                              progress=progress, checkpoint=ck)  # in a child process, or here
+                              progress=progress, checkpoint=ck, timing_model=timing_model,
+                              on_timing=announce)  # in a child process, or here
+        del timing_model
         result.execution = execution.describe()
     merged = infer_merged(model, x_all, index, cfg.inference, w.merge_power, lead, progress=progress)
     return FitResult(mean=merged.mean, factors=merged.factors, inputs=merged.inputs, ic_mean=merged.ic_mean,

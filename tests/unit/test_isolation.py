@@ -61,6 +61,11 @@ def test_child_errors_are_raised_here_with_type_and_message():
     with pytest.raises(RuntimeError) as err:  # a bug's exception keeps its type and the child's traceback
         train_in_child(model, x[:30], x[30:, :, :2], CFG, AUG, progress=False)
     assert any("raised in the training process" in n and "Traceback" in n for n in err.value.__notes__)
+    timings = []
+    with pytest.raises(RuntimeError) as err:  # the same when it is raised while the plan's steps are timed
+        train_in_child(model, x[:30], x[30:, :, :2], CFG, AUG, progress=False, timing_model=_setup()[0],
+                       on_timing=timings.append)
+    assert any("in time_steps" in n for n in err.value.__notes__) and timings == []
 
 
 def test_killed_child_is_an_error_and_its_checkpoint_resumes(tmp_path):
@@ -190,7 +195,14 @@ def test_fit_signal_in_a_child_equals_in_place(monkeypatch):
     fits = {}
     for where, threshold in (("here", float("inf")), ("child", 0.0)):
         monkeypatch.setattr(resources, "CHILD_MIN_WORK", threshold)
+        if where == "child":  # the plan's steps are timed in the child too: this process trains no step
+            def no_training_here(*args, **kwargs):
+                raise AssertionError("a training step timed in the caller's process")
+            monkeypatch.setattr("nwb_autolfads.pipeline.time_steps", no_training_here)
+            monkeypatch.setattr("nwb_autolfads.isolation.time_steps", no_training_here)
         fits[where] = fit_signal(seg, 0.01, Gamma(), cfg, progress=False)
     assert fits["child"].training.execution.startswith("processes: 1 child process")
     assert fits["here"].training.execution.startswith("sequential")
     np.testing.assert_array_equal(fits["child"].mean, fits["here"].mean)
+    for fit in fits.values():  # the plan, timed where the model trained
+        assert fit.plan["seconds_per_step"] > 0 and fit.plan["steps_per_member"] == 20

@@ -103,6 +103,7 @@ def test_the_plan_times_steps_with_the_threads_training_uses(monkeypatch, popula
         return real_population(*args, **kwargs)
 
     monkeypatch.setattr(pipeline, "time_steps", timed)
+    monkeypatch.setattr("nwb_autolfads.isolation.time_steps", timed)  # a single model is timed where it trains
     monkeypatch.setattr(pipeline, "train_single", single)
     monkeypatch.setattr(pipeline, "train_population", population_)
     cfg = build_config("smoke", overrides={"pbt.population": population, "train.threads": 1}).resolved(3)
