@@ -34,7 +34,7 @@ from .reading import (bin_spikes, check_spike_span, check_unit_clocks, emg_doubt
                       read_emg, read_trial_times, read_units, spike_bin_centres)
 from .pbt import train_population
 from .isolation import planned_steps, train_single
-from .resources import choose_execution
+from .resources import choose_execution, using_threads
 from .training import TrainResult, split_train_valid, time_steps
 from .windows import MIN_FITTED_WINDOW, WindowIndex, chop_segments, fitted_window
 from .sources import Source, resolve_source, source_sha256 as input_sha256
@@ -511,12 +511,25 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
         m.init_readout_bias(data_mean)
         return m
 
-    plan = training_plan(cfg, int(train_idx.size), int(valid_idx.size), device,
-                         time_steps(make_model(), x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment))
-    if progress:
-        sys.stderr.write(plan["text"] + "\n")
-        sys.stderr.flush()
+    # the plan's steps are timed with the threads training will use (a step timed with torch's default
+    # threads on a busy machine can take 10-50x one with the single thread training then uses), and
+    # for a single model where it trains (in its child process: this one never holds a training step)
+    timing_model = make_model()
+    plan: dict = {}
+
+    def announce(timing: tuple[float, float]) -> None:
+        plan.update(training_plan(cfg, int(train_idx.size), int(valid_idx.size), device, timing))
+        if progress:
+            sys.stderr.write(plan["text"] + "\n")
+            sys.stderr.flush()
+
     if cfg.pbt.population > 1:
+        execution = choose_execution(cfg.pbt.population, cfg.model, segments[0].shape[1], device.type,
+                                     workers=cfg.pbt.workers, threads=cfg.train.threads,
+                                     stacked_available=False)  # as train_population chooses
+        with using_threads(execution.threads):
+            announce(time_steps(timing_model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment))
+        del timing_model
         if cfg.pbt.backend == "ray":
             from .pbt_ray import train_population_ray as trainer
         else:
@@ -530,10 +543,12 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
             ck.parent.mkdir(parents=True, exist_ok=True)
         work = planned_steps(cfg.train, train_idx.size) * sum(p.numel() for p in model.parameters())
         execution = choose_execution(1, cfg.model, segments[0].shape[1], device.type, threads=cfg.train.threads,
-                                execution=getattr(cfg.pbt, "execution", "auto"), work=work)
+                                     execution=getattr(cfg.pbt, "execution", "auto"), work=work)
         log.info("training: %s", execution.describe())
         result = train_single(model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment, execution,
-                              progress=progress, checkpoint=ck)  # in a child process, or here
+                              progress=progress, checkpoint=ck, timing_model=timing_model,
+                              on_timing=announce)  # in a child process, or here
+        del timing_model
         result.execution = execution.describe()
     if clock is not None:
         clock.mark("train")

@@ -70,6 +70,53 @@ def test_the_plan_states_members_steps_windows_and_an_estimate():
     assert pop["expected_training_seconds_at_most"] == pytest.approx(10 * 40 * (100 * 0.05 + 10 * 0.02))
 
 
+
+@pytest.mark.parametrize("population", [1, 2])
+def test_the_plan_times_steps_with_the_threads_training_uses(monkeypatch, population):
+    """The plan's estimate comes from steps timed with training's thread count, not torch's
+    default: on a busy machine a step timed with two threads took 15x one with one thread."""
+    import torch
+
+    from nwb_autolfads import pipeline
+
+    seen = {}
+    real_time, real_single, real_population = pipeline.time_steps, pipeline.train_single, pipeline.train_population
+
+    def timed(*args, **kwargs):
+        seen["timed"] = torch.get_num_threads()
+        return real_time(*args, **kwargs)
+
+    def single(*args, **kwargs):
+        seen["trained"] = args[5].threads  # the Execution train_single is given
+        return real_single(*args, **kwargs)
+
+    def population_(*args, **kwargs):
+        from nwb_autolfads.resources import choose_execution
+
+        real_choose = choose_execution
+
+        def choose(*a, **k):
+            ex = real_choose(*a, **k)
+            seen["trained"] = ex.threads
+            return ex
+        monkeypatch.setattr("nwb_autolfads.pbt.choose_execution", choose)
+        return real_population(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "time_steps", timed)
+    monkeypatch.setattr("nwb_autolfads.isolation.time_steps", timed)  # a single model is timed where it trains
+    monkeypatch.setattr(pipeline, "train_single", single)
+    monkeypatch.setattr(pipeline, "train_population", population_)
+    cfg = build_config("smoke", overrides={"pbt.population": population, "train.threads": 1}).resolved(3)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # torch's default on a 2-core machine
+    try:
+        fit_signal(_pre([100]).segments, 0.01, Gamma(), cfg, progress=False)
+        assert torch.get_num_threads() == 2  # left as it was
+    finally:
+        torch.set_num_threads(before)
+    assert seen["timed"] == seen["trained"] == 1
+
+
 def test_run_rejects_a_config_object_and_a_preset(emg_copy):
     from nwb_autolfads.errors import ConfigError
 
