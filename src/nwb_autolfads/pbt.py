@@ -11,8 +11,12 @@ bounds). Training stops when the best metric improved by less than ``stop_improv
 ``stop_generations`` generations, or at ``max_generations``. The result is the best member seen
 (weights and hyperparameters), its training history, and the whole population history.
 
-Embedded executor: members train one after another in this process (each step already uses
-every core through torch's threads), or in worker processes. An executor is any object with
+Embedded executors (``pbt.execution``, chosen by :func:`.resources.choose_execution` when
+``auto``): members train one after another in this process, in worker processes, or all at once
+as one stacked tensor program (:mod:`.stacked`). The three give the same population to float
+rounding: every member-generation draws its batches, augmentations, dropout masks and posterior
+noise from its own generator seeded by (seed, generation, member), never from torch's global RNG,
+and every mode validates at the same steps on the same fixed subset. An executor is any object with
 ``generation(members, n_steps, generation, seed)`` (train every :class:`Member` for ``n_steps``
 steps, updating its ``steps``, ``smoothed`` and ``history``) and ``close()``. Every completed generation is checkpointed atomically in
 ``rundir``; calling :func:`train_population` again with the same ``rundir`` resumes after the
