@@ -4,12 +4,12 @@
                                      [--set KEY=VALUE ...]
 
 Builds (once; reused when it exists) an hour of raw 16-muscle EMG at 2 kHz
-(:func:`~nwb_autolfads.testing.write_long_emg_nwb`, float32, 0.46 GB of samples) and 20 minutes
-of 100 units (:func:`~nwb_autolfads.testing.write_long_spikes_nwb`), then runs each through
-``nwb_autolfads.run`` (smoke preset, one model trained for one epoch: the training budget is not
-what is measured here) in a fresh process, and prints per stage the wall time and the peak
-resident memory (VmHWM, reset before each stage through /proc/self/clear_refs) and the whole
-run's peak. Linux only.
+(:func:`~nwb_autolfads.testing.chunked_emg_nwb`, int16 as acquisition systems store it, 7.2 M samples) and 20 minutes
+of 100 units (:func:`~nwb_autolfads.testing.chunked_spikes_nwb`), then runs each through
+``nwb_autolfads.run`` (smoke preset, one model trained for 20 steps of 256 windows: the training
+budget is not what is measured here) in a fresh process, and prints per stage the wall time and
+the peak resident memory (VmHWM, reset before each stage through /proc/self/clear_refs) and the
+whole run's peak. Linux only.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-SMOKE = {"pbt.population": 1, "train.max_epochs": 1, "train.batch_size": 256}
+SMOKE = {"pbt.population": 1, "train.max_steps": 20, "train.batch_size": 256}
 
 
 def _status(key: str) -> float:
@@ -62,7 +62,7 @@ def measure(case: str, path: Path, overrides: dict) -> list[dict]:
     wrap(pl, "bin_spikes", "bin spikes")
     wrap(pl, "chop_segments", "chop windows")
     wrap(pl, "_prepare_rundir", "run directory (data hash)")
-    wrap(pl, "train_model", "training (1 epoch)")
+    wrap(pl, "train_single", f"plan + training ({overrides.get('train.max_steps', 'preset')} steps)")
     wrap(pl, "infer_merged" if hasattr(pl, "infer_merged") else "infer", "inference + merge")
     if hasattr(pl, "merge_segments"):  # before inference and merging were one pass
         wrap(pl, "merge_segments", "merge")
@@ -97,7 +97,7 @@ def main() -> None:
         case, path = args.child.split(":", 1)
         print(json.dumps(measure(case, Path(path), overrides)))
         return
-    from nwb_autolfads.testing import write_long_emg_nwb, write_long_spikes_nwb
+    from nwb_autolfads.testing import chunked_emg_nwb, chunked_spikes_nwb
 
     folder.mkdir(parents=True, exist_ok=True)
     cases = ["emg60", "spikes20"] if args.case == "both" else [args.case]
@@ -105,9 +105,8 @@ def main() -> None:
         path = folder / f"{case}.nwb"
         if not path.exists():
             t0 = time.perf_counter()
-            tmp = path.with_suffix(".part")
-            (write_long_emg_nwb(tmp, progress=True) if case == "emg60" else write_long_spikes_nwb(tmp))
-            tmp.rename(path)
+            (chunked_emg_nwb(path, duration=3600.0) if case == "emg60"  # written atomically
+             else chunked_spikes_nwb(path, duration=1200.0, n_units=100))
             print(f"built {path} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         cmd = [sys.executable, __file__, "--dir", str(folder), "--child", f"{case}:{path}"]
         cmd += [f"--set={s}" for s in args.set]

@@ -4,10 +4,11 @@
 
 Table 1: ``nwb_autolfads.run`` on a synthetic raw EMG file (``--muscles`` channels at 2 kHz,
 ``--minutes`` long) with the 300k-parameter reference model sizes (encoders and controller 64,
-generator 200, 100 factors), one model trained for about ``--steps`` steps (batch 32), posterior
+generator 200, 100 factors), one model trained for ``--steps`` steps (batch 32), posterior
 sampling, and the output written; the peak RSS of the process (``ru_maxrss``, a high-water mark)
-after each stage: import, read, preprocess, train, infer, write; and that of the child process the
-model trains in (``nwb_autolfads.isolation``), when it does.
+after each stage: import, read, preprocess, train (with the plan's 3 timed steps), infer and
+merge, write; and that of the child process the model trains in (``nwb_autolfads.isolation``),
+when it does.
 
 Table 2: a training process as a population's worker is one (spawned, importing only torch and
 the model and training modules): the reference configuration of benchmarks/model_speed.py (30
@@ -49,7 +50,7 @@ from nwb_autolfads.config import ModelConfig, TrainConfig
 from nwb_autolfads.model import LFADS
 from nwb_autolfads.observations import Poisson
 from nwb_autolfads.resources import nwb_modules_loaded
-from nwb_autolfads.training import evaluate_nll, train_epoch
+from nwb_autolfads.training import WindowSampler, evaluate_nll, train_steps
 torch.set_num_threads(1)
 imported = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 steps = int(sys.argv[1])
@@ -58,7 +59,8 @@ x = torch.poisson(torch.full((32 * steps + 64, 50, 30), 0.3), generator=g)
 model = LFADS(30, ModelConfig(ic_enc_dim=64, ci_enc_dim=64, con_dim=64, co_dim=4, ic_dim=64, gen_dim=200,
                               factor_dim=100), Poisson())
 opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-train_epoch(model, opt, x[:32 * steps], TrainConfig(batch_size=32), CoordinatedDropout(0.3), TemporalShift(1.0, 3), 1.0)
+train_steps(model, opt, x[:32 * steps], TrainConfig(batch_size=32, ramp_steps=0), CoordinatedDropout(0.3),
+            TemporalShift(1.0, 3), WindowSampler(32 * steps, 32), steps)
 evaluate_nll(model, x[32 * steps:])
 print(json.dumps({"params": sum(p.numel() for p in model.parameters()), "imported_mb": imported,
                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -105,7 +107,7 @@ def pipeline_stages(minutes: float, muscles: int, steps: int) -> list[tuple[str,
 
         wrap("read_emg", "read (open the file, find the EMG)")
         wrap("preprocess_emg", "preprocess (filter, rectify, bin)")
-        wrap("train_single", f"train (about {steps} steps, one model)")
+        wrap("train_single", f"chop, plan (3 steps timed where it trains), train ({steps} steps, one model)")
         from nwb_autolfads import isolation
 
         real_child = isolation.train_in_child
@@ -116,13 +118,13 @@ def pipeline_stages(minutes: float, muscles: int, steps: int) -> list[tuple[str,
                   f"{info['nwb'] or 'none'}) | | {info['peak_mb']:.0f} |", flush=True)
             return result, info
         isolation.train_in_child = in_child
-        wrap("infer", "infer (posterior sampling)")
-        # windows: 50 bins (40 new) of 10 ms; 4 in 5 train; batch 32
+        wrap("infer_merged", "infer + merge (posterior sampling)")
+        # windows: 50 bins (40 new) of 10 ms; 4 in 5 train; batch 32; the ramp: one pass over them
         n_train = int(60 * minutes / 0.4 * 0.8)
-        epochs = max(1, round(steps / max(1, -(-n_train // 32))))
         pipeline.run(path, Path(tmp) / "out.nwb", preset="quick", progress=False,
-                     overrides={**REFERENCE, "train.max_epochs": epochs, "train.min_epochs": 0, "train.ramp_epochs": 1,
-                                "train.batch_size": 32, "inference.n_samples": 20, "device": "cpu"})
+                     overrides={**REFERENCE, "train.max_steps": steps, "train.min_steps": 0,
+                                "train.ramp_steps": min(steps, max(1, -(-n_train // 32))), "train.batch_size": 32,
+                                "inference.n_samples": 20, "device": "cpu"})
         mark("write (the output file)")
     return rows
 

@@ -14,7 +14,7 @@ generation, member-steps per second and the ratio to a population of 1. ``--work
 
 ``--stacked`` (issue 19, item 3) instead times one generation of ``--steps`` training steps (and a
 validation on 64 windows) three ways, for each configuration and torch thread count: one member
-alone (``stacked.member_generation``), ``--members`` members one after another (the same), and
+alone (``pbt._train_generation``), ``--members`` members one after another (the same), and
 the same members as one stacked tensor program (``stacked.StackedExecutor``); it prints wall and
 CPU seconds and the ratios. ``emg-small`` is the EMG model of the issue (12 channels, 100 bins,
 batch 16, 64-unit generator, 32-unit encoders and controller), ``reference`` the 200-unit model.
@@ -54,7 +54,6 @@ def main(argv=None) -> None:
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--stacked", action="store_true", help="time a stacked generation against sequential members")
     p.add_argument("--members", type=int, default=20, help="--stacked: population size")
-    p.add_argument("--steps", type=int, default=10, help="--stacked: training steps per generation")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="--stacked: torch thread counts")
     p.add_argument("--stacked-configs", nargs="+", choices=sorted(CONFIGS), default=["emg-small", "reference"])
     p.add_argument("--bound", action="store_true",
@@ -106,8 +105,10 @@ def stacked_table(args) -> None:
     stacked (nwb_autolfads.stacked), per configuration and thread count."""
     import os
 
-    from nwb_autolfads.pbt import Member, _member_seed
-    from nwb_autolfads.stacked import StackedExecutor, member_generation
+    from dataclasses import replace
+
+    from nwb_autolfads.pbt import Member, _member_seed, _train_generation
+    from nwb_autolfads.stacked import StackedExecutor
 
     hps = []
     for k in range(args.members):  # different hyperparameters per member, as in a population
@@ -134,6 +135,7 @@ def stacked_table(args) -> None:
         tx, vx = x[:args.windows], x[args.windows:]
         observation = Poisson() if c["obs"] == "poisson" else Gamma()
         cfg = build_config(overrides={"model": c["model"], "train.batch_size": batch})
+        cfg = replace(cfg, train=replace(cfg.train, valid_every=args.steps, ramp_steps=100))  # one check per generation
 
         def members(n):
             out = []
@@ -147,12 +149,10 @@ def stacked_table(args) -> None:
 
         def sequential(ms):
             for k, m in enumerate(ms):
-                member_generation(m, tx, vx, cfg.train, cfg.augment, args.steps, 0, _member_seed(0, 0, k),
-                                  valid_every=args.steps, ramp_steps=100)
+                _train_generation(m, tx, vx, cfg.train, cfg.augment, args.steps, 0, _member_seed(0, 0, k))
 
         def stacked(ms):
             ex = StackedExecutor(c["channels"], cfg.model, observation, cfg.train, cfg.augment, tx, vx)
-            ex.valid_every, ex.ramp_steps = args.steps, 100
             ex.generation(ms, args.steps, 0, 0)
 
         for threads in args.threads:

@@ -58,19 +58,20 @@ def _model(c: dict) -> LFADS:
 
 def step_ms(name: str, threads: int, steps: int) -> float:
     """Median milliseconds of one training step (forward, backward, Adam) with ``threads`` threads."""
-    from nwb_autolfads.training import train_epoch
+    from nwb_autolfads.training import WindowSampler, train_steps
 
     c = CONFIGS[name]
     torch.set_num_threads(threads)
     model = _model(c)
-    cfg = TrainConfig(batch_size=c["batch"])
+    cfg = TrainConfig(batch_size=c["batch"], ramp_steps=0)  # KL and L2 fully weighted
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     cd, shift = CoordinatedDropout(0.3), TemporalShift(1.0, 3)
-    x = _data(c, c["batch"])  # one batch: one call = one step
+    x = _data(c, c["batch"])  # one batch: every step takes all of it
+    sampler = WindowSampler(x.shape[0], c["batch"])
     times = []
     for k in range(steps + 3):
         t = time.perf_counter()
-        train_epoch(model, opt, x, cfg, cd, shift, 1.0)
+        train_steps(model, opt, x, cfg, cd, shift, sampler, 1)
         if k >= 3:
             times.append(time.perf_counter() - t)
     return 1e3 * statistics.median(times)
@@ -84,7 +85,7 @@ def generation_s(name: str, population: int, steps: int, workers: int, threads: 
     torch.set_num_threads(threads)
     x = _data(c, c["batch"] * steps + 8)
     tx, vx = x[:-8], x[-8:]
-    cfg = TrainConfig(batch_size=c["batch"])
+    cfg = TrainConfig(batch_size=c["batch"], valid_every=steps)  # one validation per member-generation
     members = []
     for _ in range(population):
         m = _model(c)
@@ -98,9 +99,9 @@ def generation_s(name: str, population: int, steps: int, workers: int, threads: 
         list(ex.pool.map(abs, range(workers)))
     start = time.perf_counter() - t
     try:
-        ex.generation(members, 1, 0, 0)  # warm-up (first steps allocate)
+        ex.generation(members, steps, 0, 0)  # warm-up (first steps allocate)
         t = time.perf_counter()
-        ex.generation(members, 1, 1, 0)
+        ex.generation(members, steps, 1, 0)
         return time.perf_counter() - t, start
     finally:
         ex.close()

@@ -445,7 +445,9 @@ class PBTConfig:
     """How the embedded backend trains a generation: ``stacked`` (all members as one vectorised
     tensor program, :mod:`nwb_autolfads.stacked`: for small models, where one member's step is
     overhead, not arithmetic), ``processes`` (``workers`` processes), ``sequential`` (one member
-    after another in this process) or ``auto`` (today: processes or sequential by ``workers``)."""
+    after another in this process) or ``auto`` (:func:`nwb_autolfads.resources.choose_execution`:
+    by model size, cores, device and ``workers``). Every mode gives the same population for a
+    seed, to float rounding (each member-generation has its own random stream)."""
     backend: str = "embedded"
     """``embedded`` (this machine, nothing to start) or ``ray`` (Ray Tune: a private local Ray
     instance, or the cluster at ``ray_address``; needs ``pip install "nwb-autolfads[ray]"``)."""

@@ -40,7 +40,7 @@ from .config import AugmentConfig, TrainConfig
 from .errors import TrainingError
 from .model import LFADS
 from .resources import Execution, nwb_modules_loaded, set_threads, using_threads
-from .training import TrainResult, train_model
+from .training import TrainResult, time_steps, train_model
 
 __all__ = ["train_single", "train_in_child", "planned_steps"]
 
@@ -58,17 +58,27 @@ def planned_steps(train_cfg: TrainConfig, n_train: int) -> int:
 
 def train_single(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: TrainConfig, aug: AugmentConfig,
                  plan: Execution, progress: bool = True, checkpoint: str | Path | None = None,
-                 desc: str = "training") -> TrainResult:
+                 desc: str = "training", timing_model: LFADS | None = None, on_timing=None) -> TrainResult:
     """Train ``model`` in place as :func:`~nwb_autolfads.training.train_model` does, in a child
     process when ``plan.mode`` is ``processes`` (:func:`train_in_child`), else in this process
-    with ``plan.threads`` intra-op threads. Same arguments, result and errors as ``train_model``."""
+    with ``plan.threads`` intra-op threads. Same arguments, result and errors as ``train_model``.
+
+    With ``timing_model`` (a throwaway of the same architecture), a few steps are first timed on
+    it (:func:`~nwb_autolfads.training.time_steps`) where and with the threads training uses (in
+    the child: this process never holds a training step's memory), and
+    ``on_timing((seconds per step, seconds per check))`` is called before training starts."""
     if plan.mode == "processes":
         result, info = train_in_child(model, train_x, valid_x, cfg, aug, threads=plan.threads, progress=progress,
-                                      checkpoint=checkpoint, desc=desc)
+                                      checkpoint=checkpoint, desc=desc, timing_model=timing_model,
+                                      on_timing=on_timing)
         log.info("training process %d: peak RSS %.0f MB, %.1f s to start", info["pid"], info["peak_mb"],
                  info["start_s"])
         return result
     with using_threads(plan.threads):
+        if timing_model is not None:
+            timing = time_steps(timing_model, train_x, valid_x, cfg, aug)
+            if on_timing is not None:
+                on_timing(timing)
         return train_model(model, train_x, valid_x, cfg, aug, progress=progress, desc=desc, checkpoint=checkpoint)
 
 
@@ -125,6 +135,13 @@ def _child_main(conn, payload: bytes) -> None:
         model.load_state_dict(job["state"])
         torch.set_rng_state(job["rng"])  # after the skeleton's own random init: the caller's stream
         conn.send_bytes(pickle.dumps({"started": time.perf_counter()}))
+        if job["timing_state"] is not None:  # time a few steps on a throwaway (the RNG is left as it was)
+            throwaway = LFADS(job["n_channels"], job["model_cfg"], job["observation"])
+            throwaway.load_state_dict(job["timing_state"])
+            torch.set_rng_state(job["rng"])
+            timing = time_steps(throwaway, job["train_x"], job["valid_x"], job["train_cfg"], job["aug"])
+            del throwaway
+            conn.send_bytes(_save({"timing": timing}))
         result = train_model(model, job["train_x"], job["valid_x"], job["train_cfg"], job["aug"],
                              progress=job["progress"], desc=job["desc"], checkpoint=job["checkpoint"])
         del job
@@ -172,7 +189,8 @@ def _stop(proc) -> None:
 
 def train_in_child(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: TrainConfig,
                    aug: AugmentConfig, threads: int = 1, progress: bool = True,
-                   checkpoint: str | Path | None = None, desc: str = "training") -> tuple[TrainResult, dict]:
+                   checkpoint: str | Path | None = None, desc: str = "training",
+                   timing_model: LFADS | None = None, on_timing=None) -> tuple[TrainResult, dict]:
     """Train ``model`` (on the CPU) in a spawned child process and load the result into it.
 
     The child imports torch and the model and training modules only (never the NWB stack nor
@@ -193,6 +211,10 @@ def train_in_child(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, c
         process's stderr and saves / resumes the checkpoint).
     threads
         Torch intra-op threads of the child.
+    timing_model, on_timing
+        A throwaway model of the same architecture: the child first times a few steps on it
+        (:func:`~nwb_autolfads.training.time_steps`, the random stream left as it was) and
+        ``on_timing((seconds per step, seconds per check))`` is called here before it trains.
 
     Returns
     -------
@@ -223,7 +245,8 @@ def train_in_child(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, c
     payload = _save({"n_channels": model.n_channels, "model_cfg": model.cfg, "observation": model.observation,
                      "state": model.state_dict(), "rng": torch.get_rng_state(), "train_x": train_x,
                      "valid_x": valid_x, "train_cfg": cfg, "aug": aug, "threads": int(threads), "progress": progress,
-                     "desc": desc, "checkpoint": None if checkpoint is None else str(checkpoint)})
+                     "desc": desc, "checkpoint": None if checkpoint is None else str(checkpoint),
+                     "timing_state": None if timing_model is None else timing_model.state_dict()})
     ctx = multiprocessing.get_context(_start_method())
     here, there = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child_main, args=(there, payload), name="nwb-autolfads-training", daemon=True)
@@ -243,7 +266,12 @@ def train_in_child(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, c
                 if math.isnan(start_s):
                     start_s = time.perf_counter() - t0
                     continue
-                out = _load(data)
+                msg = _load(data)
+                if "timing" in msg:  # a few steps timed before training (an error there comes as the result)
+                    if on_timing is not None:
+                        on_timing(msg["timing"])
+                    continue
+                out = msg
             elif not here.poll():
                 break
         proc.join()

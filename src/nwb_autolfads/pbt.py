@@ -11,8 +11,12 @@ bounds). Training stops when the best metric improved by less than ``stop_improv
 ``stop_generations`` generations, or at ``max_generations``. The result is the best member seen
 (weights and hyperparameters), its training history, and the whole population history.
 
-Embedded executor: members train one after another in this process (each step already uses
-every core through torch's threads), or in worker processes. An executor is any object with
+Embedded executors (``pbt.execution``, chosen by :func:`.resources.choose_execution` when
+``auto``): members train one after another in this process, in worker processes, or all at once
+as one stacked tensor program (:mod:`.stacked`). The three give the same population to float
+rounding: every member-generation draws its batches, augmentations, dropout masks and posterior
+noise from its own generator seeded by (seed, generation, member), never from torch's global RNG,
+and every mode validates at the same steps on the same fixed subset. An executor is any object with
 ``generation(members, n_steps, generation, seed)`` (train every :class:`Member` for ``n_steps``
 steps, updating its ``steps``, ``smoothed`` and ``history``) and ``close()``. Every completed generation is checkpointed atomically in
 ``rundir``; calling :func:`train_population` again with the same ``rundir`` resumes after the
@@ -46,7 +50,7 @@ from .augment import CoordinatedDropout, TemporalShift
 from .config import AugmentConfig, ModelConfig, PBTConfig, SearchRange, TrainConfig, configured_hyperparameters
 from .errors import TrainingError
 from .model import LFADS
-from .resources import available_cores, choose_execution, using_threads
+from .resources import Execution, available_cores, choose_execution, using_threads
 from .training import TrainResult, WindowSampler, _rng_state, _set_rng_state, evaluate_nll, load_checkpoint, \
     save_checkpoint, train_steps, validation_subset
 
@@ -167,31 +171,46 @@ def _train_config(cfg: TrainConfig, hp: dict[str, float]) -> TrainConfig:
 
 def _train_generation(member: Member, train_x, valid_x, cfg: TrainConfig, aug: AugmentConfig, n_steps: int,
                       number: int, seed: int) -> None:
-    """``n_steps`` optimisation steps of one member, validated every ``cfg.valid_every`` steps
-    (counted on the member's own steps) and after the last; its metric is the smoothed
-    validation NLL (NaN if it diverged: the tournament then replaces it). ``valid_x`` is the
-    fixed validation subset. Batches come from a permutation drawn afresh each generation (from
-    the member-generation's seed), so no window is left out for good."""
-    torch.manual_seed(seed)  # each member-generation has its own stream: results do not depend on the executor
+    """``n_steps`` optimisation steps of one member (generation ``number``), validated whenever
+    the member's own step count reaches a multiple of ``cfg.valid_every`` and after the last step;
+    its metric is the smoothed validation NLL (NaN if it diverged: it stops there, keeping the
+    weights of its last good step, which ``member.steps`` counts, and the tournament replaces it).
+    ``valid_x`` is the fixed validation subset (:func:`.training.validation_subset`).
+
+    Every random draw comes from the member-generation's own ``torch.Generator`` seeded with
+    ``seed`` (:func:`_member_seed`): the batches (a permutation drawn afresh each generation, so no
+    window is left out for good), augmentations, dropout masks and posterior noise, in the order of
+    :func:`.training.train_steps`. So the result does not depend on the execution mode: the
+    sequential and process executors run this, and the stacked one (:mod:`.stacked`) draws the same
+    numbers in the same order; torch's global RNG is not used."""
+    gen = torch.Generator(device=train_x.device).manual_seed(seed)
     tcfg = _train_config(cfg, member.hp)
     cd = CoordinatedDropout(member.hp["cd_rate"])
     shift = TemporalShift(aug.shift_std, aug.shift_max)
-    sampler = WindowSampler(train_x.shape[0], cfg.batch_size)
+    sampler = WindowSampler(train_x.shape[0], cfg.batch_size, generator=gen)
     done = 0
     while done < n_steps:
         n = min(cfg.valid_every - member.steps % cfg.valid_every, n_steps - done)
-        sums, k = train_steps(member.model, member.opt, train_x, tcfg, cd, shift, sampler, n, member.steps)
-        member.steps += k
+        sums, k = train_steps(member.model, member.opt, train_x, tcfg, cd, shift, sampler, n, member.steps,
+                              generator=gen)
+        member.steps += k if sums is not None else k - 1  # a diverged step was not applied
         done += k
         valid = evaluate_nll(member.model, valid_x, graphs=cfg.cuda_graphs) if sums is not None else math.nan
         if sums is None or not math.isfinite(valid):
             member.smoothed = math.nan
             return
-        s = member.smoothed
-        member.smoothed = valid if math.isnan(s) else cfg.smoothing * s + (1 - cfg.smoothing) * valid
-        member.history.append({"step": member.steps, "train_nll": sums["nll"], "valid_nll": valid,
-                               "smoothed_valid_nll": member.smoothed, "kl_ic": sums["kl_ic"], "kl_co": sums["kl_co"],
-                               "l2": sums["l2"], "lr": member.hp["lr"], "generation": number})
+        _record_check(member, sums, valid, cfg.smoothing, number)
+
+
+def _record_check(member: Member, means: dict[str, float], valid: float, smoothing: float, generation: int) -> None:
+    """A validation check of ``member``: update its smoothed validation NLL (exponential smoothing,
+    the first check taken as is) and append its history row. ``means``: the mean reconstruction
+    NLL, KL and L2 terms over the steps since the previous check; ``valid``: this check's NLL."""
+    s = member.smoothed
+    member.smoothed = valid if math.isnan(s) else smoothing * s + (1 - smoothing) * valid
+    member.history.append({"step": member.steps, "train_nll": means["nll"], "valid_nll": valid,
+                           "smoothed_valid_nll": member.smoothed, "kl_ic": means["kl_ic"], "kl_co": means["kl_co"],
+                           "l2": means["l2"], "lr": member.hp["lr"], "generation": generation})
 
 
 def _member_seed(seed: int, generation: int, member: int) -> int:
@@ -207,7 +226,8 @@ def _worker_init(n_channels, model_cfg, observation, train_cfg, aug, train_x, va
     from .resources import set_threads
 
     set_threads(threads)
-    _WORKER.update(model=LFADS(n_channels, model_cfg, observation), train_cfg=train_cfg, aug=aug,
+    model = LFADS(n_channels, model_cfg, observation).to(train_x.dtype)  # the caller's precision
+    _WORKER.update(model=model, train_cfg=train_cfg, aug=aug,
                    train_x=train_x, valid_x=valid_x)
 
 
@@ -253,11 +273,16 @@ def _without_main_script():
 
 
 class _Executor:
-    """Trains every member for one generation, in this process or in ``workers`` processes."""
+    """Trains every member for one generation, in this process or in ``workers`` processes, each
+    member-generation by :func:`_train_generation` (its own random stream). ``valid_x``: the
+    validation windows; every check evaluates the fixed subset of at most ``train.valid_windows``
+    of them (:func:`.training.validation_subset`)."""
 
     def __init__(self, workers: int, n_channels: int, model_cfg: ModelConfig, observation, train_cfg: TrainConfig,
                  aug: AugmentConfig, train_x: torch.Tensor, valid_x: torch.Tensor, threads: int = 1):
         self.workers, self.pool = workers, None
+        valid_x = valid_x[torch.as_tensor(validation_subset(valid_x.shape[0], train_cfg.valid_windows),
+                                          device=valid_x.device)]  # (a subset already: unchanged)
         self.args = (train_x, valid_x, train_cfg, aug)
         if workers > 1:
             import multiprocessing
@@ -291,13 +316,11 @@ class _Executor:
 
 def _stacked_executor(model0: LFADS, model_cfg: ModelConfig, train_cfg: TrainConfig, aug: AugmentConfig,
                       train_x: torch.Tensor, valid_x: torch.Tensor):
-    """``pbt.execution: stacked``: :class:`.stacked.StackedExecutor`, which counts in steps; the
-    generation length (``generation_epochs``) is converted at one epoch = ceil(windows / batch)."""
+    """``pbt.execution: stacked``: :class:`.stacked.StackedExecutor` (the same members, random
+    streams, validation checks and history rows as :class:`_Executor`, as one tensor program)."""
     from .stacked import StackedExecutor
 
-    epoch = -(-train_x.shape[0] // min(train_cfg.batch_size, train_x.shape[0]))
-    return StackedExecutor(model0.n_channels, model_cfg, model0.observation, train_cfg, aug, train_x, valid_x,
-                           steps_per_unit=epoch)
+    return StackedExecutor(model0.n_channels, model_cfg, model0.observation, train_cfg, aug, train_x, valid_x)
 
 
 def _to_cpu(state: dict) -> dict:
@@ -332,7 +355,8 @@ def _fingerprint(*parts) -> str:
 def train_population(make_model: Callable[[], LFADS], train_x: torch.Tensor, valid_x: torch.Tensor,
                      model_cfg: ModelConfig, train_cfg: TrainConfig, aug: AugmentConfig, pbt: PBTConfig,
                      seed: int = 0, rundir: str | Path | None = None, progress: bool = True,
-                     on_generation: Callable[[int, list[dict]], None] | None = None) -> tuple[LFADS, TrainResult]:
+                     on_generation: Callable[[int, list[dict]], None] | None = None,
+                     execution: Execution | None = None) -> tuple[LFADS, TrainResult]:
     """Population-based training; returns the best model (weights restored) and a
     :class:`TrainResult` whose ``history`` is the winner's lineage, one row per validation check
     (with its ``step``: the member's steps trained), with
@@ -341,7 +365,11 @@ def train_population(make_model: Callable[[], LFADS], train_x: torch.Tensor, val
     ``make_model()`` builds a freshly initialised model (called once per member, in order).
     ``rundir``: where each completed generation is checkpointed; an existing checkpoint of the
     same data and configuration is resumed. ``on_generation(g, rows)`` is called after every
-    completed and checkpointed generation.
+    completed and checkpointed generation. ``execution``: how to train (stacked, worker processes
+    or sequential, and the threads), e.g. the choice a plan printed before; by default
+    :func:`.resources.choose_execution` chooses from ``pbt.execution``, ``pbt.workers`` and
+    ``train.threads``. Every mode gives the same population (each member-generation draws from
+    its own random stream, :func:`_train_generation`), to float rounding.
     """
     t0 = time.perf_counter()
     # every check evaluates the same bounded subset of the validation windows
@@ -376,8 +404,9 @@ def train_population(make_model: Callable[[], LFADS], train_x: torch.Tensor, val
     bar = tqdm(total=pbt.max_generations, initial=start, desc="PBT", unit="gen", disable=not progress,
                dynamic_ncols=True)
     model0 = members[0].model
-    plan = choose_execution(pbt.population, model_cfg, model0.n_channels, train_x.device.type, workers=pbt.workers,
-                            threads=train_cfg.threads, execution=pbt.execution)
+    plan = execution if execution is not None else choose_execution(
+        pbt.population, model_cfg, model0.n_channels, train_x.device.type, workers=pbt.workers,
+        threads=train_cfg.threads, execution=pbt.execution)
     log.info("population training: %s", plan.describe())
     threads = contextlib.ExitStack()
     threads.enter_context(using_threads(plan.threads))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import platform
 import shlex
 import sys
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .config import DEFAULT_BIN_SIZE, RunConfig, build_config
+from .config import DEFAULT_BIN_SIZE, RunConfig, build_config, configured_hyperparameters
 from .devices import resolve_device, seed_everything
 from .errors import ConfigError, SignalError, SignalNotFoundError, TrainingError
 from .inference import infer_merged
@@ -34,7 +35,7 @@ from .reading import (bin_spikes, check_spike_span, check_unit_clocks, emg_doubt
                       read_emg, read_trial_times, read_units, spike_bin_centres)
 from .pbt import train_population
 from .isolation import planned_steps, train_single
-from .resources import choose_execution
+from .resources import Execution, choose_execution, using_threads
 from .training import TrainResult, split_train_valid, time_steps
 from .windows import MIN_FITTED_WINDOW, WindowIndex, chop_segments, fitted_window
 from .sources import Source, resolve_source, source_sha256 as input_sha256
@@ -424,49 +425,76 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def training_plan(cfg: RunConfig, n_train: int, n_valid: int, device, timing: tuple[float, float]) -> dict:
+def training_plan(cfg: RunConfig, n_train: int, n_valid: int, device, timing: tuple[float, float],
+                  execution: Execution | None = None, stacked_timing: tuple[float, float] | None = None) -> dict:
     """What training will do and an estimate of how long it takes at most, before it starts.
 
-    ``timing``: (seconds per step, seconds per validation check) measured on this data
-    (:func:`~nwb_autolfads.training.time_steps`). The estimate is the budget's upper bound
-    (early stopping and the PBT stopping rule usually end sooner) for training only; members
-    in worker processes are taken to run side by side. Returns a dict for the provenance with
-    the printable block under ``text``."""
-    from .pbt import default_workers
-
+    ``timing``: (seconds per step, seconds per validation check) of one model measured on this
+    data (:func:`~nwb_autolfads.training.time_steps`). ``execution``: how training will use the
+    machine (:func:`~nwb_autolfads.resources.choose_execution`; chosen here from the configuration
+    when None, for the embedded backend). ``stacked_timing``: for the stacked mode, (seconds per
+    step of all members, seconds per check of all members) measured on this data
+    (:func:`~nwb_autolfads.stacked.time_stacked`); without it the stacked estimate assumes no gain
+    from stacking (members x one model's time: an upper bound, and said so). The estimate is the
+    budget's upper bound (early stopping and the PBT stopping rule usually end sooner) for
+    training only; members in worker processes are taken to run side by side. Returns a dict for
+    the provenance with the printable block under ``text``."""
     t, p = cfg.train, cfg.pbt
     per_step, per_check = timing
     n_checked = min(n_valid, t.valid_windows)
     per_epoch = -(-n_train // t.batch_size)
+    timed = f"{per_step * 1e3:.0f} ms per step and {per_check * 1e3:.0f} ms per check of one model"
+    extra: dict = {}
+    if execution is None and (p.population == 1 or p.backend == "embedded"):
+        execution = choose_execution(p.population, cfg.model, 0, device.type, workers=p.workers,  # 0: the width
+                                     threads=t.threads, execution=p.execution)  # does not depend on channels
     if p.population > 1:
         steps = p.generation_steps * p.max_generations
         checks_per_generation = -(-p.generation_steps // t.valid_every)
-        workers = (p.workers or default_workers(p.population)) if device.type == "cpu" and p.backend == "embedded" else 1
-        side_by_side = min(workers, p.population)
-        member_seconds = p.max_generations * (p.generation_steps * per_step + checks_per_generation * per_check)
-        seconds = member_seconds * -(-p.population // side_by_side)
         budget = (f"{p.population} members x at most {p.max_generations} generations x {p.generation_steps} steps "
                   f"(= {steps} steps per member, {p.population * steps} in all; exploit/explore after each generation)")
-        how = (f"{side_by_side} worker processes side by side" if side_by_side > 1 else "one member after another")
+        member_seconds = p.max_generations * (p.generation_steps * per_step + checks_per_generation * per_check)
         if p.backend == "ray":
+            seconds = member_seconds * p.population
             how = "as if one member after another (Ray spreads them over its cluster: less)"
+        elif execution.mode == "stacked" and stacked_timing is not None:
+            st_step, st_check = stacked_timing
+            seconds = p.max_generations * (p.generation_steps * st_step + checks_per_generation * st_check)
+            gain = p.population * per_step / st_step if st_step > 0 else math.nan
+            how = (f"the {p.population} members as one stacked program: {st_step * 1e3:.0f} ms per step of all of "
+                   f"them and {st_check * 1e3:.0f} ms per check, timed here on 2 steps ({gain:.1f}x faster than "
+                   "one after another)")
+            extra = {"seconds_per_stacked_step": st_step, "seconds_per_stacked_check": st_check}
+        elif execution.mode == "stacked":
+            seconds = member_seconds * p.population
+            how = (f"the {p.population} members as one stacked program, counted as {p.population} x one model's "
+                   "time (no stacking gain assumed: an upper bound)")
+        else:
+            side_by_side = min(execution.workers if execution.mode == "processes" else 1, p.population)
+            seconds = member_seconds * -(-p.population // side_by_side)
+            how = (f"{side_by_side} worker processes side by side" if side_by_side > 1 else "one member after another")
     else:
         steps = t.max_steps
         seconds = steps * per_step + -(-steps // t.valid_every) * per_check
         budget = (f"1 model, at most {steps} steps (early stopping after {t.early_stopping_patience} steps without "
                   f"improvement, not before step {max(t.min_steps, t.ramp_steps)})")
         how = "one model"
-    text = "\n".join([
+    lines = [
         "nwb-autolfads plan (before training):",
         f"  windows   {n_train} training / {n_valid} validation ({n_checked} evaluated every {t.valid_every} steps); "
         f"{t.batch_size} windows per step, {per_epoch} steps per pass over the training windows",
-        f"  budget    {budget}",
-        f"  expected  at most ~{_duration(seconds)} of training on {device.type} (an estimate: {per_step * 1e3:.0f} ms "
-        f"per step and {per_check * 1e3:.0f} ms per check, timed here on {min(3, steps)} steps; {how}; stopping rules "
-        "usually end sooner; inference and writing not included)"])
+        f"  budget    {budget}"]
+    shown = execution is not None and not (p.population > 1 and p.backend == "ray")
+    if shown:
+        lines.append(f"  execution {execution.describe()}")
+    lines.append(
+        f"  expected  at most ~{_duration(seconds)} of training on {device.type} (an estimate: {timed}, timed here "
+        f"on {min(3, steps)} steps; {how}; stopping rules usually end sooner; inference and writing not included)")
     return {"steps_per_member": steps, "members": p.population if p.population > 1 else 1,
             "n_train": n_train, "n_valid_checked": n_checked, "seconds_per_step": per_step,
-            "seconds_per_check": per_check, "expected_training_seconds_at_most": seconds, "text": text}
+            "seconds_per_check": per_check, **extra, "expected_training_seconds_at_most": seconds,
+            **({"execution": execution.describe()} if shown else {}),
+            "text": "\n".join(lines)}
 
 
 def fit_signal(segments: list[np.ndarray], bin_size: float, observation: ObservationModel, cfg: RunConfig,
@@ -511,29 +539,55 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
         m.init_readout_bias(data_mean)
         return m
 
-    plan = training_plan(cfg, int(train_idx.size), int(valid_idx.size), device,
-                         time_steps(make_model(), x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment))
-    if progress:
-        sys.stderr.write(plan["text"] + "\n")
-        sys.stderr.flush()
-    if cfg.pbt.population > 1:
+    # the plan's steps are timed with the threads training will use (a step timed with torch's default
+    # threads on a busy machine can take 10-50x one with the single thread training then uses), and
+    # for a single model where it trains (in its child process: this one never holds a training step)
+    timing_model = make_model()  # a throwaway model for timing the steps (the same in every execution mode)
+    n_channels, population = segments[0].shape[1], cfg.pbt.population
+    plan: dict = {}
+
+    def announce(timing: tuple[float, float], stacked_timing: tuple[float, float] | None = None) -> None:
+        plan.update(training_plan(cfg, int(train_idx.size), int(valid_idx.size), device, timing, execution,
+                                  stacked_timing))
+        if progress:
+            sys.stderr.write(plan["text"] + "\n")
+            sys.stderr.flush()
+
+    if population > 1:  # chosen once: the plan states what the training then does
+        execution = choose_execution(population, cfg.model, n_channels, device.type, workers=cfg.pbt.workers,
+                                     threads=cfg.train.threads, execution=cfg.pbt.execution) \
+            if cfg.pbt.backend == "embedded" else None
+        with using_threads(execution.threads) if execution is not None else contextlib.nullcontext():
+            timing = time_steps(timing_model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment)
+            stacked_timing = None
+            if execution is not None and execution.mode == "stacked":
+                from .stacked import time_stacked
+
+                stacked_timing = time_stacked(timing_model, x_all[train_idx], x_all[valid_idx], cfg.train,
+                                              cfg.augment, configured_hyperparameters(cfg.model, cfg.train,
+                                                                                      cfg.augment), population)
+        del timing_model
+        announce(timing, stacked_timing)
         if cfg.pbt.backend == "ray":
             from .pbt_ray import train_population_ray as trainer
+            how = {}
         else:
-            trainer = train_population
+            trainer, how = train_population, {"execution": execution}
         model, result = trainer(make_model, x_all[train_idx], x_all[valid_idx], cfg.model, cfg.train,
-                                         cfg.augment, cfg.pbt, seed=cfg.seed, rundir=rundir, progress=progress)
+                                         cfg.augment, cfg.pbt, seed=cfg.seed, rundir=rundir, progress=progress, **how)
     else:
         model = make_model()
         ck = Path(rundir) / "model_state.pt" if rundir is not None else None
         if ck is not None:
             ck.parent.mkdir(parents=True, exist_ok=True)
         work = planned_steps(cfg.train, train_idx.size) * sum(p.numel() for p in model.parameters())
-        execution = choose_execution(1, cfg.model, segments[0].shape[1], device.type, threads=cfg.train.threads,
-                                execution=getattr(cfg.pbt, "execution", "auto"), work=work)
+        execution = choose_execution(1, cfg.model, n_channels, device.type, threads=cfg.train.threads,
+                                     execution=cfg.pbt.execution, work=work)
         log.info("training: %s", execution.describe())
         result = train_single(model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment, execution,
-                              progress=progress, checkpoint=ck)  # in a child process, or here
+                              progress=progress, checkpoint=ck, timing_model=timing_model,
+                              on_timing=announce)  # in a child process, or here
+        del timing_model
         result.execution = execution.describe()
     if clock is not None:
         clock.mark("train")

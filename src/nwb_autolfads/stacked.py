@@ -8,25 +8,29 @@ matrix product becomes a batched one (``baddbmm`` / ``bmm``, through the hand-wr
 of :mod:`.recurrence`), and one step of the stacked program is one step of every member: the
 overhead is paid once.
 
-Contract: a generation trained stacked gives the same weights, Adam states and metrics (to float
-rounding) as the members trained one after another by the reference path here
-(:func:`member_steps`, :func:`member_generation`: the ordinary :class:`~.model.LFADS` module with
-``torch.optim.Adam``). Both draw every random number of a member from the member's own
-``torch.Generator`` (seeded with :func:`.pbt._member_seed` for the member-generation), in the same
-order per step:
+Contract: a generation trained stacked gives the same weights, Adam states, metrics and history
+rows (to float rounding) as the members trained one after another by :func:`.pbt._train_generation`
+(the sequential and process executors: the ordinary :class:`~.model.LFADS` module, ``torch.optim.Adam``
+and :func:`.training.train_steps` with the member's ``generator``). Both draw every random number of
+a member from the member-generation's own ``torch.Generator`` (seeded with :func:`.pbt._member_seed`),
+in the same order per step:
 
-1. the batch: the next ``batch_size`` indices of a stream of random permutations of the training
-   windows (a cursor that continues across epoch boundaries: budgets are counted in steps);
+1. the batch: the next indices of a :class:`.training.WindowSampler` (a random permutation of the
+   training windows drawn afresh each generation, read ``batch_size`` at a time; the last batch of
+   a permutation holds what is left);
 2. the temporal shifts of the reconstruction target, then of the encoder input;
 3. the coordinated-dropout draw;
 4. the model's draws (:meth:`.model.LFADS.forward`): input dropout, CI-encoder dropout,
    IC-encoder dropout, g0 noise, generator dropout masks, inferred-input noise.
 
 Everything else is per member too: learning rate (Adam), dropout, coordinated-dropout rate, the
-KL and L2 weights, the KL/L2 ramp (from the member's own step count), gradient clipping (each
-member's own global norm) and Adam's step count and moments. A member whose loss becomes NaN/inf
-stops for the rest of the generation with its last good weights (metric NaN), as in the
-reference path. Members never interact: member m's slice is computed only from member m's slices.
+KL and L2 weights, the KL/L2 ramp (from the member's own step count over ``train.ramp_steps``),
+gradient clipping (each member's own global norm), Adam's step count and moments, and the
+validation checks (whenever the member's own step count reaches a multiple of
+``train.valid_every``, and at the generation's end, on the fixed validation subset). A member whose
+loss becomes NaN/inf stops for the rest of the generation with its last good weights (metric NaN),
+as on the one-member path. Members never interact: member m's slice is computed only from member
+m's slices.
 
 :class:`StackedExecutor` trains a generation of :class:`.pbt.Member` objects this way
 (``pbt.execution: stacked``); exploit/explore between generations copies weights, Adam state and
@@ -37,135 +41,20 @@ stacked tensors).
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 
-from .augment import CoordinatedDropout, TemporalShift
+from .augment import TemporalShift
 from .config import AugmentConfig, ModelConfig, TrainConfig
 from .model import LFADS, _gaussian_log_prob, dropout_mask
-from .pbt import Member, _member_seed, _train_config
+from .pbt import Member, _member_seed, _record_check
 from .recurrence import controlled_generator, gru_gates, stacked_gru
-from .training import _l2, _ramp, evaluate_nll
+from .training import WindowSampler, _ramp, validation_subset
 
-__all__ = ["BatchStream", "member_steps", "member_generation", "StackedPopulation", "stacked_steps",
-           "StackedExecutor"]
+__all__ = ["StackedPopulation", "stacked_steps", "StackedExecutor", "time_stacked"]
 
 _STATS = ("nll", "kl_ic", "kl_co", "l2")
-
-
-class BatchStream:
-    """The batches of one member: successive random permutations of the ``n`` training windows,
-    drawn from ``generator`` and read ``batch_size`` at a time by a cursor that continues across
-    permutation (epoch) boundaries; a batch that crosses one ends the old permutation and starts a
-    new one. Batches have min(batch_size, n) windows."""
-
-    def __init__(self, n: int, batch_size: int, generator: torch.Generator):
-        self.n, self.batch = n, min(batch_size, n)
-        self.generator = generator
-        self.perm: torch.Tensor | None = None
-        self.cursor = n
-
-    def next(self) -> torch.Tensor:
-        """The next batch's window indices (batch,), on the generator's device."""
-        parts, need = [], self.batch
-        while need:
-            if self.cursor >= self.n:
-                self.perm = torch.randperm(self.n, generator=self.generator, device=self.generator.device)
-                self.cursor = 0
-            take = min(need, self.n - self.cursor)
-            parts.append(self.perm[self.cursor:self.cursor + take])
-            self.cursor += take
-            need -= take
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
-
-
-def _chunks(n_steps: int, every: int) -> list[int]:
-    """Training between validations: ``every`` steps at a time, the last chunk possibly shorter."""
-    return [min(every, n_steps - i) for i in range(0, n_steps, every)]
-
-
-# ------------------------------------------------------------------------------- reference path
-def member_steps(member: Member, train_x: torch.Tensor, cfg: TrainConfig, aug: AugmentConfig, n_steps: int,
-                 stream: BatchStream, ramp_steps: int) -> dict[str, float] | None:
-    """``n_steps`` training steps of one member with the ordinary model and optimizer, every random
-    draw from ``stream.generator`` (the reference the stacked path is measured against).
-
-    Parameters
-    ----------
-    member : the member (model, Adam optimizer, hyperparameters ``hp``, made effective by
-        :meth:`.pbt.Member.apply`); trained in place, ``member.steps`` advanced.
-    train_x : (N, T, C) training windows.
-    cfg, aug : training and augmentation settings (``hp`` overrides lr, dropout, cd_rate and the
-        KL/L2 weights).
-    stream : the member's batches and generator.
-    ramp_steps : the KL/L2 weights ramp from 0 to 1 over this many steps of ``member.steps``.
-
-    Returns
-    -------
-    Sums of the reconstruction NLL, KL and L2 terms over the steps (keys nll, kl_ic, kl_co, l2) and
-    ``n`` (steps done), or None when the loss became NaN/inf (the member keeps the weights before
-    that step; the steps before it are counted in ``member.steps``).
-    """
-    model, opt = member.model, member.opt
-    tcfg = _train_config(cfg, member.hp)
-    cd = CoordinatedDropout(member.hp["cd_rate"])
-    shift = TemporalShift(aug.shift_std, aug.shift_max)
-    gen = stream.generator
-    lead_in = model.cfg.lead_in_bins
-    model.train()
-    sums = dict.fromkeys(_STATS, 0.0) | {"n": 0}
-    for _ in range(n_steps):
-        xb = train_x[stream.next().to(train_x.device)]
-        target, enc_in = shift(xb, generator=gen), shift(xb, generator=gen)
-        enc_in, mask = cd(enc_in, generator=gen)
-        out = model(enc_in, sample=True, generator=gen)
-        target, mask = target[:, lead_in:], mask[:, lead_in:]
-        nll = model.observation.nll(out.params, target)
-        recon = (nll * mask).sum() / mask.sum().clamp_min(1.0)
-        kl_ic, kl_co = out.kl_ic.mean(), out.kl_co.mean()
-        l2 = _l2(model, tcfg)
-        ramp = _ramp(member.steps, ramp_steps)
-        loss = recon + ramp * (tcfg.kl_ic_scale * kl_ic + tcfg.kl_co_scale * kl_co + l2)
-        if not torch.isfinite(loss):
-            return None
-        opt.zero_grad(set_to_none=True)
-        (tcfg.loss_scale * loss).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.max_grad_norm)
-        opt.step()
-        member.steps += 1
-        for key, value in zip(_STATS, (recon, kl_ic, kl_co, l2)):
-            sums[key] += value.item()
-        sums["n"] += 1
-    return sums
-
-
-def _record(member: Member, sums: dict, valid: float, smoothing: float, generation: int) -> None:
-    """Update the member's smoothed validation NLL and append a history row."""
-    s = member.smoothed
-    member.smoothed = valid if math.isnan(s) else smoothing * s + (1 - smoothing) * valid
-    n = max(sums["n"], 1)
-    member.history.append({"step": member.steps, "train_nll": sums["nll"] / n, "valid_nll": valid,
-                           "smoothed_valid_nll": member.smoothed, "kl_ic": sums["kl_ic"] / n,
-                           "kl_co": sums["kl_co"] / n, "l2": sums["l2"] / n, "lr": member.hp["lr"],
-                           "generation": generation})
-
-
-def member_generation(member: Member, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: TrainConfig,
-                      aug: AugmentConfig, n_steps: int, generation: int, seed: int, valid_every: int,
-                      ramp_steps: int) -> None:
-    """One generation of one member on the reference path: ``n_steps`` steps with validation
-    (posterior means on ``valid_x``) every ``valid_every`` steps and at the end; the member's metric
-    is the smoothed validation NLL (NaN if it diverged). ``seed``: the member-generation's seed
-    (:func:`.pbt._member_seed`), which seeds its generator."""
-    gen = torch.Generator(device=train_x.device).manual_seed(seed)
-    stream = BatchStream(train_x.shape[0], cfg.batch_size, gen)
-    for chunk in _chunks(n_steps, valid_every):
-        sums = member_steps(member, train_x, cfg, aug, chunk, stream, ramp_steps)
-        valid = evaluate_nll(member.model, valid_x, graphs=cfg.cuda_graphs) if sums is not None else math.nan
-        if not math.isfinite(valid):
-            member.smoothed = math.nan
-            return
-        _record(member, sums, valid, cfg.smoothing, generation)
 
 
 # ------------------------------------------------------------------------------- stacked model
@@ -399,17 +288,33 @@ class StackedPopulation:
         return [float(v) / max(count, 1.0) for v in total.cpu()]
 
 
-def _draw(pop: StackedPopulation, streams: list[BatchStream], train_x: torch.Tensor, shift: TemporalShift) -> dict:
-    """One step's random draws of every active member, from its own generator, in the order of
-    the reference path (module docstring), stacked along the member dimension. Inactive members
-    draw nothing (their slots get the first windows, no augmentation and no dropout)."""
+def _draw(pop: StackedPopulation, samplers: list[WindowSampler], train_x: torch.Tensor, shift: TemporalShift) -> dict:
+    """One step's random draws of every active member, from its own generator (its sampler's), in
+    the order of :func:`.training.train_steps` (module docstring), stacked along the member
+    dimension. Inactive members draw nothing (their slots get the first windows, no augmentation
+    and no dropout).
+
+    Raises
+    ------
+    RuntimeError
+        The active members' batches differ in size (their samplers are not in step: they must all
+        start the generation together, as :class:`StackedExecutor` makes them).
+    """
     cfg = pop.template.cfg
     M, like = pop.M, train_x
     N, TT, C = train_x.shape
     L = cfg.lead_in_bins
-    T, B = TT - L, streams[0].batch
+    T = TT - L
     E2, I, G, U, Ec2 = 2 * cfg.ic_enc_dim, cfg.ic_dim, cfg.gen_dim, cfg.co_dim, 2 * cfg.ci_enc_dim
     co = U > 0
+    # every member's batch is the first draw of its step (the generators are independent, so drawing
+    # all batches first keeps each member's own order)
+    batches = {k: samplers[k].next().to(like.device) for k in range(M) if pop.active[k]}
+    sizes = {int(b.numel()) for b in batches.values()}
+    if len(sizes) != 1:
+        raise RuntimeError(f"stacked members' batches differ in size ({sorted(sizes)}): their window samplers are "
+                           "not in step (each must start the generation with a new WindowSampler)")
+    B = sizes.pop()
     ones = {}
 
     def one(shape):
@@ -436,8 +341,8 @@ def _draw(pop: StackedPopulation, streams: list[BatchStream], train_x: torch.Ten
             kinds["ic_noise"].append(torch.zeros(B, I, dtype=like.dtype, device=like.device))
             kinds["co_noise"].append(torch.zeros(T, B, U, dtype=like.dtype, device=like.device))
             continue
-        gen = streams[k].generator
-        idx.append(streams[k].next().to(like.device))
+        gen = samplers[k].generator
+        idx.append(batches[k])
         if shift.active:
             s_target.append(shift.draw(B, C, like.device, gen))
             s_enc.append(shift.draw(B, C, like.device, gen))
@@ -474,15 +379,30 @@ def _draw(pop: StackedPopulation, streams: list[BatchStream], train_x: torch.Ten
 
 
 def stacked_steps(pop: StackedPopulation, train_x: torch.Tensor, cfg: TrainConfig, aug: AugmentConfig, n_steps: int,
-                  streams: list[BatchStream], ramp_steps: int) -> list[dict[str, float] | None]:
-    """``n_steps`` training steps of every active member of ``pop`` at once: the same draws (from
-    ``streams``, one per member) and the same math as :func:`member_steps` run member by member.
+                  samplers: list[WindowSampler], ramp_steps: int) -> list[dict[str, float] | None]:
+    """``n_steps`` training steps of every active member of ``pop`` at once: the same draws and the
+    same math as :func:`.training.train_steps` with the member's generator, run member by member.
 
-    ``cfg``'s lr, dropout, cd_rate and KL/L2 weights are replaced by each member's (``pop.hp``);
-    gradient clipping (``cfg.max_grad_norm``) acts on each member's own global norm; each member has
-    its own Adam learning rate and state. Returns, per member, the sums over its steps (as
-    :func:`member_steps`), or None for a member whose loss became NaN/inf (it is then inactive,
-    with the weights and Adam state from before that step) or that was inactive already."""
+    Parameters
+    ----------
+    pop : the members (weights, Adam state, hyperparameters ``pop.hp``, step counts); trained in
+        place, ``pop.steps`` advanced for every step applied.
+    train_x : (N, L + T, C) training windows.
+    cfg, aug : training and augmentation settings; ``cfg``'s lr, dropout, cd_rate and KL/L2
+        weights are replaced by each member's (``pop.hp``); gradient clipping
+        (``cfg.max_grad_norm``) acts on each member's own global norm; each member has its own
+        Adam learning rate and state.
+    samplers : one :class:`.training.WindowSampler` per member, each drawing from the member's
+        own generator (which every other draw of the member comes from too); all started together.
+    ramp_steps : the KL/L2 weights ramp from 0 to 1 over this many steps of each member's count.
+
+    Returns
+    -------
+    Per member, the sums of the reconstruction NLL, KL and L2 terms over its steps (keys nll,
+    kl_ic, kl_co, l2) and ``n`` (steps done), or None for a member whose loss became NaN/inf (it is
+    then inactive, with the weights and Adam state from before that step, which its count does
+    not include) or that was inactive already.
+    """
     M = pop.M
     L = pop.template.cfg.lead_in_bins
     obs = pop.template.observation
@@ -497,7 +417,7 @@ def stacked_steps(pop: StackedPopulation, train_x: torch.Tensor, cfg: TrainConfi
     for _ in range(n_steps):
         if not any(pop.active):
             break
-        d = _draw(pop, streams, train_x, shift)
+        d = _draw(pop, samplers, train_x, shift)
         xb = train_x[d["idx"]]  # (M, B, L + T, C)
         if d["shift"] is not None:
             T_all = xb.shape[2]
@@ -578,62 +498,90 @@ def _clip_and_step(pop: StackedPopulation, max_norm: float, lr: torch.Tensor, li
 # ------------------------------------------------------------------------------- executor
 class StackedExecutor:
     """Trains every member of a population for one generation as one stacked program
-    (``pbt.execution: stacked``); the drop-in for :class:`.pbt._Executor`.
+    (``pbt.execution: stacked``); the drop-in for :class:`.pbt._Executor`, with the same results.
 
-    Budgets are in steps: ``generation(members, n_steps, ...)`` trains ``n_steps`` steps per member,
-    validating every ``train.valid_every`` steps and at the end of the generation; the KL/L2 ramp
-    runs over ``train.ramp_steps`` steps of each member's own count. Where the configuration still
-    counts epochs (no ``valid_every`` / ``ramp_steps`` fields), an epoch is
-    ceil(training windows / batch size) steps: validation once per epoch, ramp over
-    ``ramp_epochs`` epochs, and with ``steps_per_unit`` (steps per epoch) the count given to
-    :meth:`generation` is in epochs (``pbt.generation_epochs``), ``Member.epochs`` is kept and the
-    history rows also carry their ``epoch``.
+    ``generation(members, n_steps, ...)`` trains ``n_steps`` steps (``pbt.generation_steps``) per
+    member; a member is validated whenever its own step count reaches a multiple of
+    ``train.valid_every`` and at the generation's end, on the fixed subset of at most
+    ``train.valid_windows`` windows of ``valid_x`` (:func:`.training.validation_subset`), its
+    smoothed NLL and history rows kept as :func:`.pbt._train_generation` keeps them; the KL/L2 ramp
+    runs over ``train.ramp_steps`` steps of each member's own count.
     """
 
     def __init__(self, n_channels: int, model_cfg: ModelConfig, observation, train_cfg: TrainConfig,
-                 aug: AugmentConfig, train_x: torch.Tensor, valid_x: torch.Tensor,
-                 steps_per_unit: int | None = None):
+                 aug: AugmentConfig, train_x: torch.Tensor, valid_x: torch.Tensor):
         self.n_channels, self.model_cfg, self.observation = n_channels, model_cfg, observation
-        self.train_cfg, self.aug, self.train_x, self.valid_x = train_cfg, aug, train_x, valid_x
-        epoch = math.ceil(train_x.shape[0] / min(train_cfg.batch_size, train_x.shape[0]))
-        self.valid_every = int(getattr(train_cfg, "valid_every", 0) or epoch)
-        ramp = getattr(train_cfg, "ramp_steps", None)
-        self.ramp_steps = int(ramp if ramp is not None else train_cfg.ramp_epochs * epoch)
-        self.steps_per_unit = steps_per_unit
+        self.train_cfg, self.aug, self.train_x = train_cfg, aug, train_x
+        self.valid_x = valid_x[torch.as_tensor(validation_subset(valid_x.shape[0], train_cfg.valid_windows),
+                                               device=valid_x.device)]
 
     def generation(self, members: list[Member], n_steps: int, generation: int, seed: int) -> None:
         """Train ``members`` in place for one generation (weights, Adam state, ``steps``,
-        ``smoothed`` metric and ``history``, as :func:`member_generation` does one by one).
-        ``seed``: the run's seed; member k of generation g draws from
-        ``_member_seed(seed, g, k)``, as with the other executors."""
-        if self.steps_per_unit is not None:
-            n_steps *= self.steps_per_unit
+        ``smoothed`` metric and ``history``, as :func:`.pbt._train_generation` does one by one).
+        ``seed``: the run's seed; member k of generation g draws from ``_member_seed(seed, g, k)``,
+        as with the other executors."""
+        cfg, every = self.train_cfg, self.train_cfg.valid_every
         pop = StackedPopulation.from_members(members)
         dev = self.train_x.device
-        streams = [BatchStream(self.train_x.shape[0], self.train_cfg.batch_size,
-                               torch.Generator(device=dev).manual_seed(_member_seed(seed, generation, k)))
-                   for k in range(len(members))]
-        for chunk in _chunks(n_steps, self.valid_every):
+        samplers = [WindowSampler(self.train_x.shape[0], cfg.batch_size,
+                                  generator=torch.Generator(device=dev).manual_seed(_member_seed(seed, generation, k)))
+                    for k in range(len(members))]
+        since = [dict.fromkeys(_STATS, 0.0) | {"n": 0} for _ in members]  # sums since each member's last check
+        done = 0
+        while done < n_steps and any(pop.active):
+            # up to the next check of any member (members that diverged before may be out of step)
+            n = min([every - pop.steps[k] % every for k in range(pop.M) if pop.active[k]] + [n_steps - done])
             was_active = list(pop.active)
-            sums = stacked_steps(pop, self.train_x, self.train_cfg, self.aug, chunk, streams, self.ramp_steps)
-            valid = pop.evaluate(self.valid_x) if any(pop.active) else [math.nan] * pop.M
+            sums = stacked_steps(pop, self.train_x, cfg, self.aug, n, samplers, cfg.ramp_steps)
+            done += n
+            due = [was_active[k] and (sums[k] is None or pop.steps[k] % every == 0 or done >= n_steps)
+                   for k in range(pop.M)]
+            valid = pop.evaluate(self.valid_x) if any(pop.active[k] and due[k] for k in range(pop.M)) else None
             for k, member in enumerate(members):
-                if not was_active[k]:
+                if not due[k]:
+                    if was_active[k]:
+                        for key in _STATS + ("n",):
+                            since[k][key] += sums[k][key]
                     continue
                 member.steps = pop.steps[k]
-                if sums[k] is None or not math.isfinite(valid[k]):  # diverged: stops, and the tournament replaces it
+                if sums[k] is None or not math.isfinite(valid[k]):  # diverged: stops, the tournament replaces it
                     member.smoothed, pop.active[k] = math.nan, False
                     continue
-                _record(member, sums[k], valid[k], self.train_cfg.smoothing, generation)
-                if self.steps_per_unit is not None:
-                    member.history[-1]["epoch"] = math.ceil(member.steps / self.steps_per_unit) - 1
-            if self.steps_per_unit is not None:
-                for k, member in enumerate(members):
-                    member.epochs = pop.steps[k] // self.steps_per_unit
-            if not any(pop.active):
-                break
+                total = {key: since[k][key] + sums[k][key] for key in _STATS + ("n",)}
+                means = {key: total[key] / max(total["n"], 1) for key in _STATS}
+                _record_check(member, means, valid[k], cfg.smoothing, generation)
+                since[k] = dict.fromkeys(_STATS, 0.0) | {"n": 0}
         for k, member in enumerate(members):
             pop.store(k, member)
 
     def close(self) -> None:
         """Nothing to release (no processes)."""
+
+
+def time_stacked(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: TrainConfig, aug: AugmentConfig,
+                 hp: dict[str, float], members: int, n_steps: int = 2) -> tuple[float, float]:
+    """Seconds per stacked training step of ``members`` members (one step of every member) and per
+    stacked validation check (every member on the validation subset), measured with ``members``
+    copies of ``model`` (not changed) with hyperparameters ``hp``: one warm-up step, then
+    ``n_steps`` timed steps and one check. Every draw comes from throwaway generators: torch's
+    global RNG is not used (the run's results do not depend on the measurement)."""
+    member = Member(model, torch.optim.Adam(model.parameters(), lr=hp["lr"], eps=cfg.adam_eps), dict(hp))
+    group = member.opt.param_groups[0]
+    pop = StackedPopulation(model, members, tuple(group["betas"]), group["eps"])
+    for k in range(members):
+        pop.load(k, member)  # the weights and hp (dropout, cd_rate, ...) of every slot; Adam state zero
+    dev = train_x.device
+    samplers = [WindowSampler(train_x.shape[0], cfg.batch_size, generator=torch.Generator(device=dev).manual_seed(k))
+                for k in range(members)]
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    stacked_steps(pop, train_x, cfg, aug, 1, samplers, cfg.ramp_steps)  # warm-up (allocations, kernels)
+    sync()
+    t0 = time.perf_counter()
+    stacked_steps(pop, train_x, cfg, aug, n_steps, samplers, cfg.ramp_steps)
+    sync()
+    per_step = (time.perf_counter() - t0) / n_steps
+    subset = valid_x[torch.as_tensor(validation_subset(valid_x.shape[0], cfg.valid_windows), device=valid_x.device)]
+    t0 = time.perf_counter()
+    pop.evaluate(subset)
+    sync()
+    return per_step, time.perf_counter() - t0

@@ -133,6 +133,9 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
     except OSError as exc:
         raise OutputError(f"could not save the training state to {str(path)!r}: {exc.strerror or exc}: check free "
                           "disk space and permissions") from None
+    except RuntimeError as exc:  # torch's own file errors (a missing folder, a failed write) are RuntimeErrors
+        raise OutputError(f"could not save the training state to {str(path)!r}: {str(exc).splitlines()[0]}: check "
+                          "that its folder exists and is writable, and free disk space") from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -145,19 +148,24 @@ def load_checkpoint(path: str | Path) -> dict:
 class WindowSampler:
     """Batches of training-window indices for a step budget: a shuffled permutation of the
     windows consumed by a cursor that continues from step to step; when the permutation is
-    used up a new one is drawn (torch's RNG). The last batch of a permutation holds what is
-    left (it may be smaller than ``batch_size``), so every window is seen once per pass and
-    none is dropped. ``state()`` / ``load()`` carry the permutation and cursor in a checkpoint."""
+    used up a new one is drawn (from ``generator``, or torch's global RNG when None). The last
+    batch of a permutation holds what is left (it may be smaller than ``batch_size``), so every
+    window is seen once per pass and none is dropped. ``state()`` / ``load()`` carry the
+    permutation and cursor in a checkpoint (not the generator's state)."""
 
-    def __init__(self, n_windows: int, batch_size: int):
+    def __init__(self, n_windows: int, batch_size: int, generator: torch.Generator | None = None):
         self.n, self.batch_size = int(n_windows), int(batch_size)
+        self.generator = generator
         self.order: torch.Tensor | None = None
         self.cursor = 0
 
     def next(self) -> torch.Tensor:
-        """The indices of the next batch, (B,) int64 on the CPU."""
+        """The indices of the next batch, (B,) int64 (on the generator's device; the CPU without one)."""
         if self.order is None or self.cursor >= self.n:
-            self.order, self.cursor = torch.randperm(self.n), 0
+            gen = self.generator
+            self.order = torch.randperm(self.n) if gen is None else torch.randperm(self.n, generator=gen,
+                                                                                   device=gen.device)
+            self.cursor = 0
         idx = self.order[self.cursor:self.cursor + self.batch_size]
         self.cursor += idx.numel()
         return idx
@@ -181,12 +189,31 @@ def validation_subset(n_windows: int, max_windows: int) -> np.ndarray:
 def train_steps(model: LFADS, opt: torch.optim.Optimizer, train_x: torch.Tensor, cfg: TrainConfig,
                 cd: CoordinatedDropout, shift: TemporalShift, sampler: WindowSampler, n_steps: int,
                 start_step: int = 0, held: torch.Tensor | None = None,
-                sv_rate: float = 0.0, on_step=None) -> tuple[dict[str, float] | None, int]:
+                sv_rate: float = 0.0, on_step=None, generator: torch.Generator | None = None
+                ) -> tuple[dict[str, float] | None, int]:
     """``n_steps`` optimisation steps on batches of ``train_x`` (N, T, C) drawn by ``sampler``;
     step ``start_step + i`` uses the KL/L2 ramp weight ``min(1, (start_step + i) / ramp_steps)``.
     Returns (the mean reconstruction NLL, KL and L2 terms over the steps, steps done); the
     dict is None if the loss became NaN/inf (the caller recovers; the steps done then include
-    the diverged one). ``on_step()`` is called after every step (a progress bar)."""
+    the diverged one, whose update was not applied). ``on_step()`` is called after every step
+    (a progress bar).
+
+    ``generator``: every random draw of the steps comes from it instead of torch's global RNG
+    (a population member's own stream, the same in every PBT execution mode). Per step, in this
+    order: the batch (``sampler``, which must draw from the same generator), the temporal shift
+    of the reconstruction target, then of the encoder input, the coordinated-dropout mask, then
+    the model's draws (:meth:`.model.LFADS.forward`: dropout masks and posterior noise). The
+    stacked population (:func:`.stacked.stacked_steps`) draws exactly this, in this order. With a
+    generator the forward pass runs eagerly (no CUDA graph).
+
+    Raises
+    ------
+    ValueError
+        ``generator`` is given but ``sampler`` draws from another one.
+    """
+    if generator is not None and sampler.generator is not generator:
+        raise ValueError("train_steps: the sampler must draw from the generator given (WindowSampler(..., "
+                         "generator=generator)), or the batch order would not follow the member's stream")
     model.train()
     lead_in = model.cfg.lead_in_bins
     sums = {"nll": 0.0, "kl_ic": 0.0, "kl_co": 0.0, "l2": 0.0}
@@ -196,16 +223,19 @@ def train_steps(model: LFADS, opt: torch.optim.Optimizer, train_x: torch.Tensor,
         idx = sampler.next()
         xb = train_x[idx]  # (B, T, C)
         if held is None:
-            target, enc_in = shift(xb), shift(xb)
+            target, enc_in = shift(xb, generator=generator), shift(xb, generator=generator)
             usable = None
         else:  # held-out elements: zeroed for the encoder, and no loss on them
             hb = held[idx]
-            target, usable = shift(xb, 1.0 - hb)
-            enc_in = shift(xb * (1.0 - hb) / (1.0 - sv_rate))
-        enc_in, mask = cd(enc_in)
+            target, usable = shift(xb, 1.0 - hb, generator=generator)
+            enc_in = shift(xb * (1.0 - hb) / (1.0 - sv_rate), generator=generator)
+        enc_in, mask = cd(enc_in, generator=generator)
         if usable is not None:
             mask = mask * usable
-        out = training_forward(model, enc_in, graphs=cfg.cuda_graphs)  # model(enc_in, sample=True)
+        if generator is None:
+            out = training_forward(model, enc_in, graphs=cfg.cuda_graphs)  # model(enc_in, sample=True)
+        else:
+            out = model(enc_in, sample=True, generator=generator)
         target, mask = target[:, lead_in:], mask[:, lead_in:]  # the lead-in is input only
         nll = model.observation.nll(out.params, target)  # (B, T, C)
         recon = (nll * mask).sum() / mask.sum().clamp_min(1.0)

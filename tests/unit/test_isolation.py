@@ -24,7 +24,8 @@ from nwb_autolfads.training import load_checkpoint, train_model
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 TINY = ModelConfig(ic_enc_dim=8, ci_enc_dim=8, con_dim=8, co_dim=1, ic_dim=8, gen_dim=8, factor_dim=2)
-CFG = TrainConfig(max_epochs=3, min_epochs=0, ramp_epochs=1, batch_size=8)
+# 30 training windows in batches of 8: 4 steps a pass; validated (and checkpointed) every 4 steps
+CFG = TrainConfig(max_steps=12, min_steps=0, ramp_steps=4, batch_size=8, valid_every=4)
 AUG = AugmentConfig(cd_rate=0.3, shift_std=1.0, sv_rate=0.1)
 
 
@@ -43,7 +44,7 @@ def test_child_trains_the_same_weights_as_in_place():
     child_res, info = train_in_child(child_model, x2[:30], x2[30:], CFG, AUG, threads=1, progress=False)
     for k, v in model.state_dict().items():
         assert torch.equal(v, child_model.state_dict()[k]), k
-    assert child_res.history == res.history and child_res.best_epoch == res.best_epoch
+    assert child_res.history == res.history and child_res.best_step == res.best_step
     assert torch.equal(torch.rand(5), after)
     assert info["nwb"] == [] and info["peak_mb"] > 0 and info["pid"] != os.getpid()
 
@@ -51,19 +52,25 @@ def test_child_trains_the_same_weights_as_in_place():
 def test_child_errors_are_raised_here_with_type_and_message():
     model, x = _setup()
     bad = x.clone()
-    bad[0, 0, 0] = float("nan")  # every epoch diverges
+    bad[0, 0, 0] = float("nan")  # every step diverges (each batch holds every window)
     with pytest.raises(TrainingError, match="^training diverged .* lower train.lr") as err:
-        train_in_child(model, bad[:30], x[30:], TrainConfig(max_epochs=20, min_epochs=0, ramp_epochs=0, batch_size=40),
+        train_in_child(model, bad[:30], x[30:],
+                       TrainConfig(max_steps=20, min_steps=0, ramp_steps=0, batch_size=40, valid_every=1),
                        AugmentConfig(), progress=False)
     assert "\n" not in str(err.value) and not getattr(err.value, "__notes__", None)
     with pytest.raises(RuntimeError) as err:  # a bug's exception keeps its type and the child's traceback
         train_in_child(model, x[:30], x[30:, :, :2], CFG, AUG, progress=False)
     assert any("raised in the training process" in n and "Traceback" in n for n in err.value.__notes__)
+    timings = []
+    with pytest.raises(RuntimeError) as err:  # the same when it is raised while the plan's steps are timed
+        train_in_child(model, x[:30], x[30:, :, :2], CFG, AUG, progress=False, timing_model=_setup()[0],
+                       on_timing=timings.append)
+    assert any("in time_steps" in n for n in err.value.__notes__) and timings == []
 
 
 def test_killed_child_is_an_error_and_its_checkpoint_resumes(tmp_path):
     ck = tmp_path / "model_state.pt"
-    long = TrainConfig(max_epochs=10_000, min_epochs=10_000, ramp_epochs=1, batch_size=8)
+    long = TrainConfig(max_steps=40_000, min_steps=40_000, ramp_steps=4, batch_size=8, valid_every=4)
 
     def kill_after_first_checkpoint():
         while not ck.exists():
@@ -75,13 +82,13 @@ def test_killed_child_is_an_error_and_its_checkpoint_resumes(tmp_path):
     model, x = _setup()
     with pytest.raises(TrainingError, match=r"ended by signal SIGKILL.*resumes from it"):
         train_in_child(model, x[:30], x[30:], long, AUG, progress=False, checkpoint=ck)
-    done = load_checkpoint(ck)["epoch"]
-    assert done >= 1 and not list(tmp_path.glob(".*.tmp"))
+    done = load_checkpoint(ck)["step"]
+    assert done >= 4 and done % 4 == 0 and not list(tmp_path.glob(".*.tmp"))
     # the run continued from the checkpoint (in a child) ends as one that was never interrupted
-    more = TrainConfig(**{**CFG.__dict__, "max_epochs": done + 2})
+    more = TrainConfig(**{**CFG.__dict__, "max_steps": done + 8})
     resumed = _setup()[0]
     res = train_in_child(resumed, x[:30], x[30:], more, AUG, progress=False, checkpoint=ck)[0]
-    assert [r["epoch"] for r in res.history] == list(range(done + 2))
+    assert [r["step"] for r in res.history] == list(range(4, done + 8 + 1, 4))
 
 
 _SCRIPT = """
@@ -105,7 +112,8 @@ threading.Thread(target=announce, daemon=True).start()
 x = torch.rand(40, 20, 3) + 0.05
 model = LFADS(3, ModelConfig(ic_enc_dim=8, ci_enc_dim=8, con_dim=8, co_dim=1, ic_dim=8, gen_dim=8, factor_dim=2),
               Gamma())
-train_in_child(model, x[:30], x[30:], TrainConfig(max_epochs=10000, min_epochs=10000, ramp_epochs=1, batch_size=8),
+train_in_child(model, x[:30], x[30:], TrainConfig(max_steps=40000, min_steps=40000, ramp_steps=4, batch_size=8,
+                                                       valid_every=4),
                AugmentConfig(), progress=False, checkpoint=ck)
 """
 
@@ -152,7 +160,7 @@ def test_stopping_the_caller_stops_the_child(tmp_path, how):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert load_checkpoint(ck)["epoch"] >= 1
+    assert load_checkpoint(ck)["step"] >= 4
     assert Path(str(ck) + ".runs").read_text() == "ran\n"
 
 
@@ -168,9 +176,13 @@ def test_a_single_model_trains_in_a_child_when_its_training_is_large():
     assert choose_execution(**{**one, "device": "cuda"}, work=1e12, execution="processes").mode == "sequential"
     assert choose_execution(**one, work=1e12, threads=5).threads == 2
     # the quick preset on a minute of EMG (150 windows of 0.4 s, 4 in 5 for training) goes to a child;
-    # the smoke preset on a few seconds stays here
-    assert planned_steps(build_config("quick").train, 120) == 150 * 8
-    assert planned_steps(build_config("smoke").train, 12) == 3
+    # the smoke preset on a few seconds stays here; budgets are steps: a 10x longer recording plans the same
+    assert planned_steps(build_config("quick").train, 120) == planned_steps(build_config("quick").train, 1200) == 2000
+    assert planned_steps(build_config("smoke").train, 12) == 20
+    n_params = {p: sum(q.numel() for q in LFADS(c, build_config(p).resolved(c).model, Gamma()).parameters())
+                for p, c in (("quick", 12), ("smoke", 3))}
+    assert planned_steps(build_config("quick").train, 120) * n_params["quick"] >= resources.CHILD_MIN_WORK
+    assert planned_steps(build_config("smoke").train, 12) * n_params["smoke"] < resources.CHILD_MIN_WORK
 
 
 def test_fit_signal_in_a_child_equals_in_place(monkeypatch):
@@ -183,7 +195,14 @@ def test_fit_signal_in_a_child_equals_in_place(monkeypatch):
     fits = {}
     for where, threshold in (("here", float("inf")), ("child", 0.0)):
         monkeypatch.setattr(resources, "CHILD_MIN_WORK", threshold)
+        if where == "child":  # the plan's steps are timed in the child too: this process trains no step
+            def no_training_here(*args, **kwargs):
+                raise AssertionError("a training step timed in the caller's process")
+            monkeypatch.setattr("nwb_autolfads.pipeline.time_steps", no_training_here)
+            monkeypatch.setattr("nwb_autolfads.isolation.time_steps", no_training_here)
         fits[where] = fit_signal(seg, 0.01, Gamma(), cfg, progress=False)
     assert fits["child"].training.execution.startswith("processes: 1 child process")
     assert fits["here"].training.execution.startswith("sequential")
     np.testing.assert_array_equal(fits["child"].mean, fits["here"].mean)
+    for fit in fits.values():  # the plan, timed where the model trained
+        assert fit.plan["seconds_per_step"] > 0 and fit.plan["steps_per_member"] == 20

@@ -139,6 +139,7 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_result(tmp_path):
 
 def test_a_diverged_member_is_replaced(monkeypatch):
     cfg, make, tx, vx = _setup(population=3, generations=2)
+    cfg = cfg.updated({"pbt.execution": "sequential"})  # train_steps, patched below, trains each member
     calls = {"n": 0}
     real = pbt.train_steps
 
@@ -164,10 +165,11 @@ def test_worker_processes_give_the_same_result_as_one_process(start, monkeypatch
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # workers use one thread each; with more, float sums may differ in the last bits
     try:
-        one_model, one = _run(cfg, make, tx, vx)
-        two_model, two = _run(cfg.updated({"pbt.workers": 2}), make, tx, vx)
+        one_model, one = _run(cfg.updated({"pbt.execution": "sequential"}), make, tx, vx)
+        two_model, two = _run(cfg.updated({"pbt.execution": "processes", "pbt.workers": 2}), make, tx, vx)
     finally:
         torch.set_num_threads(threads)
+    assert two.execution.startswith("processes: 2 worker") and one.execution.startswith("sequential")
     assert two.pbt_history == one.pbt_history
     for k, v in one_model.state_dict().items():
         assert torch.equal(v, two_model.state_dict()[k]), k
@@ -227,28 +229,77 @@ def test_workers_do_not_rerun_a_script_without_a_main_guard(tmp_path):
     assert out.stdout.split() == ["done"] and marker.read_text() == "ran\n"
 
 
-def test_a_generation_is_generation_steps_steps_whatever_the_number_of_windows(monkeypatch):
+@pytest.mark.parametrize("execution", ["sequential", "stacked"])
+def test_a_generation_is_generation_steps_steps_whatever_the_number_of_windows(execution, monkeypatch):
     """Every member trains pbt.generation_steps steps per generation (validated every train.valid_every
     steps and at the generation's end), on 24 or on 240 training windows alike."""
-    import nwb_autolfads.training as training
-
     calls = {"n": 0}
-    real = training.training_forward
+    real = pbt.train_steps
 
     def counted(*a, **k):
-        calls["n"] += 1
-        return real(*a, **k)
+        sums, n = real(*a, **k)
+        calls["n"] += n
+        return sums, n
 
-    monkeypatch.setattr(training, "training_forward", counted)
+    monkeypatch.setattr(pbt, "train_steps", counted)
     cfg = build_config("smoke", overrides={"pbt.population": 2, "pbt.max_generations": 2, "pbt.generation_steps": 5,
-                                           "train.valid_every": 2}).resolved(4)
+                                           "train.valid_every": 2, "pbt.execution": execution}).resolved(4)
     x = torch.rand((264, 20, 4), generator=torch.Generator().manual_seed(0)) + 0.1
     counts = []
     for n_train in (24, 240):
         calls["n"] = 0
         _, result = _run(cfg, lambda: LFADS(4, cfg.model, Gamma()), x[:n_train], x[240:])
         counts.append(calls["n"])
+        assert result.execution.startswith(execution)
         assert [r["steps"] for r in result.pbt_history] == [5, 5, 10, 10]
         # checks at steps 2, 4 and the generation's end (5), then 6, 8, 10 (its end)
         assert [h["step"] for h in result.history] == [2, 4, 5, 6, 8, 10]
-    assert counts == [2 * 2 * 5] * 2
+    assert counts == ([2 * 2 * 5] * 2 if execution == "sequential" else [0, 0])  # stacked: no train_steps
+
+
+def _rows_close(a: list[dict], b: list[dict], rel: float) -> None:
+    assert len(a) == len(b)
+    for ra, rb in zip(a, b):
+        assert ra.keys() == rb.keys()
+        for key in ra:
+            if isinstance(ra[key], float) and not float(ra[key]).is_integer():
+                assert rb[key] == pytest.approx(ra[key], rel=rel), key
+            else:
+                assert rb[key] == ra[key], key
+
+
+def test_every_execution_mode_gives_the_same_population():
+    """The same run (4 members with different hyperparameters, 2 generations with exploit/explore)
+    gives the same winner, hyperparameters, metrics, histories and weights whether the members
+    train stacked, one after another, or in 2 spawned worker processes: each member-generation
+    draws from its own stream, whatever the machine's automatic choice (float64: to rounding)."""
+    cfg = build_config("smoke", overrides={"pbt.population": 4, "pbt.max_generations": 2, "pbt.generation_steps": 3,
+                                           "train.valid_every": 2, "train.ramp_steps": 4}).resolved(3)
+    x = (torch.rand((22, 20, 3), generator=torch.Generator().manual_seed(3)) + 0.1).double()
+    tx, vx = x[:16], x[16:]
+
+    def make():
+        return LFADS(3, cfg.model, Gamma()).double()
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        results = {}
+        for mode, workers in (("stacked", 1), ("sequential", 1), ("processes", 2)):
+            results[mode] = _run(cfg.updated({"pbt.execution": mode, "pbt.workers": workers}), make, tx, vx)
+    finally:
+        torch.set_num_threads(threads)
+    ref_model, ref = results["sequential"]
+    assert any(r["parent_member"] >= 0 for r in ref.pbt_history)  # exploit/explore happened
+    assert len({r["cd_rate"] for r in ref.pbt_history if r["generation"] == 0}) == 4  # different members
+    for mode in ("stacked", "processes"):
+        model, res = results[mode]
+        assert res.execution.startswith(mode)
+        assert res.pbt_summary["best_member"] == ref.pbt_summary["best_member"]
+        assert res.pbt_summary["lineage"] == ref.pbt_summary["lineage"]
+        assert res.hyperparameters == pytest.approx(ref.hyperparameters, rel=1e-12)
+        assert res.best_valid_nll == pytest.approx(ref.best_valid_nll, rel=1e-10)
+        _rows_close(ref.pbt_history, res.pbt_history, 1e-10)
+        _rows_close(ref.history, res.history, 1e-10)
+        for k, v in ref_model.state_dict().items():
+            torch.testing.assert_close(model.state_dict()[k], v, rtol=1e-10, atol=1e-12)

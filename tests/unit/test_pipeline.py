@@ -50,6 +50,9 @@ def test_run_without_writing_and_summary(emg_copy):
     # the plan made before training: the smoke budget, and a time estimated from steps timed on the data
     assert res.plan["members"] == 2 and res.plan["steps_per_member"] == 20
     assert res.plan["seconds_per_step"] > 0 and res.plan["expected_training_seconds_at_most"] > 0
+    # smoke: 2 small members, pbt.workers 1: stacked, timed as such, and trained as the plan said
+    assert res.plan["execution"].startswith("stacked") and res.plan["seconds_per_stacked_step"] > 0
+    assert res.plan["execution"] == res.training.execution
 
 
 def test_the_plan_states_members_steps_windows_and_an_estimate():
@@ -68,6 +71,76 @@ def test_the_plan_states_members_steps_windows_and_an_estimate():
     assert pop["steps_per_member"] == 4000 and pop["members"] == 20
     assert "20 members x at most 40 generations x 100 steps" in pop["text"] and "2 worker processes" in pop["text"]
     assert pop["expected_training_seconds_at_most"] == pytest.approx(10 * 40 * (100 * 0.05 + 10 * 0.02))
+    assert "  execution processes: 2 worker processes x 1 thread" in pop["text"]
+
+
+def test_the_plan_of_a_stacked_population_uses_the_stacked_step_time():
+    import torch
+
+    from nwb_autolfads.config import build_config
+    from nwb_autolfads.pipeline import training_plan
+    from nwb_autolfads.resources import Execution
+
+    cpu = torch.device("cpu")
+    cfg = build_config("default")
+    stacked = Execution("stacked", 1, 1, "20 members of 64-unit layers as one stacked program on 1 thread")
+    timed = training_plan(cfg, 120, 30, cpu, (0.05, 0.02), stacked, stacked_timing=(0.25, 0.1))
+    # 40 generations x (100 steps of all 20 members at 0.25 s + 10 checks of all of them at 0.1 s)
+    assert timed["expected_training_seconds_at_most"] == pytest.approx(40 * (100 * 0.25 + 10 * 0.1))
+    assert timed["seconds_per_stacked_step"] == 0.25 and timed["execution"].startswith("stacked")
+    assert "  execution stacked: 1 process, 1 thread" in timed["text"]
+    assert "one stacked program: 250 ms per step of all of them" in timed["text"] and "4.0x faster" in timed["text"]
+    # not timed: no stacking gain assumed, and said so
+    untimed = training_plan(cfg, 120, 30, cpu, (0.05, 0.02), stacked)
+    assert untimed["expected_training_seconds_at_most"] == pytest.approx(20 * 40 * (100 * 0.05 + 10 * 0.02))
+    assert "no stacking gain assumed" in untimed["text"]
+
+
+
+@pytest.mark.parametrize("population", [1, 2])
+def test_the_plan_times_steps_with_the_threads_training_uses(monkeypatch, population):
+    """The plan's estimate comes from steps timed with training's thread count, not torch's
+    default: on a busy machine a step timed with two threads took 15x one with one thread."""
+    import torch
+
+    from nwb_autolfads import pipeline
+
+    seen = {}
+    real_time, real_single, real_population = pipeline.time_steps, pipeline.train_single, pipeline.train_population
+
+    def timed(*args, **kwargs):
+        seen["timed"] = torch.get_num_threads()
+        return real_time(*args, **kwargs)
+
+    def single(*args, **kwargs):
+        seen["trained"] = args[5].threads  # the Execution train_single is given
+        return real_single(*args, **kwargs)
+
+    def population_(*args, **kwargs):
+        from nwb_autolfads.resources import choose_execution
+
+        real_choose = choose_execution
+
+        def choose(*a, **k):
+            ex = real_choose(*a, **k)
+            seen["trained"] = ex.threads
+            return ex
+        monkeypatch.setattr("nwb_autolfads.pbt.choose_execution", choose)
+        return real_population(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "time_steps", timed)
+    monkeypatch.setattr("nwb_autolfads.isolation.time_steps", timed)  # a single model is timed where it trains
+    monkeypatch.setattr(pipeline, "train_single", single)
+    monkeypatch.setattr(pipeline, "train_population", population_)
+    cfg = build_config("smoke", overrides={"pbt.population": population, "train.threads": 1}).resolved(3)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # torch's default on a 2-core machine
+    try:
+        fit_signal(_pre([100]).segments, 0.01, Gamma(), cfg, progress=False)
+        assert torch.get_num_threads() == 2  # left as it was
+    finally:
+        torch.set_num_threads(before)
+    assert seen["timed"] == seen["trained"] == 1
 
 
 def test_run_rejects_a_config_object_and_a_preset(emg_copy):

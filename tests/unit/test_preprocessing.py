@@ -578,9 +578,9 @@ def test_preprocessing_a_long_recording_from_its_file_holds_a_fraction_of_one_fu
     import tracemalloc
 
     from nwb_autolfads.reading import open_nwb, read_emg
-    from nwb_autolfads.testing import write_long_emg_nwb
+    from nwb_autolfads.testing import chunked_emg_nwb
 
-    path = write_long_emg_nwb(tmp_path / "long.nwb", duration=300.0, n_muscles=8, block_seconds=20.0)
+    path = chunked_emg_nwb(tmp_path / "long.nwb", duration=300.0, n_muscles=8, block_seconds=20.0)
     with open_nwb(path) as (_io, nwb):
         sig = read_emg(nwb, lazy=True)
         copy = sig.n_samples * sig.n_channels * 8  # one float64 copy of the samples: 38 MB

@@ -132,8 +132,8 @@ from nwb_autolfads.training import train_model
 x = torch.rand(2 * 8 + 4, 20, 3) + 0.05
 model = LFADS(3, ModelConfig(ic_enc_dim=8, ci_enc_dim=8, con_dim=8, co_dim=1, ic_dim=8, gen_dim=8, factor_dim=2),
               Gamma())
-train_model(model, x[:16], x[16:], TrainConfig(max_epochs=1, min_epochs=0, ramp_epochs=0, batch_size=8),
-            AugmentConfig(), progress=False)  # 16 windows / batch 8: 2 steps
+train_model(model, x[:16], x[16:], TrainConfig(max_steps=2, min_steps=0, ramp_steps=0, batch_size=8, valid_every=2),
+            AugmentConfig(), progress=False)  # 16 windows / batch 8: 2 steps, one validation
 print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("pynwb", "hdmf", "h5py", "zarr", "hdmf_zarr"))))
 """
 

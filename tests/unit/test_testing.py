@@ -54,33 +54,6 @@ def test_synthetic_emg_hum_options():
     np.testing.assert_allclose(spec[[100, 200, 300]], [2.0, 0.0, 1.0], atol=1e-6)  # 50 Hz and its 3rd harmonic
 
 
-def test_long_file_builders_write_block_by_block_with_truth(tmp_path):
-    import h5py
-
-    from nwb_autolfads.reading import open_nwb, read_emg, read_units
-    from nwb_autolfads.testing import read_truth, write_long_emg_nwb, write_long_spikes_nwb
-
-    emg = write_long_emg_nwb(tmp_path / "emg.nwb", duration=10.0, n_muscles=4, block_seconds=3.0)
-    with h5py.File(emg, "r") as f:
-        data = f["acquisition/EMG/data"]
-        assert data.shape == (20000, 4) and data.dtype == np.float32 and data.chunks is not None
-        x = data[:]
-    # blocks join seamlessly: the band-passed noise carries its filter state (no step at 3 s)
-    jump = np.abs(np.diff(x[5990:6010], axis=0)).max()
-    assert jump < 5 * np.abs(np.diff(x[1000:5000], axis=0)).max()
-    assert abs(float(x.mean()) - 0.05e-4) < 0.2 * 0.05e-4  # the DC offset, in volts
-    with open_nwb(emg) as (_io, nwb):
-        assert read_emg(nwb).n_channels == 4
-    truth = read_truth(emg, 0.005 + 0.01 * np.arange(1000), 0.01)
-    assert truth.shape == (1000, 4) and np.all(np.isfinite(truth)) and np.all(truth >= 0)
-
-    spikes = write_long_spikes_nwb(tmp_path / "spikes.nwb", duration=20.0, n_units=6, block_seconds=7.0)
-    with open_nwb(spikes) as (_io, nwb):
-        units = read_units(nwb)  # refuses unsorted or out-of-range times
-    assert units.n_units == 6 and all(0.0 < t.min() and t.max() < 20.0 for t in units.spike_times)
-    rates = read_truth(spikes, 0.05 + 0.1 * np.arange(200), 0.1, "true_rates")
-    counts = np.array([t.size for t in units.spike_times])
-    np.testing.assert_allclose(counts, np.nanmean(rates, axis=0) * 20.0, rtol=0.35)
 def test_chunked_emg_nwb_is_one_recording_whatever_the_blocks(tmp_path):
     from pynwb import NWBHDF5IO
 

@@ -257,3 +257,49 @@ def test_the_sampler_shows_every_window_once_per_pass_across_steps():
     a = [sampler.next().tolist() for _ in range(4)]
     torch.set_rng_state(rng)
     assert [again.next().tolist() for _ in range(4)] == a
+
+
+def test_a_checkpoint_that_cannot_be_written_is_an_output_error(tmp_path):
+    """torch.save raises RuntimeError for a folder that does not exist: it must reach the user as the
+    one-line OutputError naming the path, like an OSError does, and leave no temporary file."""
+    from nwb_autolfads.errors import OutputError
+    from nwb_autolfads.training import save_checkpoint
+
+    target = tmp_path / "missing" / "model_state.pt"
+    with pytest.raises(OutputError, match="model_state.pt.*folder exists"):
+        save_checkpoint(target, {"x": torch.zeros(2)})
+    assert not any(tmp_path.rglob("*.tmp"))
+
+
+def test_train_steps_with_a_generator_draws_only_from_it():
+    """With a member's generator every draw (batches, shifts, coordinated dropout, dropout masks,
+    posterior noise) comes from it: the same seed gives the same weights whatever torch's global RNG
+    holds, and the global RNG is left alone; a sampler drawing from elsewhere is refused."""
+    from nwb_autolfads.augment import CoordinatedDropout, TemporalShift
+    from nwb_autolfads.config import TrainConfig
+    from nwb_autolfads.training import train_steps
+
+    x = _data(23)  # batch 5: the pass's last batch has 3 windows
+    cfg = TrainConfig(batch_size=5, ramp_steps=4)
+
+    def run(seed, global_seed):
+        torch.manual_seed(0)
+        model = _model()
+        model.dropout.p = 0.2
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        gen = torch.Generator().manual_seed(seed)
+        torch.manual_seed(global_seed)
+        before = torch.get_rng_state()
+        sums, n = train_steps(model, opt, x, cfg, CoordinatedDropout(0.3), TemporalShift(1.0, 2),
+                              WindowSampler(23, 5, generator=gen), 6, generator=gen)
+        assert n == 6 and sums is not None
+        assert torch.equal(torch.get_rng_state(), before)
+        return [p.detach().clone() for p in model.parameters()]
+
+    a, b, c = run(1, 10), run(1, 99), run(2, 10)
+    assert all(torch.equal(p, q) for p, q in zip(a, b))
+    assert not all(torch.equal(p, q) for p, q in zip(a, c))
+    model = _model()
+    with pytest.raises(ValueError, match="sampler must draw from the generator"):
+        train_steps(model, torch.optim.Adam(model.parameters()), x, cfg, CoordinatedDropout(0.3),
+                    TemporalShift(1.0, 2), WindowSampler(23, 5), 1, generator=torch.Generator())
