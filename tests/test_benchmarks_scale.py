@@ -41,7 +41,8 @@ def test_quick_check_prints_and_writes_the_table(tmp_path):
         assert sum(seconds) <= r["total_seconds"] * 1.001
         assert all(s["peak_mb"] > 50 for s in r["stages"].values())
         assert r["members"] == 2 and r["steps"] > 0 and r["step_ms"] > 0  # smoke: a population of 2
-        assert r["steps"] == 2 * r["epochs"] * r["steps_per_epoch"]
+        # budgets in steps: 2 members x generations of pbt.generation_steps (10) steps; no epochs
+        assert r["epochs"] is None and r["steps"] > 0 and r["steps"] % (2 * 10) == 0
         q = r["quality"]
         assert math.isfinite(q["r2_model"]) and q["r2_model"] <= 1.0
         assert 0.2 < q["r2_baseline"] <= 1.0  # the baselines track the truth even on seconds of data
