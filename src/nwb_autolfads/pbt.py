@@ -157,8 +157,12 @@ class Member:
                 "history": copy.deepcopy(self.history)}
 
     def load(self, state: dict) -> None:
+        """Take over ``state`` (of :meth:`state`) as an independent copy. The optimizer state is
+        deep-copied: ``Optimizer.load_state_dict`` keeps the given moment tensors themselves, so
+        two members that exploit the same parent would otherwise share (and both update) one
+        Adam state."""
         self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["opt"])
+        self.opt.load_state_dict(copy.deepcopy(state["opt"]))
         self.hp, self.steps, self.smoothed = dict(state["hp"]), state["steps"], state["smoothed"]
         self.history = copy.deepcopy(state["history"])
         self.apply()

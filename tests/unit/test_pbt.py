@@ -303,3 +303,31 @@ def test_every_execution_mode_gives_the_same_population():
         _rows_close(ref.history, res.history, 1e-10)
         for k, v in ref_model.state_dict().items():
             torch.testing.assert_close(model.state_dict()[k], v, rtol=1e-10, atol=1e-12)
+
+
+def test_members_that_copy_one_parent_do_not_share_its_optimizer_state():
+    """Exploit loads one copy of a parent's state into every member that copies it: each must get its
+    own Adam moments (torch's load_state_dict keeps the given tensors), or training one member moves
+    the others' (found by comparing execution modes: sequential drifted from stacked/processes)."""
+    cfg = build_config("smoke").resolved(3)
+    hp = {"lr": 1e-2, "dropout": 0.0, "cd_rate": 0.1, "l2_gen_scale": 1e-3, "l2_con_scale": 1e-3,
+          "kl_co_scale": 1e-5, "kl_ic_scale": 1e-5}
+
+    def member():
+        model = LFADS(3, cfg.model, Gamma())
+        return pbt.Member(model, torch.optim.Adam(model.parameters(), lr=hp["lr"]), dict(hp))
+
+    def step(m):
+        m.opt.zero_grad()
+        sum((p ** 2).sum() for p in m.model.parameters()).backward()
+        m.opt.step()
+
+    parent, a, b = member(), member(), member()
+    step(parent)
+    source = parent.state()  # one copy, loaded by both (as pbt's exploit does)
+    a.load(source)
+    b.load(source)
+    moments = [s["exp_avg"].clone() for s in b.opt.state.values()]
+    step(a)
+    assert all(torch.equal(s["exp_avg"], m0) for s, m0 in zip(b.opt.state.values(), moments))
+    assert not all(torch.equal(s["exp_avg"], m0) for s, m0 in zip(a.opt.state.values(), moments))
