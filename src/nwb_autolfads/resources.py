@@ -255,15 +255,23 @@ def choose_execution(population: int, model_cfg, n_channels: int, device: str = 
         mode = "sequential"
     if mode == "stacked" and not stacked_available:
         mode = "sequential"
+    asked = ""
     if mode == "processes":
         n_workers = workers if workers > 0 else min(population, cores)
+        if n_workers <= 1 and execution == "processes" and min(population, cores) > 1:
+            # the user asked for processes; a worker count of 1 (e.g. the smoke preset's) would run none
+            n_workers = min(population, cores)
+            asked = f"pbt.execution = processes with pbt.workers = {workers}: {n_workers} worker processes instead"
         if n_workers <= 1:
             mode = "sequential"
+            if execution == "processes":
+                asked = (f"pbt.execution = processes, but {cores} core{'s' if cores > 1 else ''} for {population} "
+                         "member(s): no worker processes would pay, so one after another")
         else:
             n_threads = cap(1 if small else max(1, min(2, idle // n_workers)), n_workers)
-            why = (f"pbt.workers = {workers}" if workers > 0 else
-                   f"{population} members of {width}-unit layers over {cores} cores: a process per core (at most "
-                   "one per member), as latency-bound steps gain more from processes than from threads")
+            why = asked or (f"pbt.workers = {workers}" if workers > 0 else
+                            f"{population} members of {width}-unit layers over {cores} cores: a process per core (at "
+                            "most one per member), as latency-bound steps gain more from processes than from threads")
             return Execution("processes", n_workers, n_threads, why)
     if mode == "stacked":
         n_threads = cap(1 if on_gpu else idle, 1)
@@ -275,7 +283,7 @@ def choose_execution(population: int, model_cfg, n_channels: int, device: str = 
     why = ("members one after another on the GPU" if on_gpu else
            f"members one after another on {n_threads} thread{'s' if n_threads > 1 else ''} ({cores} core"
            f"{'s' if cores > 1 else ''})")
-    return Execution("sequential", 1, n_threads, why)
+    return Execution("sequential", 1, n_threads, f"{why}; {asked}" if asked else why)
 
 
 def set_threads(n: int) -> None:

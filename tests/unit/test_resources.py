@@ -112,6 +112,11 @@ def test_explicit_settings_win_and_threads_never_oversubscribe():
         assert ex.workers <= max(pop, 1) and ex.threads >= 1 and ex.reason
     with pytest.raises(ConfigError, match="pbt.execution"):
         choose_execution(2, EMG, 16, "cpu", cores=2, execution="threads")
+    # processes asked for with a worker count of 1 (the smoke preset's): processes all the same, and said
+    ex = choose_execution(4, EMG, 16, "cpu", cores=2, workers=1, execution="processes")
+    assert _t(ex) == ("processes", 2, 1) and "pbt.workers = 1" in ex.reason
+    ex = choose_execution(4, EMG, 16, "cpu", cores=1, workers=1, execution="processes")
+    assert ex.mode == "sequential" and "pbt.execution = processes, but 1 core" in ex.reason
 
 
 def test_train_threads_setting():
