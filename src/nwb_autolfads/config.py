@@ -664,7 +664,50 @@ def build_config(preset: str | None = None, file: str | Path | None = None,
     _warn_preset_overridden(preset, file, file_data)
     merged = _deep_merge(merged, {k: v for k, v in file_data.items() if k != "preset"})
     merged = _deep_merge(merged, _expand_dotted(overrides or {}))
-    return RunConfig.from_dict(merged)
+    cfg = RunConfig.from_dict(merged)
+    _warn_budget_conflicts(cfg, {**_flat_keys(file_data), **_flat_keys(_expand_dotted(overrides or {}))})
+    return cfg
+
+
+def _flat_keys(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping) and not prefix:
+            out.update(_flat_keys(value, f"{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _warn_budget_conflicts(cfg: "RunConfig", given: Mapping[str, Any]) -> None:
+    """Warn where the step budgets contradict each other, so the run would silently do less than
+    its settings say: penalties that never reach full weight, a patience shorter than the checks
+    it counts, or single-model budgets set for a population (which trains ``pbt.max_generations``
+    x ``pbt.generation_steps`` steps per member instead)."""
+    t, p = cfg.train, cfg.pbt
+    log = logging.getLogger(__name__)
+    steps = t.max_steps if p.population == 1 else p.generation_steps * p.max_generations
+    where = ("train.max_steps" if p.population == 1 else
+             f"pbt.max_generations x pbt.generation_steps = {p.max_generations} x {p.generation_steps}")
+    if t.ramp_steps > steps:
+        log.warning("train.ramp_steps=%d is longer than the training (%s = %d steps): the KL and L2 penalties never "
+                    "reach full weight (at most %.0f%%); lower train.ramp_steps or raise the budget", t.ramp_steps,
+                    where, steps, 100.0 * steps / t.ramp_steps)
+    if t.early_stopping_patience < t.valid_every:
+        log.warning("train.early_stopping_patience=%d steps is shorter than one validation interval "
+                    "(train.valid_every=%d): training stops at the first check without improvement; use a patience "
+                    "of several intervals", t.early_stopping_patience, t.valid_every)
+    if p.population == 1 and t.min_steps > t.max_steps:
+        log.warning("train.min_steps=%d is above train.max_steps=%d: early stopping never applies", t.min_steps,
+                    t.max_steps)
+    if p.population == 1 and t.valid_every > t.max_steps:
+        log.warning("train.valid_every=%d is above train.max_steps=%d: the model is validated once, at the end",
+                    t.valid_every, t.max_steps)
+    unused = [k for k in ("train.max_steps", "train.min_steps", "train.early_stopping_patience") if k in given]
+    if p.population > 1 and unused:
+        log.warning("%s set but not used: a population of %d trains pbt.max_generations x pbt.generation_steps "
+                    "(%d x %d) steps per member and stops by the PBT rule; set those, or --population 1 for one "
+                    "model", ", ".join(unused), p.population, p.max_generations, p.generation_steps)
 
 
 def _warn_preset_overridden(preset: str, file, file_data: Mapping[str, Any]) -> None:

@@ -417,7 +417,14 @@ class FitResult:
     """The budget and the time expected before training (:func:`training_plan`), for the provenance."""
 
 
+WORKER_START_SECONDS = 6.0
+"""Time to start PBT worker processes (spawned, each importing torch), added to the plan's
+estimate: measured 2-9 s on 2 shared cores (benchmarks/README.md, threads and processes)."""
+
+
 def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under 1 s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:
@@ -473,6 +480,9 @@ def training_plan(cfg: RunConfig, n_train: int, n_valid: int, device, timing: tu
             side_by_side = min(execution.workers if execution.mode == "processes" else 1, p.population)
             seconds = member_seconds * -(-p.population // side_by_side)
             how = (f"{side_by_side} worker processes side by side" if side_by_side > 1 else "one member after another")
+            if side_by_side > 1:  # each worker starts fresh (spawned: a Python with torch): measured 2-9 s
+                seconds += WORKER_START_SECONDS
+                how += f", plus ~{WORKER_START_SECONDS:.0f} s to start them"
     else:
         steps = t.max_steps
         seconds = steps * per_step + -(-steps // t.valid_every) * per_check
@@ -488,7 +498,7 @@ def training_plan(cfg: RunConfig, n_train: int, n_valid: int, device, timing: tu
     if shown:
         lines.append(f"  execution {execution.describe()}")
     lines.append(
-        f"  expected  at most ~{_duration(seconds)} of training on {device.type} (an estimate: {timed}, timed here "
+        f"  expected  at most {'~' if seconds >= 1 else ''}{_duration(seconds)} of training on {device.type} (an estimate: {timed}, timed here "
         f"on {min(3, steps)} steps; {how}; stopping rules usually end sooner; inference and writing not included)")
     return {"steps_per_member": steps, "members": p.population if p.population > 1 else 1,
             "n_train": n_train, "n_valid_checked": n_checked, "seconds_per_step": per_step,

@@ -212,3 +212,23 @@ def test_saved_configs_of_earlier_versions_load_with_their_budgets_in_steps():
     unknown = RunConfig.from_saved(saved)  # no window count: the budgets are not guessed
     assert unknown.train.max_steps == RunConfig().train.max_steps
     assert RunConfig.from_saved(RunConfig().to_dict()) == RunConfig()  # a current config is left as it is
+
+
+def test_budgets_that_contradict_each_other_are_warned(caplog):
+    """Settings the run would silently not honour are said: a ramp longer than the training, a
+    patience shorter than one check, single-model budgets given to a population."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="nwb_autolfads.config"):
+        build_config("quick")
+        build_config("default")
+        build_config("smoke", overrides={"pbt.population": 1})
+    assert caplog.text == ""  # the presets themselves are consistent
+    with caplog.at_level(logging.WARNING, logger="nwb_autolfads.config"):
+        build_config("quick", overrides={"train.ramp_steps": 5000, "train.early_stopping_patience": 3})
+    assert "never reach full weight (at most 40%)" in caplog.text
+    assert "shorter than one validation interval" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="nwb_autolfads.config"):
+        build_config("smoke", overrides={"train.max_steps": 5})
+    assert "train.max_steps set but not used: a population of 2" in caplog.text

@@ -59,7 +59,7 @@ def test_the_plan_states_members_steps_windows_and_an_estimate():
     import torch
 
     from nwb_autolfads.config import build_config
-    from nwb_autolfads.pipeline import training_plan
+    from nwb_autolfads.pipeline import WORKER_START_SECONDS, training_plan
 
     cpu = torch.device("cpu")
     one = training_plan(build_config("quick"), 1200, 300, cpu, (0.035, 0.02))
@@ -70,7 +70,7 @@ def test_the_plan_states_members_steps_windows_and_an_estimate():
     pop = training_plan(build_config("default", overrides={"pbt.workers": 2}), 120, 30, cpu, (0.05, 0.02))
     assert pop["steps_per_member"] == 4000 and pop["members"] == 20
     assert "20 members x at most 40 generations x 100 steps" in pop["text"] and "2 worker processes" in pop["text"]
-    assert pop["expected_training_seconds_at_most"] == pytest.approx(10 * 40 * (100 * 0.05 + 10 * 0.02))
+    assert pop["expected_training_seconds_at_most"] == pytest.approx(10 * 40 * (100 * 0.05 + 10 * 0.02) + WORKER_START_SECONDS)
     assert "  execution processes: 2 worker processes x 1 thread" in pop["text"]
 
 
@@ -117,15 +117,7 @@ def test_the_plan_times_steps_with_the_threads_training_uses(monkeypatch, popula
         return real_single(*args, **kwargs)
 
     def population_(*args, **kwargs):
-        from nwb_autolfads.resources import choose_execution
-
-        real_choose = choose_execution
-
-        def choose(*a, **k):
-            ex = real_choose(*a, **k)
-            seen["trained"] = ex.threads
-            return ex
-        monkeypatch.setattr("nwb_autolfads.pbt.choose_execution", choose)
+        seen["trained"] = kwargs["execution"].threads  # the choice the plan was timed with, given to training
         return real_population(*args, **kwargs)
 
     monkeypatch.setattr(pipeline, "time_steps", timed)
