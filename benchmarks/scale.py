@@ -29,7 +29,8 @@ process, so its peak memory is its own. Columns:
   read and filter the EMG chunk by chunk / bin the spikes, hash the input; train = chop windows
   and train; infer = posterior estimates and merging; write = the output file). The peak is the
   process's ``ru_maxrss`` where it rose during the stage (exact), else (marked ``~``) the largest
-  resident size sampled every 50 ms in the stage (sampling can miss a short spike);
+  resident size sampled every 50 ms in the stage (sampling can miss a short spike; a stage
+  shorter than 50 ms takes the nearest sample);
   ``+ W MB child``: the peak of a child process that ended in the stage, larger than any before
   (PBT workers; a helper process forked from the run counts the pages it shares with it too);
 - ``total s``: the whole run; ``R^2 model`` and ``R^2 baseline``: R^2 against the truth of a
@@ -139,6 +140,8 @@ def stage_rows(stages: dict, t_call: float, samples: list[tuple[float, float]],
         if high is not None and high > previous_high:
             peak, how = high, "ru_maxrss"
         else:
+            if not inside and samples:  # a stage shorter than the sampling interval: the nearest sample
+                inside = [min(samples, key=lambda s: max(start - s[0], s[0] - t, 0.0))[1]]
             peak, how = (max(inside), "sampled") if inside else (None, "none")
         previous_high = max(previous_high, high or 0.0)
         children = rec.get("children_maxrss_mb")

@@ -62,6 +62,11 @@ def test_stage_peaks_come_from_ru_maxrss_where_it_rose_else_from_samples():
     assert rows["infer"]["workers_peak_mb"] is None  # did not rise: not this stage's
     assert rows["read"]["workers_peak_mb"] is None  # a child from before the run
     assert "420 MB~" in mod._stage_cell(rows["infer"]) and "650 MB child" in mod._stage_cell(rows["train"])
+    # a stage shorter than the sampling interval, where ru_maxrss did not rise: the nearest sample
+    # (found flaky in CI: such a stage had no peak at all)
+    short = {**stages, "write": {"seconds": 0.01, "maxrss_mb": 500.0, "children_maxrss_mb": 650.0}}
+    rows = mod.stage_rows(short, 10.0, samples, children_at_call=200.0)
+    assert rows["write"]["peak_mb"] == 410.0 and rows["write"]["peak_from"] == "sampled"
 
 
 def _result(train, pbt, history, n_train=100, pbt_summary=None):
