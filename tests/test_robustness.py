@@ -202,20 +202,41 @@ def test_two_runs_on_one_input_with_different_outputs_both_succeed(tmp_path):
     np.testing.assert_array_equal(a.emg_activations.values, b.emg_activations.values)  # deterministic too
 
 
+_ARMED_RUN = """
+import pathlib, sys, time
+from nwb_autolfads.cli import main
+import nwb_autolfads.pipeline  # noqa: F401  (imported before the race starts: only the run itself is timed)
+ready, go = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+ready.touch()
+while not go.exists():
+    time.sleep(0.005)
+sys.exit(main(sys.argv[3:]))
+"""
+
+
 def test_two_runs_racing_for_one_output_never_interleave(tmp_path):
     src = mock_emg_nwb(tmp_path / "e.nwb", duration=6.0, rate=1000.0, n_muscles=2)
-    cmd = [sys.executable, "-m", "nwb_autolfads", "run", str(src), "--preset", "smoke", "-q", "--overwrite"]
-    # the first trains long enough (several seconds) for the second to start while it holds the lock
-    first = subprocess.Popen(cmd + ["--set", "pbt.generation_steps=40"], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    args = ["run", str(src), "--preset", "smoke", "-q", "--overwrite"]
+    # the second run is started first and waits, imported, so that it tries the output while the first
+    # holds its lock whatever the machine's speed (a plain second process spent its seconds importing
+    # while a fast first run finished)
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    second = subprocess.Popen([sys.executable, "-c", _ARMED_RUN, str(ready), str(go), *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not ready.exists() and time.time() < deadline:
+        time.sleep(0.01)
+    first = subprocess.Popen([sys.executable, "-m", "nwb_autolfads", *args, "--set", "pbt.generation_steps=400"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lock = tmp_path / ".e_autolfads.nwb.lock"
     deadline = time.time() + 60
     while not lock.exists() and time.time() < deadline:
         time.sleep(0.01)
-    second = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    go.touch()
+    _, second_err = second.communicate(timeout=300)
     _, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
-    assert second.returncode == 2 and "being written by another nwb-autolfads run (pid" in second.stderr
+    assert second.returncode == 2 and "being written by another nwb-autolfads run (pid" in second_err
     assert len(nwb_autolfads.list_runs(tmp_path / "e_autolfads.nwb")) == 1
 
 
