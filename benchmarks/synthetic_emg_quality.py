@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import signal as sps
 
 import nwb_autolfads
 from nwb_autolfads.baselines import bayesian_filter, lowpass
 from nwb_autolfads.metrics import channel_correlation, ridge_decode_r2
+from nwb_autolfads.simulate import kinematics_from
 from nwb_autolfads.testing import mock_emg_nwb, read_truth
 
 CUTOFFS_HZ = (0.5, 1, 2, 3, 4, 6, 8, 12, 16, 20, 30)
@@ -37,17 +37,6 @@ def best_lowpass(rectified: np.ndarray, truth: np.ndarray, fs: float):
         if np.nanmean(r) > best[0]:
             best = (np.nanmean(r), fc, r, est)
     return best[1], best[2], best[3]
-
-
-def kinematics_from(truth: np.ndarray, fs: float, seed: int, n_joints: int = 3) -> np.ndarray:
-    """Joint angles driven by the true activations: a random signed mix of the muscles through
-    a causal 2nd-order 2 Hz low-pass (muscle force -> movement), plus 5% measurement noise."""
-    rng = np.random.default_rng(seed + 7)
-    w = rng.normal(size=(truth.shape[1], n_joints))
-    drive = np.nan_to_num(truth) @ w
-    b, a = sps.butter(2, 2.0, fs=fs)
-    angles = sps.lfilter(b, a, drive, axis=0)
-    return angles + 0.05 * angles.std(0) * rng.normal(size=angles.shape)
 
 
 def best_bayesian(rectified: np.ndarray, truth: np.ndarray, fs: float):

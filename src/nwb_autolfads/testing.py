@@ -32,6 +32,8 @@ class SyntheticEMG:
     rate: float
     names: list[str]
     latent: np.ndarray  # (n, 3)
+    kinematics: np.ndarray | None = None  # (n, J) joint angles driven by the activations (simulate.emg)
+    segments: list[tuple[float, float]] | None = None  # recorded (start, stop) seconds; gaps between them
 
 
 def lorenz_latent(n_steps: int, rng: np.random.Generator, dt: float = 0.006, burn_in: int = 500) -> np.ndarray:
@@ -101,7 +103,7 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
                   behavior: bool = False, start_time: float = 0.0, float32_timestamps: bool = False,
                   jitter: float = 0.0, transposed: bool = False, electrode_rows: list[int] | None = None,
                   name_column: str = "location", unit_faults: dict[int, str] | None = None,
-                  backend: str = "hdf5") -> Path:
+                  backend: str = "hdf5", description: str | None = None) -> Path:
     """Write ``synth`` as an NWB file.
 
     layout: ``timeseries`` (one 2-D TimeSeries, muscle names in the description),
@@ -120,7 +122,10 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
     are (see :func:`spike_fault`).
     ``behavior``: also write what the muscles move (see :func:`behavior_from`): 3 joint angles
     (``processing/behavior/joint_angles``, 100 Hz), a force (``processing/behavior/force``,
-    100 Hz) and a trials table (one trial per 2 s with a ``go_cue_time``).
+    100 Hz) and a trials table (one trial per 2 s with a ``go_cue_time``); when ``synth`` carries
+    ``kinematics`` those are the joint angles, and when it carries several ``segments`` (separate
+    trials) there is one trial per segment and behaviour only inside them.
+    ``description``: the EMG series' description (default: raw EMG and the muscle names).
     Real-world time bases and layouts: ``start_time`` shifts every time (seconds);
     ``float32_timestamps`` stores timestamps as float32 (rounded: late in a session their
     spacing is a sizeable part of a sample period); ``jitter`` adds Gaussian noise of that SD
@@ -161,7 +166,7 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
         conversion = float(np.abs(raw).max() / 30000.0)
         offset = 1e-6
         data = np.round((raw - offset) / conversion).astype(np.int16)
-    desc = "Raw EMG (synthetic); muscles: " + ", ".join(synth.names)
+    desc = description or "Raw EMG (synthetic); muscles: " + ", ".join(synth.names)
     if transposed and layout == "container":
         raise ValueError("transposed needs a 2-D layout (timeseries or electricalseries)")
 
@@ -234,17 +239,29 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
     if behavior:
         fs = 100.0
         tb = np.arange(t[0], t[-1], 1.0 / fs)
+        segments = synth.segments if synth.segments and len(synth.segments) > 1 else None
+        if segments:
+            segments = [(a + start_time, b + start_time) for a, b in segments]
+            tb = tb[np.any([(tb >= a) & (tb < b) for a, b in segments], axis=0)]
         drive = np.stack([np.interp(tb, t, truth[:, k]) for k in range(truth.shape[1])], axis=1)
         angles, force = behavior_from(drive, fs, seed)
+        if synth.kinematics is not None:
+            angles = np.stack([np.interp(tb, synth.times + start_time, synth.kinematics[:, j])
+                               for j in range(synth.kinematics.shape[1])], axis=1)
         module = nwb.create_processing_module("behavior", "what the muscles move (simulated from the true activations)")
+        joints = ", ".join((["hip", "knee", "ankle"] + [f"joint{j}" for j in range(3, angles.shape[1])])[:angles.shape[1]])
         module.add(TimeSeries(name="joint_angles", data=angles, unit="radians", timestamps=tb,
-                              description="joint angles (hip, knee, ankle) driven by the true activations; "
-                              "channels: hip, knee, ankle"))
+                              description=f"joint angles ({joints}) driven by the true activations; "
+                              f"channels: {joints}"))
         module.add(TimeSeries(name="force", data=force, unit="N", timestamps=tb,
                               description="ground reaction force driven by the true activations"))
         nwb.add_trial_column(name="go_cue_time", description="time of the go cue (s)")
-        for start in np.arange(t[0], t[-1] - 2.0, 2.0):
-            nwb.add_trial(start_time=float(start), stop_time=float(start + 2.0), go_cue_time=float(start + 0.8))
+        if segments:
+            for a, b in segments:
+                nwb.add_trial(start_time=float(a), stop_time=float(b), go_cue_time=float(a + 0.4 * (b - a)))
+        else:
+            for start in np.arange(t[0], t[-1] - 2.0, 2.0):
+                nwb.add_trial(start_time=float(start), stop_time=float(start + 2.0), go_cue_time=float(start + 0.8))
     path = Path(path)
     if backend == "zarr":
         from hdmf_zarr.nwb import NWBZarrIO

@@ -1,0 +1,10 @@
+"""Synthetic recordings with ground truth, for tests, examples and benchmarks.
+
+- :mod:`nwb_autolfads.simulate.emg`: multi-muscle EMG whose true activations and the joint
+  angles they drive are known, varied along the axes real EMG varies (:class:`EMGSetting`,
+  :func:`simulate_emg`, :func:`write_setting_nwb`).
+"""
+
+from .emg import DYNAMICS, EMGSetting, SyntheticEMG, kinematics_from, simulate_emg, write_setting_nwb
+
+__all__ = ["DYNAMICS", "EMGSetting", "SyntheticEMG", "kinematics_from", "simulate_emg", "write_setting_nwb"]
