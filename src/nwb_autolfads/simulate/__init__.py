@@ -3,8 +3,12 @@
 - :mod:`nwb_autolfads.simulate.emg`: multi-muscle EMG whose true activations and the joint
   angles they drive are known, varied along the axes real EMG varies (:class:`EMGSetting`,
   :func:`simulate_emg`, :func:`write_setting_nwb`).
+- :mod:`nwb_autolfads.simulate.family`: the benchmark family of such settings and its fixed
+  tuning / held-out split (:func:`emg_family`, :func:`split`).
 """
 
 from .emg import DYNAMICS, EMGSetting, SyntheticEMG, kinematics_from, simulate_emg, write_setting_nwb
+from .family import FAMILY_SEED, emg_family, split
 
-__all__ = ["DYNAMICS", "EMGSetting", "SyntheticEMG", "kinematics_from", "simulate_emg", "write_setting_nwb"]
+__all__ = ["DYNAMICS", "EMGSetting", "SyntheticEMG", "kinematics_from", "simulate_emg", "write_setting_nwb",
+           "FAMILY_SEED", "emg_family", "split"]
