@@ -10,6 +10,8 @@
 
 Each has a parameter grid (:func:`lowpass_grid`, :func:`bayesian_grid`, ``SMOOTHING_SD_S``);
 :mod:`nwb_autolfads.evaluation` picks the parameters by cross-validation, never on a test fold.
+On synthetic data, :func:`best_lowpass` and :func:`best_bayesian` pick them on the truth itself
+(an optimistic baseline for benchmarks).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import numpy as np
 from scipy import signal as sps
 
 __all__ = ["rectified", "lowpass", "bayesian_filter", "gaussian_smooth", "lowpass_grid", "bayesian_grid",
-           "LOWPASS_CUTOFFS_HZ", "BAYES_ALPHA_FRACTIONS", "BAYES_JUMPS", "SMOOTHING_SD_S"]
+           "LOWPASS_CUTOFFS_HZ", "BAYES_ALPHA_FRACTIONS", "BAYES_JUMPS", "SMOOTHING_SD_S", "best_lowpass",
+           "best_bayesian", "gap_free_runs"]
 
 
 def lowpass(rectified: np.ndarray, fs: float, cutoff: float, order: int = 4) -> np.ndarray:
@@ -157,3 +160,84 @@ def bayesian_grid(rect: np.ndarray, fs: float, fractions=BAYES_ALPHA_FRACTIONS, 
                                                    "n_levels": n_levels}
             for f in fractions for j in jumps}
     return np.minimum(x, smax), grid, scale
+
+
+def gap_free_runs(times: np.ndarray, min_length: int = 32) -> list[slice]:
+    """Stretches of ``times`` (ascending bin centres, s) without a gap (a step over 1.5 x the
+    median step), of at least ``min_length`` bins (filters need that many)."""
+    times = np.asarray(times, dtype=float)
+    if times.size < 2:
+        return []
+    step = np.diff(times)
+    starts = np.r_[0, np.flatnonzero(step > 1.5 * np.median(step)) + 1]
+    stops = np.r_[starts[1:], times.size]
+    return [slice(int(a), int(b)) for a, b in zip(starts, stops) if b - a >= min_length]
+
+
+def _per_run(fn, values: np.ndarray, runs: list[slice] | None) -> np.ndarray:
+    if runs is None:
+        return fn(values)
+    out = np.full(values.shape, np.nan)
+    for r in runs:
+        out[r] = fn(values[r])
+    return out
+
+
+def _mean_r2(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    from .metrics import channel_correlation
+
+    return channel_correlation(estimate, truth) ** 2
+
+
+def best_lowpass(rect: np.ndarray, truth: np.ndarray, fs: float, times: np.ndarray | None = None,
+                 cutoffs: tuple[float, ...] = LOWPASS_CUTOFFS_HZ) -> tuple[float, np.ndarray, np.ndarray]:
+    """The :func:`lowpass` of ``rect`` whose cutoff best fits ``truth`` (optimistic: chosen on the truth).
+
+    Parameters
+    ----------
+    rect, truth : (n, C) arrays
+        Binned rectified EMG and the true activations in the same bins (NaN rows are skipped
+        when scoring).
+    fs : float
+        Bins per second.
+    times : (n,) array, optional
+        Bin centres (s): each gap-free stretch is filtered separately (NaN on stretches under
+        32 bins); None: one stretch.
+    cutoffs : tuple of float
+        Hz; those at or above 0.95 x Nyquist are skipped.
+
+    Returns
+    -------
+    (cutoff Hz, (C,) squared Pearson r per channel, (n, C) estimate), the cutoff maximising the
+    channel mean of r^2.
+    """
+    runs = None if times is None else gap_free_runs(times)
+    best = (-np.inf, None, None, None)
+    for label, params in lowpass_grid(fs, cutoffs).items():
+        est = _per_run(lambda x: lowpass(x, fs, params["cutoff"]), np.asarray(rect, float), runs)
+        r2 = _mean_r2(est, truth)
+        if np.nanmean(r2) > best[0]:
+            best = (float(np.nanmean(r2)), params["cutoff"], r2, est)
+    return best[1], best[2], best[3]
+
+
+def best_bayesian(rect: np.ndarray, truth: np.ndarray, fs: float,
+                  times: np.ndarray | None = None) -> tuple[str, np.ndarray, np.ndarray]:
+    """The :func:`bayesian_filter` of ``rect`` whose alpha/beta (from :func:`bayesian_grid`)
+    best fit ``truth`` (optimistic: chosen on the truth). Arguments as :func:`best_lowpass`.
+
+    Returns
+    -------
+    (label of the parameters, (C,) squared Pearson r per channel, (n, C) estimate in the
+    input's units).
+    """
+    x, grid, scale = bayesian_grid(rect, fs)
+    x = np.nan_to_num(x)
+    runs = None if times is None else gap_free_runs(times)
+    best = (-np.inf, None, None, None)
+    for label, params in grid.items():
+        est = _per_run(lambda v: bayesian_filter(v, fs, **params), x, runs) * scale
+        r2 = _mean_r2(est, truth)
+        if np.nanmean(r2) > best[0]:
+            best = (float(np.nanmean(r2)), label, r2, est)
+    return best[1], best[2], best[3]

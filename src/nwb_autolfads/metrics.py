@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["channel_correlation", "r2_score", "lagged", "ridge_decode_r2", "fold_edges", "ridge_fit", "ridge_path",
-           "RIDGE_ALPHAS"]
+           "RIDGE_ALPHAS", "interval_coverage"]
 
 RIDGE_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 """Ridge penalties tried (relative to the number of samples, on standardised features)."""
@@ -103,3 +103,22 @@ def ridge_decode_r2(features: np.ndarray, targets: np.ndarray, lags: int = 10, f
         fold_r2.append(r2_score(pred[a:b], Y[a:b]))
     pooled = r2_score(pred, Y)
     return (pooled, np.array(fold_r2)) if per_fold else pooled
+
+
+def interval_coverage(lower: np.ndarray, upper: np.ndarray, truth: np.ndarray, reference: np.ndarray) -> float:
+    """Fraction of true values inside per-bin bands [lower, upper] (n, C), the truth first put in
+    the estimate's units by the per-channel least-squares scale c of ``reference ~ c x truth``
+    (``reference``: the binned rectified EMG, so c does not depend on the model). Rows with a
+    non-finite value anywhere are skipped; NaN when none is left."""
+    arrays = [np.asarray(a, dtype=float) for a in (lower, upper, truth, reference)]
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1:
+        raise ValueError(f"lower, upper, truth and reference must have one shape, got {sorted(shapes)}")
+    lower, upper, truth, reference = arrays
+    ok = np.all([np.isfinite(a).all(axis=1) for a in arrays], axis=0)
+    if not ok.any():
+        return float("nan")
+    t, ref = truth[ok], reference[ok]
+    c = (ref * t).sum(0) / np.maximum((t * t).sum(0), 1e-300)
+    scaled = c * t
+    return float(np.mean((scaled >= lower[ok]) & (scaled <= upper[ok])))

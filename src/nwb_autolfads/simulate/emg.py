@@ -376,6 +376,15 @@ def simulate_emg(setting: EMGSetting) -> SyntheticEMG:
     M, rate = s.n_muscles, float(s.rate)
     segs, span = _segments(rng, s)
     n_span = int(np.ceil(span * rate))
+    k = max(1, int(round(rate / s.envelope_rate))) if s.enveloped else 1
+    ranges = ([(0, n_span)] if segs is None else
+              [(int(np.ceil(a * rate)), int(np.ceil(b * rate))) for a, b in segs])
+    ranges = [(a, a + (c - a) // k * k) for a, c in ranges if c - a >= k]
+    n_out = sum((c - a) // k for a, c in ranges)
+    if n_out * M > MAX_VALUES:
+        raise ValueError(f"setting {s.name!r}: {n_out} samples x {M} channels exceeds {MAX_VALUES:.0e} values "
+                         "held in memory: shorten it, use fewer muscles, a lower rate or enveloped=True (or "
+                         "testing.chunked_emg_nwb for long raw files)")
     fs_lat = max(100.0, 10.0 * s.bandwidth)
     n_lat = int(np.ceil(span * fs_lat)) + 2
     t_lat = np.arange(n_lat) / fs_lat
@@ -389,25 +398,16 @@ def simulate_emg(setting: EMGSetting) -> SyntheticEMG:
     rms = np.sqrt((act_lat ** 2).mean(0))  # EMG RMS per muscle (unit-SD carrier)
     mean_rms = float(rms.mean())
     floor = 0.0 if s.snr_db is None else rms * 10 ** (-s.snr_db / 20)
-    events = _artefact_events(rng, n_span, rate, s, mean_rms)
     hum_gain = rng.uniform(0.5, 1.5, size=M) * mean_rms
     hum_phase = rng.uniform(0, 2 * np.pi, size=1 + len(s.hum_harmonics))
     dc = rng.uniform(-0.5, 0.5, size=M) * mean_rms
+    events = _artefact_events(rng, n_span, rate, s, mean_rms)  # drawn last: artefacts change nothing else
 
     sos = sps.butter(4, [20.0, min(450.0, 0.45 * rate)], btype="bandpass", fs=rate, output="sos")
     impulse = np.zeros(int(2 * rate))
     impulse[0] = 1.0
     sd = float(np.sqrt(np.sum(sps.sosfilt(sos, impulse) ** 2)))
-    k = max(1, int(round(rate / s.envelope_rate))) if s.enveloped else 1
 
-    ranges = ([(0, n_span)] if segs is None else
-              [(int(np.ceil(a * rate)), int(np.ceil(b * rate))) for a, b in segs])
-    ranges = [(a, a + (c - a) // k * k) for a, c in ranges if c - a >= k]
-    n_out = sum((c - a) // k for a, c in ranges)
-    if n_out * M > MAX_VALUES:
-        raise ValueError(f"setting {s.name!r}: {n_out} samples x {M} channels exceeds {MAX_VALUES:.0e} values "
-                         "held in memory: shorten it, use fewer muscles, a lower rate or enveloped=True (or "
-                         "testing.chunked_emg_nwb for long raw files)")
     raw = np.empty((n_out, M), np.float32)
     truth = np.empty((n_out, M), np.float32)
     times = np.empty(n_out)
@@ -442,22 +442,21 @@ def simulate_emg(setting: EMGSetting) -> SyntheticEMG:
     names = list(DEFAULT_MUSCLES[:M]) + [f"m{i}" for i in range(len(DEFAULT_MUSCLES), M)]
     latent = np.stack([np.interp(times, t_lat, sources[:, j]) for j in range(sources.shape[1])], axis=1)
     kinematics = np.stack([np.interp(times, t_lat, kin_lat[:, j]) for j in range(kin_lat.shape[1])], axis=1)
-    segments = [(float(times[0] - 0.5 * k / rate), float(times[-1] + 0.5 * k / rate))] if segs is None else \
-        [(a / rate, c / rate) for a, c in ranges]
+    segments = [(a / rate, c / rate) for a, c in ranges]
     return SyntheticEMG(raw=raw, activations=truth, times=times, rate=rate / k, names=names, latent=latent,
                         kinematics=kinematics, segments=segments)
 
 
-def write_setting_nwb(path: str | Path, setting: EMGSetting) -> Path:
+def write_setting_nwb(path: str | Path, setting: EMGSetting, synth: SyntheticEMG | None = None) -> Path:
     """Simulate ``setting`` and write it to NWB with :func:`nwb_autolfads.testing.write_emg_nwb`.
 
     The recording is ``acquisition/EMG`` (timestamps when it has trials), the truth
     ``processing/ground_truth/true_activations`` (read it into bins with
     :func:`nwb_autolfads.testing.read_truth`), the joint angles ``processing/behavior/joint_angles``
     (100 Hz, inside the recorded segments) and one trial per segment (a trial every 2 s for a
-    continuous recording). Returns ``path``.
+    continuous recording). ``synth``: ``simulate_emg(setting)`` when already drawn. Returns ``path``.
     """
-    synth = simulate_emg(setting)
+    synth = simulate_emg(setting) if synth is None else synth
     kind = (f"rectified EMG averaged into {1e3 / synth.rate:g} ms bins (an envelope)" if setting.enveloped
             else "Raw EMG")
     return write_emg_nwb(path, synth, use_timestamps=bool(setting.trials), behavior=True, seed=setting.seed,

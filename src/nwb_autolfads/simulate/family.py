@@ -59,17 +59,20 @@ def emg_family(seed: int = FAMILY_SEED, n: int = 24, n_long: int = 2) -> list[EM
     artefacts = _balanced(rng, ("none",) + ARTEFACT_SHAPES, n)
     hum = _balanced(rng, ("none", "50", "60", "off"), n)
     layout = _balanced(rng, ("raw", "raw", "raw", "enveloped", "trials", "raw"), n)
+    rates = _balanced(rng, (1000.0, 2000.0, 4000.0, 5000.0, 10000.0), n)
+    muscles = np.round(np.exp(rng.uniform(np.log(4), np.log(32), size=n))).astype(int)
+    muscles[rng.permutation(n)[:2]] = (4, 32)  # both ends of the range occur
     long_ones = set(rng.choice([i for i in range(n) if layout[i] == "raw"], size=min(n_long, n), replace=False))
     out, names = [], set()
     for i in range(n):
         bandwidth = float(np.exp(rng.uniform(np.log(1.5), np.log(10.0))))
         kw = dict(
             seed=int(rng.integers(0, 2**31 - 1)), dynamics=dynamics[i], noise=noise[i],
-            n_muscles=int(round(np.exp(rng.uniform(np.log(4), np.log(32))))), bandwidth=round(bandwidth, 2),
+            n_muscles=int(muscles[i]), bandwidth=round(bandwidth, 2),
             rhythm_hz=round(float(rng.uniform(0.5, min(3.0, bandwidth / 1.5))), 2),
             burst_rate=round(float(rng.uniform(0.3, 2.0)), 2), drift_hz=round(float(rng.uniform(0.05, 0.3)), 3),
             snr_db=round(float(rng.uniform(5.0, 30.0)), 1),
-            rate=float(rng.choice([1000.0, 2000.0, 4000.0, 5000.0, 10000.0])),
+            rate=rates[i],
             duration=float(round(rng.uniform(5 * 60, 10 * 60), -1) if i in long_ones else round(rng.uniform(30, 120))),
         )
         if artefacts[i] != "none":
