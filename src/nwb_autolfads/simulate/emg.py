@@ -33,8 +33,8 @@ The model
    ... of amplitudes ``hum_harmonics``, all x the mean EMG RMS, per-channel factor 0.5-1.5) and
    a DC offset, all x ``noise_scale`` volts.
 
-4. ``enveloped``: the recording holds instead the rectified EMG (hum and DC removed, as a lab's
-   pipeline would; noise floor and artefacts kept) averaged over bins of
+4. ``enveloped``: the recording holds instead the rectified EMG (hum and DC removed and the
+   artefacts band-passed 20-450 Hz, as a lab's pipeline would; noise floor kept) averaged over bins of
    ``round(rate / envelope_rate)`` raw samples, at the bins' centres; the true activations are
    averaged over the same bins.
 
@@ -319,8 +319,9 @@ def _band_noise(seed: int, key: int, kind: str, a: int, c: int, n_ch: int, rate:
     return sps.sosfilt(sos, white[a0 - first:c - first], axis=0)[a - a0:] / sd
 
 
-def _artefact_events(rng, span_samples: int, rate: float, s: EMGSetting, rms: float):
-    """[(start sample, waveform (L,), channel weights (M,))] of the shared artefacts."""
+def _artefact_events(rng, span_samples: int, rate: float, s: EMGSetting, rms: float, sos=None):
+    """[(start sample, waveform (L,), channel weights (M,))] of the shared artefacts; with
+    ``sos``, each waveform passed through that band-pass (zero-phase, 0.2 s of padding)."""
     events = []
     if s.artefact_rate <= 0:
         return events
@@ -334,6 +335,10 @@ def _artefact_events(rng, span_samples: int, rate: float, s: EMGSetting, rms: fl
             wave = np.exp(-np.arange(int(5 * tau * rate)) / (tau * rate))
         else:
             wave = np.hanning(max(3, int(rng.uniform(0.2, 0.8) * rate)))
+        if sos is not None:
+            pad = int(0.2 * rate)
+            wave = sps.sosfiltfilt(sos, np.r_[np.zeros(pad), wave, np.zeros(pad)])
+            start -= pad
         events.append((start, peak * wave, rng.uniform(0.5, 1.0, size=s.n_muscles)))
     return events
 
@@ -401,9 +406,9 @@ def simulate_emg(setting: EMGSetting) -> SyntheticEMG:
     hum_gain = rng.uniform(0.5, 1.5, size=M) * mean_rms
     hum_phase = rng.uniform(0, 2 * np.pi, size=1 + len(s.hum_harmonics))
     dc = rng.uniform(-0.5, 0.5, size=M) * mean_rms
-    events = _artefact_events(rng, n_span, rate, s, mean_rms)  # drawn last: artefacts change nothing else
-
     sos = sps.butter(4, [20.0, min(450.0, 0.45 * rate)], btype="bandpass", fs=rate, output="sos")
+    # drawn last: artefacts change nothing else; an envelope's lab band-passed them before rectifying
+    events = _artefact_events(rng, n_span, rate, s, mean_rms, sos if s.enveloped else None)
     impulse = np.zeros(int(2 * rate))
     impulse[0] = 1.0
     sd = float(np.sqrt(np.sum(sps.sosfilt(sos, impulse) ** 2)))
@@ -422,7 +427,7 @@ def simulate_emg(setting: EMGSetting) -> SyntheticEMG:
             if s.snr_db is not None:
                 emg += floor * _band_noise(s.seed, 2, "gaussian", a, c, M, rate, sos, sd)
             for start, wave, weights in events:
-                lo, hi = max(a, start), min(c, start + wave.size)
+                lo, hi = max(a, start, 0), min(c, start + wave.size)
                 if lo < hi:
                     emg[lo - a:hi - a] += wave[lo - start:hi - start, None] * weights[None, :]
             n = (c - a) // k
