@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["channel_correlation", "r2_score", "lagged", "ridge_decode_r2", "fold_edges", "ridge_fit", "ridge_path",
-           "RIDGE_ALPHAS"]
+           "RIDGE_ALPHAS", "interval_coverage"]
 
 RIDGE_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 """Ridge penalties tried (relative to the number of samples, on standardised features)."""
@@ -33,6 +33,35 @@ def r2_score(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:
     sst = ((truth[ok] - truth[ok].mean(0)) ** 2).sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return 1.0 - sse / sst
+
+
+def interval_coverage(lower: np.ndarray, upper: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per column, the fraction of the finite true values inside their bin's interval
+    ``[lower, upper]`` (bounds included): the calibration of a credible interval, e.g. about 0.9
+    for a well-calibrated 90% interval.
+
+    Parameters
+    ----------
+    lower, upper : (n, C) bounds of the interval per row (bin) and column (channel).
+    truth : (n, C) true values, on the same rows and in the same units (NaN: not known, left out).
+
+    Returns
+    -------
+    (C,) fraction in [0, 1]; NaN for a column without a finite true value inside finite bounds.
+
+    Raises
+    ------
+    ValueError
+        The three arrays do not have the same shape.
+    """
+    lower, upper, truth = (np.asarray(a, dtype=float) for a in (lower, upper, truth))
+    if not lower.shape == upper.shape == truth.shape:
+        raise ValueError(f"shapes differ: lower {lower.shape}, upper {upper.shape}, truth {truth.shape}")
+    known = np.isfinite(truth) & np.isfinite(lower) & np.isfinite(upper)
+    inside = known & (truth >= lower) & (truth <= upper)
+    n = known.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, inside.sum(axis=0) / np.maximum(n, 1), np.nan)
 
 
 def lagged(features: np.ndarray, lags: int) -> np.ndarray:
