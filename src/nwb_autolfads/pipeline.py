@@ -89,11 +89,13 @@ class RunResult:
     """Probability of the central credible interval below (``inference.interval``); None when
     there is none (``inference.mode: mean``, or ``inference.interval: null``)."""
     activations_lower: np.ndarray | None = None
-    """(n_bins, C) lower bound of that interval of ``activations``, in the source's units (None without one)."""
+    """(n_bins, C) lower bound of that interval of ``activations``, in the source's units (None
+    without an interval; C = 0 when EMG is not modelled, as for ``activations``)."""
     activations_upper: np.ndarray | None = None
     """(n_bins, C) its upper bound."""
     rates_lower: np.ndarray | None = None
-    """(n_bins, U) lower bound of that interval of ``rates``, in Hz (None without one)."""
+    """(n_bins, U) lower bound of that interval of ``rates``, in Hz (None without an interval; U = 0
+    when spikes are not modelled)."""
     rates_upper: np.ndarray | None = None
     """(n_bins, U) its upper bound."""
 
