@@ -1,6 +1,6 @@
 """What the credible interval (``inference.interval``) costs: inference time and file size.
 
-    python benchmarks/interval_cost.py [--preset quick] [--duration 60] [--muscles 12] [--repeats 3]
+    python benchmarks/interval_cost.py [--preset quick] [--duration 60] [--muscles 12] [--repeats 3] [--threads 1]
 
 Trains one model on synthetic raw EMG (``mock_emg_nwb``, 2 kHz), then times the inference stage
 (posterior samples, merged windows) with ``inference.interval: null`` and with the preset's
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 import nwb_autolfads
 from nwb_autolfads import pipeline, writing
@@ -31,6 +32,8 @@ def main() -> None:
     ap.add_argument("--muscles", type=int, default=12)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of the timed inference (1: steadier on a "
+                    "shared machine)")
     args = ap.parse_args()
 
     times: dict[str, list[float]] = {"off": [], "on": []}
@@ -40,13 +43,18 @@ def main() -> None:
 
     def timed_infer(model, windows, index, cfg, *a, **kw):
         off = dataclasses.replace(cfg, interval=None)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(args.threads)
         out = real_infer(model, windows, index, off, *a, **kw)  # warm-up, not counted
-        for _ in range(args.repeats):
-            for key, c in (("off", off), ("on", cfg)):
+        for r in range(args.repeats):
+            for key, c in (("off", off), ("on", cfg))[::1 if r % 2 else -1]:  # alternating order too
                 t, p = time.perf_counter(), time.process_time()
                 out = real_infer(model, windows, index, c, *a, **kw)
                 times[key].append(time.perf_counter() - t)
                 cpu[key].append(time.process_time() - p)
+                print(f"  {key}: wall {times[key][-1]:.2f} s, CPU {cpu[key][-1]:.2f} s (torch threads "
+                      f"{torch.get_num_threads()})", flush=True)
+        torch.set_num_threads(threads)
         return out  # the last one: with the interval
 
     def keep_record(path, out, record, **kw):

@@ -29,15 +29,17 @@ def _json(name: str, doc: str, quantity="?") -> NWBDatasetSpec:
 def _bounds(dims: list[str], what: str) -> list[NWBDatasetSpec]:
     """The optional ``lower`` / ``upper`` bounds of a credible interval of ``data`` (since 0.3.0)."""
     return [NWBDatasetSpec(name=name, doc=f"{side} bound of the central credible interval (probability: the "
-                           f"interval attribute) of {what} per bin, in the data's units: the {q} quantile over the "
+                           f"credible_interval attribute) of {what} per bin, in the data's units: the {q} quantile over the "
                            "posterior samples, merged across overlapping windows with the means' weights (an "
                            "approximation there). Absent when inference used no samples.", dtype="float32",
                            shape=[[None, None]], dims=[dims], quantity="?")
-            for name, side, q in (("lower", "Lower", "(1 - interval) / 2"), ("upper", "Upper", "(1 + interval) / 2"))]
+            for name, side, q in (("lower", "Lower", "(1 - credible_interval) / 2"),
+                                  ("upper", "Upper", "(1 + credible_interval) / 2"))]
 
 
 def _interval() -> NWBAttributeSpec:
-    return NWBAttributeSpec(name="interval", dtype="float64", required=False,
+    # not "interval": TimeSeries.timestamps has an attribute of that name, which the object mapper would take
+    return NWBAttributeSpec(name="credible_interval", dtype="float64", required=False,
                             doc="Probability of the credible interval that lower and upper bound (e.g. 0.9). "
                                 "Absent with them.")
 

@@ -149,6 +149,10 @@ class RunResult:
                 written.append(f"firing_rates ({self.rates.shape[0]} x {self.rates.shape[1]}, Hz{band})")
             lines.append(f"              processing/autolfads/{self.run_name}: {', '.join(written)}, factors, "
                          "inferred_inputs, initial_conditions, provenance")
+            if self.interval is None and self.config.inference.interval is not None and not \
+                    self.config.inference.with_interval:
+                lines.append("              no credible interval: inference used the posterior mean, not samples "
+                             "(inference.mode: sample for one)")
             lines.append(f"  read with   nwb_autolfads.load_results({str(self.output)!r})  or  "
                          f"nwb-autolfads runs {self.output}")
             baselines = " and ".join(

@@ -162,7 +162,7 @@ def _times(ts) -> np.ndarray:
 def _bounds(name: str, series, dims: tuple[str, str], units: str) -> dict:
     """``<name>_lower`` / ``<name>_upper``: the credible interval's bounds a ``MuscleActivations`` or
     ``FiringRates`` holds (spec 0.3.0; none in older files or runs without posterior samples)."""
-    lower, upper, interval = (getattr(series, k, None) for k in ("lower", "upper", "interval"))
+    lower, upper, interval = (getattr(series, k, None) for k in ("lower", "upper", "credible_interval"))
     if lower is None or upper is None or interval is None:
         return {}
     level = float(interval)

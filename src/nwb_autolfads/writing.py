@@ -283,13 +283,13 @@ def unique_run_name(module: ProcessingModule | None, wanted: str) -> str:
 
 
 def _bounds(record: RunRecord, lower: np.ndarray | None, upper: np.ndarray | None, shape: tuple) -> dict[str, Any]:
-    """The ``lower`` / ``upper`` / ``interval`` fields of an estimate (empty without an interval)."""
+    """The ``lower`` / ``upper`` / ``credible_interval`` fields of an estimate (empty without an interval)."""
     if record.interval is None or lower is None or upper is None:
         return {}
     if lower.shape != shape or upper.shape != shape:
         raise OutputError(f"the credible interval's bounds have shapes {lower.shape} / {upper.shape}, the estimate "
                           f"{shape}: nothing was written (a fault of nwb-autolfads: please report it)")
-    return {"lower": compact_float(lower), "upper": compact_float(upper), "interval": float(record.interval)}
+    return {"lower": compact_float(lower), "upper": compact_float(upper), "credible_interval": float(record.interval)}
 
 
 def build_run(nwbfile, record: RunRecord, source_in_file: bool = True) -> AutoLFADSRun:

@@ -79,7 +79,7 @@ class TestMuscleActivationsWithIntervalIO(NWBH5IOFlexMixin, TestCase):
         data = np.random.default_rng(1).random((50, 3)).astype(np.float32)
         module = self.nwbfile.create_processing_module("autolfads", "results")
         module.add(MuscleActivations(name="emg_activations", data=data, unit="volts", channel_names=["TA", "MG", "Sol"],
-                                     lower=0.5 * data, upper=1.5 * data, interval=0.9, rate=100.0, starting_time=0.005,
+                                     lower=0.5 * data, upper=1.5 * data, credible_interval=0.9, rate=100.0, starting_time=0.005,
                                      description="activations"))
 
     def getContainer(self, nwbfile):
@@ -94,7 +94,7 @@ class TestFiringRatesWithIntervalIO(NWBH5IOFlexMixin, TestCase):
         module = self.nwbfile.create_processing_module("autolfads", "results")
         module.add(FiringRates(name="firing_rates", data=np.ones((20, 2), np.float32), unit="Hz",
                                unit_ids=np.array([7, 2]), lower=np.zeros((20, 2), np.float32),
-                               upper=np.full((20, 2), 3.0, np.float32), interval=0.5, rate=100.0, starting_time=0.0,
+                               upper=np.full((20, 2), 3.0, np.float32), credible_interval=0.5, rate=100.0, starting_time=0.0,
                                description="rates"))
 
     def getContainer(self, nwbfile):
@@ -166,5 +166,5 @@ class TestAutoLFADSRunIO(NWBH5IOFlexMixin, TestCase):
         assert list(run.training_curves["step"].data[:]) == [10, 20, 30, 40, 50]
         assert run.initial_conditions.timestamps.shape == (2,)
         assert run.git_revision == "abc123" and run.random_seed == 0
-        assert run.emg_activations.interval == 0.9 == run.firing_rates.interval
+        assert run.emg_activations.credible_interval == 0.9 == run.firing_rates.credible_interval
         assert run.emg_activations.lower.shape == (40, 6) and run.firing_rates.upper.shape == (40, 3)
