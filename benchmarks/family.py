@@ -63,7 +63,7 @@ def score(setting, preset: str, overrides: dict, workdir: str) -> dict:
     import nwb_autolfads
     from nwb_autolfads.baselines import best_bayesian, best_lowpass
     from nwb_autolfads.evaluation import bin_mean
-    from nwb_autolfads.metrics import channel_correlation, interval_coverage, ridge_decode_r2
+    from nwb_autolfads.metrics import channel_correlation, coverage_of_truth, ridge_decode_r2
     from nwb_autolfads.simulate import simulate_emg, write_setting_nwb
     from nwb_autolfads.testing import read_truth
 
@@ -89,7 +89,7 @@ def score(setting, preset: str, overrides: dict, workdir: str) -> dict:
         decode[name] = _mean(ridge_decode_r2(est[rows], kin[rows], lags=10))
     lower, upper = getattr(res, "activations_lower", None), getattr(res, "activations_upper", None)
     calibration = (None if lower is None or upper is None
-                   else interval_coverage(np.asarray(lower, float), np.asarray(upper, float), truth, rect))
+                   else coverage_of_truth(np.asarray(lower, float), np.asarray(upper, float), truth, rect))
     r2 = {"model": _mean(channel_correlation(model, truth) ** 2),
           "rectified": _mean(channel_correlation(rect, truth) ** 2),
           "lowpass": _mean(r2_low), "bayes": _mean(r2_bayes)}

@@ -1,6 +1,6 @@
 """Build the three kinds of report and photograph them in a headless browser.
 
-    python benchmarks/report_screenshot.py [--out DIR] [--preset smoke] [--duration 20]
+    python benchmarks/report_screenshot.py [--out DIR] [--preset smoke] [--duration 20] [--sample]
 
 Writes three synthetic files and runs, evaluates and reports each:
 
@@ -15,6 +15,8 @@ Debian ``apt-get install chromium``), is ``DIR/<kind>.png``. Look at the screens
 every figure (``DIR/<kind>/report/*.png``) before changing the report. Prints the paths, and
 the figures' names per report. ``--preset smoke`` (default) takes about a minute on 2 cores
 and shows the PBT figure (a population of 2); ``--preset quick`` trains one model per run.
+``--sample``: infer with 20 posterior samples (the smoke preset takes the posterior mean), so
+the reports draw the credible interval's band.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ def main(argv=None) -> None:
     p.add_argument("--preset", default="smoke")
     p.add_argument("--duration", type=float, default=20.0, help="seconds of synthetic data per file")
     p.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
+    p.add_argument("--sample", action="store_true", help="posterior samples (and the credible interval's band)")
     args = p.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="nwb-autolfads-report-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -66,6 +69,8 @@ def main(argv=None) -> None:
         folder = out / kind
         folder.mkdir(exist_ok=True)
         src = mock_emg_nwb(folder / "src.nwb", duration=args.duration, rate=1000.0, seed=0, **file_kw)
+        if args.sample:
+            overrides = {**overrides, "inference.mode": "sample", "inference.n_samples": 20}
         res = nwb_autolfads.run(src, folder / "result.nwb", preset=args.preset, overrides=overrides,
                                 progress=False, overwrite=True)
         ev = nwb_autolfads.evaluate(res.output)

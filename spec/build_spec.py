@@ -15,7 +15,7 @@ from pynwb.spec import (NWBAttributeSpec, NWBDatasetSpec, NWBGroupSpec, NWBLinkS
                         export_spec)
 
 NAME = "ndx-autolfads"
-VERSION = "0.2.0"
+VERSION = "0.3.0"
 
 
 def _text(name: str, doc: str, required: bool = True) -> NWBAttributeSpec:
@@ -24,6 +24,24 @@ def _text(name: str, doc: str, required: bool = True) -> NWBAttributeSpec:
 
 def _json(name: str, doc: str, quantity="?") -> NWBDatasetSpec:
     return NWBDatasetSpec(name=name, doc=f"{doc} (JSON text)", dtype="text", quantity=quantity)
+
+
+def _bounds(dims: list[str], what: str) -> list[NWBDatasetSpec]:
+    """The optional ``lower`` / ``upper`` bounds of a credible interval of ``data`` (since 0.3.0)."""
+    return [NWBDatasetSpec(name=name, doc=f"{side} bound of the central credible interval (probability: the "
+                           f"credible_interval attribute) of {what} per bin, in the data's units: the {q} quantile over the "
+                           "posterior samples, merged across overlapping windows with the means' weights (an "
+                           "approximation there). Absent when inference used no samples.", dtype="float32",
+                           shape=[[None, None]], dims=[dims], quantity="?")
+            for name, side, q in (("lower", "Lower", "(1 - credible_interval) / 2"),
+                                  ("upper", "Upper", "(1 + credible_interval) / 2"))]
+
+
+def _interval() -> NWBAttributeSpec:
+    # not "interval": TimeSeries.timestamps has an attribute of that name, which the object mapper would take
+    return NWBAttributeSpec(name="credible_interval", dtype="float64", required=False,
+                            doc="Probability of the credible interval that lower and upper bound (e.g. 0.9). "
+                                "Absent with them.")
 
 
 def build_types() -> list[NWBGroupSpec]:
@@ -40,7 +58,9 @@ def build_types() -> list[NWBGroupSpec]:
             NWBDatasetSpec(name="scales", doc="Per-channel scale applied before modelling (the data were divided by "
                            "it, and the estimate multiplied back), in the source's units.",
                            dtype="float64", shape=[None], dims=["num_channels"], quantity="?"),
+            *_bounds(["num_times", "num_channels"], "the activation"),
         ],
+        attributes=[_interval()],
     )
     firing_rates = NWBGroupSpec(
         neurodata_type_def="FiringRates",
@@ -56,7 +76,9 @@ def build_types() -> list[NWBGroupSpec]:
             NWBDatasetSpec(name="unit_ids", doc="Ids of the modelled units (the id column of the source's Units "
                            "table), in the order of the data's columns.", dtype="int64", shape=[None],
                            dims=["num_units"], quantity="?"),
+            *_bounds(["num_times", "num_units"], "the firing rate"),
         ],
+        attributes=[_interval()],
     )
     run = NWBGroupSpec(
         neurodata_type_def="AutoLFADSRun",

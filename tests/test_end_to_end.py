@@ -392,3 +392,41 @@ def test_spikes_on_another_clock_than_the_emg_are_refused(tmp_path):
     proc = _cli("run", path, "--model", "emg+spikes", "--preset", "smoke", "-q", "-o", tmp_path / "x.nwb")
     assert proc.returncode == 2 and "outside the EMG's time (acquisition/EMG)" in proc.stderr
     assert "unit id 0 (row 0)" in proc.stderr and not (tmp_path / "x.nwb").exists()
+
+
+def test_cli_sample_mode_writes_the_credible_interval_of_rates_and_activations(emg_spikes_file, tmp_path):
+    out = tmp_path / "out.nwb"
+    proc = _cli("run", emg_spikes_file, "--model", "emg+spikes", "--preset", "smoke", "--set", "inference.mode=sample",
+                "--set", "inference.n_samples=10", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "90% credible interval" in proc.stdout
+    ds = nwb_autolfads.load_results(out)
+    for name in ("emg_activations", "firing_rates"):
+        lower, mean, upper = (ds[f"{name}{s}"].values for s in ("_lower", "", "_upper"))
+        assert lower.shape == mean.shape == upper.shape and np.all(np.isfinite(lower) & np.isfinite(upper))
+        assert np.all(lower <= upper) and np.mean((lower <= mean) & (mean <= upper)) > 0.9
+        assert ds[f"{name}_upper"].attrs["interval"] == 0.9
+        assert ds[f"{name}_lower"].attrs["units"] == ds[name].attrs["units"]
+        assert "credible interval" in ds[name].attrs["description"]
+    assert np.all(ds.firing_rates_lower.values >= 0)
+    assert pynwb.validate(path=str(out)) == []
+
+
+def test_the_interval_written_is_the_one_in_memory_and_posterior_means_write_none(emg_copy, tmp_path):
+    res = nwb_autolfads.run(emg_copy, tmp_path / "s.nwb", preset="smoke", progress=False,
+                            overrides={"inference.mode": "sample", "inference.n_samples": 8, "inference.interval": 0.5})
+    assert res.interval == 0.5 and res.rates_lower.shape == res.rates.shape == (res.times.size, 0)  # no units
+    assert res.activations_lower.shape == res.activations.shape == res.activations_upper.shape
+    ds = nwb_autolfads.load_results(res.output)
+    np.testing.assert_array_equal(ds.emg_activations_lower.values, res.activations_lower)
+    np.testing.assert_array_equal(ds.emg_activations_upper.values, res.activations_upper)
+    assert ds.emg_activations_lower.attrs["interval"] == 0.5 and "firing_rates_lower" not in ds
+    # in source units like the means: the same order of magnitude, and ordered
+    assert np.all(res.activations_lower <= res.activations_upper)
+    ratio = np.median(res.activations_upper / res.activations)
+    assert 1.0 <= ratio < 3.0
+    mean_mode = nwb_autolfads.run(emg_copy, tmp_path / "m.nwb", preset="smoke", progress=False)  # mode: mean
+    assert mean_mode.interval is None and mean_mode.activations_lower is None and mean_mode.activations_upper is None
+    assert "no credible interval: inference used the posterior mean" in mean_mode.summary()
+    assert "credible interval" in res.summary() and "no credible interval" not in res.summary()
+    assert not [v for v in nwb_autolfads.load_results(mean_mode.output).data_vars if v.endswith(("_lower", "_upper"))]

@@ -167,6 +167,16 @@ def test_files_of_every_released_spec_version_still_read(fixture, tmp_path):
     assert ds.emg_activations.dims == ("time", "channel") and ds.sizes["channel"] == 2
     assert ds.firing_rates.dims == ("time", "unit") and ds.sizes["unit"] == 3
     assert np.all(np.isfinite(ds.emg_activations.values))
+    # the credible interval's bounds: written since spec 0.3.0 (the fixture sampled the posterior), absent before
+    version = tuple(int(v) for v in fixture.stem.rsplit("-", 1)[1].split("."))
+    bands = [v for v in ds.data_vars if v.endswith(("_lower", "_upper"))]
+    if version >= (0, 3, 0):
+        assert sorted(bands) == ["emg_activations_lower", "emg_activations_upper", "firing_rates_lower",
+                                 "firing_rates_upper"]
+        assert ds.emg_activations_lower.attrs["interval"] == 0.9
+        assert np.all(ds.emg_activations_lower.values <= ds.emg_activations_upper.values)
+    else:
+        assert bands == []
     assert pynwb.validate(path=str(copy)) == []
 
 

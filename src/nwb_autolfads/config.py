@@ -500,12 +500,25 @@ class InferenceConfig:
     faster there)."""
     gpu_batch_size: int = 4096
     """The same on a GPU, where a pass is launch-bound and larger batches are faster."""
+    interval: float | None = 0.9
+    """Probability of the central credible interval written with the estimates in ``mode: sample``
+    (``lower`` / ``upper`` per bin and channel: the (1 - interval) / 2 and (1 + interval) / 2
+    quantiles of the posterior samples); ``null``: none. ``mode: mean`` (and ``n_samples: 1``) has no
+    samples to take quantiles of and writes none."""
 
     def __post_init__(self) -> None:
         _check(self.mode in ("mean", "sample"), "inference.mode", self.mode, "use 'mean' or 'sample'")
         _check(self.n_samples >= 1, "inference.n_samples", self.n_samples, "use an integer >= 1")
         _check(self.batch_size >= 1, "inference.batch_size", self.batch_size, "use an integer >= 1")
         _check(self.gpu_batch_size >= 1, "inference.gpu_batch_size", self.gpu_batch_size, "use an integer >= 1")
+        _check(self.interval is None or 0.0 < self.interval < 1.0, "inference.interval", self.interval,
+               "use a probability between 0 and 1 (0.9: the central 90% credible interval), or null for none")
+
+    @property
+    def with_interval(self) -> bool:
+        """Whether inference gives a credible interval: posterior samples (``mode: sample``, at
+        least 2) and an ``interval``."""
+        return self.mode == "sample" and self.n_samples >= 2 and self.interval is not None
 
 
 @dataclass(frozen=True)

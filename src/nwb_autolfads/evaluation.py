@@ -563,6 +563,11 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
         traces["force"] = src["force"]
     if "emg_activations" in ds:
         traces["unit"] = str(ds.emg_activations.attrs.get("units", ""))
+    for kind, name in (("emg", "emg_activations"), ("spikes", "firing_rates")):
+        if f"{name}_lower" in ds and (kind, MODEL) in traces:  # the model's credible interval, drawn as a band
+            traces[(kind, "band")] = (float(ds[f"{name}_lower"].attrs["interval"]),
+                                      np.asarray(ds[f"{name}_lower"].values, dtype=float),
+                                      np.asarray(ds[f"{name}_upper"].values, dtype=float))
     if "firing_rates" in ds:
         traces["unit_names"] = [f"unit {u}" for u in ds.unit.values]
         if "spikes" in src:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["channel_correlation", "r2_score", "lagged", "ridge_decode_r2", "fold_edges", "ridge_fit", "ridge_path",
-           "RIDGE_ALPHAS", "interval_coverage"]
+           "RIDGE_ALPHAS", "interval_coverage", "truth_in_units_of", "coverage_of_truth"]
 
 RIDGE_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 """Ridge penalties tried (relative to the number of samples, on standardised features)."""
@@ -33,6 +33,35 @@ def r2_score(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:
     sst = ((truth[ok] - truth[ok].mean(0)) ** 2).sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return 1.0 - sse / sst
+
+
+def interval_coverage(lower: np.ndarray, upper: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per column, the fraction of the finite true values inside their bin's interval
+    ``[lower, upper]`` (bounds included): the calibration of a credible interval, e.g. about 0.9
+    for a well-calibrated 90% interval.
+
+    Parameters
+    ----------
+    lower, upper : (n, C) bounds of the interval per row (bin) and column (channel).
+    truth : (n, C) true values, on the same rows and in the same units (NaN: not known, left out).
+
+    Returns
+    -------
+    (C,) fraction in [0, 1]; NaN for a column without a finite true value inside finite bounds.
+
+    Raises
+    ------
+    ValueError
+        The three arrays do not have the same shape.
+    """
+    lower, upper, truth = (np.asarray(a, dtype=float) for a in (lower, upper, truth))
+    if not lower.shape == upper.shape == truth.shape:
+        raise ValueError(f"shapes differ: lower {lower.shape}, upper {upper.shape}, truth {truth.shape}")
+    known = np.isfinite(truth) & np.isfinite(lower) & np.isfinite(upper)
+    inside = known & (truth >= lower) & (truth <= upper)
+    n = known.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, inside.sum(axis=0) / np.maximum(n, 1), np.nan)
 
 
 def lagged(features: np.ndarray, lags: int) -> np.ndarray:
@@ -105,20 +134,28 @@ def ridge_decode_r2(features: np.ndarray, targets: np.ndarray, lags: int = 10, f
     return (pooled, np.array(fold_r2)) if per_fold else pooled
 
 
-def interval_coverage(lower: np.ndarray, upper: np.ndarray, truth: np.ndarray, reference: np.ndarray) -> float:
-    """Fraction of true values inside per-bin bands [lower, upper] (n, C), the truth first put in
-    the estimate's units by the per-channel least-squares scale c of ``reference ~ c x truth``
-    (``reference``: the binned rectified EMG, so c does not depend on the model). Rows with a
-    non-finite value anywhere are skipped; NaN when none is left."""
-    arrays = [np.asarray(a, dtype=float) for a in (lower, upper, truth, reference)]
-    shapes = {a.shape for a in arrays}
-    if len(shapes) != 1:
-        raise ValueError(f"lower, upper, truth and reference must have one shape, got {sorted(shapes)}")
-    lower, upper, truth, reference = arrays
-    ok = np.all([np.isfinite(a).all(axis=1) for a in arrays], axis=0)
-    if not ok.any():
-        return float("nan")
-    t, ref = truth[ok], reference[ok]
-    c = (ref * t).sum(0) / np.maximum((t * t).sum(0), 1e-300)
-    scaled = c * t
-    return float(np.mean((scaled >= lower[ok]) & (scaled <= upper[ok])))
+def truth_in_units_of(reference: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """The truth (n, C) mapped per channel into the units of ``reference`` (n, C) by the
+    least-squares affine map ``reference ~ c x truth + d``. With ``reference`` the binned
+    rectified EMG, the map does not depend on any model: synthetic activations have no unit,
+    and E[rectified EMG] = c x activation + d (d: the rectified additive noise floor). Rows with a
+    non-finite value are ignored in the fit; NaN truth stays NaN."""
+    reference, truth = np.asarray(reference, float), np.asarray(truth, float)
+    if reference.shape != truth.shape:
+        raise ValueError(f"reference {reference.shape} and truth {truth.shape} must have one shape")
+    out = np.full_like(truth, np.nan)
+    for c in range(truth.shape[1]):
+        ok = np.isfinite(reference[:, c]) & np.isfinite(truth[:, c])
+        if ok.sum() < 2 or np.ptp(truth[ok, c]) == 0:
+            continue
+        slope, offset = np.polyfit(truth[ok, c], reference[ok, c], 1)
+        out[:, c] = slope * truth[:, c] + offset
+    return out
+
+
+def coverage_of_truth(lower: np.ndarray, upper: np.ndarray, truth: np.ndarray, reference: np.ndarray) -> float:
+    """Fraction of the true values inside per-bin bands [lower, upper] (n, C), averaged over
+    channels, the truth first put in the bands' units by :func:`truth_in_units_of` (``reference``:
+    the binned rectified EMG in those units). NaN when no bin can be scored."""
+    per_channel = interval_coverage(lower, upper, truth_in_units_of(reference, truth))
+    return float(np.nanmean(per_channel)) if np.isfinite(per_channel).any() else float("nan")

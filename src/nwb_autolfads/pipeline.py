@@ -27,7 +27,7 @@ from . import __version__
 from .config import DEFAULT_BIN_SIZE, RunConfig, build_config, configured_hyperparameters
 from .devices import resolve_device, seed_everything
 from .errors import ConfigError, SignalError, SignalNotFoundError, TrainingError
-from .inference import infer_merged
+from .inference import infer_merged, interval_quantiles
 from .model import LFADS
 from .observations import Composite, ObservationModel, Poisson, get_observation
 from .preprocessing import preprocess_emg
@@ -85,6 +85,19 @@ class RunResult:
     stages: dict[str, dict] = field(default_factory=dict)
     """Wall time and memory of each stage, in order (see :class:`StageClock`): ``read``,
     ``preprocess``, ``train``, ``infer``, ``write`` (absent without a file written)."""
+    interval: float | None = None
+    """Probability of the central credible interval below (``inference.interval``); None when
+    there is none (``inference.mode: mean``, or ``inference.interval: null``)."""
+    activations_lower: np.ndarray | None = None
+    """(n_bins, C) lower bound of that interval of ``activations``, in the source's units (None
+    without an interval; C = 0 when EMG is not modelled, as for ``activations``)."""
+    activations_upper: np.ndarray | None = None
+    """(n_bins, C) its upper bound."""
+    rates_lower: np.ndarray | None = None
+    """(n_bins, U) lower bound of that interval of ``rates``, in Hz (None without an interval; U = 0
+    when spikes are not modelled)."""
+    rates_upper: np.ndarray | None = None
+    """(n_bins, U) its upper bound."""
 
     def summary(self, report: str | Path | None = None) -> str:
         """A readable account of the run. ``report``: the folder a report is written to next
@@ -128,13 +141,18 @@ class RunResult:
                                                           "--output-content full copies them too)"
                                                           if self.config.output.content == "results" else ""))
             written = []
+            band = f" with {self.interval:.0%} credible interval" if self.interval is not None else ""
             if self.channel_names:
                 written.append(f"emg_activations ({self.activations.shape[0]} x {self.activations.shape[1]}, "
-                               f"{self.unit})")
+                               f"{self.unit}{band})")
             if self.unit_ids:
-                written.append(f"firing_rates ({self.rates.shape[0]} x {self.rates.shape[1]}, Hz)")
+                written.append(f"firing_rates ({self.rates.shape[0]} x {self.rates.shape[1]}, Hz{band})")
             lines.append(f"              processing/autolfads/{self.run_name}: {', '.join(written)}, factors, "
                          "inferred_inputs, initial_conditions, provenance")
+            if self.interval is None and self.config.inference.interval is not None and not \
+                    self.config.inference.with_interval:
+                lines.append("              no credible interval: inference used the posterior mean, not samples "
+                             "(inference.mode: sample for one)")
             lines.append(f"  read with   nwb_autolfads.load_results({str(self.output)!r})  or  "
                          f"nwb-autolfads runs {self.output}")
             baselines = " and ".join(
@@ -378,6 +396,16 @@ def _steps_trained(t: TrainResult) -> int:
     return int(t.history[-1]["step"]) if t.history else 0
 
 
+def _interval_note(interval: float | None) -> str:
+    """What the ``lower`` / ``upper`` bounds written with an estimate are (empty without them)."""
+    if interval is None:
+        return ""
+    lo, hi = interval_quantiles(interval)
+    return (f"; lower / upper: its central {interval:.0%} credible interval per bin (the {lo:g} and {hi:g} "
+            "quantiles over the posterior samples; where windows overlap, merged with the means' weights: an "
+            "approximation)")
+
+
 def _ic_times(fit: "FitResult", bin_times: list[np.ndarray], lead: int) -> np.ndarray:
     """Time of each window's first modelled bin."""
     idx = fit.index
@@ -415,6 +443,11 @@ class FitResult:
     model: LFADS
     plan: dict = field(default_factory=dict)
     """The budget and the time expected before training (:func:`training_plan`), for the provenance."""
+    lower: list[np.ndarray] | None = None
+    """Per segment (n_bins, C): lower bound of the credible interval of ``mean`` (``inference.interval``;
+    None without posterior samples)."""
+    upper: list[np.ndarray] | None = None
+    """Per segment (n_bins, C): its upper bound."""
 
 
 WORKER_START_SECONDS = 6.0
@@ -605,7 +638,7 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
     fit = FitResult(mean=merged.mean, factors=merged.factors, inputs=merged.inputs, ic_mean=merged.ic_mean,
                      training=result, coverage=merged.coverage, index=index, n_train=int(train_idx.size),
                      n_valid=int(valid_idx.size), device=str(device), model=model,
-                     plan={k: v for k, v in plan.items() if k != "text"})
+                     plan={k: v for k, v in plan.items() if k != "text"}, lower=merged.lower, upper=merged.upper)
     if clock is not None:
         clock.mark("infer")
     return fit
@@ -817,13 +850,27 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
     if not covered.all():
         log.warning("%d bins (%.1f s) that no window covers are left out of the results", int((~covered).sum()),
                     (~covered).sum() * bin_size)
-    rates = mean[:, :n_units] / bin_size  # spikes per bin -> Hz
-    activations = mean[:, n_units:] * (pre.scales[None, :] if pre is not None else 1.0)  # back to source units
+    scale = pre.scales[None, :] if pre is not None else 1.0
+
+    def source_units(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Model units -> (rates in Hz, activations in the source's units), covered bins only."""
+        return (m[:, :n_units] / bin_size)[covered], (m[:, n_units:] * scale)[covered]  # spikes per bin -> Hz
+
+    rates, activations = source_units(mean)
+    bands = {}
+    if fit.lower is not None:  # the credible interval's bounds, converted exactly like the means
+        lower, upper = np.concatenate(fit.lower), np.concatenate(fit.upper)
+        if np.any(covered & ~(np.isfinite(lower).all(axis=1) & np.isfinite(upper).all(axis=1))):
+            raise TrainingError("the trained model's posterior samples gave NaN/inf interval bounds: nothing was "
+                                "written; lower train.lr (or pbt.lr.high), or set inference.interval: null")
+        (rl, al), (ru, au) = source_units(lower), source_units(upper)
+        bands = {"interval": cfg.inference.interval, "activations_lower": compact_float(al),
+                 "activations_upper": compact_float(au), "rates_lower": compact_float(rl),
+                 "rates_upper": compact_float(ru)}
     factors = np.concatenate(fit.factors)
     inputs = np.concatenate(fit.inputs)
     rectified = np.concatenate(rectified_segments)
-    times, rates, activations, factors, inputs, rectified = (a[covered] for a in (times, rates, activations, factors,
-                                                                               inputs, rectified))
+    times, factors, inputs, rectified = (a[covered] for a in (times, factors, inputs, rectified))
     train = fit.training
     channel_names = list(pre.channel_names) if pre is not None else []
 
@@ -836,7 +883,7 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
                        training=train, n_windows=fit.index.n_windows, n_train=fit.n_train, n_valid=fit.n_valid,
                        seconds=0.0, device=fit.device, plan=fit.plan, other_candidates=others,
                        chosen_by="--emg" if cfg.data.emg else "found automatically", doubt=doubt,
-                       score_targets=list(targets))
+                       score_targets=list(targets), **bands)
     if write:
         paths, ids = [], []
         if sig is not None:
@@ -858,11 +905,17 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
             activations_description=(
                 f"AutoLFADS (LFADS, {observation_name(cfg)} observation model) estimate of muscle activation: "
                 f"the posterior {cfg.inference.mode} of E[rectified EMG] per bin, in the source's units; source "
-                f"{sig.source_path}") if sig is not None else "",
+                f"{sig.source_path}" + _interval_note(result.interval)) if sig is not None else "",
             rates=result.rates if units is not None else None, unit_ids=result.unit_ids,
             rates_description=(f"AutoLFADS (LFADS, Poisson observation model) estimate of firing rates "
                                f"(posterior {cfg.inference.mode}), in Hz" + (f"; units where {units.query}"
-                                                                          if units is not None and units.query else "")),
+                                                                          if units is not None and units.query else "")
+                               + _interval_note(result.interval)),
+            interval=result.interval,
+            activations_lower=result.activations_lower if sig is not None else None,
+            activations_upper=result.activations_upper if sig is not None else None,
+            rates_lower=result.rates_lower if units is not None else None,
+            rates_upper=result.rates_upper if units is not None else None,
             ic_mean=fit.ic_mean, ic_times=_ic_times(fit, bin_times, cfg.model.lead_in_bins),
             source_paths=paths, source_object_ids=ids, emg_object_id=sig.object_id if sig is not None else None,
             source_location=source.spec if source.remote else str(Path(path).resolve()), source_url=source.url or "",

@@ -242,6 +242,15 @@ def _legend_on_top(ax, ncol: int = 3) -> None:
                 h.set_linewidth(max(1.5, float(h.get_linewidth())))
 
 
+def _band(ax, band: tuple | None, times: np.ndarray, window: np.ndarray, c: int) -> None:
+    """Shade the model's credible interval ``band`` = (probability, lower, upper) of column ``c``."""
+    if band is None:
+        return
+    level, lower, upper = band
+    ax.fill_between(times[window], lower[window, c], upper[window, c], color=COLORS[MODEL], alpha=0.22, lw=0,
+                    label=f"{MODEL}: {level:.0%} credible interval")
+
+
 def traces_figure(ev: Evaluation, seconds: float = 10.0):
     """Example traces per muscle (raw, rectified, baselines, model, and the ground truth when
     the file has it), on one y scale per muscle in the source's units; None without EMG."""
@@ -270,6 +279,7 @@ def traces_figure(ev: Evaluation, seconds: float = 10.0):
             ax.plot(t_raw[keep], -0.55 * top + 0.45 * top * r / q, color=COLORS["raw"], lw=0.3,
                     label="raw EMG (below zero, own scale)")
         ax.plot(times[window], rect[window, c], color=COLORS["rectified"], lw=0.6, label="rectified EMG (model bins)")
+        _band(ax, tr.get(("emg", "band")), times, window, c)
         for m in ("low-pass", "Bayesian", MODEL):
             if ("emg", m) in tr:
                 lab, est = tr[("emg", m)]
@@ -315,6 +325,7 @@ def rates_figure(ev: Evaluation, seconds: float = 10.0):
         if counts is not None:
             spk = window & (counts[:, c] > 0)
             ax.vlines(times[spk], -0.3 * top, -0.05 * top, color="k", lw=0.5, label="spikes (bins with a spike)")
+        _band(ax, tr.get(("spikes", "band")), times, window, c)
         for m, v, label, lw, ls in lines:
             ax.plot(times[window], v[window, c], color=COLORS[m], lw=lw, ls=ls, label=label)
         ax.set_ylim(-0.32 * top if counts is not None else 0, 1.1 * top)
@@ -616,13 +627,15 @@ def _write_into(ev: Evaluation, folder: Path, ds=None) -> Path:
     emg_truth = (" Black dashes: the ground truth, affine-fitted to the rectified EMG (it has no unit)."
                  if ("emg", "truth") in ev.traces else "")
     rate_truth = " Black dashes: the true rate (Hz)." if ("spikes", "truth") in ev.traces else ""
+    emg_band, rate_band = (f" Red shading: its central {ev.traces[(k, 'band')][0]:.0%} credible interval (posterior "
+                           "samples)." if (k, "band") in ev.traces else "" for k in ("emg", "spikes"))
     for caption, name in (
             ("Example traces. Grey: rectified EMG in model bins (raw EMG below zero, on its own scale); blue: the "
              "low-pass filter and green: the Bayesian filter, each at the parameters cross-validation chose most "
-             "often; red: nwb-autolfads." + emg_truth, _written(traces_figure(ev), folder, "traces.png")),
+             "often; red: nwb-autolfads." + emg_band + emg_truth, _written(traces_figure(ev), folder, "traces.png")),
             ("Example firing rates per unit, in Hz, with the unit's spikes as ticks below zero (one tick per bin "
              "with a spike). Blue: Gaussian smoothing of the spikes at the width cross-validation chose most "
-             "often; red: nwb-autolfads." + rate_truth, _written(rates_figure(ev), folder, "rates.png"))):
+             "often; red: nwb-autolfads." + rate_band + rate_truth, _written(rates_figure(ev), folder, "rates.png"))):
         if name:
             figs.append((caption, name))
     for metric in ev.scores:

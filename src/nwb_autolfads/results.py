@@ -159,13 +159,30 @@ def _times(ts) -> np.ndarray:
     return float(ts.starting_time) + np.arange(n) / float(ts.rate)
 
 
+def _bounds(name: str, series, dims: tuple[str, str], units: str) -> dict:
+    """``<name>_lower`` / ``<name>_upper``: the credible interval's bounds a ``MuscleActivations`` or
+    ``FiringRates`` holds (spec 0.3.0; none in older files or runs without posterior samples)."""
+    lower, upper, interval = (getattr(series, k, None) for k in ("lower", "upper", "credible_interval"))
+    if lower is None or upper is None or interval is None:
+        return {}
+    level = float(interval)
+    return {f"{name}_{side}": (dims, np.asarray(bound[:]),
+                               {"units": units, "interval": level,
+                                "description": f"{side} bound of the central {level:.0%} credible interval of "
+                                               f"{name} (posterior-sample quantiles)"})
+            for side, bound in (("lower", lower), ("upper", upper))}
+
+
 def load_results(path: str | Path, run: str | None = None):
     """One run of ``path`` as an :class:`xarray.Dataset`.
 
     ``run``: the run's name (see :func:`list_runs` or ``nwb-autolfads runs``); default the latest.
 
     Variables (those the run modelled): ``emg_activations`` (time x channel, the source's units),
-    ``firing_rates`` (time x unit, Hz), ``factors`` (time x factor), ``inferred_inputs``
+    ``firing_rates`` (time x unit, Hz), with runs that sampled the posterior (spec 0.3.0 on)
+    ``emg_activations_lower`` / ``_upper`` and ``firing_rates_lower`` / ``_upper`` (the bounds
+    of a central credible interval, same units; its probability in their attribute
+    ``interval``, e.g. 0.9), ``factors`` (time x factor), ``inferred_inputs``
     (time x inferred_input), ``initial_conditions`` (window x ic_dim, with ``window_time``),
     and the training curves (``step``: one row per validation check; ``epoch`` for runs of
     versions that counted epochs). Attributes: the run's provenance (config, software,
@@ -195,6 +212,7 @@ def load_results(path: str | Path, run: str | None = None):
             coords["channel"] = ("channel", [str(c) for c in a.channel_names[:]])
             data_vars["emg_activations"] = (("time", "channel"), np.asarray(a.data[:]),
                                             {"units": a.unit, "description": a.description})
+            data_vars.update(_bounds("emg_activations", a, ("time", "channel"), a.unit))
             if a.scales is not None:
                 data_vars["channel_scale"] = (("channel",), np.asarray(a.scales[:]),
                                               {"units": a.unit, "description": "per-channel preprocessing scale"})
@@ -203,6 +221,7 @@ def load_results(path: str | Path, run: str | None = None):
             coords["unit"] = ("unit", _unit_ids(f))
             data_vars["firing_rates"] = (("time", "unit"), np.asarray(f.data[:]),
                                          {"units": "Hz", "description": f.description})
+            data_vars.update(_bounds("firing_rates", f, ("time", "unit"), "Hz"))
         data_vars["factors"] = (("time", "factor"), np.asarray(r.factors.data[:]),
                                 {"units": "a.u.", "description": r.factors.description})
         if r.inferred_inputs is not None:

@@ -490,10 +490,12 @@ def gamma_windows(n: int = 40, T: int = 20, C: int = 4, seed: int = 0):
 
 def mock_run_record(n_bins: int = 100, n_channels: int = 6, unit_ids: list[int] | None = None, bin_size: float = 0.01,
                     t0: float = 0.005, times: np.ndarray | None = None, emg_object_id: str | None = None,
-                    seed: int = 0, name: str | None = None, pbt: bool = True):
+                    seed: int = 0, name: str | None = None, pbt: bool = True, interval: float | None = None):
     """A :class:`~nwb_autolfads.writing.RunRecord` of random numbers with every field filled:
     ``n_channels`` EMG activations (0 for none) and, with ``unit_ids``, firing rates of those
-    rows of the Units table. For writing/reading tests without training anything."""
+    rows of the Units table; with ``interval``, the bounds of a credible interval of that
+    probability around each (random, from 0.5 to 1 and from 1 to 1.5 times the estimate).
+    For writing/reading tests without training anything."""
     from .writing import RunRecord
 
     rng = np.random.default_rng(seed)
@@ -504,7 +506,7 @@ def mock_run_record(n_bins: int = 100, n_channels: int = 6, unit_ids: list[int] 
                 "smoothed_valid_nll": 1.2 / (e + 1), "lr": 0.004} for e in range(5)]
     pbt_history = [{"generation": g, "member": m, "lr": 0.004 * (1 + m), "kl_co_scale": 1e-4, "metric": 1.0 / (g + m + 1),
                     "parent_member": -1 if g == 0 else m} for g in range(2) for m in range(3)] if pbt else None
-    return RunRecord(
+    record = RunRecord(
         times=times, bin_size=bin_size, factors=rng.random((n_bins, 4)).astype(np.float32),
         inputs=rng.random((n_bins, 2)).astype(np.float32), description="mock run", config={"seed": seed},
         software={"nwb_autolfads": "test"}, hyperparameters={"lr": 0.004}, metrics={"steps": 50},
@@ -520,6 +522,14 @@ def mock_run_record(n_bins: int = 100, n_channels: int = 6, unit_ids: list[int] 
         source_paths=["acquisition/EMG"], source_object_ids=[emg_object_id or ""], emg_object_id=emg_object_id,
         preprocessing={"steps": ["mock"]}, history=history, pbt_history=pbt_history, command="pytest",
         git_revision=None, name=name)
+    if interval is not None:  # drawn from their own generator: the other fields do not depend on ``interval``
+        spread = np.random.default_rng(seed + 1)
+        record.interval = interval
+        for kind, estimate in (("activations", record.activations), ("rates", record.rates)):
+            if estimate is not None:
+                setattr(record, f"{kind}_lower", (estimate * spread.uniform(0.5, 1.0, estimate.shape)).astype(np.float32))
+                setattr(record, f"{kind}_upper", (estimate * spread.uniform(1.0, 1.5, estimate.shape)).astype(np.float32))
+    return record
 
 
 __all__ += ["chunked_emg_nwb", "chunked_spikes_nwb"]

@@ -85,6 +85,11 @@ class RunRecord:
     git_revision: str | None = None
     name: str | None = None  # run name; default run_<started>
     source: dict | None = None  # where the input came from (sources.Source.provenance)
+    interval: float | None = None  # probability of the credible interval the bounds below give (None: none)
+    activations_lower: np.ndarray | None = None  # (n_bins, C) its lower bound of the activations, source units
+    activations_upper: np.ndarray | None = None  # (n_bins, C) its upper bound
+    rates_lower: np.ndarray | None = None  # (n_bins, n_units) Hz
+    rates_upper: np.ndarray | None = None  # (n_bins, n_units) Hz
 
 
 def compact_float(a: np.ndarray) -> np.ndarray:
@@ -277,6 +282,16 @@ def unique_run_name(module: ProcessingModule | None, wanted: str) -> str:
     return name
 
 
+def _bounds(record: RunRecord, lower: np.ndarray | None, upper: np.ndarray | None, shape: tuple) -> dict[str, Any]:
+    """The ``lower`` / ``upper`` / ``credible_interval`` fields of an estimate (empty without an interval)."""
+    if record.interval is None or lower is None or upper is None:
+        return {}
+    if lower.shape != shape or upper.shape != shape:
+        raise OutputError(f"the credible interval's bounds have shapes {lower.shape} / {upper.shape}, the estimate "
+                          f"{shape}: nothing was written (a fault of nwb-autolfads: please report it)")
+    return {"lower": compact_float(lower), "upper": compact_float(upper), "credible_interval": float(record.interval)}
+
+
 def build_run(nwbfile, record: RunRecord, source_in_file: bool = True) -> AutoLFADSRun:
     """Make the ``AutoLFADSRun`` of ``record`` for ``nwbfile`` (the file it will be written into:
     its objects are what the run links to). ``source_in_file``: False for a results-only file
@@ -291,7 +306,8 @@ def build_run(nwbfile, record: RunRecord, source_in_file: bool = True) -> AutoLF
             name="emg_activations", data=compact_float(record.activations), unit=record.unit,
             channel_names=list(record.channel_names), description=record.activations_description,
             resolution=-1.0, **({"scales": np.asarray(record.scales, dtype=np.float64)}
-                                if record.scales is not None else {}), **timing)
+                                if record.scales is not None else {}),
+            **_bounds(record, record.activations_lower, record.activations_upper, record.activations.shape), **timing)
     if record.rates is not None:
         # the units by id always; and as rows of the Units table when the file holds it (a results-only
         # file does not: its Units table is in the source)
@@ -307,7 +323,8 @@ def build_run(nwbfile, record: RunRecord, source_in_file: bool = True) -> AutoLF
                                                    table=nwbfile.units)
         kwargs["firing_rates"] = FiringRates(name="firing_rates", data=compact_float(record.rates), unit="Hz",
                                              description=record.rates_description, resolution=-1.0, **rates_kw,
-                                             **timing)
+                                             **_bounds(record, record.rates_lower, record.rates_upper,
+                                                       record.rates.shape), **timing)
     if record.inputs.shape[1] > 0:
         kwargs["inferred_inputs"] = TimeSeries(
             name="inferred_inputs", data=record.inputs.astype(np.float32), unit="a.u.", resolution=-1.0,

@@ -232,3 +232,25 @@ def test_budgets_that_contradict_each_other_are_warned(caplog):
     with caplog.at_level(logging.WARNING, logger="nwb_autolfads.config"):
         build_config("smoke", overrides={"train.max_steps": 5})
     assert "train.max_steps set but not used: a population of 2" in caplog.text
+
+
+@pytest.mark.parametrize("value", [0, 0.0, 1, 1.0, 90, -0.1, "ninety", True])
+def test_a_credible_interval_is_a_probability_strictly_between_0_and_1(value):
+    with pytest.raises(ConfigError) as info:
+        build_config("quick", overrides={"inference.interval": value})
+    assert "inference.interval" in str(info.value)
+
+
+def test_the_credible_interval_defaults_to_90_percent_is_documented_and_can_be_turned_off():
+    from nwb_autolfads.config import field_docs
+
+    cfg = build_config("quick")
+    assert cfg.inference.interval == 0.9 and cfg.inference.with_interval
+    assert build_config("quick", overrides={"inference.interval": 0.5}).inference.interval == 0.5
+    off = build_config("quick", overrides={"inference.interval": None})
+    assert off.inference.interval is None and not off.inference.with_interval
+    smoke = build_config("smoke")  # posterior means: no samples, so no interval whatever interval says
+    assert smoke.inference.mode == "mean" and not smoke.inference.with_interval
+    text = cfg.to_yaml(comments=True)
+    assert "  interval: 0.9\n" in text and "credible interval" in field_docs()["inference.interval"]
+    assert "mode: mean" in field_docs()["inference.interval"]

@@ -189,12 +189,16 @@ def test_a_results_only_file_is_scored_on_its_source_which_must_be_the_one_the_r
     with NWBHDF5IO(str(src), "r") as io:
         nwb = io.read()
         identifier, emg_id = nwb.identifier, nwb.acquisition["EMG"].object_id
-    record = mock_run_record(n_bins=790, n_channels=3, emg_object_id=emg_id)  # random "estimates", no training
+    record = mock_run_record(n_bins=790, n_channels=3, emg_object_id=emg_id,  # random "estimates", no training
+                             interval=0.9)
     record.source_identifier, record.source_location = identifier, str(src)
     full, _ = write_results(src, tmp_path / "full.nwb", record)
     only, _ = write_results(src, tmp_path / "only.nwb", record, content="results")
     fast = {"folds": 2, "lags": 1}
-    expected = evaluate(full, **fast).to_dict()["scores"]
+    ev = evaluate(full, **fast)
+    level, lower, upper = ev.traces[("emg", "band")]  # the credible interval, for the report's band
+    assert level == 0.9 and np.array_equal(lower, record.activations_lower) and upper.shape == (790, 3)
+    expected = ev.to_dict()["scores"]
     assert set(expected) == {"truth"}
     assert evaluate(only, **fast).to_dict()["scores"] == expected  # the same signals, read from the source
     moved = shutil.move(src, tmp_path / "moved.nwb")

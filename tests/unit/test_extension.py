@@ -69,6 +69,38 @@ class TestMuscleActivationsIO(NWBH5IOFlexMixin, TestCase):
         return nwbfile.processing["autolfads"]["emg_activations"]
 
 
+class TestMuscleActivationsWithIntervalIO(NWBH5IOFlexMixin, TestCase):
+    """Since 0.3.0: the bounds of a credible interval and its probability."""
+
+    def getContainerType(self):
+        return "MuscleActivations"
+
+    def addContainer(self):
+        data = np.random.default_rng(1).random((50, 3)).astype(np.float32)
+        module = self.nwbfile.create_processing_module("autolfads", "results")
+        module.add(MuscleActivations(name="emg_activations", data=data, unit="volts", channel_names=["TA", "MG", "Sol"],
+                                     lower=0.5 * data, upper=1.5 * data, credible_interval=0.9, rate=100.0, starting_time=0.005,
+                                     description="activations"))
+
+    def getContainer(self, nwbfile):
+        return nwbfile.processing["autolfads"]["emg_activations"]
+
+
+class TestFiringRatesWithIntervalIO(NWBH5IOFlexMixin, TestCase):
+    def getContainerType(self):
+        return "FiringRates"
+
+    def addContainer(self):
+        module = self.nwbfile.create_processing_module("autolfads", "results")
+        module.add(FiringRates(name="firing_rates", data=np.ones((20, 2), np.float32), unit="Hz",
+                               unit_ids=np.array([7, 2]), lower=np.zeros((20, 2), np.float32),
+                               upper=np.full((20, 2), 3.0, np.float32), credible_interval=0.5, rate=100.0, starting_time=0.0,
+                               description="rates"))
+
+    def getContainer(self, nwbfile):
+        return nwbfile.processing["autolfads"]["firing_rates"]
+
+
 class TestFiringRatesIO(NWBH5IOFlexMixin, TestCase):
     def getContainerType(self):
         return "FiringRates"
@@ -114,7 +146,7 @@ class TestAutoLFADSRunIO(NWBH5IOFlexMixin, TestCase):
         for k in range(5):
             self.nwbfile.add_unit(spike_times=np.sort(np.random.default_rng(k).uniform(0, 1, 20)))
         record = mock_run_record(n_bins=40, n_channels=6, unit_ids=[4, 0, 2],
-                                 emg_object_id=self.nwbfile.acquisition["EMG"].object_id, name="run_a")
+                                 emg_object_id=self.nwbfile.acquisition["EMG"].object_id, name="run_a", interval=0.9)
         record.git_revision = "abc123"
         module = self.nwbfile.create_processing_module("autolfads", "results")
         with warnings.catch_warnings():
@@ -134,3 +166,5 @@ class TestAutoLFADSRunIO(NWBH5IOFlexMixin, TestCase):
         assert list(run.training_curves["step"].data[:]) == [10, 20, 30, 40, 50]
         assert run.initial_conditions.timestamps.shape == (2,)
         assert run.git_revision == "abc123" and run.random_seed == 0
+        assert run.emg_activations.credible_interval == 0.9 == run.firing_rates.credible_interval
+        assert run.emg_activations.lower.shape == (40, 6) and run.firing_rates.upper.shape == (40, 3)

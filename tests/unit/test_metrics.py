@@ -51,3 +51,25 @@ def test_ridge_path_equals_separate_fits_and_fold_scores():
         np.testing.assert_allclose(pred, ridge_fit(X[:200], Y[:200], alpha)(X[200:]), rtol=1e-8, atol=1e-10)
     pooled, folds = ridge_decode_r2(X, Y, lags=0, folds=4, per_fold=True)
     assert folds.shape == (4, 2) and np.all(folds > 0.95) and np.all(pooled > 0.95)
+
+
+def test_interval_coverage_counts_finite_truth_inside_the_bounds_per_channel():
+    from nwb_autolfads.metrics import interval_coverage
+
+    lower = np.zeros((4, 3))
+    upper = np.ones((4, 3))
+    truth = np.array([[0.5, 0.0, 2.0],  # inside; on the lower bound (inside); above
+                      [1.0, -1.0, 0.5],  # on the upper bound; below; inside
+                      [np.nan, 0.5, 0.5],  # unknown (left out); inside; inside
+                      [0.2, 0.3, np.inf]])  # inside; inside; not finite (left out)
+    np.testing.assert_allclose(interval_coverage(lower, upper, truth), [1.0, 0.75, 2 / 3])
+    lower[0, 0] = np.nan  # a bin without an estimate is left out too
+    np.testing.assert_allclose(interval_coverage(lower, upper, truth)[0], 1.0)
+    assert np.isnan(interval_coverage(lower[:1], upper[:1], np.full((1, 3), np.nan))).all()
+    # a calibrated 90% interval of Gaussian noise covers about 90% of it
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=(20000, 2))
+    cov = interval_coverage(np.full_like(truth, -1.6449), np.full_like(truth, 1.6449), truth)
+    np.testing.assert_allclose(cov, 0.9, atol=0.01)
+    with pytest.raises(ValueError, match="shapes differ"):
+        interval_coverage(lower, upper, truth)

@@ -258,3 +258,29 @@ def test_report_screenshot_script_is_documented():
     text = script.read_text()
     assert "--headless" in text and "--screenshot" in text
     assert "report_screenshot.py" in (script.parent / "README.md").read_text()
+
+
+def test_the_models_credible_interval_is_a_shaded_band_around_its_trace_named_in_legend_and_caption(tmp_path):
+    from matplotlib.collections import PolyCollection
+    from matplotlib.colors import to_rgb
+
+    ev = _evaluation(units=3)
+    for kind in ("emg", "spikes"):
+        est = ev.traces[(kind, MODEL)][1]
+        ev.traces[(kind, "band")] = (0.9, 0.8 * est, 1.25 * est)
+    for fig in (report.traces_figure(ev), report.rates_figure(ev)):
+        axes = [ax for ax in fig.axes if ax.get_ylabel()]
+        for ax in axes:
+            bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+            assert len(bands) == 1 and bands[0].get_label() == f"{MODEL}: 90% credible interval"
+            model_line = next(line for line in ax.lines if line.get_label() == MODEL)
+            assert tuple(bands[0].get_facecolor()[0][:3]) == pytest.approx(to_rgb(model_line.get_color()))
+        assert any("90% credible interval" in t.get_text() for t in axes[0].get_legend().get_texts())
+        assert_texts_inside(fig)
+        assert_legends_clear(fig)
+    page = report.write_report(ev, tmp_path / "r", ds=_run_dataset(pbt=False)).read_text()
+    assert page.count("Red shading: its central 90% credible interval") == 2
+    plain = report.write_report(_evaluation(units=3), tmp_path / "p", ds=_run_dataset(pbt=False)).read_text()
+    assert "credible interval" not in plain
+    assert not [c for ax in report.traces_figure(_evaluation()).axes for c in ax.collections
+                if isinstance(c, PolyCollection)]

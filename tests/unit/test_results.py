@@ -14,7 +14,7 @@ from nwb_autolfads.writing import write_results
 @pytest.fixture()
 def two_runs(tmp_path):
     src = mock_emg_nwb(tmp_path / "src.nwb", duration=2.0, rate=1000.0, n_muscles=3, n_units=4, seed=0)
-    first = mock_run_record(n_bins=200, n_channels=3, unit_ids=[3, 1], name="early", seed=1)
+    first = mock_run_record(n_bins=200, n_channels=3, unit_ids=[3, 1], name="early", seed=1, interval=0.8)
     second = mock_run_record(n_bins=200, n_channels=3, unit_ids=None, name="late", seed=2)
     second.started, second.finished = "2026-02-01T00:00:00+00:00", "2026-02-01T00:05:00+00:00"
     one, _ = write_results(src, tmp_path / "one.nwb", first)
@@ -52,6 +52,26 @@ def test_load_results_latest_by_default_and_by_name(two_runs):
     assert ds.attrs["random_seed"] == 1 and ds.attrs["source_file_sha256"] == "0" * 64
     pbt = json.loads(ds.attrs["pbt_history"])
     assert len(pbt) == 6 and {"generation", "member", "metric", "parent_member"} <= set(pbt[0])
+
+
+def test_credible_interval_bounds_load_as_variables_with_their_probability(two_runs):
+    import pynwb
+
+    path, first, second = two_runs
+    ds = load_results(path, run="early")
+    for name, lower, upper, dims, units in (
+            ("emg_activations", first.activations_lower, first.activations_upper, ("time", "channel"), "volts"),
+            ("firing_rates", first.rates_lower, first.rates_upper, ("time", "unit"), "Hz")):
+        for side, want in (("lower", lower), ("upper", upper)):
+            var = ds[f"{name}_{side}"]
+            assert var.dims == dims and var.attrs["interval"] == 0.8 and var.attrs["units"] == units
+            assert "80% credible interval" in var.attrs["description"]
+            np.testing.assert_array_equal(var.values, want)
+        assert np.all(ds[f"{name}_lower"].values <= ds[name].values)
+        assert np.all(ds[name].values <= ds[f"{name}_upper"].values)
+    later = load_results(path, run="late")  # a run without an interval has none
+    assert not [v for v in later.data_vars if v.endswith(("_lower", "_upper"))]
+    assert pynwb.validate(path=str(path)) == []
 
 
 def test_load_results_errors(two_runs, emg_copy, tmp_path):

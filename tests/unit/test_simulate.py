@@ -10,7 +10,7 @@ import pytest
 from scipy import signal as sps
 
 from nwb_autolfads.evaluation import bin_mean
-from nwb_autolfads.metrics import channel_correlation, interval_coverage
+from nwb_autolfads.metrics import channel_correlation, coverage_of_truth
 from nwb_autolfads.simulate import DYNAMICS, EMGSetting, emg_family, simulate_emg, split, write_setting_nwb
 from nwb_autolfads.simulate.emg import ARTEFACT_SHAPES, MAX_VALUES
 from nwb_autolfads.simulate.family import LONG_SECONDS, recorded_seconds
@@ -170,15 +170,17 @@ def test_split_is_fixed_by_seed_disjoint_and_order_free():
         split(fam + fam[:1])
 
 
-def test_interval_coverage_scales_the_truth_onto_the_rectified_emg():
+def test_coverage_maps_the_truth_onto_the_rectified_emg_affinely():
     rng = np.random.default_rng(0)
     truth = rng.uniform(0.5, 2.0, size=(1000, 2))
-    rect = 3.0 * truth  # c = 3
-    assert interval_coverage(rect - 0.1, rect + 0.1, truth, rect) == 1.0
-    assert interval_coverage(rect + 0.1, rect + 0.2, truth, rect) == 0.0
+    rect = 3.0 * truth + 0.4  # c = 3, the rectified noise floor d = 0.4
+    assert coverage_of_truth(rect - 0.1, rect + 0.1, truth, rect) == 1.0
+    assert coverage_of_truth(rect + 0.1, rect + 0.2, truth, rect) == 0.0
     lower = rect - 0.1
     lower[:500] += 0.2  # half the band misses
-    assert interval_coverage(lower, rect + 0.1, truth, rect) == pytest.approx(0.5)
+    assert coverage_of_truth(lower, rect + 0.1, truth, rect) == pytest.approx(0.5)
+    noisy = rect * rng.gamma(20.0, 1 / 20.0, size=rect.shape)  # the map is fitted on noisy data
+    assert coverage_of_truth(rect - 0.05, rect + 0.05, truth, noisy) == 1.0
 
 
 def test_tiny_setting_runs_end_to_end_and_the_truth_aligns(tmp_path):

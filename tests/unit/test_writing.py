@@ -146,6 +146,12 @@ def test_irregular_times_are_written_as_timestamps(tmp_path, emg_copy):
     with NWBHDF5IO(str(out), "r") as io:
         ts = io.read().processing["autolfads"][name].emg_activations
         np.testing.assert_allclose(ts.timestamps[:], times)
+        assert ts.credible_interval is None and ts.lower is None  # not the timestamps' own "interval" attribute
+    with_band, name = write_results(emg_copy, tmp_path / "band.nwb", mock_run_record(times=times, interval=0.9))
+    with NWBHDF5IO(str(with_band), "r") as io:
+        ts = io.read().processing["autolfads"][name].emg_activations
+        np.testing.assert_allclose(ts.timestamps[:], times)
+        assert ts.credible_interval == 0.9 and ts.lower.shape == ts.upper.shape == (100, 6)
 
 
 def test_runs_coexist_with_unique_names(tmp_path, emg_copy):

@@ -22,7 +22,9 @@ def main() -> Path:
         src = mock_emg_nwb(Path(tmp) / "sub-F1_ses-1_ecephys.nwb", duration=6.0, rate=500.0, n_muscles=2, n_units=3,
                            seed=5)
         nwb_autolfads.run(src, out, preset="smoke", overwrite=True, progress=False, run_name="fixture",
-                          overrides={"data.model": "emg+spikes", "train.max_epochs": 2},
+                          overrides={"data.model": "emg+spikes",
+                                     # posterior samples: the credible interval's bounds too (spec 0.3.0)
+                                     "inference.mode": "sample", "inference.n_samples": 8},
                           command="python tests/data/results/make_fixture.py")
     return out
 
