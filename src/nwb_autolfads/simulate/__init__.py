@@ -1,0 +1,1 @@
+"""Simulators of neural data with known ground truth (spikes, EMG) for tests and benchmarks."""
