@@ -37,6 +37,7 @@ time inside its step. The truth is the mean rate over each ``truth_bin`` (5 ms).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -142,7 +143,7 @@ def _chaotic_rnn(s: SpikeSetting, rng: np.random.Generator, n_steps_trial: int) 
 
     for _ in range(100):  # a finite network often settles into a fixed point: draw J until it does not
         gJt = s.gamma * rng.normal(0.0, 1.0 / np.sqrt(N), size=(N, N)).T
-        test = np.tanh(run(rng.normal(0.0, 1.0, size=(4, N)), int(round(3.0 / s.step)), gJt))
+        test = run(rng.normal(0.0, 1.0, size=(4, N)), int(round(3.0 / s.step)), gJt)
         if np.tanh(test[:, -int(round(1.0 / s.step)):]).std(axis=1).mean() > 0.1:
             break
     else:
@@ -192,7 +193,8 @@ def _n_steps(s: SpikeSetting) -> int:
     return int(round(s.duration / s.step))
 
 
-def _rates_from(latent: np.ndarray, s: SpikeSetting, rng: np.random.Generator) -> callable:
+def _rates_from(latent: np.ndarray, s: SpikeSetting, rng: np.random.Generator
+                ) -> Callable[[np.ndarray], np.ndarray]:
     """A function latent (..., D) -> rates (..., n_units) in Hz, drawn once for the data set."""
     D = latent.shape[-1]
     lo, hi = s.base_rate, s.max_rate
