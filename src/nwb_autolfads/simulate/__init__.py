@@ -5,10 +5,14 @@
   :func:`simulate_emg`, :func:`write_setting_nwb`).
 - :mod:`nwb_autolfads.simulate.family`: the benchmark family of such settings and its fixed
   tuning / held-out split (:func:`emg_family`, :func:`split`).
+- :mod:`nwb_autolfads.simulate.spikes`: spiking populations driven by a chaotic RNN (the LFADS
+  paper's first synthetic experiment), a Lorenz system or rotational dynamics, with their true
+  rates (:class:`SpikeSetting`, :func:`simulate_spikes`, :func:`write_spikes_nwb`).
 """
 
 from .emg import DYNAMICS, EMGSetting, SyntheticEMG, kinematics_from, simulate_emg, write_setting_nwb
 from .family import FAMILY_SEED, emg_family, split
+from .spikes import SpikeSetting, simulate_spikes, write_spikes_nwb
 
 __all__ = ["DYNAMICS", "EMGSetting", "SyntheticEMG", "kinematics_from", "simulate_emg", "write_setting_nwb",
-           "FAMILY_SEED", "emg_family", "split"]
+           "FAMILY_SEED", "emg_family", "split", "SpikeSetting", "simulate_spikes", "write_spikes_nwb"]
