@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-__all__ = ["ChannelError", "estimate_errors", "widen_band", "MIN_BINS_PER_GROUP", "N_GROUPS"]
+__all__ = ["ChannelError", "estimate_errors", "widen_band", "normal_quantile", "MIN_BINS_PER_GROUP", "N_GROUPS"]
 
 N_GROUPS = 8
 """Groups of bins (quantiles of the estimate's level) the error is estimated in, at most."""
@@ -162,6 +162,11 @@ def _channel_error(x, m, ok, pair, dx, dm, poisson: bool, n_groups: int, min_bin
                         np.asarray(counts, dtype=int)[order])
 
 
+def normal_quantile(interval: float) -> float:
+    """z: the standard normal's central ``interval`` lies within +-z (0.9 -> 1.645)."""
+    return float(norm.ppf(0.5 + interval / 2.0))
+
+
 def widen_band(mean: np.ndarray, lower: np.ndarray, upper: np.ndarray, errors: list[ChannelError],
                interval: float) -> tuple[np.ndarray, np.ndarray]:
     """The posterior band widened by the model's error, per bin and channel.
@@ -181,7 +186,7 @@ def widen_band(mean: np.ndarray, lower: np.ndarray, upper: np.ndarray, errors: l
     if not mean.shape == lower.shape == upper.shape or mean.shape[1] != len(errors):
         raise ValueError(f"mean {mean.shape}, lower {lower.shape}, upper {upper.shape} and {len(errors)} channel "
                          "errors do not match")
-    z = float(norm.ppf(0.5 + interval / 2.0))
+    z = normal_quantile(interval)
     err = np.stack([e(mean[:, c]) for c, e in enumerate(errors)], axis=1) if errors else np.zeros_like(mean)
     extra = (z * err) ** 2
     below = np.maximum(mean - lower, 0.0)
