@@ -109,3 +109,18 @@ def test_mismatched_inputs_are_refused_and_no_bins_give_no_error():
     assert err.levels.size == 0 and err(np.array([1.0, 2.0])).tolist() == [0.0, 0.0]
     with pytest.raises(ValueError, match="do not match"):
         widen_band(np.zeros((3, 2)), np.zeros((3, 2)), np.zeros((3, 2)), [err], 0.9)
+
+
+def test_an_estimate_smoother_than_the_truth_does_not_hide_its_error():
+    # the noise is estimated from the data alone: taking the signal's bin-to-bin changes from the
+    # estimate would overestimate the noise where the estimate misses fast changes, and the error
+    # would vanish into it (here: 0.024 instead of 0.042)
+    rng = np.random.default_rng(5)
+    n = 100_000
+    fast = 0.3 * np.sin(2 * np.pi * np.arange(n) / 16.0)
+    slow = 2.0 + 0.5 * _smooth(n, rng)
+    mu = slow + 0.8 * fast  # 80% of the fast part: error sd 0.2 x 0.3 / sqrt(2) = 0.042
+    x = slow + fast + rng.normal(0.0, 0.1, n)
+    (err,) = estimate_errors([x[:, None]], [mu[:, None]], np.array([False]), n_groups=1)
+    assert err.noise[0] == pytest.approx(0.1, rel=0.03)
+    assert err.error[0] == pytest.approx(0.2 * 0.3 / np.sqrt(2), rel=0.15)
