@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from . import __version__
+from .calibration import estimate_errors, normal_quantile, widen_band
 from .config import DEFAULT_BIN_SIZE, RunConfig, build_config, configured_hyperparameters
 from .devices import resolve_device, seed_everything
 from .errors import ConfigError, SignalError, SignalNotFoundError, TrainingError
-from .calibration import estimate_errors, normal_quantile, widen_band
 from .inference import infer_merged, interval_quantiles
 from .model import LFADS
 from .observations import Composite, ObservationModel, Poisson, get_observation
