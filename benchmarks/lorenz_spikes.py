@@ -4,7 +4,9 @@
 
 Trains the model on spike counts (Poisson observation model) through the Python API and
 prints the R^2 between inferred and true rates (mean over neurons) next to the best Gaussian
-smoothing of the spikes (kernel width swept and chosen on the truth, so optimistic).
+smoothing of the spikes (kernel width swept and chosen on the truth, so optimistic), and the
+coverage of the true rates by the 90% band: the posterior samples' quantiles alone and widened
+by the model's error (:mod:`nwb_autolfads.calibration`, as ``nwb-autolfads run`` writes it).
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter1d
 
+from nwb_autolfads.calibration import estimate_errors, widen_band
 from nwb_autolfads.config import AugmentConfig, InferenceConfig, ModelConfig, TrainConfig
 from nwb_autolfads.devices import seed_everything
 from nwb_autolfads.inference import infer
-from nwb_autolfads.metrics import r2_score
+from nwb_autolfads.metrics import interval_coverage, r2_score
 from nwb_autolfads.model import LFADS
 from nwb_autolfads.observations import Poisson
 from nwb_autolfads.testing import lorenz_spikes
@@ -58,7 +61,8 @@ def main(argv=None) -> None:
     res = train_model(model, x[train_idx], x[valid_idx], train_cfg, AugmentConfig(cd_rate=0.3, shift_std=0.0),
                       progress=True)
     seconds = time.perf_counter() - t0
-    rates = infer(model, x, InferenceConfig(mode="sample", n_samples=50)).mean
+    inferred = infer(model, x, InferenceConfig(mode="sample", n_samples=50, interval=0.9))
+    rates = inferred.mean
 
     r2_model = pooled_r2(rates, data.rates)
     best = (-np.inf, None, None)
@@ -76,6 +80,17 @@ def main(argv=None) -> None:
     print(f"| nwb-autolfads (Poisson, all trials)      | {np.mean(r2_model):8.3f} | {np.min(r2_model):7.3f} |")
     r2_valid = pooled_r2(rates[valid_idx], data.rates[valid_idx])
     print(f"| nwb-autolfads (validation trials only)   | {np.mean(r2_valid):8.3f} | {np.min(r2_valid):7.3f} |")
+    N = data.rates.shape[-1]
+    errors = estimate_errors(list(data.counts.astype(float)), list(rates.astype(float)), np.ones(N, bool))
+    lower, upper = widen_band(rates.reshape(-1, N), inferred.lower.reshape(-1, N), inferred.upper.reshape(-1, N),
+                              errors, 0.9)
+    truth = data.rates.reshape(-1, N)
+    raw = interval_coverage(inferred.lower.reshape(-1, N), inferred.upper.reshape(-1, N), truth)
+    calibrated = interval_coverage(lower, upper, truth)
+    print()
+    print(f"coverage of the true rates by the 90% band: posterior samples only {np.mean(raw):.2f} "
+          f"(per neuron {np.min(raw):.2f}-{np.max(raw):.2f}); widened by the model's error {np.mean(calibrated):.2f} "
+          f"({np.min(calibrated):.2f}-{np.max(calibrated):.2f})")
 
 
 if __name__ == "__main__":

@@ -408,7 +408,13 @@ def test_cli_sample_mode_writes_the_credible_interval_of_rates_and_activations(e
         assert ds[f"{name}_upper"].attrs["interval"] == 0.9
         assert ds[f"{name}_lower"].attrs["units"] == ds[name].attrs["units"]
         assert "credible interval" in ds[name].attrs["description"]
-    assert np.all(ds.firing_rates_lower.values >= 0)
+    assert np.all(ds.firing_rates_lower.values >= 0) and np.all(ds.emg_activations_lower.values >= 0)
+    # the band is widened by the model's error, estimated per unit and muscle: in the provenance
+    cal = json.loads(ds.attrs["metrics"])["interval_calibration"]
+    assert sorted(cal["units_hz"]) == sorted(str(u) for u in ds.unit.values) and cal["z"] == pytest.approx(1.645, abs=1e-3)
+    assert sorted(cal["emg"]) == sorted(ds.channel.values.tolist())
+    for per in (*cal["units_hz"].values(), *cal["emg"].values()):
+        assert len(per["levels"]) == len(per["error"]) == len(per["noise"]) >= 1 and min(per["error"]) >= 0
     assert pynwb.validate(path=str(out)) == []
 
 

@@ -501,10 +501,16 @@ class InferenceConfig:
     gpu_batch_size: int = 4096
     """The same on a GPU, where a pass is launch-bound and larger batches are faster."""
     interval: float | None = 0.9
-    """Probability of the central credible interval written with the estimates in ``mode: sample``
-    (``lower`` / ``upper`` per bin and channel: the (1 - interval) / 2 and (1 + interval) / 2
-    quantiles of the posterior samples); ``null``: none. ``mode: mean`` (and ``n_samples: 1``) has no
-    samples to take quantiles of and writes none."""
+    """Probability of the approximate central credible interval written with the estimates in
+    ``mode: sample`` (``lower`` / ``upper`` per bin and channel); ``null``: none. The band starts
+    from the (1 - interval) / 2 and (1 + interval) / 2 quantiles of the posterior samples, which
+    spread the latent states only (far too narrow alone: about a third of the true activation
+    inside a 90% band), and is widened by the model's own error, estimated per channel and level
+    of the estimate from the residual beyond the observation noise (a residual-variance
+    decomposition; :mod:`nwb_autolfads.calibration`; the estimates are in the run's metrics,
+    ``interval_calibration``): half-widths sqrt(posterior^2 + (z x error)^2), the lower bound >= 0.
+    Noise the model follows (smooth artefacts, enveloped input) is not seen as error, so the band
+    is then too narrow. ``mode: mean`` (and ``n_samples: 1``) has no samples and writes none."""
 
     def __post_init__(self) -> None:
         _check(self.mode in ("mean", "sample"), "inference.mode", self.mode, "use 'mean' or 'sample'")

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .calibration import estimate_errors, normal_quantile, widen_band
 from .config import DEFAULT_BIN_SIZE, RunConfig, build_config, configured_hyperparameters
 from .devices import resolve_device, seed_everything
 from .errors import ConfigError, SignalError, SignalNotFoundError, TrainingError
@@ -98,6 +99,10 @@ class RunResult:
     when spikes are not modelled)."""
     rates_upper: np.ndarray | None = None
     """(n_bins, U) its upper bound."""
+    interval_calibration: dict | None = None
+    """The model's error estimated per channel and level that widened the band
+    (:mod:`nwb_autolfads.calibration`), in the source's units (Hz for units); None without an
+    interval. Recorded in the provenance's metrics."""
 
     def summary(self, report: str | Path | None = None) -> str:
         """A readable account of the run. ``report``: the folder a report is written to next
@@ -388,7 +393,8 @@ def _metrics(result: "RunResult") -> dict:
             "stopped_early": t.stopped_early, "nan_recoveries": t.nan_recoveries, "training_seconds": t.seconds,
             "n_windows": result.n_windows, "n_train": result.n_train, "n_valid": result.n_valid,
             "device": result.device, **({"execution": t.execution} if t.execution else {}), **({"plan": result.plan} if result.plan else {}),
-            **({"pbt": t.pbt_summary} if t.pbt_summary else {})}
+            **({"pbt": t.pbt_summary} if t.pbt_summary else {}),
+            **({"interval_calibration": result.interval_calibration} if result.interval_calibration else {})}
 
 
 def _steps_trained(t: TrainResult) -> int:
@@ -401,9 +407,31 @@ def _interval_note(interval: float | None) -> str:
     if interval is None:
         return ""
     lo, hi = interval_quantiles(interval)
-    return (f"; lower / upper: its central {interval:.0%} credible interval per bin (the {lo:g} and {hi:g} "
-            "quantiles over the posterior samples; where windows overlap, merged with the means' weights: an "
-            "approximation)")
+    return (f"; lower / upper: its approximate central {interval:.0%} credible interval per bin (the {lo:g} and "
+            f"{hi:g} quantiles over the posterior samples, merged with the means' weights where windows overlap, "
+            "widened by the model's error estimated from the residual beyond the observation noise; see metrics "
+            "interval_calibration)")
+
+
+def _calibrated_band(segments: list[np.ndarray], fit: "FitResult", n_units: int, interval: float, bin_size: float,
+                     scale, channel_names: list[str], unit_ids: list) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The posterior band of ``fit`` widened by the model's error (:mod:`nwb_autolfads.calibration`),
+    in model units: ``segments`` are the model's input per segment (the first ``n_units`` columns
+    spike counts, Poisson; the rest scaled EMG). Returns (lower, upper), each (n_bins, C) over all
+    segments, and the per-channel error estimates in the source's units for the provenance
+    (spikes: Hz, with ``bin_size``; EMG: times ``scale``)."""
+    n_channels = segments[0].shape[1]
+    errors = estimate_errors(segments, fit.mean, np.arange(n_channels) < n_units)
+    parts = [widen_band(m, lo, hi, errors, interval) for m, lo, hi in zip(fit.mean, fit.lower, fit.upper)]
+    scales = np.broadcast_to(np.asarray(scale, dtype=float).reshape(-1), (n_channels - n_units,)) \
+        if n_channels > n_units else np.zeros(0)
+    record = {"method": "residual beyond the observation noise, per channel and level (nwb_autolfads.calibration)",
+              "z": round(normal_quantile(interval), 4),
+              **({"units_hz": {str(u): errors[i].as_dict(1.0 / bin_size) for i, u in enumerate(unit_ids)}}
+                 if n_units else {}),
+              **({"emg": {str(name): errors[n_units + i].as_dict(float(scales[i]))
+                          for i, name in enumerate(channel_names)}} if n_channels > n_units else {})}
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), record)
 
 
 def _ic_times(fit: "FitResult", bin_times: list[np.ndarray], lead: int) -> np.ndarray:
@@ -863,10 +891,13 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
         if np.any(covered & ~(np.isfinite(lower).all(axis=1) & np.isfinite(upper).all(axis=1))):
             raise TrainingError("the trained model's posterior samples gave NaN/inf interval bounds: nothing was "
                                 "written; lower train.lr (or pbt.lr.high), or set inference.interval: null")
+        lower, upper, calibration = _calibrated_band(segments, fit, n_units, cfg.inference.interval, bin_size,
+                                                     scale, pre.channel_names if pre is not None else [],
+                                                     list(units.ids) if units is not None else [])
         (rl, al), (ru, au) = source_units(lower), source_units(upper)
         bands = {"interval": cfg.inference.interval, "activations_lower": compact_float(al),
                  "activations_upper": compact_float(au), "rates_lower": compact_float(rl),
-                 "rates_upper": compact_float(ru)}
+                 "rates_upper": compact_float(ru), "interval_calibration": calibration}
     factors = np.concatenate(fit.factors)
     inputs = np.concatenate(fit.inputs)
     rectified = np.concatenate(rectified_segments)

@@ -628,7 +628,8 @@ def _write_into(ev: Evaluation, folder: Path, ds=None) -> Path:
                  if ("emg", "truth") in ev.traces else "")
     rate_truth = " Black dashes: the true rate (Hz)." if ("spikes", "truth") in ev.traces else ""
     emg_band, rate_band = (f" Red shading: its central {ev.traces[(k, 'band')][0]:.0%} credible interval (posterior "
-                           "samples)." if (k, "band") in ev.traces else "" for k in ("emg", "spikes"))
+                           "samples, widened by the model's estimated error; approximate)." if (k, "band") in ev.traces
+                           else "" for k in ("emg", "spikes"))
     for caption, name in (
             ("Example traces. Grey: rectified EMG in model bins (raw EMG below zero, on its own scale); blue: the "
              "low-pass filter and green: the Bayesian filter, each at the parameters cross-validation chose most "

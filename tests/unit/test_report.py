@@ -280,6 +280,7 @@ def test_the_models_credible_interval_is_a_shaded_band_around_its_trace_named_in
         assert_legends_clear(fig)
     page = report.write_report(ev, tmp_path / "r", ds=_run_dataset(pbt=False)).read_text()
     assert page.count("Red shading: its central 90% credible interval") == 2
+    assert page.count("samples, widened by the model") == 2
     plain = report.write_report(_evaluation(units=3), tmp_path / "p", ds=_run_dataset(pbt=False)).read_text()
     assert "credible interval" not in plain
     assert not [c for ax in report.traces_figure(_evaluation()).axes for c in ax.collections
