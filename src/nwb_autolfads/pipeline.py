@@ -156,8 +156,11 @@ class RunResult:
                          "inferred_inputs, initial_conditions, provenance")
             if self.interval is None and self.config.inference.interval is not None and not \
                     self.config.inference.with_interval:
+                inf = self.config.inference
+                fix = ("inference.mode: sample" if inf.mode != "sample" else
+                       f"inference.n_samples: at least 2, not {inf.n_samples}")
                 lines.append("              no credible interval: inference used the posterior mean, not samples "
-                             "(inference.mode: sample for one)")
+                             f"({fix} for one)")
             lines.append(f"  read with   nwb_autolfads.load_results({str(self.output)!r})  or  "
                          f"nwb-autolfads runs {self.output}")
             baselines = " and ".join(

@@ -107,6 +107,15 @@ def _unit_ids(rates) -> np.ndarray:
     return np.asarray(rates.units.table.id[:])[np.asarray(rates.units.data[:])]
 
 
+def _json_dict(text: str | None) -> dict:
+    """A JSON object stored as text (provenance), {} when missing or not an object."""
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _preset(config_json: str | None) -> str:
     try:
         return str(json.loads(config_json or "{}").get("preset", ""))
@@ -159,17 +168,21 @@ def _times(ts) -> np.ndarray:
     return float(ts.starting_time) + np.arange(n) / float(ts.rate)
 
 
-def _bounds(name: str, series, dims: tuple[str, str], units: str) -> dict:
+def _bounds(name: str, series, dims: tuple[str, str], units: str, widened: bool = False) -> dict:
     """``<name>_lower`` / ``<name>_upper``: the credible interval's bounds a ``MuscleActivations`` or
-    ``FiringRates`` holds (spec 0.3.0; none in older files or runs without posterior samples)."""
+    ``FiringRates`` holds (spec 0.3.0; none in older files or runs without posterior samples).
+    ``widened``: the run widened the posterior band by the model's estimated error (its metrics
+    hold ``interval_calibration``), as the variables' description then says."""
     lower, upper, interval = (getattr(series, k, None) for k in ("lower", "upper", "credible_interval"))
     if lower is None or upper is None or interval is None:
         return {}
     level = float(interval)
+    how = ("the posterior samples' quantiles widened by the model's estimated error, see the metrics' "
+           "interval_calibration; approximate" if widened else "posterior-sample quantiles")
     return {f"{name}_{side}": (dims, np.asarray(bound[:]),
                                {"units": units, "interval": level,
                                 "description": f"{side} bound of the central {level:.0%} credible interval of "
-                                               f"{name} (posterior-sample quantiles)"})
+                                               f"{name} ({how})"})
             for side, bound in (("lower", lower), ("upper", upper))}
 
 
@@ -205,6 +218,7 @@ def load_results(path: str | Path, run: str | None = None):
             raise ResultsNotFoundError(f"{str(path)!r} has no run {run!r}: choose one of {', '.join(sorted(runs))}")
         r = runs[run]
         times = _times(r.factors)
+        widened = "interval_calibration" in _json_dict(r.metrics)
         data_vars: dict = {}
         coords: dict = {"time": ("time", times, {"units": "s", "long_name": "bin centre"})}
         if r.emg_activations is not None:
@@ -212,7 +226,7 @@ def load_results(path: str | Path, run: str | None = None):
             coords["channel"] = ("channel", [str(c) for c in a.channel_names[:]])
             data_vars["emg_activations"] = (("time", "channel"), np.asarray(a.data[:]),
                                             {"units": a.unit, "description": a.description})
-            data_vars.update(_bounds("emg_activations", a, ("time", "channel"), a.unit))
+            data_vars.update(_bounds("emg_activations", a, ("time", "channel"), a.unit, widened))
             if a.scales is not None:
                 data_vars["channel_scale"] = (("channel",), np.asarray(a.scales[:]),
                                               {"units": a.unit, "description": "per-channel preprocessing scale"})
@@ -221,7 +235,7 @@ def load_results(path: str | Path, run: str | None = None):
             coords["unit"] = ("unit", _unit_ids(f))
             data_vars["firing_rates"] = (("time", "unit"), np.asarray(f.data[:]),
                                          {"units": "Hz", "description": f.description})
-            data_vars.update(_bounds("firing_rates", f, ("time", "unit"), "Hz"))
+            data_vars.update(_bounds("firing_rates", f, ("time", "unit"), "Hz", widened))
         data_vars["factors"] = (("time", "factor"), np.asarray(r.factors.data[:]),
                                 {"units": "a.u.", "description": r.factors.description})
         if r.inferred_inputs is not None:

@@ -127,3 +127,19 @@ def test_results_of_versions_that_counted_epochs_still_list_load_and_report(vers
     assert "max_epochs" in saved["train"]
     cfg = RunConfig.from_saved(saved, n_train=json.loads(ds.attrs["metrics"])["n_train"])  # what evaluate does
     assert cfg.train.max_steps == 2 * 2 and cfg.train.valid_every == 2  # 31 windows in batches of 16: 2 per epoch
+
+
+def test_the_bounds_description_says_whether_the_band_was_widened_by_the_model_error(tmp_path):
+    """A band widened by the model's estimated error (metrics interval_calibration) must not be
+    described as the bare posterior-sample quantiles, which are far narrower; older runs' bands were."""
+    src = mock_emg_nwb(tmp_path / "src.nwb", duration=2.0, rate=500.0, n_muscles=3, n_units=2)
+    plain = mock_run_record(n_bins=150, n_channels=3, unit_ids=[1], name="plain", interval=0.9)
+    widened = mock_run_record(n_bins=150, n_channels=3, unit_ids=[1], name="widened", interval=0.9)
+    widened.metrics = {**widened.metrics, "interval_calibration": {"method": "test", "z": 1.645}}
+    one, _ = write_results(src, tmp_path / "one.nwb", plain)
+    two, _ = write_results(one, tmp_path / "two.nwb", widened)
+    for run, says in (("plain", "posterior-sample quantiles"), ("widened", "widened by the model's estimated error")):
+        ds = load_results(two, run=run)
+        for var in ("emg_activations_lower", "emg_activations_upper", "firing_rates_lower", "firing_rates_upper"):
+            assert says in ds[var].attrs["description"], (run, var)
+    assert "widened" not in load_results(two, run="plain").emg_activations_lower.attrs["description"]
