@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .calibration import interval_percent
 from .errors import InputFileError, ResultsNotFoundError
 from .reading import OUTPUT_MODULE
 
@@ -181,7 +182,7 @@ def _bounds(name: str, series, dims: tuple[str, str], units: str, widened: bool 
            "interval_calibration; approximate" if widened else "posterior-sample quantiles")
     return {f"{name}_{side}": (dims, np.asarray(bound[:]),
                                {"units": units, "interval": level,
-                                "description": f"{side} bound of the central {level:.0%} credible interval of "
+                                "description": f"{side} bound of the central {interval_percent(level)} credible interval of "
                                                f"{name} ({how})"})
             for side, bound in (("lower", lower), ("upper", upper))}
 

@@ -143,3 +143,10 @@ def test_the_bounds_description_says_whether_the_band_was_widened_by_the_model_e
         for var in ("emg_activations_lower", "emg_activations_upper", "firing_rates_lower", "firing_rates_upper"):
             assert says in ds[var].attrs["description"], (run, var)
     assert "widened" not in load_results(two, run="plain").emg_activations_lower.attrs["description"]
+
+
+def test_a_995_percent_band_is_not_described_as_a_100_percent_one(tmp_path):
+    src = mock_emg_nwb(tmp_path / "src.nwb", duration=2.0, rate=500.0, n_muscles=2)
+    one, _ = write_results(src, tmp_path / "one.nwb", mock_run_record(n_bins=150, n_channels=2, interval=0.995))
+    description = load_results(one).emg_activations_upper.attrs["description"]
+    assert "central 99.5% credible interval" in description and "100%" not in description
