@@ -52,6 +52,9 @@ class RunInfo:
     """False for a results-only file: the source's data are at ``source_location``."""
     epochs: int | None = None
     """Epochs trained, for runs of versions before 0.3 that counted budgets in epochs (else None)."""
+    interval: float | None = None
+    """Probability of the credible interval stored with the estimates (``lower`` / ``upper``);
+    None when the run stored none (posterior means, or a file before spec 0.3.0)."""
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -92,7 +95,15 @@ def _info(run) -> RunInfo:
                    steps=metrics.get("steps"), epochs=metrics.get("epochs"), best_valid_nll=metrics.get("best_smoothed_valid_nll"),
                    description=run.description, source_location=run.source_location or "",
                    source_in_file=source_in_file(run), preset=_preset(run.config),
-                   git_revision=run.git_revision or "")
+                   git_revision=run.git_revision or "", interval=_stored_interval(act, rates))
+
+
+def _stored_interval(*series) -> float | None:
+    """The probability of the credible interval the estimates ``series`` hold (None: none)."""
+    for s in series:
+        if s is not None and getattr(s, "credible_interval", None) is not None and getattr(s, "lower", None) is not None:
+            return float(s.credible_interval)
+    return None
 
 
 def source_in_file(run) -> bool:
@@ -147,7 +158,9 @@ def format_runs(path: str | Path, runs: list[RunInfo]) -> str:
         lines += [f"  {r.name}",
                   f"    started {r.started}, finished {r.finished}, nwb-autolfads {r.software_version} "
                   f"({r.git_revision or 'no git revision recorded'}), preset {r.preset or '?'}, seed {r.seed}",
-                  f"    {r.modalities}: {', '.join(what)} from {r.sources}; {r.n_bins} bins of {r.bin_size * 1e3:g} ms",
+                  f"    {r.modalities}: {', '.join(what)} from {r.sources}; {r.n_bins} bins of {r.bin_size * 1e3:g} ms"
+                  + (f"; {interval_percent(r.interval)} credible interval per bin" if r.interval is not None
+                     else "; no credible interval"),
                   f"    {_budget(r)}, best smoothed validation NLL {nll}"]
         if not r.source_in_file:
             lines.append(f"    results only: the source's data are in {r.source_location}")

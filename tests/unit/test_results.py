@@ -150,3 +150,13 @@ def test_a_995_percent_band_is_not_described_as_a_100_percent_one(tmp_path):
     one, _ = write_results(src, tmp_path / "one.nwb", mock_run_record(n_bins=150, n_channels=2, interval=0.995))
     description = load_results(one).emg_activations_upper.attrs["description"]
     assert "central 99.5% credible interval" in description and "100%" not in description
+
+
+def test_runs_listing_says_which_runs_hold_a_credible_interval(two_runs):
+    from nwb_autolfads.results import format_runs, list_runs
+
+    path = two_runs[0]
+    runs = list_runs(path)
+    assert [(r.name, r.interval) for r in runs] == [("early", 0.8), ("late", None)]
+    text = format_runs(path, runs)
+    assert "10 ms; 80% credible interval per bin" in text and "no credible interval" in text
