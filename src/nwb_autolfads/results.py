@@ -303,7 +303,9 @@ def to_pynapple(path: str | Path, run: str | None = None) -> dict:
     dict of ``pynapple.TsdFrame`` (time in seconds, on the run's bin centres), for what the
     run modelled: ``emg_activations`` (columns: the muscle names; the source's units;
     metadata ``scale``: the per-channel preprocessing scale), ``firing_rates`` (columns: the
-    ids of the Units table rows; Hz), ``factors`` and ``inferred_inputs`` (columns 0..N-1).
+    ids of the Units table rows; Hz), their credible interval's bounds when the run stored one
+    (``emg_activations_lower`` / ``_upper``, ``firing_rates_lower`` / ``_upper``, same columns
+    and units), ``factors`` and ``inferred_inputs`` (columns 0..N-1).
 
     Raises
     ------
@@ -322,6 +324,11 @@ def to_pynapple(path: str | Path, run: str | None = None) -> dict:
     if "firing_rates" in ds:
         out["firing_rates"] = nap.TsdFrame(t=t, d=ds.firing_rates.values,
                                            columns=[int(u) for u in ds.unit.values])
+    for name, columns in (("emg_activations", "channel"), ("firing_rates", "unit")):
+        for side in ("lower", "upper"):  # the credible interval's bounds, named like their estimate's columns
+            if f"{name}_{side}" in ds:
+                out[f"{name}_{side}"] = nap.TsdFrame(t=t, d=ds[f"{name}_{side}"].values,
+                                                     columns=list(out[name].columns))
     out["factors"] = nap.TsdFrame(t=t, d=ds.factors.values)
     if "inferred_inputs" in ds:
         out["inferred_inputs"] = nap.TsdFrame(t=t, d=ds.inferred_inputs.values)

@@ -160,3 +160,18 @@ def test_runs_listing_says_which_runs_hold_a_credible_interval(two_runs):
     assert [(r.name, r.interval) for r in runs] == [("early", 0.8), ("late", None)]
     text = format_runs(path, runs)
     assert "10 ms; 80% credible interval per bin" in text and "no credible interval" in text
+
+
+def test_to_pynapple_carries_the_credible_interval_with_the_estimates_columns(two_runs):
+    pytest.importorskip("pynapple")
+    from nwb_autolfads.results import to_pynapple
+
+    path, first, _ = two_runs
+    got = to_pynapple(path, run="early")
+    for name, lower, upper in (("emg_activations", first.activations_lower, first.activations_upper),
+                               ("firing_rates", first.rates_lower, first.rates_upper)):
+        assert list(got[f"{name}_lower"].columns) == list(got[name].columns)
+        np.testing.assert_array_equal(got[f"{name}_lower"].values, lower)
+        np.testing.assert_array_equal(got[f"{name}_upper"].values, upper)
+    assert [int(c) for c in got["firing_rates_upper"].columns] == [3, 1]
+    assert not [k for k in to_pynapple(path, run="late") if k.endswith(("_lower", "_upper"))]
