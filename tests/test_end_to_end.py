@@ -434,5 +434,9 @@ def test_the_interval_written_is_the_one_in_memory_and_posterior_means_write_non
     mean_mode = nwb_autolfads.run(emg_copy, tmp_path / "m.nwb", preset="smoke", progress=False)  # mode: mean
     assert mean_mode.interval is None and mean_mode.activations_lower is None and mean_mode.activations_upper is None
     assert "no credible interval: inference used the posterior mean" in mean_mode.summary()
+    assert "(inference.mode: sample for one)" in mean_mode.summary()
+    one = nwb_autolfads.run(emg_copy, tmp_path / "one.nwb", preset="smoke", progress=False,  # a single sample: none
+                            overrides={"inference.mode": "sample", "inference.n_samples": 1})
+    assert one.interval is None and "(inference.n_samples: at least 2, not 1 for one)" in one.summary()
     assert "credible interval" in res.summary() and "no credible interval" not in res.summary()
     assert not [v for v in nwb_autolfads.load_results(mean_mode.output).data_vars if v.endswith(("_lower", "_upper"))]

@@ -348,11 +348,15 @@ def _source(result: Path, ds, cfg, source: str | Path | None = None) -> dict:
                 names += s.channel_names
             if cols:
                 out[modality] = (np.concatenate(cols, axis=1), names)
+        modelled = [int(u) for u in ds.unit.values] if "firing_rates" in ds else None
         if nwb.units is not None and len(nwb.units) > 0:
             try:
-                units = read_units(nwb, cfg.data.units)
+                units = read_units(nwb, cfg.data.units, cfg.data.bad_units)
                 counts = np.asarray(bin_spikes(units, times, bin_size), dtype=float)
-                out["spikes"] = counts
+                if modelled is not None:  # the modelled units' columns, in the run's order
+                    counts = _unit_columns(counts, [int(i) for i in units.ids], modelled, "the selected units")
+                if counts is not None:
+                    out["spikes"] = counts
             except Exception as exc:  # unusable units: the spikes metric is left out
                 log.info("units not used for evaluation: %s", exc)
         gt = nwb.processing.get("ground_truth")
@@ -362,7 +366,12 @@ def _source(result: Path, ds, cfg, source: str | Path | None = None) -> dict:
                     ts = gt[name]
                     t = (np.asarray(ts.timestamps[:]) if ts.timestamps is not None
                          else ts.starting_time + np.arange(ts.data.shape[0]) / ts.rate)
-                    out[name] = bin_mean(t, np.asarray(ts.data[:], dtype=float), times, bin_size)
+                    values = bin_mean(t, np.asarray(ts.data[:], dtype=float), times, bin_size)
+                    if name == "true_rates" and modelled is not None and nwb.units is not None:
+                        # one column per row of the Units table: the modelled units' rows, in the run's order
+                        values = _unit_columns(values, [int(i) for i in nwb.units.id[:]], modelled, name)
+                    if values is not None:
+                        out[name] = values
         if nwb.trials is not None and len(nwb.trials) > 0:
             df = nwb.trials.to_dataframe()
             cols = [c for c in df.columns if (c.endswith("_time") or c in ("start_time", "stop_time"))
@@ -370,6 +379,21 @@ def _source(result: Path, ds, cfg, source: str | Path | None = None) -> dict:
             order = sorted(cols, key=lambda c: float(np.nanmedian(df[c] - df["start_time"])))
             out["trials"] = (df[order].to_numpy(dtype=float), order)
     return out
+
+
+def _unit_columns(values: np.ndarray, ids: list[int], modelled: list[int], what: str) -> np.ndarray | None:
+    """The columns of ``values`` (one per unit id in ``ids``) of the ``modelled`` units, in that
+    order; None (with a log line) when ``values`` does not have one column per id or a modelled
+    unit is not among ``ids``: columns matched by position would pair a unit with another's data."""
+    if values.shape[1] != len(ids):
+        log.info("%s: %d columns for %d units: not matched to the run's units", what, values.shape[1], len(ids))
+        return None
+    where = {u: k for k, u in enumerate(ids)}
+    missing = [u for u in modelled if u not in where]
+    if missing:
+        log.info("%s: the run's units %s are not among them: left out", what, missing[:5])
+        return None
+    return values[:, [where[u] for u in modelled]]
 
 
 def bin_mean(t: np.ndarray, x: np.ndarray, times: np.ndarray, bin_size: float) -> np.ndarray:
@@ -529,7 +553,7 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
             else:
                 lab = _default_label(m, cands)
             traces[(kind, m)] = (lab, cands[lab])
-        if truth_name in src:
+        if truth_name in src and src[truth_name].shape[1] == len(group_names):  # drawn per column: never another's
             traces[(kind, "truth")] = src[truth_name]
 
     spectra: dict = {}

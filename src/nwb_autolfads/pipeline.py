@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .calibration import estimate_errors, normal_quantile, widen_band
+from .calibration import estimate_errors, interval_percent, normal_quantile, widen_band
 from .config import DEFAULT_BIN_SIZE, RunConfig, build_config, configured_hyperparameters
 from .devices import resolve_device, seed_everything
 from .errors import ConfigError, SignalError, SignalNotFoundError, TrainingError
@@ -146,7 +146,7 @@ class RunResult:
                                                           "--output-content full copies them too)"
                                                           if self.config.output.content == "results" else ""))
             written = []
-            band = f" with {self.interval:.0%} credible interval" if self.interval is not None else ""
+            band = f" with {interval_percent(self.interval)} credible interval" if self.interval is not None else ""
             if self.channel_names:
                 written.append(f"emg_activations ({self.activations.shape[0]} x {self.activations.shape[1]}, "
                                f"{self.unit}{band})")
@@ -156,8 +156,11 @@ class RunResult:
                          "inferred_inputs, initial_conditions, provenance")
             if self.interval is None and self.config.inference.interval is not None and not \
                     self.config.inference.with_interval:
+                inf = self.config.inference
+                fix = ("inference.mode: sample" if inf.mode != "sample" else
+                       f"inference.n_samples: at least 2, not {inf.n_samples}")
                 lines.append("              no credible interval: inference used the posterior mean, not samples "
-                             "(inference.mode: sample for one)")
+                             f"({fix} for one)")
             lines.append(f"  read with   nwb_autolfads.load_results({str(self.output)!r})  or  "
                          f"nwb-autolfads runs {self.output}")
             baselines = " and ".join(
@@ -407,7 +410,7 @@ def _interval_note(interval: float | None) -> str:
     if interval is None:
         return ""
     lo, hi = interval_quantiles(interval)
-    return (f"; lower / upper: its approximate central {interval:.0%} credible interval per bin (the {lo:g} and "
+    return (f"; lower / upper: its approximate central {interval_percent(interval)} credible interval per bin (the {lo:g} and "
             f"{hi:g} quantiles over the posterior samples, merged with the means' weights where windows overlap, "
             "widened by the model's error estimated from the residual beyond the observation noise; see metrics "
             "interval_calibration)")

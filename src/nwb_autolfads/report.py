@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .calibration import interval_percent
 from .errors import OutputError
 from .evaluation import MODEL, Evaluation
 
@@ -248,7 +249,7 @@ def _band(ax, band: tuple | None, times: np.ndarray, window: np.ndarray, c: int)
         return
     level, lower, upper = band
     ax.fill_between(times[window], lower[window, c], upper[window, c], color=COLORS[MODEL], alpha=0.22, lw=0,
-                    label=f"{MODEL}: {level:.0%} credible interval")
+                    label=f"{MODEL}: {interval_percent(level)} credible interval")
 
 
 def traces_figure(ev: Evaluation, seconds: float = 10.0):
@@ -616,7 +617,7 @@ def write_report(ev: Evaluation, folder: str | Path, ds=None, overwrite: bool = 
 
 
 def _write_into(ev: Evaluation, folder: Path, ds=None) -> Path:
-    from .results import load_results
+    from .results import _json_dict, load_results
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -627,8 +628,11 @@ def _write_into(ev: Evaluation, folder: Path, ds=None) -> Path:
     emg_truth = (" Black dashes: the ground truth, affine-fitted to the rectified EMG (it has no unit)."
                  if ("emg", "truth") in ev.traces else "")
     rate_truth = " Black dashes: the true rate (Hz)." if ("spikes", "truth") in ev.traces else ""
-    emg_band, rate_band = (f" Red shading: its central {ev.traces[(k, 'band')][0]:.0%} credible interval (posterior "
-                           "samples, widened by the model's estimated error; approximate)." if (k, "band") in ev.traces
+    # runs before the band was calibrated stored the posterior samples' quantiles alone (no interval_calibration)
+    widened = "interval_calibration" in _json_dict(ds.attrs.get("metrics"))
+    how = "posterior samples, widened by the model's estimated error" if widened else "posterior-sample quantiles"
+    emg_band, rate_band = (f" Red shading: its central {interval_percent(ev.traces[(k, 'band')][0])} credible interval "
+                           f"({how}; approximate)." if (k, "band") in ev.traces
                            else "" for k in ("emg", "spikes"))
     for caption, name in (
             ("Example traces. Grey: rectified EMG in model bins (raw EMG below zero, on its own scale); blue: the "

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .calibration import interval_percent
 from .errors import InputFileError, ResultsNotFoundError
 from .reading import OUTPUT_MODULE
 
@@ -51,6 +52,9 @@ class RunInfo:
     """False for a results-only file: the source's data are at ``source_location``."""
     epochs: int | None = None
     """Epochs trained, for runs of versions before 0.3 that counted budgets in epochs (else None)."""
+    interval: float | None = None
+    """Probability of the credible interval stored with the estimates (``lower`` / ``upper``);
+    None when the run stored none (posterior means, or a file before spec 0.3.0)."""
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -91,7 +95,15 @@ def _info(run) -> RunInfo:
                    steps=metrics.get("steps"), epochs=metrics.get("epochs"), best_valid_nll=metrics.get("best_smoothed_valid_nll"),
                    description=run.description, source_location=run.source_location or "",
                    source_in_file=source_in_file(run), preset=_preset(run.config),
-                   git_revision=run.git_revision or "")
+                   git_revision=run.git_revision or "", interval=_stored_interval(act, rates))
+
+
+def _stored_interval(*series) -> float | None:
+    """The probability of the credible interval the estimates ``series`` hold (None: none)."""
+    for s in series:
+        if s is not None and getattr(s, "credible_interval", None) is not None and getattr(s, "lower", None) is not None:
+            return float(s.credible_interval)
+    return None
 
 
 def source_in_file(run) -> bool:
@@ -105,6 +117,15 @@ def _unit_ids(rates) -> np.ndarray:
     if rates.unit_ids is not None:
         return np.asarray(rates.unit_ids[:], dtype=np.int64)
     return np.asarray(rates.units.table.id[:])[np.asarray(rates.units.data[:])]
+
+
+def _json_dict(text: str | None) -> dict:
+    """A JSON object stored as text (provenance), {} when missing or not an object."""
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _preset(config_json: str | None) -> str:
@@ -137,7 +158,9 @@ def format_runs(path: str | Path, runs: list[RunInfo]) -> str:
         lines += [f"  {r.name}",
                   f"    started {r.started}, finished {r.finished}, nwb-autolfads {r.software_version} "
                   f"({r.git_revision or 'no git revision recorded'}), preset {r.preset or '?'}, seed {r.seed}",
-                  f"    {r.modalities}: {', '.join(what)} from {r.sources}; {r.n_bins} bins of {r.bin_size * 1e3:g} ms",
+                  f"    {r.modalities}: {', '.join(what)} from {r.sources}; {r.n_bins} bins of {r.bin_size * 1e3:g} ms"
+                  + (f"; {interval_percent(r.interval)} credible interval per bin" if r.interval is not None
+                     else "; no credible interval"),
                   f"    {_budget(r)}, best smoothed validation NLL {nll}"]
         if not r.source_in_file:
             lines.append(f"    results only: the source's data are in {r.source_location}")
@@ -159,17 +182,21 @@ def _times(ts) -> np.ndarray:
     return float(ts.starting_time) + np.arange(n) / float(ts.rate)
 
 
-def _bounds(name: str, series, dims: tuple[str, str], units: str) -> dict:
+def _bounds(name: str, series, dims: tuple[str, str], units: str, widened: bool = False) -> dict:
     """``<name>_lower`` / ``<name>_upper``: the credible interval's bounds a ``MuscleActivations`` or
-    ``FiringRates`` holds (spec 0.3.0; none in older files or runs without posterior samples)."""
+    ``FiringRates`` holds (spec 0.3.0; none in older files or runs without posterior samples).
+    ``widened``: the run widened the posterior band by the model's estimated error (its metrics
+    hold ``interval_calibration``), as the variables' description then says."""
     lower, upper, interval = (getattr(series, k, None) for k in ("lower", "upper", "credible_interval"))
     if lower is None or upper is None or interval is None:
         return {}
     level = float(interval)
+    how = ("the posterior samples' quantiles widened by the model's estimated error, see the metrics' "
+           "interval_calibration; approximate" if widened else "posterior-sample quantiles")
     return {f"{name}_{side}": (dims, np.asarray(bound[:]),
                                {"units": units, "interval": level,
-                                "description": f"{side} bound of the central {level:.0%} credible interval of "
-                                               f"{name} (posterior-sample quantiles)"})
+                                "description": f"{side} bound of the central {interval_percent(level)} credible interval of "
+                                               f"{name} ({how})"})
             for side, bound in (("lower", lower), ("upper", upper))}
 
 
@@ -205,6 +232,7 @@ def load_results(path: str | Path, run: str | None = None):
             raise ResultsNotFoundError(f"{str(path)!r} has no run {run!r}: choose one of {', '.join(sorted(runs))}")
         r = runs[run]
         times = _times(r.factors)
+        widened = "interval_calibration" in _json_dict(r.metrics)
         data_vars: dict = {}
         coords: dict = {"time": ("time", times, {"units": "s", "long_name": "bin centre"})}
         if r.emg_activations is not None:
@@ -212,7 +240,7 @@ def load_results(path: str | Path, run: str | None = None):
             coords["channel"] = ("channel", [str(c) for c in a.channel_names[:]])
             data_vars["emg_activations"] = (("time", "channel"), np.asarray(a.data[:]),
                                             {"units": a.unit, "description": a.description})
-            data_vars.update(_bounds("emg_activations", a, ("time", "channel"), a.unit))
+            data_vars.update(_bounds("emg_activations", a, ("time", "channel"), a.unit, widened))
             if a.scales is not None:
                 data_vars["channel_scale"] = (("channel",), np.asarray(a.scales[:]),
                                               {"units": a.unit, "description": "per-channel preprocessing scale"})
@@ -221,7 +249,7 @@ def load_results(path: str | Path, run: str | None = None):
             coords["unit"] = ("unit", _unit_ids(f))
             data_vars["firing_rates"] = (("time", "unit"), np.asarray(f.data[:]),
                                          {"units": "Hz", "description": f.description})
-            data_vars.update(_bounds("firing_rates", f, ("time", "unit"), "Hz"))
+            data_vars.update(_bounds("firing_rates", f, ("time", "unit"), "Hz", widened))
         data_vars["factors"] = (("time", "factor"), np.asarray(r.factors.data[:]),
                                 {"units": "a.u.", "description": r.factors.description})
         if r.inferred_inputs is not None:
@@ -275,7 +303,9 @@ def to_pynapple(path: str | Path, run: str | None = None) -> dict:
     dict of ``pynapple.TsdFrame`` (time in seconds, on the run's bin centres), for what the
     run modelled: ``emg_activations`` (columns: the muscle names; the source's units;
     metadata ``scale``: the per-channel preprocessing scale), ``firing_rates`` (columns: the
-    ids of the Units table rows; Hz), ``factors`` and ``inferred_inputs`` (columns 0..N-1).
+    ids of the Units table rows; Hz), their credible interval's bounds when the run stored one
+    (``emg_activations_lower`` / ``_upper``, ``firing_rates_lower`` / ``_upper``, same columns
+    and units), ``factors`` and ``inferred_inputs`` (columns 0..N-1).
 
     Raises
     ------
@@ -294,6 +324,11 @@ def to_pynapple(path: str | Path, run: str | None = None) -> dict:
     if "firing_rates" in ds:
         out["firing_rates"] = nap.TsdFrame(t=t, d=ds.firing_rates.values,
                                            columns=[int(u) for u in ds.unit.values])
+    for name, columns in (("emg_activations", "channel"), ("firing_rates", "unit")):
+        for side in ("lower", "upper"):  # the credible interval's bounds, named like their estimate's columns
+            if f"{name}_{side}" in ds:
+                out[f"{name}_{side}"] = nap.TsdFrame(t=t, d=ds[f"{name}_{side}"].values,
+                                                     columns=list(out[name].columns))
     out["factors"] = nap.TsdFrame(t=t, d=ds.factors.values)
     if "inferred_inputs" in ds:
         out["inferred_inputs"] = nap.TsdFrame(t=t, d=ds.inferred_inputs.values)

@@ -211,3 +211,36 @@ def test_a_results_only_file_is_scored_on_its_source_which_must_be_the_one_the_r
         assert io.read().identifier == identifier
     with pytest.raises(InputFileError, match="not the objects it modelled .*acquisition/EMG"):
         evaluate(only, source=other, **fast)
+
+
+def test_a_run_on_some_units_is_scored_and_drawn_against_those_units_truth_and_spikes(tmp_path):
+    """The ground truth (one column per Units row) and the spike counts are matched to the run's
+    units by id: a --units filter (here units 0, 1, 3, 4 of 6) must not pair unit 3 with unit 2's
+    true rate in the scores and the report's rates figure."""
+    from pynwb import NWBHDF5IO
+
+    from nwb_autolfads.evaluation import bin_mean
+    from nwb_autolfads.reading import bin_spikes, read_units
+    from nwb_autolfads.testing import mock_run_record
+    from nwb_autolfads.writing import write_results
+
+    src = mock_emg_nwb(tmp_path / "src.nwb", duration=6.0, rate=1000.0, n_muscles=2, seed=4, n_units=6)
+    chosen = [0, 1, 3, 4]
+    times = 0.005 + np.arange(590) * 0.01
+    record = mock_run_record(n_channels=0, unit_ids=chosen, times=times, interval=0.9)
+    with NWBHDF5IO(str(src), "r") as io:
+        nwb = io.read()
+        record.source_identifier = nwb.identifier
+        record.source_paths, record.source_object_ids = ["units"], [nwb.units.object_id]
+    out, _ = write_results(src, tmp_path / "out.nwb", record)
+    times = nwb_autolfads.load_results(out).time.values  # as stored (rate and starting time)
+    with NWBHDF5IO(str(src), "r") as io:
+        nwb = io.read()
+        gt = nwb.processing["ground_truth"]["true_rates"]
+        t = gt.starting_time + np.arange(gt.data.shape[0]) / gt.rate
+        truth = bin_mean(t, np.asarray(gt.data[:], dtype=float), times, 0.01)[:, chosen]
+        counts = np.asarray(bin_spikes(read_units(nwb), times, 0.01), dtype=float)[:, chosen]
+    ev = evaluate(out, folds=2, lags=1)
+    assert np.allclose(ev.traces[("spikes", "truth")], truth, equal_nan=True)
+    assert np.array_equal(ev.traces["spikes"], counts)
+    assert "truth" in ev.to_dict()["scores"]  # scored, on the matched columns

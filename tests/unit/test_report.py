@@ -278,9 +278,14 @@ def test_the_models_credible_interval_is_a_shaded_band_around_its_trace_named_in
         assert any("90% credible interval" in t.get_text() for t in axes[0].get_legend().get_texts())
         assert_texts_inside(fig)
         assert_legends_clear(fig)
-    page = report.write_report(ev, tmp_path / "r", ds=_run_dataset(pbt=False)).read_text()
+    calibrated = _run_dataset(pbt=False)
+    calibrated.attrs["metrics"] = json.dumps({"interval_calibration": {"method": "test", "z": 1.645}})
+    page = report.write_report(ev, tmp_path / "r", ds=calibrated).read_text()
     assert page.count("Red shading: its central 90% credible interval") == 2
     assert page.count("samples, widened by the model") == 2
+    # a run before the band was calibrated (no interval_calibration: the 0.3.0 fixture) is not said to be widened
+    older = report.write_report(ev, tmp_path / "o", ds=_run_dataset(pbt=False)).read_text()
+    assert older.count("credible interval (posterior-sample quantiles; approximate)") == 2 and "widened" not in older
     plain = report.write_report(_evaluation(units=3), tmp_path / "p", ds=_run_dataset(pbt=False)).read_text()
     assert "credible interval" not in plain
     assert not [c for ax in report.traces_figure(_evaluation()).axes for c in ax.collections

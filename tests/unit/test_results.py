@@ -127,3 +127,51 @@ def test_results_of_versions_that_counted_epochs_still_list_load_and_report(vers
     assert "max_epochs" in saved["train"]
     cfg = RunConfig.from_saved(saved, n_train=json.loads(ds.attrs["metrics"])["n_train"])  # what evaluate does
     assert cfg.train.max_steps == 2 * 2 and cfg.train.valid_every == 2  # 31 windows in batches of 16: 2 per epoch
+
+
+def test_the_bounds_description_says_whether_the_band_was_widened_by_the_model_error(tmp_path):
+    """A band widened by the model's estimated error (metrics interval_calibration) must not be
+    described as the bare posterior-sample quantiles, which are far narrower; older runs' bands were."""
+    src = mock_emg_nwb(tmp_path / "src.nwb", duration=2.0, rate=500.0, n_muscles=3, n_units=2)
+    plain = mock_run_record(n_bins=150, n_channels=3, unit_ids=[1], name="plain", interval=0.9)
+    widened = mock_run_record(n_bins=150, n_channels=3, unit_ids=[1], name="widened", interval=0.9)
+    widened.metrics = {**widened.metrics, "interval_calibration": {"method": "test", "z": 1.645}}
+    one, _ = write_results(src, tmp_path / "one.nwb", plain)
+    two, _ = write_results(one, tmp_path / "two.nwb", widened)
+    for run, says in (("plain", "posterior-sample quantiles"), ("widened", "widened by the model's estimated error")):
+        ds = load_results(two, run=run)
+        for var in ("emg_activations_lower", "emg_activations_upper", "firing_rates_lower", "firing_rates_upper"):
+            assert says in ds[var].attrs["description"], (run, var)
+    assert "widened" not in load_results(two, run="plain").emg_activations_lower.attrs["description"]
+
+
+def test_a_995_percent_band_is_not_described_as_a_100_percent_one(tmp_path):
+    src = mock_emg_nwb(tmp_path / "src.nwb", duration=2.0, rate=500.0, n_muscles=2)
+    one, _ = write_results(src, tmp_path / "one.nwb", mock_run_record(n_bins=150, n_channels=2, interval=0.995))
+    description = load_results(one).emg_activations_upper.attrs["description"]
+    assert "central 99.5% credible interval" in description and "100%" not in description
+
+
+def test_runs_listing_says_which_runs_hold_a_credible_interval(two_runs):
+    from nwb_autolfads.results import format_runs, list_runs
+
+    path = two_runs[0]
+    runs = list_runs(path)
+    assert [(r.name, r.interval) for r in runs] == [("early", 0.8), ("late", None)]
+    text = format_runs(path, runs)
+    assert "10 ms; 80% credible interval per bin" in text and "no credible interval" in text
+
+
+def test_to_pynapple_carries_the_credible_interval_with_the_estimates_columns(two_runs):
+    pytest.importorskip("pynapple")
+    from nwb_autolfads.results import to_pynapple
+
+    path, first, _ = two_runs
+    got = to_pynapple(path, run="early")
+    for name, lower, upper in (("emg_activations", first.activations_lower, first.activations_upper),
+                               ("firing_rates", first.rates_lower, first.rates_upper)):
+        assert list(got[f"{name}_lower"].columns) == list(got[name].columns)
+        np.testing.assert_array_equal(got[f"{name}_lower"].values, lower)
+        np.testing.assert_array_equal(got[f"{name}_upper"].values, upper)
+    assert [int(c) for c in got["firing_rates_upper"].columns] == [3, 1]
+    assert not [k for k in to_pynapple(path, run="late") if k.endswith(("_lower", "_upper"))]

@@ -249,3 +249,10 @@ def test_family_table_reports_calibration_when_the_run_has_bands():
     text = mod.table([rec, dict(rec, setting="y", calibration=None, margin=-0.05)])
     assert "| 0.88 |" in text and "| n/a |" in text
     assert "win rate (model beats both baselines on R^2 vs truth): 50% of 2" in text
+
+
+@pytest.mark.parametrize("bad", [{"snr_db": float("nan")}, {"hum_harmonics": [0.1, float("inf")]},
+                                 {"trial_seconds": (0.5, float("nan"))}, {"noise_scale": 0.0}])
+def test_a_setting_that_would_draw_nan_emg_is_refused(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        EMGSetting(**bad)

@@ -97,3 +97,9 @@ def test_nwb_round_trip(tmp_path):
     times = np.arange(0.005, 1.0, 0.01)  # 10 ms bins
     truth = read_truth(path, times, 0.01, name="true_rates")
     np.testing.assert_allclose(truth, sim.rates[:200].reshape(100, 2, 20).mean(axis=1), rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [{"step": 0.0}, {"max_rate": float("inf")}, {"gamma": float("nan")}])
+def test_a_spike_setting_with_a_zero_step_or_a_non_finite_number_is_refused_by_name(bad):
+    with pytest.raises(ValueError, match=f"{next(iter(bad))} = "):
+        SpikeSetting(**bad)

@@ -159,6 +159,12 @@ class EMGSetting:
     noise_scale: float = 1e-4
 
     def __post_init__(self):
+        numbers = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                   if isinstance(getattr(self, f.name), (int, float, tuple, list)) and not isinstance(getattr(self, f.name), bool)}
+        bad = [f"{k} {v!r}" for k, v in numbers.items()
+               if not np.all(np.isfinite(np.asarray(v, dtype=float)))]  # NaN/inf would give NaN EMG or truth
+        if bad:
+            raise ValueError(f"EMGSetting: {', '.join(bad)}: must be finite numbers (snr_db None: no noise floor)")
         checks = (
             (self.dynamics in DYNAMICS, f"dynamics {self.dynamics!r}: one of {', '.join(DYNAMICS)}"),
             (self.noise in NOISE_MODELS, f"noise {self.noise!r}: one of {', '.join(NOISE_MODELS)}"),
@@ -171,6 +177,7 @@ class EMGSetting:
             (self.trials >= 0, f"trials {self.trials}: 0 (continuous) or more"),
             (0 < self.envelope_rate <= self.rate, f"envelope_rate {self.envelope_rate} Hz: in (0, rate {self.rate}]"),
             (self.artefact_rate >= 0 and self.hum_amplitude >= 0, "artefact_rate and hum_amplitude must be >= 0"),
+            (self.noise_scale > 0, f"noise_scale {self.noise_scale} V: must be > 0"),
         )
         for ok, message in checks:
             if not ok:

@@ -79,6 +79,12 @@ class SpikeSetting:
         def bad(what: str, fix: str) -> None:
             raise ValueError(f"SpikeSetting {self.name!r}: {what} = {getattr(self, what)!r}: {fix}")
 
+        numbers = {k: v for k, v in asdict(self).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        for k, v in numbers.items():
+            if not np.isfinite(v):
+                bad(k, "use a finite number")
+        if self.step <= 0:
+            bad("step", "use a time step > 0 s (e.g. 0.001)")
         if self.dynamics not in DYNAMICS:
             bad("dynamics", f"use one of {', '.join(DYNAMICS)}")
         if self.n_units < 1:
