@@ -65,7 +65,8 @@ def main(argv=None) -> None:
     p.add_argument("--stacked", action="store_true", help="time a stacked generation against sequential members")
     p.add_argument("--members", type=int, default=20, help="--stacked: population size")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="--stacked: torch thread counts")
-    p.add_argument("--stacked-configs", nargs="+", choices=sorted(CONFIGS), default=["emg-small", "reference"])
+    p.add_argument("--stacked-configs", nargs="+", choices=sorted(CONFIGS),
+                   help="--stacked: default emg-small reference; --split: default emg-small")
     p.add_argument("--split", action="store_true",
                    help="time one member, a stacked generation and the same split over --workers processes")
     p.add_argument("--repeats", type=int, default=3, help="--split: interleaved rounds")
@@ -73,6 +74,8 @@ def main(argv=None) -> None:
                    help="also print the compute bound: matrix-multiply FLOPs of a member-step (counted by torch's "
                         "FlopCounterMode, elementwise work not included) over this machine's peak sgemm rate")
     args = p.parse_args(argv)
+    if args.stacked_configs is None:
+        args.stacked_configs = ["emg-small"] if args.split else ["emg-small", "reference"]
     if args.stacked:
         stacked_table(args)
         return
@@ -221,9 +224,11 @@ def _population(name: str, args):
 
 
 def split_table(args) -> None:
-    """Interleaved rounds: one member's generation, the population stacked in this process, and
-    the population split over ``--workers`` processes (a stacked block each)."""
+    """Interleaved rounds: one member's generation, the population stacked in this process, one
+    worker's block stacked alone in this process (the split's floor), and the population split
+    over ``--workers`` processes (a stacked block each)."""
     import os
+    import statistics
 
     from nwb_autolfads.pbt import _member_seed, _SplitExecutor, _train_generation
     from nwb_autolfads.stacked import StackedExecutor
@@ -233,21 +238,25 @@ def split_table(args) -> None:
     print(f"one generation = {args.steps} training steps + validation on 64 windows; {args.members} members with "
           f"different hyperparameters; {args.windows} training windows; 1 torch thread per process; "
           f"{os.cpu_count()} CPUs")
+    share = -(-args.members // workers)
     for name in args.stacked_configs:
         c, cfg, observation, tx, vx, members = _population(name, args)
-        split = _SplitExecutor(workers, c["channels"], cfg.model, observation, cfg.train, cfg.augment, tx, vx, threads=1)
+        split = _SplitExecutor(workers, c["channels"], cfg.model, observation, cfg.train, cfg.augment, tx, vx,
+                               threads=1)
         stacked = StackedExecutor(c["channels"], cfg.model, observation, cfg.train, cfg.augment, tx, vx)
         runs = {"one": lambda ms: _train_generation(ms[0], tx, vx, cfg.train, cfg.augment, args.steps, 0,
                                                     _member_seed(0, 0, 0)),
                 "stacked": lambda ms: stacked.generation(ms, args.steps, 0, 0),
+                "block": lambda ms: stacked.generation(ms[:share], args.steps, 0, 0),
                 "split": lambda ms: split.generation(ms, args.steps, 0, 0)}
         for run in runs.values():  # warm-up (first calls into torch, in every worker too)
             run(members(args.members))
         print()
-        print(f"{name}: | round | load (1 min) | one member (s) | stacked x{args.members} (s) | split {workers} x "
-              f"{-(-args.members // workers)} (s) | stacked / one | split / one | stacked / split |")
-        print("| ----- | ------------ | -------------- | --------------- | ----------------- | ------------- | "
-              "----------- | --------------- |")
+        print(f"{name}:")
+        print(f"| round | load (1 min) | one member (s) | stacked x{args.members} (s) | stacked x{share} alone (s) | "
+              f"split {workers} x {share} (s) | stacked / one | split / one | stacked / split |")
+        print("| ----- | ------------ | -------------- | --------------- | -------------------- | ----------------- | "
+              "------------- | ----------- | --------------- |")
         rows = []
         for r in range(args.repeats):
             load = os.getloadavg()[0]
@@ -258,11 +267,12 @@ def split_table(args) -> None:
                 run(ms)
                 t[key] = time.perf_counter() - t0
             rows.append(t)
-            print(f"| {r + 1} | {load:.1f} | {t['one']:.2f} | {t['stacked']:.2f} | {t['split']:.2f} | "
+            print(f"| {r + 1} | {load:.1f} | {t['one']:.2f} | {t['stacked']:.2f} | {t['block']:.2f} | "
+                  f"{t['split']:.2f} | "
                   f"{t['stacked'] / t['one']:.1f}x | {t['split'] / t['one']:.1f}x | {t['stacked'] / t['split']:.2f}x |",
                   flush=True)
         split.close()
-        med = {k: sorted(row[k] / row["one"] for row in rows)[len(rows) // 2] for k in ("stacked", "split")}
+        med = {k: statistics.median(row[k] / row["one"] for row in rows) for k in ("stacked", "split")}
         print(f"median of rounds: stacked {med['stacked']:.1f}x one member, split {med['split']:.1f}x; load average "
               f"{os.getloadavg()[0]:.1f} at the end")
 

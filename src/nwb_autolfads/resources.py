@@ -176,10 +176,13 @@ def choose_execution(population: int, model_cfg, n_channels: int, device: str = 
     """Choose between stacked, process-parallel and sequential training, and the threads.
 
     On a CPU, ``auto`` trains a population of small models (:data:`SMALL_MODEL_WIDTH`) as
-    ``stacked-processes`` when two or more cores are available: the members in one contiguous
-    block per worker process (one per core, at most one per member), each block one stacked
+    ``stacked-processes`` when two or more cores are idle: the members in one contiguous block
+    per worker process (one per idle core, at most one per member), each block one stacked
     program on one thread, the workers in parallel (issue 19: one stacked program runs on one
-    core); with one core (or ``pbt.workers`` 1) as ``stacked`` in this process. Wider models train
+    core); with one idle core (or ``pbt.workers`` 1) as ``stacked`` in this process. Cores that
+    other programs keep busy do not count: Linux shares the CPU between sessions (autogroup), so
+    a second process of ours got no more CPU there (measured on 2 cores at load 7: split 0.8x
+    the speed of one stacked process, benchmarks/README.md). Wider models train
     in ``processes`` (a member per task), or ``sequential`` on one core.
 
     Parameters
@@ -261,8 +264,8 @@ def choose_execution(population: int, model_cfg, n_channels: int, device: str = 
     if mode == "auto":
         if on_gpu:
             mode = "stacked" if stacked_available else "sequential"
-        elif stackable:
-            mode = "stacked-processes" if min(population, cores) > 1 else "stacked"
+        elif stackable:  # split only over idle cores: busy ones give a session no more CPU for more processes
+            mode = "stacked-processes" if min(population, idle) > 1 else "stacked"
         elif cores > 1:
             mode = "processes"
         else:
@@ -273,7 +276,8 @@ def choose_execution(population: int, model_cfg, n_channels: int, device: str = 
         mode = "sequential" if mode == "stacked" else "processes"
     asked = ""
     if mode in ("processes", "stacked-processes"):
-        n_workers = workers if workers > 0 else min(population, cores)
+        n_workers = workers if workers > 0 else min(population, idle if execution == "auto" and
+                                                     mode == "stacked-processes" else cores)
         if n_workers <= 1 and execution == mode and min(population, cores) > 1:
             # the user asked for processes; a worker count of 1 (e.g. the smoke preset's) would run none
             n_workers = min(population, cores)
@@ -288,9 +292,9 @@ def choose_execution(population: int, model_cfg, n_channels: int, device: str = 
         elif mode == "stacked-processes":
             share = -(-population // n_workers)
             why = asked or (f"pbt.workers = {workers}" if workers > 0 else
-                            f"{population} members of {width}-unit layers (<= {SMALL_MODEL_WIDTH}) over {cores} "
-                            f"cores: a worker process per core, each training its block of at most {share} members "
-                            "as one stacked program, the workers in parallel")
+                            f"{population} members of {width}-unit layers (<= {SMALL_MODEL_WIDTH}) over {n_workers} "
+                            f"idle cores of {cores}: a worker process per core, each training its block of at most "
+                            f"{share} members as one stacked program, the workers in parallel")
             return Execution("stacked-processes", n_workers, cap(1, n_workers), why)
         else:
             n_threads = cap(1 if small else max(1, min(2, idle // n_workers)), n_workers)
@@ -303,6 +307,9 @@ def choose_execution(population: int, model_cfg, n_channels: int, device: str = 
         why = (f"{population} members as one program on the GPU" if on_gpu else
                f"{population} members of {width}-unit layers (<= {SMALL_MODEL_WIDTH}) as one stacked program "
                f"on {n_threads} thread{'s' if n_threads > 1 else ''}")
+        if execution == "auto" and workers == 0 and not on_gpu and cores > 1 and idle < 2 and population > 1:
+            why += (f" (of {cores} cores, other programs keep all but {idle} busy: worker processes would share "
+                    "its time)")
         return Execution("stacked", 1, n_threads, f"{why}; {asked}" if asked else why)
     n_threads = cap(1 if on_gpu or small else min(2, idle), 1)
     why = ("members one after another on the GPU" if on_gpu else

@@ -82,6 +82,12 @@ def test_small_models_stack_and_wide_ones_spread_over_processes():
     emg1 = choose_execution(20, EMG, 16, "cpu", cores=1)
     assert _t(emg1) == ("stacked", 1, 1) and "stacked" in emg1.describe()  # one core: in this process
     assert choose_execution(20, EMG, 16, "cpu", cores=4, workers=1).mode == "stacked"  # no worker processes
+    # only over idle cores: a busy machine gives a session no more CPU for a second process
+    busy = choose_execution(20, EMG, 16, "cpu", cores=2, idle=1)
+    assert _t(busy) == ("stacked", 1, 1) and "other programs keep all but 1 busy" in busy.reason
+    assert _t(choose_execution(20, EMG, 16, "cpu", cores=8, idle=3)) == ("stacked-processes", 3, 1)
+    assert _t(choose_execution(20, EMG, 16, "cpu", cores=8, idle=1, execution="stacked-processes")) == \
+        ("stacked-processes", 8, 1)  # the user's choice: over the cores
     ref = choose_execution(20, REFERENCE, 30, "cpu", cores=2)
     assert (ref.mode, ref.workers, ref.threads) == ("processes", 2, 1)
     assert "2 worker processes x 1 thread" in ref.describe()
