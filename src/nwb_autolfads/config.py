@@ -439,14 +439,15 @@ class PBTConfig:
     """Generations over which ``stop_improvement`` is measured."""
     workers: int = 0
     """Processes that train members in parallel (one torch thread each); 0: one per core (at
-    most one per member); 1: all members in this process. Each member-generation has its own
+    most one per member; for ``stacked-processes`` chosen by ``auto``, one per idle core); 1: all
+    members in this process. Each member-generation has its own
     seed, so only thread-count effects on float sums (last bits) can differ between settings."""
     execution: str = "auto"
     """How the embedded backend trains a generation: ``stacked`` (all members as one vectorised
     tensor program, :mod:`nwb_autolfads.stacked`: for small models, where one member's step is
     overhead, not arithmetic, in this process), ``stacked-processes`` (the members split into
     ``workers`` contiguous blocks, each block one stacked program in its own worker process, the
-    workers in parallel: ``auto``'s choice for small models on 2 or more cores), ``processes``
+    workers in parallel: ``auto``'s choice for small models on 2 or more idle cores), ``processes``
     (``workers`` processes, a member per task), ``sequential`` (one member after another in this
     process) or ``auto`` (:func:`nwb_autolfads.resources.choose_execution`: by model size, cores,
     device and ``workers``). Every mode gives the same population for a
