@@ -175,9 +175,11 @@ def test_worker_processes_give_the_same_result_as_one_process(start, monkeypatch
         assert torch.equal(v, two_model.state_dict()[k]), k
 
 
-def test_workers_are_spawned_without_the_nwb_stack():
+@pytest.mark.parametrize("executor", [pbt._Executor, pbt._SplitExecutor])
+def test_workers_are_spawned_without_the_nwb_stack(executor):
     """Workers start fresh (spawn): they import torch and the training modules, not pynwb/hdmf/h5py
-    (which this test process has loaded), and no copy of what the parent read."""
+    (which this test process has loaded), and no copy of what the parent read; also after
+    training a stacked block (stacked-processes)."""
     import pynwb  # noqa: F401  (the parent has the NWB stack, as a run has)
 
     from nwb_autolfads.resources import nwb_modules_loaded
@@ -185,8 +187,12 @@ def test_workers_are_spawned_without_the_nwb_stack():
     assert pbt._start_method() == "spawn"
     cfg, make, tx, vx = _setup(population=2, generations=1)
     model = make()
-    ex = pbt._Executor(2, model.n_channels, cfg.model, model.observation, cfg.train, cfg.augment, tx, vx, threads=1)
+    ex = executor(2, model.n_channels, cfg.model, model.observation, cfg.train, cfg.augment, tx, vx, threads=1)
     try:
+        if executor is pbt._SplitExecutor:
+            members = [pbt.Member(m, torch.optim.Adam(m.parameters(), lr=1e-3), dict(DEFAULTS)) for m in (model, make())]
+            ex.generation(members, 2, 0, 0)  # a block of one member in each worker
+            assert [m.steps for m in members] == [2, 2] and all(math.isfinite(m.smoothed) for m in members)
         assert ex.pool.submit(nwb_modules_loaded).result(timeout=120) == []
         assert ex.pool.submit(torch.get_num_threads).result(timeout=120) == 1
     finally:
