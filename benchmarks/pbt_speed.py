@@ -26,13 +26,16 @@ machine: the ratios within one round are what to compare), one generation of one
 of ``--members`` members as one stacked program in this process (``pbt.execution: stacked``),
 and of the same members split into ``--workers`` worker processes of one stacked block each
 (``stacked-processes``: ``pbt._SplitExecutor``, the workers started and warmed up before, as a
-run does once), all on one torch thread per process; it prints each round's seconds and ratios
-to one member, and the 1-minute load average before each round.
+run does once), all on one torch thread per process; it prints each round's wall and CPU seconds
+and ratios to one member (the split's CPU: this process's plus its slowest worker's, the
+critical path: what a generation takes when every worker has a core to itself), and the
+1-minute load average before each round.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -223,11 +226,22 @@ def _population(name: str, args):
     return c, cfg, observation, x[:args.windows], x[args.windows:], members
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc; NaN elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def split_table(args) -> None:
-    """Interleaved rounds: one member's generation, the population stacked in this process, one
-    worker's block stacked alone in this process (the split's floor), and the population split
-    over ``--workers`` processes (a stacked block each)."""
-    import os
+    """Interleaved rounds: one member's generation (median of 3), the population stacked in this
+    process, and the population split over ``--workers`` processes (a stacked block each); wall
+    and CPU seconds (the split's: this process's, which sends and receives the members, plus its
+    slowest worker's: the critical path, what a generation would take with a core free for each
+    worker)."""
     import statistics
 
     from nwb_autolfads.pbt import _member_seed, _SplitExecutor, _train_generation
@@ -235,45 +249,53 @@ def split_table(args) -> None:
 
     torch.set_num_threads(1)
     workers = max(2, args.workers)
+    share = -(-args.members // workers)
     print(f"one generation = {args.steps} training steps + validation on 64 windows; {args.members} members with "
           f"different hyperparameters; {args.windows} training windows; 1 torch thread per process; "
           f"{os.cpu_count()} CPUs")
-    share = -(-args.members // workers)
     for name in args.stacked_configs:
         c, cfg, observation, tx, vx, members = _population(name, args)
         split = _SplitExecutor(workers, c["channels"], cfg.model, observation, cfg.train, cfg.augment, tx, vx,
                                threads=1)
+        pids = list(split.pool._processes)  # the worker processes (started by the executor)
         stacked = StackedExecutor(c["channels"], cfg.model, observation, cfg.train, cfg.augment, tx, vx)
         runs = {"one": lambda ms: _train_generation(ms[0], tx, vx, cfg.train, cfg.augment, args.steps, 0,
                                                     _member_seed(0, 0, 0)),
                 "stacked": lambda ms: stacked.generation(ms, args.steps, 0, 0),
-                "block": lambda ms: stacked.generation(ms[:share], args.steps, 0, 0),
                 "split": lambda ms: split.generation(ms, args.steps, 0, 0)}
         for run in runs.values():  # warm-up (first calls into torch, in every worker too)
             run(members(args.members))
         print()
-        print(f"{name}:")
-        print(f"| round | load (1 min) | one member (s) | stacked x{args.members} (s) | stacked x{share} alone (s) | "
-              f"split {workers} x {share} (s) | stacked / one | split / one | stacked / split |")
-        print("| ----- | ------------ | -------------- | --------------- | -------------------- | ----------------- | "
-              "------------- | ----------- | --------------- |")
+        print(f"{name}: wall seconds, and CPU seconds (split: this process + its slowest worker)")
+        print(f"| round | load (1 min) | one member | stacked x{args.members} | split {workers} x {share} | "
+              "stacked / one | split / one | CPU: one | CPU: stacked | CPU: split | CPU: stacked / one | "
+              "CPU: split / one |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         rows = []
         for r in range(args.repeats):
             load = os.getloadavg()[0]
-            t = {}
+            t, cpu = {}, {}
             for key, run in runs.items():
-                ms = members(1 if key == "one" else args.members)
-                t0 = time.perf_counter()
-                run(ms)
-                t[key] = time.perf_counter() - t0
-            rows.append(t)
-            print(f"| {r + 1} | {load:.1f} | {t['one']:.2f} | {t['stacked']:.2f} | {t['block']:.2f} | "
-                  f"{t['split']:.2f} | "
-                  f"{t['stacked'] / t['one']:.1f}x | {t['split'] / t['one']:.1f}x | {t['stacked'] / t['split']:.2f}x |",
-                  flush=True)
+                times = []
+                for _ in range(3 if key == "one" else 1):  # one member: the median of 3 (a short, noisy run)
+                    ms = members(1 if key == "one" else args.members)
+                    w0 = [_cpu_seconds(pid) for pid in pids]
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    run(ms)
+                    times.append((time.perf_counter() - t0, time.process_time() - c0))
+                    if key == "split":
+                        slowest = max(_cpu_seconds(pid) - w for pid, w in zip(pids, w0))
+                        times[-1] = (times[-1][0], times[-1][1] + slowest)
+                t[key], cpu[key] = statistics.median(w for w, _ in times), statistics.median(c for _, c in times)
+            rows.append({**{k: t[k] / t["one"] for k in t}, **{"cpu_" + k: cpu[k] / cpu["one"] for k in cpu}})
+            print(f"| {r + 1} | {load:.1f} | {t['one']:.2f} | {t['stacked']:.2f} | {t['split']:.2f} | "
+                  f"{t['stacked'] / t['one']:.1f}x | {t['split'] / t['one']:.1f}x | {cpu['one']:.2f} | "
+                  f"{cpu['stacked']:.2f} | {cpu['split']:.2f} | {cpu['stacked'] / cpu['one']:.1f}x | "
+                  f"{cpu['split'] / cpu['one']:.1f}x |", flush=True)
         split.close()
-        med = {k: statistics.median(row[k] / row["one"] for row in rows) for k in ("stacked", "split")}
-        print(f"median of rounds: stacked {med['stacked']:.1f}x one member, split {med['split']:.1f}x; load average "
+        med = {k: statistics.median(row[k] for row in rows) for k in rows[0]}
+        print(f"median of rounds: wall stacked {med['stacked']:.1f}x one member, split {med['split']:.1f}x; CPU "
+              f"stacked {med['cpu_stacked']:.1f}x, split (critical path) {med['cpu_split']:.1f}x; load average "
               f"{os.getloadavg()[0]:.1f} at the end")
 
 
