@@ -181,8 +181,8 @@ def choose_execution(population: int, model_cfg, n_channels: int, device: str = 
     program on one thread, the workers in parallel (issue 19: one stacked program runs on one
     core); with one idle core (or ``pbt.workers`` 1) as ``stacked`` in this process. Cores that
     other programs keep busy do not count: Linux shares the CPU between sessions (autogroup), so
-    a second process of ours got no more CPU there (measured on 2 cores at load 7: split 0.8x
-    the speed of one stacked process, benchmarks/README.md). Wider models train
+    a second process of ours got no more CPU there (measured on 2 cores at load 4-7: the split
+    0.8-1.1x the speed of one stacked process, benchmarks/README.md). Wider models train
     in ``processes`` (a member per task), or ``sequential`` on one core.
 
     Parameters
