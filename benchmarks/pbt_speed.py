@@ -4,6 +4,8 @@
                                    [--workers 0]
     python benchmarks/pbt_speed.py --stacked [--members 20] [--steps 10] [--threads 1 2]
                                    [--stacked-configs emg-small reference]
+    python benchmarks/pbt_speed.py --split [--members 20] [--steps 10] [--workers 2] [--repeats 3]
+                                   [--stacked-configs emg-small]
 
 Trains ``nwb_autolfads.pbt.train_population`` (the embedded executor) for one generation of
 ``--steps`` optimisation steps on random data shaped like the reference configuration of
@@ -18,11 +20,22 @@ alone (``pbt._train_generation``), ``--members`` members one after another (the 
 the same members as one stacked tensor program (``stacked.StackedExecutor``); it prints wall and
 CPU seconds and the ratios. ``emg-small`` is the EMG model of the issue (12 channels, 100 bins,
 batch 16, 64-unit generator, 32-unit encoders and controller), ``reference`` the 200-unit model.
+
+``--split`` (issue 19, item 3) times, interleaved ``--repeats`` times (loads vary 30%+ on a shared
+machine: the ratios within one round are what to compare), one generation of one member alone,
+of ``--members`` members as one stacked program in this process (``pbt.execution: stacked``),
+and of the same members split into ``--workers`` worker processes of one stacked block each
+(``stacked-processes``: ``pbt._SplitExecutor``, the workers started and warmed up before, as a
+run does once), all on one torch thread per process; it prints each round's wall and CPU seconds
+and ratios to one member (the split's CPU: this process's plus its slowest worker's, the
+critical path: what a generation takes when every worker has a core to itself), and the
+1-minute load average before each round.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -55,13 +68,22 @@ def main(argv=None) -> None:
     p.add_argument("--stacked", action="store_true", help="time a stacked generation against sequential members")
     p.add_argument("--members", type=int, default=20, help="--stacked: population size")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="--stacked: torch thread counts")
-    p.add_argument("--stacked-configs", nargs="+", choices=sorted(CONFIGS), default=["emg-small", "reference"])
+    p.add_argument("--stacked-configs", nargs="+", choices=sorted(CONFIGS),
+                   help="--stacked: default emg-small reference; --split: default emg-small")
+    p.add_argument("--split", action="store_true",
+                   help="time one member, a stacked generation and the same split over --workers processes")
+    p.add_argument("--repeats", type=int, default=3, help="--split: interleaved rounds")
     p.add_argument("--bound", action="store_true",
                    help="also print the compute bound: matrix-multiply FLOPs of a member-step (counted by torch's "
                         "FlopCounterMode, elementwise work not included) over this machine's peak sgemm rate")
     args = p.parse_args(argv)
+    if args.stacked_configs is None:
+        args.stacked_configs = ["emg-small"] if args.split else ["emg-small", "reference"]
     if args.stacked:
         stacked_table(args)
+        return
+    if args.split:
+        split_table(args)
         return
 
     c = CONFIGS[args.config]
@@ -169,6 +191,112 @@ def stacked_table(args) -> None:
             print(f"| {name} | {threads} | {one:.2f} | {seq:.2f} | {stk:.2f} | {stk / one:.1f}x | {seq / stk:.1f}x | "
                   f"{times['one'][1]:.2f} / {times['stacked'][1]:.2f} ({times['stacked'][1] / times['one'][1]:.1f}x) |",
                   flush=True)
+
+
+def _population(name: str, args):
+    """Data, configuration and a member factory for ``--stacked`` / ``--split``: ``members(n)`` gives
+    the first n members (seeded weights, hyperparameters that differ per member)."""
+    from dataclasses import replace
+
+    from nwb_autolfads.pbt import Member
+
+    c = CONFIGS[name]
+    g = torch.Generator().manual_seed(0)
+    if c["obs"] == "poisson":
+        x = torch.poisson(torch.full((args.windows + 64, c["T"], c["channels"]), 0.3), generator=g)
+    else:
+        x = torch.rand((args.windows + 64, c["T"], c["channels"]), generator=g) + 0.05
+    observation = Poisson() if c["obs"] == "poisson" else Gamma()
+    cfg = build_config(overrides={"model": c["model"], "train.batch_size": c.get("batch", 32)})
+    cfg = replace(cfg, train=replace(cfg.train, valid_every=args.steps, ramp_steps=100))  # one check per generation
+    hps = [{"lr": 4e-3 * (0.5 + k / args.members), "dropout": 0.05 + 0.2 * k / args.members,
+            "cd_rate": 0.1 + 0.4 * k / args.members, "l2_gen_scale": 1e-3, "l2_con_scale": 1e-3,
+            "kl_co_scale": 1e-5, "kl_ic_scale": 1e-5} for k in range(args.members)]
+
+    def members(n):
+        out = []
+        for k in range(n):
+            torch.manual_seed(k)
+            model = LFADS(c["channels"], cfg.model, observation)
+            m = Member(model, torch.optim.Adam(model.parameters(), lr=hps[k]["lr"]), dict(hps[k]))
+            m.apply()
+            out.append(m)
+        return out
+
+    return c, cfg, observation, x[:args.windows], x[args.windows:], members
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc; NaN elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def split_table(args) -> None:
+    """Interleaved rounds: one member's generation (median of 3), the population stacked in this
+    process, and the population split over ``--workers`` processes (a stacked block each); wall
+    and CPU seconds (the split's: this process's, which sends and receives the members, plus its
+    slowest worker's: the critical path, what a generation would take with a core free for each
+    worker)."""
+    import statistics
+
+    from nwb_autolfads.pbt import _member_seed, _SplitExecutor, _train_generation
+    from nwb_autolfads.stacked import StackedExecutor
+
+    torch.set_num_threads(1)
+    workers = max(2, args.workers)
+    share = -(-args.members // workers)
+    print(f"one generation = {args.steps} training steps + validation on 64 windows; {args.members} members with "
+          f"different hyperparameters; {args.windows} training windows; 1 torch thread per process; "
+          f"{os.cpu_count()} CPUs")
+    for name in args.stacked_configs:
+        c, cfg, observation, tx, vx, members = _population(name, args)
+        split = _SplitExecutor(workers, c["channels"], cfg.model, observation, cfg.train, cfg.augment, tx, vx,
+                               threads=1)
+        pids = list(split.pool._processes)  # the worker processes (started by the executor)
+        stacked = StackedExecutor(c["channels"], cfg.model, observation, cfg.train, cfg.augment, tx, vx)
+        runs = {"one": lambda ms: _train_generation(ms[0], tx, vx, cfg.train, cfg.augment, args.steps, 0,
+                                                    _member_seed(0, 0, 0)),
+                "stacked": lambda ms: stacked.generation(ms, args.steps, 0, 0),
+                "split": lambda ms: split.generation(ms, args.steps, 0, 0)}
+        for run in runs.values():  # warm-up (first calls into torch, in every worker too)
+            run(members(args.members))
+        print()
+        print(f"{name}: wall seconds, and CPU seconds (split: this process + its slowest worker)")
+        print(f"| round | load (1 min) | one member | stacked x{args.members} | split {workers} x {share} | "
+              "stacked / one | split / one | CPU: one | CPU: stacked | CPU: split | CPU: stacked / one | "
+              "CPU: split / one |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        rows = []
+        for r in range(args.repeats):
+            load = os.getloadavg()[0]
+            t, cpu = {}, {}
+            for key, run in runs.items():
+                times = []
+                for _ in range(3 if key == "one" else 1):  # one member: the median of 3 (a short, noisy run)
+                    ms = members(1 if key == "one" else args.members)
+                    w0 = [_cpu_seconds(pid) for pid in pids]
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    run(ms)
+                    times.append((time.perf_counter() - t0, time.process_time() - c0))
+                    if key == "split":
+                        slowest = max(_cpu_seconds(pid) - w for pid, w in zip(pids, w0))
+                        times[-1] = (times[-1][0], times[-1][1] + slowest)
+                t[key], cpu[key] = statistics.median(w for w, _ in times), statistics.median(c for _, c in times)
+            rows.append({**{k: t[k] / t["one"] for k in t}, **{"cpu_" + k: cpu[k] / cpu["one"] for k in cpu}})
+            print(f"| {r + 1} | {load:.1f} | {t['one']:.2f} | {t['stacked']:.2f} | {t['split']:.2f} | "
+                  f"{t['stacked'] / t['one']:.1f}x | {t['split'] / t['one']:.1f}x | {cpu['one']:.2f} | "
+                  f"{cpu['stacked']:.2f} | {cpu['split']:.2f} | {cpu['stacked'] / cpu['one']:.1f}x | "
+                  f"{cpu['split'] / cpu['one']:.1f}x |", flush=True)
+        split.close()
+        med = {k: statistics.median(row[k] for row in rows) for k in rows[0]}
+        print(f"median of rounds: wall stacked {med['stacked']:.1f}x one member, split {med['split']:.1f}x; CPU "
+              f"stacked {med['cpu_stacked']:.1f}x, split (critical path) {med['cpu_split']:.1f}x; load average "
+              f"{os.getloadavg()[0]:.1f} at the end")
 
 
 def compute_bound(c, tx, observation, args, single_generation_s) -> None:

@@ -439,14 +439,18 @@ class PBTConfig:
     """Generations over which ``stop_improvement`` is measured."""
     workers: int = 0
     """Processes that train members in parallel (one torch thread each); 0: one per core (at
-    most one per member); 1: all members in this process. Each member-generation has its own
+    most one per member; for ``stacked-processes`` chosen by ``auto``, one per idle core); 1: all
+    members in this process. Each member-generation has its own
     seed, so only thread-count effects on float sums (last bits) can differ between settings."""
     execution: str = "auto"
     """How the embedded backend trains a generation: ``stacked`` (all members as one vectorised
     tensor program, :mod:`nwb_autolfads.stacked`: for small models, where one member's step is
-    overhead, not arithmetic), ``processes`` (``workers`` processes), ``sequential`` (one member
-    after another in this process) or ``auto`` (:func:`nwb_autolfads.resources.choose_execution`:
-    by model size, cores, device and ``workers``). Every mode gives the same population for a
+    overhead, not arithmetic, in this process), ``stacked-processes`` (the members split into
+    ``workers`` contiguous blocks, each block one stacked program in its own worker process, the
+    workers in parallel: ``auto``'s choice for small models on 2 or more idle cores), ``processes``
+    (``workers`` processes, a member per task), ``sequential`` (one member after another in this
+    process) or ``auto`` (:func:`nwb_autolfads.resources.choose_execution`: by model size, cores,
+    device and ``workers``). Every mode gives the same population for a
     seed, to float rounding (each member-generation has its own random stream)."""
     backend: str = "embedded"
     """``embedded`` (this machine, nothing to start) or ``ray`` (Ray Tune: a private local Ray
@@ -472,8 +476,9 @@ class PBTConfig:
         _check(self.stop_improvement >= 0, "pbt.stop_improvement", self.stop_improvement, "use a fraction >= 0")
         _check(self.stop_generations >= 1, "pbt.stop_generations", self.stop_generations, "use an integer >= 1")
         _check(self.workers >= 0, "pbt.workers", self.workers, "use 0 (one per core), 1 (no extra processes) or more")
-        _check(self.execution in ("auto", "stacked", "processes", "sequential"), "pbt.execution", self.execution,
-               "use 'auto', 'stacked' (one vectorised program), 'processes' or 'sequential'")
+        _check(self.execution in ("auto", "stacked", "stacked-processes", "processes", "sequential"), "pbt.execution",
+               self.execution, "use 'auto', 'stacked' (one vectorised program), 'stacked-processes' (one per worker "
+               "process), 'processes' or 'sequential'")
         _check(self.backend in ("embedded", "ray"), "pbt.backend", self.backend, "use 'embedded' or 'ray'")
         _check(self.ray_cpus_per_member >= 1, "pbt.ray_cpus_per_member", self.ray_cpus_per_member,
                "use an integer >= 1")

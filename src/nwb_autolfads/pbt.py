@@ -12,8 +12,9 @@ bounds). Training stops when the best metric improved by less than ``stop_improv
 (weights and hyperparameters), its training history, and the whole population history.
 
 Embedded executors (``pbt.execution``, chosen by :func:`.resources.choose_execution` when
-``auto``): members train one after another in this process, in worker processes, or all at once
-as one stacked tensor program (:mod:`.stacked`). The three give the same population to float
+``auto``): members train one after another in this process, in worker processes, all at once
+as one stacked tensor program (:mod:`.stacked`), or as one stacked program per worker process
+(a contiguous block of the members each). All give the same population to float
 rounding: every member-generation draws its batches, augmentations, dropout masks and posterior
 noise from its own generator seeded by (seed, generation, member), never from torch's global RNG,
 and every mode validates at the same steps on the same fixed subset. An executor is any object with
@@ -231,8 +232,8 @@ def _worker_init(n_channels, model_cfg, observation, train_cfg, aug, train_x, va
 
     set_threads(threads)
     model = LFADS(n_channels, model_cfg, observation).to(train_x.dtype)  # the caller's precision
-    _WORKER.update(model=model, train_cfg=train_cfg, aug=aug,
-                   train_x=train_x, valid_x=valid_x)
+    _WORKER.update(model=model, train_cfg=train_cfg, aug=aug, train_x=train_x, valid_x=valid_x,
+                   architecture=(n_channels, model_cfg, observation))
 
 
 def _worker_generation(state: dict, n_steps: int, generation: int, seed: int) -> dict:
@@ -243,6 +244,38 @@ def _worker_generation(state: dict, n_steps: int, generation: int, seed: int) ->
     _train_generation(member, _WORKER["train_x"], _WORKER["valid_x"], _WORKER["train_cfg"], _WORKER["aug"],
                       n_steps, generation, seed)
     return member.state()
+
+
+def _worker_stacked_generation(states: list[dict], first: int, n_steps: int, generation: int, seed: int) -> list[dict]:
+    """In a worker (``pbt.execution: stacked-processes``): one generation of the block of members
+    ``first``, ``first + 1``, ... (their states, of :meth:`Member.state`, packed by :func:`_pack`)
+    as one stacked program (:class:`.stacked.StackedExecutor`, the member-generations' seeds by
+    population index); returns their trained states, packed. The worker keeps its executor and the
+    members' models and optimizers (overwritten by each task's states) between generations."""
+    from .stacked import StackedExecutor
+
+    if "stacked" not in _WORKER:
+        n_channels, model_cfg, observation = _WORKER["architecture"]
+        _WORKER["stacked"] = StackedExecutor(n_channels, model_cfg, observation, _WORKER["train_cfg"], _WORKER["aug"],
+                                             _WORKER["train_x"], _WORKER["valid_x"])
+    members = _WORKER.setdefault("members", [])
+    while len(members) < len(states):
+        model = LFADS(*_WORKER["architecture"]).to(_WORKER["train_x"].dtype)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=_WORKER["train_cfg"].adam_eps)
+        members.append(Member(model, opt, {}))
+    block = members[:len(states)]
+    for member, state in zip(block, states):
+        member.load(_unpack(state))
+    _WORKER["stacked"].generation(block, n_steps, generation, seed, first=first)
+    return [_pack(member.state()) for member in block]
+
+
+def member_blocks(n: int, workers: int) -> list[range]:
+    """The members 0 .. n - 1 in ``workers`` fixed contiguous blocks (``stacked-processes``): block k
+    is members ``k * n // workers`` to ``(k + 1) * n // workers - 1`` (sizes differ by at most one;
+    no empty block: at most ``n`` blocks)."""
+    workers = max(1, min(workers, n))
+    return [range(k * n // workers, (k + 1) * n // workers) for k in range(workers)]
 
 
 def _start_method() -> str:
@@ -318,6 +351,42 @@ class _Executor:
             self.pool.shutdown(cancel_futures=True)
 
 
+class _SplitExecutor(_Executor):
+    """``pbt.execution: stacked-processes``: the members in ``workers`` fixed contiguous blocks
+    (:func:`member_blocks`), each block trained for one generation as one stacked program
+    (:class:`.stacked.StackedExecutor`) in its own spawned worker process, the workers in
+    parallel; exploit/explore stays in the caller (:func:`train_population`), which sends the
+    members' states and takes the trained ones back, as :class:`_Executor` does. Members never
+    interact and each member-generation draws from its own stream, so the population does not
+    depend on the number of workers (to float rounding). ``in_process``: the blocks one after
+    another in this process, no workers (tests)."""
+
+    def __init__(self, workers: int, n_channels: int, model_cfg: ModelConfig, observation, train_cfg: TrainConfig,
+                 aug: AugmentConfig, train_x: torch.Tensor, valid_x: torch.Tensor, threads: int = 1,
+                 in_process: bool = False):
+        from .stacked import StackedExecutor
+
+        super().__init__(1 if in_process else workers, n_channels, model_cfg, observation, train_cfg, aug, train_x,
+                         valid_x, threads=threads)
+        self.blocks = workers
+        self.local = None if self.pool is not None else StackedExecutor(
+            n_channels, model_cfg, observation, train_cfg, aug, train_x, self.args[1])
+
+    def generation(self, members: list[Member], n_steps: int, g: int, seed: int) -> None:
+        """Train every member for ``n_steps`` steps of generation ``g`` (seeds from ``seed``)."""
+        blocks = member_blocks(len(members), self.blocks)
+        if self.pool is None:
+            for b in blocks:
+                self.local.generation(members[b.start:b.stop], n_steps, g, seed, first=b.start)
+            return
+        with _without_main_script():  # a worker that died is replaced on submit
+            futures = [self.pool.submit(_worker_stacked_generation, [_pack(m.state()) for m in members[b.start:b.stop]],
+                                        b.start, n_steps, g, seed) for b in blocks]
+        for b, f in zip(blocks, futures):
+            for m, state in zip(members[b.start:b.stop], f.result()):
+                m.load(_unpack(state))
+
+
 def _stacked_executor(model0: LFADS, model_cfg: ModelConfig, train_cfg: TrainConfig, aug: AugmentConfig,
                       train_x: torch.Tensor, valid_x: torch.Tensor):
     """``pbt.execution: stacked``: :class:`.stacked.StackedExecutor` (the same members, random
@@ -325,6 +394,43 @@ def _stacked_executor(model0: LFADS, model_cfg: ModelConfig, train_cfg: TrainCon
     from .stacked import StackedExecutor
 
     return StackedExecutor(model0.n_channels, model_cfg, model0.observation, train_cfg, aug, train_x, valid_x)
+
+
+class _Array:
+    """A tensor in transit between processes, as a numpy array (:func:`_pack`)."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+
+    def __reduce__(self):
+        return _Array, (self.array,)
+
+
+def _pack(obj):
+    """A member's state (of :meth:`Member.state`) for another process: every tensor as a numpy
+    array of the same dtype and values (a pickled torch tensor is written through ``torch.save``
+    per storage: ~10x slower, 0.3 s per generation for 20 small members). :func:`_unpack` inverts it
+    exactly."""
+    if isinstance(obj, torch.Tensor):
+        return _Array(obj.detach().cpu().numpy())
+    if isinstance(obj, dict):
+        return {k: _pack(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_pack(v) for v in obj]
+    return obj
+
+
+def _unpack(obj):
+    """Inverse of :func:`_pack` (CPU tensors, sharing the arrays' memory)."""
+    if isinstance(obj, _Array):
+        return torch.from_numpy(obj.array)
+    if isinstance(obj, dict):
+        return {k: _unpack(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_unpack(v) for v in obj]
+    return obj
 
 
 def _to_cpu(state: dict) -> dict:
@@ -416,6 +522,9 @@ def train_population(make_model: Callable[[], LFADS], train_x: torch.Tensor, val
     threads.enter_context(using_threads(plan.threads))
     if plan.mode == "stacked":
         executor = _stacked_executor(model0, model_cfg, train_cfg, aug, train_x, valid_x)
+    elif plan.mode == "stacked-processes":
+        executor = _SplitExecutor(plan.workers, model0.n_channels, model_cfg, model0.observation, train_cfg, aug,
+                                  train_x, valid_x, threads=plan.threads)
     else:
         executor = _Executor(plan.workers if plan.mode == "processes" else 1, model0.n_channels, model_cfg,
                              model0.observation, train_cfg, aug, train_x, valid_x, threads=plan.threads)

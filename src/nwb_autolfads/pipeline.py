@@ -496,6 +496,43 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def stacked_share(population: int, execution: Execution) -> int:
+    """Members one stacked program trains: all of them (``stacked``), or the largest block of one
+    worker process (``stacked-processes``: :func:`~nwb_autolfads.pbt.member_blocks`)."""
+    return -(-population // execution.workers) if execution.mode == "stacked-processes" else population
+
+
+def _stacked_estimate(p, execution: Execution, per_step: float, member_seconds: float, checks: int,
+                      stacked_timing: tuple[float, float] | None) -> tuple[float, str, dict]:
+    """(seconds, how, provenance) of a stacked population's training (see :func:`training_plan`):
+    one stacked program of all members in this process, or (``stacked-processes``) one per worker
+    process, the workers in parallel, so a generation takes as long as the largest block's.
+    ``stacked_timing`` is of one stacked program of :func:`stacked_share` members (a block, timed
+    alone in this process on the workers' thread count)."""
+    split = execution.mode == "stacked-processes"
+    share = stacked_share(p.population, execution)
+    where = (f"the {p.population} members in {execution.workers} worker processes in parallel, each a block of at "
+             f"most {share} members as one stacked program" if split else
+             f"the {p.population} members as one stacked program")
+    extra: dict = {"members_per_worker": share} if split else {}
+    if stacked_timing is None:
+        seconds = member_seconds * share
+        how = f"{where}, counted as {share} x one model's time (no stacking gain assumed: an upper bound)"
+    else:
+        st_step, st_check = stacked_timing
+        seconds = p.max_generations * (p.generation_steps * st_step + checks * st_check)
+        gain = share * per_step / st_step if st_step > 0 else math.nan
+        how = (f"{where}: {st_step * 1e3:.0f} ms per step of {'a block' if split else 'all of them'} and "
+               f"{st_check * 1e3:.0f} ms per check, timed here on 2 steps ({gain:.1f}x faster than one after "
+               "another)")
+        extra |= {"seconds_per_stacked_step": st_step, "seconds_per_stacked_check": st_check}
+    if split:  # each worker starts fresh (spawned: a Python with torch)
+        seconds += WORKER_START_SECONDS
+        how += (f"; a block timed alone: the workers share the cores with each other and any other program; plus "
+                f"~{WORKER_START_SECONDS:.0f} s to start them")
+    return seconds, how, extra
+
+
 def training_plan(cfg: RunConfig, n_train: int, n_valid: int, device, timing: tuple[float, float],
                   execution: Execution | None = None, stacked_timing: tuple[float, float] | None = None) -> dict:
     """What training will do and an estimate of how long it takes at most, before it starts.
@@ -505,7 +542,8 @@ def training_plan(cfg: RunConfig, n_train: int, n_valid: int, device, timing: tu
     machine (:func:`~nwb_autolfads.resources.choose_execution`; chosen here from the configuration
     when None, for the embedded backend). ``stacked_timing``: for the stacked mode, (seconds per
     step of all members, seconds per check of all members) measured on this data
-    (:func:`~nwb_autolfads.stacked.time_stacked`); without it the stacked estimate assumes no gain
+    (:func:`~nwb_autolfads.stacked.time_stacked`; for ``stacked-processes``, of one worker's block
+    of members, the workers taken to run in parallel); without it the stacked estimate assumes no gain
     from stacking (members x one model's time: an upper bound, and said so). The estimate is the
     budget's upper bound (early stopping and the PBT stopping rule usually end sooner) for
     training only; members in worker processes are taken to run side by side. Returns a dict for
@@ -528,18 +566,9 @@ def training_plan(cfg: RunConfig, n_train: int, n_valid: int, device, timing: tu
         if p.backend == "ray":
             seconds = member_seconds * p.population
             how = "as if one member after another (Ray spreads them over its cluster: less)"
-        elif execution.mode == "stacked" and stacked_timing is not None:
-            st_step, st_check = stacked_timing
-            seconds = p.max_generations * (p.generation_steps * st_step + checks_per_generation * st_check)
-            gain = p.population * per_step / st_step if st_step > 0 else math.nan
-            how = (f"the {p.population} members as one stacked program: {st_step * 1e3:.0f} ms per step of all of "
-                   f"them and {st_check * 1e3:.0f} ms per check, timed here on 2 steps ({gain:.1f}x faster than "
-                   "one after another)")
-            extra = {"seconds_per_stacked_step": st_step, "seconds_per_stacked_check": st_check}
-        elif execution.mode == "stacked":
-            seconds = member_seconds * p.population
-            how = (f"the {p.population} members as one stacked program, counted as {p.population} x one model's "
-                   "time (no stacking gain assumed: an upper bound)")
+        elif execution.mode in ("stacked", "stacked-processes"):
+            seconds, how, extra = _stacked_estimate(p, execution, per_step, member_seconds, checks_per_generation,
+                                                    stacked_timing)
         else:
             side_by_side = min(execution.workers if execution.mode == "processes" else 1, p.population)
             seconds = member_seconds * -(-p.population // side_by_side)
@@ -634,12 +663,13 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
         with using_threads(execution.threads) if execution is not None else contextlib.nullcontext():
             timing = time_steps(timing_model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment)
             stacked_timing = None
-            if execution is not None and execution.mode == "stacked":
+            if execution is not None and execution.mode in ("stacked", "stacked-processes"):
                 from .stacked import time_stacked
 
                 stacked_timing = time_stacked(timing_model, x_all[train_idx], x_all[valid_idx], cfg.train,
                                               cfg.augment, configured_hyperparameters(cfg.model, cfg.train,
-                                                                                      cfg.augment), population)
+                                                                                      cfg.augment),
+                                              stacked_share(population, execution))  # a worker's block
         del timing_model
         announce(timing, stacked_timing)
         if cfg.pbt.backend == "ray":

@@ -3,7 +3,8 @@
 Small recurrent models (LFADS with 32-64-unit GRUs, batches of 16-32 windows) are
 latency-bound: a training step is hundreds of small matrix products, and a second intra-op
 thread per process gains little while it costs a core. On a CPU a population is therefore
-spread over worker processes with one thread each, and threads are given to one process only
+spread over worker processes with one thread each (a population of the smallest models as one
+stacked program per worker process, :mod:`.stacked`), and threads are given to one process only
 when it trains alone. ``benchmarks/threads.py`` measures this (the table is in
 ``benchmarks/README.md``); :func:`choose_execution` encodes the rule.
 
@@ -23,7 +24,7 @@ from pathlib import Path
 __all__ = ["available_cores", "Execution", "choose_execution", "set_threads", "using_threads", "idle_cores", "nwb_modules_loaded", "SMALL_MODEL_WIDTH",
            "MODES", "CHILD_MIN_WORK"]
 
-MODES = ("stacked", "processes", "sequential")
+MODES = ("stacked", "stacked-processes", "processes", "sequential")
 
 SMALL_MODEL_WIDTH = 64
 """Models whose widest recurrent layer (encoders, controller, generator) has at most this many
@@ -125,6 +126,8 @@ class Execution:
     """How training uses the machine.
 
     ``mode``: ``stacked`` (the whole population as one tensor program in this process),
+    ``stacked-processes`` (the members split into ``workers`` contiguous blocks, each block one
+    stacked program in its own worker process, the workers in parallel),
     ``processes`` (members spread over ``workers`` worker processes; for one model, ``workers``
     is 1: it trains in one child process) or ``sequential`` (one member after another, or one
     model, in this process). ``threads``: torch intra-op threads of
@@ -141,6 +144,9 @@ class Execution:
             how = f"1 child process x {self.threads} thread{'s' if self.threads > 1 else ''}"
         elif self.mode == "processes":
             how = f"{self.workers} worker processes x {self.threads} thread{'s' if self.threads > 1 else ''}"
+        elif self.mode == "stacked-processes":
+            how = (f"{self.workers} worker processes x {self.threads} thread{'s' if self.threads > 1 else ''}, "
+                   "each training a block of the members as one stacked program")
         else:
             how = f"1 process, {self.threads} thread{'s' if self.threads > 1 else ''}"
         return f"{self.mode}: {how} ({self.reason})"
@@ -169,6 +175,16 @@ def choose_execution(population: int, model_cfg, n_channels: int, device: str = 
                      stacked_available: bool = True, idle: int | None = None, work: float = 0.0) -> Execution:
     """Choose between stacked, process-parallel and sequential training, and the threads.
 
+    On a CPU, ``auto`` trains a population of small models (:data:`SMALL_MODEL_WIDTH`) as
+    ``stacked-processes`` when two or more cores are idle: the members in one contiguous block
+    per worker process (one per idle core, at most one per member), each block one stacked
+    program on one thread, the workers in parallel (issue 19: one stacked program runs on one
+    core); with one idle core (or ``pbt.workers`` 1) as ``stacked`` in this process. Cores that
+    other programs keep busy do not count: Linux shares the CPU between sessions (autogroup), so
+    a second process of ours got no more CPU there (measured on 2 cores at load 4-7: the split
+    0.8-1.1x the speed of one stacked process, benchmarks/README.md). Wider models train
+    in ``processes`` (a member per task), or ``sequential`` on one core.
+
     Parameters
     ----------
     population
@@ -180,7 +196,8 @@ def choose_execution(population: int, model_cfg, n_channels: int, device: str = 
     cores
         Cores available (default :func:`available_cores`).
     execution
-        ``auto`` or a mode the user chose (``pbt.execution``); a chosen mode is kept.
+        ``auto`` or a mode the user chose (``pbt.execution``); a chosen mode is kept (a worker
+        mode on a GPU, or with one core or one member, trains in this process instead).
     workers
         ``pbt.workers``: 0 chooses; an explicit number is kept (1: no worker processes), with
         threads lowered so that workers x threads <= cores.
@@ -214,7 +231,8 @@ def choose_execution(population: int, model_cfg, n_channels: int, device: str = 
     if execution not in ("auto",) + MODES:
         from .errors import ConfigError
 
-        raise ConfigError(f"invalid config value pbt.execution={execution!r}: use auto, stacked, processes or sequential")
+        raise ConfigError(f"invalid config value pbt.execution={execution!r}: use auto, stacked, stacked-processes, "
+                          "processes or sequential")
     width = model_width(model_cfg, n_channels)
     small = width <= SMALL_MODEL_WIDTH
     on_gpu = str(device).startswith("cuda")
@@ -238,35 +256,46 @@ def choose_execution(population: int, model_cfg, n_channels: int, device: str = 
         return Execution("sequential", 1, n, why)
 
     mode = execution
+    stackable = small and stacked_available
     if mode == "auto" and workers > 1:
-        mode = "processes"
+        mode = "stacked-processes" if stackable else "processes"
     elif mode == "auto" and workers == 1:
-        mode = "stacked" if (small and stacked_available) else "sequential"
+        mode = "stacked" if stackable else "sequential"
     if mode == "auto":
         if on_gpu:
             mode = "stacked" if stacked_available else "sequential"
-        elif small and stacked_available:
-            mode = "stacked"
+        elif stackable:  # split only over idle cores: busy ones give a session no more CPU for more processes
+            mode = "stacked-processes" if min(population, idle) > 1 else "stacked"
         elif cores > 1:
             mode = "processes"
         else:
             mode = "sequential"
-    if on_gpu and mode == "processes":  # worker processes train on the CPU only
-        mode = "sequential"
-    if mode == "stacked" and not stacked_available:
-        mode = "sequential"
+    if on_gpu and mode in ("processes", "stacked-processes"):  # worker processes train on the CPU only
+        mode = "sequential" if mode == "processes" else "stacked"
+    if not stacked_available and mode in ("stacked", "stacked-processes"):
+        mode = "sequential" if mode == "stacked" else "processes"
     asked = ""
-    if mode == "processes":
-        n_workers = workers if workers > 0 else min(population, cores)
-        if n_workers <= 1 and execution == "processes" and min(population, cores) > 1:
+    if mode in ("processes", "stacked-processes"):
+        n_workers = workers if workers > 0 else min(population, idle if execution == "auto" and
+                                                     mode == "stacked-processes" else cores)
+        if n_workers <= 1 and execution == mode and min(population, cores) > 1:
             # the user asked for processes; a worker count of 1 (e.g. the smoke preset's) would run none
             n_workers = min(population, cores)
-            asked = f"pbt.execution = processes with pbt.workers = {workers}: {n_workers} worker processes instead"
+            asked = f"pbt.execution = {mode} with pbt.workers = {workers}: {n_workers} worker processes instead"
         if n_workers <= 1:
-            mode = "sequential"
-            if execution == "processes":
-                asked = (f"pbt.execution = processes, but {cores} core{'s' if cores > 1 else ''} for {population} "
-                         "member(s): no worker processes would pay, so one after another")
+            alone = "sequential" if mode == "processes" else "stacked"
+            if execution == mode:
+                asked = (f"pbt.execution = {mode}, but {cores} core{'s' if cores > 1 else ''} for {population} "
+                         "member(s): no worker processes would pay, so "
+                         + ("one after another" if alone == "sequential" else "one stacked program in this process"))
+            mode = alone
+        elif mode == "stacked-processes":
+            share = -(-population // n_workers)
+            why = asked or (f"pbt.workers = {workers}" if workers > 0 else
+                            f"{population} members of {width}-unit layers (<= {SMALL_MODEL_WIDTH}) over {n_workers} "
+                            f"idle cores of {cores}: a worker process per core, each training its block of at most "
+                            f"{share} members as one stacked program, the workers in parallel")
+            return Execution("stacked-processes", n_workers, cap(1, n_workers), why)
         else:
             n_threads = cap(1 if small else max(1, min(2, idle // n_workers)), n_workers)
             why = asked or (f"pbt.workers = {workers}" if workers > 0 else
@@ -278,7 +307,10 @@ def choose_execution(population: int, model_cfg, n_channels: int, device: str = 
         why = (f"{population} members as one program on the GPU" if on_gpu else
                f"{population} members of {width}-unit layers (<= {SMALL_MODEL_WIDTH}) as one stacked program "
                f"on {n_threads} thread{'s' if n_threads > 1 else ''}")
-        return Execution("stacked", 1, n_threads, why)
+        if execution == "auto" and workers == 0 and not on_gpu and cores > 1 and idle < 2 and population > 1:
+            why += (f" (of {cores} cores, other programs keep all but {idle} busy: worker processes would share "
+                    "its time)")
+        return Execution("stacked", 1, n_threads, f"{why}; {asked}" if asked else why)
     n_threads = cap(1 if on_gpu or small else min(2, idle), 1)
     why = ("members one after another on the GPU" if on_gpu else
            f"members one after another on {n_threads} thread{'s' if n_threads > 1 else ''} ({cores} core"

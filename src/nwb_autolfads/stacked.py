@@ -33,9 +33,10 @@ as on the one-member path. Members never interact: member m's slice is computed 
 m's slices.
 
 :class:`StackedExecutor` trains a generation of :class:`.pbt.Member` objects this way
-(``pbt.execution: stacked``); exploit/explore between generations copies weights, Adam state and
-hyperparameters through :meth:`.pbt.Member.load` (or :meth:`StackedPopulation.copy` in the
-stacked tensors).
+(``pbt.execution: stacked``), or a contiguous block of them in each worker process
+(``stacked-processes``: :class:`.pbt._SplitExecutor`); exploit/explore between generations
+copies weights, Adam state and hyperparameters through :meth:`.pbt.Member.load` (or
+:meth:`StackedPopulation.copy` in the stacked tensors).
 """
 
 from __future__ import annotations
@@ -515,17 +516,18 @@ class StackedExecutor:
         self.valid_x = valid_x[torch.as_tensor(validation_subset(valid_x.shape[0], train_cfg.valid_windows),
                                                device=valid_x.device)]
 
-    def generation(self, members: list[Member], n_steps: int, generation: int, seed: int) -> None:
+    def generation(self, members: list[Member], n_steps: int, generation: int, seed: int, first: int = 0) -> None:
         """Train ``members`` in place for one generation (weights, Adam state, ``steps``,
         ``smoothed`` metric and ``history``, as :func:`.pbt._train_generation` does one by one).
         ``seed``: the run's seed; member k of generation g draws from ``_member_seed(seed, g, k)``,
-        as with the other executors."""
+        as with the other executors. ``first``: the population index of ``members[0]`` (a block
+        of the population trained in a worker process: ``members[j]`` is member ``first + j``)."""
         cfg, every = self.train_cfg, self.train_cfg.valid_every
         pop = StackedPopulation.from_members(members)
         dev = self.train_x.device
+        seeds = [_member_seed(seed, generation, first + k) for k in range(len(members))]
         samplers = [WindowSampler(self.train_x.shape[0], cfg.batch_size,
-                                  generator=torch.Generator(device=dev).manual_seed(_member_seed(seed, generation, k)))
-                    for k in range(len(members))]
+                                  generator=torch.Generator(device=dev).manual_seed(s)) for s in seeds]
         since = [dict.fromkeys(_STATS, 0.0) | {"n": 0} for _ in members]  # sums since each member's last check
         done = 0
         while done < n_steps and any(pop.active):

@@ -175,9 +175,11 @@ def test_worker_processes_give_the_same_result_as_one_process(start, monkeypatch
         assert torch.equal(v, two_model.state_dict()[k]), k
 
 
-def test_workers_are_spawned_without_the_nwb_stack():
+@pytest.mark.parametrize("executor", [pbt._Executor, pbt._SplitExecutor])
+def test_workers_are_spawned_without_the_nwb_stack(executor):
     """Workers start fresh (spawn): they import torch and the training modules, not pynwb/hdmf/h5py
-    (which this test process has loaded), and no copy of what the parent read."""
+    (which this test process has loaded), and no copy of what the parent read; also after
+    training a stacked block (stacked-processes)."""
     import pynwb  # noqa: F401  (the parent has the NWB stack, as a run has)
 
     from nwb_autolfads.resources import nwb_modules_loaded
@@ -185,8 +187,12 @@ def test_workers_are_spawned_without_the_nwb_stack():
     assert pbt._start_method() == "spawn"
     cfg, make, tx, vx = _setup(population=2, generations=1)
     model = make()
-    ex = pbt._Executor(2, model.n_channels, cfg.model, model.observation, cfg.train, cfg.augment, tx, vx, threads=1)
+    ex = executor(2, model.n_channels, cfg.model, model.observation, cfg.train, cfg.augment, tx, vx, threads=1)
     try:
+        if executor is pbt._SplitExecutor:
+            members = [pbt.Member(m, torch.optim.Adam(m.parameters(), lr=1e-3), dict(DEFAULTS)) for m in (model, make())]
+            ex.generation(members, 2, 0, 0)  # a block of one member in each worker
+            assert [m.steps for m in members] == [2, 2] and all(math.isfinite(m.smoothed) for m in members)
         assert ex.pool.submit(nwb_modules_loaded).result(timeout=120) == []
         assert ex.pool.submit(torch.get_num_threads).result(timeout=120) == 1
     finally:
@@ -271,8 +277,9 @@ def _rows_close(a: list[dict], b: list[dict], rel: float) -> None:
 def test_every_execution_mode_gives_the_same_population():
     """The same run (4 members with different hyperparameters, 2 generations with exploit/explore)
     gives the same winner, hyperparameters, metrics, histories and weights whether the members
-    train stacked, one after another, or in 2 spawned worker processes: each member-generation
-    draws from its own stream, whatever the machine's automatic choice (float64: to rounding)."""
+    train stacked, one after another, in 2 spawned worker processes, or stacked in 2 worker
+    processes of 2 members each: each member-generation draws from its own stream, whatever the
+    machine's automatic choice (float64: to rounding)."""
     cfg = build_config("smoke", overrides={"pbt.population": 4, "pbt.max_generations": 2, "pbt.generation_steps": 3,
                                            "train.valid_every": 2, "train.ramp_steps": 4}).resolved(3)
     x = (torch.rand((22, 20, 3), generator=torch.Generator().manual_seed(3)) + 0.1).double()
@@ -285,16 +292,17 @@ def test_every_execution_mode_gives_the_same_population():
     torch.set_num_threads(1)
     try:
         results = {}
-        for mode, workers in (("stacked", 1), ("sequential", 1), ("processes", 2)):
+        for mode, workers in (("stacked", 1), ("sequential", 1), ("processes", 2), ("stacked-processes", 2)):
             results[mode] = _run(cfg.updated({"pbt.execution": mode, "pbt.workers": workers}), make, tx, vx)
     finally:
         torch.set_num_threads(threads)
     ref_model, ref = results["sequential"]
     assert any(r["parent_member"] >= 0 for r in ref.pbt_history)  # exploit/explore happened
     assert len({r["cd_rate"] for r in ref.pbt_history if r["generation"] == 0}) == 4  # different members
-    for mode in ("stacked", "processes"):
+    assert results["stacked-processes"][1].execution.startswith("stacked-processes: 2 worker processes")
+    for mode in ("stacked", "processes", "stacked-processes"):
         model, res = results[mode]
-        assert res.execution.startswith(mode)
+        assert res.execution.startswith(mode + ":")
         assert res.pbt_summary["best_member"] == ref.pbt_summary["best_member"]
         assert res.pbt_summary["lineage"] == ref.pbt_summary["lineage"]
         assert res.hyperparameters == pytest.approx(ref.hyperparameters, rel=1e-12)
@@ -303,6 +311,54 @@ def test_every_execution_mode_gives_the_same_population():
         _rows_close(ref.history, res.history, 1e-10)
         for k, v in ref_model.state_dict().items():
             torch.testing.assert_close(model.state_dict()[k], v, rtol=1e-10, atol=1e-12)
+
+
+def test_member_blocks_are_fixed_and_contiguous():
+    assert pbt.member_blocks(20, 2) == [range(0, 10), range(10, 20)]
+    assert pbt.member_blocks(5, 2) == [range(0, 2), range(2, 5)]
+    assert pbt.member_blocks(2, 4) == [range(0, 1), range(1, 2)]  # never an empty block
+    assert pbt.member_blocks(7, 1) == [range(0, 7)]
+
+
+def test_a_split_population_does_not_depend_on_the_number_of_workers():
+    """stacked-processes: the same generation (5 members, different hyperparameters, a validation
+    check inside it) trained as 1, 2 or 3 blocks (members 0-4; 0-1 | 2-4; 0 | 1-2 | 3-4) gives the
+    same weights, Adam states, metrics and histories: a block's members draw from their own
+    streams by population index (float64: to rounding). 1 block is the stacked executor."""
+    from nwb_autolfads.stacked import StackedExecutor
+
+    cfg = build_config("smoke", overrides={"pbt.population": 5, "train.valid_every": 2}).resolved(3)
+    x = (torch.rand((22, 20, 3), generator=torch.Generator().manual_seed(5)) + 0.1).double()
+    tx, vx = x[:16], x[16:]
+    rng = np.random.default_rng(1)
+    hps = initial_hyperparameters(cfg.pbt.ranges(), {**DEFAULTS, "lr": 4e-3}, 5, rng)
+
+    def members():
+        out = []
+        for k, hp in enumerate(hps):
+            torch.manual_seed(k)
+            model = LFADS(3, cfg.model, Gamma()).double()
+            m = pbt.Member(model, torch.optim.Adam(model.parameters(), lr=hp["lr"]), dict(hp))
+            m.apply()
+            out.append(m)
+        return out
+
+    one = members()
+    StackedExecutor(3, cfg.model, Gamma(), cfg.train, cfg.augment, tx, vx).generation(one, 3, 1, 7)
+    for blocks in (2, 3):
+        split = members()
+        ex = pbt._SplitExecutor(blocks, 3, cfg.model, Gamma(), cfg.train, cfg.augment, tx, vx, in_process=True)
+        ex.generation(split, 3, 1, 7)
+        ex.close()
+        for a, b in zip(one, split):
+            assert b.steps == a.steps == 3 and b.smoothed == pytest.approx(a.smoothed, rel=1e-12)
+            _rows_close(a.history, b.history, 1e-12)
+            for k, v in a.model.state_dict().items():
+                torch.testing.assert_close(b.model.state_dict()[k], v, rtol=1e-12, atol=1e-14)
+            sa, sb = a.opt.state_dict()["state"], b.opt.state_dict()["state"]
+            assert sa.keys() == sb.keys()
+            for i in sa:
+                torch.testing.assert_close(sb[i]["exp_avg_sq"], sa[i]["exp_avg_sq"], rtol=1e-12, atol=1e-20)
 
 
 def test_members_that_copy_one_parent_do_not_share_its_optimizer_state():

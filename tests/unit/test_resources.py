@@ -73,8 +73,21 @@ def test_available_cores_without_cgroup_files(tmp_path, many_cores):
 
 
 def test_small_models_stack_and_wide_ones_spread_over_processes():
+    # small models: one stacked program per core (a block of the members each), one thread each
     emg = choose_execution(20, EMG, 16, "cpu", cores=2)
-    assert (emg.mode, emg.workers) == ("stacked", 1) and "stacked" in emg.describe()
+    assert _t(emg) == ("stacked-processes", 2, 1)
+    assert "2 worker processes x 1 thread, each training a block of the members as one stacked program" \
+        in emg.describe() and "at most 10 members" in emg.reason
+    assert _t(choose_execution(3, EMG, 16, "cpu", cores=8)) == ("stacked-processes", 3, 1)  # at most one per member
+    emg1 = choose_execution(20, EMG, 16, "cpu", cores=1)
+    assert _t(emg1) == ("stacked", 1, 1) and "stacked" in emg1.describe()  # one core: in this process
+    assert choose_execution(20, EMG, 16, "cpu", cores=4, workers=1).mode == "stacked"  # no worker processes
+    # only over idle cores: a busy machine gives a session no more CPU for a second process
+    busy = choose_execution(20, EMG, 16, "cpu", cores=2, idle=1)
+    assert _t(busy) == ("stacked", 1, 1) and "other programs keep all but 1 busy" in busy.reason
+    assert _t(choose_execution(20, EMG, 16, "cpu", cores=8, idle=3)) == ("stacked-processes", 3, 1)
+    assert _t(choose_execution(20, EMG, 16, "cpu", cores=8, idle=1, execution="stacked-processes")) == \
+        ("stacked-processes", 8, 1)  # the user's choice: over the cores
     ref = choose_execution(20, REFERENCE, 30, "cpu", cores=2)
     assert (ref.mode, ref.workers, ref.threads) == ("processes", 2, 1)
     assert "2 worker processes x 1 thread" in ref.describe()
@@ -99,9 +112,15 @@ def test_one_model_uses_one_thread_when_latency_bound():
 
 
 def test_explicit_settings_win_and_threads_never_oversubscribe():
-    assert _t(choose_execution(20, EMG, 16, "cpu", cores=8, workers=3)) == ("processes", 3, 1)
-    assert _t(choose_execution(20, EMG, 16, "cpu", cores=8, workers=3, threads=2)) == ("processes", 3, 2)
-    assert _t(choose_execution(20, EMG, 16, "cpu", cores=8, workers=3, threads=4)) == ("processes", 3, 2)
+    assert _t(choose_execution(20, EMG, 16, "cpu", cores=8, workers=3)) == ("stacked-processes", 3, 1)
+    assert _t(choose_execution(20, EMG, 16, "cpu", cores=8, workers=3, threads=2)) == ("stacked-processes", 3, 2)
+    assert _t(choose_execution(20, EMG, 16, "cpu", cores=8, workers=3, threads=4)) == ("stacked-processes", 3, 2)
+    assert _t(choose_execution(20, REFERENCE, 30, "cpu", cores=8, workers=3)) == ("processes", 3, 2)  # wide: 2 threads
+    assert _t(choose_execution(20, EMG, 16, "cpu", cores=8, workers=3, execution="processes")) == ("processes", 3, 1)
+    assert choose_execution(20, EMG, 16, "cpu", cores=8, workers=3, execution="stacked").mode == "stacked"
+    assert choose_execution(20, EMG, 16, "cuda", cores=8, execution="stacked-processes").mode == "stacked"
+    assert _t(choose_execution(20, REFERENCE, 30, "cpu", cores=2, execution="stacked-processes")) == \
+        ("stacked-processes", 2, 1)  # the user's choice, also for a wide model
     assert choose_execution(20, REFERENCE, 30, "cpu", cores=8, workers=1).mode == "sequential"
     assert choose_execution(20, REFERENCE, 30, "cpu", cores=8, execution="stacked").mode == "stacked"
     assert choose_execution(20, EMG, 16, "cpu", cores=8, execution="sequential").mode == "sequential"
@@ -117,6 +136,10 @@ def test_explicit_settings_win_and_threads_never_oversubscribe():
     assert _t(ex) == ("processes", 2, 1) and "pbt.workers = 1" in ex.reason
     ex = choose_execution(4, EMG, 16, "cpu", cores=1, workers=1, execution="processes")
     assert ex.mode == "sequential" and "pbt.execution = processes, but 1 core" in ex.reason
+    ex = choose_execution(4, EMG, 16, "cpu", cores=2, workers=1, execution="stacked-processes")
+    assert _t(ex) == ("stacked-processes", 2, 1) and "pbt.workers = 1" in ex.reason
+    ex = choose_execution(4, EMG, 16, "cpu", cores=1, execution="stacked-processes")
+    assert ex.mode == "stacked" and "one stacked program in this process" in ex.reason
 
 
 def test_train_threads_setting():
