@@ -127,16 +127,9 @@ def stacked_table(args) -> None:
     stacked (nwb_autolfads.stacked), per configuration and thread count."""
     import os
 
-    from dataclasses import replace
-
-    from nwb_autolfads.pbt import Member, _member_seed, _train_generation
+    from nwb_autolfads.pbt import _member_seed, _train_generation
     from nwb_autolfads.stacked import StackedExecutor
 
-    hps = []
-    for k in range(args.members):  # different hyperparameters per member, as in a population
-        hps.append({"lr": 4e-3 * (0.5 + k / args.members), "dropout": 0.05 + 0.2 * k / args.members,
-                    "cd_rate": 0.1 + 0.4 * k / args.members, "l2_gen_scale": 1e-3, "l2_con_scale": 1e-3,
-                    "kl_co_scale": 1e-5, "kl_ic_scale": 1e-5})
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"one generation = {args.steps} training steps + validation on 64 windows; {args.members} members with "
           f"different hyperparameters; {args.windows} training windows; load average {load:.1f} on "
@@ -147,27 +140,7 @@ def stacked_table(args) -> None:
     print("| ----- | ------- | -------------- | ------------------ | ---------------- | -------------------- | "
           "-------------------- | -------------------- |")
     for name in args.stacked_configs:
-        c = CONFIGS[name]
-        batch = c.get("batch", 32)
-        g = torch.Generator().manual_seed(0)
-        if c["obs"] == "poisson":
-            x = torch.poisson(torch.full((args.windows + 64, c["T"], c["channels"]), 0.3), generator=g)
-        else:
-            x = torch.rand((args.windows + 64, c["T"], c["channels"]), generator=g) + 0.05
-        tx, vx = x[:args.windows], x[args.windows:]
-        observation = Poisson() if c["obs"] == "poisson" else Gamma()
-        cfg = build_config(overrides={"model": c["model"], "train.batch_size": batch})
-        cfg = replace(cfg, train=replace(cfg.train, valid_every=args.steps, ramp_steps=100))  # one check per generation
-
-        def members(n):
-            out = []
-            for k in range(n):
-                torch.manual_seed(k)
-                model = LFADS(c["channels"], cfg.model, observation)
-                m = Member(model, torch.optim.Adam(model.parameters(), lr=hps[k]["lr"]), dict(hps[k]))
-                m.apply()
-                out.append(m)
-            return out
+        c, cfg, observation, tx, vx, members = _population(name, args)
 
         def sequential(ms):
             for k, m in enumerate(ms):
