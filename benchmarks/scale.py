@@ -187,13 +187,6 @@ def training_counts(res) -> dict:
             "train_seconds": t.seconds, "step_ms": 1e3 * t.seconds / steps if steps else None}
 
 
-def _runs(times: np.ndarray, bin_size: float) -> list[slice]:
-    """Stretches of consecutive bins (filters never cross a gap)."""
-    cut = np.flatnonzero(np.diff(times) > 1.5 * bin_size) + 1
-    edges = np.r_[0, cut, times.size]
-    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
-
-
 def quality(res, path: Path, kind: str) -> dict:
     """R^2 against the truth of the model and of the best baseline (see the module docstring)."""
     from nwb_autolfads import baselines as bl
@@ -203,20 +196,13 @@ def quality(res, path: Path, kind: str) -> dict:
     bin_size = res.config.windows.bin_size
     fs = 1.0 / bin_size
     times = np.asarray(res.times, dtype=float)
-    runs = _runs(times, bin_size)
-
-    def per_run(fn, values):
-        out = np.full(values.shape, np.nan)
-        for r in runs:
-            if r.stop - r.start >= 32:
-                out[r] = fn(values[r])
-        return out
+    runs = bl.stretches(times, bin_size)
 
     if kind == "emg":
         truth = read_truth(path, times, bin_size, "true_activations")
         model = np.asarray(res.activations, dtype=float)
         rect = np.asarray(res.rectified, dtype=float)
-        candidates = {lab: per_run(lambda v, p=p: bl.lowpass(v, fs, **p), rect)
+        candidates = {lab: bl.per_run(lambda v, p=p: bl.lowpass(v, fs, **p), rect, runs)
                       for lab, p in bl.lowpass_grid(fs).items()}
         baseline = "best low-pass of rectified EMG"
     else:
@@ -232,7 +218,7 @@ def quality(res, path: Path, kind: str) -> dict:
                                                                                                 bin_size / 2)
                            for u in ids], axis=1).astype(float)
         truth = truth[:, ids]
-        candidates = {f"{s * 1e3:g} ms": per_run(lambda v, s=s: bl.gaussian_smooth(v, bin_size, s), counts)
+        candidates = {f"{s * 1e3:g} ms": bl.per_run(lambda v, s=s: bl.gaussian_smooth(v, bin_size, s), counts, runs)
                       for s in bl.SMOOTHING_SD_S}
         baseline = "best Gaussian smoothing of the spikes"
     scored_model = nested_cv({"": model}, truth, lags=0, per_channel=True)

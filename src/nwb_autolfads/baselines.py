@@ -21,7 +21,7 @@ from scipy import signal as sps
 
 __all__ = ["rectified", "lowpass", "bayesian_filter", "gaussian_smooth", "lowpass_grid", "bayesian_grid",
            "LOWPASS_CUTOFFS_HZ", "BAYES_ALPHA_FRACTIONS", "BAYES_JUMPS", "SMOOTHING_SD_S", "best_lowpass",
-           "best_bayesian", "gap_free_runs"]
+           "best_bayesian", "gap_free_runs", "stretches", "per_run", "MIN_FILTER_BINS"]
 
 
 def lowpass(rectified: np.ndarray, fs: float, cutoff: float, order: int = 4) -> np.ndarray:
@@ -162,24 +162,38 @@ def bayesian_grid(rect: np.ndarray, fs: float, fractions=BAYES_ALPHA_FRACTIONS, 
     return np.minimum(x, smax), grid, scale
 
 
-def gap_free_runs(times: np.ndarray, min_length: int = 32) -> list[slice]:
+MIN_FILTER_BINS = 32
+"""Bins a gap-free stretch needs before a filter is applied to it (shorter ones stay NaN)."""
+
+
+def stretches(times: np.ndarray, bin_size: float, mask: np.ndarray | None = None) -> list[slice]:
+    """Stretches of consecutive bins (no step in ``times`` over 1.5 x ``bin_size``), optionally
+    only where ``mask`` holds."""
+    good = np.ones(times.size, bool) if mask is None else mask.astype(bool)
+    brk = np.r_[True, np.diff(times) > 1.5 * bin_size] | np.r_[True, good[1:] != good[:-1]]
+    starts = np.flatnonzero(brk)
+    ends = np.r_[starts[1:], times.size]
+    return [slice(s, e) for s, e in zip(starts, ends) if good[s]]
+
+
+def gap_free_runs(times: np.ndarray, min_length: int = MIN_FILTER_BINS) -> list[slice]:
     """Stretches of ``times`` (ascending bin centres, s) without a gap (a step over 1.5 x the
     median step), of at least ``min_length`` bins (filters need that many)."""
     times = np.asarray(times, dtype=float)
     if times.size < 2:
         return []
-    step = np.diff(times)
-    starts = np.r_[0, np.flatnonzero(step > 1.5 * np.median(step)) + 1]
-    stops = np.r_[starts[1:], times.size]
-    return [slice(int(a), int(b)) for a, b in zip(starts, stops) if b - a >= min_length]
+    return [r for r in stretches(times, float(np.median(np.diff(times)))) if r.stop - r.start >= min_length]
 
 
-def _per_run(fn, values: np.ndarray, runs: list[slice] | None) -> np.ndarray:
+def per_run(fn, values: np.ndarray, runs: list[slice] | None) -> np.ndarray:
+    """``fn`` applied to each contiguous stretch of ``values`` (filters never cross a gap); NaN
+    elsewhere and on stretches under :data:`MIN_FILTER_BINS` bins. ``runs`` None: ``fn`` of all."""
     if runs is None:
         return fn(values)
     out = np.full(values.shape, np.nan)
     for r in runs:
-        out[r] = fn(values[r])
+        if r.stop - r.start >= MIN_FILTER_BINS:
+            out[r] = fn(values[r])
     return out
 
 
@@ -214,7 +228,7 @@ def best_lowpass(rect: np.ndarray, truth: np.ndarray, fs: float, times: np.ndarr
     runs = None if times is None else gap_free_runs(times)
     best = (-np.inf, None, None, None)
     for label, params in lowpass_grid(fs, cutoffs).items():
-        est = _per_run(lambda x: lowpass(x, fs, params["cutoff"]), np.asarray(rect, float), runs)
+        est = per_run(lambda x: lowpass(x, fs, params["cutoff"]), np.asarray(rect, float), runs)
         r2 = _mean_r2(est, truth)
         if np.nanmean(r2) > best[0]:
             best = (float(np.nanmean(r2)), params["cutoff"], r2, est)
@@ -236,7 +250,7 @@ def best_bayesian(rect: np.ndarray, truth: np.ndarray, fs: float,
     runs = None if times is None else gap_free_runs(times)
     best = (-np.inf, None, None, None)
     for label, params in grid.items():
-        est = _per_run(lambda v: bayesian_filter(v, fs, **params), x, runs) * scale
+        est = per_run(lambda v: bayesian_filter(v, fs, **params), x, runs) * scale
         r2 = _mean_r2(est, truth)
         if np.nanmean(r2) > best[0]:
             best = (float(np.nanmean(r2)), label, r2, est)

@@ -211,15 +211,6 @@ def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- spectra
-def _runs(times: np.ndarray, bin_size: float, mask: np.ndarray | None = None) -> list[slice]:
-    """Stretches of consecutive bins (no gap in time), optionally only where ``mask`` holds."""
-    good = np.ones(times.size, bool) if mask is None else mask.astype(bool)
-    brk = np.r_[True, np.diff(times) > 1.5 * bin_size] | np.r_[True, good[1:] != good[:-1]]
-    starts = np.flatnonzero(brk)
-    ends = np.r_[starts[1:], times.size]
-    return [slice(s, e) for s, e in zip(starts, ends) if good[s]]
-
-
 def transfer_function(x: np.ndarray, y: np.ndarray, fs: float, runs: list[slice], nperseg: int = 128) -> dict | None:
     """Gain |Pxy / Pxx| and magnitude-squared coherence from ``x`` to ``y`` (n, C), averaged
     over channels, from Welch cross-spectra over the stretches ``runs`` at least ``nperseg``
@@ -465,12 +456,12 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
         model = np.asarray(ds.emg_activations.values, dtype=float)
         common = np.isfinite(rect).all(axis=1) & np.isfinite(model).all(axis=1)  # every method on the same bins
         xb, bgrid, bscale = bl.bayesian_grid(rect, fs)
-        runs_all = _runs(times, bin_size, common)
+        runs_all = bl.stretches(times, bin_size, common)
         emg = {MODEL: {"": np.where(common[:, None], model, np.nan)},
                "rectified": {"": np.where(common[:, None], rect, np.nan)},
-               "low-pass": {lab: _per_run(lambda v, p=p: bl.lowpass(v, fs, **p), rect, runs_all)
+               "low-pass": {lab: bl.per_run(lambda v, p=p: bl.lowpass(v, fs, **p), rect, runs_all)
                             for lab, p in bl.lowpass_grid(fs).items()},
-               "Bayesian": {lab: _per_run(lambda v, p=p: bl.bayesian_filter(v, fs, **p) * bscale, xb, runs_all)
+               "Bayesian": {lab: bl.per_run(lambda v, p=p: bl.bayesian_filter(v, fs, **p) * bscale, xb, runs_all)
                             for lab, p in bgrid.items()}}
         channel_names = [str(c) for c in ds.channel.values]
         groups.append(("emg", emg, "true_activations", channel_names))
@@ -481,9 +472,9 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
         channel_names = []
     if "firing_rates" in ds and "spikes" in src:
         counts = src["spikes"]
-        runs_all = _runs(times, bin_size)
+        runs_all = bl.stretches(times, bin_size)
         sp = {MODEL: {"": np.asarray(ds.firing_rates.values, dtype=float)},
-              "smoothed spikes": {f"{s * 1e3:g} ms": _per_run(lambda v, s=s: bl.gaussian_smooth(v, bin_size, s),
+              "smoothed spikes": {f"{s * 1e3:g} ms": bl.per_run(lambda v, s=s: bl.gaussian_smooth(v, bin_size, s),
                                                                counts, runs_all)
                                   for s in bl.SMOOTHING_SD_S}}
         unit_names = [f"unit {u}" for u in ds.unit.values]
@@ -564,7 +555,7 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
         if "trials" in src:
             phase_masks.update({k: v & ok for k, v in _phases(src["trials"], times).items()})
         for phase, mask in phase_masks.items():
-            runs = _runs(times, bin_size, mask)
+            runs = bl.stretches(times, bin_size, mask)
             nper = 128 if phase == "all" else 32
             per_method = {}
             for m in groups[0][1]:
@@ -610,11 +601,3 @@ def _default_label(method: str, cands: dict) -> str:
     return list(cands)[len(cands) // 2]
 
 
-def _per_run(fn, values: np.ndarray, runs: list[slice]) -> np.ndarray:
-    """``fn`` applied to each contiguous stretch of ``values`` (filters never cross a gap); NaN
-    elsewhere and on stretches too short to filter."""
-    out = np.full(values.shape, np.nan)
-    for r in runs:
-        if r.stop - r.start >= 32:
-            out[r] = fn(values[r])
-    return out

@@ -7,7 +7,8 @@ import pytest
 
 import nwb_autolfads
 from nwb_autolfads.baselines import lowpass
-from nwb_autolfads.evaluation import MODEL, evaluate, nested_cv, transfer_function, _runs
+from nwb_autolfads.baselines import stretches as _runs
+from nwb_autolfads.evaluation import MODEL, evaluate, nested_cv, transfer_function
 from nwb_autolfads.report import write_report
 from nwb_autolfads.testing import mock_emg_nwb
 
