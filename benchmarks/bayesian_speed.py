@@ -1,4 +1,4 @@
-"""Speed of Sanger's Bayesian EMG filter (nwb_autolfads.baselines.bayesian_filter).
+"""Speed of Sanger's Bayesian EMG filter (nwb_autolfads.evaluation.baselines.bayesian_filter).
 
     python benchmarks/bayesian_speed.py [--minutes 60] [--rate 1000] [--channels 12]
 
@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from nwb_autolfads.baselines import bayesian_filter
+from nwb_autolfads.evaluation.baselines import bayesian_filter
 
 
 def main(argv=None) -> None:

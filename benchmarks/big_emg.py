@@ -74,8 +74,8 @@ def write_file(path: Path, minutes: float, channels: int, rate: float, seed: int
 def measure(path: str, mode: str, out: str) -> None:
     """Runs in a fresh process: preprocess, save the result, print timings as JSON."""
     from nwb_autolfads.config import PreprocessConfig
-    from nwb_autolfads.preprocessing import preprocess_emg
-    from nwb_autolfads.reading import open_nwb, read_emg
+    from nwb_autolfads.data.preprocessing import preprocess_emg
+    from nwb_autolfads.io.reading import open_nwb, read_emg
 
     t0 = time.perf_counter()
     with open_nwb(path) as (_io, nwb):

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import nwb_autolfads
-from nwb_autolfads.evaluation import MODEL, evaluate
+from nwb_autolfads.evaluation.comparison import MODEL, evaluate
 from nwb_autolfads.testing import mock_emg_nwb
 
 
@@ -73,7 +73,7 @@ def main(argv=None) -> None:
         short = evaluate(res.output, lags=10).scores["kinematics"]
         print("kinematics with 100 ms of history: " + ", ".join(f"{m} {v['mean']:.3f}" for m, v in short.items()))
     if args.report:
-        from nwb_autolfads.report import write_report
+        from nwb_autolfads.evaluation.report import write_report
         print("report:", write_report(ev, args.report))
 
 

@@ -61,9 +61,9 @@ def score(setting, preset: str, overrides: dict, workdir: str) -> dict:
     import torch
 
     import nwb_autolfads
-    from nwb_autolfads.baselines import best_bayesian, best_lowpass
-    from nwb_autolfads.evaluation import bin_mean
-    from nwb_autolfads.metrics import channel_correlation, coverage_of_truth, ridge_decode_r2
+    from nwb_autolfads.evaluation.baselines import best_bayesian, best_lowpass
+    from nwb_autolfads.evaluation.comparison import bin_mean
+    from nwb_autolfads.evaluation.metrics import channel_correlation, coverage_of_truth, ridge_decode_r2
     from nwb_autolfads.simulate import simulate_emg, write_setting_nwb
     from nwb_autolfads.testing import read_truth
 

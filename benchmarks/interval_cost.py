@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 import nwb_autolfads
-from nwb_autolfads import pipeline, writing
-from nwb_autolfads.metrics import interval_coverage
+from nwb_autolfads import pipeline
+from nwb_autolfads.io import writing
+from nwb_autolfads.evaluation.metrics import interval_coverage
 from nwb_autolfads.testing import mock_emg_nwb, read_truth
 
 

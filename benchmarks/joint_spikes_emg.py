@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import nwb_autolfads
-from nwb_autolfads.metrics import channel_correlation, r2_score
+from nwb_autolfads.evaluation.metrics import channel_correlation, r2_score
 from nwb_autolfads.testing import mock_emg_nwb, read_truth
 
 

@@ -6,7 +6,7 @@ Trains the model on spike counts (Poisson observation model) through the Python 
 prints the R^2 between inferred and true rates (mean over neurons) next to the best Gaussian
 smoothing of the spikes (kernel width swept and chosen on the truth, so optimistic), and the
 coverage of the true rates by the 90% band: the posterior samples' quantiles alone and widened
-by the model's error (:mod:`nwb_autolfads.calibration`, as ``nwb-autolfads run`` writes it).
+by the model's error (:mod:`nwb_autolfads.evaluation.calibration`, as ``nwb-autolfads run`` writes it).
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter1d
 
-from nwb_autolfads.calibration import estimate_errors, widen_band
+from nwb_autolfads.evaluation.calibration import estimate_errors, widen_band
 from nwb_autolfads.config import AugmentConfig, InferenceConfig, ModelConfig, TrainConfig
-from nwb_autolfads.devices import seed_everything
-from nwb_autolfads.inference import infer
-from nwb_autolfads.metrics import interval_coverage, r2_score
-from nwb_autolfads.model import LFADS
-from nwb_autolfads.observations import Poisson
+from nwb_autolfads.train.devices import seed_everything
+from nwb_autolfads.model.inference import infer
+from nwb_autolfads.evaluation.metrics import interval_coverage, r2_score
+from nwb_autolfads.model.lfads import LFADS
+from nwb_autolfads.model.observations import Poisson
 from nwb_autolfads.testing import lorenz_spikes
-from nwb_autolfads.training import split_train_valid, train_model
+from nwb_autolfads.train.loop import split_train_valid, train_model
 
 
 def pooled_r2(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:

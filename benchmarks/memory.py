@@ -7,7 +7,7 @@ Table 1: ``nwb_autolfads.run`` on a synthetic raw EMG file (``--muscles`` channe
 generator 200, 100 factors), one model trained for ``--steps`` steps (batch 32), posterior
 sampling, and the output written; the peak RSS of the process (``ru_maxrss``, a high-water mark)
 after each stage: import, read, preprocess, train (with the plan's 3 timed steps), infer and
-merge, write; and that of the child process the model trains in (``nwb_autolfads.isolation``),
+merge, write; and that of the child process the model trains in (``nwb_autolfads.train.isolation``),
 when it does.
 
 Table 2: a training process as a population's worker is one (spawned, importing only torch and
@@ -45,12 +45,12 @@ _TRAINING_PROCESS = """
 import json, resource, sys, time
 t0 = time.perf_counter()
 import torch
-from nwb_autolfads.augment import CoordinatedDropout, TemporalShift
+from nwb_autolfads.model.augment import CoordinatedDropout, TemporalShift
 from nwb_autolfads.config import ModelConfig, TrainConfig
-from nwb_autolfads.model import LFADS
-from nwb_autolfads.observations import Poisson
-from nwb_autolfads.resources import nwb_modules_loaded
-from nwb_autolfads.training import WindowSampler, evaluate_nll, train_steps
+from nwb_autolfads.model.lfads import LFADS
+from nwb_autolfads.model.observations import Poisson
+from nwb_autolfads.train.resources import nwb_modules_loaded
+from nwb_autolfads.train.loop import WindowSampler, evaluate_nll, train_steps
 torch.set_num_threads(1)
 imported = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 steps = int(sys.argv[1])
@@ -108,7 +108,7 @@ def pipeline_stages(minutes: float, muscles: int, steps: int) -> list[tuple[str,
         wrap("read_emg", "read (open the file, find the EMG)")
         wrap("preprocess_emg", "preprocess (filter, rectify, bin)")
         wrap("train_single", f"chop, plan (3 steps timed where it trains), train ({steps} steps, one model)")
-        from nwb_autolfads import isolation
+        from nwb_autolfads.train import isolation
 
         real_child = isolation.train_in_child
 

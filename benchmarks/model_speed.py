@@ -11,7 +11,7 @@ Two configurations (issue "The LFADS model, complete, correct and fast"):
 
 For each it times, in a fresh subprocess so peak memory is per measurement:
 - one training step (forward + backward + Adam update), median over --steps steps;
-- posterior sampling with 50 samples for 200 windows (nwb_autolfads.inference.infer);
+- posterior sampling with 50 samples for 200 windows (nwb_autolfads.model.inference.infer);
 for nwb_autolfads' model (on a GPU also without CUDA graphs: "eager") and for a straightforward
 version that runs every RNN (encoders included) as a Python loop over nn.GRUCell, so the ratio is
 measured, not remembered.
@@ -31,10 +31,10 @@ import torch
 from torch import nn
 
 from nwb_autolfads.config import InferenceConfig, ModelConfig
-from nwb_autolfads.cudagraphs import training_forward
-from nwb_autolfads.inference import infer
-from nwb_autolfads.model import LFADS, LFADSOutput
-from nwb_autolfads.observations import Gamma, Poisson
+from nwb_autolfads.train.cudagraphs import training_forward
+from nwb_autolfads.model.inference import infer
+from nwb_autolfads.model.lfads import LFADS, LFADSOutput
+from nwb_autolfads.model.observations import Gamma, Poisson
 
 CONFIGS = {
     "reference": dict(channels=30, T=50, batch=32, obs="poisson",

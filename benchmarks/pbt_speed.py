@@ -7,7 +7,7 @@
     python benchmarks/pbt_speed.py --split [--members 20] [--steps 10] [--workers 2] [--repeats 3]
                                    [--stacked-configs emg-small]
 
-Trains ``nwb_autolfads.pbt.train_population`` (the embedded executor) for one generation of
+Trains ``nwb_autolfads.train.pbt.embedded.train_population`` (the embedded executor) for one generation of
 ``--steps`` optimisation steps on random data shaped like the reference configuration of
 benchmarks/model_speed.py (30 Poisson channels, 50-bin windows, batch 32, generator 200,
 100 factors; 4 in 5 windows train) or the EMG configuration, and prints wall time per
@@ -41,9 +41,9 @@ import time
 import torch
 
 from nwb_autolfads.config import build_config
-from nwb_autolfads.model import LFADS
-from nwb_autolfads.observations import Gamma, Poisson
-from nwb_autolfads.pbt import train_population
+from nwb_autolfads.model.lfads import LFADS
+from nwb_autolfads.model.observations import Gamma, Poisson
+from nwb_autolfads.train.pbt.embedded import train_population
 
 CONFIGS = {
     "reference": dict(channels=30, T=50, obs="poisson",
@@ -124,11 +124,11 @@ def main(argv=None) -> None:
 
 def stacked_table(args) -> None:
     """One generation: one member, ``--members`` members one after another, and the same members
-    stacked (nwb_autolfads.stacked), per configuration and thread count."""
+    stacked (nwb_autolfads.train.stacked), per configuration and thread count."""
     import os
 
-    from nwb_autolfads.pbt import _member_seed, _train_generation
-    from nwb_autolfads.stacked import StackedExecutor
+    from nwb_autolfads.train.pbt.embedded import _member_seed, _train_generation
+    from nwb_autolfads.train.stacked import StackedExecutor
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"one generation = {args.steps} training steps + validation on 64 windows; {args.members} members with "
@@ -171,7 +171,7 @@ def _population(name: str, args):
     the first n members (seeded weights, hyperparameters that differ per member)."""
     from dataclasses import replace
 
-    from nwb_autolfads.pbt import Member
+    from nwb_autolfads.train.pbt.embedded import Member
 
     c = CONFIGS[name]
     g = torch.Generator().manual_seed(0)
@@ -217,8 +217,8 @@ def split_table(args) -> None:
     worker)."""
     import statistics
 
-    from nwb_autolfads.pbt import _member_seed, _SplitExecutor, _train_generation
-    from nwb_autolfads.stacked import StackedExecutor
+    from nwb_autolfads.train.pbt.embedded import _member_seed, _SplitExecutor, _train_generation
+    from nwb_autolfads.train.stacked import StackedExecutor
 
     torch.set_num_threads(1)
     workers = max(2, args.workers)
@@ -277,8 +277,8 @@ def compute_bound(c, tx, observation, args, single_generation_s) -> None:
     matrix-multiply FLOPs of one member-step and divide by the peak sgemm rate."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from nwb_autolfads.augment import CoordinatedDropout, TemporalShift
-    from nwb_autolfads.training import WindowSampler, train_steps
+    from nwb_autolfads.model.augment import CoordinatedDropout, TemporalShift
+    from nwb_autolfads.train.loop import WindowSampler, train_steps
 
     cfg = build_config(overrides={"model": c["model"], "train.batch_size": 32})
     model = LFADS(c["channels"], cfg.model, observation)

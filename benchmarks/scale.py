@@ -34,7 +34,7 @@ process, so its peak memory is its own. Columns:
   ``+ W MB child``: the peak of a child process that ended in the stage, larger than any before
   (PBT workers; a helper process forked from the run counts the pages it shares with it too);
 - ``total s``: the whole run; ``R^2 model`` and ``R^2 baseline``: R^2 against the truth of a
-  cross-validated per-channel affine map (5 contiguous folds, ``nwb_autolfads.evaluation.nested_cv``,
+  cross-validated per-channel affine map (5 contiguous folds, ``nwb_autolfads.evaluation.comparison.nested_cv``,
   as ``nwb-autolfads evaluate`` scores truth) of the model's activations / rates, and of the best
   zero-phase low-pass of the rectified EMG / best Gaussian smoothing of the spikes (parameters
   chosen inside each training part, never on the test fold); mean over channels.
@@ -189,8 +189,8 @@ def training_counts(res) -> dict:
 
 def quality(res, path: Path, kind: str) -> dict:
     """R^2 against the truth of the model and of the best baseline (see the module docstring)."""
-    from nwb_autolfads import baselines as bl
-    from nwb_autolfads.evaluation import nested_cv
+    from nwb_autolfads.evaluation import baselines as bl
+    from nwb_autolfads.evaluation.comparison import nested_cv
     from nwb_autolfads.testing import read_truth
 
     bin_size = res.config.windows.bin_size

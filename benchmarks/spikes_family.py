@@ -39,7 +39,7 @@ SETTINGS = {
 def best_smoothing(counts: np.ndarray, truth: np.ndarray, bin_size: float, segments: list[slice]):
     """(mean R^2, sigma in bins) of the best Gaussian smoothing of counts (n, U) vs truth (Hz),
     smoothed within each segment."""
-    from nwb_autolfads.metrics import r2_score
+    from nwb_autolfads.evaluation.metrics import r2_score
 
     best = (-np.inf, None)
     for sigma in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48):
@@ -62,7 +62,7 @@ def runs_of(times: np.ndarray, bin_size: float) -> list[slice]:
 def measure(name: str, path: Path, aligned: bool, preset: str, overrides: dict) -> dict:
     from pynwb import NWBHDF5IO
 
-    from nwb_autolfads.metrics import r2_score
+    from nwb_autolfads.evaluation.metrics import r2_score
     from nwb_autolfads.pipeline import run
     from nwb_autolfads.testing import read_truth
 

@@ -34,8 +34,8 @@ def _child(config: str, threads: int) -> None:
     from model_speed import CONFIGS
 
     from nwb_autolfads.config import ModelConfig
-    from nwb_autolfads.model import LFADS
-    from nwb_autolfads.observations import Gamma, Poisson
+    from nwb_autolfads.model.lfads import LFADS
+    from nwb_autolfads.model.observations import Gamma, Poisson
 
     torch.set_num_threads(threads)
     spec = CONFIGS[config]

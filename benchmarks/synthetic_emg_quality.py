@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 import nwb_autolfads
-from nwb_autolfads.baselines import best_bayesian, best_lowpass
-from nwb_autolfads.metrics import channel_correlation, ridge_decode_r2
+from nwb_autolfads.evaluation.baselines import best_bayesian, best_lowpass
+from nwb_autolfads.evaluation.metrics import channel_correlation, ridge_decode_r2
 from nwb_autolfads.simulate import kinematics_from
 from nwb_autolfads.testing import mock_emg_nwb, read_truth
 

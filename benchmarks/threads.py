@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
-from nwb_autolfads.augment import CoordinatedDropout, TemporalShift  # noqa: E402
+from nwb_autolfads.model.augment import CoordinatedDropout, TemporalShift  # noqa: E402
 from nwb_autolfads.config import AugmentConfig, ModelConfig, TrainConfig  # noqa: E402
-from nwb_autolfads.model import LFADS  # noqa: E402
-from nwb_autolfads.observations import Gamma, Poisson  # noqa: E402
-from nwb_autolfads.resources import available_cores  # noqa: E402
+from nwb_autolfads.model.lfads import LFADS  # noqa: E402
+from nwb_autolfads.model.observations import Gamma, Poisson  # noqa: E402
+from nwb_autolfads.train.resources import available_cores  # noqa: E402
 
 CONFIGS = {
     "emg": dict(channels=16, T=50, batch=16, obs="gamma",
@@ -58,7 +58,7 @@ def _model(c: dict) -> LFADS:
 
 def step_ms(name: str, threads: int, steps: int) -> float:
     """Median milliseconds of one training step (forward, backward, Adam) with ``threads`` threads."""
-    from nwb_autolfads.training import WindowSampler, train_steps
+    from nwb_autolfads.train.loop import WindowSampler, train_steps
 
     c = CONFIGS[name]
     torch.set_num_threads(threads)
@@ -79,7 +79,7 @@ def step_ms(name: str, threads: int, steps: int) -> float:
 
 def generation_s(name: str, population: int, steps: int, workers: int, threads: int) -> tuple[float, float]:
     """Wall seconds of one generation (and of starting the worker pool) with ``workers`` x ``threads``."""
-    from nwb_autolfads.pbt import Member, _Executor
+    from nwb_autolfads.train.pbt.embedded import Member, _Executor
 
     c = CONFIGS[name]
     torch.set_num_threads(threads)

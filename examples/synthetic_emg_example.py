@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 from pynwb import NWBHDF5IO  # noqa: E402
 
 import nwb_autolfads  # noqa: E402
-from nwb_autolfads.metrics import channel_correlation  # noqa: E402
+from nwb_autolfads.evaluation.metrics import channel_correlation  # noqa: E402
 from nwb_autolfads.testing import mock_emg_nwb, read_truth  # noqa: E402
 
 

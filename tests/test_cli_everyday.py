@@ -124,7 +124,7 @@ def test_git_revision_says_when_not_a_git_checkout(tmp_path):
     from importlib.metadata import version
 
     import nwb_autolfads
-    from nwb_autolfads.writing import git_revision
+    from nwb_autolfads.io.writing import git_revision
 
     assert nwb_autolfads.__version__ == version("nwb-autolfads")
     assert git_revision(tmp_path) == f"not a git checkout (installed package {nwb_autolfads.__version__})"
@@ -144,7 +144,7 @@ def test_runs_show_the_preset_and_the_git_revision(tiny, capsys):
 
 # ---------------------------------------------------------------- 6. --emg at a series that is not EMG
 def test_emg_pointed_at_kinematics_warns_in_stderr_summary_and_provenance(tmp_path, capsys, caplog):
-    from nwb_autolfads.reading import emg_doubt, iter_series, open_nwb
+    from nwb_autolfads.io.reading import emg_doubt, iter_series, open_nwb
     from nwb_autolfads.testing import synthetic_emg, write_emg_nwb
 
     path = write_emg_nwb(tmp_path / "beh.nwb", synthetic_emg(duration=4.0, rate=1000.0, n_muscles=2, seed=2),
@@ -230,7 +230,7 @@ def _fake_report(ev, folder, ds=None):
 
 
 def test_report_folder_is_replaced_whole_and_other_folders_are_refused(tmp_path, monkeypatch):
-    from nwb_autolfads import report
+    from nwb_autolfads.evaluation import report
     from nwb_autolfads.errors import OutputError
 
     monkeypatch.setattr(report, "_write_into", _fake_report)

@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from nwb_autolfads.config import AugmentConfig, InferenceConfig, ModelConfig, TrainConfig
-from nwb_autolfads.inference import infer
-from nwb_autolfads.model import LFADS
-from nwb_autolfads.observations import Gamma, Poisson
+from nwb_autolfads.model.inference import infer
+from nwb_autolfads.model.lfads import LFADS
+from nwb_autolfads.model.observations import Gamma, Poisson
 from nwb_autolfads.testing import gamma_windows
-from nwb_autolfads.training import load_checkpoint, train_model
+from nwb_autolfads.train.loop import load_checkpoint, train_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible to torch")
 
@@ -117,7 +117,7 @@ def test_population_training_on_the_gpu(emg_copy, tmp_path):
 
 
 def test_graphed_training_forward_matches_the_eager_pass():
-    from nwb_autolfads.cudagraphs import training_forward
+    from nwb_autolfads.train.cudagraphs import training_forward
 
     torch.manual_seed(0)
     model = _model(C=5, dropout=0.0).to(CUDA).train()
@@ -137,7 +137,7 @@ def test_graphed_training_forward_matches_the_eager_pass():
 
 
 def test_graph_replays_draw_fresh_noise_and_follow_the_seed():
-    from nwb_autolfads import cudagraphs
+    from nwb_autolfads.train import cudagraphs
 
     torch.manual_seed(0)
     model = _model(dropout=0.2).to(CUDA).train()
@@ -177,7 +177,7 @@ def test_training_with_graphs_learns_like_eager_training():
 
 
 def test_graphed_validation_pass_matches_the_eager_pass():
-    from nwb_autolfads.cudagraphs import evaluation_forward
+    from nwb_autolfads.train.cudagraphs import evaluation_forward
 
     torch.manual_seed(0)
     model = _model(dropout=0.3).to(CUDA).eval()
@@ -201,7 +201,7 @@ def test_capture_survives_dead_graphs_collected_mid_capture():
     must not destroy them (found on a GPU: a later capture failed and the CUDA RNG broke)."""
     import gc
 
-    from nwb_autolfads import cudagraphs
+    from nwb_autolfads.train import cudagraphs
 
     x = _gamma_data(n=8).to(CUDA)
     for _ in range(3):  # models whose graphs die and become garbage

@@ -11,7 +11,7 @@ import pytest
 from pynwb import NWBHDF5IO
 
 import nwb_autolfads
-from nwb_autolfads.metrics import channel_correlation
+from nwb_autolfads.evaluation.metrics import channel_correlation
 from nwb_autolfads.testing import mock_emg_nwb, read_truth, synthetic_emg, write_emg_nwb
 
 

@@ -12,11 +12,11 @@ import pytest
 
 import nwb_autolfads
 from nwb_autolfads.errors import InputFileError, OutputError
-from nwb_autolfads.inspection import inspect_file
-from nwb_autolfads.reading import find_emg, open_nwb, read_emg
-from nwb_autolfads.sources import resolve_source, tree_sha256
+from nwb_autolfads.io.inspection import inspect_file
+from nwb_autolfads.io.reading import find_emg, open_nwb, read_emg
+from nwb_autolfads.io.sources import resolve_source, tree_sha256
 from nwb_autolfads.testing import mock_emg_nwb
-from nwb_autolfads.writing import default_output_path
+from nwb_autolfads.io.writing import default_output_path
 
 ZARR = dict(duration=6.0, rate=1000.0, n_muscles=2, seed=3)
 
@@ -214,9 +214,9 @@ def test_an_export_hdmf_cannot_do_leaves_a_results_only_file_not_a_lost_run(tmp_
     """A Zarr store with an ElectricalSeries: hdmf-zarr stores the electrodes' strings with a codec
     that cannot be exported to HDF5. The trained run is written results-only, with a warning."""
     pytest.importorskip("hdmf_zarr")
-    from nwb_autolfads.results import load_results
+    from nwb_autolfads.io.results import load_results
     from nwb_autolfads.testing import mock_run_record, synthetic_emg, write_emg_nwb
-    from nwb_autolfads.writing import write_results
+    from nwb_autolfads.io.writing import write_results
 
     synth = synthetic_emg(duration=2.0, rate=1000.0, n_muscles=2, seed=3)
     store = write_emg_nwb(tmp_path / "es.nwb.zarr", synth, layout="electricalseries", backend="zarr",

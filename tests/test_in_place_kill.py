@@ -15,7 +15,7 @@ from nwb_autolfads.testing import mock_emg_nwb
 WRITER = textwrap.dedent("""
     import sys
     from nwb_autolfads.testing import mock_run_record
-    from nwb_autolfads.writing import file_sha256, write_results
+    from nwb_autolfads.io.writing import file_sha256, write_results
     path = sys.argv[1]
     for k in range(100):
         record = mock_run_record(n_bins=3000, n_channels=8, name=f"run{k}")

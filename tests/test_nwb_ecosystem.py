@@ -181,6 +181,6 @@ def test_files_of_every_released_spec_version_still_read(fixture, tmp_path):
 
 
 def test_there_is_a_fixture_for_the_current_spec_version():
-    from nwb_autolfads.extension import SPEC_VERSION
+    from nwb_autolfads.ndx.namespace import SPEC_VERSION
     assert any(p.stem == f"ndx-autolfads-{SPEC_VERSION}" for p in FIXTURES), \
         "run python tests/data/results/make_fixture.py and commit its output"

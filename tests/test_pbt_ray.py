@@ -8,10 +8,10 @@ import torch
 ray = pytest.importorskip("ray")
 
 from nwb_autolfads.config import build_config  # noqa: E402
-from nwb_autolfads.model import LFADS  # noqa: E402
-from nwb_autolfads.observations import Gamma  # noqa: E402
-from nwb_autolfads.pbt import train_population  # noqa: E402
-from nwb_autolfads.pbt_ray import train_population_ray  # noqa: E402
+from nwb_autolfads.model.lfads import LFADS  # noqa: E402
+from nwb_autolfads.model.observations import Gamma  # noqa: E402
+from nwb_autolfads.train.pbt.embedded import train_population  # noqa: E402
+from nwb_autolfads.train.pbt.ray_executor import train_population_ray  # noqa: E402
 
 
 def _toy(population, generations, channels, windows, seed):
@@ -49,7 +49,7 @@ def test_cli_backend_ray_end_to_end(tmp_path):
     import subprocess
     import sys
 
-    from nwb_autolfads.results import load_results
+    from nwb_autolfads.io.results import load_results
     from nwb_autolfads.testing import mock_emg_nwb
 
     src = mock_emg_nwb(tmp_path / "s.nwb", duration=8.0, rate=1000.0, n_muscles=2, seed=0)

@@ -16,7 +16,7 @@ from pynwb import NWBHDF5IO, NWBFile, TimeSeries
 import nwb_autolfads
 from nwb_autolfads.errors import OutputError
 from nwb_autolfads.testing import mock_emg_nwb, synthetic_emg, write_emg_nwb
-from nwb_autolfads.writing import OutputLock
+from nwb_autolfads.io.writing import OutputLock
 
 
 def _cli(*args, cwd=None):
@@ -99,7 +99,7 @@ def test_bad_input_is_one_line_exit_2_no_output_input_untouched(tmp_path, case):
 
 
 def test_read_only_output_directory_and_full_disk_are_clear_errors(tmp_path, monkeypatch):
-    import nwb_autolfads.writing as writing
+    import nwb_autolfads.io.writing as writing
 
     src = mock_emg_nwb(tmp_path / "e.nwb", duration=4.0, rate=1000.0, n_muscles=2)
     real_access = writing.os.access

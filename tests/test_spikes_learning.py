@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter1d
 
-from nwb_autolfads.metrics import r2_score
+from nwb_autolfads.evaluation.metrics import r2_score
 from nwb_autolfads.pipeline import run
 from nwb_autolfads.simulate.spikes import SpikeSetting, simulate_spikes, write_spikes_nwb
 from nwb_autolfads.testing import read_truth

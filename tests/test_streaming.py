@@ -16,7 +16,7 @@ import pytest
 
 import nwb_autolfads
 from nwb_autolfads.errors import InputFileError
-from nwb_autolfads.sources import parse_dandi, resolve_source
+from nwb_autolfads.io.sources import parse_dandi, resolve_source
 from nwb_autolfads.testing import mock_emg_nwb
 
 
@@ -285,7 +285,7 @@ def test_a_dandi_input_gives_a_small_results_only_file_that_evaluate_streams_the
                                                                                              served, tmp_path):
     import dandi.dandiapi as api
 
-    from nwb_autolfads.evaluation import evaluate
+    from nwb_autolfads.evaluation.comparison import evaluate
 
     root, url = served
     asset = "sub-R4/sub-R4_ses-1_ecephys.nwb"
@@ -326,7 +326,7 @@ def test_a_dandi_zarr_asset_is_streamed_from_its_store(monkeypatch, offline_dand
     import types
 
     import dandi.dandiapi as api
-    from nwb_autolfads.reading import open_nwb
+    from nwb_autolfads.io.reading import open_nwb
 
     root, url = served
     mock_emg_nwb(root / "zarr" / "0d5b9be5", duration=2.0, rate=500.0, n_muscles=2, backend="zarr")

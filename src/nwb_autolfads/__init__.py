@@ -15,8 +15,8 @@ See :func:`run`, :func:`load_results` / :func:`list_runs`, :class:`RunConfig` /
 :func:`build_config` and :mod:`nwb_autolfads.testing`. Importing the package is light (the
 configuration and the errors): the NWB stack (pynwb, hdmf, h5py) is imported on first use of a
 function that reads or writes NWB, and with it the ndx-autolfads namespace is loaded into pynwb
-(:mod:`nwb_autolfads.reading` and :mod:`nwb_autolfads.writing` import
-:mod:`nwb_autolfads.extension`; ``import nwb_autolfads.extension`` loads it alone). Training
+(:mod:`nwb_autolfads.io.reading` and :mod:`nwb_autolfads.io.writing` import
+:mod:`nwb_autolfads.ndx.namespace`; ``import nwb_autolfads.ndx.namespace`` loads it alone). Training
 processes (population workers) import only torch and the model and training modules.
 """
 
@@ -27,8 +27,8 @@ try:  # the installed distribution's version (pyproject.toml), one source of tru
 except _NotFound:  # running from a source tree that was never installed
     __version__ = "0.1.0"
 
-from .config import PRESETS, RunConfig, build_config  # noqa: E402
-from .errors import NwbAutolfadsError  # noqa: E402
+from nwb_autolfads.config import PRESETS, RunConfig, build_config  # noqa: E402
+from nwb_autolfads.errors import NwbAutolfadsError  # noqa: E402
 
 __all__ = ["__version__", "run", "RunResult", "load_results", "list_runs", "to_pynapple", "evaluate", "Evaluation", "write_report",
            "RunConfig", "build_config", "PRESETS", "NwbAutolfadsError"]
@@ -36,23 +36,23 @@ __all__ = ["__version__", "run", "RunResult", "load_results", "list_runs", "to_p
 
 def __getattr__(name):  # PEP 562: import the pipeline (and pynwb) on first use
     if name in ("list_runs", "load_results", "to_pynapple"):
-        from . import results
+        from nwb_autolfads.io import results
 
         return getattr(results, name)
-    if name == "extension":
+    if name == "extension":  # the ndx-autolfads namespace module, by its former name
         import importlib
 
-        return importlib.import_module(".extension", __name__)
+        return importlib.import_module(".ndx.namespace", __name__)
     if name in ("run", "RunResult"):
-        from . import pipeline
+        from nwb_autolfads import pipeline
 
         return getattr(pipeline, name)
     if name in ("evaluate", "Evaluation"):
-        from . import evaluation
+        from nwb_autolfads.evaluation import comparison as evaluation
 
         return getattr(evaluation, name)
     if name == "write_report":
-        from .report import write_report
+        from nwb_autolfads.evaluation.report import write_report
 
         return write_report
     raise AttributeError(f"module 'nwb_autolfads' has no attribute {name!r}")

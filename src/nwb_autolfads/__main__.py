@@ -1,6 +1,6 @@
 import sys
 
-from .cli import main
+from nwb_autolfads.cli import main
 
 if __name__ == "__main__":  # spawned PBT workers re-import the main module
     sys.exit(main())

@@ -23,9 +23,9 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 
-from . import __version__
-from .config import PRESETS, build_config
-from .errors import ConfigError, NwbAutolfadsError
+from nwb_autolfads import __version__
+from nwb_autolfads.config import PRESETS, build_config
+from nwb_autolfads.errors import ConfigError, NwbAutolfadsError
 
 EXAMPLE_FILE = "autolfads_example.nwb"
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
@@ -190,7 +190,7 @@ def _cmd_config(args) -> int:
 def _cmd_inspect(args) -> int:
     import json
 
-    from .inspection import format_report, inspect_file
+    from nwb_autolfads.io.inspection import format_report, inspect_file
 
     report = inspect_file(args.file)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
@@ -200,7 +200,7 @@ def _cmd_inspect(args) -> int:
 def _cmd_runs(args) -> int:
     import json
 
-    from .results import format_runs, list_runs
+    from nwb_autolfads.io.results import format_runs, list_runs
 
     runs = list_runs(args.file)
     print(json.dumps([r.to_dict() for r in runs], indent=2) if args.json else format_runs(args.file, runs))
@@ -209,8 +209,8 @@ def _cmd_runs(args) -> int:
 
 def _evaluate_and_report(path, run_name, report, folds=5, lags=10, as_json=False, overwrite=False,
                          source=None) -> None:
-    from .evaluation import evaluate
-    from .report import check_report_folder, write_report
+    from nwb_autolfads.evaluation.comparison import evaluate
+    from nwb_autolfads.evaluation.report import check_report_folder, write_report
 
     if folds < 2:
         raise ConfigError(f"--folds {folds}: use at least 2 folds")
@@ -232,7 +232,7 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    from .pipeline import run
+    from nwb_autolfads.pipeline import run
 
     overrides = _parse_sets(args.set)
     if args.emg_preprocessed:
@@ -267,14 +267,14 @@ def _cmd_run(args) -> int:
     preset = args.preset
     overwrite = args.overwrite
     if args.report:
-        from .report import check_report_folder
+        from nwb_autolfads.evaluation.report import check_report_folder
         check_report_folder(args.report, overwrite)  # before hours of training
     if args.example:
         if args.file:
             raise ConfigError("give either FILE or --example, not both")
         path = Path(EXAMPLE_FILE)
         if not path.exists():
-            from .testing import mock_emg_nwb
+            from nwb_autolfads.testing import mock_emg_nwb
             print(f"writing synthetic example {path} (1 minute of raw EMG, 12 muscles, 2 kHz) ...", file=sys.stderr)
             mock_emg_nwb(path, duration=60.0, rate=2000.0, n_muscles=12, seed=0)
         preset = preset or "quick"  # an existing result is replaced only with --overwrite, like any output
@@ -288,8 +288,8 @@ def _cmd_run(args) -> int:
                  command=shlex.join(["nwb-autolfads", *args.argv]))
     print(result.summary(report=args.report))
     if args.example:
-        from .metrics import channel_correlation
-        from .testing import read_truth
+        from nwb_autolfads.evaluation.metrics import channel_correlation
+        from nwb_autolfads.testing import read_truth
         truth = read_truth(path, result.times, result.config.windows.bin_size)
         r_model = float(np.nanmean(channel_correlation(result.activations, truth)))
         r_rect = float(np.nanmean(channel_correlation(result.rectified, truth)))

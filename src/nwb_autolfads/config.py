@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from .errors import ConfigError
+from nwb_autolfads.errors import ConfigError
 
 __all__ = [
     "DataConfig",
@@ -351,10 +351,10 @@ class TrainConfig:
     """Exponential smoothing factor of the validation NLL (weight of the previous value)."""
     cuda_graphs: bool = True
     """On a GPU, replay each training step's forward and backward pass from a CUDA graph
-    (:mod:`nwb_autolfads.cudagraphs`); no effect on the CPU. False runs every kernel eagerly."""
+    (:mod:`nwb_autolfads.train.cudagraphs`); no effect on the CPU. False runs every kernel eagerly."""
     threads: int = 0
     """Torch intra-op threads of each training process (the run's own, and each PBT worker's).
-    0 (auto): chosen by :func:`nwb_autolfads.resources.choose_execution` from the model's size and
+    0 (auto): chosen by :func:`nwb_autolfads.train.resources.choose_execution` from the model's size and
     the cores this process may use (CPU affinity and cgroup quota): one per process for the small
     recurrent models of EMG, which are latency-bound (a second thread costs a core and gains
     little; see benchmarks/threads.py), and never more than cores // workers. A number > 0 is
@@ -444,12 +444,12 @@ class PBTConfig:
     seed, so only thread-count effects on float sums (last bits) can differ between settings."""
     execution: str = "auto"
     """How the embedded backend trains a generation: ``stacked`` (all members as one vectorised
-    tensor program, :mod:`nwb_autolfads.stacked`: for small models, where one member's step is
+    tensor program, :mod:`nwb_autolfads.train.stacked`: for small models, where one member's step is
     overhead, not arithmetic, in this process), ``stacked-processes`` (the members split into
     ``workers`` contiguous blocks, each block one stacked program in its own worker process, the
     workers in parallel: ``auto``'s choice for small models on 2 or more idle cores), ``processes``
     (``workers`` processes, a member per task), ``sequential`` (one member after another in this
-    process) or ``auto`` (:func:`nwb_autolfads.resources.choose_execution`: by model size, cores,
+    process) or ``auto`` (:func:`nwb_autolfads.train.resources.choose_execution`: by model size, cores,
     device and ``workers``). Every mode gives the same population for a
     seed, to float rounding (each member-generation has its own random stream)."""
     backend: str = "embedded"
@@ -512,7 +512,7 @@ class InferenceConfig:
     spread the latent states only (far too narrow alone: about a third of the true activation
     inside a 90% band), and is widened by the model's own error, estimated per channel and level
     of the estimate from the residual beyond the observation noise (a residual-variance
-    decomposition; :mod:`nwb_autolfads.calibration`; the estimates are in the run's metrics,
+    decomposition; :mod:`nwb_autolfads.evaluation.calibration`; the estimates are in the run's metrics,
     ``interval_calibration``): half-widths sqrt(posterior^2 + (z x error)^2), the lower bound >= 0.
     Noise the model follows (smooth artefacts, enveloped input) is not seen as error, so the band
     is then too narrow. ``mode: mean`` (and ``n_samples: 1``) has no samples and writes none."""

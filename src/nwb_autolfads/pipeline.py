@@ -23,24 +23,24 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from . import __version__
-from .calibration import estimate_errors, interval_percent, normal_quantile, widen_band
-from .config import DEFAULT_BIN_SIZE, RunConfig, build_config, configured_hyperparameters
-from .devices import resolve_device, seed_everything
-from .errors import ConfigError, SignalError, SignalNotFoundError, TrainingError
-from .inference import infer_merged, interval_quantiles
-from .model import LFADS
-from .observations import Composite, ObservationModel, Poisson, get_observation
-from .preprocessing import preprocess_emg
-from .reading import (bin_spikes, check_spike_span, check_unit_clocks, emg_doubt, find_emg, iter_series, open_nwb,
+from nwb_autolfads import __version__
+from nwb_autolfads.evaluation.calibration import estimate_errors, interval_percent, normal_quantile, widen_band
+from nwb_autolfads.config import DEFAULT_BIN_SIZE, RunConfig, build_config, configured_hyperparameters
+from nwb_autolfads.train.devices import resolve_device, seed_everything
+from nwb_autolfads.errors import ConfigError, SignalError, SignalNotFoundError, TrainingError
+from nwb_autolfads.model.inference import infer_merged, interval_quantiles
+from nwb_autolfads.model.lfads import LFADS
+from nwb_autolfads.model.observations import Composite, ObservationModel, Poisson, get_observation
+from nwb_autolfads.data.preprocessing import preprocess_emg
+from nwb_autolfads.io.reading import (bin_spikes, check_spike_span, check_unit_clocks, emg_doubt, find_emg, iter_series, open_nwb,
                       read_emg, read_trial_times, read_units, spike_bin_centres)
-from .pbt import train_population
-from .isolation import planned_steps, train_single
-from .resources import Execution, choose_execution, using_threads
-from .training import TrainResult, split_train_valid, time_steps
-from .windows import MIN_FITTED_WINDOW, WindowIndex, chop_segments, fitted_window
-from .sources import Source, resolve_source, source_sha256 as input_sha256
-from .writing import (OutputLock, RunRecord, check_in_place, check_output_path, compact_float, default_output_path,
+from nwb_autolfads.train.pbt.embedded import train_population
+from nwb_autolfads.train.isolation import planned_steps, train_single
+from nwb_autolfads.train.resources import Execution, choose_execution, using_threads
+from nwb_autolfads.train.loop import TrainResult, split_train_valid, time_steps
+from nwb_autolfads.data.windows import MIN_FITTED_WINDOW, WindowIndex, chop_segments, fitted_window
+from nwb_autolfads.io.sources import Source, resolve_source, source_sha256 as input_sha256
+from nwb_autolfads.io.writing import (OutputLock, RunRecord, check_in_place, check_output_path, compact_float, default_output_path,
                       git_revision, write_results)
 
 __all__ = ["RunResult", "FitResult", "StageClock", "run", "fit_signal"]
@@ -101,7 +101,7 @@ class RunResult:
     """(n_bins, U) its upper bound."""
     interval_calibration: dict | None = None
     """The model's error estimated per channel and level that widened the band
-    (:mod:`nwb_autolfads.calibration`), in the source's units (Hz for units); None without an
+    (:mod:`nwb_autolfads.evaluation.calibration`), in the source's units (Hz for units); None without an
     interval. Recorded in the provenance's metrics."""
 
     def summary(self, report: str | Path | None = None) -> str:
@@ -255,7 +255,7 @@ def _trial_windows(align: np.ndarray, start: float, n_bins: int, lead: int, bin_
 
 def _fit_windows(cfg: RunConfig, lengths: list[int], bin_size: float) -> RunConfig:
     """``cfg`` with windows shortened to fit short gap-free segments (separate trials or step
-    cycles; :func:`~nwb_autolfads.windows.fitted_window`), with a warning saying so; unchanged
+    cycles; :func:`~nwb_autolfads.data.windows.fitted_window`), with a warning saying so; unchanged
     when they fit or ``windows.fit_segments`` is off."""
     w, lead = cfg.windows, cfg.model.lead_in_bins
     if not w.fit_segments:
@@ -330,9 +330,9 @@ def _prepare_rundir(rundir: Path, cfg: RunConfig, segments: list[np.ndarray], ex
 
 
 def _score_targets(nwbfile, emg: bool, spikes: bool) -> list[str]:
-    """What ``evaluate`` can score a run against in ``nwbfile`` (as :mod:`~nwb_autolfads.evaluation`
+    """What ``evaluate`` can score a run against in ``nwbfile`` (as :mod:`~nwb_autolfads.evaluation.comparison`
     finds it): kinematics and force series, the units (for an EMG run) and ground truth."""
-    from .reading import modality_of
+    from nwb_autolfads.io.reading import modality_of
 
     found = {modality_of(c) for c in iter_series(nwbfile)}
     out = [m for m in ("kinematics", "force") if m in found]
@@ -382,7 +382,7 @@ def _describe(cfg: RunConfig, sig, units) -> str:
 
 def _hyperparameters(cfg: RunConfig) -> dict:
     """The hyperparameters population-based training tunes (science.md section 6), as used."""
-    from .config import configured_hyperparameters
+    from nwb_autolfads.config import configured_hyperparameters
 
     return configured_hyperparameters(cfg.model, cfg.train, cfg.augment)
 
@@ -418,7 +418,7 @@ def _interval_note(interval: float | None) -> str:
 
 def _calibrated_band(segments: list[np.ndarray], fit: "FitResult", n_units: int, interval: float, bin_size: float,
                      scale, channel_names: list[str], unit_ids: list) -> tuple[np.ndarray, np.ndarray, dict]:
-    """The posterior band of ``fit`` widened by the model's error (:mod:`nwb_autolfads.calibration`),
+    """The posterior band of ``fit`` widened by the model's error (:mod:`nwb_autolfads.evaluation.calibration`),
     in model units: ``segments`` are the model's input per segment (the first ``n_units`` columns
     spike counts, Poisson; the rest scaled EMG). Returns (lower, upper), each (n_bins, C) over all
     segments, and the per-channel error estimates in the source's units for the provenance
@@ -428,7 +428,7 @@ def _calibrated_band(segments: list[np.ndarray], fit: "FitResult", n_units: int,
     parts = [widen_band(m, lo, hi, errors, interval) for m, lo, hi in zip(fit.mean, fit.lower, fit.upper)]
     scales = np.broadcast_to(np.asarray(scale, dtype=float).reshape(-1), (n_channels - n_units,)) \
         if n_channels > n_units else np.zeros(0)
-    record = {"method": "residual beyond the observation noise, per channel and level (nwb_autolfads.calibration)",
+    record = {"method": "residual beyond the observation noise, per channel and level (nwb_autolfads.evaluation.calibration)",
               "z": round(normal_quantile(interval), 4),
               **({"units_hz": {str(u): errors[i].as_dict(1.0 / bin_size) for i, u in enumerate(unit_ids)}}
                  if n_units else {}),
@@ -498,7 +498,7 @@ def _duration(seconds: float) -> str:
 
 def stacked_share(population: int, execution: Execution) -> int:
     """Members one stacked program trains: all of them (``stacked``), or the largest block of one
-    worker process (``stacked-processes``: :func:`~nwb_autolfads.pbt.member_blocks`)."""
+    worker process (``stacked-processes``: :func:`~nwb_autolfads.train.pbt.embedded.member_blocks`)."""
     return -(-population // execution.workers) if execution.mode == "stacked-processes" else population
 
 
@@ -538,11 +538,11 @@ def training_plan(cfg: RunConfig, n_train: int, n_valid: int, device, timing: tu
     """What training will do and an estimate of how long it takes at most, before it starts.
 
     ``timing``: (seconds per step, seconds per validation check) of one model measured on this
-    data (:func:`~nwb_autolfads.training.time_steps`). ``execution``: how training will use the
-    machine (:func:`~nwb_autolfads.resources.choose_execution`; chosen here from the configuration
+    data (:func:`~nwb_autolfads.train.loop.time_steps`). ``execution``: how training will use the
+    machine (:func:`~nwb_autolfads.train.resources.choose_execution`; chosen here from the configuration
     when None, for the embedded backend). ``stacked_timing``: for the stacked mode, (seconds per
     step of all members, seconds per check of all members) measured on this data
-    (:func:`~nwb_autolfads.stacked.time_stacked`; for ``stacked-processes``, of one worker's block
+    (:func:`~nwb_autolfads.train.stacked.time_stacked`; for ``stacked-processes``, of one worker's block
     of members, the workers taken to run in parallel); without it the stacked estimate assumes no gain
     from stacking (members x one model's time: an upper bound, and said so). The estimate is the
     budget's upper bound (early stopping and the PBT stopping rule usually end sooner) for
@@ -629,7 +629,7 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
 
     device = resolve_device(cfg.device)  # before the run directory is made: a bad option leaves nothing
     if cfg.pbt.population > 1 and cfg.pbt.backend == "ray":
-        from .pbt_ray import train_population_ray  # noqa: F401  (a missing Ray fails here, before any state)
+        from nwb_autolfads.train.pbt.ray_executor import train_population_ray  # noqa: F401  (a missing Ray fails here, before any state)
     if rundir is not None:
         _prepare_rundir(Path(rundir), cfg, segments, explicit=resume, fresh=fresh)
     seed_everything(cfg.seed)
@@ -664,7 +664,7 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
             timing = time_steps(timing_model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment)
             stacked_timing = None
             if execution is not None and execution.mode in ("stacked", "stacked-processes"):
-                from .stacked import time_stacked
+                from nwb_autolfads.train.stacked import time_stacked
 
                 stacked_timing = time_stacked(timing_model, x_all[train_idx], x_all[valid_idx], cfg.train,
                                               cfg.augment, configured_hyperparameters(cfg.model, cfg.train,
@@ -673,7 +673,7 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
         del timing_model
         announce(timing, stacked_timing)
         if cfg.pbt.backend == "ray":
-            from .pbt_ray import train_population_ray as trainer
+            from nwb_autolfads.train.pbt.ray_executor import train_population_ray as trainer
             how = {}
         else:
             trainer, how = train_population, {"execution": execution}

@@ -4,9 +4,9 @@ import pytest
 import nwb_autolfads
 from nwb_autolfads.config import build_config
 from nwb_autolfads.errors import SignalError
-from nwb_autolfads.observations import Gamma
+from nwb_autolfads.model.observations import Gamma
 from nwb_autolfads.pipeline import fit_signal
-from nwb_autolfads.preprocessing import Preprocessed
+from nwb_autolfads.data.preprocessing import Preprocessed
 
 
 def _pre(lengths, n_ch=3, seed=0):
@@ -80,7 +80,7 @@ def test_the_plan_of_a_stacked_population_uses_the_stacked_step_time():
 
     from nwb_autolfads.config import build_config
     from nwb_autolfads.pipeline import training_plan
-    from nwb_autolfads.resources import Execution
+    from nwb_autolfads.train.resources import Execution
 
     cpu = torch.device("cpu")
     cfg = build_config("default")
@@ -102,7 +102,7 @@ def test_the_plan_of_a_split_stacked_population_times_one_block_and_runs_the_wor
 
     from nwb_autolfads.config import build_config
     from nwb_autolfads.pipeline import WORKER_START_SECONDS, stacked_share, training_plan
-    from nwb_autolfads.resources import choose_execution
+    from nwb_autolfads.train.resources import choose_execution
 
     cpu = torch.device("cpu")
     cfg = build_config("default")  # 20 members of a small model
@@ -159,7 +159,7 @@ def test_the_plan_times_steps_with_the_threads_training_uses(monkeypatch, popula
         return real_population(*args, **kwargs)
 
     monkeypatch.setattr(pipeline, "time_steps", timed)
-    monkeypatch.setattr("nwb_autolfads.isolation.time_steps", timed)  # a single model is timed where it trains
+    monkeypatch.setattr("nwb_autolfads.train.isolation.time_steps", timed)  # a single model is timed where it trains
     monkeypatch.setattr(pipeline, "train_single", single)
     monkeypatch.setattr(pipeline, "train_population", population_)
     cfg = build_config("smoke", overrides={"pbt.population": population, "train.threads": 1}).resolved(3)

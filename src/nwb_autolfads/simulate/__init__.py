@@ -10,9 +10,9 @@
   rates (:class:`SpikeSetting`, :func:`simulate_spikes`, :func:`write_spikes_nwb`).
 """
 
-from .emg import DYNAMICS, EMGSetting, SyntheticEMG, kinematics_from, simulate_emg, write_setting_nwb
-from .family import FAMILY_SEED, emg_family, split
-from .spikes import SpikeSetting, simulate_spikes, write_spikes_nwb
+from nwb_autolfads.simulate.emg import DYNAMICS, EMGSetting, SyntheticEMG, kinematics_from, simulate_emg, write_setting_nwb
+from nwb_autolfads.simulate.family import FAMILY_SEED, emg_family, split
+from nwb_autolfads.simulate.spikes import SpikeSetting, simulate_spikes, write_spikes_nwb
 
 __all__ = ["DYNAMICS", "EMGSetting", "SyntheticEMG", "kinematics_from", "simulate_emg", "write_setting_nwb",
            "FAMILY_SEED", "emg_family", "split", "SpikeSetting", "simulate_spikes", "write_spikes_nwb"]

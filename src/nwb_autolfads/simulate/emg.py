@@ -60,7 +60,7 @@ from pathlib import Path
 import numpy as np
 from scipy import signal as sps
 
-from ..testing import DEFAULT_MUSCLES, SyntheticEMG, lorenz_latent, write_emg_nwb
+from nwb_autolfads.testing import DEFAULT_MUSCLES, SyntheticEMG, lorenz_latent, write_emg_nwb
 
 __all__ = ["DYNAMICS", "NOISE_MODELS", "ARTEFACT_SHAPES", "MAX_VALUES", "EMGSetting", "SyntheticEMG", "simulate_emg",
            "kinematics_from", "setting_name", "write_setting_nwb"]

@@ -16,7 +16,7 @@ import hashlib
 
 import numpy as np
 
-from .emg import ARTEFACT_SHAPES, DYNAMICS, NOISE_MODELS, EMGSetting
+from nwb_autolfads.simulate.emg import ARTEFACT_SHAPES, DYNAMICS, NOISE_MODELS, EMGSetting
 
 __all__ = ["FAMILY_SEED", "LONG_SECONDS", "emg_family", "recorded_seconds", "split"]
 

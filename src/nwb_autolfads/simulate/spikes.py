@@ -162,7 +162,7 @@ def _chaotic_rnn(s: SpikeSetting, rng: np.random.Generator, n_steps_trial: int) 
 
 
 def _lorenz(s: SpikeSetting, rng: np.random.Generator, n_steps_trial: int) -> np.ndarray:
-    from ..testing import lorenz_latent
+    from nwb_autolfads.testing import lorenz_latent
 
     def run(n_fine: int) -> np.ndarray:
         n_lat = int(np.ceil(n_fine * s.step * s.lorenz_rate)) + 2
@@ -288,7 +288,7 @@ def write_spikes_nwb(path: str | Path, setting: SpikeSetting) -> Path:
     from pynwb import NWBFile, TimeSeries
     from pynwb.misc import Units
 
-    from ..testing import _write_nwb_atomically
+    from nwb_autolfads.testing import _write_nwb_atomically
 
     s = setting
     sim = simulate_spikes(s)

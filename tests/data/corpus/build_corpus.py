@@ -132,8 +132,8 @@ def check_burst(t0: float, t1: float, b0: float, b1: float) -> Callable[[Path, s
         import json
 
         from nwb_autolfads.config import RunConfig
-        from nwb_autolfads.preprocessing import preprocess_emg
-        from nwb_autolfads.reading import open_nwb, read_emg
+        from nwb_autolfads.data.preprocessing import preprocess_emg
+        from nwb_autolfads.io.reading import open_nwb, read_emg
 
         span(result, stderr)
         ds = _results(result)

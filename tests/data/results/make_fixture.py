@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 import nwb_autolfads
-from nwb_autolfads.extension import SPEC_VERSION
+from nwb_autolfads.ndx.namespace import SPEC_VERSION
 from nwb_autolfads.testing import mock_emg_nwb
 
 

@@ -1,0 +1,603 @@
+"""Evaluation of a stored run against the published baselines (science.md section 8).
+
+:func:`evaluate` reads a result file (the output of ``run``: the source data and the run side by
+side; for a results-only file, the source is reopened where the run read it), recomputes the binned rectified EMG from the source with the run's own preprocessing,
+builds the baselines (rectified EMG; zero-phase low-pass over a cutoff sweep; Sanger's Bayesian
+filter over an alpha/beta grid; for spikes, Gaussian smoothing over a width sweep) and scores
+the model and every baseline the same way:
+
+- ``kinematics``: cross-validated ridge decoding of each kinematic variable (and its velocity)
+  from the estimate with a history of lags, R^2 per variable and per fold;
+- ``force``: cross-validated ridge prediction of each force channel from the estimate (r and
+  R^2), and each muscle's zero-lag correlation with the force;
+- ``spikes``: cross-validated ridge prediction of each muscle's estimate from the binned
+  cortical spikes with a history of lags (R^2), when the file has units;
+- ``truth``: R^2 of a cross-validated per-channel affine map of the estimate onto the true
+  activations (or rates), for synthetic files with ``processing/ground_truth``;
+- ``spectra``: the model's effective filter: gain and coherence from rectified EMG to the
+  estimate, over the whole recording and per behavioural phase when there is a trials table.
+
+Folds are contiguous blocks of time. A baseline's parameters are chosen inside each training
+part (on its last fifth), never on the test fold. For the ``spikes`` metric, where smoother is
+always more predictable, the baselines keep the parameters chosen by the primary metric
+(truth, else kinematics, else force).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import signal as sps
+
+from nwb_autolfads.evaluation import baselines as bl
+from nwb_autolfads.errors import InputFileError, SignalError
+from nwb_autolfads.evaluation.metrics import RIDGE_ALPHAS, fold_edges, lagged, r2_score, ridge_fit, ridge_path
+
+__all__ = ["Evaluation", "evaluate", "nested_cv", "transfer_function"]
+
+log = logging.getLogger(__name__)
+
+MODEL = "nwb-autolfads"
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate` found. ``scores[metric][method]`` holds ``mean`` (over targets, of
+    the pooled cross-validated score), ``per_target``, ``folds`` (folds x targets), ``targets``
+    and, for baselines, ``chosen`` (the parameters picked in each fold)."""
+
+    result: str
+    run: str
+    bin_size: float
+    n_bins: int
+    channel_names: list[str]
+    methods: list[str]
+    folds: int = 5
+    lags: int = 10
+    scores: dict = field(default_factory=dict)
+    spectra: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    traces: dict = field(default_factory=dict, repr=False)
+    """For plots (not in JSON): ``times``, ``rectified``, the ``raw`` excerpt, each method's
+    estimate (``(kind, method)`` -> (parameters, array)), the ground truth when the file has it
+    (``(kind, "truth")``: true activations, or true rates in Hz), the binned spike counts
+    (``spikes``) and names of the units (``unit_names``), and the activations' ``unit``."""
+
+    def primary(self) -> str | None:
+        for metric in ("truth", "kinematics", "force", "spikes"):
+            if metric in self.scores:
+                return metric
+        return None
+
+    def to_dict(self) -> dict:
+        return {"result": self.result, "run": self.run, "bin_size": self.bin_size, "n_bins": self.n_bins,
+                "folds": self.folds, "lags": self.lags,
+                "channel_names": self.channel_names, "methods": self.methods, "primary_metric": self.primary(),
+                "scores": _jsonable(self.scores), "spectra": _jsonable(self.spectra), "notes": self.notes}
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    def table(self) -> str:
+        """A text table: one row per method, one column per metric (mean, with the fold SD)."""
+        metrics = [m for m in ("truth", "kinematics", "force", "spikes") if m in self.scores]
+        heads = {"truth": "R^2 vs truth", "kinematics": "kinematics R^2", "force": "force r", "spikes": "spikes->est R^2"}
+        lines = [f"{self.result} run {self.run}: {self.n_bins} bins of {self.bin_size * 1e3:g} ms, "
+                 f"{len(self.channel_names)} channels"]
+        if not metrics:
+            lines.append("no kinematics, force, spikes or ground truth in the file: nothing to score against")
+            return "\n".join(lines + self.notes)
+        width = max(len(m) for m in self.methods) + 2
+        lines.append(f"{'method':<{width}}" + "".join(f"{heads[m]:>20}" for m in metrics))
+        for method in self.methods:
+            row = f"{method:<{width}}"
+            for m in metrics:
+                s = self.scores[m].get(method)
+                if s is None:
+                    row += f"{'-':>20}"
+                else:
+                    spread = np.std(np.nanmean(np.asarray(s["folds"], dtype=float), axis=1))
+                    row += f"{s['mean']:>13.3f} ±{spread:5.3f}"
+            lines.append(row)
+        for m in metrics:
+            chosen = {k: Counter(v["chosen"]).most_common(1)[0][0] for k, v in self.scores[m].items() if v.get("chosen")}
+            if chosen:
+                lines.append(f"{heads[m]}: baselines' parameters (most often chosen by cross-validation): "
+                             + "; ".join(f"{k} {v}" for k, v in chosen.items()))
+        lines.append(f"± is the SD over {self.folds} contiguous folds; decoders use {self.lags} bins "
+                     f"({self.lags * self.bin_size * 1e3:g} ms) of history. " + " ".join(self.notes))
+        return "\n".join(lines)
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        return None if not np.isfinite(obj) else float(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+# --------------------------------------------------------------------------- cross-validation
+def nested_cv(candidates: dict[str, np.ndarray], targets: np.ndarray, lags: int = 10, folds: int = 5,
+              per_channel: bool = False, fixed: list[str] | None = None, alphas=RIDGE_ALPHAS) -> dict:
+    """Cross-validated ridge prediction of ``targets`` (n, K) from an estimate that has several
+    candidate parameter settings (``candidates``: label -> (n, C)).
+
+    For each contiguous test fold, the label (and the ridge penalty) with the best R^2 on the
+    last fifth of the training part, when fitted on the rest of it, is chosen; the model is
+    refitted on the whole training part and predicts the test fold. ``per_channel``: channel c of
+    the estimate predicts target c alone (an affine map per channel, for scores against truth).
+    ``fixed``: the label to use in each fold instead of choosing. Rows where anything is NaN are
+    left out. Returns dict(mean, per_target (K,), folds (folds, K), r (K,), chosen [label per fold]).
+    """
+    labels = list(candidates)
+    ok = np.isfinite(targets).all(axis=1)
+    for c in candidates.values():
+        ok &= np.isfinite(c).all(axis=1)
+    Y = targets[ok]
+    feats = {k: lagged(v[ok], lags) if not per_channel else v[ok] for k, v in candidates.items()}
+    n = Y.shape[0]
+    if n < 10 * folds:
+        raise SignalError(f"only {n} usable bins to cross-validate over {folds} folds: evaluate a longer recording")
+    pred = np.full_like(Y, np.nan, dtype=float)
+    fold_r2, fold_r, chosen = [], [], []
+
+    def design(label, c):
+        if not per_channel:
+            return feats[label]
+        return lagged(feats[label][:, [c]], lags)
+
+    def fit_predict(label, rows_fit, rows_pred, alpha_of=None):
+        out = np.empty((rows_pred.size, Y.shape[1]))
+        cols = range(Y.shape[1]) if per_channel else [None]
+        for c in cols:
+            X = design(label, c)
+            yc = Y[:, [c]] if per_channel else Y
+            alpha = alpha_of[c] if alpha_of is not None else None
+            f = ridge_fit(X[rows_fit], yc[rows_fit], alpha)
+            out[:, [c] if per_channel else slice(None)] = f(X[rows_pred])
+        return out
+
+    def inner_score(label, train):
+        inner = int(0.8 * train.size)
+        fit_rows, val_rows = train[:inner], train[inner:]
+        cols = range(Y.shape[1]) if per_channel else [None]
+        best_alpha, total = {}, []
+        for c in cols:
+            X = design(label, c)
+            yc = Y[:, [c]] if per_channel else Y
+            preds = ridge_path(X[fit_rows], yc[fit_rows], X[val_rows], alphas)
+            scores = {a: float(np.nanmean(r2_score(p, yc[val_rows]))) for a, p in zip(alphas, preds)}
+            a = max(scores, key=lambda k: scores[k])
+            best_alpha[c] = a
+            total.append(scores[a])
+        return float(np.mean(total)), best_alpha
+
+    for k, (a, b) in enumerate(fold_edges(n, folds)):
+        train = np.r_[0:a, b:n]
+        test = np.arange(a, b)
+        options = [fixed[k]] if fixed is not None else labels
+        best = max(((inner_score(lab, train), lab) for lab in options), key=lambda t: t[0][0])
+        (_, alpha_of), label = best
+        chosen.append(label)
+        pred[a:b] = fit_predict(label, train, test, alpha_of)
+        fold_r2.append(r2_score(pred[a:b], Y[a:b]))
+        fold_r.append(_corr(pred[a:b], Y[a:b]))
+    pooled = r2_score(pred, Y)
+    return {"mean": float(np.nanmean(pooled)), "per_target": pooled, "folds": np.array(fold_r2),
+            "r": _corr(pred, Y), "folds_r": np.array(fold_r),
+            "chosen": chosen if len(labels) > 1 or fixed is not None else []}
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = a - a.mean(0), b - b.mean(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (a * b).sum(0) / np.sqrt((a**2).sum(0) * (b**2).sum(0))
+
+
+# --------------------------------------------------------------------------- spectra
+def transfer_function(x: np.ndarray, y: np.ndarray, fs: float, runs: list[slice], nperseg: int = 128) -> dict | None:
+    """Gain |Pxy / Pxx| and magnitude-squared coherence from ``x`` to ``y`` (n, C), averaged
+    over channels, from Welch cross-spectra over the stretches ``runs`` at least ``nperseg``
+    long. Returns dict(freq, gain, coherence, n_segments, nperseg) or None if no stretch is long
+    enough (``n_segments``: how many ``nperseg``-bin Welch segments the estimate averages)."""
+    pxx = pyy = pxy = None
+    n_seg = 0
+    for r in runs:
+        if r.stop - r.start < nperseg:
+            continue
+        xs, ys = x[r], y[r]
+        f, sxx = sps.welch(xs, fs, nperseg=nperseg, axis=0)
+        _, syy = sps.welch(ys, fs, nperseg=nperseg, axis=0)
+        _, sxy = sps.csd(xs, ys, fs, nperseg=nperseg, axis=0)
+        w = (r.stop - r.start) // nperseg
+        pxx = w * sxx if pxx is None else pxx + w * sxx
+        pyy = w * syy if pyy is None else pyy + w * syy
+        pxy = w * sxy if pxy is None else pxy + w * sxy
+        n_seg += w
+    if pxx is None:
+        return None
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gain = np.abs(pxy) / pxx
+        coh = np.abs(pxy) ** 2 / (pxx * pyy)
+    return {"freq": f, "gain": np.nanmean(gain, axis=1), "coherence": np.nanmean(coh, axis=1), "n_segments": n_seg,
+            "nperseg": nperseg}
+
+
+# --------------------------------------------------------------------------- reading
+def _align(src_times: np.ndarray, values: np.ndarray, times: np.ndarray, bin_size: float) -> np.ndarray:
+    """Rows of ``values`` (at ``src_times``) at ``times``; NaN where no source bin is within a
+    tenth of a bin."""
+    idx = np.clip(np.searchsorted(src_times, times), 1, max(1, src_times.size - 1))
+    left = np.clip(idx - 1, 0, src_times.size - 1)
+    right = np.clip(idx, 0, src_times.size - 1)
+    nearest = np.where(np.abs(src_times[left] - times) <= np.abs(src_times[right] - times), left, right)
+    out = values[nearest].astype(float)
+    out[np.abs(src_times[nearest] - times) > bin_size / 10] = np.nan
+    return out
+
+
+@contextlib.contextmanager
+def _open_source(result: Path, ds, source: str | Path | None = None):
+    """The NWB file holding the run's source signals, open: the result file itself, or for a
+    results-only file the source, reopened (streamed if remote) from ``source`` or else from where
+    the run read it, and checked to be that file (its identifier and the modelled objects' ids)."""
+    from nwb_autolfads.io.reading import open_nwb
+    from nwb_autolfads.io.sources import resolve_source
+
+    if ds.attrs.get("source_in_file", 1):
+        with open_nwb(result) as (_io, nwb):
+            yield nwb
+        return
+    run = ds.attrs["run"]
+    places = [str(source)] if source is not None else list(dict.fromkeys(
+        p for p in (ds.attrs.get("source_url"), ds.attrs.get("source_location")) if p))
+    if not places:
+        raise InputFileError(f"run {run!r} of {str(result)!r} holds results only and does not say where its source "
+                             "is: pass the source file with --source (evaluate(..., source=...))")
+    errors = []
+    for where in places:
+        with contextlib.ExitStack() as stack:
+            try:
+                _io, nwb = stack.enter_context(open_nwb(resolve_source(where)))
+            except InputFileError as exc:
+                errors.append(str(exc))
+                continue
+            _check_is_source(nwb, ds, where)
+            log.info("run %s holds results only: reading its source signals from %s", run, where)
+            yield nwb
+            return
+    raise InputFileError(f"run {run!r} of {str(result)!r} holds results only, and its source could not be opened "
+                         f"from {' nor '.join(repr(p) for p in places)} ({errors[0].rstrip('.')}): make it reachable "
+                         "again, or pass where the source file is now with --source (evaluate(..., source=...))")
+
+
+def _check_is_source(nwb, ds, where: str) -> None:
+    """Refuse a file that is not the run's source (scores against other data would look valid)."""
+    want = str(ds.attrs.get("source_file_identifier", ""))
+    if want and nwb.identifier != want:
+        raise InputFileError(f"{where!r} is not the source of run {ds.attrs['run']!r}: its identifier is "
+                             f"{nwb.identifier!r}, the run read {want!r}: pass the file the run read with --source")
+    paths = str(ds.attrs.get("source_paths", "")).split(",")
+    ids = str(ds.attrs.get("source_object_ids", "")).split(",")
+    missing = [p for p, i in zip(paths, ids) if i and i not in nwb.objects]
+    if missing:
+        raise InputFileError(f"{where!r} has the identifier of run {ds.attrs['run']!r}'s source but not the objects "
+                             f"it modelled ({', '.join(missing)}, by object id): the file was rewritten since; pass "
+                             "the file the run read with --source")
+
+
+def _source(result: Path, ds, cfg, source: str | Path | None = None) -> dict:
+    """The source signals (in the result file, or for a results-only file in its source), on the
+    run's bins."""
+    from nwb_autolfads.io.behavior import read_behavior, to_bins
+    from nwb_autolfads.data.preprocessing import preprocess_emg
+    from nwb_autolfads.io.reading import bin_spikes, read_emg, read_units
+
+    times = np.asarray(ds.time.values, dtype=float)
+    bin_size = float(ds.attrs["bin_size"])
+    out: dict = {}
+    with _open_source(result, ds, source) as nwb:
+        if "emg_activations" in ds:
+            emg_path = next(p for p in str(ds.attrs["source_paths"]).split(",") if p and p != "units")
+            sig = read_emg(nwb, emg_path, lazy=True)
+            pre = preprocess_emg(sig, cfg.preprocess, cfg.windows.bin_size, cfg.data.preprocessed,
+                                 cfg.windows.gap_factor)
+            out["rectified"] = _align(np.concatenate(pre.bin_times), np.concatenate(pre.rectified), times, bin_size)
+            mid = float(np.median(times))
+            span = 5.0
+            edges = np.array([mid - span, mid + span])
+            if sig.timestamps is not None:
+                a, b = np.searchsorted(sig.timestamps, edges)
+            else:  # from the rate: no time vector for the whole recording
+                a, b = np.clip(np.ceil((edges - sig.starting_time) * sig.rate), 0, sig.n_samples).astype(int)
+            out["raw"] = (sig.times(a, b), np.asarray(sig.values[a:b], dtype=float), pre.was_raw)
+        for modality in ("kinematics", "force"):
+            try:
+                sigs = read_behavior(nwb, modality)
+            except Exception:  # nothing of that modality
+                sigs = []
+            cols, names = [], []
+            for s in sigs:
+                binned = to_bins(s, times, bin_size)
+                cols.append(binned)
+                names += s.channel_names
+            if cols:
+                out[modality] = (np.concatenate(cols, axis=1), names)
+        modelled = [int(u) for u in ds.unit.values] if "firing_rates" in ds else None
+        if nwb.units is not None and len(nwb.units) > 0:
+            try:
+                units = read_units(nwb, cfg.data.units, cfg.data.bad_units)
+                counts = np.asarray(bin_spikes(units, times, bin_size), dtype=float)
+                if modelled is not None:  # the modelled units' columns, in the run's order
+                    counts = _unit_columns(counts, [int(i) for i in units.ids], modelled, "the selected units")
+                if counts is not None:
+                    out["spikes"] = counts
+            except Exception as exc:  # unusable units: the spikes metric is left out
+                log.info("units not used for evaluation: %s", exc)
+        gt = nwb.processing.get("ground_truth")
+        if gt is not None:
+            for name in ("true_activations", "true_rates"):
+                if name in gt.data_interfaces:
+                    ts = gt[name]
+                    t = (np.asarray(ts.timestamps[:]) if ts.timestamps is not None
+                         else ts.starting_time + np.arange(ts.data.shape[0]) / ts.rate)
+                    values = bin_mean(t, np.asarray(ts.data[:], dtype=float), times, bin_size)
+                    if name == "true_rates" and modelled is not None and nwb.units is not None:
+                        # one column per row of the Units table: the modelled units' rows, in the run's order
+                        values = _unit_columns(values, [int(i) for i in nwb.units.id[:]], modelled, name)
+                    if values is not None:
+                        out[name] = values
+        if nwb.trials is not None and len(nwb.trials) > 0:
+            df = nwb.trials.to_dataframe()
+            cols = [c for c in df.columns if (c.endswith("_time") or c in ("start_time", "stop_time"))
+                    and np.issubdtype(df[c].dtype, np.number)]
+            order = sorted(cols, key=lambda c: float(np.nanmedian(df[c] - df["start_time"])))
+            out["trials"] = (df[order].to_numpy(dtype=float), order)
+    return out
+
+
+def _unit_columns(values: np.ndarray, ids: list[int], modelled: list[int], what: str) -> np.ndarray | None:
+    """The columns of ``values`` (one per unit id in ``ids``) of the ``modelled`` units, in that
+    order; None (with a log line) when ``values`` does not have one column per id or a modelled
+    unit is not among ``ids``: columns matched by position would pair a unit with another's data."""
+    if values.shape[1] != len(ids):
+        log.info("%s: %d columns for %d units: not matched to the run's units", what, values.shape[1], len(ids))
+        return None
+    where = {u: k for k, u in enumerate(ids)}
+    missing = [u for u in modelled if u not in where]
+    if missing:
+        log.info("%s: the run's units %s are not among them: left out", what, missing[:5])
+        return None
+    return values[:, [where[u] for u in modelled]]
+
+
+def bin_mean(t: np.ndarray, x: np.ndarray, times: np.ndarray, bin_size: float) -> np.ndarray:
+    """Samples ``x`` (n, M) at times ``t`` averaged into the bins centred at ``times`` (any
+    order); NaN where a bin holds no sample."""
+    if x.ndim == 1:
+        x = x[:, None]
+    order = np.argsort(times)
+    st = times[order]
+    idx = np.searchsorted(st - bin_size / 2, t, side="right") - 1
+    ok = (idx >= 0) & (t < st[np.clip(idx, 0, None)] + bin_size / 2)
+    counts = np.bincount(idx[ok], minlength=st.size).astype(float)
+    sums = np.stack([np.bincount(idx[ok], weights=x[ok, c], minlength=st.size) for c in range(x.shape[1])], axis=1)
+    out = np.empty_like(sums)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[order] = sums / counts[:, None]
+    return out
+
+
+def _phases(trials: tuple[np.ndarray, list[str]], times: np.ndarray) -> dict[str, np.ndarray]:
+    """Masks of the bins in each phase between consecutive trial time columns
+    (start_time -> go_cue_time -> ... -> stop_time), and between trials."""
+    table, names = trials
+    phases: dict[str, np.ndarray] = {}
+    inside = np.zeros(times.size, bool)
+    for i in range(len(names) - 1):
+        mask = np.zeros(times.size, bool)
+        for row in table:
+            a, b = row[i], row[i + 1]
+            if np.isfinite(a) and np.isfinite(b) and b > a:
+                mask |= (times >= a) & (times < b)
+        inside |= mask
+        label = f"{names[i].removesuffix('_time')} -> {names[i + 1].removesuffix('_time')}"
+        phases[label] = mask
+    phases["between trials"] = ~inside
+    return {k: v for k, v in phases.items() if v.any()}
+
+
+# --------------------------------------------------------------------------- evaluate
+def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: int = 10,
+             source: str | Path | None = None) -> Evaluation:
+    """Score a stored run and the baselines (see the module docstring). ``lags``: history of the
+    ridge decoders in bins (10 = 100 ms at 10 ms bins).
+
+    The source signals are read from the result file, or, for a results-only file, from the
+    source file the run read (reopened from its recorded URL or path, streamed if remote), or
+    from ``source`` (a local path or URL) when it has moved.
+
+    Raises
+    ------
+    InputFileError
+        A results-only file's source cannot be opened, or is not the file the run read."""
+    from nwb_autolfads.config import RunConfig
+    from nwb_autolfads.io.results import load_results
+
+    result = Path(result)
+    ds = load_results(result, run)
+    cfg = RunConfig.from_saved(json.loads(ds.attrs["config"]),  # also a run of a version counting epochs
+                               n_train=json.loads(ds.attrs.get("metrics") or "{}").get("n_train"))
+    bin_size = float(ds.attrs["bin_size"])
+    fs = 1.0 / bin_size
+    times = np.asarray(ds.time.values, dtype=float)
+    src = _source(result, ds, cfg, source)
+    notes: list[str] = []
+
+    groups = []  # (kind, {method: {label: estimate}}, name of the ground truth, names of its channels)
+    if "emg_activations" in ds:
+        rect = src["rectified"]
+        model = np.asarray(ds.emg_activations.values, dtype=float)
+        common = np.isfinite(rect).all(axis=1) & np.isfinite(model).all(axis=1)  # every method on the same bins
+        xb, bgrid, bscale = bl.bayesian_grid(rect, fs)
+        runs_all = bl.stretches(times, bin_size, common)
+        emg = {MODEL: {"": np.where(common[:, None], model, np.nan)},
+               "rectified": {"": np.where(common[:, None], rect, np.nan)},
+               "low-pass": {lab: bl.per_run(lambda v, p=p: bl.lowpass(v, fs, **p), rect, runs_all)
+                            for lab, p in bl.lowpass_grid(fs).items()},
+               "Bayesian": {lab: bl.per_run(lambda v, p=p: bl.bayesian_filter(v, fs, **p) * bscale, xb, runs_all)
+                            for lab, p in bgrid.items()}}
+        channel_names = [str(c) for c in ds.channel.values]
+        groups.append(("emg", emg, "true_activations", channel_names))
+        if cfg.preprocess.artefact_fraction is not None:
+            notes.append("the run rejected shared artefacts (preprocess.artefact_fraction "
+                         f"{cfg.preprocess.artefact_fraction:g}): the baselines filter the same cleaned rectified EMG")
+    else:
+        channel_names = []
+    if "firing_rates" in ds and "spikes" in src:
+        counts = src["spikes"]
+        runs_all = bl.stretches(times, bin_size)
+        sp = {MODEL: {"": np.asarray(ds.firing_rates.values, dtype=float)},
+              "smoothed spikes": {f"{s * 1e3:g} ms": bl.per_run(lambda v, s=s: bl.gaussian_smooth(v, bin_size, s),
+                                                               counts, runs_all)
+                                  for s in bl.SMOOTHING_SD_S}}
+        unit_names = [f"unit {u}" for u in ds.unit.values]
+        groups.append(("spikes", sp, "true_rates", unit_names))
+        if not channel_names:
+            channel_names = unit_names
+
+    scores: dict = {}
+    methods: list[str] = []
+    traces: dict = {"times": times}
+    for kind, methods_est, truth_name, group_names in groups:
+        prefix = "" if kind == "emg" or len(groups) == 1 else "rates: "
+        for m in methods_est:
+            methods.append(prefix + m)
+        targets = []
+        if truth_name in src:
+            targets.append(("truth", src[truth_name], None, True, 0))
+        if "kinematics" in src:
+            kin, names = src["kinematics"]
+            vel = np.gradient(kin, bin_size, axis=0)
+            targets.append(("kinematics", np.concatenate([kin, vel], axis=1),
+                            names + [f"{n} velocity" for n in names], False, lags))
+        if "force" in src:
+            targets.append(("force", src["force"][0], src["force"][1], False, lags))
+        primary_choice: dict[str, list[str]] = {}
+        for metric, Y, names, per_channel, metric_lags in targets:
+            if per_channel and Y.shape[1] != next(iter(methods_est[MODEL].values())).shape[1]:
+                notes.append(f"{truth_name} has {Y.shape[1]} channels for {len(group_names)}: not scored")
+                continue
+            res = scores.setdefault(metric, {})
+            for m, cands in methods_est.items():
+                out = nested_cv(cands, Y, lags=metric_lags, folds=folds, per_channel=per_channel)
+                if metric == "force":  # reported as correlation
+                    out["mean_r2"], out["mean"] = out["mean"], float(np.nanmean(out["r"]))
+                    out["folds_r2"], out["folds"] = out["folds"], out["folds_r"]
+                out["targets"] = names or group_names
+                res[prefix + m] = out
+            if not primary_choice:
+                primary_choice = {m: res[prefix + m]["chosen"] for m in methods_est if len(methods_est[m]) > 1}
+        if kind == "emg" and "spikes" in src:
+            counts = src["spikes"]
+            if "spikes" in str(ds.attrs.get("modalities", "")):
+                notes.append("the model was trained on these spikes too (emg+spikes): its spikes->est R^2 is not an "
+                             "independent test")
+            res = scores.setdefault("spikes", {})
+            for m, cands in methods_est.items():
+                fixed = primary_choice.get(m) if len(cands) > 1 else None
+                if len(cands) > 1 and fixed is None:
+                    fixed = [_default_label(m, cands)] * folds
+                per_label = {}
+                for lab in (set(fixed) if fixed else [""]):
+                    per_label[lab] = nested_cv({"spikes": counts}, cands[lab], lags=lags, folds=folds)
+                if fixed:
+                    folds_r2 = np.array([per_label[lab]["folds"][k] for k, lab in enumerate(fixed)])
+                    best = Counter(fixed).most_common(1)[0][0]
+                    out = dict(per_label[best], folds=folds_r2, mean=float(np.nanmean(folds_r2)), chosen=fixed)
+                else:
+                    out = per_label[""]
+                out["targets"] = channel_names
+                res[prefix + m] = out
+        # the estimates shown in plots and spectra: each baseline at its most often chosen parameters
+        for m, cands in methods_est.items():
+            if len(cands) == 1:
+                lab = ""
+            elif primary_choice.get(m):
+                lab = Counter(primary_choice[m]).most_common(1)[0][0]
+            else:
+                lab = _default_label(m, cands)
+            traces[(kind, m)] = (lab, cands[lab])
+        if truth_name in src and src[truth_name].shape[1] == len(group_names):  # drawn per column: never another's
+            traces[(kind, "truth")] = src[truth_name]
+
+    spectra: dict = {}
+    if groups and groups[0][0] == "emg":
+        rect = src["rectified"]
+        ok = np.isfinite(rect).all(axis=1)
+        phase_masks = {"all": ok}
+        if "trials" in src:
+            phase_masks.update({k: v & ok for k, v in _phases(src["trials"], times).items()})
+        for phase, mask in phase_masks.items():
+            runs = bl.stretches(times, bin_size, mask)
+            nper = 128 if phase == "all" else 32
+            per_method = {}
+            for m in groups[0][1]:
+                if m == "rectified":
+                    continue
+                lab, est = traces[("emg", m)]
+                tf = transfer_function(np.nan_to_num(rect), np.nan_to_num(est), fs, runs, nperseg=nper)
+                if tf is not None:
+                    per_method[m] = tf
+            if per_method:
+                spectra[phase] = per_method
+            elif phase != "all":
+                notes.append(f"phase {phase!r}: no stretch of {nper} bins, no spectrum")
+    if "raw" in src:
+        traces["raw"] = src["raw"]
+    traces["rectified"] = src.get("rectified")
+    if "kinematics" in src:
+        traces["kinematics"] = src["kinematics"]
+    if "force" in src:
+        traces["force"] = src["force"]
+    if "emg_activations" in ds:
+        traces["unit"] = str(ds.emg_activations.attrs.get("units", ""))
+    for kind, name in (("emg", "emg_activations"), ("spikes", "firing_rates")):
+        if f"{name}_lower" in ds and (kind, MODEL) in traces:  # the model's credible interval, drawn as a band
+            traces[(kind, "band")] = (float(ds[f"{name}_lower"].attrs["interval"]),
+                                      np.asarray(ds[f"{name}_lower"].values, dtype=float),
+                                      np.asarray(ds[f"{name}_upper"].values, dtype=float))
+    if "firing_rates" in ds:
+        traces["unit_names"] = [f"unit {u}" for u in ds.unit.values]
+        if "spikes" in src:
+            traces["spikes"] = src["spikes"]
+    return Evaluation(result=str(result), run=ds.attrs["run"], bin_size=bin_size, n_bins=int(times.size),
+                      channel_names=channel_names, methods=methods, folds=folds, lags=lags, scores=scores, spectra=spectra, notes=notes,
+                      traces=traces)
+
+
+def _default_label(method: str, cands: dict) -> str:
+    """Parameters for a baseline when nothing in the file can choose them: a 4 Hz low-pass, the
+    middle of the Bayesian grid, 40 ms spike smoothing."""
+    for want in ("4 Hz", "alpha 0.4x limit, jump 0.001/bin", "40 ms"):
+        if want in cands:
+            return want
+    return list(cands)[len(cands) // 2]
+
+

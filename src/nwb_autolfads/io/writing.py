@@ -1,0 +1,535 @@
+"""Writing one run's results into NWB, atomically, as an ndx-autolfads ``AutoLFADSRun``.
+
+Default: a **new** file. The source is opened read-only; its content plus the run (in the
+standard processing module ``autolfads``) is *exported* (never ``nwbfile.copy()``) to a
+temporary file in the target directory, which is re-opened to check it and only then renamed
+to the output path. An interrupted or failed write leaves no file at the output path.
+
+``in_place=True``: the run is appended to the source itself. The source is copied to a
+temporary file beside it, the run is appended to the copy, the copy is re-opened and checked,
+and only then renamed over the source, so an interruption at any moment leaves the source
+either untouched or complete with the new run (it costs the file's size in free disk space).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hdmf.common import DynamicTable, DynamicTableRegion, VectorData
+from pynwb import NWBHDF5IO, ProcessingModule, TimeSeries
+
+from nwb_autolfads.errors import NwbAutolfadsError, OutputError
+from nwb_autolfads.ndx.namespace import AutoLFADSRun, FiringRates, MuscleActivations
+from nwb_autolfads.io.reading import OUTPUT_MODULE, open_nwb
+
+__all__ = ["RunRecord", "OutputLock", "default_output_path", "check_output_path", "write_results", "build_run",
+           "results_only_file", "file_sha256", "git_revision", "to_json"]
+
+log = logging.getLogger(__name__)
+
+_DANDI_NAME = re.compile(r"^(sub-[A-Za-z0-9]+)(_ses-[A-Za-z0-9]+)?")
+
+
+@dataclass
+class RunRecord:
+    """Everything one run writes. Arrays are on the bins' time base ``times`` (bin centres, in
+    the source's clock); ``None`` for what the run did not model."""
+
+    times: np.ndarray  # (n_bins,)
+    bin_size: float
+    factors: np.ndarray  # (n_bins, F)
+    inputs: np.ndarray  # (n_bins, U)
+    description: str
+    config: dict
+    software: dict
+    hyperparameters: dict
+    metrics: dict
+    seed: int
+    started: str
+    finished: str
+    source_identifier: str
+    source_sha256: str
+    modalities: str
+    activations: np.ndarray | None = None  # (n_bins, C) in the source's units
+    channel_names: list[str] = field(default_factory=list)
+    unit: str = "a.u."
+    scales: np.ndarray | None = None  # (C,)
+    activations_description: str = ""
+    rates: np.ndarray | None = None  # (n_bins, n_units) Hz
+    unit_ids: list[int] = field(default_factory=list)  # ids of the Units rows, in column order
+    rates_description: str = ""
+    ic_mean: np.ndarray | None = None  # (n_windows, I)
+    ic_times: np.ndarray | None = None  # (n_windows,)
+    source_paths: list[str] = field(default_factory=list)
+    source_object_ids: list[str] = field(default_factory=list)
+    emg_object_id: str | None = None  # the object the source_emg link points to
+    source_location: str = ""  # absolute local path, or the URL given (http(s) or DANDI)
+    source_url: str = ""  # the http(s) URL a remote source was streamed from
+    source_asset_id: str = ""  # DANDI asset id
+    preprocessing: dict | None = None
+    history: list[dict] = field(default_factory=list)  # one dict per validation check (with its step)
+    pbt_history: list[dict] | None = None  # one dict per generation x member
+    command: str = ""
+    git_revision: str | None = None
+    name: str | None = None  # run name; default run_<started>
+    source: dict | None = None  # where the input came from (sources.Source.provenance)
+    interval: float | None = None  # probability of the credible interval the bounds below give (None: none)
+    activations_lower: np.ndarray | None = None  # (n_bins, C) its lower bound of the activations, source units
+    activations_upper: np.ndarray | None = None  # (n_bins, C) its upper bound
+    rates_lower: np.ndarray | None = None  # (n_bins, n_units) Hz
+    rates_upper: np.ndarray | None = None  # (n_bins, n_units) Hz
+
+
+def compact_float(a: np.ndarray) -> np.ndarray:
+    """Values stored as float32 (half the file size), unless one in the source's units is beyond
+    float32's range: then as float64, so nothing finite is ever written as inf."""
+    finite = a[np.isfinite(a)]
+    return a.astype(np.float32) if not finite.size or np.abs(finite).max() <= np.finfo(np.float32).max else a
+
+
+def default_output_path(input_path: str | Path, modalities: str = "emg") -> Path:
+    """``sub-X_ses-Y_desc-autolfads_<modalities>.nwb`` for DANDI-named inputs, else
+    ``<stem>_autolfads.nwb``; beside the input (the stem of ``x.nwb.zarr`` is ``x``)."""
+    input_path = Path(input_path)
+    stem = re.sub(r"(\.nwb)?\.zarr$", "", input_path.name.rstrip("/")) if input_path.suffix == ".zarr" \
+        else input_path.stem
+    match = _DANDI_NAME.match(stem)
+    if match:
+        name = f"{match.group(1)}{match.group(2) or ''}_desc-autolfads_{modalities}.nwb"
+    else:
+        name = f"{stem}_autolfads.nwb"
+    return input_path.with_name(name)
+
+
+def check_output_path(output: str | Path, input_path: str | Path | None, overwrite: bool) -> Path:
+    """Fail early (before any training) if the output cannot be written."""
+    output = Path(output)
+    if output.suffix != ".nwb":
+        raise OutputError(f"output {str(output)!r} does not end in .nwb: give a path like result.nwb")
+    if input_path is not None and output.exists() and output.resolve() == Path(input_path).resolve():
+        raise OutputError(f"output {str(output)!r} is the input file: choose another --output, or pass "
+                          "--in-place to add the results to the input itself")
+    if output.is_dir():
+        raise OutputError(f"output {str(output)!r} is a directory: give a file path ending in .nwb")
+    if output.exists() and not overwrite:
+        raise OutputError(f"output {str(output)!r} already exists: pass --overwrite to replace it, or choose "
+                          "another --output")
+    _check_writable_dir(output)
+    return output
+
+
+def _check_writable_dir(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"output directory {str(parent)!r} does not exist: create it or choose another --output")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"directory {str(parent)!r} is not writable: choose another --output")
+
+
+def check_in_place(path: str | Path) -> Path:
+    """Fail early if ``path`` cannot be updated in place (it must be writable, and so must its
+    directory, which holds the temporary copy)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"--in-place: {str(path)!r} is a folder (an NWB Zarr store): results are written as an "
+                          "NWB HDF5 file; leave out --in-place to write a new file")
+    if not os.access(path, os.W_OK):
+        raise OutputError(f"--in-place: {str(path)!r} is not writable: make it writable or write a new file "
+                          "(leave out --in-place)")
+    _check_writable_dir(path)
+    return path
+
+
+class OutputLock:
+    """An exclusive lock on writing ``target`` (a new output, or the input for ``--in-place``),
+    held from before training until the result is in place: two runs cannot write the same
+    file at once. The lock is ``.<name>.lock`` beside the target, locked with ``flock`` (the OS
+    releases it if the process dies, so a killed run never leaves a stale lock)."""
+
+    def __init__(self, target: str | Path):
+        self.target = Path(target)
+        self.path = self.target.with_name(f".{self.target.name}.lock")
+        self._fd: int | None = None
+
+    def __enter__(self) -> "OutputLock":
+        import fcntl
+
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise OutputError(f"{str(self.target)!r} is being written by another nwb-autolfads run "
+                                  f"({holder}): wait for it to finish, or choose another --output") from None
+            try:  # the holder before us may have removed the file between our open and our lock
+                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import fcntl
+
+        if self._fd is None:
+            return
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def git_revision(root: str | Path | None = None) -> str:
+    """The checkout's git revision (with ``-dirty`` if it has changes) when the package runs from
+    a git checkout (``root``: the checkout, by default the folder above ``src/``), else a
+    statement that says so with the installed version, e.g. ``not a git checkout (installed
+    package 0.1.0)``: the provenance is never left empty."""
+    from nwb_autolfads import __version__
+
+    here = Path(__file__).resolve().parent  # src/nwb_autolfads/io
+    root = Path(root) if root is not None else here.parents[2]
+    if not (root / ".git").exists():
+        return f"not a git checkout (installed package {__version__})"
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=40"],
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        rev = None
+    return (rev.stdout.strip() if rev is not None else "") or (
+        f"unknown: git did not answer in the checkout {root} (package {__version__})")
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, default=_json_default)
+
+
+def _json_default(obj):
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _time_kwargs(times: np.ndarray, bin_size: float) -> dict:
+    if times.size <= 1 or np.allclose(np.diff(times), bin_size, rtol=1e-6, atol=1e-9):
+        return {"starting_time": float(times[0]) if times.size else 0.0, "rate": 1.0 / bin_size}
+    return {"timestamps": times}
+
+
+def _table(name: str, description: str, rows: list[dict]) -> DynamicTable:
+    """A DynamicTable with one column per key of the rows (numbers as float64/int64, the rest
+    as text; missing values NaN or '')."""
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    columns = []
+    for k in keys:
+        values = [row.get(k) for row in rows]
+        present = [v for v in values if v is not None]
+        if present and all(isinstance(v, (bool, np.bool_)) for v in present):
+            data = np.array([bool(v) if v is not None else False for v in values])
+        elif present and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in present):
+            data = np.array([int(v) if v is not None else -1 for v in values], dtype=np.int64)
+        elif present and all(isinstance(v, (int, float, np.integer, np.floating)) for v in present):
+            data = np.array([float(v) if v is not None else np.nan for v in values], dtype=np.float64)
+        else:
+            data = [v if isinstance(v, str) else ("" if v is None else to_json(v)) for v in values]
+        columns.append(VectorData(name=k, description=k.replace("_", " "), data=data))
+    return DynamicTable(name=name, description=description, columns=columns,
+                        id=list(range(len(rows))))
+
+
+def unique_run_name(module: ProcessingModule | None, wanted: str) -> str:
+    existing = set(module.data_interfaces) if module is not None else set()
+    name, k = wanted, 1
+    while name in existing:
+        k += 1
+        name = f"{wanted}_{k}"
+    return name
+
+
+def _bounds(record: RunRecord, lower: np.ndarray | None, upper: np.ndarray | None, shape: tuple) -> dict[str, Any]:
+    """The ``lower`` / ``upper`` / ``credible_interval`` fields of an estimate (empty without an interval)."""
+    if record.interval is None or lower is None or upper is None:
+        return {}
+    if lower.shape != shape or upper.shape != shape:
+        raise OutputError(f"the credible interval's bounds have shapes {lower.shape} / {upper.shape}, the estimate "
+                          f"{shape}: nothing was written (a fault of nwb-autolfads: please report it)")
+    return {"lower": compact_float(lower), "upper": compact_float(upper), "credible_interval": float(record.interval)}
+
+
+def build_run(nwbfile, record: RunRecord, source_in_file: bool = True) -> AutoLFADSRun:
+    """Make the ``AutoLFADSRun`` of ``record`` for ``nwbfile`` (the file it will be written into:
+    its objects are what the run links to). ``source_in_file``: False for a results-only file
+    (the source's data are elsewhere)."""
+    module = nwbfile.processing.get(OUTPUT_MODULE)
+    wanted = record.name or "run_" + re.sub(r"[^0-9T]", "", record.started.split(".")[0].split("+")[0]) + "Z"
+    name = unique_run_name(module, wanted)
+    timing = _time_kwargs(record.times, record.bin_size)
+    kwargs: dict[str, Any] = {}
+    if record.activations is not None:
+        kwargs["emg_activations"] = MuscleActivations(
+            name="emg_activations", data=compact_float(record.activations), unit=record.unit,
+            channel_names=list(record.channel_names), description=record.activations_description,
+            resolution=-1.0, **({"scales": np.asarray(record.scales, dtype=np.float64)}
+                                if record.scales is not None else {}),
+            **_bounds(record, record.activations_lower, record.activations_upper, record.activations.shape), **timing)
+    if record.rates is not None:
+        # the units by id always; and as rows of the Units table when the file holds it (a results-only
+        # file does not: its Units table is in the source)
+        rates_kw: dict[str, Any] = {"unit_ids": np.asarray(record.unit_ids, dtype=np.int64)}
+        if nwbfile.units is not None:
+            all_ids = [int(i) for i in nwbfile.units.id[:]]
+            missing = [i for i in record.unit_ids if int(i) not in all_ids]
+            if missing:
+                raise OutputError(f"the run modelled units {missing[:5]} that the file's Units table does not hold: "
+                                  "write the results to the file the units were read from")
+            rates_kw["units"] = DynamicTableRegion(name="units", data=[all_ids.index(int(i)) for i in record.unit_ids],
+                                                   description="the modelled units, in column order",
+                                                   table=nwbfile.units)
+        kwargs["firing_rates"] = FiringRates(name="firing_rates", data=compact_float(record.rates), unit="Hz",
+                                             description=record.rates_description, resolution=-1.0, **rates_kw,
+                                             **_bounds(record, record.rates_lower, record.rates_upper,
+                                                       record.rates.shape), **timing)
+    if record.inputs.shape[1] > 0:
+        kwargs["inferred_inputs"] = TimeSeries(
+            name="inferred_inputs", data=record.inputs.astype(np.float32), unit="a.u.", resolution=-1.0,
+            description=f"LFADS inferred inputs u_t ({record.inputs.shape[1]}) to the generator", **timing)
+    if record.ic_mean is not None and record.ic_mean.shape[0] > 0:
+        kwargs["initial_conditions"] = TimeSeries(
+            name="initial_conditions", data=record.ic_mean.astype(np.float32), unit="a.u.", resolution=-1.0,
+            timestamps=np.asarray(record.ic_times, dtype=np.float64),
+            description="posterior mean of each window's initial condition, at the window's first modelled bin")
+    if record.pbt_history:
+        kwargs["pbt_history"] = _table("pbt_history", "population-based training: one row per generation and "
+                                       "member (hyperparameters, metric, parent member)", record.pbt_history)
+    if record.preprocessing is not None:
+        kwargs["preprocessing"] = to_json(record.preprocessing)
+    if record.git_revision:
+        kwargs["git_revision"] = record.git_revision
+    if record.command:
+        kwargs["command"] = record.command
+    if record.source:
+        kwargs["source"] = to_json(record.source)
+    if record.emg_object_id is not None:
+        target = nwbfile.objects.get(record.emg_object_id)
+        if target is not None:
+            kwargs["source_emg"] = target
+    for key, value in (("source_location", record.source_location), ("source_url", record.source_url),
+                       ("source_dandi_asset_id", record.source_asset_id)):
+        if value:
+            kwargs[key] = value
+    from nwb_autolfads import __version__
+    return AutoLFADSRun(
+        name=name, description=record.description, software_version=__version__, random_seed=int(record.seed),
+        started=record.started, finished=record.finished, source_file_identifier=record.source_identifier,
+        source_file_sha256=record.source_sha256, source_paths=",".join(record.source_paths),
+        source_object_ids=",".join(record.source_object_ids), source_in_file=bool(source_in_file),
+        modalities=record.modalities,
+        bin_size=float(record.bin_size),
+        factors=TimeSeries(name="factors", data=record.factors.astype(np.float32), unit="a.u.", resolution=-1.0,
+                           description=f"LFADS latent factors ({record.factors.shape[1]}) shared by the modelled "
+                                       "signals", **timing),
+        training_curves=_table("training_curves", "one row per validation check of the chosen model (step: "
+                               "optimisation steps trained)", record.history or [{"step": 0}]),
+        config=to_json(record.config), software=to_json(record.software),
+        hyperparameters=to_json(record.hyperparameters), metrics=to_json(record.metrics), **kwargs)
+
+
+def _add_run(nwbfile, record: RunRecord, source_in_file: bool = True) -> str:
+    module = nwbfile.processing.get(OUTPUT_MODULE)
+    if module is None:
+        module = ProcessingModule(name=OUTPUT_MODULE, description="nwb-autolfads results: one AutoLFADSRun "
+                                  "(ndx-autolfads) per run")
+        nwbfile.add_processing_module(module)
+    run = build_run(nwbfile, record, source_in_file)
+    module.add(run)
+    return run.name
+
+
+_SESSION_FIELDS = ("session_description", "session_start_time", "timestamps_reference_time", "experimenter",
+                   "experiment_description", "session_id", "institution", "lab", "keywords", "related_publications")
+
+
+def _plain(value):
+    """A metadata value read from a file as something a new NWBFile accepts (text arrays -> lists)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        return value.decode() if isinstance(value, bytes) else value
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in value[:]]
+
+
+def results_only_file(source) -> "NWBFile":
+    """A new, empty NWBFile for the results of a run on ``source`` (an open NWBFile): the source's
+    session metadata and subject (what DANDI needs to place and validate it), a new identifier
+    that names the source's, and none of its data."""
+    from pynwb import NWBFile
+    from pynwb.file import Subject
+
+    kwargs = {k: _plain(getattr(source, k, None)) for k in _SESSION_FIELDS}
+    kwargs = {k: v for k, v in kwargs.items() if v is not None and not (isinstance(v, list) and not v)}
+    kwargs["identifier"] = f"{source.identifier}-autolfads-{uuid.uuid4().hex[:12]}"
+    nwbfile = NWBFile(**kwargs)
+    if source.subject is not None:
+        keys = ("age", "age__reference", "description", "genotype", "sex", "species", "subject_id", "weight",
+                "date_of_birth", "strain")
+        nwbfile.subject = Subject(**{k: getattr(source.subject, k) for k in keys
+                                     if getattr(source.subject, k, None) is not None})
+    return nwbfile
+
+
+def _check_written(path: Path, run_name: str, record: RunRecord) -> None:
+    with NWBHDF5IO(str(path), "r", load_namespaces=True) as io:
+        run = io.read().processing[OUTPUT_MODULE][run_name]
+        got = tuple(run.factors.data.shape)
+        if got != record.factors.shape:
+            raise OutputError(f"written factors have shape {got}, expected {record.factors.shape}")
+        if record.activations is not None and tuple(run.emg_activations.data.shape) != record.activations.shape:
+            raise OutputError("written emg_activations have the wrong shape")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_partials(target: Path) -> None:
+    """Delete temporary files left beside ``target`` by writers that were killed (their
+    process no longer exists); those of live writers are left alone."""
+    for tmp in target.parent.glob(f".{target.name}.*.partial"):
+        pid = tmp.name[len(target.name) + 2:].split("-", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+
+
+def _write_results_only(input_path, tmp: Path, record: RunRecord) -> str:
+    """The run alone in ``tmp``, with the input's session metadata and subject."""
+    with open_nwb(input_path) as (_src_io, source):
+        nwbfile = results_only_file(source)
+    run_name = _add_run(nwbfile, record, source_in_file=False)
+    with NWBHDF5IO(str(tmp), "w") as out_io:
+        out_io.write(nwbfile)
+    return run_name
+
+
+def _write_full(input_path, tmp: Path, record: RunRecord) -> str:
+    """The input's content exported into ``tmp`` with the run added."""
+    with open_nwb(input_path) as (src_io, nwbfile):
+        run_name = _add_run(nwbfile, record)
+        # A new file is a new object: a new identifier that still names its source, and new
+        # object ids throughout (DANDI tells files apart by them; the source's identifier and
+        # the source series' object ids stay in the run's provenance).
+        nwbfile.fields["identifier"] = f"{nwbfile.identifier}-autolfads-{uuid.uuid4().hex[:12]}"
+        nwbfile.generate_new_id()
+        with NWBHDF5IO(str(tmp), "w") as out_io:
+            # copy every dataset (never an external link to the source): a self-contained file
+            out_io.export(src_io=src_io, nwbfile=nwbfile, write_args={"link_data": False})
+    return run_name
+
+
+def write_results(input_path: str | Path, output: str | Path | None, record: RunRecord,
+                  overwrite: bool = False, in_place: bool = False, content: str = "full") -> tuple[Path, str]:
+    """Write ``record`` as a new run. Returns (path written, run name).
+
+    ``in_place=False``: a new file ``output``: with ``content="full"`` the input's content (with
+    new object ids) plus the run; with ``content="results"`` the run alone, with the input's
+    session metadata and subject and, in the run's provenance, where the input is.
+    ``in_place=True``: add the run to ``input_path`` itself (``output`` and ``content`` are ignored).
+
+    Raises
+    ------
+    OutputError
+        The output cannot be written (exists, directory missing or not writable, disk full), or
+        an in-place input changed while the run was training."""
+    from nwb_autolfads.io.sources import Source
+
+    if content not in ("full", "results"):
+        raise OutputError(f"output content {content!r}: use 'full' or 'results'")
+    remote = isinstance(input_path, Source) and input_path.remote
+    if not remote:
+        input_path = Path(input_path.path if isinstance(input_path, Source) else input_path)
+    if in_place:
+        if remote:
+            raise OutputError("--in-place cannot change a remote file: write a new local file instead")
+        target = check_in_place(input_path)
+    else:
+        target = check_output_path(output, None if remote else input_path, overwrite)
+    _remove_stale_partials(target)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if in_place:
+                shutil.copy2(input_path, tmp)
+                with NWBHDF5IO(str(tmp), "a", load_namespaces=True) as io:
+                    nwbfile = io.read()
+                    run_name = _add_run(nwbfile, record)
+                    io.write(nwbfile)
+            elif content == "results":
+                run_name = _write_results_only(input_path, tmp, record)
+            else:
+                try:
+                    run_name = _write_full(input_path, tmp, record)
+                except (OSError, NwbAutolfadsError):  # a full disk, or our own refusals: never worked around
+                    raise
+                except Exception as exc:  # noqa: BLE001 - an export hdmf cannot do must not lose the trained run
+                    first = str(exc).splitlines()[0][:200] if str(exc) else ""
+                    log.warning("the source's content could not be copied into the output (%s: %s): wrote a "
+                                "results-only file instead; its source stays at %s", type(exc).__name__, first,
+                                record.source_location or input_path)
+                    if tmp.exists():
+                        tmp.unlink()
+                    run_name = _write_results_only(input_path, tmp, record)
+            _check_written(tmp, run_name, record)  # re-open before it takes the target's name
+        if in_place and file_sha256(input_path) != record.source_sha256:
+            raise OutputError(f"{str(input_path)!r} changed while the run was training: its results were not "
+                              "added; run again")
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise OutputError(f"could not write {str(target)!r}: {exc.strerror or exc}: check free disk space and "
+                          "permissions, or choose another --output") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return target, run_name

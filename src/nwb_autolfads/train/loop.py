@@ -1,0 +1,405 @@
+"""Training one LFADS model (science.md sections 4-5).
+
+Loss per batch = reconstruction NLL (mean over the elements coordinated dropout hid from the
+encoder) + ramp * (kl_ic_scale * KL(g0) + kl_co_scale * KL(u)) (per window, mean over windows)
++ ramp * (l2_gen_scale * L2(generator) + l2_con_scale * L2(controller)) with
+L2(W) = 0.5 * sum(W^2) / numel(W). The KL and L2 weights ramp linearly from 0 to 1 over
+``ramp_steps`` optimisation steps. The optimised quantity is ``loss_scale * loss`` (gradient
+clipping acts on that scale). Every budget is counted in steps (batches), not epochs, so a longer
+recording costs no more steps: the model is validated every ``valid_every`` steps on a fixed,
+bounded subset of the validation windows; the learning rate decays when the smoothed validation
+NLL plateaus (``lr_patience`` checks); training stops early when it has not improved for
+``early_stopping_patience`` steps, and the best weights (by smoothed validation NLL) are the result.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from nwb_autolfads.model.augment import CoordinatedDropout, TemporalShift
+from nwb_autolfads.config import AugmentConfig, TrainConfig
+from nwb_autolfads.train.cudagraphs import evaluation_forward, training_forward
+from nwb_autolfads.errors import OutputError, TrainingError
+from nwb_autolfads.model.lfads import LFADS
+
+__all__ = ["TrainResult", "train_model", "train_steps", "time_steps", "WindowSampler", "validation_subset", "split_train_valid", "evaluate_nll", "save_checkpoint", "load_checkpoint"]
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)
+    """One record per validation check: step (steps trained), train_nll (mean over the steps since
+    the previous check), valid_nll, smoothed_valid_nll, kl_ic, kl_co, l2, lr."""
+    best_step: int = 0
+    """Steps trained when the best (smoothed) validation NLL was reached: the weights returned."""
+    best_valid_nll: float = math.inf
+    stopped_early: bool = False
+    seconds: float = 0.0
+    nan_recoveries: int = 0
+    pbt_history: list[dict] | None = None
+    """Population-based training: one row per generation x member (hyperparameters, metric, parent)."""
+    hyperparameters: dict | None = None
+    """The hyperparameters of the result (the winner's, for population-based training)."""
+    pbt_summary: dict | None = None
+    """Population size, generations, winner and its lineage."""
+    execution: str = ""
+    """How training used the machine (:meth:`nwb_autolfads.train.resources.Execution.describe`): mode,
+    processes, threads and why."""
+
+
+def split_train_valid(n_windows: int, valid_every: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every ``valid_every``-th window (starting at the last of the first block) is held out.
+    With fewer than ``valid_every`` windows the last one is held out. Needs >= 2 windows."""
+    idx = np.arange(n_windows)
+    valid = idx[valid_every - 1::valid_every]
+    if valid.size == 0:
+        valid = idx[-1:]
+    train = np.setdiff1d(idx, valid)
+    return train, valid
+
+
+def _ramp(step: int, ramp_steps: int) -> float:
+    """Weight of the KL and L2 terms at (0-based) step ``step``: linear from 0 to 1 over ``ramp_steps``."""
+    return 1.0 if ramp_steps <= 0 else min(1.0, step / ramp_steps)
+
+
+def _l2(model: LFADS, cfg: TrainConfig) -> torch.Tensor:
+    weights = model.recurrent_weights()
+    scales = {"gen": cfg.l2_gen_scale, "con": cfg.l2_con_scale}
+    total = torch.zeros((), device=weights["gen"].device)
+    for key, w in weights.items():
+        total = total + scales[key] * 0.5 * w.pow(2).sum() / w.numel()
+    return total
+
+
+@torch.no_grad()
+def evaluate_nll(model: LFADS, x: torch.Tensor, batch_size: int = 256, held: torch.Tensor | None = None,
+                 held_rate: float = 0.0, graphs: bool = True) -> float:
+    """Mean NLL per element with posterior means and no augmentation (the validation metric).
+
+    With ``held`` (a 0/1 mask like x), the held elements are hidden from the encoder (inputs
+    scaled by 1 / (1 - held_rate)) and the NLL is averaged over them only: the sample-validation
+    metric. ``graphs``: on a GPU, replay the pass from a CUDA graph (:mod:`.cudagraphs`)."""
+    was_training = model.training
+    model.eval()
+    L = model.cfg.lead_in_bins  # the lead-in is input only
+    total, count = 0.0, 0.0
+    for i in range(0, x.shape[0], batch_size):
+        xb = x[i:i + batch_size]
+        if held is None:
+            out = evaluation_forward(model, xb, graphs)  # model(xb, sample=False)
+            total += float(model.observation.nll(out.params, xb[:, L:]).sum())
+            count += xb[:, L:].numel()
+        else:
+            hb = held[i:i + batch_size]
+            out = evaluation_forward(model, xb * (1.0 - hb) / (1.0 - held_rate), graphs)
+            total += float((model.observation.nll(out.params, xb[:, L:]) * hb[:, L:]).sum())
+            count += float(hb[:, L:].sum())
+    model.train(was_training)
+    return total / max(count, 1.0)
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    """Write ``state`` atomically: a temporary file beside ``path``, then a rename, so a crash
+    never leaves a half-written checkpoint."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"could not save the training state to {str(path)!r}: {exc.strerror or exc}: check free "
+                          "disk space and permissions") from None
+    except RuntimeError as exc:  # torch's own file errors (a missing folder, a failed write) are RuntimeErrors
+        raise OutputError(f"could not save the training state to {str(path)!r}: {str(exc).splitlines()[0]}: check "
+                          "that its folder exists and is writable, and free disk space") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    return torch.load(Path(path), map_location="cpu", weights_only=False)
+
+
+class WindowSampler:
+    """Batches of training-window indices for a step budget: a shuffled permutation of the
+    windows consumed by a cursor that continues from step to step; when the permutation is
+    used up a new one is drawn (from ``generator``, or torch's global RNG when None). The last
+    batch of a permutation holds what is left (it may be smaller than ``batch_size``), so every
+    window is seen once per pass and none is dropped. ``state()`` / ``load()`` carry the
+    permutation and cursor in a checkpoint (not the generator's state)."""
+
+    def __init__(self, n_windows: int, batch_size: int, generator: torch.Generator | None = None):
+        self.n, self.batch_size = int(n_windows), int(batch_size)
+        self.generator = generator
+        self.order: torch.Tensor | None = None
+        self.cursor = 0
+
+    def next(self) -> torch.Tensor:
+        """The indices of the next batch, (B,) int64 (on the generator's device; the CPU without one)."""
+        if self.order is None or self.cursor >= self.n:
+            gen = self.generator
+            self.order = torch.randperm(self.n) if gen is None else torch.randperm(self.n, generator=gen,
+                                                                                   device=gen.device)
+            self.cursor = 0
+        idx = self.order[self.cursor:self.cursor + self.batch_size]
+        self.cursor += idx.numel()
+        return idx
+
+    def state(self) -> dict:
+        return {"order": self.order, "cursor": self.cursor}
+
+    def load(self, state: dict) -> None:
+        self.order, self.cursor = state["order"], int(state["cursor"])
+
+
+def validation_subset(n_windows: int, max_windows: int) -> np.ndarray:
+    """Indices of at most ``max_windows`` of ``n_windows`` windows, spread evenly over them
+    (first and last included): the fixed subset every validation check evaluates, so a check
+    costs the same on a short and a long recording."""
+    if n_windows <= max_windows:
+        return np.arange(n_windows)
+    return np.unique(np.round(np.linspace(0, n_windows - 1, max_windows)).astype(np.int64))
+
+
+def train_steps(model: LFADS, opt: torch.optim.Optimizer, train_x: torch.Tensor, cfg: TrainConfig,
+                cd: CoordinatedDropout, shift: TemporalShift, sampler: WindowSampler, n_steps: int,
+                start_step: int = 0, held: torch.Tensor | None = None,
+                sv_rate: float = 0.0, on_step=None, generator: torch.Generator | None = None
+                ) -> tuple[dict[str, float] | None, int]:
+    """``n_steps`` optimisation steps on batches of ``train_x`` (N, T, C) drawn by ``sampler``;
+    step ``start_step + i`` uses the KL/L2 ramp weight ``min(1, (start_step + i) / ramp_steps)``.
+    Returns (the mean reconstruction NLL, KL and L2 terms over the steps, steps done); the
+    dict is None if the loss became NaN/inf (the caller recovers; the steps done then include
+    the diverged one, whose update was not applied). ``on_step()`` is called after every step
+    (a progress bar).
+
+    ``generator``: every random draw of the steps comes from it instead of torch's global RNG
+    (a population member's own stream, the same in every PBT execution mode). Per step, in this
+    order: the batch (``sampler``, which must draw from the same generator), the temporal shift
+    of the reconstruction target, then of the encoder input, the coordinated-dropout mask, then
+    the model's draws (:meth:`.model.LFADS.forward`: dropout masks and posterior noise). The
+    stacked population (:func:`.stacked.stacked_steps`) draws exactly this, in this order. With a
+    generator the forward pass runs eagerly (no CUDA graph).
+
+    Raises
+    ------
+    ValueError
+        ``generator`` is given but ``sampler`` draws from another one.
+    """
+    if generator is not None and sampler.generator is not generator:
+        raise ValueError("train_steps: the sampler must draw from the generator given (WindowSampler(..., "
+                         "generator=generator)), or the batch order would not follow the member's stream")
+    model.train()
+    lead_in = model.cfg.lead_in_bins
+    sums = {"nll": 0.0, "kl_ic": 0.0, "kl_co": 0.0, "l2": 0.0}
+    n_done = 0
+    for i in range(n_steps):
+        ramp = _ramp(start_step + i, cfg.ramp_steps)
+        idx = sampler.next()
+        xb = train_x[idx]  # (B, T, C)
+        if held is None:
+            target, enc_in = shift(xb, generator=generator), shift(xb, generator=generator)
+            usable = None
+        else:  # held-out elements: zeroed for the encoder, and no loss on them
+            hb = held[idx]
+            target, usable = shift(xb, 1.0 - hb, generator=generator)
+            enc_in = shift(xb * (1.0 - hb) / (1.0 - sv_rate), generator=generator)
+        enc_in, mask = cd(enc_in, generator=generator)
+        if usable is not None:
+            mask = mask * usable
+        if generator is None:
+            out = training_forward(model, enc_in, graphs=cfg.cuda_graphs)  # model(enc_in, sample=True)
+        else:
+            out = model(enc_in, sample=True, generator=generator)
+        target, mask = target[:, lead_in:], mask[:, lead_in:]  # the lead-in is input only
+        nll = model.observation.nll(out.params, target)  # (B, T, C)
+        recon = (nll * mask).sum() / mask.sum().clamp_min(1.0)
+        kl_ic, kl_co = out.kl_ic.mean(), out.kl_co.mean()
+        l2 = _l2(model, cfg)
+        loss = recon + ramp * (cfg.kl_ic_scale * kl_ic + cfg.kl_co_scale * kl_co + l2)
+        n_done += 1
+        if not torch.isfinite(loss):
+            return None, n_done
+        opt.zero_grad(set_to_none=True)
+        (cfg.loss_scale * loss).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        opt.step()
+        sums["nll"] += recon.item()
+        sums["kl_ic"] += kl_ic.item()
+        sums["kl_co"] += kl_co.item()
+        sums["l2"] += l2.item()
+        del out, nll, recon, kl_ic, kl_co, l2, loss  # let go of this step's autograd nodes before the next
+        # step, which may capture a CUDA graph for a new batch shape (torch warns about nodes kept alive)
+        if on_step is not None:
+            on_step()
+    return {k: v / max(n_done, 1) for k, v in sums.items()}, n_done
+
+
+def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: TrainConfig,
+                aug: AugmentConfig, progress: bool = True, desc: str = "training",
+                checkpoint: str | Path | None = None) -> TrainResult:
+    """Train ``model`` in place on windows ``train_x`` (N, T, C) for at most ``cfg.max_steps``
+    optimisation steps; restore the best weights.
+
+    Every ``cfg.valid_every`` steps the model is validated on a fixed subset of at most
+    ``cfg.valid_windows`` windows of ``valid_x`` (:func:`validation_subset`); the validation
+    NLL is smoothed, the learning rate decays after ``cfg.lr_patience`` checks without
+    improvement, and training stops once the smoothed NLL has not improved for
+    ``cfg.early_stopping_patience`` steps (not before ``min_steps`` nor the end of the ramp).
+    ``TrainResult.history`` holds one row per check, with its ``step`` (steps trained).
+
+    With ``checkpoint``, the full training state (model, optimizer, scheduler, RNG, batch
+    order and cursor, step, best weights so far, history) is saved atomically after every
+    check, and if the file already exists training resumes from it: an interrupted run
+    continued this way ends with the same weights as an uninterrupted one.
+    """
+    cd = CoordinatedDropout(aug.cd_rate)
+    shift = TemporalShift(aug.shift_std, aug.shift_max)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_decay,
+                                                       patience=cfg.lr_patience, min_lr=cfg.lr_min)
+    sampler = WindowSampler(train_x.shape[0], cfg.batch_size)
+    valid_x = valid_x[torch.as_tensor(validation_subset(valid_x.shape[0], cfg.valid_windows),
+                                      device=valid_x.device)]
+    result = TrainResult()
+    best_state = copy.deepcopy(model.state_dict())
+    best_opt = copy.deepcopy(opt.state_dict())
+    smoothed = None
+    step = 0
+    ck = load_checkpoint(checkpoint) if checkpoint is not None and Path(checkpoint).exists() else None
+    if ck is not None:
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        sampler.load(ck["sampler"])
+        best_state, best_opt = ck["best_model"], ck["best_optimizer"]
+        smoothed, step = ck["smoothed"], ck["step"]
+        result = TrainResult(**ck["result"])
+        _set_rng_state(ck["rng"])
+    # sample validation: a fixed set of training elements the model never learns from; its metric
+    # is evaluated on a fixed subset of the training windows, as the validation NLL is
+    held = None
+    if aug.sv_rate > 0:
+        held = ck["sv_mask"] if ck is not None else (torch.rand(train_x.shape) < aug.sv_rate).to(train_x.dtype)
+        held = held.to(train_x.device)
+        sv_idx = torch.as_tensor(validation_subset(train_x.shape[0], cfg.valid_windows), device=train_x.device)
+    t0 = time.perf_counter() - result.seconds
+    # the total (and so the ETA) is the step limit: early stopping usually ends sooner, and then
+    # the bar is closed full and says so
+    bar = tqdm(total=cfg.max_steps, initial=step, desc=f"{desc} (at most {cfg.max_steps} steps)",
+               unit="step", disable=not progress, dynamic_ncols=True, leave=True)
+    try:
+        while step < cfg.max_steps and not result.stopped_early:
+            n = min(cfg.valid_every - step % cfg.valid_every, cfg.max_steps - step)
+            sums, done = train_steps(model, opt, train_x, cfg, cd, shift, sampler, n, step, held, aug.sv_rate,
+                                     on_step=lambda: bar.update(1))
+            step += done
+            diverged = sums is None
+            valid_nll = evaluate_nll(model, valid_x, graphs=cfg.cuda_graphs) if not diverged else math.nan
+            if diverged or not math.isfinite(valid_nll):
+                # Restore the last good weights with a smaller learning rate and go on.
+                result.nan_recoveries += 1
+                if result.nan_recoveries > 5:
+                    raise TrainingError("training diverged (NaN/inf loss) 5 times even after lowering the "
+                                        "learning rate: lower train.lr or check the input data")
+                model.load_state_dict(best_state)
+                opt.load_state_dict(best_opt)
+                for group in opt.param_groups:
+                    group["lr"] = max(group["lr"] * 0.5, cfg.lr_min)
+                bar.update(1 if diverged else 0)
+                continue
+            smoothed = valid_nll if smoothed is None else cfg.smoothing * smoothed + (1 - cfg.smoothing) * valid_nll
+            record = {"step": step, "train_nll": sums["nll"], "valid_nll": valid_nll,
+                      "smoothed_valid_nll": smoothed, "kl_ic": sums["kl_ic"], "kl_co": sums["kl_co"],
+                      "l2": sums["l2"], "lr": opt.param_groups[0]["lr"]}
+            if held is not None:
+                record["sample_valid_nll"] = evaluate_nll(model, train_x[sv_idx], held=held[sv_idx],
+                                                          held_rate=aug.sv_rate, graphs=cfg.cuda_graphs)
+            result.history.append(record)
+            # Only compare once the loss is fully weighted (after the ramp: the last step had ramp < 1
+            # while step <= ramp_steps).
+            if smoothed < result.best_valid_nll or step <= cfg.ramp_steps:
+                result.best_valid_nll = smoothed
+                result.best_step = step
+                best_state = copy.deepcopy(model.state_dict())
+                best_opt = copy.deepcopy(opt.state_dict())
+            if step > cfg.ramp_steps:
+                sched.step(smoothed)
+            since_best = step - result.best_step
+            # valid_nll: this check's (raw); smoothed / best_smoothed: what early stopping compares
+            bar.set_postfix(valid_nll=f"{valid_nll:.4f}", smoothed=f"{smoothed:.4f}",
+                            best_smoothed=f"{result.best_valid_nll:.4f}", lr=f"{record['lr']:.1e}", refresh=False)
+            if step >= max(cfg.min_steps, cfg.ramp_steps) and since_best >= cfg.early_stopping_patience:
+                result.stopped_early = True
+                bar.total = bar.n  # the bar ends full, with a mark of why
+                bar.set_description(f"{desc}: stopped early at step {step} of at most {cfg.max_steps} "
+                                    f"(no improvement of the smoothed validation NLL for {since_best} steps)",
+                                    refresh=False)
+                bar.refresh()
+            if checkpoint is not None:
+                result.seconds = time.perf_counter() - t0
+                save_checkpoint(checkpoint, {
+                    "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(), "best_model": best_state, "best_optimizer": best_opt,
+                    "smoothed": smoothed, "sampler": sampler.state(), "rng": _rng_state(),
+                    "sv_mask": held, "result": dataclasses.asdict(result)})
+    finally:
+        bar.close()
+    model.load_state_dict(best_state)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def time_steps(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: TrainConfig,
+               aug: AugmentConfig, n_steps: int = 3) -> tuple[float, float]:
+    """Seconds per training step and per validation check, measured on ``model`` (a throwaway:
+    it is trained) with one warm-up step then ``n_steps`` timed steps, and one check of the
+    validation subset. Torch's RNG is left as it was (the run's results do not depend on the
+    measurement); CUDA graphs are not used (a throwaway model must not enter their cache)."""
+    rng = _rng_state()
+    try:
+        cfg = dataclasses.replace(cfg, cuda_graphs=False)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+        cd, shift = CoordinatedDropout(aug.cd_rate), TemporalShift(aug.shift_std, aug.shift_max)
+        sampler = WindowSampler(train_x.shape[0], cfg.batch_size)
+        train_steps(model, opt, train_x, cfg, cd, shift, sampler, 1)  # warm-up (allocations, kernels)
+        sync = torch.cuda.synchronize if train_x.device.type == "cuda" else (lambda: None)
+        sync()
+        t0 = time.perf_counter()
+        train_steps(model, opt, train_x, cfg, cd, shift, sampler, n_steps)
+        sync()
+        per_step = (time.perf_counter() - t0) / n_steps
+        subset = valid_x[torch.as_tensor(validation_subset(valid_x.shape[0], cfg.valid_windows),
+                                         device=valid_x.device)]
+        t0 = time.perf_counter()
+        evaluate_nll(model, subset, graphs=False)
+        sync()
+        per_check = time.perf_counter() - t0
+    finally:
+        _set_rng_state(rng)
+    return per_step, per_check

@@ -1,0 +1,598 @@
+import logging
+
+import numpy as np
+import pytest
+
+from nwb_autolfads.config import PreprocessConfig
+from nwb_autolfads.errors import SignalError
+from nwb_autolfads.data.preprocessing import (bin_average, highpass_filter, looks_rectified, notch_filter,
+                                         preprocess_emg, resample)
+from nwb_autolfads.data.signals import SeriesValues, Signal
+
+FS = 2000.0
+
+
+def _power_at(x, fs, f):
+    spec = np.abs(np.fft.rfft(x)) ** 2
+    freqs = np.fft.rfftfreq(x.size, 1 / fs)
+    return spec[np.argmin(np.abs(freqs - f))]
+
+
+def test_notch_removes_line_frequency_and_harmonics_only():
+    t = np.arange(int(4 * FS)) / FS
+    x = (np.sin(2 * np.pi * 60 * t) + np.sin(2 * np.pi * 120 * t) + np.sin(2 * np.pi * 300 * t))[:, None]
+    y, freqs = notch_filter(x, FS, 60.0, 3, 30.0)
+    assert freqs == [60.0, 120.0, 180.0]
+    mid = slice(2000, 6000)
+    assert _power_at(y[mid, 0], FS, 60) < 1e-4 * _power_at(x[mid, 0], FS, 60)
+    assert _power_at(y[mid, 0], FS, 120) < 1e-4 * _power_at(x[mid, 0], FS, 120)
+    assert _power_at(y[mid, 0], FS, 300) == pytest.approx(_power_at(x[mid, 0], FS, 300), rel=0.05)
+
+
+def test_notch_skips_harmonics_above_nyquist():
+    _, freqs = notch_filter(np.random.default_rng(0).normal(size=(1000, 1)), 250.0, 60.0, 5, 30.0)
+    assert freqs == [60.0]
+
+
+def test_highpass_is_zero_phase_and_removes_slow_drift():
+    t = np.arange(int(4 * FS)) / FS
+    slow = np.sin(2 * np.pi * 2 * t)
+    fast = np.sin(2 * np.pi * 200 * t)
+    y = highpass_filter((slow + fast)[:, None], FS, 65.0, 4)[:, 0]
+    mid = slice(1000, -1000)
+    np.testing.assert_allclose(y[mid], fast[mid], atol=0.02)  # no phase shift of the pass band
+
+
+def test_resample_rational_rate():
+    x = np.random.default_rng(0).normal(size=(3000, 2))
+    y, rate = resample(x, 3000.0, 1000.0)
+    assert rate == 1000.0 and y.shape == (1000, 2)
+    same, rate = resample(x, 1000.0, 1000.0)
+    assert same is x and rate == 1000.0
+
+
+def test_bin_average_exact_values():
+    times = np.arange(10) * 0.001 + 5.0
+    x = np.arange(10.0)[:, None] * np.array([[1.0, 2.0]])
+    b, centres = bin_average(x, times, 0.005)
+    np.testing.assert_allclose(b, [[2.0, 4.0], [7.0, 14.0]])
+    np.testing.assert_allclose(centres, [5.0025, 5.0075])
+
+
+def test_looks_rectified():
+    rng = np.random.default_rng(0)
+    t = np.arange(20000) / FS
+    envelope = (1.5 + np.sin(2 * np.pi * 1.3 * t))[:, None]
+    raw = envelope * rng.normal(size=(t.size, 3))
+    assert not looks_rectified(raw, FS)  # both signs
+    assert looks_rectified(np.abs(raw), FS)  # rectified at the raw rate
+    assert looks_rectified(envelope.repeat(3, 1) + 0.5, FS)  # a tonic envelope, far from zero
+    assert not looks_rectified(raw - raw.min() + 100.0, FS)  # raw with an ADC offset: all positive
+    assert looks_rectified(np.abs(raw)[::20], FS / 20)  # binned rectified EMG
+
+
+def _raw_signal(seconds=4.0, n=3, seed=0, **kw):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * FS)) / FS
+    amp = 1.0 + 0.5 * np.sin(2 * np.pi * 1.0 * t)[:, None] * np.arange(1, n + 1)[None, :] / n
+    x = amp * rng.normal(size=(t.size, n)) + 0.3 * np.sin(2 * np.pi * 60 * t)[:, None] + 0.1
+    return Signal(x, [f"m{i}" for i in range(n)], "V", "acquisition/EMG", rate=FS, **kw)
+
+
+def test_raw_pipeline_scales_q95_to_one_and_lists_steps():
+    sig = _raw_signal()
+    cfg = PreprocessConfig()
+    pre = preprocess_emg(sig, cfg, bin_size=0.01)
+    assert pre.was_raw and len(pre.segments) == 1
+    seg = pre.segments[0]
+    assert seg.shape == (400, 3) and seg.dtype == np.float32
+    assert seg.min() >= cfg.floor
+    np.testing.assert_allclose(np.quantile(np.minimum(pre.rectified[0], pre.clip_levels) / pre.scales, 0.95,
+                                           axis=0), 1.0, rtol=1e-6)
+    assert seg.max() <= np.max(pre.clip_levels / pre.scales) + 1e-5  # clipped
+    text = " | ".join(pre.steps)
+    for word in ("raw EMG", "notch", "high-pass", "rectification", "resampling", "10 ms bins", "clipping",
+                 "0.95 quantile", "floor"):
+        assert word in text
+    np.testing.assert_allclose(pre.bin_times[0][:2], [0.005, 0.015])
+    # the envelope follows the true amplitude modulation
+    amp = 1.0 + 0.5 * np.sin(2 * np.pi * pre.bin_times[0])
+    assert np.corrcoef(seg[:, 2], amp)[0, 1] > 0.7
+
+
+def test_steps_can_be_disabled():
+    sig = _raw_signal()
+    cfg = PreprocessConfig(line_frequency=None, highpass_hz=None, resample_hz=None, clip_quantile=None)
+    pre = preprocess_emg(sig, cfg, bin_size=0.01)
+    text = " | ".join(pre.steps)
+    assert "notch" not in text and "high-pass" not in text and "resampling" not in text and "clipping" not in text
+    assert "rectification" in text
+    assert np.all(np.isinf(pre.clip_levels))
+
+
+def test_already_rectified_input_skips_filters():
+    sig = _raw_signal()
+    env = Signal(np.abs(sig.values), sig.channel_names, "V", "x", rate=FS)
+    pre = preprocess_emg(env, PreprocessConfig(), bin_size=0.01)
+    assert not pre.was_raw
+    text = " | ".join(pre.steps)
+    assert "already-rectified" in text and "notch" not in text and "rectification" not in text
+    # forcing raw processing is possible too
+    assert preprocess_emg(env, PreprocessConfig(), 0.01, preprocessed=False).was_raw
+
+
+def test_coarsely_binned_input_uses_its_own_bins():
+    rng = np.random.default_rng(0)
+    env = Signal(rng.uniform(0.1, 1.0, size=(500, 2)), ["a", "b"], "V", "x", rate=50.0, starting_time=1.0)
+    pre = preprocess_emg(env, PreprocessConfig(), bin_size=0.01)
+    assert pre.bin_size == pytest.approx(0.02)
+    assert pre.segments[0].shape == (500, 2)
+    np.testing.assert_allclose(pre.bin_times[0], env.times())  # each sample is a bin at its own timestamp
+    assert "each sample is one 20 ms bin" in " | ".join(pre.steps)
+
+
+def _binned_cycles_signal(**kwargs):
+    from nwb_autolfads.testing import binned_cycles
+
+    c = binned_cycles(**kwargs)
+    return c, Signal(c.values, c.names, "volts", "acquisition/EMG", timestamps=c.times)
+
+
+@pytest.mark.parametrize("bin_ms, cycle", [(4.0, 0.45), (2.0, 0.45), (4.0, (0.3, 0.6))])
+def test_already_binned_cycles_keep_their_bins_and_timestamps(bin_ms, cycle):
+    c, sig = _binned_cycles_signal(n_cycles=6, cycle_duration=cycle, bin_size=bin_ms / 1e3, n_muscles=3, seed=2)
+    for preprocessed in (True, None):  # given, or detected (non-negative, skewed)
+        pre = preprocess_emg(sig, PreprocessConfig(), bin_size=None, preprocessed=preprocessed)
+        assert pre.bin_size == pytest.approx(bin_ms / 1e3, rel=1e-9)
+        assert [s.shape[0] for s in pre.segments] == c.lengths.tolist()  # one segment per cycle, every bin kept
+        np.testing.assert_allclose(np.concatenate(pre.bin_times), c.times, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(np.concatenate(pre.rectified), c.values)  # not re-binned, not smoothed
+        assert f"own {bin_ms:g} ms bins" in " | ".join(pre.steps)
+        assert not any("averaged into" in step for step in pre.steps)
+
+
+def test_already_binned_continuous_emg_at_100_hz_keeps_its_bins():
+    rng = np.random.default_rng(1)
+    env = Signal(rng.gamma(4.0, 0.25, size=(300, 2)), ["a", "b"], "V", "x", rate=100.0, starting_time=0.5)
+    pre = preprocess_emg(env, PreprocessConfig(), bin_size=None)
+    assert pre.bin_size == pytest.approx(0.01) and len(pre.segments) == 1
+    np.testing.assert_allclose(pre.bin_times[0], env.times())
+
+
+def test_jittered_timestamps_of_binned_emg_are_kept_and_no_bin_is_empty():
+    c, _ = _binned_cycles_signal(n_cycles=3, bin_size=0.004, n_muscles=2, seed=3)
+    t = c.times + np.random.default_rng(0).uniform(-4e-4, 4e-4, c.times.size)  # +-10% jitter
+    pre = preprocess_emg(Signal(c.values, c.names, "V", "x", timestamps=t), PreprocessConfig(), bin_size=None,
+                         preprocessed=True)
+    np.testing.assert_array_equal(np.concatenate(pre.bin_times), t)
+    assert all(np.all(np.isfinite(s)) for s in pre.segments)
+
+
+def test_a_set_bin_size_re_bins_already_binned_emg(caplog):
+    c, sig = _binned_cycles_signal(n_cycles=4, cycle_duration=0.4, bin_size=0.004, n_muscles=2, seed=4)
+    pre = preprocess_emg(sig, PreprocessConfig(), bin_size=0.008, preprocessed=True)
+    assert pre.bin_size == pytest.approx(0.008)
+    first = c.values[:2].mean(0)
+    np.testing.assert_allclose(pre.rectified[0][0], first)  # two 4 ms samples per 8 ms bin
+    assert pre.bin_times[0][0] == pytest.approx(c.times[0] + 0.004)
+    assert "averaged into 8 ms bins" in " | ".join(pre.steps)
+    with caplog.at_level(logging.WARNING):
+        preprocess_emg(sig, PreprocessConfig(), bin_size=0.01, preprocessed=True)
+    assert "not a multiple" in caplog.text
+    same = preprocess_emg(sig, PreprocessConfig(), bin_size=0.004, preprocessed=True)  # as evaluate re-runs it
+    np.testing.assert_allclose(np.concatenate(same.bin_times), c.times, rtol=0, atol=1e-12)
+
+
+def test_default_bin_for_signals_that_are_not_already_binned():
+    rng = np.random.default_rng(5)
+    env = Signal(rng.gamma(4.0, 0.25, size=(3000, 2)), ["a", "b"], "V", "x", rate=1000.0)
+    assert preprocess_emg(env, PreprocessConfig(), bin_size=None).bin_size == pytest.approx(0.01)  # an envelope
+    raw = Signal(rng.normal(size=(1000, 2)), ["a", "b"], "V", "x", rate=250.0)  # implausible as raw, not a crash
+    pre = preprocess_emg(raw, PreprocessConfig(), bin_size=None, preprocessed=False)
+    assert pre.bin_size == pytest.approx(0.01) and pre.was_raw
+
+
+def test_raw_emg_at_a_rate_that_cannot_hold_emg_is_refused():
+    """A 30 kHz recording whose timestamps are in ms reads as 30 Hz raw EMG: refused, not modelled
+    (it was: exit 0, every time 1000x off)."""
+    rng = np.random.default_rng(6)
+    t_ms = np.arange(12000) / 30.0  # 0.4 s at 30 kHz, stamped in milliseconds
+    raw = Signal(rng.normal(size=(12000, 2)) * 1e-4, ["a", "b"], "V", "acquisition/EMG", timestamps=t_ms)
+    with pytest.raises(SignalError, match=r"acquisition/EMG: raw EMG .* sampled at 30 Hz .*milliseconds.*30000 Hz"):
+        preprocess_emg(raw, PreprocessConfig(), bin_size=None)
+    env = Signal(np.abs(raw.values), ["a", "b"], "V", "acquisition/EMG", timestamps=t_ms)
+    assert preprocess_emg(env, PreprocessConfig(), bin_size=None, preprocessed=True).was_raw is False
+
+
+def test_gaps_make_separate_segments():
+    sig = _raw_signal(seconds=4.0)
+    t = sig.times()
+    keep = (t < 1.5) | (t >= 2.0)
+    gapped = Signal(sig.values[keep], sig.channel_names, "V", "x", timestamps=t[keep])
+    pre = preprocess_emg(gapped, PreprocessConfig(), bin_size=0.01)
+    assert len(pre.segments) == 2
+    assert [s.shape[0] for s in pre.segments] == [150, 200]
+    assert pre.bin_times[1][0] == pytest.approx(2.005)
+    assert "segments" in pre.steps[0]
+
+
+def test_flat_channel_warns_and_stays_finite(caplog):
+    sig = _raw_signal()
+    values = sig.values.copy()
+    values[:, 1] = 0.0
+    flat = Signal(values, sig.channel_names, "V", "x", rate=FS)
+    with caplog.at_level(logging.WARNING):
+        pre = preprocess_emg(flat, PreprocessConfig(), bin_size=0.01)
+    assert "m1" in caplog.text and "flat" in caplog.text
+    assert np.all(np.isfinite(pre.segments[0]))
+
+
+def test_nan_samples_split_the_data_and_all_nan_is_a_clear_error():
+    sig = _raw_signal()
+    values = sig.values.copy()
+    n = values.shape[0]
+    values[n // 2:n // 2 + 50, 0] = np.nan  # a stretch lost on one channel
+    out = preprocess_emg(Signal(values, sig.channel_names, "V", "x", rate=FS), PreprocessConfig(), 0.01)
+    assert len(out.segments) == 2 and any("NaN/inf" in s for s in out.steps)
+    assert all(np.all(np.isfinite(s)) for s in out.segments)
+    gap_start, gap_end = out.bin_times[0][-1], out.bin_times[1][0]
+    assert gap_start < (n // 2) / FS and gap_end > (n // 2 + 50) / FS  # no bin covers the lost samples
+    dead = sig.values.copy()
+    dead[:, 1] = np.nan  # a channel with nothing finite is flat, the rest is intact
+    out = preprocess_emg(Signal(dead, sig.channel_names, "V", "x", rate=FS), PreprocessConfig(), 0.01)
+    assert len(out.segments) == 1 and np.all(out.segments[0][:, 1] == PreprocessConfig().floor)
+    with pytest.raises(SignalError, match="every sample is NaN"):
+        preprocess_emg(Signal(np.full_like(dead, np.nan), sig.channel_names, "V", "x", rate=FS), PreprocessConfig(),
+                       0.01)
+
+
+class _CountingRows:
+    """A dataset stand-in that records how many rows each read asks for."""
+
+    def __init__(self, array):
+        self.array, self.shape, self.reads = array, array.shape, []
+
+    def __getitem__(self, key):
+        self.reads.append(key.stop - key.start)
+        return self.array[key]
+
+
+def _awkward_signal():
+    """Raw EMG with a gap in time, a NaN stretch and a dead channel."""
+    sig = _raw_signal(seconds=30.0, n=4, seed=3)
+    values = sig.values.copy()
+    values[31000:31020, 1] = np.nan
+    values[:, 3] = np.nan
+    t = np.arange(values.shape[0]) / FS
+    keep = np.ones(t.size, bool)
+    keep[10000:12500] = False
+    return Signal(values[keep], sig.channel_names, "V", "x", timestamps=t[keep])
+
+
+@pytest.mark.parametrize("cfg", [PreprocessConfig(), PreprocessConfig(resample_hz=None),
+                                 PreprocessConfig(line_frequency=50.0, resample_hz=900.0)],
+                         ids=["default", "no-resampling", "50Hz-900Hz"])
+def test_chunked_preprocessing_equals_the_whole_segment_path(cfg):
+    sig = _awkward_signal()
+    whole = preprocess_emg(sig, cfg, 0.01, chunk_samples=0)
+    assert len(whole.segments) == 3  # the gap and the NaN stretch split the recording
+    for chunk in (3001, 8000):
+        part = preprocess_emg(sig, cfg, 0.01, chunk_samples=chunk)
+        assert part.steps == whole.steps
+        np.testing.assert_allclose(part.scales, whole.scales, rtol=1e-9)
+        for a, b, ta, tb in zip(part.rectified, whole.rectified, part.bin_times, whole.bin_times):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-15)
+            np.testing.assert_allclose(ta, tb, rtol=0, atol=1e-12)
+
+
+def test_samples_are_read_chunk_by_chunk():
+    sig = _raw_signal(seconds=60.0, n=3, seed=1)
+    rows = _CountingRows(sig.values)
+    lazy = Signal(SeriesValues([rows]), sig.channel_names, "V", "x", rate=FS)
+    part = preprocess_emg(lazy, PreprocessConfig(), 0.01, chunk_samples=10000)
+    # never the whole recording at once: chunks with their overlaps, and 2**16 samples to tell raw from rectified
+    assert max(rows.reads) <= 2**16 < sig.n_samples
+    assert sorted(rows.reads)[-2] < 30000  # 10000 plus ~4.5 s of overlap each side for the 60 Hz notch to settle
+    whole = preprocess_emg(sig, PreprocessConfig(), 0.01, chunk_samples=0)
+    np.testing.assert_allclose(part.rectified[0], whole.rectified[0], rtol=1e-9)
+
+
+def test_series_values_apply_conversion_offset_and_channel_conversion():
+    raw = np.arange(12, dtype=np.int16).reshape(6, 2)
+    v = SeriesValues([raw], conversion=0.5, channel_conversion=np.array([1.0, 10.0]), offset=1.0)
+    expect = raw * 0.5 * np.array([1.0, 10.0]) + 1.0
+    assert v.shape == (6, 2) and v.ndim == 2
+    np.testing.assert_allclose(v[1:4], expect[1:4])
+    np.testing.assert_allclose(np.asarray(v), expect)
+    np.testing.assert_allclose(v[:, 1], expect[:, 1])
+    cols = SeriesValues([raw[:, 0], raw[:, 1]], conversion=2.0)
+    np.testing.assert_allclose(cols[2:5], raw[2:5] * 2.0)
+
+
+def test_the_callers_values_are_not_changed():
+    sig = _awkward_signal()
+    before = sig.values.copy()
+    preprocess_emg(sig, PreprocessConfig(), 0.01, chunk_samples=0)
+    np.testing.assert_array_equal(sig.values, before)
+
+
+def test_shared_artefact_bins_are_found_and_interpolated():
+    from nwb_autolfads.data.preprocessing import reject_shared_artefacts, shared_artefact_bins
+
+    rng = np.random.default_rng(0)
+    b = rng.gamma(4.0, 0.25, size=(400, 6))
+    b[100, :5] += 20.0  # shared by 5 of 6 channels: an artefact
+    b[250, 0] += 20.0  # one channel only: activity, kept
+    b[0, :] += 20.0  # at the edge of the segment
+    level = np.quantile(b, 0.99, axis=0)
+    bad = shared_artefact_bins(b, level, 0.5)
+    assert np.flatnonzero(bad).tolist() == [0, 1, 99, 100, 101]
+    steps: list[str] = []
+    original = b.copy()
+    (clean,) = reject_shared_artefacts([b], 0.5, 0.99, steps)
+    assert np.array_equal(b, original)  # the input is not modified
+    assert np.array_equal(clean[~bad], b[~bad]) and clean[250, 0] == b[250, 0]
+    np.testing.assert_allclose(clean[100], (b[98] + b[102]) / 2)  # a straight line across 99..101
+    np.testing.assert_allclose(clean[0], b[2])  # before the first clean bin: its value
+    assert "5 bins" in steps[0] and "shared-artefact rejection" in steps[0]
+
+
+def test_artefact_rejection_in_preprocessing_leaves_clean_emg_alone():
+    from nwb_autolfads.config import PreprocessConfig
+    from nwb_autolfads.data.signals import Signal
+    from nwb_autolfads.testing import synthetic_emg
+
+    for artefacts, expect_some in ((0.0, False), (0.5, True)):
+        s = synthetic_emg(duration=20.0, seed=1, artefacts=artefacts)
+        sig = Signal(values=s.raw, channel_names=s.names, unit="V", source_path="EMG", rate=s.rate)
+        off = preprocess_emg(sig, PreprocessConfig(), 0.01)
+        on = preprocess_emg(sig, PreprocessConfig(artefact_fraction=0.5), 0.01)
+        changed = ~np.isclose(on.rectified[0], off.rectified[0]).all(axis=1)
+        assert changed.any() == expect_some
+        if expect_some:  # the flagged bins held the artefacts: far above the clean bins
+            assert off.rectified[0][changed].mean() > 3 * off.rectified[0][~changed].mean()
+            assert changed.mean() < 0.03
+        assert any(step.startswith("shared-artefact rejection") for step in on.steps)
+        assert not any("artefact" in step for step in off.steps)
+
+
+def test_artefact_settings_are_checked():
+    from nwb_autolfads.config import PreprocessConfig
+    from nwb_autolfads.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="preprocess.artefact_fraction"):
+        PreprocessConfig(artefact_fraction=1.5)
+    with pytest.raises(ConfigError, match="preprocess.artefact_quantile"):
+        PreprocessConfig(artefact_quantile=0.2)
+
+
+# ----------------------------------------------------------------------------- line hum
+def _hum_emg(seconds=20.0, n=4, rate=FS, **hum):
+    """Synthetic EMG (with its true activations) and hum as asked (none by default)."""
+    from nwb_autolfads.testing import synthetic_emg
+
+    s = synthetic_emg(duration=seconds, rate=rate, n_muscles=n, seed=0, **{"line_noise": 0.0, **hum})
+    return s, Signal(s.raw, s.names, "V", "acquisition/EMG", rate=s.rate)
+
+
+def _envelope_correlation(s, pre):
+    from nwb_autolfads.evaluation.comparison import bin_mean
+
+    truth = bin_mean(s.times, s.activations, pre.bin_times[0], pre.bin_size)
+    return float(np.mean([np.corrcoef(pre.segments[0][:, c], truth[:, c])[0, 1] for c in range(truth.shape[1])]))
+
+
+EUROPEAN = {"line_noise": 5.0, "line_frequency": 50.0, "line_harmonics": (2.5, 5.0 / 3)}
+
+
+def test_european_mains_hum_is_found_notched_and_reported(caplog):
+    # 20 s of 4 muscles with strong 50/100/150 Hz hum: a 60 Hz notch left the binned input at r = 0.53
+    # with the true envelope; the hum found and notched gives 0.89 (as without any hum)
+    s, sig = _hum_emg(**EUROPEAN)
+    pre = preprocess_emg(sig, PreprocessConfig(), 0.01)
+    hum = pre.line_hum
+    assert hum["setting"] == "auto" and hum["frequency"] == 50.0 and hum["nominal"] == 50.0
+    assert hum["harmonics"] == [1, 2, 3] and hum["notched_hz"] == [50.0, 100.0, 150.0]
+    assert pre.resolved == {"line_frequency": 50.0, "notch_harmonics": [1, 2, 3]}
+    step = next(st for st in pre.steps if "line hum" in st)
+    assert step.startswith("line hum found at 50 Hz with harmonics 100, 150 Hz") and "notch filters" in step
+    assert _envelope_correlation(s, pre) > 0.85
+    # an explicit setting is honoured, and hum it leaves standing is said
+    with caplog.at_level(logging.WARNING):
+        wrong = preprocess_emg(sig, PreprocessConfig(line_frequency=60.0), 0.01)
+    assert wrong.line_hum["notched_hz"] == [60.0, 120.0, 180.0] and wrong.resolved == {}
+    assert "50, 100, 150 Hz not removed by the configured notches at 60, 120, 180 Hz" in caplog.text
+    assert any("not removed" in st for st in wrong.steps)
+    assert _envelope_correlation(s, wrong) < 0.6
+    right = preprocess_emg(sig, PreprocessConfig(line_frequency=50.0, notch_harmonics=(1, 2, 3)), 0.01)
+    np.testing.assert_array_equal(right.rectified[0], pre.rectified[0])  # what the resolved settings repeat
+
+
+@pytest.mark.parametrize("freq, harmonics, expect", [(60.0, (1.0,), [1, 2]), (50.3, (2.0, 1.0), [1, 2, 3]),
+                                                     (59.9, (), [1]), (49.8, (0.0, 2.0, 0.0, 1.0), [1, 3, 5])],
+                         ids=["60Hz", "50.3Hz", "59.9Hz", "49.8Hz-odd"])
+def test_line_hum_is_measured_where_it_is(freq, harmonics, expect):
+    s, sig = _hum_emg(seconds=8.0, line_noise=3.0, line_frequency=freq, line_harmonics=harmonics)
+    pre = preprocess_emg(sig, PreprocessConfig(), 0.01)
+    assert pre.line_hum["nominal"] == (50.0 if freq < 55 else 60.0)
+    assert pre.line_hum["frequency"] == pytest.approx(freq, abs=0.02)  # off-nominal mains: notched where it is
+    assert pre.line_hum["harmonics"] == expect
+    assert pre.line_hum["notched_hz"] == pytest.approx([k * freq for k in expect], abs=0.02 * max(expect))
+    assert _envelope_correlation(s, pre) > 0.85
+
+
+def test_no_hum_no_notch():
+    s, sig = _hum_emg(seconds=8.0)
+    pre = preprocess_emg(sig, PreprocessConfig(), 0.01)
+    assert pre.line_hum["frequency"] is None and pre.line_hum["notched_hz"] == []
+    assert pre.resolved == {"line_frequency": None}
+    assert max(pre.line_hum["candidates_peak_to_floor"].values()) < 10
+    assert any(st.startswith("no line hum found at 50 or 60 Hz") and st.endswith("no notch") for st in pre.steps)
+    assert not any("notch filters" in st for st in pre.steps)
+
+
+def test_no_false_hum_in_short_bursty_emg():
+    from nwb_autolfads.data.preprocessing import detect_line_hum
+    from nwb_autolfads.testing import synthetic_emg
+
+    for seed in range(4):
+        for rate in (1000.0, 4000.0):
+            s = synthetic_emg(duration=2.0, rate=rate, n_muscles=12, seed=seed, line_noise=0.0)
+            hum = detect_line_hum([s.raw], rate, s.names)
+            assert not hum.found and not hum.reason and max(hum.candidates.values()) < 10
+
+
+def test_hum_on_some_channels_is_found_and_named():
+    s, sig = _hum_emg(seconds=8.0, line_noise=3.0, line_frequency=50.0, line_channels=(1,))
+    pre = preprocess_emg(sig, PreprocessConfig(), 0.01)
+    assert pre.line_hum["frequency"] == 50.0 and pre.line_hum["channels"] == ["MG"]
+    assert "on channel(s) MG of 4" in next(st for st in pre.steps if "line hum" in st)
+
+
+def test_line_frequency_off_notches_nothing_but_says_so(caplog):
+    s, sig = _hum_emg(seconds=8.0, **EUROPEAN)
+    with caplog.at_level(logging.WARNING):
+        pre = preprocess_emg(sig, PreprocessConfig(line_frequency=None), 0.01)
+    assert pre.line_hum["setting"] == "off" and pre.line_hum["notched_hz"] == [] and pre.resolved == {}
+    assert "left in (preprocess.line_frequency is off)" in caplog.text
+    assert not any("notch filters" in st for st in pre.steps)
+
+
+def test_line_hum_is_not_looked_for_in_rectified_emg():
+    s, sig = _hum_emg(seconds=4.0, line_noise=0.5, line_frequency=50.0, line_harmonics=(0.3,))
+    for preprocessed in (None, True):  # detected as rectified, or said to be
+        pre = preprocess_emg(Signal(np.abs(s.raw), s.names, "V", "x", rate=s.rate), PreprocessConfig(), 0.01,
+                             preprocessed)
+        assert not pre.was_raw and pre.line_hum == {} and pre.resolved == {}
+        assert not any("line hum" in st or "notch" in st for st in pre.steps)
+
+
+def test_line_hum_that_cannot_be_checked_is_said(caplog):
+    from nwb_autolfads.data.preprocessing import detect_line_hum
+
+    slow = detect_line_hum([np.random.default_rng(0).normal(size=(2000, 2))], 100.0)
+    assert not slow.found and "too slowly" in slow.reason
+    s, sig = _hum_emg(seconds=0.6, **EUROPEAN)
+    with caplog.at_level(logging.WARNING):
+        pre = preprocess_emg(sig, PreprocessConfig(), 0.01)
+    assert "too short" in pre.line_hum["not_checked"] and pre.line_hum["notched_hz"] == []
+    assert "line hum not checked" in caplog.text and "set preprocess.line_frequency to 50 or 60" in caplog.text
+
+
+def test_line_hum_detection_reads_a_bounded_excerpt():
+    sig = _raw_signal(seconds=120.0, n=2, seed=2)
+    rows = _CountingRows(sig.values)
+    lazy = Signal(SeriesValues([rows]), sig.channel_names, "V", "x", rate=FS)
+    from nwb_autolfads.data.preprocessing import _hum_excerpt
+
+    pieces = _hum_excerpt(lazy.values, [slice(0, 100000), slice(100000, sig.n_samples)], np.zeros(2, bool), FS)
+    assert len(pieces) == 4 and sum(p.shape[0] for p in pieces) <= 32 * FS and max(rows.reads) <= 2**16
+    pre = preprocess_emg(lazy, PreprocessConfig(), 0.01, chunk_samples=20000)
+    assert pre.line_hum["frequency"] == 60.0 and pre.line_hum["seconds"] <= 32
+
+
+def test_chunked_and_whole_paths_agree_on_found_hum():
+    s, sig = _hum_emg(seconds=12.0, line_noise=3.0, line_frequency=50.3, line_harmonics=(1.0, 1.0))
+    t = sig.times()
+    keep = (t < 4.0) | (t >= 4.5)
+    gapped = Signal(sig.values[keep], sig.channel_names, "V", "x", timestamps=t[keep])
+    whole = preprocess_emg(gapped, PreprocessConfig(), 0.01, chunk_samples=0)
+    part = preprocess_emg(gapped, PreprocessConfig(), 0.01, chunk_samples=3001)
+    assert whole.line_hum == part.line_hum and whole.steps == part.steps and len(whole.segments) == 2
+    assert whole.line_hum["harmonics"] == [1, 2, 3]
+    for a, b in zip(part.rectified, whole.rectified):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-15)
+
+
+def _burst_signal(t0, seconds=10.0, fs=2000.0, float32=True, burst=(8.0, 8.3), seed=0):
+    """Raw EMG, 10x louder during ``burst`` (seconds after ``t0``), with timestamps rounded to
+    float32 as some acquisition software writes them late in a session."""
+    rng = np.random.default_rng(seed)
+    true = t0 + np.arange(int(seconds * fs)) / fs
+    loud = (true >= t0 + burst[0]) & (true < t0 + burst[1])
+    x = rng.normal(size=(true.size, 2)) * np.where(loud, 10.0, 1.0)[:, None]
+    stamps = true.astype(np.float32).astype(np.float64) if float32 else true
+    return Signal(x, ["a", "b"], "V", "acquisition/EMG", timestamps=stamps)
+
+
+@pytest.mark.parametrize("t0", [1500.0, 5000.0, 20000.0])
+def test_float32_timestamps_give_bins_at_their_true_times(t0, caplog):
+    sig = _burst_signal(t0)
+    with caplog.at_level(logging.WARNING):
+        pre = preprocess_emg(sig, PreprocessConfig(), bin_size=0.01)
+    assert len(pre.segments) == 1  # at 5000 s quantisation steps were taken for gaps ("too short")
+    centres = pre.bin_times[0]
+    assert abs(centres.size - 1000) <= 1  # was 976 bins ending 0.24 s early at 1500 s
+    assert abs(centres[-1] + 0.005 - (t0 + 10.0)) <= 0.005  # the last bin ends within half a bin of the true end
+    assert abs(centres[0] - 0.005 - t0) <= 0.005
+    loud = centres[pre.rectified[0].mean(axis=1) > 4.0]  # the burst (10x) at t0 + 8.0 - 8.3 s
+    assert loud[0] - 0.005 == pytest.approx(t0 + 8.0, abs=0.011) and loud[-1] + 0.005 == pytest.approx(t0 + 8.3, abs=0.011)
+    notes = [r.getMessage() for r in caplog.records if "float32" in r.getMessage()]
+    assert len(notes) == 1 and "resolution" in notes[0]  # one warning, naming the cause
+    assert any("float32" in s for s in pre.steps)
+
+
+def test_float64_timestamps_and_rate_give_the_same_bins():
+    a = preprocess_emg(_burst_signal(1500.0, float32=False), PreprocessConfig(), bin_size=0.01)
+    sig = _burst_signal(1500.0, float32=False)
+    b = preprocess_emg(Signal(sig.values, sig.channel_names, "V", "x", rate=2000.0, starting_time=1500.0),
+                       PreprocessConfig(), bin_size=0.01)
+    assert a.bin_times[0].size == b.bin_times[0].size == 1000
+    np.testing.assert_allclose(a.bin_times[0], b.bin_times[0], atol=1e-9)
+    np.testing.assert_allclose(a.rectified[0], b.rectified[0], rtol=1e-6)
+
+
+def test_hour_long_drifting_float32_clock_keeps_bins_at_their_true_times():
+    """An hour of 200 Hz envelope whose clock runs 50 ppm fast, stamped in float32 from t = 3000 s:
+    bin times come from the timestamps, so they do not drift by the 0.18 s that start + k / rate would."""
+    fs_true = 200.0 * (1 + 50e-6)
+    n = int(3600 * 200)
+    true = 3000.0 + np.arange(n) / fs_true
+    env = np.ones((n, 1))
+    env[(true >= 6500.0) & (true < 6500.5)] = 10.0  # a marker near the end
+    sig = Signal(env, ["a"], "V", "x", timestamps=true.astype(np.float32).astype(np.float64))
+    pre = preprocess_emg(sig, PreprocessConfig(resample_hz=None, clip_quantile=None), 0.01, preprocessed=True)
+    centres = pre.bin_times[0]
+    assert len(pre.segments) == 1 and abs(centres[-1] + 0.005 - (true[-1] + 1 / fs_true)) <= 0.005
+    hot = centres[pre.rectified[0][:, 0] > 5.0]
+    assert hot[0] - 0.005 == pytest.approx(6500.0, abs=0.006) and hot[-1] + 0.005 == pytest.approx(6500.5, abs=0.006)
+
+
+def test_timestamps_in_milliseconds_are_refused_naming_the_unit():
+    sig = _burst_signal(0.0, seconds=2.0, float32=False)
+    ms = Signal(sig.values, sig.channel_names, "V", "acquisition/EMG", timestamps=sig.timestamps * 1000.0)
+    with pytest.raises(SignalError, match="milliseconds"):
+        preprocess_emg(ms, PreprocessConfig(), bin_size=0.01)
+
+
+def test_implausible_rate_and_volts_are_warned_about(caplog):
+    rng = np.random.default_rng(0)
+    slow = Signal(rng.normal(size=(2000, 2)) * 1e3, ["a", "b"], "volts", "acquisition/EMG", rate=200.0)
+    with caplog.at_level(logging.WARNING):
+        preprocess_emg(slow, PreprocessConfig(), bin_size=0.01, preprocessed=False)
+    text = " ".join(r.getMessage() for r in caplog.records)
+    assert "raw EMG sampled at 200 Hz" in text and "probably in uV or mV" in text
+
+
+def test_preprocessing_a_long_recording_from_its_file_holds_a_fraction_of_one_full_rate_copy(tmp_path, capsys):
+    import tracemalloc
+
+    from nwb_autolfads.io.reading import open_nwb, read_emg
+    from nwb_autolfads.testing import chunked_emg_nwb
+
+    path = chunked_emg_nwb(tmp_path / "long.nwb", duration=300.0, n_muscles=8, block_seconds=20.0)
+    with open_nwb(path) as (_io, nwb):
+        sig = read_emg(nwb, lazy=True)
+        copy = sig.n_samples * sig.n_channels * 8  # one float64 copy of the samples: 38 MB
+        peaks = {}
+        for chunk in (20000, 0):
+            tracemalloc.start()
+            try:
+                pre = preprocess_emg(sig, PreprocessConfig(), 0.01, chunk_samples=chunk, progress=chunk > 0)
+                peaks[chunk] = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            assert pre.segments[0].shape == (30000, 8)
+    assert peaks[20000] < 0.5 * copy  # measured 0.36 copies
+    assert peaks[0] > 2 * copy  # the whole-array path holds several (what the chunks avoid)
+    assert "reading + filtering EMG" in capsys.readouterr().err  # the progress bar, on stderr

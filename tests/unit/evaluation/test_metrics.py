@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+
+from nwb_autolfads.evaluation.metrics import channel_correlation, r2_score
+
+
+def test_correlation_and_r2_known_answers():
+    t = np.linspace(0, 10, 500)
+    truth = np.stack([np.sin(t), np.cos(t)], 1)
+    np.testing.assert_allclose(channel_correlation(2 * truth + 1, truth), [1, 1])
+    np.testing.assert_allclose(channel_correlation(-truth, truth), [-1, -1])
+    np.testing.assert_allclose(r2_score(truth, truth), [1, 1])
+    assert r2_score(truth + 1.0, truth)[0] < 0
+
+
+def test_nan_rows_are_ignored_and_shapes_checked():
+    x = np.random.default_rng(0).normal(size=(100, 2))
+    y = x.copy()
+    y[:10] = np.nan
+    np.testing.assert_allclose(channel_correlation(x, y), [1, 1])
+    with pytest.raises(ValueError):
+        channel_correlation(x, x[:, :1])
+
+
+def test_lagged_features():
+    from nwb_autolfads.evaluation.metrics import lagged
+
+    x = np.arange(5.0)[:, None]
+    np.testing.assert_array_equal(lagged(x, 2), [[0, 0, 0], [1, 0, 0], [2, 1, 0], [3, 2, 1], [4, 3, 2]])
+
+
+def test_ridge_decoding_recovers_a_known_delayed_linear_relation():
+    from nwb_autolfads.evaluation.metrics import ridge_decode_r2
+
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(3000, 4))
+    target = np.r_[np.zeros(3), (feats @ [1.0, -2.0, 0.5, 0.0])[:-3]]  # depends on features 3 bins ago
+    noisy = target + 0.1 * rng.normal(size=target.size)
+    y = np.c_[noisy, rng.normal(size=3000)]  # the second target is unpredictable noise
+    r2 = ridge_decode_r2(feats, y, lags=5)
+    assert r2[0] > 0.99 and abs(r2[1]) < 0.05
+    assert ridge_decode_r2(feats, y, lags=1)[0] < 0.1  # without enough history it fails
+
+
+def test_ridge_path_equals_separate_fits_and_fold_scores():
+    from nwb_autolfads.evaluation.metrics import ridge_decode_r2, ridge_fit, ridge_path
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 5))
+    Y = X @ rng.normal(size=(5, 2)) + 0.1 * rng.normal(size=(300, 2))
+    for alpha, pred in zip((1e-3, 1.0), ridge_path(X[:200], Y[:200], X[200:], (1e-3, 1.0))):
+        np.testing.assert_allclose(pred, ridge_fit(X[:200], Y[:200], alpha)(X[200:]), rtol=1e-8, atol=1e-10)
+    pooled, folds = ridge_decode_r2(X, Y, lags=0, folds=4, per_fold=True)
+    assert folds.shape == (4, 2) and np.all(folds > 0.95) and np.all(pooled > 0.95)
+
+
+def test_interval_coverage_counts_finite_truth_inside_the_bounds_per_channel():
+    from nwb_autolfads.evaluation.metrics import interval_coverage
+
+    lower = np.zeros((4, 3))
+    upper = np.ones((4, 3))
+    truth = np.array([[0.5, 0.0, 2.0],  # inside; on the lower bound (inside); above
+                      [1.0, -1.0, 0.5],  # on the upper bound; below; inside
+                      [np.nan, 0.5, 0.5],  # unknown (left out); inside; inside
+                      [0.2, 0.3, np.inf]])  # inside; inside; not finite (left out)
+    np.testing.assert_allclose(interval_coverage(lower, upper, truth), [1.0, 0.75, 2 / 3])
+    lower[0, 0] = np.nan  # a bin without an estimate is left out too
+    np.testing.assert_allclose(interval_coverage(lower, upper, truth)[0], 1.0)
+    assert np.isnan(interval_coverage(lower[:1], upper[:1], np.full((1, 3), np.nan))).all()
+    # a calibrated 90% interval of Gaussian noise covers about 90% of it
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=(20000, 2))
+    cov = interval_coverage(np.full_like(truth, -1.6449), np.full_like(truth, 1.6449), truth)
+    np.testing.assert_allclose(cov, 0.9, atol=0.01)
+    with pytest.raises(ValueError, match="shapes differ"):
+        interval_coverage(lower, upper, truth)

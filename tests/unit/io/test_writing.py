@@ -1,0 +1,206 @@
+import hashlib
+
+import numpy as np
+import pytest
+from pynwb import NWBHDF5IO
+
+from nwb_autolfads.errors import OutputError
+from nwb_autolfads.testing import mock_run_record
+from nwb_autolfads.io.writing import check_output_path, default_output_path, write_results
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("sub-R1_ses-20240101_ecephys.nwb", "sub-R1_ses-20240101_desc-autolfads_emg.nwb"),
+    ("sub-R1_behavior+ecephys.nwb", "sub-R1_desc-autolfads_emg.nwb"),
+    ("session3.nwb", "session3_autolfads.nwb"),
+])
+def test_default_output_names(tmp_path, name, expected):
+    assert default_output_path(tmp_path / name) == tmp_path / expected
+
+
+def test_output_checks(tmp_path, emg_copy):
+    with pytest.raises(OutputError, match=r"\.nwb"):
+        check_output_path(tmp_path / "out.h5", emg_copy, False)
+    with pytest.raises(OutputError, match="is the input"):
+        check_output_path(emg_copy, emg_copy, True)
+    with pytest.raises(OutputError, match="does not exist"):
+        check_output_path(tmp_path / "nodir" / "out.nwb", emg_copy, False)
+    existing = tmp_path / "exists.nwb"
+    existing.write_bytes(b"")
+    with pytest.raises(OutputError, match="--overwrite"):
+        check_output_path(existing, emg_copy, False)
+    assert check_output_path(existing, emg_copy, True) == existing
+
+
+def _emg_id(path):
+    with NWBHDF5IO(str(path), "r") as io:
+        return io.read().acquisition["EMG"].object_id
+
+
+def test_write_keeps_source_content_and_leaves_the_input_alone(tmp_path, emg_copy):
+    before = _sha(emg_copy)
+    emg_id = _emg_id(emg_copy)
+    out, name = write_results(emg_copy, tmp_path / "out.nwb", mock_run_record(emg_object_id=emg_id, name="r1"))
+    assert _sha(emg_copy) == before
+    assert name == "r1"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
+    with NWBHDF5IO(str(out), "r") as io:
+        nwb = io.read()
+        assert "EMG" in nwb.acquisition  # the source content is there
+        run = nwb.processing["autolfads"]["r1"]
+        ts = run.emg_activations
+        assert ts.data.shape == (100, 6) and ts.rate == pytest.approx(100.0)
+        assert ts.starting_time == pytest.approx(0.005)
+        assert list(ts.channel_names[:]) == [f"m{i}" for i in range(6)]
+        assert run.source_emg is nwb.acquisition["EMG"]  # the link resolves to the exported source
+        assert run.source_in_file == True  # noqa: E712 (numpy bool)
+        assert run.source_object_ids == emg_id  # the provenance names the source's object
+        with NWBHDF5IO(str(emg_copy), "r") as src_io:
+            source = src_io.read()
+            assert nwb.identifier != source.identifier and nwb.identifier.startswith(source.identifier)
+            # a new file is a new object: no object id of the source is reused (DANDI tells files apart by them)
+            assert len(nwb.objects) > len(source.objects) >= 5
+            assert not set(nwb.objects) & set(source.objects)
+            assert nwb.object_id != source.object_id
+
+
+def _ids_everywhere(path):
+    """Every object_id attribute in the HDF5 file (not only those pynwb builds containers for)."""
+    import h5py
+    ids = set()
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: ids.add(obj.attrs["object_id"]) if "object_id" in obj.attrs else None)
+        ids.add(f.attrs["object_id"])
+    return ids
+
+
+def test_a_new_file_shares_no_object_id_with_its_source_in_place_keeps_them(tmp_path, emg_copy):
+    out, _ = write_results(emg_copy, tmp_path / "out.nwb", mock_run_record(emg_object_id=_emg_id(emg_copy)))
+    source_ids = _ids_everywhere(emg_copy)
+    assert len(source_ids) >= 5 and not source_ids & _ids_everywhere(out)
+    record = mock_run_record(emg_object_id=_emg_id(emg_copy))
+    record.source_sha256 = _sha(emg_copy)
+    write_results(emg_copy, None, record, in_place=True)  # the same file: its objects keep their ids
+    assert source_ids < _ids_everywhere(emg_copy)
+
+
+@pytest.fixture()
+def units_source(tmp_path):
+    from nwb_autolfads.testing import mock_emg_nwb
+    return mock_emg_nwb(tmp_path / "sub-U1_ses-1_ecephys.nwb", duration=2.0, rate=1000.0, n_muscles=3, n_units=4,
+                        seed=3)
+
+
+def test_results_only_file_holds_the_run_and_where_its_source_is(tmp_path, units_source):
+    import pynwb
+    from nwb_autolfads.io.results import load_results
+
+    before = _sha(units_source)
+    record = mock_run_record(n_channels=3, unit_ids=[3, 0], emg_object_id=_emg_id(units_source), name="r")
+    record.source_location, record.source_url, record.source_asset_id = str(units_source), "https://x/y.nwb", "a-1"
+    out, name = write_results(units_source, tmp_path / "results.nwb", record, content="results")
+    assert _sha(units_source) == before
+    with NWBHDF5IO(str(units_source), "r") as src_io, NWBHDF5IO(str(out), "r") as io:
+        source, nwb = src_io.read(), io.read()
+        # none of the source's data, but its session and subject (DANDI places and validates files by them)
+        assert len(nwb.acquisition) == 0 and nwb.units is None and set(nwb.processing) == {"autolfads"}
+        assert nwb.session_start_time == source.session_start_time
+        assert nwb.session_description == source.session_description
+        assert list(nwb.experimenter) == list(source.experimenter) and nwb.lab == source.lab
+        for key in ("subject_id", "species", "sex", "age"):
+            assert getattr(nwb.subject, key) == getattr(source.subject, key)
+        assert nwb.identifier != source.identifier and nwb.identifier.startswith(source.identifier)
+        assert not set(nwb.objects) & set(source.objects)
+        run = nwb.processing["autolfads"][name]
+        assert run.source_in_file == False and run.source_emg is None  # noqa: E712
+        assert (run.source_location, run.source_url, run.source_dandi_asset_id) == (str(units_source),
+                                                                                   "https://x/y.nwb", "a-1")
+        assert run.firing_rates.units is None and list(run.firing_rates.unit_ids[:]) == [3, 0]
+    assert pynwb.validate(path=str(out)) == []
+    ds = load_results(out)
+    assert list(ds.unit.values) == [3, 0] and ds.firing_rates.shape == (100, 2)
+    assert ds.attrs["source_in_file"] == 0 and ds.attrs["source_location"] == str(units_source)
+    assert out.stat().st_size < units_source.stat().st_size
+
+
+def test_full_file_names_units_by_row_and_by_id(tmp_path, units_source):
+    from nwb_autolfads.io.results import load_results
+
+    out, name = write_results(units_source, tmp_path / "full.nwb", mock_run_record(unit_ids=[3, 0]))
+    with NWBHDF5IO(str(out), "r") as io:
+        rates = io.read().processing["autolfads"][name].firing_rates
+        assert list(rates.units.data[:]) == [3, 0] and list(rates.unit_ids[:]) == [3, 0]
+    assert list(load_results(out).unit.values) == [3, 0]
+    with pytest.raises(OutputError, match=r"units \[7\] that the file's Units table does not hold"):
+        write_results(units_source, tmp_path / "bad.nwb", mock_run_record(unit_ids=[0, 7]))
+    assert not (tmp_path / "bad.nwb").exists()
+
+
+def test_irregular_times_are_written_as_timestamps(tmp_path, emg_copy):
+    times = np.concatenate([0.005 + np.arange(50) * 0.01, 2.005 + np.arange(50) * 0.01])
+    out, name = write_results(emg_copy, tmp_path / "out.nwb", mock_run_record(times=times))
+    with NWBHDF5IO(str(out), "r") as io:
+        ts = io.read().processing["autolfads"][name].emg_activations
+        np.testing.assert_allclose(ts.timestamps[:], times)
+        assert ts.credible_interval is None and ts.lower is None  # not the timestamps' own "interval" attribute
+    with_band, name = write_results(emg_copy, tmp_path / "band.nwb", mock_run_record(times=times, interval=0.9))
+    with NWBHDF5IO(str(with_band), "r") as io:
+        ts = io.read().processing["autolfads"][name].emg_activations
+        np.testing.assert_allclose(ts.timestamps[:], times)
+        assert ts.credible_interval == 0.9 and ts.lower.shape == ts.upper.shape == (100, 6)
+
+
+def test_runs_coexist_with_unique_names(tmp_path, emg_copy):
+    first, a = write_results(emg_copy, tmp_path / "one.nwb", mock_run_record(name="run"))
+    second, b = write_results(first, tmp_path / "two.nwb", mock_run_record(name="run"))
+    assert (a, b) == ("run", "run_2")
+    with NWBHDF5IO(str(second), "r") as io:
+        assert set(io.read().processing["autolfads"].data_interfaces) == {"run", "run_2"}
+
+
+def test_default_run_name_comes_from_the_start_time(tmp_path, emg_copy):
+    _, name = write_results(emg_copy, tmp_path / "out.nwb", mock_run_record())
+    assert name == "run_20260101T000000Z"
+
+
+def test_in_place_adds_a_run_to_the_source(tmp_path, emg_copy):
+    record = mock_run_record(emg_object_id=_emg_id(emg_copy))
+    from nwb_autolfads.io.writing import file_sha256
+    record.source_sha256 = file_sha256(emg_copy)
+    path, name = write_results(emg_copy, None, record, in_place=True)
+    assert path == emg_copy
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emg.nwb"]
+    with NWBHDF5IO(str(emg_copy), "r") as io:
+        nwb = io.read()
+        assert nwb.processing["autolfads"][name].source_emg is nwb.acquisition["EMG"]
+        assert nwb.processing["autolfads"][name].factors.data.shape == (100, 4)
+
+
+def test_in_place_refuses_a_source_that_changed_during_training(tmp_path, emg_copy):
+    before = _sha(emg_copy)
+    with pytest.raises(OutputError, match="changed while the run was training"):
+        write_results(emg_copy, None, mock_run_record(), in_place=True)  # sha256 '000...' != the file's
+    assert _sha(emg_copy) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emg.nwb"]
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_failed_write_leaves_nothing(tmp_path, emg_copy, monkeypatch, in_place):
+    import nwb_autolfads.io.writing as writing
+
+    def boom(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    before = _sha(emg_copy)
+    record = mock_run_record()
+    record.source_sha256 = before
+    monkeypatch.setattr(writing.os, "replace", boom)
+    with pytest.raises(OutputError, match="No space left"):
+        write_results(emg_copy, tmp_path / "out.nwb", record, in_place=in_place)
+    assert not (tmp_path / "out.nwb").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emg.nwb"]
+    assert _sha(emg_copy) == before

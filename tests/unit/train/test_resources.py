@@ -1,0 +1,184 @@
+"""Cores available (affinity, cgroup quota), the choice of execution, and training processes free of the NWB stack."""
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nwb_autolfads.train import resources
+from nwb_autolfads.config import ModelConfig, PRESETS, TrainConfig, build_config
+from nwb_autolfads.errors import ConfigError
+from nwb_autolfads.train.resources import available_cores, choose_execution
+
+SRC = Path(__file__).resolve().parents[3] / "src"
+EMG = ModelConfig(**PRESETS["quick"]["model"])  # 32/64-unit GRUs: the EMG models
+REFERENCE = ModelConfig(ic_enc_dim=64, ci_enc_dim=64, con_dim=64, co_dim=4, ic_dim=64, gen_dim=200, factor_dim=100)
+
+
+@pytest.fixture
+def many_cores(monkeypatch):
+    """A 64-core machine with every core in the affinity mask: only the cgroup can limit."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+
+
+def _t(ex):
+    return ex.mode, ex.workers, ex.threads
+
+
+def _cgroup(tmp_path, proc: str, files: dict[str, str]):
+    (tmp_path / "proc_cgroup").write_text(proc)
+    for rel, text in files.items():
+        f = tmp_path / "cg" / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(text)
+    return tmp_path / "cg", tmp_path / "proc_cgroup"
+
+
+@pytest.mark.parametrize("proc, files, expected", [
+    ("0::/\n", {"cpu.max": "250000 100000\n"}, 3),  # v2, in a container (its own cgroup is the root): ceil(2.5)
+    ("0::/job/step\n", {"job/step/cpu.max": "max 100000\n", "job/cpu.max": "400000 100000\n"}, 4),  # a parent's limit
+    ("0::/job\n", {"job/cpu.max": "max 100000\n"}, 64),  # no quota
+    ("0::/job\n", {}, 64),  # no cpu controller files at all
+    ("4:cpu,cpuacct:/docker/abc\n1:memory:/docker/abc\n",
+     {"cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "150000\n", "cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n"},
+     2),  # v1: ceil(1.5)
+    ("4:cpu,cpuacct:/\n", {"cpu,cpuacct/cpu.cfs_quota_us": "-1\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n"},
+     64),  # v1, unlimited
+    ("4:cpu:/x\n", {"cpu/x/cpu.cfs_quota_us": "50000\n", "cpu/x/cpu.cfs_period_us": "100000\n"}, 1),  # half a core
+])
+def test_available_cores_reads_the_cgroup_quota(tmp_path, many_cores, proc, files, expected):
+    root, proc_file = _cgroup(tmp_path, proc, files)
+    assert available_cores(root, proc_file) == expected
+
+
+def test_available_cores_respects_affinity_and_cpu_count(tmp_path, monkeypatch):
+    root, proc_file = _cgroup(tmp_path, "0::/\n", {"cpu.max": "800000 100000\n"})
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 5, 9}, raising=False)  # taskset -c 0,5,9
+    assert available_cores(root, proc_file) == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert available_cores(root, proc_file) == 8
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)  # never more than the machine has
+    assert available_cores(root, proc_file) == 4
+
+
+def test_available_cores_without_cgroup_files(tmp_path, many_cores):
+    assert available_cores(tmp_path / "none", tmp_path / "none" / "cgroup") == 64
+    assert 1 <= available_cores() <= (os.cpu_count() or 1)  # this machine, whatever it is
+
+
+def test_small_models_stack_and_wide_ones_spread_over_processes():
+    # small models: one stacked program per core (a block of the members each), one thread each
+    emg = choose_execution(20, EMG, 16, "cpu", cores=2)
+    assert _t(emg) == ("stacked-processes", 2, 1)
+    assert "2 worker processes x 1 thread, each training a block of the members as one stacked program" \
+        in emg.describe() and "at most 10 members" in emg.reason
+    assert _t(choose_execution(3, EMG, 16, "cpu", cores=8)) == ("stacked-processes", 3, 1)  # at most one per member
+    emg1 = choose_execution(20, EMG, 16, "cpu", cores=1)
+    assert _t(emg1) == ("stacked", 1, 1) and "stacked" in emg1.describe()  # one core: in this process
+    assert choose_execution(20, EMG, 16, "cpu", cores=4, workers=1).mode == "stacked"  # no worker processes
+    # only over idle cores: a busy machine gives a session no more CPU for a second process
+    busy = choose_execution(20, EMG, 16, "cpu", cores=2, idle=1)
+    assert _t(busy) == ("stacked", 1, 1) and "other programs keep all but 1 busy" in busy.reason
+    assert _t(choose_execution(20, EMG, 16, "cpu", cores=8, idle=3)) == ("stacked-processes", 3, 1)
+    assert _t(choose_execution(20, EMG, 16, "cpu", cores=8, idle=1, execution="stacked-processes")) == \
+        ("stacked-processes", 8, 1)  # the user's choice: over the cores
+    ref = choose_execution(20, REFERENCE, 30, "cpu", cores=2)
+    assert (ref.mode, ref.workers, ref.threads) == ("processes", 2, 1)
+    assert "2 worker processes x 1 thread" in ref.describe()
+    # without the stacked executor, small models spread over processes too
+    assert _t(choose_execution(20, EMG, 16, "cpu", cores=4, stacked_available=False)) == ("processes", 4, 1)
+    assert _t(choose_execution(3, REFERENCE, 30, "cpu", cores=8)) == ("processes", 3, 2)  # a worker per member
+    assert _t(choose_execution(20, REFERENCE, 30, "cpu", cores=1)) == ("sequential", 1, 1)
+    assert choose_execution(20, EMG, 16, "cuda", cores=16).mode == "stacked"
+    assert choose_execution(20, REFERENCE, 30, "cuda", cores=16, execution="processes").mode == "sequential"
+
+
+def test_one_model_uses_one_thread_when_latency_bound():
+    assert _t(choose_execution(1, EMG, 16, "cpu", cores=8)) == ("sequential", 1, 1)
+    one = choose_execution(1, REFERENCE, 30, "cpu", cores=8)
+    assert one.mode == "sequential" and one.threads == 2
+    assert choose_execution(1, REFERENCE, 30, "cpu", cores=1).threads == 1
+    assert choose_execution(1, REFERENCE, 30, "cpu", cores=8, idle=1).threads == 1  # other programs hold the cores
+    assert _t(choose_execution(3, REFERENCE, 30, "cpu", cores=8, idle=4)) == ("processes", 3, 1)
+    assert 1 <= resources.idle_cores(2) <= 2
+    assert choose_execution(1, EMG, 16, "cpu", cores=8, threads=6).threads == 6  # the user's choice
+    assert choose_execution(1, EMG, 16, "cpu", cores=2, threads=6).threads == 2  # capped by the cores
+
+
+def test_explicit_settings_win_and_threads_never_oversubscribe():
+    assert _t(choose_execution(20, EMG, 16, "cpu", cores=8, workers=3)) == ("stacked-processes", 3, 1)
+    assert _t(choose_execution(20, EMG, 16, "cpu", cores=8, workers=3, threads=2)) == ("stacked-processes", 3, 2)
+    assert _t(choose_execution(20, EMG, 16, "cpu", cores=8, workers=3, threads=4)) == ("stacked-processes", 3, 2)
+    assert _t(choose_execution(20, REFERENCE, 30, "cpu", cores=8, workers=3)) == ("processes", 3, 2)  # wide: 2 threads
+    assert _t(choose_execution(20, EMG, 16, "cpu", cores=8, workers=3, execution="processes")) == ("processes", 3, 1)
+    assert choose_execution(20, EMG, 16, "cpu", cores=8, workers=3, execution="stacked").mode == "stacked"
+    assert choose_execution(20, EMG, 16, "cuda", cores=8, execution="stacked-processes").mode == "stacked"
+    assert _t(choose_execution(20, REFERENCE, 30, "cpu", cores=2, execution="stacked-processes")) == \
+        ("stacked-processes", 2, 1)  # the user's choice, also for a wide model
+    assert choose_execution(20, REFERENCE, 30, "cpu", cores=8, workers=1).mode == "sequential"
+    assert choose_execution(20, REFERENCE, 30, "cpu", cores=8, execution="stacked").mode == "stacked"
+    assert choose_execution(20, EMG, 16, "cpu", cores=8, execution="sequential").mode == "sequential"
+    for pop, cfg, cores, threads, mode in itertools.product([1, 2, 5, 20], [EMG, REFERENCE], [1, 2, 3, 4, 16],
+                                                             [0, 1, 2, 3, 32], ["auto", *resources.MODES]):
+        ex = choose_execution(pop, cfg, 16, "cpu", cores=cores, threads=threads, execution=mode)
+        assert ex.workers * ex.threads <= cores, (pop, cfg, cores, threads, mode, ex)
+        assert ex.workers <= max(pop, 1) and ex.threads >= 1 and ex.reason
+    with pytest.raises(ConfigError, match="pbt.execution"):
+        choose_execution(2, EMG, 16, "cpu", cores=2, execution="threads")
+    # processes asked for with a worker count of 1 (the smoke preset's): processes all the same, and said
+    ex = choose_execution(4, EMG, 16, "cpu", cores=2, workers=1, execution="processes")
+    assert _t(ex) == ("processes", 2, 1) and "pbt.workers = 1" in ex.reason
+    ex = choose_execution(4, EMG, 16, "cpu", cores=1, workers=1, execution="processes")
+    assert ex.mode == "sequential" and "pbt.execution = processes, but 1 core" in ex.reason
+    ex = choose_execution(4, EMG, 16, "cpu", cores=2, workers=1, execution="stacked-processes")
+    assert _t(ex) == ("stacked-processes", 2, 1) and "pbt.workers = 1" in ex.reason
+    ex = choose_execution(4, EMG, 16, "cpu", cores=1, execution="stacked-processes")
+    assert ex.mode == "stacked" and "one stacked program in this process" in ex.reason
+
+
+def test_train_threads_setting():
+    assert TrainConfig().threads == 0
+    assert build_config("smoke", overrides={"train.threads": 2}).train.threads == 2
+    with pytest.raises(ConfigError, match="train.threads"):
+        build_config("smoke", overrides={"train.threads": -1})
+
+
+_TRAIN_TWO_STEPS = """
+import json, resource, sys
+import torch
+from nwb_autolfads.config import AugmentConfig, ModelConfig, TrainConfig
+from nwb_autolfads.model.lfads import LFADS
+from nwb_autolfads.model.observations import Gamma
+from nwb_autolfads.train.pbt.embedded import train_population  # noqa: F401  (the population's modules too)
+from nwb_autolfads.train.loop import train_model
+x = torch.rand(2 * 8 + 4, 20, 3) + 0.05
+model = LFADS(3, ModelConfig(ic_enc_dim=8, ci_enc_dim=8, con_dim=8, co_dim=1, ic_dim=8, gen_dim=8, factor_dim=2),
+              Gamma())
+train_model(model, x[:16], x[16:], TrainConfig(max_steps=2, min_steps=0, ramp_steps=0, batch_size=8, valid_every=2),
+            AugmentConfig(), progress=False)  # 16 windows / batch 8: 2 steps, one validation
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("pynwb", "hdmf", "h5py", "zarr", "hdmf_zarr"))))
+"""
+
+
+def test_training_process_imports_no_nwb_stack():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", _TRAIN_TWO_STEPS], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_package_import_is_light_and_nwb_parts_load_the_namespace():
+    code = ("import sys, nwb_autolfads; light = 'pynwb' not in sys.modules; "
+            "from pynwb import get_class; import nwb_autolfads.io.reading; "
+            "print(light, get_class('AutoLFADSRun', 'ndx-autolfads').__name__, callable(nwb_autolfads.load_results))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "AutoLFADSRun", "True"]
