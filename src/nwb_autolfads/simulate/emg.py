@@ -384,8 +384,27 @@ def simulate_emg(setting: EMGSetting) -> SyntheticEMG:
         When an array would exceed :data:`MAX_VALUES` values.
     """
     s = setting
-    rng = np.random.default_rng(s.seed)
-    M, rate = s.n_muscles, float(s.rate)
+    rng = np.random.default_rng(s.seed)  # one stream: the order of the draws below is the setting's identity
+    rate = float(s.rate)
+    ranges, k, span, n_span = _sample_ranges(rng, s)
+    lat = _latent(rng, s, span)
+    carrier = _carrier(rng, s, lat.activations, n_span)
+    raw, truth, times = _render(s, ranges, k, lat, carrier)
+    M = s.n_muscles
+    names = list(DEFAULT_MUSCLES[:M]) + [f"m{i}" for i in range(len(DEFAULT_MUSCLES), M)]
+    latent = np.stack([np.interp(times, lat.times, lat.sources[:, j]) for j in range(lat.sources.shape[1])], axis=1)
+    kinematics = np.stack([np.interp(times, lat.times, lat.kinematics[:, j]) for j in range(lat.kinematics.shape[1])],
+                          axis=1)
+    segments = [(a / rate, c / rate) for a, c in ranges]
+    return SyntheticEMG(raw=raw, activations=truth, times=times, rate=rate / k, names=names, latent=latent,
+                        kinematics=kinematics, segments=segments)
+
+
+def _sample_ranges(rng: np.random.Generator, s: EMGSetting) -> tuple[list[tuple[int, int]], int, float, int]:
+    """The kept stretches as sample ranges [(a, c)] (each a whole number of ``k``-sample envelope
+    bins), ``k`` (samples per stored sample), the span in seconds and its length in samples.
+    Raises ValueError when the recording would exceed :data:`MAX_VALUES` values."""
+    rate = float(s.rate)
     segs, span = _segments(rng, s)
     n_span = int(np.ceil(span * rate))
     k = max(1, int(round(rate / s.envelope_rate))) if s.enveloped else 1
@@ -393,20 +412,54 @@ def simulate_emg(setting: EMGSetting) -> SyntheticEMG:
               [(int(np.ceil(a * rate)), int(np.ceil(b * rate))) for a, b in segs])
     ranges = [(a, a + (c - a) // k * k) for a, c in ranges if c - a >= k]
     n_out = sum((c - a) // k for a, c in ranges)
-    if n_out * M > MAX_VALUES:
-        raise ValueError(f"setting {s.name!r}: {n_out} samples x {M} channels exceeds {MAX_VALUES:.0e} values "
-                         "held in memory: shorten it, use fewer muscles, a lower rate or enveloped=True (or "
+    if n_out * s.n_muscles > MAX_VALUES:
+        raise ValueError(f"setting {s.name!r}: {n_out} samples x {s.n_muscles} channels exceeds {MAX_VALUES:.0e} "
+                         "values held in memory: shorten it, use fewer muscles, a lower rate or enveloped=True (or "
                          "testing.chunked_emg_nwb for long raw files)")
+    return ranges, k, span, n_span
+
+
+@dataclass(frozen=True)
+class _Latent:
+    """The slow truth on its own grid: ``times`` (n,) s, ``sources`` (n, K), ``activations`` (n, M)
+    (>= 0) and ``kinematics`` (n, J)."""
+    times: np.ndarray
+    sources: np.ndarray
+    activations: np.ndarray
+    kinematics: np.ndarray
+
+
+def _latent(rng: np.random.Generator, s: EMGSetting, span: float) -> _Latent:
+    """Draw the latent sources of ``s.dynamics``, band-limit the drive to ``s.bandwidth`` and map it
+    to activations through a softplus with a per-muscle gain and offset; joint angles follow."""
     fs_lat = max(100.0, 10.0 * s.bandwidth)
     n_lat = int(np.ceil(span * fs_lat)) + 2
-    t_lat = np.arange(n_lat) / fs_lat
     sources, drive = _DRIVES[s.dynamics](rng, n_lat, fs_lat, s)
     if s.bandwidth < 0.45 * fs_lat:
         drive = sps.sosfiltfilt(sps.butter(2, s.bandwidth, fs=fs_lat, output="sos"), drive, axis=0)
-    gain = rng.uniform(1.0, 2.0, size=M)
-    offset = rng.uniform(-1.0, 0.0, size=M)
+    gain = rng.uniform(1.0, 2.0, size=s.n_muscles)
+    offset = rng.uniform(-1.0, 0.0, size=s.n_muscles)
     act_lat = np.logaddexp(0.0, gain * _zscore(drive) + offset)
-    kin_lat = kinematics_from(act_lat, fs_lat, s.seed, s.n_joints)
+    return _Latent(times=np.arange(n_lat) / fs_lat, sources=sources, activations=act_lat,
+                   kinematics=kinematics_from(act_lat, fs_lat, s.seed, s.n_joints))
+
+
+@dataclass(frozen=True)
+class _Carrier:
+    """What turns activations into recorded EMG: the additive floor (per muscle), hum gains and
+    phases, DC offsets, the recording band (``sos``, unit-SD noise after it: ``sd``) and the
+    artefact events [(start sample, waveform, per-muscle weights)]."""
+    floor: np.ndarray | float
+    hum_gain: np.ndarray
+    hum_phase: np.ndarray
+    dc: np.ndarray
+    sos: np.ndarray
+    sd: float
+    events: list
+
+
+def _carrier(rng: np.random.Generator, s: EMGSetting, act_lat: np.ndarray, n_span: int) -> _Carrier:
+    rate, M = float(s.rate), s.n_muscles
     rms = np.sqrt((act_lat ** 2).mean(0))  # EMG RMS per muscle (unit-SD carrier)
     mean_rms = float(rms.mean())
     floor = 0.0 if s.snr_db is None else rms * 10 ** (-s.snr_db / 20)
@@ -419,7 +472,14 @@ def simulate_emg(setting: EMGSetting) -> SyntheticEMG:
     impulse = np.zeros(int(2 * rate))
     impulse[0] = 1.0
     sd = float(np.sqrt(np.sum(sps.sosfilt(sos, impulse) ** 2)))
+    return _Carrier(floor=floor, hum_gain=hum_gain, hum_phase=hum_phase, dc=dc, sos=sos, sd=sd, events=events)
 
+
+def _render(s: EMGSetting, ranges: list[tuple[int, int]], k: int, lat: _Latent, carrier: _Carrier):
+    """Build the stored samples block by block (memory stays bounded by :data:`_BLOCK_S`): returns
+    raw (n, M) float32, truth (n, M) float32 and times (n,) s."""
+    rate, M = float(s.rate), s.n_muscles
+    n_out = sum((c - a) // k for a, c in ranges)
     raw = np.empty((n_out, M), np.float32)
     truth = np.empty((n_out, M), np.float32)
     times = np.empty(n_out)
@@ -428,35 +488,34 @@ def simulate_emg(setting: EMGSetting) -> SyntheticEMG:
     for a0, c0 in ranges:
         for a in range(a0, c0, block):
             c = min(c0, a + block)
-            t = np.arange(a, c) / rate
-            act = np.stack([np.interp(t, t_lat, act_lat[:, m]) for m in range(M)], axis=1)
-            emg = act * _band_noise(s.seed, 1, s.noise, a, c, M, rate, sos, sd)
-            if s.snr_db is not None:
-                emg += floor * _band_noise(s.seed, 2, "gaussian", a, c, M, rate, sos, sd)
-            for start, wave, weights in events:
-                lo, hi = max(a, start, 0), min(c, start + wave.size)
-                if lo < hi:
-                    emg[lo - a:hi - a] += wave[lo - start:hi - start, None] * weights[None, :]
-            n = (c - a) // k
-            if s.enveloped:
-                out = np.abs(emg).reshape(n, k, M).mean(1)
-                act = act.reshape(n, k, M).mean(1)
-                t = t.reshape(n, k).mean(1)
-            else:
-                hum = np.sin(2 * np.pi * s.hum_hz * t + hum_phase[0]) * s.hum_amplitude
-                for h, amp in enumerate(s.hum_harmonics, start=2):
-                    hum = hum + amp * np.sin(2 * np.pi * h * s.hum_hz * t + hum_phase[h - 1])
-                out = emg + hum[:, None] * hum_gain[None, :] + dc
+            out, act, t = _render_block(s, a, c, k, lat, carrier)
+            n = out.shape[0]
             raw[row:row + n] = out * s.noise_scale
             truth[row:row + n] = act
             times[row:row + n] = t
             row += n
-    names = list(DEFAULT_MUSCLES[:M]) + [f"m{i}" for i in range(len(DEFAULT_MUSCLES), M)]
-    latent = np.stack([np.interp(times, t_lat, sources[:, j]) for j in range(sources.shape[1])], axis=1)
-    kinematics = np.stack([np.interp(times, t_lat, kin_lat[:, j]) for j in range(kin_lat.shape[1])], axis=1)
-    segments = [(a / rate, c / rate) for a, c in ranges]
-    return SyntheticEMG(raw=raw, activations=truth, times=times, rate=rate / k, names=names, latent=latent,
-                        kinematics=kinematics, segments=segments)
+    return raw, truth, times
+
+
+def _render_block(s: EMGSetting, a: int, c: int, k: int, lat: _Latent, carrier: _Carrier):
+    """Samples ``a:c`` (a multiple of ``k`` long): the stored values, the truth and the times."""
+    rate, M = float(s.rate), s.n_muscles
+    t = np.arange(a, c) / rate
+    act = np.stack([np.interp(t, lat.times, lat.activations[:, m]) for m in range(M)], axis=1)
+    emg = act * _band_noise(s.seed, 1, s.noise, a, c, M, rate, carrier.sos, carrier.sd)
+    if s.snr_db is not None:
+        emg += carrier.floor * _band_noise(s.seed, 2, "gaussian", a, c, M, rate, carrier.sos, carrier.sd)
+    for start, wave, weights in carrier.events:
+        lo, hi = max(a, start, 0), min(c, start + wave.size)
+        if lo < hi:
+            emg[lo - a:hi - a] += wave[lo - start:hi - start, None] * weights[None, :]
+    n = (c - a) // k
+    if s.enveloped:
+        return np.abs(emg).reshape(n, k, M).mean(1), act.reshape(n, k, M).mean(1), t.reshape(n, k).mean(1)
+    hum = np.sin(2 * np.pi * s.hum_hz * t + carrier.hum_phase[0]) * s.hum_amplitude
+    for h, amp in enumerate(s.hum_harmonics, start=2):
+        hum = hum + amp * np.sin(2 * np.pi * h * s.hum_hz * t + carrier.hum_phase[h - 1])
+    return emg + hum[:, None] * carrier.hum_gain[None, :] + carrier.dc, act, t
 
 
 def write_setting_nwb(path: str | Path, setting: EMGSetting, synth: SyntheticEMG | None = None) -> Path:
