@@ -95,7 +95,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """Raw-EMG preprocessing (science.md section 2). Set a step to ``None`` to skip it."""
+    """Raw-EMG preprocessing (docs/science.md, EMG preprocessing). Set a step to ``None`` to skip it."""
 
     line_frequency: float | str | bool | None = "auto"
     """Mains (line) frequency to notch out. ``auto``: found from a Welch spectrum of the raw EMG
@@ -182,7 +182,7 @@ already binned: each sample is one model bin, at the sample's own timestamp."""
 
 @dataclass(frozen=True)
 class WindowConfig:
-    """Binning and chopping of continuous data into overlapping windows (science.md section 7)."""
+    """Binning and chopping of continuous data into overlapping windows (docs/science.md, Windows and merging)."""
 
     bin_size: float | None = None
     """Model bin width in seconds. null (the default): EMG that is already rectified and binned
@@ -218,7 +218,7 @@ class WindowConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """LFADS architecture (science.md section 4)."""
+    """LFADS architecture (docs/science.md, LFADS)."""
 
     observation: str = "gamma"
     """Likelihood of the EMG: ``gamma``, or ``zigamma`` (zero-inflated Gamma) for EMG with exact zeros."""
@@ -282,7 +282,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Training-time augmentations (science.md section 5)."""
+    """Training-time augmentations (docs/science.md, Augmentations)."""
 
     cd_rate: float = 0.3
     """Coordinated dropout: fraction of input elements masked; 0 disables."""
@@ -303,7 +303,7 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation and regularisation (science.md section 4)."""
+    """Optimisation and regularisation (docs/science.md, Training objective)."""
 
     max_steps: int = 2000
     """Largest number of optimisation steps (batches of ``batch_size`` windows) one model trains;
@@ -423,7 +423,7 @@ def configured_hyperparameters(model: "ModelConfig", train: "TrainConfig", augme
 
 @dataclass(frozen=True)
 class PBTConfig:
-    """Population-based training (science.md section 6). ``population: 1`` trains one model
+    """Population-based training (docs/science.md, Population-based training). ``population: 1`` trains one model
     with the configured hyperparameters (``train``/``model``/``augment``) instead."""
 
     population: int = 20
@@ -494,7 +494,7 @@ class PBTConfig:
 
 @dataclass(frozen=True)
 class InferenceConfig:
-    """How outputs are inferred from the trained model (science.md section 4)."""
+    """How outputs are inferred from the trained model (docs/science.md, Inference)."""
 
     mode: str = "sample"
     """``mean``: one pass with posterior means; ``sample``: average over posterior samples."""

@@ -381,7 +381,7 @@ def _describe(cfg: RunConfig, sig, units) -> str:
 
 
 def _hyperparameters(cfg: RunConfig) -> dict:
-    """The hyperparameters population-based training tunes (science.md section 6), as used."""
+    """The hyperparameters population-based training tunes (docs/science.md, Population-based training), as used."""
     from nwb_autolfads.config import configured_hyperparameters
 
     return configured_hyperparameters(cfg.model, cfg.train, cfg.augment)

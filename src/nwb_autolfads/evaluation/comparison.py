@@ -1,4 +1,4 @@
-"""Evaluation of a stored run against the published baselines (science.md section 8).
+"""Evaluation of a stored run against the published baselines (docs/science.md, Evaluation).
 
 :func:`evaluate` reads a result file (the output of ``run``: the source data and the run side by
 side; for a results-only file, the source is reopened where the run read it), recomputes the binned rectified EMG from the source with the run's own preprocessing,

@@ -1,7 +1,7 @@
 """Mock-data factories: synthetic EMG with known muscle activations, written to NWB.
 
 Used by the tests, the examples, ``nwb-autolfads run --example`` and the benchmarks
-(science.md section 9): a low-dimensional Lorenz latent, mapped through a random map and a
+(docs/science.md, Synthetic data): a low-dimensional Lorenz latent, mapped through a random map and a
 softplus to M non-negative activations a_m(t); raw EMG_m = a_m(t) x band-limited Laplacian
 noise, plus mains hum and a DC offset (what the preprocessing removes), and optionally sparse
 high-amplitude artefacts shared across channels.
@@ -454,7 +454,7 @@ class LorenzSpikes:
 
 def lorenz_spikes(n_conditions: int = 40, trials_per_condition: int = 10, n_bins: int = 50, n_neurons: int = 30,
                   bin_size: float = 0.01, base_rate: float = 5.0, steps_per_bin: int = 2, seed: int = 0) -> LorenzSpikes:
-    """Poisson spikes driven by a Lorenz system (science.md section 9): sigma 10, rho 28,
+    """Poisson spikes driven by a Lorenz system (docs/science.md, Synthetic data): sigma 10, rho 28,
     beta 8/3, Euler dt 0.006, 500 burn-in steps; one random initial state per condition;
     trajectories mean-subtracted and scaled to max 1; log-rates = W x + log(base_rate * bin)
     with W entries +-U(1, 2)."""
