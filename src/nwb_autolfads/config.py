@@ -551,7 +551,41 @@ class OutputConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that determines one run. Serialisable to YAML/JSON."""
+    """Everything that determines one run. Serialisable to YAML/JSON.
+
+    Frozen: change values with :meth:`updated` (validated). Build one with
+    :func:`build_config`; the sections and every setting, with its default and unit, are listed
+    by ``nwb-autolfads config --show``.
+
+    Attributes
+    ----------
+    seed, device, preset
+        As documented below each field.
+    data : DataConfig
+        Which signals to read and model.
+    preprocess : PreprocessConfig
+        Raw-EMG preprocessing (docs/science.md, EMG preprocessing).
+    windows : WindowConfig
+        Bins, windows and merging (docs/science.md, Windows and merging).
+    model : ModelConfig
+        The LFADS architecture and observation model (docs/science.md, LFADS).
+    augment : AugmentConfig
+        Training-time augmentations (docs/science.md, Augmentations).
+    train : TrainConfig
+        Optimisation and regularisation (docs/science.md, Training objective).
+    pbt : PBTConfig
+        Population-based training (docs/science.md, Population-based training).
+    inference : InferenceConfig
+        How the outputs are inferred (docs/science.md, Inference).
+    output : OutputConfig
+        What a new output file holds.
+
+    Raises
+    ------
+    ConfigError
+        On construction, for an invalid value (e.g. a negative seed, or ``preprocess.floor``
+        0 with the Gamma observation model).
+    """
 
     seed: int = 0
     """Random seed of the run (weights, batches, augmentations, PBT)."""
@@ -663,14 +697,38 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def build_config(preset: str | None = None, file: str | Path | None = None,
                  overrides: Mapping[str, Any] | None = None) -> RunConfig:
-    """Defaults <- preset <- config file <- overrides, validated.
+    """Build a validated run configuration: defaults <- preset <- config file <- overrides.
 
-    ``overrides`` may be nested dicts or dotted keys (``{"train.lr": 1e-3}``). The rule for a
-    preset and a config file together: the preset applies *underneath* the file, and every value
-    the file sets wins. A file that names its preset (``nwb-autolfads config --show`` writes
-    ``preset:``, and every value of that preset) uses it when no preset is passed; a preset
-    passed that differs from the file's is refused (:class:`ConfigError`), since the file's
-    values would silently undo it while the run is labelled with it.
+    The rule for a preset and a config file together: the preset applies *underneath* the file,
+    and every value the file sets wins. A file that names its preset (``nwb-autolfads config
+    --show`` writes ``preset:``, and every value of that preset) uses it when no preset is
+    passed. Warnings (``logging``) say where the file overrides its preset's values and where
+    step budgets contradict each other.
+
+    Parameters
+    ----------
+    preset : str, optional
+        One of :data:`PRESETS` (``smoke``, ``quick``, ``default``, ``paper``); default the
+        file's preset, else ``default``.
+    file : str or pathlib.Path, optional
+        A YAML (or JSON) config file: a mapping of sections (``seed``, ``data``, ``preprocess``,
+        ``windows``, ``model``, ``augment``, ``train``, ``pbt``, ``inference``, ``output``).
+    overrides : mapping, optional
+        Settings that win over everything else: nested dicts or dotted keys
+        (``{"train.lr": 1e-3}``).
+
+    Returns
+    -------
+    RunConfig
+        The configuration, every value checked.
+
+    Raises
+    ------
+    ConfigError
+        An unknown preset; a preset that differs from the one the file names (the file's values
+        would silently undo it while the run is labelled with it); a missing or invalid file;
+        an unknown key, a wrong type or an out-of-range value (the message names the key, the
+        value and the fix).
     """
     file_data: dict[str, Any] = load_config_file(file) if file is not None else {}
     file_preset = file_data.get("preset")
