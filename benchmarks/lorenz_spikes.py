@@ -1,4 +1,4 @@
-"""LFADS on Lorenz-driven Poisson spikes with known rates (science.md section 9).
+"""LFADS on Lorenz-driven Poisson spikes with known rates (docs/science.md, Synthetic data).
 
     python benchmarks/lorenz_spikes.py [--steps 10000] [--trials 20] [--co-dim 0] [--seed 0]
 

@@ -1,4 +1,4 @@
-"""Quality on synthetic EMG with known activations (science.md section 9).
+"""Quality on synthetic EMG with known activations (docs/science.md, Synthetic data).
 
     python benchmarks/synthetic_emg_quality.py [--preset quick] [--duration 60] [--muscles 12]
                                                [--artefacts 0.0] [--seed 0] [--workdir DIR]

@@ -95,7 +95,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """Raw-EMG preprocessing (science.md section 2). Set a step to ``None`` to skip it."""
+    """Raw-EMG preprocessing (docs/science.md, EMG preprocessing). Set a step to ``None`` to skip it."""
 
     line_frequency: float | str | bool | None = "auto"
     """Mains (line) frequency to notch out. ``auto``: found from a Welch spectrum of the raw EMG
@@ -182,7 +182,7 @@ already binned: each sample is one model bin, at the sample's own timestamp."""
 
 @dataclass(frozen=True)
 class WindowConfig:
-    """Binning and chopping of continuous data into overlapping windows (science.md section 7)."""
+    """Binning and chopping of continuous data into overlapping windows (docs/science.md, Windows and merging)."""
 
     bin_size: float | None = None
     """Model bin width in seconds. null (the default): EMG that is already rectified and binned
@@ -218,7 +218,7 @@ class WindowConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """LFADS architecture (science.md section 4)."""
+    """LFADS architecture (docs/science.md, LFADS)."""
 
     observation: str = "gamma"
     """Likelihood of the EMG: ``gamma``, or ``zigamma`` (zero-inflated Gamma) for EMG with exact zeros."""
@@ -282,7 +282,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Training-time augmentations (science.md section 5)."""
+    """Training-time augmentations (docs/science.md, Augmentations)."""
 
     cd_rate: float = 0.3
     """Coordinated dropout: fraction of input elements masked; 0 disables."""
@@ -303,7 +303,7 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation and regularisation (science.md section 4)."""
+    """Optimisation and regularisation (docs/science.md, Training objective)."""
 
     max_steps: int = 2000
     """Largest number of optimisation steps (batches of ``batch_size`` windows) one model trains;
@@ -423,7 +423,7 @@ def configured_hyperparameters(model: "ModelConfig", train: "TrainConfig", augme
 
 @dataclass(frozen=True)
 class PBTConfig:
-    """Population-based training (science.md section 6). ``population: 1`` trains one model
+    """Population-based training (docs/science.md, Population-based training). ``population: 1`` trains one model
     with the configured hyperparameters (``train``/``model``/``augment``) instead."""
 
     population: int = 20
@@ -494,7 +494,7 @@ class PBTConfig:
 
 @dataclass(frozen=True)
 class InferenceConfig:
-    """How outputs are inferred from the trained model (science.md section 4)."""
+    """How outputs are inferred from the trained model (docs/science.md, Inference)."""
 
     mode: str = "sample"
     """``mean``: one pass with posterior means; ``sample``: average over posterior samples."""
@@ -551,7 +551,41 @@ class OutputConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that determines one run. Serialisable to YAML/JSON."""
+    """Everything that determines one run. Serialisable to YAML/JSON.
+
+    Frozen: change values with :meth:`updated` (validated). Build one with
+    :func:`build_config`; the sections and every setting, with its default and unit, are listed
+    by ``nwb-autolfads config --show``.
+
+    Attributes
+    ----------
+    seed, device, preset
+        As documented below each field.
+    data : DataConfig
+        Which signals to read and model.
+    preprocess : PreprocessConfig
+        Raw-EMG preprocessing (docs/science.md, EMG preprocessing).
+    windows : WindowConfig
+        Bins, windows and merging (docs/science.md, Windows and merging).
+    model : ModelConfig
+        The LFADS architecture and observation model (docs/science.md, LFADS).
+    augment : AugmentConfig
+        Training-time augmentations (docs/science.md, Augmentations).
+    train : TrainConfig
+        Optimisation and regularisation (docs/science.md, Training objective).
+    pbt : PBTConfig
+        Population-based training (docs/science.md, Population-based training).
+    inference : InferenceConfig
+        How the outputs are inferred (docs/science.md, Inference).
+    output : OutputConfig
+        What a new output file holds.
+
+    Raises
+    ------
+    ConfigError
+        On construction, for an invalid value (e.g. a negative seed, or ``preprocess.floor``
+        0 with the Gamma observation model).
+    """
 
     seed: int = 0
     """Random seed of the run (weights, batches, augmentations, PBT)."""
@@ -663,14 +697,38 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def build_config(preset: str | None = None, file: str | Path | None = None,
                  overrides: Mapping[str, Any] | None = None) -> RunConfig:
-    """Defaults <- preset <- config file <- overrides, validated.
+    """Build a validated run configuration: defaults <- preset <- config file <- overrides.
 
-    ``overrides`` may be nested dicts or dotted keys (``{"train.lr": 1e-3}``). The rule for a
-    preset and a config file together: the preset applies *underneath* the file, and every value
-    the file sets wins. A file that names its preset (``nwb-autolfads config --show`` writes
-    ``preset:``, and every value of that preset) uses it when no preset is passed; a preset
-    passed that differs from the file's is refused (:class:`ConfigError`), since the file's
-    values would silently undo it while the run is labelled with it.
+    The rule for a preset and a config file together: the preset applies *underneath* the file,
+    and every value the file sets wins. A file that names its preset (``nwb-autolfads config
+    --show`` writes ``preset:``, and every value of that preset) uses it when no preset is
+    passed. Warnings (``logging``) say where the file overrides its preset's values and where
+    step budgets contradict each other.
+
+    Parameters
+    ----------
+    preset : str, optional
+        One of :data:`PRESETS` (``smoke``, ``quick``, ``default``, ``paper``); default the
+        file's preset, else ``default``.
+    file : str or pathlib.Path, optional
+        A YAML (or JSON) config file: a mapping of sections (``seed``, ``data``, ``preprocess``,
+        ``windows``, ``model``, ``augment``, ``train``, ``pbt``, ``inference``, ``output``).
+    overrides : mapping, optional
+        Settings that win over everything else: nested dicts or dotted keys
+        (``{"train.lr": 1e-3}``).
+
+    Returns
+    -------
+    RunConfig
+        The configuration, every value checked.
+
+    Raises
+    ------
+    ConfigError
+        An unknown preset; a preset that differs from the one the file names (the file's values
+        would silently undo it while the run is labelled with it); a missing or invalid file;
+        an unknown key, a wrong type or an out-of-range value (the message names the key, the
+        value and the fix).
     """
     file_data: dict[str, Any] = load_config_file(file) if file is not None else {}
     file_preset = file_data.get("preset")

@@ -50,7 +50,59 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RunResult:
-    """What :func:`run` did and where the result is."""
+    """What :func:`run` did and where the result is.
+
+    Arrays are on the model's bins: n_bins bins (segments one after another, bins no window
+    covers left out), C EMG channels (0 when EMG is not modelled), U units (0 when spikes are
+    not modelled), F factors, co_dim inferred inputs. The fields documented below their
+    definition (``interval``, ``activations_lower``, ...) are not repeated here.
+
+    Attributes
+    ----------
+    output : pathlib.Path or None
+        The NWB file written (None with ``write=False``).
+    input : pathlib.Path or Source
+        The source: a local path, or the remote :class:`~nwb_autolfads.io.sources.Source`
+        (URL / DANDI asset). Not the inferred inputs (those are ``inputs``).
+    config : RunConfig
+        The configuration as resolved and used (``auto`` settings and data-dependent sizes
+        filled in); saved in the provenance.
+    source_path : str
+        Object path of the modelled series in the source (``units`` when only spikes are
+        modelled).
+    channel_names : list of str
+        The C EMG channel (muscle) names, in the source's order.
+    unit : str
+        The physical unit of ``activations`` and ``rectified`` (the source's, e.g. ``volts``;
+        ``Hz`` when only spikes are modelled). Not a neuron: those are ``unit_ids``.
+    times : numpy.ndarray, shape (n_bins,)
+        Bin centres in seconds, on the source's clock.
+    activations : numpy.ndarray, shape (n_bins, C)
+        Estimated muscle activation in the source's units.
+    rates : numpy.ndarray, shape (n_bins, U)
+        Estimated firing rates in Hz.
+    unit_ids : list of int
+        The U modelled units: ids of rows of the source's Units table, in column order.
+    factors : numpy.ndarray, shape (n_bins, F)
+        Latent factors (arbitrary units), float32.
+    inputs : numpy.ndarray, shape (n_bins, co_dim)
+        Inferred inputs (the controller's output, co), float32; co_dim = 0 without a controller.
+    rectified : numpy.ndarray, shape (n_bins, C)
+        Binned rectified EMG (the model's input before scaling), in the source's units.
+    preprocessing_steps : list of str
+        The preprocessing steps applied, in order, in words.
+    training : TrainResult
+        Training history (one record per validation check), best step and NLL, and for a
+        population the PBT history, summary and the winner's hyperparameters.
+    n_windows, n_train, n_valid : int
+        Windows in all, for training and for validation.
+    seconds : float
+        Wall time of the whole run.
+    device : str
+        The device trained on (``cpu``, ``cuda``, ...).
+    chosen_by : str
+        How the EMG series was chosen (``found automatically`` or ``--emg``).
+    """
 
     output: Path | None
     input: Path | Any  # a local Path, or a remote Source (URL / DANDI asset)
@@ -381,7 +433,7 @@ def _describe(cfg: RunConfig, sig, units) -> str:
 
 
 def _hyperparameters(cfg: RunConfig) -> dict:
-    """The hyperparameters population-based training tunes (science.md section 6), as used."""
+    """The hyperparameters population-based training tunes (docs/science.md, Population-based training), as used."""
     from nwb_autolfads.config import configured_hyperparameters
 
     return configured_hyperparameters(cfg.model, cfg.train, cfg.augment)
@@ -711,41 +763,104 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         in_place: bool = False, run_name: str | None = None, write: bool = True,
         progress: bool = True, command: str | None = None, resume: str | Path | None = None,
         fresh: bool = False) -> RunResult:
-    """Run AutoLFADS-style muscle-activation estimation on the EMG of an NWB file.
+    """Estimate muscle activation (and firing rates) from an NWB file with AutoLFADS.
+
+    Reads the EMG (and/or the units) of ``path``, preprocesses and bins it, chops it into
+    windows, trains LFADS (one model, or a population tuned by population-based training), infers
+    the denoised signals, merges the windows back and writes them with the run's provenance into
+    an NWB file (``processing/autolfads/<run name>``, the ndx-autolfads extension).
 
     Parameters
     ----------
-    path : input NWB file (opened read-only, never modified): a local path, an http(s) URL, or a
-        DANDI asset (``dandi://dandi/<id>[@version]/<path>`` or ``DANDI:<id>/<path>``), streamed.
-    output : output NWB path; default ``<stem>_autolfads.nwb`` beside the input (DANDI-style
-        ``sub-X_ses-Y_desc-autolfads_emg.nwb`` for DANDI-named inputs).
-    preset : ``smoke`` (a pipeline check: a tiny model trained for a few dozen steps, not a result
+    path : str or pathlib.Path
+        The source: an NWB file (HDF5, or an NWB Zarr store) opened read-only and never modified;
+        a local path, an http(s) URL, or a DANDI asset (``dandi://dandi/<id>[@version]/<path>``
+        or ``DANDI:<id>/<path>``), streamed.
+    output : str or pathlib.Path, optional
+        Output NWB path; default ``<stem>_autolfads.nwb`` beside the input (DANDI-style
+        ``sub-X_ses-Y_desc-autolfads_emg.nwb`` for DANDI-named inputs; for a remote input, in
+        the current directory).
+    preset : str, optional
+        ``smoke`` (a pipeline check: a tiny model trained for a few dozen steps, not a result
         to use), ``quick`` (minutes), ``default`` (the full method) or ``paper``.
-    config : a :class:`RunConfig`, or the path of a YAML config file.
-    overrides : extra settings, nested or dotted (``{"train.max_steps": 1000}``).
-    emg : object path of the EMG series (``acquisition/EMG``); found automatically if None.
-    seed, device : shortcuts for the ``seed`` and ``device`` settings.
-    overwrite : replace an existing output file.
-    in_place : add the results to the input file itself instead of writing a new file (the
-        input is updated atomically: an interruption leaves it untouched or complete).
-        What a new file holds is the setting ``output.content``: ``results`` (the results and
-        where the source is; the default for remote inputs) or ``full`` (a copy of the source's
-        content too; the default for local files).
-    run_name : name of the run's container in ``processing/autolfads`` (default
-        ``run_<UTC start time>``; a suffix keeps names unique).
-    write : set False to compute without writing a file (``RunResult.output`` is then None).
-    progress : show progress bars.
-    command : how the run was started, for the provenance (the CLI passes its command line).
-    resume : run directory of an interrupted run to continue. Without it, a run that writes a
-        file keeps its state in ``.<output name>.rundir`` beside the output (every validation
-        check for one model, every generation for a population) and the same command run again after
+    config : RunConfig, str or pathlib.Path, optional
+        A :class:`~nwb_autolfads.config.RunConfig`, or the path of a YAML config file (see
+        :func:`~nwb_autolfads.config.build_config` for how it combines with ``preset``).
+    overrides : mapping, optional
+        Extra settings, nested or dotted (``{"train.max_steps": 1000}``); they win over the
+        preset and the config.
+    emg : str, optional
+        Object path of the EMG series (``acquisition/EMG``); found automatically if None.
+    seed : int, optional
+        Shortcut for the ``seed`` setting (non-negative).
+    device : str, optional
+        Shortcut for the ``device`` setting: ``auto``, ``cpu`` or ``cuda``.
+    overwrite : bool
+        Replace an existing output file.
+    in_place : bool
+        Add the results to the input file itself instead of writing a new file (the input is
+        updated atomically: an interruption leaves it untouched or complete). What a new file
+        holds is the setting ``output.content``: ``results`` (the results and where the source
+        is; the default for remote inputs) or ``full`` (a copy of the source's content too; the
+        default for local files).
+    run_name : str, optional
+        Name of the run's container in ``processing/autolfads`` (default ``run_<UTC start
+        time>``; a suffix keeps names unique).
+    write : bool
+        Set False to compute without writing a file (``RunResult.output`` is then None).
+    progress : bool
+        Show progress bars (stderr).
+    command : str, optional
+        How the run was started, for the provenance (the CLI passes its command line).
+    resume : str or pathlib.Path, optional
+        Run directory of an interrupted run to continue. Without it, a run that writes a file
+        keeps its state in ``.<output name>.rundir`` beside the output (every validation check
+        for one model, every generation for a population) and the same command run again after
         a crash continues from there; the directory is removed once the output is written. A
         run directory left by a run with other data or settings is never deleted: the run is
-        refused (:class:`~nwb_autolfads.errors.ConfigError`) unless ``fresh``.
-    fresh : start afresh even when the run directory holds an interrupted run with other data or
+        refused unless ``fresh``.
+    fresh : bool
+        Start afresh even when the run directory holds an interrupted run with other data or
         settings; its state is moved aside to ``<rundir>.<UTC time>``, never deleted.
 
-    Returns a :class:`RunResult` (arrays, training history, output path, :meth:`~RunResult.summary`).
+    Returns
+    -------
+    RunResult
+        The estimates on the model's bins (``times``, seconds on the source's clock):
+        ``activations`` (n_bins, C) in the source's units, ``rates`` (n_bins, U) in Hz,
+        ``factors``, ``inputs`` (inferred inputs), the credible interval's bounds when sampled,
+        the training history, the output path and :meth:`RunResult.summary`.
+
+    Raises
+    ------
+    ConfigError
+        A setting, the preset, the config file or the option combination is invalid (e.g. a
+        ``RunConfig`` together with ``preset``, ``resume`` with ``fresh``, ``output`` with
+        ``in_place``), or the run directory holds another run's state.
+    InputFileError
+        The source is missing, unreadable, not NWB, or a remote source cannot be reached.
+    SignalNotFoundError
+        No EMG (or no units) to model, or ``emg`` names no usable series.
+    SignalError
+        The signal cannot be modelled (implausible rate, timestamps, shape or spike times;
+        too short for one window).
+    OutputError
+        The output exists (without ``overwrite``), its folder is missing or read-only, or
+        another run is writing it.
+    TrainingError
+        Training diverged or the trained model produced NaN/inf: nothing is written.
+
+    Notes
+    -----
+    The stages and their published sources are described in the repository's documentation
+    (docs/science.md, EMG preprocessing; Windows and merging; LFADS; Training objective;
+    Augmentations; Population-based training; Inference).
+
+    References
+    ----------
+    Wimalasena LN et al. (2022), J. Neural Eng. 19:036013 (LFADS on EMG); Keshtkaran MR et al.
+    (2022), Nature Methods 19:1572 (AutoLFADS); Pandarinath C et al. (2018), Nature Methods
+    15:805 (LFADS).
     """
     t_start = time.perf_counter()
     clock = StageClock()

@@ -1,4 +1,4 @@
-"""EMG preprocessing (science.md section 2).
+"""EMG preprocessing (docs/science.md, EMG preprocessing).
 
 raw EMG -> notch (line frequency + harmonics, zero-phase; by default the mains hum found in the
 spectrum, see :func:`detect_line_hum`) -> 4th-order Butterworth high-pass

@@ -1,5 +1,5 @@
 """Baseline estimates of muscle activation from rectified EMG, and of firing rates from spikes
-(science.md section 8).
+(docs/science.md, Evaluation).
 
 - :func:`rectified`: the binned rectified EMG itself.
 - :func:`lowpass`: 4th-order zero-phase Butterworth low-pass (the cutoff is a parameter; sweep

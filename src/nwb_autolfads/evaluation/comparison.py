@@ -1,4 +1,4 @@
-"""Evaluation of a stored run against the published baselines (science.md section 8).
+"""Evaluation of a stored run against the published baselines (docs/science.md, Evaluation).
 
 :func:`evaluate` reads a result file (the output of ``run``: the source data and the run side by
 side; for a results-only file, the source is reopened where the run read it), recomputes the binned rectified EMG from the source with the run's own preprocessing,
@@ -48,9 +48,41 @@ MODEL = "nwb-autolfads"
 
 @dataclass
 class Evaluation:
-    """What :func:`evaluate` found. ``scores[metric][method]`` holds ``mean`` (over targets, of
-    the pooled cross-validated score), ``per_target``, ``folds`` (folds x targets), ``targets``
-    and, for baselines, ``chosen`` (the parameters picked in each fold)."""
+    """What :func:`evaluate` found: the scores of the model and of every baseline.
+
+    ``scores[metric][method]`` holds ``mean`` (over targets, of the pooled cross-validated
+    score), ``per_target``, ``folds`` (folds x targets), ``targets`` and, for baselines,
+    ``chosen`` (the parameters picked in each fold).
+
+    Attributes
+    ----------
+    result : str
+        The result file evaluated.
+    run : str
+        The name of the run evaluated.
+    bin_size : float
+        The run's bin width in seconds.
+    n_bins : int
+        Bins evaluated.
+    channel_names : list of str
+        The EMG channels (or, for a spikes-only run, ``unit <id>`` names).
+    methods : list of str
+        The model (``nwb-autolfads``) and the baselines, in table order.
+    folds : int
+        Contiguous cross-validation folds.
+    lags : int
+        History of the ridge decoders, in bins.
+    scores : dict
+        ``scores[metric][method]`` as above; metrics ``truth``, ``kinematics``, ``force`` and
+        ``spikes`` where the file allows them. R^2 except ``force`` (correlation r; its R^2 in
+        ``mean_r2``).
+    spectra : dict
+        ``spectra[phase][method]``: ``freq`` (Hz), ``gain`` and ``coherence`` from rectified EMG
+        to the estimate, ``n_segments``, ``nperseg``; phase ``all`` and one per behavioural
+        phase of the trials table.
+    notes : list of str
+        What a reader of the scores should know (e.g. scores that are not independent).
+    """
 
     result: str
     run: str
@@ -426,17 +458,58 @@ def _phases(trials: tuple[np.ndarray, list[str]], times: np.ndarray) -> dict[str
 # --------------------------------------------------------------------------- evaluate
 def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: int = 10,
              source: str | Path | None = None) -> Evaluation:
-    """Score a stored run and the baselines (see the module docstring). ``lags``: history of the
-    ridge decoders in bins (10 = 100 ms at 10 ms bins).
+    """Score a stored run against the published baselines, the same way for every method.
 
-    The source signals are read from the result file, or, for a results-only file, from the
-    source file the run read (reopened from its recorded URL or path, streamed if remote), or
-    from ``source`` (a local path or URL) when it has moved.
+    Recomputes the binned rectified EMG from the source with the run's own preprocessing,
+    builds the baselines (rectified EMG; zero-phase low-pass over a cutoff sweep; Sanger's
+    Bayesian filter over an alpha/beta grid; for spikes, Gaussian smoothing over a width sweep)
+    and scores the model and each baseline by cross-validated ridge regression on what the file
+    holds (see the module docstring): kinematics, force, cortical spikes, ground truth.
+
+    Parameters
+    ----------
+    result : str or pathlib.Path
+        An nwb-autolfads output file (local).
+    run : str, optional
+        The run's name; default the latest.
+    folds : int
+        Contiguous test folds of the cross-validation (at least 10 x ``folds`` usable bins are
+        needed in all).
+    lags : int
+        History of the ridge decoders in bins (10 = 100 ms at 10 ms bins).
+    source : str or pathlib.Path, optional
+        Where the source is now (local path or URL), for a results-only file whose source has
+        moved. By default the source signals are read from the result file, or, for a
+        results-only file, from the source file the run read (reopened from its recorded URL or
+        path, streamed if remote).
+
+    Returns
+    -------
+    Evaluation
+        Scores per metric and method, the effective filters (spectra), notes, and the traces
+        for plots (:func:`~nwb_autolfads.evaluation.report.write_report`).
 
     Raises
     ------
     InputFileError
-        A results-only file's source cannot be opened, or is not the file the run read."""
+        The result file cannot be read, or a results-only file's source cannot be opened or is
+        not the file the run read.
+    ResultsNotFoundError
+        The file holds no nwb-autolfads run, or none named ``run``.
+    SignalError
+        Too few usable bins to cross-validate over ``folds`` folds.
+
+    Notes
+    -----
+    Folds are contiguous blocks of time; a baseline's parameters and the ridge penalty are
+    chosen on the last fifth of each training part, never on the test fold
+    (docs/science.md, Evaluation).
+
+    References
+    ----------
+    Wimalasena LN et al. (2022), J. Neural Eng. 19:036013 (the evaluation and its baselines);
+    Sanger TD (2007), J. Neurophysiol. 97:1839 (the Bayesian filter).
+    """
     from nwb_autolfads.config import RunConfig
     from nwb_autolfads.io.results import load_results
 

@@ -584,17 +584,36 @@ def check_report_folder(folder: str | Path, overwrite: bool = False) -> Path:
 
 
 def write_report(ev: Evaluation, folder: str | Path, ds=None, overwrite: bool = False) -> Path:
-    """Write ``index.html``, the figures and ``evaluation.json`` into ``folder``.
+    """Write an evaluation as a report folder: ``index.html``, PNG figures and ``evaluation.json``.
 
-    The report is written into a temporary folder beside it, which then replaces ``folder``
-    whole: a previous report leaves no stale figures. ``ds``: the run
-    (:func:`~nwb_autolfads.io.results.load_results`), read from ``ev.result`` if not given.
-    Returns the path of ``index.html``.
+    The report is written into a temporary folder beside ``folder``, which then replaces
+    ``folder`` whole: a previous report leaves no stale figures, and an interruption leaves no
+    half-written report.
+
+    Parameters
+    ----------
+    ev : Evaluation
+        What :func:`~nwb_autolfads.evaluation.comparison.evaluate` returned.
+    folder : str or pathlib.Path
+        The report folder: missing, empty, a previous report, or (with ``overwrite``) any folder.
+    ds : xarray.Dataset, optional
+        The run (:func:`~nwb_autolfads.io.results.load_results`), for the training curves, PBT
+        history and factors; read from ``ev.result`` if not given.
+    overwrite : bool
+        Replace ``folder`` even when it holds something other than a previous report.
+
+    Returns
+    -------
+    pathlib.Path
+        The path of ``index.html``.
 
     Raises
     ------
     OutputError
-        ``folder`` is not empty and is not a previous report, and ``overwrite`` is False.
+        ``folder`` is a file, its parent folder does not exist, or it is not empty and not a
+        previous report while ``overwrite`` is False.
+    ImportError
+        matplotlib is not installed.
     """
     import os
     import shutil

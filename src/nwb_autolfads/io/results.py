@@ -136,7 +136,24 @@ def _preset(config_json: str | None) -> str:
 
 
 def list_runs(path: str | Path) -> list[RunInfo]:
-    """The runs stored in ``path``, oldest first."""
+    """The runs stored in a file, oldest first.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A local NWB file (an nwb-autolfads output, or any file holding ndx-autolfads runs).
+
+    Returns
+    -------
+    list of RunInfo
+        One per run in ``processing/autolfads``, sorted by start time then name; empty when
+        the file holds none.
+
+    Raises
+    ------
+    InputFileError
+        ``path`` does not exist or is not a readable NWB file.
+    """
     io, nwbfile = _open(path)
     try:
         return sorted((_info(r) for r in _runs(nwbfile).values()), key=lambda i: (i.started, i.name))
@@ -201,10 +218,32 @@ def _bounds(name: str, series, dims: tuple[str, str], units: str, widened: bool 
 
 
 def load_results(path: str | Path, run: str | None = None):
-    """One run of ``path`` as an :class:`xarray.Dataset`.
+    """One run of a file as an :class:`xarray.Dataset`.
 
-    ``run``: the run's name (see :func:`list_runs` or ``nwb-autolfads runs``); default the latest.
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A local NWB file holding nwb-autolfads runs.
+    run : str, optional
+        The run's name (see :func:`list_runs` or ``nwb-autolfads runs``); default the latest
+        (by start time).
 
+    Returns
+    -------
+    xarray.Dataset
+        Dimensions ``time`` (n_bins; coordinate: bin centres in seconds on the source's clock),
+        ``channel`` (the muscle names), ``unit`` (ids of the Units table rows), ``factor``,
+        ``inferred_input``, ``window`` / ``ic_dim`` and ``step``, as described in the Notes.
+
+    Raises
+    ------
+    InputFileError
+        ``path`` does not exist or is not a readable NWB file.
+    ResultsNotFoundError
+        The file holds no nwb-autolfads run, or none named ``run``.
+
+    Notes
+    -----
     Variables (those the run modelled): ``emg_activations`` (time x channel, the source's units),
     ``firing_rates`` (time x unit, Hz), with runs that sampled the posterior (spec 0.3.0 on)
     ``emg_activations_lower`` / ``_upper`` and ``firing_rates_lower`` / ``_upper`` (the bounds
@@ -295,22 +334,27 @@ def to_pynapple(path: str | Path, run: str | None = None) -> dict:
 
     Parameters
     ----------
-    path : a file holding nwb-autolfads runs.
-    run : the run's name; default the latest (as :func:`load_results`).
+    path : str or pathlib.Path
+        A local NWB file holding nwb-autolfads runs.
+    run : str, optional
+        The run's name; default the latest (as :func:`load_results`).
 
     Returns
     -------
-    dict of ``pynapple.TsdFrame`` (time in seconds, on the run's bin centres), for what the
-    run modelled: ``emg_activations`` (columns: the muscle names; the source's units;
-    metadata ``scale``: the per-channel preprocessing scale), ``firing_rates`` (columns: the
-    ids of the Units table rows; Hz), their credible interval's bounds when the run stored one
-    (``emg_activations_lower`` / ``_upper``, ``firing_rates_lower`` / ``_upper``, same columns
-    and units), ``factors`` and ``inferred_inputs`` (columns 0..N-1).
+    dict of str to pynapple.TsdFrame
+        Time in seconds, on the run's bin centres, for what the run modelled:
+        ``emg_activations`` (columns: the muscle names; the source's units; metadata ``scale``:
+        the per-channel preprocessing scale), ``firing_rates`` (columns: the ids of the Units
+        table rows; Hz), their credible interval's bounds when the run stored one
+        (``emg_activations_lower`` / ``_upper``, ``firing_rates_lower`` / ``_upper``, same
+        columns and units), ``factors`` and ``inferred_inputs`` (columns 0..N-1).
 
     Raises
     ------
-    InputFileError, ResultsNotFoundError : as :func:`load_results`.
-    ImportError : pynapple is not installed (``pip install pynapple``).
+    InputFileError, ResultsNotFoundError
+        As :func:`load_results`.
+    ImportError
+        pynapple is not installed (``pip install pynapple``).
     """
     import pynapple as nap
 

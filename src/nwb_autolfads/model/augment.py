@@ -1,4 +1,4 @@
-"""Training-time augmentations (science.md section 5).
+"""Training-time augmentations (docs/science.md, Augmentations).
 
 Both work on a batch x of shape (B, T, C) and draw from torch's global RNG (seeded by the run),
 or from an explicit ``generator=`` (a population member's own stream, :mod:`.stacked`).

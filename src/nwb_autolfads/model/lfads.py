@@ -1,4 +1,4 @@
-"""LFADS: a sequential variational autoencoder of population dynamics (science.md section 4).
+"""LFADS: a sequential variational autoencoder of population dynamics (docs/science.md, LFADS).
 
 Read top to bottom:
 

@@ -1,4 +1,4 @@
-"""Observation models: readout parameters -> a distribution per channel (science.md section 3).
+"""Observation models: readout parameters -> a distribution per channel (docs/science.md, Observation models).
 
 One small interface: ``n_params`` readout values per channel, ``nll`` (elementwise negative
 log-likelihood), ``mean`` (the denoised signal), ``sample`` and ``init_bias`` (readout bias that

@@ -1,7 +1,7 @@
 """Mock-data factories: synthetic EMG with known muscle activations, written to NWB.
 
 Used by the tests, the examples, ``nwb-autolfads run --example`` and the benchmarks
-(science.md section 9): a low-dimensional Lorenz latent, mapped through a random map and a
+(docs/science.md, Synthetic data): a low-dimensional Lorenz latent, mapped through a random map and a
 softplus to M non-negative activations a_m(t); raw EMG_m = a_m(t) x band-limited Laplacian
 noise, plus mains hum and a DC offset (what the preprocessing removes), and optionally sparse
 high-amplitude artefacts shared across channels.
@@ -37,7 +37,28 @@ class SyntheticEMG:
 
 
 def lorenz_latent(n_steps: int, rng: np.random.Generator, dt: float = 0.006, burn_in: int = 500) -> np.ndarray:
-    """Euler-integrated Lorenz system (sigma 10, rho 28, beta 8/3), z-scored, (n_steps, 3)."""
+    """Euler-integrated Lorenz system (sigma 10, rho 28, beta 8/3), z-scored.
+
+    Parameters
+    ----------
+    n_steps : int
+        Steps returned (after the burn-in).
+    rng : numpy.random.Generator
+        Draws the initial state (x, y uniform in [-10, 10], z in [15, 35]).
+    dt : float
+        Euler step (in the system's own time units).
+    burn_in : int
+        Steps integrated and discarded first, so the state is on the attractor.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_steps, 3)
+        The trajectory, each coordinate z-scored (mean 0, SD 1).
+
+    References
+    ----------
+    Sussillo D et al. (2016), arXiv:1608.06315 (docs/science.md, Synthetic data).
+    """
     x = rng.uniform(-10, 10, size=3) + np.array([0.0, 0.0, 25.0])
     out = np.empty((n_steps, 3))
     for i in range(burn_in + n_steps):
@@ -52,15 +73,46 @@ def synthetic_emg(duration: float = 60.0, rate: float = 2000.0, n_muscles: int =
                   latent_rate: float = 150.0, noise_scale: float = 1e-4, line_noise: float = 0.2,
                   artefacts: float = 0.0, line_frequency: float = 60.0, line_harmonics: tuple[float, ...] = (),
                   line_channels: tuple[int, ...] | None = None) -> SyntheticEMG:
-    """Raw EMG of ``n_muscles`` muscles for ``duration`` seconds at ``rate`` Hz.
+    """Raw EMG of several muscles with known activations (a Lorenz latent, softplus, noise).
 
-    ``latent_rate``: Lorenz steps per second (sets how fast activations change; 150 gives
-    features of a few hundred ms). ``artefacts``: rate (per second) of shared high-amplitude
-    artefacts, 0 for none. Mains hum: a sine of amplitude ``line_noise`` (in units of the
-    activations, before ``noise_scale``; 0 for none) at ``line_frequency`` Hz (60 in the
-    Americas, 50 in Europe, or off-nominal such as 50.3), plus harmonics 2, 3, ... of the
-    amplitudes ``line_harmonics`` (e.g. ``(0.5, 0.3)`` for 100 and 150 Hz with 0.5 and 0.3 at
-    50 Hz); on the channels ``line_channels`` (indices; ``None``: all).
+    Activations a_m(t) = softplus(gain_m (z(t) W_m + b_m)) of a 3-D Lorenz latent z; raw EMG =
+    (a_m(t) x band-limited (20-450 Hz) unit-SD Laplacian noise + mains hum + a DC offset of
+    0.05) x ``noise_scale`` volts (docs/science.md, Synthetic data).
+
+    Parameters
+    ----------
+    duration : float
+        Seconds of data.
+    rate : float
+        Sampling rate in Hz.
+    n_muscles : int
+        Channels; named after :data:`DEFAULT_MUSCLES`, then ``m12``, ``m13``, ...
+    seed : int
+        Seed of every draw.
+    latent_rate : float
+        Lorenz steps per second (sets how fast activations change; 150 gives features of a few
+        hundred ms).
+    noise_scale : float
+        Volts per unit of activation (the raw EMG's scale).
+    line_noise : float
+        Amplitude of the mains hum, in units of the activations (before ``noise_scale``); 0 for
+        none.
+    artefacts : float
+        Rate (per second) of shared high-amplitude artefacts (5-20 ms bumps on every channel),
+        0 for none.
+    line_frequency : float
+        Mains frequency in Hz (60 in the Americas, 50 in Europe, or off-nominal such as 50.3).
+    line_harmonics : tuple of float
+        Amplitudes of harmonics 2, 3, ... of the hum (e.g. ``(0.5, 0.3)`` for 100 and 150 Hz
+        with 0.5 and 0.3 at 50 Hz).
+    line_channels : tuple of int, optional
+        Indices of the channels with hum; ``None``: all.
+
+    Returns
+    -------
+    SyntheticEMG
+        ``raw`` (n, M) volts, ``activations`` (n, M) dimensionless, ``times`` (n,) seconds from
+        0, ``rate``, ``names``, ``latent`` (n, 3), with n = round(duration x rate).
     """
     rng = np.random.default_rng(seed)
     rate = float(rate)
@@ -104,8 +156,32 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
                   jitter: float = 0.0, transposed: bool = False, electrode_rows: list[int] | None = None,
                   name_column: str = "location", unit_faults: dict[int, str] | None = None,
                   backend: str = "hdf5", description: str | None = None) -> Path:
-    """Write ``synth`` as an NWB file.
+    """Write synthetic EMG as an NWB file, with its ground truth and optional extras.
 
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file (or, with ``backend="zarr"``, the store directory) to write.
+    synth : SyntheticEMG
+        The recording (:func:`synthetic_emg`, or :func:`nwb_autolfads.simulate.simulate_emg`).
+    layout, location, use_timestamps, gap, include_truth, name, int16, n_units, seed, behavior, \
+start_time, float32_timestamps, jitter, transposed, electrode_rows, name_column, unit_faults, \
+backend, description
+        As in the Notes below.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``layout`` or ``backend``, ``transposed`` with the ``container`` layout, or
+        ``electrode_rows`` of another length than the channels.
+
+    Notes
+    -----
     layout: ``timeseries`` (one 2-D TimeSeries, muscle names in the description),
     ``electricalseries`` (ElectricalSeries with an electrodes table whose ``name_column`` -
     ``location`` by default; ``channel_name``, ``label``, ``group_name`` (one electrode group per
@@ -332,9 +408,36 @@ def behavior_from(activations: np.ndarray, fs: float, seed: int = 0, n_joints: i
 
 def mock_emg_nwb(path: str | Path, duration: float = 60.0, rate: float = 2000.0, n_muscles: int = 12,
                  seed: int = 0, **kwargs) -> Path:
-    """One call: synthesise EMG and write it (``kwargs`` go to :func:`write_emg_nwb`, except
-    ``artefacts``, ``line_noise``, ``line_frequency``, ``line_harmonics``, ``line_channels``,
-    ``noise_scale`` and ``latent_rate`` which go to :func:`synthetic_emg`)."""
+    """Synthesise raw EMG (:func:`synthetic_emg`) and write it as NWB (:func:`write_emg_nwb`).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The NWB file to write.
+    duration : float
+        Seconds of data.
+    rate : float
+        Sampling rate in Hz.
+    n_muscles : int
+        Channels.
+    seed : int
+        Seed of the EMG and of the extras (units, behaviour).
+    **kwargs
+        ``artefacts``, ``line_noise``, ``line_frequency``, ``line_harmonics``,
+        ``line_channels``, ``noise_scale`` and ``latent_rate`` go to :func:`synthetic_emg`;
+        every other keyword to :func:`write_emg_nwb` (e.g. ``layout``, ``gap``, ``n_units``,
+        ``behavior``).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Examples
+    --------
+    >>> from nwb_autolfads.testing import mock_emg_nwb
+    >>> path = mock_emg_nwb("emg.nwb", duration=5.0, n_muscles=4, behavior=True)  # doctest: +SKIP
+    """
     synth_keys = {"artefacts", "line_noise", "line_frequency", "line_harmonics", "line_channels", "noise_scale",
                   "latent_rate"}
     synth_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in synth_keys}
@@ -359,9 +462,34 @@ class BinnedCycles:
 def binned_cycles(n_cycles: int = 189, cycle_duration: float | tuple[float, float] = 0.45, bin_size: float = 0.004,
                   gap: tuple[float, float] | None = (0.1, 0.3), n_muscles: int = 4, seed: int = 0,
                   t0: float = 1.0) -> BinnedCycles:
-    """Already rectified and binned EMG of ``n_cycles`` cycles, as stored by labs that keep only
+    """Already rectified and binned EMG of separate cycles, as stored by labs that keep only
     the step cycles of a treadmill session.
 
+    Parameters
+    ----------
+    n_cycles : int
+        Cycles (segments).
+    cycle_duration : float or (float, float)
+        Seconds per cycle, or a (low, high) range of uniform draws.
+    bin_size : float
+        Bin width in seconds.
+    gap : (float, float) or None
+        Range (seconds) of the uniform gap between cycles; None: contiguous cycles.
+    n_muscles : int
+        Channels.
+    seed : int
+        Seed of every draw.
+    t0 : float
+        Time of the first bin (seconds).
+
+    Returns
+    -------
+    BinnedCycles
+        ``values`` (n, M) volts, ``activations`` (n, M), ``times`` (n,), per-cycle ``starts``,
+        ``stops`` and ``lengths``, ``bin_size``, ``names``.
+
+    Notes
+    -----
     Each cycle lasts ``cycle_duration`` seconds (or a uniform draw from a (low, high) range) and
     holds that many ``bin_size`` bins (rounded up or down at random, so 0.45 s at 4 ms gives 112
     or 113 bins). Cycles are separated by a gap drawn from ``gap`` (seconds), or follow each other
@@ -398,11 +526,28 @@ def binned_cycles(n_cycles: int = 189, cycle_duration: float | tuple[float, floa
 def mock_binned_trials_nwb(path: str | Path, n_cycles: int = 189, cycle_duration: float | tuple[float, float] = 0.45,
                            bin_size: float = 0.004, gap: tuple[float, float] | None = (0.1, 0.3), n_muscles: int = 4,
                            seed: int = 0, trials: bool = True) -> Path:
-    """Write :func:`binned_cycles` as an NWB file: ``acquisition/EMG`` (a TimeSeries of binned
-    rectified EMG in volts, with timestamps; with ``gap=None`` the cycles are contiguous and it
-    has ``starting_time`` and ``rate`` instead), a trials table with one row per cycle
-    (``start_time`` = its first bin's timestamp, ``stop_time`` = the end of its last bin) and
-    the true activations in ``processing/ground_truth/true_activations`` on the same times."""
+    """Write :func:`binned_cycles` as an NWB file.
+
+    The file holds ``acquisition/EMG`` (a TimeSeries of binned rectified EMG in volts, with
+    timestamps; with ``gap=None`` the cycles are contiguous and it has ``starting_time`` and
+    ``rate`` instead), a trials table with one row per cycle (``start_time`` = its first bin's
+    timestamp, ``stop_time`` = the end of its last bin) and the true activations in
+    ``processing/ground_truth/true_activations`` on the same times.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The NWB file to write.
+    n_cycles, cycle_duration, bin_size, gap, n_muscles, seed
+        As in :func:`binned_cycles`.
+    trials : bool
+        Write the trials table.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     from pynwb import NWBHDF5IO, NWBFile, TimeSeries
 
     c = binned_cycles(n_cycles, cycle_duration, bin_size, gap, n_muscles, seed)
@@ -428,9 +573,25 @@ def mock_binned_trials_nwb(path: str | Path, n_cycles: int = 189, cycle_duration
 
 
 def read_truth(path: str | Path, times: np.ndarray, bin_size: float, name: str = "true_activations") -> np.ndarray:
-    """A ground-truth series stored by :func:`write_emg_nwb` (``true_activations``, or
-    ``true_rates`` of the units), averaged into the bins centred at ``times`` (seconds).
-    Returns (len(times), M); NaN where a bin holds no true sample."""
+    """A ground-truth series of a synthetic file, averaged into the model's bins.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A file written by :func:`write_emg_nwb` (or the other writers of this module).
+    times : numpy.ndarray, shape (n,)
+        Bin centres in seconds (e.g. ``RunResult.times``).
+    bin_size : float
+        Bin width in seconds.
+    name : str
+        The series in ``processing/ground_truth``: ``true_activations`` (dimensionless), or
+        ``true_rates`` of the units (Hz).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, M)
+        The mean true value in each bin; NaN where a bin holds no true sample.
+    """
     from pynwb import NWBHDF5IO
 
     with NWBHDF5IO(str(path), "r") as io:
@@ -454,10 +615,42 @@ class LorenzSpikes:
 
 def lorenz_spikes(n_conditions: int = 40, trials_per_condition: int = 10, n_bins: int = 50, n_neurons: int = 30,
                   bin_size: float = 0.01, base_rate: float = 5.0, steps_per_bin: int = 2, seed: int = 0) -> LorenzSpikes:
-    """Poisson spikes driven by a Lorenz system (science.md section 9): sigma 10, rho 28,
-    beta 8/3, Euler dt 0.006, 500 burn-in steps; one random initial state per condition;
-    trajectories mean-subtracted and scaled to max 1; log-rates = W x + log(base_rate * bin)
-    with W entries +-U(1, 2)."""
+    """Poisson spikes driven by a Lorenz system, in trials (docs/science.md, Synthetic data).
+
+    Sigma 10, rho 28, beta 8/3, Euler dt 0.006, 500 burn-in steps; one random initial state per
+    condition; trajectories mean-subtracted and scaled to max 1; log-rates = W x +
+    log(base_rate x bin_size) with W entries +-U(1, 2).
+
+    Parameters
+    ----------
+    n_conditions : int
+        Conditions (initial states).
+    trials_per_condition : int
+        Trials per condition (same rates, new spikes).
+    n_bins : int
+        Bins per trial.
+    n_neurons : int
+        Neurons.
+    bin_size : float
+        Bin width in seconds.
+    base_rate : float
+        Rate in Hz at a latent state of 0.
+    steps_per_bin : int
+        Euler steps per bin.
+    seed : int
+        Seed of every draw.
+
+    Returns
+    -------
+    LorenzSpikes
+        ``counts`` and ``rates`` (trials, n_bins, n_neurons) in spikes per bin, ``latents``
+        (trials, n_bins, 3), ``condition`` (trials,), ``bin_size``.
+
+    References
+    ----------
+    Sussillo D et al. (2016), arXiv:1608.06315; Pandarinath C et al. (2018), Nature Methods
+    15:805.
+    """
     rng = np.random.default_rng(seed)
     n_steps = n_bins * steps_per_bin
     states = np.stack([lorenz_latent(n_steps, rng) for _ in range(n_conditions)])  # z-scored (cond, steps, 3)

@@ -1,4 +1,4 @@
-"""Training one LFADS model (science.md sections 4-5).
+"""Training one LFADS model (docs/science.md, Training objective; Augmentations).
 
 Loss per batch = reconstruction NLL (mean over the elements coordinated dropout hid from the
 encoder) + ramp * (kl_ic_scale * KL(g0) + kl_co_scale * KL(u)) (per window, mean over windows)

@@ -1,4 +1,4 @@
-"""Population-based training of LFADS (AutoLFADS, science.md section 6).
+"""Population-based training of LFADS (AutoLFADS, docs/science.md, Population-based training).
 
 A population of members trains in generations of ``generation_steps`` optimisation steps
 (validated every ``train.valid_every`` steps on a fixed, bounded subset of the validation
@@ -70,7 +70,8 @@ def initial_hyperparameters(ranges: dict[str, SearchRange], defaults: dict[str, 
                             rng: np.random.Generator) -> list[dict[str, float]]:
     """Member 0 starts from ``defaults`` (the configured single-model values, clipped to the
     bounds); the others draw every hyperparameter uniformly (log-uniformly for log ranges)
-    within its bounds, except the learning rate, which all start at the default (science.md)."""
+    within its bounds, except the learning rate, which all start at the default
+    (docs/science.md, Population-based training)."""
     members = [{k: _clip(defaults[k], r) for k, r in ranges.items()}]
     for _ in range(n - 1):
         hp = {}
