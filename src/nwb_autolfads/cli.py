@@ -26,6 +26,7 @@ import yaml
 from nwb_autolfads import __version__
 from nwb_autolfads.config import PRESETS, build_config
 from nwb_autolfads.errors import ConfigError, NwbAutolfadsError
+from nwb_autolfads.model.registry import observation_names, observation_spec
 
 EXAMPLE_FILE = "autolfads_example.nwb"
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
@@ -70,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "run on it (preset 'quick' unless --preset is given)")
     p.add_argument("--model", choices=["emg", "spikes", "emg+spikes"],
                    help="what to model: EMG (default), the spikes of nwbfile.units, or both in one model")
+    p.add_argument("--observation", choices=observation_names("nonnegative"),
+                   help="observation model of the EMG (model.observation): " + "; ".join(
+                       f"{n}: {observation_spec(n).doc}" for n in observation_names("nonnegative")))
     p.add_argument("--emg", metavar="PATH", help="object path of the EMG series, e.g. acquisition/EMG "
                                                  "(default: found automatically)")
     p.add_argument("--align-to", metavar="COLUMN",
@@ -241,6 +245,8 @@ def _cmd_run(args) -> int:
         overrides["data.preprocessed"] = False
     if args.model:
         overrides["data.model"] = args.model
+    if args.observation:
+        overrides["model.observation"] = args.observation
     if args.units:
         overrides["data.units"] = args.units
     if args.bad_units:

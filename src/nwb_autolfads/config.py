@@ -24,6 +24,7 @@ from typing import Any, Mapping
 import yaml
 
 from nwb_autolfads.errors import ConfigError
+from nwb_autolfads.model.registry import observation_names, observation_spec
 
 __all__ = [
     "DataConfig",
@@ -165,7 +166,8 @@ class PreprocessConfig:
         _check(0.0 < self.scale_quantile <= 1.0, "preprocess.scale_quantile", self.scale_quantile,
                "use a quantile in (0, 1]")
         _check(0.0 <= self.floor < 1.0, "preprocess.floor", self.floor,
-               "use a small positive value such as 1e-3 (0 only with model.observation: zigamma)")
+               "use a small positive value such as 1e-3 (0 only with a model.observation that accepts exact zeros, "
+               "e.g. zigamma)")
         if self.artefact_fraction is not None:
             _check(0.0 <= self.artefact_fraction < 1.0, "preprocess.artefact_fraction", self.artefact_fraction,
                    "use a fraction of the channels in [0, 1), e.g. 0.5, or null to skip artefact rejection")
@@ -221,7 +223,8 @@ class ModelConfig:
     """LFADS architecture (science.md section 4)."""
 
     observation: str = "gamma"
-    """Likelihood of the EMG: ``gamma``, or ``zigamma`` (zero-inflated Gamma) for EMG with exact zeros."""
+    """Likelihood of the EMG: ``gamma``, or ``zigamma`` (zero-inflated Gamma) for EMG with exact zeros
+    (any observation model registered for non-negative data, :mod:`nwb_autolfads.model.registry`)."""
     ic_enc_dim: int = 64
     """Units of the initial-condition encoder GRU (per direction)."""
     ci_enc_dim: int = 64
@@ -254,8 +257,9 @@ class ModelConfig:
     """Variance of the AR(1) prior of the inferred inputs."""
 
     def __post_init__(self) -> None:
-        _check(self.observation in ("gamma", "zigamma"), "model.observation", self.observation,
-               "use 'gamma' for EMG, or 'zigamma' for EMG with exact zeros")
+        choices = observation_names("nonnegative")
+        _check(self.observation in choices, "model.observation", self.observation,
+               "use one of " + "; ".join(f"{n!r} ({observation_spec(n).doc})" for n in choices))
         for name in ("ic_enc_dim", "ic_dim", "gen_dim"):
             _check(getattr(self, name) >= 1, f"model.{name}", getattr(self, name), "use an integer >= 1")
         _check(self.co_dim >= 0, "model.co_dim", self.co_dim, "use an integer >= 0 (0 removes the controller)")
@@ -580,9 +584,12 @@ class RunConfig:
         _check(self.seed >= 0, "seed", self.seed, "use a non-negative integer")
         _check(self.device in ("auto", "cpu", "cuda"), "device", self.device, "use 'auto', 'cpu' or 'cuda'")
         _check(self.preset in PRESETS, "preset", self.preset, f"use one of {sorted(PRESETS)}")
-        _check(self.preprocess.floor > 0 or self.model.observation == "zigamma", "preprocess.floor",
-               self.preprocess.floor, "the Gamma likelihood has no support at zero: use a floor > 0, or "
-               "model.observation: zigamma for data with exact zeros")
+        if self.preprocess.floor <= 0 and not observation_spec(self.model.observation).zeros:
+            with_zeros = [n for n in observation_names("nonnegative") if observation_spec(n).zeros]
+            _check(False, "preprocess.floor", self.preprocess.floor,
+                   f"the {observation_spec(self.model.observation).label} likelihood has no support at zero: use a "
+                   f"floor > 0, or model.observation: {' or '.join(with_zeros) or '(none registered)'} for data "
+                   "with exact zeros")
 
     # ----------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from nwb_autolfads.errors import ConfigError, SignalError, SignalNotFoundError, 
 from nwb_autolfads.model.inference import infer_merged, interval_quantiles
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.model.observations import Composite, ObservationModel, Poisson, get_observation
+from nwb_autolfads.model.registry import observation_spec
 from nwb_autolfads.data.preprocessing import preprocess_emg
 from nwb_autolfads.io.reading import (bin_spikes, check_spike_span, check_unit_clocks, emg_doubt, find_emg, iter_series, open_nwb,
                       read_emg, read_trial_times, read_units, spike_bin_centres)
@@ -444,7 +445,8 @@ def _ic_times(fit: "FitResult", bin_times: list[np.ndarray], lead: int) -> np.nd
 
 
 def observation_name(cfg: RunConfig) -> str:
-    return {"gamma": "Gamma", "zigamma": "zero-inflated Gamma"}[cfg.model.observation]
+    """How provenance names the EMG's observation model (its registered label)."""
+    return observation_spec(cfg.model.observation).label
 
 
 def _versions() -> dict[str, str]:
