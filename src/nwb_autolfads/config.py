@@ -25,6 +25,7 @@ import yaml
 
 from nwb_autolfads.errors import ConfigError
 from nwb_autolfads.model.registry import observation_names, observation_spec
+from nwb_autolfads.modalities import parse_modalities
 
 __all__ = [
     "DataConfig",
@@ -57,10 +58,16 @@ def _check(cond: bool, key: str, value: Any, fix: str) -> None:
 class DataConfig:
     """Which signal to read from the NWB file."""
 
-    model: str = "emg"
-    """What to model: ``emg``, ``spikes`` (nwbfile.units) or ``emg+spikes`` (one model for both)."""
+    modalities: tuple[str, ...] = ("emg",)
+    """What to model, one model for all (:mod:`nwb_autolfads.modalities`): a list of ``emg``,
+    ``spikes`` (nwbfile.units) and ``force`` (a force TimeSeries, with emg or spikes), e.g.
+    ``[emg, spikes]``; on the command line ``--model emg+spikes``. The key ``data.model`` of earlier
+    versions (``"emg+spikes"``) is read as this."""
     emg: str | None = None
     """Object path of the EMG series (e.g. ``acquisition/EMG``); ``None`` finds it automatically."""
+    force: str | None = None
+    """Object path of the force series modelled with ``force`` (e.g. ``processing/behavior/force``);
+    ``None`` finds it (refused when the file holds several)."""
     units: str | None = None
     """Filter of the units table (a pandas query on its columns, e.g. ``quality == 'good'``)."""
     bad_units: str = "refuse"
@@ -80,8 +87,7 @@ class DataConfig:
     """Trial-aligned mode: (start, stop) in seconds relative to ``align_to``, e.g. (-0.5, 1.0)."""
 
     def __post_init__(self) -> None:
-        _check(self.model in ("emg", "spikes", "emg+spikes"), "data.model", self.model,
-               "use 'emg', 'spikes' or 'emg+spikes'")
+        object.__setattr__(self, "modalities", parse_modalities(self.modalities))  # canonical order
         _check(self.bad_units in ("refuse", "exclude"), "data.bad_units", self.bad_units,
                "use 'refuse' (stop on units with impossible spike times) or 'exclude' (leave them out)")
         _check((self.align_to is None) == (self.window is None), "data.window", self.window,
@@ -606,18 +612,18 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
-        return _from_dict(cls, data, prefix="")
+        return _from_dict(cls, _renamed_keys(data), prefix="")
 
     @classmethod
     def from_saved(cls, data: Mapping[str, Any], n_train: int | None = None) -> "RunConfig":
         """The configuration a result was written with, including results of versions that
         counted budgets in epochs (converted by :func:`legacy_to_steps` with ``n_train``, the
         run's training windows). New settings are refused in a config file, never here."""
-        return _from_dict(cls, legacy_to_steps(data, n_train), prefix="")
+        return _from_dict(cls, _renamed_keys(legacy_to_steps(data, n_train)), prefix="")
 
     def updated(self, overrides: Mapping[str, Any]) -> "RunConfig":
         """A copy with (possibly nested, dotted or dict) overrides applied and validated."""
-        merged = _deep_merge(self.to_dict(), _expand_dotted(overrides))
+        merged = _deep_merge(self.to_dict(), _renamed_keys(_expand_dotted(overrides)))
         return RunConfig.from_dict(merged)
 
     def resolved(self, n_channels: int) -> "RunConfig":
@@ -693,8 +699,8 @@ def build_config(preset: str | None = None, file: str | Path | None = None,
     merged = _deep_merge(RunConfig().to_dict(), PRESETS[preset])
     merged["preset"] = preset
     _warn_preset_overridden(preset, file, file_data)
-    merged = _deep_merge(merged, {k: v for k, v in file_data.items() if k != "preset"})
-    merged = _deep_merge(merged, _expand_dotted(overrides or {}))
+    merged = _deep_merge(merged, _renamed_keys({k: v for k, v in file_data.items() if k != "preset"}))
+    merged = _deep_merge(merged, _renamed_keys(_expand_dotted(overrides or {})))
     cfg = RunConfig.from_dict(merged)
     _warn_budget_conflicts(cfg, {**_flat_keys(file_data), **_flat_keys(_expand_dotted(overrides or {}))})
     return cfg
@@ -893,6 +899,23 @@ def _from_dict(cls: type, data: Any, prefix: str) -> Any:
     for name, value in data.items():
         kwargs[name] = _coerce(hints[name], value, f"{prefix}{name}")
     return cls(**kwargs)
+
+
+def _renamed_keys(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` (a nested config mapping) with the keys of earlier versions under their names now:
+    ``data.model: "emg+spikes"`` -> ``data.modalities: [emg, spikes]``. Both given and different:
+    :class:`ConfigError`."""
+    section = data.get("data") if isinstance(data, Mapping) else None
+    if not isinstance(section, Mapping) or "model" not in section:
+        return dict(data)
+    section = dict(section)
+    old = section.pop("model")
+    new = parse_modalities(old, "data.model")
+    if "modalities" in section and parse_modalities(section["modalities"]) != new:
+        raise ConfigError(f"data.model={old!r} and data.modalities={section['modalities']!r} disagree: give only "
+                          f"data.modalities (data.model is its former name)")
+    section["modalities"] = list(new)
+    return {**data, "data": section}
 
 
 # Budget keys of versions before 0.3 (counted in epochs) and the keys (counted in steps) that replace them.
