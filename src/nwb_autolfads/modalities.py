@@ -156,7 +156,8 @@ class ContinuousInput(Modality):
         values = np.concatenate([r[m] for r, m in zip(raw, masks)])
         offsets = values.mean(axis=0)
         scales = values.std(axis=0)
-        flat = [name for name, s in zip(sig.channel_names, scales) if not (np.isfinite(s) and s > 0)]
+        size = np.abs(values).max(axis=0)
+        flat = [name for name, s, m in zip(sig.channel_names, scales, size) if not (np.isfinite(s) and s > 1e-9 * m)]
         if flat:
             raise SignalError(f"{self.name} channel(s) {', '.join(flat)} of {sig.source_path} are constant over the "
                               f"modelled time: nothing to model; leave {self.name} out of --model")
