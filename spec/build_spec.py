@@ -15,7 +15,7 @@ from pynwb.spec import (NWBAttributeSpec, NWBDatasetSpec, NWBGroupSpec, NWBLinkS
                         export_spec)
 
 NAME = "ndx-autolfads"
-VERSION = "0.3.0"
+VERSION = "0.4.0"
 
 
 def _text(name: str, doc: str, required: bool = True) -> NWBAttributeSpec:
@@ -80,6 +80,28 @@ def build_types() -> list[NWBGroupSpec]:
         ],
         attributes=[_interval()],
     )
+    continuous = NWBGroupSpec(
+        neurodata_type_def="ContinuousEstimate",
+        neurodata_type_inc="TimeSeries",
+        doc="AutoLFADS estimate of a continuous signal modelled with the others (since 0.4.0; e.g. force, Gaussian "
+            "observation model): the posterior estimate of the signal per bin, in the source series' units and "
+            "channel order, on the model's bin centres.",
+        datasets=[
+            NWBDatasetSpec(name="data", doc="Estimate per bin and channel, in the source's units.", dtype="float32",
+                           shape=[[None, None]], dims=[["num_times", "num_channels"]]),
+            NWBDatasetSpec(name="channel_names", doc="Channel names, in the order of the data's columns.",
+                           dtype="text", shape=[None], dims=["num_channels"]),
+            NWBDatasetSpec(name="offsets", doc="Per-channel offset subtracted before modelling, in the source's "
+                           "units (the model saw (x - offsets) / scales; the estimate is converted back).",
+                           dtype="float64", shape=[None], dims=["num_channels"], quantity="?"),
+            NWBDatasetSpec(name="scales", doc="Per-channel scale the data were divided by before modelling, in the "
+                           "source's units.", dtype="float64", shape=[None], dims=["num_channels"], quantity="?"),
+            *_bounds(["num_times", "num_channels"], "the estimate"),
+        ],
+        attributes=[_interval(),
+                    _text("modality", "The modality modelled (an entry of data.modalities, e.g. force).",
+                          required=False)],
+    )
     run = NWBGroupSpec(
         neurodata_type_def="AutoLFADSRun",
         neurodata_type_inc="NWBDataInterface",
@@ -105,7 +127,7 @@ def build_types() -> list[NWBGroupSpec]:
                              doc="Whether the source's data are in this file. False for a results-only file: "
                                  "the source signals are read from source_url or source_location. Absent "
                                  "(files written before version 0.2.0): true."),
-            _text("modalities", "Modelled modalities, joined by '+': emg, spikes or emg+spikes."),
+            _text("modalities", "Modelled modalities, joined by '+', e.g. emg, spikes, emg+spikes or emg+force."),
             NWBAttributeSpec(name="bin_size", doc="Width of the model's time bins, in seconds.", dtype="float64"),
         ],
         datasets=[
@@ -125,6 +147,9 @@ def build_types() -> list[NWBGroupSpec]:
                          doc="Estimated muscle activations."),
             NWBGroupSpec(name="firing_rates", neurodata_type_inc="FiringRates", quantity="?",
                          doc="Estimated firing rates."),
+            NWBGroupSpec(neurodata_type_inc="ContinuousEstimate", quantity="*",
+                         doc="Estimated continuous signals modelled with the others (since 0.4.0), e.g. "
+                             "inferred_force."),
             NWBGroupSpec(name="factors", neurodata_type_inc="TimeSeries",
                          doc="Latent factors shared by the modelled signals, per bin."),
             NWBGroupSpec(name="inferred_inputs", neurodata_type_inc="TimeSeries", quantity="?",
@@ -143,7 +168,7 @@ def build_types() -> list[NWBGroupSpec]:
                         doc="The EMG series (or container of per-muscle series) the run modelled."),
         ],
     )
-    return [muscle_activations, firing_rates, run]
+    return [muscle_activations, firing_rates, continuous, run]
 
 
 def main(output_dir: Path | None = None) -> Path:
@@ -151,7 +176,7 @@ def main(output_dir: Path | None = None) -> Path:
     builder = NWBNamespaceBuilder(
         name=NAME, version=VERSION,
         doc="Results of AutoLFADS (LFADS tuned by population-based training) written by nwb-autolfads: "
-            "muscle activations, firing rates, latent factors, inferred inputs and their provenance.",
+            "muscle activations, firing rates, other modelled signals (force), latent factors, inferred inputs and their provenance.",
         author=["nwb-autolfads developers"], contact=["https://github.com/nwb-autolfads/nwb-autolfads"],
     )
     builder.include_namespace("core")

@@ -26,6 +26,8 @@ import yaml
 from nwb_autolfads import __version__
 from nwb_autolfads.config import PRESETS, build_config
 from nwb_autolfads.errors import ConfigError, NwbAutolfadsError
+from nwb_autolfads.model.registry import observation_names, observation_spec
+from nwb_autolfads.modalities import modality, modality_names, parse_modalities
 
 EXAMPLE_FILE = "autolfads_example.nwb"
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
@@ -53,6 +55,15 @@ def _parse_sets(items: Sequence[str] | None) -> dict[str, Any]:
     return out
 
 
+def _modalities(text: str) -> tuple[str, ...]:
+    """``--model emg+spikes`` -> the canonical tuple of :mod:`nwb_autolfads.modalities` (argparse
+    turns the ConfigError into a one-line usage error)."""
+    try:
+        return parse_modalities(text, "--model")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("invalid config value ", "")) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nwb-autolfads",
                      description="Estimate muscle activation from EMG in NWB files with (Auto)LFADS and write "
@@ -68,8 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--example", action="store_true",
                    help=f"write a synthetic 12-muscle EMG file ({EXAMPLE_FILE}) in the current directory and "
                         "run on it (preset 'quick' unless --preset is given)")
-    p.add_argument("--model", choices=["emg", "spikes", "emg+spikes"],
-                   help="what to model: EMG (default), the spikes of nwbfile.units, or both in one model")
+    p.add_argument("--model", type=_modalities, metavar="M[+M...]",
+                   help="what to model, in one model (data.modalities), joined by '+', e.g. emg+spikes or emg+force "
+                        "(default emg): " + "; ".join(f"{n}: {modality(n).doc}" for n in modality_names()))
+    p.add_argument("--observation", choices=observation_names("nonnegative"),
+                   help="observation model of the EMG (model.observation): " + "; ".join(
+                       f"{n}: {observation_spec(n).doc}" for n in observation_names("nonnegative")))
     p.add_argument("--emg", metavar="PATH", help="object path of the EMG series, e.g. acquisition/EMG "
                                                  "(default: found automatically)")
     p.add_argument("--align-to", metavar="COLUMN",
@@ -240,7 +255,9 @@ def _cmd_run(args) -> int:
     if args.emg_raw:
         overrides["data.preprocessed"] = False
     if args.model:
-        overrides["data.model"] = args.model
+        overrides["data.modalities"] = list(args.model)
+    if args.observation:
+        overrides["model.observation"] = args.observation
     if args.units:
         overrides["data.units"] = args.units
     if args.bad_units:

@@ -24,6 +24,8 @@ from typing import Any, Mapping
 import yaml
 
 from nwb_autolfads.errors import ConfigError
+from nwb_autolfads.model.registry import observation_names, observation_spec
+from nwb_autolfads.modalities import parse_modalities
 
 __all__ = [
     "DataConfig",
@@ -56,10 +58,16 @@ def _check(cond: bool, key: str, value: Any, fix: str) -> None:
 class DataConfig:
     """Which signal to read from the NWB file."""
 
-    model: str = "emg"
-    """What to model: ``emg``, ``spikes`` (nwbfile.units) or ``emg+spikes`` (one model for both)."""
+    modalities: tuple[str, ...] = ("emg",)
+    """What to model, one model for all (:mod:`nwb_autolfads.modalities`): a list of ``emg``,
+    ``spikes`` (nwbfile.units) and ``force`` (a force TimeSeries, with emg or spikes), e.g.
+    ``[emg, spikes]``; on the command line ``--model emg+spikes``. The key ``data.model`` of earlier
+    versions (``"emg+spikes"``) is read as this."""
     emg: str | None = None
     """Object path of the EMG series (e.g. ``acquisition/EMG``); ``None`` finds it automatically."""
+    force: str | None = None
+    """Object path of the force series modelled with ``force`` (e.g. ``processing/behavior/force``);
+    ``None`` finds it (refused when the file holds several)."""
     units: str | None = None
     """Filter of the units table (a pandas query on its columns, e.g. ``quality == 'good'``)."""
     bad_units: str = "refuse"
@@ -79,8 +87,7 @@ class DataConfig:
     """Trial-aligned mode: (start, stop) in seconds relative to ``align_to``, e.g. (-0.5, 1.0)."""
 
     def __post_init__(self) -> None:
-        _check(self.model in ("emg", "spikes", "emg+spikes"), "data.model", self.model,
-               "use 'emg', 'spikes' or 'emg+spikes'")
+        object.__setattr__(self, "modalities", parse_modalities(self.modalities))  # canonical order
         _check(self.bad_units in ("refuse", "exclude"), "data.bad_units", self.bad_units,
                "use 'refuse' (stop on units with impossible spike times) or 'exclude' (leave them out)")
         _check((self.align_to is None) == (self.window is None), "data.window", self.window,
@@ -165,7 +172,8 @@ class PreprocessConfig:
         _check(0.0 < self.scale_quantile <= 1.0, "preprocess.scale_quantile", self.scale_quantile,
                "use a quantile in (0, 1]")
         _check(0.0 <= self.floor < 1.0, "preprocess.floor", self.floor,
-               "use a small positive value such as 1e-3 (0 only with model.observation: zigamma)")
+               "use a small positive value such as 1e-3 (0 only with a model.observation that accepts exact zeros, "
+               "e.g. zigamma)")
         if self.artefact_fraction is not None:
             _check(0.0 <= self.artefact_fraction < 1.0, "preprocess.artefact_fraction", self.artefact_fraction,
                    "use a fraction of the channels in [0, 1), e.g. 0.5, or null to skip artefact rejection")
@@ -221,7 +229,8 @@ class ModelConfig:
     """LFADS architecture (docs/science.md, LFADS)."""
 
     observation: str = "gamma"
-    """Likelihood of the EMG: ``gamma``, or ``zigamma`` (zero-inflated Gamma) for EMG with exact zeros."""
+    """Likelihood of the EMG: ``gamma``, or ``zigamma`` (zero-inflated Gamma) for EMG with exact zeros
+    (any observation model registered for non-negative data, :mod:`nwb_autolfads.model.registry`)."""
     ic_enc_dim: int = 64
     """Units of the initial-condition encoder GRU (per direction)."""
     ci_enc_dim: int = 64
@@ -254,8 +263,9 @@ class ModelConfig:
     """Variance of the AR(1) prior of the inferred inputs."""
 
     def __post_init__(self) -> None:
-        _check(self.observation in ("gamma", "zigamma"), "model.observation", self.observation,
-               "use 'gamma' for EMG, or 'zigamma' for EMG with exact zeros")
+        choices = observation_names("nonnegative")
+        _check(self.observation in choices, "model.observation", self.observation,
+               "use one of " + "; ".join(f"{n!r} ({observation_spec(n).doc})" for n in choices))
         for name in ("ic_enc_dim", "ic_dim", "gen_dim"):
             _check(getattr(self, name) >= 1, f"model.{name}", getattr(self, name), "use an integer >= 1")
         _check(self.co_dim >= 0, "model.co_dim", self.co_dim, "use an integer >= 0 (0 removes the controller)")
@@ -614,9 +624,12 @@ class RunConfig:
         _check(self.seed >= 0, "seed", self.seed, "use a non-negative integer")
         _check(self.device in ("auto", "cpu", "cuda"), "device", self.device, "use 'auto', 'cpu' or 'cuda'")
         _check(self.preset in PRESETS, "preset", self.preset, f"use one of {sorted(PRESETS)}")
-        _check(self.preprocess.floor > 0 or self.model.observation == "zigamma", "preprocess.floor",
-               self.preprocess.floor, "the Gamma likelihood has no support at zero: use a floor > 0, or "
-               "model.observation: zigamma for data with exact zeros")
+        if self.preprocess.floor <= 0 and not observation_spec(self.model.observation).zeros:
+            with_zeros = [n for n in observation_names("nonnegative") if observation_spec(n).zeros]
+            _check(False, "preprocess.floor", self.preprocess.floor,
+                   f"the {observation_spec(self.model.observation).label} likelihood has no support at zero: use a "
+                   f"floor > 0, or model.observation: {' or '.join(with_zeros) or '(none registered)'} for data "
+                   "with exact zeros")
 
     # ----------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -633,18 +646,18 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
-        return _from_dict(cls, data, prefix="")
+        return _from_dict(cls, _renamed_keys(data), prefix="")
 
     @classmethod
     def from_saved(cls, data: Mapping[str, Any], n_train: int | None = None) -> "RunConfig":
         """The configuration a result was written with, including results of versions that
         counted budgets in epochs (converted by :func:`legacy_to_steps` with ``n_train``, the
         run's training windows). New settings are refused in a config file, never here."""
-        return _from_dict(cls, legacy_to_steps(data, n_train), prefix="")
+        return _from_dict(cls, _renamed_keys(legacy_to_steps(data, n_train)), prefix="")
 
     def updated(self, overrides: Mapping[str, Any]) -> "RunConfig":
         """A copy with (possibly nested, dotted or dict) overrides applied and validated."""
-        merged = _deep_merge(self.to_dict(), _expand_dotted(overrides))
+        merged = _deep_merge(self.to_dict(), _renamed_keys(_expand_dotted(overrides)))
         return RunConfig.from_dict(merged)
 
     def resolved(self, n_channels: int) -> "RunConfig":
@@ -744,8 +757,8 @@ def build_config(preset: str | None = None, file: str | Path | None = None,
     merged = _deep_merge(RunConfig().to_dict(), PRESETS[preset])
     merged["preset"] = preset
     _warn_preset_overridden(preset, file, file_data)
-    merged = _deep_merge(merged, {k: v for k, v in file_data.items() if k != "preset"})
-    merged = _deep_merge(merged, _expand_dotted(overrides or {}))
+    merged = _deep_merge(merged, _renamed_keys({k: v for k, v in file_data.items() if k != "preset"}))
+    merged = _deep_merge(merged, _renamed_keys(_expand_dotted(overrides or {})))
     cfg = RunConfig.from_dict(merged)
     _warn_budget_conflicts(cfg, {**_flat_keys(file_data), **_flat_keys(_expand_dotted(overrides or {}))})
     return cfg
@@ -944,6 +957,23 @@ def _from_dict(cls: type, data: Any, prefix: str) -> Any:
     for name, value in data.items():
         kwargs[name] = _coerce(hints[name], value, f"{prefix}{name}")
     return cls(**kwargs)
+
+
+def _renamed_keys(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` (a nested config mapping) with the keys of earlier versions under their names now:
+    ``data.model: "emg+spikes"`` -> ``data.modalities: [emg, spikes]``. Both given and different:
+    :class:`ConfigError`."""
+    section = data.get("data") if isinstance(data, Mapping) else None
+    if not isinstance(section, Mapping) or "model" not in section:
+        return dict(data)
+    section = dict(section)
+    old = section.pop("model")
+    new = parse_modalities(old, "data.model")
+    if "modalities" in section and parse_modalities(section["modalities"]) != new:
+        raise ConfigError(f"data.model={old!r} and data.modalities={section['modalities']!r} disagree: give only "
+                          f"data.modalities (data.model is its former name)")
+    section["modalities"] = list(new)
+    return {**data, "data": section}
 
 
 # Budget keys of versions before 0.3 (counted in epochs) and the keys (counted in steps) that replace them.

@@ -31,6 +31,8 @@ from nwb_autolfads.errors import ConfigError, SignalError, SignalNotFoundError, 
 from nwb_autolfads.model.inference import infer_merged, interval_quantiles
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.model.observations import Composite, ObservationModel, Poisson, get_observation
+from nwb_autolfads.model.registry import observation_spec
+from nwb_autolfads.modalities import MODALITY_SEPARATOR, Binned, ContinuousInput, modality
 from nwb_autolfads.data.preprocessing import preprocess_emg
 from nwb_autolfads.io.reading import (bin_spikes, check_spike_span, check_unit_clocks, emg_doubt, find_emg, iter_series, open_nwb,
                       read_emg, read_trial_times, read_units, spike_bin_centres)
@@ -40,7 +42,7 @@ from nwb_autolfads.train.resources import Execution, choose_execution, using_thr
 from nwb_autolfads.train.loop import TrainResult, split_train_valid, time_steps
 from nwb_autolfads.data.windows import MIN_FITTED_WINDOW, WindowIndex, chop_segments, fitted_window
 from nwb_autolfads.io.sources import Source, resolve_source, source_sha256 as input_sha256
-from nwb_autolfads.io.writing import (OutputLock, RunRecord, check_in_place, check_output_path, compact_float, default_output_path,
+from nwb_autolfads.io.writing import (Estimate, OutputLock, RunRecord, check_in_place, check_output_path, compact_float, default_output_path,
                       git_revision, write_results)
 
 __all__ = ["RunResult", "FitResult", "StageClock", "run", "fit_signal"]
@@ -151,6 +153,10 @@ class RunResult:
     when spikes are not modelled)."""
     rates_upper: np.ndarray | None = None
     """(n_bins, U) its upper bound."""
+    estimates: dict[str, Estimate] = field(default_factory=dict)
+    """The continuous inputs modelled (``force``), by modality: each estimate in its source's units
+    on ``times``, with its channel names, the offsets and scales it was z-scored with and, with an
+    interval, its bounds."""
     interval_calibration: dict | None = None
     """The model's error estimated per channel and level that widened the band
     (:mod:`nwb_autolfads.evaluation.calibration`), in the source's units (Hz for units); None without an
@@ -170,6 +176,10 @@ class RunResult:
             query = self.config.data.units
             lines.append(f"  modelled    units: {len(self.unit_ids)} units" + (f" ({query})" if query else "")
                          + f", {dur:.1f} s in {self.config.windows.bin_size * 1e3:g} ms bins, Poisson")
+        for e in self.estimates.values():
+            lines.append(f"  modelled    {e.source_path}: {len(e.channel_names)} channel(s) "
+                         f"({', '.join(e.channel_names)}), {dur:.1f} s in {self.config.windows.bin_size * 1e3:g} ms "
+                         f"bins, Gaussian ({e.modality})")
         if self.doubt and self.channel_names:
             lines.append(f"  WARNING     {self.source_path} does not look like EMG: {self.doubt}")
         if self.other_candidates and self.channel_names:
@@ -204,6 +214,8 @@ class RunResult:
                                f"{self.unit}{band})")
             if self.unit_ids:
                 written.append(f"firing_rates ({self.rates.shape[0]} x {self.rates.shape[1]}, Hz{band})")
+            written += [f"{e.name} ({e.data.shape[0]} x {e.data.shape[1]}, {e.unit}{band})"
+                        for e in self.estimates.values()]
             lines.append(f"              processing/autolfads/{self.run_name}: {', '.join(written)}, factors, "
                          "inferred_inputs, initial_conditions, provenance")
             if self.interval is None and self.config.inference.interval is not None and not \
@@ -422,12 +434,15 @@ def _changed_settings(old: Any, new: dict) -> str:
     return " and ".join(what) or "data or settings"
 
 
-def _describe(cfg: RunConfig, sig, units) -> str:
+def _describe(cfg: RunConfig, sig, units, continuous: Mapping[str, Binned] | None = None) -> str:
     what = []
     if sig is not None:
         what.append(f"EMG {sig.source_path} ({sig.n_channels} channels, {observation_name(cfg)})")
     if units is not None:
         what.append(f"{units.n_units} units (Poisson)")
+    for name, b in (continuous or {}).items():
+        what.append(f"{name} {b.source_path} ({len(b.channel_names)} channel(s), "
+                    f"{observation_spec(modality(name).observation_name(cfg)).label})")
     return (f"nwb-autolfads run modelling {' and '.join(what)} in {cfg.windows.bin_size * 1e3:g} ms bins"
             + (f"; {SMOKE_NOTE}" if cfg.preset == "smoke" else ""))
 
@@ -469,23 +484,32 @@ def _interval_note(interval: float | None) -> str:
 
 
 def _calibrated_band(segments: list[np.ndarray], fit: "FitResult", n_units: int, interval: float, bin_size: float,
-                     scale, channel_names: list[str], unit_ids: list) -> tuple[np.ndarray, np.ndarray, dict]:
+                     scale, channel_names: list[str], unit_ids: list,
+                     continuous: Mapping[str, Binned] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """The posterior band of ``fit`` widened by the model's error (:mod:`nwb_autolfads.evaluation.calibration`),
     in model units: ``segments`` are the model's input per segment (the first ``n_units`` columns
-    spike counts, Poisson; the rest scaled EMG). Returns (lower, upper), each (n_bins, C) over all
+    spike counts, Poisson; then the scaled EMG of ``channel_names``; then each of ``continuous``,
+    z-scored, whose band is not clipped at 0). Returns (lower, upper), each (n_bins, C) over all
     segments, and the per-channel error estimates in the source's units for the provenance
-    (spikes: Hz, with ``bin_size``; EMG: times ``scale``)."""
+    (spikes: Hz, with ``bin_size``; EMG: times ``scale``; continuous inputs: times their scales)."""
     n_channels = segments[0].shape[1]
+    continuous = dict(continuous or {})
+    n_emg = len(channel_names)
     errors = estimate_errors(segments, fit.mean, np.arange(n_channels) < n_units)
-    parts = [widen_band(m, lo, hi, errors, interval) for m, lo, hi in zip(fit.mean, fit.lower, fit.upper)]
-    scales = np.broadcast_to(np.asarray(scale, dtype=float).reshape(-1), (n_channels - n_units,)) \
-        if n_channels > n_units else np.zeros(0)
+    signed = np.arange(n_channels) >= n_units + n_emg
+    parts = [widen_band(m, lo, hi, errors, interval, signed=signed)
+             for m, lo, hi in zip(fit.mean, fit.lower, fit.upper)]
+    scales = np.broadcast_to(np.asarray(scale, dtype=float).reshape(-1), (n_emg,)) if n_emg else np.zeros(0)
+    start, extra = n_units + n_emg, {}
+    for name, b in continuous.items():
+        extra[name] = {str(ch): errors[start + i].as_dict(float(b.scales[i])) for i, ch in enumerate(b.channel_names)}
+        start += len(b.channel_names)
     record = {"method": "residual beyond the observation noise, per channel and level (nwb_autolfads.evaluation.calibration)",
               "z": round(normal_quantile(interval), 4),
               **({"units_hz": {str(u): errors[i].as_dict(1.0 / bin_size) for i, u in enumerate(unit_ids)}}
                  if n_units else {}),
               **({"emg": {str(name): errors[n_units + i].as_dict(float(scales[i]))
-                          for i, name in enumerate(channel_names)}} if n_channels > n_units else {})}
+                          for i, name in enumerate(channel_names)}} if n_emg else {}), **extra}
     return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), record)
 
 
@@ -496,7 +520,8 @@ def _ic_times(fit: "FitResult", bin_times: list[np.ndarray], lead: int) -> np.nd
 
 
 def observation_name(cfg: RunConfig) -> str:
-    return {"gamma": "Gamma", "zigamma": "zero-inflated Gamma"}[cfg.model.observation]
+    """How provenance names the EMG's observation model (its registered label)."""
+    return observation_spec(cfg.model.observation).label
 
 
 def _versions() -> dict[str, str]:
@@ -890,7 +915,7 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     if content != cfg.output.content:
         cfg = cfg.updated({"output.content": content})
 
-    modalities = cfg.data.model.split("+")
+    modalities = cfg.data.modalities
     with open_nwb(path) as (_io, nwbfile):
         try:
             sig = read_emg(nwbfile, cfg.data.emg, cfg.data.channel_names, lazy=True) if "emg" in modalities else None
@@ -905,6 +930,8 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
             log.warning("%s does not look like EMG (%s): it is modelled as EMG because it was chosen with --emg; "
                         "check with `nwb-autolfads inspect` that it is the EMG", sig.source_path, doubt)
         units = read_units(nwbfile, cfg.data.units, cfg.data.bad_units) if "spikes" in modalities else None
+        continuous = {name: modality(name).read(nwbfile, cfg) for name in modalities
+                      if isinstance(modality(name), ContinuousInput)}  # force: read whole (sampled slowly)
         others = [c.path for c in iter_series(nwbfile) if sig is not None and c.score > 0
                   and c.path != sig.source_path and not c.path.startswith(sig.source_path + "/")]
         if others and cfg.data.emg is None:  # found automatically: say what else could be the EMG
@@ -915,7 +942,7 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         targets = _score_targets(nwbfile, sig is not None, "spikes" in modalities)
         # a remote input's results go to the current directory
         out_path = Path(output) if output is not None else default_output_path(
-            Path(source.name) if source.remote else path, cfg.data.model)
+            Path(source.name) if source.remote else path, MODALITY_SEPARATOR.join(modalities))
         if write and in_place:
             if output is not None:
                 raise ConfigError("give either --output or --in-place, not both")
@@ -940,12 +967,13 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
             stack.enter_context(OutputLock(path if in_place else out_path))
         return _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier, started, t_start, write,
                            in_place, overwrite, run_name, progress, command, resume, trial_times, fresh, doubt,
-                           targets, source, clock)
+                           targets, source, clock, continuous)
 
 
 def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier, started, t_start, write, in_place,
                 overwrite, run_name, progress, command, resume, trial_times, fresh=False, doubt=None,
-                targets=(), source=None, clock: StageClock | None = None) -> RunResult:
+                targets=(), source=None, clock: StageClock | None = None,
+                continuous: dict | None = None) -> RunResult:
     """The part of :func:`run` after the input is read and the output checked, under the output's lock."""
     # a remote file is not hashed (that would download all of it): a DANDI asset's SHA-256 is the one the
     # archive publishes, another URL has none; its identity is recorded in the provenance's ``source``
@@ -985,17 +1013,37 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
         spike_segments = [np.zeros((len(c), 0), np.float32) for c in bin_times]
     if sig is not None:
         parts.append((get_observation(cfg.model.observation), sig.n_channels))
+    # continuous inputs (force): on the same bins, z-scored; bins they do not cover are not modelled
+    binned_inputs: dict[str, Binned] = {}
+    for name, signal in (continuous or {}).items():
+        entry = modality(name)
+        binned, masks = entry.bin(signal, bin_times, bin_size, cfg.windows.gap_factor)
+        n_out = int(sum((~m).sum() for m in masks))
+        if n_out:
+            log.warning("%d bins (%.1f s) outside the %s series %s are not modelled", n_out, n_out * bin_size,
+                        name, signal.source_path)
+        split = _split_where(masks, bin_times, spike_segments, emg_segments, rectified_segments, binned.segments,
+                             *(b.segments for b in binned_inputs.values()))
+        bin_times, spike_segments, emg_segments, rectified_segments, binned.segments = split[:5]
+        for b, segs in zip(binned_inputs.values(), split[5:]):
+            b.segments = segs
+        binned_inputs[name] = binned
+        parts.append((get_observation(entry.observation_name(cfg)), len(binned.channel_names)))
     if trial_times is not None:  # trial-aligned mode: one window per trial
         lead = cfg.model.lead_in_bins
         n_bins = int(round((cfg.data.window[1] - cfg.data.window[0]) / bin_size))
-        bin_times, spike_segments, emg_segments, rectified_segments = _trial_windows(
+        bin_times, spike_segments, emg_segments, rectified_segments, *cut = _trial_windows(
             trial_times, cfg.data.window[0], n_bins, lead, bin_size, bin_times, spike_segments, emg_segments,
-            rectified_segments)
+            rectified_segments, *(b.segments for b in binned_inputs.values()))
+        for b, segs in zip(binned_inputs.values(), cut):
+            b.segments = segs
         cfg = cfg.updated({"windows.window_bins": n_bins,
                            "windows.overlap_bins": min(cfg.windows.overlap_bins, n_bins - 1)})
-    segments = [np.concatenate([a, b], axis=1) for a, b in zip(spike_segments, emg_segments)]
+    segments = [np.concatenate([a, b, *(x.segments[k] for x in binned_inputs.values())], axis=1)
+                for k, (a, b) in enumerate(zip(spike_segments, emg_segments))]
     observation = parts[0][0] if len(parts) == 1 else Composite(parts)
     n_units = units.n_units if units is not None else 0
+    n_emg = sig.n_channels if sig is not None else 0
     cfg = _fit_windows(cfg, [len(s) for s in segments], bin_size)
     cfg = cfg.resolved(segments[0].shape[1])
     if bin_size != cfg.windows.bin_size:
@@ -1028,11 +1076,17 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
                     (~covered).sum() * bin_size)
     scale = pre.scales[None, :] if pre is not None else 1.0
 
-    def source_units(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Model units -> (rates in Hz, activations in the source's units), covered bins only."""
-        return (m[:, :n_units] / bin_size)[covered], (m[:, n_units:] * scale)[covered]  # spikes per bin -> Hz
+    def source_units(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Model units -> (rates in Hz, activations in the source's units, each continuous input in
+        its source's units), covered bins only."""
+        rest, start = {}, n_units + n_emg
+        for name, b in binned_inputs.items():
+            rest[name] = compact_float(b.to_source(m[:, start:start + len(b.channel_names)])[covered])
+            start += len(b.channel_names)
+        return ((m[:, :n_units] / bin_size)[covered], (m[:, n_units:n_units + n_emg] * scale)[covered],  # per bin -> Hz
+                rest)
 
-    rates, activations = source_units(mean)
+    rates, activations, estimates = source_units(mean)
     bands = {}
     if fit.lower is not None:  # the credible interval's bounds, converted exactly like the means
         lower, upper = np.concatenate(fit.lower), np.concatenate(fit.upper)
@@ -1041,17 +1095,28 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
                                 "written; lower train.lr (or pbt.lr.high), or set inference.interval: null")
         lower, upper, calibration = _calibrated_band(segments, fit, n_units, cfg.inference.interval, bin_size,
                                                      scale, pre.channel_names if pre is not None else [],
-                                                     list(units.ids) if units is not None else [])
-        (rl, al), (ru, au) = source_units(lower), source_units(upper)
+                                                     list(units.ids) if units is not None else [], binned_inputs)
+        (rl, al, el), (ru, au, eu) = source_units(lower), source_units(upper)
         bands = {"interval": cfg.inference.interval, "activations_lower": compact_float(al),
                  "activations_upper": compact_float(au), "rates_lower": compact_float(rl),
                  "rates_upper": compact_float(ru), "interval_calibration": calibration}
+    else:
+        el = eu = {}
     factors = np.concatenate(fit.factors)
     inputs = np.concatenate(fit.inputs)
     rectified = np.concatenate(rectified_segments)
     times, factors, inputs, rectified = (a[covered] for a in (times, factors, inputs, rectified))
     train = fit.training
     channel_names = list(pre.channel_names) if pre is not None else []
+    estimate_objects = {
+        name: Estimate(name=modality(name).output, modality=name, data=estimates[name], unit=b.unit,
+                       channel_names=b.channel_names, offsets=b.offsets, scales=b.scales, source_path=b.source_path,
+                       object_id=b.object_id, lower=el.get(name), upper=eu.get(name),
+                       description=(f"AutoLFADS (LFADS, {observation_spec(modality(name).observation_name(cfg)).label} "
+                                    f"observation model) estimate of {name} (posterior {cfg.inference.mode}) in the "
+                                    f"source's units; source {b.source_path}" + _interval_note(
+                                        cfg.inference.interval if el else None)))
+        for name, b in binned_inputs.items()}
 
     result = RunResult(output=None, input=path, config=cfg, source_path=sig.source_path if sig else "units",
                        channel_names=channel_names, unit=sig.unit if sig else "Hz", times=times,
@@ -1062,7 +1127,7 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
                        training=train, n_windows=fit.index.n_windows, n_train=fit.n_train, n_valid=fit.n_valid,
                        seconds=0.0, device=fit.device, plan=fit.plan, other_candidates=others,
                        chosen_by="--emg" if cfg.data.emg else "found automatically", doubt=doubt,
-                       score_targets=list(targets), **bands)
+                       score_targets=list(targets), estimates=estimate_objects, **bands)
     if write:
         paths, ids = [], []
         if sig is not None:
@@ -1071,14 +1136,18 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
         if units is not None:
             paths.append("units")
             ids.append(units.object_id or "")
+        for e in estimate_objects.values():
+            paths.append(e.source_path)
+            ids.append(e.object_id or "")
         record = RunRecord(
             times=times, bin_size=bin_size, factors=result.factors, inputs=result.inputs,
-            description=_describe(cfg, sig, units) + (f"; WARNING: {sig.source_path} does not look like EMG: "
+            description=_describe(cfg, sig, units, binned_inputs) + (f"; WARNING: {sig.source_path} does not look like EMG: "
                                                        f"{doubt}" if doubt else ""),
             config=cfg.to_dict(), software=_versions(),
             hyperparameters=train.hyperparameters or _hyperparameters(cfg), metrics=_metrics(result), seed=cfg.seed,
             started=started.isoformat(), finished=datetime.now(timezone.utc).isoformat(),
-            source_identifier=source_identifier, source_sha256=source_sha256, modalities=cfg.data.model,
+            source_identifier=source_identifier, source_sha256=source_sha256,
+            modalities=MODALITY_SEPARATOR.join(cfg.data.modalities), estimates=list(estimate_objects.values()),
             activations=result.activations if sig is not None else None, channel_names=channel_names,
             unit=sig.unit if sig is not None else "a.u.", scales=pre.scales if pre is not None else None,
             activations_description=(

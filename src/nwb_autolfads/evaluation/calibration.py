@@ -179,7 +179,7 @@ def normal_quantile(interval: float) -> float:
 
 
 def widen_band(mean: np.ndarray, lower: np.ndarray, upper: np.ndarray, errors: list[ChannelError],
-               interval: float) -> tuple[np.ndarray, np.ndarray]:
+               interval: float, signed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The posterior band widened by the model's error, per bin and channel.
 
     Parameters
@@ -187,11 +187,13 @@ def widen_band(mean: np.ndarray, lower: np.ndarray, upper: np.ndarray, errors: l
     mean, lower, upper : (n_bins, C) the estimate and the posterior samples' quantiles, model units.
     errors : one :class:`ChannelError` per channel (:func:`estimate_errors`).
     interval : the band's probability (0.9 -> z = 1.645).
+    signed : (C,) bool, True for channels of signed data (force): their lower bound is not clipped.
 
     Returns
     -------
     (lower, upper), each (n_bins, C): mu -/+ sqrt(posterior half-width^2 + (z err(mu))^2), the
-    lower bound clipped at 0; NaN where ``mean`` is NaN. The band always holds ``mean``.
+    lower bound clipped at 0 (except ``signed`` channels); NaN where ``mean`` is NaN. The band
+    always holds ``mean``.
     """
     mean, lower, upper = (np.asarray(a, dtype=float) for a in (mean, lower, upper))
     if not mean.shape == lower.shape == upper.shape or mean.shape[1] != len(errors):
@@ -202,6 +204,8 @@ def widen_band(mean: np.ndarray, lower: np.ndarray, upper: np.ndarray, errors: l
     extra = (z * err) ** 2
     below = np.maximum(mean - lower, 0.0)
     above = np.maximum(upper - mean, 0.0)
-    new_lower = np.maximum(mean - np.sqrt(below ** 2 + extra), 0.0)
+    new_lower = mean - np.sqrt(below ** 2 + extra)
+    clip = np.ones(mean.shape[1], bool) if signed is None else ~np.asarray(signed, bool)
+    new_lower[:, clip] = np.maximum(new_lower[:, clip], 0.0)
     new_upper = mean + np.sqrt(above ** 2 + extra)
     return new_lower, new_upper

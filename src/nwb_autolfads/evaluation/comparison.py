@@ -577,6 +577,9 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
             if per_channel and Y.shape[1] != next(iter(methods_est[MODEL].values())).shape[1]:
                 notes.append(f"{truth_name} has {Y.shape[1]} channels for {len(group_names)}: not scored")
                 continue
+            if metric in str(ds.attrs.get("modalities", "")).split("+"):  # e.g. emg+force: an input, not held out
+                notes.append(f"the model was trained on this {metric} too ({ds.attrs['modalities']}): its {metric} "
+                             "score is not an independent test")
             res = scores.setdefault(metric, {})
             for m, cands in methods_est.items():
                 out = nested_cv(cands, Y, lags=metric_lags, folds=folds, per_channel=per_channel)

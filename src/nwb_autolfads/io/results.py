@@ -245,7 +245,9 @@ def load_results(path: str | Path, run: str | None = None):
     Notes
     -----
     Variables (those the run modelled): ``emg_activations`` (time x channel, the source's units),
-    ``firing_rates`` (time x unit, Hz), with runs that sampled the posterior (spec 0.3.0 on)
+    ``firing_rates`` (time x unit, Hz), each continuous input modelled (spec 0.4.0), e.g.
+    ``inferred_force`` (time x ``inferred_force_channel``, the force's own units, with
+    ``inferred_force_offsets`` / ``_scales``), with runs that sampled the posterior (spec 0.3.0 on)
     ``emg_activations_lower`` / ``_upper`` and ``firing_rates_lower`` / ``_upper`` (the bounds
     of a central credible interval, same units; its probability in their attribute
     ``interval``, e.g. 0.9), ``factors`` (time x factor), ``inferred_inputs``
@@ -289,6 +291,17 @@ def load_results(path: str | Path, run: str | None = None):
             data_vars["firing_rates"] = (("time", "unit"), np.asarray(f.data[:]),
                                          {"units": "Hz", "description": f.description})
             data_vars.update(_bounds("firing_rates", f, ("time", "unit"), "Hz", widened))
+        for name, e in sorted((getattr(r, "continuous_estimates", None) or {}).items()):  # spec 0.4.0: force
+            channel = f"{name}_channel"
+            coords[channel] = (channel, [str(c) for c in e.channel_names[:]])
+            data_vars[name] = (("time", channel), np.asarray(e.data[:]),
+                               {"units": e.unit, "description": e.description, "modality": e.modality or ""})
+            data_vars.update(_bounds(name, e, ("time", channel), e.unit, widened))
+            for part in ("offsets", "scales"):
+                if getattr(e, part, None) is not None:
+                    data_vars[f"{name}_{part}"] = ((channel,), np.asarray(getattr(e, part)[:]),
+                                                   {"units": e.unit, "description": f"per-channel {part[:-1]} the "
+                                                    "signal was z-scored with before modelling"})
         data_vars["factors"] = (("time", "factor"), np.asarray(r.factors.data[:]),
                                 {"units": "a.u.", "description": r.factors.description})
         if r.inferred_inputs is not None:

@@ -31,15 +31,34 @@ from hdmf.common import DynamicTable, DynamicTableRegion, VectorData
 from pynwb import NWBHDF5IO, ProcessingModule, TimeSeries
 
 from nwb_autolfads.errors import NwbAutolfadsError, OutputError
-from nwb_autolfads.ndx.namespace import AutoLFADSRun, FiringRates, MuscleActivations
+from nwb_autolfads.ndx.namespace import AutoLFADSRun, ContinuousEstimate, FiringRates, MuscleActivations
 from nwb_autolfads.io.reading import OUTPUT_MODULE, open_nwb
 
-__all__ = ["RunRecord", "OutputLock", "default_output_path", "check_output_path", "write_results", "build_run",
+__all__ = ["RunRecord", "Estimate", "OutputLock", "default_output_path", "check_output_path", "write_results", "build_run",
            "results_only_file", "file_sha256", "git_revision", "to_json"]
 
 log = logging.getLogger(__name__)
 
 _DANDI_NAME = re.compile(r"^(sub-[A-Za-z0-9]+)(_ses-[A-Za-z0-9]+)?")
+
+
+@dataclass
+class Estimate:
+    """The estimate of one continuous input a run modelled (force), in its source's units,
+    written as a ``ContinuousEstimate`` named ``name`` (e.g. ``inferred_force``)."""
+
+    name: str
+    modality: str  # its entry in data.modalities (nwb_autolfads.modalities), e.g. force
+    data: np.ndarray  # (n_bins, C) source units
+    unit: str
+    channel_names: list[str]
+    offsets: np.ndarray  # (C,) source units: the model saw (x - offsets) / scales
+    scales: np.ndarray  # (C,) source units
+    source_path: str
+    object_id: str | None = None
+    description: str = ""
+    lower: np.ndarray | None = None  # (n_bins, C) credible interval's lower bound, source units
+    upper: np.ndarray | None = None
 
 
 @dataclass
@@ -90,6 +109,7 @@ class RunRecord:
     activations_upper: np.ndarray | None = None  # (n_bins, C) its upper bound
     rates_lower: np.ndarray | None = None  # (n_bins, n_units) Hz
     rates_upper: np.ndarray | None = None  # (n_bins, n_units) Hz
+    estimates: list[Estimate] = field(default_factory=list)  # continuous inputs modelled (force)
 
 
 def compact_float(a: np.ndarray) -> np.ndarray:
@@ -325,6 +345,13 @@ def build_run(nwbfile, record: RunRecord, source_in_file: bool = True) -> AutoLF
                                              description=record.rates_description, resolution=-1.0, **rates_kw,
                                              **_bounds(record, record.rates_lower, record.rates_upper,
                                                        record.rates.shape), **timing)
+    if record.estimates:
+        kwargs["continuous_estimates"] = [
+            ContinuousEstimate(name=e.name, data=compact_float(e.data), unit=e.unit, modality=e.modality,
+                               channel_names=list(e.channel_names), offsets=np.asarray(e.offsets, dtype=np.float64),
+                               scales=np.asarray(e.scales, dtype=np.float64), description=e.description,
+                               resolution=-1.0, **_bounds(record, e.lower, e.upper, e.data.shape), **timing)
+            for e in record.estimates]
     if record.inputs.shape[1] > 0:
         kwargs["inferred_inputs"] = TimeSeries(
             name="inferred_inputs", data=record.inputs.astype(np.float32), unit="a.u.", resolution=-1.0,
@@ -419,6 +446,10 @@ def _check_written(path: Path, run_name: str, record: RunRecord) -> None:
             raise OutputError(f"written factors have shape {got}, expected {record.factors.shape}")
         if record.activations is not None and tuple(run.emg_activations.data.shape) != record.activations.shape:
             raise OutputError("written emg_activations have the wrong shape")
+        for e in record.estimates:
+            written = run.continuous_estimates.get(e.name) if run.continuous_estimates else None
+            if written is None or tuple(written.data.shape) != e.data.shape:
+                raise OutputError(f"written {e.name} is missing or has the wrong shape")
 
 
 def _pid_alive(pid: int) -> bool:

@@ -5,6 +5,10 @@ log-likelihood), ``mean`` (the denoised signal), ``sample`` and ``init_bias`` (r
 makes the initial mean match the data).
 
 Shapes: params (..., C, P), data (..., C).
+
+Each model is registered by name in :mod:`nwb_autolfads.model.registry` (torch-free, so the
+configuration can check names without importing torch): a new model is one subclass here (or
+anywhere) decorated with :func:`~nwb_autolfads.model.registry.register_observation`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from abc import ABC, abstractmethod
 
 import torch
 import torch.nn.functional as nnf
+
+from nwb_autolfads.model.registry import make_observation
 
 __all__ = ["ObservationModel", "Gamma", "ZeroInflatedGamma", "Poisson", "Gaussian", "Composite", "get_observation"]
 
@@ -194,10 +200,13 @@ class Composite(ObservationModel):
         return out
 
 
-_MODELS = {m.name: m for m in (Gamma, ZeroInflatedGamma, Poisson, Gaussian)}
-
-
 def get_observation(name: str) -> ObservationModel:
-    if name not in _MODELS:
-        raise ValueError(f"unknown observation model {name!r}: use one of {', '.join(sorted(_MODELS))}")
-    return _MODELS[name]()
+    """A new instance of the registered observation model ``name``
+    (:func:`~nwb_autolfads.model.registry.make_observation`).
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not registered.
+    """
+    return make_observation(name)

@@ -12,6 +12,8 @@ Types (see spec/README.md for the design):
   ``training_curves`` and ``pbt_history`` tables, a link to the source EMG and provenance.
 - ``MuscleActivations``: TimeSeries of activations with ``channel_names`` and ``scales``.
 - ``FiringRates``: TimeSeries of rates in Hz with a ``units`` region of the Units table.
+- ``ContinuousEstimate``: TimeSeries of another modelled signal (force) in its source's units,
+  with ``channel_names``, ``offsets`` and ``scales`` (since 0.4.0; any number per run).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from pathlib import Path
 
 from pynwb import get_class, load_namespaces
 
-__all__ = ["NAMESPACE", "SPEC_VERSION", "namespace_path", "AutoLFADSRun", "MuscleActivations", "FiringRates"]
+__all__ = ["NAMESPACE", "SPEC_VERSION", "namespace_path", "AutoLFADSRun", "MuscleActivations", "FiringRates",
+           "ContinuousEstimate"]
 
 NAMESPACE = "ndx-autolfads"
 _NS_FILE = f"{NAMESPACE}.namespace.yaml"
@@ -48,3 +51,4 @@ SPEC_VERSION = _spec_version(namespace_path())
 AutoLFADSRun = get_class("AutoLFADSRun", NAMESPACE)
 MuscleActivations = get_class("MuscleActivations", NAMESPACE)
 FiringRates = get_class("FiringRates", NAMESPACE)
+ContinuousEstimate = get_class("ContinuousEstimate", NAMESPACE)

@@ -1,0 +1,234 @@
+"""The registry of modalities: what a run can model, one entry per kind of signal.
+
+``data.modalities`` names a list of them (``[emg, spikes]``; the CLI spells it ``--model
+emg+spikes``). Each entry says how its signal is read from NWB, put on the model's time bins,
+which observation model describes it (:mod:`nwb_autolfads.model.registry`), how the model's
+output goes back to the source's units, and under which name the estimate is written.
+
+- ``emg``: an EMG series (:func:`~nwb_autolfads.io.reading.read_emg`), preprocessed and binned by
+  :func:`~nwb_autolfads.data.preprocessing.preprocess_emg` (it defines the bins), divided by a
+  per-channel scale; ``model.observation`` (Gamma); written as ``emg_activations``.
+- ``spikes``: the units table (:func:`~nwb_autolfads.io.reading.read_units`), counted per bin (on
+  the EMG's bins, or on bins of its own without EMG); Poisson; rates in Hz, ``firing_rates``.
+- ``force``: a force TimeSeries (:func:`~nwb_autolfads.io.behavior.read_behavior`; chosen with
+  ``data.force`` or found), resampled onto the bins (:func:`~nwb_autolfads.io.behavior.to_bins`)
+  and z-scored per channel; Gaussian; written back in the source's units as ``inferred_force``
+  (``ContinuousEstimate``). It is modelled alongside a modality that defines the bins.
+
+Model columns follow :attr:`Modality.rank` (spikes, EMG, then continuous inputs), whatever the
+order the config names them in.
+
+Importing this module is light (the configuration validates names with it): the readers and
+binning import the NWB stack and scipy on first use. May import: :mod:`nwb_autolfads.errors`,
+:mod:`nwb_autolfads.model.registry` at import time; :mod:`nwb_autolfads.io`,
+:mod:`nwb_autolfads.data` inside functions.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from nwb_autolfads.errors import ConfigError, SignalError, SignalNotFoundError
+from nwb_autolfads.model.registry import observation_spec
+
+__all__ = ["Modality", "ContinuousInput", "Binned", "register_modality", "modality", "modality_names",
+           "parse_modalities", "MODALITY_SEPARATOR"]
+
+log = logging.getLogger(__name__)
+
+MODALITY_SEPARATOR = "+"
+"""How the CLI (``--model emg+spikes``), output file names and the provenance join modality names."""
+
+
+@dataclass(frozen=True)
+class Modality:
+    """One kind of signal a run can model.
+
+    Attributes
+    ----------
+    name : its name in ``data.modalities`` (e.g. ``emg``).
+    rank : place of its channels among the model's columns (lower first).
+    grid : whether it can define the model's time bins (a modality without it is modelled with
+        one that has it).
+    observation : the registered observation model of its channels; None: ``model.observation``.
+    output : name of its estimate in the run (``processing/autolfads/<run>/<output>``) and in
+        :func:`~nwb_autolfads.io.results.load_results`.
+    doc : one line for the CLI's help.
+    """
+
+    name: str
+    rank: int
+    grid: bool
+    observation: str | None
+    output: str
+    doc: str
+
+    def observation_name(self, cfg) -> str:
+        """The observation model of this modality's channels under ``cfg``."""
+        return self.observation or cfg.model.observation
+
+
+@dataclass
+class Binned:
+    """A continuous input on the model's bins: per gap-free segment (n_bins, C) model-ready values
+    (``(x - offsets) / scales``), and what converts the model's output back."""
+
+    segments: list
+    channel_names: list[str]
+    unit: str
+    source_path: str
+    object_id: str | None
+    offsets: Any  # (C,) source units
+    scales: Any  # (C,) source units
+    description: str = ""
+
+    def to_source(self, values):
+        """Model units -> the source's units: ``values * scales + offsets`` (values (n, C))."""
+        return values * self.scales[None, :] + self.offsets[None, :]
+
+
+@dataclass(frozen=True)
+class ContinuousInput(Modality):
+    """A continuous behavioural signal modelled as data (force, kinematics): read from the file,
+    resampled onto the bins, z-scored per channel, Gaussian. ``behavior``: its kind for
+    :func:`~nwb_autolfads.io.behavior.find_behavior`; ``path_key``: the ``data`` setting that
+    names its series (None: found automatically)."""
+
+    behavior: str = "force"
+    path_key: str = "force"
+    min_coverage: float = 0.5
+    """Smallest fraction of the model's bins the series must cover (less: refused, a clock mismatch)."""
+
+    def read(self, nwbfile, cfg):
+        """The one series of this kind in ``nwbfile`` (loaded :class:`~nwb_autolfads.data.signals.Signal`).
+
+        Raises
+        ------
+        SignalNotFoundError
+            None is found, or several are and none is chosen with ``data.<path_key>``.
+        """
+        from nwb_autolfads.io.behavior import find_behavior, read_behavior
+
+        path = getattr(cfg.data, self.path_key)
+        if path is None:
+            found = find_behavior(nwbfile, self.behavior)
+            if not found:
+                raise SignalNotFoundError(
+                    f"no {self.name} series in the file (a TimeSeries whose name or description says "
+                    f"{self.behavior}): name it with --set data.{self.path_key}=PATH, or leave {self.name} out of "
+                    "--model")
+            if len(found) > 1:
+                raise SignalNotFoundError(
+                    f"{len(found)} {self.name} series in the file ({', '.join(c.path for c in found)}): choose one with "
+                    f"--set data.{self.path_key}=PATH")
+            path = found[0].path
+        (sig,) = read_behavior(nwbfile, self.behavior, path)
+        return sig
+
+    def bin(self, sig, bin_times: list, bin_size: float, gap_factor: float) -> tuple[Binned, list]:
+        """``sig`` on the bins ``bin_times`` (per segment, centres in seconds), z-scored per channel,
+        and per segment the mask of bins it covers (finite in every channel): the others cannot
+        be modelled.
+
+        Raises
+        ------
+        SignalError
+            It covers under ``min_coverage`` of the bins (likely another clock, or another
+            recording), or a channel is constant.
+        """
+        import numpy as np
+
+        from nwb_autolfads.io.behavior import to_bins
+
+        raw = [to_bins(sig, centres, bin_size, gap_factor) for centres in bin_times]
+        masks = [np.isfinite(r).all(axis=1) for r in raw]
+        n_all, n_in = sum(m.size for m in masks), int(sum(m.sum() for m in masks))
+        if n_all == 0 or n_in < self.min_coverage * n_all:
+            t = sig.times()
+            span = f"{t[0]:g}-{t[-1]:g} s" if t.size else "no samples"
+            lo = min((c[0] for c in bin_times if len(c)), default=np.nan)
+            hi = max((c[-1] for c in bin_times if len(c)), default=np.nan)
+            raise SignalError(f"{self.name} series {sig.source_path} ({span}) covers {n_in} of the {n_all} bins "
+                              f"modelled ({lo:g}-{hi:g} s): check its timestamps / starting_time (another clock?), "
+                              f"or leave {self.name} out of --model")
+        values = np.concatenate([r[m] for r, m in zip(raw, masks)])
+        offsets = values.mean(axis=0)
+        scales = values.std(axis=0)
+        size = np.abs(values).max(axis=0)
+        flat = [name for name, s, m in zip(sig.channel_names, scales, size) if not (np.isfinite(s) and s > 1e-9 * m)]
+        if flat:
+            raise SignalError(f"{self.name} channel(s) {', '.join(flat)} of {sig.source_path} are constant over the "
+                              f"modelled time: nothing to model; leave {self.name} out of --model")
+        segments = [np.where(m[:, None], (r - offsets) / scales, 0.0).astype(np.float32) for r, m in zip(raw, masks)]
+        binned = Binned(segments=segments, channel_names=list(sig.channel_names), unit=sig.unit,
+                        source_path=sig.source_path, object_id=sig.object_id, offsets=offsets, scales=scales,
+                        description=sig.description)
+        return binned, masks
+
+
+_REGISTRY: dict[str, Modality] = {}
+
+
+def register_modality(entry: Modality) -> Modality:
+    """Add ``entry`` to the registry (its observation model must be registered).
+
+    Raises
+    ------
+    ValueError
+        Its name is taken, or its observation model is unknown.
+    """
+    if entry.name in _REGISTRY or MODALITY_SEPARATOR in entry.name or not entry.name:
+        raise ValueError(f"modality {entry.name!r} is already registered or not a valid name")
+    if entry.observation is not None:
+        observation_spec(entry.observation)  # KeyError naming the registered ones
+    _REGISTRY[entry.name] = entry
+    return entry
+
+
+def modality(name: str) -> Modality:
+    """The registered modality ``name`` (KeyError listing the registered ones)."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown modality {name!r}: use one of {', '.join(_REGISTRY)}") from None
+
+
+def modality_names() -> list[str]:
+    """Registered modality names, in registration order (the order a config lists them in)."""
+    return list(_REGISTRY)
+
+
+def parse_modalities(value: Any, key: str = "data.modalities") -> tuple[str, ...]:
+    """``value`` (a list, or a string ``emg+spikes`` / ``emg,spikes``) as the canonical tuple:
+    registered names, each once, in registration order (``[spikes, emg]`` -> ``("emg", "spikes")``).
+
+    Raises
+    ------
+    ConfigError
+        An unknown name, a repeated one, an empty list, or no modality that defines the bins.
+    """
+    items = value.replace(",", MODALITY_SEPARATOR).split(MODALITY_SEPARATOR) if isinstance(value, str) else \
+        [p for v in (value or ()) for p in str(v).split(MODALITY_SEPARATOR)]
+    items = [str(v).strip() for v in items if str(v).strip()]
+    known = modality_names()
+    unknown = [v for v in items if v not in _REGISTRY]
+    if unknown or not items or len(set(items)) != len(items):
+        raise ConfigError(f"invalid config value {key}={value!r}: name one or more of {', '.join(known)}, each once "
+                          f"(a list, e.g. [emg, spikes], or on the command line --model emg+spikes)")
+    if not any(_REGISTRY[v].grid for v in items):
+        grid = [n for n in known if _REGISTRY[n].grid]
+        raise ConfigError(f"invalid config value {key}={value!r}: {' and '.join(items)} is modelled alongside "
+                          f"{' or '.join(grid)}, which define the model's time bins (e.g. --model "
+                          f"{grid[0]}{MODALITY_SEPARATOR}{items[0]})")
+    return tuple(n for n in known if n in items)
+
+
+register_modality(Modality("emg", rank=1, grid=True, observation=None, output="emg_activations",
+                           doc="the EMG (model.observation, Gamma by default): muscle activations"))
+register_modality(Modality("spikes", rank=0, grid=True, observation="poisson", output="firing_rates",
+                           doc="the spikes of nwbfile.units (Poisson): firing rates"))
+register_modality(ContinuousInput("force", rank=2, grid=False, observation="gaussian", output="inferred_force",
+                                  doc="a force TimeSeries (Gaussian), with emg or spikes: inferred force",
+                                  behavior="force", path_key="force"))
