@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from nwb_autolfads import __version__
-from nwb_autolfads.evaluation.calibration import estimate_errors, interval_percent, normal_quantile, widen_band
+from nwb_autolfads.evaluation.calibration import estimate_errors, normal_quantile, widen_band
 from nwb_autolfads.config import DEFAULT_BIN_SIZE, RunConfig, build_config, configured_hyperparameters
 from nwb_autolfads.train.devices import resolve_device, seed_everything
 from nwb_autolfads.errors import ConfigError, SignalError, SignalNotFoundError, TrainingError
@@ -39,6 +39,7 @@ from nwb_autolfads.train.isolation import planned_steps, train_single
 from nwb_autolfads.train.resources import Execution, choose_execution, using_threads
 from nwb_autolfads.train.loop import TrainResult, split_train_valid, time_steps
 from nwb_autolfads.data.windows import MIN_FITTED_WINDOW, WindowIndex, chop_segments, fitted_window
+from nwb_autolfads.io.results import interval_percent
 from nwb_autolfads.io.sources import Source, resolve_source, source_sha256 as input_sha256
 from nwb_autolfads.io.writing import (OutputLock, RunRecord, check_in_place, check_output_path, compact_float, default_output_path,
                       git_revision, write_results)
