@@ -32,8 +32,10 @@ from nwb_autolfads.model.inference import infer_merged, interval_quantiles
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.model.observations import Composite, ObservationModel, Poisson, get_observation
 from nwb_autolfads.data.preprocessing import preprocess_emg
-from nwb_autolfads.io.reading import (bin_spikes, check_spike_span, check_unit_clocks, emg_doubt, find_emg, iter_series, open_nwb,
-                      read_emg, read_trial_times, read_units, spike_bin_centres)
+from nwb_autolfads.io.reading import open_nwb
+from nwb_autolfads.io.series import emg_doubt, find_emg, iter_series, read_emg
+from nwb_autolfads.io.trials import read_trial_times
+from nwb_autolfads.io.units import bin_spikes, check_spike_span, check_unit_clocks, read_units, spike_bin_centres
 from nwb_autolfads.train.pbt.embedded import train_population
 from nwb_autolfads.train.isolation import planned_steps, train_single
 from nwb_autolfads.train.resources import Execution, choose_execution, using_threads
@@ -333,7 +335,7 @@ def _prepare_rundir(rundir: Path, cfg: RunConfig, segments: list[np.ndarray], ex
 def _score_targets(nwbfile, emg: bool, spikes: bool) -> list[str]:
     """What ``evaluate`` can score a run against in ``nwbfile`` (as :mod:`~nwb_autolfads.evaluation.comparison`
     finds it): kinematics and force series, the units (for an EMG run) and ground truth."""
-    from nwb_autolfads.io.reading import modality_of
+    from nwb_autolfads.io.series import modality_of
 
     found = {modality_of(c) for c in iter_series(nwbfile)}
     out = [m for m in ("kinematics", "force") if m in found]

@@ -32,7 +32,7 @@ from pynwb import NWBHDF5IO, ProcessingModule, TimeSeries
 
 from nwb_autolfads.errors import NwbAutolfadsError, OutputError
 from nwb_autolfads.ndx.namespace import AutoLFADSRun, FiringRates, MuscleActivations
-from nwb_autolfads.io.reading import OUTPUT_MODULE, open_nwb
+from nwb_autolfads.io.reading import open_nwb, OUTPUT_MODULE
 
 __all__ = ["RunRecord", "OutputLock", "default_output_path", "check_output_path", "write_results", "build_run",
            "results_only_file", "file_sha256", "git_revision", "to_json"]

@@ -577,7 +577,8 @@ def test_implausible_rate_and_volts_are_warned_about(caplog):
 def test_preprocessing_a_long_recording_from_its_file_holds_a_fraction_of_one_full_rate_copy(tmp_path, capsys):
     import tracemalloc
 
-    from nwb_autolfads.io.reading import open_nwb, read_emg
+    from nwb_autolfads.io.reading import open_nwb
+    from nwb_autolfads.io.series import read_emg
     from nwb_autolfads.testing import chunked_emg_nwb
 
     path = chunked_emg_nwb(tmp_path / "long.nwb", duration=300.0, n_muscles=8, block_seconds=20.0)
