@@ -124,11 +124,34 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
     ``backend``: ``hdf5`` (an ``.nwb`` file) or ``zarr`` (an NWB Zarr store, a directory such as
     ``x.nwb.zarr``; needs hdmf-zarr).
     """
-    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
-    from pynwb.behavior import BehavioralTimeSeries
-    from pynwb.ecephys import ElectricalSeries
-    from pynwb.file import Subject
+    raw, t, truth, stamps, use_timestamps = _samples_and_times(synth, start_time, gap, jitter, float32_timestamps,
+                                                               use_timestamps, seed)
+    if transposed and layout == "container":
+        raise ValueError("transposed needs a 2-D layout (timeseries or electricalseries)")
+    nwb = _emg_nwbfile(synth)
+    time_kw = {"timestamps": stamps} if use_timestamps else {"starting_time": float(t[0]), "rate": synth.rate}
+    truth_kw = {"timestamps": t} if use_timestamps else time_kw
+    data, conversion, offset = _stored(raw, int16)
+    desc = description or "Raw EMG (synthetic); muscles: " + ", ".join(synth.names)
+    obj = _emg_series(nwb, synth, layout, name, data, conversion, offset, desc, time_kw, electrode_rows, name_column)
+    if location == "acquisition":
+        nwb.add_acquisition(obj)
+    else:
+        nwb.create_processing_module("ecephys" if layout != "container" else "behavior", "EMG recordings").add(obj)
+    if include_truth:
+        _add_true_activations(nwb, synth, truth, truth_kw)
+    if n_units:
+        _add_units(nwb, synth, n_units, seed, start_time, gap, unit_faults, include_truth)
+    if behavior:
+        _add_behavior(nwb, synth, t, truth, start_time, seed)
+    return _save(nwb, Path(path), backend, transposed, f"acquisition/{name}/data" if location == "acquisition"
+                 else f"processing/ecephys/{name}/data")
 
+
+def _samples_and_times(synth: SyntheticEMG, start_time: float, gap: tuple[float, float] | None, jitter: float,
+                       float32_timestamps: bool, use_timestamps: bool, seed: int):
+    """The samples :func:`write_emg_nwb` stores and their times: (raw (n, M), true times (n,),
+    true activations (n, M), stored timestamps (n,), whether timestamps are stored)."""
     raw, t = synth.raw, synth.times + start_time
     truth = synth.activations
     if gap is not None:
@@ -142,116 +165,153 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
     if float32_timestamps:
         stamps = stamps.astype(np.float32).astype(np.float64)  # NWB stores float64: the rounded values
         use_timestamps = True
+    return raw, t, truth, stamps, use_timestamps
+
+
+def _emg_nwbfile(synth: SyntheticEMG):
+    """An empty NWBFile with the session and subject metadata of the synthetic recordings."""
+    from pynwb import NWBFile
+    from pynwb.file import Subject
+
     nwb = NWBFile(session_description="synthetic multi-muscle EMG (nwb_autolfads.testing)",
                   identifier=f"synthetic-emg-{synth.rate:g}Hz-{len(synth.names)}ch",
                   session_start_time=datetime(2024, 1, 1, 12, 0, tzinfo=timezone.utc),
                   experimenter=["nwb-autolfads test factory"], lab="synthetic", institution="synthetic")
     nwb.subject = Subject(subject_id="synth01", species="Rattus norvegicus", sex="U", age="P90D")
-    time_kw = {"timestamps": stamps} if use_timestamps else {"starting_time": float(t[0]), "rate": synth.rate}
-    truth_kw = {"timestamps": t} if use_timestamps else time_kw
-    conversion, offset = 1.0, 0.0
-    data = raw
-    if int16:
-        conversion = float(np.abs(raw).max() / 30000.0)
-        offset = 1e-6
-        data = np.round((raw - offset) / conversion).astype(np.int16)
-    desc = description or "Raw EMG (synthetic); muscles: " + ", ".join(synth.names)
-    if transposed and layout == "container":
-        raise ValueError("transposed needs a 2-D layout (timeseries or electricalseries)")
+    return nwb
+
+
+def _stored(raw: np.ndarray, int16: bool) -> tuple[np.ndarray, float, float]:
+    """(data, conversion, offset): the volts as they are, or as int16 counts like acquisition
+    systems store them."""
+    if not int16:
+        return raw, 1.0, 0.0
+    conversion = float(np.abs(raw).max() / 30000.0)
+    offset = 1e-6
+    return np.round((raw - offset) / conversion).astype(np.int16), conversion, offset
+
+
+def _emg_series(nwb, synth: SyntheticEMG, layout: str, name: str, data: np.ndarray, conversion: float, offset: float,
+                desc: str, time_kw: dict, electrode_rows: list[int] | None, name_column: str):
+    """The EMG in ``layout`` (see :func:`write_emg_nwb`), not yet added to ``nwb``."""
+    from pynwb import TimeSeries
+    from pynwb.behavior import BehavioralTimeSeries
+    from pynwb.ecephys import ElectricalSeries
 
     if layout == "timeseries":
-        obj = TimeSeries(name=name, data=data, unit="volts", conversion=conversion, offset=offset,
-                         description=desc, **time_kw)
-    elif layout == "electricalseries":
+        return TimeSeries(name=name, data=data, unit="volts", conversion=conversion, offset=offset,
+                          description=desc, **time_kw)
+    if layout == "electricalseries":
         rows = list(range(len(synth.names))) if electrode_rows is None else [int(r) for r in electrode_rows]
         if len(rows) != len(synth.names):
             raise ValueError(f"electrode_rows selects {len(rows)} rows for {len(synth.names)} channels")
-        label = {r: f"spare{r}" for r in range(max(rows) + 1)}  # rows the series does not select
-        label.update(zip(rows, synth.names))
-        device = nwb.create_device(name="emg_amplifier", description="synthetic EMG amplifier")
-        groups = {}
-
-        def group_of(name):
-            if name not in groups:
-                groups[name] = nwb.create_electrode_group(name=name, description="intramuscular EMG electrodes",
-                                                          location="hindlimb", device=device)
-            return groups[name]
-
-        if name_column not in ("location", "group_name"):
-            nwb.add_electrode_column(name=name_column, description="name of the channel (muscle)")
-        for r in sorted(label):
-            extra = {} if name_column in ("location", "group_name") else {name_column: label[r]}
-            nwb.add_electrode(group=group_of(label[r] if name_column == "group_name" else "emg"),
-                              location=label[r] if name_column == "location" else "unknown", **extra)
+        _add_electrodes(nwb, synth.names, rows, name_column)
         region = nwb.create_electrode_table_region(rows, "EMG electrodes")
-        obj = ElectricalSeries(name=name, data=data, electrodes=region, conversion=conversion, offset=offset,
-                               description="Raw EMG (synthetic)", **time_kw)
-    elif layout == "container":
+        return ElectricalSeries(name=name, data=data, electrodes=region, conversion=conversion, offset=offset,
+                                description="Raw EMG (synthetic)", **time_kw)
+    if layout == "container":
         obj = BehavioralTimeSeries(name=name)
         for k, muscle in enumerate(synth.names):
             obj.add_timeseries(TimeSeries(name=muscle, data=data[:, k], unit="volts", conversion=conversion,
                                           offset=offset, description=f"EMG of {muscle}", **time_kw))
-    else:
-        raise ValueError(f"unknown layout {layout!r}")
+        return obj
+    raise ValueError(f"unknown layout {layout!r}")
 
-    if location == "acquisition":
-        nwb.add_acquisition(obj)
-    else:
-        module = nwb.create_processing_module("ecephys" if layout != "container" else "behavior",
-                                              "EMG recordings")
-        module.add(obj)
+
+def _add_electrodes(nwb, names: list[str], rows: list[int], name_column: str) -> None:
+    """The electrodes table: the series' columns select ``rows`` (in column order), named ``names``
+    in ``name_column``; the other rows are ``spare<row>``."""
+    label = {r: f"spare{r}" for r in range(max(rows) + 1)}  # rows the series does not select
+    label.update(zip(rows, names))
+    device = nwb.create_device(name="emg_amplifier", description="synthetic EMG amplifier")
+    groups = {}
+
+    def group_of(name):
+        if name not in groups:
+            groups[name] = nwb.create_electrode_group(name=name, description="intramuscular EMG electrodes",
+                                                      location="hindlimb", device=device)
+        return groups[name]
+
+    if name_column not in ("location", "group_name"):
+        nwb.add_electrode_column(name=name_column, description="name of the channel (muscle)")
+    for r in sorted(label):
+        extra = {} if name_column in ("location", "group_name") else {name_column: label[r]}
+        nwb.add_electrode(group=group_of(label[r] if name_column == "group_name" else "emg"),
+                          location=label[r] if name_column == "location" else "unknown", **extra)
+
+
+def _add_true_activations(nwb, synth: SyntheticEMG, truth: np.ndarray, truth_kw: dict) -> None:
+    """``processing/ground_truth/true_activations``: ``truth`` (n, M) at the times ``truth_kw``."""
+    from pynwb import TimeSeries
+
+    gt = nwb.create_processing_module("ground_truth", "simulation ground truth (not a recording)")
+    gt.add(TimeSeries(name="true_activations", data=truth.astype(np.float32), unit="a.u.",
+                      description="noiseless drive of each channel (simulation ground truth); channels: "
+                      + ", ".join(synth.names), **truth_kw))
+
+
+def _add_units(nwb, synth: SyntheticEMG, n_units: int, seed: int, start_time: float, gap: tuple[float, float] | None,
+               unit_faults: dict[int, str] | None, include_truth: bool) -> None:
+    """The Units table of :func:`write_emg_nwb` (``n_units``), with the true rates in the ground truth."""
+    from pynwb import TimeSeries
+    from pynwb.misc import Units
+
+    rng = np.random.default_rng(seed + 1000)
+    W = rng.uniform(0.5, 1.0, size=(3, n_units)) * rng.choice([-1.0, 1.0], size=(3, n_units))
+    rates = 10.0 * np.exp(synth.latent @ W)  # Hz, on the raw time grid
+    nwb.units = Units(name="units", description="simulated units", resolution=1.0 / synth.rate)
+    nwb.add_unit_column(name="quality", description="sorting quality: good or mua")
+    dt = 1.0 / synth.rate
+    for k in range(n_units):
+        spikes = start_time + synth.times[rng.random(synth.times.size) < rates[:, k] * dt]
+        if gap is not None:
+            spikes = spikes[(spikes < gap[0]) | (spikes >= gap[1])]
+        if unit_faults and k in unit_faults:
+            spikes = spike_fault(spikes, unit_faults[k], float(synth.times[-1]))
+        nwb.add_unit(spike_times=spikes, quality="mua" if k % 3 == 2 else "good")
     if include_truth:
-        gt = nwb.create_processing_module("ground_truth", "simulation ground truth (not a recording)")
-        gt.add(TimeSeries(name="true_activations", data=truth.astype(np.float32), unit="a.u.",
-                          description="noiseless drive of each channel (simulation ground truth); channels: "
-                          + ", ".join(synth.names), **truth_kw))
-    if n_units:
-        rng = np.random.default_rng(seed + 1000)
-        W = rng.uniform(0.5, 1.0, size=(3, n_units)) * rng.choice([-1.0, 1.0], size=(3, n_units))
-        rates = 10.0 * np.exp(synth.latent @ W)  # Hz, on the raw time grid
-        from pynwb.misc import Units
-        nwb.units = Units(name="units", description="simulated units", resolution=1.0 / synth.rate)
-        nwb.add_unit_column(name="quality", description="sorting quality: good or mua")
-        dt = 1.0 / synth.rate
-        for k in range(n_units):
-            spikes = start_time + synth.times[rng.random(synth.times.size) < rates[:, k] * dt]
-            if gap is not None:
-                spikes = spikes[(spikes < gap[0]) | (spikes >= gap[1])]
-            if unit_faults and k in unit_faults:
-                spikes = spike_fault(spikes, unit_faults[k], float(synth.times[-1]))
-            nwb.add_unit(spike_times=spikes, quality="mua" if k % 3 == 2 else "good")
-        if include_truth:
-            nwb.processing["ground_truth"].add(TimeSeries(
-                name="true_rates", data=rates.astype(np.float32), unit="Hz",
-                description="true firing rate of each unit (simulation ground truth)", starting_time=start_time,
-                rate=synth.rate))
-    if behavior:
-        fs = 100.0
-        tb = np.arange(t[0], t[-1], 1.0 / fs)
-        segments = synth.segments if synth.segments and len(synth.segments) > 1 else None
-        if segments:
-            segments = [(a + start_time, b + start_time) for a, b in segments]
-            tb = tb[np.any([(tb >= a) & (tb < b) for a, b in segments], axis=0)]
-        drive = np.stack([np.interp(tb, t, truth[:, k]) for k in range(truth.shape[1])], axis=1)
-        angles, force = behavior_from(drive, fs, seed)
-        if synth.kinematics is not None:
-            angles = np.stack([np.interp(tb, synth.times + start_time, synth.kinematics[:, j])
-                               for j in range(synth.kinematics.shape[1])], axis=1)
-        module = nwb.create_processing_module("behavior", "what the muscles move (simulated from the true activations)")
-        joints = ", ".join((["hip", "knee", "ankle"] + [f"joint{j}" for j in range(3, angles.shape[1])])[:angles.shape[1]])
-        module.add(TimeSeries(name="joint_angles", data=angles, unit="radians", timestamps=tb,
-                              description=f"joint angles ({joints}) driven by the true activations; "
-                              f"channels: {joints}"))
-        module.add(TimeSeries(name="force", data=force, unit="N", timestamps=tb,
-                              description="ground reaction force driven by the true activations"))
-        nwb.add_trial_column(name="go_cue_time", description="time of the go cue (s)")
-        if segments:
-            for a, b in segments:
-                nwb.add_trial(start_time=float(a), stop_time=float(b), go_cue_time=float(a + 0.4 * (b - a)))
-        else:
-            for start in np.arange(t[0], t[-1] - 2.0, 2.0):
-                nwb.add_trial(start_time=float(start), stop_time=float(start + 2.0), go_cue_time=float(start + 0.8))
-    path = Path(path)
+        nwb.processing["ground_truth"].add(TimeSeries(
+            name="true_rates", data=rates.astype(np.float32), unit="Hz",
+            description="true firing rate of each unit (simulation ground truth)", starting_time=start_time,
+            rate=synth.rate))
+
+
+def _add_behavior(nwb, synth: SyntheticEMG, t: np.ndarray, truth: np.ndarray, start_time: float, seed: int) -> None:
+    """The behaviour of :func:`write_emg_nwb` (``behavior=True``): joint angles, force, trials."""
+    from pynwb import TimeSeries
+
+    fs = 100.0
+    tb = np.arange(t[0], t[-1], 1.0 / fs)
+    segments = synth.segments if synth.segments and len(synth.segments) > 1 else None
+    if segments:
+        segments = [(a + start_time, b + start_time) for a, b in segments]
+        tb = tb[np.any([(tb >= a) & (tb < b) for a, b in segments], axis=0)]
+    drive = np.stack([np.interp(tb, t, truth[:, k]) for k in range(truth.shape[1])], axis=1)
+    angles, force = behavior_from(drive, fs, seed)
+    if synth.kinematics is not None:
+        angles = np.stack([np.interp(tb, synth.times + start_time, synth.kinematics[:, j])
+                           for j in range(synth.kinematics.shape[1])], axis=1)
+    module = nwb.create_processing_module("behavior", "what the muscles move (simulated from the true activations)")
+    joints = ", ".join((["hip", "knee", "ankle"] + [f"joint{j}" for j in range(3, angles.shape[1])])[:angles.shape[1]])
+    module.add(TimeSeries(name="joint_angles", data=angles, unit="radians", timestamps=tb,
+                          description=f"joint angles ({joints}) driven by the true activations; "
+                          f"channels: {joints}"))
+    module.add(TimeSeries(name="force", data=force, unit="N", timestamps=tb,
+                          description="ground reaction force driven by the true activations"))
+    nwb.add_trial_column(name="go_cue_time", description="time of the go cue (s)")
+    if segments:
+        for a, b in segments:
+            nwb.add_trial(start_time=float(a), stop_time=float(b), go_cue_time=float(a + 0.4 * (b - a)))
+    else:
+        for start in np.arange(t[0], t[-1] - 2.0, 2.0):
+            nwb.add_trial(start_time=float(start), stop_time=float(start + 2.0), go_cue_time=float(start + 0.8))
+
+
+def _save(nwb, path: Path, backend: str, transposed: bool, where: str) -> Path:
+    """Write ``nwb`` to ``path`` with ``backend`` (``hdf5`` or ``zarr``); ``transposed``: then store
+    the HDF5 dataset ``where`` channels x time, as other software would have."""
+    from pynwb import NWBHDF5IO
+
     if backend == "zarr":
         from hdmf_zarr.nwb import NWBZarrIO
 
@@ -265,7 +325,6 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
     if transposed:  # pynwb refuses to write it: rewrite the dataset as other software would have
         import h5py
 
-        where = f"acquisition/{name}/data" if location == "acquisition" else f"processing/ecephys/{name}/data"
         with h5py.File(path, "a") as f:
             attrs = dict(f[where].attrs)
             stored = f[where][()]
@@ -398,35 +457,12 @@ def _softplus(x: np.ndarray) -> np.ndarray:
     return np.logaddexp(0.0, x)
 
 
-def chunked_emg_nwb(path: str | Path, duration: float = 60.0, rate: float = 2000.0, n_muscles: int = 16,
-                    seed: int = 0, latent_rate: float = 150.0, noise_scale: float = 1e-4, line_noise: float = 0.2,
-                    truth_decimation: int = 4, block_seconds: float = 10.0) -> Path:
-    """Raw EMG of ``n_muscles`` muscles for ``duration`` seconds at ``rate`` Hz with its true
-    activations, generated and written ``block_seconds`` at a time (memory does not grow with
-    the duration, apart from the Lorenz latent at ``latent_rate`` Hz: 24 bytes per step).
-
-    The model is that of :func:`synthetic_emg`: a Lorenz latent, a random map and a softplus to
-    the activations a_m(t); EMG = a_m(t) x band-limited (20-450 Hz) Laplacian noise of unit
-    SD, plus mains hum (``line_noise`` at 60 Hz) and a DC offset, x ``noise_scale`` volts. The
-    band-pass is causal, run over each stretch after a warm-up on the noise before it (the
-    noise is drawn in 1 s blocks from seeds (``seed``, block)), so the noise is one stationary
-    process whatever the blocks. Stored as an acquisition system would: int16 counts with a
-    ``conversion`` (full scale 80 x ``noise_scale`` V; rare larger samples saturate),
-    HDF5-chunked and gzip-compressed, in ``acquisition/EMG``; the true activations (float32)
-    averaged over groups of ``truth_decimation`` samples, at the groups' centres, in
-    ``processing/ground_truth/true_activations`` (read them into bins with :func:`read_truth`).
-
-    Returns ``path`` (written atomically: a hidden partial file renamed when complete).
-    """
-    from pynwb import NWBFile, TimeSeries
-
+def _long_emg_rows(duration: float, rate: float, n_muscles: int, seed: int, latent_rate: float, noise_scale: float,
+                   line_noise: float, d: int):
+    """The recording of :func:`chunked_emg_nwb` as two functions of a row range [a, c): the raw
+    EMG's int16 counts, and the true activations averaged over groups of ``d`` samples. Returns
+    (raw rows, truth rows, volts per count)."""
     rng = np.random.default_rng(seed)
-    rate = float(rate)
-    n = int(round(duration * rate))
-    d = int(truth_decimation)
-    if n < d or d < 1:
-        raise ValueError(f"duration {duration} s at {rate} Hz gives {n} samples: need at least truth_decimation "
-                         f"({truth_decimation} >= 1)")
     n_lat = int(np.ceil(duration * latent_rate)) + 2
     z = lorenz_latent(n_lat, rng)
     t_lat = np.arange(n_lat) / latent_rate
@@ -465,6 +501,39 @@ def chunked_emg_nwb(path: str | Path, duration: float = 60.0, rate: float = 2000
     def truth_rows(a: int, c: int) -> np.ndarray:
         return activations(a * d, c * d).reshape(c - a, d, n_muscles).mean(axis=1).astype(np.float32)
 
+    return raw_rows, truth_rows, conversion
+
+
+def chunked_emg_nwb(path: str | Path, duration: float = 60.0, rate: float = 2000.0, n_muscles: int = 16,
+                    seed: int = 0, latent_rate: float = 150.0, noise_scale: float = 1e-4, line_noise: float = 0.2,
+                    truth_decimation: int = 4, block_seconds: float = 10.0) -> Path:
+    """Raw EMG of ``n_muscles`` muscles for ``duration`` seconds at ``rate`` Hz with its true
+    activations, generated and written ``block_seconds`` at a time (memory does not grow with
+    the duration, apart from the Lorenz latent at ``latent_rate`` Hz: 24 bytes per step).
+
+    The model is that of :func:`synthetic_emg`: a Lorenz latent, a random map and a softplus to
+    the activations a_m(t); EMG = a_m(t) x band-limited (20-450 Hz) Laplacian noise of unit
+    SD, plus mains hum (``line_noise`` at 60 Hz) and a DC offset, x ``noise_scale`` volts. The
+    band-pass is causal, run over each stretch after a warm-up on the noise before it (the
+    noise is drawn in 1 s blocks from seeds (``seed``, block)), so the noise is one stationary
+    process whatever the blocks. Stored as an acquisition system would: int16 counts with a
+    ``conversion`` (full scale 80 x ``noise_scale`` V; rare larger samples saturate),
+    HDF5-chunked and gzip-compressed, in ``acquisition/EMG``; the true activations (float32)
+    averaged over groups of ``truth_decimation`` samples, at the groups' centres, in
+    ``processing/ground_truth/true_activations`` (read them into bins with :func:`read_truth`).
+
+    Returns ``path`` (written atomically: a hidden partial file renamed when complete).
+    """
+    from pynwb import NWBFile, TimeSeries
+
+    rate = float(rate)
+    n = int(round(duration * rate))
+    d = int(truth_decimation)
+    if n < d or d < 1:
+        raise ValueError(f"duration {duration} s at {rate} Hz gives {n} samples: need at least truth_decimation "
+                         f"({truth_decimation} >= 1)")
+    raw_rows, truth_rows, conversion = _long_emg_rows(duration, rate, n_muscles, seed, latent_rate, noise_scale,
+                                                      line_noise, d)
     names = list(DEFAULT_MUSCLES[:n_muscles]) + [f"m{i}" for i in range(len(DEFAULT_MUSCLES), n_muscles)]
     block = max(1, int(round(block_seconds * rate)))
     nwb = NWBFile(session_description="synthetic long multi-muscle EMG (nwb_autolfads.testing.chunked_emg_nwb)",

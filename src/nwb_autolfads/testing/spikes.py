@@ -71,6 +71,43 @@ def lorenz_spikes(n_conditions: int = 40, trials_per_condition: int = 10, n_bins
                         bin_size=bin_size)
 
 
+def _long_latent(latent: str, duration: float, latent_rate: float,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The latent of :func:`chunked_spikes_nwb` at ``latent_rate`` steps per second over
+    ``duration`` seconds (and two steps more): (times (n_lat,), z (n_lat, 3), z-scored)."""
+    n_lat = int(np.ceil(duration * latent_rate)) + 2
+    t_lat = np.arange(n_lat) / latent_rate
+    if latent == "lorenz":
+        z = lorenz_latent(n_lat, rng)
+    else:
+        speed = 2 * np.pi * 1.5 * (1.0 + 0.3 * np.sin(2 * np.pi * t_lat / 37.0 + rng.uniform(0, 2 * np.pi)))
+        phase = np.cumsum(speed) / latent_rate
+        z = np.stack([np.cos(phase), np.sin(phase), np.sin(2 * np.pi * t_lat / 23.0)], axis=1)
+        z = (z - z.mean(0)) / z.std(0)
+    return t_lat, z
+
+
+def _poisson_spike_times(rates, n: int, n_units: int, step: float, block: int, seed: int) -> list[list[np.ndarray]]:
+    """Spike times (s) of ``n_units`` units on a grid of ``n`` steps of ``step`` s: Poisson counts of
+    ``rates(a, c)`` (Hz, (c - a, n_units)) per step, each spike at a uniform time inside its step,
+    drawn ``block`` steps at a time from seeds (``seed``, 91, block). Per unit, one array per block."""
+    spikes: list[list[np.ndarray]] = [[] for _ in range(n_units)]
+    for k, a in enumerate(range(0, n, block)):
+        c = min(n, a + block)
+        brng = np.random.default_rng([seed, 91, k])
+        counts = brng.poisson(rates(a, c) * step)  # (steps, units)
+        rows, cols = np.nonzero(counts)
+        reps = counts[rows, cols]
+        times = (a + np.repeat(rows, reps) + brng.random(int(reps.sum()))) * step
+        units_of = np.repeat(cols, reps)
+        order = np.lexsort((times, units_of))
+        times, units_of = times[order], units_of[order]
+        edges = np.searchsorted(units_of, np.arange(n_units + 1))
+        for u in range(n_units):
+            spikes[u].append(times[edges[u]:edges[u + 1]])
+    return spikes
+
+
 def chunked_spikes_nwb(path: str | Path, duration: float = 1200.0, n_units: int = 30, seed: int = 0,
                        latent: str = "lorenz", base_rate: float = 8.0, latent_rate: float = 150.0,
                        step: float = 0.001, truth_rate: float = 200.0, block_seconds: float = 10.0) -> Path:
@@ -99,15 +136,7 @@ def chunked_spikes_nwb(path: str | Path, duration: float = 1200.0, n_units: int 
         raise ValueError(f"1/truth_rate ({1 / truth_rate} s) must be a whole number of steps ({step} s)")
     n_truth = int(duration * truth_rate)
     n = n_truth * per_truth  # grid steps (the duration rounded down to whole truth samples)
-    n_lat = int(np.ceil(duration * latent_rate)) + 2
-    t_lat = np.arange(n_lat) / latent_rate
-    if latent == "lorenz":
-        z = lorenz_latent(n_lat, rng)
-    else:
-        speed = 2 * np.pi * 1.5 * (1.0 + 0.3 * np.sin(2 * np.pi * t_lat / 37.0 + rng.uniform(0, 2 * np.pi)))
-        phase = np.cumsum(speed) / latent_rate
-        z = np.stack([np.cos(phase), np.sin(phase), np.sin(2 * np.pi * t_lat / 23.0)], axis=1)
-        z = (z - z.mean(0)) / z.std(0)
+    t_lat, z = _long_latent(latent, duration, latent_rate, rng)
     W = rng.uniform(0.3, 0.8, size=(3, n_units)) * rng.choice([-1.0, 1.0], size=(3, n_units))
 
     def rates(a: int, c: int) -> np.ndarray:
@@ -116,20 +145,7 @@ def chunked_spikes_nwb(path: str | Path, duration: float = 1200.0, n_units: int 
         return base_rate * np.exp(lat @ W)
 
     block = max(per_truth, int(round(block_seconds / step)) // per_truth * per_truth)
-    spikes: list[list[np.ndarray]] = [[] for _ in range(n_units)]
-    for k, a in enumerate(range(0, n, block)):
-        c = min(n, a + block)
-        brng = np.random.default_rng([seed, 91, k])
-        counts = brng.poisson(rates(a, c) * step)  # (steps, units)
-        rows, cols = np.nonzero(counts)
-        reps = counts[rows, cols]
-        times = (a + np.repeat(rows, reps) + brng.random(int(reps.sum()))) * step
-        units_of = np.repeat(cols, reps)
-        order = np.lexsort((times, units_of))
-        times, units_of = times[order], units_of[order]
-        edges = np.searchsorted(units_of, np.arange(n_units + 1))
-        for u in range(n_units):
-            spikes[u].append(times[edges[u]:edges[u + 1]])
+    spikes = _poisson_spike_times(rates, n, n_units, step, block, seed)
 
     def truth_rows(a: int, c: int) -> np.ndarray:
         return rates(a * per_truth, c * per_truth).reshape(c - a, per_truth, n_units).mean(axis=1).astype(np.float32)
