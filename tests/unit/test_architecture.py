@@ -3,7 +3,8 @@ imports alike), and the checker itself on small fake sources so that it can be s
 
 The rules live in :data:`RULES` (one place); each subpackage's ``__init__.py`` docstring states
 the same rules in words ("May import: ..."), and :func:`test_every_stated_rule_is_checked` keeps
-the two lists of subpackages in step.
+the two lists of subpackages in step. Also the length of functions: none over
+:data:`MAX_FUNCTION_LINES` but those listed in :data:`LONG_FUNCTIONS`, a list that only shrinks.
 """
 
 from __future__ import annotations
@@ -147,3 +148,84 @@ def test_the_checker_finds_each_kind_of_violation(module, source, expected):
     assert len(found) == len(expected), found
     for message, part in zip(found, expected):
         assert part in message
+
+
+MAX_FUNCTION_LINES = 60
+"""A function longer than this (from ``def`` to its last line, docstring included) is split into
+named steps (issue 17)."""
+LONG_FUNCTIONS = {
+    "pipeline:_run_locked": 177,
+    "evaluation.comparison:evaluate": 166,
+    "train.resources:choose_execution": 146,
+    "train.pbt.ray_executor:_scheduler_class": 128,
+    "cli:build_parser": 126,
+    "train.pbt.embedded:train_population": 123,
+    "pipeline:run": 121,
+    "train.pbt.ray_executor:train_population_ray": 119,
+    "train.isolation:train_in_child": 115,
+    "train.loop:train_model": 113,
+    "pipeline:fit_signal": 103,
+    "train.stacked:stacked_forward": 100,
+    "simulate.emg:simulate_emg": 95,
+    "train.stacked:_draw": 88,
+    "io.results:load_results": 84,
+    "train.stacked:stacked_steps": 79,
+    "evaluation.baselines:bayesian_filter": 76,
+    "io.writing:build_run": 76,
+    "pipeline:RunResult.summary": 73,
+    "model.recurrence:_run": 72,
+    "train.loop:train_steps": 72,
+    "model.recurrence:_ControlledGenerator.backward": 70,
+    "evaluation.comparison:nested_cv": 69,
+    "evaluation.comparison:_source": 69,
+    "evaluation.report:_write_into": 68,
+    "cli:_cmd_run": 67,
+    "evaluation.report:scores_figure": 66,
+    "io.writing:write_results": 65,
+    "pipeline:training_plan": 65,
+    "simulate.family:emg_family": 64,
+}
+"""The functions still over :data:`MAX_FUNCTION_LINES` ("module:qualified name": lines), to be
+split: the list only shrinks (a new long function fails the test below, and so does an entry
+whose function got short or went away: delete it here)."""
+
+
+def long_functions(limit: int = MAX_FUNCTION_LINES) -> dict[str, int]:
+    """Every function or method of the package longer than ``limit`` lines (nested ones too), as
+    {"module:qualified name": lines}."""
+    found = {}
+
+    def visit(node: ast.AST, module: str, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = f"{prefix}{child.name}"
+                lines = child.end_lineno - child.lineno + 1
+                if not isinstance(child, ast.ClassDef) and lines > limit:
+                    found[f"{module}:{name}"] = lines
+                visit(child, module, name + ".")
+            else:
+                visit(child, module, prefix)
+
+    for module, path in _modules():
+        visit(ast.parse(path.read_text(encoding="utf-8")), module.removeprefix(PACKAGE + "."), "")
+    return found
+
+
+def test_no_new_function_over_60_lines():
+    found = long_functions()
+    new = {name: n for name, n in found.items() if name not in LONG_FUNCTIONS}
+    assert not new, f"functions over {MAX_FUNCTION_LINES} lines: {new}: split them into named steps"
+    gone = sorted(set(LONG_FUNCTIONS) - set(found))
+    assert not gone, f"no longer over {MAX_FUNCTION_LINES} lines (or gone): {gone}: delete them from LONG_FUNCTIONS"
+
+
+def test_long_functions_are_found_nested_and_in_classes(tmp_path, monkeypatch):
+    def function(name: str, indent: str, lines: int) -> str:  # ``lines`` lines in all
+        return "".join([f"{indent}def {name}():\n"] + [f"{indent}    x{i} = {i}\n" for i in range(lines - 1)])
+
+    n = MAX_FUNCTION_LINES
+    source = ("class A:\n" + function("f", "    ", n + 1) + function("ok", "    ", n)
+              + "def g():\n" + function("h", "    ", n + 1) + "    return h\n" + function("short", "", 2))
+    (tmp_path / "fake.py").write_text(source)
+    monkeypatch.setattr(sys.modules[__name__], "_modules", lambda: [(f"{PACKAGE}.fake", tmp_path / "fake.py")])
+    assert long_functions() == {"fake:A.f": n + 1, "fake:g": n + 3, "fake:g.h": n + 1}
