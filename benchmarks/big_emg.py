@@ -75,7 +75,8 @@ def measure(path: str, mode: str, out: str) -> None:
     """Runs in a fresh process: preprocess, save the result, print timings as JSON."""
     from nwb_autolfads.config import PreprocessConfig
     from nwb_autolfads.data.preprocessing import preprocess_emg
-    from nwb_autolfads.io.reading import open_nwb, read_emg
+    from nwb_autolfads.io.reading import open_nwb
+    from nwb_autolfads.io.series import read_emg
 
     t0 = time.perf_counter()
     with open_nwb(path) as (_io, nwb):

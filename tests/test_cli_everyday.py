@@ -144,7 +144,8 @@ def test_runs_show_the_preset_and_the_git_revision(tiny, capsys):
 
 # ---------------------------------------------------------------- 6. --emg at a series that is not EMG
 def test_emg_pointed_at_kinematics_warns_in_stderr_summary_and_provenance(tmp_path, capsys, caplog):
-    from nwb_autolfads.io.reading import emg_doubt, iter_series, open_nwb
+    from nwb_autolfads.io.reading import open_nwb
+    from nwb_autolfads.io.series import emg_doubt, iter_series
     from nwb_autolfads.testing import synthetic_emg, write_emg_nwb
 
     path = write_emg_nwb(tmp_path / "beh.nwb", synthetic_emg(duration=4.0, rate=1000.0, n_muscles=2, seed=2),

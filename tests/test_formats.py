@@ -13,7 +13,8 @@ import pytest
 import nwb_autolfads
 from nwb_autolfads.errors import InputFileError, OutputError
 from nwb_autolfads.io.inspection import inspect_file
-from nwb_autolfads.io.reading import find_emg, open_nwb, read_emg
+from nwb_autolfads.io.reading import open_nwb
+from nwb_autolfads.io.series import find_emg, read_emg
 from nwb_autolfads.io.sources import resolve_source, tree_sha256
 from nwb_autolfads.testing import mock_emg_nwb
 from nwb_autolfads.io.writing import default_output_path

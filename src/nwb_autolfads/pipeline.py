@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from nwb_autolfads import __version__
-from nwb_autolfads.evaluation.calibration import estimate_errors, interval_percent, normal_quantile, widen_band
+from nwb_autolfads.evaluation.calibration import estimate_errors, normal_quantile, widen_band
 from nwb_autolfads.config import DEFAULT_BIN_SIZE, RunConfig, build_config, configured_hyperparameters
 from nwb_autolfads.train.devices import resolve_device, seed_everything
 from nwb_autolfads.errors import ConfigError, SignalError, SignalNotFoundError, TrainingError
@@ -34,13 +34,16 @@ from nwb_autolfads.model.observations import Composite, ObservationModel, Poisso
 from nwb_autolfads.model.registry import observation_spec
 from nwb_autolfads.modalities import MODALITY_SEPARATOR, Binned, ContinuousInput, modality
 from nwb_autolfads.data.preprocessing import preprocess_emg
-from nwb_autolfads.io.reading import (bin_spikes, check_spike_span, check_unit_clocks, emg_doubt, find_emg, iter_series, open_nwb,
-                      read_emg, read_trial_times, read_units, spike_bin_centres)
+from nwb_autolfads.io.reading import open_nwb
+from nwb_autolfads.io.series import emg_doubt, find_emg, iter_series, read_emg
+from nwb_autolfads.io.trials import read_trial_times
+from nwb_autolfads.io.units import bin_spikes, check_spike_span, check_unit_clocks, read_units, spike_bin_centres
 from nwb_autolfads.train.pbt.embedded import train_population
 from nwb_autolfads.train.isolation import planned_steps, train_single
 from nwb_autolfads.train.resources import Execution, choose_execution, using_threads
 from nwb_autolfads.train.loop import TrainResult, split_train_valid, time_steps
 from nwb_autolfads.data.windows import MIN_FITTED_WINDOW, WindowIndex, chop_segments, fitted_window
+from nwb_autolfads.io.results import interval_percent
 from nwb_autolfads.io.sources import Source, resolve_source, source_sha256 as input_sha256
 from nwb_autolfads.io.writing import (Estimate, OutputLock, RunRecord, check_in_place, check_output_path, compact_float, default_output_path,
                       git_revision, write_results)
@@ -396,7 +399,7 @@ def _prepare_rundir(rundir: Path, cfg: RunConfig, segments: list[np.ndarray], ex
 def _score_targets(nwbfile, emg: bool, spikes: bool) -> list[str]:
     """What ``evaluate`` can score a run against in ``nwbfile`` (as :mod:`~nwb_autolfads.evaluation.comparison`
     finds it): kinematics and force series, the units (for an EMG run) and ground truth."""
-    from nwb_autolfads.io.reading import modality_of
+    from nwb_autolfads.io.series import modality_of
 
     found = {modality_of(c) for c in iter_series(nwbfile)}
     out = [m for m in ("kinematics", "force") if m in found]

@@ -2,6 +2,6 @@
 preprocessing (filters, scans, artefacts), binning, and chopping into overlapping windows and
 merging them back.
 
-May import: numpy, scipy and :mod:`nwb_autolfads.errors`, :mod:`~nwb_autolfads.config`. Never
-torch or pynwb.
+May import: numpy, scipy, tqdm (progress) and :mod:`nwb_autolfads.errors`,
+:mod:`~nwb_autolfads.config`. Never torch or pynwb.
 """

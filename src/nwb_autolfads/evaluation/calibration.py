@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-__all__ = ["ChannelError", "estimate_errors", "widen_band", "normal_quantile", "interval_percent", "MIN_BINS_PER_GROUP",
+__all__ = ["ChannelError", "estimate_errors", "widen_band", "normal_quantile", "MIN_BINS_PER_GROUP",
            "N_GROUPS"]
 
 N_GROUPS = 8
@@ -165,12 +165,6 @@ def _channel_error(x, m, triple, d1, d2, poisson: bool, n_groups: int, min_bins:
     order = np.argsort(levels, kind="stable")
     return ChannelError(np.asarray(levels)[order], np.asarray(errors)[order], np.asarray(noises)[order],
                         np.asarray(counts, dtype=int)[order])
-
-
-def interval_percent(interval: float) -> str:
-    """The band's probability as a percentage for labels and descriptions, never rounded to
-    another level: 0.9 -> '90%', 0.995 -> '99.5%' (``:.0%`` would print '100%'), 0.001 -> '0.1%'."""
-    return f"{float(interval) * 100:.6g}%"
 
 
 def normal_quantile(interval: float) -> float:

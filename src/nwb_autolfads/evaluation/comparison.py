@@ -339,7 +339,8 @@ def _source(result: Path, ds, cfg, source: str | Path | None = None) -> dict:
     run's bins."""
     from nwb_autolfads.io.behavior import read_behavior, to_bins
     from nwb_autolfads.data.preprocessing import preprocess_emg
-    from nwb_autolfads.io.reading import bin_spikes, read_emg, read_units
+    from nwb_autolfads.io.series import read_emg
+    from nwb_autolfads.io.units import bin_spikes, read_units
 
     times = np.asarray(ds.time.values, dtype=float)
     bin_size = float(ds.attrs["bin_size"])

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-from nwb_autolfads.evaluation.calibration import interval_percent
 from nwb_autolfads.errors import OutputError
 from nwb_autolfads.evaluation.comparison import MODEL, Evaluation
 
@@ -245,6 +244,8 @@ def _legend_on_top(ax, ncol: int = 3) -> None:
 
 def _band(ax, band: tuple | None, times: np.ndarray, window: np.ndarray, c: int) -> None:
     """Shade the model's credible interval ``band`` = (probability, lower, upper) of column ``c``."""
+    from nwb_autolfads.io.results import interval_percent
+
     if band is None:
         return
     level, lower, upper = band
@@ -636,7 +637,7 @@ def write_report(ev: Evaluation, folder: str | Path, ds=None, overwrite: bool = 
 
 
 def _write_into(ev: Evaluation, folder: Path, ds=None) -> Path:
-    from nwb_autolfads.io.results import _json_dict, load_results
+    from nwb_autolfads.io.results import _json_dict, interval_percent, load_results
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ BehavioralTimeSeries (one 2-D series, or one 1-D series per joint), ndx-pose
 PoseEstimationSeries (read from the spec cached in the file: ndx-pose need not be installed),
 or any TimeSeries whose name or description says joint/angle/position/marker...; force is any
 TimeSeries that says force/torque/load cell/grip. Every reader honours timestamps vs
-starting_time + rate, conversion/offset and gaps in time (see :mod:`nwb_autolfads.io.reading`).
+starting_time + rate, conversion/offset and gaps in time (see :mod:`nwb_autolfads.io.series`).
 
 :func:`to_bins` puts a signal on bin centres: a zero-phase low-pass below the bins' Nyquist
 frequency first when the signal is sampled faster than the bins (anti-aliasing), then linear
@@ -19,7 +19,8 @@ import numpy as np
 from scipy import signal as sps
 
 from nwb_autolfads.errors import SignalNotFoundError
-from nwb_autolfads.io.reading import Candidate, iter_series, modality_of, read_candidate
+from nwb_autolfads.io.reading import Candidate
+from nwb_autolfads.io.series import iter_series, modality_of, read_candidate
 from nwb_autolfads.data.signals import Signal, split_segments
 
 __all__ = ["find_behavior", "read_behavior", "to_bins"]

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from nwb_autolfads.errors import SignalError, SignalNotFoundError
-from nwb_autolfads.io.reading import (Candidate, channel_names_of, find_emg, iter_series, modality_of, open_nwb, orientation,
-                      spike_time_problems)
+from nwb_autolfads.io.reading import Candidate, open_nwb
+from nwb_autolfads.io.series import channel_names_of, find_emg, iter_series, modality_of, orientation
+from nwb_autolfads.io.units import spike_time_problems
 from nwb_autolfads.data.timebase import analyse_timestamps
 
 __all__ = ["inspect_file", "format_report"]

@@ -17,11 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from nwb_autolfads.evaluation.calibration import interval_percent
 from nwb_autolfads.errors import InputFileError, ResultsNotFoundError
 from nwb_autolfads.io.reading import OUTPUT_MODULE
 
-__all__ = ["RunInfo", "list_runs", "load_results", "format_runs", "to_pynapple"]
+__all__ = ["RunInfo", "list_runs", "load_results", "format_runs", "to_pynapple", "interval_percent"]
+
+
+def interval_percent(interval: float) -> str:
+    """The band's probability as a percentage for labels and descriptions, never rounded to
+    another level: 0.9 -> '90%', 0.995 -> '99.5%' (``:.0%`` would print '100%'), 0.001 -> '0.1%'."""
+    return f"{float(interval) * 100:.6g}%"
 
 
 @dataclass(frozen=True)

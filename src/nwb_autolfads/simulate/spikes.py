@@ -288,7 +288,7 @@ def write_spikes_nwb(path: str | Path, setting: SpikeSetting) -> Path:
     from pynwb import NWBFile, TimeSeries
     from pynwb.misc import Units
 
-    from nwb_autolfads.testing import _write_nwb_atomically
+    from nwb_autolfads.testing.common import write_nwb_atomically
 
     s = setting
     sim = simulate_spikes(s)
@@ -309,4 +309,4 @@ def write_spikes_nwb(path: str | Path, setting: SpikeSetting) -> Path:
                       f"the mean over each {s.truth_bin * 1e3:g} ms"))
     gt.add(TimeSeries(name="latent", data=sim.latent, unit="a.u.", starting_time=0.5 * s.truth_bin,
                       rate=1.0 / s.truth_bin, description=f"latent state ({s.dynamics}) driving the rates"))
-    return _write_nwb_atomically(Path(path), nwb)
+    return write_nwb_atomically(Path(path), nwb)

@@ -133,7 +133,8 @@ def check_burst(t0: float, t1: float, b0: float, b1: float) -> Callable[[Path, s
 
         from nwb_autolfads.config import RunConfig
         from nwb_autolfads.data.preprocessing import preprocess_emg
-        from nwb_autolfads.io.reading import open_nwb, read_emg
+        from nwb_autolfads.io.reading import open_nwb
+        from nwb_autolfads.io.series import read_emg
 
         span(result, stderr)
         ds = _results(result)

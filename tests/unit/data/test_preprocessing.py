@@ -5,8 +5,9 @@ import pytest
 
 from nwb_autolfads.config import PreprocessConfig
 from nwb_autolfads.errors import SignalError
-from nwb_autolfads.data.preprocessing import (bin_average, highpass_filter, looks_rectified, notch_filter,
-                                         preprocess_emg, resample)
+from nwb_autolfads.data.filters import bin_average, highpass_filter, notch_filter, resample
+from nwb_autolfads.data.preprocessing import preprocess_emg
+from nwb_autolfads.data.scan import looks_rectified
 from nwb_autolfads.data.signals import SeriesValues, Signal
 
 FS = 2000.0
@@ -317,7 +318,7 @@ def test_the_callers_values_are_not_changed():
 
 
 def test_shared_artefact_bins_are_found_and_interpolated():
-    from nwb_autolfads.data.preprocessing import reject_shared_artefacts, shared_artefact_bins
+    from nwb_autolfads.data.artefacts import reject_shared_artefacts, shared_artefact_bins
 
     rng = np.random.default_rng(0)
     b = rng.gamma(4.0, 0.25, size=(400, 6))
@@ -432,7 +433,7 @@ def test_no_hum_no_notch():
 
 
 def test_no_false_hum_in_short_bursty_emg():
-    from nwb_autolfads.data.preprocessing import detect_line_hum
+    from nwb_autolfads.data.scan import detect_line_hum
     from nwb_autolfads.testing import synthetic_emg
 
     for seed in range(4):
@@ -468,7 +469,7 @@ def test_line_hum_is_not_looked_for_in_rectified_emg():
 
 
 def test_line_hum_that_cannot_be_checked_is_said(caplog):
-    from nwb_autolfads.data.preprocessing import detect_line_hum
+    from nwb_autolfads.data.scan import detect_line_hum
 
     slow = detect_line_hum([np.random.default_rng(0).normal(size=(2000, 2))], 100.0)
     assert not slow.found and "too slowly" in slow.reason
@@ -483,9 +484,9 @@ def test_line_hum_detection_reads_a_bounded_excerpt():
     sig = _raw_signal(seconds=120.0, n=2, seed=2)
     rows = _CountingRows(sig.values)
     lazy = Signal(SeriesValues([rows]), sig.channel_names, "V", "x", rate=FS)
-    from nwb_autolfads.data.preprocessing import _hum_excerpt
+    from nwb_autolfads.data.scan import hum_excerpt
 
-    pieces = _hum_excerpt(lazy.values, [slice(0, 100000), slice(100000, sig.n_samples)], np.zeros(2, bool), FS)
+    pieces = hum_excerpt(lazy.values, [slice(0, 100000), slice(100000, sig.n_samples)], np.zeros(2, bool), FS)
     assert len(pieces) == 4 and sum(p.shape[0] for p in pieces) <= 32 * FS and max(rows.reads) <= 2**16
     pre = preprocess_emg(lazy, PreprocessConfig(), 0.01, chunk_samples=20000)
     assert pre.line_hum["frequency"] == 60.0 and pre.line_hum["seconds"] <= 32
@@ -577,7 +578,8 @@ def test_implausible_rate_and_volts_are_warned_about(caplog):
 def test_preprocessing_a_long_recording_from_its_file_holds_a_fraction_of_one_full_rate_copy(tmp_path, capsys):
     import tracemalloc
 
-    from nwb_autolfads.io.reading import open_nwb, read_emg
+    from nwb_autolfads.io.reading import open_nwb
+    from nwb_autolfads.io.series import read_emg
     from nwb_autolfads.testing import chunked_emg_nwb
 
     path = chunked_emg_nwb(tmp_path / "long.nwb", duration=300.0, n_muscles=8, block_seconds=20.0)

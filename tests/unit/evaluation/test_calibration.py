@@ -124,10 +124,3 @@ def test_an_estimate_smoother_than_the_truth_does_not_hide_its_error():
     (err,) = estimate_errors([x[:, None]], [mu[:, None]], np.array([False]), n_groups=1)
     assert err.noise[0] == pytest.approx(0.1, rel=0.03)
     assert err.error[0] == pytest.approx(0.2 * 0.3 / np.sqrt(2), rel=0.15)
-
-
-def test_interval_labels_never_round_to_another_level():
-    from nwb_autolfads.evaluation.calibration import interval_percent
-
-    assert [interval_percent(p) for p in (0.9, 0.5, 0.995, 0.999, 0.955, 0.001)] == \
-        ["90%", "50%", "99.5%", "99.9%", "95.5%", "0.1%"]  # ':.0%' printed 100%, 100%, 96%, 0%

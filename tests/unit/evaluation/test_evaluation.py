@@ -221,7 +221,7 @@ def test_a_run_on_some_units_is_scored_and_drawn_against_those_units_truth_and_s
     from pynwb import NWBHDF5IO
 
     from nwb_autolfads.evaluation.comparison import bin_mean
-    from nwb_autolfads.io.reading import bin_spikes, read_units
+    from nwb_autolfads.io.units import bin_spikes, read_units
     from nwb_autolfads.testing import mock_run_record
     from nwb_autolfads.io.writing import write_results
 

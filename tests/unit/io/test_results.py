@@ -175,3 +175,10 @@ def test_to_pynapple_carries_the_credible_interval_with_the_estimates_columns(tw
         np.testing.assert_array_equal(got[f"{name}_upper"].values, upper)
     assert [int(c) for c in got["firing_rates_upper"].columns] == [3, 1]
     assert not [k for k in to_pynapple(path, run="late") if k.endswith(("_lower", "_upper"))]
+
+
+def test_interval_labels_never_round_to_another_level():
+    from nwb_autolfads.io.results import interval_percent
+
+    assert [interval_percent(p) for p in (0.9, 0.5, 0.995, 0.999, 0.955, 0.001)] == \
+        ["90%", "50%", "99.5%", "99.9%", "95.5%", "0.1%"]  # ':.0%' printed 100%, 100%, 96%, 0%

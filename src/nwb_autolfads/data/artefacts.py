@@ -1,0 +1,114 @@
+"""What is wrong in an EMG signal, and what is done about it.
+
+Non-finite samples (left out, the stretches between them modelled separately), saturated
+channels and values implausible for their unit (warnings), and artefacts shared across channels
+at once (replaced by interpolation between clean bins).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from nwb_autolfads.data.scan import SampleScan
+from nwb_autolfads.data.signals import Signal
+from nwb_autolfads.errors import SignalError
+
+__all__ = ["drop_non_finite", "warn_saturated", "warn_implausible_volts", "shared_artefact_bins",
+           "reject_shared_artefacts"]
+
+log = logging.getLogger(__name__)
+
+
+def drop_non_finite(sig: Signal, scan: SampleScan, segments: list[slice],
+                     steps: list[str]) -> tuple[np.ndarray, list[slice]]:
+    """NaN/inf samples: a channel with nothing finite is set to 0 (a flat channel, modelled at the
+    floor); samples where any other channel is not finite are left out, and the stretches between
+    them become separate segments (like gaps in time). Warns; fails only if nothing is left.
+    Returns (dead-channel mask, segments)."""
+    dead = ~scan.any_finite
+    if dead.all():
+        raise SignalError(f"{sig.source_path}: every sample is NaN or inf: choose another series with --emg")
+    if dead.any():
+        names = [sig.channel_names[i] for i in np.flatnonzero(dead)]
+        log.warning("%s: channel(s) %s hold no finite sample; they are modelled as flat", sig.source_path,
+                    ", ".join(names))
+        steps.append(f"channel(s) {', '.join(names)} without finite samples set to 0")
+    bad_rows = scan.bad_rows[scan.bad_masks[:, ~dead].any(axis=1)]
+    if not bad_rows.size:
+        return dead, segments
+    bad = np.zeros(sig.n_samples, bool)
+    bad[bad_rows] = True
+    kept = []
+    for seg in segments:
+        good = ~bad[seg]
+        edges = np.flatnonzero(np.diff(np.r_[0, good.astype(np.int8), 0]))
+        kept += [slice(seg.start + a, seg.start + b) for a, b in zip(edges[::2], edges[1::2])]
+    n_bad = int(bad_rows.size)
+    log.warning("%s: %d samples (%.2f%%) with NaN/inf are left out; the %d stretches around them are modelled "
+                "separately", sig.source_path, n_bad, 100.0 * n_bad / bad.size, len(kept))
+    steps.append(f"left out {n_bad} samples with NaN/inf (the stretches between them are separate segments)")
+    if not kept:
+        raise SignalError(f"{sig.source_path}: no stretch without NaN/inf samples: interpolate or remove them")
+    return dead, kept
+
+
+def warn_saturated(sig: Signal, scan: SampleScan, fraction: float = 0.01) -> None:
+    """Warn about channels that sit at their extreme value in more than ``fraction`` of samples
+    (amplifier or ADC saturation): their activations are underestimated there."""
+    if sig.n_samples < 100:
+        return
+    at_peak = scan.at_peak / sig.n_samples
+    saturated = [sig.channel_names[i] for i in np.flatnonzero((at_peak > fraction) & (scan.peak > 0))]
+    if saturated:
+        log.warning("%s: channel(s) %s look saturated (at their extreme value in more than %g%% of samples); "
+                    "activations are underestimated where they clip", sig.source_path, ", ".join(saturated),
+                    100 * fraction)
+
+
+def warn_implausible_volts(sig: Signal, scan: SampleScan, limit: float = 100.0) -> None:
+    """Warn when EMG said to be in volts reaches more than ``limit`` volts on most channels (EMG is
+    microvolts to millivolts): the values are probably in uV or mV, or a conversion is missing,
+    and the results, reported in the file's unit, would be as far off."""
+    if sig.unit.strip().lower() not in ("v", "volt", "volts") or not scan.peak.size:
+        return
+    if float(np.median(scan.peak)) > limit:
+        log.warning("%s: EMG in %r reaches %.3g V (median over channels), implausible for EMG (uV-mV): the values "
+                    "are probably in uV or mV, or the series' conversion is missing; results are reported in the "
+                    "file's unit", sig.source_path, sig.unit, float(np.median(scan.peak)))
+
+
+def shared_artefact_bins(binned: np.ndarray, level: np.ndarray, fraction: float) -> np.ndarray:
+    """Bins (n,) where more than ``fraction`` of the channels of ``binned`` (n, C) exceed their
+    ``level`` (C,) at once, widened by one bin on each side."""
+    hit = (binned > level[None, :]).mean(axis=1) > fraction
+    wide = hit.copy()
+    wide[1:] |= hit[:-1]
+    wide[:-1] |= hit[1:]
+    return wide
+
+
+def reject_shared_artefacts(binned: list[np.ndarray], fraction: float, quantile: float,
+                            steps: list[str] | None = None) -> list[np.ndarray]:
+    """Replace shared-artefact bins (:func:`shared_artefact_bins`, levels = each channel's
+    ``quantile`` over all segments) by linear interpolation between the nearest clean bins of
+    the same segment (the end values at its edges). Returns new arrays; a segment with no clean
+    bin is left as it is."""
+    level = np.quantile(np.concatenate(binned, axis=0), quantile, axis=0)
+    out, n_bad = [], 0
+    for b in binned:
+        bad = shared_artefact_bins(b, level, fraction)
+        if bad.any() and not bad.all():
+            idx = np.arange(b.shape[0])
+            b = b.copy()
+            for c in range(b.shape[1]):
+                b[bad, c] = np.interp(idx[bad], idx[~bad], b[~bad, c])
+            n_bad += int(bad.sum())
+        out.append(b)
+    if steps is not None:
+        total = sum(b.shape[0] for b in binned)
+        steps.append(f"shared-artefact rejection: {n_bad} bins ({100 * n_bad / max(total, 1):.2g}%) where more than "
+                     f"{fraction:g} of the channels exceeded their {quantile:g} quantile at once (and one bin either "
+                     "side) replaced by linear interpolation")
+    return out

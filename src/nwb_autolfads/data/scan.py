@@ -1,0 +1,315 @@
+"""What an EMG signal is, found by looking at its samples before anything is filtered.
+
+Raw or already rectified (:func:`looks_rectified`), whether mains hum stands out in its spectrum
+and at which frequency and harmonics (:func:`detect_line_hum`), and one pass over all samples,
+read chunk by chunk, for non-finite values and each channel's peak (:func:`scan_samples`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import signal as sps
+
+__all__ = ["DEFAULT_CHUNK_VALUES", "looks_rectified", "LineHum", "detect_line_hum", "line_hum_spectrum", "hum_excerpt",
+           "LINE_FREQUENCIES", "HUM_RATIO", "HUM_DRIFT_HZ", "HUM_MAX_HZ", "HUM_EXCERPT_SECONDS", "HUM_WINDOW_SECONDS",
+           "SampleScan", "scan_samples", "chunk_bounds", "head_samples"]
+
+DEFAULT_CHUNK_VALUES = 2**23
+"""Values (samples x channels) read and filtered at a time: 64 MB of float64."""
+
+
+def looks_rectified(values: np.ndarray, fs: float | None = None) -> bool:
+    """Whether EMG looks already rectified / enveloped rather than raw.
+
+    Raw EMG swings both ways around its baseline: values of both signs mean raw. Non-negative
+    data can still be raw with a DC offset (e.g. an unsigned ADC): that is recognised by a
+    symmetric distribution around the median (|skewness| < 0.5) with most of its variance above
+    20 Hz. Rectified EMG is strongly right-skewed, and envelopes hold their variance at low
+    frequencies. The decision is taken per channel on up to 2**16 samples; the majority wins.
+    """
+    finite = values[np.all(np.isfinite(values), axis=1)][: 2**16]
+    if finite.size == 0 or float(finite.min()) < 0.0:
+        return False
+    votes = []
+    for c in range(finite.shape[1]):
+        x = finite[:, c] - np.median(finite[:, c])
+        sd = x.std()
+        if sd == 0:
+            continue
+        skew = float(np.mean((x - x.mean()) ** 3) / sd**3)
+        high = 0.0
+        if fs is not None and fs > 80.0 and x.size >= 64:
+            power = np.abs(np.fft.rfft(x - x.mean())) ** 2
+            freqs = np.fft.rfftfreq(x.size, 1.0 / fs)
+            high = float(power[freqs > 20.0].sum() / max(power.sum(), 1e-300))
+        votes.append(not (abs(skew) < 0.5 and high > 0.5))
+    return bool(np.mean(votes) >= 0.5) if votes else True
+
+
+LINE_FREQUENCIES = (50.0, 60.0)
+"""Nominal mains frequencies the detection looks for."""
+
+HUM_RATIO = 10.0
+"""A spectral peak stands out as line hum when its power is this many times the median power
+of its neighbourhood (10 dB). Hum that weak holds ~1% of the EMG's power and barely changes
+the envelope; EMG's own spectrum has no peaks this narrow and high."""
+
+HUM_DRIFT_HZ = 1.0
+"""How far from its nominal value the mains fundamental is looked for (+- Hz)."""
+
+HUM_MAX_HZ = 1000.0
+"""Harmonics are looked for (and notched) up to this frequency (and below 0.95 x Nyquist)."""
+
+HUM_EXCERPT_SECONDS = 32.0
+"""Seconds of raw EMG (in up to 4 stretches spread over the recording) the detection reads."""
+
+HUM_WINDOW_SECONDS = 4.0
+"""Welch segment length (0.25 Hz resolution), shortened for short recordings."""
+
+
+@dataclass
+class LineHum:
+    """What the line-hum detection found in the raw EMG's spectrum (:func:`detect_line_hum`)."""
+
+    frequency: float | None
+    """Measured mains fundamental (Hz, to 0.01 Hz); ``None``: no hum found (or not checkable)."""
+    nominal: float | None
+    """50 or 60: the mains system the hum belongs to."""
+    harmonics: tuple[int, ...]
+    """Harmonic numbers (1 = the fundamental) whose peaks stand out, up to :data:`HUM_MAX_HZ`."""
+    ratios: dict[int, float]
+    """Peak-to-floor power ratio (largest over channels) at each harmonic number checked."""
+    channels: tuple[str, ...]
+    """Channels on which some harmonic stands out."""
+    seconds: float
+    """Seconds of EMG the spectrum was computed from."""
+    resolution: float
+    """Frequency resolution of the spectrum (Hz)."""
+    reason: str = ""
+    """Why no spectrum could be checked (too short, sampled too slowly); empty if checked."""
+    candidates: dict[float, float] = field(default_factory=dict)
+    """Per nominal frequency checked (50, 60), the largest peak-to-floor ratio at its first three
+    harmonics: what decided between them."""
+
+    @property
+    def found(self) -> bool:
+        return self.frequency is not None and bool(self.harmonics)
+
+    def describe(self, n_channels: int) -> str:
+        """One line: what was found."""
+        if self.reason:
+            return f"line hum not checked: {self.reason}"
+        if not self.found:
+            return (f"no line hum found at 50 or 60 Hz (Welch spectrum of {self.seconds:.3g} s: no peak "
+                    f"{HUM_RATIO:g} x above its neighbourhood)")
+        f0 = self.frequency
+        others = [k for k in self.harmonics if k > 1]
+        text = f"line hum found at {f0:g} Hz"
+        if abs(f0 - self.nominal) >= 0.05:
+            text += f" ({f0 - self.nominal:+.2f} Hz off the nominal {self.nominal:g} Hz)"
+        if 1 not in self.harmonics:
+            text += " (not at the fundamental)"
+        if others:
+            text += " with harmonics " + ", ".join(f"{k * f0:g}" for k in others) + " Hz"
+        if len(self.channels) < n_channels:
+            text += f" on channel(s) {', '.join(self.channels)} of {n_channels}"
+        ratio = max(self.ratios[k] for k in self.harmonics)
+        return text + f" (peak up to {ratio:.3g} x its neighbourhood, Welch spectrum of {self.seconds:.3g} s)"
+
+    def to_dict(self) -> dict:
+        return {"frequency": self.frequency, "nominal": self.nominal, "harmonics": list(self.harmonics),
+                "peak_to_floor": {str(k): round(v, 3) for k, v in self.ratios.items()},
+                "channels": list(self.channels), "seconds": self.seconds, "resolution_hz": self.resolution,
+                "not_checked": self.reason,
+                "candidates_peak_to_floor": {f"{f:g}": round(v, 3) for f, v in self.candidates.items()}}
+
+
+def _peak_ratio(freqs: np.ndarray, power: np.ndarray, centre: float, half_width: float,
+                df: float) -> tuple[np.ndarray, float]:
+    """Per channel, the largest power within ``centre +- half_width`` over the median power of
+    the flanks (from ``half_width + 2 df`` to ``+ max(8 Hz, 8 df)`` either side), and the
+    frequency of the pooled peak (parabolic interpolation of the log power). Returns
+    ((C,) ratios, peak frequency)."""
+    dist = np.abs(freqs - centre)
+    band = np.flatnonzero(dist <= half_width)
+    gap = half_width + 2 * df
+    flank = (dist >= gap) & (dist <= gap + max(8.0, 8 * df))
+    floor = np.median(power[flank], axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(floor[None, :] > 0, power / floor[None, :], 0.0)
+    ratio = rel[band].max(axis=0)
+    pooled = np.log(np.maximum(rel.mean(axis=1), 1e-300))
+    i = int(band[np.argmax(pooled[band])])
+    shift = 0.0
+    if 0 < i < freqs.size - 1:
+        den = pooled[i - 1] - 2 * pooled[i] + pooled[i + 1]
+        if den < 0:
+            shift = float(np.clip(0.5 * (pooled[i - 1] - pooled[i + 1]) / den, -0.5, 0.5))
+    return ratio, float(freqs[i] + shift * df)
+
+
+def line_hum_spectrum(pieces: list[np.ndarray], fs: float) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Welch power spectrum (Hann, 50% overlap) of raw EMG ``pieces`` (each (n_i, C), gap-free)
+    for finding line hum. The segment length is :data:`HUM_WINDOW_SECONDS` (at most 2**15
+    samples, at most a third of the longest piece). Each segment's spectrum is divided by its
+    median power (per channel) before the segments are averaged: EMG's loudness changes with
+    muscle activity, and unnormalised bursts would leave few effective averages and spurious
+    peaks. Returns (freqs, power (n_freqs, C) in units of the median, resolution Hz), or
+    ``None`` if the pieces are too short for a 3 Hz resolution."""
+    longest = max((p.shape[0] for p in pieces), default=0)
+    nper = int(min(round(HUM_WINDOW_SECONDS * fs), 2**15, longest // 3))
+    if nper < fs / 3.0 or nper < 16:
+        return None
+    total, weight = None, 0
+    for p in pieces:
+        if p.shape[0] < nper:
+            continue
+        freqs, _, spec = sps.spectrogram(p, fs=fs, window="hann", nperseg=nper, noverlap=nper // 2, axis=0)
+        level = np.median(spec, axis=0, keepdims=True)  # (1, C, n_segments)
+        spec = np.where(level > 0, spec / np.where(level > 0, level, 1.0), 0.0)
+        total = spec.sum(axis=2) if total is None else total + spec.sum(axis=2)
+        weight += spec.shape[2]
+    return freqs, total / weight, fs / nper
+
+
+def detect_line_hum(pieces: list[np.ndarray], fs: float, channel_names: list[str] | None = None) -> LineHum:
+    """Find mains hum in raw EMG: a narrow peak near 50 or 60 Hz (or at their 2nd/3rd harmonic)
+    at least :data:`HUM_RATIO` x above its neighbourhood on some channel, in the Welch spectrum
+    of ``pieces`` (each (n_i, C), gap-free, sampled at ``fs`` Hz). The fundamental is measured
+    (parabolic peak interpolation, to 0.01 Hz; mains can be off nominal) and the harmonics up to
+    :data:`HUM_MAX_HZ` that stand out at multiples of it are listed.
+
+    Returns a :class:`LineHum` (``frequency=None`` if no hum was found or none could be checked:
+    then ``reason`` says why)."""
+    n_ch = pieces[0].shape[1] if pieces else 0
+    names = list(channel_names) if channel_names is not None else [str(c) for c in range(n_ch)]
+    seconds = sum(p.shape[0] for p in pieces) / fs
+    spectrum = line_hum_spectrum(pieces, fs)
+    if spectrum is None:
+        return LineHum(None, None, (), {}, (), seconds, 0.0,
+                       f"the longest gap-free stretch is too short ({max((p.shape[0] for p in pieces), default=0) / fs:.3g} s;"
+                       " at least 1 s needed) for a spectrum that tells 50 from 60 Hz")
+    freqs, power, df = spectrum
+    top = 0.95 * fs / 2
+
+    def checkable(f: float, half_width: float) -> bool:
+        return f + half_width + 2 * df + max(8.0, 8 * df) < top
+
+    best, best_score, candidates = None, 0.0, {}
+    for nominal in LINE_FREQUENCIES:
+        scores = []
+        for k in (1, 2, 3):
+            hw = max(k * HUM_DRIFT_HZ, 1.5 * df)
+            if checkable(k * nominal, hw):
+                ratio, peak = _peak_ratio(freqs, power, k * nominal, hw, df)
+                scores.append((float(ratio.max()), k, peak))
+        if scores:
+            score = max(scores)
+            candidates[nominal] = score[0]
+            if score[0] >= HUM_RATIO and score[0] > best_score:
+                best, best_score = (nominal, score[1], score[2]), score[0]
+    if not candidates:
+        return LineHum(None, None, (), {}, (), seconds, df,
+                       f"sampled at {fs:g} Hz, too slowly to hold 50 or 60 Hz hum (Nyquist {fs / 2:g} Hz)")
+    if best is None:
+        return LineHum(None, None, (), {}, (), seconds, df, candidates=candidates)
+    nominal, k_best, peak = best
+    f0 = round(peak / k_best, 2)
+    ratios, harmonics, on = {}, [], np.zeros(n_ch, bool)
+    k = 1
+    while k * f0 <= HUM_MAX_HZ and checkable(k * f0, max(1.5 * df, 0.004 * k * f0)):
+        ratio, _ = _peak_ratio(freqs, power, k * f0, max(1.5 * df, 0.004 * k * f0), df)
+        ratios[k] = float(ratio.max())
+        if ratios[k] >= HUM_RATIO:
+            harmonics.append(k)
+            on |= ratio >= HUM_RATIO
+        k += 1
+    return LineHum(f0 if harmonics else None, nominal, tuple(harmonics), ratios,
+                   tuple(names[c] for c in np.flatnonzero(on)), seconds, df, candidates=candidates)
+
+
+def hum_excerpt(values, segments: list[slice], dead: np.ndarray, fs: float) -> list[np.ndarray]:
+    """Raw samples of the live channels for the line-hum spectrum: at most
+    :data:`HUM_EXCERPT_SECONDS` and about 2**23 values (64 MB) in all - the whole recording if it
+    is that short, else stretches (4 where they can be two Welch segments long) spread evenly
+    over it, each inside one segment. Read at most 2**16 rows at a time."""
+    live = np.flatnonzero(~dead)
+    lengths = np.array([s.stop - s.start for s in segments])
+    total = int(lengths.sum())
+    window = int(min(round(HUM_WINDOW_SECONDS * fs), 2**15))
+    budget = int(min(HUM_EXCERPT_SECONDS * fs, max(DEFAULT_CHUNK_VALUES // max(1, live.size), 3 * window)))
+    if total <= budget:
+        picks = [(s.start, s.stop) for s in segments]
+    else:
+        piece = min(budget, max(budget // 4, 2 * window))
+        starts = np.cumsum(lengths) - lengths
+        picks = []
+        n_pieces = budget // piece
+        for i in range(n_pieces):
+            centre = int((i + 0.5) * total / n_pieces)
+            j = int(np.searchsorted(starts, centre, side="right") - 1)
+            a = segments[j].start + max(0, min(centre - int(starts[j]) - piece // 2, int(lengths[j]) - piece))
+            picks.append((a, min(segments[j].stop, a + piece)))
+    out = []
+    for a, b in picks:
+        x = np.concatenate([np.asarray(values[a + c:a + d], dtype=float) for c, d in chunk_bounds(b - a, 2**16)])
+        out.append(x[:, live])
+    return out
+
+
+@dataclass
+class SampleScan:
+    """What one pass over the raw samples finds (read chunk by chunk)."""
+
+    any_finite: np.ndarray  # (C,) whether the channel has a finite sample
+    bad_rows: np.ndarray  # indices of samples with a non-finite value in some channel
+    bad_masks: np.ndarray  # (len(bad_rows), C) which channels are non-finite there
+    peak: np.ndarray  # (C,) largest |finite value|
+    at_peak: np.ndarray  # (C,) samples at the peak (within 1e-9)
+
+
+def chunk_bounds(n: int, size: int):
+    for a in range(0, n, size):
+        yield a, min(n, a + size)
+
+
+def scan_samples(values, chunk: int, bar=None) -> SampleScan:
+    n, n_ch = values.shape
+    any_finite = np.zeros(n_ch, bool)
+    rows, masks = [], []
+    peak, at_peak = np.zeros(n_ch), np.zeros(n_ch, np.int64)
+    for a, b in chunk_bounds(n, chunk):
+        x = np.asarray(values[a:b], dtype=float)
+        finite = np.isfinite(x)
+        any_finite |= finite.any(axis=0)
+        bad = np.flatnonzero(~finite.all(axis=1))
+        if bad.size:
+            rows.append(bad + a)
+            masks.append(~finite[bad])
+        mag = np.where(finite, np.abs(x), 0.0)
+        top = mag.max(axis=0, initial=0.0)
+        count = np.sum(mag >= top[None, :] * (1 - 1e-9), axis=0)
+        higher = top > peak
+        keep_old = higher & (peak >= top * (1 - 1e-9))
+        at_peak = np.where(higher, count + np.where(keep_old, at_peak, 0),
+                           np.where(top >= peak * (1 - 1e-9), at_peak + count, at_peak))
+        peak = np.maximum(peak, top)
+        if bar is not None:
+            bar.update(b - a)
+    return SampleScan(any_finite, np.concatenate(rows) if rows else np.zeros(0, np.int64),
+                 np.concatenate(masks) if masks else np.zeros((0, n_ch), bool), peak, at_peak)
+
+
+def head_samples(values, segments: list[slice], dead: np.ndarray, n: int = 2**16) -> np.ndarray:
+    """The first ``n`` usable samples (for telling raw from rectified EMG)."""
+    out, have = [], 0
+    for seg in segments:
+        x = np.asarray(values[seg.start:min(seg.stop, seg.start + n - have)], dtype=float)
+        x = np.where(dead[None, :], 0.0, x)  # a new array: the caller's values are never changed
+        out.append(x)
+        have += x.shape[0]
+        if have >= n:
+            break
+    return np.concatenate(out, axis=0)
