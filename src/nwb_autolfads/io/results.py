@@ -277,70 +277,90 @@ def load_results(path: str | Path, run: str | None = None):
         if run not in runs:
             raise ResultsNotFoundError(f"{str(path)!r} has no run {run!r}: choose one of {', '.join(sorted(runs))}")
         r = runs[run]
-        times = _times(r.factors)
-        widened = "interval_calibration" in _json_dict(r.metrics)
+        coords: dict = {"time": ("time", _times(r.factors), {"units": "s", "long_name": "bin centre"})}
         data_vars: dict = {}
-        coords: dict = {"time": ("time", times, {"units": "s", "long_name": "bin centre"})}
-        if r.emg_activations is not None:
-            a = r.emg_activations
-            coords["channel"] = ("channel", [str(c) for c in a.channel_names[:]])
-            data_vars["emg_activations"] = (("time", "channel"), np.asarray(a.data[:]),
-                                            {"units": a.unit, "description": a.description})
-            data_vars.update(_bounds("emg_activations", a, ("time", "channel"), a.unit, widened))
-            if a.scales is not None:
-                data_vars["channel_scale"] = (("channel",), np.asarray(a.scales[:]),
-                                              {"units": a.unit, "description": "per-channel preprocessing scale"})
-        if r.firing_rates is not None:
-            f = r.firing_rates
-            coords["unit"] = ("unit", _unit_ids(f))
-            data_vars["firing_rates"] = (("time", "unit"), np.asarray(f.data[:]),
-                                         {"units": "Hz", "description": f.description})
-            data_vars.update(_bounds("firing_rates", f, ("time", "unit"), "Hz", widened))
-        for name, e in sorted((getattr(r, "continuous_estimates", None) or {}).items()):  # spec 0.4.0: force
-            channel = f"{name}_channel"
-            coords[channel] = (channel, [str(c) for c in e.channel_names[:]])
-            data_vars[name] = (("time", channel), np.asarray(e.data[:]),
-                               {"units": e.unit, "description": e.description, "modality": e.modality or ""})
-            data_vars.update(_bounds(name, e, ("time", channel), e.unit, widened))
-            for part in ("offsets", "scales"):
-                if getattr(e, part, None) is not None:
-                    data_vars[f"{name}_{part}"] = ((channel,), np.asarray(getattr(e, part)[:]),
-                                                   {"units": e.unit, "description": f"per-channel {part[:-1]} the "
-                                                    "signal was z-scored with before modelling"})
-        data_vars["factors"] = (("time", "factor"), np.asarray(r.factors.data[:]),
-                                {"units": "a.u.", "description": r.factors.description})
-        if r.inferred_inputs is not None:
-            data_vars["inferred_inputs"] = (("time", "inferred_input"), np.asarray(r.inferred_inputs.data[:]),
-                                            {"units": "a.u.", "description": r.inferred_inputs.description})
-        if r.initial_conditions is not None:
-            ic = r.initial_conditions
-            coords["window_time"] = ("window", _times(ic), {"units": "s"})
-            data_vars["initial_conditions"] = (("window", "ic_dim"), np.asarray(ic.data[:]),
-                                               {"description": ic.description})
-        curves = r.training_curves.to_dataframe()
-        # one row per validation check at its "step" (runs of earlier versions: one per "epoch")
-        axis = "step" if "step" in curves else "epoch"
-        if axis in curves and len(curves) > 0:
-            coords[axis] = (axis, curves[axis].to_numpy())
-            for col in curves.columns:
-                if col != axis and np.issubdtype(curves[col].dtype, np.number):
-                    data_vars[col] = ((axis,), curves[col].to_numpy(), {"description": f"training curve: {col}"})
-        attrs = {"run": r.name, "file": str(path), "description": r.description, "modalities": r.modalities,
-                 "software_version": r.software_version, "git_revision": r.git_revision or "",
-                 "random_seed": int(r.random_seed), "started": r.started, "finished": r.finished,
-                 "bin_size": float(r.bin_size), "source_file_identifier": r.source_file_identifier,
-                 "source_file_sha256": r.source_file_sha256, "source_paths": r.source_paths,
-                 "source_object_ids": r.source_object_ids, "source_location": r.source_location or "",
-                 "source_url": r.source_url or "", "source_dandi_asset_id": r.source_dandi_asset_id or "",
-                 "source_in_file": int(source_in_file(r)), "config": r.config, "software": r.software,
-                 "hyperparameters": r.hyperparameters, "metrics": r.metrics,
-                 "preprocessing": r.preprocessing or "", "command": r.command or "",
-                 "source": getattr(r, "source", None) or ""}
-        if r.pbt_history is not None:
-            attrs["pbt_history"] = r.pbt_history.to_dataframe().to_json(orient="records")
+        _add_estimates(r, coords, data_vars)
+        _add_latents(r, coords, data_vars)
+        _add_training_curves(r, coords, data_vars)
+        attrs = _run_attrs(r, path)
         return xr.Dataset(data_vars, coords=coords, attrs=attrs)
     finally:
         io.close()
+
+
+def _add_estimates(r, coords: dict, data_vars: dict) -> None:
+    """The run's estimates in source units (EMG activations, firing rates, continuous inputs such
+    as force), with their credible bounds and per-channel scales, into ``coords``/``data_vars``."""
+    widened = "interval_calibration" in _json_dict(r.metrics)
+    if r.emg_activations is not None:
+        a = r.emg_activations
+        coords["channel"] = ("channel", [str(c) for c in a.channel_names[:]])
+        data_vars["emg_activations"] = (("time", "channel"), np.asarray(a.data[:]),
+                                        {"units": a.unit, "description": a.description})
+        data_vars.update(_bounds("emg_activations", a, ("time", "channel"), a.unit, widened))
+        if a.scales is not None:
+            data_vars["channel_scale"] = (("channel",), np.asarray(a.scales[:]),
+                                          {"units": a.unit, "description": "per-channel preprocessing scale"})
+    if r.firing_rates is not None:
+        f = r.firing_rates
+        coords["unit"] = ("unit", _unit_ids(f))
+        data_vars["firing_rates"] = (("time", "unit"), np.asarray(f.data[:]),
+                                     {"units": "Hz", "description": f.description})
+        data_vars.update(_bounds("firing_rates", f, ("time", "unit"), "Hz", widened))
+    for name, e in sorted((getattr(r, "continuous_estimates", None) or {}).items()):  # spec 0.4.0: force
+        channel = f"{name}_channel"
+        coords[channel] = (channel, [str(c) for c in e.channel_names[:]])
+        data_vars[name] = (("time", channel), np.asarray(e.data[:]),
+                           {"units": e.unit, "description": e.description, "modality": e.modality or ""})
+        data_vars.update(_bounds(name, e, ("time", channel), e.unit, widened))
+        for part in ("offsets", "scales"):
+            if getattr(e, part, None) is not None:
+                data_vars[f"{name}_{part}"] = ((channel,), np.asarray(getattr(e, part)[:]),
+                                               {"units": e.unit, "description": f"per-channel {part[:-1]} the "
+                                                "signal was z-scored with before modelling"})
+
+
+def _add_latents(r, coords: dict, data_vars: dict) -> None:
+    """Factors, inferred inputs and the per-window initial conditions."""
+    data_vars["factors"] = (("time", "factor"), np.asarray(r.factors.data[:]),
+                            {"units": "a.u.", "description": r.factors.description})
+    if r.inferred_inputs is not None:
+        data_vars["inferred_inputs"] = (("time", "inferred_input"), np.asarray(r.inferred_inputs.data[:]),
+                                        {"units": "a.u.", "description": r.inferred_inputs.description})
+    if r.initial_conditions is not None:
+        ic = r.initial_conditions
+        coords["window_time"] = ("window", _times(ic), {"units": "s"})
+        data_vars["initial_conditions"] = (("window", "ic_dim"), np.asarray(ic.data[:]),
+                                           {"description": ic.description})
+
+
+def _add_training_curves(r, coords: dict, data_vars: dict) -> None:
+    """One row per validation check at its ``step`` (runs of earlier versions: one per ``epoch``)."""
+    curves = r.training_curves.to_dataframe()
+    axis = "step" if "step" in curves else "epoch"
+    if axis in curves and len(curves) > 0:
+        coords[axis] = (axis, curves[axis].to_numpy())
+        for col in curves.columns:
+            if col != axis and np.issubdtype(curves[col].dtype, np.number):
+                data_vars[col] = ((axis,), curves[col].to_numpy(), {"description": f"training curve: {col}"})
+
+
+def _run_attrs(r, path) -> dict:
+    """The run's provenance as Dataset attributes (JSON text for the nested parts)."""
+    attrs = {"run": r.name, "file": str(path), "description": r.description, "modalities": r.modalities,
+             "software_version": r.software_version, "git_revision": r.git_revision or "",
+             "random_seed": int(r.random_seed), "started": r.started, "finished": r.finished,
+             "bin_size": float(r.bin_size), "source_file_identifier": r.source_file_identifier,
+             "source_file_sha256": r.source_file_sha256, "source_paths": r.source_paths,
+             "source_object_ids": r.source_object_ids, "source_location": r.source_location or "",
+             "source_url": r.source_url or "", "source_dandi_asset_id": r.source_dandi_asset_id or "",
+             "source_in_file": int(source_in_file(r)), "config": r.config, "software": r.software,
+             "hyperparameters": r.hyperparameters, "metrics": r.metrics,
+             "preprocessing": r.preprocessing or "", "command": r.command or "",
+             "source": getattr(r, "source", None) or ""}
+    if r.pbt_history is not None:
+        attrs["pbt_history"] = r.pbt_history.to_dataframe().to_json(orient="records")
+    return attrs
 
 
 def to_pynapple(path: str | Path, run: str | None = None) -> dict:

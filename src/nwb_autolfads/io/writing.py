@@ -320,6 +320,28 @@ def build_run(nwbfile, record: RunRecord, source_in_file: bool = True) -> AutoLF
     wanted = record.name or "run_" + re.sub(r"[^0-9T]", "", record.started.split(".")[0].split("+")[0]) + "Z"
     name = unique_run_name(module, wanted)
     timing = _time_kwargs(record.times, record.bin_size)
+    kwargs: dict[str, Any] = {**_estimates(nwbfile, record, timing), **_latents(record, timing),
+                              **_provenance(nwbfile, record)}
+    from nwb_autolfads import __version__
+    return AutoLFADSRun(
+        name=name, description=record.description, software_version=__version__, random_seed=int(record.seed),
+        started=record.started, finished=record.finished, source_file_identifier=record.source_identifier,
+        source_file_sha256=record.source_sha256, source_paths=",".join(record.source_paths),
+        source_object_ids=",".join(record.source_object_ids), source_in_file=bool(source_in_file),
+        modalities=record.modalities,
+        bin_size=float(record.bin_size),
+        factors=TimeSeries(name="factors", data=record.factors.astype(np.float32), unit="a.u.", resolution=-1.0,
+                           description=f"LFADS latent factors ({record.factors.shape[1]}) shared by the modelled "
+                                       "signals", **timing),
+        training_curves=_table("training_curves", "one row per validation check of the chosen model (step: "
+                               "optimisation steps trained)", record.history or [{"step": 0}]),
+        config=to_json(record.config), software=to_json(record.software),
+        hyperparameters=to_json(record.hyperparameters), metrics=to_json(record.metrics), **kwargs)
+
+
+def _estimates(nwbfile, record: RunRecord, timing: dict) -> dict[str, Any]:
+    """The run's estimates in source units: ``emg_activations``, ``firing_rates`` (linked to the
+    file's Units table when it holds one) and the ``continuous_estimates`` (e.g. force)."""
     kwargs: dict[str, Any] = {}
     if record.activations is not None:
         kwargs["emg_activations"] = MuscleActivations(
@@ -329,20 +351,9 @@ def build_run(nwbfile, record: RunRecord, source_in_file: bool = True) -> AutoLF
                                 if record.scales is not None else {}),
             **_bounds(record, record.activations_lower, record.activations_upper, record.activations.shape), **timing)
     if record.rates is not None:
-        # the units by id always; and as rows of the Units table when the file holds it (a results-only
-        # file does not: its Units table is in the source)
-        rates_kw: dict[str, Any] = {"unit_ids": np.asarray(record.unit_ids, dtype=np.int64)}
-        if nwbfile.units is not None:
-            all_ids = [int(i) for i in nwbfile.units.id[:]]
-            missing = [i for i in record.unit_ids if int(i) not in all_ids]
-            if missing:
-                raise OutputError(f"the run modelled units {missing[:5]} that the file's Units table does not hold: "
-                                  "write the results to the file the units were read from")
-            rates_kw["units"] = DynamicTableRegion(name="units", data=[all_ids.index(int(i)) for i in record.unit_ids],
-                                                   description="the modelled units, in column order",
-                                                   table=nwbfile.units)
         kwargs["firing_rates"] = FiringRates(name="firing_rates", data=compact_float(record.rates), unit="Hz",
-                                             description=record.rates_description, resolution=-1.0, **rates_kw,
+                                             description=record.rates_description, resolution=-1.0,
+                                             **_units_of(nwbfile, record),
                                              **_bounds(record, record.rates_lower, record.rates_upper,
                                                        record.rates.shape), **timing)
     if record.estimates:
@@ -352,6 +363,30 @@ def build_run(nwbfile, record: RunRecord, source_in_file: bool = True) -> AutoLF
                                scales=np.asarray(e.scales, dtype=np.float64), description=e.description,
                                resolution=-1.0, **_bounds(record, e.lower, e.upper, e.data.shape), **timing)
             for e in record.estimates]
+    return kwargs
+
+
+def _units_of(nwbfile, record: RunRecord) -> dict[str, Any]:
+    """The modelled units by id always; and as rows of the Units table when the file holds it (a
+    results-only file does not: its Units table is in the source). Raises OutputError when the
+    file's table lacks a modelled unit."""
+    kwargs: dict[str, Any] = {"unit_ids": np.asarray(record.unit_ids, dtype=np.int64)}
+    if nwbfile.units is not None:
+        all_ids = [int(i) for i in nwbfile.units.id[:]]
+        missing = [i for i in record.unit_ids if int(i) not in all_ids]
+        if missing:
+            raise OutputError(f"the run modelled units {missing[:5]} that the file's Units table does not hold: "
+                              "write the results to the file the units were read from")
+        kwargs["units"] = DynamicTableRegion(name="units", data=[all_ids.index(int(i)) for i in record.unit_ids],
+                                             description="the modelled units, in column order",
+                                             table=nwbfile.units)
+    return kwargs
+
+
+def _latents(record: RunRecord, timing: dict) -> dict[str, Any]:
+    """The model's latent variables: ``inferred_inputs`` (per bin) and ``initial_conditions``
+    (per window), when the run has them."""
+    kwargs: dict[str, Any] = {}
     if record.inputs.shape[1] > 0:
         kwargs["inferred_inputs"] = TimeSeries(
             name="inferred_inputs", data=record.inputs.astype(np.float32), unit="a.u.", resolution=-1.0,
@@ -361,6 +396,13 @@ def build_run(nwbfile, record: RunRecord, source_in_file: bool = True) -> AutoLF
             name="initial_conditions", data=record.ic_mean.astype(np.float32), unit="a.u.", resolution=-1.0,
             timestamps=np.asarray(record.ic_times, dtype=np.float64),
             description="posterior mean of each window's initial condition, at the window's first modelled bin")
+    return kwargs
+
+
+def _provenance(nwbfile, record: RunRecord) -> dict[str, Any]:
+    """The optional provenance fields: the PBT history, preprocessing, git revision, command, and
+    where the source is (a link to its EMG series when it is in this file)."""
+    kwargs: dict[str, Any] = {}
     if record.pbt_history:
         kwargs["pbt_history"] = _table("pbt_history", "population-based training: one row per generation and "
                                        "member (hyperparameters, metric, parent member)", record.pbt_history)
@@ -380,21 +422,7 @@ def build_run(nwbfile, record: RunRecord, source_in_file: bool = True) -> AutoLF
                        ("source_dandi_asset_id", record.source_asset_id)):
         if value:
             kwargs[key] = value
-    from nwb_autolfads import __version__
-    return AutoLFADSRun(
-        name=name, description=record.description, software_version=__version__, random_seed=int(record.seed),
-        started=record.started, finished=record.finished, source_file_identifier=record.source_identifier,
-        source_file_sha256=record.source_sha256, source_paths=",".join(record.source_paths),
-        source_object_ids=",".join(record.source_object_ids), source_in_file=bool(source_in_file),
-        modalities=record.modalities,
-        bin_size=float(record.bin_size),
-        factors=TimeSeries(name="factors", data=record.factors.astype(np.float32), unit="a.u.", resolution=-1.0,
-                           description=f"LFADS latent factors ({record.factors.shape[1]}) shared by the modelled "
-                                       "signals", **timing),
-        training_curves=_table("training_curves", "one row per validation check of the chosen model (step: "
-                               "optimisation steps trained)", record.history or [{"step": 0}]),
-        config=to_json(record.config), software=to_json(record.software),
-        hyperparameters=to_json(record.hyperparameters), metrics=to_json(record.metrics), **kwargs)
+    return kwargs
 
 
 def _add_run(nwbfile, record: RunRecord, source_in_file: bool = True) -> str:
