@@ -96,6 +96,14 @@ class PreprocessConfig:
     """Per-channel quantile a bin must exceed to count towards ``artefact_fraction``."""
 
     def __post_init__(self) -> None:
+        self._normalise_line_frequency()
+        self._check_notch()
+        self._check_filters()
+        self._check_scaling()
+
+    def _normalise_line_frequency(self) -> None:
+        """``line_frequency`` as ``"auto"``, ``None`` (off) or a positive number, from the words and
+        booleans a YAML file may hold."""
         if isinstance(self.line_frequency, bool):  # YAML reads an unquoted off/no as false
             check(not self.line_frequency, "preprocess.line_frequency", self.line_frequency,
                   "use auto (find it from the spectrum), 50 or 60 (Hz), or off to skip the notch")
@@ -108,6 +116,9 @@ class PreprocessConfig:
         elif self.line_frequency is not None:
             check(self.line_frequency > 0, "preprocess.line_frequency", self.line_frequency,
                   "use auto (find it from the spectrum), 50 or 60 (Hz), or off to skip the notch")
+
+    def _check_notch(self) -> None:
+        """The notch filters' harmonics and quality factor."""
         if isinstance(self.notch_harmonics, tuple):
             check(len(self.notch_harmonics) > 0 and all(k >= 1 for k in self.notch_harmonics),
                   "preprocess.notch_harmonics", list(self.notch_harmonics),
@@ -116,6 +127,9 @@ class PreprocessConfig:
             check(self.notch_harmonics >= 1, "preprocess.notch_harmonics", self.notch_harmonics,
                   "use an integer >= 1, or a list of harmonic numbers such as [1, 3, 5]")
         check(self.notch_quality > 0, "preprocess.notch_quality", self.notch_quality, "use a value > 0")
+
+    def _check_filters(self) -> None:
+        """The high-pass filter and the resampling rate."""
         if self.highpass_hz is not None:
             check(self.highpass_hz > 0, "preprocess.highpass_hz", self.highpass_hz,
                   "use a cutoff > 0 Hz, or null to skip the high-pass")
@@ -123,6 +137,9 @@ class PreprocessConfig:
               "use an order between 1 and 10")
         if self.resample_hz is not None:
             check(self.resample_hz > 0, "preprocess.resample_hz", self.resample_hz, "use a rate > 0 Hz")
+
+    def _check_scaling(self) -> None:
+        """Clipping, scaling, the floor and the artefact rejection of the binned EMG."""
         if self.clip_quantile is not None:
             check(0.5 < self.clip_quantile <= 1.0, "preprocess.clip_quantile", self.clip_quantile,
                   "use a quantile in (0.5, 1], or null to skip clipping")
