@@ -1,8 +1,8 @@
 """Configuration: small frozen dataclasses grouped by concern.
 
 The whole run is described by one :class:`RunConfig`. It is built from (in increasing
-priority) the defaults below, a named preset, a YAML/JSON config file and explicit overrides
-(CLI options or keyword arguments). Unknown keys, wrong types and out-of-range values raise
+priority) the defaults of its sections, a named preset, a YAML/JSON config file and explicit
+overrides (CLI options or keyword arguments). Unknown keys, wrong types and out-of-range values raise
 :class:`~nwb_autolfads.errors.ConfigError` naming the key, the value and the fix.
 
 Sizes that depend on the data (number of channels, number of factors when left as ``None``)
