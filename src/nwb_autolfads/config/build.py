@@ -1,0 +1,172 @@
+"""Building a run's configuration: defaults <- preset <- config file <- overrides, with the
+warnings that say where a file undoes its preset or step budgets contradict each other."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from nwb_autolfads.config.mappings import deep_merge, expand_dotted, flat_keys
+from nwb_autolfads.config.migrations import renamed_keys
+from nwb_autolfads.config.presets import PRESETS
+from nwb_autolfads.config.run import RunConfig
+from nwb_autolfads.errors import ConfigError
+
+__all__ = ["build_config", "load_config_file"]
+
+# The package's logger (its warnings are filtered and captured by this name).
+log = logging.getLogger("nwb_autolfads.config")
+
+
+def build_config(preset: str | None = None, file: str | Path | None = None,
+                 overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """Build a validated run configuration: defaults <- preset <- config file <- overrides.
+
+    The rule for a preset and a config file together: the preset applies *underneath* the file,
+    and every value the file sets wins. A file that names its preset (``nwb-autolfads config
+    --show`` writes ``preset:``, and every value of that preset) uses it when no preset is
+    passed. Warnings (``logging``) say where the file overrides its preset's values and where
+    step budgets contradict each other.
+
+    Parameters
+    ----------
+    preset : str, optional
+        One of :data:`PRESETS` (``smoke``, ``quick``, ``default``, ``paper``); default the
+        file's preset, else ``default``.
+    file : str or pathlib.Path, optional
+        A YAML (or JSON) config file: a mapping of sections (``seed``, ``data``, ``preprocess``,
+        ``windows``, ``model``, ``augment``, ``train``, ``pbt``, ``inference``, ``output``).
+    overrides : mapping, optional
+        Settings that win over everything else: nested dicts or dotted keys
+        (``{"train.lr": 1e-3}``).
+
+    Returns
+    -------
+    RunConfig
+        The configuration, every value checked.
+
+    Raises
+    ------
+    ConfigError
+        An unknown preset; a preset that differs from the one the file names (the file's values
+        would silently undo it while the run is labelled with it); a missing or invalid file;
+        an unknown key, a wrong type or an out-of-range value (the message names the key, the
+        value and the fix).
+    """
+    file_data: dict[str, Any] = load_config_file(file) if file is not None else {}
+    preset = _choose_preset(preset, file, file_data.get("preset"))
+    merged = deep_merge(RunConfig().to_dict(), PRESETS[preset])
+    merged["preset"] = preset
+    _warn_preset_overridden(preset, file, file_data)
+    merged = deep_merge(merged, renamed_keys({k: v for k, v in file_data.items() if k != "preset"}))
+    merged = deep_merge(merged, renamed_keys(expand_dotted(overrides or {})))
+    cfg = RunConfig.from_dict(merged)
+    _warn_budget_conflicts(cfg, {**flat_keys(file_data), **flat_keys(expand_dotted(overrides or {}))})
+    return cfg
+
+
+def _choose_preset(preset: str | None, file, file_preset: Any) -> str:
+    """The preset a configuration is built on: the one passed, else the one the file names, else
+    ``default``; refused when the two disagree (the file's values would undo the passed one while
+    the run is labelled with it) or when it is not one of :data:`PRESETS`."""
+    if preset is not None and file_preset is not None and preset != file_preset:
+        raise ConfigError(f"--preset {preset} but config file {str(file)!r} was made with preset {file_preset!r} "
+                          f"(its values would override the {preset!r} preset): write a config for it with "
+                          f"`nwb-autolfads config --show --preset {preset} > FILE`, set 'preset: {preset}' and only "
+                          "the values you change in the file, or leave out --preset")
+    if preset is None:
+        preset = file_preset if file_preset is not None else "default"
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}: use one of {', '.join(sorted(PRESETS))}")
+    return preset
+
+
+
+def _warn_budget_conflicts(cfg: "RunConfig", given: Mapping[str, Any]) -> None:
+    """Warn where the step budgets contradict each other, so the run would silently do less than
+    its settings say: penalties that never reach full weight, a patience shorter than the checks
+    it counts, or single-model budgets set for a population (which trains ``pbt.max_generations``
+    x ``pbt.generation_steps`` steps per member instead)."""
+    t, p = cfg.train, cfg.pbt
+    steps = t.max_steps if p.population == 1 else p.generation_steps * p.max_generations
+    where = ("train.max_steps" if p.population == 1 else
+             f"pbt.max_generations x pbt.generation_steps = {p.max_generations} x {p.generation_steps}")
+    if t.ramp_steps > steps:
+        log.warning("train.ramp_steps=%d is longer than the training (%s = %d steps): the KL and L2 penalties never "
+                    "reach full weight (at most %.0f%%); lower train.ramp_steps or raise the budget", t.ramp_steps,
+                    where, steps, 100.0 * steps / t.ramp_steps)
+    if t.early_stopping_patience < t.valid_every:
+        log.warning("train.early_stopping_patience=%d steps is shorter than one validation interval "
+                    "(train.valid_every=%d): training stops at the first check without improvement; use a patience "
+                    "of several intervals", t.early_stopping_patience, t.valid_every)
+    if p.population == 1 and t.min_steps > t.max_steps:
+        log.warning("train.min_steps=%d is above train.max_steps=%d: early stopping never applies", t.min_steps,
+                    t.max_steps)
+    if p.population == 1 and t.valid_every > t.max_steps:
+        log.warning("train.valid_every=%d is above train.max_steps=%d: the model is validated once, at the end",
+                    t.valid_every, t.max_steps)
+    unused = [k for k in ("train.max_steps", "train.min_steps", "train.early_stopping_patience") if k in given]
+    if p.population > 1 and unused:
+        log.warning("%s set but not used: a population of %d trains pbt.max_generations x pbt.generation_steps "
+                    "(%d x %d) steps per member and stops by the PBT rule; set those, or --population 1 for one "
+                    "model", ", ".join(unused), p.population, p.max_generations, p.generation_steps)
+
+
+def _warn_preset_overridden(preset: str, file, file_data: Mapping[str, Any]) -> None:
+    """Warn when a config file sets values its preset also sets, to other values: the file wins,
+    so the run is that preset in name only for those settings (e.g. a `config --show` of the
+    default preset whose ``preset:`` line was changed to ``quick`` trains a 20-member population)."""
+    changed = []
+    for section, values in PRESETS[preset].items():
+        given = file_data.get(section)
+        if not isinstance(given, Mapping):
+            continue
+        for key, value in values.items():
+            if key in given and given[key] != value:
+                changed.append(f"{section}.{key} {given[key]!r} (preset: {value!r})")
+    if changed:
+        log.warning(
+            "config file %r sets %d value(s) that the %r preset sets otherwise, and the file's values are used: %s. "
+            "Make a file for this preset with `nwb-autolfads config --show --preset %s`, or keep only the values you "
+            "change", str(file), len(changed), preset, ", ".join(changed),
+            preset)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """The settings of a YAML (or JSON) config file, as written; checked by :func:`build_config`.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file.
+
+    Returns
+    -------
+    dict
+        Its mapping of sections; ``{}`` for an empty file.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, is not valid YAML (the line is named) or does not hold a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist: give the path of a YAML file "
+                          "(`nwb-autolfads config --show > my.yaml` writes one to start from)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f" (line {line + 1})" if line is not None else ""
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}: fix the syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections "
+                          f"(seed, data, preprocess, windows, model, augment, train, inference, output), "
+                          f"not a {type(data).__name__}")
+    return data

@@ -1,0 +1,48 @@
+"""The named presets: the values each one sets over the defaults of the sections."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["PRESETS"]
+
+# Budgets are optimisation steps (batches), so a preset costs about the same on any recording length
+# (an epoch is ceil(training windows / batch_size) steps: a minute of EMG in 10 ms bins chops into
+# ~150 windows of 50 bins, ~120 of them for training). Times below: one 12-muscle EMG model on a
+# 2-core laptop CPU at ~35 ms per step (batch 16) or ~50 ms (batch 32) without other load; measured
+# here under heavy load with one torch thread: 109 and 178 ms per step. GPU: not measured.
+PRESETS: dict[str, dict[str, Any]] = {
+    # A pipeline check (tests, a first look at a file): a tiny model, 2 members x 2 generations x
+    # 10 steps. Its results are not meant to be used. Seconds of training on any recording.
+    "smoke": {
+        "model": {"ic_enc_dim": 8, "ci_enc_dim": 8, "con_dim": 8, "co_dim": 1, "ic_dim": 8,
+                  "gen_dim": 16, "factor_dim": 3},
+        "train": {"max_steps": 20, "min_steps": 0, "ramp_steps": 5, "batch_size": 16, "valid_every": 5},
+        "pbt": {"population": 2, "generation_steps": 10, "max_generations": 2, "workers": 1},
+        "windows": {"window_bins": 20, "overlap_bins": 4},
+        "inference": {"mode": "mean"},
+    },
+    # One model, at most 2000 steps of 16 windows (the epoch budget before was 150 epochs = 1200 steps on
+    # a minute of 12-muscle EMG, and grew with the recording: 12000 steps for 10 minutes). Measured on
+    # that minute (benchmarks/synthetic_emg_quality.py, seed 0): early stopping ends at ~800 steps with
+    # the same quality as the epoch budget (r with the truth 0.984 both; decoding R^2 0.960 vs 0.954).
+    # Expected: ~30 s of training on 2 cores (at most ~75 s at 2000 steps), for any recording length.
+    "quick": {
+        "model": {"ic_enc_dim": 32, "ci_enc_dim": 32, "con_dim": 32, "co_dim": 2, "ic_dim": 32,
+                  "gen_dim": 64},
+        "train": {"max_steps": 2000, "min_steps": 300, "ramp_steps": 300, "early_stopping_patience": 300,
+                  "batch_size": 16, "valid_every": 10},
+        "pbt": {"population": 1},
+        "inference": {"mode": "sample", "n_samples": 20},
+    },
+    # AutoLFADS: a population of 20 tuned by PBT in generations of 100 steps of 32 windows (what 25
+    # epochs were on a minute of EMG: the same budget there, so its quality there is unchanged; not
+    # re-measured), the stopping rule, at most 40 generations = at most 80000 member-steps.
+    # Expected: at most ~35 min on 2 cores (two worker processes, ~50 ms per member-step; an estimate
+    # from the step time, not a measured run), for any recording length; the stopping rule often ends
+    # it sooner. The run prints its own estimate, timed on the data, before training.
+    "default": {},
+    # The published AutoLFADS settings (Keshtkaran et al. 2022, Wimalasena et al. 2022): as the
+    # default preset with 100 generations at most (at most 200000 member-steps: ~1.5 h on 2 cores).
+    "paper": {"pbt": {"population": 20, "max_generations": 100}},
+}
