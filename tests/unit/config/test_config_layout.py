@@ -65,18 +65,6 @@ def _code_lines(node: ast.FunctionDef, lines: list[str]) -> int:
     return sum(1 for line in lines[start - 1:node.end_lineno] if line.strip() and not line.strip().startswith("#"))
 
 
-def test_no_function_longer_than_60_lines():
-    long = []
-    for path in sorted(PACKAGE.glob("*.py")):
-        text = path.read_text()
-        for node in ast.walk(ast.parse(text)):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                n = _code_lines(node, text.splitlines())
-                if n > 60:
-                    long.append(f"{path.name}:{node.lineno} {node.name} ({n} lines)")
-    assert not long, "split these into named steps: " + ", ".join(long)
-
-
 def test_field_docs_read_every_section_module():
     docs = field_docs()
     # one setting of each module that defines sections, and a section documented by its class
