@@ -177,7 +177,6 @@ LONG_FUNCTIONS = {
     "cli:_cmd_run": 68,
     "evaluation.report:_write_into": 66,
     "evaluation.comparison:_source": 65,
-    "model.recurrence:_run": 62,
     "evaluation.report:scores_figure": 61,
 }
 """The functions still over :data:`MAX_FUNCTION_LINES` ("module:qualified name": lines), to be

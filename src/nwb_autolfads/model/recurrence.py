@@ -237,34 +237,12 @@ def _run(ci_gates, g0, c0, w_gc, w_chh, b_chh, w_post, b_post, w_gih, b_gih, w_g
     cis = ci_gates.unbind(td)
     masks_t = masks.unbind(td) if masks is not None else None
     noise_t = noise.unbind(td) if noise is not None else None
-
-    # controller
-    gic, gics = bufs.bins(3 * Cn)
-    ghc, ghcs = bufs.bins(3 * Cn)
-    rzc, rzcs = bufs.bins(2 * Cn)
-    nc, ncs = bufs.bins(Cn)
-    prec, precs = bufs.bins(Cn)
-    cs, css = bufs.bins(Cn, extra=1)  # c_{-1} = c0, then every c_t
-    # posterior and inferred inputs (outputs)
-    post, posts = bufs.bins(2 * U, output=True)
-    ev, evs = bufs.bins(U)
-    s, ss = bufs.bins(U, output=True)
-    if noise is not None:
-        u, us = bufs.bins(U, output=True)
-    else:
-        u, us = post[..., :U], [p[..., :U] for p in posts]
-    # generator
-    gig, gigs = bufs.bins(3 * G)
-    ghg, ghgs = bufs.bins(3 * G)
-    rzg, rzgs = bufs.bins(2 * G)
-    ng, ngs = bufs.bins(G)
-    preg, pregs = bufs.bins(G)
-    gs, gss = bufs.bins(G, extra=1, output=masks is None)  # g_{-1} = g0, then every g_t
+    (gic, gics), (ghc, ghcs), (rzc, rzcs), (nc, ncs), (prec, precs), (cs, css) = _controller_buffers(bufs, Cn)
+    (post, posts), (ev, evs), (s, ss), (u, us) = _posterior_buffers(bufs, U, sampled=noise is not None)
+    (gig, gigs), (ghg, ghgs), (rzg, rzgs), (ng, ngs), (preg, pregs), (gs, gss), (gd, gds) = \
+        _generator_buffers(bufs, G, dropout=masks is not None)
     if masks is not None:
-        gd, gds = bufs.bins(G, extra=1, output=True)  # the dropped-out states: gd_{-1}, then the outputs
         torch.mul(g0, masks_t[0], out=gds[0])
-    else:
-        gd, gds = gs, gss
     css[0].copy_(c0)
     gss[0].copy_(g0)
     for t in range(T):
@@ -293,6 +271,32 @@ def _run(ci_gates, g0, c0, w_gc, w_chh, b_chh, w_post, b_post, w_gih, b_gih, w_g
     outputs = (gd[sl + (slice(1, None),)], u_out, post[..., :U], s)
     saved = (gd, ghc, rzc, nc, prec, cs, post, ev, s, u, ghg, rzg, ng, preg, gs) if keep else None
     return outputs, saved
+
+
+def _controller_buffers(bufs: _Buffers, Cn: int):
+    """Per-bin buffers of the controller: input and hidden gate pre-activations (3Cn), r/z gates
+    (2Cn), candidate n and the pre-clip state (Cn), and the states c_{-1} = c0, c_0 .. c_{T-1}."""
+    return (bufs.bins(3 * Cn), bufs.bins(3 * Cn), bufs.bins(2 * Cn), bufs.bins(Cn), bufs.bins(Cn),
+            bufs.bins(Cn, extra=1))
+
+
+def _posterior_buffers(bufs: _Buffers, U: int, sampled: bool):
+    """Per-bin buffers of the inferred inputs' posterior: [mean, log-variance] (2U, an output),
+    exp(log-variance), the standard deviation (an output) and u (its own buffer when sampled,
+    else a view of the mean)."""
+    post = bufs.bins(2 * U, output=True)
+    ev, s = bufs.bins(U), bufs.bins(U, output=True)
+    u = bufs.bins(U, output=True) if sampled else (post[0][..., :U], [p[..., :U] for p in post[1]])
+    return post, ev, s, u
+
+
+def _generator_buffers(bufs: _Buffers, G: int, dropout: bool):
+    """Per-bin buffers of the generator (as the controller's) and, with coordinated dropout, of the
+    dropped-out states gd (an output; else gd is g itself)."""
+    gig, ghg, rzg, ng, preg = bufs.bins(3 * G), bufs.bins(3 * G), bufs.bins(2 * G), bufs.bins(G), bufs.bins(G)
+    gs = bufs.bins(G, extra=1, output=not dropout)  # g_{-1} = g0, then every g_t
+    gd = bufs.bins(G, extra=1, output=True) if dropout else gs  # gd_{-1}, then the outputs
+    return gig, ghg, rzg, ng, preg, gs, gd
 
 
 class _ControlledGenerator(torch.autograd.Function):
