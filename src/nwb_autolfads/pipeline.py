@@ -15,6 +15,7 @@ import platform
 import shlex
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,9 +46,21 @@ from nwb_autolfads.io.sources import Source, resolve_source, source_sha256 as in
 from nwb_autolfads.io.writing import (Estimate, OutputLock, RunRecord, check_in_place, check_output_path, compact_float, default_output_path,
                       git_revision, write_results)
 
+
 __all__ = ["RunResult", "FitResult", "StageClock", "run", "fit_signal"]
 
 log = logging.getLogger(__name__)
+
+
+def _renamed(old: str, new: str) -> property:
+    """A read-only alias ``old`` of the attribute ``new`` that warns (``DeprecationWarning``)."""
+
+    def get(self):
+        warnings.warn(f"RunResult.{old} is deprecated: use RunResult.{new} (docs/glossary.md)", DeprecationWarning,
+                      stacklevel=2)
+        return getattr(self, new)
+
+    return property(get, doc=f"Deprecated alias of :attr:`{new}` (read-only).")
 
 
 @dataclass
@@ -63,9 +76,9 @@ class RunResult:
     ----------
     output : pathlib.Path or None
         The NWB file written (None with ``write=False``).
-    input : pathlib.Path or Source
+    source : pathlib.Path or Source
         The source: a local path, or the remote :class:`~nwb_autolfads.io.sources.Source`
-        (URL / DANDI asset). Not the inferred inputs (those are ``inputs``).
+        (URL / DANDI asset). (Formerly ``input``, a deprecated alias.)
     config : RunConfig
         The configuration as resolved and used (``auto`` settings and data-dependent sizes
         filled in); saved in the provenance.
@@ -74,9 +87,10 @@ class RunResult:
         modelled).
     channel_names : list of str
         The C EMG channel (muscle) names, in the source's order.
-    unit : str
-        The physical unit of ``activations`` and ``rectified`` (the source's, e.g. ``volts``;
-        ``Hz`` when only spikes are modelled). Not a neuron: those are ``unit_ids``.
+    emg_unit : str
+        The physical unit of ``activations`` and ``rectified`` (the EMG source's, e.g. ``volts``;
+        ``Hz`` when only spikes are modelled). Not a neuron: those are ``unit_ids``. (Formerly
+        ``unit``, a deprecated alias.)
     times : numpy.ndarray, shape (n_bins,)
         Bin centres in seconds, on the source's clock.
     activations : numpy.ndarray, shape (n_bins, C)
@@ -87,8 +101,9 @@ class RunResult:
         The U modelled units: ids of rows of the source's Units table, in column order.
     factors : numpy.ndarray, shape (n_bins, F)
         Latent factors (arbitrary units), float32.
-    inputs : numpy.ndarray, shape (n_bins, co_dim)
+    inferred_inputs : numpy.ndarray, shape (n_bins, co_dim)
         Inferred inputs (the controller's output, co), float32; co_dim = 0 without a controller.
+        (Formerly ``inputs``, a deprecated alias.)
     rectified : numpy.ndarray, shape (n_bins, C)
         Binned rectified EMG (the model's input before scaling), in the source's units.
     preprocessing_steps : list of str
@@ -107,17 +122,17 @@ class RunResult:
     """
 
     output: Path | None
-    input: Path | Any  # a local Path, or a remote Source (URL / DANDI asset)
+    source: Path | Any  # a local Path, or a remote Source (URL / DANDI asset)
     config: RunConfig
     source_path: str
     channel_names: list[str]
-    unit: str
+    emg_unit: str
     times: np.ndarray  # (n_bins,) bin centres, source clock
     activations: np.ndarray  # (n_bins, C) in the source's units (C = 0 when EMG is not modelled)
     rates: np.ndarray  # (n_bins, U) firing rates in Hz (U = 0 when spikes are not modelled)
     unit_ids: list[int]
     factors: np.ndarray  # (n_bins, F)
-    inputs: np.ndarray  # (n_bins, U)
+    inferred_inputs: np.ndarray  # (n_bins, co_dim)
     rectified: np.ndarray  # (n_bins, C) binned rectified EMG (the model's input, source units)
     preprocessing_steps: list[str]
     training: TrainResult
@@ -162,12 +177,17 @@ class RunResult:
     (:mod:`nwb_autolfads.evaluation.calibration`), in the source's units (Hz for units); None without an
     interval. Recorded in the provenance's metrics."""
 
+    # the former names (docs/glossary.md: "input" read as the inferred inputs, "unit" as a neuron)
+    input = _renamed("input", "source")
+    inputs = _renamed("inputs", "inferred_inputs")
+    unit = _renamed("unit", "emg_unit")
+
     def summary(self, report: str | Path | None = None) -> str:
         """A readable account of the run. ``report``: the folder a report is written to next
         (``run --report``), named instead of the command that would write one."""
         t = self.training
         dur = self.times.size * self.config.windows.bin_size  # the time modelled (gaps between segments excluded)
-        lines = ["nwb-autolfads run finished", f"  input       {self.input}"]
+        lines = ["nwb-autolfads run finished", f"  input       {self.source}"]
         if self.channel_names:
             lines.append(f"  modelled    {self.source_path}: {len(self.channel_names)} channels "
                          f"({', '.join(self.channel_names)}), {dur:.1f} s in {self.config.windows.bin_size * 1e3:g} ms "
@@ -211,7 +231,7 @@ class RunResult:
             band = f" with {interval_percent(self.interval)} credible interval" if self.interval is not None else ""
             if self.channel_names:
                 written.append(f"emg_activations ({self.activations.shape[0]} x {self.activations.shape[1]}, "
-                               f"{self.unit}{band})")
+                               f"{self.emg_unit}{band})")
             if self.unit_ids:
                 written.append(f"firing_rates ({self.rates.shape[0]} x {self.rates.shape[1]}, Hz{band})")
             written += [f"{e.name} ({e.data.shape[0]} x {e.data.shape[1]}, {e.unit}{band})"
@@ -853,7 +873,7 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     RunResult
         The estimates on the model's bins (``times``, seconds on the source's clock):
         ``activations`` (n_bins, C) in the source's units, ``rates`` (n_bins, U) in Hz,
-        ``factors``, ``inputs`` (inferred inputs), the credible interval's bounds when sampled,
+        ``factors``, ``inferred_inputs``, the credible interval's bounds when sampled,
         the training history, the output path and :meth:`RunResult.summary`.
 
     Raises
@@ -1118,11 +1138,11 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
                                         cfg.inference.interval if el else None)))
         for name, b in binned_inputs.items()}
 
-    result = RunResult(output=None, input=path, config=cfg, source_path=sig.source_path if sig else "units",
-                       channel_names=channel_names, unit=sig.unit if sig else "Hz", times=times,
+    result = RunResult(output=None, source=path, config=cfg, source_path=sig.source_path if sig else "units",
+                       channel_names=channel_names, emg_unit=sig.unit if sig else "Hz", times=times,
                        activations=compact_float(activations), rates=compact_float(rates),
                        unit_ids=list(units.ids) if units is not None else [],
-                       factors=factors.astype(np.float32), inputs=inputs.astype(np.float32),
+                       factors=factors.astype(np.float32), inferred_inputs=inputs.astype(np.float32),
                        rectified=compact_float(rectified), preprocessing_steps=pre.steps if pre else [],
                        training=train, n_windows=fit.index.n_windows, n_train=fit.n_train, n_valid=fit.n_valid,
                        seconds=0.0, device=fit.device, plan=fit.plan, other_candidates=others,
@@ -1140,7 +1160,7 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
             paths.append(e.source_path)
             ids.append(e.object_id or "")
         record = RunRecord(
-            times=times, bin_size=bin_size, factors=result.factors, inputs=result.inputs,
+            times=times, bin_size=bin_size, factors=result.factors, inputs=result.inferred_inputs,
             description=_describe(cfg, sig, units, binned_inputs) + (f"; WARNING: {sig.source_path} does not look like EMG: "
                                                        f"{doubt}" if doubt else ""),
             config=cfg.to_dict(), software=_versions(),

@@ -55,6 +55,23 @@ def test_run_without_writing_and_summary(emg_copy):
     assert res.plan["execution"] == res.training.execution
 
 
+def test_run_result_former_names_warn_and_read_the_glossary_names(tmp_path):
+    """``input`` / ``inputs`` / ``unit`` read as the source, the inferred inputs and a neuron:
+    renamed (docs/glossary.md); the old names still read, with a DeprecationWarning, and cannot be set."""
+    from nwb_autolfads.pipeline import RunResult
+
+    z = np.zeros((4, 1), np.float32)
+    res = RunResult(output=None, source=tmp_path / "in.nwb", config=build_config("smoke"), source_path="acquisition/EMG",
+                    channel_names=["TA"], emg_unit="volts", times=np.arange(4.0), activations=z, rates=z[:, :0],
+                    unit_ids=[], factors=z, inferred_inputs=np.ones((4, 2), np.float32), rectified=z,
+                    preprocessing_steps=[], training=None, n_windows=0, n_train=0, n_valid=0, seconds=0.0, device="cpu")
+    for old, new in (("input", "source"), ("inputs", "inferred_inputs"), ("unit", "emg_unit")):
+        with pytest.warns(DeprecationWarning, match=rf"RunResult\.{old} is deprecated: use RunResult\.{new}"):
+            assert getattr(res, old) is getattr(res, new)
+        with pytest.raises(AttributeError):
+            setattr(res, old, None)
+
+
 def test_the_plan_states_members_steps_windows_and_an_estimate():
     import torch
 
