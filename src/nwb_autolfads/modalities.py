@@ -15,8 +15,12 @@ output goes back to the source's units, and under which name the estimate is wri
   and z-scored per channel; Gaussian; written back in the source's units as ``inferred_force``
   (``ContinuousEstimate``). It is modelled alongside a modality that defines the bins.
 
-Model columns follow :attr:`Modality.rank` (spikes, EMG, then continuous inputs), whatever the
-order the config names them in.
+Each entry reads its signal (:meth:`Modality.read`) and puts it on the model's bins as a
+:class:`Binned` block that converts the model's output back to the source's units
+(:meth:`Modality.bin`; the EMG's preprocessing, :meth:`EmgModality.preprocess`, defines the bins,
+or without EMG the spikes' own bins, :meth:`SpikesModality.own_bins`); :func:`nwb_autolfads.run`
+loops over the entries. Model columns follow :attr:`Modality.rank` (spikes, EMG, then continuous
+inputs), whatever the order the config names them in.
 
 Importing this module is light (the configuration validates names with it): the readers and
 binning import the NWB stack and scipy on first use. May import: :mod:`nwb_autolfads.errors`,

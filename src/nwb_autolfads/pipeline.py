@@ -715,9 +715,8 @@ def _bin(inputs: Inputs, cfg: RunConfig) -> tuple[ModelData, RunConfig]:
         data.add(name, block, get_observation(entry.observation_name(cfg)), masks)
     if inputs.trial_times is not None:  # trial-aligned mode: one window per trial
         cfg = data.cut_trials(inputs.trial_times, cfg)
-    segments = data.segments()
-    cfg = fit_windows(cfg, [len(s) for s in segments], data.bin_size)
-    cfg = cfg.resolved(segments[0].shape[1])
+    cfg = fit_windows(cfg, [len(t) for t in data.bin_times], data.bin_size)
+    cfg = cfg.resolved(data.columns()[-1][2].stop)  # the model's channel count
     if data.bin_size != cfg.windows.bin_size:
         cfg = cfg.updated({"windows.bin_size": data.bin_size})
     return data, cfg

@@ -248,3 +248,30 @@ def test_run_records_wall_time_and_memory_of_each_stage(emg_copy):
     assert peaks == sorted(peaks) and peaks[0] > 50  # a high-water mark in MB (torch alone is more than 50 MB)
     unwritten = nwb_autolfads.run(emg_copy, preset="smoke", progress=False, write=False)
     assert list(unwritten.stages) == ["read", "preprocess", "train", "infer"]
+
+
+def test_model_data_puts_columns_in_rank_order_and_splits_every_modality_at_a_mask():
+    """The EMG added first, the spikes after: the model's columns are spikes then EMG (the ranks),
+    and a modality's mask splits the bin times, the rectified EMG and every modality's columns."""
+    from nwb_autolfads.model.observations import Poisson
+    from nwb_autolfads.modalities import BinnedEmg, BinnedSpikes
+    from nwb_autolfads.pipeline import ModelData
+
+    times = [0.005 + 0.01 * np.arange(6)]
+    emg = BinnedEmg(segments=[np.full((6, 2), 2.0, np.float32)], channel_names=["TA", "SOL"], unit="volts",
+                    source_path="acquisition/EMG", object_id=None, offsets=None, scales=np.array([0.5, 4.0]),
+                    modality="emg")
+    spikes = BinnedSpikes(segments=[np.arange(6, dtype=np.float32)[:, None]], channel_names=["3"], unit="Hz",
+                          source_path="units", object_id=None, offsets=None, scales=None, modality="spikes",
+                          bin_size=0.01)
+    data = ModelData(bin_size=0.01, bin_times=list(times), rectified=[np.ones((6, 2))])
+    data.add("emg", emg, Gamma(), None)
+    data.add("spikes", spikes, Poisson(), [np.array([1, 1, 0, 1, 1, 1], bool)])
+    assert [(name, sl) for name, _, sl in data.columns()] == [("spikes", slice(0, 1)), ("emg", slice(1, 3))]
+    assert [len(t) for t in data.bin_times] == [2, 3] and [len(r) for r in data.rectified] == [2, 3]
+    segments = data.segments()
+    np.testing.assert_array_equal(segments[1], [[3, 2, 2], [4, 2, 2], [5, 2, 2]])
+    assert type(data.observation()).__name__ == "Composite"
+    back = data.to_source(np.concatenate(segments), np.ones(5, bool))
+    np.testing.assert_allclose(back["spikes"][:, 0], np.array([0, 1, 3, 4, 5]) / 0.01)  # Hz
+    np.testing.assert_allclose(back["emg"], np.tile([1.0, 8.0], (5, 1)))  # times the scales: volts
