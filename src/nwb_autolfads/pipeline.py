@@ -1,7 +1,7 @@
 """The end-to-end job behind ``nwb-autolfads run``, as named stages (read top to bottom):
 
 1. resolve the configuration once (:func:`_resolve_config`);
-2. read the inputs: every modality of ``data.modalities`` from the source (:func:`_read_inputs`);
+2. read the source: every modality of ``data.modalities`` from the source (:func:`_read_source`);
 3. plan the output: where the result goes and the run directory, checked before any work
    (:func:`_plan_output`);
 4. bin: the EMG preprocessed onto its bins (:func:`_preprocess`), every other modality binned
@@ -13,7 +13,7 @@
    new NWB file with the activations (source units, source channel order), rates, factors and
    inferred inputs in processing module ``autolfads`` (:func:`_run_locked`).
 
-The state carried between stages: :class:`Inputs`, :class:`OutputPlan`, :class:`ModelData`,
+The state carried between stages: :class:`SourceData`, :class:`OutputPlan`, :class:`ModelData`,
 :class:`FitResult`. The training plan printed before training is :mod:`nwb_autolfads.plan`, the
 run directory :mod:`nwb_autolfads.rundir`.
 """
@@ -69,7 +69,8 @@ def _renamed(old: str, new: str) -> property:
     """A read-only alias ``old`` of the attribute ``new`` that warns (``DeprecationWarning``)."""
 
     def get(self):
-        warnings.warn(f"RunResult.{old} is deprecated: use RunResult.{new} (docs/glossary.md)", DeprecationWarning,
+        cls = type(self).__name__
+        warnings.warn(f"{cls}.{old} is deprecated: use {cls}.{new} (docs/glossary.md)", DeprecationWarning,
                       stacklevel=2)
         return getattr(self, new)
 
@@ -334,7 +335,7 @@ class FitResult:
 
     mean: list[np.ndarray]  # per segment (n_bins, C): E[x] in scaled units
     factors: list[np.ndarray]  # per segment (n_bins, F)
-    inputs: list[np.ndarray]  # per segment (n_bins, U)
+    inferred_inputs: list[np.ndarray]  # per segment (n_bins, co_dim)
     ic_mean: np.ndarray  # (n_windows, I) posterior mean of each window's initial condition
     coverage: list[np.ndarray]  # per segment (n_bins, 1): 1 where a window covers the bin, NaN elsewhere
     training: TrainResult
@@ -351,10 +352,12 @@ class FitResult:
     upper: list[np.ndarray] | None = None
     """Per segment (n_bins, C): its upper bound."""
 
+    inputs = _renamed("inputs", "inferred_inputs")  # the former name
+
 
 @dataclass
-class Inputs:
-    """What the read stage took from the source (:func:`_read_inputs`)."""
+class SourceData:
+    """What the read stage took from the source (:func:`_read_source`)."""
 
     source: Source
     """Where the source is (local, URL, DANDI)."""
@@ -564,13 +567,13 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     cfg = _resolve_config(source, preset, config, overrides, emg=emg, seed=seed, device=device, in_place=in_place,
                           resume=resume, fresh=fresh)
     with open_nwb(source.path if not source.remote else source) as (_io, nwbfile):
-        inputs = _read_inputs(nwbfile, source, cfg)
-        target = _plan_output(inputs, cfg, output, write=write, in_place=in_place, overwrite=overwrite,
+        source_data = _read_source(nwbfile, source, cfg)
+        target = _plan_output(source_data, cfg, output, write=write, in_place=in_place, overwrite=overwrite,
                               run_name=run_name, resume=resume, fresh=fresh)
         clock.mark("read")
-        cfg = _preprocess(inputs, cfg, progress)  # while the file is open: big recordings are read in chunks
+        cfg = _preprocess(source_data, cfg, progress)  # while the file is open: big recordings are read in chunks
     with OutputLock(target.path) if target.write else contextlib.nullcontext():
-        return _run_locked(inputs, target, cfg, clock, started=started, t_start=t_start, progress=progress,
+        return _run_locked(source_data, target, cfg, clock, started=started, t_start=t_start, progress=progress,
                            command=command)
 
 
@@ -599,13 +602,13 @@ def _resolve_config(source: Source, preset: str | None, config: RunConfig | str 
     return cfg.updated({"output.content": content}) if content != cfg.output.content else cfg
 
 
-def _read_inputs(nwbfile, source: Source, cfg: RunConfig) -> Inputs:
+def _read_source(nwbfile, source: Source, cfg: RunConfig) -> SourceData:
     """Read every modality of ``data.modalities`` (the EMG lazily), the trials' alignment times,
     and what else the file holds that matters (other EMG-like series, what ``evaluate`` can score)."""
     signals = {name: modality(name).read(nwbfile, cfg) for name in cfg.data.modalities}
     sig = signals.get("emg")
     doubt, others = _emg_notes(nwbfile, sig, cfg) if sig is not None else (None, [])
-    return Inputs(source=source, path=source.path if not source.remote else source, identifier=nwbfile.identifier,
+    return SourceData(source=source, path=source.path if not source.remote else source, identifier=nwbfile.identifier,
                   signals=signals, trial_times=read_trial_times(nwbfile, cfg.data.align_to) if cfg.data.align_to
                   else None, score_targets=_score_targets(nwbfile, sig is not None, "spikes" in signals),
                   others=others, doubt=doubt)
@@ -643,56 +646,56 @@ def _score_targets(nwbfile, emg: bool, spikes: bool) -> list[str]:
     return out
 
 
-def _plan_output(inputs: Inputs, cfg: RunConfig, output: str | Path | None, *, write: bool, in_place: bool,
+def _plan_output(source_data: SourceData, cfg: RunConfig, output: str | Path | None, *, write: bool, in_place: bool,
                  overwrite: bool, run_name: str | None, resume: str | Path | None, fresh: bool) -> OutputPlan:
     """Where the result goes, checked before any work: the output file (default beside the source,
     or in the current directory for a remote one), or the source itself with ``in_place``; and
     the run directory that keeps the training state."""
-    source = inputs.source
+    source = source_data.source
     out_path = Path(output) if output is not None else default_output_path(
-        Path(source.name) if source.remote else inputs.path, MODALITY_SEPARATOR.join(cfg.data.modalities))
+        Path(source.name) if source.remote else source_data.path, MODALITY_SEPARATOR.join(cfg.data.modalities))
     if write and in_place:
         if output is not None:
             raise ConfigError("give either --output or --in-place, not both")
         if source.remote:
             raise ConfigError(f"--in-place cannot change a remote file ({source.spec}): leave out --in-place to "
                               "write the results to a new local file")
-        check_in_place(inputs.path)
+        check_in_place(source_data.path)
     elif write:
-        check_output_path(out_path, None if source.remote else inputs.path, overwrite)  # fail before training
-    target = inputs.path if in_place else out_path
+        check_output_path(out_path, None if source.remote else source_data.path, overwrite)  # fail before training
+    target = source_data.path if in_place else out_path
     return OutputPlan(path=target, write=write, in_place=in_place, overwrite=overwrite, run_name=run_name,
                       rundir=choose_rundir(resume, target, write), resumed=resume is not None, fresh=fresh)
 
 
-def _preprocess(inputs: Inputs, cfg: RunConfig, progress: bool) -> RunConfig:
+def _preprocess(source_data: SourceData, cfg: RunConfig, progress: bool) -> RunConfig:
     """Preprocess the EMG onto its bins (its ``auto`` settings as found are saved in the returned
     config, and repeated by ``evaluate``); nothing to do without EMG."""
-    if "emg" not in inputs.signals:
+    if "emg" not in source_data.signals:
         return cfg
-    inputs.emg = modality("emg").preprocess(inputs.signals["emg"], cfg, progress=progress)
-    resolved = inputs.emg.preprocessed.resolved  # e.g. the line frequency
+    source_data.emg = modality("emg").preprocess(source_data.signals["emg"], cfg, progress=progress)
+    resolved = source_data.emg.preprocessed.resolved  # e.g. the line frequency
     return cfg.updated({f"preprocess.{key}": value for key, value in resolved.items()}) if resolved else cfg
 
 
-def _run_locked(inputs: Inputs, target: OutputPlan, cfg: RunConfig, clock: StageClock, *, started: datetime,
+def _run_locked(source_data: SourceData, target: OutputPlan, cfg: RunConfig, clock: StageClock, *, started: datetime,
                 t_start: float, progress: bool, command: str | None) -> RunResult:
-    """The stages after the inputs are read and the output checked, under the output's lock: bin,
+    """The stages after the source is read and the output checked, under the output's lock: bin,
     fit, collect, and with a file to write, the provenance record and the write."""
     # a remote file is not hashed (that would download all of it): a DANDI asset's SHA-256 is the one the
     # archive publishes, another URL has none; its identity is recorded in the provenance's ``source``
-    source_sha256 = input_sha256(inputs.source) if target.write else ""
-    data, cfg = _bin(inputs, cfg)
+    source_sha256 = input_sha256(source_data.source) if target.write else ""
+    data, cfg = _bin(source_data, cfg)
     clock.mark("preprocess")
     fit = fit_signal(data.segments(), data.bin_size, data.observation(), cfg, progress=progress,
                      rundir=target.rundir, resume=target.resumed, fresh=target.fresh, clock=clock)
-    result = _collect(inputs, data, fit, cfg)
+    result = _collect(source_data, data, fit, cfg)
     if target.write:
-        record = make_record(result, fit, data.blocks, data.bin_times, data.bin_size, source=inputs.source,
-                             path=inputs.path, identifier=inputs.identifier, source_sha256=source_sha256,
-                             started=started, finished=datetime.now(timezone.utc), doubt=inputs.doubt,
+        record = make_record(result, fit, data.blocks, data.bin_times, data.bin_size, source=source_data.source,
+                             path=source_data.path, identifier=source_data.identifier, source_sha256=source_sha256,
+                             started=started, finished=datetime.now(timezone.utc), doubt=source_data.doubt,
                              command=command, run_name=target.run_name)
-        result.output, result.run_name = write_results(inputs.path, None if target.in_place else target.path, record,
+        result.output, result.run_name = write_results(source_data.path, None if target.in_place else target.path, record,
                                                        overwrite=target.overwrite, in_place=target.in_place,
                                                        content=cfg.output.content)
         remove_rundir(target.rundir, target.resumed)  # the result is written: the state is not needed
@@ -702,19 +705,19 @@ def _run_locked(inputs: Inputs, target: OutputPlan, cfg: RunConfig, clock: Stage
     return result
 
 
-def _bin(inputs: Inputs, cfg: RunConfig) -> tuple[ModelData, RunConfig]:
+def _bin(source_data: SourceData, cfg: RunConfig) -> tuple[ModelData, RunConfig]:
     """Every modality on one grid of bins (:func:`_grid`), then the others binned onto it in the
     model's column order, each keeping only the bins it covers; in trial-aligned mode one window
     per trial; windows fitted to short segments. Returns the data and ``cfg`` resolved for them."""
-    data, signals = _grid(inputs, cfg)
+    data, signals = _grid(source_data, cfg)
     for name in sorted(signals, key=lambda n: modality(n).rank):
         if name in data.blocks:
             continue
         entry = modality(name)
         block, masks = entry.bin(signals[name], data.bin_times, data.bin_size, cfg.windows.gap_factor)
         data.add(name, block, get_observation(entry.observation_name(cfg)), masks)
-    if inputs.trial_times is not None:  # trial-aligned mode: one window per trial
-        cfg = data.cut_trials(inputs.trial_times, cfg)
+    if source_data.trial_times is not None:  # trial-aligned mode: one window per trial
+        cfg = data.cut_trials(source_data.trial_times, cfg)
     cfg = fit_windows(cfg, [len(t) for t in data.bin_times], data.bin_size)
     cfg = cfg.resolved(data.columns()[-1][2].stop)  # the model's channel count
     if data.bin_size != cfg.windows.bin_size:
@@ -722,12 +725,12 @@ def _bin(inputs: Inputs, cfg: RunConfig) -> tuple[ModelData, RunConfig]:
     return data, cfg
 
 
-def _grid(inputs: Inputs, cfg: RunConfig) -> tuple[ModelData, dict[str, Any]]:
+def _grid(source_data: SourceData, cfg: RunConfig) -> tuple[ModelData, dict[str, Any]]:
     """The model's bins: the EMG's (its preprocessing defines them; the spikes must lie in its time),
     or without EMG bins of the spikes' own spanning every spike. Returns the grid (with the EMG's
     columns) and the signals to bin onto it (the units as checked)."""
-    signals, spikes = dict(inputs.signals), modality("spikes")
-    emg = inputs.emg
+    signals, spikes = dict(source_data.signals), modality("spikes")
+    emg = source_data.emg
     if emg is not None:
         pre = emg.preprocessed
         data = ModelData(bin_size=pre.bin_size, bin_times=pre.bin_times, rectified=list(pre.rectified))
@@ -741,7 +744,7 @@ def _grid(inputs: Inputs, cfg: RunConfig) -> tuple[ModelData, dict[str, Any]]:
     return ModelData(bin_size=bin_size, bin_times=[centres], rectified=[np.zeros((len(centres), 0))]), signals
 
 
-def _collect(inputs: Inputs, data: ModelData, fit: "FitResult", cfg: RunConfig) -> RunResult:
+def _collect(source_data: SourceData, data: ModelData, fit: "FitResult", cfg: RunConfig) -> RunResult:
     """The fit's outputs on the bins a window covers, in the source's units, as a :class:`RunResult`
     (the credible interval's bounds converted exactly like the means)."""
     mean = np.concatenate(fit.mean)
@@ -750,21 +753,21 @@ def _collect(inputs: Inputs, data: ModelData, fit: "FitResult", cfg: RunConfig) 
     bands, lower, upper = _bands(data, fit, cfg, covered) if fit.lower is not None else ({}, {}, {})
     estimates = {name: estimate_of(name, b, values[name], cfg, lower.get(name), upper.get(name))
                  for name, b, _ in data.columns() if name not in ("emg", "spikes")}
-    times, factors, inputs_, rectified = (a[covered] for a in (
-        np.concatenate(data.bin_times), np.concatenate(fit.factors), np.concatenate(fit.inputs),
+    times, factors, inferred, rectified = (a[covered] for a in (
+        np.concatenate(data.bin_times), np.concatenate(fit.factors), np.concatenate(fit.inferred_inputs),
         np.concatenate(data.rectified)))
     emg, spikes = data.blocks.get("emg"), data.blocks.get("spikes")
     empty = mean[:, :0][covered]
     return RunResult(
-        output=None, source=inputs.path, config=cfg, source_path=emg.source_path if emg else "units",
+        output=None, source=source_data.path, config=cfg, source_path=emg.source_path if emg else "units",
         channel_names=list(emg.channel_names) if emg else [], emg_unit=emg.unit if emg else "Hz", times=times,
         activations=compact_float(values.get("emg", empty)), rates=compact_float(values.get("spikes", empty)),
         unit_ids=list(spikes.units.ids) if spikes else [], factors=factors.astype(np.float32),
-        inferred_inputs=inputs_.astype(np.float32), rectified=compact_float(rectified),
+        inferred_inputs=inferred.astype(np.float32), rectified=compact_float(rectified),
         preprocessing_steps=emg.preprocessed.steps if emg else [], training=fit.training,
         n_windows=fit.index.n_windows, n_train=fit.n_train, n_valid=fit.n_valid, seconds=0.0, device=fit.device,
-        plan=fit.plan, other_candidates=inputs.others, chosen_by="--emg" if cfg.data.emg else "found automatically",
-        doubt=inputs.doubt, score_targets=list(inputs.score_targets), estimates=estimates, **bands)
+        plan=fit.plan, other_candidates=source_data.others, chosen_by="--emg" if cfg.data.emg else "found automatically",
+        doubt=source_data.doubt, score_targets=list(source_data.score_targets), estimates=estimates, **bands)
 
 
 def _covered(fit: "FitResult", mean: np.ndarray, bin_size: float) -> np.ndarray:
@@ -841,7 +844,7 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
         clock.mark("train")
     merged = infer_merged(model, x_all, index, cfg.inference, cfg.windows.merge_power, cfg.model.lead_in_bins,
                           progress=progress)
-    fit = FitResult(mean=merged.mean, factors=merged.factors, inputs=merged.inputs, ic_mean=merged.ic_mean,
+    fit = FitResult(mean=merged.mean, factors=merged.factors, inferred_inputs=merged.inputs, ic_mean=merged.ic_mean,
                     training=result, coverage=merged.coverage, index=index, n_train=int(train_idx.size),
                     n_valid=int(valid_idx.size), device=str(device), model=model,
                     plan={k: v for k, v in plan.items() if k != "text"}, lower=merged.lower, upper=merged.upper)

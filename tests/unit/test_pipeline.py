@@ -30,6 +30,8 @@ def test_fit_signal_merges_back_to_every_segment():
     assert np.all(np.isnan(means[1]))  # shorter than one window: NaN, not dropped
     assert fit.factors[0].shape == (100, 3)
     assert fit.n_train + fit.n_valid == fit.index.n_windows
+    with pytest.warns(DeprecationWarning, match=r"FitResult\.inputs is deprecated: use FitResult\.inferred_inputs"):
+        assert fit.inputs is fit.inferred_inputs  # the former name
 
 
 def test_fit_signal_needs_two_windows():
