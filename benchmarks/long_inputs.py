@@ -58,10 +58,13 @@ def measure(case: str, path: Path, overrides: dict) -> list[dict]:
 
         setattr(owner, name, timed)
 
-    wrap(pl, "preprocess_emg", "read + preprocess EMG")
-    wrap(pl, "bin_spikes", "bin spikes")
+    import nwb_autolfads.data.preprocessing as preprocessing
+    import nwb_autolfads.io.reading as reading
+
+    wrap(preprocessing, "preprocess_emg", "read + preprocess EMG")  # called by the emg modality entry
+    wrap(reading, "bin_spikes", "bin spikes")  # called by the spikes modality entry
     wrap(pl, "chop_segments", "chop windows")
-    wrap(pl, "_prepare_rundir", "run directory (data hash)")
+    wrap(pl, "prepare_rundir", "run directory (data hash)")
     wrap(pl, "train_single", f"plan + training ({overrides.get('train.max_steps', 'preset')} steps)")
     wrap(pl, "infer_merged" if hasattr(pl, "infer_merged") else "infer", "inference + merge")
     if hasattr(pl, "merge_segments"):  # before inference and merging were one pass

@@ -41,7 +41,7 @@ def test_example_refuses_to_replace_an_existing_result(tmp_path, monkeypatch, ca
 # ---------------------------------------------------------------- 2. an interrupted run's state is never deleted
 def _interrupted_rundir(tiny, max_steps):
     """The run directory a run with ``train.max_steps=max_steps`` leaves when it is killed."""
-    from nwb_autolfads.pipeline import RUN_FINGERPRINT, default_rundir
+    from nwb_autolfads.rundir import RUN_FINGERPRINT, default_rundir
 
     rundir = default_rundir(tiny.with_name("tiny_autolfads.nwb"))
     rundir.mkdir()

@@ -5,18 +5,22 @@ emg+spikes``). Each entry says how its signal is read from NWB, put on the model
 which observation model describes it (:mod:`nwb_autolfads.model.registry`), how the model's
 output goes back to the source's units, and under which name the estimate is written.
 
-- ``emg``: an EMG series (:func:`~nwb_autolfads.io.reading.read_emg`), preprocessed and binned by
+- ``emg``: an EMG series (:func:`~nwb_autolfads.io.series.read_emg`), preprocessed and binned by
   :func:`~nwb_autolfads.data.preprocessing.preprocess_emg` (it defines the bins), divided by a
   per-channel scale; ``model.observation`` (Gamma); written as ``emg_activations``.
-- ``spikes``: the units table (:func:`~nwb_autolfads.io.reading.read_units`), counted per bin (on
+- ``spikes``: the units table (:func:`~nwb_autolfads.io.units.read_units`), counted per bin (on
   the EMG's bins, or on bins of its own without EMG); Poisson; rates in Hz, ``firing_rates``.
 - ``force``: a force TimeSeries (:func:`~nwb_autolfads.io.behavior.read_behavior`; chosen with
   ``data.force`` or found), resampled onto the bins (:func:`~nwb_autolfads.io.behavior.to_bins`)
   and z-scored per channel; Gaussian; written back in the source's units as ``inferred_force``
   (``ContinuousEstimate``). It is modelled alongside a modality that defines the bins.
 
-Model columns follow :attr:`Modality.rank` (spikes, EMG, then continuous inputs), whatever the
-order the config names them in.
+Each entry reads its signal (:meth:`Modality.read`) and puts it on the model's bins as a
+:class:`Binned` block that converts the model's output back to the source's units
+(:meth:`Modality.bin`; the EMG's preprocessing, :meth:`EmgModality.preprocess`, defines the bins,
+or without EMG the spikes' own bins, :meth:`SpikesModality.own_bins`); :func:`nwb_autolfads.run`
+loops over the entries. Model columns follow :attr:`Modality.rank` (spikes, EMG, then continuous
+inputs), whatever the order the config names them in.
 
 Importing this module is light (the configuration validates names with it): the readers and
 binning import the NWB stack and scipy on first use. May import: :mod:`nwb_autolfads.errors`,
@@ -33,7 +37,7 @@ from typing import Any
 from nwb_autolfads.errors import ConfigError, SignalError, SignalNotFoundError
 from nwb_autolfads.model.registry import observation_spec
 
-__all__ = ["Modality", "ContinuousInput", "Binned", "register_modality", "modality", "modality_names",
+__all__ = ["Modality", "EmgModality", "SpikesModality", "ContinuousInput", "Binned", "BinnedEmg", "BinnedSpikes", "register_modality", "modality", "modality_names",
            "parse_modalities", "MODALITY_SEPARATOR"]
 
 log = logging.getLogger(__name__)
@@ -69,6 +73,15 @@ class Modality:
         """The observation model of this modality's channels under ``cfg``."""
         return self.observation or cfg.model.observation
 
+    def read(self, nwbfile, cfg):
+        """This modality's signal in ``nwbfile`` as ``cfg`` selects it (each entry defines it)."""
+        raise NotImplementedError(f"modality {self.name!r} has no reader")
+
+    def bin(self, signal, bin_times: list, bin_size: float, gap_factor: float) -> tuple["Binned", list | None]:
+        """``signal`` on the model's bins ``bin_times`` (per segment, centres in seconds): its
+        model-ready columns, and per segment the mask of bins it covers (None: all of them)."""
+        raise NotImplementedError(f"modality {self.name!r} is not binned onto other bins")
+
 
 @dataclass
 class Binned:
@@ -83,10 +96,165 @@ class Binned:
     offsets: Any  # (C,) source units
     scales: Any  # (C,) source units
     description: str = ""
+    modality: str = ""
+    """The modality's name (the key of its error estimates in the interval calibration)."""
+
+    counts = False
+    """Whether the columns are counts per bin (their model error is estimated as for counts)."""
+    signed = True
+    """Whether the values may be negative (a credible band is not clipped at 0)."""
 
     def to_source(self, values):
         """Model units -> the source's units: ``values * scales + offsets`` (values (n, C))."""
         return values * self.scales[None, :] + self.offsets[None, :]
+
+    @property
+    def error_key(self) -> str:
+        """Key of this block's error estimates in the provenance's ``interval_calibration``."""
+        return self.modality
+
+    def error_scale(self, k: int) -> float:
+        """Factor from model units to the source's units of channel ``k``'s error estimate."""
+        return float(self.scales[k])
+
+
+@dataclass
+class BinnedEmg(Binned):
+    """The EMG on its own bins (it defines them): preprocessed segments divided by per-channel
+    ``scales`` (``offsets`` None); ``preprocessed`` is the whole
+    :class:`~nwb_autolfads.data.preprocessing.Preprocessed` (steps, clip levels, rectified EMG)."""
+
+    preprocessed: Any = None
+
+    signed = False
+
+    def to_source(self, values):
+        """Model units -> the source's units: ``values * scales``."""
+        return values * self.scales[None, :]
+
+    @property
+    def error_key(self) -> str:
+        return "emg"
+
+    def error_scale(self, k: int) -> float:
+        import numpy as np
+
+        return float(np.broadcast_to(np.asarray(self.scales, dtype=float).reshape(-1),
+                                     (len(self.channel_names),))[k])
+
+
+@dataclass
+class BinnedSpikes(Binned):
+    """Spike counts per bin of the selected ``units`` (channel names: their ids); model units are
+    counts per bin of ``bin_size`` seconds (``offsets``, ``scales`` None)."""
+
+    units: Any = None
+    bin_size: float = 0.0
+
+    counts = True
+    signed = False
+
+    def to_source(self, values):
+        """Counts per bin -> rates in Hz: ``values / bin_size``."""
+        return values / self.bin_size
+
+    @property
+    def error_key(self) -> str:
+        return "units_hz"
+
+    def error_scale(self, k: int) -> float:
+        return 1.0 / self.bin_size
+
+
+@dataclass(frozen=True)
+class EmgModality(Modality):
+    """The EMG: read lazily (preprocessed chunk by chunk while the file is open); its
+    preprocessing defines the model's bins (:meth:`preprocess`)."""
+
+    def read(self, nwbfile, cfg):
+        """The EMG series (``data.emg``, or found), its samples left in the file.
+
+        Raises
+        ------
+        SignalNotFoundError
+            No EMG series (naming ``--model spikes`` when the file has units).
+        """
+        from nwb_autolfads.io.series import read_emg
+
+        try:
+            return read_emg(nwbfile, cfg.data.emg, cfg.data.channel_names, lazy=True)
+        except SignalNotFoundError as exc:
+            n_units = len(nwbfile.units) if nwbfile.units is not None else 0
+            if cfg.data.emg is not None or not n_units:
+                raise
+            raise SignalNotFoundError(f"{exc}; or model the {n_units} units of nwbfile.units with --model spikes") \
+                from None
+
+    def preprocess(self, sig, cfg, progress: bool = True) -> BinnedEmg:
+        """``sig`` preprocessed and binned (:func:`~nwb_autolfads.data.preprocessing.preprocess_emg`),
+        while its file is open: big recordings are read and filtered in chunks."""
+        from nwb_autolfads.data.preprocessing import preprocess_emg
+
+        log.info("read %s: %s samples x %s channels", sig.source_path, sig.n_samples, sig.n_channels)
+        pre = preprocess_emg(sig, cfg.preprocess, cfg.windows.bin_size, cfg.data.preprocessed,
+                             cfg.windows.gap_factor, progress=progress)
+        return BinnedEmg(segments=pre.segments, channel_names=list(pre.channel_names), unit=sig.unit,
+                         source_path=sig.source_path, object_id=sig.object_id, offsets=None, scales=pre.scales,
+                         modality=self.name, preprocessed=pre)
+
+
+@dataclass(frozen=True)
+class SpikesModality(Modality):
+    """The spikes of ``nwbfile.units``: counted per bin, on the EMG's bins or on bins of their own."""
+
+    def read(self, nwbfile, cfg):
+        """The units ``data.units`` selects (:func:`~nwb_autolfads.io.units.read_units`)."""
+        from nwb_autolfads.io.units import read_units
+
+        return read_units(nwbfile, cfg.data.units, cfg.data.bad_units)
+
+    def own_bins(self, units, bin_size: float, bad_units: str):
+        """(units kept, bin centres) of bins of their own spanning every spike, after the check
+        that none lies far from the rest (:func:`~nwb_autolfads.io.units.check_unit_clocks`)."""
+        from nwb_autolfads.io.units import check_unit_clocks, spike_bin_centres
+
+        units = check_unit_clocks(units, bad_units)
+        return units, spike_bin_centres(units, bin_size)
+
+    def within(self, units, bin_times: list, bin_size: float, what: str, bad_units: str):
+        """The units kept after the check that their spikes lie in the bins of another modality,
+        described by ``what`` (:func:`~nwb_autolfads.io.units.check_spike_span`)."""
+        from nwb_autolfads.io.units import check_spike_span
+
+        spans = [(c[0] - bin_size / 2, c[-1] + bin_size / 2) for c in bin_times if len(c)]
+        return check_spike_span(units, spans, what, bad_units)
+
+    def bin(self, units, bin_times: list, bin_size: float, gap_factor: float) -> tuple[BinnedSpikes, list | None]:
+        """Spike counts per bin; with ``obs_intervals``, the mask of bins every unit was observed in.
+
+        Raises
+        ------
+        SignalError
+            No bin lies inside the ``obs_intervals`` of every unit.
+        """
+        from nwb_autolfads.io.units import bin_spikes
+
+        segments = [bin_spikes(units, centres, bin_size) for centres in bin_times]
+        binned = BinnedSpikes(segments=segments, channel_names=[str(u) for u in units.ids], unit="Hz",
+                              source_path="units", object_id=units.object_id, offsets=None, scales=None,
+                              modality=self.name, units=units, bin_size=bin_size)
+        if units.obs_intervals is None:
+            return binned, None
+        masks = [units.observed(centres, bin_size) for centres in bin_times]
+        n_out = int(sum((~m).sum() for m in masks))
+        if n_out:
+            lost = int(sum(seg[~m].sum() for seg, m in zip(segments, masks)))
+            log.warning("%d bins (%.1f s) outside the units' obs_intervals are not modelled (%d of %d spikes)",
+                        n_out, n_out * bin_size, lost, int(sum(seg.sum() for seg in segments)))
+        if not any(m.any() for m in masks):
+            raise SignalError("no time bin lies inside the obs_intervals of every selected unit: select units "
+                              "observed at the same time with --units")
+        return binned, masks
 
 
 @dataclass(frozen=True)
@@ -164,7 +332,11 @@ class ContinuousInput(Modality):
         segments = [np.where(m[:, None], (r - offsets) / scales, 0.0).astype(np.float32) for r, m in zip(raw, masks)]
         binned = Binned(segments=segments, channel_names=list(sig.channel_names), unit=sig.unit,
                         source_path=sig.source_path, object_id=sig.object_id, offsets=offsets, scales=scales,
-                        description=sig.description)
+                        description=sig.description, modality=self.name)
+        n_out = n_all - n_in
+        if n_out:
+            log.warning("%d bins (%.1f s) outside the %s series %s are not modelled", n_out, n_out * bin_size,
+                        self.name, sig.source_path)
         return binned, masks
 
 
@@ -225,9 +397,9 @@ def parse_modalities(value: Any, key: str = "data.modalities") -> tuple[str, ...
     return tuple(n for n in known if n in items)
 
 
-register_modality(Modality("emg", rank=1, grid=True, observation=None, output="emg_activations",
+register_modality(EmgModality("emg", rank=1, grid=True, observation=None, output="emg_activations",
                            doc="the EMG (model.observation, Gamma by default): muscle activations"))
-register_modality(Modality("spikes", rank=0, grid=True, observation="poisson", output="firing_rates",
+register_modality(SpikesModality("spikes", rank=0, grid=True, observation="poisson", output="firing_rates",
                            doc="the spikes of nwbfile.units (Poisson): firing rates"))
 register_modality(ContinuousInput("force", rank=2, grid=False, observation="gaussian", output="inferred_force",
                                   doc="a force TimeSeries (Gaussian), with emg or spikes: inferred force",

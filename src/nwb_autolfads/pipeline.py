@@ -1,20 +1,30 @@
-"""The end-to-end job behind ``nwb-autolfads run``:
+"""The end-to-end job behind ``nwb-autolfads run``, as named stages (read top to bottom):
 
-NWB in -> EMG signal -> preprocessing -> windows -> LFADS -> training -> inference + merge
--> new NWB file with the activations (source units, source channel order), factors and
-inferred inputs in processing module ``autolfads``, with the resolved config as provenance.
+1. resolve the configuration once (:func:`_resolve_config`);
+2. read the source: every modality of ``data.modalities`` from the source (:func:`_read_source`);
+3. plan the output: where the result goes and the run directory, checked before any work
+   (:func:`_plan_output`);
+4. bin: the EMG preprocessed onto its bins (:func:`_preprocess`), every other modality binned
+   onto them, or without EMG onto the spikes' own bins (:func:`_bin`);
+5. fit: chop into windows, train (one model or a population), infer and merge the windows back
+   (:func:`fit_signal`);
+6. collect: the estimates in the source's units on the bins a window covers (:func:`_collect`);
+7. make the provenance record (:func:`nwb_autolfads.provenance.make_record`) and write it as a
+   new NWB file with the activations (source units, source channel order), rates, factors and
+   inferred inputs in processing module ``autolfads`` (:func:`_run_locked`).
+
+The state carried between stages: :class:`SourceData`, :class:`OutputPlan`, :class:`ModelData`,
+:class:`FitResult`. The training plan printed before training is :mod:`nwb_autolfads.plan`, the
+run directory :mod:`nwb_autolfads.rundir`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import math
-import platform
-import shlex
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,34 +33,51 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from nwb_autolfads import __version__
-from nwb_autolfads.evaluation.calibration import estimate_errors, normal_quantile, widen_band
 from nwb_autolfads.config import DEFAULT_BIN_SIZE, RunConfig, build_config, configured_hyperparameters
-from nwb_autolfads.train.devices import resolve_device, seed_everything
-from nwb_autolfads.errors import ConfigError, SignalError, SignalNotFoundError, TrainingError
-from nwb_autolfads.model.inference import infer_merged, interval_quantiles
-from nwb_autolfads.model.lfads import LFADS
-from nwb_autolfads.model.observations import Composite, ObservationModel, Poisson, get_observation
-from nwb_autolfads.model.registry import observation_spec
-from nwb_autolfads.modalities import MODALITY_SEPARATOR, Binned, ContinuousInput, modality
-from nwb_autolfads.data.preprocessing import preprocess_emg
-from nwb_autolfads.io.reading import open_nwb
-from nwb_autolfads.io.series import emg_doubt, find_emg, iter_series, read_emg
-from nwb_autolfads.io.trials import read_trial_times
-from nwb_autolfads.io.units import bin_spikes, check_spike_span, check_unit_clocks, read_units, spike_bin_centres
-from nwb_autolfads.train.pbt.embedded import train_population
-from nwb_autolfads.train.isolation import planned_steps, train_single
-from nwb_autolfads.train.resources import Execution, choose_execution, using_threads
-from nwb_autolfads.train.loop import TrainResult, split_train_valid, time_steps
-from nwb_autolfads.data.windows import MIN_FITTED_WINDOW, WindowIndex, chop_segments, fitted_window
+from nwb_autolfads.data.grid import fit_windows, split_where, trial_windows
+from nwb_autolfads.data.windows import WindowIndex, chop_segments
+from nwb_autolfads.errors import ConfigError, SignalError, TrainingError
+from nwb_autolfads.evaluation.calibration import estimate_errors, normal_quantile, widen_band
 from nwb_autolfads.io.results import interval_percent
+from nwb_autolfads.io.reading import open_nwb
+from nwb_autolfads.io.series import emg_doubt, find_emg, iter_series
+from nwb_autolfads.io.trials import read_trial_times
 from nwb_autolfads.io.sources import Source, resolve_source, source_sha256 as input_sha256
-from nwb_autolfads.io.writing import (Estimate, OutputLock, RunRecord, check_in_place, check_output_path, compact_float, default_output_path,
-                      git_revision, write_results)
+from nwb_autolfads.io.writing import (Estimate, OutputLock, check_in_place, check_output_path, compact_float, default_output_path,
+                                      write_results)
+from nwb_autolfads.modalities import MODALITY_SEPARATOR, Binned, BinnedEmg, modality
+from nwb_autolfads.model.inference import infer_merged
+from nwb_autolfads.model.lfads import LFADS
+from nwb_autolfads.model.observations import Composite, ObservationModel, get_observation
+from nwb_autolfads.plan import stacked_share, training_plan
+from nwb_autolfads.provenance import SMOKE_NOTE, estimate_of, make_record, steps_trained
+from nwb_autolfads.rundir import choose_rundir, prepare_rundir, remove_rundir
+from nwb_autolfads.train.devices import resolve_device, seed_everything
+from nwb_autolfads.train.isolation import planned_steps, train_single
+from nwb_autolfads.train.loop import TrainResult, split_train_valid, time_steps
+from nwb_autolfads.train.pbt.embedded import train_population
+from nwb_autolfads.train.resources import Execution, choose_execution, using_threads
 
 __all__ = ["RunResult", "FitResult", "StageClock", "run", "fit_signal"]
 
+# names that lived here before the plan, the run directory and the provenance had modules of their own
+from nwb_autolfads.plan import WORKER_START_SECONDS  # noqa: E402,F401
+from nwb_autolfads.provenance import observation_name  # noqa: E402,F401
+from nwb_autolfads.rundir import RUN_FINGERPRINT, default_rundir  # noqa: E402,F401
+
 log = logging.getLogger(__name__)
+
+
+def _renamed(old: str, new: str) -> property:
+    """A read-only alias ``old`` of the attribute ``new`` that warns (``DeprecationWarning``)."""
+
+    def get(self):
+        cls = type(self).__name__
+        warnings.warn(f"{cls}.{old} is deprecated: use {cls}.{new} (docs/glossary.md)", DeprecationWarning,
+                      stacklevel=2)
+        return getattr(self, new)
+
+    return property(get, doc=f"Deprecated alias of :attr:`{new}` (read-only).")
 
 
 @dataclass
@@ -66,9 +93,9 @@ class RunResult:
     ----------
     output : pathlib.Path or None
         The NWB file written (None with ``write=False``).
-    input : pathlib.Path or Source
+    source : pathlib.Path or Source
         The source: a local path, or the remote :class:`~nwb_autolfads.io.sources.Source`
-        (URL / DANDI asset). Not the inferred inputs (those are ``inputs``).
+        (URL / DANDI asset). (Formerly ``input``, a deprecated alias.)
     config : RunConfig
         The configuration as resolved and used (``auto`` settings and data-dependent sizes
         filled in); saved in the provenance.
@@ -77,9 +104,10 @@ class RunResult:
         modelled).
     channel_names : list of str
         The C EMG channel (muscle) names, in the source's order.
-    unit : str
-        The physical unit of ``activations`` and ``rectified`` (the source's, e.g. ``volts``;
-        ``Hz`` when only spikes are modelled). Not a neuron: those are ``unit_ids``.
+    emg_unit : str
+        The physical unit of ``activations`` and ``rectified`` (the EMG source's, e.g. ``volts``;
+        ``Hz`` when only spikes are modelled). Not a neuron: those are ``unit_ids``. (Formerly
+        ``unit``, a deprecated alias.)
     times : numpy.ndarray, shape (n_bins,)
         Bin centres in seconds, on the source's clock.
     activations : numpy.ndarray, shape (n_bins, C)
@@ -90,8 +118,9 @@ class RunResult:
         The U modelled units: ids of rows of the source's Units table, in column order.
     factors : numpy.ndarray, shape (n_bins, F)
         Latent factors (arbitrary units), float32.
-    inputs : numpy.ndarray, shape (n_bins, co_dim)
+    inferred_inputs : numpy.ndarray, shape (n_bins, co_dim)
         Inferred inputs (the controller's output, co), float32; co_dim = 0 without a controller.
+        (Formerly ``inputs``, a deprecated alias.)
     rectified : numpy.ndarray, shape (n_bins, C)
         Binned rectified EMG (the model's input before scaling), in the source's units.
     preprocessing_steps : list of str
@@ -110,17 +139,17 @@ class RunResult:
     """
 
     output: Path | None
-    input: Path | Any  # a local Path, or a remote Source (URL / DANDI asset)
+    source: Path | Any  # a local Path, or a remote Source (URL / DANDI asset)
     config: RunConfig
     source_path: str
     channel_names: list[str]
-    unit: str
+    emg_unit: str
     times: np.ndarray  # (n_bins,) bin centres, source clock
     activations: np.ndarray  # (n_bins, C) in the source's units (C = 0 when EMG is not modelled)
     rates: np.ndarray  # (n_bins, U) firing rates in Hz (U = 0 when spikes are not modelled)
     unit_ids: list[int]
     factors: np.ndarray  # (n_bins, F)
-    inputs: np.ndarray  # (n_bins, U)
+    inferred_inputs: np.ndarray  # (n_bins, co_dim)
     rectified: np.ndarray  # (n_bins, C) binned rectified EMG (the model's input, source units)
     preprocessing_steps: list[str]
     training: TrainResult
@@ -165,85 +194,113 @@ class RunResult:
     (:mod:`nwb_autolfads.evaluation.calibration`), in the source's units (Hz for units); None without an
     interval. Recorded in the provenance's metrics."""
 
+    # the former names (docs/glossary.md: "input" read as the inferred inputs, "unit" as a neuron)
+    input = _renamed("input", "source")
+    inputs = _renamed("inputs", "inferred_inputs")
+    unit = _renamed("unit", "emg_unit")
+
     def summary(self, report: str | Path | None = None) -> str:
-        """A readable account of the run. ``report``: the folder a report is written to next
-        (``run --report``), named instead of the command that would write one."""
-        t = self.training
+        """A readable account of the run.
+
+        Parameters
+        ----------
+        report : str or pathlib.Path, optional
+            The folder a report is written to next (``run --report``), named instead of the
+            command that would write one.
+
+        Returns
+        -------
+        str
+            Lines: the source, what was modelled, preprocessing, windows, training and, with a
+            file written, what it holds and how to read and evaluate it.
+        """
+        lines = ["nwb-autolfads run finished", f"  input       {self.source}", *self._modelled_lines()]
+        lines += [
+            f"  preprocess  {'; '.join(self.preprocessing_steps) or 'spike counts per bin'}",
+            f"  windows     {self.n_windows} of {self.config.windows.window_bins} bins "
+            f"({self.n_train} train / {self.n_valid} validation)",
+            self._training_line()]
+        if self.config.preset == "smoke":
+            lines.append(f"  NOTE        {SMOKE_NOTE}: run with --preset quick or default for results to use")
+        if self.output is not None:
+            lines += self._output_lines(report)
+        return "\n".join(lines)
+
+    def _modelled_lines(self) -> list[str]:
+        """What was modelled: the EMG, the units, the continuous inputs; doubts about the EMG."""
         dur = self.times.size * self.config.windows.bin_size  # the time modelled (gaps between segments excluded)
-        lines = ["nwb-autolfads run finished", f"  input       {self.input}"]
+        bins = f"{dur:.1f} s in {self.config.windows.bin_size * 1e3:g} ms bins"
+        lines = []
         if self.channel_names:
             lines.append(f"  modelled    {self.source_path}: {len(self.channel_names)} channels "
-                         f"({', '.join(self.channel_names)}), {dur:.1f} s in {self.config.windows.bin_size * 1e3:g} ms "
-                         f"bins [{self.chosen_by}]")
+                         f"({', '.join(self.channel_names)}), {bins} [{self.chosen_by}]")
         if self.unit_ids:
             query = self.config.data.units
             lines.append(f"  modelled    units: {len(self.unit_ids)} units" + (f" ({query})" if query else "")
-                         + f", {dur:.1f} s in {self.config.windows.bin_size * 1e3:g} ms bins, Poisson")
+                         + f", {bins}, Poisson")
         for e in self.estimates.values():
             lines.append(f"  modelled    {e.source_path}: {len(e.channel_names)} channel(s) "
-                         f"({', '.join(e.channel_names)}), {dur:.1f} s in {self.config.windows.bin_size * 1e3:g} ms "
-                         f"bins, Gaussian ({e.modality})")
+                         f"({', '.join(e.channel_names)}), {bins}, Gaussian ({e.modality})")
         if self.doubt and self.channel_names:
             lines.append(f"  WARNING     {self.source_path} does not look like EMG: {self.doubt}")
         if self.other_candidates and self.channel_names:
             lines.append(f"              also EMG-like, not modelled (choose with --emg): "
                          f"{', '.join(self.other_candidates)}")
-        lines += [
-            f"  preprocess  {'; '.join(self.preprocessing_steps) or 'spike counts per bin'}",
-            f"  windows     {self.n_windows} of {self.config.windows.window_bins} bins "
-            f"({self.n_train} train / {self.n_valid} validation)",
-            (f"  training    population-based: {t.pbt_summary['population']} members x "
-             f"{t.pbt_summary['generations']} generations of {self.config.pbt.generation_steps} steps in "
-             f"{t.seconds:.1f} s on {self.device}" + (" (stopping rule)" if t.stopped_early else "")
-             + f"; winner: member {t.pbt_summary['best_member']} of generation {t.pbt_summary['best_generation'] + 1}, "
-             f"smoothed validation NLL {t.best_valid_nll:.4f}; "
-             + ", ".join(f"{k} {v:.3g}" for k, v in (t.hyperparameters or {}).items())
-             if t.pbt_summary else
-             f"  training    {_steps_trained(t)} steps in {t.seconds:.1f} s on {self.device}; best smoothed "
-             f"validation NLL {t.best_valid_nll:.4f} at step {t.best_step}"
-             + (f" (stopped early: no improvement of the smoothed validation NLL for "
-                f"{self.config.train.early_stopping_patience} steps)" if t.stopped_early else "")),
-        ]
-        if self.config.preset == "smoke":
-            lines.append(f"  NOTE        {SMOKE_NOTE}: run with --preset quick or default for results to use")
-        if self.output is not None:
-            lines.append(f"  output      {self.output}" + (" (results only: the source's data stay in the input; "
-                                                          "--output-content full copies them too)"
-                                                          if self.config.output.content == "results" else ""))
-            written = []
-            band = f" with {interval_percent(self.interval)} credible interval" if self.interval is not None else ""
-            if self.channel_names:
-                written.append(f"emg_activations ({self.activations.shape[0]} x {self.activations.shape[1]}, "
-                               f"{self.unit}{band})")
-            if self.unit_ids:
-                written.append(f"firing_rates ({self.rates.shape[0]} x {self.rates.shape[1]}, Hz{band})")
-            written += [f"{e.name} ({e.data.shape[0]} x {e.data.shape[1]}, {e.unit}{band})"
-                        for e in self.estimates.values()]
-            lines.append(f"              processing/autolfads/{self.run_name}: {', '.join(written)}, factors, "
-                         "inferred_inputs, initial_conditions, provenance")
-            if self.interval is None and self.config.inference.interval is not None and not \
-                    self.config.inference.with_interval:
-                inf = self.config.inference
-                fix = ("inference.mode: sample" if inf.mode != "sample" else
-                       f"inference.n_samples: at least 2, not {inf.n_samples}")
-                lines.append("              no credible interval: inference used the posterior mean, not samples "
-                             f"({fix} for one)")
-            lines.append(f"  read with   nwb_autolfads.load_results({str(self.output)!r})  or  "
-                         f"nwb-autolfads runs {self.output}")
-            baselines = " and ".join(
-                (["rectified EMG, low-pass and Bayesian filtering"] if self.channel_names else [])
-                + (["smoothed spikes"] if self.unit_ids else []))
-            if not self.score_targets:
-                lines.append(f"  compare     nothing in the input to score against (no kinematics, force"
-                             f"{', units' if self.channel_names else ''} or ground truth): `evaluate` would show no "
-                             "scores")
-            elif report is not None:
-                lines.append(f"  report      evaluated next (vs {baselines}, scored on "
-                             f"{', '.join(self.score_targets)}): {Path(report) / 'index.html'}")
-            else:
-                lines.append(f"  compare     nwb-autolfads evaluate {self.output} --report report/   (vs {baselines}, "
-                             f"scored on {', '.join(self.score_targets)})")
-        return "\n".join(lines)
+        return lines
+
+    def _training_line(self) -> str:
+        """How the model was trained: the population and its winner, or the one model."""
+        t = self.training
+        if t.pbt_summary:
+            return (f"  training    population-based: {t.pbt_summary['population']} members x "
+                    f"{t.pbt_summary['generations']} generations of {self.config.pbt.generation_steps} steps in "
+                    f"{t.seconds:.1f} s on {self.device}" + (" (stopping rule)" if t.stopped_early else "")
+                    + f"; winner: member {t.pbt_summary['best_member']} of generation "
+                    f"{t.pbt_summary['best_generation'] + 1}, smoothed validation NLL {t.best_valid_nll:.4f}; "
+                    + ", ".join(f"{k} {v:.3g}" for k, v in (t.hyperparameters or {}).items()))
+        return (f"  training    {steps_trained(t)} steps in {t.seconds:.1f} s on {self.device}; best smoothed "
+                f"validation NLL {t.best_valid_nll:.4f} at step {t.best_step}"
+                + (f" (stopped early: no improvement of the smoothed validation NLL for "
+                   f"{self.config.train.early_stopping_patience} steps)" if t.stopped_early else ""))
+
+    def _output_lines(self, report: str | Path | None) -> list[str]:
+        """The file written, what it holds, how to read it and how to compare the run."""
+        lines = [f"  output      {self.output}" + (" (results only: the source's data stay in the input; "
+                                                   "--output-content full copies them too)"
+                                                   if self.config.output.content == "results" else "")]
+        band = f" with {interval_percent(self.interval)} credible interval" if self.interval is not None else ""
+        written = []
+        if self.channel_names:
+            written.append(f"emg_activations ({self.activations.shape[0]} x {self.activations.shape[1]}, "
+                           f"{self.emg_unit}{band})")
+        if self.unit_ids:
+            written.append(f"firing_rates ({self.rates.shape[0]} x {self.rates.shape[1]}, Hz{band})")
+        written += [f"{e.name} ({e.data.shape[0]} x {e.data.shape[1]}, {e.unit}{band})"
+                    for e in self.estimates.values()]
+        lines.append(f"              processing/autolfads/{self.run_name}: {', '.join(written)}, factors, "
+                     "inferred_inputs, initial_conditions, provenance")
+        inf = self.config.inference
+        if self.interval is None and inf.interval is not None and not inf.with_interval:
+            fix = ("inference.mode: sample" if inf.mode != "sample" else
+                   f"inference.n_samples: at least 2, not {inf.n_samples}")
+            lines.append("              no credible interval: inference used the posterior mean, not samples "
+                         f"({fix} for one)")
+        lines.append(f"  read with   nwb_autolfads.load_results({str(self.output)!r})  or  "
+                     f"nwb-autolfads runs {self.output}")
+        return lines + [self._compare_line(report)]
+
+    def _compare_line(self, report: str | Path | None) -> str:
+        """What ``evaluate`` would score the run against, and how to run it (or the report written next)."""
+        baselines = " and ".join((["rectified EMG, low-pass and Bayesian filtering"] if self.channel_names else [])
+                                 + (["smoothed spikes"] if self.unit_ids else []))
+        if not self.score_targets:
+            return (f"  compare     nothing in the input to score against (no kinematics, force"
+                    f"{', units' if self.channel_names else ''} or ground truth): `evaluate` would show no scores")
+        if report is not None:
+            return (f"  report      evaluated next (vs {baselines}, scored on "
+                    f"{', '.join(self.score_targets)}): {Path(report) / 'index.html'}")
+        return (f"  compare     nwb-autolfads evaluate {self.output} --report report/   (vs {baselines}, "
+                f"scored on {', '.join(self.score_targets)})")
 
 
 class StageClock:
@@ -275,275 +332,13 @@ class StageClock:
         self._last = now
 
 
-RUN_FINGERPRINT = "fingerprint.json"
-SMOKE_NOTE = ("smoke preset: a check that the data go through the pipeline (a tiny model trained for a few dozen steps); "
-              "its results are not meant to be used")
-
-
-
-def _trial_windows(align: np.ndarray, start: float, n_bins: int, lead: int, bin_size: float,
-                   bin_times: list[np.ndarray], *lists: list[np.ndarray]) -> tuple[list[np.ndarray], ...]:
-    """Cut ``n_bins`` bins (plus ``lead`` lead-in bins before them) starting at each trial's
-    alignment time + ``start``, from the gap-free segment that holds them. Trials with no time,
-    or not fully inside the data, are skipped with a warning; overlapping trial windows are an
-    error (results are written on one time axis)."""
-    if n_bins < 2:
-        raise ConfigError(f"--window spans {n_bins} bin(s) of {bin_size * 1e3:g} ms: give a window of at least two "
-                          "bins")
-    out: tuple[list[np.ndarray], ...] = tuple([] for _ in (bin_times, *lists))
-    skipped, last_stop = 0, -np.inf
-    for t in np.sort(align[np.isfinite(align)]):
-        first = t + start - lead * bin_size
-        for k, centres in enumerate(bin_times):
-            i = int(np.searchsorted(centres, first - 1e-9 * bin_size))
-            if i < centres.size and abs(centres[i] - bin_size / 2 - first) <= bin_size / 2 + 1e-9 and \
-                    i + lead + n_bins <= centres.size and \
-                    np.allclose(np.diff(centres[i:i + lead + n_bins]), bin_size, rtol=1e-6):
-                break
-        else:
-            skipped += 1
-            continue
-        window = slice(i, i + lead + n_bins)
-        if centres[i + lead] - bin_size / 2 < last_stop - 1e-9:
-            raise ConfigError(f"trial windows overlap (the trial at {t:g} s starts before the previous one ends): "
-                              "use a shorter --window, or align to another column")
-        last_stop = centres[i + lead + n_bins - 1] + bin_size / 2
-        for dst, src in zip(out, (bin_times, *lists)):
-            dst.append(src[k][window])
-    skipped += int(np.sum(~np.isfinite(align)))
-    if skipped:
-        log.warning("%d of %d trials have no alignment time or are not fully inside the data: skipped", skipped,
-                    align.size)
-    if len(out[0]) < 2:
-        raise SignalError(f"trial-aligned mode needs at least 2 trials whose window lies inside the data, found "
-                          f"{len(out[0])}: check --align-to and --window")
-    return out
-
-
-def _fit_windows(cfg: RunConfig, lengths: list[int], bin_size: float) -> RunConfig:
-    """``cfg`` with windows shortened to fit short gap-free segments (separate trials or step
-    cycles; :func:`~nwb_autolfads.data.windows.fitted_window`), with a warning saying so; unchanged
-    when they fit or ``windows.fit_segments`` is off."""
-    w, lead = cfg.windows, cfg.model.lead_in_bins
-    if not w.fit_segments:
-        return cfg
-    bins = fitted_window(lengths, w.window_bins + lead, MIN_FITTED_WINDOW + lead) - lead
-    if bins == w.window_bins:
-        return cfg
-    overlap = min(w.overlap_bins, int(round(w.overlap_bins * bins / w.window_bins)), bins - 1)
-    n_short = sum(n < w.window_bins + lead for n in lengths)
-    log.warning("%d of %d gap-free segments are shorter than a %d-bin window: windows shortened to %d bins (%g s, "
-                "overlap %d) so that every segment of at least %d bins is modelled (windows.fit_segments: false keeps "
-                "%d-bin windows and leaves shorter segments out)", n_short, len(lengths), w.window_bins + lead,
-                bins, bins * bin_size, overlap, bins + lead, w.window_bins)
-    return cfg.updated({"windows.window_bins": bins, "windows.overlap_bins": overlap})
-
-
-def _split_where(masks: list[np.ndarray], *lists: list[np.ndarray]) -> tuple[list[np.ndarray], ...]:
-    """Split every segment of each list at the bins where its mask is False (those are dropped)."""
-    out: tuple[list[np.ndarray], ...] = tuple([] for _ in lists)
-    for k, mask in enumerate(masks):
-        edges = np.flatnonzero(np.diff(np.r_[0, mask.astype(np.int8), 0]))
-        for a, b in zip(edges[::2], edges[1::2]):
-            for dst, src in zip(out, lists):
-                dst.append(src[k][a:b])
-    return out
-
-
-def default_rundir(target: Path) -> Path:
-    """Where a run writing ``target`` keeps its training state: ``.<name>.rundir`` beside it."""
-    return target.with_name(f".{target.name}.rundir")
-
-
-def _prepare_rundir(rundir: Path, cfg: RunConfig, segments: list[np.ndarray], explicit: bool,
-                    fresh: bool = False) -> None:
-    """Make ``rundir`` hold the state of *this* run. A run directory left by a run with other data
-    or settings is never deleted: it is an error, unless ``fresh``. With ``fresh`` any previous
-    state is moved aside to ``<rundir>.<UTC time>`` and this run starts afresh."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for seg in segments:
-        digest.update(np.ascontiguousarray(seg).tobytes())
-    fingerprint = {"config": {k: v for k, v in cfg.to_dict().items() if k not in ("device", "inference", "output")},
-                   "data_sha256": digest.hexdigest()}
-    marker = rundir / RUN_FINGERPRINT
-    if marker.is_file():
-        try:
-            old = json.loads(marker.read_text())
-        except ValueError:
-            old = None
-        if old == json.loads(json.dumps(fingerprint)) and not fresh:
-            log.warning("resuming the interrupted run in %s", rundir)
-            return
-        changed = _changed_settings(old, fingerprint)
-        if explicit:
-            raise ConfigError(f"--resume {str(rundir)!r} holds a run with other {changed}: resume with the same "
-                              "input and configuration, or leave out --resume and pass --fresh to start afresh")
-        if not fresh:
-            raise ConfigError(f"{str(rundir)!r} holds an interrupted run with other {changed}: continue it with "
-                              f"--resume {shlex.quote(str(rundir))} and the old settings, or pass --fresh to move "
-                              "its state aside and start afresh (nothing was deleted)")
-        aside = rundir.with_name(f"{rundir.name}.{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}")
-        while aside.exists():
-            aside = aside.with_name(aside.name + "_")
-        rundir.rename(aside)
-        log.warning("the interrupted run's state in %s was moved aside to %s: starting afresh", rundir, aside)
-    elif rundir.exists() and any(rundir.iterdir()):
-        raise ConfigError(f"run directory {str(rundir)!r} exists and is not an nwb-autolfads run directory: move it "
-                          "away")
-    rundir.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps(fingerprint))
-
-
-def _score_targets(nwbfile, emg: bool, spikes: bool) -> list[str]:
-    """What ``evaluate`` can score a run against in ``nwbfile`` (as :mod:`~nwb_autolfads.evaluation.comparison`
-    finds it): kinematics and force series, the units (for an EMG run) and ground truth."""
-    from nwb_autolfads.io.series import modality_of
-
-    found = {modality_of(c) for c in iter_series(nwbfile)}
-    out = [m for m in ("kinematics", "force") if m in found]
-    if emg and nwbfile.units is not None and len(nwbfile.units):
-        out.append("spikes")
-    truth = nwbfile.processing.get("ground_truth")
-    names = set(truth.data_interfaces) if truth is not None else set()
-    if (emg and "true_activations" in names) or (spikes and "true_rates" in names):
-        out.append("ground truth")
-    return out
-
-
-def _changed_settings(old: Any, new: dict) -> str:
-    """What differs between two run-directory fingerprints, for a message: ``settings
-    (train.max_steps: 2000 -> 20)``, ``data``, or both."""
-    if not isinstance(old, dict) or not isinstance(old.get("config"), dict):
-        return "data or settings"
-
-    def flat(d: Any, prefix: str = "") -> dict:
-        if not isinstance(d, dict):
-            return {prefix.rstrip("."): d}
-        out: dict = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}."))
-        return out
-
-    a, b = flat(old["config"]), flat(json.loads(json.dumps(new["config"])))
-    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    what = []
-    if keys:
-        shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys[:3])
-        what.append(f"settings ({shown}{', ...' if len(keys) > 3 else ''})")
-    if old.get("data_sha256") != new.get("data_sha256"):
-        what.append("data")
-    return " and ".join(what) or "data or settings"
-
-
-def _describe(cfg: RunConfig, sig, units, continuous: Mapping[str, Binned] | None = None) -> str:
-    what = []
-    if sig is not None:
-        what.append(f"EMG {sig.source_path} ({sig.n_channels} channels, {observation_name(cfg)})")
-    if units is not None:
-        what.append(f"{units.n_units} units (Poisson)")
-    for name, b in (continuous or {}).items():
-        what.append(f"{name} {b.source_path} ({len(b.channel_names)} channel(s), "
-                    f"{observation_spec(modality(name).observation_name(cfg)).label})")
-    return (f"nwb-autolfads run modelling {' and '.join(what)} in {cfg.windows.bin_size * 1e3:g} ms bins"
-            + (f"; {SMOKE_NOTE}" if cfg.preset == "smoke" else ""))
-
-
-def _hyperparameters(cfg: RunConfig) -> dict:
-    """The hyperparameters population-based training tunes (docs/science.md, Population-based training), as used."""
-    from nwb_autolfads.config import configured_hyperparameters
-
-    return configured_hyperparameters(cfg.model, cfg.train, cfg.augment)
-
-
-def _metrics(result: "RunResult") -> dict:
-    t = result.training
-    last = t.history[-1] if t.history else {}
-    return {"steps": _steps_trained(t), "checks": len(t.history), "best_step": t.best_step,
-            "best_smoothed_valid_nll": t.best_valid_nll,
-            "final_train_nll": last.get("train_nll"), "final_valid_nll": last.get("valid_nll"),
-            "stopped_early": t.stopped_early, "nan_recoveries": t.nan_recoveries, "training_seconds": t.seconds,
-            "n_windows": result.n_windows, "n_train": result.n_train, "n_valid": result.n_valid,
-            "device": result.device, **({"execution": t.execution} if t.execution else {}), **({"plan": result.plan} if result.plan else {}),
-            **({"pbt": t.pbt_summary} if t.pbt_summary else {}),
-            **({"interval_calibration": result.interval_calibration} if result.interval_calibration else {})}
-
-
-def _steps_trained(t: TrainResult) -> int:
-    """Optimisation steps the result's model trained (the winner's own steps for a population)."""
-    return int(t.history[-1]["step"]) if t.history else 0
-
-
-def _interval_note(interval: float | None) -> str:
-    """What the ``lower`` / ``upper`` bounds written with an estimate are (empty without them)."""
-    if interval is None:
-        return ""
-    lo, hi = interval_quantiles(interval)
-    return (f"; lower / upper: its approximate central {interval_percent(interval)} credible interval per bin (the {lo:g} and "
-            f"{hi:g} quantiles over the posterior samples, merged with the means' weights where windows overlap, "
-            "widened by the model's error estimated from the residual beyond the observation noise; see metrics "
-            "interval_calibration)")
-
-
-def _calibrated_band(segments: list[np.ndarray], fit: "FitResult", n_units: int, interval: float, bin_size: float,
-                     scale, channel_names: list[str], unit_ids: list,
-                     continuous: Mapping[str, Binned] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """The posterior band of ``fit`` widened by the model's error (:mod:`nwb_autolfads.evaluation.calibration`),
-    in model units: ``segments`` are the model's input per segment (the first ``n_units`` columns
-    spike counts, Poisson; then the scaled EMG of ``channel_names``; then each of ``continuous``,
-    z-scored, whose band is not clipped at 0). Returns (lower, upper), each (n_bins, C) over all
-    segments, and the per-channel error estimates in the source's units for the provenance
-    (spikes: Hz, with ``bin_size``; EMG: times ``scale``; continuous inputs: times their scales)."""
-    n_channels = segments[0].shape[1]
-    continuous = dict(continuous or {})
-    n_emg = len(channel_names)
-    errors = estimate_errors(segments, fit.mean, np.arange(n_channels) < n_units)
-    signed = np.arange(n_channels) >= n_units + n_emg
-    parts = [widen_band(m, lo, hi, errors, interval, signed=signed)
-             for m, lo, hi in zip(fit.mean, fit.lower, fit.upper)]
-    scales = np.broadcast_to(np.asarray(scale, dtype=float).reshape(-1), (n_emg,)) if n_emg else np.zeros(0)
-    start, extra = n_units + n_emg, {}
-    for name, b in continuous.items():
-        extra[name] = {str(ch): errors[start + i].as_dict(float(b.scales[i])) for i, ch in enumerate(b.channel_names)}
-        start += len(b.channel_names)
-    record = {"method": "residual beyond the observation noise, per channel and level (nwb_autolfads.evaluation.calibration)",
-              "z": round(normal_quantile(interval), 4),
-              **({"units_hz": {str(u): errors[i].as_dict(1.0 / bin_size) for i, u in enumerate(unit_ids)}}
-                 if n_units else {}),
-              **({"emg": {str(name): errors[n_units + i].as_dict(float(scales[i]))
-                          for i, name in enumerate(channel_names)}} if n_emg else {}), **extra}
-    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), record)
-
-
-def _ic_times(fit: "FitResult", bin_times: list[np.ndarray], lead: int) -> np.ndarray:
-    """Time of each window's first modelled bin."""
-    idx = fit.index
-    return np.array([bin_times[s][st + lead] for s, st in zip(idx.segment, idx.start)], dtype=np.float64)
-
-
-def observation_name(cfg: RunConfig) -> str:
-    """How provenance names the EMG's observation model (its registered label)."""
-    return observation_spec(cfg.model.observation).label
-
-
-def _versions() -> dict[str, str]:
-    import h5py
-    import hdmf
-    import pynwb
-    import scipy
-    return {"nwb_autolfads": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "pynwb": pynwb.__version__, "hdmf": hdmf.__version__, "numpy": np.__version__,
-            "scipy": scipy.__version__, "h5py": h5py.__version__}
-
-
 @dataclass
 class FitResult:
     """What :func:`fit_signal` produced: per-segment merged outputs in model units."""
 
     mean: list[np.ndarray]  # per segment (n_bins, C): E[x] in scaled units
     factors: list[np.ndarray]  # per segment (n_bins, F)
-    inputs: list[np.ndarray]  # per segment (n_bins, U)
+    inferred_inputs: list[np.ndarray]  # per segment (n_bins, co_dim)
     ic_mean: np.ndarray  # (n_windows, I) posterior mean of each window's initial condition
     coverage: list[np.ndarray]  # per segment (n_bins, 1): 1 where a window covers the bin, NaN elsewhere
     training: TrainResult
@@ -560,229 +355,109 @@ class FitResult:
     upper: list[np.ndarray] | None = None
     """Per segment (n_bins, C): its upper bound."""
 
-
-WORKER_START_SECONDS = 6.0
-"""Time to start PBT worker processes (spawned, each importing torch), added to the plan's
-estimate: measured 2-9 s on 2 shared cores (benchmarks/README.md, threads and processes)."""
+    inputs = _renamed("inputs", "inferred_inputs")  # the former name
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 1:
-        return "under 1 s"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+@dataclass
+class SourceData:
+    """What the read stage took from the source (:func:`_read_source`)."""
+
+    source: Source
+    """Where the source is (local, URL, DANDI)."""
+    path: Path | Any
+    """How the stages open it: a local Path, or the remote Source."""
+    identifier: str
+    """The source's NWB identifier."""
+    signals: dict[str, Any]
+    """Per modality in ``data.modalities``: its signal as read (the EMG lazily: see ``emg``)."""
+    trial_times: np.ndarray | None
+    """Alignment time of each trial (trial-aligned mode), else None."""
+    score_targets: list[str]
+    """What ``evaluate`` can score the run against."""
+    others: list[str]
+    """Other EMG-like series, not modelled."""
+    doubt: str | None
+    """Why the EMG does not look like EMG (None when nothing speaks against it)."""
+    emg: BinnedEmg | None = None
+    """The EMG preprocessed onto its bins (:func:`_preprocess`), while the file was open."""
 
 
-def stacked_share(population: int, execution: Execution) -> int:
-    """Members one stacked program trains: all of them (``stacked``), or the largest block of one
-    worker process (``stacked-processes``: :func:`~nwb_autolfads.train.pbt.embedded.member_blocks`)."""
-    return -(-population // execution.workers) if execution.mode == "stacked-processes" else population
+@dataclass
+class OutputPlan:
+    """Where the result goes (:func:`_plan_output`), checked before any work."""
+
+    path: Path
+    """The file written: the output, or the source itself with ``in_place``."""
+    write: bool
+    in_place: bool
+    overwrite: bool
+    run_name: str | None
+    rundir: Path | None
+    """Where the training state is kept (None without a file written)."""
+    resumed: bool
+    """The run directory was named with ``--resume`` (then it is kept after the write)."""
+    fresh: bool
 
 
-def _stacked_estimate(p, execution: Execution, per_step: float, member_seconds: float, checks: int,
-                      stacked_timing: tuple[float, float] | None) -> tuple[float, str, dict]:
-    """(seconds, how, provenance) of a stacked population's training (see :func:`training_plan`):
-    one stacked program of all members in this process, or (``stacked-processes``) one per worker
-    process, the workers in parallel, so a generation takes as long as the largest block's.
-    ``stacked_timing`` is of one stacked program of :func:`stacked_share` members (a block, timed
-    alone in this process on the workers' thread count)."""
-    split = execution.mode == "stacked-processes"
-    share = stacked_share(p.population, execution)
-    where = (f"the {p.population} members in {execution.workers} worker processes in parallel, each a block of at "
-             f"most {share} members as one stacked program" if split else
-             f"the {p.population} members as one stacked program")
-    extra: dict = {"members_per_worker": share} if split else {}
-    if stacked_timing is None:
-        seconds = member_seconds * share
-        how = f"{where}, counted as {share} x one model's time (no stacking gain assumed: an upper bound)"
-    else:
-        st_step, st_check = stacked_timing
-        seconds = p.max_generations * (p.generation_steps * st_step + checks * st_check)
-        gain = share * per_step / st_step if st_step > 0 else math.nan
-        how = (f"{where}: {st_step * 1e3:.0f} ms per step of {'a block' if split else 'all of them'} and "
-               f"{st_check * 1e3:.0f} ms per check, timed here on 2 steps ({gain:.1f}x faster than one after "
-               "another)")
-        extra |= {"seconds_per_stacked_step": st_step, "seconds_per_stacked_check": st_check}
-    if split:  # each worker starts fresh (spawned: a Python with torch)
-        seconds += WORKER_START_SECONDS
-        how += (f"; a block timed alone: the workers share the cores with each other and any other program; plus "
-                f"~{WORKER_START_SECONDS:.0f} s to start them")
-    return seconds, how, extra
+@dataclass
+class ModelData:
+    """The modelled modalities on one grid of bins (:func:`_bin`): per gap-free segment, the bin
+    centres and each modality's model-ready columns."""
 
+    bin_size: float
+    bin_times: list[np.ndarray]
+    """Per segment, (n_bins,) bin centres in seconds on the source's clock."""
+    rectified: list[np.ndarray]
+    """Per segment, (n_bins, C) binned rectified EMG in the source's units (C = 0 without EMG)."""
+    blocks: dict[str, Binned] = field(default_factory=dict)
+    """Per modality, its columns on these bins."""
+    observations: dict[str, ObservationModel] = field(default_factory=dict)
+    """Per modality, the observation model of its columns."""
 
-def training_plan(cfg: RunConfig, n_train: int, n_valid: int, device, timing: tuple[float, float],
-                  execution: Execution | None = None, stacked_timing: tuple[float, float] | None = None) -> dict:
-    """What training will do and an estimate of how long it takes at most, before it starts.
+    def add(self, name: str, block: Binned, observation: ObservationModel, masks: list[np.ndarray] | None) -> None:
+        """Add modality ``name``'s columns; with ``masks``, keep only the bins they cover (per
+        segment): every segment is split there."""
+        self.blocks[name], self.observations[name] = block, observation
+        if masks is not None:
+            self.bin_times, self.rectified, *segments = split_where(
+                masks, self.bin_times, self.rectified, *(b.segments for b in self.blocks.values()))
+            for b, segs in zip(self.blocks.values(), segments):
+                b.segments = segs
 
-    ``timing``: (seconds per step, seconds per validation check) of one model measured on this
-    data (:func:`~nwb_autolfads.train.loop.time_steps`). ``execution``: how training will use the
-    machine (:func:`~nwb_autolfads.train.resources.choose_execution`; chosen here from the configuration
-    when None, for the embedded backend). ``stacked_timing``: for the stacked mode, (seconds per
-    step of all members, seconds per check of all members) measured on this data
-    (:func:`~nwb_autolfads.train.stacked.time_stacked`; for ``stacked-processes``, of one worker's block
-    of members, the workers taken to run in parallel); without it the stacked estimate assumes no gain
-    from stacking (members x one model's time: an upper bound, and said so). The estimate is the
-    budget's upper bound (early stopping and the PBT stopping rule usually end sooner) for
-    training only; members in worker processes are taken to run side by side. Returns a dict for
-    the provenance with the printable block under ``text``."""
-    t, p = cfg.train, cfg.pbt
-    per_step, per_check = timing
-    n_checked = min(n_valid, t.valid_windows)
-    per_epoch = -(-n_train // t.batch_size)
-    timed = f"{per_step * 1e3:.0f} ms per step and {per_check * 1e3:.0f} ms per check of one model"
-    extra: dict = {}
-    if execution is None and (p.population == 1 or p.backend == "embedded"):
-        execution = choose_execution(p.population, cfg.model, 0, device.type, workers=p.workers,  # 0: the width
-                                     threads=t.threads, execution=p.execution)  # does not depend on channels
-    if p.population > 1:
-        steps = p.generation_steps * p.max_generations
-        checks_per_generation = -(-p.generation_steps // t.valid_every)
-        budget = (f"{p.population} members x at most {p.max_generations} generations x {p.generation_steps} steps "
-                  f"(= {steps} steps per member, {p.population * steps} in all; exploit/explore after each generation)")
-        member_seconds = p.max_generations * (p.generation_steps * per_step + checks_per_generation * per_check)
-        if p.backend == "ray":
-            seconds = member_seconds * p.population
-            how = "as if one member after another (Ray spreads them over its cluster: less)"
-        elif execution.mode in ("stacked", "stacked-processes"):
-            seconds, how, extra = _stacked_estimate(p, execution, per_step, member_seconds, checks_per_generation,
-                                                    stacked_timing)
-        else:
-            side_by_side = min(execution.workers if execution.mode == "processes" else 1, p.population)
-            seconds = member_seconds * -(-p.population // side_by_side)
-            how = (f"{side_by_side} worker processes side by side" if side_by_side > 1 else "one member after another")
-            if side_by_side > 1:  # each worker starts fresh (spawned: a Python with torch): measured 2-9 s
-                seconds += WORKER_START_SECONDS
-                how += f", plus ~{WORKER_START_SECONDS:.0f} s to start them"
-    else:
-        steps = t.max_steps
-        seconds = steps * per_step + -(-steps // t.valid_every) * per_check
-        budget = (f"1 model, at most {steps} steps (early stopping after {t.early_stopping_patience} steps without "
-                  f"improvement, not before step {max(t.min_steps, t.ramp_steps)})")
-        how = "one model"
-    lines = [
-        "nwb-autolfads plan (before training):",
-        f"  windows   {n_train} training / {n_valid} validation ({n_checked} evaluated every {t.valid_every} steps); "
-        f"{t.batch_size} windows per step, {per_epoch} steps per pass over the training windows",
-        f"  budget    {budget}"]
-    shown = execution is not None and not (p.population > 1 and p.backend == "ray")
-    if shown:
-        lines.append(f"  execution {execution.describe()}")
-    lines.append(
-        f"  expected  at most {'~' if seconds >= 1 else ''}{_duration(seconds)} of training on {device.type} (an estimate: {timed}, timed here "
-        f"on {min(3, steps)} steps; {how}; stopping rules usually end sooner; inference and writing not included)")
-    return {"steps_per_member": steps, "members": p.population if p.population > 1 else 1,
-            "n_train": n_train, "n_valid_checked": n_checked, "seconds_per_step": per_step,
-            "seconds_per_check": per_check, **extra, "expected_training_seconds_at_most": seconds,
-            **({"execution": execution.describe()} if shown else {}),
-            "text": "\n".join(lines)}
+    def cut_trials(self, trial_times: np.ndarray, cfg: RunConfig) -> RunConfig:
+        """Trial-aligned mode: one window per trial (:func:`~nwb_autolfads.data.grid.trial_windows`);
+        returns ``cfg`` with windows of the trial window's bins."""
+        n_bins = int(round((cfg.data.window[1] - cfg.data.window[0]) / self.bin_size))
+        self.bin_times, self.rectified, *segments = trial_windows(
+            trial_times, cfg.data.window[0], n_bins, cfg.model.lead_in_bins, self.bin_size, self.bin_times,
+            self.rectified, *(b.segments for b in self.blocks.values()))
+        for b, segs in zip(self.blocks.values(), segments):
+            b.segments = segs
+        return cfg.updated({"windows.window_bins": n_bins,
+                            "windows.overlap_bins": min(cfg.windows.overlap_bins, n_bins - 1)})
 
+    def columns(self) -> list[tuple[str, Binned, slice]]:
+        """(modality, its block, its model columns), in the model's column order (:attr:`Modality.rank`)."""
+        out, start = [], 0
+        for name in sorted(self.blocks, key=lambda n: modality(n).rank):
+            width = len(self.blocks[name].channel_names)
+            out.append((name, self.blocks[name], slice(start, start + width)))
+            start += width
+        return out
 
-def fit_signal(segments: list[np.ndarray], bin_size: float, observation: ObservationModel, cfg: RunConfig,
-               progress: bool = True, rundir: str | Path | None = None, resume: bool = False,
-               fresh: bool = False, clock: StageClock | None = None) -> FitResult:
-    """Chop, train, infer and merge. ``segments``: per gap-free stretch, (n_bins, C) model-ready
-    data; ``observation``: the distribution of each channel. ``cfg`` must be resolved for the
-    channel count (:meth:`RunConfig.resolved`). ``rundir``: where the training state is kept
-    (and resumed from); ``resume``: it was named by the user; ``fresh``: a run directory of a run
-    with other data or settings is moved aside instead of refused. ``clock``: marks the ``train``
-    and ``infer`` stages."""
-    w = cfg.windows
-    lead = cfg.model.lead_in_bins  # windows carry a lead-in before the bins they model
-    windows, index = chop_segments(segments, w.window_bins + lead, w.overlap_bins + lead)
-    if index.n_windows < 2:
-        longest = max(index.segment_lengths) * bin_size if index.segment_lengths else 0.0
-        need = (w.window_bins + lead) * bin_size
-        raise SignalError(f"recording too short: {index.n_windows} window(s) of {w.window_bins + lead} bins "
-                          f"({need:g} s) fit in the longest gap-free stretch ({longest:g} s, "
-                          f"{max(index.segment_lengths, default=0)} bins); at least 2 are needed: use a longer "
-                          "recording, smaller windows.window_bins / windows.bin_size, or --align-to COLUMN --window "
-                          "START,STOP for one window per trial")
-    uncovered = [n for n in index.segment_lengths if n < w.window_bins + lead]
-    if uncovered:
-        log.warning("%d segment(s) shorter than one window (%d bins) are left as NaN", len(uncovered),
-                    w.window_bins + lead)
-    if lead:
-        log.info("the first %d bins of each segment are lead-in only (NaN in the outputs)", lead)
+    def segments(self) -> list[np.ndarray]:
+        """Per segment, (n_bins, C) the model's input: every modality's columns side by side."""
+        blocks = [b for _, b, _ in self.columns()]
+        return [np.concatenate([b.segments[k] for b in blocks], axis=1) for k in range(len(self.bin_times))]
 
-    device = resolve_device(cfg.device)  # before the run directory is made: a bad option leaves nothing
-    if cfg.pbt.population > 1 and cfg.pbt.backend == "ray":
-        from nwb_autolfads.train.pbt.ray_executor import train_population_ray  # noqa: F401  (a missing Ray fails here, before any state)
-    if rundir is not None:
-        _prepare_rundir(Path(rundir), cfg, segments, explicit=resume, fresh=fresh)
-    seed_everything(cfg.seed)
-    train_idx, valid_idx = split_train_valid(index.n_windows, w.valid_every)
-    x_all = torch.from_numpy(windows).to(device)
-    data_mean = x_all[train_idx].mean(dim=(0, 1))
+    def observation(self) -> ObservationModel:
+        """The distribution of each column: one modality's, or a composite of theirs."""
+        parts = [(self.observations[name], sl.stop - sl.start) for name, _, sl in self.columns()]
+        return parts[0][0] if len(parts) == 1 else Composite(parts)
 
-    def make_model() -> LFADS:
-        m = LFADS(segments[0].shape[1], cfg.model, observation).to(device)
-        m.init_readout_bias(data_mean)
-        return m
-
-    # the plan's steps are timed with the threads training will use (a step timed with torch's default
-    # threads on a busy machine can take 10-50x one with the single thread training then uses), and
-    # for a single model where it trains (in its child process: this one never holds a training step)
-    timing_model = make_model()  # a throwaway model for timing the steps (the same in every execution mode)
-    n_channels, population = segments[0].shape[1], cfg.pbt.population
-    plan: dict = {}
-
-    def announce(timing: tuple[float, float], stacked_timing: tuple[float, float] | None = None) -> None:
-        plan.update(training_plan(cfg, int(train_idx.size), int(valid_idx.size), device, timing, execution,
-                                  stacked_timing))
-        if progress:
-            sys.stderr.write(plan["text"] + "\n")
-            sys.stderr.flush()
-
-    if population > 1:  # chosen once: the plan states what the training then does
-        execution = choose_execution(population, cfg.model, n_channels, device.type, workers=cfg.pbt.workers,
-                                     threads=cfg.train.threads, execution=cfg.pbt.execution) \
-            if cfg.pbt.backend == "embedded" else None
-        with using_threads(execution.threads) if execution is not None else contextlib.nullcontext():
-            timing = time_steps(timing_model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment)
-            stacked_timing = None
-            if execution is not None and execution.mode in ("stacked", "stacked-processes"):
-                from nwb_autolfads.train.stacked import time_stacked
-
-                stacked_timing = time_stacked(timing_model, x_all[train_idx], x_all[valid_idx], cfg.train,
-                                              cfg.augment, configured_hyperparameters(cfg.model, cfg.train,
-                                                                                      cfg.augment),
-                                              stacked_share(population, execution))  # a worker's block
-        del timing_model
-        announce(timing, stacked_timing)
-        if cfg.pbt.backend == "ray":
-            from nwb_autolfads.train.pbt.ray_executor import train_population_ray as trainer
-            how = {}
-        else:
-            trainer, how = train_population, {"execution": execution}
-        model, result = trainer(make_model, x_all[train_idx], x_all[valid_idx], cfg.model, cfg.train,
-                                         cfg.augment, cfg.pbt, seed=cfg.seed, rundir=rundir, progress=progress, **how)
-    else:
-        model = make_model()
-        ck = Path(rundir) / "model_state.pt" if rundir is not None else None
-        if ck is not None:
-            ck.parent.mkdir(parents=True, exist_ok=True)
-        work = planned_steps(cfg.train, train_idx.size) * sum(p.numel() for p in model.parameters())
-        execution = choose_execution(1, cfg.model, n_channels, device.type, threads=cfg.train.threads,
-                                     execution=cfg.pbt.execution, work=work)
-        log.info("training: %s", execution.describe())
-        result = train_single(model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment, execution,
-                              progress=progress, checkpoint=ck, timing_model=timing_model,
-                              on_timing=announce)  # in a child process, or here
-        del timing_model
-        result.execution = execution.describe()
-    if clock is not None:
-        clock.mark("train")
-    merged = infer_merged(model, x_all, index, cfg.inference, w.merge_power, lead, progress=progress)
-    fit = FitResult(mean=merged.mean, factors=merged.factors, inputs=merged.inputs, ic_mean=merged.ic_mean,
-                     training=result, coverage=merged.coverage, index=index, n_train=int(train_idx.size),
-                     n_valid=int(valid_idx.size), device=str(device), model=model,
-                     plan={k: v for k, v in plan.items() if k != "text"}, lower=merged.lower, upper=merged.upper)
-    if clock is not None:
-        clock.mark("infer")
-    return fit
+    def to_source(self, values: np.ndarray, covered: np.ndarray) -> dict[str, np.ndarray]:
+        """Model units (n_bins, C) -> per modality its columns in the source's units, covered bins only."""
+        return {name: compact_float(b.to_source(values[:, sl])[covered]) for name, b, sl in self.columns()}
 
 
 def run(path: str | Path, output: str | Path | None = None, *, preset: str | None = None,
@@ -856,7 +531,7 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     RunResult
         The estimates on the model's bins (``times``, seconds on the source's clock):
         ``activations`` (n_bins, C) in the source's units, ``rates`` (n_bins, U) in Hz,
-        ``factors``, ``inputs`` (inferred inputs), the credible interval's bounds when sampled,
+        ``factors``, ``inferred_inputs``, the credible interval's bounds when sampled,
         the training history, the output path and :meth:`RunResult.summary`.
 
     Raises
@@ -890,18 +565,32 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     (2022), Nature Methods 19:1572 (AutoLFADS); Pandarinath C et al. (2018), Nature Methods
     15:805 (LFADS).
     """
-    t_start = time.perf_counter()
-    clock = StageClock()
-    started = datetime.now(timezone.utc)
+    clock, started, t_start = StageClock(), datetime.now(timezone.utc), time.perf_counter()
     source = resolve_source(path)
-    path = source.path if not source.remote else source  # a local Path, or the remote Source
-    extra: dict[str, Any] = {}
-    if emg is not None:
-        extra["data.emg"] = emg
-    if seed is not None:
-        extra["seed"] = seed
-    if device is not None:
-        extra["device"] = device
+    cfg = _resolve_config(source, preset, config, overrides, emg=emg, seed=seed, device=device, in_place=in_place,
+                          resume=resume, fresh=fresh)
+    with open_nwb(source.path if not source.remote else source) as (_io, nwbfile):
+        source_data = _read_source(nwbfile, source, cfg)
+        target = _plan_output(source_data, cfg, output, write=write, in_place=in_place, overwrite=overwrite,
+                              run_name=run_name, resume=resume, fresh=fresh)
+        clock.mark("read")
+        cfg = _preprocess(source_data, cfg, progress)  # while the file is open: big recordings are read in chunks
+    with OutputLock(target.path) if target.write else contextlib.nullcontext():
+        return _run_locked(source_data, target, cfg, clock, started=started, t_start=t_start, progress=progress,
+                           command=command)
+
+
+# ---- the stages of `run`, in order
+
+
+def _resolve_config(source: Source, preset: str | None, config: RunConfig | str | Path | None,
+                    overrides: Mapping[str, Any] | None, *, emg: str | None, seed: int | None, device: str | None,
+                    in_place: bool, resume: str | Path | None, fresh: bool) -> RunConfig:
+    """The configuration, resolved once: preset, file or object, overrides and the shortcuts
+    (``emg``, ``seed``, ``device``), every option checked; ``output.content`` chosen for the
+    source (by default only the results for a remote source: nothing downloaded whole)."""
+    extra = {key: value for key, value in (("data.emg", emg), ("seed", seed), ("device", device))
+             if value is not None}
     if isinstance(config, RunConfig):
         if preset is not None:
             raise ConfigError("give either a RunConfig or a preset, not both: build the config with "
@@ -912,163 +601,182 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     resolve_device(cfg.device)  # every option is checked before anything is created
     if fresh and resume is not None:
         raise ConfigError("give either --resume RUNDIR (continue that run) or --fresh (start afresh), not both")
-
-    # what a new output holds: by default only the results for a remote input (nothing downloaded whole)
     content = "full" if in_place else cfg.output.content or ("results" if source.remote else "full")
-    if content != cfg.output.content:
-        cfg = cfg.updated({"output.content": content})
-
-    modalities = cfg.data.modalities
-    with open_nwb(path) as (_io, nwbfile):
-        try:
-            sig = read_emg(nwbfile, cfg.data.emg, cfg.data.channel_names, lazy=True) if "emg" in modalities else None
-        except SignalNotFoundError as exc:
-            n_units = len(nwbfile.units) if nwbfile.units is not None else 0
-            if cfg.data.emg is not None or not n_units:
-                raise
-            raise SignalNotFoundError(f"{exc}; or model the {n_units} units of nwbfile.units with --model spikes") \
-                from None
-        doubt = emg_doubt(find_emg(nwbfile, cfg.data.emg)) if sig is not None else None
-        if doubt:
-            log.warning("%s does not look like EMG (%s): it is modelled as EMG because it was chosen with --emg; "
-                        "check with `nwb-autolfads inspect` that it is the EMG", sig.source_path, doubt)
-        units = read_units(nwbfile, cfg.data.units, cfg.data.bad_units) if "spikes" in modalities else None
-        continuous = {name: modality(name).read(nwbfile, cfg) for name in modalities
-                      if isinstance(modality(name), ContinuousInput)}  # force: read whole (sampled slowly)
-        others = [c.path for c in iter_series(nwbfile) if sig is not None and c.score > 0
-                  and c.path != sig.source_path and not c.path.startswith(sig.source_path + "/")]
-        if others and cfg.data.emg is None:  # found automatically: say what else could be the EMG
-            log.warning("modelling %s (%d channels) as the EMG; %d other EMG-like series are not modelled: %s. "
-                        "Choose one with --emg PATH; EMG stored as one 1-D series per muscle is modelled together "
-                        "when the series sit in one container (e.g. a BehavioralTimeSeries)", sig.source_path,
-                        sig.n_channels, len(others), ", ".join(others[:8]) + (", ..." if len(others) > 8 else ""))
-        targets = _score_targets(nwbfile, sig is not None, "spikes" in modalities)
-        # a remote input's results go to the current directory
-        out_path = Path(output) if output is not None else default_output_path(
-            Path(source.name) if source.remote else path, MODALITY_SEPARATOR.join(modalities))
-        if write and in_place:
-            if output is not None:
-                raise ConfigError("give either --output or --in-place, not both")
-            if source.remote:
-                raise ConfigError(f"--in-place cannot change a remote file ({source.spec}): leave out --in-place to "
-                                  "write the results to a new local file")
-            check_in_place(path)
-        elif write:
-            check_output_path(out_path, None if source.remote else path, overwrite)  # fail before training
-        source_identifier = nwbfile.identifier
-        trial_times = read_trial_times(nwbfile, cfg.data.align_to) if cfg.data.align_to else None
-        clock.mark("read")
-        pre = None
-        if sig is not None:  # while the file is open: big recordings are read and filtered in chunks
-            log.info("read %s: %s samples x %s channels", sig.source_path, sig.n_samples, sig.n_channels)
-            pre = preprocess_emg(sig, cfg.preprocess, cfg.windows.bin_size, cfg.data.preprocessed,
-                                 cfg.windows.gap_factor, progress=progress)
-            if pre.resolved:  # `auto` settings as found (the line frequency): saved, and repeated by evaluate
-                cfg = cfg.updated({f"preprocess.{key}": value for key, value in pre.resolved.items()})
-    with contextlib.ExitStack() as stack:
-        if write:
-            stack.enter_context(OutputLock(path if in_place else out_path))
-        return _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier, started, t_start, write,
-                           in_place, overwrite, run_name, progress, command, resume, trial_times, fresh, doubt,
-                           targets, source, clock, continuous)
+    return cfg.updated({"output.content": content}) if content != cfg.output.content else cfg
 
 
-def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier, started, t_start, write, in_place,
-                overwrite, run_name, progress, command, resume, trial_times, fresh=False, doubt=None,
-                targets=(), source=None, clock: StageClock | None = None,
-                continuous: dict | None = None) -> RunResult:
-    """The part of :func:`run` after the input is read and the output checked, under the output's lock."""
+def _read_source(nwbfile, source: Source, cfg: RunConfig) -> SourceData:
+    """Read every modality of ``data.modalities`` (the EMG lazily), the trials' alignment times,
+    and what else the file holds that matters (other EMG-like series, what ``evaluate`` can score)."""
+    signals = {name: modality(name).read(nwbfile, cfg) for name in cfg.data.modalities}
+    sig = signals.get("emg")
+    doubt, others = _emg_notes(nwbfile, sig, cfg) if sig is not None else (None, [])
+    return SourceData(source=source, path=source.path if not source.remote else source, identifier=nwbfile.identifier,
+                  signals=signals, trial_times=read_trial_times(nwbfile, cfg.data.align_to) if cfg.data.align_to
+                  else None, score_targets=_score_targets(nwbfile, sig is not None, "spikes" in signals),
+                  others=others, doubt=doubt)
+
+
+def _emg_notes(nwbfile, sig, cfg: RunConfig) -> tuple[str | None, list[str]]:
+    """(why the EMG does not look like EMG, other EMG-like series not modelled), each warned about."""
+    doubt = emg_doubt(find_emg(nwbfile, cfg.data.emg))
+    if doubt:
+        log.warning("%s does not look like EMG (%s): it is modelled as EMG because it was chosen with --emg; "
+                    "check with `nwb-autolfads inspect` that it is the EMG", sig.source_path, doubt)
+    others = [c.path for c in iter_series(nwbfile) if c.score > 0
+              and c.path != sig.source_path and not c.path.startswith(sig.source_path + "/")]
+    if others and cfg.data.emg is None:  # found automatically: say what else could be the EMG
+        log.warning("modelling %s (%d channels) as the EMG; %d other EMG-like series are not modelled: %s. "
+                    "Choose one with --emg PATH; EMG stored as one 1-D series per muscle is modelled together "
+                    "when the series sit in one container (e.g. a BehavioralTimeSeries)", sig.source_path,
+                    sig.n_channels, len(others), ", ".join(others[:8]) + (", ..." if len(others) > 8 else ""))
+    return doubt, others
+
+
+def _score_targets(nwbfile, emg: bool, spikes: bool) -> list[str]:
+    """What ``evaluate`` can score a run against in ``nwbfile`` (as :mod:`~nwb_autolfads.evaluation.comparison`
+    finds it): kinematics and force series, the units (for an EMG run) and ground truth."""
+    from nwb_autolfads.io.series import modality_of
+
+    found = {modality_of(c) for c in iter_series(nwbfile)}
+    out = [m for m in ("kinematics", "force") if m in found]
+    if emg and nwbfile.units is not None and len(nwbfile.units):
+        out.append("spikes")
+    truth = nwbfile.processing.get("ground_truth")
+    names = set(truth.data_interfaces) if truth is not None else set()
+    if (emg and "true_activations" in names) or (spikes and "true_rates" in names):
+        out.append("ground truth")
+    return out
+
+
+def _plan_output(source_data: SourceData, cfg: RunConfig, output: str | Path | None, *, write: bool, in_place: bool,
+                 overwrite: bool, run_name: str | None, resume: str | Path | None, fresh: bool) -> OutputPlan:
+    """Where the result goes, checked before any work: the output file (default beside the source,
+    or in the current directory for a remote one), or the source itself with ``in_place``; and
+    the run directory that keeps the training state."""
+    source = source_data.source
+    out_path = Path(output) if output is not None else default_output_path(
+        Path(source.name) if source.remote else source_data.path, MODALITY_SEPARATOR.join(cfg.data.modalities))
+    if write and in_place:
+        if output is not None:
+            raise ConfigError("give either --output or --in-place, not both")
+        if source.remote:
+            raise ConfigError(f"--in-place cannot change a remote file ({source.spec}): leave out --in-place to "
+                              "write the results to a new local file")
+        check_in_place(source_data.path)
+    elif write:
+        check_output_path(out_path, None if source.remote else source_data.path, overwrite)  # fail before training
+    target = source_data.path if in_place else out_path
+    return OutputPlan(path=target, write=write, in_place=in_place, overwrite=overwrite, run_name=run_name,
+                      rundir=choose_rundir(resume, target, write), resumed=resume is not None, fresh=fresh)
+
+
+def _preprocess(source_data: SourceData, cfg: RunConfig, progress: bool) -> RunConfig:
+    """Preprocess the EMG onto its bins (its ``auto`` settings as found are saved in the returned
+    config, and repeated by ``evaluate``); nothing to do without EMG."""
+    if "emg" not in source_data.signals:
+        return cfg
+    source_data.emg = modality("emg").preprocess(source_data.signals["emg"], cfg, progress=progress)
+    resolved = source_data.emg.preprocessed.resolved  # e.g. the line frequency
+    return cfg.updated({f"preprocess.{key}": value for key, value in resolved.items()}) if resolved else cfg
+
+
+def _run_locked(source_data: SourceData, target: OutputPlan, cfg: RunConfig, clock: StageClock, *, started: datetime,
+                t_start: float, progress: bool, command: str | None) -> RunResult:
+    """The stages after the source is read and the output checked, under the output's lock: bin,
+    fit, collect, and with a file to write, the provenance record and the write."""
     # a remote file is not hashed (that would download all of it): a DANDI asset's SHA-256 is the one the
     # archive publishes, another URL has none; its identity is recorded in the provenance's ``source``
-    if source is None:
-        source = path if isinstance(path, Source) else resolve_source(Path(path))
-    source_sha256 = input_sha256(source) if write else ""
+    source_sha256 = input_sha256(source_data.source) if target.write else ""
+    data, cfg = _bin(source_data, cfg)
+    clock.mark("preprocess")
+    fit = fit_signal(data.segments(), data.bin_size, data.observation(), cfg, progress=progress,
+                     rundir=target.rundir, resume=target.resumed, fresh=target.fresh, clock=clock)
+    result = _collect(source_data, data, fit, cfg)
+    if target.write:
+        record = make_record(result, fit, data.blocks, data.bin_times, data.bin_size, source=source_data.source,
+                             path=source_data.path, identifier=source_data.identifier, source_sha256=source_sha256,
+                             started=started, finished=datetime.now(timezone.utc), doubt=source_data.doubt,
+                             command=command, run_name=target.run_name)
+        result.output, result.run_name = write_results(source_data.path, None if target.in_place else target.path, record,
+                                                       overwrite=target.overwrite, in_place=target.in_place,
+                                                       content=cfg.output.content)
+        remove_rundir(target.rundir, target.resumed)  # the result is written: the state is not needed
+        clock.mark("write")
+    result.stages = clock.stages
+    result.seconds = time.perf_counter() - t_start
+    return result
 
-    # ---- model-ready segments: spike counts (Poisson) then EMG (Gamma), on one bin grid
-    parts: list[tuple[ObservationModel, int]] = []
-    if pre is not None:
-        bin_size, bin_times, emg_segments = pre.bin_size, pre.bin_times, pre.segments
-        if units is not None:  # spikes are binned on the EMG's bins: those outside its stretches are not modelled
-            spans = [(c[0] - bin_size / 2, c[-1] + bin_size / 2) for c in bin_times if len(c)]
-            units = check_spike_span(units, spans, f"the EMG's time ({sig.source_path})", cfg.data.bad_units)
-    else:
-        bin_size = cfg.windows.bin_size if cfg.windows.bin_size is not None else DEFAULT_BIN_SIZE
-        units = check_unit_clocks(units, cfg.data.bad_units)  # the grid spans every spike: none far from the rest
-        bin_times = [spike_bin_centres(units, bin_size)]
-        emg_segments = [np.zeros((len(bin_times[0]), 0), np.float32)]
-    rectified_segments = list(pre.rectified) if pre is not None else [np.zeros((len(c), 0)) for c in bin_times]
-    if units is not None:
-        spike_segments = [bin_spikes(units, centres, bin_size) for centres in bin_times]
-        parts.append((Poisson(), units.n_units))
-        if units.obs_intervals is not None:  # model only the bins every selected unit was observed in
-            observed = [units.observed(centres, bin_size) for centres in bin_times]
-            n_out = int(sum((~m).sum() for m in observed))
-            if n_out:
-                lost = int(sum(seg[~m].sum() for seg, m in zip(spike_segments, observed)))
-                log.warning("%d bins (%.1f s) outside the units' obs_intervals are not modelled (%d of %d spikes)",
-                            n_out, n_out * bin_size, lost, int(sum(seg.sum() for seg in spike_segments)))
-            bin_times, spike_segments, emg_segments, rectified_segments = _split_where(
-                observed, bin_times, spike_segments, emg_segments, rectified_segments)
-            if not bin_times:
-                raise SignalError("no time bin lies inside the obs_intervals of every selected unit: select units "
-                                  "observed at the same time with --units")
-    else:
-        spike_segments = [np.zeros((len(c), 0), np.float32) for c in bin_times]
-    if sig is not None:
-        parts.append((get_observation(cfg.model.observation), sig.n_channels))
-    # continuous inputs (force): on the same bins, z-scored; bins they do not cover are not modelled
-    binned_inputs: dict[str, Binned] = {}
-    for name, signal in (continuous or {}).items():
+
+def _bin(source_data: SourceData, cfg: RunConfig) -> tuple[ModelData, RunConfig]:
+    """Every modality on one grid of bins (:func:`_grid`), then the others binned onto it in the
+    model's column order, each keeping only the bins it covers; in trial-aligned mode one window
+    per trial; windows fitted to short segments. Returns the data and ``cfg`` resolved for them."""
+    data, signals = _grid(source_data, cfg)
+    for name in sorted(signals, key=lambda n: modality(n).rank):
+        if name in data.blocks:
+            continue
         entry = modality(name)
-        binned, masks = entry.bin(signal, bin_times, bin_size, cfg.windows.gap_factor)
-        n_out = int(sum((~m).sum() for m in masks))
-        if n_out:
-            log.warning("%d bins (%.1f s) outside the %s series %s are not modelled", n_out, n_out * bin_size,
-                        name, signal.source_path)
-        split = _split_where(masks, bin_times, spike_segments, emg_segments, rectified_segments, binned.segments,
-                             *(b.segments for b in binned_inputs.values()))
-        bin_times, spike_segments, emg_segments, rectified_segments, binned.segments = split[:5]
-        for b, segs in zip(binned_inputs.values(), split[5:]):
-            b.segments = segs
-        binned_inputs[name] = binned
-        parts.append((get_observation(entry.observation_name(cfg)), len(binned.channel_names)))
-    if trial_times is not None:  # trial-aligned mode: one window per trial
-        lead = cfg.model.lead_in_bins
-        n_bins = int(round((cfg.data.window[1] - cfg.data.window[0]) / bin_size))
-        bin_times, spike_segments, emg_segments, rectified_segments, *cut = _trial_windows(
-            trial_times, cfg.data.window[0], n_bins, lead, bin_size, bin_times, spike_segments, emg_segments,
-            rectified_segments, *(b.segments for b in binned_inputs.values()))
-        for b, segs in zip(binned_inputs.values(), cut):
-            b.segments = segs
-        cfg = cfg.updated({"windows.window_bins": n_bins,
-                           "windows.overlap_bins": min(cfg.windows.overlap_bins, n_bins - 1)})
-    segments = [np.concatenate([a, b, *(x.segments[k] for x in binned_inputs.values())], axis=1)
-                for k, (a, b) in enumerate(zip(spike_segments, emg_segments))]
-    observation = parts[0][0] if len(parts) == 1 else Composite(parts)
-    n_units = units.n_units if units is not None else 0
-    n_emg = sig.n_channels if sig is not None else 0
-    cfg = _fit_windows(cfg, [len(s) for s in segments], bin_size)
-    cfg = cfg.resolved(segments[0].shape[1])
-    if bin_size != cfg.windows.bin_size:
-        cfg = cfg.updated({"windows.bin_size": bin_size})
+        block, masks = entry.bin(signals[name], data.bin_times, data.bin_size, cfg.windows.gap_factor)
+        data.add(name, block, get_observation(entry.observation_name(cfg)), masks)
+    if source_data.trial_times is not None:  # trial-aligned mode: one window per trial
+        cfg = data.cut_trials(source_data.trial_times, cfg)
+    cfg = fit_windows(cfg, [len(t) for t in data.bin_times], data.bin_size)
+    cfg = cfg.resolved(data.columns()[-1][2].stop)  # the model's channel count
+    if data.bin_size != cfg.windows.bin_size:
+        cfg = cfg.updated({"windows.bin_size": data.bin_size})
+    return data, cfg
 
-    if resume is not None:
-        rundir = Path(resume)
-        if not (rundir / RUN_FINGERPRINT).is_file():
-            raise ConfigError(f"--resume {str(rundir)!r} is not a run directory of nwb-autolfads (no {RUN_FINGERPRINT}):"
-                              " give the directory an interrupted run left, or leave out --resume")
-    elif write:
-        rundir = default_rundir(path if in_place else out_path)
-    else:
-        rundir = None
-    if clock is not None:
-        clock.mark("preprocess")
-    fit = fit_signal(segments, bin_size, observation, cfg, progress=progress, rundir=rundir,
-                     resume=resume is not None, fresh=fresh, clock=clock)
-    times = np.concatenate(bin_times)
+
+def _grid(source_data: SourceData, cfg: RunConfig) -> tuple[ModelData, dict[str, Any]]:
+    """The model's bins: the EMG's (its preprocessing defines them; the spikes must lie in its time),
+    or without EMG bins of the spikes' own spanning every spike. Returns the grid (with the EMG's
+    columns) and the signals to bin onto it (the units as checked)."""
+    signals, spikes = dict(source_data.signals), modality("spikes")
+    emg = source_data.emg
+    if emg is not None:
+        pre = emg.preprocessed
+        data = ModelData(bin_size=pre.bin_size, bin_times=pre.bin_times, rectified=list(pre.rectified))
+        data.add("emg", emg, get_observation(cfg.model.observation), None)
+        if "spikes" in signals:  # binned on the EMG's bins: those outside its segments are not modelled
+            signals["spikes"] = spikes.within(signals["spikes"], data.bin_times, data.bin_size,
+                                              f"the EMG's time ({emg.source_path})", cfg.data.bad_units)
+        return data, signals
+    bin_size = cfg.windows.bin_size if cfg.windows.bin_size is not None else DEFAULT_BIN_SIZE
+    signals["spikes"], centres = spikes.own_bins(signals["spikes"], bin_size, cfg.data.bad_units)
+    return ModelData(bin_size=bin_size, bin_times=[centres], rectified=[np.zeros((len(centres), 0))]), signals
+
+
+def _collect(source_data: SourceData, data: ModelData, fit: "FitResult", cfg: RunConfig) -> RunResult:
+    """The fit's outputs on the bins a window covers, in the source's units, as a :class:`RunResult`
+    (the credible interval's bounds converted exactly like the means)."""
     mean = np.concatenate(fit.mean)
-    # Bins no window covers (segments shorter than a window, lead-in bins) have no estimate: they are
-    # left out of the results. A non-finite value anywhere else is a numerical fault, never written.
+    covered = _covered(fit, mean, data.bin_size)
+    values = data.to_source(mean, covered)
+    bands, lower, upper = _bands(data, fit, cfg, covered) if fit.lower is not None else ({}, {}, {})
+    estimates = {name: estimate_of(name, b, values[name], cfg, lower.get(name), upper.get(name))
+                 for name, b, _ in data.columns() if name not in ("emg", "spikes")}
+    times, factors, inferred, rectified = (a[covered] for a in (
+        np.concatenate(data.bin_times), np.concatenate(fit.factors), np.concatenate(fit.inferred_inputs),
+        np.concatenate(data.rectified)))
+    emg, spikes = data.blocks.get("emg"), data.blocks.get("spikes")
+    empty = mean[:, :0][covered]
+    return RunResult(
+        output=None, source=source_data.path, config=cfg, source_path=emg.source_path if emg else "units",
+        channel_names=list(emg.channel_names) if emg else [], emg_unit=emg.unit if emg else "Hz", times=times,
+        activations=compact_float(values.get("emg", empty)), rates=compact_float(values.get("spikes", empty)),
+        unit_ids=list(spikes.units.ids) if spikes else [], factors=factors.astype(np.float32),
+        inferred_inputs=inferred.astype(np.float32), rectified=compact_float(rectified),
+        preprocessing_steps=emg.preprocessed.steps if emg else [], training=fit.training,
+        n_windows=fit.index.n_windows, n_train=fit.n_train, n_valid=fit.n_valid, seconds=0.0, device=fit.device,
+        plan=fit.plan, other_candidates=source_data.others, chosen_by="--emg" if cfg.data.emg else "found automatically",
+        doubt=source_data.doubt, score_targets=list(source_data.score_targets), estimates=estimates, **bands)
+
+
+def _covered(fit: "FitResult", mean: np.ndarray, bin_size: float) -> np.ndarray:
+    """(n_bins,) True where a window covers the bin. Bins no window covers (segments shorter than
+    a window, lead-in bins) have no estimate: they are left out of the results. A non-finite
+    value anywhere else is a numerical fault, never written (:class:`TrainingError`)."""
     covered = np.isfinite(np.concatenate(fit.coverage)[:, 0])
     outputs_finite = np.all(np.isfinite(mean), axis=1) & np.all(np.isfinite(np.concatenate(fit.factors)), axis=1)
     if np.any(covered & ~outputs_finite):
@@ -1077,118 +785,171 @@ def _run_locked(path, out_path, cfg, sig, pre, units, others, source_identifier,
     if not covered.all():
         log.warning("%d bins (%.1f s) that no window covers are left out of the results", int((~covered).sum()),
                     (~covered).sum() * bin_size)
-    scale = pre.scales[None, :] if pre is not None else 1.0
+    return covered
 
-    def source_units(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """Model units -> (rates in Hz, activations in the source's units, each continuous input in
-        its source's units), covered bins only."""
-        rest, start = {}, n_units + n_emg
-        for name, b in binned_inputs.items():
-            rest[name] = compact_float(b.to_source(m[:, start:start + len(b.channel_names)])[covered])
-            start += len(b.channel_names)
-        return ((m[:, :n_units] / bin_size)[covered], (m[:, n_units:n_units + n_emg] * scale)[covered],  # per bin -> Hz
-                rest)
 
-    rates, activations, estimates = source_units(mean)
-    bands = {}
-    if fit.lower is not None:  # the credible interval's bounds, converted exactly like the means
-        lower, upper = np.concatenate(fit.lower), np.concatenate(fit.upper)
-        if np.any(covered & ~(np.isfinite(lower).all(axis=1) & np.isfinite(upper).all(axis=1))):
-            raise TrainingError("the trained model's posterior samples gave NaN/inf interval bounds: nothing was "
-                                "written; lower train.lr (or pbt.lr.high), or set inference.interval: null")
-        lower, upper, calibration = _calibrated_band(segments, fit, n_units, cfg.inference.interval, bin_size,
-                                                     scale, pre.channel_names if pre is not None else [],
-                                                     list(units.ids) if units is not None else [], binned_inputs)
-        (rl, al, el), (ru, au, eu) = source_units(lower), source_units(upper)
-        bands = {"interval": cfg.inference.interval, "activations_lower": compact_float(al),
-                 "activations_upper": compact_float(au), "rates_lower": compact_float(rl),
-                 "rates_upper": compact_float(ru), "interval_calibration": calibration}
-    else:
-        el = eu = {}
-    factors = np.concatenate(fit.factors)
-    inputs = np.concatenate(fit.inputs)
-    rectified = np.concatenate(rectified_segments)
-    times, factors, inputs, rectified = (a[covered] for a in (times, factors, inputs, rectified))
-    train = fit.training
-    channel_names = list(pre.channel_names) if pre is not None else []
-    estimate_objects = {
-        name: Estimate(name=modality(name).output, modality=name, data=estimates[name], unit=b.unit,
-                       channel_names=b.channel_names, offsets=b.offsets, scales=b.scales, source_path=b.source_path,
-                       object_id=b.object_id, lower=el.get(name), upper=eu.get(name),
-                       description=(f"AutoLFADS (LFADS, {observation_spec(modality(name).observation_name(cfg)).label} "
-                                    f"observation model) estimate of {name} (posterior {cfg.inference.mode}) in the "
-                                    f"source's units; source {b.source_path}" + _interval_note(
-                                        cfg.inference.interval if el else None)))
-        for name, b in binned_inputs.items()}
+def _bands(data: ModelData, fit: "FitResult", cfg: RunConfig, covered: np.ndarray) -> tuple[dict, dict, dict]:
+    """The credible interval's bounds in the source's units: (the RunResult fields of the EMG's and
+    the units' bounds and the calibration, then per modality its lower and its upper bounds)."""
+    lower, upper = np.concatenate(fit.lower), np.concatenate(fit.upper)
+    if np.any(covered & ~(np.isfinite(lower).all(axis=1) & np.isfinite(upper).all(axis=1))):
+        raise TrainingError("the trained model's posterior samples gave NaN/inf interval bounds: nothing was "
+                            "written; lower train.lr (or pbt.lr.high), or set inference.interval: null")
+    lower, upper, calibration = _calibrated_band(data, fit, cfg.inference.interval)
+    lo, hi = data.to_source(lower, covered), data.to_source(upper, covered)
+    empty = lower[:, :0][covered]
+    return ({"interval": cfg.inference.interval, "activations_lower": compact_float(lo.get("emg", empty)),
+             "activations_upper": compact_float(hi.get("emg", empty)),
+             "rates_lower": compact_float(lo.get("spikes", empty)),
+             "rates_upper": compact_float(hi.get("spikes", empty)), "interval_calibration": calibration}, lo, hi)
 
-    result = RunResult(output=None, input=path, config=cfg, source_path=sig.source_path if sig else "units",
-                       channel_names=channel_names, unit=sig.unit if sig else "Hz", times=times,
-                       activations=compact_float(activations), rates=compact_float(rates),
-                       unit_ids=list(units.ids) if units is not None else [],
-                       factors=factors.astype(np.float32), inputs=inputs.astype(np.float32),
-                       rectified=compact_float(rectified), preprocessing_steps=pre.steps if pre else [],
-                       training=train, n_windows=fit.index.n_windows, n_train=fit.n_train, n_valid=fit.n_valid,
-                       seconds=0.0, device=fit.device, plan=fit.plan, other_candidates=others,
-                       chosen_by="--emg" if cfg.data.emg else "found automatically", doubt=doubt,
-                       score_targets=list(targets), estimates=estimate_objects, **bands)
-    if write:
-        paths, ids = [], []
-        if sig is not None:
-            paths.append(sig.source_path)
-            ids.append(sig.object_id or "")
-        if units is not None:
-            paths.append("units")
-            ids.append(units.object_id or "")
-        for e in estimate_objects.values():
-            paths.append(e.source_path)
-            ids.append(e.object_id or "")
-        record = RunRecord(
-            times=times, bin_size=bin_size, factors=result.factors, inputs=result.inputs,
-            description=_describe(cfg, sig, units, binned_inputs) + (f"; WARNING: {sig.source_path} does not look like EMG: "
-                                                       f"{doubt}" if doubt else ""),
-            config=cfg.to_dict(), software=_versions(),
-            hyperparameters=train.hyperparameters or _hyperparameters(cfg), metrics=_metrics(result), seed=cfg.seed,
-            started=started.isoformat(), finished=datetime.now(timezone.utc).isoformat(),
-            source_identifier=source_identifier, source_sha256=source_sha256,
-            modalities=MODALITY_SEPARATOR.join(cfg.data.modalities), estimates=list(estimate_objects.values()),
-            activations=result.activations if sig is not None else None, channel_names=channel_names,
-            unit=sig.unit if sig is not None else "a.u.", scales=pre.scales if pre is not None else None,
-            activations_description=(
-                f"AutoLFADS (LFADS, {observation_name(cfg)} observation model) estimate of muscle activation: "
-                f"the posterior {cfg.inference.mode} of E[rectified EMG] per bin, in the source's units; source "
-                f"{sig.source_path}" + _interval_note(result.interval)) if sig is not None else "",
-            rates=result.rates if units is not None else None, unit_ids=result.unit_ids,
-            rates_description=(f"AutoLFADS (LFADS, Poisson observation model) estimate of firing rates "
-                               f"(posterior {cfg.inference.mode}), in Hz" + (f"; units where {units.query}"
-                                                                          if units is not None and units.query else "")
-                               + _interval_note(result.interval)),
-            interval=result.interval,
-            activations_lower=result.activations_lower if sig is not None else None,
-            activations_upper=result.activations_upper if sig is not None else None,
-            rates_lower=result.rates_lower if units is not None else None,
-            rates_upper=result.rates_upper if units is not None else None,
-            ic_mean=fit.ic_mean, ic_times=_ic_times(fit, bin_times, cfg.model.lead_in_bins),
-            source_paths=paths, source_object_ids=ids, emg_object_id=sig.object_id if sig is not None else None,
-            source_location=source.spec if source.remote else str(Path(path).resolve()), source_url=source.url or "",
-            source_asset_id=source.asset_id or "",
-            preprocessing=({"steps": pre.steps, "scales": pre.scales, "clip_levels": pre.clip_levels,
-                            "bin_size": pre.bin_size, "parameters": cfg.preprocess.__dict__,
-                            **({"line_hum": pre.line_hum} if pre.line_hum else {})}
-                           if pre is not None else {"bin_size": bin_size, "steps": ["spike counts per bin"]}),
-            history=train.history, pbt_history=train.pbt_history or [
-                {"generation": 0, "member": 0, **_hyperparameters(cfg), "metric": train.best_valid_nll,
-                 "steps": _steps_trained(train), "parent_member": -1, "parent_generation": -1}],
-            command=command or f"nwb_autolfads.run({str(path)!r}, ...) from {' '.join(sys.argv)}", git_revision=git_revision(), name=run_name,
-            source=source.provenance(source_sha256))
-        result.output, result.run_name = write_results(path, None if in_place else out_path, record,
-                                                       overwrite=overwrite, in_place=in_place,
-                                                       content=cfg.output.content)
-        if resume is None and rundir is not None:
-            import shutil
-            shutil.rmtree(rundir, ignore_errors=True)  # the result is written: the state is not needed
-        if clock is not None:
-            clock.mark("write")
+
+def _calibrated_band(data: ModelData, fit: "FitResult", interval: float) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The posterior band of ``fit`` widened by the model's error (:mod:`nwb_autolfads.evaluation.calibration`),
+    in model units, per channel of ``data`` (counts for the spikes; not clipped at 0 for signed
+    continuous inputs). Returns (lower, upper), each (n_bins, C) over all segments, and the
+    per-channel error estimates in the source's units for the provenance (spikes: Hz; the EMG and
+    continuous inputs: times their scales), by modality."""
+    columns = data.columns()
+    counts = np.concatenate([np.full(sl.stop - sl.start, b.counts) for _, b, sl in columns])
+    signed = np.concatenate([np.full(sl.stop - sl.start, b.signed) for _, b, sl in columns])
+    errors = estimate_errors(data.segments(), fit.mean, counts)
+    parts = [widen_band(m, lo, hi, errors, interval, signed=signed)
+             for m, lo, hi in zip(fit.mean, fit.lower, fit.upper)]
+    record = {"method": "residual beyond the observation noise, per channel and level (nwb_autolfads.evaluation.calibration)",
+              "z": round(normal_quantile(interval), 4)}
+    for _, b, sl in columns:
+        record[b.error_key] = {str(ch): errors[sl.start + i].as_dict(b.error_scale(i))
+                               for i, ch in enumerate(b.channel_names)}
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), record)
+
+
+def fit_signal(segments: list[np.ndarray], bin_size: float, observation: ObservationModel, cfg: RunConfig,
+               progress: bool = True, rundir: str | Path | None = None, resume: bool = False,
+               fresh: bool = False, clock: StageClock | None = None) -> FitResult:
+    """Chop, train, infer and merge. ``segments``: per gap-free segment, (n_bins, C) model-ready
+    data; ``observation``: the distribution of each channel. ``cfg`` must be resolved for the
+    channel count (:meth:`RunConfig.resolved`). ``rundir``: where the training state is kept
+    (and resumed from); ``resume``: it was named by the user; ``fresh``: a run directory of a run
+    with other data or settings is moved aside instead of refused. ``clock``: marks the ``train``
+    and ``infer`` stages."""
+    windows, index = _chop(segments, bin_size, cfg)
+    device = resolve_device(cfg.device)  # before the run directory is made: a bad option leaves nothing
+    if cfg.pbt.population > 1 and cfg.pbt.backend == "ray":
+        from nwb_autolfads.train.pbt.ray_executor import train_population_ray  # noqa: F401  (a missing Ray fails here, before any state)
+    if rundir is not None:
+        prepare_rundir(Path(rundir), cfg, segments, explicit=resume, fresh=fresh)
+    seed_everything(cfg.seed)
+    train_idx, valid_idx = split_train_valid(index.n_windows, cfg.windows.valid_every)
+    x_all = torch.from_numpy(windows).to(device)
+    model, result, plan = _train(x_all, train_idx, valid_idx, observation, cfg, device, rundir, progress)
     if clock is not None:
-        result.stages = clock.stages
-    result.seconds = time.perf_counter() - t_start
-    return result
+        clock.mark("train")
+    merged = infer_merged(model, x_all, index, cfg.inference, cfg.windows.merge_power, cfg.model.lead_in_bins,
+                          progress=progress)
+    fit = FitResult(mean=merged.mean, factors=merged.factors, inferred_inputs=merged.inputs, ic_mean=merged.ic_mean,
+                    training=result, coverage=merged.coverage, index=index, n_train=int(train_idx.size),
+                    n_valid=int(valid_idx.size), device=str(device), model=model,
+                    plan={k: v for k, v in plan.items() if k != "text"}, lower=merged.lower, upper=merged.upper)
+    if clock is not None:
+        clock.mark("infer")
+    return fit
+
+
+def _chop(segments: list[np.ndarray], bin_size: float, cfg: RunConfig) -> tuple[np.ndarray, WindowIndex]:
+    """The windows (with their lead-in) of ``segments`` and where they lie; at least two.
+
+    Raises
+    ------
+    SignalError
+        Fewer than two windows fit in the data.
+    """
+    w = cfg.windows
+    lead = cfg.model.lead_in_bins  # windows carry a lead-in before the bins they model
+    windows, index = chop_segments(segments, w.window_bins + lead, w.overlap_bins + lead)
+    if index.n_windows < 2:
+        longest = max(index.segment_lengths) * bin_size if index.segment_lengths else 0.0
+        need = (w.window_bins + lead) * bin_size
+        raise SignalError(f"recording too short: {index.n_windows} window(s) of {w.window_bins + lead} bins "
+                          f"({need:g} s) fit in the longest gap-free stretch ({longest:g} s, "
+                          f"{max(index.segment_lengths, default=0)} bins); at least 2 are needed: use a longer "
+                          "recording, smaller windows.window_bins / windows.bin_size, or --align-to COLUMN --window "
+                          "START,STOP for one window per trial")
+    uncovered = [n for n in index.segment_lengths if n < w.window_bins + lead]
+    if uncovered:
+        log.warning("%d segment(s) shorter than one window (%d bins) are left as NaN", len(uncovered),
+                    w.window_bins + lead)
+    if lead:
+        log.info("the first %d bins of each segment are lead-in only (NaN in the outputs)", lead)
+    return windows, index
+
+
+def _train(x_all: torch.Tensor, train_idx, valid_idx, observation: ObservationModel, cfg: RunConfig, device,
+           rundir: str | Path | None, progress: bool) -> tuple[LFADS, TrainResult, dict]:
+    """The one place training is called: one model (:func:`~nwb_autolfads.train.isolation.train_single`)
+    or a population (embedded or Ray executor), after the plan is printed. ``x_all``: every window
+    (n_windows, T, C) on ``device``. Returns (the trained model, its result, the plan)."""
+    data_mean = x_all[train_idx].mean(dim=(0, 1))
+    n_channels, population = x_all.shape[-1], cfg.pbt.population
+
+    def make_model() -> LFADS:
+        m = LFADS(n_channels, cfg.model, observation).to(device)
+        m.init_readout_bias(data_mean)
+        return m
+
+    # the plan's steps are timed with the threads training will use (a step timed with torch's default
+    # threads on a busy machine can take 10-50x one with the single thread training then uses), and
+    # for a single model where it trains (in its child process: this one never holds a training step)
+    timing_model = make_model()  # a throwaway model for timing the steps (the same in every execution mode)
+    plan: dict = {}
+
+    def announce(timing: tuple[float, float], stacked_timing: tuple[float, float] | None = None) -> None:
+        plan.update(training_plan(cfg, int(train_idx.size), int(valid_idx.size), device, timing, execution,
+                                  stacked_timing))
+        if progress:
+            sys.stderr.write(plan["text"] + "\n")
+            sys.stderr.flush()
+
+    if population > 1:  # chosen once: the plan states what the training then does
+        execution = choose_execution(population, cfg.model, n_channels, device.type, workers=cfg.pbt.workers,
+                                     threads=cfg.train.threads, execution=cfg.pbt.execution) \
+            if cfg.pbt.backend == "embedded" else None
+        announce(*_time_population(timing_model, x_all[train_idx], x_all[valid_idx], cfg, execution))
+        del timing_model
+        if cfg.pbt.backend == "ray":
+            from nwb_autolfads.train.pbt.ray_executor import train_population_ray as trainer
+            how = {}
+        else:
+            trainer, how = train_population, {"execution": execution}
+        model, result = trainer(make_model, x_all[train_idx], x_all[valid_idx], cfg.model, cfg.train,
+                                cfg.augment, cfg.pbt, seed=cfg.seed, rundir=rundir, progress=progress, **how)
+    else:
+        model = make_model()
+        ck = Path(rundir) / "model_state.pt" if rundir is not None else None
+        if ck is not None:
+            ck.parent.mkdir(parents=True, exist_ok=True)
+        work = planned_steps(cfg.train, train_idx.size) * sum(p.numel() for p in model.parameters())
+        execution = choose_execution(1, cfg.model, n_channels, device.type, threads=cfg.train.threads,
+                                     execution=cfg.pbt.execution, work=work)
+        log.info("training: %s", execution.describe())
+        result = train_single(model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment, execution,
+                              progress=progress, checkpoint=ck, timing_model=timing_model,
+                              on_timing=announce)  # in a child process, or here
+        del timing_model
+        result.execution = execution.describe()
+    return model, result, plan
+
+
+def _time_population(timing_model: LFADS, x_train: torch.Tensor, x_valid: torch.Tensor, cfg: RunConfig,
+                     execution: Execution | None) -> tuple[tuple[float, float], tuple[float, float] | None]:
+    """(seconds per step and per check of one model, and for a stacked execution of one stacked
+    program of a worker's block of members), timed on the data with the threads training will use."""
+    with using_threads(execution.threads) if execution is not None else contextlib.nullcontext():
+        timing = time_steps(timing_model, x_train, x_valid, cfg.train, cfg.augment)
+        if execution is None or execution.mode not in ("stacked", "stacked-processes"):
+            return timing, None
+        from nwb_autolfads.train.stacked import time_stacked
+
+        return timing, time_stacked(timing_model, x_train, x_valid, cfg.train, cfg.augment,
+                                    configured_hyperparameters(cfg.model, cfg.train, cfg.augment),
+                                    stacked_share(cfg.pbt.population, execution))  # a worker's block

@@ -160,7 +160,6 @@ MAX_FUNCTION_LINES = 60
 code from ``def`` to its last line: the docstring (numpydoc docstrings are long on purpose), blank
 lines and comment-only lines are not counted."""
 LONG_FUNCTIONS = {
-    "pipeline:_run_locked": 207,
     "evaluation.comparison:evaluate": 153,
     "cli:build_parser": 125,
     "train.pbt.ray_executor:_scheduler_class": 117,
@@ -168,9 +167,6 @@ LONG_FUNCTIONS = {
     "train.pbt.embedded:train_population": 108,
     "train.resources:choose_execution": 91,
     "train.loop:train_model": 90,
-    "pipeline:fit_signal": 88,
-    "pipeline:run": 83,
-    "pipeline:RunResult.summary": 77,
     "train.stacked:stacked_forward": 74,
     "train.stacked:_draw": 72,
     "train.isolation:train_in_child": 70,

@@ -96,3 +96,24 @@ def test_force_on_another_clock_or_constant_is_refused():
         modality("force").bin(_force(t, np.sin(t)), centres, 0.01, 1.5)
     with pytest.raises(SignalError, match="constant"):
         modality("force").bin(_force(t, np.ones_like(t)), [np.arange(0.005, 9.9, 0.01)], 0.01, 1.5)
+
+
+def test_spikes_entry_counts_per_bin_and_keeps_the_bins_every_unit_was_observed_in(caplog):
+    from nwb_autolfads.io.units import SpikeUnits
+    from nwb_autolfads.modalities import BinnedSpikes
+
+    centres = [np.arange(0.05, 1.0, 0.1)]  # 10 bins of 100 ms
+    units = SpikeUnits(spike_times=[np.array([0.01, 0.02, 0.55]), np.array([0.31, 0.95])], ids=[7, 3],
+                       obs_intervals=[np.array([[0.0, 1.5]]), np.array([[0.2, 1.5]])])
+    binned, masks = modality("spikes").bin(units, centres, 0.1, 1.5)
+    assert isinstance(binned, BinnedSpikes) and binned.channel_names == ["7", "3"] and binned.units is units
+    np.testing.assert_array_equal(binned.segments[0][:, 0], [2, 0, 0, 0, 0, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(masks[0], np.arange(10) >= 2)  # unit 3 observed from 0.2 s
+    assert "2 bins (0.2 s) outside the units' obs_intervals" in caplog.text and "(2 of 5 spikes)" in caplog.text
+    np.testing.assert_array_equal(binned.to_source(np.array([[1.0, 2.0]])), [[10.0, 20.0]])  # counts per bin -> Hz
+    assert binned.error_key == "units_hz" and binned.error_scale(1) == pytest.approx(10.0) and binned.counts
+    apart = SpikeUnits(spike_times=units.spike_times, ids=[7, 3],
+                       obs_intervals=[np.array([[0.0, 0.4]]), np.array([[0.5, 1.0]])])
+    with pytest.raises(SignalError, match="no time bin lies inside the obs_intervals of every selected unit"):
+        modality("spikes").bin(apart, centres, 0.1, 1.5)
+    assert modality("spikes").bin(SpikeUnits(spike_times=units.spike_times, ids=[7, 3]), centres, 0.1, 1.5)[1] is None

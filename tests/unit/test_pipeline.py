@@ -30,6 +30,8 @@ def test_fit_signal_merges_back_to_every_segment():
     assert np.all(np.isnan(means[1]))  # shorter than one window: NaN, not dropped
     assert fit.factors[0].shape == (100, 3)
     assert fit.n_train + fit.n_valid == fit.index.n_windows
+    with pytest.warns(DeprecationWarning, match=r"FitResult\.inputs is deprecated: use FitResult\.inferred_inputs"):
+        assert fit.inputs is fit.inferred_inputs  # the former name
 
 
 def test_fit_signal_needs_two_windows():
@@ -55,72 +57,21 @@ def test_run_without_writing_and_summary(emg_copy):
     assert res.plan["execution"] == res.training.execution
 
 
-def test_the_plan_states_members_steps_windows_and_an_estimate():
-    import torch
+def test_run_result_former_names_warn_and_read_the_glossary_names(tmp_path):
+    """``input`` / ``inputs`` / ``unit`` read as the source, the inferred inputs and a neuron:
+    renamed (docs/glossary.md); the old names still read, with a DeprecationWarning, and cannot be set."""
+    from nwb_autolfads.pipeline import RunResult
 
-    from nwb_autolfads.config import build_config
-    from nwb_autolfads.pipeline import WORKER_START_SECONDS, training_plan
-
-    cpu = torch.device("cpu")
-    one = training_plan(build_config("quick"), 1200, 300, cpu, (0.035, 0.02))
-    assert one["steps_per_member"] == 2000 and one["n_valid_checked"] == 256
-    assert one["expected_training_seconds_at_most"] == pytest.approx(2000 * 0.035 + 200 * 0.02)
-    assert "1 model, at most 2000 steps" in one["text"] and "an estimate" in one["text"]
-    assert "1200 training / 300 validation (256 evaluated every 10 steps)" in one["text"]
-    pop = training_plan(build_config("default", overrides={"pbt.workers": 2, "pbt.execution": "processes"}), 120, 30,
-                        cpu, (0.05, 0.02))
-    assert pop["steps_per_member"] == 4000 and pop["members"] == 20
-    assert "20 members x at most 40 generations x 100 steps" in pop["text"] and "2 worker processes" in pop["text"]
-    assert pop["expected_training_seconds_at_most"] == pytest.approx(10 * 40 * (100 * 0.05 + 10 * 0.02) + WORKER_START_SECONDS)
-    assert "  execution processes: 2 worker processes x 1 thread" in pop["text"]
-
-
-def test_the_plan_of_a_stacked_population_uses_the_stacked_step_time():
-    import torch
-
-    from nwb_autolfads.config import build_config
-    from nwb_autolfads.pipeline import training_plan
-    from nwb_autolfads.train.resources import Execution
-
-    cpu = torch.device("cpu")
-    cfg = build_config("default")
-    stacked = Execution("stacked", 1, 1, "20 members of 64-unit layers as one stacked program on 1 thread")
-    timed = training_plan(cfg, 120, 30, cpu, (0.05, 0.02), stacked, stacked_timing=(0.25, 0.1))
-    # 40 generations x (100 steps of all 20 members at 0.25 s + 10 checks of all of them at 0.1 s)
-    assert timed["expected_training_seconds_at_most"] == pytest.approx(40 * (100 * 0.25 + 10 * 0.1))
-    assert timed["seconds_per_stacked_step"] == 0.25 and timed["execution"].startswith("stacked")
-    assert "  execution stacked: 1 process, 1 thread" in timed["text"]
-    assert "one stacked program: 250 ms per step of all of them" in timed["text"] and "4.0x faster" in timed["text"]
-    # not timed: no stacking gain assumed, and said so
-    untimed = training_plan(cfg, 120, 30, cpu, (0.05, 0.02), stacked)
-    assert untimed["expected_training_seconds_at_most"] == pytest.approx(20 * 40 * (100 * 0.05 + 10 * 0.02))
-    assert "no stacking gain assumed" in untimed["text"]
-
-
-def test_the_plan_of_a_split_stacked_population_times_one_block_and_runs_the_workers_in_parallel():
-    import torch
-
-    from nwb_autolfads.config import build_config
-    from nwb_autolfads.pipeline import WORKER_START_SECONDS, stacked_share, training_plan
-    from nwb_autolfads.train.resources import choose_execution
-
-    cpu = torch.device("cpu")
-    cfg = build_config("default")  # 20 members of a small model
-    split = choose_execution(20, cfg.model, 16, "cpu", cores=2)
-    assert split.mode == "stacked-processes" and stacked_share(20, split) == 10
-    assert stacked_share(5, choose_execution(5, cfg.model, 16, "cpu", cores=2)) == 3  # the larger block (2 | 3)
-    timed = training_plan(cfg, 120, 30, cpu, (0.05, 0.02), split, stacked_timing=(0.2, 0.1))
-    # the 2 workers in parallel: 40 generations x (100 steps of a 10-member block at 0.2 s + 10 checks at 0.1 s)
-    assert timed["expected_training_seconds_at_most"] == pytest.approx(40 * (100 * 0.2 + 10 * 0.1)
-                                                                       + WORKER_START_SECONDS)
-    assert timed["members_per_worker"] == 10 and timed["seconds_per_stacked_step"] == 0.2
-    assert "  execution stacked-processes: 2 worker processes x 1 thread, each training a block" in timed["text"]
-    assert ("20 members in 2 worker processes in parallel, each a block of at most 10 members as one stacked "
-            "program: 200 ms per step of a block") in timed["text"] and "2.5x faster" in timed["text"]
-    untimed = training_plan(cfg, 120, 30, cpu, (0.05, 0.02), split)
-    assert untimed["expected_training_seconds_at_most"] == pytest.approx(10 * 40 * (100 * 0.05 + 10 * 0.02)
-                                                                         + WORKER_START_SECONDS)
-
+    z = np.zeros((4, 1), np.float32)
+    res = RunResult(output=None, source=tmp_path / "in.nwb", config=build_config("smoke"), source_path="acquisition/EMG",
+                    channel_names=["TA"], emg_unit="volts", times=np.arange(4.0), activations=z, rates=z[:, :0],
+                    unit_ids=[], factors=z, inferred_inputs=np.ones((4, 2), np.float32), rectified=z,
+                    preprocessing_steps=[], training=None, n_windows=0, n_train=0, n_valid=0, seconds=0.0, device="cpu")
+    for old, new in (("input", "source"), ("inputs", "inferred_inputs"), ("unit", "emg_unit")):
+        with pytest.warns(DeprecationWarning, match=rf"RunResult\.{old} is deprecated: use RunResult\.{new}"):
+            assert getattr(res, old) is getattr(res, new)
+        with pytest.raises(AttributeError):
+            setattr(res, old, None)
 
 
 def test_a_split_stacked_population_trains_as_the_plan_says():
@@ -268,19 +219,6 @@ def test_segments_of_a_few_bins_are_refused_naming_the_options(tmp_path):
         nwb_autolfads.run(path, preset="smoke", write=False, progress=False, overrides={"data.preprocessed": True})
 
 
-def test_fit_windows_respects_fit_segments():
-    from nwb_autolfads.pipeline import _fit_windows
-
-    cfg = build_config("default")
-    fitted = _fit_windows(cfg, [45] * 10, 0.01)
-    assert (fitted.windows.window_bins, fitted.windows.overlap_bins) == (45, 9)
-    assert _fit_windows(cfg, [120] * 10, 0.01) is cfg
-    kept = cfg.updated({"windows.fit_segments": False})
-    assert _fit_windows(kept, [45] * 10, 0.01) is kept
-    lead = cfg.updated({"model.lead_in_bins": 5})
-    assert _fit_windows(lead, [45] * 10, 0.01).windows.window_bins == 40  # lead-in + window = one segment
-
-
 def test_other_emg_like_series_left_out_are_warned_about(tmp_path, caplog):
     """Three loose 1-D EMG series in acquisition: one is modelled; the others must not be left out
     with only a line on stdout."""
@@ -312,3 +250,30 @@ def test_run_records_wall_time_and_memory_of_each_stage(emg_copy):
     assert peaks == sorted(peaks) and peaks[0] > 50  # a high-water mark in MB (torch alone is more than 50 MB)
     unwritten = nwb_autolfads.run(emg_copy, preset="smoke", progress=False, write=False)
     assert list(unwritten.stages) == ["read", "preprocess", "train", "infer"]
+
+
+def test_model_data_puts_columns_in_rank_order_and_splits_every_modality_at_a_mask():
+    """The EMG added first, the spikes after: the model's columns are spikes then EMG (the ranks),
+    and a modality's mask splits the bin times, the rectified EMG and every modality's columns."""
+    from nwb_autolfads.model.observations import Poisson
+    from nwb_autolfads.modalities import BinnedEmg, BinnedSpikes
+    from nwb_autolfads.pipeline import ModelData
+
+    times = [0.005 + 0.01 * np.arange(6)]
+    emg = BinnedEmg(segments=[np.full((6, 2), 2.0, np.float32)], channel_names=["TA", "SOL"], unit="volts",
+                    source_path="acquisition/EMG", object_id=None, offsets=None, scales=np.array([0.5, 4.0]),
+                    modality="emg")
+    spikes = BinnedSpikes(segments=[np.arange(6, dtype=np.float32)[:, None]], channel_names=["3"], unit="Hz",
+                          source_path="units", object_id=None, offsets=None, scales=None, modality="spikes",
+                          bin_size=0.01)
+    data = ModelData(bin_size=0.01, bin_times=list(times), rectified=[np.ones((6, 2))])
+    data.add("emg", emg, Gamma(), None)
+    data.add("spikes", spikes, Poisson(), [np.array([1, 1, 0, 1, 1, 1], bool)])
+    assert [(name, sl) for name, _, sl in data.columns()] == [("spikes", slice(0, 1)), ("emg", slice(1, 3))]
+    assert [len(t) for t in data.bin_times] == [2, 3] and [len(r) for r in data.rectified] == [2, 3]
+    segments = data.segments()
+    np.testing.assert_array_equal(segments[1], [[3, 2, 2], [4, 2, 2], [5, 2, 2]])
+    assert type(data.observation()).__name__ == "Composite"
+    back = data.to_source(np.concatenate(segments), np.ones(5, bool))
+    np.testing.assert_allclose(back["spikes"][:, 0], np.array([0, 1, 3, 4, 5]) / 0.01)  # Hz
+    np.testing.assert_allclose(back["emg"], np.tile([1.0, 8.0], (5, 1)))  # times the scales: volts

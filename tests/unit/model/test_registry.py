@@ -52,7 +52,7 @@ def test_a_registered_model_is_accepted_by_config_cli_and_pipeline(throwaway):
     assert "throwaway: a model registered by a test" in " ".join(run_help.split())
     obs = get_observation("throwaway")
     assert isinstance(obs, throwaway)
-    from nwb_autolfads.pipeline import observation_name
+    from nwb_autolfads.provenance import observation_name
 
     assert observation_name(cfg) == "Throwaway"
 
