@@ -7,7 +7,9 @@
     nwb-autolfads runs RESULT.nwb [--json]
     nwb-autolfads config --show [--preset NAME] [--config FILE] [--set KEY=VALUE ...]
 
-User errors print one line on stderr and exit with code 2 (no traceback).
+User errors print one line on stderr and exit with code 2 (no traceback). Nothing heavy (numpy,
+torch, pynwb, the extension namespace) is imported before the arguments are parsed: ``--help`` and
+``--version`` answer at once, and each command imports what it needs.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import yaml
 
 from nwb_autolfads import __version__
@@ -288,6 +289,8 @@ def _cmd_run(args) -> int:
                  command=shlex.join(["nwb-autolfads", *args.argv]))
     print(result.summary(report=args.report))
     if args.example:
+        import numpy as np
+
         from nwb_autolfads.evaluation.metrics import channel_correlation
         from nwb_autolfads.testing import read_truth
         truth = read_truth(path, result.times, result.config.windows.bin_size)

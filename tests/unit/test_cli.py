@@ -78,3 +78,24 @@ def test_output_content_is_a_setting_and_not_for_in_place(capsys, monkeypatch, t
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
     assert main(["config", "--set", "output.content=copy"]) == 2
     assert "output.content" in capsys.readouterr().err
+
+
+HEAVY = ("numpy", "scipy", "torch", "pynwb", "hdmf", "h5py", "matplotlib", "nwb_autolfads.ndx", "nwb_autolfads.io",
+         "nwb_autolfads.pipeline")
+
+
+@pytest.mark.parametrize("flag", ["--version", "--help"])
+def test_help_and_version_import_nothing_heavy(flag):
+    """`--help` / `--version` answer before any heavy import: the child's import log (-X importtime)
+    names no numpy, torch, pynwb or extension module."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "nwb_autolfads", flag], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "nwb-autolfads" in proc.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "nwb_autolfads.cli" in imported  # the log is read right
+    heavy = sorted(m for m in imported if any(m == h or m.startswith(h + ".") for h in HEAVY))
+    assert heavy == []
