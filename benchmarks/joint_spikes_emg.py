@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import nwb_autolfads
-from nwb_autolfads.evaluation.metrics import channel_correlation, r2_score
+from nwb_autolfads.evaluation.metrics import channel_correlation, r2_of
 from nwb_autolfads.testing import mock_emg_nwb, read_truth
 
 
@@ -41,7 +41,7 @@ def main(argv=None) -> None:
         bin_size = res.config.windows.bin_size
         truth = read_truth(src, res.times, bin_size)
         r_emg = channel_correlation(res.activations, truth)
-        r2 = (float(np.nanmean(r2_score(res.rates, read_truth(src, res.times, bin_size, name="true_rates"))))
+        r2 = (float(np.nanmean(r2_of(res.rates, read_truth(src, res.times, bin_size, name="true_rates"))))
               if res.rates.shape[1] else float("nan"))
         rows.append((model, float(np.nanmean(r_emg)), float(np.nanmin(r_emg)), r2, wall,
                      float(np.nanmean(channel_correlation(res.rectified, truth)))))

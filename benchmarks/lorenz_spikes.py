@@ -22,7 +22,7 @@ from nwb_autolfads.evaluation.calibration import estimate_errors, widen_band
 from nwb_autolfads.config import AugmentConfig, InferenceConfig, ModelConfig, TrainConfig
 from nwb_autolfads.train.devices import seed_everything
 from nwb_autolfads.model.inference import infer
-from nwb_autolfads.evaluation.metrics import interval_coverage, r2_score
+from nwb_autolfads.evaluation.metrics import interval_coverage, r2_of
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.model.observations import Poisson
 from nwb_autolfads.testing import lorenz_spikes
@@ -32,7 +32,7 @@ from nwb_autolfads.train.loop import split_train_valid, train_model
 def pooled_r2(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """R^2 per neuron over all trials and bins: (trials, T, N) -> (N,)."""
     N = truth.shape[-1]
-    return r2_score(estimate.reshape(-1, N), truth.reshape(-1, N))
+    return r2_of(estimate.reshape(-1, N), truth.reshape(-1, N))
 
 
 def main(argv=None) -> None:

@@ -39,14 +39,14 @@ SETTINGS = {
 def best_smoothing(counts: np.ndarray, truth: np.ndarray, bin_size: float, segments: list[slice]):
     """(mean R^2, sigma in bins) of the best Gaussian smoothing of counts (n, U) vs truth (Hz),
     smoothed within each segment."""
-    from nwb_autolfads.evaluation.metrics import r2_score
+    from nwb_autolfads.evaluation.metrics import r2_of
 
     best = (-np.inf, None)
     for sigma in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48):
         sm = np.full(counts.shape, np.nan)
         for s in segments:
             sm[s] = gaussian_filter1d(counts[s].astype(float), sigma, axis=0, mode="nearest") / bin_size
-        r2 = float(np.nanmean(r2_score(sm, truth)))
+        r2 = float(np.nanmean(r2_of(sm, truth)))
         if r2 > best[0]:
             best = (r2, sigma)
     return best
@@ -62,7 +62,7 @@ def runs_of(times: np.ndarray, bin_size: float) -> list[slice]:
 def measure(name: str, path: Path, aligned: bool, preset: str, overrides: dict) -> dict:
     from pynwb import NWBHDF5IO
 
-    from nwb_autolfads.evaluation.metrics import r2_score
+    from nwb_autolfads.evaluation.metrics import r2_of
     from nwb_autolfads.pipeline import run
     from nwb_autolfads.testing import read_truth
 
@@ -85,7 +85,7 @@ def measure(name: str, path: Path, aligned: bool, preset: str, overrides: dict) 
     counts = np.stack([np.histogram(s, np.append(times - bin_size / 2, times[-1] + bin_size / 2))[0]
                        for s in spikes], axis=1)
     # bins between non-adjacent kept bins count nothing: only the kept bins' own counts matter
-    r2_model = float(np.nanmean(r2_score(rates, truth)))
+    r2_model = float(np.nanmean(r2_of(rates, truth)))
     r2_smooth, sigma = best_smoothing(counts, truth, bin_size, runs_of(times, bin_size))
     hist = res.training.history
     nll = [h["valid_nll"] for h in hist if "valid_nll" in h]

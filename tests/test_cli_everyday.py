@@ -275,3 +275,25 @@ def test_smoke_result_says_it_is_not_meant_to_be_used(tiny, capsys):
     assert "not meant to be used" in capsys.readouterr().out
     ds = nwb_autolfads.load_results(tiny.with_name("tiny_autolfads.nwb"))
     assert "not meant to be used" in ds.attrs["description"]
+
+
+# ---------------------------------------------------------------- issue 17: stdout holds the results, nothing else
+def test_stdout_holds_only_results_and_v_q_choose_what_stderr_shows(tiny, capfd):
+    """run, runs, inspect, evaluate and config print their results (summary, JSON, YAML) on stdout
+    and nothing else; progress and log lines go to stderr: -v adds info lines, -q leaves no progress."""
+    out_path = tiny.with_name("tiny_autolfads.nwb")
+    assert main(["-v", "run", str(tiny), *SMOKE[:2], *SMOKE[3:]]) == 0
+    out, err = capfd.readouterr()
+    assert out.startswith("nwb-autolfads run finished\n") and f"  output      {out_path}\n" in out, out
+    assert all(line.startswith("  ") for line in out.splitlines()[1:]), out  # the summary alone
+    assert "nwb-autolfads: info: read " in err and "nwb-autolfads plan (before training)" in err and "%|" in err
+    assert main(["-q", "run", str(tiny), *SMOKE[:2], *SMOKE[3:], "--overwrite"]) == 0
+    out, err = capfd.readouterr()
+    assert "%|" not in err and "nwb-autolfads: info" not in err and "\r" not in err  # no bar, no info
+    for argv in (["runs", str(out_path), "--json"], ["inspect", str(tiny), "--json"],
+                 ["evaluate", str(out_path), "--json", "--folds", "2", "--lags", "2"], ["-v", "config", "--json"]):
+        assert main(argv) == 0
+        out, _ = capfd.readouterr()
+        json.loads(out)  # the whole of stdout is the JSON
+    assert main(["config", "--show", "--preset", "smoke"]) == 0
+    assert yaml.safe_load(capfd.readouterr().out)["preset"] == "smoke"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter1d
 
-from nwb_autolfads.evaluation.metrics import r2_score
+from nwb_autolfads.evaluation.metrics import r2_of
 from nwb_autolfads.pipeline import run
 from nwb_autolfads.simulate.spikes import SpikeSetting, simulate_spikes, write_spikes_nwb
 from nwb_autolfads.testing import read_truth
@@ -28,7 +28,7 @@ def test_quick_preset_learns_a_chaotic_rnn(tmp_path):
     sim = simulate_spikes(setting)
     edges = np.append(times - bin_size / 2, times[-1] + bin_size / 2)
     counts = np.stack([np.histogram(t, edges)[0] for t in sim.spike_times], axis=1).astype(float)
-    smoothing = max(np.mean(r2_score(gaussian_filter1d(counts, s, axis=0) / bin_size, truth))
+    smoothing = max(np.mean(r2_of(gaussian_filter1d(counts, s, axis=0) / bin_size, truth))
                     for s in (2, 4, 8, 16, 32, 64))
-    model = np.mean(r2_score(rates, truth))
+    model = np.mean(r2_of(rates, truth))
     assert model > max(smoothing, 0.0) + 0.2, (model, smoothing)

@@ -6,8 +6,16 @@
     nwb-autolfads inspect FILE.nwb [--json]
     nwb-autolfads runs RESULT.nwb [--json]
     nwb-autolfads config --show [--preset NAME] [--config FILE] [--set KEY=VALUE ...]
+    nwb-autolfads [-v | -vv | -q] COMMAND ...
 
-User errors print one line on stderr and exit with code 2 (no traceback).
+stdout carries the results only (the summary, the table, JSON, YAML); progress bars, the training
+plan, per-generation lines and log messages go to stderr, as ``nwb-autolfads: LEVEL: message``
+lines through :mod:`logging`: warnings by default, ``-v`` adds info, ``-vv`` debug, ``-q`` shows
+warnings only and no progress (``-v``/``-q`` go before or after the command).
+
+User errors print one line on stderr and exit with code 2 (no traceback). Nothing heavy (numpy,
+torch, pynwb, the extension namespace) is imported before the arguments are parsed: ``--help`` and
+``--version`` answer at once, and each command imports what it needs.
 """
 
 from __future__ import annotations
@@ -20,7 +28,6 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import yaml
 
 from nwb_autolfads import __version__
@@ -64,14 +71,27 @@ def _modalities(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(exc).replace("invalid config value ", "")) from None
 
 
+def _verbosity_options(parser: argparse.ArgumentParser, dest: str = "") -> None:
+    """``-v`` (repeatable) and ``-q``; a command's own copies get other ``dest`` names, so that a
+    command's defaults do not overwrite what was given before the command (:func:`_verbosity`)."""
+    parser.add_argument("-v", "--verbose", action="count", default=0, dest=f"{dest}verbose",
+                        help="more messages on stderr: -v info, -vv debug")
+    parser.add_argument("-q", "--quiet", action="store_true", dest=f"{dest}quiet",
+                        help="warnings only: no progress bars, training plan or per-generation lines")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nwb-autolfads",
                      description="Estimate muscle activation from EMG in NWB files with (Auto)LFADS and write "
-                                 "the results back into NWB.")
+                                 "the results back into NWB. Results go to stdout; progress and messages to "
+                                 "stderr.")
     parser.add_argument("--version", action="version", version=f"nwb-autolfads {__version__}")
+    _verbosity_options(parser)
+    common = _Parser(add_help=False)
+    _verbosity_options(common, dest="command_")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("run", help="model the EMG of an NWB file and write a new NWB file with the results",
+    p = sub.add_parser("run", parents=[common], help="model the EMG of an NWB file and write a new NWB file with the results",
                        description="Read EMG from FILE, preprocess, train LFADS, infer muscle activations and "
                                    "write them (with factors and inferred inputs) to a new NWB file.")
     p.add_argument("file", nargs="?", help="input NWB file (opened read-only, never modified): an .nwb file, an NWB "
@@ -144,9 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "write a report (index.html + figures) into DIR (checked before "
                                                    "training; a non-empty folder that holds no previous report is "
                                                    "replaced only with --overwrite)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
-    i = sub.add_parser("inspect", help="list what an NWB file holds (EMG, kinematics, force, units, trials) and "
+    i = sub.add_parser("inspect", parents=[common], help="list what an NWB file holds (EMG, kinematics, force, units, trials) and "
                                        "what `run` would use",
                        description="List every candidate series per modality (path, type, shape, rate, unit, time "
                                    "span, channel names), the units and trials tables, and what `run` would model by "
@@ -154,13 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("file", help="NWB file (opened read-only): .nwb, *.nwb.zarr, http(s) or DANDI URL")
     i.add_argument("--json", action="store_true", help="print JSON instead of text")
 
-    r = sub.add_parser("runs", help="list the nwb-autolfads runs stored in a file, with their key provenance",
+    r = sub.add_parser("runs", parents=[common], help="list the nwb-autolfads runs stored in a file, with their key provenance",
                        description="List the runs in processing/autolfads of FILE: name, times, software version "
                                    "and git revision, preset, modelled signals, seed, steps and validation NLL.")
     r.add_argument("file", help="NWB file with nwb-autolfads results")
     r.add_argument("--json", action="store_true", help="print JSON instead of text")
 
-    e = sub.add_parser("evaluate", help="score a stored run against rectified EMG, low-pass and Bayesian filtering "
+    e = sub.add_parser("evaluate", parents=[common], help="score a stored run against rectified EMG, low-pass and Bayesian filtering "
                                         "(kinematics decoding, force, cortical spikes, ground truth)",
                        description="Read the source signals and the stored results of RESULT, compute the baselines "
                                    "(parameters chosen by cross-validation) and the metrics, print a table, and "
@@ -179,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="for a results-only file: where its source is now (local path or URL), if it is no longer "
                         "where the run read it")
 
-    c = sub.add_parser("config", help="print the resolved configuration (defaults, preset, file, overrides)",
+    c = sub.add_parser("config", parents=[common], help="print the resolved configuration (defaults, preset, file, overrides)",
                        description="Print the configuration `run` would use with the same --preset, --config and "
                                    "--set: every setting, with its description and unit as a YAML comment. "
                                    "Priority, lowest first: defaults, the preset, the config file, --set. The "
@@ -292,7 +311,9 @@ def _cmd_run(args) -> int:
         path = Path(EXAMPLE_FILE)
         if not path.exists():
             from nwb_autolfads.testing import mock_emg_nwb
-            print(f"writing synthetic example {path} (1 minute of raw EMG, 12 muscles, 2 kHz) ...", file=sys.stderr)
+            if not args.quiet:
+                print(f"writing synthetic example {path} (1 minute of raw EMG, 12 muscles, 2 kHz) ...",
+                      file=sys.stderr)
             mock_emg_nwb(path, duration=60.0, rate=2000.0, n_muscles=12, seed=0)
         preset = preset or "quick"  # an existing result is replaced only with --overwrite, like any output
     else:
@@ -305,6 +326,8 @@ def _cmd_run(args) -> int:
                  command=shlex.join(["nwb-autolfads", *args.argv]))
     print(result.summary(report=args.report))
     if args.example:
+        import numpy as np
+
         from nwb_autolfads.evaluation.metrics import channel_correlation
         from nwb_autolfads.testing import read_truth
         truth = read_truth(path, result.times, result.config.windows.bin_size)
@@ -315,6 +338,61 @@ def _cmd_run(args) -> int:
     if args.report:
         _evaluate_and_report(result.output, result.run_name, args.report, overwrite=overwrite)
     return 0
+
+
+class _LevelFormatter(logging.Formatter):
+    """``nwb-autolfads: warning: message``: the record's level name, in lower case (the record
+    itself is left as it is for other handlers)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = f"nwb-autolfads: {record.levelname.lower()}: {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A handler that writes to ``sys.stderr`` as it is when a record comes (replaced by a test's
+    capture, or a caller's redirection), not as it was when the handler was made."""
+
+    _nwb_autolfads = True
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.setStream: stderr is always the current one
+        pass
+
+
+def _verbosity(args) -> tuple[int, bool]:
+    """(verbose count, quiet) from the options given before and after the command."""
+    verbose = args.verbose + getattr(args, "command_verbose", 0)
+    quiet = args.quiet or getattr(args, "command_quiet", False)
+    if quiet and verbose:
+        raise ConfigError("-q and -v contradict each other: give one of them")
+    return verbose, quiet
+
+
+def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """Send log records to stderr as ``nwb-autolfads: LEVEL: message`` lines: the package's
+    warnings (and other libraries' warnings) by default and with ``quiet``; its info messages
+    with ``verbose=1``, debug with ``verbose>=2``. Calling it again replaces the handler it added
+    (it writes to the ``sys.stderr`` of the moment, whatever replaced it since)."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_nwb_autolfads", False)]:
+        root.removeHandler(handler)
+    handler = _StderrHandler()
+    handler.setFormatter(_LevelFormatter())
+    root.addHandler(handler)
+    # only the package's own logger is made more verbose (other libraries stay at warnings); without
+    # -v it follows the root logger (WARNING unless the embedding program chose otherwise)
+    logging.getLogger("nwb_autolfads").setLevel(
+        logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.NOTSET)
 
 
 def _silence_stdout() -> None:
@@ -350,9 +428,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    logging.basicConfig(level=logging.WARNING, format="nwb-autolfads: warning: %(message)s")
     commands = {"config": _cmd_config, "inspect": _cmd_inspect, "runs": _cmd_runs, "evaluate": _cmd_evaluate}
     try:
+        verbose, args.quiet = _verbosity(args)
+        configure_logging(verbose, args.quiet)
         code = commands.get(args.command, _cmd_run)(args)
         sys.stdout.flush()  # a closed pipe shows here, not as a traceback at exit
         return code

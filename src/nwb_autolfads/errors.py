@@ -36,3 +36,8 @@ class OutputError(NwbAutolfadsError):
 
 class TrainingError(NwbAutolfadsError):
     """Training failed in a way the user can act on (e.g. diverged to NaN)."""
+
+
+class MissingDependencyError(NwbAutolfadsError, ImportError):
+    """An optional feature needs a package that is not installed (the message names the extra,
+    e.g. ``pip install "nwb-autolfads[report]"``)."""

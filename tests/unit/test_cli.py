@@ -78,3 +78,58 @@ def test_output_content_is_a_setting_and_not_for_in_place(capsys, monkeypatch, t
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
     assert main(["config", "--set", "output.content=copy"]) == 2
     assert "output.content" in capsys.readouterr().err
+
+
+HEAVY = ("numpy", "scipy", "torch", "pynwb", "hdmf", "h5py", "matplotlib", "nwb_autolfads.ndx", "nwb_autolfads.io",
+         "nwb_autolfads.pipeline")
+
+
+@pytest.mark.parametrize("flag", ["--version", "--help"])
+def test_help_and_version_import_nothing_heavy(flag):
+    """`--help` / `--version` answer before any heavy import: the child's import log (-X importtime)
+    names no numpy, torch, pynwb or extension module."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "nwb_autolfads", flag], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "nwb-autolfads" in proc.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "nwb_autolfads.cli" in imported  # the log is read right
+    heavy = sorted(m for m in imported if any(m == h or m.startswith(h + ".") for h in HEAVY))
+    assert heavy == []
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["-vv", "inspect", "f.nwb"], (2, False)), (["inspect", "f.nwb", "-v"], (1, False)),
+    (["-v", "run", "f.nwb", "--verbose"], (2, False)), (["-q", "run", "f.nwb"], (0, True)),
+    (["run", "f.nwb", "--quiet"], (0, True)), (["config", "--show"], (0, False))])
+def test_verbosity_goes_before_or_after_the_command(argv, expected):
+    from nwb_autolfads.cli import _verbosity
+
+    assert _verbosity(build_parser().parse_args(argv)) == expected
+
+
+def test_quiet_and_verbose_together_are_refused(capsys):
+    assert main(["-q", "config", "--show", "-v"]) == 2
+    assert "-q and -v" in capsys.readouterr().err
+
+
+def test_log_lines_name_their_level_on_stderr_and_v_adds_info_and_debug(capsys):
+    import logging
+
+    from nwb_autolfads.cli import configure_logging
+
+    log = logging.getLogger("nwb_autolfads.pipeline")
+    try:
+        for verbose, shown in ((0, ["warning"]), (1, ["info", "warning"]), (2, ["debug", "info", "warning"])):
+            configure_logging(verbose)
+            log.debug("d")
+            log.info("i")
+            log.warning("w")
+            out, err = capsys.readouterr()
+            assert out == ""
+            assert err.splitlines() == [f"nwb-autolfads: {level}: {level[0]}" for level in shown]
+    finally:
+        configure_logging(0)

@@ -17,8 +17,9 @@ the model and every baseline the same way:
 - ``spectra``: the model's effective filter: gain and coherence from rectified EMG to the
   estimate, over the whole recording and per behavioural phase when there is a trials table.
 
-Folds are contiguous blocks of time. A baseline's parameters are chosen inside each training
-part (on its last fifth), never on the test fold. For the ``spikes`` metric, where smoother is
+Folds are contiguous blocks of time, with ``lags`` bins on either side of the test fold left out
+of training. A baseline's parameters and the ridge penalty are chosen inside each training part
+(scikit-learn ``GridSearchCV`` on a ``TimeSeriesSplit`` with the same gap), never on the test fold. For the ``spikes`` metric, where smoother is
 always more predictable, the baselines keep the parameters chosen by the primary metric
 (truth, else kinematics, else force).
 """
@@ -37,7 +38,7 @@ from scipy import signal as sps
 
 from nwb_autolfads.evaluation import baselines as bl
 from nwb_autolfads.errors import InputFileError, SignalError
-from nwb_autolfads.evaluation.metrics import RIDGE_ALPHAS, fold_edges, lagged, r2_score, ridge_fit, ridge_path
+from nwb_autolfads.evaluation.metrics import RIDGE_ALPHAS, blocked_folds, fit_ridge, lagged, r2_of
 
 __all__ = ["Evaluation", "evaluate", "nested_cv", "transfer_function"]
 
@@ -170,12 +171,19 @@ def nested_cv(candidates: dict[str, np.ndarray], targets: np.ndarray, lags: int 
     """Cross-validated ridge prediction of ``targets`` (n, K) from an estimate that has several
     candidate parameter settings (``candidates``: label -> (n, C)).
 
-    For each contiguous test fold, the label (and the ridge penalty) with the best R^2 on the
-    last fifth of the training part, when fitted on the rest of it, is chosen; the model is
-    refitted on the whole training part and predicts the test fold. ``per_channel``: channel c of
-    the estimate predicts target c alone (an affine map per channel, for scores against truth).
+    For each contiguous test fold (``lags`` rows left out of training on either side,
+    :func:`~nwb_autolfads.evaluation.metrics.blocked_folds`), every label gets a ridge fit on the
+    training part, its penalty chosen inside it (scikit-learn ``GridSearchCV`` on a
+    ``TimeSeriesSplit`` with a gap of ``lags``, :func:`~nwb_autolfads.evaluation.metrics.fit_ridge`);
+    the label with the best validation R^2 there predicts the test fold. ``per_channel``: channel
+    c of the estimate predicts target c alone (a map per channel, for scores against truth).
     ``fixed``: the label to use in each fold instead of choosing. Rows where anything is NaN are
     left out. Returns dict(mean, per_target (K,), folds (folds, K), r (K,), chosen [label per fold]).
+
+    Raises
+    ------
+    SignalError
+        Too few usable bins for the folds, the gap and the inner validation blocks.
     """
     labels = list(candidates)
     ok = np.isfinite(targets).all(axis=1)
@@ -188,49 +196,28 @@ def nested_cv(candidates: dict[str, np.ndarray], targets: np.ndarray, lags: int 
         raise SignalError(f"only {n} usable bins to cross-validate over {folds} folds: evaluate a longer recording")
     pred = np.full_like(Y, np.nan, dtype=float)
     fold_r2, fold_r, chosen = [], [], []
+    columns = [[c] for c in range(Y.shape[1])] if per_channel else [slice(None)]
 
-    def design(label, c):
-        if not per_channel:
-            return feats[label]
-        return lagged(feats[label][:, [c]], lags)
+    def fit(label, train):
+        """[(columns, predict)] and the mean validation R^2 of ``label``'s fits on ``train``."""
+        fits, scores = [], []
+        for cols in columns:
+            X = lagged(feats[label][:, cols], lags) if per_channel else feats[label]
+            predict, score = fit_ridge(X[train], Y[train][:, cols], alphas, gap=lags)
+            fits.append((cols, X, predict))
+            scores.append(score)
+        return fits, float(np.mean(scores))
 
-    def fit_predict(label, rows_fit, rows_pred, alpha_of=None):
-        out = np.empty((rows_pred.size, Y.shape[1]))
-        cols = range(Y.shape[1]) if per_channel else [None]
-        for c in cols:
-            X = design(label, c)
-            yc = Y[:, [c]] if per_channel else Y
-            alpha = alpha_of[c] if alpha_of is not None else None
-            f = ridge_fit(X[rows_fit], yc[rows_fit], alpha)
-            out[:, [c] if per_channel else slice(None)] = f(X[rows_pred])
-        return out
-
-    def inner_score(label, train):
-        inner = int(0.8 * train.size)
-        fit_rows, val_rows = train[:inner], train[inner:]
-        cols = range(Y.shape[1]) if per_channel else [None]
-        best_alpha, total = {}, []
-        for c in cols:
-            X = design(label, c)
-            yc = Y[:, [c]] if per_channel else Y
-            preds = ridge_path(X[fit_rows], yc[fit_rows], X[val_rows], alphas)
-            scores = {a: float(np.nanmean(r2_score(p, yc[val_rows]))) for a, p in zip(alphas, preds)}
-            a = max(scores, key=lambda k: scores[k])
-            best_alpha[c] = a
-            total.append(scores[a])
-        return float(np.mean(total)), best_alpha
-
-    for k, (a, b) in enumerate(fold_edges(n, folds)):
-        train = np.r_[0:a, b:n]
-        test = np.arange(a, b)
+    for k, (train, test) in enumerate(blocked_folds(n, folds, gap=lags)):
         options = [fixed[k]] if fixed is not None else labels
-        best = max(((inner_score(lab, train), lab) for lab in options), key=lambda t: t[0][0])
-        (_, alpha_of), label = best
+        fitted = {lab: fit(lab, train) for lab in options}
+        label = max(options, key=lambda lab: fitted[lab][1])
         chosen.append(label)
-        pred[a:b] = fit_predict(label, train, test, alpha_of)
-        fold_r2.append(r2_score(pred[a:b], Y[a:b]))
-        fold_r.append(_corr(pred[a:b], Y[a:b]))
-    pooled = r2_score(pred, Y)
+        for cols, X, predict in fitted[label][0]:
+            pred[test[:, None], np.arange(Y.shape[1])[cols]] = predict(X[test])
+        fold_r2.append(r2_of(pred[test], Y[test]))
+        fold_r.append(_corr(pred[test], Y[test]))
+    pooled = r2_of(pred, Y)
     return {"mean": float(np.nanmean(pooled)), "per_target": pooled, "folds": np.array(fold_r2),
             "r": _corr(pred, Y), "folds_r": np.array(fold_r),
             "chosen": chosen if len(labels) > 1 or fixed is not None else []}

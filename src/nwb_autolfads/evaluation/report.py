@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nwb_autolfads.errors import OutputError
+from nwb_autolfads.errors import MissingDependencyError, OutputError
 from nwb_autolfads.evaluation.comparison import MODEL, Evaluation
 
 __all__ = ["write_report", "traces_figure", "rates_figure", "scores_figure", "spectra_figure",
@@ -48,7 +48,24 @@ def _title(metric: str, ev: Evaluation) -> str:
     return _TITLES[metric].format(h=f"{ev.lags * ev.bin_size * 1e3:g} ms")
 
 
+def require_matplotlib() -> None:
+    """Check that matplotlib, which draws the report, is installed (it is in the ``report`` extra,
+    not a dependency of the package).
+
+    Raises
+    ------
+    MissingDependencyError
+        matplotlib cannot be imported.
+    """
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError('the report needs matplotlib, which is not installed: pip install '
+                                     '"nwb-autolfads[report]" (or pip install matplotlib)') from None
+
+
 def _plt():
+    require_matplotlib()
     import matplotlib
 
     matplotlib.use("Agg")
@@ -565,13 +582,17 @@ def is_report_folder(folder: str | Path) -> bool:
 
 def check_report_folder(folder: str | Path, overwrite: bool = False) -> Path:
     """Fail early if ``folder`` cannot take a report: it must be missing, empty, a previous report
-    (replaced whole) or, with ``overwrite``, any folder (replaced whole).
+    (replaced whole) or, with ``overwrite``, any folder (replaced whole); and matplotlib, which
+    draws the report, must be installed.
 
     Raises
     ------
+    MissingDependencyError
+        matplotlib is not installed (``pip install "nwb-autolfads[report]"``).
     OutputError
         ``folder`` is a file, or a non-empty folder that is not a previous report (without ``overwrite``).
     """
+    require_matplotlib()
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"report folder {str(folder)!r} is a file: give a folder for the report")
@@ -610,6 +631,8 @@ def write_report(ev: Evaluation, folder: str | Path, ds=None, overwrite: bool = 
 
     Raises
     ------
+    MissingDependencyError
+        matplotlib is not installed (``pip install "nwb-autolfads[report]"``).
     OutputError
         ``folder`` is a file, its parent folder does not exist, or it is not empty and not a
         previous report while ``overwrite`` is False.

@@ -175,49 +175,72 @@ def check_in_place(path: str | Path) -> Path:
 class OutputLock:
     """An exclusive lock on writing ``target`` (a new output, or the input for ``--in-place``),
     held from before training until the result is in place: two runs cannot write the same
-    file at once. The lock is ``.<name>.lock`` beside the target, locked with ``flock`` (the OS
-    releases it if the process dies, so a killed run never leaves a stale lock)."""
+    file at once. The lock is ``.<name>.lock`` beside the target, taken with :mod:`filelock` (an
+    OS lock: released when the process ends, however it ends, so a killed run never leaves a lock
+    that blocks), holding ``pid N`` of its holder for the message of a run it turns away, and
+    removed when released. Re-entrant within a process (:func:`write_results` takes it again
+    under the pipeline's).
+
+    Raises
+    ------
+    OutputError
+        On entry: another process holds the lock."""
+
+    _held: dict[str, int] = {}  # targets this process holds -> nesting depth
 
     def __init__(self, target: str | Path):
         self.target = Path(target)
         self.path = self.target.with_name(f".{self.target.name}.lock")
-        self._fd: int | None = None
+        self._key = os.path.realpath(self.path)
+        self._lock = None
+
+    def _holder(self) -> str:
+        try:
+            return self.path.read_text(errors="replace").strip()[:200]
+        except OSError:  # missing, or locked against reading (Windows)
+            return ""
 
     def __enter__(self) -> "OutputLock":
-        import fcntl
+        from filelock import FileLock, Timeout
 
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if self._key in OutputLock._held:
+            OutputLock._held[self._key] += 1
+            return self
+        for _ in range(3):
+            holder = self._holder()  # read first: an older filelock truncates the file when it tries
+            lock = FileLock(str(self.path), timeout=0)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
-                os.close(fd)
-                raise OutputError(f"{str(self.target)!r} is being written by another nwb-autolfads run "
-                                  f"({holder}): wait for it to finish, or choose another --output") from None
-            try:  # the holder before us may have removed the file between our open and our lock
-                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
-                    break
-            except FileNotFoundError:
-                pass
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()}".encode())
-        self._fd = fd
+                lock.acquire()
+                break
+            except Timeout:
+                if self.path.exists():  # else its holder removed it as we tried: try again
+                    raise OutputError(f"{str(self.target)!r} is being written by another nwb-autolfads run "
+                                      f"({self._holder() or holder or 'unknown'}): wait for it to finish, or "
+                                      "choose another --output") from None
+        else:
+            raise OutputError(f"could not lock {str(self.path)!r}: another run took it and released it three times "
+                              "in a row; run again")
+        try:
+            self.path.write_text(f"pid {os.getpid()}")
+        except OSError:  # locked against writing through another handle (Windows): only the message loses
+            pass
+        self._lock = lock
+        OutputLock._held[self._key] = 1
         return self
 
     def __exit__(self, *exc) -> None:
-        import fcntl
-
-        if self._fd is None:
+        if self._key not in OutputLock._held:
             return
-        try:
+        OutputLock._held[self._key] -= 1
+        if OutputLock._held[self._key] > 0 or self._lock is None:
+            return
+        del OutputLock._held[self._key]
+        try:  # removed while still held: a run that opened it meanwhile sees it unlinked and takes a new one
             os.unlink(self.path)
         except OSError:
             pass
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)
-        self._fd = None
+        self._lock.release()
+        self._lock = None
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
@@ -480,26 +503,15 @@ def _check_written(path: Path, run_name: str, record: RunRecord) -> None:
                 raise OutputError(f"written {e.name} is missing or has the wrong shape")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_stale_partials(target: Path) -> None:
-    """Delete temporary files left beside ``target`` by writers that were killed (their
-    process no longer exists); those of live writers are left alone."""
+    """Delete temporary files left beside ``target`` by writers that were killed. Called with the
+    target's :class:`OutputLock` held: every writer of ``target`` holds that lock while its
+    temporary file exists, so any other one found now belongs to a writer that is gone."""
     for tmp in target.parent.glob(f".{target.name}.*.partial"):
-        pid = tmp.name[len(target.name) + 2:].split("-", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
 
 
 def _write_results_only(input_path, tmp: Path, record: RunRecord) -> str:
@@ -554,7 +566,14 @@ def write_results(input_path: str | Path, output: str | Path | None, record: Run
         target = check_in_place(input_path)
     else:
         target = check_output_path(output, None if remote else input_path, overwrite)
-    _remove_stale_partials(target)
+    with OutputLock(target):  # taken already by a pipeline run; a direct call takes it here
+        _remove_stale_partials(target)
+        return _write_locked(input_path, target, record, in_place, content, remote)
+
+
+def _write_locked(input_path, target: Path, record: RunRecord, in_place: bool, content: str,
+                  remote: bool) -> tuple[Path, str]:
+    """:func:`write_results` once ``target`` is checked and locked."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
     try:
         with warnings.catch_warnings():

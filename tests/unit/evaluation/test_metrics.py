@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from nwb_autolfads.evaluation.metrics import channel_correlation, r2_score
+from nwb_autolfads.evaluation.metrics import channel_correlation, r2_of
 
 
 def test_correlation_and_r2_known_answers():
@@ -9,8 +9,8 @@ def test_correlation_and_r2_known_answers():
     truth = np.stack([np.sin(t), np.cos(t)], 1)
     np.testing.assert_allclose(channel_correlation(2 * truth + 1, truth), [1, 1])
     np.testing.assert_allclose(channel_correlation(-truth, truth), [-1, -1])
-    np.testing.assert_allclose(r2_score(truth, truth), [1, 1])
-    assert r2_score(truth + 1.0, truth)[0] < 0
+    np.testing.assert_allclose(r2_of(truth, truth), [1, 1])
+    assert r2_of(truth + 1.0, truth)[0] < 0
 
 
 def test_nan_rows_are_ignored_and_shapes_checked():
@@ -42,15 +42,30 @@ def test_ridge_decoding_recovers_a_known_delayed_linear_relation():
     assert ridge_decode_r2(feats, y, lags=1)[0] < 0.1  # without enough history it fails
 
 
-def test_ridge_path_equals_separate_fits_and_fold_scores():
-    from nwb_autolfads.evaluation.metrics import ridge_decode_r2, ridge_fit, ridge_path
+def test_blocked_folds_cover_every_row_once_and_leave_the_lag_count_out_around_each_test_fold():
+    from nwb_autolfads.evaluation.metrics import blocked_folds
+
+    splits = blocked_folds(103, 5, gap=4)
+    np.testing.assert_array_equal(np.concatenate([test for _, test in splits]), np.arange(103))
+    for train, test in splits:
+        assert np.all(np.diff(test) == 1)  # contiguous
+        distance = np.abs(train[:, None] - test[None, :]).min(axis=1)
+        assert distance.min() == 5 and train.size == 103 - test.size - 4 * (int(test[0] > 0) + int(test[-1] < 102))
+
+
+def test_ridge_decoding_scores_each_fold_and_refuses_too_few_rows_for_the_gap():
+    from nwb_autolfads.errors import SignalError
+    from nwb_autolfads.evaluation.metrics import fit_ridge, ridge_decode_r2
+
     rng = np.random.default_rng(3)
     X = rng.normal(size=(300, 5))
     Y = X @ rng.normal(size=(5, 2)) + 0.1 * rng.normal(size=(300, 2))
-    for alpha, pred in zip((1e-3, 1.0), ridge_path(X[:200], Y[:200], X[200:], (1e-3, 1.0))):
-        np.testing.assert_allclose(pred, ridge_fit(X[:200], Y[:200], alpha)(X[200:]), rtol=1e-8, atol=1e-10)
     pooled, folds = ridge_decode_r2(X, Y, lags=0, folds=4, per_fold=True)
     assert folds.shape == (4, 2) and np.all(folds > 0.95) and np.all(pooled > 0.95)
+    predict, score = fit_ridge(X[:200], Y[:200], gap=3)
+    assert predict(X[200:]).shape == (100, 2) and score > 0.95
+    with pytest.raises(SignalError, match="gap of 30 bins"):
+        fit_ridge(X[:40], Y[:40], gap=30)
 
 
 def test_interval_coverage_counts_finite_truth_inside_the_bounds_per_channel():
@@ -73,3 +88,21 @@ def test_interval_coverage_counts_finite_truth_inside_the_bounds_per_channel():
     np.testing.assert_allclose(cov, 0.9, atol=0.01)
     with pytest.raises(ValueError, match="shapes differ"):
         interval_coverage(lower, upper, truth)
+
+
+def test_fit_ridge_chooses_the_penalty_gridsearchcv_chooses_on_a_gapped_time_series_split():
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import GridSearchCV, TimeSeriesSplit
+
+    from nwb_autolfads.evaluation.metrics import RIDGE_ALPHAS, fit_ridge
+
+    rng = np.random.default_rng(1)
+    for signal in (0.02, 0.1, 1.0):  # weak signals want strong penalties
+        X = rng.normal(size=(400, 8))
+        Y = signal * X @ rng.normal(size=(8, 3)) + rng.normal(size=(400, 3))
+        predict, score = fit_ridge(X, Y, gap=5)
+        Z = X / X.std(axis=0)
+        search = GridSearchCV(Ridge(), {"alpha": [a * 400 for a in RIDGE_ALPHAS]}, scoring="r2",
+                              cv=TimeSeriesSplit(n_splits=2, test_size=80, gap=5)).fit(Z, Y)
+        assert score == pytest.approx(search.best_score_, abs=1e-12)
+        np.testing.assert_allclose(predict(X[:50]), search.predict(Z[:50]), atol=1e-10)

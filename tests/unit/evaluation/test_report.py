@@ -290,3 +290,20 @@ def test_the_models_credible_interval_is_a_shaded_band_around_its_trace_named_in
     assert "credible interval" not in plain
     assert not [c for ax in report.traces_figure(_evaluation()).axes for c in ax.collections
                 if isinstance(c, PolyCollection)]
+
+
+def test_without_matplotlib_the_report_asks_for_the_report_extra(tmp_path, monkeypatch, capsys):
+    """matplotlib is only in the `report` extra: without it, write_report and `--report` (of evaluate
+    and of run, before any reading or training) stop with one line naming the extra."""
+    from nwb_autolfads.cli import main
+    from nwb_autolfads.errors import MissingDependencyError
+
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # `import matplotlib` fails
+    with pytest.raises(MissingDependencyError, match=re.escape('pip install "nwb-autolfads[report]"')):
+        report.write_report(_evaluation(), tmp_path / "r")
+    for argv in (["evaluate", str(tmp_path / "missing.nwb"), "--report", str(tmp_path / "r")],
+                 ["run", str(tmp_path / "missing.nwb"), "--report", str(tmp_path / "r")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and 'nwb-autolfads[report]' in err and "missing.nwb" not in err
+    assert not (tmp_path / "r").exists()

@@ -204,3 +204,56 @@ def test_failed_write_leaves_nothing(tmp_path, emg_copy, monkeypatch, in_place):
     assert not (tmp_path / "out.nwb").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["emg.nwb"]
     assert _sha(emg_copy) == before
+
+
+_HOLD_LOCK = """
+import os, signal, sys, time
+from nwb_autolfads.io.writing import OutputLock
+lock = OutputLock(sys.argv[1]).__enter__()
+print("held", flush=True)
+if sys.argv[2] == "die":
+    os.kill(os.getpid(), signal.SIGKILL)  # killed while holding it: the lock file stays behind
+time.sleep(60)
+"""
+
+
+def _holder(target, how):
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(target), how], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_lock_held_by_another_process_refuses_naming_it_and_a_killed_holders_lock_does_not_block(tmp_path):
+    from nwb_autolfads.io.writing import OutputLock
+
+    target = tmp_path / "out.nwb"
+    live = _holder(target, "wait")
+    try:
+        with pytest.raises(OutputError, match=f"being written by another nwb-autolfads run \\(pid {live.pid}\\)"):
+            with OutputLock(target):
+                pass
+    finally:
+        live.kill()
+        live.wait()
+    dead = _holder(target, "die")
+    dead.wait()
+    assert (tmp_path / ".out.nwb.lock").exists()  # left by the killed holder
+    with OutputLock(target) as lock:
+        assert lock.path.read_text() == f"pid {__import__('os').getpid()}"
+    assert list(tmp_path.iterdir()) == []  # released and removed
+
+
+def test_write_results_under_the_pipelines_lock_and_a_dead_writers_partial_is_removed(tmp_path, emg_copy):
+    from nwb_autolfads.io.writing import OutputLock
+
+    target = tmp_path / "out.nwb"
+    stale = tmp_path / ".out.nwb.999999-0badcafe.partial"  # a killed writer's temporary file
+    stale.write_bytes(b"half a file")
+    with OutputLock(target):  # as pipeline.run holds it: write_results takes it again, re-entrantly
+        out, _ = write_results(emg_copy, target, mock_run_record(emg_object_id=_emg_id(emg_copy)))
+        assert (tmp_path / ".out.nwb.lock").exists()  # still held by the outer one
+    assert out == target and not stale.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emg.nwb", "out.nwb"]
