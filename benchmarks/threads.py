@@ -79,7 +79,8 @@ def step_ms(name: str, threads: int, steps: int) -> float:
 
 def generation_s(name: str, population: int, steps: int, workers: int, threads: int) -> tuple[float, float]:
     """Wall seconds of one generation (and of starting the worker pool) with ``workers`` x ``threads``."""
-    from nwb_autolfads.train.pbt.embedded import Member, _Executor
+    from nwb_autolfads.train.pbt.embedded import _Executor
+    from nwb_autolfads.train.pbt.member import Member
 
     c = CONFIGS[name]
     torch.set_num_threads(threads)

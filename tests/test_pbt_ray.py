@@ -77,7 +77,7 @@ def test_ray_run_resumes_after_a_crash_with_the_uninterrupted_result(tmp_path):
 
     with pytest.raises(Exception):
         train(tmp_path / "crashed", crash)
-    assert (tmp_path / "crashed" / "ray_resume" / "pbt_ray_state.pt").exists()
+    assert (tmp_path / "crashed" / "pbt_state.pt").exists()  # the population's own checkpoint
     seen = []
     m_res, r_res = train(tmp_path / "crashed", lambda g, rows: seen.append(g))
     assert seen == [2]  # only the generation the crash left

@@ -237,7 +237,7 @@ def train_in_child(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, c
     import time
     from multiprocessing.connection import wait
 
-    from nwb_autolfads.train.pbt.embedded import _start_method, _without_main_script
+    from nwb_autolfads.train.pbt.embedded import start_method, without_main_script
 
     if any(t.device.type != "cpu" for t in (train_x, valid_x, *model.parameters())):
         raise ValueError("train_in_child trains on the CPU: the model and the windows must be on the CPU")
@@ -247,12 +247,12 @@ def train_in_child(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, c
                      "valid_x": valid_x, "train_cfg": cfg, "aug": aug, "threads": int(threads), "progress": progress,
                      "desc": desc, "checkpoint": None if checkpoint is None else str(checkpoint),
                      "timing_state": None if timing_model is None else timing_model.state_dict()})
-    ctx = multiprocessing.get_context(_start_method())
+    ctx = multiprocessing.get_context(start_method())
     here, there = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child_main, args=(there, payload), name="nwb-autolfads-training", daemon=True)
     out, start_s = None, math.nan
     try:
-        with _without_main_script():
+        with without_main_script():
             proc.start()
         there.close()
         del payload

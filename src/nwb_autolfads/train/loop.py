@@ -32,7 +32,7 @@ from nwb_autolfads.train.cudagraphs import evaluation_forward, training_forward
 from nwb_autolfads.errors import OutputError, TrainingError
 from nwb_autolfads.model.lfads import LFADS
 
-__all__ = ["TrainResult", "train_model", "train_steps", "time_steps", "WindowSampler", "validation_subset", "split_train_valid", "evaluate_nll", "save_checkpoint", "load_checkpoint"]
+__all__ = ["TrainResult", "train_model", "train_steps", "time_steps", "WindowSampler", "validation_subset", "split_train_valid", "evaluate_nll", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "ramp_weight"]
 
 
 @dataclass
@@ -68,7 +68,7 @@ def split_train_valid(n_windows: int, valid_every: int) -> tuple[np.ndarray, np.
     return train, valid
 
 
-def _ramp(step: int, ramp_steps: int) -> float:
+def ramp_weight(step: int, ramp_steps: int) -> float:
     """Weight of the KL and L2 terms at (0-based) step ``step``: linear from 0 to 1 over ``ramp_steps``."""
     return 1.0 if ramp_steps <= 0 else min(1.0, step / ramp_steps)
 
@@ -109,14 +109,14 @@ def evaluate_nll(model: LFADS, x: torch.Tensor, batch_size: int = 256, held: tor
     return total / max(count, 1.0)
 
 
-def _rng_state() -> dict:
+def rng_state() -> dict:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def _set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -219,7 +219,7 @@ def train_steps(model: LFADS, opt: torch.optim.Optimizer, train_x: torch.Tensor,
     sums = {"nll": 0.0, "kl_ic": 0.0, "kl_co": 0.0, "l2": 0.0}
     n_done = 0
     for i in range(n_steps):
-        ramp = _ramp(start_step + i, cfg.ramp_steps)
+        ramp = ramp_weight(start_step + i, cfg.ramp_steps)
         idx = sampler.next()
         xb = train_x[idx]  # (B, T, C)
         if held is None:
@@ -300,7 +300,7 @@ def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg:
         best_state, best_opt = ck["best_model"], ck["best_optimizer"]
         smoothed, step = ck["smoothed"], ck["step"]
         result = TrainResult(**ck["result"])
-        _set_rng_state(ck["rng"])
+        set_rng_state(ck["rng"])
     # sample validation: a fixed set of training elements the model never learns from; its metric
     # is evaluated on a fixed subset of the training windows, as the validation NLL is
     held = None
@@ -366,7 +366,7 @@ def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg:
                 save_checkpoint(checkpoint, {
                     "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), "best_model": best_state, "best_optimizer": best_opt,
-                    "smoothed": smoothed, "sampler": sampler.state(), "rng": _rng_state(),
+                    "smoothed": smoothed, "sampler": sampler.state(), "rng": rng_state(),
                     "sv_mask": held, "result": dataclasses.asdict(result)})
     finally:
         bar.close()
@@ -381,7 +381,7 @@ def time_steps(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: 
     it is trained) with one warm-up step then ``n_steps`` timed steps, and one check of the
     validation subset. Torch's RNG is left as it was (the run's results do not depend on the
     measurement); CUDA graphs are not used (a throwaway model must not enter their cache)."""
-    rng = _rng_state()
+    rng = rng_state()
     try:
         cfg = dataclasses.replace(cfg, cuda_graphs=False)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
@@ -401,5 +401,5 @@ def time_steps(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: 
         sync()
         per_check = time.perf_counter() - t0
     finally:
-        _set_rng_state(rng)
+        set_rng_state(rng)
     return per_step, per_check

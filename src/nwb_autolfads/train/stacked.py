@@ -9,10 +9,10 @@ of :mod:`.recurrence`), and one step of the stacked program is one step of every
 overhead is paid once.
 
 Contract: a generation trained stacked gives the same weights, Adam states, metrics and history
-rows (to float rounding) as the members trained one after another by :func:`.pbt._train_generation`
+rows (to float rounding) as the members trained one after another by :func:`.pbt.member.train_generation`
 (the sequential and process executors: the ordinary :class:`~.model.LFADS` module, ``torch.optim.Adam``
 and :func:`.training.train_steps` with the member's ``generator``). Both draw every random number of
-a member from the member-generation's own ``torch.Generator`` (seeded with :func:`.pbt._member_seed`),
+a member from the member-generation's own ``torch.Generator`` (seeded with :func:`.pbt.member.member_seed`),
 in the same order per step:
 
 1. the batch: the next indices of a :class:`.training.WindowSampler` (a random permutation of the
@@ -32,10 +32,10 @@ loss becomes NaN/inf stops for the rest of the generation with its last good wei
 as on the one-member path. Members never interact: member m's slice is computed only from member
 m's slices.
 
-:class:`StackedExecutor` trains a generation of :class:`.pbt.Member` objects this way
+:class:`StackedExecutor` trains a generation of :class:`.pbt.member.Member` objects this way
 (``pbt.execution: stacked``), or a contiguous block of them in each worker process
-(``stacked-processes``: :class:`.pbt._SplitExecutor`); exploit/explore between generations
-copies weights, Adam state and hyperparameters through :meth:`.pbt.Member.load` (or
+(``stacked-processes``: :class:`.pbt.embedded._SplitExecutor`); exploit/explore between generations
+copies weights, Adam state and hyperparameters through :meth:`.pbt.member.Member.load` (or
 :meth:`StackedPopulation.copy` in the stacked tensors).
 """
 
@@ -49,9 +49,9 @@ import torch
 from nwb_autolfads.model.augment import TemporalShift
 from nwb_autolfads.config import AugmentConfig, ModelConfig, TrainConfig
 from nwb_autolfads.model.lfads import LFADS, _gaussian_log_prob, dropout_mask
-from nwb_autolfads.train.pbt.embedded import Member, _member_seed, _record_check
+from nwb_autolfads.train.pbt.member import Member, member_seed, record_check
 from nwb_autolfads.model.recurrence import controlled_generator, gru_gates, stacked_gru
-from nwb_autolfads.train.loop import WindowSampler, _ramp, validation_subset
+from nwb_autolfads.train.loop import WindowSampler, ramp_weight, validation_subset
 
 __all__ = ["StackedPopulation", "stacked_steps", "StackedExecutor", "time_stacked"]
 
@@ -185,7 +185,7 @@ class StackedPopulation:
     """The parameters (each (M, *shape), with gradients), Adam state and per-member
     hyperparameters of M members of one architecture.
 
-    Built from :class:`.pbt.Member` objects (:meth:`from_members`) and written back to them
+    Built from :class:`.pbt.member.Member` objects (:meth:`from_members`) and written back to them
     (:meth:`store`); a member's Adam state is torch's (``exp_avg``, ``exp_avg_sq``, ``step`` per
     parameter; a parameter without state has not been stepped yet). ``steps`` (M,) counts each
     member's training steps (the ramp's clock), ``active`` (M,) marks members still training in
@@ -437,7 +437,7 @@ def stacked_steps(pop: StackedPopulation, train_x: torch.Tensor, cfg: TrainConfi
         for key, name in recurrent.items():
             w = pop.params[name]
             l2 = l2 + hp[f"l2_{key}_scale"] * 0.5 * w.pow(2).sum(dim=(1, 2)) / w[0].numel()
-        ramp = pop.vector([_ramp(s, ramp_steps) for s in pop.steps])
+        ramp = pop.vector([ramp_weight(s, ramp_steps) for s in pop.steps])
         loss = recon + ramp * (hp["kl_ic_scale"] * kl_ic + hp["kl_co_scale"] * kl_co + l2)  # (M,)
         finite = torch.isfinite(loss).tolist()
         for k in range(M):
@@ -499,13 +499,13 @@ def _clip_and_step(pop: StackedPopulation, max_norm: float, lr: torch.Tensor, li
 # ------------------------------------------------------------------------------- executor
 class StackedExecutor:
     """Trains every member of a population for one generation as one stacked program
-    (``pbt.execution: stacked``); the drop-in for :class:`.pbt._Executor`, with the same results.
+    (``pbt.execution: stacked``); the drop-in for :class:`.pbt.embedded._Executor`, with the same results.
 
     ``generation(members, n_steps, ...)`` trains ``n_steps`` steps (``pbt.generation_steps``) per
     member; a member is validated whenever its own step count reaches a multiple of
     ``train.valid_every`` and at the generation's end, on the fixed subset of at most
     ``train.valid_windows`` windows of ``valid_x`` (:func:`.training.validation_subset`), its
-    smoothed NLL and history rows kept as :func:`.pbt._train_generation` keeps them; the KL/L2 ramp
+    smoothed NLL and history rows kept as :func:`.pbt.member.train_generation` keeps them; the KL/L2 ramp
     runs over ``train.ramp_steps`` steps of each member's own count.
     """
 
@@ -518,14 +518,14 @@ class StackedExecutor:
 
     def generation(self, members: list[Member], n_steps: int, generation: int, seed: int, first: int = 0) -> None:
         """Train ``members`` in place for one generation (weights, Adam state, ``steps``,
-        ``smoothed`` metric and ``history``, as :func:`.pbt._train_generation` does one by one).
-        ``seed``: the run's seed; member k of generation g draws from ``_member_seed(seed, g, k)``,
+        ``smoothed`` metric and ``history``, as :func:`.pbt.member.train_generation` does one by one).
+        ``seed``: the run's seed; member k of generation g draws from ``member_seed(seed, g, k)``,
         as with the other executors. ``first``: the population index of ``members[0]`` (a block
         of the population trained in a worker process: ``members[j]`` is member ``first + j``)."""
         cfg, every = self.train_cfg, self.train_cfg.valid_every
         pop = StackedPopulation.from_members(members)
         dev = self.train_x.device
-        seeds = [_member_seed(seed, generation, first + k) for k in range(len(members))]
+        seeds = [member_seed(seed, generation, first + k) for k in range(len(members))]
         samplers = [WindowSampler(self.train_x.shape[0], cfg.batch_size,
                                   generator=torch.Generator(device=dev).manual_seed(s)) for s in seeds]
         since = [dict.fromkeys(_STATS, 0.0) | {"n": 0} for _ in members]  # sums since each member's last check
@@ -551,7 +551,7 @@ class StackedExecutor:
                     continue
                 total = {key: since[k][key] + sums[k][key] for key in _STATS + ("n",)}
                 means = {key: total[key] / max(total["n"], 1) for key in _STATS}
-                _record_check(member, means, valid[k], cfg.smoothing, generation)
+                record_check(member, means, valid[k], cfg.smoothing, generation)
                 since[k] = dict.fromkeys(_STATS, 0.0) | {"n": 0}
         for k, member in enumerate(members):
             pop.store(k, member)

@@ -15,8 +15,9 @@ from nwb_autolfads.config import PBTConfig, build_config
 from nwb_autolfads.errors import ConfigError
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.model.observations import Gamma
-from nwb_autolfads.train.pbt.embedded import Member, _member_seed, _train_config, _train_generation, explore, tournament, \
-    train_population
+from nwb_autolfads.train.pbt.embedded import train_population
+from nwb_autolfads.train.pbt.member import Member, member_seed, train_config, train_generation
+from nwb_autolfads.train.pbt.population import explore, tournament
 from nwb_autolfads.train.loop import WindowSampler, train_steps
 
 HPS = [dict(lr=4e-3, dropout=0.1, cd_rate=0.3, l2_gen_scale=1e-3, l2_con_scale=1e-3, kl_co_scale=1e-4, kl_ic_scale=1e-4),
@@ -66,7 +67,7 @@ def _ref_steps(m: Member, x, cfg, n_steps, seed, ramp_steps):
     """The one-member path: train_steps with the member's own generator (what the sequential and
     process executors run); returns its means and steps done, advancing ``m.steps`` as they do."""
     gen = torch.Generator().manual_seed(seed)
-    tcfg = dataclasses.replace(_train_config(cfg.train, m.hp), ramp_steps=ramp_steps)
+    tcfg = dataclasses.replace(train_config(cfg.train, m.hp), ramp_steps=ramp_steps)
     shift = TemporalShift(cfg.augment.shift_std, cfg.augment.shift_max)
     sums, k = train_steps(m.model, m.opt, x, tcfg, CoordinatedDropout(m.hp["cd_rate"]), shift,
                           WindowSampler(x.shape[0], tcfg.batch_size, generator=gen), n_steps, m.steps, generator=gen)
@@ -131,7 +132,7 @@ def test_stacked_samplers_must_be_in_step():
 
 def _sequential_generation(members, x, vx, cfg, n_steps, g, seed):
     for k, m in enumerate(members):
-        _train_generation(m, x, vx, cfg.train, cfg.augment, n_steps, g, _member_seed(seed, g, k))
+        train_generation(m, x, vx, cfg.train, cfg.augment, n_steps, g, member_seed(seed, g, k))
 
 
 def _exploit_explore(members, rng, ranges):
