@@ -43,6 +43,7 @@ import torch
 from nwb_autolfads.config import build_config
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.model.observations import Gamma, Poisson
+from nwb_autolfads.train.training_data import TrainingData
 from nwb_autolfads.train.pbt.embedded import train_population
 
 CONFIGS = {
@@ -112,7 +113,7 @@ def main(argv=None) -> None:
 
         torch.manual_seed(0)
         t0 = time.perf_counter()
-        train_population(make, tx, vx, cfg.model, cfg.train, cfg.augment, cfg.pbt, progress=False)
+        train_population(make, TrainingData(tx, vx, observation), cfg.model, cfg.train, cfg.augment, cfg.pbt, progress=False)
         wall = time.perf_counter() - t0
         if n == 0:
             continue
@@ -147,7 +148,7 @@ def stacked_table(args) -> None:
                 train_generation(m, tx, vx, cfg.train, cfg.augment, args.steps, 0, member_seed(0, 0, k))
 
         def stacked(ms):
-            ex = StackedExecutor(c["channels"], cfg.model, observation, cfg.train, cfg.augment, tx, vx)
+            ex = StackedExecutor(TrainingData(tx, vx, observation), cfg.model, cfg.train, cfg.augment)
             ex.generation(ms, args.steps, 0, 0)
 
         for threads in args.threads:
@@ -229,10 +230,10 @@ def split_table(args) -> None:
           f"{os.cpu_count()} CPUs")
     for name in args.stacked_configs:
         c, cfg, observation, tx, vx, members = _population(name, args)
-        split = _SplitExecutor(workers, c["channels"], cfg.model, observation, cfg.train, cfg.augment, tx, vx,
+        split = _SplitExecutor(workers, TrainingData(tx, vx, observation), cfg.model, cfg.train, cfg.augment,
                                threads=1)
         pids = list(split.pool._processes)  # the worker processes (started by the executor)
-        stacked = StackedExecutor(c["channels"], cfg.model, observation, cfg.train, cfg.augment, tx, vx)
+        stacked = StackedExecutor(TrainingData(tx, vx, observation), cfg.model, cfg.train, cfg.augment)
         runs = {"one": lambda ms: train_generation(ms[0], tx, vx, cfg.train, cfg.augment, args.steps, 0,
                                                     member_seed(0, 0, 0)),
                 "stacked": lambda ms: stacked.generation(ms, args.steps, 0, 0),

@@ -36,6 +36,7 @@ from nwb_autolfads.io.reading import (bin_spikes, check_spike_span, check_unit_c
                       read_emg, read_trial_times, read_units, spike_bin_centres)
 from nwb_autolfads.train.pbt.embedded import train_population
 from nwb_autolfads.train.isolation import planned_steps, train_single
+from nwb_autolfads.train.training_data import TrainingData
 from nwb_autolfads.train.resources import Execution, choose_execution, using_threads
 from nwb_autolfads.train.loop import TrainResult, split_train_valid, time_steps
 from nwb_autolfads.data.windows import MIN_FITTED_WINDOW, WindowIndex, chop_segments, fitted_window
@@ -635,7 +636,8 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
     seed_everything(cfg.seed)
     train_idx, valid_idx = split_train_valid(index.n_windows, w.valid_every)
     x_all = torch.from_numpy(windows).to(device)
-    data_mean = x_all[train_idx].mean(dim=(0, 1))
+    data = TrainingData(x_all[train_idx], x_all[valid_idx], observation)
+    data_mean = data.train.mean(dim=(0, 1))
 
     def make_model() -> LFADS:
         m = LFADS(segments[0].shape[1], cfg.model, observation).to(device)
@@ -661,12 +663,12 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
                                      threads=cfg.train.threads, execution=cfg.pbt.execution) \
             if cfg.pbt.backend == "embedded" else None
         with using_threads(execution.threads) if execution is not None else contextlib.nullcontext():
-            timing = time_steps(timing_model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment)
+            timing = time_steps(timing_model, data, cfg.train, cfg.augment)
             stacked_timing = None
             if execution is not None and execution.mode in ("stacked", "stacked-processes"):
                 from nwb_autolfads.train.stacked import time_stacked
 
-                stacked_timing = time_stacked(timing_model, x_all[train_idx], x_all[valid_idx], cfg.train,
+                stacked_timing = time_stacked(timing_model, data, cfg.train,
                                               cfg.augment, configured_hyperparameters(cfg.model, cfg.train,
                                                                                       cfg.augment),
                                               stacked_share(population, execution))  # a worker's block
@@ -677,7 +679,7 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
             how = {}
         else:
             trainer, how = train_population, {"execution": execution}
-        model, result = trainer(make_model, x_all[train_idx], x_all[valid_idx], cfg.model, cfg.train,
+        model, result = trainer(make_model, data, cfg.model, cfg.train,
                                          cfg.augment, cfg.pbt, seed=cfg.seed, rundir=rundir, progress=progress, **how)
     else:
         model = make_model()
@@ -688,7 +690,7 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
         execution = choose_execution(1, cfg.model, n_channels, device.type, threads=cfg.train.threads,
                                      execution=cfg.pbt.execution, work=work)
         log.info("training: %s", execution.describe())
-        result = train_single(model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment, execution,
+        result = train_single(model, data, cfg.train, cfg.augment, execution,
                               progress=progress, checkpoint=ck, timing_model=timing_model,
                               on_timing=announce)  # in a child process, or here
         del timing_model

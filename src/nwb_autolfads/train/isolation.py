@@ -41,6 +41,7 @@ from nwb_autolfads.errors import TrainingError
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.train.resources import Execution, nwb_modules_loaded, set_threads, using_threads
 from nwb_autolfads.train.loop import TrainResult, time_steps, train_model
+from nwb_autolfads.train.training_data import TrainingData
 
 __all__ = ["train_single", "train_in_child", "planned_steps"]
 
@@ -56,8 +57,7 @@ def planned_steps(train_cfg: TrainConfig, n_train: int) -> int:
     return int(train_cfg.max_steps)
 
 
-def train_single(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: TrainConfig, aug: AugmentConfig,
-                 plan: Execution, progress: bool = True, checkpoint: str | Path | None = None,
+def train_single(model: LFADS, data: TrainingData, cfg: TrainConfig, aug: AugmentConfig, plan: Execution, progress: bool = True, checkpoint: str | Path | None = None,
                  desc: str = "training", timing_model: LFADS | None = None, on_timing=None) -> TrainResult:
     """Train ``model`` in place as :func:`~nwb_autolfads.train.loop.train_model` does, in a child
     process when ``plan.mode`` is ``processes`` (:func:`train_in_child`), else in this process
@@ -68,7 +68,7 @@ def train_single(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg
     the child: this process never holds a training step's memory), and
     ``on_timing((seconds per step, seconds per check))`` is called before training starts."""
     if plan.mode == "processes":
-        result, info = train_in_child(model, train_x, valid_x, cfg, aug, threads=plan.threads, progress=progress,
+        result, info = train_in_child(model, data, cfg, aug, threads=plan.threads, progress=progress,
                                       checkpoint=checkpoint, desc=desc, timing_model=timing_model,
                                       on_timing=on_timing)
         log.info("training process %d: peak RSS %.0f MB, %.1f s to start", info["pid"], info["peak_mb"],
@@ -76,10 +76,10 @@ def train_single(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg
         return result
     with using_threads(plan.threads):
         if timing_model is not None:
-            timing = time_steps(timing_model, train_x, valid_x, cfg, aug)
+            timing = time_steps(timing_model, data, cfg, aug)
             if on_timing is not None:
                 on_timing(timing)
-        return train_model(model, train_x, valid_x, cfg, aug, progress=progress, desc=desc, checkpoint=checkpoint)
+        return train_model(model, data, cfg, aug, progress=progress, desc=desc, checkpoint=checkpoint)
 
 
 def _save(obj) -> bytes:
@@ -139,10 +139,10 @@ def _child_main(conn, payload: bytes) -> None:
             throwaway = LFADS(job["n_channels"], job["model_cfg"], job["observation"])
             throwaway.load_state_dict(job["timing_state"])
             torch.set_rng_state(job["rng"])
-            timing = time_steps(throwaway, job["train_x"], job["valid_x"], job["train_cfg"], job["aug"])
+            timing = time_steps(throwaway, job["data"], job["train_cfg"], job["aug"])
             del throwaway
             conn.send_bytes(_save({"timing": timing}))
-        result = train_model(model, job["train_x"], job["valid_x"], job["train_cfg"], job["aug"],
+        result = train_model(model, job["data"], job["train_cfg"], job["aug"],
                              progress=job["progress"], desc=job["desc"], checkpoint=job["checkpoint"])
         del job
         out = {"ok": True, "state": model.state_dict(), "result": result, "rng": torch.get_rng_state(),
@@ -187,8 +187,7 @@ def _stop(proc) -> None:
         proc.join()
 
 
-def train_in_child(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: TrainConfig,
-                   aug: AugmentConfig, threads: int = 1, progress: bool = True,
+def train_in_child(model: LFADS, data: TrainingData, cfg: TrainConfig, aug: AugmentConfig, threads: int = 1, progress: bool = True,
                    checkpoint: str | Path | None = None, desc: str = "training",
                    timing_model: LFADS | None = None, on_timing=None) -> tuple[TrainResult, dict]:
     """Train ``model`` (on the CPU) in a spawned child process and load the result into it.
@@ -204,8 +203,8 @@ def train_in_child(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, c
     ----------
     model
         The initialised model, on the CPU; trained in place.
-    train_x, valid_x
-        Windows (N, T, C), on the CPU.
+    data
+        The windows (:class:`~nwb_autolfads.train.training_data.TrainingData`), on the CPU.
     cfg, aug, progress, checkpoint, desc
         As for :func:`~nwb_autolfads.train.loop.train_model` (the child writes the bar to this
         process's stderr and saves / resumes the checkpoint).
@@ -239,12 +238,12 @@ def train_in_child(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, c
 
     from nwb_autolfads.train.pbt.embedded import start_method, without_main_script
 
-    if any(t.device.type != "cpu" for t in (train_x, valid_x, *model.parameters())):
+    if any(t.device.type != "cpu" for t in (data.train, data.valid, *model.parameters())):
         raise ValueError("train_in_child trains on the CPU: the model and the windows must be on the CPU")
     t0 = time.perf_counter()
     payload = _save({"n_channels": model.n_channels, "model_cfg": model.cfg, "observation": model.observation,
-                     "state": model.state_dict(), "rng": torch.get_rng_state(), "train_x": train_x,
-                     "valid_x": valid_x, "train_cfg": cfg, "aug": aug, "threads": int(threads), "progress": progress,
+                     "state": model.state_dict(), "rng": torch.get_rng_state(), "data": data,
+                     "train_cfg": cfg, "aug": aug, "threads": int(threads), "progress": progress,
                      "desc": desc, "checkpoint": None if checkpoint is None else str(checkpoint),
                      "timing_state": None if timing_model is None else timing_model.state_dict()})
     ctx = multiprocessing.get_context(start_method())

@@ -21,6 +21,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,6 +32,9 @@ from nwb_autolfads.config import AugmentConfig, TrainConfig
 from nwb_autolfads.train.cudagraphs import evaluation_forward, training_forward
 from nwb_autolfads.errors import OutputError, TrainingError
 from nwb_autolfads.model.lfads import LFADS
+
+if TYPE_CHECKING:
+    from nwb_autolfads.train.training_data import TrainingData
 
 __all__ = ["TrainResult", "train_model", "train_steps", "time_steps", "WindowSampler", "validation_subset", "split_train_valid", "evaluate_nll", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "ramp_weight"]
 
@@ -260,14 +264,14 @@ def train_steps(model: LFADS, opt: torch.optim.Optimizer, train_x: torch.Tensor,
     return {k: v / max(n_done, 1) for k, v in sums.items()}, n_done
 
 
-def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: TrainConfig,
-                aug: AugmentConfig, progress: bool = True, desc: str = "training",
-                checkpoint: str | Path | None = None) -> TrainResult:
-    """Train ``model`` in place on windows ``train_x`` (N, T, C) for at most ``cfg.max_steps``
-    optimisation steps; restore the best weights.
+def train_model(model: LFADS, data: "TrainingData", cfg: TrainConfig, aug: AugmentConfig, progress: bool = True,
+                desc: str = "training", checkpoint: str | Path | None = None) -> TrainResult:
+    """Train ``model`` in place on ``data`` (:class:`~nwb_autolfads.train.training_data.TrainingData`:
+    its ``train`` windows (N, T, C)) for at most ``cfg.max_steps`` optimisation steps; restore the
+    best weights.
 
     Every ``cfg.valid_every`` steps the model is validated on a fixed subset of at most
-    ``cfg.valid_windows`` windows of ``valid_x`` (:func:`validation_subset`); the validation
+    ``cfg.valid_windows`` windows of ``data.valid`` (:func:`validation_subset`); the validation
     NLL is smoothed, the learning rate decays after ``cfg.lr_patience`` checks without
     improvement, and training stops once the smoothed NLL has not improved for
     ``cfg.early_stopping_patience`` steps (not before ``min_steps`` nor the end of the ramp).
@@ -278,14 +282,14 @@ def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg:
     check, and if the file already exists training resumes from it: an interrupted run
     continued this way ends with the same weights as an uninterrupted one.
     """
+    data.check_model(model)
+    train_x, valid_x = data.train, data.validation_subset(cfg.valid_windows).valid
     cd = CoordinatedDropout(aug.cd_rate)
     shift = TemporalShift(aug.shift_std, aug.shift_max)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_decay,
                                                        patience=cfg.lr_patience, min_lr=cfg.lr_min)
     sampler = WindowSampler(train_x.shape[0], cfg.batch_size)
-    valid_x = valid_x[torch.as_tensor(validation_subset(valid_x.shape[0], cfg.valid_windows),
-                                      device=valid_x.device)]
     result = TrainResult()
     best_state = copy.deepcopy(model.state_dict())
     best_opt = copy.deepcopy(opt.state_dict())
@@ -375,12 +379,13 @@ def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg:
     return result
 
 
-def time_steps(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: TrainConfig,
-               aug: AugmentConfig, n_steps: int = 3) -> tuple[float, float]:
+def time_steps(model: LFADS, data: "TrainingData", cfg: TrainConfig, aug: AugmentConfig,
+               n_steps: int = 3) -> tuple[float, float]:
     """Seconds per training step and per validation check, measured on ``model`` (a throwaway:
     it is trained) with one warm-up step then ``n_steps`` timed steps, and one check of the
     validation subset. Torch's RNG is left as it was (the run's results do not depend on the
     measurement); CUDA graphs are not used (a throwaway model must not enter their cache)."""
+    train_x, subset = data.train, data.validation_subset(cfg.valid_windows).valid
     rng = rng_state()
     try:
         cfg = dataclasses.replace(cfg, cuda_graphs=False)
@@ -394,8 +399,6 @@ def time_steps(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: 
         train_steps(model, opt, train_x, cfg, cd, shift, sampler, n_steps)
         sync()
         per_step = (time.perf_counter() - t0) / n_steps
-        subset = valid_x[torch.as_tensor(validation_subset(valid_x.shape[0], cfg.valid_windows),
-                                         device=valid_x.device)]
         t0 = time.perf_counter()
         evaluate_nll(model, subset, graphs=False)
         sync()

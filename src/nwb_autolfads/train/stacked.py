@@ -51,7 +51,8 @@ from nwb_autolfads.config import AugmentConfig, ModelConfig, TrainConfig
 from nwb_autolfads.model.lfads import LFADS, _gaussian_log_prob, dropout_mask
 from nwb_autolfads.train.pbt.member import Member, member_seed, record_check
 from nwb_autolfads.model.recurrence import controlled_generator, gru_gates, stacked_gru
-from nwb_autolfads.train.loop import WindowSampler, ramp_weight, validation_subset
+from nwb_autolfads.train.loop import WindowSampler, ramp_weight
+from nwb_autolfads.train.training_data import TrainingData
 
 __all__ = ["StackedPopulation", "stacked_steps", "StackedExecutor", "time_stacked"]
 
@@ -504,17 +505,15 @@ class StackedExecutor:
     ``generation(members, n_steps, ...)`` trains ``n_steps`` steps (``pbt.generation_steps``) per
     member; a member is validated whenever its own step count reaches a multiple of
     ``train.valid_every`` and at the generation's end, on the fixed subset of at most
-    ``train.valid_windows`` windows of ``valid_x`` (:func:`.training.validation_subset`), its
+    ``train.valid_windows`` validation windows of ``data`` (:func:`.loop.validation_subset`), its
     smoothed NLL and history rows kept as :func:`.pbt.member.train_generation` keeps them; the KL/L2 ramp
     runs over ``train.ramp_steps`` steps of each member's own count.
     """
 
-    def __init__(self, n_channels: int, model_cfg: ModelConfig, observation, train_cfg: TrainConfig,
-                 aug: AugmentConfig, train_x: torch.Tensor, valid_x: torch.Tensor):
-        self.n_channels, self.model_cfg, self.observation = n_channels, model_cfg, observation
-        self.train_cfg, self.aug, self.train_x = train_cfg, aug, train_x
-        self.valid_x = valid_x[torch.as_tensor(validation_subset(valid_x.shape[0], train_cfg.valid_windows),
-                                               device=valid_x.device)]
+    def __init__(self, data: TrainingData, model_cfg: ModelConfig, train_cfg: TrainConfig, aug: AugmentConfig):
+        self.n_channels, self.model_cfg, self.observation = data.n_channels, model_cfg, data.observation
+        self.train_cfg, self.aug, self.train_x = train_cfg, aug, data.train
+        self.valid_x = data.validation_subset(train_cfg.valid_windows).valid
 
     def generation(self, members: list[Member], n_steps: int, generation: int, seed: int, first: int = 0) -> None:
         """Train ``members`` in place for one generation (weights, Adam state, ``steps``,
@@ -560,7 +559,7 @@ class StackedExecutor:
         """Nothing to release (no processes)."""
 
 
-def time_stacked(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: TrainConfig, aug: AugmentConfig,
+def time_stacked(model: LFADS, data: TrainingData, cfg: TrainConfig, aug: AugmentConfig,
                  hp: dict[str, float], members: int, n_steps: int = 2) -> tuple[float, float]:
     """Seconds per stacked training step of ``members`` members (one step of every member) and per
     stacked validation check (every member on the validation subset), measured with ``members``
@@ -572,6 +571,7 @@ def time_stacked(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg
     pop = StackedPopulation(model, members, tuple(group["betas"]), group["eps"])
     for k in range(members):
         pop.load(k, member)  # the weights and hp (dropout, cd_rate, ...) of every slot; Adam state zero
+    train_x = data.train
     dev = train_x.device
     samplers = [WindowSampler(train_x.shape[0], cfg.batch_size, generator=torch.Generator(device=dev).manual_seed(k))
                 for k in range(members)]
@@ -582,7 +582,7 @@ def time_stacked(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg
     stacked_steps(pop, train_x, cfg, aug, n_steps, samplers, cfg.ramp_steps)
     sync()
     per_step = (time.perf_counter() - t0) / n_steps
-    subset = valid_x[torch.as_tensor(validation_subset(valid_x.shape[0], cfg.valid_windows), device=valid_x.device)]
+    subset = data.validation_subset(cfg.valid_windows).valid
     t0 = time.perf_counter()
     pop.evaluate(subset)
     sync()

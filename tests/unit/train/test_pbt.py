@@ -13,6 +13,7 @@ from nwb_autolfads.model.observations import Gamma
 from nwb_autolfads.train.loop import evaluate_nll
 from nwb_autolfads.train.pbt.embedded import train_population
 from nwb_autolfads.train.pbt.member import Member
+from nwb_autolfads.train.training_data import TrainingData
 from nwb_autolfads.train.pbt.population import explore, initial_hyperparameters, lineage, should_stop, tournament
 
 RANGES = PBTConfig().ranges()
@@ -99,7 +100,7 @@ def _setup(population=3, generations=3, steps=4, seed=0):
 
 def _run(cfg, make, tx, vx, rundir=None, on_generation=None):
     torch.manual_seed(cfg.seed)
-    return train_population(make, tx, vx, cfg.model, cfg.train, cfg.augment, cfg.pbt, seed=cfg.seed, rundir=rundir,
+    return train_population(make, TrainingData(tx, vx, Gamma()), cfg.model, cfg.train, cfg.augment, cfg.pbt, seed=cfg.seed, rundir=rundir,
                             progress=False, on_generation=on_generation)
 
 
@@ -191,7 +192,7 @@ def test_workers_are_spawned_without_the_nwb_stack(executor):
     assert pbt.start_method() == "spawn"
     cfg, make, tx, vx = _setup(population=2, generations=1)
     model = make()
-    ex = executor(2, model.n_channels, cfg.model, model.observation, cfg.train, cfg.augment, tx, vx, threads=1)
+    ex = executor(2, TrainingData(tx, vx, model.observation), cfg.model, cfg.train, cfg.augment, threads=1)
     try:
         if executor is pbt._SplitExecutor:
             members = [Member(m, torch.optim.Adam(m.parameters(), lr=1e-3), dict(DEFAULTS)) for m in (model, make())]
@@ -211,12 +212,13 @@ from nwb_autolfads.config import build_config
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.model.observations import Gamma
 from nwb_autolfads.train.pbt.embedded import train_population
+from nwb_autolfads.train.training_data import TrainingData
 with open(sys.argv[1], "a") as f:
     f.write("ran\\n")
 cfg = build_config("smoke", overrides={"pbt.population": 2, "pbt.max_generations": 1, "pbt.generation_steps": 1,
                                        "pbt.workers": 2}).resolved(3)
 x = torch.rand((12, 20, 3)) + 0.1
-train_population(lambda: LFADS(3, cfg.model, Gamma()), x[:10], x[10:], cfg.model, cfg.train, cfg.augment, cfg.pbt,
+train_population(lambda: LFADS(3, cfg.model, Gamma()), TrainingData(x[:10], x[10:], Gamma()), cfg.model, cfg.train, cfg.augment, cfg.pbt,
                  progress=False)
 print("done")
 """
@@ -348,10 +350,10 @@ def test_a_split_population_does_not_depend_on_the_number_of_workers():
         return out
 
     one = members()
-    StackedExecutor(3, cfg.model, Gamma(), cfg.train, cfg.augment, tx, vx).generation(one, 3, 1, 7)
+    StackedExecutor(TrainingData(tx, vx, Gamma()), cfg.model, cfg.train, cfg.augment).generation(one, 3, 1, 7)
     for blocks in (2, 3):
         split = members()
-        ex = pbt._SplitExecutor(blocks, 3, cfg.model, Gamma(), cfg.train, cfg.augment, tx, vx, in_process=True)
+        ex = pbt._SplitExecutor(blocks, TrainingData(tx, vx, Gamma()), cfg.model, cfg.train, cfg.augment, in_process=True)
         ex.generation(split, 3, 1, 7)
         ex.close()
         for a, b in zip(one, split):

@@ -15,6 +15,7 @@ from nwb_autolfads.config import PBTConfig, build_config
 from nwb_autolfads.errors import ConfigError
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.model.observations import Gamma
+from nwb_autolfads.train.training_data import TrainingData
 from nwb_autolfads.train.pbt.embedded import train_population
 from nwb_autolfads.train.pbt.member import Member, member_seed, train_config, train_generation
 from nwb_autolfads.train.pbt.population import explore, tournament
@@ -160,7 +161,7 @@ def test_generations_with_exploit_explore_stacked_equal_sequential(dtype, tol):
     x, vx = _data(23, 12, dtype), _data(9, 12, dtype, seed=1)
     ranges = PBTConfig().ranges()
     seq, stk = _members(cfg, dtype), _members(cfg, dtype)
-    ex = S.StackedExecutor(C, cfg.model, Gamma(), cfg.train, cfg.augment, x, vx)
+    ex = S.StackedExecutor(TrainingData(x, vx, Gamma()), cfg.model, cfg.train, cfg.augment)
     assert ex.valid_x.shape[0] == 6  # the fixed validation subset, as the other executors evaluate
     vsub = ex.valid_x
     copied = 0
@@ -201,7 +202,7 @@ def test_a_member_out_of_step_is_checked_on_its_own_schedule():
     for m in (seq[2], stk[2]):
         m.steps = 5
     _sequential_generation(seq, x, vx, cfg, 7, 0, 3)
-    S.StackedExecutor(C, cfg.model, Gamma(), cfg.train, cfg.augment, x, vx).generation(stk, 7, 0, 3)
+    S.StackedExecutor(TrainingData(x, vx, Gamma()), cfg.model, cfg.train, cfg.augment).generation(stk, 7, 0, 3)
     for a, b in zip(seq, stk):
         assert [r["step"] for r in b.history] == [r["step"] for r in a.history]
         assert _worst(a, b) < 1e-11
@@ -305,7 +306,7 @@ def test_train_population_runs_stacked_and_refuses_an_unknown_execution():
         "pbt": {"population": 3, "max_generations": 2, "generation_steps": 3, "execution": "stacked"}})
     x, vx = _data(24, 12, torch.float32), _data(8, 12, torch.float32, seed=1)
     torch.manual_seed(0)
-    model, result = train_population(lambda: LFADS(C, cfg.model, Gamma()), x, vx, cfg.model, cfg.train, cfg.augment,
+    model, result = train_population(lambda: LFADS(C, cfg.model, Gamma()), TrainingData(x, vx, Gamma()), cfg.model, cfg.train, cfg.augment,
                                      cfg.pbt, progress=False)
     assert result.execution.startswith("stacked")
     assert math.isfinite(result.best_valid_nll)

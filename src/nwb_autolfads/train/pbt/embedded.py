@@ -25,9 +25,10 @@ import torch
 
 from nwb_autolfads.config import AugmentConfig, ModelConfig, PBTConfig, TrainConfig
 from nwb_autolfads.model.lfads import LFADS
-from nwb_autolfads.train.loop import TrainResult, validation_subset
+from nwb_autolfads.train.loop import TrainResult
 from nwb_autolfads.train.pbt.member import Member, member_seed, pack_state, to_cpu, train_generation, unpack_state
-from nwb_autolfads.train.pbt.population import Population, evolve, fingerprint
+from nwb_autolfads.train.pbt.population import Population, evolve, run_fingerprint
+from nwb_autolfads.train.training_data import TrainingData
 from nwb_autolfads.train.resources import Execution, available_cores, choose_execution, using_threads
 
 __all__ = ["train_population", "member_blocks", "default_workers", "start_method", "without_main_script"]
@@ -40,13 +41,13 @@ log = logging.getLogger(__name__)
 _WORKER: dict = {}
 
 
-def _worker_init(n_channels, model_cfg, observation, train_cfg, aug, train_x, valid_x, threads=1) -> None:
+def _worker_init(data: TrainingData, model_cfg, train_cfg, aug, threads=1) -> None:
     from nwb_autolfads.train.resources import set_threads
 
     set_threads(threads)
-    model = LFADS(n_channels, model_cfg, observation).to(train_x.dtype)  # the caller's precision
-    _WORKER.update(model=model, train_cfg=train_cfg, aug=aug, train_x=train_x, valid_x=valid_x,
-                   architecture=(n_channels, model_cfg, observation))
+    model = LFADS(data.n_channels, model_cfg, data.observation).to(data.train.dtype)  # the caller's precision
+    _WORKER.update(model=model, train_cfg=train_cfg, aug=aug, data=data,
+                   architecture=(data.n_channels, model_cfg, data.observation))
 
 
 def _worker_generation(state: dict, n_steps: int, generation: int, seed: int) -> dict:
@@ -54,8 +55,8 @@ def _worker_generation(state: dict, n_steps: int, generation: int, seed: int) ->
     opt = torch.optim.Adam(model.parameters(), lr=state["hp"]["lr"], eps=_WORKER["train_cfg"].adam_eps)
     member = Member(model, opt, dict(state["hp"]))
     member.load(state)
-    train_generation(member, _WORKER["train_x"], _WORKER["valid_x"], _WORKER["train_cfg"], _WORKER["aug"],
-                      n_steps, generation, seed)
+    data = _WORKER["data"]
+    train_generation(member, data.train, data.valid, _WORKER["train_cfg"], _WORKER["aug"], n_steps, generation, seed)
     return member.state()
 
 
@@ -68,12 +69,11 @@ def _worker_stacked_generation(states: list[dict], first: int, n_steps: int, gen
     from nwb_autolfads.train.stacked import StackedExecutor
 
     if "stacked" not in _WORKER:
-        n_channels, model_cfg, observation = _WORKER["architecture"]
-        _WORKER["stacked"] = StackedExecutor(n_channels, model_cfg, observation, _WORKER["train_cfg"], _WORKER["aug"],
-                                             _WORKER["train_x"], _WORKER["valid_x"])
+        _WORKER["stacked"] = StackedExecutor(_WORKER["data"], _WORKER["architecture"][1], _WORKER["train_cfg"],
+                                             _WORKER["aug"])
     members = _WORKER.setdefault("members", [])
     while len(members) < len(states):
-        model = LFADS(*_WORKER["architecture"]).to(_WORKER["train_x"].dtype)
+        model = LFADS(*_WORKER["architecture"]).to(_WORKER["data"].train.dtype)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=_WORKER["train_cfg"].adam_eps)
         members.append(Member(model, opt, {}))
     block = members[:len(states)]
@@ -124,23 +124,22 @@ def without_main_script():
 
 class _Executor:
     """Trains every member for one generation, in this process or in ``workers`` processes, each
-    member-generation by :func:`.member.train_generation` (its own random stream). ``valid_x``: the
-    validation windows; every check evaluates the fixed subset of at most ``train.valid_windows``
-    of them (:func:`.training.validation_subset`)."""
+    member-generation by :func:`.member.train_generation` (its own random stream). Every check
+    evaluates the fixed subset of at most ``train.valid_windows`` of ``data``'s validation windows
+    (:meth:`~nwb_autolfads.train.training_data.TrainingData.validation_subset`)."""
 
-    def __init__(self, workers: int, n_channels: int, model_cfg: ModelConfig, observation, train_cfg: TrainConfig,
-                 aug: AugmentConfig, train_x: torch.Tensor, valid_x: torch.Tensor, threads: int = 1):
+    def __init__(self, workers: int, data: TrainingData, model_cfg: ModelConfig, train_cfg: TrainConfig,
+                 aug: AugmentConfig, threads: int = 1):
         self.workers, self.pool = workers, None
-        valid_x = valid_x[torch.as_tensor(validation_subset(valid_x.shape[0], train_cfg.valid_windows),
-                                          device=valid_x.device)]  # (a subset already: unchanged)
-        self.args = (train_x, valid_x, train_cfg, aug)
+        data = data.validation_subset(train_cfg.valid_windows)  # (a subset already: unchanged)
+        self.data, self.train_cfg, self.aug = data, train_cfg, aug
         if workers > 1:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
             self.pool = ProcessPoolExecutor(
                 max_workers=workers, initializer=_worker_init, mp_context=multiprocessing.get_context(start_method()),
-                initargs=(n_channels, model_cfg, observation, train_cfg, aug, train_x.cpu(), valid_x.cpu(), threads))
+                initargs=(data.cpu(), model_cfg, train_cfg, aug, threads))
             with without_main_script():  # start every worker now (each imports torch: a second or two)
                 for f in [self.pool.submit(os.getpid) for _ in range(workers)]:
                     f.result()
@@ -149,9 +148,8 @@ class _Executor:
         """Train every member for ``n_steps`` steps of generation ``g`` (seeds from ``seed``)."""
         seeds = [member_seed(seed, g, k) for k in range(len(members))]
         if self.pool is None:
-            train_x, valid_x, train_cfg, aug = self.args
             for m, s in zip(members, seeds):
-                train_generation(m, train_x, valid_x, train_cfg, aug, n_steps, g, s)
+                train_generation(m, self.data.train, self.data.valid, self.train_cfg, self.aug, n_steps, g, s)
             return
         with without_main_script():  # a worker that died is replaced on submit
             futures = [self.pool.submit(_worker_generation, to_cpu(m.state()), n_steps, g, s)
@@ -174,16 +172,13 @@ class _SplitExecutor(_Executor):
     depend on the number of workers (to float rounding). ``in_process``: the blocks one after
     another in this process, no workers (tests)."""
 
-    def __init__(self, workers: int, n_channels: int, model_cfg: ModelConfig, observation, train_cfg: TrainConfig,
-                 aug: AugmentConfig, train_x: torch.Tensor, valid_x: torch.Tensor, threads: int = 1,
-                 in_process: bool = False):
+    def __init__(self, workers: int, data: TrainingData, model_cfg: ModelConfig, train_cfg: TrainConfig,
+                 aug: AugmentConfig, threads: int = 1, in_process: bool = False):
         from nwb_autolfads.train.stacked import StackedExecutor
 
-        super().__init__(1 if in_process else workers, n_channels, model_cfg, observation, train_cfg, aug, train_x,
-                         valid_x, threads=threads)
+        super().__init__(1 if in_process else workers, data, model_cfg, train_cfg, aug, threads=threads)
         self.blocks = workers
-        self.local = None if self.pool is not None else StackedExecutor(
-            n_channels, model_cfg, observation, train_cfg, aug, train_x, self.args[1])
+        self.local = None if self.pool is not None else StackedExecutor(self.data, model_cfg, train_cfg, aug)
 
     def generation(self, members: list[Member], n_steps: int, g: int, seed: int) -> None:
         """Train every member for ``n_steps`` steps of generation ``g`` (seeds from ``seed``)."""
@@ -200,13 +195,6 @@ class _SplitExecutor(_Executor):
                 m.load(unpack_state(state))
 
 
-def _stacked_executor(model0: LFADS, model_cfg: ModelConfig, train_cfg: TrainConfig, aug: AugmentConfig,
-                      train_x: torch.Tensor, valid_x: torch.Tensor):
-    """``pbt.execution: stacked``: :class:`.stacked.StackedExecutor` (the same members, random
-    streams, validation checks and history rows as :class:`_Executor`, as one tensor program)."""
-    from nwb_autolfads.train.stacked import StackedExecutor
-
-    return StackedExecutor(model0.n_channels, model_cfg, model0.observation, train_cfg, aug, train_x, valid_x)
 
 
 def default_workers(population: int) -> int:
@@ -215,34 +203,28 @@ def default_workers(population: int) -> int:
     return max(1, min(population, available_cores()))
 
 
-def _executor_for(plan: Execution, model0: LFADS, model_cfg: ModelConfig, train_cfg: TrainConfig, aug: AugmentConfig,
-                  train_x: torch.Tensor, valid_x: torch.Tensor):
-    """The embedded executor of ``plan.mode``."""
+def _executor_for(plan: Execution, data: TrainingData, model_cfg: ModelConfig, train_cfg: TrainConfig,
+                  aug: AugmentConfig):
+    """The embedded executor of ``plan.mode``: ``stacked`` is :class:`.stacked.StackedExecutor` (the
+    same members, random streams, validation checks and history rows as :class:`_Executor`, as one
+    tensor program)."""
     if plan.mode == "stacked":
-        return _stacked_executor(model0, model_cfg, train_cfg, aug, train_x, valid_x)
+        from nwb_autolfads.train.stacked import StackedExecutor
+
+        return StackedExecutor(data, model_cfg, train_cfg, aug)
     if plan.mode == "stacked-processes":
-        return _SplitExecutor(plan.workers, model0.n_channels, model_cfg, model0.observation, train_cfg, aug,
-                              train_x, valid_x, threads=plan.threads)
-    return _Executor(plan.workers if plan.mode == "processes" else 1, model0.n_channels, model_cfg,
-                     model0.observation, train_cfg, aug, train_x, valid_x, threads=plan.threads)
+        return _SplitExecutor(plan.workers, data, model_cfg, train_cfg, aug, threads=plan.threads)
+    return _Executor(plan.workers if plan.mode == "processes" else 1, data, model_cfg, train_cfg, aug,
+                     threads=plan.threads)
 
 
-def run_fingerprint(train_x: torch.Tensor, valid_x: torch.Tensor, model_cfg: ModelConfig, train_cfg: TrainConfig,
-                    aug: AugmentConfig, pbt: PBTConfig, seed: int) -> str:
-    """The fingerprint of a population run's data and settings (its checkpoint's key)."""
-    import json
-
-    return fingerprint(train_x, valid_x, model_cfg.__dict__, train_cfg.__dict__, aug.__dict__,
-                       json.loads(json.dumps(pbt, default=lambda o: o.__dict__)), seed)
-
-
-def train_population(make_model: Callable[[], LFADS], train_x: torch.Tensor, valid_x: torch.Tensor,
-                     model_cfg: ModelConfig, train_cfg: TrainConfig, aug: AugmentConfig, pbt: PBTConfig,
+def train_population(make_model: Callable[[], LFADS], data: TrainingData, model_cfg: ModelConfig, train_cfg: TrainConfig, aug: AugmentConfig, pbt: PBTConfig,
                      seed: int = 0, rundir: str | Path | None = None, progress: bool = True,
                      on_generation: Callable[[int, list[dict]], None] | None = None,
                      execution: Execution | None = None) -> tuple[LFADS, TrainResult]:
-    """Population-based training (:func:`.population.evolve`) with an embedded executor; returns
-    the best model (weights restored) and its :class:`~nwb_autolfads.train.loop.TrainResult`.
+    """Population-based training (:func:`.population.evolve`) with an embedded executor on
+    ``data`` (:class:`~nwb_autolfads.train.training_data.TrainingData`); returns the best model
+    (weights restored) and its :class:`~nwb_autolfads.train.loop.TrainResult`.
 
     ``make_model()`` builds a freshly initialised model (called once per member, in order).
     ``rundir``: where each completed generation is checkpointed; an existing checkpoint of the
@@ -252,21 +234,16 @@ def train_population(make_model: Callable[[], LFADS], train_x: torch.Tensor, val
     :func:`~nwb_autolfads.train.resources.choose_execution` chooses from ``pbt.execution``,
     ``pbt.workers`` and ``train.threads``. Every mode gives the same population, to float rounding.
     """
-    import numpy as np
-
-    # every check evaluates the same bounded subset of the validation windows
-    valid_x = valid_x[torch.as_tensor(validation_subset(valid_x.shape[0], train_cfg.valid_windows),
-                                      device=valid_x.device)]
-    population = Population.initial(make_model, model_cfg, train_cfg, aug, pbt, np.random.default_rng(seed + 7919))
-    model0 = population.members[0].model
+    data = data.validation_subset(train_cfg.valid_windows)  # what every check evaluates
+    population = Population.initial(make_model, model_cfg, train_cfg, aug, pbt, seed)
+    data.check_model(population.members[0].model)
     plan = execution if execution is not None else choose_execution(
-        pbt.population, model_cfg, model0.n_channels, train_x.device.type, workers=pbt.workers,
+        pbt.population, model_cfg, data.n_channels, data.device.type, workers=pbt.workers,
         threads=train_cfg.threads, execution=pbt.execution)
     log.info("population training: %s", plan.describe())
     with using_threads(plan.threads):
-        model, result = evolve(population, lambda: _executor_for(plan, model0, model_cfg, train_cfg, aug, train_x,
-                                                                 valid_x),
-                               seed, run_fingerprint(train_x, valid_x, model_cfg, train_cfg, aug, pbt, seed),
-                               rundir=rundir, progress=progress, on_generation=on_generation)
+        model, result = evolve(population, lambda: _executor_for(plan, data, model_cfg, train_cfg, aug), seed,
+                               run_fingerprint(data, model_cfg, train_cfg, aug, pbt, seed), rundir=rundir,
+                               progress=progress, on_generation=on_generation)
     result.execution = plan.describe()
     return model, result

@@ -36,7 +36,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 import torch
@@ -49,7 +49,10 @@ from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.train.loop import TrainResult, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from nwb_autolfads.train.pbt.member import Member
 
-__all__ = ["initial_hyperparameters", "explore", "tournament", "should_stop", "lineage", "fingerprint",
+if TYPE_CHECKING:
+    from nwb_autolfads.train.training_data import TrainingData
+
+__all__ = ["initial_hyperparameters", "explore", "tournament", "should_stop", "lineage", "fingerprint", "run_fingerprint",
            "Population", "Executor", "evolve", "CHECKPOINT"]
 
 CHECKPOINT = "pbt_state.pt"
@@ -154,6 +157,13 @@ def fingerprint(*parts) -> str:
     return h.hexdigest()
 
 
+def run_fingerprint(data: "TrainingData", model_cfg: ModelConfig, train_cfg: TrainConfig, aug: AugmentConfig,
+                    pbt: PBTConfig, seed: int) -> str:
+    """The fingerprint of a population run's data and settings (its checkpoint's key)."""
+    return fingerprint(*data.fingerprint_parts(), model_cfg.__dict__, train_cfg.__dict__, aug.__dict__,
+                       json.loads(json.dumps(pbt, default=lambda o: o.__dict__)), seed)
+
+
 # ------------------------------------------------------------------------------- the population
 @dataclass
 class GenerationOutcome:
@@ -187,10 +197,11 @@ class Population:
 
     @classmethod
     def initial(cls, make_model: Callable[[], LFADS], model_cfg: ModelConfig, train_cfg: TrainConfig,
-                aug: AugmentConfig, pbt: PBTConfig, rng: np.random.Generator) -> "Population":
-        """``pbt.population`` members: hyperparameters drawn from ``rng``
-        (:func:`initial_hyperparameters` around the configured values), models from
-        ``make_model()`` (called once per member, in order), fresh Adam optimizers."""
+                aug: AugmentConfig, pbt: PBTConfig, seed: int) -> "Population":
+        """``pbt.population`` members: hyperparameters drawn from the PBT random generator of the
+        run seeded ``seed`` (:func:`initial_hyperparameters` around the configured values), models
+        from ``make_model()`` (called once per member, in order), fresh Adam optimizers."""
+        rng = np.random.default_rng(seed + 7919)
         ranges = pbt.ranges()
         defaults = configured_hyperparameters(model_cfg, train_cfg, aug)
         hps = initial_hyperparameters(ranges, defaults, pbt.population, rng)

@@ -20,16 +20,15 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from nwb_autolfads.config import AugmentConfig, ModelConfig, PBTConfig, TrainConfig
 from nwb_autolfads.errors import ConfigError, TrainingError
 from nwb_autolfads.model.lfads import LFADS
-from nwb_autolfads.train.loop import TrainResult, validation_subset
-from nwb_autolfads.train.pbt.embedded import run_fingerprint
+from nwb_autolfads.train.loop import TrainResult
 from nwb_autolfads.train.pbt.member import Member, member_seed, pack_state, train_generation, unpack_state
-from nwb_autolfads.train.pbt.population import Population, evolve
+from nwb_autolfads.train.pbt.population import Population, evolve, run_fingerprint
+from nwb_autolfads.train.training_data import TrainingData
 
 __all__ = ["train_population_ray", "RayExecutor"]
 
@@ -59,14 +58,14 @@ def _member_generation(data: dict, state: dict, n_steps: int, generation: int, s
     if _CACHE.get("run") != data["run"]:  # a worker process is reused across tasks and generations
         torch.set_num_threads(max(1, int(data["threads"])))
         device = torch.device("cuda" if data["gpu"] and torch.cuda.is_available() else "cpu")
-        model = LFADS(data["n_channels"], data["model_cfg"], data["observation"]).to(device, data["train_x"].dtype)
+        windows: TrainingData = data["data"]
+        model = LFADS(windows.n_channels, data["model_cfg"], windows.observation).to(device, windows.train.dtype)
         _CACHE.clear()
-        _CACHE.update(run=data["run"], model=model, train_x=data["train_x"].to(device),
-                      valid_x=data["valid_x"].to(device))
+        _CACHE.update(run=data["run"], model=model, data=windows.to(device))
     state = unpack_state(state)
     member = Member.fresh(_CACHE["model"], state["hp"], data["train_cfg"].adam_eps)
     member.load(state)
-    train_generation(member, _CACHE["train_x"], _CACHE["valid_x"], data["train_cfg"], data["aug"], n_steps,
+    train_generation(member, _CACHE["data"].train, _CACHE["data"].valid, data["train_cfg"], data["aug"], n_steps,
                      generation, seed)
     return pack_state(member.state())
 
@@ -79,8 +78,8 @@ class RayExecutor:
     core) that :meth:`close` shuts down; an instance already running in this process is used as is.
     """
 
-    def __init__(self, model0: LFADS, model_cfg: ModelConfig, train_cfg: TrainConfig, aug: AugmentConfig,
-                 train_x: torch.Tensor, valid_x: torch.Tensor, pbt: PBTConfig):
+    def __init__(self, data: TrainingData, model_cfg: ModelConfig, train_cfg: TrainConfig, aug: AugmentConfig,
+                 pbt: PBTConfig):
         ray = self.ray = _import_ray()
         self.started = False
         if not ray.is_initialized():
@@ -93,9 +92,8 @@ class RayExecutor:
                          log_to_driver=False, configure_logging=False)
             self.started = True
         gpus = float(pbt.ray_gpus_per_member)
-        self.data = ray.put({"run": uuid.uuid4().hex, "n_channels": model0.n_channels, "model_cfg": model_cfg,
-                             "observation": model0.observation, "train_cfg": train_cfg, "aug": aug,
-                             "train_x": train_x.cpu(), "valid_x": valid_x.cpu(), "gpu": gpus > 0,
+        self.data = ray.put({"run": uuid.uuid4().hex, "data": data.cpu(), "model_cfg": model_cfg,
+                             "train_cfg": train_cfg, "aug": aug, "gpu": gpus > 0,
                              "threads": pbt.ray_cpus_per_member})
         self.task = ray.remote(_member_generation).options(num_cpus=pbt.ray_cpus_per_member, num_gpus=gpus,
                                                            max_retries=0)
@@ -125,8 +123,7 @@ class RayExecutor:
             self.started = False
 
 
-def train_population_ray(make_model: Callable[[], LFADS], train_x: torch.Tensor, valid_x: torch.Tensor,
-                         model_cfg: ModelConfig, train_cfg: TrainConfig, aug: AugmentConfig, pbt: PBTConfig,
+def train_population_ray(make_model: Callable[[], LFADS], data: TrainingData, model_cfg: ModelConfig, train_cfg: TrainConfig, aug: AugmentConfig, pbt: PBTConfig,
                          seed: int = 0, rundir: str | Path | None = None, progress: bool = True,
                          on_generation: Callable[[int, list[dict]], None] | None = None) -> tuple[LFADS, TrainResult]:
     """:func:`nwb_autolfads.train.pbt.embedded.train_population` with the members trained as Ray
@@ -140,12 +137,11 @@ def train_population_ray(make_model: Callable[[], LFADS], train_x: torch.Tensor,
         Every member diverged, or a Ray task failed.
     """
     _import_ray()  # a missing Ray fails before any training
-    valid_x = valid_x[torch.as_tensor(validation_subset(valid_x.shape[0], train_cfg.valid_windows),
-                                      device=valid_x.device)]  # the fixed, bounded validation subset
-    population = Population.initial(make_model, model_cfg, train_cfg, aug, pbt, np.random.default_rng(seed + 7919))
-    model0 = population.members[0].model
-    model, result = evolve(population, lambda: RayExecutor(model0, model_cfg, train_cfg, aug, train_x, valid_x, pbt),
-                           seed, run_fingerprint(train_x, valid_x, model_cfg, train_cfg, aug, pbt, seed),
+    data = data.validation_subset(train_cfg.valid_windows)  # what every check evaluates
+    population = Population.initial(make_model, model_cfg, train_cfg, aug, pbt, seed)
+    data.check_model(population.members[0].model)
+    model, result = evolve(population, lambda: RayExecutor(data, model_cfg, train_cfg, aug, pbt),
+                           seed, run_fingerprint(data, model_cfg, train_cfg, aug, pbt, seed),
                            rundir=rundir, progress=progress, on_generation=on_generation, desc="PBT (Ray)")
     result.pbt_summary["backend"] = "ray"
     result.execution = (f"ray: {pbt.population} members as Ray tasks ({pbt.ray_cpus_per_member} CPU"
