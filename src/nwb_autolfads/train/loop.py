@@ -18,6 +18,7 @@ import copy
 import dataclasses
 import math
 import os
+import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,7 +147,21 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    return torch.load(Path(path), map_location="cpu", weights_only=False)
+    """A checkpoint of :func:`save_checkpoint`, read with ``weights_only=True``: only tensors and
+    plain types are unpickled, so a run directory cannot make this process run code.
+
+    Raises
+    ------
+    OutputError
+        The file holds something else (another program's file, or a checkpoint of a version of
+        this package that stored objects).
+    """
+    try:
+        return torch.load(Path(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise OutputError(f"the training state {str(path)!r} holds more than tensors and plain values and is not "
+                          f"loaded ({str(exc).splitlines()[0]}): move it aside (or use a new run directory) to "
+                          "train afresh") from None
 
 
 class WindowSampler:

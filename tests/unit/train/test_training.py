@@ -1,15 +1,18 @@
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from nwb_autolfads.config import AugmentConfig, ModelConfig, TrainConfig
-from nwb_autolfads.errors import TrainingError
+from nwb_autolfads.errors import OutputError, TrainingError
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.model.observations import Gamma
 from nwb_autolfads.train.training_data import TrainingData
 from nwb_autolfads.testing import gamma_windows
-from nwb_autolfads.train.loop import WindowSampler, evaluate_nll, split_train_valid, train_model, validation_subset
+from nwb_autolfads.train.loop import WindowSampler, evaluate_nll, load_checkpoint, save_checkpoint, split_train_valid, \
+    train_model, validation_subset
 
 
 def _data(n=40, T=20, C=4, seed=0):
@@ -304,3 +307,25 @@ def test_train_steps_with_a_generator_draws_only_from_it():
     with pytest.raises(ValueError, match="sampler must draw from the generator"):
         train_steps(model, torch.optim.Adam(model.parameters()), x, cfg, CoordinatedDropout(0.3),
                     TemporalShift(1.0, 2), WindowSampler(23, 5), 1, generator=torch.Generator())
+
+
+class _RunsCode:
+    """An object whose unpickling would run code (touch a file)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (Path(self.marker),)
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+    """load_checkpoint reads tensors and plain types only (weights_only): a run directory's file
+    cannot make --resume run code; our own checkpoints load."""
+    marker = tmp_path / "ran"
+    torch.save({"step": 3, "trap": _RunsCode(marker)}, tmp_path / "evil.pt")
+    with pytest.raises(OutputError, match="evil.pt.*not loaded"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not marker.exists()
+    save_checkpoint(tmp_path / "ok.pt", {"step": 3, "w": torch.ones(2), "rng": np.random.default_rng(0).bit_generator.state})
+    assert load_checkpoint(tmp_path / "ok.pt")["step"] == 3
