@@ -128,7 +128,7 @@ def stacked_table(args) -> None:
     stacked (nwb_autolfads.train.stacked), per configuration and thread count."""
     import os
 
-    from nwb_autolfads.train.pbt.member import member_seed, train_generation
+    from nwb_autolfads.train.pbt.member import member_streams, train_generation
     from nwb_autolfads.train.stacked import StackedExecutor
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -145,7 +145,7 @@ def stacked_table(args) -> None:
 
         def sequential(ms):
             for k, m in enumerate(ms):
-                train_generation(m, tx, vx, cfg.train, cfg.augment, args.steps, 0, member_seed(0, 0, k))
+                train_generation(m, tx, vx, cfg.train, cfg.augment, args.steps, 0, member_streams(0, 0, k))
 
         def stacked(ms):
             ex = StackedExecutor(TrainingData(tx, vx, observation), cfg.model, cfg.train, cfg.augment)
@@ -219,7 +219,7 @@ def split_table(args) -> None:
     import statistics
 
     from nwb_autolfads.train.pbt.embedded import _SplitExecutor
-    from nwb_autolfads.train.pbt.member import member_seed, train_generation
+    from nwb_autolfads.train.pbt.member import member_streams, train_generation
     from nwb_autolfads.train.stacked import StackedExecutor
 
     torch.set_num_threads(1)
@@ -235,7 +235,7 @@ def split_table(args) -> None:
         pids = list(split.pool._processes)  # the worker processes (started by the executor)
         stacked = StackedExecutor(TrainingData(tx, vx, observation), cfg.model, cfg.train, cfg.augment)
         runs = {"one": lambda ms: train_generation(ms[0], tx, vx, cfg.train, cfg.augment, args.steps, 0,
-                                                    member_seed(0, 0, 0)),
+                                                    member_streams(0, 0, 0)),
                 "stacked": lambda ms: stacked.generation(ms, args.steps, 0, 0),
                 "split": lambda ms: split.generation(ms, args.steps, 0, 0)}
         for run in runs.values():  # warm-up (first calls into torch, in every worker too)

@@ -36,6 +36,7 @@ from nwb_autolfads.io.reading import (bin_spikes, check_spike_span, check_unit_c
                       read_emg, read_trial_times, read_units, spike_bin_centres)
 from nwb_autolfads.train.pbt.embedded import train_population
 from nwb_autolfads.train.isolation import planned_steps, train_single
+from nwb_autolfads.train.seeds import SeedTree
 from nwb_autolfads.train.training_data import TrainingData
 from nwb_autolfads.train.resources import Execution, choose_execution, using_threads
 from nwb_autolfads.train.loop import TrainResult, split_train_valid, time_steps
@@ -682,7 +683,8 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
         model, result = trainer(make_model, data, cfg.model, cfg.train,
                                          cfg.augment, cfg.pbt, seed=cfg.seed, rundir=rundir, progress=progress, **how)
     else:
-        model = make_model()
+        with SeedTree(cfg.seed).initialising(0):  # the initial weights from the seed tree's init stream
+            model = make_model()
         ck = Path(rundir) / "model_state.pt" if rundir is not None else None
         if ck is not None:
             ck.parent.mkdir(parents=True, exist_ok=True)
@@ -692,12 +694,13 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
         log.info("training: %s", execution.describe())
         result = train_single(model, data, cfg.train, cfg.augment, execution,
                               progress=progress, checkpoint=ck, timing_model=timing_model,
-                              on_timing=announce)  # in a child process, or here
+                              on_timing=announce, seed=cfg.seed)  # in a child process, or here
         del timing_model
         result.execution = execution.describe()
     if clock is not None:
         clock.mark("train")
-    merged = infer_merged(model, x_all, index, cfg.inference, w.merge_power, lead, progress=progress)
+    merged = infer_merged(model, x_all, index, cfg.inference, w.merge_power, lead, progress=progress,
+                          generator=SeedTree(cfg.seed).torch("inference", device=device))
     fit = FitResult(mean=merged.mean, factors=merged.factors, inputs=merged.inputs, ic_mean=merged.ic_mean,
                      training=result, coverage=merged.coverage, index=index, n_train=int(train_idx.size),
                      n_valid=int(valid_idx.size), device=str(device), model=model,

@@ -57,8 +57,9 @@ def planned_steps(train_cfg: TrainConfig, n_train: int) -> int:
     return int(train_cfg.max_steps)
 
 
-def train_single(model: LFADS, data: TrainingData, cfg: TrainConfig, aug: AugmentConfig, plan: Execution, progress: bool = True, checkpoint: str | Path | None = None,
-                 desc: str = "training", timing_model: LFADS | None = None, on_timing=None) -> TrainResult:
+def train_single(model: LFADS, data: TrainingData, cfg: TrainConfig, aug: AugmentConfig, plan: Execution,
+                 progress: bool = True, checkpoint: str | Path | None = None, desc: str = "training",
+                 timing_model: LFADS | None = None, on_timing=None, seed: int = 0) -> TrainResult:
     """Train ``model`` in place as :func:`~nwb_autolfads.train.loop.train_model` does, in a child
     process when ``plan.mode`` is ``processes`` (:func:`train_in_child`), else in this process
     with ``plan.threads`` intra-op threads. Same arguments, result and errors as ``train_model``.
@@ -70,7 +71,7 @@ def train_single(model: LFADS, data: TrainingData, cfg: TrainConfig, aug: Augmen
     if plan.mode == "processes":
         result, info = train_in_child(model, data, cfg, aug, threads=plan.threads, progress=progress,
                                       checkpoint=checkpoint, desc=desc, timing_model=timing_model,
-                                      on_timing=on_timing)
+                                      on_timing=on_timing, seed=seed)
         log.info("training process %d: peak RSS %.0f MB, %.1f s to start", info["pid"], info["peak_mb"],
                  info["start_s"])
         return result
@@ -79,7 +80,7 @@ def train_single(model: LFADS, data: TrainingData, cfg: TrainConfig, aug: Augmen
             timing = time_steps(timing_model, data, cfg, aug)
             if on_timing is not None:
                 on_timing(timing)
-        return train_model(model, data, cfg, aug, progress=progress, desc=desc, checkpoint=checkpoint)
+        return train_model(model, data, cfg, aug, progress=progress, desc=desc, checkpoint=checkpoint, seed=seed)
 
 
 def _save(obj) -> bytes:
@@ -143,7 +144,8 @@ def _child_main(conn, payload: bytes) -> None:
             del throwaway
             conn.send_bytes(_save({"timing": timing}))
         result = train_model(model, job["data"], job["train_cfg"], job["aug"],
-                             progress=job["progress"], desc=job["desc"], checkpoint=job["checkpoint"])
+                             progress=job["progress"], desc=job["desc"], checkpoint=job["checkpoint"],
+                             seed=job["seed"])
         del job
         out = {"ok": True, "state": model.state_dict(), "result": result, "rng": torch.get_rng_state(),
                "peak_mb": _peak_mb(), "nwb": nwb_modules_loaded()}
@@ -187,9 +189,9 @@ def _stop(proc) -> None:
         proc.join()
 
 
-def train_in_child(model: LFADS, data: TrainingData, cfg: TrainConfig, aug: AugmentConfig, threads: int = 1, progress: bool = True,
-                   checkpoint: str | Path | None = None, desc: str = "training",
-                   timing_model: LFADS | None = None, on_timing=None) -> tuple[TrainResult, dict]:
+def train_in_child(model: LFADS, data: TrainingData, cfg: TrainConfig, aug: AugmentConfig, threads: int = 1,
+                   progress: bool = True, checkpoint: str | Path | None = None, desc: str = "training",
+                   timing_model: LFADS | None = None, on_timing=None, seed: int = 0) -> tuple[TrainResult, dict]:
     """Train ``model`` (on the CPU) in a spawned child process and load the result into it.
 
     The child imports torch and the model and training modules only (never the NWB stack nor
@@ -205,7 +207,7 @@ def train_in_child(model: LFADS, data: TrainingData, cfg: TrainConfig, aug: Augm
         The initialised model, on the CPU; trained in place.
     data
         The windows (:class:`~nwb_autolfads.train.training_data.TrainingData`), on the CPU.
-    cfg, aug, progress, checkpoint, desc
+    cfg, aug, progress, checkpoint, desc, seed
         As for :func:`~nwb_autolfads.train.loop.train_model` (the child writes the bar to this
         process's stderr and saves / resumes the checkpoint).
     threads
@@ -244,7 +246,7 @@ def train_in_child(model: LFADS, data: TrainingData, cfg: TrainConfig, aug: Augm
     payload = _save({"n_channels": model.n_channels, "model_cfg": model.cfg, "observation": model.observation,
                      "state": model.state_dict(), "rng": torch.get_rng_state(), "data": data,
                      "train_cfg": cfg, "aug": aug, "threads": int(threads), "progress": progress,
-                     "desc": desc, "checkpoint": None if checkpoint is None else str(checkpoint),
+                     "desc": desc, "seed": int(seed), "checkpoint": None if checkpoint is None else str(checkpoint),
                      "timing_state": None if timing_model is None else timing_model.state_dict()})
     ctx = multiprocessing.get_context(start_method())
     here, there = ctx.Pipe(duplex=False)

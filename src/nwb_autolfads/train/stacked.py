@@ -12,7 +12,8 @@ Contract: a generation trained stacked gives the same weights, Adam states, metr
 rows (to float rounding) as the members trained one after another by :func:`.pbt.member.train_generation`
 (the sequential and process executors: the ordinary :class:`~.model.LFADS` module, ``torch.optim.Adam``
 and :func:`.training.train_steps` with the member's ``generator``). Both draw every random number of
-a member from the member-generation's own ``torch.Generator`` (seeded with :func:`.pbt.member.member_seed`),
+a member from the member-generation's own streams (:func:`.pbt.member.member_streams`: batches,
+augmentations, the model's draws),
 in the same order per step:
 
 1. the batch: the next indices of a :class:`.training.WindowSampler` (a random permutation of the
@@ -49,7 +50,8 @@ import torch
 from nwb_autolfads.model.augment import TemporalShift
 from nwb_autolfads.config import AugmentConfig, ModelConfig, TrainConfig
 from nwb_autolfads.model.lfads import LFADS, _gaussian_log_prob, dropout_mask
-from nwb_autolfads.train.pbt.member import Member, member_seed, record_check
+from nwb_autolfads.train.pbt.member import Member, member_streams, record_check
+from nwb_autolfads.train.seeds import Streams
 from nwb_autolfads.model.recurrence import controlled_generator, gru_gates, stacked_gru
 from nwb_autolfads.train.loop import WindowSampler, ramp_weight
 from nwb_autolfads.train.training_data import TrainingData
@@ -290,9 +292,11 @@ class StackedPopulation:
         return [float(v) / max(count, 1.0) for v in total.cpu()]
 
 
-def _draw(pop: StackedPopulation, samplers: list[WindowSampler], train_x: torch.Tensor, shift: TemporalShift) -> dict:
-    """One step's random draws of every active member, from its own generator (its sampler's), in
-    the order of :func:`.training.train_steps` (module docstring), stacked along the member
+def _draw(pop: StackedPopulation, samplers: list[WindowSampler], train_x: torch.Tensor, shift: TemporalShift,
+          streams: list[Streams] | None = None) -> dict:
+    """One step's random draws of every active member, from its own ``streams`` (augmentations from
+    ``augment``, dropout masks and posterior noise from ``noise``; without streams every draw from
+    its sampler's generator), per generator in the order of :func:`.training.train_steps` (module docstring), stacked along the member
     dimension. Inactive members draw nothing (their slots get the first windows, no augmentation
     and no dropout).
 
@@ -343,14 +347,15 @@ def _draw(pop: StackedPopulation, samplers: list[WindowSampler], train_x: torch.
             kinds["ic_noise"].append(torch.zeros(B, I, dtype=like.dtype, device=like.device))
             kinds["co_noise"].append(torch.zeros(T, B, U, dtype=like.dtype, device=like.device))
             continue
-        gen = samplers[k].generator
+        aug_gen, gen = ((samplers[k].generator,) * 2 if streams is None
+                        else (streams[k].augment, streams[k].noise))  # augmentations; the model's draws
         idx.append(batches[k])
         if shift.active:
-            s_target.append(shift.draw(B, C, like.device, gen))
-            s_enc.append(shift.draw(B, C, like.device, gen))
+            s_target.append(shift.draw(B, C, like.device, aug_gen))
+            s_enc.append(shift.draw(B, C, like.device, aug_gen))
         rate = pop.hp["cd_rate"][k]
         if rate > 0:
-            kp = (torch.rand((B, TT, C), generator=gen, device=like.device, dtype=like.dtype) >= rate).to(like.dtype)
+            kp = (torch.rand((B, TT, C), generator=aug_gen, device=like.device, dtype=like.dtype) >= rate).to(like.dtype)
             keep.append(kp)
             loss_mask.append(1.0 - kp)
         else:
@@ -381,7 +386,8 @@ def _draw(pop: StackedPopulation, samplers: list[WindowSampler], train_x: torch.
 
 
 def stacked_steps(pop: StackedPopulation, train_x: torch.Tensor, cfg: TrainConfig, aug: AugmentConfig, n_steps: int,
-                  samplers: list[WindowSampler], ramp_steps: int) -> list[dict[str, float] | None]:
+                  samplers: list[WindowSampler], ramp_steps: int, streams: list[Streams] | None = None
+                  ) -> list[dict[str, float] | None]:
     """``n_steps`` training steps of every active member of ``pop`` at once: the same draws and the
     same math as :func:`.training.train_steps` with the member's generator, run member by member.
 
@@ -395,7 +401,9 @@ def stacked_steps(pop: StackedPopulation, train_x: torch.Tensor, cfg: TrainConfi
         (``cfg.max_grad_norm``) acts on each member's own global norm; each member has its own
         Adam learning rate and state.
     samplers : one :class:`.training.WindowSampler` per member, each drawing from the member's
-        own generator (which every other draw of the member comes from too); all started together.
+        own batch generator; all started together.
+    streams : per member, its :class:`~nwb_autolfads.train.seeds.Streams` (``batches`` is its
+        sampler's generator); None: every draw of a member from its sampler's generator.
     ramp_steps : the KL/L2 weights ramp from 0 to 1 over this many steps of each member's count.
 
     Returns
@@ -419,7 +427,7 @@ def stacked_steps(pop: StackedPopulation, train_x: torch.Tensor, cfg: TrainConfi
     for _ in range(n_steps):
         if not any(pop.active):
             break
-        d = _draw(pop, samplers, train_x, shift)
+        d = _draw(pop, samplers, train_x, shift, streams)
         xb = train_x[d["idx"]]  # (M, B, L + T, C)
         if d["shift"] is not None:
             T_all = xb.shape[2]
@@ -518,22 +526,21 @@ class StackedExecutor:
     def generation(self, members: list[Member], n_steps: int, generation: int, seed: int, first: int = 0) -> None:
         """Train ``members`` in place for one generation (weights, Adam state, ``steps``,
         ``smoothed`` metric and ``history``, as :func:`.pbt.member.train_generation` does one by one).
-        ``seed``: the run's seed; member k of generation g draws from ``member_seed(seed, g, k)``,
+        ``seed``: the run's seed; member k of generation g draws from ``member_streams(seed, g, k)``,
         as with the other executors. ``first``: the population index of ``members[0]`` (a block
         of the population trained in a worker process: ``members[j]`` is member ``first + j``)."""
         cfg, every = self.train_cfg, self.train_cfg.valid_every
         pop = StackedPopulation.from_members(members)
         dev = self.train_x.device
-        seeds = [member_seed(seed, generation, first + k) for k in range(len(members))]
-        samplers = [WindowSampler(self.train_x.shape[0], cfg.batch_size,
-                                  generator=torch.Generator(device=dev).manual_seed(s)) for s in seeds]
+        streams = [member_streams(seed, generation, first + k, dev) for k in range(len(members))]
+        samplers = [WindowSampler(self.train_x.shape[0], cfg.batch_size, generator=s.batches) for s in streams]
         since = [dict.fromkeys(_STATS, 0.0) | {"n": 0} for _ in members]  # sums since each member's last check
         done = 0
         while done < n_steps and any(pop.active):
             # up to the next check of any member (members that diverged before may be out of step)
             n = min([every - pop.steps[k] % every for k in range(pop.M) if pop.active[k]] + [n_steps - done])
             was_active = list(pop.active)
-            sums = stacked_steps(pop, self.train_x, cfg, self.aug, n, samplers, cfg.ramp_steps)
+            sums = stacked_steps(pop, self.train_x, cfg, self.aug, n, samplers, cfg.ramp_steps, streams)
             done += n
             due = [was_active[k] and (sums[k] is None or pop.steps[k] % every == 0 or done >= n_steps)
                    for k in range(pop.M)]

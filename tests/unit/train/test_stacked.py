@@ -17,7 +17,7 @@ from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.model.observations import Gamma
 from nwb_autolfads.train.training_data import TrainingData
 from nwb_autolfads.train.pbt.embedded import train_population
-from nwb_autolfads.train.pbt.member import Member, member_seed, train_config, train_generation
+from nwb_autolfads.train.pbt.member import Member, member_streams, train_config, train_generation
 from nwb_autolfads.train.pbt.population import explore, tournament
 from nwb_autolfads.train.loop import WindowSampler, train_steps
 
@@ -133,7 +133,7 @@ def test_stacked_samplers_must_be_in_step():
 
 def _sequential_generation(members, x, vx, cfg, n_steps, g, seed):
     for k, m in enumerate(members):
-        train_generation(m, x, vx, cfg.train, cfg.augment, n_steps, g, member_seed(seed, g, k))
+        train_generation(m, x, vx, cfg.train, cfg.augment, n_steps, g, member_streams(seed, g, k))
 
 
 def _exploit_explore(members, rng, ranges):

@@ -9,6 +9,7 @@ from nwb_autolfads.config import AugmentConfig, ModelConfig, TrainConfig
 from nwb_autolfads.errors import OutputError, TrainingError
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.model.observations import Gamma
+from nwb_autolfads.train.seeds import SeedTree
 from nwb_autolfads.train.training_data import TrainingData
 from nwb_autolfads.testing import gamma_windows
 from nwb_autolfads.train.loop import WindowSampler, evaluate_nll, load_checkpoint, save_checkpoint, split_train_valid, \
@@ -140,13 +141,12 @@ def test_sample_validation_holds_elements_out_and_reports_their_nll(monkeypatch)
     monkeypatch.setattr(model, "forward", spy)
     cfg = TrainConfig(max_steps=3, min_steps=0, ramp_steps=1, batch_size=30, valid_every=1)
     aug = AugmentConfig(cd_rate=0.0, shift_std=0.0, sv_rate=0.2)
-    torch.manual_seed(1)
-    res = train_model(model, TrainingData(x[:30], x[30:], Gamma()), cfg, aug, progress=False)
-    torch.manual_seed(1)  # replay the RNG: the mask is drawn first, then the first permutation
-    held = (torch.rand(x[:30].shape) < 0.2).float()
+    res = train_model(model, TrainingData(x[:30], x[30:], Gamma()), cfg, aug, progress=False, seed=1)
+    tree = SeedTree(1)  # replay the seed tree: the mask and the first permutation have their own streams
+    held = (torch.rand(x[:30].shape, generator=tree.torch("sample_validation")) < 0.2).float()
     # every training forward pass saw zeros exactly at the held-out elements of its windows
     first = seen[0]
-    perm = torch.randperm(30)
+    perm = torch.randperm(30, generator=tree.torch("batches"))
     assert torch.all(first[held[perm] == 1] == 0)
     assert all("sample_valid_nll" in h and math.isfinite(h["sample_valid_nll"]) for h in res.history)
 

@@ -7,7 +7,7 @@ members train one after another in this process (``sequential``), in worker proc
 :mod:`nwb_autolfads.train.stacked`), or as one stacked program per worker process
 (``stacked-processes``, a contiguous block of the members each). All give the same population to
 float rounding: every member-generation draws its batches, augmentations, dropout masks and
-posterior noise from its own generator (:func:`.member.member_seed`), never from torch's global
+posterior noise from its own streams (:func:`.member.member_streams`), never from torch's global
 RNG, and every mode validates at the same steps on the same fixed subset. The algorithm itself
 (tournament, explore, stopping rule, checkpoints) is :mod:`.population`'s.
 """
@@ -26,7 +26,7 @@ import torch
 from nwb_autolfads.config import AugmentConfig, ModelConfig, PBTConfig, TrainConfig
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.train.loop import TrainResult
-from nwb_autolfads.train.pbt.member import Member, member_seed, pack_state, to_cpu, train_generation, unpack_state
+from nwb_autolfads.train.pbt.member import Member, member_streams, pack_state, to_cpu, train_generation, unpack_state
 from nwb_autolfads.train.pbt.population import Population, evolve, run_fingerprint
 from nwb_autolfads.train.training_data import TrainingData
 from nwb_autolfads.train.resources import Execution, available_cores, choose_execution, using_threads
@@ -50,13 +50,14 @@ def _worker_init(data: TrainingData, model_cfg, train_cfg, aug, threads=1) -> No
                    architecture=(data.n_channels, model_cfg, data.observation))
 
 
-def _worker_generation(state: dict, n_steps: int, generation: int, seed: int) -> dict:
+def _worker_generation(state: dict, n_steps: int, generation: int, seed: int, index: int) -> dict:
     model = _WORKER["model"]
     opt = torch.optim.Adam(model.parameters(), lr=state["hp"]["lr"], eps=_WORKER["train_cfg"].adam_eps)
     member = Member(model, opt, dict(state["hp"]))
     member.load(state)
     data = _WORKER["data"]
-    train_generation(member, data.train, data.valid, _WORKER["train_cfg"], _WORKER["aug"], n_steps, generation, seed)
+    train_generation(member, data.train, data.valid, _WORKER["train_cfg"], _WORKER["aug"], n_steps, generation,
+                     member_streams(seed, generation, index, data.device))
     return member.state()
 
 
@@ -146,14 +147,14 @@ class _Executor:
 
     def generation(self, members: list[Member], n_steps: int, g: int, seed: int) -> None:
         """Train every member for ``n_steps`` steps of generation ``g`` (seeds from ``seed``)."""
-        seeds = [member_seed(seed, g, k) for k in range(len(members))]
         if self.pool is None:
-            for m, s in zip(members, seeds):
-                train_generation(m, self.data.train, self.data.valid, self.train_cfg, self.aug, n_steps, g, s)
+            for k, m in enumerate(members):
+                train_generation(m, self.data.train, self.data.valid, self.train_cfg, self.aug, n_steps, g,
+                                 member_streams(seed, g, k, self.data.device))
             return
         with without_main_script():  # a worker that died is replaced on submit
-            futures = [self.pool.submit(_worker_generation, to_cpu(m.state()), n_steps, g, s)
-                       for m, s in zip(members, seeds)]
+            futures = [self.pool.submit(_worker_generation, to_cpu(m.state()), n_steps, g, seed, k)
+                       for k, m in enumerate(members)]
         for m, f in zip(members, futures):
             m.load(f.result())
 

@@ -2,7 +2,7 @@
 
 A :class:`Member` is a model, its Adam optimizer, its hyperparameters, its step count, its
 smoothed validation metric and its history rows. :func:`train_generation` trains one member for
-one generation from its own random stream (:func:`member_seed`): the sequential, process and Ray
+one generation from its own random streams (:func:`member_streams`): the sequential, process and Ray
 executors run it, and the stacked executor (:mod:`nwb_autolfads.train.stacked`) draws the same
 numbers in the same order. :func:`pack_state` / :func:`unpack_state` carry a member's state to
 another process (worker or Ray task) as numpy arrays.
@@ -21,8 +21,9 @@ from nwb_autolfads.config import AugmentConfig, TrainConfig
 from nwb_autolfads.model.augment import CoordinatedDropout, TemporalShift
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.train.loop import WindowSampler, evaluate_nll, train_steps
+from nwb_autolfads.train.seeds import SeedTree, Streams
 
-__all__ = ["Member", "train_config", "train_generation", "record_check", "member_seed", "pack_state", "unpack_state",
+__all__ = ["Member", "train_config", "train_generation", "record_check", "member_streams", "pack_state", "unpack_state",
            "to_cpu"]
 
 
@@ -76,35 +77,35 @@ def train_config(cfg: TrainConfig, hp: dict[str, float]) -> TrainConfig:
                    kl_co_scale=hp["kl_co_scale"], kl_ic_scale=hp["kl_ic_scale"])
 
 
-def member_seed(seed: int, generation: int, member: int) -> int:
-    """The seed of member ``member``'s random stream in generation ``generation`` of a run seeded
-    ``seed`` (the same in every executor)."""
-    return int(np.random.SeedSequence([seed, generation, member]).generate_state(1)[0])
+def member_streams(seed: int, generation: int, member: int, device: torch.device | str = "cpu") -> Streams:
+    """The random streams (batches, augmentations, the model's draws) of member ``member`` in
+    generation ``generation`` of a run seeded ``seed``: the same in every executor
+    (:meth:`nwb_autolfads.train.seeds.SeedTree.streams`)."""
+    return SeedTree(seed).streams(generation, member, device=device)
 
 
 def train_generation(member: Member, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: TrainConfig,
-                     aug: AugmentConfig, n_steps: int, number: int, seed: int) -> None:
+                     aug: AugmentConfig, n_steps: int, number: int, streams: Streams) -> None:
     """``n_steps`` optimisation steps of one member (generation ``number``), validated whenever
     the member's own step count reaches a multiple of ``cfg.valid_every`` and after the last step;
     its metric is the smoothed validation NLL (NaN if it diverged: it stops there, keeping the
     weights of its last good step, which ``member.steps`` counts, and the tournament replaces it).
     ``valid_x`` is the fixed validation subset (:func:`nwb_autolfads.train.loop.validation_subset`).
 
-    Every random draw comes from the member-generation's own ``torch.Generator`` seeded with
-    ``seed`` (:func:`member_seed`): the batches (a permutation drawn afresh each generation, so no
-    window is left out for good), augmentations, dropout masks and posterior noise, in the order of
+    Every random draw comes from the member-generation's own ``streams`` (:func:`member_streams`):
+    the batches (a permutation drawn afresh each generation, so no window is left out for good),
+    augmentations, dropout masks and posterior noise, in the order of
     :func:`nwb_autolfads.train.loop.train_steps`. So the result does not depend on the execution
     mode; torch's global RNG is not used."""
-    gen = torch.Generator(device=train_x.device).manual_seed(seed)
     tcfg = train_config(cfg, member.hp)
     cd = CoordinatedDropout(member.hp["cd_rate"])
     shift = TemporalShift(aug.shift_std, aug.shift_max)
-    sampler = WindowSampler(train_x.shape[0], cfg.batch_size, generator=gen)
+    sampler = WindowSampler(train_x.shape[0], cfg.batch_size, generator=streams.batches)
     done = 0
     while done < n_steps:
         n = min(cfg.valid_every - member.steps % cfg.valid_every, n_steps - done)
         sums, k = train_steps(member.model, member.opt, train_x, tcfg, cd, shift, sampler, n, member.steps,
-                              generator=gen)
+                              streams=streams)
         member.steps += k if sums is not None else k - 1  # a diverged step was not applied
         done += k
         valid = evaluate_nll(member.model, valid_x, graphs=cfg.cuda_graphs) if sums is not None else math.nan

@@ -48,6 +48,7 @@ from nwb_autolfads.errors import TrainingError
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.train.loop import TrainResult, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from nwb_autolfads.train.pbt.member import Member
+from nwb_autolfads.train.seeds import SeedTree
 
 if TYPE_CHECKING:
     from nwb_autolfads.train.training_data import TrainingData
@@ -198,14 +199,20 @@ class Population:
     @classmethod
     def initial(cls, make_model: Callable[[], LFADS], model_cfg: ModelConfig, train_cfg: TrainConfig,
                 aug: AugmentConfig, pbt: PBTConfig, seed: int) -> "Population":
-        """``pbt.population`` members: hyperparameters drawn from the PBT random generator of the
-        run seeded ``seed`` (:func:`initial_hyperparameters` around the configured values), models
-        from ``make_model()`` (called once per member, in order), fresh Adam optimizers."""
-        rng = np.random.default_rng(seed + 7919)
+        """``pbt.population`` members: hyperparameters drawn from the ``pbt`` generator of the
+        run's seed tree (:func:`initial_hyperparameters` around the configured values), models
+        from ``make_model()`` (called once per member, in order, with torch's default generator
+        on member k's ``init`` stream), fresh Adam optimizers."""
+        tree = SeedTree(seed)
+        rng = tree.numpy("pbt")
         ranges = pbt.ranges()
         defaults = configured_hyperparameters(model_cfg, train_cfg, aug)
         hps = initial_hyperparameters(ranges, defaults, pbt.population, rng)
-        members = [Member.fresh(make_model(), hp, train_cfg.adam_eps) for hp in hps]
+        members = []
+        for k, hp in enumerate(hps):
+            with tree.initialising(k):  # member k's initial weights from its own stream
+                model = make_model()
+            members.append(Member.fresh(model, hp, train_cfg.adam_eps))
         return cls(members, ranges, rng, pbt)
 
     @property
@@ -299,7 +306,7 @@ class Executor(Protocol):
 
     def generation(self, members: list[Member], n_steps: int, generation: int, seed: int) -> None:
         """Train each member ``n_steps`` steps (member k of generation g draws from
-        :func:`.member.member_seed` (seed, g, k)), updating its weights, optimizer, ``steps``,
+        :func:`.member.member_streams` (seed, g, k)), updating its weights, optimizer, ``steps``,
         ``smoothed`` and ``history``."""
 
     def close(self) -> None:

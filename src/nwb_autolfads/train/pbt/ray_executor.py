@@ -10,7 +10,7 @@ started, bound to 127.0.0.1, and shut down at the end.
 Only Ray's public core API is used (``ray.init``, ``ray.put``, ``ray.remote``, ``ray.get``,
 ``ray.shutdown``): a task (``pbt.ray_cpus_per_member`` CPUs, ``pbt.ray_gpus_per_member`` GPUs) gets
 a member's state, trains it one generation (:func:`.member.train_generation` with the member's own
-seed, as the sequential executor does) and returns the trained state. The driver keeps the
+streams, as the sequential executor does) and returns the trained state. The driver keeps the
 population, so on one machine both backends give the same population history.
 """
 
@@ -26,7 +26,7 @@ from nwb_autolfads.config import AugmentConfig, ModelConfig, PBTConfig, TrainCon
 from nwb_autolfads.errors import ConfigError, TrainingError
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.train.loop import TrainResult
-from nwb_autolfads.train.pbt.member import Member, member_seed, pack_state, train_generation, unpack_state
+from nwb_autolfads.train.pbt.member import Member, member_streams, pack_state, train_generation, unpack_state
 from nwb_autolfads.train.pbt.population import Population, evolve, run_fingerprint
 from nwb_autolfads.train.training_data import TrainingData
 
@@ -53,7 +53,7 @@ _CACHE: dict = {}
 """In a Ray worker process: the current run's data on the task's device and a model skeleton."""
 
 
-def _member_generation(data: dict, state: dict, n_steps: int, generation: int, seed: int) -> dict:
+def _member_generation(data: dict, state: dict, n_steps: int, generation: int, seed: int, index: int) -> dict:
     """A Ray task: train one member (``state``, packed) for one generation; returns its state, packed."""
     if _CACHE.get("run") != data["run"]:  # a worker process is reused across tasks and generations
         torch.set_num_threads(max(1, int(data["threads"])))
@@ -65,8 +65,9 @@ def _member_generation(data: dict, state: dict, n_steps: int, generation: int, s
     state = unpack_state(state)
     member = Member.fresh(_CACHE["model"], state["hp"], data["train_cfg"].adam_eps)
     member.load(state)
-    train_generation(member, _CACHE["data"].train, _CACHE["data"].valid, data["train_cfg"], data["aug"], n_steps,
-                     generation, seed)
+    windows = _CACHE["data"]
+    train_generation(member, windows.train, windows.valid, data["train_cfg"], data["aug"], n_steps, generation,
+                     member_streams(seed, generation, index, windows.device))
     return pack_state(member.state())
 
 
@@ -99,16 +100,16 @@ class RayExecutor:
                                                            max_retries=0)
 
     def generation(self, members: list[Member], n_steps: int, generation: int, seed: int) -> None:
-        """Train every member for ``n_steps`` steps of ``generation`` (member k's seed
-        :func:`.member.member_seed` (seed, generation, k)), as parallel Ray tasks.
+        """Train every member for ``n_steps`` steps of ``generation`` (member k's streams
+        :func:`.member.member_streams` (seed, generation, k)), as parallel Ray tasks.
 
         Raises
         ------
         TrainingError
             A task failed (its error is named).
         """
-        refs = [self.task.remote(self.data, pack_state(m.state()), n_steps, generation,
-                                 member_seed(seed, generation, k)) for k, m in enumerate(members)]
+        refs = [self.task.remote(self.data, pack_state(m.state()), n_steps, generation, seed, k)
+                for k, m in enumerate(members)]
         try:
             states = self.ray.get(refs)
         except self.ray.exceptions.RayError as exc:
