@@ -189,6 +189,60 @@ def _stop(proc) -> None:
         proc.join()
 
 
+def _receive(here, proc, t0: float, on_timing) -> tuple[dict | None, float]:
+    """In the caller: read the child's messages until its result (or its end). Returns the result
+    (None if the child ended without one) and the seconds until it was ready to train; the
+    timing of a few steps, when it comes first, goes to ``on_timing``."""
+    import time
+    from multiprocessing.connection import wait
+
+    start_s = math.nan
+    while True:
+        ready = wait([here, proc.sentinel])
+        if here in ready:
+            try:
+                data = here.recv_bytes()
+            except EOFError:
+                return None, start_s
+            if math.isnan(start_s):
+                start_s = time.perf_counter() - t0
+                continue
+            msg = _load(data)
+            if "timing" in msg:  # a few steps timed before training (an error there comes as the result)
+                if on_timing is not None:
+                    on_timing(msg["timing"])
+                continue
+            return msg, start_s
+        elif not here.poll():
+            return None, start_s
+
+
+def _ended_without_result(proc, checkpoint) -> TrainingError:
+    """The error for a child that ended without sending its result (how it ended, what is kept)."""
+    code = proc.exitcode
+    if code == -signal.SIGKILL:
+        how = ("was ended by signal SIGKILL before it finished (the system kills a process so when memory runs "
+               "out: try a smaller model or train.batch_size, or free memory)")
+    elif code is not None and code < 0:
+        how = f"was ended by signal {signal.Signals(-code).name} before it finished"
+    else:
+        how = f"exited with code {code} before it finished{' (interrupted)' if code == 130 else ''}"
+    kept = (f"; the training state saved so far is kept in {str(checkpoint)!r} and a new run with the same "
+            "run directory resumes from it" if checkpoint is not None else "")
+    return TrainingError(f"the training process (pid {proc.pid}) {how}{kept}")
+
+
+def _child_error(out: dict, pid: int) -> BaseException:
+    """The child's exception, to raise here: a package error as it was, another with the child's
+    traceback as a note."""
+    from nwb_autolfads.errors import NwbAutolfadsError
+
+    exc = out["error"]
+    if not isinstance(exc, NwbAutolfadsError):
+        exc.add_note(f"raised in the training process (pid {pid}):\n{out['traceback']}")
+    return exc
+
+
 def train_in_child(model: LFADS, data: TrainingData, cfg: TrainConfig, aug: AugmentConfig, threads: int = 1,
                    progress: bool = True, checkpoint: str | Path | None = None, desc: str = "training",
                    timing_model: LFADS | None = None, on_timing=None, seed: int = 0) -> tuple[TrainResult, dict]:
@@ -236,7 +290,6 @@ def train_in_child(model: LFADS, data: TrainingData, cfg: TrainConfig, aug: Augm
     """
     import multiprocessing
     import time
-    from multiprocessing.connection import wait
 
     from nwb_autolfads.train.pbt.embedded import start_method, without_main_script
 
@@ -251,30 +304,12 @@ def train_in_child(model: LFADS, data: TrainingData, cfg: TrainConfig, aug: Augm
     ctx = multiprocessing.get_context(start_method())
     here, there = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child_main, args=(there, payload), name="nwb-autolfads-training", daemon=True)
-    out, start_s = None, math.nan
     try:
         with without_main_script():
             proc.start()
         there.close()
         del payload
-        while out is None:
-            ready = wait([here, proc.sentinel])
-            if here in ready:
-                try:
-                    data = here.recv_bytes()
-                except EOFError:
-                    break
-                if math.isnan(start_s):
-                    start_s = time.perf_counter() - t0
-                    continue
-                msg = _load(data)
-                if "timing" in msg:  # a few steps timed before training (an error there comes as the result)
-                    if on_timing is not None:
-                        on_timing(msg["timing"])
-                    continue
-                out = msg
-            elif not here.poll():
-                break
+        out, start_s = _receive(here, proc, t0, on_timing)
         proc.join()
     except BaseException:
         _stop(proc)
@@ -282,24 +317,9 @@ def train_in_child(model: LFADS, data: TrainingData, cfg: TrainConfig, aug: Augm
     finally:
         here.close()
     if out is None:
-        code = proc.exitcode
-        if code == -signal.SIGKILL:
-            how = ("was ended by signal SIGKILL before it finished (the system kills a process so when memory runs "
-                   "out: try a smaller model or train.batch_size, or free memory)")
-        elif code is not None and code < 0:
-            how = f"was ended by signal {signal.Signals(-code).name} before it finished"
-        else:
-            how = f"exited with code {code} before it finished{' (interrupted)' if code == 130 else ''}"
-        kept = (f"; the training state saved so far is kept in {str(checkpoint)!r} and a new run with the same "
-                "run directory resumes from it" if checkpoint is not None else "")
-        raise TrainingError(f"the training process (pid {proc.pid}) {how}{kept}")
+        raise _ended_without_result(proc, checkpoint)
     if not out["ok"]:
-        exc = out["error"]
-        from nwb_autolfads.errors import NwbAutolfadsError
-
-        if not isinstance(exc, NwbAutolfadsError):
-            exc.add_note(f"raised in the training process (pid {proc.pid}):\n{out['traceback']}")
-        raise exc from None
+        raise _child_error(out, proc.pid) from None
     model.load_state_dict(out["state"])
     torch.set_rng_state(out["rng"])
     return out["result"], {"pid": proc.pid, "peak_mb": out["peak_mb"], "start_s": start_s, "nwb": out["nwb"]}

@@ -292,12 +292,98 @@ class StackedPopulation:
         return [float(v) / max(count, 1.0) for v in total.cpu()]
 
 
+class _StepDraws:
+    """One step's draws of M members, gathered per kind then stacked along the member dimension
+    (:func:`_draw`). An inactive member's slot gets the first windows, no augmentation and no
+    dropout."""
+
+    KINDS = ("idx", "s_target", "s_enc", "keep", "loss_mask", "x", "ci", "ic", "ic_noise", "gen", "co_noise")
+
+    def __init__(self, cfg, B: int, like: torch.Tensor):
+        TT, C = like.shape[1], like.shape[2]
+        self.T, self.B, self.C, self.TT, self.like = TT - cfg.lead_in_bins, B, C, TT, like
+        self.E2, self.I, self.G, self.U, self.Ec2 = (2 * cfg.ic_enc_dim, cfg.ic_dim, cfg.gen_dim, cfg.co_dim,
+                                                     2 * cfg.ci_enc_dim)
+        self.co = self.U > 0
+        self.lists = {k: [] for k in self.KINDS}
+        self.ones: dict = {}
+
+    def one(self, shape):
+        if shape not in self.ones:
+            self.ones[shape] = torch.ones(shape, dtype=self.like.dtype, device=self.like.device)
+        return self.ones[shape]
+
+    def noise(self, shape, gen):
+        return torch.randn(shape, generator=gen, device=self.like.device, dtype=self.like.dtype)
+
+    def idle(self) -> None:
+        """The slot of an inactive member: draws nothing."""
+        B, T, TT, C, dev, dt = self.B, self.T, self.TT, self.C, self.like.device, self.like.dtype
+        a = self.lists
+        zero_shift = torch.zeros(B, 1, C, dtype=torch.long, device=dev)
+        a["idx"].append(torch.arange(B, device=dev))
+        a["s_target"].append(zero_shift)
+        a["s_enc"].append(zero_shift)
+        a["keep"].append(self.one((B, TT, C)))
+        a["loss_mask"].append(self.one((B, TT, C)))
+        for kind, shape in (("x", (B, TT, C)), ("ci", (B, T, self.Ec2)), ("ic", (B, self.E2)),
+                            ("gen", (T + 1, B, self.G))):
+            a[kind].append(self.one(shape))
+        a["ic_noise"].append(torch.zeros(B, self.I, dtype=dt, device=dev))
+        a["co_noise"].append(torch.zeros(T, B, self.U, dtype=dt, device=dev))
+
+    def member(self, batch: torch.Tensor, shift: TemporalShift, cd_rate: float, dropout: float,
+               aug_gen: torch.Generator, gen: torch.Generator) -> None:
+        """An active member's draws, in the order of :func:`.loop.train_steps`: the shifts and the
+        coordinated-dropout mask from ``aug_gen``, then the model's dropout masks and posterior
+        noise from ``gen``."""
+        B, T, TT, C, like, a = self.B, self.T, self.TT, self.C, self.like, self.lists
+        a["idx"].append(batch)
+        if shift.active:
+            a["s_target"].append(shift.draw(B, C, like.device, aug_gen))
+            a["s_enc"].append(shift.draw(B, C, like.device, aug_gen))
+        if cd_rate > 0:
+            kp = (torch.rand((B, TT, C), generator=aug_gen, device=like.device, dtype=like.dtype) >= cd_rate
+                  ).to(like.dtype)
+            a["keep"].append(kp)
+            a["loss_mask"].append(1.0 - kp)
+        else:
+            a["keep"].append(self.one((B, TT, C)))
+            a["loss_mask"].append(self.one((B, TT, C)))
+        p = dropout
+
+        def mask(shape):
+            return dropout_mask(shape, p, gen, like) if p > 0 else self.one(shape)
+        a["x"].append(mask((B, TT, C)))
+        if self.co:
+            a["ci"].append(mask((B, T, self.Ec2)))
+        a["ic"].append(mask((B, self.E2)))
+        a["ic_noise"].append(self.noise((B, self.I), gen))
+        a["gen"].append(mask((T + 1, B, self.G)))
+        if self.co:
+            a["co_noise"].append(self.noise((T, B, self.U), gen))
+
+    def stacked(self, shift_active: bool, any_dropout: bool) -> dict:
+        a, co = self.lists, self.co
+        return {
+            "idx": torch.stack(a["idx"]),
+            "shift": (torch.stack(a["s_target"]), torch.stack(a["s_enc"])) if shift_active else None,
+            "keep": torch.stack(a["keep"]), "loss_mask": torch.stack(a["loss_mask"]),
+            "x": torch.stack(a["x"]) if any_dropout else None,
+            "ci": torch.stack(a["ci"]) if any_dropout and co else None,
+            "ic": torch.stack(a["ic"]) if any_dropout else None,
+            "ic_noise": torch.stack(a["ic_noise"]),
+            "gen": torch.stack(a["gen"]) if any_dropout else None,  # (M, T + 1, B, G)
+            "co_noise": torch.stack(a["co_noise"]) if co else None,  # (M, T, B, U)
+        }
+
+
 def _draw(pop: StackedPopulation, samplers: list[WindowSampler], train_x: torch.Tensor, shift: TemporalShift,
           streams: list[Streams] | None = None) -> dict:
     """One step's random draws of every active member, from its own ``streams`` (augmentations from
     ``augment``, dropout masks and posterior noise from ``noise``; without streams every draw from
-    its sampler's generator), per generator in the order of :func:`.training.train_steps` (module docstring), stacked along the member
-    dimension. Inactive members draw nothing (their slots get the first windows, no augmentation
+    its sampler's generator), per generator in the order of :func:`.loop.train_steps` (module
+    docstring), stacked along the member dimension. Inactive members draw nothing (their slots get the first windows, no augmentation
     and no dropout).
 
     Raises
@@ -306,13 +392,7 @@ def _draw(pop: StackedPopulation, samplers: list[WindowSampler], train_x: torch.
         The active members' batches differ in size (their samplers are not in step: they must all
         start the generation together, as :class:`StackedExecutor` makes them).
     """
-    cfg = pop.template.cfg
     M, like = pop.M, train_x
-    N, TT, C = train_x.shape
-    L = cfg.lead_in_bins
-    T = TT - L
-    E2, I, G, U, Ec2 = 2 * cfg.ic_enc_dim, cfg.ic_dim, cfg.gen_dim, cfg.co_dim, 2 * cfg.ci_enc_dim
-    co = U > 0
     # every member's batch is the first draw of its step (the generators are independent, so drawing
     # all batches first keeps each member's own order)
     batches = {k: samplers[k].next().to(like.device) for k in range(M) if pop.active[k]}
@@ -320,69 +400,15 @@ def _draw(pop: StackedPopulation, samplers: list[WindowSampler], train_x: torch.
     if len(sizes) != 1:
         raise RuntimeError(f"stacked members' batches differ in size ({sorted(sizes)}): their window samplers are "
                            "not in step (each must start the generation with a new WindowSampler)")
-    B = sizes.pop()
-    ones = {}
-
-    def one(shape):
-        if shape not in ones:
-            ones[shape] = torch.ones(shape, dtype=like.dtype, device=like.device)
-        return ones[shape]
-
-    def noise(shape, gen):
-        return torch.randn(shape, generator=gen, device=like.device, dtype=like.dtype)
-
-    first = torch.arange(B, device=like.device)
-    idx, s_target, s_enc, keep, loss_mask = [], [], [], [], []
-    kinds = {k: [] for k in ("x", "ci", "ic", "ic_noise", "gen", "co_noise")}
-    zero_shift = torch.zeros(B, 1, C, dtype=torch.long, device=like.device)
+    draws = _StepDraws(pop.template.cfg, sizes.pop(), like)
     for k in range(M):
         if not pop.active[k]:
-            idx.append(first)
-            s_target.append(zero_shift)
-            s_enc.append(zero_shift)
-            keep.append(one((B, TT, C)))
-            loss_mask.append(one((B, TT, C)))
-            for kind, shape in (("x", (B, TT, C)), ("ci", (B, T, Ec2)), ("ic", (B, E2)), ("gen", (T + 1, B, G))):
-                kinds[kind].append(one(shape))
-            kinds["ic_noise"].append(torch.zeros(B, I, dtype=like.dtype, device=like.device))
-            kinds["co_noise"].append(torch.zeros(T, B, U, dtype=like.dtype, device=like.device))
+            draws.idle()
             continue
         aug_gen, gen = ((samplers[k].generator,) * 2 if streams is None
                         else (streams[k].augment, streams[k].noise))  # augmentations; the model's draws
-        idx.append(batches[k])
-        if shift.active:
-            s_target.append(shift.draw(B, C, like.device, aug_gen))
-            s_enc.append(shift.draw(B, C, like.device, aug_gen))
-        rate = pop.hp["cd_rate"][k]
-        if rate > 0:
-            kp = (torch.rand((B, TT, C), generator=aug_gen, device=like.device, dtype=like.dtype) >= rate).to(like.dtype)
-            keep.append(kp)
-            loss_mask.append(1.0 - kp)
-        else:
-            keep.append(one((B, TT, C)))
-            loss_mask.append(one((B, TT, C)))
-        p = pop.hp["dropout"][k]
-        kinds["x"].append(dropout_mask((B, TT, C), p, gen, like) if p > 0 else one((B, TT, C)))
-        if co:
-            kinds["ci"].append(dropout_mask((B, T, Ec2), p, gen, like) if p > 0 else one((B, T, Ec2)))
-        kinds["ic"].append(dropout_mask((B, E2), p, gen, like) if p > 0 else one((B, E2)))
-        kinds["ic_noise"].append(noise((B, I), gen))
-        kinds["gen"].append(dropout_mask((T + 1, B, G), p, gen, like) if p > 0 else one((T + 1, B, G)))
-        if co:
-            kinds["co_noise"].append(noise((T, B, U), gen))
-    any_dropout = any(pop.hp["dropout"][k] > 0 for k in range(M) if pop.active[k])
-    draws = {
-        "idx": torch.stack(idx),
-        "shift": (torch.stack(s_target), torch.stack(s_enc)) if shift.active else None,
-        "keep": torch.stack(keep), "loss_mask": torch.stack(loss_mask),
-        "x": torch.stack(kinds["x"]) if any_dropout else None,
-        "ci": torch.stack(kinds["ci"]) if any_dropout and co else None,
-        "ic": torch.stack(kinds["ic"]) if any_dropout else None,
-        "ic_noise": torch.stack(kinds["ic_noise"]),
-        "gen": torch.stack(kinds["gen"]) if any_dropout else None,  # (M, T + 1, B, G)
-        "co_noise": torch.stack(kinds["co_noise"]) if co else None,  # (M, T, B, U)
-    }
-    return draws
+        draws.member(batches[k], shift, pop.hp["cd_rate"][k], pop.hp["dropout"][k], aug_gen, gen)
+    return draws.stacked(shift.active, any(pop.hp["dropout"][k] > 0 for k in range(M) if pop.active[k]))
 
 
 def stacked_steps(pop: StackedPopulation, train_x: torch.Tensor, cfg: TrainConfig, aug: AugmentConfig, n_steps: int,
