@@ -81,31 +81,11 @@ def _lag(x: torch.Tensor, lag: int, forward: bool) -> torch.Tensor:
     return torch.cat([x[:, lag:], torch.zeros_like(x[:, :lag])], dim=1)
 
 
-def stacked_forward(P: dict[str, torch.Tensor], cfg: ModelConfig, n_params: int, x: torch.Tensor,
-                    draws: dict[str, torch.Tensor | None] | None, sample: bool):
-    """The forward pass of :class:`.model.LFADS` (same equations, same order of operations) for M
-    members at once.
-
-    Parameters
-    ----------
-    P : the members' parameters by ``LFADS`` parameter name, each (M, *shape).
-    x : (M, B, L + T, C) encoder input of every member.
-    draws : the members' dropout masks and posterior noise (see :func:`_draw`), or None (no
-        dropout: validation).
-    sample : use the noise in ``draws`` (training) or the posterior means.
-
-    Returns
-    -------
-    params (M, B, T, C, P), kl_ic (M, B), kl_co (M, B).
-    """
-    d = draws or {}
-    M, B, _, C = x.shape
-    L, clip = cfg.lead_in_bins, cfg.cell_clip
-    T = x.shape[2] - L
-    co = cfg.co_dim > 0
-    if d.get("x") is not None:
-        x = x * d["x"]
-
+def _stacked_encoders(P: dict[str, torch.Tensor], cfg: ModelConfig, x: torch.Tensor, d: dict):
+    """The IC and CI encoders of :func:`stacked_forward` for M members: the final IC encoder
+    states (M, B, 2E) (dropout applied) and the lagged CI encoder states, time-major
+    (M, T, B, 2Ec), or None without a controller."""
+    (M, B, _, C), L, co = x.shape, cfg.lead_in_bins, cfg.co_dim > 0
     # ---- encoders: the directions of the same size and length run as one batched recurrence (as in
     #      LFADS.encode), every direction's input projection done in its own processing order (the
     #      backward directions read the time-reversed input), so the large projections are never
@@ -139,6 +119,35 @@ def stacked_forward(P: dict[str, torch.Tensor], cfg: ModelConfig, n_params: int,
             ci = ci * d["ci"].transpose(1, 2)
     if d.get("ic") is not None:
         ic_enc = ic_enc * d["ic"]
+    return ic_enc, ci
+
+
+def stacked_forward(P: dict[str, torch.Tensor], cfg: ModelConfig, n_params: int, x: torch.Tensor,
+                    draws: dict[str, torch.Tensor | None] | None, sample: bool):
+    """The forward pass of :class:`.model.LFADS` (same equations, same order of operations) for M
+    members at once.
+
+    Parameters
+    ----------
+    P : the members' parameters by ``LFADS`` parameter name, each (M, *shape).
+    x : (M, B, L + T, C) encoder input of every member.
+    draws : the members' dropout masks and posterior noise (see :func:`_draw`), or None (no
+        dropout: validation).
+    sample : use the noise in ``draws`` (training) or the posterior means.
+
+    Returns
+    -------
+    params (M, B, T, C, P), kl_ic (M, B), kl_co (M, B).
+    """
+    d = draws or {}
+    M, B, _, C = x.shape
+    L, clip = cfg.lead_in_bins, cfg.cell_clip
+    T = x.shape[2] - L
+    co = cfg.co_dim > 0
+    if d.get("x") is not None:
+        x = x * d["x"]
+
+    ic_enc, ci = _stacked_encoders(P, cfg, x, d)  # (M, B, 2E), (M, T, B, 2Ec) or None
 
     # ---- initial condition
     ic_mean, ic_logvar = _linear(ic_enc, P["ic_posterior.weight"], P["ic_posterior.bias"]).chunk(2, dim=-1)
