@@ -25,6 +25,7 @@ from nwb_autolfads.model.inference import infer
 from nwb_autolfads.evaluation.metrics import interval_coverage, r2_of
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.model.observations import Poisson
+from nwb_autolfads.train.training_data import TrainingData
 from nwb_autolfads.testing import lorenz_spikes
 from nwb_autolfads.train.loop import split_train_valid, train_model
 
@@ -58,7 +59,7 @@ def main(argv=None) -> None:
     train_cfg = TrainConfig(max_steps=args.steps, min_steps=1000, ramp_steps=1000, early_stopping_patience=1000,
                             valid_every=20, batch_size=32, kl_ic_scale=1e-4, kl_co_scale=1e-4, l2_gen_scale=1e-3)
     t0 = time.perf_counter()
-    res = train_model(model, x[train_idx], x[valid_idx], train_cfg, AugmentConfig(cd_rate=0.3, shift_std=0.0),
+    res = train_model(model, TrainingData(x[train_idx], x[valid_idx], Poisson()), train_cfg, AugmentConfig(cd_rate=0.3, shift_std=0.0),
                       progress=True)
     seconds = time.perf_counter() - t0
     inferred = infer(model, x, InferenceConfig(mode="sample", n_samples=50, interval=0.9))

@@ -16,7 +16,7 @@ generation, member-steps per second and the ratio to a population of 1. ``--work
 
 ``--stacked`` (issue 19, item 3) instead times one generation of ``--steps`` training steps (and a
 validation on 64 windows) three ways, for each configuration and torch thread count: one member
-alone (``pbt._train_generation``), ``--members`` members one after another (the same), and
+alone (``pbt.member.train_generation``), ``--members`` members one after another (the same), and
 the same members as one stacked tensor program (``stacked.StackedExecutor``); it prints wall and
 CPU seconds and the ratios. ``emg-small`` is the EMG model of the issue (12 channels, 100 bins,
 batch 16, 64-unit generator, 32-unit encoders and controller), ``reference`` the 200-unit model.
@@ -43,6 +43,7 @@ import torch
 from nwb_autolfads.config import build_config
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.model.observations import Gamma, Poisson
+from nwb_autolfads.train.training_data import TrainingData
 from nwb_autolfads.train.pbt.embedded import train_population
 
 CONFIGS = {
@@ -112,7 +113,7 @@ def main(argv=None) -> None:
 
         torch.manual_seed(0)
         t0 = time.perf_counter()
-        train_population(make, tx, vx, cfg.model, cfg.train, cfg.augment, cfg.pbt, progress=False)
+        train_population(make, TrainingData(tx, vx, observation), cfg.model, cfg.train, cfg.augment, cfg.pbt, progress=False)
         wall = time.perf_counter() - t0
         if n == 0:
             continue
@@ -127,7 +128,7 @@ def stacked_table(args) -> None:
     stacked (nwb_autolfads.train.stacked), per configuration and thread count."""
     import os
 
-    from nwb_autolfads.train.pbt.embedded import _member_seed, _train_generation
+    from nwb_autolfads.train.pbt.member import member_streams, train_generation
     from nwb_autolfads.train.stacked import StackedExecutor
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -144,10 +145,10 @@ def stacked_table(args) -> None:
 
         def sequential(ms):
             for k, m in enumerate(ms):
-                _train_generation(m, tx, vx, cfg.train, cfg.augment, args.steps, 0, _member_seed(0, 0, k))
+                train_generation(m, tx, vx, cfg.train, cfg.augment, args.steps, 0, member_streams(0, 0, k))
 
         def stacked(ms):
-            ex = StackedExecutor(c["channels"], cfg.model, observation, cfg.train, cfg.augment, tx, vx)
+            ex = StackedExecutor(TrainingData(tx, vx, observation), cfg.model, cfg.train, cfg.augment)
             ex.generation(ms, args.steps, 0, 0)
 
         for threads in args.threads:
@@ -171,7 +172,7 @@ def _population(name: str, args):
     the first n members (seeded weights, hyperparameters that differ per member)."""
     from dataclasses import replace
 
-    from nwb_autolfads.train.pbt.embedded import Member
+    from nwb_autolfads.train.pbt.member import Member
 
     c = CONFIGS[name]
     g = torch.Generator().manual_seed(0)
@@ -217,7 +218,8 @@ def split_table(args) -> None:
     worker)."""
     import statistics
 
-    from nwb_autolfads.train.pbt.embedded import _member_seed, _SplitExecutor, _train_generation
+    from nwb_autolfads.train.pbt.embedded import _SplitExecutor
+    from nwb_autolfads.train.pbt.member import member_streams, train_generation
     from nwb_autolfads.train.stacked import StackedExecutor
 
     torch.set_num_threads(1)
@@ -228,12 +230,12 @@ def split_table(args) -> None:
           f"{os.cpu_count()} CPUs")
     for name in args.stacked_configs:
         c, cfg, observation, tx, vx, members = _population(name, args)
-        split = _SplitExecutor(workers, c["channels"], cfg.model, observation, cfg.train, cfg.augment, tx, vx,
+        split = _SplitExecutor(workers, TrainingData(tx, vx, observation), cfg.model, cfg.train, cfg.augment,
                                threads=1)
         pids = list(split.pool._processes)  # the worker processes (started by the executor)
-        stacked = StackedExecutor(c["channels"], cfg.model, observation, cfg.train, cfg.augment, tx, vx)
-        runs = {"one": lambda ms: _train_generation(ms[0], tx, vx, cfg.train, cfg.augment, args.steps, 0,
-                                                    _member_seed(0, 0, 0)),
+        stacked = StackedExecutor(TrainingData(tx, vx, observation), cfg.model, cfg.train, cfg.augment)
+        runs = {"one": lambda ms: train_generation(ms[0], tx, vx, cfg.train, cfg.augment, args.steps, 0,
+                                                    member_streams(0, 0, 0)),
                 "stacked": lambda ms: stacked.generation(ms, args.steps, 0, 0),
                 "split": lambda ms: split.generation(ms, args.steps, 0, 0)}
         for run in runs.values():  # warm-up (first calls into torch, in every worker too)

@@ -79,7 +79,9 @@ def step_ms(name: str, threads: int, steps: int) -> float:
 
 def generation_s(name: str, population: int, steps: int, workers: int, threads: int) -> tuple[float, float]:
     """Wall seconds of one generation (and of starting the worker pool) with ``workers`` x ``threads``."""
-    from nwb_autolfads.train.pbt.embedded import Member, _Executor
+    from nwb_autolfads.train.pbt.embedded import _Executor
+    from nwb_autolfads.train.pbt.member import Member
+    from nwb_autolfads.train.training_data import TrainingData
 
     c = CONFIGS[name]
     torch.set_num_threads(threads)
@@ -93,8 +95,8 @@ def generation_s(name: str, population: int, steps: int, workers: int, threads: 
                               "cd_rate": 0.3, "l2_gen_scale": 1e-3, "l2_con_scale": 1e-3, "kl_co_scale": 1e-4,
                               "kl_ic_scale": 1e-4}))
     t = time.perf_counter()
-    ex = _Executor(workers, c["channels"], ModelConfig(**c["model"]), members[0].model.observation, cfg,
-                   AugmentConfig(), tx, vx, threads=threads)
+    ex = _Executor(workers, TrainingData(tx, vx, members[0].model.observation), ModelConfig(**c["model"]), cfg,
+                   AugmentConfig(), threads=threads)
     if ex.pool is not None:  # start every worker before timing
         list(ex.pool.map(abs, range(workers)))
     start = time.perf_counter() - t

@@ -17,6 +17,7 @@ from nwb_autolfads.config import AugmentConfig, InferenceConfig, ModelConfig, Tr
 from nwb_autolfads.model.inference import infer
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.model.observations import Gamma, Poisson
+from nwb_autolfads.train.training_data import TrainingData
 from nwb_autolfads.testing import gamma_windows
 from nwb_autolfads.train.loop import load_checkpoint, train_model
 
@@ -74,7 +75,7 @@ def test_training_on_the_gpu_lowers_the_nll_and_resumes_on_the_cpu(tmp_path):
                       valid_every=3)
     aug = AugmentConfig(cd_rate=0.3, shift_std=1.0)
     ck = tmp_path / "gpu.pt"
-    res = train_model(model, x[:45].to(CUDA), x[45:].to(CUDA), cfg, aug, progress=False, checkpoint=ck)
+    res = train_model(model, TrainingData(x[:45].to(CUDA), x[45:].to(CUDA), Gamma()), cfg, aug, progress=False, checkpoint=ck)
     assert len(res.history) == 30
     assert res.history[-1]["valid_nll"] < res.history[0]["valid_nll"] - 0.05
     assert all(p.device.type == "cuda" for p in model.parameters())
@@ -83,7 +84,7 @@ def test_training_on_the_gpu_lowers_the_nll_and_resumes_on_the_cpu(tmp_path):
     assert state["step"] == 90 and "cuda" in state["rng"]
     cpu_model = _model()
     longer = TrainConfig(**{**cfg.__dict__, "max_steps": 99})
-    res_cpu = train_model(cpu_model, x[:45], x[45:], longer, aug, progress=False, checkpoint=ck)
+    res_cpu = train_model(cpu_model, TrainingData(x[:45], x[45:], Gamma()), longer, aug, progress=False, checkpoint=ck)
     assert len(res_cpu.history) == 33 and res_cpu.history[:30] == res.history
     # and the GPU model's inference agrees with the same weights on the CPU
     cpu_copy = _model()
@@ -170,7 +171,7 @@ def test_training_with_graphs_learns_like_eager_training():
         model.init_readout_bias(x[:45].mean(dim=(0, 1)))
         cfg = TrainConfig(max_steps=90, min_steps=0, ramp_steps=15, batch_size=16, early_stopping_patience=300,
                           valid_every=3, cuda_graphs=graphs)  # 45 windows: batches of 16, 16 and 13 (two captured shapes)
-        res = train_model(model, x[:45], x[45:], cfg, AugmentConfig(cd_rate=0.3, shift_std=1.0), progress=False)
+        res = train_model(model, TrainingData(x[:45], x[45:], Gamma()), cfg, AugmentConfig(cd_rate=0.3, shift_std=1.0), progress=False)
         first, final[graphs] = res.history[0]["valid_nll"], res.history[-1]["valid_nll"]
         assert final[graphs] < first - 0.05, graphs
     assert abs(final[True] - final[False]) < 0.05, final

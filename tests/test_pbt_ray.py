@@ -10,6 +10,7 @@ ray = pytest.importorskip("ray")
 from nwb_autolfads.config import build_config  # noqa: E402
 from nwb_autolfads.model.lfads import LFADS  # noqa: E402
 from nwb_autolfads.model.observations import Gamma  # noqa: E402
+from nwb_autolfads.train.training_data import TrainingData  # noqa: E402
 from nwb_autolfads.train.pbt.embedded import train_population  # noqa: E402
 from nwb_autolfads.train.pbt.ray_executor import train_population_ray  # noqa: E402
 
@@ -26,11 +27,11 @@ def test_ray_backend_runs_the_same_algorithm_as_the_embedded_executor(tmp_path):
     cfg, x, make = _toy(population=3, generations=2, channels=4, windows=40, seed=0)
 
     torch.manual_seed(1)
-    m1, r1 = train_population(make, x[:32], x[32:], cfg.model, cfg.train, cfg.augment, cfg.pbt, seed=3,
+    m1, r1 = train_population(make, TrainingData(x[:32], x[32:], Gamma()), cfg.model, cfg.train, cfg.augment, cfg.pbt, seed=3,
                               progress=False)
     seen = []
     torch.manual_seed(1)
-    m2, r2 = train_population_ray(make, x[:32], x[32:], cfg.model, cfg.train, cfg.augment, cfg.pbt, seed=3,
+    m2, r2 = train_population_ray(make, TrainingData(x[:32], x[32:], Gamma()), cfg.model, cfg.train, cfg.augment, cfg.pbt, seed=3,
                                   rundir=tmp_path, progress=False, on_generation=lambda g, rows: seen.append(g))
     assert not ray.is_initialized()  # the private instance is shut down
     assert seen == [0, 1]
@@ -66,7 +67,7 @@ def test_ray_run_resumes_after_a_crash_with_the_uninterrupted_result(tmp_path):
 
     def train(rundir, on_generation=None):
         torch.manual_seed(2)
-        return train_population_ray(make, x[:24], x[24:], cfg.model, cfg.train, cfg.augment, cfg.pbt, seed=4,
+        return train_population_ray(make, TrainingData(x[:24], x[24:], Gamma()), cfg.model, cfg.train, cfg.augment, cfg.pbt, seed=4,
                                     rundir=rundir, progress=False, on_generation=on_generation)
 
     m_ref, r_ref = train(tmp_path / "whole")
@@ -77,7 +78,7 @@ def test_ray_run_resumes_after_a_crash_with_the_uninterrupted_result(tmp_path):
 
     with pytest.raises(Exception):
         train(tmp_path / "crashed", crash)
-    assert (tmp_path / "crashed" / "ray_resume" / "pbt_ray_state.pt").exists()
+    assert (tmp_path / "crashed" / "pbt_state.pt").exists()  # the population's own checkpoint
     seen = []
     m_res, r_res = train(tmp_path / "crashed", lambda g, rows: seen.append(g))
     assert seen == [2]  # only the generation the crash left

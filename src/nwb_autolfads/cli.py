@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "with the configured hyperparameters")
     p.add_argument("--backend", choices=["embedded", "ray"],
                    help="where population-based training runs: embedded (default; this machine, nothing to start) "
-                        "or ray (Ray Tune; pip install \"nwb-autolfads[ray]\")")
+                        "or ray (Ray tasks; pip install \"nwb-autolfads[ray]\")")
     p.add_argument("--ray-address", metavar="ADDRESS",
                    help="with --backend ray: a running Ray cluster (HEAD:6379 or auto); default: start a local one")
     p.add_argument("--resume", metavar="RUNDIR",

@@ -42,6 +42,8 @@ from nwb_autolfads.io.results import interval_percent
 from nwb_autolfads.io.reading import open_nwb
 from nwb_autolfads.io.series import emg_doubt, find_emg, iter_series
 from nwb_autolfads.io.trials import read_trial_times
+from nwb_autolfads.train.seeds import SeedTree
+from nwb_autolfads.train.training_data import TrainingData
 from nwb_autolfads.io.sources import Source, resolve_source, source_sha256 as input_sha256
 from nwb_autolfads.io.writing import (Estimate, OutputLock, check_in_place, check_output_path, compact_float, default_output_path,
                                       write_results)
@@ -846,7 +848,7 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
     if clock is not None:
         clock.mark("train")
     merged = infer_merged(model, x_all, index, cfg.inference, cfg.windows.merge_power, cfg.model.lead_in_bins,
-                          progress=progress)
+                          progress=progress, generator=SeedTree(cfg.seed).torch("inference", device=device))
     fit = FitResult(mean=merged.mean, factors=merged.factors, inferred_inputs=merged.inputs, ic_mean=merged.ic_mean,
                     training=result, coverage=merged.coverage, index=index, n_train=int(train_idx.size),
                     n_valid=int(valid_idx.size), device=str(device), model=model,
@@ -889,7 +891,8 @@ def _train(x_all: torch.Tensor, train_idx, valid_idx, observation: ObservationMo
     """The one place training is called: one model (:func:`~nwb_autolfads.train.isolation.train_single`)
     or a population (embedded or Ray executor), after the plan is printed. ``x_all``: every window
     (n_windows, T, C) on ``device``. Returns (the trained model, its result, the plan)."""
-    data_mean = x_all[train_idx].mean(dim=(0, 1))
+    data = TrainingData(x_all[train_idx], x_all[valid_idx], observation)
+    data_mean = data.train.mean(dim=(0, 1))
     n_channels, population = x_all.shape[-1], cfg.pbt.population
 
     def make_model() -> LFADS:
@@ -914,17 +917,17 @@ def _train(x_all: torch.Tensor, train_idx, valid_idx, observation: ObservationMo
         execution = choose_execution(population, cfg.model, n_channels, device.type, workers=cfg.pbt.workers,
                                      threads=cfg.train.threads, execution=cfg.pbt.execution) \
             if cfg.pbt.backend == "embedded" else None
-        announce(*_time_population(timing_model, x_all[train_idx], x_all[valid_idx], cfg, execution))
+        announce(*_time_population(timing_model, data, cfg, execution))
         del timing_model
         if cfg.pbt.backend == "ray":
             from nwb_autolfads.train.pbt.ray_executor import train_population_ray as trainer
             how = {}
         else:
             trainer, how = train_population, {"execution": execution}
-        model, result = trainer(make_model, x_all[train_idx], x_all[valid_idx], cfg.model, cfg.train,
-                                cfg.augment, cfg.pbt, seed=cfg.seed, rundir=rundir, progress=progress, **how)
+        model, result = trainer(make_model, data, cfg.model, cfg.train, cfg.augment, cfg.pbt, seed=cfg.seed, rundir=rundir, progress=progress, **how)
     else:
-        model = make_model()
+        with SeedTree(cfg.seed).initialising(0):  # the initial weights from the seed tree's init stream
+            model = make_model()
         ck = Path(rundir) / "model_state.pt" if rundir is not None else None
         if ck is not None:
             ck.parent.mkdir(parents=True, exist_ok=True)
@@ -932,24 +935,24 @@ def _train(x_all: torch.Tensor, train_idx, valid_idx, observation: ObservationMo
         execution = choose_execution(1, cfg.model, n_channels, device.type, threads=cfg.train.threads,
                                      execution=cfg.pbt.execution, work=work)
         log.info("training: %s", execution.describe())
-        result = train_single(model, x_all[train_idx], x_all[valid_idx], cfg.train, cfg.augment, execution,
+        result = train_single(model, data, cfg.train, cfg.augment, execution,
                               progress=progress, checkpoint=ck, timing_model=timing_model,
-                              on_timing=announce)  # in a child process, or here
+                              on_timing=announce, seed=cfg.seed)  # in a child process, or here
         del timing_model
         result.execution = execution.describe()
     return model, result, plan
 
 
-def _time_population(timing_model: LFADS, x_train: torch.Tensor, x_valid: torch.Tensor, cfg: RunConfig,
+def _time_population(timing_model: LFADS, data: TrainingData, cfg: RunConfig,
                      execution: Execution | None) -> tuple[tuple[float, float], tuple[float, float] | None]:
     """(seconds per step and per check of one model, and for a stacked execution of one stacked
     program of a worker's block of members), timed on the data with the threads training will use."""
     with using_threads(execution.threads) if execution is not None else contextlib.nullcontext():
-        timing = time_steps(timing_model, x_train, x_valid, cfg.train, cfg.augment)
+        timing = time_steps(timing_model, data, cfg.train, cfg.augment)
         if execution is None or execution.mode not in ("stacked", "stacked-processes"):
             return timing, None
         from nwb_autolfads.train.stacked import time_stacked
 
-        return timing, time_stacked(timing_model, x_train, x_valid, cfg.train, cfg.augment,
+        return timing, time_stacked(timing_model, data, cfg.train, cfg.augment,
                                     configured_hyperparameters(cfg.model, cfg.train, cfg.augment),
                                     stacked_share(cfg.pbt.population, execution))  # a worker's block

@@ -102,7 +102,7 @@ def test_the_plan_times_steps_with_the_threads_training_uses(monkeypatch, popula
         return real_time(*args, **kwargs)
 
     def single(*args, **kwargs):
-        seen["trained"] = args[5].threads  # the Execution train_single is given
+        seen["trained"] = args[4].threads  # the Execution train_single is given (after model, data, cfg, aug)
         return real_single(*args, **kwargs)
 
     def population_(*args, **kwargs):

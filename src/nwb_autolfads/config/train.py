@@ -167,14 +167,14 @@ class PBTConfig:
     device and ``workers``). Every mode gives the same population for a
     seed, to float rounding (each member-generation has its own random stream)."""
     backend: str = "embedded"
-    """``embedded`` (this machine, nothing to start) or ``ray`` (Ray Tune: a private local Ray
+    """``embedded`` (this machine, nothing to start) or ``ray`` (Ray: a private local Ray
     instance, or the cluster at ``ray_address``; needs ``pip install "nwb-autolfads[ray]"``)."""
     ray_address: str | None = None
     """Address of a running Ray cluster (``HEAD:6379``, or ``auto``); None starts a local one."""
     ray_cpus_per_member: int = 1
-    """CPUs (and torch threads) each member's trial gets on Ray."""
+    """CPUs (and torch threads) each member's task gets on Ray."""
     ray_gpus_per_member: float = 0.0
-    """GPUs each member's trial gets on Ray (fractions share a GPU); 0 trains on CPU."""
+    """GPUs each member's task gets on Ray (fractions share a GPU); 0 trains on CPU."""
     lr: SearchRange = SearchRange(1e-5, 5e-3, log=True, weight=0.3)
     dropout: SearchRange = SearchRange(0.0, 0.6, weight=0.3)
     cd_rate: SearchRange = SearchRange(0.01, 0.7, weight=0.3)

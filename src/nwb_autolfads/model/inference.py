@@ -58,7 +58,8 @@ def sample_quantiles(samples: torch.Tensor, probs: tuple[float, ...], dim: int =
     return out
 
 
-def _batches(model: LFADS, windows: torch.Tensor, cfg: InferenceConfig, progress: bool):
+def _batches(model: LFADS, windows: torch.Tensor, cfg: InferenceConfig, progress: bool,
+             generator: torch.Generator | None = None):
     """Yield (first window, mean, factors, inputs, ic_mean, lower, upper) per batch, float32
     numpy arrays; ``lower`` and ``upper`` (the credible interval of ``mean``) are None unless
     ``mode='sample'`` with an ``interval``."""
@@ -76,7 +77,7 @@ def _batches(model: LFADS, windows: torch.Tensor, cfg: InferenceConfig, progress
             out = model(xb, sample=False)
             m, f, u = model.observation.mean(out.params), out.factors, out.inputs
         else:
-            out = model(xb, sample=True, n_samples=n_samples)  # (b * S, ...): encoders run once per window
+            out = model(xb, sample=True, n_samples=n_samples, generator=generator)  # (b * S, ...): encoders run once per window
             def per_sample(t):
                 return t.reshape(b, n_samples, *t.shape[1:])
             samples = per_sample(model.observation.mean(out.params))  # (b, S, T, C)
@@ -89,14 +90,16 @@ def _batches(model: LFADS, windows: torch.Tensor, cfg: InferenceConfig, progress
 
 
 @torch.no_grad()
-def infer(model: LFADS, windows: torch.Tensor, cfg: InferenceConfig, progress: bool = False) -> Inferred:
+def infer(model: LFADS, windows: torch.Tensor, cfg: InferenceConfig, progress: bool = False,
+          generator: torch.Generator | None = None) -> Inferred:
     """Run ``model`` on windows (N, T, C). ``mode='mean'``: one pass with posterior means;
     ``mode='sample'``: average over ``n_samples`` posterior samples, evaluated in batches of at
     most ``batch_size`` window-samples (``gpu_batch_size`` on a GPU) so memory stays bounded;
     with ``interval``, also the bounds of that central credible interval of the mean
-    (:attr:`Inferred.lower`, :attr:`Inferred.upper`; None otherwise)."""
+    (:attr:`Inferred.lower`, :attr:`Inferred.upper`; None otherwise). ``generator``: where the
+    posterior samples are drawn from (torch's default generator when None)."""
     means, factors, inputs, ics, lowers, uppers = [], [], [], [], [], []
-    for _, m, f, u, ic, lo, hi in _batches(model, windows, cfg, progress):
+    for _, m, f, u, ic, lo, hi in _batches(model, windows, cfg, progress, generator):
         means.append(m)
         factors.append(f)
         inputs.append(u)
@@ -123,7 +126,7 @@ class Merged:
 
 @torch.no_grad()
 def infer_merged(model: LFADS, windows: torch.Tensor, index: WindowIndex, cfg: InferenceConfig, power: float = 2.0,
-                 offset: int = 0, progress: bool = False) -> Merged:
+                 offset: int = 0, progress: bool = False, generator: torch.Generator | None = None) -> Merged:
     """:func:`infer` on the windows of :func:`~nwb_autolfads.data.windows.chop_segments` (``index``)
     and :func:`~nwb_autolfads.data.windows.merge_segments` of its outputs (``power``; ``offset``:
     lead-in bins), batch by batch: each batch's outputs are added into preallocated per-segment
@@ -132,10 +135,10 @@ def infer_merged(model: LFADS, windows: torch.Tensor, index: WindowIndex, cfg: I
 
     The credible interval's bounds (``mode='sample'`` with ``interval``) are merged like the
     means, with the same ramp weights: in overlaps a weighted average of the windows' quantiles,
-    an approximation of the quantiles of their weighted mixture."""
+    an approximation of the quantiles of their weighted mixture. ``generator``: as for :func:`infer`."""
     merger = None
     ics = []
-    for first, m, f, u, ic, lo, hi in _batches(model, windows, cfg, progress):
+    for first, m, f, u, ic, lo, hi in _batches(model, windows, cfg, progress, generator):
         outputs = (m, f, u) if lo is None else (m, f, u, lo, hi)
         if merger is None:
             merger = SegmentMerger(index, tuple(o.shape[2] for o in outputs), power, offset)

@@ -41,6 +41,7 @@ from nwb_autolfads.errors import TrainingError
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.train.resources import Execution, nwb_modules_loaded, set_threads, using_threads
 from nwb_autolfads.train.loop import TrainResult, time_steps, train_model
+from nwb_autolfads.train.training_data import TrainingData
 
 __all__ = ["train_single", "train_in_child", "planned_steps"]
 
@@ -56,9 +57,9 @@ def planned_steps(train_cfg: TrainConfig, n_train: int) -> int:
     return int(train_cfg.max_steps)
 
 
-def train_single(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: TrainConfig, aug: AugmentConfig,
-                 plan: Execution, progress: bool = True, checkpoint: str | Path | None = None,
-                 desc: str = "training", timing_model: LFADS | None = None, on_timing=None) -> TrainResult:
+def train_single(model: LFADS, data: TrainingData, cfg: TrainConfig, aug: AugmentConfig, plan: Execution,
+                 progress: bool = True, checkpoint: str | Path | None = None, desc: str = "training",
+                 timing_model: LFADS | None = None, on_timing=None, seed: int = 0) -> TrainResult:
     """Train ``model`` in place as :func:`~nwb_autolfads.train.loop.train_model` does, in a child
     process when ``plan.mode`` is ``processes`` (:func:`train_in_child`), else in this process
     with ``plan.threads`` intra-op threads. Same arguments, result and errors as ``train_model``.
@@ -68,18 +69,18 @@ def train_single(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg
     the child: this process never holds a training step's memory), and
     ``on_timing((seconds per step, seconds per check))`` is called before training starts."""
     if plan.mode == "processes":
-        result, info = train_in_child(model, train_x, valid_x, cfg, aug, threads=plan.threads, progress=progress,
+        result, info = train_in_child(model, data, cfg, aug, threads=plan.threads, progress=progress,
                                       checkpoint=checkpoint, desc=desc, timing_model=timing_model,
-                                      on_timing=on_timing)
+                                      on_timing=on_timing, seed=seed)
         log.info("training process %d: peak RSS %.0f MB, %.1f s to start", info["pid"], info["peak_mb"],
                  info["start_s"])
         return result
     with using_threads(plan.threads):
         if timing_model is not None:
-            timing = time_steps(timing_model, train_x, valid_x, cfg, aug)
+            timing = time_steps(timing_model, data, cfg, aug)
             if on_timing is not None:
                 on_timing(timing)
-        return train_model(model, train_x, valid_x, cfg, aug, progress=progress, desc=desc, checkpoint=checkpoint)
+        return train_model(model, data, cfg, aug, progress=progress, desc=desc, checkpoint=checkpoint, seed=seed)
 
 
 def _save(obj) -> bytes:
@@ -139,11 +140,12 @@ def _child_main(conn, payload: bytes) -> None:
             throwaway = LFADS(job["n_channels"], job["model_cfg"], job["observation"])
             throwaway.load_state_dict(job["timing_state"])
             torch.set_rng_state(job["rng"])
-            timing = time_steps(throwaway, job["train_x"], job["valid_x"], job["train_cfg"], job["aug"])
+            timing = time_steps(throwaway, job["data"], job["train_cfg"], job["aug"])
             del throwaway
             conn.send_bytes(_save({"timing": timing}))
-        result = train_model(model, job["train_x"], job["valid_x"], job["train_cfg"], job["aug"],
-                             progress=job["progress"], desc=job["desc"], checkpoint=job["checkpoint"])
+        result = train_model(model, job["data"], job["train_cfg"], job["aug"],
+                             progress=job["progress"], desc=job["desc"], checkpoint=job["checkpoint"],
+                             seed=job["seed"])
         del job
         out = {"ok": True, "state": model.state_dict(), "result": result, "rng": torch.get_rng_state(),
                "peak_mb": _peak_mb(), "nwb": nwb_modules_loaded()}
@@ -187,10 +189,63 @@ def _stop(proc) -> None:
         proc.join()
 
 
-def train_in_child(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: TrainConfig,
-                   aug: AugmentConfig, threads: int = 1, progress: bool = True,
-                   checkpoint: str | Path | None = None, desc: str = "training",
-                   timing_model: LFADS | None = None, on_timing=None) -> tuple[TrainResult, dict]:
+def _receive(here, proc, t0: float, on_timing) -> tuple[dict | None, float]:
+    """In the caller: read the child's messages until its result (or its end). Returns the result
+    (None if the child ended without one) and the seconds until it was ready to train; the
+    timing of a few steps, when it comes first, goes to ``on_timing``."""
+    import time
+    from multiprocessing.connection import wait
+
+    start_s = math.nan
+    while True:
+        ready = wait([here, proc.sentinel])
+        if here in ready:
+            try:
+                data = here.recv_bytes()
+            except EOFError:
+                return None, start_s
+            if math.isnan(start_s):
+                start_s = time.perf_counter() - t0
+                continue
+            msg = _load(data)
+            if "timing" in msg:  # a few steps timed before training (an error there comes as the result)
+                if on_timing is not None:
+                    on_timing(msg["timing"])
+                continue
+            return msg, start_s
+        elif not here.poll():
+            return None, start_s
+
+
+def _ended_without_result(proc, checkpoint) -> TrainingError:
+    """The error for a child that ended without sending its result (how it ended, what is kept)."""
+    code = proc.exitcode
+    if code == -signal.SIGKILL:
+        how = ("was ended by signal SIGKILL before it finished (the system kills a process so when memory runs "
+               "out: try a smaller model or train.batch_size, or free memory)")
+    elif code is not None and code < 0:
+        how = f"was ended by signal {signal.Signals(-code).name} before it finished"
+    else:
+        how = f"exited with code {code} before it finished{' (interrupted)' if code == 130 else ''}"
+    kept = (f"; the training state saved so far is kept in {str(checkpoint)!r} and a new run with the same "
+            "run directory resumes from it" if checkpoint is not None else "")
+    return TrainingError(f"the training process (pid {proc.pid}) {how}{kept}")
+
+
+def _child_error(out: dict, pid: int) -> BaseException:
+    """The child's exception, to raise here: a package error as it was, another with the child's
+    traceback as a note."""
+    from nwb_autolfads.errors import NwbAutolfadsError
+
+    exc = out["error"]
+    if not isinstance(exc, NwbAutolfadsError):
+        exc.add_note(f"raised in the training process (pid {pid}):\n{out['traceback']}")
+    return exc
+
+
+def train_in_child(model: LFADS, data: TrainingData, cfg: TrainConfig, aug: AugmentConfig, threads: int = 1,
+                   progress: bool = True, checkpoint: str | Path | None = None, desc: str = "training",
+                   timing_model: LFADS | None = None, on_timing=None, seed: int = 0) -> tuple[TrainResult, dict]:
     """Train ``model`` (on the CPU) in a spawned child process and load the result into it.
 
     The child imports torch and the model and training modules only (never the NWB stack nor
@@ -204,9 +259,9 @@ def train_in_child(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, c
     ----------
     model
         The initialised model, on the CPU; trained in place.
-    train_x, valid_x
-        Windows (N, T, C), on the CPU.
-    cfg, aug, progress, checkpoint, desc
+    data
+        The windows (:class:`~nwb_autolfads.train.training_data.TrainingData`), on the CPU.
+    cfg, aug, progress, checkpoint, desc, seed
         As for :func:`~nwb_autolfads.train.loop.train_model` (the child writes the bar to this
         process's stderr and saves / resumes the checkpoint).
     threads
@@ -235,45 +290,26 @@ def train_in_child(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, c
     """
     import multiprocessing
     import time
-    from multiprocessing.connection import wait
 
-    from nwb_autolfads.train.pbt.embedded import _start_method, _without_main_script
+    from nwb_autolfads.train.pbt.embedded import start_method, without_main_script
 
-    if any(t.device.type != "cpu" for t in (train_x, valid_x, *model.parameters())):
+    if any(t.device.type != "cpu" for t in (data.train, data.valid, *model.parameters())):
         raise ValueError("train_in_child trains on the CPU: the model and the windows must be on the CPU")
     t0 = time.perf_counter()
     payload = _save({"n_channels": model.n_channels, "model_cfg": model.cfg, "observation": model.observation,
-                     "state": model.state_dict(), "rng": torch.get_rng_state(), "train_x": train_x,
-                     "valid_x": valid_x, "train_cfg": cfg, "aug": aug, "threads": int(threads), "progress": progress,
-                     "desc": desc, "checkpoint": None if checkpoint is None else str(checkpoint),
+                     "state": model.state_dict(), "rng": torch.get_rng_state(), "data": data,
+                     "train_cfg": cfg, "aug": aug, "threads": int(threads), "progress": progress,
+                     "desc": desc, "seed": int(seed), "checkpoint": None if checkpoint is None else str(checkpoint),
                      "timing_state": None if timing_model is None else timing_model.state_dict()})
-    ctx = multiprocessing.get_context(_start_method())
+    ctx = multiprocessing.get_context(start_method())
     here, there = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child_main, args=(there, payload), name="nwb-autolfads-training", daemon=True)
-    out, start_s = None, math.nan
     try:
-        with _without_main_script():
+        with without_main_script():
             proc.start()
         there.close()
         del payload
-        while out is None:
-            ready = wait([here, proc.sentinel])
-            if here in ready:
-                try:
-                    data = here.recv_bytes()
-                except EOFError:
-                    break
-                if math.isnan(start_s):
-                    start_s = time.perf_counter() - t0
-                    continue
-                msg = _load(data)
-                if "timing" in msg:  # a few steps timed before training (an error there comes as the result)
-                    if on_timing is not None:
-                        on_timing(msg["timing"])
-                    continue
-                out = msg
-            elif not here.poll():
-                break
+        out, start_s = _receive(here, proc, t0, on_timing)
         proc.join()
     except BaseException:
         _stop(proc)
@@ -281,24 +317,9 @@ def train_in_child(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, c
     finally:
         here.close()
     if out is None:
-        code = proc.exitcode
-        if code == -signal.SIGKILL:
-            how = ("was ended by signal SIGKILL before it finished (the system kills a process so when memory runs "
-                   "out: try a smaller model or train.batch_size, or free memory)")
-        elif code is not None and code < 0:
-            how = f"was ended by signal {signal.Signals(-code).name} before it finished"
-        else:
-            how = f"exited with code {code} before it finished{' (interrupted)' if code == 130 else ''}"
-        kept = (f"; the training state saved so far is kept in {str(checkpoint)!r} and a new run with the same "
-                "run directory resumes from it" if checkpoint is not None else "")
-        raise TrainingError(f"the training process (pid {proc.pid}) {how}{kept}")
+        raise _ended_without_result(proc, checkpoint)
     if not out["ok"]:
-        exc = out["error"]
-        from nwb_autolfads.errors import NwbAutolfadsError
-
-        if not isinstance(exc, NwbAutolfadsError):
-            exc.add_note(f"raised in the training process (pid {proc.pid}):\n{out['traceback']}")
-        raise exc from None
+        raise _child_error(out, proc.pid) from None
     model.load_state_dict(out["state"])
     torch.set_rng_state(out["rng"])
     return out["result"], {"pid": proc.pid, "peak_mb": out["peak_mb"], "start_s": start_s, "nwb": out["nwb"]}

@@ -18,9 +18,11 @@ import copy
 import dataclasses
 import math
 import os
+import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,8 +33,12 @@ from nwb_autolfads.config import AugmentConfig, TrainConfig
 from nwb_autolfads.train.cudagraphs import evaluation_forward, training_forward
 from nwb_autolfads.errors import OutputError, TrainingError
 from nwb_autolfads.model.lfads import LFADS
+from nwb_autolfads.train.seeds import SeedTree, Streams
 
-__all__ = ["TrainResult", "train_model", "train_steps", "time_steps", "WindowSampler", "validation_subset", "split_train_valid", "evaluate_nll", "save_checkpoint", "load_checkpoint"]
+if TYPE_CHECKING:
+    from nwb_autolfads.train.training_data import TrainingData
+
+__all__ = ["TrainResult", "train_model", "train_steps", "time_steps", "WindowSampler", "validation_subset", "split_train_valid", "evaluate_nll", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "ramp_weight"]
 
 
 @dataclass
@@ -68,7 +74,7 @@ def split_train_valid(n_windows: int, valid_every: int) -> tuple[np.ndarray, np.
     return train, valid
 
 
-def _ramp(step: int, ramp_steps: int) -> float:
+def ramp_weight(step: int, ramp_steps: int) -> float:
     """Weight of the KL and L2 terms at (0-based) step ``step``: linear from 0 to 1 over ``ramp_steps``."""
     return 1.0 if ramp_steps <= 0 else min(1.0, step / ramp_steps)
 
@@ -109,14 +115,14 @@ def evaluate_nll(model: LFADS, x: torch.Tensor, batch_size: int = 256, held: tor
     return total / max(count, 1.0)
 
 
-def _rng_state() -> dict:
+def rng_state() -> dict:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def _set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -142,7 +148,21 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    return torch.load(Path(path), map_location="cpu", weights_only=False)
+    """A checkpoint of :func:`save_checkpoint`, read with ``weights_only=True``: only tensors and
+    plain types are unpickled, so a run directory cannot make this process run code.
+
+    Raises
+    ------
+    OutputError
+        The file holds something else (another program's file, or a checkpoint of a version of
+        this package that stored objects).
+    """
+    try:
+        return torch.load(Path(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise OutputError(f"the training state {str(path)!r} holds more than tensors and plain values and is not "
+                          f"loaded ({str(exc).splitlines()[0]}): move it aside (or use a new run directory) to "
+                          "train afresh") from None
 
 
 class WindowSampler:
@@ -189,8 +209,8 @@ def validation_subset(n_windows: int, max_windows: int) -> np.ndarray:
 def train_steps(model: LFADS, opt: torch.optim.Optimizer, train_x: torch.Tensor, cfg: TrainConfig,
                 cd: CoordinatedDropout, shift: TemporalShift, sampler: WindowSampler, n_steps: int,
                 start_step: int = 0, held: torch.Tensor | None = None,
-                sv_rate: float = 0.0, on_step=None, generator: torch.Generator | None = None
-                ) -> tuple[dict[str, float] | None, int]:
+                sv_rate: float = 0.0, on_step=None, generator: torch.Generator | None = None,
+                streams: Streams | None = None) -> tuple[dict[str, float] | None, int]:
     """``n_steps`` optimisation steps on batches of ``train_x`` (N, T, C) drawn by ``sampler``;
     step ``start_step + i`` uses the KL/L2 ramp weight ``min(1, (start_step + i) / ramp_steps)``.
     Returns (the mean reconstruction NLL, KL and L2 terms over the steps, steps done); the
@@ -198,44 +218,52 @@ def train_steps(model: LFADS, opt: torch.optim.Optimizer, train_x: torch.Tensor,
     the diverged one, whose update was not applied). ``on_step()`` is called after every step
     (a progress bar).
 
-    ``generator``: every random draw of the steps comes from it instead of torch's global RNG
-    (a population member's own stream, the same in every PBT execution mode). Per step, in this
-    order: the batch (``sampler``, which must draw from the same generator), the temporal shift
-    of the reconstruction target, then of the encoder input, the coordinated-dropout mask, then
-    the model's draws (:meth:`.model.LFADS.forward`: dropout masks and posterior noise). The
-    stacked population (:func:`.stacked.stacked_steps`) draws exactly this, in this order. With a
-    generator the forward pass runs eagerly (no CUDA graph).
+    ``streams`` (:class:`~nwb_autolfads.train.seeds.Streams`): where the random draws come from,
+    per purpose (``generator``: one generator for all of them). Per step, in this order: the batch
+    (``sampler``, which must draw from ``streams.batches``), from ``streams.augment`` the temporal
+    shift of the reconstruction target, then of the encoder input, then the coordinated-dropout
+    mask, and from ``streams.noise`` the model's draws (:meth:`.model.LFADS.forward`: dropout masks
+    and posterior noise). The stacked population (:func:`.stacked.stacked_steps`) draws exactly
+    this, in this order. With a ``noise`` generator the forward pass runs eagerly (no CUDA graph);
+    without (None) the model draws from torch's default generator.
 
     Raises
     ------
     ValueError
-        ``generator`` is given but ``sampler`` draws from another one.
+        ``sampler`` does not draw from ``streams.batches``, or both ``generator`` and ``streams``
+        are given.
     """
-    if generator is not None and sampler.generator is not generator:
+    if generator is not None:
+        if streams is not None:
+            raise ValueError("train_steps: give generator or streams, not both")
+        streams = Streams.single(generator)
+    if streams is not None and sampler.generator is not streams.batches:
         raise ValueError("train_steps: the sampler must draw from the generator given (WindowSampler(..., "
                          "generator=generator)), or the batch order would not follow the member's stream")
+    augment = streams.augment if streams is not None else None
+    noise = streams.noise if streams is not None else None
     model.train()
     lead_in = model.cfg.lead_in_bins
     sums = {"nll": 0.0, "kl_ic": 0.0, "kl_co": 0.0, "l2": 0.0}
     n_done = 0
     for i in range(n_steps):
-        ramp = _ramp(start_step + i, cfg.ramp_steps)
+        ramp = ramp_weight(start_step + i, cfg.ramp_steps)
         idx = sampler.next()
         xb = train_x[idx]  # (B, T, C)
         if held is None:
-            target, enc_in = shift(xb, generator=generator), shift(xb, generator=generator)
+            target, enc_in = shift(xb, generator=augment), shift(xb, generator=augment)
             usable = None
         else:  # held-out elements: zeroed for the encoder, and no loss on them
             hb = held[idx]
-            target, usable = shift(xb, 1.0 - hb, generator=generator)
-            enc_in = shift(xb * (1.0 - hb) / (1.0 - sv_rate), generator=generator)
-        enc_in, mask = cd(enc_in, generator=generator)
+            target, usable = shift(xb, 1.0 - hb, generator=augment)
+            enc_in = shift(xb * (1.0 - hb) / (1.0 - sv_rate), generator=augment)
+        enc_in, mask = cd(enc_in, generator=augment)
         if usable is not None:
             mask = mask * usable
-        if generator is None:
+        if noise is None:
             out = training_forward(model, enc_in, graphs=cfg.cuda_graphs)  # model(enc_in, sample=True)
         else:
-            out = model(enc_in, sample=True, generator=generator)
+            out = model(enc_in, sample=True, generator=noise)
         target, mask = target[:, lead_in:], mask[:, lead_in:]  # the lead-in is input only
         nll = model.observation.nll(out.params, target)  # (B, T, C)
         recon = (nll * mask).sum() / mask.sum().clamp_min(1.0)
@@ -260,128 +288,185 @@ def train_steps(model: LFADS, opt: torch.optim.Optimizer, train_x: torch.Tensor,
     return {k: v / max(n_done, 1) for k, v in sums.items()}, n_done
 
 
-def train_model(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: TrainConfig,
-                aug: AugmentConfig, progress: bool = True, desc: str = "training",
-                checkpoint: str | Path | None = None) -> TrainResult:
-    """Train ``model`` in place on windows ``train_x`` (N, T, C) for at most ``cfg.max_steps``
-    optimisation steps; restore the best weights.
+class _SingleTraining:
+    """The state of one model's training: what a checkpoint of :func:`train_model` holds."""
+
+    def __init__(self, model: LFADS, train_x: torch.Tensor, cfg: TrainConfig, aug: AugmentConfig, seed: int):
+        self.model, self.cfg, self.aug = model, cfg, aug
+        self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+        self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(self.opt, mode="min", factor=cfg.lr_decay,
+                                                                patience=cfg.lr_patience, min_lr=cfg.lr_min)
+        tree = SeedTree(seed)
+        self.streams = tree.streams(device=train_x.device, noise=False)  # the model's draws: torch's default
+        tree.seed_default_noise()  # generator (a CUDA-graph replay draws from it), seeded from the tree
+        self.sampler = WindowSampler(train_x.shape[0], cfg.batch_size, generator=self.streams.batches)
+        self.cd, self.shift = CoordinatedDropout(aug.cd_rate), TemporalShift(aug.shift_std, aug.shift_max)
+        self.result = TrainResult()
+        self.best_state = copy.deepcopy(model.state_dict())
+        self.best_opt = copy.deepcopy(self.opt.state_dict())
+        self.smoothed: float | None = None
+        self.step = 0
+        # sample validation: a fixed set of training elements the model never learns from; its metric
+        # is evaluated on a fixed subset of the training windows, as the validation NLL is
+        self.held = None
+        if aug.sv_rate > 0:
+            draw = torch.rand(train_x.shape, generator=tree.torch("sample_validation"))
+            self.held = (draw < aug.sv_rate).to(train_x.dtype).to(train_x.device)
+            self.sv_idx = torch.as_tensor(validation_subset(train_x.shape[0], cfg.valid_windows),
+                                          device=train_x.device)
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(), "best_model": self.best_state, "best_optimizer": self.best_opt,
+                "smoothed": self.smoothed, "sampler": self.sampler.state(), "rng": rng_state(),
+                "streams": self.streams.state(), "sv_mask": self.held, "result": dataclasses.asdict(self.result)}
+
+    def load_state_dict(self, ck: dict) -> None:
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.sched.load_state_dict(ck["scheduler"])
+        self.sampler.load(ck["sampler"])
+        self.best_state, self.best_opt = ck["best_model"], ck["best_optimizer"]
+        self.smoothed, self.step = ck["smoothed"], ck["step"]
+        self.result = TrainResult(**ck["result"])
+        set_rng_state(ck["rng"])
+        self.streams.load(ck["streams"])
+        if self.held is not None:
+            self.held = ck["sv_mask"].to(self.held.device)
+
+    def recover(self) -> None:
+        """After a NaN/inf loss or validation: the last good weights, with half the learning rate.
+
+        Raises
+        ------
+        TrainingError
+            The sixth divergence.
+        """
+        self.result.nan_recoveries += 1
+        if self.result.nan_recoveries > 5:
+            raise TrainingError("training diverged (NaN/inf loss) 5 times even after lowering the "
+                                "learning rate: lower train.lr or check the input data")
+        self.model.load_state_dict(self.best_state)
+        self.opt.load_state_dict(self.best_opt)
+        for group in self.opt.param_groups:
+            group["lr"] = max(group["lr"] * 0.5, self.cfg.lr_min)
+
+    def record(self, sums: dict[str, float], valid_nll: float, train_x: torch.Tensor) -> dict:
+        """A good check: smooth the validation NLL, append the history row, keep the best weights
+        and step the learning-rate schedule; returns the row."""
+        cfg, result = self.cfg, self.result
+        s = self.smoothed
+        self.smoothed = valid_nll if s is None else cfg.smoothing * s + (1 - cfg.smoothing) * valid_nll
+        row = {"step": self.step, "train_nll": sums["nll"], "valid_nll": valid_nll,
+               "smoothed_valid_nll": self.smoothed, "kl_ic": sums["kl_ic"], "kl_co": sums["kl_co"],
+               "l2": sums["l2"], "lr": self.opt.param_groups[0]["lr"]}
+        if self.held is not None:
+            row["sample_valid_nll"] = evaluate_nll(self.model, train_x[self.sv_idx], held=self.held[self.sv_idx],
+                                                   held_rate=self.aug.sv_rate, graphs=cfg.cuda_graphs)
+        result.history.append(row)
+        # Only compare once the loss is fully weighted (after the ramp: the last step had ramp < 1
+        # while step <= ramp_steps).
+        if self.smoothed < result.best_valid_nll or self.step <= cfg.ramp_steps:
+            result.best_valid_nll, result.best_step = self.smoothed, self.step
+            self.best_state = copy.deepcopy(self.model.state_dict())
+            self.best_opt = copy.deepcopy(self.opt.state_dict())
+        if self.step > cfg.ramp_steps:
+            self.sched.step(self.smoothed)
+        return row
+
+    def should_stop(self) -> bool:
+        """Early stopping: the smoothed NLL has not improved for ``early_stopping_patience`` steps
+        (not before ``min_steps`` nor the end of the ramp)."""
+        cfg = self.cfg
+        return (self.step >= max(cfg.min_steps, cfg.ramp_steps)
+                and self.step - self.result.best_step >= cfg.early_stopping_patience)
+
+
+def _mark_stopped(bar, desc: str, run: _SingleTraining) -> None:
+    """The bar ends full, with a mark of why."""
+    bar.total = bar.n
+    bar.set_description(f"{desc}: stopped early at step {run.step} of at most {run.cfg.max_steps} (no improvement "
+                        f"of the smoothed validation NLL for {run.step - run.result.best_step} steps)", refresh=False)
+    bar.refresh()
+
+
+def train_model(model: LFADS, data: "TrainingData", cfg: TrainConfig, aug: AugmentConfig, progress: bool = True,
+                desc: str = "training", checkpoint: str | Path | None = None, seed: int = 0) -> TrainResult:
+    """Train ``model`` in place on ``data`` (:class:`~nwb_autolfads.train.training_data.TrainingData`:
+    its ``train`` windows (N, T, C)) for at most ``cfg.max_steps`` optimisation steps; restore the
+    best weights.
 
     Every ``cfg.valid_every`` steps the model is validated on a fixed subset of at most
-    ``cfg.valid_windows`` windows of ``valid_x`` (:func:`validation_subset`); the validation
+    ``cfg.valid_windows`` windows of ``data.valid`` (:func:`validation_subset`); the validation
     NLL is smoothed, the learning rate decays after ``cfg.lr_patience`` checks without
     improvement, and training stops once the smoothed NLL has not improved for
     ``cfg.early_stopping_patience`` steps (not before ``min_steps`` nor the end of the ramp).
     ``TrainResult.history`` holds one row per check, with its ``step`` (steps trained).
 
-    With ``checkpoint``, the full training state (model, optimizer, scheduler, RNG, batch
-    order and cursor, step, best weights so far, history) is saved atomically after every
+    ``seed``: the run's seed; the batches, augmentations, sample-validation mask and the model's
+    draws come from its seed tree (:mod:`nwb_autolfads.train.seeds`; the model's draws through
+    torch's default generator, seeded here).
+
+    With ``checkpoint``, the full training state (model, optimizer, scheduler, random streams,
+    batch order and cursor, step, best weights so far, history) is saved atomically after every
     check, and if the file already exists training resumes from it: an interrupted run
     continued this way ends with the same weights as an uninterrupted one.
+
+    Raises
+    ------
+    ValueError
+        ``model`` does not fit ``data``.
+    TrainingError
+        Training diverged 6 times.
+    OutputError
+        The checkpoint cannot be written or read.
     """
-    cd = CoordinatedDropout(aug.cd_rate)
-    shift = TemporalShift(aug.shift_std, aug.shift_max)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_decay,
-                                                       patience=cfg.lr_patience, min_lr=cfg.lr_min)
-    sampler = WindowSampler(train_x.shape[0], cfg.batch_size)
-    valid_x = valid_x[torch.as_tensor(validation_subset(valid_x.shape[0], cfg.valid_windows),
-                                      device=valid_x.device)]
-    result = TrainResult()
-    best_state = copy.deepcopy(model.state_dict())
-    best_opt = copy.deepcopy(opt.state_dict())
-    smoothed = None
-    step = 0
-    ck = load_checkpoint(checkpoint) if checkpoint is not None and Path(checkpoint).exists() else None
-    if ck is not None:
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        sampler.load(ck["sampler"])
-        best_state, best_opt = ck["best_model"], ck["best_optimizer"]
-        smoothed, step = ck["smoothed"], ck["step"]
-        result = TrainResult(**ck["result"])
-        _set_rng_state(ck["rng"])
-    # sample validation: a fixed set of training elements the model never learns from; its metric
-    # is evaluated on a fixed subset of the training windows, as the validation NLL is
-    held = None
-    if aug.sv_rate > 0:
-        held = ck["sv_mask"] if ck is not None else (torch.rand(train_x.shape) < aug.sv_rate).to(train_x.dtype)
-        held = held.to(train_x.device)
-        sv_idx = torch.as_tensor(validation_subset(train_x.shape[0], cfg.valid_windows), device=train_x.device)
-    t0 = time.perf_counter() - result.seconds
+    data.check_model(model)
+    train_x, valid_x = data.train, data.validation_subset(cfg.valid_windows).valid
+    run = _SingleTraining(model, train_x, cfg, aug, seed)
+    if checkpoint is not None and Path(checkpoint).exists():
+        run.load_state_dict(load_checkpoint(checkpoint))
+    t0 = time.perf_counter() - run.result.seconds
     # the total (and so the ETA) is the step limit: early stopping usually ends sooner, and then
     # the bar is closed full and says so
-    bar = tqdm(total=cfg.max_steps, initial=step, desc=f"{desc} (at most {cfg.max_steps} steps)",
+    bar = tqdm(total=cfg.max_steps, initial=run.step, desc=f"{desc} (at most {cfg.max_steps} steps)",
                unit="step", disable=not progress, dynamic_ncols=True, leave=True)
     try:
-        while step < cfg.max_steps and not result.stopped_early:
-            n = min(cfg.valid_every - step % cfg.valid_every, cfg.max_steps - step)
-            sums, done = train_steps(model, opt, train_x, cfg, cd, shift, sampler, n, step, held, aug.sv_rate,
-                                     on_step=lambda: bar.update(1))
-            step += done
-            diverged = sums is None
-            valid_nll = evaluate_nll(model, valid_x, graphs=cfg.cuda_graphs) if not diverged else math.nan
-            if diverged or not math.isfinite(valid_nll):
-                # Restore the last good weights with a smaller learning rate and go on.
-                result.nan_recoveries += 1
-                if result.nan_recoveries > 5:
-                    raise TrainingError("training diverged (NaN/inf loss) 5 times even after lowering the "
-                                        "learning rate: lower train.lr or check the input data")
-                model.load_state_dict(best_state)
-                opt.load_state_dict(best_opt)
-                for group in opt.param_groups:
-                    group["lr"] = max(group["lr"] * 0.5, cfg.lr_min)
-                bar.update(1 if diverged else 0)
+        while run.step < cfg.max_steps and not run.result.stopped_early:
+            n = min(cfg.valid_every - run.step % cfg.valid_every, cfg.max_steps - run.step)
+            sums, done = train_steps(model, run.opt, train_x, cfg, run.cd, run.shift, run.sampler, n, run.step,
+                                     run.held, aug.sv_rate, on_step=lambda: bar.update(1), streams=run.streams)
+            run.step += done
+            valid_nll = evaluate_nll(model, valid_x, graphs=cfg.cuda_graphs) if sums is not None else math.nan
+            if sums is None or not math.isfinite(valid_nll):
+                run.recover()  # the last good weights with a smaller learning rate, and go on
+                bar.update(1 if sums is None else 0)
                 continue
-            smoothed = valid_nll if smoothed is None else cfg.smoothing * smoothed + (1 - cfg.smoothing) * valid_nll
-            record = {"step": step, "train_nll": sums["nll"], "valid_nll": valid_nll,
-                      "smoothed_valid_nll": smoothed, "kl_ic": sums["kl_ic"], "kl_co": sums["kl_co"],
-                      "l2": sums["l2"], "lr": opt.param_groups[0]["lr"]}
-            if held is not None:
-                record["sample_valid_nll"] = evaluate_nll(model, train_x[sv_idx], held=held[sv_idx],
-                                                          held_rate=aug.sv_rate, graphs=cfg.cuda_graphs)
-            result.history.append(record)
-            # Only compare once the loss is fully weighted (after the ramp: the last step had ramp < 1
-            # while step <= ramp_steps).
-            if smoothed < result.best_valid_nll or step <= cfg.ramp_steps:
-                result.best_valid_nll = smoothed
-                result.best_step = step
-                best_state = copy.deepcopy(model.state_dict())
-                best_opt = copy.deepcopy(opt.state_dict())
-            if step > cfg.ramp_steps:
-                sched.step(smoothed)
-            since_best = step - result.best_step
+            row = run.record(sums, valid_nll, train_x)
             # valid_nll: this check's (raw); smoothed / best_smoothed: what early stopping compares
-            bar.set_postfix(valid_nll=f"{valid_nll:.4f}", smoothed=f"{smoothed:.4f}",
-                            best_smoothed=f"{result.best_valid_nll:.4f}", lr=f"{record['lr']:.1e}", refresh=False)
-            if step >= max(cfg.min_steps, cfg.ramp_steps) and since_best >= cfg.early_stopping_patience:
-                result.stopped_early = True
-                bar.total = bar.n  # the bar ends full, with a mark of why
-                bar.set_description(f"{desc}: stopped early at step {step} of at most {cfg.max_steps} "
-                                    f"(no improvement of the smoothed validation NLL for {since_best} steps)",
-                                    refresh=False)
-                bar.refresh()
+            bar.set_postfix(valid_nll=f"{valid_nll:.4f}", smoothed=f"{run.smoothed:.4f}",
+                            best_smoothed=f"{run.result.best_valid_nll:.4f}", lr=f"{row['lr']:.1e}", refresh=False)
+            if run.should_stop():
+                run.result.stopped_early = True
+                _mark_stopped(bar, desc, run)
             if checkpoint is not None:
-                result.seconds = time.perf_counter() - t0
-                save_checkpoint(checkpoint, {
-                    "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "best_model": best_state, "best_optimizer": best_opt,
-                    "smoothed": smoothed, "sampler": sampler.state(), "rng": _rng_state(),
-                    "sv_mask": held, "result": dataclasses.asdict(result)})
+                run.result.seconds = time.perf_counter() - t0
+                save_checkpoint(checkpoint, run.state_dict())
     finally:
         bar.close()
-    model.load_state_dict(best_state)
-    result.seconds = time.perf_counter() - t0
-    return result
+    model.load_state_dict(run.best_state)
+    run.result.seconds = time.perf_counter() - t0
+    return run.result
 
 
-def time_steps(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: TrainConfig,
-               aug: AugmentConfig, n_steps: int = 3) -> tuple[float, float]:
+def time_steps(model: LFADS, data: "TrainingData", cfg: TrainConfig, aug: AugmentConfig,
+               n_steps: int = 3) -> tuple[float, float]:
     """Seconds per training step and per validation check, measured on ``model`` (a throwaway:
     it is trained) with one warm-up step then ``n_steps`` timed steps, and one check of the
     validation subset. Torch's RNG is left as it was (the run's results do not depend on the
     measurement); CUDA graphs are not used (a throwaway model must not enter their cache)."""
-    rng = _rng_state()
+    train_x, subset = data.train, data.validation_subset(cfg.valid_windows).valid
+    rng = rng_state()
     try:
         cfg = dataclasses.replace(cfg, cuda_graphs=False)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
@@ -394,12 +479,10 @@ def time_steps(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: 
         train_steps(model, opt, train_x, cfg, cd, shift, sampler, n_steps)
         sync()
         per_step = (time.perf_counter() - t0) / n_steps
-        subset = valid_x[torch.as_tensor(validation_subset(valid_x.shape[0], cfg.valid_windows),
-                                         device=valid_x.device)]
         t0 = time.perf_counter()
         evaluate_nll(model, subset, graphs=False)
         sync()
         per_check = time.perf_counter() - t0
     finally:
-        _set_rng_state(rng)
+        set_rng_state(rng)
     return per_step, per_check

@@ -234,84 +234,123 @@ def choose_execution(population: int, model_cfg, n_channels: int, device: str = 
         raise ConfigError(f"invalid config value pbt.execution={execution!r}: use auto, stacked, stacked-processes, "
                           "processes or sequential")
     width = model_width(model_cfg, n_channels)
-    small = width <= SMALL_MODEL_WIDTH
-    on_gpu = str(device).startswith("cuda")
-
-    def cap(n: int, per: int) -> int:  # threads for ``per`` processes on ``cores``
-        limit = max(1, cores // per)
-        return min(threads, limit) if threads > 0 else n
-
+    m = _Machine(cores, idle, threads, str(device).startswith("cuda"), width, width <= SMALL_MODEL_WIDTH)
     if population <= 1:
-        if on_gpu:
-            return Execution("sequential", 1, cap(1, 1), "one model on the GPU; one host thread feeds it")
-        if threads > 0:
-            n, why = cap(threads, 1), f"one model, train.threads = {threads}, {cores} cores"
-        else:
-            n = 1 if small else min(2, idle)
-            why = (f"one model with {width}-unit layers is latency-bound: a second thread does not pay" if small else
-                   f"one model with {width}-unit layers: {n} thread{'s' if n > 1 else ''} of {cores} cores")
-        if execution == "processes" or (execution == "auto" and work >= CHILD_MIN_WORK):
-            return Execution("processes", 1, n, why + "; in a child process given the windows only (no NWB stack)"
-                             if execution == "auto" else why + "; in a child process (pbt.execution = processes)")
-        return Execution("sequential", 1, n, why)
+        return _single_model_execution(m, execution, work)
+    mode = _population_mode(m, execution, workers, population, stacked_available)
+    asked = ""
+    if mode in ("processes", "stacked-processes"):
+        plan, mode, asked = _worker_execution(m, mode, execution, workers, population)
+        if plan is not None:
+            return plan
+    return _in_process_execution(m, mode, execution, workers, population, asked)
 
+
+@dataclass
+class _Machine:
+    """What :func:`choose_execution` chooses for: cores, idle cores, ``train.threads`` (0: choose),
+    a GPU or not, the model's widest layer and whether it is small."""
+
+    cores: int
+    idle: int
+    threads: int
+    on_gpu: bool
+    width: int
+    small: bool
+
+    def cap(self, n: int, per: int) -> int:
+        """Threads for each of ``per`` processes: ``n``, or ``train.threads`` capped by the cores."""
+        limit = max(1, self.cores // per)
+        return min(self.threads, limit) if self.threads > 0 else n
+
+
+def _single_model_execution(m: _Machine, execution: str, work: float) -> Execution:
+    """One model: on the GPU, or in this process or a child process with 1-2 threads."""
+    if m.on_gpu:
+        return Execution("sequential", 1, m.cap(1, 1), "one model on the GPU; one host thread feeds it")
+    if m.threads > 0:
+        n, why = m.cap(m.threads, 1), f"one model, train.threads = {m.threads}, {m.cores} cores"
+    else:
+        n = 1 if m.small else min(2, m.idle)
+        why = (f"one model with {m.width}-unit layers is latency-bound: a second thread does not pay" if m.small else
+               f"one model with {m.width}-unit layers: {n} thread{'s' if n > 1 else ''} of {m.cores} cores")
+    if execution == "processes" or (execution == "auto" and work >= CHILD_MIN_WORK):
+        return Execution("processes", 1, n, why + "; in a child process given the windows only (no NWB stack)"
+                         if execution == "auto" else why + "; in a child process (pbt.execution = processes)")
+    return Execution("sequential", 1, n, why)
+
+
+def _population_mode(m: _Machine, execution: str, workers: int, population: int, stacked_available: bool) -> str:
+    """The mode for a population: the user's, or ``auto``'s choice, made possible on this device."""
     mode = execution
-    stackable = small and stacked_available
+    stackable = m.small and stacked_available
     if mode == "auto" and workers > 1:
         mode = "stacked-processes" if stackable else "processes"
     elif mode == "auto" and workers == 1:
         mode = "stacked" if stackable else "sequential"
     if mode == "auto":
-        if on_gpu:
+        if m.on_gpu:
             mode = "stacked" if stacked_available else "sequential"
         elif stackable:  # split only over idle cores: busy ones give a session no more CPU for more processes
-            mode = "stacked-processes" if min(population, idle) > 1 else "stacked"
-        elif cores > 1:
+            mode = "stacked-processes" if min(population, m.idle) > 1 else "stacked"
+        elif m.cores > 1:
             mode = "processes"
         else:
             mode = "sequential"
-    if on_gpu and mode in ("processes", "stacked-processes"):  # worker processes train on the CPU only
+    if m.on_gpu and mode in ("processes", "stacked-processes"):  # worker processes train on the CPU only
         mode = "sequential" if mode == "processes" else "stacked"
     if not stacked_available and mode in ("stacked", "stacked-processes"):
         mode = "sequential" if mode == "stacked" else "processes"
+    return mode
+
+
+def _worker_execution(m: _Machine, mode: str, execution: str, workers: int, population: int
+                      ) -> tuple[Execution | None, str, str]:
+    """A worker mode's plan, or (None, the in-process mode to use instead, why) when no worker
+    processes would pay."""
+    cores, idle, width = m.cores, m.idle, m.width
     asked = ""
-    if mode in ("processes", "stacked-processes"):
-        n_workers = workers if workers > 0 else min(population, idle if execution == "auto" and
-                                                     mode == "stacked-processes" else cores)
-        if n_workers <= 1 and execution == mode and min(population, cores) > 1:
-            # the user asked for processes; a worker count of 1 (e.g. the smoke preset's) would run none
-            n_workers = min(population, cores)
-            asked = f"pbt.execution = {mode} with pbt.workers = {workers}: {n_workers} worker processes instead"
-        if n_workers <= 1:
-            alone = "sequential" if mode == "processes" else "stacked"
-            if execution == mode:
-                asked = (f"pbt.execution = {mode}, but {cores} core{'s' if cores > 1 else ''} for {population} "
-                         "member(s): no worker processes would pay, so "
-                         + ("one after another" if alone == "sequential" else "one stacked program in this process"))
-            mode = alone
-        elif mode == "stacked-processes":
-            share = -(-population // n_workers)
-            why = asked or (f"pbt.workers = {workers}" if workers > 0 else
-                            f"{population} members of {width}-unit layers (<= {SMALL_MODEL_WIDTH}) over {n_workers} "
-                            f"idle cores of {cores}: a worker process per core, each training its block of at most "
-                            f"{share} members as one stacked program, the workers in parallel")
-            return Execution("stacked-processes", n_workers, cap(1, n_workers), why)
-        else:
-            n_threads = cap(1 if small else max(1, min(2, idle // n_workers)), n_workers)
-            why = asked or (f"pbt.workers = {workers}" if workers > 0 else
-                            f"{population} members of {width}-unit layers over {cores} cores: a process per core (at "
-                            "most one per member), as latency-bound steps gain more from processes than from threads")
-            return Execution("processes", n_workers, n_threads, why)
+    n_workers = workers if workers > 0 else min(population, idle if execution == "auto" and
+                                                 mode == "stacked-processes" else cores)
+    if n_workers <= 1 and execution == mode and min(population, cores) > 1:
+        # the user asked for processes; a worker count of 1 (e.g. the smoke preset's) would run none
+        n_workers = min(population, cores)
+        asked = f"pbt.execution = {mode} with pbt.workers = {workers}: {n_workers} worker processes instead"
+    if n_workers <= 1:
+        alone = "sequential" if mode == "processes" else "stacked"
+        if execution == mode:
+            asked = (f"pbt.execution = {mode}, but {cores} core{'s' if cores > 1 else ''} for {population} "
+                     "member(s): no worker processes would pay, so "
+                     + ("one after another" if alone == "sequential" else "one stacked program in this process"))
+        return None, alone, asked
+    if mode == "stacked-processes":
+        share = -(-population // n_workers)
+        why = asked or (f"pbt.workers = {workers}" if workers > 0 else
+                        f"{population} members of {width}-unit layers (<= {SMALL_MODEL_WIDTH}) over {n_workers} "
+                        f"idle cores of {cores}: a worker process per core, each training its block of at most "
+                        f"{share} members as one stacked program, the workers in parallel")
+        return Execution("stacked-processes", n_workers, m.cap(1, n_workers), why), mode, asked
+    n_threads = m.cap(1 if m.small else max(1, min(2, idle // n_workers)), n_workers)
+    why = asked or (f"pbt.workers = {workers}" if workers > 0 else
+                    f"{population} members of {width}-unit layers over {cores} cores: a process per core (at "
+                    "most one per member), as latency-bound steps gain more from processes than from threads")
+    return Execution("processes", n_workers, n_threads, why), mode, asked
+
+
+def _in_process_execution(m: _Machine, mode: str, execution: str, workers: int, population: int,
+                          asked: str) -> Execution:
+    """``stacked`` or ``sequential`` in this process, with the threads."""
+    cores, idle, on_gpu = m.cores, m.idle, m.on_gpu
     if mode == "stacked":
-        n_threads = cap(1 if on_gpu else idle, 1)
+        n_threads = m.cap(1 if on_gpu else idle, 1)
         why = (f"{population} members as one program on the GPU" if on_gpu else
-               f"{population} members of {width}-unit layers (<= {SMALL_MODEL_WIDTH}) as one stacked program "
+               f"{population} members of {m.width}-unit layers (<= {SMALL_MODEL_WIDTH}) as one stacked program "
                f"on {n_threads} thread{'s' if n_threads > 1 else ''}")
         if execution == "auto" and workers == 0 and not on_gpu and cores > 1 and idle < 2 and population > 1:
             why += (f" (of {cores} cores, other programs keep all but {idle} busy: worker processes would share "
                     "its time)")
         return Execution("stacked", 1, n_threads, f"{why}; {asked}" if asked else why)
-    n_threads = cap(1 if on_gpu or small else min(2, idle), 1)
+    n_threads = m.cap(1 if on_gpu or m.small else min(2, idle), 1)
     why = ("members one after another on the GPU" if on_gpu else
            f"members one after another on {n_threads} thread{'s' if n_threads > 1 else ''} ({cores} core"
            f"{'s' if cores > 1 else ''})")

@@ -9,10 +9,11 @@ of :mod:`.recurrence`), and one step of the stacked program is one step of every
 overhead is paid once.
 
 Contract: a generation trained stacked gives the same weights, Adam states, metrics and history
-rows (to float rounding) as the members trained one after another by :func:`.pbt._train_generation`
+rows (to float rounding) as the members trained one after another by :func:`.pbt.member.train_generation`
 (the sequential and process executors: the ordinary :class:`~.model.LFADS` module, ``torch.optim.Adam``
 and :func:`.training.train_steps` with the member's ``generator``). Both draw every random number of
-a member from the member-generation's own ``torch.Generator`` (seeded with :func:`.pbt._member_seed`),
+a member from the member-generation's own streams (:func:`.pbt.member.member_streams`: batches,
+augmentations, the model's draws),
 in the same order per step:
 
 1. the batch: the next indices of a :class:`.training.WindowSampler` (a random permutation of the
@@ -32,10 +33,10 @@ loss becomes NaN/inf stops for the rest of the generation with its last good wei
 as on the one-member path. Members never interact: member m's slice is computed only from member
 m's slices.
 
-:class:`StackedExecutor` trains a generation of :class:`.pbt.Member` objects this way
+:class:`StackedExecutor` trains a generation of :class:`.pbt.member.Member` objects this way
 (``pbt.execution: stacked``), or a contiguous block of them in each worker process
-(``stacked-processes``: :class:`.pbt._SplitExecutor`); exploit/explore between generations
-copies weights, Adam state and hyperparameters through :meth:`.pbt.Member.load` (or
+(``stacked-processes``: :class:`.pbt.embedded._SplitExecutor`); exploit/explore between generations
+copies weights, Adam state and hyperparameters through :meth:`.pbt.member.Member.load` (or
 :meth:`StackedPopulation.copy` in the stacked tensors).
 """
 
@@ -49,9 +50,11 @@ import torch
 from nwb_autolfads.model.augment import TemporalShift
 from nwb_autolfads.config import AugmentConfig, ModelConfig, TrainConfig
 from nwb_autolfads.model.lfads import LFADS, _gaussian_log_prob, dropout_mask
-from nwb_autolfads.train.pbt.embedded import Member, _member_seed, _record_check
+from nwb_autolfads.train.pbt.member import Member, member_streams, record_check
+from nwb_autolfads.train.seeds import Streams
 from nwb_autolfads.model.recurrence import controlled_generator, gru_gates, stacked_gru
-from nwb_autolfads.train.loop import WindowSampler, _ramp, validation_subset
+from nwb_autolfads.train.loop import WindowSampler, ramp_weight
+from nwb_autolfads.train.training_data import TrainingData
 
 __all__ = ["StackedPopulation", "stacked_steps", "StackedExecutor", "time_stacked"]
 
@@ -78,31 +81,11 @@ def _lag(x: torch.Tensor, lag: int, forward: bool) -> torch.Tensor:
     return torch.cat([x[:, lag:], torch.zeros_like(x[:, :lag])], dim=1)
 
 
-def stacked_forward(P: dict[str, torch.Tensor], cfg: ModelConfig, n_params: int, x: torch.Tensor,
-                    draws: dict[str, torch.Tensor | None] | None, sample: bool):
-    """The forward pass of :class:`.model.LFADS` (same equations, same order of operations) for M
-    members at once.
-
-    Parameters
-    ----------
-    P : the members' parameters by ``LFADS`` parameter name, each (M, *shape).
-    x : (M, B, L + T, C) encoder input of every member.
-    draws : the members' dropout masks and posterior noise (see :func:`_draw`), or None (no
-        dropout: validation).
-    sample : use the noise in ``draws`` (training) or the posterior means.
-
-    Returns
-    -------
-    params (M, B, T, C, P), kl_ic (M, B), kl_co (M, B).
-    """
-    d = draws or {}
-    M, B, _, C = x.shape
-    L, clip = cfg.lead_in_bins, cfg.cell_clip
-    T = x.shape[2] - L
-    co = cfg.co_dim > 0
-    if d.get("x") is not None:
-        x = x * d["x"]
-
+def _stacked_encoders(P: dict[str, torch.Tensor], cfg: ModelConfig, x: torch.Tensor, d: dict):
+    """The IC and CI encoders of :func:`stacked_forward` for M members: the final IC encoder
+    states (M, B, 2E) (dropout applied) and the lagged CI encoder states, time-major
+    (M, T, B, 2Ec), or None without a controller."""
+    (M, B, _, C), L, co = x.shape, cfg.lead_in_bins, cfg.co_dim > 0
     # ---- encoders: the directions of the same size and length run as one batched recurrence (as in
     #      LFADS.encode), every direction's input projection done in its own processing order (the
     #      backward directions read the time-reversed input), so the large projections are never
@@ -136,6 +119,35 @@ def stacked_forward(P: dict[str, torch.Tensor], cfg: ModelConfig, n_params: int,
             ci = ci * d["ci"].transpose(1, 2)
     if d.get("ic") is not None:
         ic_enc = ic_enc * d["ic"]
+    return ic_enc, ci
+
+
+def stacked_forward(P: dict[str, torch.Tensor], cfg: ModelConfig, n_params: int, x: torch.Tensor,
+                    draws: dict[str, torch.Tensor | None] | None, sample: bool):
+    """The forward pass of :class:`.model.LFADS` (same equations, same order of operations) for M
+    members at once.
+
+    Parameters
+    ----------
+    P : the members' parameters by ``LFADS`` parameter name, each (M, *shape).
+    x : (M, B, L + T, C) encoder input of every member.
+    draws : the members' dropout masks and posterior noise (see :func:`_draw`), or None (no
+        dropout: validation).
+    sample : use the noise in ``draws`` (training) or the posterior means.
+
+    Returns
+    -------
+    params (M, B, T, C, P), kl_ic (M, B), kl_co (M, B).
+    """
+    d = draws or {}
+    M, B, _, C = x.shape
+    L, clip = cfg.lead_in_bins, cfg.cell_clip
+    T = x.shape[2] - L
+    co = cfg.co_dim > 0
+    if d.get("x") is not None:
+        x = x * d["x"]
+
+    ic_enc, ci = _stacked_encoders(P, cfg, x, d)  # (M, B, 2E), (M, T, B, 2Ec) or None
 
     # ---- initial condition
     ic_mean, ic_logvar = _linear(ic_enc, P["ic_posterior.weight"], P["ic_posterior.bias"]).chunk(2, dim=-1)
@@ -185,7 +197,7 @@ class StackedPopulation:
     """The parameters (each (M, *shape), with gradients), Adam state and per-member
     hyperparameters of M members of one architecture.
 
-    Built from :class:`.pbt.Member` objects (:meth:`from_members`) and written back to them
+    Built from :class:`.pbt.member.Member` objects (:meth:`from_members`) and written back to them
     (:meth:`store`); a member's Adam state is torch's (``exp_avg``, ``exp_avg_sq``, ``step`` per
     parameter; a parameter without state has not been stepped yet). ``steps`` (M,) counts each
     member's training steps (the ramp's clock), ``active`` (M,) marks members still training in
@@ -289,10 +301,98 @@ class StackedPopulation:
         return [float(v) / max(count, 1.0) for v in total.cpu()]
 
 
-def _draw(pop: StackedPopulation, samplers: list[WindowSampler], train_x: torch.Tensor, shift: TemporalShift) -> dict:
-    """One step's random draws of every active member, from its own generator (its sampler's), in
-    the order of :func:`.training.train_steps` (module docstring), stacked along the member
-    dimension. Inactive members draw nothing (their slots get the first windows, no augmentation
+class _StepDraws:
+    """One step's draws of M members, gathered per kind then stacked along the member dimension
+    (:func:`_draw`). An inactive member's slot gets the first windows, no augmentation and no
+    dropout."""
+
+    KINDS = ("idx", "s_target", "s_enc", "keep", "loss_mask", "x", "ci", "ic", "ic_noise", "gen", "co_noise")
+
+    def __init__(self, cfg, B: int, like: torch.Tensor):
+        TT, C = like.shape[1], like.shape[2]
+        self.T, self.B, self.C, self.TT, self.like = TT - cfg.lead_in_bins, B, C, TT, like
+        self.E2, self.I, self.G, self.U, self.Ec2 = (2 * cfg.ic_enc_dim, cfg.ic_dim, cfg.gen_dim, cfg.co_dim,
+                                                     2 * cfg.ci_enc_dim)
+        self.co = self.U > 0
+        self.lists = {k: [] for k in self.KINDS}
+        self.ones: dict = {}
+
+    def one(self, shape):
+        if shape not in self.ones:
+            self.ones[shape] = torch.ones(shape, dtype=self.like.dtype, device=self.like.device)
+        return self.ones[shape]
+
+    def noise(self, shape, gen):
+        return torch.randn(shape, generator=gen, device=self.like.device, dtype=self.like.dtype)
+
+    def idle(self) -> None:
+        """The slot of an inactive member: draws nothing."""
+        B, T, TT, C, dev, dt = self.B, self.T, self.TT, self.C, self.like.device, self.like.dtype
+        a = self.lists
+        zero_shift = torch.zeros(B, 1, C, dtype=torch.long, device=dev)
+        a["idx"].append(torch.arange(B, device=dev))
+        a["s_target"].append(zero_shift)
+        a["s_enc"].append(zero_shift)
+        a["keep"].append(self.one((B, TT, C)))
+        a["loss_mask"].append(self.one((B, TT, C)))
+        for kind, shape in (("x", (B, TT, C)), ("ci", (B, T, self.Ec2)), ("ic", (B, self.E2)),
+                            ("gen", (T + 1, B, self.G))):
+            a[kind].append(self.one(shape))
+        a["ic_noise"].append(torch.zeros(B, self.I, dtype=dt, device=dev))
+        a["co_noise"].append(torch.zeros(T, B, self.U, dtype=dt, device=dev))
+
+    def member(self, batch: torch.Tensor, shift: TemporalShift, cd_rate: float, dropout: float,
+               aug_gen: torch.Generator, gen: torch.Generator) -> None:
+        """An active member's draws, in the order of :func:`.loop.train_steps`: the shifts and the
+        coordinated-dropout mask from ``aug_gen``, then the model's dropout masks and posterior
+        noise from ``gen``."""
+        B, T, TT, C, like, a = self.B, self.T, self.TT, self.C, self.like, self.lists
+        a["idx"].append(batch)
+        if shift.active:
+            a["s_target"].append(shift.draw(B, C, like.device, aug_gen))
+            a["s_enc"].append(shift.draw(B, C, like.device, aug_gen))
+        if cd_rate > 0:
+            kp = (torch.rand((B, TT, C), generator=aug_gen, device=like.device, dtype=like.dtype) >= cd_rate
+                  ).to(like.dtype)
+            a["keep"].append(kp)
+            a["loss_mask"].append(1.0 - kp)
+        else:
+            a["keep"].append(self.one((B, TT, C)))
+            a["loss_mask"].append(self.one((B, TT, C)))
+        p = dropout
+
+        def mask(shape):
+            return dropout_mask(shape, p, gen, like) if p > 0 else self.one(shape)
+        a["x"].append(mask((B, TT, C)))
+        if self.co:
+            a["ci"].append(mask((B, T, self.Ec2)))
+        a["ic"].append(mask((B, self.E2)))
+        a["ic_noise"].append(self.noise((B, self.I), gen))
+        a["gen"].append(mask((T + 1, B, self.G)))
+        if self.co:
+            a["co_noise"].append(self.noise((T, B, self.U), gen))
+
+    def stacked(self, shift_active: bool, any_dropout: bool) -> dict:
+        a, co = self.lists, self.co
+        return {
+            "idx": torch.stack(a["idx"]),
+            "shift": (torch.stack(a["s_target"]), torch.stack(a["s_enc"])) if shift_active else None,
+            "keep": torch.stack(a["keep"]), "loss_mask": torch.stack(a["loss_mask"]),
+            "x": torch.stack(a["x"]) if any_dropout else None,
+            "ci": torch.stack(a["ci"]) if any_dropout and co else None,
+            "ic": torch.stack(a["ic"]) if any_dropout else None,
+            "ic_noise": torch.stack(a["ic_noise"]),
+            "gen": torch.stack(a["gen"]) if any_dropout else None,  # (M, T + 1, B, G)
+            "co_noise": torch.stack(a["co_noise"]) if co else None,  # (M, T, B, U)
+        }
+
+
+def _draw(pop: StackedPopulation, samplers: list[WindowSampler], train_x: torch.Tensor, shift: TemporalShift,
+          streams: list[Streams] | None = None) -> dict:
+    """One step's random draws of every active member, from its own ``streams`` (augmentations from
+    ``augment``, dropout masks and posterior noise from ``noise``; without streams every draw from
+    its sampler's generator), per generator in the order of :func:`.loop.train_steps` (module
+    docstring), stacked along the member dimension. Inactive members draw nothing (their slots get the first windows, no augmentation
     and no dropout).
 
     Raises
@@ -301,13 +401,7 @@ def _draw(pop: StackedPopulation, samplers: list[WindowSampler], train_x: torch.
         The active members' batches differ in size (their samplers are not in step: they must all
         start the generation together, as :class:`StackedExecutor` makes them).
     """
-    cfg = pop.template.cfg
     M, like = pop.M, train_x
-    N, TT, C = train_x.shape
-    L = cfg.lead_in_bins
-    T = TT - L
-    E2, I, G, U, Ec2 = 2 * cfg.ic_enc_dim, cfg.ic_dim, cfg.gen_dim, cfg.co_dim, 2 * cfg.ci_enc_dim
-    co = U > 0
     # every member's batch is the first draw of its step (the generators are independent, so drawing
     # all batches first keeps each member's own order)
     batches = {k: samplers[k].next().to(like.device) for k in range(M) if pop.active[k]}
@@ -315,72 +409,20 @@ def _draw(pop: StackedPopulation, samplers: list[WindowSampler], train_x: torch.
     if len(sizes) != 1:
         raise RuntimeError(f"stacked members' batches differ in size ({sorted(sizes)}): their window samplers are "
                            "not in step (each must start the generation with a new WindowSampler)")
-    B = sizes.pop()
-    ones = {}
-
-    def one(shape):
-        if shape not in ones:
-            ones[shape] = torch.ones(shape, dtype=like.dtype, device=like.device)
-        return ones[shape]
-
-    def noise(shape, gen):
-        return torch.randn(shape, generator=gen, device=like.device, dtype=like.dtype)
-
-    first = torch.arange(B, device=like.device)
-    idx, s_target, s_enc, keep, loss_mask = [], [], [], [], []
-    kinds = {k: [] for k in ("x", "ci", "ic", "ic_noise", "gen", "co_noise")}
-    zero_shift = torch.zeros(B, 1, C, dtype=torch.long, device=like.device)
+    draws = _StepDraws(pop.template.cfg, sizes.pop(), like)
     for k in range(M):
         if not pop.active[k]:
-            idx.append(first)
-            s_target.append(zero_shift)
-            s_enc.append(zero_shift)
-            keep.append(one((B, TT, C)))
-            loss_mask.append(one((B, TT, C)))
-            for kind, shape in (("x", (B, TT, C)), ("ci", (B, T, Ec2)), ("ic", (B, E2)), ("gen", (T + 1, B, G))):
-                kinds[kind].append(one(shape))
-            kinds["ic_noise"].append(torch.zeros(B, I, dtype=like.dtype, device=like.device))
-            kinds["co_noise"].append(torch.zeros(T, B, U, dtype=like.dtype, device=like.device))
+            draws.idle()
             continue
-        gen = samplers[k].generator
-        idx.append(batches[k])
-        if shift.active:
-            s_target.append(shift.draw(B, C, like.device, gen))
-            s_enc.append(shift.draw(B, C, like.device, gen))
-        rate = pop.hp["cd_rate"][k]
-        if rate > 0:
-            kp = (torch.rand((B, TT, C), generator=gen, device=like.device, dtype=like.dtype) >= rate).to(like.dtype)
-            keep.append(kp)
-            loss_mask.append(1.0 - kp)
-        else:
-            keep.append(one((B, TT, C)))
-            loss_mask.append(one((B, TT, C)))
-        p = pop.hp["dropout"][k]
-        kinds["x"].append(dropout_mask((B, TT, C), p, gen, like) if p > 0 else one((B, TT, C)))
-        if co:
-            kinds["ci"].append(dropout_mask((B, T, Ec2), p, gen, like) if p > 0 else one((B, T, Ec2)))
-        kinds["ic"].append(dropout_mask((B, E2), p, gen, like) if p > 0 else one((B, E2)))
-        kinds["ic_noise"].append(noise((B, I), gen))
-        kinds["gen"].append(dropout_mask((T + 1, B, G), p, gen, like) if p > 0 else one((T + 1, B, G)))
-        if co:
-            kinds["co_noise"].append(noise((T, B, U), gen))
-    any_dropout = any(pop.hp["dropout"][k] > 0 for k in range(M) if pop.active[k])
-    draws = {
-        "idx": torch.stack(idx),
-        "shift": (torch.stack(s_target), torch.stack(s_enc)) if shift.active else None,
-        "keep": torch.stack(keep), "loss_mask": torch.stack(loss_mask),
-        "x": torch.stack(kinds["x"]) if any_dropout else None,
-        "ci": torch.stack(kinds["ci"]) if any_dropout and co else None,
-        "ic": torch.stack(kinds["ic"]) if any_dropout else None,
-        "ic_noise": torch.stack(kinds["ic_noise"]),
-        "gen": torch.stack(kinds["gen"]) if any_dropout else None,  # (M, T + 1, B, G)
-        "co_noise": torch.stack(kinds["co_noise"]) if co else None,  # (M, T, B, U)
-    }
-    return draws
+        aug_gen, gen = ((samplers[k].generator,) * 2 if streams is None
+                        else (streams[k].augment, streams[k].noise))  # augmentations; the model's draws
+        draws.member(batches[k], shift, pop.hp["cd_rate"][k], pop.hp["dropout"][k], aug_gen, gen)
+    return draws.stacked(shift.active, any(pop.hp["dropout"][k] > 0 for k in range(M) if pop.active[k]))
 
 
 def stacked_steps(pop: StackedPopulation, train_x: torch.Tensor, cfg: TrainConfig, aug: AugmentConfig, n_steps: int,
-                  samplers: list[WindowSampler], ramp_steps: int) -> list[dict[str, float] | None]:
+                  samplers: list[WindowSampler], ramp_steps: int, streams: list[Streams] | None = None
+                  ) -> list[dict[str, float] | None]:
     """``n_steps`` training steps of every active member of ``pop`` at once: the same draws and the
     same math as :func:`.training.train_steps` with the member's generator, run member by member.
 
@@ -394,7 +436,9 @@ def stacked_steps(pop: StackedPopulation, train_x: torch.Tensor, cfg: TrainConfi
         (``cfg.max_grad_norm``) acts on each member's own global norm; each member has its own
         Adam learning rate and state.
     samplers : one :class:`.training.WindowSampler` per member, each drawing from the member's
-        own generator (which every other draw of the member comes from too); all started together.
+        own batch generator; all started together.
+    streams : per member, its :class:`~nwb_autolfads.train.seeds.Streams` (``batches`` is its
+        sampler's generator); None: every draw of a member from its sampler's generator.
     ramp_steps : the KL/L2 weights ramp from 0 to 1 over this many steps of each member's count.
 
     Returns
@@ -418,7 +462,7 @@ def stacked_steps(pop: StackedPopulation, train_x: torch.Tensor, cfg: TrainConfi
     for _ in range(n_steps):
         if not any(pop.active):
             break
-        d = _draw(pop, samplers, train_x, shift)
+        d = _draw(pop, samplers, train_x, shift, streams)
         xb = train_x[d["idx"]]  # (M, B, L + T, C)
         if d["shift"] is not None:
             T_all = xb.shape[2]
@@ -437,7 +481,7 @@ def stacked_steps(pop: StackedPopulation, train_x: torch.Tensor, cfg: TrainConfi
         for key, name in recurrent.items():
             w = pop.params[name]
             l2 = l2 + hp[f"l2_{key}_scale"] * 0.5 * w.pow(2).sum(dim=(1, 2)) / w[0].numel()
-        ramp = pop.vector([_ramp(s, ramp_steps) for s in pop.steps])
+        ramp = pop.vector([ramp_weight(s, ramp_steps) for s in pop.steps])
         loss = recon + ramp * (hp["kl_ic_scale"] * kl_ic + hp["kl_co_scale"] * kl_co + l2)  # (M,)
         finite = torch.isfinite(loss).tolist()
         for k in range(M):
@@ -499,42 +543,39 @@ def _clip_and_step(pop: StackedPopulation, max_norm: float, lr: torch.Tensor, li
 # ------------------------------------------------------------------------------- executor
 class StackedExecutor:
     """Trains every member of a population for one generation as one stacked program
-    (``pbt.execution: stacked``); the drop-in for :class:`.pbt._Executor`, with the same results.
+    (``pbt.execution: stacked``); the drop-in for :class:`.pbt.embedded._Executor`, with the same results.
 
     ``generation(members, n_steps, ...)`` trains ``n_steps`` steps (``pbt.generation_steps``) per
     member; a member is validated whenever its own step count reaches a multiple of
     ``train.valid_every`` and at the generation's end, on the fixed subset of at most
-    ``train.valid_windows`` windows of ``valid_x`` (:func:`.training.validation_subset`), its
-    smoothed NLL and history rows kept as :func:`.pbt._train_generation` keeps them; the KL/L2 ramp
+    ``train.valid_windows`` validation windows of ``data`` (:func:`.loop.validation_subset`), its
+    smoothed NLL and history rows kept as :func:`.pbt.member.train_generation` keeps them; the KL/L2 ramp
     runs over ``train.ramp_steps`` steps of each member's own count.
     """
 
-    def __init__(self, n_channels: int, model_cfg: ModelConfig, observation, train_cfg: TrainConfig,
-                 aug: AugmentConfig, train_x: torch.Tensor, valid_x: torch.Tensor):
-        self.n_channels, self.model_cfg, self.observation = n_channels, model_cfg, observation
-        self.train_cfg, self.aug, self.train_x = train_cfg, aug, train_x
-        self.valid_x = valid_x[torch.as_tensor(validation_subset(valid_x.shape[0], train_cfg.valid_windows),
-                                               device=valid_x.device)]
+    def __init__(self, data: TrainingData, model_cfg: ModelConfig, train_cfg: TrainConfig, aug: AugmentConfig):
+        self.n_channels, self.model_cfg, self.observation = data.n_channels, model_cfg, data.observation
+        self.train_cfg, self.aug, self.train_x = train_cfg, aug, data.train
+        self.valid_x = data.validation_subset(train_cfg.valid_windows).valid
 
     def generation(self, members: list[Member], n_steps: int, generation: int, seed: int, first: int = 0) -> None:
         """Train ``members`` in place for one generation (weights, Adam state, ``steps``,
-        ``smoothed`` metric and ``history``, as :func:`.pbt._train_generation` does one by one).
-        ``seed``: the run's seed; member k of generation g draws from ``_member_seed(seed, g, k)``,
+        ``smoothed`` metric and ``history``, as :func:`.pbt.member.train_generation` does one by one).
+        ``seed``: the run's seed; member k of generation g draws from ``member_streams(seed, g, k)``,
         as with the other executors. ``first``: the population index of ``members[0]`` (a block
         of the population trained in a worker process: ``members[j]`` is member ``first + j``)."""
         cfg, every = self.train_cfg, self.train_cfg.valid_every
         pop = StackedPopulation.from_members(members)
         dev = self.train_x.device
-        seeds = [_member_seed(seed, generation, first + k) for k in range(len(members))]
-        samplers = [WindowSampler(self.train_x.shape[0], cfg.batch_size,
-                                  generator=torch.Generator(device=dev).manual_seed(s)) for s in seeds]
+        streams = [member_streams(seed, generation, first + k, dev) for k in range(len(members))]
+        samplers = [WindowSampler(self.train_x.shape[0], cfg.batch_size, generator=s.batches) for s in streams]
         since = [dict.fromkeys(_STATS, 0.0) | {"n": 0} for _ in members]  # sums since each member's last check
         done = 0
         while done < n_steps and any(pop.active):
             # up to the next check of any member (members that diverged before may be out of step)
             n = min([every - pop.steps[k] % every for k in range(pop.M) if pop.active[k]] + [n_steps - done])
             was_active = list(pop.active)
-            sums = stacked_steps(pop, self.train_x, cfg, self.aug, n, samplers, cfg.ramp_steps)
+            sums = stacked_steps(pop, self.train_x, cfg, self.aug, n, samplers, cfg.ramp_steps, streams)
             done += n
             due = [was_active[k] and (sums[k] is None or pop.steps[k] % every == 0 or done >= n_steps)
                    for k in range(pop.M)]
@@ -551,7 +592,7 @@ class StackedExecutor:
                     continue
                 total = {key: since[k][key] + sums[k][key] for key in _STATS + ("n",)}
                 means = {key: total[key] / max(total["n"], 1) for key in _STATS}
-                _record_check(member, means, valid[k], cfg.smoothing, generation)
+                record_check(member, means, valid[k], cfg.smoothing, generation)
                 since[k] = dict.fromkeys(_STATS, 0.0) | {"n": 0}
         for k, member in enumerate(members):
             pop.store(k, member)
@@ -560,7 +601,7 @@ class StackedExecutor:
         """Nothing to release (no processes)."""
 
 
-def time_stacked(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: TrainConfig, aug: AugmentConfig,
+def time_stacked(model: LFADS, data: TrainingData, cfg: TrainConfig, aug: AugmentConfig,
                  hp: dict[str, float], members: int, n_steps: int = 2) -> tuple[float, float]:
     """Seconds per stacked training step of ``members`` members (one step of every member) and per
     stacked validation check (every member on the validation subset), measured with ``members``
@@ -572,6 +613,7 @@ def time_stacked(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg
     pop = StackedPopulation(model, members, tuple(group["betas"]), group["eps"])
     for k in range(members):
         pop.load(k, member)  # the weights and hp (dropout, cd_rate, ...) of every slot; Adam state zero
+    train_x = data.train
     dev = train_x.device
     samplers = [WindowSampler(train_x.shape[0], cfg.batch_size, generator=torch.Generator(device=dev).manual_seed(k))
                 for k in range(members)]
@@ -582,7 +624,7 @@ def time_stacked(model: LFADS, train_x: torch.Tensor, valid_x: torch.Tensor, cfg
     stacked_steps(pop, train_x, cfg, aug, n_steps, samplers, cfg.ramp_steps)
     sync()
     per_step = (time.perf_counter() - t0) / n_steps
-    subset = valid_x[torch.as_tensor(validation_subset(valid_x.shape[0], cfg.valid_windows), device=valid_x.device)]
+    subset = data.validation_subset(cfg.valid_windows).valid
     t0 = time.perf_counter()
     pop.evaluate(subset)
     sync()

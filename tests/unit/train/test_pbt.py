@@ -6,10 +6,15 @@ import pytest
 import torch
 
 from nwb_autolfads.train.pbt import embedded as pbt
+from nwb_autolfads.train.pbt import member as member_mod
 from nwb_autolfads.config import PBTConfig, SearchRange, build_config
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.model.observations import Gamma
-from nwb_autolfads.train.pbt.embedded import explore, initial_hyperparameters, lineage, should_stop, tournament, train_population
+from nwb_autolfads.train.loop import evaluate_nll
+from nwb_autolfads.train.pbt.embedded import train_population
+from nwb_autolfads.train.pbt.member import Member
+from nwb_autolfads.train.training_data import TrainingData
+from nwb_autolfads.train.pbt.population import explore, initial_hyperparameters, lineage, should_stop, tournament
 
 RANGES = PBTConfig().ranges()
 DEFAULTS = {"lr": 4e-3, "dropout": 0.1, "cd_rate": 0.3, "l2_gen_scale": 1e-3, "l2_con_scale": 1e-3,
@@ -95,7 +100,7 @@ def _setup(population=3, generations=3, steps=4, seed=0):
 
 def _run(cfg, make, tx, vx, rundir=None, on_generation=None):
     torch.manual_seed(cfg.seed)
-    return train_population(make, tx, vx, cfg.model, cfg.train, cfg.augment, cfg.pbt, seed=cfg.seed, rundir=rundir,
+    return train_population(make, TrainingData(tx, vx, Gamma()), cfg.model, cfg.train, cfg.augment, cfg.pbt, seed=cfg.seed, rundir=rundir,
                             progress=False, on_generation=on_generation)
 
 
@@ -117,7 +122,7 @@ def test_population_history_and_winner():
             nxt = next(x for x in rows if x["generation"] == r["generation"] + 1 and x["member"] == r["member"])
             parent = next(x for x in rows if x["generation"] == r["generation"] and x["member"] == r["parent_member"])
             assert nxt["lr"] != parent["lr"]
-    assert math.isclose(float(pbt.evaluate_nll(model, vx)), result.history[-1]["valid_nll"], rel_tol=1e-5)
+    assert math.isclose(float(evaluate_nll(model, vx)), result.history[-1]["valid_nll"], rel_tol=1e-5)
 
 
 def test_resume_after_an_interruption_gives_the_uninterrupted_result(tmp_path):
@@ -141,7 +146,7 @@ def test_a_diverged_member_is_replaced(monkeypatch):
     cfg, make, tx, vx = _setup(population=3, generations=2)
     cfg = cfg.updated({"pbt.execution": "sequential"})  # train_steps, patched below, trains each member
     calls = {"n": 0}
-    real = pbt.train_steps
+    real = member_mod.train_steps
 
     def flaky(model, *args, **kwargs):
         calls["n"] += 1
@@ -149,7 +154,7 @@ def test_a_diverged_member_is_replaced(monkeypatch):
             return None, 1
         return real(model, *args, **kwargs)
 
-    monkeypatch.setattr(pbt, "train_steps", flaky)
+    monkeypatch.setattr(member_mod, "train_steps", flaky)
     _, result = _run(cfg, make, tx, vx)
     first = {r["member"]: r for r in result.pbt_history if r["generation"] == 0}
     assert math.isnan(first[1]["metric"]) and first[1]["parent_member"] in (0, 2)
@@ -160,7 +165,7 @@ def test_a_diverged_member_is_replaced(monkeypatch):
 def test_worker_processes_give_the_same_result_as_one_process(start, monkeypatch):
     if start == "fork" and (not sys.platform.startswith("linux") or torch.cuda.is_initialized()):
         pytest.skip("fork is used on Linux only, and only before CUDA was used")
-    monkeypatch.setattr(pbt, "_start_method", lambda: start)  # spawn: other systems, or after CUDA was used
+    monkeypatch.setattr(pbt, "start_method", lambda: start)  # spawn: other systems, or after CUDA was used
     cfg, make, tx, vx = _setup(population=3, generations=2)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # workers use one thread each; with more, float sums may differ in the last bits
@@ -184,13 +189,13 @@ def test_workers_are_spawned_without_the_nwb_stack(executor):
 
     from nwb_autolfads.train.resources import nwb_modules_loaded
 
-    assert pbt._start_method() == "spawn"
+    assert pbt.start_method() == "spawn"
     cfg, make, tx, vx = _setup(population=2, generations=1)
     model = make()
-    ex = executor(2, model.n_channels, cfg.model, model.observation, cfg.train, cfg.augment, tx, vx, threads=1)
+    ex = executor(2, TrainingData(tx, vx, model.observation), cfg.model, cfg.train, cfg.augment, threads=1)
     try:
         if executor is pbt._SplitExecutor:
-            members = [pbt.Member(m, torch.optim.Adam(m.parameters(), lr=1e-3), dict(DEFAULTS)) for m in (model, make())]
+            members = [Member(m, torch.optim.Adam(m.parameters(), lr=1e-3), dict(DEFAULTS)) for m in (model, make())]
             ex.generation(members, 2, 0, 0)  # a block of one member in each worker
             assert [m.steps for m in members] == [2, 2] and all(math.isfinite(m.smoothed) for m in members)
         assert ex.pool.submit(nwb_modules_loaded).result(timeout=120) == []
@@ -207,12 +212,13 @@ from nwb_autolfads.config import build_config
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.model.observations import Gamma
 from nwb_autolfads.train.pbt.embedded import train_population
+from nwb_autolfads.train.training_data import TrainingData
 with open(sys.argv[1], "a") as f:
     f.write("ran\\n")
 cfg = build_config("smoke", overrides={"pbt.population": 2, "pbt.max_generations": 1, "pbt.generation_steps": 1,
                                        "pbt.workers": 2}).resolved(3)
 x = torch.rand((12, 20, 3)) + 0.1
-train_population(lambda: LFADS(3, cfg.model, Gamma()), x[:10], x[10:], cfg.model, cfg.train, cfg.augment, cfg.pbt,
+train_population(lambda: LFADS(3, cfg.model, Gamma()), TrainingData(x[:10], x[10:], Gamma()), cfg.model, cfg.train, cfg.augment, cfg.pbt,
                  progress=False)
 print("done")
 """
@@ -240,14 +246,14 @@ def test_a_generation_is_generation_steps_steps_whatever_the_number_of_windows(e
     """Every member trains pbt.generation_steps steps per generation (validated every train.valid_every
     steps and at the generation's end), on 24 or on 240 training windows alike."""
     calls = {"n": 0}
-    real = pbt.train_steps
+    real = member_mod.train_steps
 
     def counted(*a, **k):
         sums, n = real(*a, **k)
         calls["n"] += n
         return sums, n
 
-    monkeypatch.setattr(pbt, "train_steps", counted)
+    monkeypatch.setattr(member_mod, "train_steps", counted)
     cfg = build_config("smoke", overrides={"pbt.population": 2, "pbt.max_generations": 2, "pbt.generation_steps": 5,
                                            "train.valid_every": 2, "pbt.execution": execution}).resolved(4)
     x = torch.rand((264, 20, 4), generator=torch.Generator().manual_seed(0)) + 0.1
@@ -338,16 +344,16 @@ def test_a_split_population_does_not_depend_on_the_number_of_workers():
         for k, hp in enumerate(hps):
             torch.manual_seed(k)
             model = LFADS(3, cfg.model, Gamma()).double()
-            m = pbt.Member(model, torch.optim.Adam(model.parameters(), lr=hp["lr"]), dict(hp))
+            m = Member(model, torch.optim.Adam(model.parameters(), lr=hp["lr"]), dict(hp))
             m.apply()
             out.append(m)
         return out
 
     one = members()
-    StackedExecutor(3, cfg.model, Gamma(), cfg.train, cfg.augment, tx, vx).generation(one, 3, 1, 7)
+    StackedExecutor(TrainingData(tx, vx, Gamma()), cfg.model, cfg.train, cfg.augment).generation(one, 3, 1, 7)
     for blocks in (2, 3):
         split = members()
-        ex = pbt._SplitExecutor(blocks, 3, cfg.model, Gamma(), cfg.train, cfg.augment, tx, vx, in_process=True)
+        ex = pbt._SplitExecutor(blocks, TrainingData(tx, vx, Gamma()), cfg.model, cfg.train, cfg.augment, in_process=True)
         ex.generation(split, 3, 1, 7)
         ex.close()
         for a, b in zip(one, split):
@@ -371,7 +377,7 @@ def test_members_that_copy_one_parent_do_not_share_its_optimizer_state():
 
     def member():
         model = LFADS(3, cfg.model, Gamma())
-        return pbt.Member(model, torch.optim.Adam(model.parameters(), lr=hp["lr"]), dict(hp))
+        return Member(model, torch.optim.Adam(model.parameters(), lr=hp["lr"]), dict(hp))
 
     def step(m):
         m.opt.zero_grad()

@@ -157,10 +157,11 @@ from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.model.observations import Gamma
 from nwb_autolfads.train.pbt.embedded import train_population  # noqa: F401  (the population's modules too)
 from nwb_autolfads.train.loop import train_model
+from nwb_autolfads.train.training_data import TrainingData
 x = torch.rand(2 * 8 + 4, 20, 3) + 0.05
 model = LFADS(3, ModelConfig(ic_enc_dim=8, ci_enc_dim=8, con_dim=8, co_dim=1, ic_dim=8, gen_dim=8, factor_dim=2),
               Gamma())
-train_model(model, x[:16], x[16:], TrainConfig(max_steps=2, min_steps=0, ramp_steps=0, batch_size=8, valid_every=2),
+train_model(model, TrainingData(x[:16], x[16:], Gamma()), TrainConfig(max_steps=2, min_steps=0, ramp_steps=0, batch_size=8, valid_every=2),
             AugmentConfig(), progress=False)  # 16 windows / batch 8: 2 steps, one validation
 print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("pynwb", "hdmf", "h5py", "zarr", "hdmf_zarr"))))
 """

@@ -15,8 +15,10 @@ from nwb_autolfads.config import PBTConfig, build_config
 from nwb_autolfads.errors import ConfigError
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.model.observations import Gamma
-from nwb_autolfads.train.pbt.embedded import Member, _member_seed, _train_config, _train_generation, explore, tournament, \
-    train_population
+from nwb_autolfads.train.training_data import TrainingData
+from nwb_autolfads.train.pbt.embedded import train_population
+from nwb_autolfads.train.pbt.member import Member, member_streams, train_config, train_generation
+from nwb_autolfads.train.pbt.population import explore, tournament
 from nwb_autolfads.train.loop import WindowSampler, train_steps
 
 HPS = [dict(lr=4e-3, dropout=0.1, cd_rate=0.3, l2_gen_scale=1e-3, l2_con_scale=1e-3, kl_co_scale=1e-4, kl_ic_scale=1e-4),
@@ -66,7 +68,7 @@ def _ref_steps(m: Member, x, cfg, n_steps, seed, ramp_steps):
     """The one-member path: train_steps with the member's own generator (what the sequential and
     process executors run); returns its means and steps done, advancing ``m.steps`` as they do."""
     gen = torch.Generator().manual_seed(seed)
-    tcfg = dataclasses.replace(_train_config(cfg.train, m.hp), ramp_steps=ramp_steps)
+    tcfg = dataclasses.replace(train_config(cfg.train, m.hp), ramp_steps=ramp_steps)
     shift = TemporalShift(cfg.augment.shift_std, cfg.augment.shift_max)
     sums, k = train_steps(m.model, m.opt, x, tcfg, CoordinatedDropout(m.hp["cd_rate"]), shift,
                           WindowSampler(x.shape[0], tcfg.batch_size, generator=gen), n_steps, m.steps, generator=gen)
@@ -131,7 +133,7 @@ def test_stacked_samplers_must_be_in_step():
 
 def _sequential_generation(members, x, vx, cfg, n_steps, g, seed):
     for k, m in enumerate(members):
-        _train_generation(m, x, vx, cfg.train, cfg.augment, n_steps, g, _member_seed(seed, g, k))
+        train_generation(m, x, vx, cfg.train, cfg.augment, n_steps, g, member_streams(seed, g, k))
 
 
 def _exploit_explore(members, rng, ranges):
@@ -159,7 +161,7 @@ def test_generations_with_exploit_explore_stacked_equal_sequential(dtype, tol):
     x, vx = _data(23, 12, dtype), _data(9, 12, dtype, seed=1)
     ranges = PBTConfig().ranges()
     seq, stk = _members(cfg, dtype), _members(cfg, dtype)
-    ex = S.StackedExecutor(C, cfg.model, Gamma(), cfg.train, cfg.augment, x, vx)
+    ex = S.StackedExecutor(TrainingData(x, vx, Gamma()), cfg.model, cfg.train, cfg.augment)
     assert ex.valid_x.shape[0] == 6  # the fixed validation subset, as the other executors evaluate
     vsub = ex.valid_x
     copied = 0
@@ -200,7 +202,7 @@ def test_a_member_out_of_step_is_checked_on_its_own_schedule():
     for m in (seq[2], stk[2]):
         m.steps = 5
     _sequential_generation(seq, x, vx, cfg, 7, 0, 3)
-    S.StackedExecutor(C, cfg.model, Gamma(), cfg.train, cfg.augment, x, vx).generation(stk, 7, 0, 3)
+    S.StackedExecutor(TrainingData(x, vx, Gamma()), cfg.model, cfg.train, cfg.augment).generation(stk, 7, 0, 3)
     for a, b in zip(seq, stk):
         assert [r["step"] for r in b.history] == [r["step"] for r in a.history]
         assert _worst(a, b) < 1e-11
@@ -304,7 +306,7 @@ def test_train_population_runs_stacked_and_refuses_an_unknown_execution():
         "pbt": {"population": 3, "max_generations": 2, "generation_steps": 3, "execution": "stacked"}})
     x, vx = _data(24, 12, torch.float32), _data(8, 12, torch.float32, seed=1)
     torch.manual_seed(0)
-    model, result = train_population(lambda: LFADS(C, cfg.model, Gamma()), x, vx, cfg.model, cfg.train, cfg.augment,
+    model, result = train_population(lambda: LFADS(C, cfg.model, Gamma()), TrainingData(x, vx, Gamma()), cfg.model, cfg.train, cfg.augment,
                                      cfg.pbt, progress=False)
     assert result.execution.startswith("stacked")
     assert math.isfinite(result.best_valid_nll)

@@ -1,14 +1,19 @@
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from nwb_autolfads.config import AugmentConfig, ModelConfig, TrainConfig
-from nwb_autolfads.errors import TrainingError
+from nwb_autolfads.errors import OutputError, TrainingError
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.model.observations import Gamma
+from nwb_autolfads.train.seeds import SeedTree
+from nwb_autolfads.train.training_data import TrainingData
 from nwb_autolfads.testing import gamma_windows
-from nwb_autolfads.train.loop import WindowSampler, evaluate_nll, split_train_valid, train_model, validation_subset
+from nwb_autolfads.train.loop import WindowSampler, evaluate_nll, load_checkpoint, save_checkpoint, split_train_valid, \
+    train_model, validation_subset
 
 
 def _data(n=40, T=20, C=4, seed=0):
@@ -36,7 +41,7 @@ def test_training_lowers_the_validation_nll_and_restores_the_best():
     before = evaluate_nll(model, x[30:])
     cfg = TrainConfig(max_steps=120, min_steps=0, ramp_steps=15, batch_size=10, early_stopping_patience=300,
                       valid_every=3)
-    res = train_model(model, x[:30], x[30:], cfg, AugmentConfig(cd_rate=0.3, shift_std=1.0), progress=False)
+    res = train_model(model, TrainingData(x[:30], x[30:], Gamma()), cfg, AugmentConfig(cd_rate=0.3, shift_std=1.0), progress=False)
     after = evaluate_nll(model, x[30:])
     assert len(res.history) == 40 and [h["step"] for h in res.history] == list(range(3, 121, 3))
     assert after < before - 0.05
@@ -51,7 +56,7 @@ def test_early_stopping():
     # a learning rate too small to change float32 weights: the validation NLL never improves
     cfg = TrainConfig(max_steps=600, min_steps=0, ramp_steps=0, lr=1e-30, lr_min=0.0, batch_size=10,
                       early_stopping_patience=9, smoothing=0.0, valid_every=3)
-    res = train_model(model, x[:30], x[30:], cfg, AugmentConfig(), progress=False)
+    res = train_model(model, TrainingData(x[:30], x[30:], Gamma()), cfg, AugmentConfig(), progress=False)
     assert res.stopped_early and len(res.history) == 4  # first check + 9 steps (3 checks) without improvement
     assert res.history[-1]["step"] == 12 and res.best_step == 3
 
@@ -62,7 +67,7 @@ def test_training_is_deterministic_for_a_seed():
     for _ in range(2):
         torch.manual_seed(5)
         model = _model()
-        train_model(model, x[:30], x[30:], TrainConfig(max_steps=9, min_steps=0, ramp_steps=3, batch_size=10,
+        train_model(model, TrainingData(x[:30], x[30:], Gamma()), TrainConfig(max_steps=9, min_steps=0, ramp_steps=3, batch_size=10,
                                                                 valid_every=3), AugmentConfig(), progress=False)
         results.append([p.detach().clone() for p in model.parameters()])
     for a, b in zip(*results):
@@ -77,7 +82,7 @@ def test_divergence_is_recovered_then_reported():
     model = _model()
     cfg = TrainConfig(max_steps=20, min_steps=0, ramp_steps=0, batch_size=40, valid_every=1)
     with pytest.raises(TrainingError, match="diverged"):
-        train_model(model, bad[:30], x[30:], cfg, AugmentConfig(), progress=False)
+        train_model(model, TrainingData(bad[:30], x[30:], Gamma()), cfg, AugmentConfig(), progress=False)
     assert all(torch.all(torch.isfinite(p)) for p in model.parameters())
 
 
@@ -91,16 +96,16 @@ def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result(tmp_path):
 
     torch.manual_seed(11)
     straight = _model()
-    res_a = train_model(straight, x[:30], x[30:], cfg, aug, progress=False, checkpoint=tmp_path / "a.pt")
+    res_a = train_model(straight, TrainingData(x[:30], x[30:], Gamma()), cfg, aug, progress=False, checkpoint=tmp_path / "a.pt")
 
     torch.manual_seed(11)
     first = _model()
     ck = tmp_path / "b.pt"
-    train_model(first, x[:30], x[30:], TrainConfig(**{**cfg.__dict__, "max_steps": 8}), aug, progress=False,
+    train_model(first, TrainingData(x[:30], x[30:], Gamma()), TrainConfig(**{**cfg.__dict__, "max_steps": 8}), aug, progress=False,
                 checkpoint=ck)  # "killed" after step 8: the checkpoint is what survives
     torch.manual_seed(999)  # a new process: another seed, another initialisation
     resumed = _model()
-    res_b = train_model(resumed, x[:30], x[30:], cfg, aug, progress=False, checkpoint=ck)
+    res_b = train_model(resumed, TrainingData(x[:30], x[30:], Gamma()), cfg, aug, progress=False, checkpoint=ck)
 
     assert [h["valid_nll"] for h in res_a.history] == [h["valid_nll"] for h in res_b.history]
     assert res_a.best_step == res_b.best_step and res_b.history[-1]["step"] == 16
@@ -114,9 +119,9 @@ def test_a_finished_checkpoint_does_not_train_again(tmp_path):
     cfg = TrainConfig(max_steps=6, min_steps=0, ramp_steps=3, batch_size=10, valid_every=3)
     torch.manual_seed(0)
     model = _model()
-    train_model(model, x[:30], x[30:], cfg, AugmentConfig(), progress=False, checkpoint=tmp_path / "c.pt")
+    train_model(model, TrainingData(x[:30], x[30:], Gamma()), cfg, AugmentConfig(), progress=False, checkpoint=tmp_path / "c.pt")
     before = [p.detach().clone() for p in model.parameters()]
-    res = train_model(model, x[:30], x[30:], cfg, AugmentConfig(), progress=False, checkpoint=tmp_path / "c.pt")
+    res = train_model(model, TrainingData(x[:30], x[30:], Gamma()), cfg, AugmentConfig(), progress=False, checkpoint=tmp_path / "c.pt")
     assert len(res.history) == 2
     for a, b in zip(before, model.parameters()):
         assert torch.equal(a, b)
@@ -136,13 +141,12 @@ def test_sample_validation_holds_elements_out_and_reports_their_nll(monkeypatch)
     monkeypatch.setattr(model, "forward", spy)
     cfg = TrainConfig(max_steps=3, min_steps=0, ramp_steps=1, batch_size=30, valid_every=1)
     aug = AugmentConfig(cd_rate=0.0, shift_std=0.0, sv_rate=0.2)
-    torch.manual_seed(1)
-    res = train_model(model, x[:30], x[30:], cfg, aug, progress=False)
-    torch.manual_seed(1)  # replay the RNG: the mask is drawn first, then the first permutation
-    held = (torch.rand(x[:30].shape) < 0.2).float()
+    res = train_model(model, TrainingData(x[:30], x[30:], Gamma()), cfg, aug, progress=False, seed=1)
+    tree = SeedTree(1)  # replay the seed tree: the mask and the first permutation have their own streams
+    held = (torch.rand(x[:30].shape, generator=tree.torch("sample_validation")) < 0.2).float()
     # every training forward pass saw zeros exactly at the held-out elements of its windows
     first = seen[0]
-    perm = torch.randperm(30)
+    perm = torch.randperm(30, generator=tree.torch("batches"))
     assert torch.all(first[held[perm] == 1] == 0)
     assert all("sample_valid_nll" in h and math.isfinite(h["sample_valid_nll"]) for h in res.history)
 
@@ -162,7 +166,7 @@ def test_training_with_a_lead_in():
     cfg = ModelConfig(ic_enc_dim=16, ci_enc_dim=8, con_dim=8, co_dim=1, ic_dim=8, gen_dim=16, factor_dim=3,
                       lead_in_bins=4)
     model = LFADS(4, cfg, Gamma())
-    res = train_model(model, x[:30], x[30:], TrainConfig(max_steps=6, min_steps=0, ramp_steps=3, batch_size=10,
+    res = train_model(model, TrainingData(x[:30], x[30:], Gamma()), TrainConfig(max_steps=6, min_steps=0, ramp_steps=3, batch_size=10,
                                                                  valid_every=3), AugmentConfig(sv_rate=0.1),
                       progress=False)
     assert all(math.isfinite(h["valid_nll"]) and math.isfinite(h["sample_valid_nll"]) for h in res.history)
@@ -175,7 +179,7 @@ def test_progress_bar_marks_early_stopping_and_labels_its_numbers(monkeypatch, c
     x = _data(n=12, T=10)
     cfg = TrainConfig(max_steps=100, min_steps=0, ramp_steps=0, batch_size=6, early_stopping_patience=4,
                       valid_every=2)
-    res = train_model(_model(), x[:8], x[8:], cfg, AugmentConfig(), progress=True)
+    res = train_model(_model(), TrainingData(x[:8], x[8:], Gamma()), cfg, AugmentConfig(), progress=True)
     assert res.stopped_early and len(res.history) == 3
     last = capsys.readouterr().err.split("\r")[-1]
     assert "stopped early at step 6 of at most 100" in last and "no improvement" in last and "for 4 steps" in last
@@ -207,7 +211,7 @@ def test_the_budget_is_steps_whatever_the_number_of_windows(monkeypatch):
     for n_train in (30, 300):
         torch.manual_seed(0)
         calls["n"] = 0
-        res = train_model(_model(), x[:n_train], x[400:], cfg, AugmentConfig(), progress=False)
+        res = train_model(_model(), TrainingData(x[:n_train], x[400:], Gamma()), cfg, AugmentConfig(), progress=False)
         counts.append(calls["n"])
         checks.append([h["step"] for h in res.history])
     assert counts == [24, 24] and checks == [[6, 12, 18, 24]] * 2
@@ -218,7 +222,7 @@ def test_the_budget_is_steps_whatever_the_number_of_windows(monkeypatch):
     stop = TrainConfig(**{**cfg.__dict__, "max_steps": 1000, "early_stopping_patience": 12})
     ends = []
     for n_train in (30, 300):
-        res = train_model(_model(), x[:n_train], x[400:], stop, AugmentConfig(), progress=False)
+        res = train_model(_model(), TrainingData(x[:n_train], x[400:], Gamma()), stop, AugmentConfig(), progress=False)
         ends.append(res.history[-1]["step"])
     assert res.stopped_early and ends[0] == ends[1] and abs(ends[0] - (4 + 12)) <= stop.valid_every
 
@@ -238,7 +242,7 @@ def test_validation_uses_a_fixed_bounded_subset_spread_over_the_windows(monkeypa
     x = _data(n=200, T=12)
     cfg = TrainConfig(max_steps=9, min_steps=0, ramp_steps=0, batch_size=10, valid_every=3, valid_windows=7)
     torch.manual_seed(0)
-    train_model(_model(), x[:30], x[30:], cfg, AugmentConfig(), progress=False)
+    train_model(_model(), TrainingData(x[:30], x[30:], Gamma()), cfg, AugmentConfig(), progress=False)
     assert len(seen) == 3 and all(s.shape[0] == 7 for s in seen)
     assert all(torch.equal(s, seen[0]) for s in seen)  # the same windows at every check
     assert torch.equal(seen[0], x[30:][torch.as_tensor(validation_subset(170, 7))])
@@ -303,3 +307,25 @@ def test_train_steps_with_a_generator_draws_only_from_it():
     with pytest.raises(ValueError, match="sampler must draw from the generator"):
         train_steps(model, torch.optim.Adam(model.parameters()), x, cfg, CoordinatedDropout(0.3),
                     TemporalShift(1.0, 2), WindowSampler(23, 5), 1, generator=torch.Generator())
+
+
+class _RunsCode:
+    """An object whose unpickling would run code (touch a file)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (Path(self.marker),)
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+    """load_checkpoint reads tensors and plain types only (weights_only): a run directory's file
+    cannot make --resume run code; our own checkpoints load."""
+    marker = tmp_path / "ran"
+    torch.save({"step": 3, "trap": _RunsCode(marker)}, tmp_path / "evil.pt")
+    with pytest.raises(OutputError, match="evil.pt.*not loaded"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not marker.exists()
+    save_checkpoint(tmp_path / "ok.pt", {"step": 3, "w": torch.ones(2), "rng": np.random.default_rng(0).bit_generator.state})
+    assert load_checkpoint(tmp_path / "ok.pt")["step"] == 3
