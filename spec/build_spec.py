@@ -15,7 +15,7 @@ from pynwb.spec import (NWBAttributeSpec, NWBDatasetSpec, NWBGroupSpec, NWBLinkS
                         export_spec)
 
 NAME = "ndx-autolfads"
-VERSION = "0.4.0"
+VERSION = "0.5.0"
 
 
 def _text(name: str, doc: str, required: bool = True) -> NWBAttributeSpec:
@@ -129,6 +129,15 @@ def build_types() -> list[NWBGroupSpec]:
                                  "(files written before version 0.2.0): true."),
             _text("modalities", "Modelled modalities, joined by '+', e.g. emg, spikes, emg+spikes or emg+force."),
             NWBAttributeSpec(name="bin_size", doc="Width of the model's time bins, in seconds.", dtype="float64"),
+            _text("model_location", "Since 0.5.0: absolute path of the trained model's folder (*.autolfads-model: "
+                  "model.safetensors and model.json) that this run saved beside its output, or for an applied "
+                  "run (model_applied) the model it applied. Absent when no model was kept.", required=False),
+            _text("model_sha256", "Since 0.5.0: SHA-256 of that folder's model.safetensors (the weights). Absent "
+                  "with model_location.", required=False),
+            NWBAttributeSpec(name="model_applied", dtype="bool", required=False,
+                             doc="Since 0.5.0: true when this run applied a model trained by another run "
+                                 "(nwb-autolfads apply: nothing was trained, training_curves and pbt_history are "
+                                 "absent); false or absent when the run trained its model."),
         ],
         datasets=[
             _json("config", "The fully resolved configuration", quantity=1),
@@ -157,8 +166,9 @@ def build_types() -> list[NWBGroupSpec]:
             NWBGroupSpec(name="initial_conditions", neurodata_type_inc="TimeSeries", quantity="?",
                          doc="Posterior mean of the initial condition of each window, timestamped at the "
                              "window's first modelled bin."),
-            NWBGroupSpec(name="training_curves", neurodata_type_inc="DynamicTable",
-                         doc="One row per training epoch of the chosen model: losses, learning rate."),
+            NWBGroupSpec(name="training_curves", neurodata_type_inc="DynamicTable", quantity="?",
+                         doc="One row per training epoch of the chosen model: losses, learning rate. Absent (since "
+                             "0.5.0) in a run that applied a saved model (model_applied)."),
             NWBGroupSpec(name="pbt_history", neurodata_type_inc="DynamicTable", quantity="?",
                          doc="Population-based training: one row per generation and member, with its "
                              "hyperparameters, metric and parent."),

@@ -77,9 +77,19 @@ class Modality:
         """This modality's signal in ``nwbfile`` as ``cfg`` selects it (each entry defines it)."""
         raise NotImplementedError(f"modality {self.name!r} has no reader")
 
-    def bin(self, signal, bin_times: list, bin_size: float, gap_factor: float) -> tuple["Binned", list | None]:
+    def names(self, signal) -> list[str]:
+        """The names of ``signal``'s channels as read (what a saved model matches by name)."""
+        return [str(n) for n in signal.channel_names]
+
+    def select(self, signal, keep: list[int]):
+        """``signal`` with only its channels at positions ``keep``, in that order."""
+        return signal.select(keep)
+
+    def bin(self, signal, bin_times: list, bin_size: float, gap_factor: float,
+            scaling: tuple | None = None) -> tuple["Binned", list | None]:
         """``signal`` on the model's bins ``bin_times`` (per segment, centres in seconds): its
-        model-ready columns, and per segment the mask of bins it covers (None: all of them)."""
+        model-ready columns, and per segment the mask of bins it covers (None: all of them).
+        ``scaling``: (offsets, scales) to use instead of estimating them (a saved model's)."""
         raise NotImplementedError(f"modality {self.name!r} is not binned onto other bins")
 
 
@@ -190,14 +200,15 @@ class EmgModality(Modality):
             raise SignalNotFoundError(f"{exc}; or model the {n_units} units of nwbfile.units with --model spikes") \
                 from None
 
-    def preprocess(self, sig, cfg, progress: bool = True) -> BinnedEmg:
+    def preprocess(self, sig, cfg, progress: bool = True, scaling: tuple | None = None) -> BinnedEmg:
         """``sig`` preprocessed and binned (:func:`~nwb_autolfads.data.preprocessing.preprocess_emg`),
-        while its file is open: big recordings are read and filtered in chunks."""
+        while its file is open: big recordings are read and filtered in chunks. ``scaling``:
+        (clip levels, scales) to use instead of estimating them (a saved model's)."""
         from nwb_autolfads.data.preprocessing import preprocess_emg
 
         log.info("read %s: %s samples x %s channels", sig.source_path, sig.n_samples, sig.n_channels)
         pre = preprocess_emg(sig, cfg.preprocess, cfg.windows.bin_size, cfg.data.preprocessed,
-                             cfg.windows.gap_factor, progress=progress)
+                             cfg.windows.gap_factor, progress=progress, scaling=scaling)
         return BinnedEmg(segments=pre.segments, channel_names=list(pre.channel_names), unit=sig.unit,
                          source_path=sig.source_path, object_id=sig.object_id, offsets=None, scales=pre.scales,
                          modality=self.name, preprocessed=pre)
@@ -212,6 +223,14 @@ class SpikesModality(Modality):
         from nwb_autolfads.io.units import read_units
 
         return read_units(nwbfile, cfg.data.units, cfg.data.bad_units)
+
+    def names(self, units) -> list[str]:
+        """The units' ids, as text (their channel names in a model)."""
+        return [str(u) for u in units.ids]
+
+    def select(self, units, keep: list[int]):
+        """The units at positions ``keep``, in that order."""
+        return units.subset(keep)
 
     def own_bins(self, units, bin_size: float, bad_units: str):
         """(units kept, bin centres) of bins of their own spanning every spike, after the check
@@ -229,7 +248,8 @@ class SpikesModality(Modality):
         spans = [(c[0] - bin_size / 2, c[-1] + bin_size / 2) for c in bin_times if len(c)]
         return check_spike_span(units, spans, what, bad_units)
 
-    def bin(self, units, bin_times: list, bin_size: float, gap_factor: float) -> tuple[BinnedSpikes, list | None]:
+    def bin(self, units, bin_times: list, bin_size: float, gap_factor: float,
+            scaling: tuple | None = None) -> tuple[BinnedSpikes, list | None]:
         """Spike counts per bin; with ``obs_intervals``, the mask of bins every unit was observed in.
 
         Raises
@@ -295,10 +315,11 @@ class ContinuousInput(Modality):
         (sig,) = read_behavior(nwbfile, self.behavior, path)
         return sig
 
-    def bin(self, sig, bin_times: list, bin_size: float, gap_factor: float) -> tuple[Binned, list]:
-        """``sig`` on the bins ``bin_times`` (per segment, centres in seconds), z-scored per channel,
-        and per segment the mask of bins it covers (finite in every channel): the others cannot
-        be modelled.
+    def bin(self, sig, bin_times: list, bin_size: float, gap_factor: float,
+            scaling: tuple | None = None) -> tuple[Binned, list]:
+        """``sig`` on the bins ``bin_times`` (per segment, centres in seconds), z-scored per channel
+        (with ``scaling``, by the given (offsets, scales) instead), and per segment the mask of
+        bins it covers (finite in every channel): the others cannot be modelled.
 
         Raises
         ------
@@ -322,11 +343,11 @@ class ContinuousInput(Modality):
                               f"modelled ({lo:g}-{hi:g} s): check its timestamps / starting_time (another clock?), "
                               f"or leave {self.name} out of --model")
         values = np.concatenate([r[m] for r, m in zip(raw, masks)])
-        offsets = values.mean(axis=0)
-        scales = values.std(axis=0)
+        offsets, scales = (values.mean(axis=0), values.std(axis=0)) if scaling is None else \
+            (np.asarray(scaling[0], dtype=float), np.asarray(scaling[1], dtype=float))
         size = np.abs(values).max(axis=0)
         flat = [name for name, s, m in zip(sig.channel_names, scales, size) if not (np.isfinite(s) and s > 1e-9 * m)]
-        if flat:
+        if flat and scaling is None:
             raise SignalError(f"{self.name} channel(s) {', '.join(flat)} of {sig.source_path} are constant over the "
                               f"modelled time: nothing to model; leave {self.name} out of --model")
         segments = [np.where(m[:, None], (r - offsets) / scales, 0.0).astype(np.float32) for r, m in zip(raw, masks)]

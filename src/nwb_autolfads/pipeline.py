@@ -48,11 +48,12 @@ from nwb_autolfads.io.sources import Source, resolve_source, source_sha256 as in
 from nwb_autolfads.io.writing import (Estimate, OutputLock, check_in_place, check_output_path, compact_float, default_output_path,
                                       write_results)
 from nwb_autolfads.modalities import MODALITY_SEPARATOR, Binned, BinnedEmg, modality
+from nwb_autolfads.model.artifact import check_model_path, model_path_for, stage_model
 from nwb_autolfads.model.inference import infer_merged
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.model.observations import Composite, ObservationModel, get_observation
 from nwb_autolfads.plan import stacked_share, training_plan
-from nwb_autolfads.provenance import SMOKE_NOTE, estimate_of, make_record, steps_trained
+from nwb_autolfads.provenance import SMOKE_NOTE, estimate_of, make_record, model_metadata, steps_trained
 from nwb_autolfads.rundir import choose_rundir, prepare_rundir, remove_rundir
 from nwb_autolfads.train.devices import resolve_device, seed_everything
 from nwb_autolfads.train.isolation import planned_steps, train_single
@@ -60,7 +61,7 @@ from nwb_autolfads.train.loop import TrainResult, split_train_valid, time_steps
 from nwb_autolfads.train.pbt.embedded import train_population
 from nwb_autolfads.train.resources import Execution, choose_execution, using_threads
 
-__all__ = ["RunResult", "FitResult", "StageClock", "run", "fit_signal"]
+__all__ = ["RunResult", "FitResult", "StageClock", "run", "fit_signal", "infer_signal"]
 
 # names that lived here before the plan, the run directory and the provenance had modules of their own
 from nwb_autolfads.plan import WORKER_START_SECONDS  # noqa: E402,F401
@@ -195,6 +196,15 @@ class RunResult:
     """The model's error estimated per channel and level that widened the band
     (:mod:`nwb_autolfads.evaluation.calibration`), in the source's units (Hz for units); None without an
     interval. Recorded in the provenance's metrics."""
+    model: Path | None = None
+    """The model folder this run saved (``<output stem>.autolfads-model``; None when none was
+    saved), for :func:`nwb_autolfads.apply`; for an applied run, the model it applied."""
+    model_sha256: str | None = None
+    """SHA-256 of that model's weights (``model.safetensors``), as the output records it."""
+    applied: dict | None = None
+    """For a run of :func:`nwb_autolfads.apply`: the model applied (``location``, ``sha256``,
+    ``trained_on``: the identity of its training source, ``run_name``) and whether its scales were
+    re-estimated (``rescaled``); None for a run that trained its model."""
 
     # the former names (docs/glossary.md: "input" read as the inferred inputs, "unit" as a neuron)
     input = _renamed("input", "source")
@@ -251,8 +261,14 @@ class RunResult:
         return lines
 
     def _training_line(self) -> str:
-        """How the model was trained: the population and its winner, or the one model."""
+        """How the model was trained: the population and its winner, or the one model (or, for
+        an applied model, which one and where it was trained)."""
         t = self.training
+        if self.applied is not None:
+            a = self.applied
+            return (f"  model       applied {a['location']} (sha256 {a['sha256'][:12]}...), trained on "
+                    f"{a['trained_on'].get('location') or a['trained_on'].get('identifier')}; no training"
+                    + ("; scales re-estimated on this file" if a.get("rescaled") else "; its stored scales"))
         if t.pbt_summary:
             return (f"  training    population-based: {t.pbt_summary['population']} members x "
                     f"{t.pbt_summary['generations']} generations of {self.config.pbt.generation_steps} steps in "
@@ -289,6 +305,9 @@ class RunResult:
                          f"({fix} for one)")
         lines.append(f"  read with   nwb_autolfads.load_results({str(self.output)!r})  or  "
                      f"nwb-autolfads runs {self.output}")
+        if self.model is not None and self.applied is None:
+            lines.append(f"  model       {self.model} (apply to another session: nwb-autolfads apply {self.model} "
+                         "OTHER.nwb)")
         return lines + [self._compare_line(report)]
 
     def _compare_line(self, report: str | Path | None) -> str:
@@ -399,6 +418,8 @@ class OutputPlan:
     resumed: bool
     """The run directory was named with ``--resume`` (then it is kept after the write)."""
     fresh: bool
+    model: Path | None = None
+    """The model folder to save (None: none), checked before any work."""
 
 
 @dataclass
@@ -467,7 +488,7 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
         emg: str | None = None, seed: int | None = None, device: str | None = None, overwrite: bool = False,
         in_place: bool = False, run_name: str | None = None, write: bool = True,
         progress: bool = True, command: str | None = None, resume: str | Path | None = None,
-        fresh: bool = False) -> RunResult:
+        fresh: bool = False, save_model: bool | str | Path | None = None) -> RunResult:
     """Estimate muscle activation (and firing rates) from an NWB file with AutoLFADS.
 
     Reads the EMG (and/or the units) of ``path``, preprocesses and bins it, chops it into
@@ -527,6 +548,13 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     fresh : bool
         Start afresh even when the run directory holds an interrupted run with other data or
         settings; its state is moved aside to ``<rundir>.<UTC time>``, never deleted.
+    save_model : bool, str or pathlib.Path, optional
+        Keep the trained model (:mod:`nwb_autolfads.model.artifact`) for
+        :func:`nwb_autolfads.apply`: a folder path, True (``<output stem>.autolfads-model``
+        beside the output; needs ``write``) or False. None (default): the setting
+        ``output.save_model`` (true) for a run that writes a file, none without. An existing
+        folder is replaced only with ``overwrite``; the output records the model's path and
+        SHA-256 (``RunResult.model``, ``RunResult.model_sha256``).
 
     Returns
     -------
@@ -574,7 +602,7 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     with open_nwb(source.path if not source.remote else source) as (_io, nwbfile):
         source_data = _read_source(nwbfile, source, cfg)
         target = _plan_output(source_data, cfg, output, write=write, in_place=in_place, overwrite=overwrite,
-                              run_name=run_name, resume=resume, fresh=fresh)
+                              run_name=run_name, resume=resume, fresh=fresh, save_model=save_model)
         clock.mark("read")
         cfg = _preprocess(source_data, cfg, progress)  # while the file is open: big recordings are read in chunks
     with OutputLock(target.path) if target.write else contextlib.nullcontext():
@@ -652,10 +680,11 @@ def _score_targets(nwbfile, emg: bool, spikes: bool) -> list[str]:
 
 
 def _plan_output(source_data: SourceData, cfg: RunConfig, output: str | Path | None, *, write: bool, in_place: bool,
-                 overwrite: bool, run_name: str | None, resume: str | Path | None, fresh: bool) -> OutputPlan:
+                 overwrite: bool, run_name: str | None, resume: str | Path | None, fresh: bool,
+                 save_model: bool | str | Path | None = False) -> OutputPlan:
     """Where the result goes, checked before any work: the output file (default beside the source,
-    or in the current directory for a remote one), or the source itself with ``in_place``; and
-    the run directory that keeps the training state."""
+    or in the current directory for a remote one), or the source itself with ``in_place``; the
+    run directory that keeps the training state; and the model folder (:func:`_model_folder`)."""
     source = source_data.source
     out_path = Path(output) if output is not None else default_output_path(
         Path(source.name) if source.remote else source_data.path, MODALITY_SEPARATOR.join(cfg.data.modalities))
@@ -669,16 +698,34 @@ def _plan_output(source_data: SourceData, cfg: RunConfig, output: str | Path | N
     elif write:
         check_output_path(out_path, None if source.remote else source_data.path, overwrite)  # fail before training
     target = source_data.path if in_place else out_path
+    model = _model_folder(save_model, cfg, target, write)
+    if model is not None:
+        check_model_path(model, overwrite)
     return OutputPlan(path=target, write=write, in_place=in_place, overwrite=overwrite, run_name=run_name,
-                      rundir=choose_rundir(resume, target, write), resumed=resume is not None, fresh=fresh)
+                      rundir=choose_rundir(resume, target, write), resumed=resume is not None, fresh=fresh,
+                      model=model)
 
 
-def _preprocess(source_data: SourceData, cfg: RunConfig, progress: bool) -> RunConfig:
+def _model_folder(save_model: bool | str | Path | None, cfg: RunConfig, target: Path, write: bool) -> Path | None:
+    """Where the trained model is saved (None: nowhere): ``save_model`` as a path, or with True
+    (None: ``output.save_model`` when a file is written) beside the output file ``target``."""
+    if save_model is None:
+        save_model = cfg.output.save_model and write
+    if isinstance(save_model, (str, Path)):
+        return Path(save_model)
+    if save_model and not write:
+        raise ConfigError("save_model=True keeps the model beside the output file, and write=False writes none: "
+                          "give save_model a folder path (e.g. 'session.autolfads-model')")
+    return model_path_for(target) if save_model else None
+
+
+def _preprocess(source_data: SourceData, cfg: RunConfig, progress: bool, scaling: tuple | None = None) -> RunConfig:
     """Preprocess the EMG onto its bins (its ``auto`` settings as found are saved in the returned
-    config, and repeated by ``evaluate``); nothing to do without EMG."""
+    config, and repeated by ``evaluate``); nothing to do without EMG. ``scaling``: the EMG's
+    (clip levels, scales) to use instead of estimating them (a saved model's)."""
     if "emg" not in source_data.signals:
         return cfg
-    source_data.emg = modality("emg").preprocess(source_data.signals["emg"], cfg, progress=progress)
+    source_data.emg = modality("emg").preprocess(source_data.signals["emg"], cfg, progress=progress, scaling=scaling)
     resolved = source_data.emg.preprocessed.resolved  # e.g. the line frequency
     return cfg.updated({f"preprocess.{key}": value for key, value in resolved.items()}) if resolved else cfg
 
@@ -686,40 +733,72 @@ def _preprocess(source_data: SourceData, cfg: RunConfig, progress: bool) -> RunC
 def _run_locked(source_data: SourceData, target: OutputPlan, cfg: RunConfig, clock: StageClock, *, started: datetime,
                 t_start: float, progress: bool, command: str | None) -> RunResult:
     """The stages after the source is read and the output checked, under the output's lock: bin,
-    fit, collect, and with a file to write, the provenance record and the write."""
-    # a remote file is not hashed (that would download all of it): a DANDI asset's SHA-256 is the one the
-    # archive publishes, another URL has none; its identity is recorded in the provenance's ``source``
-    source_sha256 = input_sha256(source_data.source) if target.write else ""
+    fit, collect, and with a file to write, the provenance record and the write (:func:`_keep`)."""
+    source_sha256 = _source_sha256(source_data, target)  # before training: an in-place write checks it is unchanged
     data, cfg = _bin(source_data, cfg)
     clock.mark("preprocess")
     fit = fit_signal(data.segments(), data.bin_size, data.observation(), cfg, progress=progress,
                      rundir=target.rundir, resume=target.resumed, fresh=target.fresh, clock=clock)
     result = _collect(source_data, data, fit, cfg)
-    if target.write:
-        record = make_record(result, fit, data.blocks, data.bin_times, data.bin_size, source=source_data.source,
-                             path=source_data.path, identifier=source_data.identifier, source_sha256=source_sha256,
-                             started=started, finished=datetime.now(timezone.utc), doubt=source_data.doubt,
-                             command=command, run_name=target.run_name)
-        result.output, result.run_name = write_results(source_data.path, None if target.in_place else target.path, record,
-                                                       overwrite=target.overwrite, in_place=target.in_place,
-                                                       content=cfg.output.content)
-        remove_rundir(target.rundir, target.resumed)  # the result is written: the state is not needed
-        clock.mark("write")
+    return _keep(result, fit, data, source_data, target, clock, source_sha256=source_sha256, started=started,
+                 t_start=t_start, command=command)
+
+
+def _source_sha256(source_data: SourceData, target: OutputPlan) -> str:
+    """The source's SHA-256 when a file or a model is written, else "". A remote file is not hashed
+    (that would download all of it): a DANDI asset's SHA-256 is the one the archive publishes,
+    another URL has none; its identity is recorded in the provenance's ``source``."""
+    return input_sha256(source_data.source) if target.write or target.model is not None else ""
+
+
+def _keep(result: RunResult, fit: "FitResult", data: "ModelData", source_data: SourceData, target: OutputPlan,
+          clock: StageClock, *, source_sha256: str, started: datetime, t_start: float,
+          command: str | None) -> RunResult:
+    """The last stages, shared by :func:`run` and :func:`nwb_autolfads.apply`: with a file to write,
+    the provenance record and the write; with a model folder planned, the trained model (its
+    weights staged first, so that the output records their SHA-256; moved into place after the
+    output is written, removed if it is not)."""
+    staged = stage_model(target.model, fit.model) if target.model is not None else None
+    try:
+        if staged is not None:
+            result.model, result.model_sha256 = target.model.resolve(), staged.sha256
+        if target.write:
+            record = make_record(result, fit, data.blocks, data.bin_times, data.bin_size, source=source_data.source,
+                                 path=source_data.path, identifier=source_data.identifier,
+                                 source_sha256=source_sha256, started=started, finished=datetime.now(timezone.utc),
+                                 doubt=source_data.doubt, command=command, run_name=target.run_name)
+            result.output, result.run_name = write_results(source_data.path, None if target.in_place else target.path,
+                                                           record, overwrite=target.overwrite, in_place=target.in_place,
+                                                           content=result.config.output.content)
+            remove_rundir(target.rundir, target.resumed)  # the result is written: the state is not needed
+        if staged is not None:
+            result.model = staged.commit(model_metadata(result, data.columns(), source_data, source_sha256),
+                                         target.overwrite).resolve()
+        if target.write or staged is not None:
+            clock.mark("write")
+    finally:
+        if staged is not None:
+            staged.discard()  # nothing once committed; the weights when the output could not be written
     result.stages = clock.stages
     result.seconds = time.perf_counter() - t_start
     return result
 
 
-def _bin(source_data: SourceData, cfg: RunConfig) -> tuple[ModelData, RunConfig]:
+
+def _bin(source_data: SourceData, cfg: RunConfig,
+         scalings: Mapping[str, tuple] | None = None) -> tuple[ModelData, RunConfig]:
     """Every modality on one grid of bins (:func:`_grid`), then the others binned onto it in the
     model's column order, each keeping only the bins it covers; in trial-aligned mode one window
-    per trial; windows fitted to short segments. Returns the data and ``cfg`` resolved for them."""
+    per trial; windows fitted to short segments. ``scalings``: per modality, the (offsets, scales)
+    to use instead of estimating them (a saved model's). Returns the data and ``cfg`` resolved
+    for them."""
     data, signals = _grid(source_data, cfg)
     for name in sorted(signals, key=lambda n: modality(n).rank):
         if name in data.blocks:
             continue
         entry = modality(name)
-        block, masks = entry.bin(signals[name], data.bin_times, data.bin_size, cfg.windows.gap_factor)
+        block, masks = entry.bin(signals[name], data.bin_times, data.bin_size, cfg.windows.gap_factor,
+                                 **({"scaling": scalings[name]} if scalings and name in scalings else {}))
         data.add(name, block, get_observation(entry.observation_name(cfg)), masks)
     if source_data.trial_times is not None:  # trial-aligned mode: one window per trial
         cfg = data.cut_trials(source_data.trial_times, cfg)
@@ -847,15 +926,38 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
     model, result, plan = _train(x_all, train_idx, valid_idx, observation, cfg, device, rundir, progress)
     if clock is not None:
         clock.mark("train")
-    merged = infer_merged(model, x_all, index, cfg.inference, cfg.windows.merge_power, cfg.model.lead_in_bins,
-                          progress=progress, generator=SeedTree(cfg.seed).torch("inference", device=device))
-    fit = FitResult(mean=merged.mean, factors=merged.factors, inferred_inputs=merged.inputs, ic_mean=merged.ic_mean,
-                    training=result, coverage=merged.coverage, index=index, n_train=int(train_idx.size),
-                    n_valid=int(valid_idx.size), device=str(device), model=model,
-                    plan={k: v for k, v in plan.items() if k != "text"}, lower=merged.lower, upper=merged.upper)
+    fit = _infer(model, x_all, index, cfg, result, progress=progress, n_train=int(train_idx.size),
+                 n_valid=int(valid_idx.size), plan={k: v for k, v in plan.items() if k != "text"})
     if clock is not None:
         clock.mark("infer")
     return fit
+
+
+def infer_signal(segments: list[np.ndarray], bin_size: float, model: LFADS, cfg: RunConfig, progress: bool = True,
+                 clock: StageClock | None = None) -> FitResult:
+    """Chop, infer and merge with a trained ``model`` (no training): what :func:`fit_signal` does
+    after training, with the same windows, inference settings and seed. ``segments``: per gap-free
+    segment, (n_bins, C) model-ready data in the model's column order. ``clock``: marks ``infer``."""
+    windows, index = _chop(segments, bin_size, cfg)
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    fit = _infer(model.to(device), torch.from_numpy(windows).to(device), index, cfg, TrainResult(),
+                 progress=progress, n_train=0, n_valid=0, plan={})
+    if clock is not None:
+        clock.mark("infer")
+    return fit
+
+
+def _infer(model: LFADS, x_all: torch.Tensor, index: WindowIndex, cfg: RunConfig, training: TrainResult, *,
+           progress: bool, n_train: int, n_valid: int, plan: dict) -> FitResult:
+    """Posterior estimates of every window ``x_all`` (on the model's device), merged back onto
+    the segments (the inference generator from the seed tree's ``inference`` stream)."""
+    device = x_all.device
+    merged = infer_merged(model, x_all, index, cfg.inference, cfg.windows.merge_power, cfg.model.lead_in_bins,
+                          progress=progress, generator=SeedTree(cfg.seed).torch("inference", device=device))
+    return FitResult(mean=merged.mean, factors=merged.factors, inferred_inputs=merged.inputs, ic_mean=merged.ic_mean,
+                     training=training, coverage=merged.coverage, index=index, n_train=n_train, n_valid=n_valid,
+                     device=str(device), model=model, plan=plan, lower=merged.lower, upper=merged.upper)
 
 
 def _chop(segments: list[np.ndarray], bin_size: float, cfg: RunConfig) -> tuple[np.ndarray, WindowIndex]:

@@ -29,7 +29,8 @@ from nwb_autolfads.train.loop import TrainResult
 if TYPE_CHECKING:  # the pipeline imports this module
     from nwb_autolfads.pipeline import FitResult, RunResult
 
-__all__ = ["SMOKE_NOTE", "make_record", "estimate_of", "observation_name", "steps_trained", "software_versions"]
+__all__ = ["SMOKE_NOTE", "make_record", "estimate_of", "observation_name", "steps_trained", "software_versions",
+           "model_metadata"]
 
 SMOKE_NOTE = ("smoke preset: a check that the data go through the pipeline (a tiny model trained for a few dozen steps); "
               "its results are not meant to be used")
@@ -167,6 +168,45 @@ def _preprocessing(cfg: RunConfig, blocks: Mapping[str, Binned], bin_size: float
             "parameters": cfg.preprocess.__dict__, **({"line_hum": pre.line_hum} if pre.line_hum else {})}
 
 
+def _columns(cfg: RunConfig, columns: list[tuple[str, Binned, slice]]) -> list[dict]:
+    """Per block of model columns (in column order): its modality, observation model, channel
+    names in the model's order, unit and source path, and the per-channel offsets, scales and
+    (EMG) clip levels the data were scaled with, in the source's units (None for spikes)."""
+    out = []
+    for name, b, _ in columns:
+        pre = getattr(b, "preprocessed", None)
+        out.append({"modality": name, "observation": modality(name).observation_name(cfg),
+                    "channel_names": [str(c) for c in b.channel_names], "unit": b.unit, "source_path": b.source_path,
+                    "offsets": b.offsets, "scales": b.scales,
+                    **({"clip_levels": pre.clip_levels} if pre is not None else {})})
+    return out
+
+
+def model_metadata(result: "RunResult", columns: list[tuple[str, Binned, slice]], source_data: Any,
+                   source_sha256: str) -> dict:
+    """What a saved model's ``model.json`` says about it (:mod:`nwb_autolfads.model.artifact`
+    adds the format and the weights' SHA-256): the resolved configuration, modalities, bin size,
+    the column blocks (:func:`_columns`), the preprocessing, hyperparameters and training summary,
+    software versions, the run and where it was written, and the source's identity.
+    ``source_data``: the pipeline's :class:`~nwb_autolfads.pipeline.SourceData`."""
+    cfg, t, source = result.config, result.training, source_data.source
+    blocks = {name: b for name, b, _ in columns}
+    return {
+        "run_name": result.run_name, "output": str(result.output) if result.output is not None else None,
+        "config": cfg.to_dict(), "modalities": list(cfg.data.modalities), "bin_size": cfg.windows.bin_size,
+        "n_channels": sum(sl.stop - sl.start for _, _, sl in columns), "columns": _columns(cfg, columns),
+        "preprocessing": _preprocessing(cfg, blocks, cfg.windows.bin_size),
+        "hyperparameters": t.hyperparameters or _hyperparameters(cfg),
+        "training": {"steps": steps_trained(t), "best_step": t.best_step, "best_smoothed_valid_nll": t.best_valid_nll,
+                     "n_windows": result.n_windows, "n_train": result.n_train, "n_valid": result.n_valid,
+                     "device": result.device, **({"pbt": t.pbt_summary} if t.pbt_summary else {})},
+        "software": software_versions(),
+        "source": {"identifier": source_data.identifier, "sha256": source_sha256,
+                   "location": source.spec if source.remote else str(Path(source_data.path).resolve()),
+                   "url": source.url or "", "dandi_asset_id": source.asset_id or ""},
+    }
+
+
 def make_record(result: "RunResult", fit: "FitResult", blocks: Mapping[str, Binned], bin_times: list[np.ndarray],
                 bin_size: float, *, source: Any, path: Any, identifier: str, source_sha256: str, started: datetime,
                 finished: datetime, doubt: str | None, command: str | None, run_name: str | None) -> RunRecord:
@@ -203,7 +243,7 @@ def make_record(result: "RunResult", fit: "FitResult", blocks: Mapping[str, Binn
     cfg, train = result.config, result.training
     emg = blocks.get("emg")
     paths, ids = _modelled_series(blocks, result)
-    return RunRecord(
+    record = RunRecord(
         times=result.times, bin_size=bin_size, factors=result.factors, inputs=result.inferred_inputs,
         description=describe(cfg, blocks) + (f"; WARNING: {emg.source_path} does not look like EMG: {doubt}"
                                              if doubt else ""),
@@ -221,4 +261,22 @@ def make_record(result: "RunResult", fit: "FitResult", blocks: Mapping[str, Binn
             {"generation": 0, "member": 0, **_hyperparameters(cfg), "metric": train.best_valid_nll,
              "steps": steps_trained(train), "parent_member": -1, "parent_generation": -1}],
         command=command or f"nwb_autolfads.run({str(path)!r}, ...) from {' '.join(sys.argv)}",
-        git_revision=git_revision(), name=run_name, source=source.provenance(source_sha256))
+        git_revision=git_revision(), name=run_name, source=source.provenance(source_sha256),
+        model_location=str(result.model) if result.model is not None else "", model_sha256=result.model_sha256 or "")
+    return _applied(record, result) if result.applied is not None else record
+
+
+def _applied(record: RunRecord, result: "RunResult") -> RunRecord:
+    """``record`` of a run that applied a saved model (:func:`nwb_autolfads.apply`): its
+    description and metrics name the model and its training source, its hyperparameters are the
+    model's, and it has no training curves or PBT history (nothing was trained)."""
+    a = result.applied
+    trained_on = a["trained_on"].get("location") or a["trained_on"].get("identifier")
+    record.description = (f"applied model {a['location']} (sha256 {a['sha256']}) trained on source {trained_on} "
+                          f"(run {a.get('run_name')}); no training; " + record.description)
+    record.hyperparameters = a.get("hyperparameters") or record.hyperparameters
+    m = record.metrics
+    record.metrics = {"applied_model": a, **{k: m[k] for k in ("n_windows", "device", "interval_calibration")
+                                              if k in m}}
+    record.history, record.pbt_history, record.model_applied = [], None, True
+    return record

@@ -60,8 +60,14 @@ class OutputConfig:
     again when it needs its signals. ``full``: a copy of the source's content plus the run.
     ``None``: ``results`` for remote inputs (URL or DANDI asset: nothing is downloaded whole),
     ``full`` for local files."""
+    save_model: bool = True
+    """Whether a run that writes a file also keeps its trained model beside it, as the folder
+    ``<output stem>.autolfads-model`` (weights in safetensors, ``model.json``; replaced only with
+    ``--overwrite``), for ``nwb-autolfads apply``. A run that writes no file keeps none unless
+    asked (``run(..., save_model=PATH)``)."""
 
     def __post_init__(self) -> None:
+        check(isinstance(self.save_model, bool), "output.save_model", self.save_model, "use true or false")
         check(self.content in (None, "results", "full"), "output.content", self.content,
               "use 'results' (the results and a reference to the source), 'full' (a copy of the source "
               "plus the results) or null (results for remote inputs, full for local files)")

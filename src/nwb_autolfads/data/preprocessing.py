@@ -227,7 +227,8 @@ mostly comes from timestamps in milliseconds (a 30 kHz recording read as 30 Hz).
 
 
 def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float | None, preprocessed: bool | None = None,
-                   gap_factor: float = 1.5, chunk_samples: int | None = None, progress: bool = False) -> Preprocessed:
+                   gap_factor: float = 1.5, chunk_samples: int | None = None, progress: bool = False,
+                   scaling: tuple[np.ndarray, np.ndarray] | None = None) -> Preprocessed:
     """Turn an EMG :class:`Signal` into model-ready binned, scaled segments.
 
     The samples are read and filtered ``chunk_samples`` at a time (default: about 2**23 values,
@@ -240,7 +241,9 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float | None, p
     rectified and binned (sampled below 1 kHz: each sample is one bin, at its own timestamp)
     and uses 10 ms otherwise. Data sampled no finer than the bin are never re-binned.
     ``progress``: a progress bar (stderr, with the time left) over the samples read, shown when
-    the recording takes more than one chunk.
+    the recording takes more than one chunk. ``scaling``: (clip levels, scales), each (C,) in the
+    source's units, to use instead of estimating them from these data (a saved model applied to
+    new data: its input must be scaled as its training data were).
     """
     timebase = sig.timebase(gap_factor)
     fs = timebase.rate
@@ -250,13 +253,14 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float | None, p
     bar = tqdm(total=2 * sig.n_samples, desc="reading + filtering EMG", unit="sample", unit_scale=True,
                leave=False, disable=not progress or sig.n_samples <= scan_chunk)
     try:
-        return _preprocess(sig, cfg, bin_size, preprocessed, gap_factor, chunk, scan_chunk, timebase, bar)
+        return _preprocess(sig, cfg, bin_size, preprocessed, gap_factor, chunk, scan_chunk, timebase, bar, scaling)
     finally:
         bar.close()
 
 
 def _preprocess(sig: Signal, cfg: PreprocessConfig, bin_size: float | None, preprocessed: bool | None,
-                gap_factor: float, chunk: int, scan_chunk: int, timebase, bar) -> Preprocessed:
+                gap_factor: float, chunk: int, scan_chunk: int, timebase, bar,
+                scaling: tuple[np.ndarray, np.ndarray] | None = None) -> Preprocessed:
     """:func:`preprocess_emg` after the chunk size is chosen; ``bar`` counts the samples read
     (each twice: the scan for NaN/inf and saturation, then the filtering)."""
     fs = timebase.rate
@@ -277,7 +281,8 @@ def _preprocess(sig: Signal, cfg: PreprocessConfig, bin_size: float | None, prep
 
     if cfg.artefact_fraction is not None:
         binned = reject_shared_artefacts(binned, cfg.artefact_fraction, cfg.artefact_quantile, steps)
-    segs, clip, scales = _clip_and_scale(sig, binned, cfg, steps)
+    segs, clip, scales = _clip_and_scale(sig, binned, cfg, steps) if scaling is None else \
+        _apply_scaling(sig, binned, cfg, steps, *scaling)
     return Preprocessed(segments=segs, bin_times=centres, bin_size=eff_bin, scales=scales,
                         clip_levels=clip, rectified=binned, channel_names=list(sig.channel_names),
                         steps=steps, was_raw=raw, line_hum=line_hum, resolved=resolved)
@@ -384,6 +389,28 @@ def _clip_and_scale(sig: Signal, binned: list[np.ndarray], cfg: PreprocessConfig
         scales = np.where(flat, 1.0, scales)
     steps.append(f"per-channel division by the {cfg.scale_quantile:g} quantile")
     steps.append(f"floor at {cfg.floor:g}")
-    segs = [np.maximum(np.minimum(b, clip[None, :]) / scales[None, :], cfg.floor).astype(np.float32)
-            for b in binned]
-    return segs, clip, scales
+    return _scaled(binned, clip, scales, cfg.floor), clip, scales
+
+
+def _scaled(binned: list[np.ndarray], clip: np.ndarray, scales: np.ndarray, floor: float) -> list[np.ndarray]:
+    """Each segment clipped at ``clip``, divided by ``scales`` and floored: float32 model units."""
+    return [np.maximum(np.minimum(b, clip[None, :]) / scales[None, :], floor).astype(np.float32) for b in binned]
+
+
+def _apply_scaling(sig: Signal, binned: list[np.ndarray], cfg: PreprocessConfig, steps: list[str],
+                   clip: np.ndarray, scales: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """As :func:`_clip_and_scale` with given clip levels and scales (C,) (a saved model's).
+
+    Raises
+    ------
+    SignalError
+        Their length is not the channel count, or a scale is not positive and finite.
+    """
+    clip, scales = np.asarray(clip, dtype=np.float64), np.asarray(scales, dtype=np.float64)
+    n_ch = binned[0].shape[1]
+    if clip.shape != (n_ch,) or scales.shape != (n_ch,) or not np.all(np.isfinite(scales) & (scales > 0)):
+        raise SignalError(f"{sig.source_path}: the stored scaling does not fit its {n_ch} channels (clip levels "
+                          f"{clip.shape}, scales {scales.shape}, all positive): the model folder is damaged")
+    steps.append("per-channel clipping and division by the stored levels and scales of the applied model")
+    steps.append(f"floor at {cfg.floor:g}")
+    return _scaled(binned, clip, scales, cfg.floor), clip, scales

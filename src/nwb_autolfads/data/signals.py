@@ -9,7 +9,7 @@ import numpy as np
 from nwb_autolfads.errors import SignalError
 from nwb_autolfads.data.timebase import Clock, TimeBase, analyse_timestamps, regular_time_base
 
-__all__ = ["Signal", "SeriesValues", "split_segments"]
+__all__ = ["Signal", "SeriesValues", "ChannelSelection", "split_segments"]
 
 
 class SeriesValues:
@@ -73,6 +73,29 @@ class SeriesValues:
         return out if dtype is None else out.astype(dtype)
 
 
+class ChannelSelection:
+    """Some channels of :class:`SeriesValues` (or any array-like read by row slices), in a
+    given order, still read on demand: ``sel[a:b]`` -> float64 (b - a, len(keep))."""
+
+    ndim = 2
+    dtype = np.dtype(np.float64)
+
+    def __init__(self, values, keep: list[int]) -> None:
+        self._values, self._keep = values, list(keep)
+        self.shape = (int(values.shape[0]), len(self._keep))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        rows, cols = key if isinstance(key, tuple) else (key, slice(None))
+        return np.asarray(self._values[rows], dtype=float)[:, self._keep][:, cols]
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[0:self.shape[0]]
+        return out if dtype is None else out.astype(dtype)
+
+
 @dataclass
 class Signal:
     """A multi-channel time series with its time base and where it came from.
@@ -117,6 +140,17 @@ class Signal:
         if self.timestamps is not None:
             return np.asarray(self.timestamps[start:stop], dtype=float)
         return self.starting_time + np.arange(start, stop) / float(self.rate)
+
+    def select(self, keep: list[int]) -> "Signal":
+        """This signal with only the channels at positions ``keep``, in that order (the file is
+        still read on demand: :class:`ChannelSelection`)."""
+        from dataclasses import replace
+
+        keep = [int(k) for k in keep]
+        if keep == list(range(self.n_channels)):
+            return self
+        values = self.values[:, keep] if isinstance(self.values, np.ndarray) else ChannelSelection(self.values, keep)
+        return replace(self, values=values, channel_names=[self.channel_names[k] for k in keep])
 
     def load(self) -> "Signal":
         """This signal with its values in memory (a no-op if they already are)."""

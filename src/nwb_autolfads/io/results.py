@@ -335,7 +335,10 @@ def _add_latents(r, coords: dict, data_vars: dict) -> None:
 
 
 def _add_training_curves(r, coords: dict, data_vars: dict) -> None:
-    """One row per validation check at its ``step`` (runs of earlier versions: one per ``epoch``)."""
+    """One row per validation check at its ``step`` (runs of earlier versions: one per ``epoch``);
+    none for a run that applied a saved model (it trained nothing)."""
+    if r.training_curves is None:
+        return
     curves = r.training_curves.to_dataframe()
     axis = "step" if "step" in curves else "epoch"
     if axis in curves and len(curves) > 0:
@@ -357,7 +360,11 @@ def _run_attrs(r, path) -> dict:
              "source_in_file": int(source_in_file(r)), "config": r.config, "software": r.software,
              "hyperparameters": r.hyperparameters, "metrics": r.metrics,
              "preprocessing": r.preprocessing or "", "command": r.command or "",
-             "source": getattr(r, "source", None) or ""}
+             "source": getattr(r, "source", None) or "",
+             # since ndx-autolfads 0.5.0: the model the run saved (or applied) and its weights' SHA-256
+             "model_location": getattr(r, "model_location", None) or "",
+             "model_sha256": getattr(r, "model_sha256", None) or "",
+             "model_applied": int(bool(getattr(r, "model_applied", None)))}
     if r.pbt_history is not None:
         attrs["pbt_history"] = r.pbt_history.to_dataframe().to_json(orient="records")
     return attrs

@@ -110,6 +110,9 @@ class RunRecord:
     rates_lower: np.ndarray | None = None  # (n_bins, n_units) Hz
     rates_upper: np.ndarray | None = None  # (n_bins, n_units) Hz
     estimates: list[Estimate] = field(default_factory=list)  # continuous inputs modelled (force)
+    model_location: str = ""  # absolute path of the model folder this run saved (or applied); "" for none
+    model_sha256: str = ""  # SHA-256 of its model.safetensors
+    model_applied: bool = False  # the run applied a saved model (no training: no training curves)
 
 
 def compact_float(a: np.ndarray) -> np.ndarray:
@@ -356,8 +359,6 @@ def build_run(nwbfile, record: RunRecord, source_in_file: bool = True) -> AutoLF
         factors=TimeSeries(name="factors", data=record.factors.astype(np.float32), unit="a.u.", resolution=-1.0,
                            description=f"LFADS latent factors ({record.factors.shape[1]}) shared by the modelled "
                                        "signals", **timing),
-        training_curves=_table("training_curves", "one row per validation check of the chosen model (step: "
-                               "optimisation steps trained)", record.history or [{"step": 0}]),
         config=to_json(record.config), software=to_json(record.software),
         hyperparameters=to_json(record.hyperparameters), metrics=to_json(record.metrics), **kwargs)
 
@@ -426,6 +427,12 @@ def _provenance(nwbfile, record: RunRecord) -> dict[str, Any]:
     """The optional provenance fields: the PBT history, preprocessing, git revision, command, and
     where the source is (a link to its EMG series when it is in this file)."""
     kwargs: dict[str, Any] = {}
+    if not record.model_applied:  # an applied model trained nothing here
+        kwargs["training_curves"] = _table("training_curves", "one row per validation check of the chosen model "
+                                           "(step: optimisation steps trained)", record.history or [{"step": 0}])
+    if record.model_location:
+        kwargs.update(model_location=record.model_location, model_sha256=record.model_sha256,
+                      model_applied=bool(record.model_applied))
     if record.pbt_history:
         kwargs["pbt_history"] = _table("pbt_history", "population-based training: one row per generation and "
                                        "member (hyperparameters, metric, parent member)", record.pbt_history)

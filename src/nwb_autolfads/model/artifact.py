@@ -1,0 +1,278 @@
+"""A trained model kept as a self-describing folder, ``<name>.autolfads-model/``:
+
+- ``model.safetensors``: the weights (every tensor of the model's ``state_dict``, on the CPU);
+- ``model.json``: what is needed to use them again: the format and its version, the resolved
+  configuration, the modalities and the bin size, per block of model columns its modality,
+  observation model, channel names in the model's order and the per-channel offsets / scales
+  (and for the EMG the clip levels and the preprocessing parameters), the software versions,
+  the run's name and the source's identity, and the SHA-256 of the weights.
+
+The model's identity (:attr:`ModelArtifact.sha256`, recorded by the run that wrote it) is the
+SHA-256 of ``model.safetensors``. Saving is atomic (a temporary folder beside the target,
+renamed into place; :class:`StagedModel`); loading reads JSON and safetensors only, never a
+pickle, and checks the weights against the SHA-256 recorded beside them.
+
+May import: torch, safetensors, :mod:`nwb_autolfads.errors`, :mod:`nwb_autolfads.config` and
+the model's own modules. Never NWB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nwb_autolfads.config import RunConfig
+from nwb_autolfads.errors import ConfigError, OutputError
+from nwb_autolfads.model.lfads import LFADS
+from nwb_autolfads.model.observations import Composite, ObservationModel, get_observation
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "MODEL_SUFFIX", "ModelArtifact", "StagedModel", "model_path_for",
+           "check_model_path", "stage_model", "load_model"]
+
+FORMAT = "nwb-autolfads-model"
+FORMAT_VERSION = 1
+"""Version of the folder's layout and of ``model.json``; a reader refuses a newer one."""
+MODEL_SUFFIX = ".autolfads-model"
+WEIGHTS, META = "model.safetensors", "model.json"
+
+
+def model_path_for(output: str | Path) -> Path:
+    """Where a run that writes ``output`` (``x.nwb``) keeps its model: ``x.autolfads-model`` beside it."""
+    output = Path(output)
+    return output.with_name(output.stem + MODEL_SUFFIX)
+
+
+def check_model_path(path: str | Path, overwrite: bool) -> Path:
+    """Fail early (before any training) when the model folder ``path`` cannot be written.
+
+    Raises
+    ------
+    OutputError
+        It exists (without ``overwrite``), is a file, or its folder is missing or read-only.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"model folder {str(path)!r} is a file: remove it or choose another --output")
+    if path.exists() and not overwrite:
+        raise OutputError(f"model folder {str(path)!r} already exists: pass --overwrite to replace it, choose another "
+                          "--output, or --set output.save_model=false to keep no model")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write the model folder {str(path)!r}: {str(parent)!r} is missing or not writable")
+    return path
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class StagedModel:
+    """A model's weights written to a temporary folder beside its target, not yet in place:
+    :meth:`commit` adds ``model.json`` and renames the folder there (replacing an existing one
+    only with ``overwrite``), :meth:`discard` removes it. ``sha256``: the weights' SHA-256, known
+    before the commit (the output that records it is written in between)."""
+
+    tmp: Path
+    target: Path
+    sha256: str
+
+    def commit(self, meta: dict[str, Any], overwrite: bool = False) -> Path:
+        """Write ``meta`` (JSON-able; completed with the format, its version and the weights'
+        SHA-256) as ``model.json`` and move the model into place; returns its path.
+
+        Raises
+        ------
+        OutputError
+            The target exists (without ``overwrite``) or cannot be written or replaced.
+        """
+        old = None
+        try:
+            full = {"format": FORMAT, "format_version": FORMAT_VERSION, "weights": WEIGHTS,
+                    "weights_sha256": self.sha256, **meta}
+            (self.tmp / META).write_text(json.dumps(_jsonable(full), indent=2, allow_nan=False), encoding="utf-8")
+            if self.target.exists():
+                if not overwrite:
+                    raise OutputError(f"model folder {str(self.target)!r} already exists: pass --overwrite to "
+                                      "replace it")
+                old = self.target.with_name(f".{self.target.name}.{uuid.uuid4().hex[:8]}.old")
+                os.replace(self.target, old)
+            os.replace(self.tmp, self.target)
+        except (OSError, ValueError, TypeError) as exc:  # disk, permissions; a non-finite value in meta
+            self.discard()
+            raise OutputError(f"could not write the model folder {str(self.target)!r}: "
+                              f"{getattr(exc, 'strerror', None) or exc}") from None
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return self.target
+
+    def discard(self) -> None:
+        """Remove the temporary folder (nothing is left half-written)."""
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def stage_model(target: str | Path, model: torch.nn.Module) -> StagedModel:
+    """Write ``model``'s weights into a temporary folder beside ``target`` (:class:`StagedModel`).
+
+    Raises
+    ------
+    OutputError
+        The folder cannot be written (disk full, permissions).
+    """
+    from safetensors.torch import save_file
+
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
+    try:
+        tmp.mkdir()
+        state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+        sha = _sha256(tmp / WEIGHTS)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"could not write the model folder {str(target)!r}: {exc.strerror or exc}: check free disk "
+                          "space and permissions") from None
+    return StagedModel(tmp=tmp, target=target, sha256=sha)
+
+
+def _jsonable(obj):
+    """``obj`` as plain JSON values: numpy arrays and scalars as lists and numbers (float64 values
+    round-trip exactly), paths as text, a non-finite number as null (an unclipped channel's clip
+    level: read back as inf by :meth:`ModelArtifact.scaling`)."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if hasattr(obj, "tolist"):  # numpy arrays and scalars
+        obj = obj.tolist()
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+@dataclass
+class ModelArtifact:
+    """A saved model as loaded (:func:`load_model`).
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The model folder.
+    meta : dict
+        ``model.json`` as read.
+    state : dict of str to torch.Tensor
+        The weights (CPU tensors).
+    sha256 : str
+        SHA-256 of ``model.safetensors`` (checked against ``meta['weights_sha256']``).
+    """
+
+    path: Path
+    meta: dict
+    state: dict
+    sha256: str
+
+    @property
+    def config(self) -> RunConfig:
+        """The resolved configuration the model was trained (and infers) with."""
+        return RunConfig.from_saved(self.meta["config"])
+
+    @property
+    def columns(self) -> list[dict]:
+        """Per block of model columns, in column order: ``modality``, ``observation``,
+        ``channel_names``, and where the modality has them ``offsets``, ``scales`` (and for the
+        EMG ``clip_levels``), lists in the channel order."""
+        return list(self.meta["columns"])
+
+    def block(self, modality: str) -> dict | None:
+        """The column block of ``modality`` (None when the model does not model it)."""
+        return next((c for c in self.columns if c["modality"] == modality), None)
+
+    def scaling(self, modality: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """What the model's input was scaled with, for ``modality``, each (C,) float64 in the
+        model's channel order: the EMG's (clip levels, scales) (a null clip level: inf), a
+        continuous input's (offsets, scales); None for counts (spikes) or a modality not modelled."""
+        block = self.block(modality)
+        if block is None or block.get("scales") is None:
+            return None
+        first = block.get("clip_levels") if modality == "emg" else block.get("offsets")
+        first = np.array([np.inf if v is None else v for v in first], dtype=np.float64)
+        return first, np.asarray(block["scales"], dtype=np.float64)
+
+    def observation(self) -> ObservationModel:
+        """The observation model of the columns: one modality's, or a composite of theirs."""
+        parts = [(get_observation(c["observation"]), len(c["channel_names"])) for c in self.columns]
+        return parts[0][0] if len(parts) == 1 else Composite(parts)
+
+    def build(self, device: torch.device | str = "cpu") -> LFADS:
+        """The LFADS model with the saved weights, on ``device``, in evaluation mode.
+
+        Raises
+        ------
+        ConfigError
+            The weights do not fit the configured model (a damaged or hand-edited folder).
+        """
+        n_channels = sum(len(c["channel_names"]) for c in self.columns)
+        model = LFADS(n_channels, self.config.model, self.observation())
+        try:
+            model.load_state_dict(self.state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0][:200]
+            raise ConfigError(f"model {str(self.path)!r}: its weights do not fit its model.json ({first}): the folder "
+                              "is damaged; use the folder the run wrote") from None
+        return model.to(device).eval()
+
+
+def load_model(path: str | Path) -> ModelArtifact:
+    """Read a model folder written by a run (or its ``model.json``): JSON and safetensors only.
+
+    Raises
+    ------
+    ConfigError
+        Not a model folder, a newer format than this version reads, or weights whose SHA-256
+        differs from the one recorded (a damaged or changed folder).
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if path.name == META:
+        path = path.parent
+    weights, meta_file = path / WEIGHTS, path / META
+    if not path.is_dir() or not weights.is_file() or not meta_file.is_file():
+        raise ConfigError(f"model {str(path)!r} is not a model folder (one holding {WEIGHTS} and {META}): give the "
+                          f"*{MODEL_SUFFIX} folder a run wrote beside its output")
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"model {str(path)!r}: {META} cannot be read ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ConfigError(f"model {str(path)!r}: {META} is not an nwb-autolfads model description")
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise ConfigError(f"model {str(path)!r} has format version {meta.get('format_version')}, newer than this "
+                          f"nwb-autolfads reads ({FORMAT_VERSION}): upgrade nwb-autolfads")
+    sha = _sha256(weights)
+    if sha != meta.get("weights_sha256"):
+        raise ConfigError(f"model {str(path)!r}: {WEIGHTS} has SHA-256 {sha[:12]}..., not the "
+                          f"{str(meta.get('weights_sha256'))[:12]}... recorded in {META}: the folder is damaged or "
+                          "was changed")
+    try:
+        state = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise ConfigError(f"model {str(path)!r}: {WEIGHTS} cannot be read ({exc})") from None
+    return ModelArtifact(path=path.resolve(), meta=meta, state=state, sha256=sha)
