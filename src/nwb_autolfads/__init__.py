@@ -6,6 +6,7 @@ Main entry points::
     result = nwb_autolfads.run("session.nwb", preset="quick")
     print(result.summary())
 
+    other = nwb_autolfads.apply(result.model, "session2.nwb")  # the trained model, no training
     ds = nwb_autolfads.load_results(result.output)   # xarray.Dataset of the latest run
     tsd = nwb_autolfads.to_pynapple(result.output)   # pynapple TsdFrames, columns named
     ev = nwb_autolfads.evaluate(result.output)        # model vs low-pass and Bayesian filters
@@ -30,7 +31,7 @@ except _NotFound:  # running from a source tree that was never installed
 from nwb_autolfads.config import PRESETS, RunConfig, build_config  # noqa: E402
 from nwb_autolfads.errors import NwbAutolfadsError  # noqa: E402
 
-__all__ = ["__version__", "run", "RunResult", "load_results", "list_runs", "to_pynapple", "evaluate", "Evaluation", "write_report",
+__all__ = ["__version__", "run", "apply", "RunResult", "load_results", "list_runs", "to_pynapple", "evaluate", "Evaluation", "write_report",
            "RunConfig", "build_config", "PRESETS", "NwbAutolfadsError"]
 
 
@@ -47,6 +48,10 @@ def __getattr__(name):  # PEP 562: import the pipeline (and pynwb) on first use
         from nwb_autolfads import pipeline
 
         return getattr(pipeline, name)
+    if name == "apply":  # a saved model on new data (nwb_autolfads.reuse)
+        from nwb_autolfads.reuse import apply
+
+        return apply
     if name in ("evaluate", "Evaluation"):
         from nwb_autolfads.evaluation import comparison as evaluation
 

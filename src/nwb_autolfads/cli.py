@@ -212,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override one setting, e.g. --set train.max_steps=1000 (repeatable)")
     c.add_argument("--json", action="store_true", help="JSON instead of YAML (no descriptions)")
+    _add_apply_parser(sub, common)
     return parser
 
 
@@ -428,7 +429,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    commands = {"config": _cmd_config, "inspect": _cmd_inspect, "runs": _cmd_runs, "evaluate": _cmd_evaluate}
+    commands = {"config": _cmd_config, "inspect": _cmd_inspect, "runs": _cmd_runs, "evaluate": _cmd_evaluate,
+                "apply": _cmd_apply}
     try:
         verbose, args.quiet = _verbosity(args)
         configure_logging(verbose, args.quiet)
@@ -446,6 +448,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("nwb-autolfads: interrupted; no output was written (run the same command again to "
                          "continue from the last validation check or generation)\n")
         return 130
+
+
+def _add_apply_parser(sub, common: argparse.ArgumentParser) -> None:
+    """``nwb-autolfads apply MODEL FILE``: a saved model on new data (:func:`nwb_autolfads.apply`)."""
+    a = sub.add_parser("apply", parents=[common], help="apply a trained model (the .autolfads-model folder a run "
+                                                       "saved) to another NWB file, without training",
+                       description="Read FILE with the model's modalities, match its channels to the model's by name "
+                                   "(reordered to the model's order), preprocess and bin them as the training data "
+                                   "were (the model's stored scales unless --rescale), infer with the model's "
+                                   "inference settings and seed, and write a new NWB file whose run names the model "
+                                   "applied and the source it was trained on. Missing or unknown channels stop it "
+                                   "with one line naming them.")
+    a.add_argument("model", metavar="MODEL", help="model folder written beside a run's output (<output "
+                                                  "stem>.autolfads-model), or its model.json")
+    a.add_argument("file", help="NWB file to apply it to (opened read-only, never modified): .nwb, *.nwb.zarr, an "
+                                "http(s) or DANDI URL")
+    a.add_argument("-o", "--output", metavar="OUT.nwb", help="output file (default: <input>_autolfads.nwb beside "
+                                                              "the input)")
+    a.add_argument("--rescale", action="store_true",
+                   help="estimate the per-channel scales on FILE (a recording with another gain) instead of using "
+                        "the model's stored ones")
+    a.add_argument("--drop-extra", action="store_true",
+                   help="leave out, with a warning, channels of FILE the model does not know (refused by default)")
+    a.add_argument("--emg", metavar="PATH", help="object path of the EMG series in FILE (default: the model's, or "
+                                                 "found automatically)")
+    a.add_argument("--device", choices=["auto", "cpu", "cuda"], help="compute device (default: the model's setting)")
+    a.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    a.add_argument("--run-name", metavar="NAME", help="name of the run in processing/autolfads "
+                                                      "(default run_<UTC start time>)")
+
+
+def _cmd_apply(args) -> int:
+    from nwb_autolfads.reuse import apply
+
+    result = apply(args.model, args.file, args.output, rescale=args.rescale, emg=args.emg, drop_extra=args.drop_extra,
+                   device=args.device, overwrite=args.overwrite, run_name=args.run_name, progress=not args.quiet,
+                   command=shlex.join(["nwb-autolfads", *args.argv]))
+    print(result.summary())
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

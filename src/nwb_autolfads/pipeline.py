@@ -226,11 +226,12 @@ class RunResult:
             Lines: the source, what was modelled, preprocessing, windows, training and, with a
             file written, what it holds and how to read and evaluate it.
         """
-        lines = ["nwb-autolfads run finished", f"  input       {self.source}", *self._modelled_lines()]
+        lines = [f"nwb-autolfads {'apply' if self.applied else 'run'} finished", f"  input       {self.source}",
+                 *self._modelled_lines()]
         lines += [
             f"  preprocess  {'; '.join(self.preprocessing_steps) or 'spike counts per bin'}",
             f"  windows     {self.n_windows} of {self.config.windows.window_bins} bins "
-            f"({self.n_train} train / {self.n_valid} validation)",
+            + ("(inference only)" if self.applied else f"({self.n_train} train / {self.n_valid} validation)"),
             self._training_line()]
         if self.config.preset == "smoke":
             lines.append(f"  NOTE        {SMOKE_NOTE}: run with --preset quick or default for results to use")

@@ -107,6 +107,7 @@ class StagedModel:
             (self.tmp / META).write_text(json.dumps(_jsonable(full), indent=2, allow_nan=False), encoding="utf-8")
             if self.target.exists():
                 if not overwrite:
+                    self.discard()
                     raise OutputError(f"model folder {str(self.target)!r} already exists: pass --overwrite to "
                                       "replace it")
                 old = self.target.with_name(f".{self.target.name}.{uuid.uuid4().hex[:8]}.old")

@@ -9,7 +9,7 @@ generated block by block.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -425,8 +425,9 @@ def mock_emg_nwb(path: str | Path, duration: float = 60.0, rate: float = 2000.0,
     **kwargs
         ``artefacts``, ``line_noise``, ``line_frequency``, ``line_harmonics``,
         ``line_channels``, ``noise_scale`` and ``latent_rate`` go to :func:`synthetic_emg`;
-        every other keyword to :func:`write_emg_nwb` (e.g. ``layout``, ``gap``, ``n_units``,
-        ``behavior``).
+        ``channel_order`` (positions, e.g. ``[2, 0, 1]``) stores the muscles (their EMG, names
+        and true activations) in that order; every other keyword to :func:`write_emg_nwb` (e.g.
+        ``layout``, ``gap``, ``n_units``, ``behavior``).
 
     Returns
     -------
@@ -441,7 +442,12 @@ def mock_emg_nwb(path: str | Path, duration: float = 60.0, rate: float = 2000.0,
     synth_keys = {"artefacts", "line_noise", "line_frequency", "line_harmonics", "line_channels", "noise_scale",
                   "latent_rate"}
     synth_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in synth_keys}
+    order = kwargs.pop("channel_order", None)
     synth = synthetic_emg(duration=duration, rate=rate, n_muscles=n_muscles, seed=seed, **synth_kw)
+    if order is not None:  # the same muscles stored in another order (as another acquisition system might)
+        order = [int(k) for k in order]
+        synth = replace(synth, raw=synth.raw[:, order], activations=synth.activations[:, order],
+                        names=[synth.names[k] for k in order])
     return write_emg_nwb(path, synth, seed=seed, **kwargs)
 
 

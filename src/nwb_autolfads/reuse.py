@@ -1,0 +1,193 @@
+"""Applying a saved model to new data (``nwb-autolfads apply MODEL NEW.nwb``): the stages of
+:func:`nwb_autolfads.run` without training.
+
+A run keeps its trained model as a folder (:mod:`nwb_autolfads.model.artifact`). :func:`apply`
+reads a new file with the model's modalities and settings, matches its channels to the model's
+by name (reordered to the model's order; :func:`match_channels`), preprocesses and bins them as
+the training data were (with the model's stored scales, or re-estimated ones with
+``rescale``), chops the model's windows, infers with the model's inference settings and seed,
+and writes a run whose provenance names the model applied and the source it was trained on.
+The read, bin, inference, collect and write stages are :mod:`nwb_autolfads.pipeline`'s own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import Counter
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+from nwb_autolfads.errors import SignalError
+from nwb_autolfads.io.reading import open_nwb
+from nwb_autolfads.io.sources import resolve_source
+from nwb_autolfads.io.writing import OutputLock
+from nwb_autolfads.modalities import modality
+from nwb_autolfads.model.artifact import ModelArtifact, load_model
+from nwb_autolfads.pipeline import (ModelData, RunResult, StageClock, _bin, _collect, _keep, _plan_output, _preprocess,
+                                    _read_source, _resolve_config, _source_sha256, infer_signal)
+from nwb_autolfads.train.devices import resolve_device
+
+__all__ = ["apply", "match_channels"]
+
+log = logging.getLogger(__name__)
+
+
+def match_channels(signals: Mapping[str, Any], model: ModelArtifact, drop_extra: bool = False) -> dict[str, Any]:
+    """Each modality's signal with the model's channels only, in the model's order, matched by name
+    (the units of a spikes model by id).
+
+    Parameters
+    ----------
+    signals : mapping of str to signal
+        Per modality of the model, its signal as read (:meth:`Modality.read`).
+    model : ModelArtifact
+        The saved model.
+    drop_extra : bool
+        Leave out channels the model does not know (with a warning) instead of refusing them.
+
+    Returns
+    -------
+    dict
+        Per modality, the signal with the model's channels in its order.
+
+    Raises
+    ------
+    SignalError
+        One line naming, per modality, the model's channels missing from the file and (without
+        ``drop_extra``) the file's channels the model does not know, or a name used twice.
+    """
+    out, problems = {}, []
+    for name, signal in signals.items():
+        entry, block = modality(name), model.block(name)
+        want, have = [str(c) for c in block["channel_names"]], entry.names(signal)
+        twice = sorted(n for n, k in Counter(have).items() if k > 1 and n in want)
+        missing = [n for n in want if n not in have]
+        extra = [n for n in have if n not in want]
+        where = f"{name} ({getattr(signal, 'source_path', name)})"
+        if twice:
+            problems.append(f"{where} names channel(s) {', '.join(twice)} more than once")
+        if missing:
+            problems.append(f"{where} lacks the model's channel(s) {', '.join(missing)}")
+        if extra and not drop_extra:
+            problems.append(f"{where} has channel(s) the model does not know: {', '.join(extra)}")
+        if twice or missing or (extra and not drop_extra):
+            continue
+        if extra:
+            log.warning("%s: channel(s) %s that the model does not know are left out (--drop-extra)", where,
+                        ", ".join(extra))
+        out[name] = entry.select(signal, [have.index(n) for n in want])
+    if problems:
+        raise SignalError(f"the file's channels do not match the model {model.path.name}'s (matched by name): "
+                          f"{'; '.join(problems)}; the model knows "
+                          + "; ".join(f"{c['modality']}: {', '.join(map(str, c['channel_names']))}"
+                                      for c in model.columns)
+                          + " (apply it to a session with the same channels, name them with --set "
+                            "data.channel_names=A,B,..., or pass --drop-extra to leave extra channels out)")
+    return out
+
+
+def _check_grid(data: ModelData, cfg, model: ModelArtifact) -> None:
+    """The binned data fit the model: its bin size, and per block its channels in its order.
+
+    Raises
+    ------
+    SignalError
+        Another bin size (data sampled coarser than the model's bins), or channels lost on the
+        way (units excluded as bad).
+    """
+    want_bin = float(model.meta["bin_size"])
+    if abs(data.bin_size - want_bin) > 1e-9 * want_bin:
+        raise SignalError(f"the file's data are on {data.bin_size * 1e3:g} ms bins, the model's on {want_bin * 1e3:g} "
+                          "ms: it can only be applied to data sampled at least as finely as its bins")
+    got = [(name, [str(c) for c in b.channel_names]) for name, b, _ in data.columns()]
+    want = [(c["modality"], [str(n) for n in c["channel_names"]]) for c in model.columns]
+    if got != want:
+        raise SignalError(f"the binned data's channels {got} are not the model's {want} (channels were left out "
+                          "while binning, e.g. units excluded as bad): apply the model to data that has all of them")
+    w = model.config.windows
+    if (cfg.windows.window_bins, cfg.windows.overlap_bins) != (w.window_bins, w.overlap_bins):
+        log.warning("windows of %d bins (the model's: %d) to fit this file's short segments", cfg.windows.window_bins,
+                    w.window_bins)
+
+
+def apply(model: str | Path, path: str | Path, output: str | Path | None = None, *, rescale: bool = False,
+          emg: str | None = None, drop_extra: bool = False, device: str | None = None, overwrite: bool = False,
+          run_name: str | None = None, write: bool = True, progress: bool = True,
+          command: str | None = None) -> RunResult:
+    """Apply a saved model to an NWB file: the same preprocessing, bins, windows, inference and
+    seed as the run that trained it, and no training (seconds, not hours).
+
+    Parameters
+    ----------
+    model : str or pathlib.Path
+        The model folder a run saved (``<output stem>.autolfads-model``), or its ``model.json``.
+    path : str or pathlib.Path
+        The new source: a local NWB file (HDF5 or Zarr), an http(s) URL or a DANDI asset; opened
+        read-only, never modified. Its channels are matched to the model's by name (units by id)
+        and reordered to the model's order.
+    output : str or pathlib.Path, optional
+        Output NWB path; default beside the source, as :func:`nwb_autolfads.run` names it.
+    rescale : bool
+        Estimate the per-channel scales (and the EMG's clip levels, a continuous input's
+        offsets) on this file instead of using the model's stored ones (for a recording whose
+        gain differs); by default the stored ones, so that the estimates are in the training
+        data's scale.
+    emg : str, optional
+        Object path of the EMG series in the new file (default: the model's setting, else found).
+    drop_extra : bool
+        Leave out (with a warning) channels the model does not know; by default they are refused.
+    device : str, optional
+        ``auto``, ``cpu`` or ``cuda`` (default: the model's setting). Results are bit-identical
+        to the training run's on the same file only on the same kind of device.
+    overwrite, run_name, write, progress, command
+        As for :func:`nwb_autolfads.run`.
+
+    Returns
+    -------
+    RunResult
+        The estimates (as :func:`nwb_autolfads.run`'s), with ``applied`` naming the model and its
+        training source, ``model`` / ``model_sha256`` the model applied; ``training`` empty.
+
+    Raises
+    ------
+    ConfigError
+        ``model`` is not a model folder, is damaged (its weights' SHA-256 differs from the one
+        recorded), or of a newer format.
+    SignalError
+        The file's channels do not match the model's (missing or extra channels, named in one
+        line), its data cannot be put on the model's bins, or it is too short for one window.
+    InputFileError, SignalNotFoundError, OutputError
+        As for :func:`nwb_autolfads.run`.
+    """
+    clock, started, t_start = StageClock(), datetime.now(timezone.utc), time.perf_counter()
+    art = load_model(model)
+    source = resolve_source(path)
+    cfg = _resolve_config(source, None, art.config.updated({"output.content": None}), None, emg=emg, seed=None,
+                          device=device, in_place=False, resume=None, fresh=False)
+    with open_nwb(source.path if not source.remote else source) as (_io, nwbfile):
+        source_data = _read_source(nwbfile, source, cfg)
+        source_data.signals = match_channels(source_data.signals, art, drop_extra)
+        target = replace(_plan_output(source_data, cfg, output, write=write, in_place=False, overwrite=overwrite,
+                                      run_name=run_name, resume=None, fresh=False, save_model=False), rundir=None)
+        clock.mark("read")
+        cfg = _preprocess(source_data, cfg, progress, scaling=None if rescale else art.scaling("emg"))
+    with OutputLock(target.path) if target.write else contextlib.nullcontext():
+        source_sha256 = _source_sha256(source_data, target)
+        scalings = {} if rescale else {name: art.scaling(name) for name in cfg.data.modalities
+                                       if name != "emg" and art.scaling(name) is not None}
+        data, cfg = _bin(source_data, cfg, scalings)
+        _check_grid(data, cfg, art)
+        clock.mark("preprocess")
+        fit = infer_signal(data.segments(), data.bin_size, art.build(resolve_device(cfg.device)), cfg,
+                           progress=progress, clock=clock)
+        result = _collect(source_data, data, fit, cfg)
+        result.model, result.model_sha256 = art.path, art.sha256
+        result.applied = {"location": str(art.path), "sha256": art.sha256, "run_name": art.meta.get("run_name"),
+                          "output": art.meta.get("output"), "trained_on": dict(art.meta.get("source") or {}),
+                          "rescaled": bool(rescale), "hyperparameters": art.meta.get("hyperparameters")}
+        return _keep(result, fit, data, source_data, target, clock, source_sha256=source_sha256, started=started,
+                     t_start=t_start, command=command or f"nwb_autolfads.apply({str(model)!r}, {str(path)!r}, ...)")

@@ -1,0 +1,100 @@
+"""A run keeps its trained model; `apply` runs it on the same or another file without training:
+bit-identical on the same file (CPU, same seed), channels matched by name, mismatches refused."""
+
+import numpy as np
+import pytest
+import torch
+
+import nwb_autolfads
+from nwb_autolfads.cli import main
+from nwb_autolfads.errors import OutputError, SignalError
+from nwb_autolfads.testing import mock_emg_nwb
+
+ARRAYS = ("times", "activations", "factors", "inferred_inputs", "activations_lower", "activations_upper")
+SETTINGS = {"train.threads": 1, "pbt.workers": 1, "inference.mode": "sample", "inference.n_samples": 4}
+
+
+def _session(path, seed=3, **kw):
+    return mock_emg_nwb(path, duration=8.0, rate=1000.0, n_muscles=kw.pop("n_muscles", 3), seed=seed, **kw)
+
+
+def _train(tmp, population):
+    torch.set_num_threads(1)
+    src = _session(tmp / "a.nwb")
+    return src, nwb_autolfads.run(src, tmp / "a_out.nwb", preset="smoke", seed=11, progress=False,
+                                  overrides={**SETTINGS, "pbt.population": population})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One smoke model trained on 8 s of 3 muscles, with its output and model folder."""
+    return _train(tmp_path_factory.mktemp("apply"), 1)
+
+
+def _same(a, b):
+    for key in ARRAYS:
+        assert np.array_equal(getattr(a, key), getattr(b, key)), key
+
+
+def test_a_written_run_keeps_its_model_and_records_it(trained):
+    _, res = trained
+    assert res.model == res.output.with_name("a_out.autolfads-model").resolve()
+    assert sorted(p.name for p in res.model.iterdir()) == ["model.json", "model.safetensors"]
+    ds = nwb_autolfads.load_results(res.output)
+    assert ds.attrs["model_location"] == str(res.model) and ds.attrs["model_sha256"] == res.model_sha256
+    assert ds.attrs["model_applied"] == 0
+    assert not [p for p in res.output.parent.iterdir() if p.name.startswith(".")]  # nothing half-written
+
+
+@pytest.mark.parametrize("population", [1, 2])
+def test_apply_reproduces_the_run_bit_identically_on_the_same_file(trained, tmp_path, population):
+    src, res = trained if population == 1 else _train(tmp_path, population)
+    again = nwb_autolfads.apply(res.model, src, tmp_path / "again.nwb", progress=False)
+    _same(res, again)
+    assert again.applied["sha256"] == res.model_sha256 and again.training.history == []
+    ds = nwb_autolfads.load_results(again.output)
+    assert ds.attrs["model_applied"] == 1 and ds.attrs["model_sha256"] == res.model_sha256
+    assert "applied model" in ds.attrs["description"] and "step" not in ds.coords  # no training curves
+
+
+def test_apply_matches_channels_by_name_in_another_order_and_session(trained, tmp_path):
+    src, res = trained
+    shuffled = _session(tmp_path / "b.nwb", channel_order=[2, 0, 1])  # the same muscles stored as LG, TA, MG
+    got = nwb_autolfads.apply(res.model, shuffled, write=False, progress=False)
+    assert got.channel_names == ["TA", "MG", "LG"]
+    _same(res, got)  # each muscle's estimate is its own: the channels were matched by name, not position
+    other = _session(tmp_path / "c.nwb", seed=8, channel_order=[1, 2, 0])
+    new = nwb_autolfads.apply(res.model, other, write=False, progress=False, rescale=True)
+    assert new.channel_names == ["TA", "MG", "LG"] and np.all(np.isfinite(new.activations))
+    assert new.activations.shape == res.activations.shape and new.applied["rescaled"]
+
+
+def test_missing_or_extra_channels_are_one_line_and_exit_2(trained, tmp_path, capsys):
+    src, res = trained
+    more = _session(tmp_path / "more.nwb", n_muscles=4)
+    fewer = _session(tmp_path / "fewer.nwb", n_muscles=2)
+    assert main(["apply", str(res.model), str(more), "-o", str(tmp_path / "x.nwb")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Sol" in err and "does not know" in err
+    assert main(["apply", str(res.model), str(fewer), "-o", str(tmp_path / "y.nwb")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "lacks" in err and "LG" in err
+    assert not (tmp_path / "x.nwb").exists() and not (tmp_path / "y.nwb").exists()
+    assert main(["apply", str(res.model), str(more), "-o", str(tmp_path / "z.nwb"), "--drop-extra", "-q"]) == 0
+    assert "nwb-autolfads apply finished" in capsys.readouterr().out
+    assert nwb_autolfads.load_results(tmp_path / "z.nwb").channel.values.tolist() == ["TA", "MG", "LG"]
+    with pytest.raises(SignalError, match="lacks"):
+        nwb_autolfads.apply(res.model, fewer, write=False, progress=False)
+
+
+def test_an_existing_model_is_refused_before_training_and_none_is_kept_without_a_file(trained, tmp_path):
+    src, res = trained
+    with pytest.raises(OutputError, match="autolfads-model.*already exists"):
+        nwb_autolfads.run(src, tmp_path / "new.nwb", preset="smoke", progress=False,
+                          save_model=res.model)  # fails before training: the model folder is there
+    out = nwb_autolfads.run(src, preset="smoke", write=False, progress=False, overrides={"pbt.population": 1})
+    assert out.model is None
+    kept = nwb_autolfads.run(src, tmp_path / "n.nwb", preset="smoke", progress=False,
+                             overrides={"pbt.population": 1, "output.save_model": False})
+    assert kept.model is None and not (tmp_path / "n.autolfads-model").exists()
+    assert nwb_autolfads.load_results(kept.output).attrs["model_location"] == ""

@@ -1,0 +1,83 @@
+"""The saved model folder (nwb_autolfads.model.artifact): written atomically, read back without
+pickles, checked against its recorded SHA-256."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nwb_autolfads.config import build_config
+from nwb_autolfads.errors import ConfigError, OutputError
+from nwb_autolfads.model.artifact import (META, WEIGHTS, check_model_path, load_model, model_path_for, stage_model)
+from nwb_autolfads.model.lfads import LFADS
+from nwb_autolfads.model.observations import get_observation
+
+
+def _model(n_channels=3):
+    cfg = build_config("smoke").resolved(n_channels)
+    torch.manual_seed(0)
+    return LFADS(n_channels, cfg.model, get_observation(cfg.model.observation)), cfg
+
+
+def _meta(cfg, names=("TA", "MG", "LG")):
+    return {"config": cfg.to_dict(), "bin_size": 0.01,
+            "columns": [{"modality": "emg", "observation": cfg.model.observation, "channel_names": list(names),
+                         "offsets": None, "scales": np.array([1.5, 2.0, 0.25]),
+                         "clip_levels": np.array([3.0, np.inf, 1.0])}]}
+
+
+def test_a_saved_model_reloads_with_the_same_weights_and_outputs(tmp_path):
+    model, cfg = _model()
+    target = model_path_for(tmp_path / "x.nwb")
+    assert target.name == "x.autolfads-model"
+    staged = stage_model(target, model)
+    assert not target.exists()  # nothing in place before the commit
+    staged.commit(_meta(cfg))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.autolfads-model"]  # no temporary folder left
+    art = load_model(target)
+    assert art.sha256 == staged.sha256 == json.loads((target / META).read_text())["weights_sha256"]
+    rebuilt = art.build("cpu")
+    for key, value in model.state_dict().items():
+        assert torch.equal(rebuilt.state_dict()[key], value), key
+    x = torch.rand(2, cfg.windows.window_bins, 3) + 0.1
+    model.eval()
+    assert torch.equal(model(x, sample=False).params, rebuilt(x, sample=False).params)
+    clip, scales = art.scaling("emg")
+    assert np.array_equal(scales, [1.5, 2.0, 0.25]) and clip[1] == np.inf and clip[0] == 3.0
+    assert art.scaling("spikes") is None
+    assert load_model(target / META).sha256 == art.sha256  # the model.json names its folder too
+
+
+def test_changed_weights_or_a_newer_format_or_no_folder_are_refused(tmp_path):
+    model, cfg = _model()
+    target = tmp_path / "m.autolfads-model"
+    stage_model(target, model).commit(_meta(cfg))
+    with pytest.raises(ConfigError, match="not a model folder"):
+        load_model(tmp_path / "missing.autolfads-model")
+    meta = json.loads((target / META).read_text())
+    (target / META).write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(ConfigError, match="newer"):
+        load_model(target)
+    (target / META).write_text(json.dumps(meta))
+    data = bytearray((target / WEIGHTS).read_bytes())
+    data[-1] ^= 1
+    (target / WEIGHTS).write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match="SHA-256"):
+        load_model(target)
+
+
+def test_an_existing_model_is_replaced_only_with_overwrite(tmp_path):
+    model, cfg = _model()
+    target = tmp_path / "m.autolfads-model"
+    stage_model(target, model).commit(_meta(cfg))
+    with pytest.raises(OutputError, match="already exists"):
+        check_model_path(target, overwrite=False)
+    assert check_model_path(target, overwrite=True) == target
+    staged = stage_model(target, model)
+    with pytest.raises(OutputError, match="already exists"):
+        staged.commit(_meta(cfg), overwrite=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.autolfads-model"]  # the staged copy was removed
+    stage_model(target, model).commit(_meta(cfg, names=("a", "b", "c")), overwrite=True)
+    assert load_model(target).columns[0]["channel_names"] == ["a", "b", "c"]
+    assert [p.name for p in tmp_path.iterdir()] == ["m.autolfads-model"]
