@@ -8,6 +8,7 @@ import torch
 import nwb_autolfads
 from nwb_autolfads.cli import main
 from nwb_autolfads.errors import OutputError, SignalError
+from nwb_autolfads.estimator import as_dataset
 from nwb_autolfads.testing import mock_emg_nwb
 
 ARRAYS = ("times", "activations", "factors", "inferred_inputs", "activations_lower", "activations_upper")
@@ -98,3 +99,22 @@ def test_an_existing_model_is_refused_before_training_and_none_is_kept_without_a
                              overrides={"pbt.population": 1, "output.save_model": False})
     assert kept.model is None and not (tmp_path / "n.autolfads-model").exists()
     assert nwb_autolfads.load_results(kept.output).attrs["model_location"] == ""
+
+
+def test_the_estimator_fits_transforms_saves_and_loads(tmp_path):
+    torch.set_num_threads(1)
+    src = _session(tmp_path / "a.nwb")
+    est = nwb_autolfads.AutoLFADS(preset="smoke", seed=11, overrides={**SETTINGS, "pbt.population": 1},
+                                  progress=False)
+    assert est.fit(src) is est and est.model_path_.is_dir()
+    assert not [p for p in tmp_path.iterdir() if p.name != "a.nwb"]  # fit writes nothing beside the file
+    fitted = as_dataset(est.result_)  # what fit inferred on its file
+    again = est.transform(src)
+    assert again.channel.values.tolist() == ["TA", "MG", "LG"]
+    assert np.array_equal(again.emg_activations.values, fitted.emg_activations.values)
+    saved = est.save(tmp_path / "kept.autolfads-model")
+    loaded = nwb_autolfads.AutoLFADS.load(saved, progress=False)
+    assert loaded.model_sha256_ == est.model_sha256_
+    assert np.array_equal(loaded.transform(src).factors.values, fitted.factors.values)
+    with pytest.raises(OutputError, match="already exists"):
+        est.save(saved)

@@ -31,7 +31,7 @@ except _NotFound:  # running from a source tree that was never installed
 from nwb_autolfads.config import PRESETS, RunConfig, build_config  # noqa: E402
 from nwb_autolfads.errors import NwbAutolfadsError  # noqa: E402
 
-__all__ = ["__version__", "run", "apply", "RunResult", "load_results", "list_runs", "to_pynapple", "evaluate", "Evaluation", "write_report",
+__all__ = ["__version__", "run", "apply", "AutoLFADS", "RunResult", "load_results", "list_runs", "to_pynapple", "evaluate", "Evaluation", "write_report",
            "RunConfig", "build_config", "PRESETS", "NwbAutolfadsError"]
 
 
@@ -52,6 +52,10 @@ def __getattr__(name):  # PEP 562: import the pipeline (and pynwb) on first use
         from nwb_autolfads.reuse import apply
 
         return apply
+    if name == "AutoLFADS":  # the estimator (fit / transform / save / load)
+        from nwb_autolfads.estimator import AutoLFADS
+
+        return AutoLFADS
     if name in ("evaluate", "Evaluation"):
         from nwb_autolfads.evaluation import comparison as evaluation
 

@@ -1,0 +1,148 @@
+"""A scikit-learn-style estimator over :func:`nwb_autolfads.run` and :func:`nwb_autolfads.apply`:
+``AutoLFADS(preset="quick").fit("day1.nwb").transform("day2.nwb")`` -> ``xarray.Dataset``.
+
+``fit`` trains (nothing is written beside the file: the model is kept in a temporary folder
+until :meth:`AutoLFADS.save`), ``transform`` applies the model without training, ``save`` /
+``load`` keep and read the model folder (:mod:`nwb_autolfads.model.artifact`). Following
+scikit-learn's conventions, constructor arguments are stored as given and what fitting learns
+ends with ``_``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
+from typing import Any, Mapping
+
+from nwb_autolfads.errors import ConfigError
+
+__all__ = ["AutoLFADS", "as_dataset"]
+
+
+def as_dataset(result) -> "Any":
+    """A :class:`~nwb_autolfads.pipeline.RunResult` as an ``xarray.Dataset`` on ``time`` (bin
+    centres, s): ``emg_activations`` (time, channel) in the source's units, ``firing_rates``
+    (time, unit) in Hz, the continuous estimates, ``factors`` (time, factor) and
+    ``inferred_inputs`` (time, inferred_input), as :func:`nwb_autolfads.load_results` names them."""
+    import xarray as xr
+
+    coords: dict = {"time": ("time", result.times, {"units": "s", "long_name": "bin centre"})}
+    data: dict = {"factors": (("time", "factor"), result.factors),
+                  "inferred_inputs": (("time", "inferred_input"), result.inferred_inputs)}
+    if result.channel_names:
+        coords["channel"] = ("channel", list(result.channel_names))
+        data["emg_activations"] = (("time", "channel"), result.activations, {"units": result.emg_unit})
+    if result.unit_ids:
+        coords["unit"] = ("unit", list(result.unit_ids))
+        data["firing_rates"] = (("time", "unit"), result.rates, {"units": "Hz"})
+    for e in result.estimates.values():
+        dim = f"{e.name}_channel"
+        coords[dim] = (dim, list(e.channel_names))
+        data[e.name] = (("time", dim), e.data, {"units": e.unit})
+    attrs = {"bin_size": float(result.config.windows.bin_size), "source": str(result.source),
+             "model_sha256": result.model_sha256 or ""}
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+class AutoLFADS:
+    """AutoLFADS as an estimator: fit on one NWB file, transform others.
+
+    Parameters
+    ----------
+    config : RunConfig, str or pathlib.Path, optional
+        A configuration or a YAML config file (as :func:`nwb_autolfads.run` takes it).
+    preset : str, optional
+        ``smoke``, ``quick``, ``default`` or ``paper``.
+    overrides : mapping, optional
+        Extra settings (``{"train.max_steps": 1000}``).
+    seed : int, optional
+        The ``seed`` setting.
+    progress : bool
+        Progress bars on stderr.
+
+    Attributes
+    ----------
+    model_path_ : pathlib.Path
+        The fitted model's folder (a temporary one after :meth:`fit`, until :meth:`save`).
+    model_sha256_ : str
+        SHA-256 of its weights.
+    result_ : RunResult or None
+        What :meth:`fit` computed on its file (None after :meth:`load`).
+    """
+
+    def __init__(self, config: Any = None, preset: str | None = None, overrides: Mapping[str, Any] | None = None,
+                 seed: int | None = None, progress: bool = True) -> None:
+        self.config, self.preset, self.overrides, self.seed, self.progress = config, preset, overrides, seed, progress
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's arguments (scikit-learn's ``get_params``)."""
+        return {"config": self.config, "preset": self.preset, "overrides": self.overrides, "seed": self.seed,
+                "progress": self.progress}
+
+    def fit(self, path: str | Path, y: Any = None) -> "AutoLFADS":
+        """Train on the NWB file ``path`` (:func:`nwb_autolfads.run` without writing a file).
+
+        Raises
+        ------
+        ConfigError
+            ``path`` is a list of files (one model over several sessions is not supported yet).
+        """
+        from nwb_autolfads.pipeline import run
+
+        if isinstance(path, (list, tuple)):
+            raise ConfigError("AutoLFADS.fit takes one NWB file: one model over several sessions is not supported "
+                              "yet; fit on one and transform the others")
+        folder = Path(tempfile.mkdtemp(prefix="autolfads-model-"))
+        weakref.finalize(self, shutil.rmtree, folder, True)
+        result = run(path, preset=self.preset, config=self.config, overrides=self.overrides, seed=self.seed,
+                     write=False, progress=self.progress, save_model=folder / "model.autolfads-model")
+        self.model_path_, self.model_sha256_, self.result_ = result.model, result.model_sha256, result
+        return self
+
+    def _fitted(self) -> Path:
+        if getattr(self, "model_path_", None) is None:
+            raise ConfigError("this AutoLFADS is not fitted: call fit(path) or AutoLFADS.load(model_folder) first")
+        return self.model_path_
+
+    def transform(self, path: str | Path, *, rescale: bool = False, drop_extra: bool = False) -> "Any":
+        """The fitted model's estimates on the NWB file ``path`` (:func:`nwb_autolfads.apply`, no
+        training, nothing written), as an ``xarray.Dataset`` (:func:`as_dataset`)."""
+        from nwb_autolfads.reuse import apply
+
+        return as_dataset(apply(self._fitted(), path, rescale=rescale, drop_extra=drop_extra, write=False,
+                                progress=self.progress))
+
+    def fit_transform(self, path: str | Path, y: Any = None) -> "Any":
+        """:meth:`fit` on ``path``, and its estimates there (as the training run inferred them)."""
+        return as_dataset(self.fit(path).result_)
+
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Copy the fitted model's folder to ``path`` (a ``*.autolfads-model`` folder); returns it.
+
+        Raises
+        ------
+        OutputError
+            ``path`` exists (without ``overwrite``) or cannot be written.
+        """
+        from nwb_autolfads.model.artifact import check_model_path
+
+        src, dst = self._fitted(), check_model_path(path, overwrite)
+        tmp = dst.with_name(f".{dst.name}.partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src, tmp)
+        if dst.exists():
+            shutil.rmtree(dst)
+        tmp.rename(dst)
+        return dst
+
+    @classmethod
+    def load(cls, path: str | Path, progress: bool = True) -> "AutoLFADS":
+        """An estimator fitted with the model folder ``path`` (checked as :func:`load_model` does)."""
+        from nwb_autolfads.model.artifact import load_model
+
+        art = load_model(path)
+        est = cls(config=art.config, progress=progress)
+        est.model_path_, est.model_sha256_, est.result_ = art.path, art.sha256, None
+        return est
