@@ -5,6 +5,7 @@ Main entry points::
     import nwb_autolfads
     result = nwb_autolfads.run("session.nwb", preset="quick")
     print(result.summary())
+    batch = nwb_autolfads.run_batch(["DANDI:000941"], "out/")   # every asset (or files, a folder, a glob)
 
     ds = nwb_autolfads.load_results(result.output)   # xarray.Dataset of the latest run
     tsd = nwb_autolfads.to_pynapple(result.output)   # pynapple TsdFrames, columns named
@@ -30,7 +31,7 @@ except _NotFound:  # running from a source tree that was never installed
 from nwb_autolfads.config import PRESETS, RunConfig, build_config  # noqa: E402
 from nwb_autolfads.errors import NwbAutolfadsError  # noqa: E402
 
-__all__ = ["__version__", "run", "RunResult", "load_results", "list_runs", "to_pynapple", "evaluate", "Evaluation", "write_report",
+__all__ = ["__version__", "run", "RunResult", "run_batch", "BatchResult", "load_results", "list_runs", "to_pynapple", "evaluate", "Evaluation", "write_report",
            "RunConfig", "build_config", "PRESETS", "NwbAutolfadsError"]
 
 
@@ -47,6 +48,10 @@ def __getattr__(name):  # PEP 562: import the pipeline (and pynwb) on first use
         from nwb_autolfads import pipeline
 
         return getattr(pipeline, name)
+    if name in ("run_batch", "BatchResult"):
+        from nwb_autolfads import batch
+
+        return getattr(batch, name)
     if name in ("evaluate", "Evaluation"):
         from nwb_autolfads.evaluation import comparison as evaluation
 
