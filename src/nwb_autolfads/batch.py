@@ -443,7 +443,8 @@ def _apply_manifest(plan: BatchPlan, previous: Mapping[str, Any] | None, overwri
         row = rows.get(item.output)
         if item.status == "skipped" or row is None:
             continue
-        item.ours = True  # started, failed or done by this batch: its output (if any) is replaced when run
+        # started or done by this batch: an output there is its own (a failed input wrote nothing)
+        item.ours = row.get("status") in ("started", "done")
         if row.get("status") != "done":
             continue
         if _output_ok(plan.out / item.output, row):
@@ -585,22 +586,22 @@ def _execute(plan: BatchPlan, kwargs: dict[str, Any], jobs: int, note: Callable[
         Path(plan.out / item.output).parent.mkdir(parents=True, exist_ok=True)
     if jobs <= 1:
         for item in todo:
+            replace = _replace(plan, item, kwargs)  # before the manifest lists it as this batch's
             _record(item, {"status": "started", "started": datetime.now(timezone.utc).isoformat(timespec="seconds")})
             note(item)
-            _record(item, _run_one(item.input, str(plan.out / item.output), {**kwargs, "overwrite": _replace(plan, item,
-                                                                                                           kwargs)}))
+            _record(item, _run_one(item.input, str(plan.out / item.output), {**kwargs, "overwrite": replace}))
             note(item)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
+    replace = {item.key: _replace(plan, item, kwargs) for item in todo}
     for item in todo:  # queued: an output found later is this batch's
         _record(item, {"status": "started", "started": datetime.now(timezone.utc).isoformat(timespec="seconds")})
         note(item)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(_run_one, item.input, str(plan.out / item.output),
-                               {**kwargs, "progress": False, "overwrite": _replace(plan, item, kwargs)}): item
-                   for item in todo}
+                               {**kwargs, "progress": False, "overwrite": replace[item.key]}): item for item in todo}
         try:
             for future in as_completed(futures):
                 _record(futures[future], future.result())
@@ -681,7 +682,6 @@ def run_batch(inputs: Sequence[str | Path], output: str | Path | None = None, *,
         t0 = time.perf_counter()
 
         def note(item: BatchItem) -> None:
-            item.ours = True
             _write_manifest(plan, previous, command)
             if item.status == "started":
                 if progress and jobs == 1:
