@@ -5,6 +5,7 @@ Main entry points::
     import nwb_autolfads
     result = nwb_autolfads.run("session.nwb", preset="quick")
     print(result.summary())
+    batch = nwb_autolfads.run_batch(["DANDI:000941"], "out/")   # every asset (or files, a folder, a glob)
 
     other = nwb_autolfads.apply(result.model, "session2.nwb")  # the trained model, no training
     ds = nwb_autolfads.load_results(result.output)   # xarray.Dataset of the latest run
@@ -31,7 +32,7 @@ except _NotFound:  # running from a source tree that was never installed
 from nwb_autolfads.config import PRESETS, RunConfig, build_config  # noqa: E402
 from nwb_autolfads.errors import NwbAutolfadsError  # noqa: E402
 
-__all__ = ["__version__", "run", "apply", "AutoLFADS", "RunResult", "load_results", "list_runs", "to_pynapple", "evaluate", "Evaluation", "write_report",
+__all__ = ["__version__", "run", "apply", "AutoLFADS", "RunResult", "run_batch", "BatchResult", "load_results", "list_runs", "to_pynapple", "evaluate", "Evaluation", "write_report",
            "RunConfig", "build_config", "PRESETS", "NwbAutolfadsError"]
 
 
@@ -56,6 +57,10 @@ def __getattr__(name):  # PEP 562: import the pipeline (and pynwb) on first use
         from nwb_autolfads.estimator import AutoLFADS
 
         return AutoLFADS
+    if name in ("run_batch", "BatchResult"):
+        from nwb_autolfads import batch
+
+        return getattr(batch, name)
     if name in ("evaluate", "Evaluation"):
         from nwb_autolfads.evaluation import comparison as evaluation
 

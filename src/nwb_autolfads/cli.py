@@ -94,8 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", parents=[common], help="model the EMG of an NWB file and write a new NWB file with the results",
                        description="Read EMG from FILE, preprocess, train LFADS, infer muscle activations and "
                                    "write them (with factors and inferred inputs) to a new NWB file.")
-    p.add_argument("file", nargs="?", help="input NWB file (opened read-only, never modified): an .nwb file, an NWB "
-                                           "Zarr store (*.nwb.zarr), an http(s) URL or a DANDI URL")
+    p.add_argument("file", nargs="*", help="input NWB file (opened read-only, never modified): an .nwb file, an NWB "
+                                           "Zarr store (*.nwb.zarr), an http(s) URL or a DANDI URL; or several, a "
+                                           "folder, a glob or a dandiset (DANDI:000941): see --dry-run")
+    _batch_options(p)
     p.add_argument("--example", action="store_true",
                    help=f"write a synthetic 12-muscle EMG file ({EXAMPLE_FILE}) in the current directory and "
                         "run on it (preset 'quick' unless --preset is given)")
@@ -320,7 +322,9 @@ def _cmd_run(args) -> int:
     else:
         if not args.file:
             raise ConfigError("no input file: give FILE.nwb, or --example to run on a built-in example")
-        path = args.file  # a path or a URL: run() resolves it
+        if _is_batch(args):  # several inputs, a folder, a glob or a dandiset: nwb_autolfads.batch
+            return _cmd_batch(args, preset, overrides)
+        path = args.file[0]  # a path or a URL: run() resolves it
     result = run(path, args.output, preset=preset, config=args.config, overrides=overrides, emg=args.emg,
                  seed=args.seed, device=args.device, overwrite=overwrite, in_place=args.in_place,
                  run_name=args.run_name, progress=not args.quiet, resume=args.resume, fresh=args.fresh,
@@ -339,6 +343,38 @@ def _cmd_run(args) -> int:
     if args.report:
         _evaluate_and_report(result.output, result.run_name, args.report, overwrite=overwrite)
     return 0
+
+
+def _batch_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``run`` for a batch (:mod:`nwb_autolfads.batch`)."""
+    g = p.add_argument_group("several inputs (a dandiset, a folder, a glob or a list: one result each)")
+    g.add_argument("--dry-run", action="store_true", help="print the plan (inputs, sizes, what is skipped and why, "
+                   "outputs, time) and exit")
+    g.add_argument("--jobs", type=int, default=1, metavar="N", help="inputs run at once, each in its own process "
+                   "(default 1)")
+
+
+def _is_batch(args) -> bool:
+    from nwb_autolfads.batch import is_batch
+
+    return args.dry_run or args.jobs != 1 or is_batch(args.file)
+
+
+def _cmd_batch(args, preset: str | None, overrides: dict[str, Any]) -> int:
+    """``run`` with several inputs: :func:`nwb_autolfads.batch.run_batch`; the plan (stdout with
+    --dry-run), the summary on stdout; exit 1 if an input failed."""
+    from nwb_autolfads.batch import run_batch
+
+    for flag, given in (("--in-place", args.in_place), ("--resume", args.resume), ("--report", args.report)):
+        if given:
+            raise ConfigError(f"{flag} is for one input file, not a batch: leave it out (`nwb-autolfads evaluate "
+                              "OUT.nwb --report DIR` evaluates one result afterwards)")
+    result = run_batch(args.file, args.output, preset=preset, config=args.config, overrides=overrides, emg=args.emg,
+                       seed=args.seed, device=args.device, overwrite=args.overwrite, jobs=args.jobs,
+                       dry_run=args.dry_run, progress=not args.quiet, run_name=args.run_name, fresh=args.fresh,
+                       command=shlex.join(["nwb-autolfads", *args.argv]))
+    print(result.plan.format() if args.dry_run else result.summary())
+    return result.exit_code
 
 
 class _LevelFormatter(logging.Formatter):

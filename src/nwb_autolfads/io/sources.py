@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlparse
 
 from nwb_autolfads.errors import InputFileError
 
-__all__ = ["Source", "DandiAsset", "resolve_source", "parse_dandi", "source_sha256", "tree_sha256"]
+__all__ = ["Source", "DandiAsset", "resolve_source", "parse_dandi", "dandi_collection", "source_sha256", "tree_sha256"]
 
 _VERSION = r"(?:[0-9]+\.[0-9]+\.[0-9]+|draft)"  # dandi.consts.VERSION_REGEX
 # <INSTANCE>:<6-digit id>[@version][/<asset path>] (dandi itself accepts <INSTANCE>:<id>[/<version>])
@@ -151,10 +151,32 @@ def _rewrite_short(text: str) -> str:
     return f"dandi://{instance}/{m['id']}" + (f"@{version}" if version else "") + (f"/{rest}" if rest else "")
 
 
-def parse_dandi(spec: str):
+def _has_glob(spec: str) -> bool:
+    return "*" in spec.partition("?")[0]  # the archive's globs know only * (any characters, / included)
+
+
+def dandi_collection(spec: str):
+    """The ``dandi`` package's parse of a DANDI URL that names several assets (a dandiset, a
+    folder, a path prefix or a glob: ``DANDI:000941``, ``dandi://dandi/000941@draft/sub-1/``,
+    ``DANDI:000941/sub-*/*.nwb``), or None when ``spec`` is not a DANDI URL or names one asset.
+
+    Raises
+    ------
+    InputFileError
+        A DANDI URL that dandi cannot parse, or that points inside a Zarr asset."""
+    if not _looks_like_dandi(spec):
+        return None
+    from dandi.dandiarchive import SingleAssetURL
+
+    parsed = parse_dandi(spec, collection=True)
+    return None if isinstance(parsed, SingleAssetURL) else parsed
+
+
+def parse_dandi(spec: str, collection: bool = False):
     """The ``dandi`` package's parse of a DANDI URL (a ``dandi.dandiarchive.ParsedDandiURL``),
     or None when ``spec`` is not a DANDI URL. Raises :class:`InputFileError` for a DANDI URL
-    that dandi cannot parse, or that names a dandiset, folder or glob rather than one asset."""
+    that dandi cannot parse, or (unless ``collection``) that names a dandiset, folder or glob
+    rather than one asset (:func:`dandi_collection` reads those)."""
     if not _looks_like_dandi(spec):
         return None
     try:
@@ -163,7 +185,7 @@ def parse_dandi(spec: str):
         raise InputFileError(f"reading {spec!r} needs the dandi package: pip install \"nwb-autolfads[dandi]\""
                              ) from None
     try:
-        parsed = parse_dandi_url(_rewrite_short(spec))
+        parsed = parse_dandi_url(_rewrite_short(spec), glob=collection and _has_glob(spec))
     except Exception as exc:  # UnknownURLError, unknown instance (ValueError), redirect failures
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise InputFileError(f"cannot read DANDI URL {spec!r} ({first}): write e.g. {_EXAMPLE}, "
@@ -171,11 +193,12 @@ def parse_dandi(spec: str):
     if isinstance(parsed, AssetZarrEntryURL):
         raise InputFileError(f"DANDI URL {spec!r} points inside the Zarr asset {parsed.asset_path!r}: give the "
                              "asset itself (the *.nwb.zarr path)")
-    if not isinstance(parsed, (AssetItemURL, AssetIDURL, BaseAssetIDURL)):
+    if not collection and not isinstance(parsed, (AssetItemURL, AssetIDURL, BaseAssetIDURL)):
         what = {"DandisetURL": "a dandiset", "AssetFolderURL": "a folder of assets",
                 "AssetPathPrefixURL": "the assets under a path prefix", "AssetGlobURL": "a glob of assets"}.get(
             type(parsed).__name__, "several assets")
-        raise InputFileError(f"DANDI URL {spec!r} names {what}, not one file: add the asset path, e.g. {_EXAMPLE}")
+        raise InputFileError(f"DANDI URL {spec!r} names {what}, not one file: add the asset path, e.g. {_EXAMPLE} "
+                             "(`nwb-autolfads run` runs each of several assets)")
     return parsed
 
 

@@ -1,0 +1,702 @@
+"""Many inputs in one command: a whole dandiset, some of its assets, several files, a folder or a glob.
+
+    nwb-autolfads run DANDI:000941                    every NWB asset of the dandiset (dandi's version rule)
+    nwb-autolfads run DANDI:000941@0.240101.1200      one version; also dandi://dandi/000941[@version]
+    nwb-autolfads run "DANDI:000941/sub-R3/*.nwb"     a glob (or a folder: DANDI:000941/sub-R3/)
+    nwb-autolfads run a.nwb b.nwb | data/ | "data/**/*.nwb"
+    nwb-autolfads run DANDI:000941 --dry-run          print the plan and stop
+
+The plan (:func:`plan_batch`) lists every asset, its size and where its result goes, and which
+are skipped and why (not NWB; an nwb-autolfads output; done in an earlier run of the same
+command). Whether an asset holds the signals to model is checked when it is opened (cheaply:
+its metadata, streamed): one that has none ends ``skipped`` with the reason. The assets are
+run one by one (or ``jobs`` at a time in separate processes) with :func:`nwb_autolfads.run`,
+each result in a DANDI-organised folder (``<out>/sub-X/sub-X_ses-Y_desc-autolfads_emg.nwb``:
+the asset's BIDS-like entities, ``desc-autolfads`` and the modelled modalities). The manifest
+``<out>/autolfads-manifest.json`` (replaced atomically after each asset) records for each
+asset its path, id, version, status (``done``, ``failed``, ``skipped`` with the reason), its
+output and the output's SHA-256, and timings. Running the same command again skips the assets
+whose output is listed done and still has that checksum (or still opens and holds the recorded
+run), retries the failed ones, and continues an interrupted asset from its run directory. A
+dandiset is read at one version for the whole batch: the one given, else the one dandi's rule
+chooses when the plan is made (every asset's URL then names it).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Mapping, Sequence
+
+from nwb_autolfads.errors import ConfigError, InputFileError, NwbAutolfadsError, OutputError, SignalNotFoundError
+
+__all__ = ["MANIFEST", "BatchItem", "BatchPlan", "BatchResult", "is_batch", "plan_batch", "run_batch",
+           "output_name"]
+
+MANIFEST = "autolfads-manifest.json"
+"""The manifest's file name, in the output folder."""
+_FORMAT = "nwb-autolfads batch manifest"
+_NWB = re.compile(r"\.nwb(\.zarr)?/?$", re.IGNORECASE)
+_OURS = re.compile(r"(_desc-autolfads_[^/]*|_autolfads)\.nwb$")
+
+
+@dataclass
+class BatchItem:
+    """One input of a batch and what became of it (a row of the manifest)."""
+
+    name: str
+    """The asset's path in the dandiset, or the file's path relative to the batch's root."""
+    input: str
+    """What :func:`nwb_autolfads.run` reads: a local path, a URL, or the DANDI asset's URL
+    (``dandi://<instance>/<id>@<version>/<path>``, the version pinned)."""
+    output: str = ""
+    """The result's path relative to the output folder (POSIX)."""
+    size: int | None = None
+    """Bytes (the archive's size for a DANDI asset)."""
+    asset_id: str | None = None
+    version: str | None = None
+    status: str = "pending"
+    """``pending``, ``started``, ``done``, ``failed`` or ``skipped``."""
+    reason: str = ""
+    output_sha256: str = ""
+    model: str = ""
+    """The trained model's folder relative to the output folder (POSIX; ``nwb-autolfads apply``
+    takes it), empty when no model was kept."""
+    model_sha256: str = ""
+    run_name: str = ""
+    started: str = ""
+    seconds: float | None = None
+    earlier: bool = field(default=False, repr=False)
+    """Done in an earlier run of the batch (not written to the manifest)."""
+    ours: bool = field(default=False, repr=False)
+    """The manifest lists its output as this batch's (an existing one is replaced when run again)."""
+
+    def row(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("earlier")
+        out.pop("ours")
+        return out
+
+    @property
+    def key(self) -> str:
+        return self.output or self.name
+
+
+@dataclass
+class BatchPlan:
+    """What a batch will do, before it starts (:func:`plan_batch`)."""
+
+    inputs: list[str]
+    out: Path
+    items: list[BatchItem]
+    modalities: str
+    settings: dict[str, Any]
+    dandiset: dict[str, Any] | None = None
+
+    @property
+    def manifest(self) -> Path:
+        return self.out / MANIFEST
+
+    def todo(self) -> list[BatchItem]:
+        return [i for i in self.items if i.status not in ("done", "skipped")]
+
+    def estimate(self) -> str:
+        """The time left, from the timings of the assets done in earlier runs of the batch
+        (seconds per byte); unknown before any asset has finished."""
+        return _eta([i for i in self.items if i.status == "done" and i.seconds], self.todo(), 1)
+
+    def format(self) -> str:
+        """The plan as text: a line per asset, the totals, the output folder and the time."""
+        where = ", ".join(self.inputs)
+        if self.dandiset:
+            d = self.dandiset
+            where += f" -> dandiset {d['id']} version {d['version']} ({d['version_rule']}) on {d['instance']}"
+        lines = [f"batch plan: {where}: {len(self.items)} input(s)"]
+        width = max([len(i.name) for i in self.items] + [10])
+        for i in self.items:
+            what = {"skipped": f"skip  {i.reason}", "done": "done  earlier (output verified)"}.get(
+                i.status, f"run   -> {i.output}" + (f" (again: {i.reason})" if i.reason else ""))
+            lines.append(f"  {i.name:<{width}}  {_size(i.size):>8}  {what}")
+        todo = self.todo()
+        lines += [f"  total       {len(todo)} to run ({_size(sum(i.size or 0 for i in todo))}), "
+                  f"{sum(i.status == 'done' for i in self.items)} done earlier, "
+                  f"{sum(i.status == 'skipped' for i in self.items)} skipped",
+                  f"  signals     {self.modalities}: checked when each input is opened (one without them is "
+                  "skipped then, with the reason)",
+                  f"  output      {self.out}{os.sep} (DANDI layout), manifest {self.manifest}",
+                  f"  time        {self.estimate()}"]
+        return "\n".join(lines)
+
+
+@dataclass
+class BatchResult:
+    """What a batch did (:func:`run_batch`): the plan, with each item's final status."""
+
+    plan: BatchPlan
+    dry_run: bool = False
+
+    def count(self, status: str) -> int:
+        return sum(i.status == status for i in self.plan.items)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when no input failed (and something was modelled, unless a dry run), else 1."""
+        if self.dry_run:
+            return 0
+        return 1 if self.count("failed") or not self.count("done") else 0
+
+    def summary(self) -> str:
+        p = self.plan
+        earlier = sum(i.earlier for i in p.items)
+        lines = [f"batch: {len(p.items)} input(s): {self.count('done')} done"
+                 + (f" ({earlier} earlier)" if earlier else "")
+                 + f", {self.count('failed')} failed, {self.count('skipped')} skipped",
+                 f"  outputs   {p.out}{os.sep}", f"  manifest  {p.manifest}"]
+        lines += [f"  {i.status:<9} {i.name}: {i.reason}" for i in p.items if i.status in ("failed", "skipped")]
+        if not self.count("done"):
+            lines.append("  nothing was modelled: see the reasons above")
+        return "\n".join(lines)
+
+
+# ---- discovery
+
+
+def is_batch(inputs: Sequence[str | Path]) -> bool:
+    """Whether ``inputs`` are for a batch: several of them, or one that is a folder (not a Zarr
+    store), a glob, or a DANDI URL naming a dandiset, folder, prefix or glob of assets."""
+    from nwb_autolfads.io.formats import is_zarr_store
+    from nwb_autolfads.io.sources import dandi_collection
+
+    if len(inputs) != 1:
+        return len(inputs) > 1
+    text = str(inputs[0])
+    path = Path(text)
+    if path.is_dir() and not is_zarr_store(path):
+        return True
+    if not path.exists() and glob.has_magic(text) and "://" not in text and dandi_collection(text) is None:
+        return True
+    return dandi_collection(text) is not None
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def _local_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def _local_items(paths: list[Path], root: Path | None, out: Path) -> list[BatchItem]:
+    items = []
+    out = out.resolve()
+    for path in paths:
+        rel = path.resolve().relative_to(root) if root is not None else Path(path.name)
+        item = BatchItem(name=rel.as_posix(), input=str(path), size=_local_size(path))
+        if out == path.resolve() or out in path.resolve().parents:
+            item.status, item.reason = "skipped", "inside the output folder"
+        _classify(item)
+        items.append(item)
+    return items
+
+
+def _classify(item: BatchItem) -> None:
+    """Skip what is not an NWB file, or is an nwb-autolfads output (by name)."""
+    if item.status == "skipped":
+        return
+    if not _NWB.search(item.name):
+        item.status, item.reason = "skipped", "not an NWB file (.nwb or .nwb.zarr)"
+    elif _OURS.search(item.name):
+        item.status, item.reason = "skipped", "an nwb-autolfads output (by its name)"
+
+
+def _folder(path: Path) -> list[Path]:
+    """The NWB files and stores under a folder (not inside a Zarr store), sorted."""
+    from nwb_autolfads.io.formats import is_zarr_store
+
+    found, stack = [], [path]
+    while stack:
+        for child in sorted(stack.pop().iterdir()):
+            if child.name.startswith("."):
+                continue  # run directories, locks, hidden files
+            if child.is_dir() and not is_zarr_store(child):
+                stack.append(child)
+            elif child.is_file() or is_zarr_store(child):
+                found.append(child)
+    return sorted(found)
+
+
+def _local_inputs(specs: list[str], out: Path) -> list[BatchItem]:
+    """Local files, folders and globs: their files, named relative to their common folder."""
+    from nwb_autolfads.io.formats import is_zarr_store
+
+    paths: list[Path] = []
+    roots: list[Path] = []
+    for text in specs:
+        path = Path(text)
+        if path.is_dir() and not is_zarr_store(path):
+            roots.append(path.resolve())
+            paths += _folder(path)
+        elif not path.exists() and glob.has_magic(text):
+            matched = sorted(Path(p) for p in glob.glob(text, recursive=True))
+            if not matched:
+                raise InputFileError(f"the pattern {text!r} matches no file: check it (quote it so that the "
+                                     "shell does not expand it; ** matches any depth)")
+            paths += matched
+        else:
+            if not path.exists():
+                raise InputFileError(f"input {text!r} does not exist: check the path")
+            paths.append(path)
+    paths = list(dict.fromkeys(paths))
+    resolved = roots + [p.resolve().parent for p in paths]
+    root = Path(os.path.commonpath(resolved)) if resolved else None
+    return _local_items(paths, root, out)
+
+
+def _dandi_items(parsed, spec: str) -> tuple[list[BatchItem], dict[str, Any]]:
+    """The assets a DANDI URL names (dandi's client: the dandiset, then its assets, a folder's,
+    a prefix's or a glob's), each with an asset URL pinned to the version read."""
+    from dandi import dandiapi
+    from dandi.dandiarchive import AssetFolderURL, AssetGlobURL, AssetPathPrefixURL
+
+    try:
+        with dandiapi.DandiAPIClient(dandi_instance=parsed.instance) as client:
+            dandiset = client.get_dandiset(parsed.dandiset_id, parsed.version_id, lazy=False)
+            if isinstance(parsed, AssetGlobURL):
+                assets = dandiset.get_assets_by_glob(parsed.path, order="path")
+            elif isinstance(parsed, (AssetFolderURL, AssetPathPrefixURL)):
+                prefix = parsed.path if isinstance(parsed, AssetPathPrefixURL) else parsed.path.rstrip("/") + "/"
+                assets = dandiset.get_assets_with_path_prefix(prefix, order="path")
+            else:
+                assets = dandiset.get_assets(order="path")
+            assets = list(assets)
+    except Exception as exc:  # network, HTTP and not-found errors all end here
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise InputFileError(f"could not list {spec!r} through the DANDI API ({type(exc).__name__}: {first}): check "
+                             "the dandiset id, version and path, and the network connection") from None
+    version = dandiset.version_id
+    rule = ("given in the URL" if parsed.version_id is not None else
+            "draft: no version given, and no published version (dandi's rule)" if version == "draft" else
+            "most recent published version: no version given (dandi's rule)")
+    info = {"instance": parsed.instance.name, "api": parsed.instance.api, "id": parsed.dandiset_id,
+            "version": version, "version_rule": rule}
+    items = []
+    for asset in assets:
+        item = BatchItem(name=asset.path, input=f"dandi://{parsed.instance.name}/{parsed.dandiset_id}@{version}/"
+                         f"{asset.path}", size=getattr(asset, "size", None), asset_id=asset.identifier,
+                         version=version)
+        _classify(item)
+        items.append(item)
+    if not items:
+        raise InputFileError(f"{spec!r} names no asset (dandiset {parsed.dandiset_id} version {version}): check the "
+                             "path or glob")
+    return items, info
+
+
+def _one_remote(spec: str) -> BatchItem:
+    """A URL or one DANDI asset, resolved (its id, version and size)."""
+    from nwb_autolfads.io.sources import resolve_source
+
+    source = resolve_source(spec)
+    d = source.dandi
+    if d is None:
+        item = BatchItem(name=source.name, input=spec)
+    else:
+        item = BatchItem(name=d.path, input=f"dandi://{d.instance}/{d.dandiset_id}@{d.version}/{d.path}"
+                         if d.dandiset_id and d.version else spec, size=d.size, asset_id=d.asset_id, version=d.version)
+    _classify(item)
+    return item
+
+
+def _discover(inputs: Sequence[str | Path], out: Path) -> tuple[list[BatchItem], dict[str, Any] | None]:
+    from nwb_autolfads.io.sources import dandi_collection
+
+    items: list[BatchItem] = []
+    dandiset = None
+    local: list[str] = []
+    for spec in map(str, inputs):
+        parsed = dandi_collection(spec)
+        if parsed is not None:
+            found, info = _dandi_items(parsed, spec)
+            items += found
+            dandiset = info if dandiset is None else dandiset
+        elif "://" in spec or re.match(r"^[A-Za-z][-\w.]*:\d{6}", spec):
+            items.append(_one_remote(spec))
+        else:
+            local.append(spec)
+    items += _local_inputs(local, out) if local else []
+    return items, dandiset
+
+
+# ---- output names
+
+
+def output_name(name: str, modalities: str = "emg") -> str:
+    """The result's path in the output folder for an input named ``name`` (an asset path, or a
+    path relative to the batch's root), POSIX.
+
+    A DANDI-named input (``sub-<label>[_<key>-<value>...]_<suffix>.nwb``) gives
+    ``sub-<label>/sub-<label>[_<key>-<value>...]_desc-autolfads_<modalities>.nwb``: every entity
+    kept (``ses``, ``acq``...), a ``desc`` replaced. Another name gives ``<its
+    folder>/<stem>_autolfads.nwb``."""
+    path = PurePosixPath(name.rstrip("/"))
+    stem = _NWB.sub("", path.name)
+    parts = stem.split("_")
+    if parts[0].startswith("sub-") and len(parts[0]) > 4:
+        entities = [p for p in parts if re.fullmatch(r"[a-zA-Z]+-[A-Za-z0-9]+", p) and not p.startswith("desc-")]
+        return f"{parts[0]}/{'_'.join(entities)}_desc-autolfads_{modalities}.nwb"
+    return str(path.with_name(f"{stem}_autolfads.nwb"))
+
+
+def _name_outputs(items: list[BatchItem], modalities: str) -> None:
+    seen: dict[str, str] = {}
+    for item in items:
+        if item.status == "skipped":
+            continue
+        item.output = output_name(item.name, modalities)
+        other = seen.setdefault(item.output.lower(), item.name)
+        if other != item.name:
+            raise ConfigError(f"{other!r} and {item.name!r} would both write {item.output!r}: give the inputs "
+                              "separately (a glob or a list that names one of them), or run them into different "
+                              "output folders with -o")
+
+
+# ---- the manifest
+
+
+def _settings(preset, config, overrides, emg, seed) -> dict[str, Any]:
+    """What decides the results (compared on a rerun): preset, config file and its SHA-256,
+    overrides, EMG path, seed."""
+    from nwb_autolfads.io.writing import file_sha256
+
+    cfg: Any = config
+    if isinstance(config, (str, Path)):
+        cfg = {"file": str(config), "sha256": file_sha256(config) if Path(config).is_file() else ""}
+    elif config is not None:
+        cfg = json.loads(json.dumps(asdict(config), default=str))
+    return {"preset": preset, "config": cfg, "overrides": {str(k): v for k, v in sorted((overrides or {}).items())},
+            "emg": emg, "seed": seed}
+
+
+def _read_manifest(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"the batch manifest {str(path)!r} cannot be read ({exc}): move it away (the outputs "
+                          "beside it are then run again) or choose another output folder") from None
+    if not isinstance(data, dict) or data.get("format") != _FORMAT:
+        raise OutputError(f"{str(path)!r} is not an nwb-autolfads batch manifest: choose another output folder")
+    return data
+
+
+def _write_manifest(plan: BatchPlan, previous: Mapping[str, Any] | None, command: str | None) -> None:
+    """Replace the manifest atomically (a temporary file renamed over it): a kill leaves the
+    old one or the new one. Rows of earlier inputs that are not in this batch are kept."""
+    rows = {r.get("output") or r.get("name"): r for r in (previous or {}).get("assets", [])}
+    rows.update({i.key: i.row() for i in plan.items})
+    data = {"format": _FORMAT, "version": 1, "inputs": plan.inputs, "dandiset": plan.dandiset,
+            "modalities": plan.modalities, "settings": plan.settings, "command": command,
+            "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"), "assets": list(rows.values())}
+    tmp = plan.manifest.with_name(f".{MANIFEST}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, plan.manifest)
+
+
+def _output_ok(path: Path, row: Mapping[str, Any]) -> bool:
+    """A done output is still good: the same SHA-256, or it opens and holds the recorded run."""
+    from nwb_autolfads.io.writing import file_sha256
+
+    if not path.is_file():
+        return False
+    if row.get("output_sha256") and file_sha256(path) == row["output_sha256"]:
+        return True
+    try:
+        from nwb_autolfads.io.results import list_runs
+
+        return any(r.name == row.get("run_name") for r in list_runs(path))
+    except Exception:  # unreadable: run it again
+        return False
+
+
+def _apply_manifest(plan: BatchPlan, previous: Mapping[str, Any] | None, overwrite: bool) -> None:
+    """Mark the items done in an earlier run (output verified), and refuse a manifest written
+    with other settings (its results would be mixed with these) unless ``overwrite``."""
+    if previous is None:
+        return
+    if previous.get("settings") != plan.settings or previous.get("modalities") != plan.modalities:
+        if not overwrite:
+            raise ConfigError(f"{str(plan.manifest)!r} lists a batch run with other settings ({previous.get('settings')}"
+                              f", modalities {previous.get('modalities')}): choose another output folder (-o), or "
+                              "pass --overwrite to run every input again with these settings")
+        return
+    rows = {r.get("output"): r for r in previous.get("assets", []) if r.get("output")}
+    for item in plan.items:
+        row = rows.get(item.output)
+        if item.status == "skipped" or row is None:
+            continue
+        # started or done by this batch: an output there is its own (a failed input wrote nothing)
+        item.ours = row.get("status") in ("started", "done")
+        if row.get("status") != "done":
+            continue
+        if _output_ok(plan.out / item.output, row):
+            item.status, item.earlier, item.reason = "done", True, ""
+            item.output_sha256, item.run_name = row.get("output_sha256", ""), row.get("run_name", "")
+            item.started, item.seconds = row.get("started", ""), row.get("seconds")
+        else:
+            item.reason = "its output is missing or changed"
+
+
+def plan_batch(inputs: Sequence[str | Path], output: str | Path | None = None, *, preset: str | None = None,
+               config: Any = None, overrides: Mapping[str, Any] | None = None, emg: str | None = None,
+               seed: int | None = None, overwrite: bool = False) -> BatchPlan:
+    """Find the inputs of a batch and what each will become (see the module's description).
+
+    Parameters
+    ----------
+    inputs : sequence of str or pathlib.Path
+        DANDI URLs of a dandiset or of some of its assets (folder, prefix, glob), DANDI asset
+        URLs, http(s) URLs, local files, folders or globs.
+    output : str or pathlib.Path, optional
+        The output folder (default ``./<dandiset id>-autolfads`` for a dandiset, else
+        ``./autolfads-results``).
+    preset, config, overrides, emg, seed
+        As for :func:`nwb_autolfads.run`; they decide the output names (the modalities) and are
+        recorded in the manifest.
+    overwrite : bool
+        Run every input again, although the manifest lists a batch with other settings.
+
+    Returns
+    -------
+    BatchPlan
+
+    Raises
+    ------
+    InputFileError
+        An input is missing, a pattern matches nothing, or the DANDI API cannot list the assets.
+    ConfigError
+        Two inputs would write the same output, or the settings differ from the manifest's.
+    OutputError
+        ``output`` is a file, or its manifest cannot be read.
+    """
+    from nwb_autolfads.config import build_config
+    from nwb_autolfads.modalities import MODALITY_SEPARATOR
+
+    if not inputs:
+        raise ConfigError("no input: give NWB files, a folder, a glob or a dandiset (DANDI:<id>)")
+    cfg = config if config is not None and not isinstance(config, (str, Path)) else build_config(
+        preset, config, overrides)
+    modalities = MODALITY_SEPARATOR.join(cfg.data.modalities)
+    out = _output_folder(inputs, output)
+    items, dandiset = _discover(inputs, out)
+    _name_outputs(items, modalities)
+    plan = BatchPlan(inputs=[str(i) for i in inputs], out=out, items=items, modalities=modalities,
+                     settings=_settings(preset, config, overrides, emg, seed), dandiset=dandiset)
+    _apply_manifest(plan, _read_manifest(plan.manifest), overwrite)
+    return plan
+
+
+def _output_folder(inputs: Sequence[str | Path], output: str | Path | None) -> Path:
+    if output is not None:
+        out = Path(output)
+        if out.suffix == ".nwb" or out.is_file():
+            raise OutputError(f"--output {str(out)!r} is a file, but several inputs give several results: give a "
+                              "folder (created if missing), e.g. -o results/")
+        return out
+    from nwb_autolfads.io.sources import dandi_collection
+
+    for spec in map(str, inputs):
+        parsed = dandi_collection(spec)
+        if parsed is not None:
+            return Path(f"{parsed.dandiset_id}-autolfads")
+    return Path("autolfads-results")
+
+
+# ---- running
+
+
+def _eta(finished: list[BatchItem], left: list[BatchItem], jobs: int) -> str:
+    if not left:
+        return "nothing left to run"
+    if not finished:
+        return "not known before the first input finishes (then the time left is shown after each)"
+    spent = sum(i.seconds or 0.0 for i in finished)
+    sized = all(i.size for i in finished + left)
+    per = spent / sum(i.size for i in finished) if sized else spent / len(finished)
+    seconds = per * (sum(i.size for i in left) if sized else len(left)) / max(jobs, 1)
+    return f"about {_duration(seconds)} left" + ("" if sized else " (from the mean time per input)")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else \
+        f"{seconds / 3600:.1f} h"
+
+
+def _run_one(input: str, output: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Run one input (in this process or a worker); its outcome as a dict (never raises a user
+    error: it becomes ``failed`` or, for a missing signal, ``skipped``)."""
+    from nwb_autolfads.io.writing import file_sha256
+    from nwb_autolfads.pipeline import run
+
+    t0 = time.perf_counter()
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    try:
+        result = run(input, output, **kwargs)
+    except SignalNotFoundError as exc:
+        status = "failed" if kwargs.get("emg") else "skipped"  # a path the user named must be there
+        return {"status": status, "reason": _one_line(exc), "started": started, "seconds": time.perf_counter() - t0}
+    except NwbAutolfadsError as exc:
+        return {"status": "failed", "reason": _one_line(exc), "started": started, "seconds": time.perf_counter() - t0}
+    except Exception as exc:  # a bug or a library's error on odd data: recorded, the batch goes on
+        return {"status": "failed", "reason": f"{type(exc).__name__}: {_one_line(exc)} (unexpected: please report it)",
+                "started": started, "seconds": time.perf_counter() - t0}
+    model = "" if result.model is None else \
+        (Path(output).parent.relative_to(Path(output).parents[1]) / Path(result.model).name).as_posix()
+    return {"status": "done", "reason": "", "output_sha256": file_sha256(result.output), "run_name": result.run_name,
+            "model": model, "model_sha256": result.model_sha256 or "", "started": started,
+            "seconds": time.perf_counter() - t0}
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:1000] or type(exc).__name__
+
+
+def _record(item: BatchItem, outcome: Mapping[str, Any]) -> None:
+    for key, value in outcome.items():
+        setattr(item, key, value)
+
+
+def _progress(plan: BatchPlan, finished: list[BatchItem], t0: float, jobs: int) -> str:
+    n = len(plan.items)
+    done = sum(i.status in ("done", "failed", "skipped") for i in plan.items)
+    counts = ", ".join(f"{sum(i.status == s for i in plan.items)} {s}" for s in ("done", "failed", "skipped"))
+    return (f"nwb-autolfads: batch: {done}/{n} finished ({counts}); {_duration(time.perf_counter() - t0)} elapsed, "
+            f"{_eta(finished, plan.todo(), jobs)}")
+
+
+def _execute(plan: BatchPlan, kwargs: dict[str, Any], jobs: int, note: Callable[[BatchItem], None]) -> None:
+    """Run the items left, one by one or ``jobs`` at a time (processes), calling ``note`` after each."""
+    todo = plan.todo()
+    for item in todo:
+        Path(plan.out / item.output).parent.mkdir(parents=True, exist_ok=True)
+    if jobs <= 1:
+        for item in todo:
+            replace = _replace(plan, item, kwargs)  # before the manifest lists it as this batch's
+            _record(item, {"status": "started", "started": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+            note(item)
+            _record(item, _run_one(item.input, str(plan.out / item.output), {**kwargs, "overwrite": replace}))
+            note(item)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    replace = {item.key: _replace(plan, item, kwargs) for item in todo}
+    for item in todo:  # queued: an output found later is this batch's
+        _record(item, {"status": "started", "started": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        note(item)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_run_one, item.input, str(plan.out / item.output),
+                               {**kwargs, "progress": False, "overwrite": replace[item.key]}): item for item in todo}
+        try:
+            for future in as_completed(futures):
+                _record(futures[future], future.result())
+                note(futures[future])
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _replace(plan: BatchPlan, item: BatchItem, kwargs: Mapping[str, Any]) -> bool:
+    """Whether an existing output may be replaced: one of this batch's (a stale or changed
+    result), or any with ``overwrite``; another file there is left alone (the input fails)."""
+    return bool(kwargs.get("overwrite")) or (item.ours and (plan.out / item.output).exists())
+
+
+def run_batch(inputs: Sequence[str | Path], output: str | Path | None = None, *, preset: str | None = None,
+              config: Any = None, overrides: Mapping[str, Any] | None = None, emg: str | None = None,
+              seed: int | None = None, device: str | None = None, overwrite: bool = False, jobs: int = 1,
+              dry_run: bool = False, progress: bool = True, command: str | None = None,
+              **run_options: Any) -> BatchResult:
+    """Run :func:`nwb_autolfads.run` on every input of a batch: a dandiset, some of its assets,
+    several files, a folder or a glob (see the module's description for the output layout, the
+    manifest and resuming).
+
+    Parameters
+    ----------
+    inputs : sequence of str or pathlib.Path
+        See :func:`plan_batch`.
+    output : str or pathlib.Path, optional
+        The output folder (created if missing); see :func:`plan_batch`.
+    preset, config, overrides, emg, seed, device
+        As for :func:`nwb_autolfads.run`, for every input.
+    overwrite : bool
+        Run every input again with these settings although the manifest lists other ones.
+    jobs : int
+        Inputs run at once, each in its own process (default 1: one after the other).
+    dry_run : bool
+        Plan only: nothing is run or written.
+    progress : bool
+        The plan, a line per finished input with the time left, and each run's progress, on stderr.
+    command : str, optional
+        How the batch was started (recorded in the manifest and each run's provenance).
+    **run_options
+        Other options of :func:`nwb_autolfads.run` (``run_name``, ``fresh``).
+
+    Returns
+    -------
+    BatchResult
+        The plan with each input's status; :attr:`BatchResult.exit_code` is 1 if any failed.
+
+    Raises
+    ------
+    InputFileError, ConfigError, OutputError
+        As :func:`plan_batch`; also for options that apply to one file only. Errors of one input
+        do not stop the batch: they are recorded in the manifest as ``failed``.
+    """
+    from nwb_autolfads.io.writing import OutputLock
+
+    for name in ("in_place", "resume", "write"):
+        if run_options.get(name):
+            raise ConfigError(f"{name.replace('_', '-')} is for one input file, not a batch: leave it out (a batch "
+                              "continues interrupted inputs by itself when the same command is run again)")
+    if jobs < 1:
+        raise ConfigError(f"--jobs {jobs}: give a positive number of inputs to run at once")
+    plan = plan_batch(inputs, output, preset=preset, config=config, overrides=overrides, emg=emg, seed=seed,
+                      overwrite=overwrite)
+    if dry_run:
+        return BatchResult(plan, dry_run=True)
+    if progress:
+        print(plan.format(), file=sys.stderr)
+    plan.out.mkdir(parents=True, exist_ok=True)
+    kwargs = dict(preset=preset, config=config, overrides=overrides, emg=emg, seed=seed, device=device,
+                  progress=progress, command=command, overwrite=overwrite, **run_options)
+    with OutputLock(plan.manifest):
+        previous = _read_manifest(plan.manifest)
+        _write_manifest(plan, previous, command)
+        finished: list[BatchItem] = []
+        t0 = time.perf_counter()
+
+        def note(item: BatchItem) -> None:
+            _write_manifest(plan, previous, command)
+            if item.status == "started":
+                if progress and jobs == 1:
+                    print(f"nwb-autolfads: batch: {item.name} -> {plan.out / item.output}", file=sys.stderr)
+                return
+            finished.append(item)
+            if progress:
+                print(_progress(plan, [i for i in finished if i.seconds], t0, jobs), file=sys.stderr)
+
+        _execute(plan, kwargs, jobs, note)
+    return BatchResult(plan)

@@ -1,0 +1,154 @@
+"""A whole dandiset in one command (nwb_autolfads.batch): a fake dandiset whose files are served
+from 127.0.0.1 (the range server of test_streaming) and listed by the fake DANDI client of
+nwb_autolfads.testing.dandi, run end to end with --preset smoke, killed mid-batch and resumed."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import nwb_autolfads
+from nwb_autolfads.cli import main
+from nwb_autolfads.io.writing import file_sha256
+from nwb_autolfads.testing import chunked_spikes_nwb, mock_emg_nwb
+from nwb_autolfads.testing.dandi import FakeDandiArchive
+
+from test_streaming import _serve
+
+EMG = {"duration": 3.0, "rate": 1000.0, "n_muscles": 3}
+
+
+@pytest.fixture(scope="module")
+def dandiset(tmp_path_factory):
+    """000941: two sessions with EMG, one with spikes only (skipped: no EMG), one .nwb that is not
+    NWB (failed), and a README (not NWB: skipped in the plan)."""
+    root = tmp_path_factory.mktemp("dandiset")
+    for sub in ("sub-R1", "sub-R2", "sub-R3", "sub-R4"):
+        (root / sub).mkdir()
+    mock_emg_nwb(root / "sub-R1" / "sub-R1_ses-1_ecephys.nwb", seed=1, **EMG)
+    mock_emg_nwb(root / "sub-R2" / "sub-R2_ses-1_ecephys.nwb", seed=2, **EMG)
+    chunked_spikes_nwb(root / "sub-R3" / "sub-R3_ses-1_ecephys.nwb", duration=3.0, n_units=4, block_seconds=3.0)
+    (root / "sub-R4" / "sub-R4_ses-1_ecephys.nwb").write_text("not hdf5")
+    (root / "README.md").write_text("a fake dandiset")
+    with _serve(root) as url:
+        yield root, url
+
+
+@pytest.fixture
+def archive(monkeypatch, dandiset):
+    import dandi.dandiapi
+    import dandi.utils
+
+    fake = FakeDandiArchive(*dandiset, published=("0.240101.1200",))
+    monkeypatch.setattr(dandi.utils, "_get_instance", lambda url, is_api, instance, dandi_id: instance)
+    monkeypatch.setattr(dandi.dandiapi, "DandiAPIClient", fake.client())
+    return fake
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(archive, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "DANDI:000941", "--dry-run", "--preset", "smoke"]) == 0
+    plan = capsys.readouterr().out
+    assert "dandiset 000941 version 0.240101.1200 (most recent published version" in plan
+    for name, what in (("README.md", "skip  not an NWB file"),
+                       ("sub-R1/sub-R1_ses-1_ecephys.nwb", "run   -> sub-R1/sub-R1_ses-1_desc-autolfads_emg.nwb"),
+                       ("sub-R4/sub-R4_ses-1_ecephys.nwb", "run   -> sub-R4/sub-R4_ses-1_desc-autolfads_emg.nwb")):
+        assert any(name in line and what in line for line in plan.splitlines()), (name, plan)
+    assert "4 to run" in plan and "1 skipped" in plan and "000941-autolfads" in plan and "kB" in plan
+    assert os.listdir(tmp_path) == []
+    # a glob of the dandiset's assets, and its version pinned
+    assert main(["run", "DANDI:000941@0.230101.0000/sub-R*/*.nwb", "--dry-run", "-q"]) == 0
+    plan = capsys.readouterr().out
+    assert "4 input(s)" in plan and "README" not in plan and "version 0.230101.0000 (given in the URL)" in plan
+    assert ("get_dandiset", "000941", "0.230101.0000") in archive.calls
+
+
+def test_a_dandiset_runs_end_to_end_into_a_dandi_folder(archive, dandiset, tmp_path, capsys):
+    root, url = dandiset
+    out = tmp_path / "out"
+    code = main(["run", "dandi://dandi/000941", "-o", str(out), "--preset", "smoke", "-q"])
+    summary = capsys.readouterr().out
+    assert code == 1, summary  # one asset failed: the batch went on, and says so
+    assert "5 input(s): 2 done, 1 failed, 2 skipped" in summary
+    manifest = json.loads((out / "autolfads-manifest.json").read_text())
+    rows = {r["name"]: r for r in manifest["assets"]}
+    assert manifest["dandiset"]["version"] == "0.240101.1200" and manifest["settings"]["preset"] == "smoke"
+    assert rows["sub-R2/sub-R2_ses-1_ecephys.nwb"]["status"] == "done"
+    assert rows["sub-R3/sub-R3_ses-1_ecephys.nwb"]["status"] == "skipped"
+    assert "EMG" in rows["sub-R3/sub-R3_ses-1_ecephys.nwb"]["reason"]
+    assert rows["sub-R4/sub-R4_ses-1_ecephys.nwb"]["status"] == "failed"
+    assert "not NWB" in rows["sub-R4/sub-R4_ses-1_ecephys.nwb"]["reason"]
+    done = rows["sub-R1/sub-R1_ses-1_ecephys.nwb"]
+    output = out / "sub-R1" / "sub-R1_ses-1_desc-autolfads_emg.nwb"
+    assert done["output"] == "sub-R1/sub-R1_ses-1_desc-autolfads_emg.nwb" and file_sha256(output) == done["output_sha256"]
+    assert done["asset_id"] and done["version"] == "0.240101.1200" and done["seconds"] > 0
+    source = json.loads(nwb_autolfads.load_results(output).attrs["source"])
+    assert (source["asset_id"], source["dandiset_version"], source["url"]) == (
+        done["asset_id"], "0.240101.1200", f"{url}/sub-R1/sub-R1_ses-1_ecephys.nwb")
+    # each result keeps its trained model beside it, named in the manifest with its SHA-256
+    assert done["model"] == "sub-R1/sub-R1_ses-1_desc-autolfads_emg.autolfads-model" and done["model_sha256"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "autolfads-manifest.json",
+        "sub-R1/sub-R1_ses-1_desc-autolfads_emg.autolfads-model/model.json",
+        "sub-R1/sub-R1_ses-1_desc-autolfads_emg.autolfads-model/model.safetensors",
+        "sub-R1/sub-R1_ses-1_desc-autolfads_emg.nwb",
+        "sub-R2/sub-R2_ses-1_desc-autolfads_emg.autolfads-model/model.json",
+        "sub-R2/sub-R2_ses-1_desc-autolfads_emg.autolfads-model/model.safetensors",
+        "sub-R2/sub-R2_ses-1_desc-autolfads_emg.nwb"]
+    # the folder is a DANDI layout that `dandi validate` accepts (with the dandiset's dandiset.yaml)
+    (out / "dandiset.yaml").write_text("identifier: DANDI:000941\nname: t\ndescription: t\n")
+    dandi = Path(sys.executable).with_name("dandi")
+    if dandi.exists():
+        proc = subprocess.run([str(dandi), "validate", str(out)], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "DANDI_DEVEL": "", "DANDI_CACHE": "ignore"})
+        assert proc.returncode == 0 and "No errors found" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def _manifest_rows(path: Path) -> dict:
+    try:
+        return {r["name"]: r for r in json.loads(path.read_text())["assets"]}
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def test_a_killed_batch_resumes_skipping_finished_assets(dandiset, tmp_path):
+    root, url = dandiset
+    www = tmp_path / "www"  # three assets with EMG: the dandiset above without its faulty ones
+    for sub in ("sub-R1", "sub-R2", "sub-R5"):
+        (www / sub).mkdir(parents=True)
+    for sub in ("sub-R1", "sub-R2"):
+        (www / sub / f"{sub}_ses-1_ecephys.nwb").write_bytes((root / sub / f"{sub}_ses-1_ecephys.nwb").read_bytes())
+    mock_emg_nwb(www / "sub-R5" / "sub-R5_ses-1_ecephys.nwb", seed=5, **EMG)
+    out = tmp_path / "out"
+    code = (f"import sys; from nwb_autolfads.testing.dandi import install_fake_dandi; "
+            f"install_fake_dandi({str(www)!r}, {{url!r}}); from nwb_autolfads.cli import main; "
+            f"sys.exit(main(['run', 'DANDI:000941', '-o', {str(out)!r}, '--preset', 'smoke', '-q']))")
+    with _serve(www) as www_url:
+        cmd = [sys.executable, "-c", code.format(url=www_url)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        first = out / "sub-R1" / "sub-R1_ses-1_desc-autolfads_emg.nwb"
+        deadline = time.time() + 240
+        while _manifest_rows(out / "autolfads-manifest.json").get("sub-R1/sub-R1_ses-1_ecephys.nwb", {}).get(
+                "status") != "done":
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGKILL)  # mid-batch: the second asset is being read or trained
+        proc.wait()
+        assert first.is_file()
+        rows = _manifest_rows(out / "autolfads-manifest.json")
+        assert rows["sub-R5/sub-R5_ses-1_ecephys.nwb"]["status"] != "done"
+        sha, mtime = file_sha256(first), first.stat().st_mtime_ns
+        rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "3 done (1 earlier)" in rerun.stdout or "3 done (2 earlier)" in rerun.stdout, rerun.stdout
+    assert (file_sha256(first), first.stat().st_mtime_ns) == (sha, mtime)  # not run again
+    rows = _manifest_rows(out / "autolfads-manifest.json")
+    assert {r["status"] for r in rows.values()} == {"done"} and len(rows) == 3
+    assert all(file_sha256(out / r["output"]) == r["output_sha256"] for r in rows.values())
+    assert not [p for p in out.rglob(".*") if p.suffix == ".rundir"]  # the interrupted asset's state was used up
