@@ -176,10 +176,12 @@ def test_config_file_and_api(emg_copy, tmp_path):
 
 def test_model_beats_rectified_emg_against_the_truth(tmp_path):
     """The point of the tool, in miniature: a short training on 40 s of raw EMG already tracks
-    the true activations better than the rectified EMG does."""
+    the true activations better than the rectified EMG does. (400 steps: at 200, one seed in six
+    of the seed tree's draws still sat at the rectified EMG's level, r 0.848 vs 0.847; at 400 it
+    reaches 0.926.)"""
     path = mock_emg_nwb(tmp_path / "q.nwb", duration=40.0, rate=2000.0, n_muscles=6, seed=3)
     res = nwb_autolfads.run(path, preset="quick", write=False, progress=False,
-                            overrides={"train.max_steps": 200, "train.min_steps": 0, "train.ramp_steps": 150,
+                            overrides={"train.max_steps": 400, "train.min_steps": 0, "train.ramp_steps": 150,
                                        "inference.n_samples": 5})
     truth = read_truth(path, res.times, res.config.windows.bin_size)
     r_model = np.nanmean(channel_correlation(res.activations, truth))
