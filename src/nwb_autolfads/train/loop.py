@@ -448,7 +448,9 @@ def train_model(model: LFADS, data: "TrainingData", cfg: TrainConfig, aug: Augme
     TrainingError
         Training diverged 6 times.
     OutputError
-        The checkpoint cannot be written or read.
+        The checkpoint cannot be written.
+    StateFormatError
+        The checkpoint is of another format (another version of this package): it is kept.
     """
     data.check_model(model)
     train_x, valid_x = data.train, data.validation_subset(cfg.valid_windows).valid
