@@ -59,16 +59,14 @@ def measure(case: str, path: Path, overrides: dict) -> list[dict]:
         setattr(owner, name, timed)
 
     import nwb_autolfads.data.preprocessing as preprocessing
-    import nwb_autolfads.io.reading as reading
+    import nwb_autolfads.io.units as units
 
     wrap(preprocessing, "preprocess_emg", "read + preprocess EMG")  # called by the emg modality entry
-    wrap(reading, "bin_spikes", "bin spikes")  # called by the spikes modality entry
+    wrap(units, "bin_spikes", "bin spikes")  # called by the spikes modality entry
     wrap(pl, "chop_segments", "chop windows")
     wrap(pl, "prepare_rundir", "run directory (data hash)")
     wrap(pl, "train_single", f"plan + training ({overrides.get('train.max_steps', 'preset')} steps)")
-    wrap(pl, "infer_merged" if hasattr(pl, "infer_merged") else "infer", "inference + merge")
-    if hasattr(pl, "merge_segments"):  # before inference and merging were one pass
-        wrap(pl, "merge_segments", "merge")
+    wrap(pl, "infer_merged", "inference + merge")
     wrap(pl, "input_sha256", "input SHA-256")
     wrap(pl, "write_results", "write output")
     t0 = time.perf_counter()

@@ -41,7 +41,7 @@ def test_example_refuses_to_replace_an_existing_result(tmp_path, monkeypatch, ca
 # ---------------------------------------------------------------- 2. an interrupted run's state is never deleted
 def _interrupted_rundir(tiny, max_steps):
     """The run directory a run with ``train.max_steps=max_steps`` leaves when it is killed."""
-    from nwb_autolfads.rundir import RUN_FINGERPRINT, default_rundir
+    from nwb_autolfads.rundir import RUN_FINGERPRINT, RUNDIR_FORMAT, default_rundir
 
     rundir = default_rundir(tiny.with_name("tiny_autolfads.nwb"))
     rundir.mkdir()
@@ -50,7 +50,7 @@ def _interrupted_rundir(tiny, max_steps):
     cfg = build_config("smoke", overrides={"train.max_steps": max_steps, "pbt.population": 1,
                                            "windows.window_bins": 8, "windows.overlap_bins": 2}).to_dict()
     cfg = {k: v for k, v in cfg.items() if k not in ("device", "inference")}
-    (rundir / RUN_FINGERPRINT).write_text(json.dumps({"config": cfg, "data_sha256": "0" * 64}))
+    (rundir / RUN_FINGERPRINT).write_text(json.dumps({"format": RUNDIR_FORMAT, "config": cfg, "data_sha256": "0" * 64}))
     return rundir
 
 
@@ -71,6 +71,82 @@ def test_fresh_moves_the_old_state_aside_and_runs(tiny, capsys):
     assert len(aside) == 1 and (aside[0] / "model_state.pt").read_bytes() == b"hours of training"
     assert not rundir.exists()
     assert main(["run", str(tiny), *SMOKE, "--fresh", "--resume", str(aside[0])]) == 2
+
+
+# ---------------------------------------------------------------- 2b. state of another version: refused, kept
+def _rundir_of_this_run(tiny, monkeypatch, argv) -> "Path":
+    """The run directory ``argv`` leaves when it is interrupted before training (its fingerprint
+    matches the same command run again)."""
+    import nwb_autolfads.pipeline as pipeline
+    from nwb_autolfads.rundir import default_rundir
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "_train", interrupted)
+        assert main(argv) == 130
+    return default_rundir(tiny.with_name("tiny_autolfads.nwb"))
+
+
+def _old_state(kind: str) -> bytes:
+    """A checkpoint as versions before the format key wrote it: a dict missing the newer keys, or
+    a pickle of objects that ``weights_only`` refuses."""
+    import io
+
+    import torch
+
+    from nwb_autolfads.train.loop import TrainResult
+
+    buf = io.BytesIO()
+    torch.save({"step": 20, "smoothed": 1.0} if kind == "missing keys" else {"step": 20, "result": TrainResult()}, buf)
+    return buf.getvalue()
+
+
+def _assert_refused_and_kept(rundir, state: dict, capsys):
+    line = _err_line(capsys)
+    assert str(rundir) in line and "another version" in line and "--fresh" in line and "Traceback" not in line
+    assert {p.name: p.read_bytes() for p in rundir.iterdir() if p.is_file() and p.name in state} == state
+
+
+@pytest.mark.parametrize("layout", ["model_state.pt", "pbt_state.pt", "ray_resume"])
+def test_a_previous_versions_run_directory_is_refused_kept_and_fresh_moves_it_aside(tiny, monkeypatch, capsys, layout):
+    """A run directory whose fingerprint matches but that the previous version wrote (no format in
+    fingerprint.json; a single model's, a population's or a Ray run's state): one line, exit 2,
+    nothing deleted (also not after a run that finishes); --fresh moves it aside and runs."""
+    from nwb_autolfads.rundir import RUN_FINGERPRINT
+
+    argv = ["run", str(tiny), *SMOKE, "--population", "1"]
+    rundir = _rundir_of_this_run(tiny, monkeypatch, argv)
+    marker = rundir / RUN_FINGERPRINT
+    marker.write_text(json.dumps({k: v for k, v in json.loads(marker.read_text()).items() if k != "format"}))
+    state = {layout: _old_state("objects")} if layout != "ray_resume" else {}
+    if layout == "ray_resume":
+        (rundir / "ray_resume").mkdir()
+        (rundir / "ray_resume" / "pbt_resume.pt").write_bytes(_old_state("missing keys"))
+    else:
+        (rundir / layout).write_bytes(state[layout])
+    assert main(argv) == 2
+    _assert_refused_and_kept(rundir, state, capsys)
+    assert not tiny.with_name("tiny_autolfads.nwb").exists() and (rundir / "ray_resume").exists() == (
+        layout == "ray_resume")
+    assert main([*argv, "--fresh"]) == 0
+    aside = [p for p in tiny.parent.iterdir() if p.name.startswith(rundir.name + ".")]
+    assert len(aside) == 1 and (aside[0] / (layout if state else "ray_resume")).exists()
+
+
+@pytest.mark.parametrize("population,name", [("1", "model_state.pt"), ("2", "pbt_state.pt")])
+@pytest.mark.parametrize("kind", ["missing keys", "objects"])
+def test_an_old_checkpoint_in_a_matching_run_directory_is_one_line_and_kept(tiny, monkeypatch, capsys, population,
+                                                                            name, kind):
+    """This version's run directory (same fingerprint) with a checkpoint of the previous format:
+    the single model (trained in a child process) and the population refuse it in one line."""
+    argv = ["run", str(tiny), *SMOKE, "--population", population, "--set", "pbt.max_generations=2"]
+    rundir = _rundir_of_this_run(tiny, monkeypatch, argv)
+    (rundir / name).write_bytes(_old_state(kind))
+    assert main(argv) == 2
+    _assert_refused_and_kept(rundir, {name: _old_state(kind)}, capsys)
+    assert not tiny.with_name("tiny_autolfads.nwb").exists()
 
 
 # ---------------------------------------------------------------- 3. a bad option creates nothing

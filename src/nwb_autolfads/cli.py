@@ -81,6 +81,8 @@ def _verbosity_options(parser: argparse.ArgumentParser, dest: str = "") -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``nwb-autolfads`` parser: the global options, then one subparser per command (each
+    command also takes ``-v``/``-q`` after its name)."""
     parser = _Parser(prog="nwb-autolfads",
                      description="Estimate muscle activation from EMG in NWB files with (Auto)LFADS and write "
                                  "the results back into NWB. Results go to stdout; progress and messages to "
@@ -90,10 +92,34 @@ def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     _verbosity_options(common, dest="command_")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for add_command in (_run_parser, _inspect_parser, _runs_parser, _evaluate_parser, _config_parser,
+                        _add_apply_parser):
+        add_command(sub, common)
+    return parser
 
+
+def _set_option(p: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE`` (repeatable), shared by ``run`` and ``config``."""
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override one setting, e.g. --set train.max_steps=1000 (repeatable)")
+
+
+def _run_parser(sub, common: argparse.ArgumentParser) -> None:
+    """``run``: its options in the order ``run --help`` lists them (input, settings, output and
+    state, population training, run directory)."""
     p = sub.add_parser("run", parents=[common], help="model the EMG of an NWB file and write a new NWB file with the results",
                        description="Read EMG from FILE, preprocess, train LFADS, infer muscle activations and "
                                    "write them (with factors and inferred inputs) to a new NWB file.")
+    _run_input_options(p)
+    _run_settings_options(p)
+    _run_output_options(p)
+    _run_population_options(p)
+    _run_state_options(p)
+
+
+def _run_input_options(p: argparse.ArgumentParser) -> None:
+    """What ``run`` reads and models: FILE or --example, the modalities and the observation model,
+    the EMG series, trial alignment, the units and what to do with bad ones."""
     p.add_argument("file", nargs="*", help="input NWB file (opened read-only, never modified): an .nwb file, an NWB "
                                            "Zarr store (*.nwb.zarr), an http(s) URL or a DANDI URL; or several, a "
                                            "folder, a glob or a dandiset (DANDI:000941): see --dry-run")
@@ -119,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="units whose spike times cannot be right (NaN, negative, not ascending, mostly outside the "
                         "modelled time): refuse (default; stop with an error naming them) or exclude (leave them out "
                         "with a warning)")
+
+
+def _run_settings_options(p: argparse.ArgumentParser) -> None:
+    """``run``'s output path, the settings (preset, seed, config file, --set), the state of the
+    EMG, channel names and the device."""
     p.add_argument("-o", "--output", metavar="OUT.nwb", help="output file (default: <input>_autolfads.nwb "
                                                               "beside the input)")
     p.add_argument("--preset", choices=sorted(PRESETS),
@@ -129,8 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE",
                    help="YAML config file (see `nwb-autolfads config --show`); its values apply over the preset, "
                         "and a file that names another preset than --preset is refused")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override one setting, e.g. --set train.max_steps=1000 (repeatable)")
+    _set_option(p)
     state = p.add_mutually_exclusive_group()
     state.add_argument("--emg-preprocessed", action="store_true",
                        help="the EMG is already rectified/enveloped: skip notch, high-pass and rectification (EMG "
@@ -138,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     state.add_argument("--emg-raw", action="store_true", help="the EMG is raw: apply every preprocessing step")
     p.add_argument("--channel-names", metavar="A,B,...", help="names of the EMG channels, comma-separated")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="compute device (default auto)")
+
+
+def _run_output_options(p: argparse.ArgumentParser) -> None:
+    """How ``run`` writes: --overwrite, --in-place, --output-content."""
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--in-place", action="store_true",
                    help="add the results to FILE itself instead of writing a new file (atomic: an interruption "
@@ -146,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what a new output file holds: results (the results and where the input is; the default "
                         "for a URL or DANDI input, which is then never downloaded whole) or full (a copy of the "
                         "input's content plus the results; the default for a local file)")
+
+
+def _run_population_options(p: argparse.ArgumentParser) -> None:
+    """Population-based training: --population, --backend, --ray-address."""
     p.add_argument("--population", type=int, metavar="N",
                    help="population-based training with N members (default preset: 20); 1 trains a single model "
                         "with the configured hyperparameters")
@@ -154,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "or ray (Ray tasks; pip install \"nwb-autolfads[ray]\")")
     p.add_argument("--ray-address", metavar="ADDRESS",
                    help="with --backend ray: a running Ray cluster (HEAD:6379 or auto); default: start a local one")
+
+
+def _run_state_options(p: argparse.ArgumentParser) -> None:
+    """The run directory (--resume, --fresh), the run's name and the report."""
     p.add_argument("--resume", metavar="RUNDIR",
                    help="continue an interrupted run from its run directory (by default the same command run "
                         "again continues from .<output>.rundir beside the output)")
@@ -167,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "training; a non-empty folder that holds no previous report is "
                                                    "replaced only with --overwrite)")
 
+
+def _inspect_parser(sub, common: argparse.ArgumentParser) -> None:
     i = sub.add_parser("inspect", parents=[common], help="list what an NWB file holds (EMG, kinematics, force, units, trials) and "
                                        "what `run` would use",
                        description="List every candidate series per modality (path, type, shape, rate, unit, time "
@@ -175,12 +219,16 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("file", help="NWB file (opened read-only): .nwb, *.nwb.zarr, http(s) or DANDI URL")
     i.add_argument("--json", action="store_true", help="print JSON instead of text")
 
+
+def _runs_parser(sub, common: argparse.ArgumentParser) -> None:
     r = sub.add_parser("runs", parents=[common], help="list the nwb-autolfads runs stored in a file, with their key provenance",
                        description="List the runs in processing/autolfads of FILE: name, times, software version "
                                    "and git revision, preset, modelled signals, seed, steps and validation NLL.")
     r.add_argument("file", help="NWB file with nwb-autolfads results")
     r.add_argument("--json", action="store_true", help="print JSON instead of text")
 
+
+def _evaluate_parser(sub, common: argparse.ArgumentParser) -> None:
     e = sub.add_parser("evaluate", parents=[common], help="score a stored run against rectified EMG, low-pass and Bayesian filtering "
                                         "(kinematics decoding, force, cortical spikes, ground truth)",
                        description="Read the source signals and the stored results of RESULT, compute the baselines "
@@ -200,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="for a results-only file: where its source is now (local path or URL), if it is no longer "
                         "where the run read it")
 
+
+def _config_parser(sub, common: argparse.ArgumentParser) -> None:
     c = sub.add_parser("config", parents=[common], help="print the resolved configuration (defaults, preset, file, overrides)",
                        description="Print the configuration `run` would use with the same --preset, --config and "
                                    "--set: every setting, with its description and unit as a YAML comment. "
@@ -211,11 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--preset", choices=sorted(PRESETS),
                    help="start from this preset (default: the config file's preset, else 'default')")
     c.add_argument("--config", metavar="FILE", help="YAML config file whose values apply over the preset")
-    c.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override one setting, e.g. --set train.max_steps=1000 (repeatable)")
+    _set_option(c)
     c.add_argument("--json", action="store_true", help="JSON instead of YAML (no descriptions)")
-    _add_apply_parser(sub, common)
-    return parser
 
 
 def _cmd_config(args) -> int:
@@ -269,112 +316,108 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    from nwb_autolfads.pipeline import run
+    """``run``: the settings from the options, the report folder checked, the input chosen, then
+    :func:`nwb_autolfads.run`, its summary, and the report."""
+    overrides = _run_overrides(args)
+    if args.report:
+        from nwb_autolfads.evaluation.report import check_report_folder
+        check_report_folder(args.report, args.overwrite)  # before hours of training
+    path, preset = _run_input(args)
+    if not args.example and _is_batch(args):  # several inputs, a folder, a glob or a dandiset: nwb_autolfads.batch
+        return _cmd_batch(args, preset, overrides)
+    result = _run_pipeline(args, path[0] if isinstance(path, list) else path, preset, overrides)
+    print(result.summary(report=args.report))
+    if args.example:
+        _print_example_score(path, result)
+    if args.report:
+        _evaluate_and_report(result.output, result.run_name, args.report, overwrite=args.overwrite)
+    return 0
 
+
+_RUN_SETTINGS = {"model": "data.modalities", "observation": "model.observation", "units": "data.units",
+                 "bad_units": "data.bad_units", "align_to": "data.align_to", "window": "data.window",
+                 "output_content": "output.content", "population": "pbt.population", "backend": "pbt.backend"}
+"""``run`` options that set one setting each (argument name -> config key), when given (a
+population of 0 too: the configuration refuses it)."""
+
+
+def _run_overrides(args) -> dict[str, Any]:
+    """The settings ``run``'s options give: ``--set`` items, then the options that name one
+    setting (:data:`_RUN_SETTINGS`) and those with a rule of their own.
+
+    Raises
+    ------
+    ConfigError
+        A ``--set`` item is not KEY=VALUE, or ``--output-content`` is given with ``--in-place``.
+    """
     overrides = _parse_sets(args.set)
     if args.emg_preprocessed:
         overrides["data.preprocessed"] = True
     if args.emg_raw:
         overrides["data.preprocessed"] = False
-    if args.model:
-        overrides["data.modalities"] = list(args.model)
-    if args.observation:
-        overrides["model.observation"] = args.observation
-    if args.units:
-        overrides["data.units"] = args.units
-    if args.bad_units:
-        overrides["data.bad_units"] = args.bad_units
-    if args.align_to:
-        overrides["data.align_to"] = args.align_to
-    if args.window:
-        overrides["data.window"] = args.window
-    if args.output_content:
-        if args.in_place:
-            raise ConfigError("--output-content is for a new output file: --in-place adds the results to the input "
-                              "itself; give one of them")
-        overrides["output.content"] = args.output_content
-    if args.population is not None:
-        overrides["pbt.population"] = args.population
-    if args.backend:
-        overrides["pbt.backend"] = args.backend
+    if args.output_content and args.in_place:
+        raise ConfigError("--output-content is for a new output file: --in-place adds the results to the input "
+                          "itself; give one of them")
+    for name, key in _RUN_SETTINGS.items():
+        value = getattr(args, name)
+        if value or (name == "population" and value is not None):
+            overrides[key] = list(value) if name == "model" else value
     if args.ray_address:
-        if (args.backend or overrides.get("pbt.backend")) != "ray":
-            overrides["pbt.backend"] = "ray"  # an address means Ray
+        overrides["pbt.backend"] = "ray"  # an address means Ray
         overrides["pbt.ray_address"] = args.ray_address
     if args.channel_names:
         overrides["data.channel_names"] = [s.strip() for s in args.channel_names.split(",") if s.strip()]
-    preset = args.preset
-    overwrite = args.overwrite
-    if args.report:
-        from nwb_autolfads.evaluation.report import check_report_folder
-        check_report_folder(args.report, overwrite)  # before hours of training
-    if args.example:
-        if args.file:
-            raise ConfigError("give either FILE or --example, not both")
-        path = Path(EXAMPLE_FILE)
-        if not path.exists():
-            from nwb_autolfads.testing import mock_emg_nwb
-            if not args.quiet:
-                print(f"writing synthetic example {path} (1 minute of raw EMG, 12 muscles, 2 kHz) ...",
-                      file=sys.stderr)
-            mock_emg_nwb(path, duration=60.0, rate=2000.0, n_muscles=12, seed=0)
-        preset = preset or "quick"  # an existing result is replaced only with --overwrite, like any output
-    else:
+    return overrides
+
+
+def _run_input(args) -> tuple[str | Path, str | None]:
+    """(what ``run`` reads, the preset): FILE as given (a path or URL), or with ``--example`` the
+    synthetic example file (written in the current directory unless there) and preset 'quick'
+    unless ``--preset`` is given.
+
+    Raises
+    ------
+    ConfigError
+        Neither or both of FILE and ``--example``.
+    """
+    if not args.example:
         if not args.file:
             raise ConfigError("no input file: give FILE.nwb, or --example to run on a built-in example")
-        if _is_batch(args):  # several inputs, a folder, a glob or a dandiset: nwb_autolfads.batch
-            return _cmd_batch(args, preset, overrides)
-        path = args.file[0]  # a path or a URL: run() resolves it
-    result = run(path, args.output, preset=preset, config=args.config, overrides=overrides, emg=args.emg,
-                 seed=args.seed, device=args.device, overwrite=overwrite, in_place=args.in_place,
-                 run_name=args.run_name, progress=not args.quiet, resume=args.resume, fresh=args.fresh,
-                 command=shlex.join(["nwb-autolfads", *args.argv]))
-    print(result.summary(report=args.report))
-    if args.example:
-        import numpy as np
-
-        from nwb_autolfads.evaluation.metrics import channel_correlation
-        from nwb_autolfads.testing import read_truth
-        truth = read_truth(path, result.times, result.config.windows.bin_size)
-        r_model = float(np.nanmean(channel_correlation(result.activations, truth)))
-        r_rect = float(np.nanmean(channel_correlation(result.rectified, truth)))
-        print(f"  example     correlation with the true activations (mean over muscles): "
-              f"AutoLFADS {r_model:.3f}, rectified EMG {r_rect:.3f}")
-    if args.report:
-        _evaluate_and_report(result.output, result.run_name, args.report, overwrite=overwrite)
-    return 0
+        return args.file, args.preset  # a path or a URL: run() resolves it
+    if args.file:
+        raise ConfigError("give either FILE or --example, not both")
+    path = Path(EXAMPLE_FILE)
+    if not path.exists():
+        from nwb_autolfads.testing import mock_emg_nwb
+        if not args.quiet:
+            print(f"writing synthetic example {path} (1 minute of raw EMG, 12 muscles, 2 kHz) ...", file=sys.stderr)
+        mock_emg_nwb(path, duration=60.0, rate=2000.0, n_muscles=12, seed=0)
+    # an existing result is replaced only with --overwrite, like any output
+    return path, args.preset or "quick"
 
 
-def _batch_options(p: argparse.ArgumentParser) -> None:
-    """The options of ``run`` for a batch (:mod:`nwb_autolfads.batch`)."""
-    g = p.add_argument_group("several inputs (a dandiset, a folder, a glob or a list: one result each)")
-    g.add_argument("--dry-run", action="store_true", help="print the plan (inputs, sizes, what is skipped and why, "
-                   "outputs, time) and exit")
-    g.add_argument("--jobs", type=int, default=1, metavar="N", help="inputs run at once, each in its own process "
-                   "(default 1)")
+def _run_pipeline(args, path: str | Path, preset: str | None, overrides: dict[str, Any]):
+    """:func:`nwb_autolfads.run` with ``run``'s options; returns its RunResult."""
+    from nwb_autolfads.pipeline import run
+
+    return run(path, args.output, preset=preset, config=args.config, overrides=overrides, emg=args.emg,
+               seed=args.seed, device=args.device, overwrite=args.overwrite, in_place=args.in_place,
+               run_name=args.run_name, progress=not args.quiet, resume=args.resume, fresh=args.fresh,
+               command=shlex.join(["nwb-autolfads", *args.argv]))
 
 
-def _is_batch(args) -> bool:
-    from nwb_autolfads.batch import is_batch
+def _print_example_score(path: Path, result) -> None:
+    """For ``--example``: the correlation of the model's activations and of the rectified EMG
+    with the example's true activations (one line on stdout)."""
+    import numpy as np
 
-    return args.dry_run or args.jobs != 1 or is_batch(args.file)
-
-
-def _cmd_batch(args, preset: str | None, overrides: dict[str, Any]) -> int:
-    """``run`` with several inputs: :func:`nwb_autolfads.batch.run_batch`; the plan (stdout with
-    --dry-run), the summary on stdout; exit 1 if an input failed."""
-    from nwb_autolfads.batch import run_batch
-
-    for flag, given in (("--in-place", args.in_place), ("--resume", args.resume), ("--report", args.report)):
-        if given:
-            raise ConfigError(f"{flag} is for one input file, not a batch: leave it out (`nwb-autolfads evaluate "
-                              "OUT.nwb --report DIR` evaluates one result afterwards)")
-    result = run_batch(args.file, args.output, preset=preset, config=args.config, overrides=overrides, emg=args.emg,
-                       seed=args.seed, device=args.device, overwrite=args.overwrite, jobs=args.jobs,
-                       dry_run=args.dry_run, progress=not args.quiet, run_name=args.run_name, fresh=args.fresh,
-                       command=shlex.join(["nwb-autolfads", *args.argv]))
-    print(result.plan.format() if args.dry_run else result.summary())
-    return result.exit_code
+    from nwb_autolfads.evaluation.metrics import channel_correlation
+    from nwb_autolfads.testing import read_truth
+    truth = read_truth(path, result.times, result.config.windows.bin_size)
+    r_model = float(np.nanmean(channel_correlation(result.activations, truth)))
+    r_rect = float(np.nanmean(channel_correlation(result.rectified, truth)))
+    print(f"  example     correlation with the true activations (mean over muscles): "
+          f"AutoLFADS {r_model:.3f}, rectified EMG {r_rect:.3f}")
 
 
 class _LevelFormatter(logging.Formatter):
@@ -484,6 +527,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("nwb-autolfads: interrupted; no output was written (run the same command again to "
                          "continue from the last validation check or generation)\n")
         return 130
+
+
+def _batch_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``run`` for a batch (:mod:`nwb_autolfads.batch`)."""
+    g = p.add_argument_group("several inputs (a dandiset, a folder, a glob or a list: one result each)")
+    g.add_argument("--dry-run", action="store_true", help="print the plan (inputs, sizes, what is skipped and why, "
+                   "outputs, time) and exit")
+    g.add_argument("--jobs", type=int, default=1, metavar="N", help="inputs run at once, each in its own process "
+                   "(default 1)")
+
+
+def _is_batch(args) -> bool:
+    from nwb_autolfads.batch import is_batch
+
+    return args.dry_run or args.jobs != 1 or is_batch(args.file)
+
+
+def _cmd_batch(args, preset: str | None, overrides: dict[str, Any]) -> int:
+    """``run`` with several inputs: :func:`nwb_autolfads.batch.run_batch`; the plan (stdout with
+    --dry-run), the summary on stdout; exit 1 if an input failed."""
+    from nwb_autolfads.batch import run_batch
+
+    for flag, given in (("--in-place", args.in_place), ("--resume", args.resume), ("--report", args.report)):
+        if given:
+            raise ConfigError(f"{flag} is for one input file, not a batch: leave it out (`nwb-autolfads evaluate "
+                              "OUT.nwb --report DIR` evaluates one result afterwards)")
+    result = run_batch(args.file, args.output, preset=preset, config=args.config, overrides=overrides, emg=args.emg,
+                       seed=args.seed, device=args.device, overwrite=args.overwrite, jobs=args.jobs,
+                       dry_run=args.dry_run, progress=not args.quiet, run_name=args.run_name, fresh=args.fresh,
+                       command=shlex.join(["nwb-autolfads", *args.argv]))
+    print(result.plan.format() if args.dry_run else result.summary())
+    return result.exit_code
 
 
 def _add_apply_parser(sub, common: argparse.ArgumentParser) -> None:

@@ -34,6 +34,12 @@ class OutputError(NwbAutolfadsError):
     """The output cannot be written (exists already, directory missing or read-only...)."""
 
 
+class StateFormatError(NwbAutolfadsError):
+    """A run directory holds training state this version cannot resume: written by another
+    version of nwb-autolfads (or damaged). The message names the directory and the fix (``--fresh``
+    moves it aside, never deletes it; or finish the run with the version that wrote it)."""
+
+
 class TrainingError(NwbAutolfadsError):
     """Training failed in a way the user can act on (e.g. diverged to NaN)."""
 

@@ -581,6 +581,9 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     OutputError
         The output exists (without ``overwrite``), its folder is missing or read-only, or
         another run is writing it.
+    StateFormatError
+        The run directory holds training state of another version of nwb-autolfads (kept;
+        ``fresh`` moves it aside).
     TrainingError
         Training diverged or the trained model produced NaN/inf: nothing is written.
 

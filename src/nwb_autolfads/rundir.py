@@ -1,8 +1,9 @@
 """The run directory: where an unfinished run keeps its training state beside its output, so
 that the same command run again after a crash resumes it (``--resume``, ``--fresh``).
 
-A run directory holds a fingerprint of the data and settings it was made for; one left by a run
-with other data or settings is never deleted. May import: numpy, :mod:`nwb_autolfads.config`,
+A run directory holds a fingerprint of the data and settings it was made for, and the format of
+its layout (:data:`RUNDIR_FORMAT`); one left by a run with other data or settings, or by another
+version of nwb-autolfads, is never deleted. May import: numpy, :mod:`nwb_autolfads.config`,
 :mod:`nwb_autolfads.errors`.
 """
 
@@ -19,14 +20,21 @@ from typing import Any
 import numpy as np
 
 from nwb_autolfads.config import RunConfig
-from nwb_autolfads.errors import ConfigError
+from nwb_autolfads.errors import ConfigError, StateFormatError
 
-__all__ = ["RUN_FINGERPRINT", "default_rundir", "choose_rundir", "prepare_rundir", "remove_rundir"]
+__all__ = ["RUN_FINGERPRINT", "RUNDIR_FORMAT", "default_rundir", "choose_rundir", "prepare_rundir", "remove_rundir"]
 
 log = logging.getLogger(__name__)
 
 RUN_FINGERPRINT = "fingerprint.json"
 """The file in a run directory that says which data and settings its state belongs to."""
+
+RUNDIR_FORMAT = 2
+"""The format of a run directory this version writes (``format`` in :data:`RUN_FINGERPRINT`):
+which state files it holds and what they hold. Raised whenever either changes. Version 1 (no
+``format``) kept a Ray population's state in ``ray/`` and ``ray_resume/``, and checkpoints this
+version cannot read; each checkpoint also carries its own format
+(:data:`nwb_autolfads.train.loop.CHECKPOINT_FORMAT`)."""
 
 
 def default_rundir(target: Path) -> Path:
@@ -68,7 +76,8 @@ def prepare_rundir(rundir: Path, cfg: RunConfig, segments: list[np.ndarray], exp
     digest = hashlib.sha256()
     for seg in segments:
         digest.update(np.ascontiguousarray(seg).tobytes())
-    fingerprint = {"config": {k: v for k, v in cfg.to_dict().items() if k not in ("device", "inference", "output")},
+    fingerprint = {"format": RUNDIR_FORMAT,
+                   "config": {k: v for k, v in cfg.to_dict().items() if k not in ("device", "inference", "output")},
                    "data_sha256": digest.hexdigest()}
     marker = rundir / RUN_FINGERPRINT
     if marker.is_file():
@@ -76,6 +85,9 @@ def prepare_rundir(rundir: Path, cfg: RunConfig, segments: list[np.ndarray], exp
             old = json.loads(marker.read_text())
         except ValueError:
             old = None
+        if not fresh and _check_format(rundir, old):  # another version's, holding nothing: taken over
+            marker.write_text(json.dumps(fingerprint))
+            return
         if old == json.loads(json.dumps(fingerprint)) and not fresh:
             log.warning("resuming the interrupted run in %s", rundir)
             return
@@ -97,6 +109,30 @@ def prepare_rundir(rundir: Path, cfg: RunConfig, segments: list[np.ndarray], exp
                           "away")
     rundir.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(fingerprint))
+
+
+def _check_format(rundir: Path, old: Any) -> bool:
+    """Whether ``rundir`` (whose fingerprint is ``old``) is of another :data:`RUNDIR_FORMAT` but
+    holds only its fingerprint (nothing to lose: it may be taken over); refuse one that holds
+    training state.
+
+    Raises
+    ------
+    StateFormatError
+        ``rundir`` holds state written by another version of nwb-autolfads.
+    """
+    found = old.get("format", 1) if isinstance(old, dict) else None
+    if found in (None, RUNDIR_FORMAT):  # unreadable fingerprint: the settings check says so
+        return False
+    state = sorted(p.name for p in rundir.iterdir() if p.name != RUN_FINGERPRINT)
+    if state:
+        raise StateFormatError(f"the run directory {str(rundir)!r} holds the training state of an interrupted run "
+                               f"({', '.join(state[:3])}{', ...' if len(state) > 3 else ''}) written by another "
+                               f"version of nwb-autolfads (run directory format {found}, this version writes "
+                               f"{RUNDIR_FORMAT}): this version cannot resume it. Run again with --fresh (and "
+                               "without --resume), which moves it aside (nothing is deleted) and starts afresh, or "
+                               "finish the run with the nwb-autolfads version that wrote it")
+    return True
 
 
 def _changed_settings(old: Any, new: dict) -> str:

@@ -161,8 +161,6 @@ code from ``def`` to its last line: the docstring (numpydoc docstrings are long 
 lines and comment-only lines are not counted."""
 LONG_FUNCTIONS = {
     "evaluation.comparison:evaluate": 153,
-    "cli:build_parser": 125,
-    "cli:_cmd_run": 68,
     "evaluation.report:_write_into": 66,
     "evaluation.comparison:_source": 65,
     "evaluation.report:scores_figure": 61,

@@ -80,6 +80,36 @@ def test_output_content_is_a_setting_and_not_for_in_place(capsys, monkeypatch, t
     assert "output.content" in capsys.readouterr().err
 
 
+def _overrides_of(monkeypatch, argv: list[str]) -> dict:
+    """The ``overrides`` ``run`` passes to :func:`nwb_autolfads.run` for ``argv`` (nothing runs)."""
+    import nwb_autolfads.pipeline as pipeline
+
+    seen = {}
+
+    def fake_run(path, output, **kwargs):
+        seen.update(kwargs)
+        raise KeyboardInterrupt  # stop before any work
+
+    monkeypatch.setattr(pipeline, "run", fake_run)
+    assert main(argv) == 130
+    return seen["overrides"]
+
+
+def test_run_options_become_their_settings(monkeypatch, tmp_path):
+    argv = ["run", str(tmp_path / "a.nwb"), "--set", "train.lr=0.002", "--emg-raw", "--model", "emg+spikes",
+            "--observation", "gamma", "--units", "quality == 'good'", "--bad-units", "exclude", "--align-to",
+            "start_time", "--window=-0.5,1.0", "--output-content", "results", "--population", "0", "--backend",
+            "embedded", "--ray-address", "auto", "--channel-names", "a, b,,c"]
+    overrides = _overrides_of(monkeypatch, argv)
+    assert overrides == {"train.lr": 0.002, "data.preprocessed": False, "data.modalities": ["emg", "spikes"],
+                         "model.observation": "gamma", "data.units": "quality == 'good'", "data.bad_units": "exclude",
+                         "data.align_to": "start_time", "data.window": "-0.5,1.0", "output.content": "results",
+                         "pbt.population": 0, "pbt.backend": "ray", "pbt.ray_address": "auto",
+                         "data.channel_names": ["a", "b", "c"]}
+    assert _overrides_of(monkeypatch, ["run", str(tmp_path / "a.nwb"), "--emg-preprocessed"]) == {
+        "data.preprocessed": True}  # options not given set nothing
+
+
 HEAVY = ("numpy", "scipy", "torch", "pynwb", "hdmf", "h5py", "matplotlib", "nwb_autolfads.ndx", "nwb_autolfads.io",
          "nwb_autolfads.pipeline")
 

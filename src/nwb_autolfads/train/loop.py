@@ -31,14 +31,14 @@ from tqdm.auto import tqdm
 from nwb_autolfads.model.augment import CoordinatedDropout, TemporalShift
 from nwb_autolfads.config import AugmentConfig, TrainConfig
 from nwb_autolfads.train.cudagraphs import evaluation_forward, training_forward
-from nwb_autolfads.errors import OutputError, TrainingError
+from nwb_autolfads.errors import OutputError, StateFormatError, TrainingError
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.train.seeds import SeedTree, Streams
 
 if TYPE_CHECKING:
     from nwb_autolfads.train.training_data import TrainingData
 
-__all__ = ["TrainResult", "train_model", "train_steps", "time_steps", "WindowSampler", "validation_subset", "split_train_valid", "evaluate_nll", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "ramp_weight"]
+__all__ = ["TrainResult", "train_model", "train_steps", "time_steps", "WindowSampler", "validation_subset", "split_train_valid", "evaluate_nll", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT", "rng_state", "set_rng_state", "ramp_weight"]
 
 
 @dataclass
@@ -128,13 +128,25 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+CHECKPOINT_FORMAT = 2
+"""The format of the training-state files this version writes (their ``format`` entry): raised
+whenever what a checkpoint holds changes (keys, their meaning, the seed tree). Checkpoints of the
+versions before it hold no ``format`` (1: other keys, objects unpickled without ``weights_only``)."""
+
+
 def save_checkpoint(path: str | Path, state: dict) -> None:
-    """Write ``state`` atomically: a temporary file beside ``path``, then a rename, so a crash
-    never leaves a half-written checkpoint."""
+    """Write ``state`` atomically, with ``format`` = :data:`CHECKPOINT_FORMAT`: a temporary file
+    beside ``path``, then a rename, so a crash never leaves a half-written checkpoint.
+
+    Raises
+    ------
+    OutputError
+        The file cannot be written (disk full, folder missing or read-only).
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save(state, tmp)
+        torch.save({**state, "format": CHECKPOINT_FORMAT}, tmp)
         os.replace(tmp, path)
     except OSError as exc:
         raise OutputError(f"could not save the training state to {str(path)!r}: {exc.strerror or exc}: check free "
@@ -148,21 +160,38 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """A checkpoint of :func:`save_checkpoint`, read with ``weights_only=True``: only tensors and
-    plain types are unpickled, so a run directory cannot make this process run code.
+    """A checkpoint of :func:`save_checkpoint` of this version's :data:`CHECKPOINT_FORMAT`, read
+    with ``weights_only=True``: only tensors and plain types are unpickled, so a run directory
+    cannot make this process run code.
 
     Raises
     ------
-    OutputError
-        The file holds something else (another program's file, or a checkpoint of a version of
-        this package that stored objects).
+    StateFormatError
+        The file is not a checkpoint of this format: one of another version of this package (one
+        that stored objects, or other keys), or a damaged file. Nothing is deleted.
     """
+    path = Path(path)
     try:
-        return torch.load(Path(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise OutputError(f"the training state {str(path)!r} holds more than tensors and plain values and is not "
-                          f"loaded ({str(exc).splitlines()[0]}): move it aside (or use a new run directory) to "
-                          "train afresh") from None
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's message suggests loading it anyway: not to be repeated
+        raise StateFormatError(_unreadable_state(path, "it holds objects, not only tensors and plain values, and "
+                                                       "is not loaded")) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise StateFormatError(_unreadable_state(path, f"it cannot be read: {str(exc).splitlines()[0]}")) from None
+    found = ck.get("format", 1) if isinstance(ck, dict) else "unknown"
+    if found != CHECKPOINT_FORMAT:
+        raise StateFormatError(_unreadable_state(path, f"checkpoint format {found}, this version reads "
+                                                       f"{CHECKPOINT_FORMAT}"))
+    return ck
+
+
+def _unreadable_state(path: Path, why: str) -> str:
+    """The one-line message for a checkpoint this version cannot resume from: the run directory,
+    the file, why, and the two ways on."""
+    return (f"the run directory {str(path.parent)!r} holds training state ({path.name}) written by another version "
+            f"of nwb-autolfads or damaged ({why}): this version cannot resume it. Run again with --fresh (and without "
+            "--resume), which moves it aside (nothing is deleted) and starts afresh, or finish the run with the nwb-autolfads "
+            "version that wrote it")
 
 
 class WindowSampler:
@@ -419,7 +448,9 @@ def train_model(model: LFADS, data: "TrainingData", cfg: TrainConfig, aug: Augme
     TrainingError
         Training diverged 6 times.
     OutputError
-        The checkpoint cannot be written or read.
+        The checkpoint cannot be written.
+    StateFormatError
+        The checkpoint is of another format (another version of this package): it is kept.
     """
     data.check_model(model)
     train_x, valid_x = data.train, data.validation_subset(cfg.valid_windows).valid

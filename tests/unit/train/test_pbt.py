@@ -8,6 +8,7 @@ import torch
 from nwb_autolfads.train.pbt import embedded as pbt
 from nwb_autolfads.train.pbt import member as member_mod
 from nwb_autolfads.config import PBTConfig, SearchRange, build_config
+from nwb_autolfads.errors import StateFormatError
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.model.observations import Gamma
 from nwb_autolfads.train.loop import evaluate_nll
@@ -140,6 +141,36 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_result(tmp_path):
     assert resumed.pbt_history == full.pbt_history
     for k, v in full_model.state_dict().items():
         assert torch.equal(v, resumed_model.state_dict()[k]), k
+
+
+@pytest.mark.parametrize("backend", ["embedded", "ray"])
+@pytest.mark.parametrize("kind", ["missing keys", "objects"])
+def test_resuming_an_old_format_population_checkpoint_is_one_clear_error_and_keeps_it(tmp_path, backend, kind):
+    """pbt_state.pt as versions before CHECKPOINT_FORMAT wrote it: refused before anything trains
+    (and before Ray starts), with a message that names the directory and the fix; the file is kept."""
+    import io
+
+    from nwb_autolfads.train.loop import TrainResult
+    from nwb_autolfads.train.pbt.population import CHECKPOINT
+
+    cfg, make, tx, vx = _setup()
+    old = {"missing keys": {"fingerprint": "0" * 64, "generation": 2, "members": []},
+           "objects": {"fingerprint": "0" * 64, "result": TrainResult()}}[kind]
+    buf = io.BytesIO()
+    torch.save(old, buf)
+    ck = tmp_path / CHECKPOINT
+    ck.write_bytes(buf.getvalue())
+    if backend == "ray":
+        pytest.importorskip("ray")
+        from nwb_autolfads.train.pbt.ray_executor import train_population_ray as trainer
+    else:
+        trainer = train_population
+    with pytest.raises(StateFormatError) as info:
+        trainer(make, TrainingData(tx, vx, Gamma()), cfg.model, cfg.train, cfg.augment, cfg.pbt, seed=cfg.seed,
+                rundir=tmp_path, progress=False)
+    message = str(info.value)
+    assert str(tmp_path) in message and "another version" in message and "--fresh" in message
+    assert ck.read_bytes() == buf.getvalue()
 
 
 def test_a_diverged_member_is_replaced(monkeypatch):

@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from nwb_autolfads.config import AugmentConfig, ModelConfig, TrainConfig
-from nwb_autolfads.errors import OutputError, TrainingError
+from nwb_autolfads.errors import OutputError, StateFormatError, TrainingError
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.model.observations import Gamma
 from nwb_autolfads.train.seeds import SeedTree
 from nwb_autolfads.train.training_data import TrainingData
 from nwb_autolfads.testing import gamma_windows
-from nwb_autolfads.train.loop import WindowSampler, evaluate_nll, load_checkpoint, save_checkpoint, split_train_valid, \
-    train_model, validation_subset
+from nwb_autolfads.train.loop import CHECKPOINT_FORMAT, TrainResult, WindowSampler, evaluate_nll, load_checkpoint, \
+    save_checkpoint, split_train_valid, train_model, validation_subset
 
 
 def _data(n=40, T=20, C=4, seed=0):
@@ -324,8 +324,40 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
     cannot make --resume run code; our own checkpoints load."""
     marker = tmp_path / "ran"
     torch.save({"step": 3, "trap": _RunsCode(marker)}, tmp_path / "evil.pt")
-    with pytest.raises(OutputError, match="evil.pt.*not loaded"):
+    with pytest.raises(StateFormatError, match="evil.pt.*not loaded"):
         load_checkpoint(tmp_path / "evil.pt")
     assert not marker.exists()
     save_checkpoint(tmp_path / "ok.pt", {"step": 3, "w": torch.ones(2), "rng": np.random.default_rng(0).bit_generator.state})
     assert load_checkpoint(tmp_path / "ok.pt")["step"] == 3
+
+
+def _old_checkpoints(folder: Path) -> dict[str, bytes]:
+    """Checkpoints as versions before :data:`CHECKPOINT_FORMAT` wrote them: a dict without
+    ``format`` (and without the newer keys, e.g. the seed tree's ``streams``), and a pickle of an
+    object ``weights_only`` refuses (a dataclass); each as its bytes."""
+    import io
+
+    out = {}
+    for name, state in {"missing keys": {"step": 4, "model": {}, "smoothed": 1.0},
+                        "objects": {"step": 4, "result": TrainResult()}}.items():
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        out[name] = buf.getvalue()
+    return out
+
+
+@pytest.mark.parametrize("kind", ["missing keys", "objects"])
+def test_resuming_an_old_format_checkpoint_is_one_clear_error_and_keeps_it(tmp_path, kind):
+    ck = tmp_path / "run" / "model_state.pt"
+    ck.parent.mkdir()
+    ck.write_bytes(_old_checkpoints(tmp_path)[kind])
+    x = _data()
+    with pytest.raises(StateFormatError) as info:
+        train_model(_model(), TrainingData(x[:30], x[30:], Gamma()), TrainConfig(max_steps=4, valid_every=2),
+                    AugmentConfig(), progress=False, checkpoint=ck)
+    message = str(info.value)
+    assert "\n" not in message and str(ck.parent) in message and "another version" in message
+    assert "--fresh" in message and "nothing is deleted" in message
+    assert ck.read_bytes() == _old_checkpoints(tmp_path)[kind]  # kept as it was
+    save_checkpoint(ck, {"step": 4})
+    assert load_checkpoint(ck)["format"] == CHECKPOINT_FORMAT  # every checkpoint now says its format

@@ -372,6 +372,8 @@ def evolve(population: Population, make_executor: Callable[[], Executor], seed: 
     ------
     TrainingError
         Every member diverged.
+    StateFormatError
+        ``rundir`` holds a checkpoint of another format (another version): kept, nothing trains.
     """
     t0 = time.perf_counter()
     ck_path = Path(rundir) / CHECKPOINT if rundir is not None else None
