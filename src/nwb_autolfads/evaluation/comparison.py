@@ -230,21 +230,23 @@ def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- spectra
-def transfer_function(x: np.ndarray, y: np.ndarray, fs: float, runs: list[slice], nperseg: int = 128) -> dict | None:
+def transfer_function(x: np.ndarray, y: np.ndarray, fs: float, segments: list[slice],
+                      nperseg: int = 128) -> dict | None:
     """Gain |Pxy / Pxx| and magnitude-squared coherence from ``x`` to ``y`` (n, C), averaged
-    over channels, from Welch cross-spectra over the stretches ``runs`` at least ``nperseg``
-    long. Returns dict(freq, gain, coherence, n_segments, nperseg) or None if no stretch is long
-    enough (``n_segments``: how many ``nperseg``-bin Welch segments the estimate averages)."""
+    over channels, from Welch cross-spectra over the ``segments`` (of the rows) at least
+    ``nperseg`` long. Returns dict(freq, gain, coherence, n_segments, nperseg) or None if no
+    segment is long enough (``n_segments``: how many ``nperseg``-bin Welch segments, scipy's
+    word for its windows, the estimate averages)."""
     pxx = pyy = pxy = None
     n_seg = 0
-    for r in runs:
-        if r.stop - r.start < nperseg:
+    for seg in segments:
+        if seg.stop - seg.start < nperseg:
             continue
-        xs, ys = x[r], y[r]
+        xs, ys = x[seg], y[seg]
         f, sxx = sps.welch(xs, fs, nperseg=nperseg, axis=0)
         _, syy = sps.welch(ys, fs, nperseg=nperseg, axis=0)
         _, sxy = sps.csd(xs, ys, fs, nperseg=nperseg, axis=0)
-        w = (r.stop - r.start) // nperseg
+        w = (seg.stop - seg.start) // nperseg
         pxx = w * sxx if pxx is None else pxx + w * sxx
         pyy = w * syy if pyy is None else pyy + w * syy
         pxy = w * sxy if pxy is None else pxy + w * sxy
@@ -617,29 +619,29 @@ def _estimate_groups(st: _Scoring, cfg) -> list[_Group]:
 def _emg_estimates(st: _Scoring) -> _Group:
     """The model's activations, the rectified EMG, the low-pass sweep and the Bayesian grid, all
     on the same bins (those where the model and the rectified EMG are finite), each filter
-    applied per gap-free stretch."""
+    applied per segment."""
     fs = st.fs
     rect = st.src["rectified"]
     model = np.asarray(st.ds.emg_activations.values, dtype=float)
     common = np.isfinite(rect).all(axis=1) & np.isfinite(model).all(axis=1)  # every method on the same bins
     xb, bgrid, bscale = bl.bayesian_grid(rect, fs)
-    runs_all = bl.stretches(st.times, st.bin_size, common)
+    segments = bl.bin_segments(st.times, st.bin_size, common)
     emg = {MODEL: {"": np.where(common[:, None], model, np.nan)},
            "rectified": {"": np.where(common[:, None], rect, np.nan)},
-           "low-pass": {lab: bl.per_run(lambda v, p=p: bl.lowpass(v, fs, **p), rect, runs_all)
+           "low-pass": {lab: bl.per_segment(lambda v, p=p: bl.lowpass(v, fs, **p), rect, segments)
                         for lab, p in bl.lowpass_grid(fs).items()},
-           "Bayesian": {lab: bl.per_run(lambda v, p=p: bl.bayesian_filter(v, fs, **p) * bscale, xb, runs_all)
+           "Bayesian": {lab: bl.per_segment(lambda v, p=p: bl.bayesian_filter(v, fs, **p) * bscale, xb, segments)
                         for lab, p in bgrid.items()}}
     return _Group("emg", emg, "true_activations", [str(c) for c in st.ds.channel.values])
 
 
 def _rate_estimates(st: _Scoring) -> _Group:
-    """The model's firing rates and the spike-smoothing sweep (per gap-free stretch)."""
+    """The model's firing rates and the spike-smoothing sweep (per segment)."""
     counts = st.src["spikes"]
-    runs_all = bl.stretches(st.times, st.bin_size)
+    segments = bl.bin_segments(st.times, st.bin_size)
     sp = {MODEL: {"": np.asarray(st.ds.firing_rates.values, dtype=float)},
-          "smoothed spikes": {f"{s * 1e3:g} ms": bl.per_run(lambda v, s=s: bl.gaussian_smooth(v, st.bin_size, s),
-                                                           counts, runs_all)
+          "smoothed spikes": {f"{s * 1e3:g} ms": bl.per_segment(lambda v, s=s: bl.gaussian_smooth(v, st.bin_size, s),
+                                                               counts, segments)
                               for s in bl.SMOOTHING_SD_S}}
     return _Group("spikes", sp, "true_rates", [f"unit {u}" for u in st.ds.unit.values])
 
@@ -750,20 +752,20 @@ def _spectra(st: _Scoring, emg: _Group) -> dict:
         phase_masks.update({k: v & ok for k, v in _phases(st.src["trials"], st.times).items()})
     spectra: dict = {}
     for phase, mask in phase_masks.items():
-        runs = bl.stretches(st.times, st.bin_size, mask)
+        segments = bl.bin_segments(st.times, st.bin_size, mask)
         nper = 128 if phase == "all" else 32
         per_method = {}
         for m in emg.methods:
             if m == "rectified":
                 continue
             lab, est = st.traces[("emg", m)]
-            tf = transfer_function(np.nan_to_num(rect), np.nan_to_num(est), st.fs, runs, nperseg=nper)
+            tf = transfer_function(np.nan_to_num(rect), np.nan_to_num(est), st.fs, segments, nperseg=nper)
             if tf is not None:
                 per_method[m] = tf
         if per_method:
             spectra[phase] = per_method
         elif phase != "all":
-            st.notes.append(f"phase {phase!r}: no stretch of {nper} bins, no spectrum")
+            st.notes.append(f"phase {phase!r}: no segment of {nper} bins, no spectrum")
     return spectra
 
 
