@@ -244,15 +244,15 @@ def hum_excerpt(values, segments: list[slice], dead: np.ndarray, fs: float) -> l
     if total <= budget:
         picks = [(s.start, s.stop) for s in segments]
     else:
-        piece = min(budget, max(budget // 4, 2 * window))
+        excerpt = min(budget, max(budget // 4, 2 * window))
         starts = np.cumsum(lengths) - lengths
         picks = []
-        n_pieces = budget // piece
-        for i in range(n_pieces):
-            centre = int((i + 0.5) * total / n_pieces)
+        n_excerpts = budget // excerpt
+        for i in range(n_excerpts):
+            centre = int((i + 0.5) * total / n_excerpts)
             j = int(np.searchsorted(starts, centre, side="right") - 1)
-            a = segments[j].start + max(0, min(centre - int(starts[j]) - piece // 2, int(lengths[j]) - piece))
-            picks.append((a, min(segments[j].stop, a + piece)))
+            a = segments[j].start + max(0, min(centre - int(starts[j]) - excerpt // 2, int(lengths[j]) - excerpt))
+            picks.append((a, min(segments[j].stop, a + excerpt)))
     out = []
     for a, b in picks:
         x = np.concatenate([np.asarray(values[a + c:a + d], dtype=float) for c, d in chunk_bounds(b - a, 2**16)])
