@@ -12,7 +12,7 @@ own process with one torch thread when --jobs > 1), and score on the model's bin
 - R^2 vs truth = squared Pearson correlation per channel, averaged over channels, of the model,
   the rectified EMG, the best 4th-order low-pass (cutoff 0.5-30 Hz chosen on the truth) and the
   best Sanger Bayesian filter (alpha/beta grid chosen on the truth); both baselines are filtered
-  per gap-free stretch;
+  per segment;
 - joint-angle decoding R^2 (ridge, 10 lags, 5 contiguous folds) from the model, the best
   low-pass, the best Bayesian filter and the truth;
 - calibration: the fraction of the true activation (scaled per channel by least squares onto the

@@ -196,13 +196,13 @@ def quality(res, path: Path, kind: str) -> dict:
     bin_size = res.config.windows.bin_size
     fs = 1.0 / bin_size
     times = np.asarray(res.times, dtype=float)
-    runs = bl.stretches(times, bin_size)
+    segments = bl.bin_segments(times, bin_size)
 
     if kind == "emg":
         truth = read_truth(path, times, bin_size, "true_activations")
         model = np.asarray(res.activations, dtype=float)
         rect = np.asarray(res.rectified, dtype=float)
-        candidates = {lab: bl.per_run(lambda v, p=p: bl.lowpass(v, fs, **p), rect, runs)
+        candidates = {lab: bl.per_segment(lambda v, p=p: bl.lowpass(v, fs, **p), rect, segments)
                       for lab, p in bl.lowpass_grid(fs).items()}
         baseline = "best low-pass of rectified EMG"
     else:
@@ -218,7 +218,8 @@ def quality(res, path: Path, kind: str) -> dict:
                                                                                                 bin_size / 2)
                            for u in ids], axis=1).astype(float)
         truth = truth[:, ids]
-        candidates = {f"{s * 1e3:g} ms": bl.per_run(lambda v, s=s: bl.gaussian_smooth(v, bin_size, s), counts, runs)
+        candidates = {f"{s * 1e3:g} ms": bl.per_segment(lambda v, s=s: bl.gaussian_smooth(v, bin_size, s), counts,
+                                                        segments)
                       for s in bl.SMOOTHING_SD_S}
         baseline = "best Gaussian smoothing of the spikes"
     scored_model = nested_cv({"": model}, truth, lags=0, per_channel=True)

@@ -52,16 +52,10 @@ def best_smoothing(counts: np.ndarray, truth: np.ndarray, bin_size: float, segme
     return best
 
 
-def runs_of(times: np.ndarray, bin_size: float) -> list[slice]:
-    """Stretches of consecutive bins (bin centres ``times``)."""
-    breaks = np.flatnonzero(np.diff(times) > 1.5 * bin_size) + 1
-    edges = [0, *breaks.tolist(), times.size]
-    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
-
-
 def measure(name: str, path: Path, aligned: bool, preset: str, overrides: dict) -> dict:
     from pynwb import NWBHDF5IO
 
+    from nwb_autolfads.evaluation.baselines import bin_segments
     from nwb_autolfads.evaluation.metrics import r2_of
     from nwb_autolfads.pipeline import run
     from nwb_autolfads.testing import read_truth
@@ -86,7 +80,7 @@ def measure(name: str, path: Path, aligned: bool, preset: str, overrides: dict) 
                        for s in spikes], axis=1)
     # bins between non-adjacent kept bins count nothing: only the kept bins' own counts matter
     r2_model = float(np.nanmean(r2_of(rates, truth)))
-    r2_smooth, sigma = best_smoothing(counts, truth, bin_size, runs_of(times, bin_size))
+    r2_smooth, sigma = best_smoothing(counts, truth, bin_size, bin_segments(times, bin_size))
     hist = res.training.history
     nll = [h["valid_nll"] for h in hist if "valid_nll" in h]
     moved = [h["step"] for h in hist if h.get("valid_nll", np.inf) < 0.995 * nll[0]] if nll else []

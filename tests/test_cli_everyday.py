@@ -74,7 +74,7 @@ def test_fresh_moves_the_old_state_aside_and_runs(tiny, capsys):
 
 
 # ---------------------------------------------------------------- 2b. state of another version: refused, kept
-def _rundir_of_this_run(tiny, monkeypatch, argv) -> "Path":
+def _rundir_of_this_run(tiny, monkeypatch, argv):
     """The run directory ``argv`` leaves when it is interrupted before training (its fingerprint
     matches the same command run again)."""
     import nwb_autolfads.pipeline as pipeline

@@ -979,7 +979,7 @@ def _chop(segments: list[np.ndarray], bin_size: float, cfg: RunConfig) -> tuple[
         longest = max(index.segment_lengths) * bin_size if index.segment_lengths else 0.0
         need = (w.window_bins + lead) * bin_size
         raise SignalError(f"recording too short: {index.n_windows} window(s) of {w.window_bins + lead} bins "
-                          f"({need:g} s) fit in the longest gap-free stretch ({longest:g} s, "
+                          f"({need:g} s) fit in the longest gap-free segment ({longest:g} s, "
                           f"{max(index.segment_lengths, default=0)} bins); at least 2 are needed: use a longer "
                           "recording, smaller windows.window_bins / windows.bin_size, or --align-to COLUMN --window "
                           "START,STOP for one window per trial")

@@ -244,7 +244,7 @@ def make_record(result: "RunResult", fit: "FitResult", blocks: Mapping[str, Binn
     emg = blocks.get("emg")
     paths, ids = _modelled_series(blocks, result)
     record = RunRecord(
-        times=result.times, bin_size=bin_size, factors=result.factors, inputs=result.inferred_inputs,
+        times=result.times, bin_size=bin_size, factors=result.factors, inferred_inputs=result.inferred_inputs,
         description=describe(cfg, blocks) + (f"; WARNING: {emg.source_path} does not look like EMG: {doubt}"
                                              if doubt else ""),
         config=cfg.to_dict(), software=software_versions(),

@@ -1,6 +1,6 @@
 """What is wrong in an EMG signal, and what is done about it.
 
-Non-finite samples (left out, the stretches between them modelled separately), saturated
+Non-finite samples (left out, the segments between them modelled separately), saturated
 channels and values implausible for their unit (warnings), and artefacts shared across channels
 at once (replaced by interpolation between clean bins).
 """
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def drop_non_finite(sig: Signal, scan: SampleScan, segments: list[slice],
                      steps: list[str]) -> tuple[np.ndarray, list[slice]]:
     """NaN/inf samples: a channel with nothing finite is set to 0 (a flat channel, modelled at the
-    floor); samples where any other channel is not finite are left out, and the stretches between
+    floor); samples where any other channel is not finite are left out, and the samples between
     them become separate segments (like gaps in time). Warns; fails only if nothing is left.
     Returns (dead-channel mask, segments)."""
     dead = ~scan.any_finite
@@ -46,11 +46,11 @@ def drop_non_finite(sig: Signal, scan: SampleScan, segments: list[slice],
         edges = np.flatnonzero(np.diff(np.r_[0, good.astype(np.int8), 0]))
         kept += [slice(seg.start + a, seg.start + b) for a, b in zip(edges[::2], edges[1::2])]
     n_bad = int(bad_rows.size)
-    log.warning("%s: %d samples (%.2f%%) with NaN/inf are left out; the %d stretches around them are modelled "
+    log.warning("%s: %d samples (%.2f%%) with NaN/inf are left out; the %d segments around them are modelled "
                 "separately", sig.source_path, n_bad, 100.0 * n_bad / bad.size, len(kept))
-    steps.append(f"left out {n_bad} samples with NaN/inf (the stretches between them are separate segments)")
+    steps.append(f"left out {n_bad} samples with NaN/inf (the samples between them form separate segments)")
     if not kept:
-        raise SignalError(f"{sig.source_path}: no stretch without NaN/inf samples: interpolate or remove them")
+        raise SignalError(f"{sig.source_path}: no segment without NaN/inf samples: interpolate or remove them")
     return dead, kept
 
 

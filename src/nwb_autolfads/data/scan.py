@@ -63,7 +63,7 @@ HUM_MAX_HZ = 1000.0
 """Harmonics are looked for (and notched) up to this frequency (and below 0.95 x Nyquist)."""
 
 HUM_EXCERPT_SECONDS = 32.0
-"""Seconds of raw EMG (in up to 4 stretches spread over the recording) the detection reads."""
+"""Seconds of raw EMG (in up to 4 excerpts spread over the recording) the detection reads."""
 
 HUM_WINDOW_SECONDS = 4.0
 """Welch segment length (0.25 Hz resolution), shortened for short recordings."""
@@ -150,20 +150,21 @@ def _peak_ratio(freqs: np.ndarray, power: np.ndarray, centre: float, half_width:
     return ratio, float(freqs[i] + shift * df)
 
 
-def line_hum_spectrum(pieces: list[np.ndarray], fs: float) -> tuple[np.ndarray, np.ndarray, float] | None:
-    """Welch power spectrum (Hann, 50% overlap) of raw EMG ``pieces`` (each (n_i, C), gap-free)
-    for finding line hum. The segment length is :data:`HUM_WINDOW_SECONDS` (at most 2**15
-    samples, at most a third of the longest piece). Each segment's spectrum is divided by its
-    median power (per channel) before the segments are averaged: EMG's loudness changes with
-    muscle activity, and unnormalised bursts would leave few effective averages and spurious
-    peaks. Returns (freqs, power (n_freqs, C) in units of the median, resolution Hz), or
-    ``None`` if the pieces are too short for a 3 Hz resolution."""
-    longest = max((p.shape[0] for p in pieces), default=0)
+def line_hum_spectrum(segments: list[np.ndarray], fs: float) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Welch power spectrum (Hann, 50% overlap) of raw EMG ``segments`` (each (n_i, C): a
+    segment or an excerpt of one, :func:`hum_excerpt`) for finding line hum. The Welch window is
+    :data:`HUM_WINDOW_SECONDS` long (at most 2**15 samples, at most a third of the longest
+    segment). Each window's spectrum is divided by its median power (per channel) before the
+    windows are averaged: EMG's loudness changes with muscle activity, and unnormalised bursts
+    would leave few effective averages and spurious peaks. Returns (freqs, power (n_freqs, C)
+    in units of the median, resolution Hz), or ``None`` if the segments are too short for a
+    3 Hz resolution."""
+    longest = max((p.shape[0] for p in segments), default=0)
     nper = int(min(round(HUM_WINDOW_SECONDS * fs), 2**15, longest // 3))
     if nper < fs / 3.0 or nper < 16:
         return None
     total, weight = None, 0
-    for p in pieces:
+    for p in segments:
         if p.shape[0] < nper:
             continue
         freqs, _, spec = sps.spectrogram(p, fs=fs, window="hann", nperseg=nper, noverlap=nper // 2, axis=0)
@@ -174,22 +175,22 @@ def line_hum_spectrum(pieces: list[np.ndarray], fs: float) -> tuple[np.ndarray, 
     return freqs, total / weight, fs / nper
 
 
-def detect_line_hum(pieces: list[np.ndarray], fs: float, channel_names: list[str] | None = None) -> LineHum:
+def detect_line_hum(segments: list[np.ndarray], fs: float, channel_names: list[str] | None = None) -> LineHum:
     """Find mains hum in raw EMG: a narrow peak near 50 or 60 Hz (or at their 2nd/3rd harmonic)
     at least :data:`HUM_RATIO` x above its neighbourhood on some channel, in the Welch spectrum
-    of ``pieces`` (each (n_i, C), gap-free, sampled at ``fs`` Hz). The fundamental is measured
+    of ``segments`` (each (n_i, C), a segment or an excerpt of one, sampled at ``fs`` Hz). The fundamental is measured
     (parabolic peak interpolation, to 0.01 Hz; mains can be off nominal) and the harmonics up to
     :data:`HUM_MAX_HZ` that stand out at multiples of it are listed.
 
     Returns a :class:`LineHum` (``frequency=None`` if no hum was found or none could be checked:
     then ``reason`` says why)."""
-    n_ch = pieces[0].shape[1] if pieces else 0
+    n_ch = segments[0].shape[1] if segments else 0
     names = list(channel_names) if channel_names is not None else [str(c) for c in range(n_ch)]
-    seconds = sum(p.shape[0] for p in pieces) / fs
-    spectrum = line_hum_spectrum(pieces, fs)
+    seconds = sum(p.shape[0] for p in segments) / fs
+    spectrum = line_hum_spectrum(segments, fs)
     if spectrum is None:
         return LineHum(None, None, (), {}, (), seconds, 0.0,
-                       f"the longest gap-free stretch is too short ({max((p.shape[0] for p in pieces), default=0) / fs:.3g} s;"
+                       f"the longest gap-free segment is too short ({max((p.shape[0] for p in segments), default=0) / fs:.3g} s;"
                        " at least 1 s needed) for a spectrum that tells 50 from 60 Hz")
     freqs, power, df = spectrum
     top = 0.95 * fs / 2
@@ -233,7 +234,7 @@ def detect_line_hum(pieces: list[np.ndarray], fs: float, channel_names: list[str
 def hum_excerpt(values, segments: list[slice], dead: np.ndarray, fs: float) -> list[np.ndarray]:
     """Raw samples of the live channels for the line-hum spectrum: at most
     :data:`HUM_EXCERPT_SECONDS` and about 2**23 values (64 MB) in all - the whole recording if it
-    is that short, else stretches (4 where they can be two Welch segments long) spread evenly
+    is that short, else excerpts (4 where they can be two Welch windows long) spread evenly
     over it, each inside one segment. Read at most 2**16 rows at a time."""
     live = np.flatnonzero(~dead)
     lengths = np.array([s.stop - s.start for s in segments])
@@ -243,15 +244,15 @@ def hum_excerpt(values, segments: list[slice], dead: np.ndarray, fs: float) -> l
     if total <= budget:
         picks = [(s.start, s.stop) for s in segments]
     else:
-        piece = min(budget, max(budget // 4, 2 * window))
+        excerpt = min(budget, max(budget // 4, 2 * window))
         starts = np.cumsum(lengths) - lengths
         picks = []
-        n_pieces = budget // piece
-        for i in range(n_pieces):
-            centre = int((i + 0.5) * total / n_pieces)
+        n_excerpts = budget // excerpt
+        for i in range(n_excerpts):
+            centre = int((i + 0.5) * total / n_excerpts)
             j = int(np.searchsorted(starts, centre, side="right") - 1)
-            a = segments[j].start + max(0, min(centre - int(starts[j]) - piece // 2, int(lengths[j]) - piece))
-            picks.append((a, min(segments[j].stop, a + piece)))
+            a = segments[j].start + max(0, min(centre - int(starts[j]) - excerpt // 2, int(lengths[j]) - excerpt))
+            picks.append((a, min(segments[j].stop, a + excerpt)))
     out = []
     for a, b in picks:
         x = np.concatenate([np.asarray(values[a + c:a + d], dtype=float) for c, d in chunk_bounds(b - a, 2**16)])

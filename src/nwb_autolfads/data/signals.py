@@ -160,7 +160,7 @@ class Signal:
         return replace(self, values=np.asarray(self.values))
 
     def timebase(self, gap_factor: float = 1.5) -> TimeBase:
-        """Rate, gap-free stretches, resolution and jitter of the time base
+        """Rate, segments, resolution and jitter of the time base
         (:func:`~nwb_autolfads.data.timebase.analyse_timestamps`; computed once per ``gap_factor``).
         Raises :class:`SignalError` for bad timestamps."""
         if gap_factor not in self._timebases:
@@ -175,15 +175,15 @@ class Signal:
         return self._timebases[gap_factor]
 
     def clock(self, seg: slice, gap_factor: float = 1.5) -> Clock:
-        """True time of (fractional) sample indices of the stretch ``seg``, counted from ``seg.start``."""
+        """True time of (fractional) sample indices of the segment ``seg``, counted from ``seg.start``."""
         tb = self.timebase(gap_factor)
         if self.timestamps is None:
             return Clock(None, tb.rate, self.starting_time + seg.start / tb.rate)
         return Clock(np.asarray(self.timestamps[seg.start:seg.stop], dtype=float), tb.rate)
 
     def sampling_rate(self) -> float:
-        """Nominal rate (Hz): ``rate``, or the least-squares rate of the timestamps' gap-free
-        stretches (robust to float32 rounding, jitter and gaps; never the median step)."""
+        """Nominal rate (Hz): ``rate``, or the least-squares rate of the timestamps'
+        segments (robust to float32 rounding, jitter and gaps; never the median step)."""
         if self.rate is not None:
             return float(self.rate)
         if self.n_samples < 2:
@@ -192,7 +192,7 @@ class Signal:
 
 
 def split_segments(times: np.ndarray, gap_factor: float = 1.5) -> list[slice]:
-    """Contiguous stretches of ``times``: a step larger than ``gap_factor`` sample periods plus
+    """The segments of ``times``: a step larger than ``gap_factor`` sample periods plus
     the timestamps' resolution and jitter starts a new segment
     (:func:`~nwb_autolfads.data.timebase.analyse_timestamps`). Raises :class:`SignalError` for
     non-increasing timestamps."""

@@ -5,13 +5,13 @@ Timestamps in real files are not an exact ``t0 + i / rate``: they can be rounded
 (late in a session the float32 spacing is a sizeable part of a sample period: 0.12 ms at
 1500 s, 0.49 ms at 5000 s, 2 ms at 20000 s, so consecutive steps alternate or repeat),
 jittered (software-stamped acquisition clocks), slowly drifting against the master clock, and
-interrupted by real gaps. :func:`analyse_timestamps` estimates the rate from whole gap-free
-stretches (least squares, never the median step), measures the timestamps' resolution and
-jitter, and calls a step a gap only when it is clearly larger than one period plus that
-resolution and jitter (and the later samples stay shifted, so one late timestamp is not a
-gap). :class:`Clock` gives the time of any (fractional) sample index of a stretch from block
-means of its timestamps, so quantisation and jitter average out while slow drift is followed:
-bins built on it sit at their true times over hours.
+interrupted by real gaps. :func:`analyse_timestamps` estimates the rate from whole segments
+(gap-free stretches of samples; least squares, never the median step), measures the
+timestamps' resolution and jitter, and calls a step a gap only when it is clearly larger than
+one period plus that resolution and jitter (and the later samples stay shifted, so one late
+timestamp is not a gap). :class:`Clock` gives the time of any (fractional) sample index of a
+segment from block means of its timestamps, so quantisation and jitter average out while slow
+drift is followed: bins built on it sit at their true times over hours.
 
 :func:`check_rate` refuses rates no EMG recording has (and names the likely unit mistake).
 """
@@ -39,9 +39,9 @@ class TimeBase:
     Attributes
     ----------
     rate : float
-        Sampling rate in Hz: the least-squares slope over the gap-free stretches.
+        Sampling rate in Hz: the least-squares slope over the segments.
     segments : list of slice
-        Gap-free stretches of samples.
+        The segments: gap-free stretches of samples.
     resolution : float
         Seconds; the largest quantisation step of the timestamps (the float32 spacing at their
         largest magnitude when they are float32 values, a common step of repeated values, else
@@ -75,7 +75,7 @@ class TimeBase:
             kind = "rounded to float32" if self.float32 else "quantised"
             out.append(f"timestamps are {kind} (resolution {self.resolution * 1e3:.3g} ms = "
                        f"{self.resolution * self.rate:.2g} sample periods at {self.rate:g} Hz): rate and bin times "
-                       "are taken from a fit over whole stretches, not from single steps; store timestamps as "
+                       "are taken from a fit over whole segments, not from single steps; store timestamps as "
                        "float64, or starting_time + rate, to avoid this")
         if self.jittered:
             out.append(f"timestamps jitter by {self.jitter * 1e3:.3g} ms (SD) around a regular {self.rate:g} Hz "
@@ -84,7 +84,7 @@ class TimeBase:
 
 
 def regular_time_base(rate: float, n: int) -> TimeBase:
-    """The time base of ``starting_time`` + ``rate``: one stretch, exact."""
+    """The time base of ``starting_time`` + ``rate``: one segment, exact."""
     return TimeBase(rate=float(rate), segments=[slice(0, n)] if n else [])
 
 
@@ -114,8 +114,8 @@ def _resolution(t: np.ndarray, steps: np.ndarray, period: float) -> tuple[np.nda
 
 
 def _mean_period(t: np.ndarray, steps: np.ndarray) -> float:
-    """Mean step within the stretches between obvious gaps (steps over 4 x the median positive
-    step): robust to quantisation (rounded steps average out over a stretch) and to gaps, even
+    """Mean step between obvious gaps (steps over 4 x the median positive step), not across
+    them: robust to quantisation (rounded steps average out over many steps) and to gaps, even
     when gaps are frequent (short trials or step cycles, every few samples)."""
     positive = steps[steps > 0]
     if not positive.size:
@@ -145,7 +145,7 @@ def _confirmed(t: np.ndarray, candidates: np.ndarray, period: float, threshold: 
 
 
 def _lsq_period(t: np.ndarray, segments: list[slice], block: int = 256) -> float | None:
-    """Common least-squares slope (seconds per sample) over the stretches, each with its own
+    """Common least-squares slope (seconds per sample) over the ``segments``, each with its own
     offset; fitted to the means of blocks of ``block`` samples (and the rest, weighted by its
     length) so hours of timestamps take little time and memory."""
     num = den = 0.0
@@ -168,7 +168,7 @@ def _lsq_period(t: np.ndarray, segments: list[slice], block: int = 256) -> float
 
 
 def analyse_timestamps(times: np.ndarray, gap_factor: float = 1.5) -> TimeBase:
-    """Rate, gap-free stretches, resolution and jitter of a vector of timestamps (seconds).
+    """Rate, segments, resolution and jitter of a vector of timestamps (seconds).
 
     A step is a gap when it exceeds ``gap_factor`` x the period + the timestamps' resolution
     there + 8 jitter SDs of a step, and the timestamps after it stay shifted. Steps of zero are
@@ -220,9 +220,9 @@ def analyse_timestamps(times: np.ndarray, gap_factor: float = 1.5) -> TimeBase:
 
 
 class Clock:
-    """True time (seconds) of fractional sample indices ``0 .. n`` of one gap-free stretch.
+    """True time (seconds) of fractional sample indices ``0 .. n`` of one segment.
 
-    Built from the stretch's timestamps: knots at the mean index and mean time of blocks of
+    Built from the segment's timestamps: knots at the mean index and mean time of blocks of
     about one second of samples, joined linearly and extended with the end blocks' slope (the
     nominal period when there is one block). Exact for a regular clock; averages quantisation
     and jitter away (by the square root of the block length) and follows slow drift. Without
@@ -231,7 +231,7 @@ class Clock:
     Parameters
     ----------
     times : (n,) float array or None
-        The stretch's timestamps; None for a regular clock.
+        The segment's timestamps; None for a regular clock.
     rate : float
         Nominal rate (Hz).
     start : float

@@ -42,7 +42,7 @@ def fitted_window(lengths: list[int] | np.ndarray, window: int, min_window: int 
     """Window length (bins) for segments of ``lengths`` bins, windows never crossing segments.
 
     ``window`` when the segments shorter than it hold at most ``max_left_out`` of all bins (a
-    short stretch after a gap in a long recording is then left out, not the whole recording
+    short segment after a gap in a long recording is then left out, not the whole recording
     modelled in short windows); otherwise the length of the shortest segment of at least
     ``min_window`` bins, so that every segment that long is covered. ``window`` too when no
     segment of ``min_window`` bins or more is shorter than it.

@@ -21,7 +21,7 @@ from scipy import signal as sps
 
 __all__ = ["rectified", "lowpass", "bayesian_filter", "gaussian_smooth", "lowpass_grid", "bayesian_grid",
            "LOWPASS_CUTOFFS_HZ", "BAYES_ALPHA_FRACTIONS", "BAYES_JUMPS", "SMOOTHING_SD_S", "best_lowpass",
-           "best_bayesian", "gap_free_runs", "stretches", "per_run", "MIN_FILTER_BINS"]
+           "best_bayesian", "filterable_segments", "bin_segments", "per_segment", "MIN_FILTER_BINS"]
 
 
 def lowpass(rectified: np.ndarray, fs: float, cutoff: float, order: int = 4) -> np.ndarray:
@@ -163,12 +163,12 @@ def bayesian_grid(rect: np.ndarray, fs: float, fractions=BAYES_ALPHA_FRACTIONS, 
 
 
 MIN_FILTER_BINS = 32
-"""Bins a gap-free stretch needs before a filter is applied to it (shorter ones stay NaN)."""
+"""Bins a segment needs before a filter is applied to it (shorter ones stay NaN)."""
 
 
-def stretches(times: np.ndarray, bin_size: float, mask: np.ndarray | None = None) -> list[slice]:
-    """Stretches of consecutive bins (no step in ``times`` over 1.5 x ``bin_size``), optionally
-    only where ``mask`` holds."""
+def bin_segments(times: np.ndarray, bin_size: float, mask: np.ndarray | None = None) -> list[slice]:
+    """Segments of consecutive bins (no step in ``times`` over 1.5 x ``bin_size``), optionally
+    only where ``mask`` holds (a bin where it does not ends a segment)."""
     good = np.ones(times.size, bool) if mask is None else mask.astype(bool)
     brk = np.r_[True, np.diff(times) > 1.5 * bin_size] | np.r_[True, good[1:] != good[:-1]]
     starts = np.flatnonzero(brk)
@@ -176,24 +176,24 @@ def stretches(times: np.ndarray, bin_size: float, mask: np.ndarray | None = None
     return [slice(s, e) for s, e in zip(starts, ends) if good[s]]
 
 
-def gap_free_runs(times: np.ndarray, min_length: int = MIN_FILTER_BINS) -> list[slice]:
-    """Stretches of ``times`` (ascending bin centres, s) without a gap (a step over 1.5 x the
-    median step), of at least ``min_length`` bins (filters need that many)."""
+def filterable_segments(times: np.ndarray, min_length: int = MIN_FILTER_BINS) -> list[slice]:
+    """Segments of ``times`` (ascending bin centres, s; a gap is a step over 1.5 x the median
+    step) of at least ``min_length`` bins (filters need that many)."""
     times = np.asarray(times, dtype=float)
     if times.size < 2:
         return []
-    return [r for r in stretches(times, float(np.median(np.diff(times)))) if r.stop - r.start >= min_length]
+    return [s for s in bin_segments(times, float(np.median(np.diff(times)))) if s.stop - s.start >= min_length]
 
 
-def per_run(fn, values: np.ndarray, runs: list[slice] | None) -> np.ndarray:
-    """``fn`` applied to each contiguous stretch of ``values`` (filters never cross a gap); NaN
-    elsewhere and on stretches under :data:`MIN_FILTER_BINS` bins. ``runs`` None: ``fn`` of all."""
-    if runs is None:
+def per_segment(fn, values: np.ndarray, segments: list[slice] | None) -> np.ndarray:
+    """``fn`` applied to each segment of ``values`` on its own (filters never cross a gap); NaN
+    elsewhere and on segments under :data:`MIN_FILTER_BINS` bins. ``segments`` None: ``fn`` of all."""
+    if segments is None:
         return fn(values)
     out = np.full(values.shape, np.nan)
-    for r in runs:
-        if r.stop - r.start >= MIN_FILTER_BINS:
-            out[r] = fn(values[r])
+    for s in segments:
+        if s.stop - s.start >= MIN_FILTER_BINS:
+            out[s] = fn(values[s])
     return out
 
 
@@ -215,8 +215,8 @@ def best_lowpass(rect: np.ndarray, truth: np.ndarray, fs: float, times: np.ndarr
     fs : float
         Bins per second.
     times : (n,) array, optional
-        Bin centres (s): each gap-free stretch is filtered separately (NaN on stretches under
-        32 bins); None: one stretch.
+        Bin centres (s): each segment is filtered separately (NaN on segments under
+        :data:`MIN_FILTER_BINS` bins); None: one segment.
     cutoffs : tuple of float
         Hz; those at or above 0.95 x Nyquist are skipped.
 
@@ -225,10 +225,10 @@ def best_lowpass(rect: np.ndarray, truth: np.ndarray, fs: float, times: np.ndarr
     (cutoff Hz, (C,) squared Pearson r per channel, (n, C) estimate), the cutoff maximising the
     channel mean of r^2.
     """
-    runs = None if times is None else gap_free_runs(times)
+    segments = None if times is None else filterable_segments(times)
     best = (-np.inf, None, None, None)
     for label, params in lowpass_grid(fs, cutoffs).items():
-        est = per_run(lambda x: lowpass(x, fs, params["cutoff"]), np.asarray(rect, float), runs)
+        est = per_segment(lambda x: lowpass(x, fs, params["cutoff"]), np.asarray(rect, float), segments)
         r2 = _mean_r2(est, truth)
         if np.nanmean(r2) > best[0]:
             best = (float(np.nanmean(r2)), params["cutoff"], r2, est)
@@ -247,11 +247,27 @@ def best_bayesian(rect: np.ndarray, truth: np.ndarray, fs: float,
     """
     x, grid, scale = bayesian_grid(rect, fs)
     x = np.nan_to_num(x)
-    runs = None if times is None else gap_free_runs(times)
+    segments = None if times is None else filterable_segments(times)
     best = (-np.inf, None, None, None)
     for label, params in grid.items():
-        est = per_run(lambda v: bayesian_filter(v, fs, **params), x, runs) * scale
+        est = per_segment(lambda v: bayesian_filter(v, fs, **params), x, segments) * scale
         r2 = _mean_r2(est, truth)
         if np.nanmean(r2) > best[0]:
             best = (float(np.nanmean(r2)), label, r2, est)
     return best[1], best[2], best[3]
+
+
+_FORMER_NAMES = {"stretches": "bin_segments", "gap_free_runs": "filterable_segments", "per_run": "per_segment"}
+"""Former names of the segment helpers (docs/glossary.md, "segment"), still importable with a warning."""
+
+
+def __getattr__(name: str):
+    """The former names of :data:`_FORMER_NAMES`, with a ``DeprecationWarning`` (PEP 562)."""
+    if name in _FORMER_NAMES:
+        import warnings
+
+        new = _FORMER_NAMES[name]
+        warnings.warn(f"nwb_autolfads.evaluation.baselines.{name} is deprecated: use {new} (docs/glossary.md)",
+                      DeprecationWarning, stacklevel=2)
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

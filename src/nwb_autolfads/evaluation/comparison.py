@@ -230,21 +230,23 @@ def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- spectra
-def transfer_function(x: np.ndarray, y: np.ndarray, fs: float, runs: list[slice], nperseg: int = 128) -> dict | None:
+def transfer_function(x: np.ndarray, y: np.ndarray, fs: float, segments: list[slice],
+                      nperseg: int = 128) -> dict | None:
     """Gain |Pxy / Pxx| and magnitude-squared coherence from ``x`` to ``y`` (n, C), averaged
-    over channels, from Welch cross-spectra over the stretches ``runs`` at least ``nperseg``
-    long. Returns dict(freq, gain, coherence, n_segments, nperseg) or None if no stretch is long
-    enough (``n_segments``: how many ``nperseg``-bin Welch segments the estimate averages)."""
+    over channels, from Welch cross-spectra over the ``segments`` (of the rows) at least
+    ``nperseg`` long. Returns dict(freq, gain, coherence, n_segments, nperseg) or None if no
+    segment is long enough (``n_segments``: how many ``nperseg``-bin Welch segments, scipy's
+    word for its windows, the estimate averages)."""
     pxx = pyy = pxy = None
     n_seg = 0
-    for r in runs:
-        if r.stop - r.start < nperseg:
+    for seg in segments:
+        if seg.stop - seg.start < nperseg:
             continue
-        xs, ys = x[r], y[r]
+        xs, ys = x[seg], y[seg]
         f, sxx = sps.welch(xs, fs, nperseg=nperseg, axis=0)
         _, syy = sps.welch(ys, fs, nperseg=nperseg, axis=0)
         _, sxy = sps.csd(xs, ys, fs, nperseg=nperseg, axis=0)
-        w = (r.stop - r.start) // nperseg
+        w = (seg.stop - seg.start) // nperseg
         pxx = w * sxx if pxx is None else pxx + w * sxx
         pyy = w * syy if pyy is None else pyy + w * syy
         pxy = w * sxy if pxy is None else pxy + w * sxy
@@ -323,73 +325,113 @@ def _check_is_source(nwb, ds, where: str) -> None:
 
 def _source(result: Path, ds, cfg, source: str | Path | None = None) -> dict:
     """The source signals (in the result file, or for a results-only file in its source), on the
-    run's bins."""
-    from nwb_autolfads.io.behavior import read_behavior, to_bins
-    from nwb_autolfads.data.preprocessing import preprocess_emg
-    from nwb_autolfads.io.series import read_emg
-    from nwb_autolfads.io.units import bin_spikes, read_units
-
+    run's bins: ``rectified`` and a ``raw`` excerpt (EMG runs), ``kinematics`` and ``force``
+    ((values, names)), ``spikes`` (counts of the modelled units), ``true_activations`` /
+    ``true_rates`` (synthetic files) and ``trials`` ((times, column names)), where the file has them."""
     times = np.asarray(ds.time.values, dtype=float)
     bin_size = float(ds.attrs["bin_size"])
+    modelled = [int(u) for u in ds.unit.values] if "firing_rates" in ds else None
     out: dict = {}
     with _open_source(result, ds, source) as nwb:
         if "emg_activations" in ds:
-            emg_path = next(p for p in str(ds.attrs["source_paths"]).split(",") if p and p != "units")
-            sig = read_emg(nwb, emg_path, lazy=True)
-            pre = preprocess_emg(sig, cfg.preprocess, cfg.windows.bin_size, cfg.data.preprocessed,
-                                 cfg.windows.gap_factor)
-            out["rectified"] = _align(np.concatenate(pre.bin_times), np.concatenate(pre.rectified), times, bin_size)
-            mid = float(np.median(times))
-            span = 5.0
-            edges = np.array([mid - span, mid + span])
-            if sig.timestamps is not None:
-                a, b = np.searchsorted(sig.timestamps, edges)
-            else:  # from the rate: no time vector for the whole recording
-                a, b = np.clip(np.ceil((edges - sig.starting_time) * sig.rate), 0, sig.n_samples).astype(int)
-            out["raw"] = (sig.times(a, b), np.asarray(sig.values[a:b], dtype=float), pre.was_raw)
-        for modality in ("kinematics", "force"):
-            try:
-                sigs = read_behavior(nwb, modality)
-            except Exception:  # nothing of that modality
-                sigs = []
-            cols, names = [], []
-            for s in sigs:
-                binned = to_bins(s, times, bin_size)
-                cols.append(binned)
-                names += s.channel_names
-            if cols:
-                out[modality] = (np.concatenate(cols, axis=1), names)
-        modelled = [int(u) for u in ds.unit.values] if "firing_rates" in ds else None
+            out.update(_source_emg(nwb, ds, cfg, times, bin_size))
+        out.update(_source_behavior(nwb, times, bin_size))
         if nwb.units is not None and len(nwb.units) > 0:
-            try:
-                units = read_units(nwb, cfg.data.units, cfg.data.bad_units)
-                counts = np.asarray(bin_spikes(units, times, bin_size), dtype=float)
-                if modelled is not None:  # the modelled units' columns, in the run's order
-                    counts = _unit_columns(counts, [int(i) for i in units.ids], modelled, "the selected units")
-                if counts is not None:
-                    out["spikes"] = counts
-            except Exception as exc:  # unusable units: the spikes metric is left out
-                log.info("units not used for evaluation: %s", exc)
-        gt = nwb.processing.get("ground_truth")
-        if gt is not None:
-            for name in ("true_activations", "true_rates"):
-                if name in gt.data_interfaces:
-                    ts = gt[name]
-                    t = (np.asarray(ts.timestamps[:]) if ts.timestamps is not None
-                         else ts.starting_time + np.arange(ts.data.shape[0]) / ts.rate)
-                    values = bin_mean(t, np.asarray(ts.data[:], dtype=float), times, bin_size)
-                    if name == "true_rates" and modelled is not None and nwb.units is not None:
-                        # one column per row of the Units table: the modelled units' rows, in the run's order
-                        values = _unit_columns(values, [int(i) for i in nwb.units.id[:]], modelled, name)
-                    if values is not None:
-                        out[name] = values
+            out.update(_source_spikes(nwb, cfg, times, bin_size, modelled))
+        out.update(_source_truth(nwb, times, bin_size, modelled))
         if nwb.trials is not None and len(nwb.trials) > 0:
-            df = nwb.trials.to_dataframe()
-            cols = [c for c in df.columns if (c.endswith("_time") or c in ("start_time", "stop_time"))
-                    and np.issubdtype(df[c].dtype, np.number)]
-            order = sorted(cols, key=lambda c: float(np.nanmedian(df[c] - df["start_time"])))
-            out["trials"] = (df[order].to_numpy(dtype=float), order)
+            out["trials"] = _trial_times(nwb)
     return out
+
+
+def _source_emg(nwb, ds, cfg, times: np.ndarray, bin_size: float) -> dict:
+    """The modelled EMG with the run's own preprocessing: ``rectified`` (n_bins, C) on the run's
+    bins, and ``raw``: (times, samples, was_raw) of the 10 s around the middle of the run."""
+    from nwb_autolfads.data.preprocessing import preprocess_emg
+    from nwb_autolfads.io.series import read_emg
+
+    emg_path = next(p for p in str(ds.attrs["source_paths"]).split(",") if p and p != "units")
+    sig = read_emg(nwb, emg_path, lazy=True)
+    pre = preprocess_emg(sig, cfg.preprocess, cfg.windows.bin_size, cfg.data.preprocessed, cfg.windows.gap_factor)
+    rectified = _align(np.concatenate(pre.bin_times), np.concatenate(pre.rectified), times, bin_size)
+    mid = float(np.median(times))
+    span = 5.0
+    edges = np.array([mid - span, mid + span])
+    if sig.timestamps is not None:
+        a, b = np.searchsorted(sig.timestamps, edges)
+    else:  # from the rate: no time vector for the whole recording
+        a, b = np.clip(np.ceil((edges - sig.starting_time) * sig.rate), 0, sig.n_samples).astype(int)
+    return {"rectified": rectified, "raw": (sig.times(a, b), np.asarray(sig.values[a:b], dtype=float), pre.was_raw)}
+
+
+def _source_behavior(nwb, times: np.ndarray, bin_size: float) -> dict:
+    """``kinematics`` and ``force``, each (values (n_bins, K), channel names) on the run's bins,
+    where the file has them."""
+    from nwb_autolfads.io.behavior import read_behavior, to_bins
+
+    out = {}
+    for modality in ("kinematics", "force"):
+        try:
+            sigs = read_behavior(nwb, modality)
+        except Exception:  # nothing of that modality
+            sigs = []
+        cols, names = [], []
+        for s in sigs:
+            binned = to_bins(s, times, bin_size)
+            cols.append(binned)
+            names += s.channel_names
+        if cols:
+            out[modality] = (np.concatenate(cols, axis=1), names)
+    return out
+
+
+def _source_spikes(nwb, cfg, times: np.ndarray, bin_size: float, modelled: list[int] | None) -> dict:
+    """``spikes``: the binned spike counts (n_bins, U) of the run's unit selection (for a run
+    that modelled units, their columns in the run's order); empty when the units are unusable
+    (the spikes metric is then left out)."""
+    from nwb_autolfads.io.units import bin_spikes, read_units
+
+    try:
+        units = read_units(nwb, cfg.data.units, cfg.data.bad_units)
+        counts = np.asarray(bin_spikes(units, times, bin_size), dtype=float)
+        if modelled is not None:  # the modelled units' columns, in the run's order
+            counts = _unit_columns(counts, [int(i) for i in units.ids], modelled, "the selected units")
+        if counts is not None:
+            return {"spikes": counts}
+    except Exception as exc:  # unusable units: the spikes metric is left out
+        log.info("units not used for evaluation: %s", exc)
+    return {}
+
+
+def _source_truth(nwb, times: np.ndarray, bin_size: float, modelled: list[int] | None) -> dict:
+    """``true_activations`` and ``true_rates`` of ``processing/ground_truth`` (synthetic files),
+    averaged into the run's bins; the rates of the modelled units only, in the run's order."""
+    gt = nwb.processing.get("ground_truth")
+    out = {}
+    if gt is None:
+        return out
+    for name in ("true_activations", "true_rates"):
+        if name in gt.data_interfaces:
+            ts = gt[name]
+            t = (np.asarray(ts.timestamps[:]) if ts.timestamps is not None
+                 else ts.starting_time + np.arange(ts.data.shape[0]) / ts.rate)
+            values = bin_mean(t, np.asarray(ts.data[:], dtype=float), times, bin_size)
+            if name == "true_rates" and modelled is not None and nwb.units is not None:
+                # one column per row of the Units table: the modelled units' rows, in the run's order
+                values = _unit_columns(values, [int(i) for i in nwb.units.id[:]], modelled, name)
+            if values is not None:
+                out[name] = values
+    return out
+
+
+def _trial_times(nwb) -> tuple[np.ndarray, list[str]]:
+    """The numeric time columns of the trials table (n_trials, K) and their names, ordered by
+    their median time after ``start_time``."""
+    df = nwb.trials.to_dataframe()
+    cols = [c for c in df.columns if (c.endswith("_time") or c in ("start_time", "stop_time"))
+            and np.issubdtype(df[c].dtype, np.number)]
+    order = sorted(cols, key=lambda c: float(np.nanmedian(df[c] - df["start_time"])))
+    return df[order].to_numpy(dtype=float), order
 
 
 def _unit_columns(values: np.ndarray, ids: list[int], modelled: list[int], what: str) -> np.ndarray | None:
@@ -506,133 +548,231 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
     cfg = RunConfig.from_saved(json.loads(ds.attrs["config"]),  # also a run of a version counting epochs
                                n_train=json.loads(ds.attrs.get("metrics") or "{}").get("n_train"))
     bin_size = float(ds.attrs["bin_size"])
-    fs = 1.0 / bin_size
     times = np.asarray(ds.time.values, dtype=float)
-    src = _source(result, ds, cfg, source)
-    notes: list[str] = []
+    st = _Scoring(ds, _source(result, ds, cfg, source), times, bin_size, folds, lags, traces={"times": times})
+    groups = _estimate_groups(st, cfg)
+    for group in groups:
+        _score_group(st, group)
+    spectra = _spectra(st, groups[0]) if groups and groups[0].kind == "emg" else {}
+    _add_source_traces(st)
+    return Evaluation(result=str(result), run=ds.attrs["run"], bin_size=bin_size, n_bins=int(times.size),
+                      channel_names=groups[0].channels if groups else [], methods=st.methods, folds=folds, lags=lags,
+                      scores=st.scores, spectra=spectra, notes=st.notes, traces=st.traces)
 
-    groups = []  # (kind, {method: {label: estimate}}, name of the ground truth, names of its channels)
-    if "emg_activations" in ds:
-        rect = src["rectified"]
-        model = np.asarray(ds.emg_activations.values, dtype=float)
-        common = np.isfinite(rect).all(axis=1) & np.isfinite(model).all(axis=1)  # every method on the same bins
-        xb, bgrid, bscale = bl.bayesian_grid(rect, fs)
-        runs_all = bl.stretches(times, bin_size, common)
-        emg = {MODEL: {"": np.where(common[:, None], model, np.nan)},
-               "rectified": {"": np.where(common[:, None], rect, np.nan)},
-               "low-pass": {lab: bl.per_run(lambda v, p=p: bl.lowpass(v, fs, **p), rect, runs_all)
-                            for lab, p in bl.lowpass_grid(fs).items()},
-               "Bayesian": {lab: bl.per_run(lambda v, p=p: bl.bayesian_filter(v, fs, **p) * bscale, xb, runs_all)
-                            for lab, p in bgrid.items()}}
-        channel_names = [str(c) for c in ds.channel.values]
-        groups.append(("emg", emg, "true_activations", channel_names))
+
+@dataclass
+class _Scoring:
+    """What the steps of :func:`evaluate` read (the run ``ds``, its source signals ``src`` on the
+    run's bins, the cross-validation settings) and what they add to (``scores``, ``methods``,
+    ``traces``, ``notes``, as in :class:`Evaluation`)."""
+
+    ds: object
+    src: dict
+    times: np.ndarray
+    bin_size: float
+    folds: int
+    lags: int
+    traces: dict = field(default_factory=dict)
+    scores: dict = field(default_factory=dict)
+    methods: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def fs(self) -> float:
+        """Bins per second."""
+        return 1.0 / self.bin_size
+
+
+@dataclass
+class _Group:
+    """The estimates of one modality, scored together: ``methods`` maps the model and each
+    baseline to its candidate estimates ({parameter label: (n_bins, C) array}; one label, ``""``,
+    for methods without parameters); ``truth`` names the ground truth of the same channels in the
+    source signals; ``channels`` names the channels; ``prefix`` goes before the method names in
+    the table (``"rates: "`` for the rates of a model of EMG and spikes)."""
+
+    kind: str
+    methods: dict[str, dict[str, np.ndarray]]
+    truth: str
+    channels: list[str]
+    prefix: str = ""
+
+
+def _estimate_groups(st: _Scoring, cfg) -> list[_Group]:
+    """The model's estimates and the baselines', per modality: EMG first (muscle activations),
+    then firing rates (when the source has the spikes)."""
+    groups = []
+    if "emg_activations" in st.ds:
+        groups.append(_emg_estimates(st))
         if cfg.preprocess.artefact_fraction is not None:
-            notes.append("the run rejected shared artefacts (preprocess.artefact_fraction "
-                         f"{cfg.preprocess.artefact_fraction:g}): the baselines filter the same cleaned rectified EMG")
-    else:
-        channel_names = []
-    if "firing_rates" in ds and "spikes" in src:
-        counts = src["spikes"]
-        runs_all = bl.stretches(times, bin_size)
-        sp = {MODEL: {"": np.asarray(ds.firing_rates.values, dtype=float)},
-              "smoothed spikes": {f"{s * 1e3:g} ms": bl.per_run(lambda v, s=s: bl.gaussian_smooth(v, bin_size, s),
-                                                               counts, runs_all)
-                                  for s in bl.SMOOTHING_SD_S}}
-        unit_names = [f"unit {u}" for u in ds.unit.values]
-        groups.append(("spikes", sp, "true_rates", unit_names))
-        if not channel_names:
-            channel_names = unit_names
+            st.notes.append("the run rejected shared artefacts (preprocess.artefact_fraction "
+                            f"{cfg.preprocess.artefact_fraction:g}): the baselines filter the same cleaned rectified EMG")
+    if "firing_rates" in st.ds and "spikes" in st.src:
+        groups.append(_rate_estimates(st))
+    if len(groups) > 1:
+        for group in groups:
+            if group.kind != "emg":
+                group.prefix = "rates: "
+    return groups
 
-    scores: dict = {}
-    methods: list[str] = []
-    traces: dict = {"times": times}
-    for kind, methods_est, truth_name, group_names in groups:
-        prefix = "" if kind == "emg" or len(groups) == 1 else "rates: "
-        for m in methods_est:
-            methods.append(prefix + m)
-        targets = []
-        if truth_name in src:
-            targets.append(("truth", src[truth_name], None, True, 0))
-        if "kinematics" in src:
-            kin, names = src["kinematics"]
-            vel = np.gradient(kin, bin_size, axis=0)
-            targets.append(("kinematics", np.concatenate([kin, vel], axis=1),
-                            names + [f"{n} velocity" for n in names], False, lags))
-        if "force" in src:
-            targets.append(("force", src["force"][0], src["force"][1], False, lags))
-        primary_choice: dict[str, list[str]] = {}
-        for metric, Y, names, per_channel, metric_lags in targets:
-            if per_channel and Y.shape[1] != next(iter(methods_est[MODEL].values())).shape[1]:
-                notes.append(f"{truth_name} has {Y.shape[1]} channels for {len(group_names)}: not scored")
-                continue
-            if metric in str(ds.attrs.get("modalities", "")).split("+"):  # e.g. emg+force: an input, not held out
-                notes.append(f"the model was trained on this {metric} too ({ds.attrs['modalities']}): its {metric} "
-                             "score is not an independent test")
-            res = scores.setdefault(metric, {})
-            for m, cands in methods_est.items():
-                out = nested_cv(cands, Y, lags=metric_lags, folds=folds, per_channel=per_channel)
-                if metric == "force":  # reported as correlation
-                    out["mean_r2"], out["mean"] = out["mean"], float(np.nanmean(out["r"]))
-                    out["folds_r2"], out["folds"] = out["folds"], out["folds_r"]
-                out["targets"] = names or group_names
-                res[prefix + m] = out
-            if not primary_choice:
-                primary_choice = {m: res[prefix + m]["chosen"] for m in methods_est if len(methods_est[m]) > 1}
-        if kind == "emg" and "spikes" in src:
-            counts = src["spikes"]
-            if "spikes" in str(ds.attrs.get("modalities", "")):
-                notes.append("the model was trained on these spikes too (emg+spikes): its spikes->est R^2 is not an "
-                             "independent test")
-            res = scores.setdefault("spikes", {})
-            for m, cands in methods_est.items():
-                fixed = primary_choice.get(m) if len(cands) > 1 else None
-                if len(cands) > 1 and fixed is None:
-                    fixed = [_default_label(m, cands)] * folds
-                per_label = {}
-                for lab in (set(fixed) if fixed else [""]):
-                    per_label[lab] = nested_cv({"spikes": counts}, cands[lab], lags=lags, folds=folds)
-                if fixed:
-                    folds_r2 = np.array([per_label[lab]["folds"][k] for k, lab in enumerate(fixed)])
-                    best = Counter(fixed).most_common(1)[0][0]
-                    out = dict(per_label[best], folds=folds_r2, mean=float(np.nanmean(folds_r2)), chosen=fixed)
-                else:
-                    out = per_label[""]
-                out["targets"] = channel_names
-                res[prefix + m] = out
-        # the estimates shown in plots and spectra: each baseline at its most often chosen parameters
-        for m, cands in methods_est.items():
-            if len(cands) == 1:
-                lab = ""
-            elif primary_choice.get(m):
-                lab = Counter(primary_choice[m]).most_common(1)[0][0]
-            else:
-                lab = _default_label(m, cands)
-            traces[(kind, m)] = (lab, cands[lab])
-        if truth_name in src and src[truth_name].shape[1] == len(group_names):  # drawn per column: never another's
-            traces[(kind, "truth")] = src[truth_name]
 
+def _emg_estimates(st: _Scoring) -> _Group:
+    """The model's activations, the rectified EMG, the low-pass sweep and the Bayesian grid, all
+    on the same bins (those where the model and the rectified EMG are finite), each filter
+    applied per segment."""
+    fs = st.fs
+    rect = st.src["rectified"]
+    model = np.asarray(st.ds.emg_activations.values, dtype=float)
+    common = np.isfinite(rect).all(axis=1) & np.isfinite(model).all(axis=1)  # every method on the same bins
+    xb, bgrid, bscale = bl.bayesian_grid(rect, fs)
+    segments = bl.bin_segments(st.times, st.bin_size, common)
+    emg = {MODEL: {"": np.where(common[:, None], model, np.nan)},
+           "rectified": {"": np.where(common[:, None], rect, np.nan)},
+           "low-pass": {lab: bl.per_segment(lambda v, p=p: bl.lowpass(v, fs, **p), rect, segments)
+                        for lab, p in bl.lowpass_grid(fs).items()},
+           "Bayesian": {lab: bl.per_segment(lambda v, p=p: bl.bayesian_filter(v, fs, **p) * bscale, xb, segments)
+                        for lab, p in bgrid.items()}}
+    return _Group("emg", emg, "true_activations", [str(c) for c in st.ds.channel.values])
+
+
+def _rate_estimates(st: _Scoring) -> _Group:
+    """The model's firing rates and the spike-smoothing sweep (per segment)."""
+    counts = st.src["spikes"]
+    segments = bl.bin_segments(st.times, st.bin_size)
+    sp = {MODEL: {"": np.asarray(st.ds.firing_rates.values, dtype=float)},
+          "smoothed spikes": {f"{s * 1e3:g} ms": bl.per_segment(lambda v, s=s: bl.gaussian_smooth(v, st.bin_size, s),
+                                                               counts, segments)
+                              for s in bl.SMOOTHING_SD_S}}
+    return _Group("spikes", sp, "true_rates", [f"unit {u}" for u in st.ds.unit.values])
+
+
+def _score_group(st: _Scoring, group: _Group) -> None:
+    """Score every method of ``group`` on each target the source has, then (EMG) its prediction
+    from the cortical spikes, and keep the estimates to plot."""
+    st.methods += [group.prefix + m for m in group.methods]
+    choice = _score_targets(st, group)
+    if group.kind == "emg" and "spikes" in st.src:
+        _score_from_spikes(st, group, choice)
+    _add_estimate_traces(st, group, choice)
+
+
+def _targets(st: _Scoring, group: _Group) -> list[tuple]:
+    """What the estimates are scored against: (metric, targets (n_bins, K), target names or
+    None, per_channel, lags) for the ground truth, the kinematics (angles and velocities) and
+    the force, where the source has them."""
+    src = st.src
+    targets = []
+    if group.truth in src:
+        targets.append(("truth", src[group.truth], None, True, 0))
+    if "kinematics" in src:
+        kin, names = src["kinematics"]
+        vel = np.gradient(kin, st.bin_size, axis=0)
+        targets.append(("kinematics", np.concatenate([kin, vel], axis=1),
+                        names + [f"{n} velocity" for n in names], False, st.lags))
+    if "force" in src:
+        targets.append(("force", src["force"][0], src["force"][1], False, st.lags))
+    return targets
+
+
+def _score_targets(st: _Scoring, group: _Group) -> dict[str, list[str]]:
+    """Cross-validated scores of every method of ``group`` on each of its :func:`_targets`, into
+    ``st.scores``; returns each baseline's parameters chosen per fold by the first (primary)
+    metric scored."""
+    choice: dict[str, list[str]] = {}
+    n_channels = next(iter(group.methods[MODEL].values())).shape[1]
+    for metric, Y, names, per_channel, metric_lags in _targets(st, group):
+        if per_channel and Y.shape[1] != n_channels:
+            st.notes.append(f"{group.truth} has {Y.shape[1]} channels for {len(group.channels)}: not scored")
+            continue
+        if metric in str(st.ds.attrs.get("modalities", "")).split("+"):  # e.g. emg+force: an input, not held out
+            st.notes.append(f"the model was trained on this {metric} too ({st.ds.attrs['modalities']}): its {metric} "
+                            "score is not an independent test")
+        res = st.scores.setdefault(metric, {})
+        for m, cands in group.methods.items():
+            out = nested_cv(cands, Y, lags=metric_lags, folds=st.folds, per_channel=per_channel)
+            if metric == "force":  # reported as correlation
+                out["mean_r2"], out["mean"] = out["mean"], float(np.nanmean(out["r"]))
+                out["folds_r2"], out["folds"] = out["folds"], out["folds_r"]
+            out["targets"] = names or group.channels
+            res[group.prefix + m] = out
+        if not choice:
+            choice = {m: res[group.prefix + m]["chosen"] for m in group.methods if len(group.methods[m]) > 1}
+    return choice
+
+
+def _score_from_spikes(st: _Scoring, group: _Group, choice: dict[str, list[str]]) -> None:
+    """The ``spikes`` metric: cross-validated prediction of each method's estimate from the
+    binned cortical spikes, each baseline at the parameters ``choice`` (the primary metric's)
+    picked per fold, else at its :func:`_default_label`."""
+    counts = st.src["spikes"]
+    if "spikes" in str(st.ds.attrs.get("modalities", "")):
+        st.notes.append("the model was trained on these spikes too (emg+spikes): its spikes->est R^2 is not an "
+                        "independent test")
+    res = st.scores.setdefault("spikes", {})
+    for m, cands in group.methods.items():
+        fixed = choice.get(m) if len(cands) > 1 else None
+        if len(cands) > 1 and fixed is None:
+            fixed = [_default_label(m, cands)] * st.folds
+        per_label = {}
+        for lab in (set(fixed) if fixed else [""]):
+            per_label[lab] = nested_cv({"spikes": counts}, cands[lab], lags=st.lags, folds=st.folds)
+        if fixed:
+            folds_r2 = np.array([per_label[lab]["folds"][k] for k, lab in enumerate(fixed)])
+            best = Counter(fixed).most_common(1)[0][0]
+            out = dict(per_label[best], folds=folds_r2, mean=float(np.nanmean(folds_r2)), chosen=fixed)
+        else:
+            out = per_label[""]
+        out["targets"] = group.channels
+        res[group.prefix + m] = out
+
+
+def _add_estimate_traces(st: _Scoring, group: _Group, choice: dict[str, list[str]]) -> None:
+    """The estimates shown in plots and spectra: each baseline at its most often chosen
+    parameters (``traces[(kind, method)] = (label, estimate)``), and the ground truth."""
+    for m, cands in group.methods.items():
+        if len(cands) == 1:
+            lab = ""
+        elif choice.get(m):
+            lab = Counter(choice[m]).most_common(1)[0][0]
+        else:
+            lab = _default_label(m, cands)
+        st.traces[(group.kind, m)] = (lab, cands[lab])
+    truth = st.src.get(group.truth)
+    if truth is not None and truth.shape[1] == len(group.channels):  # drawn per column: never another's
+        st.traces[(group.kind, "truth")] = truth
+
+
+def _spectra(st: _Scoring, emg: _Group) -> dict:
+    """The effective filters from rectified EMG to each EMG estimate (:func:`transfer_function`),
+    ``spectra[phase][method]``: over the whole recording (``all``) and per behavioural phase."""
+    rect = st.src["rectified"]
+    ok = np.isfinite(rect).all(axis=1)
+    phase_masks = {"all": ok}
+    if "trials" in st.src:
+        phase_masks.update({k: v & ok for k, v in _phases(st.src["trials"], st.times).items()})
     spectra: dict = {}
-    if groups and groups[0][0] == "emg":
-        rect = src["rectified"]
-        ok = np.isfinite(rect).all(axis=1)
-        phase_masks = {"all": ok}
-        if "trials" in src:
-            phase_masks.update({k: v & ok for k, v in _phases(src["trials"], times).items()})
-        for phase, mask in phase_masks.items():
-            runs = bl.stretches(times, bin_size, mask)
-            nper = 128 if phase == "all" else 32
-            per_method = {}
-            for m in groups[0][1]:
-                if m == "rectified":
-                    continue
-                lab, est = traces[("emg", m)]
-                tf = transfer_function(np.nan_to_num(rect), np.nan_to_num(est), fs, runs, nperseg=nper)
-                if tf is not None:
-                    per_method[m] = tf
-            if per_method:
-                spectra[phase] = per_method
-            elif phase != "all":
-                notes.append(f"phase {phase!r}: no stretch of {nper} bins, no spectrum")
+    for phase, mask in phase_masks.items():
+        segments = bl.bin_segments(st.times, st.bin_size, mask)
+        nper = 128 if phase == "all" else 32
+        per_method = {}
+        for m in emg.methods:
+            if m == "rectified":
+                continue
+            lab, est = st.traces[("emg", m)]
+            tf = transfer_function(np.nan_to_num(rect), np.nan_to_num(est), st.fs, segments, nperseg=nper)
+            if tf is not None:
+                per_method[m] = tf
+        if per_method:
+            spectra[phase] = per_method
+        elif phase != "all":
+            st.notes.append(f"phase {phase!r}: no segment of {nper} bins, no spectrum")
+    return spectra
+
+
+def _add_source_traces(st: _Scoring) -> None:
+    """The signals plotted beside the estimates: the raw EMG excerpt, rectified EMG, kinematics,
+    force, the activations' unit, the model's credible bands, the units' names and spikes."""
+    ds, src, traces = st.ds, st.src, st.traces
     if "raw" in src:
         traces["raw"] = src["raw"]
     traces["rectified"] = src.get("rectified")
@@ -651,9 +791,6 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
         traces["unit_names"] = [f"unit {u}" for u in ds.unit.values]
         if "spikes" in src:
             traces["spikes"] = src["spikes"]
-    return Evaluation(result=str(result), run=ds.attrs["run"], bin_size=bin_size, n_bins=int(times.size),
-                      channel_names=channel_names, methods=methods, folds=folds, lags=lags, scores=scores, spectra=spectra, notes=notes,
-                      traces=traces)
 
 
 def _default_label(method: str, cands: dict) -> str:

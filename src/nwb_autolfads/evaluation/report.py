@@ -375,12 +375,44 @@ def scores_figure(ev: Evaluation, metric: str):
     fig, (ax, ax2) = _figure(plt, 1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [1, 2.2]})
     means = [per_method[m]["mean"] for m in methods]
     fold_means = [np.nanmean(np.asarray(per_method[m]["folds"], dtype=float), axis=1) for m in methods]
-    spreads = [float(np.std(f)) for f in fold_means]
     colors = [COLORS.get(m.removeprefix("rates: "), "#777777") for m in methods]
     name = "r" if metric == "force" else "R²"
     tied = _tied(means)
     per_target = [np.asarray(per_method[m]["r"] if metric == "force" else per_method[m]["per_target"], dtype=float)
                   for m in methods]
+    show, lo = _mean_bars(ax, methods, means, fold_means, colors, name, tied)
+    # per target: one block of bars per set of targets (the muscles; the units for rates)
+    blocks: dict[tuple, list[int]] = {}
+    for i, m in enumerate(methods):
+        blocks.setdefault(tuple(per_method[m]["targets"]), []).append(i)
+    x0, ticks, labels = 0.0, [], []
+    for targets, members in blocks.items():
+        width = 0.8 / len(members)
+        for j, i in enumerate(members):
+            ax2.bar(x0 + np.arange(len(targets)) + j * width, show(per_target[i]), width, color=colors[i],
+                    label=methods[i])
+        ticks += list(x0 + np.arange(len(targets)) + 0.4 - width / 2)
+        labels += list(targets)
+        x0 += len(targets) + 0.6
+    ax2.set_xticks(ticks, labels, rotation=30, ha="right", fontsize=7)
+    if tied:
+        ax2.set_yscale("log")
+        ax2.set_ylabel(f"1 − {name}")
+    else:
+        ax2.set_ylim(lo, 1.0)
+    _legend_on_top(ax2, ncol=min(len(methods), 4))
+    ax2.get_legend().set_title("per target (pooled over folds)", prop={"size": LEGEND_FONTSIZE})
+    fig.suptitle(_title(metric, ev))
+    _fit_titles(fig)
+    return fig
+
+
+def _mean_bars(ax, methods: list[str], means: list[float], fold_means: list[np.ndarray], colors: list[str],
+               name: str, tied: bool):
+    """The left panel of :func:`scores_figure`: each method's mean score with its folds as dots
+    (``tied``: 1 − score on a log axis). Returns the transform of a score to its bar height and
+    the bottom of the linear axis (the per-target panel shares both)."""
+    spreads = [float(np.std(f)) for f in fold_means]
     if tied:  # e.g. force r 0.996 for every method: the distance from 1 separates them
         show = lambda v: np.clip(1.0 - np.asarray(v, dtype=float), 1e-6, None)  # noqa: E731
         ax.bar(range(len(methods)), show(means), color=colors)
@@ -406,30 +438,7 @@ def scores_figure(ev: Evaluation, metric: str):
         for i, v in enumerate(means):
             if v < lo:  # off the axis: say how far
                 ax.text(i, lo, f"{v:.2f}", ha="center", va="bottom", fontsize=7)
-    # per target: one block of bars per set of targets (the muscles; the units for rates)
-    blocks: dict[tuple, list[int]] = {}
-    for i, m in enumerate(methods):
-        blocks.setdefault(tuple(per_method[m]["targets"]), []).append(i)
-    x0, ticks, labels = 0.0, [], []
-    for targets, members in blocks.items():
-        width = 0.8 / len(members)
-        for j, i in enumerate(members):
-            ax2.bar(x0 + np.arange(len(targets)) + j * width, show(per_target[i]), width, color=colors[i],
-                    label=methods[i])
-        ticks += list(x0 + np.arange(len(targets)) + 0.4 - width / 2)
-        labels += list(targets)
-        x0 += len(targets) + 0.6
-    ax2.set_xticks(ticks, labels, rotation=30, ha="right", fontsize=7)
-    if tied:
-        ax2.set_yscale("log")
-        ax2.set_ylabel(f"1 − {name}")
-    else:
-        ax2.set_ylim(lo, 1.0)
-    _legend_on_top(ax2, ncol=min(len(methods), 4))
-    ax2.get_legend().set_title("per target (pooled over folds)", prop={"size": LEGEND_FONTSIZE})
-    fig.suptitle(_title(metric, ev))
-    _fit_titles(fig)
-    return fig
+    return show, lo
 
 
 # --------------------------------------------------------------------------- spectra, factors
@@ -660,14 +669,24 @@ def write_report(ev: Evaluation, folder: str | Path, ds=None, overwrite: bool = 
 
 
 def _write_into(ev: Evaluation, folder: Path, ds=None) -> Path:
-    from nwb_autolfads.io.results import _json_dict, interval_percent, load_results
+    """Write the report's files into ``folder``: ``evaluation.json``, the figures and ``index.html``."""
+    from nwb_autolfads.io.results import load_results
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if ds is None:
         ds = load_results(ev.result, ev.run)
     ev.to_json(folder / "evaluation.json")
-    figs = []
+    figs = _estimate_figures(ev, folder, ds) + _score_figures(ev, folder) + _model_figures(ev, folder, ds)
+    index = folder / "index.html"
+    index.write_text(_page(ev, ds, figs))
+    return index
+
+
+def _estimate_figures(ev: Evaluation, folder: Path, ds) -> list[tuple[str, str]]:
+    """The example traces and rates, written into ``folder``, as [(caption, file name)]."""
+    from nwb_autolfads.io.results import _json_dict, interval_percent
+
     emg_truth = (" Black dashes: the ground truth, affine-fitted to the rectified EMG (it has no unit)."
                  if ("emg", "truth") in ev.traces else "")
     rate_truth = " Black dashes: the true rate (Hz)." if ("spikes", "truth") in ev.traces else ""
@@ -677,34 +696,50 @@ def _write_into(ev: Evaluation, folder: Path, ds=None) -> Path:
     emg_band, rate_band = (f" Red shading: its central {interval_percent(ev.traces[(k, 'band')][0])} credible interval "
                            f"({how}; approximate)." if (k, "band") in ev.traces
                            else "" for k in ("emg", "spikes"))
-    for caption, name in (
-            ("Example traces. Grey: rectified EMG in model bins (raw EMG below zero, on its own scale); blue: the "
-             "low-pass filter and green: the Bayesian filter, each at the parameters cross-validation chose most "
-             "often; red: nwb-autolfads." + emg_band + emg_truth, _written(traces_figure(ev), folder, "traces.png")),
-            ("Example firing rates per unit, in Hz, with the unit's spikes as ticks below zero (one tick per bin "
-             "with a spike). Blue: Gaussian smoothing of the spikes at the width cross-validation chose most "
-             "often; red: nwb-autolfads." + rate_band + rate_truth, _written(rates_figure(ev), folder, "rates.png"))):
-        if name:
-            figs.append((caption, name))
+    return _kept([
+        ("Example traces. Grey: rectified EMG in model bins (raw EMG below zero, on its own scale); blue: the "
+         "low-pass filter and green: the Bayesian filter, each at the parameters cross-validation chose most "
+         "often; red: nwb-autolfads." + emg_band + emg_truth, _written(traces_figure(ev), folder, "traces.png")),
+        ("Example firing rates per unit, in Hz, with the unit's spikes as ticks below zero (one tick per bin "
+         "with a spike). Blue: Gaussian smoothing of the spikes at the width cross-validation chose most "
+         "often; red: nwb-autolfads." + rate_band + rate_truth, _written(rates_figure(ev), folder, "rates.png"))])
+
+
+def _score_figures(ev: Evaluation, folder: Path) -> list[tuple[str, str]]:
+    """One bar figure per metric, written into ``folder``, as [(caption, file name)]."""
+    figs = []
     for metric in ev.scores:
         name = _written(scores_figure(ev, metric), folder, f"scores_{metric}.png")
         figs.append((_title(metric, ev) + ". Higher is better. Folds are contiguous blocks of time; each "
                      "baseline's parameters were chosen inside the training folds. Where every method scores the "
                      "same to 3 decimals, the bars show 1 − score (log axis) to separate them.", name))
-    for caption, name in (
-            ("What each method does to the rectified EMG, as a filter: gain and coherence per frequency, averaged "
-             "over Welch segments (their number and length above each column) of the whole recording and, where "
-             "the file has a trials table, of each behavioural phase between its time columns. A low-pass filter "
-             "passes low frequencies with gain 1 and cuts above its cutoff; the model's filter adapts to the "
-             "signal.", _written(spectra_figure(ev), folder, "transfer_functions.png")),
-            ("Training curves of the chosen model (negative log-likelihood per data element), per validation check.",
-             _written(training_curves_figure(ds), folder, "training_curves.png")),
-            ("Hyperparameters of every member of the population per generation (numbered from 1, as the console "
-             "counts).", _written(pbt_figure(ds), folder, "pbt_hyperparameters.png")),
-            ("Latent factors and inferred inputs over an example stretch.",
-             _written(factors_figure(ds), folder, "factors.png"))):
-        if name:
-            figs.append((caption, name))
+    return figs
+
+
+def _model_figures(ev: Evaluation, folder: Path, ds) -> list[tuple[str, str]]:
+    """The effective filters, training curves, PBT hyperparameters and factors, written into
+    ``folder``, as [(caption, file name)] (those that apply)."""
+    return _kept([
+        ("What each method does to the rectified EMG, as a filter: gain and coherence per frequency, averaged "
+         "over Welch segments (their number and length above each column) of the whole recording and, where "
+         "the file has a trials table, of each behavioural phase between its time columns. A low-pass filter "
+         "passes low frequencies with gain 1 and cuts above its cutoff; the model's filter adapts to the "
+         "signal.", _written(spectra_figure(ev), folder, "transfer_functions.png")),
+        ("Training curves of the chosen model (negative log-likelihood per data element), per validation check.",
+         _written(training_curves_figure(ds), folder, "training_curves.png")),
+        ("Hyperparameters of every member of the population per generation (numbered from 1, as the console "
+         "counts).", _written(pbt_figure(ds), folder, "pbt_hyperparameters.png")),
+        ("Latent factors and inferred inputs over an example stretch.",
+         _written(factors_figure(ds), folder, "factors.png"))])
+
+
+def _kept(figs: list[tuple[str, str | None]]) -> list[tuple[str, str]]:
+    """The figures that were written (a figure that does not apply has no file name)."""
+    return [(caption, name) for caption, name in figs if name]
+
+
+def _page(ev: Evaluation, ds, figs: list[tuple[str, str]]) -> str:
+    """``index.html``: the scores table, notes, figures with captions and the run's provenance."""
     provenance = {k: ds.attrs.get(k, "") for k in ("started", "finished", "software_version", "git_revision",
                                                     "random_seed", "source_file_identifier", "command")}
     hyper = ds.attrs.get("hyperparameters") or "{}"
@@ -719,11 +754,8 @@ def _write_into(ev: Evaluation, folder: Path, ds=None) -> Path:
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in provenance.items()) + "</table>")
     body.append(f"<h3>Hyperparameters of the result</h3><pre>{html.escape(json.dumps(json.loads(hyper), indent=1))}</pre>")
     body.append("<p>Numbers as JSON: <a href='evaluation.json'>evaluation.json</a></p>")
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>nwb-autolfads evaluation</title><style>"
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>nwb-autolfads evaluation</title><style>"
             "body{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222}"
             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
             "figure{margin:2em 0}img{max-width:100%}figcaption{color:#555;font-size:90%}</style></head><body>"
             + "\n".join(body) + "</body></html>")
-    index = folder / "index.html"
-    index.write_text(page)
-    return index

@@ -9,8 +9,8 @@ starting_time + rate, conversion/offset and gaps in time (see :mod:`nwb_autolfad
 
 :func:`to_bins` puts a signal on bin centres: a zero-phase low-pass below the bins' Nyquist
 frequency first when the signal is sampled faster than the bins (anti-aliasing), then linear
-interpolation at the centres, separately in every gap-free stretch; bins outside the signal's
-stretches are NaN.
+interpolation at the centres, separately in every segment; bins outside the signal's
+segments are NaN.
 """
 
 from __future__ import annotations
@@ -65,15 +65,15 @@ def read_behavior(nwbfile, modality: str = "kinematics", path: str | None = None
 def to_bins(sig: Signal, centres: np.ndarray, bin_size: float, gap_factor: float = 1.5,
             order: int = 4) -> np.ndarray:
     """``sig`` at the bin ``centres`` (seconds): (n_bins, n_channels) float64, NaN where the
-    signal has no data (outside its stretches, or NaN samples)."""
+    signal has no data (outside its segments, or NaN samples)."""
     centres = np.asarray(centres, dtype=float)
     times = sig.times()
     values = np.asarray(sig.values, dtype=float)
     out = np.full((centres.size, sig.n_channels), np.nan)
-    stretches = split_segments(times, gap_factor) if sig.timestamps is not None else [slice(0, sig.n_samples)]
+    segments = split_segments(times, gap_factor) if sig.timestamps is not None else [slice(0, sig.n_samples)]
     fs = sig.sampling_rate()
     cutoff = 0.4 / bin_size  # 80% of the bins' Nyquist frequency
-    for seg in stretches:
+    for seg in segments:
         t, x = times[seg], values[seg]
         if t.size < 2:
             continue

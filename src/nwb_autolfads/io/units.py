@@ -254,7 +254,7 @@ def check_spike_span(units: SpikeUnits, spans: list[tuple[float, float]], what: 
     if not any(outside):
         return units
     lo, hi = min(a for a, _ in spans), max(b for _, b in spans)
-    where = f"{what} ({lo:.6g}-{hi:.6g} s" + (f" in {len(spans)} stretches)" if len(spans) > 1 else ")")
+    where = f"{what} ({lo:.6g}-{hi:.6g} s" + (f" in {len(spans)} segments)" if len(spans) > 1 else ")")
     covered = sum(b - a for a, b in spans)
 
     def on_another_clock(k: int) -> bool:

@@ -69,7 +69,7 @@ class RunRecord:
     times: np.ndarray  # (n_bins,)
     bin_size: float
     factors: np.ndarray  # (n_bins, F)
-    inputs: np.ndarray  # (n_bins, U)
+    inferred_inputs: np.ndarray  # (n_bins, U)
     description: str
     config: dict
     software: dict
@@ -411,10 +411,10 @@ def _latents(record: RunRecord, timing: dict) -> dict[str, Any]:
     """The model's latent variables: ``inferred_inputs`` (per bin) and ``initial_conditions``
     (per window), when the run has them."""
     kwargs: dict[str, Any] = {}
-    if record.inputs.shape[1] > 0:
+    if record.inferred_inputs.shape[1] > 0:
         kwargs["inferred_inputs"] = TimeSeries(
-            name="inferred_inputs", data=record.inputs.astype(np.float32), unit="a.u.", resolution=-1.0,
-            description=f"LFADS inferred inputs u_t ({record.inputs.shape[1]}) to the generator", **timing)
+            name="inferred_inputs", data=record.inferred_inputs.astype(np.float32), unit="a.u.", resolution=-1.0,
+            description=f"LFADS inferred inputs u_t ({record.inferred_inputs.shape[1]}) to the generator", **timing)
     if record.ic_mean is not None and record.ic_mean.shape[0] > 0:
         kwargs["initial_conditions"] = TimeSeries(
             name="initial_conditions", data=record.ic_mean.astype(np.float32), unit="a.u.", resolution=-1.0,

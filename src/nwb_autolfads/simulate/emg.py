@@ -72,7 +72,7 @@ MAX_VALUES = 200_000_000
 """The most samples x channels one :func:`simulate_emg` array may hold (float32: 800 MB)."""
 
 _NOISE_BLOCK_S = 1.0  # white noise drawn in blocks of this length, each from its own seed
-_NOISE_WARMUP_S = 0.5  # the causal band-pass runs this long on the noise before each stretch
+_NOISE_WARMUP_S = 0.5  # the causal band-pass runs this long on the noise before each segment
 _BLOCK_S = 10.0  # the recording is built this many seconds at a time
 
 
@@ -351,7 +351,7 @@ def _artefact_events(rng, span_samples: int, rate: float, s: EMGSetting, rms: fl
 
 
 def _segments(rng, s: EMGSetting) -> tuple[list[tuple[float, float]] | None, float]:
-    """The kept stretches (start, stop) in seconds (None: all) and the simulated span (s)."""
+    """The kept segments (start, stop) in seconds (None: all) and the simulated span (s)."""
     if not s.trials:
         return None, float(s.duration)
     t, segs = float(rng.uniform(*s.trial_gap_seconds)), []
@@ -376,7 +376,7 @@ def simulate_emg(setting: EMGSetting) -> SyntheticEMG:
         (n, M) float32 true activations (>= 0; bin means for an envelope), ``times`` (n,)
         seconds, ``rate`` (Hz of the stored samples), ``names``, ``latent`` (n, K) the latent
         sources, ``kinematics`` (n, J) joint angles, ``segments`` [(start, stop) seconds] of
-        the kept stretches (one for a continuous recording).
+        the kept segments (one for a continuous recording).
 
     Raises
     ------
@@ -401,7 +401,7 @@ def simulate_emg(setting: EMGSetting) -> SyntheticEMG:
 
 
 def _sample_ranges(rng: np.random.Generator, s: EMGSetting) -> tuple[list[tuple[int, int]], int, float, int]:
-    """The kept stretches as sample ranges [(a, c)] (each a whole number of ``k``-sample envelope
+    """The kept segments as sample ranges [(a, c)] (each a whole number of ``k``-sample envelope
     bins), ``k`` (samples per stored sample), the span in seconds and its length in samples.
     Raises ValueError when the recording would exceed :data:`MAX_VALUES` values."""
     rate = float(s.rate)

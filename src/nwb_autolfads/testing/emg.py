@@ -580,7 +580,7 @@ def mock_binned_trials_nwb(path: str | Path, n_cycles: int = 189, cycle_duration
 
 _NOISE_BLOCK_S = 1.0  # the EMG's noise is drawn in blocks of this length, each from its own seed
 
-_NOISE_WARMUP_S = 0.5  # filter warm-up before each stretch (the band-pass forgets its start within ~0.2 s)
+_NOISE_WARMUP_S = 0.5  # filter warm-up before each segment (the band-pass forgets its start within ~0.2 s)
 
 
 def _softplus(x: np.ndarray) -> np.ndarray:
@@ -644,7 +644,7 @@ def chunked_emg_nwb(path: str | Path, duration: float = 60.0, rate: float = 2000
     The model is that of :func:`synthetic_emg`: a Lorenz latent, a random map and a softplus to
     the activations a_m(t); EMG = a_m(t) x band-limited (20-450 Hz) Laplacian noise of unit
     SD, plus mains hum (``line_noise`` at 60 Hz) and a DC offset, x ``noise_scale`` volts. The
-    band-pass is causal, run over each stretch after a warm-up on the noise before it (the
+    band-pass is causal, run over each segment after a warm-up on the noise before it (the
     noise is drawn in 1 s blocks from seeds (``seed``, block)), so the noise is one stationary
     process whatever the blocks. Stored as an acquisition system would: int16 counts with a
     ``conversion`` (full scale 80 x ``noise_scale`` V; rare larger samples saturate),

@@ -61,7 +61,7 @@ def mock_run_record(n_bins: int = 100, n_channels: int = 6, unit_ids: list[int] 
                     "parent_member": -1 if g == 0 else m} for g in range(2) for m in range(3)] if pbt else None
     record = RunRecord(
         times=times, bin_size=bin_size, factors=rng.random((n_bins, 4)).astype(np.float32),
-        inputs=rng.random((n_bins, 2)).astype(np.float32), description="mock run", config={"seed": seed},
+        inferred_inputs=rng.random((n_bins, 2)).astype(np.float32), description="mock run", config={"seed": seed},
         software={"nwb_autolfads": "test"}, hyperparameters={"lr": 0.004}, metrics={"steps": 50},
         seed=seed, started="2026-01-01T00:00:00+00:00", finished="2026-01-01T00:01:00+00:00",
         source_identifier="source-id", source_sha256="0" * 64,

@@ -486,8 +486,8 @@ def test_line_hum_detection_reads_a_bounded_excerpt():
     lazy = Signal(SeriesValues([rows]), sig.channel_names, "V", "x", rate=FS)
     from nwb_autolfads.data.scan import hum_excerpt
 
-    pieces = hum_excerpt(lazy.values, [slice(0, 100000), slice(100000, sig.n_samples)], np.zeros(2, bool), FS)
-    assert len(pieces) == 4 and sum(p.shape[0] for p in pieces) <= 32 * FS and max(rows.reads) <= 2**16
+    excerpts = hum_excerpt(lazy.values, [slice(0, 100000), slice(100000, sig.n_samples)], np.zeros(2, bool), FS)
+    assert len(excerpts) == 4 and sum(p.shape[0] for p in excerpts) <= 32 * FS and max(rows.reads) <= 2**16
     pre = preprocess_emg(lazy, PreprocessConfig(), 0.01, chunk_samples=20000)
     assert pre.line_hum["frequency"] == 60.0 and pre.line_hum["seconds"] <= 32
 

@@ -89,3 +89,26 @@ def test_parameter_grids():
     scaled, grid, scale = bayesian_grid(x, 100.0)
     assert len(grid) == 20 and np.allclose(np.quantile(x / scale, 0.95, axis=0), 1.0)
     assert scaled.max() <= next(iter(grid.values()))["sigma_max"]
+
+
+def test_per_segment_filters_each_segment_alone_and_leaves_short_ones_nan():
+    from nwb_autolfads.evaluation.baselines import MIN_FILTER_BINS, filterable_segments, per_segment
+
+    n = MIN_FILTER_BINS
+    times = np.r_[np.arange(2 * n), 100 + np.arange(n - 1)] * 0.01  # a gap, then a segment too short to filter
+    segments = filterable_segments(times)
+    assert [(s.start, s.stop) for s in segments] == [(0, 2 * n)]
+    values = np.r_[np.ones(2 * n), 5 * np.ones(n - 1)][:, None]
+    out = per_segment(lambda v: v - v.mean(axis=0), values, segments)  # a filter that sees only its segment
+    assert np.allclose(out[:2 * n], 0.0) and np.isnan(out[2 * n:]).all()
+
+
+@pytest.mark.parametrize("old, new", [("stretches", "bin_segments"), ("gap_free_runs", "filterable_segments"),
+                                      ("per_run", "per_segment")])
+def test_former_segment_names_warn_and_are_the_new_functions(old, new):
+    from nwb_autolfads.evaluation import baselines
+
+    with pytest.warns(DeprecationWarning, match=f"baselines.{old} is deprecated: use {new}"):
+        assert getattr(baselines, old) is getattr(baselines, new)
+    with pytest.raises(AttributeError):
+        baselines.no_such_name  # noqa: B018

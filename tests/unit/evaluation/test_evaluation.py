@@ -7,7 +7,7 @@ import pytest
 
 import nwb_autolfads
 from nwb_autolfads.evaluation.baselines import lowpass
-from nwb_autolfads.evaluation.baselines import stretches as _runs
+from nwb_autolfads.evaluation.baselines import bin_segments
 from nwb_autolfads.evaluation.comparison import MODEL, evaluate, nested_cv, transfer_function
 from nwb_autolfads.evaluation.report import write_report
 from nwb_autolfads.testing import mock_emg_nwb
@@ -45,11 +45,11 @@ def test_transfer_function_of_a_low_pass():
     assert transfer_function(x, y, 100.0, [slice(0, 100)], nperseg=256) is None  # too short
 
 
-def test_runs_split_at_gaps_and_masks():
+def test_bin_segments_split_at_gaps_and_masks():
     t = np.r_[np.arange(10), np.arange(20, 30)] * 0.01
     mask = np.ones(20, bool)
     mask[3] = False
-    assert [(r.start, r.stop) for r in _runs(t, 0.01, mask)] == [(0, 3), (4, 10), (10, 20)]
+    assert [(s.start, s.stop) for s in bin_segments(t, 0.01, mask)] == [(0, 3), (4, 10), (10, 20)]
 
 
 @pytest.fixture(scope="module")

@@ -100,7 +100,7 @@ def test_spikes_partly_outside_the_modelled_time_are_counted_in_a_warning(tmp_pa
     outside = sum(int(np.sum(t > 2.9005)) for t in units.spike_times)
     kept = check_spike_span(units, [(0.0, 1.5), (1.5, 2.9005)], "the EMG's time")
     assert kept.ids == [0, 1, 2]
-    assert f"{outside} of {total} spikes" in caplog.text and "in 2 stretches" in caplog.text
+    assert f"{outside} of {total} spikes" in caplog.text and "in 2 segments" in caplog.text
 
 
 def test_emg_covering_part_of_the_session_is_not_taken_for_another_clock(tmp_path, spikes_synth, caplog):
