@@ -52,6 +52,7 @@ import math
 import os
 import platform
 import subprocess
+import shutil
 import sys
 import tempfile
 import threading
@@ -386,12 +387,10 @@ def main(argv=None) -> int:
                 print(f"  {case} {preset}: {row['total_seconds']:.1f} s, R^2 model {row['quality']['r2_model']:.3f}"
                       f" / baseline {row['quality']['r2_baseline']:.3f}", file=sys.stderr)
             if not args.keep:
-                for f in workdir.glob(f"{path.stem}*"):
-                    f.unlink()
+                for f in workdir.glob(f"{path.stem}*"):  # the file, its result and the result's model folder
+                    shutil.rmtree(f) if f.is_dir() else f.unlink()
     finally:
         if own_dir and not args.keep:
-            import shutil
-
             shutil.rmtree(workdir, ignore_errors=True)
     info["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     if args.generate_only:

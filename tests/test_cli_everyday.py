@@ -49,7 +49,7 @@ def _interrupted_rundir(tiny, max_steps):
     from nwb_autolfads.config import build_config
     cfg = build_config("smoke", overrides={"train.max_steps": max_steps, "pbt.population": 1,
                                            "windows.window_bins": 8, "windows.overlap_bins": 2}).to_dict()
-    cfg = {k: v for k, v in cfg.items() if k not in ("device", "inference")}
+    cfg = {k: v for k, v in cfg.items() if k not in ("device", "inference", "output")}  # as rundir.prepare_rundir
     (rundir / RUN_FINGERPRINT).write_text(json.dumps({"format": RUNDIR_FORMAT, "config": cfg, "data_sha256": "0" * 64}))
     return rundir
 

@@ -19,7 +19,7 @@ SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.function_scope
 values = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
                    st.text(max_size=12), st.lists(st.integers(-3, 3), max_size=3),
                    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
-keys = st.sampled_from(["seed", "device", "preset", "data.model", "data.emg", "data.units", "data.bad_units",
+keys = st.sampled_from(["seed", "device", "preset", "data.model", "data.modalities", "data.force", "output.save_model", "data.emg", "data.units", "data.bad_units",
                         "data.channel_names",
                         "preprocess.clip_quantile", "preprocess.floor", "windows.bin_size", "windows.window_bins",
                         "windows.overlap_bins", "model.observation", "model.gen_dim", "model.factor_dim",

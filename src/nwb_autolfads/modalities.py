@@ -402,6 +402,9 @@ def parse_modalities(value: Any, key: str = "data.modalities") -> tuple[str, ...
     ConfigError
         An unknown name, a repeated one, an empty list, or no modality that defines the bins.
     """
+    if value is not None and not isinstance(value, (str, list, tuple)):  # e.g. a YAML `data.model: true`
+        raise ConfigError(f"invalid config value {key}={value!r}: expected a list of modality names such as "
+                          f"[emg, spikes] (or a string emg+spikes), got {type(value).__name__}")
     items = value.replace(",", MODALITY_SEPARATOR).split(MODALITY_SEPARATOR) if isinstance(value, str) else \
         [p for v in (value or ()) for p in str(v).split(MODALITY_SEPARATOR)]
     items = [str(v).strip() for v in items if str(v).strip()]
