@@ -266,7 +266,8 @@ def test_run_streams_a_remote_file_and_writes_locally(served, tmp_path):
                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "sub-R3_ses-2_desc-autolfads_emg.nwb"  # DANDI-style name, in the current directory
-    assert out.is_file() and sorted(os.listdir(tmp_path)) == [out.name]
+    # the result and its trained model (apply-able to other sessions), nothing else
+    assert out.is_file() and sorted(os.listdir(tmp_path)) == sorted([out.name, out.stem + ".autolfads-model"])
     streamed = nwb_autolfads.load_results(out)
     local = nwb_autolfads.run(root / "sub-R3_ses-2_ecephys.nwb", preset="smoke", write=False, progress=False)
     np.testing.assert_array_equal(streamed.emg_activations.values, local.activations)  # same data, same result
