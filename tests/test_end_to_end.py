@@ -100,7 +100,7 @@ def test_results_are_deterministic_for_a_seed(emg_copy, tmp_path):
 def test_bad_input_is_one_line_exit_2_and_no_output(tmp_path, make, words):
     path = make(tmp_path)
     before = set(tmp_path.iterdir())
-    proc = _cli("run", path, "--preset", "smoke", "-q")
+    proc = _cli("run", path, "--preset", "smoke", "-q", cwd=tmp_path)  # a default output folder would land here
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     for word in words:
