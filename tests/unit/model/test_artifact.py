@@ -60,7 +60,8 @@ def test_the_same_weights_give_the_same_file_in_another_process(tmp_path):
     import sys
 
     code = ("import sys, torch; from nwb_autolfads.config import build_config; "
-            "from nwb_autolfads.model.lfads import LFADS; from nwb_autolfads.model.observations import get_observation; "
+            "from nwb_autolfads.model.lfads import LFADS; "
+            "from nwb_autolfads.model.observations import get_observation; "
             "from nwb_autolfads.model.artifact import stage_model; cfg = build_config('smoke').resolved(3); "
             "torch.manual_seed(0); model = LFADS(3, cfg.model, get_observation(cfg.model.observation)); "
             "print(stage_model(sys.argv[1], model).sha256)")
