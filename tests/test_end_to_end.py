@@ -100,7 +100,7 @@ def test_results_are_deterministic_for_a_seed(emg_copy, tmp_path):
 def test_bad_input_is_one_line_exit_2_and_no_output(tmp_path, make, words):
     path = make(tmp_path)
     before = set(tmp_path.iterdir())
-    proc = _cli("run", path, "--preset", "smoke", "-q")
+    proc = _cli("run", path, "--preset", "smoke", "-q", cwd=tmp_path)  # a default output folder would land here
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     for word in words:
@@ -253,7 +253,9 @@ def test_in_place_runs_accumulate_in_the_source(emg_copy):
     for name in ("first", "second"):
         proc = _cli("run", emg_copy, "--preset", "smoke", "-q", "--in-place", "--run-name", name)
         assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in emg_copy.parent.iterdir()) == ["emg.nwb"]  # no new file, no leftovers
+    # no new file, no leftovers; each run keeps its own model, named after it
+    assert sorted(p.name for p in emg_copy.parent.iterdir()) == ["emg.first.autolfads-model", "emg.nwb",
+                                                                  "emg.second.autolfads-model"]
     assert [r.name for r in nwb_autolfads.list_runs(emg_copy)] == ["first", "second"]
     assert pynwb.validate(path=str(emg_copy)) == []
     with NWBHDF5IO(str(emg_copy), "r") as io:
@@ -263,6 +265,18 @@ def test_in_place_runs_accumulate_in_the_source(emg_copy):
         first, second = (nwb.processing["autolfads"][n] for n in ("first", "second"))
         assert first.source_file_sha256 != second.source_file_sha256
         assert second.source_emg is nwb.acquisition["EMG"]
+        models = {run.name: (run.model_location, run.model_sha256) for run in (first, second)}
+    for name, (location, sha) in models.items():  # each run records its own model, which can be applied
+        folder = emg_copy.with_name(f"emg.{name}.autolfads-model")
+        assert location == str(folder.resolve())
+        assert sha == hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+        assert json.loads((folder / "model.json").read_text())["run_name"] == name
+    applied = nwb_autolfads.apply(models["second"][0], emg_copy, write=False, progress=False)
+    assert applied.model_sha256 == models["second"][1] and applied.applied["run_name"] == "second"
+    # a new file that copies the source's runs holds other runs too: its model is named after its run
+    assert _cli("run", emg_copy, "--preset", "smoke", "-q", "--run-name", "third").returncode == 0
+    assert emg_copy.with_name("emg_autolfads.third.autolfads-model").is_dir()
+    assert not emg_copy.with_name("emg_autolfads.autolfads-model").exists()
     proc = _cli("run", emg_copy, "--preset", "smoke", "-q", "--in-place", "-o", emg_copy.with_name("x.nwb"))
     assert proc.returncode == 2 and "not both" in proc.stderr
 
@@ -299,11 +313,18 @@ def test_kill_9_during_population_training_then_rerun_continues_to_the_same_resu
     again = _cli("run", src, *args)
     assert again.returncode == 0, again.stderr
     assert "resuming" in again.stderr
-    assert sorted(p.name for p in work.iterdir()) == ["emg.nwb", "emg_autolfads.nwb"]  # run directory removed
+    # run directory removed; the output and its model
+    assert sorted(p.name for p in work.iterdir()) == ["emg.nwb", "emg_autolfads.autolfads-model", "emg_autolfads.nwb"]
     ref = nwb_autolfads.load_results(ref_dir / "emg_autolfads.nwb")
     got = nwb_autolfads.load_results(work / "emg_autolfads.nwb")
     np.testing.assert_array_equal(got.emg_activations.values, ref.emg_activations.values)
     assert json.loads(got.attrs["pbt_history"]) == json.loads(ref.attrs["pbt_history"])
+    # the resumed run saved the same model as the uninterrupted one
+    ref_model, got_model = (json.loads((d / "emg_autolfads.autolfads-model" / "model.json").read_text())
+                            for d in (ref_dir, work))
+    assert got_model["weights_sha256"] == ref_model["weights_sha256"]
+    assert got_model["weights_sha256"] == hashlib.sha256(
+        (work / "emg_autolfads.autolfads-model" / "model.safetensors").read_bytes()).hexdigest()
 
 
 def test_units_obs_intervals_limit_what_is_modelled(tmp_path):

@@ -237,8 +237,37 @@ def _folder(path: Path) -> list[Path]:
     return sorted(found)
 
 
+def _check_found(text: str, found: list[Path], kind: str) -> None:
+    """Stop (before anything is created) when the ``kind`` (``directory`` or ``pattern``) ``text``
+    gives no NWB file to run (``found``: its files).
+
+    Raises
+    ------
+    InputFileError
+        ``found`` holds no ``.nwb`` / ``.nwb.zarr``, or only nwb-autolfads outputs (by name).
+    """
+    nwb = [p for p in found if _NWB.search(p.name)]
+    verb = "holds" if kind == "directory" else "matches"
+    fix = ("give the recordings' NWB files themselves, or a directory or quoted glob that holds some (** matches "
+           "any depth)" if kind == "directory" else "check it (quote it so that the shell does not expand it; "
+           "** matches any depth), or give the NWB files themselves")
+    if not nwb:
+        others = f"; {len(found)} other file{'s' if len(found) != 1 else ''}" if found else ""
+        what = "matches no file" if kind == "pattern" and not found else f"{verb} no NWB file"
+        raise InputFileError(f"{kind} {text!r} {what} (.nwb or .nwb.zarr{others}): nothing to run: {fix}")
+    if all(_OURS.search(p.name) for p in nwb):
+        raise InputFileError(f"{kind} {text!r} {verb} no NWB file to run, only nwb-autolfads outputs ({len(nwb)}, by "
+                             f"name; not run again): {fix}")
+
+
 def _local_inputs(specs: list[str], out: Path) -> list[BatchItem]:
-    """Local files, folders and globs: their files, named relative to their common folder."""
+    """Local files, folders and globs: their files, named relative to their common folder.
+
+    Raises
+    ------
+    InputFileError
+        A file is missing, or a folder or pattern gives no NWB file to run (:func:`_check_found`).
+    """
     from nwb_autolfads.io.formats import is_zarr_store
 
     paths: list[Path] = []
@@ -247,12 +276,12 @@ def _local_inputs(specs: list[str], out: Path) -> list[BatchItem]:
         path = Path(text)
         if path.is_dir() and not is_zarr_store(path):
             roots.append(path.resolve())
-            paths += _folder(path)
+            found = _folder(path)
+            _check_found(text, found, "directory")
+            paths += found
         elif not path.exists() and glob.has_magic(text):
             matched = sorted(Path(p) for p in glob.glob(text, recursive=True))
-            if not matched:
-                raise InputFileError(f"the pattern {text!r} matches no file: check it (quote it so that the "
-                                     "shell does not expand it; ** matches any depth)")
+            _check_found(text, matched, "pattern")
             paths += matched
         else:
             if not path.exists():
@@ -485,7 +514,8 @@ def plan_batch(inputs: Sequence[str | Path], output: str | Path | None = None, *
     Raises
     ------
     InputFileError
-        An input is missing, a pattern matches nothing, or the DANDI API cannot list the assets.
+        An input is missing, a folder or pattern gives no NWB file to run (nor do the inputs
+        together), or the DANDI API cannot list the assets.
     ConfigError
         Two inputs would write the same output, or the settings differ from the manifest's.
     OutputError
@@ -501,6 +531,10 @@ def plan_batch(inputs: Sequence[str | Path], output: str | Path | None = None, *
     modalities = MODALITY_SEPARATOR.join(cfg.data.modalities)
     out = _output_folder(inputs, output)
     items, dandiset = _discover(inputs, out)
+    if not any(item.status != "skipped" for item in items):  # e.g. a dandiset's assets, none NWB
+        reasons = "; ".join(sorted({item.reason for item in items}))
+        raise InputFileError(f"no NWB file to run in {', '.join(repr(str(i)) for i in inputs)}: each one found was "
+                             f"skipped ({reasons}): give the recordings' NWB files (.nwb or .nwb.zarr)")
     _name_outputs(items, modalities)
     plan = BatchPlan(inputs=[str(i) for i in inputs], out=out, items=items, modalities=modalities,
                      settings=_settings(preset, config, overrides, emg, seed), dandiset=dandiset)

@@ -39,14 +39,14 @@ from nwb_autolfads.data.windows import WindowIndex, chop_segments
 from nwb_autolfads.errors import ConfigError, SignalError, TrainingError
 from nwb_autolfads.evaluation.calibration import estimate_errors, normal_quantile, widen_band
 from nwb_autolfads.io.results import interval_percent
-from nwb_autolfads.io.reading import open_nwb
+from nwb_autolfads.io.reading import OUTPUT_MODULE, open_nwb
 from nwb_autolfads.io.series import emg_doubt, find_emg, iter_series
 from nwb_autolfads.io.trials import read_trial_times
 from nwb_autolfads.train.seeds import SeedTree
 from nwb_autolfads.train.training_data import TrainingData
 from nwb_autolfads.io.sources import Source, resolve_source, source_sha256 as input_sha256
 from nwb_autolfads.io.writing import (Estimate, OutputLock, check_in_place, check_output_path, compact_float, default_output_path,
-                                      write_results)
+                                      default_run_name, unique_run_name, write_results)
 from nwb_autolfads.modalities import MODALITY_SEPARATOR, Binned, BinnedEmg, modality
 from nwb_autolfads.model.artifact import check_model_path, model_path_for, stage_model
 from nwb_autolfads.model.inference import infer_merged
@@ -402,6 +402,8 @@ class SourceData:
     """Why the EMG does not look like EMG (None when nothing speaks against it)."""
     emg: BinnedEmg | None = None
     """The EMG preprocessed onto its bins (:func:`_preprocess`), while the file was open."""
+    runs: tuple[str, ...] = ()
+    """The names of the nwb-autolfads runs the source holds already (``processing/autolfads``)."""
 
 
 @dataclass
@@ -606,7 +608,7 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     with open_nwb(source.path if not source.remote else source) as (_io, nwbfile):
         source_data = _read_source(nwbfile, source, cfg)
         target = _plan_output(source_data, cfg, output, write=write, in_place=in_place, overwrite=overwrite,
-                              run_name=run_name, resume=resume, fresh=fresh, save_model=save_model)
+                              run_name=run_name, resume=resume, fresh=fresh, save_model=save_model, started=started)
         clock.mark("read")
         cfg = _preprocess(source_data, cfg, progress)  # while the file is open: big recordings are read in chunks
     with OutputLock(target.path) if target.write else contextlib.nullcontext():
@@ -648,7 +650,8 @@ def _read_source(nwbfile, source: Source, cfg: RunConfig) -> SourceData:
     return SourceData(source=source, path=source.path if not source.remote else source, identifier=nwbfile.identifier,
                   signals=signals, trial_times=read_trial_times(nwbfile, cfg.data.align_to) if cfg.data.align_to
                   else None, score_targets=_score_targets(nwbfile, sig is not None, "spikes" in signals),
-                  others=others, doubt=doubt)
+                  others=others, doubt=doubt, runs=tuple(nwbfile.processing[OUTPUT_MODULE].data_interfaces)
+                  if OUTPUT_MODULE in nwbfile.processing else ())
 
 
 def _emg_notes(nwbfile, sig, cfg: RunConfig) -> tuple[str | None, list[str]]:
@@ -685,10 +688,13 @@ def _score_targets(nwbfile, emg: bool, spikes: bool) -> list[str]:
 
 def _plan_output(source_data: SourceData, cfg: RunConfig, output: str | Path | None, *, write: bool, in_place: bool,
                  overwrite: bool, run_name: str | None, resume: str | Path | None, fresh: bool,
-                 save_model: bool | str | Path | None = False) -> OutputPlan:
+                 save_model: bool | str | Path | None = False, started: datetime | None = None) -> OutputPlan:
     """Where the result goes, checked before any work: the output file (default beside the source,
     or in the current directory for a remote one), or the source itself with ``in_place``; the
-    run directory that keeps the training state; and the model folder (:func:`_model_folder`)."""
+    run directory that keeps the training state; and the model folder (:func:`_model_folder`).
+    When the file written will hold earlier runs too (``in_place``, or a full copy of a source
+    that holds runs), the run's name is fixed here (``run_name``, else from ``started``; made
+    unique among them) and names the model folder."""
     source = source_data.source
     out_path = Path(output) if output is not None else default_output_path(
         Path(source.name) if source.remote else source_data.path, MODALITY_SEPARATOR.join(cfg.data.modalities))
@@ -702,7 +708,11 @@ def _plan_output(source_data: SourceData, cfg: RunConfig, output: str | Path | N
     elif write:
         check_output_path(out_path, None if source.remote else source_data.path, overwrite)  # fail before training
     target = source_data.path if in_place else out_path
-    model = _model_folder(save_model, cfg, target, write)
+    accumulates = write and (in_place or (cfg.output.content == "full" and bool(source_data.runs)))
+    if accumulates:  # the name the writer gives it (the in-place write checks that the file is unchanged)
+        run_name = unique_run_name(source_data.runs, run_name or default_run_name(
+            (started or datetime.now(timezone.utc)).isoformat()))
+    model = _model_folder(save_model, cfg, target, write, run_name if accumulates else None)
     if model is not None:
         check_model_path(model, overwrite)
     return OutputPlan(path=target, write=write, in_place=in_place, overwrite=overwrite, run_name=run_name,
@@ -710,9 +720,12 @@ def _plan_output(source_data: SourceData, cfg: RunConfig, output: str | Path | N
                       model=model)
 
 
-def _model_folder(save_model: bool | str | Path | None, cfg: RunConfig, target: Path, write: bool) -> Path | None:
+def _model_folder(save_model: bool | str | Path | None, cfg: RunConfig, target: Path, write: bool,
+                  run_name: str | None = None) -> Path | None:
     """Where the trained model is saved (None: nowhere): ``save_model`` as a path, or with True
-    (None: ``output.save_model`` when a file is written) beside the output file ``target``."""
+    (None: ``output.save_model`` when a file is written) beside the output file ``target``
+    (:func:`~nwb_autolfads.model.artifact.model_path_for`; named after ``run_name`` when given:
+    a file that holds other runs)."""
     if save_model is None:
         save_model = cfg.output.save_model and write
     if isinstance(save_model, (str, Path)):
@@ -720,7 +733,7 @@ def _model_folder(save_model: bool | str | Path | None, cfg: RunConfig, target: 
     if save_model and not write:
         raise ConfigError("save_model=True keeps the model beside the output file, and write=False writes none: "
                           "give save_model a folder path (e.g. 'session.autolfads-model')")
-    return model_path_for(target) if save_model else None
+    return model_path_for(target, run_name) if save_model else None
 
 
 def _preprocess(source_data: SourceData, cfg: RunConfig, progress: bool, scaling: tuple | None = None) -> RunConfig:

@@ -80,6 +80,22 @@ def test_a_folder_is_planned_with_skips_and_reasons(folder, tmp_path):
 def test_plan_errors_are_clear(folder, tmp_path):
     with pytest.raises(InputFileError, match="matches no file"):
         plan_batch([str(tmp_path / "nothing" / "*.nwb")], tmp_path / "out")
+    with pytest.raises(InputFileError, match=r"pattern .*\*\.txt' matches no NWB file .*1 other file"):
+        plan_batch([str(folder / "*.txt")], tmp_path / "out")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputFileError, match="directory .*empty' holds no NWB file .*: give the recordings"):
+        plan_batch([empty], tmp_path / "out")
+    (empty / "notes.txt").write_text("x")
+    (empty / "sub").mkdir()
+    (empty / "sub" / "x.nwb.bak").write_text("x")
+    with pytest.raises(InputFileError, match="holds no NWB file .*2 other files"):
+        plan_batch([empty, folder], tmp_path / "out")  # one folder without any stops the batch
+    with pytest.raises(InputFileError, match="only nwb-autolfads outputs"):
+        plan_batch([folder / "sub-A" / "*_desc-autolfads_*"], tmp_path / "out")
+    with pytest.raises(InputFileError, match="no NWB file to run in .*inside the output folder"):
+        plan_batch([folder / "sub-B"], folder)  # everything found is inside the output folder
+    assert not (tmp_path / "out").exists()
     with pytest.raises(OutputError, match="is a file, but several inputs"):
         plan_batch([folder], tmp_path / "out.nwb")
     twin = folder / "sub-A" / "sub-A_ses-1_behavior.nwb"  # the same entities: the same output name

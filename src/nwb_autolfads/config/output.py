@@ -63,7 +63,9 @@ class OutputConfig:
     save_model: bool = True
     """Whether a run that writes a file also keeps its trained model beside it, as the folder
     ``<output stem>.autolfads-model`` (weights in safetensors, ``model.json``; replaced only with
-    ``--overwrite``), for ``nwb-autolfads apply``. A run that writes no file keeps none unless
+    ``--overwrite``), for ``nwb-autolfads apply``. A run added to a file that holds other runs
+    (``--in-place``, or a full copy of a source that has runs) keeps its own model, named after the
+    run: ``<stem>.<run name>.autolfads-model``. A run that writes no file keeps none unless
     asked (``run(..., save_model=PATH)``)."""
 
     def __post_init__(self) -> None:

@@ -24,7 +24,7 @@ import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 from hdmf.common import DynamicTable, DynamicTableRegion, VectorData
@@ -319,8 +319,16 @@ def _table(name: str, description: str, rows: list[dict]) -> DynamicTable:
                         id=list(range(len(rows))))
 
 
-def unique_run_name(module: ProcessingModule | None, wanted: str) -> str:
-    existing = set(module.data_interfaces) if module is not None else set()
+def default_run_name(started: str) -> str:
+    """The name of a run given none: ``run_<its UTC start, e.g. 20240501T120000>Z`` (``started``:
+    ISO 8601)."""
+    return "run_" + re.sub(r"[^0-9T]", "", started.split(".")[0].split("+")[0]) + "Z"
+
+
+def unique_run_name(module: ProcessingModule | Iterable[str] | None, wanted: str) -> str:
+    """``wanted``, or ``wanted_2``, ``wanted_3``, ... when a run of ``module`` (or a name in the
+    given names) has it already."""
+    existing = set(module.data_interfaces) if isinstance(module, ProcessingModule) else set(module or ())
     name, k = wanted, 1
     while name in existing:
         k += 1
@@ -343,7 +351,7 @@ def build_run(nwbfile, record: RunRecord, source_in_file: bool = True) -> AutoLF
     its objects are what the run links to). ``source_in_file``: False for a results-only file
     (the source's data are elsewhere)."""
     module = nwbfile.processing.get(OUTPUT_MODULE)
-    wanted = record.name or "run_" + re.sub(r"[^0-9T]", "", record.started.split(".")[0].split("+")[0]) + "Z"
+    wanted = record.name or default_run_name(record.started)
     name = unique_run_name(module, wanted)
     timing = _time_kwargs(record.times, record.bin_size)
     kwargs: dict[str, Any] = {**_estimates(nwbfile, record, timing), **_latents(record, timing),

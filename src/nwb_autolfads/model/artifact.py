@@ -46,10 +46,12 @@ MODEL_SUFFIX = ".autolfads-model"
 WEIGHTS, META = "model.safetensors", "model.json"
 
 
-def model_path_for(output: str | Path) -> Path:
-    """Where a run that writes ``output`` (``x.nwb``) keeps its model: ``x.autolfads-model`` beside it."""
+def model_path_for(output: str | Path, run_name: str | None = None) -> Path:
+    """Where a run that writes ``output`` (``x.nwb``) keeps its model, beside it:
+    ``x.autolfads-model``, or with ``run_name`` (a run added to a file that holds other runs:
+    ``--in-place``) ``x.<run_name>.autolfads-model``, so that each run keeps its own."""
     output = Path(output)
-    return output.with_name(output.stem + MODEL_SUFFIX)
+    return output.with_name(output.stem + (f".{run_name}" if run_name else "") + MODEL_SUFFIX)
 
 
 def check_model_path(path: str | Path, overwrite: bool) -> Path:
@@ -141,7 +143,9 @@ def stage_model(target: str | Path, model: torch.nn.Module) -> StagedModel:
     try:
         tmp.mkdir()
         state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+        # one metadata entry: safetensors writes a map's entries in no fixed order, and the same
+        # weights must give the same file (the model's identity is the file's SHA-256)
+        save_file(state, str(tmp / WEIGHTS), metadata={FORMAT: str(FORMAT_VERSION)})
         sha = _sha256(tmp / WEIGHTS)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)

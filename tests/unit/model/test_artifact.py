@@ -49,6 +49,27 @@ def test_a_saved_model_reloads_with_the_same_weights_and_outputs(tmp_path):
     assert load_model(target / META).sha256 == art.sha256  # the model.json names its folder too
 
 
+def test_a_model_added_to_a_file_with_other_runs_is_named_after_its_run(tmp_path):
+    assert model_path_for(tmp_path / "x.nwb", "second").name == "x.second.autolfads-model"
+    assert model_path_for(tmp_path / "x.nwb", None).name == "x.autolfads-model"
+
+
+def test_the_same_weights_give_the_same_file_in_another_process(tmp_path):
+    # the model's identity is its file's SHA-256: a resumed run must reproduce it
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from nwb_autolfads.config import build_config; "
+            "from nwb_autolfads.model.lfads import LFADS; "
+            "from nwb_autolfads.model.observations import get_observation; "
+            "from nwb_autolfads.model.artifact import stage_model; cfg = build_config('smoke').resolved(3); "
+            "torch.manual_seed(0); model = LFADS(3, cfg.model, get_observation(cfg.model.observation)); "
+            "print(stage_model(sys.argv[1], model).sha256)")
+    shas = {subprocess.run([sys.executable, "-c", code, str(tmp_path / f"m{k}.autolfads-model")], check=True,
+                           capture_output=True, text=True).stdout.strip() for k in range(3)}
+    assert len(shas) == 1 and len(shas.pop()) == 64
+
+
 def test_changed_weights_or_a_newer_format_or_no_folder_are_refused(tmp_path):
     model, cfg = _model()
     target = tmp_path / "m.autolfads-model"
