@@ -185,7 +185,12 @@ def test_a_locked_output_is_refused_then_free_again(tmp_path):
             proc = _cli("run", src, "--preset", "smoke", "-q", "--in-place")
             assert proc.returncode == 2 and "being written" in proc.stderr
     assert _cli("run", src, "--preset", "smoke", "-q").returncode == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.nwb", "e_autolfads.nwb"]  # no lock files left
+    # no lock files left: the input (with the in-place run), the output, and each run's model folder
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert [n for n in names if not n.endswith(".autolfads-model")] == ["e.nwb", "e_autolfads.nwb"]
+    models = [n for n in names if n.endswith(".autolfads-model")]
+    assert len(models) == 2 and "e_autolfads.autolfads-model" in models and \
+        any(n.startswith("e.run_") for n in models)  # the in-place run's, named after its run
 
 
 def test_two_runs_on_one_input_with_different_outputs_both_succeed(tmp_path):
