@@ -398,10 +398,16 @@ def to_pynapple(path: str | Path, run: str | None = None) -> dict:
     ------
     InputFileError, ResultsNotFoundError
         As :func:`load_results`.
-    ImportError
-        pynapple is not installed (``pip install pynapple``).
+    MissingDependencyError
+        pynapple is not installed (``pip install pynapple``); an ImportError too.
     """
-    import pynapple as nap
+    try:
+        import pynapple as nap
+    except ImportError:
+        from nwb_autolfads.errors import MissingDependencyError
+
+        raise MissingDependencyError("to_pynapple needs pynapple, which is not installed: pip install pynapple "
+                                     "(or read the results with nwb_autolfads.load_results, an xarray.Dataset)") from None
 
     ds = load_results(path, run)
     t = ds.time.values
