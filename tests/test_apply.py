@@ -118,3 +118,51 @@ def test_the_estimator_fits_transforms_saves_and_loads(tmp_path):
     assert np.array_equal(loaded.transform(src).factors.values, fitted.factors.values)
     with pytest.raises(OutputError, match="already exists"):
         est.save(saved)
+
+
+def _copy_emg(src, out, unit="volts", factor=1.0):
+    """``src``'s EMG alone in a new file, its values x ``factor`` and declared in ``unit``."""
+    import datetime
+
+    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+
+    with NWBHDF5IO(str(src), "r") as io:
+        e = io.read().acquisition["EMG"]
+        data = (np.asarray(e.data[:]) * e.conversion + e.offset) * factor
+        nf = NWBFile("copy", f"copy-{out.name}", datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc))
+        nf.add_acquisition(TimeSeries(name="EMG", data=data, unit=unit, rate=e.rate, starting_time=0.0,
+                                      description=e.description))
+    with NWBHDF5IO(str(out), "w") as io:
+        io.write(nf)
+    return out
+
+
+def test_a_file_in_millivolts_gives_the_runs_estimates_in_millivolts(trained, tmp_path):
+    src, res = trained
+    volts = nwb_autolfads.apply(res.model, _copy_emg(src, tmp_path / "v.nwb"), write=False, progress=False)
+    mv = nwb_autolfads.apply(res.model, _copy_emg(src, tmp_path / "mv.nwb", "mV", 1000.0), write=False,
+                             progress=False)
+    assert mv.emg_unit == "mV"
+    np.testing.assert_allclose(mv.activations, 1000.0 * volts.activations, rtol=1e-5)
+    assert np.array_equal(volts.activations, res.activations)
+
+
+def test_another_unit_or_amplitude_is_refused_in_one_line_unless_rescaled(trained, tmp_path, capsys):
+    src, res = trained
+    cases = {"arbitrary.nwb": ("a.u.", 1.0, "'a.u.'"), "gain.nwb": ("volts", 1000.0, "amplitude does not match"),
+             "small.nwb": ("volts", 1e-3, "amplitude does not match"), "mislabelled.nwb": ("mV", 1.0, "amplitude")}
+    for name, (unit, factor, words) in cases.items():
+        path = _copy_emg(src, tmp_path / name, unit, factor)
+        assert main(["apply", str(res.model), str(path), "-o", str(tmp_path / f"o_{name}"), "-q"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and words in err and "--rescale" in err, err
+        assert not (tmp_path / f"o_{name}").exists()
+    fit = nwb_autolfads.apply(res.model, tmp_path / "gain.nwb", rescale=True, write=False, progress=False)
+    assert np.isfinite(fit.activations).all()
+
+
+def test_the_channel_mismatch_advice_works_for_apply(trained, tmp_path):
+    src, res = trained
+    with pytest.raises(SignalError, match="--drop-extra") as info:
+        nwb_autolfads.apply(res.model, _session(tmp_path / "more.nwb", n_muscles=4), write=False, progress=False)
+    assert "--set" not in str(info.value)

@@ -21,6 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
+
 from nwb_autolfads.errors import SignalError
 from nwb_autolfads.io.reading import open_nwb
 from nwb_autolfads.io.sources import resolve_source
@@ -85,9 +87,86 @@ def match_channels(signals: Mapping[str, Any], model: ModelArtifact, drop_extra:
                           f"{'; '.join(problems)}; the model knows "
                           + "; ".join(f"{c['modality']}: {', '.join(map(str, c['channel_names']))}"
                                       for c in model.columns)
-                          + " (apply it to a session with the same channels, name them with --set "
-                            "data.channel_names=A,B,..., or pass --drop-extra to leave extra channels out)")
+                          + " (apply it to a session with the same channels, rename the file's channels to the "
+                            "model's in a copy of the file, pass --drop-extra to leave extra channels out, or train a "
+                            "model on this file with `nwb-autolfads run`)")
     return out
+
+
+_VOLT_EXPONENTS = {"v": 0, "volt": 0, "volts": 0, "mv": -3, "millivolt": -3, "millivolts": -3, "uv": -6, "µv": -6,
+                   "μv": -6, "microvolt": -6, "microvolts": -6}
+"""SI voltage spellings and their power of ten in volts: a file in another of them is converted."""
+
+MAX_CLIPPED_SHARE = 0.2
+"""With the model's stored scaling, more bins than this share of a channel at its clip level means
+the data's amplitude is not the training data's."""
+MAX_SCALE_RATIO = 10.0
+"""With the model's stored scaling, a channel whose scale quantile differs from the stored scale by
+more than this factor (either way) is refused."""
+
+
+def _unit_factor(unit: str | None, model_unit: str | None, where: str) -> float:
+    """The factor that takes a value in the model's unit to the file's ``unit`` (1.0 when they
+    are the same or one is not known).
+
+    Raises
+    ------
+    SignalError
+        The units differ and are not both SI voltage spellings (V, mV, uV and their names).
+    """
+    a, b = (str(u or "").strip().lower() for u in (unit, model_unit))
+    if not a or not b or a == b:
+        return 1.0
+    if a in _VOLT_EXPONENTS and b in _VOLT_EXPONENTS:
+        return 10.0 ** (_VOLT_EXPONENTS[b] - _VOLT_EXPONENTS[a])
+    raise SignalError(f"{where} is in {unit!r}, the model's training data were in {model_unit!r}: the model's stored "
+                      "scales cannot be used on it; pass --rescale to estimate the scales on this file (or store the "
+                      "data in the model's unit)")
+
+
+def _stored_scaling(model: ModelArtifact, name: str, signal) -> tuple | None:
+    """The model's stored scaling of modality ``name`` (:meth:`ModelArtifact.scaling`) in the unit
+    of the file's ``signal``: converted between SI voltage units, so that the estimates come out
+    in the file's own unit."""
+    scaling = model.scaling(name)
+    if scaling is None:
+        return None
+    where = f"{name} ({getattr(signal, 'source_path', name)})"
+    factor = _unit_factor(getattr(signal, "unit", None), model.block(name).get("unit"), where)
+    if factor == 1.0:
+        return scaling
+    log.info("%s: the model's scales converted from %s to %s (x %g)", where, model.block(name).get("unit"),
+             signal.unit, factor)
+    return tuple(np.asarray(a, dtype=np.float64) * factor for a in scaling)
+
+
+def _check_amplitude(pre, quantile: float, where: str) -> None:
+    """The EMG preprocessed with the model's stored scaling (``pre``, :class:`Preprocessed`) has the
+    training data's amplitude: per channel at most :data:`MAX_CLIPPED_SHARE` of its bins at the
+    stored clip level, and its ``quantile`` (the scale quantile) within :data:`MAX_SCALE_RATIO` of
+    the stored scale.
+
+    Raises
+    ------
+    SignalError
+        One line naming the channels and their numbers, suggesting --rescale.
+    """
+    rect = np.concatenate([np.asarray(r, dtype=np.float64) for r in pre.rectified], axis=0)
+    if rect.size == 0:
+        return
+    clip, scales = np.asarray(pre.clip_levels, dtype=np.float64), np.asarray(pre.scales, dtype=np.float64)
+    share = np.mean(rect >= clip[None, :], axis=0)
+    ratio = np.nanquantile(rect, quantile, axis=0) / scales
+    bad = []
+    for i, name in enumerate(pre.channel_names):
+        if share[i] > MAX_CLIPPED_SHARE:
+            bad.append(f"{name}: {share[i]:.0%} of bins at the clip level")
+        elif not (1.0 / MAX_SCALE_RATIO <= ratio[i] <= MAX_SCALE_RATIO):
+            bad.append(f"{name}: {quantile:g} quantile {ratio[i]:.3g} x the stored scale")
+    if bad:
+        raise SignalError(f"{where}: the amplitude does not match the model's training data ({'; '.join(bad)}): a "
+                          "different gain or unit than the training recording; pass --rescale to estimate the scales "
+                          "on this file")
 
 
 def _check_grid(data: ModelData, cfg, model: ModelArtifact) -> None:
@@ -174,11 +253,15 @@ def apply(model: str | Path, path: str | Path, output: str | Path | None = None,
         target = replace(_plan_output(source_data, cfg, output, write=write, in_place=False, overwrite=overwrite,
                                       run_name=run_name, resume=None, fresh=False, save_model=False), rundir=None)
         clock.mark("read")
-        cfg = _preprocess(source_data, cfg, progress, scaling=None if rescale else art.scaling("emg"))
+        signals = source_data.signals
+        stored = {} if rescale else {name: _stored_scaling(art, name, signals[name]) for name in signals}
+        cfg = _preprocess(source_data, cfg, progress, scaling=stored.get("emg"))
+        if stored.get("emg") is not None:
+            _check_amplitude(source_data.emg.preprocessed, cfg.preprocess.scale_quantile,
+                             f"emg ({source_data.emg.source_path})")
     with OutputLock(target.path) if target.write else contextlib.nullcontext():
         source_sha256 = _source_sha256(source_data, target)
-        scalings = {} if rescale else {name: art.scaling(name) for name in cfg.data.modalities
-                                       if name != "emg" and art.scaling(name) is not None}
+        scalings = {name: value for name, value in stored.items() if name != "emg" and value is not None}
         data, cfg = _bin(source_data, cfg, scalings)
         _check_grid(data, cfg, art)
         clock.mark("preprocess")

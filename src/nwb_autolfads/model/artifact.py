@@ -37,7 +37,7 @@ from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.model.observations import Composite, ObservationModel, get_observation
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MODEL_SUFFIX", "ModelArtifact", "StagedModel", "model_path_for",
-           "check_model_path", "stage_model", "load_model"]
+           "check_model_path", "check_meta", "stage_model", "load_model"]
 
 FORMAT = "nwb-autolfads-model"
 FORMAT_VERSION = 1
@@ -243,14 +243,113 @@ class ModelArtifact:
         return model.to(device).eval()
 
 
+def _damaged(path: Path, why: str) -> ConfigError:
+    """The one error for a ``model.json`` that cannot be used, ``why`` naming the first fault."""
+    return ConfigError(f"model folder {str(path)!r} is damaged or not a model folder of this version ({why}): use "
+                       f"the *{MODEL_SUFFIX} folder a run of this nwb-autolfads wrote beside its output, unedited")
+
+
+def _numbers(value, n: int, *, positive: bool = False, nulls: bool = False, least: float = -math.inf) -> bool:
+    """``value`` is a list of ``n`` finite numbers (> 0 with ``positive``, >= ``least``; null
+    allowed with ``nulls``)."""
+    if not isinstance(value, list) or len(value) != n:
+        return False
+    for v in value:
+        if v is None and nulls:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (positive and v <= 0) \
+                or v < least:
+            return False
+    return True
+
+
+def _column_fault(i: int, col) -> str | None:
+    """What is wrong with block ``i`` of ``columns`` (None when nothing)."""
+    if not isinstance(col, dict):
+        return f"columns[{i}] is not an object"
+    names = col.get("channel_names")
+    if not isinstance(col.get("modality"), str) or not isinstance(col.get("observation"), str):
+        return f"columns[{i}] lacks its modality or observation"
+    try:
+        get_observation(col["observation"])
+    except Exception:  # noqa: BLE001 - any refusal of the name: unknown observation model
+        return f"columns[{i}] has an unknown observation {col['observation']!r}"
+    if not isinstance(names, list) or not names or not all(isinstance(n, (str, int)) for n in names) \
+            or len(set(map(str, names))) != len(names):
+        return f"columns[{i}].channel_names is not a list of distinct names"
+    n = len(names)
+    if col.get("scales") is not None and not _numbers(col["scales"], n, positive=True):
+        return f"columns[{i}].scales is not {n} positive numbers"
+    if col.get("offsets") is not None and not _numbers(col["offsets"], n):
+        return f"columns[{i}].offsets is not {n} numbers"
+    if col.get("clip_levels") is not None and not _numbers(col["clip_levels"], n, nulls=True, least=0.0):
+        return f"columns[{i}].clip_levels is not {n} numbers >= 0 or nulls"
+    if col.get("scales") is not None and col["modality"] == "emg" and col.get("clip_levels") is None:
+        return f"columns[{i}] has scales but no clip_levels"
+    return None
+
+
+def _meta_fault(meta) -> str | None:
+    """The first thing wrong with the structure of ``model.json`` as read (None when nothing)."""
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        return f"{META} is not an nwb-autolfads model description"
+    if not isinstance(meta.get("format_version"), int) or isinstance(meta["format_version"], bool):
+        return "format_version is not a whole number"
+    if not isinstance(meta.get("weights_sha256"), str):
+        return "weights_sha256 is missing"
+    bin_size = meta.get("bin_size")
+    if isinstance(bin_size, bool) or not isinstance(bin_size, (int, float)) or not (math.isfinite(bin_size)
+                                                                                    and bin_size > 0):
+        return f"bin_size {bin_size!r} is not a positive number of seconds"
+    columns = meta.get("columns")
+    if not isinstance(columns, list) or not columns:
+        return "columns is missing or empty"
+    for i, col in enumerate(columns):
+        fault = _column_fault(i, col)
+        if fault:
+            return fault
+    kinds = [c["modality"] for c in columns]
+    if len(set(kinds)) != len(kinds) or ("modalities" in meta and meta["modalities"] != kinds):
+        return f"modalities {meta.get('modalities')!r} do not match the column blocks' {kinds}"
+    total = sum(len(c["channel_names"]) for c in columns)
+    if "n_channels" in meta and meta["n_channels"] != total:
+        return f"n_channels {meta['n_channels']!r} is not the {total} channels of its column blocks"
+    if not isinstance(meta.get("config"), dict):
+        return "config is missing"
+    try:
+        cfg = RunConfig.from_saved(meta["config"])
+    except Exception as exc:  # noqa: BLE001 - any refusal of the saved settings
+        return f"config: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
+    if cfg.windows.bin_size is not None and abs(cfg.windows.bin_size - bin_size) > 1e-12 * bin_size:
+        return f"bin_size {bin_size:g} s is not its config's windows.bin_size {cfg.windows.bin_size:g} s"
+    return None
+
+
+def check_meta(meta, path: str | Path) -> None:
+    """Check the structure of a model folder's ``model.json`` (as read) in one place: the format,
+    the bin size, per column block its modality, observation, distinct channel names and the
+    per-channel scales / offsets / clip levels (numbers, one per channel), the channel count and
+    modalities stated beside them, and the configuration.
+
+    Raises
+    ------
+    ConfigError
+        One line: the folder is damaged or not a model folder of this version, naming the fault.
+    """
+    fault = _meta_fault(meta)
+    if fault:
+        raise _damaged(Path(path), fault)
+
+
 def load_model(path: str | Path) -> ModelArtifact:
     """Read a model folder written by a run (or its ``model.json``): JSON and safetensors only.
 
     Raises
     ------
     ConfigError
-        Not a model folder, a newer format than this version reads, or weights whose SHA-256
-        differs from the one recorded (a damaged or changed folder).
+        Not a model folder, a newer format than this version reads, a ``model.json`` that cannot be
+        read or whose structure is wrong (:func:`check_meta`; one line: damaged or not a model
+        folder of this version), or weights whose SHA-256 differs from the one recorded.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -265,12 +364,12 @@ def load_model(path: str | Path) -> ModelArtifact:
     try:
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"model {str(path)!r}: {META} cannot be read ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ConfigError(f"model {str(path)!r}: {META} is not an nwb-autolfads model description")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise _damaged(path, f"{META} cannot be read: {exc}") from None
+    if isinstance(meta, dict) and meta.get("format") == FORMAT and isinstance(meta.get("format_version"), int) \
+            and meta["format_version"] > FORMAT_VERSION:
         raise ConfigError(f"model {str(path)!r} has format version {meta.get('format_version')}, newer than this "
                           f"nwb-autolfads reads ({FORMAT_VERSION}): upgrade nwb-autolfads")
+    check_meta(meta, path)
     sha = _sha256(weights)
     if sha != meta.get("weights_sha256"):
         raise ConfigError(f"model {str(path)!r}: {WEIGHTS} has SHA-256 {sha[:12]}..., not the "

@@ -102,3 +102,40 @@ def test_an_existing_model_is_replaced_only_with_overwrite(tmp_path):
     stage_model(target, model).commit(_meta(cfg, names=("a", "b", "c")), overwrite=True)
     assert load_model(target).columns[0]["channel_names"] == ["a", "b", "c"]
     assert [p.name for p in tmp_path.iterdir()] == ["m.autolfads-model"]
+
+
+def _edit(key, value):
+    def edit(meta):
+        col = meta["columns"][0]
+        (col if key in col else meta)[key] = value
+        return meta
+    return edit
+
+
+def _drop(key):
+    def edit(meta):
+        meta.pop(key)
+        return meta
+    return edit
+
+
+@pytest.mark.parametrize("edit", [
+    _edit("scales", ["x", 2.0, 0.25]), _edit("scales", [1.5, 2.0]), _edit("scales", [-1.0, 2.0, 0.25]),
+    _edit("clip_levels", [3.0, "inf", 1.0]), _edit("channel_names", ["TA", "TA", "LG"]), _drop("columns"),
+    _drop("config"), _drop("bin_size"), _edit("bin_size", "0.01"), _edit("observation", "nonesuch"),
+    _edit("n_channels", 5), _edit("modalities", ["emg", "spikes"]), _edit("columns", [1, 2]),
+    lambda meta: [1, 2], lambda meta: {**meta, "config": {**meta["config"], "windows": "x"}},
+], ids=["scale_str", "scales_short", "scale_neg", "clip_str", "dup_names", "no_columns", "no_config", "no_bin",
+        "bin_str", "observation", "n_channels", "modalities", "columns_not_objects", "a_list", "config_bad"])
+def test_a_damaged_model_json_is_one_line_naming_the_folder_damaged(tmp_path, edit):
+    model, cfg = _model()
+    target = tmp_path / "m.autolfads-model"
+    stage_model(target, model).commit({**_meta(cfg), "modalities": ["emg"], "n_channels": 3})
+    load_model(target)  # intact: loads
+    (target / META).write_text(json.dumps(edit(json.loads((target / META).read_text()))))
+    with pytest.raises(ConfigError, match="is damaged or not a model folder of this version") as info:
+        load_model(target)
+    assert len(str(info.value).splitlines()) == 1 and "m.autolfads-model" in str(info.value)
+    (target / META).write_text("{\"format\": ")  # cut short: the same error
+    with pytest.raises(ConfigError, match="is damaged or not a model folder of this version"):
+        load_model(target)
