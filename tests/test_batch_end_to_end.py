@@ -152,3 +152,22 @@ def test_a_killed_batch_resumes_skipping_finished_assets(dandiset, tmp_path):
     assert {r["status"] for r in rows.values()} == {"done"} and len(rows) == 3
     assert all(file_sha256(out / r["output"]) == r["output_sha256"] for r in rows.values())
     assert not [p for p in out.rglob(".*") if p.suffix == ".rundir"]  # the interrupted asset's state was used up
+
+
+def test_local_files_into_another_folder_record_each_model_relative_to_the_manifest(tmp_path, monkeypatch, capsys):
+    """Files that are not DANDI-named (results at the output folder's top level and in a
+    subfolder), run into an output folder that is not the working directory: each manifest row's
+    ``model`` is relative to the manifest's folder (as ``output`` is), and names the model kept."""
+    data, out, cwd = tmp_path / "data", tmp_path / "results" / "out", tmp_path / "elsewhere"
+    (data / "day2").mkdir(parents=True)
+    cwd.mkdir()
+    mock_emg_nwb(data / "a.nwb", seed=1, **EMG)
+    mock_emg_nwb(data / "day2" / "b.nwb", seed=2, **EMG)
+    monkeypatch.chdir(cwd)
+    assert main(["run", str(data), "-o", str(out), "--preset", "smoke", "-q"]) == 0, capsys.readouterr()
+    rows = {r["name"]: r for r in json.loads((out / "autolfads-manifest.json").read_text())["assets"]}
+    assert {n: (r["output"], r["model"]) for n, r in rows.items()} == {
+        "a.nwb": ("a_autolfads.nwb", "a_autolfads.autolfads-model"),
+        "day2/b.nwb": ("day2/b_autolfads.nwb", "day2/b_autolfads.autolfads-model")}
+    assert all((out / r["model"] / "model.json").is_file() for r in rows.values())
+    assert os.listdir(cwd) == []

@@ -149,6 +149,63 @@ def test_an_old_checkpoint_in_a_matching_run_directory_is_one_line_and_kept(tiny
     assert not tiny.with_name("tiny_autolfads.nwb").exists()
 
 
+def _damaged_state(kind: str) -> bytes:
+    """A checkpoint as a kill or a full disk leaves it: empty, cut short, or other bytes."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"step": 20, "w": torch.zeros(256), "format": 2}, buf)
+    return {"empty": b"", "truncated": buf.getvalue()[:len(buf.getvalue()) // 3],
+            "garbage": b"PK\x03\x04" + b"x" * 1000, "text": b"hello"}[kind]
+
+
+@pytest.mark.parametrize("population,name", [("1", "model_state.pt"), ("2", "pbt_state.pt")])
+@pytest.mark.parametrize("kind", ["empty", "truncated", "garbage", "text"])
+def test_a_damaged_checkpoint_is_one_line_kept_and_fresh_moves_it_aside(tiny, monkeypatch, capsys, population, name,
+                                                                        kind):
+    """An interrupted run's checkpoint that a kill or a full disk damaged (the single model's, the
+    population's): the same command again says so in one line naming the file (no traceback, exit 2),
+    deletes nothing; --fresh moves it aside and runs."""
+    argv = ["run", str(tiny), *SMOKE, "--population", population, "--set", "pbt.max_generations=2"]
+    rundir = _rundir_of_this_run(tiny, monkeypatch, argv)
+    (rundir / name).write_bytes(_damaged_state(kind))
+    assert main(argv) == 2
+    line = _err_line(capsys)
+    assert str(rundir) in line and name in line and "damaged" in line and "--fresh" in line
+    assert "Traceback" not in line and (rundir / name).read_bytes() == _damaged_state(kind)
+    assert main([*argv, "--fresh"]) == 0
+    aside = [p for p in tiny.parent.iterdir() if p.name.startswith(rundir.name + ".")]
+    assert len(aside) == 1 and (aside[0] / name).read_bytes() == _damaged_state(kind)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "list", "empty", "no config"])
+def test_a_damaged_fingerprint_says_so_and_points_to_fresh_not_resume(tiny, monkeypatch, capsys, damage):
+    """A run directory whose fingerprint.json is cut short or not ours: the message says it is
+    damaged and points to --fresh (not to --resume, which would refuse the same way); with --resume
+    too; nothing is deleted; --fresh moves it aside and runs."""
+    from nwb_autolfads.rundir import RUN_FINGERPRINT
+
+    argv = ["run", str(tiny), *SMOKE, "--population", "1"]
+    rundir = _rundir_of_this_run(tiny, monkeypatch, argv)
+    marker = rundir / RUN_FINGERPRINT
+    text = marker.read_text()
+    marker.write_text({"truncated": text[:len(text) // 2], "list": "[]", "empty": "",
+                       "no config": json.dumps({"format": 2})}[damage])
+    (rundir / "model_state.pt").write_bytes(b"hours of training")
+    damaged = marker.read_bytes()
+    for extra in ([], ["--resume", str(rundir)]):
+        assert main([*argv, *extra]) == 2
+        line = _err_line(capsys)
+        assert str(rundir) in line and RUN_FINGERPRINT in line and "damaged" in line and "--fresh" in line
+        assert "continue it with --resume" not in line and "other data or settings" not in line
+        assert marker.read_bytes() == damaged and (rundir / "model_state.pt").read_bytes() == b"hours of training"
+    assert main([*argv, "--fresh"]) == 0
+    aside = [p for p in tiny.parent.iterdir() if p.name.startswith(rundir.name + ".")]
+    assert len(aside) == 1 and (aside[0] / RUN_FINGERPRINT).read_bytes() == damaged
+
+
 # ---------------------------------------------------------------- 3. a bad option creates nothing
 def test_bad_device_leaves_nothing_behind(tiny, monkeypatch, capsys):
     import torch

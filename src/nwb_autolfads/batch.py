@@ -99,6 +99,9 @@ class BatchPlan:
     modalities: str
     settings: dict[str, Any]
     dandiset: dict[str, Any] | None = None
+    resolved: dict[str, Any] = field(default_factory=dict)
+    """The configuration every input runs with (preset, file, overrides, ``emg`` and ``seed``
+    resolved, the device left out): what a rerun is compared by."""
 
     @property
     def manifest(self) -> Path:
@@ -437,7 +440,7 @@ def _write_manifest(plan: BatchPlan, previous: Mapping[str, Any] | None, command
     rows = {r.get("output") or r.get("name"): r for r in (previous or {}).get("assets", [])}
     rows.update({i.key: i.row() for i in plan.items})
     data = {"format": _FORMAT, "version": 1, "inputs": plan.inputs, "dandiset": plan.dandiset,
-            "modalities": plan.modalities, "settings": plan.settings, "command": command,
+            "modalities": plan.modalities, "settings": plan.settings, "resolved": plan.resolved, "command": command,
             "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"), "assets": list(rows.values())}
     tmp = plan.manifest.with_name(f".{MANIFEST}.tmp")
     tmp.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
@@ -460,12 +463,27 @@ def _output_ok(path: Path, row: Mapping[str, Any]) -> bool:
         return False
 
 
-def _apply_manifest(plan: BatchPlan, previous: Mapping[str, Any] | None, overwrite: bool) -> None:
+def _same_settings(previous: Mapping[str, Any], plan: BatchPlan, default_seed: int) -> bool:
+    """Whether a manifest's batch ran with this plan's settings: the resolved configurations
+    compared. A manifest of an earlier version holds none: its recorded options are compared,
+    a seed not given counting as ``default_seed`` (the one the same options resolve to)."""
+    if previous.get("modalities") != plan.modalities:
+        return False
+    if "resolved" in previous:
+        return previous["resolved"] == plan.resolved
+    old = dict(previous.get("settings") or {})
+    old["seed"] = default_seed if old.get("seed") is None else old["seed"]
+    return old == plan.settings
+
+
+def _apply_manifest(plan: BatchPlan, previous: Mapping[str, Any] | None, overwrite: bool,
+                    default_seed: int) -> None:
     """Mark the items done in an earlier run (output verified), and refuse a manifest written
-    with other settings (its results would be mixed with these) unless ``overwrite``."""
+    with other settings (its results would be mixed with these) unless ``overwrite``
+    (``default_seed``: see :func:`_same_settings`)."""
     if previous is None:
         return
-    if previous.get("settings") != plan.settings or previous.get("modalities") != plan.modalities:
+    if not _same_settings(previous, plan, default_seed):
         if not overwrite:
             raise ConfigError(f"{str(plan.manifest)!r} lists a batch run with other settings ({previous.get('settings')}"
                               f", modalities {previous.get('modalities')}): choose another output folder (-o), or "
@@ -536,9 +554,13 @@ def plan_batch(inputs: Sequence[str | Path], output: str | Path | None = None, *
         raise InputFileError(f"no NWB file to run in {', '.join(repr(str(i)) for i in inputs)}: each one found was "
                              f"skipped ({reasons}): give the recordings' NWB files (.nwb or .nwb.zarr)")
     _name_outputs(items, modalities)
+    resolved = cfg.updated({k: v for k, v in (("data.emg", emg), ("seed", seed)) if v is not None})
     plan = BatchPlan(inputs=[str(i) for i in inputs], out=out, items=items, modalities=modalities,
-                     settings=_settings(preset, config, overrides, emg, seed), dandiset=dandiset)
-    _apply_manifest(plan, _read_manifest(plan.manifest), overwrite)
+                     settings=_settings(preset, config, overrides, emg, seed), dandiset=dandiset,
+                     resolved=json.loads(json.dumps({k: v for k, v in resolved.to_dict().items() if k != "device"},
+                                                    default=str)))
+    plan.settings["seed"] = resolved.seed  # as resolved: --seed 0 and no --seed are the same batch
+    _apply_manifest(plan, _read_manifest(plan.manifest), overwrite, cfg.seed)
     return plan
 
 
@@ -578,9 +600,10 @@ def _duration(seconds: float) -> str:
         f"{seconds / 3600:.1f} h"
 
 
-def _run_one(input: str, output: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Run one input (in this process or a worker); its outcome as a dict (never raises a user
-    error: it becomes ``failed`` or, for a missing signal, ``skipped``)."""
+def _run_one(input: str, output: str, kwargs: dict[str, Any], root: str) -> dict[str, Any]:
+    """Run one input (in this process or a worker) into ``output``, a file under the output
+    folder ``root``; its outcome as a dict (never raises a user error: it becomes ``failed`` or,
+    for a missing signal, ``skipped``). The model's folder is recorded relative to ``root``."""
     from nwb_autolfads.io.writing import file_sha256
     from nwb_autolfads.pipeline import run
 
@@ -597,7 +620,7 @@ def _run_one(input: str, output: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         return {"status": "failed", "reason": f"{type(exc).__name__}: {_one_line(exc)} (unexpected: please report it)",
                 "started": started, "seconds": time.perf_counter() - t0}
     model = "" if result.model is None else \
-        (Path(output).parent.relative_to(Path(output).parents[1]) / Path(result.model).name).as_posix()
+        Path(os.path.relpath(Path(result.model).resolve(), Path(root).resolve())).as_posix()
     return {"status": "done", "reason": "", "output_sha256": file_sha256(result.output), "run_name": result.run_name,
             "model": model, "model_sha256": result.model_sha256 or "", "started": started,
             "seconds": time.perf_counter() - t0}
@@ -630,7 +653,8 @@ def _execute(plan: BatchPlan, kwargs: dict[str, Any], jobs: int, note: Callable[
             replace = _replace(plan, item, kwargs)  # before the manifest lists it as this batch's
             _record(item, {"status": "started", "started": datetime.now(timezone.utc).isoformat(timespec="seconds")})
             note(item)
-            _record(item, _run_one(item.input, str(plan.out / item.output), {**kwargs, "overwrite": replace}))
+            _record(item, _run_one(item.input, str(plan.out / item.output), {**kwargs, "overwrite": replace},
+                                   str(plan.out)))
             note(item)
         return
     import multiprocessing
@@ -642,7 +666,8 @@ def _execute(plan: BatchPlan, kwargs: dict[str, Any], jobs: int, note: Callable[
         note(item)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(_run_one, item.input, str(plan.out / item.output),
-                               {**kwargs, "progress": False, "overwrite": replace[item.key]}): item for item in todo}
+                               {**kwargs, "progress": False, "overwrite": replace[item.key]}, str(plan.out)): item
+                   for item in todo}
         try:
             for future in as_completed(futures):
                 _record(futures[future], future.result())

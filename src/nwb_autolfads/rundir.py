@@ -83,8 +83,14 @@ def prepare_rundir(rundir: Path, cfg: RunConfig, segments: list[np.ndarray], exp
     if marker.is_file():
         try:
             old = json.loads(marker.read_text())
-        except ValueError:
+        except (OSError, ValueError):
             old = None
+        if not fresh and not _readable_fingerprint(old):
+            raise StateFormatError(f"the run directory {str(rundir)!r} holds an interrupted run whose {RUN_FINGERPRINT} "
+                                   "is damaged or unreadable (cut short, or not what nwb-autolfads writes): which "
+                                   "data and settings its state belongs to is unknown, so it cannot be resumed. Run "
+                                   "again with --fresh (and without --resume), which moves it aside (nothing is "
+                                   "deleted) and starts afresh")
         if not fresh and _check_format(rundir, old):  # another version's, holding nothing: taken over
             marker.write_text(json.dumps(fingerprint))
             return
@@ -109,6 +115,12 @@ def prepare_rundir(rundir: Path, cfg: RunConfig, segments: list[np.ndarray], exp
                           "away")
     rundir.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(fingerprint))
+
+
+def _readable_fingerprint(old: Any) -> bool:
+    """Whether ``old`` (a parsed :data:`RUN_FINGERPRINT`, None when it is not JSON) is one that
+    nwb-autolfads writes: a mapping with ``config`` (a mapping) and ``data_sha256``."""
+    return isinstance(old, dict) and isinstance(old.get("config"), dict) and "data_sha256" in old
 
 
 def _check_format(rundir: Path, old: Any) -> bool:

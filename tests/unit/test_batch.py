@@ -121,6 +121,32 @@ def test_a_manifest_of_other_settings_is_refused(folder, tmp_path):
         plan_batch(inputs, out, preset="smoke")
 
 
+def test_settings_are_compared_resolved_the_default_seed_given_or_not(folder, tmp_path):
+    """--seed 0 (the default) and no --seed are the same batch, in a manifest of this version
+    (resolved settings) and of an earlier one (raw options, seed None); another seed is refused."""
+    from nwb_autolfads.batch import _write_manifest
+    from nwb_autolfads.config import build_config
+
+    out = tmp_path / "out"
+    out.mkdir()
+    inputs = sorted(folder.glob("sub-B/*_ecephys.nwb"))
+    default = build_config("smoke").seed
+    plan = plan_batch(inputs, out, preset="smoke")
+    assert plan.settings["seed"] == default and plan.resolved["seed"] == default
+    _write_manifest(plan, None, None)
+    assert plan_batch(inputs, out, preset="smoke", seed=default).todo()
+    assert plan_batch(inputs, out, preset="smoke", overrides={"seed": default}).todo()
+    with pytest.raises(ConfigError, match="other settings"):
+        plan_batch(inputs, out, preset="smoke", seed=default + 1)
+    legacy = json.loads((out / MANIFEST).read_text())
+    legacy.pop("resolved")
+    legacy["settings"]["seed"] = None  # as earlier versions recorded no --seed
+    (out / MANIFEST).write_text(json.dumps(legacy))
+    assert plan_batch(inputs, out, preset="smoke", seed=default).todo()
+    with pytest.raises(ConfigError, match="other settings"):
+        plan_batch(inputs, out, preset="smoke", seed=default + 1)
+
+
 def test_a_file_in_the_way_is_not_replaced_and_fails_that_input(folder, tmp_path, capsys):
     out = tmp_path / "out"
     (out / "sub-B").mkdir(parents=True)

@@ -152,7 +152,7 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
         raise OutputError(f"could not save the training state to {str(path)!r}: {exc.strerror or exc}: check free "
                           "disk space and permissions") from None
     except RuntimeError as exc:  # torch's own file errors (a missing folder, a failed write) are RuntimeErrors
-        raise OutputError(f"could not save the training state to {str(path)!r}: {str(exc).splitlines()[0]}: check "
+        raise OutputError(f"could not save the training state to {str(path)!r}: {_first_line(exc)}: check "
                           "that its folder exists and is writable, and free disk space") from None
     finally:
         if tmp.exists():
@@ -176,13 +176,22 @@ def load_checkpoint(path: str | Path) -> dict:
     except pickle.UnpicklingError:  # torch's message suggests loading it anyway: not to be repeated
         raise StateFormatError(_unreadable_state(path, "it holds objects, not only tensors and plain values, and "
                                                        "is not loaded")) from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise StateFormatError(_unreadable_state(path, f"it cannot be read: {str(exc).splitlines()[0]}")) from None
+    except Exception as exc:  # empty (EOFError, no message), truncated or garbage (RuntimeError, KeyError, ...)
+        raise StateFormatError(_unreadable_state(path, f"it cannot be read: {_first_line(exc)}")) from None
     found = ck.get("format", 1) if isinstance(ck, dict) else "unknown"
     if found != CHECKPOINT_FORMAT:
         raise StateFormatError(_unreadable_state(path, f"checkpoint format {found}, this version reads "
                                                        f"{CHECKPOINT_FORMAT}"))
     return ck
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, else its type's description (an empty
+    file gives an ``EOFError`` without a message)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if lines:
+        return lines[0]
+    return "the file is empty or ends early" if isinstance(exc, EOFError) else type(exc).__name__
 
 
 def _unreadable_state(path: Path, why: str) -> str:
