@@ -154,7 +154,7 @@ def test_stopping_the_caller_stops_the_child(tmp_path, how):
             os.killpg(proc.pid, signal.SIGINT)
         else:
             os.kill(proc.pid, signal.SIGINT if how == "sigint-parent" else signal.SIGKILL)
-        rc = proc.wait(timeout=60)
+        rc = proc.wait(timeout=180)  # semantics, not speed: a loaded 2-core CI machine took over 60 s once
         assert rc != 0
         if how != "sigkill-parent":
             assert "KeyboardInterrupt" in proc.stderr.read()
