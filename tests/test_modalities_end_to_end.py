@@ -53,6 +53,12 @@ def test_cli_emg_plus_force_writes_the_inferred_force_in_newtons(force_file, tmp
     assert ds.inferred_force.shape == ds.emg_activations.shape[:1] + (1,)
     assert "inferred_force_lower" in ds and "inferred_force_offsets" in ds
     assert [r.modalities for r in nwb_autolfads.list_runs(out)] == ["emg+force"]
+    # pynapple gets the force too, named, with its bounds and the offsets / scales as metadata
+    tsd = nwb_autolfads.to_pynapple(out)
+    assert list(tsd["inferred_force"].columns) == ["force"]
+    np.testing.assert_array_equal(tsd["inferred_force"].values, ds.inferred_force.values)
+    np.testing.assert_array_equal(tsd["inferred_force"].t, ds.time.values)
+    assert "inferred_force_lower" in tsd and "inferred_force_upper" in tsd
 
 
 def test_force_estimate_is_the_model_output_in_source_units(force_file):

@@ -390,9 +390,11 @@ def to_pynapple(path: str | Path, run: str | None = None) -> dict:
         Time in seconds, on the run's bin centres, for what the run modelled:
         ``emg_activations`` (columns: the muscle names; the source's units; metadata ``scale``:
         the per-channel preprocessing scale), ``firing_rates`` (columns: the ids of the Units
-        table rows; Hz), their credible interval's bounds when the run stored one
-        (``emg_activations_lower`` / ``_upper``, ``firing_rates_lower`` / ``_upper``, same
-        columns and units), ``factors`` and ``inferred_inputs`` (columns 0..N-1).
+        table rows; Hz), each continuous input modelled, e.g. ``inferred_force`` (columns: its
+        channel names; its own units; metadata ``offsets`` / ``scales``), their credible
+        interval's bounds when the run stored one (``emg_activations_lower`` / ``_upper``,
+        ``firing_rates_lower`` / ``_upper``, ``inferred_force_lower`` / ``_upper``, same columns
+        and units), ``factors`` and ``inferred_inputs`` (columns 0..N-1).
 
     Raises
     ------
@@ -419,7 +421,12 @@ def to_pynapple(path: str | Path, run: str | None = None) -> dict:
     if "firing_rates" in ds:
         out["firing_rates"] = nap.TsdFrame(t=t, d=ds.firing_rates.values,
                                            columns=[int(u) for u in ds.unit.values])
-    for name, columns in (("emg_activations", "channel"), ("firing_rates", "unit")):
+    estimates = [v for v in ds.data_vars if f"{v}_channel" in ds.coords]  # continuous inputs, e.g. inferred_force
+    for name in estimates:
+        meta = {part: ds[f"{name}_{part}"].values for part in ("offsets", "scales") if f"{name}_{part}" in ds}
+        out[name] = nap.TsdFrame(t=t, d=ds[name].values, columns=[str(c) for c in ds[f"{name}_channel"].values],
+                                 metadata=meta or None)
+    for name in ("emg_activations", "firing_rates", *estimates):
         for side in ("lower", "upper"):  # the credible interval's bounds, named like their estimate's columns
             if f"{name}_{side}" in ds:
                 out[f"{name}_{side}"] = nap.TsdFrame(t=t, d=ds[f"{name}_{side}"].values,
