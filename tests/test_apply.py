@@ -56,6 +56,12 @@ def test_apply_reproduces_the_run_bit_identically_on_the_same_file(trained, tmp_
     ds = nwb_autolfads.load_results(again.output)
     assert ds.attrs["model_applied"] == 1 and ds.attrs["model_sha256"] == res.model_sha256
     assert "applied model" in ds.attrs["description"] and "step" not in ds.coords  # no training curves
+    # `nwb-autolfads runs` names the model: the one kept by the run, the one applied by apply
+    from nwb_autolfads.io.results import format_runs, list_runs
+    kept = format_runs(res.output, list_runs(res.output))
+    assert f"model {res.model}" in kept and "applied model" not in kept
+    applied = format_runs(again.output, list_runs(again.output))
+    assert "applied model" in applied and "no training" in applied and "training length" not in applied
 
 
 def test_apply_matches_channels_by_name_in_another_order_and_session(trained, tmp_path):

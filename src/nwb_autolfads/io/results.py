@@ -60,6 +60,11 @@ class RunInfo:
     interval: float | None = None
     """Probability of the credible interval stored with the estimates (``lower`` / ``upper``);
     None when the run stored none (posterior means, or a file before spec 0.3.0)."""
+    model_location: str = ""
+    """Where the run's trained model is (the model it kept, or for an applied run the model it
+    applied); empty when none was kept (and for files before spec 0.5.0)."""
+    model_applied: bool = False
+    """True for a run made by ``apply`` (a saved model on this file, no training)."""
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -100,7 +105,9 @@ def _info(run) -> RunInfo:
                    steps=metrics.get("steps"), epochs=metrics.get("epochs"), best_valid_nll=metrics.get("best_smoothed_valid_nll"),
                    description=run.description, source_location=run.source_location or "",
                    source_in_file=source_in_file(run), preset=_preset(run.config),
-                   git_revision=run.git_revision or "", interval=_stored_interval(act, rates))
+                   git_revision=run.git_revision or "", interval=_stored_interval(act, rates),
+                   model_location=getattr(run, "model_location", None) or "",
+                   model_applied=bool(getattr(run, "model_applied", None)))
 
 
 def _stored_interval(*series) -> float | None:
@@ -183,7 +190,9 @@ def format_runs(path: str | Path, runs: list[RunInfo]) -> str:
                   f"    {r.modalities}: {', '.join(what)} from {r.sources}; {r.n_bins} bins of {r.bin_size * 1e3:g} ms"
                   + (f"; {interval_percent(r.interval)} credible interval per bin" if r.interval is not None
                      else "; no credible interval"),
-                  f"    {_budget(r)}, best smoothed validation NLL {nll}"]
+                  f"    applied model {r.model_location or '(location not recorded)'}: no training" if r.model_applied
+                  else f"    {_budget(r)}, best smoothed validation NLL {nll}"
+                  + (f"; model {r.model_location}" if r.model_location else "")]
         if not r.source_in_file:
             lines.append(f"    results only: the source's data are in {r.source_location}")
     return "\n".join(lines)
