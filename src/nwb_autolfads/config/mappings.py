@@ -3,11 +3,13 @@ dataclass dumps turned into YAML/JSON-ready values."""
 
 from __future__ import annotations
 
+import math
+from pathlib import PurePath
 from typing import Any, Mapping
 
 from nwb_autolfads.errors import ConfigError
 
-__all__ = ["to_plain", "expand_dotted", "deep_merge", "flat_keys"]
+__all__ = ["to_plain", "json_values", "expand_dotted", "deep_merge", "flat_keys"]
 
 
 def to_plain(obj: Any) -> Any:
@@ -29,6 +31,25 @@ def to_plain(obj: Any) -> Any:
         return [to_plain(v) for v in obj]
     return obj
 
+
+
+def json_values(obj: Any) -> Any:
+    """``obj`` as plain JSON values: dicts (keys as text), lists (tuples too), numpy arrays and
+    scalars as lists and numbers (through their ``tolist``: float64 values round-trip exactly),
+    paths as text, a non-finite number as None (JSON has no NaN or infinity). Used for every JSON
+    file the package writes that must be strict JSON (a saved model's ``model.json``, an
+    evaluation's JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): json_values(v) for k, v in obj.items()}
+    if hasattr(obj, "tolist"):  # numpy arrays and scalars (numpy is not imported here)
+        obj = obj.tolist()
+    if isinstance(obj, (list, tuple)):
+        return [json_values(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, PurePath):
+        return str(obj)
+    return obj
 
 def expand_dotted(overrides: Mapping[str, Any]) -> dict[str, Any]:
     """Overrides with dotted keys (``{"train.lr": 1e-3}``) as nested mappings (``{"train": {"lr": 1e-3}}``).

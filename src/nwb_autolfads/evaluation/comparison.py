@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from scipy import signal as sps
 
+from nwb_autolfads.config.mappings import json_values
 from nwb_autolfads.evaluation import baselines as bl
 from nwb_autolfads.errors import InputFileError, SignalError
 from nwb_autolfads.evaluation.metrics import RIDGE_ALPHAS, blocked_folds, fit_ridge, lagged, r2_of
@@ -112,7 +113,7 @@ class Evaluation:
         return {"result": self.result, "run": self.run, "bin_size": self.bin_size, "n_bins": self.n_bins,
                 "folds": self.folds, "lags": self.lags,
                 "channel_names": self.channel_names, "methods": self.methods, "primary_metric": self.primary(),
-                "scores": _jsonable(self.scores), "spectra": _jsonable(self.spectra), "notes": self.notes}
+                "scores": json_values(self.scores), "spectra": json_values(self.spectra), "notes": self.notes}
 
     def to_json(self, path: str | Path | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=2)
@@ -150,19 +151,6 @@ class Evaluation:
                      f"({self.lags * self.bin_size * 1e3:g} ms) of history. " + " ".join(self.notes))
         return "\n".join(lines)
 
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        return None if not np.isfinite(obj) else float(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 # --------------------------------------------------------------------------- cross-validation

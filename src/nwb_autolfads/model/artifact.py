@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from nwb_autolfads.config import RunConfig
+from nwb_autolfads.config.mappings import json_values
 from nwb_autolfads.errors import ConfigError, OutputError
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.model.observations import Composite, ObservationModel, get_observation
@@ -106,7 +107,7 @@ class StagedModel:
         try:
             full = {"format": FORMAT, "format_version": FORMAT_VERSION, "weights": WEIGHTS,
                     "weights_sha256": self.sha256, **meta}
-            (self.tmp / META).write_text(json.dumps(_jsonable(full), indent=2, allow_nan=False), encoding="utf-8")
+            (self.tmp / META).write_text(json.dumps(json_values(full), indent=2, allow_nan=False), encoding="utf-8")
             if self.target.exists():
                 if not overwrite:
                     self.discard()
@@ -153,22 +154,6 @@ def stage_model(target: str | Path, model: torch.nn.Module) -> StagedModel:
                           "space and permissions") from None
     return StagedModel(tmp=tmp, target=target, sha256=sha)
 
-
-def _jsonable(obj):
-    """``obj`` as plain JSON values: numpy arrays and scalars as lists and numbers (float64 values
-    round-trip exactly), paths as text, a non-finite number as null (an unclipped channel's clip
-    level: read back as inf by :meth:`ModelArtifact.scaling`)."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if hasattr(obj, "tolist"):  # numpy arrays and scalars
-        obj = obj.tolist()
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 @dataclass
