@@ -139,38 +139,31 @@ class _Array:
         return _Array, (self.array,)
 
 
+def _map_leaves(obj, kind: type, fn):
+    """``obj`` (nested dicts and lists) with every leaf of type ``kind`` replaced by ``fn(leaf)``."""
+    if isinstance(obj, kind):
+        return fn(obj)
+    if isinstance(obj, dict):
+        return {k: _map_leaves(v, kind, fn) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_map_leaves(v, kind, fn) for v in obj]
+    return obj
+
+
 def pack_state(obj):
     """A member's state (of :meth:`Member.state`) for another process: every tensor as a numpy
     array of the same dtype and values (a pickled torch tensor is written through ``torch.save``
     per storage: ~10x slower, 0.3 s per generation for 20 small members). :func:`unpack_state`
     inverts it exactly."""
-    if isinstance(obj, torch.Tensor):
-        return _Array(obj.detach().cpu().numpy())
-    if isinstance(obj, dict):
-        return {k: pack_state(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [pack_state(v) for v in obj]
-    return obj
+    return _map_leaves(obj, torch.Tensor, lambda t: _Array(t.detach().cpu().numpy()))
 
 
 def unpack_state(obj):
     """Inverse of :func:`pack_state` (CPU tensors, sharing the arrays' memory; a read-only array,
     e.g. from Ray's object store, is copied)."""
-    if isinstance(obj, _Array):
-        return torch.from_numpy(obj.array if obj.array.flags.writeable else obj.array.copy())
-    if isinstance(obj, dict):
-        return {k: unpack_state(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [unpack_state(v) for v in obj]
-    return obj
+    return _map_leaves(obj, _Array, lambda a: torch.from_numpy(a.array if a.array.flags.writeable else a.array.copy()))
 
 
 def to_cpu(obj):
     """``obj`` (nested dicts and lists) with every tensor on the CPU."""
-    if isinstance(obj, torch.Tensor):
-        return obj.cpu()
-    if isinstance(obj, dict):
-        return {k: to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [to_cpu(v) for v in obj]
-    return obj
+    return _map_leaves(obj, torch.Tensor, lambda t: t.cpu())
