@@ -31,6 +31,7 @@ binning import the NWB stack and scipy on first use. May import: :mod:`nwb_autol
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +48,7 @@ MODALITY_SEPARATOR = "+"
 
 
 @dataclass(frozen=True)
-class Modality:
+class Modality(ABC):
     """One kind of signal a run can model.
 
     Attributes
@@ -73,9 +74,9 @@ class Modality:
         """The observation model of this modality's channels under ``cfg``."""
         return self.observation or cfg.model.observation
 
+    @abstractmethod
     def read(self, nwbfile, cfg):
         """This modality's signal in ``nwbfile`` as ``cfg`` selects it (each entry defines it)."""
-        raise NotImplementedError(f"modality {self.name!r} has no reader")
 
     def names(self, signal) -> list[str]:
         """The names of ``signal``'s channels as read (what a saved model matches by name)."""
@@ -89,8 +90,12 @@ class Modality:
             scaling: tuple | None = None) -> tuple["Binned", list | None]:
         """``signal`` on the model's bins ``bin_times`` (per segment, centres in seconds): its
         model-ready columns, and per segment the mask of bins it covers (None: all of them).
-        ``scaling``: (offsets, scales) to use instead of estimating them (a saved model's)."""
-        raise NotImplementedError(f"modality {self.name!r} is not binned onto other bins")
+        ``scaling``: (offsets, scales) to use instead of estimating them (a saved model's).
+
+        Every entry that can be modelled on another's bins defines it; one that cannot (the EMG:
+        its preprocessing defines the bins whenever it is modelled) is never asked to: the
+        pipeline's grid (``pipeline._grid``) takes the EMG's bins first."""
+        raise TypeError(f"modality {self.name!r} defines the model's bins and is never binned onto another's")
 
 
 @dataclass
