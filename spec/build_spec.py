@@ -15,7 +15,7 @@ from pynwb.spec import (NWBAttributeSpec, NWBDatasetSpec, NWBGroupSpec, NWBLinkS
                         export_spec)
 
 NAME = "ndx-autolfads"
-VERSION = "0.5.0"
+VERSION = "0.6.0"
 
 
 def _text(name: str, doc: str, required: bool = True) -> NWBAttributeSpec:
@@ -150,6 +150,10 @@ def build_types() -> list[NWBGroupSpec]:
             _json("source", "Where the input came from: as given, local path or URL, format (NWB HDF5 or NWB "
                   "Zarr), SHA-256 and what it covers; for DANDI assets the instance, dandiset id, version and how "
                   "it was chosen, asset path, asset id, size and the digests the archive publishes"),
+            _json("sessions", "Since 0.6.0, for a model trained over several sessions (nwb-autolfads run --multi-"
+                  "session): 'this', the index of this file's session, and 'sessions', one entry per session of "
+                  "the model in its order: name, NWB identifier, location, URL, DANDI asset id, SHA-256, output "
+                  "file and its channel blocks (names, scales). Absent for a model of one session"),
         ],
         groups=[
             NWBGroupSpec(name="emg_activations", neurodata_type_inc="MuscleActivations", quantity="?",

@@ -32,7 +32,7 @@ except _NotFound:  # running from a source tree that was never installed
 from nwb_autolfads.config import PRESETS, RunConfig, build_config  # noqa: E402
 from nwb_autolfads.errors import NwbAutolfadsError  # noqa: E402
 
-__all__ = ["__version__", "run", "apply", "AutoLFADS", "RunResult", "run_batch", "BatchResult", "load_results", "list_runs", "to_pynapple", "evaluate", "Evaluation", "write_report",
+__all__ = ["__version__", "run", "run_sessions", "apply", "AutoLFADS", "RunResult", "run_batch", "BatchResult", "load_results", "list_runs", "to_pynapple", "evaluate", "Evaluation", "write_report",
            "RunConfig", "build_config", "PRESETS", "NwbAutolfadsError"]
 
 
@@ -49,6 +49,10 @@ def __getattr__(name):  # PEP 562: import the pipeline (and pynwb) on first use
         from nwb_autolfads import pipeline
 
         return getattr(pipeline, name)
+    if name == "run_sessions":  # one model over several sessions (nwb_autolfads.sessions)
+        from nwb_autolfads.sessions import run_sessions
+
+        return run_sessions
     if name == "apply":  # a saved model on new data (nwb_autolfads.reuse)
         from nwb_autolfads.reuse import apply
 

@@ -20,6 +20,12 @@ whose output is listed done and still has that checksum (or still opens and hold
 run), retries the failed ones, and continues an interrupted asset from its run directory. A
 dandiset is read at one version for the whole batch: the one given, else the one dandi's rule
 chooses when the plan is made (every asset's URL then names it).
+
+With ``multi_session`` (``--multi-session``) the inputs are grouped by subject (the ``sub-<label>``
+of their path; inputs without one form one group) and each group of two or more sessions trains
+ONE model (:func:`nwb_autolfads.run_sessions`: a read-in and read-out per session), each session's
+result still written to its own output; a group is run again as a whole until all its sessions
+are done.
 """
 
 from __future__ import annotations
@@ -99,6 +105,8 @@ class BatchPlan:
     modalities: str
     settings: dict[str, Any]
     dandiset: dict[str, Any] | None = None
+    multi_session: bool = False
+    """One model per subject over its sessions (:func:`nwb_autolfads.run_sessions`)."""
     resolved: dict[str, Any] = field(default_factory=dict)
     """The configuration every input runs with (preset, file, overrides, ``emg`` and ``seed``
     resolved, the device left out): what a rerun is compared by."""
@@ -114,6 +122,17 @@ class BatchPlan:
         """The time left, from the timings of the assets done in earlier runs of the batch
         (seconds per byte); unknown before any asset has finished."""
         return _eta([i for i in self.items if i.status == "done" and i.seconds], self.todo(), 1)
+
+    def groups(self) -> list[list[BatchItem]]:
+        """What runs together: with ``multi_session`` the items of one subject (:func:`subject_of`;
+        the items skipped at planning left out), in the plan's order; else each item alone."""
+        if not self.multi_session:
+            return [[i] for i in self.items]
+        groups: dict[str, list[BatchItem]] = {}
+        for i in self.items:
+            if i.status != "skipped":
+                groups.setdefault(subject_of(i.name), []).append(i)
+        return list(groups.values())
 
     def format(self) -> str:
         """The plan as text: a line per asset, the totals, the output folder and the time."""
@@ -134,6 +153,10 @@ class BatchPlan:
                   f"  signals     {self.modalities}: checked when each input is opened (one without them is "
                   "skipped then, with the reason)",
                   f"  output      {self.out}{os.sep} (DANDI layout), manifest {self.manifest}",
+                  *([f"  models      one per subject over its sessions: " + "; ".join(
+                      f"{subject_of(g[0].name) or '(no subject in the names)'}: {len(g)} session(s)"
+                      + (" (one session: a model of its own)" if len(g) == 1 else "") for g in self.groups())]
+                    if self.multi_session else []),
                   f"  time        {self.estimate()}"]
         return "\n".join(lines)
 
@@ -169,6 +192,16 @@ class BatchResult:
 
 
 # ---- discovery
+
+
+_SUBJECT = re.compile(r"(?:^|[/_])sub-([A-Za-z0-9]+)")
+
+
+def subject_of(name: str) -> str:
+    """The subject label of a DANDI/BIDS-like path (``sub-R3/sub-R3_ses-1_ecephys.nwb`` -> ``R3``),
+    or "" when it names none."""
+    m = _SUBJECT.search(str(name))
+    return m.group(1) if m else ""
 
 
 def is_batch(inputs: Sequence[str | Path]) -> bool:
@@ -421,6 +454,11 @@ def _settings(preset, config, overrides, emg, seed) -> dict[str, Any]:
             "emg": emg, "seed": seed}
 
 
+def _settings_with(settings: dict[str, Any], multi_session: bool) -> dict[str, Any]:
+    """``settings`` and, when set, ``multi_session`` (absent otherwise: earlier manifests compare equal)."""
+    return {**settings, "multi_session": True} if multi_session else settings
+
+
 def _read_manifest(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
@@ -508,7 +546,7 @@ def _apply_manifest(plan: BatchPlan, previous: Mapping[str, Any] | None, overwri
 
 def plan_batch(inputs: Sequence[str | Path], output: str | Path | None = None, *, preset: str | None = None,
                config: Any = None, overrides: Mapping[str, Any] | None = None, emg: str | None = None,
-               seed: int | None = None, overwrite: bool = False) -> BatchPlan:
+               seed: int | None = None, overwrite: bool = False, multi_session: bool = False) -> BatchPlan:
     """Find the inputs of a batch and what each will become (see the module's description).
 
     Parameters
@@ -524,6 +562,8 @@ def plan_batch(inputs: Sequence[str | Path], output: str | Path | None = None, *
         recorded in the manifest.
     overwrite : bool
         Run every input again, although the manifest lists a batch with other settings.
+    multi_session : bool
+        One model per subject over its sessions (see the module's description).
 
     Returns
     -------
@@ -556,7 +596,8 @@ def plan_batch(inputs: Sequence[str | Path], output: str | Path | None = None, *
     _name_outputs(items, modalities)
     resolved = cfg.updated({k: v for k, v in (("data.emg", emg), ("seed", seed)) if v is not None})
     plan = BatchPlan(inputs=[str(i) for i in inputs], out=out, items=items, modalities=modalities,
-                     settings=_settings(preset, config, overrides, emg, seed), dandiset=dandiset,
+                     settings=_settings_with(_settings(preset, config, overrides, emg, seed), multi_session),
+                     dandiset=dandiset, multi_session=multi_session,
                      resolved=json.loads(json.dumps({k: v for k, v in resolved.to_dict().items() if k != "device"},
                                                     default=str)))
     plan.settings["seed"] = resolved.seed  # as resolved: --seed 0 and no --seed are the same batch
@@ -626,6 +667,34 @@ def _run_one(input: str, output: str, kwargs: dict[str, Any], root: str) -> dict
             "seconds": time.perf_counter() - t0}
 
 
+def _run_group(inputs: list[str], outputs: list[str], kwargs: dict[str, Any], root: str) -> list[dict[str, Any]]:
+    """Run the sessions of one subject into one model (:func:`nwb_autolfads.run_sessions`; one
+    session alone: :func:`_run_one`); an outcome per session, as :func:`_run_one` gives it (an error
+    fails every session of the group, with its reason)."""
+    from nwb_autolfads.io.writing import file_sha256
+    from nwb_autolfads.sessions import run_sessions
+
+    if len(inputs) == 1:
+        return [_run_one(inputs[0], outputs[0], kwargs, root)]
+    t0 = time.perf_counter()
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    options = {k: v for k, v in kwargs.items() if k not in ("run_name", "in_place")}
+    try:
+        results = run_sessions(inputs, outputs, **options)
+    except NwbAutolfadsError as exc:
+        reason = f"multi-session model of {len(inputs)} sessions: {_one_line(exc)}"
+        return [{"status": "failed", "reason": reason, "started": started, "seconds": time.perf_counter() - t0}] * len(inputs)
+    except Exception as exc:  # a bug or a library's error on odd data: recorded, the batch goes on
+        reason = f"{type(exc).__name__}: {_one_line(exc)} (unexpected: please report it)"
+        return [{"status": "failed", "reason": reason, "started": started, "seconds": time.perf_counter() - t0}] * len(inputs)
+    seconds = (time.perf_counter() - t0) / len(inputs)  # the model's time shared by its sessions
+    model = "" if results[0].model is None else \
+        Path(os.path.relpath(Path(results[0].model).resolve(), Path(root).resolve())).as_posix()
+    return [{"status": "done", "reason": "", "output_sha256": file_sha256(r.output), "run_name": r.run_name,
+             "model": model, "model_sha256": r.model_sha256 or "", "started": started, "seconds": seconds}
+            for r in results]
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:1000] or type(exc).__name__
 
@@ -643,8 +712,33 @@ def _progress(plan: BatchPlan, finished: list[BatchItem], t0: float, jobs: int) 
             f"{_eta(finished, plan.todo(), jobs)}")
 
 
+def _execute_groups(plan: BatchPlan, kwargs: dict[str, Any], note: Callable[[BatchItem], None]) -> None:
+    """Multi-session: run each subject's group whose sessions are not all done (one after another),
+    calling ``note`` for each session; sessions found without signals at run time fail the group."""
+    for group in plan.groups():
+        if all(i.status in ("done", "skipped") for i in group):
+            continue
+        for item in group:
+            Path(plan.out / item.output).parent.mkdir(parents=True, exist_ok=True)
+        # an existing output (or the group's model) is replaced when this batch wrote it; a file of
+        # someone else's at an output is never replaced: the group then fails naming it
+        foreign = any((plan.out / i.output).exists() and not i.ours for i in group)
+        replace = bool(kwargs.get("overwrite")) or (not foreign and any(i.ours for i in group))
+        for item in group:
+            _record(item, {"status": "started", "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                           "earlier": False})
+            note(item)
+        outcomes = _run_group([i.input for i in group], [str(plan.out / i.output) for i in group],
+                              {**kwargs, "overwrite": replace}, str(plan.out))
+        for item, outcome in zip(group, outcomes):
+            _record(item, outcome)
+            note(item)
+
+
 def _execute(plan: BatchPlan, kwargs: dict[str, Any], jobs: int, note: Callable[[BatchItem], None]) -> None:
     """Run the items left, one by one or ``jobs`` at a time (processes), calling ``note`` after each."""
+    if plan.multi_session:
+        return _execute_groups(plan, kwargs, note)
     todo = plan.todo()
     for item in todo:
         Path(plan.out / item.output).parent.mkdir(parents=True, exist_ok=True)
@@ -687,7 +781,7 @@ def run_batch(inputs: Sequence[str | Path], output: str | Path | None = None, *,
               config: Any = None, overrides: Mapping[str, Any] | None = None, emg: str | None = None,
               seed: int | None = None, device: str | None = None, overwrite: bool = False, jobs: int = 1,
               dry_run: bool = False, progress: bool = True, command: str | None = None,
-              **run_options: Any) -> BatchResult:
+              multi_session: bool = False, **run_options: Any) -> BatchResult:
     """Run :func:`nwb_autolfads.run` on every input of a batch: a dandiset, some of its assets,
     several files, a folder or a glob (see the module's description for the output layout, the
     manifest and resuming).
@@ -710,6 +804,9 @@ def run_batch(inputs: Sequence[str | Path], output: str | Path | None = None, *,
         The plan, a line per finished input with the time left, and each run's progress, on stderr.
     command : str, optional
         How the batch was started (recorded in the manifest and each run's provenance).
+    multi_session : bool
+        One model per subject over its sessions (:func:`nwb_autolfads.run_sessions`), each
+        session's result in its own output; ``jobs`` is then not supported.
     **run_options
         Other options of :func:`nwb_autolfads.run` (``run_name``, ``fresh``).
 
@@ -732,8 +829,11 @@ def run_batch(inputs: Sequence[str | Path], output: str | Path | None = None, *,
                               "continues interrupted inputs by itself when the same command is run again)")
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs}: give a positive number of inputs to run at once")
+    if multi_session and jobs != 1:
+        raise ConfigError(f"--jobs {jobs} with --multi-session: the sessions of a subject train one model together; "
+                          "leave out --jobs (population-based training uses the cores)")
     plan = plan_batch(inputs, output, preset=preset, config=config, overrides=overrides, emg=emg, seed=seed,
-                      overwrite=overwrite)
+                      overwrite=overwrite, multi_session=multi_session)
     if dry_run:
         return BatchResult(plan, dry_run=True)
     if progress:

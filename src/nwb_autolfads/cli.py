@@ -536,12 +536,16 @@ def _batch_options(p: argparse.ArgumentParser) -> None:
                    "outputs, time) and exit")
     g.add_argument("--jobs", type=int, default=1, metavar="N", help="inputs run at once, each in its own process "
                    "(default 1)")
+    g.add_argument("--multi-session", action="store_true",
+                   help="one model per subject over its sessions (the sub-<label> in the paths; files without one "
+                        "together): a read-in and read-out per session, shared dynamics; each session's result in "
+                        "its own output")
 
 
 def _is_batch(args) -> bool:
     from nwb_autolfads.batch import is_batch
 
-    return args.dry_run or args.jobs != 1 or is_batch(args.file)
+    return args.dry_run or args.jobs != 1 or args.multi_session or is_batch(args.file)
 
 
 def _cmd_batch(args, preset: str | None, overrides: dict[str, Any]) -> int:
@@ -556,7 +560,7 @@ def _cmd_batch(args, preset: str | None, overrides: dict[str, Any]) -> int:
     result = run_batch(args.file, args.output, preset=preset, config=args.config, overrides=overrides, emg=args.emg,
                        seed=args.seed, device=args.device, overwrite=args.overwrite, jobs=args.jobs,
                        dry_run=args.dry_run, progress=not args.quiet, run_name=args.run_name, fresh=args.fresh,
-                       command=shlex.join(["nwb-autolfads", *args.argv]))
+                       command=shlex.join(["nwb-autolfads", *args.argv]), multi_session=args.multi_session)
     print(result.plan.format() if args.dry_run else result.summary())
     return result.exit_code
 
@@ -580,6 +584,10 @@ def _add_apply_parser(sub, common: argparse.ArgumentParser) -> None:
     a.add_argument("--rescale", action="store_true",
                    help="estimate the per-channel scales on FILE (a recording with another gain) instead of using "
                         "the model's stored ones")
+    a.add_argument("--session", metavar="NAME",
+                   help="for a model trained over several sessions (run --multi-session): the session whose read-in "
+                        "and read-out to use (its channels must match FILE's); `nwb-autolfads apply MODEL FILE` "
+                        "without it lists them")
     a.add_argument("--drop-extra", action="store_true",
                    help="leave out, with a warning, channels of FILE the model does not know (refused by default)")
     a.add_argument("--emg", metavar="PATH", help="object path of the EMG series in FILE (default: the model's, or "
@@ -594,6 +602,7 @@ def _cmd_apply(args) -> int:
     from nwb_autolfads.reuse import apply
 
     result = apply(args.model, args.file, args.output, rescale=args.rescale, emg=args.emg, drop_extra=args.drop_extra,
+                   session=args.session,
                    device=args.device, overwrite=args.overwrite, run_name=args.run_name, progress=not args.quiet,
                    command=shlex.join(["nwb-autolfads", *args.argv]))
     print(result.summary())

@@ -201,6 +201,10 @@ class RunResult:
     saved), for :func:`nwb_autolfads.apply`; for an applied run, the model it applied."""
     model_sha256: str | None = None
     """SHA-256 of that model's weights (``model.safetensors``), as the output records it."""
+    sessions: dict | None = None
+    """For a model trained over several sessions (:func:`nwb_autolfads.run_sessions`): ``this``, the
+    index of this result's session, and ``sessions``, every session's name, source identity,
+    output and channels, in the model's order; None for a model of one session."""
     applied: dict | None = None
     """For a run of :func:`nwb_autolfads.apply`: the model applied (``location``, ``sha256``,
     ``trained_on``: the identity of its training source, ``run_name``) and whether its scales were
@@ -940,7 +944,8 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
     seed_everything(cfg.seed)
     train_idx, valid_idx = split_train_valid(index.n_windows, cfg.windows.valid_every)
     x_all = torch.from_numpy(windows).to(device)
-    model, result, plan = _train(x_all, train_idx, valid_idx, observation, cfg, device, rundir, progress)
+    data = TrainingData(x_all[train_idx], x_all[valid_idx], observation)
+    model, result, plan = train_data(data, cfg, device, rundir, progress)
     if clock is not None:
         clock.mark("train")
     fit = _infer(model, x_all, index, cfg, result, progress=progress, n_train=int(train_idx.size),
@@ -951,27 +956,30 @@ def fit_signal(segments: list[np.ndarray], bin_size: float, observation: Observa
 
 
 def infer_signal(segments: list[np.ndarray], bin_size: float, model: LFADS, cfg: RunConfig, progress: bool = True,
-                 clock: StageClock | None = None) -> FitResult:
+                 clock: StageClock | None = None, session: int | None = None) -> FitResult:
     """Chop, infer and merge with a trained ``model`` (no training): what :func:`fit_signal` does
     after training, with the same windows, inference settings and seed. ``segments``: per gap-free
-    segment, (n_bins, C) model-ready data in the model's column order. ``clock``: marks ``infer``."""
+    segment, (n_bins, C) model-ready data in the model's column order. ``clock``: marks ``infer``.
+    ``session``: for a multi-session model, the session whose read-in/out the data go through."""
     windows, index = _chop(segments, bin_size, cfg)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     fit = _infer(model.to(device), torch.from_numpy(windows).to(device), index, cfg, TrainResult(),
-                 progress=progress, n_train=0, n_valid=0, plan={})
+                 progress=progress, n_train=0, n_valid=0, plan={}, session=session)
     if clock is not None:
         clock.mark("infer")
     return fit
 
 
 def _infer(model: LFADS, x_all: torch.Tensor, index: WindowIndex, cfg: RunConfig, training: TrainResult, *,
-           progress: bool, n_train: int, n_valid: int, plan: dict) -> FitResult:
+           progress: bool, n_train: int, n_valid: int, plan: dict, session: int | None = None) -> FitResult:
     """Posterior estimates of every window ``x_all`` (on the model's device), merged back onto
-    the segments (the inference generator from the seed tree's ``inference`` stream)."""
+    the segments (the inference generator from the seed tree's ``inference`` stream).
+    ``session``: a multi-session model's session the windows belong to (their own channels)."""
     device = x_all.device
     merged = infer_merged(model, x_all, index, cfg.inference, cfg.windows.merge_power, cfg.model.lead_in_bins,
-                          progress=progress, generator=SeedTree(cfg.seed).torch("inference", device=device))
+                          progress=progress, generator=SeedTree(cfg.seed).torch("inference", device=device),
+                          **({"session": session} if session is not None else {}))
     return FitResult(mean=merged.mean, factors=merged.factors, inferred_inputs=merged.inputs, ic_mean=merged.ic_mean,
                      training=training, coverage=merged.coverage, index=index, n_train=n_train, n_valid=n_valid,
                      device=str(device), model=model, plan=plan, lower=merged.lower, upper=merged.upper)
@@ -1005,18 +1013,19 @@ def _chop(segments: list[np.ndarray], bin_size: float, cfg: RunConfig) -> tuple[
     return windows, index
 
 
-def _train(x_all: torch.Tensor, train_idx, valid_idx, observation: ObservationModel, cfg: RunConfig, device,
-           rundir: str | Path | None, progress: bool) -> tuple[LFADS, TrainResult, dict]:
+def train_data(data: TrainingData, cfg: RunConfig, device, rundir: str | Path | None,
+               progress: bool) -> tuple[LFADS, TrainResult, dict]:
     """The one place training is called: one model (:func:`~nwb_autolfads.train.isolation.train_single`)
-    or a population (embedded or Ray executor), after the plan is printed. ``x_all``: every window
-    (n_windows, T, C) on ``device``. Returns (the trained model, its result, the plan)."""
-    data = TrainingData(x_all[train_idx], x_all[valid_idx], observation)
-    data_mean = data.train.mean(dim=(0, 1))
-    n_channels, population = x_all.shape[-1], cfg.pbt.population
+    or a population (embedded or Ray executor), after the plan is printed. ``data``: the training
+    and validation windows on ``device`` (of one session, or of several: then the model has a
+    read-in and a read-out per session). Returns (the trained model, its result, the plan)."""
+    n_channels, population, n_sessions = data.n_channels, cfg.pbt.population, data.n_sessions
+    n_train, n_valid = int(data.train.shape[0]), int(data.valid.shape[0])
 
     def make_model() -> LFADS:
-        m = LFADS(n_channels, cfg.model, observation).to(device)
-        m.init_readout_bias(data_mean)
+        m = LFADS(n_channels, cfg.model, data.observation,
+                  session_channels=data.session_channels if n_sessions > 1 else None).to(device)
+        m.init_from_data(data)
         return m
 
     # the plan's steps are timed with the threads training will use (a step timed with torch's default
@@ -1026,15 +1035,14 @@ def _train(x_all: torch.Tensor, train_idx, valid_idx, observation: ObservationMo
     plan: dict = {}
 
     def announce(timing: tuple[float, float], stacked_timing: tuple[float, float] | None = None) -> None:
-        plan.update(training_plan(cfg, int(train_idx.size), int(valid_idx.size), device, timing, execution,
-                                  stacked_timing))
+        plan.update(training_plan(cfg, n_train, n_valid, device, timing, execution, stacked_timing))
         if progress:
             sys.stderr.write(plan["text"] + "\n")
             sys.stderr.flush()
 
     if population > 1:  # chosen once: the plan states what the training then does
         execution = choose_execution(population, cfg.model, n_channels, device.type, workers=cfg.pbt.workers,
-                                     threads=cfg.train.threads, execution=cfg.pbt.execution) \
+                                     threads=cfg.train.threads, execution=cfg.pbt.execution, sessions=n_sessions) \
             if cfg.pbt.backend == "embedded" else None
         announce(*_time_population(timing_model, data, cfg, execution))
         del timing_model
@@ -1050,9 +1058,9 @@ def _train(x_all: torch.Tensor, train_idx, valid_idx, observation: ObservationMo
         ck = Path(rundir) / "model_state.pt" if rundir is not None else None
         if ck is not None:
             ck.parent.mkdir(parents=True, exist_ok=True)
-        work = planned_steps(cfg.train, train_idx.size) * sum(p.numel() for p in model.parameters())
+        work = planned_steps(cfg.train, n_train) * sum(p.numel() for p in model.parameters())
         execution = choose_execution(1, cfg.model, n_channels, device.type, threads=cfg.train.threads,
-                                     execution=cfg.pbt.execution, work=work)
+                                     execution=cfg.pbt.execution, work=work, sessions=n_sessions)
         log.info("training: %s", execution.describe())
         result = train_single(model, data, cfg.train, cfg.augment, execution,
                               progress=progress, checkpoint=ck, timing_model=timing_model,

@@ -29,7 +29,7 @@ from nwb_autolfads.train.loop import TrainResult
 if TYPE_CHECKING:  # the pipeline imports this module
     from nwb_autolfads.pipeline import FitResult, RunResult
 
-__all__ = ["SMOKE_NOTE", "make_record", "estimate_of", "observation_name", "steps_trained", "software_versions",
+__all__ = ["SMOKE_NOTE", "make_record", "session_entry", "estimate_of", "observation_name", "steps_trained", "software_versions",
            "model_metadata"]
 
 SMOKE_NOTE = ("smoke preset: a check that the data go through the pipeline (a tiny model trained for a few dozen steps); "
@@ -182,6 +182,18 @@ def _columns(cfg: RunConfig, columns: list[tuple[str, Binned, slice]]) -> list[d
     return out
 
 
+def session_entry(name: str, source_data: Any, source_sha256: str, columns: list[tuple[str, Binned, slice]],
+                  cfg: RunConfig, output: Any) -> dict:
+    """One session of a multi-session model as its outputs' provenance (``sessions``) and the saved
+    model's ``model.json`` name it: its name, the source's identity, the output written (None:
+    none) and its column blocks (:func:`_columns`: channel names, scales)."""
+    source = source_data.source
+    return {"name": name, "identifier": source_data.identifier, "sha256": source_sha256,
+            "location": source.spec if source.remote else str(Path(source_data.path).resolve()),
+            "url": source.url or "", "dandi_asset_id": source.asset_id or "",
+            "output": str(Path(output).resolve()) if output is not None else None, "columns": _columns(cfg, columns)}
+
+
 def model_metadata(result: "RunResult", columns: list[tuple[str, Binned, slice]], source_data: Any,
                    source_sha256: str) -> dict:
     """What a saved model's ``model.json`` says about it (:mod:`nwb_autolfads.model.artifact`
@@ -262,7 +274,8 @@ def make_record(result: "RunResult", fit: "FitResult", blocks: Mapping[str, Binn
              "steps": steps_trained(train), "parent_member": -1, "parent_generation": -1}],
         command=command or f"nwb_autolfads.run({str(path)!r}, ...) from {' '.join(sys.argv)}",
         git_revision=git_revision(), name=run_name, source=source.provenance(source_sha256),
-        model_location=str(result.model) if result.model is not None else "", model_sha256=result.model_sha256 or "")
+        model_location=str(result.model) if result.model is not None else "", model_sha256=result.model_sha256 or "",
+        sessions=result.sessions)
     return _applied(record, result) if result.applied is not None else record
 
 

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from nwb_autolfads.errors import SignalError
+from nwb_autolfads.errors import ConfigError, SignalError
 from nwb_autolfads.io.reading import open_nwb
 from nwb_autolfads.io.sources import resolve_source
 from nwb_autolfads.io.writing import OutputLock
@@ -193,10 +193,36 @@ def _check_grid(data: ModelData, cfg, model: ModelArtifact) -> None:
                     w.window_bins)
 
 
+def session_of(model: ModelArtifact, session: str | None) -> tuple[ModelArtifact, int | None]:
+    """The model as one of its sessions sees it: for a model trained over several sessions
+    (``model.json`` lists ``sessions``), the session named ``session`` (its column blocks: channel
+    names and scales) and its index; a model of one session as it is (index None).
+
+    Raises
+    ------
+    ConfigError
+        A multi-session model without ``session``, or with a name it does not list; ``session``
+        given for a model of one session.
+    """
+    entries = model.meta.get("sessions") or []
+    if not entries:
+        if session is not None:
+            raise ConfigError(f"model {str(model.path)!r} was trained on one session: leave out --session {session}")
+        return model, None
+    names = [str(e.get("name")) for e in entries]
+    if session is None or session not in names:
+        what = "name one of its sessions" if session is None else f"it has no session {session!r}"
+        raise ConfigError(f"model {str(model.path)!r} was trained over {len(names)} sessions ({', '.join(names)}): "
+                          f"{what} with --session NAME (python: session=NAME): the session whose read-in and "
+                          "read-out fit the new file's channels")
+    k = names.index(session)
+    return ModelArtifact(model.path, {**model.meta, "columns": entries[k]["columns"]}, model.state, model.sha256), k
+
+
 def apply(model: str | Path, path: str | Path, output: str | Path | None = None, *, rescale: bool = False,
           emg: str | None = None, drop_extra: bool = False, device: str | None = None, overwrite: bool = False,
           run_name: str | None = None, write: bool = True, progress: bool = True,
-          command: str | None = None) -> RunResult:
+          command: str | None = None, session: str | None = None) -> RunResult:
     """Apply a saved model to an NWB file: the same preprocessing, bins, windows, inference and
     seed as the run that trained it, and no training (seconds, not hours).
 
@@ -224,6 +250,9 @@ def apply(model: str | Path, path: str | Path, output: str | Path | None = None,
         to the training run's on the same file only on the same kind of device.
     overwrite, run_name, write, progress, command
         As for :func:`nwb_autolfads.run`.
+    session : str, optional
+        For a model trained over several sessions (:func:`nwb_autolfads.run_sessions`): the
+        session whose read-in and read-out (and stored scales) are used; required there.
 
     Returns
     -------
@@ -243,7 +272,7 @@ def apply(model: str | Path, path: str | Path, output: str | Path | None = None,
         As for :func:`nwb_autolfads.run`.
     """
     clock, started, t_start = StageClock(), datetime.now(timezone.utc), time.perf_counter()
-    art = load_model(model)
+    art, session_index = session_of(load_model(model), session)
     source = resolve_source(path)
     cfg = _resolve_config(source, None, art.config.updated({"output.content": None}), None, emg=emg, seed=None,
                           device=device, in_place=False, resume=None, fresh=False)
@@ -266,11 +295,12 @@ def apply(model: str | Path, path: str | Path, output: str | Path | None = None,
         _check_grid(data, cfg, art)
         clock.mark("preprocess")
         fit = infer_signal(data.segments(), data.bin_size, art.build(resolve_device(cfg.device)), cfg,
-                           progress=progress, clock=clock)
+                           progress=progress, clock=clock, session=session_index)
         result = _collect(source_data, data, fit, cfg)
         result.model, result.model_sha256 = art.path, art.sha256
         result.applied = {"location": str(art.path), "sha256": art.sha256, "run_name": art.meta.get("run_name"),
                           "output": art.meta.get("output"), "trained_on": dict(art.meta.get("source") or {}),
-                          "rescaled": bool(rescale), "hyperparameters": art.meta.get("hyperparameters")}
+                          "rescaled": bool(rescale), "hyperparameters": art.meta.get("hyperparameters"),
+                          **({"session": session} if session_index is not None else {})}
         return _keep(result, fit, data, source_data, target, clock, source_sha256=source_sha256, started=started,
                      t_start=t_start, command=command or f"nwb_autolfads.apply({str(model)!r}, {str(path)!r}, ...)")

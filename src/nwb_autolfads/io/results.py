@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +65,9 @@ class RunInfo:
     applied); empty when none was kept (and for files before spec 0.5.0)."""
     model_applied: bool = False
     """True for a run made by ``apply`` (a saved model on this file, no training)."""
+    sessions: list[str] = field(default_factory=list)
+    """For a model trained over several sessions: the names of all its sessions, in the model's
+    order (empty for one session, and for files before spec 0.6.0)."""
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -107,7 +110,13 @@ def _info(run) -> RunInfo:
                    source_in_file=source_in_file(run), preset=_preset(run.config),
                    git_revision=run.git_revision or "", interval=_stored_interval(act, rates),
                    model_location=getattr(run, "model_location", None) or "",
-                   model_applied=bool(getattr(run, "model_applied", None)))
+                   model_applied=bool(getattr(run, "model_applied", None)), sessions=_session_names(run))
+
+
+def _session_names(run) -> list[str]:
+    """The names of the sessions of a multi-session model (spec 0.6.0 ``sessions``), else []."""
+    text = getattr(run, "sessions", None)
+    return [str(e.get("name")) for e in json.loads(text).get("sessions", [])] if text else []
 
 
 def _stored_interval(*series) -> float | None:
@@ -373,7 +382,9 @@ def _run_attrs(r, path) -> dict:
              # since ndx-autolfads 0.5.0: the model the run saved (or applied) and its weights' SHA-256
              "model_location": getattr(r, "model_location", None) or "",
              "model_sha256": getattr(r, "model_sha256", None) or "",
-             "model_applied": int(bool(getattr(r, "model_applied", None)))}
+             "model_applied": int(bool(getattr(r, "model_applied", None))),
+             # since ndx-autolfads 0.6.0: every session of a multi-session model (JSON; "" for one session)
+             "sessions": getattr(r, "sessions", None) or ""}
     if r.pbt_history is not None:
         attrs["pbt_history"] = r.pbt_history.to_dataframe().to_json(orient="records")
     return attrs

@@ -113,6 +113,7 @@ class RunRecord:
     model_location: str = ""  # absolute path of the model folder this run saved (or applied); "" for none
     model_sha256: str = ""  # SHA-256 of its model.safetensors
     model_applied: bool = False  # the run applied a saved model (no training: no training curves)
+    sessions: dict | None = None  # a multi-session model: {"this": k, "sessions": [per-session identity]}
 
 
 def compact_float(a: np.ndarray) -> np.ndarray:
@@ -452,6 +453,8 @@ def _provenance(nwbfile, record: RunRecord) -> dict[str, Any]:
         kwargs["command"] = record.command
     if record.source:
         kwargs["source"] = to_json(record.source)
+    if record.sessions:
+        kwargs["sessions"] = to_json(record.sessions)
     if record.emg_object_id is not None:
         target = nwbfile.objects.get(record.emg_object_id)
         if target is not None:

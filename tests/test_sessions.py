@@ -1,0 +1,107 @@
+"""One model over several sessions (`run_sessions`, `run --multi-session`): each session's result in
+its own file, in its own channels and units; provenance naming every session; the saved model
+applied through one session's read-in; the batch grouping sessions by subject."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import nwb_autolfads
+from nwb_autolfads.cli import main
+from nwb_autolfads.errors import ConfigError, SignalError
+from nwb_autolfads.testing import mock_emg_nwb
+
+SETTINGS = {"train.threads": 1, "pbt.workers": 1}
+
+
+def _session(path, n_muscles, seed, **kw):
+    return mock_emg_nwb(path, duration=kw.pop("duration", 8.0), rate=1000.0, n_muscles=n_muscles, seed=seed, **kw)
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory):
+    """Two sessions of one subject (3 and 5 muscles) modelled together with the smoke preset."""
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("sessions")
+    a = _session(tmp / "sub-M1_ses-1_ecephys.nwb", 3, seed=1)
+    b = _session(tmp / "sub-M1_ses-2_ecephys.nwb", 5, seed=2)
+    results = nwb_autolfads.run_sessions([a, b], [tmp / "a_out.nwb", tmp / "b_out.nwb"], preset="smoke", seed=4,
+                                         progress=False, overrides=SETTINGS)
+    return tmp, (a, b), results
+
+
+def test_each_session_gets_its_own_result_in_its_own_channels(two):
+    tmp, (a, b), (ra, rb) = two
+    assert ra.output == (tmp / "a_out.nwb").resolve() or ra.output.name == "a_out.nwb"
+    assert ra.activations.shape[1] == 3 and rb.activations.shape[1] == 5
+    assert ra.factors.shape[1] == rb.factors.shape[1]  # one model: the same factors
+    for r, src in ((ra, a), (rb, b)):
+        assert np.all(np.isfinite(r.activations)) and np.all(r.activations >= 0)
+        with nwb_autolfads.load_results(r.output) as ds:
+            assert list(ds.channel.values) == r.channel_names
+            np.testing.assert_allclose(ds.emg_activations.values, r.activations, rtol=1e-6)
+    runs = nwb_autolfads.list_runs(ra.output)
+    assert runs[-1].sessions == ["sub-M1_ses-1_ecephys", "sub-M1_ses-2_ecephys"]
+
+
+def test_provenance_names_every_session_and_the_one_model(two):
+    tmp, (a, b), (ra, rb) = two
+    assert ra.model is not None and ra.model == rb.model and ra.model_sha256 == rb.model_sha256
+    assert ra.sessions["this"] == 0 and rb.sessions["this"] == 1
+    with h5py.File(rb.output, "r") as f:
+        run = f["processing/autolfads"][list(f["processing/autolfads"])[0]]
+        table = json.loads(run["sessions"][()])
+    assert table["this"] == 1
+    assert [e["location"] for e in table["sessions"]] == [str(a.resolve()), str(b.resolve())]
+    assert [len(e["columns"][0]["channel_names"]) for e in table["sessions"]] == [3, 5]
+    meta = json.loads((ra.model / "model.json").read_text())
+    assert [s["n_channels"] for s in meta["sessions"]] == [3, 5]
+
+
+def test_the_saved_model_applies_through_one_sessions_read_in(two):
+    tmp, (a, b), (ra, rb) = two
+    again = nwb_autolfads.apply(ra.model, b, write=False, progress=False, session="sub-M1_ses-2_ecephys")
+    np.testing.assert_array_equal(again.activations, rb.activations)  # the same file, seed and model: identical
+    with pytest.raises(ConfigError, match="sub-M1_ses-1_ecephys, sub-M1_ses-2_ecephys"):
+        nwb_autolfads.apply(ra.model, b, write=False, progress=False)
+    with pytest.raises(SignalError):  # session 1's read-in knows 3 muscles, the file has 5
+        nwb_autolfads.apply(ra.model, b, write=False, progress=False, session="sub-M1_ses-1_ecephys")
+
+
+def test_sessions_are_checked_before_any_work(tmp_path):
+    a = _session(tmp_path / "a.nwb", 3, seed=1)
+    b = _session(tmp_path / "b.nwb", 3, seed=2)
+    with pytest.raises(ConfigError, match="at least two"):
+        nwb_autolfads.run_sessions([a], preset="smoke", write=False, progress=False)
+    with pytest.raises(ConfigError, match="one modality"):
+        nwb_autolfads.run_sessions([a, b], preset="smoke", write=False, progress=False,
+                                   overrides={"data.modalities": ["emg", "spikes"]})
+    with pytest.raises(ConfigError, match="both write"):
+        nwb_autolfads.run_sessions([a, b], [tmp_path / "o.nwb", tmp_path / "o.nwb"], preset="smoke", progress=False)
+    assert not (tmp_path / "o.nwb").exists()
+
+
+def test_cli_multi_session_batch_groups_by_subject(tmp_path, capsys):
+    data = tmp_path / "data"
+    for sub, ses, n in (("A", 1, 3), ("A", 2, 4), ("B", 1, 3)):
+        (data / f"sub-{sub}").mkdir(parents=True, exist_ok=True)
+        _session(data / f"sub-{sub}" / f"sub-{sub}_ses-{ses}_ecephys.nwb", n, seed=ses + n)
+    out = tmp_path / "out"
+    args = ["run", str(data), "-o", str(out), "--multi-session", "--preset", "smoke", "-q",
+            "--set", "train.threads=1"]
+    assert main([*args, "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "A: 2 session(s)" in plan and "B: 1 session(s) (one session: a model of its own)" in plan
+    assert main(args) == 0
+    manifest = json.loads((out / "autolfads-manifest.json").read_text())
+    rows = {r["name"]: r for r in manifest["assets"]}
+    assert all(r["status"] == "done" for r in rows.values())
+    a1, a2, b1 = (rows[k] for k in sorted(rows))
+    assert a1["model"] == a2["model"] != b1["model"] and a1["model_sha256"] == a2["model_sha256"]
+    assert manifest["settings"]["multi_session"] is True
+    capsys.readouterr()
+    assert main(args) == 0  # run again: everything is done
+    assert "3 done (3 earlier)" in capsys.readouterr().out
