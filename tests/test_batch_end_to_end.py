@@ -171,3 +171,21 @@ def test_local_files_into_another_folder_record_each_model_relative_to_the_manif
         "day2/b.nwb": ("day2/b_autolfads.nwb", "day2/b_autolfads.autolfads-model")}
     assert all((out / r["model"] / "model.json").is_file() for r in rows.values())
     assert os.listdir(cwd) == []
+
+
+def test_jobs_run_inputs_in_parallel_processes_with_the_same_results(tmp_path, capsys):
+    folder = tmp_path / "data"
+    for sub in ("sub-J1", "sub-J2"):
+        (folder / sub).mkdir(parents=True)
+        mock_emg_nwb(folder / sub / f"{sub}_ses-1_ecephys.nwb", seed=int(sub[-1]), **EMG)
+    runs = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"out{jobs}"
+        assert main(["run", str(folder), "-o", str(out), "--jobs", jobs, "--preset", "smoke", "-q",
+                     "--set", "train.threads=1"]) == 0
+        rows = json.loads((out / "autolfads-manifest.json").read_text())["assets"]
+        assert [r["status"] for r in rows] == ["done", "done"]
+        runs[jobs] = {r["name"]: nwb_autolfads.load_results(out / r["output"]).emg_activations.values for r in rows}
+    assert "2 done" in capsys.readouterr().out
+    for name, values in runs["1"].items():  # each worker process gives what the batch gives in-process
+        assert values.shape == runs["2"][name].shape and (values == runs["2"][name]).all(), name
