@@ -294,7 +294,7 @@ class LowPass(_Baseline):
         file), or a fitted :class:`~nwb_autolfads.AutoLFADS`: its model's configuration, so that
         the baseline reads the EMG exactly as the model did (same preprocessing and bins).
     overrides : mapping, optional
-        Extra settings (``{"preprocess.highpass": 30}``).
+        Extra settings (``{"preprocess.highpass_hz": 30}``).
 
     Attributes
     ----------
