@@ -10,7 +10,9 @@ written in a notebook::
 :meth:`AutoLFADS.transform <nwb_autolfads.estimator.AutoLFADS.transform>`: ``emg_activations``
 (time, channel) in the source's units, or ``firing_rates`` (time, unit) in Hz, on ``time`` = bin
 centres (s) on the source's clock; ``ds_model.emg_activations`` and ``ds_lowpass.emg_activations``
-line up without any shifting.
+line up without any shifting. A baseline has every bin of the grid; the model leaves out bins no
+window covers (lead-in bins, segments shorter than a window), and xarray's alignment keeps the
+shared ones.
 
 A baseline reads a file as :func:`nwb_autolfads.run` reads it, with the pipeline's own stages: the
 same EMG series, preprocessing (high-pass, notch, rectification, artefact rejection: as
@@ -178,7 +180,7 @@ class _Baseline:
         if isinstance(config, AutoLFADS):
             from nwb_autolfads.model.artifact import load_model
 
-            config = load_model(config._fitted()).config
+            config = load_model(config._fitted()).config  # raises ConfigError when the model is not fitted
         extra = dict(self.overrides or {})
         if self.bin_size is not None:
             _check(type(self), "bin_size", self.bin_size, self.bin_size > 0, "a number of seconds > 0")
@@ -258,6 +260,9 @@ def _read(path: str | Path, cfg, wanted: Mapping[str, list[str]] | None, drop_ex
     from nwb_autolfads.pipeline import _bin, _preprocess, _read_source, _resolve_config
     from nwb_autolfads.reuse import select_by_name
 
+    if isinstance(path, (list, tuple)):
+        raise ConfigError(f"{who} reads one NWB file at a time, got a list of {len(path)}: fit on one session and "
+                          "transform each of the others")
     source = resolve_source(path)
     cfg = _resolve_config(source, None, cfg, None, emg=None, seed=None, device=None, in_place=False, resume=None,
                           fresh=False)
@@ -431,14 +436,45 @@ class BayesianFilter(_Baseline):
         return super()._method().replace("(", f"(alpha={self.alpha_:.6g}, beta={self.beta_:.6g}, ", 1)
 
     def _estimate(self, values: np.ndarray, fs: float, segments: list[slice], data) -> np.ndarray:
-        from nwb_autolfads.reuse import _unit_factor
-
-        block = data.blocks["emg"]
-        scales = self.scales_ * _unit_factor(block.unit, self.unit_, f"emg ({block.source_path})")
+        scales = self._scales_for(data.blocks["emg"], values)
         x = np.nan_to_num(np.minimum(values / scales, self.sigma_max_))
         return bl.per_segment(lambda v: bl.bayesian_filter(
             v, fs, self.alpha_, self.beta_, n_levels=int(self.n_levels), sigma_max=self.sigma_max_,
             likelihood=self.likelihood, output=self.output), x, segments) * scales
+
+    def _scales_for(self, block, values: np.ndarray) -> np.ndarray:
+        """The fitted scales in the unit of the file's EMG ``block`` (converted between SI voltage
+        units), checked against its amplitude as ``apply`` checks a model's stored scales.
+
+        Raises
+        ------
+        SignalError
+            Another unit that is not an SI voltage spelling of the fitted one, or an amplitude that
+            does not match (over :data:`~nwb_autolfads.reuse.MAX_CLIPPED_SHARE` of a channel's bins
+            at ``sigma_max_``, or its 95th percentile over
+            :data:`~nwb_autolfads.reuse.MAX_SCALE_RATIO` x off the fitted scale).
+        """
+        from nwb_autolfads.reuse import MAX_CLIPPED_SHARE, MAX_SCALE_RATIO, _unit_factor
+
+        where = f"emg ({block.source_path})"
+        try:
+            scales = self.scales_ * _unit_factor(block.unit, self.unit_, where)
+        except SignalError:
+            raise SignalError(f"{where} is in {block.unit!r}, BayesianFilter was fitted on EMG in {self.unit_!r}: its "
+                              "scales cannot be used on it; fit it on this file (or store the data in the fitted "
+                              "unit)") from None
+        if values.size == 0:
+            return scales
+        share = np.mean(values / scales >= self.sigma_max_, axis=0)
+        ratio = np.nanquantile(values, 0.95, axis=0) / scales
+        bad = [f"{name}: {share[i]:.0%} of bins at the clip level" if share[i] > MAX_CLIPPED_SHARE else
+               f"{name}: 95th percentile {ratio[i]:.3g} x the fitted scale"
+               for i, name in enumerate(self.channel_names_)
+               if share[i] > MAX_CLIPPED_SHARE or not 1 / MAX_SCALE_RATIO <= ratio[i] <= MAX_SCALE_RATIO]
+        if bad:
+            raise SignalError(f"{where}: the amplitude does not match the EMG BayesianFilter was fitted on "
+                              f"({'; '.join(bad)}): a different gain or unit; fit it on this file")
+        return scales
 
 
 class GaussianSmoothing(_Baseline):

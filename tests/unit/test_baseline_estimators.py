@@ -141,6 +141,10 @@ def test_scikit_learn_conventions(files):
     assert set(BayesianFilter().get_params()) == {"alpha", "beta", "n_levels", "likelihood", "output", "bin_size",
                                                   "config", "overrides"}
     assert nwb_autolfads.GaussianSmoothing is GaussianSmoothing
+    with pytest.raises(ConfigError, match="one NWB file at a time, got a list of 2"):
+        LowPass(cutoff=6.0).fit([files["plain"], files["shuffled"]])
+    with pytest.raises(ConfigError, match="AutoLFADS is not fitted"):  # config=an unfitted model
+        LowPass(cutoff=6.0, config=nwb_autolfads.AutoLFADS()).fit(files["plain"])
 
 
 @pytest.mark.parametrize("est, match", [
@@ -166,3 +170,23 @@ def test_a_bin_size_and_a_config_are_read_as_run_reads_them(files):
     assert by_config.attrs["bin_size"] == by_bin_size.attrs["bin_size"] == 0.005
     np.testing.assert_array_equal(by_config.time.values, np.concatenate(pre.bin_times))
     np.testing.assert_array_equal(by_bin_size.emg_activations.values, by_config.emg_activations.values)
+
+
+def test_the_bayesian_filters_scales_follow_the_files_unit_and_amplitude(files):
+    from types import SimpleNamespace
+
+    est = BayesianFilter().fit(files["plain"])
+    pre = _pipeline_emg(files["plain"])
+    rect = np.concatenate(pre.rectified).astype(float)
+    seg = [slice(0, len(rect))]
+
+    def data(unit):
+        return SimpleNamespace(blocks={"emg": SimpleNamespace(unit=unit, source_path="acquisition/EMG")})
+
+    volts = est._estimate(rect, 100.0, seg, data("volts"))
+    np.testing.assert_allclose(est._estimate(rect * 1e3, 100.0, seg, data("mV")), 1e3 * volts)  # converted
+    with pytest.raises(SignalError, match="is in 'a.u.', BayesianFilter was fitted on EMG in 'volts'"):
+        est._estimate(rect, 100.0, seg, data("a.u."))
+    for factor in (1e3, 1e-3):  # another gain in the same unit: refused, not clipped or flattened
+        with pytest.raises(SignalError, match="amplitude does not match .* fit it on this file"):
+            est._estimate(rect * factor, 100.0, seg, data("volts"))
