@@ -107,10 +107,11 @@ class _Baseline:
         self._check_params()
         data, cfg, _source = _read(path, self._config(), None, False, type(self).__name__)
         block = data.blocks[self.modality]
-        self.config_, self.bin_size_ = cfg, float(data.bin_size)
-        self.channel_names_ = [str(c) for c in block.channel_names]
-        self.unit_ = block.unit
+        self.config_ = None  # fitted only once everything is learned (a refused parameter leaves it unfitted)
+        self.bin_size_ = float(data.bin_size)
+        self.channel_names_, self.unit_ = [str(c) for c in block.channel_names], block.unit
         self._learn(self._values(data), 1.0 / self.bin_size_)
+        self.config_ = cfg
         return self
 
     def transform(self, path: str | Path, *, drop_extra: bool = False) -> Any:

@@ -160,6 +160,8 @@ def test_scikit_learn_conventions(files):
 def test_parameters_out_of_range_name_themselves(files, est, match):
     with pytest.raises(ConfigError, match=match):
         est.fit(files["plain"])
+    with pytest.raises(ConfigError, match="is not fitted"):  # a refused fit leaves nothing half-fitted
+        est.transform(files["plain"])
 
 
 def test_a_bin_size_and_a_config_are_read_as_run_reads_them(files):
