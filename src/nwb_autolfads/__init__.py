@@ -11,6 +11,7 @@ Main entry points::
     ds = nwb_autolfads.load_results(result.output)   # xarray.Dataset of the latest run
     tsd = nwb_autolfads.to_pynapple(result.output)   # pynapple TsdFrames, columns named
     ev = nwb_autolfads.evaluate(result.output)        # model vs low-pass and Bayesian filters
+    lp = nwb_autolfads.LowPass(cutoff=6.0).fit("session.nwb").transform("session2.nwb")  # a baseline, as AutoLFADS
     print(ev.table()); nwb_autolfads.write_report(ev, "report/")
 
 See :func:`run`, :func:`load_results` / :func:`list_runs`, :class:`RunConfig` /
@@ -32,7 +33,7 @@ except _NotFound:  # running from a source tree that was never installed
 from nwb_autolfads.config import PRESETS, RunConfig, build_config  # noqa: E402
 from nwb_autolfads.errors import NwbAutolfadsError  # noqa: E402
 
-__all__ = ["__version__", "run", "run_sessions", "apply", "AutoLFADS", "RunResult", "run_batch", "BatchResult", "load_results", "list_runs", "to_pynapple", "evaluate", "Evaluation", "write_report",
+__all__ = ["__version__", "run", "run_sessions", "apply", "AutoLFADS", "LowPass", "BayesianFilter", "GaussianSmoothing", "Rectified", "RunResult", "run_batch", "BatchResult", "load_results", "list_runs", "to_pynapple", "evaluate", "Evaluation", "write_report",
            "RunConfig", "build_config", "PRESETS", "NwbAutolfadsError"]
 
 
@@ -61,6 +62,10 @@ def __getattr__(name):  # PEP 562: import the pipeline (and pynwb) on first use
         from nwb_autolfads.estimator import AutoLFADS
 
         return AutoLFADS
+    if name in ("LowPass", "BayesianFilter", "GaussianSmoothing", "Rectified"):  # the baselines as estimators
+        from nwb_autolfads import baseline_estimators
+
+        return getattr(baseline_estimators, name)
     if name in ("run_batch", "BatchResult"):
         from nwb_autolfads import batch
 

@@ -33,9 +33,57 @@ from nwb_autolfads.pipeline import (ModelData, RunResult, StageClock, _bin, _col
                                     _read_source, _resolve_config, _source_sha256, infer_signal)
 from nwb_autolfads.train.devices import resolve_device
 
-__all__ = ["apply", "match_channels"]
+__all__ = ["apply", "match_channels", "select_by_name"]
 
 log = logging.getLogger(__name__)
+
+
+def select_by_name(signals: Mapping[str, Any], wanted: Mapping[str, list[str]], drop_extra: bool = False,
+                   owner: str = "the model") -> tuple[dict[str, Any], list[str]]:
+    """Each modality's signal with the ``wanted`` channels only, in that order, matched by name
+    (the units by id as text): the rules of :func:`match_channels` without a model, for whatever
+    was fitted on named channels (:mod:`nwb_autolfads.baseline_estimators`).
+
+    Parameters
+    ----------
+    signals : mapping of str to signal
+        Per modality, its signal as read (:meth:`Modality.read`).
+    wanted : mapping of str to list of str
+        Per modality to match, the channel names in the order wanted; modalities not named here
+        are returned as they are.
+    drop_extra : bool
+        Leave out channels not wanted (with a warning) instead of counting them as a problem.
+    owner : str
+        What wants the channels, as the phrases name it (``"the model"``).
+
+    Returns
+    -------
+    (dict, list of str)
+        Per modality, the signal (matched where wanted and every wanted channel is there), and
+        one phrase per problem: a wanted channel missing, a name used twice, an extra channel
+        (without ``drop_extra``). The caller raises with them.
+    """
+    out, problems = dict(signals), []
+    for name, want in wanted.items():
+        signal, entry = signals[name], modality(name)
+        have = entry.names(signal)
+        twice = sorted(n for n, k in Counter(have).items() if k > 1 and n in want)
+        missing = [n for n in want if n not in have]
+        extra = [n for n in have if n not in want]
+        where = f"{name} ({getattr(signal, 'source_path', name)})"
+        if twice:
+            problems.append(f"{where} names channel(s) {', '.join(twice)} more than once")
+        if missing:
+            problems.append(f"{where} lacks {owner}'s channel(s) {', '.join(missing)}")
+        if extra and not drop_extra:
+            problems.append(f"{where} has channel(s) {owner} does not know: {', '.join(extra)}")
+        if twice or missing or (extra and not drop_extra):
+            continue
+        if extra:
+            log.warning("%s: channel(s) %s that %s does not know are left out (--drop-extra, drop_extra=True)", where,
+                        ", ".join(extra), owner)
+        out[name] = entry.select(signal, [have.index(n) for n in want])
+    return out, problems
 
 
 def match_channels(signals: Mapping[str, Any], model: ModelArtifact, drop_extra: bool = False) -> dict[str, Any]:
@@ -62,26 +110,8 @@ def match_channels(signals: Mapping[str, Any], model: ModelArtifact, drop_extra:
         One line naming, per modality, the model's channels missing from the file and (without
         ``drop_extra``) the file's channels the model does not know, or a name used twice.
     """
-    out, problems = {}, []
-    for name, signal in signals.items():
-        entry, block = modality(name), model.block(name)
-        want, have = [str(c) for c in block["channel_names"]], entry.names(signal)
-        twice = sorted(n for n, k in Counter(have).items() if k > 1 and n in want)
-        missing = [n for n in want if n not in have]
-        extra = [n for n in have if n not in want]
-        where = f"{name} ({getattr(signal, 'source_path', name)})"
-        if twice:
-            problems.append(f"{where} names channel(s) {', '.join(twice)} more than once")
-        if missing:
-            problems.append(f"{where} lacks the model's channel(s) {', '.join(missing)}")
-        if extra and not drop_extra:
-            problems.append(f"{where} has channel(s) the model does not know: {', '.join(extra)}")
-        if twice or missing or (extra and not drop_extra):
-            continue
-        if extra:
-            log.warning("%s: channel(s) %s that the model does not know are left out (--drop-extra)", where,
-                        ", ".join(extra))
-        out[name] = entry.select(signal, [have.index(n) for n in want])
+    wanted = {name: [str(c) for c in model.block(name)["channel_names"]] for name in signals}
+    out, problems = select_by_name(signals, wanted, drop_extra)
     if problems:
         raise SignalError(f"the file's channels do not match the model {model.path.name}'s (matched by name): "
                           f"{'; '.join(problems)}; the model knows "
