@@ -105,3 +105,15 @@ def test_cli_multi_session_batch_groups_by_subject(tmp_path, capsys):
     capsys.readouterr()
     assert main(args) == 0  # run again: everything is done
     assert "3 done (3 earlier)" in capsys.readouterr().out
+
+
+def test_the_estimator_fits_several_sessions_and_transforms_through_one(two):
+    tmp, (a, b), _ = two
+    est = nwb_autolfads.AutoLFADS(preset="smoke", seed=4, overrides=SETTINGS, progress=False)
+    ds_a, ds_b = est.fit_transform([a, b])
+    assert est.sessions_ == ["sub-M1_ses-1_ecephys", "sub-M1_ses-2_ecephys"]
+    assert ds_a.sizes["channel"] == 3 and ds_b.sizes["channel"] == 5
+    again = est.transform(b, session="sub-M1_ses-2_ecephys")
+    np.testing.assert_array_equal(again.emg_activations.values, ds_b.emg_activations.values)
+    saved = est.save(tmp / "est.autolfads-model")
+    assert nwb_autolfads.AutoLFADS.load(saved).sessions_ == est.sessions_

@@ -68,8 +68,12 @@ class AutoLFADS:
         The fitted model's folder (a temporary one after :meth:`fit`, until :meth:`save`).
     model_sha256_ : str
         SHA-256 of its weights.
-    result_ : RunResult or None
-        What :meth:`fit` computed on its file (None after :meth:`load`).
+    result_ : RunResult, list of RunResult, or None
+        What :meth:`fit` computed on its file (per session for several files; None after
+        :meth:`load`).
+    sessions_ : list of str
+        The sessions of a model fitted on several files (their names, for ``transform(...,
+        session=)``); empty for one file.
     """
 
     def __init__(self, config: Any = None, preset: str | None = None, overrides: Mapping[str, Any] | None = None,
@@ -81,24 +85,32 @@ class AutoLFADS:
         return {"config": self.config, "preset": self.preset, "overrides": self.overrides, "seed": self.seed,
                 "progress": self.progress}
 
-    def fit(self, path: str | Path, y: Any = None) -> "AutoLFADS":
-        """Train on the NWB file ``path`` (:func:`nwb_autolfads.run` without writing a file).
+    def fit(self, path: str | Path | list, y: Any = None) -> "AutoLFADS":
+        """Train on the NWB file ``path`` (:func:`nwb_autolfads.run` without writing a file), or
+        on a list of two or more files: ONE model over those sessions
+        (:func:`nwb_autolfads.run_sessions`; then ``result_`` is a list, one result per session,
+        and :meth:`transform` needs ``session``). Nothing is written beside the files.
 
         Raises
         ------
         ConfigError
-            ``path`` is a list of files (one model over several sessions is not supported yet).
+            A list of fewer than two files, or a setting as for :func:`nwb_autolfads.run`.
         """
         from nwb_autolfads.pipeline import run
 
-        if isinstance(path, (list, tuple)):
-            raise ConfigError("AutoLFADS.fit takes one NWB file: one model over several sessions is not supported "
-                              "yet; fit on one and transform the others")
         folder = Path(tempfile.mkdtemp(prefix="autolfads-model-"))
         weakref.finalize(self, shutil.rmtree, folder, True)
-        result = run(path, preset=self.preset, config=self.config, overrides=self.overrides, seed=self.seed,
-                     write=False, progress=self.progress, save_model=folder / "model.autolfads-model")
-        self.model_path_, self.model_sha256_, self.result_ = result.model, result.model_sha256, result
+        options = dict(preset=self.preset, config=self.config, overrides=self.overrides, seed=self.seed, write=False,
+                       progress=self.progress, save_model=folder / "model.autolfads-model")
+        if isinstance(path, (list, tuple)):
+            from nwb_autolfads.sessions import run_sessions
+
+            results = run_sessions(list(path), **options)
+            self.model_path_, self.model_sha256_, self.result_ = results[0].model, results[0].model_sha256, results
+            self.sessions_ = [e["name"] for e in results[0].sessions["sessions"]]
+            return self
+        result = run(path, **options)
+        self.model_path_, self.model_sha256_, self.result_, self.sessions_ = result.model, result.model_sha256, result, []
         return self
 
     def _fitted(self) -> Path:
@@ -106,17 +118,22 @@ class AutoLFADS:
             raise ConfigError("this AutoLFADS is not fitted: call fit(path) or AutoLFADS.load(model_folder) first")
         return self.model_path_
 
-    def transform(self, path: str | Path, *, rescale: bool = False, drop_extra: bool = False) -> "Any":
+    def transform(self, path: str | Path, *, rescale: bool = False, drop_extra: bool = False,
+                  session: str | None = None) -> "Any":
         """The fitted model's estimates on the NWB file ``path`` (:func:`nwb_autolfads.apply`, no
-        training, nothing written), as an ``xarray.Dataset`` (:func:`as_dataset`)."""
+        training, nothing written), as an ``xarray.Dataset`` (:func:`as_dataset`). ``session``:
+        for a model fitted on several sessions, the one whose read-in/out fit ``path``'s channels
+        (one of ``sessions_``)."""
         from nwb_autolfads.reuse import apply
 
         return as_dataset(apply(self._fitted(), path, rescale=rescale, drop_extra=drop_extra, write=False,
-                                progress=self.progress))
+                                progress=self.progress, session=session))
 
-    def fit_transform(self, path: str | Path, y: Any = None) -> "Any":
-        """:meth:`fit` on ``path``, and its estimates there (as the training run inferred them)."""
-        return as_dataset(self.fit(path).result_)
+    def fit_transform(self, path: str | Path | list, y: Any = None) -> "Any":
+        """:meth:`fit` on ``path``, and its estimates there (as the training run inferred them); for
+        a list of sessions, a list of datasets, one per session."""
+        result = self.fit(path).result_
+        return [as_dataset(r) for r in result] if isinstance(result, list) else as_dataset(result)
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Copy the fitted model's folder to ``path`` (a ``*.autolfads-model`` folder); returns it.
@@ -145,4 +162,5 @@ class AutoLFADS:
         art = load_model(path)
         est = cls(config=art.config, progress=progress)
         est.model_path_, est.model_sha256_, est.result_ = art.path, art.sha256, None
+        est.sessions_ = [str(e.get("name")) for e in art.meta.get("sessions") or []]
         return est
