@@ -32,6 +32,11 @@ class ModelConfig:
     """Units of the generator GRU."""
     factor_dim: int | None = None
     """Number of factors; ``None`` = inferred from the number of channels."""
+    readin_dim: int = 0
+    """Multi-session models only (several recordings, one model): the size R of the shared input that
+    each session's linear read-in maps its channels to (the encoders read R values per bin); 0 = the
+    median of the sessions' channel counts, rounded half up (docs/science.md, Multi-session models).
+    Ignored for one session."""
     dropout: float = 0.1
     """Dropout rate (data into the encoders, encoder outputs, generator states)."""
     cell_clip: float = 5.0
@@ -62,6 +67,8 @@ class ModelConfig:
                       "use an integer >= 1 (or set co_dim: 0)")
         if self.factor_dim is not None:
             check(self.factor_dim >= 1, "model.factor_dim", self.factor_dim, "use an integer >= 1, or null (auto)")
+        check(self.readin_dim >= 0, "model.readin_dim", self.readin_dim,
+              "use an integer >= 1, or 0 (auto: the median of the sessions' channel counts)")
         check(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "use a rate in [0, 1)")
         check(self.cell_clip > 0, "model.cell_clip", self.cell_clip, "use a positive bound, e.g. 5")
         check(self.ci_lag >= 0, "model.ci_lag", self.ci_lag, "use an integer >= 0")
@@ -75,6 +82,16 @@ class ModelConfig:
             return self.factor_dim
         # Fewer factors than channels for EMG (e.g. 8-10 for 12 muscles), at least 2.
         return max(2, min(40, int(round(0.75 * n_channels))))
+
+    def readin_for(self, session_channels: tuple[int, ...]) -> int:
+        """The shared input size R of a multi-session model whose sessions have ``session_channels``
+        channels: ``readin_dim``, or (0) their median, rounded half up, at least 1."""
+        if self.readin_dim > 0:
+            return self.readin_dim
+        ordered = sorted(int(c) for c in session_channels)
+        n = len(ordered)
+        middle = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+        return max(1, int(middle + 0.5))
 
 
 @dataclass(frozen=True)

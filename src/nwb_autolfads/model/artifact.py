@@ -5,7 +5,9 @@
   configuration, the modalities and the bin size, per block of model columns its modality,
   observation model, channel names in the model's order and the per-channel offsets / scales
   (and for the EMG the clip levels and the preprocessing parameters), the software versions,
-  the run's name and the source's identity, and the SHA-256 of the weights.
+  the run's name and the source's identity, and the SHA-256 of the weights; for a model of
+  several sessions (docs/science.md, Multi-session models) ``sessions``: per session its ``name``
+  and ``n_channels``, in the model's session order (what its read-ins and read-outs are built for).
 
 The model's identity (:attr:`ModelArtifact.sha256`, recorded by the run that wrote it) is the
 SHA-256 of ``model.safetensors``. Saving is atomic (a temporary folder beside the target,
@@ -209,16 +211,28 @@ class ModelArtifact:
         parts = [(get_observation(c["observation"]), len(c["channel_names"])) for c in self.columns]
         return parts[0][0] if len(parts) == 1 else Composite(parts)
 
+    @property
+    def session_channels(self) -> tuple[int, ...] | None:
+        """A model of several sessions (``meta["sessions"]``: per session its ``name`` and
+        ``n_channels``): the channel count of each session, in the model's session order; None for
+        a single-session model (no ``sessions``, or one)."""
+        sessions = self.meta.get("sessions")
+        if not sessions or len(sessions) < 2:
+            return None
+        return tuple(int(s["n_channels"]) for s in sessions)
+
     def build(self, device: torch.device | str = "cpu") -> LFADS:
-        """The LFADS model with the saved weights, on ``device``, in evaluation mode.
+        """The LFADS model with the saved weights, on ``device``, in evaluation mode (several
+        sessions: with their read-ins and read-outs, :attr:`session_channels`).
 
         Raises
         ------
         ConfigError
             The weights do not fit the configured model (a damaged or hand-edited folder).
         """
-        n_channels = sum(len(c["channel_names"]) for c in self.columns)
-        model = LFADS(n_channels, self.config.model, self.observation())
+        sessions = self.session_channels
+        n_channels = max(sessions) if sessions else sum(len(c["channel_names"]) for c in self.columns)
+        model = LFADS(n_channels, self.config.model, self.observation(), sessions)
         try:
             model.load_state_dict(self.state, strict=True)
         except RuntimeError as exc:
@@ -274,6 +288,23 @@ def _column_fault(i: int, col) -> str | None:
     return None
 
 
+def _sessions_fault(sessions) -> str | None:
+    """What is wrong with ``model.json``'s ``sessions`` (absent: a single-session model; else a
+    list of ``{"name": str, "n_channels": int >= 1}`` with distinct names), None when nothing."""
+    if sessions is None:
+        return None
+    if not isinstance(sessions, list) or not sessions:
+        return "sessions is not a list of sessions"
+    for i, entry in enumerate(sessions):
+        n = entry.get("n_channels") if isinstance(entry, dict) else None
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or isinstance(n, bool) \
+                or not isinstance(n, int) or n < 1:
+            return f"sessions[{i}] is not a name and a channel count >= 1"
+    if len({s["name"] for s in sessions}) != len(sessions):
+        return "sessions repeat a name"
+    return None
+
+
 def _meta_fault(meta) -> str | None:
     """The first thing wrong with the structure of ``model.json`` as read (None when nothing)."""
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -297,7 +328,12 @@ def _meta_fault(meta) -> str | None:
     if len(set(kinds)) != len(kinds) or ("modalities" in meta and meta["modalities"] != kinds):
         return f"modalities {meta.get('modalities')!r} do not match the column blocks' {kinds}"
     total = sum(len(c["channel_names"]) for c in columns)
-    if "n_channels" in meta and meta["n_channels"] != total:
+    fault = _sessions_fault(meta.get("sessions"))
+    if fault:
+        return fault
+    sessions = meta.get("sessions") or []
+    allowed = {total} | ({max(s["n_channels"] for s in sessions)} if len(sessions) > 1 else set())
+    if "n_channels" in meta and meta["n_channels"] not in allowed:
         return f"n_channels {meta['n_channels']!r} is not the {total} channels of its column blocks"
     if not isinstance(meta.get("config"), dict):
         return "config is missing"

@@ -11,6 +11,12 @@ Read top to bottom:
            factors f_t = W_f g_t                                                     (B, F)
       -> readout f_t -> distribution parameters per channel                          (B, T, C, P)
 
+Several sessions (recordings with their own channels, one shared dynamical model: "stitching",
+docs/science.md, Multi-session models): each session s has a linear read-in (C, R) that maps its
+channels (padded with zeros to C = the most channels of any session) to R shared inputs the
+encoders read, and its own read-out (F, C * P) + bias (C * P) from the shared factors to its
+channels. ``forward`` then takes ``session`` (B,), the session of each window.
+
 Priors: g0 ~ N(0, ic_prior_var); u_t follows an AR(1) process with learnable time constant
 and process variance. KL terms are returned per window; the training module weighs them.
 
@@ -75,19 +81,72 @@ def dropout_mask(shape: tuple[int, ...], p: float, generator: torch.Generator | 
     return u.ge_(p).mul_(1.0 / (1.0 - p))
 
 
+def _check_sessions(n_channels: int, session_channels) -> tuple[int, ...] | None:
+    """``session_channels`` as a tuple for a model of several sessions, None for one.
+
+    Raises
+    ------
+    ValueError
+        A count < 1 or > ``n_channels``, or none equal to it (the windows are padded to the most)."""
+    if session_channels is None or len(session_channels) <= 1:
+        return None
+    counts = tuple(int(c) for c in session_channels)
+    if min(counts) < 1 or max(counts) != n_channels:
+        raise ValueError(f"LFADS: session channel counts {counts} do not fit {n_channels} channels (the windows of "
+                         "every session are padded to the most channels of any session)")
+    return counts
+
+
+def _principal_axes(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The top ``k`` principal axes of centred data x (n, C) as columns (C, k), orthonormal,
+    each with its largest entry positive (a fixed sign)."""
+    if x.shape[0] < 2:
+        return torch.eye(x.shape[1], k, dtype=x.dtype, device=x.device)
+    _, _, vh = torch.linalg.svd(x.double(), full_matrices=False)  # vh (min(n, C), C)
+    axes = vh[:k].T  # (C, k')
+    if axes.shape[1] < k:  # fewer bins than axes
+        axes = torch.cat([axes, axes.new_zeros(axes.shape[0], k - axes.shape[1])], dim=1)
+    sign = torch.sign(axes.gather(0, axes.abs().argmax(0, keepdim=True)))
+    return (axes * torch.where(sign == 0, torch.ones_like(sign), sign)).to(x.dtype)
+
+
 def _gaussian_log_prob(x, mean, std):
     return -0.5 * (math.log(2 * math.pi) + 2 * std.log() + ((x - mean) / std) ** 2)
 
 
 class LFADS(nn.Module):
-    def __init__(self, n_channels: int, cfg: ModelConfig, observation: ObservationModel):
+    """The LFADS model (module docstring).
+
+    Parameters
+    ----------
+    n_channels : int
+        Channels C of the windows it reads (several sessions: the most channels of any session).
+    cfg : ModelConfig
+        The architecture, with ``factor_dim`` resolved.
+    observation : ObservationModel
+        What the read-out predicts per channel.
+    session_channels : tuple of int, optional
+        The channel count of each session, for a model of several sessions (each <= ``n_channels``,
+        one of them equal); None or one session: the single-session model.
+
+    Raises
+    ------
+    ValueError
+        ``factor_dim`` is unresolved, or ``session_channels`` does not fit ``n_channels``.
+    """
+
+    def __init__(self, n_channels: int, cfg: ModelConfig, observation: ObservationModel,
+                 session_channels: tuple[int, ...] | None = None):
         super().__init__()
         if cfg.factor_dim is None:
             raise ValueError("ModelConfig.factor_dim must be resolved (RunConfig.resolved) before building LFADS")
         self.cfg = cfg
         self.n_channels = n_channels
         self.observation = observation
+        self.session_channels = _check_sessions(n_channels, session_channels)
         C, E, I, G, F = n_channels, cfg.ic_enc_dim, cfg.ic_dim, cfg.gen_dim, cfg.factor_dim
+        if self.session_channels is not None:  # the encoders read the R shared inputs of the read-ins
+            C = cfg.readin_for(self.session_channels)
         self.dropout = nn.Dropout(cfg.dropout)
 
         # Initial-condition encoder: whole window, both directions -> posterior over g0.
@@ -110,13 +169,116 @@ class LFADS(nn.Module):
             gen_in = 1  # a constant zero input: the generator runs autonomously from g0
         self.generator = nn.GRUCell(gen_in, G)
         self.to_factors = nn.Linear(G, F, bias=False)
-        self.readout = nn.Linear(F, C * observation.n_params)
+        if self.session_channels is None:
+            self.readout = nn.Linear(F, C * observation.n_params)
+        else:
+            self._init_session_maps(C, F)
+
+    def _init_session_maps(self, R: int, F: int) -> None:
+        """The per-session read-ins (S, C, R) and read-outs (S, F, C * P) + biases (S, C * P) of a
+        multi-session model, drawn as ``nn.Linear`` draws its weights (uniform within +-1 / sqrt(fan
+        in)); the rows of a session's padded channels (read-in) and their read-out columns are zero.
+        :meth:`init_from_data` replaces the read-ins and the biases with the data's."""
+        S, C, P = len(self.session_channels), self.n_channels, self.observation.n_params
+        mask = torch.zeros(S, C)
+        for s, c in enumerate(self.session_channels):
+            mask[s, :c] = 1.0
+        self.register_buffer("channel_mask", mask, persistent=False)  # (S, C): 1 on each session's channels
+        out_mask = mask.repeat_interleave(P, dim=1)  # (S, C * P), channel-major as the read-out's columns
+        readin = torch.empty(S, C, R)
+        for s, c in enumerate(self.session_channels):
+            readin[s].uniform_(-1 / math.sqrt(c), 1 / math.sqrt(c))
+        self.readin = nn.Parameter(readin * mask[..., None])  # (S, C, R)
+        bound = 1 / math.sqrt(F)
+        self.readout_weight = nn.Parameter(torch.empty(S, F, C * P).uniform_(-bound, bound) * out_mask[:, None])
+        self.readout_bias = nn.Parameter(torch.empty(S, C * P).uniform_(-bound, bound) * out_mask)
 
     # ---------------------------------------------------------------------------------
     def init_readout_bias(self, data_mean: torch.Tensor) -> None:
-        """Start with outputs at the data's mean per channel (data_mean: (C,))."""
+        """Start with outputs at the data's mean per channel (data_mean: (C,)); several sessions:
+        (S, C), each session's means (its padded channels' values are not used)."""
         with torch.no_grad():
-            self.readout.bias.copy_(self.observation.init_bias(data_mean).reshape(-1))
+            if self.session_channels is None:
+                self.readout.bias.copy_(self.observation.init_bias(data_mean).reshape(-1))
+                return
+            # padded channels: a harmless finite start (their outputs never enter a loss)
+            means = torch.where(self.channel_mask.bool(), data_mean, torch.ones_like(data_mean))
+            self.readout_bias.copy_(self.observation.init_bias(means).reshape(len(self.session_channels), -1))
+
+    def init_from_data(self, data) -> None:
+        """Initialise the data-dependent weights from ``data``
+        (:class:`~nwb_autolfads.train.training_data.TrainingData`, its training windows).
+
+        One session: exactly ``init_readout_bias(data.train.mean((0, 1)))`` (outputs start at the
+        data's mean per channel). Several sessions (docs/science.md, Multi-session models): each
+        session's read-out bias from its own channel means, and its read-in from a PCA of its own
+        training windows: the top R principal axes of its centred, binned data (all bins of all
+        its windows, (bins, C_s)) as the read-in's columns, so the R shared inputs start as that
+        session's R directions of largest variance (a session with fewer channels than R fills its
+        first C_s columns, the others stay zero); the axes are orthonormal, so the inputs keep the
+        data's scale. Sessions recorded from the same dynamics then start with inputs that carry
+        the same dominant structure, which is what lets one encoder serve them all. The read-outs
+        keep their small random start (:meth:`_init_session_maps`): the factors are not yet
+        aligned with anything, so no data-derived read-out would be better than random, and the
+        biases already put every session's outputs at its mean.
+
+        Raises
+        ------
+        ValueError
+            ``data`` does not fit the model (:meth:`TrainingData.check_model`).
+        """
+        data.check_model(self)
+        if self.session_channels is None:
+            self.init_readout_bias(data.train.mean((0, 1)))
+            return
+        R = self.readin.shape[-1]
+        means = torch.ones(len(self.session_channels), self.n_channels, dtype=data.train.dtype,
+                           device=data.train.device)
+        with torch.no_grad():
+            for s, c in enumerate(self.session_channels):
+                x = data.train[data.train_session == s][..., :c].reshape(-1, c)  # (bins, C_s)
+                means[s, :c] = x.mean(0)
+                axes = _principal_axes(x - x.mean(0), min(R, c))  # (C_s, k)
+                self.readin[s].zero_()
+                self.readin[s, :c, :axes.shape[1]] = axes.to(self.readin.dtype)
+        self.init_readout_bias(means.to(self.readout_bias.dtype))
+
+    def read_in(self, x: torch.Tensor, session: torch.Tensor | None) -> torch.Tensor:
+        """The encoders' input: x (B, L + T, C) itself for one session; for several, each window
+        through its session's read-in -> (B, L + T, R). The read-in is multiplied by the channel
+        mask, so a session's padded channels never reach the encoders and their read-in rows get
+        no gradient (they stay zero).
+
+        Raises
+        ------
+        ValueError
+            A model of several sessions without ``session`` (B,), or a session out of range.
+        """
+        if self.session_channels is None:
+            return x
+        session = self._check_session(session, x.shape[0])
+        w = (self.readin * self.channel_mask[..., None])[session]  # (B, C, R)
+        return torch.bmm(x, w)
+
+    def read_out(self, factors: torch.Tensor, session: torch.Tensor | None) -> torch.Tensor:
+        """factors (B, T, F) -> read-out values (B, T, C * P): the shared read-out, or for several
+        sessions each row's session's read-out (``session`` (B,), as checked by :meth:`read_in`)."""
+        if self.session_channels is None:
+            return self.readout(factors)
+        return torch.baddbmm(self.readout_bias[session][:, None, :], factors, self.readout_weight[session])
+
+    def _check_session(self, session: torch.Tensor | None, batch: int) -> torch.Tensor:
+        S = len(self.session_channels)
+        if session is None:
+            raise ValueError(f"LFADS: this model stitches {S} sessions: pass session= (the session index of each "
+                             "window, (B,) int64)")
+        session = torch.as_tensor(session, device=self.readin.device).long().reshape(-1)
+        if session.shape[0] != batch:
+            raise ValueError(f"LFADS: session has {session.shape[0]} entries for {batch} windows")
+        if session.numel() and (int(session.min()) < 0 or int(session.max()) >= S):
+            raise ValueError(f"LFADS: session indices {int(session.min())}..{int(session.max())} outside 0..{S - 1} "
+                             f"(the model has {S} sessions)")
+        return session
 
     def recurrent_weights(self) -> dict[str, torch.Tensor]:
         """Weights that the L2 penalties act on."""
@@ -212,7 +374,7 @@ class LFADS(nn.Module):
 
     # ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, sample: bool = True, n_samples: int = 1,
-                generator: torch.Generator | None = None) -> LFADSOutput:
+                generator: torch.Generator | None = None, session: torch.Tensor | None = None) -> LFADSOutput:
         """x (B, L + T, C) -> outputs over the last T bins (L = ``lead_in_bins``, seen only by the IC
         encoder). ``sample``: draw g0 and u from their posteriors (else use the
         means). ``n_samples`` > 1 draws that many posterior samples per window with the encoders
@@ -220,12 +382,15 @@ class LFADS(nn.Module):
         b * n_samples ... (b + 1) * n_samples - 1. ``generator``: every random draw of the pass
         (dropout masks, posterior noise) comes from it, in a fixed order (input dropout, CI
         encoder dropout, IC encoder dropout, g0 noise, generator dropout, inferred-input noise);
-        None draws from torch's global RNG."""
+        None draws from torch's global RNG. ``session`` (B,) int64: the session of each window,
+        required by a model of several sessions (x padded to C channels; :meth:`read_in`)."""
         cfg = self.cfg
         B, T, C = x.shape
         T -= cfg.lead_in_bins  # the outputs cover the bins after the lead-in
         clip = cfg.cell_clip
-        x = self._dropout(x, generator)
+        if self.session_channels is not None:
+            session = self._check_session(session, B)
+        x = self.read_in(self._dropout(x, generator), session)  # (B, L + T, C), or (B, L + T, R)
 
         # ---- encoders: q(g0 | x) and the controller inputs, lagged so the controller never
         #      sees the bin it explains
@@ -255,7 +420,8 @@ class LFADS(nn.Module):
         else:
             kl_co = g.new_zeros(g.shape[0])
 
-        params = self.readout(factors_t).reshape(g.shape[0], T, C, self.observation.n_params)
+        rows = session.repeat_interleave(n_samples) if session is not None and n_samples > 1 else session  # (B',)
+        params = self.read_out(factors_t, rows).reshape(g.shape[0], T, C, self.observation.n_params)
         return LFADSOutput(params, factors_t, u_all, ic_mean, ic_std, kl_ic, kl_co)
 
     def _unroll(self, ci: torch.Tensor | None, g: torch.Tensor, T: int, sample: bool,

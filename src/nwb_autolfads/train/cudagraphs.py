@@ -82,9 +82,13 @@ class _Forward(nn.Module):
         return self._model()(x, sample=self.sample)
 
 
-def training_forward(model: LFADS, x: torch.Tensor, sample: bool = True, graphs: bool = True) -> LFADSOutput:
+def training_forward(model: LFADS, x: torch.Tensor, sample: bool = True, graphs: bool = True,
+                     session: torch.Tensor | None = None) -> LFADSOutput:
     """``model(x, sample=sample)`` for a training step; on CUDA (with ``graphs``) replayed from a
-    CUDA graph captured for this batch shape. The model must be in training mode."""
+    CUDA graph captured for this batch shape. The model must be in training mode. With
+    ``session`` (a model of several sessions: the session of each window) it runs eagerly."""
+    if session is not None:
+        return model(x, sample=sample, session=session)
     if not graphs or x.device.type != "cuda":
         return model(x, sample=sample)
     key = ("train", tuple(x.shape), x.dtype, float(model.dropout.p), bool(sample))
@@ -107,9 +111,13 @@ def training_forward(model: LFADS, x: torch.Tensor, sample: bool = True, graphs:
 
 
 @torch.no_grad()
-def evaluation_forward(model: LFADS, x: torch.Tensor, graphs: bool = True) -> LFADSOutput:
+def evaluation_forward(model: LFADS, x: torch.Tensor, graphs: bool = True,
+                       session: torch.Tensor | None = None) -> LFADSOutput:
     """``model(x, sample=False)`` without gradients, for validation; on CUDA (with ``graphs``)
-    replayed from a graph captured for this shape (in evaluation mode: no dropout)."""
+    replayed from a graph captured for this shape (in evaluation mode: no dropout). With
+    ``session`` (a model of several sessions) it runs eagerly."""
+    if session is not None:
+        return model(x, sample=False, session=session)
     if not graphs or x.device.type != "cuda" or model.training:
         return model(x, sample=False)
     key = ("eval", tuple(x.shape), x.dtype)

@@ -132,12 +132,13 @@ def _child_main(conn, payload: bytes) -> None:
         job = _load(payload)
         del payload
         set_threads(job["threads"])
-        model = LFADS(job["n_channels"], job["model_cfg"], job["observation"])
+        architecture = (job["n_channels"], job["model_cfg"], job["observation"], job["session_channels"])
+        model = LFADS(*architecture)
         model.load_state_dict(job["state"])
         torch.set_rng_state(job["rng"])  # after the skeleton's own random init: the caller's stream
         conn.send_bytes(pickle.dumps({"started": time.perf_counter()}))
         if job["timing_state"] is not None:  # time a few steps on a throwaway (the RNG is left as it was)
-            throwaway = LFADS(job["n_channels"], job["model_cfg"], job["observation"])
+            throwaway = LFADS(*architecture)
             throwaway.load_state_dict(job["timing_state"])
             torch.set_rng_state(job["rng"])
             timing = time_steps(throwaway, job["data"], job["train_cfg"], job["aug"])
@@ -297,6 +298,7 @@ def train_in_child(model: LFADS, data: TrainingData, cfg: TrainConfig, aug: Augm
         raise ValueError("train_in_child trains on the CPU: the model and the windows must be on the CPU")
     t0 = time.perf_counter()
     payload = _save({"n_channels": model.n_channels, "model_cfg": model.cfg, "observation": model.observation,
+                     "session_channels": model.session_channels,
                      "state": model.state_dict(), "rng": torch.get_rng_state(), "data": data,
                      "train_cfg": cfg, "aug": aug, "threads": int(threads), "progress": progress,
                      "desc": desc, "seed": int(seed), "checkpoint": None if checkpoint is None else str(checkpoint),

@@ -38,7 +38,7 @@ from nwb_autolfads.train.seeds import SeedTree, Streams
 if TYPE_CHECKING:
     from nwb_autolfads.train.training_data import TrainingData
 
-__all__ = ["TrainResult", "train_model", "train_steps", "time_steps", "WindowSampler", "validation_subset", "split_train_valid", "evaluate_nll", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT", "rng_state", "set_rng_state", "ramp_weight"]
+__all__ = ["TrainResult", "train_model", "train_steps", "time_steps", "WindowSampler", "validation_subset", "split_train_valid", "evaluate_nll", "observed", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT", "rng_state", "set_rng_state", "ramp_weight"]
 
 
 @dataclass
@@ -90,29 +90,51 @@ def _l2(model: LFADS, cfg: TrainConfig) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_nll(model: LFADS, x: torch.Tensor, batch_size: int = 256, held: torch.Tensor | None = None,
-                 held_rate: float = 0.0, graphs: bool = True) -> float:
+                 held_rate: float = 0.0, graphs: bool = True, mask: torch.Tensor | None = None,
+                 session: torch.Tensor | None = None) -> float:
     """Mean NLL per element with posterior means and no augmentation (the validation metric).
 
     With ``held`` (a 0/1 mask like x), the held elements are hidden from the encoder (inputs
     scaled by 1 / (1 - held_rate)) and the NLL is averaged over them only: the sample-validation
-    metric. ``graphs``: on a GPU, replay the pass from a CUDA graph (:mod:`.cudagraphs`)."""
+    metric. ``mask`` (0/1 like x, :class:`~nwb_autolfads.train.training_data.TrainingData`'s): the
+    unobserved elements (0) reach the encoder as 0 and the mean is over the observed ones only.
+    ``session`` (N,): the session of each window (a model of several sessions). ``graphs``: on a
+    GPU, replay the pass from a CUDA graph (:mod:`.cudagraphs`; not with ``session``)."""
     was_training = model.training
     model.eval()
     L = model.cfg.lead_in_bins  # the lead-in is input only
     total, count = 0.0, 0.0
     for i in range(0, x.shape[0], batch_size):
         xb = x[i:i + batch_size]
-        if held is None:
-            out = evaluation_forward(model, xb, graphs)  # model(xb, sample=False)
+        sb = None if session is None else session[i:i + batch_size]
+        if held is None and mask is None:
+            out = evaluation_forward(model, xb, graphs, session=sb)  # model(xb, sample=False)
             total += float(model.observation.nll(out.params, xb[:, L:]).sum())
             count += xb[:, L:].numel()
-        else:
+        elif mask is None:
             hb = held[i:i + batch_size]
-            out = evaluation_forward(model, xb * (1.0 - hb) / (1.0 - held_rate), graphs)
+            out = evaluation_forward(model, xb * (1.0 - hb) / (1.0 - held_rate), graphs, session=sb)
             total += float((model.observation.nll(out.params, xb[:, L:]) * hb[:, L:]).sum())
             count += float(hb[:, L:].sum())
+        else:
+            mb = mask[i:i + batch_size]
+            enc = observed(xb, mb)
+            if held is not None:
+                hb = held[i:i + batch_size]
+                enc, mb = enc * (1.0 - hb) / (1.0 - held_rate), mb * hb
+            out = evaluation_forward(model, enc, graphs, session=sb)
+            nll = model.observation.nll(out.params, observed(xb[:, L:], mb[:, L:], fill=1.0))
+            total += float((nll * mb[:, L:]).sum())
+            count += float(mb[:, L:].sum())
     model.train(was_training)
     return total / max(count, 1.0)
+
+
+def observed(x: torch.Tensor, mask: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
+    """x with ``fill`` where ``mask`` is 0 (an unobserved element: 0 for the encoder, and for a
+    loss a value every observation model's NLL is finite at (1.0), so that its zero weight gives
+    zero gradients, never NaN: a Gamma's NLL at x = 0 is not finite)."""
+    return torch.where(mask > 0, x, torch.full_like(x, fill))
 
 
 def rng_state() -> dict:
@@ -244,17 +266,43 @@ def validation_subset(n_windows: int, max_windows: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, n_windows - 1, max_windows)).astype(np.int64))
 
 
+def _batch_views(xb: torch.Tensor, hb: torch.Tensor | None, mb: torch.Tensor | None, sv_rate: float,
+                 shift: TemporalShift, augment: torch.Generator | None):
+    """A batch's reconstruction target, encoder input (before coordinated dropout) and the 0/1
+    weights of its usable target elements (None: all), each (B, T, C), with the shifts drawn in
+    :func:`train_steps`' order. ``hb``: sample-validation elements (hidden, never in the loss);
+    ``mb``: the data's mask (unobserved elements: 0 for the encoder, never in the loss)."""
+    if hb is None and mb is None:
+        return shift(xb, generator=augment), shift(xb, generator=augment), None
+    if mb is None:  # held-out elements: zeroed for the encoder, and no loss on them
+        target, usable = shift(xb, 1.0 - hb, generator=augment)
+        return target, shift(xb * (1.0 - hb) / (1.0 - sv_rate), generator=augment), usable
+    usable = mb if hb is None else mb * (1.0 - hb)
+    enc = observed(xb, mb)
+    if hb is not None:
+        enc = enc * (1.0 - hb) / (1.0 - sv_rate)
+    target, usable = shift(xb, usable, generator=augment)
+    return observed(target, usable, fill=1.0), shift(enc, generator=augment), usable
+
+
 def train_steps(model: LFADS, opt: torch.optim.Optimizer, train_x: torch.Tensor, cfg: TrainConfig,
                 cd: CoordinatedDropout, shift: TemporalShift, sampler: WindowSampler, n_steps: int,
                 start_step: int = 0, held: torch.Tensor | None = None,
                 sv_rate: float = 0.0, on_step=None, generator: torch.Generator | None = None,
-                streams: Streams | None = None) -> tuple[dict[str, float] | None, int]:
+                streams: Streams | None = None, mask: torch.Tensor | None = None,
+                session: torch.Tensor | None = None) -> tuple[dict[str, float] | None, int]:
     """``n_steps`` optimisation steps on batches of ``train_x`` (N, T, C) drawn by ``sampler``;
     step ``start_step + i`` uses the KL/L2 ramp weight ``min(1, (start_step + i) / ramp_steps)``.
     Returns (the mean reconstruction NLL, KL and L2 terms over the steps, steps done); the
     dict is None if the loss became NaN/inf (the caller recovers; the steps done then include
     the diverged one, whose update was not applied). ``on_step()`` is called after every step
     (a progress bar).
+
+    ``mask`` (N, T, C) 0/1 (the data's, :class:`~nwb_autolfads.train.training_data.TrainingData`):
+    unobserved elements reach the encoder as 0 and never enter the loss (the reconstruction NLL is
+    the mean over the observed elements the encoder did not see). ``session`` (N,) int64: the
+    session of each window, given to the model (a model of several sessions; runs eagerly, no
+    CUDA graph).
 
     ``streams`` (:class:`~nwb_autolfads.train.seeds.Streams`): where the random draws come from,
     per purpose (``generator``: one generator for all of them). Per step, in this order: the batch
@@ -287,24 +335,19 @@ def train_steps(model: LFADS, opt: torch.optim.Optimizer, train_x: torch.Tensor,
     for i in range(n_steps):
         ramp = ramp_weight(start_step + i, cfg.ramp_steps)
         idx = sampler.next()
-        xb = train_x[idx]  # (B, T, C)
-        if held is None:
-            target, enc_in = shift(xb, generator=augment), shift(xb, generator=augment)
-            usable = None
-        else:  # held-out elements: zeroed for the encoder, and no loss on them
-            hb = held[idx]
-            target, usable = shift(xb, 1.0 - hb, generator=augment)
-            enc_in = shift(xb * (1.0 - hb) / (1.0 - sv_rate), generator=augment)
-        enc_in, mask = cd(enc_in, generator=augment)
+        target, enc_in, usable = _batch_views(train_x[idx], None if held is None else held[idx],
+                                              None if mask is None else mask[idx], sv_rate, shift, augment)
+        enc_in, cd_mask = cd(enc_in, generator=augment)
         if usable is not None:
-            mask = mask * usable
+            cd_mask = cd_mask * usable
+        sb = None if session is None else session[idx]
         if noise is None:
-            out = training_forward(model, enc_in, graphs=cfg.cuda_graphs)  # model(enc_in, sample=True)
+            out = training_forward(model, enc_in, graphs=cfg.cuda_graphs, session=sb)  # model(enc_in, sample=True)
         else:
-            out = model(enc_in, sample=True, generator=noise)
-        target, mask = target[:, lead_in:], mask[:, lead_in:]  # the lead-in is input only
+            out = model(enc_in, sample=True, generator=noise, session=sb)
+        target, cd_mask = target[:, lead_in:], cd_mask[:, lead_in:]  # the lead-in is input only
         nll = model.observation.nll(out.params, target)  # (B, T, C)
-        recon = (nll * mask).sum() / mask.sum().clamp_min(1.0)
+        recon = (nll * cd_mask).sum() / cd_mask.sum().clamp_min(1.0)
         kl_ic, kl_co = out.kl_ic.mean(), out.kl_co.mean()
         l2 = _l2(model, cfg)
         loss = recon + ramp * (cfg.kl_ic_scale * kl_ic + cfg.kl_co_scale * kl_co + l2)
@@ -389,9 +432,11 @@ class _SingleTraining:
         for group in self.opt.param_groups:
             group["lr"] = max(group["lr"] * 0.5, self.cfg.lr_min)
 
-    def record(self, sums: dict[str, float], valid_nll: float, train_x: torch.Tensor) -> dict:
+    def record(self, sums: dict[str, float], valid_nll: float, train_x: torch.Tensor,
+               data: "TrainingData | None" = None) -> dict:
         """A good check: smooth the validation NLL, append the history row, keep the best weights
-        and step the learning-rate schedule; returns the row."""
+        and step the learning-rate schedule; returns the row. ``data``: the training data whose
+        windows ``train_x`` are (its mask and sessions, for the sample-validation metric)."""
         cfg, result = self.cfg, self.result
         s = self.smoothed
         self.smoothed = valid_nll if s is None else cfg.smoothing * s + (1 - cfg.smoothing) * valid_nll
@@ -399,8 +444,11 @@ class _SingleTraining:
                "smoothed_valid_nll": self.smoothed, "kl_ic": sums["kl_ic"], "kl_co": sums["kl_co"],
                "l2": sums["l2"], "lr": self.opt.param_groups[0]["lr"]}
         if self.held is not None:
-            row["sample_valid_nll"] = evaluate_nll(self.model, train_x[self.sv_idx], held=self.held[self.sv_idx],
-                                                   held_rate=self.aug.sv_rate, graphs=cfg.cuda_graphs)
+            mask, session = (None, None) if data is None else (data.train_mask, data.train_session)
+            row["sample_valid_nll"] = evaluate_nll(
+                self.model, train_x[self.sv_idx], held=self.held[self.sv_idx], held_rate=self.aug.sv_rate,
+                graphs=cfg.cuda_graphs, mask=None if mask is None else mask[self.sv_idx],
+                session=None if session is None else session[self.sv_idx])
         result.history.append(row)
         # Only compare once the loss is fully weighted (after the ramp: the last step had ramp < 1
         # while step <= ramp_steps).
@@ -462,7 +510,7 @@ def train_model(model: LFADS, data: "TrainingData", cfg: TrainConfig, aug: Augme
         The checkpoint is of another format (another version of this package): it is kept.
     """
     data.check_model(model)
-    train_x, valid_x = data.train, data.validation_subset(cfg.valid_windows).valid
+    train_x, valid = data.train, data.validation_subset(cfg.valid_windows)
     run = _SingleTraining(model, train_x, cfg, aug, seed)
     if checkpoint is not None and Path(checkpoint).exists():
         run.load_state_dict(load_checkpoint(checkpoint))
@@ -475,14 +523,16 @@ def train_model(model: LFADS, data: "TrainingData", cfg: TrainConfig, aug: Augme
         while run.step < cfg.max_steps and not run.result.stopped_early:
             n = min(cfg.valid_every - run.step % cfg.valid_every, cfg.max_steps - run.step)
             sums, done = train_steps(model, run.opt, train_x, cfg, run.cd, run.shift, run.sampler, n, run.step,
-                                     run.held, aug.sv_rate, on_step=lambda: bar.update(1), streams=run.streams)
+                                     run.held, aug.sv_rate, on_step=lambda: bar.update(1), streams=run.streams,
+                                     mask=data.train_mask, session=data.train_session)
             run.step += done
-            valid_nll = evaluate_nll(model, valid_x, graphs=cfg.cuda_graphs) if sums is not None else math.nan
+            valid_nll = evaluate_nll(model, valid.valid, graphs=cfg.cuda_graphs, mask=valid.valid_mask,
+                                     session=valid.valid_session) if sums is not None else math.nan
             if sums is None or not math.isfinite(valid_nll):
                 run.recover()  # the last good weights with a smaller learning rate, and go on
                 bar.update(1 if sums is None else 0)
                 continue
-            row = run.record(sums, valid_nll, train_x)
+            row = run.record(sums, valid_nll, train_x, data)
             # valid_nll: this check's (raw); smoothed / best_smoothed: what early stopping compares
             bar.set_postfix(valid_nll=f"{valid_nll:.4f}", smoothed=f"{run.smoothed:.4f}",
                             best_smoothed=f"{run.result.best_valid_nll:.4f}", lr=f"{row['lr']:.1e}", refresh=False)
@@ -505,22 +555,23 @@ def time_steps(model: LFADS, data: "TrainingData", cfg: TrainConfig, aug: Augmen
     it is trained) with one warm-up step then ``n_steps`` timed steps, and one check of the
     validation subset. Torch's RNG is left as it was (the run's results do not depend on the
     measurement); CUDA graphs are not used (a throwaway model must not enter their cache)."""
-    train_x, subset = data.train, data.validation_subset(cfg.valid_windows).valid
+    train_x, subset = data.train, data.validation_subset(cfg.valid_windows)
+    extras = {"mask": data.train_mask, "session": data.train_session}
     rng = rng_state()
     try:
         cfg = dataclasses.replace(cfg, cuda_graphs=False)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
         cd, shift = CoordinatedDropout(aug.cd_rate), TemporalShift(aug.shift_std, aug.shift_max)
         sampler = WindowSampler(train_x.shape[0], cfg.batch_size)
-        train_steps(model, opt, train_x, cfg, cd, shift, sampler, 1)  # warm-up (allocations, kernels)
+        train_steps(model, opt, train_x, cfg, cd, shift, sampler, 1, **extras)  # warm-up (allocations, kernels)
         sync = torch.cuda.synchronize if train_x.device.type == "cuda" else (lambda: None)
         sync()
         t0 = time.perf_counter()
-        train_steps(model, opt, train_x, cfg, cd, shift, sampler, n_steps)
+        train_steps(model, opt, train_x, cfg, cd, shift, sampler, n_steps, **extras)
         sync()
         per_step = (time.perf_counter() - t0) / n_steps
         t0 = time.perf_counter()
-        evaluate_nll(model, subset, graphs=False)
+        evaluate_nll(model, subset.valid, graphs=False, mask=subset.valid_mask, session=subset.valid_session)
         sync()
         per_check = time.perf_counter() - t0
     finally:

@@ -18,10 +18,10 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-__all__ = ["available_cores", "Execution", "choose_execution", "set_threads", "using_threads", "idle_cores", "nwb_modules_loaded", "SMALL_MODEL_WIDTH",
+__all__ = ["available_cores", "Execution", "choose_execution", "refuse_stacked_sessions", "set_threads", "using_threads", "idle_cores", "nwb_modules_loaded", "SMALL_MODEL_WIDTH",
            "MODES", "CHILD_MIN_WORK"]
 
 MODES = ("stacked", "stacked-processes", "processes", "sequential")
@@ -172,7 +172,8 @@ def idle_cores(cores: int) -> int:
 
 def choose_execution(population: int, model_cfg, n_channels: int, device: str = "cpu", cores: int | None = None,
                      *, execution: str = "auto", workers: int = 0, threads: int = 0,
-                     stacked_available: bool = True, idle: int | None = None, work: float = 0.0) -> Execution:
+                     stacked_available: bool = True, idle: int | None = None, work: float = 0.0,
+                     sessions: int = 1) -> Execution:
     """Choose between stacked, process-parallel and sequential training, and the threads.
 
     On a CPU, ``auto`` trains a population of small models (:data:`SMALL_MODEL_WIDTH`) as
@@ -212,6 +213,10 @@ def choose_execution(population: int, model_cfg, n_channels: int, device: str = 
         cores are idle for it: a thread that must share its core with another program makes
         every step wait for it (measured on 2 shared cores: 8-12x slower than one thread,
         benchmarks/README.md).
+    sessions
+        Sessions the model stitches (:class:`~nwb_autolfads.train.training_data.TrainingData`'s
+        ``n_sessions``): with two or more, a population never trains stacked (the stacked program
+        has no per-session read-ins and read-outs), and the reason says so.
     work
         For one model: its planned training in parameter-steps (parameters x planned steps). On
         a CPU with ``execution`` ``auto`` a model with at least :data:`CHILD_MIN_WORK` trains in a
@@ -222,7 +227,18 @@ def choose_execution(population: int, model_cfg, n_channels: int, device: str = 
     Returns
     -------
     Execution
+
+    Raises
+    ------
+    ConfigError
+        ``execution`` is not a mode, or a stacked mode for a model of several ``sessions``.
     """
+    refuse_stacked_sessions(execution, sessions)
+    if sessions > 1 and population > 1:
+        plan = choose_execution(population, model_cfg, n_channels, device, cores, execution=execution,
+                                workers=workers, threads=threads, stacked_available=False, idle=idle, work=work)
+        return replace(plan, reason=f"{plan.reason}; {sessions} sessions: a stitched model never trains stacked (the "
+                                    "stacked program has no per-session read-ins and read-outs)")
     if cores is None:
         cores = available_cores()
         idle = idle_cores(cores) if idle is None else idle
@@ -244,6 +260,17 @@ def choose_execution(population: int, model_cfg, n_channels: int, device: str = 
         if plan is not None:
             return plan
     return _in_process_execution(m, mode, execution, workers, population, asked)
+
+
+def refuse_stacked_sessions(mode: str, sessions: int) -> None:
+    """Raise :class:`~nwb_autolfads.errors.ConfigError` when a stacked ``mode`` (``pbt.execution``)
+    is asked for a model of several ``sessions``: the stacked program trains single-session models only."""
+    if sessions > 1 and mode in ("stacked", "stacked-processes"):
+        from nwb_autolfads.errors import ConfigError
+
+        raise ConfigError(f"pbt.execution={mode} cannot train a model of {sessions} sessions (the stacked program has "
+                          "no per-session read-ins and read-outs): use --set pbt.execution=auto, processes or "
+                          "sequential")
 
 
 @dataclass

@@ -55,6 +55,7 @@ from nwb_autolfads.train.seeds import Streams
 from nwb_autolfads.model.recurrence import controlled_generator, gru_gates, stacked_gru
 from nwb_autolfads.train.loop import WindowSampler, ramp_weight
 from nwb_autolfads.train.training_data import TrainingData
+from nwb_autolfads.train.resources import refuse_stacked_sessions
 
 __all__ = ["StackedPopulation", "stacked_steps", "StackedExecutor", "time_stacked"]
 
@@ -554,6 +555,10 @@ class StackedExecutor:
     """
 
     def __init__(self, data: TrainingData, model_cfg: ModelConfig, train_cfg: TrainConfig, aug: AugmentConfig):
+        refuse_stacked_sessions("stacked", data.n_sessions)
+        if data.train_mask is not None or data.valid_mask is not None:
+            raise ValueError("StackedExecutor: the stacked program does not apply the data's masks: train masked "
+                             "data with pbt.execution=processes or sequential")
         self.n_channels, self.model_cfg, self.observation = data.n_channels, model_cfg, data.observation
         self.train_cfg, self.aug, self.train_x = train_cfg, aug, data.train
         self.valid_x = data.validation_subset(train_cfg.valid_windows).valid

@@ -26,10 +26,11 @@ import torch
 from nwb_autolfads.config import AugmentConfig, ModelConfig, PBTConfig, TrainConfig
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.train.loop import TrainResult
-from nwb_autolfads.train.pbt.member import Member, member_streams, pack_state, to_cpu, train_generation, unpack_state
+from nwb_autolfads.train.pbt.member import Member, member_streams, pack_state, to_cpu, train_generation_on, unpack_state
 from nwb_autolfads.train.pbt.population import Population, evolve, run_fingerprint
 from nwb_autolfads.train.training_data import TrainingData
-from nwb_autolfads.train.resources import Execution, available_cores, choose_execution, using_threads
+from nwb_autolfads.train.resources import (Execution, available_cores, choose_execution, refuse_stacked_sessions,
+                                           using_threads)
 
 __all__ = ["train_population", "member_blocks", "default_workers", "start_method", "without_main_script"]
 
@@ -45,9 +46,9 @@ def _worker_init(data: TrainingData, model_cfg, train_cfg, aug, threads=1) -> No
     from nwb_autolfads.train.resources import set_threads
 
     set_threads(threads)
-    model = LFADS(data.n_channels, model_cfg, data.observation).to(data.train.dtype)  # the caller's precision
-    _WORKER.update(model=model, train_cfg=train_cfg, aug=aug, data=data,
-                   architecture=(data.n_channels, model_cfg, data.observation))
+    architecture = (data.n_channels, model_cfg, data.observation, data.model_sessions)
+    model = LFADS(*architecture).to(data.train.dtype)  # the caller's precision
+    _WORKER.update(model=model, train_cfg=train_cfg, aug=aug, data=data, architecture=architecture)
 
 
 def _worker_generation(state: dict, n_steps: int, generation: int, seed: int, index: int) -> dict:
@@ -56,8 +57,8 @@ def _worker_generation(state: dict, n_steps: int, generation: int, seed: int, in
     member = Member(model, opt, dict(state["hp"]))
     member.load(state)
     data = _WORKER["data"]
-    train_generation(member, data.train, data.valid, _WORKER["train_cfg"], _WORKER["aug"], n_steps, generation,
-                     member_streams(seed, generation, index, data.device))
+    train_generation_on(member, data, _WORKER["train_cfg"], _WORKER["aug"], n_steps, generation,
+                        member_streams(seed, generation, index, data.device))
     return member.state()
 
 
@@ -149,8 +150,8 @@ class _Executor:
         """Train every member for ``n_steps`` steps of generation ``g`` (seeds from ``seed``)."""
         if self.pool is None:
             for k, m in enumerate(members):
-                train_generation(m, self.data.train, self.data.valid, self.train_cfg, self.aug, n_steps, g,
-                                 member_streams(seed, g, k, self.data.device))
+                train_generation_on(m, self.data, self.train_cfg, self.aug, n_steps, g,
+                                    member_streams(seed, g, k, self.data.device))
             return
         with without_main_script():  # a worker that died is replaced on submit
             futures = [self.pool.submit(_worker_generation, to_cpu(m.state()), n_steps, g, seed, k)
@@ -240,7 +241,8 @@ def train_population(make_model: Callable[[], LFADS], data: TrainingData, model_
     data.check_model(population.members[0].model)
     plan = execution if execution is not None else choose_execution(
         pbt.population, model_cfg, data.n_channels, data.device.type, workers=pbt.workers,
-        threads=train_cfg.threads, execution=pbt.execution)
+        threads=train_cfg.threads, execution=pbt.execution, sessions=data.n_sessions)
+    refuse_stacked_sessions(plan.mode, data.n_sessions)  # a plan given by the caller
     log.info("population training: %s", plan.describe())
     with using_threads(plan.threads):
         model, result = evolve(population, lambda: _executor_for(plan, data, model_cfg, train_cfg, aug), seed,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,7 +24,10 @@ from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.train.loop import WindowSampler, evaluate_nll, train_steps
 from nwb_autolfads.train.seeds import SeedTree, Streams
 
-__all__ = ["Member", "train_config", "train_generation", "record_check", "member_streams", "pack_state", "unpack_state",
+if TYPE_CHECKING:
+    from nwb_autolfads.train.training_data import TrainingData
+
+__all__ = ["Member", "train_config", "train_generation", "train_generation_on", "record_check", "member_streams", "pack_state", "unpack_state",
            "to_cpu"]
 
 
@@ -85,7 +89,9 @@ def member_streams(seed: int, generation: int, member: int, device: torch.device
 
 
 def train_generation(member: Member, train_x: torch.Tensor, valid_x: torch.Tensor, cfg: TrainConfig,
-                     aug: AugmentConfig, n_steps: int, number: int, streams: Streams) -> None:
+                     aug: AugmentConfig, n_steps: int, number: int, streams: Streams, *,
+                     train_mask: torch.Tensor | None = None, train_session: torch.Tensor | None = None,
+                     valid_mask: torch.Tensor | None = None, valid_session: torch.Tensor | None = None) -> None:
     """``n_steps`` optimisation steps of one member (generation ``number``), validated whenever
     the member's own step count reaches a multiple of ``cfg.valid_every`` and after the last step;
     its metric is the smoothed validation NLL (NaN if it diverged: it stops there, keeping the
@@ -96,7 +102,13 @@ def train_generation(member: Member, train_x: torch.Tensor, valid_x: torch.Tenso
     the batches (a permutation drawn afresh each generation, so no window is left out for good),
     augmentations, dropout masks and posterior noise, in the order of
     :func:`nwb_autolfads.train.loop.train_steps`. So the result does not depend on the execution
-    mode; torch's global RNG is not used."""
+    mode; torch's global RNG is not used.
+
+    ``train_mask``, ``train_session``, ``valid_mask``, ``valid_session``: the data's masks and
+    sessions of the windows (:class:`~nwb_autolfads.train.training_data.TrainingData`; several
+    sessions), as :func:`nwb_autolfads.train.loop.train_steps` and
+    :func:`~nwb_autolfads.train.loop.evaluate_nll` take them. :func:`train_generation_on` passes
+    them from a :class:`~nwb_autolfads.train.training_data.TrainingData`."""
     tcfg = train_config(cfg, member.hp)
     cd = CoordinatedDropout(member.hp["cd_rate"])
     shift = TemporalShift(aug.shift_std, aug.shift_max)
@@ -105,14 +117,25 @@ def train_generation(member: Member, train_x: torch.Tensor, valid_x: torch.Tenso
     while done < n_steps:
         n = min(cfg.valid_every - member.steps % cfg.valid_every, n_steps - done)
         sums, k = train_steps(member.model, member.opt, train_x, tcfg, cd, shift, sampler, n, member.steps,
-                              streams=streams)
+                              streams=streams, mask=train_mask, session=train_session)
         member.steps += k if sums is not None else k - 1  # a diverged step was not applied
         done += k
-        valid = evaluate_nll(member.model, valid_x, graphs=cfg.cuda_graphs) if sums is not None else math.nan
+        valid = evaluate_nll(member.model, valid_x, graphs=cfg.cuda_graphs, mask=valid_mask,
+                             session=valid_session) if sums is not None else math.nan
         if sums is None or not math.isfinite(valid):
             member.smoothed = math.nan
             return
         record_check(member, sums, valid, cfg.smoothing, number)
+
+
+def train_generation_on(member: Member, data: "TrainingData", cfg: TrainConfig, aug: AugmentConfig, n_steps: int,
+                        number: int, streams: Streams) -> None:
+    """:func:`train_generation` on ``data``'s training windows and validation windows (the fixed
+    subset: ``data`` is already :meth:`~nwb_autolfads.train.training_data.TrainingData.validation_subset`),
+    with its masks and sessions."""
+    train_generation(member, data.train, data.valid, cfg, aug, n_steps, number, streams,
+                     train_mask=data.train_mask, train_session=data.train_session, valid_mask=data.valid_mask,
+                     valid_session=data.valid_session)
 
 
 def record_check(member: Member, means: dict[str, float], valid: float, smoothing: float, generation: int) -> None:

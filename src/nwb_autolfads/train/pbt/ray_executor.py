@@ -26,7 +26,7 @@ from nwb_autolfads.config import AugmentConfig, ModelConfig, PBTConfig, TrainCon
 from nwb_autolfads.errors import ConfigError, TrainingError
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.train.loop import TrainResult
-from nwb_autolfads.train.pbt.member import Member, member_streams, pack_state, train_generation, unpack_state
+from nwb_autolfads.train.pbt.member import Member, member_streams, pack_state, train_generation_on, unpack_state
 from nwb_autolfads.train.pbt.population import Population, evolve, run_fingerprint
 from nwb_autolfads.train.training_data import TrainingData
 
@@ -59,15 +59,16 @@ def _member_generation(data: dict, state: dict, n_steps: int, generation: int, s
         torch.set_num_threads(max(1, int(data["threads"])))
         device = torch.device("cuda" if data["gpu"] and torch.cuda.is_available() else "cpu")
         windows: TrainingData = data["data"]
-        model = LFADS(windows.n_channels, data["model_cfg"], windows.observation).to(device, windows.train.dtype)
+        model = LFADS(windows.n_channels, data["model_cfg"], windows.observation,
+                      windows.model_sessions).to(device, windows.train.dtype)
         _CACHE.clear()
         _CACHE.update(run=data["run"], model=model, data=windows.to(device))
     state = unpack_state(state)
     member = Member.fresh(_CACHE["model"], state["hp"], data["train_cfg"].adam_eps)
     member.load(state)
     windows = _CACHE["data"]
-    train_generation(member, windows.train, windows.valid, data["train_cfg"], data["aug"], n_steps, generation,
-                     member_streams(seed, generation, index, windows.device))
+    train_generation_on(member, windows, data["train_cfg"], data["aug"], n_steps, generation,
+                        member_streams(seed, generation, index, windows.device))
     return pack_state(member.state())
 
 
