@@ -59,6 +59,8 @@ def test_provenance_names_every_session_and_the_one_model(two):
     assert [len(e["columns"][0]["channel_names"]) for e in table["sessions"]] == [3, 5]
     meta = json.loads((ra.model / "model.json").read_text())
     assert [s["n_channels"] for s in meta["sessions"]] == [3, 5]
+    import pynwb
+    assert pynwb.validate(path=str(rb.output)) == []  # the 'sessions' dataset is in the extension's spec (0.6.0)
 
 
 def test_the_saved_model_applies_through_one_sessions_read_in(two):

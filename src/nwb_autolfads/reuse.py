@@ -246,7 +246,8 @@ def session_of(model: ModelArtifact, session: str | None) -> tuple[ModelArtifact
                           f"{what} with --session NAME (python: session=NAME): the session whose read-in and "
                           "read-out fit the new file's channels")
     k = names.index(session)
-    return ModelArtifact(model.path, {**model.meta, "columns": entries[k]["columns"]}, model.state, model.sha256), k
+    own = {key: entries[k][key] for key in ("columns", "config") if key in entries[k]}  # its channels, preprocessing
+    return ModelArtifact(model.path, {**model.meta, **own}, model.state, model.sha256), k
 
 
 def apply(model: str | Path, path: str | Path, output: str | Path | None = None, *, rescale: bool = False,

@@ -74,7 +74,7 @@ def run_sessions(paths: Sequence[str | Path], outputs: Sequence[str | Path] | No
                  preset: str | None = None, config: RunConfig | str | Path | None = None,
                  overrides: Mapping[str, Any] | None = None, emg: str | None = None, seed: int | None = None,
                  device: str | None = None, overwrite: bool = False, write: bool = True, progress: bool = True,
-                 command: str | None = None, resume: str | Path | None = None, fresh: bool = False,
+                 command: str | None = None, fresh: bool = False, resume: str | Path | None = None,
                  save_model: bool | str | Path | None = None) -> list[RunResult]:
     """Train ONE model over several sessions and write each session's estimates to its own file.
 
@@ -268,7 +268,9 @@ def _keep_sessions(sessions: list[_Session], results: list[RunResult], fits: lis
                                                            content=result.config.output.content)
         if staged is not None:
             meta = model_metadata(results[0], sessions[0].data.columns(), sessions[0].source_data, sessions[0].sha256)
-            meta["sessions"] = [dict(e, n_channels=int(s.data.columns()[-1][2].stop)) for e, s in zip(table, sessions)]
+            # each session's own resolved configuration (its preprocessing: e.g. the line frequency found)
+            meta["sessions"] = [dict(e, n_channels=int(s.data.columns()[-1][2].stop), config=r.config.to_dict())
+                                for e, s, r in zip(table, sessions, results)]
             path = staged.commit(meta, any(s.target.overwrite for s in sessions)).resolve()
             for r in results:
                 r.model = path
