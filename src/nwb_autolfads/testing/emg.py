@@ -123,7 +123,7 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
                   behavior: bool = False, start_time: float = 0.0, float32_timestamps: bool = False,
                   jitter: float = 0.0, transposed: bool = False, electrode_rows: list[int] | None = None,
                   name_column: str = "location", unit_faults: dict[int, str] | None = None,
-                  backend: str = "hdf5", description: str | None = None) -> Path:
+                  backend: str = "hdf5", description: str | None = None, session: dict | None = None) -> Path:
     """Write synthetic EMG as an NWB file, with its ground truth and optional extras.
 
     Parameters
@@ -134,7 +134,7 @@ def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseri
         The recording (:func:`synthetic_emg`, or :func:`nwb_autolfads.simulate.simulate_emg`).
     layout, location, use_timestamps, gap, include_truth, name, int16, n_units, seed, behavior, \
 start_time, float32_timestamps, jitter, transposed, electrode_rows, name_column, unit_faults, \
-backend, description
+backend, description, session
         As in the Notes below.
 
     Returns
@@ -170,6 +170,9 @@ backend, description
     ``kinematics`` those are the joint angles, and when it carries several ``segments`` (separate
     trials) there is one trial per segment and behaviour only inside them.
     ``description``: the EMG series' description (default: raw EMG and the muscle names).
+    ``session``: the file's metadata instead of the defaults, any of ``identifier``,
+    ``session_id``, ``session_start_time`` (a datetime), ``session_description`` and
+    ``subject_id`` (several sessions of one subject: :mod:`nwb_autolfads.simulate.sessions`).
     Real-world time bases and layouts: ``start_time`` shifts every time (seconds);
     ``float32_timestamps`` stores timestamps as float32 (rounded: late in a session their
     spacing is a sizeable part of a sample period); ``jitter`` adds Gaussian noise of that SD
@@ -183,7 +186,7 @@ backend, description
                                                                use_timestamps, seed)
     if transposed and layout == "container":
         raise ValueError("transposed needs a 2-D layout (timeseries or electricalseries)")
-    nwb = _emg_nwbfile(synth)
+    nwb = _emg_nwbfile(synth, session)
     time_kw = {"timestamps": stamps} if use_timestamps else {"starting_time": float(t[0]), "rate": synth.rate}
     truth_kw = {"timestamps": t} if use_timestamps else time_kw
     data, conversion, offset = _stored(raw, int16)
@@ -223,16 +226,22 @@ def _samples_and_times(synth: SyntheticEMG, start_time: float, gap: tuple[float,
     return raw, t, truth, stamps, use_timestamps
 
 
-def _emg_nwbfile(synth: SyntheticEMG):
-    """An empty NWBFile with the session and subject metadata of the synthetic recordings."""
+def _emg_nwbfile(synth: SyntheticEMG, session: dict | None = None):
+    """An empty NWBFile with the session and subject metadata of the synthetic recordings
+    (``session``: :func:`write_emg_nwb`'s overrides)."""
     from pynwb import NWBFile
     from pynwb.file import Subject
 
-    nwb = NWBFile(session_description="synthetic multi-muscle EMG (nwb_autolfads.testing)",
-                  identifier=f"synthetic-emg-{synth.rate:g}Hz-{len(synth.names)}ch",
-                  session_start_time=datetime(2024, 1, 1, 12, 0, tzinfo=timezone.utc),
-                  experimenter=["nwb-autolfads test factory"], lab="synthetic", institution="synthetic")
-    nwb.subject = Subject(subject_id="synth01", species="Rattus norvegicus", sex="U", age="P90D")
+    meta = {"session_description": "synthetic multi-muscle EMG (nwb_autolfads.testing)",
+            "identifier": f"synthetic-emg-{synth.rate:g}Hz-{len(synth.names)}ch",
+            "session_start_time": datetime(2024, 1, 1, 12, 0, tzinfo=timezone.utc), "subject_id": "synth01"}
+    unknown = set(session or {}) - set(meta) - {"session_id"}
+    if unknown:
+        raise ValueError(f"session: unknown keys {sorted(unknown)}; known: {sorted(set(meta) | {'session_id'})}")
+    meta.update(session or {})
+    subject_id = meta.pop("subject_id")
+    nwb = NWBFile(**meta, experimenter=["nwb-autolfads test factory"], lab="synthetic", institution="synthetic")
+    nwb.subject = Subject(subject_id=subject_id, species="Rattus norvegicus", sex="U", age="P90D")
     return nwb
 
 
