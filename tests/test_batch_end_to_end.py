@@ -189,3 +189,25 @@ def test_jobs_run_inputs_in_parallel_processes_with_the_same_results(tmp_path, c
     assert "2 done" in capsys.readouterr().out
     for name, values in runs["1"].items():  # each worker process gives what the batch gives in-process
         assert values.shape == runs["2"][name].shape and (values == runs["2"][name]).all(), name
+
+
+def test_a_subjects_sessions_on_dandi_train_one_model(tmp_path, monkeypatch, capsys):
+    import dandi.dandiapi
+    import dandi.utils
+
+    www = tmp_path / "www"
+    (www / "sub-R7").mkdir(parents=True)
+    for ses, n in ((1, 3), (2, 4)):
+        mock_emg_nwb(www / "sub-R7" / f"sub-R7_ses-{ses}_ecephys.nwb", seed=ses, **{**EMG, "n_muscles": n})
+    out = tmp_path / "out"
+    with _serve(www) as url:
+        fake = FakeDandiArchive(www, url, published=("0.240101.1200",))
+        monkeypatch.setattr(dandi.utils, "_get_instance", lambda url, is_api, instance, dandi_id: instance)
+        monkeypatch.setattr(dandi.dandiapi, "DandiAPIClient", fake.client())
+        assert main(["run", "DANDI:000941/sub-R7/", "--multi-session", "-o", str(out), "--preset", "smoke", "-q",
+                     "--set", "train.threads=1"]) == 0
+    rows = json.loads((out / "autolfads-manifest.json").read_text())["assets"]
+    assert [r["status"] for r in rows] == ["done", "done"] and rows[0]["model"] == rows[1]["model"] != ""
+    runs = [nwb_autolfads.list_runs(out / r["output"])[-1] for r in rows]
+    assert runs[0].sessions == runs[1].sessions == ["sub-R7_ses-1_ecephys", "sub-R7_ses-2_ecephys"]
+    assert [len(r.channels) for r in runs] == [3, 4]
