@@ -18,8 +18,10 @@ from nwb_autolfads.testing.emg import (DEFAULT_MUSCLES, BinnedCycles, SyntheticE
 from nwb_autolfads.testing.results import mock_run_record, read_truth
 from nwb_autolfads.testing.spikes import SPIKE_FAULTS, LorenzSpikes, chunked_spikes_nwb, lorenz_spikes, spike_fault
 from nwb_autolfads.testing.windows import gamma_windows
+from nwb_autolfads.testing.windows import gamma_session_windows
 
 __all__ = ["SyntheticEMG", "lorenz_latent", "synthetic_emg", "write_emg_nwb", "mock_emg_nwb", "read_truth", "behavior_from",
            "LorenzSpikes", "lorenz_spikes", "gamma_windows", "spike_fault", "SPIKE_FAULTS",
            "BinnedCycles", "binned_cycles", "mock_binned_trials_nwb",
            "DEFAULT_MUSCLES", "chunked_emg_nwb", "chunked_spikes_nwb", "mock_run_record"]
+__all__.append("gamma_session_windows")
