@@ -86,6 +86,18 @@ def test_sessions_are_checked_before_any_work(tmp_path):
     assert not (tmp_path / "o.nwb").exists()
 
 
+def test_one_recording_given_twice_is_refused_before_training(tmp_path):
+    import shutil
+
+    a = _session(tmp_path / "a.nwb", 3, seed=1, duration=4.0)
+    copy = shutil.copy(a, tmp_path / "a_copy.nwb")
+    outs = [tmp_path / "o1.nwb", tmp_path / "o2.nwb"]
+    for pair in ([a, a], [a, copy]):
+        with pytest.raises(ConfigError, match="same data"):
+            nwb_autolfads.run_sessions(pair, outs, preset="smoke", progress=False, overrides=SETTINGS)
+    assert not any(o.exists() for o in outs)
+
+
 def test_cli_multi_session_batch_groups_by_subject(tmp_path, capsys):
     data = tmp_path / "data"
     for sub, ses, n in (("A", 1, 3), ("A", 2, 4), ("B", 1, 3)):

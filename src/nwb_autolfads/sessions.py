@@ -15,6 +15,7 @@ May import what :mod:`nwb_autolfads.pipeline` imports, and the pipeline itself.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -110,7 +111,8 @@ def run_sessions(paths: Sequence[str | Path], outputs: Sequence[str | Path] | No
     ------
     ConfigError
         Fewer than two sources, as many outputs as sources not given, two sessions writing one
-        output, several modalities, or a setting as for :func:`nwb_autolfads.run`.
+        output, one recording given twice (the same data), several modalities, or a setting as for
+        :func:`nwb_autolfads.run`.
     SignalError
         The sessions' bins differ (bin size), or a session is too short for one window.
     InputFileError, SignalNotFoundError, OutputError, TrainingError
@@ -214,8 +216,31 @@ def _bin_sessions(sessions: list[_Session]) -> RunConfig:
     shared = shortest.updated({"model.factor_dim": unresolved.factors_for(max(channels))})
     for s, (d, own) in zip(sessions, binned):
         s.data, s.cfg = d, replace(own, windows=shared.windows, model=shared.model)
+    _check_distinct(sessions)
     log.info("%d sessions, channels %s, %d factors", len(sessions), channels, shared.model.factor_dim)
     return shared
+
+
+def _check_distinct(sessions: list[_Session]) -> None:
+    """Refuse one recording given twice (the same file, a copy, or the same data in another file).
+
+    Raises
+    ------
+    ConfigError
+        Two sessions whose binned model inputs are identical, naming both.
+    """
+    seen: dict[str, _Session] = {}
+    for s in sessions:
+        digest = hashlib.sha256()
+        for seg in s.data.segments():
+            digest.update(repr(seg.shape).encode())
+            digest.update(np.ascontiguousarray(seg).tobytes())
+        first = seen.setdefault(digest.hexdigest(), s)
+        if first is not s:
+            raise ConfigError(f"sessions {first.name!r} ({first.source_data.path}) and {s.name!r} "
+                              f"({s.source_data.path}) hold the same data: one recording given twice (the same file or "
+                              "a copy); its training windows would also be its validation windows: give each session "
+                              "once")
 
 
 def _fit_sessions(sessions: list[_Session], cfg: RunConfig, rundir: Path | None, resumed: bool, fresh: bool,
