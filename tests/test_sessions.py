@@ -69,8 +69,22 @@ def test_the_saved_model_applies_through_one_sessions_read_in(two):
     np.testing.assert_array_equal(again.activations, rb.activations)  # the same file, seed and model: identical
     with pytest.raises(ConfigError, match="sub-M1_ses-1_ecephys, sub-M1_ses-2_ecephys"):
         nwb_autolfads.apply(ra.model, b, write=False, progress=False)
+    other = _session(tmp / "other.nwb", 5, seed=3, duration=4.0)
     with pytest.raises(SignalError):  # session 1's read-in knows 3 muscles, the file has 5
-        nwb_autolfads.apply(ra.model, b, write=False, progress=False, session="sub-M1_ses-1_ecephys")
+        nwb_autolfads.apply(ra.model, other, write=False, progress=False, session="sub-M1_ses-1_ecephys")
+
+
+def test_apply_names_the_sessions_own_source_and_refuses_another_sessions_file(two):
+    tmp, (a, b), (ra, rb) = two
+    again = nwb_autolfads.apply(ra.model, b, tmp / "again_b.nwb", progress=False, session="sub-M1_ses-2_ecephys")
+    assert again.applied["trained_on"]["location"] == str(b.resolve())  # not session 1's file
+    assert again.applied["output"] == str(rb.output.resolve())
+    with h5py.File(again.output, "r") as f:
+        run = f["processing/autolfads"][list(f["processing/autolfads"])[0]]
+        assert str(b.resolve()) in run.attrs["description"] and str(a.resolve()) not in run.attrs["description"]
+    # b is session 2's recording: session 1's read-in (its 3 muscles kept, the 2 others dropped) is refused
+    with pytest.raises(ConfigError, match="session 'sub-M1_ses-2_ecephys'.*--session sub-M1_ses-2_ecephys"):
+        nwb_autolfads.apply(ra.model, b, write=False, progress=False, session="sub-M1_ses-1_ecephys", drop_extra=True)
 
 
 def test_sessions_are_checked_before_any_work(tmp_path):

@@ -25,7 +25,7 @@ import numpy as np
 
 from nwb_autolfads.errors import ConfigError, SignalError
 from nwb_autolfads.io.reading import open_nwb
-from nwb_autolfads.io.sources import resolve_source
+from nwb_autolfads.io.sources import resolve_source, source_sha256 as input_sha256
 from nwb_autolfads.io.writing import OutputLock
 from nwb_autolfads.modalities import modality
 from nwb_autolfads.model.artifact import ModelArtifact, load_model
@@ -246,8 +246,27 @@ def session_of(model: ModelArtifact, session: str | None) -> tuple[ModelArtifact
                           f"{what} with --session NAME (python: session=NAME): the session whose read-in and "
                           "read-out fit the new file's channels")
     k = names.index(session)
-    own = {key: entries[k][key] for key in ("columns", "config") if key in entries[k]}  # its channels, preprocessing
+    own = {key: entries[k][key] for key in ("columns", "config", "output") if key in entries[k]}  # channels, prep.
+    own["source"] = {key: entries[k].get(key, "") for key in ("identifier", "sha256", "location", "url",
+                                                               "dandi_asset_id")}  # what ITS read-in was trained on
     return ModelArtifact(model.path, {**model.meta, **own}, model.state, model.sha256), k
+
+
+def check_session_source(model: ModelArtifact, session: str, sha256: str, where: str) -> None:
+    """Refuse a file that is (by SHA-256) another of the model's sessions than ``session``: its
+    channels may match ``session``'s by name, but its read-in, read-out and scales are another's.
+
+    Raises
+    ------
+    ConfigError
+        The file's ``sha256`` is the one recorded for another session, naming it.
+    """
+    for entry in model.meta.get("sessions") or []:
+        if sha256 and entry.get("sha256") == sha256 and str(entry.get("name")) != session:
+            raise ConfigError(f"{where} is the model's session {entry.get('name')!r} (the same SHA-256), not "
+                              f"{session!r}: apply it with --session {entry.get('name')} (python: "
+                              f"session={str(entry.get('name'))!r}), whose read-in, read-out and scales were trained "
+                              "on it")
 
 
 def apply(model: str | Path, path: str | Path, output: str | Path | None = None, *, rescale: bool = False,
@@ -295,7 +314,8 @@ def apply(model: str | Path, path: str | Path, output: str | Path | None = None,
     ------
     ConfigError
         ``model`` is not a model folder, is damaged (its weights' SHA-256 differs from the one
-        recorded), or of a newer format.
+        recorded), or of a newer format.  With ``session``: the file is (by SHA-256) another of the model's
+        sessions.
     SignalError
         The file's channels do not match the model's (missing or extra channels, named in one
         line), its data cannot be put on the model's bins, or it is too short for one window.
@@ -303,8 +323,13 @@ def apply(model: str | Path, path: str | Path, output: str | Path | None = None,
         As for :func:`nwb_autolfads.run`.
     """
     clock, started, t_start = StageClock(), datetime.now(timezone.utc), time.perf_counter()
-    art, session_index = session_of(load_model(model), session)
+    model_art = load_model(model)
+    art, session_index = session_of(model_art, session)
     source = resolve_source(path)
+    known_sha256 = ""
+    if session_index is not None:  # a session's read-in: not another session's recording
+        known_sha256 = input_sha256(source)
+        check_session_source(model_art, session, known_sha256, repr(str(path)))
     cfg = _resolve_config(source, None, art.config.updated({"output.content": None}), None, emg=emg, seed=None,
                           device=device, in_place=False, resume=None, fresh=False)
     with open_nwb(source.path if not source.remote else source) as (_io, nwbfile):
@@ -320,7 +345,7 @@ def apply(model: str | Path, path: str | Path, output: str | Path | None = None,
             _check_amplitude(source_data.emg.preprocessed, cfg.preprocess.scale_quantile,
                              f"emg ({source_data.emg.source_path})")
     with OutputLock(target.path) if target.write else contextlib.nullcontext():
-        source_sha256 = _source_sha256(source_data, target)
+        source_sha256 = known_sha256 or _source_sha256(source_data, target)
         scalings = {name: value for name, value in stored.items() if name != "emg" and value is not None}
         data, cfg = _bin(source_data, cfg, scalings)
         _check_grid(data, cfg, art)
