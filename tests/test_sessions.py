@@ -100,6 +100,21 @@ def test_sessions_are_checked_before_any_work(tmp_path):
     assert not (tmp_path / "o.nwb").exists()
 
 
+def test_a_sessions_error_names_the_session(tmp_path):
+    from nwb_autolfads.errors import SignalNotFoundError
+    from nwb_autolfads.testing.spikes import chunked_spikes_nwb
+
+    a = _session(tmp_path / "a.nwb", 3, seed=1, duration=4.0)
+    short = _session(tmp_path / "short.nwb", 3, seed=2, duration=0.1)
+    spikes = chunked_spikes_nwb(tmp_path / "spikes_only.nwb", duration=2.0, n_units=4)
+    with pytest.raises(SignalError, match=r"^session 'short' \(.*short.nwb\): recording too short"):
+        nwb_autolfads.run_sessions([a, short], preset="smoke", write=False, progress=False, overrides=SETTINGS)
+    with pytest.raises(SignalNotFoundError, match=r"^session 'spikes_only' \(.*spikes_only.nwb\): no EMG"):
+        nwb_autolfads.run_sessions([a, spikes], preset="smoke", write=False, progress=False, overrides=SETTINGS)
+    with pytest.raises(ConfigError, match="^unknown"):  # a setting's error is not a session's
+        nwb_autolfads.run_sessions([a, short], preset="smoke", write=False, progress=False, overrides={"x.y": 1})
+
+
 def test_one_recording_given_twice_is_refused_before_training(tmp_path):
     import shutil
 

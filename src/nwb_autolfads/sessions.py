@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from nwb_autolfads.config import RunConfig
-from nwb_autolfads.errors import ConfigError, SignalError
+from nwb_autolfads.errors import ConfigError, NwbAutolfadsError, SignalError
 from nwb_autolfads.io.reading import open_nwb
 from nwb_autolfads.io.sources import resolve_source
 from nwb_autolfads.io.writing import OutputLock, write_results
@@ -125,16 +125,22 @@ def run_sessions(paths: Sequence[str | Path], outputs: Sequence[str | Path] | No
     if outputs is not None and len(outputs) != len(paths):
         raise ConfigError(f"give one output per session: {len(paths)} sessions, {len(outputs)} outputs")
     clock, started, t_start = StageClock(), datetime.now(timezone.utc), time.perf_counter()
-    sources = [resolve_source(p) for p in paths]
-    cfg = _resolve_config(sources[0], preset, config, overrides, emg=emg, seed=seed, device=device, in_place=False,
-                          resume=resume, fresh=fresh)
+    sources = []
+    for name, p in zip(session_names(paths), paths):
+        with _naming(name, p):
+            sources.append(resolve_source(p))
+    with _naming(session_names(paths)[0], paths[0], but=ConfigError):  # the settings, resolved on session 1
+        cfg = _resolve_config(sources[0], preset, config, overrides, emg=emg, seed=seed, device=device,
+                              in_place=False, resume=resume, fresh=fresh)
     if len(cfg.data.modalities) != 1:
         raise ConfigError(f"a multi-session model models one modality (emg or spikes), not "
                           f"{'+'.join(cfg.data.modalities)}: run the sessions with --model emg or --model spikes")
     names = session_names(paths)
-    sessions = [_read(name, source, cfg, None if outputs is None else outputs[i], write=write, overwrite=overwrite,
-                      progress=progress)
-                for i, (name, source) in enumerate(zip(names, sources))]
+    sessions = []
+    for i, (name, source) in enumerate(zip(names, sources)):
+        with _naming(name, paths[i]):
+            sessions.append(_read(name, source, cfg, None if outputs is None else outputs[i], write=write,
+                                  overwrite=overwrite, progress=progress))
     _check_outputs(sessions)
     clock.mark("read")
     model_path = _model_path(save_model, cfg, sessions[0].target.path, write)
@@ -156,6 +162,18 @@ def run_sessions(paths: Sequence[str | Path], outputs: Sequence[str | Path] | No
     for r in results:
         r.stages, r.seconds = clock.stages, seconds
     return results
+
+
+@contextlib.contextmanager
+def _naming(name: str, path, but: type | tuple = ()) -> Any:
+    """Errors of one session's stage name the session: the same error, its message prefixed with
+    ``session NAME (PATH):`` (errors of the kinds ``but`` as they are)."""
+    try:
+        yield
+    except but:
+        raise
+    except NwbAutolfadsError as exc:
+        raise type(exc)(f"session {name!r} ({path}): {exc}") from exc
 
 
 def _read(name: str, source, cfg: RunConfig, output, *, write: bool, overwrite: bool, progress: bool) -> _Session:
@@ -204,7 +222,10 @@ def _bin_sessions(sessions: list[_Session]) -> RunConfig:
     """Bin every session and agree on the shared settings: one bin size (else SignalError), the
     smallest window any session needs, and the factor count of the session with most channels.
     Returns the shared configuration; each session's ``cfg`` keeps its own preprocessing."""
-    binned = [_bin(s.source_data, s.cfg) for s in sessions]
+    binned = []
+    for s in sessions:
+        with _naming(s.name, s.source_data.path):
+            binned.append(_bin(s.source_data, s.cfg))
     sizes = {round(d.bin_size, 12) for d, _ in binned}
     if len(sizes) > 1:
         listed = ", ".join(f"{s.name}: {d.bin_size * 1e3:g} ms" for s, (d, _) in zip(sessions, binned))
@@ -246,7 +267,10 @@ def _check_distinct(sessions: list[_Session]) -> None:
 def _fit_sessions(sessions: list[_Session], cfg: RunConfig, rundir: Path | None, resumed: bool, fresh: bool,
                   progress: bool, clock: StageClock) -> list[FitResult]:
     """Chop every session, train one model on all their windows, then infer each session's."""
-    chopped = [_chop(s.data.segments(), s.data.bin_size, cfg) for s in sessions]
+    chopped = []
+    for s in sessions:
+        with _naming(s.name, s.source_data.path):
+            chopped.append(_chop(s.data.segments(), s.data.bin_size, cfg))
     device = resolve_device(cfg.device)
     if rundir is not None:
         prepare_rundir(Path(rundir), cfg, [seg for s in sessions for seg in s.data.segments()], explicit=resumed,
