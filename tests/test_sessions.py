@@ -23,11 +23,12 @@ def _session(path, n_muscles, seed, **kw):
 
 @pytest.fixture(scope="module")
 def two(tmp_path_factory):
-    """Two sessions of one subject (3 and 5 muscles) modelled together with the smoke preset."""
+    """Two sessions of one subject (3 and 5 muscles, 60 and 50 Hz mains) modelled together with the
+    smoke preset."""
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("sessions")
     a = _session(tmp / "sub-M1_ses-1_ecephys.nwb", 3, seed=1)
-    b = _session(tmp / "sub-M1_ses-2_ecephys.nwb", 5, seed=2)
+    b = _session(tmp / "sub-M1_ses-2_ecephys.nwb", 5, seed=2, line_frequency=50.0)  # recorded elsewhere
     results = nwb_autolfads.run_sessions([a, b], [tmp / "a_out.nwb", tmp / "b_out.nwb"], preset="smoke", seed=4,
                                          progress=False, overrides=SETTINGS)
     return tmp, (a, b), results
@@ -160,3 +161,16 @@ def test_the_estimator_fits_several_sessions_and_transforms_through_one(two):
     np.testing.assert_array_equal(again.emg_activations.values, ds_b.emg_activations.values)
     saved = est.save(tmp / "est.autolfads-model")
     assert nwb_autolfads.AutoLFADS.load(saved).sessions_ == est.sessions_
+
+
+def test_a_baseline_reads_a_session_with_that_sessions_preprocessing(two):
+    from nwb_autolfads.baseline_estimators import LowPass
+
+    tmp, (a, b), (ra, rb) = two
+    line = (ra.config.preprocess.line_frequency, rb.config.preprocess.line_frequency)
+    assert round(line[0]) == 60 and round(line[1]) == 50  # found in each session
+    est = nwb_autolfads.AutoLFADS.load(ra.model, progress=False)
+    assert LowPass(cutoff=6.0, config=est).fit(b).config_.preprocess.line_frequency == line[1]  # not session 1's
+    other = _session(tmp / "not_a_session.nwb", 5, seed=3, duration=4.0)
+    with pytest.raises(ConfigError, match="none of them"):
+        LowPass(cutoff=6.0, config=est).fit(other)

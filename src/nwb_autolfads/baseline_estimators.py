@@ -105,7 +105,7 @@ class _Baseline:
             As for :func:`nwb_autolfads.run` (the file, its EMG or units, their timing).
         """
         self._check_params()
-        data, cfg, _source = _read(path, self._config(), None, False, type(self).__name__)
+        data, cfg, _source = _read(path, self._config(path), None, False, type(self).__name__)
         block = data.blocks[self.modality]
         self.config_ = None  # fitted only once everything is learned (a refused parameter leaves it unfitted)
         self.bin_size_ = float(data.bin_size)
@@ -170,10 +170,12 @@ class _Baseline:
         return f"{type(self).__name__}({', '.join(f'{k}={getattr(self, k)!r}' for k in self._filter_params)})"
 
     # ------------------------------------------------------------------ helpers
-    def _config(self):
-        """The run configuration to read with: ``config`` (a RunConfig, a YAML file, or a fitted
-        :class:`~nwb_autolfads.estimator.AutoLFADS`: its model's configuration) with ``overrides``
-        and ``bin_size``; without this baseline's modality among ``data.modalities``, that one alone."""
+    def _config(self, path: str | Path):
+        """The run configuration to read ``path`` with: ``config`` (a RunConfig, a YAML file, or a
+        fitted :class:`~nwb_autolfads.estimator.AutoLFADS`: its model's configuration; of a model
+        over several sessions, that of the session ``path`` is, :func:`_session_config`) with
+        ``overrides`` and ``bin_size``; without this baseline's modality among
+        ``data.modalities``, that one alone."""
         from nwb_autolfads.config import RunConfig, build_config
         from nwb_autolfads.estimator import AutoLFADS
 
@@ -181,7 +183,7 @@ class _Baseline:
         if isinstance(config, AutoLFADS):
             from nwb_autolfads.model.artifact import load_model
 
-            config = load_model(config._fitted()).config  # raises ConfigError when the model is not fitted
+            config = _session_config(load_model(config._fitted()), path, type(self).__name__)  # ConfigError unfitted
         extra = dict(self.overrides or {})
         if self.bin_size is not None:
             _check(type(self), "bin_size", self.bin_size, self.bin_size > 0, "a number of seconds > 0")
@@ -246,6 +248,33 @@ def _number(value: Any) -> bool:
         and math.isfinite(float(value))
 
 
+def _session_config(model, path: str | Path, who: str):
+    """The configuration of ``model`` (a :class:`~nwb_autolfads.model.artifact.ModelArtifact`) to
+    read ``path`` with: its own; for a model over several sessions, that of the session whose
+    recording ``path`` is (by SHA-256): each session has its own preprocessing (e.g. the line
+    frequency found in it).
+
+    Raises
+    ------
+    ConfigError
+        A model over several sessions and a file that is none of its sessions' recordings.
+    """
+    entries = model.meta.get("sessions") or []
+    if not entries:
+        return model.config
+    from nwb_autolfads.io.sources import resolve_source, source_sha256
+    from nwb_autolfads.reuse import session_of
+
+    sha256 = source_sha256(resolve_source(path))
+    for entry in entries:
+        if sha256 and entry.get("sha256") == sha256:
+            return session_of(model, str(entry.get("name")))[0].config
+    raise ConfigError(f"{who}(config=AutoLFADS of {len(entries)} sessions: "
+                      f"{', '.join(str(e.get('name')) for e in entries)}): {str(path)!r} is none of them, and each "
+                      "session has its own preprocessing: fit the baseline on one of those sessions' files, or give "
+                      "config the settings to read this file with (a RunConfig or YAML file, or None)")
+
+
 def _segments(data) -> list[slice]:
     """The gap-free segments of ``data`` as slices of its concatenated bins."""
     ends = np.cumsum([len(t) for t in data.bin_times])
@@ -298,7 +327,9 @@ class LowPass(_Baseline):
     config : RunConfig, str, pathlib.Path or AutoLFADS, optional
         How to read the file, as :func:`nwb_autolfads.run` takes it (a configuration or a YAML
         file), or a fitted :class:`~nwb_autolfads.AutoLFADS`: its model's configuration, so that
-        the baseline reads the EMG exactly as the model did (same preprocessing and bins).
+        the baseline reads the EMG exactly as the model did (same preprocessing and bins); of a
+        model over several sessions, the configuration of the session fitted on (ConfigError for
+        a file that is none of its sessions).
     overrides : mapping, optional
         Extra settings (``{"preprocess.highpass_hz": 30}``).
 
