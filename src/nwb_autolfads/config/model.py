@@ -37,6 +37,12 @@ class ModelConfig:
     each session's linear read-in maps its channels to (the encoders read R values per bin); 0 = the
     median of the sessions' channel counts, rounded half up (docs/science.md, Multi-session models).
     Ignored for one session."""
+    readin_init: str = "random"
+    """Multi-session models only: how each session's read-in starts. ``random`` (uniform within +-1 /
+    sqrt(channels), as a linear layer starts; the default) or ``pca`` (the session's top R principal
+    axes). Measured (benchmarks/README.md, Many sessions): the PCA start let the model fit noise -
+    its validation NLL rose after ~300 steps while a random start kept improving - so random is the
+    default. Ignored for one session."""
     dropout: float = 0.1
     """Dropout rate (data into the encoders, encoder outputs, generator states)."""
     cell_clip: float = 5.0
@@ -69,6 +75,8 @@ class ModelConfig:
             check(self.factor_dim >= 1, "model.factor_dim", self.factor_dim, "use an integer >= 1, or null (auto)")
         check(self.readin_dim >= 0, "model.readin_dim", self.readin_dim,
               "use an integer >= 1, or 0 (auto: the median of the sessions' channel counts)")
+        check(self.readin_init in ("random", "pca"), "model.readin_init", self.readin_init,
+              "use 'random' or 'pca'")
         check(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "use a rate in [0, 1)")
         check(self.cell_clip > 0, "model.cell_clip", self.cell_clip, "use a positive bound, e.g. 5")
         check(self.ci_lag >= 0, "model.ci_lag", self.ci_lag, "use an integer >= 0")

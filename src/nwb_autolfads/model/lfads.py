@@ -211,13 +211,18 @@ class LFADS(nn.Module):
 
         One session: exactly ``init_readout_bias(data.train.mean((0, 1)))`` (outputs start at the
         data's mean per channel). Several sessions (docs/science.md, Multi-session models): each
-        session's read-out bias from its own channel means, and its read-in from a PCA of its own
+        session's read-out bias from its own channel means. Its read-in keeps its random start
+        (``model.readin_init: random``, the default), or (``pca``) starts from a PCA of its own
         training windows: the top R principal axes of its centred, binned data (all bins of all
         its windows, (bins, C_s)) as the read-in's columns, so the R shared inputs start as that
         session's R directions of largest variance (a session with fewer channels than R fills its
         first C_s columns, the others stay zero); the axes are orthonormal, so the inputs keep the
-        data's scale. Sessions recorded from the same dynamics then start with inputs that carry
-        the same dominant structure, which is what lets one encoder serve them all. The read-outs
+        data's scale. The PCA start is the published idea (sessions from the same dynamics start
+        with inputs that carry the same dominant structure), but measured here it let the model
+        fit noise: the trailing axes hand the encoders the noise directions separately, and the
+        validation NLL rose after a few hundred steps, where a random start (signal and noise mixed
+        in every input, as in the channels themselves) kept improving (benchmarks/README.md, Many
+        sessions). The read-outs
         keep their small random start (:meth:`_init_session_maps`): the factors are not yet
         aligned with anything, so no data-derived read-out would be better than random, and the
         biases already put every session's outputs at its mean.
@@ -238,6 +243,8 @@ class LFADS(nn.Module):
             for s, c in enumerate(self.session_channels):
                 x = data.train[data.train_session == s][..., :c].reshape(-1, c)  # (bins, C_s)
                 means[s, :c] = x.mean(0)
+                if self.cfg.readin_init != "pca":
+                    continue  # the random start of _init_session_maps
                 axes = _principal_axes(x - x.mean(0), min(R, c))  # (C_s, k)
                 self.readin[s].zero_()
                 self.readin[s, :c, :axes.shape[1]] = axes.to(self.readin.dtype)

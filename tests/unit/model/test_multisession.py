@@ -1,5 +1,7 @@
-"""LFADS over several sessions: per-session read-ins and read-outs, PCA initialisation, inference
+"""LFADS over several sessions: per-session read-ins and read-outs, read-in initialisation (random; PCA on request), inference
 of one session, and the saved model folder."""
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -67,9 +69,22 @@ def test_a_multi_session_model_requires_the_session():
         LFADS(6, CFG, Gamma(), (3, 5))
 
 
-def test_readin_is_initialised_from_each_sessions_pca_and_the_bias_from_its_means():
+def test_readin_starts_random_by_default_and_the_bias_from_each_sessions_means():
+    data = _data((2, 5))
+    torch.manual_seed(1)
+    model = LFADS(data.n_channels, CFG, Gamma(), data.session_channels)
+    before = model.readin.detach().clone()
+    model.init_from_data(data)
+    assert torch.equal(model.readin.detach(), before) and (model.readin[0, 2:] == 0).all()
+    for s, c in enumerate((2, 5)):
+        x = data.train[data.train_session == s][..., :c].reshape(-1, c)
+        assert torch.allclose(model.readout_bias[s, :2 * c].detach(), Gamma().init_bias(x.mean(0)).reshape(-1))
+
+
+def test_readin_is_initialised_from_each_sessions_pca_with_readin_init_pca():
     data = _data((2, 5))  # R = 4: session 0 has fewer channels than R
-    model = _model(data)
+    model = LFADS(data.n_channels, dataclasses.replace(CFG, readin_init="pca"), Gamma(), data.session_channels)
+    model.init_from_data(data)
     for s, c in enumerate((2, 5)):
         x = data.train[data.train_session == s][..., :c].reshape(-1, c).double()
         _, _, vh = np.linalg.svd((x - x.mean(0)).numpy(), full_matrices=False)
