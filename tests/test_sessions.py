@@ -174,3 +174,11 @@ def test_a_baseline_reads_a_session_with_that_sessions_preprocessing(two):
     other = _session(tmp / "not_a_session.nwb", 5, seed=3, duration=4.0)
     with pytest.raises(ConfigError, match="none of them"):
         LowPass(cutoff=6.0, config=est).fit(other)
+
+
+def test_the_bin_size_suggested_for_differing_sessions_fits_them_all():
+    from nwb_autolfads.sessions import common_bin
+
+    assert common_bin([0.004, 0.005]) == pytest.approx(0.02)
+    assert common_bin([1 / 300, 0.005]) == pytest.approx(0.01)
+    assert common_bin([0.001, 0.002]) == pytest.approx(0.006)  # at least 5 ms

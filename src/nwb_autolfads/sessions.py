@@ -186,6 +186,19 @@ def _read(name: str, source, cfg: RunConfig, output, *, write: bool, overwrite: 
     return _Session(name=name, source_data=source_data, target=replace(target, rundir=None), cfg=own)
 
 
+def common_bin(sizes: Sequence[float], least: float = 0.005) -> float:
+    """The smallest common multiple (seconds) of the bin sizes ``sizes`` (each read as the nearest
+    fraction of a second with a denominator up to 100000, e.g. 1/300 s) that is at least ``least``:
+    a bin that every session's samples fill evenly."""
+    from fractions import Fraction
+    from math import gcd, lcm
+
+    fractions = [Fraction(s).limit_denominator(100_000) for s in sizes]
+    step = Fraction(lcm(*(f.numerator for f in fractions)), gcd(*(f.denominator for f in fractions)))
+    k = max(1, -(-Fraction(least) // step))
+    return float(step * k)
+
+
 def _check_outputs(sessions: list[_Session]) -> None:
     seen: dict[Path, str] = {}
     for s in sessions:
@@ -229,8 +242,10 @@ def _bin_sessions(sessions: list[_Session]) -> RunConfig:
     sizes = {round(d.bin_size, 12) for d, _ in binned}
     if len(sizes) > 1:
         listed = ", ".join(f"{s.name}: {d.bin_size * 1e3:g} ms" for s, (d, _) in zip(sessions, binned))
+        common = common_bin(sorted(sizes))
         raise SignalError(f"the sessions' bins differ ({listed}): a multi-session model needs one bin size; set "
-                          "windows.bin_size (e.g. --set windows.bin_size=0.01) so that every session is binned alike")
+                          f"windows.bin_size to a multiple of all of them (e.g. --set windows.bin_size={common:g}) so that "
+                          "every session is binned alike")
     channels = [d.columns()[-1][2].stop for d, _ in binned]
     shortest = min((c for _, c in binned), key=lambda c: c.windows.window_bins)
     unresolved = sessions[0].cfg.model  # the factor rule on the session with most channels (or the set value)
