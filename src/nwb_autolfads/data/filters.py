@@ -69,10 +69,14 @@ def resample(x: np.ndarray, fs: float, target: float) -> tuple[np.ndarray, float
 
 
 def bin_average(x: np.ndarray, times: np.ndarray, bin_size: float) -> tuple[np.ndarray, np.ndarray]:
-    """Average samples into consecutive bins of ``bin_size`` seconds starting at ``times[0]``.
+    """Average samples into consecutive bins of ``bin_size`` seconds, the first starting where the
+    first sample's span starts (a sample at t_j covers [t_j - p/2, t_j + p/2), p the median sample
+    period; docs/science.md, Bin times), so that each bin's time is the centre of the span its
+    samples cover (for a whole number of samples per bin: their mean time).
     Only complete bins are kept. Returns (binned (n_bins, C), bin centre times)."""
     sample_period = float(np.median(np.diff(times))) if times.size > 1 else bin_size
-    binner = Binner(float(times[0]), float(times[-1]) + sample_period, bin_size, x.shape[1])
+    half = sample_period / 2
+    binner = Binner(float(times[0]) - half, float(times[-1]) + half, bin_size, x.shape[1])
     binner.add(x, times)
     return binner.result()
 
@@ -80,7 +84,13 @@ def bin_average(x: np.ndarray, times: np.ndarray, bin_size: float) -> tuple[np.n
 class Binner:
     """Averages samples into the bins of one segment, one chunk of samples after another. Bins
     start at ``t0``; a bin is complete if the samples cover it (up to ``t_end``, the end of the
-    last sample), and only complete bins are kept."""
+    last sample's span), and only complete bins are kept. A sample belongs to the bin that holds
+    its timestamp; bin k is labelled at its centre, ``t0 + (k + 0.5) * bin_size``.
+
+    For those labels to be the centre of what the samples represent, ``t0`` must be where the
+    first sample's span starts: half a sample period before its timestamp (a sample at t_j covers
+    [t_j - p/2, t_j + p/2); docs/science.md, Bin times), and ``t_end`` half a period after the
+    last one's. Bins starting at the first timestamp itself would be labelled p/2 late."""
 
     def __init__(self, t0: float, t_end: float, bin_size: float, n_ch: int) -> None:
         self.t0, self.bin_size = t0, bin_size

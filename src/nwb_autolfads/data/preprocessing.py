@@ -147,6 +147,10 @@ def _segment_bins(sig: Signal, seg: slice, dead: np.ndarray, fs: float, cfg: Pre
     Every (resampled) sample is placed at its true time by the segment's
     :class:`~nwb_autolfads.data.timebase.Clock` (from the timestamps, not ``start + k / rate``), so
     bins sit at their true times however the timestamps are rounded, jittered or drift.
+    A (resampled) sample at t covers [t - p/2, t + p/2) of the clock (p its period after the
+    resampling; docs/science.md, Bin times): the bins start half a period before the first
+    sample, so each is labelled at the centre of the span its samples cover (for a whole number
+    of samples per bin, their mean time), wherever the data come from and whatever their rate.
     ``bin_size=None``: every sample is one bin of ``eff_bin`` seconds, at the sample's own timestamp.
     Returns (binned (n_bins, C), bin centres, rate after resampling)."""
     length = seg.stop - seg.start
@@ -154,7 +158,8 @@ def _segment_bins(sig: Signal, seg: slice, dead: np.ndarray, fs: float, cfg: Pre
     up, down, margin, chunk = _chunk_plan(fs, cfg, raw, eff_bin, notches, length, chunk)
     rate = fs * up / down
     clock = sig.clock(seg, gap_factor)
-    t_start, t_end = (float(v) for v in clock([0.0, float(length)]))
+    half = 0.5 * down / up  # half a (resampled) sample period, in input samples
+    t_start, t_end = (float(v) for v in clock([-half, float(length) - half]))
     binner = Binner(t_start, t_end, bin_size, sig.n_channels) if bin_size is not None else None
     direct_x, direct_t = [], []
     for a, b in chunk_bounds(length, chunk):

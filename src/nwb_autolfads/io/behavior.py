@@ -9,7 +9,8 @@ starting_time + rate, conversion/offset and gaps in time (see :mod:`nwb_autolfad
 
 :func:`to_bins` puts a signal on bin centres: a zero-phase low-pass below the bins' Nyquist
 frequency first when the signal is sampled faster than the bins (anti-aliasing), then linear
-interpolation at the centres, separately in every segment; bins outside the signal's
+interpolation at the centres, separately in every segment (a segment covers half a sample
+period beyond its first and last samples, see :func:`to_bins`); bins outside the signal's
 segments are NaN.
 """
 
@@ -65,7 +66,12 @@ def read_behavior(nwbfile, modality: str = "kinematics", path: str | None = None
 def to_bins(sig: Signal, centres: np.ndarray, bin_size: float, gap_factor: float = 1.5,
             order: int = 4) -> np.ndarray:
     """``sig`` at the bin ``centres`` (seconds): (n_bins, n_channels) float64, NaN where the
-    signal has no data (outside its segments, or NaN samples)."""
+    signal has no data (outside its segments, or NaN samples).
+
+    A sample is the signal's value at its timestamp t_j and covers [t_j - p/2, t_j + p/2) (p the
+    sample period; docs/science.md, Bin times): the low-passed signal is read at each centre
+    (no offset), and a segment covers the centres from half a period before its first sample to
+    half a period after its last (its end values held there)."""
     centres = np.asarray(centres, dtype=float)
     times = sig.times()
     values = np.asarray(sig.values, dtype=float)
@@ -84,7 +90,8 @@ def to_bins(sig: Signal, centres: np.ndarray, bin_size: float, gap_factor: float
                 finite = np.isfinite(x)
                 filled = np.where(finite, x, 0.0)
                 x = np.where(finite, sps.sosfiltfilt(sos, filled, axis=0), np.nan)
-        inside = (centres >= t[0]) & (centres <= t[-1])
+        half = 0.5 / fs
+        inside = (centres >= t[0] - half) & (centres < t[-1] + half)
         for k in range(sig.n_channels):
             out[inside, k] = np.interp(centres[inside], t, x[:, k])
     return out

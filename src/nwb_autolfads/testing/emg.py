@@ -19,7 +19,7 @@ from scipy import signal as sps
 from nwb_autolfads.testing.common import BlockSeries, lorenz_latent, write_nwb_atomically
 from nwb_autolfads.testing.spikes import spike_fault
 
-__all__ = ["DEFAULT_MUSCLES", "SyntheticEMG", "synthetic_emg", "write_emg_nwb", "behavior_from", "mock_emg_nwb",
+__all__ = ["DEFAULT_MUSCLES", "SyntheticEMG", "synthetic_emg", "bump_emg", "bump_lags", "BUMP_PEAKS_S", "write_emg_nwb", "behavior_from", "mock_emg_nwb",
            "BinnedCycles", "binned_cycles", "mock_binned_trials_nwb", "chunked_emg_nwb"]
 
 DEFAULT_MUSCLES = ("TA", "MG", "LG", "Sol", "VL", "VM", "RF", "BF", "ST", "GMax", "Add", "IP")
@@ -115,6 +115,91 @@ def synthetic_emg(duration: float = 60.0, rate: float = 2000.0, n_muscles: int =
     names = list(DEFAULT_MUSCLES[:n_muscles]) + [f"m{i}" for i in range(len(DEFAULT_MUSCLES), n_muscles)]
     return SyntheticEMG(raw=raw * noise_scale, activations=activations, times=t, rate=rate, names=names,
                         latent=latent)
+
+
+BUMP_PEAKS_S = (0.8137, 1.9071, 3.0413)
+"""Where the bumps of :func:`bump_emg` peak by default (seconds): on no sample or bin grid."""
+
+
+def bump_emg(rate: float, duration: float = 4.0, peaks: tuple[float, ...] = BUMP_PEAKS_S, width: float = 0.04,
+             floor: float = 0.1, carrier_hz: float | None = None, n_muscles: int = 2,
+             noise_scale: float = 1e-4) -> SyntheticEMG:
+    """EMG whose activation is a smooth envelope of Gaussian bumps peaking at known times, for
+    checking where bins are placed in time (docs/science.md, Bin times).
+
+    Parameters
+    ----------
+    rate : float
+        Sampling rate (Hz); sample j is at j / ``rate`` seconds.
+    duration : float
+        Seconds of data.
+    peaks : tuple of float
+        The bumps' peak times (seconds); keep them several ``width`` from each other and the ends.
+    width : float
+        The bumps' SD (seconds).
+    floor : float
+        The envelope between bumps (the bumps rise from it to ``1 + floor``).
+    carrier_hz : float, optional
+        None: the stored samples are the envelope itself (rectified/enveloped EMG). A frequency:
+        raw EMG, the envelope times a cosine carrier at that frequency (deterministic, so binned
+        rectified EMG is the envelope times a constant without noise). ``rate / 6`` (333.3 Hz at
+        2 kHz) is taken for no mains hum, and its rectified samples repeat every 3 samples: after
+        resampling to 1 kHz only their mean is left.
+    n_muscles : int
+        Channels, all alike (muscle ``k`` scaled by ``1 + k / 2``).
+    noise_scale : float
+        Volts per unit of envelope.
+
+    Returns
+    -------
+    SyntheticEMG
+        ``raw`` (n, M) volts, ``activations`` (n, M) the envelope at the sample times, ``times``
+        (n,), ``latent`` zeros (n, 3); write it with :func:`write_emg_nwb`.
+    """
+    rate = float(rate)
+    t = np.arange(int(round(duration * rate))) / rate
+    # a ripple of 0.1% keeps the floor off one repeated value (which would look saturated)
+    env = floor * (1.0 + 1e-3 * np.sin(2 * np.pi * 7.3 * t)) + sum(np.exp(-0.5 * ((t - p0) / width) ** 2)
+                                                                   for p0 in peaks)
+    act = env[:, None] * (1.0 + 0.5 * np.arange(n_muscles))[None, :]
+    carrier = np.ones_like(t) if carrier_hz is None else np.cos(2 * np.pi * carrier_hz * t + 0.3)
+    names = list(DEFAULT_MUSCLES[:n_muscles]) + [f"m{i}" for i in range(len(DEFAULT_MUSCLES), n_muscles)]
+    return SyntheticEMG(raw=act * carrier[:, None] * noise_scale, activations=act, times=t, rate=rate, names=names,
+                        latent=np.zeros((t.size, 3)))
+
+
+def bump_lags(times: np.ndarray, values: np.ndarray, peaks: tuple[float, ...] = BUMP_PEAKS_S,
+              width: float = 0.04) -> np.ndarray:
+    """How late each bump of :func:`bump_emg` comes out in binned data (seconds; negative: early).
+
+    The centroid of each bump (bins within 5 ``width`` of its peak, above the median of the bins
+    more than 6 ``width`` from every peak, summed over channels) minus its true peak time. Bin
+    averaging keeps a bump's centroid to second order, so with bins labelled at the centre of the
+    span their samples cover this is ~0 at any rate and bin size.
+
+    Parameters
+    ----------
+    times : numpy.ndarray, shape (n,)
+        Bin times (seconds).
+    values : numpy.ndarray, shape (n, C)
+        Binned (rectified) EMG.
+    peaks, width
+        As given to :func:`bump_emg`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (len(peaks),)
+    """
+    times = np.asarray(times, dtype=float)
+    values = np.asarray(values, dtype=float).reshape(times.size, -1)
+    far = np.all(np.abs(times[:, None] - np.asarray(peaks)[None, :]) > 6 * width, axis=1)
+    base = np.median(values[far], axis=0)
+    lags = []
+    for p0 in peaks:
+        near = np.abs(times - p0) < 5 * width
+        w = (values[near] - base).sum(axis=1)
+        lags.append(float((times[near] * w).sum() / w.sum()) - p0)
+    return np.array(lags)
 
 
 def write_emg_nwb(path: str | Path, synth: SyntheticEMG, layout: str = "timeseries", location: str = "acquisition",

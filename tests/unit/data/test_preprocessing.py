@@ -9,6 +9,7 @@ from nwb_autolfads.data.filters import bin_average, highpass_filter, notch_filte
 from nwb_autolfads.data.preprocessing import preprocess_emg
 from nwb_autolfads.data.scan import looks_rectified
 from nwb_autolfads.data.signals import SeriesValues, Signal
+from nwb_autolfads.testing import BUMP_PEAKS_S, bump_emg, bump_lags
 
 FS = 2000.0
 
@@ -57,7 +58,80 @@ def test_bin_average_exact_values():
     x = np.arange(10.0)[:, None] * np.array([[1.0, 2.0]])
     b, centres = bin_average(x, times, 0.005)
     np.testing.assert_allclose(b, [[2.0, 4.0], [7.0, 14.0]])
-    np.testing.assert_allclose(centres, [5.0025, 5.0075])
+    # each bin is labelled at the mean time of its samples (5.000-5.004 s -> 5.002 s), not p/2 later
+    np.testing.assert_allclose(centres, [5.002, 5.007])
+
+
+@pytest.mark.parametrize("period, per_bin, t0", [(0.001, 5, 5.0), (0.005, 2, 12.3456), (0.02, 2, 0.0),
+                                                 (1 / 2000, 20, 3.21), (1 / 30000, 300, 100.0)])
+def test_bin_labels_are_the_mean_sample_time(period, per_bin, t0):
+    """A sample at t_j covers [t_j - p/2, t_j + p/2): a bin of whole samples is labelled at their
+    mean time and holds exactly those samples (docs/science.md, Bin times)."""
+    n_bins = 7
+    times = t0 + np.arange(n_bins * per_bin) * period
+    x = np.random.default_rng(1).random((times.size, 3))
+    b, centres = bin_average(x, times, per_bin * period)
+    np.testing.assert_allclose(centres, times.reshape(n_bins, per_bin).mean(axis=1), rtol=0, atol=1e-9 * period)
+    np.testing.assert_allclose(b, x.reshape(n_bins, per_bin, 3).mean(axis=1), rtol=1e-12)
+
+
+def _bump_lags_ms(sig, start, cfg=None, bin_size=None, **kw):
+    pre = preprocess_emg(sig, cfg or PreprocessConfig(), bin_size, **kw)
+    peaks = tuple(p + start for p in BUMP_PEAKS_S)
+    return bump_lags(np.concatenate(pre.bin_times), np.concatenate(pre.rectified), peaks) * 1e3, pre
+
+
+def _bump_signal(rate, carrier_hz=None, start=0.0, timestamps=False):
+    s = bump_emg(rate, carrier_hz=carrier_hz)  # its bumps peak at start + BUMP_PEAKS_S
+    t = s.times + start
+    if timestamps:
+        return Signal(s.raw, s.names, "volts", "acquisition/EMG", timestamps=t)
+    return Signal(s.raw, s.names, "volts", "acquisition/EMG", rate=rate, starting_time=start)
+
+
+@pytest.mark.parametrize("case, rate, carrier, bin_size, cfg, chunk", [
+    ("envelope at 100 Hz, its own bins", 100.0, None, None, {}, None),
+    ("envelope at 200 Hz re-binned to 10 ms", 200.0, None, 0.01, {}, None),
+    ("envelope at 50 Hz re-binned to 40 ms", 50.0, None, 0.04, {}, None),
+    ("envelope at 500 Hz re-binned to 10 ms, in chunks", 500.0, None, 0.01, {}, 700),
+    ("raw at 2 kHz, resampled to 1 kHz", 2000.0, 2000 / 6, None, {}, None),
+    ("raw at 2 kHz, resampled, in chunks", 2000.0, 2000 / 6, None, {}, 1000),
+    ("raw at 2 kHz, not resampled", 2000.0, 2000 / 6, None, {"resample_hz": None}, None),
+    ("raw at 3 kHz, resampled to 1 kHz", 3000.0, 3000 / 6, None, {}, None),
+])
+@pytest.mark.parametrize("start, timestamps", [(0.0, False), (41.2345, True)])
+def test_binned_emg_is_where_the_samples_are(case, rate, carrier, bin_size, cfg, chunk, start, timestamps):
+    """The same envelope at any rate, kept in its own bins or averaged into bins (with or
+    without resampling, whole or in chunks, with a rate or timestamps), comes out at its true
+    times: bins averaging samples are no longer labelled half a sample period late (it was 2.5 ms
+    for 200 Hz in 10 ms bins, 10 ms for 50 Hz in 40 ms, 0.5 ms for resampled 2 kHz)."""
+    sig = _bump_signal(rate, carrier, start, timestamps)
+    lags, pre = _bump_lags_ms(sig, start, PreprocessConfig(**cfg), bin_size, chunk_samples=chunk)
+    assert pre.was_raw == (carrier is not None)
+    assert np.all(np.abs(lags) < 0.05), f"{case}: bumps {lags} ms late"
+
+
+def test_rebinned_envelope_keeps_its_samples_and_moves_only_its_times():
+    """Re-binning a whole number of samples per bin: each bin holds the same samples as before
+    the fix (the mean of consecutive pairs) and is labelled at their mean time."""
+    sig = _bump_signal(200.0, start=7.0)
+    pre = preprocess_emg(sig, PreprocessConfig(), 0.01)
+    x, t = sig.values, sig.times()
+    n = x.shape[0] // 2
+    np.testing.assert_allclose(pre.rectified[0], x[:2 * n].reshape(n, 2, -1).mean(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(pre.bin_times[0], t[:2 * n].reshape(n, 2).mean(axis=1), rtol=0, atol=1e-9)
+
+
+def test_resampled_bins_are_labelled_at_the_resampled_samples_mean_time():
+    """Raw 2 kHz EMG resampled to 1 kHz: resampled sample k is at t0 + k ms and covers +-0.5 ms,
+    so a 10 ms bin of 10 of them is labelled at t0 + 4.5 ms + 10 ms x k (without resampling,
+    20 samples: t0 + 4.75 ms + 10 ms x k)."""
+    sig = _bump_signal(2000.0, 2000 / 6, start=3.0)
+    pre = preprocess_emg(sig, PreprocessConfig(), None)
+    k = np.arange(pre.bin_times[0].size)
+    np.testing.assert_allclose(pre.bin_times[0], 3.0 + 0.0045 + 0.01 * k, rtol=0, atol=1e-9)
+    pre = preprocess_emg(sig, PreprocessConfig(resample_hz=None), None)
+    np.testing.assert_allclose(pre.bin_times[0], 3.0 + 0.00475 + 0.01 * k[:pre.bin_times[0].size], rtol=0, atol=1e-9)
 
 
 def test_looks_rectified():
@@ -95,7 +169,8 @@ def test_raw_pipeline_scales_q95_to_one_and_lists_steps():
     for word in ("raw EMG", "notch", "high-pass", "rectification", "resampling", "10 ms bins", "clipping",
                  "0.95 quantile", "floor"):
         assert word in text
-    np.testing.assert_allclose(pre.bin_times[0][:2], [0.005, 0.015])
+    # resampled to 1 kHz (samples at 0, 1, ... ms): each 10 ms bin at its 10 samples' mean time
+    np.testing.assert_allclose(pre.bin_times[0][:2], [0.0045, 0.0145])
     # the envelope follows the true amplitude modulation
     amp = 1.0 + 0.5 * np.sin(2 * np.pi * pre.bin_times[0])
     assert np.corrcoef(seg[:, 2], amp)[0, 1] > 0.7
@@ -175,7 +250,8 @@ def test_a_set_bin_size_re_bins_already_binned_emg(caplog):
     assert pre.bin_size == pytest.approx(0.008)
     first = c.values[:2].mean(0)
     np.testing.assert_allclose(pre.rectified[0][0], first)  # two 4 ms samples per 8 ms bin
-    assert pre.bin_times[0][0] == pytest.approx(c.times[0] + 0.004)
+    # labelled at the mean time of its two samples (they cover c.times[0] - 2 ms to + 6 ms)
+    assert pre.bin_times[0][0] == pytest.approx(c.times[0] + 0.002)
     assert "averaged into 8 ms bins" in " | ".join(pre.steps)
     with caplog.at_level(logging.WARNING):
         preprocess_emg(sig, PreprocessConfig(), bin_size=0.01, preprocessed=True)
@@ -213,7 +289,7 @@ def test_gaps_make_separate_segments():
     pre = preprocess_emg(gapped, PreprocessConfig(), bin_size=0.01)
     assert len(pre.segments) == 2
     assert [s.shape[0] for s in pre.segments] == [150, 200]
-    assert pre.bin_times[1][0] == pytest.approx(2.005)
+    assert pre.bin_times[1][0] == pytest.approx(2.0045)  # the mean time of its 10 samples resampled to 1 kHz
     assert "segments" in pre.steps[0]
 
 
@@ -555,8 +631,13 @@ def test_hour_long_drifting_float32_clock_keeps_bins_at_their_true_times():
     pre = preprocess_emg(sig, PreprocessConfig(resample_hz=None, clip_quantile=None), 0.01, preprocessed=True)
     centres = pre.bin_times[0]
     assert len(pre.segments) == 1 and abs(centres[-1] + 0.005 - (true[-1] + 1 / fs_true)) <= 0.005
-    hot = centres[pre.rectified[0][:, 0] > 5.0]
-    assert hot[0] - 0.005 == pytest.approx(6500.0, abs=0.006) and hot[-1] + 0.005 == pytest.approx(6500.5, abs=0.006)
+    x = pre.rectified[0][:, 0] - 1.0
+    marked = true[env[:, 0] > 5.0]  # its samples cover [6500, 6500.5) - p/2 (docs/science.md, Bin times)
+    assert np.sum(centres * x) / np.sum(x) == pytest.approx(marked.mean(), abs=0.001)
+    hot = centres[x > 4.0]  # bins at least half in the marker (the clock drifts: bins split sample pairs)
+    half = 0.5 / fs_true
+    assert hot[0] - 0.005 == pytest.approx(6500.0 - half, abs=0.0101)
+    assert hot[-1] + 0.005 == pytest.approx(6500.5 - half, abs=0.0101)
 
 
 def test_timestamps_in_milliseconds_are_refused_naming_the_unit():

@@ -88,3 +88,14 @@ def test_to_bins_interpolates_anti_aliases_and_leaves_gaps_empty(behavior_file):
     gap = (centres > 0.999) & (centres < 2.0)
     assert np.all(np.isnan(binned[gap])) and np.all(np.isfinite(binned[~gap]))
     np.testing.assert_allclose(binned[~gap, 0], centres[~gap] * 5.0, atol=0.02)
+
+
+def test_to_bins_covers_half_a_sample_period_beyond_the_first_and_last_samples():
+    """A sample at t_j covers [t_j - p/2, t_j + p/2) (docs/science.md, Bin times): bins centred
+    within half a period of a segment's ends hold its end values; those further out are NaN."""
+    t = 1.0 + np.arange(40) / 20.0  # 20 Hz, 1.00 - 2.95 s
+    sig = Signal(np.c_[t * 2.0], ["f"], "N", "x", timestamps=t)
+    centres = np.array([0.97, 0.98, 1.5, 2.97, 2.98])
+    out = to_bins(sig, centres, 0.01)[:, 0]
+    assert np.isnan(out[0]) and np.isnan(out[-1])
+    np.testing.assert_allclose(out[1:-1], [2.0, 3.0, 5.9])
