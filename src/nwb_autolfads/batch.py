@@ -15,17 +15,22 @@ each result in a DANDI-organised folder (``<out>/sub-X/sub-X_ses-Y_desc-autolfad
 the asset's BIDS-like entities, ``desc-autolfads`` and the modelled modalities). The manifest
 ``<out>/autolfads-manifest.json`` (replaced atomically after each asset) records for each
 asset its path, id, version, status (``done``, ``failed``, ``skipped`` with the reason), its
-output and the output's SHA-256, and timings. Running the same command again skips the assets
-whose output is listed done and still has that checksum (or still opens and holds the recorded
-run), retries the failed ones, and continues an interrupted asset from its run directory. A
-dandiset is read at one version for the whole batch: the one given, else the one dandi's rule
-chooses when the plan is made (every asset's URL then names it).
+output and the output's SHA-256, its model folder and the weights' SHA-256, what identified its
+input when it was run (a local file: size, modification time and SHA-256), and timings. Running
+the same command again skips the assets whose output is listed done and still has that checksum
+(or still opens and holds the recorded run), whose input is unchanged (:func:`_input_changed`)
+and whose model folder is intact; it runs the others again (the plan says why), retries the
+failed ones, and continues an interrupted asset from its run directory. A rerun whose settings
+differ only in how runs use the machine (:data:`EXECUTION_KEYS`) is the same batch; other
+settings are refused. A dandiset is read at one version for the whole batch: the one given, else
+the one dandi's rule chooses when the plan is made (every asset's URL then names it).
 
 With ``multi_session`` (``--multi-session``) the inputs are grouped by subject (the ``sub-<label>``
-of their path; inputs without one form one group) and each group of two or more sessions trains
-ONE model (:func:`nwb_autolfads.run_sessions`: a read-in and read-out per session), each session's
-result still written to its own output; a group is run again as a whole until all its sessions
-are done.
+of their path, else the ``general/subject/subject_id`` of a local file, :func:`file_subject_id`;
+inputs that name neither form one group) and each group of two or more sessions trains ONE model
+(:func:`nwb_autolfads.run_sessions`: a read-in and read-out per session), each session's result
+still written to its own output; a group is run again as a whole until all its sessions are
+done, and when any of them has to run again.
 """
 
 from __future__ import annotations
@@ -43,8 +48,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from nwb_autolfads.errors import ConfigError, InputFileError, NwbAutolfadsError, OutputError, SignalNotFoundError
 
-__all__ = ["MANIFEST", "BatchItem", "BatchPlan", "BatchResult", "is_batch", "plan_batch", "run_batch",
-           "output_name"]
+__all__ = ["MANIFEST", "EXECUTION_KEYS", "BatchItem", "BatchPlan", "BatchResult", "is_batch", "plan_batch",
+           "run_batch", "output_name", "file_subject_id"]
 
 MANIFEST = "autolfads-manifest.json"
 """The manifest's file name, in the output folder."""
@@ -1091,7 +1096,8 @@ def run_batch(inputs: Sequence[str | Path], output: str | Path | None = None, *,
     dry_run : bool
         Plan only: nothing is run or written.
     progress : bool
-        The plan, a line per finished input with the time left, and each run's progress, on stderr.
+        The plan, a line per finished input (with ``multi_session`` per subject's model) with the
+        time left, and each run's progress, on stderr.
     command : str, optional
         How the batch was started (recorded in the manifest and each run's provenance).
     multi_session : bool
