@@ -211,3 +211,68 @@ def test_a_subjects_sessions_on_dandi_train_one_model(tmp_path, monkeypatch, cap
     runs = [nwb_autolfads.list_runs(out / r["output"])[-1] for r in rows]
     assert runs[0].sessions == runs[1].sessions == ["sub-R7_ses-1_ecephys", "sub-R7_ses-2_ecephys"]
     assert [len(r.channels) for r in runs] == [3, 4]
+
+
+def _summary(capsys, args) -> str:
+    assert main(args) == 0, capsys.readouterr()
+    return capsys.readouterr().out
+
+
+def test_a_rewritten_input_or_a_deleted_model_is_run_again(tmp_path, capsys):
+    """The same command run again after an input was rewritten with other data, or a model folder
+    deleted, runs that input again (not "done earlier" with the old result); a manifest of an
+    earlier version (no input identity) is checked against the source SHA-256 of the output."""
+    import shutil
+
+    data, out = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    a, b = mock_emg_nwb(data / "a.nwb", seed=1, **EMG), mock_emg_nwb(data / "b.nwb", seed=2, **EMG)
+    args = ["run", str(data), "-o", str(out), "--preset", "smoke", "-q", "--set", "train.threads=1"]
+    assert "2 done, 0 failed" in _summary(capsys, args)
+
+    def source_sha(name):
+        return nwb_autolfads.load_results(out / f"{name}_autolfads.nwb").attrs["source_file_sha256"]
+
+    b_result = (out / "b_autolfads.nwb").stat().st_mtime_ns
+    mock_emg_nwb(a, seed=3, **EMG)  # other data under the same name
+    assert "2 done (1 earlier)" in _summary(capsys, args)
+    assert source_sha("a") == file_sha256(a) and (out / "b_autolfads.nwb").stat().st_mtime_ns == b_result
+    shutil.rmtree(out / "b_autolfads.autolfads-model")
+    assert "(again: its model folder is missing or changed)" in _summary(capsys, [*args, "--dry-run"])
+    assert "2 done (1 earlier)" in _summary(capsys, args)
+    rows = {r["name"]: r for r in json.loads((out / "autolfads-manifest.json").read_text())["assets"]}
+    assert file_sha256(out / rows["b.nwb"]["model"] / "model.safetensors") == rows["b.nwb"]["model_sha256"]
+    assert rows["a.nwb"]["input_sha256"] == file_sha256(a) and rows["a.nwb"]["size"] == a.stat().st_size
+    # an earlier version's manifest: b's output still names b's SHA-256 (kept), a's does not (run again)
+    manifest = json.loads((out / "autolfads-manifest.json").read_text())
+    for row in manifest["assets"]:
+        row.pop("input_sha256"), row.pop("input_mtime_ns")
+    (out / "autolfads-manifest.json").write_text(json.dumps(manifest))
+    mock_emg_nwb(a, seed=4, **EMG)
+    assert "2 done (1 earlier)" in _summary(capsys, args)
+    assert source_sha("a") == file_sha256(a) and source_sha("b") == file_sha256(b)
+
+
+def test_a_replaced_session_trains_its_subjects_model_again(tmp_path, capsys):
+    """--multi-session over files whose paths name no subject: grouped by their subject_id (two
+    animals, two models); a session file replaced trains its subject's model again, not the other's."""
+    data, out = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    for name, subject, seed in (("a", "rat1", 1), ("b", "rat1", 2), ("c", "rat2", 3)):
+        mock_emg_nwb(data / f"{name}.nwb", seed=seed, session={"subject_id": subject}, **EMG)
+    args = ["run", str(data), "-o", str(out), "--multi-session", "--preset", "smoke", "-q", "--set",
+            "train.threads=1"]
+    assert "3 done, 0 failed" in _summary(capsys, args)
+
+    def rows():
+        return {r["name"]: r for r in json.loads((out / "autolfads-manifest.json").read_text())["assets"]}
+
+    first = rows()
+    assert first["a.nwb"]["model"] == first["b.nwb"]["model"] != first["c.nwb"]["model"]
+    mock_emg_nwb(data / "b.nwb", seed=5, session={"subject_id": "rat1"}, **EMG)
+    assert "3 done (1 earlier)" in _summary(capsys, args)
+    second = rows()
+    assert second["a.nwb"]["model_sha256"] == second["b.nwb"]["model_sha256"] != first["a.nwb"]["model_sha256"]
+    assert second["c.nwb"] == first["c.nwb"]
+    assert nwb_autolfads.load_results(out / "b_autolfads.nwb").attrs["source_file_sha256"] == \
+        file_sha256(data / "b.nwb")

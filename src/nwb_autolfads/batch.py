@@ -15,17 +15,22 @@ each result in a DANDI-organised folder (``<out>/sub-X/sub-X_ses-Y_desc-autolfad
 the asset's BIDS-like entities, ``desc-autolfads`` and the modelled modalities). The manifest
 ``<out>/autolfads-manifest.json`` (replaced atomically after each asset) records for each
 asset its path, id, version, status (``done``, ``failed``, ``skipped`` with the reason), its
-output and the output's SHA-256, and timings. Running the same command again skips the assets
-whose output is listed done and still has that checksum (or still opens and holds the recorded
-run), retries the failed ones, and continues an interrupted asset from its run directory. A
-dandiset is read at one version for the whole batch: the one given, else the one dandi's rule
-chooses when the plan is made (every asset's URL then names it).
+output and the output's SHA-256, its model folder and the weights' SHA-256, what identified its
+input when it was run (a local file: size, modification time and SHA-256), and timings. Running
+the same command again skips the assets whose output is listed done and still has that checksum
+(or still opens and holds the recorded run), whose input is unchanged (:func:`_input_changed`)
+and whose model folder is intact; it runs the others again (the plan says why), retries the
+failed ones, and continues an interrupted asset from its run directory. A rerun whose settings
+differ only in how runs use the machine (:data:`EXECUTION_KEYS`) is the same batch; other
+settings are refused. A dandiset is read at one version for the whole batch: the one given, else
+the one dandi's rule chooses when the plan is made (every asset's URL then names it).
 
 With ``multi_session`` (``--multi-session``) the inputs are grouped by subject (the ``sub-<label>``
-of their path; inputs without one form one group) and each group of two or more sessions trains
-ONE model (:func:`nwb_autolfads.run_sessions`: a read-in and read-out per session), each session's
-result still written to its own output; a group is run again as a whole until all its sessions
-are done.
+of their path, else the ``general/subject/subject_id`` of a local file, :func:`file_subject_id`;
+inputs that name neither form one group) and each group of two or more sessions trains ONE model
+(:func:`nwb_autolfads.run_sessions`: a read-in and read-out per session), each session's result
+still written to its own output; a group is run again as a whole until all its sessions are
+done, and when any of them has to run again.
 """
 
 from __future__ import annotations
@@ -36,15 +41,15 @@ import os
 import re
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Mapping, Sequence
 
 from nwb_autolfads.errors import ConfigError, InputFileError, NwbAutolfadsError, OutputError, SignalNotFoundError
 
-__all__ = ["MANIFEST", "BatchItem", "BatchPlan", "BatchResult", "is_batch", "plan_batch", "run_batch",
-           "output_name"]
+__all__ = ["MANIFEST", "EXECUTION_KEYS", "BatchItem", "BatchPlan", "BatchResult", "is_batch", "plan_batch",
+           "run_batch", "output_name", "file_subject_id"]
 
 MANIFEST = "autolfads-manifest.json"
 """The manifest's file name, in the output folder."""
@@ -65,9 +70,19 @@ class BatchItem:
     output: str = ""
     """The result's path relative to the output folder (POSIX)."""
     size: int | None = None
-    """Bytes (the archive's size for a DANDI asset)."""
+    """Bytes (the archive's size for a DANDI asset); for a done item, the input's when it was run."""
     asset_id: str | None = None
     version: str | None = None
+    input_mtime_ns: int | None = None
+    """A local input's modification time (ns) when it was run (a folder: its newest file's)."""
+    input_sha256: str = ""
+    """A local input's SHA-256 when it was run (a Zarr store: ``tree_sha256``); with ``size`` and
+    ``input_mtime_ns`` what a rerun checks the input against (:func:`_input_changed`)."""
+    subject: str = ""
+    """With ``multi_session``: the subject the item is grouped under ("" for none)."""
+    subject_from: str = ""
+    """Where ``subject`` was read: ``path`` (its ``sub-<label>``), ``file`` (the NWB file's
+    ``general/subject/subject_id``) or "" (neither names one)."""
     status: str = "pending"
     """``pending``, ``started``, ``done``, ``failed`` or ``skipped``."""
     reason: str = ""
@@ -83,11 +98,16 @@ class BatchItem:
     """Done in an earlier run of the batch (not written to the manifest)."""
     ours: bool = field(default=False, repr=False)
     """The manifest lists its output as this batch's (an existing one is replaced when run again)."""
+    timed: float | None = field(default=None, repr=False)
+    """The seconds it took when an earlier run of the batch did it (kept when it runs again: the
+    plan's time estimate; not written to the manifest)."""
+    trained: str = field(default="", repr=False)
+    """The model folder of its result of an earlier run of the batch (not written to the manifest)."""
 
     def row(self) -> dict[str, Any]:
         out = asdict(self)
-        out.pop("earlier")
-        out.pop("ours")
+        for key in ("earlier", "ours", "timed", "trained"):
+            out.pop(key)
         return out
 
     @property
@@ -109,7 +129,12 @@ class BatchPlan:
     """One model per subject over its sessions (:func:`nwb_autolfads.run_sessions`)."""
     resolved: dict[str, Any] = field(default_factory=dict)
     """The configuration every input runs with (preset, file, overrides, ``emg`` and ``seed``
-    resolved, the device left out): what a rerun is compared by."""
+    resolved, the device left out); a rerun is compared by what of it decides the results
+    (:data:`EXECUTION_KEYS` left out)."""
+    preset: str = ""
+    """The preset the configuration is built on."""
+    budget: str = ""
+    """Each model's training budget in words (:func:`_budget`)."""
 
     @property
     def manifest(self) -> Path:
@@ -120,18 +145,42 @@ class BatchPlan:
 
     def estimate(self) -> str:
         """The time left, from the timings of the assets done in earlier runs of the batch
-        (seconds per byte); unknown before any asset has finished."""
-        return _eta([i for i in self.items if i.status == "done" and i.seconds], self.todo(), 1)
+        (seconds per byte; with ``multi_session`` per subject's model); unknown before any asset
+        has finished."""
+        if self.multi_session:
+            return _eta_groups(self._timed(), self.groups_left())
+        return _eta([i for g in self._timed() for i in g], self.todo(), 1)
+
+    def _timed(self) -> list[list[BatchItem]]:
+        """The groups (else items) that earlier runs of the batch timed (copies, ``seconds`` the time
+        then), whether done now or to run again."""
+        return [[replace(i, seconds=i.timed) for i in g] for g in self.groups() if all(i.timed for i in g)]
+
+    def groups_left(self) -> int:
+        """The groups (with ``multi_session`` the subjects' models, else the items) still to run or
+        running (not finished: neither done, failed nor skipped)."""
+        return sum(any(i.status in ("pending", "started") for i in g) for g in self.groups())
+
+    def per_input(self) -> str:
+        """The mean time an input (with ``multi_session`` a subject's model) took in earlier runs
+        of the batch, in words ("" when none was timed)."""
+        groups = self._timed()
+        if not groups:
+            return ""
+        mean = sum(sum(i.seconds for i in g) for g in groups) / len(groups)
+        what = "subject's model" if self.multi_session else "input"
+        return f"~{_duration(mean)} per {what} in earlier runs of this batch (mean of {len(groups)})"
 
     def groups(self) -> list[list[BatchItem]]:
         """What runs together: with ``multi_session`` the items of one subject (:func:`subject_of`;
         the items skipped at planning left out), in the plan's order; else each item alone."""
         if not self.multi_session:
             return [[i] for i in self.items]
-        groups: dict[str, list[BatchItem]] = {}
+        groups: dict[tuple[str, str], list[BatchItem]] = {}
         for i in self.items:
             if i.status != "skipped":
-                groups.setdefault(subject_of(i.name), []).append(i)
+                key = (i.subject_from, i.subject) if i.subject_from else ("path", subject_of(i.name))
+                groups.setdefault(key if key[1] else ("", ""), []).append(i)
         return list(groups.values())
 
     def format(self) -> str:
@@ -143,7 +192,7 @@ class BatchPlan:
         lines = [f"batch plan: {where}: {len(self.items)} input(s)"]
         width = max([len(i.name) for i in self.items] + [10])
         for i in self.items:
-            what = {"skipped": f"skip  {i.reason}", "done": "done  earlier (output verified)"}.get(
+            what = {"skipped": f"skip  {i.reason}", "done": "done  earlier (output, input and model verified)"}.get(
                 i.status, f"run   -> {i.output}" + (f" (again: {i.reason})" if i.reason else ""))
             lines.append(f"  {i.name:<{width}}  {_size(i.size):>8}  {what}")
         todo = self.todo()
@@ -153,12 +202,20 @@ class BatchPlan:
                   f"  signals     {self.modalities}: checked when each input is opened (one without them is "
                   "skipped then, with the reason)",
                   f"  output      {self.out}{os.sep} (DANDI layout), manifest {self.manifest}",
-                  *([f"  models      one per subject over its sessions: " + "; ".join(
-                      f"{subject_of(g[0].name) or '(no subject in the names)'}: {len(g)} session(s)"
-                      + (" (one session: a model of its own)" if len(g) == 1 else "") for g in self.groups())]
-                    if self.multi_session else []),
+                  *(self._models() if self.multi_session else []),
+                  f"  training    preset {self.preset or '(none)'}: {self.budget}"
+                  + (f"; {self.per_input()}" if self.per_input() else ""),
                   f"  time        {self.estimate()}"]
         return "\n".join(lines)
+
+    def _models(self) -> list[str]:
+        """The plan's lines on the models of ``multi_session``: one per subject, with its sessions."""
+        lines = ["  models      one per subject over its sessions (the sub-<label> of the paths, else the subject_id "
+                 "of the files):"]
+        for g in self.groups():
+            lines.append(f"                {_subject_text(g[0])}: {len(g)} session(s)"
+                         + (" (one session: a model of its own)" if len(g) == 1 else ""))
+        return lines
 
 
 @dataclass
@@ -202,6 +259,53 @@ def subject_of(name: str) -> str:
     or "" when it names none."""
     m = _SUBJECT.search(str(name))
     return m.group(1) if m else ""
+
+
+def file_subject_id(path: str | Path) -> str:
+    """The ``general/subject/subject_id`` a local NWB file (HDF5, or a Zarr store) names, read
+    cheaply (that one value, not the file), or "" when it names none or cannot be read."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            import zarr
+
+            value = zarr.open(str(path), mode="r")["general/subject/subject_id"][()]
+        else:
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                node = f.get("general/subject/subject_id")
+                value = node[()] if isinstance(node, h5py.Dataset) else ""
+    except Exception:  # not NWB, no subject, unreadable: it fails (or is skipped) when it is run
+        return ""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    while isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    value = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _subject_text(item: BatchItem) -> str:
+    """The subject an item is grouped under, in words (where it was read)."""
+    if item.subject_from == "file":
+        return f"{item.subject} (the subject_id in the files)"
+    label = item.subject if item.subject_from else subject_of(item.name)
+    return label or ("(no subject: neither the paths (sub-<label>) nor the files (general/subject/subject_id) name "
+                     "one; trained together as ONE subject)")
+
+
+def _assign_subjects(items: list[BatchItem]) -> None:
+    """Each item's subject for ``multi_session``: its path's ``sub-<label>``, else (a local file)
+    the subject_id its NWB file names, else none (a remote input's path names none)."""
+    for item in items:
+        if item.status == "skipped":
+            continue
+        label = subject_of(item.name)
+        if label:
+            item.subject, item.subject_from = label, "path"
+        elif "://" not in item.input and (sid := file_subject_id(item.input)):
+            item.subject, item.subject_from = sid, "file"
 
 
 def is_batch(inputs: Sequence[str | Path]) -> bool:
@@ -501,33 +605,153 @@ def _output_ok(path: Path, row: Mapping[str, Any]) -> bool:
         return False
 
 
-def _same_settings(previous: Mapping[str, Any], plan: BatchPlan, default_seed: int) -> bool:
-    """Whether a manifest's batch ran with this plan's settings: the resolved configurations
-    compared. A manifest of an earlier version holds none: its recorded options are compared,
-    a seed not given counting as ``default_seed`` (the one the same options resolve to)."""
-    if previous.get("modalities") != plan.modalities:
+def _local_stat(path: Path) -> tuple[int, int]:
+    """(bytes, modification time in ns) of a local file, or of a folder (a Zarr store: its files'
+    total, its newest entry's time)."""
+    if not path.is_dir():
+        st = path.stat()
+        return st.st_size, st.st_mtime_ns
+    entries = [path, *path.rglob("*")]
+    return (sum(p.stat().st_size for p in entries if p.is_file()), max(p.stat().st_mtime_ns for p in entries))
+
+
+def _local_sha256(path: Path) -> str:
+    from nwb_autolfads.io.sources import tree_sha256
+    from nwb_autolfads.io.writing import file_sha256
+
+    return tree_sha256(path) if path.is_dir() else file_sha256(path)
+
+
+def _input_identity(input: str) -> dict[str, Any]:
+    """What identifies a local input (a path) now, recorded with its result: ``size``,
+    ``input_mtime_ns`` and ``input_sha256``; a remote input (a URL): {} (a DANDI asset's
+    ``asset_id``, ``version`` and ``size`` come from the archive's listing when the plan is made)."""
+    if "://" in input or not Path(input).exists():
+        return {}
+    size, mtime = _local_stat(Path(input))
+    return {"size": size, "input_mtime_ns": mtime, "input_sha256": _local_sha256(Path(input))}
+
+
+def _recorded_source_sha256(output: Path, run_name: str) -> str:
+    """The source's SHA-256 the output's provenance records for ``run_name`` ("" if unreadable)."""
+    try:
+        from nwb_autolfads.io.results import load_results
+
+        with load_results(output, run=run_name or None) as ds:
+            return str(ds.attrs.get("source_file_sha256") or "")
+    except Exception:  # unreadable or of another layout: not a proof that the input is the same
+        return ""
+
+
+def _input_changed(item: BatchItem, row: Mapping[str, Any], output: Path) -> bool:
+    """Whether a done item's input differs from the one its result was made from (``row``: its
+    manifest row; ``output``: the result). A DANDI asset: another asset id (a replaced file is a new
+    asset) or size. A local input: the same size and modification time as recorded, or else the same
+    SHA-256 (hashed only then); a row of a manifest that recorded neither (an earlier version): the
+    SHA-256 the output's provenance records for its source. An unchanged local input's identity is
+    kept on ``item`` (now's, when only its time changed). Another URL: not checked (its size only)."""
+    if item.asset_id or "://" in item.input:
+        return bool(row.get("asset_id") and item.asset_id and row["asset_id"] != item.asset_id) or \
+            (row.get("size") is not None and item.size is not None and row["size"] != item.size)
+    path = Path(item.input)
+    if not path.exists():
+        return True
+    size, mtime = _local_stat(path)
+    if row.get("input_sha256") and (row.get("size"), row.get("input_mtime_ns")) == (size, mtime):
+        item.size, item.input_mtime_ns, item.input_sha256 = size, mtime, row["input_sha256"]
         return False
+    recorded = row.get("input_sha256") or _recorded_source_sha256(output, row.get("run_name", ""))
+    sha = _local_sha256(path)
+    if sha != recorded:
+        return True
+    item.size, item.input_mtime_ns, item.input_sha256 = size, mtime, sha
+    return False
+
+
+def _model_ok(folder: Path, sha256: str, cache: dict[Path, bool]) -> bool:
+    """A result's model folder is still there with the weights of SHA-256 ``sha256`` (``cache``:
+    folders checked already, a multi-session model being every session's)."""
+    from nwb_autolfads.io.writing import file_sha256
+
+    if folder not in cache:
+        weights, meta = folder / "model.safetensors", folder / "model.json"
+        cache[folder] = weights.is_file() and meta.is_file() and (not sha256 or file_sha256(weights) == sha256)
+    return cache[folder]
+
+
+def _stale(item: BatchItem, row: Mapping[str, Any], out: Path, models: dict[Path, bool]) -> str:
+    """Why a done item's result (``row``: its manifest row) cannot be kept, or "" when it can: its
+    output, its input or its model changed (:func:`_output_ok`, :func:`_input_changed`, :func:`_model_ok`)."""
+    if not _output_ok(out / item.output, row):
+        return "its output is missing or changed"
+    if _input_changed(item, row, out / item.output):
+        return "its input changed since its result was written"
+    if row.get("model") and not _model_ok(out / row["model"], row.get("model_sha256", ""), models):
+        return "its model folder is missing or changed"
+    return ""
+
+
+EXECUTION_KEYS = ("device", "train.threads", "train.cuda_graphs", "pbt.workers", "pbt.execution", "pbt.backend",
+                  "pbt.ray_address", "pbt.ray_cpus_per_member", "pbt.ray_gpus_per_member")
+"""Settings of how a run uses the machine, not of what it computes (each member-generation has its
+own seed, so they change at most the last bits of float sums): a rerun of a batch that differs only
+in these (or in the progress options, which are no settings) is the same batch."""
+
+
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _deciding(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` (a resolved configuration, or recorded options whose ``overrides`` are dotted
+    keys) flattened to dotted keys, without :data:`EXECUTION_KEYS`."""
+    def key(dotted: str) -> str:  # overrides.train.threads, config.train.threads: train.threads
+        return dotted.split(".", 1)[1] if dotted.startswith(("overrides.", "config.")) else dotted
+
+    return {k: v for k, v in _flat(settings).items() if key(k) not in EXECUTION_KEYS}
+
+
+def _settings_differences(previous: Mapping[str, Any], plan: BatchPlan, default_seed: int) -> list[str]:
+    """What differs between a manifest's batch and this plan in what decides the results
+    (``key: then -> now``; [] for the same batch): the modalities and the resolved configurations
+    without :data:`EXECUTION_KEYS`. A manifest of an earlier version holds no resolved configuration:
+    its recorded options are compared, a seed not given counting as ``default_seed`` (the one the
+    same options resolve to)."""
+    if previous.get("modalities") != plan.modalities:
+        return [f"modalities: {previous.get('modalities')} -> {plan.modalities}"]
     if "resolved" in previous:
-        return previous["resolved"] == plan.resolved
-    old = dict(previous.get("settings") or {})
-    old["seed"] = default_seed if old.get("seed") is None else old["seed"]
-    return old == plan.settings
+        old, new = _deciding(previous["resolved"]), _deciding(plan.resolved)
+    else:
+        settings = dict(previous.get("settings") or {})
+        settings["seed"] = default_seed if settings.get("seed") is None else settings["seed"]
+        old, new = _deciding(settings), _deciding(plan.settings)
+    return [f"{k}: {old.get(k, '(not set)')} -> {new.get(k, '(not set)')}" for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k)]
 
 
 def _apply_manifest(plan: BatchPlan, previous: Mapping[str, Any] | None, overwrite: bool,
                     default_seed: int) -> None:
     """Mark the items done in an earlier run (output verified), and refuse a manifest written
     with other settings (its results would be mixed with these) unless ``overwrite``
-    (``default_seed``: see :func:`_same_settings`)."""
+    (``default_seed``: see :func:`_settings_differences`)."""
     if previous is None:
         return
-    if not _same_settings(previous, plan, default_seed):
+    differences = _settings_differences(previous, plan, default_seed)
+    if differences:
         if not overwrite:
-            raise ConfigError(f"{str(plan.manifest)!r} lists a batch run with other settings ({previous.get('settings')}"
-                              f", modalities {previous.get('modalities')}): choose another output folder (-o), or "
-                              "pass --overwrite to run every input again with these settings")
+            shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
+            raise ConfigError(f"{str(plan.manifest)!r} lists a batch run with other settings ({shown}; it ran with "
+                              f"{previous.get('settings')}, modalities {previous.get('modalities')}): choose another "
+                              "output folder (-o), or pass --overwrite to run every input again with these settings")
         return
     rows = {r.get("output"): r for r in previous.get("assets", []) if r.get("output")}
+    models: dict[Path, bool] = {}
     for item in plan.items:
         row = rows.get(item.output)
         if item.status == "skipped" or row is None:
@@ -536,12 +760,41 @@ def _apply_manifest(plan: BatchPlan, previous: Mapping[str, Any] | None, overwri
         item.ours = row.get("status") in ("started", "done")
         if row.get("status") != "done":
             continue
-        if _output_ok(plan.out / item.output, row):
-            item.status, item.earlier, item.reason = "done", True, ""
-            item.output_sha256, item.run_name = row.get("output_sha256", ""), row.get("run_name", "")
-            item.started, item.seconds = row.get("started", ""), row.get("seconds")
+        item.timed, item.trained = row.get("seconds"), row.get("model", "")
+        item.reason = _stale(item, row, plan.out, models)
+        if not item.reason:
+            item.status, item.earlier = "done", True
+            for key in ("output_sha256", "run_name", "model", "model_sha256", "started"):
+                setattr(item, key, row.get(key, ""))
+            item.seconds = row.get("seconds")
+    if plan.multi_session:
+        _group_again(plan)
+
+
+def _group_again(plan: BatchPlan) -> None:
+    """Multi-session: a group that runs (a session new, failed or changed) runs as a whole, so its
+    sessions done earlier are run again too (one model over all of them), with the reason; so does
+    a group whose sessions were done with other models, or whose model was trained with sessions
+    now in another group (a subject_id changed)."""
+    groups = plan.groups()
+    owners: dict[str, set[int]] = {}
+    for n, group in enumerate(groups):
+        for item in group:
+            if item.trained:
+                owners.setdefault(item.trained, set()).add(n)
+    for group in groups:
+        todo = [i for i in group if i.status not in ("done", "skipped")]
+        models = {i.trained for i in group if i.status == "done"}
+        if todo:
+            first = f"{todo[0].name}: {todo[0].reason}" if todo[0].reason else f"{todo[0].name} is new or not done"
+            reason = f"its subject's model is trained again ({first})"
+        elif len(models) > 1 or any(len(owners.get(m, ())) > 1 for m in models if m):
+            reason = "its subject's sessions changed since its model was trained (a session's subject_id changed?)"
         else:
-            item.reason = "its output is missing or changed"
+            continue
+        for item in group:
+            if item.status == "done":
+                item.status, item.earlier, item.reason = "pending", False, reason
 
 
 def plan_batch(inputs: Sequence[str | Path], output: str | Path | None = None, *, preset: str | None = None,
@@ -594,15 +847,26 @@ def plan_batch(inputs: Sequence[str | Path], output: str | Path | None = None, *
         raise InputFileError(f"no NWB file to run in {', '.join(repr(str(i)) for i in inputs)}: each one found was "
                              f"skipped ({reasons}): give the recordings' NWB files (.nwb or .nwb.zarr)")
     _name_outputs(items, modalities)
+    if multi_session:
+        _assign_subjects(items)
     resolved = cfg.updated({k: v for k, v in (("data.emg", emg), ("seed", seed)) if v is not None})
     plan = BatchPlan(inputs=[str(i) for i in inputs], out=out, items=items, modalities=modalities,
                      settings=_settings_with(_settings(preset, config, overrides, emg, seed), multi_session),
                      dandiset=dandiset, multi_session=multi_session,
                      resolved=json.loads(json.dumps({k: v for k, v in resolved.to_dict().items() if k != "device"},
-                                                    default=str)))
+                                                    default=str)), preset=cfg.preset, budget=_budget(cfg))
     plan.settings["seed"] = resolved.seed  # as resolved: --seed 0 and no --seed are the same batch
     _apply_manifest(plan, _read_manifest(plan.manifest), overwrite, cfg.seed)
     return plan
+
+
+def _budget(cfg: Any) -> str:
+    """Each model's training budget in words (``cfg``: a :class:`~nwb_autolfads.config.RunConfig`)."""
+    t, p = cfg.train, cfg.pbt
+    if p.population > 1:
+        return (f"a population of {p.population} members x at most {p.max_generations} generations x "
+                f"{p.generation_steps} steps (= {p.generation_steps * p.max_generations} steps per member) per model")
+    return f"1 model (no population), at most {t.max_steps} steps (early stopping usually ends sooner)"
 
 
 def _output_folder(inputs: Sequence[str | Path], output: str | Path | None) -> Path:
@@ -636,6 +900,18 @@ def _eta(finished: list[BatchItem], left: list[BatchItem], jobs: int) -> str:
     return f"about {_duration(seconds)} left" + ("" if sized else " (from the mean time per input)")
 
 
+def _eta_groups(finished: list[list[BatchItem]], left: int) -> str:
+    """The time left of a multi-session batch: ``left`` groups (models) to run, each taken to last
+    as long as the mean of the ``finished`` ones (a group's time: its sessions' ``seconds`` summed;
+    a model's training budget is in steps, whatever the number of its sessions)."""
+    if not left:
+        return "nothing left to run"
+    if not finished:
+        return "not known before the first subject's model finishes (then the time left is shown after each)"
+    per = sum(sum(i.seconds or 0.0 for i in g) for g in finished) / len(finished)
+    return f"about {_duration(per * left)} left (from the mean time per subject's model)"
+
+
 def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else \
         f"{seconds / 3600:.1f} h"
@@ -650,6 +926,7 @@ def _run_one(input: str, output: str, kwargs: dict[str, Any], root: str) -> dict
 
     t0 = time.perf_counter()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    identity = _input_identity(input)  # before it is read: a change during the run is seen on the next
     try:
         result = run(input, output, **kwargs)
     except SignalNotFoundError as exc:
@@ -664,7 +941,7 @@ def _run_one(input: str, output: str, kwargs: dict[str, Any], root: str) -> dict
         Path(os.path.relpath(Path(result.model).resolve(), Path(root).resolve())).as_posix()
     return {"status": "done", "reason": "", "output_sha256": file_sha256(result.output), "run_name": result.run_name,
             "model": model, "model_sha256": result.model_sha256 or "", "started": started,
-            "seconds": time.perf_counter() - t0}
+            "seconds": time.perf_counter() - t0, **identity}
 
 
 def _run_group(inputs: list[str], outputs: list[str], kwargs: dict[str, Any], root: str) -> list[dict[str, Any]]:
@@ -679,20 +956,23 @@ def _run_group(inputs: list[str], outputs: list[str], kwargs: dict[str, Any], ro
     t0 = time.perf_counter()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     options = {k: v for k, v in kwargs.items() if k not in ("run_name", "in_place")}
+    identities = [_input_identity(i) for i in inputs]
     try:
         results = run_sessions(inputs, outputs, **options)
     except NwbAutolfadsError as exc:
         reason = f"multi-session model of {len(inputs)} sessions: {_one_line(exc)}"
-        return [{"status": "failed", "reason": reason, "started": started, "seconds": time.perf_counter() - t0}] * len(inputs)
+        return [{"status": "failed", "reason": reason, "started": started,
+                 "seconds": (time.perf_counter() - t0) / len(inputs)}] * len(inputs)
     except Exception as exc:  # a bug or a library's error on odd data: recorded, the batch goes on
         reason = f"{type(exc).__name__}: {_one_line(exc)} (unexpected: please report it)"
-        return [{"status": "failed", "reason": reason, "started": started, "seconds": time.perf_counter() - t0}] * len(inputs)
+        return [{"status": "failed", "reason": reason, "started": started,
+                 "seconds": (time.perf_counter() - t0) / len(inputs)}] * len(inputs)
     seconds = (time.perf_counter() - t0) / len(inputs)  # the model's time shared by its sessions
     model = "" if results[0].model is None else \
         Path(os.path.relpath(Path(results[0].model).resolve(), Path(root).resolve())).as_posix()
     return [{"status": "done", "reason": "", "output_sha256": file_sha256(r.output), "run_name": r.run_name,
-             "model": model, "model_sha256": r.model_sha256 or "", "started": started, "seconds": seconds}
-            for r in results]
+             "model": model, "model_sha256": r.model_sha256 or "", "started": started, "seconds": seconds, **identity}
+            for r, identity in zip(results, identities)]
 
 
 def _one_line(exc: BaseException) -> str:
@@ -704,17 +984,31 @@ def _record(item: BatchItem, outcome: Mapping[str, Any]) -> None:
         setattr(item, key, value)
 
 
-def _progress(plan: BatchPlan, finished: list[BatchItem], t0: float, jobs: int) -> str:
+def _progress(plan: BatchPlan, finished: list[list[BatchItem]], t0: float, jobs: int) -> str:
+    """The line printed when an item (or a multi-session group: ``finished``' last entry) finishes:
+    the counts, the time spent and the time left, from what this run has finished (per group with
+    ``multi_session``, as its sessions train one model together)."""
     n = len(plan.items)
     done = sum(i.status in ("done", "failed", "skipped") for i in plan.items)
     counts = ", ".join(f"{sum(i.status == s for i in plan.items)} {s}" for s in ("done", "failed", "skipped"))
-    return (f"nwb-autolfads: batch: {done}/{n} finished ({counts}); {_duration(time.perf_counter() - t0)} elapsed, "
-            f"{_eta(finished, plan.todo(), jobs)}")
+    left = (_eta_groups([g for g in finished if all(i.status == "done" for i in g)], plan.groups_left())
+            if plan.multi_session else _eta([i for g in finished for i in g if i.seconds],
+                                            [i for i in plan.items if i.status in ("pending", "started")], jobs))
+    return f"nwb-autolfads: batch: {done}/{n} finished ({counts}); {_duration(time.perf_counter() - t0)} elapsed, {left}"
 
 
-def _execute_groups(plan: BatchPlan, kwargs: dict[str, Any], note: Callable[[BatchItem], None]) -> None:
+def _started(plan: BatchPlan, items: list[BatchItem]) -> str:
+    """The line printed when an item, or a multi-session group (one model), starts."""
+    if len(items) == 1:
+        return f"nwb-autolfads: batch: {items[0].name} -> {plan.out / items[0].output}"
+    return (f"nwb-autolfads: batch: subject {_subject_text(items[0])}: one model over {len(items)} sessions ("
+            + ", ".join(i.name for i in items) + f") -> {plan.out}{os.sep}")
+
+
+def _execute_groups(plan: BatchPlan, kwargs: dict[str, Any], note: Callable[[list[BatchItem]], None]) -> None:
     """Multi-session: run each subject's group whose sessions are not all done (one after another),
-    calling ``note`` for each session; sessions found without signals at run time fail the group."""
+    calling ``note`` with the group when it starts and when it ends; sessions found without
+    signals at run time fail the group."""
     for group in plan.groups():
         if all(i.status in ("done", "skipped") for i in group):
             continue
@@ -727,16 +1021,17 @@ def _execute_groups(plan: BatchPlan, kwargs: dict[str, Any], note: Callable[[Bat
         for item in group:
             _record(item, {"status": "started", "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                            "earlier": False})
-            note(item)
+        note(group)
         outcomes = _run_group([i.input for i in group], [str(plan.out / i.output) for i in group],
                               {**kwargs, "overwrite": replace}, str(plan.out))
         for item, outcome in zip(group, outcomes):
             _record(item, outcome)
-            note(item)
+        note(group)
 
 
-def _execute(plan: BatchPlan, kwargs: dict[str, Any], jobs: int, note: Callable[[BatchItem], None]) -> None:
-    """Run the items left, one by one or ``jobs`` at a time (processes), calling ``note`` after each."""
+def _execute(plan: BatchPlan, kwargs: dict[str, Any], jobs: int, note: Callable[[list[BatchItem]], None]) -> None:
+    """Run the items left, one by one or ``jobs`` at a time (processes), calling ``note`` ([the
+    item]) when each starts and ends."""
     if plan.multi_session:
         return _execute_groups(plan, kwargs, note)
     todo = plan.todo()
@@ -746,10 +1041,10 @@ def _execute(plan: BatchPlan, kwargs: dict[str, Any], jobs: int, note: Callable[
         for item in todo:
             replace = _replace(plan, item, kwargs)  # before the manifest lists it as this batch's
             _record(item, {"status": "started", "started": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-            note(item)
+            note([item])
             _record(item, _run_one(item.input, str(plan.out / item.output), {**kwargs, "overwrite": replace},
                                    str(plan.out)))
-            note(item)
+            note([item])
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -757,7 +1052,7 @@ def _execute(plan: BatchPlan, kwargs: dict[str, Any], jobs: int, note: Callable[
     replace = {item.key: _replace(plan, item, kwargs) for item in todo}
     for item in todo:  # queued: an output found later is this batch's
         _record(item, {"status": "started", "started": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-        note(item)
+        note([item])
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(_run_one, item.input, str(plan.out / item.output),
                                {**kwargs, "progress": False, "overwrite": replace[item.key]}, str(plan.out)): item
@@ -765,7 +1060,7 @@ def _execute(plan: BatchPlan, kwargs: dict[str, Any], jobs: int, note: Callable[
         try:
             for future in as_completed(futures):
                 _record(futures[future], future.result())
-                note(futures[future])
+                note([futures[future]])
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
@@ -801,7 +1096,8 @@ def run_batch(inputs: Sequence[str | Path], output: str | Path | None = None, *,
     dry_run : bool
         Plan only: nothing is run or written.
     progress : bool
-        The plan, a line per finished input with the time left, and each run's progress, on stderr.
+        The plan, a line per finished input (with ``multi_session`` per subject's model) with the
+        time left, and each run's progress, on stderr.
     command : str, optional
         How the batch was started (recorded in the manifest and each run's provenance).
     multi_session : bool
@@ -844,18 +1140,18 @@ def run_batch(inputs: Sequence[str | Path], output: str | Path | None = None, *,
     with OutputLock(plan.manifest):
         previous = _read_manifest(plan.manifest)
         _write_manifest(plan, previous, command)
-        finished: list[BatchItem] = []
+        finished: list[list[BatchItem]] = []
         t0 = time.perf_counter()
 
-        def note(item: BatchItem) -> None:
+        def note(items: list[BatchItem]) -> None:  # an item, or a multi-session group, started or ended
             _write_manifest(plan, previous, command)
-            if item.status == "started":
+            if items[0].status == "started":
                 if progress and jobs == 1:
-                    print(f"nwb-autolfads: batch: {item.name} -> {plan.out / item.output}", file=sys.stderr)
+                    print(_started(plan, items), file=sys.stderr)
                 return
-            finished.append(item)
+            finished.append(items)
             if progress:
-                print(_progress(plan, [i for i in finished if i.seconds], t0, jobs), file=sys.stderr)
+                print(_progress(plan, finished, t0, jobs), file=sys.stderr)
 
         _execute(plan, kwargs, jobs, note)
     return BatchResult(plan)

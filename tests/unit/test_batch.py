@@ -2,6 +2,7 @@
 output names, the plan, the manifest's guards (other settings, another file in the way)."""
 
 import json
+import os
 
 import pytest
 
@@ -171,3 +172,201 @@ def test_the_time_left_is_extrapolated_per_byte():
     assert _eta(done, left, jobs=2) == "about 30 s left"
     assert "mean time per input" in _eta(done, [BatchItem("d", "d")], jobs=1)
     assert _eta([], left, 1).startswith("not known") and _eta(done, [], 1) == "nothing left to run"
+
+
+# ---- reruns: a done item is kept only while its output, its input and its model are unchanged
+
+
+def _fake_done(plan, seconds=2.0, model_of=None):
+    """Mark every item to run done as a run of the batch would (a fake output and model folder,
+    the input's identity, ``seconds`` each) and write the manifest; ``model_of(item)``: its model
+    folder relative to the output folder (default: one beside its output)."""
+    from nwb_autolfads.batch import _input_identity, _record, _write_manifest
+    from nwb_autolfads.io.writing import file_sha256
+
+    for item in plan.todo():
+        output = plan.out / item.output
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_bytes(b"result of " + item.name.encode())
+        model = model_of(item) if model_of else item.output.replace(".nwb", ".autolfads-model")
+        (plan.out / model).mkdir(parents=True, exist_ok=True)
+        (plan.out / model / "model.safetensors").write_bytes(b"weights of " + model.encode())
+        (plan.out / model / "model.json").write_text("{}")
+        _record(item, {"status": "done", "output_sha256": file_sha256(output), "seconds": seconds, "model": model,
+                       "model_sha256": file_sha256(plan.out / model / "model.safetensors"),
+                       **_input_identity(item.input)})
+    _write_manifest(plan, None, None)
+
+
+def _states(plan):
+    return {i.name: (i.status, i.reason) for i in plan.items if i.status != "skipped"}
+
+
+CHANGED = "its input changed since its result was written"
+
+
+def test_a_done_item_runs_again_when_its_input_changed(folder, tmp_path):
+    out = tmp_path / "out"
+    a, b = "sub-A/sub-A_ses-1_ecephys.nwb", "sub-B/sub-B_ses-1_ecephys.nwb"
+    _fake_done(plan_batch([folder], out, preset="smoke"))
+    assert _states(plan_batch([folder], out, preset="smoke")) == {a: ("done", ""), b: ("done", "")}
+    stat = (folder / a).stat()
+    os.utime(folder / a, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched: hashed, the same
+    assert _states(plan_batch([folder], out, preset="smoke")) == {a: ("done", ""), b: ("done", "")}
+    mock_emg_nwb(folder / a, duration=1.0, rate=500.0, n_muscles=2, seed=7)  # rewritten with other data
+    plan = plan_batch([folder], out, preset="smoke")
+    assert _states(plan) == {a: ("pending", CHANGED), b: ("done", "")}
+    assert f"run   -> sub-A/sub-A_ses-1_desc-autolfads_emg.nwb (again: {CHANGED})" in plan.format()
+    # a manifest of an earlier version records no input identity: the output's provenance is the
+    # reference (here a fake output, which proves nothing: run again)
+    legacy = json.loads((out / MANIFEST).read_text())
+    for row in legacy["assets"]:
+        for key in ("input_sha256", "input_mtime_ns"):
+            row.pop(key, None)
+    (out / MANIFEST).write_text(json.dumps(legacy))
+    assert _states(plan_batch([folder], out, preset="smoke")) == {a: ("pending", CHANGED), b: ("pending", CHANGED)}
+
+
+def test_a_done_item_runs_again_when_its_model_folder_is_missing_or_changed(folder, tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    a, b = "sub-A/sub-A_ses-1_ecephys.nwb", "sub-B/sub-B_ses-1_ecephys.nwb"
+    _fake_done(plan_batch([folder], out, preset="smoke"))
+    shutil.rmtree(out / "sub-A" / "sub-A_ses-1_desc-autolfads_emg.autolfads-model")
+    (out / "sub-B" / "sub-B_ses-1_desc-autolfads_emg.autolfads-model" / "model.safetensors").write_bytes(b"other")
+    plan = plan_batch([folder], out, preset="smoke")
+    assert _states(plan) == {a: ("pending", "its model folder is missing or changed"),
+                             b: ("pending", "its model folder is missing or changed")}
+
+
+def test_a_done_item_keeps_its_model_in_the_manifest_when_the_batch_runs_again(folder, tmp_path):
+    from nwb_autolfads.batch import _write_manifest
+
+    out = tmp_path / "out"
+    _fake_done(plan_batch([folder], out, preset="smoke"))
+    before = {r["name"]: r for r in json.loads((out / MANIFEST).read_text())["assets"]}
+    _write_manifest(plan_batch([folder], out, preset="smoke"), None, None)  # as a rerun writes it
+    after = {r["name"]: r for r in json.loads((out / MANIFEST).read_text())["assets"]}
+    for name, row in after.items():
+        if row["status"] == "done":
+            assert {k: row[k] for k in ("model", "model_sha256", "input_sha256", "seconds")} == \
+                   {k: before[name][k] for k in ("model", "model_sha256", "input_sha256", "seconds")}
+
+
+def test_a_dandi_asset_is_changed_when_its_asset_id_or_size_is_another(tmp_path):
+    from nwb_autolfads.batch import _input_changed
+
+    item = BatchItem("sub-1/sub-1_ses-1.nwb", "dandi://dandi/000941@draft/sub-1/sub-1_ses-1.nwb", size=100,
+                     asset_id="a-2", version="draft")
+    assert _input_changed(item, {"asset_id": "a-1", "size": 100}, tmp_path / "x.nwb")
+    assert _input_changed(item, {"asset_id": "a-2", "size": 99}, tmp_path / "x.nwb")
+    assert not _input_changed(item, {"asset_id": "a-2", "size": 100, "version": "0.1.0"}, tmp_path / "x.nwb")
+
+
+# ---- multi-session: subjects
+
+
+def test_multi_session_groups_files_without_a_subject_in_their_paths_by_their_subject_id(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, subject in (("a", "rat1"), ("b", "rat2"), ("c", "rat1")):
+        mock_emg_nwb(data / f"{name}.nwb", duration=1.0, rate=500.0, n_muscles=2, session={"subject_id": subject})
+    mock_emg_nwb(data / "sub-R9_ses-1_ecephys.nwb", duration=1.0, rate=500.0, n_muscles=2,
+                 session={"subject_id": "rat1"})  # the path's label decides
+    (data / "d.nwb").write_text("not NWB: names no subject")
+    plan = plan_batch([data], tmp_path / "out", preset="smoke", multi_session=True)
+    assert [[i.name for i in g] for g in plan.groups()] == [["a.nwb", "c.nwb"], ["b.nwb"], ["d.nwb"],
+                                                            ["sub-R9_ses-1_ecephys.nwb"]]
+    text = plan.format()
+    assert "rat1 (the subject_id in the files): 2 session(s)" in text and "R9: 1 session(s)" in text
+    assert "(no subject: neither the paths (sub-<label>) nor the files (general/subject/subject_id) name one" in text
+    assert not plan_batch([data], tmp_path / "out", preset="smoke").items[0].subject  # only read for multi-session
+
+
+@pytest.mark.skipif(not _has_zarr(), reason="hdmf-zarr not installed")
+def test_the_subject_id_of_a_zarr_store_is_read(tmp_path):
+    from nwb_autolfads.batch import file_subject_id
+
+    store = mock_emg_nwb(tmp_path / "z.nwb.zarr", duration=1.0, rate=500.0, n_muscles=2, backend="zarr",
+                         session={"subject_id": "M 7"})
+    assert file_subject_id(store) == "M 7" and file_subject_id(tmp_path / "missing.nwb") == ""
+
+
+def test_a_changed_session_trains_its_subjects_model_again(tmp_path):
+    data = tmp_path / "data"
+    for sub, ses in (("A", 1), ("A", 2), ("B", 1)):
+        (data / f"sub-{sub}").mkdir(parents=True, exist_ok=True)
+        mock_emg_nwb(data / f"sub-{sub}" / f"sub-{sub}_ses-{ses}_ecephys.nwb", duration=1.0, rate=500.0, n_muscles=2,
+                     seed=ses)
+    out = tmp_path / "out"
+    _fake_done(plan_batch([data], out, preset="smoke", multi_session=True),
+               model_of=lambda item: f"sub-{item.subject}/model.sessions.autolfads-model")
+    plan = plan_batch([data], out, preset="smoke", multi_session=True)
+    assert {s for s, _ in _states(plan).values()} == {"done"}
+    assert "~3 s per subject's model in earlier runs of this batch (mean of 2)" in plan.format()
+    mock_emg_nwb(data / "sub-A" / "sub-A_ses-2_ecephys.nwb", duration=1.0, rate=500.0, n_muscles=2, seed=9)
+    plan = plan_batch([data], out, preset="smoke", multi_session=True)
+    assert _states(plan) == {
+        "sub-A/sub-A_ses-1_ecephys.nwb": ("pending", f"its subject's model is trained again (sub-A/sub-A_ses-2_ecephys"
+                                                     f".nwb: {CHANGED})"),
+        "sub-A/sub-A_ses-2_ecephys.nwb": ("pending", CHANGED),
+        "sub-B/sub-B_ses-1_ecephys.nwb": ("done", "")}
+    assert "about 3 s left (from the mean time per subject's model)" in plan.format()
+
+
+def test_one_progress_line_per_multi_session_group_with_the_time_left_per_model(tmp_path, monkeypatch, capsys):
+    import nwb_autolfads.batch as batch
+
+    data = tmp_path / "data"
+    for sub, n in (("A", 3), ("B", 2), ("C", 1)):
+        (data / f"sub-{sub}").mkdir(parents=True)
+        for ses in range(n):
+            (data / f"sub-{sub}" / f"sub-{sub}_ses-{ses}_ecephys.nwb").write_bytes(b"x" * (1000 + ses))
+    monkeypatch.setattr(batch, "_run_group", lambda inputs, outputs, kwargs, root: [
+        {"status": "done", "reason": "", "seconds": 30.0 / len(inputs)} for _ in inputs])
+    result = run_batch([data], tmp_path / "out", preset="smoke", multi_session=True)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("nwb-autolfads: batch:")]
+    assert len(lines) == 6, lines  # a start and an end line per group
+    assert "subject A: one model over 3 sessions" in lines[0] and "sub-C/sub-C_ses-0_ecephys.nwb ->" in lines[4]
+    assert "3/6 finished (3 done, 0 failed, 0 skipped)" in lines[1] and lines[1].endswith(
+        "about 60 s left (from the mean time per subject's model)")
+    assert "5/6 finished" in lines[3] and lines[3].endswith("about 30 s left (from the mean time per subject's model)")
+    assert "6/6 finished" in lines[5] and lines[5].endswith("nothing left to run")
+    assert result.count("done") == 6
+
+
+# ---- settings: only what decides the results
+
+
+def test_execution_settings_do_not_make_a_rerun_other_settings(folder, tmp_path):
+    from nwb_autolfads.batch import _write_manifest
+
+    out = tmp_path / "out"
+    out.mkdir()
+    inputs = sorted(folder.glob("sub-B/*_ecephys.nwb"))
+    _write_manifest(plan_batch(inputs, out, preset="smoke", overrides={"train.threads": 1}), None, None)
+    execution = {"train.threads": 2, "pbt.workers": 3, "pbt.execution": "sequential", "train.cuda_graphs": False}
+    assert plan_batch(inputs, out, preset="smoke", overrides=execution).todo()
+    with pytest.raises(ConfigError, match=r"other settings \(train.lr: 0.004 -> 0.001; it ran with"):
+        plan_batch(inputs, out, preset="smoke", overrides={**execution, "train.lr": 0.001})
+    legacy = json.loads((out / MANIFEST).read_text())  # an earlier version's manifest: the options compared
+    legacy.pop("resolved")
+    (out / MANIFEST).write_text(json.dumps(legacy))
+    assert plan_batch(inputs, out, preset="smoke", overrides=execution).todo()
+    with pytest.raises(ConfigError, match="overrides.train.lr: .not set. -> 0.001"):
+        plan_batch(inputs, out, preset="smoke", overrides={"train.lr": 0.001})
+
+
+def test_the_plan_shows_the_preset_the_budget_and_the_time_per_input(folder, tmp_path):
+    out = tmp_path / "out"
+    text = plan_batch([folder], out, preset="smoke").format()
+    assert ("  training    preset smoke: a population of 2 members x at most 2 generations x 10 steps (= 20 steps "
+            "per member) per model\n") in text
+    assert "preset quick: 1 model (no population), at most 2000 steps" in plan_batch([folder], out,
+                                                                                     preset="quick").format()
+    assert "preset default: a population of 20 members" in plan_batch([folder], out).format()
+    _fake_done(plan_batch([folder], out, preset="smoke"), seconds=30.0)
+    mock_emg_nwb(folder / "sub-A" / "sub-A_ses-1_ecephys.nwb", duration=1.0, rate=500.0, n_muscles=2, seed=7)
+    text = plan_batch([folder], out, preset="smoke").format()
+    assert "~30 s per input in earlier runs of this batch (mean of 2)" in text and "time        about 30 s left" in text
