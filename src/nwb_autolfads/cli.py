@@ -537,9 +537,9 @@ def _batch_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--jobs", type=int, default=1, metavar="N", help="inputs run at once, each in its own process "
                    "(default 1)")
     g.add_argument("--multi-session", action="store_true",
-                   help="one model per subject over its sessions (the sub-<label> in the paths; files without one "
-                        "together): a read-in and read-out per session, shared dynamics; each session's result in "
-                        "its own output")
+                   help="one model per subject over its sessions (the sub-<label> in the paths, else the files' "
+                        "subject_id; files naming neither together): a read-in and read-out per session, shared "
+                        "dynamics; each session's result in its own output")
 
 
 def _is_batch(args) -> bool:
