@@ -7,7 +7,7 @@ import torch
 
 import nwb_autolfads
 from nwb_autolfads.cli import main
-from nwb_autolfads.errors import OutputError, SignalError
+from nwb_autolfads.errors import ConfigError, OutputError, SignalError
 from nwb_autolfads.estimator import as_dataset
 from nwb_autolfads.testing import mock_emg_nwb
 
@@ -82,16 +82,18 @@ def test_missing_or_extra_channels_are_one_line_and_exit_2(trained, tmp_path, ca
     fewer = _session(tmp_path / "fewer.nwb", n_muscles=2)
     assert main(["apply", str(res.model), str(more), "-o", str(tmp_path / "x.nwb")]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Sol" in err and "does not know" in err
+    assert len(err.splitlines()) == 1 and "Sol" in err and "does not know" in err and "--drop-extra" in err
     assert main(["apply", str(res.model), str(fewer), "-o", str(tmp_path / "y.nwb")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "lacks" in err and "LG" in err
+    assert "drop-extra" not in err  # it cannot help with a missing channel
     assert not (tmp_path / "x.nwb").exists() and not (tmp_path / "y.nwb").exists()
     assert main(["apply", str(res.model), str(more), "-o", str(tmp_path / "z.nwb"), "--drop-extra", "-q"]) == 0
     assert "nwb-autolfads apply finished" in capsys.readouterr().out
     assert nwb_autolfads.load_results(tmp_path / "z.nwb").channel.values.tolist() == ["TA", "MG", "LG"]
-    with pytest.raises(SignalError, match="lacks"):
+    with pytest.raises(SignalError, match="lacks") as info:
         nwb_autolfads.apply(res.model, fewer, write=False, progress=False)
+    assert "drop" not in str(info.value) and "nwb_autolfads.run(path)" in str(info.value)
 
 
 def test_an_existing_model_is_refused_before_training_and_none_is_kept_without_a_file(trained, tmp_path):
@@ -169,6 +171,26 @@ def test_another_unit_or_amplitude_is_refused_in_one_line_unless_rescaled(traine
 
 def test_the_channel_mismatch_advice_works_for_apply(trained, tmp_path):
     src, res = trained
-    with pytest.raises(SignalError, match="--drop-extra") as info:
+    with pytest.raises(SignalError, match="drop_extra=True") as info:  # Python: the argument, not the flag
         nwb_autolfads.apply(res.model, _session(tmp_path / "more.nwb", n_muscles=4), write=False, progress=False)
-    assert "--set" not in str(info.value)
+    assert "--set" not in str(info.value) and "--drop-extra" not in str(info.value)
+    with pytest.raises(SignalError, match="rescale=True") as info:
+        nwb_autolfads.apply(res.model, _copy_emg(src, tmp_path / "gain.nwb", "volts", 1000.0), write=False,
+                            progress=False)
+    assert "--rescale" not in str(info.value)
+
+
+def test_the_estimators_messages_name_the_fitted_model_and_its_arguments(tmp_path):
+    torch.set_num_threads(1)
+    src = _session(tmp_path / "a.nwb")
+    est = nwb_autolfads.AutoLFADS(preset="smoke", seed=11, overrides={**SETTINGS, "pbt.population": 1},
+                                  progress=False).fit(src)
+    with pytest.raises(SignalError) as info:
+        est.transform(_session(tmp_path / "more.nwb", n_muscles=4))
+    message = str(info.value)
+    assert "the fitted model" in message and str(est.model_path_) not in message and "drop_extra=True" in message
+    with pytest.raises(ConfigError, match="the fitted model was trained on one session: leave out session='x'"):
+        est.transform(src, session="x")
+    loaded = nwb_autolfads.AutoLFADS.load(est.save(tmp_path / "kept.autolfads-model"), progress=False)
+    with pytest.raises(ConfigError, match="kept.autolfads-model"):  # a folder the user saved is named
+        loaded.transform(src, session="x")
