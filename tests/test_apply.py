@@ -194,3 +194,67 @@ def test_the_estimators_messages_name_the_fitted_model_and_its_arguments(tmp_pat
     loaded = nwb_autolfads.AutoLFADS.load(est.save(tmp_path / "kept.autolfads-model"), progress=False)
     with pytest.raises(ConfigError, match="kept.autolfads-model"):  # a folder the user saved is named
         loaded.transform(src, session="x")
+
+
+@pytest.fixture(scope="module")
+def day1(tmp_path_factory):
+    """Two days of the same 3 muscles (nwb_autolfads.simulate.sessions, equal gains) and a small model
+    trained on day 1 long enough to fit it (200 steps: ~8 s)."""
+    from nwb_autolfads.simulate.sessions import SessionsSetting, write_sessions_nwb
+
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("fit")
+    days = write_sessions_nwb(tmp, SessionsSetting(n_sessions=2, muscles=(3, 3), gain_spread=1.0, duration=8.0,
+                                                   rate=1000.0, seed=0))
+    res = nwb_autolfads.run(days[0], tmp / "day1_out.nwb", preset="smoke", seed=11, progress=False,
+                            overrides={**SETTINGS, "pbt.population": 1, "train.max_steps": 200,
+                                       "train.ramp_steps": 50, "train.valid_every": 10})
+    return tmp, days, res
+
+
+def test_apply_warns_in_one_line_when_the_model_does_not_fit_the_recording(day1, capsys, caplog):
+    import json
+
+    tmp, days, res = day1
+    stored = json.loads((res.model / "model.json").read_text())["columns"][0]["fit"]
+    assert len(stored) == 3 and min(stored) > 0.3  # recorded at training, per channel
+    with caplog.at_level("WARNING", logger="nwb_autolfads"):
+        day2 = nwb_autolfads.apply(res.model, days[1], write=False, progress=False, rescale=True)
+    assert day2.fit_check["verdict"] == "fits" and not day2.fit_check["flagged"]
+    assert not [r for r in caplog.records if "explains" in r.getMessage()]  # the same muscles: no warning
+    other = _session(tmp / "other_animal.nwb", seed=8)  # TA, MG, LG mixed otherwise
+    out = tmp / "other_out.nwb"
+    assert main(["apply", str(res.model), str(other), "--rescale", "-o", str(out), "-q"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "explains" in line]
+    assert len(err) == 1 and "LG" in err[0] and "trained" in err[0] and "nwb-autolfads run" in err[0], err
+    check = json.loads(nwb_autolfads.load_results(out).attrs["metrics"])["fit_check"]  # in the provenance
+    assert check["verdict"] == "misfit" and check["flagged"] == {"emg": ["LG"]}
+    assert check["trained"]["emg"]["LG"] - check["applied"]["emg"]["LG"] > 0.5
+    assert "noise-corrected correlation" in check["statistic"]
+
+
+def test_a_model_saved_before_the_fit_statistic_skips_the_check(day1, tmp_path, caplog):
+    import json
+    import shutil
+
+    _, days, res = day1
+    old = shutil.copytree(res.model, tmp_path / "old.autolfads-model")
+    meta = json.loads((old / "model.json").read_text())
+    for c in meta["columns"]:
+        del c["fit"]
+    (old / "model.json").write_text(json.dumps(meta))
+    with caplog.at_level("INFO", logger="nwb_autolfads"):
+        got = nwb_autolfads.apply(old, days[1], write=False, progress=False, rescale=True)
+    assert got.fit_check["verdict"] == "not checked" and got.fit_check["applied"]["emg"]["TA"] is not None
+    assert any("not checked" in r.getMessage() and r.levelname == "INFO" for r in caplog.records)
+
+
+def test_a_model_of_emg_and_units_applies_and_checks_both(tmp_path):
+    torch.set_num_threads(1)
+    src = _session(tmp_path / "u.nwb", n_units=5)
+    res = nwb_autolfads.run(src, tmp_path / "u_out.nwb", preset="smoke", seed=1, progress=False,
+                            overrides={**SETTINGS, "pbt.population": 1, "data.modalities": ["emg", "spikes"]})
+    got = nwb_autolfads.apply(res.model, src, write=False, progress=False)  # modalities listed in another order
+    np.testing.assert_array_equal(got.rates, res.rates)
+    assert sorted(got.fit_check["applied"]) == ["emg", "spikes"] and len(got.fit_check["applied"]["spikes"]) == 5
+    assert got.fit_check["verdict"] == "fits"

@@ -6,8 +6,11 @@ reads a new file with the model's modalities and settings, matches its channels 
 by name (reordered to the model's order; :func:`match_channels`), preprocesses and bins them as
 the training data were (with the model's stored scales, or re-estimated ones with
 ``rescale``), chops the model's windows, infers with the model's inference settings and seed,
-and writes a run whose provenance names the model applied and the source it was trained on.
-The read, bin, inference, collect and write stages are :mod:`nwb_autolfads.pipeline`'s own.
+checks how well the model explains the new data against its training data (:func:`check_fit`,
+a warning where a channel falls far below), and writes a run whose provenance names the model
+applied, the source it was trained on and the fit check. Its messages speak as the caller does
+(:class:`Voice`: the command line's flags, or Python's arguments). The read, bin, inference,
+collect and write stages are :mod:`nwb_autolfads.pipeline`'s own.
 """
 
 from __future__ import annotations

@@ -329,7 +329,8 @@ def _meta_fault(meta) -> str | None:
         if fault:
             return fault
     kinds = [c["modality"] for c in columns]
-    if len(set(kinds)) != len(kinds) or ("modalities" in meta and meta["modalities"] != kinds):
+    stated = meta.get("modalities", kinds)  # in data.modalities' order; the blocks are in column order
+    if len(set(kinds)) != len(kinds) or not isinstance(stated, list) or sorted(map(str, stated)) != sorted(kinds):
         return f"modalities {meta.get('modalities')!r} do not match the column blocks' {kinds}"
     total = sum(len(c["channel_names"]) for c in columns)
     fault = _sessions_fault(meta.get("sessions"))
