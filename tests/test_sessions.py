@@ -68,8 +68,9 @@ def test_the_saved_model_applies_through_one_sessions_read_in(two, capsys):
     tmp, (a, b), (ra, rb) = two
     again = nwb_autolfads.apply(ra.model, b, write=False, progress=False, session="sub-M1_ses-2_ecephys")
     np.testing.assert_array_equal(again.activations, rb.activations)  # the same file, seed and model: identical
-    with pytest.raises(ConfigError, match="sub-M1_ses-1_ecephys, sub-M1_ses-2_ecephys"):
+    with pytest.raises(ConfigError, match="sub-M1_ses-1_ecephys, sub-M1_ses-2_ecephys") as info:
         nwb_autolfads.apply(ra.model, b, write=False, progress=False)
+    assert "the file's channels are those of the model's session 'sub-M1_ses-2_ecephys'" in str(info.value)
     other = _session(tmp / "other.nwb", 5, seed=3, duration=4.0)
     with pytest.raises(SignalError) as info:  # session 1's read-in knows 3 muscles, the file has 5
         nwb_autolfads.apply(ra.model, other, write=False, progress=False, session="sub-M1_ses-1_ecephys")

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from nwb_autolfads.errors import ConfigError, SignalError
+from nwb_autolfads.errors import ConfigError, NwbAutolfadsError, SignalError
 from nwb_autolfads.evaluation.fit_check import FIT_STATISTIC, MAX_FIT_DROP, fit_verdict
 from nwb_autolfads.io.reading import open_nwb
 from nwb_autolfads.io.sources import resolve_source, source_sha256 as input_sha256
@@ -283,8 +283,8 @@ def _check_grid(data: ModelData, cfg, model: ModelArtifact) -> None:
                     w.window_bins)
 
 
-def session_of(model: ModelArtifact, session: str | None,
-               voice: Voice | None = None) -> tuple[ModelArtifact, int | None]:
+def session_of(model: ModelArtifact, session: str | None, voice: Voice | None = None,
+               hint: str = "") -> tuple[ModelArtifact, int | None]:
     """The model as one of its sessions sees it: for a model trained over several sessions
     (``model.json`` lists ``sessions``), the session named ``session`` (its column blocks: channel
     names and scales) and its index; a model of one session as it is (index None).
@@ -292,8 +292,9 @@ def session_of(model: ModelArtifact, session: str | None,
     Raises
     ------
     ConfigError
-        A multi-session model without ``session``, or with a name it does not list; ``session``
-        given for a model of one session.
+        A multi-session model without ``session``, or with a name it does not list (``hint``
+        added to the message: e.g. the session whose channels are the file's); ``session`` given
+        for a model of one session.
     """
     voice = voice or Voice()
     entries = model.meta.get("sessions") or []
@@ -307,12 +308,28 @@ def session_of(model: ModelArtifact, session: str | None,
         what = "name one of its sessions" if session is None else f"it has no session {session!r}"
         raise ConfigError(f"{voice.named(model.path)} was trained over {len(names)} sessions ({', '.join(names)}): "
                           f"{what} with {voice.arg('session', 'NAME') if voice.cli else 'session=NAME'}: the session "
-                          "whose read-in and read-out fit the new file's channels")
+                          f"whose read-in and read-out fit the new file's channels{hint}")
     k = names.index(session)
     own = {key: entries[k][key] for key in ("columns", "config", "output") if key in entries[k]}  # channels, prep.
     own["source"] = {key: entries[k].get(key, "") for key in ("identifier", "sha256", "location", "url",
                                                                "dandi_asset_id")}  # what ITS read-in was trained on
     return ModelArtifact(model.path, {**model.meta, **own}, model.state, model.sha256), k
+
+
+def _session_hint(model: ModelArtifact, source, emg: str | None, voice: Voice) -> str:
+    """For a multi-session model applied without a session it lists: the phrase naming the session
+    whose channels are exactly the file's (:func:`_other_sessions`; "" when the file's channels
+    cannot be read)."""
+    first, _ = session_of(model, str(model.meta["sessions"][0].get("name")), voice)
+    try:
+        cfg = _resolve_config(source, None, first.config.updated({"output.content": None}), None, emg=emg, seed=None,
+                              device=None, in_place=False, resume=None, fresh=False)
+        with open_nwb(source.path if not source.remote else source) as (_io, nwbfile):
+            signals = _read_source(nwbfile, source, cfg).signals
+            have = {name: [str(n) for n in modality(name).names(signals[name])] for name in signals}
+    except NwbAutolfadsError:  # the file's own fault is reported once a session is named
+        return ""
+    return _other_sessions(model, have, None, voice)
 
 
 def check_session_source(model: ModelArtifact, session: str, sha256: str, where: str,
@@ -445,8 +462,10 @@ def apply(model: str | Path, path: str | Path, output: str | Path | None = None,
     clock, started, t_start = StageClock(), datetime.now(timezone.utc), time.perf_counter()
     voice = Voice(cli=command is not None, model=model_name)
     model_art = load_model(model)
-    art, session_index = session_of(model_art, session, voice)
     source = resolve_source(path)
+    listed = [str(e.get("name")) for e in model_art.meta.get("sessions") or []]
+    hint = _session_hint(model_art, source, emg, voice) if listed and session not in listed else ""
+    art, session_index = session_of(model_art, session, voice, hint)
     known_sha256 = ""
     if session_index is not None:  # a session's read-in: not another session's recording
         known_sha256 = input_sha256(source)
