@@ -7,7 +7,7 @@ import torch
 
 import nwb_autolfads
 from nwb_autolfads.cli import main
-from nwb_autolfads.errors import OutputError, SignalError
+from nwb_autolfads.errors import ConfigError, OutputError, SignalError
 from nwb_autolfads.estimator import as_dataset
 from nwb_autolfads.testing import mock_emg_nwb
 
@@ -82,16 +82,18 @@ def test_missing_or_extra_channels_are_one_line_and_exit_2(trained, tmp_path, ca
     fewer = _session(tmp_path / "fewer.nwb", n_muscles=2)
     assert main(["apply", str(res.model), str(more), "-o", str(tmp_path / "x.nwb")]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Sol" in err and "does not know" in err
+    assert len(err.splitlines()) == 1 and "Sol" in err and "does not know" in err and "--drop-extra" in err
     assert main(["apply", str(res.model), str(fewer), "-o", str(tmp_path / "y.nwb")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "lacks" in err and "LG" in err
+    assert "drop-extra" not in err  # it cannot help with a missing channel
     assert not (tmp_path / "x.nwb").exists() and not (tmp_path / "y.nwb").exists()
     assert main(["apply", str(res.model), str(more), "-o", str(tmp_path / "z.nwb"), "--drop-extra", "-q"]) == 0
     assert "nwb-autolfads apply finished" in capsys.readouterr().out
     assert nwb_autolfads.load_results(tmp_path / "z.nwb").channel.values.tolist() == ["TA", "MG", "LG"]
-    with pytest.raises(SignalError, match="lacks"):
+    with pytest.raises(SignalError, match="lacks") as info:
         nwb_autolfads.apply(res.model, fewer, write=False, progress=False)
+    assert "drop" not in str(info.value) and "nwb_autolfads.run(path)" in str(info.value)
 
 
 def test_an_existing_model_is_refused_before_training_and_none_is_kept_without_a_file(trained, tmp_path):
@@ -169,6 +171,90 @@ def test_another_unit_or_amplitude_is_refused_in_one_line_unless_rescaled(traine
 
 def test_the_channel_mismatch_advice_works_for_apply(trained, tmp_path):
     src, res = trained
-    with pytest.raises(SignalError, match="--drop-extra") as info:
+    with pytest.raises(SignalError, match="drop_extra=True") as info:  # Python: the argument, not the flag
         nwb_autolfads.apply(res.model, _session(tmp_path / "more.nwb", n_muscles=4), write=False, progress=False)
-    assert "--set" not in str(info.value)
+    assert "--set" not in str(info.value) and "--drop-extra" not in str(info.value)
+    with pytest.raises(SignalError, match="rescale=True") as info:
+        nwb_autolfads.apply(res.model, _copy_emg(src, tmp_path / "gain.nwb", "volts", 1000.0), write=False,
+                            progress=False)
+    assert "--rescale" not in str(info.value)
+
+
+def test_the_estimators_messages_name_the_fitted_model_and_its_arguments(tmp_path):
+    torch.set_num_threads(1)
+    src = _session(tmp_path / "a.nwb")
+    est = nwb_autolfads.AutoLFADS(preset="smoke", seed=11, overrides={**SETTINGS, "pbt.population": 1},
+                                  progress=False).fit(src)
+    with pytest.raises(SignalError) as info:
+        est.transform(_session(tmp_path / "more.nwb", n_muscles=4))
+    message = str(info.value)
+    assert "the fitted model" in message and str(est.model_path_) not in message and "drop_extra=True" in message
+    with pytest.raises(ConfigError, match="the fitted model was trained on one session: leave out session='x'"):
+        est.transform(src, session="x")
+    loaded = nwb_autolfads.AutoLFADS.load(est.save(tmp_path / "kept.autolfads-model"), progress=False)
+    with pytest.raises(ConfigError, match="kept.autolfads-model"):  # a folder the user saved is named
+        loaded.transform(src, session="x")
+
+
+@pytest.fixture(scope="module")
+def day1(tmp_path_factory):
+    """Two days of the same 3 muscles (nwb_autolfads.simulate.sessions, equal gains) and a small model
+    trained on day 1 long enough to fit it (200 steps: ~8 s)."""
+    from nwb_autolfads.simulate.sessions import SessionsSetting, write_sessions_nwb
+
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("fit")
+    days = write_sessions_nwb(tmp, SessionsSetting(n_sessions=2, muscles=(3, 3), gain_spread=1.0, duration=8.0,
+                                                   rate=1000.0, seed=0))
+    res = nwb_autolfads.run(days[0], tmp / "day1_out.nwb", preset="smoke", seed=11, progress=False,
+                            overrides={**SETTINGS, "pbt.population": 1, "train.max_steps": 200,
+                                       "train.ramp_steps": 50, "train.valid_every": 10})
+    return tmp, days, res
+
+
+def test_apply_warns_in_one_line_when_the_model_does_not_fit_the_recording(day1, capsys, caplog):
+    import json
+
+    tmp, days, res = day1
+    stored = json.loads((res.model / "model.json").read_text())["columns"][0]["fit"]
+    assert len(stored) == 3 and min(stored) > 0.3  # recorded at training, per channel
+    with caplog.at_level("WARNING", logger="nwb_autolfads"):
+        day2 = nwb_autolfads.apply(res.model, days[1], write=False, progress=False, rescale=True)
+    assert day2.fit_check["verdict"] == "fits" and not day2.fit_check["flagged"]
+    assert not [r for r in caplog.records if "explains" in r.getMessage()]  # the same muscles: no warning
+    other = _session(tmp / "other_animal.nwb", seed=8)  # TA, MG, LG mixed otherwise
+    out = tmp / "other_out.nwb"
+    assert main(["apply", str(res.model), str(other), "--rescale", "-o", str(out), "-q"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "explains" in line]
+    assert len(err) == 1 and "LG" in err[0] and "trained" in err[0] and "nwb-autolfads run" in err[0], err
+    check = json.loads(nwb_autolfads.load_results(out).attrs["metrics"])["fit_check"]  # in the provenance
+    assert check["verdict"] == "misfit" and check["flagged"] == {"emg": ["LG"]}
+    assert check["trained"]["emg"]["LG"] - check["applied"]["emg"]["LG"] > 0.5
+    assert "noise-corrected correlation" in check["statistic"]
+
+
+def test_a_model_saved_before_the_fit_statistic_skips_the_check(day1, tmp_path, caplog):
+    import json
+    import shutil
+
+    _, days, res = day1
+    old = shutil.copytree(res.model, tmp_path / "old.autolfads-model")
+    meta = json.loads((old / "model.json").read_text())
+    for c in meta["columns"]:
+        del c["fit"]
+    (old / "model.json").write_text(json.dumps(meta))
+    with caplog.at_level("INFO", logger="nwb_autolfads"):
+        got = nwb_autolfads.apply(old, days[1], write=False, progress=False, rescale=True)
+    assert got.fit_check["verdict"] == "not checked" and got.fit_check["applied"]["emg"]["TA"] is not None
+    assert any("not checked" in r.getMessage() and r.levelname == "INFO" for r in caplog.records)
+
+
+def test_a_model_of_emg_and_units_applies_and_checks_both(tmp_path):
+    torch.set_num_threads(1)
+    src = _session(tmp_path / "u.nwb", n_units=5)
+    res = nwb_autolfads.run(src, tmp_path / "u_out.nwb", preset="smoke", seed=1, progress=False,
+                            overrides={**SETTINGS, "pbt.population": 1, "data.modalities": ["emg", "spikes"]})
+    got = nwb_autolfads.apply(res.model, src, write=False, progress=False)  # modalities listed in another order
+    np.testing.assert_array_equal(got.rates, res.rates)
+    assert sorted(got.fit_check["applied"]) == ["emg", "spikes"] and len(got.fit_check["applied"]["spikes"]) == 5
+    assert got.fit_check["verdict"] == "fits"

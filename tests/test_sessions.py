@@ -64,15 +64,24 @@ def test_provenance_names_every_session_and_the_one_model(two):
     assert pynwb.validate(path=str(rb.output)) == []  # the 'sessions' dataset is in the extension's spec (0.6.0)
 
 
-def test_the_saved_model_applies_through_one_sessions_read_in(two):
+def test_the_saved_model_applies_through_one_sessions_read_in(two, capsys):
     tmp, (a, b), (ra, rb) = two
     again = nwb_autolfads.apply(ra.model, b, write=False, progress=False, session="sub-M1_ses-2_ecephys")
     np.testing.assert_array_equal(again.activations, rb.activations)  # the same file, seed and model: identical
-    with pytest.raises(ConfigError, match="sub-M1_ses-1_ecephys, sub-M1_ses-2_ecephys"):
+    with pytest.raises(ConfigError, match="sub-M1_ses-1_ecephys, sub-M1_ses-2_ecephys") as info:
         nwb_autolfads.apply(ra.model, b, write=False, progress=False)
+    assert "the file's channels are those of the model's session 'sub-M1_ses-2_ecephys'" in str(info.value)
     other = _session(tmp / "other.nwb", 5, seed=3, duration=4.0)
-    with pytest.raises(SignalError):  # session 1's read-in knows 3 muscles, the file has 5
+    with pytest.raises(SignalError) as info:  # session 1's read-in knows 3 muscles, the file has 5
         nwb_autolfads.apply(ra.model, other, write=False, progress=False, session="sub-M1_ses-1_ecephys")
+    message = str(info.value)  # the session tried, and the one whose channels are the file's
+    assert "session 'sub-M1_ses-1_ecephys' of model" in message and "session='sub-M1_ses-2_ecephys'" in message
+    fewer = _session(tmp / "fewer.nwb", 2, seed=3, duration=4.0)
+    assert main(["apply", str(ra.model), str(fewer), "--session", "sub-M1_ses-2_ecephys", "-o",
+                 str(tmp / "fewer_out.nwb")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "session 'sub-M1_ses-2_ecephys'" in err and "lacks" in err
+    assert "no session of the model" in err and "drop-extra" not in err  # it cannot help with missing channels
 
 
 def test_apply_names_the_sessions_own_source_and_refuses_another_sessions_file(two):
@@ -84,8 +93,13 @@ def test_apply_names_the_sessions_own_source_and_refuses_another_sessions_file(t
         run = f["processing/autolfads"][list(f["processing/autolfads"])[0]]
         assert str(b.resolve()) in run.attrs["description"] and str(a.resolve()) not in run.attrs["description"]
     # b is session 2's recording: session 1's read-in (its 3 muscles kept, the 2 others dropped) is refused
-    with pytest.raises(ConfigError, match="session 'sub-M1_ses-2_ecephys'.*--session sub-M1_ses-2_ecephys"):
+    with pytest.raises(ConfigError, match="session 'sub-M1_ses-2_ecephys'.*session='sub-M1_ses-2_ecephys'"):
         nwb_autolfads.apply(ra.model, b, write=False, progress=False, session="sub-M1_ses-1_ecephys", drop_extra=True)
+    # its run records the model's sessions, as the training run does
+    assert again.sessions["this"] == 1 and [e["name"] for e in again.sessions["sessions"]] == [
+        "sub-M1_ses-1_ecephys", "sub-M1_ses-2_ecephys"]
+    assert nwb_autolfads.list_runs(again.output)[-1].sessions == ["sub-M1_ses-1_ecephys", "sub-M1_ses-2_ecephys"]
+    assert again.fit_check["verdict"] == "fits"  # its own session's data: as when trained
 
 
 def test_sessions_are_checked_before_any_work(tmp_path):
@@ -159,6 +173,11 @@ def test_the_estimator_fits_several_sessions_and_transforms_through_one(two):
     assert ds_a.sizes["channel"] == 3 and ds_b.sizes["channel"] == 5
     again = est.transform(b, session="sub-M1_ses-2_ecephys")
     np.testing.assert_array_equal(again.emg_activations.values, ds_b.emg_activations.values)
+    with pytest.raises(SignalError) as info:  # session 1's 3 muscles are not the file's 5
+        est.transform(_session(tmp / "five.nwb", 5, seed=3, duration=4.0), session="sub-M1_ses-1_ecephys")
+    message = str(info.value)
+    assert "the fitted model" in message and str(est.model_path_) not in message
+    assert "session='sub-M1_ses-2_ecephys'" in message and "--" not in message
     saved = est.save(tmp / "est.autolfads-model")
     assert nwb_autolfads.AutoLFADS.load(saved).sessions_ == est.sessions_
 

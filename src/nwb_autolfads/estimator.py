@@ -108,9 +108,11 @@ class AutoLFADS:
             results = run_sessions(list(path), **options)
             self.model_path_, self.model_sha256_, self.result_ = results[0].model, results[0].model_sha256, results
             self.sessions_ = [e["name"] for e in results[0].sessions["sessions"]]
+            self._model_name = "the fitted model"  # its temporary folder is not the user's
             return self
         result = run(path, **options)
         self.model_path_, self.model_sha256_, self.result_, self.sessions_ = result.model, result.model_sha256, result, []
+        self._model_name = "the fitted model"
         return self
 
     def _fitted(self) -> Path:
@@ -123,11 +125,14 @@ class AutoLFADS:
         """The fitted model's estimates on the NWB file ``path`` (:func:`nwb_autolfads.apply`, no
         training, nothing written), as an ``xarray.Dataset`` (:func:`as_dataset`). ``session``:
         for a model fitted on several sessions, the one whose read-in/out fit ``path``'s channels
-        (one of ``sessions_``)."""
+        (one of ``sessions_``). Its messages name the arguments (``session=``, ``drop_extra=``,
+        ``rescale=``) and, after :meth:`fit`, the model as ``the fitted model``; a model that
+        explains ``path``'s data far worse than its training data is warned about (logging)."""
         from nwb_autolfads.reuse import apply
 
         return as_dataset(apply(self._fitted(), path, rescale=rescale, drop_extra=drop_extra, write=False,
-                                progress=self.progress, session=session))
+                                progress=self.progress, session=session,
+                                model_name=getattr(self, "_model_name", None)))
 
     def fit_transform(self, path: str | Path | list, y: Any = None) -> "Any":
         """:meth:`fit` on ``path``, and its estimates there (as the training run inferred them); for
@@ -163,4 +168,5 @@ class AutoLFADS:
         est = cls(config=art.config, progress=progress)
         est.model_path_, est.model_sha256_, est.result_ = art.path, art.sha256, None
         est.sessions_ = [str(e.get("name")) for e in art.meta.get("sessions") or []]
+        est._model_name = None  # messages name the folder the user gave
         return est

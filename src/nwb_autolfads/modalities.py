@@ -113,6 +113,9 @@ class Binned:
     description: str = ""
     modality: str = ""
     """The modality's name (the key of its error estimates in the interval calibration)."""
+    fit: list | None = None
+    """Per channel, how well the model's estimate explains these data
+    (:func:`~nwb_autolfads.evaluation.fit_check.channel_fit`; None until inferred)."""
 
     counts = False
     """Whether the columns are counts per bin (their model error is estimated as for counts)."""

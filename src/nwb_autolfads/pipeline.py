@@ -38,6 +38,7 @@ from nwb_autolfads.data.grid import fit_windows, split_where, trial_windows
 from nwb_autolfads.data.windows import WindowIndex, chop_segments
 from nwb_autolfads.errors import ConfigError, SignalError, TrainingError
 from nwb_autolfads.evaluation.calibration import estimate_errors, normal_quantile, widen_band
+from nwb_autolfads.evaluation.fit_check import channel_fit
 from nwb_autolfads.io.results import interval_percent
 from nwb_autolfads.io.reading import OUTPUT_MODULE, open_nwb
 from nwb_autolfads.io.series import emg_doubt, find_emg, iter_series
@@ -209,6 +210,10 @@ class RunResult:
     """For a run of :func:`nwb_autolfads.apply`: the model applied (``location``, ``sha256``,
     ``trained_on``: the identity of its training source, ``run_name``) and whether its scales were
     re-estimated (``rescaled``); None for a run that trained its model."""
+    fit_check: dict | None = None
+    """For a run of :func:`nwb_autolfads.apply`: how well the model explains this file's data
+    against its training data, per channel, and the verdict (:func:`nwb_autolfads.reuse.check_fit`;
+    also in the provenance's metrics); None for a run that trained its model."""
 
     # the former names (docs/glossary.md: "input" read as the inferred inputs, "unit" as a neuron)
     input = _renamed("input", "source")
@@ -851,7 +856,9 @@ def _grid(source_data: SourceData, cfg: RunConfig) -> tuple[ModelData, dict[str,
 
 def _collect(source_data: SourceData, data: ModelData, fit: "FitResult", cfg: RunConfig) -> RunResult:
     """The fit's outputs on the bins a window covers, in the source's units, as a :class:`RunResult`
-    (the credible interval's bounds converted exactly like the means)."""
+    (the credible interval's bounds converted exactly like the means). Each block of ``data``
+    gets its channels' fit statistic (:func:`_channel_fits`)."""
+    _channel_fits(data, fit)
     mean = np.concatenate(fit.mean)
     covered = _covered(fit, mean, data.bin_size)
     values = data.to_source(mean, covered)
@@ -873,6 +880,17 @@ def _collect(source_data: SourceData, data: ModelData, fit: "FitResult", cfg: Ru
         n_windows=fit.index.n_windows, n_train=fit.n_train, n_valid=fit.n_valid, seconds=0.0, device=fit.device,
         plan=fit.plan, other_candidates=source_data.others, chosen_by="--emg" if cfg.data.emg else "found automatically",
         doubt=source_data.doubt, score_targets=list(source_data.score_targets), estimates=estimates, **bands)
+
+
+def _channel_fits(data: ModelData, fit: "FitResult") -> None:
+    """Set each block's ``fit``: per channel, how well the estimate explains its input
+    (:func:`~nwb_autolfads.evaluation.fit_check.channel_fit`), what a saved model records of its
+    training data and ``apply`` checks new data against."""
+    columns = data.columns()
+    counts = np.concatenate([np.full(sl.stop - sl.start, b.counts) for _, b, sl in columns])
+    values = channel_fit(data.segments(), fit.mean, counts)
+    for _, b, sl in columns:
+        b.fit = values[sl]
 
 
 def _covered(fit: "FitResult", mean: np.ndarray, bin_size: float) -> np.ndarray:

@@ -170,15 +170,18 @@ def _preprocessing(cfg: RunConfig, blocks: Mapping[str, Binned], bin_size: float
 
 def _columns(cfg: RunConfig, columns: list[tuple[str, Binned, slice]]) -> list[dict]:
     """Per block of model columns (in column order): its modality, observation model, channel
-    names in the model's order, unit and source path, and the per-channel offsets, scales and
-    (EMG) clip levels the data were scaled with, in the source's units (None for spikes)."""
+    names in the model's order, unit and source path, the per-channel offsets, scales and
+    (EMG) clip levels the data were scaled with, in the source's units (None for spikes), and
+    once inferred ``fit``, how well the estimate explains each channel's data
+    (:mod:`nwb_autolfads.evaluation.fit_check`; what ``apply`` compares new data against)."""
     out = []
     for name, b, _ in columns:
         pre = getattr(b, "preprocessed", None)
         out.append({"modality": name, "observation": modality(name).observation_name(cfg),
                     "channel_names": [str(c) for c in b.channel_names], "unit": b.unit, "source_path": b.source_path,
                     "offsets": b.offsets, "scales": b.scales,
-                    **({"clip_levels": pre.clip_levels} if pre is not None else {})})
+                    **({"clip_levels": pre.clip_levels} if pre is not None else {}),
+                    **({"fit": list(b.fit)} if getattr(b, "fit", None) is not None else {})})
     return out
 
 
@@ -281,8 +284,9 @@ def make_record(result: "RunResult", fit: "FitResult", blocks: Mapping[str, Binn
 
 def _applied(record: RunRecord, result: "RunResult") -> RunRecord:
     """``record`` of a run that applied a saved model (:func:`nwb_autolfads.apply`): its
-    description and metrics name the model and its training source, its hyperparameters are the
-    model's, and it has no training curves or PBT history (nothing was trained)."""
+    description and metrics name the model and its training source (and the fit check:
+    ``fit_check``), its hyperparameters are the model's, and it has no training curves or PBT
+    history (nothing was trained)."""
     a = result.applied
     trained_on = a["trained_on"].get("location") or a["trained_on"].get("identifier")
     record.description = (f"applied model {a['location']} (sha256 {a['sha256']}) trained on source {trained_on} "
@@ -290,6 +294,6 @@ def _applied(record: RunRecord, result: "RunResult") -> RunRecord:
     record.hyperparameters = a.get("hyperparameters") or record.hyperparameters
     m = record.metrics
     record.metrics = {"applied_model": a, **{k: m[k] for k in ("n_windows", "device", "interval_calibration")
-                                              if k in m}}
+                                              if k in m}, **({"fit_check": result.fit_check} if result.fit_check else {})}
     record.history, record.pbt_history, record.model_applied = [], None, True
     return record

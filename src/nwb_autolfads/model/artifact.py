@@ -4,7 +4,9 @@
 - ``model.json``: what is needed to use them again: the format and its version, the resolved
   configuration, the modalities and the bin size, per block of model columns its modality,
   observation model, channel names in the model's order and the per-channel offsets / scales
-  (and for the EMG the clip levels and the preprocessing parameters), the software versions,
+  (and for the EMG the clip levels and the preprocessing parameters) and ``fit``, how well the
+  estimate explained each channel's training data (:mod:`nwb_autolfads.evaluation.fit_check`;
+  absent in models saved before it was recorded), the software versions,
   the run's name and the source's identity, and the SHA-256 of the weights; for a model of
   several sessions (docs/science.md, Multi-session models) ``sessions``: per session its ``name``
   and ``n_channels``, in the model's session order (what its read-ins and read-outs are built for).
@@ -283,6 +285,8 @@ def _column_fault(i: int, col) -> str | None:
         return f"columns[{i}].offsets is not {n} numbers"
     if col.get("clip_levels") is not None and not _numbers(col["clip_levels"], n, nulls=True, least=0.0):
         return f"columns[{i}].clip_levels is not {n} numbers >= 0 or nulls"
+    if col.get("fit") is not None and not _numbers(col["fit"], n, nulls=True):
+        return f"columns[{i}].fit is not {n} numbers or nulls"
     if col.get("scales") is not None and col["modality"] == "emg" and col.get("clip_levels") is None:
         return f"columns[{i}] has scales but no clip_levels"
     return None
@@ -325,7 +329,8 @@ def _meta_fault(meta) -> str | None:
         if fault:
             return fault
     kinds = [c["modality"] for c in columns]
-    if len(set(kinds)) != len(kinds) or ("modalities" in meta and meta["modalities"] != kinds):
+    stated = meta.get("modalities", kinds)  # in data.modalities' order; the blocks are in column order
+    if len(set(kinds)) != len(kinds) or not isinstance(stated, list) or sorted(map(str, stated)) != sorted(kinds):
         return f"modalities {meta.get('modalities')!r} do not match the column blocks' {kinds}"
     total = sum(len(c["channel_names"]) for c in columns)
     fault = _sessions_fault(meta.get("sessions"))

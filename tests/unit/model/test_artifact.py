@@ -125,8 +125,10 @@ def _drop(key):
     _drop("config"), _drop("bin_size"), _edit("bin_size", "0.01"), _edit("observation", "nonesuch"),
     _edit("n_channels", 5), _edit("modalities", ["emg", "spikes"]), _edit("columns", [1, 2]),
     lambda meta: [1, 2], lambda meta: {**meta, "config": {**meta["config"], "windows": "x"}},
+    lambda meta: {**meta, "columns": [{**meta["columns"][0], "fit": [0.9, "x", None]}]},
 ], ids=["scale_str", "scales_short", "scale_neg", "clip_str", "dup_names", "no_columns", "no_config", "no_bin",
-        "bin_str", "observation", "n_channels", "modalities", "columns_not_objects", "a_list", "config_bad"])
+        "bin_str", "observation", "n_channels", "modalities", "columns_not_objects", "a_list", "config_bad",
+        "fit_not_numbers"])
 def test_a_damaged_model_json_is_one_line_naming_the_folder_damaged(tmp_path, edit):
     model, cfg = _model()
     target = tmp_path / "m.autolfads-model"
