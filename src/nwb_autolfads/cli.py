@@ -292,7 +292,7 @@ def _cmd_runs(args) -> int:
 
 
 def _evaluate_and_report(path, run_name, report, folds=5, lags=10, as_json=False, overwrite=False,
-                         source=None) -> None:
+                         source=None, progress=True) -> None:
     from nwb_autolfads.evaluation.comparison import evaluate
     from nwb_autolfads.evaluation.report import check_report_folder, write_report
 
@@ -302,7 +302,7 @@ def _evaluate_and_report(path, run_name, report, folds=5, lags=10, as_json=False
         raise ConfigError(f"--lags {lags}: use 0 or more bins of history")
     if report:
         check_report_folder(report, overwrite)  # before the evaluation's minutes
-    ev = evaluate(path, run_name, folds=folds, lags=lags, source=source)
+    ev = evaluate(path, run_name, folds=folds, lags=lags, source=source, progress=progress)
     print(ev.to_json() if as_json else ev.table())
     if report:
         index = write_report(ev, report, overwrite=overwrite)
@@ -311,7 +311,7 @@ def _evaluate_and_report(path, run_name, report, folds=5, lags=10, as_json=False
 
 def _cmd_evaluate(args) -> int:
     _evaluate_and_report(args.file, args.run, args.report, args.folds, args.lags, args.json, args.overwrite,
-                         args.source)
+                         args.source, progress=not args.quiet)
     return 0
 
 
@@ -330,7 +330,8 @@ def _cmd_run(args) -> int:
     if args.example:
         _print_example_score(path, result)
     if args.report:
-        _evaluate_and_report(result.output, result.run_name, args.report, overwrite=args.overwrite)
+        _evaluate_and_report(result.output, result.run_name, args.report, overwrite=args.overwrite,
+                             progress=not args.quiet)
     return 0
 
 

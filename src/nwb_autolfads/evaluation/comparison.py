@@ -29,12 +29,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from scipy import signal as sps
+from tqdm.auto import tqdm
 
 from nwb_autolfads.config.mappings import json_values
 from nwb_autolfads.evaluation import baselines as bl
@@ -475,7 +477,7 @@ def _phases(trials: tuple[np.ndarray, list[str]], times: np.ndarray) -> dict[str
 
 # --------------------------------------------------------------------------- evaluate
 def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: int = 10,
-             source: str | Path | None = None) -> Evaluation:
+             source: str | Path | None = None, progress: bool = False) -> Evaluation:
     """Score a stored run against the published baselines, the same way for every method.
 
     Recomputes the binned rectified EMG from the source with the run's own preprocessing,
@@ -500,6 +502,10 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
         moved. By default the source signals are read from the result file, or, for a
         results-only file, from the source file the run read (reopened from its recorded URL or
         path, streamed if remote).
+    progress : bool
+        A progress bar with the time left on stderr (one step per method and target scored: the
+        cross-validated decoders take most of the time, e.g. a minute for 60 s of 8 muscles with
+        kinematics and force on 2 cores).
 
     Returns
     -------
@@ -538,9 +544,13 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
     bin_size = float(ds.attrs["bin_size"])
     times = np.asarray(ds.time.values, dtype=float)
     st = _Scoring(ds, _source(result, ds, cfg, source), times, bin_size, folds, lags, traces={"times": times})
+    if progress:
+        sys.stderr.write("nwb-autolfads: evaluate: building the baselines (low-pass and Bayesian filter grids)\n")
     groups = _estimate_groups(st, cfg)
-    for group in groups:
-        _score_group(st, group)
+    total = sum(len(_targets(st, g)) * len(g.methods) for g in groups)
+    with tqdm(total=total, desc="evaluate", unit="score", disable=not progress or total < 2, leave=False) as st.bar:
+        for group in groups:
+            _score_group(st, group)
     spectra = _spectra(st, groups[0]) if groups and groups[0].kind == "emg" else {}
     _add_source_traces(st)
     return Evaluation(result=str(result), run=ds.attrs["run"], bin_size=bin_size, n_bins=int(times.size),
@@ -564,6 +574,8 @@ class _Scoring:
     scores: dict = field(default_factory=dict)
     methods: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    bar: object = None
+    """The progress bar of :func:`evaluate` (one step per method and target scored), or None."""
 
     @property
     def fs(self) -> float:
@@ -677,7 +689,11 @@ def _score_targets(st: _Scoring, group: _Group) -> dict[str, list[str]]:
                             "score is not an independent test")
         res = st.scores.setdefault(metric, {})
         for m, cands in group.methods.items():
+            if st.bar is not None:
+                st.bar.set_postfix_str(f"{metric}: {group.prefix}{m}", refresh=False)
             out = nested_cv(cands, Y, lags=metric_lags, folds=st.folds, per_channel=per_channel)
+            if st.bar is not None:
+                st.bar.update(1)
             if metric == "force":  # reported as correlation
                 out["mean_r2"], out["mean"] = out["mean"], float(np.nanmean(out["r"]))
                 out["folds_r2"], out["folds"] = out["folds"], out["folds_r"]
