@@ -1255,7 +1255,7 @@ def _run_planned(plan: BatchPlan, kwargs: dict[str, Any], jobs: int | None, prog
     from nwb_autolfads.io.writing import OutputLock
 
     plan.out.mkdir(parents=True, exist_ok=True)
-    with OutputLock(plan.manifest), _ray_tasks(ray) as tasks:
+    with OutputLock(plan.manifest), _ray_tasks(ray if plan.todo() else None) as tasks:  # nothing to run: no Ray
         if tasks is not None:
             jobs, how = tasks.slots(jobs, ray[1])
             plan.execution += f"; {jobs} at a time ({how})"
@@ -1277,7 +1277,8 @@ def _run_planned(plan: BatchPlan, kwargs: dict[str, Any], jobs: int | None, prog
             if progress:
                 print(_progress(plan, finished, t0, jobs), file=sys.stderr)
 
-        _execute(plan, kwargs, jobs, note, None if tasks is None else (tasks, ray[1]))
+        if plan.todo():
+            _execute(plan, kwargs, jobs, note, None if tasks is None else (tasks, ray[1]))
 
 
 def _ray_tasks(ray: tuple[str | None, Any] | None):
