@@ -10,7 +10,8 @@ The plan (:func:`plan_batch`) lists every asset, its size and where its result g
 are skipped and why (not NWB; an nwb-autolfads output; done in an earlier run of the same
 command). Whether an asset holds the signals to model is checked when it is opened (cheaply:
 its metadata, streamed): one that has none ends ``skipped`` with the reason. The assets are
-run one by one (or ``jobs`` at a time in separate processes) with :func:`nwb_autolfads.run`,
+run one by one (or ``jobs`` at a time in separate processes, or as Ray tasks over a cluster's
+machines with ``backend="ray"``: :mod:`nwb_autolfads.batch_ray`) with :func:`nwb_autolfads.run`,
 each result in a DANDI-organised folder (``<out>/sub-X/sub-X_ses-Y_desc-autolfads_emg.nwb``:
 the asset's BIDS-like entities, ``desc-autolfads`` and the modelled modalities). The manifest
 ``<out>/autolfads-manifest.json`` (replaced atomically after each asset) records for each
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 import re
 import sys
@@ -50,6 +52,8 @@ from nwb_autolfads.errors import ConfigError, InputFileError, NwbAutolfadsError,
 
 __all__ = ["MANIFEST", "EXECUTION_KEYS", "BatchItem", "BatchPlan", "BatchResult", "is_batch", "plan_batch",
            "run_batch", "output_name", "file_subject_id"]
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "autolfads-manifest.json"
 """The manifest's file name, in the output folder."""
@@ -135,6 +139,8 @@ class BatchPlan:
     """The preset the configuration is built on."""
     budget: str = ""
     """Each model's training budget in words (:func:`_budget`)."""
+    execution: str = ""
+    """Where the inputs run, in words, when not one after another here (``--jobs``, Ray)."""
 
     @property
     def manifest(self) -> Path:
@@ -205,6 +211,7 @@ class BatchPlan:
                   *(self._models() if self.multi_session else []),
                   f"  training    preset {self.preset or '(none)'}: {self.budget}"
                   + (f"; {self.per_input()}" if self.per_input() else ""),
+                  *([f"  execution   {self.execution}"] if self.execution else []),
                   f"  time        {self.estimate()}"]
         return "\n".join(lines)
 
@@ -1014,10 +1021,7 @@ def _execute_groups(plan: BatchPlan, kwargs: dict[str, Any], note: Callable[[lis
             continue
         for item in group:
             Path(plan.out / item.output).parent.mkdir(parents=True, exist_ok=True)
-        # an existing output (or the group's model) is replaced when this batch wrote it; a file of
-        # someone else's at an output is never replaced: the group then fails naming it
-        foreign = any((plan.out / i.output).exists() and not i.ours for i in group)
-        replace = bool(kwargs.get("overwrite")) or (not foreign and any(i.ours for i in group))
+        replace = _group_replace(plan, group, kwargs)
         for item in group:
             _record(item, {"status": "started", "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                            "earlier": False})
@@ -1029,9 +1033,13 @@ def _execute_groups(plan: BatchPlan, kwargs: dict[str, Any], note: Callable[[lis
         note(group)
 
 
-def _execute(plan: BatchPlan, kwargs: dict[str, Any], jobs: int, note: Callable[[list[BatchItem]], None]) -> None:
-    """Run the items left, one by one or ``jobs`` at a time (processes), calling ``note`` ([the
-    item]) when each starts and ends."""
+def _execute(plan: BatchPlan, kwargs: dict[str, Any], jobs: int, note: Callable[[list[BatchItem]], None],
+             ray: Any = None) -> None:
+    """Run the items left, one by one or ``jobs`` at a time (processes; with ``ray``, a
+    (:class:`~nwb_autolfads.batch_ray.RayTasks`, :class:`~nwb_autolfads.batch_ray.TaskResources`)
+    pair: Ray tasks), calling ``note`` ([the item]) when each starts and ends."""
+    if ray is not None:
+        return _execute_ray(plan, kwargs, jobs, note, *ray)
     if plan.multi_session:
         return _execute_groups(plan, kwargs, note)
     todo = plan.todo()
@@ -1066,6 +1074,62 @@ def _execute(plan: BatchPlan, kwargs: dict[str, Any], jobs: int, note: Callable[
             raise
 
 
+def _execute_ray(plan: BatchPlan, kwargs: dict[str, Any], jobs: int, note: Callable[[list[BatchItem]], None],
+                 tasks: Any, res: Any) -> None:
+    """Run the items left (with ``multi_session`` the subjects' groups not all done) as Ray tasks
+    (``tasks``: a connected :class:`~nwb_autolfads.batch_ray.RayTasks`; ``res``: each task's
+    resources), at most ``jobs`` in flight. Each task runs :func:`_run_group` (one input:
+    :func:`_run_one`), which writes its outputs itself and returns the outcomes; the driver records
+    them (the manifest, ``note``) as they come. A task that dies (its worker or node) fails its
+    inputs with the reason. Paths are given absolute: a task runs elsewhere, perhaps on another machine."""
+    units = [g for g in plan.groups() if not all(i.status in ("done", "skipped") for i in g)]
+    task_kwargs = _task_kwargs(kwargs, res)
+    calls = []
+    for group in units:
+        for item in group:
+            Path(plan.out / item.output).parent.mkdir(parents=True, exist_ok=True)
+        replace = _group_replace(plan, group, kwargs) if plan.multi_session else _replace(plan, group[0], kwargs)
+        calls.append(([_task_input(i.input) for i in group], [str(plan.out / i.output) for i in group],
+                      {**task_kwargs, "overwrite": replace}, str(plan.out)))
+
+    def started(k: int) -> None:
+        for item in units[k]:
+            _record(item, {"status": "started", "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                           "earlier": False})
+        note(units[k])
+
+    def finished(k: int, outcomes: Any, error: str) -> None:
+        if error:
+            outcomes = [{"status": "failed", "seconds": None, "reason": f"its Ray task failed ({error}): run the same "
+                         "command again to retry it (it continues from its run directory)"}] * len(units[k])
+        for item, outcome in zip(units[k], outcomes):
+            _record(item, outcome)
+        note(units[k])
+
+    tasks.map(_run_group, calls, jobs=jobs, res=res, started=started, finished=finished)
+
+
+def _task_kwargs(kwargs: Mapping[str, Any], res: Any) -> dict[str, Any]:
+    """The options of :func:`nwb_autolfads.run` in a Ray task: the task's execution settings and
+    device (``res``), no progress, a config file's path absolute."""
+    config = kwargs.get("config")
+    return {**kwargs, "overrides": {**dict(kwargs.get("overrides") or {}), **res.overrides}, "device": res.device,
+            "progress": False, "config": str(Path(config).absolute()) if isinstance(config, (str, Path)) else config}
+
+
+def _task_input(input: str) -> str:
+    """A local input's absolute path (a URL as it is)."""
+    return str(Path(input).absolute()) if "://" not in input and Path(input).exists() else input
+
+
+def _group_replace(plan: BatchPlan, group: list[BatchItem], kwargs: Mapping[str, Any]) -> bool:
+    """Whether a multi-session group may replace existing outputs (and its model): those this
+    batch wrote, or any with ``overwrite``; a file of someone else's at an output is never
+    replaced (the group then fails naming it)."""
+    foreign = any((plan.out / i.output).exists() and not i.ours for i in group)
+    return bool(kwargs.get("overwrite")) or (not foreign and any(i.ours for i in group))
+
+
 def _replace(plan: BatchPlan, item: BatchItem, kwargs: Mapping[str, Any]) -> bool:
     """Whether an existing output may be replaced: one of this batch's (a stale or changed
     result), or any with ``overwrite``; another file there is left alone (the input fails)."""
@@ -1074,9 +1138,10 @@ def _replace(plan: BatchPlan, item: BatchItem, kwargs: Mapping[str, Any]) -> boo
 
 def run_batch(inputs: Sequence[str | Path], output: str | Path | None = None, *, preset: str | None = None,
               config: Any = None, overrides: Mapping[str, Any] | None = None, emg: str | None = None,
-              seed: int | None = None, device: str | None = None, overwrite: bool = False, jobs: int = 1,
+              seed: int | None = None, device: str | None = None, overwrite: bool = False, jobs: int | None = None,
               dry_run: bool = False, progress: bool = True, command: str | None = None,
-              multi_session: bool = False, **run_options: Any) -> BatchResult:
+              multi_session: bool = False, backend: str | None = None, ray_address: str | None = None,
+              **run_options: Any) -> BatchResult:
     """Run :func:`nwb_autolfads.run` on every input of a batch: a dandiset, some of its assets,
     several files, a folder or a glob (see the module's description for the output layout, the
     manifest and resuming).
@@ -1091,8 +1156,10 @@ def run_batch(inputs: Sequence[str | Path], output: str | Path | None = None, *,
         As for :func:`nwb_autolfads.run`, for every input.
     overwrite : bool
         Run every input again with these settings although the manifest lists other ones.
-    jobs : int
-        Inputs run at once, each in its own process (default 1: one after the other).
+    jobs : int, optional
+        Inputs run at once, each in its own process (default 1: one after the other); on Ray the
+        tasks in flight (default: the cluster's CPUs / the CPUs of one run,
+        :func:`nwb_autolfads.batch_ray.run_resources`).
     dry_run : bool
         Plan only: nothing is run or written.
     progress : bool
@@ -1102,7 +1169,16 @@ def run_batch(inputs: Sequence[str | Path], output: str | Path | None = None, *,
         How the batch was started (recorded in the manifest and each run's provenance).
     multi_session : bool
         One model per subject over its sessions (:func:`nwb_autolfads.run_sessions`), each
-        session's result in its own output; ``jobs`` is then not supported.
+        session's result in its own output; ``jobs`` is then not supported, except on Ray (a
+        task per subject's model).
+    backend : {"embedded", "ray"}, optional
+        ``ray``: each input (with ``multi_session`` each subject's group) is a Ray task
+        (:mod:`nwb_autolfads.batch_ray`), on the cluster at ``ray_address`` or a private local
+        instance, and each run trains embedded; every node must reach the output folder (and
+        local inputs) at the same path. Default: the configuration's ``pbt.backend`` (``ray`` when
+        ``ray_address`` is given).
+    ray_address : str, optional
+        A running Ray cluster (``HEAD:6379``, ``auto``); default the configuration's ``pbt.ray_address``.
     **run_options
         Other options of :func:`nwb_autolfads.run` (``run_name``, ``fresh``).
 
@@ -1114,30 +1190,78 @@ def run_batch(inputs: Sequence[str | Path], output: str | Path | None = None, *,
     Raises
     ------
     InputFileError, ConfigError, OutputError
-        As :func:`plan_batch`; also for options that apply to one file only. Errors of one input
-        do not stop the batch: they are recorded in the manifest as ``failed``.
+        As :func:`plan_batch`; also for options that apply to one file only, and (ConfigError)
+        for ``backend`` ``ray`` without Ray installed. Errors of one input do not stop the batch:
+        they are recorded in the manifest as ``failed``.
     """
-    from nwb_autolfads.io.writing import OutputLock
-
     for name in ("in_place", "resume", "write"):
         if run_options.get(name):
             raise ConfigError(f"{name.replace('_', '-')} is for one input file, not a batch: leave it out (a batch "
                               "continues interrupted inputs by itself when the same command is run again)")
-    if jobs < 1:
+    if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs {jobs}: give a positive number of inputs to run at once")
-    if multi_session and jobs != 1:
-        raise ConfigError(f"--jobs {jobs} with --multi-session: the sessions of a subject train one model together; "
-                          "leave out --jobs (population-based training uses the cores)")
+    if backend not in (None, "embedded", "ray"):
+        raise ConfigError(f"backend {backend!r}: use 'embedded' (this machine) or 'ray' (Ray tasks)")
     plan = plan_batch(inputs, output, preset=preset, config=config, overrides=overrides, emg=emg, seed=seed,
                       overwrite=overwrite, multi_session=multi_session)
+    pbt = plan.resolved.get("pbt", {})
+    on_ray = (backend or ("ray" if ray_address else pbt.get("backend"))) == "ray"
+    ray_address = (ray_address or pbt.get("ray_address")) if on_ray else None
+    if multi_session and jobs not in (None, 1) and not on_ray:
+        raise ConfigError(f"--jobs {jobs} with --multi-session: the sessions of a subject train one model together; "
+                          "leave out --jobs (population-based training uses the cores), or use --backend ray (a Ray "
+                          "task per subject)")
+    res = _plan_on_ray(plan, ray_address, device) if on_ray else None
     if dry_run:
         return BatchResult(plan, dry_run=True)
-    if progress:
-        print(plan.format(), file=sys.stderr)
-    plan.out.mkdir(parents=True, exist_ok=True)
     kwargs = dict(preset=preset, config=config, overrides=overrides, emg=emg, seed=seed, device=device,
                   progress=progress, command=command, overwrite=overwrite, **run_options)
-    with OutputLock(plan.manifest):
+    _run_planned(plan, kwargs, jobs, progress, command, (ray_address, res) if on_ray else None)
+    return BatchResult(plan)
+
+
+def _plan_on_ray(plan: BatchPlan, address: str | None, device: str | None) -> Any:
+    """Prepare a plan for Ray tasks: its output folder made absolute (a task runs in another
+    working directory, perhaps on another machine), its ``execution`` line, a warning when the
+    cluster may have other machines (they must reach the output folder and the local inputs at
+    the same paths); returns each task's :class:`~nwb_autolfads.batch_ray.TaskResources`.
+
+    Raises
+    ------
+    ConfigError
+        Ray is not installed.
+    """
+    from nwb_autolfads.batch_ray import import_ray, is_remote, run_resources
+
+    import_ray()  # a missing Ray: before anything is written
+    plan.out = plan.out.absolute()
+    res = run_resources(plan.resolved, device)
+    what = "subject's model" if plan.multi_session else "input"
+    plan.execution = (f"Ray tasks on {address or 'a private local Ray instance (127.0.0.1)'}, one per {what}, "
+                      f"{res.describe()}")
+    if is_remote(address):
+        local = any("://" not in i.input for i in plan.items if i.status != "skipped")
+        log.warning(f"--ray-address {address}: each run writes its output itself on the node that runs it: the "
+                    f"output folder {plan.out}{' and the local inputs' if local else ''} must be reachable at the "
+                    "same path from every node (a shared file system), and nwb-autolfads installed on each")
+    return res
+
+
+def _run_planned(plan: BatchPlan, kwargs: dict[str, Any], jobs: int | None, progress: bool, command: str | None,
+                 ray: tuple[str | None, Any] | None) -> None:
+    """Run a plan (:func:`run_batch`): the output folder locked, with ``ray`` (address, task
+    resources) Ray connected (the tasks in flight chosen), the plan printed, the manifest written
+    after each input starts and ends, with a progress line per finished input (or group)."""
+    from nwb_autolfads.io.writing import OutputLock
+
+    plan.out.mkdir(parents=True, exist_ok=True)
+    with OutputLock(plan.manifest), _ray_tasks(ray if plan.todo() else None) as tasks:  # nothing to run: no Ray
+        if tasks is not None:
+            jobs, how = tasks.slots(jobs, ray[1])
+            plan.execution += f"; {jobs} at a time ({how})"
+        jobs = jobs or 1
+        if progress:
+            print(plan.format(), file=sys.stderr)
         previous = _read_manifest(plan.manifest)
         _write_manifest(plan, previous, command)
         finished: list[list[BatchItem]] = []
@@ -1153,5 +1277,17 @@ def run_batch(inputs: Sequence[str | Path], output: str | Path | None = None, *,
             if progress:
                 print(_progress(plan, finished, t0, jobs), file=sys.stderr)
 
-        _execute(plan, kwargs, jobs, note)
-    return BatchResult(plan)
+        if plan.todo():
+            _execute(plan, kwargs, jobs, note, None if tasks is None else (tasks, ray[1]))
+
+
+def _ray_tasks(ray: tuple[str | None, Any] | None):
+    """A connected :class:`~nwb_autolfads.batch_ray.RayTasks` for ``ray`` (address, resources),
+    or, without, a context that gives None."""
+    import contextlib
+
+    if ray is None:
+        return contextlib.nullcontext()
+    from nwb_autolfads.batch_ray import RayTasks
+
+    return RayTasks(ray[0])

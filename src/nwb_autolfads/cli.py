@@ -189,7 +189,8 @@ def _run_population_options(p: argparse.ArgumentParser) -> None:
                         "with the configured hyperparameters")
     p.add_argument("--backend", choices=["embedded", "ray"],
                    help="where population-based training runs: embedded (default; this machine, nothing to start) "
-                        "or ray (Ray tasks; pip install \"nwb-autolfads[ray]\")")
+                        "or ray (Ray tasks; pip install \"nwb-autolfads[ray]\"); for several inputs, each input is "
+                        "a Ray task (trained embedded), so a cluster's machines share them")
     p.add_argument("--ray-address", metavar="ADDRESS",
                    help="with --backend ray: a running Ray cluster (HEAD:6379 or auto); default: start a local one")
 
@@ -535,8 +536,8 @@ def _batch_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("several inputs (a dandiset, a folder, a glob or a list: one result each)")
     g.add_argument("--dry-run", action="store_true", help="print the plan (inputs, sizes, what is skipped and why, "
                    "outputs, time) and exit")
-    g.add_argument("--jobs", type=int, default=1, metavar="N", help="inputs run at once, each in its own process "
-                   "(default 1)")
+    g.add_argument("--jobs", type=int, metavar="N", help="inputs run at once, each in its own process (default 1); "
+                   "with --backend ray the Ray tasks in flight (default: the cluster's CPUs / the CPUs of one run)")
     g.add_argument("--multi-session", action="store_true",
                    help="one model per subject over its sessions (the sub-<label> in the paths, else the files' "
                         "subject_id; files naming neither together): a read-in and read-out per session, shared "
@@ -546,7 +547,7 @@ def _batch_options(p: argparse.ArgumentParser) -> None:
 def _is_batch(args) -> bool:
     from nwb_autolfads.batch import is_batch
 
-    return args.dry_run or args.jobs != 1 or args.multi_session or is_batch(args.file)
+    return args.dry_run or args.jobs not in (None, 1) or args.multi_session or is_batch(args.file)
 
 
 def _cmd_batch(args, preset: str | None, overrides: dict[str, Any]) -> int:

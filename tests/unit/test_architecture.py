@@ -55,7 +55,7 @@ may always import its own modules. The top level (``pipeline``, ``cli``, ``__ini
 helpers for tests and examples (``testing``, ``simulate``) have no rule: they may import any
 stage, and no stage may import them."""
 
-ONLY_IN = {"matplotlib": {"evaluation.report"}, "ray": {"train.pbt.ray_executor"}}
+ONLY_IN = {"matplotlib": {"evaluation.report"}, "ray": {"train.pbt.ray_executor", "batch_ray"}}
 """Third-party distributions that only these modules (dotted, below ``nwb_autolfads``) may import."""
 
 
@@ -136,7 +136,7 @@ def test_every_stated_rule_is_checked():
     ("nwb_autolfads.model.fake", "try:\n    import h5py\nexcept ImportError:\n    pass\n", ["imports h5py (model may not)"]),
     ("nwb_autolfads.evaluation.fake", "class A:\n    def f(self):\n        import matplotlib.pyplot\n",
      ["only evaluation.report may"]),
-    ("nwb_autolfads.train.loop", "import ray\n", ["only train.pbt.ray_executor may"]),
+    ("nwb_autolfads.train.loop", "import ray\n", ["only batch_ray, train.pbt.ray_executor may"]),
     ("nwb_autolfads.ndx.fake", "from nwb_autolfads import config\n", ["imports nwb_autolfads.config"]),
     ("nwb_autolfads.ndx.fake", "from .. import pipeline\n", ["imports nwb_autolfads.pipeline"]),
     ("nwb_autolfads.config", "from nwb_autolfads.testing import mock_emg_nwb\n", ["imports nwb_autolfads.testing"]),
