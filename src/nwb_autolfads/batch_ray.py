@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import socket
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from nwb_autolfads.errors import ConfigError
+from nwb_autolfads.train.pbt import ray_cluster
 
 __all__ = ["RayTasks", "TaskResources", "import_ray", "run_resources", "is_remote"]
 
@@ -35,22 +34,15 @@ log = logging.getLogger(__name__)
 
 
 def import_ray():
-    """The ``ray`` module.
+    """The ``ray`` module (:func:`nwb_autolfads.train.pbt.ray_cluster.import_ray`).
 
     Raises
     ------
     ConfigError
         Ray is not installed (the message names the extra to install).
     """
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    logging.getLogger("ray").setLevel(logging.ERROR)
-    try:
-        import ray
-    except ImportError as exc:
-        raise ConfigError("--backend ray runs a batch's inputs as Ray tasks and needs Ray: pip install "
-                          f"\"nwb-autolfads[ray]\" (or leave out --backend ray: local worker processes, --jobs N) "
-                          f"({exc})") from None
-    return ray
+    return ray_cluster.import_ray("--backend ray (a batch's inputs as Ray tasks; or leave it out: local worker "
+                                  "processes, --jobs N)")
 
 
 @dataclass(frozen=True)
@@ -123,16 +115,7 @@ class RayTasks:
         self.started = False
 
     def __enter__(self) -> "RayTasks":
-        ray = self.ray
-        if not ray.is_initialized():
-            if self.address:
-                ray.init(address=self.address, log_to_driver=False)
-            else:
-                from nwb_autolfads.train.resources import available_cores
-
-                ray.init(num_cpus=available_cores(), include_dashboard=False, _node_ip_address="127.0.0.1",
-                         log_to_driver=False, configure_logging=False)
-            self.started = True
+        self.started = ray_cluster.connect(self.ray, self.address)
         return self
 
     def __exit__(self, *exc) -> None:

@@ -31,10 +31,10 @@ from nwb_autolfads.errors import ConfigError, NwbAutolfadsError, SignalError
 from nwb_autolfads.io.reading import open_nwb
 from nwb_autolfads.io.sources import resolve_source
 from nwb_autolfads.io.writing import OutputLock, write_results
-from nwb_autolfads.model.artifact import MODEL_SUFFIX, check_model_path, stage_model
+from nwb_autolfads.model.artifact import check_model_path, stage_model
 from nwb_autolfads.pipeline import (FitResult, ModelData, OutputPlan, RunResult, SourceData, StageClock, _bin, _chop,
-                                    _collect, _infer, _plan_output, _preprocess, _read_source, _resolve_config,
-                                    _source_sha256, train_data)
+                                    _collect, _infer, _model_folder, _plan_output, _preprocess, _read_source,
+                                    _resolve_config, _source_sha256, train_data)
 from nwb_autolfads.provenance import make_record, model_metadata, session_entry
 from nwb_autolfads.rundir import choose_rundir, prepare_rundir, remove_rundir
 from nwb_autolfads.train.devices import resolve_device, seed_everything
@@ -218,17 +218,10 @@ def _state_target(first_output: Path) -> Path:
 
 
 def _model_path(save_model, cfg: RunConfig, first_output: Path, write: bool) -> Path | None:
-    if save_model is None:
-        save_model = cfg.output.save_model and write
-    if isinstance(save_model, (str, Path)):
-        return Path(save_model)
-    if save_model and not write:
-        raise ConfigError("save_model=True keeps the model beside the first output, and write=False writes none: give "
-                          "save_model a folder path (e.g. 'subject.autolfads-model')")
-    if not save_model:
-        return None
-    target = _state_target(first_output)
-    return target.with_name(target.stem + MODEL_SUFFIX)
+    """Where the one model of the sessions is kept: as a run keeps its model
+    (:func:`~nwb_autolfads.pipeline._model_folder`), named after the first output:
+    ``<first output stem>.sessions.autolfads-model``."""
+    return _model_folder(save_model, cfg, _state_target(first_output), write)
 
 
 def _bin_sessions(sessions: list[_Session]) -> RunConfig:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import sys
 from dataclasses import dataclass, field
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,7 @@ may always import its own modules. The top level (``pipeline``, ``cli``, ``__ini
 helpers for tests and examples (``testing``, ``simulate``) have no rule: they may import any
 stage, and no stage may import them."""
 
-ONLY_IN = {"matplotlib": {"evaluation.report"}, "ray": {"train.pbt.ray_executor", "batch_ray"}}
+ONLY_IN = {"matplotlib": {"evaluation.report"}, "ray": {"train.pbt.ray_cluster", "batch_ray"}}
 """Third-party distributions that only these modules (dotted, below ``nwb_autolfads``) may import."""
 
 
@@ -136,13 +137,13 @@ def test_every_stated_rule_is_checked():
     ("nwb_autolfads.model.fake", "try:\n    import h5py\nexcept ImportError:\n    pass\n", ["imports h5py (model may not)"]),
     ("nwb_autolfads.evaluation.fake", "class A:\n    def f(self):\n        import matplotlib.pyplot\n",
      ["only evaluation.report may"]),
-    ("nwb_autolfads.train.loop", "import ray\n", ["only batch_ray, train.pbt.ray_executor may"]),
+    ("nwb_autolfads.train.loop", "import ray\n", ["only batch_ray, train.pbt.ray_cluster may"]),
     ("nwb_autolfads.ndx.fake", "from nwb_autolfads import config\n", ["imports nwb_autolfads.config"]),
     ("nwb_autolfads.ndx.fake", "from .. import pipeline\n", ["imports nwb_autolfads.pipeline"]),
     ("nwb_autolfads.config", "from nwb_autolfads.testing import mock_emg_nwb\n", ["imports nwb_autolfads.testing"]),
     # allowed
     ("nwb_autolfads.evaluation.report", "import matplotlib\n", []),
-    ("nwb_autolfads.train.pbt.ray_executor", "from ray import tune\n", []),
+    ("nwb_autolfads.train.pbt.ray_cluster", "from ray import tune\n", []),
     ("nwb_autolfads.io.fake", "from nwb_autolfads import __version__\nimport os, h5py\nfrom . import formats\n", []),
     ("nwb_autolfads.data.fake", "from __future__ import annotations\nfrom nwb_autolfads.data.signals import Signal\n"
      "from nwb_autolfads.config import PreprocessConfig\nfrom scipy import signal\n", []),
@@ -224,3 +225,11 @@ def test_long_functions_are_found_nested_and_in_classes(tmp_path, monkeypatch):
     assert long_functions() == {}
     (tmp_path / "fake.py").write_text(documented + "    y = 1\n")
     assert long_functions() == {"fake:d": n + 1}
+
+
+def test_test_files_have_unique_names():
+    """pytest imports test files by their base name (the folders are not packages): two files of one
+    name stop the whole suite at collection ("import file mismatch")."""
+    root = Path(__file__).resolve().parents[1]
+    names = Counter(p.name for p in root.rglob("test_*.py"))
+    assert not [n for n, k in names.items() if k > 1], names

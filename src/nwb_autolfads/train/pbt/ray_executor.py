@@ -23,29 +23,19 @@ from typing import Callable
 import torch
 
 from nwb_autolfads.config import AugmentConfig, ModelConfig, PBTConfig, TrainConfig
-from nwb_autolfads.errors import ConfigError, TrainingError
+from nwb_autolfads.errors import TrainingError
 from nwb_autolfads.model.lfads import LFADS
 from nwb_autolfads.train.loop import TrainResult
 from nwb_autolfads.train.pbt.member import Member, member_streams, pack_state, train_generation_on, unpack_state
 from nwb_autolfads.train.pbt.population import Population, evolve, run_fingerprint
+from nwb_autolfads.train.pbt.ray_cluster import connect, import_ray
 from nwb_autolfads.train.training_data import TrainingData
 
 __all__ = ["train_population_ray", "RayExecutor"]
 
 
 def _import_ray():
-    import logging
-    import os
-
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    for name in ("ray",):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        import ray
-    except ImportError as exc:  # pragma: no cover - exercised where ray is missing
-        raise ConfigError("pbt.backend 'ray' needs Ray: pip install \"nwb-autolfads[ray]\" (or use the default "
-                          f"embedded backend) ({exc})") from None
-    return ray
+    return import_ray("pbt.backend 'ray' (population-based training on Ray) - or use the default embedded backend -")
 
 
 # ------------------------------------------------------------------------------- the task
@@ -83,16 +73,7 @@ class RayExecutor:
     def __init__(self, data: TrainingData, model_cfg: ModelConfig, train_cfg: TrainConfig, aug: AugmentConfig,
                  pbt: PBTConfig):
         ray = self.ray = _import_ray()
-        self.started = False
-        if not ray.is_initialized():
-            if pbt.ray_address:
-                ray.init(address=pbt.ray_address, log_to_driver=False)
-            else:
-                from nwb_autolfads.train.resources import available_cores
-
-                ray.init(num_cpus=available_cores(), include_dashboard=False, _node_ip_address="127.0.0.1",
-                         log_to_driver=False, configure_logging=False)
-            self.started = True
+        self.started = connect(ray, pbt.ray_address)
         gpus = float(pbt.ray_gpus_per_member)
         self.data = ray.put({"run": uuid.uuid4().hex, "data": data.cpu(), "model_cfg": model_cfg,
                              "train_cfg": train_cfg, "aug": aug, "gpu": gpus > 0,
