@@ -201,3 +201,14 @@ def test_the_bin_size_suggested_for_differing_sessions_fits_them_all():
     assert common_bin([0.004, 0.005]) == pytest.approx(0.02)
     assert common_bin([1 / 300, 0.005]) == pytest.approx(0.01)
     assert common_bin([0.001, 0.002]) == pytest.approx(0.006)  # at least 5 ms
+
+
+def test_a_population_trains_one_model_over_the_sessions(tmp_path):
+    a = _session(tmp_path / "sub-P_ses-1_ecephys.nwb", 3, seed=1)
+    b = _session(tmp_path / "sub-P_ses-2_ecephys.nwb", 4, seed=2)
+    ra, rb = nwb_autolfads.run_sessions([a, b], preset="smoke", seed=2, write=False, progress=False,
+                                        overrides={**SETTINGS, "pbt.population": 2, "pbt.max_generations": 2})
+    assert ra.training.pbt_history and ra.training.pbt_history == rb.training.pbt_history  # one population
+    assert ra.training.execution.startswith(("sequential", "processes"))  # several sessions never train stacked
+    assert ra.activations.shape[1] == 3 and rb.activations.shape[1] == 4
+    assert np.all(np.isfinite(ra.activations)) and np.all(np.isfinite(rb.activations))
