@@ -653,10 +653,12 @@ def _recorded_source_sha256(output: Path, run_name: str) -> str:
 def _input_changed(item: BatchItem, row: Mapping[str, Any], output: Path) -> bool:
     """Whether a done item's input differs from the one its result was made from (``row``: its
     manifest row; ``output``: the result). A DANDI asset: another asset id (a replaced file is a new
-    asset) or size. A local input: the same size and modification time as recorded, or else the same
-    SHA-256 (hashed only then); a row of a manifest that recorded neither (an earlier version): the
+    asset) or size. A local input: the same SHA-256 as recorded, always hashed (a file replaced by
+    another of the same size with its modification time kept, e.g. ``cp -p`` or ``rsync -a``, is
+    still seen: size and time alone would miss it; hashing costs about a second per GB, as the
+    outputs' own check does); a row of a manifest that recorded none (an earlier version): the
     SHA-256 the output's provenance records for its source. An unchanged local input's identity is
-    kept on ``item`` (now's, when only its time changed). Another URL: not checked (its size only)."""
+    kept on ``item``. Another URL: not checked (its size only)."""
     if item.asset_id or "://" in item.input:
         return bool(row.get("asset_id") and item.asset_id and row["asset_id"] != item.asset_id) or \
             (row.get("size") is not None and item.size is not None and row["size"] != item.size)
@@ -664,9 +666,6 @@ def _input_changed(item: BatchItem, row: Mapping[str, Any], output: Path) -> boo
     if not path.exists():
         return True
     size, mtime = _local_stat(path)
-    if row.get("input_sha256") and (row.get("size"), row.get("input_mtime_ns")) == (size, mtime):
-        item.size, item.input_mtime_ns, item.input_sha256 = size, mtime, row["input_sha256"]
-        return False
     recorded = row.get("input_sha256") or _recorded_source_sha256(output, row.get("run_name", ""))
     sha = _local_sha256(path)
     if sha != recorded:

@@ -213,6 +213,13 @@ def test_a_done_item_runs_again_when_its_input_changed(folder, tmp_path):
     stat = (folder / a).stat()
     os.utime(folder / a, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched: hashed, the same
     assert _states(plan_batch([folder], out, preset="smoke")) == {a: ("done", ""), b: ("done", "")}
+    # replaced by another file of the same size with the time kept (cp -p, rsync -a): still seen
+    data = bytearray((folder / a).read_bytes())
+    data[-1] ^= 0xFF
+    stat = (folder / a).stat()
+    (folder / a).write_bytes(bytes(data))
+    os.utime(folder / a, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert _states(plan_batch([folder], out, preset="smoke"))[a] == ("pending", CHANGED)
     mock_emg_nwb(folder / a, duration=1.0, rate=500.0, n_muscles=2, seed=7)  # rewritten with other data
     plan = plan_batch([folder], out, preset="smoke")
     assert _states(plan) == {a: ("pending", CHANGED), b: ("done", "")}
