@@ -305,10 +305,11 @@ def session_of(model: ModelArtifact, session: str | None, voice: Voice | None = 
         return model, None
     names = [str(e.get("name")) for e in entries]
     if session is None or session not in names:
-        what = "name one of its sessions" if session is None else f"it has no session {session!r}"
+        option = voice.arg('session', 'NAME') if voice.cli else 'session=NAME'
+        what = "name" if session is None else f"it has no session {session!r}: name"
         raise ConfigError(f"{voice.named(model.path)} was trained over {len(names)} sessions ({', '.join(names)}): "
-                          f"{what} with {voice.arg('session', 'NAME') if voice.cli else 'session=NAME'}: the session "
-                          f"whose read-in and read-out fit the new file's channels{hint}")
+                          f"{what} the session whose read-in and read-out fit the new file's channels with {option}"
+                          f"{hint}")
     k = names.index(session)
     own = {key: entries[k][key] for key in ("columns", "config", "output") if key in entries[k]}  # channels, prep.
     own["source"] = {key: entries[k].get(key, "") for key in ("identifier", "sha256", "location", "url",
