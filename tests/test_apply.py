@@ -225,8 +225,11 @@ def test_apply_warns_in_one_line_when_the_model_does_not_fit_the_recording(day1,
     other = _session(tmp / "other_animal.nwb", seed=8)  # TA, MG, LG mixed otherwise
     out = tmp / "other_out.nwb"
     assert main(["apply", str(res.model), str(other), "--rescale", "-o", str(out), "-q"]) == 0
-    err = [line for line in capsys.readouterr().err.splitlines() if "explains" in line]
+    captured = capsys.readouterr()
+    err = [line for line in captured.err.splitlines() if "explains" in line]
     assert len(err) == 1 and "LG" in err[0] and "trained" in err[0] and "nwb-autolfads run" in err[0], err
+    assert "WARNING     the model explains 1 channel(s) of this file far worse than its training data (LG)" \
+        in captured.out  # the summary says it too
     check = json.loads(nwb_autolfads.load_results(out).attrs["metrics"])["fit_check"]  # in the provenance
     assert check["verdict"] == "misfit" and check["flagged"] == {"emg": ["LG"]}
     assert check["trained"]["emg"]["LG"] - check["applied"]["emg"]["LG"] > 0.5

@@ -244,6 +244,11 @@ class RunResult:
             self._training_line()]
         if self.config.preset == "smoke":
             lines.append(f"  NOTE        {SMOKE_NOTE}: run with --preset quick or default for results to use")
+        if self.fit_check and self.fit_check.get("verdict") == "misfit":
+            flagged = [ch for chans in self.fit_check.get("flagged", {}).values() for ch in chans]
+            lines.append(f"  WARNING     the model explains {len(flagged)} channel(s) of this file far worse than its "
+                         f"training data ({', '.join(flagged)}): their estimates are likely wrong; train a model on "
+                         "this recording")
         if self.output is not None:
             lines += self._output_lines(report)
         return "\n".join(lines)
