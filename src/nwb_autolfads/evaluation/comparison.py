@@ -157,7 +157,8 @@ class Evaluation:
 
 # --------------------------------------------------------------------------- cross-validation
 def nested_cv(candidates: dict[str, np.ndarray], targets: np.ndarray, lags: int = 10, folds: int = 5,
-              per_channel: bool = False, fixed: list[str] | None = None, alphas=RIDGE_ALPHAS) -> dict:
+              per_channel: bool = False, fixed: list[str] | None = None, alphas=RIDGE_ALPHAS,
+              on_fold=None) -> dict:
     """Cross-validated ridge prediction of ``targets`` (n, K) from an estimate that has several
     candidate parameter settings (``candidates``: label -> (n, C)).
 
@@ -168,7 +169,7 @@ def nested_cv(candidates: dict[str, np.ndarray], targets: np.ndarray, lags: int 
     the label with the best validation R^2 there predicts the test fold. ``per_channel``: channel
     c of the estimate predicts target c alone (a map per channel, for scores against truth).
     ``fixed``: the label to use in each fold instead of choosing. Rows where anything is NaN are
-    left out. Returns dict(mean, per_target (K,), folds (folds, K), r (K,), chosen [label per fold]).
+    left out. ``on_fold()`` is called after each test fold (a progress bar). Returns dict(mean, per_target (K,), folds (folds, K), r (K,), chosen [label per fold]).
 
     Raises
     ------
@@ -207,6 +208,8 @@ def nested_cv(candidates: dict[str, np.ndarray], targets: np.ndarray, lags: int 
             pred[test[:, None], np.arange(Y.shape[1])[cols]] = predict(X[test])
         fold_r2.append(r2_of(pred[test], Y[test]))
         fold_r.append(_corr(pred[test], Y[test]))
+        if on_fold is not None:
+            on_fold()
     pooled = r2_of(pred, Y)
     return {"mean": float(np.nanmean(pooled)), "per_target": pooled, "folds": np.array(fold_r2),
             "r": _corr(pred, Y), "folds_r": np.array(fold_r),
@@ -503,9 +506,9 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
         results-only file, from the source file the run read (reopened from its recorded URL or
         path, streamed if remote).
     progress : bool
-        A progress bar with the time left on stderr (one step per method and target scored: the
-        cross-validated decoders take most of the time, e.g. a minute for 60 s of 8 muscles with
-        kinematics and force on 2 cores).
+        A progress bar with the time left on stderr (one step per cross-validation fold of each
+        method and target scored: the decoders take most of the time, e.g. a minute for 60 s of
+        8 muscles with kinematics and force on 2 cores).
 
     Returns
     -------
@@ -547,8 +550,8 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
     if progress:
         sys.stderr.write("nwb-autolfads: evaluate: building the baselines (low-pass and Bayesian filter grids)\n")
     groups = _estimate_groups(st, cfg)
-    total = sum(len(_targets(st, g)) * len(g.methods) for g in groups)
-    with tqdm(total=total, desc="evaluate", unit="score", disable=not progress or total < 2, leave=False) as st.bar:
+    total = folds * sum(len(_targets(st, g)) * len(g.methods) for g in groups)
+    with tqdm(total=total, desc="evaluate", unit="fold", disable=not progress or total < 2, leave=False) as st.bar:
         for group in groups:
             _score_group(st, group)
     spectra = _spectra(st, groups[0]) if groups and groups[0].kind == "emg" else {}
@@ -691,9 +694,8 @@ def _score_targets(st: _Scoring, group: _Group) -> dict[str, list[str]]:
         for m, cands in group.methods.items():
             if st.bar is not None:
                 st.bar.set_postfix_str(f"{metric}: {group.prefix}{m}", refresh=False)
-            out = nested_cv(cands, Y, lags=metric_lags, folds=st.folds, per_channel=per_channel)
-            if st.bar is not None:
-                st.bar.update(1)
+            out = nested_cv(cands, Y, lags=metric_lags, folds=st.folds, per_channel=per_channel,
+                            on_fold=None if st.bar is None else (lambda: st.bar.update(1)))
             if metric == "force":  # reported as correlation
                 out["mean_r2"], out["mean"] = out["mean"], float(np.nanmean(out["r"]))
                 out["folds_r2"], out["folds"] = out["folds"], out["folds_r"]

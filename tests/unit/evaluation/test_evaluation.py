@@ -23,6 +23,9 @@ def test_nested_cv_chooses_the_informative_candidate_inside_the_training_folds()
     assert out["mean"] > 0.99 and out["folds"].shape == (5, 2)
     fixed = nested_cv(cands, truth, lags=0, folds=5, per_channel=True, fixed=["bad"] * 5)
     assert fixed["chosen"] == ["bad"] * 5 and fixed["mean"] < 0.1
+    done = []
+    nested_cv(cands, truth, lags=0, folds=4, on_fold=lambda: done.append(1))  # what evaluate's progress counts
+    assert len(done) == 4
 
 
 def test_nested_cv_recovers_a_known_linear_relation_with_history():
