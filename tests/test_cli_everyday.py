@@ -84,7 +84,7 @@ def _rundir_of_this_run(tiny, monkeypatch, argv):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr(pipeline, "_train", interrupted)
+        m.setattr(pipeline, "train_data", interrupted)
         assert main(argv) == 130
     return default_rundir(tiny.with_name("tiny_autolfads.nwb"))
 

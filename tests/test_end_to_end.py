@@ -47,7 +47,9 @@ def test_cli_smoke_run_writes_a_valid_result(emg_copy):
         assert np.all(np.isfinite(data)) and np.all(data > 0)
         assert act.unit == src.unit == "volts"
         assert act.rate == pytest.approx(100.0)
-        assert act.starting_time == pytest.approx(src.starting_time + 0.005)  # bin centres, source clock
+        # bin centres on the source clock: the 10 ms bins of the EMG resampled to 1 kHz are labelled at
+        # the mean time of their samples, half a 1 ms sample before the nominal centre (docs/science.md, Bin times)
+        assert act.starting_time == pytest.approx(src.starting_time + 0.005 - 0.0005)
         assert list(act.channel_names[:]) == ["TA", "MG", "LG", "Sol", "VL", "VM"]
         config = json.loads(run.config)
         assert config["preset"] == "smoke" and config["model"]["factor_dim"] == 3
@@ -378,7 +380,9 @@ def test_trial_aligned_mode(tmp_path):
     assert "1 of 8 trials" in proc.stderr  # the trial without a go cue
     ds = nwb_autolfads.load_results(tmp_path / "trials_autolfads.nwb")
     assert ds.sizes["time"] == 7 * 120 and ds.sizes["window"] == 7  # 7 trials x 1.2 s, one window each
-    np.testing.assert_allclose(ds.window_time.values[:3], [0.205, 1.605, 3.005])  # first bin of each trial
+    # first bin of each trial, at the mean time of its samples (resampled to 1 kHz: 0.5 ms before the
+    # nominal bin centre; docs/science.md, Bin times)
+    np.testing.assert_allclose(ds.window_time.values[:3], [0.2045, 1.6045, 3.0045])
     assert np.all(np.isfinite(ds.emg_activations.values))
     assert json.loads(ds.attrs["config"])["data"]["window"] == [-0.5, 0.7]
     for args, words in ((["--align-to", "nope", "--window", "0,1"], "not a column of the trials table"),
