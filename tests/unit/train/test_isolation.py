@@ -144,8 +144,12 @@ def test_stopping_the_caller_stops_the_child(tmp_path, how):
     script, ck = tmp_path / "analysis.py", tmp_path / "model_state.pt"
     script.write_text(_SCRIPT)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    # the script starts as from a terminal: SIGINT at its default. A child inherits an IGNORED SIGINT
+    # across exec (Python then never raises KeyboardInterrupt), and the test process may have had it
+    # ignored by something run before it in the suite (this test then timed out only in the full suite)
     proc = subprocess.Popen([sys.executable, str(script), str(ck)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = proc.stdout.readline()
         assert line.startswith("child "), proc.stderr.read()[-2000:]
