@@ -29,6 +29,7 @@ fitting learns ends with ``_``, ``fit`` returns the estimator.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 import inspect
 import math
 from pathlib import Path
@@ -49,7 +50,7 @@ BAYES_JUMP = 1e-2
 :data:`~nwb_autolfads.evaluation.baselines.BAYES_JUMPS`)."""
 
 
-class _Baseline:
+class _Baseline(ABC):
     """What the baselines share: parameters (``get_params`` / ``set_params``), reading a file as
     :func:`nwb_autolfads.run` does, channels matched by name, the dataset of the estimates."""
 
@@ -161,9 +162,10 @@ class _Baseline:
     def _learn(self, values: np.ndarray, fs: float) -> None:
         """Learn from the fitting file's (n_bins, C) values sampled at ``fs`` bins per second."""
 
+    @abstractmethod
     def _estimate(self, values: np.ndarray, fs: float, segments: list[slice], data) -> np.ndarray:
-        """The (n_bins, C) estimate of ``values``, each segment filtered on its own."""
-        raise NotImplementedError
+        """The (n_bins, C) estimate of ``values``, each segment filtered on its own (every baseline
+        defines it)."""
 
     def _method(self) -> str:
         """The filter and its parameters (the dataset's ``method`` attribute)."""

@@ -927,7 +927,6 @@ def _run_one(input: str, output: str, kwargs: dict[str, Any], root: str) -> dict
     """Run one input (in this process or a worker) into ``output``, a file under the output
     folder ``root``; its outcome as a dict (never raises a user error: it becomes ``failed`` or,
     for a missing signal, ``skipped``). The model's folder is recorded relative to ``root``."""
-    from nwb_autolfads.io.writing import file_sha256
     from nwb_autolfads.pipeline import run
 
     t0 = time.perf_counter()
@@ -938,23 +937,36 @@ def _run_one(input: str, output: str, kwargs: dict[str, Any], root: str) -> dict
     except SignalNotFoundError as exc:
         status = "failed" if kwargs.get("emg") else "skipped"  # a path the user named must be there
         return {"status": status, "reason": _one_line(exc), "started": started, "seconds": time.perf_counter() - t0}
-    except NwbAutolfadsError as exc:
-        return {"status": "failed", "reason": _one_line(exc), "started": started, "seconds": time.perf_counter() - t0}
-    except Exception as exc:  # a bug or a library's error on odd data: recorded, the batch goes on
-        return {"status": "failed", "reason": f"{type(exc).__name__}: {_one_line(exc)} (unexpected: please report it)",
-                "started": started, "seconds": time.perf_counter() - t0}
+    except Exception as exc:  # noqa: BLE001 - recorded (a bug or a library's error too), the batch goes on
+        return {"status": "failed", "reason": _failure(exc), "started": started, "seconds": time.perf_counter() - t0}
+    return _done(result, root, started, time.perf_counter() - t0, identity)
+
+
+def _failure(exc: BaseException) -> str:
+    """The manifest's reason for a failed run: the error's line, or for an error that is not one of
+    ours (a bug or a library's error on odd data) its type and a request to report it."""
+    if isinstance(exc, NwbAutolfadsError):
+        return _one_line(exc)
+    return f"{type(exc).__name__}: {_one_line(exc)} (unexpected: please report it)"
+
+
+def _done(result, root: str, started: str, seconds: float, identity: Mapping[str, Any]) -> dict[str, Any]:
+    """The outcome of a run whose result was written: its output's SHA-256, its run, its model's
+    folder relative to the output folder ``root`` and the model's SHA-256, the timings and the
+    input's identity (:func:`_input_identity`)."""
+    from nwb_autolfads.io.writing import file_sha256
+
     model = "" if result.model is None else \
         Path(os.path.relpath(Path(result.model).resolve(), Path(root).resolve())).as_posix()
     return {"status": "done", "reason": "", "output_sha256": file_sha256(result.output), "run_name": result.run_name,
-            "model": model, "model_sha256": result.model_sha256 or "", "started": started,
-            "seconds": time.perf_counter() - t0, **identity}
+            "model": model, "model_sha256": result.model_sha256 or "", "started": started, "seconds": seconds,
+            **identity}
 
 
 def _run_group(inputs: list[str], outputs: list[str], kwargs: dict[str, Any], root: str) -> list[dict[str, Any]]:
     """Run the sessions of one subject into one model (:func:`nwb_autolfads.run_sessions`; one
     session alone: :func:`_run_one`); an outcome per session, as :func:`_run_one` gives it (an error
     fails every session of the group, with its reason)."""
-    from nwb_autolfads.io.writing import file_sha256
     from nwb_autolfads.sessions import run_sessions
 
     if len(inputs) == 1:
@@ -965,20 +977,14 @@ def _run_group(inputs: list[str], outputs: list[str], kwargs: dict[str, Any], ro
     identities = [_input_identity(i) for i in inputs]
     try:
         results = run_sessions(inputs, outputs, **options)
-    except NwbAutolfadsError as exc:
-        reason = f"multi-session model of {len(inputs)} sessions: {_one_line(exc)}"
-        return [{"status": "failed", "reason": reason, "started": started,
-                 "seconds": (time.perf_counter() - t0) / len(inputs)}] * len(inputs)
-    except Exception as exc:  # a bug or a library's error on odd data: recorded, the batch goes on
-        reason = f"{type(exc).__name__}: {_one_line(exc)} (unexpected: please report it)"
+    except Exception as exc:  # noqa: BLE001 - recorded for every session of the group, the batch goes on
+        reason = _failure(exc)
+        if isinstance(exc, NwbAutolfadsError):
+            reason = f"multi-session model of {len(inputs)} sessions: {reason}"
         return [{"status": "failed", "reason": reason, "started": started,
                  "seconds": (time.perf_counter() - t0) / len(inputs)}] * len(inputs)
     seconds = (time.perf_counter() - t0) / len(inputs)  # the model's time shared by its sessions
-    model = "" if results[0].model is None else \
-        Path(os.path.relpath(Path(results[0].model).resolve(), Path(root).resolve())).as_posix()
-    return [{"status": "done", "reason": "", "output_sha256": file_sha256(r.output), "run_name": r.run_name,
-             "model": model, "model_sha256": r.model_sha256 or "", "started": started, "seconds": seconds, **identity}
-            for r, identity in zip(results, identities)]
+    return [_done(r, root, started, seconds, identity) for r, identity in zip(results, identities)]
 
 
 def _one_line(exc: BaseException) -> str:
