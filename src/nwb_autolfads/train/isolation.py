@@ -39,7 +39,8 @@ import torch
 from nwb_autolfads.config import AugmentConfig, TrainConfig
 from nwb_autolfads.errors import TrainingError
 from nwb_autolfads.model.lfads import LFADS
-from nwb_autolfads.train.resources import Execution, nwb_modules_loaded, set_threads, using_threads
+from nwb_autolfads.train.resources import (Execution, nwb_modules_loaded, reuse_freed_memory_for_good, set_threads,
+                                          using_threads)
 from nwb_autolfads.train.loop import TrainResult, time_steps, train_model
 from nwb_autolfads.train.training_data import TrainingData
 
@@ -132,6 +133,7 @@ def _child_main(conn, payload: bytes) -> None:
         job = _load(payload)
         del payload
         set_threads(job["threads"])
+        reuse_freed_memory_for_good()  # this process only trains: keep freed buffers for the next step
         architecture = (job["n_channels"], job["model_cfg"], job["observation"], job["session_channels"])
         model = LFADS(*architecture)
         model.load_state_dict(job["state"])

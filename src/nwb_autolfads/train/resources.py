@@ -22,7 +22,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 __all__ = ["available_cores", "Execution", "choose_execution", "refuse_stacked_sessions", "set_threads", "using_threads", "idle_cores", "nwb_modules_loaded", "SMALL_MODEL_WIDTH",
-           "MODES", "CHILD_MIN_WORK"]
+           "MODES", "CHILD_MIN_WORK", "reuse_freed_memory", "reusing_freed_memory",
+           "reuse_freed_memory_for_good"]
 
 MODES = ("stacked", "stacked-processes", "processes", "sequential")
 
@@ -420,6 +421,96 @@ def using_threads(n: int):
         finally:
             if torch.get_num_threads() != before:
                 torch.set_num_threads(before)
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_HEAP_REUSE_BYTES = 1 << 30
+# what glibc's dynamic thresholds reach for blocks up to 32 MB (its DEFAULT_MMAP_THRESHOLD_MAX on 64-bit)
+_DYNAMIC_MMAP_MAX, _DYNAMIC_TRIM_MAX = 32 << 20, 64 << 20
+
+
+def _glibc():
+    """This process's glibc (ctypes), or None where the C library is another."""
+    import ctypes
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # pragma: no cover - glibc without the usual soname
+        return None
+
+
+def _mallopt(libc, pairs) -> bool:
+    """Set glibc malloc parameters (key, value) with ``mallopt``; whether every one was taken."""
+    import ctypes
+
+    return all(libc.mallopt(ctypes.c_int(key), ctypes.c_int(value)) == 1 for key, value in pairs)
+
+
+def reuse_freed_memory(enable: bool = True) -> bool:
+    """Keep the large blocks training frees in this process's heap, to be reused by the next
+    step, instead of handing them back to the system and faulting fresh pages in again.
+
+    glibc's malloc serves every block larger than its mmap threshold (raised dynamically, but to
+    32 MB at most) with a fresh ``mmap``, returned on free: every page of such a block is then
+    faulted in and zeroed by the kernel again at each use. The buffers of a stacked population's
+    recurrences (:mod:`.stacked`) exceed 32 MB from about 10 EMG-sized members (the encoders'
+    gate factors of 10 members: 40 directions x 100 bins x 16 windows x 4 x 32 floats, 33 MB):
+    measured on one thread (``benchmarks/pbt_speed.py --sweep``), a 10-step generation of 10
+    stacked members took 124,000 page faults, of 20 members 667,000 (about none with this set: a
+    few thousand where a small block lands right after a freed large one and leaves a hole that
+    glibc 2.36's padded aligned allocation does not fit, so the heap grows by that buffer once).
+    A single model's buffers stay under the dynamic threshold and fault only once.
+
+    ``enable``: blocks up to 1 GB from the heap, and the heap never trimmed; False: set back to
+    what the dynamic thresholds reach (32 MB / 64 MB), then the freed heap is trimmed. Returns
+    whether anything was set (False on a C library other than glibc: nothing to do there, e.g.
+    macOS's allocator keeps freed blocks itself). Memory: the process keeps its training peak
+    until the end (or ``enable=False``), which a training process reaches anyway.
+    """
+    import ctypes
+
+    libc = _glibc()
+    if libc is None:
+        return False
+    if enable:  # a trim threshold of -1: never trim (a working set above any fixed one would be re-faulted)
+        return _mallopt(libc, [(_M_MMAP_THRESHOLD, _HEAP_REUSE_BYTES), (_M_TRIM_THRESHOLD, -1)])
+    done = _mallopt(libc, [(_M_MMAP_THRESHOLD, _DYNAMIC_MMAP_MAX), (_M_TRIM_THRESHOLD, _DYNAMIC_TRIM_MAX)])
+    if done:
+        libc.malloc_trim(ctypes.c_size_t(0))
+    return done
+
+
+_REUSING = {"for_good": False, "depth": 0}  # set for good (a worker that only trains); blocks entered
+
+
+@contextlib.contextmanager
+def reusing_freed_memory():
+    """:func:`reuse_freed_memory` inside the block (training in the caller's process), set back
+    and trimmed when the outermost such block ends (blocks nest: a population's training holds
+    one around all its generations, each stacked generation its own); in a process where it is
+    set for good (a training worker: see :func:`reuse_freed_memory_for_good`), nothing changes."""
+    outermost = not (_REUSING["for_good"] or _REUSING["depth"])
+    if outermost and not reuse_freed_memory(True):  # not glibc: nothing set, nothing to set back
+        yield False
+        return
+    _REUSING["depth"] += 1
+    try:
+        yield True
+    finally:
+        _REUSING["depth"] -= 1
+        if outermost:
+            reuse_freed_memory(False)
+
+
+def reuse_freed_memory_for_good() -> bool:
+    """:func:`reuse_freed_memory` for the rest of this process (a worker process that only
+    trains: its peak is its training's)."""
+    _REUSING["for_good"] = reuse_freed_memory(True)
+    return _REUSING["for_good"]
+
 
 NWB_STACK = ("pynwb", "hdmf", "h5py", "zarr", "hdmf_zarr")
 

@@ -55,7 +55,7 @@ from nwb_autolfads.train.seeds import Streams
 from nwb_autolfads.model.recurrence import controlled_generator, gru_gates, stacked_gru
 from nwb_autolfads.train.loop import WindowSampler, ramp_weight
 from nwb_autolfads.train.training_data import TrainingData
-from nwb_autolfads.train.resources import refuse_stacked_sessions
+from nwb_autolfads.train.resources import refuse_stacked_sessions, reusing_freed_memory
 
 __all__ = ["StackedPopulation", "stacked_steps", "StackedExecutor", "time_stacked"]
 
@@ -569,6 +569,10 @@ class StackedExecutor:
         ``seed``: the run's seed; member k of generation g draws from ``member_streams(seed, g, k)``,
         as with the other executors. ``first``: the population index of ``members[0]`` (a block
         of the population trained in a worker process: ``members[j]`` is member ``first + j``)."""
+        with reusing_freed_memory():  # the stacked buffers exceed glibc's mmap threshold (see there)
+            self._generation(members, n_steps, generation, seed, first)
+
+    def _generation(self, members: list[Member], n_steps: int, generation: int, seed: int, first: int) -> None:
         cfg, every = self.train_cfg, self.train_cfg.valid_every
         pop = StackedPopulation.from_members(members)
         dev = self.train_x.device

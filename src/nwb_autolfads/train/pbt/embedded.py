@@ -30,7 +30,7 @@ from nwb_autolfads.train.pbt.member import Member, member_streams, pack_state, t
 from nwb_autolfads.train.pbt.population import Population, evolve, run_fingerprint
 from nwb_autolfads.train.training_data import TrainingData
 from nwb_autolfads.train.resources import (Execution, available_cores, choose_execution, refuse_stacked_sessions,
-                                           using_threads)
+                                           reusing_freed_memory, using_threads)
 
 __all__ = ["train_population", "member_blocks", "default_workers", "start_method", "without_main_script"]
 
@@ -43,9 +43,10 @@ _WORKER: dict = {}
 
 
 def _worker_init(data: TrainingData, model_cfg, train_cfg, aug, threads=1) -> None:
-    from nwb_autolfads.train.resources import set_threads
+    from nwb_autolfads.train.resources import reuse_freed_memory_for_good, set_threads
 
     set_threads(threads)
+    reuse_freed_memory_for_good()  # a worker only trains: keep freed buffers for the next step
     architecture = (data.n_channels, model_cfg, data.observation, data.model_sessions)
     model = LFADS(*architecture).to(data.train.dtype)  # the caller's precision
     _WORKER.update(model=model, train_cfg=train_cfg, aug=aug, data=data, architecture=architecture)
@@ -244,7 +245,9 @@ def train_population(make_model: Callable[[], LFADS], data: TrainingData, model_
         threads=train_cfg.threads, execution=pbt.execution, sessions=data.n_sessions)
     refuse_stacked_sessions(plan.mode, data.n_sessions)  # a plan given by the caller
     log.info("population training: %s", plan.describe())
-    with using_threads(plan.threads):
+    # stacked in this process: its large buffers reused across steps and generations (see there)
+    heap = reusing_freed_memory() if plan.mode == "stacked" else contextlib.nullcontext()
+    with using_threads(plan.threads), heap:
         model, result = evolve(population, lambda: _executor_for(plan, data, model_cfg, train_cfg, aug), seed,
                                run_fingerprint(data, model_cfg, train_cfg, aug, pbt, seed), rundir=rundir,
                                progress=progress, on_generation=on_generation)
