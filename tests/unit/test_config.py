@@ -254,3 +254,27 @@ def test_the_credible_interval_defaults_to_90_percent_is_documented_and_can_be_t
     text = cfg.to_yaml(comments=True)
     assert "  interval: 0.9\n" in text and "credible interval" in field_docs()["inference.interval"]
     assert "mode: mean" in field_docs()["inference.interval"]
+
+
+@pytest.mark.parametrize("interval, n_samples, warned", [(0.99, 20, True), (0.99, 200, False), (0.9, 20, False),
+                                                         (0.9, 19, True), (0.5, 4, False), (0.95, 39, True)])
+def test_too_few_posterior_samples_for_the_interval_are_warned_about(caplog, interval, n_samples, warned):
+    """With fewer than one sample expected beyond each bound the interval's bounds are the extreme
+    samples: the band is too narrow, which must not pass silently (quick preset: 20 samples)."""
+    with caplog.at_level("WARNING"):
+        build_config("quick", overrides={"inference.interval": interval, "inference.n_samples": n_samples})
+    assert ("inference.n_samples >=" in caplog.text) is warned
+    if warned:
+        assert f"inference.interval={interval!r} with inference.n_samples={n_samples}" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # no interval, no samples: nothing to warn about
+        build_config("quick", overrides={"inference.interval": None, "inference.n_samples": n_samples})
+        build_config("quick", overrides={"inference.mode": "mean", "inference.interval": interval})
+    assert "inference.n_samples >=" not in caplog.text
+
+
+def test_an_interval_next_to_one_is_named_as_given_and_not_answered_with_billions_of_samples(caplog):
+    with caplog.at_level("WARNING"):
+        build_config("quick", overrides={"inference.interval": 0.9999999999})
+    assert "inference.interval=0.9999999999 " in caplog.text and "use a smaller interval" in caplog.text
+    assert "n_samples >=" not in caplog.text

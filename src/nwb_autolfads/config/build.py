@@ -4,6 +4,7 @@ warnings that say where a file undoes its preset or step budgets contradict each
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -65,6 +66,7 @@ def build_config(preset: str | None = None, file: str | Path | None = None,
     merged = deep_merge(merged, renamed_keys(expand_dotted(overrides or {})))
     cfg = RunConfig.from_dict(merged)
     _warn_budget_conflicts(cfg, {**flat_keys(file_data), **flat_keys(expand_dotted(overrides or {}))})
+    _warn_interval_samples(cfg.inference)
     return cfg
 
 
@@ -83,6 +85,23 @@ def _choose_preset(preset: str | None, file, file_preset: Any) -> str:
         raise ConfigError(f"unknown preset {preset!r}: use one of {', '.join(sorted(PRESETS))}")
     return preset
 
+
+
+def _warn_interval_samples(inf) -> None:
+    """Warn when the posterior samples are too few for the credible interval asked: with fewer
+    than one sample expected beyond each bound ((1 - interval) / 2 x n_samples < 1) the bounds are
+    the extreme samples themselves, so the posterior part of the band is too narrow, the more so
+    the fewer the samples."""
+    if not inf.with_interval:
+        return
+    need = math.ceil(2.0 / (1.0 - inf.interval) - 1e-9)
+    if inf.n_samples < need:
+        advice = (f"use inference.n_samples >= {need}, or a smaller interval" if need <= 10_000 else
+                  "use a smaller interval (0.9 or 0.95: 20 or 40 samples)")
+        log.warning("inference.interval=%r with inference.n_samples=%d: fewer than one posterior sample lies beyond "
+                    "each bound (the %.3g%% and %.6g%% quantiles of %d samples are their extremes), so the band is "
+                    "too narrow; %s", inf.interval, inf.n_samples, 50 * (1 - inf.interval), 50 * (1 + inf.interval),
+                    inf.n_samples, advice)
 
 
 def _warn_budget_conflicts(cfg: "RunConfig", given: Mapping[str, Any]) -> None:
