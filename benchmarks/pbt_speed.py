@@ -6,6 +6,8 @@
                                    [--stacked-configs emg-small reference]
     python benchmarks/pbt_speed.py --split [--members 20] [--steps 10] [--workers 2] [--repeats 3]
                                    [--stacked-configs emg-small]
+    python benchmarks/pbt_speed.py --sweep [--sizes 1 2 4 10 20] [--steps 10] [--repeats 3]
+                                   [--stacked-configs emg-small emg]
 
 Trains ``nwb_autolfads.train.pbt.embedded.train_population`` (the embedded executor) for one generation of
 ``--steps`` optimisation steps on random data shaped like the reference configuration of
@@ -30,6 +32,13 @@ run does once), all on one torch thread per process; it prints each round's wall
 and ratios to one member (the split's CPU: this process's plus its slowest worker's, the
 critical path: what a generation takes when every worker has a core to itself), and the
 1-minute load average before each round.
+
+``--sweep`` (issue 19, item 3: where the floor is) times, on one torch thread, one generation of
+stacked blocks of each of ``--sizes`` members against one member's generation, interleaved
+``--repeats`` times, and prints per block size the CPU seconds per member relative to one member
+alone (what stacking leaves of a member's cost: the rest is per-call overhead it removed), the page
+faults per generation, and what that fraction implies for 20 members on 2 cores (20 x fraction /
+2, one stacked block per core) against the issue's target of 5x one member.
 """
 
 from __future__ import annotations
@@ -73,18 +82,24 @@ def main(argv=None) -> None:
                    help="--stacked: default emg-small reference; --split: default emg-small")
     p.add_argument("--split", action="store_true",
                    help="time one member, a stacked generation and the same split over --workers processes")
-    p.add_argument("--repeats", type=int, default=3, help="--split: interleaved rounds")
+    p.add_argument("--repeats", type=int, default=3, help="--split, --sweep: interleaved rounds")
+    p.add_argument("--sweep", action="store_true",
+                   help="per-member cost of a stacked generation against the number of members stacked")
+    p.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4, 10, 20], help="--sweep: block sizes")
     p.add_argument("--bound", action="store_true",
                    help="also print the compute bound: matrix-multiply FLOPs of a member-step (counted by torch's "
                         "FlopCounterMode, elementwise work not included) over this machine's peak sgemm rate")
     args = p.parse_args(argv)
     if args.stacked_configs is None:
-        args.stacked_configs = ["emg-small"] if args.split else ["emg-small", "reference"]
+        args.stacked_configs = ["emg-small"] if (args.split or args.sweep) else ["emg-small", "reference"]
     if args.stacked:
         stacked_table(args)
         return
     if args.split:
         split_table(args)
+        return
+    if args.sweep:
+        sweep_table(args)
         return
 
     c = CONFIGS[args.config]
@@ -208,6 +223,58 @@ def _cpu_seconds(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return float("nan")
+
+
+def sweep_table(args) -> None:
+    """Per-member CPU cost of a stacked generation against the number of members stacked, relative
+    to one member trained alone (interleaved rounds, medians)."""
+    import resource
+    import statistics
+
+    from nwb_autolfads.train.pbt.member import member_streams, train_generation
+    from nwb_autolfads.train.resources import reusing_freed_memory
+    from nwb_autolfads.train.stacked import StackedExecutor
+
+    torch.set_num_threads(1)
+    args.members = max(args.sizes)
+    print(f"one generation = {args.steps} training steps + validation on 64 windows; members with different "
+          f"hyperparameters; {args.windows} training windows; 1 torch thread; {os.cpu_count()} CPUs; load average "
+          f"{os.getloadavg()[0]:.1f} when started")
+    for name in args.stacked_configs:
+        c, cfg, observation, tx, vx, members = _population(name, args)
+        stacked = StackedExecutor(TrainingData(tx, vx, observation), cfg.model, cfg.train, cfg.augment)
+
+        def one(ms):
+            train_generation(ms[0], tx, vx, cfg.train, cfg.augment, args.steps, 0, member_streams(0, 0, 0))
+
+        def timed(run, n):
+            ms = members(n)
+            f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            w0, c0 = time.perf_counter(), time.process_time()
+            run(ms)
+            return (time.perf_counter() - w0, time.process_time() - c0,
+                    resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+
+        res = {n: [] for n in args.sizes}
+        base = []
+        with reusing_freed_memory():  # as a run holds it around all its generations (stacked in one process)
+            one(members(1))
+            stacked.generation(members(max(args.sizes)), args.steps, 0, 0)  # warm-up
+            for _ in range(args.repeats):
+                base.append(timed(one, 1))
+                for n in args.sizes:
+                    res[n].append(timed(lambda ms: stacked.generation(ms, args.steps, 0, 0), n))
+        one_cpu = statistics.median(c for _, c, _ in base)
+        print()
+        print(f"{name}: one member alone {one_cpu:.3f} CPU s per generation (median of {args.repeats})")
+        print("| members stacked | CPU s per generation | CPU per member / one member | page faults | "
+              "20 members on 2 cores (one block per core) / one member |")
+        print("| --- | --- | --- | --- | --- |")
+        for n in args.sizes:
+            cpu = statistics.median(c for _, c, _ in res[n])
+            faults = statistics.median(f for _, _, f in res[n])
+            frac = cpu / n / one_cpu
+            print(f"| {n} | {cpu:.2f} | {frac:.2f} | {faults:.0f} | {20 * frac / 2:.1f}x |", flush=True)
 
 
 def split_table(args) -> None:
