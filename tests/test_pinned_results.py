@@ -1,6 +1,11 @@
-"""A fixed seed gives the pinned numbers (tests/data/pinned/pinned.json, built by make_pinned.py)."""
+"""A fixed seed gives the pinned results (tests/data/pinned/pinned.json, built by make_pinned.py),
+bit for bit, for the vector instructions this machine's torch kernels use (pins per ATen CPU
+capability: an AVX2-only machine gives other last bits than an AVX-512 one for the same seed)."""
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,15 +14,51 @@ _DIR = Path(__file__).parent / "data" / "pinned"
 _spec = importlib.util.spec_from_file_location("make_pinned", _DIR / "make_pinned.py")
 make_pinned = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(make_pinned)
-PINNED = json.loads((_DIR / "pinned.json").read_text())
+PINNED = make_pinned.load()
 
 
 @pytest.mark.parametrize("case", sorted(make_pinned.CASES))
 def test_a_fixed_seed_gives_the_pinned_results(case, tmp_path):
+    capability = make_pinned.cpu_capability()
+    if capability not in PINNED:
+        pytest.skip(f"no pins for torch's CPU capability {capability} (pinned: {', '.join(PINNED)}); "
+                    "build them with python tests/data/pinned/make_pinned.py on such a machine")
+    want_case = PINNED[capability][case]
     got = make_pinned.compute_case(case, tmp_path)
-    assert sorted(got) == sorted(PINNED[case])
-    for key, want in PINNED[case].items():
+    assert sorted(got) == sorted(want_case)
+    for key, want in want_case.items():
         assert got[key]["shape"] == want["shape"], key
         # bit-identical: a change here means the draws or the arithmetic changed; rebuild the pins
         # on purpose (python tests/data/pinned/make_pinned.py) and say why in the commit
-        assert got[key]["sha256"] == want["sha256"], (key, got[key]["first"], want["first"])
+        assert got[key]["sha256"] == want["sha256"], (capability, key, got[key]["first"], want["first"])
+
+
+def test_the_pins_cover_every_x86_capability_and_agree_where_it_cannot_matter():
+    """Every capability is pinned for every case, and they differ only in last bits: the values
+    shown agree to 1e-4 relative across capabilities (float32 rounding through training: 4e-6 seen) (a changed seed or default moves them far)."""
+    assert set(PINNED) == {c.upper() for c in make_pinned.CAPABILITIES}
+    ref = PINNED["AVX512"]
+    for cap, pins in PINNED.items():
+        assert sorted(pins) == sorted(make_pinned.CASES), cap
+        for case, arrays in pins.items():
+            assert sorted(arrays) == sorted(ref[case]), (cap, case)
+            for key, pin in arrays.items():
+                assert pin["shape"] == ref[case][key]["shape"]
+                assert pin["first"] == pytest.approx(ref[case][key]["first"], rel=1e-4, abs=1e-9), (cap, case, key)
+
+
+def test_another_capability_gives_its_own_pins():
+    """The mechanism that made an AVX2 CI machine fail the AVX-512 pins: a process started with
+    ATEN_CPU_CAPABILITY=avx2 computes the AVX2 pins, not the AVX-512 ones (where the CPU has AVX2)."""
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2"}
+    code = ("import sys, json, tempfile; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+            "import make_pinned as m; d = tempfile.mkdtemp(); "
+            "print(json.dumps([m.cpu_capability(), m.compute_case('emg_and_spikes', Path(d))]))")
+    out = subprocess.run([sys.executable, "-c", code, str(_DIR)], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    capability, got = json.loads(out.stdout.strip().splitlines()[-1])
+    if capability != "AVX2":
+        pytest.skip(f"this CPU cannot run AVX2 kernels (torch used {capability})")
+    assert got == PINNED["AVX2"]["emg_and_spikes"]
+    assert got["activations"]["sha256"] != PINNED["AVX512"]["emg_and_spikes"]["activations"]["sha256"]

@@ -6,13 +6,21 @@ few values to read. ``tests/test_pinned_results.py`` reruns the cases and compar
 that alters the numbers a seed gives (a refactor that reorders random draws, a changed default)
 fails CI until this file is rebuilt on purpose and the change is said in the commit.
 
-    python tests/data/pinned/make_pinned.py           # rebuild pinned.json
-    python tests/data/pinned/make_pinned.py --check   # compare, print what differs
+The bits depend on the vector instructions torch's CPU kernels use (its ATen CPU capability:
+AVX512, AVX2 or DEFAULT on x86, chosen from the CPU at start-up): the same seed on an AVX2-only
+machine gives other last bits in some arrays (seen: a CI machine without AVX-512). So the pins
+are kept per capability, each built in a process started with ``ATEN_CPU_CAPABILITY`` set to it;
+a capability this CPU cannot run keeps the pins it had.
+
+    python tests/data/pinned/make_pinned.py           # rebuild pinned.json (every capability this CPU runs)
+    python tests/data/pinned/make_pinned.py --check   # compare this process's capability, print what differs
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -59,19 +67,59 @@ def compute_case(name: str, workdir: Path) -> dict:
     return out
 
 
+CAPABILITIES = ("avx512", "avx2", "default")
+"""ATEN_CPU_CAPABILITY values the pins are built for (torch.backends.cpu.get_cpu_capability(), lower-cased)."""
+
+
+def cpu_capability() -> str:
+    """The vector instructions this process's torch kernels use (``AVX512``, ``AVX2``, ``DEFAULT``, ...)."""
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def load() -> dict:
+    """The pins: ``{capability: {case: {key: {"shape", "sha256", "first"}}}}``."""
+    return json.loads(PINNED.read_text())["by_cpu_capability"]
+
+
 def compute_all() -> dict:
     with tempfile.TemporaryDirectory() as d:
         return {name: compute_case(name, Path(d)) for name in CASES}
 
 
+def _compute_with(capability: str) -> tuple[str, dict]:
+    """Every case in a fresh process whose torch kernels were told to use ``capability``; returns
+    the capability that process really used (lower, where the CPU lacks the one asked) and the pins."""
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": capability}
+    out = subprocess.run([sys.executable, __file__, "--json"], env=env, capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    return got["capability"], got["pins"]
+
+
 def main(argv: list[str]) -> int:
-    got = compute_all()
+    if "--json" in argv:  # one process's pins (see _compute_with)
+        print(json.dumps({"capability": cpu_capability(), "pins": compute_all()}))
+        return 0
     if "--check" in argv:
-        want = json.loads(PINNED.read_text())
+        want = load().get(cpu_capability())
+        if want is None:
+            print(f"no pins for this CPU capability ({cpu_capability()})")
+            return 1
+        got = compute_all()
         bad = [f"{c}.{k}" for c in want for k in want[c] if got.get(c, {}).get(k) != want[c][k]]
-        print("differ: " + ", ".join(bad) if bad else "all pinned results identical")
+        print("differ: " + ", ".join(bad) if bad else f"all pinned results identical ({cpu_capability()})")
         return 1 if bad else 0
-    PINNED.write_text(json.dumps(got, indent=1) + "\n")
+    pins = load() if PINNED.exists() else {}
+    for asked in CAPABILITIES:
+        used, got = _compute_with(asked)
+        if used.lower() != asked:
+            print(f"{asked}: this CPU cannot run it (torch used {used}); its pins kept")
+            continue
+        pins[used] = got
+        print(f"{used}: built")
+    PINNED.write_text(json.dumps({"torch": __import__("torch").__version__, "by_cpu_capability": pins},
+                                 indent=1) + "\n")
     print(f"wrote {PINNED}")
     return 0
 
