@@ -16,10 +16,14 @@ has, and every process sets its thread count so that workers x threads <= cores.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 __all__ = ["available_cores", "Execution", "choose_execution", "refuse_stacked_sessions", "set_threads", "using_threads", "idle_cores", "nwb_modules_loaded", "SMALL_MODEL_WIDTH",
            "MODES", "CHILD_MIN_WORK", "reuse_freed_memory", "reusing_freed_memory",
@@ -449,6 +453,24 @@ def _mallopt(libc, pairs) -> bool:
     return all(libc.mallopt(ctypes.c_int(key), ctypes.c_int(value)) == 1 for key, value in pairs)
 
 
+def _user_thresholds() -> tuple[int, int]:
+    """The mmap and trim thresholds to set back: the user's own (``MALLOC_MMAP_THRESHOLD_`` /
+    ``MALLOC_TRIM_THRESHOLD_``, or ``glibc.malloc.mmap_threshold`` / ``trim_threshold`` in
+    ``GLIBC_TUNABLES``), else what glibc's dynamic thresholds reach (32 MB / 64 MB)."""
+    tunables = dict(item.split("=", 1) for item in os.environ.get("GLIBC_TUNABLES", "").split(":") if "=" in item)
+
+    def given(env: str, tunable: str, default: int) -> int:
+        for text in (os.environ.get(env), tunables.get(tunable)):
+            try:
+                return int(text, 0)
+            except (TypeError, ValueError):
+                continue
+        return default
+
+    return (given("MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold", _DYNAMIC_MMAP_MAX),
+            given("MALLOC_TRIM_THRESHOLD_", "glibc.malloc.trim_threshold", _DYNAMIC_TRIM_MAX))
+
+
 def reuse_freed_memory(enable: bool = True) -> bool:
     """Keep the large blocks training frees in this process's heap, to be reused by the next
     step, instead of handing them back to the system and faulting fresh pages in again.
@@ -462,13 +484,18 @@ def reuse_freed_memory(enable: bool = True) -> bool:
     stacked members took 124,000 page faults, of 20 members 667,000 (about none with this set: a
     few thousand where a small block lands right after a freed large one and leaves a hole that
     glibc 2.36's padded aligned allocation does not fit, so the heap grows by that buffer once).
-    A single model's buffers stay under the dynamic threshold and fault only once.
+    A single model's buffers stay under the dynamic threshold and fault only once. The numbers
+    computed do not change (same bits either way: tested).
 
     ``enable``: blocks up to 1 GB from the heap, and the heap never trimmed; False: set back to
-    what the dynamic thresholds reach (32 MB / 64 MB), then the freed heap is trimmed. Returns
-    whether anything was set (False on a C library other than glibc: nothing to do there, e.g.
-    macOS's allocator keeps freed blocks itself). Memory: the process keeps its training peak
-    until the end (or ``enable=False``), which a training process reaches anyway.
+    the user's own thresholds where the environment gives them (``MALLOC_MMAP_THRESHOLD_``,
+    ``MALLOC_TRIM_THRESHOLD_``, ``GLIBC_TUNABLES``), else to what the dynamic thresholds reach
+    (32 MB / 64 MB: glibc cannot turn its dynamic thresholds back on), then the freed heap is
+    trimmed. Returns whether it was set: False on a C library other than glibc (nothing to do
+    there: e.g. macOS's allocator keeps freed blocks itself) and on a glibc that refuses a 1 GB
+    mmap threshold (older releases cap it at 32 MB): nothing is changed then. Memory: the
+    process keeps its training peak until the end (or ``enable=False``), which a training
+    process reaches anyway.
     """
     import ctypes
 
@@ -476,40 +503,50 @@ def reuse_freed_memory(enable: bool = True) -> bool:
     if libc is None:
         return False
     if enable:  # a trim threshold of -1: never trim (a working set above any fixed one would be re-faulted)
-        return _mallopt(libc, [(_M_MMAP_THRESHOLD, _HEAP_REUSE_BYTES), (_M_TRIM_THRESHOLD, -1)])
-    done = _mallopt(libc, [(_M_MMAP_THRESHOLD, _DYNAMIC_MMAP_MAX), (_M_TRIM_THRESHOLD, _DYNAMIC_TRIM_MAX)])
-    if done:
-        libc.malloc_trim(ctypes.c_size_t(0))
+        if not _mallopt(libc, [(_M_MMAP_THRESHOLD, _HEAP_REUSE_BYTES)]):  # refused: nothing was changed
+            log.debug("this glibc refuses a 1 GB mmap threshold: freed training buffers are not kept")
+            return False
+        return _mallopt(libc, [(_M_TRIM_THRESHOLD, -1)])
+    mmap_threshold, trim_threshold = _user_thresholds()
+    done = _mallopt(libc, [(_M_MMAP_THRESHOLD, mmap_threshold), (_M_TRIM_THRESHOLD, trim_threshold)])
+    libc.malloc_trim(ctypes.c_size_t(0))
     return done
 
 
-_REUSING = {"for_good": False, "depth": 0}  # set for good (a worker that only trains); blocks entered
+# set for good (a worker that only trains); blocks open in any thread of this process
+_REUSING = {"for_good": False, "depth": 0, "set": False}
+_REUSING_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
 def reusing_freed_memory():
     """:func:`reuse_freed_memory` inside the block (training in the caller's process), set back
-    and trimmed when the outermost such block ends (blocks nest: a population's training holds
-    one around all its generations, each stacked generation its own); in a process where it is
-    set for good (a training worker: see :func:`reuse_freed_memory_for_good`), nothing changes."""
-    outermost = not (_REUSING["for_good"] or _REUSING["depth"])
-    if outermost and not reuse_freed_memory(True):  # not glibc: nothing set, nothing to set back
-        yield False
-        return
-    _REUSING["depth"] += 1
+    and trimmed when the last open block ends (blocks nest and may be open in several threads at
+    once: a population's training holds one around all its generations, each stacked generation
+    its own; two runs in threads share the setting until both end); in a process where it is set
+    for good (a training worker: see :func:`reuse_freed_memory_for_good`), nothing changes.
+    Yields whether it is set."""
+    with _REUSING_LOCK:
+        if not _REUSING["for_good"] and _REUSING["depth"] == 0:
+            _REUSING["set"] = reuse_freed_memory(True)
+        _REUSING["depth"] += 1
+        on = _REUSING["for_good"] or _REUSING["set"]
     try:
-        yield True
+        yield on
     finally:
-        _REUSING["depth"] -= 1
-        if outermost:
-            reuse_freed_memory(False)
+        with _REUSING_LOCK:
+            _REUSING["depth"] -= 1
+            if _REUSING["depth"] == 0 and _REUSING["set"] and not _REUSING["for_good"]:
+                reuse_freed_memory(False)
+                _REUSING["set"] = False
 
 
 def reuse_freed_memory_for_good() -> bool:
     """:func:`reuse_freed_memory` for the rest of this process (a worker process that only
     trains: its peak is its training's)."""
-    _REUSING["for_good"] = reuse_freed_memory(True)
-    return _REUSING["for_good"]
+    with _REUSING_LOCK:
+        _REUSING["for_good"] = reuse_freed_memory(True)
+        return _REUSING["for_good"]
 
 
 NWB_STACK = ("pynwb", "hdmf", "h5py", "zarr", "hdmf_zarr")

@@ -218,13 +218,18 @@ else:
     # freed chunk kept in glibc's bins (trimming releases its pages, not the chunk) would serve a
     # 48 MB request from the heap, wherever a small block above it kept it from the top
     out["after"] = where(192)
+    out["after-5mb"] = where(5)  # below the 32 MB set back, above a user's own 128 kB threshold
 print(json.dumps(out))
 """
 
 
-def _heap_run(mode):
-    out = subprocess.run([sys.executable, "-c", _HEAP_SCRIPT, mode], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def _heap_run(mode, **env):
+    out = subprocess.run([sys.executable, "-c", _HEAP_SCRIPT, mode], capture_output=True, text=True, check=True,
+                         env={**os.environ, **env})
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    if got["set"] is False:
+        pytest.skip("this glibc refuses a 1 GB mmap threshold (older releases cap it at 32 MB): nothing is set")
+    return got
 
 
 _glibc_only = pytest.mark.skipif(
@@ -238,7 +243,59 @@ def test_large_buffers_come_from_the_heap_while_set_and_from_mmap_otherwise():
     depend on where small blocks land between the large ones)."""
     assert _heap_run("for-good") == {"plain": "mmap", "set": True, "for-good": "heap"}
     assert _heap_run("block") == {"plain": "mmap", "set": True, "inner": "heap", "outer": "heap",
-                                  "after": "mmap"}
+                                  "after": "mmap", "after-5mb": "heap"}  # 32 MB: where the dynamic one ends
+
+
+@_glibc_only
+@pytest.mark.parametrize("env", [{"MALLOC_MMAP_THRESHOLD_": "131072"},
+                                 {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=131072"}])
+def test_a_users_own_malloc_threshold_is_set_back_after_training(env):
+    """A user who set glibc's mmap threshold (environment or tunables) gets it back after a
+    training in their process, not glibc's 32 MB."""
+    got = _heap_run("block", **env)
+    assert got["inner"] == "heap" and got["after"] == "mmap" and got["after-5mb"] == "mmap", got
+
+
+def test_the_thresholds_set_back_are_the_users_own(monkeypatch):
+    for key in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES"):
+        monkeypatch.delenv(key, raising=False)
+    assert resources._user_thresholds() == (32 << 20, 64 << 20)
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.check=0:glibc.malloc.trim_threshold=0x100000")
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert resources._user_thresholds() == (65536, 1 << 20)
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "lots")  # not a number: glibc ignores it too
+    assert resources._user_thresholds() == (32 << 20, 1 << 20)
+
+
+def test_blocks_open_in_two_threads_set_back_only_when_both_ended(monkeypatch):
+    """Two runs in threads (a notebook): the first to end must not set the thresholds back while
+    the other still trains."""
+    import threading
+
+    calls = []
+    monkeypatch.setattr(resources, "reuse_freed_memory", lambda enable=True: calls.append(enable) or True)
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    def a():
+        with resources.reusing_freed_memory():
+            a_in.set()
+            b_in.wait(10)
+        a_out.set()
+
+    def b():
+        a_in.wait(10)
+        with resources.reusing_freed_memory() as on:
+            assert on is True
+            b_in.set()
+            a_out.wait(10)
+            calls.append("b still training")
+
+    threads = [threading.Thread(target=f) for f in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert calls == [True, "b still training", False]
 
 
 _STACKED_FAULTS = r"""
@@ -253,8 +310,9 @@ from nwb_autolfads.train.stacked import StackedExecutor
 from nwb_autolfads.train.training_data import TrainingData
 
 torch.set_num_threads(1)
-if sys.argv[1] == "for-good":
-    reuse_freed_memory_for_good()
+if sys.argv[1] == "for-good" and not reuse_freed_memory_for_good():
+    print("null")  # this glibc refuses the setting: nothing to compare
+    sys.exit()
 g = torch.Generator().manual_seed(0)
 x = torch.rand((200 + 64, 100, 12), generator=g) + 0.05
 model = {"ic_enc_dim": 32, "ci_enc_dim": 32, "con_dim": 32, "co_dim": 2, "ic_dim": 32, "gen_dim": 64, "factor_dim": 9}
@@ -294,7 +352,10 @@ def test_a_stacked_population_faults_far_fewer_pages_with_freed_buffers_kept():
         assert out.returncode == 0, out.stderr
         return json.loads(out.stdout.strip().splitlines()[-1])
 
-    plain, kept = faults("plain"), faults("for-good")
+    kept = faults("for-good")
+    if kept is None:
+        pytest.skip("this glibc refuses a 1 GB mmap threshold (older releases cap it at 32 MB): nothing is set")
+    plain = faults("plain")
     assert plain > 20_000  # glibc maps (and the kernel zeroes) every large buffer afresh at each step
     assert kept < plain / 4, (kept, plain)
 
