@@ -165,7 +165,7 @@ def test_config_file_and_api(emg_copy, tmp_path):
     res = nwb_autolfads.run(emg_copy, config=cfg_file, output=tmp_path / "api.nwb", progress=False)
     assert len(res.training.history) == 2 and res.training.pbt_history is None
     assert res.output == tmp_path / "api.nwb" and res.output.exists()
-    assert "api.nwb" in res.summary()
+    assert "api.nwb" in res.summary() and ", write " in res.summary()  # the timings line names every stage
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  max_steps: many\n")
     proc = _cli("run", emg_copy, "--config", bad, "-q")

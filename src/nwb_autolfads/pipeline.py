@@ -33,7 +33,8 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from nwb_autolfads.config import DEFAULT_BIN_SIZE, RunConfig, build_config, configured_hyperparameters
+from nwb_autolfads.config import (DEFAULT_BIN_SIZE, RunConfig, build_config, configured_hyperparameters,
+                                  warn_interval_samples)
 from nwb_autolfads.data.grid import fit_windows, split_where, trial_windows
 from nwb_autolfads.data.windows import WindowIndex, chop_segments
 from nwb_autolfads.errors import ConfigError, SignalError, TrainingError
@@ -242,6 +243,9 @@ class RunResult:
             f"  windows     {self.n_windows} of {self.config.windows.window_bins} bins "
             + ("(inference only)" if self.applied else f"({self.n_train} train / {self.n_valid} validation)"),
             self._training_line()]
+        if self.stages:  # where the time went (the plan's estimate covers training only)
+            lines.append("  timings     " + ", ".join(f"{k} {v['seconds']:.1f} s" for k, v in self.stages.items())
+                         + f"; total {sum(v['seconds'] for v in self.stages.values()):.1f} s")
         if self.config.preset == "smoke":
             lines.append(f"  NOTE        {SMOKE_NOTE}: run with --preset quick or default for results to use")
         if self.fit_check and self.fit_check.get("verdict") == "misfit":
@@ -646,6 +650,7 @@ def _resolve_config(source: Source, preset: str | None, config: RunConfig | str 
             raise ConfigError("give either a RunConfig or a preset, not both: build the config with "
                               "build_config(preset, ...) instead")
         cfg = config.updated({**dict(overrides or {}), **extra})
+        warn_interval_samples(cfg.inference)  # build_config warns in the other branch
     else:
         cfg = build_config(preset=preset, file=config, overrides={**dict(overrides or {}), **extra})
     resolve_device(cfg.device)  # every option is checked before anything is created

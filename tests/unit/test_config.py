@@ -257,7 +257,10 @@ def test_the_credible_interval_defaults_to_90_percent_is_documented_and_can_be_t
 
 
 @pytest.mark.parametrize("interval, n_samples, warned", [(0.99, 20, True), (0.99, 200, False), (0.9, 20, False),
-                                                         (0.9, 19, True), (0.5, 4, False), (0.95, 39, True)])
+                                                         (0.9, 19, True), (0.5, 4, False), (0.95, 39, True),
+                                                         # float error in 2 / (1 - 0.9998) = 10000.000000001
+                                                         (0.9998, 10000, False), (0.9998, 9999, True),
+                                                         (1e-9, 2, False), (0.5, 3, True)])
 def test_too_few_posterior_samples_for_the_interval_are_warned_about(caplog, interval, n_samples, warned):
     """With fewer than one sample expected beyond each bound the interval's bounds are the extreme
     samples: the band is too narrow, which must not pass silently (quick preset: 20 samples)."""

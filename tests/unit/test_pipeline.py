@@ -49,6 +49,10 @@ def test_run_without_writing_and_summary(emg_copy):
     text = res.summary()
     for word in ("acquisition/EMG", "6 channels", "found automatically", "rectification", "steps"):
         assert word in text
+    # where the time went, stage by stage (no file written: no write stage)
+    timings = next(line for line in text.splitlines() if line.startswith("  timings"))
+    assert all(f"{stage} " in timings for stage in ("read", "preprocess", "train", "infer")), timings
+    assert "write" not in timings and f"total {sum(v['seconds'] for v in res.stages.values()):.1f} s" in timings
     # the plan made before training: the smoke budget, and a time estimated from steps timed on the data
     assert res.plan["members"] == 2 and res.plan["steps_per_member"] == 20
     assert res.plan["seconds_per_step"] > 0 and res.plan["expected_training_seconds_at_most"] > 0
@@ -277,3 +281,12 @@ def test_model_data_puts_columns_in_rank_order_and_splits_every_modality_at_a_ma
     back = data.to_source(np.concatenate(segments), np.ones(5, bool))
     np.testing.assert_allclose(back["spikes"][:, 0], np.array([0, 1, 3, 4, 5]) / 0.01)  # Hz
     np.testing.assert_allclose(back["emg"], np.tile([1.0, 8.0], (5, 1)))  # times the scales: volts
+
+
+def test_a_run_given_a_config_object_warns_about_too_few_samples_as_a_preset_run_does(emg_copy, caplog):
+    cfg = build_config("smoke")
+    with caplog.at_level("WARNING"):
+        nwb_autolfads.run(emg_copy, config=cfg, write=False, progress=False,
+                          overrides={"inference.mode": "sample", "inference.n_samples": 3, "pbt.population": 1,
+                                     "train.max_steps": 4})
+    assert caplog.text.count("inference.interval=0.9 with inference.n_samples=3") == 1

@@ -26,7 +26,7 @@ May import: PyYAML, :mod:`nwb_autolfads.errors`, :mod:`nwb_autolfads.modalities`
 
 from __future__ import annotations
 
-from nwb_autolfads.config.build import build_config, load_config_file
+from nwb_autolfads.config.build import build_config, load_config_file, warn_interval_samples
 from nwb_autolfads.config.data import (ALREADY_BINNED_BELOW_HZ, DEFAULT_BIN_SIZE, DataConfig, PreprocessConfig,
                                        WindowConfig)
 from nwb_autolfads.config.migrations import EPOCH_KEYS, legacy_to_steps
@@ -56,5 +56,6 @@ __all__ = [
     "RunConfig",
     "PRESETS",
     "build_config",
+    "warn_interval_samples",
     "load_config_file",
 ]

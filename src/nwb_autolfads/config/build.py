@@ -66,7 +66,7 @@ def build_config(preset: str | None = None, file: str | Path | None = None,
     merged = deep_merge(merged, renamed_keys(expand_dotted(overrides or {})))
     cfg = RunConfig.from_dict(merged)
     _warn_budget_conflicts(cfg, {**flat_keys(file_data), **flat_keys(expand_dotted(overrides or {}))})
-    _warn_interval_samples(cfg.inference)
+    warn_interval_samples(cfg.inference)
     return cfg
 
 
@@ -87,21 +87,23 @@ def _choose_preset(preset: str | None, file, file_preset: Any) -> str:
 
 
 
-def _warn_interval_samples(inf) -> None:
+def warn_interval_samples(inf) -> None:
     """Warn when the posterior samples are too few for the credible interval asked: with fewer
     than one sample expected beyond each bound ((1 - interval) / 2 x n_samples < 1) the bounds are
-    the extreme samples themselves, so the posterior part of the band is too narrow, the more so
-    the fewer the samples."""
+    interpolated between the outermost samples, none lies beyond them, so the posterior part of
+    the band is too narrow, the more so the fewer the samples. ``inf``: an InferenceConfig.
+    Called by :func:`build_config` and where a run is given a RunConfig object."""
     if not inf.with_interval:
         return
-    need = math.ceil(2.0 / (1.0 - inf.interval) - 1e-9)
+    # 1e-6: float error in 2 / (1 - interval) (0.9998 gives 10000.000000001) must not ask one sample more
+    need = math.ceil(2.0 / (1.0 - inf.interval) - 1e-6)
     if inf.n_samples < need:
         advice = (f"use inference.n_samples >= {need}, or a smaller interval" if need <= 10_000 else
                   "use a smaller interval (0.9 or 0.95: 20 or 40 samples)")
-        log.warning("inference.interval=%r with inference.n_samples=%d: fewer than one posterior sample lies beyond "
-                    "each bound (the %.3g%% and %.6g%% quantiles of %d samples are their extremes), so the band is "
-                    "too narrow; %s", inf.interval, inf.n_samples, 50 * (1 - inf.interval), 50 * (1 + inf.interval),
-                    inf.n_samples, advice)
+        log.warning("inference.interval=%r with inference.n_samples=%d: fewer than one posterior sample is expected "
+                    "beyond each bound (the %.3g%% and %.6g%% quantiles of %d samples fall between their outermost "
+                    "ones), so the band is too narrow; %s", inf.interval, inf.n_samples, 50 * (1 - inf.interval),
+                    50 * (1 + inf.interval), inf.n_samples, advice)
 
 
 def _warn_budget_conflicts(cfg: "RunConfig", given: Mapping[str, Any]) -> None:

@@ -38,11 +38,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # AutoLFADS: a population of 20 tuned by PBT in generations of 100 steps of 32 windows (what 25
     # epochs were on a minute of EMG: the same budget there, so its quality there is unchanged; not
     # re-measured), the stopping rule, at most 40 generations = at most 80000 member-steps.
-    # Expected: at most ~35 min on 2 cores (two worker processes, ~50 ms per member-step; an estimate
-    # from the step time, not a measured run), for any recording length; the stopping rule often ends
-    # it sooner. The run prints its own estimate, timed on the data, before training.
+    # Measured on an hour of 16-muscle EMG, 2 idle cores: 46 min of training (the stopping rule ended
+    # it at 36 generations of 77 s), 48 min the whole run, 1.6 GB peak; at most ~52 min of training
+    # for 40 generations at any recording length (benchmarks/README.md, scale); a busy machine can
+    # take about twice as long. The run prints its own estimate, timed on the data, before training.
     "default": {},
     # The published AutoLFADS settings (Keshtkaran et al. 2022, Wimalasena et al. 2022): as the
-    # default preset with 100 generations at most (at most 200000 member-steps: ~1.5 h on 2 cores).
+    # default preset with 100 generations at most (at most 200000 member-steps: at most ~2.1 h of training on 2 idle cores).
     "paper": {"pbt": {"population": 20, "max_generations": 100}},
 }

@@ -69,10 +69,11 @@ class RunConfig:
     preset: str = "default"
     """The preset the configuration was built on (smoke, quick, default, paper). Budgets in
     optimisation steps, the same for any recording length: smoke 2 members x 2 generations x 10
-    steps (seconds); quick one model, at most 2000 steps of 16 windows (~30 s, at most ~75 s of
-    training on 2 cores); default 20 members x at most 40 generations x 100 steps of 32 windows
-    (at most ~35 min on 2 cores); paper the same with at most 100 generations (at most ~1.5 h).
-    Times are estimates for a 12-muscle EMG model; GPU not measured. A run prints its own
+    steps (seconds); quick one model, at most 2000 steps of 16 windows (1-3 min of training,
+    2-6 min the whole run, measured on 1-60 min of 16-muscle EMG on 2 cores); default 20 members x
+    at most 40 generations x 100 steps of 32 windows (measured on an hour of 16-muscle EMG on 2 idle
+    cores: 46 min of training, at most ~52 min); paper the same with at most 100 generations (at
+    most ~2.1 h of training). A busy machine takes longer; GPU not measured. A run prints its own
     estimate, timed on its data, before training. A config file
     that names one must agree with --preset; the preset applies underneath the file's values."""
     data: DataConfig = field(default_factory=DataConfig)

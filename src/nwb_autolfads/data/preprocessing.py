@@ -255,7 +255,7 @@ def preprocess_emg(sig: Signal, cfg: PreprocessConfig, bin_size: float | None, p
     check_rate(fs, sig.source_path, sig.timestamps is not None)
     chunk = max(1024, DEFAULT_CHUNK_VALUES // max(1, sig.n_channels)) if chunk_samples is None else chunk_samples
     scan_chunk = chunk if chunk > 0 else sig.n_samples
-    bar = tqdm(total=2 * sig.n_samples, desc="reading + filtering EMG", unit="sample", unit_scale=True,
+    bar = tqdm(total=2 * sig.n_samples, desc="reading EMG twice (scan + filter)", unit="sample", unit_scale=True,
                leave=False, disable=not progress or sig.n_samples <= scan_chunk)
     try:
         return _preprocess(sig, cfg, bin_size, preprocessed, gap_factor, chunk, scan_chunk, timebase, bar, scaling)

@@ -678,4 +678,4 @@ def test_preprocessing_a_long_recording_from_its_file_holds_a_fraction_of_one_fu
             assert pre.segments[0].shape == (30000, 8)
     assert peaks[20000] < 0.5 * copy  # measured 0.36 copies
     assert peaks[0] > 2 * copy  # the whole-array path holds several (what the chunks avoid)
-    assert "reading + filtering EMG" in capsys.readouterr().err  # the progress bar, on stderr
+    assert "reading EMG twice (scan + filter)" in capsys.readouterr().err  # the progress bar, on stderr
