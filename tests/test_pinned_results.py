@@ -36,8 +36,8 @@ def test_a_fixed_seed_gives_the_pinned_results(case, tmp_path):
 def test_the_pins_cover_every_x86_capability_and_agree_where_it_cannot_matter():
     """Every capability is pinned for every case, and they differ only in last bits: the values
     shown agree to 1e-4 relative across capabilities (float32 rounding through training: 4e-6 seen) (a changed seed or default moves them far)."""
-    assert set(PINNED) == {c.upper() for c in make_pinned.CAPABILITIES}
-    ref = PINNED["AVX512"]
+    assert set(PINNED) == {f"x86_64:{c.upper()}" for c in make_pinned.CAPABILITIES}
+    ref = PINNED["x86_64:AVX512"]
     for cap, pins in PINNED.items():
         assert sorted(pins) == sorted(make_pinned.CASES), cap
         for case, arrays in pins.items():
@@ -58,7 +58,7 @@ def test_another_capability_gives_its_own_pins():
                          timeout=300)
     assert out.returncode == 0, out.stderr
     capability, got = json.loads(out.stdout.strip().splitlines()[-1])
-    if capability != "AVX2":
+    if capability != "x86_64:AVX2":
         pytest.skip(f"this CPU cannot run AVX2 kernels (torch used {capability})")
-    assert got == PINNED["AVX2"]["emg_and_spikes"]
-    assert got["activations"]["sha256"] != PINNED["AVX512"]["emg_and_spikes"]["activations"]["sha256"]
+    assert got == PINNED["x86_64:AVX2"]["emg_and_spikes"]
+    assert got["activations"]["sha256"] != PINNED["x86_64:AVX512"]["emg_and_spikes"]["activations"]["sha256"]

@@ -72,14 +72,18 @@ CAPABILITIES = ("avx512", "avx2", "default")
 
 
 def cpu_capability() -> str:
-    """The vector instructions this process's torch kernels use (``AVX512``, ``AVX2``, ``DEFAULT``, ...)."""
+    """The machine and the vector instructions this process's torch kernels use, the key of its
+    pins: ``x86_64:AVX512``, ``x86_64:AVX2``, ``x86_64:DEFAULT`` (an ARM machine's ``DEFAULT`` is
+    another key, so it is never compared with x86's)."""
+    import platform
+
     import torch
 
-    return torch.backends.cpu.get_cpu_capability()
+    return f"{platform.machine()}:{torch.backends.cpu.get_cpu_capability()}"
 
 
 def load() -> dict:
-    """The pins: ``{capability: {case: {key: {"shape", "sha256", "first"}}}}``."""
+    """The pins: ``{machine:capability: {case: {key: {"shape", "sha256", "first"}}}}``."""
     return json.loads(PINNED.read_text())["by_cpu_capability"]
 
 
@@ -113,7 +117,7 @@ def main(argv: list[str]) -> int:
     pins = load() if PINNED.exists() else {}
     for asked in CAPABILITIES:
         used, got = _compute_with(asked)
-        if used.lower() != asked:
+        if used.split(":")[-1].lower() != asked:
             print(f"{asked}: this CPU cannot run it (torch used {used}); its pins kept")
             continue
         pins[used] = got
