@@ -244,7 +244,9 @@ class RunResult:
             + ("(inference only)" if self.applied else f"({self.n_train} train / {self.n_valid} validation)"),
             self._training_line()]
         if self.stages:  # where the time went (the plan's estimate covers training only)
-            lines.append("  timings     " + ", ".join(f"{k} {v['seconds']:.1f} s" for k, v in self.stages.items())
+            what = {"train": " (windows, plan, training)"}  # the training line above counts the training alone
+            lines.append("  timings     " + ", ".join(f"{k} {v['seconds']:.1f} s{what.get(k, '')}"
+                                                      for k, v in self.stages.items())
                          + f"; total {sum(v['seconds'] for v in self.stages.values()):.1f} s")
         if self.config.preset == "smoke":
             lines.append(f"  NOTE        {SMOKE_NOTE}: run with --preset quick or default for results to use")
