@@ -625,6 +625,8 @@ def run(path: str | Path, output: str | Path | None = None, *, preset: str | Non
     source = resolve_source(path)
     cfg = _resolve_config(source, preset, config, overrides, emg=emg, seed=seed, device=device, in_place=in_place,
                           resume=resume, fresh=fresh)
+    if isinstance(config, RunConfig):  # build_config warned otherwise (apply reuses a trained model's: not here)
+        warn_interval_samples(cfg.inference)
     with open_nwb(source.path if not source.remote else source) as (_io, nwbfile):
         source_data = _read_source(nwbfile, source, cfg)
         target = _plan_output(source_data, cfg, output, write=write, in_place=in_place, overwrite=overwrite,
@@ -652,7 +654,6 @@ def _resolve_config(source: Source, preset: str | None, config: RunConfig | str 
             raise ConfigError("give either a RunConfig or a preset, not both: build the config with "
                               "build_config(preset, ...) instead")
         cfg = config.updated({**dict(overrides or {}), **extra})
-        warn_interval_samples(cfg.inference)  # build_config warns in the other branch
     else:
         cfg = build_config(preset=preset, file=config, overrides={**dict(overrides or {}), **extra})
     resolve_device(cfg.device)  # every option is checked before anything is created

@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from nwb_autolfads.config import RunConfig
+from nwb_autolfads.config import RunConfig, warn_interval_samples
 from nwb_autolfads.errors import ConfigError, NwbAutolfadsError, SignalError
 from nwb_autolfads.io.reading import open_nwb
 from nwb_autolfads.io.sources import resolve_source
@@ -132,6 +132,8 @@ def run_sessions(paths: Sequence[str | Path], outputs: Sequence[str | Path] | No
     with _naming(session_names(paths)[0], paths[0], but=ConfigError):  # the settings, resolved on session 1
         cfg = _resolve_config(sources[0], preset, config, overrides, emg=emg, seed=seed, device=device,
                               in_place=False, resume=resume, fresh=fresh)
+    if isinstance(config, RunConfig):  # build_config warned otherwise
+        warn_interval_samples(cfg.inference)
     if len(cfg.data.modalities) != 1:
         raise ConfigError(f"a multi-session model models one modality (emg or spikes), not "
                           f"{'+'.join(cfg.data.modalities)}: run the sessions with --model emg or --model spikes")
