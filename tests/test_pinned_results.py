@@ -2,10 +2,6 @@
 bit for bit, for the vector instructions this machine's torch kernels use (pins per ATen CPU
 capability: an AVX2-only machine gives other last bits than an AVX-512 one for the same seed)."""
 import importlib.util
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -35,7 +31,8 @@ def test_a_fixed_seed_gives_the_pinned_results(case, tmp_path):
 
 def test_the_pins_cover_every_x86_capability_and_agree_where_it_cannot_matter():
     """Every capability is pinned for every case, and they differ only in last bits: the values
-    shown agree to 1e-4 relative across capabilities (float32 rounding through training: 4e-6 seen) (a changed seed or default moves them far)."""
+    shown agree to 1e-4 relative across capabilities (float32 rounding through training: 4e-6
+    seen; a changed seed or default moves them far)."""
     assert set(PINNED) == {f"x86_64:{c.upper()}" for c in make_pinned.CAPABILITIES}
     ref = PINNED["x86_64:AVX512"]
     for cap, pins in PINNED.items():
@@ -50,15 +47,9 @@ def test_the_pins_cover_every_x86_capability_and_agree_where_it_cannot_matter():
 def test_another_capability_gives_its_own_pins():
     """The mechanism that made an AVX2 CI machine fail the AVX-512 pins: a process started with
     ATEN_CPU_CAPABILITY=avx2 computes the AVX2 pins, not the AVX-512 ones (where the CPU has AVX2)."""
-    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2"}
-    code = ("import sys, json, tempfile; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
-            "import make_pinned as m; d = tempfile.mkdtemp(); "
-            "print(json.dumps([m.cpu_capability(), m.compute_case('emg_and_spikes', Path(d))]))")
-    out = subprocess.run([sys.executable, "-c", code, str(_DIR)], env=env, capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr
-    capability, got = json.loads(out.stdout.strip().splitlines()[-1])
+    capability, got = make_pinned._compute_with("avx2")  # what make_pinned.py builds the pins with
     if capability != "x86_64:AVX2":
         pytest.skip(f"this CPU cannot run AVX2 kernels (torch used {capability})")
-    assert got == PINNED["x86_64:AVX2"]["emg_and_spikes"]
-    assert got["activations"]["sha256"] != PINNED["x86_64:AVX512"]["emg_and_spikes"]["activations"]["sha256"]
+    assert got == PINNED["x86_64:AVX2"]
+    avx512 = PINNED["x86_64:AVX512"]["emg_and_spikes"]["activations"]["sha256"]
+    assert got["emg_and_spikes"]["activations"]["sha256"] != avx512
