@@ -126,6 +126,13 @@ def test_resolved_infers_factor_count_from_channels():
     assert cfg.resolved(2).model.factor_dim == 2
     fixed = cfg.updated({"model.factor_dim": 4})
     assert fixed.resolved(12).model.factor_dim == 4
+    floor = cfg.updated({"model.min_factors": 8})  # the quick preset's: 8 for few muscles, the rule above
+    assert [floor.resolved(n).model.factor_dim for n in (4, 5, 12, 20)] == [8, 8, 9, 15]
+    assert build_config("quick").resolved(5).model.factor_dim == 8
+    assert build_config("default").resolved(5).model.factor_dim == 4
+    assert floor.updated({"model.factor_dim": 3}).resolved(5).model.factor_dim == 3  # an explicit count wins
+    with pytest.raises(ConfigError, match="model.min_factors"):
+        RunConfig().updated({"model.min_factors": 0})
 
 
 def test_configs_are_frozen():

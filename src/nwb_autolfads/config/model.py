@@ -31,7 +31,12 @@ class ModelConfig:
     gen_dim: int = 64
     """Units of the generator GRU."""
     factor_dim: int | None = None
-    """Number of factors; ``None`` = inferred from the number of channels."""
+    """Number of factors; ``None`` = inferred from the number of channels: round(0.75 x channels),
+    at least ``min_factors`` and at most 40."""
+    min_factors: int = 2
+    """The fewest factors the automatic rule (``factor_dim: null``) gives. The quick preset sets 8:
+    with 4-6 muscles the rule's 3-4 factors were too few to follow the activations (issue 15,
+    benchmarks/README.md "Synthetic EMG family"); more factors than channels is allowed."""
     readin_dim: int = 0
     """Multi-session models only (several recordings, one model): the size R of the shared input that
     each session's linear read-in maps its channels to (the encoders read R values per bin); 0 = the
@@ -73,6 +78,7 @@ class ModelConfig:
                       "use an integer >= 1 (or set co_dim: 0)")
         if self.factor_dim is not None:
             check(self.factor_dim >= 1, "model.factor_dim", self.factor_dim, "use an integer >= 1, or null (auto)")
+        check(1 <= self.min_factors <= 40, "model.min_factors", self.min_factors, "use an integer in 1..40")
         check(self.readin_dim >= 0, "model.readin_dim", self.readin_dim,
               "use an integer >= 1, or 0 (auto: the median of the sessions' channel counts)")
         check(self.readin_init in ("random", "pca"), "model.readin_init", self.readin_init,
@@ -88,8 +94,8 @@ class ModelConfig:
         """Number of factors for ``n_channels`` channels (explicit value or the EMG rule)."""
         if self.factor_dim is not None:
             return self.factor_dim
-        # Fewer factors than channels for EMG (e.g. 8-10 for 12 muscles), at least 2.
-        return max(2, min(40, int(round(0.75 * n_channels))))
+        # Fewer factors than channels for EMG (e.g. 8-10 for 12 muscles), at least min_factors.
+        return max(self.min_factors, min(40, int(round(0.75 * n_channels))))
 
     def readin_for(self, session_channels: tuple[int, ...]) -> int:
         """The shared input size R of a multi-session model whose sessions have ``session_channels``
