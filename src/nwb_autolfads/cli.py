@@ -257,7 +257,9 @@ def _config_parser(sub, common: argparse.ArgumentParser) -> None:
                                    "Priority, lowest first: defaults, the preset, the config file, --set. The "
                                    "preset applies underneath the file (the file's values win); a file written "
                                    "by `config --show` names its preset, and a different --preset with it is "
-                                   "refused (write one with `config --show --preset NAME > FILE`).")
+                                   "refused (write one with `config --show --preset NAME > FILE`). Some preset "
+                                   "values depend on what is modelled (the quick preset's controller is for EMG "
+                                   "alone): add --set data.modalities=spikes (or emg+spikes) to see a spikes run's.")
     c.add_argument("--show", action="store_true", help="print the configuration (the default action)")
     c.add_argument("--preset", choices=sorted(PRESETS),
                    help="start from this preset (default: the config file's preset, else 'default')")

@@ -129,6 +129,7 @@ def test_resolved_infers_factor_count_from_channels():
     floor = cfg.updated({"model.min_factors": 8})  # the quick preset's: 8 for few muscles, the rule above
     assert [floor.resolved(n).model.factor_dim for n in (4, 5, 12, 20)] == [8, 8, 9, 15]
     assert build_config("quick").resolved(5).model.factor_dim == 8
+    assert build_config("quick", overrides={"data.modalities": ["spikes"]}).resolved(5).model.factor_dim == 4
     assert build_config("default").resolved(5).model.factor_dim == 4
     assert floor.updated({"model.factor_dim": 3}).resolved(5).model.factor_dim == 3  # an explicit count wins
     with pytest.raises(ConfigError, match="model.min_factors"):
@@ -288,3 +289,33 @@ def test_an_interval_next_to_one_is_named_as_given_and_not_answered_with_billion
         build_config("quick", overrides={"inference.interval": 0.9999999999})
     assert "inference.interval=0.9999999999 " in caplog.text and "use a smaller interval" in caplog.text
     assert "n_samples >=" not in caplog.text
+
+
+def test_the_quick_preset_sets_its_emg_controller_for_emg_alone():
+    """Issue 15: the controller values that made the quick preset follow few-muscle EMG made it much
+    worse on spikes, so they apply when EMG is the only modality; a file's or an override's value wins."""
+    emg = build_config("quick")
+    assert (emg.model.co_dim, emg.model.co_prior_var, emg.model.dropout, emg.model.min_factors,
+            emg.train.kl_co_scale) == (6, 1.0, 0.0, 8, 1e-6)
+    for modalities in (["spikes"], "emg+spikes"):
+        other = build_config("quick", overrides={"data.modalities": modalities})
+        assert (other.model.co_dim, other.model.co_prior_var, other.model.dropout, other.model.min_factors,
+                other.train.kl_co_scale) == (2, 0.1, 0.1, 2, 1e-4)
+    assert build_config("quick", overrides={"model.dropout": 0.2}).model.dropout == 0.2
+    assert build_config("quick", overrides={"data.model": "spikes", "model.co_dim": 5}).model.co_dim == 5
+    assert build_config("default").model.co_dim == RunConfig().model.co_dim  # other presets: unchanged
+
+
+def test_a_quick_emg_file_used_for_spikes_warns(tmp_path, caplog):
+    """A `config --show --preset quick` file holds the EMG controller values; used for a spikes run its
+    values still win, and the warning names them against the spikes run's preset values."""
+    path = tmp_path / "quick.yaml"
+    path.write_text(build_config("quick").to_yaml())
+    with caplog.at_level("WARNING", logger="nwb_autolfads.config"):
+        cfg = build_config(file=path, overrides={"data.modalities": ["spikes"]})
+    assert cfg.model.dropout == 0.0 and cfg.model.co_dim == 6
+    assert "model.dropout 0.0 (preset: 0.1)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="nwb_autolfads.config"):
+        build_config(file=path)  # the file was made for this very run: no warning
+    assert "sets" not in caplog.text

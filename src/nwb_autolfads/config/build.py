@@ -12,9 +12,10 @@ import yaml
 
 from nwb_autolfads.config.mappings import deep_merge, expand_dotted, flat_keys
 from nwb_autolfads.config.migrations import renamed_keys
-from nwb_autolfads.config.presets import PRESETS
+from nwb_autolfads.config.presets import EMG_ONLY, PRESETS, preset_values
 from nwb_autolfads.config.run import RunConfig
 from nwb_autolfads.errors import ConfigError
+from nwb_autolfads.modalities import parse_modalities
 
 __all__ = ["build_config", "load_config_file"]
 
@@ -25,6 +26,8 @@ log = logging.getLogger("nwb_autolfads.config")
 def build_config(preset: str | None = None, file: str | Path | None = None,
                  overrides: Mapping[str, Any] | None = None) -> RunConfig:
     """Build a validated run configuration: defaults <- preset <- config file <- overrides.
+    A preset's values can depend on the modalities the file and overrides ask for
+    (:func:`~nwb_autolfads.config.presets.preset_values`: the quick preset's controller for EMG alone).
 
     The rule for a preset and a config file together: the preset applies *underneath* the file,
     and every value the file sets wins. A file that names its preset (``nwb-autolfads config
@@ -59,15 +62,32 @@ def build_config(preset: str | None = None, file: str | Path | None = None,
     """
     file_data: dict[str, Any] = load_config_file(file) if file is not None else {}
     preset = _choose_preset(preset, file, file_data.get("preset"))
-    merged = deep_merge(RunConfig().to_dict(), PRESETS[preset])
+    given = [renamed_keys({k: v for k, v in file_data.items() if k != "preset"}),
+             renamed_keys(expand_dotted(overrides or {}))]  # the file's values, then the overrides
+    modalities = _modalities(deep_merge(RunConfig().to_dict(), PRESETS[preset]), given)
+    merged = deep_merge(RunConfig().to_dict(), preset_values(preset, modalities))
     merged["preset"] = preset
-    _warn_preset_overridden(preset, file, file_data)
-    merged = deep_merge(merged, renamed_keys({k: v for k, v in file_data.items() if k != "preset"}))
-    merged = deep_merge(merged, renamed_keys(expand_dotted(overrides or {})))
+    _warn_preset_overridden(preset, modalities, file, file_data)
+    for values in given:
+        merged = deep_merge(merged, values)
     cfg = RunConfig.from_dict(merged)
     _warn_budget_conflicts(cfg, {**flat_keys(file_data), **flat_keys(expand_dotted(overrides or {}))})
     warn_interval_samples(cfg.inference)
     return cfg
+
+
+def _modalities(base: Mapping[str, Any], given: list[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The modalities a run will model: ``data.modalities`` of ``base`` with ``given`` over it (a
+    preset's values for some modalities depend on them, :func:`~nwb_autolfads.config.presets.preset_values`).
+
+    Raises
+    ------
+    ConfigError
+        An invalid ``data.modalities`` (:func:`~nwb_autolfads.modalities.parse_modalities`)."""
+    for values in given:
+        base = deep_merge(base, values)
+    data = base.get("data")
+    return parse_modalities(data.get("modalities") if isinstance(data, Mapping) else None)
 
 
 def _choose_preset(preset: str | None, file, file_preset: Any) -> str:
@@ -136,16 +156,20 @@ def _warn_budget_conflicts(cfg: "RunConfig", given: Mapping[str, Any]) -> None:
                     "model", ", ".join(unused), p.population, p.max_generations, p.generation_steps)
 
 
-def _warn_preset_overridden(preset: str, file, file_data: Mapping[str, Any]) -> None:
+def _warn_preset_overridden(preset: str, modalities: tuple[str, ...], file, file_data: Mapping[str, Any]) -> None:
     """Warn when a config file sets values its preset also sets, to other values: the file wins,
     so the run is that preset in name only for those settings (e.g. a `config --show` of the
     default preset whose ``preset:`` line was changed to ``quick`` trains a 20-member population)."""
     changed = []
-    for section, values in PRESETS[preset].items():
+    # every key the preset sets for some modalities, against what it gives this run's (a file made
+    # for EMG sets the EMG-only values, which a spikes run gets from the defaults)
+    expected = deep_merge(RunConfig().to_dict(), preset_values(preset, modalities))
+    for section, values in deep_merge(PRESETS[preset], EMG_ONLY.get(preset, {})).items():
         given = file_data.get(section)
-        if not isinstance(given, Mapping):
+        if not isinstance(given, Mapping) or not isinstance(values, Mapping):
             continue
-        for key, value in values.items():
+        for key in values:
+            value = expected.get(section, {}).get(key)
             if key in given and given[key] != value:
                 changed.append(f"{section}.{key} {given[key]!r} (preset: {value!r})")
     if changed:

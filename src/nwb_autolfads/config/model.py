@@ -34,9 +34,9 @@ class ModelConfig:
     """Number of factors; ``None`` = inferred from the number of channels: round(0.75 x channels),
     at least ``min_factors`` and at most 40."""
     min_factors: int = 2
-    """The fewest factors the automatic rule (``factor_dim: null``) gives. The quick preset sets 8:
-    with 4-6 muscles the rule's 3-4 factors were too few to follow the activations (issue 15,
-    benchmarks/README.md "Synthetic EMG family"); more factors than channels is allowed."""
+    """The fewest factors the automatic rule (``factor_dim: null``) gives. The quick preset sets 8 for
+    EMG alone: with 4-6 muscles the rule's 3-4 factors were too few to follow the activations (issue
+    15, benchmarks/README.md "Synthetic EMG family"); more factors than channels is allowed."""
     readin_dim: int = 0
     """Multi-session models only (several recordings, one model): the size R of the shared input that
     each session's linear read-in maps its channels to (the encoders read R values per bin); 0 = the

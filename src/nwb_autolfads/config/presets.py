@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["PRESETS"]
+from nwb_autolfads.config.mappings import deep_merge
+
+__all__ = ["PRESETS", "EMG_ONLY", "preset_values"]
 
 # Budgets are optimisation steps (batches), so a preset costs about the same on any recording length
 # (an epoch is ceil(training windows / batch_size) steps: a minute of EMG in 10 ms bins chops into
@@ -27,19 +29,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # that minute (benchmarks/synthetic_emg_quality.py, seed 0): early stopping ends at ~800 steps with
     # the same quality as the epoch budget (r with the truth 0.984 both; decoding R^2 0.960 vs 0.954).
     # Expected: ~30 s of training on 2 cores (at most ~75 s at 2000 steps), for any recording length.
-    # Its controller (issue 15, benchmarks/README.md "Synthetic EMG family"): 6 inferred inputs with a
-    # prior variance of 1, a controller KL weight of 1e-6 and no dropout. With the model defaults (2
-    # inputs, prior variance 0.1, KL weight 1e-4, dropout 0.1) the model could not follow the
-    # within-window variation of recordings whose activations are not low-dimensional (few muscles,
-    # independent fast components): it fitted its own training windows no better than held-out ones,
-    # and no better without coordinated dropout, at a Gamma NLL 0.3 nats per bin worse than a 4 Hz
-    # low-pass (scratch 5-muscle drift, R^2 vs truth 0.925 -> 0.962 with 8 factors). Tuning part of
-    # the family: 5 -> 6 of 8 wins; no one of the four changes alone did it.
     "quick": {
-        "model": {"ic_enc_dim": 32, "ci_enc_dim": 32, "con_dim": 32, "co_dim": 6, "ic_dim": 32,
-                  "gen_dim": 64, "co_prior_var": 1.0, "dropout": 0.0, "min_factors": 8},
+        "model": {"ic_enc_dim": 32, "ci_enc_dim": 32, "con_dim": 32, "co_dim": 2, "ic_dim": 32,
+                  "gen_dim": 64},
         "train": {"max_steps": 2000, "min_steps": 300, "ramp_steps": 300, "early_stopping_patience": 300,
-                  "batch_size": 16, "valid_every": 10, "kl_co_scale": 1e-6},
+                  "batch_size": 16, "valid_every": 10},
         "pbt": {"population": 1},
         "inference": {"mode": "sample", "n_samples": 20},
     },
@@ -55,3 +49,33 @@ PRESETS: dict[str, dict[str, Any]] = {
     # default preset with 100 generations at most (at most 200000 member-steps: at most ~2.1 h of training on 2 idle cores).
     "paper": {"pbt": {"population": 20, "max_generations": 100}},
 }
+
+# Values a preset sets over its own when EMG is the only modality modelled (``data.modalities:
+# [emg]``, the default); a config file and overrides still win over them.
+#
+# quick (issue 15, benchmarks/README.md "Synthetic EMG family"): 6 inferred inputs with a prior
+# variance of 1, a controller KL weight of 1e-6, no dropout and at least 8 factors. With the quick
+# values above (2 inputs, prior variance 0.1, KL weight 1e-4, dropout 0.1, the factor rule's 3-4
+# factors for 4-6 muscles) the model could not follow the within-window variation of EMG whose
+# activations are not low-dimensional: on a scratch 5-muscle drift it fitted its training windows no
+# better than its validation windows, no better without coordinated dropout, at a Gamma NLL 0.39
+# nats per bin worse than a 4 Hz low-pass of the same EMG (R^2 vs truth 0.925 -> 0.962 with these).
+# Held-out family: 8 -> 10 of 16 wins, median margin -0.012 -> +0.003. On spikes the same values
+# made the quick preset much worse (chaotic RNN R^2 0.786 -> 0.624, Lorenz 0.736 -> 0.285: no
+# dropout lets the Poisson model overfit), so they are EMG-only.
+EMG_ONLY: dict[str, dict[str, Any]] = {
+    "quick": {
+        "model": {"co_dim": 6, "co_prior_var": 1.0, "dropout": 0.0, "min_factors": 8},
+        "train": {"kl_co_scale": 1e-6},
+    },
+}
+
+
+def preset_values(preset: str, modalities: tuple[str, ...]) -> dict[str, Any]:
+    """The values ``preset`` sets (section -> key -> value) for a run of ``modalities``:
+    :data:`PRESETS` ``[preset]``, with :data:`EMG_ONLY` ``[preset]`` over it when EMG is the only
+    modality. ``preset`` must be a key of :data:`PRESETS`; returns a new mapping."""
+    values = deep_merge({}, PRESETS[preset])
+    if tuple(modalities) == ("emg",) and preset in EMG_ONLY:
+        values = deep_merge(values, EMG_ONLY[preset])
+    return values
