@@ -315,6 +315,7 @@ def test_a_quick_emg_file_used_for_spikes_warns(tmp_path, caplog):
         cfg = build_config(file=path, overrides={"data.modalities": ["spikes"]})
     assert cfg.model.dropout == 0.0 and cfg.model.co_dim == 6
     assert "model.dropout 0.0 (preset: 0.1)" in caplog.text
+    assert "config --show --preset quick --set data.modalities=spikes" in caplog.text  # a file for this run
     caplog.clear()
     with caplog.at_level("WARNING", logger="nwb_autolfads.config"):
         build_config(file=path)  # the file was made for this very run: no warning

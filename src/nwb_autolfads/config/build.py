@@ -173,11 +173,12 @@ def _warn_preset_overridden(preset: str, modalities: tuple[str, ...], file, file
             if key in given and given[key] != value:
                 changed.append(f"{section}.{key} {given[key]!r} (preset: {value!r})")
     if changed:
+        # the preset's values for this run's modalities (EMG alone is the default)
+        show = preset if modalities == ("emg",) else f"{preset} --set data.modalities={'+'.join(modalities)}"
         log.warning(
-            "config file %r sets %d value(s) that the %r preset sets otherwise, and the file's values are used: %s. "
-            "Make a file for this preset with `nwb-autolfads config --show --preset %s`, or keep only the values you "
-            "change", str(file), len(changed), preset, ", ".join(changed),
-            preset)
+            "config file %r sets %d value(s) that the %r preset sets otherwise for modelling %s, and the file's values "
+            "are used: %s. Make a file for this run with `nwb-autolfads config --show --preset %s`, or keep only the "
+            "values you change", str(file), len(changed), preset, "+".join(modalities), ", ".join(changed), show)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
