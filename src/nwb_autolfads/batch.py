@@ -732,7 +732,12 @@ def _settings_differences(previous: Mapping[str, Any], plan: BatchPlan, default_
     if previous.get("modalities") != plan.modalities:
         return [f"modalities: {previous.get('modalities')} -> {plan.modalities}"]
     if "resolved" in previous:
-        old, new = _deciding(previous["resolved"]), _deciding(plan.resolved)
+        from nwb_autolfads.config import RunConfig
+        from nwb_autolfads.config.migrations import missing_as_defaults
+
+        # settings added since the manifest was written count as their defaults (the earlier behaviour)
+        old = _deciding(missing_as_defaults(previous["resolved"], RunConfig().to_dict()))
+        new = _deciding(plan.resolved)
     else:
         settings = dict(previous.get("settings") or {})
         settings["seed"] = default_seed if settings.get("seed") is None else settings["seed"]

@@ -94,6 +94,7 @@ def prepare_rundir(rundir: Path, cfg: RunConfig, segments: list[np.ndarray], exp
         if not fresh and _check_format(rundir, old):  # another version's, holding nothing: taken over
             marker.write_text(json.dumps(fingerprint))
             return
+        old = _with_new_defaults(old)
         if old == json.loads(json.dumps(fingerprint)) and not fresh:
             log.warning("resuming the interrupted run in %s", rundir)
             return
@@ -115,6 +116,18 @@ def prepare_rundir(rundir: Path, cfg: RunConfig, segments: list[np.ndarray], exp
                           "away")
     rundir.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(fingerprint))
+
+
+def _with_new_defaults(old: Any) -> Any:
+    """``old`` (a readable fingerprint) with the settings an earlier version did not record read as
+    this version's defaults (:func:`~nwb_autolfads.config.migrations.missing_as_defaults`), so a run
+    interrupted before a setting was added resumes when the setting has its default."""
+    from nwb_autolfads.config.migrations import missing_as_defaults
+
+    if not _readable_fingerprint(old):
+        return old
+    defaults = {k: v for k, v in RunConfig().to_dict().items() if k in old["config"]}
+    return {**old, "config": missing_as_defaults(old["config"], defaults)}
 
 
 def _readable_fingerprint(old: Any) -> bool:

@@ -377,3 +377,20 @@ def test_the_plan_shows_the_preset_the_budget_and_the_time_per_input(folder, tmp
     mock_emg_nwb(folder / "sub-A" / "sub-A_ses-1_ecephys.nwb", duration=1.0, rate=500.0, n_muscles=2, seed=7)
     text = plan_batch([folder], out, preset="smoke").format()
     assert "~30 s per input in earlier runs of this batch (mean of 2)" in text and "time        about 30 s left" in text
+
+
+def test_a_manifest_without_a_setting_added_since_reads_it_as_its_default(folder, tmp_path):
+    """An earlier version's manifest has no ``model.min_factors``: the same batch continues; a batch
+    with another value of it is refused, naming it."""
+    from nwb_autolfads.batch import _write_manifest
+
+    out = tmp_path / "out"
+    out.mkdir()
+    inputs = sorted(folder.glob("sub-B/*_ecephys.nwb"))
+    _write_manifest(plan_batch(inputs, out, preset="smoke"), None, None)
+    manifest = json.loads((out / MANIFEST).read_text())
+    del manifest["resolved"]["model"]["min_factors"]
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    assert plan_batch(inputs, out, preset="smoke").todo()
+    with pytest.raises(ConfigError, match=r"other settings \(model.min_factors: 2 -> 8"):
+        plan_batch(inputs, out, preset="smoke", overrides={"model.min_factors": 8})

@@ -320,3 +320,39 @@ def test_a_quick_emg_file_used_for_spikes_warns(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="nwb_autolfads.config"):
         build_config(file=path)  # the file was made for this very run: no warning
     assert "sets" not in caplog.text
+
+
+def test_a_quick_emg_config_object_used_for_spikes_warns(caplog):
+    """A RunConfig object keeps what it was built with: a quick config built for EMG and switched to
+    spikes (``updated``, or run(config=..., overrides=...)) keeps the EMG controller and says so."""
+    emg = build_config("quick")
+    with caplog.at_level("WARNING", logger="nwb_autolfads.config"):
+        spikes = emg.updated({"data.modalities": ["spikes"]})
+    assert spikes.model.co_dim == 6 and spikes.preset == "quick"
+    assert "model.dropout 0.0 (for spikes: 0.1)" in caplog.text and "--model spikes" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="nwb_autolfads.config"):
+        emg.updated({"data.modalities": ["spikes"], "model.dropout": 0.1, "model.co_dim": 2, "model.co_prior_var": 0.1,
+                     "model.min_factors": 2, "train.kl_co_scale": 1e-4})  # every such value set: nothing kept
+        build_config("default").updated({"data.modalities": ["spikes"]})  # no modality-dependent values
+        emg.updated({"train.lr": 1e-3})
+    assert "keeps the values" not in caplog.text
+    with caplog.at_level("WARNING", logger="nwb_autolfads.config"):
+        build_config("quick", overrides={"data.model": "spikes"}).updated({"data.modalities": ["emg"]})
+    assert "model.co_dim 2 (for emg: 6)" in caplog.text  # the other way round too
+
+
+def test_missing_settings_of_an_earlier_version_read_as_defaults():
+    from nwb_autolfads.config.migrations import missing_as_defaults
+
+    old = {"model": {"co_dim": 2}, "seed": 1}
+    defaults = {"model": {"co_dim": 3, "min_factors": 2}, "train": {"lr": 1.0}, "seed": 0}
+    assert missing_as_defaults(old, defaults) == {"model": {"co_dim": 2, "min_factors": 2}, "seed": 1}
+    assert old == {"model": {"co_dim": 2}, "seed": 1}  # left as it was
+
+
+def test_a_malformed_data_section_is_named_not_the_modalities(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("data: spikes\n")
+    with pytest.raises(ConfigError, match="config section 'data' must be a mapping"):
+        build_config("quick", file=path)

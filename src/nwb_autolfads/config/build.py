@@ -80,14 +80,15 @@ def _modalities(base: Mapping[str, Any], given: list[Mapping[str, Any]]) -> tupl
     """The modalities a run will model: ``data.modalities`` of ``base`` with ``given`` over it (a
     preset's values for some modalities depend on them, :func:`~nwb_autolfads.config.presets.preset_values`).
 
-    Raises
-    ------
-    ConfigError
-        An invalid ``data.modalities`` (:func:`~nwb_autolfads.modalities.parse_modalities`)."""
+    A malformed ``data`` section counts as the default modalities here; building the configuration
+    then refuses it with a message about that section."""
     for values in given:
         base = deep_merge(base, values)
     data = base.get("data")
-    return parse_modalities(data.get("modalities") if isinstance(data, Mapping) else None)
+    try:
+        return parse_modalities(data.get("modalities") if isinstance(data, Mapping) else None)
+    except ConfigError:  # a malformed data section: RunConfig.from_dict says what is wrong with it
+        return RunConfig().data.modalities
 
 
 def _choose_preset(preset: str | None, file, file_preset: Any) -> str:
@@ -105,6 +106,28 @@ def _choose_preset(preset: str | None, file, file_preset: Any) -> str:
         raise ConfigError(f"unknown preset {preset!r}: use one of {', '.join(sorted(PRESETS))}")
     return preset
 
+
+
+def warn_preset_modalities(before: RunConfig, after: RunConfig) -> None:
+    """Warn when ``after`` (``before`` with other ``data.modalities``, e.g. ``RunConfig.updated``
+    or ``run(config=cfg, overrides={"data.modalities": ...})``) keeps values its preset sets only for
+    ``before``'s modalities (:func:`~nwb_autolfads.config.presets.preset_values`: the quick preset's
+    controller for EMG alone): a configuration object keeps what it was built with, so a quick config
+    built for EMG would train a spikes model with the EMG controller, labelled ``quick``."""
+    preset = before.preset
+    keys = flat_keys(deep_merge(PRESETS[preset], EMG_ONLY.get(preset, {})))
+    was = flat_keys(deep_merge(RunConfig().to_dict(), preset_values(preset, before.data.modalities)))
+    now = flat_keys(deep_merge(RunConfig().to_dict(), preset_values(preset, after.data.modalities)))
+    values = flat_keys(after.to_dict())
+    kept = [f"{k} {values[k]!r} (for {'+'.join(after.data.modalities)}: {now[k]!r})" for k in keys
+            if was.get(k) != now.get(k) and values.get(k) == was.get(k)]
+    if kept:
+        log.warning("a configuration built for the %r preset modelling %s now models %s and keeps the values the "
+                    "preset sets for %s: %s. Build it for what it models (build_config(%r, overrides={'data.modalities': "
+                    "%r}), or nwb-autolfads run FILE --preset %s --model %s), or set those values",
+                    preset, "+".join(before.data.modalities), "+".join(after.data.modalities),
+                    "+".join(before.data.modalities), ", ".join(kept), preset, list(after.data.modalities), preset,
+                    "+".join(after.data.modalities))
 
 
 def warn_interval_samples(inf) -> None:

@@ -11,7 +11,7 @@ from nwb_autolfads.config.train import TrainConfig
 from nwb_autolfads.errors import ConfigError
 from nwb_autolfads.modalities import parse_modalities
 
-__all__ = ["EPOCH_KEYS", "renamed_keys", "refuse_epoch_key", "legacy_to_steps"]
+__all__ = ["EPOCH_KEYS", "renamed_keys", "refuse_epoch_key", "legacy_to_steps", "missing_as_defaults"]
 
 # Budget keys of versions before 0.3 (counted in epochs) and the keys (counted in steps) that replace them.
 EPOCH_KEYS = {"train.max_epochs": "train.max_steps", "train.min_epochs": "train.min_steps",
@@ -117,4 +117,27 @@ def legacy_to_steps(data: Mapping[str, Any], n_train: int | None = None) -> dict
             train.pop("early_stopping_patience")
     if per_epoch is not None:
         train.setdefault("valid_every", per_epoch)  # the earlier versions validated once per epoch
+    return out
+
+
+def missing_as_defaults(old: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """``old`` (a configuration recorded by an earlier version: a run directory's fingerprint, a
+    batch manifest) with the settings it does not hold filled in from ``defaults`` (the same
+    sections, this version's defaults), so that a setting added since (e.g. ``model.min_factors``)
+    compares equal when it has its default, whose behaviour is the earlier version's. A setting
+    ``old`` holds keeps its value; sections of ``defaults`` that ``old`` lacks are not added.
+
+    Parameters
+    ----------
+    old, defaults : mapping
+        Nested mappings of settings.
+
+    Returns
+    -------
+    dict
+        A new mapping."""
+    out = dict(old)
+    for key, value in defaults.items():
+        if key in old and isinstance(value, Mapping) and isinstance(old[key], Mapping):
+            out[key] = {**value, **missing_as_defaults(old[key], value)}  # the section's missing keys added
     return out

@@ -122,9 +122,16 @@ class RunConfig:
         return from_mapping(cls, renamed_keys(legacy_to_steps(data, n_train)), prefix="")
 
     def updated(self, overrides: Mapping[str, Any]) -> "RunConfig":
-        """A copy with (possibly nested, dotted or dict) overrides applied and validated."""
+        """A copy with (possibly nested, dotted or dict) overrides applied and validated. Changing
+        ``data.modalities`` keeps every other value; where the preset sets some values for the old
+        modalities only, a warning names them (:func:`~nwb_autolfads.config.build.warn_preset_modalities`)."""
         merged = deep_merge(self.to_dict(), renamed_keys(expand_dotted(overrides)))
-        return RunConfig.from_dict(merged)
+        new = RunConfig.from_dict(merged)
+        if new.data.modalities != self.data.modalities:
+            from nwb_autolfads.config.build import warn_preset_modalities
+
+            warn_preset_modalities(self, new)
+        return new
 
     def resolved(self, n_channels: int) -> "RunConfig":
         """Fill in the sizes that depend on the data."""
