@@ -126,8 +126,7 @@ def _with_new_defaults(old: Any) -> Any:
 
     if not _readable_fingerprint(old):
         return old
-    defaults = {k: v for k, v in RunConfig().to_dict().items() if k in old["config"]}
-    return {**old, "config": missing_as_defaults(old["config"], defaults)}
+    return {**old, "config": missing_as_defaults(old["config"], RunConfig().to_dict())}  # adds no section
 
 
 def _readable_fingerprint(old: Any) -> bool:
