@@ -10,7 +10,7 @@ import pytest
 from scipy import signal as sps
 
 from nwb_autolfads.evaluation.comparison import bin_mean
-from nwb_autolfads.evaluation.metrics import channel_correlation, coverage_of_truth
+from nwb_autolfads.evaluation.metrics import channel_correlation, coverage_of_truth, truth_in_units_of
 from nwb_autolfads.simulate import DYNAMICS, EMGSetting, emg_family, simulate_emg, split, write_setting_nwb
 from nwb_autolfads.simulate.emg import ARTEFACT_SHAPES, MAX_VALUES
 from nwb_autolfads.simulate.family import LONG_SECONDS, recorded_seconds
@@ -170,19 +170,41 @@ def test_split_is_fixed_by_seed_disjoint_and_order_free():
         split(fam + fam[:1])
 
 
-def test_coverage_maps_the_truth_onto_the_rectified_emg_affinely():
+def test_coverage_maps_the_truth_onto_the_rectified_emg_with_the_floor_in_quadrature():
     rng = np.random.default_rng(0)
-    truth = rng.uniform(0.5, 2.0, size=(1000, 2))
-    rect = 3.0 * truth + 0.4  # c = 3, the rectified noise floor d = 0.4
-    assert coverage_of_truth(rect - 0.1, rect + 0.1, truth, rect) == 1.0
-    assert coverage_of_truth(rect + 0.1, rect + 0.2, truth, rect) == 0.0
-    lower = rect - 0.1
+    truth = rng.uniform(0.0, 2.0, size=(1000, 2))
+    rect = np.hypot(3.0 * truth, 0.4)  # gain 3, the noise floor 0.4 adds in quadrature
+    assert coverage_of_truth(rect - 0.01, rect + 0.01, truth, rect) == 1.0
+    assert coverage_of_truth(rect + 0.02, rect + 0.2, truth, rect) == 0.0
+    lower = rect - 0.01
     lower[:500] += 0.2  # half the band misses
-    assert coverage_of_truth(lower, rect + 0.1, truth, rect) == pytest.approx(0.5)
+    assert coverage_of_truth(lower, rect + 0.01, truth, rect) == pytest.approx(0.5)
     noisy = rect * rng.gamma(20.0, 1 / 20.0, size=rect.shape)  # the map is fitted on noisy data
-    assert coverage_of_truth(rect - 0.2, rect + 0.2, truth, noisy) > 0.99
+    assert coverage_of_truth(rect - 0.1, rect + 0.1, truth, noisy) > 0.99
 
 
+def test_the_truth_map_leaves_no_level_of_simulated_emg_biased():
+    # the binned rectified EMG of a simulated recording against its truth: the mapped truth is
+    # within the noise of the data's mean at every eighth of the truth's range; an affine map
+    # (c x truth + d) is not: at the lowest activations the floor adds in quadrature
+    synth = simulate_emg(EMGSetting(n_muscles=3, duration=120.0, dynamics="bursty", snr_db=10.0, seed=11,
+                                    hum_amplitude=0.0, artefact_rate=0.0))
+    rect, truth = _rectified_bins(synth)
+    mapped = truth_in_units_of(rect, truth)
+    slope_offset = [np.polyfit(truth[:, c], rect[:, c], 1) for c in range(3)]
+    affine = np.stack([a * truth[:, c] + b for c, (a, b) in enumerate(slope_offset)], axis=1)
+
+    def worst_bias(model):  # max over channels and eighths of |mean residual| / its standard error
+        z = []
+        for c in range(3):
+            edges = np.quantile(truth[:, c], np.linspace(0, 1, 9))
+            eighth = np.clip(np.searchsorted(edges, truth[:, c], side="right") - 1, 0, 7)
+            resid = rect[:, c] - model[:, c]
+            z += [abs(resid[eighth == k].mean()) / (resid.std() / np.sqrt((eighth == k).sum())) for k in range(8)]
+        return max(z)
+
+    assert worst_bias(mapped) < 4.0  # 3.2 here (24 eighths x channels)
+    assert worst_bias(affine) > 6.0  # 7.6 here, at the lowest activations
 def test_tiny_setting_runs_end_to_end_and_the_truth_aligns(tmp_path):
     import nwb_autolfads
 
