@@ -441,7 +441,11 @@ def test_cli_sample_mode_writes_the_credible_interval_of_rates_and_activations(e
     assert sorted(cal["units_hz"]) == sorted(str(u) for u in ds.unit.values) and cal["z"] == pytest.approx(1.645, abs=1e-3)
     assert sorted(cal["emg"]) == sorted(ds.channel.values.tolist())
     for per in (*cal["units_hz"].values(), *cal["emg"].values()):
-        assert len(per["levels"]) == len(per["error"]) == len(per["noise"]) >= 1 and min(per["error"]) >= 0
+        assert len(per["levels"]) == len(per["error"]) == len(per["noise"]) == len(per["copied"]) >= 1
+        assert min(per["error"]) >= 0
+    # the noise the model follows was measured through the model (probes): not zero everywhere
+    assert any(v != 0 for per in cal["emg"].values() for v in per["copied"])
+    assert "follows" in cal["method"]
     assert pynwb.validate(path=str(out)) == []
 
 

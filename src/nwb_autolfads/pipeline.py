@@ -25,7 +25,7 @@ import logging
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -38,7 +38,7 @@ from nwb_autolfads.config import (DEFAULT_BIN_SIZE, RunConfig, build_config, con
 from nwb_autolfads.data.grid import fit_windows, split_where, trial_windows
 from nwb_autolfads.data.windows import WindowIndex, chop_segments
 from nwb_autolfads.errors import ConfigError, SignalError, TrainingError
-from nwb_autolfads.evaluation.calibration import estimate_errors, normal_quantile, widen_band
+from nwb_autolfads.evaluation.calibration import copied_noise, estimate_errors, normal_quantile, widen_band
 from nwb_autolfads.evaluation.fit_check import channel_fit
 from nwb_autolfads.io.results import interval_percent
 from nwb_autolfads.io.reading import OUTPUT_MODULE, open_nwb
@@ -396,6 +396,8 @@ class FitResult:
     None without posterior samples)."""
     upper: list[np.ndarray] | None = None
     """Per segment (n_bins, C): its upper bound."""
+    session: int | None = None
+    """For a model of several sessions, the session these data went through (its read-in/out)."""
 
     inputs = _renamed("inputs", "inferred_inputs")  # the former name
 
@@ -928,7 +930,7 @@ def _bands(data: ModelData, fit: "FitResult", cfg: RunConfig, covered: np.ndarra
     if np.any(covered & ~(np.isfinite(lower).all(axis=1) & np.isfinite(upper).all(axis=1))):
         raise TrainingError("the trained model's posterior samples gave NaN/inf interval bounds: nothing was "
                             "written; lower train.lr (or pbt.lr.high), or set inference.interval: null")
-    lower, upper, calibration = _calibrated_band(data, fit, cfg.inference.interval)
+    lower, upper, calibration = _calibrated_band(data, fit, cfg)
     lo, hi = data.to_source(lower, covered), data.to_source(upper, covered)
     empty = lower[:, :0][covered]
     return ({"interval": cfg.inference.interval, "activations_lower": compact_float(lo.get("emg", empty)),
@@ -937,24 +939,47 @@ def _bands(data: ModelData, fit: "FitResult", cfg: RunConfig, covered: np.ndarra
              "rates_upper": compact_float(hi.get("spikes", empty)), "interval_calibration": calibration}, lo, hi)
 
 
-def _calibrated_band(data: ModelData, fit: "FitResult", interval: float) -> tuple[np.ndarray, np.ndarray, dict]:
+def _calibrated_band(data: ModelData, fit: "FitResult", cfg: RunConfig) -> tuple[np.ndarray, np.ndarray, dict]:
     """The posterior band of ``fit`` widened by the model's error (:mod:`nwb_autolfads.evaluation.calibration`),
     in model units, per channel of ``data`` (counts for the spikes; not clipped at 0 for signed
     continuous inputs). Returns (lower, upper), each (n_bins, C) over all segments, and the
     per-channel error estimates in the source's units for the provenance (spikes: Hz; the EMG and
-    continuous inputs: times their scales), by modality."""
+    continuous inputs: times their scales), by modality. The noise the model follows is measured
+    with probes through ``fit``'s model (:func:`_responder`)."""
+    interval = cfg.inference.interval
     columns = data.columns()
     counts = np.concatenate([np.full(sl.stop - sl.start, b.counts) for _, b, sl in columns])
     signed = np.concatenate([np.full(sl.stop - sl.start, b.signed) for _, b, sl in columns])
-    errors = estimate_errors(data.segments(), fit.mean, counts)
+    segments = data.segments()
+    first = estimate_errors(segments, fit.mean, counts)  # the noise's size per level, for the probes
+    followed = copied_noise(_responder(fit, cfg), segments, fit.mean, first, seed=SeedTree(cfg.seed).integer("calibration"))
+    errors = estimate_errors(segments, fit.mean, counts, copied=followed)
     parts = [widen_band(m, lo, hi, errors, interval, signed=signed)
              for m, lo, hi in zip(fit.mean, fit.lower, fit.upper)]
-    record = {"method": "residual beyond the observation noise, per channel and level (nwb_autolfads.evaluation.calibration)",
+    record = {"method": "residual beyond the observation noise and the noise the model follows (probes), per "
+                        "channel and level (nwb_autolfads.evaluation.calibration)",
               "z": round(normal_quantile(interval), 4)}
     for _, b, sl in columns:
         record[b.error_key] = {str(ch): errors[sl.start + i].as_dict(b.error_scale(i))
                                for i, ch in enumerate(b.channel_names)}
     return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), record)
+
+
+def _responder(fit: "FitResult", cfg: RunConfig):
+    """The estimate as a function of the input for :func:`~nwb_autolfads.evaluation.calibration.copied_noise`:
+    per segment (n_bins, C) input -> per segment (n_bins, C) posterior-mean estimate, chopped and
+    merged as ``fit`` was, through ``fit``'s model (and session) with its weights fixed."""
+    w, lead = cfg.windows, cfg.model.lead_in_bins
+    means_only = replace(cfg.inference, mode="mean", interval=None)
+    device = next(fit.model.parameters()).device
+    extra = {"session": fit.session} if fit.session is not None else {}
+
+    def respond(segments: list[np.ndarray]) -> list[np.ndarray]:
+        windows, index = chop_segments([np.asarray(x, np.float32) for x in segments], w.window_bins + lead,
+                                       w.overlap_bins + lead)
+        return infer_merged(fit.model, torch.from_numpy(windows).to(device), index, means_only, w.merge_power, lead,
+                            **extra).mean
+    return respond
 
 
 def fit_signal(segments: list[np.ndarray], bin_size: float, observation: ObservationModel, cfg: RunConfig,
@@ -1013,7 +1038,8 @@ def _infer(model: LFADS, x_all: torch.Tensor, index: WindowIndex, cfg: RunConfig
                           **({"session": session} if session is not None else {}))
     return FitResult(mean=merged.mean, factors=merged.factors, inferred_inputs=merged.inputs, ic_mean=merged.ic_mean,
                      training=training, coverage=merged.coverage, index=index, n_train=n_train, n_valid=n_valid,
-                     device=str(device), model=model, plan=plan, lower=merged.lower, upper=merged.upper)
+                     device=str(device), model=model, plan=plan, lower=merged.lower, upper=merged.upper,
+                     session=session)
 
 
 def _chop(segments: list[np.ndarray], bin_size: float, cfg: RunConfig) -> tuple[np.ndarray, WindowIndex]:

@@ -84,7 +84,8 @@ def interval_note(interval: float | None) -> str:
     lo, hi = interval_quantiles(interval)
     return (f"; lower / upper: its approximate central {interval_percent(interval)} credible interval per bin (the {lo:g} and "
             f"{hi:g} quantiles over the posterior samples, merged with the means' weights where windows overlap, "
-            "widened by the model's error estimated from the residual beyond the observation noise; see metrics "
+            "widened by the model's error estimated from the residual beyond the observation noise and the noise "
+            "the model follows; see metrics "
             "interval_calibration)")
 
 

@@ -29,11 +29,13 @@ class InferenceConfig:
     from the (1 - interval) / 2 and (1 + interval) / 2 quantiles of the posterior samples, which
     spread the latent states only (far too narrow alone: a 90% band of them held 2-28% of the true
     activation, median 18%, on the synthetic EMG family), and is widened by the model's own error, estimated per channel and level
-    of the estimate from the residual beyond the observation noise (a residual-variance
+    of the estimate from the residual beyond the observation noise and the noise it follows (a residual-variance
     decomposition; :mod:`nwb_autolfads.evaluation.calibration`; the estimates are in the run's metrics,
     ``interval_calibration``): half-widths sqrt(posterior^2 + (z x error)^2), the lower bound >= 0.
-    Noise the model follows (smooth artefacts, enveloped input) is not seen as error, so the band
-    is then too narrow. ``mode: mean`` (and ``n_samples: 1``) has no samples and writes none."""
+    The noise the model follows is measured with noise probes through the model and counted as
+    error; noise correlated over bins that it follows (smooth artefacts, enveloped input) is not,
+    so the band is then too narrow. ``mode: mean`` (and ``n_samples: 1``) has no samples and writes
+    none."""
 
     def __post_init__(self) -> None:
         check(self.mode in ("mean", "sample"), "inference.mode", self.mode, "use 'mean' or 'sample'")

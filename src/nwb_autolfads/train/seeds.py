@@ -13,7 +13,8 @@ Purposes and their keys:
   and the model's own draws (dropout masks, posterior samples) - a :class:`Streams`;
 - ``sample_validation``: the elements held out for sample validation (single model);
 - ``pbt``: the population's initial hyperparameters, tournament and explore draws;
-- ``inference``: posterior samples at inference.
+- ``inference``: posterior samples at inference;
+- ``calibration``: the noise probes that measure what the model follows (:func:`~nwb_autolfads.evaluation.calibration.copied_noise`).
 
 A single model's ``noise`` is the device's default torch generator, seeded from the tree when
 training starts: its training pass may be replayed from a CUDA graph, which draws from it.
@@ -29,7 +30,7 @@ import torch
 
 __all__ = ["PURPOSES", "SeedTree", "Streams"]
 
-PURPOSES = ("init", "batches", "augment", "noise", "sample_validation", "pbt", "inference")
+PURPOSES = ("init", "batches", "augment", "noise", "sample_validation", "pbt", "inference", "calibration")
 
 
 @dataclass

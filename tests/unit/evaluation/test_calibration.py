@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from nwb_autolfads.evaluation.calibration import ChannelError, estimate_errors, normal_quantile, widen_band
+from nwb_autolfads.evaluation.calibration import (ChannelError, copied_noise, estimate_errors, normal_quantile,
+                                                  widen_band)
 
 
 def _smooth(n: int, rng, period: float = 400.0) -> np.ndarray:
@@ -124,3 +125,43 @@ def test_an_estimate_smoother_than_the_truth_does_not_hide_its_error():
     (err,) = estimate_errors([x[:, None]], [mu[:, None]], np.array([False]), n_groups=1)
     assert err.noise[0] == pytest.approx(0.1, rel=0.03)
     assert err.error[0] == pytest.approx(0.2 * 0.3 / np.sqrt(2), rel=0.15)
+
+
+def test_noise_the_estimate_follows_is_measured_by_the_probes_and_counted_as_error():
+    # mu = truth + smooth error + a x noise: the estimate follows a fraction a of the noise. Its error
+    # variance is err^2 + a^2 s2, but the residual is err^2 + (1 - a)^2 s2: without the followed part
+    # the error is underestimated (here to 0); Stein's lemma gives mean(n mu) = a s2 from the response
+    rng = np.random.default_rng(6)
+    n, a, sd = 60_000, 0.4, 0.3
+    truth = 2.0 + 0.5 * _smooth(n, rng)
+    smooth_err = 0.1 * _smooth(n, rng, period=700.0)
+    x = truth + rng.normal(0.0, sd, n)
+
+    def respond(segments):  # the "model": linear in its input, d mu_t / d x_t = a
+        return [(truth + smooth_err + a * (seg[:, 0] - truth))[:, None] for seg in segments]
+
+    (mu,) = respond([x[:, None]])
+    (naive,) = estimate_errors([x[:, None]], [mu], np.array([False]))
+    followed = copied_noise(respond, [x[:, None]], [mu], [naive], n_probes=2)
+    assert followed[0].shape == (n, 1)
+    assert followed[0].mean() == pytest.approx(a * sd ** 2, rel=0.05)
+    (err,) = estimate_errors([x[:, None]], [mu], np.array([False]), copied=followed)
+    true_rms = np.sqrt(np.mean((mu[:, 0] - truth) ** 2))  # sqrt(0.1^2 + (0.4 x 0.3)^2) = 0.156
+    assert np.sqrt(np.mean(naive(mu) ** 2)) < 0.6 * true_rms
+    assert np.sqrt(np.mean(err(mu) ** 2)) == pytest.approx(true_rms, rel=0.15)
+    np.testing.assert_allclose(err.copied, a * sd ** 2, rtol=0.2)
+    # the same seed gives the same probes; an estimate that ignores its input follows nothing
+    again = copied_noise(respond, [x[:, None]], [mu], [naive], n_probes=2)
+    np.testing.assert_array_equal(again[0], followed[0])
+    blind = copied_noise(lambda segs: [mu for _ in segs], [x[:, None]], [mu], [naive])
+    assert np.all(blind[0] == 0.0)
+
+
+def test_probe_arguments_are_checked():
+    err = ChannelError(np.array([0.0, 1.0]), np.zeros(2), np.ones(2), np.array([5, 5]))
+    with pytest.raises(ValueError, match="n_probes"):
+        copied_noise(lambda s: s, [np.zeros((5, 1))], [np.zeros((5, 1))], [err], n_probes=0)
+    with pytest.raises(ValueError, match="do not match"):
+        copied_noise(lambda s: s, [np.zeros((5, 2))], [np.zeros((5, 2))], [err])
+    with pytest.raises(ValueError, match="copied must have"):
+        estimate_errors([np.zeros((5, 1))], [np.zeros((5, 1))], np.array([False]), copied=[np.zeros((4, 1))])
