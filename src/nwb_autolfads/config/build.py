@@ -108,6 +108,16 @@ def _choose_preset(preset: str | None, file, file_preset: Any) -> str:
 
 
 
+def _preset_keys(preset: str) -> list[str]:
+    """The dotted keys ``preset`` sets for some modalities (:func:`~nwb_autolfads.config.presets.preset_values`)."""
+    return list(flat_keys(deep_merge(PRESETS[preset], EMG_ONLY.get(preset, {}))))
+
+
+def _preset_settings(preset: str, modalities) -> dict[str, Any]:
+    """Every setting, by dotted key, of the defaults with ``preset``'s values for ``modalities``."""
+    return flat_keys(deep_merge(RunConfig().to_dict(), preset_values(preset, modalities)))
+
+
 def warn_preset_modalities(before: RunConfig, after: RunConfig) -> None:
     """Warn when ``after`` (``before`` with other ``data.modalities``, e.g. ``RunConfig.updated``
     or ``run(config=cfg, overrides={"data.modalities": ...})``) keeps values its preset sets only for
@@ -115,9 +125,8 @@ def warn_preset_modalities(before: RunConfig, after: RunConfig) -> None:
     controller for EMG alone): a configuration object keeps what it was built with, so a quick config
     built for EMG would train a spikes model with the EMG controller, labelled ``quick``."""
     preset = before.preset
-    keys = flat_keys(deep_merge(PRESETS[preset], EMG_ONLY.get(preset, {})))
-    was = flat_keys(deep_merge(RunConfig().to_dict(), preset_values(preset, before.data.modalities)))
-    now = flat_keys(deep_merge(RunConfig().to_dict(), preset_values(preset, after.data.modalities)))
+    keys = _preset_keys(preset)
+    was, now = _preset_settings(preset, before.data.modalities), _preset_settings(preset, after.data.modalities)
     values = flat_keys(after.to_dict())
     kept = [f"{k} {values[k]!r} (for {'+'.join(after.data.modalities)}: {now[k]!r})" for k in keys
             if was.get(k) != now.get(k) and values.get(k) == was.get(k)]
@@ -183,18 +192,11 @@ def _warn_preset_overridden(preset: str, modalities: tuple[str, ...], file, file
     """Warn when a config file sets values its preset also sets, to other values: the file wins,
     so the run is that preset in name only for those settings (e.g. a `config --show` of the
     default preset whose ``preset:`` line was changed to ``quick`` trains a 20-member population)."""
-    changed = []
     # every key the preset sets for some modalities, against what it gives this run's (a file made
     # for EMG sets the EMG-only values, which a spikes run gets from the defaults)
-    expected = deep_merge(RunConfig().to_dict(), preset_values(preset, modalities))
-    for section, values in deep_merge(PRESETS[preset], EMG_ONLY.get(preset, {})).items():
-        given = file_data.get(section)
-        if not isinstance(given, Mapping) or not isinstance(values, Mapping):
-            continue
-        for key in values:
-            value = expected.get(section, {}).get(key)
-            if key in given and given[key] != value:
-                changed.append(f"{section}.{key} {given[key]!r} (preset: {value!r})")
+    expected, given = _preset_settings(preset, modalities), flat_keys(file_data)
+    changed = [f"{k} {given[k]!r} (preset: {expected.get(k)!r})" for k in _preset_keys(preset)
+               if "." in k and k in given and given[k] != expected.get(k)]
     if changed:
         # the preset's values for this run's modalities (EMG alone is the default)
         show = preset if modalities == ("emg",) else f"{preset} --set data.modalities={'+'.join(modalities)}"
