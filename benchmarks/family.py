@@ -15,9 +15,10 @@ own process with one torch thread when --jobs > 1), and score on the model's bin
   per segment;
 - joint-angle decoding R^2 (ridge, 10 lags, 5 contiguous folds) from the model, the best
   low-pass, the best Bayesian filter and the truth;
-- calibration: the fraction of the true activation (scaled per channel by least squares onto the
-  rectified binned EMG) inside the run's 90% band (``activations_lower``/``activations_upper``),
-  "n/a" when the run has none;
+- calibration: the fraction of the true activation inside the run's 90% band
+  (``activations_lower``/``activations_upper``), the truth put into the rectified binned EMG's
+  units per channel as sqrt((c x truth)^2 + d^2), fitted without artefact outliers
+  (:func:`nwb_autolfads.evaluation.metrics.truth_in_units_of`); "n/a" when the run has none;
 - the run's wall time; the margin = model - max(low-pass, Bayes).
 
 Results are saved to the JSON after each run (a rerun skips those already there unless --redo);

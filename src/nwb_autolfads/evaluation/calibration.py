@@ -135,7 +135,8 @@ def estimate_errors(data: list[np.ndarray], mean: list[np.ndarray], poisson: np.
     n_groups : at most this many groups of bins by quantiles of the estimate.
     min_bins : bins per group at least (fewer groups when there are fewer bins).
     copied : per segment (n_bins, C), per bin an estimate of n_t x mu_t, the noise the estimate
-        follows (:func:`copied_noise`); its mean per group is added twice to the error variance.
+        follows (:func:`copied_noise`); 2 x its mean per group is added to the error variance
+        (the residual lacks 2 mean(n mu)).
         None: not estimated (taken as 0: the error is then underestimated where the model follows
         the noise).
 
