@@ -54,6 +54,11 @@ def test_cli_emg_plus_force_writes_the_inferred_force_in_newtons(force_file, tmp
     assert ds.inferred_force.attrs["units"] == "N" and list(ds.inferred_force_channel.values) == ["force"]
     assert ds.inferred_force.shape == ds.emg_activations.shape[:1] + (1,)
     assert "inferred_force_lower" in ds and "inferred_force_offsets" in ds
+    # the error levels of the band's calibration are in newtons too: within the estimate's range
+    levels = json.loads(ds.attrs["metrics"])["interval_calibration"]["force"]["force"]["levels"]
+    est = ds.inferred_force.values[:, 0]
+    tol = 1e-3 * np.abs(est).max()  # the record keeps 4 significant digits
+    assert est.min() - tol <= min(levels) and max(levels) <= est.max() + tol
     assert [r.modalities for r in nwb_autolfads.list_runs(out)] == ["emg+force"]
     # pynapple gets the force too, named, with its bounds and the offsets / scales as metadata
     tsd = nwb_autolfads.to_pynapple(out)

@@ -135,6 +135,11 @@ class Binned:
         """Factor from model units to the source's units of channel ``k``'s error estimate."""
         return float(self.scales[k])
 
+    def error_offset(self, k: int) -> float:
+        """What is added to channel ``k``'s levels after :meth:`error_scale` to put them in the
+        source's units (:meth:`to_source`; 0 for blocks without ``offsets``)."""
+        return 0.0 if self.offsets is None else float(self.offsets[k])
+
 
 @dataclass
 class BinnedEmg(Binned):

@@ -960,7 +960,7 @@ def _calibrated_band(data: ModelData, fit: "FitResult", cfg: RunConfig) -> tuple
                         "channel and level (nwb_autolfads.evaluation.calibration)",
               "z": round(normal_quantile(interval), 4)}
     for _, b, sl in columns:
-        record[b.error_key] = {str(ch): errors[sl.start + i].as_dict(b.error_scale(i))
+        record[b.error_key] = {str(ch): errors[sl.start + i].as_dict(b.error_scale(i), b.error_offset(i))
                                for i, ch in enumerate(b.channel_names)}
     return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), record)
 

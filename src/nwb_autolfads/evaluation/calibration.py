@@ -102,12 +102,13 @@ class ChannelError:
             return np.zeros_like(mu)
         return np.interp(mu, self.levels, self.noise)
 
-    def as_dict(self, scale: float = 1.0, digits: int = 4) -> dict:
-        """Plain lists for the provenance, levels and standard deviations multiplied by ``scale``
-        (model units -> the source's units; ``copied``, a variance, by its square)."""
-        def r(a, k=scale):
-            return [float(f"{v * k:.{digits}g}") for v in a]
-        return {"levels": r(self.levels), "error": r(self.error), "noise": r(self.noise),
+    def as_dict(self, scale: float = 1.0, offset: float = 0.0, digits: int = 4) -> dict:
+        """Plain lists for the provenance in the source's units: levels x ``scale`` + ``offset``
+        (model units -> the source's, e.g. a z-scored force), standard deviations x ``scale``,
+        ``copied`` (a variance) x ``scale`` ** 2."""
+        def r(a, k=scale, add=0.0):
+            return [float(f"{v * k + add:.{digits}g}") for v in a]
+        return {"levels": r(self.levels, add=offset), "error": r(self.error), "noise": r(self.noise),
                 "copied": r(self.copied, scale * scale), "bins": [int(b) for b in self.bins]}
 
 
@@ -152,6 +153,8 @@ def estimate_errors(data: list[np.ndarray], mean: list[np.ndarray], poisson: np.
     if len(data) != len(mean) or any(np.shape(x) != np.shape(m) for x, m in zip(data, mean)):
         raise ValueError("data and mean must have the same segments and shapes: "
                          f"{[np.shape(x) for x in data]} vs {[np.shape(m) for m in mean]}")
+    if not data or any(np.ndim(x) != 2 for x in data):
+        raise ValueError(f"data must be one or more (n_bins, C) segments, got {[np.shape(x) for x in data]}")
     poisson = np.asarray(poisson, dtype=bool)
     n_channels = data[0].shape[1] if data else poisson.size
     if poisson.shape != (n_channels,):

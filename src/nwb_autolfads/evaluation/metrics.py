@@ -196,21 +196,37 @@ def truth_in_units_of(reference: np.ndarray, truth: np.ndarray) -> np.ndarray:
     tuning part: the truth at rest mapped 0.03 above the data, 3/8 of the bins); a robust loss
     instead biased the map of clean data (the rectified EMG's noise is skewed). The map depends on
     no model.
+    The truth must be an activation: >= 0, and 0 at rest (as :mod:`nwb_autolfads.simulate` makes
+    it); a truth with a baseline or z-scored cannot be told apart and is mapped wrongly.
     Rows with a non-finite value are ignored in the fit; NaN truth stays NaN; a channel whose
-    truth is constant (or with fewer than 2 rows) stays NaN."""
+    truth is constant (or with fewer than 2 rows) stays NaN.
+
+    Raises
+    ------
+    ValueError
+        ``reference`` and ``truth`` are not 2-D arrays of one shape, or the truth is negative."""
     from scipy.optimize import least_squares
 
     reference, truth = np.asarray(reference, float), np.asarray(truth, float)
-    if reference.shape != truth.shape:
-        raise ValueError(f"reference {reference.shape} and truth {truth.shape} must have one shape")
+    if reference.shape != truth.shape or truth.ndim != 2:
+        raise ValueError(f"reference {reference.shape} and truth {truth.shape} must be (n_bins, n_channels) "
+                         "arrays of one shape")
+    if np.nanmin(truth, initial=0.0) < 0:
+        raise ValueError(f"truth has negative values (min {np.nanmin(truth):g}): it must be an activation, >= 0 and "
+                         "0 at rest (the map is sqrt((c x truth)^2 + d^2))")
     out = np.full_like(truth, np.nan)
     for c in range(truth.shape[1]):
         ok = np.isfinite(reference[:, c]) & np.isfinite(truth[:, c])
         if ok.sum() < 2 or np.ptp(truth[ok, c]) == 0:
             continue
-        t, r = truth[ok, c], reference[ok, c]
+        # the fit on unit scales (a truth of 1e-300 or EMG in volts is as good as one of 1)
+        t_unit, r_unit = float(truth[ok, c].max()), float(np.abs(reference[ok, c]).max())
+        if r_unit == 0:
+            continue
+        t, r = truth[ok, c] / t_unit, reference[ok, c] / r_unit
         slope, offset = np.polyfit(t, r, 1)  # the start: the affine fit's slope and floor
-        start = [slope if slope != 0 else np.std(r) / np.std(t), max(abs(offset), 1e-3 * float(np.std(r)))]
+        spread = max(float(np.std(r)), 1e-12)
+        start = [slope if slope != 0 else spread / float(np.std(t)), max(abs(offset), 1e-3 * spread)]
         def residual(p):
             return np.hypot(p[0] * t, p[1]) - r
 
@@ -222,7 +238,7 @@ def truth_in_units_of(reference: np.ndarray, truth: np.ndarray) -> np.ndarray:
         if spread > 0 and 2 <= keep.sum() < keep.size:
             t, r = t[keep], r[keep]
             gain, floor = least_squares(residual, [gain, floor]).x
-        out[:, c] = np.hypot(gain * truth[:, c], floor)
+        out[:, c] = r_unit * np.hypot(gain * truth[:, c] / t_unit, floor)
     return out
 
 

@@ -165,3 +165,18 @@ def test_probe_arguments_are_checked():
         copied_noise(lambda s: s, [np.zeros((5, 2))], [np.zeros((5, 2))], [err])
     with pytest.raises(ValueError, match="copied must have"):
         estimate_errors([np.zeros((5, 1))], [np.zeros((5, 1))], np.array([False]), copied=[np.zeros((4, 1))])
+
+
+def test_no_segments_or_one_dimensional_ones_are_refused_by_name():
+    with pytest.raises(ValueError, match="one or more"):
+        estimate_errors([], [], np.array([], bool))
+    with pytest.raises(ValueError, match="one or more"):
+        estimate_errors([np.zeros(5)], [np.zeros(5)], np.array([False]))
+
+
+def test_the_provenance_record_is_in_the_source_units_offset_included():
+    err = ChannelError(np.array([-0.5, 0.5]), np.array([0.1, 0.2]), np.array([0.3, 0.3]), np.array([9, 9]),
+                       np.array([0.01, -0.001]))
+    d = err.as_dict(scale=2.0, offset=10.0)  # a z-scored force: source = model x 2 + 10
+    assert d["levels"] == [9.0, 11.0] and d["error"] == [0.2, 0.4] and d["noise"] == [0.6, 0.6]
+    assert d["copied"] == [0.04, -0.004] and d["bins"] == [9, 9]  # a variance: x scale^2

@@ -106,3 +106,19 @@ def test_fit_ridge_chooses_the_penalty_gridsearchcv_chooses_on_a_gapped_time_ser
                               cv=TimeSeriesSplit(n_splits=2, test_size=80, gap=5)).fit(Z, Y)
         assert score == pytest.approx(search.best_score_, abs=1e-12)
         np.testing.assert_allclose(predict(X[:50]), search.predict(Z[:50]), atol=1e-10)
+
+
+def test_the_truth_map_refuses_what_is_not_an_activation_and_takes_any_scale():
+    from nwb_autolfads.evaluation.metrics import truth_in_units_of
+
+    rng = np.random.default_rng(3)
+    truth = rng.uniform(0.0, 2.0, size=(500, 2))
+    ref = np.hypot(3.0 * truth, 0.4)
+    with pytest.raises(ValueError, match="negative"):
+        truth_in_units_of(ref, truth - 1.0)  # a z-scored or negated truth has no place on the map
+    with pytest.raises(ValueError, match=r"\(n_bins, n_channels\)"):
+        truth_in_units_of(ref[:, 0], truth[:, 0])
+    np.testing.assert_allclose(truth_in_units_of(ref, truth * 1e-300), ref, rtol=1e-6)  # scale-free
+    np.testing.assert_allclose(truth_in_units_of(ref * 1e-7, truth), ref * 1e-7, rtol=1e-6)
+    flat = truth_in_units_of(ref, np.ones_like(truth))
+    assert np.isnan(flat).all()  # a constant truth cannot be mapped
