@@ -6,7 +6,8 @@ Trains the model on spike counts (Poisson observation model) through the Python 
 prints the R^2 between inferred and true rates (mean over neurons) next to the best Gaussian
 smoothing of the spikes (kernel width swept and chosen on the truth, so optimistic), and the
 coverage of the true rates by the 90% band: the posterior samples' quantiles alone, widened by
-the residual beyond the noise, and also by the noise the model follows
+the residual beyond the noise (the Poisson variance, or from the data's differences), and also by
+the noise the model follows
 (:mod:`nwb_autolfads.evaluation.calibration`; the last as ``nwb-autolfads run`` writes it).
 """
 
@@ -89,14 +90,16 @@ def main(argv=None) -> None:
         return list(infer(model, torch.from_numpy(np.stack(segments).astype(np.float32)),
                           InferenceConfig(mode="mean", interval=None)).mean.astype(float))
 
-    first = estimate_errors(counts, means, np.ones(N, bool))
-    errors = estimate_errors(counts, means, np.ones(N, bool), copied=copied_noise(respond, counts, means, first))
+    poisson = estimate_errors(counts, means, np.ones(N, bool))  # the noise as the expected count
+    first = estimate_errors(counts, means, np.zeros(N, bool))  # from the data's differences, as `run` does
+    errors = estimate_errors(counts, means, np.zeros(N, bool), copied=copied_noise(respond, counts, means, first))
     truth = data.rates.reshape(-1, N)
     raw = interval_coverage(inferred.lower.reshape(-1, N), inferred.upper.reshape(-1, N), truth)
     print()
     print(f"coverage of the true rates by the 90% band: posterior samples only {np.mean(raw):.2f} "
           f"(per neuron {np.min(raw):.2f}-{np.max(raw):.2f})")
-    for label, errs in (("widened by the residual beyond the noise", first),
+    for label, errs in (("widened by the residual beyond the Poisson variance", poisson),
+                        ("widened by the residual beyond the noise (from the data's differences)", first),
                         ("and by the noise the model follows (as `run` writes it)", errors)):
         lower, upper = widen_band(rates.reshape(-1, N), inferred.lower.reshape(-1, N), inferred.upper.reshape(-1, N),
                                   errs, 0.9)

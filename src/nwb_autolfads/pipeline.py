@@ -948,12 +948,14 @@ def _calibrated_band(data: ModelData, fit: "FitResult", cfg: RunConfig) -> tuple
     with probes through ``fit``'s model (:func:`_responder`)."""
     interval = cfg.inference.interval
     columns = data.columns()
-    counts = np.concatenate([np.full(sl.stop - sl.start, b.counts) for _, b, sl in columns])
     signed = np.concatenate([np.full(sl.stop - sl.start, b.signed) for _, b, sl in columns])
     segments = data.segments()
-    first = estimate_errors(segments, fit.mean, counts)  # the noise's size per level, for the probes
+    # the noise from the data's differences for every channel, spike counts too: counts are not
+    # Poisson (sub-Poisson with refractoriness), and the Poisson variance zeroed their error
+    from_data = np.zeros(sum(sl.stop - sl.start for _, _, sl in columns), bool)
+    first = estimate_errors(segments, fit.mean, from_data)  # the noise's size per level, for the probes
     followed = copied_noise(_responder(fit, cfg), segments, fit.mean, first, seed=SeedTree(cfg.seed).integer("calibration"))
-    errors = estimate_errors(segments, fit.mean, counts, copied=followed)
+    errors = estimate_errors(segments, fit.mean, from_data, copied=followed)
     parts = [widen_band(m, lo, hi, errors, interval, signed=signed)
              for m, lo, hi in zip(fit.mean, fit.lower, fit.upper)]
     record = {"method": "residual beyond the observation noise and the noise the model follows (probes), per "

@@ -9,14 +9,19 @@ the model's units (x: the scaled, binned input; mu: the posterior-mean estimate 
 - the residual x - mu holds the observation noise (white: independent from bin to bin) and the
   model's error mu - E[x] (smooth): mean((x - mu)^2) ~ noise variance + error variance, a
   decomposition of the residual variance into its two parts;
-- the noise variance of the bins: for spike counts (Poisson) it is the expected count, mean(mu);
-  for EMG it is estimated without the model from the data's differences over 1 and 2 bins: with
+- the noise variance of the bins is estimated without the model from the data's differences over
+  1 and 2 bins, for EMG and (in a run) for spike counts too: with
   white noise of variance s2 and a signal smooth at the scale of a bin (its differences over 2
   bins twice those over 1), D(k) = mean((x_t - x_{t-k})^2) / 2 = s2 + S k^2 / 2, so
   s2 = D(1) - (D(2) - D(1)) / 3. (Taking the signal's differences from the estimate instead,
   s2 = D(1) - mean((mu_t - mu_{t-1})^2) / 2, overestimated the noise wherever the model is
   smoother than the truth and so hid its error: on the synthetic family's tuning part the 90%
-  band then held a median 86% of the truth instead of 89%, 79% instead of 86% on one setting);
+  band then held a median 86% of the truth instead of 89%, 79% instead of 86% on one setting).
+  ``poisson=True`` takes the expected count, mean(mu), instead (the Poisson variance); runs do
+  not: spike counts in 10 ms bins are often not Poisson (refractoriness makes them sub-Poisson),
+  and on 20 units at 12-35 Hz (mock, quick preset) the Poisson variance exceeded the residual and
+  zeroed most units' error (band median 0.53 vs 0.80 from the differences; Lorenz spikes,
+  ``benchmarks/lorenz_spikes.py``: 0.71 vs 0.82);
 - the residual is smaller than the noise plus the error where the model follows part of the
   noise (x = E[x] + n, mu = E[x] + e: mean((x - mu)^2) = noise variance + error variance - 2
   mean(n e)). The part it follows, mean(n mu) (= mean(n e): the noise is independent of E[x]), is
