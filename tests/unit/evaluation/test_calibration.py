@@ -180,3 +180,19 @@ def test_the_provenance_record_is_in_the_source_units_offset_included():
     d = err.as_dict(scale=2.0, offset=10.0)  # a z-scored force: source = model x 2 + 10
     assert d["levels"] == [9.0, 11.0] and d["error"] == [0.2, 0.4] and d["noise"] == [0.6, 0.6]
     assert d["copied"] == [0.04, -0.004] and d["bins"] == [9, 9]  # a variance: x scale^2
+
+
+def test_sub_poisson_counts_get_their_error_from_the_data_not_the_poisson_variance():
+    # counts of a refractory unit in 10 ms bins: at most one spike per bin (variance p(1 - p) < p).
+    # The Poisson variance (the expected count) exceeds the residual and leaves no error; the noise
+    # from the data's differences (what a run uses for counts) keeps it
+    rng = np.random.default_rng(7)
+    n = 60_000
+    p = 0.3 + 0.1 * np.tanh(_smooth(n, rng))  # 0.2-0.4 spikes per bin
+    mu = p + 0.05 * _smooth(n, rng, period=700.0)  # the model's error: sd 0.05
+    x = (rng.uniform(size=n) < p).astype(float)
+    (as_poisson,) = estimate_errors([x[:, None]], [mu[:, None]], np.array([True]))
+    (from_data,) = estimate_errors([x[:, None]], [mu[:, None]], np.array([False]))
+    true_rms = np.sqrt(np.mean((mu - p) ** 2))
+    assert np.sqrt(np.mean(as_poisson(mu) ** 2)) < 0.4 * true_rms  # 0.017 vs 0.05
+    assert np.sqrt(np.mean(from_data(mu) ** 2)) == pytest.approx(true_rms, rel=0.25)  # 0.046
