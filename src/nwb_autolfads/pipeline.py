@@ -950,8 +950,8 @@ def _calibrated_band(data: ModelData, fit: "FitResult", cfg: RunConfig) -> tuple
     columns = data.columns()
     signed = np.concatenate([np.full(sl.stop - sl.start, b.signed) for _, b, sl in columns])
     segments = data.segments()
-    # the noise from the data's differences for every channel, spike counts too: counts are not
-    # Poisson (sub-Poisson with refractoriness), and the Poisson variance zeroed their error
+    # the noise from the data's differences for every channel, spike counts too: the Poisson variance
+    # takes the counts' mean from the estimate and inherits its bias (module docstring of calibration)
     from_data = np.zeros(sum(sl.stop - sl.start for _, _, sl in columns), bool)
     first = estimate_errors(segments, fit.mean, from_data)  # the noise's size per level, for the probes
     followed = copied_noise(_responder(fit, cfg), segments, fit.mean, first, seed=SeedTree(cfg.seed).integer("calibration"))

@@ -183,8 +183,8 @@ def test_the_provenance_record_is_in_the_source_units_offset_included():
 
 
 def test_sub_poisson_counts_get_their_error_from_the_data_not_the_poisson_variance():
-    # counts of a refractory unit in 10 ms bins: at most one spike per bin (variance p(1 - p) < p).
-    # The Poisson variance (the expected count) exceeds the residual and leaves no error; the noise
+    # counts of at most one spike per bin, independent from bin to bin (variance p(1 - p) < p): the
+    # Poisson variance (the expected count) exceeds the residual and leaves little error; the noise
     # from the data's differences (what a run uses for counts) keeps it
     rng = np.random.default_rng(7)
     n = 60_000
