@@ -950,12 +950,12 @@ def _calibrated_band(data: ModelData, fit: "FitResult", cfg: RunConfig) -> tuple
     columns = data.columns()
     signed = np.concatenate([np.full(sl.stop - sl.start, b.signed) for _, b, sl in columns])
     segments = data.segments()
-    # the noise from the data's differences for every channel, spike counts too: the Poisson variance
-    # takes the counts' mean from the estimate and inherits its bias (module docstring of calibration)
-    from_data = np.zeros(sum(sl.stop - sl.start for _, _, sl in columns), bool)
-    first = estimate_errors(segments, fit.mean, from_data)  # the noise's size per level, for the probes
+    # the noise from the data's differences for every channel, spike counts too (poisson=None): the
+    # Poisson variance takes the counts' mean from the estimate and inherits its bias (calibration's
+    # module docstring). The first pass gives the noise's size per level the probes are drawn with
+    first = estimate_errors(segments, fit.mean)
     followed = copied_noise(_responder(fit, cfg), segments, fit.mean, first, seed=SeedTree(cfg.seed).integer("calibration"))
-    errors = estimate_errors(segments, fit.mean, from_data, copied=followed)
+    errors = estimate_errors(segments, fit.mean, copied=followed)
     parts = [widen_band(m, lo, hi, errors, interval, signed=signed)
              for m, lo, hi in zip(fit.mean, fit.lower, fit.upper)]
     record = {"method": "residual beyond the observation noise and the noise the model follows (probes), per "

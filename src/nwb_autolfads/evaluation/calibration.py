@@ -97,18 +97,16 @@ class ChannelError:
     def __call__(self, mu: np.ndarray) -> np.ndarray:
         """The error (standard deviation) at the estimate's levels ``mu`` (any shape), linearly
         interpolated between the groups' levels and held constant beyond them."""
-        mu = np.asarray(mu, dtype=float)
-        if self.levels.size == 0:
-            return np.zeros_like(mu)
-        return np.interp(mu, self.levels, self.error)
+        return self._at(mu, self.error)
 
     def noise_at(self, mu: np.ndarray) -> np.ndarray:
         """The observation noise's standard deviation at the levels ``mu``, interpolated like
         :meth:`__call__` (zeros without groups)."""
+        return self._at(mu, self.noise)
+
+    def _at(self, mu: np.ndarray, values: np.ndarray) -> np.ndarray:
         mu = np.asarray(mu, dtype=float)
-        if self.levels.size == 0:
-            return np.zeros_like(mu)
-        return np.interp(mu, self.levels, self.noise)
+        return np.zeros_like(mu) if self.levels.size == 0 else np.interp(mu, self.levels, values)
 
     def as_dict(self, scale: float = 1.0, offset: float = 0.0, digits: int = 4) -> dict:
         """Plain lists for the provenance in the source's units: levels x ``scale`` + ``offset``
@@ -129,7 +127,7 @@ def _triples(seg: np.ndarray) -> np.ndarray:
     return out
 
 
-def estimate_errors(data: list[np.ndarray], mean: list[np.ndarray], poisson: np.ndarray,
+def estimate_errors(data: list[np.ndarray], mean: list[np.ndarray], poisson: np.ndarray | None = None,
                     n_groups: int = N_GROUPS, min_bins: int = MIN_BINS_PER_GROUP,
                     copied: list[np.ndarray] | None = None) -> list[ChannelError]:
     """Estimate the model's error per channel from the residual beyond the observation noise.
@@ -139,8 +137,9 @@ def estimate_errors(data: list[np.ndarray], mean: list[np.ndarray], poisson: np.
     data : per segment (n_bins, C) the model's input (scaled EMG, spike counts per bin).
     mean : per segment (n_bins, C) the posterior-mean estimate E[x] in the same units; NaN where
         the bin has no estimate (such bins, and differences next to them, are not used).
-    poisson : (C,) bool, True for channels of spike counts (noise variance = the expected count),
-        False for EMG (noise variance from the data's differences over 1 and 2 bins).
+    poisson : (C,) bool, True for channels whose noise variance is taken as the expected count
+        (Poisson), False for the noise variance from the data's differences over 1 and 2 bins;
+        None (what runs use, spike counts included: module docstring): False for every channel.
     n_groups : at most this many groups of bins by quantiles of the estimate.
     min_bins : bins per group at least (fewer groups when there are fewer bins).
     copied : per segment (n_bins, C), per bin an estimate of n_t x mu_t, the noise the estimate
@@ -163,8 +162,8 @@ def estimate_errors(data: list[np.ndarray], mean: list[np.ndarray], poisson: np.
                          f"{[np.shape(x) for x in data]} vs {[np.shape(m) for m in mean]}")
     if not data or any(np.ndim(x) != 2 for x in data):
         raise ValueError(f"data must be one or more (n_bins, C) segments, got {[np.shape(x) for x in data]}")
-    poisson = np.asarray(poisson, dtype=bool)
-    n_channels = data[0].shape[1] if data else poisson.size
+    n_channels = data[0].shape[1]
+    poisson = np.zeros(n_channels, bool) if poisson is None else np.asarray(poisson, dtype=bool)
     if poisson.shape != (n_channels,):
         raise ValueError(f"poisson has shape {poisson.shape}, expected ({n_channels},)")
     if copied is not None and (len(copied) != len(data)

@@ -225,17 +225,18 @@ def truth_in_units_of(reference: np.ndarray, truth: np.ndarray) -> np.ndarray:
             continue
         t, r = truth[ok, c] / t_unit, reference[ok, c] / r_unit
         slope, offset = np.polyfit(t, r, 1)  # the start: the affine fit's slope and floor
-        spread = max(float(np.std(r)), 1e-12)
-        start = [slope if slope != 0 else spread / float(np.std(t)), max(abs(offset), 1e-3 * spread)]
+        r_sd = max(float(np.std(r)), 1e-12)
+        start = [slope if slope != 0 else r_sd / float(np.std(t)), max(abs(offset), 1e-3 * r_sd)]
+
         def residual(p):
             return np.hypot(p[0] * t, p[1]) - r
 
         gain, floor = least_squares(residual, start).x
         fitted = np.hypot(gain * t, floor)
         relative = (r - fitted) / np.maximum(fitted, 1e-12 * max(float(fitted.max()), 1e-300))
-        spread = 1.4826 * float(np.median(np.abs(relative - np.median(relative))))
-        keep = np.abs(relative - np.median(relative)) <= OUTLIER_MADS * spread
-        if spread > 0 and 2 <= keep.sum() < keep.size:
+        mad_sd = 1.4826 * float(np.median(np.abs(relative - np.median(relative))))
+        keep = np.abs(relative - np.median(relative)) <= OUTLIER_MADS * mad_sd
+        if mad_sd > 0 and 2 <= keep.sum() < keep.size:
             t, r = t[keep], r[keep]
             gain, floor = least_squares(residual, [gain, floor]).x
         out[:, c] = r_unit * np.hypot(gain * truth[:, c] / t_unit, floor)
