@@ -22,6 +22,9 @@ own process with one torch thread when --jobs > 1), and score on the model's bin
   recording without its artefacts (same seed: they are drawn last and change nothing else; binned
   by ``Rectified`` with the run's configuration): artefacts are not activation, and moderate ones
   of an enveloped recording biased a map fitted on the data with them; "n/a" when the run has none;
+- the check against a low-pass the run makes without the truth (``lowpass_check``,
+  :mod:`nwb_autolfads.evaluation.risk`): the EMG channels it flagged, against the channels the
+  model lost on the truth (per channel R^2 of the model and the best low-pass: ``r2_channels``);
 - the run's wall time; the margin = model - max(low-pass, Bayes).
 
 Results are saved to the JSON after each run (a rerun skips those already there unless --redo);
@@ -102,6 +105,9 @@ def score(setting, preset: str, overrides: dict, workdir: str) -> dict:
             "bin_size": bin_size, "n_bins": int(len(res.times)), "r2": r2, "lowpass_cutoff_hz": cutoff,
             "bayes_params": bayes, "margin": r2["model"] - max(r2["lowpass"], r2["bayes"]), "decoding": decode,
             "calibration": calibration, "wall_s": wall,
+            "r2_channels": {"model": (channel_correlation(model, truth) ** 2).round(4).tolist(),
+                            "lowpass": np.asarray(r2_low, float).round(4).tolist()},
+            "lowpass_check": getattr(res, "lowpass_check", None),
             "steps": res.training.history[-1]["step"] if res.training.history else 0}
 
 
@@ -139,23 +145,41 @@ def _fmt(v, spec=".3f"):
     return "n/a" if v is None else format(v, spec)
 
 
+LOST = 0.01
+"""A channel counts as lost (the check column's brackets) when the best low-pass beats the model on
+R^2 vs truth by more than this."""
+
+
+def _check_cell(r: dict) -> str:
+    """'flagged / channels [lost]' of the run's check against a low-pass (n/a without one)."""
+    check, per = r.get("lowpass_check"), r.get("r2_channels")
+    known = [v for v in (check or {}).get("channels", {}).values() if v is not None]
+    if not known:
+        return "n/a"
+    lost = "" if not per else f" [{sum(lp - m > LOST for m, lp in zip(per['model'], per['lowpass']))}]"
+    return f"{len(check['flagged'])}/{len(known)}{lost}"
+
+
 def table(records: list[dict]) -> str:
     """The markdown table and the summary line of ``records``."""
     lines = ["R^2 vs truth = squared Pearson correlation per channel, averaged over channels, on the model's bins; "
              "baselines' parameters chosen on the truth (optimistic). Decoding: joint angles, ridge, 10 lags, 5 folds. "
              "Calibration: fraction of the (rescaled) truth inside the 90% band.", "",
+             "Check: EMG channels the run flagged (a low-pass estimated closer to the signal without the truth; "
+             "nwb_autolfads.evaluation.risk) / channels; in brackets the channels the model lost on the truth by "
+             f"more than {LOST:g} R^2 to the best low-pass.", "",
              "| setting | preset | R^2 model | LP (cutoff) | Bayes | margin | decoding model/LP/Bayes/truth "
-             "| calibration | wall s |",
-             "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+             "| calibration | check | wall s |",
+             "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
     for r in records:
         if "error" in r:
-            lines.append(f"| {r['setting']} | {r['preset']} | failed: {r['error'][:80]} | | | | | | |")
+            lines.append(f"| {r['setting']} | {r['preset']} | failed: {r['error'][:80]} | | | | | | | |")
             continue
         d = r["decoding"]
         lines.append(f"| {r['setting']} | {r['preset']} | {_fmt(r['r2']['model'])} | {_fmt(r['r2']['lowpass'])} "
                      f"({r['lowpass_cutoff_hz']:g} Hz) | {_fmt(r['r2']['bayes'])} | {_fmt(r['margin'], '+.3f')} | "
                      f"{_fmt(d['model'])}/{_fmt(d['lowpass'])}/{_fmt(d['bayes'])}/{_fmt(d['truth'])} | "
-                     f"{_fmt(r['calibration'], '.2f')} | {r['wall_s']:.0f} |")
+                     f"{_fmt(r['calibration'], '.2f')} | {_check_cell(r)} | {r['wall_s']:.0f} |")
     done = [r for r in records if "error" not in r]
     if done:
         wins = np.mean([r["margin"] > 0 for r in done])
@@ -163,6 +187,13 @@ def table(records: list[dict]) -> str:
         dec = [r["decoding"]["model"] - max(r["decoding"]["lowpass"], r["decoding"]["bayes"]) for r in done
                if None not in (r["decoding"]["model"], r["decoding"]["lowpass"], r["decoding"]["bayes"])]
         cal = [r["calibration"] for r in done if r["calibration"] is not None]
+        checked = [r for r in done if _check_cell(r) != "n/a"]
+        if checked:
+            lost = [r for r in checked if r["margin"] < 0]
+            warned = [r for r in checked if r["lowpass_check"]["flagged"]]
+            lines += ["", f"check against a low-pass: the run warned on {len([r for r in lost if r in warned])} of "
+                          f"the {len(lost)} recordings the model lost and on {len([r for r in warned if r not in lost])} "
+                          f"of the {len(checked) - len(lost)} it won"]
         lines += ["", f"win rate (model beats both baselines on R^2 vs truth): {wins:.0%} of {len(done)}; "
                   f"median margin {margin:+.3f}; median decoding difference (model - best baseline) "
                   f"{_fmt(float(np.median(dec)) if dec else None, '+.3f')}; median calibration "

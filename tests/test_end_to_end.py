@@ -4,6 +4,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pynwb
@@ -446,6 +447,11 @@ def test_cli_sample_mode_writes_the_credible_interval_of_rates_and_activations(e
     # the noise the model follows was measured through the model (probes): not zero everywhere
     assert any(v != 0 for per in cal["emg"].values() for v in per["copied"])
     assert "follows" in cal["method"]
+    # the EMG's estimates against a low-pass without the truth (evaluation.risk): every muscle, in the summary
+    check = json.loads(ds.attrs["metrics"])["lowpass_check"]
+    assert sorted(check["channels"]) == sorted(ds.channel.values.tolist()) and set(check["flagged"]) <= set(check["channels"])
+    assert all(per["lowpass_cutoff_hz"] > 0 and per["bins"] >= 200 for per in check["channels"].values())
+    assert ("WARNING     a low-pass" in proc.stdout) == bool(check["flagged"]) != ("check       no muscle" in proc.stdout)
     assert pynwb.validate(path=str(out)) == []
 
 
@@ -464,6 +470,17 @@ def test_the_interval_written_is_the_one_in_memory_and_posterior_means_write_non
     assert 1.0 <= ratio < 3.0
     mean_mode = nwb_autolfads.run(emg_copy, tmp_path / "m.nwb", preset="smoke", progress=False)  # mode: mean
     assert mean_mode.interval is None and mean_mode.activations_lower is None and mean_mode.activations_upper is None
+    assert mean_mode.lowpass_check is None  # made from the band's estimates, and the summary says so
+    assert "check       none against a low-pass: it needs the credible band" in mean_mode.summary()
+    # the check against a low-pass: one WARNING line naming each flagged muscle with its numbers
+    per = {ch: {"model_r2": 0.9, "lowpass_r2": 0.95, "lowpass_cutoff_hz": 4.0, "bins": 500} for ch in res.channel_names}
+    flagged = replace(res, lowpass_check={"channels": per, "flagged": res.channel_names[:1]})
+    warning = [line for line in flagged.summary().splitlines() if "WARNING     a low-pass" in line]
+    assert len(warning) == 1 and f"on 1 of {len(per)} muscle(s)" in warning[0]
+    assert f"{res.channel_names[0]} low-pass 4 Hz 0.950 vs model 0.900" in warning[0]
+    clean = replace(res, lowpass_check={"channels": per, "flagged": []})
+    assert "WARNING     a low-pass" not in clean.summary()
+    assert "check       no muscle where a low-pass of the rectified EMG is estimated closer" in clean.summary()
     assert "no credible interval: inference used the posterior mean" in mean_mode.summary()
     assert "(inference.mode: sample for one)" in mean_mode.summary()
     one = nwb_autolfads.run(emg_copy, tmp_path / "one.nwb", preset="smoke", progress=False,  # a single sample: none

@@ -40,6 +40,7 @@ from nwb_autolfads.data.windows import WindowIndex, chop_segments
 from nwb_autolfads.errors import ConfigError, SignalError, TrainingError
 from nwb_autolfads.evaluation.calibration import copied_noise, estimate_errors, normal_quantile, widen_band
 from nwb_autolfads.evaluation.fit_check import channel_fit
+from nwb_autolfads.evaluation.risk import compare_with_lowpass, lowpass_verdict
 from nwb_autolfads.io.results import interval_percent
 from nwb_autolfads.io.reading import OUTPUT_MODULE, open_nwb
 from nwb_autolfads.io.series import emg_doubt, find_emg, iter_series
@@ -198,6 +199,12 @@ class RunResult:
     """The model's error estimated per channel and level that widened the band
     (:mod:`nwb_autolfads.evaluation.calibration`), in the source's units (Hz for units); None without an
     interval. Recorded in the provenance's metrics."""
+    lowpass_check: dict | None = None
+    """The EMG's estimates against the best low-pass of the same binned EMG, without the truth:
+    per channel the estimated R^2 against the signal under the noise of each, the low-pass's cutoff,
+    and the channels where the low-pass is estimated closer
+    (:func:`nwb_autolfads.evaluation.risk.lowpass_verdict`); None without EMG or without an interval
+    (it is made from the band's estimates). Recorded in the provenance's metrics."""
     model: Path | None = None
     """The model folder this run saved (``<output stem>.autolfads-model``; None when none was
     saved), for :func:`nwb_autolfads.apply`; for an applied run, the model it applied."""
@@ -255,9 +262,36 @@ class RunResult:
             lines.append(f"  WARNING     the model explains {len(flagged)} channel(s) of this file far worse than its "
                          f"training data ({', '.join(flagged)}): their estimates are likely wrong; train a model on "
                          "this recording")
+        lines += self._check_lines()
         if self.output is not None:
             lines += self._output_lines(report)
         return "\n".join(lines)
+
+    def _check_lines(self) -> list[str]:
+        """The check of the EMG's estimates against a low-pass, without the truth (:attr:`lowpass_check`):
+        the channels flagged, that none was, or why there is no check."""
+        c = self.lowpass_check
+        if not self.channel_names:
+            return []
+        if not c:
+            return (["  check       none against a low-pass: it needs the credible band (inference.mode: sample, "
+                     "n_samples >= 2, inference.interval set)"] if self.interval is None else [])
+        per = c["channels"]
+        known = [k for k, v in per.items() if v is not None]
+        if not known:
+            return ["  check       none against a low-pass: too few bins, no signal above the noise, or bins "
+                    "under 5 ms"]
+        if not c["flagged"]:
+            return [f"  check       no muscle where a low-pass of the rectified EMG is estimated closer to the EMG's "
+                    f"signal than the model ({len(known)} checked; one-sided: see metrics lowpass_check)"]
+        shown = ", ".join(f"{k} low-pass {per[k]['lowpass_cutoff_hz']:g} Hz {per[k]['lowpass_r2']:.3f} vs model "
+                          f"{per[k]['model_r2']:.3f}" for k in c["flagged"][:4])
+        more = f", and {len(c['flagged']) - 4} more" if len(c["flagged"]) > 4 else ""
+        return [f"  WARNING     a low-pass of the rectified EMG is estimated to follow the EMG's signal better than "
+                f"the model on {len(c['flagged'])} of {len(known)} muscle(s) (squared correlation with the signal, "
+                f"no truth needed: {shown}{more}): those estimates may be worse than a low-pass's, or the EMG has "
+                "artefacts the low-pass follows (the check counts them as signal); look at those muscles, or use "
+                "nwb_autolfads.LowPass(cutoff) there (README: Reading the results)"]
 
     def _modelled_lines(self) -> list[str]:
         """What was modelled: the EMG, the units, the continuous inputs; doubts about the EMG."""
@@ -930,22 +964,25 @@ def _bands(data: ModelData, fit: "FitResult", cfg: RunConfig, covered: np.ndarra
     if np.any(covered & ~(np.isfinite(lower).all(axis=1) & np.isfinite(upper).all(axis=1))):
         raise TrainingError("the trained model's posterior samples gave NaN/inf interval bounds: nothing was "
                             "written; lower train.lr (or pbt.lr.high), or set inference.interval: null")
-    lower, upper, calibration = _calibrated_band(data, fit, cfg)
+    lower, upper, calibration, check = _calibrated_band(data, fit, cfg)
     lo, hi = data.to_source(lower, covered), data.to_source(upper, covered)
     empty = lower[:, :0][covered]
     return ({"interval": cfg.inference.interval, "activations_lower": compact_float(lo.get("emg", empty)),
              "activations_upper": compact_float(hi.get("emg", empty)),
              "rates_lower": compact_float(lo.get("spikes", empty)),
-             "rates_upper": compact_float(hi.get("spikes", empty)), "interval_calibration": calibration}, lo, hi)
+             "rates_upper": compact_float(hi.get("spikes", empty)), "interval_calibration": calibration,
+             "lowpass_check": check}, lo, hi)
 
 
-def _calibrated_band(data: ModelData, fit: "FitResult", cfg: RunConfig) -> tuple[np.ndarray, np.ndarray, dict]:
+def _calibrated_band(data: ModelData, fit: "FitResult", cfg: RunConfig
+                     ) -> tuple[np.ndarray, np.ndarray, dict, dict | None]:
     """The posterior band of ``fit`` widened by the model's error (:mod:`nwb_autolfads.evaluation.calibration`),
     in model units, per channel of ``data`` (counts for the spikes; not clipped at 0 for signed
-    continuous inputs). Returns (lower, upper), each (n_bins, C) over all segments, and the
+    continuous inputs). Returns (lower, upper), each (n_bins, C) over all segments, the
     per-channel error estimates in the source's units for the provenance (spikes: Hz; the EMG and
-    continuous inputs: times their scales), by modality. The noise the model follows is measured
-    with probes through ``fit``'s model (:func:`_responder`)."""
+    continuous inputs: times their scales), by modality, and the EMG's check against a low-pass
+    made from the same estimates (:func:`_lowpass_check`; None without EMG). The noise the model
+    follows is measured with probes through ``fit``'s model (:func:`_responder`)."""
     interval = cfg.inference.interval
     columns = data.columns()
     signed = np.concatenate([np.full(sl.stop - sl.start, b.signed) for _, b, sl in columns])
@@ -962,9 +999,38 @@ def _calibrated_band(data: ModelData, fit: "FitResult", cfg: RunConfig) -> tuple
                         "channel and level (nwb_autolfads.evaluation.calibration)",
               "z": round(normal_quantile(interval), 4)}
     for _, b, sl in columns:
-        record[b.error_key] = {str(ch): errors[sl.start + i].as_dict(b.error_scale(i), b.error_offset(i))
-                               for i, ch in enumerate(b.channel_names)}
-    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), record)
+        record[b.error_key] = {ch: errors[sl.start + i].as_dict(b.error_scale(i), b.error_offset(i))
+                               for i, ch in enumerate(_unique(b.channel_names))}
+    check = _lowpass_check(data, fit, errors, followed)
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), record, check)
+
+
+def _lowpass_check(data: ModelData, fit: "FitResult", errors: list, followed: list[np.ndarray]) -> dict | None:
+    """The EMG's estimates against the best low-pass of the same binned EMG, without the truth
+    (:func:`~nwb_autolfads.evaluation.risk.compare_with_lowpass`, from the band's noise and probe
+    estimates), with the channels where the low-pass is estimated closer to the signal by more
+    than :data:`~nwb_autolfads.evaluation.risk.MAX_LOSS` of its variance; None without EMG."""
+    emg = [(b, sl) for name, b, sl in data.columns() if name == "emg"]
+    if not emg:
+        return None
+    b, sl = emg[0]
+    x = [seg[:, sl] for seg in data.segments()]
+    mean = [m[:, sl] for m in fit.mean]
+    noise_var = [np.stack([errors[sl.start + i].noise_at(np.nan_to_num(m[:, i])) ** 2 for i in range(m.shape[1])],
+                          axis=1) for m in mean]
+    risks = compare_with_lowpass(x, mean, noise_var, [f[:, sl] for f in followed], data.bin_size)
+    return lowpass_verdict(dict(zip(_unique(b.channel_names), risks)))
+
+
+def _unique(names) -> list[str]:
+    """``names`` as strings, a repeated one suffixed by its occurrence (TA, TA#2) so no entry of a
+    record keyed by name is lost."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in map(str, names):
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return out
 
 
 def _responder(fit: "FitResult", cfg: RunConfig):

@@ -74,7 +74,8 @@ def _metrics(result: "RunResult") -> dict:
             "n_windows": result.n_windows, "n_train": result.n_train, "n_valid": result.n_valid,
             "device": result.device, **({"execution": t.execution} if t.execution else {}), **({"plan": result.plan} if result.plan else {}),
             **({"pbt": t.pbt_summary} if t.pbt_summary else {}),
-            **({"interval_calibration": result.interval_calibration} if result.interval_calibration else {})}
+            **({"interval_calibration": result.interval_calibration} if result.interval_calibration else {}),
+            **({"lowpass_check": result.lowpass_check} if result.lowpass_check else {})}
 
 
 def interval_note(interval: float | None) -> str:
@@ -294,7 +295,8 @@ def _applied(record: RunRecord, result: "RunResult") -> RunRecord:
                           f"(run {a.get('run_name')}); no training; " + record.description)
     record.hyperparameters = a.get("hyperparameters") or record.hyperparameters
     m = record.metrics
-    record.metrics = {"applied_model": a, **{k: m[k] for k in ("n_windows", "device", "interval_calibration")
-                                              if k in m}, **({"fit_check": result.fit_check} if result.fit_check else {})}
+    kept = ("n_windows", "device", "interval_calibration", "lowpass_check")
+    record.metrics = {"applied_model": a, **{k: m[k] for k in kept if k in m},
+                      **({"fit_check": result.fit_check} if result.fit_check else {})}
     record.history, record.pbt_history, record.model_applied = [], None, True
     return record

@@ -290,3 +290,9 @@ def test_a_run_given_a_config_object_warns_about_too_few_samples_as_a_preset_run
                           overrides={"inference.mode": "sample", "inference.n_samples": 3, "pbt.population": 1,
                                      "train.max_steps": 4})
     assert caplog.text.count("inference.interval=0.9 with inference.n_samples=3") == 1
+
+
+def test_records_keyed_by_channel_name_keep_every_channel_when_names_repeat():
+    from nwb_autolfads.pipeline import _unique
+
+    assert _unique(["TA", "TA", "MG", "TA", 3]) == ["TA", "TA#2", "MG", "TA#3", "3"]

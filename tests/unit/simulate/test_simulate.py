@@ -253,7 +253,7 @@ def test_family_benchmark_runs_a_tiny_setting_and_prints_the_table(tmp_path, cap
     text = capsys.readouterr().out
     assert "squared Pearson correlation per channel, averaged over channels" in text
     row = next(line for line in text.splitlines() if line.startswith(f"| {mod.TINY} | smoke |"))
-    assert "Hz)" in row and row.count("|") == 10
+    assert "Hz)" in row and row.count("|") == 11 and "| n/a |" in row  # smoke: no band, so no check
     assert "win rate" in text
     saved = out.read_text()
     assert mod.TINY in saved
@@ -271,6 +271,22 @@ def test_family_table_reports_calibration_when_the_run_has_bands():
     text = mod.table([rec, dict(rec, setting="y", calibration=None, margin=-0.05)])
     assert "| 0.88 |" in text and "| n/a |" in text
     assert "win rate (model beats both baselines on R^2 vs truth): 50% of 2" in text
+    assert "check against a low-pass" not in text  # no run had a check
+
+
+def test_family_table_counts_the_check_against_a_lowpass_against_the_truth():
+    mod = _family_module()
+    rec = {"setting": "x", "preset": "quick", "r2": {"model": 0.9, "lowpass": 0.8, "bayes": 0.7}, "margin": 0.1,
+           "lowpass_cutoff_hz": 4.0, "decoding": {"model": 0.8, "lowpass": 0.7, "bayes": 0.6, "truth": 0.9},
+           "calibration": 0.9, "wall_s": 12.0, "r2_channels": {"model": [0.9, 0.8, 0.95], "lowpass": [0.85, 0.9, 0.95]}}
+    per = {"model_r2": 0.9, "lowpass_r2": 0.9, "lowpass_cutoff_hz": 4.0, "bins": 500}
+    won = dict(rec, lowpass_check={"channels": {"a": per, "b": per, "c": None}, "flagged": []})
+    lost = dict(rec, setting="y", margin=-0.02, lowpass_check={"channels": {"a": per, "b": per, "c": per}, "flagged": ["b"]})
+    unchecked = dict(rec, setting="z", lowpass_check={"channels": {"a": None}, "flagged": []})
+    text = mod.table([won, lost, unchecked])
+    # flagged / channels with an estimate [channels lost on the truth by more than 0.01: only b]
+    assert "| 0/2 [1] |" in text and "| 1/3 [1] |" in text and "| n/a |" in text
+    assert "the run warned on 1 of the 1 recordings the model lost and on 0 of the 1 it won" in text
 
 
 @pytest.mark.parametrize("bad", [{"snr_db": float("nan")}, {"hum_harmonics": [0.1, float("inf")]},
