@@ -38,7 +38,7 @@ from nwb_autolfads.config import (DEFAULT_BIN_SIZE, RunConfig, build_config, con
 from nwb_autolfads.data.grid import fit_windows, split_where, trial_windows
 from nwb_autolfads.data.windows import WindowIndex, chop_segments
 from nwb_autolfads.errors import ConfigError, SignalError, TrainingError
-from nwb_autolfads.evaluation.calibration import copied_noise, estimate_errors, normal_quantile, widen_band
+from nwb_autolfads.evaluation.calibration import copied_noise, estimate_errors, noise_sd, normal_quantile, widen_band
 from nwb_autolfads.evaluation.fit_check import channel_fit
 from nwb_autolfads.evaluation.risk import compare_with_lowpass, lowpass_verdict
 from nwb_autolfads.io.results import interval_percent
@@ -1001,25 +1001,25 @@ def _calibrated_band(data: ModelData, fit: "FitResult", cfg: RunConfig
     for _, b, sl in columns:
         record[b.error_key] = {ch: errors[sl.start + i].as_dict(b.error_scale(i), b.error_offset(i))
                                for i, ch in enumerate(_unique(b.channel_names))}
-    check = _lowpass_check(data, fit, errors, followed)
+    check = _lowpass_check(data, segments, fit, errors, followed)
     return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), record, check)
 
 
-def _lowpass_check(data: ModelData, fit: "FitResult", errors: list, followed: list[np.ndarray]) -> dict | None:
+def _lowpass_check(data: ModelData, segments: list[np.ndarray], fit: "FitResult", errors: list,
+                   followed: list[np.ndarray]) -> dict | None:
     """The EMG's estimates against the best low-pass of the same binned EMG, without the truth
     (:func:`~nwb_autolfads.evaluation.risk.compare_with_lowpass`, from the band's noise and probe
-    estimates), with the channels where the low-pass is estimated closer to the signal by more
-    than :data:`~nwb_autolfads.evaluation.risk.MAX_LOSS` of its variance; None without EMG."""
+    estimates on the model's input ``segments``), with the channels where the low-pass's estimated
+    r2 is above the model's by more than :data:`~nwb_autolfads.evaluation.risk.MAX_LOSS`; None
+    without EMG."""
     emg = [(b, sl) for name, b, sl in data.columns() if name == "emg"]
     if not emg:
         return None
     b, sl = emg[0]
-    x = [seg[:, sl] for seg in data.segments()]
-    mean = [m[:, sl] for m in fit.mean]
-    noise_var = [np.stack([errors[sl.start + i].noise_at(np.nan_to_num(m[:, i])) ** 2 for i in range(m.shape[1])],
-                          axis=1) for m in mean]
-    risks = compare_with_lowpass(x, mean, noise_var, [f[:, sl] for f in followed], data.bin_size)
-    return lowpass_verdict(dict(zip(_unique(b.channel_names), risks)))
+    noise_var = [s[:, sl] ** 2 for s in noise_sd(errors, fit.mean)]
+    checks = compare_with_lowpass([x[:, sl] for x in segments], [m[:, sl] for m in fit.mean], noise_var,
+                                  [f[:, sl] for f in followed], data.bin_size)
+    return lowpass_verdict(dict(zip(_unique(b.channel_names), checks)))
 
 
 def _unique(names) -> list[str]:

@@ -61,7 +61,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-__all__ = ["ChannelError", "estimate_errors", "copied_noise", "widen_band", "normal_quantile",
+__all__ = ["ChannelError", "estimate_errors", "copied_noise", "noise_sd", "widen_band", "normal_quantile",
            "MIN_BINS_PER_GROUP", "N_GROUPS", "N_PROBES", "PROBE_SCALE"]
 
 N_GROUPS = 8
@@ -266,12 +266,7 @@ def copied_noise(respond: Callable[[list[np.ndarray]], list[np.ndarray]], data: 
         raise ValueError(f"data {[np.shape(x) for x in data]}, mean {[np.shape(m) for m in mean]} and "
                          f"{len(errors)} channel errors do not match")
     rng = np.random.default_rng(seed)
-    sd = []
-    for x, m in zip(data, mean):
-        level = np.where(np.isfinite(m), m, 0.0)
-        s = np.stack([e.noise_at(level[:, c]) for c, e in enumerate(errors)], axis=1) if errors \
-            else np.zeros_like(level)
-        sd.append(np.where(np.isfinite(x) & np.isfinite(m), s, 0.0))
+    sd = [np.where(np.isfinite(x) & np.isfinite(m), s, 0.0) for x, m, s in zip(data, mean, noise_sd(errors, mean))]
     total = [np.zeros(np.shape(x)) for x in data]
     for _ in range(n_probes):
         probe = [s * rng.standard_normal(s.shape) for s in sd]
@@ -280,6 +275,18 @@ def copied_noise(respond: Callable[[list[np.ndarray]], list[np.ndarray]], data: 
         for t, b, p, q in zip(total, probe, plus, minus):
             t += np.nan_to_num(b * (np.asarray(p, float) - np.asarray(q, float)) / (2.0 * scale))
     return [t / n_probes for t in total]
+
+
+def noise_sd(errors: list[ChannelError], mean: list[np.ndarray]) -> list[np.ndarray]:
+    """Per segment (n_bins, C) the observation noise's standard deviation at each bin's estimated
+    level (:meth:`ChannelError.noise_at`; a bin without an estimate is taken at level 0), one
+    :class:`ChannelError` per column of ``mean``."""
+    out = []
+    for m in mean:
+        level = np.where(np.isfinite(m), m, 0.0)
+        out.append(np.stack([e.noise_at(level[:, c]) for c, e in enumerate(errors)], axis=1) if errors
+                   else np.zeros_like(level))
+    return out
 
 
 def normal_quantile(interval: float) -> float:

@@ -80,7 +80,7 @@ estimation noise and so is the r2."""
 ORDER = 4
 """Order of the Butterworth low-pass compared with (zero phase: filtered forward and back)."""
 MIN_SEGMENT_BINS = 32
-"""Segments shorter than this are not filtered; their bins are left out of both risks."""
+"""Segments shorter than this are not filtered; their bins are left out of both estimates."""
 MIN_BINS = 200
 """Bins a channel needs for an estimate (None below)."""
 
@@ -188,8 +188,7 @@ def model_r2(data: list[np.ndarray], mean: list[np.ndarray], noise_var: list[np.
     (C,) the estimated r2, (C,) the signal's variance var(x) - mean(s2), (C,) the bins used; over
     the bins with an input and an estimate in segments of at least :data:`MIN_SEGMENT_BINS` bins.
     """
-    use = _usable(data, mean)
-    signal = _signal(data, use) - _channel_means(noise_var, use)
+    use, signal, _ = _bins_and_signal(data, mean, noise_var)
     return _r2(data, mean, copied, signal, use), signal, sum(u.sum(axis=0) for u in use)
 
 
@@ -202,8 +201,20 @@ def lowpass_r2s(data: list[np.ndarray], mean: list[np.ndarray], noise_var: list[
     -------
     {cutoff in Hz: (C,) estimated r2}, for the cutoffs below 0.95 x Nyquist.
     """
+    use, signal, _ = _bins_and_signal(data, mean, noise_var)
+    return _sweep(data, noise_var, bin_size, cutoffs, use, signal)
+
+
+def _bins_and_signal(data, mean, noise_var) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """The bins used (:func:`_usable`), and over them (C,) the signal's variance var(x) - mean(s2)
+    and (C,) the mean noise variance mean(s2)."""
     use = _usable(data, mean)
-    signal = _signal(data, use) - _channel_means(noise_var, use)
+    noise = _channel_means(noise_var, use)
+    return use, _signal(data, use) - noise, noise
+
+
+def _sweep(data, noise_var, bin_size, cutoffs, use, signal) -> dict[float, np.ndarray]:
+    """:func:`lowpass_r2s` over the bins ``use`` with the signal's variance ``signal``."""
     out = {}
     for fc in cutoffs:
         if not fc < 0.95 / (2.0 * bin_size):
@@ -250,13 +261,14 @@ def compare_with_lowpass(data: list[np.ndarray], mean: list[np.ndarray], noise_v
         raise ValueError(f"data, mean, noise_var and copied must be the same (n_bins, C) segments, got {shapes}")
     if bin_size < MIN_BIN_SIZE:
         return [None] * shapes[0][0][1]
-    r2, signal, bins = model_r2(data, mean, noise_var, copied)
-    noise = _channel_means(noise_var, _usable(data, mean))
-    sweep = lowpass_r2s(data, mean, noise_var, bin_size, cutoffs)
+    use, signal, noise = _bins_and_signal(data, mean, noise_var)
+    bins = sum(u.sum(axis=0) for u in use)
+    r2 = _r2(data, mean, copied, signal, use)
+    sweep = _sweep(data, noise_var, bin_size, cutoffs, use, signal)
     out: list[ChannelCheck | None] = []
     for c in range(r2.size):
         finite = [fc for fc in sweep if np.isfinite(sweep[fc][c])]
-        enough = signal[c] > max(MIN_SNR, 5.0 * np.sqrt(2.0 / max(bins[c], 1))) * noise[c] and signal[c] > 0
+        enough = signal[c] > max(MIN_SNR, 5.0 * np.sqrt(2.0 / max(bins[c], 1))) * noise[c]
         if bins[c] < MIN_BINS or not enough or not finite or not np.isfinite(r2[c]):
             out.append(None)
             continue
