@@ -488,3 +488,35 @@ def test_the_interval_written_is_the_one_in_memory_and_posterior_means_write_non
     assert one.interval is None and "(inference.n_samples: at least 2, not 1 for one)" in one.summary()
     assert "credible interval" in res.summary() and "no credible interval" not in res.summary()
     assert not [v for v in nwb_autolfads.load_results(mean_mode.output).data_vars if v.endswith(("_lower", "_upper"))]
+
+
+@pytest.mark.parametrize("start_time,lead_in", [(3.7, 0), (1234.5678, 3)])
+def test_result_times_in_memory_in_the_file_and_of_a_baseline_are_the_same_floats(tmp_path, start_time, lead_in):
+    """A regular result is written as starting_time + rate: the times in memory must be the ones
+    every reader rebuilds from it, and a baseline on the same file must land on them, or xarray
+    arithmetic between the two silently drops bins (it did: 31% of them, by ~1e-14 s)."""
+    src = write_emg_nwb(tmp_path / "t.nwb", synthetic_emg(duration=8.0, rate=1000.0, n_muscles=3, seed=4),
+                        start_time=start_time)
+    res = nwb_autolfads.run(src, tmp_path / "out.nwb", preset="smoke", progress=False,
+                            overrides={"model.lead_in_bins": lead_in})
+    ds = nwb_autolfads.load_results(res.output)
+    assert np.array_equal(ds.time.values, res.times)
+    with NWBHDF5IO(str(res.output), "r") as io:  # what pynwb (and pynapple) rebuild from the file
+        ts = next(iter(io.read().processing["autolfads"].data_interfaces.values())).emg_activations
+        assert ts.timestamps is None and np.array_equal(ts.get_timestamps(), res.times)
+    lp = nwb_autolfads.LowPass(cutoff=6.0, config=res.config).fit_transform(src)
+    np.testing.assert_allclose(lp.time.values[lead_in:], res.times, rtol=0, atol=1e-9)
+    if lead_in == 0:  # the bins start at the same first time: the same floats, and arithmetic keeps every bin
+        assert np.array_equal(lp.time.values, res.times)
+        assert (ds.emg_activations - lp.emg_activations).sizes["time"] == res.times.size
+
+
+def test_spike_rate_times_in_memory_in_the_file_and_of_a_smoothing_are_the_same_floats(tmp_path):
+    src = write_emg_nwb(tmp_path / "u.nwb", synthetic_emg(duration=8.0, rate=1000.0, n_muscles=3, seed=5), n_units=6,
+                        start_time=17.3)
+    over = {"data.modalities": ["spikes"]}
+    res = nwb_autolfads.run(src, tmp_path / "out.nwb", preset="smoke", progress=False, overrides=over)
+    ds = nwb_autolfads.load_results(res.output)
+    smooth = nwb_autolfads.GaussianSmoothing(sigma=0.05, overrides=over).fit_transform(src)
+    assert np.array_equal(ds.time.values, res.times) and np.array_equal(smooth.time.values, res.times)
+    assert (ds.firing_rates - smooth.firing_rates).sizes["time"] == res.times.size

@@ -13,6 +13,7 @@ import numpy as np
 from scipy import signal as sps
 
 from nwb_autolfads.config import PreprocessConfig
+from nwb_autolfads.data.timebase import bin_centres
 
 __all__ = ["notch_filter", "notch_frequencies", "apply_notches", "highpass_filter", "resample_ratio", "resample",
            "bin_average", "Binner", "settling_samples", "notch_gain"]
@@ -85,7 +86,8 @@ class Binner:
     """Averages samples into the bins of one segment, one chunk of samples after another. Bins
     start at ``t0``; a bin is complete if the samples cover it (up to ``t_end``, the end of the
     last sample's span), and only complete bins are kept. A sample belongs to the bin that holds
-    its timestamp; bin k is labelled at its centre, ``t0 + (k + 0.5) * bin_size``.
+    its timestamp; bin k is labelled at its centre, ``t0 + (k + 0.5) * bin_size``, computed as a
+    reader of the written file rebuilds it (:func:`~nwb_autolfads.data.timebase.bin_centres`).
 
     For those labels to be the centre of what the samples represent, ``t0`` must be where the
     first sample's span starts: half a sample period before its timestamp (a sample at t_j covers
@@ -114,7 +116,7 @@ class Binner:
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         with np.errstate(invalid="ignore", divide="ignore"):
             binned = self.sums / self.counts[:, None]
-        return binned, self.t0 + (np.arange(self.n_bins) + 0.5) * self.bin_size
+        return binned, bin_centres(self.t0, self.n_bins, self.bin_size)
 
 
 def settling_samples(fs: float, cfg: PreprocessConfig, notch_freqs: list[float]) -> int:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nwb_autolfads.errors import SignalError
-from nwb_autolfads.data.timebase import Clock, TimeBase, analyse_timestamps, regular_time_base
+from nwb_autolfads.data.timebase import Clock, TimeBase, analyse_timestamps, regular_time_base, regular_times
 
 __all__ = ["Signal", "SeriesValues", "ChannelSelection", "split_segments"]
 
@@ -139,7 +139,7 @@ class Signal:
         stop = self.n_samples if stop is None else stop
         if self.timestamps is not None:
             return np.asarray(self.timestamps[start:stop], dtype=float)
-        return self.starting_time + np.arange(start, stop) / float(self.rate)
+        return regular_times(self.starting_time, stop - start, self.rate, first=start)
 
     def select(self, keep: list[int]) -> "Signal":
         """This signal with only the channels at positions ``keep``, in that order (the file is

@@ -24,7 +24,8 @@ import numpy as np
 
 from nwb_autolfads.errors import SignalError
 
-__all__ = ["TimeBase", "analyse_timestamps", "regular_time_base", "Clock", "check_rate"]
+__all__ = ["TimeBase", "analyse_timestamps", "regular_time_base", "Clock", "check_rate", "regular_times", "bin_centres",
+           "is_regular", "canonical_times"]
 
 _GAP_SIGMAS = 8.0
 """A gap must exceed gap_factor x the period + the resolution + this many jitter SDs of a step."""
@@ -86,6 +87,45 @@ class TimeBase:
 def regular_time_base(rate: float, n: int) -> TimeBase:
     """The time base of ``starting_time`` + ``rate``: one segment, exact."""
     return TimeBase(rate=float(rate), segments=[slice(0, n)] if n else [])
+
+
+def regular_times(start: float, n: int, rate: float, first: int = 0) -> np.ndarray:
+    """The times of samples ``first`` .. ``first + n - 1`` of a series that starts at ``start``
+    seconds and has ``rate`` samples per second: ``start + arange(first, first + n) / rate``.
+
+    This is exactly how pynwb (``TimeSeries.get_timestamps``), pynapple and this package's
+    :func:`~nwb_autolfads.load_results` rebuild the times of a series stored as ``starting_time``
+    + ``rate``, so every regular time this package makes (bin centres, results, baselines) is
+    bit-for-bit the time a reader of the file gets back; ``t0 + k * period`` can differ from it in
+    the last bits, which silently drops bins from xarray arithmetic between the two.
+
+    Returns (n,) float64 seconds."""
+    return float(start) + np.arange(first, first + n, dtype=np.float64) / float(rate)
+
+
+def bin_centres(t0: float, n_bins: int, bin_size: float) -> np.ndarray:
+    """The centres of ``n_bins`` bins of ``bin_size`` seconds from ``t0`` (the first bin's start),
+    made as a reader of the file rebuilds them (:func:`regular_times` from the first centre at
+    ``1 / bin_size`` Hz). Returns (n_bins,) float64 seconds."""
+    return regular_times(float(t0) + 0.5 * float(bin_size), n_bins, 1.0 / float(bin_size))
+
+
+def is_regular(times: np.ndarray, period: float) -> bool:
+    """Whether ``times`` (n,) are one regular series of ``period`` seconds: every step equal to the
+    period within 1 ppm (or 1 ns). Such times are written as ``starting_time`` + ``rate``."""
+    times = np.asarray(times, dtype=np.float64)
+    return bool(times.size <= 1 or np.allclose(np.diff(times), period, rtol=1e-6, atol=1e-9))
+
+
+def canonical_times(times: np.ndarray, period: float) -> np.ndarray:
+    """``times`` (n,) as a reader of the written file gets them back: regular times
+    (:func:`is_regular`) become :func:`regular_times` from their first value at ``1 / period`` Hz
+    (a change of at most a few ns, usually of the last bits only); other times (gaps, trials) are
+    written as timestamps and returned unchanged. Returns (n,) float64 seconds."""
+    times = np.asarray(times, dtype=np.float64)
+    if times.size <= 1 or not is_regular(times, period):
+        return times
+    return regular_times(times[0], times.size, 1.0 / float(period))
 
 
 def _resolution(t: np.ndarray, steps: np.ndarray, period: float) -> tuple[np.ndarray, bool]:

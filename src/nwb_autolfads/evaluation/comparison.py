@@ -38,6 +38,7 @@ import numpy as np
 from scipy import signal as sps
 from tqdm.auto import tqdm
 
+from nwb_autolfads.data.timebase import regular_times
 from nwb_autolfads.config.mappings import json_values
 from nwb_autolfads.evaluation import baselines as bl
 from nwb_autolfads.errors import InputFileError, SignalError
@@ -407,7 +408,7 @@ def _source_truth(nwb, times: np.ndarray, bin_size: float, modelled: list[int] |
         if name in gt.data_interfaces:
             ts = gt[name]
             t = (np.asarray(ts.timestamps[:]) if ts.timestamps is not None
-                 else ts.starting_time + np.arange(ts.data.shape[0]) / ts.rate)
+                 else regular_times(ts.starting_time, ts.data.shape[0], ts.rate))
             values = bin_mean(t, np.asarray(ts.data[:], dtype=float), times, bin_size)
             if name == "true_rates" and modelled is not None and nwb.units is not None:
                 # one column per row of the Units table: the modelled units' rows, in the run's order

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nwb_autolfads.data.timebase import regular_times
 from nwb_autolfads.errors import InputFileError, ResultsNotFoundError
 from nwb_autolfads.io.reading import OUTPUT_MODULE
 
@@ -219,7 +220,7 @@ def _times(ts) -> np.ndarray:
     if ts.timestamps is not None:
         return np.asarray(ts.timestamps[:], dtype=np.float64)
     n = ts.data.shape[0]
-    return float(ts.starting_time) + np.arange(n) / float(ts.rate)
+    return regular_times(ts.starting_time, n, ts.rate)
 
 
 def _bounds(name: str, series, dims: tuple[str, str], units: str, widened: bool = False) -> dict:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from pynwb import NWBFile
 
+from nwb_autolfads.data.timebase import bin_centres
 from nwb_autolfads.errors import ConfigError, SignalError, SignalNotFoundError
 
 __all__ = ["SpikeUnits", "read_units", "bin_spikes", "spike_time_problems", "check_spike_span", "check_unit_clocks",
@@ -304,7 +305,7 @@ def spike_bin_centres(units: SpikeUnits, bin_size: float) -> np.ndarray:
                           f"(under {MIN_MEDIAN_RATE_HZ:g} Hz, fewer than 3 spikes a minute): are the spike times in "
                           "milliseconds or samples instead of seconds? Fix the units table (NWB stores seconds); if "
                           "the rates are real, keep the active units with --units (a query on the units table)")
-    return t0 + (np.arange(n_bins) + 0.5) * bin_size
+    return bin_centres(t0, n_bins, bin_size)
 
 
 def spike_bin_edges(centres: np.ndarray, bin_size: float) -> tuple[np.ndarray, np.ndarray]:

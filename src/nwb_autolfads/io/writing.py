@@ -30,6 +30,7 @@ import numpy as np
 from hdmf.common import DynamicTable, DynamicTableRegion, VectorData
 from pynwb import NWBHDF5IO, ProcessingModule, TimeSeries
 
+from nwb_autolfads.data.timebase import is_regular
 from nwb_autolfads.errors import NwbAutolfadsError, OutputError
 from nwb_autolfads.ndx.namespace import AutoLFADSRun, ContinuousEstimate, FiringRates, MuscleActivations
 from nwb_autolfads.io.reading import OUTPUT_MODULE, open_nwb
@@ -292,7 +293,7 @@ def _json_default(obj):
 
 
 def _time_kwargs(times: np.ndarray, bin_size: float) -> dict:
-    if times.size <= 1 or np.allclose(np.diff(times), bin_size, rtol=1e-6, atol=1e-9):
+    if is_regular(times, bin_size):
         return {"starting_time": float(times[0]) if times.size else 0.0, "rate": 1.0 / bin_size}
     return {"timestamps": times}
 

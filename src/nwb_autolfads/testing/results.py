@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nwb_autolfads.data.timebase import regular_times
+
 __all__ = ["read_truth", "mock_run_record"]
 
 
@@ -35,7 +37,7 @@ def read_truth(path: str | Path, times: np.ndarray, bin_size: float, name: str =
         ts = io.read().processing["ground_truth"][name]
         truth = np.asarray(ts.data[:], dtype=float)
         t = (np.asarray(ts.timestamps[:]) if ts.timestamps is not None
-             else ts.starting_time + np.arange(truth.shape[0]) / ts.rate)
+             else regular_times(ts.starting_time, truth.shape[0], ts.rate))
     from nwb_autolfads.evaluation.comparison import bin_mean
 
     return bin_mean(t, truth, np.asarray(times, dtype=float), bin_size)
@@ -52,7 +54,7 @@ def mock_run_record(n_bins: int = 100, n_channels: int = 6, unit_ids: list[int] 
     from nwb_autolfads.io.writing import RunRecord
 
     rng = np.random.default_rng(seed)
-    times = t0 + np.arange(n_bins) * bin_size if times is None else np.asarray(times, dtype=float)
+    times = regular_times(t0, n_bins, 1.0 / bin_size) if times is None else np.asarray(times, dtype=float)
     n_bins = times.size
     n_windows = max(1, n_bins // 20)
     history = [{"step": 10 * (e + 1), "train_nll": 1.0 / (e + 1), "valid_nll": 1.1 / (e + 1),

@@ -5,7 +5,8 @@ import pytest
 
 from nwb_autolfads.errors import SignalError
 from nwb_autolfads.data.signals import Signal
-from nwb_autolfads.data.timebase import Clock, analyse_timestamps, check_rate
+from nwb_autolfads.data.timebase import (Clock, analyse_timestamps, bin_centres, canonical_times, check_rate, is_regular,
+                                         regular_times)
 
 
 def _float32(t):
@@ -126,3 +127,37 @@ def test_frequent_gaps_between_short_cycles_keep_the_rate_and_every_gap():
     t = _float32(2000.0 + c.times)  # the same, rounded to float32 late in a session
     tb = analyse_timestamps(t)
     assert tb.rate == pytest.approx(250.0, rel=1e-3) and len(tb.segments) == 30
+
+
+@pytest.mark.parametrize("start,rate,n", [(0.005, 100.0, 6000), (3.702, 200.0, 5000), (1234.5678, 2000.0 / 3, 999)])
+def test_regular_times_are_the_times_pynwb_rebuilds_from_starting_time_and_rate(start, rate, n):
+    from pynwb import TimeSeries
+
+    ts = TimeSeries(name="x", data=np.zeros(n), unit="a.u.", starting_time=start, rate=rate)
+    assert np.array_equal(regular_times(start, n, rate), ts.get_timestamps())  # to the last bit
+    assert np.array_equal(regular_times(start, 10, rate, first=n - 10), ts.get_timestamps()[-10:])
+
+
+def test_bin_centres_written_and_read_back_are_the_same_floats():
+    # start + (k + 0.5) * bin_size differs from what a reader rebuilds on about a third of the bins
+    t0, b, n = 0.0, 0.01, 6000
+    naive = t0 + (np.arange(n) + 0.5) * b
+    rebuilt = lambda t: t[0] + np.arange(t.size) / (1.0 / b)  # noqa: E731  what pynwb does with starting_time + rate
+    assert np.sum(naive != rebuilt(naive)) > 100
+    centres = bin_centres(t0, n, b)
+    assert np.array_equal(centres, rebuilt(centres))
+    np.testing.assert_allclose(centres, naive, rtol=0, atol=1e-12)
+
+
+def test_canonical_times_rebuild_regular_times_and_keep_gapped_ones():
+    b = 0.01
+    sub = bin_centres(2.0, 1000, b)[7:]  # leading bins left out: a regular series from another first time
+    canon = canonical_times(sub, b)
+    assert np.array_equal(canon, regular_times(sub[0], sub.size, 1 / b)) and is_regular(sub, b)
+    np.testing.assert_allclose(canon, sub, rtol=0, atol=1e-12)
+    gapped = np.r_[bin_centres(0.0, 50, b), bin_centres(1.0, 50, b)]
+    assert not is_regular(gapped, b) and canonical_times(gapped, b) is not None
+    assert np.array_equal(canonical_times(gapped, b), gapped)
+    assert canonical_times(np.array([4.2]), b).tolist() == [4.2] and canonical_times(np.array([]), b).size == 0
+    jittered = bin_centres(0.0, 100, b) + np.random.default_rng(0).normal(0, 1e-6, 100)  # a us of jitter: not regular
+    assert not is_regular(jittered, b) and np.array_equal(canonical_times(jittered, b), jittered)
