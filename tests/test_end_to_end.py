@@ -520,3 +520,27 @@ def test_spike_rate_times_in_memory_in_the_file_and_of_a_smoothing_are_the_same_
     smooth = nwb_autolfads.GaussianSmoothing(sigma=0.05, overrides=over).fit_transform(src)
     assert np.array_equal(ds.time.values, res.times) and np.array_equal(smooth.time.values, res.times)
     assert (ds.firing_rates - smooth.firing_rates).sizes["time"] == res.times.size
+
+
+def test_an_envelope_with_timestamps_k_times_the_period_gives_the_same_floats_everywhere(tmp_path):
+    """An already-binned envelope whose timestamps were made as t0 + k * 0.01 (a common way): each
+    sample is its own bin, written as starting_time + rate; memory, file and baseline agree."""
+    from pynwb import NWBFile, TimeSeries
+    from datetime import datetime, timezone
+
+    rng = np.random.default_rng(2)
+    n = 4000
+    env = np.abs(np.cumsum(rng.normal(size=(n, 3)), axis=0)) / 10 + 0.1
+    nwb = NWBFile("envelope", "env", datetime(2024, 1, 1, tzinfo=timezone.utc))
+    nwb.add_acquisition(TimeSeries(name="EMG", data=env, unit="V", timestamps=0.3 + np.arange(n) * 0.01,
+                                   description="rectified, low-passed EMG envelope"))
+    src = tmp_path / "env.nwb"
+    with NWBHDF5IO(str(src), "w") as io:
+        io.write(nwb)
+    over = {"data.preprocessed": True}
+    res = nwb_autolfads.run(src, tmp_path / "out.nwb", preset="smoke", progress=False, overrides=over)
+    ds = nwb_autolfads.load_results(res.output)
+    lp = nwb_autolfads.LowPass(cutoff=4.0, config=res.config).fit_transform(src)
+    assert res.times.size == n and np.array_equal(ds.time.values, res.times)
+    assert np.array_equal(lp.time.values, res.times)
+    np.testing.assert_allclose(res.times, 0.3 + np.arange(n) * 0.01, rtol=0, atol=1e-9)  # at the samples' own times
