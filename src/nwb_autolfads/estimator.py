@@ -22,7 +22,7 @@ __all__ = ["AutoLFADS", "as_dataset"]
 
 
 def as_dataset(result) -> "Any":
-    """A :class:`~nwb_autolfads.pipeline.RunResult` as an ``xarray.Dataset`` on ``time`` (bin
+    """A :class:`~nwb_autolfads.run_result.RunResult` as an ``xarray.Dataset`` on ``time`` (bin
     centres, s): ``emg_activations`` (time, channel) in the source's units, ``firing_rates``
     (time, unit) in Hz, the continuous estimates, ``factors`` (time, factor) and
     ``inferred_inputs`` (time, inferred_input), as :func:`nwb_autolfads.load_results` names them."""
