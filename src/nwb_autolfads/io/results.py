@@ -69,6 +69,10 @@ class RunInfo:
     sessions: list[str] = field(default_factory=list)
     """For a model trained over several sessions: the names of all its sessions, in the model's
     order (empty for one session, and for files before spec 0.6.0)."""
+    lowpass_check: dict | None = None
+    """The run's check of its EMG estimates against a low-pass without the truth (metrics
+    ``lowpass_check``: ``channels``, ``flagged``, ``method``, ``rule``); None when it made none
+    (no credible band, no EMG, or a run of a version before 0.7)."""
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -111,7 +115,8 @@ def _info(run) -> RunInfo:
                    source_in_file=source_in_file(run), preset=_preset(run.config),
                    git_revision=run.git_revision or "", interval=_stored_interval(act, rates),
                    model_location=getattr(run, "model_location", None) or "",
-                   model_applied=bool(getattr(run, "model_applied", None)), sessions=_session_names(run))
+                   model_applied=bool(getattr(run, "model_applied", None)), sessions=_session_names(run),
+                   lowpass_check=metrics.get("lowpass_check"))
 
 
 def _session_names(run) -> list[str]:
@@ -203,9 +208,27 @@ def format_runs(path: str | Path, runs: list[RunInfo]) -> str:
                   f"    applied model {r.model_location or '(location not recorded)'}: no training" if r.model_applied
                   else f"    {_budget(r)}, best smoothed validation NLL {nll}"
                   + (f"; model {r.model_location}" if r.model_location else "")]
+        if r.channels and r.lowpass_check is not None:
+            lines.append(f"    {_check_line(r.lowpass_check)}")
         if not r.source_in_file:
             lines.append(f"    results only: the source's data are in {r.source_location}")
     return "\n".join(lines)
+
+
+def _check_line(check: dict) -> str:
+    """One line on a run's check against a low-pass (:attr:`RunInfo.lowpass_check`)."""
+    per = check.get("channels") or {}
+    known = [k for k, v in per.items() if v is not None]
+    flagged = list(check.get("flagged") or [])
+    if not known:
+        return "check against a low-pass: none (too few bins, no signal above the noise, or bins under 5 ms)"
+    if not flagged:
+        return f"check against a low-pass: no muscle flagged ({len(known)} checked)"
+    shown = ", ".join(f"{k} ({per[k]['lowpass_cutoff_hz']:g} Hz low-pass {per[k]['lowpass_r2']:.3f} vs model "
+                      f"{per[k]['model_r2']:.3f})" for k in flagged[:4])
+    more = f" and {len(flagged) - 4} more" if len(flagged) > 4 else ""
+    return (f"WARNING check against a low-pass: flagged {len(flagged)} of {len(known)} muscles, a low-pass estimated "
+            f"closer to the EMG's signal: {shown}{more}")
 
 
 def _budget(r: RunInfo) -> str:

@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -182,3 +183,29 @@ def test_interval_labels_never_round_to_another_level():
 
     assert [interval_percent(p) for p in (0.9, 0.5, 0.995, 0.999, 0.955, 0.001)] == \
         ["90%", "50%", "99.5%", "99.9%", "95.5%", "0.1%"]  # ':.0%' printed 100%, 100%, 96%, 0%
+
+
+def test_runs_listing_shows_each_runs_check_against_a_low_pass(tmp_path):
+    from nwb_autolfads.io.results import format_runs
+
+    src = mock_emg_nwb(tmp_path / "src.nwb", duration=2.0, rate=1000.0, n_muscles=3, seed=0)
+    per = {"m0": {"model_r2": 0.91, "lowpass_r2": 0.95, "lowpass_cutoff_hz": 4.0, "bins": 200},
+           "m1": {"model_r2": 0.97, "lowpass_r2": 0.96, "lowpass_cutoff_hz": 6.0, "bins": 200}, "m2": None}
+    records = {"flagged": {"channels": per, "flagged": ["m0"]}, "clean": {"channels": per, "flagged": []},
+               "unchecked": {"channels": {"m0": None, "m1": None, "m2": None}, "flagged": []}, "none": None}
+    path = src
+    for k, (name, check) in enumerate(records.items()):
+        rec = mock_run_record(n_bins=200, n_channels=3, name=name, seed=k)
+        rec.started = f"2026-0{k + 1}-01T00:00:00+00:00"
+        if check is not None:
+            rec.metrics = {**rec.metrics, "lowpass_check": check}
+        path, _ = write_results(path, tmp_path / f"{name}.nwb", rec)
+    runs = list_runs(path)
+    assert [r.name for r in runs] == list(records) and runs[0].lowpass_check == records["flagged"]
+    assert runs[3].lowpass_check is None
+    blocks = re.split(r"\n  (?=\S)", format_runs(path, runs))[1:]  # one block per run
+    assert "WARNING check against a low-pass: flagged 1 of 2 muscles" in blocks[0]
+    assert "m0 (4 Hz low-pass 0.950 vs model 0.910)" in blocks[0] and "m1 (" not in blocks[0]
+    assert "check against a low-pass: no muscle flagged (2 checked)" in blocks[1] and "WARNING" not in blocks[1]
+    assert "check against a low-pass: none (too few bins" in blocks[2]
+    assert "low-pass" not in blocks[3]
