@@ -490,25 +490,33 @@ def test_the_interval_written_is_the_one_in_memory_and_posterior_means_write_non
     assert not [v for v in nwb_autolfads.load_results(mean_mode.output).data_vars if v.endswith(("_lower", "_upper"))]
 
 
-@pytest.mark.parametrize("start_time,lead_in", [(3.7, 0), (1234.5678, 3)])
+def _same_times(res, baseline, var):
+    """The run's times in memory, in its file (load_results, pynwb) and the baseline's on the bins
+    they share: the same floats, so xarray arithmetic keeps every bin of the run."""
+    ds = nwb_autolfads.load_results(res.output)
+    assert np.array_equal(ds.time.values, res.times)
+    with NWBHDF5IO(str(res.output), "r") as io:  # what pynwb (and pynapple) rebuild from the file
+        run = next(iter(io.read().processing["autolfads"].data_interfaces.values()))
+        ts = run.emg_activations if var == "emg_activations" else run.firing_rates
+        assert np.array_equal(ts.get_timestamps(), res.times) and np.array_equal(run.factors.get_timestamps(), res.times)
+        stored_as_rate = ts.timestamps is None
+    assert np.isin(res.times, baseline.time.values).all()
+    assert (ds[var] - baseline[var]).sizes["time"] == res.times.size
+    return stored_as_rate
+
+
+@pytest.mark.parametrize("start_time,lead_in", [(3.7, 0), (1234.5678, 0), (1234.5678, 3)])
 def test_result_times_in_memory_in_the_file_and_of_a_baseline_are_the_same_floats(tmp_path, start_time, lead_in):
-    """A regular result is written as starting_time + rate: the times in memory must be the ones
-    every reader rebuilds from it, and a baseline on the same file must land on them, or xarray
-    arithmetic between the two silently drops bins (it did: 31% of them, by ~1e-14 s)."""
+    """A run's times must be the ones every reader gets from its file, and a baseline on the same
+    file must land on them, or xarray arithmetic between the two silently drops bins (it did: 31%
+    of them, by ~1e-14 s). Leading bins left out (lead-in): written as timestamps, still exact."""
     src = write_emg_nwb(tmp_path / "t.nwb", synthetic_emg(duration=8.0, rate=1000.0, n_muscles=3, seed=4),
                         start_time=start_time)
     res = nwb_autolfads.run(src, tmp_path / "out.nwb", preset="smoke", progress=False,
                             overrides={"model.lead_in_bins": lead_in})
-    ds = nwb_autolfads.load_results(res.output)
-    assert np.array_equal(ds.time.values, res.times)
-    with NWBHDF5IO(str(res.output), "r") as io:  # what pynwb (and pynapple) rebuild from the file
-        ts = next(iter(io.read().processing["autolfads"].data_interfaces.values())).emg_activations
-        assert ts.timestamps is None and np.array_equal(ts.get_timestamps(), res.times)
     lp = nwb_autolfads.LowPass(cutoff=6.0, config=res.config).fit_transform(src)
-    np.testing.assert_allclose(lp.time.values[lead_in:], res.times, rtol=0, atol=1e-9)
-    if lead_in == 0:  # the bins start at the same first time: the same floats, and arithmetic keeps every bin
-        assert np.array_equal(lp.time.values, res.times)
-        assert (ds.emg_activations - lp.emg_activations).sizes["time"] == res.times.size
+    assert _same_times(res, lp, "emg_activations") == (lead_in == 0)  # a whole grid: starting_time + rate
+    assert np.array_equal(lp.time.values[lead_in:lead_in + res.times.size], res.times)
 
 
 def test_spike_rate_times_in_memory_in_the_file_and_of_a_smoothing_are_the_same_floats(tmp_path):
@@ -516,31 +524,53 @@ def test_spike_rate_times_in_memory_in_the_file_and_of_a_smoothing_are_the_same_
                         start_time=17.3)
     over = {"data.modalities": ["spikes"]}
     res = nwb_autolfads.run(src, tmp_path / "out.nwb", preset="smoke", progress=False, overrides=over)
-    ds = nwb_autolfads.load_results(res.output)
-    smooth = nwb_autolfads.GaussianSmoothing(sigma=0.05, overrides=over).fit_transform(src)
-    assert np.array_equal(ds.time.values, res.times) and np.array_equal(smooth.time.values, res.times)
-    assert (ds.firing_rates - smooth.firing_rates).sizes["time"] == res.times.size
+    smooth = nwb_autolfads.GaussianSmoothing(sigma=0.05, config=res.config).fit_transform(src)
+    assert _same_times(res, smooth, "firing_rates")
 
 
-def test_an_envelope_with_timestamps_k_times_the_period_gives_the_same_floats_everywhere(tmp_path):
-    """An already-binned envelope whose timestamps were made as t0 + k * 0.01 (a common way): each
-    sample is its own bin, written as starting_time + rate; memory, file and baseline agree."""
+def test_times_stay_exact_when_units_are_observed_from_later_than_the_emg(tmp_path):
+    """obs_intervals that start 3.3 s into the recording cut the leading bins of the EMG's grid."""
+    src = write_emg_nwb(tmp_path / "o.nwb", synthetic_emg(duration=10.0, rate=1000.0, n_muscles=3, seed=6))
+    with NWBHDF5IO(str(src), "a") as io:
+        nwb = io.read()
+        rng = np.random.default_rng(3)
+        for _ in range(5):
+            nwb.add_unit(spike_times=np.sort(rng.uniform(0, 10, 200)), obs_intervals=[[3.3, 10.0]])
+        io.write(nwb)
+    res = nwb_autolfads.run(src, tmp_path / "out.nwb", preset="smoke", progress=False,
+                            overrides={"data.modalities": ["emg", "spikes"]})
+    assert res.times[0] > 3.3
+    _same_times(res, nwb_autolfads.LowPass(cutoff=6.0, config=res.config).fit_transform(src), "emg_activations")
+    _same_times(res, nwb_autolfads.GaussianSmoothing(sigma=0.05, config=res.config).fit_transform(src), "firing_rates")
+
+
+def test_times_stay_exact_for_trial_windows_back_to_back(tmp_path):
+    """Step cycles that tile the recording, the first window skipped: regular bins from a later first time."""
+    from nwb_autolfads.testing import mock_binned_trials_nwb
+
+    src = mock_binned_trials_nwb(tmp_path / "cyc.nwb", n_cycles=20, cycle_duration=0.4, gap=None)
+    res = nwb_autolfads.run(src, tmp_path / "out.nwb", preset="smoke", progress=False,
+                            overrides={"data.align_to": "start_time", "data.window": (-0.2, 0.2)})
+    _same_times(res, nwb_autolfads.LowPass(cutoff=6.0, config=res.config).fit_transform(src), "emg_activations")
+
+
+def test_an_envelope_keeps_its_own_timestamps_to_the_last_bit(tmp_path):
+    """An already-binned envelope: each sample is its own bin at its own timestamp, and the file
+    holds those timestamps exactly (made as t0 + k * 0.01, they are not starting_time + k / rate)."""
     from pynwb import NWBFile, TimeSeries
     from datetime import datetime, timezone
 
     rng = np.random.default_rng(2)
     n = 4000
     env = np.abs(np.cumsum(rng.normal(size=(n, 3)), axis=0)) / 10 + 0.1
+    stamps = 0.3 + np.arange(n) * 0.01
     nwb = NWBFile("envelope", "env", datetime(2024, 1, 1, tzinfo=timezone.utc))
-    nwb.add_acquisition(TimeSeries(name="EMG", data=env, unit="V", timestamps=0.3 + np.arange(n) * 0.01,
+    nwb.add_acquisition(TimeSeries(name="EMG", data=env, unit="V", timestamps=stamps,
                                    description="rectified, low-passed EMG envelope"))
     src = tmp_path / "env.nwb"
     with NWBHDF5IO(str(src), "w") as io:
         io.write(nwb)
-    over = {"data.preprocessed": True}
-    res = nwb_autolfads.run(src, tmp_path / "out.nwb", preset="smoke", progress=False, overrides=over)
-    ds = nwb_autolfads.load_results(res.output)
-    lp = nwb_autolfads.LowPass(cutoff=4.0, config=res.config).fit_transform(src)
-    assert res.times.size == n and np.array_equal(ds.time.values, res.times)
-    assert np.array_equal(lp.time.values, res.times)
-    np.testing.assert_allclose(res.times, 0.3 + np.arange(n) * 0.01, rtol=0, atol=1e-9)  # at the samples' own times
+    res = nwb_autolfads.run(src, tmp_path / "out.nwb", preset="smoke", progress=False,
+                            overrides={"data.preprocessed": True})
+    assert np.array_equal(res.times, stamps)
+    _same_times(res, nwb_autolfads.LowPass(cutoff=4.0, config=res.config).fit_transform(src), "emg_activations")

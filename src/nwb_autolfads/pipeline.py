@@ -36,7 +36,6 @@ from nwb_autolfads.config import (DEFAULT_BIN_SIZE, RunConfig, build_config, con
                                   warn_interval_samples)
 from nwb_autolfads.data.grid import fit_windows, split_where, trial_windows
 from nwb_autolfads.data.windows import WindowIndex, chop_segments
-from nwb_autolfads.data.timebase import canonical_times
 from nwb_autolfads.errors import ConfigError, SignalError, TrainingError
 from nwb_autolfads.evaluation.calibration import copied_noise, estimate_errors, noise_sd, normal_quantile, widen_band
 from nwb_autolfads.evaluation.fit_check import channel_fit
@@ -612,9 +611,6 @@ def _collect(source_data: SourceData, data: ModelData, fit: "FitResult", cfg: Ru
     times, factors, inferred, rectified = (a[covered] for a in (
         np.concatenate(data.bin_times), np.concatenate(fit.factors), np.concatenate(fit.inferred_inputs),
         np.concatenate(data.rectified)))
-    # the times a reader of the written file gets back, to the last bit (they differ from the bins'
-    # own only when leading bins are left out: a regular series is rebuilt from its first time)
-    times = canonical_times(times, data.bin_size)
     emg, spikes = data.blocks.get("emg"), data.blocks.get("spikes")
     empty = mean[:, :0][covered]
     return RunResult(
@@ -829,10 +825,10 @@ def _chop(segments: list[np.ndarray], bin_size: float, cfg: RunConfig) -> tuple[
                           "START,STOP for one window per trial")
     uncovered = [n for n in index.segment_lengths if n < w.window_bins + lead]
     if uncovered:
-        log.warning("%d segment(s) shorter than one window (%d bins) are left as NaN", len(uncovered),
-                    w.window_bins + lead)
+        log.warning("%d segment(s) shorter than one window (%d bins): no window covers them, so they are left "
+                    "out of the results", len(uncovered), w.window_bins + lead)
     if lead:
-        log.info("the first %d bins of each segment are lead-in only (NaN in the outputs)", lead)
+        log.info("the first %d bins of each segment are lead-in only (left out of the results)", lead)
     return windows, index
 
 

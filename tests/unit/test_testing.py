@@ -98,3 +98,22 @@ def test_chunked_spikes_nwb_spikes_follow_the_true_rates(tmp_path):
         counts = np.stack([np.histogram(s, bins=np.arange(61.0))[0] for s in spikes], axis=1)
         assert abs(counts.sum() / rates.sum() - 1) < 0.05  # as many spikes as the rates promise
         assert np.corrcoef(counts.ravel(), rates.ravel())[0, 1] > 0.7  # and when they promise them
+
+
+def test_mock_gap_is_on_the_file_clock_and_never_silently_empty(tmp_path):
+    """A gap is given in the file's times (start_time included): there it removes its samples;
+    one outside the recording (e.g. given before adding start_time) is refused, not ignored."""
+    import pytest
+    from pynwb import NWBHDF5IO
+
+    from nwb_autolfads.testing import mock_emg_nwb
+
+    path = mock_emg_nwb(tmp_path / "gap.nwb", duration=2.0, rate=1000.0, n_muscles=2, start_time=100.0,
+                        gap=(100.5, 100.8))
+    with NWBHDF5IO(str(path), "r") as io:
+        t = io.read().acquisition["EMG"].timestamps[:]
+    assert t[0] == pytest.approx(100.0) and not np.any((t >= 100.5) & (t < 100.8))
+    assert np.max(np.diff(t)) == pytest.approx(0.301, abs=2e-3)
+    with pytest.raises(ValueError, match="removes no sample"):
+        mock_emg_nwb(tmp_path / "nogap.nwb", duration=2.0, rate=1000.0, n_muscles=2, start_time=100.0,
+                     gap=(0.5, 0.8))

@@ -37,7 +37,7 @@ from nwb_autolfads.data.filters import (Binner, apply_notches, highpass_filter, 
 from nwb_autolfads.data.scan import (DEFAULT_CHUNK_VALUES, HUM_RATIO, LINE_FREQUENCIES, chunk_bounds, detect_line_hum,
                                      head_samples, hum_excerpt, looks_rectified, SampleScan, scan_samples)
 from nwb_autolfads.data.signals import Signal
-from nwb_autolfads.data.timebase import canonical_times, check_rate
+from nwb_autolfads.data.timebase import check_rate
 from nwb_autolfads.errors import SignalError
 
 __all__ = ["Preprocessed", "preprocess_emg", "MIN_RAW_EMG_HZ"]
@@ -192,9 +192,7 @@ def _segment_bins(sig: Signal, seg: slice, dead: np.ndarray, fs: float, cfg: Pre
     if binner is not None:
         binned, centres = binner.result()
     else:
-        # a regular segment's times as a reader of the written result rebuilds them (its timestamps
-        # may be k * period, which differs from starting_time + k / rate in the last bits)
-        binned, centres = np.concatenate(direct_x), canonical_times(np.concatenate(direct_t), eff_bin)
+        binned, centres = np.concatenate(direct_x), np.concatenate(direct_t)
     return binned, centres, rate
 
 

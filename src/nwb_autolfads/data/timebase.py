@@ -25,7 +25,7 @@ import numpy as np
 from nwb_autolfads.errors import SignalError
 
 __all__ = ["TimeBase", "analyse_timestamps", "regular_time_base", "Clock", "check_rate", "regular_times", "bin_centres",
-           "is_regular", "canonical_times"]
+           "stored_rate"]
 
 _GAP_SIGMAS = 8.0
 """A gap must exceed gap_factor x the period + the resolution + this many jitter SDs of a step."""
@@ -110,22 +110,21 @@ def bin_centres(t0: float, n_bins: int, bin_size: float) -> np.ndarray:
     return regular_times(float(t0) + 0.5 * float(bin_size), n_bins, 1.0 / float(bin_size))
 
 
-def is_regular(times: np.ndarray, period: float) -> bool:
-    """Whether ``times`` (n,) are one regular series of ``period`` seconds: every step equal to the
-    period within 1 ppm (or 1 ns). Such times are written as ``starting_time`` + ``rate``."""
+def stored_rate(times: np.ndarray, period: float) -> float | None:
+    """The ``rate`` with which ``starting_time = times[0]`` + ``rate`` rebuilds ``times`` (n,)
+    exactly, to the last bit, in every reader (:func:`regular_times`): ``1 / period`` or one of its
+    neighbouring floats (``1 / (1 / rate)`` can be a float away from a file's own rate). None when
+    no rate does: times with gaps, jitter, or a regular series that does not start at its grid's
+    first time (leading bins left out, trial windows), which must be written as timestamps so that
+    the file holds the times the run used. Returns Hz."""
     times = np.asarray(times, dtype=np.float64)
-    return bool(times.size <= 1 or np.allclose(np.diff(times), period, rtol=1e-6, atol=1e-9))
-
-
-def canonical_times(times: np.ndarray, period: float) -> np.ndarray:
-    """``times`` (n,) as a reader of the written file gets them back: regular times
-    (:func:`is_regular`) become :func:`regular_times` from their first value at ``1 / period`` Hz
-    (a change of at most a few ns, usually of the last bits only); other times (gaps, trials) are
-    written as timestamps and returned unchanged. Returns (n,) float64 seconds."""
-    times = np.asarray(times, dtype=np.float64)
-    if times.size <= 1 or not is_regular(times, period):
-        return times
-    return regular_times(times[0], times.size, 1.0 / float(period))
+    nominal = 1.0 / float(period)
+    if times.size <= 1:
+        return nominal
+    for rate in (nominal, np.nextafter(nominal, np.inf), np.nextafter(nominal, -np.inf)):
+        if np.array_equal(regular_times(times[0], times.size, float(rate)), times):
+            return float(rate)
+    return None
 
 
 def _resolution(t: np.ndarray, steps: np.ndarray, period: float) -> tuple[np.ndarray, bool]:

@@ -30,7 +30,7 @@ import numpy as np
 from hdmf.common import DynamicTable, DynamicTableRegion, VectorData
 from pynwb import NWBHDF5IO, ProcessingModule, TimeSeries
 
-from nwb_autolfads.data.timebase import is_regular
+from nwb_autolfads.data.timebase import stored_rate
 from nwb_autolfads.errors import NwbAutolfadsError, OutputError
 from nwb_autolfads.ndx.namespace import AutoLFADSRun, ContinuousEstimate, FiringRates, MuscleActivations
 from nwb_autolfads.io.reading import OUTPUT_MODULE, open_nwb
@@ -293,9 +293,12 @@ def _json_default(obj):
 
 
 def _time_kwargs(times: np.ndarray, bin_size: float) -> dict:
-    if is_regular(times, bin_size):
-        return {"starting_time": float(times[0]) if times.size else 0.0, "rate": 1.0 / bin_size}
-    return {"timestamps": times}
+    """``starting_time`` + ``rate`` when every reader rebuilds exactly ``times`` from them, else the
+    ``timestamps`` themselves: the file always holds the times the run used, to the last bit."""
+    rate = stored_rate(times, bin_size)
+    if rate is not None:
+        return {"starting_time": float(times[0]) if times.size else 0.0, "rate": rate}
+    return {"timestamps": np.asarray(times, dtype=np.float64)}
 
 
 def _table(name: str, description: str, rows: list[dict]) -> DynamicTable:

@@ -242,7 +242,8 @@ backend, description, session
     the series' columns select, in column order, e.g. [6, 2, 0, 4]: the other rows are named
     ``spare<row>``, and the other columns hold ``unknown``/``emg`` like converters write), or ``container`` (a BehavioralTimeSeries with one 1-D TimeSeries per muscle).
     location: ``acquisition`` or ``processing`` (module ``ecephys``/``behavior``).
-    ``gap=(start, stop)`` removes that stretch (seconds) and forces timestamps.
+    ``gap=(start, stop)`` removes that stretch (seconds on the file's clock, ``start_time``
+    included) and forces timestamps; a gap that removes no sample raises ValueError.
     ``int16``: store int16 counts with ``conversion`` (and an ``offset``) like acquisition systems do.
     ``n_units``: also write a Units table of neurons driven by the same latent as the muscles
     (log-rate = W z + log 10 Hz, W entries +-U(0.5, 1)), with a ``quality`` column (every third
@@ -299,6 +300,9 @@ def _samples_and_times(synth: SyntheticEMG, start_time: float, gap: tuple[float,
     truth = synth.activations
     if gap is not None:
         keep = (t < gap[0]) | (t >= gap[1])
+        if keep.all():
+            raise ValueError(f"gap={gap} removes no sample: the samples span {t[0]:g}-{t[-1]:g} s on the file's "
+                             f"clock (start_time {start_time:g} s included); give the gap in those times")
         raw, t, truth = raw[keep], t[keep], truth[keep]
         use_timestamps = True
     stamps = t

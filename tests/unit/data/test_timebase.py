@@ -5,8 +5,7 @@ import pytest
 
 from nwb_autolfads.errors import SignalError
 from nwb_autolfads.data.signals import Signal
-from nwb_autolfads.data.timebase import (Clock, analyse_timestamps, bin_centres, canonical_times, check_rate, is_regular,
-                                         regular_times)
+from nwb_autolfads.data.timebase import Clock, analyse_timestamps, bin_centres, check_rate, regular_times, stored_rate
 
 
 def _float32(t):
@@ -149,15 +148,18 @@ def test_bin_centres_written_and_read_back_are_the_same_floats():
     np.testing.assert_allclose(centres, naive, rtol=0, atol=1e-12)
 
 
-def test_canonical_times_rebuild_regular_times_and_keep_gapped_ones():
+def test_stored_rate_is_given_only_when_starting_time_and_rate_rebuild_the_times_exactly():
     b = 0.01
-    sub = bin_centres(2.0, 1000, b)[7:]  # leading bins left out: a regular series from another first time
-    canon = canonical_times(sub, b)
-    assert np.array_equal(canon, regular_times(sub[0], sub.size, 1 / b)) and is_regular(sub, b)
-    np.testing.assert_allclose(canon, sub, rtol=0, atol=1e-12)
+    grid = bin_centres(2.0, 1000, b)
+    assert stored_rate(grid, b) == 100.0 and stored_rate(grid[:1], b) == 100.0
+    # leading bins left out: rebuilt from their own first time they differ in the last bits -> timestamps
+    assert stored_rate(grid[7:], b) is None
     gapped = np.r_[bin_centres(0.0, 50, b), bin_centres(1.0, 50, b)]
-    assert not is_regular(gapped, b) and canonical_times(gapped, b) is not None
-    assert np.array_equal(canonical_times(gapped, b), gapped)
-    assert canonical_times(np.array([4.2]), b).tolist() == [4.2] and canonical_times(np.array([]), b).size == 0
-    jittered = bin_centres(0.0, 100, b) + np.random.default_rng(0).normal(0, 1e-6, 100)  # a us of jitter: not regular
-    assert not is_regular(jittered, b) and np.array_equal(canonical_times(jittered, b), jittered)
+    assert stored_rate(gapped, b) is None
+    assert stored_rate(0.3 + np.arange(1000) * b, b) is None  # k * period: not what a reader rebuilds
+    # a file's own rate a float away from 1 / (1 / rate): that rate, so an envelope keeps its own times
+    odd = next(r for r in np.linspace(300.0, 400.0, 2001) if 1.0 / (1.0 / r) != r)
+    times = regular_times(1.5, 5000, odd)
+    assert stored_rate(times, 1.0 / odd) == odd
+    slow = regular_times(0.0, 360_000, 1 / (b * (1 + 5e-7)))  # steps 0.5 ppm long: never written as 100 Hz
+    assert stored_rate(slow, b) is None
