@@ -15,7 +15,7 @@ from pynwb.spec import (NWBAttributeSpec, NWBDatasetSpec, NWBGroupSpec, NWBLinkS
                         export_spec)
 
 NAME = "ndx-autolfads"
-VERSION = "0.6.0"
+VERSION = "0.7.0"
 
 
 def _text(name: str, doc: str, required: bool = True) -> NWBAttributeSpec:
@@ -169,7 +169,14 @@ def build_types() -> list[NWBGroupSpec]:
                          doc="Inferred inputs to the generator (controller outputs), per bin."),
             NWBGroupSpec(name="initial_conditions", neurodata_type_inc="TimeSeries", quantity="?",
                          doc="Posterior mean of the initial condition of each window, timestamped at the "
-                             "window's first modelled bin."),
+                             "window's first modelled bin. Written up to 0.6.0; since 0.7.0 "
+                             "window_initial_conditions instead (a TimeSeries of fewer windows than initial-"
+                             "condition dimensions reads as transposed to nwbinspector, a CRITICAL finding that "
+                             "dandi validate counts as an error)."),
+            NWBGroupSpec(name="window_initial_conditions", neurodata_type_inc="DynamicTable", quantity="?",
+                         doc="Since 0.7.0: one row per window, in window order: time (float64, seconds: the "
+                             "window's first modelled bin) and initial_condition (float32, windows x dimensions: "
+                             "the posterior mean of the window's initial condition)."),
             NWBGroupSpec(name="training_curves", neurodata_type_inc="DynamicTable", quantity="?",
                          doc="One row per training epoch of the chosen model: losses, learning rate. Absent (since "
                              "0.5.0) in a run that applied a saved model (model_applied)."),

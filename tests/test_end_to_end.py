@@ -65,7 +65,7 @@ def test_cli_smoke_run_writes_a_valid_result(emg_copy):
         np.testing.assert_allclose(act.scales[:], prep["scales"])
         assert run.factors.data.shape == (2000, 3)
         assert run.inferred_inputs.data.shape == (2000, 1)
-        assert run.initial_conditions.data.shape[0] == json.loads(run.metrics)["n_windows"]
+        assert len(run.window_initial_conditions) == json.loads(run.metrics)["n_windows"]
         # the smoke preset is a population of 2 trained for 2 generations of 10 steps, checked every 5
         assert len(run.training_curves) == json.loads(run.metrics)["checks"] == 4
         assert list(run.training_curves["step"].data[:]) == [5, 10, 15, 20] and json.loads(run.metrics)["steps"] == 20

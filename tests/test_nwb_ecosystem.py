@@ -17,14 +17,16 @@ import nwb_autolfads
 from nwb_autolfads.testing import mock_emg_nwb
 
 FIXTURES = sorted((Path(__file__).parent / "data" / "results").glob("ndx-autolfads-*.nwb"))
+ECO_OVERRIDES = {"data.model": "emg+spikes", "model.ic_dim": 96}
 
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
-    """A DANDI-named source with EMG and units, and the emg+spikes result of a smoke run."""
+    """A DANDI-named source with EMG and units, and the emg+spikes result of a smoke run with
+    fewer windows than initial-condition dimensions (as a short or trial-structured run has)."""
     src = mock_emg_nwb(tmp_path_factory.mktemp("eco") / "sub-R1_ses-1_ecephys.nwb", duration=12.0, rate=1000.0,
                        n_muscles=4, n_units=5, seed=2)
-    res = nwb_autolfads.run(src, preset="smoke", progress=False, overrides={"data.model": "emg+spikes"})
+    res = nwb_autolfads.run(src, preset="smoke", progress=False, overrides=ECO_OVERRIDES)
     return src, res
 
 
@@ -33,7 +35,7 @@ def results_only(result):
     """The same run written as a results-only file (no copy of the source's data)."""
     src = result[0]
     res = nwb_autolfads.run(src, src.with_name("sub-R1_ses-1_desc-autolfadsresults_emg+spikes.nwb"), preset="smoke",
-                            progress=False, overrides={"data.model": "emg+spikes", "output.content": "results"})
+                            progress=False, overrides={**ECO_OVERRIDES, "output.content": "results"})
     return res
 
 
@@ -55,6 +57,8 @@ def test_nwbinspector_dandi_config_adds_nothing_serious(result, results_only):
         return {(m.check_function_name, m.location, m.importance.value)
                 for m in inspect_nwbfile(nwbfile_path=str(path), config=config)}
 
+    ds = nwb_autolfads.load_results(result[1].output)
+    assert ds.sizes["window"] < ds.sizes["ic_dim"] == 96  # the case a TimeSeries of ICs was flagged CRITICAL in
     source, output = messages(result[0]), messages(result[1].output)
     new = output - source
     # nothing at CRITICAL or above at all, and nothing at BEST_PRACTICE_VIOLATION or above that the
@@ -167,6 +171,9 @@ def test_files_of_every_released_spec_version_still_read(fixture, tmp_path):
     assert ds.emg_activations.dims == ("time", "channel") and ds.sizes["channel"] == 2
     assert ds.firing_rates.dims == ("time", "unit") and ds.sizes["unit"] == 3
     assert np.all(np.isfinite(ds.emg_activations.values))
+    # the initial conditions: a TimeSeries up to 0.6.0, a table since 0.7.0; read alike
+    assert ds.initial_conditions.dims == ("window", "ic_dim") and ds.sizes["window"] >= 2
+    assert ds.window_time.shape == (ds.sizes["window"],) and np.all(np.diff(ds.window_time.values) > 0)
     # the credible interval's bounds: written since spec 0.3.0 (the fixture sampled the posterior), absent before
     version = tuple(int(v) for v in fixture.stem.rsplit("-", 1)[1].split("."))
     bands = [v for v in ds.data_vars if v.endswith(("_lower", "_upper"))]

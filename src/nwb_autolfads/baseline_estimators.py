@@ -37,6 +37,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from nwb_autolfads.data.timebase import same_bin_size
 from nwb_autolfads.errors import ConfigError, SignalError
 from nwb_autolfads.evaluation import baselines as bl
 
@@ -212,9 +213,9 @@ class _Baseline(ABC):
         SignalError
             Another bin size (data sampled coarser than the fitted bins), or channels lost on the way.
         """
-        if abs(data.bin_size - self.bin_size_) > 1e-9 * self.bin_size_:
-            raise SignalError(f"{where}: its data are on {data.bin_size * 1e3:g} ms bins, {type(self).__name__} was "
-                              f"fitted on {self.bin_size_ * 1e3:g} ms bins: fit it on this file (or on files sampled "
+        if not same_bin_size(data.bin_size, self.bin_size_):
+            raise SignalError(f"{where}: its data are on {data.bin_size * 1e3:.9g} ms bins, {type(self).__name__} was "
+                              f"fitted on {self.bin_size_ * 1e3:.9g} ms bins: fit it on this file (or on files sampled "
                               "as finely)")
         got = [str(c) for c in data.blocks[self.modality].channel_names]
         if got != list(self.channel_names_):

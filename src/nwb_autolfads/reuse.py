@@ -26,6 +26,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from nwb_autolfads.data.timebase import same_bin_size
 from nwb_autolfads.errors import ConfigError, NwbAutolfadsError, SignalError
 from nwb_autolfads.evaluation.fit_check import FIT_STATISTIC, MAX_FIT_DROP, fit_verdict
 from nwb_autolfads.io.reading import open_nwb
@@ -269,9 +270,10 @@ def _check_grid(data: ModelData, cfg, model: ModelArtifact) -> None:
         way (units excluded as bad).
     """
     want_bin = float(model.meta["bin_size"])
-    if abs(data.bin_size - want_bin) > 1e-9 * want_bin:
-        raise SignalError(f"the file's data are on {data.bin_size * 1e3:g} ms bins, the model's on {want_bin * 1e3:g} "
-                          "ms: it can only be applied to data sampled at least as finely as its bins")
+    if not same_bin_size(data.bin_size, want_bin):
+        raise SignalError(f"the file's data are on {data.bin_size * 1e3:.9g} ms bins, the model's on "
+                          f"{want_bin * 1e3:.9g} ms: it can only be applied to data sampled at least as finely as its "
+                          "bins")
     got = [(name, [str(c) for c in b.channel_names]) for name, b, _ in data.columns()]
     want = [(c["modality"], [str(n) for n in c["channel_names"]]) for c in model.columns]
     if got != want:

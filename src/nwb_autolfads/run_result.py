@@ -300,7 +300,7 @@ class RunResult:
         written += [f"{e.name} ({e.data.shape[0]} x {e.data.shape[1]}, {e.unit}{band})"
                     for e in self.estimates.values()]
         lines.append(f"              processing/autolfads/{self.run_name}: {', '.join(written)}, factors, "
-                     "inferred_inputs, initial_conditions, provenance")
+                     "inferred_inputs, window_initial_conditions, provenance")
         inf = self.config.inference
         if self.interval is None and inf.interval is not None and not inf.with_interval:
             fix = ("inference.mode: sample" if inf.mode != "sample" else

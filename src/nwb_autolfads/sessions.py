@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from nwb_autolfads.config import RunConfig, warn_interval_samples
+from nwb_autolfads.data.timebase import same_bin_size
 from nwb_autolfads.errors import ConfigError, NwbAutolfadsError, SignalError
 from nwb_autolfads.io.reading import open_nwb
 from nwb_autolfads.io.sources import resolve_source
@@ -234,9 +235,9 @@ def _bin_sessions(sessions: list[_Session]) -> RunConfig:
     for s in sessions:
         with _naming(s.name, s.source_data.path):
             binned.append(_bin(s.source_data, s.cfg))
-    sizes = {round(d.bin_size, 12) for d, _ in binned}
-    if len(sizes) > 1:
-        listed = ", ".join(f"{s.name}: {d.bin_size * 1e3:g} ms" for s, (d, _) in zip(sessions, binned))
+    sizes = {d.bin_size for d, _ in binned}
+    if not all(same_bin_size(a, b) for a in sizes for b in sizes):
+        listed = ", ".join(f"{s.name}: {d.bin_size * 1e3:.9g} ms" for s, (d, _) in zip(sessions, binned))
         common = common_bin(sorted(sizes))
         raise SignalError(f"the sessions' bins differ ({listed}): a multi-session model needs one bin size; set "
                           f"windows.bin_size to a multiple of all of them (e.g. --set windows.bin_size={common:g}) so that "

@@ -192,3 +192,40 @@ def test_the_bayesian_filters_scales_follow_the_files_unit_and_amplitude(files):
     for factor in (1e3, 1e-3):  # another gain in the same unit: refused, not clipped or flattened
         with pytest.raises(SignalError, match="amplitude does not match .* fit it on this file"):
             est._estimate(rect * factor, 100.0, seg, data("volts"))
+
+
+def _envelope(path, timestamps):
+    """A 4-muscle 100 Hz envelope (already rectified and smoothed) with the given timestamps."""
+    from datetime import datetime, timezone
+
+    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+
+    rng = np.random.default_rng(1)
+    t = np.asarray(timestamps)
+    data = np.abs(np.sin(2 * np.pi * 0.7 * t[:, None] + np.arange(4))) * 1e-4 + rng.gamma(6, 1e-6, (t.size, 4))
+    nwb = NWBFile("e", "e", datetime(2024, 1, 1, tzinfo=timezone.utc))
+    nwb.add_acquisition(TimeSeries(name="EMG", data=data, unit="volts", timestamps=t,
+                                   description="rectified enveloped EMG"))
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    return path
+
+
+def test_a_jittered_envelope_is_on_the_same_bins_as_a_regular_one(tmp_path):
+    """A 100 Hz envelope with jittered timestamps is binned at its fitted period (10.000008 ms
+    here), another at 10 ms: the same bins (within 100 ppm), so a filter fitted on one applies to
+    the other (it once refused it, saying '10 ms bins ... fitted on 10 ms bins'); a 12 ms envelope
+    is still refused, with digits enough to tell the sizes apart."""
+    n = 3000
+    regular = _envelope(tmp_path / "regular.nwb", 0.3 + np.arange(n) * 0.01)
+    jittered = _envelope(tmp_path / "jittered.nwb",
+                         0.3 + np.arange(n) * 0.01 + np.random.default_rng(2).normal(0, 5e-4, n))
+    coarser = _envelope(tmp_path / "coarser.nwb", 0.3 + np.arange(n) * 0.012)
+    own = Rectified(overrides={"data.preprocessed": True}).fit(jittered).bin_size_
+    assert own != 0.01 and abs(own - 0.01) < 1e-6
+    lp = LowPass(cutoff=5.0, overrides={"data.preprocessed": True}).fit(regular)
+    out = lp.transform(jittered)
+    values = np.asarray(out.to_array() if hasattr(out, "data_vars") else out, dtype=float)
+    assert out.sizes["time"] > 0.95 * n and np.all(np.isfinite(values))
+    with pytest.raises(SignalError, match=r"on 12 ms bins, LowPass was fitted on 10 ms bins"):
+        lp.transform(coarser)

@@ -25,7 +25,7 @@ import numpy as np
 from nwb_autolfads.errors import SignalError
 
 __all__ = ["TimeBase", "analyse_timestamps", "regular_time_base", "Clock", "check_rate", "regular_times", "bin_centres",
-           "stored_rate"]
+           "stored_rate", "BIN_SIZE_RTOL", "same_bin_size"]
 
 _GAP_SIGMAS = 8.0
 """A gap must exceed gap_factor x the period + the resolution + this many jitter SDs of a step."""
@@ -108,6 +108,18 @@ def bin_centres(t0: float, n_bins: int, bin_size: float) -> np.ndarray:
     made as a reader of the file rebuilds them (:func:`regular_times` from the first centre at
     ``1 / bin_size`` Hz). Returns (n_bins,) float64 seconds."""
     return regular_times(float(t0) + 0.5 * float(bin_size), n_bins, 1.0 / float(bin_size))
+
+
+BIN_SIZE_RTOL = 1e-4
+"""Two bin sizes within this fraction of each other are one (100 ppm: clocks of two acquisition
+systems differ by up to tens of ppm, so a 100 Hz envelope's fitted period, e.g. 10.000008 ms, and
+another's 10 ms are the same bins; over a 100-bin window the difference is 0.01 bin)."""
+
+
+def same_bin_size(a: float, b: float) -> bool:
+    """Whether bins of ``a`` and ``b`` seconds are the same bins (:data:`BIN_SIZE_RTOL`): a model or
+    filter fitted on one applies to data binned at the other."""
+    return abs(float(a) - float(b)) <= BIN_SIZE_RTOL * max(abs(float(a)), abs(float(b)))
 
 
 def stored_rate(times: np.ndarray, period: float) -> float | None:

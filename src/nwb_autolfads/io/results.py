@@ -369,7 +369,12 @@ def _add_latents(r, coords: dict, data_vars: dict) -> None:
     if r.inferred_inputs is not None:
         data_vars["inferred_inputs"] = (("time", "inferred_input"), np.asarray(r.inferred_inputs.data[:]),
                                         {"units": "a.u.", "description": r.inferred_inputs.description})
-    if r.initial_conditions is not None:
+    table = getattr(r, "window_initial_conditions", None)  # spec 0.7.0 on
+    if table is not None:
+        coords["window_time"] = ("window", np.asarray(table["time"].data[:], dtype=np.float64), {"units": "s"})
+        data_vars["initial_conditions"] = (("window", "ic_dim"), np.asarray(table["initial_condition"].data[:]),
+                                           {"description": table.description})
+    elif r.initial_conditions is not None:  # files of spec 0.6.0 and before: a TimeSeries
         ic = r.initial_conditions
         coords["window_time"] = ("window", _times(ic), {"units": "s"})
         data_vars["initial_conditions"] = (("window", "ic_dim"), np.asarray(ic.data[:]),

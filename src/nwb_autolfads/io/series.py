@@ -352,6 +352,38 @@ def _read_series(ts: TimeSeries, path: str) -> Signal:
                   **_time_base(ts, path, values.shape[0]))
 
 
+SAME_CLOCK_FRACTION = 0.1
+"""Per-channel series share one time base when every sample time agrees within this fraction of a
+sample period (absolute: a tolerance relative to the time itself would allow 12 ms at 20 min)."""
+
+
+def _check_same_clock(path: str, ref_name: str, ref: Signal, name: str, sig: Signal) -> None:
+    """Refuse per-channel series that are not sampled at the same times: the model reads them all
+    on the first one's times, so an offset would silently move a muscle in time.
+
+    Raises
+    ------
+    SignalError
+        Another sample count, or a sample time more than :data:`SAME_CLOCK_FRACTION` of a period
+        away from the first series' (naming both series, the offset and the fix).
+    """
+    if sig.n_samples != ref.n_samples:
+        raise SignalError(f"{path}: the per-channel series do not share one time base ({name} has {sig.n_samples} "
+                          f"samples, {ref_name} {ref.n_samples}): pass one series with --emg, or store the muscles "
+                          "as one 2-D series on one clock")
+    if sig.n_samples == 0:
+        return
+    period = 1.0 / ref.sampling_rate() if ref.n_samples > 1 else 0.0
+    offset = np.abs(sig.times() - ref.times())
+    worst = int(np.argmax(offset))
+    if offset[worst] > SAME_CLOCK_FRACTION * period:
+        raise SignalError(f"{path}: the per-channel series do not share one time base: {name}'s sample {worst} is at "
+                          f"{sig.times(worst, worst + 1)[0]:.9g} s, {ref_name}'s at {ref.times(worst, worst + 1)[0]:.9g} s "
+                          f"({offset[worst] * 1e3:.6g} ms apart, more than {SAME_CLOCK_FRACTION:g} of a "
+                          f"{period * 1e3:.6g} ms sample); reading them as one recording would shift {name} in time: "
+                          "pass one series with --emg, or store the muscles as one 2-D series on one clock")
+
+
 def _read_container(cand: Candidate) -> Signal:
     series = [ts for ts in _children_series(cand.obj) if ts.data is not None and len(ts.data.shape) == 1]
     ref = None
@@ -359,9 +391,8 @@ def _read_container(cand: Candidate) -> Signal:
         sig = _read_series(ts, f"{cand.path}/{ts.name}")
         if ref is None:
             ref = sig
-        elif sig.n_samples != ref.n_samples or not np.allclose(sig.times()[[0, -1]], ref.times()[[0, -1]]):
-            raise SignalError(f"{cand.path}: the per-channel series do not share one time base "
-                              f"({ts.name} differs from {series[0].name}): pass one series with --emg")
+        else:
+            _check_same_clock(cand.path, series[0].name, ref, ts.name, sig)
     units = {ts.unit for ts in series}
     convs = {(float(ts.conversion if ts.conversion is not None else 1.0), float(getattr(ts, "offset", 0.0) or 0.0))
              for ts in series}

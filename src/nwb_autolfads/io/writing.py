@@ -421,18 +421,24 @@ def _units_of(nwbfile, record: RunRecord) -> dict[str, Any]:
 
 
 def _latents(record: RunRecord, timing: dict) -> dict[str, Any]:
-    """The model's latent variables: ``inferred_inputs`` (per bin) and ``initial_conditions``
-    (per window), when the run has them."""
+    """The model's latent variables: ``inferred_inputs`` (per bin) and ``window_initial_conditions``
+    (a table, one row per window), when the run has them."""
     kwargs: dict[str, Any] = {}
     if record.inferred_inputs.shape[1] > 0:
         kwargs["inferred_inputs"] = TimeSeries(
             name="inferred_inputs", data=record.inferred_inputs.astype(np.float32), unit="a.u.", resolution=-1.0,
             description=f"LFADS inferred inputs u_t ({record.inferred_inputs.shape[1]}) to the generator", **timing)
     if record.ic_mean is not None and record.ic_mean.shape[0] > 0:
-        kwargs["initial_conditions"] = TimeSeries(
-            name="initial_conditions", data=record.ic_mean.astype(np.float32), unit="a.u.", resolution=-1.0,
-            timestamps=np.asarray(record.ic_times, dtype=np.float64),
-            description="posterior mean of each window's initial condition, at the window's first modelled bin")
+        # a table, not a TimeSeries (spec 0.7.0): a run with fewer windows than initial-condition
+        # dimensions would read as transposed to nwbinspector (CRITICAL, an error to dandi validate)
+        n = record.ic_mean.shape[0]
+        kwargs["window_initial_conditions"] = DynamicTable(
+            name="window_initial_conditions", id=list(range(n)),
+            description="one row per window: the posterior mean of its initial condition, at its first modelled bin",
+            columns=[VectorData(name="time", description="the window's first modelled bin (seconds)",
+                                data=np.asarray(record.ic_times, dtype=np.float64)),
+                     VectorData(name="initial_condition", description="posterior mean of the window's initial "
+                                "condition (a.u.), one value per dimension", data=record.ic_mean.astype(np.float32))])
     return kwargs
 
 

@@ -8,8 +8,8 @@ it, and any NWB reader can then read our results without installing nwb-autolfad
 Types (see spec/README.md for the design):
 
 - ``AutoLFADSRun``: one run, in the standard ``processing['autolfads']`` module; holds the
-  estimates below, ``factors`` / ``inferred_inputs`` / ``initial_conditions`` TimeSeries, the
-  ``training_curves`` and ``pbt_history`` tables, a link to the source EMG and provenance.
+  estimates below, ``factors`` / ``inferred_inputs`` TimeSeries, the ``window_initial_conditions``
+  (since 0.7.0; ``initial_conditions`` TimeSeries before), ``training_curves`` and ``pbt_history`` tables, a link to the source EMG and provenance.
 - ``MuscleActivations``: TimeSeries of activations with ``channel_names`` and ``scales``.
 - ``FiringRates``: TimeSeries of rates in Hz with a ``units`` region of the Units table.
 - ``ContinuousEstimate``: TimeSeries of another modelled signal (force) in its source's units,

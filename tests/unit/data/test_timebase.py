@@ -163,3 +163,11 @@ def test_stored_rate_is_given_only_when_starting_time_and_rate_rebuild_the_times
     assert stored_rate(times, 1.0 / odd) == odd
     slow = regular_times(0.0, 360_000, 1 / (b * (1 + 5e-7)))  # steps 0.5 ppm long: never written as 100 Hz
     assert stored_rate(slow, b) is None
+
+
+def test_same_bin_size_is_within_100_ppm():
+    from nwb_autolfads.data.timebase import same_bin_size
+
+    assert same_bin_size(0.01, 0.010000008154726937) and same_bin_size(0.004, 0.004 * (1 + 9e-5))
+    assert not same_bin_size(0.01, 0.0101) and not same_bin_size(0.01, 0.012)
+    assert same_bin_size(0.005, 0.005)

@@ -183,3 +183,42 @@ def test_channel_names_skip_columns_that_do_not_tell_channels_apart(tmp_path, sy
         f["general/extracellular_ephys/electrodes/channel_name"][1] = "TA"
     with open_nwb(same) as (_io, nwb):
         assert read_emg(nwb).channel_names == ["ch0", "ch1", "ch2", "ch3"]
+
+
+def _container_file(path, starts, rate=1000.0, n=3000, timestamps=False):
+    """Two muscles, each its own 1-D TimeSeries in a BehavioralTimeSeries, starting at ``starts``."""
+    from datetime import datetime, timezone
+
+    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+    from pynwb.behavior import BehavioralTimeSeries
+
+    nwb = NWBFile("c", "c", datetime(2024, 1, 1, tzinfo=timezone.utc))
+    emg = BehavioralTimeSeries(name="EMG")
+    rng = np.random.default_rng(0)
+    for name, t0 in zip(("A", "B"), starts):
+        kw = ({"timestamps": t0 + np.arange(n) / rate} if timestamps else {"starting_time": t0, "rate": rate})
+        emg.add_timeseries(TimeSeries(name=name, data=rng.normal(0, 1e-4, n), unit="volts", **kw))
+    nwb.create_processing_module("behavior", "b").add(emg)
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    return path
+
+
+@pytest.mark.parametrize("timestamps", [False, True])
+@pytest.mark.parametrize("t0, offset", [(1234.5678, 0.012), (20000.0, 0.15), (0.0, 0.0005), (3.0, 0.004)])
+def test_container_series_on_other_clocks_are_refused_at_any_start_time(tmp_path, t0, offset, timestamps):
+    """Per-muscle series offset by a few ms (or by half a sample) are not one recording: read on
+    the first one's times, a muscle would move in time. The check is absolute (it once was
+    relative to the time: 12 ms passed at 1234 s, 150 ms at 20000 s)."""
+    path = _container_file(tmp_path / "c.nwb", (t0, t0 + offset), timestamps=timestamps)
+    with open_nwb(path) as (_io, nwb):
+        with pytest.raises(SignalError, match=r"do not share one time base: B's sample \d+ .* ms apart"):
+            read_emg(nwb)
+
+
+@pytest.mark.parametrize("timestamps", [False, True])
+def test_container_series_on_one_clock_are_read_together_late_in_a_session(tmp_path, timestamps):
+    path = _container_file(tmp_path / "c.nwb", (20000.123, 20000.123), timestamps=timestamps)
+    with open_nwb(path) as (_io, nwb):
+        sig = read_emg(nwb)
+    assert sig.values.shape == (3000, 2) and sig.times()[0] == pytest.approx(20000.123)

@@ -164,7 +164,8 @@ class TestAutoLFADSRunIO(NWBH5IOFlexMixin, TestCase):
         assert run.firing_rates.units.table is self.read_nwbfile.units
         assert len(run.pbt_history) == 6 and "parent_member" in run.pbt_history.colnames
         assert list(run.training_curves["step"].data[:]) == [10, 20, 30, 40, 50]
-        assert run.initial_conditions.timestamps.shape == (2,)
+        assert run.initial_conditions is None and len(run.window_initial_conditions) == 2
+        assert run.window_initial_conditions["initial_condition"].data[:].shape[0] == 2
         assert run.git_revision == "abc123" and run.random_seed == 0
         assert run.emg_activations.credible_interval == 0.9 == run.firing_rates.credible_interval
         assert run.emg_activations.lower.shape == (40, 6) and run.firing_rates.upper.shape == (40, 3)
