@@ -203,6 +203,16 @@ def test_the_bin_size_suggested_for_differing_sessions_fits_them_all():
     assert common_bin([0.001, 0.002]) == pytest.approx(0.006)  # at least 5 ms
 
 
+def test_the_bin_size_hint_is_never_seconds_long():
+    """Clocks slightly apart (9.98 vs 10 ms) have a common multiple of seconds: the hint then asks
+    for twice the coarsest bin instead (it once suggested --set windows.bin_size=50)."""
+    from nwb_autolfads.sessions import bin_size_hint
+
+    assert "windows.bin_size=0.02)" in bin_size_hint([0.004, 0.005])
+    assert "windows.bin_size=0.021)" in bin_size_hint([0.00998, 0.0105])
+    assert "windows.bin_size=0.021)" in bin_size_hint([0.0100005, 0.0105])
+
+
 def test_a_population_trains_one_model_over_the_sessions(tmp_path):
     a = _session(tmp_path / "sub-P_ses-1_ecephys.nwb", 3, seed=1)
     b = _session(tmp_path / "sub-P_ses-2_ecephys.nwb", 4, seed=2)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -189,6 +190,17 @@ def _read(name: str, source, cfg: RunConfig, output, *, write: bool, overwrite: 
     return _Session(name=name, source_data=source_data, target=replace(target, rundir=None), cfg=own)
 
 
+def bin_size_hint(sizes: Sequence[float]) -> str:
+    """What to set ``windows.bin_size`` to for sessions binned at ``sizes`` (seconds): their
+    smallest common multiple (:func:`common_bin`) when it is at most 4x the coarsest, else (clocks
+    slightly apart, whose common multiple is seconds long) at least twice the coarsest, in ms."""
+    common, coarsest = common_bin(sizes), max(sizes)
+    if common <= 4 * coarsest:
+        return f"a multiple of all of them (e.g. --set windows.bin_size={common:g}), so that every session is binned alike"
+    return (f"at least twice the coarsest (e.g. --set windows.bin_size={math.ceil(2e3 * coarsest) / 1e3:g}); its bins "
+            "then average unequal numbers of samples")
+
+
 def common_bin(sizes: Sequence[float], least: float = 0.005) -> float:
     """The smallest common multiple (seconds) of the bin sizes ``sizes`` (each read as the nearest
     fraction of a second with a denominator up to 100000, e.g. 1/300 s) that is at least ``least``:
@@ -238,10 +250,8 @@ def _bin_sessions(sessions: list[_Session]) -> RunConfig:
     sizes = {d.bin_size for d, _ in binned}
     if not all(same_bin_size(a, b) for a in sizes for b in sizes):
         listed = ", ".join(f"{s.name}: {d.bin_size * 1e3:.9g} ms" for s, (d, _) in zip(sessions, binned))
-        common = common_bin(sorted(sizes))
         raise SignalError(f"the sessions' bins differ ({listed}): a multi-session model needs one bin size; set "
-                          f"windows.bin_size to a multiple of all of them (e.g. --set windows.bin_size={common:g}) so that "
-                          "every session is binned alike")
+                          f"windows.bin_size to {bin_size_hint(sorted(sizes))}")
     channels = [d.columns()[-1][2].stop for d, _ in binned]
     shortest = min((c for _, c in binned), key=lambda c: c.windows.window_bins)
     unresolved = sessions[0].cfg.model  # the factor rule on the session with most channels (or the set value)

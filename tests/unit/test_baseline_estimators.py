@@ -213,7 +213,7 @@ def _envelope(path, timestamps):
 
 def test_a_jittered_envelope_is_on_the_same_bins_as_a_regular_one(tmp_path):
     """A 100 Hz envelope with jittered timestamps is binned at its fitted period (10.000008 ms
-    here), another at 10 ms: the same bins (within 100 ppm), so a filter fitted on one applies to
+    here), another at 10 ms: the same bins (within 0.1%), so a filter fitted on one applies to
     the other (it once refused it, saying '10 ms bins ... fitted on 10 ms bins'); a 12 ms envelope
     is still refused, with digits enough to tell the sizes apart."""
     n = 3000

@@ -110,15 +110,17 @@ def bin_centres(t0: float, n_bins: int, bin_size: float) -> np.ndarray:
     return regular_times(float(t0) + 0.5 * float(bin_size), n_bins, 1.0 / float(bin_size))
 
 
-BIN_SIZE_RTOL = 1e-4
-"""Two bin sizes within this fraction of each other are one (100 ppm: clocks of two acquisition
-systems differ by up to tens of ppm, so a 100 Hz envelope's fitted period, e.g. 10.000008 ms, and
-another's 10 ms are the same bins; over a 100-bin window the difference is 0.01 bin)."""
+BIN_SIZE_RTOL = 1e-3
+"""Two bin sizes within this fraction of each other are one (0.1%, the tolerance with which
+preprocessing keeps one sample per bin when the bin is the sample period: clocks of two
+acquisition systems differ by tens to hundreds of ppm, so a 100 Hz envelope's fitted period, e.g.
+10.000008 ms, or 9.998 ms, and another's 10 ms are the same bins; over a 100-bin window the
+difference is at most 0.1 bin)."""
 
 
 def same_bin_size(a: float, b: float) -> bool:
-    """Whether bins of ``a`` and ``b`` seconds are the same bins (:data:`BIN_SIZE_RTOL`): a model or
-    filter fitted on one applies to data binned at the other."""
+    """Whether bins of ``a`` and ``b`` seconds are the same bins (:data:`BIN_SIZE_RTOL`, 0.1%): a
+    model or filter fitted on one applies to data binned at the other."""
     return abs(float(a) - float(b)) <= BIN_SIZE_RTOL * max(abs(float(a)), abs(float(b)))
 
 

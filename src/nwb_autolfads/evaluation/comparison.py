@@ -363,11 +363,13 @@ def _source_behavior(nwb, times: np.ndarray, bin_size: float) -> dict:
     where the file has them."""
     from nwb_autolfads.io.behavior import read_behavior, to_bins
 
-    out = {}
+    out: dict = {"unread": []}
     for modality in ("kinematics", "force"):
         try:
-            sigs = read_behavior(nwb, modality)
-        except Exception:  # nothing of that modality
+            sigs = read_behavior(nwb, modality)  # [] when the file has none
+        except SignalError as exc:  # present but unusable (e.g. a container on two clocks): said, not scored
+            log.warning("%s not scored: %s", modality, exc)
+            out["unread"].append(f"{modality} not scored: {exc}")
             sigs = []
         cols, names = [], []
         for s in sigs:
@@ -547,7 +549,8 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
                                n_train=json.loads(ds.attrs.get("metrics") or "{}").get("n_train"))
     bin_size = float(ds.attrs["bin_size"])
     times = np.asarray(ds.time.values, dtype=float)
-    st = _Scoring(ds, _source(result, ds, cfg, source), times, bin_size, folds, lags, traces={"times": times})
+    src = _source(result, ds, cfg, source)
+    st = _Scoring(ds, src, times, bin_size, folds, lags, traces={"times": times}, notes=list(src.pop("unread", [])))
     if progress:
         sys.stderr.write("nwb-autolfads: evaluate: building the baselines (low-pass and Bayesian filter grids)\n")
     groups = _estimate_groups(st, cfg)

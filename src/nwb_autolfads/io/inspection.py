@@ -15,7 +15,7 @@ import numpy as np
 
 from nwb_autolfads.errors import SignalError, SignalNotFoundError
 from nwb_autolfads.io.reading import Candidate, open_nwb
-from nwb_autolfads.io.series import channel_names_of, find_emg, iter_series, modality_of, orientation
+from nwb_autolfads.io.series import channel_names_of, find_emg, iter_series, modality_of, orientation, read_candidate
 from nwb_autolfads.io.units import spike_time_problems
 from nwb_autolfads.data.timebase import analyse_timestamps
 
@@ -99,10 +99,14 @@ def inspect_file(path: str | Path) -> dict[str, Any]:
         report["trials"] = None if trials is None else {"count": len(trials), "columns": list(trials.colnames)}
         try:
             chosen = find_emg(nwb)
+            if chosen.kind == "container":  # per-muscle series: run reads them as one recording only on one clock
+                read_candidate(chosen)
             report["default"] = {"emg": chosen.path, "reason": (
                 "the series whose name/description says EMG/muscle most clearly"
                 + (f", with the most channels, among {len(report['modalities']['emg'])} candidates"
                    if len(report["modalities"]["emg"]) > 1 else ""))}
+        except SignalError as exc:  # the best candidate cannot be read as one recording: run refuses it
+            report["default"] = {"emg": None, "reason": f"{exc} (run refuses it; choose a series with --emg PATH)"}
         except SignalNotFoundError:
             spikes = report["units"] is not None and report["units"]["count"] > 0
             report["default"] = {"emg": None, "reason": "no series whose name or description mentions EMG/muscle: "

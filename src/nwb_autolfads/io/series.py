@@ -65,8 +65,11 @@ def iter_series(nwbfile: NWBFile) -> Iterator[Candidate]:
             for ts in series:
                 yield Candidate(f"{path}/{ts.name}", ts, "series", max(_emg_score(ts), _emg_score(obj) and 1))
             one_d = [ts for ts in series if ts.data is not None and len(ts.data.shape) == 1]
-            if len(one_d) >= 2 and len({ts.data.shape[0] for ts in one_d}) == 1:  # one channel per series
-                yield Candidate(path, obj, "container", _emg_score(obj) + max(_emg_score(t) for t in one_d))
+            score = _emg_score(obj) + max((_emg_score(t) for t in one_d), default=0)
+            # one channel per series; per-muscle EMG of unequal lengths too, so that choosing it
+            # refuses it by name (reading) instead of modelling one of its muscles alone
+            if len(one_d) >= 2 and (len({ts.data.shape[0] for ts in one_d}) == 1 or score > 0):
+                yield Candidate(path, obj, "container", score)
 
 
 _KINEMATIC_TYPES = {"SpatialSeries", "PoseEstimationSeries"}
@@ -353,35 +356,55 @@ def _read_series(ts: TimeSeries, path: str) -> Signal:
 
 
 SAME_CLOCK_FRACTION = 0.1
-"""Per-channel series share one time base when every sample time agrees within this fraction of a
-sample period (absolute: a tolerance relative to the time itself would allow 12 ms at 20 min)."""
+"""Per-channel series share one clock when their times differ systematically (the median offset
+over their first and their last samples) by at most this fraction of a sample period, and no
+sample by more than :data:`SAME_CLOCK_MAX` of a period (absolute: a tolerance relative to the time
+itself once let 12 ms pass at 20 min). Jitter of each series' timestamps and float32 rounding
+pass; a start offset, another rate or gaps at other places do not."""
+SAME_CLOCK_MAX = 0.5
+_CLOCK_EDGE = 1000
+"""Samples at each end whose median offset tells a systematic shift (at the start) or drift (at the end)."""
+
+
+def clock_mismatch(ref: Signal, sig: Signal) -> str | None:
+    """Why ``sig`` is not sampled on ``ref``'s clock (what differs, by how much), or None when it is
+    (:data:`SAME_CLOCK_FRACTION`, :data:`SAME_CLOCK_MAX`). Both must have the same sample count."""
+    if sig.n_samples == 0:
+        return None
+    period = 1.0 / ref.sampling_rate() if ref.n_samples > 1 else 0.0
+    offset = sig.times() - ref.times()
+    for where, part in (("first", offset[:_CLOCK_EDGE]), ("last", offset[-_CLOCK_EDGE:])):
+        shift = float(np.median(part))
+        if abs(shift) > SAME_CLOCK_FRACTION * period:
+            return (f"its {where} samples are {shift * 1e3:+.6g} ms from the other's (median), more than "
+                    f"{SAME_CLOCK_FRACTION:g} of a {period * 1e3:.6g} ms sample")
+    worst = int(np.argmax(np.abs(offset)))
+    if abs(offset[worst]) > SAME_CLOCK_MAX * period:
+        return (f"its sample {worst} is at {sig.times(worst, worst + 1)[0]:.6f} s, the other's at "
+                f"{ref.times(worst, worst + 1)[0]:.6f} s ({offset[worst] * 1e3:+.6g} ms, more than "
+                f"{SAME_CLOCK_MAX:g} of a {period * 1e3:.6g} ms sample: gaps at other places, or another rate)")
+    return None
 
 
 def _check_same_clock(path: str, ref_name: str, ref: Signal, name: str, sig: Signal) -> None:
-    """Refuse per-channel series that are not sampled at the same times: the model reads them all
-    on the first one's times, so an offset would silently move a muscle in time.
+    """Refuse per-channel series that are not sampled at the same times: they are read on the
+    first one's times, so an offset would silently move a channel in time.
 
     Raises
     ------
     SignalError
-        Another sample count, or a sample time more than :data:`SAME_CLOCK_FRACTION` of a period
-        away from the first series' (naming both series, the offset and the fix).
+        Another sample count, or another clock (:func:`clock_mismatch`), naming both series, the
+        offset and the fix.
     """
+    fix = ("choose one series (--emg PATH for EMG, --set data.force=PATH for force), or store the channels "
+           "as one 2-D series on one clock")
     if sig.n_samples != ref.n_samples:
         raise SignalError(f"{path}: the per-channel series do not share one time base ({name} has {sig.n_samples} "
-                          f"samples, {ref_name} {ref.n_samples}): pass one series with --emg, or store the muscles "
-                          "as one 2-D series on one clock")
-    if sig.n_samples == 0:
-        return
-    period = 1.0 / ref.sampling_rate() if ref.n_samples > 1 else 0.0
-    offset = np.abs(sig.times() - ref.times())
-    worst = int(np.argmax(offset))
-    if offset[worst] > SAME_CLOCK_FRACTION * period:
-        raise SignalError(f"{path}: the per-channel series do not share one time base: {name}'s sample {worst} is at "
-                          f"{sig.times(worst, worst + 1)[0]:.9g} s, {ref_name}'s at {ref.times(worst, worst + 1)[0]:.9g} s "
-                          f"({offset[worst] * 1e3:.6g} ms apart, more than {SAME_CLOCK_FRACTION:g} of a "
-                          f"{period * 1e3:.6g} ms sample); reading them as one recording would shift {name} in time: "
-                          "pass one series with --emg, or store the muscles as one 2-D series on one clock")
+                          f"samples, {ref_name} {ref.n_samples}): {fix}")
+    why = clock_mismatch(ref, sig)
+    if why is not None:
+        raise SignalError(f"{path}: the per-channel series do not share one time base: {name} is not on {ref_name}'s "
+                          f"clock ({why}); reading them as one recording would shift {name} in time: {fix}")
 
 
 def _read_container(cand: Candidate) -> Signal:

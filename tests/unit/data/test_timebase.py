@@ -165,9 +165,10 @@ def test_stored_rate_is_given_only_when_starting_time_and_rate_rebuild_the_times
     assert stored_rate(slow, b) is None
 
 
-def test_same_bin_size_is_within_100_ppm():
+def test_same_bin_size_is_within_a_thousandth():
     from nwb_autolfads.data.timebase import same_bin_size
 
-    assert same_bin_size(0.01, 0.010000008154726937) and same_bin_size(0.004, 0.004 * (1 + 9e-5))
-    assert not same_bin_size(0.01, 0.0101) and not same_bin_size(0.01, 0.012)
+    assert same_bin_size(0.01, 0.010000008154726937) and same_bin_size(0.004, 0.004 * (1 + 9e-4))
+    assert same_bin_size(0.009998, 0.01)  # clocks 200 ppm apart
+    assert not same_bin_size(0.01, 0.01002) and not same_bin_size(0.01, 0.012)
     assert same_bin_size(0.005, 0.005)
