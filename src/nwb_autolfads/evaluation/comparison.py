@@ -550,7 +550,8 @@ def evaluate(result: str | Path, run: str | None = None, folds: int = 5, lags: i
     bin_size = float(ds.attrs["bin_size"])
     times = np.asarray(ds.time.values, dtype=float)
     src = _source(result, ds, cfg, source)
-    st = _Scoring(ds, src, times, bin_size, folds, lags, traces={"times": times}, notes=list(src.pop("unread", [])))
+    unread = src.pop("unread", [])  # behaviour the file has but could not be read: said in the notes
+    st = _Scoring(ds, src, times, bin_size, folds, lags, traces={"times": times}, notes=list(unread))
     if progress:
         sys.stderr.write("nwb-autolfads: evaluate: building the baselines (low-pass and Bayesian filter grids)\n")
     groups = _estimate_groups(st, cfg)

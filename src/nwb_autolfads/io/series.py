@@ -366,13 +366,13 @@ _CLOCK_EDGE = 1000
 """Samples at each end whose median offset tells a systematic shift (at the start) or drift (at the end)."""
 
 
-def clock_mismatch(ref: Signal, sig: Signal) -> str | None:
-    """Why ``sig`` is not sampled on ``ref``'s clock (what differs, by how much), or None when it is
-    (:data:`SAME_CLOCK_FRACTION`, :data:`SAME_CLOCK_MAX`). Both must have the same sample count."""
+def _clock_mismatch(ref_times: np.ndarray, period: float, sig: Signal) -> str | None:
+    """Why ``sig`` is not sampled at ``ref_times`` (the first series' sample times, whose period is
+    ``period`` seconds; what differs, by how much), or None when it is (:data:`SAME_CLOCK_FRACTION`,
+    :data:`SAME_CLOCK_MAX`). ``sig`` must have as many samples."""
     if sig.n_samples == 0:
         return None
-    period = 1.0 / ref.sampling_rate() if ref.n_samples > 1 else 0.0
-    offset = sig.times() - ref.times()
+    offset = sig.times() - ref_times
     for where, part in (("first", offset[:_CLOCK_EDGE]), ("last", offset[-_CLOCK_EDGE:])):
         shift = float(np.median(part))
         if abs(shift) > SAME_CLOCK_FRACTION * period:
@@ -380,20 +380,22 @@ def clock_mismatch(ref: Signal, sig: Signal) -> str | None:
                     f"{SAME_CLOCK_FRACTION:g} of a {period * 1e3:.6g} ms sample")
     worst = int(np.argmax(np.abs(offset)))
     if abs(offset[worst]) > SAME_CLOCK_MAX * period:
-        return (f"its sample {worst} is at {sig.times(worst, worst + 1)[0]:.6f} s, the other's at "
-                f"{ref.times(worst, worst + 1)[0]:.6f} s ({offset[worst] * 1e3:+.6g} ms, more than "
+        return (f"its sample {worst} is at {ref_times[worst] + offset[worst]:.6f} s, the other's at "
+                f"{ref_times[worst]:.6f} s ({offset[worst] * 1e3:+.6g} ms, more than "
                 f"{SAME_CLOCK_MAX:g} of a {period * 1e3:.6g} ms sample: gaps at other places, or another rate)")
     return None
 
 
-def _check_same_clock(path: str, ref_name: str, ref: Signal, name: str, sig: Signal) -> None:
+def _check_same_clock(path: str, ref_name: str, ref: Signal, ref_times: np.ndarray, period: float, name: str,
+                      sig: Signal) -> None:
     """Refuse per-channel series that are not sampled at the same times: they are read on the
-    first one's times, so an offset would silently move a channel in time.
+    first one's times (``ref_times``, of ``period`` seconds), so an offset would silently move a
+    channel in time.
 
     Raises
     ------
     SignalError
-        Another sample count, or another clock (:func:`clock_mismatch`), naming both series, the
+        Another sample count, or another clock (:func:`_clock_mismatch`), naming both series, the
         offset and the fix.
     """
     fix = ("choose one series (--emg PATH for EMG, --set data.force=PATH for force), or store the channels "
@@ -401,7 +403,7 @@ def _check_same_clock(path: str, ref_name: str, ref: Signal, name: str, sig: Sig
     if sig.n_samples != ref.n_samples:
         raise SignalError(f"{path}: the per-channel series do not share one time base ({name} has {sig.n_samples} "
                           f"samples, {ref_name} {ref.n_samples}): {fix}")
-    why = clock_mismatch(ref, sig)
+    why = _clock_mismatch(ref_times, period, sig)
     if why is not None:
         raise SignalError(f"{path}: the per-channel series do not share one time base: {name} is not on {ref_name}'s "
                           f"clock ({why}); reading them as one recording would shift {name} in time: {fix}")
@@ -409,13 +411,14 @@ def _check_same_clock(path: str, ref_name: str, ref: Signal, name: str, sig: Sig
 
 def _read_container(cand: Candidate) -> Signal:
     series = [ts for ts in _children_series(cand.obj) if ts.data is not None and len(ts.data.shape) == 1]
-    ref = None
+    ref = ref_times = period = None
     for ts in series:
         sig = _read_series(ts, f"{cand.path}/{ts.name}")
-        if ref is None:
-            ref = sig
+        if ref is None:  # the first series' times, read and fitted once
+            ref, ref_times = sig, sig.times()
+            period = 1.0 / sig.sampling_rate() if sig.n_samples > 1 else 0.0
         else:
-            _check_same_clock(cand.path, series[0].name, ref, ts.name, sig)
+            _check_same_clock(cand.path, series[0].name, ref, ref_times, period, ts.name, sig)
     units = {ts.unit for ts in series}
     convs = {(float(ts.conversion if ts.conversion is not None else 1.0), float(getattr(ts, "offset", 0.0) or 0.0))
              for ts in series}
