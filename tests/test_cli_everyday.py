@@ -358,8 +358,8 @@ def test_summary_offers_only_comparisons_the_file_allows(tmp_path):
 
 def _fake_report(ev, folder, ds=None):
     folder.mkdir(parents=True)
-    for name in ("index.html", "evaluation.json"):
-        (folder / name).write_text(ev)
+    (folder / "index.html").write_text(f"<img src='{ev}.png'>")
+    (folder / "evaluation.json").write_text("{}")
     (folder / f"{ev}.png").write_text(ev)
 
 
@@ -376,11 +376,19 @@ def test_report_folder_is_replaced_whole_and_other_folders_are_refused(tmp_path,
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "thesis.tex").write_text("years of work")
-    with pytest.raises(OutputError, match="--overwrite"):
+    with pytest.raises(OutputError, match="thesis.tex.*empty or new folder"):
         report.write_report("third", mine)
     assert (mine / "thesis.tex").read_text() == "years of work"
-    report.write_report("third", mine, overwrite=True)
-    assert not (mine / "thesis.tex").exists()
+    with pytest.raises(OutputError, match="NWB output only"):  # --overwrite never replaces a folder of the user's
+        report.write_report("third", mine, overwrite=True)
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    own = tmp_path / "own"  # a report folder plus a figure of the user's that the page does not show
+    report.write_report("fourth", own)
+    (own / "my_figure.png").write_text("mine")
+    assert not report.is_report_folder(own)
+    with pytest.raises(OutputError, match="my_figure.png"):
+        report.write_report("fifth", own, overwrite=True)
+    assert (own / "my_figure.png").read_text() == "mine"
 
 
 def test_run_report_into_a_foreign_folder_is_refused_before_training(tiny, tmp_path, capsys):
@@ -388,8 +396,25 @@ def test_run_report_into_a_foreign_folder_is_refused_before_training(tiny, tmp_p
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")
     assert main(["run", str(tiny), *SMOKE, "--report", str(mine)]) == 2
-    assert "--overwrite" in _err_line(capsys)
+    assert "empty or new folder" in _err_line(capsys)
     assert not tiny.with_name("tiny_autolfads.nwb").exists() and (mine / "notes.txt").read_text() == "keep"
+
+
+@pytest.mark.parametrize("where", ["project", "dot"])
+def test_run_report_with_overwrite_never_replaces_the_project_folder(tiny, tmp_path, capsys, monkeypatch, where):
+    """`run IN -o OUT --report DIR --overwrite` with DIR the folder holding the input: --overwrite is
+    the NWB output's; it once let the report replace DIR whole, deleting the input and results."""
+    import hashlib
+
+    project = tiny.parent
+    (project / "notes.txt").write_text("keep")
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in project.iterdir() if p.is_file()}
+    monkeypatch.chdir(project)
+    folder = str(project) if where == "project" else "."
+    assert main(["run", str(tiny), *SMOKE, "-o", str(project / "out.nwb"), "--report", folder, "--overwrite"]) == 2
+    assert "not a previous report" in _err_line(capsys)
+    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in project.iterdir() if p.is_file()}
+    assert after == before  # nothing trained, written or deleted
 
 
 def test_unknown_option_points_to_the_command_help(capsys):

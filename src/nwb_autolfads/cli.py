@@ -207,8 +207,8 @@ def _run_state_options(p: argparse.ArgumentParser) -> None:
                                                       "(default run_<UTC start time>)")
     p.add_argument("--report", metavar="DIR", help="after training, evaluate the result against the baselines and "
                                                    "write a report (index.html + figures) into DIR (checked before "
-                                                   "training; a non-empty folder that holds no previous report is "
-                                                   "replaced only with --overwrite)")
+                                                   "training; it must be new, empty or a previous report, which is "
+                                                   "replaced whole; any other folder is refused, --overwrite or not)")
 
 
 def _inspect_parser(sub, common: argparse.ArgumentParser) -> None:
@@ -239,10 +239,10 @@ def _evaluate_parser(sub, common: argparse.ArgumentParser) -> None:
     e.add_argument("--run", metavar="NAME", help="which run (default: the latest; see `nwb-autolfads runs`)")
     e.add_argument("--json", action="store_true", help="print JSON instead of the table")
     e.add_argument("--report", metavar="DIR", help="write index.html, PNG figures and evaluation.json into DIR (a "
-                                                   "previous report there is replaced whole; another non-empty "
-                                                   "folder only with --overwrite)")
-    e.add_argument("--overwrite", action="store_true", help="let --report replace a non-empty folder that holds no "
-                                                            "previous report")
+                                                   "previous report there is replaced whole; any other non-empty "
+                                                   "folder is refused)")
+    e.add_argument("--overwrite", action="store_true", help="no effect (kept for old scripts): a --report folder that "
+                                                            "holds anything but a previous report is never replaced")
     e.add_argument("--folds", type=int, default=5, help="contiguous cross-validation folds (default 5)")
     e.add_argument("--lags", type=int, default=10, help="history of the ridge decoders in bins (default 10)")
     e.add_argument("--source", metavar="FILE_OR_URL",

@@ -579,38 +579,70 @@ REPORT_FILES = ("index.html", "evaluation.json")
 
 
 def is_report_folder(folder: str | Path) -> bool:
-    """Whether ``folder`` holds a report of :func:`write_report` (index.html, evaluation.json and
-    figures, nothing else)."""
+    """Whether ``folder`` holds a report of :func:`write_report` and nothing else: index.html,
+    evaluation.json (valid JSON) and PNG figures that index.html shows. A user's own PNG (one the
+    page does not show), or any other file or folder, makes it not a report."""
+    import json
+
     folder = Path(folder)
-    if not folder.is_dir():
+    if not folder.is_dir() or not all((folder / f).is_file() for f in REPORT_FILES):
         return False
-    names = [p.name for p in folder.iterdir()]
-    return all((folder / f).is_file() for f in REPORT_FILES) and all(
-        n in REPORT_FILES or n.endswith(".png") for n in names)
+    try:
+        json.loads((folder / "evaluation.json").read_text())
+        page = (folder / "index.html").read_text(errors="replace")
+    except (OSError, ValueError):
+        return False
+    for entry in folder.iterdir():
+        if entry.name in REPORT_FILES:
+            continue
+        if not (entry.is_file() and entry.name.endswith(".png") and f"src='{entry.name}'" in page):
+            return False
+    return True
 
 
 def check_report_folder(folder: str | Path, overwrite: bool = False) -> Path:
-    """Fail early if ``folder`` cannot take a report: it must be missing, empty, a previous report
-    (replaced whole) or, with ``overwrite``, any folder (replaced whole); and matplotlib, which
-    draws the report, must be installed.
+    """Fail early if ``folder`` cannot take a report: it must be missing, empty or a previous
+    report (:func:`is_report_folder`; replaced whole); and matplotlib, which draws the report,
+    must be installed. A folder holding anything else is never replaced, whatever ``overwrite``
+    says: it may hold the input, other results or the user's own files.
+
+    Parameters
+    ----------
+    folder : the report folder (relative to the working directory, ``.`` included).
+    overwrite : no effect on which folders are accepted (kept so that callers passing the
+        output's ``--overwrite`` still work; it once let a report replace any folder, which
+        deleted a project folder given as ``--report``).
+
+    Returns
+    -------
+    pathlib.Path
+        ``folder`` as an absolute path.
 
     Raises
     ------
     MissingDependencyError
         matplotlib is not installed (``pip install "nwb-autolfads[report]"``).
     OutputError
-        ``folder`` is a file, or a non-empty folder that is not a previous report (without ``overwrite``).
+        ``folder`` is a file, its parent does not exist, or it is a non-empty folder that is not
+        a previous report.
     """
     require_matplotlib()
-    folder = Path(folder)
+    folder = Path(folder).absolute()
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"report folder {str(folder)!r} is a file: give a folder for the report")
-    if folder.is_dir() and any(folder.iterdir()) and not is_report_folder(folder) and not overwrite:
-        raise OutputError(f"report folder {str(folder)!r} is not empty and holds no previous report: choose an empty "
-                          "or new folder, or pass --overwrite to replace its contents")
-    parent = folder.parent if str(folder.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"the folder {str(parent)!r} of the report does not exist: create it or choose another")
+    if folder.is_dir() and any(folder.iterdir()) and not is_report_folder(folder):
+        page = (folder / "index.html").read_text(errors="replace") if (folder / "index.html").is_file() else ""
+        names = sorted(p.name for p in folder.iterdir()
+                       if p.name not in REPORT_FILES and f"src='{p.name}'" not in page) or sorted(REPORT_FILES)
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise OutputError(f"report folder {str(folder)!r} is not empty and is not a previous report (it holds "
+                          f"{shown}): a report replaces its folder whole, so choose an empty or new folder, e.g. "
+                          f"{str(folder / 'report')!r}; nothing in it was changed"
+                          + (" (--overwrite applies to the NWB output only)" if overwrite else ""))
+    if folder.parent == folder or not folder.name:
+        raise OutputError(f"report folder {str(folder)!r} is a file system's root: choose an empty or new folder")
+    if not folder.parent.is_dir():
+        raise OutputError(f"the folder {str(folder.parent)!r} of the report does not exist: create it or choose another")
     return folder
 
 
@@ -626,12 +658,13 @@ def write_report(ev: Evaluation, folder: str | Path, ds=None, overwrite: bool = 
     ev : Evaluation
         What :func:`~nwb_autolfads.evaluation.comparison.evaluate` returned.
     folder : str or pathlib.Path
-        The report folder: missing, empty, a previous report, or (with ``overwrite``) any folder.
+        The report folder: missing, empty or a previous report (:func:`check_report_folder`).
     ds : xarray.Dataset, optional
         The run (:func:`~nwb_autolfads.io.results.load_results`), for the training curves, PBT
         history and factors; read from ``ev.result`` if not given.
     overwrite : bool
-        Replace ``folder`` even when it holds something other than a previous report.
+        No effect on which folders are accepted (:func:`check_report_folder`): a folder holding
+        anything other than a previous report is never replaced.
 
     Returns
     -------
@@ -644,7 +677,7 @@ def write_report(ev: Evaluation, folder: str | Path, ds=None, overwrite: bool = 
         matplotlib is not installed (``pip install "nwb-autolfads[report]"``).
     OutputError
         ``folder`` is a file, its parent folder does not exist, or it is not empty and not a
-        previous report while ``overwrite`` is False.
+        previous report.
     ImportError
         matplotlib is not installed.
     """
