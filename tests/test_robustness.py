@@ -257,3 +257,50 @@ def test_float32_timestamps_late_in_a_session_and_channels_x_time_data_run(tmp_p
     assert np.allclose(np.diff(res.times), 0.01) and res.times[-1] == pytest.approx(5005.995, abs=0.005)
     messages = [r.getMessage() for r in caplog.records]
     assert sum("float32" in m for m in messages) == 1 and sum("channels x time" in m for m in messages) == 1
+
+
+def _with_invalid_times(path, synth, intervals, use_timestamps=False):
+    write_emg_nwb(path, synth, use_timestamps=use_timestamps)
+    with NWBHDF5IO(str(path), "a") as io:
+        nwb = io.read()
+        for start, stop in intervals:
+            nwb.add_invalid_time_interval(start_time=start, stop_time=stop, tags=["disconnected"])
+        io.write(nwb)
+    return path
+
+
+@pytest.mark.parametrize("use_timestamps", [False, True])
+def test_invalid_times_are_left_out_and_what_is_inside_them_changes_nothing(tmp_path, use_timestamps):
+    """NWBFile.invalid_times marks periods not to analyse (here 4-6 s, an electrode off: noise 50x
+    the EMG). They were modelled and written, and set the scaling of every channel (the fit on the
+    good bins fell from r 0.98 to 0.0). Now their samples are left out like NaN: no result inside,
+    and garbage inside them gives bit for bit the result that clean data there gives."""
+    clean = synthetic_emg(duration=10.0, rate=1000.0, n_muscles=3, seed=4)
+    kw = {"use_timestamps": use_timestamps}
+    bad = synthetic_emg(duration=10.0, rate=1000.0, n_muscles=3, seed=4)
+    inside = (bad.times >= 4.0) & (bad.times <= 6.0)
+    bad.raw[inside] = np.random.default_rng(1).normal(0, 50 * bad.raw.std(), size=(inside.sum(), 3))
+    a = _with_invalid_times(tmp_path / "clean.nwb", clean, [(4.0, 6.0)], **kw)
+    b = _with_invalid_times(tmp_path / "bad.nwb", bad, [(4.0, 6.0)], **kw)
+    ra = nwb_autolfads.run(a, preset="smoke", progress=False, seed=3)
+    rb = nwb_autolfads.run(b, preset="smoke", progress=False, seed=3)
+    t = np.asarray(rb.times, float)
+    assert not np.any((t > 4.0) & (t < 6.0)) and t.min() < 4.0 and t.max() > 6.0
+    np.testing.assert_array_equal(np.asarray(ra.times), t)
+    np.testing.assert_array_equal(np.asarray(ra.activations), np.asarray(rb.activations))
+    proc = _cli("inspect", b)
+    assert "invalid_times: 1 interval(s), 2 s in all (4-6 s): run leaves the EMG samples inside them out" in proc.stdout
+
+
+def test_invalid_times_that_cannot_be_right_or_cover_everything_are_refused(tmp_path):
+    synth = synthetic_emg(duration=4.0, rate=1000.0, n_muscles=2, seed=4)
+    reversed_ = _with_invalid_times(tmp_path / "rev.nwb", synth, [(1.0, 2.0), (3.0, 2.5)])
+    proc = _cli("run", reversed_, "--preset", "smoke")
+    assert proc.returncode == 2 and "invalid_times row 1 runs from 3.0 to 2.5 s" in proc.stderr
+    everything = _with_invalid_times(tmp_path / "all.nwb", synth, [(-1.0, 100.0)])
+    proc = _cli("run", everything, "--preset", "smoke")
+    assert proc.returncode == 2 and "every EMG sample lies inside the file's invalid_times" in proc.stderr
+    outside = _with_invalid_times(tmp_path / "out.nwb", synth, [(50.0, 60.0)])
+    proc = _cli("run", outside, "--preset", "smoke", "-q")
+    assert proc.returncode == 0 and "none of them within the EMG's samples" in proc.stderr
+    assert not (tmp_path / "rev_autolfads.nwb").exists() and not (tmp_path / "all_autolfads.nwb").exists()

@@ -54,6 +54,61 @@ def drop_non_finite(sig: Signal, scan: SampleScan, segments: list[slice],
     return dead, kept
 
 
+def invalid_samples(sig: Signal, intervals: np.ndarray) -> np.ndarray:
+    """(n_samples,) bool: the samples of ``sig`` whose time lies in one of ``intervals`` ((k, 2)
+    start, stop in s, both ends included). On a regular time base a sample within a rounding of an
+    interval's end counts as inside (a sample too many is left out rather than one too few)."""
+    bad = np.zeros(sig.n_samples, bool)
+    if sig.timestamps is not None:
+        stamps = np.asarray(sig.timestamps, dtype=float)
+        for start, stop in intervals:
+            bad[np.searchsorted(stamps, start, "left"):np.searchsorted(stamps, stop, "right")] = True
+        return bad
+    rate, t0 = float(sig.rate), float(sig.starting_time)
+    for start, stop in intervals:
+        lo = max(int(np.floor((start - t0) * rate - 1e-6)), 0)
+        hi = min(int(np.ceil((stop - t0) * rate + 1e-6)) + 1, sig.n_samples)
+        if hi > lo:
+            bad[lo:hi] = True
+    return bad
+
+
+def drop_invalid_times(sig: Signal, segments: list[slice], steps: list[str]) -> list[slice]:
+    """Leave out the samples inside the file's ``invalid_times`` (:attr:`Signal.invalid_times`),
+    like NaN samples: the samples between them become separate segments (no filter crosses them),
+    and no bin, scale or result is made from them. Warns naming the intervals; raises
+    :class:`SignalError` if nothing is left."""
+    intervals = np.zeros((0, 2)) if sig.invalid_times is None else np.asarray(sig.invalid_times, dtype=float)
+    if not intervals.size:
+        return segments
+    bad = invalid_samples(sig, intervals)
+    if not bad.any():
+        log.warning("%s: the file's invalid_times mark %d interval(s) (%s), none of them within the EMG's samples",
+                    sig.source_path, len(intervals), _intervals_text(intervals))
+        return segments
+    kept = []
+    for seg in segments:
+        good = ~bad[seg]
+        edges = np.flatnonzero(np.diff(np.r_[0, good.astype(np.int8), 0]))
+        kept += [slice(seg.start + a, seg.start + b) for a, b in zip(edges[::2], edges[1::2])]
+    n_bad = int(bad.sum())
+    text = (f"left out {n_bad} samples ({100.0 * n_bad / bad.size:.2f}%) inside the file's invalid_times "
+            f"({len(intervals)} interval(s): {_intervals_text(intervals)})")
+    log.warning("%s: %s; the %d segments around them are modelled separately and no result is written there",
+                sig.source_path, text, len(kept))
+    steps.append(text)
+    if not kept:
+        raise SignalError(f"{sig.source_path}: every EMG sample lies inside the file's invalid_times "
+                          f"({_intervals_text(intervals)}): nothing is left to model; check the intervals (seconds on "
+                          "the file's clock) or choose another series with --emg")
+    return kept
+
+
+def _intervals_text(intervals: np.ndarray, most: int = 3) -> str:
+    parts = [f"{a:g}-{b:g} s" for a, b in intervals[:most]]
+    return ", ".join(parts) + (f" and {len(intervals) - most} more" if len(intervals) > most else "")
+
+
 def warn_saturated(sig: Signal, scan: SampleScan, fraction: float = 0.01) -> None:
     """Warn about channels that sit at their extreme value in more than ``fraction`` of samples
     (amplifier or ADC saturation): their activations are underestimated there."""

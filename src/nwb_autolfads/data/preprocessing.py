@@ -30,7 +30,7 @@ from scipy import signal as sps
 from tqdm.auto import tqdm
 
 from nwb_autolfads.config import ALREADY_BINNED_BELOW_HZ, DEFAULT_BIN_SIZE, PreprocessConfig
-from nwb_autolfads.data.artefacts import (drop_non_finite, reject_shared_artefacts, warn_implausible_volts,
+from nwb_autolfads.data.artefacts import (drop_invalid_times, drop_non_finite, reject_shared_artefacts, warn_implausible_volts,
                                           warn_saturated)
 from nwb_autolfads.data.filters import (Binner, apply_notches, highpass_filter, notch_frequencies, notch_gain,
                                         resample_ratio, settling_samples)
@@ -295,7 +295,8 @@ def _preprocess(sig: Signal, cfg: PreprocessConfig, bin_size: float | None, prep
 
 def _usable_segments(sig: Signal, timebase, scan_chunk: int, bar,
                      steps: list[str]) -> tuple[list[slice], np.ndarray, SampleScan]:
-    """The gap-free segments of ``timebase`` with NaN/inf samples left out (:func:`drop_non_finite`),
+    """The gap-free segments of ``timebase`` with NaN/inf samples (:func:`drop_non_finite`) and those
+    inside the file's invalid_times (:func:`drop_invalid_times`) left out,
     after one pass over the samples (:func:`scan_samples`, which also warns about saturation).
     Returns (segments, dead-channel mask, the scan)."""
     segments = list(timebase.segments)
@@ -306,6 +307,7 @@ def _usable_segments(sig: Signal, timebase, scan_chunk: int, bar,
         steps.append(f"split into {len(segments)} segments at gaps in the timestamps (no filter crosses a gap)")
     scan = scan_samples(sig.values, scan_chunk, bar)
     dead, segments = drop_non_finite(sig, scan, segments, steps)
+    segments = drop_invalid_times(sig, segments, steps)
     bar.total = sig.n_samples + sum(seg.stop - seg.start for seg in segments)  # the samples filtered next
     warn_saturated(sig, scan)
     return segments, dead, scan

@@ -114,6 +114,10 @@ class Signal:
     starting_time: float = 0.0
     timestamps: np.ndarray | None = None
     description: str = ""
+    invalid_times: np.ndarray | None = None
+    """(k, 2) start and stop times (s, the file's clock) of ``NWBFile.invalid_times``: periods the
+    file marks as not to be analysed (e.g. an electrode disconnected); their samples are left out
+    (:func:`~nwb_autolfads.data.artefacts.drop_invalid_times`). ``None`` or empty: none."""
     _timebases: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -15,7 +15,8 @@ import numpy as np
 
 from nwb_autolfads.errors import SignalError, SignalNotFoundError
 from nwb_autolfads.io.reading import Candidate, open_nwb
-from nwb_autolfads.io.series import channel_names_of, find_emg, iter_series, modality_of, orientation, read_candidate
+from nwb_autolfads.io.series import (channel_names_of, find_emg, invalid_times, iter_series, modality_of, orientation,
+                                     read_candidate)
 from nwb_autolfads.io.units import spike_time_problems
 from nwb_autolfads.data.timebase import analyse_timestamps
 
@@ -98,6 +99,10 @@ def inspect_file(path: str | Path) -> dict[str, Any]:
         trials = nwb.trials
         report["trials"] = None if trials is None else {"count": len(trials), "columns": list(trials.colnames)}
         try:
+            report["invalid_times"] = [[float(a), float(b)] for a, b in invalid_times(nwb)]
+        except SignalError as exc:
+            report["invalid_times"] = {"error": str(exc)}
+        try:
             chosen = find_emg(nwb)
             if chosen.kind == "container":  # per-muscle series: run reads them as one recording only on one clock
                 read_candidate(chosen)
@@ -159,6 +164,13 @@ def format_report(report: dict[str, Any]) -> str:
                      "leaves it out)")
     t = report["trials"]
     lines.append("trials: none" if t is None else f"trials: {t['count']} (columns: {', '.join(t['columns'])})")
+    bad = report.get("invalid_times")
+    if isinstance(bad, dict):
+        lines.append(f"invalid_times: {bad['error']} (run refuses the file)")
+    elif bad:
+        shown = ", ".join(f"{a:g}-{b:g} s" for a, b in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        lines.append(f"invalid_times: {len(bad)} interval(s), {sum(b - a for a, b in bad):.6g} s in all ({shown}): run "
+                     "leaves the EMG samples inside them out")
     d = report["default"]
     lines.append(f"run would model: {d['emg']} ({d['reason']})" if d["emg"] else f"run would model: nothing - "
                  f"{d['reason']}")

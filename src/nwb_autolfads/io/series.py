@@ -21,7 +21,7 @@ from nwb_autolfads.errors import SignalError, SignalNotFoundError
 from nwb_autolfads.io.reading import OUTPUT_MODULE, Candidate
 
 __all__ = ["iter_series", "find_emg", "read_emg", "read_candidate", "modality_of", "emg_doubt", "orientation",
-           "ELECTRODE_NAME_COLUMNS", "electrode_names", "channel_names_of"]
+           "ELECTRODE_NAME_COLUMNS", "electrode_names", "channel_names_of", "invalid_times"]
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,7 @@ def read_emg(nwbfile: NWBFile, path: str | None = None,
     for memory, and streams remote ones. By default the values are loaded into an array."""
     cand = find_emg(nwbfile, path)
     signal = read_candidate(cand)
+    signal.invalid_times = invalid_times(nwbfile)
     if not lazy:
         signal = signal.load()
     if channel_names is not None:
@@ -152,6 +153,27 @@ def read_emg(nwbfile: NWBFile, path: str | None = None,
                               f"{cand.path}: give exactly {signal.n_channels} names")
         signal.channel_names = list(channel_names)
     return signal
+
+
+def invalid_times(nwbfile: NWBFile) -> np.ndarray:
+    """(k, 2) start and stop times (s) of ``nwbfile.invalid_times``, the periods the file marks as
+    not to be analysed (empty when it has none): EMG samples inside them are left out.
+
+    Raises
+    ------
+    SignalError
+        An interval with a NaN/inf time or a stop before its start (naming the row)."""
+    table = getattr(nwbfile, "invalid_times", None)
+    if table is None or len(table) == 0:
+        return np.zeros((0, 2))
+    out = np.column_stack([np.asarray(table["start_time"][:], dtype=float),
+                           np.asarray(table["stop_time"][:], dtype=float)])
+    bad = np.flatnonzero(~np.isfinite(out).all(axis=1) | (out[:, 1] < out[:, 0]))
+    if bad.size:
+        i = int(bad[0])
+        raise SignalError(f"invalid_times row {i} runs from {float(out[i, 0])!r} to {float(out[i, 1])!r} s: an interval needs finite "
+                          "times with stop >= start (seconds on the file's clock); fix or remove that row")
+    return out
 
 
 def read_candidate(cand: Candidate) -> Signal:
