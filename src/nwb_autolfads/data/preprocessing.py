@@ -35,7 +35,8 @@ from nwb_autolfads.data.artefacts import (drop_invalid_times, drop_non_finite, r
 from nwb_autolfads.data.filters import (Binner, apply_notches, highpass_filter, notch_frequencies, notch_gain,
                                         resample_ratio, settling_samples)
 from nwb_autolfads.data.scan import (DEFAULT_CHUNK_VALUES, HUM_RATIO, LINE_FREQUENCIES, chunk_bounds, detect_line_hum,
-                                     head_samples, hum_excerpt, looks_rectified, SampleScan, scan_samples)
+                                     hum_excerpt, looks_rectified, SampleScan, scan_samples,
+                                     spread_samples)
 from nwb_autolfads.data.signals import Signal
 from nwb_autolfads.data.timebase import check_rate
 from nwb_autolfads.errors import SignalError
@@ -319,14 +320,15 @@ def _is_raw(sig: Signal, fs: float, preprocessed: bool | None, segments: list[sl
     raw EMG sampled too slowly to hold the EMG band raises :class:`SignalError` (under
     :data:`MIN_RAW_EMG_HZ`) or warns (under 500 Hz)."""
     if preprocessed is None:
-        preprocessed = looks_rectified(head_samples(sig.values, segments, dead), fs)
-        steps.append("detected already-rectified/enveloped EMG (non-negative, skewed or slow; override with "
-                     "--emg-raw)" if preprocessed else
-                     "detected raw EMG (symmetric about its baseline; override with --emg-preprocessed)")
+        preprocessed = looks_rectified(spread_samples(sig.values, segments, dead), fs)
+        steps.append("detected already-rectified/enveloped EMG (not both signs; skewed or slow above 5 Hz; "
+                     "override with --emg-raw)" if preprocessed else
+                     "detected raw EMG (both signs, or symmetric and fast about a baseline; override with "
+                     "--emg-preprocessed)")
     raw = not preprocessed
     if raw and fs < MIN_RAW_EMG_HZ:
-        raise SignalError(f"{sig.source_path}: raw EMG (symmetric about its baseline) sampled at {fs:g} Hz cannot hold "
-                          "the EMG band (20-450 Hz): are the timestamps in milliseconds, or the rate in kHz (a "
+        raise SignalError(f"{sig.source_path}: raw EMG (detected: both signs, or fast and symmetric) sampled at "
+                          f"{fs:g} Hz cannot hold the EMG band (20-450 Hz): are the timestamps in milliseconds, or the rate in kHz (a "
                           f"{fs * 1000:g} Hz recording)? Fix the file's timestamps or rate; pass --emg-preprocessed if "
                           "the data really are an envelope at this rate")
     if raw and fs < 500.0:

@@ -14,37 +14,133 @@ from scipy import signal as sps
 
 __all__ = ["DEFAULT_CHUNK_VALUES", "looks_rectified", "LineHum", "detect_line_hum", "line_hum_spectrum", "hum_excerpt",
            "LINE_FREQUENCIES", "HUM_RATIO", "HUM_DRIFT_HZ", "HUM_MAX_HZ", "HUM_EXCERPT_SECONDS", "HUM_WINDOW_SECONDS",
-           "SampleScan", "scan_samples", "chunk_bounds", "head_samples"]
+           "SampleScan", "scan_samples", "chunk_bounds", "spread_samples", "FLAT_RUN",
+           "TWO_SIGNED_FRACTION", "TWO_SIGNED_DEPTH", "SYMMETRY_LIMIT"]
 
 DEFAULT_CHUNK_VALUES = 2**23
 """Values (samples x channels) read and filtered at a time: 64 MB of float64."""
 
 
-def looks_rectified(values: np.ndarray, fs: float | None = None) -> bool:
+FLAT_RUN = 10
+"""Runs of at least this many identical samples (a disconnected or not yet enabled amplifier, a
+zero-padded buffer) are left out of the raw/rectified decision."""
+
+TWO_SIGNED_FRACTION = 0.01
+"""A channel is raw EMG about zero when more than this fraction of its samples are negative and
+they reach :data:`TWO_SIGNED_DEPTH` of its 99th percentile of magnitude (an envelope's filter
+undershoot is far smaller and rarer)."""
+
+TWO_SIGNED_DEPTH = 0.05
+"""See :data:`TWO_SIGNED_FRACTION`."""
+
+SYMMETRY_LIMIT = 0.15
+"""Raw EMG's fast part (above 5 Hz) is symmetric: |Bowley skewness (5th, 50th, 95th percentiles)|
+below this; rectified EMG's is skewed (0.35 for a rectified normal carrier at a constant level, more
+when its level varies)."""
+
+
+def _without_flat_runs(x: np.ndarray) -> np.ndarray:
+    """``x`` without the runs of :data:`FLAT_RUN` or more identical samples."""
+    if x.size < FLAT_RUN:
+        return x
+    change = np.flatnonzero(np.diff(x) != 0) + 1
+    starts = np.r_[0, change]
+    lengths = np.diff(np.r_[starts, x.size])
+    keep = np.repeat(lengths < FLAT_RUN, lengths)
+    return x[keep]
+
+
+def _symmetric_and_fast(x: np.ndarray, fs: float) -> bool:
+    """Raw EMG on a steady offset: symmetric about its median (|skewness| < 0.5) with most of its
+    variance above 20 Hz (rectified EMG is strongly right-skewed; an envelope is slow)."""
+    x = x - np.median(x)
+    sd = x.std()
+    if sd == 0 or x.size < 64:
+        return False
+    skew = float(np.mean((x - x.mean()) ** 3) / sd**3)
+    power = np.abs(np.fft.rfft(x - x.mean())) ** 2
+    freqs = np.fft.rfftfreq(x.size, 1.0 / fs)
+    return bool(abs(skew) < 0.5 and power[freqs > 20.0].sum() / max(power.sum(), 1e-300) > 0.5)
+
+
+def _far_from_zero(x: np.ndarray) -> bool:
+    """The values stay well above zero (1st percentile above half the 1st-99th percentile range):
+    not rectified EMG, which comes down to its noise floor whenever the muscle rests."""
+    q01, q99 = np.quantile(x, [0.01, 0.99])
+    return bool(q01 > 0.5 * (q99 - q01))
+
+
+def _fast_part_looks_raw(pieces: list[np.ndarray], fs: float) -> bool | None:
+    """Whether one channel's excerpts look like raw EMG on an offset that may wander: above 5 Hz
+    (the offset and its wander removed by a zero-phase high-pass, per excerpt) most variance lies
+    above 20 Hz and the distribution is symmetric (:data:`SYMMETRY_LIMIT`). None: too little data."""
+    sos = sps.butter(2, 5.0, btype="highpass", fs=fs, output="sos")
+    fast, power_high, power_all = [], 0.0, 0.0
+    for x in pieces:
+        if x.size < 64 or np.ptp(x) == 0:
+            continue
+        y = sps.sosfiltfilt(sos, x - np.median(x)) if x.size > 3 * 2 * 6 else x - x.mean()
+        fast.append(y)
+        power = np.abs(np.fft.rfft(y)) ** 2
+        freqs = np.fft.rfftfreq(y.size, 1.0 / fs)
+        power_high += float(power[freqs > 20.0].sum())
+        power_all += float(power.sum())
+    if not fast or power_all <= 0:
+        return None
+    y = np.concatenate(fast)
+    q05, q50, q95 = np.quantile(y, [0.05, 0.5, 0.95])
+    bowley = (q95 + q05 - 2.0 * q50) / (q95 - q05) if q95 > q05 else 0.0
+    return bool(power_high / power_all > 0.5 and abs(bowley) < SYMMETRY_LIMIT)
+
+
+def looks_rectified(values, fs: float | None = None) -> bool:
     """Whether EMG looks already rectified / enveloped rather than raw.
 
-    Raw EMG swings both ways around its baseline: values of both signs mean raw. Non-negative
-    data can still be raw with a DC offset (e.g. an unsigned ADC): that is recognised by a
-    symmetric distribution around the median (|skewness| < 0.5) with most of its variance above
-    20 Hz. Rectified EMG is strongly right-skewed, and envelopes hold their variance at low
-    frequencies. The decision is taken per channel on up to 2**16 samples; the majority wins.
+    Parameters
+    ----------
+    values : (n_samples, C) array, or a list of such excerpts (e.g. :func:`spread_samples`; each
+        filtered on its own, never across another).
+    fs : sampling rate (Hz); None or 80 Hz and less: only the sign test below.
+
+    Returns
+    -------
+    bool
+        True when most channels (that are not flat) look rectified/enveloped.
+
+    Notes
+    -----
+    Per channel, runs of :data:`FLAT_RUN` or more identical samples left out (a disconnected
+    amplifier, zero padding: an all-zero lead-in once made raw EMG "rectified"):
+
+    - **raw** when it swings both ways: more than 1% of samples negative, reaching 5% of its 99th
+      percentile of magnitude. An envelope's few tiny undershoots below zero (a zero-phase
+      low-pass after rectifying leaves them) are not that: a single -1e-9 once made an envelope
+      "raw" and it was rectified again;
+    - else **raw** when it is symmetric and fast (:func:`_symmetric_and_fast`: raw EMG on a steady
+      offset, e.g. an unsigned ADC), or stays far above zero (:func:`_far_from_zero`) with a fast
+      part (above 5 Hz) like raw EMG's (:func:`_fast_part_looks_raw`): an offset that wanders
+      (0.3 Hz at twice the EMG's SD was once taken for an envelope). Non-negative raw EMG with large
+      positive artefacts can still be taken for rectified, and rectified EMG sampled at the raw
+      rate with a large offset added for raw: the log's "detected ..." line says which, and
+      ``--emg-raw`` / ``--emg-preprocessed`` override;
+    - else **rectified** (non-negative and skewed, or slow: an envelope).
     """
-    finite = values[np.all(np.isfinite(values), axis=1)][: 2**16]
-    if finite.size == 0 or float(finite.min()) < 0.0:
-        return False
+    pieces = [np.asarray(v, dtype=float) for v in (values if isinstance(values, list) else [values])]
+    pieces = [p[np.all(np.isfinite(p), axis=1)] for p in pieces if np.ndim(p) == 2 and len(p)]
+    if not pieces:
+        return True
     votes = []
-    for c in range(finite.shape[1]):
-        x = finite[:, c] - np.median(finite[:, c])
-        sd = x.std()
-        if sd == 0:
+    for c in range(pieces[0].shape[1]):
+        parts = [_without_flat_runs(p[:, c]) for p in pieces]
+        x = np.concatenate(parts)
+        if x.size < 2 or np.ptp(x) == 0:
             continue
-        skew = float(np.mean((x - x.mean()) ** 3) / sd**3)
-        high = 0.0
-        if fs is not None and fs > 80.0 and x.size >= 64:
-            power = np.abs(np.fft.rfft(x - x.mean())) ** 2
-            freqs = np.fft.rfftfreq(x.size, 1.0 / fs)
-            high = float(power[freqs > 20.0].sum() / max(power.sum(), 1e-300))
-        votes.append(not (abs(skew) < 0.5 and high > 0.5))
+        depth = float(np.quantile(np.abs(x), 0.99))
+        if np.mean(x < 0) > TWO_SIGNED_FRACTION and float(x.min()) < -TWO_SIGNED_DEPTH * depth:
+            votes.append(False)
+            continue
+        votes.append(not (fs is not None and fs > 80.0 and (_symmetric_and_fast(x, fs) or (
+            _far_from_zero(x) and _fast_part_looks_raw(parts, fs)))))
     return bool(np.mean(votes) >= 0.5) if votes else True
 
 
@@ -303,14 +399,26 @@ def scan_samples(values, chunk: int, bar=None) -> SampleScan:
                  np.concatenate(masks) if masks else np.zeros((0, n_ch), bool), peak, at_peak)
 
 
-def head_samples(values, segments: list[slice], dead: np.ndarray, n: int = 2**16) -> np.ndarray:
-    """The first ``n`` usable samples (for telling raw from rectified EMG)."""
-    out, have = [], 0
-    for seg in segments:
-        x = np.asarray(values[seg.start:min(seg.stop, seg.start + n - have)], dtype=float)
-        x = np.where(dead[None, :], 0.0, x)  # a new array: the caller's values are never changed
-        out.append(x)
-        have += x.shape[0]
-        if have >= n:
-            break
-    return np.concatenate(out, axis=0)
+def spread_samples(values, segments: list[slice], dead: np.ndarray, n: int = 2**16,
+                   pieces: int = 8) -> list[np.ndarray]:
+    """About ``n`` usable samples in up to ``pieces`` excerpts spread evenly over the segments
+    (for telling raw from rectified EMG: the first samples alone can be a zero-filled lead-in or
+    an amplifier not yet on). Dead channels read as 0; each excerpt lies inside one segment."""
+    lengths = np.array([s.stop - s.start for s in segments])
+    total = int(lengths.sum())
+    if total <= n:
+        picks = [(s.start, s.stop) for s in segments]
+    else:
+        size = max(n // pieces, 1)
+        starts = np.cumsum(lengths) - lengths
+        picks = []
+        for i in range(pieces):
+            centre = int((i + 0.5) * total / pieces)
+            j = int(np.searchsorted(starts, centre, side="right") - 1)
+            a = segments[j].start + max(0, min(centre - int(starts[j]) - size // 2, int(lengths[j]) - size))
+            picks.append((a, min(segments[j].stop, a + size)))
+    out = []
+    for a, b in picks:
+        x = np.asarray(values[a:b], dtype=float)
+        out.append(np.where(dead[None, :], 0.0, x))  # a new array: the caller's values are never changed
+    return out

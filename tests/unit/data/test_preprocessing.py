@@ -146,6 +146,35 @@ def test_looks_rectified():
     assert looks_rectified(np.abs(raw)[::20], FS / 20)  # binned rectified EMG
 
 
+def test_looks_rectified_is_not_fooled_by_undershoot_padding_or_a_wandering_offset():
+    """Files of testers' reports: an envelope whose zero-phase low-pass undershoots zero once was
+    "raw" (rectified again: r with the truth 0.95 -> 0.05); raw EMG after 35 s of zeros
+    (amplifier enabled late) or on an unsigned ADC whose offset wanders was "an envelope"."""
+    from scipy import signal as sps
+
+    from nwb_autolfads.data.scan import spread_samples
+    from nwb_autolfads.testing import synthetic_emg
+
+    synth = synthetic_emg(duration=20.0, rate=2000.0, n_muscles=3, seed=4)
+    raw, fs = synth.raw, 2000.0
+    envelope = sps.sosfiltfilt(sps.butter(2, 10.0, fs=fs, output="sos"), np.abs(raw), axis=0)
+    assert (envelope < 0).any()  # the filter's own undershoot
+    assert looks_rectified(envelope, fs)
+    one_below = envelope - envelope.min() + 1e-12
+    one_below[1234, 1] = -1e-9  # a single sample below zero
+    assert looks_rectified(one_below, fs)
+    assert not looks_rectified(raw, fs) and not looks_rectified(-np.abs(raw).max() + raw, fs)  # both / negative
+    wander = raw - raw.min() + 2.0 * raw.std() * (1.0 + np.sin(2 * np.pi * 0.3 * synth.times))[:, None]
+    assert wander.min() > 0 and not looks_rectified(wander, fs)
+    padded = np.concatenate([np.zeros((70000, 3)), raw])  # 35 s of zeros, then the EMG
+    segments, dead = [slice(0, len(padded))], np.zeros(3, bool)
+    assert not looks_rectified(spread_samples(padded, segments, dead), fs)
+    assert not looks_rectified(padded[:80000], fs)  # 35 s of zeros and 5 s of EMG: the zeros are left out
+    assert looks_rectified(np.concatenate([np.zeros((70000, 3)), envelope]), fs)
+    pieces = spread_samples(padded, segments, dead, n=8000, pieces=8)
+    assert len(pieces) == 8 and sum(len(p) for p in pieces) == 8000 and pieces[-1].any()
+
+
 def _raw_signal(seconds=4.0, n=3, seed=0, **kw):
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * FS)) / FS
