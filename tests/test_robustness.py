@@ -304,3 +304,35 @@ def test_invalid_times_that_cannot_be_right_or_cover_everything_are_refused(tmp_
     proc = _cli("run", outside, "--preset", "smoke", "-q")
     assert proc.returncode == 0 and "none of them within the EMG's samples" in proc.stderr
     assert not (tmp_path / "rev_autolfads.nwb").exists() and not (tmp_path / "all_autolfads.nwb").exists()
+
+
+def test_a_signal_while_the_outputs_are_put_in_place_waits_until_they_are(tmp_path, monkeypatch, caplog):
+    """SIGINT/SIGTERM right after the output was renamed into place used to leave it recording a
+    model folder that did not exist (or an older run's), and say that nothing was written."""
+    import os
+    import signal
+
+    from nwb_autolfads.io import writing
+
+    with writing.uninterrupted("test outputs") as held:
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+    assert held.received == [signal.SIGINT, signal.SIGTERM]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert "SIGINT, SIGTERM received while test outputs were put in place" in caplog.text
+
+    import nwb_autolfads.pipeline as pipeline
+    real = pipeline.write_results
+
+    def write_then_interrupt(*args, **kwargs):
+        out = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C just after the rename
+        return out
+
+    monkeypatch.setattr(pipeline, "write_results", write_then_interrupt)
+    src = mock_emg_nwb(tmp_path / "s.nwb", duration=3.0, rate=1000.0, n_muscles=2, include_truth=False)
+    res = nwb_autolfads.run(src, preset="smoke", progress=False)
+    assert res.output.is_file() and res.model is not None and (res.model / "model.json").is_file()
+    assert nwb_autolfads.load_results(res.output).attrs["model_sha256"] == res.model_sha256
+    assert not list(tmp_path.glob(".*partial*")) and not (tmp_path / ".s_autolfads.nwb.rundir").exists()

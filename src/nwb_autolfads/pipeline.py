@@ -47,7 +47,8 @@ from nwb_autolfads.train.seeds import SeedTree
 from nwb_autolfads.train.training_data import TrainingData
 from nwb_autolfads.io.sources import Source, resolve_source, source_sha256 as input_sha256
 from nwb_autolfads.io.writing import (OutputLock, check_in_place, check_output_path, compact_float, default_output_path,
-                                      default_run_name, unique_run_name, write_results)
+                                      default_run_name, uninterrupted, unique_run_name,
+                                      write_results)
 from nwb_autolfads.modalities import MODALITY_SEPARATOR, Binned, BinnedEmg, modality
 from nwb_autolfads.model.artifact import check_model_path, model_path_for, stage_model
 from nwb_autolfads.model.inference import infer_merged
@@ -531,18 +532,20 @@ def _keep(result: RunResult, fit: "FitResult", data: "ModelData", source_data: S
     try:
         if staged is not None:
             result.model, result.model_sha256 = target.model.resolve(), staged.sha256
-        if target.write:
-            record = make_record(result, fit, data.blocks, data.bin_times, data.bin_size, source=source_data.source,
-                                 path=source_data.path, identifier=source_data.identifier,
-                                 source_sha256=source_sha256, started=started, finished=datetime.now(timezone.utc),
-                                 doubt=source_data.doubt, command=command, run_name=target.run_name)
-            result.output, result.run_name = write_results(source_data.path, None if target.in_place else target.path,
-                                                           record, overwrite=target.overwrite, in_place=target.in_place,
-                                                           content=result.config.output.content)
-            remove_rundir(target.rundir, target.resumed)  # the result is written: the state is not needed
-        if staged is not None:
-            result.model = staged.commit(model_metadata(result, data.columns(), source_data, source_sha256),
-                                         target.overwrite).resolve()
+        with uninterrupted("the output and the model folder"):  # a signal after the rename lost the model
+            if target.write:
+                record = make_record(result, fit, data.blocks, data.bin_times, data.bin_size,
+                                     source=source_data.source, path=source_data.path,
+                                     identifier=source_data.identifier, source_sha256=source_sha256, started=started,
+                                     finished=datetime.now(timezone.utc), doubt=source_data.doubt, command=command,
+                                     run_name=target.run_name)
+                result.output, result.run_name = write_results(
+                    source_data.path, None if target.in_place else target.path, record, overwrite=target.overwrite,
+                    in_place=target.in_place, content=result.config.output.content)
+                remove_rundir(target.rundir, target.resumed)  # the result is written: the state is not needed
+            if staged is not None:
+                result.model = staged.commit(model_metadata(result, data.columns(), source_data, source_sha256),
+                                             target.overwrite).resolve()
         if target.write or staged is not None:
             clock.mark("write")
     finally:

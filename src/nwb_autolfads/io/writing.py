@@ -35,7 +35,7 @@ from nwb_autolfads.errors import NwbAutolfadsError, OutputError
 from nwb_autolfads.ndx.namespace import AutoLFADSRun, ContinuousEstimate, FiringRates, MuscleActivations
 from nwb_autolfads.io.reading import OUTPUT_MODULE, open_nwb
 
-__all__ = ["RunRecord", "Estimate", "OutputLock", "default_output_path", "check_output_path", "write_results", "build_run",
+__all__ = ["uninterrupted", "RunRecord", "Estimate", "OutputLock", "default_output_path", "check_output_path", "write_results", "build_run",
            "results_only_file", "file_sha256", "git_revision", "to_json"]
 
 log = logging.getLogger(__name__)
@@ -597,6 +597,47 @@ def write_results(input_path: str | Path, output: str | Path | None, record: Run
     with OutputLock(target):  # taken already by a pipeline run; a direct call takes it here
         _remove_stale_partials(target)
         return _write_locked(input_path, target, record, in_place, content, remote)
+
+
+class uninterrupted:
+    """Hold SIGINT and SIGTERM while the outputs of a run are put in place (the NWB output renamed
+    into place, the training state removed, the model folder moved into place), so that a signal
+    cannot leave an output whose model folder is missing or an older run's. A signal that arrives
+    meanwhile is logged when the block ends, and the run finishes: its work is in place by then.
+    Outside the main thread (where handlers cannot be set) it holds nothing; SIGKILL cannot be held.
+
+    Attributes
+    ----------
+    received : list of the signal numbers that arrived inside the block.
+    """
+
+    def __init__(self, what: str = "the outputs"):
+        self.what = what
+        self.received: list[int] = []
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "uninterrupted":
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for number in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[number] = signal.signal(number, lambda n, _frame: self.received.append(n))
+            except (ValueError, OSError):  # not settable here
+                pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        if self.received:
+            names = ", ".join(signal.Signals(n).name for n in sorted(set(self.received)))
+            log.warning("%s received while %s were put in place: they were completed first (nothing is half "
+                        "written)", names, self.what)
 
 
 def _write_locked(input_path, target: Path, record: RunRecord, in_place: bool, content: str,
