@@ -30,6 +30,7 @@ from nwb_autolfads.data.timebase import same_bin_size
 from nwb_autolfads.errors import ConfigError, NwbAutolfadsError, SignalError
 from nwb_autolfads.evaluation.fit_check import FIT_STATISTIC, MAX_FIT_DROP, fit_verdict
 from nwb_autolfads.io.reading import open_nwb
+from nwb_autolfads.io.series import VOLT_EXPONENTS as _VOLT_EXPONENTS
 from nwb_autolfads.io.sources import resolve_source, source_sha256 as input_sha256
 from nwb_autolfads.io.writing import OutputLock
 from nwb_autolfads.modalities import modality
@@ -183,10 +184,6 @@ def _other_sessions(model: ModelArtifact, have: Mapping[str, list[str]], session
     return (f"; no session of the model ({', '.join(str(e.get('name')) for e in entries)}) has exactly the file's "
             "channels")
 
-
-_VOLT_EXPONENTS = {"v": 0, "volt": 0, "volts": 0, "mv": -3, "millivolt": -3, "millivolts": -3, "uv": -6, "µv": -6,
-                   "μv": -6, "microvolt": -6, "microvolts": -6}
-"""SI voltage spellings and their power of ten in volts: a file in another of them is converted."""
 
 MAX_CLIPPED_SHARE = 0.2
 """With the model's stored scaling, more bins than this share of a channel at its clip level means

@@ -93,6 +93,10 @@ def modality_of(c: Candidate) -> str:
     return "other"
 
 
+VOLT_EXPONENTS = {"v": 0, "volt": 0, "volts": 0, "mv": -3, "millivolt": -3, "millivolts": -3, "uv": -6, "µv": -6,
+                  "μv": -6, "microvolt": -6, "microvolts": -6}
+"""SI voltage spellings and their power of ten in volts: data in another of them are converted."""
+
 _EMG_UNITS = re.compile(r"volt|^[munµμ]?v$|^a\.?u\.?$|arbitrary|^unknown$|^no unit$|^$", re.IGNORECASE)
 
 
@@ -174,6 +178,26 @@ def invalid_times(nwbfile: NWBFile) -> np.ndarray:
         raise SignalError(f"invalid_times row {i} runs from {float(out[i, 0])!r} to {float(out[i, 1])!r} s: an interval needs finite "
                           "times with stop >= start (seconds on the file's clock); fix or remove that row")
     return out
+
+
+def _unit_factors(path: str, series: list) -> list[float]:
+    """Per series the factor that takes its values to the first series' unit, when the per-channel
+    series of one container are in different SI voltage units (V, mV, uV; a warning says so).
+
+    Raises
+    ------
+    SignalError
+        Their units differ and are not all SI voltage units (the channels cannot be put on one
+        scale): naming each series' unit."""
+    names = [str(ts.unit or "").strip().lower() for ts in series]
+    listing = ", ".join(f"{ts.name}: {ts.unit!r}" for ts in series)
+    if not all(n in VOLT_EXPONENTS for n in names):
+        raise SignalError(f"{path}: its per-channel series are in different units ({listing}), not all SI voltage "
+                          "units that could be converted: store them in one unit, or choose one series with --emg")
+    factors = [10.0 ** (VOLT_EXPONENTS[n] - VOLT_EXPONENTS[names[0]]) for n in names]
+    log.warning("%s: its per-channel series are in different units (%s): converted to %r", path, listing,
+                series[0].unit)
+    return factors
 
 
 def read_candidate(cand: Candidate) -> Signal:
@@ -442,15 +466,17 @@ def _read_container(cand: Candidate) -> Signal:
         else:
             _check_same_clock(cand.path, series[0].name, ref, ref_times, period, ts.name, sig)
     units = {ts.unit for ts in series}
+    factors = _unit_factors(cand.path, series) if len(units) > 1 else None
     convs = {(float(ts.conversion if ts.conversion is not None else 1.0), float(getattr(ts, "offset", 0.0) or 0.0))
              for ts in series}
-    if len(convs) == 1 and all(_in_file(ts.data) for ts in series):  # read on demand
+    if factors is None and len(convs) == 1 and all(_in_file(ts.data) for ts in series):  # read on demand
         conversion, offset = convs.pop()
         values = SeriesValues([ts.data for ts in series], conversion, None, offset)
     else:
-        values = np.stack([np.asarray(_physical(ts, [ts.data]))[:, 0] for ts in series], axis=1)
+        values = np.stack([np.asarray(_physical(ts, [ts.data]))[:, 0] * (1.0 if factors is None else factors[i])
+                           for i, ts in enumerate(series)], axis=1)
     return Signal(values=values, channel_names=[ts.name for ts in series],
-                  unit=str(series[0].unit if len(units) == 1 else "mixed"), source_path=cand.path,
+                  unit=str(series[0].unit), source_path=cand.path,
                   object_id=cand.obj.object_id, neurodata_type=type(cand.obj).__name__,
                   rate=ref.rate, starting_time=ref.starting_time, timestamps=ref.timestamps,
                   description=getattr(cand.obj, "description", "") or "")

@@ -264,3 +264,25 @@ def test_inspect_says_run_refuses_a_container_on_two_clocks(tmp_path):
     path = _container_file(tmp_path / "c.nwb", (3.0, 3.004))
     default = inspect_file(path)["default"]
     assert default["emg"] is None and "do not share one time base" in default["reason"]
+
+
+def test_container_series_in_other_voltage_units_are_converted_and_other_units_refused(tmp_path, caplog):
+    """One muscle stored in mV beside others in volts was modelled as is (unit "mixed", that muscle
+    1000x the others); now it is converted to the first series' unit, with a warning; units that
+    are not all voltages are refused naming each."""
+    path = _container_file(tmp_path / "c.nwb", (0.0, 0.0))
+    with open_nwb(path) as (_io, nwb):
+        volts = np.asarray(read_emg(nwb).values)
+    for unit, factor in (("mV", 1e-3), ("microvolts", 1e-6)):
+        with h5py.File(path, "a") as f:
+            f["processing/behavior/EMG/B/data"][...] = volts[:, 1] / factor
+            f["processing/behavior/EMG/B/data"].attrs["unit"] = unit
+        with open_nwb(path) as (_io, nwb):
+            sig = read_emg(nwb)
+        assert sig.unit == "volts" and f"B: '{unit}'" in caplog.text
+        np.testing.assert_allclose(np.asarray(sig.values), volts, rtol=1e-12)
+    with h5py.File(path, "a") as f:
+        f["processing/behavior/EMG/B/data"].attrs["unit"] = "m"
+    with open_nwb(path) as (_io, nwb):
+        with pytest.raises(SignalError, match=r"different units \(A: 'volts', B: 'm'\), not all SI voltage"):
+            read_emg(nwb)
