@@ -455,3 +455,41 @@ def test_stdout_holds_only_results_and_v_q_choose_what_stderr_shows(tiny, capfd)
         json.loads(out)  # the whole of stdout is the JSON
     assert main(["config", "--show", "--preset", "smoke"]) == 0
     assert yaml.safe_load(capfd.readouterr().out)["preset"] == "smoke"
+
+
+def test_a_series_that_does_not_look_like_emg_is_never_chosen_automatically(tmp_path, capsys):
+    """A muscle-length series (unit m, description mentioning muscles) beside the EMG once won the
+    automatic choice and was modelled as EMG; alone, it was modelled with a warning."""
+    from datetime import datetime, timezone
+
+    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+
+    import numpy as np
+
+    import nwb_autolfads
+    from nwb_autolfads.io.inspection import inspect_file
+
+    def write(path, with_emg):
+        nwb = NWBFile("s", "s", datetime(2024, 1, 1, tzinfo=timezone.utc))
+        rng = np.random.default_rng(0)
+        if with_emg:
+            nwb.add_acquisition(TimeSeries(name="EMG", data=rng.normal(0, 1e-4, (3000, 2)), unit="volts", rate=1000.0,
+                                           description="raw signals from the amplifier"))
+        length = TimeSeries(name="MuscleLength", data=0.1 + 0.01 * rng.random((300, 4)), unit="m", rate=100.0,
+                            description="muscle-tendon lengths of the muscles")
+        nwb.create_processing_module("behavior", "b").add(length)
+        with NWBHDF5IO(str(path), "w") as io:
+            io.write(nwb)
+        return path
+
+    both = write(tmp_path / "both.nwb", True)
+    assert inspect_file(both)["default"]["emg"] == "acquisition/EMG"
+    assert main(["run", str(both), *SMOKE, "-q"]) == 0
+    assert nwb_autolfads.load_results(tmp_path / "both_autolfads.nwb").emg_activations.shape[1] == 2  # the EMG's
+    capsys.readouterr()
+    alone = write(tmp_path / "alone.nwb", False)
+    assert main(["run", str(alone), *SMOKE]) == 2
+    err = _err_line(capsys)
+    assert "processing/behavior/MuscleLength, does not look like EMG (its unit is 'm'" in err and "--emg" in err
+    assert not (tmp_path / "alone_autolfads.nwb").exists()
+    assert inspect_file(alone)["default"]["emg"] is None

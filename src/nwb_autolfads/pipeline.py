@@ -409,7 +409,12 @@ def _read_source(nwbfile, source: Source, cfg: RunConfig) -> SourceData:
 
 def _emg_notes(nwbfile, sig, cfg: RunConfig) -> tuple[str | None, list[str]]:
     """(why the EMG does not look like EMG, other EMG-like series not modelled), each warned about."""
-    doubt = emg_doubt(find_emg(nwbfile, cfg.data.emg))
+    chosen = find_emg(nwbfile, cfg.data.emg)
+    doubt = emg_doubt(chosen)
+    if doubt and cfg.data.emg is None:
+        raise SignalError(f"the only EMG-like series, {chosen.path}, does not look like EMG ({doubt}): not modelled "
+                          f"without being asked; if it is the EMG, pass --emg {chosen.path}, else pass the EMG's series "
+                          "with --emg PATH (`nwb-autolfads inspect` lists them)")
     if doubt:
         log.warning("%s does not look like EMG (%s): it is modelled as EMG because it was chosen with --emg; "
                     "check with `nwb-autolfads inspect` that it is the EMG", sig.source_path, doubt)

@@ -15,7 +15,7 @@ import numpy as np
 
 from nwb_autolfads.errors import SignalError, SignalNotFoundError
 from nwb_autolfads.io.reading import Candidate, open_nwb
-from nwb_autolfads.io.series import (channel_names_of, find_emg, invalid_times, iter_series, modality_of, orientation,
+from nwb_autolfads.io.series import (channel_names_of, emg_doubt, find_emg, invalid_times, iter_series, modality_of, orientation,
                                      read_candidate)
 from nwb_autolfads.io.units import spike_time_problems
 from nwb_autolfads.data.timebase import analyse_timestamps
@@ -106,6 +106,10 @@ def inspect_file(path: str | Path) -> dict[str, Any]:
             chosen = find_emg(nwb)
             if chosen.kind == "container":  # per-muscle series: run reads them as one recording only on one clock
                 read_candidate(chosen)
+            doubt = emg_doubt(chosen)
+            if doubt:  # run models it only when asked (--emg)
+                raise SignalError(f"the only EMG-like series, {chosen.path}, does not look like EMG ({doubt}); run "
+                                  f"models it only with --emg {chosen.path}")
             report["default"] = {"emg": chosen.path, "reason": (
                 "the series whose name/description says EMG/muscle most clearly"
                 + (f", with the most channels, among {len(report['modalities']['emg'])} candidates"

@@ -131,11 +131,13 @@ def find_emg(nwbfile: NWBFile, path: str | None = None) -> Candidate:
         raise SignalNotFoundError("no EMG found (no TimeSeries or ElectricalSeries whose name or description "
                                   f"mentions EMG/muscle; series in the file: {available}): pass the series "
                                   "with --emg PATH")
-    # Prefer strong matches, then containers/2-D series with more channels, then acquisition.
+    # Prefer series that nothing speaks against (emg_doubt: a unit that is not a voltage, listed as
+    # kinematics/force: a MuscleLength in m once won over the EMG), then strong matches, then
+    # containers/2-D series with more channels, then acquisition.
     def rank(c: Candidate):
         n_ch = len(_children_series(c.obj)) if c.kind == "container" else (  # the shorter axis: channels
             min(c.obj.data.shape[:2]) if len(c.obj.data.shape) > 1 else 1)
-        return (c.score, n_ch, c.path.startswith("acquisition"))
+        return (emg_doubt(c) is None, c.score, n_ch, c.path.startswith("acquisition"))
     return max(emg, key=rank)
 
 
