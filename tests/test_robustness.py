@@ -336,3 +336,18 @@ def test_a_signal_while_the_outputs_are_put_in_place_waits_until_they_are(tmp_pa
     assert res.output.is_file() and res.model is not None and (res.model / "model.json").is_file()
     assert nwb_autolfads.load_results(res.output).attrs["model_sha256"] == res.model_sha256
     assert not list(tmp_path.glob(".*partial*")) and not (tmp_path / ".s_autolfads.nwb.rundir").exists()
+
+
+def test_raw_emg_holding_one_value_is_left_out_or_named(tmp_path, caplog):
+    """Zero padding after the recording (or dropped packets filled with zeros) was modelled as a
+    resting muscle and written (1000 bins of a 30 s file); one disconnected channel raised nothing."""
+    synth = synthetic_emg(duration=12.0, rate=1000.0, n_muscles=3, seed=4)
+    synth.raw[9000:] = 0.0  # the last 3 s: a buffer padded with zeros
+    synth.raw[2000:4000, 1] = 0.0  # one electrode off for 2 s
+    path = write_emg_nwb(tmp_path / "pad.nwb", synth)
+    res = nwb_autolfads.run(path, preset="smoke", progress=False)
+    t = np.asarray(res.times, float)
+    assert t.max() < 9.0 and t.min() < 1.0 and np.any((t > 2.0) & (t < 4.0))  # only the all-channel part left out
+    assert "left out 3000 samples (25.00%) where every channel holds one value" in caplog.text
+    assert f"channel {synth.names[1]} holds one value for 2 s in all (1 stretch(es), e.g. 2-3.999 s)" in caplog.text
+    assert "invalid_times" in caplog.text

@@ -109,6 +109,77 @@ def _intervals_text(intervals: np.ndarray, most: int = 3) -> str:
     return ", ".join(parts) + (f" and {len(intervals) - most} more" if len(intervals) > most else "")
 
 
+FLAT_SECONDS = 0.25
+"""Raw EMG holding one value this long is not recording (a disconnected electrode, dropped
+packets filled with zeros, a buffer padded at the end): :func:`drop_flat_stretches`."""
+
+
+def _intersect(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The overlaps of two sorted lists of disjoint [start, stop) intervals."""
+    out, i, j = [], 0, 0
+    while i < len(a) and j < len(b):
+        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if hi > lo:
+            out.append((lo, hi))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def drop_flat_stretches(sig: Signal, scan: SampleScan, segments: list[slice], dead: np.ndarray,
+                        steps: list[str], min_samples: int) -> list[slice]:
+    """Raw EMG that holds one value for ``min_samples`` or more (:attr:`SampleScan.flat`) is not
+    recording. Where every live channel does so at once (dropped packets, zero padding) those
+    samples are left out like NaN samples (segments split around them; warned); where some
+    channels do (a disconnected electrode) a warning names them and the times, and says how to
+    leave them out (the file's ``invalid_times``): they would be modelled as a silent muscle."""
+    flat = scan.flat[np.argsort(scan.flat[:, 1], kind="stable")] if scan.flat.size else scan.flat
+    live = np.flatnonzero(~dead)
+    if not flat.size or not live.size:
+        return segments
+    per = {c: [(int(a), int(b)) for ch, a, b in flat if ch == c] for c in live}
+    common = per[live[0]]
+    for c in live[1:]:
+        common = _intersect(common, per[c])
+    common = [(a, b) for a, b in common if b - a >= min_samples]
+
+    def when(a: int, b: int) -> str:
+        return f"{float(sig.times(a, a + 1)[0]):.6g}-{float(sig.times(b - 1, b)[0]):.6g} s"
+
+    if common:
+        bad = np.zeros(sig.n_samples, bool)
+        for a, b in common:
+            bad[a:b] = True
+        kept = []
+        for seg in segments:
+            good = ~bad[seg]
+            edges = np.flatnonzero(np.diff(np.r_[0, good.astype(np.int8), 0]))
+            kept += [slice(seg.start + a, seg.start + b) for a, b in zip(edges[::2], edges[1::2])]
+        n_bad = int(bad.sum())
+        shown = ", ".join(when(a, b) for a, b in common[:3]) + (f" and {len(common) - 3} more" if len(common) > 3
+                                                                 else "")
+        text = (f"left out {n_bad} samples ({100.0 * n_bad / bad.size:.2f}%) where every channel holds one value for "
+                f"{min_samples} samples or more ({shown}: dropped data or padding, not EMG)")
+        log.warning("%s: %s; the segments around them are modelled separately", sig.source_path, text)
+        steps.append(text)
+        if not kept:
+            raise SignalError(f"{sig.source_path}: every channel holds one value throughout: there is no EMG to model")
+        segments = kept
+    covered = {c: _intersect(per[c], common) for c in live}
+    for c in live:
+        own = [(a, b) for a, b in per[c] if sum(min(b, y) - max(a, x) for x, y in covered[c] if min(b, y) > max(a, x))
+               < b - a]
+        if own:
+            total = sum(b - a for a, b in own) / max(sig.sampling_rate(), 1e-12)
+            log.warning("%s: channel %s holds one value for %.3g s in all (%d stretch(es), e.g. %s): a disconnected "
+                        "electrode? It is modelled as a silent muscle there; to leave such times out, mark them in "
+                        "the file's invalid_times", sig.source_path, sig.channel_names[c], total, len(own),
+                        when(*own[0]))
+    return segments
+
+
 def warn_saturated(sig: Signal, scan: SampleScan, fraction: float = 0.01) -> None:
     """Warn about channels that sit at their extreme value in more than ``fraction`` of samples
     (amplifier or ADC saturation): their activations are underestimated there."""

@@ -30,7 +30,8 @@ from scipy import signal as sps
 from tqdm.auto import tqdm
 
 from nwb_autolfads.config import ALREADY_BINNED_BELOW_HZ, DEFAULT_BIN_SIZE, PreprocessConfig
-from nwb_autolfads.data.artefacts import (drop_invalid_times, drop_non_finite, reject_shared_artefacts, warn_implausible_volts,
+from nwb_autolfads.data.artefacts import (FLAT_SECONDS, drop_flat_stretches, drop_invalid_times, drop_non_finite,
+                                          reject_shared_artefacts, warn_implausible_volts,
                                           warn_saturated)
 from nwb_autolfads.data.filters import (Binner, apply_notches, highpass_filter, notch_frequencies, notch_gain,
                                         resample_ratio, settling_samples)
@@ -273,6 +274,8 @@ def _preprocess(sig: Signal, cfg: PreprocessConfig, bin_size: float | None, prep
     steps: list[str] = []
     segments, dead, scan = _usable_segments(sig, timebase, scan_chunk, bar, steps)
     raw = _is_raw(sig, fs, preprocessed, segments, dead, steps)
+    if raw:
+        segments = drop_flat_stretches(sig, scan, segments, dead, steps, _flat_samples(fs))
     warn_implausible_volts(sig, scan)
 
     bin_size, per_sample = _model_bin(sig, fs, bin_size, not raw, steps)
@@ -306,12 +309,17 @@ def _usable_segments(sig: Signal, timebase, scan_chunk: int, bar,
         steps.append(note.split(":")[0])
     if len(segments) > 1:
         steps.append(f"split into {len(segments)} segments at gaps in the timestamps (no filter crosses a gap)")
-    scan = scan_samples(sig.values, scan_chunk, bar)
+    scan = scan_samples(sig.values, scan_chunk, bar, min_flat=_flat_samples(timebase.rate))
     dead, segments = drop_non_finite(sig, scan, segments, steps)
     segments = drop_invalid_times(sig, segments, steps)
     bar.total = sig.n_samples + sum(seg.stop - seg.start for seg in segments)  # the samples filtered next
     warn_saturated(sig, scan)
     return segments, dead, scan
+
+
+def _flat_samples(fs: float) -> int:
+    """Samples in :data:`FLAT_SECONDS` at ``fs`` (at least 10)."""
+    return max(int(round(FLAT_SECONDS * fs)), 10)
 
 
 def _is_raw(sig: Signal, fs: float, preprocessed: bool | None, segments: list[slice], dead: np.ndarray,

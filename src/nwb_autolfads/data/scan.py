@@ -365,6 +365,9 @@ class SampleScan:
     bad_masks: np.ndarray  # (len(bad_rows), C) which channels are non-finite there
     peak: np.ndarray  # (C,) largest |finite value|
     at_peak: np.ndarray  # (C,) samples at the peak (within 1e-9)
+    flat: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int64))
+    """(k, 3) channel, start, stop (sample indices) of the runs of identical samples at least
+    ``min_flat`` long (:func:`scan_samples`; none when it was not given)."""
 
 
 def chunk_bounds(n: int, size: int):
@@ -372,13 +375,38 @@ def chunk_bounds(n: int, size: int):
         yield a, min(n, a + size)
 
 
-def scan_samples(values, chunk: int, bar=None) -> SampleScan:
+def _flat_runs(x: np.ndarray, a: int, last: np.ndarray, open_at: np.ndarray, min_flat: int, out: list) -> None:
+    """Runs of identical samples in the chunk ``x`` (rows ``a:``) per channel, continuing those open
+    at the chunk's start (``last`` value, ``open_at`` start; updated): runs of ``min_flat`` or more
+    samples that end in this chunk go to ``out`` as (channel, start, stop)."""
+    n = x.shape[0]
+    for c in range(x.shape[1]):
+        xc = x[:, c]
+        edges = np.flatnonzero(xc[1:] != xc[:-1]) + 1 + a
+        first = open_at[c] if (a > 0 and xc[0] == last[c]) else a
+        if a > 0 and first == a and a - open_at[c] >= min_flat:
+            out.append((c, int(open_at[c]), a))
+        starts = np.r_[first, edges]
+        stops = np.r_[edges, a + n]
+        long = np.flatnonzero(stops[:-1] - starts[:-1] >= min_flat)
+        out.extend((c, int(starts[i]), int(stops[i])) for i in long)
+        open_at[c], last[c] = starts[-1], xc[-1]
+
+
+def scan_samples(values, chunk: int, bar=None, min_flat: int | None = None) -> SampleScan:
+    """One pass over ``values`` (n, C), ``chunk`` rows at a time: non-finite samples, each channel's
+    peak and how often it is reached, and (with ``min_flat``) the runs of at least ``min_flat``
+    identical samples per channel (:attr:`SampleScan.flat`)."""
     n, n_ch = values.shape
     any_finite = np.zeros(n_ch, bool)
     rows, masks = [], []
     peak, at_peak = np.zeros(n_ch), np.zeros(n_ch, np.int64)
+    flat: list = []
+    last, open_at = np.full(n_ch, np.nan), np.zeros(n_ch, np.int64)
     for a, b in chunk_bounds(n, chunk):
         x = np.asarray(values[a:b], dtype=float)
+        if min_flat:
+            _flat_runs(x, a, last, open_at, int(min_flat), flat)
         finite = np.isfinite(x)
         any_finite |= finite.any(axis=0)
         bad = np.flatnonzero(~finite.all(axis=1))
@@ -395,8 +423,13 @@ def scan_samples(values, chunk: int, bar=None) -> SampleScan:
         peak = np.maximum(peak, top)
         if bar is not None:
             bar.update(b - a)
+    if min_flat and n:
+        for c in range(n_ch):  # the runs still open at the end
+            if n - open_at[c] >= min_flat:
+                flat.append((c, int(open_at[c]), n))
     return SampleScan(any_finite, np.concatenate(rows) if rows else np.zeros(0, np.int64),
-                 np.concatenate(masks) if masks else np.zeros((0, n_ch), bool), peak, at_peak)
+                      np.concatenate(masks) if masks else np.zeros((0, n_ch), bool), peak, at_peak,
+                      np.asarray(flat, dtype=np.int64).reshape(-1, 3))
 
 
 def spread_samples(values, segments: list[slice], dead: np.ndarray, n: int = 2**16,

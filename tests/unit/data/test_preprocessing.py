@@ -708,3 +708,17 @@ def test_preprocessing_a_long_recording_from_its_file_holds_a_fraction_of_one_fu
     assert peaks[20000] < 0.5 * copy  # measured 0.36 copies
     assert peaks[0] > 2 * copy  # the whole-array path holds several (what the chunks avoid)
     assert "reading EMG twice (scan + filter)" in capsys.readouterr().err  # the progress bar, on stderr
+
+
+def test_scan_finds_runs_of_one_value_whatever_the_chunks():
+    from nwb_autolfads.data.scan import scan_samples
+
+    x = np.random.default_rng(0).normal(size=(10000, 3))
+    x[100:700, 1] = 0.0  # one channel off
+    x[2000:2600] = 5.0  # every channel at once
+    x[9500:, 2] = 1.0  # open at the end
+    x[3000:3400, 0] = 0.0  # too short
+    want = [[0, 2000, 2600], [1, 100, 700], [1, 2000, 2600], [2, 2000, 2600], [2, 9500, 10000]]
+    for chunk in (7, 256, 599, 100000):
+        assert sorted(scan_samples(x, chunk, min_flat=500).flat.tolist()) == want
+    assert scan_samples(x, 256).flat.size == 0  # not asked
