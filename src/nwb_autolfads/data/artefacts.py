@@ -21,6 +21,17 @@ __all__ = ["drop_non_finite", "warn_saturated", "warn_implausible_volts", "share
 log = logging.getLogger(__name__)
 
 
+def split_around(segments: list[slice], bad: np.ndarray) -> list[slice]:
+    """``segments`` without the samples where ``bad`` (n_samples,) is True: the runs of good
+    samples between them, each a segment of its own (no filter crosses a left-out sample)."""
+    kept = []
+    for seg in segments:
+        good = ~bad[seg]
+        edges = np.flatnonzero(np.diff(np.r_[0, good.astype(np.int8), 0]))
+        kept += [slice(seg.start + a, seg.start + b) for a, b in zip(edges[::2], edges[1::2])]
+    return kept
+
+
 def drop_non_finite(sig: Signal, scan: SampleScan, segments: list[slice],
                      steps: list[str]) -> tuple[np.ndarray, list[slice]]:
     """NaN/inf samples: a channel with nothing finite is set to 0 (a flat channel, modelled at the
@@ -40,11 +51,7 @@ def drop_non_finite(sig: Signal, scan: SampleScan, segments: list[slice],
         return dead, segments
     bad = np.zeros(sig.n_samples, bool)
     bad[bad_rows] = True
-    kept = []
-    for seg in segments:
-        good = ~bad[seg]
-        edges = np.flatnonzero(np.diff(np.r_[0, good.astype(np.int8), 0]))
-        kept += [slice(seg.start + a, seg.start + b) for a, b in zip(edges[::2], edges[1::2])]
+    kept = split_around(segments, bad)
     n_bad = int(bad_rows.size)
     log.warning("%s: %d samples (%.2f%%) with NaN/inf are left out; the %d segments around them are modelled "
                 "separately", sig.source_path, n_bad, 100.0 * n_bad / bad.size, len(kept))
@@ -86,11 +93,7 @@ def drop_invalid_times(sig: Signal, segments: list[slice], steps: list[str]) -> 
         log.warning("%s: the file's invalid_times mark %d interval(s) (%s), none of them within the EMG's samples",
                     sig.source_path, len(intervals), _intervals_text(intervals))
         return segments
-    kept = []
-    for seg in segments:
-        good = ~bad[seg]
-        edges = np.flatnonzero(np.diff(np.r_[0, good.astype(np.int8), 0]))
-        kept += [slice(seg.start + a, seg.start + b) for a, b in zip(edges[::2], edges[1::2])]
+    kept = split_around(segments, bad)
     n_bad = int(bad.sum())
     text = (f"left out {n_bad} samples ({100.0 * n_bad / bad.size:.2f}%) inside the file's invalid_times "
             f"({len(intervals)} interval(s): {_intervals_text(intervals)})")
@@ -152,11 +155,7 @@ def drop_flat_stretches(sig: Signal, scan: SampleScan, segments: list[slice], de
         bad = np.zeros(sig.n_samples, bool)
         for a, b in common:
             bad[a:b] = True
-        kept = []
-        for seg in segments:
-            good = ~bad[seg]
-            edges = np.flatnonzero(np.diff(np.r_[0, good.astype(np.int8), 0]))
-            kept += [slice(seg.start + a, seg.start + b) for a, b in zip(edges[::2], edges[1::2])]
+        kept = split_around(segments, bad)
         n_bad = int(bad.sum())
         shown = ", ".join(when(a, b) for a, b in common[:3]) + (f" and {len(common) - 3} more" if len(common) > 3
                                                                  else "")

@@ -341,19 +341,27 @@ def hum_excerpt(values, segments: list[slice], dead: np.ndarray, fs: float) -> l
         picks = [(s.start, s.stop) for s in segments]
     else:
         excerpt = min(budget, max(budget // 4, 2 * window))
-        starts = np.cumsum(lengths) - lengths
-        picks = []
-        n_excerpts = budget // excerpt
-        for i in range(n_excerpts):
-            centre = int((i + 0.5) * total / n_excerpts)
-            j = int(np.searchsorted(starts, centre, side="right") - 1)
-            a = segments[j].start + max(0, min(centre - int(starts[j]) - excerpt // 2, int(lengths[j]) - excerpt))
-            picks.append((a, min(segments[j].stop, a + excerpt)))
+        picks = _spread_picks(segments, budget // excerpt, excerpt)
     out = []
     for a, b in picks:
         x = np.concatenate([np.asarray(values[a + c:a + d], dtype=float) for c, d in chunk_bounds(b - a, 2**16)])
         out.append(x[:, live])
     return out
+
+
+def _spread_picks(segments: list[slice], count: int, size: int) -> list[tuple[int, int]]:
+    """``count`` (start, stop) excerpts of up to ``size`` samples centred evenly over the samples of
+    ``segments`` (counted as if back to back), each inside one segment."""
+    lengths = np.array([s.stop - s.start for s in segments])
+    total = int(lengths.sum())
+    starts = np.cumsum(lengths) - lengths
+    picks = []
+    for i in range(count):
+        centre = int((i + 0.5) * total / count)
+        j = int(np.searchsorted(starts, centre, side="right") - 1)
+        a = segments[j].start + max(0, min(centre - int(starts[j]) - size // 2, int(lengths[j]) - size))
+        picks.append((a, min(segments[j].stop, a + size)))
+    return picks
 
 
 @dataclass
@@ -442,14 +450,7 @@ def spread_samples(values, segments: list[slice], dead: np.ndarray, n: int = 2**
     if total <= n:
         picks = [(s.start, s.stop) for s in segments]
     else:
-        size = max(n // pieces, 1)
-        starts = np.cumsum(lengths) - lengths
-        picks = []
-        for i in range(pieces):
-            centre = int((i + 0.5) * total / pieces)
-            j = int(np.searchsorted(starts, centre, side="right") - 1)
-            a = segments[j].start + max(0, min(centre - int(starts[j]) - size // 2, int(lengths[j]) - size))
-            picks.append((a, min(segments[j].stop, a + size)))
+        picks = _spread_picks(segments, pieces, max(n // pieces, 1))
     out = []
     for a, b in picks:
         x = np.asarray(values[a:b], dtype=float)
