@@ -294,12 +294,29 @@ def _open_source(result: Path, ds, source: str | Path | None = None):
                 errors.append(str(exc))
                 continue
             _check_is_source(nwb, ds, where)
+            _check_source_unchanged(resolve_source(where), ds, where)
             log.info("run %s holds results only: reading its source signals from %s", run, where)
             yield nwb
             return
     raise InputFileError(f"run {run!r} of {str(result)!r} holds results only, and its source could not be opened "
                          f"from {' nor '.join(repr(p) for p in places)} ({errors[0].rstrip('.')}): make it reachable "
                          "again, or pass where the source file is now with --source (evaluate(..., source=...))")
+
+
+def _check_source_unchanged(src, ds, where: str) -> None:
+    """Refuse a local source whose bytes are not those the run read (its SHA-256, recorded by the
+    run): data edited in place keep the identifier and object ids, and the baselines computed
+    from them would be scored silently against the model's results of the old data."""
+    want = str(ds.attrs.get("source_file_sha256", "") or "")
+    if not want or src.remote or src.path is None:
+        return
+    from nwb_autolfads.io.writing import file_sha256
+
+    got = file_sha256(src.path)
+    if got != want:
+        raise InputFileError(f"{where!r} is not the file run {ds.attrs['run']!r} read: its SHA-256 is {got[:12]}..., "
+                             f"the run read {want[:12]}... (edited or rewritten since?): pass the file the run read "
+                             "with --source, or run the model again on this one")
 
 
 def _check_is_source(nwb, ds, where: str) -> None:

@@ -187,7 +187,7 @@ def test_a_results_only_file_is_scored_on_its_source_which_must_be_the_one_the_r
 
     from nwb_autolfads.errors import InputFileError
     from nwb_autolfads.testing import mock_run_record
-    from nwb_autolfads.io.writing import write_results
+    from nwb_autolfads.io.writing import file_sha256, write_results
 
     src = mock_emg_nwb(tmp_path / "src.nwb", duration=8.0, rate=1000.0, n_muscles=3, seed=4)
     with NWBHDF5IO(str(src), "r") as io:
@@ -196,6 +196,7 @@ def test_a_results_only_file_is_scored_on_its_source_which_must_be_the_one_the_r
     record = mock_run_record(n_bins=790, n_channels=3, emg_object_id=emg_id,  # random "estimates", no training
                              interval=0.9)
     record.source_identifier, record.source_location = identifier, str(src)
+    record.source_sha256 = file_sha256(src)
     full, _ = write_results(src, tmp_path / "full.nwb", record)
     only, _ = write_results(src, tmp_path / "only.nwb", record, content="results")
     fast = {"folds": 2, "lags": 1}
@@ -215,6 +216,11 @@ def test_a_results_only_file_is_scored_on_its_source_which_must_be_the_one_the_r
         assert io.read().identifier == identifier
     with pytest.raises(InputFileError, match="not the objects it modelled .*acquisition/EMG"):
         evaluate(only, source=other, **fast)
+    import h5py  # data edited in place keep the identifier and ids: the run's SHA-256 tells
+    with h5py.File(moved, "a") as f:
+        f["acquisition/EMG/data"][:, 1] *= 3.0
+    with pytest.raises(InputFileError, match=r"is not the file run .* read: its SHA-256 is .*edited or rewritten"):
+        evaluate(only, source=moved, **fast)
 
 
 def test_a_run_on_some_units_is_scored_and_drawn_against_those_units_truth_and_spikes(tmp_path):
@@ -226,7 +232,7 @@ def test_a_run_on_some_units_is_scored_and_drawn_against_those_units_truth_and_s
     from nwb_autolfads.evaluation.comparison import bin_mean
     from nwb_autolfads.io.units import bin_spikes, read_units
     from nwb_autolfads.testing import mock_run_record
-    from nwb_autolfads.io.writing import write_results
+    from nwb_autolfads.io.writing import file_sha256, write_results
 
     src = mock_emg_nwb(tmp_path / "src.nwb", duration=6.0, rate=1000.0, n_muscles=2, seed=4, n_units=6)
     chosen = [0, 1, 3, 4]
