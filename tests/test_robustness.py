@@ -314,12 +314,13 @@ def test_a_signal_while_the_outputs_are_put_in_place_waits_until_they_are(tmp_pa
 
     from nwb_autolfads.io import writing
 
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)  # SIG_IGN under nohup
     with writing.uninterrupted("test outputs") as held:
         os.kill(os.getpid(), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.05)
     assert held.received == [signal.SIGINT, signal.SIGTERM]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before  # handlers restored
     assert "SIGINT, SIGTERM received while test outputs were put in place" in caplog.text
 
     import nwb_autolfads.pipeline as pipeline
