@@ -148,8 +148,8 @@ def drop_flat_stretches(sig: Signal, scan: SampleScan, segments: list[slice], de
         common = _intersect(common, per[c])
     common = [(a, b) for a, b in common if b - a >= min_samples]
 
-    def when(a: int, b: int) -> str:
-        return f"{float(sig.times(a, a + 1)[0]):.6g}-{float(sig.times(b - 1, b)[0]):.6g} s"
+    def when(runs: list[tuple[int, int]]) -> str:  # the runs' first and last sample times
+        return _intervals_text(np.array([[sig.times(a, a + 1)[0], sig.times(b - 1, b)[0]] for a, b in runs]))
 
     if common:
         bad = np.zeros(sig.n_samples, bool)
@@ -157,25 +157,21 @@ def drop_flat_stretches(sig: Signal, scan: SampleScan, segments: list[slice], de
             bad[a:b] = True
         kept = split_around(segments, bad)
         n_bad = int(bad.sum())
-        shown = ", ".join(when(a, b) for a, b in common[:3]) + (f" and {len(common) - 3} more" if len(common) > 3
-                                                                 else "")
         text = (f"left out {n_bad} samples ({100.0 * n_bad / bad.size:.2f}%) where every channel holds one value for "
-                f"{min_samples} samples or more ({shown}: dropped data or padding, not EMG)")
+                f"{min_samples} samples or more ({when(common)}: dropped data or padding, not EMG)")
         log.warning("%s: %s; the segments around them are modelled separately", sig.source_path, text)
         steps.append(text)
         if not kept:
             raise SignalError(f"{sig.source_path}: every channel holds one value throughout: there is no EMG to model")
         segments = kept
-    covered = {c: _intersect(per[c], common) for c in live}
-    for c in live:
-        own = [(a, b) for a, b in per[c] if sum(min(b, y) - max(a, x) for x, y in covered[c] if min(b, y) > max(a, x))
-               < b - a]
+    for c in live:  # the runs not wholly inside a stretch left out for every channel
+        own = [(a, b) for a, b in per[c] if sum(y - x for x, y in _intersect([(a, b)], common)) < b - a]
         if own:
             total = sum(b - a for a, b in own) / max(sig.sampling_rate(), 1e-12)
             log.warning("%s: channel %s holds one value for %.3g s in all (%d stretch(es), e.g. %s): a disconnected "
                         "electrode? It is modelled as a silent muscle there; to leave such times out, mark them in "
                         "the file's invalid_times", sig.source_path, sig.channel_names[c], total, len(own),
-                        when(*own[0]))
+                        when(own[:1]))
     return segments
 
 

@@ -50,6 +50,12 @@ def _without_flat_runs(x: np.ndarray) -> np.ndarray:
     return x[keep]
 
 
+def _power_above(y: np.ndarray, fs: float, hz: float = 20.0) -> tuple[float, float]:
+    """(power above ``hz``, all power) of ``y`` from its spectrum."""
+    power = np.abs(np.fft.rfft(y)) ** 2
+    return float(power[np.fft.rfftfreq(y.size, 1.0 / fs) > hz].sum()), float(power.sum())
+
+
 def _symmetric_and_fast(x: np.ndarray, fs: float) -> bool:
     """Raw EMG on a steady offset: symmetric about its median (|skewness| < 0.5) with most of its
     variance above 20 Hz (rectified EMG is strongly right-skewed; an envelope is slow)."""
@@ -58,9 +64,8 @@ def _symmetric_and_fast(x: np.ndarray, fs: float) -> bool:
     if sd == 0 or x.size < 64:
         return False
     skew = float(np.mean((x - x.mean()) ** 3) / sd**3)
-    power = np.abs(np.fft.rfft(x - x.mean())) ** 2
-    freqs = np.fft.rfftfreq(x.size, 1.0 / fs)
-    return bool(abs(skew) < 0.5 and power[freqs > 20.0].sum() / max(power.sum(), 1e-300) > 0.5)
+    high, total = _power_above(x - x.mean(), fs)
+    return bool(abs(skew) < 0.5 and high / max(total, 1e-300) > 0.5)
 
 
 def _far_from_zero(x: np.ndarray) -> bool:
@@ -81,10 +86,9 @@ def _fast_part_looks_raw(pieces: list[np.ndarray], fs: float) -> bool | None:
             continue
         y = sps.sosfiltfilt(sos, x - np.median(x)) if x.size > 3 * 2 * 6 else x - x.mean()
         fast.append(y)
-        power = np.abs(np.fft.rfft(y)) ** 2
-        freqs = np.fft.rfftfreq(y.size, 1.0 / fs)
-        power_high += float(power[freqs > 20.0].sum())
-        power_all += float(power.sum())
+        high, total = _power_above(y, fs)
+        power_high += high
+        power_all += total
     if not fast or power_all <= 0:
         return None
     y = np.concatenate(fast)

@@ -289,12 +289,13 @@ def _open_source(result: Path, ds, source: str | Path | None = None):
     for where in places:
         with contextlib.ExitStack() as stack:
             try:
-                _io, nwb = stack.enter_context(open_nwb(resolve_source(where)))
+                src = resolve_source(where)
+                _io, nwb = stack.enter_context(open_nwb(src))
             except InputFileError as exc:
                 errors.append(str(exc))
                 continue
             _check_is_source(nwb, ds, where)
-            _check_source_unchanged(resolve_source(where), ds, where)
+            _check_source_unchanged(src, ds, where)
             log.info("run %s holds results only: reading its source signals from %s", run, where)
             yield nwb
             return
