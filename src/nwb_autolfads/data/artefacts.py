@@ -15,7 +15,7 @@ from nwb_autolfads.data.scan import SampleScan
 from nwb_autolfads.data.signals import Signal
 from nwb_autolfads.errors import SignalError
 
-__all__ = ["drop_non_finite", "warn_saturated", "warn_implausible_volts", "shared_artefact_bins",
+__all__ = ["drop_non_finite", "warn_saturated", "warn_implausible_volts", "warn_below_zero", "shared_artefact_bins",
            "reject_shared_artefacts"]
 
 log = logging.getLogger(__name__)
@@ -198,6 +198,22 @@ def warn_implausible_volts(sig: Signal, scan: SampleScan, limit: float = 100.0) 
         log.warning("%s: EMG in %r reaches %.3g V (median over channels), implausible for EMG (uV-mV): the values "
                     "are probably in uV or mV, or the series' conversion is missing; results are reported in the "
                     "file's unit", sig.source_path, sig.unit, float(np.median(scan.peak)))
+
+
+def warn_below_zero(sig: Signal, binned: list[np.ndarray], limit: float = 0.1) -> None:
+    """Warn when more than ``limit`` of an already-rectified channel's bins are below zero (an
+    envelope with its mean subtracted or z-scored): the model's input is floored at a small
+    positive value, so those bins, and the muscle's quiet times with them, are all modelled alike."""
+    allb = np.concatenate(binned, axis=0)
+    if not allb.size:
+        return
+    below = np.mean(allb < 0, axis=0)
+    names = [f"{sig.channel_names[i]} ({100 * below[i]:.0f}%)" for i in np.flatnonzero(below > limit)]
+    if names:
+        log.warning("%s: already-rectified EMG with many bins below zero: %s; an envelope with its mean subtracted "
+                    "or z-scored? Values below zero are floored (modelled as rest), so quiet times are lost; store "
+                    "the envelope without subtracting its mean, or pass --emg-raw if it is raw EMG",
+                    sig.source_path, ", ".join(names[:8]) + (" ..." if len(names) > 8 else ""))
 
 
 def shared_artefact_bins(binned: np.ndarray, level: np.ndarray, fraction: float) -> np.ndarray:

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from nwb_autolfads.config import ALREADY_BINNED_BELOW_HZ, DEFAULT_BIN_SIZE, PreprocessConfig
 from nwb_autolfads.data.artefacts import (FLAT_SECONDS, drop_flat_stretches, drop_invalid_times, drop_non_finite,
                                           reject_shared_artefacts, warn_implausible_volts,
-                                          warn_saturated)
+                                          warn_below_zero, warn_saturated)
 from nwb_autolfads.data.filters import (Binner, apply_notches, highpass_filter, notch_frequencies, notch_gain,
                                         resample_ratio, settling_samples)
 from nwb_autolfads.data.scan import (DEFAULT_CHUNK_VALUES, HUM_RATIO, LINE_FREQUENCIES, chunk_bounds, detect_line_hum,
@@ -287,6 +287,8 @@ def _preprocess(sig: Signal, cfg: PreprocessConfig, bin_size: float | None, prep
     binned, centres, rate_after = _bin_segments(sig, segments, dead, fs, cfg, raw, None if per_sample else bin_size,
                                                 eff_bin, chunk, notches, gap_factor, bar)
     _record_filtering(steps, cfg, fs, raw, notch_step, rate_after, None if per_sample else bin_size)
+    if not raw:
+        warn_below_zero(sig, binned)
 
     if cfg.artefact_fraction is not None:
         binned = reject_shared_artefacts(binned, cfg.artefact_fraction, cfg.artefact_quantile, steps)

@@ -15,7 +15,7 @@ from scipy import signal as sps
 __all__ = ["DEFAULT_CHUNK_VALUES", "looks_rectified", "LineHum", "detect_line_hum", "line_hum_spectrum", "hum_excerpt",
            "LINE_FREQUENCIES", "HUM_RATIO", "HUM_DRIFT_HZ", "HUM_MAX_HZ", "HUM_EXCERPT_SECONDS", "HUM_WINDOW_SECONDS",
            "SampleScan", "scan_samples", "chunk_bounds", "spread_samples", "FLAT_RUN",
-           "TWO_SIGNED_FRACTION", "TWO_SIGNED_DEPTH", "SYMMETRY_LIMIT"]
+           "TWO_SIGNED_FRACTION", "TWO_SIGNED_DEPTH", "SYMMETRY_LIMIT", "SLOW_FRACTION", "ARTEFACT_MADS"]
 
 DEFAULT_CHUNK_VALUES = 2**23
 """Values (samples x channels) read and filtered at a time: 64 MB of float64."""
@@ -32,6 +32,18 @@ undershoot is far smaller and rarer)."""
 
 TWO_SIGNED_DEPTH = 0.05
 """See :data:`TWO_SIGNED_FRACTION`."""
+
+SLOW_FRACTION = 0.15
+"""A channel that swings both ways is still an envelope (with its baseline or mean subtracted)
+when, of its power above 5 Hz, less than this fraction lies above 20 Hz. Raw EMG has 0.7-1.0 there,
+and 0.18-0.24 even under movement artefacts with 9 times its power; a low-pass envelope has 0.00-0.11
+(cut-offs 3-20 Hz, 2nd and 4th order). Raw EMG whose 5-20 Hz artefacts carry 30 times its power
+would be taken for an envelope (the log says which; ``--emg-raw`` overrides)."""
+
+ARTEFACT_MADS = 8.0
+"""Before its fast part is looked at, an excerpt is clipped at this many robust SDs (1.4826 x the
+median absolute deviation) about its median: 15 artefacts of 10 ms on an unsigned ADC rang through
+the 5 Hz high-pass and made raw EMG look skewed, i.e. rectified."""
 
 SYMMETRY_LIMIT = 0.15
 """Raw EMG's fast part (above 5 Hz) is symmetric: |Bowley skewness (5th, 50th, 95th percentiles)|
@@ -75,26 +87,43 @@ def _far_from_zero(x: np.ndarray) -> bool:
     return bool(q01 > 0.5 * (q99 - q01))
 
 
-def _fast_part_looks_raw(pieces: list[np.ndarray], fs: float) -> bool | None:
-    """Whether one channel's excerpts look like raw EMG on an offset that may wander: above 5 Hz
-    (the offset and its wander removed by a zero-phase high-pass, per excerpt) most variance lies
-    above 20 Hz and the distribution is symmetric (:data:`SYMMETRY_LIMIT`). None: too little data."""
+def _fast_part(pieces: list[np.ndarray], fs: float) -> tuple[float, float] | None:
+    """One channel's part above 5 Hz, per excerpt (an offset and its wander removed by a zero-phase
+    high-pass; samples beyond :data:`ARTEFACT_MADS` robust SDs of the excerpt's median clipped
+    first, so that a few large artefacts do not ring through the filter): (fraction of its power
+    above 20 Hz, Bowley skewness of its 5th/50th/95th percentiles). None: too little data."""
     sos = sps.butter(2, 5.0, btype="highpass", fs=fs, output="sos")
     fast, power_high, power_all = [], 0.0, 0.0
     for x in pieces:
         if x.size < 64 or np.ptp(x) == 0:
             continue
-        y = sps.sosfiltfilt(sos, x - np.median(x)) if x.size > 3 * 2 * 6 else x - x.mean()
+        centre = float(np.median(x))
+        spread = ARTEFACT_MADS * 1.4826 * float(np.median(np.abs(x - centre)))
+        x = np.clip(x, centre - spread, centre + spread) - centre if spread > 0 else x - centre
+        y = sps.sosfiltfilt(sos, x) if x.size > 3 * 2 * 6 else x - x.mean()
         fast.append(y)
         high, total = _power_above(y, fs)
         power_high += high
         power_all += total
     if not fast or power_all <= 0:
         return None
-    y = np.concatenate(fast)
-    q05, q50, q95 = np.quantile(y, [0.05, 0.5, 0.95])
-    bowley = (q95 + q05 - 2.0 * q50) / (q95 - q05) if q95 > q05 else 0.0
-    return bool(power_high / power_all > 0.5 and abs(bowley) < SYMMETRY_LIMIT)
+    q05, q50, q95 = np.quantile(np.concatenate(fast), [0.05, 0.5, 0.95])
+    return power_high / power_all, float((q95 + q05 - 2.0 * q50) / (q95 - q05)) if q95 > q05 else 0.0
+
+
+def _fast_part_looks_raw(pieces: list[np.ndarray], fs: float) -> bool | None:
+    """Whether one channel's excerpts look like raw EMG on an offset that may wander: above 5 Hz
+    most variance lies above 20 Hz and the distribution is symmetric (:data:`SYMMETRY_LIMIT`; see
+    :func:`_fast_part`). None: too little data."""
+    part = _fast_part(pieces, fs)
+    return None if part is None else bool(part[0] > 0.5 and abs(part[1]) < SYMMETRY_LIMIT)
+
+
+def _slow(pieces: list[np.ndarray], fs: float) -> bool:
+    """Whether one channel's excerpts are slow like an envelope: of their power above 5 Hz, less
+    than :data:`SLOW_FRACTION` lies above 20 Hz (raw EMG: most; see :func:`_fast_part`)."""
+    part = _fast_part(pieces, fs)
+    return part is not None and part[0] < SLOW_FRACTION
 
 
 def looks_rectified(values, fs: float | None = None) -> bool:
@@ -117,15 +146,16 @@ def looks_rectified(values, fs: float | None = None) -> bool:
     amplifier, zero padding: an all-zero lead-in once made raw EMG "rectified"):
 
     - **raw** when it swings both ways: more than 1% of samples negative, reaching 5% of its 99th
-      percentile of magnitude. An envelope's few tiny undershoots below zero (a zero-phase
-      low-pass after rectifying leaves them) are not that: a single -1e-9 once made an envelope
-      "raw" and it was rectified again;
+      percentile of magnitude, unless it is slow like an envelope (:func:`_slow`: an envelope
+      with its baseline or mean subtracted, 2-60% negative, was rectified again: r with the truth
+      0.02). An envelope's few tiny undershoots below zero (a zero-phase low-pass after
+      rectifying leaves them) are not "both ways": a single -1e-9 once made an envelope "raw";
     - else **raw** when it is symmetric and fast (:func:`_symmetric_and_fast`: raw EMG on a steady
       offset, e.g. an unsigned ADC), or stays far above zero (:func:`_far_from_zero`) with a fast
       part (above 5 Hz) like raw EMG's (:func:`_fast_part_looks_raw`): an offset that wanders
-      (0.3 Hz at twice the EMG's SD was once taken for an envelope). Non-negative raw EMG with large
-      positive artefacts can still be taken for rectified, and rectified EMG sampled at the raw
-      rate with a large offset added for raw: the log's "detected ..." line says which, and
+      (0.3 Hz at twice the EMG's SD was once taken for an envelope). Large sparse artefacts are clipped
+      first (:data:`ARTEFACT_MADS`). Rectified EMG sampled at the raw rate with a large offset
+      added, or with its baseline subtracted, can be taken for raw: the log's "detected ..." line says which, and
       ``--emg-raw`` / ``--emg-preprocessed`` override;
     - else **rectified** (non-negative and skewed, or slow: an envelope).
     """
@@ -141,7 +171,7 @@ def looks_rectified(values, fs: float | None = None) -> bool:
             continue
         depth = float(np.quantile(np.abs(x), 0.99))
         if np.mean(x < 0) > TWO_SIGNED_FRACTION and float(x.min()) < -TWO_SIGNED_DEPTH * depth:
-            votes.append(False)
+            votes.append(fs is not None and fs > 80.0 and _slow(parts, fs))
             continue
         votes.append(not (fs is not None and fs > 80.0 and (_symmetric_and_fast(x, fs) or (
             _far_from_zero(x) and _fast_part_looks_raw(parts, fs)))))

@@ -175,6 +175,53 @@ def test_looks_rectified_is_not_fooled_by_undershoot_padding_or_a_wandering_offs
     assert len(pieces) == 8 and sum(len(p) for p in pieces) == 8000 and pieces[-1].any()
 
 
+@pytest.mark.parametrize("fs", [1000.0, 2000.0])
+def test_an_envelope_with_its_baseline_or_mean_subtracted_is_not_rectified_again(fs):
+    """Testers' files: an envelope with its 2nd-5th percentile subtracted (2-5% negative) at 1-2 kHz
+    was taken for raw EMG and rectified again (r with the truth 0.02); a z-scored envelope alike."""
+    from scipy import signal as sps
+
+    from nwb_autolfads.testing import synthetic_emg
+
+    raw = synthetic_emg(duration=20.0, rate=fs, n_muscles=3, seed=3).raw
+    for order, cutoff in ((2, 3.0), (4, 6.0), (2, 10.0), (4, 20.0)):
+        env = sps.sosfiltfilt(sps.butter(order, cutoff, fs=fs, output="sos"), np.abs(raw - raw.mean(0)), axis=0)
+        for q in (0.02, 0.05, 0.2):
+            below = env - np.quantile(env, q, axis=0)
+            assert np.mean(below < 0) >= q - 0.001 and looks_rectified(below, fs), (order, cutoff, q)
+        assert looks_rectified((env - env.mean(0)) / env.std(0), fs), (order, cutoff)
+    # raw EMG under movement artefacts (1-15 Hz) with 9 times its power is still raw
+    moving = sps.sosfiltfilt(sps.butter(4, [1.0, 15.0], btype="band", fs=fs, output="sos"),
+                             np.random.default_rng(1).normal(size=raw.shape), axis=0)
+    assert not looks_rectified(raw + 3.0 * raw.std(0) * moving / moving.std(0), fs)
+
+
+def test_raw_emg_on_an_unsigned_adc_with_large_artefacts_is_raw():
+    """A tester's file: raw EMG in counts of an unsigned 16-bit ADC (all positive) with 15 positive
+    artefacts of 10 ms was "already rectified" (model input r with the truth 0.03)."""
+    from nwb_autolfads.testing import synthetic_emg
+
+    raw = synthetic_emg(duration=20.0, rate=2000.0, n_muscles=4, seed=0).raw
+    counts = (raw - raw.mean(0)) / np.abs(raw - raw.mean(0)).max() * 8000.0
+    for i in np.random.default_rng(0).choice(len(counts) - 40, 15, replace=False):
+        counts[i:i + 20] += 20000.0
+    counts = np.clip(np.round(counts + 32768.0), 0, 65535)
+    assert counts.min() > 0 and not looks_rectified(counts, 2000.0)
+    rectified = np.abs(counts - 32768.0)  # the same, rectified, artefacts and all
+    assert looks_rectified(rectified, 2000.0) and looks_rectified(rectified + 0.02 * rectified.max(), 2000.0)
+
+
+def test_an_envelope_mostly_below_zero_is_warned_about(caplog):
+    t = np.arange(4000) / 100.0
+    env = np.abs(np.sin(2 * np.pi * 0.5 * t))[:, None] * np.ones((1, 2))
+    env[:, 1] = (env[:, 1] - env[:, 1].mean()) / env[:, 1].std()  # z-scored: about half below zero
+    sig = Signal(env, ["BIC", "TRI"], "V", "acquisition/EMG", rate=100.0)
+    with caplog.at_level("WARNING"):
+        preprocess_emg(sig, PreprocessConfig(), None)
+    text = " ".join(r.getMessage() for r in caplog.records if "below zero" in r.getMessage())
+    assert "TRI (" in text and "BIC" not in text and "z-scored" in text
+
+
 def _raw_signal(seconds=4.0, n=3, seed=0, **kw):
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * FS)) / FS
