@@ -493,3 +493,36 @@ def test_a_series_that_does_not_look_like_emg_is_never_chosen_automatically(tmp_
     assert "processing/behavior/MuscleLength, does not look like EMG (its unit is 'm'" in err and "--emg" in err
     assert not (tmp_path / "alone_autolfads.nwb").exists()
     assert inspect_file(alone)["default"]["emg"] is None
+
+
+def test_a_taken_or_unusable_run_name_is_refused_before_training(tiny, capsys, monkeypatch):
+    """Testers' reports: --run-name NAME that the file had already became NAME_2 silently (and
+    load_results(run=NAME) gave the old run); a name that cannot be written failed after training."""
+    import nwb_autolfads.pipeline as pipeline
+    from nwb_autolfads.io.writing import file_sha256
+
+    assert main(["run", str(tiny), *SMOKE, "--in-place", "--run-name", "mine"]) == 0
+    before = file_sha256(tiny)
+    capsys.readouterr()
+
+    def no_training(*a, **k):
+        raise AssertionError("trained")
+
+    monkeypatch.setattr(pipeline, "_preprocess", no_training)
+    assert main(["run", str(tiny), *SMOKE, "--in-place", "--run-name", "mine"]) == 2
+    assert "'mine' is taken" in _err_line(capsys)
+    assert main(["run", str(tiny), *SMOKE, "--in-place", "--run-name", "a/b"]) == 2
+    assert "cannot be used" in _err_line(capsys)
+    assert main(["run", str(tiny), *SMOKE, "-o", str(tiny.with_name("new.nwb")), "--run-name", "a/b"]) == 2
+    assert file_sha256(tiny) == before and not tiny.with_name("new.nwb").exists()
+
+
+def test_overwrite_never_replaces_a_recording(tiny, tmp_path, capsys):
+    """A tester's report: ``run a.nwb -o b.nwb --overwrite`` replaced b.nwb, another recording."""
+    from nwb_autolfads.io.writing import file_sha256
+
+    other = mock_emg_nwb(tmp_path / "other.nwb", duration=3.0, rate=1000.0, n_muscles=2, seed=4)
+    before = file_sha256(other)
+    assert main(["run", str(tiny), *SMOKE, "-o", str(other), "--overwrite"]) == 2
+    assert "not a result of nwb-autolfads" in _err_line(capsys)
+    assert file_sha256(other) == before

@@ -36,7 +36,7 @@ from nwb_autolfads.config import (DEFAULT_BIN_SIZE, RunConfig, build_config, con
                                   warn_interval_samples)
 from nwb_autolfads.data.grid import fit_windows, split_where, trial_windows
 from nwb_autolfads.data.windows import WindowIndex, chop_segments
-from nwb_autolfads.errors import ConfigError, SignalError, TrainingError
+from nwb_autolfads.errors import ConfigError, OutputError, SignalError, TrainingError
 from nwb_autolfads.evaluation.calibration import copied_noise, estimate_errors, noise_sd, normal_quantile, widen_band
 from nwb_autolfads.evaluation.fit_check import channel_fit
 from nwb_autolfads.evaluation.risk import compare_with_lowpass, lowpass_verdict
@@ -47,7 +47,7 @@ from nwb_autolfads.train.seeds import SeedTree
 from nwb_autolfads.train.training_data import TrainingData
 from nwb_autolfads.io.sources import Source, resolve_source, source_sha256 as input_sha256
 from nwb_autolfads.io.writing import (OutputLock, check_in_place, check_output_path, compact_float, default_output_path,
-                                      default_run_name, uninterrupted, unique_run_name,
+                                      check_run_name, default_run_name, uninterrupted, unique_run_name,
                                       write_results)
 from nwb_autolfads.modalities import MODALITY_SEPARATOR, Binned, BinnedEmg, modality
 from nwb_autolfads.model.artifact import check_model_path, model_path_for, stage_model
@@ -467,6 +467,7 @@ def _plan_output(source_data: SourceData, cfg: RunConfig, output: str | Path | N
         check_output_path(out_path, None if source.remote else source_data.path, overwrite)  # fail before training
     target = source_data.path if in_place else out_path
     accumulates = write and (in_place or (cfg.output.content == "full" and bool(source_data.runs)))
+    check_run_name(run_name, source_data.runs if accumulates else ())
     if accumulates:  # the name the writer gives it (the in-place write checks that the file is unchanged)
         run_name = unique_run_name(source_data.runs, run_name or default_run_name(
             (started or datetime.now(timezone.utc)).isoformat()))
@@ -544,9 +545,15 @@ def _keep(result: RunResult, fit: "FitResult", data: "ModelData", source_data: S
                                      identifier=source_data.identifier, source_sha256=source_sha256, started=started,
                                      finished=datetime.now(timezone.utc), doubt=source_data.doubt, command=command,
                                      run_name=target.run_name)
-                result.output, result.run_name = write_results(
-                    source_data.path, None if target.in_place else target.path, record, overwrite=target.overwrite,
-                    in_place=target.in_place, content=result.config.output.content)
+                try:
+                    result.output, result.run_name = write_results(
+                        source_data.path, None if target.in_place else target.path, record,
+                        overwrite=target.overwrite, in_place=target.in_place, content=result.config.output.content)
+                except OutputError as exc:
+                    if target.rundir is None or not Path(target.rundir).is_dir():
+                        raise
+                    raise OutputError(f"{exc}; the trained state is kept in {str(target.rundir)!r}: once that is "
+                                      "fixed, the same command writes the result without training again") from None
                 remove_rundir(target.rundir, target.resumed)  # the result is written: the state is not needed
             if staged is not None:
                 result.model = staged.commit(model_metadata(result, data.columns(), source_data, source_sha256),

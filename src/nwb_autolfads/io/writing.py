@@ -35,7 +35,7 @@ from nwb_autolfads.errors import NwbAutolfadsError, OutputError
 from nwb_autolfads.ndx.namespace import AutoLFADSRun, ContinuousEstimate, FiringRates, MuscleActivations
 from nwb_autolfads.io.reading import OUTPUT_MODULE, open_nwb
 
-__all__ = ["uninterrupted", "RunRecord", "Estimate", "OutputLock", "default_output_path", "check_output_path", "write_results", "build_run",
+__all__ = ["uninterrupted", "RunRecord", "Estimate", "OutputLock", "default_output_path", "check_output_path", "check_run_name", "RUN_NAME_PATTERN", "write_results", "build_run",
            "results_only_file", "file_sha256", "git_revision", "to_json"]
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,14 @@ def default_output_path(input_path: str | Path, modalities: str = "emg") -> Path
 
 
 def check_output_path(output: str | Path, input_path: str | Path | None, overwrite: bool) -> Path:
-    """Fail early (before any training) if the output cannot be written."""
+    """Fail early (before any training) if the output cannot be written.
+
+    Raises
+    ------
+    OutputError
+        ``output`` does not end in .nwb, is the input or a folder, or exists: without
+        ``overwrite``, or with it when it is not an earlier result (it holds no run of
+        nwb-autolfads, or cannot be read); its folder is missing or not writable."""
     output = Path(output)
     if output.suffix != ".nwb":
         raise OutputError(f"output {str(output)!r} does not end in .nwb: give a path like result.nwb")
@@ -151,8 +158,68 @@ def check_output_path(output: str | Path, input_path: str | Path | None, overwri
     if output.exists() and not overwrite:
         raise OutputError(f"output {str(output)!r} already exists: pass --overwrite to replace it, or choose "
                           "another --output")
+    if output.exists():
+        _check_replaceable(output)
     _check_writable_dir(output)
     return output
+
+
+def _runs_held(path: Path) -> list[str] | str:
+    """The runs (``processing/autolfads/*``) an existing NWB HDF5 file holds, or why none can be
+    listed: "no runs" (an NWB file, e.g. a recording) or the reason it cannot be read."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            group = f.get(f"processing/{OUTPUT_MODULE}")
+            return sorted(group.keys()) if isinstance(group, h5py.Group) and len(group) else "no runs"
+    except (OSError, ValueError) as exc:
+        return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+
+
+def _check_replaceable(output: Path) -> None:
+    """``--overwrite`` replaces earlier results only: refuse a file that holds no run of
+    nwb-autolfads (a recording, another tool's file) or cannot be read, and say when the result
+    replaced holds several runs (added with ``--in-place``), which all go."""
+    runs = _runs_held(output)
+    if runs == "no runs":
+        raise OutputError(f"output {str(output)!r} exists and is not a result of nwb-autolfads (it holds no "
+                          f"processing/{OUTPUT_MODULE} runs: a recording?); --overwrite replaces only earlier results: "
+                          "choose another --output, or move that file away yourself")
+    if isinstance(runs, str):
+        raise OutputError(f"output {str(output)!r} exists and cannot be read as an NWB HDF5 file ({runs}); "
+                          "--overwrite replaces only earlier results: choose another --output, or move that file "
+                          "away yourself (if another program has it open, close that first)")
+    if len(runs) > 1:
+        log.warning("--overwrite: %s holds %d runs (%s); all of them are replaced by this run's result when it "
+                    "is written (to keep them, choose another --output, or add this run with --in-place)",
+                    output, len(runs), ", ".join(runs[:6]) + (" ..." if len(runs) > 6 else ""))
+
+
+RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]{0,99}$")
+"""What a run's name may be: a letter or digit, then up to 99 letters, digits or ``_ . + = -``
+(it names an NWB object, and the model folder ``<output>.<run name>.autolfads-model``)."""
+
+
+def check_run_name(name: str | None, runs: Iterable[str] = ()) -> None:
+    """Fail early (before any training) on a run name that cannot be written, or that a run of the
+    file the result is added to (``runs``) has already (it would have become NAME_2, and
+    ``load_results(run=NAME)`` would still give the old run).
+
+    Raises
+    ------
+    OutputError
+        ``name`` does not match :data:`RUN_NAME_PATTERN`, or is in ``runs``.
+    """
+    if name is None:
+        return
+    if not isinstance(name, str) or not RUN_NAME_PATTERN.match(name):
+        raise OutputError(f"run name {name!r} cannot be used: start with a letter or digit and use only letters, "
+                          "digits and _ . + = - (at most 100 characters), e.g. --run-name bin5ms")
+    runs = list(runs)
+    if name in runs:
+        raise OutputError(f"run name {name!r} is taken: the file already holds a run of that name (runs: "
+                          f"{', '.join(runs[:6])}{' ...' if len(runs) > 6 else ''}); choose another --run-name")
 
 
 def _check_writable_dir(path: Path) -> None:
@@ -574,13 +641,16 @@ def write_results(input_path: str | Path, output: str | Path | None, record: Run
     ``in_place=False``: a new file ``output``: with ``content="full"`` the input's content (with
     new object ids) plus the run; with ``content="results"`` the run alone, with the input's
     session metadata and subject and, in the run's provenance, where the input is.
-    ``in_place=True``: add the run to ``input_path`` itself (``output`` and ``content`` are ignored).
+    ``in_place=True``: add the run to ``input_path`` itself (a symbolic link: to the file it points
+    to; the link stays) (``output`` and ``content`` are ignored). ``overwrite`` replaces an
+    earlier result only (:func:`check_output_path`).
 
     Raises
     ------
     OutputError
-        The output cannot be written (exists, directory missing or not writable, disk full), or
-        an in-place input changed while the run was training."""
+        The output cannot be written (exists, not a result though ``overwrite``, directory missing
+        or not writable, disk full: h5py's RuntimeError "file write failed" too, never worked
+        around by a results-only file), or an in-place input changed while the run was training."""
     from nwb_autolfads.io.sources import Source
 
     if content not in ("full", "results"):
@@ -591,12 +661,13 @@ def write_results(input_path: str | Path, output: str | Path | None, record: Run
     if in_place:
         if remote:
             raise OutputError("--in-place cannot change a remote file: write a new local file instead")
-        target = check_in_place(input_path)
+        target = Path(os.path.realpath(check_in_place(input_path)))  # a link: the file it points to is changed
     else:
         target = check_output_path(output, None if remote else input_path, overwrite)
     with OutputLock(target):  # taken already by a pipeline run; a direct call takes it here
         _remove_stale_partials(target)
-        return _write_locked(input_path, target, record, in_place, content, remote)
+        written, run_name = _write_locked(input_path, target, record, in_place, content, remote)
+    return (Path(input_path) if in_place else written), run_name
 
 
 class uninterrupted:
@@ -640,6 +711,19 @@ class uninterrupted:
                         "written)", names, self.what)
 
 
+def _failed_to_write(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it came from) is the file system refusing a write (a full
+    disk, a quota, an I/O error), which h5py may raise as RuntimeError, not OSError."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) or re.search(r"write failed|no space left|quota|input/output error", str(exc),
+                                                 re.IGNORECASE):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _write_locked(input_path, target: Path, record: RunRecord, in_place: bool, content: str,
                   remote: bool) -> tuple[Path, str]:
     """:func:`write_results` once ``target`` is checked and locked."""
@@ -661,6 +745,8 @@ def _write_locked(input_path, target: Path, record: RunRecord, in_place: bool, c
                 except (OSError, NwbAutolfadsError):  # a full disk, or our own refusals: never worked around
                     raise
                 except Exception as exc:  # noqa: BLE001 - an export hdmf cannot do must not lose the trained run
+                    if _failed_to_write(exc):  # h5py says "file write failed" as a RuntimeError
+                        raise OSError(str(exc).splitlines()[0][:200]) from exc
                     first = str(exc).splitlines()[0][:200] if str(exc) else ""
                     log.warning("the source's content could not be copied into the output (%s: %s): wrote a "
                                 "results-only file instead; its source stays at %s", type(exc).__name__, first,

@@ -33,7 +33,82 @@ def test_output_checks(tmp_path, emg_copy):
     existing.write_bytes(b"")
     with pytest.raises(OutputError, match="--overwrite"):
         check_output_path(existing, emg_copy, False)
-    assert check_output_path(existing, emg_copy, True) == existing
+    with pytest.raises(OutputError, match="cannot be read as an NWB HDF5 file"):
+        check_output_path(existing, emg_copy, True)  # not a result: never replaced
+    result, _ = write_results(emg_copy, tmp_path / "result.nwb", mock_run_record())
+    assert check_output_path(result, emg_copy, True) == result
+
+
+def test_overwrite_replaces_only_earlier_results_and_says_when_several_runs_go(tmp_path, emg_copy, caplog):
+    """Testers' reports: ``-o b.nwb --overwrite`` replaced b.nwb, another raw recording, without a
+    word; on a result holding 4 runs it dropped them all silently."""
+    recording = tmp_path / "other_recording.nwb"
+    recording.write_bytes(emg_copy.read_bytes())
+    with pytest.raises(OutputError, match="not a result of nwb-autolfads.*a recording"):
+        check_output_path(recording, emg_copy, True)
+    one, _ = write_results(emg_copy, tmp_path / "one.nwb", mock_run_record(name="a"))
+    two, _ = write_results(one, tmp_path / "two.nwb", mock_run_record(name="b"))
+    with caplog.at_level("WARNING"):
+        check_output_path(one, emg_copy, True)
+        assert "runs" not in caplog.text  # one run: the ordinary replacement
+        check_output_path(two, emg_copy, True)
+    assert "holds 2 runs (a, b)" in caplog.text
+
+
+def test_run_names_are_checked_before_any_work():
+    from nwb_autolfads.io.writing import check_run_name
+
+    for bad in ("a/b", "", " x", ".hidden", "x" * 101, "tab\there"):
+        with pytest.raises(OutputError, match="cannot be used"):
+            check_run_name(bad)
+    with pytest.raises(OutputError, match="'mine' is taken.*runs: mine, other"):
+        check_run_name("mine", ["mine", "other"])
+    check_run_name("bin5ms_v2.1", ["mine"])
+    check_run_name(None, ["mine"])
+
+
+def test_in_place_through_a_symbolic_link_changes_the_file_it_points_to(tmp_path, emg_copy):
+    """A tester's report (datalad / git-annex layout): --in-place on a link replaced the link by a
+    file with the run; the real file got none."""
+    from nwb_autolfads.io.writing import file_sha256
+
+    store = tmp_path / "store"
+    store.mkdir()
+    real = store / "emg.nwb"
+    emg_copy.rename(real)
+    link = tmp_path / "emg.nwb"
+    link.symlink_to(real)
+    record = mock_run_record(emg_object_id=_emg_id(real))
+    record.source_sha256 = file_sha256(real)
+    path, name = write_results(link, None, record, in_place=True)
+    assert path == link and link.is_symlink() and link.resolve() == real
+    with NWBHDF5IO(str(real), "r") as io:
+        assert name in io.read().processing["autolfads"].data_interfaces
+    assert sorted(p.name for p in store.iterdir()) == ["emg.nwb"]
+
+
+@pytest.mark.parametrize("message, falls_back", [
+    ("Disable slist on flush dest failure failed (file write failed: time = ...)", False),  # h5py, disk full
+    ("Can't write data (no space left on device)", False),
+    ("an export hdmf cannot do", True),
+])
+def test_a_full_disk_is_an_error_not_a_results_only_file(tmp_path, emg_copy, monkeypatch, message, falls_back):
+    """A tester's report: a full disk during the full write gave a results-only file and exit 0
+    (h5py raises RuntimeError, not OSError); with --overwrite it replaced a complete output."""
+    import nwb_autolfads.io.writing as writing
+
+    def fail(*a, **k):
+        raise RuntimeError(message)
+
+    monkeypatch.setattr(writing, "_write_full", fail)
+    if falls_back:
+        path, _ = write_results(emg_copy, tmp_path / "out.nwb", mock_run_record())
+        with NWBHDF5IO(str(path), "r") as io:
+            assert not io.read().acquisition  # results only, said in a warning
+        return
+    with pytest.raises(OutputError, match="check free disk space"):
+        write_results(emg_copy, tmp_path / "out.nwb", mock_run_record())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emg.nwb"]
 
 
 def _emg_id(path):
