@@ -213,15 +213,17 @@ def test_a_subjects_sessions_on_dandi_train_one_model(tmp_path, monkeypatch, cap
     assert [len(r.channels) for r in runs] == [3, 4]
 
 
-def _summary(capsys, args) -> str:
-    assert main(args) == 0, capsys.readouterr()
+def _summary(capsys, args, code=0) -> str:
+    assert main(args) == code, capsys.readouterr()
     return capsys.readouterr().out
 
 
-def test_a_rewritten_input_or_a_deleted_model_is_run_again(tmp_path, capsys):
-    """The same command run again after an input was rewritten with other data, or a model folder
-    deleted, runs that input again (not "done earlier" with the old result); a manifest of an
-    earlier version (no input identity) is checked against the source SHA-256 of the output."""
+def test_a_rewritten_input_is_kept_or_run_again_and_a_deleted_model_stays_done(tmp_path, capsys):
+    """The same command run again after an input was rewritten with other data never counts the
+    old result "done earlier": it keeps it (exit 1, with the reason) or, with --overwrite, runs it
+    again; a model folder deleted to save space leaves its result done (a tester's report: it was
+    trained again and the result replaced without --overwrite); a manifest of an earlier version
+    (no input identity) is checked against the source SHA-256 of the output."""
     import shutil
 
     data, out = tmp_path / "data", tmp_path / "out"
@@ -234,14 +236,18 @@ def test_a_rewritten_input_or_a_deleted_model_is_run_again(tmp_path, capsys):
         return nwb_autolfads.load_results(out / f"{name}_autolfads.nwb").attrs["source_file_sha256"]
 
     b_result = (out / "b_autolfads.nwb").stat().st_mtime_ns
+    a_before = file_sha256(out / "a_autolfads.nwb")
     mock_emg_nwb(a, seed=3, **EMG)  # other data under the same name
-    assert "2 done (1 earlier)" in _summary(capsys, args)
+    assert "1 done (1 earlier), 0 failed, 0 skipped, 1 kept out of date" in _summary(capsys, args, code=1)
+    assert file_sha256(out / "a_autolfads.nwb") == a_before  # kept: never replaced without --overwrite
+    assert "2 done (1 earlier)" in _summary(capsys, [*args, "--overwrite"])
     assert source_sha("a") == file_sha256(a) and (out / "b_autolfads.nwb").stat().st_mtime_ns == b_result
     shutil.rmtree(out / "b_autolfads.autolfads-model")
-    assert "(again: its model folder is missing or changed)" in _summary(capsys, [*args, "--dry-run"])
-    assert "2 done (1 earlier)" in _summary(capsys, args)
+    assert "its model folder b_autolfads.autolfads-model is missing or changed (the result is kept" in \
+        _summary(capsys, [*args, "--dry-run"])
+    assert "2 done (2 earlier)" in _summary(capsys, args)
+    assert (out / "b_autolfads.nwb").stat().st_mtime_ns == b_result and not (out / "b_autolfads.autolfads-model").exists()
     rows = {r["name"]: r for r in json.loads((out / "autolfads-manifest.json").read_text())["assets"]}
-    assert file_sha256(out / rows["b.nwb"]["model"] / "model.safetensors") == rows["b.nwb"]["model_sha256"]
     assert rows["a.nwb"]["input_sha256"] == file_sha256(a) and rows["a.nwb"]["size"] == a.stat().st_size
     # an earlier version's manifest: b's output still names b's SHA-256 (kept), a's does not (run again)
     manifest = json.loads((out / "autolfads-manifest.json").read_text())
@@ -249,7 +255,7 @@ def test_a_rewritten_input_or_a_deleted_model_is_run_again(tmp_path, capsys):
         row.pop("input_sha256"), row.pop("input_mtime_ns")
     (out / "autolfads-manifest.json").write_text(json.dumps(manifest))
     mock_emg_nwb(a, seed=4, **EMG)
-    assert "2 done (1 earlier)" in _summary(capsys, args)
+    assert "2 done (1 earlier)" in _summary(capsys, [*args, "--overwrite"])
     assert source_sha("a") == file_sha256(a) and source_sha("b") == file_sha256(b)
 
 
@@ -270,7 +276,11 @@ def test_a_replaced_session_trains_its_subjects_model_again(tmp_path, capsys):
     first = rows()
     assert first["a.nwb"]["model"] == first["b.nwb"]["model"] != first["c.nwb"]["model"]
     mock_emg_nwb(data / "b.nwb", seed=5, session={"subject_id": "rat1"}, **EMG)
-    assert "3 done (1 earlier)" in _summary(capsys, args)
+    assert "1 done (1 earlier), 0 failed, 0 skipped, 2 kept out of date" in _summary(capsys, args, code=1)
+    assert rows() == {**first, "a.nwb": {**first["a.nwb"], "status": "kept", "reason": rows()["a.nwb"]["reason"]},
+                      "b.nwb": {**first["b.nwb"], "status": "kept", "reason": rows()["b.nwb"]["reason"]}}
+    assert "its subject's model would replace earlier results (b.nwb: its input changed" in rows()["a.nwb"]["reason"]
+    assert "3 done (1 earlier)" in _summary(capsys, [*args, "--overwrite"])
     second = rows()
     assert second["a.nwb"]["model_sha256"] == second["b.nwb"]["model_sha256"] != first["a.nwb"]["model_sha256"]
     assert second["c.nwb"] == first["c.nwb"]

@@ -88,7 +88,9 @@ class BatchItem:
     """Where ``subject`` was read: ``path`` (its ``sub-<label>``), ``file`` (the NWB file's
     ``general/subject/subject_id``) or "" (neither names one)."""
     status: str = "pending"
-    """``pending``, ``started``, ``done``, ``failed`` or ``skipped``."""
+    """``pending``, ``started``, ``done``, ``failed``, ``skipped``, or ``kept``: an earlier result
+    that would have to be replaced (its input, output or the batch's settings changed) is left as
+    it is without ``overwrite`` (``reason`` says why and what to do)."""
     reason: str = ""
     output_sha256: str = ""
     model: str = ""
@@ -131,6 +133,10 @@ class BatchPlan:
     dandiset: dict[str, Any] | None = None
     multi_session: bool = False
     """One model per subject over its sessions (:func:`nwb_autolfads.run_sessions`)."""
+    replaced_settings: list[str] = field(default_factory=list)
+    """With ``overwrite``, what differs from the settings of the manifest's batch (``key: then ->
+    now``): the results of its inputs that this batch does not run are marked ``outdated`` in the
+    manifest, so that no later run counts them done with these settings."""
     resolved: dict[str, Any] = field(default_factory=dict)
     """The configuration every input runs with (preset, file, overrides, ``emg`` and ``seed``
     resolved, the device left out); a rerun is compared by what of it decides the results
@@ -147,7 +153,7 @@ class BatchPlan:
         return self.out / MANIFEST
 
     def todo(self) -> list[BatchItem]:
-        return [i for i in self.items if i.status not in ("done", "skipped")]
+        return [i for i in self.items if i.status not in ("done", "skipped", "kept")]
 
     def estimate(self) -> str:
         """The time left, from the timings of the assets done in earlier runs of the batch
@@ -198,13 +204,17 @@ class BatchPlan:
         lines = [f"batch plan: {where}: {len(self.items)} input(s)"]
         width = max([len(i.name) for i in self.items] + [10])
         for i in self.items:
-            what = {"skipped": f"skip  {i.reason}", "done": "done  earlier (output, input and model verified)"}.get(
+            what = {"skipped": f"skip  {i.reason}", "kept": f"keep  {i.reason}",
+                    "done": "done  earlier (output, input and model verified)" if not i.reason else
+                    f"done  earlier (output and input verified; {i.reason})"}.get(
                 i.status, f"run   -> {i.output}" + (f" (again: {i.reason})" if i.reason else ""))
             lines.append(f"  {i.name:<{width}}  {_size(i.size):>8}  {what}")
         todo = self.todo()
         lines += [f"  total       {len(todo)} to run ({_size(sum(i.size or 0 for i in todo))}), "
                   f"{sum(i.status == 'done' for i in self.items)} done earlier, "
-                  f"{sum(i.status == 'skipped' for i in self.items)} skipped",
+                  f"{sum(i.status == 'skipped' for i in self.items)} skipped"
+                  + (f", {sum(i.status == 'kept' for i in self.items)} kept as they are (see above: --overwrite "
+                     "replaces them)" if any(i.status == "kept" for i in self.items) else ""),
                   f"  signals     {self.modalities}: checked when each input is opened (one without them is "
                   "skipped then, with the reason)",
                   f"  output      {self.out}{os.sep} (DANDI layout), manifest {self.manifest}",
@@ -237,19 +247,21 @@ class BatchResult:
 
     @property
     def exit_code(self) -> int:
-        """0 when no input failed (and something was modelled, unless a dry run), else 1."""
+        """0 when no input failed or was kept out of date (and something was modelled, unless a
+        dry run), else 1."""
         if self.dry_run:
             return 0
-        return 1 if self.count("failed") or not self.count("done") else 0
+        return 1 if self.count("failed") or self.count("kept") or not self.count("done") else 0
 
     def summary(self) -> str:
         p = self.plan
         earlier = sum(i.earlier for i in p.items)
         lines = [f"batch: {len(p.items)} input(s): {self.count('done')} done"
                  + (f" ({earlier} earlier)" if earlier else "")
-                 + f", {self.count('failed')} failed, {self.count('skipped')} skipped",
+                 + f", {self.count('failed')} failed, {self.count('skipped')} skipped"
+                 + (f", {self.count('kept')} kept out of date" if self.count("kept") else ""),
                  f"  outputs   {p.out}{os.sep}", f"  manifest  {p.manifest}"]
-        lines += [f"  {i.status:<9} {i.name}: {i.reason}" for i in p.items if i.status in ("failed", "skipped")]
+        lines += [f"  {i.status:<9} {i.name}: {i.reason}" for i in p.items if i.status in ("failed", "skipped", "kept")]
         if not self.count("done"):
             lines.append("  nothing was modelled: see the reasons above")
         return "\n".join(lines)
@@ -587,7 +599,16 @@ def _write_manifest(plan: BatchPlan, previous: Mapping[str, Any] | None, command
     """Replace the manifest atomically (a temporary file renamed over it): a kill leaves the
     old one or the new one. Rows of earlier inputs that are not in this batch are kept."""
     rows = {r.get("output") or r.get("name"): r for r in (previous or {}).get("assets", [])}
-    rows.update({i.key: i.row() for i in plan.items})
+    if plan.replaced_settings:  # results of other inputs, made with the settings replaced now
+        mine = {i.key for i in plan.items}
+        why = "made with other settings (" + "; ".join(plan.replaced_settings[:3]) + (
+            "; ..." if len(plan.replaced_settings) > 3 else "") + ")"
+        for key, row in rows.items():
+            if key not in mine and row.get("status") in ("done", "kept"):
+                rows[key] = {**row, "status": "outdated", "reason": why}
+    for i in plan.items:  # a result kept out of date keeps its row (what it was made from), with the reason
+        rows[i.key] = {**rows[i.key], "status": "kept", "reason": i.reason} if i.status == "kept" and i.key in rows \
+            else i.row()
     data = {"format": _FORMAT, "version": 1, "inputs": plan.inputs, "dandiset": plan.dandiset,
             "modalities": plan.modalities, "settings": plan.settings, "resolved": plan.resolved, "command": command,
             "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"), "assets": list(rows.values())}
@@ -685,15 +706,24 @@ def _model_ok(folder: Path, sha256: str, cache: dict[Path, bool]) -> bool:
     return cache[folder]
 
 
-def _stale(item: BatchItem, row: Mapping[str, Any], out: Path, models: dict[Path, bool]) -> str:
-    """Why a done item's result (``row``: its manifest row) cannot be kept, or "" when it can: its
-    output, its input or its model changed (:func:`_output_ok`, :func:`_input_changed`, :func:`_model_ok`)."""
+def _stale(item: BatchItem, row: Mapping[str, Any], out: Path) -> str:
+    """Why a done item's result (``row``: its manifest row) is not this batch's result, or "" when
+    it is: its output or its input changed (:func:`_output_ok`, :func:`_input_changed`), or a
+    later batch with other settings marked it ``outdated``."""
     if not _output_ok(out / item.output, row):
         return "its output is missing or changed"
     if _input_changed(item, row, out / item.output):
         return "its input changed since its result was written"
+    if row.get("status") == "outdated":
+        return str(row.get("reason") or "made with other settings")
+    return ""
+
+
+def _model_note(row: Mapping[str, Any], out: Path, models: dict[Path, bool]) -> str:
+    """A note when a done result's model folder is gone or changed (deleted to save space, say):
+    the result stays done (it is what it was); only ``apply`` of that model is lost."""
     if row.get("model") and not _model_ok(out / row["model"], row.get("model_sha256", ""), models):
-        return "its model folder is missing or changed"
+        return f"its model folder {row['model']} is missing or changed (the result is kept; remove it to train again)"
     return ""
 
 
@@ -755,6 +785,7 @@ def _apply_manifest(plan: BatchPlan, previous: Mapping[str, Any] | None, overwri
         return
     differences = _settings_differences(previous, plan, default_seed)
     if differences:
+        plan.replaced_settings = differences
         if not overwrite:
             shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
             raise ConfigError(f"{str(plan.manifest)!r} lists a batch run with other settings ({shown}; it ran with "
@@ -768,18 +799,39 @@ def _apply_manifest(plan: BatchPlan, previous: Mapping[str, Any] | None, overwri
         if item.status == "skipped" or row is None:
             continue
         # started or done by this batch: an output there is its own (a failed input wrote nothing)
-        item.ours = row.get("status") in ("started", "done")
-        if row.get("status") != "done":
+        item.ours = row.get("status") in ("started", "done", "kept", "outdated")
+        if row.get("status") not in ("done", "kept", "outdated"):
             continue
         item.timed, item.trained = row.get("seconds"), row.get("model", "")
-        item.reason = _stale(item, row, plan.out, models)
+        item.reason = _stale(item, row, plan.out)
         if not item.reason:
             item.status, item.earlier = "done", True
             for key in ("output_sha256", "run_name", "model", "model_sha256", "started"):
                 setattr(item, key, row.get(key, ""))
             item.seconds = row.get("seconds")
+            item.reason = _model_note(row, plan.out, models)
     if plan.multi_session:
         _group_again(plan)
+    if not overwrite:
+        _keep_results(plan)
+
+
+def _keep_results(plan: BatchPlan) -> None:
+    """Without ``overwrite`` an earlier result of the batch is never replaced (a user may have
+    annotated it; its input changed, or the settings): an item to run again whose output exists is
+    ``kept`` with the reason, and with ``multi_session`` so is every item of its subject's group
+    (the group's model would replace it)."""
+    for group in plan.groups():
+        again = [i for i in group if i.status == "pending" and i.ours and (plan.out / i.output).exists()]
+        if not again:
+            continue
+        first = next((i for i in again if not i.reason.startswith("its subject's model")), again[0])  # the cause
+        why = f"{first.reason or 'run again'}: its earlier result is kept; pass --overwrite to run it again and replace it"
+        for item in group:
+            if item.status == "pending":
+                item.status = "kept"
+                item.reason = why if item is first or not plan.multi_session else \
+                    f"its subject's model would replace earlier results ({first.name}: {why})"
 
 
 def _group_again(plan: BatchPlan) -> None:
@@ -825,7 +877,9 @@ def plan_batch(inputs: Sequence[str | Path], output: str | Path | None = None, *
         As for :func:`nwb_autolfads.run`; they decide the output names (the modalities) and are
         recorded in the manifest.
     overwrite : bool
-        Run every input again, although the manifest lists a batch with other settings.
+        Run every input again, although the manifest lists a batch with other settings (the
+        results of other inputs in the folder are then marked ``outdated``), and replace earlier
+        results to be run again (input changed, out of date); without it they are ``kept``.
     multi_session : bool
         One model per subject over its sessions (see the module's description).
 
@@ -1006,8 +1060,9 @@ def _progress(plan: BatchPlan, finished: list[list[BatchItem]], t0: float, jobs:
     the counts, the time spent and the time left, from what this run has finished (per group with
     ``multi_session``, as its sessions train one model together)."""
     n = len(plan.items)
-    done = sum(i.status in ("done", "failed", "skipped") for i in plan.items)
+    done = sum(i.status in ("done", "failed", "skipped", "kept") for i in plan.items)
     counts = ", ".join(f"{sum(i.status == s for i in plan.items)} {s}" for s in ("done", "failed", "skipped"))
+    counts += f", {sum(i.status == 'kept' for i in plan.items)} kept" if any(i.status == "kept" for i in plan.items) else ""
     left = (_eta_groups([g for g in finished if all(i.status == "done" for i in g)], plan.groups_left())
             if plan.multi_session else _eta([i for g in finished for i in g if i.seconds],
                                             [i for i in plan.items if i.status in ("pending", "started")], jobs))
@@ -1027,7 +1082,7 @@ def _execute_groups(plan: BatchPlan, kwargs: dict[str, Any], note: Callable[[lis
     calling ``note`` with the group when it starts and when it ends; sessions found without
     signals at run time fail the group."""
     for group in plan.groups():
-        if all(i.status in ("done", "skipped") for i in group):
+        if all(i.status in ("done", "skipped", "kept") for i in group):
             continue
         for item in group:
             Path(plan.out / item.output).parent.mkdir(parents=True, exist_ok=True)
@@ -1092,7 +1147,7 @@ def _execute_ray(plan: BatchPlan, kwargs: dict[str, Any], jobs: int, note: Calla
     :func:`_run_one`), which writes its outputs itself and returns the outcomes; the driver records
     them (the manifest, ``note``) as they come. A task that dies (its worker or node) fails its
     inputs with the reason. Paths are given absolute: a task runs elsewhere, perhaps on another machine."""
-    units = [g for g in plan.groups() if not all(i.status in ("done", "skipped") for i in g)]
+    units = [g for g in plan.groups() if not all(i.status in ("done", "skipped", "kept") for i in g)]
     task_kwargs = _task_kwargs(kwargs, res)
     calls = []
     for group in units:
@@ -1165,7 +1220,8 @@ def run_batch(inputs: Sequence[str | Path], output: str | Path | None = None, *,
     preset, config, overrides, emg, seed, device
         As for :func:`nwb_autolfads.run`, for every input.
     overwrite : bool
-        Run every input again with these settings although the manifest lists other ones.
+        As for :func:`plan_batch`: run the inputs again with these settings although the
+        manifest lists other ones, and replace earlier results (else ``kept``, exit code 1).
     jobs : int, optional
         Inputs run at once, each in its own process (default 1: one after the other); on Ray the
         tasks in flight (default: the cluster's CPUs / the CPUs of one run,

@@ -203,6 +203,7 @@ def _states(plan):
 
 
 CHANGED = "its input changed since its result was written"
+KEPT = ": its earlier result is kept; pass --overwrite to run it again and replace it"
 
 
 def test_a_done_item_runs_again_when_its_input_changed(folder, tmp_path):
@@ -219,11 +220,15 @@ def test_a_done_item_runs_again_when_its_input_changed(folder, tmp_path):
     stat = (folder / a).stat()
     (folder / a).write_bytes(bytes(data))
     os.utime(folder / a, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assert _states(plan_batch([folder], out, preset="smoke"))[a] == ("pending", CHANGED)
+    assert _states(plan_batch([folder], out, preset="smoke", overwrite=True))[a] == ("pending", CHANGED)
+    # without --overwrite the earlier result is kept (a user may have annotated it), and said
+    assert _states(plan_batch([folder], out, preset="smoke"))[a] == ("kept", CHANGED + KEPT)
     mock_emg_nwb(folder / a, duration=1.0, rate=500.0, n_muscles=2, seed=7)  # rewritten with other data
-    plan = plan_batch([folder], out, preset="smoke")
+    plan = plan_batch([folder], out, preset="smoke", overwrite=True)
     assert _states(plan) == {a: ("pending", CHANGED), b: ("done", "")}
     assert f"run   -> sub-A/sub-A_ses-1_desc-autolfads_emg.nwb (again: {CHANGED})" in plan.format()
+    plan = plan_batch([folder], out, preset="smoke")
+    assert f"keep  {CHANGED}{KEPT}" in plan.format() and "1 kept as they are" in plan.format() and not plan.todo()
     # a manifest of an earlier version records no input identity: the output's provenance is the
     # reference (here a fake output, which proves nothing: run again)
     legacy = json.loads((out / MANIFEST).read_text())
@@ -231,10 +236,13 @@ def test_a_done_item_runs_again_when_its_input_changed(folder, tmp_path):
         for key in ("input_sha256", "input_mtime_ns"):
             row.pop(key, None)
     (out / MANIFEST).write_text(json.dumps(legacy))
-    assert _states(plan_batch([folder], out, preset="smoke")) == {a: ("pending", CHANGED), b: ("pending", CHANGED)}
+    assert _states(plan_batch([folder], out, preset="smoke", overwrite=True)) == {a: ("pending", CHANGED),
+                                                                                 b: ("pending", CHANGED)}
 
 
-def test_a_done_item_runs_again_when_its_model_folder_is_missing_or_changed(folder, tmp_path):
+def test_a_done_item_stays_done_when_its_model_folder_is_missing_or_changed(folder, tmp_path):
+    """A tester's report: a model folder deleted to save space made the next batch (run to add a
+    new input) train that input again and replace its result, without --overwrite."""
     import shutil
 
     out = tmp_path / "out"
@@ -243,8 +251,11 @@ def test_a_done_item_runs_again_when_its_model_folder_is_missing_or_changed(fold
     shutil.rmtree(out / "sub-A" / "sub-A_ses-1_desc-autolfads_emg.autolfads-model")
     (out / "sub-B" / "sub-B_ses-1_desc-autolfads_emg.autolfads-model" / "model.safetensors").write_bytes(b"other")
     plan = plan_batch([folder], out, preset="smoke")
-    assert _states(plan) == {a: ("pending", "its model folder is missing or changed"),
-                             b: ("pending", "its model folder is missing or changed")}
+    note = "its model folder {} is missing or changed (the result is kept; remove it to train again)"
+    assert _states(plan) == {
+        a: ("done", note.format("sub-A/sub-A_ses-1_desc-autolfads_emg.autolfads-model")),
+        b: ("done", note.format("sub-B/sub-B_ses-1_desc-autolfads_emg.autolfads-model"))}
+    assert "done  earlier (output and input verified; its model folder sub-A/" in plan.format() and not plan.todo()
 
 
 def test_a_done_item_keeps_its_model_in_the_manifest_when_the_batch_runs_again(folder, tmp_path):
@@ -313,7 +324,12 @@ def test_a_changed_session_trains_its_subjects_model_again(tmp_path):
     assert {s for s, _ in _states(plan).values()} == {"done"}
     assert "~3 s per subject's model in earlier runs of this batch (mean of 2)" in plan.format()
     mock_emg_nwb(data / "sub-A" / "sub-A_ses-2_ecephys.nwb", duration=1.0, rate=500.0, n_muscles=2, seed=9)
-    plan = plan_batch([data], out, preset="smoke", multi_session=True)
+    kept = _states(plan_batch([data], out, preset="smoke", multi_session=True))  # their results are kept
+    assert kept["sub-A/sub-A_ses-2_ecephys.nwb"] == ("kept", CHANGED + KEPT)
+    assert kept["sub-A/sub-A_ses-1_ecephys.nwb"] == (
+        "kept", f"its subject's model would replace earlier results (sub-A/sub-A_ses-2_ecephys.nwb: {CHANGED}{KEPT})")
+    assert kept["sub-B/sub-B_ses-1_ecephys.nwb"] == ("done", "")
+    plan = plan_batch([data], out, preset="smoke", multi_session=True, overwrite=True)
     assert _states(plan) == {
         "sub-A/sub-A_ses-1_ecephys.nwb": ("pending", f"its subject's model is trained again (sub-A/sub-A_ses-2_ecephys"
                                                      f".nwb: {CHANGED})"),
@@ -375,7 +391,7 @@ def test_the_plan_shows_the_preset_the_budget_and_the_time_per_input(folder, tmp
     assert "preset default: a population of 20 members" in plan_batch([folder], out).format()
     _fake_done(plan_batch([folder], out, preset="smoke"), seconds=30.0)
     mock_emg_nwb(folder / "sub-A" / "sub-A_ses-1_ecephys.nwb", duration=1.0, rate=500.0, n_muscles=2, seed=7)
-    text = plan_batch([folder], out, preset="smoke").format()
+    text = plan_batch([folder], out, preset="smoke", overwrite=True).format()
     assert "~30 s per input in earlier runs of this batch (mean of 2)" in text and "time        about 30 s left" in text
 
 
@@ -394,3 +410,30 @@ def test_a_manifest_without_a_setting_added_since_reads_it_as_its_default(folder
     assert plan_batch(inputs, out, preset="smoke").todo()
     with pytest.raises(ConfigError, match=r"other settings \(model.min_factors: 2 -> 8"):
         plan_batch(inputs, out, preset="smoke", overrides={"model.min_factors": 8})
+
+
+def test_a_subset_rerun_with_other_settings_marks_the_other_results_outdated(tmp_path):
+    """A tester's report: ``run "in/a*.nwb" --set preprocess.highpass_hz=30 --overwrite`` on a
+    folder made with the default settings wrote the new settings into the manifest, so that the
+    next run of the whole folder with them counted b's old result (65 Hz) as done."""
+    from nwb_autolfads.batch import _write_manifest
+
+    data, out = tmp_path / "in", tmp_path / "out"
+    data.mkdir()
+    for n, name in enumerate(("a", "b")):
+        mock_emg_nwb(data / f"{name}.nwb", duration=1.0, rate=500.0, n_muscles=2, seed=n)
+    _fake_done(plan_batch([data], out, preset="smoke"))
+    thirty = {"preprocess.highpass_hz": 30.0}
+    subset = plan_batch([str(data / "a*.nwb")], out, preset="smoke", overrides=thirty, overwrite=True)
+    assert [i.name for i in subset.items] == ["a.nwb"]
+    previous = json.loads((out / MANIFEST).read_text())
+    _fake_done(subset)  # as a run of the subset writes it
+    _write_manifest(subset, previous, None)
+    rows = {r["name"]: r for r in json.loads((out / MANIFEST).read_text())["assets"]}
+    assert rows["a.nwb"]["status"] == "done"
+    assert rows["b.nwb"]["status"] == "outdated" and "preprocess.highpass_hz: 65.0 -> 30.0" in rows["b.nwb"]["reason"]
+    state = _states(plan_batch([data], out, preset="smoke", overrides=thirty))
+    assert state["a.nwb"] == ("done", "")
+    assert state["b.nwb"][0] == "kept" and state["b.nwb"][1].startswith("made with other settings (preprocess.highpass_hz")
+    assert state["b.nwb"][1].endswith(KEPT)
+    assert _states(plan_batch([data], out, preset="smoke", overrides=thirty, overwrite=True))["b.nwb"][0] == "pending"
