@@ -526,3 +526,54 @@ def test_overwrite_never_replaces_a_recording(tiny, tmp_path, capsys):
     assert main(["run", str(tiny), *SMOKE, "-o", str(other), "--overwrite"]) == 2
     assert "not a result of nwb-autolfads" in _err_line(capsys)
     assert file_sha256(other) == before
+
+
+@pytest.mark.parametrize("where", ["new", "empty"])
+def test_an_output_inside_the_report_folder_is_refused_before_training(tiny, tmp_path, capsys, where):
+    """A tester's report: ``run -o DIR/x.nwb --report DIR`` (DIR new or empty) trained, wrote the
+    output into DIR, then refused the report (exit 2: "nothing in it was changed", though it was)."""
+    folder = tmp_path / "results"
+    if where == "empty":
+        folder.mkdir()
+    assert main(["run", str(tiny), *SMOKE, "-o", str(folder / "x.nwb"), "--report", str(folder)]) == 2
+    assert "inside the report folder" in _err_line(capsys)
+    assert not (folder / "x.nwb").exists() and not list(tmp_path.glob("**/*.autolfads-model"))
+
+
+def test_sigterm_is_said_and_exits_143_and_interrupts_say_what_was_written(tiny, tmp_path, capsys, monkeypatch):
+    """Testers' reports: SIGTERM (a scheduler's stop) ended a run with exit 143 and no word; an
+    interrupt said "no output was written" also for apply and evaluate (no training to continue)
+    and after a run's output was written (only its report was not)."""
+    import signal
+    import time
+
+    import nwb_autolfads.cli as cli
+
+    def terminated(*a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        raise AssertionError("SIGTERM did not stop the command")
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(cli, "_run_pipeline", terminated)
+    assert main(["run", str(tiny), *SMOKE]) == 143
+    err = capsys.readouterr().err
+    assert "nwb-autolfads: terminated (SIGTERM); no output was written (run the same command again" in err
+    assert signal.getsignal(signal.SIGTERM) == before  # the command's handler is gone
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_cmd_apply", interrupted)
+    assert main(["apply", "model.autolfads-model", str(tiny)]) == 130
+    assert capsys.readouterr().err.strip() == "nwb-autolfads: interrupted; no output was written (run the same command again)"
+    monkeypatch.setattr(cli, "_cmd_evaluate", interrupted)
+    assert main(["evaluate", str(tiny)]) == 130
+    assert "interrupted; nothing was written" in capsys.readouterr().err
+    monkeypatch.undo()
+    monkeypatch.setattr(cli, "_evaluate_and_report", interrupted)
+    out = tmp_path / "x.nwb"
+    assert main(["run", str(tiny), *SMOKE, "-o", str(out), "--report", str(tmp_path / "report")]) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted after the output was written: {out} is complete; the report was not written" in err
+    assert out.exists()

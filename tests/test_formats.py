@@ -211,6 +211,26 @@ def test_a_truncated_hdf5_file_is_named_damaged(tmp_path):
     assert main(["inspect", str(cut)]) == 2
 
 
+def test_a_file_another_program_writes_is_named_locked_not_damaged(tmp_path):
+    """A tester's report: an input open for writing in a notebook was called "damaged ... download
+    it again"."""
+    import subprocess
+
+    src = mock_emg_nwb(tmp_path / "open.nwb", duration=2.0, rate=1000.0, n_muscles=2)
+    holder = subprocess.Popen([sys.executable, "-c", "import h5py, sys, time; f = h5py.File(sys.argv[1], 'a'); "
+                               "print('open', flush=True); time.sleep(30)", str(src)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(InputFileError, match="open for writing in another program .*close it there") as info:
+            with open_nwb(src):
+                pass
+        assert "damaged" not in str(info.value)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_an_export_hdmf_cannot_do_leaves_a_results_only_file_not_a_lost_run(tmp_path, caplog):
     """A Zarr store with an ElectricalSeries: hdmf-zarr stores the electrodes' strings with a codec
     that cannot be exported to HDF5. The trained run is written results-only, with a warning."""

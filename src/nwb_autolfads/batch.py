@@ -1055,6 +1055,14 @@ def _record(item: BatchItem, outcome: Mapping[str, Any]) -> None:
         setattr(item, key, value)
 
 
+def _job_init() -> None:
+    """In each ``--jobs`` process: end with the batch (a job whose batch was killed stopped
+    nowhere; its run directory keeps what it had trained, for the same command to continue)."""
+    from nwb_autolfads.train.resources import end_with_parent
+
+    end_with_parent()
+
+
 def _progress(plan: BatchPlan, finished: list[list[BatchItem]], t0: float, jobs: int) -> str:
     """The line printed when an item (or a multi-session group: ``finished``' last entry) finishes:
     the counts, the time spent and the time left, from what this run has finished (per group with
@@ -1126,7 +1134,8 @@ def _execute(plan: BatchPlan, kwargs: dict[str, Any], jobs: int, note: Callable[
     for item in todo:  # queued: an output found later is this batch's
         _record(item, {"status": "started", "started": datetime.now(timezone.utc).isoformat(timespec="seconds")})
         note([item])
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_job_init) as pool:
         futures = {pool.submit(_run_one, item.input, str(plan.out / item.output),
                                {**kwargs, "progress": False, "overwrite": replace[item.key]}, str(plan.out)): item
                    for item in todo}

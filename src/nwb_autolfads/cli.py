@@ -21,6 +21,7 @@ torch, pynwb, the extension namespace) is imported before the arguments are pars
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import re
 import shlex
@@ -32,7 +33,7 @@ import yaml
 
 from nwb_autolfads import __version__
 from nwb_autolfads.config import PRESETS, build_config
-from nwb_autolfads.errors import ConfigError, NwbAutolfadsError
+from nwb_autolfads.errors import ConfigError, NwbAutolfadsError, OutputError
 from nwb_autolfads.model.registry import observation_names, observation_spec
 from nwb_autolfads.modalities import modality, modality_names, parse_modalities
 
@@ -324,11 +325,18 @@ def _cmd_run(args) -> int:
     overrides = _run_overrides(args)
     if args.report:
         from nwb_autolfads.evaluation.report import check_report_folder
-        check_report_folder(args.report, args.overwrite)  # before hours of training
+        folder = check_report_folder(args.report, args.overwrite)  # before hours of training
+        output = Path(args.output).absolute() if getattr(args, "output", None) else None
+        if output is not None and (output == folder or folder in output.parents):
+            raise OutputError(f"--output {args.output!r} is inside the report folder {args.report!r}, which a report "
+                              f"replaces whole: write the output elsewhere, or the report into a folder of its own, "
+                              f"e.g. --report {str(Path(args.report) / 'report')!r}")
     path, preset = _run_input(args)
     if not args.example and _is_batch(args):  # several inputs, a folder, a glob or a dandiset: nwb_autolfads.batch
+        args.batching = True
         return _cmd_batch(args, preset, overrides)
     result = _run_pipeline(args, path[0] if isinstance(path, list) else path, preset, overrides)
+    args.written = result.output
     print(result.summary(report=args.report))
     if args.example:
         _print_example_score(path, result)
@@ -514,12 +522,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     commands = {"config": _cmd_config, "inspect": _cmd_inspect, "runs": _cmd_runs, "evaluate": _cmd_evaluate,
                 "apply": _cmd_apply}
+    args.written = None  # run: the output, once it is in place (what an interrupt then says)
     try:
-        verbose, args.quiet = _verbosity(args)
-        configure_logging(verbose, args.quiet)
-        code = commands.get(args.command, _cmd_run)(args)
-        sys.stdout.flush()  # a closed pipe shows here, not as a traceback at exit
-        return code
+        with _terminate_as_interrupt():
+            verbose, args.quiet = _verbosity(args)
+            configure_logging(verbose, args.quiet)
+            code = commands.get(args.command, _cmd_run)(args)
+            sys.stdout.flush()  # a closed pipe shows here, not as a traceback at exit
+            return code
     except BrokenPipeError:
         # the reader stopped reading (`nwb-autolfads inspect X | head -1`): what it wanted was printed
         _silence_stdout()
@@ -527,10 +537,59 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NwbAutolfadsError as exc:
         sys.stderr.write(f"nwb-autolfads: error: {exc}\n")
         return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("nwb-autolfads: interrupted; no output was written (run the same command again to "
-                         "continue from the last validation check or generation)\n")
-        return 130
+    except KeyboardInterrupt as exc:
+        sys.stderr.write(f"nwb-autolfads: {_interrupted(args, exc)}\n")
+        return 143 if isinstance(exc, Terminated) else 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a job scheduler's stop, ``kill``): handled as Ctrl-C is (checkpoints whole, outputs
+    never half written, one line on stderr), exit code 143. It once ended a run silently."""
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM raises :class:`Terminated` in the main thread while the command runs."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(_number, _frame):
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except (ValueError, OSError):  # pragma: no cover - not settable here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(args, exc: BaseException) -> str:
+    """The line an interrupt (Ctrl-C, SIGTERM) ends a command with: what was and was not written,
+    and how to go on."""
+    what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+    command = args.command or "run"
+    if command in ("inspect", "runs", "config"):
+        return what
+    if command == "evaluate":
+        return f"{what}; nothing was written (run the same command again)"
+    if command == "apply":
+        return f"{what}; no output was written (run the same command again)"
+    if getattr(args, "written", None):
+        return (f"{what} after the output was written: {args.written} is complete; the report was not written "
+                f"(nwb-autolfads evaluate {args.written} --report {args.report})")
+    if getattr(args, "batching", False):
+        return (f"{what}; the inputs finished are kept and listed in the output folder's manifest (run the same "
+                "command again to continue)")
+    return (f"{what}; no output was written (run the same command again to continue from the last validation "
+            "check or generation)")
 
 
 def _batch_options(p: argparse.ArgumentParser) -> None:

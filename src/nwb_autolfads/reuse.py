@@ -30,7 +30,7 @@ from nwb_autolfads.data.timebase import same_bin_size
 from nwb_autolfads.errors import ConfigError, NwbAutolfadsError, SignalError
 from nwb_autolfads.evaluation.fit_check import FIT_STATISTIC, MAX_FIT_DROP, fit_verdict
 from nwb_autolfads.io.reading import open_nwb
-from nwb_autolfads.io.series import VOLT_EXPONENTS as _VOLT_EXPONENTS
+from nwb_autolfads.data.signals import VOLT_EXPONENTS as _VOLT_EXPONENTS
 from nwb_autolfads.io.sources import resolve_source, source_sha256 as input_sha256
 from nwb_autolfads.io.writing import OutputLock
 from nwb_autolfads.modalities import modality

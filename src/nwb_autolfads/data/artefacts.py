@@ -12,7 +12,7 @@ import logging
 import numpy as np
 
 from nwb_autolfads.data.scan import SampleScan
-from nwb_autolfads.data.signals import Signal
+from nwb_autolfads.data.signals import Signal, volts_per_unit
 from nwb_autolfads.errors import SignalError
 
 __all__ = ["drop_non_finite", "warn_saturated", "warn_implausible_volts", "warn_below_zero", "shared_artefact_bins",
@@ -176,28 +176,38 @@ def drop_flat_stretches(sig: Signal, scan: SampleScan, segments: list[slice], de
 
 
 def warn_saturated(sig: Signal, scan: SampleScan, fraction: float = 0.01) -> None:
-    """Warn about channels that sit at their extreme value in more than ``fraction`` of samples
-    (amplifier or ADC saturation): their activations are underestimated there."""
+    """Warn about channels that sit at their extreme values in more than ``fraction`` of samples
+    (amplifier or ADC saturation: the largest value, plus the smallest when it is below zero, i.e.
+    both rails; :func:`~nwb_autolfads.data.scan.scan_samples`): their activations are underestimated there."""
     if sig.n_samples < 100:
         return
     at_peak = scan.at_peak / sig.n_samples
     saturated = [sig.channel_names[i] for i in np.flatnonzero((at_peak > fraction) & (scan.peak > 0))]
     if saturated:
-        log.warning("%s: channel(s) %s look saturated (at their extreme value in more than %g%% of samples); "
+        log.warning("%s: channel(s) %s look saturated (at their extreme values, the rails, in more than %g%% of samples); "
                     "activations are underestimated where they clip", sig.source_path, ", ".join(saturated),
                     100 * fraction)
 
 
-def warn_implausible_volts(sig: Signal, scan: SampleScan, limit: float = 100.0) -> None:
-    """Warn when EMG said to be in volts reaches more than ``limit`` volts on most channels (EMG is
-    microvolts to millivolts): the values are probably in uV or mV, or a conversion is missing,
-    and the results, reported in the file's unit, would be as far off."""
-    if sig.unit.strip().lower() not in ("v", "volt", "volts") or not scan.peak.size:
+def warn_implausible_volts(sig: Signal, scan: SampleScan, limit: float = 100.0, floor: float = 2e-6) -> None:
+    """Warn when EMG in a voltage unit (:data:`~nwb_autolfads.data.signals.VOLT_EXPONENTS`) peaks,
+    at the median over channels, above ``limit`` volts or below ``floor`` volts: EMG is microvolts
+    to millivolts, and a whole recording's peak stays above an amplifier's noise (a few uV). Above:
+    the values are probably in uV or mV, or a conversion is missing; below: volts stored under a
+    uV/mV/nV label, or a conversion applied twice. Results, reported in the file's unit, would be
+    as far off."""
+    per_unit = volts_per_unit(sig.unit)
+    if per_unit is None or not scan.peak.size:
         return
-    if float(np.median(scan.peak)) > limit:
+    peak = float(np.median(scan.peak)) * per_unit
+    if peak > limit:
         log.warning("%s: EMG in %r reaches %.3g V (median over channels), implausible for EMG (uV-mV): the values "
                     "are probably in uV or mV, or the series' conversion is missing; results are reported in the "
-                    "file's unit", sig.source_path, sig.unit, float(np.median(scan.peak)))
+                    "file's unit", sig.source_path, sig.unit, peak)
+    elif 0 < peak < floor:
+        log.warning("%s: EMG in %r peaks at %.3g V (median over channels), below any amplifier's noise (a few uV): "
+                    "the values are probably in volts or mV under a smaller unit's label, or a conversion was applied "
+                    "twice; results are reported in the file's unit", sig.source_path, sig.unit, peak)
 
 
 def warn_below_zero(sig: Signal, binned: list[np.ndarray], limit: float = 0.1) -> None:

@@ -36,14 +36,17 @@ def trial_windows(align: np.ndarray, start: float, n_bins: int, lead: int, bin_s
                    bin_times: list[np.ndarray], *lists: list[np.ndarray]) -> tuple[list[np.ndarray], ...]:
     """Cut ``n_bins`` bins (plus ``lead`` lead-in bins before them) starting at each trial's
     alignment time + ``start``, from the gap-free segment that holds them. Trials with no time,
-    or not fully inside the data, are skipped with a warning; overlapping trial windows are an
-    error (results are written on one time axis)."""
+    or not fully inside the data (or across a gap), are skipped with a warning naming them (their
+    row in the trials table and time); overlapping trial windows are an error (results are
+    written on one time axis)."""
     if n_bins < 2:
         raise ConfigError(f"--window spans {n_bins} bin(s) of {bin_size * 1e3:g} ms: give a window of at least two "
                           "bins")
     out: tuple[list[np.ndarray], ...] = tuple([] for _ in (bin_times, *lists))
-    skipped, last_stop = 0, -np.inf
-    for t in np.sort(align[np.isfinite(align)]):
+    outside, last_stop = [], -np.inf
+    finite = np.flatnonzero(np.isfinite(align))
+    for row in finite[np.argsort(align[finite], kind="stable")]:
+        t = float(align[row])
         first = t + start - lead * bin_size
         for k, centres in enumerate(bin_times):
             i = int(np.searchsorted(centres, first - 1e-9 * bin_size))
@@ -52,7 +55,7 @@ def trial_windows(align: np.ndarray, start: float, n_bins: int, lead: int, bin_s
                     np.allclose(np.diff(centres[i:i + lead + n_bins]), bin_size, rtol=1e-6):
                 break
         else:
-            skipped += 1
+            outside.append((int(row), t))
             continue
         window = slice(i, i + lead + n_bins)
         if centres[i + lead] - bin_size / 2 < last_stop - 1e-9:
@@ -61,10 +64,16 @@ def trial_windows(align: np.ndarray, start: float, n_bins: int, lead: int, bin_s
         last_stop = centres[i + lead + n_bins - 1] + bin_size / 2
         for dst, src in zip(out, (bin_times, *lists)):
             dst.append(src[k][window])
-    skipped += int(np.sum(~np.isfinite(align)))
-    if skipped:
-        log.warning("%d of %d trials have no alignment time or are not fully inside the data: skipped", skipped,
-                    align.size)
+    no_time = np.flatnonzero(~np.isfinite(align)).tolist()
+    if outside or no_time:
+        parts = []
+        if outside:
+            shown = ", ".join(f"row {r} at {t:.6g} s" for r, t in outside[:5]) + (" ..." if len(outside) > 5 else "")
+            parts.append(f"{len(outside)} whose window is not fully inside the data or spans a gap ({shown})")
+        if no_time:
+            shown = ", ".join(f"row {r}" for r in no_time[:5]) + (" ..." if len(no_time) > 5 else "")
+            parts.append(f"{len(no_time)} with no alignment time ({shown})")
+        log.warning("%d of %d trials skipped: %s", len(outside) + len(no_time), align.size, "; ".join(parts))
     if len(out[0]) < 2:
         raise SignalError(f"trial-aligned mode needs at least 2 trials whose window lies inside the data, found "
                           f"{len(out[0])}: check --align-to and --window")

@@ -406,7 +406,7 @@ class SampleScan:
     bad_rows: np.ndarray  # indices of samples with a non-finite value in some channel
     bad_masks: np.ndarray  # (len(bad_rows), C) which channels are non-finite there
     peak: np.ndarray  # (C,) largest |finite value|
-    at_peak: np.ndarray  # (C,) samples at the peak (within 1e-9)
+    at_peak: np.ndarray  # (C,) samples at the largest value if above 0, plus those at the smallest if below 0 (the rails)
     flat: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int64))
     """(k, 3) channel, start, stop (sample indices) of the runs of identical samples at least
     ``min_flat`` long (:func:`scan_samples`; none when it was not given)."""
@@ -435,14 +435,26 @@ def _flat_runs(x: np.ndarray, a: int, last: np.ndarray, open_at: np.ndarray, min
         open_at[c], last[c] = starts[-1], xc[-1]
 
 
+def _running_top(top: np.ndarray, count: np.ndarray, new_top: np.ndarray, new_count: np.ndarray) -> None:
+    """Fold one chunk's per-channel largest value and its count (within a relative 1e-9) into the
+    running ones (in place)."""
+    tol = 1e-9 * np.maximum(np.where(np.isfinite(top), np.abs(top), 0.0), np.where(np.isfinite(new_top), np.abs(new_top), 0.0))
+    with np.errstate(invalid="ignore"):  # -inf - -inf: a channel with no finite value yet
+        higher, same = new_top > top + tol, np.abs(new_top - top) <= tol
+    count[:] = np.where(higher, new_count, np.where(same, count + new_count, count))
+    top[:] = np.where(higher, new_top, top)
+
+
 def scan_samples(values, chunk: int, bar=None, min_flat: int | None = None) -> SampleScan:
     """One pass over ``values`` (n, C), ``chunk`` rows at a time: non-finite samples, each channel's
-    peak and how often it is reached, and (with ``min_flat``) the runs of at least ``min_flat``
-    identical samples per channel (:attr:`SampleScan.flat`)."""
+    peak, how often it sits at its largest and smallest values (both rails of a clipping amplifier
+    or ADC: 0.9% at each was once not called saturated), and (with ``min_flat``) the runs of at
+    least ``min_flat`` identical samples per channel (:attr:`SampleScan.flat`)."""
     n, n_ch = values.shape
     any_finite = np.zeros(n_ch, bool)
     rows, masks = [], []
-    peak, at_peak = np.zeros(n_ch), np.zeros(n_ch, np.int64)
+    high, at_high = np.full(n_ch, -np.inf), np.zeros(n_ch, np.int64)
+    low, at_low = np.full(n_ch, -np.inf), np.zeros(n_ch, np.int64)  # of -x: the smallest values
     flat: list = []
     last, open_at = np.full(n_ch, np.nan), np.zeros(n_ch, np.int64)
     for a, b in chunk_bounds(n, chunk):
@@ -455,20 +467,19 @@ def scan_samples(values, chunk: int, bar=None, min_flat: int | None = None) -> S
         if bad.size:
             rows.append(bad + a)
             masks.append(~finite[bad])
-        mag = np.where(finite, np.abs(x), 0.0)
-        top = mag.max(axis=0, initial=0.0)
-        count = np.sum(mag >= top[None, :] * (1 - 1e-9), axis=0)
-        higher = top > peak
-        keep_old = higher & (peak >= top * (1 - 1e-9))
-        at_peak = np.where(higher, count + np.where(keep_old, at_peak, 0),
-                           np.where(top >= peak * (1 - 1e-9), at_peak + count, at_peak))
-        peak = np.maximum(peak, top)
+        for signed, top, at_top in ((x, high, at_high), (-x, low, at_low)):
+            v = np.where(finite, signed, -np.inf)
+            chunk_top = v.max(axis=0, initial=-np.inf)
+            tol = 1e-9 * np.where(np.isfinite(chunk_top), np.abs(chunk_top), 0.0)
+            _running_top(top, at_top, chunk_top, np.sum(np.isfinite(v) & (v >= (chunk_top - tol)[None, :]), axis=0))
         if bar is not None:
             bar.update(b - a)
     if min_flat and n:
         for c in range(n_ch):  # the runs still open at the end
             if n - open_at[c] >= min_flat:
                 flat.append((c, int(open_at[c]), n))
+    peak = np.maximum(np.where(np.isfinite(high), np.abs(high), 0.0), np.where(np.isfinite(low), np.abs(low), 0.0))
+    at_peak = np.where(high > 0, at_high, 0) + np.where(low > 0, at_low, 0)  # low > 0: the smallest value below 0
     return SampleScan(any_finite, np.concatenate(rows) if rows else np.zeros(0, np.int64),
                       np.concatenate(masks) if masks else np.zeros((0, n_ch), bool), peak, at_peak,
                       np.asarray(flat, dtype=np.int64).reshape(-1, 3))

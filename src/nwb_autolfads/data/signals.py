@@ -9,7 +9,18 @@ import numpy as np
 from nwb_autolfads.errors import SignalError
 from nwb_autolfads.data.timebase import Clock, TimeBase, analyse_timestamps, regular_time_base, regular_times
 
-__all__ = ["Signal", "SeriesValues", "ChannelSelection", "split_segments"]
+__all__ = ["Signal", "SeriesValues", "ChannelSelection", "split_segments", "VOLT_EXPONENTS", "volts_per_unit"]
+
+VOLT_EXPONENTS = {"v": 0, "volt": 0, "volts": 0, "mv": -3, "millivolt": -3, "millivolts": -3, "uv": -6, "µv": -6,
+                  "μv": -6, "microvolt": -6, "microvolts": -6, "nv": -9, "nanovolt": -9, "nanovolts": -9,
+                  "kv": 3, "kilovolt": 3, "kilovolts": 3}
+"""SI voltage spellings (lower case) and their power of ten in volts: data in another of them are converted."""
+
+
+def volts_per_unit(unit: str) -> float | None:
+    """Volts in one ``unit`` (an SI voltage spelling of :data:`VOLT_EXPONENTS`, any case), or None."""
+    exponent = VOLT_EXPONENTS.get(str(unit).strip().lower())
+    return None if exponent is None else 10.0 ** exponent
 
 
 class SeriesValues:

@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 from pynwb import NWBFile, TimeSeries
 
-from nwb_autolfads.data.signals import SeriesValues, Signal
+from nwb_autolfads.data.signals import VOLT_EXPONENTS, SeriesValues, Signal
 from nwb_autolfads.errors import SignalError, SignalNotFoundError
 from nwb_autolfads.io.reading import OUTPUT_MODULE, Candidate
 
@@ -93,11 +93,7 @@ def modality_of(c: Candidate) -> str:
     return "other"
 
 
-VOLT_EXPONENTS = {"v": 0, "volt": 0, "volts": 0, "mv": -3, "millivolt": -3, "millivolts": -3, "uv": -6, "µv": -6,
-                  "μv": -6, "microvolt": -6, "microvolts": -6}
-"""SI voltage spellings and their power of ten in volts: data in another of them are converted."""
-
-_EMG_UNITS = re.compile(r"volt|^[munµμ]?v$|^a\.?u\.?$|arbitrary|^unknown$|^no unit$|^$", re.IGNORECASE)
+_EMG_UNITS = re.compile(r"volt|^[munµμk]?v$|^a\.?u\.?$|arbitrary|^unknown$|^no unit$|^$", re.IGNORECASE)
 
 
 def emg_doubt(c: Candidate) -> str | None:
@@ -182,9 +178,10 @@ def invalid_times(nwbfile: NWBFile) -> np.ndarray:
     return out
 
 
-def _unit_factors(path: str, series: list) -> list[float]:
-    """Per series the factor that takes its values to the first series' unit, when the per-channel
-    series of one container are in different SI voltage units (V, mV, uV; a warning says so).
+def _unit_factors(path: str, series: list) -> tuple[list[float], str]:
+    """Per series the factor that takes its values to the unit most of them are in (ties: the
+    first's), and that unit, when the per-channel series of one container are in different SI
+    voltage units (nV to kV; a warning says so).
 
     Raises
     ------
@@ -196,10 +193,11 @@ def _unit_factors(path: str, series: list) -> list[float]:
     if not all(n in VOLT_EXPONENTS for n in names):
         raise SignalError(f"{path}: its per-channel series are in different units ({listing}), not all SI voltage "
                           "units that could be converted: store them in one unit, or choose one series with --emg")
-    factors = [10.0 ** (VOLT_EXPONENTS[n] - VOLT_EXPONENTS[names[0]]) for n in names]
-    log.warning("%s: its per-channel series are in different units (%s): converted to %r", path, listing,
-                series[0].unit)
-    return factors
+    exponents = [VOLT_EXPONENTS[n] for n in names]
+    common = max(exponents, key=lambda e: (exponents.count(e), -exponents.index(e)))
+    unit = str(series[exponents.index(common)].unit)
+    log.warning("%s: its per-channel series are in different units (%s): converted to %r", path, listing, unit)
+    return [10.0 ** (e - common) for e in exponents], unit
 
 
 def read_candidate(cand: Candidate) -> Signal:
@@ -467,8 +465,7 @@ def _read_container(cand: Candidate) -> Signal:
             period = 1.0 / sig.sampling_rate() if sig.n_samples > 1 else 0.0
         else:
             _check_same_clock(cand.path, series[0].name, ref, ref_times, period, ts.name, sig)
-    units = {ts.unit for ts in series}
-    factors = _unit_factors(cand.path, series) if len(units) > 1 else None
+    factors, unit = _unit_factors(cand.path, series) if len({ts.unit for ts in series}) > 1 else (None, series[0].unit)
     convs = {(float(ts.conversion if ts.conversion is not None else 1.0), float(getattr(ts, "offset", 0.0) or 0.0))
              for ts in series}
     if factors is None and len(convs) == 1 and all(_in_file(ts.data) for ts in series):  # read on demand
@@ -478,7 +475,7 @@ def _read_container(cand: Candidate) -> Signal:
         values = np.stack([np.asarray(_physical(ts, [ts.data]))[:, 0] * (1.0 if factors is None else factors[i])
                            for i, ts in enumerate(series)], axis=1)
     return Signal(values=values, channel_names=[ts.name for ts in series],
-                  unit=str(series[0].unit), source_path=cand.path,
+                  unit=str(unit), source_path=cand.path,
                   object_id=cand.obj.object_id, neurodata_type=type(cand.obj).__name__,
                   rate=ref.rate, starting_time=ref.starting_time, timestamps=ref.timestamps,
                   description=getattr(cand.obj, "description", "") or "")

@@ -30,7 +30,6 @@ import os
 import pickle
 import signal
 import sys
-import threading
 import traceback
 from pathlib import Path
 
@@ -39,7 +38,7 @@ import torch
 from nwb_autolfads.config import AugmentConfig, TrainConfig
 from nwb_autolfads.errors import TrainingError
 from nwb_autolfads.model.lfads import LFADS
-from nwb_autolfads.train.resources import (Execution, nwb_modules_loaded, reuse_freed_memory_for_good, set_threads,
+from nwb_autolfads.train.resources import (Execution, end_with_parent, nwb_modules_loaded, reuse_freed_memory_for_good, set_threads,
                                           using_threads)
 from nwb_autolfads.train.loop import TrainResult, time_steps, train_model
 from nwb_autolfads.train.training_data import TrainingData
@@ -94,22 +93,6 @@ def _load(data: bytes):
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
 
 
-def _watch_parent() -> None:
-    """In the child: when the parent process dies (killed, or ended without stopping us), stop
-    as Ctrl-C would (the checkpoint stays whole), and exit for good after a grace period."""
-    import _thread
-    import multiprocessing
-    import time
-
-    parent = multiprocessing.parent_process()
-    if parent is None:  # pragma: no cover - always set in a spawned child
-        return
-    parent.join()  # returns when the parent's end of the sentinel pipe closes
-    _thread.interrupt_main()
-    time.sleep(_STOP_GRACE_S)
-    os._exit(1)
-
-
 def _peak_mb() -> float:
     """This process's peak resident memory (MB): ``VmHWM``, that of its own address space.
     (``ru_maxrss`` of a spawned process also counts its parent's, copied before the exec.)"""
@@ -128,7 +111,7 @@ def _child_main(conn, payload: bytes) -> None:
     """The child process: train, send back bytes (the result, or the error)."""
     import time
 
-    threading.Thread(target=_watch_parent, name="watch-parent", daemon=True).start()
+    end_with_parent(_STOP_GRACE_S)
     try:
         job = _load(payload)
         del payload

@@ -25,7 +25,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["available_cores", "Execution", "choose_execution", "refuse_stacked_sessions", "set_threads", "using_threads", "idle_cores", "nwb_modules_loaded", "SMALL_MODEL_WIDTH",
+__all__ = ["end_with_parent", "available_cores", "Execution", "choose_execution", "refuse_stacked_sessions", "set_threads", "using_threads", "idle_cores", "nwb_modules_loaded", "SMALL_MODEL_WIDTH",
            "MODES", "CHILD_MIN_WORK", "reuse_freed_memory", "reusing_freed_memory",
            "reuse_freed_memory_for_good"]
 
@@ -49,6 +49,31 @@ more than the memory it saves; such a model trains in the caller's process."""
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 _PROC_CGROUP = Path("/proc/self/cgroup")
 
+
+
+def end_with_parent(grace: float = 10.0) -> bool:
+    """In a process started by :mod:`multiprocessing` (a training child, a PBT worker, a batch
+    job): when the parent ends without stopping it (killed with SIGKILL, or SIGTERM without
+    cleanup), stop as Ctrl-C would (a checkpoint being written stays whole) and exit for good
+    after ``grace`` seconds. Without it, a batch's jobs and a run's PBT workers kept running, orphaned,
+    after their parent was killed. Returns whether a watch was started (not in the main process)."""
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return False
+
+    def watch() -> None:
+        import _thread
+        import time
+
+        parent.join()  # returns when the parent's end of the sentinel pipe closes
+        _thread.interrupt_main()
+        time.sleep(grace)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
+    return True
 
 def _read(path: Path) -> str | None:
     try:

@@ -732,6 +732,24 @@ def test_implausible_rate_and_volts_are_warned_about(caplog):
     assert "raw EMG sampled at 200 Hz" in text and "probably in uV or mV" in text
 
 
+@pytest.mark.parametrize("unit, scale, says", [
+    ("uV", 1e-4, "below any amplifier's noise"),  # volts under a uV label: 1e-4 "uV" = 0.1 pV
+    ("nV", 1e-4, "below any amplifier's noise"),
+    ("mV", 1e-4, "below any amplifier's noise"),  # 0.1 uV
+    ("volts", 3e4, "probably in uV or mV"),  # ADC counts, no conversion
+    ("kV", 1.0, "probably in uV or mV"),
+    ("uV", 300.0, None), ("mV", 1.0, None), ("volts", 1e-3, None), ("a.u.", 1e-9, None),
+])
+def test_volts_under_another_units_label_are_warned_about(unit, scale, says, caplog):
+    """A tester's files: EMG in volts (~1e-4) labelled uV or mV was modelled without a word."""
+    rng = np.random.default_rng(0)
+    sig = Signal(rng.normal(size=(4000, 2)) * scale, ["a", "b"], unit, "acquisition/EMG", rate=2000.0)
+    with caplog.at_level(logging.WARNING):
+        preprocess_emg(sig, PreprocessConfig(), None)
+    found = [r.getMessage() for r in caplog.records if "median over channels" in r.getMessage()]
+    assert (found == []) if says is None else (len(found) == 1 and says in found[0] and repr(unit) in found[0])
+
+
 def test_preprocessing_a_long_recording_from_its_file_holds_a_fraction_of_one_full_rate_copy(tmp_path, capsys):
     import tracemalloc
 
@@ -769,3 +787,26 @@ def test_scan_finds_runs_of_one_value_whatever_the_chunks():
     for chunk in (7, 256, 599, 100000):
         assert sorted(scan_samples(x, chunk, min_flat=500).flat.tolist()) == want
     assert scan_samples(x, 256).flat.size == 0  # not asked
+
+
+@pytest.mark.parametrize("chunk", [97, 1000, 20000])
+def test_a_channel_clipped_at_both_rails_is_saturated(chunk, caplog):
+    """A tester's file: an int16 channel clipped at -32768 and +32767, 0.9% of samples at each, was
+    not called saturated (only the samples at the largest magnitude were counted)."""
+    from nwb_autolfads.data.artefacts import warn_saturated
+    from nwb_autolfads.data.scan import scan_samples
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20000, 3)) * 8000.0
+    rails = np.quantile(x[:, 0], [0.009, 0.991])
+    x[:, 0] = np.clip(np.round(x[:, 0]), rails[0], rails[1])  # 0.9% at each rail
+    x[:, 1] = np.abs(x[:, 1])  # rectified: its smallest values (near 0) are not a rail
+    x[:, 2] = np.maximum(x[:, 2], 0.0)  # half the samples at 0 (floored): not a rail either
+    scan = scan_samples(x, chunk)
+    assert scan.at_peak[0] == np.sum((x[:, 0] == rails[0]) | (x[:, 0] == rails[1])) > 0.017 * len(x)
+    assert scan.at_peak[1] == 1 and scan.at_peak[2] == 1
+    np.testing.assert_allclose(scan.peak, np.abs(x).max(axis=0))
+    sig = Signal(x, ["TA", "MG", "SOL"], "V", "acquisition/EMG", rate=2000.0)
+    with caplog.at_level("WARNING"):
+        warn_saturated(sig, scan)
+    assert "channel(s) TA look saturated" in caplog.text

@@ -185,9 +185,9 @@ def test_channel_names_skip_columns_that_do_not_tell_channels_apart(tmp_path, sy
         assert read_emg(nwb).channel_names == ["ch0", "ch1", "ch2", "ch3"]
 
 
-def _container_file(path, starts, rate=1000.0, n=3000, timestamps=False, stamps=None):
-    """Two muscles, each its own 1-D TimeSeries in a BehavioralTimeSeries, starting at ``starts``
-    (``stamps``: each muscle's own timestamps instead)."""
+def _container_file(path, starts, rate=1000.0, n=3000, timestamps=False, stamps=None, names=("A", "B")):
+    """Two muscles (``names``), each its own 1-D TimeSeries in a BehavioralTimeSeries, starting at
+    ``starts`` (``stamps``: each muscle's own timestamps instead)."""
     from datetime import datetime, timezone
 
     from pynwb import NWBHDF5IO, NWBFile, TimeSeries
@@ -196,7 +196,7 @@ def _container_file(path, starts, rate=1000.0, n=3000, timestamps=False, stamps=
     nwb = NWBFile("c", "c", datetime(2024, 1, 1, tzinfo=timezone.utc))
     emg = BehavioralTimeSeries(name="EMG")
     rng = np.random.default_rng(0)
-    for name, t0 in zip(("A", "B"), starts):
+    for name, t0 in zip(names, starts):
         kw = ({"timestamps": t0 + np.arange(n) / rate} if timestamps else {"starting_time": t0, "rate": rate})
         if stamps is not None:
             kw = {"timestamps": stamps[name]}
@@ -286,3 +286,21 @@ def test_container_series_in_other_voltage_units_are_converted_and_other_units_r
     with open_nwb(path) as (_io, nwb):
         with pytest.raises(SignalError, match=r"different units \(A: 'volts', B: 'm'\), not all SI voltage"):
             read_emg(nwb)
+
+
+def test_container_series_in_nv_and_kv_are_converted_to_the_unit_most_are_in(tmp_path, caplog):
+    """A tester's file: a muscle in nV and one in kV beside four in volts made the automatic choice
+    fall back to one muscle; now all six are converted to volts (the unit most are in)."""
+    names = ("LG", "MG", "Sol", "TA", "VL", "VM")
+    path = _container_file(tmp_path / "c.nwb", (0.0,) * 6, names=names)
+    with open_nwb(path) as (_io, nwb):
+        volts = np.asarray(read_emg(nwb).values)
+    with h5py.File(path, "a") as f:
+        for name, unit, factor in (("LG", "kV", 1e3), ("MG", "nV", 1e-9)):
+            column = names.index(name)
+            f[f"processing/behavior/EMG/{name}/data"][...] = volts[:, column] / factor
+            f[f"processing/behavior/EMG/{name}/data"].attrs["unit"] = unit
+    with open_nwb(path) as (_io, nwb):
+        sig = read_emg(nwb)
+    assert sig.unit == "volts" and list(sig.channel_names) == list(names) and "converted to 'volts'" in caplog.text
+    np.testing.assert_allclose(np.asarray(sig.values), volts, rtol=1e-12)

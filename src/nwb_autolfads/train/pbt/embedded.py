@@ -43,8 +43,9 @@ _WORKER: dict = {}
 
 
 def _worker_init(data: TrainingData, model_cfg, train_cfg, aug, threads=1) -> None:
-    from nwb_autolfads.train.resources import reuse_freed_memory_for_good, set_threads
+    from nwb_autolfads.train.resources import end_with_parent, reuse_freed_memory_for_good, set_threads
 
+    end_with_parent()  # a worker whose run was killed does not linger
     set_threads(threads)
     reuse_freed_memory_for_good()  # a worker only trains: keep freed buffers for the next step
     architecture = (data.n_channels, model_cfg, data.observation, data.model_sessions)
