@@ -606,9 +606,11 @@ def _write_manifest(plan: BatchPlan, previous: Mapping[str, Any] | None, command
         for key, row in rows.items():
             if key not in mine and row.get("status") in ("done", "kept"):
                 rows[key] = {**row, "status": "outdated", "reason": why}
-    for i in plan.items:  # a result kept out of date keeps its row (what it was made from), with the reason
-        rows[i.key] = {**rows[i.key], "status": "kept", "reason": i.reason} if i.status == "kept" and i.key in rows \
-            else i.row()
+    for i in plan.items:  # a result kept keeps its row (what it was made from), with the reason; one
+        if i.status != "kept" or i.key not in rows:  # out of date stays so (its reason is why)
+            rows[i.key] = i.row()
+        elif rows[i.key].get("status") != "outdated":
+            rows[i.key] = {**rows[i.key], "status": "kept", "reason": i.reason}
     data = {"format": _FORMAT, "version": 1, "inputs": plan.inputs, "dandiset": plan.dandiset,
             "modalities": plan.modalities, "settings": plan.settings, "resolved": plan.resolved, "command": command,
             "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"), "assets": list(rows.values())}
