@@ -582,22 +582,23 @@ def is_report_folder(folder: str | Path) -> bool:
     """Whether ``folder`` holds a report of :func:`write_report` and nothing else: index.html,
     evaluation.json (valid JSON) and PNG figures that index.html shows. A user's own PNG (one the
     page does not show), or any other file or folder, makes it not a report."""
+    return Path(folder).is_dir() and not _not_of_a_report(Path(folder))
+
+
+def _not_of_a_report(folder: Path) -> list[str]:
+    """The entries of the folder ``folder`` that are not part of a report (sorted names), or, when
+    there are none but the report itself is incomplete or invalid, its files' names; [] for a report."""
     import json
 
-    folder = Path(folder)
-    if not folder.is_dir() or not all((folder / f).is_file() for f in REPORT_FILES):
-        return False
     try:
+        page = (folder / "index.html").read_text(errors="replace") if (folder / "index.html").is_file() else ""
         json.loads((folder / "evaluation.json").read_text())
-        page = (folder / "index.html").read_text(errors="replace")
+        whole = bool(page)
     except (OSError, ValueError):
-        return False
-    for entry in folder.iterdir():
-        if entry.name in REPORT_FILES:
-            continue
-        if not (entry.is_file() and entry.name.endswith(".png") and f"src='{entry.name}'" in page):
-            return False
-    return True
+        whole = False
+    foreign = sorted(e.name for e in folder.iterdir() if e.name not in REPORT_FILES and not (
+        e.is_file() and e.name.endswith(".png") and f"src='{e.name}'" in page))
+    return foreign or ([] if whole and all((folder / f).is_file() for f in REPORT_FILES) else sorted(REPORT_FILES))
 
 
 def check_report_folder(folder: str | Path, overwrite: bool = False) -> Path:
@@ -630,10 +631,8 @@ def check_report_folder(folder: str | Path, overwrite: bool = False) -> Path:
     folder = Path(folder).absolute()
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"report folder {str(folder)!r} is a file: give a folder for the report")
-    if folder.is_dir() and any(folder.iterdir()) and not is_report_folder(folder):
-        page = (folder / "index.html").read_text(errors="replace") if (folder / "index.html").is_file() else ""
-        names = sorted(p.name for p in folder.iterdir()
-                       if p.name not in REPORT_FILES and f"src='{p.name}'" not in page) or sorted(REPORT_FILES)
+    names = _not_of_a_report(folder) if folder.is_dir() and any(folder.iterdir()) else []
+    if names:
         shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         raise OutputError(f"report folder {str(folder)!r} is not empty and is not a previous report (it holds "
                           f"{shown}): a report replaces its folder whole, so choose an empty or new folder, e.g. "
