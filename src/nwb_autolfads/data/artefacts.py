@@ -175,54 +175,61 @@ def drop_flat_stretches(sig: Signal, scan: SampleScan, segments: list[slice], de
     return segments
 
 
-def warn_saturated(sig: Signal, scan: SampleScan, fraction: float = 0.01) -> None:
+def warn_saturated(sig: Signal, scan: SampleScan, raw: bool = True, fraction: float = 0.01) -> None:
     """Warn about channels that sit at their extreme values in more than ``fraction`` of samples
-    (amplifier or ADC saturation: the largest value, plus the smallest when it is below zero, i.e.
-    both rails; :func:`~nwb_autolfads.data.scan.scan_samples`): their activations are underestimated there."""
+    (amplifier or ADC saturation): the largest value, plus the smallest when the EMG is ``raw``
+    (both rails, an unsigned ADC's 0 included) or the smallest is below zero
+    (:func:`~nwb_autolfads.data.scan.scan_samples`); their activations are underestimated there."""
     if sig.n_samples < 100:
         return
-    at_peak = scan.at_peak / sig.n_samples
-    saturated = [sig.channel_names[i] for i in np.flatnonzero((at_peak > fraction) & (scan.peak > 0))]
+    both = raw and scan.at_high.size == scan.peak.size
+    rails = (scan.at_high + scan.at_low if both else scan.at_peak) / sig.n_samples
+    saturated = [sig.channel_names[i] for i in np.flatnonzero((rails > fraction) & (scan.peak > 0))]
     if saturated:
-        log.warning("%s: channel(s) %s look saturated (at their extreme values, the rails, in more than %g%% of samples); "
-                    "activations are underestimated where they clip", sig.source_path, ", ".join(saturated),
+        log.warning("%s: channel(s) %s look saturated (at their extreme values, the rails, in more than %g%% of "
+                    "samples); activations are underestimated where they clip", sig.source_path, ", ".join(saturated),
                     100 * fraction)
 
 
-def warn_implausible_volts(sig: Signal, scan: SampleScan, limit: float = 100.0, floor: float = 2e-6) -> None:
-    """Warn when EMG in a voltage unit (:data:`~nwb_autolfads.data.signals.VOLT_EXPONENTS`) peaks,
-    at the median over channels, above ``limit`` volts or below ``floor`` volts: EMG is microvolts
-    to millivolts, and a whole recording's peak stays above an amplifier's noise (a few uV). Above:
-    the values are probably in uV or mV, or a conversion is missing; below: volts stored under a
-    uV/mV/nV label, or a conversion applied twice. Results, reported in the file's unit, would be
-    as far off."""
+def warn_implausible_volts(sig: Signal, scan: SampleScan, limit: float = 20.0, floor: float = 2e-6) -> None:
+    """Warn when EMG in a voltage unit (:data:`~nwb_autolfads.data.signals.VOLT_EXPONENTS`) peaks
+    above ``limit`` volts or below ``floor`` volts, per channel (one channel of a per-muscle
+    container stored in volts under a uV label was once missed by the median over channels): EMG
+    is microvolts to millivolts (amplified, at most the volts of an ADC's range), and a whole
+    recording's peak stays above an amplifier's noise (a few uV). Above: the values are probably
+    ADC counts, uV or mV, or a conversion is missing; below: volts stored under a uV/mV/nV label,
+    or a conversion applied twice. Results, reported in the file's unit, would be as far off."""
     per_unit = volts_per_unit(sig.unit)
     if per_unit is None or not scan.peak.size:
         return
-    peak = float(np.median(scan.peak)) * per_unit
-    if peak > limit:
-        log.warning("%s: EMG in %r reaches %.3g V (median over channels), implausible for EMG (uV-mV): the values "
-                    "are probably in uV or mV, or the series' conversion is missing; results are reported in the "
-                    "file's unit", sig.source_path, sig.unit, peak)
-    elif 0 < peak < floor:
-        log.warning("%s: EMG in %r peaks at %.3g V (median over channels), below any amplifier's noise (a few uV): "
-                    "the values are probably in volts or mV under a smaller unit's label, or a conversion was applied "
-                    "twice; results are reported in the file's unit", sig.source_path, sig.unit, peak)
+    peaks = scan.peak * per_unit
+    for wrong, words in ((peaks > limit, "above %g V: probably ADC counts, uV or mV, or the series' conversion is "
+                          "missing" % limit),
+                         ((peaks > 0) & (peaks < floor), "below any amplifier's noise (a few uV): probably volts or mV "
+                          "under a smaller unit's label, or a conversion applied twice")):
+        if wrong.any():
+            which = "every channel" if wrong.all() else "channel(s) " + ", ".join(
+                f"{sig.channel_names[i]} ({peaks[i]:.3g} V)" for i in np.flatnonzero(wrong)[:6])
+            log.warning("%s: EMG in %r peaks at %.3g V (median over channels); %s: %s; results are reported in the "
+                        "file's unit", sig.source_path, sig.unit, float(np.median(peaks)), which, words)
 
 
-def warn_below_zero(sig: Signal, binned: list[np.ndarray], limit: float = 0.1) -> None:
-    """Warn when more than ``limit`` of an already-rectified channel's bins are below zero (an
-    envelope with its mean subtracted or z-scored): the model's input is floored at a small
-    positive value, so those bins, and the muscle's quiet times with them, are all modelled alike."""
-    allb = np.concatenate(binned, axis=0)
+def warn_below_zero(sig: Signal, samples: list[np.ndarray], limit: float = 0.1) -> None:
+    """Warn when more than ``limit`` of an already-rectified channel's samples (``samples``:
+    excerpts (n, C), e.g. :func:`~nwb_autolfads.data.scan.spread_samples`, read before any
+    resampling, which floors at zero) are below zero (an envelope with its mean subtracted or
+    z-scored): the model's input is floored at a small positive value, so those samples, and the
+    muscle's quiet times with them, are all modelled alike."""
+    allb = np.concatenate([np.asarray(x, dtype=float) for x in samples], axis=0) if samples else np.zeros((0, 0))
     if not allb.size:
         return
-    below = np.mean(allb < 0, axis=0)
+    with np.errstate(invalid="ignore"):
+        below = np.nanmean(np.where(np.isfinite(allb), allb < 0, np.nan), axis=0)
     names = [f"{sig.channel_names[i]} ({100 * below[i]:.0f}%)" for i in np.flatnonzero(below > limit)]
     if names:
-        log.warning("%s: already-rectified EMG with many bins below zero: %s; an envelope with its mean subtracted "
-                    "or z-scored? Values below zero are floored (modelled as rest), so quiet times are lost; store "
-                    "the envelope without subtracting its mean, or pass --emg-raw if it is raw EMG",
+        log.warning("%s: already-rectified EMG with many samples below zero: %s; an envelope with its mean "
+                    "subtracted or z-scored? Values below zero are floored (modelled as rest), so quiet times are "
+                    "lost; store the envelope without subtracting its mean, or pass --emg-raw if it is raw EMG",
                     sig.source_path, ", ".join(names[:8]) + (" ..." if len(names) > 8 else ""))
 
 

@@ -35,7 +35,7 @@ from nwb_autolfads.data.artefacts import (FLAT_SECONDS, drop_flat_stretches, dro
                                           warn_below_zero, warn_saturated)
 from nwb_autolfads.data.filters import (Binner, apply_notches, highpass_filter, notch_frequencies, notch_gain,
                                         resample_ratio, settling_samples)
-from nwb_autolfads.data.scan import (DEFAULT_CHUNK_VALUES, HUM_RATIO, LINE_FREQUENCIES, chunk_bounds, detect_line_hum,
+from nwb_autolfads.data.scan import (DEFAULT_CHUNK_VALUES, AmbiguousEmg, HUM_RATIO, LINE_FREQUENCIES, chunk_bounds, detect_line_hum,
                                      hum_excerpt, looks_rectified, SampleScan, scan_samples,
                                      spread_samples)
 from nwb_autolfads.data.signals import Signal
@@ -274,6 +274,7 @@ def _preprocess(sig: Signal, cfg: PreprocessConfig, bin_size: float | None, prep
     steps: list[str] = []
     segments, dead, scan = _usable_segments(sig, timebase, scan_chunk, bar, steps)
     raw = _is_raw(sig, fs, preprocessed, segments, dead, steps)
+    warn_saturated(sig, scan, raw)
     if raw:
         segments = drop_flat_stretches(sig, scan, segments, dead, steps, _flat_samples(fs))
     warn_implausible_volts(sig, scan)
@@ -288,7 +289,7 @@ def _preprocess(sig: Signal, cfg: PreprocessConfig, bin_size: float | None, prep
                                                 eff_bin, chunk, notches, gap_factor, bar)
     _record_filtering(steps, cfg, fs, raw, notch_step, rate_after, None if per_sample else bin_size)
     if not raw:
-        warn_below_zero(sig, binned)
+        warn_below_zero(sig, spread_samples(sig.values, segments, dead))
 
     if cfg.artefact_fraction is not None:
         binned = reject_shared_artefacts(binned, cfg.artefact_fraction, cfg.artefact_quantile, steps)
@@ -303,7 +304,7 @@ def _usable_segments(sig: Signal, timebase, scan_chunk: int, bar,
                      steps: list[str]) -> tuple[list[slice], np.ndarray, SampleScan]:
     """The gap-free segments of ``timebase`` with NaN/inf samples (:func:`drop_non_finite`) and those
     inside the file's invalid_times (:func:`drop_invalid_times`) left out,
-    after one pass over the samples (:func:`scan_samples`, which also warns about saturation).
+    after one pass over the samples (:func:`scan_samples`).
     Returns (segments, dead-channel mask, the scan)."""
     segments = list(timebase.segments)
     for note in timebase.notes():
@@ -315,7 +316,6 @@ def _usable_segments(sig: Signal, timebase, scan_chunk: int, bar,
     dead, segments = drop_non_finite(sig, scan, segments, steps)
     segments = drop_invalid_times(sig, segments, steps)
     bar.total = sig.n_samples + sum(seg.stop - seg.start for seg in segments)  # the samples filtered next
-    warn_saturated(sig, scan)
     return segments, dead, scan
 
 
@@ -330,7 +330,14 @@ def _is_raw(sig: Signal, fs: float, preprocessed: bool | None, segments: list[sl
     raw EMG sampled too slowly to hold the EMG band raises :class:`SignalError` (under
     :data:`MIN_RAW_EMG_HZ`) or warns (under 500 Hz)."""
     if preprocessed is None:
-        preprocessed = looks_rectified(spread_samples(sig.values, segments, dead), fs)
+        try:
+            preprocessed = looks_rectified(spread_samples(sig.values, segments, dead), fs)
+        except AmbiguousEmg as exc:
+            names = ", ".join(sig.channel_names[c] for c in exc.channels[:6]) + (" ..." if len(exc.channels) > 6 else "")
+            raise SignalError(f"{sig.source_path}: cannot tell whether the EMG is raw or already an envelope: "
+                              f"{exc.evidence} ({names}): an envelope with its mean subtracted, or raw EMG under "
+                              "large slow artefacts? Say which: --emg-raw or --emg-preprocessed (in Python, the "
+                              "setting data.preprocessed: False or True)") from None
         steps.append("detected already-rectified/enveloped EMG (not both signs; skewed or slow above 5 Hz; "
                      "override with --emg-raw)" if preprocessed else
                      "detected raw EMG (both signs, or symmetric and fast about a baseline; override with "

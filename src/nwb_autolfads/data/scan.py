@@ -15,7 +15,8 @@ from scipy import signal as sps
 __all__ = ["DEFAULT_CHUNK_VALUES", "looks_rectified", "LineHum", "detect_line_hum", "line_hum_spectrum", "hum_excerpt",
            "LINE_FREQUENCIES", "HUM_RATIO", "HUM_DRIFT_HZ", "HUM_MAX_HZ", "HUM_EXCERPT_SECONDS", "HUM_WINDOW_SECONDS",
            "SampleScan", "scan_samples", "chunk_bounds", "spread_samples", "FLAT_RUN",
-           "TWO_SIGNED_FRACTION", "TWO_SIGNED_DEPTH", "SYMMETRY_LIMIT", "SLOW_FRACTION", "ARTEFACT_MADS"]
+           "TWO_SIGNED_FRACTION", "TWO_SIGNED_DEPTH", "SYMMETRY_LIMIT", "SLOW_FRACTION", "ARTEFACT_MADS",
+           "HIGH_BAND_HZ", "HIGH_BAND_RAW", "HIGH_BAND_ENVELOPE", "LOW_RATE_BAND", "HIGH_SYMMETRY_LIMIT", "AmbiguousEmg"]
 
 DEFAULT_CHUNK_VALUES = 2**23
 """Values (samples x channels) read and filtered at a time: 64 MB of float64."""
@@ -33,12 +34,38 @@ undershoot is far smaller and rarer)."""
 TWO_SIGNED_DEPTH = 0.05
 """See :data:`TWO_SIGNED_FRACTION`."""
 
-SLOW_FRACTION = 0.15
-"""A channel that swings both ways is still an envelope (with its baseline or mean subtracted)
-when, of its power above 5 Hz, less than this fraction lies above 20 Hz. Raw EMG has 0.7-1.0 there,
-and 0.18-0.24 even under movement artefacts with 9 times its power; a low-pass envelope has 0.00-0.11
-(cut-offs 3-20 Hz, 2nd and 4th order). Raw EMG whose 5-20 Hz artefacts carry 30 times its power
-would be taken for an envelope (the log says which; ``--emg-raw`` overrides)."""
+SLOW_FRACTION = 0.01
+"""A channel is slow like an envelope when, of its power above 5 Hz, less than this fraction lies
+above 20 Hz (raw EMG: 0.02 and more, even under movement artefacts 100 times its power)."""
+
+HIGH_BAND_HZ = 150.0
+"""The high band (Hz and up) that tells raw EMG, whose power reaches it, from an envelope, whose
+low-pass (or moving average) leaves almost none there; movement artefacts and ECG do not reach it."""
+
+HIGH_BAND_RAW = 0.17
+"""A channel with at least this fraction of its power above 20 Hz lying above :data:`HIGH_BAND_HZ`
+is raw EMG (measured: 0.45-0.70 for raw EMG, 0.18 under 5-20 Hz artefacts with 100 times its
+power, at 1-10 kHz)."""
+
+HIGH_BAND_ENVELOPE = 0.14
+"""At most this fraction (see :data:`HIGH_BAND_RAW`) is an envelope (measured: 0.00-0.134 for
+Butterworth envelopes of 2-50 Hz, 2nd and 4th order, moving RMS and box averages of 50-100 ms, at
+1-10 kHz); between the two the samples cannot tell, and the user is asked."""
+
+LOW_RATE_BAND = (0.33, 0.36)
+"""(:data:`HIGH_BAND_ENVELOPE`, :data:`HIGH_BAND_RAW`) under 600 Hz, where the high band is the
+upper half up to Nyquist (rate / 4 and up): moving RMS and box averages keep 0.25-0.32 there at
+250 Hz, raw EMG 0.38-0.58."""
+
+
+def _band_limits(fs: float) -> tuple[float, float]:
+    """(envelope at most, raw at least) of :attr:`FastPart.above_high` at rate ``fs``."""
+    return (HIGH_BAND_ENVELOPE, HIGH_BAND_RAW) if fs >= 4 * HIGH_BAND_HZ else LOW_RATE_BAND
+
+
+HIGH_SYMMETRY_LIMIT = 0.08
+"""Raw EMG's high band (above :data:`HIGH_BAND_HZ`) is symmetric: |Bowley skewness| below this
+(measured 0.00-0.02, with ECG too); rectified EMG's is skewed (0.05-0.20)."""
 
 ARTEFACT_MADS = 8.0
 """Before its fast part is looked at, an excerpt is clipped at this many robust SDs (1.4826 x the
@@ -63,9 +90,15 @@ def _without_flat_runs(x: np.ndarray) -> np.ndarray:
 
 
 def _power_above(y: np.ndarray, fs: float, hz: float = 20.0) -> tuple[float, float]:
-    """(power above ``hz``, all power) of ``y`` from its spectrum."""
+    """(power above ``hz``, all power) of ``y`` from its spectrum, mains lines left out (within
+    1.5 Hz of every multiple of 50 and 60 Hz: strong hum once made raw EMG look slow)."""
     power = np.abs(np.fft.rfft(y)) ** 2
-    return float(power[np.fft.rfftfreq(y.size, 1.0 / fs) > hz].sum()), float(power.sum())
+    freqs = np.fft.rfftfreq(y.size, 1.0 / fs)
+    mains = np.zeros(freqs.size, bool)
+    for line in (50.0, 60.0):
+        mains |= (np.abs(freqs - line * np.round(freqs / line)) <= 1.5) & (freqs > 25.0)
+    power = np.where(mains, 0.0, power)
+    return float(power[freqs > hz].sum()), float(power.sum())
 
 
 def _symmetric_and_fast(x: np.ndarray, fs: float) -> bool:
@@ -87,13 +120,39 @@ def _far_from_zero(x: np.ndarray) -> bool:
     return bool(q01 > 0.5 * (q99 - q01))
 
 
-def _fast_part(pieces: list[np.ndarray], fs: float) -> tuple[float, float] | None:
+@dataclass(frozen=True)
+class FastPart:
+    """One channel's part above 5 Hz, as :func:`_fast_part` measures it."""
+
+    above_20: float
+    """Fraction of its power above 20 Hz (raw EMG: 0.7-1.0 when clean, down to 0.02 under
+    movement artefacts 100 times its power; a low-pass envelope: 0.00-0.4, up to 0.7 for a 50 Hz
+    cut-off)."""
+    above_high: float | None
+    """Fraction of its power above 20 Hz that lies above :data:`HIGH_BAND_HZ` (raw EMG: 0.45-0.7,
+    0.18 under 5-20 Hz artefacts 100 times its power; an envelope, also a moving RMS or box
+    average: 0.00-0.14); None when the rate is under 4 x :data:`HIGH_BAND_HZ`."""
+    skew: float
+    """Bowley skewness (5th, 50th, 95th percentiles) of the part above 5 Hz."""
+    skew_high: float | None
+    """Bowley skewness of the part above :data:`HIGH_BAND_HZ` (raw EMG: |0.00-0.02|, with ECG too;
+    rectified EMG: 0.05-0.20); None with ``above_high``."""
+
+
+def _bowley(y: np.ndarray) -> float:
+    q05, q50, q95 = np.quantile(y, [0.05, 0.5, 0.95])
+    return float((q95 + q05 - 2.0 * q50) / (q95 - q05)) if q95 > q05 else 0.0
+
+
+def _fast_part(pieces: list[np.ndarray], fs: float) -> FastPart | None:
     """One channel's part above 5 Hz, per excerpt (an offset and its wander removed by a zero-phase
     high-pass; samples beyond :data:`ARTEFACT_MADS` robust SDs of the excerpt's median clipped
-    first, so that a few large artefacts do not ring through the filter): (fraction of its power
-    above 20 Hz, Bowley skewness of its 5th/50th/95th percentiles). None: too little data."""
+    first, so that a few large artefacts do not ring through the filter), and its part above
+    :data:`HIGH_BAND_HZ` (:class:`FastPart`). None: too little data."""
     sos = sps.butter(2, 5.0, btype="highpass", fs=fs, output="sos")
-    fast, power_high, power_all = [], 0.0, 0.0
+    edge = min(HIGH_BAND_HZ, fs / 4.0)  # below 600 Hz, the upper half of the band up to Nyquist
+    high_sos = sps.butter(4, edge, btype="highpass", fs=fs, output="sos") if edge >= 60.0 else None
+    fast, high_parts, power = [], [], np.zeros(3)
     for x in pieces:
         if x.size < 64 or np.ptp(x) == 0:
             continue
@@ -102,28 +161,58 @@ def _fast_part(pieces: list[np.ndarray], fs: float) -> tuple[float, float] | Non
         x = np.clip(x, centre - spread, centre + spread) - centre if spread > 0 else x - centre
         y = sps.sosfiltfilt(sos, x) if x.size > 3 * 2 * 6 else x - x.mean()
         fast.append(y)
-        high, total = _power_above(y, fs)
-        power_high += high
-        power_all += total
-    if not fast or power_all <= 0:
+        above_20, total = _power_above(y, fs)
+        power += (above_20, total, _power_above(y, fs, edge)[0] if high_sos is not None else 0.0)
+        if high_sos is not None and x.size > 3 * 2 * 12:
+            high_parts.append(sps.sosfiltfilt(high_sos, x))
+    if not fast or power[1] <= 0:
         return None
-    q05, q50, q95 = np.quantile(np.concatenate(fast), [0.05, 0.5, 0.95])
-    return power_high / power_all, float((q95 + q05 - 2.0 * q50) / (q95 - q05)) if q95 > q05 else 0.0
+    high = high_sos is not None and power[0] > 0 and bool(high_parts)
+    return FastPart(above_20=power[0] / power[1], above_high=power[2] / power[0] if high else None,
+                    skew=_bowley(np.concatenate(fast)), skew_high=_bowley(np.concatenate(high_parts)) if high else None)
 
 
 def _fast_part_looks_raw(pieces: list[np.ndarray], fs: float) -> bool | None:
-    """Whether one channel's excerpts look like raw EMG on an offset that may wander: above 5 Hz
-    most variance lies above 20 Hz and the distribution is symmetric (:data:`SYMMETRY_LIMIT`; see
-    :func:`_fast_part`). None: too little data."""
+    """Whether one channel's excerpts look like raw EMG on an offset that may wander (an unsigned
+    ADC): with a rate of 4 x :data:`HIGH_BAND_HZ` or more, a high band like raw EMG's
+    (:data:`HIGH_BAND_RAW`) that is symmetric (:data:`HIGH_SYMMETRY_LIMIT`: rectified EMG's is
+    skewed; movement artefacts and ECG do not reach it); else most power above 5 Hz lies above
+    20 Hz and is symmetric (:data:`SYMMETRY_LIMIT`). None: too little data."""
     part = _fast_part(pieces, fs)
-    return None if part is None else bool(part[0] > 0.5 and abs(part[1]) < SYMMETRY_LIMIT)
+    if part is None:
+        return None
+    if part.above_high is not None:
+        return bool(part.above_20 >= SLOW_FRACTION and part.above_high >= _band_limits(fs)[1]
+                    and abs(part.skew_high) < HIGH_SYMMETRY_LIMIT)
+    return bool(part.above_20 > 0.5 and abs(part.skew) < SYMMETRY_LIMIT)
 
 
-def _slow(pieces: list[np.ndarray], fs: float) -> bool:
-    """Whether one channel's excerpts are slow like an envelope: of their power above 5 Hz, less
-    than :data:`SLOW_FRACTION` lies above 20 Hz (raw EMG: most; see :func:`_fast_part`)."""
+def _two_signed_is_envelope(pieces: list[np.ndarray], fs: float) -> bool | None:
+    """Whether one channel's excerpts that swing both ways are an envelope with its baseline or mean
+    subtracted (True), raw EMG (False), or cannot be told apart (None): slow (less than
+    :data:`SLOW_FRACTION` of the power above 5 Hz lies above 20 Hz) is an envelope; else, with a rate
+    of 4 x :data:`HIGH_BAND_HZ` or more, the high band decides (:data:`HIGH_BAND_RAW` and more:
+    raw; :data:`HIGH_BAND_ENVELOPE` and less: an envelope; between: None); else raw."""
     part = _fast_part(pieces, fs)
-    return part is not None and part[0] < SLOW_FRACTION
+    if part is None:
+        return False
+    if part.above_20 < SLOW_FRACTION:
+        return True
+    if part.above_high is None:
+        return False
+    envelope_at, raw_at = _band_limits(fs)
+    if part.above_high >= raw_at:
+        return False
+    return True if part.above_high <= envelope_at else None
+
+
+class AmbiguousEmg(ValueError):
+    """The samples do not tell raw EMG from an envelope (:func:`looks_rectified`); ``channels``:
+    the channel indices, ``evidence``: what was measured, in words."""
+
+    def __init__(self, channels: list[int], evidence: str):
+        super().__init__(evidence)
+        self.channels, self.evidence = channels, evidence
 
 
 def looks_rectified(values, fs: float | None = None) -> bool:
@@ -140,30 +229,40 @@ def looks_rectified(values, fs: float | None = None) -> bool:
     bool
         True when most channels (that are not flat) look rectified/enveloped.
 
+    Raises
+    ------
+    AmbiguousEmg
+        At least half the channels swing both ways with a high band between an envelope's and raw
+        EMG's (:func:`_two_signed_is_envelope`): the caller asks the user to say which.
+
     Notes
     -----
     Per channel, runs of :data:`FLAT_RUN` or more identical samples left out (a disconnected
-    amplifier, zero padding: an all-zero lead-in once made raw EMG "rectified"):
+    amplifier, zero padding: an all-zero lead-in once made raw EMG "rectified"), and large sparse
+    artefacts clipped (:data:`ARTEFACT_MADS`):
 
-    - **raw** when it swings both ways: more than 1% of samples negative, reaching 5% of its 99th
-      percentile of magnitude, unless it is slow like an envelope (:func:`_slow`: an envelope
-      with its baseline or mean subtracted, 2-60% negative, was rectified again: r with the truth
-      0.02). An envelope's few tiny undershoots below zero (a zero-phase low-pass after
-      rectifying leaves them) are not "both ways": a single -1e-9 once made an envelope "raw";
+    - when it swings both ways (more than 1% of samples negative, reaching 5% of its 99th
+      percentile of magnitude): **raw** unless it is an envelope with its baseline or mean
+      subtracted (:func:`_two_signed_is_envelope`: slow, or almost no power above
+      :data:`HIGH_BAND_HZ`; such envelopes, 2-63% negative, were rectified again: r with the
+      truth 0.02-0.7). Raw EMG under movement artefacts with up to 100 times its power is still
+      raw: they do not reach the high band. An envelope's few tiny undershoots below zero (a
+      zero-phase low-pass after rectifying leaves them) are not "both ways": a single -1e-9 once
+      made an envelope "raw";
     - else **raw** when it is symmetric and fast (:func:`_symmetric_and_fast`: raw EMG on a steady
-      offset, e.g. an unsigned ADC), or stays far above zero (:func:`_far_from_zero`) with a fast
-      part (above 5 Hz) like raw EMG's (:func:`_fast_part_looks_raw`): an offset that wanders
-      (0.3 Hz at twice the EMG's SD was once taken for an envelope). Large sparse artefacts are clipped
-      first (:data:`ARTEFACT_MADS`). Rectified EMG sampled at the raw rate with a large offset
-      added, or with its baseline subtracted, can be taken for raw: the log's "detected ..." line says which, and
-      ``--emg-raw`` / ``--emg-preprocessed`` override;
+      offset, e.g. an unsigned ADC), or stays far above zero (:func:`_far_from_zero`) with a high
+      band like raw EMG's (:func:`_fast_part_looks_raw`): an offset that wanders, movement
+      artefacts or ECG on an unsigned ADC were once taken for an envelope. Rectified EMG sampled
+      at the raw rate with a large offset added, or with its mean subtracted, can be taken for
+      raw: the log's "detected ..." line says which, and ``--emg-raw`` / ``--emg-preprocessed``
+      override;
     - else **rectified** (non-negative and skewed, or slow: an envelope).
     """
     pieces = [np.asarray(v, dtype=float) for v in (values if isinstance(values, list) else [values])]
     pieces = [p[np.all(np.isfinite(p), axis=1)] for p in pieces if np.ndim(p) == 2 and len(p)]
     if not pieces:
         return True
-    votes = []
+    votes, unsure = [], []
     for c in range(pieces[0].shape[1]):
         parts = [_without_flat_runs(p[:, c]) for p in pieces]
         x = np.concatenate(parts)
@@ -171,10 +270,20 @@ def looks_rectified(values, fs: float | None = None) -> bool:
             continue
         depth = float(np.quantile(np.abs(x), 0.99))
         if np.mean(x < 0) > TWO_SIGNED_FRACTION and float(x.min()) < -TWO_SIGNED_DEPTH * depth:
-            votes.append(fs is not None and fs > 80.0 and _slow(parts, fs))
+            verdict = _two_signed_is_envelope(parts, fs) if fs is not None and fs > 80.0 else False
+            if verdict is None:
+                unsure.append(c)
+            else:
+                votes.append(verdict)
             continue
         votes.append(not (fs is not None and fs > 80.0 and (_symmetric_and_fast(x, fs) or (
             _far_from_zero(x) and _fast_part_looks_raw(parts, fs)))))
+    if unsure and len(unsure) >= len(votes):
+        low, high = _band_limits(fs)
+        raise AmbiguousEmg(unsure, f"{len(unsure)} of {len(unsure) + len(votes)} channel(s) swing both ways, yet "
+                                   f"the share of their power above 20 Hz that lies above "
+                                   f"{min(HIGH_BAND_HZ, fs / 4):g} Hz is between an envelope's and raw EMG's "
+                                   f"({low:g}-{high:g})")
     return bool(np.mean(votes) >= 0.5) if votes else True
 
 
@@ -407,6 +516,11 @@ class SampleScan:
     bad_masks: np.ndarray  # (len(bad_rows), C) which channels are non-finite there
     peak: np.ndarray  # (C,) largest |finite value|
     at_peak: np.ndarray  # (C,) samples at the largest value if above 0, plus those at the smallest if below 0 (the rails)
+    at_high: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """(C,) samples at the channel's largest value (within a relative 1e-9)."""
+    at_low: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """(C,) samples at its smallest value: with :attr:`at_high`, the samples at both rails of an
+    amplifier or ADC that clips (an unsigned ADC's lower rail is 0)."""
     flat: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int64))
     """(k, 3) channel, start, stop (sample indices) of the runs of identical samples at least
     ``min_flat`` long (:func:`scan_samples`; none when it was not given)."""
@@ -481,8 +595,8 @@ def scan_samples(values, chunk: int, bar=None, min_flat: int | None = None) -> S
     peak = np.maximum(np.where(np.isfinite(high), np.abs(high), 0.0), np.where(np.isfinite(low), np.abs(low), 0.0))
     at_peak = np.where(high > 0, at_high, 0) + np.where(low > 0, at_low, 0)  # low > 0: the smallest value below 0
     return SampleScan(any_finite, np.concatenate(rows) if rows else np.zeros(0, np.int64),
-                      np.concatenate(masks) if masks else np.zeros((0, n_ch), bool), peak, at_peak,
-                      np.asarray(flat, dtype=np.int64).reshape(-1, 3))
+                      np.concatenate(masks) if masks else np.zeros((0, n_ch), bool), peak, at_peak, at_high,
+                      at_low, np.asarray(flat, dtype=np.int64).reshape(-1, 3))
 
 
 def spread_samples(values, segments: list[slice], dead: np.ndarray, n: int = 2**16,
