@@ -286,3 +286,30 @@ def test_a_replaced_session_trains_its_subjects_model_again(tmp_path, capsys):
     assert second["c.nwb"] == first["c.nwb"]
     assert nwb_autolfads.load_results(out / "b_autolfads.nwb").attrs["source_file_sha256"] == \
         file_sha256(data / "b.nwb")
+
+
+def test_sigterm_stops_a_batch_with_jobs_and_its_jobs_promptly(tmp_path):
+    """A tester's report: SIGTERM to ``run FOLDER --jobs 2`` printed "terminated" and then waited
+    for ever while both jobs kept training (and the queued third input was started too)."""
+    data, out = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    for k in range(3):
+        mock_emg_nwb(data / f"r{k}.nwb", seed=k, **EMG)
+    cmd = [sys.executable, "-m", "nwb_autolfads", "run", str(data), "-o", str(out), "--jobs", "2", "--preset", "smoke",
+           "-q", "--set", "pbt.generation_steps=2000", "--set", "pbt.max_generations=50", "--set", "train.threads=1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while len(list(out.glob(".*.rundir"))) < 2:  # both jobs are training
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM); the inputs finished are kept" in err
+    assert len(list(out.glob(".*.rundir"))) == 2  # the two interrupted runs' state, for the same command
+    time.sleep(1.0)
+    assert subprocess.run(["pgrep", "-f", str(data)], capture_output=True).stdout == b""  # no job left running

@@ -226,6 +226,8 @@ def test_a_file_another_program_writes_is_named_locked_not_damaged(tmp_path):
             with open_nwb(src):
                 pass
         assert "damaged" not in str(info.value)
+        with pytest.raises(InputFileError, match="open for writing in another program"):  # evaluate, runs
+            nwb_autolfads.load_results(src)
     finally:
         holder.kill()
         holder.wait()

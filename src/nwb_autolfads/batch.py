@@ -1130,7 +1130,7 @@ def _execute(plan: BatchPlan, kwargs: dict[str, Any], jobs: int, note: Callable[
             note([item])
         return
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     replace = {item.key: _replace(plan, item, kwargs) for item in todo}
     for item in todo:  # queued: an output found later is this batch's
@@ -1138,16 +1138,47 @@ def _execute(plan: BatchPlan, kwargs: dict[str, Any], jobs: int, note: Callable[
         note([item])
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_job_init) as pool:
-        futures = {pool.submit(_run_one, item.input, str(plan.out / item.output),
-                               {**kwargs, "progress": False, "overwrite": replace[item.key]}, str(plan.out)): item
-                   for item in todo}
+        waiting, running = list(todo), {}
+
+        def submit() -> None:  # one at a time as jobs end: none queued that an interrupt would still start
+            item = waiting.pop(0)
+            running[pool.submit(_run_one, item.input, str(plan.out / item.output),
+                                {**kwargs, "progress": False, "overwrite": replace[item.key]}, str(plan.out))] = item
+
         try:
-            for future in as_completed(futures):
-                _record(futures[future], future.result())
-                note([futures[future]])
+            for _ in range(min(jobs, len(waiting))):
+                submit()
+            while running:
+                for future in wait(running, return_when=FIRST_COMPLETED).done:
+                    item = running.pop(future)
+                    _record(item, future.result())
+                    note([item])
+                    if waiting:
+                        submit()
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+            processes = list((getattr(pool, "_processes", None) or {}).values())  # the executor's own (CPython)
+            pool.shutdown(wait=False, cancel_futures=True)  # forgets them
+            _stop_jobs(processes)
             raise
+
+
+def _stop_jobs(processes: list, grace: float = 2.0) -> None:
+    """Stop the ``--jobs`` processes (``processes``) still running as Ctrl-C would (each keeps its run directory for
+    the same command to continue). Ctrl-C in a terminal reaches them too: they are given ``grace``
+    seconds to stop by themselves first; a SIGTERM or an error reaches this process only (a batch
+    once waited for ever on jobs that kept training after "terminated")."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + grace
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            try:
+                os.kill(process.pid, signal.SIGINT)
+            except OSError:
+                pass
 
 
 def _execute_ray(plan: BatchPlan, kwargs: dict[str, Any], jobs: int, note: Callable[[list[BatchItem]], None],

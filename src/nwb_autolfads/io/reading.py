@@ -87,6 +87,17 @@ def open_nwb(path) -> Iterator[tuple[NWBHDF5IO, NWBFile]]:
         io.close()
 
 
+def check_not_locked(path: Path, exc: BaseException) -> None:
+    """Raise :class:`InputFileError` saying so when ``exc`` (from opening ``path`` with h5py) is
+    HDF5's file lock: another program has the file open for writing (it was once called
+    "damaged", with advice to download it again)."""
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, BlockingIOError) or "unable to lock file" in first:
+        raise InputFileError(f"{str(path)!r} is open for writing in another program (HDF5 keeps it locked: {first}): "
+                             "close it there (a notebook, NWB widgets, another run with --in-place), then run again; "
+                             "or set HDF5_USE_FILE_LOCKING=FALSE if nothing writes it") from None
+
+
 def _check_hdf5_opens(path: Path) -> None:
     """Raise :class:`InputFileError` when an HDF5 file cannot be opened: locked by a program that
     has it open for writing (once called "damaged", with advice to download it again), or
@@ -96,10 +107,7 @@ def _check_hdf5_opens(path: Path) -> None:
             pass
     except OSError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if isinstance(exc, BlockingIOError) or "unable to lock file" in first:
-            raise InputFileError(f"input {str(path)!r} is open for writing in another program (HDF5 keeps it locked: "
-                                 f"{first}): close it there (a notebook, NWB widgets, another run with --in-place), "
-                                 "then run again; or set HDF5_USE_FILE_LOCKING=FALSE if nothing writes it") from None
+        check_not_locked(path, exc)
         size = path.stat().st_size
         raise InputFileError(f"input {str(path)!r} is a damaged HDF5 file ({first}; {size:,} bytes): "
                              "an interrupted copy or download? Copy or download it again") from None

@@ -81,6 +81,8 @@ class RunInfo:
 def _open(path: str | Path):
     from pynwb import NWBHDF5IO
 
+    from nwb_autolfads.io.reading import check_not_locked
+
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"results file {str(path)!r} does not exist: give the path of an nwb-autolfads output")
@@ -90,6 +92,7 @@ def _open(path: str | Path):
             io = NWBHDF5IO(str(path), "r", load_namespaces=True)
             nwbfile = io.read()
     except Exception as exc:
+        check_not_locked(path, exc)  # a program writing it (once "not a readable NWB file (BlockingIOError)")
         raise InputFileError(f"{str(path)!r} is not a readable NWB file ({type(exc).__name__}): give an nwb-autolfads "
                          "output file") from None
     return io, nwbfile

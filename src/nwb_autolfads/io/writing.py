@@ -13,6 +13,7 @@ either untouched or complete with the new run (it costs the file's size in free 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -165,15 +166,22 @@ def check_output_path(output: str | Path, input_path: str | Path | None, overwri
 
 
 def _runs_held(path: Path) -> list[str] | str:
-    """The runs (``processing/autolfads/*``) an existing NWB HDF5 file holds, or why none can be
-    listed: "no runs" (an NWB file, e.g. a recording) or the reason it cannot be read."""
+    """The runs (``processing/autolfads/*``) an existing NWB HDF5 file holds, or why it is not an
+    output of nwb-autolfads: "no runs" (an NWB file, e.g. a recording), "added in place" (a
+    recording given runs with ``--in-place``: a run's source is the file itself, same identifier),
+    or the reason it cannot be read."""
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
             group = f.get(f"processing/{OUTPUT_MODULE}")
-            return sorted(group.keys()) if isinstance(group, h5py.Group) and len(group) else "no runs"
-    except (OSError, ValueError) as exc:
+            if not isinstance(group, h5py.Group) or not len(group):
+                return "no runs"
+            identifier = f["identifier"][()] if "identifier" in f else b""
+            identifier = identifier.decode() if isinstance(identifier, bytes) else str(identifier)
+            sources = {str(group[k].attrs.get("source_file_identifier", "")) for k in group}
+            return "added in place" if identifier and identifier in sources else sorted(group.keys())
+    except (OSError, ValueError, KeyError) as exc:
         return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
 
 
@@ -182,6 +190,10 @@ def _check_replaceable(output: Path) -> None:
     nwb-autolfads (a recording, another tool's file) or cannot be read, and say when the result
     replaced holds several runs (added with ``--in-place``), which all go."""
     runs = _runs_held(output)
+    if runs == "added in place":
+        raise OutputError(f"output {str(output)!r} exists and is a recording that runs were added to with --in-place "
+                          "(its runs' source is the file itself); --overwrite replaces only outputs of nwb-autolfads: "
+                          "choose another --output, or add this run to it with --in-place")
     if runs == "no runs":
         raise OutputError(f"output {str(output)!r} exists and is not a result of nwb-autolfads (it holds no "
                           f"processing/{OUTPUT_MODULE} runs: a recording?); --overwrite replaces only earlier results: "
@@ -231,16 +243,26 @@ def _check_writable_dir(path: Path) -> None:
 
 
 def check_in_place(path: str | Path) -> Path:
-    """Fail early if ``path`` cannot be updated in place (it must be writable, and so must its
-    directory, which holds the temporary copy)."""
+    """Fail early if ``path`` cannot be updated in place: it must be writable (by its mode bits
+    too: root may write anything, and a locked git-annex object once got a run), have one name
+    (the file is replaced by a new one: other hard links would keep the old content), and its
+    directory (of the file a link points to), which holds the temporary copy, must be writable."""
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"--in-place: {str(path)!r} is a folder (an NWB Zarr store): results are written as an "
                           "NWB HDF5 file; leave out --in-place to write a new file")
-    if not os.access(path, os.W_OK):
-        raise OutputError(f"--in-place: {str(path)!r} is not writable: make it writable or write a new file "
-                          "(leave out --in-place)")
-    _check_writable_dir(path)
+    import stat
+
+    mode = os.stat(path)  # through a link: the file it points to
+    if not os.access(path, os.W_OK) or not mode.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        raise OutputError(f"--in-place: {str(path)!r} is read-only (a file git-annex or datalad has locked?): unlock "
+                          "it (git annex unlock / datalad unlock), make it writable, or write a new file (leave out "
+                          "--in-place)")
+    if mode.st_nlink > 1:
+        raise OutputError(f"--in-place: {str(path)!r} has {mode.st_nlink} hard links: the file is replaced by a new "
+                          "one, and its other names would keep the old content; write a new file (leave out "
+                          "--in-place), or copy it first")
+    _check_writable_dir(Path(os.path.realpath(path)))
     return path
 
 
@@ -724,9 +746,36 @@ def _failed_to_write(exc: BaseException) -> bool:
     return False
 
 
+def _bytes_needed(input_path, record: RunRecord, in_place: bool, content: str, remote: bool) -> int:
+    """About the bytes a write takes on disk: the run's arrays as they are (uncompressed), plus
+    the input's size when its content is copied (a full output, or the copy ``--in-place``
+    writes), plus 1 MiB."""
+    arrays = [v for v in vars(record).values() if isinstance(v, np.ndarray)]
+    arrays += [a for e in record.estimates for a in vars(e).values() if isinstance(a, np.ndarray)]
+    copied = 0
+    if not remote and (in_place or content != "results"):
+        with contextlib.suppress(OSError):
+            copied = Path(input_path).stat().st_size
+    return copied + sum(a.nbytes for a in arrays) + (1 << 20)
+
+
+def _check_free_space(folder: Path, needed: int) -> None:
+    """Refuse before writing when ``folder``'s file system has less than ``needed`` bytes free: h5py
+    on a full disk can crash the process (a segmentation fault) instead of raising."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if free < needed:
+        raise OutputError(f"not enough free disk space in {str(folder)!r} for the output: about {needed / 1e6:.3g} MB "
+                          f"needed, {free / 1e6:.3g} MB free: free some space or choose another --output")
+
+
 def _write_locked(input_path, target: Path, record: RunRecord, in_place: bool, content: str,
                   remote: bool) -> tuple[Path, str]:
     """:func:`write_results` once ``target`` is checked and locked."""
+    _check_free_space(target.parent if str(target.parent) else Path("."),
+                      _bytes_needed(input_path, record, in_place, content, remote))
     tmp = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
     try:
         with warnings.catch_warnings():

@@ -70,6 +70,7 @@ def check_model_path(path: str | Path, overwrite: bool) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"model folder {str(path)!r} is a file: remove it or choose another --output")
+    _check_replaceable_model(path)
     if path.exists() and not overwrite:
         raise OutputError(f"model folder {str(path)!r} already exists: pass --overwrite to replace it, choose another "
                           "--output, or --set output.save_model=false to keep no model")
@@ -77,6 +78,21 @@ def check_model_path(path: str | Path, overwrite: bool) -> Path:
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise OutputError(f"cannot write the model folder {str(path)!r}: {str(parent)!r} is missing or not writable")
     return path
+
+
+def _check_replaceable_model(path: Path) -> None:
+    """Refuse a folder at ``path`` that is not a saved model (``model.json`` and
+    ``model.safetensors``, nothing else): ``--overwrite`` replaces an earlier model only (a
+    user's folder of that name, holding notes, was once replaced whole)."""
+    if not path.is_dir():
+        return
+    names = {p.name for p in path.iterdir()}
+    if names and (not names <= {WEIGHTS, META} or META not in names):
+        others = sorted(names - {WEIGHTS, META})
+        shown = ", ".join(others[:3]) + (" ..." if len(others) > 3 else "") if others else f"no {META}"
+        raise OutputError(f"{str(path)!r} exists and is not a saved model (it holds {shown}); a model folder is "
+                          "replaced only when it is an earlier model: move it away, choose another --output, or "
+                          "--set output.save_model=false to keep no model")
 
 
 def _sha256(path: Path) -> str:
@@ -113,6 +129,7 @@ class StagedModel:
                     "weights_sha256": self.sha256, **meta}
             (self.tmp / META).write_text(json.dumps(json_values(full), indent=2, allow_nan=False), encoding="utf-8")
             if self.target.exists():
+                _check_replaceable_model(self.target)
                 if not overwrite:
                     self.discard()
                     raise OutputError(f"model folder {str(self.target)!r} already exists: pass --overwrite to "

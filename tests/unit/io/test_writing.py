@@ -48,6 +48,17 @@ def test_overwrite_replaces_only_earlier_results_and_says_when_several_runs_go(t
         check_output_path(recording, emg_copy, True)
     one, _ = write_results(emg_copy, tmp_path / "one.nwb", mock_run_record(name="a"))
     two, _ = write_results(one, tmp_path / "two.nwb", mock_run_record(name="b"))
+    from nwb_autolfads.io.writing import file_sha256
+
+    in_place = tmp_path / "recording_with_runs.nwb"
+    in_place.write_bytes(emg_copy.read_bytes())
+    record = mock_run_record(emg_object_id=_emg_id(in_place))
+    record.source_sha256 = file_sha256(in_place)
+    with NWBHDF5IO(str(in_place), "r") as io:
+        record.source_identifier = io.read().identifier  # as a run records its source
+    write_results(in_place, None, record, in_place=True)  # a recording given a run with --in-place
+    with pytest.raises(OutputError, match="a recording that runs were added to with --in-place"):
+        check_output_path(in_place, emg_copy, True)
     with caplog.at_level("WARNING"):
         check_output_path(one, emg_copy, True)
         assert "runs" not in caplog.text  # one run: the ordinary replacement
@@ -332,3 +343,38 @@ def test_write_results_under_the_pipelines_lock_and_a_dead_writers_partial_is_re
         assert (tmp_path / ".out.nwb.lock").exists()  # still held by the outer one
     assert out == target and not stale.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["emg.nwb", "out.nwb"]
+
+
+def test_in_place_refuses_a_read_only_or_hard_linked_file_even_for_root(tmp_path, emg_copy):
+    """Testers' reports, run as root: --in-place rewrote a git-annex object (mode 0444 in a 0555
+    folder); a hard-linked input split silently (its other name kept the old content)."""
+    import os
+
+    from nwb_autolfads.io.writing import check_in_place
+
+    os.chmod(emg_copy, 0o444)
+    with pytest.raises(OutputError, match="read-only .*git annex unlock"):
+        check_in_place(emg_copy)
+    os.chmod(emg_copy, 0o644)
+    check_in_place(emg_copy)
+    os.link(emg_copy, tmp_path / "other_name.nwb")
+    with pytest.raises(OutputError, match="2 hard links"):
+        check_in_place(emg_copy)
+
+
+def test_too_little_free_space_is_refused_before_writing(tmp_path, emg_copy, monkeypatch):
+    """A tester's report: with less free space than the output needs, h5py crashed the process
+    (segmentation fault, exit 139) after the error line; now the write is refused first."""
+    import collections
+
+    import nwb_autolfads.io.writing as writing
+
+    usage = collections.namedtuple("usage", "total used free")
+    needed = writing._bytes_needed(emg_copy, mock_run_record(), False, "full", False)
+    assert needed > emg_copy.stat().st_size
+    monkeypatch.setattr(writing.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - needed + 1, needed - 1))
+    with pytest.raises(OutputError, match="not enough free disk space .* MB needed"):
+        write_results(emg_copy, tmp_path / "out.nwb", mock_run_record())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emg.nwb"]
+    monkeypatch.setattr(writing.shutil, "disk_usage", lambda p: usage(10**9, 0, needed))
+    write_results(emg_copy, tmp_path / "out.nwb", mock_run_record())

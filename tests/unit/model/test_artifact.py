@@ -141,3 +141,19 @@ def test_a_damaged_model_json_is_one_line_naming_the_folder_damaged(tmp_path, ed
     (target / META).write_text("{\"format\": ")  # cut short: the same error
     with pytest.raises(ConfigError, match="is damaged or not a model folder of this version"):
         load_model(target)
+
+
+def test_overwrite_never_replaces_a_folder_that_is_not_a_model(tmp_path):
+    """A tester's report: --overwrite replaced a user's folder named like the model folder (it held
+    notes.txt only) by the new model."""
+    target = tmp_path / "x.autolfads-model"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="is not a saved model .*notes.txt"):
+        check_model_path(target, overwrite=True)
+    (target / "notes.txt").unlink()
+    (target / WEIGHTS).write_bytes(b"weights only")
+    with pytest.raises(OutputError, match=f"no {META}"):
+        check_model_path(target, overwrite=True)
+    (target / META).write_text("{}")
+    assert check_model_path(target, overwrite=True) == target  # an earlier model: replaced with --overwrite
