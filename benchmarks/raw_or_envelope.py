@@ -6,7 +6,8 @@ signal testers' files held (:func:`nwb_autolfads.data.scan.looks_rectified`).
 Per sampling rate, synthetic raw EMG (3 muscles, :func:`nwb_autolfads.testing.synthetic_emg`) is
 turned into each kind below, and the detector's answer is compared with the truth:
 
-- raw: clean; with mains hum at 50 or 60 Hz and two harmonics (5x the EMG's SD); with movement
+- raw: clean (the generator's flat 20-450 Hz carrier); surface-EMG spectra (median frequency
+  45-96 Hz), also under movement artefacts; with mains hum at 50 or 60 Hz and two harmonics (5x the EMG's SD); with movement
   artefacts (band-limited noise at 1-12 or 5-20 Hz, 1, 3 and 10 times the EMG's SD); with ECG
   (10 and 30 times); each also shifted to be all positive (an unsigned ADC, "uADC");
 - envelope: rectified EMG unsmoothed; Butterworth low-pass envelopes (2-50 Hz, orders 2 and 4),
@@ -40,12 +41,31 @@ def _envelope(raw: np.ndarray, fs: float, kind: str, hz: float, order: int) -> n
     return np.sqrt(smooth) if kind == "rms" else smooth
 
 
+def _surface_carrier(shape: tuple, fs: float, low: float, high: float, rng) -> np.ndarray:
+    """Unit-SD noise with a surface-EMG spectrum (Shwedyk et al. 1977: f_h^4 f^2 / ((f^2 + f_l^2)
+    (f^2 + f_h^2)^2)) in 20-450 Hz: most power at 40-150 Hz, unlike the flat 20-450 Hz band of
+    :func:`~nwb_autolfads.testing.synthetic_emg`."""
+    freqs = np.fft.rfftfreq(shape[0], 1.0 / fs)
+    gain = np.sqrt(high**4 * freqs**2 / ((freqs**2 + low**2) * (freqs**2 + high**2) ** 2))
+    gain[(freqs < 20.0) | (freqs > min(450.0, 0.45 * fs))] = 0.0
+    x = np.fft.irfft(np.fft.rfft(rng.normal(size=shape), axis=0) * gain[:, None], n=shape[0], axis=0)
+    return x / x.std(axis=0)
+
+
 def cases(fs: float, seconds: float):
     """(name, samples (n, 3), is it raw) for every kind at rate ``fs``."""
     synth = synthetic_emg(duration=seconds, rate=fs, n_muscles=3, seed=0)
     raw, t = synth.raw - synth.raw.mean(0), synth.times
     rng = np.random.default_rng(1)
     raws = [("raw clean", raw)]
+    level = 0.2 + synth.activations / synth.activations.max(axis=0)
+    for low, high in ((20.0, 60.0), (40.0, 80.0), (60.0, 120.0), (40.0, 40.0)):
+        surface = level * _surface_carrier(raw.shape, fs, low, high, rng)
+        raws.append((f"surface EMG f_l {low:g} f_h {high:g} Hz", surface))
+        moving = sps.sosfiltfilt(sps.butter(4, [1, 12], btype="band", fs=fs, output="sos"),
+                                 rng.normal(size=raw.shape), axis=0)
+        raws.append((f"surface EMG f_l {low:g} f_h {high:g} Hz + movement x3",
+                     surface + 3 * surface.std(0) * moving / moving.std(0)))
     for line in (50.0, 60.0):
         hum = sum(a * np.sin(2 * np.pi * k * line * t) for k, a in ((1, 5.0), (2, 2.5), (3, 1.6)))
         raws.append((f"raw + {line:g} Hz hum", raw + hum[:, None] * raw.std()))

@@ -338,9 +338,9 @@ def _is_raw(sig: Signal, fs: float, preprocessed: bool | None, segments: list[sl
                               f"{exc.evidence} ({names}): an envelope with its mean subtracted, or raw EMG under "
                               "large slow artefacts? Say which: --emg-raw or --emg-preprocessed (in Python, the "
                               "setting data.preprocessed: False or True)") from None
-        steps.append("detected already-rectified/enveloped EMG (not both signs; skewed or slow above 5 Hz; "
+        steps.append("detected already-rectified/enveloped EMG (not both signs, or little power above 60 Hz; "
                      "override with --emg-raw)" if preprocessed else
-                     "detected raw EMG (both signs, or symmetric and fast about a baseline; override with "
+                     "detected raw EMG (both signs with power above 60 Hz, or symmetric and fast about a baseline; override with "
                      "--emg-preprocessed)")
     raw = not preprocessed
     if raw and fs < MIN_RAW_EMG_HZ:

@@ -16,7 +16,8 @@ __all__ = ["DEFAULT_CHUNK_VALUES", "looks_rectified", "LineHum", "detect_line_hu
            "LINE_FREQUENCIES", "HUM_RATIO", "HUM_DRIFT_HZ", "HUM_MAX_HZ", "HUM_EXCERPT_SECONDS", "HUM_WINDOW_SECONDS",
            "SampleScan", "scan_samples", "chunk_bounds", "spread_samples", "FLAT_RUN",
            "TWO_SIGNED_FRACTION", "TWO_SIGNED_DEPTH", "SYMMETRY_LIMIT", "SLOW_FRACTION", "ARTEFACT_MADS",
-           "HIGH_BAND_HZ", "HIGH_BAND_RAW", "HIGH_BAND_ENVELOPE", "LOW_RATE_BAND", "HIGH_SYMMETRY_LIMIT", "AmbiguousEmg"]
+           "MID_BAND_HZ", "HIGH_BAND_HZ", "RAW_MID", "ENVELOPE_MID", "ENVELOPE_HIGH", "HIGH_SYMMETRY_LIMIT",
+           "AmbiguousEmg"]
 
 DEFAULT_CHUNK_VALUES = 2**23
 """Values (samples x channels) read and filtered at a time: 64 MB of float64."""
@@ -34,38 +35,38 @@ undershoot is far smaller and rarer)."""
 TWO_SIGNED_DEPTH = 0.05
 """See :data:`TWO_SIGNED_FRACTION`."""
 
-SLOW_FRACTION = 0.01
-"""A channel is slow like an envelope when, of its power above 5 Hz, less than this fraction lies
-above 20 Hz (raw EMG: 0.02 and more, even under movement artefacts 100 times its power)."""
+SLOW_FRACTION = 0.02
+"""A channel that swings both ways is an envelope (its baseline or mean subtracted) when, of its
+power above 5 Hz, less than this fraction lies above 20 Hz: raw EMG has 0.14 and more even under
+movement artefacts with 9 times its power (this share depends on the powers alone, not on the
+EMG's spectrum); with 100 times, 0.02-0.05 (taken for an envelope: the log says which)."""
+
+MID_BAND_HZ = 60.0
+"""Raw EMG's power peaks at 40-150 Hz (surface EMG's median frequency is 40-120 Hz), above
+movement artefacts (under 20 Hz) and most of ECG; an envelope's low-pass leaves little there."""
 
 HIGH_BAND_HZ = 150.0
-"""The high band (Hz and up) that tells raw EMG, whose power reaches it, from an envelope, whose
-low-pass (or moving average) leaves almost none there; movement artefacts and ECG do not reach it."""
+"""Where a Butterworth envelope (cut-off up to 50 Hz) leaves almost nothing (see
+:data:`ENVELOPE_HIGH`)."""
 
-HIGH_BAND_RAW = 0.17
-"""A channel with at least this fraction of its power above 20 Hz lying above :data:`HIGH_BAND_HZ`
-is raw EMG (measured: 0.45-0.70 for raw EMG, 0.18 under 5-20 Hz artefacts with 100 times its
-power, at 1-10 kHz)."""
+RAW_MID = 0.40
+"""A channel that swings both ways, with at least this share of its power above 20 Hz lying above
+:data:`MID_BAND_HZ`, is raw EMG. Surface-EMG spectra (f_l 20-60 Hz, f_h 40-120 Hz, band 20-450 Hz;
+median frequency 39-96 Hz) give 0.22-0.77, 0.45 and more from a median of 55 Hz on; the synthetic
+generator's 0.63-0.91; moving RMS and box envelopes 0.26-0.35, Butterworth ones with a 20-50 Hz
+cut-off 0.00-0.09. Between :data:`ENVELOPE_MID` and this the samples cannot tell and the user is
+asked (very low-frequency raw EMG, moving-average envelopes with their mean subtracted)."""
 
-HIGH_BAND_ENVELOPE = 0.14
-"""At most this fraction (see :data:`HIGH_BAND_RAW`) is an envelope (measured: 0.00-0.134 for
-Butterworth envelopes of 2-50 Hz, 2nd and 4th order, moving RMS and box averages of 50-100 ms, at
-1-10 kHz); between the two the samples cannot tell, and the user is asked."""
+ENVELOPE_MID = 0.12
+"""At most this share above :data:`MID_BAND_HZ` (see :data:`RAW_MID`), with at most
+:data:`ENVELOPE_HIGH` above :data:`HIGH_BAND_HZ`, is an envelope."""
 
-LOW_RATE_BAND = (0.33, 0.36)
-"""(:data:`HIGH_BAND_ENVELOPE`, :data:`HIGH_BAND_RAW`) under 600 Hz, where the high band is the
-upper half up to Nyquist (rate / 4 and up): moving RMS and box averages keep 0.25-0.32 there at
-250 Hz, raw EMG 0.38-0.58."""
-
-
-def _band_limits(fs: float) -> tuple[float, float]:
-    """(envelope at most, raw at least) of :attr:`FastPart.above_high` at rate ``fs``."""
-    return (HIGH_BAND_ENVELOPE, HIGH_BAND_RAW) if fs >= 4 * HIGH_BAND_HZ else LOW_RATE_BAND
-
+ENVELOPE_HIGH = 0.03
+"""See :data:`ENVELOPE_MID` (Butterworth envelopes of 20-50 Hz: 0.000-0.009; surface EMG: 0.02-0.24)."""
 
 HIGH_SYMMETRY_LIMIT = 0.08
-"""Raw EMG's high band (above :data:`HIGH_BAND_HZ`) is symmetric: |Bowley skewness| below this
-(measured 0.00-0.02, with ECG too); rectified EMG's is skewed (0.05-0.20)."""
+"""Raw EMG's part above :data:`MID_BAND_HZ` is symmetric: |Bowley skewness| below this; rectified
+EMG's is skewed."""
 
 ARTEFACT_MADS = 8.0
 """Before its fast part is looked at, an excerpt is clipped at this many robust SDs (1.4826 x the
@@ -125,18 +126,17 @@ class FastPart:
     """One channel's part above 5 Hz, as :func:`_fast_part` measures it."""
 
     above_20: float
-    """Fraction of its power above 20 Hz (raw EMG: 0.7-1.0 when clean, down to 0.02 under
-    movement artefacts 100 times its power; a low-pass envelope: 0.00-0.4, up to 0.7 for a 50 Hz
-    cut-off)."""
+    """Fraction of its power above 20 Hz (see :data:`SLOW_FRACTION`)."""
+    above_mid: float | None
+    """Fraction of its power above 20 Hz that lies above :data:`MID_BAND_HZ` (see
+    :data:`RAW_MID`); None under 4 x :data:`MID_BAND_HZ`."""
     above_high: float | None
-    """Fraction of its power above 20 Hz that lies above :data:`HIGH_BAND_HZ` (raw EMG: 0.45-0.7,
-    0.18 under 5-20 Hz artefacts 100 times its power; an envelope, also a moving RMS or box
-    average: 0.00-0.14); None when the rate is under 4 x :data:`HIGH_BAND_HZ`."""
+    """Fraction of its power above 20 Hz that lies above :data:`HIGH_BAND_HZ`; None under
+    2.5 x :data:`HIGH_BAND_HZ`."""
     skew: float
     """Bowley skewness (5th, 50th, 95th percentiles) of the part above 5 Hz."""
-    skew_high: float | None
-    """Bowley skewness of the part above :data:`HIGH_BAND_HZ` (raw EMG: |0.00-0.02|, with ECG too;
-    rectified EMG: 0.05-0.20); None with ``above_high``."""
+    skew_mid: float | None
+    """Bowley skewness of the part above :data:`MID_BAND_HZ`; None with ``above_mid``."""
 
 
 def _bowley(y: np.ndarray) -> float:
@@ -147,12 +147,14 @@ def _bowley(y: np.ndarray) -> float:
 def _fast_part(pieces: list[np.ndarray], fs: float) -> FastPart | None:
     """One channel's part above 5 Hz, per excerpt (an offset and its wander removed by a zero-phase
     high-pass; samples beyond :data:`ARTEFACT_MADS` robust SDs of the excerpt's median clipped
-    first, so that a few large artefacts do not ring through the filter), and its part above
-    :data:`HIGH_BAND_HZ` (:class:`FastPart`). None: too little data."""
+    first, so that a few large artefacts do not ring through the filter), the shares of its power
+    above :data:`MID_BAND_HZ` and :data:`HIGH_BAND_HZ` (mains lines left out) and its part above
+    :data:`MID_BAND_HZ` (:class:`FastPart`). None: too little data."""
     sos = sps.butter(2, 5.0, btype="highpass", fs=fs, output="sos")
-    edge = min(HIGH_BAND_HZ, fs / 4.0)  # below 600 Hz, the upper half of the band up to Nyquist
-    high_sos = sps.butter(4, edge, btype="highpass", fs=fs, output="sos") if edge >= 60.0 else None
-    fast, high_parts, power = [], [], np.zeros(3)
+    mid = fs >= 4 * MID_BAND_HZ
+    high = fs >= 2.5 * HIGH_BAND_HZ
+    mid_sos = sps.butter(4, MID_BAND_HZ, btype="highpass", fs=fs, output="sos") if mid else None
+    fast, mid_parts, power = [], [], np.zeros(4)
     for x in pieces:
         if x.size < 64 or np.ptp(x) == 0:
             continue
@@ -162,48 +164,48 @@ def _fast_part(pieces: list[np.ndarray], fs: float) -> FastPart | None:
         y = sps.sosfiltfilt(sos, x) if x.size > 3 * 2 * 6 else x - x.mean()
         fast.append(y)
         above_20, total = _power_above(y, fs)
-        power += (above_20, total, _power_above(y, fs, edge)[0] if high_sos is not None else 0.0)
-        if high_sos is not None and x.size > 3 * 2 * 12:
-            high_parts.append(sps.sosfiltfilt(high_sos, x))
+        power += (above_20, total, _power_above(y, fs, MID_BAND_HZ)[0] if mid else 0.0,
+                  _power_above(y, fs, HIGH_BAND_HZ)[0] if high else 0.0)
+        if mid and x.size > 3 * 2 * 12:
+            mid_parts.append(sps.sosfiltfilt(mid_sos, x))
     if not fast or power[1] <= 0:
         return None
-    high = high_sos is not None and power[0] > 0 and bool(high_parts)
-    return FastPart(above_20=power[0] / power[1], above_high=power[2] / power[0] if high else None,
-                    skew=_bowley(np.concatenate(fast)), skew_high=_bowley(np.concatenate(high_parts)) if high else None)
+    mid = mid and power[0] > 0 and bool(mid_parts)
+    return FastPart(above_20=power[0] / power[1], above_mid=power[2] / power[0] if mid else None,
+                    above_high=power[3] / power[0] if mid and high else None, skew=_bowley(np.concatenate(fast)),
+                    skew_mid=_bowley(np.concatenate(mid_parts)) if mid else None)
 
 
 def _fast_part_looks_raw(pieces: list[np.ndarray], fs: float) -> bool | None:
     """Whether one channel's excerpts look like raw EMG on an offset that may wander (an unsigned
-    ADC): with a rate of 4 x :data:`HIGH_BAND_HZ` or more, a high band like raw EMG's
-    (:data:`HIGH_BAND_RAW`) that is symmetric (:data:`HIGH_SYMMETRY_LIMIT`: rectified EMG's is
-    skewed; movement artefacts and ECG do not reach it); else most power above 5 Hz lies above
-    20 Hz and is symmetric (:data:`SYMMETRY_LIMIT`). None: too little data."""
+    ADC): a share above :data:`MID_BAND_HZ` like raw EMG's (:data:`RAW_MID`) that is symmetric
+    (:data:`HIGH_SYMMETRY_LIMIT`; movement artefacts and most of ECG do not reach it), or most
+    power above 5 Hz lying above 20 Hz and symmetric (:data:`SYMMETRY_LIMIT`). None: too little data."""
     part = _fast_part(pieces, fs)
     if part is None:
         return None
-    if part.above_high is not None:
-        return bool(part.above_20 >= SLOW_FRACTION and part.above_high >= _band_limits(fs)[1]
-                    and abs(part.skew_high) < HIGH_SYMMETRY_LIMIT)
+    if part.above_mid is not None and part.above_mid >= RAW_MID and abs(part.skew_mid) < HIGH_SYMMETRY_LIMIT:
+        return True
     return bool(part.above_20 > 0.5 and abs(part.skew) < SYMMETRY_LIMIT)
 
 
 def _two_signed_is_envelope(pieces: list[np.ndarray], fs: float) -> bool | None:
     """Whether one channel's excerpts that swing both ways are an envelope with its baseline or mean
-    subtracted (True), raw EMG (False), or cannot be told apart (None): slow (less than
-    :data:`SLOW_FRACTION` of the power above 5 Hz lies above 20 Hz) is an envelope; else, with a rate
-    of 4 x :data:`HIGH_BAND_HZ` or more, the high band decides (:data:`HIGH_BAND_RAW` and more:
-    raw; :data:`HIGH_BAND_ENVELOPE` and less: an envelope; between: None); else raw."""
+    subtracted (True), raw EMG (False), or cannot be told apart (None): slow
+    (:data:`SLOW_FRACTION`) is an envelope; else, from 4 x :data:`MID_BAND_HZ` on, a share above
+    :data:`MID_BAND_HZ` of :data:`RAW_MID` or more is raw, one of :data:`ENVELOPE_MID` or less
+    with :data:`ENVELOPE_HIGH` or less above :data:`HIGH_BAND_HZ` is an envelope, anything between
+    is None; under 4 x :data:`MID_BAND_HZ`, raw."""
     part = _fast_part(pieces, fs)
     if part is None:
         return False
     if part.above_20 < SLOW_FRACTION:
         return True
-    if part.above_high is None:
+    if part.above_mid is None or part.above_mid >= RAW_MID:
         return False
-    envelope_at, raw_at = _band_limits(fs)
-    if part.above_high >= raw_at:
-        return False
-    return True if part.above_high <= envelope_at else None
+    if part.above_mid <= ENVELOPE_MID and (part.above_high is None or part.above_high <= ENVELOPE_HIGH):
+        return True
+    return None
 
 
 class AmbiguousEmg(ValueError):
@@ -279,11 +281,9 @@ def looks_rectified(values, fs: float | None = None) -> bool:
         votes.append(not (fs is not None and fs > 80.0 and (_symmetric_and_fast(x, fs) or (
             _far_from_zero(x) and _fast_part_looks_raw(parts, fs)))))
     if unsure and len(unsure) >= len(votes):
-        low, high = _band_limits(fs)
         raise AmbiguousEmg(unsure, f"{len(unsure)} of {len(unsure) + len(votes)} channel(s) swing both ways, yet "
-                                   f"the share of their power above 20 Hz that lies above "
-                                   f"{min(HIGH_BAND_HZ, fs / 4):g} Hz is between an envelope's and raw EMG's "
-                                   f"({low:g}-{high:g})")
+                                   f"the share of their power above 20 Hz that lies above {MID_BAND_HZ:g} Hz is "
+                                   f"between an envelope's and raw EMG's ({ENVELOPE_MID:g}-{RAW_MID:g})")
     return bool(np.mean(votes) >= 0.5) if votes else True
 
 
