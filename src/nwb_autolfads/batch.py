@@ -1060,8 +1060,11 @@ def _record(item: BatchItem, outcome: Mapping[str, Any]) -> None:
 def _job_init() -> None:
     """In each ``--jobs`` process: end with the batch (a job whose batch was killed stopped
     nowhere; its run directory keeps what it had trained, for the same command to continue)."""
+    import signal
+
     from nwb_autolfads.train.resources import end_with_parent
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # under nohup SIGINT comes ignored: the batch stops jobs with it
     end_with_parent()
 
 
