@@ -609,7 +609,7 @@ def _write_manifest(plan: BatchPlan, previous: Mapping[str, Any] | None, command
     for i in plan.items:  # a result kept keeps its row (what it was made from), with the reason; one
         if i.status != "kept" or i.key not in rows:  # out of date stays so (its reason is why)
             rows[i.key] = i.row()
-        elif rows[i.key].get("status") != "outdated":
+        elif rows[i.key].get("status") not in ("outdated", "started"):  # started: nothing recorded to check
             rows[i.key] = {**rows[i.key], "status": "kept", "reason": i.reason}
     data = {"format": _FORMAT, "version": 1, "inputs": plan.inputs, "dandiset": plan.dandiset,
             "modalities": plan.modalities, "settings": plan.settings, "resolved": plan.resolved, "command": command,
@@ -721,6 +721,35 @@ def _stale(item: BatchItem, row: Mapping[str, Any], out: Path) -> str:
     return ""
 
 
+def _finished_unrecorded(item: BatchItem, out: Path) -> None:
+    """Mark ``item`` done when its manifest row says ``started`` but its output is complete and
+    made from its input as it is now (the batch was stopped, by SIGTERM say, after the job wrote
+    the output and before the manifest recorded it; a rerun then kept it as "run again" and asked
+    for --overwrite, i.e. training again): a local input whose SHA-256 the output's latest run
+    records. Its model folder beside the output is recorded when it holds a model."""
+    output = out / item.output
+    if "://" in item.input or not output.is_file() or not Path(item.input).exists():
+        return
+    try:
+        from nwb_autolfads.io.results import list_runs
+
+        runs = list_runs(output)
+    except Exception:  # unreadable: not finished
+        return
+    if not runs or _recorded_source_sha256(output, runs[-1].name) != _local_sha256(Path(item.input)):
+        return
+    from nwb_autolfads.io.writing import file_sha256
+    from nwb_autolfads.model.artifact import model_path_for
+
+    model = model_path_for(output)
+    item.status, item.earlier, item.run_name = "done", True, runs[-1].name
+    item.output_sha256 = file_sha256(output)
+    item.size, item.input_mtime_ns = _local_stat(Path(item.input))
+    item.input_sha256 = _local_sha256(Path(item.input))
+    if (model / "model.safetensors").is_file() and (model / "model.json").is_file():
+        item.model, item.model_sha256 = model.relative_to(out).as_posix(), file_sha256(model / "model.safetensors")
+
+
 def _model_note(row: Mapping[str, Any], out: Path, models: dict[Path, bool]) -> str:
     """A note when a done result's model folder is gone or changed (deleted to save space, say):
     the result stays done (it is what it was); only ``apply`` of that model is lost."""
@@ -802,6 +831,8 @@ def _apply_manifest(plan: BatchPlan, previous: Mapping[str, Any] | None, overwri
             continue
         # started or done by this batch: an output there is its own (a failed input wrote nothing)
         item.ours = row.get("status") in ("started", "done", "kept", "outdated")
+        if row.get("status") == "started" and not plan.multi_session:
+            _finished_unrecorded(item, plan.out)
         if row.get("status") not in ("done", "kept", "outdated"):
             continue
         item.timed, item.trained = row.get("seconds"), row.get("model", "")

@@ -441,3 +441,29 @@ def test_a_subset_rerun_with_other_settings_marks_the_other_results_outdated(tmp
     again = _states(plan_batch([data], out, preset="smoke", overrides=thirty))
     assert again == state and again["b.nwb"][1].count(KEPT) == 1
     assert _states(plan_batch([data], out, preset="smoke", overrides=thirty, overwrite=True))["b.nwb"][0] == "pending"
+
+
+def test_an_output_written_before_the_manifest_recorded_it_counts_done(folder, tmp_path):
+    """A tester's report: SIGTERM to a batch with --jobs 2 right after two jobs wrote their outputs
+    left their rows "started"; the rerun kept them as "run again ... pass --overwrite" (training
+    again), and the next said "its output is missing or changed"."""
+    from nwb_autolfads.batch import _record, _write_manifest
+    from nwb_autolfads.io.writing import file_sha256, write_results
+    from nwb_autolfads.testing import mock_run_record
+
+    out = tmp_path / "out"
+    plan = plan_batch([folder], out, preset="smoke")
+    items = [i for i in plan.items if i.status != "skipped"]
+    for item in items:
+        _record(item, {"status": "started", "started": "2026-12-03T00:00:00+00:00"})
+    record = mock_run_record()
+    record.source_sha256 = file_sha256(items[0].input)
+    (out / items[0].output).parent.mkdir(parents=True, exist_ok=True)
+    write_results(items[0].input, out / items[0].output, record)  # the job's output, complete
+    (out / items[1].output).parent.mkdir(parents=True, exist_ok=True)
+    write_results(items[1].input, out / items[1].output, mock_run_record())  # another input's (sha 000...)
+    _write_manifest(plan, None, None)
+    again = {i.name: (i.status, i.earlier) for i in plan_batch([folder], out, preset="smoke").items
+             if i.status != "skipped"}
+    assert again[items[0].name] == ("done", True)
+    assert again[items[1].name][0] == "kept"  # not made from this input: kept, never counted done

@@ -166,23 +166,32 @@ def check_output_path(output: str | Path, input_path: str | Path | None, overwri
 
 
 def _runs_held(path: Path) -> list[str] | str:
-    """The runs (``processing/autolfads/*``) an existing NWB HDF5 file holds, or why it is not an
-    output of nwb-autolfads: "no runs" (an NWB file, e.g. a recording), "added in place" (a
-    recording given runs with ``--in-place``: a run's source is the file itself, same identifier),
-    or the reason it cannot be read."""
+    """The runs (``AutoLFADSRun`` objects in ``processing/autolfads``) an existing NWB HDF5 file
+    holds, or why it is not an output of nwb-autolfads: "no runs" (an NWB file, e.g. a recording,
+    also one with a module of that name from another pipeline), "added in place" (a recording
+    given runs with ``--in-place``: every run's source is the file itself, same identifier; an
+    output's first run names another file), or the reason it cannot be read."""
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
             group = f.get(f"processing/{OUTPUT_MODULE}")
-            if not isinstance(group, h5py.Group) or not len(group):
+            runs = [k for k in group if _attr(group[k], "neurodata_type") == "AutoLFADSRun"] \
+                if isinstance(group, h5py.Group) else []
+            if not runs:  # no module, or one of that name that another pipeline wrote
                 return "no runs"
             identifier = f["identifier"][()] if "identifier" in f else b""
             identifier = identifier.decode() if isinstance(identifier, bytes) else str(identifier)
-            sources = {str(group[k].attrs.get("source_file_identifier", "")) for k in group}
-            return "added in place" if identifier and identifier in sources else sorted(group.keys())
+            sources = {_attr(group[k], "source_file_identifier") for k in runs}
+            return "added in place" if sources == {identifier} else sorted(runs)
     except (OSError, ValueError, KeyError) as exc:
         return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+
+
+def _attr(obj, name: str) -> str:
+    """An HDF5 attribute as text ("" when absent)."""
+    value = obj.attrs.get(name, "")
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _check_replaceable(output: Path) -> None:
@@ -262,6 +271,11 @@ def check_in_place(path: str | Path) -> Path:
         raise OutputError(f"--in-place: {str(path)!r} has {mode.st_nlink} hard links: the file is replaced by a new "
                           "one, and its other names would keep the old content; write a new file (leave out "
                           "--in-place), or copy it first")
+    folder = Path(os.path.realpath(path)).parent
+    if not os.stat(folder).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        raise OutputError(f"--in-place: the folder {str(folder)!r} is read-only (a git-annex or datalad store?): the "
+                          "file is replaced through a copy beside it; make it writable or write a new file (leave out "
+                          "--in-place)")
     _check_writable_dir(Path(os.path.realpath(path)))
     return path
 

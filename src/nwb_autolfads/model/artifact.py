@@ -87,9 +87,13 @@ def _check_replaceable_model(path: Path) -> None:
     if not path.is_dir():
         return
     names = {p.name for p in path.iterdir()}
-    if names and (not names <= {WEIGHTS, META} or META not in names):
+    try:
+        ours = json.loads((path / META).read_text(encoding="utf-8")).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if names and (not names <= {WEIGHTS, META} or not ours):
         others = sorted(names - {WEIGHTS, META})
-        shown = ", ".join(others[:3]) + (" ..." if len(others) > 3 else "") if others else f"no {META}"
+        shown = ", ".join(others[:3]) + (" ..." if len(others) > 3 else "") if others else f"no {META} of nwb-autolfads"
         raise OutputError(f"{str(path)!r} exists and is not a saved model (it holds {shown}); a model folder is "
                           "replaced only when it is an earlier model: move it away, choose another --output, or "
                           "--set output.save_model=false to keep no model")

@@ -59,6 +59,24 @@ def test_overwrite_replaces_only_earlier_results_and_says_when_several_runs_go(t
     write_results(in_place, None, record, in_place=True)  # a recording given a run with --in-place
     with pytest.raises(OutputError, match="a recording that runs were added to with --in-place"):
         check_output_path(in_place, emg_copy, True)
+    # an output given a second run with --in-place is still an output
+    three, _ = write_results(emg_copy, tmp_path / "three.nwb", mock_run_record(name="c"))
+    record = mock_run_record(emg_object_id=_emg_id(three))
+    record.source_sha256 = file_sha256(three)
+    with NWBHDF5IO(str(three), "r") as io:
+        record.source_identifier = io.read().identifier
+    write_results(three, None, record, in_place=True)
+    check_output_path(three, emg_copy, True)
+    # a recording with a module named "autolfads" from another pipeline (no AutoLFADSRun in it)
+    import h5py
+
+    foreign = tmp_path / "lab_recording.nwb"
+    foreign.write_bytes(emg_copy.read_bytes())
+    with h5py.File(foreign, "a") as f:
+        f.require_group("processing/autolfads/lab_rates").attrs["neurodata_type"] = "TimeSeries"
+    with pytest.raises(OutputError, match="not a result of nwb-autolfads"):
+        check_output_path(foreign, emg_copy, True)
+    caplog.clear()
     with caplog.at_level("WARNING"):
         check_output_path(one, emg_copy, True)
         assert "runs" not in caplog.text  # one run: the ordinary replacement

@@ -155,5 +155,8 @@ def test_overwrite_never_replaces_a_folder_that_is_not_a_model(tmp_path):
     (target / WEIGHTS).write_bytes(b"weights only")
     with pytest.raises(OutputError, match=f"no {META}"):
         check_model_path(target, overwrite=True)
-    (target / META).write_text("{}")
+    (target / META).write_text('{"mine": 1}')  # a user's own model.json
+    with pytest.raises(OutputError, match="is not a saved model"):
+        check_model_path(target, overwrite=True)
+    (target / META).write_text('{"format": "nwb-autolfads-model"}')
     assert check_model_path(target, overwrite=True) == target  # an earlier model: replaced with --overwrite
