@@ -1202,7 +1202,6 @@ def _stop_jobs(processes: list, grace: float = 2.0) -> None:
     seconds to stop by themselves first; a SIGTERM or an error reaches this process only (a batch
     once waited for ever on jobs that kept training after "terminated")."""
     import signal
-    import time
 
     deadline = time.monotonic() + grace
     for process in processes:

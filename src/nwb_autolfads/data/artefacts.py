@@ -182,8 +182,7 @@ def warn_saturated(sig: Signal, scan: SampleScan, raw: bool = True, fraction: fl
     (:func:`~nwb_autolfads.data.scan.scan_samples`); their activations are underestimated there."""
     if sig.n_samples < 100:
         return
-    both = raw and scan.at_high.size == scan.peak.size
-    rails = (scan.at_high + scan.at_low if both else scan.at_peak) / sig.n_samples
+    rails = (scan.at_high + scan.at_low if raw else scan.at_peak) / sig.n_samples
     saturated = [sig.channel_names[i] for i in np.flatnonzero((rails > fraction) & (scan.peak > 0))]
     if saturated:
         log.warning("%s: channel(s) %s look saturated (at their extreme values, the rails, in more than %g%% of "

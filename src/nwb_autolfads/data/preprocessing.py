@@ -273,7 +273,9 @@ def _preprocess(sig: Signal, cfg: PreprocessConfig, bin_size: float | None, prep
     fs = timebase.rate
     steps: list[str] = []
     segments, dead, scan = _usable_segments(sig, timebase, scan_chunk, bar, steps)
-    raw = _is_raw(sig, fs, preprocessed, segments, dead, steps)
+    # excerpts spread over the recording, read once: the raw/rectified decision and the below-zero check
+    excerpts = None if preprocessed is False else spread_samples(sig.values, segments, dead)
+    raw = _is_raw(sig, fs, preprocessed, excerpts, steps)
     warn_saturated(sig, scan, raw)
     if raw:
         segments = drop_flat_stretches(sig, scan, segments, dead, steps, _flat_samples(fs))
@@ -289,7 +291,7 @@ def _preprocess(sig: Signal, cfg: PreprocessConfig, bin_size: float | None, prep
                                                 eff_bin, chunk, notches, gap_factor, bar)
     _record_filtering(steps, cfg, fs, raw, notch_step, rate_after, None if per_sample else bin_size)
     if not raw:
-        warn_below_zero(sig, spread_samples(sig.values, segments, dead))
+        warn_below_zero(sig, excerpts)
 
     if cfg.artefact_fraction is not None:
         binned = reject_shared_artefacts(binned, cfg.artefact_fraction, cfg.artefact_quantile, steps)
@@ -324,14 +326,15 @@ def _flat_samples(fs: float) -> int:
     return max(int(round(FLAT_SECONDS * fs)), 10)
 
 
-def _is_raw(sig: Signal, fs: float, preprocessed: bool | None, segments: list[slice], dead: np.ndarray,
+def _is_raw(sig: Signal, fs: float, preprocessed: bool | None, excerpts: list[np.ndarray] | None,
             steps: list[str]) -> bool:
-    """Whether the EMG is raw (``preprocessed`` as given, or detected by :func:`looks_rectified`);
+    """Whether the EMG is raw (``preprocessed`` as given, or detected by :func:`looks_rectified` on
+    ``excerpts``, :func:`spread_samples`);
     raw EMG sampled too slowly to hold the EMG band raises :class:`SignalError` (under
     :data:`MIN_RAW_EMG_HZ`) or warns (under 500 Hz)."""
     if preprocessed is None:
         try:
-            preprocessed = looks_rectified(spread_samples(sig.values, segments, dead), fs)
+            preprocessed = looks_rectified(excerpts, fs)
         except AmbiguousEmg as exc:
             names = ", ".join(sig.channel_names[c] for c in exc.channels[:6]) + (" ..." if len(exc.channels) > 6 else "")
             raise SignalError(f"{sig.source_path}: cannot tell whether the EMG is raw or already an envelope: "

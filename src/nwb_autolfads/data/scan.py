@@ -91,15 +91,21 @@ def _without_flat_runs(x: np.ndarray) -> np.ndarray:
 
 
 def _power_above(y: np.ndarray, fs: float, hz: float = 20.0) -> tuple[float, float]:
-    """(power above ``hz``, all power) of ``y`` from its spectrum, mains lines left out (within
-    1.5 Hz of every multiple of 50 and 60 Hz: strong hum once made raw EMG look slow)."""
+    """(power above ``hz``, all power) of ``y`` (:func:`_powers_above`)."""
+    above, total = _powers_above(y, fs, (hz,))
+    return above[0], total
+
+
+def _powers_above(y: np.ndarray, fs: float, edges: tuple[float, ...]) -> tuple[list[float], float]:
+    """(power above each of ``edges``, all power) of ``y`` from one spectrum, mains lines left out
+    (within 1.5 Hz of every multiple of 50 and 60 Hz: strong hum once made raw EMG look slow)."""
     power = np.abs(np.fft.rfft(y)) ** 2
     freqs = np.fft.rfftfreq(y.size, 1.0 / fs)
     mains = np.zeros(freqs.size, bool)
     for line in (50.0, 60.0):
         mains |= (np.abs(freqs - line * np.round(freqs / line)) <= 1.5) & (freqs > 25.0)
     power = np.where(mains, 0.0, power)
-    return float(power[freqs > hz].sum()), float(power.sum())
+    return [float(power[freqs > hz].sum()) for hz in edges], float(power.sum())
 
 
 def _symmetric_and_fast(x: np.ndarray, fs: float) -> bool:
@@ -163,9 +169,8 @@ def _fast_part(pieces: list[np.ndarray], fs: float) -> FastPart | None:
         x = np.clip(x, centre - spread, centre + spread) - centre if spread > 0 else x - centre
         y = sps.sosfiltfilt(sos, x) if x.size > 3 * 2 * 6 else x - x.mean()
         fast.append(y)
-        above_20, total = _power_above(y, fs)
-        power += (above_20, total, _power_above(y, fs, MID_BAND_HZ)[0] if mid else 0.0,
-                  _power_above(y, fs, HIGH_BAND_HZ)[0] if high else 0.0)
+        (above_20, above_mid, above_high), total = _powers_above(y, fs, (20.0, MID_BAND_HZ, HIGH_BAND_HZ))
+        power += (above_20, total, above_mid if mid else 0.0, above_high if high else 0.0)
         if mid and x.size > 3 * 2 * 12:
             mid_parts.append(sps.sosfiltfilt(mid_sos, x))
     if not fast or power[1] <= 0:
