@@ -9,10 +9,13 @@ turned into each kind below, and the detector's answer is compared with the trut
 - raw: clean (the generator's flat 20-450 Hz carrier); surface-EMG spectra (median frequency
   45-96 Hz), also under movement artefacts; with mains hum at 50 or 60 Hz and two harmonics (5x the EMG's SD); with movement
   artefacts (band-limited noise at 1-12 or 5-20 Hz, 1, 3 and 10 times the EMG's SD); with ECG
-  (10 and 30 times); each also shifted to be all positive (an unsigned ADC, "uADC");
-- envelope: rectified EMG unsmoothed; Butterworth low-pass envelopes (2-50 Hz, orders 2 and 4),
-  moving RMS and box averages (50 and 100 ms); each as it is, with its 5th percentile
-  subtracted, with its mean subtracted and z-scored.
+  (10 and 30 times); needle EMG (sparse lopsided motor-unit potentials, the large phase up or
+  down); each also shifted to be all positive (an unsigned ADC, "uADC");
+- envelope: rectified EMG unsmoothed, and with an offset of 3 times its peak; Hilbert envelope and
+  Teager-Kaiser energy, as they are and z-scored; a 10 Hz envelope at rate / 8 held for 8
+  samples (zero-order hold) as it is, minus its 5th percentile and z-scored; Butterworth low-pass
+  envelopes (2-50 Hz, orders 2 and 4), moving RMS and box averages (50 and 100 ms); each as it
+  is, with its 5th percentile subtracted, with its mean subtracted and z-scored.
 
 Prints a markdown table: per rate, the cases, those told right, those where the user is asked
 (``AmbiguousEmg``: the run stops and asks for --emg-raw / --emg-preprocessed) and those told wrong,
@@ -79,10 +82,29 @@ def cases(fs: float, seconds: float):
         ecg += 5 * np.exp(-((t - beat) / 0.01) ** 2) - np.exp(-((t - beat - 0.25) / 0.05) ** 2)
     for k in (10, 30):
         raws.append((f"raw + ECG x{k}", raw + k * raw.std(0) * ecg[:, None] / ecg.std()))
+    lag = np.arange(-int(0.004 * fs), int(0.004 * fs) + 1) / fs
+    for sign in (1, -1):  # needle EMG: sparse lopsided motor-unit potentials, the large phase up or down
+        muap = sign * (np.exp(-(lag / 0.0005) ** 2) - 0.3 * np.exp(-((lag + 0.0012) / 0.0004) ** 2)
+                       - 0.5 * np.exp(-((lag - 0.0013) / 0.0006) ** 2))
+        firing = rng.random(raw.shape) < (level - 0.2) * 60.0 / fs
+        needle = np.stack([np.convolve(firing[:, c].astype(float), muap, "same") for c in range(raw.shape[1])], 1)
+        raws.append((f"needle EMG, large phase {'up' if sign > 0 else 'down'}",
+                     needle + 0.02 * rng.normal(size=raw.shape)))
     for name, x in raws:
         yield name, x, True
         yield name + " (uADC)", x - x.min() + 1.0, True
-    yield "rectified", np.abs(raw), False
+    rectified = np.abs(raw)
+    yield "rectified", rectified, False
+    yield "rectified + offset", rectified + 3.0 * rectified.max(0), False
+    hilbert = np.abs(sps.hilbert(raw, axis=0))
+    teager = np.vstack([raw[:1] ** 2, raw[1:-1] ** 2 - raw[:-2] * raw[2:], raw[-1:] ** 2])
+    for name, env in (("Hilbert envelope", hilbert), ("Teager-Kaiser energy", teager)):
+        yield name, env, False
+        yield name + " z-scored", (env - env.mean(0)) / env.std(0), False
+    held = np.repeat(_envelope(raw, fs, "butter", 10, 2)[::8], 8, axis=0)[: len(raw)]
+    yield "10 Hz envelope held 8 samples", held, False
+    yield "10 Hz envelope held 8 samples - p5", held - np.percentile(held, 5, axis=0), False
+    yield "10 Hz envelope held 8 samples z-scored", (held - held.mean(0)) / held.std(0), False
     kinds = [("butter", hz, order) for hz in (2, 5, 10, 20, 30, 50) for order in (2, 4)]
     kinds += [("rms", 20, 0), ("rms", 10, 0), ("box", 20, 0), ("box", 10, 0)]
     for kind, hz, order in kinds:

@@ -337,10 +337,9 @@ def _is_raw(sig: Signal, fs: float, preprocessed: bool | None, excerpts: list[np
             preprocessed = looks_rectified(excerpts, fs)
         except AmbiguousEmg as exc:
             names = ", ".join(sig.channel_names[c] for c in exc.channels[:6]) + (" ..." if len(exc.channels) > 6 else "")
-            raise SignalError(f"{sig.source_path}: cannot tell whether the EMG is raw or already an envelope: "
-                              f"{exc.evidence} ({names}): an envelope with its mean subtracted, or raw EMG under "
-                              "large slow artefacts? Say which: --emg-raw or --emg-preprocessed (in Python, the "
-                              "setting data.preprocessed: False or True)") from None
+            raise SignalError(f"{sig.source_path}: cannot tell whether the EMG is raw or already an envelope "
+                              f"({names}): {exc.evidence} Say which: --emg-raw or --emg-preprocessed (in Python, "
+                              "the setting data.preprocessed: False or True)") from None
         steps.append("detected already-rectified/enveloped EMG (not both signs, or little power above 60 Hz; "
                      "override with --emg-raw)" if preprocessed else
                      "detected raw EMG (both signs with power above 60 Hz, or symmetric and fast about a baseline; override with "

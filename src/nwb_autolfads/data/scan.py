@@ -17,7 +17,7 @@ __all__ = ["DEFAULT_CHUNK_VALUES", "looks_rectified", "LineHum", "detect_line_hu
            "SampleScan", "scan_samples", "chunk_bounds", "spread_samples", "FLAT_RUN",
            "TWO_SIGNED_FRACTION", "TWO_SIGNED_DEPTH", "SYMMETRY_LIMIT", "SLOW_FRACTION", "ARTEFACT_MADS",
            "MID_BAND_HZ", "HIGH_BAND_HZ", "RAW_MID", "ENVELOPE_MID", "ENVELOPE_HIGH", "HIGH_SYMMETRY_LIMIT",
-           "AmbiguousEmg"]
+           "LOCAL_SKEW_WINDOW", "LOCAL_SKEW_LIMIT", "HELD_FRACTION", "held_period", "AmbiguousEmg"]
 
 DEFAULT_CHUNK_VALUES = 2**23
 """Values (samples x channels) read and filtered at a time: 64 MB of float64."""
@@ -77,6 +77,26 @@ SYMMETRY_LIMIT = 0.15
 """Raw EMG's fast part (above 5 Hz) is symmetric: |Bowley skewness (5th, 50th, 95th percentiles)|
 below this; rectified EMG's is skewed (0.35 for a rectified normal carrier at a constant level, more
 when its level varies)."""
+
+LOCAL_SKEW_WINDOW = 0.025
+"""Seconds of the running RMS that :func:`_fast_part` divides the part above 20 Hz by before its
+skewness is taken (:data:`LOCAL_SKEW_LIMIT`): the level's changes, which mix skewness across
+levels, are taken out."""
+
+LOCAL_SKEW_LIMIT = 0.10
+"""Raw EMG's part above 20 Hz, divided by its running RMS, is symmetric: moment skewness -0.12 to
++0.05 (flat-band and surface-EMG spectra, mains hum, movement artefacts, ECG of 30 times its SD,
+2-20 s at 0.5-10 kHz). The fast part of a magnitude is skewed the positive way, whatever was
+subtracted from it: rectified EMG 0.5-1.0, a Hilbert envelope 0.20-0.57, TKEO 0.4-1.1, rectified
+EMG binned at 2-4 ms 0.15-0.61. Above this, a channel that the spectrum calls raw is asked about
+(raw EMG whose motor-unit potentials are all lopsided one way, needle EMG with one unit, could be
+skewed too)."""
+
+HELD_FRACTION = 0.95
+"""A channel whose value changes at one phase of every k-th sample (k >= 2) in at least this
+fraction of its changes is held, i.e. a signal sampled at rate / k and upsampled by repeating
+samples (zero-order hold); it is judged at rate / k (the repeats put the steps' power in every
+band: a 250 Hz envelope held at 2 kHz was taken for raw EMG)."""
 
 
 def _without_flat_runs(x: np.ndarray) -> np.ndarray:
@@ -143,6 +163,9 @@ class FastPart:
     """Bowley skewness (5th, 50th, 95th percentiles) of the part above 5 Hz."""
     skew_mid: float | None
     """Bowley skewness of the part above :data:`MID_BAND_HZ`; None with ``above_mid``."""
+    local_skew: float | None
+    """Moment skewness of the part above 20 Hz divided by its running RMS (:data:`LOCAL_SKEW_LIMIT`);
+    None at 80 Hz and less."""
 
 
 def _bowley(y: np.ndarray) -> float:
@@ -150,17 +173,34 @@ def _bowley(y: np.ndarray) -> float:
     return float((q95 + q05 - 2.0 * q50) / (q95 - q05)) if q95 > q05 else 0.0
 
 
+def _moment_skew(y: np.ndarray) -> float:
+    y = y - y.mean()
+    sd = float(y.std())
+    return float(np.mean(y**3) / sd**3) if sd > 0 else 0.0
+
+
+def _locally_scaled(y: np.ndarray, fs: float) -> np.ndarray:
+    """``y`` divided by its running RMS over :data:`LOCAL_SKEW_WINDOW` (clipped at 6: a sample
+    alone in a quiet window)."""
+    width = max(int(round(LOCAL_SKEW_WINDOW * fs)), 3)
+    rms = np.sqrt(np.convolve(y * y, np.ones(width) / width, mode="same"))
+    floor = 1e-12 * float(np.abs(y).max())
+    return np.clip(y / np.maximum(rms, floor if floor > 0 else 1e-300), -6.0, 6.0)
+
+
 def _fast_part(pieces: list[np.ndarray], fs: float) -> FastPart | None:
     """One channel's part above 5 Hz, per excerpt (an offset and its wander removed by a zero-phase
     high-pass; samples beyond :data:`ARTEFACT_MADS` robust SDs of the excerpt's median clipped
     first, so that a few large artefacts do not ring through the filter), the shares of its power
-    above :data:`MID_BAND_HZ` and :data:`HIGH_BAND_HZ` (mains lines left out) and its part above
-    :data:`MID_BAND_HZ` (:class:`FastPart`). None: too little data."""
+    above :data:`MID_BAND_HZ` and :data:`HIGH_BAND_HZ` (mains lines left out), its part above
+    :data:`MID_BAND_HZ` and the skewness of its part above 20 Hz in units of its running RMS
+    (:class:`FastPart`). None: too little data."""
     sos = sps.butter(2, 5.0, btype="highpass", fs=fs, output="sos")
     mid = fs >= 4 * MID_BAND_HZ
     high = fs >= 2.5 * HIGH_BAND_HZ
     mid_sos = sps.butter(4, MID_BAND_HZ, btype="highpass", fs=fs, output="sos") if mid else None
-    fast, mid_parts, power = [], [], np.zeros(4)
+    local_sos = sps.butter(4, 20.0, btype="highpass", fs=fs, output="sos") if fs > 80.0 else None
+    fast, mid_parts, scaled, power = [], [], [], np.zeros(4)
     for x in pieces:
         if x.size < 64 or np.ptp(x) == 0:
             continue
@@ -173,44 +213,83 @@ def _fast_part(pieces: list[np.ndarray], fs: float) -> FastPart | None:
         power += (above_20, total, above_mid if mid else 0.0, above_high if high else 0.0)
         if mid and x.size > 3 * 2 * 12:
             mid_parts.append(sps.sosfiltfilt(mid_sos, x))
+        if local_sos is not None and x.size > 3 * 2 * 12:
+            scaled.append(_locally_scaled(sps.sosfiltfilt(local_sos, x), fs))
     if not fast or power[1] <= 0:
         return None
     mid = mid and power[0] > 0 and bool(mid_parts)
     return FastPart(above_20=power[0] / power[1], above_mid=power[2] / power[0] if mid else None,
                     above_high=power[3] / power[0] if mid and high else None, skew=_bowley(np.concatenate(fast)),
-                    skew_mid=_bowley(np.concatenate(mid_parts)) if mid else None)
+                    skew_mid=_bowley(np.concatenate(mid_parts)) if mid else None,
+                    local_skew=_moment_skew(np.concatenate(scaled)) if scaled else None)
 
 
-def _fast_part_looks_raw(pieces: list[np.ndarray], fs: float) -> bool | None:
+def _lopsided(part: FastPart) -> bool:
+    """The fast part is skewed the way a magnitude's is (:data:`LOCAL_SKEW_LIMIT`)."""
+    return part.local_skew is not None and part.local_skew > LOCAL_SKEW_LIMIT
+
+
+def held_period(pieces: list[np.ndarray]) -> int:
+    """k >= 2 when the samples change only at one phase of every k-th sample (zero-order hold from
+    a rate k times lower: :data:`HELD_FRACTION`), else 1. ``pieces``: one channel's excerpts."""
+    steps = [np.flatnonzero(np.diff(p) != 0) for p in pieces if p.size > 64]
+    changes = sum(s.size for s in steps)
+    size = sum(p.size - 1 for p in pieces if p.size > 64)
+    if changes < 16 or changes > size / 2:
+        return 1
+    gaps = np.concatenate([np.diff(s) for s in steps if s.size > 1])
+    if gaps.size == 0:
+        return 1
+    k = int(np.bincount(gaps).argmax())
+    if k < 2 or np.mean(gaps % k == 0) < HELD_FRACTION:
+        return 1
+    return k
+
+
+def _unheld(pieces: list[np.ndarray], k: int) -> list[np.ndarray]:
+    """Each excerpt's samples at the held rate: one per hold, from each excerpt's own phase."""
+    out = []
+    for p in pieces:
+        steps = np.flatnonzero(np.diff(p) != 0) + 1
+        phase = int(np.bincount(steps % k, minlength=k).argmax()) if steps.size else 0
+        out.append(p[phase::k])
+    return out
+
+
+def _fast_part_looks_raw(pieces: list[np.ndarray], fs: float) -> bool | str | None:
     """Whether one channel's excerpts look like raw EMG on an offset that may wander (an unsigned
     ADC): a share above :data:`MID_BAND_HZ` like raw EMG's (:data:`RAW_MID`) that is symmetric
     (:data:`HIGH_SYMMETRY_LIMIT`; movement artefacts and most of ECG do not reach it), or most
-    power above 5 Hz lying above 20 Hz and symmetric (:data:`SYMMETRY_LIMIT`). None: too little data."""
+    power above 5 Hz lying above 20 Hz and symmetric (:data:`SYMMETRY_LIMIT`). ``"skew"``: so it
+    looks, yet its fast part is skewed like a magnitude's (:data:`LOCAL_SKEW_LIMIT`: rectified EMG
+    with an offset added?). None: too little data."""
     part = _fast_part(pieces, fs)
     if part is None:
         return None
-    if part.above_mid is not None and part.above_mid >= RAW_MID and abs(part.skew_mid) < HIGH_SYMMETRY_LIMIT:
-        return True
-    return bool(part.above_20 > 0.5 and abs(part.skew) < SYMMETRY_LIMIT)
+    raw_like = ((part.above_mid is not None and part.above_mid >= RAW_MID and abs(part.skew_mid) < HIGH_SYMMETRY_LIMIT)
+                or (part.above_20 > 0.5 and abs(part.skew) < SYMMETRY_LIMIT))
+    return "skew" if raw_like and _lopsided(part) else raw_like
 
 
-def _two_signed_is_envelope(pieces: list[np.ndarray], fs: float) -> bool | None:
+def _two_signed_is_envelope(pieces: list[np.ndarray], fs: float) -> bool | str:
     """Whether one channel's excerpts that swing both ways are an envelope with its baseline or mean
-    subtracted (True), raw EMG (False), or cannot be told apart (None): slow
-    (:data:`SLOW_FRACTION`) is an envelope; else, from 4 x :data:`MID_BAND_HZ` on, a share above
-    :data:`MID_BAND_HZ` of :data:`RAW_MID` or more is raw, one of :data:`ENVELOPE_MID` or less
-    with :data:`ENVELOPE_HIGH` or less above :data:`HIGH_BAND_HZ` is an envelope, anything between
-    is None; under 4 x :data:`MID_BAND_HZ`, raw."""
+    subtracted (True), raw EMG (False), or cannot be told apart (the reason, ``"band"`` or
+    ``"skew"``): slow (:data:`SLOW_FRACTION`) is an envelope; else, from 4 x :data:`MID_BAND_HZ`
+    on, a share above :data:`MID_BAND_HZ` of :data:`RAW_MID` or more is raw, one of
+    :data:`ENVELOPE_MID` or less with :data:`ENVELOPE_HIGH` or less above :data:`HIGH_BAND_HZ` is
+    an envelope, anything between is ``"band"``; under 4 x :data:`MID_BAND_HZ`, raw. What would
+    be raw but has a fast part skewed like a magnitude's (:data:`LOCAL_SKEW_LIMIT`: a Hilbert or
+    TKEO envelope, finely binned rectified EMG, with its mean subtracted) is ``"skew"``."""
     part = _fast_part(pieces, fs)
     if part is None:
         return False
     if part.above_20 < SLOW_FRACTION:
         return True
-    if part.above_mid is None or part.above_mid >= RAW_MID:
-        return False
-    if part.above_mid <= ENVELOPE_MID and (part.above_high is None or part.above_high <= ENVELOPE_HIGH):
-        return True
-    return None
+    if part.above_mid is not None and part.above_mid < RAW_MID:
+        if part.above_mid <= ENVELOPE_MID and (part.above_high is None or part.above_high <= ENVELOPE_HIGH):
+            return True
+        return "band"
+    return "skew" if _lopsided(part) else False
 
 
 class AmbiguousEmg(ValueError):
@@ -239,14 +318,17 @@ def looks_rectified(values, fs: float | None = None) -> bool:
     Raises
     ------
     AmbiguousEmg
-        At least half the channels swing both ways with a high band between an envelope's and raw
-        EMG's (:func:`_two_signed_is_envelope`): the caller asks the user to say which.
+        A channel has a fast part skewed like a magnitude's where its spectrum says raw
+        (:data:`LOCAL_SKEW_LIMIT`), or the channels whose high band lies between an envelope's and
+        raw EMG's (:func:`_two_signed_is_envelope`) are as many as the margin between the others'
+        votes, so they could decide: the caller asks the user to say which.
 
     Notes
     -----
     Per channel, runs of :data:`FLAT_RUN` or more identical samples left out (a disconnected
-    amplifier, zero padding: an all-zero lead-in once made raw EMG "rectified"), and large sparse
-    artefacts clipped (:data:`ARTEFACT_MADS`):
+    amplifier, zero padding: an all-zero lead-in once made raw EMG "rectified"), a channel held for
+    k samples at a time judged at rate / k (:func:`held_period`; held from 80 Hz or less: an
+    envelope), and large sparse artefacts clipped (:data:`ARTEFACT_MADS`):
 
     - when it swings both ways (more than 1% of samples negative, reaching 5% of its 99th
       percentile of magnitude): **raw** unless it is an envelope with its baseline or mean
@@ -255,13 +337,16 @@ def looks_rectified(values, fs: float | None = None) -> bool:
       truth 0.02-0.7). Raw EMG under movement artefacts with up to 100 times its power is still
       raw: they do not reach the high band. An envelope's few tiny undershoots below zero (a
       zero-phase low-pass after rectifying leaves them) are not "both ways": a single -1e-9 once
-      made an envelope "raw";
+      made an envelope "raw". Asked about when its fast part is skewed like a magnitude's
+      (:data:`LOCAL_SKEW_LIMIT`: Hilbert and Teager-Kaiser envelopes and rectified EMG binned at
+      2-4 ms, z-scored, were taken for raw, r 0.4-0.9);
     - else **raw** when it is symmetric and fast (:func:`_symmetric_and_fast`: raw EMG on a steady
       offset, e.g. an unsigned ADC), or stays far above zero (:func:`_far_from_zero`) with a high
       band like raw EMG's (:func:`_fast_part_looks_raw`): an offset that wanders, movement
-      artefacts or ECG on an unsigned ADC were once taken for an envelope. Rectified EMG sampled
-      at the raw rate with a large offset added, or with its mean subtracted, can be taken for
-      raw: the log's "detected ..." line says which, and ``--emg-raw`` / ``--emg-preprocessed``
+      artefacts or ECG on an unsigned ADC were once taken for an envelope; asked about when such a
+      channel's fast part is skewed like a magnitude's (rectified EMG with a large offset added).
+      Rectified EMG with its mean subtracted, binned at 10 ms and coarser, can be taken for raw:
+      the log's "detected ..." line says which, and ``--emg-raw`` / ``--emg-preprocessed``
       override;
     - else **rectified** (non-negative and skewed, or slow: an envelope).
     """
@@ -269,26 +354,54 @@ def looks_rectified(values, fs: float | None = None) -> bool:
     pieces = [p[np.all(np.isfinite(p), axis=1)] for p in pieces if np.ndim(p) == 2 and len(p)]
     if not pieces:
         return True
-    votes, unsure = [], []
+    votes, unsure = [], {"band": [], "skew": []}
     for c in range(pieces[0].shape[1]):
         parts = [_without_flat_runs(p[:, c]) for p in pieces]
         x = np.concatenate(parts)
         if x.size < 2 or np.ptp(x) == 0:
             continue
+        rate = fs
+        if fs is not None:
+            k = held_period(parts)
+            if k > 1:
+                parts, rate = _unheld(parts, k), fs / k
+                if rate <= 80.0:  # held from a rate that cannot hold raw EMG at all: an envelope
+                    votes.append(True)
+                    continue
+        fast = rate is not None and rate > 80.0
         depth = float(np.quantile(np.abs(x), 0.99))
         if np.mean(x < 0) > TWO_SIGNED_FRACTION and float(x.min()) < -TWO_SIGNED_DEPTH * depth:
-            verdict = _two_signed_is_envelope(parts, fs) if fs is not None and fs > 80.0 else False
-            if verdict is None:
-                unsure.append(c)
+            verdict = _two_signed_is_envelope(parts, rate) if fast else False
+            if isinstance(verdict, str):
+                unsure[verdict].append(c)
             else:
                 votes.append(verdict)
             continue
-        votes.append(not (fs is not None and fs > 80.0 and (_symmetric_and_fast(x, fs) or (
-            _far_from_zero(x) and _fast_part_looks_raw(parts, fs)))))
-    if unsure and len(unsure) >= len(votes):
-        raise AmbiguousEmg(unsure, f"{len(unsure)} of {len(unsure) + len(votes)} channel(s) swing both ways, yet "
-                                   f"the share of their power above 20 Hz that lies above {MID_BAND_HZ:g} Hz is "
-                                   f"between an envelope's and raw EMG's ({ENVELOPE_MID:g}-{RAW_MID:g})")
+        if fast and rate != fs:
+            x = np.concatenate(parts)
+        raw = fast and (_symmetric_and_fast(x, rate) or (_far_from_zero(x) and _fast_part_looks_raw(parts, rate)))
+        if raw == "skew":
+            unsure["skew"].append(c)
+        else:
+            votes.append(not raw)
+    asked = unsure["band"] + unsure["skew"]
+    # A channel skewed like a magnitude puts the whole series' processing in question (the channels
+    # of one series are processed alike; the Hilbert envelope of a muscle at rest under mains hum is
+    # not skewed); a channel of the band between is asked about when it could decide the vote.
+    if unsure["skew"] or (asked and abs(2 * sum(votes) - len(votes)) <= len(asked)):
+        reasons = []
+        if unsure["band"]:
+            reasons.append(f"{len(unsure['band'])} channel(s) swing both ways, yet the share of their power above 20 Hz "
+                           f"that lies above {MID_BAND_HZ:g} Hz is between an envelope's and raw EMG's "
+                           f"({ENVELOPE_MID:g}-{RAW_MID:g}): an envelope with its mean subtracted, or raw EMG under "
+                           "large slow artefacts?")
+        if unsure["skew"]:
+            reasons.append(f"{len(unsure['skew'])} channel(s) have power above {MID_BAND_HZ:g} Hz like raw EMG, yet "
+                           f"their fast part is skewed like a magnitude's (skewness above {LOCAL_SKEW_LIMIT:g}; raw "
+                           "surface EMG is symmetric): a Hilbert or Teager-Kaiser envelope, or finely binned "
+                           "rectified EMG, with its mean or an offset taken off or added; or needle EMG with "
+                           "lopsided motor-unit potentials?")
+        raise AmbiguousEmg(sorted(asked), f"of {len(asked) + len(votes)} channel(s), " + "; ".join(reasons))
     return bool(np.mean(votes) >= 0.5) if votes else True
 
 

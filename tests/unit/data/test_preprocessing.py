@@ -206,6 +206,90 @@ def test_an_envelope_with_its_baseline_or_mean_subtracted_is_not_rectified_again
     assert not looks_rectified(raw + 3.0 * raw.std(0) * moving / moving.std(0), fs)
 
 
+def test_an_envelope_that_keeps_fast_content_with_its_mean_taken_off_is_asked_about():
+    """A break-it tester's files: a Hilbert envelope z-scored, Teager-Kaiser energy and rectified EMG
+    binned at 2-4 ms and z-scored swing both ways with power above 60 Hz like raw EMG, and were
+    rectified again silently (r with the truth 0.4-0.9 instead of 0.8-0.97). Their fast part is
+    skewed like a magnitude's: the run now stops and asks, naming the channels and the reason."""
+    from scipy import signal as sps
+
+    from nwb_autolfads.data.scan import AmbiguousEmg
+    from nwb_autolfads.testing import synthetic_emg
+
+    for fs in (1000.0, 2000.0):
+        raw = synthetic_emg(duration=12.0, rate=fs, n_muscles=3, seed=5).raw
+        raw = raw - raw.mean(0)
+        hilbert = np.abs(sps.hilbert(raw, axis=0))
+        teager = np.vstack([raw[:1] ** 2, raw[1:-1] ** 2 - raw[:-2] * raw[2:], raw[-1:] ** 2])
+        for env in (hilbert, teager):
+            with pytest.raises(AmbiguousEmg) as info:
+                looks_rectified((env - env.mean(0)) / env.std(0), fs)
+            assert info.value.channels and "skewed like a magnitude's" in info.value.evidence
+        assert not looks_rectified(raw, fs) and not looks_rectified(-raw, fs)  # the sign of raw EMG is no matter
+    raw = synthetic_emg(duration=12.0, rate=2000.0, n_muscles=3, seed=5).raw
+    binned = np.abs(raw - raw.mean(0)).reshape(-1, 4, 3).mean(1)  # 2 ms bins: 500 Hz
+    z = (binned - binned.mean(0)) / binned.std(0)
+    assert looks_rectified(binned, 500.0)
+    sig = Signal(z, ["TA", "MG", "SOL"], "a.u.", "processing/emg/binned", rate=500.0)
+    with pytest.raises(SignalError, match=r"processing/emg/binned: cannot tell whether the EMG is raw or already an "
+                                          r"envelope \(TA, MG, SOL\): .*skewed like a magnitude's.*--emg-raw or "
+                                          r"--emg-preprocessed"):
+        preprocess_emg(sig, PreprocessConfig(), bin_size=None)
+    assert preprocess_emg(sig, PreprocessConfig(), bin_size=None, preprocessed=True).was_raw is False
+
+
+def test_a_held_envelope_is_judged_at_the_rate_it_was_sampled():
+    """A 250 Hz envelope upsampled to 2 kHz by repeating each sample 8 times, minus its 5th
+    percentile or z-scored, was taken for raw EMG (the steps put power in every band; r 0.36-0.62).
+    It is judged at 250 Hz now; raw EMG, also quantised to a few int16 counts, is not held."""
+    from scipy import signal as sps
+
+    from nwb_autolfads.data.scan import held_period
+    from nwb_autolfads.testing import synthetic_emg
+
+    fs = 2000.0
+    raw = synthetic_emg(duration=12.0, rate=fs, n_muscles=3, seed=6).raw
+    raw = raw - raw.mean(0)
+    envelope = sps.sosfiltfilt(sps.butter(2, 10.0, fs=fs, output="sos"), np.abs(raw), axis=0)
+    for k in (8, 40):  # from 250 Hz, and from 50 Hz (no raw EMG there at all)
+        held = np.repeat(envelope[::k], k, axis=0)[5 : len(raw) + 5]  # any phase
+        assert held_period([held[:, 0]]) == k
+        for x in (held, held - np.percentile(held, 5, axis=0), (held - held.mean(0)) / held.std(0)):
+            assert looks_rectified(x, fs)
+    counts = np.round(raw / raw.std() * 2.0)  # raw EMG a few counts wide: many repeats, at no fixed phase
+    assert np.mean(np.diff(counts[:, 0]) == 0) > 0.1
+    assert held_period([counts[:, 0]]) == 1 and held_period([raw[:, 0]]) == 1
+    assert not looks_rectified(counts, fs)
+    assert not looks_rectified(np.repeat(raw[::2], 2, axis=0), fs)  # 1 kHz raw EMG held at 2 kHz is still raw
+
+
+def test_channels_asked_about_that_could_decide_the_vote_are_asked_about():
+    """One raw channel, one envelope and one that cannot be told: the tie used to go to 'envelope'
+    (raw EMG rectified by the way of a vote). Now the run asks. A channel whose fast part is skewed
+    like a magnitude's is asked about even when the others look raw: a Hilbert envelope z-scored
+    had one such channel and two that hum made look raw (seed 6 here)."""
+    from scipy import signal as sps
+
+    from nwb_autolfads.data.scan import AmbiguousEmg
+    from nwb_autolfads.testing import synthetic_emg
+
+    fs = 2000.0
+    raw = synthetic_emg(duration=12.0, rate=fs, n_muscles=5, seed=7).raw
+    raw = raw - raw.mean(0)
+    envelope = sps.sosfiltfilt(sps.butter(2, 10.0, fs=fs, output="sos"), np.abs(raw), axis=0)
+    hilbert = np.abs(sps.hilbert(raw, axis=0))
+    unsure = (hilbert - hilbert.mean(0)) / hilbert.std(0)
+    with pytest.raises(AmbiguousEmg) as info:
+        looks_rectified(np.column_stack([raw[:, 0], envelope[:, 1], unsure[:, 2]]), fs)
+    assert info.value.channels == [2]
+    with pytest.raises(AmbiguousEmg):
+        looks_rectified(np.column_stack([raw[:, :4], unsure[:, 4]]), fs)
+    raw6 = synthetic_emg(duration=12.0, rate=fs, n_muscles=3, seed=6).raw
+    hilbert6 = np.abs(sps.hilbert(raw6 - raw6.mean(0), axis=0))
+    with pytest.raises(AmbiguousEmg):
+        looks_rectified((hilbert6 - hilbert6.mean(0)) / hilbert6.std(0), fs)
+
+
 def test_raw_emg_on_an_unsigned_adc_with_large_artefacts_is_raw():
     """A tester's file: raw EMG in counts of an unsigned 16-bit ADC (all positive) with 15 positive
     artefacts of 10 ms was "already rectified" (model input r with the truth 0.03)."""
@@ -853,7 +937,8 @@ def test_raw_or_envelope_over_the_kinds_testers_files_held(fs):
     subtracted was rectified again; raw EMG under movement artefacts or ECG on an unsigned ADC was
     taken for an envelope). Now nothing that swings both ways is told wrong (what cannot be told
     is asked); wrong still: low-frequency raw EMG under strong movement artefacts on an unsigned
-    ADC (as before)."""
+    ADC (as before). Also Hilbert and Teager-Kaiser envelopes z-scored and envelopes held from
+    rate / 8 (zero-order hold), once taken for raw: asked, or an envelope; needle EMG: raw or asked."""
     import importlib.util
     from pathlib import Path
 
@@ -864,6 +949,9 @@ def test_raw_or_envelope_over_the_kinds_testers_files_held(fs):
     said = {name: (bench.verdict(x, fs), is_raw) for name, x, is_raw in bench.cases(fs, 8.0)}
     wrong = {name for name, (verdict, is_raw) in said.items() if verdict != "asked" and (verdict == "raw") != is_raw}
     assert all(name.endswith("(uADC)") and "movement" in name for name in wrong), wrong
-    assert len(wrong) <= 3 and sum(v == "asked" for v, _ in said.values()) <= 22
+    assert len(wrong) <= 3 and sum(v == "asked" for v, _ in said.values()) <= 24
+    assert all(said[name][0] != "raw" for name in said if name.startswith(("Hilbert", "Teager", "10 Hz envelope held")))
+    assert said["10 Hz envelope held 8 samples z-scored"][0] == "envelope"
+    assert said["rectified + offset"][0] == "envelope"
     assert said["raw clean"][0] == "raw" and said["surface EMG f_l 60 f_h 120 Hz + movement x3"][0] == "raw"
     assert all(said[f"butter {hz} Hz order {o} z-scored"][0] == "envelope" for hz in (20, 30, 50) for o in (2, 4))
