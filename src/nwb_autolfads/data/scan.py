@@ -17,7 +17,7 @@ __all__ = ["DEFAULT_CHUNK_VALUES", "looks_rectified", "LineHum", "detect_line_hu
            "SampleScan", "scan_samples", "chunk_bounds", "spread_samples", "FLAT_RUN",
            "TWO_SIGNED_FRACTION", "TWO_SIGNED_DEPTH", "SYMMETRY_LIMIT", "SLOW_FRACTION", "ARTEFACT_MADS",
            "MID_BAND_HZ", "HIGH_BAND_HZ", "RAW_MID", "ENVELOPE_MID", "ENVELOPE_HIGH", "HIGH_SYMMETRY_LIMIT",
-           "LOCAL_SKEW_WINDOW", "LOCAL_SKEW_LIMIT", "HELD_FRACTION", "held_period", "AmbiguousEmg"]
+           "LOCAL_SKEW_WINDOW", "LOCAL_SKEW_LIMIT", "COUPLING_LIMIT", "FAST_SIZE", "HELD_FRACTION", "held_period", "AmbiguousEmg"]
 
 DEFAULT_CHUNK_VALUES = 2**23
 """Values (samples x channels) read and filtered at a time: 64 MB of float64."""
@@ -84,13 +84,26 @@ skewness is taken (:data:`LOCAL_SKEW_LIMIT`): the level's changes, which mix ske
 levels, are taken out."""
 
 LOCAL_SKEW_LIMIT = 0.10
-"""Raw EMG's part above 20 Hz, divided by its running RMS, is symmetric: moment skewness -0.12 to
-+0.05 (flat-band and surface-EMG spectra, mains hum, movement artefacts, ECG of 30 times its SD,
-2-20 s at 0.5-10 kHz). The fast part of a magnitude is skewed the positive way, whatever was
+"""Raw EMG's part above 20 Hz, divided by its running RMS, is symmetric: moment skewness -0.06 to
++0.05 over 20 s (flat-band and surface-EMG spectra, mains hum, movement artefacts, ECG of 30 times
+its SD, 0.5-10 kHz), more spread in shorter excerpts (the limit adds 3 standard errors). The fast part of a magnitude is skewed the positive way, whatever was
 subtracted from it: rectified EMG 0.5-1.0, a Hilbert envelope 0.20-0.57, TKEO 0.4-1.1, rectified
 EMG binned at 2-4 ms 0.15-0.61. Above this, a channel that the spectrum calls raw is asked about
 (raw EMG whose motor-unit potentials are all lopsided one way, needle EMG with one unit, could be
 skewed too)."""
+
+COUPLING_LIMIT = 0.5
+"""An envelope's ripple grows with its level: over 50 ms blocks, the correlation of the mean with
+the RMS of the part above 20 Hz is 0.6-0.99 for rectified EMG and moving RMS/box/Butterworth
+envelopes with ripple; for raw EMG on an unsigned ADC under movement artefacts it is -0.25 to
++0.3 (the baseline moves with the artefacts, the EMG's size with the muscle). A channel on one side
+of zero with a symmetric fast part in the band above an envelope's and a coupling below this is
+asked about (such recordings were taken for envelopes)."""
+
+FAST_SIZE = 0.07
+"""See :data:`COUPLING_LIMIT`: the part above 20 Hz must also be at least this fraction of the SD
+of the 50 ms blocks' means (raw EMG under movement artefacts of 10 times its SD: 0.11-0.35; the
+filter's residue in a low-passed envelope, and the rounding of one stored as integers, 0.001-0.043)."""
 
 HELD_FRACTION = 0.95
 """A channel whose value changes at one phase of every k-th sample (k >= 2) in at least this
@@ -166,6 +179,8 @@ class FastPart:
     local_skew: float | None
     """Moment skewness of the part above 20 Hz divided by its running RMS (:data:`LOCAL_SKEW_LIMIT`);
     None at 80 Hz and less."""
+    local_independent: float = 0.0
+    """About how many independent samples ``local_skew`` rests on (samples x min(1, 1000 Hz / rate))."""
 
 
 def _bowley(y: np.ndarray) -> float:
@@ -221,12 +236,22 @@ def _fast_part(pieces: list[np.ndarray], fs: float) -> FastPart | None:
     return FastPart(above_20=power[0] / power[1], above_mid=power[2] / power[0] if mid else None,
                     above_high=power[3] / power[0] if mid and high else None, skew=_bowley(np.concatenate(fast)),
                     skew_mid=_bowley(np.concatenate(mid_parts)) if mid else None,
-                    local_skew=_moment_skew(np.concatenate(scaled)) if scaled else None)
+                    local_skew=_moment_skew(np.concatenate(scaled)) if scaled else None,
+                    local_independent=sum(v.size for v in scaled) * min(1.0, 1000.0 / fs))
 
 
-def _lopsided(part: FastPart) -> bool:
-    """The fast part is skewed the way a magnitude's is (:data:`LOCAL_SKEW_LIMIT`)."""
-    return part.local_skew is not None and part.local_skew > LOCAL_SKEW_LIMIT
+def _lopsided(part: FastPart, fs: float) -> bool:
+    """The fast part is skewed the way a magnitude's is: by more than :data:`LOCAL_SKEW_LIMIT` plus
+    3 standard errors of a skewness (sqrt(6 / n) for n independent samples; raw EMG's band holds
+    about 1000 a second: measured SD 0.03-0.19 for 0.2-5 s of raw EMG at 1-10 kHz); judged from
+    4 x :data:`MID_BAND_HZ` on only, where the spectrum can say raw (slower series are refused or
+    warned about as raw EMG that cannot hold its band); under 500 Hz, where raw EMG is warned
+    about, without the standard errors."""
+    if part.above_mid is None or part.local_skew is None:
+        return False
+    if fs < 500.0:  # raw EMG cannot hold its band here (warned about): no allowance for short excerpts
+        return part.local_skew > LOCAL_SKEW_LIMIT
+    return part.local_skew > LOCAL_SKEW_LIMIT + 3.0 * np.sqrt(6.0 / max(part.local_independent, 1.0))
 
 
 def held_period(pieces: list[np.ndarray]) -> int:
@@ -256,19 +281,68 @@ def _unheld(pieces: list[np.ndarray], k: int) -> list[np.ndarray]:
     return out
 
 
-def _fast_part_looks_raw(pieces: list[np.ndarray], fs: float) -> bool | str | None:
-    """Whether one channel's excerpts look like raw EMG on an offset that may wander (an unsigned
-    ADC): a share above :data:`MID_BAND_HZ` like raw EMG's (:data:`RAW_MID`) that is symmetric
-    (:data:`HIGH_SYMMETRY_LIMIT`; movement artefacts and most of ECG do not reach it), or most
-    power above 5 Hz lying above 20 Hz and symmetric (:data:`SYMMETRY_LIMIT`). ``"skew"``: so it
-    looks, yet its fast part is skewed like a magnitude's (:data:`LOCAL_SKEW_LIMIT`: rectified EMG
-    with an offset added?). None: too little data."""
+def _grid_step(x: np.ndarray) -> float:
+    """The smallest step between the values ``x`` takes (an ADC's count, or the resolution an
+    envelope was stored at); 0 for fewer than two values."""
+    steps = np.diff(np.unique(x))
+    return float(steps.min()) if steps.size else 0.0
+
+
+def _level_coupling(pieces: list[np.ndarray], fs: float) -> tuple[float | None, float, float]:
+    """(correlation, over 50 ms blocks of the excerpts, of the block's mean with the RMS of its part
+    above 20 Hz (:data:`COUPLING_LIMIT`), or None with too few blocks or either constant; the RMS
+    of that part over all blocks; the SD of the blocks' means)."""
+    sos = sps.butter(4, 20.0, btype="highpass", fs=fs, output="sos")
+    block = max(int(0.05 * fs), 4)
+    levels, sizes = [], []
+    for x in pieces:
+        n = x.size // block
+        if n < 2 or x.size <= 3 * 2 * 12:
+            continue
+        y = sps.sosfiltfilt(sos, x - np.median(x))
+        levels.append(x[: n * block].reshape(n, block).mean(1))
+        sizes.append(np.sqrt((y[: n * block] ** 2).reshape(n, block).mean(1)))
+    if sum(v.size for v in levels) < 16:
+        return None, 0.0, 0.0
+    level, size = np.concatenate(levels), np.concatenate(sizes)
+    rms, level_sd = float(np.sqrt(np.mean(size**2))), float(level.std())
+    if level_sd == 0 or size.std() == 0:
+        return None, rms, level_sd
+    return float(np.corrcoef(level, size)[0, 1]), rms, level_sd
+
+
+def _one_signed_verdict(x: np.ndarray, pieces: list[np.ndarray], fs: float) -> bool | str:
+    """Whether one channel's excerpts that stay on one side of zero are raw EMG on an offset
+    (True), an envelope (False), or cannot be told (``"skew"``, ``"offset"``).
+
+    Raw when symmetric and fast (:func:`_symmetric_and_fast`), or when far from zero
+    (:func:`_far_from_zero`) with a share above :data:`MID_BAND_HZ` like raw EMG's
+    (:data:`RAW_MID`) that is symmetric (:data:`HIGH_SYMMETRY_LIMIT`; movement artefacts and most
+    of ECG do not reach it), or with most power above 5 Hz lying above 20 Hz, symmetric
+    (:data:`SYMMETRY_LIMIT`): an offset that wanders, movement artefacts or ECG on an unsigned ADC.
+    ``"skew"``: raw so far, yet its fast part is skewed like a magnitude's
+    (:data:`LOCAL_SKEW_LIMIT`: rectified EMG with an offset added?). ``"offset"``: an envelope so
+    far, yet its part above :data:`MID_BAND_HZ` is symmetric, its share more than an envelope's
+    (:data:`ENVELOPE_MID`), its size more than twice the values' step and :data:`FAST_SIZE` of the
+    level's changes (not the residue of a low-pass, nor the rounding of an envelope stored as
+    integers) and not following its level (:data:`COUPLING_LIMIT`): raw EMG on an unsigned ADC
+    under movement artefacts large enough to hide the rest."""
+    if _symmetric_and_fast(x, fs):
+        return True
     part = _fast_part(pieces, fs)
     if part is None:
-        return None
+        return False
     raw_like = ((part.above_mid is not None and part.above_mid >= RAW_MID and abs(part.skew_mid) < HIGH_SYMMETRY_LIMIT)
                 or (part.above_20 > 0.5 and abs(part.skew) < SYMMETRY_LIMIT))
-    return "skew" if raw_like and _lopsided(part) else raw_like
+    if raw_like and _far_from_zero(x):
+        return "skew" if _lopsided(part, fs) else True
+    if (part.above_mid is not None and part.above_mid > ENVELOPE_MID and abs(part.skew_mid) < HIGH_SYMMETRY_LIMIT
+            and not _lopsided(part, fs)):
+        coupling, size, level_sd = _level_coupling(pieces, fs)
+        if (coupling is not None and coupling < COUPLING_LIMIT and size > 2.0 * _grid_step(x)
+                and size >= FAST_SIZE * level_sd):
+            return "offset"
+    return False
 
 
 def _two_signed_is_envelope(pieces: list[np.ndarray], fs: float) -> bool | str:
@@ -289,7 +363,7 @@ def _two_signed_is_envelope(pieces: list[np.ndarray], fs: float) -> bool | str:
         if part.above_mid <= ENVELOPE_MID and (part.above_high is None or part.above_high <= ENVELOPE_HIGH):
             return True
         return "band"
-    return "skew" if _lopsided(part) else False
+    return "skew" if _lopsided(part, fs) else False
 
 
 class AmbiguousEmg(ValueError):
@@ -340,11 +414,12 @@ def looks_rectified(values, fs: float | None = None) -> bool:
       made an envelope "raw". Asked about when its fast part is skewed like a magnitude's
       (:data:`LOCAL_SKEW_LIMIT`: Hilbert and Teager-Kaiser envelopes and rectified EMG binned at
       2-4 ms, z-scored, were taken for raw, r 0.4-0.9);
-    - else **raw** when it is symmetric and fast (:func:`_symmetric_and_fast`: raw EMG on a steady
-      offset, e.g. an unsigned ADC), or stays far above zero (:func:`_far_from_zero`) with a high
-      band like raw EMG's (:func:`_fast_part_looks_raw`): an offset that wanders, movement
-      artefacts or ECG on an unsigned ADC were once taken for an envelope; asked about when such a
-      channel's fast part is skewed like a magnitude's (rectified EMG with a large offset added).
+    - else **raw** when it is symmetric and fast, or stays far above zero with a high band like
+      raw EMG's (:func:`_one_signed_verdict`): an offset that wanders, movement artefacts or ECG on
+      an unsigned ADC were once taken for an envelope; asked about when such a channel's fast part
+      is skewed like a magnitude's (rectified EMG with a large offset added), or when its high band
+      is symmetric and between an envelope's and raw EMG's and its size does not follow its level
+      (:data:`COUPLING_LIMIT`: raw EMG on an unsigned ADC under large movement artefacts).
       Rectified EMG with its mean subtracted, binned at 10 ms and coarser, can be taken for raw:
       the log's "detected ..." line says which, and ``--emg-raw`` / ``--emg-preprocessed``
       override;
@@ -354,7 +429,7 @@ def looks_rectified(values, fs: float | None = None) -> bool:
     pieces = [p[np.all(np.isfinite(p), axis=1)] for p in pieces if np.ndim(p) == 2 and len(p)]
     if not pieces:
         return True
-    votes, unsure = [], {"band": [], "skew": []}
+    votes, unsure = [], {"band": [], "offset": [], "skew": []}
     for c in range(pieces[0].shape[1]):
         parts = [_without_flat_runs(p[:, c]) for p in pieces]
         x = np.concatenate(parts)
@@ -377,14 +452,12 @@ def looks_rectified(values, fs: float | None = None) -> bool:
             else:
                 votes.append(verdict)
             continue
-        if fast and rate != fs:
-            x = np.concatenate(parts)
-        raw = fast and (_symmetric_and_fast(x, rate) or (_far_from_zero(x) and _fast_part_looks_raw(parts, rate)))
-        if raw == "skew":
-            unsure["skew"].append(c)
+        raw = _one_signed_verdict(np.concatenate(parts), parts, rate) if fast else False
+        if isinstance(raw, str):
+            unsure[raw].append(c)
         else:
             votes.append(not raw)
-    asked = unsure["band"] + unsure["skew"]
+    asked = unsure["band"] + unsure["offset"] + unsure["skew"]
     # A channel skewed like a magnitude puts the whole series' processing in question (the channels
     # of one series are processed alike; the Hilbert envelope of a muscle at rest under mains hum is
     # not skewed); a channel of the band between is asked about when it could decide the vote.
@@ -395,10 +468,15 @@ def looks_rectified(values, fs: float | None = None) -> bool:
                            f"that lies above {MID_BAND_HZ:g} Hz is between an envelope's and raw EMG's "
                            f"({ENVELOPE_MID:g}-{RAW_MID:g}): an envelope with its mean subtracted, or raw EMG under "
                            "large slow artefacts?")
+        if unsure["offset"]:
+            reasons.append(f"{len(unsure['offset'])} channel(s) stay on one side of zero, yet their part above "
+                           f"{MID_BAND_HZ:g} Hz is symmetric, between an envelope's and raw EMG's in share, and its size "
+                           "does not follow their level as an envelope's ripple does: raw EMG on an unsigned ADC "
+                           "under large movement artefacts?")
         if unsure["skew"]:
             reasons.append(f"{len(unsure['skew'])} channel(s) have power above {MID_BAND_HZ:g} Hz like raw EMG, yet "
-                           f"their fast part is skewed like a magnitude's (skewness above {LOCAL_SKEW_LIMIT:g}; raw "
-                           "surface EMG is symmetric): a Hilbert or Teager-Kaiser envelope, or finely binned "
+                           f"their fast part is skewed like a magnitude's (skewness above {LOCAL_SKEW_LIMIT:g} and "
+                           "3 standard errors; raw surface EMG is symmetric): a Hilbert or Teager-Kaiser envelope, or finely binned "
                            "rectified EMG, with its mean or an offset taken off or added; or needle EMG with "
                            "lopsided motor-unit potentials?")
         raise AmbiguousEmg(sorted(asked), f"of {len(asked) + len(votes)} channel(s), " + "; ".join(reasons))
