@@ -175,14 +175,57 @@ def drop_flat_stretches(sig: Signal, scan: SampleScan, segments: list[slice], de
     return segments
 
 
-def warn_saturated(sig: Signal, scan: SampleScan, raw: bool = True, fraction: float = 0.01) -> None:
+RAIL_PILE_UP = 3.0
+"""A value near a channel's extremes is a rail (:func:`pile_up_rails`) when more than this many
+times as many samples sit at it as at the next value inward: clipping piles samples up at one
+value, a steep tail or coarse rounding does not (its counts grow inward)."""
+
+RAIL_CANDIDATES = 8
+"""How many of a channel's largest (and smallest) distinct values :func:`pile_up_rails` looks at:
+a few glitch samples beyond a clipping rail (a spike the amplifier passed, a stuck bit) once hid it,
+as only the samples at the very extreme were counted."""
+
+
+def pile_up_rails(samples: list[np.ndarray], raw: bool = True) -> np.ndarray:
+    """Per channel, the fraction of ``samples`` (excerpts (n, C), e.g.
+    :func:`~nwb_autolfads.data.scan.spread_samples`) at a rail: among its :data:`RAIL_CANDIDATES`
+    largest distinct values, one with :data:`RAIL_PILE_UP` times as many samples as the next
+    value inward and more than 4 times as many as all the values beyond it; likewise among the
+    smallest when ``raw`` (both rails, an unsigned ADC's 0 included) or when that value is below
+    zero. (C,) floats, 0 where none."""
+    if not samples:
+        return np.zeros(0)
+    x = np.concatenate([np.asarray(v, dtype=float) for v in samples], axis=0)
+    out = np.zeros(x.shape[1])
+    for c in range(x.shape[1]):
+        v = x[:, c][np.isfinite(x[:, c])]
+        if v.size < 100:
+            continue
+        values, counts = np.unique(v, return_counts=True)
+        for side in (1, -1):
+            vals, cnts = (values[::-1], counts[::-1]) if side == 1 else (values, counts)
+            for i in range(min(RAIL_CANDIDATES, vals.size - 1)):
+                at, beyond = cnts[i], cnts[:i].sum()
+                if at >= 2 and at > RAIL_PILE_UP * cnts[i + 1] and 4 * beyond < at:
+                    if side == 1 or raw or vals[i] < 0:
+                        out[c] += at / v.size
+                    break
+    return out
+
+
+def warn_saturated(sig: Signal, scan: SampleScan, raw: bool = True, fraction: float = 0.01,
+                   samples: list[np.ndarray] | None = None) -> None:
     """Warn about channels that sit at their extreme values in more than ``fraction`` of samples
     (amplifier or ADC saturation): the largest value, plus the smallest when the EMG is ``raw``
     (both rails, an unsigned ADC's 0 included) or the smallest is below zero
-    (:func:`~nwb_autolfads.data.scan.scan_samples`); their activations are underestimated there."""
+    (:func:`~nwb_autolfads.data.scan.scan_samples`), or, in the excerpts ``samples``, a value near
+    the extremes that samples pile up at with a few glitches beyond it (:func:`pile_up_rails`);
+    their activations are underestimated there."""
     if sig.n_samples < 100:
         return
     rails = (scan.at_high + scan.at_low if raw else scan.at_peak) / sig.n_samples
+    if samples:
+        rails = np.maximum(rails, pile_up_rails(samples, raw))
     saturated = [sig.channel_names[i] for i in np.flatnonzero((rails > fraction) & (scan.peak > 0))]
     if saturated:
         log.warning("%s: channel(s) %s look saturated (at their extreme values, the rails, in more than %g%% of "

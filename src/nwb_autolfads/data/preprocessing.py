@@ -273,10 +273,11 @@ def _preprocess(sig: Signal, cfg: PreprocessConfig, bin_size: float | None, prep
     fs = timebase.rate
     steps: list[str] = []
     segments, dead, scan = _usable_segments(sig, timebase, scan_chunk, bar, steps)
-    # excerpts spread over the recording, read once: the raw/rectified decision and the below-zero check
-    excerpts = None if preprocessed is False else spread_samples(sig.values, segments, dead)
+    # excerpts spread over the recording, read once: the raw/rectified decision, the rails below a
+    # glitch and the below-zero check
+    excerpts = spread_samples(sig.values, segments, dead)
     raw = _is_raw(sig, fs, preprocessed, excerpts, steps)
-    warn_saturated(sig, scan, raw)
+    warn_saturated(sig, scan, raw, samples=excerpts)
     if raw:
         segments = drop_flat_stretches(sig, scan, segments, dead, steps, _flat_samples(fs))
     warn_implausible_volts(sig, scan)

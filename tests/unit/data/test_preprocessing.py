@@ -959,6 +959,36 @@ def test_a_channel_clipped_at_both_rails_is_saturated(chunk, caplog):
     assert "channel(s) TA look saturated" in caplog.text
 
 
+def test_a_rail_with_glitches_beyond_it_is_still_saturated(caplog):
+    """A break-it tester's file: raw EMG clipped at +-5 mV in 3% of samples, with one glitch sample
+    beyond each rail (a spike the amplifier passed), was not called saturated: only the samples at
+    the very extreme were counted. The excerpts' values near the extremes are looked at for a
+    pile-up; a steep tail, coarse rounding and rectified EMG's quiet floor are not rails."""
+    from nwb_autolfads.data.artefacts import pile_up_rails
+    from nwb_autolfads.testing import synthetic_emg
+
+    raw = synthetic_emg(duration=10.0, rate=2000.0, n_muscles=3, seed=9).raw
+    raw = raw - raw.mean(0)
+    rail = np.quantile(np.abs(raw[:, 0]), 0.97)
+    clipped = raw.copy()
+    clipped[:, 0] = np.clip(raw[:, 0], -rail, rail)
+    clipped[[1000, 9000, 15000], 0] = [3 * rail, -2.5 * rail, 1.7 * rail]  # glitches beyond the rails
+    rounded = np.round(raw / raw.std(0) * 2.0)  # a few ADC counts wide: ties, but no pile-up
+    fractions = pile_up_rails([clipped], raw=True)
+    assert fractions[0] == pytest.approx(np.mean(np.abs(clipped[:, 0]) == rail), abs=1e-9) and fractions[0] > 0.02
+    assert fractions[1] == fractions[2] == 0.0
+    assert not pile_up_rails([rounded], raw=True).any() and not pile_up_rails([np.abs(raw)], raw=False).any()
+    sig = Signal(clipped, ["TA", "MG", "SOL"], "V", "acquisition/EMG", rate=2000.0)
+    with caplog.at_level("WARNING"):
+        preprocess_emg(sig, PreprocessConfig(), bin_size=0.01)
+    assert "channel(s) TA look saturated" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        preprocess_emg(Signal(rounded, ["TA", "MG", "SOL"], "V", "acquisition/EMG", rate=2000.0), PreprocessConfig(),
+                       bin_size=0.01, preprocessed=False)
+    assert "saturated" not in caplog.text
+
+
 @pytest.mark.parametrize("fs", [500.0, 2000.0])
 def test_raw_or_envelope_over_the_kinds_testers_files_held(fs):
     """benchmarks/raw_or_envelope.py's kinds (raw EMG, flat-band and with surface-EMG spectra, with
