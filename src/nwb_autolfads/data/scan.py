@@ -17,7 +17,7 @@ __all__ = ["DEFAULT_CHUNK_VALUES", "looks_rectified", "LineHum", "detect_line_hu
            "SampleScan", "scan_samples", "chunk_bounds", "spread_samples", "FLAT_RUN",
            "TWO_SIGNED_FRACTION", "TWO_SIGNED_DEPTH", "SYMMETRY_LIMIT", "SLOW_FRACTION", "ARTEFACT_MADS",
            "MID_BAND_HZ", "HIGH_BAND_HZ", "RAW_MID", "ENVELOPE_MID", "ENVELOPE_HIGH", "HIGH_SYMMETRY_LIMIT",
-           "LOCAL_SKEW_WINDOW", "LOCAL_SKEW_LIMIT", "COUPLING_LIMIT", "FAST_SIZE", "HELD_FRACTION", "held_period", "AmbiguousEmg"]
+           "LOCAL_SKEW_WINDOW", "LOCAL_SKEW_LIMIT", "BLOCK_SECONDS", "COUPLING_LIMIT", "RIPPLE_LIMIT", "STEADY_CV", "SLOW_DOMINANCE", "FAST_SIZE", "HELD_FRACTION", "held_period", "AmbiguousEmg"]
 
 DEFAULT_CHUNK_VALUES = 2**23
 """Values (samples x channels) read and filtered at a time: 64 MB of float64."""
@@ -92,18 +92,42 @@ EMG binned at 2-4 ms 0.15-0.61. Above this, a channel that the spectrum calls ra
 (raw EMG whose motor-unit potentials are all lopsided one way, needle EMG with one unit, could be
 skewed too)."""
 
+BLOCK_SECONDS = 0.1
+"""Blocks in which a channel's level (mean) and fast part's size (RMS above 20 Hz) are measured
+(:func:`_blocks`): 5 and 6 periods of 50 and 60 Hz mains, so hum does not move the level."""
+
 COUPLING_LIMIT = 0.5
-"""An envelope's ripple grows with its level: over 50 ms blocks, the correlation of the mean with
-the RMS of the part above 20 Hz is 0.6-0.99 for rectified EMG and moving RMS/box/Butterworth
-envelopes with ripple; for raw EMG on an unsigned ADC under movement artefacts it is -0.25 to
-+0.3 (the baseline moves with the artefacts, the EMG's size with the muscle). A channel on one side
-of zero with a symmetric fast part in the band above an envelope's and a coupling below this is
-asked about (such recordings were taken for envelopes)."""
+"""An envelope's ripple grows with its level: over blocks (:data:`BLOCK_SECONDS`), the rank
+correlation of level and fast part's size is 0.7-0.99 for rectified EMG and moving RMS/box/
+Butterworth envelopes with ripple; for raw EMG on an unsigned ADC under movement artefacts -0.15
+to +0.1 (the baseline moves with the artefacts, the EMG's size with the muscle). A channel on one
+side of zero with a symmetric fast part in the band above an envelope's and a coupling below this
+is asked about (such recordings were taken for envelopes)."""
+
+RIPPLE_LIMIT = 0.7
+"""A channel its spectrum calls raw, whose fast part's size follows its level with a rank
+correlation of at least this, is asked about: envelopes of short windows (moving RMS or average
+of 5-10 ms, a 50 Hz low-pass of rectified EMG) with an offset added or z-scored gave 0.81-0.99 and
+were taken for raw (r 0.58-0.88); raw EMG gives -0.13 to +0.08, under ECG of 10-30 times its SD
+0.50-0.52 (the heartbeats raise level and size in a few blocks only)."""
+
+STEADY_CV = 0.2
+"""A channel its spectrum calls raw whose fast part's size varies over the blocks by less than
+this (coefficient of variation) while its level varies by more than :data:`SLOW_DOMINANCE` times
+that size is asked about: a noise floor (0.3-3% of the peak) added to an envelope gave 0.05-0.20
+(its size 0.02-0.23 of the level's SD) and was taken for raw (r about 0); raw EMG's size follows
+the muscle (0.40-1.7 under movement artefacts and ECG; a tonic muscle under movement artefacts of
+3 times its SD 0.24-0.27, its size 0.42-0.52 of the level's SD). Raw EMG of one steady
+contraction under larger movement artefacts would be asked about too."""
+
+SLOW_DOMINANCE = 1.0 / 0.3
+"""See :data:`STEADY_CV`."""
 
 FAST_SIZE = 0.07
-"""See :data:`COUPLING_LIMIT`: the part above 20 Hz must also be at least this fraction of the SD
-of the 50 ms blocks' means (raw EMG under movement artefacts of 10 times its SD: 0.11-0.35; the
-filter's residue in a low-passed envelope, and the rounding of one stored as integers, 0.001-0.043)."""
+"""See :data:`COUPLING_LIMIT`: the RMS of the part above 20 Hz must also be at least this fraction
+of the SD of the blocks' levels (raw EMG under movement artefacts of 10 times its SD: 0.13-0.71;
+the filter's residue in a low-passed envelope, and the rounding of one stored as integers,
+0.001-0.04)."""
 
 HELD_FRACTION = 0.95
 """A channel whose value changes at one phase of every k-th sample (k >= 2) in at least this
@@ -197,7 +221,7 @@ def _moment_skew(y: np.ndarray) -> float:
 def _locally_scaled(y: np.ndarray, fs: float) -> np.ndarray:
     """``y`` divided by its running RMS over :data:`LOCAL_SKEW_WINDOW` (clipped at 6: a sample
     alone in a quiet window)."""
-    width = max(int(round(LOCAL_SKEW_WINDOW * fs)), 3)
+    width = min(max(int(round(LOCAL_SKEW_WINDOW * fs)), 3), y.size)  # an excerpt shorter than the window
     rms = np.sqrt(np.convolve(y * y, np.ones(width) / width, mode="same"))
     floor = 1e-12 * float(np.abs(y).max())
     return np.clip(y / np.maximum(rms, floor if floor > 0 else 1e-300), -6.0, 6.0)
@@ -288,12 +312,27 @@ def _grid_step(x: np.ndarray) -> float:
     return float(steps.min()) if steps.size else 0.0
 
 
-def _level_coupling(pieces: list[np.ndarray], fs: float) -> tuple[float | None, float, float]:
-    """(correlation, over 50 ms blocks of the excerpts, of the block's mean with the RMS of its part
-    above 20 Hz (:data:`COUPLING_LIMIT`), or None with too few blocks or either constant; the RMS
-    of that part over all blocks; the SD of the blocks' means)."""
+@dataclass(frozen=True)
+class Blocks:
+    """One channel's excerpts in blocks of :data:`BLOCK_SECONDS`: each block's mean (its level)
+    and the RMS of its part above 20 Hz (its fast part's size)."""
+
+    coupling: float | None
+    """Rank (Spearman) correlation of level and size over the blocks; None when either is constant."""
+    size_cv: float
+    """Coefficient of variation of the size over the blocks."""
+    fast_rms: float
+    """RMS of the part above 20 Hz over all blocks."""
+    level_sd: float
+    """SD of the blocks' levels."""
+
+
+def _blocks(pieces: list[np.ndarray], fs: float) -> Blocks | None:
+    """:class:`Blocks` of one channel's excerpts; None: fewer than 16 blocks."""
+    from scipy.stats import spearmanr
+
     sos = sps.butter(4, 20.0, btype="highpass", fs=fs, output="sos")
-    block = max(int(0.05 * fs), 4)
+    block = max(int(BLOCK_SECONDS * fs), 4)
     levels, sizes = [], []
     for x in pieces:
         n = x.size // block
@@ -303,12 +342,28 @@ def _level_coupling(pieces: list[np.ndarray], fs: float) -> tuple[float | None, 
         levels.append(x[: n * block].reshape(n, block).mean(1))
         sizes.append(np.sqrt((y[: n * block] ** 2).reshape(n, block).mean(1)))
     if sum(v.size for v in levels) < 16:
-        return None, 0.0, 0.0
+        return None
     level, size = np.concatenate(levels), np.concatenate(sizes)
-    rms, level_sd = float(np.sqrt(np.mean(size**2))), float(level.std())
-    if level_sd == 0 or size.std() == 0:
-        return None, rms, level_sd
-    return float(np.corrcoef(level, size)[0, 1]), rms, level_sd
+    mean_size = float(size.mean())
+    constant = np.ptp(level) == 0 or np.ptp(size) == 0
+    return Blocks(coupling=None if constant else float(spearmanr(level, size)[0]),
+                  size_cv=float(size.std() / mean_size) if mean_size > 0 else 0.0,
+                  fast_rms=float(np.sqrt(np.mean(size**2))), level_sd=float(level.std()))
+
+
+def _envelope_like_blocks(pieces: list[np.ndarray], fs: float) -> str | None:
+    """For a channel its spectrum calls raw: ``"ripple"`` when its fast part's size follows its
+    level (:data:`RIPPLE_LIMIT`: a short-window envelope), ``"floor"`` when that size is steady
+    (:data:`STEADY_CV`) under a level that moves more (a noise floor added to an envelope), else
+    None."""
+    b = _blocks(pieces, fs)
+    if b is None:
+        return None
+    if b.coupling is not None and b.coupling >= RIPPLE_LIMIT:
+        return "ripple"
+    if b.size_cv < STEADY_CV and SLOW_DOMINANCE * b.fast_rms < b.level_sd:
+        return "floor"
+    return None
 
 
 def _one_signed_verdict(x: np.ndarray, pieces: list[np.ndarray], fs: float) -> bool | str:
@@ -328,19 +383,19 @@ def _one_signed_verdict(x: np.ndarray, pieces: list[np.ndarray], fs: float) -> b
     integers) and not following its level (:data:`COUPLING_LIMIT`): raw EMG on an unsigned ADC
     under movement artefacts large enough to hide the rest."""
     if _symmetric_and_fast(x, fs):
-        return True
+        return _envelope_like_blocks(pieces, fs) or True
     part = _fast_part(pieces, fs)
     if part is None:
         return False
     raw_like = ((part.above_mid is not None and part.above_mid >= RAW_MID and abs(part.skew_mid) < HIGH_SYMMETRY_LIMIT)
                 or (part.above_20 > 0.5 and abs(part.skew) < SYMMETRY_LIMIT))
     if raw_like and _far_from_zero(x):
-        return "skew" if _lopsided(part, fs) else True
+        return "skew" if _lopsided(part, fs) else (_envelope_like_blocks(pieces, fs) or True)
     if (part.above_mid is not None and part.above_mid > ENVELOPE_MID and abs(part.skew_mid) < HIGH_SYMMETRY_LIMIT
             and not _lopsided(part, fs)):
-        coupling, size, level_sd = _level_coupling(pieces, fs)
-        if (coupling is not None and coupling < COUPLING_LIMIT and size > 2.0 * _grid_step(x)
-                and size >= FAST_SIZE * level_sd):
+        b = _blocks(pieces, fs)
+        if (b is not None and b.coupling is not None and b.coupling < COUPLING_LIMIT
+                and b.fast_rms > 2.0 * _grid_step(x) and b.fast_rms >= FAST_SIZE * b.level_sd):
             return "offset"
     return False
 
@@ -363,7 +418,9 @@ def _two_signed_is_envelope(pieces: list[np.ndarray], fs: float) -> bool | str:
         if part.above_mid <= ENVELOPE_MID and (part.above_high is None or part.above_high <= ENVELOPE_HIGH):
             return True
         return "band"
-    return "skew" if _lopsided(part, fs) else False
+    if _lopsided(part, fs):
+        return "skew"
+    return _envelope_like_blocks(pieces, fs) or False
 
 
 class AmbiguousEmg(ValueError):
@@ -429,7 +486,7 @@ def looks_rectified(values, fs: float | None = None) -> bool:
     pieces = [p[np.all(np.isfinite(p), axis=1)] for p in pieces if np.ndim(p) == 2 and len(p)]
     if not pieces:
         return True
-    votes, unsure = [], {"band": [], "offset": [], "skew": []}
+    votes, unsure = [], {"band": [], "offset": [], "skew": [], "ripple": [], "floor": []}
     for c in range(pieces[0].shape[1]):
         parts = [_without_flat_runs(p[:, c]) for p in pieces]
         x = np.concatenate(parts)
@@ -457,11 +514,12 @@ def looks_rectified(values, fs: float | None = None) -> bool:
             unsure[raw].append(c)
         else:
             votes.append(not raw)
-    asked = unsure["band"] + unsure["offset"] + unsure["skew"]
+    asked = sorted(sum(unsure.values(), []))
     # A channel skewed like a magnitude puts the whole series' processing in question (the channels
     # of one series are processed alike; the Hilbert envelope of a muscle at rest under mains hum is
     # not skewed); a channel of the band between is asked about when it could decide the vote.
-    if unsure["skew"] or (asked and abs(2 * sum(votes) - len(votes)) <= len(asked)):
+    decisive = unsure["skew"] + unsure["ripple"] + unsure["floor"]
+    if decisive or (asked and abs(2 * sum(votes) - len(votes)) <= len(asked)):
         reasons = []
         if unsure["band"]:
             reasons.append(f"{len(unsure['band'])} channel(s) swing both ways, yet the share of their power above 20 Hz "
@@ -473,13 +531,22 @@ def looks_rectified(values, fs: float | None = None) -> bool:
                            f"{MID_BAND_HZ:g} Hz is symmetric, between an envelope's and raw EMG's in share, and its size "
                            "does not follow their level as an envelope's ripple does: raw EMG on an unsigned ADC "
                            "under large movement artefacts?")
+        if unsure["ripple"]:
+            reasons.append(f"{len(unsure['ripple'])} channel(s) look like raw EMG in their spectrum, yet the size of "
+                           f"their fast part follows their level (rank correlation {RIPPLE_LIMIT:g} or more) as an "
+                           "envelope's ripple does: a short-window envelope (a moving RMS or average of 5-10 ms, a "
+                           "low-pass of 50 Hz or more) with an offset added or its mean taken off?")
+        if unsure["floor"]:
+            reasons.append(f"{len(unsure['floor'])} channel(s) look like raw EMG in their spectrum, yet their fast part "
+                           "has a steady size under a level that moves more: a noise floor added to an envelope, or "
+                           "raw EMG of one steady contraction under movement artefacts?")
         if unsure["skew"]:
             reasons.append(f"{len(unsure['skew'])} channel(s) have power above {MID_BAND_HZ:g} Hz like raw EMG, yet "
                            f"their fast part is skewed like a magnitude's (skewness above {LOCAL_SKEW_LIMIT:g} and "
                            "3 standard errors; raw surface EMG is symmetric): a Hilbert or Teager-Kaiser envelope, or finely binned "
                            "rectified EMG, with its mean or an offset taken off or added; or needle EMG with "
                            "lopsided motor-unit potentials?")
-        raise AmbiguousEmg(sorted(asked), f"of {len(asked) + len(votes)} channel(s), " + "; ".join(reasons))
+        raise AmbiguousEmg(asked, f"of {len(asked) + len(votes)} channel(s), " + "; ".join(reasons))
     return bool(np.mean(votes) >= 0.5) if votes else True
 
 

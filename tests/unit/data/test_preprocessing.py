@@ -294,6 +294,44 @@ def test_an_unsigned_recording_whose_fast_part_does_not_follow_its_level_is_aske
         assert looks_rectified(env, fs)
 
 
+def test_envelopes_with_a_noise_floor_or_short_windows_are_not_taken_for_raw():
+    """A break-it tester's files, taken for raw EMG and rectified again: a 10 Hz envelope with a
+    noise floor of 1-3% of its peak, z-scored or on an offset (r about 0), and envelopes of short
+    windows (moving RMS or average of 10 ms, rectified EMG low-passed at 50 Hz) with an offset
+    added, or a 5 ms moving RMS z-scored (r 0.58-0.88). Their fast part's size is steady under a
+    moving level, or follows the level: asked about. Raw EMG under movement artefacts is not."""
+    from scipy import signal as sps
+
+    from nwb_autolfads.data.scan import AmbiguousEmg
+    from nwb_autolfads.testing import synthetic_emg
+
+    fs = 2000.0
+    raw = synthetic_emg(duration=12.0, rate=fs, n_muscles=3, seed=1).raw
+    raw = raw - raw.mean(0)
+    rng = np.random.default_rng(1)
+    envelope = sps.sosfiltfilt(sps.butter(2, 10.0, fs=fs, output="sos"), np.abs(raw), axis=0)
+    box = np.stack([np.convolve(np.abs(raw[:, c]), np.ones(20) / 20, "same") for c in range(3)], 1)
+    rms5 = np.sqrt(np.stack([np.convolve(raw[:, c] ** 2, np.ones(10) / 10, "same") for c in range(3)], 1))
+    noisy = envelope + 0.03 * envelope.max(0) * rng.normal(size=envelope.shape)
+    for x in ((noisy - noisy.mean(0)) / noisy.std(0), noisy + 0.5 * envelope.max(0), box + 3 * box.std(0),
+              (rms5 - rms5.mean(0)) / rms5.std(0)):
+        with pytest.raises(AmbiguousEmg, match="steady size|follows their level"):
+            looks_rectified(x, fs)
+    moving = sps.sosfiltfilt(sps.butter(4, [1, 12], btype="band", fs=fs, output="sos"), rng.normal(size=raw.shape), axis=0)
+    assert not looks_rectified(raw + 3 * raw.std(0) * moving / moving.std(0), fs)
+
+
+def test_an_excerpt_shorter_than_the_skewness_window_does_not_crash():
+    """A 15 ms gap-free segment of raw EMG at 10 kHz (150 samples, under the 25 ms running RMS)
+    crashed the run with a numpy broadcasting error."""
+    from nwb_autolfads.testing import synthetic_emg
+
+    raw = synthetic_emg(duration=2.0, rate=10000.0, n_muscles=2, seed=2).raw
+    pieces = [raw[:150], raw[5000:15000]]
+    assert not looks_rectified(pieces, 10000.0)
+    assert looks_rectified([np.abs(p) for p in pieces], 10000.0)
+
+
 def test_channels_asked_about_that_could_decide_the_vote_are_asked_about():
     """One raw channel, one envelope and one that cannot be told: the tie used to go to 'envelope'
     (raw EMG rectified by the way of a vote). Now the run asks. A channel whose fast part is skewed
@@ -1011,7 +1049,7 @@ def test_raw_or_envelope_over_the_kinds_testers_files_held(fs):
     said = {name: (bench.verdict(x, fs), is_raw) for name, x, is_raw in bench.cases(fs, 8.0)}
     wrong = {name for name, (verdict, is_raw) in said.items() if verdict != "asked" and (verdict == "raw") != is_raw}
     assert not wrong, wrong
-    assert sum(v == "asked" for v, _ in said.values()) <= 26
+    assert sum(v == "asked" for v, _ in said.values()) <= 28
     assert all(said[name][0] == "asked" for name in ("raw + movement 5-20 Hz x10 (uADC)",
                                                       "surface EMG f_l 40 f_h 40 Hz + movement x3 (uADC)"))
     assert all(said[name][0] != "raw" for name in said if name.startswith(("Hilbert", "Teager", "10 Hz envelope held")))
