@@ -464,7 +464,8 @@ def _plan_output(source_data: SourceData, cfg: RunConfig, output: str | Path | N
                               "write the results to a new local file")
         check_in_place(source_data.path)
     elif write:
-        check_output_path(out_path, None if source.remote else source_data.path, overwrite)  # fail before training
+        check_output_path(out_path, None if source.remote else source_data.path, overwrite,
+                          cfg.output.content)  # fail before training
     target = source_data.path if in_place else out_path
     accumulates = write and (in_place or (cfg.output.content == "full" and bool(source_data.runs)))
     check_run_name(run_name, source_data.runs if accumulates else ())

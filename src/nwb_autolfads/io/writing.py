@@ -139,8 +139,10 @@ def default_output_path(input_path: str | Path, modalities: str = "emg") -> Path
     return input_path.with_name(name)
 
 
-def check_output_path(output: str | Path, input_path: str | Path | None, overwrite: bool) -> Path:
-    """Fail early (before any training) if the output cannot be written.
+def check_output_path(output: str | Path, input_path: str | Path | None, overwrite: bool,
+                      content: str = "full") -> Path:
+    """Fail early (before any training) if the output cannot be written (``content``: the output's,
+    "full" or "results"; replacing an earlier result warns about data it drops).
 
     Raises
     ------
@@ -160,7 +162,7 @@ def check_output_path(output: str | Path, input_path: str | Path | None, overwri
         raise OutputError(f"output {str(output)!r} already exists: pass --overwrite to replace it, or choose "
                           "another --output")
     if output.exists():
-        _check_replaceable(output)
+        _check_replaceable(output, Path(input_path) if input_path is not None else None, content)
     _check_writable_dir(output)
     return output
 
@@ -194,11 +196,52 @@ def _attr(obj, name: str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _check_replaceable(output: Path) -> None:
+_SAID_REPLACING: set[tuple[str, int, int]] = set()
+"""Earlier results (path, mtime, size) whose replacement this process has warned about."""
+
+_DATA_GROUPS = ("acquisition", "analysis", "scratch", "stimulus/presentation", "stimulus/templates", "intervals")
+
+
+def _data_objects(path: Path) -> set[str] | None:
+    """The data objects of an NWB HDF5 file, as paths: the members of acquisition, analysis,
+    scratch, stimulus and intervals, the units table, and each processing module's members
+    (nwb-autolfads' own module left out). None: not readable as HDF5 (a Zarr store, a remote file)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            found = {f"{top}/{name}" for top in _DATA_GROUPS if isinstance(f.get(top), h5py.Group) for name in f[top]}
+            found |= {"units"} if "units" in f else set()
+            modules = f.get("processing")
+            if isinstance(modules, h5py.Group):
+                found |= {f"processing/{m}/{name}" for m in modules if m != OUTPUT_MODULE
+                          and isinstance(modules[m], h5py.Group) for name in modules[m]}
+            return found
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _dropped_by_replacing(output: Path, input_path: Path | None, content: str) -> list[str]:
+    """The data objects of an earlier result that replacing it drops: in a results-only result all
+    of them (nwb-autolfads writes none there); in a full copy those its input does not hold (added
+    to the result since, or gone from the input). Empty when the input cannot be compared."""
+    held = _data_objects(output) or set()
+    if content == "results":
+        return sorted(held)
+    source = _data_objects(input_path) if input_path is not None else None
+    return [] if source is None else sorted(held - source)
+
+
+def _check_replaceable(output: Path, input_path: Path | None = None, content: str = "full") -> None:
     """``--overwrite`` replaces earlier results only: refuse a file that holds no run of
     nwb-autolfads (a recording, another tool's file) or cannot be read, and say when the result
-    replaced holds several runs (added with ``--in-place``), which all go."""
+    replaced holds several runs (added with ``--in-place``), which all go, or data nwb-autolfads
+    did not write there (:func:`_dropped_by_replacing`: a user's notes in scratch, a series added
+    since), which goes too."""
     runs = _runs_held(output)
+    stat = output.stat()
+    said = (str(output.resolve()), stat.st_mtime_ns, stat.st_size) in _SAID_REPLACING
+    _SAID_REPLACING.add((str(output.resolve()), stat.st_mtime_ns, stat.st_size))
     if runs == "added in place":
         raise OutputError(f"output {str(output)!r} exists and is a recording that runs were added to with --in-place "
                           "(its runs' source is the file itself); --overwrite replaces only outputs of nwb-autolfads: "
@@ -211,10 +254,18 @@ def _check_replaceable(output: Path) -> None:
         raise OutputError(f"output {str(output)!r} exists and cannot be read as an NWB HDF5 file ({runs}); "
                           "--overwrite replaces only earlier results: choose another --output, or move that file "
                           "away yourself (if another program has it open, close that first)")
+    if said:  # warned before training; the write checks again
+        return
     if len(runs) > 1:
         log.warning("--overwrite: %s holds %d runs (%s); all of them are replaced by this run's result when it "
                     "is written (to keep them, choose another --output, or add this run with --in-place)",
                     output, len(runs), ", ".join(runs[:6]) + (" ..." if len(runs) > 6 else ""))
+    dropped = _dropped_by_replacing(output, input_path, content)
+    if dropped:
+        log.warning("--overwrite: %s holds data nwb-autolfads did not write there (%s); it goes when the file is "
+                    "replaced by this run's result (to keep it, move it to another file first, or choose another "
+                    "--output)", output, ", ".join(dropped[:6]) + (f" and {len(dropped) - 6} more" if len(dropped) > 6
+                                                                     else ""))
 
 
 RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]{0,99}$")
@@ -699,7 +750,7 @@ def write_results(input_path: str | Path, output: str | Path | None, record: Run
             raise OutputError("--in-place cannot change a remote file: write a new local file instead")
         target = Path(os.path.realpath(check_in_place(input_path)))  # a link: the file it points to is changed
     else:
-        target = check_output_path(output, None if remote else input_path, overwrite)
+        target = check_output_path(output, None if remote else input_path, overwrite, content)
     with OutputLock(target):  # taken already by a pipeline run; a direct call takes it here
         _remove_stale_partials(target)
         written, run_name = _write_locked(input_path, target, record, in_place, content, remote)

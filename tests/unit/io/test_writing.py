@@ -84,6 +84,34 @@ def test_overwrite_replaces_only_earlier_results_and_says_when_several_runs_go(t
     assert "holds 2 runs (a, b)" in caplog.text
 
 
+def test_overwrite_says_which_data_of_the_user_goes_with_the_file_replaced(tmp_path, emg_copy, caplog):
+    """A break-it tester's report: a results-only output to which the user had added a dataset in
+    scratch was replaced under --overwrite without a word about it. Data nwb-autolfads did not
+    write there are named before any work (once per file; the write checks again): all of them in
+    a results-only result, those its input does not hold in a full copy."""
+    import h5py
+
+    results_only, _ = write_results(emg_copy, tmp_path / "results.nwb", mock_run_record(), content="results")
+    full, _ = write_results(emg_copy, tmp_path / "full.nwb", mock_run_record())
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        check_output_path(results_only, emg_copy, True, "results")
+        check_output_path(full, emg_copy, True)
+    assert "did not write" not in caplog.text  # nothing of the user's: the ordinary replacement
+    with h5py.File(results_only, "a") as f:
+        f.require_group("scratch").create_dataset("my_notes", data=np.arange(3))
+    with h5py.File(full, "a") as f:
+        f.require_group("analysis").create_dataset("my_fit", data=np.arange(3))
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        check_output_path(results_only, emg_copy, True, "results")
+        check_output_path(full, emg_copy, True)
+        check_output_path(full, emg_copy, True)  # again, as the write does: said once
+    assert "results.nwb holds data nwb-autolfads did not write there (scratch/my_notes)" in caplog.text
+    assert caplog.text.count("full.nwb holds data nwb-autolfads did not write there (analysis/my_fit)") == 1
+    assert "acquisition" not in caplog.text  # the copy of the input's EMG is not the user's addition
+
+
 def test_run_names_are_checked_before_any_work():
     from nwb_autolfads.io.writing import check_run_name
 
