@@ -335,7 +335,7 @@ def _is_raw(sig: Signal, fs: float, preprocessed: bool | None, excerpts: list[np
     :data:`MIN_RAW_EMG_HZ`) or warns (under 500 Hz)."""
     if preprocessed is None:
         try:
-            preprocessed = looks_rectified(excerpts, fs)
+            preprocessed = looks_rectified(excerpts, fs, list(sig.channel_names))
         except AmbiguousEmg as exc:
             names = ", ".join(sig.channel_names[c] for c in exc.channels[:6]) + (" ..." if len(exc.channels) > 6 else "")
             raise SignalError(f"{sig.source_path}: cannot tell whether the EMG is raw or already an envelope "

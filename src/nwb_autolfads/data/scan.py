@@ -7,6 +7,7 @@ read chunk by chunk, for non-finite values and each channel's peak (:func:`scan_
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +18,10 @@ __all__ = ["DEFAULT_CHUNK_VALUES", "looks_rectified", "LineHum", "detect_line_hu
            "SampleScan", "scan_samples", "chunk_bounds", "spread_samples", "FLAT_RUN",
            "TWO_SIGNED_FRACTION", "TWO_SIGNED_DEPTH", "SYMMETRY_LIMIT", "SLOW_FRACTION", "ARTEFACT_MADS",
            "MID_BAND_HZ", "HIGH_BAND_HZ", "RAW_MID", "ENVELOPE_MID", "ENVELOPE_HIGH", "HIGH_SYMMETRY_LIMIT",
-           "LOCAL_SKEW_WINDOW", "LOCAL_SKEW_LIMIT", "BLOCK_SECONDS", "COUPLING_LIMIT", "RIPPLE_LIMIT", "STEADY_CV", "SLOW_DOMINANCE", "FAST_SIZE", "HELD_FRACTION", "held_period", "AmbiguousEmg"]
+           "LOCAL_SKEW_WINDOW", "LOCAL_SKEW_LIMIT", "BLOCK_SECONDS", "COUPLING_LIMIT", "RIPPLE_LIMIT", "STEADY_CV", "SLOW_DOMINANCE", "FAST_SIZE", "HELD_FRACTION", "held_period", "SPLIT_CHANNELS", "SPLIT_FRACTION",
+           "AmbiguousEmg"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_VALUES = 2**23
 """Values (samples x channels) read and filtered at a time: 64 MB of float64."""
@@ -432,7 +436,19 @@ class AmbiguousEmg(ValueError):
         self.channels, self.evidence = channels, evidence
 
 
-def looks_rectified(values, fs: float | None = None) -> bool:
+SPLIT_CHANNELS = 2
+"""Channels that look like the other kind (raw among envelopes, or the reverse) in this number or
+more, and :data:`SPLIT_FRACTION` of those judged or more, or as many as the rest, make the
+series' processing a question for the user (:func:`looks_rectified`): the channels of one series
+are processed alike, so a series of half raw EMG and half envelopes was processed wrongly for one
+half (a tie went to "envelope"). Fewer are named in a warning: one channel of raw EMG under large
+movement artefacts, or of needle EMG on an unsigned ADC, can look like an envelope."""
+
+SPLIT_FRACTION = 0.25
+"""See :data:`SPLIT_CHANNELS`."""
+
+
+def looks_rectified(values, fs: float | None = None, names: list[str] | None = None) -> bool:
     """Whether EMG looks already rectified / enveloped rather than raw.
 
     Parameters
@@ -440,11 +456,13 @@ def looks_rectified(values, fs: float | None = None) -> bool:
     values : (n_samples, C) array, or a list of such excerpts (e.g. :func:`spread_samples`; each
         filtered on its own, never across another).
     fs : sampling rate (Hz); None or 80 Hz and less: only the sign test below.
+    names : the channels' names, for the messages (default: their indices).
 
     Returns
     -------
     bool
-        True when most channels (that are not flat) look rectified/enveloped.
+        True when most channels (that are not flat) look rectified/enveloped; the channels that
+        look like the other kind, fewer than :data:`SPLIT_CHANNELS`, are named in a warning.
 
     Raises
     ------
@@ -452,7 +470,8 @@ def looks_rectified(values, fs: float | None = None) -> bool:
         A channel has a fast part skewed like a magnitude's where its spectrum says raw
         (:data:`LOCAL_SKEW_LIMIT`), or the channels whose high band lies between an envelope's and
         raw EMG's (:func:`_two_signed_is_envelope`) are as many as the margin between the others'
-        votes, so they could decide: the caller asks the user to say which.
+        votes, so they could decide, or the channels judged split into raw and envelopes
+        (:data:`SPLIT_CHANNELS`): the caller asks the user to say which.
 
     Notes
     -----
@@ -486,7 +505,7 @@ def looks_rectified(values, fs: float | None = None) -> bool:
     pieces = [p[np.all(np.isfinite(p), axis=1)] for p in pieces if np.ndim(p) == 2 and len(p)]
     if not pieces:
         return True
-    votes, unsure = [], {"band": [], "offset": [], "skew": [], "ripple": [], "floor": []}
+    votes, judged, unsure = [], [], {"band": [], "offset": [], "skew": [], "ripple": [], "floor": []}
     for c in range(pieces[0].shape[1]):
         parts = [_without_flat_runs(p[:, c]) for p in pieces]
         x = np.concatenate(parts)
@@ -499,6 +518,7 @@ def looks_rectified(values, fs: float | None = None) -> bool:
                 parts, rate = _unheld(parts, k), fs / k
                 if rate <= 80.0:  # held from a rate that cannot hold raw EMG at all: an envelope
                     votes.append(True)
+                    judged.append(c)
                     continue
         fast = rate is not None and rate > 80.0
         depth = float(np.quantile(np.abs(x), 0.99))
@@ -508,12 +528,14 @@ def looks_rectified(values, fs: float | None = None) -> bool:
                 unsure[verdict].append(c)
             else:
                 votes.append(verdict)
+                judged.append(c)
             continue
         raw = _one_signed_verdict(np.concatenate(parts), parts, rate) if fast else False
         if isinstance(raw, str):
             unsure[raw].append(c)
         else:
             votes.append(not raw)
+            judged.append(c)
     asked = sorted(sum(unsure.values(), []))
     # A channel skewed like a magnitude puts the whole series' processing in question (the channels
     # of one series are processed alike; the Hilbert envelope of a muscle at rest under mains hum is
@@ -547,7 +569,24 @@ def looks_rectified(values, fs: float | None = None) -> bool:
                            "rectified EMG, with its mean or an offset taken off or added; or needle EMG with "
                            "lopsided motor-unit potentials?")
         raise AmbiguousEmg(asked, f"of {len(asked) + len(votes)} channel(s), " + "; ".join(reasons))
-    return bool(np.mean(votes) >= 0.5) if votes else True
+    if not votes:
+        return True
+    envelope = bool(np.mean(votes) > 0.5)
+    others = [c for c, v in zip(judged, votes) if v != envelope]
+    if others:
+        name = (lambda c: names[c]) if names is not None else (lambda c: f"channel {c}")
+        listed = ", ".join(name(c) for c in others[:6]) + (" ..." if len(others) > 6 else "")
+        kind, rest = ("raw EMG", "envelopes") if envelope else ("an envelope", "raw EMG")
+        if 2 * len(others) >= len(votes) or len(others) >= max(SPLIT_CHANNELS, SPLIT_FRACTION * len(votes)):
+            raise AmbiguousEmg(others, f"{len(others)} of {len(votes)} channel(s) judged ({listed}) look like {kind}, "
+                                       f"the other {len(votes) - len(others)} like {rest}: the channels of one series "
+                                       "are processed alike. Two kinds of signal in one series (leave one kind out with "
+                                       "the setting data.channel_names)?")
+        log.warning("%d of %d EMG channel(s) (%s) look like %s, the other %d like %s: all are processed as %s (the "
+                    "channels of one series are processed alike). If they are another kind of signal, leave them out "
+                    "with the setting data.channel_names; if a heavy artefact misleads the check, ignore this",
+                    len(others), len(votes), listed, kind, len(votes) - len(others), rest, rest)
+    return envelope
 
 
 LINE_FREQUENCIES = (50.0, 60.0)

@@ -359,6 +359,40 @@ def test_channels_asked_about_that_could_decide_the_vote_are_asked_about():
         looks_rectified((hilbert6 - hilbert6.mean(0)) / hilbert6.std(0), fs)
 
 
+def test_a_series_of_raw_and_enveloped_channels_is_asked_about_or_named(caplog):
+    """A break-it tester's file: 64 channels, 32 of raw EMG and 32 of envelopes, was processed as
+    envelopes (the tie went to 'envelope'; the raw half was never rectified), and 9 raw + 3
+    envelopes went through as raw without a word (the envelopes high-passed and rectified). The
+    channels of one series are processed alike: a split asks which, a lone channel of the other kind
+    is named in a warning."""
+    from scipy import signal as sps
+
+    from nwb_autolfads.data.scan import AmbiguousEmg
+    from nwb_autolfads.testing import synthetic_emg
+
+    fs = 2000.0
+    raw = synthetic_emg(duration=10.0, rate=fs, n_muscles=4, seed=3).raw
+    raw = raw - raw.mean(0)
+    envelope = sps.sosfiltfilt(sps.butter(4, 5.0, fs=fs, output="sos"), np.abs(raw), axis=0)
+    names = [f"m{c}" for c in range(8)]  # and "force", the ninth
+    for x, minority in ((np.hstack([raw, envelope]), 4),  # a tie
+                        (np.hstack([raw, raw[::-1], raw[:, :1], envelope[:, :3]]), 3)):  # 9 raw + 3 envelopes
+        with pytest.raises(AmbiguousEmg, match="look like .*Two kinds of signal in one series") as info:
+            looks_rectified(x, fs, [f"m{c}" for c in range(x.shape[1])])
+        assert len(info.value.channels) == minority
+    with pytest.raises(AmbiguousEmg):  # 2 + 2 with the envelopes' mean taken off
+        looks_rectified(np.hstack([raw[:, :2], envelope[:, :2] - envelope[:, :2].mean(0)]), fs)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert not looks_rectified(np.hstack([raw, raw[::-1], envelope[:, :1]]), fs, names + ["force"])
+    assert "1 of 9 EMG channel(s) (force) look like an envelope, the other 8 like raw EMG: all are processed as raw EMG" \
+        in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert not looks_rectified(raw, fs) and looks_rectified(envelope, fs)  # one kind: nothing said
+    assert not caplog.text
+
+
 def test_raw_emg_on_an_unsigned_adc_with_large_artefacts_is_raw():
     """A tester's file: raw EMG in counts of an unsigned 16-bit ADC (all positive) with 15 positive
     artefacts of 10 ms was "already rectified" (model input r with the truth 0.03)."""
@@ -1038,7 +1072,8 @@ def test_raw_or_envelope_over_the_kinds_testers_files_held(fs):
     Hilbert and Teager-Kaiser envelopes z-scored and envelopes held from rate / 8 (zero-order
     hold), once taken for raw, and low-frequency raw EMG under strong movement artefacts on an
     unsigned ADC, once taken for an envelope (its fast part's size does not follow its level);
-    needle EMG: raw or asked."""
+    needle EMG: raw or asked. A series of raw and enveloped channels (3 + 3, 6 + 2) is asked about
+    (a tie went to 'envelope')."""
     import importlib.util
     from pathlib import Path
 
@@ -1047,9 +1082,10 @@ def test_raw_or_envelope_over_the_kinds_testers_files_held(fs):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     said = {name: (bench.verdict(x, fs), is_raw) for name, x, is_raw in bench.cases(fs, 8.0)}
-    wrong = {name for name, (verdict, is_raw) in said.items() if verdict != "asked" and (verdict == "raw") != is_raw}
+    wrong = {name for name, (verdict, is_raw) in said.items()
+             if (verdict != "asked" and (verdict == "raw") != is_raw) or (is_raw is None and verdict != "asked")}
     assert not wrong, wrong
-    assert sum(v == "asked" for v, _ in said.values()) <= 28
+    assert sum(v == "asked" for v, is_raw in said.values() if is_raw is not None) <= 28
     assert all(said[name][0] == "asked" for name in ("raw + movement 5-20 Hz x10 (uADC)",
                                                       "surface EMG f_l 40 f_h 40 Hz + movement x3 (uADC)"))
     assert all(said[name][0] != "raw" for name in said if name.startswith(("Hilbert", "Teager", "10 Hz envelope held")))
