@@ -505,88 +505,100 @@ def looks_rectified(values, fs: float | None = None, names: list[str] | None = N
     pieces = [p[np.all(np.isfinite(p), axis=1)] for p in pieces if np.ndim(p) == 2 and len(p)]
     if not pieces:
         return True
-    votes, judged, unsure = [], [], {"band": [], "offset": [], "skew": [], "ripple": [], "floor": []}
+    judged, unsure = {}, {"band": [], "offset": [], "skew": [], "ripple": [], "floor": []}
     for c in range(pieces[0].shape[1]):
-        parts = [_without_flat_runs(p[:, c]) for p in pieces]
-        x = np.concatenate(parts)
-        if x.size < 2 or np.ptp(x) == 0:
-            continue
-        rate = fs
-        if fs is not None:
-            k = held_period(parts)
-            if k > 1:
-                parts, rate = _unheld(parts, k), fs / k
-                if rate <= 80.0:  # held from a rate that cannot hold raw EMG at all: an envelope
-                    votes.append(True)
-                    judged.append(c)
-                    continue
-        fast = rate is not None and rate > 80.0
-        depth = float(np.quantile(np.abs(x), 0.99))
-        if np.mean(x < 0) > TWO_SIGNED_FRACTION and float(x.min()) < -TWO_SIGNED_DEPTH * depth:
-            verdict = _two_signed_is_envelope(parts, rate) if fast else False
-            if isinstance(verdict, str):
-                unsure[verdict].append(c)
-            else:
-                votes.append(verdict)
-                judged.append(c)
-            continue
-        raw = _one_signed_verdict(np.concatenate(parts), parts, rate) if fast else False
-        if isinstance(raw, str):
-            unsure[raw].append(c)
-        else:
-            votes.append(not raw)
-            judged.append(c)
+        verdict = _channel_verdict([_without_flat_runs(p[:, c]) for p in pieces], fs)
+        if isinstance(verdict, str):
+            unsure[verdict].append(c)
+        elif verdict is not None:
+            judged[c] = verdict
+    votes = list(judged.values())
     asked = sorted(sum(unsure.values(), []))
     # A channel skewed like a magnitude puts the whole series' processing in question (the channels
     # of one series are processed alike; the Hilbert envelope of a muscle at rest under mains hum is
     # not skewed); a channel of the band between is asked about when it could decide the vote.
     decisive = unsure["skew"] + unsure["ripple"] + unsure["floor"]
     if decisive or (asked and abs(2 * sum(votes) - len(votes)) <= len(asked)):
-        reasons = []
-        if unsure["band"]:
-            reasons.append(f"{len(unsure['band'])} channel(s) swing both ways, yet the share of their power above 20 Hz "
-                           f"that lies above {MID_BAND_HZ:g} Hz is between an envelope's and raw EMG's "
-                           f"({ENVELOPE_MID:g}-{RAW_MID:g}): an envelope with its mean subtracted, or raw EMG under "
-                           "large slow artefacts?")
-        if unsure["offset"]:
-            reasons.append(f"{len(unsure['offset'])} channel(s) stay on one side of zero, yet their part above "
-                           f"{MID_BAND_HZ:g} Hz is symmetric, between an envelope's and raw EMG's in share, and its size "
-                           "does not follow their level as an envelope's ripple does: raw EMG on an unsigned ADC "
-                           "under large movement artefacts?")
-        if unsure["ripple"]:
-            reasons.append(f"{len(unsure['ripple'])} channel(s) look like raw EMG in their spectrum, yet the size of "
-                           f"their fast part follows their level (rank correlation {RIPPLE_LIMIT:g} or more) as an "
-                           "envelope's ripple does: a short-window envelope (a moving RMS or average of 5-10 ms, a "
-                           "low-pass of 50 Hz or more) with an offset added or its mean taken off?")
-        if unsure["floor"]:
-            reasons.append(f"{len(unsure['floor'])} channel(s) look like raw EMG in their spectrum, yet their fast part "
-                           "has a steady size under a level that moves more: a noise floor added to an envelope, or "
-                           "raw EMG of one steady contraction under movement artefacts?")
-        if unsure["skew"]:
-            reasons.append(f"{len(unsure['skew'])} channel(s) have power above {MID_BAND_HZ:g} Hz like raw EMG, yet "
-                           f"their fast part is skewed like a magnitude's (skewness above {LOCAL_SKEW_LIMIT:g} and "
-                           "3 standard errors; raw surface EMG is symmetric): a Hilbert or Teager-Kaiser envelope, or finely binned "
-                           "rectified EMG, with its mean or an offset taken off or added; or needle EMG with "
-                           "lopsided motor-unit potentials?")
-        raise AmbiguousEmg(asked, f"of {len(asked) + len(votes)} channel(s), " + "; ".join(reasons))
+        raise AmbiguousEmg(asked, f"of {len(asked) + len(votes)} channel(s), " + "; ".join(_unsure_reasons(unsure)))
     if not votes:
         return True
     envelope = bool(np.mean(votes) > 0.5)
-    others = [c for c, v in zip(judged, votes) if v != envelope]
-    if others:
-        name = (lambda c: names[c]) if names is not None else (lambda c: f"channel {c}")
-        listed = ", ".join(name(c) for c in others[:6]) + (" ..." if len(others) > 6 else "")
-        kind, rest = ("raw EMG", "envelopes") if envelope else ("an envelope", "raw EMG")
-        if 2 * len(others) >= len(votes) or len(others) >= max(SPLIT_CHANNELS, SPLIT_FRACTION * len(votes)):
-            raise AmbiguousEmg(others, f"{len(others)} of {len(votes)} channel(s) judged ({listed}) look like {kind}, "
-                                       f"the other {len(votes) - len(others)} like {rest}: the channels of one series "
-                                       "are processed alike. Two kinds of signal in one series (leave one kind out with "
-                                       "the setting data.channel_names)?")
-        log.warning("%d of %d EMG channel(s) (%s) look like %s, the other %d like %s: all are processed as %s (the "
-                    "channels of one series are processed alike). If they are another kind of signal, leave them out "
-                    "with the setting data.channel_names; if a heavy artefact misleads the check, ignore this",
-                    len(others), len(votes), listed, kind, len(votes) - len(others), rest, rest)
+    _check_split(judged, envelope, names)
     return envelope
+
+
+def _channel_verdict(parts: list[np.ndarray], fs: float | None) -> bool | str | None:
+    """One channel's excerpts (flat runs left out): True an envelope, False raw EMG, a reason
+    (a key of :func:`_unsure_reasons`) when it cannot be told, None when it is flat."""
+    x = np.concatenate(parts)
+    if x.size < 2 or np.ptp(x) == 0:
+        return None
+    rate = fs
+    if fs is not None:
+        k = held_period(parts)
+        if k > 1:
+            parts, rate = _unheld(parts, k), fs / k
+            if rate <= 80.0:  # held from a rate that cannot hold raw EMG at all: an envelope
+                return True
+    fast = rate is not None and rate > 80.0
+    depth = float(np.quantile(np.abs(x), 0.99))
+    if np.mean(x < 0) > TWO_SIGNED_FRACTION and float(x.min()) < -TWO_SIGNED_DEPTH * depth:
+        return _two_signed_is_envelope(parts, rate) if fast else False
+    raw = _one_signed_verdict(np.concatenate(parts), parts, rate) if fast else False
+    return raw if isinstance(raw, str) else not raw
+
+
+def _unsure_reasons(unsure: dict[str, list[int]]) -> list[str]:
+    """What was measured on the channels that cannot be told, per reason, in words."""
+    reasons = []
+    if unsure["band"]:
+        reasons.append(f"{len(unsure['band'])} channel(s) swing both ways, yet the share of their power above 20 Hz "
+                       f"that lies above {MID_BAND_HZ:g} Hz is between an envelope's and raw EMG's "
+                       f"({ENVELOPE_MID:g}-{RAW_MID:g}): an envelope with its mean subtracted, or raw EMG under "
+                       "large slow artefacts?")
+    if unsure["offset"]:
+        reasons.append(f"{len(unsure['offset'])} channel(s) stay on one side of zero, yet their part above "
+                       f"{MID_BAND_HZ:g} Hz is symmetric, between an envelope's and raw EMG's in share, and its size "
+                       "does not follow their level as an envelope's ripple does: raw EMG on an unsigned ADC "
+                       "under large movement artefacts?")
+    if unsure["ripple"]:
+        reasons.append(f"{len(unsure['ripple'])} channel(s) look like raw EMG in their spectrum, yet the size of "
+                       f"their fast part follows their level (rank correlation {RIPPLE_LIMIT:g} or more) as an "
+                       "envelope's ripple does: a short-window envelope (a moving RMS or average of 5-10 ms, a "
+                       "low-pass of 50 Hz or more) with an offset added or its mean taken off?")
+    if unsure["floor"]:
+        reasons.append(f"{len(unsure['floor'])} channel(s) look like raw EMG in their spectrum, yet their fast part "
+                       "has a steady size under a level that moves more: a noise floor added to an envelope, or "
+                       "raw EMG of one steady contraction under movement artefacts?")
+    if unsure["skew"]:
+        reasons.append(f"{len(unsure['skew'])} channel(s) have power above {MID_BAND_HZ:g} Hz like raw EMG, yet "
+                       f"their fast part is skewed like a magnitude's (skewness above {LOCAL_SKEW_LIMIT:g} and "
+                       "3 standard errors; raw surface EMG is symmetric): a Hilbert or Teager-Kaiser envelope, or finely "
+                       "binned rectified EMG, with its mean or an offset taken off or added; or needle EMG with "
+                       "lopsided motor-unit potentials?")
+    return reasons
+
+
+def _check_split(judged: dict[int, bool], envelope: bool, names: list[str] | None) -> None:
+    """The channels ``judged`` (index: an envelope?) that look like the other kind than the
+    series' answer ``envelope``: :class:`AmbiguousEmg` when they are many (:data:`SPLIT_CHANNELS`),
+    else a warning naming them."""
+    others = [c for c, v in judged.items() if v != envelope]
+    if not others:
+        return
+    name = (lambda c: names[c]) if names is not None else (lambda c: f"channel {c}")
+    listed = ", ".join(name(c) for c in others[:6]) + (" ..." if len(others) > 6 else "")
+    kind, rest = ("raw EMG", "envelopes") if envelope else ("an envelope", "raw EMG")
+    n = len(judged)
+    if 2 * len(others) >= n or len(others) >= max(SPLIT_CHANNELS, SPLIT_FRACTION * n):
+        raise AmbiguousEmg(others, f"{len(others)} of {n} channel(s) judged ({listed}) look like {kind}, the other "
+                                   f"{n - len(others)} like {rest}: the channels of one series are processed alike. "
+                                   "Two kinds of signal in one series (leave one kind out with the setting "
+                                   "data.channel_names)?")
+    log.warning("%d of %d EMG channel(s) (%s) look like %s, the other %d like %s: all are processed as %s (the "
+                "channels of one series are processed alike). If they are another kind of signal, leave them out "
+                "with the setting data.channel_names; if a heavy artefact misleads the check, ignore this",
+                len(others), n, listed, kind, n - len(others), rest, rest)
 
 
 LINE_FREQUENCIES = (50.0, 60.0)
