@@ -18,7 +18,7 @@ __all__ = ["DEFAULT_CHUNK_VALUES", "looks_rectified", "LineHum", "detect_line_hu
            "SampleScan", "scan_samples", "chunk_bounds", "spread_samples", "FLAT_RUN",
            "TWO_SIGNED_FRACTION", "TWO_SIGNED_DEPTH", "SYMMETRY_LIMIT", "SLOW_FRACTION", "ARTEFACT_MADS",
            "MID_BAND_HZ", "HIGH_BAND_HZ", "RAW_MID", "ENVELOPE_MID", "ENVELOPE_HIGH", "HIGH_SYMMETRY_LIMIT",
-           "LOCAL_SKEW_WINDOW", "LOCAL_SKEW_LIMIT", "BLOCK_SECONDS", "COUPLING_LIMIT", "RIPPLE_LIMIT", "STEADY_CV", "SLOW_DOMINANCE", "FAST_SIZE", "HELD_FRACTION", "held_period", "SPLIT_CHANNELS", "SPLIT_FRACTION",
+           "LOCAL_SKEW_WINDOW", "LOCAL_SKEW_LIMIT", "BLOCK_SECONDS", "COUPLING_LIMIT", "RIPPLE_LIMIT", "STEADY_CV", "SLOW_DOMINANCE", "FAST_SIZE", "HELD_FRACTION", "held_period", "SPLIT_CHANNELS", "SPLIT_FRACTION", "ROLL_OFF_LIMIT",
            "AmbiguousEmg"]
 
 log = logging.getLogger(__name__)
@@ -132,6 +132,15 @@ FAST_SIZE = 0.07
 of the SD of the blocks' levels (raw EMG under movement artefacts of 10 times its SD: 0.13-0.71;
 the filter's residue in a low-passed envelope, and the rounding of one stored as integers,
 0.001-0.04)."""
+
+ROLL_OFF_LIMIT = 0.04
+"""Of the power above :data:`MID_BAND_HZ`, raw EMG has 0.074 or more above :data:`HIGH_BAND_HZ`
+(surface EMG of median frequency ~45 Hz, whose spectrum falls as f^-4, at 0.5-4 kHz; the flat
+20-450 Hz carrier 0.4-0.8), a 50 Hz low-pass of rectified EMG 0.001-0.07. A channel on one side
+of zero that is raw so far (symmetric and fast, or far from zero with a raw-like band) with less
+than this is asked about: the envelope of a steady contraction, low-passed at 50 Hz and left as it
+is, was taken for raw EMG on an offset in 117 of 216 settings (its level hardly moves, so the
+ripple test (:data:`RIPPLE_LIMIT`) cannot see it)."""
 
 HELD_FRACTION = 0.95
 """A channel whose value changes at one phase of every k-th sample (k >= 2) in at least this
@@ -370,6 +379,13 @@ def _envelope_like_blocks(pieces: list[np.ndarray], fs: float) -> str | None:
     return None
 
 
+def _rolls_off(part: FastPart | None) -> bool:
+    """The part above :data:`MID_BAND_HZ` falls off like a low-pass filter's stopband
+    (:data:`ROLL_OFF_LIMIT`)."""
+    return (part is not None and part.above_mid is not None and part.above_high is not None and part.above_mid > 0
+            and part.above_high / part.above_mid < ROLL_OFF_LIMIT)
+
+
 def _one_signed_verdict(x: np.ndarray, pieces: list[np.ndarray], fs: float) -> bool | str:
     """Whether one channel's excerpts that stay on one side of zero are raw EMG on an offset
     (True), an envelope (False), or cannot be told (``"skew"``, ``"offset"``).
@@ -386,15 +402,17 @@ def _one_signed_verdict(x: np.ndarray, pieces: list[np.ndarray], fs: float) -> b
     level's changes (not the residue of a low-pass, nor the rounding of an envelope stored as
     integers) and not following its level (:data:`COUPLING_LIMIT`): raw EMG on an unsigned ADC
     under movement artefacts large enough to hide the rest."""
-    if _symmetric_and_fast(x, fs):
-        return _envelope_like_blocks(pieces, fs) or True
     part = _fast_part(pieces, fs)
+    if _symmetric_and_fast(x, fs):
+        return _envelope_like_blocks(pieces, fs) or ("rolloff" if _rolls_off(part) else True)
     if part is None:
         return False
     raw_like = ((part.above_mid is not None and part.above_mid >= RAW_MID and abs(part.skew_mid) < HIGH_SYMMETRY_LIMIT)
                 or (part.above_20 > 0.5 and abs(part.skew) < SYMMETRY_LIMIT))
     if raw_like and _far_from_zero(x):
-        return "skew" if _lopsided(part, fs) else (_envelope_like_blocks(pieces, fs) or True)
+        if _lopsided(part, fs):
+            return "skew"
+        return _envelope_like_blocks(pieces, fs) or ("rolloff" if _rolls_off(part) else True)
     if (part.above_mid is not None and part.above_mid > ENVELOPE_MID and abs(part.skew_mid) < HIGH_SYMMETRY_LIMIT
             and not _lopsided(part, fs)):
         b = _blocks(pieces, fs)
@@ -495,7 +513,9 @@ def looks_rectified(values, fs: float | None = None, names: list[str] | None = N
       an unsigned ADC were once taken for an envelope; asked about when such a channel's fast part
       is skewed like a magnitude's (rectified EMG with a large offset added), or when its high band
       is symmetric and between an envelope's and raw EMG's and its size does not follow its level
-      (:data:`COUPLING_LIMIT`: raw EMG on an unsigned ADC under large movement artefacts).
+      (:data:`COUPLING_LIMIT`: raw EMG on an unsigned ADC under large movement artefacts), or when
+      its power above :data:`MID_BAND_HZ` falls off like a low-pass filter's
+      (:data:`ROLL_OFF_LIMIT`: the envelope of a steady contraction, low-passed at 50 Hz).
       Rectified EMG with its mean subtracted, binned at 10 ms and coarser, can be taken for raw:
       the log's "detected ..." line says which, and ``--emg-raw`` / ``--emg-preprocessed``
       override;
@@ -505,7 +525,7 @@ def looks_rectified(values, fs: float | None = None, names: list[str] | None = N
     pieces = [p[np.all(np.isfinite(p), axis=1)] for p in pieces if np.ndim(p) == 2 and len(p)]
     if not pieces:
         return True
-    judged, unsure = {}, {"band": [], "offset": [], "skew": [], "ripple": [], "floor": []}
+    judged, unsure = {}, {"band": [], "offset": [], "skew": [], "ripple": [], "floor": [], "rolloff": []}
     for c in range(pieces[0].shape[1]):
         verdict = _channel_verdict([_without_flat_runs(p[:, c]) for p in pieces], fs)
         if isinstance(verdict, str):
@@ -517,7 +537,7 @@ def looks_rectified(values, fs: float | None = None, names: list[str] | None = N
     # A channel skewed like a magnitude puts the whole series' processing in question (the channels
     # of one series are processed alike; the Hilbert envelope of a muscle at rest under mains hum is
     # not skewed); a channel of the band between is asked about when it could decide the vote.
-    decisive = unsure["skew"] + unsure["ripple"] + unsure["floor"]
+    decisive = unsure["skew"] + unsure["ripple"] + unsure["floor"] + unsure["rolloff"]
     if decisive or (asked and abs(2 * sum(votes) - len(votes)) <= len(asked)):
         raise AmbiguousEmg(asked, f"of {len(asked) + len(votes)} channel(s), " + "; ".join(_unsure_reasons(unsure)))
     if not votes:
@@ -570,6 +590,11 @@ def _unsure_reasons(unsure: dict[str, list[int]]) -> list[str]:
         reasons.append(f"{len(unsure['floor'])} channel(s) look like raw EMG in their spectrum, yet their fast part "
                        "has a steady size under a level that moves more: a noise floor added to an envelope, or "
                        "raw EMG of one steady contraction under movement artefacts?")
+    if unsure["rolloff"]:
+        reasons.append(f"{len(unsure['rolloff'])} channel(s) stay on one side of zero and look like raw EMG on an "
+                       f"offset, yet their power above {MID_BAND_HZ:g} Hz falls off like a low-pass filter's (less than "
+                       f"{ROLL_OFF_LIMIT:g} of it above {HIGH_BAND_HZ:g} Hz; raw EMG has 0.07 or more): the envelope of "
+                       "a steady contraction, low-passed at 50 Hz or so, or raw EMG behind a steep anti-alias filter?")
     if unsure["skew"]:
         reasons.append(f"{len(unsure['skew'])} channel(s) have power above {MID_BAND_HZ:g} Hz like raw EMG, yet "
                        f"their fast part is skewed like a magnitude's (skewness above {LOCAL_SKEW_LIMIT:g} and "

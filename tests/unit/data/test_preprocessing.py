@@ -393,6 +393,27 @@ def test_a_series_of_raw_and_enveloped_channels_is_asked_about_or_named(caplog):
     assert not caplog.text
 
 
+def test_the_envelope_of_a_steady_contraction_is_not_taken_for_raw_emg_on_an_offset():
+    """Found by a sweep over envelope kinds: a steady contraction (level within 5%) rectified and
+    low-passed at 50 Hz, stored as it is, was raw EMG on an offset in 117 of 216 settings (rectified
+    again: the ripple's magnitude). Its power above 60 Hz falls off like a filter's stopband; raw
+    EMG's, even surface EMG of low median frequency, does not."""
+    from scipy import signal as sps
+
+    from nwb_autolfads.data.scan import AmbiguousEmg
+
+    rng = np.random.default_rng(0)
+    for fs in (1000.0, 2000.0):
+        n = int(12 * fs)
+        carrier = sps.sosfiltfilt(sps.butter(4, [20, 450], btype="band", fs=fs, output="sos"),
+                                  rng.normal(size=(n, 3)), axis=0)
+        steady = carrier * (1 + 0.05 * np.sin(2 * np.pi * 0.3 * np.arange(n) / fs))[:, None]
+        envelope = sps.sosfiltfilt(sps.butter(2, 50.0, fs=fs, output="sos"), np.abs(steady), axis=0)
+        with pytest.raises(AmbiguousEmg, match="falls off like a low-pass filter"):
+            looks_rectified(envelope, fs)
+        assert not looks_rectified(steady - steady.min() + 1.0, fs)  # the raw EMG itself on an unsigned ADC
+
+
 def test_raw_emg_on_an_unsigned_adc_with_large_artefacts_is_raw():
     """A tester's file: raw EMG in counts of an unsigned 16-bit ADC (all positive) with 15 positive
     artefacts of 10 ms was "already rectified" (model input r with the truth 0.03)."""
