@@ -43,7 +43,8 @@ SLOW_FRACTION = 0.02
 """A channel that swings both ways is an envelope (its baseline or mean subtracted) when, of its
 power above 5 Hz, less than this fraction lies above 20 Hz: raw EMG has 0.14 and more even under
 movement artefacts with 9 times its power (this share depends on the powers alone, not on the
-EMG's spectrum); with 100 times, 0.02-0.05 (taken for an envelope: the log says which)."""
+EMG's spectrum); with 100 times, 0.01-0.05, and it is asked about when what lies above 20 Hz is
+shaped like raw EMG's band (:func:`_raw_band_under_slow`)."""
 
 MID_BAND_HZ = 60.0
 """Raw EMG's power peaks at 40-150 Hz (surface EMG's median frequency is 40-120 Hz), above
@@ -379,6 +380,14 @@ def _envelope_like_blocks(pieces: list[np.ndarray], fs: float) -> str | None:
     return None
 
 
+def _raw_band_under_slow(part: FastPart) -> bool:
+    """A slow channel whose little power above 20 Hz is shaped like raw EMG's band: mostly above
+    :data:`MID_BAND_HZ` (:data:`RAW_MID`), symmetric there, not falling off like a filter's stopband
+    (twice :data:`ROLL_OFF_LIMIT`): raw EMG under movement artefacts of 10 times its SD or more."""
+    return (part.above_mid is not None and part.above_mid >= RAW_MID and abs(part.skew_mid) < HIGH_SYMMETRY_LIMIT
+            and part.above_high is not None and part.above_high >= 2 * ROLL_OFF_LIMIT * part.above_mid)
+
+
 def _rolls_off(part: FastPart | None) -> bool:
     """The part above :data:`MID_BAND_HZ` falls off like a low-pass filter's stopband
     (:data:`ROLL_OFF_LIMIT`)."""
@@ -435,7 +444,7 @@ def _two_signed_is_envelope(pieces: list[np.ndarray], fs: float) -> bool | str:
     if part is None:
         return False
     if part.above_20 < SLOW_FRACTION:
-        return True
+        return "buried" if _raw_band_under_slow(part) else True
     if part.above_mid is not None and part.above_mid < RAW_MID:
         if part.above_mid <= ENVELOPE_MID and (part.above_high is None or part.above_high <= ENVELOPE_HIGH):
             return True
@@ -502,7 +511,9 @@ def looks_rectified(values, fs: float | None = None, names: list[str] | None = N
       percentile of magnitude): **raw** unless it is an envelope with its baseline or mean
       subtracted (:func:`_two_signed_is_envelope`: slow, or almost no power above
       :data:`HIGH_BAND_HZ`; such envelopes, 2-63% negative, were rectified again: r with the
-      truth 0.02-0.7). Raw EMG under movement artefacts with up to 100 times its power is still
+      truth 0.02-0.7); asked about when slow, yet what little lies above 20 Hz is shaped like raw
+      EMG's band (:func:`_raw_band_under_slow`: raw EMG under movement artefacts of 10-30 times
+      its SD). Raw EMG under movement artefacts with up to 100 times its power is still
       raw: they do not reach the high band. An envelope's few tiny undershoots below zero (a
       zero-phase low-pass after rectifying leaves them) are not "both ways": a single -1e-9 once
       made an envelope "raw". Asked about when its fast part is skewed like a magnitude's
@@ -525,7 +536,8 @@ def looks_rectified(values, fs: float | None = None, names: list[str] | None = N
     pieces = [p[np.all(np.isfinite(p), axis=1)] for p in pieces if np.ndim(p) == 2 and len(p)]
     if not pieces:
         return True
-    judged, unsure = {}, {"band": [], "offset": [], "skew": [], "ripple": [], "floor": [], "rolloff": []}
+    judged, unsure = {}, {"band": [], "offset": [], "skew": [], "ripple": [], "floor": [], "rolloff": [],
+                          "buried": []}
     for c in range(pieces[0].shape[1]):
         verdict = _channel_verdict([_without_flat_runs(p[:, c]) for p in pieces], fs)
         if isinstance(verdict, str):
@@ -590,6 +602,11 @@ def _unsure_reasons(unsure: dict[str, list[int]]) -> list[str]:
         reasons.append(f"{len(unsure['floor'])} channel(s) look like raw EMG in their spectrum, yet their fast part "
                        "has a steady size under a level that moves more: a noise floor added to an envelope, or "
                        "raw EMG of one steady contraction under movement artefacts?")
+    if unsure["buried"]:
+        reasons.append(f"{len(unsure['buried'])} channel(s) are slow like an envelope with its mean taken off (under "
+                       f"{SLOW_FRACTION:g} of their power above 5 Hz lies above 20 Hz), yet what lies above 20 Hz is "
+                       f"shaped like raw EMG's band (mostly above {MID_BAND_HZ:g} Hz, symmetric, reaching "
+                       f"{HIGH_BAND_HZ:g} Hz): raw EMG under movement artefacts ten or more times its size?")
     if unsure["rolloff"]:
         reasons.append(f"{len(unsure['rolloff'])} channel(s) stay on one side of zero and look like raw EMG on an "
                        f"offset, yet their power above {MID_BAND_HZ:g} Hz falls off like a low-pass filter's (less than "

@@ -414,6 +414,29 @@ def test_the_envelope_of_a_steady_contraction_is_not_taken_for_raw_emg_on_an_off
         assert not looks_rectified(steady - steady.min() + 1.0, fs)  # the raw EMG itself on an unsigned ADC
 
 
+def test_raw_emg_buried_under_large_slow_artefacts_is_asked_about():
+    """Raw EMG under 1-12 Hz movement artefacts of 10-30 times its SD has under 2% of its power
+    above 5 Hz above 20 Hz, as an envelope with its mean taken off has, and was taken for one (40 s
+    at 0.5-4 kHz; r with the truth about 0.2). What lies above 20 Hz is shaped like raw EMG's band
+    (mostly above 60 Hz, symmetric, reaching 150 Hz): asked about. Slow envelopes with their mean
+    taken off are still envelopes."""
+    from scipy import signal as sps
+
+    from nwb_autolfads.data.scan import AmbiguousEmg
+    from nwb_autolfads.testing import synthetic_emg
+
+    fs = 2000.0
+    raw = synthetic_emg(duration=20.0, rate=fs, n_muscles=3, seed=0).raw
+    raw = raw - raw.mean(0)
+    moving = sps.sosfiltfilt(sps.butter(4, [1, 12], btype="band", fs=fs, output="sos"),
+                             np.random.default_rng(0).normal(size=raw.shape), axis=0)
+    with pytest.raises(AmbiguousEmg, match="shaped like raw EMG's band"):
+        looks_rectified(raw + 30 * raw.std(0) * moving / moving.std(0), fs)
+    for hz in (2.0, 5.0, 10.0):
+        envelope = sps.sosfiltfilt(sps.butter(4, hz, fs=fs, output="sos"), np.abs(raw), axis=0)
+        assert looks_rectified((envelope - envelope.mean(0)) / envelope.std(0), fs)
+
+
 def test_raw_emg_on_an_unsigned_adc_with_large_artefacts_is_raw():
     """A tester's file: raw EMG in counts of an unsigned 16-bit ADC (all positive) with 15 positive
     artefacts of 10 ms was "already rectified" (model input r with the truth 0.03)."""
