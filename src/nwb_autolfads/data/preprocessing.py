@@ -337,7 +337,11 @@ def _is_raw(sig: Signal, fs: float, preprocessed: bool | None, excerpts: list[np
         try:
             preprocessed = looks_rectified(excerpts, fs, list(sig.channel_names))
         except AmbiguousEmg as exc:
-            names = ", ".join(sig.channel_names[c] for c in exc.channels[:6]) + (" ..." if len(exc.channels) > 6 else "")
+            if exc.mixed:  # the evidence names the channels; saying one kind for all would be wrong for some
+                raise SignalError(f"{sig.source_path}: the EMG channels are not all of one kind: {exc.evidence} "
+                                  "(or, if they are all of one kind, say which: --emg-raw or --emg-preprocessed)") from None
+            names = ", ".join(sig.channel_names[c] for c in exc.channels[:20]) + (
+                f" and {len(exc.channels) - 20} more" if len(exc.channels) > 20 else "")
             raise SignalError(f"{sig.source_path}: cannot tell whether the EMG is raw or already an envelope "
                               f"({names}): {exc.evidence} Say which: --emg-raw or --emg-preprocessed (in Python, "
                               "the setting data.preprocessed: False or True)") from None

@@ -456,11 +456,12 @@ def _two_signed_is_envelope(pieces: list[np.ndarray], fs: float) -> bool | str:
 
 class AmbiguousEmg(ValueError):
     """The samples do not tell raw EMG from an envelope (:func:`looks_rectified`); ``channels``:
-    the channel indices, ``evidence``: what was measured, in words."""
+    the channel indices, ``evidence``: what was measured, in words; ``mixed``: the channels split
+    into kinds (leaving some out is the fix, not saying which kind all are)."""
 
-    def __init__(self, channels: list[int], evidence: str):
+    def __init__(self, channels: list[int], evidence: str, mixed: bool = False):
         super().__init__(evidence)
-        self.channels, self.evidence = channels, evidence
+        self.channels, self.evidence, self.mixed = channels, evidence, mixed
 
 
 SPLIT_CHANNELS = 2
@@ -555,7 +556,7 @@ def looks_rectified(values, fs: float | None = None, names: list[str] | None = N
     if not votes:
         return True
     envelope = bool(np.mean(votes) > 0.5)
-    _check_split(judged, envelope, names)
+    _check_split(judged, unsure, envelope, names)
     return envelope
 
 
@@ -621,26 +622,33 @@ def _unsure_reasons(unsure: dict[str, list[int]]) -> list[str]:
     return reasons
 
 
-def _check_split(judged: dict[int, bool], envelope: bool, names: list[str] | None) -> None:
-    """The channels ``judged`` (index: an envelope?) that look like the other kind than the
-    series' answer ``envelope``: :class:`AmbiguousEmg` when they are many (:data:`SPLIT_CHANNELS`),
-    else a warning naming them."""
+def _check_split(judged: dict[int, bool], unsure: dict[str, list[int]], envelope: bool,
+                 names: list[str] | None) -> None:
+    """The channels that are not of the series' answer ``envelope``: those ``judged`` (index: an
+    envelope?) of the other kind and those ``unsure`` (reason: indices), which cannot be told.
+    :class:`AmbiguousEmg` when they are many (:data:`SPLIT_CHANNELS`), else a warning naming them.
+    (Channels that could not be told once dropped out of the count: 9 raw channels and 3 moving-RMS
+    envelopes z-scored, whose band is between, went through as raw without a word.)"""
     others = [c for c, v in judged.items() if v != envelope]
-    if not others:
+    untold = sorted(sum(unsure.values(), []))
+    odd = sorted(others + untold)
+    if not odd:
         return
     name = (lambda c: names[c]) if names is not None else (lambda c: f"channel {c}")
-    listed = ", ".join(name(c) for c in others[:6]) + (" ..." if len(others) > 6 else "")
+    listed = ", ".join(name(c) for c in odd[:20]) + (f" and {len(odd) - 20} more" if len(odd) > 20 else "")
     kind, rest = ("raw EMG", "envelopes") if envelope else ("an envelope", "raw EMG")
-    n = len(judged)
-    if 2 * len(others) >= n or len(others) >= max(SPLIT_CHANNELS, SPLIT_FRACTION * n):
-        raise AmbiguousEmg(others, f"{len(others)} of {n} channel(s) judged ({listed}) look like {kind}, the other "
-                                   f"{n - len(others)} like {rest}: the channels of one series are processed alike. "
-                                   "Two kinds of signal in one series (leave one kind out with the setting "
-                                   "data.channel_names)?")
-    log.warning("%d of %d EMG channel(s) (%s) look like %s, the other %d like %s: all are processed as %s (the "
+    n = len(judged) + len(untold)
+    what = " and ".join(([f"{len(others)} look{'s' if len(others) == 1 else ''} like {kind}"] if others else [])
+                        + ([f"{len(untold)} cannot be told"] if untold else []))
+    if 2 * len(odd) >= n or len(odd) >= max(SPLIT_CHANNELS, SPLIT_FRACTION * n):
+        raise AmbiguousEmg(odd, f"{len(odd)} of {n} channel(s) ({listed}) are not like the other {n - len(odd)} "
+                                f"({rest}): {what}. The channels of one series are processed alike: two kinds of "
+                                "signal in one series? Leave one kind out with the setting data.channel_names"
+                           + ("; " + "; ".join(_unsure_reasons(unsure)) if untold else ""), mixed=True)
+    log.warning("%d of %d EMG channel(s) (%s) are not like the other %d (%s): %s. All are processed as %s (the "
                 "channels of one series are processed alike). If they are another kind of signal, leave them out "
                 "with the setting data.channel_names; if a heavy artefact misleads the check, ignore this",
-                len(others), n, listed, kind, n - len(others), rest, rest)
+                len(odd), n, listed, n - len(odd), rest, what, rest)
 
 
 LINE_FREQUENCIES = (50.0, 60.0)

@@ -364,7 +364,9 @@ def test_a_series_of_raw_and_enveloped_channels_is_asked_about_or_named(caplog):
     envelopes (the tie went to 'envelope'; the raw half was never rectified), and 9 raw + 3
     envelopes went through as raw without a word (the envelopes high-passed and rectified). The
     channels of one series are processed alike: a split asks which, a lone channel of the other kind
-    is named in a warning."""
+    is named in a warning. A second round: channels that cannot be told (9 raw + 3 moving-RMS
+    envelopes z-scored, 48 envelopes + 16 raw under large movement artefacts) dropped out of the
+    count and went through silently; they count now."""
     from scipy import signal as sps
 
     from nwb_autolfads.data.scan import AmbiguousEmg
@@ -374,23 +376,37 @@ def test_a_series_of_raw_and_enveloped_channels_is_asked_about_or_named(caplog):
     raw = synthetic_emg(duration=10.0, rate=fs, n_muscles=4, seed=3).raw
     raw = raw - raw.mean(0)
     envelope = sps.sosfiltfilt(sps.butter(4, 5.0, fs=fs, output="sos"), np.abs(raw), axis=0)
+    rms = np.sqrt(sps.lfilter(np.ones(200) / 200, 1.0, raw**2, axis=0))
+    rms = (rms - rms.mean(0)) / rms.std(0)
+    moving = sps.sosfiltfilt(sps.butter(4, [1, 12], btype="band", fs=fs, output="sos"),
+                             np.random.default_rng(0).normal(size=raw.shape), axis=0)
+    buried = raw + 10 * raw.std(0) * moving / moving.std(0)
     names = [f"m{c}" for c in range(8)]  # and "force", the ninth
     for x, minority in ((np.hstack([raw, envelope]), 4),  # a tie
-                        (np.hstack([raw, raw[::-1], raw[:, :1], envelope[:, :3]]), 3)):  # 9 raw + 3 envelopes
-        with pytest.raises(AmbiguousEmg, match="look like .*Two kinds of signal in one series") as info:
+                        (np.hstack([raw, raw[::-1], raw[:, :1], envelope[:, :3]]), 3),  # 9 raw + 3 envelopes
+                        (np.hstack([raw, raw[::-1], raw[:, :1], rms[:, :3]]), 3),  # 9 raw + 3 that cannot be told
+                        (np.hstack([envelope] * 12 + [buried] * 4), 16)):  # 48 envelopes + 16 raw under artefacts
+        with pytest.raises(AmbiguousEmg, match="are not like the other .*two kinds of signal in one series") as info:
             looks_rectified(x, fs, [f"m{c}" for c in range(x.shape[1])])
-        assert len(info.value.channels) == minority
+        assert len(info.value.channels) == minority and info.value.mixed
     with pytest.raises(AmbiguousEmg):  # 2 + 2 with the envelopes' mean taken off
         looks_rectified(np.hstack([raw[:, :2], envelope[:, :2] - envelope[:, :2].mean(0)]), fs)
     caplog.clear()
     with caplog.at_level("WARNING"):
         assert not looks_rectified(np.hstack([raw, raw[::-1], envelope[:, :1]]), fs, names + ["force"])
-    assert "1 of 9 EMG channel(s) (force) look like an envelope, the other 8 like raw EMG: all are processed as raw EMG" \
-        in caplog.text
+    assert "1 of 9 EMG channel(s) (force) are not like the other 8 (raw EMG): 1 looks like an envelope. All are " \
+        "processed as raw EMG" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING"):
         assert not looks_rectified(raw, fs) and looks_rectified(envelope, fs)  # one kind: nothing said
     assert not caplog.text
+    # Through preprocessing: one line naming the channels once, pointing to data.channel_names.
+    sig = Signal(np.hstack([raw, raw[::-1], raw[:, :1], envelope[:, :3]]), [f"m{c}" for c in range(12)], "volts",
+                 "acquisition/EMG", rate=fs)
+    with pytest.raises(SignalError) as info:
+        preprocess_emg(sig, PreprocessConfig(), None)
+    message = str(info.value)
+    assert "not all of one kind" in message and "data.channel_names" in message and message.count("m9") == 1
 
 
 def test_the_envelope_of_a_steady_contraction_is_not_taken_for_raw_emg_on_an_offset():
