@@ -16,7 +16,7 @@ from scipy import signal as sps
 __all__ = ["DEFAULT_CHUNK_VALUES", "looks_rectified", "LineHum", "detect_line_hum", "line_hum_spectrum", "hum_excerpt",
            "LINE_FREQUENCIES", "HUM_RATIO", "HUM_DRIFT_HZ", "HUM_MAX_HZ", "HUM_EXCERPT_SECONDS", "HUM_WINDOW_SECONDS",
            "SampleScan", "scan_samples", "chunk_bounds", "spread_samples", "FLAT_RUN",
-           "TWO_SIGNED_FRACTION", "TWO_SIGNED_DEPTH", "SYMMETRY_LIMIT", "SLOW_FRACTION", "ARTEFACT_MADS",
+           "STAIRCASE_LEVELS", "TWO_SIGNED_FRACTION", "TWO_SIGNED_DEPTH", "SYMMETRY_LIMIT", "SLOW_FRACTION", "ARTEFACT_MADS",
            "MID_BAND_HZ", "HIGH_BAND_HZ", "RAW_MID", "ENVELOPE_MID", "ENVELOPE_HIGH", "HIGH_SYMMETRY_LIMIT",
            "LOCAL_SKEW_WINDOW", "LOCAL_SKEW_LIMIT", "BLOCK_SECONDS", "COUPLING_LIMIT", "RIPPLE_LIMIT", "STEADY_CV", "SLOW_DOMINANCE", "FAST_SIZE", "HELD_FRACTION", "held_period", "SPLIT_CHANNELS", "SPLIT_FRACTION", "ROLL_OFF_LIMIT",
            "AmbiguousEmg"]
@@ -30,6 +30,12 @@ DEFAULT_CHUNK_VALUES = 2**23
 FLAT_RUN = 10
 """Runs of at least this many identical samples (a disconnected or not yet enabled amplifier, a
 zero-padded buffer) are left out of the raw/rectified decision."""
+
+STAIRCASE_LEVELS = 5
+"""Runs of :data:`FLAT_RUN` or more identical samples at this many values or more are not a dead
+amplifier, zero padding or a rail (one or two values each) but a slow signal stored coarsely: a
+2 Hz envelope in integer counts (peak 50-1000) lost most of its samples to the runs' removal, and
+what was left was judged raw EMG (the series processed as raw without a word)."""
 
 TWO_SIGNED_FRACTION = 0.01
 """A channel is raw EMG about zero when more than this fraction of its samples are negative and
@@ -151,13 +157,18 @@ band: a 250 Hz envelope held at 2 kHz was taken for raw EMG)."""
 
 
 def _without_flat_runs(x: np.ndarray) -> np.ndarray:
-    """``x`` without the runs of :data:`FLAT_RUN` or more identical samples."""
+    """``x`` without the runs of :data:`FLAT_RUN` or more identical samples, unless those runs hold
+    :data:`STAIRCASE_LEVELS` or more values: then ``x`` is a slow signal stored coarsely (an
+    envelope in integer counts), whose runs are its values, and is kept whole."""
     if x.size < FLAT_RUN:
         return x
     change = np.flatnonzero(np.diff(x) != 0) + 1
     starts = np.r_[0, change]
     lengths = np.diff(np.r_[starts, x.size])
-    keep = np.repeat(lengths < FLAT_RUN, lengths)
+    long = lengths >= FLAT_RUN
+    if np.unique(x[starts[long]]).size >= STAIRCASE_LEVELS:
+        return x
+    keep = np.repeat(~long, lengths)
     return x[keep]
 
 

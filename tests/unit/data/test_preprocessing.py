@@ -453,6 +453,32 @@ def test_raw_emg_buried_under_large_slow_artefacts_is_asked_about():
         assert looks_rectified((envelope - envelope.mean(0)) / envelope.std(0), fs)
 
 
+def test_a_slow_envelope_in_few_integer_counts_is_not_taken_for_raw():
+    """A break-it tester's file: 2 Hz envelopes stored as integer counts (the strongest channel's
+    peak 50 counts) hold each value for 10 samples or more; the removal of such runs (meant for a
+    dead amplifier, zero padding, rails) took most samples, left 7 of 8 channels "flat" and the
+    last one, a string of steps, was judged raw: the series was processed as raw without a word.
+    Runs at 5 values or more are a coarse slow signal and are kept."""
+    from scipy import signal as sps
+
+    from nwb_autolfads.data.scan import AmbiguousEmg
+    from nwb_autolfads.testing import synthetic_emg
+
+    fs = 2000.0
+    for seed in (41, 43):
+        raw = synthetic_emg(duration=20.0, rate=fs, n_muscles=8, seed=seed).raw
+        envelope = sps.sosfiltfilt(sps.butter(4, 2.0, fs=fs, output="sos"), np.abs(raw - raw.mean(0)), axis=0)
+        counts = np.round(envelope / np.abs(envelope).max() * 50)
+        try:
+            assert looks_rectified(counts, fs)
+        except AmbiguousEmg:
+            pass  # asked is right too; raw is not
+    padded = synthetic_emg(duration=10.0, rate=fs, n_muscles=3, seed=0).raw
+    padded[:4000] = 0.0
+    padded[8000:9000] = padded[8000]  # a dead stretch at one value: still left out
+    assert not looks_rectified(padded, fs)
+
+
 def test_raw_emg_on_an_unsigned_adc_with_large_artefacts_is_raw():
     """A tester's file: raw EMG in counts of an unsigned 16-bit ADC (all positive) with 15 positive
     artefacts of 10 ms was "already rectified" (model input r with the truth 0.03)."""
