@@ -548,8 +548,7 @@ def looks_rectified(values, fs: float | None = None, names: list[str] | None = N
     pieces = [p[np.all(np.isfinite(p), axis=1)] for p in pieces if np.ndim(p) == 2 and len(p)]
     if not pieces:
         return True
-    judged, unsure = {}, {"band": [], "offset": [], "skew": [], "ripple": [], "floor": [], "rolloff": [],
-                          "buried": []}
+    judged, unsure = {}, {reason: [] for reason in _UNSURE}
     for c in range(pieces[0].shape[1]):
         verdict = _channel_verdict([_without_flat_runs(p[:, c]) for p in pieces], fs)
         if isinstance(verdict, str):
@@ -592,45 +591,39 @@ def _channel_verdict(parts: list[np.ndarray], fs: float | None) -> bool | str | 
     return raw if isinstance(raw, str) else not raw
 
 
+_UNSURE = {
+    "band": "swing both ways, yet the share of their power above 20 Hz that lies above "
+            f"{MID_BAND_HZ:g} Hz is between an envelope's and raw EMG's ({ENVELOPE_MID:g}-{RAW_MID:g}): an envelope "
+            "with its mean subtracted, or raw EMG under large slow artefacts?",
+    "offset": f"stay on one side of zero, yet their part above {MID_BAND_HZ:g} Hz is symmetric, between an "
+              "envelope's and raw EMG's in share, and its size does not follow their level as an envelope's ripple "
+              "does: raw EMG on an unsigned ADC under large movement artefacts?",
+    "ripple": "look like raw EMG in their spectrum, yet the size of their fast part follows their level (rank "
+              f"correlation {RIPPLE_LIMIT:g} or more) as an envelope's ripple does: a short-window envelope (a moving "
+              "RMS or average of 5-10 ms, a low-pass of 50 Hz or more) with an offset added or its mean taken off?",
+    "floor": "look like raw EMG in their spectrum, yet their fast part has a steady size under a level that moves "
+             "more: a noise floor added to an envelope, or raw EMG of one steady contraction under movement "
+             "artefacts?",
+    "buried": f"are slow like an envelope with its mean taken off (under {SLOW_FRACTION:g} of their power above 5 Hz "
+              f"lies above 20 Hz), yet what lies above 20 Hz is shaped like raw EMG's band (mostly above "
+              f"{MID_BAND_HZ:g} Hz, symmetric, reaching {HIGH_BAND_HZ:g} Hz): raw EMG under movement artefacts ten or "
+              "more times its size?",
+    "rolloff": f"stay on one side of zero and look like raw EMG on an offset, yet their power above {MID_BAND_HZ:g} Hz "
+               f"falls off like a low-pass filter's (less than {ROLL_OFF_LIMIT:g} of it above {HIGH_BAND_HZ:g} Hz; raw "
+               "EMG has 0.07 or more): the envelope of a steady contraction, low-passed at 50 Hz or so, or raw EMG "
+               "behind a steep anti-alias filter?",
+    "skew": f"have power above {MID_BAND_HZ:g} Hz like raw EMG, yet their fast part is skewed like a magnitude's "
+            f"(skewness above {LOCAL_SKEW_LIMIT:g} and 3 standard errors; raw surface EMG is symmetric): a Hilbert or "
+            "Teager-Kaiser envelope, or finely binned rectified EMG, with its mean or an offset taken off or added; or "
+            "needle EMG with lopsided motor-unit potentials?",
+}
+"""Why a channel cannot be told (the reasons :func:`_channel_verdict` gives), in words, in the
+order the message lists them."""
+
+
 def _unsure_reasons(unsure: dict[str, list[int]]) -> list[str]:
-    """What was measured on the channels that cannot be told, per reason, in words."""
-    reasons = []
-    if unsure["band"]:
-        reasons.append(f"{len(unsure['band'])} channel(s) swing both ways, yet the share of their power above 20 Hz "
-                       f"that lies above {MID_BAND_HZ:g} Hz is between an envelope's and raw EMG's "
-                       f"({ENVELOPE_MID:g}-{RAW_MID:g}): an envelope with its mean subtracted, or raw EMG under "
-                       "large slow artefacts?")
-    if unsure["offset"]:
-        reasons.append(f"{len(unsure['offset'])} channel(s) stay on one side of zero, yet their part above "
-                       f"{MID_BAND_HZ:g} Hz is symmetric, between an envelope's and raw EMG's in share, and its size "
-                       "does not follow their level as an envelope's ripple does: raw EMG on an unsigned ADC "
-                       "under large movement artefacts?")
-    if unsure["ripple"]:
-        reasons.append(f"{len(unsure['ripple'])} channel(s) look like raw EMG in their spectrum, yet the size of "
-                       f"their fast part follows their level (rank correlation {RIPPLE_LIMIT:g} or more) as an "
-                       "envelope's ripple does: a short-window envelope (a moving RMS or average of 5-10 ms, a "
-                       "low-pass of 50 Hz or more) with an offset added or its mean taken off?")
-    if unsure["floor"]:
-        reasons.append(f"{len(unsure['floor'])} channel(s) look like raw EMG in their spectrum, yet their fast part "
-                       "has a steady size under a level that moves more: a noise floor added to an envelope, or "
-                       "raw EMG of one steady contraction under movement artefacts?")
-    if unsure["buried"]:
-        reasons.append(f"{len(unsure['buried'])} channel(s) are slow like an envelope with its mean taken off (under "
-                       f"{SLOW_FRACTION:g} of their power above 5 Hz lies above 20 Hz), yet what lies above 20 Hz is "
-                       f"shaped like raw EMG's band (mostly above {MID_BAND_HZ:g} Hz, symmetric, reaching "
-                       f"{HIGH_BAND_HZ:g} Hz): raw EMG under movement artefacts ten or more times its size?")
-    if unsure["rolloff"]:
-        reasons.append(f"{len(unsure['rolloff'])} channel(s) stay on one side of zero and look like raw EMG on an "
-                       f"offset, yet their power above {MID_BAND_HZ:g} Hz falls off like a low-pass filter's (less than "
-                       f"{ROLL_OFF_LIMIT:g} of it above {HIGH_BAND_HZ:g} Hz; raw EMG has 0.07 or more): the envelope of "
-                       "a steady contraction, low-passed at 50 Hz or so, or raw EMG behind a steep anti-alias filter?")
-    if unsure["skew"]:
-        reasons.append(f"{len(unsure['skew'])} channel(s) have power above {MID_BAND_HZ:g} Hz like raw EMG, yet "
-                       f"their fast part is skewed like a magnitude's (skewness above {LOCAL_SKEW_LIMIT:g} and "
-                       "3 standard errors; raw surface EMG is symmetric): a Hilbert or Teager-Kaiser envelope, or finely "
-                       "binned rectified EMG, with its mean or an offset taken off or added; or needle EMG with "
-                       "lopsided motor-unit potentials?")
-    return reasons
+    """What was measured on the channels that cannot be told (``unsure``: reason -> indices), in words."""
+    return [f"{len(unsure[reason])} channel(s) {text}" for reason, text in _UNSURE.items() if unsure[reason]]
 
 
 def _check_split(judged: dict[int, bool], unsure: dict[str, list[int]], envelope: bool,

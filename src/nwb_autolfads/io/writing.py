@@ -240,8 +240,9 @@ def _check_replaceable(output: Path, input_path: Path | None = None, content: st
     since), which goes too."""
     runs = _runs_held(output)
     stat = output.stat()
-    said = (str(output.resolve()), stat.st_mtime_ns, stat.st_size) in _SAID_REPLACING
-    _SAID_REPLACING.add((str(output.resolve()), stat.st_mtime_ns, stat.st_size))
+    key = (str(output.resolve()), stat.st_mtime_ns, stat.st_size)
+    said = key in _SAID_REPLACING
+    _SAID_REPLACING.add(key)
     if runs == "added in place":
         raise OutputError(f"output {str(output)!r} exists and is a recording that runs were added to with --in-place "
                           "(its runs' source is the file itself); --overwrite replaces only outputs of nwb-autolfads: "
